@@ -1,0 +1,25 @@
+/** Time is injected everywhere; src/domain never reads the wall clock itself. */
+export interface Clock {
+  now(): Date;
+}
+
+export const systemClock: Clock = { now: () => new Date() };
+
+/** A clock tests move by hand. */
+export function createManualClock(start: Date | string = '2026-01-01T00:00:00Z') {
+  let current = new Date(start).getTime();
+  return {
+    now: () => new Date(current),
+    set(to: Date | string) {
+      current = new Date(to).getTime();
+    },
+    advance(ms: number) {
+      current += ms;
+    },
+  };
+}
+
+export type ManualClock = ReturnType<typeof createManualClock>;
+
+export const HOUR_MS = 3_600_000;
+export const DAY_MS = 24 * HOUR_MS;
