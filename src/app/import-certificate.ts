@@ -1,0 +1,21 @@
+import { AppError } from '../domain/errors.ts';
+import { assertDeviceId, commonNameFor } from '../domain/identifiers.ts';
+import type { AppDeps } from './deps.ts';
+import type { Actor } from './ports.ts';
+import { storeCertificate } from './sign-device-certificate.ts';
+
+/** Registers a certificate issued earlier by the Device CA (for example before certfleet existed). */
+export function createImportCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'clock'>) {
+  return async (actor: Actor, deviceId: string, certPem: string) => {
+    assertDeviceId(deviceId);
+    const cert = await deps.authority.verifyIssued(certPem);
+    const expected = commonNameFor(actor.tenantId, deviceId);
+    if (cert.commonName !== expected) {
+      throw new AppError('INVALID_CERTIFICATE', `the certificate's CN is "${cert.commonName}", expected "${expected}"`);
+    }
+    const now = deps.clock.now();
+    if (cert.notAfter <= now) throw new AppError('INVALID_CERTIFICATE', 'the certificate has already expired');
+    const certificate = await deps.db.asTenant(actor.tenantId, (tx) => storeCertificate(tx, actor, deviceId, cert, now, 'certificate.imported'));
+    return { certificate, cert_pem: cert.certPem };
+  };
+}

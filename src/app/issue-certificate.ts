@@ -1,0 +1,27 @@
+import { PRIVATE_KEY_WARNING } from '../domain/certificate.ts';
+import { assertDeviceId } from '../domain/identifiers.ts';
+import type { AppDeps } from './deps.ts';
+import type { Actor } from './ports.ts';
+import { createSignDeviceCertificate, storeCertificate, type KeyRequest } from './sign-device-certificate.ts';
+
+/** generate (server-side key) or csr (the device's key): the seed's response shape. */
+export function createIssueCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock'>) {
+  const sign = createSignDeviceCertificate(deps);
+  return async (actor: Actor, deviceId: string, input: { validityDays: number; key: KeyRequest }) => {
+    assertDeviceId(deviceId);
+    const signed = await sign(actor.tenantId, deviceId, input.validityDays, input.key);
+    const certificate = await deps.db.asTenant(actor.tenantId, (tx) =>
+      storeCertificate(tx, actor, deviceId, signed.issued, signed.signedAt, 'certificate.issued', {
+        key_source: input.key.kind,
+        key_type: signed.issued.keyType,
+      }),
+    );
+    return {
+      certificate,
+      cert_pem: signed.issued.certPem,
+      ...(signed.privateKeyPem ? { private_key_pem: signed.privateKeyPem } : {}),
+      ca_cert_pem: deps.authority.caCertPem(),
+      warning: signed.privateKeyPem ? PRIVATE_KEY_WARNING : 'The private key stays on the device; certfleet never saw it.',
+    };
+  };
+}

@@ -1,0 +1,54 @@
+import type { KeyObject } from 'node:crypto';
+import type { KeyType } from '../domain/certificate.ts';
+
+/** Narrow dependencies of the use cases. Implementations live in pki/, storage/ and worker/. */
+
+export interface IssueRequest {
+  commonName: string;
+  publicKey: KeyObject;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+export interface IssuedCertificate {
+  certPem: string;
+  fingerprint: string;
+  serialHex: string;
+  issuer: string;
+  keyType: string;
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/** Parsed from a PEM the caller sent; signature and chain already checked against the Device CA. */
+export interface VerifiedCertificate extends IssuedCertificate {
+  commonName: string;
+}
+
+/** The issuing authority: it signs, it knows nothing of HTTP or storage (smallstep's split). */
+export interface CertificateAuthority {
+  /** Throws CA_NOT_CONFIGURED when no Device CA is loaded. */
+  caCertPem(): string;
+  issue(request: IssueRequest): Promise<IssuedCertificate>;
+  /** An existing certificate (upload): must be signed by the Device CA. */
+  verifyIssued(certPem: string): Promise<VerifiedCertificate>;
+}
+
+export interface KeySource {
+  generate(keyType: KeyType): Promise<{ publicKey: KeyObject; privateKeyPem: string }>;
+  /** Verifies a CSR's signature and key strength; returns its public key. */
+  publicKeyFromCsr(csrPem: string): Promise<KeyObject>;
+}
+
+/** Told after every committed revocation; the CRL publisher rebuilds and pushes the CRL. */
+export interface RevocationListener {
+  revocationCommitted(): void;
+}
+
+export const noRevocationListener: RevocationListener = { revocationCommitted: () => undefined };
+
+export interface Actor {
+  /** `sub` of the token, or `system:<task>` for the worker. */
+  id: string;
+  tenantId: string;
+}

@@ -1,0 +1,81 @@
+import { DAY_MS } from '../domain/clock.ts';
+import { NOT_BEFORE_SKEW_MS, type KeyType } from '../domain/certificate.ts';
+import { commonNameFor } from '../domain/identifiers.ts';
+import type { Queryable } from '../storage/driver.ts';
+import { recordAudit } from '../storage/repos/audit-repo.ts';
+import { insertCertificate } from '../storage/repos/certificates-repo.ts';
+import { isUniqueViolation } from '../storage/rows.ts';
+import { AppError } from '../domain/errors.ts';
+import type { AppDeps } from './deps.ts';
+import type { Actor, IssuedCertificate } from './ports.ts';
+import { deviceNotFound } from './get-device.ts';
+
+/** Where the device's key comes from: generated here (the key is returned once) or the device's own CSR. */
+export type KeyRequest = { kind: 'generate'; keyType: KeyType } | { kind: 'csr'; csrPem: string };
+
+export interface SignedCertificate {
+  issued: IssuedCertificate;
+  privateKeyPem: string | null;
+  signedAt: Date;
+}
+
+/**
+ * Signs a certificate for tenant/device. Runs before the storing transaction, so no
+ * transaction is held open during RSA key generation.
+ */
+export function createSignDeviceCertificate({ authority, keys, clock }: Pick<AppDeps, 'authority' | 'keys' | 'clock'>) {
+  return async (tenantId: string, deviceId: string, validityDays: number, key: KeyRequest): Promise<SignedCertificate> => {
+    authority.caCertPem(); // fail fast (503) before any key work
+    const { publicKey, privateKeyPem } =
+      key.kind === 'generate' ? await keys.generate(key.keyType) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };
+    const signedAt = clock.now();
+    const issued = await authority.issue({
+      commonName: commonNameFor(tenantId, deviceId),
+      publicKey,
+      notBefore: new Date(signedAt.getTime() - NOT_BEFORE_SKEW_MS),
+      notAfter: new Date(signedAt.getTime() + validityDays * DAY_MS),
+    });
+    return { issued, privateKeyPem, signedAt };
+  };
+}
+
+/** Inserts a signed or uploaded certificate and its audit event, in the caller's transaction. */
+export async function storeCertificate(
+  tx: Queryable,
+  actor: Actor,
+  deviceId: string,
+  cert: IssuedCertificate,
+  at: Date,
+  action: string,
+  details: Record<string, unknown> = {},
+) {
+  try {
+    const record = await insertCertificate(tx, {
+      tenantId: actor.tenantId,
+      deviceId,
+      certPem: cert.certPem,
+      fingerprint: cert.fingerprint,
+      commonName: commonNameFor(actor.tenantId, deviceId),
+      issuer: cert.issuer,
+      serialNumber: cert.serialHex,
+      keyType: cert.keyType,
+      notBefore: cert.notBefore,
+      notAfter: cert.notAfter,
+      now: at,
+    });
+    await recordAudit(tx, {
+      tenantId: actor.tenantId,
+      actor: actor.id,
+      action,
+      targetType: 'certificate',
+      targetId: record.id,
+      details: { device_id: deviceId, fingerprint: cert.fingerprint, serial_number: cert.serialHex, ...details },
+      at,
+    });
+    return record;
+  } catch (e) {
+    if ((e as { code?: string }).code === '23503') throw deviceNotFound(deviceId);
+    if (isUniqueViolation(e)) throw new AppError('CERTIFICATE_EXISTS', 'this certificate is already registered');
+    throw e;
+  }
+}

@@ -1,0 +1,60 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
+import type { Role } from './roles.ts';
+
+/** Without OIDC settings, tokens are signed by a local key kept in the data dir. */
+export interface DevSigningKey {
+  issuer: string;
+  audience: string;
+  publicJwk: JWK;
+  sign(claims: { tenantId?: string; roles: Role[]; subject: string; ttlSeconds: number; now: Date }): Promise<string>;
+}
+
+const ISSUER = 'certfleet-dev';
+const AUDIENCE = 'certfleet';
+
+export async function loadOrCreateDevSigningKey(path: string): Promise<DevSigningKey> {
+  let privateJwk: JWK;
+  try {
+    privateJwk = JSON.parse(await readFile(path, 'utf8')) as JWK;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    const { privateKey } = await generateKeyPair('ES256', { extractable: true });
+    privateJwk = { ...(await exportJWK(privateKey)), alg: 'ES256', kid: `dev-${Date.now().toString(36)}` };
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    try {
+      await writeFile(path, JSON.stringify(privateJwk), { mode: 0o600, flag: 'wx' });
+    } catch (err) {
+      // Another process created it first: use theirs.
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      privateJwk = JSON.parse(await readFile(path, 'utf8')) as JWK;
+    }
+  }
+  const { d: _d, ...publicJwk } = privateJwk;
+  const key = await importJWK(privateJwk, 'ES256');
+  return {
+    issuer: ISSUER,
+    audience: AUDIENCE,
+    publicJwk,
+    async sign({ tenantId, roles, subject, ttlSeconds, now }) {
+      const iat = Math.floor(now.getTime() / 1000);
+      return new SignJWT({ ...(tenantId ? { tenant_id: tenantId } : {}), realm_access: { roles } })
+        .setProtectedHeader({ alg: 'ES256', kid: privateJwk.kid })
+        .setIssuer(ISSUER)
+        .setAudience(AUDIENCE)
+        .setSubject(subject)
+        .setIssuedAt(iat)
+        .setExpirationTime(iat + ttlSeconds)
+        .sign(key);
+    },
+  };
+}
+
+/** "1h", "30m", "7d", "3600" (seconds) → seconds. */
+export function parseTtl(text: string): number {
+  const m = /^(\d+)\s*([smhd]?)$/.exec(text.trim());
+  if (!m) throw new Error(`invalid ttl "${text}" (use e.g. 30m, 1h, 7d)`);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(m[1]) * unit;
+}

@@ -1,0 +1,27 @@
+import type { Config } from '../config.ts';
+import { createService } from '../composition/service.ts';
+import type { Flags } from './commands.ts';
+
+/** Runs until SIGINT/SIGTERM. */
+export async function serveCommand(_flags: Flags, config: Config, parts: { api: boolean; worker: boolean }): Promise<number> {
+  const service = await createService(config, { logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] } });
+  const address = await service.app.listen({ port: config.port, host: config.host });
+  const lines = [
+    `certfleet listening on ${address} (${service.storage.driver.kind === 'pg' ? 'Postgres' : `embedded PGlite in ${config.dataDir}/db`})`,
+    service.ca.ca
+      ? `Device CA: ${config.caCertPath}${service.ca.created ? ' (development CA created now)' : ''}`
+      : `Device CA: ${service.ca.problem}`,
+    `CRL file: ${config.crlOutputPath}; public CRL: ${config.publicBaseUrl}/pki/crl`,
+    `Auth: ${service.authMode}`,
+    `API docs: ${address}/docs`,
+  ];
+  console.log(lines.join('\n'));
+  void parts;
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await service.close();
+  return 0;
+}

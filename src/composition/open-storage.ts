@@ -1,0 +1,41 @@
+import { mkdirSync } from 'node:fs';
+import type { Config } from '../config.ts';
+import { createDatabase, type Database } from '../storage/database.ts';
+import { lockDataDir } from '../storage/data-dir-lock.ts';
+import type { Driver } from '../storage/driver.ts';
+import { migrate } from '../storage/migrate.ts';
+import { createPgDriver } from '../storage/pg-driver.ts';
+import { createPgliteDriver, openPglite } from '../storage/pglite-driver.ts';
+
+export interface Storage {
+  db: Database;
+  driver: Driver;
+  close(): Promise<void>;
+}
+
+/** Real Postgres when DATABASE_URL is set; otherwise PGlite in the data dir, locked to this process. */
+export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'>): Promise<Storage> {
+  let driver: Driver;
+  let release = () => {};
+  if (config.databaseUrl) {
+    driver = createPgDriver(config.databaseUrl);
+  } else {
+    mkdirSync(config.dataDir, { recursive: true });
+    release = lockDataDir(`${config.dataDir}/db.lock`);
+    try {
+      driver = createPgliteDriver(await openPglite(`${config.dataDir}/db`));
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+  await migrate(driver);
+  return {
+    db: createDatabase(driver),
+    driver,
+    async close() {
+      await driver.close();
+      release();
+    },
+  };
+}

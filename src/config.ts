@@ -1,0 +1,58 @@
+import { resolve } from 'node:path';
+
+export interface Config {
+  port: number;
+  host: string;
+  databaseUrl: string | null;
+  dataDir: string;
+  /** DATABASE_URL set or NODE_ENV=production: no development CA is created. */
+  productionMode: boolean;
+  caCertPath: string;
+  caKeyPath: string;
+  crlOutputPath: string;
+  crlRefreshMinutes: number;
+  crlValidityHours: number;
+  certExpiryWarningDays: number;
+  rotationGraceHours: number;
+  brokerPidFile: string | null;
+  brokerReloadCommand: string | null;
+  publicBaseUrl: string;
+  oidc: { issuer: string; audience: string; jwksUrl: string } | null;
+  logLevel: string;
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max} (got "${raw}")`);
+  return n;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const dataDir = resolve(env.CERTFLEET_DATA_DIR || './data');
+  const port = int(env, 'PORT', 8080, 0, 65535);
+  const host = env.HOST || '127.0.0.1';
+  const databaseUrl = env.DATABASE_URL || null;
+  const oidcIssuer = env.OIDC_ISSUER || null;
+  if (oidcIssuer && !env.OIDC_JWKS_URL) throw new Error('OIDC_ISSUER is set but OIDC_JWKS_URL is not');
+  return {
+    port,
+    host,
+    databaseUrl,
+    dataDir,
+    productionMode: Boolean(databaseUrl) || env.NODE_ENV === 'production',
+    caCertPath: resolve(env.DEVICE_CA_CERT_PATH || `${dataDir}/pki/device-ca.crt`),
+    caKeyPath: resolve(env.DEVICE_CA_KEY_PATH || `${dataDir}/pki/device-ca.key`),
+    crlOutputPath: resolve(env.CRL_OUTPUT_PATH || `${dataDir}/pki/device-crl.pem`),
+    crlRefreshMinutes: int(env, 'CRL_REFRESH_MINUTES', 60, 1, 10_080),
+    crlValidityHours: int(env, 'CRL_VALIDITY_HOURS', 168, 2, 8_760),
+    certExpiryWarningDays: int(env, 'CERT_EXPIRY_WARNING_DAYS', 30, 1, 3650),
+    rotationGraceHours: int(env, 'ROTATION_GRACE_HOURS', 24, 1, 720),
+    brokerPidFile: env.BROKER_PID_FILE || null,
+    brokerReloadCommand: env.BROKER_RELOAD_COMMAND || null,
+    publicBaseUrl: (env.PUBLIC_BASE_URL || `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, ''),
+    oidc: oidcIssuer ? { issuer: oidcIssuer, audience: env.OIDC_AUDIENCE || 'certfleet', jwksUrl: env.OIDC_JWKS_URL! } : null,
+    logLevel: env.LOG_LEVEL || 'info',
+  };
+}

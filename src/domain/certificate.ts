@@ -1,0 +1,39 @@
+export const KEY_TYPES = ['rsa-2048', 'ec-p256'] as const;
+export type KeyType = (typeof KEY_TYPES)[number];
+/** Key types a CSR or an uploaded certificate may carry (the device chose them). */
+export type AnyKeyType = KeyType | 'rsa-3072' | 'rsa-4096' | 'ec-p384' | `rsa-${number}`;
+
+export const CERTIFICATE_STATUSES = ['ACTIVE', 'REVOKED', 'EXPIRED'] as const;
+export type CertificateStatus = (typeof CERTIFICATE_STATUSES)[number];
+
+export const DEFAULT_KEY_TYPE: KeyType = 'rsa-2048';
+export const DEFAULT_VALIDITY_DAYS = 365;
+export const MAX_VALIDITY_DAYS = 3650;
+
+/** Backdating notBefore tolerates devices whose clocks run a little behind. */
+export const NOT_BEFORE_SKEW_MS = 5 * 60_000;
+
+export interface CertificateRecord {
+  id: number;
+  tenant_id: string;
+  device_id: string;
+  fingerprint_sha256: string;
+  common_name: string;
+  issuer: string;
+  serial_number: string;
+  key_type: string;
+  status: CertificateStatus;
+  not_before: string;
+  not_after: string;
+  revoked_at: string | null;
+  revoked_reason: string | null;
+  scheduled_revoke_at: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface CertificateWithPem extends CertificateRecord {
+  cert_pem: string;
+}
+
+export const PRIVATE_KEY_WARNING = 'Save the private key now -- it will NOT be shown again.';

@@ -1,0 +1,43 @@
+/**
+ * The catalogue of stable error codes. HTTP status mapping lives in one place
+ * (src/http/problem.ts); use cases only ever throw AppError with one of these codes.
+ */
+export const ERROR_CODES = [
+  'VALIDATION_FAILED',
+  'MALFORMED_JSON',
+  'UNSUPPORTED_MEDIA_TYPE',
+  'PAYLOAD_TOO_LARGE',
+  'UNAUTHENTICATED',
+  'FORBIDDEN',
+  'CSRF_FAILED',
+  'NOT_FOUND',
+  'DEVICE_NOT_FOUND',
+  'DEVICE_EXISTS',
+  'CERTIFICATE_NOT_FOUND',
+  'CERTIFICATE_EXISTS',
+  'INVALID_DEVICE_ID',
+  'INVALID_CSR',
+  'INVALID_CERTIFICATE',
+  'WEAK_KEY',
+  'NO_PENDING_ROTATION',
+  'ALERT_NOT_FOUND',
+  'WEBHOOK_NOT_FOUND',
+  'CA_NOT_CONFIGURED',
+  'CRL_NOT_AVAILABLE',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class AppError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: Record<string, unknown>,
+  ) {
+    super(message);
+    this.name = 'AppError';
+  }
+}
+
+export const isAppError = (e: unknown): e is AppError => e instanceof AppError;

@@ -1,0 +1,76 @@
+import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import { AppError, type ErrorCode } from '../domain/errors.ts';
+
+/** The one place error codes become HTTP statuses. */
+const STATUS: Record<ErrorCode, number> = {
+  VALIDATION_FAILED: 422,
+  MALFORMED_JSON: 400,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  PAYLOAD_TOO_LARGE: 413,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  CSRF_FAILED: 403,
+  NOT_FOUND: 404,
+  DEVICE_NOT_FOUND: 404,
+  DEVICE_EXISTS: 409,
+  CERTIFICATE_NOT_FOUND: 404,
+  CERTIFICATE_EXISTS: 409,
+  INVALID_DEVICE_ID: 422,
+  INVALID_CSR: 422,
+  INVALID_CERTIFICATE: 422,
+  WEAK_KEY: 422,
+  NO_PENDING_ROTATION: 404,
+  ALERT_NOT_FOUND: 404,
+  WEBHOOK_NOT_FOUND: 404,
+  CA_NOT_CONFIGURED: 503,
+  CRL_NOT_AVAILABLE: 503,
+  INTERNAL: 500,
+};
+
+const TITLES: Partial<Record<number, string>> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict',
+  413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 500: 'Internal Server Error', 503: 'Service Unavailable',
+};
+
+export const statusOf = (code: ErrorCode): number => STATUS[code];
+
+export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
+  const status = STATUS[code];
+  return reply
+    .code(status)
+    .type('application/problem+json')
+    .send({ type: `https://certfleet.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`, title: TITLES[status] ?? 'Error', status, code, detail, ...extra });
+}
+
+/** Maps every error to problem+json: our catalogue, Fastify's own errors, and anything else as 500. */
+export function installErrorHandler(app: FastifyInstance) {
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, 'NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`));
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof AppError) return sendProblem(reply, error.code, error.message, error.details ? { details: error.details } : {});
+    if (error.validation) {
+      const errors = error.validation.map((v) => ({
+        location: error.validationContext,
+        field: v.instancePath ? v.instancePath.slice(1).replace(/\//g, '.') : ((v.params as { missingProperty?: string; additionalProperty?: string }).missingProperty ?? (v.params as { additionalProperty?: string }).additionalProperty ?? ''),
+        message: v.message,
+      }));
+      const detail = errors.map((e) => `${e.location}${e.field ? `.${e.field}` : ''} ${e.message}`).join('; ');
+      return sendProblem(reply, 'VALIDATION_FAILED', detail, { errors });
+    }
+    switch (error.code) {
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return sendProblem(reply, 'UNSUPPORTED_MEDIA_TYPE', 'send application/json');
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return sendProblem(reply, 'PAYLOAD_TOO_LARGE', 'request body too large');
+      case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+        return sendProblem(reply, 'MALFORMED_JSON', 'invalid Content-Length');
+    }
+    if (error instanceof SyntaxError || error.code === 'FST_ERR_CTP_INVALID_JSON_BODY') {
+      return sendProblem(reply, 'MALFORMED_JSON', `malformed JSON body: ${error.message}`);
+    }
+    if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+      return sendProblem(reply, 'VALIDATION_FAILED', error.message);
+    }
+    request.log.error({ err: error }, 'unhandled error');
+    return sendProblem(reply, 'INTERNAL', 'internal error; see the server log');
+  });
+}

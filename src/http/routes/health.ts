@@ -1,0 +1,16 @@
+import type { FastifyInstance } from 'fastify';
+import type { Database } from '../../storage/database.ts';
+
+export function healthRoutes(deps: { db: Database; caLoaded: boolean }) {
+  return async (app: FastifyInstance) => {
+    app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+    app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
+      try {
+        await deps.db.asOperator((tx) => tx.query('SELECT 1'));
+      } catch (e) {
+        return reply.code(503).send({ status: 'unavailable', database: (e as Error).message });
+      }
+      return { status: 'ready', database: 'ok', device_ca: deps.caLoaded ? 'loaded' : 'not configured' };
+    });
+  };
+}

@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify';
+import type { UseCases } from '../../app/use-cases.ts';
+import type { CertificateStatus } from '../../domain/certificate.ts';
+import { requireOperator } from '../auth-hooks.ts';
+import { certificateCursor, certificateListQuery, pageQuery } from '../schemas.ts';
+
+/** Cross-tenant views for the platform team (operator role; runs as certfleet_operator). */
+export function operatorRoutes(useCases: UseCases) {
+  return async (app: FastifyInstance) => {
+    app.get<{ Querystring: { limit: number; cursor?: string; tenant_id?: string } }>(
+      '/devices',
+      {
+        schema: {
+          tags: ['operator'],
+          summary: 'List devices of every tenant',
+          querystring: { type: 'object', additionalProperties: false, properties: { ...pageQuery, tenant_id: { type: 'string', maxLength: 128 } } },
+        },
+      },
+      async (request) => {
+        requireOperator(request);
+        const q = request.query;
+        return useCases.listDevices.forOperator({ limit: q.limit, cursor: q.cursor, tenantId: q.tenant_id });
+      },
+    );
+
+    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; limit: number; cursor?: string; tenant_id?: string } }>(
+      '/certificates',
+      { schema: { tags: ['operator'], summary: 'List certificates of every tenant', querystring: certificateListQuery } },
+      async (request) => {
+        requireOperator(request);
+        const q = request.query;
+        return useCases.listCertificates.forOperator({
+          tenantId: q.tenant_id,
+          deviceId: q.device_id,
+          status: q.status,
+          expiringWithinDays: q.expiring_within_days,
+          limit: q.limit,
+          cursor: certificateCursor(q.cursor),
+        });
+      },
+    );
+  };
+}

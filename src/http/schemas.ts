@@ -1,0 +1,43 @@
+import { AppError } from '../domain/errors.ts';
+import { CERTIFICATE_STATUSES, KEY_TYPES, MAX_VALIDITY_DAYS } from '../domain/certificate.ts';
+
+/** JSON schemas shared by routes (they also feed the OpenAPI document at /docs). */
+export const deviceIdParam = {
+  type: 'object',
+  required: ['device_id'],
+  properties: { device_id: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]*$' } },
+} as const;
+
+export const certificateIdParam = {
+  type: 'object',
+  required: ['id'],
+  properties: { id: { type: 'integer', minimum: 1, maximum: 9007199254740991 } },
+} as const;
+
+export const validityDays = { type: 'integer', minimum: 1, maximum: MAX_VALIDITY_DAYS, default: 365 } as const;
+export const keyType = { type: 'string', enum: [...KEY_TYPES] } as const;
+export const pemString = { type: 'string', minLength: 1, maxLength: 65_536 } as const;
+
+export const pageQuery = {
+  limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+  cursor: { type: 'string', maxLength: 300 },
+} as const;
+
+export const certificateListQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    device_id: { type: 'string', maxLength: 128 },
+    status: { type: 'string', enum: [...CERTIFICATE_STATUSES] },
+    expiring_within_days: { type: 'integer', minimum: 0, maximum: 36500 },
+    tenant_id: { type: 'string', maxLength: 128 },
+    ...pageQuery,
+  },
+} as const;
+
+export const certificateCursor = (cursor: string | undefined): number | undefined => {
+  if (cursor === undefined) return undefined;
+  const n = Number(cursor);
+  if (!Number.isSafeInteger(n) || n < 1) throw new AppError('VALIDATION_FAILED', 'querystring.cursor is not a cursor this API returned');
+  return n;
+};

@@ -1,0 +1,127 @@
+/**
+ * CRL signing with node:crypto, and the CA identity (issuer name bytes, key id)
+ * a CRL needs, read from the CA certificate with our DER reader.
+ */
+import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
+import type { CrlSigner } from '../domain/crl/build-crl.ts';
+import {
+  DerError,
+  TAG,
+  children,
+  decodeOid,
+  expectTag,
+  nullValue,
+  oid,
+  readSingle,
+  readTlv,
+  sequence,
+  tlvBytes,
+  valueBytes,
+} from '../domain/der.ts';
+
+export type { CrlSigner } from '../domain/crl/build-crl.ts';
+
+/** Signature algorithms, by OID: the hash node:crypto uses and the key family. */
+export const SIGNATURE_ALGORITHMS: Record<string, { hash: string; keyType: 'ec' | 'rsa'; name: string }> = {
+  '1.2.840.10045.4.3.2': { hash: 'sha256', keyType: 'ec', name: 'ecdsa-with-SHA256' },
+  '1.2.840.10045.4.3.3': { hash: 'sha384', keyType: 'ec', name: 'ecdsa-with-SHA384' },
+  '1.2.840.10045.4.3.4': { hash: 'sha512', keyType: 'ec', name: 'ecdsa-with-SHA512' },
+  '1.2.840.113549.1.1.11': { hash: 'sha256', keyType: 'rsa', name: 'sha256WithRSAEncryption' },
+  '1.2.840.113549.1.1.12': { hash: 'sha384', keyType: 'rsa', name: 'sha384WithRSAEncryption' },
+  '1.2.840.113549.1.1.13': { hash: 'sha512', keyType: 'rsa', name: 'sha512WithRSAEncryption' },
+};
+
+/** Curve → ECDSA algorithm OID (RFC 5758: parameters absent). */
+const EC_ALGORITHM_BY_CURVE: Record<string, string> = {
+  prime256v1: '1.2.840.10045.4.3.2',
+  secp384r1: '1.2.840.10045.4.3.3',
+  secp521r1: '1.2.840.10045.4.3.4',
+};
+
+/**
+ * A CrlSigner for an EC (P-256 → ecdsa-with-SHA256, P-384 → SHA384, P-521 → SHA512)
+ * or RSA (sha256WithRSAEncryption, PKCS#1 v1.5, NULL parameters) private key.
+ */
+export function createCrlSigner(privateKey: KeyObject): CrlSigner {
+  if (privateKey.type !== 'private') throw new TypeError('createCrlSigner needs a private key');
+  const keyType = privateKey.asymmetricKeyType;
+  if (keyType === 'ec') {
+    const curve = privateKey.asymmetricKeyDetails?.namedCurve ?? '';
+    const algOid = EC_ALGORITHM_BY_CURVE[curve];
+    if (!algOid) throw new TypeError(`unsupported EC curve for CRL signing: ${curve || 'unknown'}`);
+    const hash = SIGNATURE_ALGORITHMS[algOid].hash;
+    return {
+      algorithmIdentifierDer: sequence(oid(algOid)),
+      sign: (tbs) => sign(hash, tbs, { key: privateKey, dsaEncoding: 'der' }),
+    };
+  }
+  if (keyType === 'rsa') {
+    return {
+      algorithmIdentifierDer: sequence(oid('1.2.840.113549.1.1.11'), nullValue()),
+      sign: (tbs) => sign('sha256', tbs, privateKey),
+    };
+  }
+  throw new TypeError(`unsupported key type for CRL signing: ${keyType ?? 'unknown'}`);
+}
+
+export interface CaIdentity {
+  /** The certificate's subject Name TLV, byte-identical (use as the CRL issuer). */
+  subjectDer: Buffer;
+  /** Subject Key Identifier extension value, else SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2 method 1). */
+  subjectKeyId: Buffer;
+  publicKey: KeyObject;
+}
+
+const OID_SUBJECT_KEY_ID = '2.5.29.14';
+
+/** Certificate bytes from PEM (first CERTIFICATE block) or DER. */
+export function certificateDer(cert: string | Uint8Array): Buffer {
+  if (typeof cert !== 'string') return Buffer.from(cert.buffer, cert.byteOffset, cert.byteLength);
+  const m = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/.exec(cert);
+  if (!m) throw new TypeError('no PEM CERTIFICATE block found');
+  return Buffer.from(m[1].replace(/\s+/g, ''), 'base64');
+}
+
+export function caIdentityFromCertificate(cert: string | Uint8Array): CaIdentity {
+  const der = certificateDer(cert);
+  try {
+    const certTlv = expectTag(readSingle(der), TAG.SEQUENCE, 'Certificate');
+    const tbs = expectTag(readTlv(der, certTlv.valueStart, certTlv.end), TAG.SEQUENCE, 'TBSCertificate');
+    const fields = children(der, tbs);
+    let i = 0;
+    if (fields[i]?.tag === 0xa0) i++; // [0] version
+    if (fields.length < i + 6) throw new DerError('TBSCertificate has too few fields');
+    // serialNumber, signature, issuer, validity, subject, subjectPublicKeyInfo
+    const subject = expectTag(fields[i + 4], TAG.SEQUENCE, 'subject');
+    const spki = expectTag(fields[i + 5], TAG.SEQUENCE, 'subjectPublicKeyInfo');
+    const spkiParts = children(der, spki);
+    const keyBits = expectTag(spkiParts[1], TAG.BIT_STRING, 'subjectPublicKey');
+    if (keyBits.length < 1 || der[keyBits.valueStart] !== 0) throw new DerError('subjectPublicKey has unused bits');
+
+    let subjectKeyId: Buffer | undefined;
+    const extsField = fields.slice(i + 6).find((f) => f.tag === 0xa3);
+    if (extsField) {
+      const exts = expectTag(readTlv(der, extsField.valueStart, extsField.end), TAG.SEQUENCE, 'extensions');
+      for (const ext of children(der, exts)) {
+        const parts = children(der, ext);
+        if (decodeOid(der, expectTag(parts[0], TAG.OID, 'extnID')) !== OID_SUBJECT_KEY_ID) continue;
+        const value = expectTag(parts[parts.length - 1], TAG.OCTET_STRING, 'extnValue');
+        const keyId = expectTag(readTlv(der, value.valueStart, value.end), TAG.OCTET_STRING, 'SubjectKeyIdentifier');
+        subjectKeyId = Buffer.from(valueBytes(der, keyId));
+      }
+    }
+    if (!subjectKeyId || subjectKeyId.length === 0) {
+      subjectKeyId = createHash('sha1').update(der.subarray(keyBits.valueStart + 1, keyBits.end)).digest();
+    }
+    return {
+      subjectDer: Buffer.from(tlvBytes(der, subject)),
+      subjectKeyId,
+      publicKey: createPublicKey({ key: Buffer.from(tlvBytes(der, spki)), format: 'der', type: 'spki' }),
+    };
+  } catch (e) {
+    if (e instanceof DerError || e instanceof TypeError) {
+      throw new Error(`cannot read CA certificate: ${e.message}`, { cause: e });
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,125 @@
+import { createHash, createPrivateKey, createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { generateDeviceKey } from './keys.ts';
+import { x509 } from './x509.ts';
+
+export type CaKeyType = 'ec-p256' | 'rsa-3072';
+
+/** The Device CA, loaded once at start. The private key never leaves this object. */
+export interface DeviceCa {
+  certPem: string;
+  certDer: Buffer;
+  certificate: x509.X509Certificate;
+  /** The CA's CN, stored as device_certificates.issuer. */
+  issuerLabel: string;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  signingKey: CryptoKey;
+  signingAlgorithm: Algorithm | EcdsaParams;
+  subjectKeyId: Buffer;
+}
+
+const SIGNING: Record<string, { import: RsaHashedImportParams | EcKeyImportParams; sign: Algorithm | EcdsaParams }> = {
+  rsa: { import: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, sign: { name: 'RSASSA-PKCS1-v1_5' } },
+  p256: { import: { name: 'ECDSA', namedCurve: 'P-256' }, sign: { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams },
+  p384: { import: { name: 'ECDSA', namedCurve: 'P-384' }, sign: { name: 'ECDSA', hash: 'SHA-384' } as EcdsaParams },
+};
+
+function signingFor(key: KeyObject) {
+  if (key.asymmetricKeyType === 'rsa') return SIGNING.rsa;
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  if (curve === 'prime256v1') return SIGNING.p256;
+  if (curve === 'secp384r1') return SIGNING.p384;
+  throw new Error(`unsupported Device CA key (${key.asymmetricKeyType} ${curve ?? ''})`);
+}
+
+export async function deviceCaFromPem(certPem: string, keyPem: string): Promise<DeviceCa> {
+  const certificate = new x509.X509Certificate(certPem);
+  const privateKey = createPrivateKey(keyPem);
+  const publicKey = createPublicKey(privateKey);
+  const certKey = createPublicKey(certPem);
+  if (!certKey.equals(publicKey)) throw new Error('the Device CA key does not match its certificate');
+  const signing = signingFor(privateKey);
+  const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
+  const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, signing.import, false, ['sign']);
+  const ski = certificate.getExtension(x509.SubjectKeyIdentifierExtension);
+  // A CA without SKI (made elsewhere) still gets a stable AKI value for what it signs.
+  const subjectKeyId = ski
+    ? Buffer.from(ski.keyId, 'hex')
+    : createHash('sha1').update(publicKey.export({ type: 'spki', format: 'der' })).digest();
+  return {
+    certPem: certificate.toString('pem') + '\n',
+    certDer: Buffer.from(certificate.rawData),
+    certificate,
+    issuerLabel: certificate.subjectName.getField('CN')[0] ?? certificate.subject,
+    privateKey,
+    publicKey,
+    signingKey: signingKey as CryptoKey,
+    signingAlgorithm: signing.sign,
+    subjectKeyId,
+  };
+}
+
+export async function loadDeviceCa(certPath: string, keyPath: string): Promise<DeviceCa> {
+  const keyMode = (await stat(keyPath)).mode & 0o777;
+  if (keyMode & 0o004) throw new Error(`the Device CA key ${keyPath} is world-readable (mode ${keyMode.toString(8)}): chmod 600 it`);
+  return deviceCaFromPem(await readFile(certPath, 'utf8'), await readFile(keyPath, 'utf8'));
+}
+
+export interface NewCaOptions {
+  keyType?: CaKeyType;
+  commonName?: string;
+  organization?: string;
+  validityYears?: number;
+  now: Date;
+}
+
+/** A self-signed Device CA: BasicConstraints CA (pathLen 0), keyCertSign + cRLSign, SKI. */
+export async function createDeviceCa(options: NewCaOptions): Promise<{ certPem: string; keyPem: string }> {
+  const keyType = options.keyType ?? 'ec-p256';
+  const { privateKeyPem } = await generateDeviceKey(keyType);
+  const privateKey = createPrivateKey(privateKeyPem);
+  const signing = signingFor(privateKey);
+  const subtle = webcrypto.subtle;
+  const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
+  const spki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
+  const keys = {
+    privateKey: (await subtle.importKey('pkcs8', pkcs8, signing.import, false, ['sign'])) as CryptoKey,
+    publicKey: (await subtle.importKey('spki', spki, signing.import, true, ['verify'])) as CryptoKey,
+  };
+  const notBefore = new Date(options.now.getTime() - 60_000);
+  const notAfter = new Date(options.now);
+  notAfter.setUTCFullYear(notAfter.getUTCFullYear() + (options.validityYears ?? 10));
+  const name = `CN=${options.commonName ?? 'certfleet Device CA'}, O=${options.organization ?? 'certfleet'}`;
+  const cert = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerialHex(),
+    name,
+    notBefore,
+    notAfter,
+    keys,
+    signingAlgorithm: signing.sign,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign | x509.KeyUsageFlags.digitalSignature, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  return { certPem: cert.toString('pem') + '\n', keyPem: privateKeyPem };
+}
+
+/** Writes the CA; the key file is created 0600 and never overwritten. */
+export async function writeDeviceCa(ca: { certPem: string; keyPem: string }, certPath: string, keyPath: string): Promise<void> {
+  await mkdir(dirname(keyPath), { recursive: true, mode: 0o700 });
+  await mkdir(dirname(certPath), { recursive: true });
+  await writeFile(keyPath, ca.keyPem, { mode: 0o600, flag: 'wx' });
+  await chmod(keyPath, 0o600);
+  await writeFile(certPath, ca.certPem, { mode: 0o644 });
+}
+
+/** 20 random bytes (RFC 5280's maximum), high bits fixed so the value is positive and exactly 40 hex digits. */
+export function randomSerialHex(): string {
+  const bytes = webcrypto.getRandomValues(new Uint8Array(20));
+  bytes[0] = (bytes[0] & 0x3f) | 0x40;
+  return Buffer.from(bytes).toString('hex');
+}

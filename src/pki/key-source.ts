@@ -1,0 +1,43 @@
+import type { KeyObject } from 'node:crypto';
+import { AppError } from '../domain/errors.ts';
+import type { KeySource } from '../app/ports.ts';
+import { generateDeviceKey, publicKeyFromSpki } from './keys.ts';
+import { x509 } from './x509.ts';
+
+const ALLOWED_CURVES = new Set(['prime256v1', 'secp384r1']);
+
+/** Keys a device may bring: RSA of 2048 bits or more, EC on P-256 or P-384. */
+export function assertAcceptableKey(key: KeyObject): void {
+  const details = key.asymmetricKeyDetails ?? {};
+  if (key.asymmetricKeyType === 'rsa') {
+    if ((details.modulusLength ?? 0) < 2048) {
+      throw new AppError('WEAK_KEY', `RSA keys must have at least 2048 bits (got ${details.modulusLength})`);
+    }
+    return;
+  }
+  if (key.asymmetricKeyType === 'ec' && ALLOWED_CURVES.has(details.namedCurve ?? '')) return;
+  throw new AppError('WEAK_KEY', `unsupported key: ${key.asymmetricKeyType} ${details.namedCurve ?? ''}`.trim() + ' (use RSA >= 2048 or EC P-256/P-384)');
+}
+
+export const keySource: KeySource = {
+  generate: (keyType) => generateDeviceKey(keyType),
+
+  async publicKeyFromCsr(csrPem: string) {
+    let csr: x509.Pkcs10CertificateRequest;
+    try {
+      csr = new x509.Pkcs10CertificateRequest(csrPem.trim());
+    } catch {
+      throw new AppError('INVALID_CSR', 'csr_pem is not a parseable PKCS#10 certificate request');
+    }
+    let key: KeyObject;
+    try {
+      key = publicKeyFromSpki(csr.publicKey.rawData);
+    } catch {
+      throw new AppError('WEAK_KEY', 'the CSR carries a public key of an unsupported type');
+    }
+    assertAcceptableKey(key);
+    const valid = await csr.verify().catch(() => false);
+    if (!valid) throw new AppError('INVALID_CSR', 'the CSR signature does not verify (proof of possession failed)');
+    return key;
+  },
+};

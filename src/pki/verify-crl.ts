@@ -1,0 +1,248 @@
+/**
+ * Verifies a DER CRL before it is published: structure, signature by the CA key,
+ * version 2, nextUpdate in the future, CRL number present and increasing.
+ * Walks TLVs only (no per-entry objects), so a 1M-entry CRL checks quickly.
+ */
+import { verify, type KeyObject } from 'node:crypto';
+import {
+  TAG,
+  countChildren,
+  decodeBoolean,
+  decodeInteger,
+  decodeOid,
+  decodeTime,
+  expectTag,
+  readSingle,
+  readTlv,
+  tlvBytes,
+  type Tlv,
+} from '../domain/der.ts';
+import { SIGNATURE_ALGORITHMS } from './crl-signer.ts';
+
+export type CrlVerificationErrorCode =
+  | 'MALFORMED'
+  | 'UNSUPPORTED_ALGORITHM'
+  | 'BAD_SIGNATURE'
+  | 'WRONG_ISSUER'
+  | 'WRONG_VERSION'
+  | 'EXPIRED'
+  | 'NO_CRL_NUMBER'
+  | 'CRL_NUMBER_NOT_INCREASING'
+  | 'UNSUPPORTED_CRITICAL_EXTENSION';
+
+export class CrlVerificationError extends Error {
+  constructor(
+    readonly code: CrlVerificationErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`CRL verification failed: ${message}`, options);
+    this.name = 'CrlVerificationError';
+  }
+}
+
+export interface VerifyCrlOptions {
+  caPublicKey: KeyObject;
+  now: Date;
+  /** The last published CRL number: the new one must be strictly greater. */
+  previousNumber?: bigint;
+  /** If given, the CRL issuer must equal these bytes (the CA certificate's subject). */
+  issuerNameDer?: Uint8Array;
+}
+
+export interface VerifiedCrl {
+  crlNumber: bigint;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  entryCount: number;
+}
+
+const OID_CRL_NUMBER = '2.5.29.20';
+const OID_DELTA_CRL_INDICATOR = '2.5.29.27';
+/** CRL extensions we understand (so they may be critical). */
+const KNOWN_CRL_EXTENSIONS = new Set([
+  '2.5.29.35', // authorityKeyIdentifier
+  OID_CRL_NUMBER,
+  '2.5.29.28', // issuingDistributionPoint
+  '2.5.29.18', // issuerAltName
+  '2.5.29.46', // freshestCRL
+  '1.3.6.1.5.5.7.1.1', // authorityInfoAccess
+]);
+
+function structure(code: CrlVerificationErrorCode, fn: () => Tlv, what: string): Tlv {
+  try {
+    return fn();
+  } catch (e) {
+    throw new CrlVerificationError(code, `${what}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+export function verifyCrl(der: Uint8Array, options: VerifyCrlOptions): VerifiedCrl {
+  const { caPublicKey, now, previousNumber, issuerNameDer } = options;
+  try {
+    return verifyInner(der, caPublicKey, now, previousNumber, issuerNameDer);
+  } catch (e) {
+    if (e instanceof CrlVerificationError) throw e;
+    throw new CrlVerificationError('MALFORMED', (e as Error).message, { cause: e });
+  }
+}
+
+function verifyInner(
+  der: Uint8Array,
+  caPublicKey: KeyObject,
+  now: Date,
+  previousNumber: bigint | undefined,
+  issuerNameDer: Uint8Array | undefined,
+): VerifiedCrl {
+  if (!(der instanceof Uint8Array) || der.length === 0) throw new CrlVerificationError('MALFORMED', 'empty input');
+  const list = structure('MALFORMED', () => expectTag(readSingle(der), TAG.SEQUENCE, 'CertificateList'), 'CertificateList');
+  const tbs = expectTag(readTlv(der, list.valueStart, list.end), TAG.SEQUENCE, 'tbsCertList');
+  const outerAlg = expectTag(readTlv(der, tbs.end, list.end), TAG.SEQUENCE, 'signatureAlgorithm');
+  const sigValue = expectTag(readTlv(der, outerAlg.end, list.end), TAG.BIT_STRING, 'signatureValue');
+  if (sigValue.end !== list.end) throw new CrlVerificationError('MALFORMED', 'trailing data in CertificateList');
+  if (sigValue.length < 2 || der[sigValue.valueStart] !== 0) {
+    throw new CrlVerificationError('MALFORMED', 'signatureValue must be a whole-byte BIT STRING');
+  }
+
+  // TBSCertList fields
+  let off = tbs.valueStart;
+  const next = (): Tlv | undefined => (off < tbs.end ? readTlv(der, off, tbs.end) : undefined);
+  let f = next();
+  if (!f || f.tag !== TAG.INTEGER) throw new CrlVerificationError('WRONG_VERSION', 'version field missing (v1 CRL), expected v2');
+  const version = decodeInteger(der, f);
+  if (version !== 1n) throw new CrlVerificationError('WRONG_VERSION', `version ${version + 1n}, expected 2`);
+  off = f.end;
+  const innerAlg = expectTag(next() ?? missing('signature'), TAG.SEQUENCE, 'signature');
+  off = innerAlg.end;
+  if (!Buffer.from(tlvBytes(der, innerAlg)).equals(tlvBytes(der, outerAlg))) {
+    throw new CrlVerificationError('MALFORMED', 'tbsCertList signature algorithm differs from signatureAlgorithm');
+  }
+  const issuer = expectTag(next() ?? missing('issuer'), TAG.SEQUENCE, 'issuer');
+  off = issuer.end;
+  const thisUpdateTlv = next() ?? missing('thisUpdate');
+  const thisUpdate = decodeTime(der, thisUpdateTlv);
+  off = thisUpdateTlv.end;
+  f = next();
+  if (!f || (f.tag !== TAG.UTC_TIME && f.tag !== TAG.GENERALIZED_TIME)) {
+    throw new CrlVerificationError('MALFORMED', 'nextUpdate missing');
+  }
+  const nextUpdate = decodeTime(der, f);
+  off = f.end;
+  f = next();
+  let entryCount = 0;
+  if (f && f.tag === TAG.SEQUENCE) {
+    entryCount = countChildren(der, f, TAG.SEQUENCE);
+    if (entryCount === 0) throw new CrlVerificationError('MALFORMED', 'empty revokedCertificates (must be absent)');
+    off = f.end;
+    f = next();
+  }
+  let crlNumber: bigint | undefined;
+  if (f && f.tag === 0xa0) {
+    crlNumber = readExtensions(der, f);
+    off = f.end;
+    f = next();
+  }
+  if (f) throw new CrlVerificationError('MALFORMED', `unexpected field with tag 0x${f.tag.toString(16)} in tbsCertList`);
+
+  // signature
+  const algSeq = readTlv(der, outerAlg.valueStart, outerAlg.end);
+  const algOid = decodeOid(der, expectTag(algSeq, TAG.OID, 'algorithm'));
+  const alg = SIGNATURE_ALGORITHMS[algOid];
+  if (!alg) throw new CrlVerificationError('UNSUPPORTED_ALGORITHM', `unsupported signature algorithm ${algOid}`);
+  if (caPublicKey.asymmetricKeyType !== alg.keyType) {
+    throw new CrlVerificationError(
+      'BAD_SIGNATURE',
+      `CRL is signed with ${alg.name} but the CA key is ${caPublicKey.asymmetricKeyType ?? 'unknown'}`,
+    );
+  }
+  const signature = der.subarray(sigValue.valueStart + 1, sigValue.end);
+  let ok = false;
+  try {
+    ok = verify(alg.hash, der.subarray(tbs.start, tbs.end), { key: caPublicKey, dsaEncoding: 'der' }, signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new CrlVerificationError('BAD_SIGNATURE', 'signature does not verify with the CA public key');
+
+  if (issuerNameDer && !Buffer.from(tlvBytes(der, issuer)).equals(issuerNameDer)) {
+    throw new CrlVerificationError('WRONG_ISSUER', 'issuer name differs from the CA subject');
+  }
+  if (nextUpdate.getTime() <= thisUpdate.getTime()) {
+    throw new CrlVerificationError('MALFORMED', 'nextUpdate is not after thisUpdate');
+  }
+  if (nextUpdate.getTime() <= now.getTime()) {
+    throw new CrlVerificationError('EXPIRED', `nextUpdate ${nextUpdate.toISOString()} is not after now ${now.toISOString()}`);
+  }
+  if (crlNumber === undefined) throw new CrlVerificationError('NO_CRL_NUMBER', 'CRL Number extension missing');
+  if (previousNumber !== undefined && crlNumber <= previousNumber) {
+    throw new CrlVerificationError(
+      'CRL_NUMBER_NOT_INCREASING',
+      `CRL number ${crlNumber} is not greater than the previous ${previousNumber}`,
+    );
+  }
+  return { crlNumber, thisUpdate, nextUpdate, entryCount };
+}
+
+function missing(what: string): never {
+  throw new CrlVerificationError('MALFORMED', `${what} missing`);
+}
+
+/** Walks crlExtensions [0]; returns the CRL number if present. */
+function readExtensions(der: Uint8Array, wrapper: Tlv): bigint | undefined {
+  const seq = expectTag(readTlv(der, wrapper.valueStart, wrapper.end), TAG.SEQUENCE, 'crlExtensions');
+  if (seq.end !== wrapper.end) throw new CrlVerificationError('MALFORMED', 'trailing data in crlExtensions');
+  const seen = new Set<string>();
+  let crlNumber: bigint | undefined;
+  for (let off = seq.valueStart; off < seq.end; ) {
+    const ext = expectTag(readTlv(der, off, seq.end), TAG.SEQUENCE, 'Extension');
+    off = ext.end;
+    let p = ext.valueStart;
+    const idTlv = expectTag(readTlv(der, p, ext.end), TAG.OID, 'extnID');
+    const id = decodeOid(der, idTlv);
+    p = idTlv.end;
+    let t = readTlv(der, p, ext.end);
+    let critical = false;
+    if (t.tag === TAG.BOOLEAN) {
+      critical = decodeBoolean(der, t);
+      if (!critical) throw new CrlVerificationError('MALFORMED', `extension ${id}: explicit critical FALSE is not DER`);
+      p = t.end;
+      t = readTlv(der, p, ext.end);
+    }
+    expectTag(t, TAG.OCTET_STRING, 'extnValue');
+    if (t.end !== ext.end) throw new CrlVerificationError('MALFORMED', `extension ${id}: trailing data`);
+    if (seen.has(id)) throw new CrlVerificationError('MALFORMED', `duplicate extension ${id}`);
+    seen.add(id);
+    if (id === OID_DELTA_CRL_INDICATOR) throw new CrlVerificationError('UNSUPPORTED_CRITICAL_EXTENSION', 'delta CRLs are not supported');
+    if (critical && !KNOWN_CRL_EXTENSIONS.has(id)) {
+      throw new CrlVerificationError('UNSUPPORTED_CRITICAL_EXTENSION', `unknown critical extension ${id}`);
+    }
+    if (id === OID_CRL_NUMBER) {
+      const n = readTlv(der, t.valueStart, t.end);
+      if (n.end !== t.end) throw new CrlVerificationError('MALFORMED', 'trailing data in CRL Number');
+      crlNumber = decodeInteger(der, expectTag(n, TAG.INTEGER, 'CRLNumber'));
+      if (crlNumber < 0n) throw new CrlVerificationError('MALFORMED', 'negative CRL number');
+    }
+  }
+  return crlNumber;
+}
+
+const PEM_LABEL = 'X509 CRL';
+
+/** PEM with the `X509 CRL` label (OpenSSL and Mosquitto reject `BEGIN CRL`), 64-char lines. */
+export function crlDerToPem(der: Uint8Array): string {
+  const b64 = Buffer.from(der.buffer, der.byteOffset, der.byteLength).toString('base64');
+  const lines: string[] = [];
+  for (let i = 0; i < b64.length; i += 64) lines.push(b64.slice(i, i + 64));
+  return `-----BEGIN ${PEM_LABEL}-----\n${lines.join('\n')}\n-----END ${PEM_LABEL}-----\n`;
+}
+
+/** DER bytes of the first `X509 CRL` PEM block. */
+export function crlPemToDer(pem: string): Buffer {
+  const begin = pem.indexOf(`-----BEGIN ${PEM_LABEL}-----`);
+  const endMarker = `-----END ${PEM_LABEL}-----`;
+  const end = pem.indexOf(endMarker, begin);
+  if (begin < 0 || end < 0) throw new CrlVerificationError('MALFORMED', `no "-----BEGIN ${PEM_LABEL}-----" PEM block`);
+  const body = pem.slice(begin + PEM_LABEL.length + 16, end).replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body)) throw new CrlVerificationError('MALFORMED', 'PEM body is not base64');
+  return Buffer.from(body, 'base64');
+}

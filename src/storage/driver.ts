@@ -1,0 +1,54 @@
+export type Row = Record<string, unknown>;
+
+export interface QueryResult<R = Row> {
+  rows: R[];
+  rowCount: number;
+}
+
+/** What repositories need: one SQL statement at a time, inside a transaction they do not own. */
+export interface Queryable {
+  query<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /** Several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+  /** Reads a large result in batches without materialising it (server-side cursor). */
+  cursor<R = Row>(sql: string, params: readonly unknown[], batchSize: number, onBatch: (rows: R[]) => void): Promise<number>;
+}
+
+/** The two storage engines (node-postgres and PGlite) behind one small interface. */
+export interface Driver {
+  readonly kind: 'pg' | 'pglite';
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** A Queryable on top of any plain `query` function, with cursor support through DECLARE/FETCH. */
+export function queryableFrom(
+  run: (sql: string, params?: readonly unknown[]) => Promise<{ rows: unknown[]; rowCount?: number | null; affectedRows?: number }>,
+  exec: (sql: string) => Promise<unknown>,
+): Queryable {
+  let cursorSeq = 0;
+  const query = async <R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
+    const result = await run(sql, params ?? []);
+    return { rows: result.rows as R[], rowCount: result.rowCount ?? result.affectedRows ?? result.rows.length };
+  };
+  return {
+    query,
+    exec: async (sql) => {
+      await exec(sql);
+    },
+    async cursor<R>(sql: string, params: readonly unknown[], batchSize: number, onBatch: (rows: R[]) => void) {
+      const name = `certfleet_cursor_${++cursorSeq}`;
+      await run(`DECLARE ${name} NO SCROLL CURSOR FOR ${sql}`, params);
+      let total = 0;
+      for (;;) {
+        const { rows } = await query<R>(`FETCH FORWARD ${batchSize} FROM ${name}`);
+        if (rows.length === 0) break;
+        total += rows.length;
+        onBatch(rows);
+        if (rows.length < batchSize) break;
+      }
+      await run(`CLOSE ${name}`);
+      return total;
+    },
+  };
+}

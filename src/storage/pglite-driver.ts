@@ -1,0 +1,23 @@
+import { PGlite } from '@electric-sql/pglite';
+import { queryableFrom, type Driver } from './driver.ts';
+
+export const PGLITE_OPTIONS = { parsers: { 20: (v: string) => Number(v) } };
+
+/** PGlite runs one statement at a time; its transaction() queues callers behind a mutex. */
+export function createPgliteDriver(db: PGlite): Driver & { db: PGlite } {
+  return {
+    kind: 'pglite',
+    db,
+    transaction: (fn) =>
+      db.transaction((tx) =>
+        fn(queryableFrom(
+          (sql, params) => tx.query(sql, params as unknown[]),
+          (sql) => tx.exec(sql),
+        ))),
+    close: () => db.close(),
+  };
+}
+
+export async function openPglite(dataDir?: string): Promise<PGlite> {
+  return PGlite.create(dataDir ? { dataDir, ...PGLITE_OPTIONS } : PGLITE_OPTIONS);
+}

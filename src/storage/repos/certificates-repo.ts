@@ -1,0 +1,134 @@
+import type { CertificateRecord, CertificateStatus, CertificateWithPem } from '../../domain/certificate.ts';
+import type { Queryable } from '../driver.ts';
+import { iso, isoOrNull } from '../rows.ts';
+
+const SELECT = `
+  SELECT c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.issuer, c.serial_number,
+         c.key_type, c.status, c.not_before, c.not_after, c.revoked_at, c.revoked_reason,
+         c.created_at, c.updated_at, r.scheduled_revoke_at
+  FROM device_certificates c
+  LEFT JOIN certificate_rotations r ON r.old_certificate_id = c.id AND r.status = 'PENDING'`;
+
+export const toCertificate = (r: Record<string, unknown>): CertificateRecord => ({
+  id: Number(r.id),
+  tenant_id: String(r.tenant_id),
+  device_id: String(r.device_id),
+  fingerprint_sha256: String(r.fingerprint_sha256),
+  common_name: String(r.common_name),
+  issuer: String(r.issuer),
+  serial_number: String(r.serial_number),
+  key_type: String(r.key_type),
+  status: r.status as CertificateStatus,
+  not_before: iso(r.not_before),
+  not_after: iso(r.not_after),
+  revoked_at: isoOrNull(r.revoked_at),
+  revoked_reason: (r.revoked_reason as string | null) ?? null,
+  scheduled_revoke_at: isoOrNull(r.scheduled_revoke_at),
+  created_at: iso(r.created_at),
+  updated_at: iso(r.updated_at),
+});
+
+export interface NewCertificate {
+  tenantId: string;
+  deviceId: string;
+  certPem: string;
+  fingerprint: string;
+  commonName: string;
+  issuer: string;
+  serialNumber: string;
+  keyType: string;
+  notBefore: Date;
+  notAfter: Date;
+  now: Date;
+}
+
+export async function insertCertificate(tx: Queryable, c: NewCertificate): Promise<CertificateRecord> {
+  const { rows } = await tx.query<{ id: number }>(
+    `INSERT INTO device_certificates
+       (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
+        status, not_before, not_after, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9, $10, $11, $11)
+     RETURNING id`,
+    [c.tenantId, c.deviceId, c.certPem, c.fingerprint, c.commonName, c.issuer, c.serialNumber, c.keyType, c.notBefore, c.notAfter, c.now],
+  );
+  return {
+    id: rows[0].id,
+    tenant_id: c.tenantId,
+    device_id: c.deviceId,
+    fingerprint_sha256: c.fingerprint,
+    common_name: c.commonName,
+    issuer: c.issuer,
+    serial_number: c.serialNumber,
+    key_type: c.keyType,
+    status: 'ACTIVE',
+    not_before: c.notBefore.toISOString(),
+    not_after: c.notAfter.toISOString(),
+    revoked_at: null,
+    revoked_reason: null,
+    scheduled_revoke_at: null,
+    created_at: c.now.toISOString(),
+    updated_at: c.now.toISOString(),
+  };
+}
+
+export async function findCertificate(tx: Queryable, id: number): Promise<CertificateWithPem | null> {
+  const { rows } = await tx.query(`${SELECT.replace('SELECT c.id', 'SELECT c.cert_pem, c.id')} WHERE c.id = $1`, [id]);
+  return rows[0] ? { ...toCertificate(rows[0]), cert_pem: String(rows[0].cert_pem) } : null;
+}
+
+export async function activeCertificatesOfDevice(tx: Queryable, tenantId: string, deviceId: string): Promise<CertificateRecord[]> {
+  const { rows } = await tx.query(
+    `${SELECT} WHERE c.tenant_id = $1 AND c.device_id = $2 AND c.status = 'ACTIVE' ORDER BY c.id DESC`,
+    [tenantId, deviceId],
+  );
+  return rows.map(toCertificate);
+}
+
+export interface CertificateListQuery {
+  tenantId?: string;
+  deviceId?: string;
+  status?: CertificateStatus;
+  /** ACTIVE certificates whose not_after falls before this instant. */
+  expiringBefore?: Date;
+  limit: number;
+  /** Keyset cursor: the last id of the previous page (newest first). */
+  beforeId?: number;
+}
+
+export async function listCertificates(tx: Queryable, q: CertificateListQuery) {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (clause: (p: string) => string, value: unknown) => {
+    params.push(value);
+    where.push(clause(`$${params.length}`));
+  };
+  if (q.tenantId) add((p) => `c.tenant_id = ${p}`, q.tenantId);
+  if (q.deviceId) add((p) => `c.device_id = ${p}`, q.deviceId);
+  if (q.status) add((p) => `c.status = ${p}`, q.status);
+  if (q.expiringBefore) {
+    where.push(`c.status = 'ACTIVE'`);
+    add((p) => `c.not_after <= ${p}`, q.expiringBefore);
+  }
+  const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
+  const totalRows = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${filter}`, params);
+  if (q.beforeId) add((p) => `c.id < ${p}`, q.beforeId);
+  params.push(q.limit + 1);
+  const { rows } = await tx.query(
+    `${SELECT}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY c.id DESC LIMIT $${params.length}`,
+    params,
+  );
+  const certificates = rows.slice(0, q.limit).map(toCertificate);
+  const last = certificates[certificates.length - 1];
+  return { certificates, total: Number(totalRows.rows[0].n), next: rows.length > q.limit && last ? last.id : null };
+}
+
+/** ACTIVE → REVOKED; null when the certificate is not (or no longer) ACTIVE. */
+export async function markRevoked(tx: Queryable, id: number, reason: string, at: Date): Promise<CertificateRecord | null> {
+  const { rows } = await tx.query<{ id: number }>(
+    `UPDATE device_certificates SET status = 'REVOKED', revoked_at = $2, revoked_reason = $3, updated_at = $2
+     WHERE id = $1 AND status = 'ACTIVE' RETURNING id`,
+    [id, at, reason],
+  );
+  if (rows.length === 0) return null;
+  return (await tx.query(`${SELECT} WHERE c.id = $1`, [id])).rows.map(toCertificate)[0];
+}

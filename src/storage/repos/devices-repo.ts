@@ -1,0 +1,74 @@
+import type { Queryable } from '../driver.ts';
+import { iso } from '../rows.ts';
+
+export interface DeviceRecord {
+  tenant_id: string;
+  device_id: string;
+  site_id: string | null;
+  status: string;
+  created_at: string;
+  updated_at: string;
+}
+
+const COLUMNS = 'tenant_id, device_id, site_id, status, created_at, updated_at';
+
+const toDevice = (r: Record<string, unknown>): DeviceRecord => ({
+  tenant_id: String(r.tenant_id),
+  device_id: String(r.device_id),
+  site_id: (r.site_id as string | null) ?? null,
+  status: String(r.status),
+  created_at: iso(r.created_at),
+  updated_at: iso(r.updated_at),
+});
+
+export async function insertDevice(tx: Queryable, d: { tenantId: string; deviceId: string; siteId: string | null; now: Date }) {
+  const { rows } = await tx.query(
+    `INSERT INTO device_registry (tenant_id, device_id, site_id, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $4) RETURNING ${COLUMNS}`,
+    [d.tenantId, d.deviceId, d.siteId, d.now],
+  );
+  return toDevice(rows[0]);
+}
+
+/** Row-locks the device: rotations and issuance for one device are serialised on it. */
+export async function lockDevice(tx: Queryable, tenantId: string, deviceId: string): Promise<DeviceRecord | null> {
+  const { rows } = await tx.query(`SELECT ${COLUMNS} FROM device_registry WHERE tenant_id = $1 AND device_id = $2 FOR UPDATE`, [tenantId, deviceId]);
+  return rows[0] ? toDevice(rows[0]) : null;
+}
+
+export async function findDevice(tx: Queryable, tenantId: string, deviceId: string): Promise<DeviceRecord | null> {
+  const { rows } = await tx.query(`SELECT ${COLUMNS} FROM device_registry WHERE tenant_id = $1 AND device_id = $2`, [tenantId, deviceId]);
+  return rows[0] ? toDevice(rows[0]) : null;
+}
+
+export interface DeviceListQuery {
+  tenantId?: string;
+  limit: number;
+  after?: string;
+}
+
+/** Keyset pagination on (tenant_id, device_id); RLS already scopes a tenant transaction. */
+export async function listDevices(tx: Queryable, q: DeviceListQuery) {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  if (q.tenantId) {
+    params.push(q.tenantId);
+    where.push(`tenant_id = $${params.length}`);
+  }
+  const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
+  const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_registry ${filter}`, params)).rows[0].n);
+  if (q.after) {
+    const slash = q.after.indexOf('/');
+    params.push(q.after.slice(0, slash), q.after.slice(slash + 1));
+    where.push(`(tenant_id, device_id) > ($${params.length - 1}, $${params.length})`);
+  }
+  params.push(q.limit + 1);
+  const { rows } = await tx.query(
+    `SELECT ${COLUMNS} FROM device_registry ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+     ORDER BY tenant_id, device_id LIMIT $${params.length}`,
+    params,
+  );
+  const devices = rows.slice(0, q.limit).map(toDevice);
+  const last = devices[devices.length - 1];
+  return { devices, total, next: rows.length > q.limit && last ? `${last.tenant_id}/${last.device_id}` : null };
+}
