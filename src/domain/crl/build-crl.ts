@@ -43,7 +43,10 @@ export interface RevokedEntry {
   /** Certificate serial as unsigned hex (any case, leading zeros allowed); at most 20 octets. */
   serialHex: string;
   revokedAt: Date;
-  /** RFC 5280 CRLReason; 0 (unspecified) leaves the reasonCode entry extension out. */
+  /**
+   * RFC 5280 CRLReason; 0 (unspecified) leaves the reasonCode entry extension out.
+   * 7 is unassigned and 8 (removeFromCRL) belongs to delta CRLs only: both are rejected.
+   */
   reasonCode: number;
 }
 
@@ -220,12 +223,15 @@ export interface RevokedEntriesEncoder {
   finish(): Buffer;
 }
 
-/** hex digit value by char code, -1 if not a hex digit. */
-const HEX_VALUE = new Int8Array(128).fill(-1);
-for (let i = 0; i < 10; i++) HEX_VALUE[48 + i] = i;
+/**
+ * Nibble value by UTF-16 code unit; 0x10 marks "not a hex digit". 64 KiB so any
+ * charCodeAt result indexes it without a range check; errors are OR-ed and checked once.
+ */
+const HEX_NIBBLE = new Uint8Array(65536).fill(0x10);
+for (let i = 0; i < 10; i++) HEX_NIBBLE[48 + i] = i;
 for (let i = 0; i < 6; i++) {
-  HEX_VALUE[65 + i] = 10 + i;
-  HEX_VALUE[97 + i] = 10 + i;
+  HEX_NIBBLE[65 + i] = 10 + i;
+  HEX_NIBBLE[97 + i] = 10 + i;
 }
 
 /** Max serial: 20 octets of magnitude (+1 sign octet). */
@@ -244,7 +250,6 @@ const REASON_EXTENSIONS_PREFIX = Uint8Array.from([
   0x0a, 0x01, // ENUMERATED, 1 byte
 ]);
 
-const VALID_REASON = new Set([1, 2, 3, 4, 5, 6, 8, 9, 10]);
 
 export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
   const chunks: Buffer[] = [];
@@ -303,16 +308,16 @@ export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
       timeLen = p + 7;
       lastDay = day;
     }
-    const s = second - day * 86400;
-    const hh = Math.floor(s / 3600);
-    const mi = Math.floor(s / 60) % 60;
+    const s = second - day * 86400; // 0..86399
+    const hh = (s / 3600) | 0;
+    const mi = ((s / 60) | 0) % 60;
     const ss = s % 60;
     let p = hmsAt;
-    timeBytes[p++] = 48 + Math.floor(hh / 10);
+    timeBytes[p++] = 48 + ((hh / 10) | 0);
     timeBytes[p++] = 48 + (hh % 10);
-    timeBytes[p++] = 48 + Math.floor(mi / 10);
+    timeBytes[p++] = 48 + ((mi / 10) | 0);
     timeBytes[p++] = 48 + (mi % 10);
-    timeBytes[p++] = 48 + Math.floor(ss / 10);
+    timeBytes[p++] = 48 + ((ss / 10) | 0);
     timeBytes[p] = 48 + (ss % 10);
     lastSecond = second;
   }
@@ -333,20 +338,30 @@ export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
       return 1;
     }
     if (digits > MAX_SERIAL_HEX_DIGITS) throw new RangeError(`serial ${hex} is longer than 20 octets`);
-    const odd = digits & 1;
-    const first = odd ? nib(hex, i) : (nib(hex, i) << 4) | nib(hex, i + 1);
+    const T = HEX_NIBBLE;
     let out = at;
+    let bad = 0;
+    let j = i;
+    let first: number;
+    if (digits & 1) {
+      first = T[hex.charCodeAt(j++)];
+      bad = first;
+    } else {
+      const h = T[hex.charCodeAt(j++)];
+      const l = T[hex.charCodeAt(j++)];
+      bad = h | l;
+      first = (h << 4) | l;
+    }
     if (first & 0x80) c[out++] = 0;
     c[out++] = first;
-    for (let j = i + (odd ? 1 : 2); j < n; j += 2) c[out++] = (nib(hex, j) << 4) | nib(hex, j + 1);
+    for (; j < n; j += 2) {
+      const h = T[hex.charCodeAt(j)];
+      const l = T[hex.charCodeAt(j + 1)];
+      bad |= h | l;
+      c[out++] = (h << 4) | l;
+    }
+    if (bad & 0x10) throw new RangeError(`serialHex "${hex}" is not hexadecimal`);
     return out - at;
-  }
-
-  function nib(hex: string, j: number): number {
-    const c = hex.charCodeAt(j);
-    const v = c < 128 ? HEX_VALUE[c] : -1;
-    if (v < 0) throw new RangeError(`serialHex "${hex}" is not hexadecimal`);
-    return v;
   }
 
   function newChunk() {
@@ -360,7 +375,10 @@ export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
     add(entry: RevokedEntry) {
       if (finished) throw new Error('revoked entries encoder already finished');
       const reason = entry.reasonCode;
-      if (reason !== 0 && !VALID_REASON.has(reason)) throw new RangeError(`invalid CRL reason code ${reason}`);
+      // 1-10 except 7 (unused) and 8 (removeFromCRL: only meaningful in delta CRLs)
+      if (reason !== 0 && !(reason >= 1 && reason <= 10 && reason !== 7 && reason !== 8 && (reason | 0) === reason)) {
+        throw new RangeError(`invalid reason code ${reason} for a full CRL entry (serial ${entry.serialHex})`);
+      }
       const date = entry.revokedAt;
       const ms = date instanceof Date ? date.getTime() : Number.NaN;
       if (Number.isNaN(ms)) throw new RangeError(`revokedAt of serial ${entry.serialHex} is not a valid Date`);

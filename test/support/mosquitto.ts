@@ -1,0 +1,152 @@
+/**
+ * Test harness: a real Mosquitto on free ports, configured from a folder written by
+ * writeBrokerConfig (it re-renders mosquitto.conf from mosquitto-config.json with the ports).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFile, stat, writeFile } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { type MosquittoConfigOptions, renderMosquittoConfig } from '../../src/broker/mosquitto-config.ts';
+import { CONFIG_FILE, RENDER_OPTIONS_FILE } from '../../src/broker/write-broker-config.ts';
+
+export const MOSQUITTO_BIN = process.env.MOSQUITTO_BIN ?? '/usr/sbin/mosquitto';
+
+export interface StartMosquittoOptions {
+  configDir: string;
+  /** Default: a free port. */
+  port?: number;
+  /** Default: a free port (only with the dynamic security plugin). */
+  adminPort?: number;
+  /** Default ['all'] (connections, TLS errors, reloads, dynsec commands). */
+  logTypes?: string[];
+  startTimeoutMs?: number;
+}
+
+export interface RunningMosquitto {
+  port: number;
+  adminPort?: number;
+  pidFile: string;
+  pid: number;
+  configFile: string;
+  logs(): string;
+  /** Resolves when the log matches (counting from `fromOffset` in logs()). */
+  waitForLog(pattern: RegExp, timeoutMs?: number, fromOffset?: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function canConnect(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ port, host });
+    const done = (ok: boolean) => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.setTimeout(500, () => done(false));
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function connectHost(bindAddress: string): string {
+  if (bindAddress === 'localhost' || bindAddress === '0.0.0.0' || bindAddress === '') return '127.0.0.1';
+  if (bindAddress === '::') return '::1';
+  return bindAddress;
+}
+
+export async function startMosquitto(options: StartMosquittoOptions): Promise<RunningMosquitto> {
+  const configDir = path.resolve(options.configDir);
+  const renderOptions = JSON.parse(await readFile(path.join(configDir, RENDER_OPTIONS_FILE), 'utf8')) as MosquittoConfigOptions;
+  const port = options.port ?? (await freePort());
+  let adminPort: number | undefined;
+  if (renderOptions.dynamicSecurity) {
+    adminPort = options.adminPort ?? (await freePort());
+    while (adminPort === port) adminPort = await freePort();
+    renderOptions.dynamicSecurity = { ...renderOptions.dynamicSecurity, adminPort };
+  }
+  renderOptions.port = port;
+  renderOptions.logDest = ['stderr'];
+  renderOptions.logTypes = options.logTypes ?? ['all'];
+  const configFile = path.join(configDir, CONFIG_FILE);
+  // writeFile keeps the existing file's owner and mode (root:mosquitto 0640 when run as root).
+  await writeFile(configFile, renderMosquittoConfig(renderOptions));
+  const pidFile = renderOptions.pidFile ?? path.join(configDir, 'run', 'mosquitto.pid');
+
+  let output = '';
+  const child: ChildProcess = spawn(MOSQUITTO_BIN, ['-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  let exited: { code: number | null; signal: NodeJS.Signals | null } | null = null;
+  const exitPromise = new Promise<void>((resolve) => {
+    child.once('exit', (code, signal) => {
+      exited = { code, signal };
+      resolve();
+    });
+  });
+  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+
+  const stop = async () => {
+    if (exited) return;
+    child.kill('SIGTERM');
+    const killed = await Promise.race([exitPromise.then(() => true), sleep(5000).then(() => false)]);
+    if (!killed) {
+      child.kill('SIGKILL');
+      await exitPromise;
+    }
+  };
+
+  const deadline = Date.now() + (options.startTimeoutMs ?? 8000);
+  const host = connectHost(renderOptions.bindAddress);
+  for (;;) {
+    const early = await Promise.race([spawnError, sleep(0).then(() => null)]);
+    if (early) throw new Error(`cannot run ${MOSQUITTO_BIN}: ${early.message}`);
+    if (exited) {
+      const { code, signal } = exited as { code: number | null; signal: NodeJS.Signals | null };
+      throw new Error(`mosquitto exited during start (code ${code}, signal ${signal}):\n${output}`);
+    }
+    const pidReady = await stat(pidFile).then(
+      (s) => s.size > 0,
+      () => false,
+    );
+    const portsReady =
+      (await canConnect(port, host)) && (adminPort === undefined || (await canConnect(adminPort, connectHost(renderOptions.dynamicSecurity?.adminHost ?? '127.0.0.1'))));
+    if (pidReady && portsReady) break;
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`mosquitto did not start within the timeout (pid file ready: ${pidReady}, ports ready: ${portsReady}):\n${output}`);
+    }
+    await sleep(50);
+  }
+
+  return {
+    port,
+    adminPort,
+    pidFile,
+    pid: child.pid as number,
+    configFile,
+    logs: () => output,
+    async waitForLog(pattern: RegExp, timeoutMs = 5000, fromOffset = 0) {
+      const until = Date.now() + timeoutMs;
+      while (!pattern.test(output.slice(fromOffset))) {
+        if (Date.now() > until) throw new Error(`mosquitto log did not match ${pattern} within ${timeoutMs} ms:\n${output.slice(fromOffset)}`);
+        if (exited) throw new Error(`mosquitto exited while waiting for ${pattern}:\n${output}`);
+        await sleep(25);
+      }
+    },
+    stop,
+  };
+}
