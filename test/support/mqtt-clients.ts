@@ -81,13 +81,13 @@ export async function connectWithMqttJs(files: TlsClientFiles & { timeoutMs?: nu
   let timer: NodeJS.Timeout | undefined;
   const attempt = mqtt
     .connectAsync(
+      `mqtts://${files.host ?? 'localhost'}:${files.port}`,
       {
         ...tlsOptions(files),
         protocolVersion: files.protocolVersion ?? 5,
         reconnectPeriod: 0,
         connectTimeout: timeoutMs,
       },
-      undefined,
       false,
     )
     .then(async (client) => {

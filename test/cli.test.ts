@@ -1,0 +1,105 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createTestDatabase } from './support/databases.ts';
+import { startTestService } from './support/service.ts';
+import { run } from './support/openssl.ts';
+
+const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const cli = (args: string[], env: Record<string, string>) =>
+  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-cli-'));
+
+describe('certfleet CLI', () => {
+  const children: ReturnType<typeof spawn>[] = [];
+  afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
+
+  it('init-ca creates an EC P-256 CA by default (key 0600), RSA 3072 on request, and never overwrites', () => {
+    const dir = tmp();
+    const ec = cli(['init-ca', '--out', dir, '--json'], {});
+    expect(ec.status, ec.stderr).toBe(0);
+    const out = JSON.parse(ec.stdout);
+    expect(statSync(out.key_path).mode & 0o777).toBe(0o600);
+    expect(run('openssl', ['x509', '-in', out.cert_path, '-noout', '-text']).out).toMatch(/NIST CURVE: P-256[\s\S]*CA:TRUE/);
+    expect(cli(['init-ca', '--out', dir], {}).status).toBe(1);
+    const rsaDir = tmp();
+    const rsa = cli(['init-ca', '--out', rsaDir, '--key-type', 'rsa-3072', '--json'], {});
+    expect(rsa.status, rsa.stderr).toBe(0);
+    expect(run('openssl', ['x509', '-in', join(rsaDir, 'device-ca.crt'), '-noout', '-text']).out).toContain('Public-Key: (3072 bit)');
+    expect(cli(['init-ca', '--out', tmp(), '--key-type', 'dsa'], {}).status).toBe(1);
+  });
+
+  it('token prints a JWT the service accepts, with the tenant and role asked for', async () => {
+    const database = await createTestDatabase('pglite');
+    const dataDir = tmp();
+    const t = await startTestService(database, { dataDir });
+    try {
+      const res = cli(['token', '--tenant', 'acme', '--role', 'tenant-admin', '--ttl', '10m'], { CERTFLEET_DATA_DIR: dataDir });
+      expect(res.status, res.stderr).toBe(0);
+      const token = res.stdout.trim();
+      const payload = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString());
+      expect(payload).toMatchObject({ tenant_id: 'acme', realm_access: { roles: ['tenant-admin'] } });
+      expect(payload.exp - payload.iat).toBe(600);
+      const list = await t.service.app.inject({ method: 'GET', url: '/customer/devices', headers: { authorization: `Bearer ${token}` } });
+      expect(list.statusCode).toBe(200);
+      expect(cli(['token', '--role', 'customer'], { CERTFLEET_DATA_DIR: dataDir }).status).toBe(1);
+      expect(cli(['token', '--tenant', 'a b'], { CERTFLEET_DATA_DIR: dataDir }).status).toBe(1);
+    } finally {
+      await t.close();
+      await database.close();
+    }
+  });
+
+  it('a second process on the same embedded data dir exits with a clear message', async () => {
+    const dataDir = tmp();
+    const first = spawn(process.execPath, [BIN, 'serve'], { env: { ...process.env, CERTFLEET_DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' } });
+    children.push(first);
+    let out = '';
+    first.stdout!.on('data', (d) => (out += d));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`first serve did not start: ${out}`)), 45_000);
+      first.stdout!.on('data', () => out.includes('listening on') && (clearTimeout(timer), resolve()));
+    });
+    expect(out).toContain('development CA created now');
+    const second = cli(['serve'], { CERTFLEET_DATA_DIR: dataDir, PORT: '0' });
+    expect(second.status).toBe(1);
+    expect(second.stderr).toMatch(new RegExp(`in use by process ${first.pid}`));
+    first.kill('SIGTERM');
+    await new Promise((r) => first.once('exit', r));
+    // the lock is released: migrate can open the data dir now
+    const after = cli(['migrate'], { CERTFLEET_DATA_DIR: dataDir });
+    expect(after.status, after.stderr).toBe(0);
+  });
+
+  it('in production mode without a Device CA, issuing answers 503 "Device CA not configured"', async () => {
+    const database = await createTestDatabase('pglite');
+    const t = await startTestService(database, { env: { NODE_ENV: 'production' } });
+    try {
+      expect(t.service.ca.ca).toBeNull();
+      await t.call('acme', 'POST', '/customer/devices', { device_id: 'D1' });
+      const res = await t.call('acme', 'POST', '/customer/devices/D1/certificates/generate', {});
+      expect(res.status).toBe(503);
+      expect(res.json).toMatchObject({ code: 'CA_NOT_CONFIGURED', detail: 'Device CA not configured' });
+      expect((await t.call('acme', 'GET', '/customer/certificates')).json.total).toBe(0);
+    } finally {
+      await t.close();
+      await database.close();
+    }
+  });
+
+  it('refuses a world-readable CA key', async () => {
+    const dir = tmp();
+    expect(cli(['init-ca', '--out', dir], {}).status).toBe(0);
+    spawnSync('chmod', ['644', join(dir, 'device-ca.key')]);
+    const database = await createTestDatabase('pglite');
+    try {
+      await expect(
+        startTestService(database, { env: { DEVICE_CA_CERT_PATH: join(dir, 'device-ca.crt'), DEVICE_CA_KEY_PATH: join(dir, 'device-ca.key') } }),
+      ).rejects.toThrow(/world-readable/);
+    } finally {
+      await database.close();
+    }
+  });
+});
