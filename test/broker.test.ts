@@ -331,6 +331,10 @@ describe('connected sessions: reload + kick through the dynamic security plugin'
   });
 
   afterAll(async () => {
+    if (process.env.SHOW_BROKER_LOGS) {
+      console.log(broker?.logs());
+      console.log(`session errors: ${JSON.stringify(sessions.map((s) => s.errors))}`);
+    }
     for (const s of sessions) await s.end();
     await watcher?.client.endAsync(true);
     await broker?.stop();
@@ -415,6 +419,7 @@ describe('connected sessions: reload + kick through the dynamic security plugin'
     expect(revoked.connected).toBe(false);
     expect(revoked.connects).toBe(1);
     expect(revoked.errors.length + revoked.closes).toBeGreaterThan(1);
+    expect(revoked.errors.join('\n')).toMatch(/alert certificate revoked/); // TLS alert 44 from the broker
 
     const fresh = `after-kick-${randomUUID()}`;
     await current.client.publishAsync('tenant/t1/device/dev2/telemetry', fresh, { qos: 1 });

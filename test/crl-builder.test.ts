@@ -296,6 +296,16 @@ function conformanceSuite(kind: 'ec' | 'rsa', crlNumber: bigint) {
     expect(ok.stdout).toContain(': OK');
   });
 
+  it('openssl quirk: a leaf without a CRL Distribution Point is out of the IDP scope', () => {
+    // With an IDP distributionPoint in the CRL, OpenSSL only applies the CRL to certificates whose
+    // CRL DP matches it; others fail with "different CRL scope". Issued certificates must carry the URL.
+    const noDp = join(dir, 'leaf-no-dp.pem');
+    mustRun('openssl', ['x509', '-req', '-in', join(dir, 'leaf-good.csr'), '-CA', ca.certPath, '-CAkey', ca.keyPath, '-set_serial', '0x' + randomSerial(false), '-days', '1', '-out', noDp]);
+    const r = run('openssl', ['verify', '-crl_check', '-CAfile', ca.certPath, '-CRLfile', crlPath, noDp]);
+    expect(r.status).not.toBe(0);
+    expect(r.out).toContain('different CRL scope');
+  });
+
   it('verifyCrl accepts it', () => {
     const v = verifyCrl(crlDer, { caPublicKey: identity.publicKey, now, previousNumber: crlNumber - 1n, issuerNameDer: identity.subjectDer });
     expect(v.crlNumber).toBe(crlNumber);

@@ -1,4 +1,4 @@
-import { PRIVATE_KEY_WARNING } from '../domain/certificate.ts';
+import { DEVICE_KEY_NOTE, PRIVATE_KEY_WARNING } from '../domain/certificate.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
 import type { AppDeps } from './deps.ts';
 import type { Actor } from './ports.ts';
@@ -21,7 +21,7 @@ export function createIssueCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 
       cert_pem: signed.issued.certPem,
       ...(signed.privateKeyPem ? { private_key_pem: signed.privateKeyPem } : {}),
       ca_cert_pem: deps.authority.caCertPem(),
-      warning: signed.privateKeyPem ? PRIVATE_KEY_WARNING : 'The private key stays on the device; certfleet never saw it.',
+      warning: signed.privateKeyPem ? PRIVATE_KEY_WARNING : DEVICE_KEY_NOTE,
     };
   };
 }

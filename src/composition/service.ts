@@ -9,6 +9,7 @@ import { noRevocationListener, type RevocationListener } from '../app/ports.ts';
 import { createUseCases, type UseCases } from '../app/use-cases.ts';
 import { buildHttpApp } from '../http/app.ts';
 import { customerRoutes } from '../http/routes/customer.ts';
+import { customerRotationRoutes } from '../http/routes/customer-rotation.ts';
 import { healthRoutes } from '../http/routes/health.ts';
 import { operatorRoutes } from '../http/routes/operator.ts';
 import { pkiRoutes } from '../http/routes/pki.ts';
@@ -54,7 +55,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const { verifier, mode } = await tokenVerifierFor(config);
     const app = await buildHttpApp({
       verifier,
-      customer: [customerRoutes(useCases)],
+      customer: [customerRoutes(useCases), customerRotationRoutes(useCases)],
       operator: [operatorRoutes(useCases)],
       public: [healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }), pkiRoutes({ caCertPem: ca.ca?.certPem ?? null })],
       metrics,

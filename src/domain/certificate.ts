@@ -37,3 +37,7 @@ export interface CertificateWithPem extends CertificateRecord {
 }
 
 export const PRIVATE_KEY_WARNING = 'Save the private key now -- it will NOT be shown again.';
+export const DEVICE_KEY_NOTE = 'The private key stays on the device; certfleet never saw it.';
+
+/** revoke_old_after_hours and ROTATION_GRACE_HOURS: 1 hour to 30 days. */
+export const MAX_ROTATION_GRACE_HOURS = 720;

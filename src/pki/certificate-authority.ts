@@ -1,9 +1,17 @@
-import { createHash } from 'node:crypto';
+import { createHash, sign, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
 import { AppError } from '../domain/errors.ts';
 import type { CertificateAuthority, IssueRequest, IssuedCertificate, VerifiedCertificate } from '../app/ports.ts';
 import { randomSerialHex, type DeviceCa } from './device-ca.ts';
 import { describeKey, publicKeyFromSpki, spkiOf } from './keys.ts';
 import { x509 } from './x509.ts';
+import { deviceProfile, encodeDeviceTbs, signedEnvelope } from '../domain/certificate-der.ts';
+import { children, readSingle } from '../domain/der.ts';
+import { caIdentityFromCertificate, createCrlSigner } from './crl-signer.ts';
+import { toPem } from './pem.ts';
+
+const hashFor = (key: KeyObject): string =>
+  key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 'sha384' : 'sha256';
 
 const notConfigured = () => new AppError('CA_NOT_CONFIGURED', 'Device CA not configured');
 
@@ -13,21 +21,34 @@ export const normaliseSerial = (hex: string): string => hex.toLowerCase().replac
 const fingerprintOf = (der: ArrayBuffer | Uint8Array): string =>
   createHash('sha256').update(der instanceof Uint8Array ? der : new Uint8Array(der)).digest('hex');
 
+/** SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2, method 1). */
+function keyIdOf(spki: Buffer): Buffer {
+  const outer = readSingle(spki);
+  const bits = children(spki, outer)[1];
+  return createHash('sha1').update(spki.subarray(bits.valueStart + 1, bits.end)).digest();
+}
+
+const signAsync = promisify(sign);
+
 /**
  * Issues device client certificates: CN tenant/device, BasicConstraints CA=false
  * (critical), KeyUsage digitalSignature+keyEncipherment (critical), EKU clientAuth,
- * SKI, AKI and the CRL distribution point.
+ * SKI, AKI and the CRL distribution point. The TBS is encoded directly (the shared
+ * extensions once per CA) and signed in libuv's thread pool.
  */
-export function createCertificateAuthority(ca: DeviceCa | null, options: { crlUrl: string; organization?: string }): CertificateAuthority {
-  let caExtensions: x509.Extension[] | null = null;
-  const staticExtensions = async () =>
-    (caExtensions ??= [
-      new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
-      new x509.AuthorityKeyIdentifierExtension(ca!.subjectKeyId.toString('hex')),
-      new x509.CRLDistributionPointsExtension([options.crlUrl]),
-    ]);
+export function createCertificateAuthority(ca: DeviceCa | null, options: { crlUrl: string }): CertificateAuthority {
+  const identity = ca ? caIdentityFromCertificate(ca.certDer) : null;
+  const signer = ca ? createCrlSigner(ca.privateKey) : null;
+  const hash = ca ? hashFor(ca.privateKey) : 'sha256';
+  const profile =
+    ca && identity && signer
+      ? deviceProfile({
+          issuerNameDer: identity.subjectDer,
+          authorityKeyId: identity.subjectKeyId,
+          crlDistributionPointUrl: options.crlUrl,
+          signatureAlgorithmDer: signer.algorithmIdentifierDer,
+        })
+      : null;
 
   return {
     caCertPem() {
@@ -36,31 +57,29 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: { crlUr
     },
 
     async issue(req: IssueRequest): Promise<IssuedCertificate> {
-      if (!ca) throw notConfigured();
-      const spki = new x509.PublicKey(new Uint8Array(spkiOf(req.publicKey)));
-      const serialHex = randomSerialHex();
-      const cert = await x509.X509CertificateGenerator.create({
-        serialNumber: serialHex,
-        subject: [{ CN: [req.commonName] }, ...(options.organization ? [{ O: [options.organization] }] : [])],
-        issuer: ca.certificate.subjectName,
+      if (!ca || !profile) throw notConfigured();
+      const spki = spkiOf(req.publicKey);
+      const serial = Buffer.from(randomSerialHex(), 'hex');
+      const tbs = encodeDeviceTbs(profile, {
+        serial,
+        commonName: req.commonName,
         notBefore: req.notBefore,
         notAfter: req.notAfter,
-        publicKey: spki,
-        signingKey: ca.signingKey,
-        signingAlgorithm: ca.signingAlgorithm,
-        extensions: [...(await staticExtensions()), await x509.SubjectKeyIdentifierExtension.create(spki)],
+        subjectPublicKeyInfoDer: spki,
+        subjectKeyId: keyIdOf(spki),
       });
+      const signature = await signAsync(hash, tbs, { key: ca.privateKey, dsaEncoding: 'der' });
+      const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, signature);
       return {
-        certPem: cert.toString('pem') + '\n',
-        fingerprint: fingerprintOf(cert.rawData),
-        serialHex: normaliseSerial(serialHex),
+        certPem: toPem('CERTIFICATE', der),
+        fingerprint: fingerprintOf(der),
+        serialHex: normaliseSerial(serial.toString('hex')),
         issuer: ca.issuerLabel,
         keyType: describeKey(req.publicKey),
-        notBefore: cert.notBefore,
-        notAfter: cert.notAfter,
+        notBefore: new Date(Math.floor(req.notBefore.getTime() / 1000) * 1000),
+        notAfter: new Date(Math.floor(req.notAfter.getTime() / 1000) * 1000),
       };
     },
-
     async verifyIssued(certPem: string): Promise<VerifiedCertificate> {
       if (!ca) throw notConfigured();
       let cert: x509.X509Certificate;

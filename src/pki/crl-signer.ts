@@ -74,9 +74,13 @@ export interface CaIdentity {
 
 const OID_SUBJECT_KEY_ID = '2.5.29.14';
 
-/** Certificate bytes from PEM (first CERTIFICATE block) or DER. */
+/** Certificate bytes from PEM (first CERTIFICATE block; string or file bytes) or DER. */
 export function certificateDer(cert: string | Uint8Array): Buffer {
-  if (typeof cert !== 'string') return Buffer.from(cert.buffer, cert.byteOffset, cert.byteLength);
+  if (typeof cert !== 'string') {
+    const bytes = Buffer.from(cert.buffer, cert.byteOffset, cert.byteLength);
+    if (bytes[0] === 0x30) return bytes;
+    cert = bytes.toString('latin1'); // PEM file contents read as bytes
+  }
   const m = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/.exec(cert);
   if (!m) throw new TypeError('no PEM CERTIFICATE block found');
   return Buffer.from(m[1].replace(/\s+/g, ''), 'base64');

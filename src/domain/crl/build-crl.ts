@@ -250,7 +250,15 @@ const REASON_EXTENSIONS_PREFIX = Uint8Array.from([
   0x0a, 0x01, // ENUMERATED, 1 byte
 ]);
 
-
+/**
+ * Streaming encoder for revokedCertificates entries. Feed rows batch by batch from a
+ * DB cursor (ordered by serial ascending) and drop them; each entry is written straight
+ * into growing byte chunks (16 KiB doubling to 4 MiB), never kept as an object:
+ *
+ *   const enc = createRevokedEntriesEncoder();
+ *   for await (const batch of cursor) for (const row of batch) enc.add(row);
+ *   const crl = buildCrl({ ...rest, revoked: enc.finish() });
+ */
 export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
   const chunks: Buffer[] = [];
   let chunk = Buffer.allocUnsafe(FIRST_CHUNK);

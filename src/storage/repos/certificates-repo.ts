@@ -76,9 +76,10 @@ export async function findCertificate(tx: Queryable, id: number): Promise<Certif
   return rows[0] ? { ...toCertificate(rows[0]), cert_pem: String(rows[0].cert_pem) } : null;
 }
 
-export async function activeCertificatesOfDevice(tx: Queryable, tenantId: string, deviceId: string): Promise<CertificateRecord[]> {
+/** `lock`: FOR UPDATE on the certificates, so a concurrent revocation waits (or is seen) before a rotation schedules them. */
+export async function activeCertificatesOfDevice(tx: Queryable, tenantId: string, deviceId: string, options: { lock?: boolean } = {}): Promise<CertificateRecord[]> {
   const { rows } = await tx.query(
-    `${SELECT} WHERE c.tenant_id = $1 AND c.device_id = $2 AND c.status = 'ACTIVE' ORDER BY c.id DESC`,
+    `${SELECT} WHERE c.tenant_id = $1 AND c.device_id = $2 AND c.status = 'ACTIVE' ORDER BY c.id DESC${options.lock ? ' FOR UPDATE OF c' : ''}`,
     [tenantId, deviceId],
   );
   return rows.map(toCertificate);

@@ -1,0 +1,74 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+
+export const ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'certfleet.js');
+
+/** A throw-away Postgres database for one benchmark run. */
+export async function benchDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `certfleet_bench_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const u = new URL(ADMIN_URL);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    async drop() {
+      const c = new pg.Client({ connectionString: ADMIN_URL });
+      await c.connect();
+      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await c.end();
+    },
+  };
+}
+
+export function cli(args: string[], env: Record<string, string>): string {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  if (r.status !== 0) throw new Error(`certfleet ${args.join(' ')}: ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+/** `certfleet <command>` in a child process on real Postgres with its own CA; resolves once it listens. */
+export async function startServer(command: 'api' | 'serve', databaseUrl: string, extraEnv: Record<string, string> = {}) {
+  const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-bench-'));
+  cli(['init-ca', '--out', join(dataDir, 'ca')], {});
+  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const env: Record<string, string> = {
+    CERTFLEET_DATA_DIR: dataDir,
+    DATABASE_URL: databaseUrl,
+    DEVICE_CA_CERT_PATH: join(dataDir, 'ca', 'device-ca.crt'),
+    DEVICE_CA_KEY_PATH: join(dataDir, 'ca', 'device-ca.key'),
+    PORT: String(port),
+    LOG_LEVEL: 'warn',
+    ...extraEnv,
+  };
+  const child: ChildProcess = spawn(process.execPath, [BIN, command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d) => {
+      out += d;
+      if (out.includes('listening on')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`server exited (${code}): ${out}`)));
+  });
+  return {
+    base: `http://127.0.0.1:${port}`,
+    env,
+    dataDir,
+    pid: child.pid!,
+    token: (tenant: string) => cli(['token', '--tenant', tenant, '--ttl', '2h'], env),
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+export const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+export const fmt = (n: number, digits = 1) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });

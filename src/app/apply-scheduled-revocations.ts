@@ -1,0 +1,63 @@
+import type { Queryable } from '../storage/driver.ts';
+import { claimDueRotations, completeRotation, type PendingRotation } from '../storage/repos/rotations-repo.ts';
+import type { AppDeps } from './deps.ts';
+import type { Actor } from './ports.ts';
+import { revokeInTransaction } from './revoke-certificate.ts';
+
+/** The reason a rotation revokes with (RFC 5280 `superseded`). */
+export const ROTATION_REVOCATION_REASON = 'superseded';
+
+/**
+ * Ends one pending rotation row in the caller's transaction: revokes its old certificate
+ * (which completes the row, with its audit event), or, when that certificate is no longer
+ * ACTIVE (revoked by hand, expired), only completes the row. Returns the revoked
+ * certificate, or null.
+ */
+export async function revokeSupersededInTransaction(tx: Queryable, actor: Actor, rotation: PendingRotation, at: Date) {
+  const revoked = await revokeInTransaction(tx, actor, rotation.old_certificate_id, ROTATION_REVOCATION_REASON, at);
+  if (!revoked) await completeRotation(tx, rotation.id, at);
+  return revoked;
+}
+
+export interface ApplyScheduledRevocationsResult {
+  /** Old certificates revoked (superseded) by this run. */
+  revoked: number;
+  /** Due rows closed without a revocation: their certificate was no longer ACTIVE. */
+  completed: number;
+  batches: number;
+}
+
+export const APPLY_SCHEDULED_REVOCATIONS_ACTOR = 'system:apply-scheduled-revocations';
+
+/**
+ * System-wide: revokes every old certificate whose scheduled_revoke_at has passed. Runs as
+ * the operator role in batches of one transaction each. Idempotent, and safe when several
+ * workers run it at once (rows are claimed with FOR UPDATE SKIP LOCKED and the revocation
+ * itself is conditional on ACTIVE, so a certificate is revoked exactly once). The worker's
+ * periodic tick calls it; the CRL publisher is told after every batch that revoked something.
+ */
+export function createApplyScheduledRevocations({ db, clock, revocations }: Pick<AppDeps, 'db' | 'clock' | 'revocations'>) {
+  return async (options: { batchSize?: number } = {}): Promise<ApplyScheduledRevocationsResult> => {
+    const batchSize = options.batchSize ?? 500;
+    const result: ApplyScheduledRevocationsResult = { revoked: 0, completed: 0, batches: 0 };
+    for (;;) {
+      const now = clock.now();
+      const batch = await db.asOperator(async (tx) => {
+        const due = await claimDueRotations(tx, now, batchSize);
+        let revoked = 0;
+        for (const rotation of due) {
+          const actor = { id: APPLY_SCHEDULED_REVOCATIONS_ACTOR, tenantId: rotation.tenant_id };
+          if (await revokeSupersededInTransaction(tx, actor, rotation, now)) revoked++;
+        }
+        return { claimed: due.length, revoked };
+      });
+      if (batch.claimed === 0) break;
+      result.batches++;
+      result.revoked += batch.revoked;
+      result.completed += batch.claimed - batch.revoked;
+      if (batch.revoked > 0) revocations.revocationCommitted();
+      if (batch.claimed < batchSize) break;
+    }
+    return result;
+  };
+}

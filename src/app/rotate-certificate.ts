@@ -1,0 +1,76 @@
+import { HOUR_MS } from '../domain/clock.ts';
+import { DEVICE_KEY_NOTE, MAX_ROTATION_GRACE_HOURS, PRIVATE_KEY_WARNING } from '../domain/certificate.ts';
+import { AppError } from '../domain/errors.ts';
+import { assertDeviceId } from '../domain/identifiers.ts';
+import { activeCertificatesOfDevice } from '../storage/repos/certificates-repo.ts';
+import { lockDevice } from '../storage/repos/devices-repo.ts';
+import { scheduleRevocation } from '../storage/repos/rotations-repo.ts';
+import type { AppDeps } from './deps.ts';
+import { deviceNotFound } from './get-device.ts';
+import type { Actor } from './ports.ts';
+import { createSignDeviceCertificate, storeCertificate, type KeyRequest } from './sign-device-certificate.ts';
+
+export interface RotateInput {
+  validityDays: number;
+  /** null or undefined: the configured default (ROTATION_GRACE_HOURS). */
+  revokeOldAfterHours?: number | null;
+  key: KeyRequest;
+}
+
+/**
+ * Issues a new certificate and schedules the revocation of the device's ACTIVE ones after
+ * a grace period, atomically: the certificate and its schedule commit together. Rotations
+ * of one device are serialised on the device row lock. No ACTIVE certificate: a plain issue.
+ */
+export function createRotateCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'settings'>) {
+  const sign = createSignDeviceCertificate(deps);
+  return async (actor: Actor, deviceId: string, input: RotateInput) => {
+    assertDeviceId(deviceId);
+    const graceHours = input.revokeOldAfterHours ?? deps.settings.rotationGraceHours;
+    if (!Number.isInteger(graceHours) || graceHours < 1 || graceHours > MAX_ROTATION_GRACE_HOURS) {
+      throw new AppError('VALIDATION_FAILED', `revoke_old_after_hours must be an integer from 1 to ${MAX_ROTATION_GRACE_HOURS}`);
+    }
+    // Key generation and signing before the transaction: no lock is held during RSA keygen.
+    const signed = await sign(actor.tenantId, deviceId, input.validityDays, input.key);
+    const at = signed.signedAt;
+    const revokeAt = new Date(at.getTime() + graceHours * HOUR_MS);
+
+    const { certificate, old } = await deps.db.asTenant(actor.tenantId, async (tx) => {
+      if (!(await lockDevice(tx, actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
+      const active = await activeCertificatesOfDevice(tx, actor.tenantId, deviceId, { lock: true });
+      const certificate = await storeCertificate(tx, actor, deviceId, signed.issued, at, 'certificate.rotated', {
+        key_source: input.key.kind,
+        key_type: signed.issued.keyType,
+        grace_period_hours: graceHours,
+        old_certificate_ids: active.map((c) => c.id),
+      });
+      const old = [];
+      for (const c of active) {
+        const schedule = await scheduleRevocation(tx, {
+          tenantId: actor.tenantId,
+          deviceId,
+          newCertificateId: certificate.id,
+          oldCertificateId: c.id,
+          revokeAt,
+          now: at,
+        });
+        old.push({ id: c.id, fingerprint: c.fingerprint_sha256, status: c.status, scheduled_revoke_at: schedule.scheduled_revoke_at });
+      }
+      return { certificate, old };
+    });
+
+    const keyWarning = signed.privateKeyPem ? PRIVATE_KEY_WARNING : DEVICE_KEY_NOTE;
+    const oldWarning = old.length
+      ? `Old certificates will remain active for at most ${graceHours} hours (see scheduled_revoke_at); confirm the rotation to revoke them sooner.`
+      : 'The device had no active certificate; nothing is scheduled for revocation.';
+    return {
+      new_certificate: certificate,
+      cert_pem: signed.issued.certPem,
+      ...(signed.privateKeyPem ? { private_key_pem: signed.privateKeyPem } : {}),
+      ca_cert_pem: deps.authority.caCertPem(),
+      old_certificates: old,
+      grace_period_hours: graceHours,
+      warning: `${keyWarning} ${oldWarning}`,
+    };
+  };
+}
