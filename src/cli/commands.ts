@@ -1,9 +1,5 @@
 import type { ParseArgsConfig } from 'node:util';
 import type { Config } from '../config.ts';
-import { initCaCommand } from './init-ca.ts';
-import { migrateCommand } from './migrate.ts';
-import { serveCommand } from './serve.ts';
-import { tokenCommand } from './token.ts';
 
 export type Flags = Record<string, string | boolean | undefined>;
 
@@ -13,6 +9,13 @@ export interface Command {
 }
 
 const json = { json: { type: 'boolean' } } as const;
+
+// Commands are imported when run, so `token` or `init-ca` do not load the whole service.
+const serveCommand = async (flags: Flags, config: Config, parts: { api: boolean; worker: boolean }) =>
+  (await import('./serve.ts')).serveCommand(flags, config, parts);
+const migrateCommand = async (flags: Flags, config: Config) => (await import('./migrate.ts')).migrateCommand(flags, config);
+const initCaCommand = async (flags: Flags, config: Config) => (await import('./init-ca.ts')).initCaCommand(flags, config);
+const tokenCommand = async (flags: Flags, config: Config) => (await import('./token.ts')).tokenCommand(flags, config);
 
 export const commands: Record<string, Command> = {
   serve: { options: { ...json }, run: (flags, config) => serveCommand(flags, config, { api: true, worker: true }) },
