@@ -29,12 +29,26 @@ export function principalFrom(payload: JWTPayload): Principal {
   return { subject: String(payload.sub ?? 'unknown'), tenantId, roles };
 }
 
+const CACHE_LIMIT = 10_000;
+
+/**
+ * Verified tokens are remembered until they expire (bounded), so a device fleet's
+ * automation reusing one token does not pay a signature check per request.
+ */
 function verifierWith(keys: JWTVerifyGetKey, options: { issuer: string; audience: string }): TokenVerifier {
+  const cache = new Map<string, { principal: Principal; expiresAt: number }>();
   return {
     async verify(token) {
+      const hit = cache.get(token);
+      if (hit && hit.expiresAt > Date.now()) return hit.principal;
       try {
         const { payload } = await jwtVerify(token, keys, { issuer: options.issuer, audience: options.audience, clockTolerance: 30 });
-        return principalFrom(payload);
+        const principal = principalFrom(payload);
+        if (payload.exp) {
+          if (cache.size >= CACHE_LIMIT) cache.clear();
+          cache.set(token, { principal, expiresAt: payload.exp * 1000 });
+        }
+        return principal;
       } catch (e) {
         if (e instanceof InvalidTokenError) throw e;
         throw new InvalidTokenError(`invalid bearer token: ${(e as Error).message}`);

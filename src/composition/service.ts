@@ -42,7 +42,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
   try {
     const ca = await loadCaForConfig(config, clock);
     const metrics = new Registry();
-    collectDefaultMetrics({ register: metrics });
+    collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: 2 });
     const deps: AppDeps = {
       db: storage.db,
       clock,

@@ -14,20 +14,18 @@ export interface Database {
   close(): Promise<void>;
 }
 
+/** A SQL string literal (standard_conforming_strings is on in every supported Postgres). */
+const literal = (value: string) => `'${value.replace(/'/g, "''")}'`;
+
 export function createDatabase(driver: Driver): Database {
   return {
     kind: driver.kind,
-    asTenant: (tenantId, fn) =>
-      driver.transaction(async (tx) => {
-        await tx.query('SET LOCAL ROLE certfleet_app');
-        await tx.query("SELECT set_config('app.tenant_id', $1, true)", [tenantId]);
-        return fn(tx);
-      }),
-    asOperator: (fn) =>
-      driver.transaction(async (tx) => {
-        await tx.query('SET LOCAL ROLE certfleet_operator');
-        return fn(tx);
-      }),
+    // Role and tenant are set in the same round trip as BEGIN.
+    asTenant: (tenantId, fn) => {
+      if (tenantId.includes('\0')) throw new Error('invalid tenant id');
+      return driver.transaction(fn, `SET LOCAL ROLE certfleet_app; SELECT set_config('app.tenant_id', ${literal(tenantId)}, true)`);
+    },
+    asOperator: (fn) => driver.transaction(fn, 'SET LOCAL ROLE certfleet_operator'),
     close: () => driver.close(),
   };
 }

@@ -17,7 +17,11 @@ export interface Queryable {
 /** The two storage engines (node-postgres and PGlite) behind one small interface. */
 export interface Driver {
   readonly kind: 'pg' | 'pglite';
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Runs fn in a transaction. `prelude` (parameterless SQL) runs first, in the same
+   * round trip as BEGIN where the driver can.
+   */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>, prelude?: string): Promise<T>;
   close(): Promise<void>;
 }
 

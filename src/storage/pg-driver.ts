@@ -11,10 +11,10 @@ export function createPgDriver(connectionString: string, options: { max?: number
   return {
     kind: 'pg',
     pool,
-    async transaction(fn) {
+    async transaction(fn, prelude) {
       const client = await pool.connect();
       try {
-        await client.query('BEGIN');
+        await client.query(prelude ? `BEGIN; ${prelude}` : 'BEGIN');
         const result = await fn(queryableFrom(
           (sql, params) => client.query(sql, params as unknown[]),
           (sql) => client.query(sql),

@@ -8,12 +8,14 @@ export function createPgliteDriver(db: PGlite): Driver & { db: PGlite } {
   return {
     kind: 'pglite',
     db,
-    transaction: (fn) =>
-      db.transaction((tx) =>
-        fn(queryableFrom(
+    transaction: (fn, prelude) =>
+      db.transaction(async (tx) => {
+        if (prelude) await tx.exec(prelude);
+        return fn(queryableFrom(
           (sql, params) => tx.query(sql, params as unknown[]),
           (sql) => tx.exec(sql),
-        ))),
+        ));
+      }),
     close: () => db.close(),
   };
 }
