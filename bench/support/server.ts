@@ -35,7 +35,7 @@ export function cli(args: string[], env: Record<string, string>): string {
 }
 
 /** `certfleet <command>` in a child process on real Postgres with its own CA; resolves once it listens. */
-export async function startServer(command: 'api' | 'serve', databaseUrl: string, extraEnv: Record<string, string> = {}) {
+export async function startServer(command: 'api' | 'serve' | 'worker', databaseUrl: string, extraEnv: Record<string, string> = {}, nodeArgs: string[] = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-bench-'));
   cli(['init-ca', '--out', join(dataDir, 'ca')], {});
   const port = 20_000 + Math.floor(Math.random() * 20_000);
@@ -48,7 +48,7 @@ export async function startServer(command: 'api' | 'serve', databaseUrl: string,
     LOG_LEVEL: 'warn',
     ...extraEnv,
   };
-  const child: ChildProcess = spawn(process.execPath, [BIN, command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, BIN, command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d) => {

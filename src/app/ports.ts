@@ -1,11 +1,16 @@
-import type { KeyObject } from 'node:crypto';
 import type { KeyType } from '../domain/certificate.ts';
 
 /** Narrow dependencies of the use cases. Implementations live in pki/, storage/ and worker/. */
 
+/** A public key as SubjectPublicKeyInfo DER, with its type (`rsa-2048`, `ec-p256`, ...). */
+export interface DevicePublicKey {
+  spkiDer: Buffer;
+  keyType: string;
+}
+
 export interface IssueRequest {
   commonName: string;
-  publicKey: KeyObject;
+  publicKey: DevicePublicKey;
   notBefore: Date;
   notAfter: Date;
 }
@@ -35,9 +40,9 @@ export interface CertificateAuthority {
 }
 
 export interface KeySource {
-  generate(keyType: KeyType): Promise<{ publicKey: KeyObject; privateKeyPem: string }>;
+  generate(keyType: KeyType): Promise<{ publicKey: DevicePublicKey; privateKeyPem: string }>;
   /** Verifies a CSR's signature and key strength; returns its public key. */
-  publicKeyFromCsr(csrPem: string): Promise<KeyObject>;
+  publicKeyFromCsr(csrPem: string): Promise<DevicePublicKey>;
 }
 
 /** Told after every committed revocation; the CRL publisher rebuilds and pushes the CRL. */

@@ -2,7 +2,6 @@ import { DAY_MS } from '../domain/clock.ts';
 import { NOT_BEFORE_SKEW_MS, type KeyType } from '../domain/certificate.ts';
 import { commonNameFor } from '../domain/identifiers.ts';
 import type { Queryable } from '../storage/driver.ts';
-import { recordAudit } from '../storage/repos/audit-repo.ts';
 import { insertCertificate } from '../storage/repos/certificates-repo.ts';
 import { isUniqueViolation } from '../storage/rows.ts';
 import { AppError } from '../domain/errors.ts';
@@ -62,15 +61,11 @@ export async function storeCertificate(
       notBefore: cert.notBefore,
       notAfter: cert.notAfter,
       now: at,
-    });
-    await recordAudit(tx, {
-      tenantId: actor.tenantId,
+    }, {
       actor: actor.id,
       action,
       targetType: 'certificate',
-      targetId: record.id,
       details: { device_id: deviceId, fingerprint: cert.fingerprint, serial_number: cert.serialHex, ...details },
-      at,
     });
     return record;
   } catch (e) {

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { AppError } from '../domain/errors.ts';
 import type { CertificateAuthority, IssueRequest, IssuedCertificate, VerifiedCertificate } from '../app/ports.ts';
 import { randomSerialHex, type DeviceCa } from './device-ca.ts';
-import { describeKey, publicKeyFromSpki, spkiOf } from './keys.ts';
+import { describeKey, publicKeyFromSpki } from './keys.ts';
 import { x509 } from './x509.ts';
 import { deviceProfile, encodeDeviceTbs, signedEnvelope } from '../domain/certificate-der.ts';
 import { children, readSingle } from '../domain/der.ts';
@@ -58,7 +58,7 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: { crlUr
 
     async issue(req: IssueRequest): Promise<IssuedCertificate> {
       if (!ca || !profile) throw notConfigured();
-      const spki = spkiOf(req.publicKey);
+      const spki = req.publicKey.spkiDer;
       const serial = Buffer.from(randomSerialHex(), 'hex');
       const tbs = encodeDeviceTbs(profile, {
         serial,
@@ -75,7 +75,7 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: { crlUr
         fingerprint: fingerprintOf(der),
         serialHex: normaliseSerial(serial.toString('hex')),
         issuer: ca.issuerLabel,
-        keyType: describeKey(req.publicKey),
+        keyType: req.publicKey.keyType,
         notBefore: new Date(Math.floor(req.notBefore.getTime() / 1000) * 1000),
         notAfter: new Date(Math.floor(req.notAfter.getTime() / 1000) * 1000),
       };

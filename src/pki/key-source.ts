@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { AppError } from '../domain/errors.ts';
 import type { KeySource } from '../app/ports.ts';
-import { generateDeviceKey, publicKeyFromSpki } from './keys.ts';
+import { describeKey, generateDeviceKey, publicKeyFromSpki, spkiOf } from './keys.ts';
 import { x509 } from './x509.ts';
 
 const ALLOWED_CURVES = new Set(['prime256v1', 'secp384r1']);
@@ -38,6 +38,6 @@ export const keySource: KeySource = {
     assertAcceptableKey(key);
     const valid = await csr.verify().catch(() => false);
     if (!valid) throw new AppError('INVALID_CSR', 'the CSR signature does not verify (proof of possession failed)');
-    return key;
+    return { spkiDer: spkiOf(key), keyType: describeKey(key) };
   },
 };

@@ -1,21 +1,28 @@
 import { generateKeyPair, createPublicKey, type KeyObject } from 'node:crypto';
-import { promisify } from 'node:util';
 import type { KeyType } from '../domain/certificate.ts';
 
-const generate = promisify(generateKeyPair);
 
 export interface GeneratedKey {
-  publicKey: KeyObject;
+  publicKey: { spkiDer: Buffer; keyType: string };
   privateKeyPem: string;
 }
 
-/** Runs in libuv's thread pool, so RSA generation never blocks the event loop. */
+const ENCODING = {
+  publicKeyEncoding: { type: 'spki', format: 'der' },
+  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+} as const;
+
+/**
+ * Generation and encoding both run in libuv's thread pool, so RSA generation never
+ * blocks the event loop and the main thread does no key export work.
+ */
 export async function generateDeviceKey(keyType: KeyType | 'rsa-3072'): Promise<GeneratedKey> {
-  const { publicKey, privateKey } =
-    keyType === 'ec-p256'
-      ? await generate('ec', { namedCurve: 'prime256v1' })
-      : await generate('rsa', { modulusLength: keyType === 'rsa-3072' ? 3072 : 2048, publicExponent: 0x10001 });
-  return { publicKey, privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+  const [spkiDer, privateKeyPem] = await new Promise<[Buffer, string]>((resolve, reject) => {
+    const done = (err: Error | null, pub: Buffer, priv: string) => (err ? reject(err) : resolve([pub, priv]));
+    if (keyType === 'ec-p256') generateKeyPair('ec', { namedCurve: 'prime256v1', ...ENCODING }, done);
+    else generateKeyPair('rsa', { modulusLength: keyType === 'rsa-3072' ? 3072 : 2048, publicExponent: 0x10001, ...ENCODING }, done);
+  });
+  return { publicKey: { spkiDer, keyType }, privateKeyPem };
 }
 
 /** `rsa-2048`, `ec-p256`, ... as stored in device_certificates.key_type. */

@@ -1,6 +1,7 @@
 import type { CertificateRecord, CertificateStatus, CertificateWithPem } from '../../domain/certificate.ts';
 import type { Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
+import type { AuditEvent } from './audit-repo.ts';
 
 const SELECT = `
   SELECT c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.issuer, c.serial_number,
@@ -42,14 +43,25 @@ export interface NewCertificate {
   now: Date;
 }
 
-export async function insertCertificate(tx: Queryable, c: NewCertificate): Promise<CertificateRecord> {
+/**
+ * Inserts the certificate and its audit event in one statement (one round trip on the
+ * issuance hot path); the audit event's target_id is the new certificate's id.
+ */
+export async function insertCertificate(tx: Queryable, c: NewCertificate, audit: Omit<AuditEvent, 'targetId' | 'tenantId' | 'at'>): Promise<CertificateRecord> {
   const { rows } = await tx.query<{ id: number }>(
-    `INSERT INTO device_certificates
-       (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
-        status, not_before, not_after, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9, $10, $11, $11)
-     RETURNING id`,
-    [c.tenantId, c.deviceId, c.certPem, c.fingerprint, c.commonName, c.issuer, c.serialNumber, c.keyType, c.notBefore, c.notAfter, c.now],
+    `WITH cert AS (
+       INSERT INTO device_certificates
+         (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
+          status, not_before, not_after, created_at, updated_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9, $10, $11, $11)
+       RETURNING id)
+     INSERT INTO audit_events (tenant_id, actor, action, target_type, target_id, details, created_at)
+     SELECT $1, $12, $13, $14, cert.id::text, $15, $11 FROM cert
+     RETURNING target_id::int8 AS id`,
+    [
+      c.tenantId, c.deviceId, c.certPem, c.fingerprint, c.commonName, c.issuer, c.serialNumber, c.keyType, c.notBefore, c.notAfter, c.now,
+      audit.actor, audit.action, audit.targetType, JSON.stringify(audit.details ?? {}),
+    ],
   );
   return {
     id: rows[0].id,
