@@ -32,26 +32,34 @@ export interface TestDatabase {
   close(): Promise<void>;
 }
 
+async function asAdmin(sql: string): Promise<void> {
+  const admin = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
+  await admin.connect();
+  try {
+    await admin.query(sql);
+  } finally {
+    await admin.end();
+  }
+}
+
+/** A new, empty Postgres database on the admin server (tests and benchmarks), and how to drop it. */
+export async function createThrowawayDatabase(prefix: string): Promise<{ url: string; drop(): Promise<void> }> {
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`;
+  await asAdmin(`CREATE DATABASE ${name}`);
+  const u = new URL(TEST_PG_ADMIN_URL);
+  u.pathname = `/${name}`;
+  return { url: u.toString(), drop: () => asAdmin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`) };
+}
+
 export async function createTestDatabase(kind: DriverKind): Promise<TestDatabase> {
   let driver: Driver;
   let url: string | null = null;
   let dropDatabase = async () => {};
   if (kind === 'pg') {
-    const name = `certfleet_test_${randomBytes(6).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
-    await admin.connect();
-    await admin.query(`CREATE DATABASE ${name}`);
-    await admin.end();
-    const u = new URL(TEST_PG_ADMIN_URL);
-    u.pathname = `/${name}`;
-    url = u.toString();
+    const created = await createThrowawayDatabase('certfleet_test');
+    url = created.url;
     driver = createPgDriver(url);
-    dropDatabase = async () => {
-      const c = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
-      await c.connect();
-      await c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
-    };
+    dropDatabase = created.drop;
   } else {
     driver = createPgliteDriver(await openPglite());
   }
