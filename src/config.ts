@@ -13,9 +13,14 @@ export interface Config {
   crlRefreshMinutes: number;
   crlValidityHours: number;
   certExpiryWarningDays: number;
+  /** Expiry alerts escalate to HIGH (4) at this many days left, CRITICAL (5) at certExpiryCriticalDays. */
+  certExpiryHighDays: number;
+  certExpiryCriticalDays: number;
   rotationGraceHours: number;
   brokerPidFile: string | null;
   brokerReloadCommand: string | null;
+  /** Mosquitto dynamic security admin listener, to close live sessions of revoked certificates (unset: no kicking). */
+  brokerAdmin: { url: string; username: string; passwordFile: string; caFile: string | null } | null;
   publicBaseUrl: string;
   oidc: { issuer: string; audience: string; jwksUrl: string } | null;
   logLevel: string;
@@ -36,6 +41,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const databaseUrl = env.DATABASE_URL || null;
   const oidcIssuer = env.OIDC_ISSUER || null;
   if (oidcIssuer && !env.OIDC_JWKS_URL) throw new Error('OIDC_ISSUER is set but OIDC_JWKS_URL is not');
+  if (env.BROKER_ADMIN_URL && !env.BROKER_ADMIN_PASSWORD_FILE) throw new Error('BROKER_ADMIN_URL is set but BROKER_ADMIN_PASSWORD_FILE is not');
   return {
     port,
     host,
@@ -48,9 +54,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     crlRefreshMinutes: int(env, 'CRL_REFRESH_MINUTES', 60, 1, 10_080),
     crlValidityHours: int(env, 'CRL_VALIDITY_HOURS', 168, 2, 8_760),
     certExpiryWarningDays: int(env, 'CERT_EXPIRY_WARNING_DAYS', 30, 1, 3650),
+    certExpiryHighDays: int(env, 'CERT_EXPIRY_HIGH_DAYS', 7, 1, 3650),
+    certExpiryCriticalDays: int(env, 'CERT_EXPIRY_CRITICAL_DAYS', 1, 1, 3650),
     rotationGraceHours: int(env, 'ROTATION_GRACE_HOURS', 24, 1, 720),
     brokerPidFile: env.BROKER_PID_FILE || null,
     brokerReloadCommand: env.BROKER_RELOAD_COMMAND || null,
+    brokerAdmin: env.BROKER_ADMIN_URL
+      ? {
+          url: env.BROKER_ADMIN_URL,
+          username: env.BROKER_ADMIN_USERNAME || 'certfleet-admin',
+          passwordFile: resolve(env.BROKER_ADMIN_PASSWORD_FILE!),
+          caFile: env.BROKER_ADMIN_CA_FILE ? resolve(env.BROKER_ADMIN_CA_FILE) : null,
+        }
+      : null,
     publicBaseUrl: (env.PUBLIC_BASE_URL || `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, ''),
     oidc: oidcIssuer ? { issuer: oidcIssuer, audience: env.OIDC_AUDIENCE || 'certfleet', jwksUrl: env.OIDC_JWKS_URL! } : null,
     logLevel: env.LOG_LEVEL || 'info',

@@ -1,6 +1,10 @@
+import { createAcknowledgeAlert } from './acknowledge-alert.ts';
 import { createApplyScheduledRevocations } from './apply-scheduled-revocations.ts';
 import { createCancelRotation } from './cancel-rotation.ts';
+import { createCloseAlert } from './close-alert.ts';
 import { createConfirmRotation } from './confirm-rotation.ts';
+import { createCreateWebhook } from './create-webhook.ts';
+import { createDeleteWebhook } from './delete-webhook.ts';
 import type { AppDeps } from './deps.ts';
 import { createGetCertificate } from './get-certificate.ts';
 import { createGetDevice } from './get-device.ts';
@@ -9,6 +13,9 @@ import { createImportCertificate } from './import-certificate.ts';
 import { createIssueCertificate } from './issue-certificate.ts';
 import { createListCertificates } from './list-certificates.ts';
 import { createListDevices } from './list-devices.ts';
+import { createGetAlert, createListAlerts } from './list-alerts.ts';
+import { createGetWebhook, createListWebhookDeliveries, createListWebhooks } from './list-webhooks.ts';
+import { createRotateWebhookSecret, createUpdateWebhook } from './update-webhook.ts';
 import { createRegisterDevice } from './register-device.ts';
 import { createRevokeCertificate } from './revoke-certificate.ts';
 import { createRotateCertificate } from './rotate-certificate.ts';
@@ -30,6 +37,17 @@ export function createUseCases(deps: AppDeps) {
     getRotation: createGetRotation(deps),
     /** System-wide, for the worker's periodic tick. */
     applyScheduledRevocations: createApplyScheduledRevocations(deps),
+    listAlerts: createListAlerts(deps),
+    getAlert: createGetAlert(deps),
+    acknowledgeAlert: createAcknowledgeAlert(deps),
+    closeAlert: createCloseAlert(deps),
+    createWebhook: createCreateWebhook(deps),
+    listWebhooks: createListWebhooks(deps),
+    getWebhook: createGetWebhook(deps),
+    updateWebhook: createUpdateWebhook(deps),
+    rotateWebhookSecret: createRotateWebhookSecret(deps),
+    deleteWebhook: createDeleteWebhook(deps),
+    listWebhookDeliveries: createListWebhookDeliveries(deps),
     caCertPem: () => deps.authority.caCertPem(),
   };
 }

@@ -73,7 +73,7 @@ export interface WriteBrokerConfigOptions {
   serverCertDays?: number;
   /** Make a new server CA and certificate even if valid ones exist in outDir. */
   renewServerCertificate?: boolean;
-  /** The user Mosquitto switches to when started as root. Default `mosquitto`. */
+  /** The user Mosquitto switches to when started as root: a name, or `UID:GID`. Default `mosquitto`. */
   brokerUser?: string;
   dynamicSecurity?: DynamicSecurityOptions;
   now?: Date;
@@ -141,6 +141,13 @@ export async function hashDynsecPassword(
   return { password: hash.toString('base64'), salt: salt.toString('base64'), iterations };
 }
 
+/** Does a dynsec client entry hold the hash of this password? */
+async function dynsecPasswordMatches(entry: Record<string, unknown>, password: string): Promise<boolean> {
+  if (typeof entry.salt !== 'string' || typeof entry.password !== 'string' || typeof entry.iterations !== 'number') return false;
+  const hash = await hashDynsecPassword(password, Buffer.from(entry.salt, 'base64'), entry.iterations);
+  return hash.password === entry.password;
+}
+
 // ---------------------------------------------------------------------------------------------
 // file helpers
 
@@ -180,6 +187,9 @@ interface Account {
 }
 
 async function lookupAccount(name: string): Promise<Account | null> {
+  // `UID:GID`: the broker runs elsewhere (e.g. uid 1883 in the eclipse-mosquitto image).
+  const numeric = /^(\d+):(\d+)$/.exec(name);
+  if (numeric) return { name, uid: Number(numeric[1]), gid: Number(numeric[2]), groupName: numeric[2] };
   let passwd: string;
   try {
     passwd = await readFile('/etc/passwd', 'utf8');
@@ -385,8 +395,13 @@ function normalizeCaPem(pem: string): { pem: string; subject: string } {
   return { pem: `${blocks.join('\n')}\n`, subject: first.subject.replace(/\n/g, ', ') };
 }
 
-async function findDynsecPlugin(explicit?: string): Promise<string> {
-  const candidates = explicit ? [explicit] : DYNSEC_PLUGIN_CANDIDATES;
+async function findDynsecPlugin(explicit: string | undefined, lines: string[]): Promise<string> {
+  if (explicit) {
+    // The broker may run elsewhere (another container): an explicit path is used as given.
+    if (!(await exists(explicit))) lines.push(`note: ${explicit} does not exist here; it must exist where Mosquitto runs`);
+    return explicit;
+  }
+  const candidates = DYNSEC_PLUGIN_CANDIDATES;
   for (const candidate of candidates) {
     if (await exists(candidate)) return candidate;
   }
@@ -514,7 +529,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     }
     const adminHost = ds.adminHost ?? '127.0.0.1';
     const adminPort = ds.adminPort ?? port + 1;
-    const pluginPath = await findDynsecPlugin(ds.pluginPath);
+    const pluginPath = await findDynsecPlugin(ds.pluginPath, lines);
     files.dynsecConfig = path.join(outDir, DYNSEC_FILE);
     files.aclFile = path.join(outDir, ACL_FILE);
 
@@ -533,13 +548,17 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
       const doc = JSON.parse(await readFile(files.dynsecConfig, 'utf8')) as {
         clients?: Array<Record<string, unknown>>;
       };
-      const hash = await hashDynsecPassword(password);
       doc.clients ??= [];
       const admin = doc.clients.find((c) => c.username === adminUsername);
-      if (admin) Object.assign(admin, hash);
-      else doc.clients.push({ username: adminUsername, ...hash, roles: [{ rolename: 'admin' }] });
-      await writeFileAtomic(files.dynsecConfig, `${JSON.stringify(doc, null, 2)}\n`, 0o600);
-      lines.push(`updated the admin password in ${files.dynsecConfig} (takes effect when Mosquitto restarts)`);
+      if (admin && (await dynsecPasswordMatches(admin, password))) {
+        lines.push(`kept ${files.dynsecConfig} (the admin password is unchanged)`);
+      } else {
+        const hash = await hashDynsecPassword(password);
+        if (admin) Object.assign(admin, hash);
+        else doc.clients.push({ username: adminUsername, ...hash, roles: [{ rolename: 'admin' }] });
+        await writeFileAtomic(files.dynsecConfig, `${JSON.stringify(doc, null, 2)}\n`, 0o600);
+        lines.push(`updated the admin password in ${files.dynsecConfig} (takes effect when Mosquitto restarts)`);
+      }
     } else {
       lines.push(`kept ${files.dynsecConfig} (existing dynamic security state)`);
     }

@@ -16,10 +16,13 @@ const serveCommand = async (flags: Flags, config: Config, parts: { api: boolean;
 const migrateCommand = async (flags: Flags, config: Config) => (await import('./migrate.ts')).migrateCommand(flags, config);
 const initCaCommand = async (flags: Flags, config: Config) => (await import('./init-ca.ts')).initCaCommand(flags, config);
 const tokenCommand = async (flags: Flags, config: Config) => (await import('./token.ts')).tokenCommand(flags, config);
+const workerCommand = async (flags: Flags, config: Config) => (await import('./worker.ts')).workerCommand(flags, config);
+const brokerConfigCommand = async (flags: Flags, config: Config) => (await import('./broker-config.ts')).brokerConfigCommand(flags, config);
 
 export const commands: Record<string, Command> = {
   serve: { options: { ...json }, run: (flags, config) => serveCommand(flags, config, { api: true, worker: true }) },
   api: { options: { ...json }, run: (flags, config) => serveCommand(flags, config, { api: true, worker: false }) },
+  worker: { options: { ...json, once: { type: 'boolean' }, 'metrics-port': { type: 'string' } }, run: workerCommand },
   migrate: { options: { ...json }, run: migrateCommand },
   'init-ca': {
     options: { ...json, 'key-type': { type: 'string' }, out: { type: 'string' }, cn: { type: 'string' } },
@@ -28,5 +31,23 @@ export const commands: Record<string, Command> = {
   token: {
     options: { ...json, tenant: { type: 'string' }, role: { type: 'string' }, ttl: { type: 'string' }, sub: { type: 'string' } },
     run: tokenCommand,
+  },
+  'broker-config': {
+    options: {
+      ...json,
+      out: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      bind: { type: 'string' },
+      'pid-file': { type: 'string' },
+      renew: { type: 'boolean' },
+      'broker-user': { type: 'string' },
+      'no-kick': { type: 'boolean' },
+      'dynsec-plugin': { type: 'string' },
+      'admin-host': { type: 'string' },
+      'admin-port': { type: 'string' },
+      'admin-password-file': { type: 'string' },
+    },
+    run: brokerConfigCommand,
   },
 };

@@ -1,5 +1,6 @@
 import type { Config } from '../config.ts';
 import { createService } from '../composition/service.ts';
+import { createWorker } from '../composition/worker.ts';
 import type { Flags } from './commands.ts';
 
 /** Runs until SIGINT/SIGTERM. */
@@ -15,13 +16,17 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
     `Auth: ${service.authMode}`,
     `API docs: ${address}/docs`,
   ];
+  // The worker shares the service's storage (PGlite allows one process), clock and /metrics.
+  const worker = parts.worker ? await createWorker(config, { clock: service.deps.clock, storage: service.storage, metrics: service.metrics }) : null;
+  if (worker) lines.push(`Worker: ${worker.tasks.map((t) => t.name).join(', ')} (leases in the database; JSON log lines on stdout)`);
   console.log(lines.join('\n'));
-  void parts;
+  worker?.start();
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
   });
+  await worker?.close();
   await service.close();
   return 0;
 }

@@ -9,10 +9,14 @@ import { noRevocationListener, type RevocationListener } from '../app/ports.ts';
 import { createUseCases, type UseCases } from '../app/use-cases.ts';
 import { buildHttpApp } from '../http/app.ts';
 import { customerRoutes } from '../http/routes/customer.ts';
+import { customerAlertRoutes } from '../http/routes/customer-alerts.ts';
+import { customerWebhookRoutes } from '../http/routes/customer-webhooks.ts';
 import { customerRotationRoutes } from '../http/routes/customer-rotation.ts';
 import { healthRoutes } from '../http/routes/health.ts';
 import { operatorRoutes } from '../http/routes/operator.ts';
+import { operatorAlertRoutes } from '../http/routes/operator-alerts.ts';
 import { pkiRoutes } from '../http/routes/pki.ts';
+import { registerFleetMetrics } from './fleet-metrics.ts';
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { tokenVerifierFor } from './token-verifier.ts';
@@ -43,6 +47,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const ca = await loadCaForConfig(config, clock);
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: 2 });
+    registerFleetMetrics(metrics, { db: storage.db, clock });
     const deps: AppDeps = {
       db: storage.db,
       clock,
@@ -55,8 +60,8 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const { verifier, mode } = await tokenVerifierFor(config);
     const app = await buildHttpApp({
       verifier,
-      customer: [customerRoutes(useCases), customerRotationRoutes(useCases)],
-      operator: [operatorRoutes(useCases)],
+      customer: [customerRoutes(useCases), customerRotationRoutes(useCases), customerAlertRoutes(useCases), customerWebhookRoutes(useCases)],
+      operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases)],
       public: [healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }), pkiRoutes({ caCertPem: ca.ca?.certPem ?? null })],
       metrics,
       logger: overrides.logger,

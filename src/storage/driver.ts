@@ -12,6 +12,13 @@ export interface Queryable {
   exec(sql: string): Promise<void>;
   /** Reads a large result in batches without materialising it (server-side cursor). */
   cursor<R = Row>(sql: string, params: readonly unknown[], batchSize: number, onBatch: (rows: R[]) => void): Promise<number>;
+  /**
+   * Runs one statement (one snapshot) and hands each row, as an array of column values, to
+   * onRow as it arrives; no result array is built. pg streams the rows off the socket while
+   * the server is still producing them; other drivers fetch them through a cursor. If onRow
+   * throws, the remaining rows are skipped and the promise rejects with that error.
+   */
+  stream(sql: string, params: readonly unknown[], onRow: (row: unknown[]) => void): Promise<number>;
 }
 
 /** The two storage engines (node-postgres and PGlite) behind one small interface. */
@@ -23,19 +30,36 @@ export interface Driver {
    */
   transaction<T>(fn: (tx: Queryable) => Promise<T>, prelude?: string): Promise<T>;
   close(): Promise<void>;
+  /**
+   * LISTEN on a channel over a dedicated connection that reconnects by itself (pg only: PGlite
+   * is one process, nothing to listen to). `onConnected` gets the database clock after each
+   * (re)connection: notifications sent before it may have been missed.
+   */
+  listen?(channel: string, handlers: ListenHandlers): Listening;
+}
+
+export interface ListenHandlers {
+  onNotification(payload: string): void;
+  onConnected?(databaseNow: Date): void;
+  onError?(error: Error): void;
+}
+
+export interface Listening {
+  close(): Promise<void>;
 }
 
 /** A Queryable on top of any plain `query` function, with cursor support through DECLARE/FETCH. */
 export function queryableFrom(
   run: (sql: string, params?: readonly unknown[]) => Promise<{ rows: unknown[]; rowCount?: number | null; affectedRows?: number }>,
   exec: (sql: string) => Promise<unknown>,
+  stream?: Queryable['stream'],
 ): Queryable {
   let cursorSeq = 0;
   const query = async <R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
     const result = await run(sql, params ?? []);
     return { rows: result.rows as R[], rowCount: result.rowCount ?? result.affectedRows ?? result.rows.length };
   };
-  return {
+  const queryable: Queryable = {
     query,
     exec: async (sql) => {
       await exec(sql);
@@ -54,5 +78,12 @@ export function queryableFrom(
       await run(`CLOSE ${name}`);
       return total;
     },
+    stream:
+      stream ??
+      ((sql, params, onRow) =>
+        queryable.cursor<Record<string, unknown>>(sql, params, 64, (rows) => {
+          for (const row of rows) onRow(Object.values(row));
+        })),
   };
+  return queryable;
 }

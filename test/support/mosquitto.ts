@@ -20,6 +20,8 @@ export interface StartMosquittoOptions {
   /** Default ['all'] (connections, TLS errors, reloads, dynsec commands). */
   logTypes?: string[];
   startTimeoutMs?: number;
+  /** Run mosquitto.conf exactly as written (ports and log settings from the file, nothing re-rendered). */
+  asWritten?: boolean;
 }
 
 export interface RunningMosquitto {
@@ -71,19 +73,25 @@ function connectHost(bindAddress: string): string {
 export async function startMosquitto(options: StartMosquittoOptions): Promise<RunningMosquitto> {
   const configDir = path.resolve(options.configDir);
   const renderOptions = JSON.parse(await readFile(path.join(configDir, RENDER_OPTIONS_FILE), 'utf8')) as MosquittoConfigOptions;
-  const port = options.port ?? (await freePort());
-  let adminPort: number | undefined;
-  if (renderOptions.dynamicSecurity) {
-    adminPort = options.adminPort ?? (await freePort());
-    while (adminPort === port) adminPort = await freePort();
-    renderOptions.dynamicSecurity = { ...renderOptions.dynamicSecurity, adminPort };
-  }
-  renderOptions.port = port;
-  renderOptions.logDest = ['stderr'];
-  renderOptions.logTypes = options.logTypes ?? ['all'];
   const configFile = path.join(configDir, CONFIG_FILE);
-  // writeFile keeps the existing file's owner and mode (root:mosquitto 0640 when run as root).
-  await writeFile(configFile, renderMosquittoConfig(renderOptions));
+  let port: number;
+  let adminPort: number | undefined;
+  if (options.asWritten) {
+    port = renderOptions.port ?? 8883;
+    adminPort = renderOptions.dynamicSecurity?.adminPort;
+  } else {
+    port = options.port ?? (await freePort());
+    if (renderOptions.dynamicSecurity) {
+      adminPort = options.adminPort ?? (await freePort());
+      while (adminPort === port) adminPort = await freePort();
+      renderOptions.dynamicSecurity = { ...renderOptions.dynamicSecurity, adminPort };
+    }
+    renderOptions.port = port;
+    renderOptions.logDest = ['stderr'];
+    renderOptions.logTypes = options.logTypes ?? ['all'];
+    // writeFile keeps the existing file's owner and mode (root:mosquitto 0640 when run as root).
+    await writeFile(configFile, renderMosquittoConfig(renderOptions));
+  }
   const pidFile = renderOptions.pidFile ?? path.join(configDir, 'run', 'mosquitto.pid');
 
   let output = '';

@@ -1,0 +1,131 @@
+/**
+ * `certfleet broker-config --out DIR [--port 8883] [--host localhost]`: everything a Mosquitto 2.x
+ * needs for device mutual TLS (src/broker/write-broker-config.ts), with the Device CA and the CRL
+ * path of this certfleet configuration. When the CRL file does not exist yet an initial CRL is
+ * published first (Mosquitto refuses to start without it). With the dynamic security plugin
+ * (default when it is installed; `--no-kick` turns it off) certfleet can also close the live
+ * sessions of revoked certificates: the output says which variables to give certfleet for that.
+ */
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Config } from '../config.ts';
+import { systemClock } from '../domain/clock.ts';
+import { loadCaForConfig } from '../composition/load-ca.ts';
+import { DEFAULT_MQTTS_PORT } from '../broker/mosquitto-config.ts';
+import { ADMIN_PASSWORD_FILE, DYNSEC_PLUGIN_CANDIDATES, writeBrokerConfig, type DynamicSecurityOptions } from '../broker/write-broker-config.ts';
+import type { Flags } from './commands.ts';
+import { print } from './output.ts';
+import { publishInitialCrl } from './initial-crl.ts';
+
+function port(flags: Flags, name: string, fallback: number): number {
+  const raw = flags[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`--${name} must be a TCP port (got "${String(raw)}")`);
+  return n;
+}
+
+/** The admin password: from --admin-password-file (created 0600 when missing), else writeBrokerConfig's default. */
+async function adminPassword(file: string | undefined): Promise<{ password?: string; file?: string; created: boolean }> {
+  if (!file) return { created: false };
+  const path = resolve(file);
+  if (existsSync(path)) {
+    const password = (await readFile(path, 'utf8')).trim();
+    if (!password) throw new Error(`--admin-password-file ${path} is empty`);
+    return { password, file: path, created: false };
+  }
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const password = randomBytes(24).toString('base64url');
+  await writeFile(path, `${password}\n`, { mode: 0o600, flag: 'wx' });
+  await chmod(path, 0o600);
+  return { password, file: path, created: true };
+}
+
+export async function brokerConfigCommand(flags: Flags, config: Config): Promise<number> {
+  if (!flags.out) throw new Error('--out DIR is required');
+  const outDir = resolve(String(flags.out));
+  const host = (flags.host as string | undefined) ?? 'localhost';
+  const devicePort = port(flags, 'port', DEFAULT_MQTTS_PORT);
+
+  const loaded = await loadCaForConfig(config, systemClock);
+  if (!loaded.ca) throw new Error(loaded.problem ?? 'no Device CA');
+  const lines: string[] = [];
+  if (loaded.created) lines.push(`created a development Device CA: ${config.caCertPath}`);
+
+  // Mosquitto does not start without its crlfile: publish one first (numbered like every later one).
+  const crl = existsSync(config.crlOutputPath) ? null : await publishInitialCrl(config, loaded.ca);
+  if (crl) lines.push(`wrote the initial CRL ${config.crlOutputPath} (${crl})`);
+
+  let dynamicSecurity: DynamicSecurityOptions | undefined;
+  let passwordFile: string | undefined;
+  if (!flags['no-kick']) {
+    const pluginPath = flags['dynsec-plugin'] as string | undefined;
+    if (pluginPath || DYNSEC_PLUGIN_CANDIDATES.some((p) => existsSync(p))) {
+      const admin = await adminPassword(flags['admin-password-file'] as string | undefined);
+      if (admin.created) lines.push(`wrote ${admin.file} (0600): generated dynsec admin password`);
+      passwordFile = admin.file;
+      dynamicSecurity = {
+        adminPassword: admin.password,
+        pluginPath,
+        adminHost: flags['admin-host'] as string | undefined,
+        adminPort: flags['admin-port'] === undefined ? undefined : port(flags, 'admin-port', devicePort + 1),
+      };
+    } else {
+      lines.push(
+        'note: the Mosquitto dynamic security plugin is not installed: revoked devices are refused at their next connect, ' +
+          'but live sessions stay open (pass --dynsec-plugin PATH if the broker runs elsewhere)',
+      );
+    }
+  }
+
+  const result = await writeBrokerConfig({
+    outDir,
+    host,
+    port: devicePort,
+    bindAddress: flags.bind as string | undefined,
+    deviceCaCertPem: loaded.ca.certPem,
+    crlPath: config.crlOutputPath,
+    pidFile: flags['pid-file'] as string | undefined,
+    renewServerCertificate: Boolean(flags.renew),
+    brokerUser: flags['broker-user'] as string | undefined,
+    dynamicSecurity,
+  });
+  lines.push(...result.lines);
+  const defaultPasswordFile = join(outDir, ADMIN_PASSWORD_FILE);
+  passwordFile ??= result.files.adminPasswordFile ?? (result.dynamicSecurity && existsSync(defaultPasswordFile) ? defaultPasswordFile : undefined);
+
+  const env: Record<string, string> = {
+    CRL_OUTPUT_PATH: config.crlOutputPath,
+    BROKER_PID_FILE: result.files.pidFile,
+  };
+  if (result.dynamicSecurity) {
+    env.BROKER_ADMIN_URL = result.dynamicSecurity.url;
+    env.BROKER_ADMIN_USERNAME = result.dynamicSecurity.adminUsername;
+    if (passwordFile) env.BROKER_ADMIN_PASSWORD_FILE = passwordFile;
+    if (result.dynamicSecurity.adminTls) env.BROKER_ADMIN_CA_FILE = result.files.serverCaCert;
+  }
+  const human = [
+    ...lines,
+    '',
+    `Start the broker:  mosquitto -c ${result.files.config}`,
+    'Run certfleet (worker or serve) with:',
+    ...Object.entries(env).map(([k, v]) => `  ${k}=${v}`),
+    result.dynamicSecurity
+      ? `Revoked certificates: refused at the next TLS handshake after the automatic reload, and their live sessions closed through the dynsec admin "${result.dynamicSecurity.adminUsername}".`
+      : 'Revoked certificates: refused at the next TLS handshake after the automatic reload; live sessions stay open (no dynamic security plugin).',
+    'Devices connect with:',
+    `  mosquitto_pub --cafile ${result.files.combinedCa} --cert device.crt --key device.key -h ${host} -p ${devicePort} -t TOPIC -m MESSAGE`,
+  ].join('\n');
+  print(flags, human, {
+    files: result.files,
+    host: result.host,
+    port: result.port,
+    dynamic_security: result.dynamicSecurity ?? null,
+    env,
+    actions: lines,
+    start_command: `mosquitto -c ${result.files.config}`,
+  });
+  return 0;
+}

@@ -1,0 +1,61 @@
+import { createServer } from 'node:http';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Config } from '../config.ts';
+import { createWorker, type WorkerOverrides } from '../composition/worker.ts';
+import type { Flags } from './commands.ts';
+
+/**
+ * `certfleet worker`: the periodic tasks until SIGINT/SIGTERM, coordinated with any other
+ * replicas through leases in Postgres; one JSON line per task run on stdout.
+ * `--once`: every task once, in order, then exit 1 if one failed (a task another replica is
+ * running at that moment is skipped, not failed). `--metrics-port N`: Prometheus /metrics.
+ */
+export async function workerCommand(flags: Flags, config: Config, overrides: WorkerOverrides = {}): Promise<number> {
+  const metrics = new Registry();
+  const worker = await createWorker(config, { metrics, ...overrides });
+  if (flags.once) {
+    let failed: string[] = [];
+    try {
+      const reports = await worker.runOnce();
+      failed = reports.filter((r) => r.status === 'failed').map((r) => r.task);
+      if (flags.json) console.log(JSON.stringify({ tasks: reports, failed }));
+      else {
+        const skipped = reports.filter((r) => r.status === 'skipped').map((r) => r.task);
+        console.error(
+          `certfleet worker --once: ${reports.length} tasks, ${failed.length ? `failed: ${failed.join(', ')}` : 'none failed'}` +
+            (skipped.length ? `; skipped (running on another replica): ${skipped.join(', ')}` : ''),
+        );
+      }
+    } finally {
+      await worker.close();
+    }
+    return failed.length ? 1 : 0;
+  }
+
+  let server: ReturnType<typeof createServer> | null = null;
+  if (flags['metrics-port'] !== undefined) {
+    const port = Number(flags['metrics-port']);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('--metrics-port must be a port number');
+    collectDefaultMetrics({ register: metrics });
+    server = createServer((request, response) => {
+      if (request.url !== '/metrics') {
+        response.writeHead(404).end();
+        return;
+      }
+      metrics.metrics().then(
+        (text) => response.writeHead(200, { 'content-type': metrics.contentType }).end(text),
+        (e: Error) => response.writeHead(500).end(e.message),
+      );
+    });
+    await new Promise<void>((resolve) => server!.listen(port, config.host, resolve));
+  }
+  worker.start();
+  console.error(`certfleet worker ${worker.holder}: ${worker.tasks.map((t) => t.name).join(', ')}${server ? `; metrics on ${config.host}:${(server.address() as { port: number }).port}/metrics` : ''}`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  await worker.close();
+  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  return 0;
+}

@@ -1,0 +1,79 @@
+import { Gauge, type Registry } from 'prom-client';
+import { CERTIFICATE_STATUSES } from '../domain/certificate.ts';
+import type { Clock } from '../domain/clock.ts';
+import { SEVERITY } from '../domain/expiry-policy.ts';
+import type { Database } from '../storage/database.ts';
+import { readFleetStats, type FleetStats } from '../storage/repos/fleet-stats-repo.ts';
+
+const WINDOWS_DAYS = [1, 7, 30, 90];
+/** A snapshot is reused for this many times the time it took to read (at least none): cheap on a small fleet, bounded load on a huge one. */
+const CACHE_FACTOR = 20;
+
+/**
+ * Fleet gauges computed at scrape time from the database (so every API replica reports the
+ * same numbers): certfleet_certificates{status}, certfleet_certificates_expiring{within_days},
+ * certfleet_certificate_soonest_expiry_timestamp_seconds{tenant} and
+ * certfleet_alerts_open{severity}. One read serves all of them.
+ */
+export function registerFleetMetrics(registry: Registry, deps: { db: Database; clock: Clock }) {
+  let cached: { stats: FleetStats; readAt: number; tookMs: number } | null = null;
+  let inFlight: Promise<FleetStats> | null = null;
+  const snapshot = async (): Promise<FleetStats> => {
+    if (cached && performance.now() - cached.readAt <= cached.tookMs * CACHE_FACTOR) return cached.stats;
+    inFlight ??= (async () => {
+      const t0 = performance.now();
+      try {
+        const stats = await deps.db.asOperator((tx) => readFleetStats(tx, deps.clock.now(), WINDOWS_DAYS));
+        cached = { stats, readAt: performance.now(), tookMs: performance.now() - t0 };
+        return stats;
+      } finally {
+        inFlight = null;
+      }
+    })();
+    return inFlight;
+  };
+
+  new Gauge({
+    name: 'certfleet_certificates',
+    help: 'Device certificates by status',
+    labelNames: ['status'],
+    registers: [registry],
+    async collect() {
+      const stats = await snapshot();
+      for (const status of CERTIFICATE_STATUSES) this.set({ status }, stats.certificatesByStatus[status] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'certfleet_certificates_expiring',
+    help: 'ACTIVE certificates whose not_after is within the given number of days (cumulative)',
+    labelNames: ['within_days'],
+    registers: [registry],
+    async collect() {
+      const stats = await snapshot();
+      for (const d of WINDOWS_DAYS) this.set({ within_days: String(d) }, stats.expiringWithinDays[d] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'certfleet_certificate_soonest_expiry_timestamp_seconds',
+    help: `Soonest not_after of a tenant's ACTIVE certificates (tenants with one within ${Math.max(...WINDOWS_DAYS)} days)`,
+    labelNames: ['tenant'],
+    registers: [registry],
+    async collect() {
+      const stats = await snapshot();
+      this.reset();
+      for (const [tenant, at] of Object.entries(stats.soonestExpiryByTenant)) this.set({ tenant }, at.getTime() / 1000);
+    },
+  });
+  new Gauge({
+    name: 'certfleet_alerts_open',
+    help: 'Alerts not closed (OPEN or ACKNOWLEDGED), by severity',
+    labelNames: ['severity'],
+    registers: [registry],
+    async collect() {
+      const stats = await snapshot();
+      this.reset();
+      const severities = new Set([...Object.values(SEVERITY), ...Object.keys(stats.openAlertsBySeverity).map(Number)]);
+      for (const severity of severities) this.set({ severity: String(severity) }, stats.openAlertsBySeverity[severity] ?? 0);
+    },
+  });
+}

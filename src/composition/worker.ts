@@ -1,0 +1,155 @@
+import { hostname } from 'node:os';
+import { randomBytes } from 'node:crypto';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config.ts';
+import { systemClock, type Clock } from '../domain/clock.ts';
+import { createExpiryPolicy } from '../domain/expiry-policy.ts';
+import { DEFAULT_RETRY_POLICY } from '../domain/notification-policy.ts';
+import { createApplyScheduledRevocations } from '../app/apply-scheduled-revocations.ts';
+import { createCheckCrlFreshness, type CrlHealth } from '../app/check-crl-freshness.ts';
+import { createDeliverNotifications, DEFAULT_DELIVERY_SETTINGS, type DeliverySettings, type WebhookSender } from '../app/deliver-notifications.ts';
+import { createMarkExpired } from '../app/mark-expired.ts';
+import { createRaiseExpiryAlerts } from '../app/raise-expiry-alerts.ts';
+import { noRevocationListener, type RevocationListener } from '../app/ports.ts';
+import type { Queryable } from '../storage/driver.ts';
+import { createLeases, type Leases } from '../worker/leases.ts';
+import { createScheduler, workerMetrics, type Scheduler, type Timers, type WorkerTask } from '../worker/scheduler.ts';
+import { createHttpWebhookSender } from '../worker/webhook-sender.ts';
+import { openStorage, type Storage } from './open-storage.ts';
+
+/** What the worker needs of the CRL publisher (src/worker/crl-publisher.ts). */
+export interface CrlPublisherPort {
+  /** Builds, verifies, stores and writes a new CRL now; rejects when that failed. */
+  publishNow(): Promise<unknown>;
+  /** Publications that failed in a row in this process (on-demand ones included). */
+  consecutiveFailures?(): number;
+}
+
+export const TASK_NAMES = ['scheduled-revocations', 'crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'notifications'] as const;
+export type TaskName = (typeof TASK_NAMES)[number];
+
+export interface WorkerOverrides {
+  clock?: Clock;
+  storage?: Storage;
+  /** Where the task metrics go (the service's registry under `serve`). */
+  metrics?: Registry;
+  log?: (entry: Record<string, unknown>) => void;
+  /** The CRL publisher; null: no CRL task (no Device CA). */
+  crl?: CrlPublisherPort | null;
+  /** Told when scheduled revocations revoked something (the CRL publisher, to publish at once). */
+  revocations?: RevocationListener;
+  sender?: WebhookSender;
+  holder?: string;
+  timers?: Timers;
+  pollMs?: number;
+  intervals?: Partial<Record<TaskName, number>>;
+  delivery?: Partial<DeliverySettings>;
+}
+
+export interface Worker {
+  scheduler: Scheduler;
+  leases: Leases;
+  holder: string;
+  tasks: WorkerTask[];
+  runOnce: Scheduler['runOnce'];
+  start(): void;
+  /** Stops the loop, waits for running tasks, closes storage it opened. */
+  close(): Promise<void>;
+}
+
+const MINUTE = 60_000;
+
+export const defaultIntervals = (config: Pick<Config, 'crlRefreshMinutes'>): Record<TaskName, number> => ({
+  'scheduled-revocations': MINUTE,
+  crl: config.crlRefreshMinutes * MINUTE,
+  'mark-expired': MINUTE,
+  'expiry-alerts': 10 * MINUTE,
+  'crl-freshness': 5 * MINUTE,
+  notifications: 10_000,
+});
+
+/** The published CRL's nextUpdate (crl_state) and the failures of the CRL task (its lease row) and the publisher. */
+function crlHealth(crl: CrlPublisherPort | null): CrlHealth {
+  return {
+    async nextUpdate(tx: Queryable) {
+      const { rows } = await tx.query<{ n: unknown }>('SELECT max(next_update) AS n FROM crl_state');
+      const v = rows[0]?.n;
+      return v === null || v === undefined ? null : new Date(v instanceof Date ? v : String(v));
+    },
+    async consecutiveFailures(tx: Queryable) {
+      const { rows } = await tx.query<{ n: number }>(`SELECT consecutive_failures AS n FROM worker_leases WHERE name = 'crl'`);
+      return Math.max(Number(rows[0]?.n ?? 0), crl?.consecutiveFailures?.() ?? 0);
+    },
+  };
+}
+
+/**
+ * The wiring root of the background worker (`certfleet worker`, and `serve` in-process):
+ * the periodic tasks, in the order `--once` runs them, on a lease-coordinated scheduler.
+ */
+export async function createWorker(config: Config, overrides: WorkerOverrides = {}): Promise<Worker> {
+  const clock = overrides.clock ?? systemClock;
+  const storage = overrides.storage ?? (await openStorage(config));
+  const { db } = storage;
+  const intervals = { ...defaultIntervals(config), ...overrides.intervals };
+  const crl = overrides.crl ?? null;
+  const warningDays = config.certExpiryWarningDays;
+  const highDays = Math.min(config.certExpiryHighDays, warningDays);
+  const policy = createExpiryPolicy({ warningDays, highDays, criticalDays: Math.min(config.certExpiryCriticalDays, highDays) });
+  const revocations = overrides.revocations ?? noRevocationListener;
+
+  const applyScheduledRevocations = createApplyScheduledRevocations({ db, clock, revocations });
+  const markExpired = createMarkExpired({ db, clock });
+  const raiseExpiryAlerts = createRaiseExpiryAlerts({ db, clock, policy });
+  const checkCrlFreshness = createCheckCrlFreshness({ db, clock, health: crlHealth(crl), marginMs: 24 * 60 * MINUTE, failureThreshold: 3 });
+  const deliverNotifications = createDeliverNotifications({
+    db,
+    clock,
+    sender: overrides.sender ?? createHttpWebhookSender(),
+    settings: { ...DEFAULT_DELIVERY_SETTINGS, retry: DEFAULT_RETRY_POLICY, ...overrides.delivery },
+  });
+
+  const tasks: WorkerTask[] = [
+    { name: 'scheduled-revocations', everyMs: intervals['scheduled-revocations'], run: async () => ({ ...(await applyScheduledRevocations()) }) },
+    ...(crl ? [{ name: 'crl', everyMs: intervals.crl, run: async () => ({ published: 1, ...(await crl.publishNow().then(summarise)) }) }] : []),
+    { name: 'mark-expired', everyMs: intervals['mark-expired'], run: markExpired },
+    { name: 'expiry-alerts', everyMs: intervals['expiry-alerts'], run: raiseExpiryAlerts },
+    // Without a Device CA there is no CRL to go stale.
+    ...(crl ? [{ name: 'crl-freshness', everyMs: intervals['crl-freshness'], run: checkCrlFreshness }] : []),
+    { name: 'notifications', everyMs: intervals.notifications, run: deliverNotifications },
+  ];
+
+  const holder = overrides.holder ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const leases = createLeases(db);
+  const scheduler = createScheduler({
+    tasks,
+    leases,
+    clock,
+    holder,
+    log: overrides.log ?? ((entry) => process.stdout.write(`${JSON.stringify(entry)}\n`)),
+    metrics: overrides.metrics ? workerMetrics(overrides.metrics) : undefined,
+    timers: overrides.timers,
+    pollMs: overrides.pollMs,
+  });
+
+  return {
+    scheduler,
+    leases,
+    holder,
+    tasks,
+    runOnce: () => scheduler.runOnce(),
+    start: () => scheduler.start(),
+    async close() {
+      await scheduler.stop();
+      if (!overrides.storage) await storage.close();
+    },
+  };
+}
+
+/** The scalar fields of what the publisher returned (CRL number, entry count...), for the tick's log line. */
+function summarise(result: unknown): Record<string, unknown> {
+  if (!result || typeof result !== 'object') return {};
+  return Object.fromEntries(
+    Object.entries(result as Record<string, unknown>).filter(([, v]) => ['number', 'string', 'boolean', 'bigint'].includes(typeof v)).map(([k, v]) => [k, typeof v === 'bigint' ? v.toString() : v]),
+  );
+}

@@ -1,0 +1,35 @@
+/** Alert vocabulary shared by the worker, the API and the webhooks. */
+export const ALERT_TYPES = ['CERT_EXPIRING', 'CERT_EXPIRED', 'CRL_STALE'] as const;
+export type AlertType = (typeof ALERT_TYPES)[number];
+
+export const ALERT_STATUSES = ['OPEN', 'ACKNOWLEDGED', 'CLOSED'] as const;
+export type AlertStatus = (typeof ALERT_STATUSES)[number];
+
+/** Why an alert closed: by a person, or by the worker because its cause went away. */
+export const CLOSE_REASONS = ['manual', 'rotated', 'revoked', 'expired', 'replaced', 'resolved'] as const;
+export type CloseReason = (typeof CLOSE_REASONS)[number];
+
+/** Owner of system-wide alerts (CRL_STALE). Not a valid tenant id, so no tenant can see or own it. */
+export const SYSTEM_TENANT = '__system__';
+
+export const ALERT_EVENTS = ['alert.opened', 'alert.escalated', 'alert.closed'] as const;
+export type AlertEvent = (typeof ALERT_EVENTS)[number];
+
+export interface AlertRecord {
+  id: number;
+  tenant_id: string;
+  device_id: string | null;
+  alert_type: string;
+  fingerprint: string;
+  status: AlertStatus;
+  severity: number;
+  summary: string;
+  details: Record<string, unknown>;
+  created_at: string;
+  updated_at: string;
+  acknowledged_at: string | null;
+  acknowledged_by: string | null;
+  closed_at: string | null;
+  closed_by: string | null;
+  close_reason: string | null;
+}

@@ -1,0 +1,43 @@
+import type { FastifyInstance } from 'fastify';
+import type { UseCases } from '../../app/use-cases.ts';
+import { requireOperator } from '../auth-hooks.ts';
+import { certificateCursor } from '../schemas.ts';
+import { alertListQuery, idParam, toListAlertsInput, type AlertListQuerystring } from './alert-schemas.ts';
+
+type IdParams = { id: number };
+
+/** Alerts of every tenant and the system alerts (CRL_STALE, tenant `__system__`). */
+export function operatorAlertRoutes(useCases: UseCases) {
+  return async (app: FastifyInstance) => {
+    app.get<{ Querystring: AlertListQuerystring }>(
+      '/alerts',
+      { schema: { tags: ['operator'], summary: 'List alerts of every tenant (tenant_id=__system__ for system alerts)', querystring: alertListQuery } },
+      async (request) => {
+        requireOperator(request);
+        const q = request.query;
+        return useCases.listAlerts.forOperator({ ...toListAlertsInput(q, certificateCursor(q.cursor)), tenantId: q.tenant_id });
+      },
+    );
+
+    app.get<{ Params: IdParams }>(
+      '/alerts/:id',
+      { schema: { tags: ['operator'], summary: 'Get an alert of any tenant', params: idParam } },
+      async (request) => {
+        requireOperator(request);
+        return { alert: await useCases.getAlert.forOperator(request.params.id) };
+      },
+    );
+
+    app.post<{ Params: IdParams }>(
+      '/alerts/:id/acknowledge',
+      { schema: { tags: ['operator'], summary: 'Acknowledge an alert of any tenant', params: idParam } },
+      async (request) => ({ alert: await useCases.acknowledgeAlert.forOperator(requireOperator(request).subject, request.params.id) }),
+    );
+
+    app.post<{ Params: IdParams }>(
+      '/alerts/:id/close',
+      { schema: { tags: ['operator'], summary: 'Close an alert of any tenant', params: idParam } },
+      async (request) => ({ alert: await useCases.closeAlert.forOperator(requireOperator(request).subject, request.params.id) }),
+    );
+  };
+}

@@ -1,0 +1,255 @@
+import type { AlertRecord, AlertStatus } from '../../domain/alert.ts';
+import type { Queryable } from '../driver.ts';
+import { iso, isoOrNull } from '../rows.ts';
+import { enqueueAlertEvents } from './outbox-repo.ts';
+
+/** A row of fleet_alert (from a query, or the jsonb snapshot an outbox row carries) as the API and webhooks show it. */
+export const toAlert = (r: Record<string, unknown>): AlertRecord => ({
+  id: Number(r.id),
+  tenant_id: String(r.tenant_id),
+  device_id: (r.device_id as string | null) ?? null,
+  alert_type: String(r.alert_type),
+  fingerprint: String(r.fingerprint),
+  status: r.status as AlertStatus,
+  severity: Number(r.severity),
+  summary: String(r.summary),
+  details: (typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown>,
+  created_at: iso(r.created_at),
+  updated_at: iso(r.updated_at),
+  acknowledged_at: isoOrNull(r.acknowledged_at),
+  acknowledged_by: (r.acknowledged_by as string | null) ?? null,
+  closed_at: isoOrNull(r.closed_at),
+  closed_by: (r.closed_by as string | null) ?? null,
+  close_reason: (r.close_reason as string | null) ?? null,
+});
+
+/** ISO 8601 in UTC with milliseconds, as the API prints timestamps, for jsonb built in SQL. */
+const isoSql = (expr: string) => `to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+export interface AlertListQuery {
+  tenantId?: string;
+  type?: string;
+  status?: AlertStatus;
+  deviceId?: string;
+  severity?: number;
+  minSeverity?: number;
+  limit: number;
+  /** Keyset cursor: the last id of the previous page (newest first). */
+  beforeId?: number;
+}
+
+export async function listAlerts(tx: Queryable, q: AlertListQuery) {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const add = (clause: (p: string) => string, value: unknown) => {
+    params.push(value);
+    where.push(clause(`$${params.length}`));
+  };
+  if (q.tenantId) add((p) => `tenant_id = ${p}`, q.tenantId);
+  if (q.type) add((p) => `alert_type = ${p}`, q.type);
+  if (q.status) add((p) => `status = ${p}`, q.status);
+  if (q.deviceId) add((p) => `device_id = ${p}`, q.deviceId);
+  if (q.severity !== undefined) add((p) => `severity = ${p}`, q.severity);
+  if (q.minSeverity !== undefined) add((p) => `severity >= ${p}`, q.minSeverity);
+  const filter = () => (where.length ? ` WHERE ${where.join(' AND ')}` : '');
+  const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM fleet_alert${filter()}`, params)).rows[0].n);
+  if (q.beforeId) add((p) => `id < ${p}`, q.beforeId);
+  params.push(q.limit + 1);
+  const { rows } = await tx.query(`SELECT * FROM fleet_alert${filter()} ORDER BY id DESC LIMIT $${params.length}`, params);
+  const alerts = rows.slice(0, q.limit).map(toAlert);
+  const last = alerts[alerts.length - 1];
+  return { alerts, total, next: rows.length > q.limit && last ? last.id : null };
+}
+
+export async function findAlert(tx: Queryable, id: number): Promise<AlertRecord | null> {
+  const { rows } = await tx.query('SELECT * FROM fleet_alert WHERE id = $1', [id]);
+  return rows[0] ? toAlert(rows[0]) : null;
+}
+
+/** OPEN → ACKNOWLEDGED; an acknowledged alert is returned unchanged; null when not found or CLOSED. */
+export async function acknowledgeAlert(tx: Queryable, id: number, actor: string, at: Date): Promise<AlertRecord | null> {
+  const { rows } = await tx.query(
+    `UPDATE fleet_alert SET status = 'ACKNOWLEDGED', acknowledged_at = $2, acknowledged_by = $3, updated_at = $2
+     WHERE id = $1 AND status = 'OPEN' RETURNING *`,
+    [id, at, actor],
+  );
+  return rows[0] ? toAlert(rows[0]) : null;
+}
+
+/** Closes by hand (close_reason manual) and queues alert.closed for the tenant's webhooks; null when not open. */
+export async function closeAlertManually(tx: Queryable, id: number, actor: string, at: Date): Promise<AlertRecord | null> {
+  const { rows } = await tx.query(
+    `WITH closed AS (
+       UPDATE fleet_alert SET status = 'CLOSED', closed_at = $2, closed_by = $3, close_reason = 'manual', updated_at = $2
+       WHERE id = $1 AND status <> 'CLOSED' RETURNING *
+     ), notified AS (${enqueueAlertEvents('closed', `'alert.closed'`, '$2')})
+     SELECT * FROM closed`,
+    [id, at, actor],
+  );
+  return rows[0] ? toAlert(rows[0]) : null;
+}
+
+/** Serialises concurrent runs of one set-based task (a second run waits, then finds nothing to do). */
+export const lockTask = (tx: Queryable, key: number) => tx.query('SELECT pg_advisory_xact_lock($1)', [key]);
+
+export interface ExpiringAlertsInput {
+  now: Date;
+  warnUntil: Date;
+  cutoffs: Date[];
+  severities: number[];
+  actor: string;
+}
+
+/**
+ * Closes the open expiry alerts whose cause went away, in one statement: CERT_EXPIRING when
+ * its certificate was revoked, expired, or the device has a newer ACTIVE certificate valid
+ * beyond the warning window (rotated), or it is no longer within the window (resolved);
+ * CERT_EXPIRED when the device has a valid ACTIVE certificate again (replaced).
+ * Queues alert.closed for each. Returns the count per reason.
+ */
+export async function closeResolvedExpiryAlerts(tx: Queryable, input: Pick<ExpiringAlertsInput, 'now' | 'warnUntil' | 'actor'>): Promise<Record<string, number>> {
+  const { rows } = await tx.query<{ reason: string; n: number }>(
+    `WITH stale AS (
+       SELECT f.id,
+              CASE WHEN c.id IS NULL THEN 'resolved'
+                   WHEN c.status = 'REVOKED' THEN 'revoked'
+                   WHEN c.status = 'EXPIRED' OR c.not_after <= $1 THEN 'expired'
+                   WHEN c.not_after > $2 THEN 'resolved'
+                   ELSE 'rotated' END AS reason
+       FROM fleet_alert f
+       LEFT JOIN device_certificates c ON c.fingerprint_sha256 = f.fingerprint AND c.tenant_id = f.tenant_id
+       WHERE f.alert_type = 'CERT_EXPIRING' AND f.status <> 'CLOSED'
+         AND (c.id IS NULL OR c.status <> 'ACTIVE' OR c.not_after <= $1 OR c.not_after > $2
+              OR EXISTS (SELECT 1 FROM device_certificates n
+                         WHERE n.tenant_id = c.tenant_id AND n.device_id = c.device_id AND n.status = 'ACTIVE' AND n.not_after > $2))
+       UNION ALL
+       SELECT f.id, 'replaced'
+       FROM fleet_alert f
+       WHERE f.alert_type = 'CERT_EXPIRED' AND f.status <> 'CLOSED'
+         AND EXISTS (SELECT 1 FROM device_certificates n
+                     WHERE n.tenant_id = f.tenant_id AND n.device_id = f.device_id AND n.status = 'ACTIVE' AND n.not_after > $1)
+     ), closed AS (
+       UPDATE fleet_alert f SET status = 'CLOSED', closed_at = $1, closed_by = $3, close_reason = s.reason, updated_at = $1
+       FROM stale s WHERE f.id = s.id AND f.status <> 'CLOSED'
+       RETURNING f.*
+     ), notified AS (${enqueueAlertEvents('closed', `'alert.closed'`, '$1')})
+     SELECT close_reason AS reason, count(*)::int AS n FROM closed GROUP BY close_reason`,
+    [input.now, input.warnUntil, input.actor],
+  );
+  return Object.fromEntries(rows.map((r) => [r.reason, Number(r.n)]));
+}
+
+/**
+ * One open CERT_EXPIRING alert per ACTIVE certificate expiring in (now, warnUntil], in one
+ * statement: inserted (alert.opened) or, when its severity band rose, updated and set OPEN
+ * again (alert.escalated); otherwise untouched, so a second run changes nothing. Skipped:
+ * certificates whose device has a newer ACTIVE certificate valid beyond the window
+ * (rotated), and those whose alert was closed by hand at this severity or higher.
+ */
+export async function upsertExpiringAlerts(tx: Queryable, input: ExpiringAlertsInput): Promise<{ opened: number; escalated: number }> {
+  const { rows } = await tx.query<{ opened: number; escalated: number }>(
+    `WITH candidate AS (
+       SELECT c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.not_after,
+              (SELECT max(b.severity) FROM unnest($3::timestamptz[], $4::int[]) AS b(cutoff, severity) WHERE c.not_after <= b.cutoff) AS severity,
+              floor(extract(epoch FROM c.not_after - $1::timestamptz) / 86400)::int AS days_remaining
+       FROM device_certificates c
+       WHERE c.status = 'ACTIVE' AND c.not_after > $1 AND c.not_after <= $2
+         AND NOT EXISTS (SELECT 1 FROM device_certificates n
+                         WHERE n.tenant_id = c.tenant_id AND n.device_id = c.device_id AND n.status = 'ACTIVE' AND n.not_after > $2)
+     ), raised AS (
+       INSERT INTO fleet_alert AS f (tenant_id, device_id, alert_type, fingerprint, status, severity, summary, details, created_at, updated_at)
+       SELECT k.tenant_id, k.device_id, 'CERT_EXPIRING', k.fingerprint_sha256, 'OPEN', k.severity,
+              format('Certificate of device %s expires in %s day(s)', k.device_id, k.days_remaining),
+              jsonb_build_object('fingerprint', k.fingerprint_sha256, 'certificate_id', k.id, 'common_name', k.common_name,
+                                 'expires_at', ${isoSql('k.not_after')}, 'days_remaining', k.days_remaining),
+              $1, $1
+       FROM candidate k
+       WHERE NOT EXISTS (SELECT 1 FROM fleet_alert m
+                         WHERE m.tenant_id = k.tenant_id AND m.alert_type = 'CERT_EXPIRING' AND m.fingerprint = k.fingerprint_sha256
+                           AND m.status = 'CLOSED' AND m.close_reason = 'manual' AND m.severity >= k.severity)
+       ON CONFLICT (tenant_id, alert_type, fingerprint) WHERE status <> 'CLOSED'
+       DO UPDATE SET severity = EXCLUDED.severity, summary = EXCLUDED.summary, details = EXCLUDED.details, status = 'OPEN',
+                     acknowledged_at = NULL, acknowledged_by = NULL, updated_at = EXCLUDED.updated_at
+       WHERE f.severity < EXCLUDED.severity
+       RETURNING f.*, (f.xmax = 0) AS inserted
+     ), notified AS (${enqueueAlertEvents('raised', `CASE WHEN a.inserted THEN 'alert.opened' ELSE 'alert.escalated' END`, '$1')})
+     SELECT count(*) FILTER (WHERE inserted)::int AS opened, count(*) FILTER (WHERE NOT inserted)::int AS escalated FROM raised`,
+    [input.now, input.warnUntil, input.cutoffs, input.severities],
+  );
+  return { opened: Number(rows[0].opened), escalated: Number(rows[0].escalated) };
+}
+
+/**
+ * ACTIVE certificates past not_after become EXPIRED (rows another transaction holds are
+ * skipped, and taken by the next run), with an audit event each; a device whose last
+ * valid certificate this was gets one CERT_EXPIRED alert (severity 5): it can no longer
+ * connect. All in one statement, so the alert can neither be lost nor raised twice.
+ */
+export async function expireCertificates(tx: Queryable, input: { now: Date; actor: string; severity: number }): Promise<{ expired: number; devicesWithoutCertificate: number }> {
+  const { rows } = await tx.query<{ expired: number; alerted: number }>(
+    `WITH expired AS (
+       UPDATE device_certificates c SET status = 'EXPIRED', updated_at = $1
+       WHERE c.id IN (SELECT id FROM device_certificates WHERE status = 'ACTIVE' AND not_after <= $1 FOR UPDATE SKIP LOCKED)
+       RETURNING c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.serial_number, c.common_name, c.not_after
+     ), audited AS (
+       INSERT INTO audit_events (tenant_id, actor, action, target_type, target_id, details, created_at)
+       SELECT e.tenant_id, $2, 'certificate.expired', 'certificate', e.id::text,
+              jsonb_build_object('device_id', e.device_id, 'serial_number', e.serial_number, 'not_after', ${isoSql('e.not_after')}), $1
+       FROM expired e
+     ), last_of_device AS (
+       SELECT DISTINCT ON (e.tenant_id, e.device_id) e.*
+       FROM expired e
+       WHERE NOT EXISTS (SELECT 1 FROM device_certificates n
+                         WHERE n.tenant_id = e.tenant_id AND n.device_id = e.device_id AND n.status = 'ACTIVE' AND n.not_after > $1)
+       ORDER BY e.tenant_id, e.device_id, e.not_after DESC, e.id DESC
+     ), raised AS (
+       INSERT INTO fleet_alert AS f (tenant_id, device_id, alert_type, fingerprint, status, severity, summary, details, created_at, updated_at)
+       SELECT l.tenant_id, l.device_id, 'CERT_EXPIRED', 'device:' || l.device_id, 'OPEN', $3,
+              format('Device %s has no valid certificate: its last one expired; it can no longer connect', l.device_id),
+              jsonb_build_object('fingerprint', l.fingerprint_sha256, 'certificate_id', l.id, 'common_name', l.common_name,
+                                 'expires_at', ${isoSql('l.not_after')}, 'days_remaining', 0),
+              $1, $1
+       FROM last_of_device l
+       ON CONFLICT (tenant_id, alert_type, fingerprint) WHERE status <> 'CLOSED' DO NOTHING
+       RETURNING f.*
+     ), notified AS (${enqueueAlertEvents('raised', `'alert.opened'`, '$1')})
+     SELECT (SELECT count(*) FROM expired)::int AS expired, (SELECT count(*) FROM raised)::int AS alerted`,
+    [input.now, input.actor, input.severity],
+  );
+  return { expired: Number(rows[0].expired), devicesWithoutCertificate: Number(rows[0].alerted) };
+}
+
+/** Opens the one system alert of a type (CRL_STALE), or raises its severity (and sets it OPEN again); a second run changes nothing. */
+export async function raiseSystemAlert(
+  tx: Queryable,
+  a: { tenantId: string; type: string; fingerprint: string; severity: number; summary: string; details: Record<string, unknown>; now: Date },
+): Promise<'opened' | 'updated' | 'unchanged'> {
+  const { rows } = await tx.query<{ inserted: boolean }>(
+    `WITH raised AS (
+       INSERT INTO fleet_alert AS f (tenant_id, device_id, alert_type, fingerprint, status, severity, summary, details, created_at, updated_at)
+       VALUES ($1, NULL, $2, $3, 'OPEN', $4, $5, $6, $7, $7)
+       ON CONFLICT (tenant_id, alert_type, fingerprint) WHERE status <> 'CLOSED'
+       DO UPDATE SET severity = EXCLUDED.severity, summary = EXCLUDED.summary, details = EXCLUDED.details, status = 'OPEN',
+                     acknowledged_at = NULL, acknowledged_by = NULL, updated_at = EXCLUDED.updated_at
+       WHERE f.severity < EXCLUDED.severity
+       RETURNING f.*, (f.xmax = 0) AS inserted
+     ), notified AS (${enqueueAlertEvents('raised', `CASE WHEN a.inserted THEN 'alert.opened' ELSE 'alert.escalated' END`, '$7')})
+     SELECT inserted FROM raised`,
+    [a.tenantId, a.type, a.fingerprint, a.severity, a.summary, JSON.stringify(a.details), a.now],
+  );
+  if (rows.length === 0) return 'unchanged';
+  return rows[0].inserted ? 'opened' : 'updated';
+}
+
+/** Closes the open system alert of a type (its cause went away); true when one was closed. */
+export async function resolveSystemAlert(tx: Queryable, a: { tenantId: string; type: string; fingerprint: string; actor: string; now: Date }): Promise<boolean> {
+  const { rows } = await tx.query(
+    `WITH closed AS (
+       UPDATE fleet_alert SET status = 'CLOSED', closed_at = $4, closed_by = $5, close_reason = 'resolved', updated_at = $4
+       WHERE tenant_id = $1 AND alert_type = $2 AND fingerprint = $3 AND status <> 'CLOSED' RETURNING *
+     ), notified AS (${enqueueAlertEvents('closed', `'alert.closed'`, '$4')})
+     SELECT id FROM closed`,
+    [a.tenantId, a.type, a.fingerprint, a.now, a.actor],
+  );
+  return rows.length > 0;
+}

@@ -1,0 +1,76 @@
+import type { Queryable } from '../driver.ts';
+import { iso } from '../rows.ts';
+
+/** A webhook endpoint as the API shows it: never with its secret (the tenant role cannot even read that column). */
+export interface WebhookRecord {
+  id: number;
+  tenant_id: string;
+  url: string;
+  description: string | null;
+  enabled: boolean;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+}
+
+const COLUMNS = 'id, tenant_id, url, description, enabled, created_by, created_at, updated_at';
+
+const toWebhook = (r: Record<string, unknown>): WebhookRecord => ({
+  id: Number(r.id),
+  tenant_id: String(r.tenant_id),
+  url: String(r.url),
+  description: (r.description as string | null) ?? null,
+  enabled: Boolean(r.enabled),
+  created_by: String(r.created_by),
+  created_at: iso(r.created_at),
+  updated_at: iso(r.updated_at),
+});
+
+export async function insertWebhook(
+  tx: Queryable,
+  w: { tenantId: string; url: string; description: string | null; enabled: boolean; secret: string; createdBy: string; now: Date },
+): Promise<WebhookRecord> {
+  const { rows } = await tx.query(
+    `INSERT INTO notification_webhooks (tenant_id, url, description, enabled, secret, created_by, created_at, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ${COLUMNS}`,
+    [w.tenantId, w.url, w.description, w.enabled, w.secret, w.createdBy, w.now],
+  );
+  return toWebhook(rows[0]);
+}
+
+export async function listWebhooks(tx: Queryable): Promise<WebhookRecord[]> {
+  const { rows } = await tx.query(`SELECT ${COLUMNS} FROM notification_webhooks ORDER BY id`);
+  return rows.map(toWebhook);
+}
+
+export async function findWebhook(tx: Queryable, id: number): Promise<WebhookRecord | null> {
+  const { rows } = await tx.query(`SELECT ${COLUMNS} FROM notification_webhooks WHERE id = $1`, [id]);
+  return rows[0] ? toWebhook(rows[0]) : null;
+}
+
+export async function updateWebhook(
+  tx: Queryable,
+  id: number,
+  changes: { url?: string; description?: string | null; enabled?: boolean; secret?: string },
+  now: Date,
+): Promise<WebhookRecord | null> {
+  const sets: string[] = [];
+  const params: unknown[] = [id, now];
+  for (const column of ['url', 'description', 'enabled', 'secret'] as const) {
+    const value = changes[column];
+    if (value === undefined) continue;
+    params.push(value);
+    sets.push(`${column} = $${params.length}`);
+  }
+  const { rows } = await tx.query(
+    `UPDATE notification_webhooks SET ${[...sets, 'updated_at = $2'].join(', ')} WHERE id = $1 RETURNING ${COLUMNS}`,
+    params,
+  );
+  return rows[0] ? toWebhook(rows[0]) : null;
+}
+
+/** Deletes the endpoint and (cascade) its queued deliveries. */
+export async function deleteWebhook(tx: Queryable, id: number): Promise<boolean> {
+  const { rowCount } = await tx.query('DELETE FROM notification_webhooks WHERE id = $1', [id]);
+  return rowCount > 0;
+}
