@@ -19,6 +19,9 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
       clock: t.clock,
       storage: database.storage,
       metrics: t.service.metrics,
+      // as under `serve`: the service's CRL publisher
+      crl: t.service.crl.publisher,
+      revocations: t.service.crl.listener,
       log: (entry) => logs.push(entry),
       holder: 'test-worker',
       ...overrides,
@@ -342,7 +345,7 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
   it('delivers signed alert.opened, alert.escalated and alert.closed events; a failing endpoint is retried with backoff and blocks nobody', async () => {
     const good = (await t.call('acme', 'POST', '/customer/notification-webhooks', { url: receiver.url('/good') })).json;
     const bad = (await t.call('acme', 'POST', '/customer/notification-webhooks', { url: receiver.url('/bad') })).json;
-    const other = (await t.call('globex', 'POST', '/customer/notification-webhooks', { url: receiver.url('/globex') })).json;
+    await t.call('globex', 'POST', '/customer/notification-webhooks', { url: receiver.url('/globex') });
     receiver.respond('/bad', 500);
     const cert = await issue(10);
     await tick();
@@ -397,7 +400,6 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
     ]);
     const ids = receiver.received('/good').map((r) => r.headers['x-certfleet-delivery']);
     expect(new Set(ids).size).toBe(3);
-    void other;
   });
 
   it('gives up after the last attempt (DEAD), and a hanging endpoint times out without holding back the others', async () => {
@@ -435,6 +437,42 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
     t.clock.advance(30_000);
     await tick();
     expect(receiver.verified('/later', hook.secret).map((r) => r.body.attempt)).toEqual([1, 2]);
+  });
+
+  it('raises CRL_STALE (a system alert for operators) when publication keeps failing or nextUpdate is near, and closes it when fresh', async () => {
+    let failing = true;
+    const crl = { publishNow: async () => (failing ? Promise.reject(new Error('disk full')) : { published: true, crlNumber: 7n }), status: () => ({ consecutiveFailures: 0 }) };
+    await worker.close();
+    worker = await newWorker({ crl });
+    const run = async () => Object.fromEntries((await worker.runOnce()).map((r) => [r.task, r]));
+    const stale = () => alerts("alert_type = 'CRL_STALE'");
+    for (let i = 1; i <= 3; i++) {
+      const reports = await run();
+      expect(reports.crl).toMatchObject({ status: 'failed', error: 'disk full' });
+      expect(reports['mark-expired'].status).toBe('ok'); // one failing task never stops the others
+      expect(await stale()).toHaveLength(i < 3 ? 0 : 1);
+    }
+    expect((await stale())[0]).toMatchObject({ tenant_id: '__system__', device_id: null, fingerprint: 'device-crl', severity: 4, status: 'OPEN', details: { consecutive_failures: 3 } });
+    expect((await t.call('acme', 'GET', '/customer/alerts?type=CRL_STALE')).json.total).toBe(0);
+    expect((await t.call(null, 'GET', '/operator/alerts?tenant_id=__system__')).json.alerts).toMatchObject([{ alert_type: 'CRL_STALE', severity: 4 }]);
+
+    failing = false;
+    expect((await run()).crl).toMatchObject({ status: 'ok', counts: { published: true, crlNumber: '7' } });
+    expect(await stale()).toMatchObject([{ status: 'CLOSED', close_reason: 'resolved' }]);
+
+    // a stored CRL whose nextUpdate comes within 24 h: HIGH; once it passed: CRITICAL (the broker rejects every device)
+    const nextUpdate = new Date(t.clock.now().getTime() + 12 * HOUR_MS);
+    await database.driver.transaction((tx) => tx.query(`INSERT INTO crl_state (issuer_key_id, crl_number, next_update) VALUES ('ca', 7, $1)`, [nextUpdate]));
+    await run();
+    expect((await stale()).map((a) => [a.status, a.severity])).toEqual([['CLOSED', 4], ['OPEN', 4]]);
+    t.clock.advance(13 * HOUR_MS);
+    await run();
+    expect((await stale()).map((a) => [a.status, a.severity])).toEqual([['CLOSED', 4], ['OPEN', 5]]);
+    await run();
+    expect(await stale()).toHaveLength(2);
+    await database.driver.transaction((tx) => tx.query(`UPDATE crl_state SET next_update = $1`, [new Date(t.clock.now().getTime() + 7 * DAY_MS)]));
+    await run();
+    expect((await stale()).map((a) => a.status)).toEqual(['CLOSED', 'CLOSED']);
   });
 
   it('exposes fleet and worker metrics on /metrics', async () => {

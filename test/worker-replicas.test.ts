@@ -1,9 +1,11 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DAY_MS, HOUR_MS } from '../src/domain/clock.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { run as runCommand } from './support/openssl.ts';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-receiver.ts';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
@@ -42,7 +44,7 @@ describe('three worker processes on one Postgres', () => {
   let receiver: WebhookReceiver;
   let env: Record<string, string>;
   let secret: string;
-  const rotatedOld: number[] = [];
+  const rotatedOld: { id: number; serial: string }[] = [];
 
   const query = async (sql: string, params: unknown[] = []) => (await database.db.asOperator((tx) => tx.query<Record<string, any>>(sql, params))).rows;
 
@@ -64,7 +66,7 @@ describe('three worker processes on one Postgres', () => {
       await t.call('acme', 'POST', '/customer/devices', { device_id: device });
       const res = await t.call('acme', 'POST', `/customer/devices/${device}/certificates/generate`, { key_type: 'ec-p256', validity_days: validityDays });
       expect(res.status).toBe(201);
-      return res.json.certificate.id as number;
+      return res.json.certificate as { id: number; serial_number: string };
     };
     // 24 certificates within the 30-day window (all three severities), 8 beyond it
     t.clock.set(new Date(now));
@@ -76,27 +78,40 @@ describe('three worker processes on one Postgres', () => {
     // 10 rotations whose grace period ended an hour ago
     t.clock.set(new Date(now - 3 * HOUR_MS));
     for (let i = 0; i < 10; i++) {
-      rotatedOld.push(await issue(`ROT-${i}`, 365));
+      const old = await issue(`ROT-${i}`, 365);
+      rotatedOld.push({ id: old.id, serial: old.serial_number });
       const res = await t.call('acme', 'POST', `/customer/devices/ROT-${i}/certificates/rotate`, { key_type: 'ec-p256', revoke_old_after_hours: 2 });
       expect(res.status).toBe(201);
     }
     t.clock.set(new Date(now));
+    // From here on only the worker processes touch the database (the service would publish CRLs too).
+    await t.close();
   });
   afterAll(async () => {
     await receiver?.close();
-    await t?.close();
     await database?.close();
   });
 
-  it('running every task concurrently (worker --once ×3): no duplicate alert, no double revocation, each event delivered once', async () => {
+  it('running every task concurrently (worker --once ×3): no duplicate alert, no double revocation, strictly increasing CRL numbers, each event delivered once', async () => {
+    const before = BigInt((await query('SELECT crl_number FROM crl_state'))[0].crl_number);
     const runs = await Promise.all([1, 2, 3].map(() => worker(['--once', '--json'], env)));
     for (const run of runs) expect(run.code, run.stderr).toBe(0);
     // every task ran or was skipped because another process was running it at that moment; none failed
     const reports = runs.flatMap((r) => r.lines.at(-1)!.tasks as { task: string; status: string }[]); // the --json summary line
     expect(reports.filter((r) => r.status === 'failed')).toEqual([]);
-    for (const task of ['scheduled-revocations', 'mark-expired', 'expiry-alerts', 'notifications']) {
+    for (const task of ['scheduled-revocations', 'crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'notifications']) {
       expect(reports.filter((r) => r.task === task && r.status === 'ok').length, task).toBeGreaterThanOrEqual(1);
     }
+
+    // CRLs: every publication of the three processes got its own number, one after the other, none reused
+    const published = runs.flatMap((r) => r.lines.filter((l) => l.event === 'crl_published').map((l) => BigInt(l.crl_number)));
+    const stored = BigInt((await query('SELECT crl_number FROM crl_state'))[0].crl_number);
+    expect(published.length).toBeGreaterThanOrEqual(1);
+    expect([...published].sort((a, b) => (a < b ? -1 : 1))).toEqual(Array.from({ length: Number(stored - before) }, (_, i) => before + 1n + BigInt(i)));
+    // the shared CRL file holds the latest one, and it lists the certificates the schedule revoked
+    const text = runCommand('openssl', ['crl', '-noout', '-text'], readFileSync(env.CRL_OUTPUT_PATH, 'utf8')).out;
+    expect(text).toMatch(new RegExp(`X509v3 CRL Number:\\s*\\n\\s*${stored}\\b`));
+    for (const { serial } of rotatedOld) expect(text.toUpperCase()).toContain(`SERIAL NUMBER: ${serial.toUpperCase().replace(/^0+/, '')}`);
 
     const alerts = await query('SELECT alert_type, fingerprint, status, severity FROM fleet_alert ORDER BY id');
     const open = alerts.filter((a) => a.status !== 'CLOSED');
@@ -107,7 +122,7 @@ describe('three worker processes on one Postgres', () => {
     expect(new Set(alerts.filter((a) => a.alert_type === 'CERT_EXPIRING').map((a) => a.severity))).toEqual(new Set([3, 4, 5]));
 
     const revoked = await query(`SELECT target_id, count(*)::int AS n FROM audit_events WHERE action = 'certificate.revoked' GROUP BY target_id`);
-    expect(revoked.map((r) => Number(r.target_id)).sort((a, b) => a - b)).toEqual(rotatedOld);
+    expect(revoked.map((r) => Number(r.target_id)).sort((a, b) => a - b)).toEqual(rotatedOld.map((c) => c.id));
     expect(revoked.every((r) => r.n === 1)).toBe(true);
     const expired = await query(`SELECT target_id, count(*)::int AS n FROM audit_events WHERE action = 'certificate.expired' GROUP BY target_id`);
     expect(expired).toHaveLength(6);
@@ -126,7 +141,7 @@ describe('three worker processes on one Postgres', () => {
     const runs = await Promise.all([1, 2, 3].map(() => worker([], env, 6_000)));
     for (const run of runs) expect(run.code, run.stderr).toBe(0);
     const lines = runs.flatMap((r) => r.lines.filter((l) => l.msg === 'worker task'));
-    const tasks = ['scheduled-revocations', 'mark-expired', 'expiry-alerts', 'notifications'];
+    const tasks = ['scheduled-revocations', 'crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'notifications'];
     for (const task of tasks) {
       expect(lines.filter((l) => l.task === task), task).toHaveLength(1);
       expect(lines.find((l) => l.task === task)!.status).toBe('ok');
@@ -147,7 +162,7 @@ describe('three worker processes on one Postgres', () => {
       const byTask = Object.fromEntries(run.lines.filter((l) => l.msg === 'worker task').map((l) => [l.task, l]));
       expect(byTask['scheduled-revocations']).toMatchObject({ status: 'failed', level: 'error' });
       expect(byTask['scheduled-revocations'].error).toMatch(/permission denied/);
-      for (const task of ['mark-expired', 'expiry-alerts', 'notifications']) expect(byTask[task]?.status, task).toBe('ok');
+      for (const task of ['crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'notifications']) expect(byTask[task]?.status, task).toBe('ok');
     } finally {
       await asOwner('GRANT SELECT, UPDATE ON certificate_rotations TO certfleet_operator');
     }

@@ -1,26 +1,18 @@
 import { AppError } from '../domain/errors.ts';
-import type { AlertStatus } from '../domain/alert.ts';
 import type { Queryable } from '../storage/driver.ts';
-import { findAlert, listAlerts } from '../storage/repos/alerts-repo.ts';
+import { findAlert, listAlerts, type AlertListQuery } from '../storage/repos/alerts-repo.ts';
 import type { AppDeps } from './deps.ts';
 
 export const alertNotFound = (id: number) => new AppError('ALERT_NOT_FOUND', `alert ${id} not found`);
 
-export interface ListAlertsInput {
-  tenantId?: string;
-  type?: string;
-  status?: AlertStatus;
-  deviceId?: string;
-  severity?: number;
-  minSeverity?: number;
-  limit: number;
-  cursor?: number;
-}
+/** The repository's query, with the API's cursor (the last id of the previous page). */
+export type ListAlertsInput = Omit<AlertListQuery, 'beforeId'> & { cursor?: number };
 
 /** Newest first, keyset pages. Tenant scope (RLS) for customers; the operator role sees every tenant and the system alerts. */
 export function createListAlerts({ db }: Pick<AppDeps, 'db'>) {
   const run = (q: ListAlertsInput) => async (tx: Queryable) => {
-    const page = await listAlerts(tx, { ...q, beforeId: q.cursor });
+    const { cursor, ...query } = q;
+    const page = await listAlerts(tx, { ...query, beforeId: cursor });
     return { alerts: page.alerts, total: page.total, limit: q.limit, next_cursor: page.next === null ? null : String(page.next) };
   };
   return {

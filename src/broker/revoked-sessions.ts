@@ -5,15 +5,12 @@
  * device's existing connection open (docs/broker-sessions.md). The dynamic security plugin can
  * disconnect every session of a username (= certificate CN), see session-kicker.ts.
  *
- * Protocol, used by the CRL publication step:
- *   1. `revoked(commonNames)` when a CRL with new revocations was written (whether or not the
- *      reload that follows works): the CNs become pending.
- *   2. `afterReload()` after every *successful* broker reload: kicks every pending CN. The kick
- *      must come after the reload, otherwise the revoked device simply reconnects.
- * A kick that fails (admin listener down, wrong password) stays pending and is retried after the
- * next successful reload, up to `maxAttempts` times. Kicking a CN with no live session is harmless.
- * The kick also disconnects the device's *valid* certificate (same CN after a rotation); that
- * session reconnects at once, the revoked one is refused in the TLS handshake.
+ * `kick(commonNames)` must be called only after the broker has reloaded a CRL listing them,
+ * otherwise the device simply reconnects. A kick that fails (admin listener down, wrong
+ * password) is retried with backoff (2 s doubling to 5 min, `maxAttempts` in all); kicking a CN
+ * with no live session is harmless. The kick also disconnects the device's *valid* certificate
+ * (same CN after a rotation): that session reconnects at once, the revoked one is refused in the
+ * TLS handshake.
  */
 import type { SessionKicker } from './session-kicker.ts';
 
@@ -27,9 +24,12 @@ export interface RevokedSessionsLogger {
 export interface RevokedSessionsOptions {
   kicker: SessionKicker;
   log?: RevokedSessionsLogger;
-  /** Give up on a CN after this many failed kicks. Default 5. */
+  /** Give up on a CN after this many failed kicks. Default 10 (about 15 minutes of retries). */
   maxAttempts?: number;
-  /** Bound on pending CNs (a broker that is down for long while thousands are revoked). Default 10 000. */
+  /** First retry delay; doubles up to maxRetryMs. Defaults 2 s and 5 min. */
+  retryMs?: number;
+  maxRetryMs?: number;
+  /** Bound on CNs waiting (a broker admin listener down while thousands are revoked). Default 10 000. */
   maxPending?: number;
   /** Kicks in flight at once (each is one short admin connection). Default 4. */
   concurrency?: number;
@@ -38,39 +38,49 @@ export interface RevokedSessionsOptions {
 export interface KickRound {
   kicked: string[];
   failed: Array<{ commonName: string; error: string; attempts: number }>;
-  /** Failed too often: dropped (logged). */
+  /** Failed `maxAttempts` times: dropped (logged; the CRL still refuses them at the next connect). */
   abandoned: string[];
 }
 
 export interface RevokedSessions {
-  /** These CNs had a certificate revoked in the CRL just written: kick them after the next successful reload. */
-  revoked(commonNames: Iterable<string>): void;
-  /** Call after each successful broker reload: kicks every pending CN. Never throws. */
-  afterReload(): Promise<KickRound>;
-  /** CNs still waiting for a kick. */
+  /** The broker has just reloaded a CRL that newly lists certificates of these CNs: close their sessions. */
+  kick(commonNames: Iterable<string>): Promise<KickRound>;
+  /** CNs waiting for a retry. */
   pending(): string[];
+  /** Resolves when no round runs (tests, shutdown). */
+  idle(): Promise<void>;
+  /** Stops retries and waits for the running round. */
+  close(): Promise<void>;
 }
 
+const EMPTY: KickRound = { kicked: [], failed: [], abandoned: [] };
+
 export function createRevokedSessions(options: RevokedSessionsOptions): RevokedSessions {
-  const maxAttempts = options.maxAttempts ?? 5;
+  const maxAttempts = options.maxAttempts ?? 10;
+  const retryMs = options.retryMs ?? 2000;
+  const maxRetryMs = options.maxRetryMs ?? 5 * 60_000;
   const maxPending = options.maxPending ?? 10_000;
   const concurrency = Math.max(1, options.concurrency ?? 4);
   const log = options.log;
   /** CN → failed attempts so far (insertion order = oldest first). */
   const pending = new Map<string, number>();
-  let running: Promise<KickRound> | null = null;
+  let chain: Promise<unknown> = Promise.resolve();
+  let retryTimer: NodeJS.Timeout | null = null;
+  let retryDelay = retryMs;
+  let closed = false;
 
   function add(commonName: string) {
     if (!commonName || pending.has(commonName)) return;
     if (pending.size >= maxPending) {
       const oldest = pending.keys().next().value as string;
       pending.delete(oldest);
-      log?.warn({ commonName: oldest, maxPending }, 'too many sessions waiting to be closed: dropped the oldest');
+      log?.warn({ commonName: oldest, maxPending }, 'too many broker sessions waiting to be closed: dropped the oldest');
     }
     pending.set(commonName, 0);
   }
 
   async function round(): Promise<KickRound> {
+    if (pending.size === 0) return EMPTY;
     const result: KickRound = { kicked: [], failed: [], abandoned: [] };
     const queue = [...pending.keys()];
     const started = Date.now();
@@ -82,52 +92,73 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
           result.kicked.push(cn);
         } catch (error) {
           const attempts = (pending.get(cn) ?? 0) + 1;
-          const message = (error as Error).message;
           if (attempts >= maxAttempts) {
             pending.delete(cn);
             result.abandoned.push(cn);
-          } else if (pending.has(cn)) {
+          } else {
             pending.set(cn, attempts);
           }
-          result.failed.push({ commonName: cn, error: message, attempts });
+          result.failed.push({ commonName: cn, error: (error as Error).message, attempts });
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(concurrency, queue.length) }, work));
     if (result.kicked.length) {
-      log?.info({ commonNames: result.kicked, ms: Date.now() - started }, 'closed the live broker sessions of revoked certificates');
+      log?.info({ event: 'broker_sessions_closed', common_names: result.kicked, ms: Date.now() - started }, 'closed the live broker sessions of revoked certificates');
     }
     if (result.failed.length) {
       log?.warn(
-        { failed: result.failed, pending: pending.size },
-        'could not close the live broker sessions of some revoked certificates; retrying after the next reload',
+        { event: 'broker_kick_failed', failed: result.failed, pending: pending.size, retry_in_ms: pending.size ? retryDelay : null },
+        'could not close the live broker sessions of revoked certificates; will retry',
       );
     }
     if (result.abandoned.length) {
       (log?.error ?? log?.warn)?.call(
         log,
-        { commonNames: result.abandoned, maxAttempts },
+        { event: 'broker_kick_abandoned', common_names: result.abandoned, max_attempts: maxAttempts },
         'gave up closing live broker sessions of revoked certificates (they are still refused at their next connect)',
       );
     }
+    if (result.failed.length === 0) retryDelay = retryMs;
+    if (pending.size > 0) scheduleRetry();
     return result;
   }
 
+  function scheduleRetry() {
+    if (closed || retryTimer) return;
+    retryTimer = setTimeout(() => {
+      retryTimer = null;
+      void enqueueRound();
+    }, retryDelay);
+    retryTimer.unref();
+    retryDelay = Math.min(maxRetryMs, retryDelay * 2);
+  }
+
+  /** One round at a time, in order. */
+  function enqueueRound(): Promise<KickRound> {
+    const next = chain.then(round, round);
+    chain = next.catch(() => undefined);
+    return next;
+  }
+
   return {
-    revoked(commonNames) {
+    kick(commonNames) {
+      if (closed) return Promise.resolve(EMPTY);
       for (const cn of commonNames) add(cn);
-    },
-    async afterReload() {
-      // One round at a time; a reload during a round starts another round after it.
-      while (running) await running.catch(() => undefined);
-      if (pending.size === 0) return { kicked: [], failed: [], abandoned: [] };
-      running = round();
-      try {
-        return await running;
-      } finally {
-        running = null;
-      }
+      return enqueueRound();
     },
     pending: () => [...pending.keys()],
+    idle: async () => {
+      for (let seen: Promise<unknown> | null = null; seen !== chain; ) {
+        seen = chain;
+        await seen;
+      }
+    },
+    async close() {
+      closed = true;
+      if (retryTimer) clearTimeout(retryTimer);
+      retryTimer = null;
+      await chain;
+    },
   };
 }

@@ -49,6 +49,8 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
   const host = (flags.host as string | undefined) ?? 'localhost';
   const devicePort = port(flags, 'port', DEFAULT_MQTTS_PORT);
 
+  // As `serve` does: the data dir exists (default mode) before the development CA is made in it.
+  if (!config.productionMode) await mkdir(config.dataDir, { recursive: true });
   const loaded = await loadCaForConfig(config, systemClock);
   if (!loaded.ca) throw new Error(loaded.problem ?? 'no Device CA');
   const lines: string[] = [];

@@ -1,7 +1,25 @@
 import type { Config } from '../config.ts';
+import { createCrlPublication } from '../composition/crl.ts';
+import { openStorage } from '../composition/open-storage.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
+import { createBrokerReloader } from '../worker/broker-reload.ts';
 
-/** Publishes the first CRL (placeholder until the CRL publisher lands). */
-export async function publishInitialCrl(config: Config, _ca: DeviceCa): Promise<string> {
-  throw new Error(`no CRL at ${config.crlOutputPath} yet: start certfleet once to publish it`);
+/**
+ * Puts the current CRL at CRL_OUTPUT_PATH through the CRL publisher, so Mosquitto can start:
+ * the stored one when there is one (numbering and content stay those of the service), else the
+ * first CRL, built, verified and stored like every later one. No broker is reloaded (none runs yet).
+ */
+export async function publishInitialCrl(config: Config, ca: DeviceCa): Promise<string> {
+  const storage = await openStorage(config);
+  try {
+    const crl = createCrlPublication({ config, storage, ca, publish: true, refreshTimer: false, reloader: createBrokerReloader({}) });
+    try {
+      const result = await crl.publisher!.publishIfStale();
+      return `CRL number ${result.crlNumber}, ${result.entries ?? 0} revoked ${result.entries === 1 ? 'certificate' : 'certificates'}${result.published ? '' : ', the one already stored'}`;
+    } finally {
+      await crl.stop();
+    }
+  } finally {
+    await storage.close();
+  }
 }

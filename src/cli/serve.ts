@@ -5,7 +5,11 @@ import type { Flags } from './commands.ts';
 
 /** Runs until SIGINT/SIGTERM. */
 export async function serveCommand(_flags: Flags, config: Config, parts: { api: boolean; worker: boolean }): Promise<number> {
-  const service = await createService(config, { logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] } });
+  const service = await createService(config, {
+    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] },
+    // serve publishes the CRL (file + broker reload); api leaves it to the worker (PGlite: always in-process).
+    publishCrl: parts.worker,
+  });
   const address = await service.app.listen({ port: config.port, host: config.host });
   const lines = [
     `certfleet listening on ${address} (${service.storage.driver.kind === 'pg' ? 'Postgres' : `embedded PGlite in ${config.dataDir}/db`})`,
@@ -17,10 +21,18 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
     `API docs: ${address}/docs`,
   ];
   // The worker shares the service's storage (PGlite allows one process), clock and /metrics.
-  const worker = parts.worker ? await createWorker(config, { clock: service.deps.clock, storage: service.storage, metrics: service.metrics }) : null;
+  const worker = parts.worker
+    ? await createWorker(config, {
+        clock: service.deps.clock,
+        storage: service.storage,
+        metrics: service.metrics,
+        crl: service.crl.publisher,
+        revocations: service.crl.listener,
+      })
+    : null;
   if (worker) lines.push(`Worker: ${worker.tasks.map((t) => t.name).join(', ')} (leases in the database; JSON log lines on stdout)`);
   console.log(lines.join('\n'));
-  worker?.start();
+  await worker?.start();
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

@@ -49,7 +49,7 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
     });
     await new Promise<void>((resolve) => server!.listen(port, config.host, resolve));
   }
-  worker.start();
+  await worker.start();
   console.error(`certfleet worker ${worker.holder}: ${worker.tasks.map((t) => t.name).join(', ')}${server ? `; metrics on ${config.host}:${(server.address() as { port: number }).port}/metrics` : ''}`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

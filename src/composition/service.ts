@@ -5,7 +5,7 @@ import { systemClock, type Clock } from '../domain/clock.ts';
 import { keySource } from '../pki/key-source.ts';
 import { createCertificateAuthority } from '../pki/certificate-authority.ts';
 import type { AppDeps } from '../app/deps.ts';
-import { noRevocationListener, type RevocationListener } from '../app/ports.ts';
+import type { RevocationListener } from '../app/ports.ts';
 import { createUseCases, type UseCases } from '../app/use-cases.ts';
 import { buildHttpApp } from '../http/app.ts';
 import { customerRoutes } from '../http/routes/customer.ts';
@@ -15,8 +15,8 @@ import { customerRotationRoutes } from '../http/routes/customer-rotation.ts';
 import { healthRoutes } from '../http/routes/health.ts';
 import { operatorRoutes } from '../http/routes/operator.ts';
 import { operatorAlertRoutes } from '../http/routes/operator-alerts.ts';
-import { pkiRoutes } from '../http/routes/pki.ts';
 import { registerFleetMetrics } from './fleet-metrics.ts';
+import { createCrlPublication, type CrlPublication, type CrlPublicationOptions } from './crl.ts';
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { tokenVerifierFor } from './token-verifier.ts';
@@ -26,6 +26,10 @@ export interface ServiceOverrides {
   storage?: Storage;
   logger?: FastifyServerOptions['logger'];
   revocations?: RevocationListener;
+  /** This process publishes the CRL (file + broker reload). Default true; `api` passes false (PGlite always publishes). */
+  publishCrl?: boolean;
+  /** Test seams of the CRL publication (file system port, broker reloader, refresh timer). */
+  crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer'>;
 }
 
 export interface Service {
@@ -36,6 +40,7 @@ export interface Service {
   ca: LoadedCa;
   authMode: string;
   metrics: Registry;
+  crl: CrlPublication;
   close(): Promise<void>;
 }
 
@@ -47,25 +52,49 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const ca = await loadCaForConfig(config, clock);
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: 2 });
+    // The CRL publisher logs through the HTTP app's logger once it exists.
+    let log: FastifyInstance['log'] | null = null;
+    const crl = createCrlPublication({
+      config,
+      storage,
+      ca: ca.ca,
+      clock,
+      metrics,
+      logger: {
+        info: (obj, msg) => log?.info(obj, msg),
+        warn: (obj, msg) => log?.warn(obj, msg),
+        error: (obj, msg) => log?.error(obj, msg),
+      },
+      publish: overrides.publishCrl,
+      ...overrides.crl,
+    });
     registerFleetMetrics(metrics, { db: storage.db, clock });
     const deps: AppDeps = {
       db: storage.db,
       clock,
-      authority: createCertificateAuthority(ca.ca, { crlUrl: `${config.publicBaseUrl}/pki/crl` }),
+      authority: createCertificateAuthority(ca.ca, { crlUrl: crl.distributionPointUrl }),
       keys: keySource,
-      revocations: overrides.revocations ?? noRevocationListener,
+      revocations: overrides.revocations ?? crl.listener,
       settings: { rotationGraceHours: config.rotationGraceHours },
     };
     const useCases = createUseCases(deps);
     const { verifier, mode } = await tokenVerifierFor(config);
     const app = await buildHttpApp({
       verifier,
-      customer: [customerRoutes(useCases), customerRotationRoutes(useCases), customerAlertRoutes(useCases), customerWebhookRoutes(useCases)],
+      customer: [customerRoutes(useCases), customerRotationRoutes(useCases), crl.routes.customer, customerAlertRoutes(useCases), customerWebhookRoutes(useCases)],
       operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases)],
-      public: [healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }), pkiRoutes({ caCertPem: ca.ca?.certPem ?? null })],
+      public: [healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }), crl.routes.pki],
       metrics,
       logger: overrides.logger,
     });
+    log = app.log;
+    try {
+      await crl.start();
+    } catch (e) {
+      await crl.stop();
+      await app.close();
+      throw e;
+    }
     return {
       app,
       useCases,
@@ -74,7 +103,9 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       ca,
       authMode: mode,
       metrics,
+      crl,
       async close() {
+        await crl.stop();
         await app.close();
         if (!overrides.storage) await storage.close();
       },

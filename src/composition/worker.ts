@@ -15,14 +15,18 @@ import type { Queryable } from '../storage/driver.ts';
 import { createLeases, type Leases } from '../worker/leases.ts';
 import { createScheduler, workerMetrics, type Scheduler, type Timers, type WorkerTask } from '../worker/scheduler.ts';
 import { createHttpWebhookSender } from '../worker/webhook-sender.ts';
+import { createCrlPublication, type CrlPublication } from './crl.ts';
+import { loadCaForConfig } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 
-/** What the worker needs of the CRL publisher (src/worker/crl-publisher.ts). */
+/** What the worker needs of the CRL publisher (src/worker/crl-publisher.ts); the publisher itself fits. */
 export interface CrlPublisherPort {
   /** Builds, verifies, stores and writes a new CRL now; rejects when that failed. */
   publishNow(): Promise<unknown>;
   /** Publications that failed in a row in this process (on-demand ones included). */
-  consecutiveFailures?(): number;
+  status?(): { consecutiveFailures: number };
+  /** A revocation committed: publish soon (the scheduled-revocations task tells it). */
+  revocationCommitted?(): void;
 }
 
 export const TASK_NAMES = ['scheduled-revocations', 'crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'notifications'] as const;
@@ -34,9 +38,13 @@ export interface WorkerOverrides {
   /** Where the task metrics go (the service's registry under `serve`). */
   metrics?: Registry;
   log?: (entry: Record<string, unknown>) => void;
-  /** The CRL publisher; null: no CRL task (no Device CA). */
+  /**
+   * The CRL publisher of this process (`serve` passes the service's). Absent: the worker
+   * loads the Device CA and builds its own publication (standalone `certfleet worker`);
+   * null, or no Device CA: no CRL tasks.
+   */
   crl?: CrlPublisherPort | null;
-  /** Told when scheduled revocations revoked something (the CRL publisher, to publish at once). */
+  /** Told when scheduled revocations revoked something. Default: the CRL publication's listener (also NOTIFYs other replicas). */
   revocations?: RevocationListener;
   sender?: WebhookSender;
   holder?: string;
@@ -48,12 +56,15 @@ export interface WorkerOverrides {
 
 export interface Worker {
   scheduler: Scheduler;
+  /** The CRL publication the worker built itself (standalone), or null. */
+  crlPublication: CrlPublication | null;
   leases: Leases;
   holder: string;
   tasks: WorkerTask[];
   runOnce: Scheduler['runOnce'];
-  start(): void;
-  /** Stops the loop, waits for running tasks, closes storage it opened. */
+  /** Starts the loop (and the worker's own CRL publication: LISTEN for revocations, refresh watchdog). */
+  start(): Promise<void>;
+  /** Stops the loop, waits for running tasks, stops what it started, closes storage it opened. */
   close(): Promise<void>;
 }
 
@@ -78,7 +89,7 @@ function crlHealth(crl: CrlPublisherPort | null): CrlHealth {
     },
     async consecutiveFailures(tx: Queryable) {
       const { rows } = await tx.query<{ n: number }>(`SELECT consecutive_failures AS n FROM worker_leases WHERE name = 'crl'`);
-      return Math.max(Number(rows[0]?.n ?? 0), crl?.consecutiveFailures?.() ?? 0);
+      return Math.max(Number(rows[0]?.n ?? 0), crl?.status?.().consecutiveFailures ?? 0);
     },
   };
 }
@@ -92,11 +103,36 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const storage = overrides.storage ?? (await openStorage(config));
   const { db } = storage;
   const intervals = { ...defaultIntervals(config), ...overrides.intervals };
-  const crl = overrides.crl ?? null;
+  const log = overrides.log ?? ((entry: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(entry)}\n`));
+  let crlPublication: CrlPublication | null = null;
+  if (overrides.crl === undefined) {
+    try {
+      const ca = await loadCaForConfig(config, clock);
+      if (ca.ca) {
+        const line = (level: string) => (obj: Record<string, unknown>, msg: string) => log({ ts: clock.now().toISOString(), level, msg, ...obj });
+        crlPublication = createCrlPublication({
+          config,
+          storage,
+          ca: ca.ca,
+          clock,
+          metrics: overrides.metrics,
+          logger: { info: line('info'), warn: line('warn'), error: line('error') },
+          publish: true,
+        });
+      } else {
+        log({ ts: clock.now().toISOString(), level: 'warn', msg: `no CRL tasks: ${ca.problem}` });
+      }
+    } catch (e) {
+      if (!overrides.storage) await storage.close();
+      throw e;
+    }
+  }
+  const crl: CrlPublisherPort | null = overrides.crl === undefined ? (crlPublication?.publisher ?? null) : overrides.crl;
   const warningDays = config.certExpiryWarningDays;
   const highDays = Math.min(config.certExpiryHighDays, warningDays);
   const policy = createExpiryPolicy({ warningDays, highDays, criticalDays: Math.min(config.certExpiryCriticalDays, highDays) });
-  const revocations = overrides.revocations ?? noRevocationListener;
+  const revocations =
+    overrides.revocations ?? crlPublication?.listener ?? (crl?.revocationCommitted ? { revocationCommitted: () => crl.revocationCommitted!() } : noRevocationListener);
 
   const applyScheduledRevocations = createApplyScheduledRevocations({ db, clock, revocations });
   const markExpired = createMarkExpired({ db, clock });
@@ -111,7 +147,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
 
   const tasks: WorkerTask[] = [
     { name: 'scheduled-revocations', everyMs: intervals['scheduled-revocations'], run: async () => ({ ...(await applyScheduledRevocations()) }) },
-    ...(crl ? [{ name: 'crl', everyMs: intervals.crl, run: async () => ({ published: 1, ...(await crl.publishNow().then(summarise)) }) }] : []),
+    ...(crl ? [{ name: 'crl', everyMs: intervals.crl, run: async () => summarise(await crl.publishNow()) }] : []),
     { name: 'mark-expired', everyMs: intervals['mark-expired'], run: markExpired },
     { name: 'expiry-alerts', everyMs: intervals['expiry-alerts'], run: raiseExpiryAlerts },
     // Without a Device CA there is no CRL to go stale.
@@ -126,7 +162,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     leases,
     clock,
     holder,
-    log: overrides.log ?? ((entry) => process.stdout.write(`${JSON.stringify(entry)}\n`)),
+    log,
     metrics: overrides.metrics ? workerMetrics(overrides.metrics) : undefined,
     timers: overrides.timers,
     pollMs: overrides.pollMs,
@@ -134,13 +170,20 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
 
   return {
     scheduler,
+    crlPublication,
     leases,
     holder,
     tasks,
     runOnce: () => scheduler.runOnce(),
-    start: () => scheduler.start(),
+    async start() {
+      await crlPublication?.start();
+      scheduler.start();
+    },
     async close() {
       await scheduler.stop();
+      // Also waits for a publication that runOnce's tasks started (scheduled revocations publish on demand).
+      await crlPublication?.publisher?.idle();
+      await crlPublication?.stop();
       if (!overrides.storage) await storage.close();
     },
   };

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { queryableFrom, type Driver } from './driver.ts';
+import { queryableFrom, type Driver, type ListenHandlers, type Listening } from './driver.ts';
 
 // int8 (bigserial ids, counts) as JS numbers: ids stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -18,6 +18,7 @@ export function createPgDriver(connectionString: string, options: { max?: number
         const result = await fn(queryableFrom(
           (sql, params) => client.query(sql, params as unknown[]),
           (sql) => client.query(sql),
+          (sql, params, onRow) => streamRows(client, sql, params, onRow),
         ));
         await client.query('COMMIT');
         return result;
@@ -29,5 +30,97 @@ export function createPgDriver(connectionString: string, options: { max?: number
       }
     },
     close: () => pool.end(),
+    listen: (channel, handlers) => listenWithReconnect(connectionString, channel, handlers),
+  };
+}
+
+/**
+ * One statement whose rows are handed over as node-pg parses them off the socket (a pg.Query
+ * with a 'row' listener and no callback does not accumulate rows), so the server produces the
+ * next rows while we process the previous ones.
+ */
+function streamRows(client: pg.PoolClient, sql: string, params: readonly unknown[], onRow: (row: unknown[]) => void): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    let count = 0;
+    let failure: unknown = null;
+    const config: pg.QueryArrayConfig = { text: sql, values: params as unknown[], rowMode: 'array' };
+    const query = new pg.Query(config); // the 'row' events get arrays
+    query.on('row', (row: unknown[]) => {
+      if (failure !== null) return;
+      try {
+        onRow(row);
+        count++;
+      } catch (error) {
+        failure = error;
+      }
+    });
+    query.on('error', reject);
+    query.on('end', () => (failure !== null ? reject(failure) : resolve(count)));
+    client.query(query);
+  });
+}
+
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 30_000;
+
+/** LISTEN on a dedicated client; on any error or end, reconnect with exponential backoff. */
+function listenWithReconnect(connectionString: string, channel: string, handlers: ListenHandlers): Listening {
+  if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`invalid channel name ${channel}`);
+  let closed = false;
+  let client: pg.Client | null = null;
+  let delay = RECONNECT_MIN_MS;
+  let timer: NodeJS.Timeout | null = null;
+
+  const scheduleReconnect = (error: Error) => {
+    if (closed) return;
+    handlers.onError?.(error);
+    const current = client;
+    client = null;
+    current?.removeAllListeners();
+    current?.on('error', () => undefined);
+    current?.end().catch(() => undefined);
+    if (timer) return;
+    timer = setTimeout(() => {
+      timer = null;
+      void connect();
+    }, delay);
+    timer.unref();
+    delay = Math.min(RECONNECT_MAX_MS, delay * 2);
+  };
+
+  const connect = async () => {
+    if (closed) return;
+    const c = new pg.Client({ connectionString });
+    client = c;
+    c.on('error', (error) => scheduleReconnect(error));
+    c.on('end', () => scheduleReconnect(new Error('LISTEN connection ended')));
+    c.on('notification', (message) => {
+      if (message.channel === channel) handlers.onNotification(message.payload ?? '');
+    });
+    try {
+      await c.connect();
+      await c.query(`LISTEN ${channel}`);
+      const { rows } = await c.query<{ now: Date }>('SELECT clock_timestamp() AS now');
+      if (closed || client !== c) return;
+      delay = RECONNECT_MIN_MS;
+      handlers.onConnected?.(rows[0].now);
+    } catch (error) {
+      if (client === c) scheduleReconnect(error as Error);
+    }
+  };
+  void connect();
+
+  return {
+    async close() {
+      closed = true;
+      if (timer) clearTimeout(timer);
+      const c = client;
+      client = null;
+      if (c) {
+        c.removeAllListeners();
+        c.on('error', () => undefined);
+        await c.end().catch(() => undefined);
+      }
+    },
   };
 }

@@ -66,7 +66,6 @@ export interface Leases {
   heartbeat(grant: LeaseGrant, now: Date, runLeaseMs: number): Promise<boolean>;
   /** Records the outcome and keeps the lease until holdUntil; false when the lease was lost meanwhile. */
   finish(grant: LeaseGrant, now: Date, outcome: LeaseOutcome): Promise<boolean>;
-  list(): Promise<LeaseRow[]>;
   find(name: string): Promise<LeaseRow | null>;
 }
 
@@ -146,11 +145,6 @@ export function createLeases(db: Database): Leases {
         ),
       );
       return rowCount > 0;
-    },
-
-    async list() {
-      const { rows } = await db.asOperator((tx) => tx.query('SELECT * FROM worker_leases ORDER BY name'));
-      return rows.map(toLeaseRow);
     },
 
     async find(name) {

@@ -31,7 +31,7 @@ CREATE TABLE notification_outbox (
   id                bigserial PRIMARY KEY,
   tenant_id         text NOT NULL,
   webhook_id        bigint NOT NULL REFERENCES notification_webhooks (id) ON DELETE CASCADE,
-  alert_id          bigint REFERENCES fleet_alert (id) ON DELETE SET NULL,
+  alert_id          bigint,  -- informational (alerts are never deleted); no foreign key, so queueing 10k events stays cheap
   event             text NOT NULL,
   payload           jsonb NOT NULL,
   status            text NOT NULL DEFAULT 'PENDING' CHECK (status IN ('PENDING', 'DELIVERED', 'DEAD')),

@@ -101,54 +101,22 @@ export interface ExpiringAlertsInput {
 }
 
 /**
- * Closes the open expiry alerts whose cause went away, in one statement: CERT_EXPIRING when
- * its certificate was revoked, expired, or the device has a newer ACTIVE certificate valid
- * beyond the warning window (rotated), or it is no longer within the window (resolved);
- * CERT_EXPIRED when the device has a valid ACTIVE certificate again (replaced).
- * Queues alert.closed for each. Returns the count per reason.
+ * Reconciles the expiry alerts with the certificates in one set-based statement (its cost
+ * follows the number of certificates inside the warning window, not the fleet size):
+ * - candidates: ACTIVE certificates with not_after in (now, warnUntil], except those whose
+ *   device has a newer ACTIVE certificate valid beyond the window (rotated);
+ * - a candidate without an open alert gets one (alert.opened), unless its alert was closed
+ *   by hand at this severity or higher; one whose severity band rose is updated and set OPEN
+ *   again (alert.escalated); anything else is left untouched, so a second run changes nothing;
+ * - an open CERT_EXPIRING alert whose certificate is no longer a candidate closes, with the
+ *   reason (revoked, expired, rotated, resolved); an open CERT_EXPIRED alert closes when its
+ *   device has a valid ACTIVE certificate again (replaced) (alert.closed).
+ * Webhook events are queued by the same statement. The unique partial index on open alerts
+ * keeps concurrent runs from ever opening a second alert for a certificate.
  */
-export async function closeResolvedExpiryAlerts(tx: Queryable, input: Pick<ExpiringAlertsInput, 'now' | 'warnUntil' | 'actor'>): Promise<Record<string, number>> {
-  const { rows } = await tx.query<{ reason: string; n: number }>(
-    `WITH stale AS (
-       SELECT f.id,
-              CASE WHEN c.id IS NULL THEN 'resolved'
-                   WHEN c.status = 'REVOKED' THEN 'revoked'
-                   WHEN c.status = 'EXPIRED' OR c.not_after <= $1 THEN 'expired'
-                   WHEN c.not_after > $2 THEN 'resolved'
-                   ELSE 'rotated' END AS reason
-       FROM fleet_alert f
-       LEFT JOIN device_certificates c ON c.fingerprint_sha256 = f.fingerprint AND c.tenant_id = f.tenant_id
-       WHERE f.alert_type = 'CERT_EXPIRING' AND f.status <> 'CLOSED'
-         AND (c.id IS NULL OR c.status <> 'ACTIVE' OR c.not_after <= $1 OR c.not_after > $2
-              OR EXISTS (SELECT 1 FROM device_certificates n
-                         WHERE n.tenant_id = c.tenant_id AND n.device_id = c.device_id AND n.status = 'ACTIVE' AND n.not_after > $2))
-       UNION ALL
-       SELECT f.id, 'replaced'
-       FROM fleet_alert f
-       WHERE f.alert_type = 'CERT_EXPIRED' AND f.status <> 'CLOSED'
-         AND EXISTS (SELECT 1 FROM device_certificates n
-                     WHERE n.tenant_id = f.tenant_id AND n.device_id = f.device_id AND n.status = 'ACTIVE' AND n.not_after > $1)
-     ), closed AS (
-       UPDATE fleet_alert f SET status = 'CLOSED', closed_at = $1, closed_by = $3, close_reason = s.reason, updated_at = $1
-       FROM stale s WHERE f.id = s.id AND f.status <> 'CLOSED'
-       RETURNING f.*
-     ), notified AS (${enqueueAlertEvents('closed', `'alert.closed'`, '$1')})
-     SELECT close_reason AS reason, count(*)::int AS n FROM closed GROUP BY close_reason`,
-    [input.now, input.warnUntil, input.actor],
-  );
-  return Object.fromEntries(rows.map((r) => [r.reason, Number(r.n)]));
-}
-
-/**
- * One open CERT_EXPIRING alert per ACTIVE certificate expiring in (now, warnUntil], in one
- * statement: inserted (alert.opened) or, when its severity band rose, updated and set OPEN
- * again (alert.escalated); otherwise untouched, so a second run changes nothing. Skipped:
- * certificates whose device has a newer ACTIVE certificate valid beyond the window
- * (rotated), and those whose alert was closed by hand at this severity or higher.
- */
-export async function upsertExpiringAlerts(tx: Queryable, input: ExpiringAlertsInput): Promise<{ opened: number; escalated: number }> {
-  const { rows } = await tx.query<{ opened: number; escalated: number }>(
-    `WITH candidate AS (
+export async function reconcileExpiryAlerts(tx: Queryable, input: ExpiringAlertsInput): Promise<{ opened: number; escalated: number; closed: number; closed_by_reason: Record<string, number> }> {
+  const { rows } = await tx.query<{ opened: number; escalated: number; closed_by_reason: Record<string, number> | string | null }>(
+    `WITH candidate AS MATERIALIZED (
        SELECT c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.not_after,
               (SELECT max(b.severity) FROM unnest($3::timestamptz[], $4::int[]) AS b(cutoff, severity) WHERE c.not_after <= b.cutoff) AS severity,
               floor(extract(epoch FROM c.not_after - $1::timestamptz) / 86400)::int AS days_remaining
@@ -156,6 +124,34 @@ export async function upsertExpiringAlerts(tx: Queryable, input: ExpiringAlertsI
        WHERE c.status = 'ACTIVE' AND c.not_after > $1 AND c.not_after <= $2
          AND NOT EXISTS (SELECT 1 FROM device_certificates n
                          WHERE n.tenant_id = c.tenant_id AND n.device_id = c.device_id AND n.status = 'ACTIVE' AND n.not_after > $2)
+     ), open_alert AS MATERIALIZED (
+       SELECT f.id, f.tenant_id, f.fingerprint, f.severity FROM fleet_alert f WHERE f.alert_type = 'CERT_EXPIRING' AND f.status <> 'CLOSED'
+     ), stale AS (
+       SELECT o.id,
+              CASE WHEN c.id IS NULL THEN 'resolved'
+                   WHEN c.status = 'REVOKED' THEN 'revoked'
+                   WHEN c.status = 'EXPIRED' OR c.not_after <= $1 THEN 'expired'
+                   WHEN c.not_after > $2 THEN 'resolved'
+                   ELSE 'rotated' END AS reason
+       FROM open_alert o
+       LEFT JOIN device_certificates c ON c.fingerprint_sha256 = o.fingerprint AND c.tenant_id = o.tenant_id
+       WHERE NOT EXISTS (SELECT 1 FROM candidate k WHERE k.tenant_id = o.tenant_id AND k.fingerprint_sha256 = o.fingerprint)
+       UNION ALL
+       SELECT f.id, 'replaced'
+       FROM fleet_alert f
+       WHERE f.alert_type = 'CERT_EXPIRED' AND f.status <> 'CLOSED'
+         AND EXISTS (SELECT 1 FROM device_certificates n
+                     WHERE n.tenant_id = f.tenant_id AND n.device_id = f.device_id AND n.status = 'ACTIVE' AND n.not_after > $1)
+     ), closed AS (
+       UPDATE fleet_alert f SET status = 'CLOSED', closed_at = $1, closed_by = $5, close_reason = s.reason, updated_at = $1
+       FROM stale s WHERE f.id = s.id AND f.status <> 'CLOSED'
+       RETURNING f.*
+     ), due AS (
+       SELECT k.* FROM candidate k
+       WHERE NOT EXISTS (SELECT 1 FROM open_alert o WHERE o.tenant_id = k.tenant_id AND o.fingerprint = k.fingerprint_sha256 AND o.severity >= k.severity)
+         AND NOT EXISTS (SELECT 1 FROM fleet_alert m
+                         WHERE m.tenant_id = k.tenant_id AND m.alert_type = 'CERT_EXPIRING' AND m.fingerprint = k.fingerprint_sha256
+                           AND m.status = 'CLOSED' AND m.close_reason = 'manual' AND m.severity >= k.severity)
      ), raised AS (
        INSERT INTO fleet_alert AS f (tenant_id, device_id, alert_type, fingerprint, status, severity, summary, details, created_at, updated_at)
        SELECT k.tenant_id, k.device_id, 'CERT_EXPIRING', k.fingerprint_sha256, 'OPEN', k.severity,
@@ -163,20 +159,23 @@ export async function upsertExpiringAlerts(tx: Queryable, input: ExpiringAlertsI
               jsonb_build_object('fingerprint', k.fingerprint_sha256, 'certificate_id', k.id, 'common_name', k.common_name,
                                  'expires_at', ${isoSql('k.not_after')}, 'days_remaining', k.days_remaining),
               $1, $1
-       FROM candidate k
-       WHERE NOT EXISTS (SELECT 1 FROM fleet_alert m
-                         WHERE m.tenant_id = k.tenant_id AND m.alert_type = 'CERT_EXPIRING' AND m.fingerprint = k.fingerprint_sha256
-                           AND m.status = 'CLOSED' AND m.close_reason = 'manual' AND m.severity >= k.severity)
+       FROM due k
        ON CONFLICT (tenant_id, alert_type, fingerprint) WHERE status <> 'CLOSED'
        DO UPDATE SET severity = EXCLUDED.severity, summary = EXCLUDED.summary, details = EXCLUDED.details, status = 'OPEN',
                      acknowledged_at = NULL, acknowledged_by = NULL, updated_at = EXCLUDED.updated_at
        WHERE f.severity < EXCLUDED.severity
        RETURNING f.*, (f.xmax = 0) AS inserted
-     ), notified AS (${enqueueAlertEvents('raised', `CASE WHEN a.inserted THEN 'alert.opened' ELSE 'alert.escalated' END`, '$1')})
-     SELECT count(*) FILTER (WHERE inserted)::int AS opened, count(*) FILTER (WHERE NOT inserted)::int AS escalated FROM raised`,
-    [input.now, input.warnUntil, input.cutoffs, input.severities],
+     ), notified_raised AS (${enqueueAlertEvents('raised', `CASE WHEN a.inserted THEN 'alert.opened' ELSE 'alert.escalated' END`, '$1')}
+     ), notified_closed AS (${enqueueAlertEvents('closed', `'alert.closed'`, '$1')})
+     SELECT (SELECT count(*) FROM raised WHERE inserted)::int AS opened,
+            (SELECT count(*) FROM raised WHERE NOT inserted)::int AS escalated,
+            (SELECT jsonb_object_agg(reason, n) FROM (SELECT close_reason AS reason, count(*)::int AS n FROM closed GROUP BY close_reason) r) AS closed_by_reason`,
+    [input.now, input.warnUntil, input.cutoffs, input.severities, input.actor],
   );
-  return { opened: Number(rows[0].opened), escalated: Number(rows[0].escalated) };
+  const raw = rows[0].closed_by_reason;
+  const byReason = (typeof raw === 'string' ? JSON.parse(raw) : (raw ?? {})) as Record<string, number>;
+  const closed = Object.values(byReason).reduce((sum, n) => sum + Number(n), 0);
+  return { opened: Number(rows[0].opened), escalated: Number(rows[0].escalated), closed, closed_by_reason: byReason };
 }
 
 /**

@@ -1,0 +1,167 @@
+import { createHash, type KeyObject } from 'node:crypto';
+import type { Clock } from '../domain/clock.ts';
+import { HOUR_MS } from '../domain/clock.ts';
+import { buildCrl, createRevokedEntriesEncoder, type CrlSigner, type RevokedEntry } from '../domain/crl/build-crl.ts';
+import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
+import { verifyCrl } from '../pki/verify-crl.ts';
+import type { Database } from '../storage/database.ts';
+import { forEachRevokedCertificate, lockCrlState, saveCrl, type StoredCrlInfo } from '../storage/repos/crl-repo.ts';
+
+/** What signing a CRL needs from the Device CA. */
+export interface CrlAuthority {
+  /** crl_state key: hex of the CA's key identifier. */
+  issuerKeyId: string;
+  /** The CA certificate's subject Name, byte-identical. */
+  issuerNameDer: Uint8Array;
+  /** Goes into the CRL's Authority Key Identifier (the same value the certificates carry). */
+  authorityKeyId: Uint8Array;
+  publicKey: KeyObject;
+  signer: CrlSigner;
+}
+
+export interface PublishCrlDeps {
+  db: Database;
+  clock: Clock;
+  authority: CrlAuthority;
+  settings: {
+    /** nextUpdate = thisUpdate + this (CRL_VALIDITY_HOURS, default 168). */
+    validityHours: number;
+    /** Issuing Distribution Point: the same URL the certificates carry as CRL DP. */
+    distributionPointUrl: string;
+  };
+}
+
+/**
+ * Skip the build when the stored CRL already satisfies all the given conditions (used to
+ * coalesce work across replicas); without `unless` a new CRL is always built.
+ */
+export interface PublishCondition {
+  /** Database time: the stored CRL's build began at or after it (so it has every revocation committed before). */
+  builtAfter?: Date;
+  /** The stored CRL's thisUpdate is younger than this (clock time). */
+  youngerThanMs?: number;
+}
+
+export interface PublishCrlRequest {
+  unless?: PublishCondition;
+  /**
+   * The new number is greater than this too (e.g. the number in the broker's CRL file), so a
+   * database restored from a backup never makes the numbers go backwards for that consumer.
+   */
+  minNumber?: bigint;
+}
+
+export interface PublishedCrl {
+  crlNumber: bigint;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  der: Buffer;
+  sha256: string;
+  entries: number;
+  /** Where the time went (ms): reading + encoding the entries, building + signing, verifying, storing. */
+  timings: { entriesMs: number; signMs: number; verifyMs: number; storeMs: number; totalMs: number };
+}
+
+export type PublishCrlResult = { published: true; crl: PublishedCrl; stored: StoredCrlInfo } | { published: false; stored: StoredCrlInfo };
+
+/** reasonCode 8 (removeFromCRL) only means something in a delta CRL: a full CRL lists the certificate as unspecified. */
+const REMOVE_FROM_CRL = REVOCATION_REASONS.removeFromCRL;
+
+/**
+ * Builds, verifies and stores the next CRL in ONE operator transaction that holds the CA's
+ * crl_state row lock (FOR UPDATE) throughout: replicas queue on it, so the number is the
+ * stored one + 1 and strictly increasing. The revoked certificates are streamed from the
+ * database into the DER entries encoder (never all rows as objects); those past notAfter at
+ * thisUpdate are left out. The CRL must pass verifyCrl (signature with the CA key, issuer,
+ * nextUpdate in the future, number above the previous) before it is stored; otherwise the
+ * transaction rolls back and the error is thrown.
+ */
+export function createPublishCrl({ db, clock, authority, settings }: PublishCrlDeps) {
+  const validityMs = settings.validityHours * HOUR_MS;
+  return async (request: PublishCrlRequest = {}): Promise<PublishCrlResult> =>
+    db.asOperator(async (tx) => {
+      const started = performance.now();
+      const stored = await lockCrlState(tx, authority.issuerKeyId);
+      if (request.unless && stored.sha256 !== null && satisfied(stored, request.unless, clock.now())) {
+        return { published: false, stored };
+      }
+
+      const thisUpdate = new Date(Math.floor(clock.now().getTime() / 1000) * 1000);
+      const nextUpdate = new Date(thisUpdate.getTime() + validityMs);
+      const previous = request.minNumber !== undefined && request.minNumber > stored.crlNumber ? request.minNumber : stored.crlNumber;
+      const crlNumber = previous + 1n;
+
+      const encoder = createRevokedEntriesEncoder();
+      const reasonCodes = new Map<string, number>();
+      const entry: RevokedEntry = { serialHex: '', revokedAt: new Date(0), reasonCode: 0 };
+      await forEachRevokedCertificate(tx, thisUpdate, (serialHex, revokedAtMs, reason) => {
+        let code = reasonCodes.get(reason);
+        if (code === undefined) {
+          code = reasonCodeFor(reason);
+          if (code === REMOVE_FROM_CRL) code = 0;
+          reasonCodes.set(reason, code);
+        }
+        entry.serialHex = serialHex;
+        entry.revokedAt.setTime(revokedAtMs);
+        entry.reasonCode = code;
+        encoder.add(entry);
+      });
+      const entries = encoder.count;
+      const entriesDone = performance.now();
+
+      const der = buildCrl({
+        issuerNameDer: authority.issuerNameDer,
+        authorityKeyId: authority.authorityKeyId,
+        thisUpdate,
+        nextUpdate,
+        crlNumber,
+        distributionPointUrl: settings.distributionPointUrl,
+        revoked: encoder.finish(),
+        signer: authority.signer,
+      });
+      const signed = performance.now();
+
+      const verified = verifyCrl(der, {
+        caPublicKey: authority.publicKey,
+        now: clock.now(),
+        previousNumber: previous,
+        issuerNameDer: authority.issuerNameDer,
+      });
+      if (verified.entryCount !== entries) throw new Error(`CRL has ${verified.entryCount} entries, expected ${entries}`);
+      const sha256 = createHash('sha256').update(der).digest('hex');
+      const verifiedAt = performance.now();
+
+      const saved = await saveCrl(tx, authority.issuerKeyId, { crlNumber, thisUpdate, nextUpdate, der, sha256, entries, publishedAt: clock.now() });
+      const done = performance.now();
+      return {
+        published: true,
+        stored: saved,
+        crl: {
+          crlNumber,
+          thisUpdate,
+          nextUpdate,
+          der,
+          sha256,
+          entries,
+          timings: {
+            entriesMs: entriesDone - started,
+            signMs: signed - entriesDone,
+            verifyMs: verifiedAt - signed,
+            storeMs: done - verifiedAt,
+            totalMs: done - started,
+          },
+        },
+      };
+    });
+}
+
+export type PublishCrl = ReturnType<typeof createPublishCrl>;
+
+function satisfied(stored: StoredCrlInfo, unless: PublishCondition, now: Date): boolean {
+  if (unless.builtAfter !== undefined && !(stored.builtAt && stored.builtAt.getTime() >= unless.builtAfter.getTime())) return false;
+  if (unless.youngerThanMs !== undefined) {
+    if (!stored.thisUpdate || now.getTime() - stored.thisUpdate.getTime() >= unless.youngerThanMs) return false;
+  }
+  // Never keep a CRL whose nextUpdate is within the refresh margin (past it, Mosquitto refuses every client).
+  return stored.nextUpdate !== null && stored.nextUpdate.getTime() - now.getTime() > (unless.youngerThanMs ?? 0);
+}

@@ -1,0 +1,202 @@
+/**
+ * CRL publication, wired: the one factory the wiring roots call (createService for serve/api
+ * and the tests; the worker's root).
+ *
+ *   const crl = createCrlPublication({ config, storage, ca: loaded.ca, clock, metrics, logger, publish: true });
+ *   deps.revocations = crl.listener;   // the use cases call it after every committed revocation
+ *   routes: crl.routes.pki (public /pki/ca.pem, /pki/crl, /pki/crl.pem), crl.routes.customer (GET /crl)
+ *   await crl.start();                 // publishing process: LISTEN, first publication if needed, refresh timer
+ *   await crl.publisher?.publishNow(); // the periodic refresh (the worker's task may call it every CRL_REFRESH_MINUTES)
+ *   crl.publisher?.status();           // for health, alerts (CRL_STALE): failures, nextUpdate, file number
+ *   await crl.stop();                  // before closing storage
+ *
+ * `publish: true` (serve, worker): this process builds CRLs into crl_state, keeps CRL_OUTPUT_PATH
+ * equal to the latest one and reloads its broker (BROKER_PID_FILE / BROKER_RELOAD_COMMAND).
+ * With Postgres it LISTENs for revocations of other processes and for CRLs other workers
+ * stored (each worker keeps its own broker's file). `publish: false` (API replica on
+ * Postgres): revocations are NOTIFYed to the workers; the routes serve the stored CRL.
+ * PGlite is always one process, so it always publishes, in-process.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Config } from '../config.ts';
+import { systemClock, type Clock } from '../domain/clock.ts';
+import type { RevocationListener } from '../app/ports.ts';
+import { createGetCrl, type GetCrl } from '../app/get-crl.ts';
+import { createPublishCrl, type CrlAuthority } from '../app/publish-crl.ts';
+import { caIdentityFromCertificate, createCrlSigner } from '../pki/crl-signer.ts';
+import type { DeviceCa } from '../pki/device-ca.ts';
+import { customerCrlRoutes } from '../http/routes/customer-crl.ts';
+import { pkiRoutes } from '../http/routes/pki.ts';
+import type { Database } from '../storage/database.ts';
+import type { Driver, Listening } from '../storage/driver.ts';
+import { readCrl, readCrlInfo } from '../storage/repos/crl-repo.ts';
+import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
+import { createBrokerReloader, type BrokerReloader } from '../worker/broker-reload.ts';
+import { revokedSessionsFor, withSessionKicks } from './broker-sessions.ts';
+import { createCrlFileSync, type CrlFs } from '../worker/crl-file-sync.ts';
+import { createCrlPublisher, type CrlPublisher, type CrlPublisherLogger } from '../worker/crl-publisher.ts';
+
+export type CrlConfig = Pick<
+  Config,
+  'crlOutputPath' | 'crlRefreshMinutes' | 'crlValidityHours' | 'brokerPidFile' | 'brokerReloadCommand' | 'publicBaseUrl'
+> &
+  Partial<Pick<Config, 'brokerAdmin'>>;
+
+export interface CrlPublicationOptions {
+  config: CrlConfig;
+  storage: { db: Database; driver: Driver };
+  /** The loaded Device CA; null: nothing is published and the CRL routes answer 503. */
+  ca: DeviceCa | null;
+  clock?: Clock;
+  metrics?: Registry;
+  logger?: CrlPublisherLogger;
+  /** This process publishes (serve, worker). Default true; PGlite always does. */
+  publish?: boolean;
+  /** Re-sign on a timer when the stored CRL gets older than CRL_REFRESH_MINUTES. Default true when publishing. */
+  refreshTimer?: boolean;
+  /** Test seams. */
+  fs?: CrlFs;
+  reloader?: BrokerReloader;
+}
+
+export interface CrlPublication {
+  /** The use cases' RevocationListener: direct call to the local publisher, and/or NOTIFY (Postgres). */
+  listener: RevocationListener;
+  /** null when this process does not publish (API replica) or has no CA. */
+  publisher: CrlPublisher | null;
+  /** The latest stored CRL (cached), for other entry points. */
+  getCrl: GetCrl;
+  routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
+  /** The CRL Distribution Point URL (the same in certificates and in the CRL's IDP). */
+  distributionPointUrl: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+const noopLogger: CrlPublisherLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/** The CRL URL of PUBLIC_BASE_URL: certificates carry it as CRL DP, CRLs as Issuing Distribution Point. */
+export const crlDistributionPointUrl = (config: Pick<Config, 'publicBaseUrl'>): string => `${config.publicBaseUrl}/pki/crl`;
+
+export function crlAuthorityFor(ca: DeviceCa): CrlAuthority {
+  const identity = caIdentityFromCertificate(ca.certDer);
+  return {
+    issuerKeyId: identity.subjectKeyId.toString('hex'),
+    issuerNameDer: identity.subjectDer,
+    authorityKeyId: identity.subjectKeyId,
+    publicKey: ca.publicKey,
+    signer: createCrlSigner(ca.privateKey),
+  };
+}
+
+const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
+
+export function createCrlPublication(options: CrlPublicationOptions): CrlPublication {
+  const { config, storage, ca } = options;
+  const clock = options.clock ?? systemClock;
+  const logger = options.logger ?? noopLogger;
+  const { db, driver } = storage;
+  const authority = ca ? crlAuthorityFor(ca) : null;
+  const distributionPointUrl = crlDistributionPointUrl(config);
+  const refreshMs = config.crlRefreshMinutes * 60_000;
+  // The watchdog looks this often; a CRL is re-signed once it is (refresh - check) old, so none gets older than the refresh interval.
+  const checkMs = clamp(Math.floor(refreshMs / 6), 5_000, 5 * 60_000);
+  const staleAfterMs = Math.max(checkMs, refreshMs - checkMs);
+  // HTTP caches may keep a CRL this long: well below the refresh interval; revocations should show within minutes.
+  const maxAgeSeconds = clamp(Math.floor(refreshMs / 2000), 1, 300);
+  const publishing = authority !== null && ((options.publish ?? true) || driver.kind === 'pglite');
+  const instanceId = newInstanceId();
+
+  const getCrl = createGetCrl({ db, issuerKeyId: authority?.issuerKeyId ?? null });
+  let publisher: CrlPublisher | null = null;
+  const events = createRevocationEvents({
+    db,
+    local: { revocationCommitted: () => publisher?.revocationCommitted() },
+    notify: driver.kind === 'pg',
+    instanceId,
+    logger,
+  });
+
+  // BROKER_ADMIN_URL: after each successful reload, close the live sessions of newly revoked certificates.
+  const sessions = publishing ? revokedSessionsFor(config, logger) : null;
+  if (publishing && authority && ca) {
+    const baseReloader =
+      options.reloader ??
+      createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
+    const reloader = sessions ? withSessionKicks(baseReloader, { crlPath: config.crlOutputPath, db, sessions, log: logger }) : baseReloader;
+    const fileSync = createCrlFileSync({
+      path: config.crlOutputPath,
+      caPublicKey: authority.publicKey,
+      issuerNameDer: authority.issuerNameDer,
+      clock,
+      reloader,
+      logger,
+      fs: options.fs,
+    });
+    publisher = createCrlPublisher({
+      publish: createPublishCrl({ db, clock, authority, settings: { validityHours: config.crlValidityHours, distributionPointUrl } }),
+      readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
+      loadStoredDer: async () => (await db.asOperator((tx) => readCrl(tx, authority.issuerKeyId)))?.der ?? null,
+      fileSync,
+      clock,
+      logger,
+      metrics: options.metrics,
+      staleAfterMs,
+      onPublished: ({ crl }) => {
+        getCrl.offer(crl);
+        events.crlPublished(crl.crlNumber);
+      },
+    });
+  }
+
+  let listening: Listening | null = null;
+  let timer: NodeJS.Timeout | null = null;
+  const pub = publisher;
+
+  return {
+    listener: events,
+    publisher,
+    getCrl,
+    distributionPointUrl,
+    routes: {
+      pki: pkiRoutes({ caCertPem: ca?.certPem ?? null, caNotBefore: ca?.certificate.notBefore ?? null, getCrl, crlMaxAgeSeconds: maxAgeSeconds }),
+      customer: customerCrlRoutes(getCrl, { maxAgeSeconds }),
+    },
+    async start() {
+      if (!pub) return;
+      let connected: () => void = () => undefined;
+      const firstConnection = new Promise<void>((resolve) => (connected = resolve));
+      listening = listenForCrlEvents(
+        driver,
+        instanceId,
+        {
+          onRevoked: (committedBefore) => pub.revocationCommitted({ committedBefore }),
+          onPublished: (crlNumber) => pub.syncFile(crlNumber),
+          // Revocations committed while we were not listening (down, reconnecting): rebuild unless a CRL was built since.
+          onConnected: (now) => {
+            pub.revocationCommitted({ committedBefore: now });
+            connected();
+          },
+        },
+        logger,
+      );
+      if (listening) await Promise.race([firstConnection, new Promise((r) => setTimeout(r, 5_000).unref())]);
+      // No CRL yet, an old one, or nextUpdate near: publish now, so the routes and the broker always have one.
+      await pub.publishIfStale().catch(() => undefined); // logged; retried with backoff
+      if (options.refreshTimer ?? true) {
+        timer = setInterval(() => void pub.publishIfStale().catch(() => undefined), checkMs);
+        timer.unref();
+      }
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = null;
+      await listening?.close();
+      listening = null;
+      await publisher?.stop();
+      await sessions?.close();
+      await events.flush();
+    },
+  };
+}

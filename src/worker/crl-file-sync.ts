@@ -1,0 +1,196 @@
+/**
+ * Keeps the broker's CRL file (CRL_OUTPUT_PATH) equal to the latest stored CRL, and makes the
+ * broker reload it. The file is never wrong: a CRL is written only when it is newer than the
+ * file's (by CRL number; a missing, unreadable or foreign file counts as older) and passes
+ * verifyCrl again; it goes to a temp file in the same folder, is fsynced, renamed over the old
+ * one and the folder fsynced; only then is the broker signalled (Mosquitto 2.0 fails open on a
+ * bad or missing file). A crash at any point leaves the previous file or the new one, both
+ * valid. A failed reload is remembered and retried by the next sync (the file stays valid).
+ */
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import type { Clock } from '../domain/clock.ts';
+import { crlDerToPemBytes, crlPemToDer, verifyCrl } from '../pki/verify-crl.ts';
+import type { BrokerReloader } from './broker-reload.ts';
+
+/** The file operations the sync uses: a port, so tests can make a step fail (a crash before the rename). */
+export interface CrlFs {
+  /** Creates `path` (must not exist) with `mode`, writes `data`, fsyncs and closes it. */
+  writeNewFileDurably(path: string, data: Uint8Array, mode: number): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  fsyncDir(dir: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  readFile(path: string): Promise<Buffer>;
+  /** null when the file does not exist. */
+  identity(path: string): Promise<string | null>;
+  mkdirp(dir: string): Promise<void>;
+}
+
+export const nodeCrlFs: CrlFs = {
+  async writeNewFileDurably(path, data, mode) {
+    const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+    try {
+      await handle.writeFile(data);
+      await handle.chmod(mode); // the umask may have narrowed it; a CRL is public (the broker user reads it)
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+  rename: (from, to) => rename(from, to),
+  async fsyncDir(dir) {
+    const handle = await open(dir, constants.O_RDONLY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+  unlink: (path) => unlink(path),
+  readFile: (path) => readFile(path),
+  async identity(path) {
+    try {
+      const s = await stat(path, { bigint: true });
+      return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+  },
+  mkdirp: async (dir) => {
+    await mkdir(dir, { recursive: true, mode: 0o755 });
+  },
+};
+
+export interface CrlFileSyncLogger {
+  info(obj: Record<string, unknown>, msg: string): void;
+  warn(obj: Record<string, unknown>, msg: string): void;
+  error(obj: Record<string, unknown>, msg: string): void;
+}
+
+export interface CrlFileSyncDeps {
+  path: string;
+  caPublicKey: KeyObject;
+  issuerNameDer: Uint8Array;
+  clock: Clock;
+  reloader: BrokerReloader;
+  logger: CrlFileSyncLogger;
+  fs?: CrlFs;
+  /** File mode of the CRL. Default 0644: the broker runs as another user, and a CRL is public. */
+  mode?: number;
+}
+
+/** The CRL to put in place: its number, and its DER now or on demand (only loaded when the file is older). */
+export interface CrlForFile {
+  crlNumber: bigint;
+  der?: Uint8Array;
+  load?: () => Promise<Uint8Array | null>;
+}
+
+export interface CrlFileSyncResult {
+  /** written: the file now holds crlNumber; current: it already did; older: the file holds a newer CRL. */
+  file: 'written' | 'current' | 'older';
+  fileNumber: bigint | null;
+  bytes?: number;
+  writeMs?: number;
+  /** Whether the broker was told to reload (true), failed to (false), or was not due (null). */
+  reloaded: boolean | null;
+  reloadError?: string;
+}
+
+export interface CrlFileSync {
+  sync(crl: CrlForFile): Promise<CrlFileSyncResult>;
+  /** Number of the valid CRL in the file (signed by our CA), null when missing or not valid. Cached by file identity. */
+  fileNumber(): Promise<bigint | null>;
+  /** A reload failed and has not succeeded since. */
+  readonly reloadPending: boolean;
+}
+
+export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
+  const fs = deps.fs ?? nodeCrlFs;
+  const mode = deps.mode ?? 0o644;
+  const dir = dirname(deps.path);
+  let cached: { identity: string; number: bigint | null } | null = null;
+  let reloadPending = false;
+
+  async function fileNumber(): Promise<bigint | null> {
+    const identity = await fs.identity(deps.path);
+    if (identity === null) return null;
+    if (cached && cached.identity === identity) return cached.number;
+    let number: bigint | null = null;
+    try {
+      const der = crlPemToDer((await fs.readFile(deps.path)).toString('latin1'));
+      // Only the number matters here, so time is not checked (an expired file is still older than what replaces it).
+      number = verifyCrl(der, { caPublicKey: deps.caPublicKey, issuerNameDer: deps.issuerNameDer, now: new Date(0) }).crlNumber;
+    } catch (error) {
+      deps.logger.warn({ path: deps.path, err: (error as Error).message }, 'the CRL file is not a valid CRL of this CA; it will be replaced');
+    }
+    cached = { identity, number };
+    return number;
+  }
+
+  async function reload(): Promise<{ reloaded: boolean | null; reloadError?: string }> {
+    if (!deps.reloader.configured) {
+      reloadPending = false;
+      return { reloaded: null };
+    }
+    try {
+      await deps.reloader.reload();
+      reloadPending = false;
+      return { reloaded: true };
+    } catch (error) {
+      reloadPending = true;
+      const message = (error as Error).message;
+      deps.logger.error({ path: deps.path, err: message, reloader: deps.reloader.description }, 'broker reload failed; the CRL file is in place and valid, reload will be retried');
+      return { reloaded: false, reloadError: message };
+    }
+  }
+
+  async function writeAtomically(pem: Uint8Array) {
+    await fs.mkdirp(dir);
+    const tmp = join(dir, `.${basename(deps.path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+    try {
+      await fs.writeNewFileDurably(tmp, pem, mode);
+      await fs.rename(tmp, deps.path);
+    } catch (error) {
+      await fs.unlink(tmp).catch(() => undefined);
+      throw error;
+    }
+    await fs.fsyncDir(dir);
+  }
+
+  return {
+    fileNumber,
+    get reloadPending() {
+      return reloadPending;
+    },
+    async sync(crl) {
+      const current = await fileNumber();
+      if (current !== null && crl.crlNumber <= current) {
+        const result: CrlFileSyncResult = { file: crl.crlNumber === current ? 'current' : 'older', fileNumber: current, reloaded: null };
+        return reloadPending ? { ...result, ...(await reload()) } : result;
+      }
+      const der = crl.der ?? (await crl.load?.()) ?? null;
+      if (!der) throw new Error(`CRL ${crl.crlNumber} is not available to write`);
+      const started = performance.now();
+      // Verified again right before it replaces the file: nothing reaches the broker unchecked.
+      const verified = verifyCrl(der, {
+        caPublicKey: deps.caPublicKey,
+        issuerNameDer: deps.issuerNameDer,
+        now: deps.clock.now(),
+        previousNumber: current ?? undefined,
+      });
+      if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
+      const pem = crlDerToPemBytes(der);
+      await writeAtomically(pem);
+      cached = null;
+      const identity = await fs.identity(deps.path);
+      if (identity !== null) cached = { identity, number: verified.crlNumber };
+      const writeMs = performance.now() - started;
+      return { file: 'written', fileNumber: verified.crlNumber, bytes: pem.length, writeMs, ...(await reload()) };
+    },
+  };
+}

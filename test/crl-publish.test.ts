@@ -1,0 +1,495 @@
+/**
+ * CRL publication end to end, on PGlite and real Postgres: revocations through the API, the
+ * stored CRL served over HTTP, the broker's file written atomically, the broker reloaded only
+ * after verification. Every CRL is checked by OpenSSL, GnuTLS certtool and Python
+ * cryptography, and `openssl verify -crl_check` is asked about every certificate.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Registry } from 'prom-client';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createPublishCrl, type CrlAuthority } from '../src/app/publish-crl.ts';
+import { crlAuthorityFor } from '../src/composition/crl.ts';
+import { DAY_MS, type Clock } from '../src/domain/clock.ts';
+import { crlPemToDer, CrlVerificationError, verifyCrl } from '../src/pki/verify-crl.ts';
+import { readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { createPgDriver } from '../src/storage/pg-driver.ts';
+import { createDatabase } from '../src/storage/database.ts';
+import { createBrokerReloader, type BrokerReloader } from '../src/worker/broker-reload.ts';
+import { createCrlFileSync, nodeCrlFs, type CrlFs } from '../src/worker/crl-file-sync.ts';
+import { createCrlPublisher, type CrlPublisher } from '../src/worker/crl-publisher.ts';
+import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { insertRevokedCertificates } from './support/bulk-revoked.ts';
+import { opensslVerify } from './support/openssl.ts';
+import { startTestService, type TestService } from './support/service.ts';
+
+/** Like support/openssl's run, with room for the text of a 20k-entry CRL. */
+function run(cmd: string, args: string[], input?: string) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input, maxBuffer: 256 * 1024 * 1024 });
+  if (r.error) throw r.error;
+  return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
+}
+
+const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+
+// ---------------------------------------------------------------------------------------------
+// Real tools
+// ---------------------------------------------------------------------------------------------
+
+const PY_CHECK = `
+import json, sys
+from cryptography import x509
+crl = x509.load_pem_x509_crl(open(sys.argv[1], 'rb').read())
+ca = x509.load_pem_x509_certificate(open(sys.argv[2], 'rb').read())
+entries = {}
+for r in crl:
+    try:
+        reason = r.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
+    except x509.ExtensionNotFound:
+        reason = None
+    entries[format(r.serial_number, 'x')] = reason
+print(json.dumps({
+    'valid': crl.is_signature_valid(ca.public_key()),
+    'number': crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number,
+    'count': len(crl),
+    'entries': entries if len(entries) <= 100 else None,
+}))
+`;
+
+let python: string | null | undefined;
+/** python3 with `cryptography` (here: python3; on CI perhaps /usr/bin/python3 with python3-cryptography). */
+function pythonWithCryptography(): string {
+  if (python === undefined) {
+    python = ['python3', '/usr/bin/python3'].find((bin) => spawnSync(bin, ['-c', 'import cryptography'], { encoding: 'utf8' }).status === 0) ?? null;
+  }
+  if (!python) throw new Error('no python3 with the cryptography package (install python3-cryptography)');
+  return python;
+}
+
+interface ToolVerdicts {
+  number: bigint;
+  count: number;
+  entries: Record<string, string | null> | null;
+}
+
+/** openssl crl -verify, certtool --verify-crl and Python cryptography must all accept the CRL; returns what Python read. */
+function checkWithTools(caPem: string, crlPem: string): ToolVerdicts {
+  const dir = mkdtempSync(join(tmpdir(), 'certfleet-crl-check-'));
+  const caPath = join(dir, 'ca.pem');
+  const crlPath = join(dir, 'crl.pem');
+  writeFileSync(caPath, caPem);
+  writeFileSync(crlPath, crlPem);
+  const o = run('openssl', ['crl', '-in', crlPath, '-CAfile', caPath, '-noout']);
+  expect(o.out).toContain('verify OK');
+  expect(o.code).toBe(0);
+  const g = run('certtool', ['--verify-crl', '--load-ca-certificate', caPath, '--infile', crlPath]);
+  expect(g.out).toMatch(/Verified/);
+  expect(g.code).toBe(0);
+  const p = run(pythonWithCryptography(), ['-c', PY_CHECK, crlPath, caPath]);
+  expect(p.code, p.out).toBe(0);
+  const verdict = JSON.parse(p.out.trim().split('\n').pop()!) as { valid: boolean; number: number; count: number; entries: Record<string, string | null> | null };
+  expect(verdict.valid).toBe(true);
+  return { number: BigInt(verdict.number), count: verdict.count, entries: verdict.entries };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe.each(DRIVERS)('CRL publication on %s', (kind) => {
+  let database: TestDatabase;
+  let t: TestService;
+  let caPem: string;
+  const publisher = (): CrlPublisher => t.service.crl.publisher!;
+  const filePem = () => readFileSync(t.config.crlOutputPath, 'latin1');
+  const fileNumber = () => parsePem(filePem()).crlNumber;
+  const parsePem = (pem: string) => verifyCrl(crlPemToDer(pem), { caPublicKey: t.service.ca.ca!.publicKey, now: t.clock.now() });
+
+  async function issue(device = 'DEVICE-001', validityDays = 30) {
+    const res = await t.call('acme', 'POST', `/customer/devices/${device}/certificates/generate`, { key_type: 'ec-p256', validity_days: validityDays });
+    expect(res.status).toBe(201);
+    return { id: res.json.certificate.id as number, serial: res.json.certificate.serial_number as string, pem: res.json.cert_pem as string };
+  }
+  async function revoke(id: number, reason?: string) {
+    const res = await t.call('acme', 'POST', `/customer/certificates/${id}/revoke`, reason === undefined ? undefined : { reason });
+    expect(res.status).toBe(200);
+  }
+  const getCrl = (url: string, headers: Record<string, string> = {}) => t.service.app.inject({ method: 'GET', url, headers });
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    t = await startTestService(database, { overrides: { crl: { refreshTimer: false } } });
+    caPem = t.service.ca.ca!.certPem;
+  });
+  afterAll(async () => {
+    await t?.close();
+    await database?.close();
+  });
+  beforeEach(async () => {
+    await publisher().idle();
+    await database.reset();
+    expect((await t.call('acme', 'POST', '/customer/devices', { device_id: 'DEVICE-001' })).status).toBe(201);
+    await publisher().publishNow();
+  });
+
+  it('serves the stored CRL: DER, PEM and the seed’s attachment, with ETag, Last-Modified, Cache-Control and 304', async () => {
+    const stored = await database.db.asOperator((tx) => readCrl(tx, crlAuthorityFor(t.service.ca.ca!).issuerKeyId));
+    const der = await getCrl('/pki/crl');
+    expect(der.statusCode).toBe(200);
+    expect(der.headers['content-type']).toBe('application/pkix-crl');
+    expect(der.rawPayload.equals(stored!.der)).toBe(true);
+    expect(der.headers.etag).toBe(`"${stored!.info.sha256}"`);
+    expect(der.headers['last-modified']).toBe(stored!.info.thisUpdate!.toUTCString());
+    expect(der.headers['cache-control']).toMatch(/^public, max-age=\d+$/);
+    expect(Number(/max-age=(\d+)/.exec(String(der.headers['cache-control']))![1])).toBeLessThan(t.config.crlRefreshMinutes * 60);
+
+    const pem = await getCrl('/pki/crl.pem');
+    expect(pem.headers['content-type']).toBe('application/x-pem-file');
+    expect(pem.body).toMatch(/^-----BEGIN X509 CRL-----\n/);
+    expect(crlPemToDer(pem.body).equals(stored!.der)).toBe(true);
+    expect(pem.body).toBe(filePem()); // the broker's file is the same CRL
+
+    const seed = await t.call('acme', 'GET', '/customer/crl');
+    expect(seed.status).toBe(200);
+    expect(seed.headers['content-type']).toBe('application/x-pem-file');
+    expect(seed.headers['content-disposition']).toBe('attachment; filename=device-crl.pem');
+    expect(seed.body).toBe(pem.body);
+    expect((await t.service.app.inject({ method: 'GET', url: '/customer/crl' })).statusCode).toBe(401);
+
+    // 304 on If-None-Match (and If-Modified-Since); a GET never signs a new CRL
+    expect((await getCrl('/pki/crl', { 'if-none-match': String(der.headers.etag) })).statusCode).toBe(304);
+    expect((await getCrl('/pki/crl', { 'if-none-match': `"nope", W/${der.headers.etag}` })).statusCode).toBe(304);
+    expect((await getCrl('/pki/crl.pem', { 'if-none-match': String(pem.headers.etag) })).statusCode).toBe(304);
+    expect((await getCrl('/pki/crl', { 'if-modified-since': String(der.headers['last-modified']) })).statusCode).toBe(304);
+    expect((await getCrl('/pki/crl', { 'if-none-match': '"other"' })).statusCode).toBe(200);
+    const ca = await getCrl('/pki/ca.pem');
+    expect(ca.body).toBe(caPem);
+    expect(ca.headers.etag).toBeTruthy();
+    expect((await getCrl('/pki/ca.pem', { 'if-none-match': String(ca.headers.etag) })).statusCode).toBe(304);
+    const after = await database.db.asOperator((tx) => readCrlInfo(tx, stored!.info.issuerKeyId));
+    expect(after!.crlNumber).toBe(stored!.info.crlNumber);
+
+    // a revocation makes a new CRL: new ETag, and the old one no longer matches
+    const cert = await issue();
+    await revoke(cert.id, 'keyCompromise');
+    await publisher().idle();
+    const fresh = await getCrl('/pki/crl', { 'if-none-match': String(der.headers.etag) });
+    expect(fresh.statusCode).toBe(200);
+    expect(fresh.headers.etag).not.toBe(der.headers.etag);
+    expect(verifyCrl(fresh.rawPayload, { caPublicKey: t.service.ca.ca!.publicKey, now: t.clock.now() }).entryCount).toBe(1);
+  });
+
+  it('publishes after real revocations: accepted by openssl, certtool and Python; openssl verify -crl_check says revoked or OK', async () => {
+    const before = fileNumber();
+    const compromised = await issue();
+    const lost = await issue();
+    const rotated = await issue();
+    const good = await issue();
+    await revoke(compromised.id, 'keyCompromise');
+    await revoke(lost.id, 'lost in the field'); // free text: unspecified, no reason code in the entry
+    await revoke(rotated.id, 'rotated'); // superseded
+    await publisher().idle();
+
+    const pem = (await t.call('acme', 'GET', '/customer/crl')).body;
+    expect(pem).toBe(filePem());
+    const tools = checkWithTools(caPem, pem);
+    expect(tools.number).toBeGreaterThan(before);
+    expect(tools.number).toBe(fileNumber());
+    expect(tools.entries).toEqual({ [compromised.serial]: 'key_compromise', [lost.serial]: null, [rotated.serial]: 'superseded' });
+    const text = run('openssl', ['crl', '-noout', '-text'], pem).out;
+    expect(text).toContain('Key Compromise');
+    expect(text).toContain('Superseded');
+    expect(text).not.toContain('Unspecified');
+    expect(text).toMatch(/X509v3 CRL Number:\s+\d+/);
+    expect(text).toContain('X509v3 Authority Key Identifier');
+    expect(text).toContain(`URI:${t.service.crl.distributionPointUrl}`);
+
+    for (const cert of [compromised, lost, rotated]) {
+      const v = opensslVerify(caPem, cert.pem, { crlPem: pem });
+      expect(v.out).toContain('certificate revoked');
+      expect(v.code).not.toBe(0);
+    }
+    const ok = opensslVerify(caPem, good.pem, { crlPem: pem });
+    expect(ok.out).toContain(': OK');
+    expect(ok.code).toBe(0);
+
+    const metrics = await t.service.metrics.metrics();
+    expect(metrics).toMatch(new RegExp(`^certfleet_crl_number ${tools.number}$`, 'm'));
+    expect(metrics).toMatch(/^certfleet_crl_entries 3$/m);
+    expect(metrics).toMatch(/^certfleet_crl_next_update_timestamp_seconds \d+$/m);
+    expect(metrics).toMatch(/^certfleet_crl_publish_duration_seconds_count \d+$/m);
+    const nextUpdate = Number(/^certfleet_crl_next_update_timestamp_seconds (\d+)$/m.exec(metrics)![1]);
+    expect(nextUpdate * 1000 - t.clock.now().getTime()).toBeGreaterThan(7 * DAY_MS - 2000); // CRL_VALIDITY_HOURS default 168
+  });
+
+  it('leaves out revoked certificates past notAfter (manual clock), and the file has mode 0644', async () => {
+    // Issued and revoked three days ago; the tools check thisUpdate against the wall clock, so no CRL may come from the future.
+    const now = t.clock.now();
+    t.clock.set(new Date(now.getTime() - 3 * DAY_MS));
+    const shortLived = await issue('DEVICE-001', 1);
+    const longLived = await issue('DEVICE-001', 30);
+    await revoke(shortLived.id, 'superseded');
+    await revoke(longLived.id, 'superseded');
+    await publisher().idle();
+    expect(Object.keys(checkWithTools(caPem, filePem()).entries!).sort()).toEqual([shortLived.serial, longLived.serial].sort());
+    t.clock.set(now); // the short-lived certificate expired two days ago
+    await publisher().publishNow();
+    const after = checkWithTools(caPem, filePem());
+    expect(Object.keys(after.entries!)).toEqual([longLived.serial]);
+    expect(statSync(t.config.crlOutputPath).mode & 0o777).toBe(0o644);
+    expect(opensslVerify(caPem, longLived.pem, { crlPem: filePem() }).out).toContain('certificate revoked');
+  });
+
+  it('coalesces quick revocations into far fewer publications, the last one listing them all', async () => {
+    const certs = [];
+    for (let i = 0; i < 12; i++) certs.push(await issue());
+    await publisher().idle();
+    const before = publisher().status().publications;
+    await Promise.all(certs.map((c) => revoke(c.id, 'cessationOfOperation')));
+    await publisher().idle();
+    const publications = publisher().status().publications - before;
+    expect(publications).toBeGreaterThanOrEqual(1);
+    expect(publications).toBeLessThanOrEqual(4);
+    const tools = checkWithTools(caPem, filePem());
+    expect(Object.keys(tools.entries!).sort()).toEqual(certs.map((c) => c.serial).sort());
+  });
+
+  it('streams many revoked rows from the database (20k, mixed serial lengths and reasons) into a CRL the tools accept', async () => {
+    await insertRevokedCertificates(database.driver, { count: 20_000, now: t.clock.now() });
+    // short serials sort by length first (numerically), reasons the encoder must not choke on
+    await database.driver.transaction((tx) =>
+      tx.query(
+        `INSERT INTO device_certificates (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
+           status, not_before, not_after, revoked_at, revoked_reason)
+         SELECT 'acme', 'DEVICE-001', '-', md5(s) || md5(s || 'x'), 'acme/DEVICE-001', 'bulk', s, 'ec-p256', 'REVOKED', $1::timestamptz - interval '1 day',
+           $1::timestamptz + interval '1 day', $1::timestamptz - interval '1 hour', r
+         FROM unnest($2::text[], $3::text[]) AS u(s, r)`,
+        [t.clock.now(), ['1', 'a', 'ff', '100', '7fffffff', '80000000'], ['removeFromCRL', 'certificateHold', 'x', 'AACompromise', 'keyCompromise', 'privilegeWithdrawn']],
+      ),
+    );
+    const result = await publisher().publishNow();
+    expect(result.published).toBe(true);
+    expect(result.entries).toBe(20_006);
+    const pem = filePem();
+    const tools = checkWithTools(caPem, pem);
+    expect(tools.count).toBe(20_006);
+    expect(tools.number).toBe(result.crlNumber);
+    const text = run('openssl', ['crl', '-noout', '-text'], pem).out;
+    const serials = [...text.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => BigInt('0x' + m[1]));
+    expect(serials.length).toBe(20_006);
+    expect(serials.every((s, i) => i === 0 || s > serials[i - 1])).toBe(true);
+    expect(text).toContain('Certificate Hold');
+    expect(text).toContain('Privilege Withdrawn');
+    expect(text).not.toContain('Remove From CRL');
+  });
+
+  it('keeps numbers strictly increasing across a service restart', async () => {
+    await revoke((await issue()).id, 'keyCompromise');
+    await publisher().idle();
+    const before = fileNumber();
+    const dataDir = t.dataDir;
+    await t.close();
+    t = await startTestService(database, { dataDir, clock: t.clock, overrides: { crl: { refreshTimer: false } } });
+    expect(fileNumber()).toBeGreaterThanOrEqual(before);
+    const result = await publisher().publishNow();
+    expect(result.crlNumber!).toBeGreaterThan(before);
+    expect(fileNumber()).toBe(result.crlNumber);
+    // and across a database that lost its crl_state (restored backup): the file's number is the floor
+    await database.driver.transaction((tx) => tx.query('TRUNCATE crl_state'));
+    const again = await publisher().publishNow();
+    expect(again.crlNumber!).toBe(result.crlNumber! + 1n);
+    expect(checkWithTools(caPem, filePem()).number).toBe(again.crlNumber);
+  });
+
+  it('never writes the file or signals the broker when verification fails (bad signature, nextUpdate in the past)', async () => {
+    const ca = t.service.ca.ca!;
+    const good = crlAuthorityFor(ca);
+    const badSignature: CrlAuthority = {
+      ...good,
+      signer: { algorithmIdentifierDer: good.signer.algorithmIdentifierDer, sign: (tbs) => { const s = Buffer.from(good.signer.sign(tbs)); s[s.length - 3] ^= 0x5a; return s; } },
+    };
+    let calls = 0;
+    const jumpingClock: Clock = { now: () => new Date(t.clock.now().getTime() + (calls++ === 0 ? 0 : 8 * DAY_MS)) };
+    for (const [authority, clock, code] of [
+      [badSignature, t.clock, 'BAD_SIGNATURE'],
+      [good, jumpingClock, 'EXPIRED'],
+    ] as const) {
+      calls = 0;
+      const h = harness({ authority, clock });
+      await revoke((await issue()).id, 'keyCompromise');
+      await publisher().idle();
+      const fileBefore = readFileSync(h.path);
+      const storedBefore = await database.db.asOperator((tx) => readCrlInfo(tx, good.issuerKeyId));
+      const error = await h.publisher.publishNow().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(CrlVerificationError);
+      expect((error as CrlVerificationError).code).toBe(code);
+      expect(h.reloads()).toBe(0);
+      expect(readFileSync(h.path).equals(fileBefore)).toBe(true);
+      expect((await database.db.asOperator((tx) => readCrlInfo(tx, good.issuerKeyId)))!.crlNumber).toBe(storedBefore!.crlNumber);
+      expect(h.publisher.status().consecutiveFailures).toBe(1);
+      await h.publisher.stop();
+    }
+
+    // the file sync verifies again: a tampered CRL never replaces the file
+    const h = harness({});
+    const stored = (await database.db.asOperator((tx) => readCrl(tx, good.issuerKeyId)))!;
+    const tampered = Buffer.from(stored.der);
+    tampered[tampered.length - 5] ^= 0xff;
+    const fileBefore = readFileSync(h.path);
+    await expect(h.fileSync.sync({ crlNumber: stored.info.crlNumber + 10n, der: tampered })).rejects.toThrow(/signature/);
+    expect(readFileSync(h.path).equals(fileBefore)).toBe(true);
+    expect(h.reloads()).toBe(0);
+    await h.publisher.stop();
+  });
+
+  it('a crash between the temp file and the rename leaves the previous file in place and valid', async () => {
+    let crash = true;
+    const fs: CrlFs = {
+      ...nodeCrlFs,
+      async rename(from, to) {
+        if (crash) throw Object.assign(new Error('simulated crash before rename'), { code: 'EIO' });
+        return nodeCrlFs.rename(from, to);
+      },
+    };
+    const h = harness({ fs });
+    await revoke((await issue()).id, 'keyCompromise');
+    await publisher().idle();
+    const before = readFileSync(h.path, 'latin1');
+    const reloadsBefore = h.reloads();
+    await expect(h.publisher.publishNow()).rejects.toThrow(/simulated crash/);
+    expect(readFileSync(h.path, 'latin1')).toBe(before);
+    expect(checkWithTools(caPem, before).number).toBe(parsePem(before).crlNumber);
+    expect(readdirSync(dirname(h.path)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(h.reloads()).toBe(reloadsBefore);
+    crash = false;
+    const ok = await h.publisher.publishNow();
+    expect(parsePem(readFileSync(h.path, 'latin1')).crlNumber).toBe(ok.crlNumber);
+    expect(ok.crlNumber!).toBeGreaterThan(parsePem(before).crlNumber);
+    expect(h.reloads()).toBe(reloadsBefore + 1);
+    await h.publisher.stop();
+  });
+
+  it('retries a failed broker reload (stale pid file) while the file stays valid', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'certfleet-broker-'));
+    const pidFile = join(dir, 'mosquitto.pid');
+    const dead = spawn('true');
+    await new Promise((r) => dead.once('exit', r));
+    writeFileSync(pidFile, `${dead.pid}\n`);
+    const stale = createBrokerReloader({ pidFile });
+    let attempts = 0;
+    let healed = false;
+    const reloader: BrokerReloader = {
+      configured: true,
+      description: stale.description,
+      async reload() {
+        attempts++;
+        if (!healed) await stale.reload();
+      },
+    };
+    const h = harness({ reloader, retryMs: 40 });
+    await revoke((await issue()).id, 'keyCompromise');
+    const result = await h.publisher.publishNow();
+    expect(result.file?.file).toBe('written');
+    expect(result.file?.reloaded).toBe(false);
+    expect(result.file?.reloadError).toMatch(/stale broker pid file/);
+    expect(h.publisher.status().reloadPending).toBe(true);
+    checkWithTools(caPem, readFileSync(h.path, 'latin1'));
+    await waitFor(() => attempts >= 3, 5000, 'reload retried');
+    healed = true;
+    await waitFor(() => !h.publisher.status().reloadPending, 5000, 'reload succeeded');
+    expect(parsePem(readFileSync(h.path, 'latin1')).crlNumber).toBe(result.crlNumber);
+    expect(await h.metrics()).toMatch(/^certfleet_crl_broker_reload_failures_total [1-9]\d*$/m);
+    await h.publisher.stop();
+  });
+
+  it.runIf(kind === 'pg')('serialises concurrent publishers on one Postgres: distinct, strictly increasing numbers', async () => {
+    const authority = crlAuthorityFor(t.service.ca.ca!);
+    const drivers = Array.from({ length: 4 }, () => createPgDriver(database.url!, { max: 2 }));
+    try {
+      const publishers = drivers.map((d) =>
+        createPublishCrl({ db: createDatabase(d), clock: t.clock, authority, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
+      );
+      const start = (await database.db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)))!.crlNumber;
+      const results = await Promise.all(publishers.flatMap((p) => [p(), p()]));
+      const numbers = results.map((r) => (r.published ? r.crl.crlNumber : -1n)).sort((a, b) => (a < b ? -1 : 1));
+      expect(numbers).toEqual(Array.from({ length: 8 }, (_, i) => start + BigInt(i + 1)));
+      const stored = (await database.db.asOperator((tx) => readCrl(tx, authority.issuerKeyId)))!;
+      expect(stored.info.crlNumber).toBe(start + 8n);
+      expect(checkWithTools(caPem, (await getCrl('/pki/crl.pem')).body).number).toBe(start + 8n);
+    } finally {
+      await Promise.all(drivers.map((d) => d.close()));
+    }
+  });
+
+  it.runIf(kind === 'pg')('across processes: an API replica NOTIFYs, the publishing process rebuilds; another worker syncs its own file', async () => {
+    const api = await startTestService(database, {
+      clock: t.clock,
+      env: { DEVICE_CA_CERT_PATH: t.config.caCertPath, DEVICE_CA_KEY_PATH: t.config.caKeyPath },
+      overrides: { publishCrl: false },
+    });
+    const otherWorker = await startTestService(database, {
+      clock: t.clock,
+      env: {
+        CRL_OUTPUT_PATH: join(mkdtempSync(join(tmpdir(), 'certfleet-worker2-')), 'crl.pem'),
+        DEVICE_CA_CERT_PATH: t.config.caCertPath,
+        DEVICE_CA_KEY_PATH: t.config.caKeyPath,
+      },
+      overrides: { crl: { refreshTimer: false } },
+    });
+    try {
+      expect(api.service.crl.publisher).toBeNull();
+      await publisher().idle();
+      await otherWorker.service.crl.publisher!.idle();
+      const cert = await issue();
+      const before = fileNumber();
+      const res = await api.call('acme', 'POST', `/customer/certificates/${cert.id}/revoke`, { reason: 'keyCompromise' });
+      expect(res.status).toBe(200);
+      await waitFor(() => fileNumber() > before, 10_000, 'the worker published after the NOTIFY');
+      const otherFile = () => verifyCrl(crlPemToDer(readFileSync(otherWorker.config.crlOutputPath, 'latin1')), { caPublicKey: t.service.ca.ca!.publicKey, now: t.clock.now() }).crlNumber;
+      await waitFor(async () => {
+        await publisher().idle();
+        const stored = (await database.db.asOperator((tx) => readCrlInfo(tx, crlAuthorityFor(t.service.ca.ca!).issuerKeyId)))!.crlNumber;
+        return fileNumber() === stored && otherFile() === stored;
+      }, 10_000, 'both files hold the stored CRL');
+      const pem = (await api.call('acme', 'GET', '/customer/crl')).body;
+      expect(opensslVerify(caPem, cert.pem, { crlPem: pem }).out).toContain('certificate revoked');
+      expect(opensslVerify(caPem, cert.pem, { crlPem: readFileSync(otherWorker.config.crlOutputPath, 'latin1') }).out).toContain('certificate revoked');
+    } finally {
+      await api.close();
+      await otherWorker.close();
+    }
+  });
+
+  /** A second publisher on the same database with its own file, reloader spy and seams. */
+  function harness(options: { authority?: CrlAuthority; clock?: Clock; fs?: CrlFs; reloader?: BrokerReloader; retryMs?: number }) {
+    const ca = t.service.ca.ca!;
+    const good = crlAuthorityFor(ca);
+    const path = join(mkdtempSync(join(tmpdir(), 'certfleet-crlfile-')), 'device-crl.pem');
+    writeFileSync(path, filePem(), { mode: 0o644 }); // the previous good file
+    let reloads = 0;
+    const reloader: BrokerReloader = options.reloader ?? { configured: true, description: 'spy', reload: async () => void reloads++ };
+    const clock = options.clock ?? t.clock;
+    const fileSync = createCrlFileSync({ path, caPublicKey: ca.publicKey, issuerNameDer: good.issuerNameDer, clock, reloader, logger: quiet, fs: options.fs });
+    const registry = new Registry();
+    const p = createCrlPublisher({
+      publish: createPublishCrl({ db: database.db, clock, authority: options.authority ?? good, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
+      readStored: () => database.db.asOperator((tx) => readCrlInfo(tx, good.issuerKeyId)),
+      loadStoredDer: async () => (await database.db.asOperator((tx) => readCrl(tx, good.issuerKeyId)))?.der ?? null,
+      fileSync,
+      clock,
+      logger: quiet,
+      metrics: registry,
+      staleAfterMs: 3_600_000,
+      retryMs: options.retryMs ?? 60_000,
+    });
+    return { path, publisher: p, fileSync, reloads: () => reloads, metrics: () => registry.metrics() };
+  }
+});
+
+async function waitFor(condition: () => boolean | Promise<boolean>, timeoutMs: number, what: string) {
+  const until = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > until) throw new Error(`timed out waiting: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
