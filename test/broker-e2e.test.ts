@@ -257,6 +257,8 @@ describe('real Mosquitto, configured by broker-config, reloaded by certfleet', (
     expect(oldSession.connects).toBe(1);
     expect(oldSession.errors.join('\n')).toMatch(/certificate revoked/);
     await broker.waitForLog(/disconnected by administrative action/, 3000);
+    const kicked = serviceLogs.map((l) => JSON.parse(l)).find((l) => l.event === 'broker_sessions_closed');
+    expect(kicked?.common_names).toEqual([`${TENANT}/DEVICE-001`]);
     const live = `live-${Date.now()}`;
     await newSession.client.publishAsync(topic, live, { qos: 1 });
     await expectMessage(live);

@@ -13,8 +13,9 @@ Commands:
                         create a Device CA (key file mode 0600)
   token --tenant T [--role customer|tenant-admin|operator|operator-admin] [--ttl 1h] [--sub NAME]
                         print a development bearer token
-  broker-config --out DIR [--port 8883] [--host localhost]
-                        write a Mosquitto mTLS configuration
+  broker-config --out DIR [--port 8883] [--host localhost] [--bind ADDR] [--no-kick]
+                        write a Mosquitto mTLS configuration (and an initial CRL);
+                        more flags in the README, section Broker
 
 Every command reads the same environment as the service (DATABASE_URL, CERTFLEET_DATA_DIR, ...).
 Add --json for machine-readable output.`;

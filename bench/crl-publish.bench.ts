@@ -1,0 +1,367 @@
+/**
+ * CRL publication benchmark (not a test), real Postgres: 10k, 100k and 1M revoked certificates.
+ *
+ *   node --import tsx bench/crl-publish.bench.ts      (or npm run bench)
+ *
+ * "ours" = one publication as the worker runs it (createCrlPublisher.publishNow): stream the
+ * revoked rows from Postgres into the DER encoder, build + sign, verify, store in crl_state,
+ * verify again, write the PEM file atomically (temp file, fsync, rename, fsync dir). It runs in
+ * a child process so its peak RSS is its own; median of 3 runs (and the first run).
+ * "openssl" = `openssl ca -gencrl` on the same entries (index.txt written beforehand, not
+ * timed; process start, index parse, build, sign, PEM write are). "python" = the seed's
+ * approach, cryptography's CertificateRevocationListBuilder (one add_revoked_certificate per
+ * row, plus the same reason codes, CRL number, AKI and IDP), timed build + sign inside Python;
+ * skipped past 120 s. Same EC P-256 CA for all three.
+ * Then: revocation committed → new file on disk, with `certfleet serve` running on Postgres
+ * over 10k revoked certificates: 20 revocations over HTTP, the file polled every millisecond.
+ *
+ * The table is VACUUMed after the bulk load: a freshly bulk-loaded table has no visibility map
+ * yet, so the index-only scan reads the heap row by row; autovacuum gets there in production.
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { Registry } from 'prom-client';
+import { createPublishCrl } from '../src/app/publish-crl.ts';
+import { crlAuthorityFor, crlDistributionPointUrl } from '../src/composition/crl.ts';
+import { systemClock } from '../src/domain/clock.ts';
+import { createDeviceCa, loadDeviceCa } from '../src/pki/device-ca.ts';
+import { crlPemToDer, verifyCrl } from '../src/pki/verify-crl.ts';
+import { createDatabase } from '../src/storage/database.ts';
+import { migrate } from '../src/storage/migrate.ts';
+import { createPgDriver } from '../src/storage/pg-driver.ts';
+import { forEachRevokedCertificate, readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { reasonCodeFor } from '../src/domain/revocation-reasons.ts';
+import { createBrokerReloader } from '../src/worker/broker-reload.ts';
+import { createCrlFileSync } from '../src/worker/crl-file-sync.ts';
+import { createCrlPublisher } from '../src/worker/crl-publisher.ts';
+import { insertRevokedCertificates } from '../test/support/bulk-revoked.ts';
+import { benchDatabase, fmt, percentile, startServer } from './support/server.ts';
+
+const SIZES = [10_000, 100_000, 1_000_000];
+const RUNS = 3;
+const PYTHON_TIMEOUT_MS = 120_000;
+const OPENSSL_TIMEOUT_MS = 300_000;
+const BASE_URL = 'http://certfleet.bench:8080';
+const OPENSSL_REASON: Record<number, string> = { 1: 'keyCompromise', 2: 'CACompromise', 3: 'affiliationChanged', 4: 'superseded', 5: 'cessationOfOperation', 6: 'certificateHold' };
+
+interface ChildReport {
+  runs: { ms: number; entriesMs: number; signMs: number; verifyMs: number; storeMs: number; fileMs: number }[];
+  entries: number;
+  bytes: number;
+  maxRssMb: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child: the publisher, measured in its own process
+// ---------------------------------------------------------------------------------------------
+
+async function child(databaseUrl: string, caDir: string, outPath: string): Promise<void> {
+  const driver = createPgDriver(databaseUrl, { max: 2 });
+  const db = createDatabase(driver);
+  const ca = await loadDeviceCa(join(caDir, 'ca.pem'), join(caDir, 'ca.key'));
+  const authority = crlAuthorityFor(ca);
+  const lines: Record<string, unknown>[] = [];
+  const logger = { info: (o: Record<string, unknown>) => void lines.push(o), warn: () => undefined, error: (o: Record<string, unknown>) => console.error(o) };
+  const publisher = createCrlPublisher({
+    publish: createPublishCrl({ db, clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl({ publicBaseUrl: BASE_URL }) } }),
+    readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
+    loadStoredDer: async () => (await db.asOperator((tx) => readCrl(tx, authority.issuerKeyId)))?.der ?? null,
+    fileSync: createCrlFileSync({ path: outPath, caPublicKey: ca.publicKey, issuerNameDer: authority.issuerNameDer, clock: systemClock, reloader: createBrokerReloader({}), logger }),
+    clock: systemClock,
+    logger,
+    metrics: new Registry(),
+    staleAfterMs: 3_600_000,
+  });
+  const report: ChildReport = { runs: [], entries: 0, bytes: 0, maxRssMb: 0 };
+  for (let i = 0; i < RUNS; i++) {
+    const result = await publisher.publishNow();
+    const line = lines.at(-1)!;
+    report.runs.push({
+      ms: result.ms,
+      entriesMs: Number(line.entries_ms),
+      signMs: Number(line.sign_ms),
+      verifyMs: Number(line.verify_ms),
+      storeMs: Number(line.store_ms),
+      fileMs: Number(line.file_ms),
+    });
+    report.entries = result.entries ?? 0;
+    report.bytes = result.bytes ?? 0;
+  }
+  await publisher.stop();
+  await driver.close();
+  report.maxRssMb = process.resourceUsage().maxRSS / 1024;
+  process.stdout.write(JSON.stringify(report));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Parent
+// ---------------------------------------------------------------------------------------------
+
+const PY_BUILD = `
+import datetime, json, sys, time
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtensionOID
+ca_cert = x509.load_pem_x509_certificate(open(sys.argv[1], 'rb').read())
+ca_key = serialization.load_pem_private_key(open(sys.argv[2], 'rb').read(), password=None)
+rows = [line.split(' ') for line in open(sys.argv[3]).read().splitlines()]
+REASONS = {1: x509.ReasonFlags.key_compromise, 2: x509.ReasonFlags.ca_compromise, 3: x509.ReasonFlags.affiliation_changed,
+           4: x509.ReasonFlags.superseded, 5: x509.ReasonFlags.cessation_of_operation, 6: x509.ReasonFlags.certificate_hold}
+t0 = time.perf_counter()
+now = datetime.datetime.now(datetime.timezone.utc)
+builder = x509.CertificateRevocationListBuilder()
+builder = builder.issuer_name(ca_cert.subject)
+builder = builder.last_update(now)
+builder = builder.next_update(now + datetime.timedelta(days=7))
+for serial, seconds, code in rows:
+    revoked = x509.RevokedCertificateBuilder().serial_number(int(serial, 16)).revocation_date(
+        datetime.datetime.fromtimestamp(int(seconds), datetime.timezone.utc))
+    if code != '0':
+        revoked = revoked.add_extension(x509.CRLReason(REASONS[int(code)]), critical=False)
+    builder = builder.add_revoked_certificate(revoked.build())
+ski = ca_cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value
+builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
+builder = builder.add_extension(x509.CRLNumber(1), critical=False)
+builder = builder.add_extension(x509.IssuingDistributionPoint(full_name=[x509.UniformResourceIdentifier(sys.argv[5])], relative_name=None,
+    only_contains_user_certs=False, only_contains_ca_certs=False, only_some_reasons=None, indirect_crl=False,
+    only_contains_attribute_certs=False), critical=True)
+crl = builder.sign(ca_key, hashes.SHA256())
+pem = crl.public_bytes(serialization.Encoding.PEM)
+t1 = time.perf_counter()
+open(sys.argv[4], 'wb').write(pem)
+print(json.dumps({'build_sign_ms': (t1 - t0) * 1000, 'entries': len(rows)}))
+`;
+
+function pythonWithCryptography(): string | null {
+  return ['python3', '/usr/bin/python3'].find((bin) => spawnSync(bin, ['-c', 'import cryptography'], { encoding: 'utf8' }).status === 0) ?? null;
+}
+
+const utc = (ms: number) => new Date(ms).toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+function runChild(databaseUrl: string, caDir: string, outPath: string): ChildReport {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', import.meta.filename, '--child', databaseUrl, caDir, outPath], {
+    encoding: 'utf8',
+    maxBuffer: 16 << 20,
+  });
+  if (r.status !== 0) throw new Error(`publisher child failed (${r.status}): ${r.stderr}`);
+  return JSON.parse(r.stdout) as ChildReport;
+}
+
+export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
+  const sizes = options.sizes ?? SIZES;
+  const dir = mkdtempSync(join(tmpdir(), 'certfleet-crl-publish-bench-'));
+  const python = pythonWithCryptography();
+  try {
+    // One EC P-256 CA for everybody (ours, openssl ca, python).
+    const caDir = join(dir, 'ca');
+    const created = await createDeviceCa({ now: new Date(), commonName: 'certfleet Bench Device CA' });
+    spawnSync('mkdir', ['-p', caDir]);
+    writeFileSync(join(caDir, 'ca.pem'), created.certPem);
+    writeFileSync(join(caDir, 'ca.key'), created.keyPem, { mode: 0o600 });
+    chmodSync(join(caDir, 'ca.key'), 0o600);
+    const ca = await loadDeviceCa(join(caDir, 'ca.pem'), join(caDir, 'ca.key'));
+    writeFileSync(
+      join(dir, 'ca.cnf'),
+      `[ ca ]
+default_ca = CA_default
+[ CA_default ]
+dir = ${dir}
+database = $dir/index.txt
+crlnumber = $dir/crlnumber
+certificate = ${caDir}/ca.pem
+private_key = ${caDir}/ca.key
+default_md = sha256
+default_crl_days = 7
+unique_subject = no
+crl_extensions = crl_ext
+[ crl_ext ]
+authorityKeyIdentifier = keyid:always
+issuingDistributionPoint = critical, @idp
+[ idp ]
+fullname = URI:${BASE_URL}/pki/crl
+`,
+    );
+
+    console.log(`\n## CRL publication: database → verified file on disk (real Postgres, EC P-256 CA)\n`);
+    console.log(`node ${process.version}, ${spawnSync('openssl', ['version'], { encoding: 'utf8' }).stdout.trim()}, python: ${python ? spawnSync(python, ['-c', 'import cryptography, sys; print(sys.version.split()[0], "cryptography", cryptography.__version__)'], { encoding: 'utf8' }).stdout.trim() : 'not found'}`);
+    console.log('');
+    console.log('| revoked | ours ms (median of 3; first) | entries+sign+verify+store+file ms | MB | peak RSS MB | openssl ca -gencrl ms | openssl / ours | python build+sign ms | python / ours |');
+    console.log('|---|---|---|---|---|---|---|---|---|');
+
+    const rows: Record<string, unknown>[] = [];
+    for (const n of sizes) {
+      const database = await benchDatabase();
+      try {
+        const driver = createPgDriver(database.url, { max: 2 });
+        await migrate(driver);
+        const now = new Date();
+        const load = await insertRevokedCertificates(driver, { count: n, now, devices: Math.min(10_000, n) });
+        const vacuum = new pg.Client({ connectionString: database.url });
+        await vacuum.connect();
+        await vacuum.query('VACUUM (ANALYZE) device_certificates');
+        await vacuum.end();
+
+        // The same entries for openssl (index.txt) and Python (serial seconds code), not timed.
+        const index: string[] = [];
+        const plain: string[] = [];
+        const expiry = utc(now.getTime() + 365 * 86_400_000);
+        await createDatabase(driver).asOperator((tx) =>
+          forEachRevokedCertificate(tx, now, (serial, revokedAtMs, reason) => {
+            const code = reasonCodeFor(reason);
+            const rev = utc(revokedAtMs) + (OPENSSL_REASON[code] ? `,${OPENSSL_REASON[code]}` : '');
+            index.push(`R\t${expiry}\t${rev}\t${serial.toUpperCase()}\tunknown\t/CN=bulk`);
+            plain.push(`${serial} ${Math.floor(revokedAtMs / 1000)} ${OPENSSL_REASON[code] ? code : 0}`);
+          }),
+        );
+        await driver.close();
+        writeFileSync(join(dir, 'index.txt'), index.join('\n') + '\n');
+        writeFileSync(join(dir, 'crlnumber'), '01\n');
+        writeFileSync(join(dir, 'entries.txt'), plain.join('\n') + '\n');
+        index.length = 0;
+        plain.length = 0;
+
+        // ours
+        const out = join(dir, `ours-${n}.pem`);
+        const report = runChild(database.url, caDir, out);
+        const oursMs = median(report.runs.map((r) => r.ms));
+        const mid = [...report.runs].sort((a, b) => a.ms - b.ms)[1] ?? report.runs[0];
+        const oursCheck = verifyCrl(crlPemToDer(readFileSync(out, 'latin1')), { caPublicKey: ca.publicKey, now: new Date() });
+        if (oursCheck.entryCount !== n) throw new Error(`our CRL has ${oursCheck.entryCount} entries, expected ${n}`);
+
+        // openssl ca -gencrl
+        const oa = performance.now();
+        const o = spawnSync('openssl', ['ca', '-gencrl', '-config', join(dir, 'ca.cnf'), '-out', join(dir, 'openssl.pem')], { encoding: 'utf8', timeout: OPENSSL_TIMEOUT_MS });
+        const opensslMs = performance.now() - oa;
+        if (o.status !== 0) throw new Error(`openssl ca -gencrl failed: ${o.stderr}`);
+        const opensslCheck = verifyCrl(crlPemToDer(readFileSync(join(dir, 'openssl.pem'), 'latin1')), { caPublicKey: ca.publicKey, now: new Date() });
+        if (opensslCheck.entryCount !== n) throw new Error(`openssl CRL has ${opensslCheck.entryCount} entries, expected ${n}`);
+
+        // the seed's Python approach
+        let pythonCol = python ? '' : 'no python3 with cryptography';
+        let pythonRatio = '-';
+        if (python) {
+          const p = spawnSync(python, ['-c', PY_BUILD, join(caDir, 'ca.pem'), join(caDir, 'ca.key'), join(dir, 'entries.txt'), join(dir, 'python.pem'), `${BASE_URL}/pki/crl`], {
+            encoding: 'utf8',
+            timeout: PYTHON_TIMEOUT_MS,
+            maxBuffer: 1 << 20,
+          });
+          if (p.error && (p.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') {
+            pythonCol = `> ${PYTHON_TIMEOUT_MS / 1000} s, stopped`;
+            pythonRatio = `> ${fmt(PYTHON_TIMEOUT_MS / oursMs, 0)}x`;
+          } else if (p.status !== 0) {
+            pythonCol = `failed: ${p.stderr.trim().split('\n').pop()}`;
+          } else {
+            const pyMs = (JSON.parse(p.stdout.trim()) as { build_sign_ms: number }).build_sign_ms;
+            const pyCheck = verifyCrl(crlPemToDer(readFileSync(join(dir, 'python.pem'), 'latin1')), { caPublicKey: ca.publicKey, now: new Date() });
+            if (pyCheck.entryCount !== n) throw new Error(`python CRL has ${pyCheck.entryCount} entries, expected ${n}`);
+            pythonCol = fmt(pyMs, 0);
+            pythonRatio = `${fmt(pyMs / oursMs, 1)}x`;
+          }
+        }
+        const parts = [mid.entriesMs, mid.signMs, mid.verifyMs, mid.storeMs, mid.fileMs].map((x) => fmt(x, 0)).join(' + ');
+        console.log(
+          `| ${n.toLocaleString('en-US')} | ${fmt(oursMs, 0)}; ${fmt(report.runs[0].ms, 0)} | ${parts} | ${fmt(report.bytes / 1e6, 1)} | ${fmt(report.maxRssMb, 0)} | ${fmt(opensslMs, 0)} | ${fmt(opensslMs / oursMs, 1)}x (ours = ${fmt(oursMs / opensslMs, 2)}x) | ${pythonCol} | ${pythonRatio} |`,
+        );
+        rows.push({ n, oursMs, first: report.runs[0].ms, rss: report.maxRssMb, opensslMs, python: pythonCol, loadMs: load.ms });
+      } finally {
+        await database.drop();
+      }
+    }
+    console.log('\n(ours: stream rows → encode, build + sign, verify, store in crl_state, verify + PEM + write + fsync + rename; median run shown split.)');
+    const latency = await revocationToFileLatency();
+    return { rows, latency };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Revocation committed → new CRL file on disk, on a running `certfleet serve`
+// ---------------------------------------------------------------------------------------------
+
+function request(method: string, url: string, token: string, body?: unknown): Promise<{ status: number; json: any }> {
+  return new Promise((resolve, reject) => {
+    const data = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(url, { method, headers: { authorization: `Bearer ${token}`, ...(data ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) } : {}) } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: text ? JSON.parse(text) : null }));
+    });
+    req.on('error', reject);
+    req.end(data);
+  });
+}
+
+/** DER INTEGER content of a hex serial: what the CRL entry contains. */
+function serialBytes(hex: string): Buffer {
+  const even = hex.length % 2 ? `0${hex}` : hex;
+  const b = Buffer.from(even, 'hex');
+  return b[0] & 0x80 ? Buffer.concat([Buffer.from([0x02, b.length + 1, 0]), b]) : Buffer.concat([Buffer.from([0x02, b.length]), b]);
+}
+
+async function revocationToFileLatency(base = 10_000, revocations = 20) {
+  const database = await benchDatabase();
+  const driver = createPgDriver(database.url, { max: 1 });
+  await migrate(driver);
+  await insertRevokedCertificates(driver, { count: base, now: new Date() });
+  await driver.close();
+  const server = await startServer('serve', database.url, { LOG_LEVEL: 'warn' });
+  const crlPath = join(server.dataDir, 'pki', 'device-crl.pem');
+  try {
+    const token = server.token('bench');
+    if ((await request('POST', `${server.base}/api/v1/customer/devices`, token, { device_id: 'LAT-1' })).status !== 201) throw new Error('device registration failed');
+    const certs: string[][] = [];
+    for (let i = 0; i < revocations; i++) {
+      const r = await request('POST', `${server.base}/api/v1/customer/devices/LAT-1/certificates/generate`, token, { key_type: 'ec-p256', validity_days: 30 });
+      certs.push([String(r.json.certificate.id), r.json.certificate.serial_number]);
+    }
+    const fromCommit: number[] = [];
+    const fromRequest: number[] = [];
+    for (const [id, serial] of certs) {
+      await new Promise((r) => setTimeout(r, 100)); // let the previous publication settle: each revocation is a lone one
+      const needle = serialBytes(serial);
+      const t0 = performance.now();
+      const res = await request('POST', `${server.base}/api/v1/customer/certificates/${id}/revoke`, token, { reason: 'keyCompromise' });
+      const t1 = performance.now();
+      if (res.status !== 200) throw new Error(`revoke failed: ${res.status}`);
+      let lastIdentity = '';
+      for (;;) {
+        const s = statSync(crlPath, { bigint: true });
+        const identity = `${s.ino}:${s.mtimeNs}:${s.size}`;
+        if (identity !== lastIdentity) {
+          lastIdentity = identity;
+          if (crlPemToDer(readFileSync(crlPath, 'latin1')).includes(needle)) break;
+        }
+        if (performance.now() - t1 > 30_000) throw new Error('the CRL file did not change within 30 s');
+        await new Promise((r) => setTimeout(r, 1));
+      }
+      const t2 = performance.now();
+      fromCommit.push(t2 - t1);
+      fromRequest.push(t2 - t0);
+    }
+    fromCommit.sort((a, b) => a - b);
+    fromRequest.sort((a, b) => a - b);
+    console.log(`\n## Revocation → new CRL file on disk (certfleet serve on Postgres, ${base.toLocaleString('en-US')} revoked certificates already listed, ${revocations} revocations over HTTP)\n`);
+    console.log('| measured from | p50 ms | p99 ms | max ms |');
+    console.log('|---|---|---|---|');
+    console.log(`| revoke response (committed) | ${fmt(percentile(fromCommit, 50))} | ${fmt(percentile(fromCommit, 99))} | ${fmt(fromCommit.at(-1)!)} |`);
+    console.log(`| revoke request sent | ${fmt(percentile(fromRequest, 50))} | ${fmt(percentile(fromRequest, 99))} | ${fmt(fromRequest.at(-1)!)} |`);
+    return { p50: percentile(fromCommit, 50), p99: percentile(fromCommit, 99) };
+  } finally {
+    await server.stop();
+    await database.drop();
+  }
+}
+
+if (process.argv[2] === '--child') {
+  await child(process.argv[3], process.argv[4], process.argv[5]);
+} else if (import.meta.url === `file://${process.argv[1]}`) {
+  const sizes = process.env.BENCH_CRL_SIZES ? process.env.BENCH_CRL_SIZES.split(',').map(Number) : undefined;
+  await runCrlPublishBench({ sizes });
+}
