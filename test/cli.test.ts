@@ -63,6 +63,8 @@ describe('certfleet CLI', () => {
       first.stdout!.on('data', () => out.includes('listening on') && (clearTimeout(timer), resolve()));
     });
     expect(out).toContain('development CA created now');
+    expect(statSync(join(dataDir, 'db')).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dataDir, 'pki', 'device-ca.key')).mode & 0o777).toBe(0o600);
     const second = cli(['serve'], { CERTFLEET_DATA_DIR: dataDir, PORT: '0' });
     expect(second.status).toBe(1);
     expect(second.stderr).toMatch(new RegExp(`in use by process ${first.pid}`));

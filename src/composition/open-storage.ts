@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { chmodSync, mkdirSync } from 'node:fs';
 import type { Config } from '../config.ts';
 import { createDatabase, type Database } from '../storage/database.ts';
 import { lockDataDir } from '../storage/data-dir-lock.ts';
@@ -22,6 +22,9 @@ export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'
   } else {
     mkdirSync(config.dataDir, { recursive: true });
     release = lockDataDir(`${config.dataDir}/db.lock`);
+    // The database files hold every tenant's data: owner only, whatever the umask.
+    mkdirSync(`${config.dataDir}/db`, { recursive: true, mode: 0o700 });
+    chmodSync(`${config.dataDir}/db`, 0o700);
     try {
       driver = createPgliteDriver(await openPglite(`${config.dataDir}/db`));
     } catch (e) {
