@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { buildCrl, createRevokedEntriesEncoder } from '../src/domain/crl/build-crl.ts';
 import { caIdentityFromCertificate, createCrlSigner } from '../src/pki/crl-signer.ts';
 import { crlPemToDer, verifyCrl } from '../src/pki/verify-crl.ts';
+import { opensslIndexTime, writeOpensslCaConfig } from './support/openssl-ca.ts';
 
 const SIZES = [10_000, 100_000, 1_000_000];
 const OPENSSL_TIMEOUT_MS = 60_000;
@@ -44,27 +45,7 @@ function main() {
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-addext', 'subjectKeyIdentifier=hash',
   ]);
   if (mk.status !== 0) throw new Error(mk.stderr);
-  writeFileSync(
-    join(dir, 'ca.cnf'),
-    `[ ca ]
-default_ca = CA_default
-[ CA_default ]
-dir = ${dir}
-database = $dir/index.txt
-crlnumber = $dir/crlnumber
-certificate = $dir/ca.pem
-private_key = $dir/ca.key
-default_md = sha256
-default_crl_days = 7
-unique_subject = no
-crl_extensions = crl_ext
-[ crl_ext ]
-authorityKeyIdentifier = keyid:always
-issuingDistributionPoint = critical, @idp
-[ idp ]
-fullname = URI:${URL}
-`,
-  );
+  const caConfig = writeOpensslCaConfig(dir, { certPath: caPem, keyPath: caKey, crlUrl: URL });
   const ca = caIdentityFromCertificate(readFileSync(caPem, 'utf8'));
   const signer = createCrlSigner(createPrivateKey(readFileSync(caKey)));
 
@@ -122,13 +103,13 @@ fullname = URI:${URL}
     let ratio = '-';
     const lines: string[] = new Array(n);
     for (let i = 0; i < n; i++) {
-      const rev = utc(times[i]) + (reasons[i] ? ',' + OPENSSL_REASON[reasons[i]] : '');
-      lines[i] = `R\t${utc(Date.now() + 365 * 86_400_000)}\t${rev}\t${serials[i]}\tunknown\t/CN=device-${i}`;
+      const rev = opensslIndexTime(times[i]) + (reasons[i] ? ',' + OPENSSL_REASON[reasons[i]] : '');
+      lines[i] = `R\t${opensslIndexTime(Date.now() + 365 * 86_400_000)}\t${rev}\t${serials[i]}\tunknown\t/CN=device-${i}`;
     }
     writeFileSync(join(dir, 'index.txt'), lines.join('\n') + '\n');
     writeFileSync(join(dir, 'crlnumber'), '01\n');
     const oa = performance.now();
-    const r = sh('openssl', ['ca', '-gencrl', '-config', join(dir, 'ca.cnf'), '-out', join(dir, 'openssl-crl.pem')], OPENSSL_TIMEOUT_MS);
+    const r = sh('openssl', ['ca', '-gencrl', '-config', caConfig, '-out', join(dir, 'openssl-crl.pem')], OPENSSL_TIMEOUT_MS);
     const oms = performance.now() - oa;
     if (r.error && (r.error as NodeJS.ErrnoException).code === 'ETIMEDOUT') {
       opensslCol = `>${OPENSSL_TIMEOUT_MS / 1000}s, skipped`;
@@ -156,9 +137,4 @@ fullname = URI:${URL}
       ].join(' | '),
     );
   }
-}
-
-/** openssl index.txt time: YYMMDDHHMMSSZ */
-function utc(ms: number): string {
-  return new Date(ms).toISOString().replace(/[-:T]/g, '').slice(2, 14) + 'Z';
 }

@@ -3,12 +3,22 @@
  * postgres://postgres@127.0.0.1:5432/postgres). Each prints its own section with ratios
  * against a peer measured in the same run. Not part of `npm test`.
  */
+import { spawnSync } from 'node:child_process';
+import { runCrlPublishBench } from './crl-publish.bench.ts';
 import { runExpiryTickBench } from './expiry-tick.bench.ts';
 import { runIssuanceBench } from './issuance.bench.ts';
+
+/** A bench that runs on import (crl-build.bench.ts), in its own process. */
+async function script(file: string) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', new URL(file, import.meta.url).pathname], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error(`${file} exited with ${r.status}`);
+}
 
 const benches: [string, () => Promise<unknown>][] = [
   ['issuance', () => runIssuanceBench()],
   ['expiry tick', () => runExpiryTickBench()],
+  ['crl build', () => script('./crl-build.bench.ts')],
+  ['crl publish', () => runCrlPublishBench()],
 ];
 
 let failed = 0;

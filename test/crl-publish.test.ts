@@ -4,7 +4,7 @@
  * after verification. Every CRL is checked by OpenSSL, GnuTLS certtool and Python
  * cryptography, and `openssl verify -crl_check` is asked about every certificate.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -283,6 +283,23 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     expect(text).not.toContain('Remove From CRL');
   });
 
+  it('publishes an (empty) CRL at start: 503 CRL_NOT_AVAILABLE only while none was ever stored', async () => {
+    await publisher().idle();
+    await database.reset();
+    const none = await getCrl('/pki/crl');
+    expect(none.statusCode).toBe(503);
+    expect(none.json().code).toBe('CRL_NOT_AVAILABLE');
+    const dataDir = t.dataDir;
+    await t.close();
+    t = await startTestService(database, { dataDir, clock: t.clock, overrides: { crl: { refreshTimer: false } } });
+    const first = await getCrl('/pki/crl.pem');
+    expect(first.statusCode).toBe(200);
+    const tools = checkWithTools(caPem, first.body);
+    expect(tools.count).toBe(0);
+    expect(first.body).toBe(filePem());
+    expect((await t.call('acme', 'POST', '/customer/devices', { device_id: 'DEVICE-001' })).status).toBe(201);
+  });
+
   it('keeps numbers strictly increasing across a service restart', async () => {
     await revoke((await issue()).id, 'keyCompromise');
     await publisher().idle();
@@ -372,9 +389,9 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
   it('retries a failed broker reload (stale pid file) while the file stays valid', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'certfleet-broker-'));
     const pidFile = join(dir, 'mosquitto.pid');
-    const dead = spawn('true');
-    await new Promise((r) => dead.once('exit', r));
-    writeFileSync(pidFile, `${dead.pid}\n`);
+    // A PID above pid_max: no process has it, and none ever will (a dead child's PID could be reused).
+    const pidMax = Number(readFileSync('/proc/sys/kernel/pid_max', 'utf8'));
+    writeFileSync(pidFile, `${pidMax + 1}\n`);
     const stale = createBrokerReloader({ pidFile });
     let attempts = 0;
     let healed = false;

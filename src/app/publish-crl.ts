@@ -49,6 +49,12 @@ export interface PublishCrlRequest {
    * database restored from a backup never makes the numbers go backwards for that consumer.
    */
   minNumber?: bigint;
+  /**
+   * Work to do while the database stores the new CRL (e.g. verify it again and write the
+   * broker's file to a temp file); awaited before the commit, its outcome is not the
+   * publication's: a failure there does not roll back the stored CRL.
+   */
+  whileStoring?(crl: { crlNumber: bigint; der: Buffer }): Promise<unknown>;
 }
 
 export interface PublishedCrl {
@@ -131,7 +137,14 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
       const sha256 = createHash('sha256').update(der).digest('hex');
       const verifiedAt = performance.now();
 
-      const saved = await saveCrl(tx, authority.issuerKeyId, { crlNumber, thisUpdate, nextUpdate, der, sha256, entries, publishedAt: clock.now() });
+      const storing = saveCrl(tx, authority.issuerKeyId, { crlNumber, thisUpdate, nextUpdate, der, sha256, entries, publishedAt: clock.now() });
+      const alongside = request.whileStoring ? request.whileStoring({ crlNumber, der }).catch(() => undefined) : null;
+      let saved: StoredCrlInfo;
+      try {
+        saved = await storing;
+      } finally {
+        await alongside;
+      }
       const done = performance.now();
       return {
         published: true,

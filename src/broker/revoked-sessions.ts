@@ -49,7 +49,7 @@ export interface RevokedSessions {
   pending(): string[];
   /** Resolves when no round runs (tests, shutdown). */
   idle(): Promise<void>;
-  /** Stops retries and waits for the running round. */
+  /** Stops retries, starts no further kick, and waits for the ones in flight. */
   close(): Promise<void>;
 }
 
@@ -85,7 +85,8 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
     const queue = [...pending.keys()];
     const started = Date.now();
     const work = async () => {
-      for (let cn = queue.shift(); cn !== undefined; cn = queue.shift()) {
+      // After close() no new kick starts (shutdown waits for at most the ones in flight).
+      for (let cn = queue.shift(); cn !== undefined && !closed; cn = queue.shift()) {
         try {
           await options.kicker.kick(cn);
           pending.delete(cn);

@@ -33,7 +33,7 @@ import type { Driver, Listening } from '../storage/driver.ts';
 import { readCrl, readCrlInfo } from '../storage/repos/crl-repo.ts';
 import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
 import { createBrokerReloader, type BrokerReloader } from '../worker/broker-reload.ts';
-import { revokedSessionsFor, withSessionKicks } from './broker-sessions.ts';
+import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from './broker-sessions.ts';
 import { createCrlFileSync, type CrlFs } from '../worker/crl-file-sync.ts';
 import { createCrlPublisher, type CrlPublisher, type CrlPublisherLogger } from '../worker/crl-publisher.ts';
 
@@ -120,11 +120,13 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
 
   // BROKER_ADMIN_URL: after each successful reload, close the live sessions of newly revoked certificates.
   const sessions = publishing ? revokedSessionsFor(config, logger) : null;
+  let kicking: SessionKickingReloader | null = null;
   if (publishing && authority && ca) {
     const baseReloader =
       options.reloader ??
       createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
-    const reloader = sessions ? withSessionKicks(baseReloader, { crlPath: config.crlOutputPath, db, sessions, log: logger }) : baseReloader;
+    kicking = sessions ? withSessionKicks(baseReloader, { crlPath: config.crlOutputPath, db, sessions, log: logger }) : null;
+    const reloader = kicking ?? baseReloader;
     const fileSync = createCrlFileSync({
       path: config.crlOutputPath,
       caPublicKey: authority.publicKey,
@@ -195,7 +197,8 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       await listening?.close();
       listening = null;
       await publisher?.stop();
-      await sessions?.close();
+      await sessions?.close(); // no further kicks; the ones in flight finish
+      await kicking?.idle(); // and so do their database look-ups, before storage closes
       await events.flush();
     },
   };

@@ -6,6 +6,10 @@
  * one and the folder fsynced; only then is the broker signalled (Mosquitto 2.0 fails open on a
  * bad or missing file). A crash at any point leaves the previous file or the new one, both
  * valid. A failed reload is remembered and retried by the next sync (the file stays valid).
+ *
+ * `stage` + `commit` split the write so the publisher can verify and write the temp file while
+ * the database stores the same CRL, and rename only after that committed: the file never holds
+ * a CRL the database does not have.
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -65,7 +69,8 @@ export const nodeCrlFs: CrlFs = {
   },
 };
 
-export interface CrlFileSyncLogger {
+/** pino/fastify-compatible logger of the CRL publication (file sync and publisher). */
+export interface CrlLogger {
   info(obj: Record<string, unknown>, msg: string): void;
   warn(obj: Record<string, unknown>, msg: string): void;
   error(obj: Record<string, unknown>, msg: string): void;
@@ -77,7 +82,7 @@ export interface CrlFileSyncDeps {
   issuerNameDer: Uint8Array;
   clock: Clock;
   reloader: BrokerReloader;
-  logger: CrlFileSyncLogger;
+  logger: CrlLogger;
   fs?: CrlFs;
   /** File mode of the CRL. Default 0644: the broker runs as another user, and a CRL is public. */
   mode?: number;
@@ -101,8 +106,23 @@ export interface CrlFileSyncResult {
   reloadError?: string;
 }
 
+/** A verified CRL written to a temp file next to the target (fsynced), not yet renamed into place. */
+export interface StagedCrlFile {
+  crlNumber: bigint;
+  /** Renames it into place if it is still newer than the file, fsyncs the folder, reloads the broker. */
+  commit(): Promise<CrlFileSyncResult>;
+  /** Removes the temp file (the CRL was not stored after all). */
+  discard(): Promise<void>;
+}
+
 export interface CrlFileSync {
+  /** stage + commit: the file holds `crl` (or something newer) afterwards. */
   sync(crl: CrlForFile): Promise<CrlFileSyncResult>;
+  /**
+   * Verifies the CRL and writes it to a temp file, so the publisher can do it while the
+   * database stores the same CRL, and rename only after that committed.
+   */
+  stage(crl: { crlNumber: bigint; der: Uint8Array }): Promise<StagedCrlFile>;
   /** Number of the valid CRL in the file (signed by our CA), null when missing or not valid. Cached by file identity. */
   fileNumber(): Promise<bigint | null>;
   /** A reload failed and has not succeeded since. */
@@ -149,48 +169,82 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     }
   }
 
-  async function writeAtomically(pem: Uint8Array) {
+  /** The file already holds `crlNumber` or a newer CRL: nothing to write (a pending reload is retried). */
+  async function upToDate(crlNumber: bigint, current: bigint): Promise<CrlFileSyncResult> {
+    const result: CrlFileSyncResult = { file: crlNumber === current ? 'current' : 'older', fileNumber: current, reloaded: null };
+    return reloadPending ? { ...result, ...(await reload()) } : result;
+  }
+
+  async function stage(crl: { crlNumber: bigint; der: Uint8Array }): Promise<StagedCrlFile> {
+    const started = performance.now();
+    const current = await fileNumber();
+    if (current !== null && crl.crlNumber <= current) {
+      return { crlNumber: crl.crlNumber, commit: () => upToDate(crl.crlNumber, current), discard: async () => undefined };
+    }
+    // Verified again right before it may replace the file: nothing reaches the broker unchecked.
+    const verified = verifyCrl(crl.der, {
+      caPublicKey: deps.caPublicKey,
+      issuerNameDer: deps.issuerNameDer,
+      now: deps.clock.now(),
+      previousNumber: current ?? undefined,
+    });
+    if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
+    const pem = crlDerToPemBytes(crl.der);
     await fs.mkdirp(dir);
     const tmp = join(dir, `.${basename(deps.path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
     try {
       await fs.writeNewFileDurably(tmp, pem, mode);
-      await fs.rename(tmp, deps.path);
     } catch (error) {
       await fs.unlink(tmp).catch(() => undefined);
       throw error;
     }
-    await fs.fsyncDir(dir);
+    const stagedMs = performance.now() - started;
+    let done = false;
+    return {
+      crlNumber: crl.crlNumber,
+      async discard() {
+        if (done) return;
+        done = true;
+        await fs.unlink(tmp).catch(() => undefined);
+      },
+      async commit() {
+        if (done) throw new Error('staged CRL file already committed or discarded');
+        done = true;
+        const renameStarted = performance.now();
+        try {
+          // Someone else (another replica on a shared folder) may have put a newer one there meanwhile.
+          const now = await fileNumber();
+          if (now !== null && crl.crlNumber <= now) {
+            await fs.unlink(tmp).catch(() => undefined);
+            return upToDate(crl.crlNumber, now);
+          }
+          await fs.rename(tmp, deps.path);
+        } catch (error) {
+          await fs.unlink(tmp).catch(() => undefined);
+          throw error;
+        }
+        await fs.fsyncDir(dir);
+        cached = null;
+        const identity = await fs.identity(deps.path);
+        if (identity !== null) cached = { identity, number: crl.crlNumber };
+        const writeMs = stagedMs + (performance.now() - renameStarted);
+        return { file: 'written', fileNumber: crl.crlNumber, bytes: pem.length, writeMs, ...(await reload()) };
+      },
+    };
   }
 
   return {
     fileNumber,
+    stage,
     get reloadPending() {
       return reloadPending;
     },
     async sync(crl) {
       const current = await fileNumber();
-      if (current !== null && crl.crlNumber <= current) {
-        const result: CrlFileSyncResult = { file: crl.crlNumber === current ? 'current' : 'older', fileNumber: current, reloaded: null };
-        return reloadPending ? { ...result, ...(await reload()) } : result;
-      }
+      if (current !== null && crl.crlNumber <= current) return upToDate(crl.crlNumber, current);
       const der = crl.der ?? (await crl.load?.()) ?? null;
       if (!der) throw new Error(`CRL ${crl.crlNumber} is not available to write`);
-      const started = performance.now();
-      // Verified again right before it replaces the file: nothing reaches the broker unchecked.
-      const verified = verifyCrl(der, {
-        caPublicKey: deps.caPublicKey,
-        issuerNameDer: deps.issuerNameDer,
-        now: deps.clock.now(),
-        previousNumber: current ?? undefined,
-      });
-      if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
-      const pem = crlDerToPemBytes(der);
-      await writeAtomically(pem);
-      cached = null;
-      const identity = await fs.identity(deps.path);
-      if (identity !== null) cached = { identity, number: verified.crlNumber };
-      const writeMs = performance.now() - started;
-      return { file: 'written', fileNumber: verified.crlNumber, bytes: pem.length, writeMs, ...(await reload()) };
+      return (await stage({ crlNumber: crl.crlNumber, der })).commit();
     },
   };
 }

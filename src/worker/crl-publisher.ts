@@ -15,13 +15,9 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../domain/clock.ts';
 import type { PublishCondition, PublishCrl, PublishCrlResult } from '../app/publish-crl.ts';
 import type { StoredCrlInfo } from '../storage/repos/crl-repo.ts';
-import type { CrlFileSync, CrlFileSyncResult, CrlForFile } from './crl-file-sync.ts';
+import type { CrlFileSync, CrlFileSyncResult, CrlForFile, CrlLogger, StagedCrlFile } from './crl-file-sync.ts';
 
-export interface CrlPublisherLogger {
-  info(obj: Record<string, unknown>, msg: string): void;
-  warn(obj: Record<string, unknown>, msg: string): void;
-  error(obj: Record<string, unknown>, msg: string): void;
-}
+export type CrlPublisherLogger = CrlLogger;
 
 export interface CrlPublisherDeps {
   publish: PublishCrl;
@@ -209,10 +205,23 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     let forFile: CrlForFile | null = null;
     let stored: StoredCrlInfo | null = null;
     const load = async () => deps.loadStoredDer();
+    let staging: Promise<StagedCrlFile> | null = null;
     if (req.publish !== null) {
+      const fileSync = deps.fileSync;
       // The file's number is a floor: if the database was restored from an older backup, numbers still go up for the broker.
-      const minNumber = (await deps.fileSync?.fileNumber()) ?? undefined;
-      result = await deps.publish({ unless: req.publish === 'always' ? undefined : req.publish, minNumber });
+      const minNumber = (await fileSync?.fileNumber()) ?? undefined;
+      try {
+        result = await deps.publish({
+          unless: req.publish === 'always' ? undefined : req.publish,
+          minNumber,
+          // While the database stores the CRL: verify it again and write the temp file; renamed only once stored.
+          whileStoring: fileSync ? (crl) => (staging = fileSync.stage(crl)) : undefined,
+        });
+      } catch (error) {
+        const staged = await (staging as Promise<StagedCrlFile> | null)?.catch(() => null);
+        await staged?.discard();
+        throw error;
+      }
       stored = result.stored;
       forFile = result.published ? { crlNumber: result.crl.crlNumber, der: result.crl.der } : { crlNumber: stored.crlNumber, load };
       if (result.published) deps.onPublished?.(result);
@@ -220,7 +229,16 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
       stored = await deps.readStored();
       if (stored) forFile = { crlNumber: stored.crlNumber, load };
     }
-    const file = deps.fileSync && forFile ? await deps.fileSync.sync(forFile) : null;
+    let file: CrlFileSyncResult | null = null;
+    if (deps.fileSync && forFile) {
+      try {
+        const staged = await (staging as Promise<StagedCrlFile> | null)?.catch(() => null);
+        file = staged ? await staged.commit() : await deps.fileSync.sync(forFile);
+      } catch (error) {
+        // The CRL is stored; only the file is behind: retry the file, not the publication.
+        throw Object.assign(error as Error, { fileOnly: true });
+      }
+    }
     const ms = performance.now() - started;
 
     const published = result?.published === true;
@@ -292,7 +310,8 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
       { event: 'crl_publish_failed', err: state.lastError, code: (error as { code?: string })?.code, consecutive_failures: state.consecutiveFailures, retry_in_ms: failureDelay },
       'CRL publication failed; the previous CRL stays in place',
     );
-    scheduleRetry({ publish: req.publish, sync: req.sync }, failureDelay);
+    const fileOnly = (error as { fileOnly?: boolean })?.fileOnly === true;
+    scheduleRetry({ publish: fileOnly ? null : req.publish, sync: true }, failureDelay);
     failureDelay = Math.min(maxRetryMs, failureDelay * 2);
   }
 

@@ -98,7 +98,7 @@ const REVOKED_ENTRIES_SQL = `
     FROM batch b
     CROSS JOIN LATERAL (
       SELECT string_agg(x.serial_number || ' ' || floor(date_part('epoch', x.revoked_at))::int8 || ' '
-                        || translate(coalesce(x.revoked_reason, ''), E'\\n', ' '), E'\\n') AS lines,
+                        || replace(coalesce(x.revoked_reason, ''), E'\\n', ' '), E'\\n') AS lines,
              (array_agg(x.serial_number))[count(*)] AS last_serial,
              count(*) AS c
       FROM (
