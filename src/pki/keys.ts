@@ -1,6 +1,7 @@
 import { generateKeyPair, createPublicKey, type KeyObject } from 'node:crypto';
 import type { KeyType } from '../domain/certificate.ts';
-
+import { p256Pkcs8Der, p256SpkiDer } from '../domain/ec-key-der.ts';
+import { toPem } from './pem.ts';
 
 export interface GeneratedKey {
   publicKey: { spkiDer: Buffer; keyType: string };
@@ -13,15 +14,23 @@ const ENCODING = {
 } as const;
 
 /**
- * Generation and encoding both run in libuv's thread pool, so RSA generation never
- * blocks the event loop and the main thread does no key export work.
+ * Generation runs in libuv's thread pool, so RSA generation never blocks the event loop.
+ * P-256 keys are encoded by hand from their JWK parts (see domain/ec-key-der.ts).
  */
 export async function generateDeviceKey(keyType: KeyType | 'rsa-3072'): Promise<GeneratedKey> {
-  const [spkiDer, privateKeyPem] = await new Promise<[Buffer, string]>((resolve, reject) => {
-    const done = (err: Error | null, pub: Buffer, priv: string) => (err ? reject(err) : resolve([pub, priv]));
-    if (keyType === 'ec-p256') generateKeyPair('ec', { namedCurve: 'prime256v1', ...ENCODING }, done);
-    else generateKeyPair('rsa', { modulusLength: keyType === 'rsa-3072' ? 3072 : 2048, publicExponent: 0x10001, ...ENCODING }, done);
-  });
+  if (keyType === 'ec-p256') {
+    const { privateKey } = await new Promise<{ privateKey: KeyObject }>((resolve, reject) =>
+      generateKeyPair('ec', { namedCurve: 'prime256v1' }, (err, _pub, priv) => (err ? reject(err) : resolve({ privateKey: priv }))),
+    );
+    const jwk = privateKey.export({ format: 'jwk' });
+    const [d, x, y] = [jwk.d, jwk.x, jwk.y].map((v) => Buffer.from(v!, 'base64url'));
+    return { publicKey: { spkiDer: p256SpkiDer(x, y), keyType }, privateKeyPem: toPem('PRIVATE KEY', p256Pkcs8Der(d, x, y)) };
+  }
+  const [spkiDer, privateKeyPem] = await new Promise<[Buffer, string]>((resolve, reject) =>
+    generateKeyPair('rsa', { modulusLength: keyType === 'rsa-3072' ? 3072 : 2048, publicExponent: 0x10001, ...ENCODING }, (err: Error | null, pub: Buffer, priv: string) =>
+      err ? reject(err) : resolve([pub, priv]),
+    ),
+  );
   return { publicKey: { spkiDer, keyType }, privateKeyPem };
 }
 

@@ -1,0 +1,28 @@
+import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { p256Pkcs8Der, p256SpkiDer } from '../src/domain/ec-key-der.ts';
+import { generateDeviceKey } from '../src/pki/keys.ts';
+import { run } from './support/openssl.ts';
+
+describe('hand-encoded P-256 keys', () => {
+  it('are byte-identical to what OpenSSL exports', () => {
+    for (let i = 0; i < 50; i++) {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+      const jwk = privateKey.export({ format: 'jwk' });
+      const [d, x, y] = [jwk.d, jwk.x, jwk.y].map((v) => Buffer.from(v!, 'base64url'));
+      expect(p256Pkcs8Der(d, x, y).equals(privateKey.export({ format: 'der', type: 'pkcs8' }))).toBe(true);
+      expect(p256SpkiDer(x, y).equals(publicKey.export({ format: 'der', type: 'spki' }))).toBe(true);
+    }
+  });
+
+  it('generateDeviceKey gives a PEM that openssl reads and whose key matches the SPKI', async () => {
+    const key = await generateDeviceKey('ec-p256');
+    const check = run('openssl', ['pkey', '-check', '-noout'], key.privateKeyPem);
+    expect(check.out).toMatch(/Key is valid/);
+    const priv = createPrivateKey(key.privateKeyPem);
+    const pub = createPublicKey({ key: key.publicKey.spkiDer, format: 'der', type: 'spki' });
+    const sig = sign('sha256', Buffer.from('hello'), priv);
+    expect(verify('sha256', Buffer.from('hello'), pub, sig)).toBe(true);
+    expect(key.publicKey.keyType).toBe('ec-p256');
+  });
+});
