@@ -147,6 +147,20 @@ describe.each(DRIVERS)('certificates API on %s', (kind) => {
     expect(audit.rows[3].actor).toBe('test:acme:customer');
   });
 
+  it('pages through devices with a keyset cursor', async () => {
+    for (const id of ['D-3', 'D-1', 'D-2']) expect((await t.call('acme', 'POST', '/customer/devices', { device_id: id })).status).toBe(201);
+    const seen: string[] = [];
+    let url = '/customer/devices?limit=2';
+    for (let page = 0; page < 5; page++) {
+      const res = await t.call('acme', 'GET', url);
+      expect(res.json.total).toBe(4);
+      seen.push(...res.json.devices.map((d: { device_id: string }) => d.device_id));
+      if (!res.json.next_cursor) break;
+      url = `/customer/devices?limit=2&cursor=${encodeURIComponent(res.json.next_cursor)}`;
+    }
+    expect(seen).toEqual(['D-1', 'D-2', 'D-3', 'DEVICE-001']);
+  });
+
   it('serves the CA bundle and the public CA, OpenAPI docs, health and readiness', async () => {
     expect((await t.call('acme', 'GET', '/customer/ca-bundle')).body).toBe(caPem);
     const pub = await t.service.app.inject({ method: 'GET', url: '/pki/ca.pem' });

@@ -1,5 +1,6 @@
 import type { AlertRecord, AlertStatus } from '../../domain/alert.ts';
 import type { Queryable } from '../driver.ts';
+import { createFilter } from '../sql-filter.ts';
 import { iso, isoOrNull } from '../rows.ts';
 import { enqueueAlertEvents } from './outbox-repo.ts';
 
@@ -39,23 +40,16 @@ export interface AlertListQuery {
 }
 
 export async function listAlerts(tx: Queryable, q: AlertListQuery) {
-  const where: string[] = [];
-  const params: unknown[] = [];
-  const add = (clause: (p: string) => string, value: unknown) => {
-    params.push(value);
-    where.push(clause(`$${params.length}`));
-  };
-  if (q.tenantId) add((p) => `tenant_id = ${p}`, q.tenantId);
-  if (q.type) add((p) => `alert_type = ${p}`, q.type);
-  if (q.status) add((p) => `status = ${p}`, q.status);
-  if (q.deviceId) add((p) => `device_id = ${p}`, q.deviceId);
-  if (q.severity !== undefined) add((p) => `severity = ${p}`, q.severity);
-  if (q.minSeverity !== undefined) add((p) => `severity >= ${p}`, q.minSeverity);
-  const filter = () => (where.length ? ` WHERE ${where.join(' AND ')}` : '');
-  const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM fleet_alert${filter()}`, params)).rows[0].n);
-  if (q.beforeId) add((p) => `id < ${p}`, q.beforeId);
-  params.push(q.limit + 1);
-  const { rows } = await tx.query(`SELECT * FROM fleet_alert${filter()} ORDER BY id DESC LIMIT $${params.length}`, params);
+  const f = createFilter();
+  if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
+  if (q.type) f.add((p) => `alert_type = ${p}`, q.type);
+  if (q.status) f.add((p) => `status = ${p}`, q.status);
+  if (q.deviceId) f.add((p) => `device_id = ${p}`, q.deviceId);
+  if (q.severity !== undefined) f.add((p) => `severity = ${p}`, q.severity);
+  if (q.minSeverity !== undefined) f.add((p) => `severity >= ${p}`, q.minSeverity);
+  const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM fleet_alert${f.sql()}`, f.params)).rows[0].n);
+  if (q.beforeId) f.add((p) => `id < ${p}`, q.beforeId);
+  const { rows } = await tx.query(`SELECT * FROM fleet_alert${f.sql()} ORDER BY id DESC LIMIT ${f.param(q.limit + 1)}`, f.params);
   const alerts = rows.slice(0, q.limit).map(toAlert);
   const last = alerts[alerts.length - 1];
   return { alerts, total, next: rows.length > q.limit && last ? last.id : null };

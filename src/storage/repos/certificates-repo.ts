@@ -1,6 +1,7 @@
 import type { CertificateRecord, CertificateStatus, CertificateWithPem } from '../../domain/certificate.ts';
 import type { Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
+import { createFilter } from '../sql-filter.ts';
 import type { AuditEvent } from './audit-repo.ts';
 
 const SELECT = `
@@ -109,27 +110,17 @@ export interface CertificateListQuery {
 }
 
 export async function listCertificates(tx: Queryable, q: CertificateListQuery) {
-  const where: string[] = [];
-  const params: unknown[] = [];
-  const add = (clause: (p: string) => string, value: unknown) => {
-    params.push(value);
-    where.push(clause(`$${params.length}`));
-  };
-  if (q.tenantId) add((p) => `c.tenant_id = ${p}`, q.tenantId);
-  if (q.deviceId) add((p) => `c.device_id = ${p}`, q.deviceId);
-  if (q.status) add((p) => `c.status = ${p}`, q.status);
+  const f = createFilter();
+  if (q.tenantId) f.add((p) => `c.tenant_id = ${p}`, q.tenantId);
+  if (q.deviceId) f.add((p) => `c.device_id = ${p}`, q.deviceId);
+  if (q.status) f.add((p) => `c.status = ${p}`, q.status);
   if (q.expiringBefore) {
-    where.push(`c.status = 'ACTIVE'`);
-    add((p) => `c.not_after <= ${p}`, q.expiringBefore);
+    f.raw(`c.status = 'ACTIVE'`);
+    f.add((p) => `c.not_after <= ${p}`, q.expiringBefore);
   }
-  const filter = where.length ? ` WHERE ${where.join(' AND ')}` : '';
-  const totalRows = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${filter}`, params);
-  if (q.beforeId) add((p) => `c.id < ${p}`, q.beforeId);
-  params.push(q.limit + 1);
-  const { rows } = await tx.query(
-    `${SELECT}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY c.id DESC LIMIT $${params.length}`,
-    params,
-  );
+  const totalRows = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params);
+  if (q.beforeId) f.add((p) => `c.id < ${p}`, q.beforeId);
+  const { rows } = await tx.query(`${SELECT}${f.sql()} ORDER BY c.id DESC LIMIT ${f.param(q.limit + 1)}`, f.params);
   const certificates = rows.slice(0, q.limit).map(toCertificate);
   const last = certificates[certificates.length - 1];
   return { certificates, total: Number(totalRows.rows[0].n), next: rows.length > q.limit && last ? last.id : null };

@@ -1,5 +1,6 @@
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
+import { createFilter } from '../sql-filter.ts';
 
 export interface DeviceRecord {
   tenant_id: string;
@@ -49,25 +50,15 @@ export interface DeviceListQuery {
 
 /** Keyset pagination on (tenant_id, device_id); RLS already scopes a tenant transaction. */
 export async function listDevices(tx: Queryable, q: DeviceListQuery) {
-  const where: string[] = [];
-  const params: unknown[] = [];
-  if (q.tenantId) {
-    params.push(q.tenantId);
-    where.push(`tenant_id = $${params.length}`);
-  }
-  const filter = where.length ? `WHERE ${where.join(' AND ')}` : '';
-  const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_registry ${filter}`, params)).rows[0].n);
+  const f = createFilter();
+  if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
+  const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_registry${f.sql()}`, f.params)).rows[0].n);
   if (q.after) {
-    const slash = q.after.indexOf('/');
-    params.push(q.after.slice(0, slash), q.after.slice(slash + 1));
-    where.push(`(tenant_id, device_id) > ($${params.length - 1}, $${params.length})`);
+    const [tenant, ...device] = q.after.split('/');
+    const t = f.param(tenant);
+    f.raw(`(tenant_id, device_id) > (${t}, ${f.param(device.join('/'))})`);
   }
-  params.push(q.limit + 1);
-  const { rows } = await tx.query(
-    `SELECT ${COLUMNS} FROM device_registry ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-     ORDER BY tenant_id, device_id LIMIT $${params.length}`,
-    params,
-  );
+  const { rows } = await tx.query(`SELECT ${COLUMNS} FROM device_registry${f.sql()} ORDER BY tenant_id, device_id LIMIT ${f.param(q.limit + 1)}`, f.params);
   const devices = rows.slice(0, q.limit).map(toDevice);
   const last = devices[devices.length - 1];
   return { devices, total, next: rows.length > q.limit && last ? `${last.tenant_id}/${last.device_id}` : null };
