@@ -5,7 +5,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Registry } from 'prom-client';
 import type { TokenVerifier } from '../auth/token-verifier.ts';
 import { createAuthenticate } from './auth-hooks.ts';
-import { installErrorHandler } from './problem.ts';
+import { frameworkErrors, installErrorHandler } from './problem.ts';
 import { sessionRoutes } from './routes/session.ts';
 import { installValidators } from './validation.ts';
 
@@ -28,6 +28,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     bodyLimit: 256 * 1024,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
     ajv: { customOptions: { coerceTypes: false } },
+    frameworkErrors,
   });
   installValidators(app);
   installErrorHandler(app);

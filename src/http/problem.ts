@@ -1,10 +1,12 @@
-import type { FastifyError, FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { AppError, type ErrorCode } from '../domain/errors.ts';
 
 /** The one place error codes become HTTP statuses. */
 const STATUS: Record<ErrorCode, number> = {
   VALIDATION_FAILED: 422,
   MALFORMED_JSON: 400,
+  MALFORMED_URL: 400,
+  URI_TOO_LONG: 414,
   UNSUPPORTED_MEDIA_TYPE: 415,
   PAYLOAD_TOO_LARGE: 413,
   UNAUTHENTICATED: 401,
@@ -30,7 +32,7 @@ const STATUS: Record<ErrorCode, number> = {
 
 const TITLES: Partial<Record<number, string>> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict',
-  413: 'Payload Too Large', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  413: 'Payload Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 500: 'Internal Server Error', 503: 'Service Unavailable',
 };
 
 export const statusOf = (code: ErrorCode): number => STATUS[code];
@@ -41,6 +43,21 @@ export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string
     .code(status)
     .type('application/problem+json')
     .send({ type: `https://certfleet.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`, title: TITLES[status] ?? 'Error', status, code, detail, ...extra });
+}
+
+/**
+ * Errors the router raises before any route, hook or error handler runs (Fastify's
+ * `frameworkErrors` option): without this they are Fastify's own JSON, not problem+json.
+ */
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  switch (error.code) {
+    case 'FST_ERR_BAD_URL':
+      return sendProblem(reply, 'MALFORMED_URL', 'the URL path is not valid percent-encoded UTF-8');
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return sendProblem(reply, 'URI_TOO_LONG', 'a path parameter is longer than the 512 characters any id can have');
+  }
+  request.log.error({ err: error }, 'unhandled framework error');
+  return sendProblem(reply, 'INTERNAL', 'internal error; see the server log');
 }
 
 /** Maps every error to problem+json: our catalogue, Fastify's own errors, and anything else as 500. */

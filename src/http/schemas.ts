@@ -14,6 +14,12 @@ export const certificateIdParam = {
   properties: { id: { type: 'integer', minimum: 1, maximum: 9007199254740991 } },
 } as const;
 
+/**
+ * The body of a route that takes none: absent, `{}` or null. Anything else (an array, a
+ * string, unknown fields) is a validation error rather than silently ignored.
+ */
+export const noBody = { type: ['object', 'null'], additionalProperties: false, properties: {} } as const;
+
 export const validityDays = { type: 'integer', minimum: 1, maximum: MAX_VALIDITY_DAYS, default: 365 } as const;
 export const keyType = { type: 'string', enum: [...KEY_TYPES] } as const;
 export const pemString = { type: 'string', minLength: 1, maxLength: 65_536 } as const;

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
-import { certificateCursor } from '../schemas.ts';
+import { certificateCursor, noBody } from '../schemas.ts';
 import { alertListQuery, idParam, toListAlertsInput, type AlertListQuerystring } from './alert-schemas.ts';
 
 type IdParams = { id: number };
@@ -31,13 +31,13 @@ export function customerAlertRoutes(useCases: UseCases) {
 
     app.post<{ Params: IdParams }>(
       '/alerts/:id/acknowledge',
-      { schema: { tags: ['alerts'], summary: 'Acknowledge an open alert (an escalation opens it again); 409 when closed', params: idParam } },
+      { schema: { tags: ['alerts'], summary: 'Acknowledge an open alert (an escalation opens it again); 409 when closed', params: idParam, body: noBody } },
       async (request) => ({ alert: await useCases.acknowledgeAlert.forTenant(customerActor(request), request.params.id) }),
     );
 
     app.post<{ Params: IdParams }>(
       '/alerts/:id/close',
-      { schema: { tags: ['alerts'], summary: 'Close an alert (not raised again for the same certificate until it escalates)', params: idParam } },
+      { schema: { tags: ['alerts'], summary: 'Close an alert (not raised again for the same certificate until it escalates)', params: idParam, body: noBody } },
       async (request) => ({ alert: await useCases.closeAlert.forTenant(customerActor(request), request.params.id) }),
     );
   };

@@ -3,7 +3,7 @@ import type { UseCases } from '../../app/use-cases.ts';
 import { DEFAULT_KEY_TYPE, DEFAULT_VALIDITY_DAYS, MAX_ROTATION_GRACE_HOURS, type KeyType } from '../../domain/certificate.ts';
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
-import { deviceIdParam, keyType, pemString, validityDays } from '../schemas.ts';
+import { deviceIdParam, keyType, noBody, pemString, validityDays } from '../schemas.ts';
 
 type DeviceParams = { device_id: string };
 type RotateBody = { validity_days?: number; revoke_old_after_hours?: number | null; key_type?: KeyType; csr_pem?: string } | null | undefined;
@@ -60,7 +60,7 @@ export function customerRotationRoutes(useCases: UseCases) {
           tags: ['rotation'],
           summary: 'The device uses its new certificate: revoke the old certificates of the pending rotation now',
           params: deviceIdParam,
-          body: { type: ['object', 'null'], additionalProperties: false, properties: {} },
+          body: noBody,
         },
       },
       async (request) => useCases.confirmRotation(customerActor(request), request.params.device_id),

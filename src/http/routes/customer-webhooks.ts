@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
 import { MAX_WEBHOOK_URL_LENGTH } from '../../domain/notification-policy.ts';
 import { customerActor } from '../auth-hooks.ts';
+import { noBody } from '../schemas.ts';
 import { idParam } from './alert-schemas.ts';
 
 type IdParams = { id: number };
@@ -58,7 +59,7 @@ export function customerWebhookRoutes(useCases: UseCases) {
 
     app.delete<{ Params: IdParams }>(
       '/notification-webhooks/:id',
-      { schema: { tags: ['notifications'], summary: 'Delete a webhook endpoint and its queued deliveries', params: idParam } },
+      { schema: { tags: ['notifications'], summary: 'Delete a webhook endpoint and its queued deliveries', params: idParam, body: noBody } },
       async (request, reply) => {
         await useCases.deleteWebhook(customerActor(request), request.params.id);
         return reply.code(204).send();
@@ -67,7 +68,7 @@ export function customerWebhookRoutes(useCases: UseCases) {
 
     app.post<{ Params: IdParams }>(
       '/notification-webhooks/:id/rotate-secret',
-      { schema: { tags: ['notifications'], summary: 'Replace the signing secret; the new one is shown this once', params: idParam } },
+      { schema: { tags: ['notifications'], summary: 'Replace the signing secret; the new one is shown this once', params: idParam, body: noBody } },
       async (request) => useCases.rotateWebhookSecret(customerActor(request), request.params.id),
     );
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
 import { requireOperator } from '../auth-hooks.ts';
-import { certificateCursor } from '../schemas.ts';
+import { certificateCursor, noBody } from '../schemas.ts';
 import { alertListQuery, idParam, toListAlertsInput, type AlertListQuerystring } from './alert-schemas.ts';
 
 type IdParams = { id: number };
@@ -30,13 +30,13 @@ export function operatorAlertRoutes(useCases: UseCases) {
 
     app.post<{ Params: IdParams }>(
       '/alerts/:id/acknowledge',
-      { schema: { tags: ['operator'], summary: 'Acknowledge an alert of any tenant', params: idParam } },
+      { schema: { tags: ['operator'], summary: 'Acknowledge an alert of any tenant', params: idParam, body: noBody } },
       async (request) => ({ alert: await useCases.acknowledgeAlert.forOperator(requireOperator(request).subject, request.params.id) }),
     );
 
     app.post<{ Params: IdParams }>(
       '/alerts/:id/close',
-      { schema: { tags: ['operator'], summary: 'Close an alert of any tenant', params: idParam } },
+      { schema: { tags: ['operator'], summary: 'Close an alert of any tenant', params: idParam, body: noBody } },
       async (request) => ({ alert: await useCases.closeAlert.forOperator(requireOperator(request).subject, request.params.id) }),
     );
   };

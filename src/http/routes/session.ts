@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { AppError } from '../../domain/errors.ts';
 import { InvalidTokenError, type TokenVerifier } from '../../auth/token-verifier.ts';
 import { CSRF_COOKIE, SESSION_COOKIE } from '../auth-hooks.ts';
+import { noBody } from '../schemas.ts';
 
 /** Browser sessions: exchange a token for an HttpOnly cookie plus a readable CSRF cookie. */
 export function sessionRoutes(verifier: TokenVerifier, options: { secureCookies: boolean }) {
@@ -31,7 +32,7 @@ export function sessionRoutes(verifier: TokenVerifier, options: { secureCookies:
         return { tenant_id: principal.tenantId, roles: principal.roles, subject: principal.subject, csrf_token: csrf };
       },
     );
-    app.delete('/session', { schema: { tags: ['auth'], summary: 'End the browser session' } }, async (_request, reply) => {
+    app.delete('/session', { schema: { tags: ['auth'], summary: 'End the browser session', body: noBody } }, async (_request, reply) => {
       reply.clearCookie(SESSION_COOKIE, { path: '/' });
       reply.clearCookie(CSRF_COOKIE, { path: '/' });
       return reply.code(204).send();
