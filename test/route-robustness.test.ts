@@ -193,14 +193,14 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
   };
   const counts = (s: Record<string, string>) => Object.fromEntries(Object.entries(s).map(([k, v]) => [k, Number(v.split(':')[0])]));
 
-  const ok = <T = any>(res: { status: number; json: any; body: string }, status: number): T => {
+  const ok = <T,>(res: { status: number; json: unknown; body: string }, status: number): T => {
     if (res.status !== status) throw new Error(`seeding failed: ${res.status} ${res.body}`);
     return res.json as T;
   };
 
   async function seedTenant(tenant: string, deviceId: string): Promise<TenantFixture> {
     ok(await t.call(tenant, 'POST', '/api/v1/customer/devices', { device_id: deviceId, site_id: 'site-1' }), 201);
-    const issued = ok(await t.call(tenant, 'POST', `/api/v1/customer/devices/${deviceId}/certificates/generate`, { key_type: 'ec-p256', validity_days: 30 }), 201);
+    const issued = ok<{ certificate: { id: number; fingerprint_sha256: string } }>(await t.call(tenant, 'POST', `/api/v1/customer/devices/${deviceId}/certificates/generate`, { key_type: 'ec-p256', validity_days: 30 }), 201);
     // A pending rotation: the first certificate is scheduled for revocation.
     ok(await t.call(tenant, 'POST', `/api/v1/customer/devices/${deviceId}/certificates/rotate`, { key_type: 'ec-p256', revoke_old_after_hours: 24 }), 201);
     let alertId: number | null = null;
@@ -394,7 +394,7 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
         sent++;
         const where = `${probe.route} [${probe.what}]`;
         const contentType = String(res.headers['content-type'] ?? '');
-        let body: any = null;
+        let body: { code?: unknown; status?: unknown } | null = null;
         try {
           body = res.json();
         } catch {

@@ -251,11 +251,11 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
     const all = await t.call('acme', 'GET', '/customer/alerts?type=CERT_EXPIRING&status=OPEN');
     expect(all.status).toBe(200);
     expect(all.json).toMatchObject({ total: 2, limit: 100, next_cursor: null });
-    const listed = all.json.alerts as any[];
+    const listed = all.json.alerts as Array<{ id: number; device_id: string }>;
     expect(listed.map((a) => a.id)).toEqual(listed.map((a) => a.id).sort((a, b) => b - a)); // newest first
     expect(listed.map((a) => a.device_id).sort()).toEqual([DEVICE, 'DEVICE-002']);
     expect(listed.find((a) => a.device_id === 'DEVICE-002')).toMatchObject({ tenant_id: 'acme', severity: 4, details: { days_remaining: 3 } });
-    expect((await t.call('acme', 'GET', '/customer/alerts?severity=3')).json.alerts.map((a: any) => a.device_id)).toEqual([DEVICE]);
+    expect((await t.call('acme', 'GET', '/customer/alerts?severity=3')).json.alerts.map((a: { device_id: string }) => a.device_id)).toEqual([DEVICE]);
     expect((await t.call('acme', 'GET', '/customer/alerts?min_severity=4')).json.total).toBe(1);
     expect((await t.call('acme', 'GET', '/api/v1/customer/alerts?device_id=DEVICE-002')).json.total).toBe(1);
     const page = await t.call('acme', 'GET', '/customer/alerts?limit=1');
@@ -288,7 +288,7 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
 
     // operators see every tenant and can act on any alert
     const operator = await t.call(null, 'GET', '/operator/alerts?status=OPEN');
-    expect(operator.json.alerts.map((a: any) => a.tenant_id).sort()).toEqual(['acme', 'globex']);
+    expect(operator.json.alerts.map((a: { tenant_id: string }) => a.tenant_id).sort()).toEqual(['acme', 'globex']);
     expect((await t.call(null, 'GET', '/api/v1/operator/alerts?tenant_id=globex')).json.total).toBe(1);
     expect((await t.call(null, 'POST', `/operator/alerts/${globexId}/acknowledge`)).json.alert.acknowledged_by).toBe('test:null:operator');
     expect((await t.call('acme', 'GET', '/operator/alerts')).status).toBe(403);
