@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import { parseSecretKey } from './pki/secret-box.ts';
 
 export interface Config {
   port: number;
@@ -24,6 +25,11 @@ export interface Config {
   publicBaseUrl: string;
   oidc: { issuer: string; audience: string; jwksUrl: string } | null;
   logLevel: string;
+  /** WEBHOOK_SECRET_KEY (32 bytes): encrypts webhook secrets at rest; null → the key file webhookSecretKeyPath. */
+  webhookSecretKey: Buffer | null;
+  webhookSecretKeyPath: string;
+  /** WEBHOOK_ALLOW_PRIVATE_NETWORKS=true: webhooks may target loopback, private and link-local addresses. */
+  webhookAllowPrivateNetworks: boolean;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -32,6 +38,14 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min || n > max) throw new Error(`${name} must be an integer from ${min} to ${max} (got "${raw}")`);
   return n;
+}
+
+function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  if (/^(true|1|yes)$/i.test(raw)) return true;
+  if (/^(false|0|no)$/i.test(raw)) return false;
+  throw new Error(`${name} must be true or false (got "${raw}")`);
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -70,5 +84,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     publicBaseUrl: (env.PUBLIC_BASE_URL || `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, ''),
     oidc: oidcIssuer ? { issuer: oidcIssuer, audience: env.OIDC_AUDIENCE || 'certfleet', jwksUrl: env.OIDC_JWKS_URL! } : null,
     logLevel: env.LOG_LEVEL || 'info',
+    webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,
+    webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,
+    webhookAllowPrivateNetworks: bool(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
   };
 }

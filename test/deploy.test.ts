@@ -89,6 +89,10 @@ describe('deploy/docker-compose.yml', () => {
       expect(mountFor(services[name], env.DEVICE_CA_KEY_PATH)?.source, name).toBe('device-ca');
     }
     expect(mountFor(mosquitto, env.DEVICE_CA_KEY_PATH)).toBeNull(); // the broker never sees the CA key
+    // Without WEBHOOK_SECRET_KEY, api and worker share the webhook secret key file of the data dir.
+    expect(env.WEBHOOK_SECRET_KEY).toBe('${WEBHOOK_SECRET_KEY:-}');
+    expect(mountFor(worker, `${env.CERTFLEET_DATA_DIR}/webhook-secret.key`)?.source).toBe(mountFor(api, `${api.environment!.CERTFLEET_DATA_DIR}/webhook-secret.key`)?.source);
+    expect(mountFor(worker, `${env.CERTFLEET_DATA_DIR}/webhook-secret.key`)?.source).toBe('certfleet-data');
   });
 
   it('mounts the committed mosquitto.conf, which is exactly what its broker-config step writes', () => {

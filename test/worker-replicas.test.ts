@@ -50,7 +50,7 @@ describe('three worker processes on one Postgres', () => {
 
   beforeAll(async () => {
     database = await createTestDatabase('pg');
-    t = await startTestService(database); // its dev CA is the Device CA of the worker processes too
+    t = await startTestService(database, { env: { WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' } }); // its dev CA is the Device CA of the worker processes too
     receiver = await startWebhookReceiver();
     env = {
       DATABASE_URL: database.url!,
@@ -59,6 +59,8 @@ describe('three worker processes on one Postgres', () => {
       DEVICE_CA_KEY_PATH: t.config.caKeyPath,
       CRL_OUTPUT_PATH: join(t.dataDir, 'pki', 'device-crl.pem'),
       LOG_LEVEL: 'warn',
+      WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true', // the receiver is on 127.0.0.1
+      // the webhook secrets were encrypted with the key file in the shared data dir
     };
     secret = (await t.call('acme', 'POST', '/customer/notification-webhooks', { url: receiver.url('/hook') })).json.secret;
     const now = Date.now();

@@ -17,9 +17,9 @@ export const newWebhookSecret = () => `whsec_${randomBytes(32).toString('base64u
 export const webhookNotFound = (id: number) => new AppError('WEBHOOK_NOT_FOUND', `notification webhook ${id} not found`);
 
 /** Registers an endpoint for the tenant's alert events; the answer carries its secret, the only time it is shown. */
-export function createCreateWebhook({ db, clock }: Pick<AppDeps, 'db' | 'clock'>) {
+export function createCreateWebhook({ db, clock, secrets, settings }: Pick<AppDeps, 'db' | 'clock' | 'secrets' | 'settings'>) {
   return async (actor: Actor, input: { url: string; description?: string | null; enabled?: boolean }) => {
-    const url = assertWebhookUrl(input.url);
+    const url = assertWebhookUrl(input.url, { allowPrivateNetworks: settings.webhookAllowPrivateNetworks });
     const secret = newWebhookSecret();
     const now = clock.now();
     const webhook = await db.asTenant(actor.tenantId, async (tx) => {
@@ -32,7 +32,7 @@ export function createCreateWebhook({ db, clock }: Pick<AppDeps, 'db' | 'clock'>
         url,
         description: input.description ?? null,
         enabled: input.enabled ?? true,
-        secret,
+        secret: secrets.seal(secret),
         createdBy: actor.id,
         now,
       });

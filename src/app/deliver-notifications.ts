@@ -1,6 +1,8 @@
 import { DELIVERY_HEADER, EVENT_HEADER, retryDelayMs, SIGNATURE_HEADER, signPayload, type RetryPolicy } from '../domain/notification-policy.ts';
 import { toAlert } from '../storage/repos/alerts-repo.ts';
 import { claimDueDeliveries, pruneDeliveries, recordDeliveryOutcomes, type ClaimedDelivery, type DeliveryOutcome } from '../storage/repos/outbox-repo.ts';
+import { listPlaintextSecrets, replaceStoredSecret } from '../storage/repos/webhooks-repo.ts';
+import type { SecretSealer } from '../pki/secret-box.ts';
 import { iso } from '../storage/rows.ts';
 import type { AppDeps } from './deps.ts';
 
@@ -67,7 +69,22 @@ async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Prom
  * outbox is in Postgres, so deliveries survive restarts; a delivery is at-least-once (the
  * receiver dedupes on X-Certfleet-Delivery). No transaction is open while sending.
  */
-export function createDeliverNotifications({ db, clock, sender, settings }: Pick<AppDeps, 'db' | 'clock'> & { sender: WebhookSender; settings: DeliverySettings }) {
+export function createDeliverNotifications({
+  db,
+  clock,
+  sender,
+  secrets,
+  settings,
+}: Pick<AppDeps, 'db' | 'clock'> & { sender: WebhookSender; secrets: SecretSealer; settings: DeliverySettings }) {
+  /** Secrets stored in plaintext before encryption at rest are encrypted by the first run of each process (they keep working meanwhile). */
+  let legacySealed = false;
+  const sealLegacySecrets = async () =>
+    db.asOperator(async (tx) => {
+      let n = 0;
+      for (const { id, secret } of await listPlaintextSecrets(tx)) if (await replaceStoredSecret(tx, id, secret, secrets.seal(secret))) n++;
+      return n;
+    });
+
   const failed = (d: ClaimedDelivery, statusCode: number | null, error: string): DeliveryOutcome => {
     const delay = retryDelayMs(settings.retry, d.attempt);
     return {
@@ -84,6 +101,13 @@ export function createDeliverNotifications({ db, clock, sender, settings }: Pick
   /** `failing`: endpoints that already failed in this batch; their other deliveries wait for the retry instead of piling up. */
   const deliverOne = async (d: ClaimedDelivery, failing: Set<number>): Promise<DeliveryOutcome> => {
     if (failing.has(d.webhookId)) return failed(d, null, 'not sent: the endpoint failed earlier in this batch');
+    let secret: string;
+    try {
+      secret = secrets.open(d.secret);
+    } catch (e) {
+      failing.add(d.webhookId);
+      return failed(d, null, `not sent: ${(e as Error).message}`);
+    }
     const body = JSON.stringify({
       delivery_id: String(d.id),
       event: d.event,
@@ -104,7 +128,7 @@ export function createDeliverNotifications({ db, clock, sender, settings }: Pick
           'user-agent': 'certfleet-webhook/1',
           [EVENT_HEADER]: d.event,
           [DELIVERY_HEADER]: String(d.id),
-          [SIGNATURE_HEADER]: signPayload(d.secret, body),
+          [SIGNATURE_HEADER]: signPayload(secret, body),
         },
       });
       statusCode = response.status;
@@ -121,7 +145,11 @@ export function createDeliverNotifications({ db, clock, sender, settings }: Pick
   };
 
   return async () => {
-    const counts = { delivered: 0, retrying: 0, dead: 0, batches: 0, pruned: 0 };
+    const counts = { delivered: 0, retrying: 0, dead: 0, batches: 0, pruned: 0, secretsEncrypted: 0 };
+    if (!legacySealed) {
+      counts.secretsEncrypted = await sealLegacySecrets();
+      legacySealed = true;
+    }
     for (let batch = 0; batch < settings.maxBatches; batch++) {
       const now = clock.now();
       const claimed = await db.asOperator((tx) =>

@@ -1,4 +1,5 @@
 import type { Clock } from '../domain/clock.ts';
+import type { SecretSealer } from '../pki/secret-box.ts';
 import type { Database } from '../storage/database.ts';
 import type { CertificateAuthority, KeySource, RevocationListener } from './ports.ts';
 
@@ -9,5 +10,7 @@ export interface AppDeps {
   authority: CertificateAuthority;
   keys: KeySource;
   revocations: RevocationListener;
-  settings: { rotationGraceHours: number };
+  /** Encrypts webhook secrets before they are stored. */
+  secrets: Pick<SecretSealer, 'seal'>;
+  settings: { rotationGraceHours: number; webhookAllowPrivateNetworks: boolean };
 }

@@ -6,9 +6,10 @@ import type { AppDeps } from './deps.ts';
 import type { Actor } from './ports.ts';
 
 /** Changes url, description or enabled (a disabled endpoint keeps its queued deliveries until enabled again). */
-export function createUpdateWebhook({ db, clock }: Pick<AppDeps, 'db' | 'clock'>) {
+export function createUpdateWebhook({ db, clock, settings }: Pick<AppDeps, 'db' | 'clock' | 'settings'>) {
   return async (actor: Actor, id: number, input: { url?: string; description?: string | null; enabled?: boolean }) => {
-    const changes = { ...input, ...(input.url !== undefined ? { url: assertWebhookUrl(input.url) } : {}) };
+    const allowPrivateNetworks = settings.webhookAllowPrivateNetworks;
+    const changes = { ...input, ...(input.url !== undefined ? { url: assertWebhookUrl(input.url, { allowPrivateNetworks }) } : {}) };
     const now = clock.now();
     const webhook = await db.asTenant(actor.tenantId, async (tx) => {
       const updated = await updateWebhook(tx, id, changes, now);
@@ -21,12 +22,12 @@ export function createUpdateWebhook({ db, clock }: Pick<AppDeps, 'db' | 'clock'>
 }
 
 /** A new secret, shown once; deliveries not yet sent are signed with it. */
-export function createRotateWebhookSecret({ db, clock }: Pick<AppDeps, 'db' | 'clock'>) {
+export function createRotateWebhookSecret({ db, clock, secrets }: Pick<AppDeps, 'db' | 'clock' | 'secrets'>) {
   return async (actor: Actor, id: number) => {
     const secret = newWebhookSecret();
     const now = clock.now();
     const webhook = await db.asTenant(actor.tenantId, async (tx) => {
-      const updated = await updateWebhook(tx, id, { secret }, now);
+      const updated = await updateWebhook(tx, id, { secret: secrets.seal(secret) }, now);
       if (!updated) throw webhookNotFound(id);
       await recordAudit(tx, { tenantId: actor.tenantId, actor: actor.id, action: 'webhook.secret_rotated', targetType: 'webhook', targetId: id, at: now });
       return updated;

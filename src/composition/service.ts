@@ -20,6 +20,7 @@ import { createCrlPublication, type CrlPublication, type CrlPublicationOptions }
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { tokenVerifierFor } from './token-verifier.ts';
+import { loadWebhookSecrets } from './webhook-secrets.ts';
 
 export interface ServiceOverrides {
   clock?: Clock;
@@ -50,6 +51,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
   const storage = overrides.storage ?? (await openStorage(config));
   try {
     const ca = await loadCaForConfig(config, clock);
+    const webhookSecrets = await loadWebhookSecrets(config);
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: 2 });
     // The CRL publisher logs through the HTTP app's logger once it exists.
@@ -75,7 +77,8 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       authority: createCertificateAuthority(ca.ca, { crlUrl: crl.distributionPointUrl }),
       keys: keySource,
       revocations: overrides.revocations ?? crl.listener,
-      settings: { rotationGraceHours: config.rotationGraceHours },
+      secrets: webhookSecrets.box,
+      settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
     const useCases = createUseCases(deps);
     const { verifier, mode } = await tokenVerifierFor(config);
@@ -88,6 +91,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       logger: overrides.logger,
     });
     log = app.log;
+    if (webhookSecrets.warning) app.log.warn(webhookSecrets.warning);
     try {
       await crl.start();
     } catch (e) {

@@ -17,6 +17,8 @@ import { createScheduler, workerMetrics, type Scheduler, type Timers, type Worke
 import { createHttpWebhookSender } from '../worker/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';
 import { loadCaForConfig } from './load-ca.ts';
+import { loadWebhookSecrets } from './webhook-secrets.ts';
+import type { SecretSealer } from '../pki/secret-box.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 
 /** What the worker needs of the CRL publisher (src/worker/crl-publisher.ts); the publisher itself fits. */
@@ -47,6 +49,8 @@ export interface WorkerOverrides {
   /** Told when scheduled revocations revoked something. Default: the CRL publication's listener (also NOTIFYs other replicas). */
   revocations?: RevocationListener;
   sender?: WebhookSender;
+  /** Decrypts the stored webhook secrets. Default: WEBHOOK_SECRET_KEY or the data dir's key file. */
+  secrets?: SecretSealer;
   holder?: string;
   timers?: Timers;
   pollMs?: number;
@@ -104,6 +108,17 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const { db } = storage;
   const intervals = { ...defaultIntervals(config), ...overrides.intervals };
   const log = overrides.log ?? ((entry: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(entry)}\n`));
+  let secrets = overrides.secrets;
+  if (!secrets) {
+    try {
+      const loaded = await loadWebhookSecrets(config);
+      if (loaded.warning) log({ ts: clock.now().toISOString(), level: 'warn', msg: loaded.warning });
+      secrets = loaded.box;
+    } catch (e) {
+      if (!overrides.storage) await storage.close();
+      throw e;
+    }
+  }
   let crlPublication: CrlPublication | null = null;
   if (overrides.crl === undefined) {
     try {
@@ -141,7 +156,8 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const deliverNotifications = createDeliverNotifications({
     db,
     clock,
-    sender: overrides.sender ?? createHttpWebhookSender(),
+    sender: overrides.sender ?? createHttpWebhookSender({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
+    secrets,
     settings: { ...DEFAULT_DELIVERY_SETTINGS, retry: DEFAULT_RETRY_POLICY, ...overrides.delivery },
   });
 

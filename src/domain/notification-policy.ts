@@ -1,5 +1,6 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { AppError } from './errors.ts';
+import { isNonPublicAddress, PRIVATE_NETWORK_REFUSAL } from './network-policy.ts';
 
 /** Webhook delivery rules. Pure (HMAC is computation, not I/O). */
 export interface RetryPolicy {
@@ -35,8 +36,12 @@ export function verifySignature(secret: string, body: string, header: string | u
 
 export const MAX_WEBHOOK_URL_LENGTH = 2048;
 
-/** http(s) only, no credentials in the URL (they would end up in logs), no fragment. Returns the normalised URL. */
-export function assertWebhookUrl(raw: string): string {
+/**
+ * http(s) only, no credentials in the URL (they would end up in logs), no fragment and,
+ * unless allowed, no literal loopback/private/link-local IP (host names are checked when
+ * delivering, on the addresses they resolve to). Returns the normalised URL.
+ */
+export function assertWebhookUrl(raw: string, options: { allowPrivateNetworks: boolean }): string {
   let url: URL;
   try {
     url = new URL(raw);
@@ -46,6 +51,7 @@ export function assertWebhookUrl(raw: string): string {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new AppError('VALIDATION_FAILED', 'url must use http or https');
   if (url.username || url.password) throw new AppError('VALIDATION_FAILED', 'url must not contain credentials; authenticate with the signature');
   if (url.hash) throw new AppError('VALIDATION_FAILED', 'url must not contain a fragment');
+  if (!options.allowPrivateNetworks && isNonPublicAddress(url.hostname)) throw new AppError('VALIDATION_FAILED', `url: ${PRIVATE_NETWORK_REFUSAL}`);
   const normalised = url.toString();
   if (normalised.length > MAX_WEBHOOK_URL_LENGTH) throw new AppError('VALIDATION_FAILED', `url must be at most ${MAX_WEBHOOK_URL_LENGTH} characters`);
   return normalised;

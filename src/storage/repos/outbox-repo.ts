@@ -22,6 +22,7 @@ export interface ClaimedDelivery {
   /** This attempt's number (1 for the first). */
   attempt: number;
   url: string;
+  /** As stored: encrypted (`v1:…`) or legacy plaintext. */
   secret: string;
 }
 

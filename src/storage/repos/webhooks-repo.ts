@@ -74,3 +74,15 @@ export async function deleteWebhook(tx: Queryable, id: number): Promise<boolean>
   const { rowCount } = await tx.query('DELETE FROM notification_webhooks WHERE id = $1', [id]);
   return rowCount > 0;
 }
+
+/** Endpoints whose secret is still stored in plaintext (written before encryption at rest). Operator role. */
+export async function listPlaintextSecrets(tx: Queryable): Promise<{ id: number; secret: string }[]> {
+  const { rows } = await tx.query(`SELECT id, secret FROM notification_webhooks WHERE secret NOT LIKE 'v1:%' ORDER BY id`);
+  return rows.map((r) => ({ id: Number(r.id), secret: String(r.secret) }));
+}
+
+/** Replaces a stored secret by its encrypted form, unless it changed meanwhile (rotated). Operator role. */
+export async function replaceStoredSecret(tx: Queryable, id: number, from: string, to: string): Promise<boolean> {
+  const { rowCount } = await tx.query('UPDATE notification_webhooks SET secret = $3 WHERE id = $1 AND secret = $2', [id, from, to]);
+  return rowCount > 0;
+}
