@@ -5,12 +5,21 @@ import { buildCrl, createRevokedEntriesEncoder, type CrlSigner, type RevokedEntr
 import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
 import { verifyCrl } from '../pki/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
-import { forEachRevokedCertificate, lockCrlState, saveCrl, type StoredCrlInfo } from '../storage/repos/crl-repo.ts';
+import {
+  forEachRevokedCertificate,
+  hasPendingRevocations,
+  lockCrlState,
+  saveCrl,
+  takePendingRevocations,
+  type StoredCrlInfo,
+} from '../storage/repos/crl-repo.ts';
 
 /** What signing a CRL needs from the Device CA. */
 export interface CrlAuthority {
   /** crl_state key: hex of the CA's key identifier. */
   issuerKeyId: string;
+  /** device_certificates.issuer of this CA's certificates: the CRL lists only those. */
+  issuerLabel: string;
   /** The CA certificate's subject Name, byte-identical. */
   issuerNameDer: Uint8Array;
   /** Goes into the CRL's Authority Key Identifier (the same value the certificates carry). */
@@ -26,14 +35,14 @@ export interface PublishCrlDeps {
   settings: {
     /** nextUpdate = thisUpdate + this (CRL_VALIDITY_HOURS, default 168). */
     validityHours: number;
-    /** Issuing Distribution Point: the same URL the certificates carry as CRL DP. */
-    distributionPointUrl: string;
   };
 }
 
 /**
  * Skip the build when the stored CRL already satisfies all the given conditions (used to
- * coalesce work across replicas); without `unless` a new CRL is always built.
+ * coalesce work across replicas); without `unless` a new CRL is always built. Never skipped
+ * while a revocation committed after the stored CRL's read is pending (a crash before it was
+ * published, a missed notification).
  */
 export interface PublishCondition {
   /** Database time: the stored CRL's build began at or after it (so it has every revocation committed before). */
@@ -77,8 +86,8 @@ const REMOVE_FROM_CRL = REVOCATION_REASONS.removeFromCRL;
  * Builds, verifies and stores the next CRL in ONE operator transaction that holds the CA's
  * crl_state row lock (FOR UPDATE) throughout: replicas queue on it, so the number is the
  * stored one + 1 and strictly increasing. The revoked certificates are streamed from the
- * database into the DER entries encoder (never all rows as objects); those past notAfter at
- * thisUpdate are left out. The CRL must pass verifyCrl (signature with the CA key, issuer,
+ * database into the DER entries encoder (never all rows as objects): only this CA's, and an
+ * expired one only until it was on one CRL whose thisUpdate is after its notAfter (RFC 5280 3.3). The CRL must pass verifyCrl (signature with the CA key, issuer,
  * nextUpdate in the future, number above the previous) before it is stored; otherwise the
  * transaction rolls back and the error is thrown.
  */
@@ -88,9 +97,15 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
     db.asOperator(async (tx) => {
       const started = performance.now();
       const stored = await lockCrlState(tx, authority.issuerKeyId);
-      if (request.unless && stored.sha256 !== null && satisfied(stored, request.unless, clock.now())) {
+      if (
+        request.unless &&
+        stored.sha256 !== null &&
+        satisfied(stored, request.unless, clock.now()) &&
+        !(await hasPendingRevocations(tx, authority.issuerLabel))
+      ) {
         return { published: false, stored };
       }
+      await takePendingRevocations(tx, authority.issuerLabel);
 
       const thisUpdate = new Date(Math.floor(clock.now().getTime() / 1000) * 1000);
       const nextUpdate = new Date(thisUpdate.getTime() + validityMs);
@@ -100,7 +115,8 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
       const encoder = createRevokedEntriesEncoder();
       const reasonCodes = new Map<string, number>();
       const entry: RevokedEntry = { serialHex: '', revokedAt: new Date(0), reasonCode: 0 };
-      await forEachRevokedCertificate(tx, thisUpdate, (serialHex, revokedAtMs, reason) => {
+      const scope = { issuer: authority.issuerLabel, previousThisUpdate: stored.sha256 !== null ? stored.thisUpdate : null };
+      await forEachRevokedCertificate(tx, scope, (serialHex, revokedAtMs, reason) => {
         let code = reasonCodes.get(reason);
         if (code === undefined) {
           code = reasonCodeFor(reason);
@@ -121,7 +137,6 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
         thisUpdate,
         nextUpdate,
         crlNumber,
-        distributionPointUrl: settings.distributionPointUrl,
         revoked: encoder.finish(),
         signer: authority.signer,
       });

@@ -68,7 +68,7 @@ export interface CrlPublication {
   /** The latest stored CRL (cached), for other entry points. */
   getCrl: GetCrl;
   routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
-  /** The CRL Distribution Point URL (the same in certificates and in the CRL's IDP). */
+  /** The CRL Distribution Point URL certificates carry (the CRL has no Issuing Distribution Point: it covers every URL). */
   distributionPointUrl: string;
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -76,13 +76,14 @@ export interface CrlPublication {
 
 const noopLogger: CrlPublisherLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
-/** The CRL URL of PUBLIC_BASE_URL: certificates carry it as CRL DP, CRLs as Issuing Distribution Point. */
+/** The CRL URL of PUBLIC_BASE_URL: certificates carry it as CRL Distribution Point. */
 export const crlDistributionPointUrl = (config: Pick<Config, 'publicBaseUrl'>): string => `${config.publicBaseUrl}/pki/crl`;
 
 export function crlAuthorityFor(ca: DeviceCa): CrlAuthority {
   const identity = caIdentityFromCertificate(ca.certDer);
   return {
     issuerKeyId: identity.subjectKeyId.toString('hex'),
+    issuerLabel: ca.issuerLabel,
     issuerNameDer: identity.subjectDer,
     authorityKeyId: identity.subjectKeyId,
     publicKey: ca.publicKey,
@@ -137,7 +138,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       fs: options.fs,
     });
     publisher = createCrlPublisher({
-      publish: createPublishCrl({ db, clock, authority, settings: { validityHours: config.crlValidityHours, distributionPointUrl } }),
+      publish: createPublishCrl({ db, clock, authority, settings: { validityHours: config.crlValidityHours } }),
       readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
       loadStoredDer: async () => (await db.asOperator((tx) => readCrl(tx, authority.issuerKeyId)))?.der ?? null,
       fileSync,

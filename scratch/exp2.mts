@@ -1,0 +1,15 @@
+import pg from 'pg';
+import { createThrowawayDatabase } from '../test/support/databases.ts';
+import { createPgDriver } from '../src/storage/pg-driver.ts';
+import { migrate } from '../src/storage/migrate.ts';
+import { insertRevokedCertificates } from '../test/support/bulk-revoked.ts';
+const N = Number(process.argv[2] ?? 1000000);
+const db = await createThrowawayDatabase('crlx');
+const d = createPgDriver(db.url, { max: 1 });
+await migrate(d);
+await d.transaction((tx) => tx.query('ALTER TABLE device_certificates SET (autovacuum_enabled = false)'));
+const t0 = performance.now();
+await insertRevokedCertificates(d, { count: N, now: new Date() });
+console.log('insert ms', Math.round(performance.now() - t0));
+await d.close();
+console.log(db.url);
