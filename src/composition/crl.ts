@@ -122,13 +122,14 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   // BROKER_ADMIN_URL: after each successful reload, close the live sessions of newly revoked certificates.
   const sessions = publishing ? revokedSessionsFor(config, logger) : null;
   let kicking: SessionKickingReloader | null = null;
+  let fileSync: ReturnType<typeof createCrlFileSync> | null = null;
   if (publishing && authority && ca) {
     const baseReloader =
       options.reloader ??
       createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
     kicking = sessions ? withSessionKicks(baseReloader, { crlPath: config.crlOutputPath, db, sessions, log: logger }) : null;
     const reloader = kicking ?? baseReloader;
-    const fileSync = createCrlFileSync({
+    fileSync = createCrlFileSync({
       path: config.crlOutputPath,
       caPublicKey: authority.publicKey,
       issuerNameDer: authority.issuerNameDer,
@@ -168,6 +169,8 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     },
     async start() {
       if (!pub) return;
+      // A kill between writing a temp file and renaming it leaves the temp file behind.
+      await fileSync?.removeStaleTempFiles().catch((error: Error) => logger.warn({ err: error.message }, 'could not remove temp CRL files'));
       let connected: () => void = () => undefined;
       const firstConnection = new Promise<void>((resolve) => (connected = resolve));
       listening = listenForCrlEvents(
@@ -185,7 +188,8 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
         logger,
       );
       if (listening) await Promise.race([firstConnection, new Promise((r) => setTimeout(r, 5_000).unref())]);
-      // No CRL yet, an old one, or nextUpdate near: publish now, so the routes and the broker always have one.
+      // No CRL yet, an old one, nextUpdate near, or revocations committed after the stored CRL's read (the
+      // process died before publishing them; PGlite has no LISTEN to catch up with): publish now, once.
       await pub.publishIfStale().catch(() => undefined); // logged; retried with backoff
       if (options.refreshTimer ?? true) {
         timer = setInterval(() => void pub.publishIfStale().catch(() => undefined), checkMs);

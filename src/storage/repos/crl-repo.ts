@@ -116,7 +116,7 @@ const REVOKED_ENTRIES_SQL = `
       FROM (
         SELECT serial_number, revoked_at, revoked_reason
         FROM device_certificates
-        WHERE status = 'REVOKED' AND issuer = $1 AND (not_after >= $2 OR revoked_at >= $2)
+        WHERE status = 'REVOKED' AND issuer = $1 AND ($2::timestamptz IS NULL OR not_after >= $2 OR revoked_at >= $2)
           AND (length(serial_number), serial_number) > (b.last_len, b.last_serial)
         ORDER BY issuer, length(serial_number), serial_number
         LIMIT ${ENTRIES_PER_BATCH}
@@ -135,9 +135,6 @@ const REVOKED_ENTRIES_SQL = `
 const ORDERED_INDEX_ONLY = ['enable_seqscan', 'enable_bitmapscan', 'enable_sort', 'jit'];
 const setPlanner = (tx: Queryable, value: 'off' | 'DEFAULT') => tx.exec(ORDERED_INDEX_ONLY.map((name) => `SET LOCAL ${name} TO ${value}`).join('; '));
 
-/** null previousThisUpdate: every revoked certificate (no CRL listed any yet). */
-const since = (scope: RevokedEntriesScope): Date => scope.previousThisUpdate ?? new Date(-8_640_000_000_000_000);
-
 /**
  * Streams the revoked certificates of the scope's CRL to onEntry, ordered by serial numerically
  * (hex without leading zeros: by length, then text). Run it as the operator role. Returns the
@@ -150,7 +147,7 @@ export async function forEachRevokedCertificate(
 ): Promise<number> {
   await setPlanner(tx, 'off');
   let entries = 0;
-  await tx.stream(REVOKED_ENTRIES_SQL, [scope.issuer, since(scope)], (row) => {
+  await tx.stream(REVOKED_ENTRIES_SQL, [scope.issuer, scope.previousThisUpdate], (row) => {
     const text = row[0] as string;
     const n = text.length;
     let p = 0;
@@ -181,7 +178,7 @@ export async function forEachRevokedCertificate(
 /** The plan of the entries read (EXPLAIN, not run), with the planner settings it runs under: for tests. */
 export async function explainRevokedEntriesRead(tx: Queryable, scope: RevokedEntriesScope): Promise<string> {
   await setPlanner(tx, 'off');
-  const { rows } = await tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${REVOKED_ENTRIES_SQL}`, [scope.issuer, since(scope)]);
+  const { rows } = await tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${REVOKED_ENTRIES_SQL}`, [scope.issuer, scope.previousThisUpdate]);
   await setPlanner(tx, 'DEFAULT');
   return rows.map((r) => r['QUERY PLAN']).join('\n');
 }
