@@ -10,15 +10,17 @@
  * "openssl" = `openssl ca -gencrl` on the same entries (index.txt written beforehand, not
  * timed; process start, index parse, build, sign, PEM write are). "python" = the seed's
  * approach, cryptography's CertificateRevocationListBuilder (one add_revoked_certificate per
- * row, plus the same reason codes, CRL number, AKI and IDP), timed build + sign inside Python;
+ * row, plus the same reason codes, CRL number and AKI), timed build + sign inside Python;
  * skipped past 120 s. Same EC P-256 CA for all three.
  * Then: revocation committed → new file on disk, with `certfleet serve` running on Postgres
  * over 10k revoked certificates: 20 revocations over HTTP, the file polled every millisecond.
  *
- * The table is VACUUMed and a CHECKPOINT taken after the bulk load: a freshly bulk-loaded table
- * has no visibility map yet (the index-only scan would read the heap row by row; autovacuum gets
- * there in production), and the load's 300+ MB of dirty pages would be written back during the
- * first publications.
+ * Table states (column "table"): "inserted, VACUUM ANALYZE" is the steady state (visibility map
+ * set: an index-only scan). The two "no ANALYZE" rows are the plan-cliff cases, right after a bulk
+ * load or a bulk revocation with autovacuum off on the table: no statistics, no visibility map (the
+ * index walk reads the heap row by row, and the first run sets the hint bits). A CHECKPOINT is
+ * taken after every load: its write-back is not the publisher's cost.
+ * BENCH_CRL_CASES=10000,inserted:1000000,updated:100000 picks the cases (a bare number: analyzed).
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -28,14 +30,14 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { Registry } from 'prom-client';
 import { createPublishCrl } from '../src/app/publish-crl.ts';
-import { crlAuthorityFor, crlDistributionPointUrl } from '../src/composition/crl.ts';
+import { crlAuthorityFor } from '../src/composition/crl.ts';
 import { systemClock } from '../src/domain/clock.ts';
 import { createDeviceCa, loadDeviceCa } from '../src/pki/device-ca.ts';
 import { crlPemToDer, verifyCrl } from '../src/pki/verify-crl.ts';
 import { createDatabase } from '../src/storage/database.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
-import { forEachRevokedCertificate, readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { forEachRevokedCertificate, readCrlFileDer, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
 import { reasonCodeFor } from '../src/domain/revocation-reasons.ts';
 import { createBrokerReloader } from '../src/worker/broker-reload.ts';
 import { createCrlFileSync } from '../src/worker/crl-file-sync.ts';
@@ -44,11 +46,39 @@ import { insertRevokedCertificates } from '../test/support/bulk-revoked.ts';
 import { writeOpensslCaConfig, opensslIndexTime } from './support/openssl-ca.ts';
 import { benchDatabase, fmt, percentile, startServer } from './support/server.ts';
 
-const SIZES = [10_000, 100_000, 1_000_000];
+/**
+ * How the revoked rows got there. analyzed: inserted in one statement, then VACUUM (ANALYZE). The
+ * other two never see ANALYZE (autovacuum off on the table, no statistics): inserted: 1M rows in
+ * one INSERT; updated: ACTIVE certificates revoked by one UPDATE. Without statistics the planner
+ * used to choose a bitmap scan plus a sort of every remaining row per batch (a minute for 1M).
+ */
+type TableState = 'analyzed' | 'inserted' | 'updated';
+interface BenchCase {
+  n: number;
+  table: TableState;
+}
+const CASES: BenchCase[] = [
+  { n: 10_000, table: 'analyzed' },
+  { n: 100_000, table: 'analyzed' },
+  { n: 1_000_000, table: 'analyzed' },
+  { n: 1_000_000, table: 'inserted' },
+  { n: 100_000, table: 'updated' },
+];
+const TABLE_LABEL: Record<TableState, string> = {
+  analyzed: 'inserted, VACUUM ANALYZE',
+  inserted: 'inserted in one statement, no ANALYZE',
+  updated: 'revoked by one UPDATE, no ANALYZE',
+};
+/** BENCH_CRL_CASES=10000,inserted:1000000,updated:100000 (a bare number: analyzed). */
+const parseCases = (spec: string): BenchCase[] =>
+  spec.split(',').map((item) => {
+    const [a, b] = item.includes(':') ? item.split(':') : ['analyzed', item];
+    if (!(a in TABLE_LABEL) || !Number.isInteger(Number(b))) throw new Error(`bad BENCH_CRL_CASES item "${item}"`);
+    return { table: a as TableState, n: Number(b) };
+  });
 const RUNS = 3;
 const PYTHON_TIMEOUT_MS = 120_000;
 const OPENSSL_TIMEOUT_MS = 300_000;
-const BASE_URL = 'http://certfleet.bench:8080';
 const OPENSSL_REASON: Record<number, string> = { 1: 'keyCompromise', 2: 'CACompromise', 3: 'affiliationChanged', 4: 'superseded', 5: 'cessationOfOperation', 6: 'certificateHold' };
 
 interface ChildReport {
@@ -70,9 +100,9 @@ async function child(databaseUrl: string, caDir: string, outPath: string): Promi
   const lines: Record<string, unknown>[] = [];
   const logger = { info: (o: Record<string, unknown>) => void lines.push(o), warn: () => undefined, error: (o: Record<string, unknown>) => console.error(o) };
   const publisher = createCrlPublisher({
-    publish: createPublishCrl({ db, clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl({ publicBaseUrl: BASE_URL }) } }),
+    publish: createPublishCrl({ db, clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: 'http://certfleet.bench:8080/pki/crl' } }),
     readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
-    loadStoredDer: async () => (await db.asOperator((tx) => readCrl(tx, authority.issuerKeyId)))?.der ?? null,
+    loadStoredDer: () => db.asOperator((tx) => readCrlFileDer(tx, authority.issuerKeyId)),
     fileSync: createCrlFileSync({ path: outPath, caPublicKey: ca.publicKey, issuerNameDer: authority.issuerNameDer, clock: systemClock, reloader: createBrokerReloader({}), logger }),
     clock: systemClock,
     logger,
@@ -129,9 +159,6 @@ for serial, seconds, code in rows:
 ski = ca_cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value
 builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
 builder = builder.add_extension(x509.CRLNumber(1), critical=False)
-builder = builder.add_extension(x509.IssuingDistributionPoint(full_name=[x509.UniformResourceIdentifier(sys.argv[5])], relative_name=None,
-    only_contains_user_certs=False, only_contains_ca_certs=False, only_some_reasons=None, indirect_crl=False,
-    only_contains_attribute_certs=False), critical=True)
 crl = builder.sign(ca_key, hashes.SHA256())
 pem = crl.public_bytes(serialization.Encoding.PEM)
 t1 = time.perf_counter()
@@ -154,8 +181,8 @@ function runChild(databaseUrl: string, caDir: string, outPath: string): ChildRep
   return JSON.parse(r.stdout) as ChildReport;
 }
 
-export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
-  const sizes = options.sizes ?? SIZES;
+export async function runCrlPublishBench(options: { cases?: BenchCase[] } = {}) {
+  const cases = options.cases ?? CASES;
   const dir = mkdtempSync(join(tmpdir(), 'certfleet-crl-publish-bench-'));
   const python = pythonWithCryptography();
   try {
@@ -167,27 +194,40 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
     writeFileSync(join(caDir, 'ca.key'), created.keyPem, { mode: 0o600 });
     chmodSync(join(caDir, 'ca.key'), 0o600);
     const ca = await loadDeviceCa(join(caDir, 'ca.pem'), join(caDir, 'ca.key'));
-    const caConfig = writeOpensslCaConfig(dir, { certPath: join(caDir, 'ca.pem'), keyPath: join(caDir, 'ca.key'), crlUrl: `${BASE_URL}/pki/crl` });
+    const caConfig = writeOpensslCaConfig(dir, { certPath: join(caDir, 'ca.pem'), keyPath: join(caDir, 'ca.key') });
 
     console.log(`\n## CRL publication: database → verified file on disk (real Postgres, EC P-256 CA)\n`);
     console.log(`node ${process.version}, ${spawnSync('openssl', ['version'], { encoding: 'utf8' }).stdout.trim()}, python: ${python ? spawnSync(python, ['-c', 'import cryptography, sys; print(sys.version.split()[0], "cryptography", cryptography.__version__)'], { encoding: 'utf8' }).stdout.trim() : 'not found'}`);
     console.log('');
-    console.log('| revoked | ours ms (median of 3; first run) | of which: entries + sign + verify + store ‖ file | CRL MB | peak RSS MB | openssl ca -gencrl ms | openssl / ours | python build+sign ms | python / ours |');
-    console.log('|---|---|---|---|---|---|---|---|---|');
+    console.log('| revoked | table | ours ms (median of 3; first run) | of which: entries + sign + verify + store ‖ file | CRL MB | peak RSS MB | openssl ca -gencrl ms | ours / openssl (first run) | python build+sign ms | python / ours |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|');
 
     const rows: Record<string, unknown>[] = [];
-    for (const n of sizes) {
+    for (const { n, table } of cases) {
       const database = await benchDatabase();
       try {
         const driver = createPgDriver(database.url, { max: 2 });
         await migrate(driver);
         const now = new Date();
-        const load = await insertRevokedCertificates(driver, { count: n, now, devices: Math.min(10_000, n) });
-        const vacuum = new pg.Client({ connectionString: database.url });
-        await vacuum.connect();
-        await vacuum.query('VACUUM (ANALYZE) device_certificates');
-        await vacuum.query('CHECKPOINT'); // the bulk load's write-back is not the publisher's cost
-        await vacuum.end();
+        const admin = new pg.Client({ connectionString: database.url });
+        await admin.connect();
+        if (table !== 'analyzed') await admin.query('ALTER TABLE device_certificates SET (autovacuum_enabled = false)');
+        const load = await insertRevokedCertificates(driver, {
+          count: n,
+          now,
+          devices: Math.min(10_000, n),
+          issuer: ca.issuerLabel,
+          status: table === 'updated' ? 'ACTIVE' : 'REVOKED',
+        });
+        if (table === 'updated') {
+          await admin.query(
+            `UPDATE device_certificates SET status = 'REVOKED', revoked_at = now() - make_interval(secs => id % 2592000), revoked_reason = 'keyCompromise', updated_at = now()
+             WHERE status = 'ACTIVE'`,
+          );
+        }
+        if (table === 'analyzed') await admin.query('VACUUM (ANALYZE) device_certificates');
+        await admin.query('CHECKPOINT'); // the bulk load's write-back is not the publisher's cost
+        await admin.end();
 
         // ours, first: nothing else has touched the disk or the caches since the load
         await driver.close();
@@ -204,7 +244,7 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
         const expiry = opensslIndexTime(now.getTime() + 365 * 86_400_000);
         const exporter = createPgDriver(database.url, { max: 1 });
         await createDatabase(exporter).asOperator((tx) =>
-          forEachRevokedCertificate(tx, now, (serial, revokedAtMs, reason) => {
+          forEachRevokedCertificate(tx, { issuer: ca.issuerLabel, previousThisUpdate: null }, (serial, revokedAtMs, reason) => {
             const code = reasonCodeFor(reason);
             const rev = opensslIndexTime(revokedAtMs) + (OPENSSL_REASON[code] ? `,${OPENSSL_REASON[code]}` : '');
             index.push(`R\t${expiry}\t${rev}\t${serial.toUpperCase()}\tunknown\t/CN=bulk`);
@@ -227,10 +267,11 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
         if (opensslCheck.entryCount !== n) throw new Error(`openssl CRL has ${opensslCheck.entryCount} entries, expected ${n}`);
 
         // the seed's Python approach
-        let pythonCol = python ? '' : 'no python3 with cryptography';
+        // Python builds the same entries whatever the table's state: once, for the analyzed cases.
+        let pythonCol = python ? '-' : 'no python3 with cryptography';
         let pythonRatio = '-';
-        if (python) {
-          const p = spawnSync(python, ['-c', PY_BUILD, join(caDir, 'ca.pem'), join(caDir, 'ca.key'), join(dir, 'entries.txt'), join(dir, 'python.pem'), `${BASE_URL}/pki/crl`], {
+        if (python && table === 'analyzed') {
+          const p = spawnSync(python, ['-c', PY_BUILD, join(caDir, 'ca.pem'), join(caDir, 'ca.key'), join(dir, 'entries.txt'), join(dir, 'python.pem')], {
             encoding: 'utf8',
             timeout: PYTHON_TIMEOUT_MS,
             maxBuffer: 1 << 20,
@@ -249,10 +290,11 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
           }
         }
         const parts = `${[mid.entriesMs, mid.signMs, mid.verifyMs, mid.storeMs].map((x) => fmt(x, 0)).join(' + ')} ‖ ${fmt(mid.fileMs, 0)}`;
+        const firstMs = report.runs[0].ms;
         console.log(
-          `| ${n.toLocaleString('en-US')} | ${fmt(oursMs, 0)}; ${fmt(report.runs[0].ms, 0)} | ${parts} | ${fmt(report.bytes / 1e6, 1)} | ${fmt(report.maxRssMb, 0)} | ${fmt(opensslMs, 0)} | ${fmt(opensslMs / oursMs, 1)}x (ours = ${fmt(oursMs / opensslMs, 2)}x) | ${pythonCol} | ${pythonRatio} |`,
+          `| ${n.toLocaleString('en-US')} | ${TABLE_LABEL[table]} | ${fmt(oursMs, 0)}; ${fmt(firstMs, 0)} | ${parts} | ${fmt(report.bytes / 1e6, 1)} | ${fmt(report.maxRssMb, 0)} | ${fmt(opensslMs, 0)} | ${fmt(oursMs / opensslMs, 2)}x (${fmt(firstMs / opensslMs, 2)}x) | ${pythonCol} | ${pythonRatio} |`,
         );
-        rows.push({ n, oursMs, first: report.runs[0].ms, rss: report.maxRssMb, opensslMs, python: pythonCol, loadMs: load.ms });
+        rows.push({ n, table, oursMs, first: firstMs, rss: report.maxRssMb, opensslMs, python: pythonCol, loadMs: load.ms });
       } finally {
         await database.drop();
       }
@@ -350,6 +392,6 @@ async function revocationToFileLatency(base = 10_000, revocations = 20) {
 if (process.argv[2] === '--child') {
   await child(process.argv[3], process.argv[4], process.argv[5]);
 } else if (import.meta.url === `file://${process.argv[1]}`) {
-  const sizes = process.env.BENCH_CRL_SIZES ? process.env.BENCH_CRL_SIZES.split(',').map(Number) : undefined;
-  await runCrlPublishBench({ sizes });
+  const cases = process.env.BENCH_CRL_CASES ? parseCases(process.env.BENCH_CRL_CASES) : undefined;
+  await runCrlPublishBench({ cases });
 }

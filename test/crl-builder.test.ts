@@ -311,6 +311,14 @@ function conformanceSuite(kind: 'ec' | 'rsa', crlNumber: bigint) {
     }
   });
 
+  it('with a distributionPointUrl: a critical Issuing Distribution Point with that URL (the CRL served at the URL)', () => {
+    const scoped = join(dir, 'scoped.pem');
+    writeFileSync(scoped, crlDerToPem(buildCrl({ ...input, distributionPointUrl: CRL_URL, revoked: new Uint8Array(0) })));
+    const text = mustRun('openssl', ['crl', '-in', scoped, '-noout', '-text']).stdout;
+    expect(text).toContain('X509v3 Issuing Distribution Point: critical');
+    expect(text).toContain(`URI:${CRL_URL}`);
+  });
+
   it('verifyCrl accepts it', () => {
     const v = verifyCrl(crlDer, { caPublicKey: identity.publicKey, now, previousNumber: crlNumber - 1n, issuerNameDer: identity.subjectDer });
     expect(v.crlNumber).toBe(crlNumber);
@@ -617,6 +625,7 @@ describe('verifyCrl and buildCrl with node-generated keys', () => {
     expect(() => buildCrl({ ...base, revoked, nextUpdate: base.thisUpdate })).toThrow(/nextUpdate/);
     expect(() => buildCrl({ ...base, revoked, crlNumber: -1n })).toThrow(/crlNumber/);
     expect(() => buildCrl({ ...base, revoked, crlNumber: 1n << 160n })).toThrow(/20 octets/);
+    expect(() => buildCrl({ ...base, revoked, distributionPointUrl: 'not a url' })).toThrow(/URI/);
     expect(() => buildCrl({ ...base, revoked, issuerNameDer: Uint8Array.of(0x30, 0x05) })).toThrow(/issuerNameDer/);
     expect(() => buildCrl({ ...base, revoked, authorityKeyId: new Uint8Array(0) })).toThrow(/authorityKeyId/);
   });

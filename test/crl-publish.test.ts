@@ -14,7 +14,7 @@ import { createPublishCrl, type CrlAuthority } from '../src/app/publish-crl.ts';
 import { crlAuthorityFor } from '../src/composition/crl.ts';
 import { DAY_MS, type Clock } from '../src/domain/clock.ts';
 import { crlPemToDer, CrlVerificationError, verifyCrl } from '../src/pki/verify-crl.ts';
-import { readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { readCrl, readCrlFileDer, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { createDatabase } from '../src/storage/database.ts';
 import { createBrokerReloader, type BrokerReloader } from '../src/worker/broker-reload.ts';
@@ -147,7 +147,10 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     expect(pem.headers['content-type']).toBe('application/x-pem-file');
     expect(pem.body).toMatch(/^-----BEGIN X509 CRL-----\n/);
     expect(crlPemToDer(pem.body).equals(stored!.der)).toBe(true);
-    expect(pem.body).toBe(filePem()); // the broker's file is the same CRL
+    // the broker's file: the same CRL (number, entries) without the Issuing Distribution Point
+    expect(parsePem(pem.body).crlNumber).toBe(fileNumber());
+    expect(run('openssl', ['crl', '-noout', '-text'], pem.body).out).toContain(`URI:${t.service.crl.distributionPointUrl}`);
+    expect(run('openssl', ['crl', '-noout', '-text'], filePem()).out).not.toContain('Issuing Distribution Point');
 
     const seed = await t.call('acme', 'GET', '/customer/crl');
     expect(seed.status).toBe(200);
@@ -190,8 +193,10 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     await revoke(rotated.id, 'rotated'); // superseded
     await publisher().idle();
 
-    const pem = (await t.call('acme', 'GET', '/customer/crl')).body;
-    expect(pem).toBe(filePem());
+    const served = (await t.call('acme', 'GET', '/customer/crl')).body;
+    expect(checkWithTools(caPem, served)).toEqual(checkWithTools(caPem, filePem())); // same number and entries
+    expect(run('openssl', ['crl', '-noout', '-text'], served).out).toMatch(new RegExp(`Issuing Distribution Point: critical[\\s\\S]*URI:${t.service.crl.distributionPointUrl}`));
+    const pem = filePem();
     const tools = checkWithTools(caPem, pem);
     expect(tools.number).toBeGreaterThan(before);
     expect(tools.number).toBe(fileNumber());
@@ -202,7 +207,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     expect(text).not.toContain('Unspecified');
     expect(text).toMatch(/X509v3 CRL Number:\s+\d+/);
     expect(text).toContain('X509v3 Authority Key Identifier');
-    expect(text).not.toContain('Issuing Distribution Point'); // a complete CRL: covers every distribution point
+    expect(text).not.toContain('Issuing Distribution Point'); // the file: a complete CRL, covers every distribution point
 
     for (const cert of [compromised, lost, rotated]) {
       const v = opensslVerify(caPem, cert.pem, { crlPem: pem });
@@ -361,7 +366,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     expect(first.statusCode).toBe(200);
     const tools = checkWithTools(caPem, first.body);
     expect(tools.count).toBe(0);
-    expect(first.body).toBe(filePem());
+    expect(parsePem(first.body).crlNumber).toBe(fileNumber());
     expect((await t.call('acme', 'POST', '/customer/devices', { device_id: 'DEVICE-001' })).status).toBe(201);
   });
 
@@ -494,7 +499,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     const drivers = Array.from({ length: 4 }, () => createPgDriver(database.url!, { max: 2 }));
     try {
       const publishers = drivers.map((d) =>
-        createPublishCrl({ db: createDatabase(d), clock: t.clock, authority, settings: { validityHours: 168 } }),
+        createPublishCrl({ db: createDatabase(d), clock: t.clock, authority, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
       );
       const start = (await database.db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)))!.crlNumber;
       const results = await Promise.all(publishers.flatMap((p) => [p(), p()]));
@@ -559,9 +564,9 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     const fileSync = createCrlFileSync({ path, caPublicKey: ca.publicKey, issuerNameDer: good.issuerNameDer, clock, reloader, logger: quiet, fs: options.fs });
     const registry = new Registry();
     const p = createCrlPublisher({
-      publish: createPublishCrl({ db: database.db, clock, authority: options.authority ?? good, settings: { validityHours: 168 } }),
+      publish: createPublishCrl({ db: database.db, clock, authority: options.authority ?? good, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
       readStored: () => database.db.asOperator((tx) => readCrlInfo(tx, good.issuerKeyId)),
-      loadStoredDer: async () => (await database.db.asOperator((tx) => readCrl(tx, good.issuerKeyId)))?.der ?? null,
+      loadStoredDer: () => database.db.asOperator((tx) => readCrlFileDer(tx, good.issuerKeyId)),
       fileSync,
       clock,
       logger: quiet,

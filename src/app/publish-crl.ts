@@ -35,6 +35,8 @@ export interface PublishCrlDeps {
   settings: {
     /** nextUpdate = thisUpdate + this (CRL_VALIDITY_HOURS, default 168). */
     validityHours: number;
+    /** Issuing Distribution Point of the CRL served at that URL: the one the certificates carry now. */
+    distributionPointUrl: string;
   };
 }
 
@@ -70,7 +72,10 @@ export interface PublishedCrl {
   crlNumber: bigint;
   thisUpdate: Date;
   nextUpdate: Date;
+  /** Served at the distribution point URL (/pki/crl): with Issuing Distribution Point. */
   der: Buffer;
+  /** For the broker's file (CRL_OUTPUT_PATH): no Issuing Distribution Point, a complete CRL. */
+  fileDer: Buffer;
   sha256: string;
   entries: number;
   /** Where the time went (ms): reading + encoding the entries, building + signing, verifying, storing. */
@@ -131,7 +136,12 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
       const entries = encoder.count;
       const entriesDone = performance.now();
 
-      const der = buildCrl({
+      // The same entries, signed twice: the CRL served at the distribution point URL carries that URL as
+      // Issuing Distribution Point (EMQX enforces only such CRLs); the broker's file has none, so it
+      // covers every certificate of the CA whatever distribution point it carries (a certificate
+      // issued before a PUBLIC_BASE_URL change, an imported one), and OpenSSL never answers
+      // "different CRL scope".
+      const fields = {
         issuerNameDer: authority.issuerNameDer,
         authorityKeyId: authority.authorityKeyId,
         thisUpdate,
@@ -139,21 +149,25 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
         crlNumber,
         revoked: encoder.finish(),
         signer: authority.signer,
-      });
+      };
+      const der = buildCrl({ ...fields, distributionPointUrl: settings.distributionPointUrl });
+      const fileDer = buildCrl(fields);
       const signed = performance.now();
 
-      const verified = verifyCrl(der, {
-        caPublicKey: authority.publicKey,
-        now: clock.now(),
-        previousNumber: previous,
-        issuerNameDer: authority.issuerNameDer,
-      });
-      if (verified.entryCount !== entries) throw new Error(`CRL has ${verified.entryCount} entries, expected ${entries}`);
+      for (const crl of [der, fileDer]) {
+        const verified = verifyCrl(crl, {
+          caPublicKey: authority.publicKey,
+          now: clock.now(),
+          previousNumber: previous,
+          issuerNameDer: authority.issuerNameDer,
+        });
+        if (verified.entryCount !== entries) throw new Error(`CRL has ${verified.entryCount} entries, expected ${entries}`);
+      }
       const sha256 = createHash('sha256').update(der).digest('hex');
       const verifiedAt = performance.now();
 
-      const storing = saveCrl(tx, authority.issuerKeyId, { crlNumber, thisUpdate, nextUpdate, der, sha256, entries, publishedAt: clock.now() });
-      const alongside = request.whileStoring ? request.whileStoring({ crlNumber, der }).catch(() => undefined) : null;
+      const storing = saveCrl(tx, authority.issuerKeyId, { crlNumber, thisUpdate, nextUpdate, der, fileDer, sha256, entries, publishedAt: clock.now() });
+      const alongside = request.whileStoring ? request.whileStoring({ crlNumber, der: fileDer }).catch(() => undefined) : null;
       let saved: StoredCrlInfo;
       try {
         saved = await storing;
@@ -169,6 +183,7 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
           thisUpdate,
           nextUpdate,
           der,
+          fileDer,
           sha256,
           entries,
           timings: {

@@ -30,7 +30,7 @@ import { customerCrlRoutes } from '../http/routes/customer-crl.ts';
 import { pkiRoutes } from '../http/routes/pki.ts';
 import type { Database } from '../storage/database.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
-import { readCrl, readCrlInfo } from '../storage/repos/crl-repo.ts';
+import { readCrlFileDer, readCrlInfo } from '../storage/repos/crl-repo.ts';
 import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
 import { createBrokerReloader, type BrokerReloader } from '../worker/broker-reload.ts';
 import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from './broker-sessions.ts';
@@ -68,7 +68,7 @@ export interface CrlPublication {
   /** The latest stored CRL (cached), for other entry points. */
   getCrl: GetCrl;
   routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
-  /** The CRL Distribution Point URL certificates carry (the CRL has no Issuing Distribution Point: it covers every URL). */
+  /** The CRL Distribution Point URL certificates carry, and the Issuing Distribution Point of the CRL served there. */
   distributionPointUrl: string;
   start(): Promise<void>;
   stop(): Promise<void>;
@@ -76,7 +76,7 @@ export interface CrlPublication {
 
 const noopLogger: CrlPublisherLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
-/** The CRL URL of PUBLIC_BASE_URL: certificates carry it as CRL Distribution Point. */
+/** The CRL URL of PUBLIC_BASE_URL: certificates carry it as CRL DP, the CRL served there as Issuing Distribution Point. */
 export const crlDistributionPointUrl = (config: Pick<Config, 'publicBaseUrl'>): string => `${config.publicBaseUrl}/pki/crl`;
 
 export function crlAuthorityFor(ca: DeviceCa): CrlAuthority {
@@ -139,9 +139,9 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       fs: options.fs,
     });
     publisher = createCrlPublisher({
-      publish: createPublishCrl({ db, clock, authority, settings: { validityHours: config.crlValidityHours } }),
+      publish: createPublishCrl({ db, clock, authority, settings: { validityHours: config.crlValidityHours, distributionPointUrl } }),
       readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
-      loadStoredDer: async () => (await db.asOperator((tx) => readCrl(tx, authority.issuerKeyId)))?.der ?? null,
+      loadStoredDer: () => db.asOperator((tx) => readCrlFileDer(tx, authority.issuerKeyId)),
       fileSync,
       clock,
       logger,

@@ -60,6 +60,12 @@ export interface CrlInput {
   /** Strictly increasing per CA; at most 20 octets (RFC 5280 5.2.3). */
   crlNumber: bigint;
   /**
+   * Issuing Distribution Point full name URI, or none: a complete CRL for every certificate of the
+   * CA. With one, OpenSSL (and so Mosquitto) applies the CRL only to certificates whose CRL DP is
+   * that URL ("different CRL scope" for any other); EMQX enforces only CRLs that carry one.
+   */
+  distributionPointUrl?: string;
+  /**
    * Concatenated DER revokedCertificates entries (the output of the entries encoder),
    * in ascending serial order. Empty: the revokedCertificates field is omitted.
    */
@@ -69,6 +75,7 @@ export interface CrlInput {
 
 const OID_AUTHORITY_KEY_ID = oid('2.5.29.35');
 const OID_CRL_NUMBER = oid('2.5.29.20');
+const OID_ISSUING_DISTRIBUTION_POINT = oid('2.5.29.28');
 const VERSION_V2 = integer(1);
 const CRITICAL = boolean(true);
 
@@ -91,22 +98,28 @@ function checkWholeTlv(bytes: Uint8Array, tag: number, what: string) {
   if (!ok) throw new RangeError(`${what} must be one DER TLV with tag 0x${tag.toString(16)}`);
 }
 
-/**
- * The crlExtensions [0] field: AKI and CRL Number. No Issuing Distribution Point on purpose: a
- * CRL without one is a complete CRL covering every certificate of the CA, whatever CRL
- * Distribution Point (or none) a certificate carries. With one, OpenSSL (and so Mosquitto)
- * refuses every certificate whose CRL DP differs ("different CRL scope"): certificates issued
- * before a PUBLIC_BASE_URL change, and imported ones, could then never connect.
- */
-export function encodeCrlExtensions(input: Pick<CrlInput, 'authorityKeyId' | 'crlNumber'>): Buffer {
-  const { authorityKeyId, crlNumber } = input;
+/** The crlExtensions [0] field: AKI, CRL Number, and the Issuing Distribution Point (critical) when given. */
+export function encodeCrlExtensions(input: Pick<CrlInput, 'authorityKeyId' | 'crlNumber' | 'distributionPointUrl'>): Buffer {
+  const { authorityKeyId, crlNumber, distributionPointUrl } = input;
   if (authorityKeyId.length === 0) throw new RangeError('authorityKeyId must not be empty');
   if (typeof crlNumber !== 'bigint' || crlNumber < 0n || crlNumber > MAX_CRL_NUMBER) {
     throw new RangeError('crlNumber must be a non-negative bigint of at most 20 octets');
   }
   // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING }
   const aki = sequence(contextImplicit(0, authorityKeyId));
-  return contextExplicit(0, sequence(extension(OID_AUTHORITY_KEY_ID, false, aki), extension(OID_CRL_NUMBER, false, integer(crlNumber))));
+  const extensions = [extension(OID_AUTHORITY_KEY_ID, false, aki), extension(OID_CRL_NUMBER, false, integer(crlNumber))];
+  if (distributionPointUrl !== undefined) {
+    // eslint-disable-next-line no-control-regex
+    if (!/^[a-z][a-z0-9+.-]*:[\x21-\x7e]+$/i.test(distributionPointUrl)) {
+      throw new RangeError(`distributionPointUrl is not an ASCII URI: "${distributionPointUrl}"`);
+    }
+    // IssuingDistributionPoint ::= SEQUENCE { distributionPoint [0] DistributionPointName }
+    // DistributionPointName ::= CHOICE { fullName [0] IMPLICIT GeneralNames }
+    // GeneralName uniformResourceIdentifier [6] IMPLICIT IA5String
+    const uri = contextImplicit(6, Buffer.from(distributionPointUrl, 'latin1'));
+    extensions.push(extension(OID_ISSUING_DISTRIBUTION_POINT, true, sequence(contextExplicit(0, contextImplicit(0, uri, true)))));
+  }
+  return contextExplicit(0, sequence(...extensions));
 }
 
 /** The TBSCertList content fields, in order (small parts plus the caller's entry bytes). */

@@ -19,6 +19,8 @@ export interface CrlToStore {
   thisUpdate: Date;
   nextUpdate: Date;
   der: Uint8Array;
+  /** The broker's file: the same entries and number, no Issuing Distribution Point. */
+  fileDer: Uint8Array;
   sha256: string;
   entries: number;
   publishedAt: Date;
@@ -55,9 +57,9 @@ export async function lockCrlState(tx: Queryable, issuerKeyId: string): Promise<
 export async function saveCrl(tx: Queryable, issuerKeyId: string, crl: CrlToStore): Promise<StoredCrlInfo> {
   const { rows } = await tx.query(
     `UPDATE crl_state SET crl_number = $2::bigint, this_update = $3, next_update = $4, der = $5, sha256 = $6, entries = $7,
-       built_at = now(), published_at = $8
+       built_at = now(), published_at = $8, file_der = $9
      WHERE issuer_key_id = $1 RETURNING ${INFO_COLUMNS}`,
-    [issuerKeyId, crl.crlNumber.toString(), crl.thisUpdate, crl.nextUpdate, crl.der, crl.sha256, crl.entries, crl.publishedAt],
+    [issuerKeyId, crl.crlNumber.toString(), crl.thisUpdate, crl.nextUpdate, crl.der, crl.sha256, crl.entries, crl.publishedAt, crl.fileDer],
   );
   if (rows.length === 0) throw new Error(`crl_state row ${issuerKeyId} vanished`);
   return toInfo(rows[0]);
@@ -77,6 +79,15 @@ export async function readCrl(tx: Queryable, issuerKeyId: string): Promise<{ inf
   );
   if (rows.length === 0) return null;
   return { info: toInfo(rows[0]), der: Buffer.from(String(rows[0].der_base64), 'base64') };
+}
+
+/** The latest CRL for the broker's file (no Issuing Distribution Point); null before the first publication. */
+export async function readCrlFileDer(tx: Queryable, issuerKeyId: string): Promise<Buffer | null> {
+  const { rows } = await tx.query(
+    `SELECT encode(coalesce(file_der, der), 'base64') AS der_base64 FROM crl_state WHERE issuer_key_id = $1 AND der IS NOT NULL`,
+    [issuerKeyId],
+  );
+  return rows.length ? Buffer.from(String(rows[0].der_base64), 'base64') : null;
 }
 
 /** Entries per row of the entries statement: large enough that per-row overhead vanishes, small enough to stream. */
