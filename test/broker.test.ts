@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderMosquittoConfig } from '../src/broker/mosquitto-config.ts';
 import { DYNSEC_RESPONSE_TOPIC, DYNSEC_TOPIC, SessionKickError, createSessionKicker } from '../src/broker/session-kicker.ts';
 import { type BrokerConfigResult, hashDynsecPassword, writeBrokerConfig } from '../src/broker/write-broker-config.ts';
-import { BrokerReloadError, createBrokerReloader } from '../src/worker/broker-reload.ts';
+import { BrokerReloadError, createBrokerReloader } from '../src/broker/broker-reloader.ts';
 import { type RunningMosquitto, startMosquitto } from './support/mosquitto.ts';
 import { connectWithMqttJs, openWatchedClient, publishWithMosquittoPub, type WatchedClient } from './support/mqtt-clients.ts';
 

@@ -32,10 +32,10 @@ import type { Database } from '../storage/database.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
 import { readCrl, readCrlInfo } from '../storage/repos/crl-repo.ts';
 import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
-import { createBrokerReloader, type BrokerReloader } from '../worker/broker-reload.ts';
-import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from './broker-sessions.ts';
-import { createCrlFileSync, type CrlFs } from '../worker/crl-file-sync.ts';
-import { createCrlPublisher, type CrlPublisher, type CrlPublisherLogger } from '../worker/crl-publisher.ts';
+import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
+import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from '../broker/session-kicking-reloader.ts';
+import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
+import { createCrlPublisher, type CrlPublisher, type CrlPublisherLogger } from '../crl/crl-publisher.ts';
 
 export type CrlConfig = Pick<
   Config,

@@ -17,7 +17,7 @@ import {
   tlvBytes,
   type Tlv,
 } from '../domain/der.ts';
-import { SIGNATURE_ALGORITHMS } from './crl-signer.ts';
+import { SIGNATURE_ALGORITHMS } from '../pki/crl-signer.ts';
 
 export type CrlVerificationErrorCode =
   | 'MALFORMED'

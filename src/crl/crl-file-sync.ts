@@ -17,8 +17,8 @@ import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../domain/clock.ts';
-import { crlDerToPemBytes, crlPemToDer, verifyCrl } from '../pki/verify-crl.ts';
-import type { BrokerReloader } from './broker-reload.ts';
+import { crlDerToPemBytes, crlPemToDer, verifyCrl } from './verify-crl.ts';
+import type { BrokerReloader } from '../broker/broker-reloader.ts';
 
 /** The file operations the sync uses: a port, so tests can make a step fail (a crash before the rename). */
 export interface CrlFs {
