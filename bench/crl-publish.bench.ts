@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { Registry } from 'prom-client';
 import { createPublishCrl } from '../src/app/publish-crl.ts';
-import { crlAuthorityFor, crlDistributionPointUrl } from '../src/composition/crl.ts';
+import { crlAuthorityFor, crlDistributionPointUrl } from '../src/crl/crl-authority.ts';
 import { systemClock } from '../src/domain/clock.ts';
 import { createDeviceCa, loadDeviceCa } from '../src/pki/device-ca.ts';
 import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPublishCrl, type CrlAuthority } from '../src/app/publish-crl.ts';
-import { crlAuthorityFor } from '../src/composition/crl.ts';
+import { crlAuthorityFor } from '../src/crl/crl-authority.ts';
 import { DAY_MS, type Clock } from '../src/domain/clock.ts';
 import { crlPemToDer, CrlVerificationError, verifyCrl } from '../src/crl/verify-crl.ts';
 import { readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';

@@ -21,7 +21,7 @@ import { loadWebhookSecrets } from './webhook-secrets.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 
-/** What the worker needs of the CRL publisher (src/worker/crl-publisher.ts); the publisher itself fits. */
+/** What the worker needs of the CRL publisher (src/crl/crl-publisher.ts); the publisher itself fits. */
 export interface CrlPublisherPort {
   /** Builds, verifies, stores and writes a new CRL now; rejects when that failed. */
   publishNow(): Promise<unknown>;
