@@ -30,6 +30,8 @@ export interface Config {
   webhookSecretKeyPath: string;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS=true: webhooks may target loopback, private and link-local addresses. */
   webhookAllowPrivateNetworks: boolean;
+  /** EST (RFC 7030) listener for device enrollment and renewal; null: off (EST_PORT unset). */
+  est: { port: number; host: string; tlsCertPath: string; tlsKeyPath: string } | null;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -72,6 +74,19 @@ export function publicBaseUrl(raw: string): string {
   return raw.replace(/\/+$/, '');
 }
 
+function estConfig(env: NodeJS.ProcessEnv, host: string): Config['est'] {
+  if (env.EST_PORT === undefined || env.EST_PORT === '') return null;
+  if (!env.EST_TLS_CERT_PATH || !env.EST_TLS_KEY_PATH) {
+    throw new Error('EST_PORT is set but EST_TLS_CERT_PATH and EST_TLS_KEY_PATH (the TLS server certificate and key of the EST listener) are not');
+  }
+  return {
+    port: int(env, 'EST_PORT', 0, 0, 65535),
+    host: env.EST_HOST || host,
+    tlsCertPath: resolve(env.EST_TLS_CERT_PATH),
+    tlsKeyPath: resolve(env.EST_TLS_KEY_PATH),
+  };
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const dataDir = resolve(env.CERTFLEET_DATA_DIR || './data');
   const port = int(env, 'PORT', 8080, 0, 65535);
@@ -111,5 +126,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,
     webhookAllowPrivateNetworks: bool(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
+    est: estConfig(env, host),
   };
 }

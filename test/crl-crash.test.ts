@@ -10,7 +10,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { crlPemToDer } from '../src/pki/verify-crl.ts';
+import { crlPemToDer } from '../src/crl/verify-crl.ts';
 import { createThrowawayDatabase, DRIVERS } from './support/databases.ts';
 import { run } from './support/openssl.ts';
 
