@@ -6,17 +6,16 @@
  * CRL, OpenSSL refuses all three even unrevoked: "different CRL scope".)
  */
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
-import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import type { TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { brokerTestFixture } from './support/broker-fixture.ts';
 
 const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
 const TENANT = 'scope';
@@ -103,19 +102,7 @@ async function importMade(service: TestService, deviceId: string, crlDp: string 
 }
 
 beforeAll(async () => {
-  tmp = mkdtempSync(join(tmpdir(), 'certfleet-scope-'));
-  chmodSync(tmp, 0o755); // the broker runs as user mosquitto when started as root
-  for (const dir of ['crl', 'certs']) mkdirSync(join(tmp, dir), { mode: 0o755 });
-  database = await createTestDatabase('pg');
-  const ca = await createDeviceCa({ now: new Date(), commonName: 'certfleet scope Device CA' });
-  await writeDeviceCa(ca, join(tmp, 'ca', 'device-ca.crt'), join(tmp, 'ca', 'device-ca.key'));
-  env = {
-    DATABASE_URL: database.url!,
-    DEVICE_CA_CERT_PATH: join(tmp, 'ca', 'device-ca.crt'),
-    DEVICE_CA_KEY_PATH: join(tmp, 'ca', 'device-ca.key'),
-    CRL_OUTPUT_PATH: join(tmp, 'crl', 'device-crl.pem'),
-    CERTFLEET_DATA_DIR: join(tmp, 'data'),
-  };
+  ({ tmp, database, env } = await brokerTestFixture('scope'));
   brokerPort = await freePort();
   const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', join(tmp, 'broker'), '--port', String(brokerPort), '--no-kick', '--json'], {
     encoding: 'utf8',

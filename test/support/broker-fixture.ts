@@ -1,0 +1,26 @@
+import { chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createDeviceCa, writeDeviceCa } from '../../src/pki/device-ca.ts';
+import { createTestDatabase, type TestDatabase } from './databases.ts';
+
+/**
+ * What a real-broker test starts from: a folder the broker user can read (crl/, certs/), a
+ * Postgres test database, a Device CA in ca/, and the environment pointing certfleet at them.
+ */
+export async function brokerTestFixture(name: string): Promise<{ tmp: string; database: TestDatabase; env: Record<string, string> }> {
+  const tmp = mkdtempSync(join(tmpdir(), `certfleet-${name}-`));
+  chmodSync(tmp, 0o755); // the broker runs as user mosquitto when started as root
+  for (const dir of ['crl', 'certs']) mkdirSync(join(tmp, dir), { mode: 0o755 });
+  const database = await createTestDatabase('pg');
+  const ca = await createDeviceCa({ now: new Date(), commonName: `certfleet ${name} Device CA` });
+  await writeDeviceCa(ca, join(tmp, 'ca', 'device-ca.crt'), join(tmp, 'ca', 'device-ca.key'));
+  const env = {
+    DATABASE_URL: database.url!,
+    DEVICE_CA_CERT_PATH: join(tmp, 'ca', 'device-ca.crt'),
+    DEVICE_CA_KEY_PATH: join(tmp, 'ca', 'device-ca.key'),
+    CRL_OUTPUT_PATH: join(tmp, 'crl', 'device-crl.pem'),
+    CERTFLEET_DATA_DIR: join(tmp, 'data'),
+  };
+  return { tmp, database, env };
+}
