@@ -37,7 +37,8 @@ import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { createDatabase } from '../src/storage/database.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
-import { forEachRevokedCertificate, readCrlFileDer, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { forEachRevokedCertificate, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { storedFileCrlLoader } from '../src/crl/stored-file-crl.ts';
 import { reasonCodeFor } from '../src/domain/revocation-reasons.ts';
 import { createBrokerReloader } from '../src/broker/broker-reloader.ts';
 import { createCrlFileSync } from '../src/crl/crl-file-sync.ts';
@@ -102,7 +103,7 @@ async function child(databaseUrl: string, caDir: string, outPath: string): Promi
   const publisher = createCrlPublisher({
     publish: createPublishCrl({ db, clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: 'http://certfleet.bench:8080/pki/crl' } }),
     readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
-    loadStoredDer: () => db.asOperator((tx) => readCrlFileDer(tx, authority.issuerKeyId)),
+    loadStoredDer: storedFileCrlLoader(db, authority.issuerKeyId),
     fileSync: createCrlFileSync({ path: outPath, caPublicKey: ca.publicKey, issuerNameDer: authority.issuerNameDer, clock: systemClock, reloader: createBrokerReloader({}), logger }),
     clock: systemClock,
     logger,

@@ -284,12 +284,12 @@ describe('real Mosquitto, configured by broker-config, reloaded by certfleet', (
     const before = readFileSync(env.CRL_OUTPUT_PATH);
     const number = publisher.status().fileNumber!;
     // Another replica "stored" a CRL whose signature does not verify (one signature byte changed).
-    // The broker's file is made from file_der (the CRL without Issuing Distribution Point).
-    const { rows } = await database.db.asOperator((tx) => tx.query<{ file_der: Buffer }>('SELECT file_der FROM crl_state WHERE der IS NOT NULL'));
-    const tampered = Buffer.from(rows[0].file_der);
+    // The broker's file is the stored CRL without Issuing Distribution Point, with file_signature.
+    const { rows } = await database.db.asOperator((tx) => tx.query<{ file_signature: Buffer }>('SELECT file_signature FROM crl_state WHERE der IS NOT NULL'));
+    const tampered = Buffer.from(rows[0].file_signature);
     tampered[tampered.length - 1] ^= 0x01;
     await database.db.asOperator((tx) =>
-      tx.query('UPDATE crl_state SET crl_number = $1::bigint, file_der = $2, sha256 = $3 WHERE der IS NOT NULL', [
+      tx.query('UPDATE crl_state SET crl_number = $1::bigint, file_signature = $2, sha256 = $3 WHERE der IS NOT NULL', [
         String(number + 1n),
         tampered,
         createHash('sha256').update(tampered).digest('hex'),

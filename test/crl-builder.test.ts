@@ -39,6 +39,7 @@ import {
 } from '../src/domain/der.ts';
 import { caIdentityFromCertificate, createCrlSigner } from '../src/pki/crl-signer.ts';
 import { CrlVerificationError, crlDerToPem, crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
+import { completeCrlOf, crlSignature } from '../src/domain/crl/complete-crl.ts';
 
 const CRL_URL = 'http://certfleet.test:8080/pki/crl';
 const DAY = 86_400_000;
@@ -317,6 +318,16 @@ function conformanceSuite(kind: 'ec' | 'rsa', crlNumber: bigint) {
     const text = mustRun('openssl', ['crl', '-in', scoped, '-noout', '-text']).stdout;
     expect(text).toContain('X509v3 Issuing Distribution Point: critical');
     expect(text).toContain(`URI:${CRL_URL}`);
+  });
+
+  it('completeCrlOf: the served CRL without its IDP plus the file variant’s signature is the file variant, byte for byte', () => {
+    const fields = { ...input, revoked: encodeRevokedEntries([{ serialHex: leaves.compromised.serial, revokedAt: now, reasonCode: 1 }]) };
+    const served = buildCrl({ ...fields, distributionPointUrl: CRL_URL });
+    const file = buildCrl(fields);
+    const rebuilt = completeCrlOf(served, crlSignature(file));
+    expect(rebuilt.equals(file)).toBe(true);
+    expect(verifyCrl(rebuilt, { caPublicKey: identity.publicKey, now }).entryCount).toBe(1);
+    expect(() => verifyCrl(completeCrlOf(served, crlSignature(served)), { caPublicKey: identity.publicKey, now })).toThrow(/signature/i);
   });
 
   it('verifyCrl accepts it', () => {

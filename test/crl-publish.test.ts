@@ -14,7 +14,8 @@ import { createPublishCrl, type CrlAuthority } from '../src/app/publish-crl.ts';
 import { crlAuthorityFor } from '../src/crl/crl-authority.ts';
 import { DAY_MS, type Clock } from '../src/domain/clock.ts';
 import { crlPemToDer, CrlVerificationError, verifyCrl } from '../src/crl/verify-crl.ts';
-import { readCrl, readCrlFileDer, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { storedFileCrlLoader } from '../src/crl/stored-file-crl.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { createDatabase } from '../src/storage/database.ts';
 import { createBrokerReloader, type BrokerReloader } from '../src/broker/broker-reloader.ts';
@@ -566,7 +567,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     const p = createCrlPublisher({
       publish: createPublishCrl({ db: database.db, clock, authority: options.authority ?? good, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
       readStored: () => database.db.asOperator((tx) => readCrlInfo(tx, good.issuerKeyId)),
-      loadStoredDer: () => database.db.asOperator((tx) => readCrlFileDer(tx, good.issuerKeyId)),
+      loadStoredDer: storedFileCrlLoader(database.db, good.issuerKeyId),
       fileSync,
       clock,
       logger: quiet,

@@ -2,6 +2,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import type { Clock } from '../domain/clock.ts';
 import { HOUR_MS } from '../domain/clock.ts';
 import { buildCrl, createRevokedEntriesEncoder, type CrlSigner, type RevokedEntry } from '../domain/crl/build-crl.ts';
+import { crlSignature } from '../domain/crl/complete-crl.ts';
 import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
 import { verifyCrl } from '../crl/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
@@ -166,7 +167,16 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
       const sha256 = createHash('sha256').update(der).digest('hex');
       const verifiedAt = performance.now();
 
-      const storing = saveCrl(tx, authority.issuerKeyId, { crlNumber, thisUpdate, nextUpdate, der, fileDer, sha256, entries, publishedAt: clock.now() });
+      const storing = saveCrl(tx, authority.issuerKeyId, {
+        crlNumber,
+        thisUpdate,
+        nextUpdate,
+        der,
+        fileSignature: crlSignature(fileDer),
+        sha256,
+        entries,
+        publishedAt: clock.now(),
+      });
       const alongside = request.whileStoring ? request.whileStoring({ crlNumber, der: fileDer }).catch(() => undefined) : null;
       let saved: StoredCrlInfo;
       try {

@@ -30,7 +30,8 @@ import { customerCrlRoutes } from '../http/routes/customer-crl.ts';
 import { pkiRoutes } from '../http/routes/pki.ts';
 import type { Database } from '../storage/database.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
-import { readCrlFileDer, readCrlInfo } from '../storage/repos/crl-repo.ts';
+import { readCrlInfo } from '../storage/repos/crl-repo.ts';
+import { storedFileCrlLoader } from '../crl/stored-file-crl.ts';
 import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
 import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
 import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from '../broker/session-kicking-reloader.ts';
@@ -126,7 +127,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     publisher = createCrlPublisher({
       publish: createPublishCrl({ db, clock, authority, settings: { validityHours: config.crlValidityHours, distributionPointUrl } }),
       readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
-      loadStoredDer: () => db.asOperator((tx) => readCrlFileDer(tx, authority.issuerKeyId)),
+      loadStoredDer: storedFileCrlLoader(db, authority.issuerKeyId),
       fileSync,
       clock,
       logger,

@@ -17,6 +17,6 @@ GRANT SELECT, DELETE ON crl_pending_revocations TO certfleet_operator;
 
 -- The broker's file gets the same CRL (entries, number) without an Issuing Distribution Point: a
 -- complete CRL that covers every certificate of the CA whatever CRL Distribution Point it carries.
--- `der` (served at the distribution point URL) keeps the IDP.
-ALTER TABLE crl_state ADD COLUMN file_der bytea;
-ALTER TABLE crl_state ALTER COLUMN file_der SET STORAGE EXTERNAL;
+-- `der` (served at the distribution point URL) keeps the IDP; the file variant is that TBS without
+-- it, so only its signature is stored.
+ALTER TABLE crl_state ADD COLUMN file_signature bytea;

@@ -19,8 +19,8 @@ export interface CrlToStore {
   thisUpdate: Date;
   nextUpdate: Date;
   der: Uint8Array;
-  /** The broker's file: the same entries and number, no Issuing Distribution Point. */
-  fileDer: Uint8Array;
+  /** Signature of the broker's file variant (the same TBS without Issuing Distribution Point). */
+  fileSignature: Uint8Array;
   sha256: string;
   entries: number;
   publishedAt: Date;
@@ -57,9 +57,9 @@ export async function lockCrlState(tx: Queryable, issuerKeyId: string): Promise<
 export async function saveCrl(tx: Queryable, issuerKeyId: string, crl: CrlToStore): Promise<StoredCrlInfo> {
   const { rows } = await tx.query(
     `UPDATE crl_state SET crl_number = $2::bigint, this_update = $3, next_update = $4, der = $5, sha256 = $6, entries = $7,
-       built_at = now(), published_at = $8, file_der = $9
+       built_at = now(), published_at = $8, file_signature = $9
      WHERE issuer_key_id = $1 RETURNING ${INFO_COLUMNS}`,
-    [issuerKeyId, crl.crlNumber.toString(), crl.thisUpdate, crl.nextUpdate, crl.der, crl.sha256, crl.entries, crl.publishedAt, crl.fileDer],
+    [issuerKeyId, crl.crlNumber.toString(), crl.thisUpdate, crl.nextUpdate, crl.der, crl.sha256, crl.entries, crl.publishedAt, crl.fileSignature],
   );
   if (rows.length === 0) throw new Error(`crl_state row ${issuerKeyId} vanished`);
   return toInfo(rows[0]);
@@ -81,13 +81,15 @@ export async function readCrl(tx: Queryable, issuerKeyId: string): Promise<{ inf
   return { info: toInfo(rows[0]), der: Buffer.from(String(rows[0].der_base64), 'base64') };
 }
 
-/** The latest CRL for the broker's file (no Issuing Distribution Point); null before the first publication. */
-export async function readCrlFileDer(tx: Queryable, issuerKeyId: string): Promise<Buffer | null> {
+/** The latest CRL and the signature of its file variant (null: stored before there was one); null before the first publication. */
+export async function readCrlForFile(tx: Queryable, issuerKeyId: string): Promise<{ der: Buffer; fileSignature: Buffer | null } | null> {
   const { rows } = await tx.query(
-    `SELECT encode(coalesce(file_der, der), 'base64') AS der_base64 FROM crl_state WHERE issuer_key_id = $1 AND der IS NOT NULL`,
+    `SELECT encode(der, 'base64') AS der_base64, file_signature FROM crl_state WHERE issuer_key_id = $1 AND der IS NOT NULL`,
     [issuerKeyId],
   );
-  return rows.length ? Buffer.from(String(rows[0].der_base64), 'base64') : null;
+  if (rows.length === 0) return null;
+  const signature = rows[0].file_signature;
+  return { der: Buffer.from(String(rows[0].der_base64), 'base64'), fileSignature: signature == null ? null : Buffer.from(signature as Uint8Array) };
 }
 
 /** Entries per row of the entries statement: large enough that per-row overhead vanishes, small enough to stream. */
