@@ -1,3 +1,4 @@
+import { assertEndEntityReason } from '../domain/revocation-reasons.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
 import { recordAudit } from '../storage/repos/audit-repo.ts';
 import { activeCertificatesOfDevice } from '../storage/repos/certificates-repo.ts';
@@ -22,6 +23,7 @@ export function createCancelRotation({ db, clock, revocations }: Pick<AppDeps, '
   return async (actor: Actor, deviceId: string, reason?: string) => {
     assertDeviceId(deviceId);
     const text = reason?.trim() || CANCELLED_ROTATION_REASON;
+    assertEndEntityReason(text);
     const now = clock.now();
     const result = await db.asTenant(actor.tenantId, async (tx) => {
       if (!(await lockDevice(tx, actor.tenantId, deviceId))) throw deviceNotFound(deviceId);

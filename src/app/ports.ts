@@ -34,6 +34,8 @@ export interface VerifiedCertificate extends IssuedCertificate {
 export interface CertificateAuthority {
   /** Throws CA_NOT_CONFIGURED when no Device CA is loaded. */
   caCertPem(): string;
+  /** The CA certificate's validity (throws CA_NOT_CONFIGURED like caCertPem). */
+  caValidity(): { notBefore: Date; notAfter: Date };
   issue(request: IssueRequest): Promise<IssuedCertificate>;
   /** An existing certificate (upload): must be signed by the Device CA. */
   verifyIssued(certPem: string): Promise<VerifiedCertificate>;

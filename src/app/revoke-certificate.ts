@@ -1,4 +1,4 @@
-import { reasonNameFor } from '../domain/revocation-reasons.ts';
+import { assertEndEntityReason, reasonNameFor } from '../domain/revocation-reasons.ts';
 import type { Queryable } from '../storage/driver.ts';
 import { recordAudit } from '../storage/repos/audit-repo.ts';
 import { markRevoked } from '../storage/repos/certificates-repo.ts';
@@ -27,6 +27,7 @@ export async function revokeInTransaction(tx: Queryable, actor: Actor, id: numbe
 export function createRevokeCertificate({ db, clock, revocations }: Pick<AppDeps, 'db' | 'clock' | 'revocations'>) {
   return async (actor: Actor, id: number, reason: string | undefined) => {
     const text = reason?.trim() || 'unspecified';
+    assertEndEntityReason(text);
     const certificate = await db.asTenant(actor.tenantId, (tx) => revokeInTransaction(tx, actor, id, text, clock.now()));
     if (!certificate) throw certificateNotFound(id);
     revocations.revocationCommitted();

@@ -70,7 +70,7 @@ export function createRotateCertificate(deps: Pick<AppDeps, 'db' | 'authority' |
       ca_cert_pem: deps.authority.caCertPem(),
       old_certificates: old,
       grace_period_hours: graceHours,
-      warning: `${keyWarning} ${oldWarning}`,
+      warning: [keyWarning, oldWarning, signed.validityWarning].filter(Boolean).join(' '),
     };
   };
 }

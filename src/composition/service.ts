@@ -3,7 +3,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from '../config.ts';
 import { systemClock, type Clock } from '../domain/clock.ts';
 import { keySource } from '../pki/key-source.ts';
-import { createCertificateAuthority } from '../pki/certificate-authority.ts';
+import { createCertificateAuthority, type CertificateAuthorityOptions } from '../pki/certificate-authority.ts';
 import type { AppDeps } from '../app/deps.ts';
 import type { RevocationListener } from '../app/ports.ts';
 import { createUseCases, type UseCases } from '../app/use-cases.ts';
@@ -31,6 +31,8 @@ export interface ServiceOverrides {
   publishCrl?: boolean;
   /** Test seams of the CRL publication (file system port, broker reloader, refresh timer). */
   crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer'>;
+  /** Test seams of the issuing authority (a faulty encoder or signer). */
+  authority?: Omit<CertificateAuthorityOptions, 'crlUrl'>;
 }
 
 export interface Service {
@@ -74,7 +76,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const deps: AppDeps = {
       db: storage.db,
       clock,
-      authority: createCertificateAuthority(ca.ca, { crlUrl: crl.distributionPointUrl }),
+      authority: createCertificateAuthority(ca.ca, { ...overrides.authority, crlUrl: crl.distributionPointUrl }),
       keys: keySource,
       revocations: overrides.revocations ?? crl.listener,
       secrets: webhookSecrets.box,
