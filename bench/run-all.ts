@@ -18,6 +18,7 @@ const benches: [string, () => Promise<unknown>][] = [
   ['issuance', () => runIssuanceBench()],
   ['expiry tick', () => runExpiryTickBench()],
   ['crl build', () => script('./crl-build.bench.ts')],
+  ['crl lint', () => script('./crl-lint.bench.ts')],
   ['crl publish', () => runCrlPublishBench()],
 ];
 

@@ -26,6 +26,7 @@ import { createGetCrl, type GetCrl } from '../app/get-crl.ts';
 import { createPublishCrl, type CrlAuthority } from '../app/publish-crl.ts';
 import { caIdentityFromCertificate, createCrlSigner } from '../pki/crl-signer.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
+import { caLintProfile } from '../pki/lint/ca-profile.ts';
 import { customerCrlRoutes } from '../http/routes/customer-crl.ts';
 import { pkiRoutes } from '../http/routes/pki.ts';
 import type { Database } from '../storage/database.ts';
@@ -87,6 +88,7 @@ export function crlAuthorityFor(ca: DeviceCa): CrlAuthority {
     authorityKeyId: identity.subjectKeyId,
     publicKey: ca.publicKey,
     signer: createCrlSigner(ca.privateKey),
+    lintProfile: caLintProfile(ca.certDer),
   };
 }
 

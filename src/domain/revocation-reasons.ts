@@ -57,7 +57,3 @@ export function assertEndEntityReason(text: string): void {
   if (refused) throw new AppError('REVOCATION_REASON_NOT_ALLOWED', refused, { reason: text.slice(0, 200), crl_reason: name });
 }
 
-/** Reason codes a CRL of device certificates may carry (the lint checks this). */
-export const END_ENTITY_REASON_CODES: ReadonlySet<number> = new Set(
-  (Object.keys(REVOCATION_REASONS) as ReasonName[]).filter((n) => !REFUSED[n]).map((n) => REVOCATION_REASONS[n]),
-);
