@@ -52,23 +52,3 @@ export function childNodes(buf: Uint8Array, parent: Node, rule = 'crl.parse'): N
 }
 
 export const nodeBytes = (buf: Uint8Array, n: Node): Buffer => Buffer.from(buf.buffer, buf.byteOffset + n.start, n.end - n.start);
-
-const d2 = (b: Uint8Array, i: number) => (b[i] - 48) * 10 + (b[i + 1] - 48);
-
-/** UTCTime (YYMMDDHHMMSSZ) or GeneralizedTime (YYYYMMDDHHMMSSZ) → ms since the epoch; NaN when malformed. */
-export function timeMs(buf: Uint8Array, n: Node): number {
-  const len = n.end - n.body;
-  let i = n.body;
-  let year: number;
-  if (n.tag === 0x17 && len === 13) {
-    const yy = d2(buf, i);
-    year = yy < 50 ? 2000 + yy : 1900 + yy;
-    i += 2;
-  } else if (n.tag === 0x18 && len === 15) {
-    year = d2(buf, i) * 100 + d2(buf, i + 2);
-    i += 4;
-  } else return Number.NaN;
-  if (buf[n.end - 1] !== 0x5a) return Number.NaN; // 'Z'
-  for (let k = n.body; k < n.end - 1; k++) if (buf[k] < 48 || buf[k] > 57) return Number.NaN;
-  return Date.UTC(year, d2(buf, i) - 1, d2(buf, i + 2), d2(buf, i + 4), d2(buf, i + 6), d2(buf, i + 8));
-}
