@@ -10,6 +10,9 @@ export interface Config {
   productionMode: boolean;
   caCertPath: string;
   caKeyPath: string;
+  /** DEVICE_CA_KEY_PASSPHRASE_FILE (preferred) or DEVICE_CA_KEY_PASSPHRASE: for an encrypted PKCS#8 CA key. */
+  caKeyPassphraseFile: string | null;
+  caKeyPassphrase: string | null;
   crlOutputPath: string;
   crlRefreshMinutes: number;
   crlValidityHours: number;
@@ -64,6 +67,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     productionMode: Boolean(databaseUrl) || env.NODE_ENV === 'production',
     caCertPath: resolve(env.DEVICE_CA_CERT_PATH || `${dataDir}/pki/device-ca.crt`),
     caKeyPath: resolve(env.DEVICE_CA_KEY_PATH || `${dataDir}/pki/device-ca.key`),
+    caKeyPassphraseFile: env.DEVICE_CA_KEY_PASSPHRASE_FILE ? resolve(env.DEVICE_CA_KEY_PASSPHRASE_FILE) : null,
+    caKeyPassphrase: env.DEVICE_CA_KEY_PASSPHRASE || null,
     crlOutputPath: resolve(env.CRL_OUTPUT_PATH || `${dataDir}/pki/device-crl.pem`),
     crlRefreshMinutes: int(env, 'CRL_REFRESH_MINUTES', 60, 1, 10_080),
     crlValidityHours: int(env, 'CRL_VALIDITY_HOURS', 168, 2, 8_760),
