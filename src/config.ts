@@ -33,6 +33,11 @@ export interface Config {
   webhookSecretKeyPath: string;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS=true: webhooks may target loopback, private and link-local addresses. */
   webhookAllowPrivateNetworks: boolean;
+  /** Certificate issuance (generate, csr, rotate) per tenant: tokens per minute (0: no limit) and burst. */
+  issuanceRatePerMinute: number;
+  issuanceBurst: number;
+  /** Worker threads generating RSA keys (0: unbounded in libuv's pool, the benchmark's peer). */
+  keygenWorkers: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -92,5 +97,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,
     webhookAllowPrivateNetworks: bool(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
+    issuanceRatePerMinute: int(env, 'ISSUANCE_RATE_PER_MINUTE', 600, 0, 1_000_000),
+    issuanceBurst: int(env, 'ISSUANCE_BURST', 100, 1, 100_000),
+    keygenWorkers: int(env, 'KEYGEN_WORKERS', 1, 0, 64),
   };
 }

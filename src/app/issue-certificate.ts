@@ -5,7 +5,7 @@ import type { Actor } from './ports.ts';
 import { createSignDeviceCertificate, storeCertificate, type KeyRequest } from './sign-device-certificate.ts';
 
 /** generate (server-side key) or csr (the device's key): the seed's response shape. */
-export function createIssueCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock'>) {
+export function createIssueCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
   const sign = createSignDeviceCertificate(deps);
   return async (actor: Actor, deviceId: string, input: { validityDays: number; key: KeyRequest }) => {
     assertDeviceId(deviceId);

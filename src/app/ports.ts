@@ -42,7 +42,8 @@ export interface CertificateAuthority {
 }
 
 export interface KeySource {
-  generate(keyType: KeyType): Promise<{ publicKey: DevicePublicKey; privateKeyPem: string }>;
+  /** `tenantId`: generation is queued fairly across tenants. */
+  generate(keyType: KeyType, tenantId?: string): Promise<{ publicKey: DevicePublicKey; privateKeyPem: string }>;
   /** Verifies a CSR's signature and key strength; returns its public key. */
   publicKeyFromCsr(csrPem: string): Promise<DevicePublicKey>;
 }

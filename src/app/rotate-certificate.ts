@@ -22,7 +22,7 @@ export interface RotateInput {
  * a grace period, atomically: the certificate and its schedule commit together. Rotations
  * of one device are serialised on the device row lock. No ACTIVE certificate: a plain issue.
  */
-export function createRotateCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'settings'>) {
+export function createRotateCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'settings' | 'issuanceLimit'>) {
   const sign = createSignDeviceCertificate(deps);
   return async (actor: Actor, deviceId: string, input: RotateInput) => {
     assertDeviceId(deviceId);

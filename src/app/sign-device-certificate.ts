@@ -24,12 +24,13 @@ export interface SignedCertificate {
  * Signs a certificate for tenant/device. Runs before the storing transaction, so no
  * transaction is held open during RSA key generation.
  */
-export function createSignDeviceCertificate({ authority, keys, clock }: Pick<AppDeps, 'authority' | 'keys' | 'clock'>) {
+export function createSignDeviceCertificate({ authority, keys, clock, issuanceLimit }: Pick<AppDeps, 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
   return async (tenantId: string, deviceId: string, validityDays: number, key: KeyRequest): Promise<SignedCertificate> => {
     assertCommonNameFits(tenantId, deviceId);
+    issuanceLimit.take(tenantId);
     deviceValidity({ signedAt: clock.now(), validityDays, ca: authority.caValidity() }); // fail fast (503) before any key work
     const { publicKey, privateKeyPem } =
-      key.kind === 'generate' ? await keys.generate(key.keyType) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };
+      key.kind === 'generate' ? await keys.generate(key.keyType, tenantId) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };
     const signedAt = clock.now();
     const validity = deviceValidity({ signedAt, validityDays, ca: authority.caValidity() });
     const issued = await authority.issue({
