@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { runCrlPublishBench } from './crl-publish.bench.ts';
 import { runExpiryTickBench } from './expiry-tick.bench.ts';
 import { runIssuanceBench } from './issuance.bench.ts';
+import { runTenantFairnessBench } from './tenant-fairness.bench.ts';
 
 /** A bench that runs on import (crl-build.bench.ts), in its own process. */
 async function script(file: string) {
@@ -16,6 +17,7 @@ async function script(file: string) {
 
 const benches: [string, () => Promise<unknown>][] = [
   ['issuance', () => runIssuanceBench()],
+  ['tenant fairness', () => runTenantFairnessBench()],
   ['expiry tick', () => runExpiryTickBench()],
   ['crl build', () => script('./crl-build.bench.ts')],
   ['crl lint', () => script('./crl-lint.bench.ts')],

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseSecretKey } from './pki/secret-box.ts';
 
@@ -36,7 +37,7 @@ export interface Config {
   /** Certificate issuance (generate, csr, rotate) per tenant: tokens per minute (0: no limit) and burst. */
   issuanceRatePerMinute: number;
   issuanceBurst: number;
-  /** Worker threads generating RSA keys (0: unbounded in libuv's pool, the benchmark's peer). */
+  /** Worker threads generating RSA keys (default: cores - 1, at least 1; 0: unbounded in libuv's pool, the benchmark's peer). */
   keygenWorkers: number;
 }
 
@@ -99,6 +100,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookAllowPrivateNetworks: bool(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
     issuanceRatePerMinute: int(env, 'ISSUANCE_RATE_PER_MINUTE', 600, 0, 1_000_000),
     issuanceBurst: int(env, 'ISSUANCE_BURST', 100, 1, 100_000),
-    keygenWorkers: int(env, 'KEYGEN_WORKERS', 1, 0, 64),
+    keygenWorkers: int(env, 'KEYGEN_WORKERS', Math.max(1, availableParallelism() - 1), 0, 64),
   };
 }

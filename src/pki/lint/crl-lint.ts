@@ -31,6 +31,8 @@ const INVALIDITY_DATE_OID = [0x06, 0x03, 0x55, 0x1d, 0x18];
  * 7 (unused) or 8 (removeFromCRL: delta CRLs only). The API no longer accepts
  * certificateHold or the CA reasons for a device, but rows revoked earlier keep theirs.
  */
+/** Replicas' clocks differ a little: a revocation stamped by one may look later than thisUpdate of another. */
+const CLOCK_SKEW_MS = 3_600_000;
 const FULL_CRL_REASON_CODES = new Set([1, 2, 3, 4, 5, 6, 9, 10]);
 
 export interface CrlLintOptions {
@@ -202,7 +204,7 @@ function lintEntries(der: Uint8Array, list: Node, thisUpdateMs: number): number 
       lastTimeAt = body;
       lastTimeLen = timeLen;
       if (Number.isNaN(lastMs)) throw new LintFailure('crl.entries.revocation_date', `entry ${count}: revocationDate is not a valid UTCTime/GeneralizedTime`);
-      if (lastMs > thisUpdateMs) throw new LintFailure('crl.entries.revocation_date', `entry ${count}: revocationDate is after thisUpdate`);
+      if (lastMs > thisUpdateMs + CLOCK_SKEW_MS) throw new LintFailure('crl.entries.revocation_date', `entry ${count}: revocationDate is more than an hour after thisUpdate`);
     }
     if (end < entryEnd) lintEntryExtensions(der, end, entryEnd, count);
     count++;
