@@ -40,7 +40,6 @@ export interface CertificateLintOptions {
 }
 
 export interface LintedCertificate {
-  serialHex: string;
   notBefore: Date;
   notAfter: Date;
 }
@@ -56,14 +55,13 @@ function checkTime(t: Time, field: string) {
   return date;
 }
 
-export function checkSerial(raw: Uint8Array, rule: string, minOctets: number): string {
+function checkSerial(raw: Uint8Array, rule: string, minOctets: number): void {
   lintCheck(raw.length >= 1 && raw.length <= 20, `${rule}.size`, `serial is ${raw.length} octets (1 to 20 allowed)`);
   lintCheck((raw[0] & 0x80) === 0, `${rule}.sign`, 'serial is negative');
   lintCheck(!(raw.length > 1 && raw[0] === 0 && (raw[1] & 0x80) === 0), `${rule}.encoding`, 'serial has a superfluous leading zero octet');
   lintCheck(raw.some((b) => b !== 0), `${rule}.sign`, 'serial is zero');
   const magnitude = raw[0] === 0 ? raw.length - 1 : raw.length;
   lintCheck(magnitude >= minOctets, `${rule}.size`, `serial has ${magnitude} octets of magnitude (at least ${minOctets} for 64 bits of entropy)`);
-  return Buffer.from(raw).toString('hex').replace(/^0+(?=.)/, '');
 }
 
 function bitStringBytes(b: BitString): { value: Buffer; unusedBits: number } {
@@ -89,7 +87,7 @@ export function lintCertificate(der: Uint8Array, options: CertificateLintOptions
   const tbs = cert.tbsCertificate;
 
   lintCheck(tbs.version === Version.v3, 'cert.version', `version ${tbs.version + 1}, expected 3`);
-  const serialHex = checkSerial(bytes(tbs.serialNumber), 'cert.serial', issued ? 16 : 8);
+  checkSerial(bytes(tbs.serialNumber), 'cert.serial', issued ? 16 : 1);
   lintCheck(
     bytes(AsnConvert.serialize(tbs.signature)).equals(bytes(AsnConvert.serialize(cert.signatureAlgorithm))),
     'cert.signature_algorithm',
@@ -159,5 +157,5 @@ export function lintCertificate(der: Uint8Array, options: CertificateLintOptions
     const keyId = AsnConvert.parse(aki.extnValue, AuthorityKeyIdentifier).keyIdentifier;
     if (ca.subjectKeyId) lintCheck(keyId && bytes(keyId.buffer).equals(ca.subjectKeyId), 'cert.aki', 'AuthorityKeyIdentifier differs from the CA key identifier');
   }
-  return { serialHex, notBefore, notAfter };
+  return { notBefore, notAfter };
 }
