@@ -7,11 +7,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { buildCrl, createRevokedEntriesEncoder } from '../src/domain/crl/build-crl.ts';
-import { crlAuthorityFor } from '../src/composition/crl.ts';
+import { crlAuthorityFor } from '../src/crl/crl-authority.ts';
 import { createDeviceCa, deviceCaFromPem } from '../src/pki/device-ca.ts';
 import { caLintProfile } from '../src/pki/lint/ca-profile.ts';
 import { lintCrl } from '../src/pki/lint/crl-lint.ts';
-import { verifyCrl } from '../src/pki/verify-crl.ts';
+import { verifyCrl } from '../src/crl/verify-crl.ts';
 
 const SIZES = (process.env.BENCH_SIZES ?? '10000,100000,1000000').split(',').map(Number);
 const now = new Date();

@@ -39,6 +39,8 @@ export interface Config {
   issuanceBurst: number;
   /** Worker threads generating RSA keys (default: cores - 1, at least 1; 0: unbounded in libuv's pool, the benchmark's peer). */
   keygenWorkers: number;
+  /** EST (RFC 7030) listener for device enrollment and renewal; null: off (EST_PORT unset). */
+  est: { port: number; host: string; tlsCertPath: string; tlsKeyPath: string } | null;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -55,6 +57,19 @@ function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
   if (/^(true|1|yes)$/i.test(raw)) return true;
   if (/^(false|0|no)$/i.test(raw)) return false;
   throw new Error(`${name} must be true or false (got "${raw}")`);
+}
+
+function estConfig(env: NodeJS.ProcessEnv, host: string): Config['est'] {
+  if (env.EST_PORT === undefined || env.EST_PORT === '') return null;
+  if (!env.EST_TLS_CERT_PATH || !env.EST_TLS_KEY_PATH) {
+    throw new Error('EST_PORT is set but EST_TLS_CERT_PATH and EST_TLS_KEY_PATH (the TLS server certificate and key of the EST listener) are not');
+  }
+  return {
+    port: int(env, 'EST_PORT', 0, 0, 65535),
+    host: env.EST_HOST || host,
+    tlsCertPath: resolve(env.EST_TLS_CERT_PATH),
+    tlsKeyPath: resolve(env.EST_TLS_KEY_PATH),
+  };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -101,5 +116,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     issuanceRatePerMinute: int(env, 'ISSUANCE_RATE_PER_MINUTE', 600, 0, 1_000_000),
     issuanceBurst: int(env, 'ISSUANCE_BURST', 100, 1, 100_000),
     keygenWorkers: int(env, 'KEYGEN_WORKERS', Math.max(1, availableParallelism() - 1), 0, 64),
+    est: estConfig(env, host),
   };
 }

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCrl, encodeRevokedEntries, type CrlInput } from '../src/domain/crl/build-crl.ts';
 import { AppError } from '../src/domain/errors.ts';
 import { createPublishCrl } from '../src/app/publish-crl.ts';
-import { crlAuthorityFor, crlDistributionPointUrl } from '../src/composition/crl.ts';
+import { crlAuthorityFor, crlDistributionPointUrl } from '../src/crl/crl-authority.ts';
 import { createDeviceCa, deviceCaFromPem, type DeviceCa } from '../src/pki/device-ca.ts';
 import { caLintProfile, type CaLintProfile } from '../src/pki/lint/ca-profile.ts';
 import { lintCrl } from '../src/pki/lint/crl-lint.ts';
