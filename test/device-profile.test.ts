@@ -83,6 +83,17 @@ describe('device certificate profile (issue 9.1) and reasons (9.8)', () => {
     expect((await t.call('acme', 'GET', '/customer/certificates')).json.total).toBe(0);
   });
 
+  it('a clock so far before the CA that the certificate would end before it starts answers 503 CA_NOT_YET_VALID', async () => {
+    t.clock.set(new Date(caCreated.getTime() - 3 * DAY));
+    const res = await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/generate', { key_type: 'ec-p256', validity_days: 1 });
+    expect(res.status).toBe(503);
+    expect(res.json.code).toBe('CA_NOT_YET_VALID');
+    // Within reach of the CA's start, it issues from the CA's notBefore on.
+    const ok = await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/generate', { key_type: 'ec-p256', validity_days: 30 });
+    expect(ok.status).toBe(201);
+    expect(new X509Certificate(ok.json.cert_pem).validFrom).toBe(new X509Certificate(t.service.ca.ca!.certPem).validFrom);
+  });
+
   it('refuses a device id that makes the CN tenant/device longer than 64 characters, naming the limit', async () => {
     const tenant = 'tenant-with-a-long-name'; // 23 characters + '/' leaves 40 for the device id
     expect((await t.call(tenant, 'POST', '/customer/devices', { device_id: 'd'.repeat(40) })).status).toBe(201);

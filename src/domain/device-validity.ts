@@ -27,7 +27,14 @@ export function deviceValidity(input: { signedAt: Date; validityDays: number; ca
   const notBefore = Math.max(now - NOT_BEFORE_SKEW_MS, input.ca.notBefore.getTime());
   const requested = now + input.validityDays * DAY_MS;
   const cappedAtCaNotAfter = requested > caNotAfter;
-  return { notBefore: toSecond(notBefore + 999), notAfter: toSecond(Math.min(requested, caNotAfter)), cappedAtCaNotAfter };
+  const validity = { notBefore: toSecond(notBefore + 999), notAfter: toSecond(Math.min(requested, caNotAfter)), cappedAtCaNotAfter };
+  if (validity.notAfter <= validity.notBefore) {
+    // The clock is before the CA's notBefore by more than the requested validity.
+    throw new AppError('CA_NOT_YET_VALID', `the Device CA is valid only from ${input.ca.notBefore.toISOString()}: a certificate signed now would end before it starts (check the clock)`, {
+      ca_not_before: input.ca.notBefore.toISOString(),
+    });
+  }
+  return validity;
 }
 
 export const capWarning = (notAfter: Date): string =>
