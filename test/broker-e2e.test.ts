@@ -24,7 +24,7 @@ import { openWatchedClient, publishWithMosquittoPub, tlsOptions, type WatchedCli
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const TENANT = 'TENANT1';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

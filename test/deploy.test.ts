@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 
 const ROOT = join(import.meta.dirname, '..');
 const DEPLOY = join(ROOT, 'deploy');
-const BIN = join(ROOT, 'bin', 'certfleet.js');
+const BIN = join(ROOT, 'test', 'support', 'certfleet-source.js');
 
 interface Service {
   image?: string;

@@ -8,7 +8,7 @@ import { startTestService, type TestService } from './support/service.ts';
 import { run as runCommand } from './support/openssl.ts';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-receiver.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 
 interface Run {
   code: number | null;
