@@ -10,7 +10,7 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
   let alertA: number;
   let webhookA: number;
 
-  /** Every tenant table holds rows of both tenants: a device, certificates, a rotation, an expiry alert, a webhook and its outbox entry. */
+  /** Every tenant table holds rows of both tenants: a device, certificates, a rotation, an enrollment token, an expiry alert, a webhook and its outbox entry. */
   const populate = async (tenant: string, device: string) => {
     const call = async (method: string, url: string, body?: unknown) => {
       const res = await t.call(tenant, method, url, body);
@@ -22,6 +22,7 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
     await call('POST', `/customer/devices/${device}-ROT/certificates/generate`, { key_type: 'ec-p256' });
     await call('POST', `/customer/devices/${device}-ROT/certificates/rotate`, { key_type: 'ec-p256', revoke_old_after_hours: 24 });
     const webhook = await call('POST', '/customer/notification-webhooks', { url: 'http://127.0.0.1:9/hook' });
+    await call('POST', `/customer/devices/${device}/enrollment-tokens`, {});
     const expiring = await call('POST', `/customer/devices/${device}/certificates/generate`, { key_type: 'ec-p256', validity_days: 5 });
     return { certificate: expiring.certificate.id as number, webhook: Number(webhook.webhook.id) };
   };
