@@ -161,7 +161,7 @@ async function exists(file: string): Promise<boolean> {
 }
 
 /** temp file in the same folder (created with the final mode, never wider) → fsync → rename. */
-async function writeFileAtomic(file: string, data: string, mode: number): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): Promise<void> {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   const handle = await open(tmp, 'wx', mode & 0o700);
   try {
