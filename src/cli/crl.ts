@@ -3,10 +3,10 @@ import { caIdentityFromCertificate } from '../pki/crl-signer.ts';
 import { crlDerToPem, verifyCrl, type VerifiedCrl } from '../pki/verify-crl.ts';
 import { writeFileAtomic } from '../broker/write-broker-config.ts';
 import { createApiClient, type ApiClient } from './client/api-client.ts';
-import { readStoredCredentials } from './client/credentials.ts';
+import { MissingCredentialsError, readStoredCredentials } from './client/credentials.ts';
 import { str } from './client-flags.ts';
 import { details, print, relativeTime } from './output.ts';
-import { UsageError, type Flags, type FlagSpec, type GroupSpec } from './spec.ts';
+import type { Flags, FlagSpec, GroupSpec } from './spec.ts';
 import { inspect } from './inspect.ts';
 
 const urlFlag: FlagSpec = { type: 'string', value: 'URL', help: 'certfleet base URL (default: CERTFLEET_URL, then what "certfleet login" stored); the CRL is public' };
@@ -15,7 +15,7 @@ const caFlag: FlagSpec = { type: 'string', value: 'FILE', help: 'verify against 
 /** The CRL endpoints are public: only the URL is needed. */
 async function publicClient(flags: Flags): Promise<ApiClient> {
   const url = str(flags.url) ?? process.env.CERTFLEET_URL ?? (await readStoredCredentials()).url;
-  if (!url) throw new UsageError('no certfleet URL: pass --url, set CERTFLEET_URL, or run "certfleet login"');
+  if (!url) throw new MissingCredentialsError('no certfleet URL: pass --url, set CERTFLEET_URL, or run "certfleet login"');
   return createApiClient({ url });
 }
 

@@ -78,7 +78,7 @@ export async function inspect(bytes: Buffer, entriesShown: number) {
       self_signed: await c.isSelfSigned(),
     };
     const pairs: [string, Cell][] = [
-      ['certificate', ''],
+      ['type', 'certificate'],
       ['subject', c.subject],
       ['issuer', c.issuer],
       ['serial', c.serialNumber],
@@ -95,7 +95,7 @@ export async function inspect(bytes: Buffer, entriesShown: number) {
     const r = new x509.Pkcs10CertificateRequest(der);
     const valid = await r.verify();
     const data = { kind, subject: r.subject, public_key: keyText(r.publicKey), signature_algorithm: r.signatureAlgorithm.name, signature_valid: valid };
-    const pairs: [string, Cell][] = [['certificate request', ''], ['subject', r.subject], ['public key', data.public_key], ['signature', `${data.signature_algorithm} (${valid ? 'valid' : 'INVALID'})`], ...extensionsText(r.extensions)];
+    const pairs: [string, Cell][] = [['type', 'certificate request (CSR)'], ['subject', r.subject], ['public key', data.public_key], ['signature', `${data.signature_algorithm} (${valid ? 'valid' : 'INVALID'})`], ...extensionsText(r.extensions)];
     return { human: details(pairs), data, full: r.toString('text') };
   }
   const crl = new x509.X509Crl(der);
@@ -104,7 +104,7 @@ export async function inspect(bytes: Buffer, entriesShown: number) {
   const entries = crl.entries.map((e) => ({ serial_number: e.serialNumber, revoked_at: e.revocationDate.toISOString(), reason: e.reason === undefined ? null : (x509.X509CrlReason[e.reason] ?? String(e.reason)) }));
   const data = { kind, issuer: crl.issuer, crl_number: crlNumber, this_update: crl.thisUpdate.toISOString(), next_update: crl.nextUpdate?.toISOString() ?? null, entry_count: entries.length, entries };
   const pairs: [string, Cell][] = [
-    ['CRL', ''],
+    ['type', 'CRL'],
     ['issuer', crl.issuer],
     ['number', crlNumber],
     ['this update', when(crl.thisUpdate)],

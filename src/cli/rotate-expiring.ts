@@ -129,9 +129,8 @@ export async function rotateExpiring(o: RunOptions) {
         throw e;
       });
       if (!pending) continue; // the request never took effect: the device is selected again below
-      const ours =
-        Date.parse(pending.new_certificate.created_at) >= Date.parse(intent.at) - 10 * 60_000 &&
-        pending.old_certificates.some((c) => intent.old_certificate_ids.includes(c.id));
+      // Ours when it replaces the certificates our intent named (they were not pending when selected).
+      const ours = pending.old_certificates.some((c) => intent.old_certificate_ids.includes(c.id));
       const at = new Date().toISOString();
       if (!ours) {
         if (!o.dryRun) journal.record({ event: 'pending', device_id: deviceId, at });

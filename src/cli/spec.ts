@@ -80,7 +80,7 @@ export function parseCommand(spec: CommandSpec, argv: string[]): { flags: Flags;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (e) {
-    throw new UsageError((e as Error).message);
+    throw new UsageError((e as Error).message.replace(/\. To specify a positional argument.*$/s, ''));
   }
   const values = parsed.values as Flags;
   if (values.help) return { flags: values, args: [], help: true };
