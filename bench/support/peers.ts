@@ -7,6 +7,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
+import { TAG, children, countChildren, readSingle, readTlv } from '../../src/domain/der.ts';
 
 export const has = (cmd: string, args: string[] = ['version']) => spawnSync(cmd, args, { encoding: 'utf8' }).status === 0;
 export const hasCfssl = () => has('cfssl');
@@ -109,4 +110,15 @@ export function cfsslGencrlMs(serialsFile: string, ca: { certPath: string; keyPa
   if (r.status !== 0) throw new Error(`cfssl gencrl failed: ${r.stderr}`);
   spawnSync('sh', ['-c', `base64 -d > ${JSON.stringify(join(outFile))}`], { input: r.stdout });
   return ms;
+}
+
+/** Entries of a DER CRL, counted by walking TLVs (a cfssl CRL has no CRL number, so verifyCrl refuses it). */
+export function crlEntryCount(der: Uint8Array): number {
+  const list = readSingle(der);
+  const tbs = readTlv(der, list.valueStart, list.end);
+  // version?, signature, issuer, thisUpdate, nextUpdate?, revokedCertificates? (a SEQUENCE), [0] extensions
+  const fields = children(der, tbs);
+  const sequences = fields.filter((f) => f.tag === TAG.SEQUENCE);
+  // signature and issuer are the first two SEQUENCEs; a third is the revoked list
+  return sequences.length > 2 ? countChildren(der, sequences[2], TAG.SEQUENCE) : 0;
 }
