@@ -13,24 +13,13 @@ import pg from 'pg';
 import { migrate } from '../src/storage/migrate.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { emitTable, round, scaled } from './support/results.ts';
-import { benchDatabase, cli, fmt, percentile, startServer } from './support/server.ts';
+import { benchDatabase, cli, fmt, percentile, requestStatus, startServer } from './support/server.ts';
 
 const CERTIFICATES = scaled(100_000, 10_000);
 const RATE = scaled(500, 100);
 const RATE_SECONDS = scaled(60, 10);
 const MAX_SECONDS = scaled(10, 3);
 const TENANT = 'bench';
-
-function get(agent: http.Agent, url: string, headers: Record<string, string>): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get(url, { agent, headers }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-      res.on('error', () => resolve(0));
-    });
-    req.on('error', () => resolve(0));
-  });
-}
 
 /** The most requests/s with `concurrency` in flight. */
 async function maxThroughput(url: (i: number) => string, headers: Record<string, string>, seconds: number, concurrency = 16) {
@@ -44,7 +33,7 @@ async function maxThroughput(url: (i: number) => string, headers: Record<string,
     Array.from({ length: concurrency }, async () => {
       while (Date.now() < until) {
         const t0 = performance.now();
-        if ((await get(agent, url(i++), headers)) === 200) latencies.push(performance.now() - t0);
+        if ((await requestStatus(agent, 'GET', url(i++), headers)) === 200) latencies.push(performance.now() - t0);
         else errors++;
       }
     }),
@@ -68,7 +57,7 @@ async function fixedRate(url: (i: number) => string, headers: Record<string, str
     for (; sent < due; sent++) {
       const scheduled = start + (sent / rate) * 1000;
       inFlight.push(
-        get(agent, url(sent), headers).then((status) => {
+        requestStatus(agent, 'GET', url(sent), headers).then((status) => {
           if (status === 200) latencies.push(performance.now() - scheduled);
           else errors++;
         }),

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cfsslNewcertBody, hasCfssl, legacyKeyFile, opensslIssueRate, pythonIssueRate, pythonWithCryptography, startCfsslServe } from './support/peers.ts';
 import { emitTable, ratio, round, scaled } from './support/results.ts';
-import { benchDatabase, fmt, percentile, startServer } from './support/server.ts';
+import { benchDatabase, fmt, percentile, requestStatus, startServer } from './support/server.ts';
 
 const gen = promisify(generateKeyPair);
 const DEVICES = 100;
@@ -36,18 +36,6 @@ async function eventLoopP99(base: string): Promise<number> {
   return m ? Number(m[1]) * 1000 : NaN;
 }
 
-/** node:http with keep-alive: a much lighter client than fetch, so the server gets the CPU. */
-function post(agent: http.Agent, url: string, headers: Record<string, string>, body: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 /** `concurrency` keep-alive requests in flight for `seconds`; request(i) gives the URL, headers and body. */
 async function burst(request: (i: number) => { url: string; headers: Record<string, string>; body: string }, ok: number, seconds: number, concurrency: number) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
@@ -60,7 +48,7 @@ async function burst(request: (i: number) => { url: string; headers: Record<stri
     while (Date.now() < until) {
       const r = request(i++);
       const t0 = performance.now();
-      const status = await post(agent, r.url, r.headers, r.body);
+      const status = await requestStatus(agent, 'POST', r.url, r.headers, r.body);
       if (status === ok) latencies.push(performance.now() - t0);
       else errors++;
     }

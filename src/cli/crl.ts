@@ -31,6 +31,15 @@ export function checkCrl(der: Uint8Array, caPem: string | Buffer, now = new Date
   }
 }
 
+/** The published CRL (DER) and its check against --ca or the server's /pki/ca.pem. */
+async function fetchChecked(flags: Flags) {
+  const api = await publicClient(flags);
+  const der = await api.getBytes('/pki/crl');
+  const caFile = str(flags.ca);
+  const check = checkCrl(der, caFile ? await readFile(caFile) : await api.getBytes('/pki/ca.pem'));
+  return { der, check, caSource: caFile ?? `${api.baseUrl}/pki/ca.pem` };
+}
+
 export const crlGroup: GroupSpec = {
   summary: 'show and fetch the published CRL',
   subcommands: {
@@ -40,11 +49,7 @@ export const crlGroup: GroupSpec = {
       example: 'certfleet crl show --ca device-ca.crt',
       notes: 'Exit code 1 when the CRL does not verify against the CA (or is past its next update).',
       async run(flags) {
-        const api = await publicClient(flags);
-        const der = await api.getBytes('/pki/crl');
-        const caFile = str(flags.ca);
-        const caPem = caFile ? await readFile(caFile) : await api.getBytes('/pki/ca.pem');
-        const check = checkCrl(der, caPem);
+        const { der, check, caSource } = await fetchChecked(flags);
         const info = (await inspect(Buffer.from(der), 0)).data as { crl_number: string | null; this_update: string; next_update: string | null; entry_count: number; issuer: string };
         const data = {
           crl_number: info.crl_number,
@@ -53,7 +58,7 @@ export const crlGroup: GroupSpec = {
           next_update: info.next_update,
           issuer: info.issuer,
           verified: check.verified,
-          verified_against: caFile ?? `${api.baseUrl}/pki/ca.pem`,
+          verified_against: caSource,
           ...(check.verified ? {} : { verification_error: check.error }),
         };
         const human = details([
@@ -80,10 +85,7 @@ export const crlGroup: GroupSpec = {
       example: 'certfleet crl fetch --out /etc/mosquitto/device-crl.pem',
       notes: 'The file is written only if the CRL verifies against the CA; exit code 1 otherwise.',
       async run(flags) {
-        const api = await publicClient(flags);
-        const der = await api.getBytes('/pki/crl');
-        const caFile = str(flags.ca);
-        const check = checkCrl(der, caFile ? await readFile(caFile) : await api.getBytes('/pki/ca.pem'));
+        const { der, check } = await fetchChecked(flags);
         if (!check.verified) {
           console.error(`certfleet crl fetch: not written: ${check.error}`);
           return 1;
