@@ -292,10 +292,10 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
       rows: table,
       notes: ['Ratios are peer time / certfleet time (analyzed): above 1x certfleet is faster.'],
     });
-    emitSeries({ chart: 'crl-build-time', tool: 'certfleet (DB → verified file)', points: points.ours });
+    emitSeries({ chart: 'crl-build-time', tool: 'certfleet (DB → file)', points: points.ours });
     emitSeries({ chart: 'crl-build-time', tool: 'certfleet, no statistics', points: points.noStats });
     emitSeries({ chart: 'crl-build-time', tool: 'openssl ca -gencrl', points: points.openssl });
-    emitSeries({ chart: 'crl-build-time', tool: 'python cryptography (seed)', points: points.python });
+    emitSeries({ chart: 'crl-build-time', tool: 'python (seed)', points: points.python });
     emitSeries({ chart: 'crl-build-time', tool: 'cfssl gencrl', points: points.cfssl });
     const latency = await revocationToFileLatency(scaled(10_000, 1_000), scaled(20, 10));
     return { rows, latency };

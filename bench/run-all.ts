@@ -55,14 +55,14 @@ function markdownTable(t: BenchTable): string {
 function toolVersions(): string {
   const v = (cmd: string, args: string[]) => {
     const r = spawnSync(cmd, args, { encoding: 'utf8' });
-    return r.status === 0 ? `${r.stdout}${r.stderr}`.trim().split('\n')[0] : 'not installed';
+    return r.error ? 'not installed' : `${r.stdout}${r.stderr}`.trim().split('\n')[0];
   };
   return [
     `node ${process.version}`,
     v('openssl', ['version']),
     `python3 cryptography ${v('python3', ['-c', 'import cryptography; print(cryptography.__version__)'])}`,
-    `cfssl ${v('cfssl', ['version'])}`,
-    v('mosquitto', ['-h']).replace(/ is an MQTT.*$/, ''),
+    `cfssl ${v('cfssl', ['version']).replace('Version: ', '')}`,
+    v('mosquitto', ['-h']).replace(/ is an MQTT.*$/, '').replace(/^mosquitto version/, 'Mosquitto'),
     `PostgreSQL ${v('psql', ['-XAtc', 'SHOW server_version', process.env.TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres'])}`,
   ].join('; ');
 }

@@ -9,7 +9,7 @@ const label = (n: number) => (n >= 1e6 ? `${n / 1e6}M` : n >= 1e3 ? `${n / 1e3}k
 export function lineChartSvg(title: string, series: ChartSeries[], axes: { x: string; y: string }): string {
   const W = 720;
   const H = 420;
-  const m = { l: 70, r: 170, t: 40, b: 50 };
+  const m = { l: 70, r: 210, t: 40, b: 50 };
   const points = series.flatMap((s) => s.points).filter(([x, y]) => x > 0 && y > 0);
   if (points.length === 0) return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="60"><text x="10" y="30">${esc(title)}: no data</text></svg>\n`;
   const lx = points.map(([x]) => Math.log10(x));
