@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { caIdentityFromCertificate } from '../pki/crl-signer.ts';
-import { crlDerToPem, verifyCrl, type VerifiedCrl } from '../pki/verify-crl.ts';
-import { writeFileAtomic } from '../broker/write-broker-config.ts';
+import { crlDerToPem, verifyCrl, type VerifiedCrl } from '../crl/verify-crl.ts';
+import { writeFileAtomic } from '../support/atomic-file.ts';
 import { createApiClient, type ApiClient } from './client/api-client.ts';
 import { MissingCredentialsError, readStoredCredentials } from './client/credentials.ts';
 import { str } from './client-flags.ts';

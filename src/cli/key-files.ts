@@ -1,6 +1,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../broker/write-broker-config.ts';
+import { writeFileAtomic } from '../support/atomic-file.ts';
 
 export interface IssuedFiles {
   key_path: string | null;

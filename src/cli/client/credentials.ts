@@ -1,7 +1,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic } from '../../broker/write-broker-config.ts';
+import { writeFileAtomic } from '../../support/atomic-file.ts';
 import type { Flags } from '../spec.ts';
 import { createApiClient, type ApiClient } from './api-client.ts';
 
