@@ -13,7 +13,7 @@ import pg from 'pg';
 import { migrate } from '../src/storage/migrate.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { emitTable, round, scaled } from './support/results.ts';
-import { benchDatabase, cli, fmt, percentile, requestStatus, startServer } from './support/server.ts';
+import { benchDatabase, cli, closedLoop, fmt, percentile, requestStatus, startServer } from './support/server.ts';
 
 const CERTIFICATES = scaled(100_000, 10_000);
 const RATE = scaled(500, 100);
@@ -22,27 +22,8 @@ const MAX_SECONDS = scaled(10, 3);
 const TENANT = 'bench';
 
 /** The most requests/s with `concurrency` in flight. */
-async function maxThroughput(url: (i: number) => string, headers: Record<string, string>, seconds: number, concurrency = 16) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-  const latencies: number[] = [];
-  let errors = 0;
-  let i = 0;
-  const until = Date.now() + seconds * 1000;
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (Date.now() < until) {
-        const t0 = performance.now();
-        if ((await requestStatus(agent, 'GET', url(i++), headers)) === 200) latencies.push(performance.now() - t0);
-        else errors++;
-      }
-    }),
-  );
-  const rate = latencies.length / ((performance.now() - start) / 1000);
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  return { rate, p50: percentile(latencies, 50), p99: percentile(latencies, 99), errors };
-}
+const maxThroughput = (url: (i: number) => string, headers: Record<string, string>, seconds: number, concurrency = 16) =>
+  closedLoop((i) => ({ method: 'GET', url: url(i), headers }), 200, seconds, concurrency);
 
 /** Open loop: `rate` requests/s for `seconds`, each sent on schedule; latency from its scheduled time. */
 async function fixedRate(url: (i: number) => string, headers: Record<string, string>, rate: number, seconds: number) {

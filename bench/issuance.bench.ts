@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cfsslNewcertBody, hasCfssl, legacyKeyFile, opensslIssueRate, pythonIssueRate, pythonWithCryptography, startCfsslServe } from './support/peers.ts';
 import { emitTable, ratio, round, scaled } from './support/results.ts';
-import { benchDatabase, fmt, percentile, requestStatus, startServer } from './support/server.ts';
+import { benchDatabase, closedLoop as burst, fmt, percentile, startServer } from './support/server.ts';
 
 const gen = promisify(generateKeyPair);
 const DEVICES = 100;
@@ -36,31 +36,8 @@ async function eventLoopP99(base: string): Promise<number> {
   return m ? Number(m[1]) * 1000 : NaN;
 }
 
-/** `concurrency` keep-alive requests in flight for `seconds`; request(i) gives the URL, headers and body. */
-async function burst(request: (i: number) => { url: string; headers: Record<string, string>; body: string }, ok: number, seconds: number, concurrency: number) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-  const latencies: number[] = [];
-  let errors = 0;
-  let i = 0;
-  const until = Date.now() + seconds * 1000;
-  const start = performance.now();
-  const worker = async () => {
-    while (Date.now() < until) {
-      const r = request(i++);
-      const t0 = performance.now();
-      const status = await requestStatus(agent, 'POST', r.url, r.headers, r.body);
-      if (status === ok) latencies.push(performance.now() - t0);
-      else errors++;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsed = (performance.now() - start) / 1000;
-  agent.destroy();
-  latencies.sort((a, b) => a - b);
-  return { rate: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), count: latencies.length, errors };
-}
-
 const certfleetRequest = (base: string, token: string, keyType: string) => (i: number) => ({
+  method: 'POST' as const,
   url: `${base}/api/v1/customer/devices/BENCH-${i % DEVICES}/certificates/generate`,
   headers: { authorization: `Bearer ${token}` },
   body: JSON.stringify({ key_type: keyType, validity_days: 30 }),
@@ -97,7 +74,7 @@ export async function runIssuanceBench(options: { seconds?: number } = {}) {
       if (hasCfssl()) {
         const serve = await startCfsslServe({ certPath: ca.certPath, keyPath: legacyKeyFile(ca.keyPath, 'ec') }, 20_000 + Math.floor(Math.random() * 20_000));
         try {
-          cfssl = await burst((i) => ({ url: `${serve.base}/api/v1/cfssl/newcert`, headers: {}, body: cfsslNewcertBody(keyType, i) }), 200, seconds, concurrency);
+          cfssl = await burst((i) => ({ method: 'POST', url: `${serve.base}/api/v1/cfssl/newcert`, headers: {}, body: cfsslNewcertBody(keyType, i) }), 200, seconds, concurrency);
         } finally {
           await serve.stop();
         }

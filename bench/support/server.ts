@@ -68,3 +68,33 @@ export function requestStatus(agent: http.Agent, method: 'GET' | 'POST', url: st
     req.end(body);
   });
 }
+
+export interface BenchRequest {
+  method: 'GET' | 'POST';
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+/** Closed loop: `concurrency` keep-alive requests in flight for `seconds`; request(i) gives the i-th request. */
+export async function closedLoop(request: (i: number) => BenchRequest, ok: number, seconds: number, concurrency: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies: number[] = [];
+  let errors = 0;
+  let i = 0;
+  const until = Date.now() + seconds * 1000;
+  const start = performance.now();
+  const worker = async () => {
+    while (Date.now() < until) {
+      const r = request(i++);
+      const t0 = performance.now();
+      if ((await requestStatus(agent, r.method, r.url, r.headers, r.body)) === ok) latencies.push(performance.now() - t0);
+      else errors++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsed = (performance.now() - start) / 1000;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return { rate: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), count: latencies.length, errors };
+}
