@@ -206,4 +206,15 @@ describe('certfleet CLI against a running certfleet', () => {
     expect(code).toBe(0);
     expect(JSON.parse(out).device.device_id).toBe('DEV-1');
   });
+
+  it('login reads the token from standard input when --token is not given', async () => {
+    const home = tmp();
+    const child = spawn(process.execPath, [BIN, 'login', '--url', url], { env: { ...process.env, XDG_CONFIG_HOME: home, CERTFLEET_TOKEN: '' } });
+    child.stdin.end(`${token}\n`);
+    let err = '';
+    child.stderr.on('data', (d) => (err += d));
+    const code = await new Promise((r) => child.on('exit', r));
+    expect(code, err).toBe(0);
+    expect(JSON.parse(readFileSync(join(home, 'certfleet', 'credentials.json'), 'utf8')).token).toBe(token);
+  });
 });

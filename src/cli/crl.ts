@@ -14,7 +14,7 @@ const caFlag: FlagSpec = { type: 'string', value: 'FILE', help: 'verify against 
 
 /** The CRL endpoints are public: only the URL is needed. */
 async function publicClient(flags: Flags): Promise<ApiClient> {
-  const url = str(flags.url) ?? process.env.CERTFLEET_URL ?? (await readStoredCredentials()).url;
+  const url = str(flags.url) || process.env.CERTFLEET_URL || (await readStoredCredentials()).url;
   if (!url) throw new MissingCredentialsError('no certfleet URL: pass --url, set CERTFLEET_URL, or run "certfleet login"');
   return createApiClient({ url });
 }

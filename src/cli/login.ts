@@ -29,9 +29,9 @@ export const loginCommand: CommandSpec = {
   example: ['certfleet token --tenant acme | certfleet login --url http://127.0.0.1:8080', 'certfleet login --url https://certfleet.example.com --token "$TOKEN"'],
   notes: 'Stored in $XDG_CONFIG_HOME/certfleet/credentials.json (default ~/.config/certfleet); --url/--token and CERTFLEET_URL/CERTFLEET_TOKEN take precedence.',
   async run(flags) {
-    const url = str(flags.url) ?? process.env.CERTFLEET_URL;
+    const url = str(flags.url) || process.env.CERTFLEET_URL;
     if (!url) throw new UsageError('--url is required');
-    const token = str(flags.token) ?? process.env.CERTFLEET_TOKEN ?? (await readToken());
+    const token = str(flags.token) || process.env.CERTFLEET_TOKEN || (await readToken());
     if (!token) throw new UsageError('no token given');
     const api = createApiClient({ url, token });
     let role = 'tenant';

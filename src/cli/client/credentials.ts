@@ -39,8 +39,8 @@ export class MissingCredentialsError extends Error {}
 /** --url/--token, else CERTFLEET_URL/CERTFLEET_TOKEN, else what `certfleet login` stored. */
 export async function resolveCredentials(flags: Flags, env: NodeJS.ProcessEnv = process.env): Promise<Credentials> {
   const stored = await readStoredCredentials(env);
-  const url = (flags.url as string | undefined) ?? env.CERTFLEET_URL ?? stored.url;
-  const token = (flags.token as string | undefined) ?? env.CERTFLEET_TOKEN ?? stored.token;
+  const url = (flags.url as string | undefined) || env.CERTFLEET_URL || stored.url;
+  const token = (flags.token as string | undefined) || env.CERTFLEET_TOKEN || stored.token;
   if (!url) throw new MissingCredentialsError('no certfleet URL: pass --url, set CERTFLEET_URL, or run "certfleet login"');
   if (!token) throw new MissingCredentialsError('no token: pass --token, set CERTFLEET_TOKEN, or run "certfleet login"');
   return { url, token };
