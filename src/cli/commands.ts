@@ -47,6 +47,7 @@ export const commands: Record<string, Command> = {
       'server-ca': { type: 'string' },
       'broker-user': { type: 'string' },
       'no-kick': { type: 'boolean' },
+      'mqtt-renewal': { type: 'boolean' },
       'dynsec-plugin': { type: 'string' },
       'admin-host': { type: 'string' },
       'admin-port': { type: 'string' },
