@@ -137,6 +137,8 @@ export function customerRoutes(useCases: UseCases) {
         schema: {
           tags: ['certificates'],
           summary: 'Revoke an ACTIVE certificate (reason: an RFC 5280 reason name, or free text)',
+          description:
+            'Already revoked: 409 CERTIFICATE_ALREADY_REVOKED; expired: 409 CERTIFICATE_EXPIRED (both with `certificate`). Revoking the new certificate of a pending rotation cancels that rotation: its old certificates stay ACTIVE.',
           params: certificateIdParam,
           body: { type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 200 } } },
         },
