@@ -197,6 +197,7 @@ describe.each(DRIVERS)('a device is never stranded by rotation, on %s', (kind) =
         expect(cancel.json.active_certificates.map((c: Cert) => c.id)).toEqual([newId]);
       }
     }
+    console.info('cancel/worker race outcomes', outcomes);
     expect(outcomes.cancel + outcomes.worker).toBe(50);
   }, 300_000);
 });
