@@ -1,5 +1,6 @@
 import { closeSync, linkSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { basename, dirname } from 'node:path';
+import { tempPathFor } from '../support/atomic-file.ts';
 
 export class DataDirLockedError extends Error {}
 
@@ -16,7 +17,7 @@ const RELEASED = 'released';
 
 /** Creates `path` with `content` in one step (a reader never sees it empty); false when it exists. */
 function createExclusive(path: string, content: string): boolean {
-  const tmp = `${path}.${process.pid}.tmp`;
+  const tmp = tempPathFor(path);
   const fd = openSync(tmp, 'w', 0o600);
   try {
     writeSync(fd, content);
@@ -94,7 +95,7 @@ export function lockDataDir(lockPath: string): () => void {
       if (released) return;
       released = true;
       // Marked released, not removed: the generation number stays, so it never goes back.
-      const tmp = `${path}.${process.pid}.tmp`;
+      const tmp = tempPathFor(path);
       try {
         const fd = openSync(tmp, 'w', 0o600);
         writeSync(fd, RELEASED);
