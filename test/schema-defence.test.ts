@@ -144,10 +144,10 @@ describe.each(DRIVERS)('defence in depth in the schema on %s', (kind) => {
       expect(applied.rows).toEqual([]);
       await fresh.driver.transaction((tx) => tx.query('DELETE FROM certificate_rotations WHERE id = $1', [rows[0].id]));
 
-      expect(await migrate(fresh.driver)).toEqual(['007-tenant-keys.sql']);
+      expect(await migrate(fresh.driver, { until: '007' })).toEqual(['007-tenant-keys.sql']);
       expect(await rowCounts(fresh.driver)).toEqual(before);
-      const rotation = await fresh.driver.transaction((tx) => tx.query<{ started_by: string | null }>('SELECT started_by FROM certificate_rotations ORDER BY id LIMIT 1'));
-      expect(rotation.rows).toEqual([{ started_by: null }]);
+      await migrate(fresh.driver); // and every later migration over the same data
+      expect(await rowCounts(fresh.driver)).toEqual(before);
       expect(
         await errorCode(
           fresh.driver.transaction((tx) =>

@@ -47,8 +47,3 @@ ALTER TABLE fleet_alert ADD CONSTRAINT fleet_alert_device FOREIGN KEY (tenant_id
 
 -- The audit trail is append-only for the application: neither role may change or delete it.
 REVOKE UPDATE, DELETE, TRUNCATE ON audit_events FROM certfleet_app, certfleet_operator;
-
--- Who started a rotation (actor id): device-initiated renewal tells its own retry from another's rotation.
-ALTER TABLE certificate_rotations ADD COLUMN started_by text;
--- The new certificate of a pending rotation: revoking it cancels the rotation; list filter rotation=.
-CREATE INDEX certificate_rotations_new_pending ON certificate_rotations (new_certificate_id) WHERE status = 'PENDING';

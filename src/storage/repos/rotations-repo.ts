@@ -14,7 +14,7 @@ export interface PendingRotation {
   new_status: string;
   scheduled_revoke_at: string;
   created_at: string;
-  /** Who started the rotation (actor id); null for rotations from before migration 007. */
+  /** Who started the rotation (actor id, migration 009); null for older rotations. */
   started_by: string | null;
 }
 
