@@ -54,12 +54,6 @@ function newestGeneration(lockPath: string): { generation: number; holder: numbe
   return { generation, holder: text !== RELEASED && Number.isInteger(pid) && pid > 0 ? pid : null };
 }
 
-function lockedBy(holder: number, lockPath: string) {
-  return new DataDirLockedError(
-    `the embedded database is in use by process ${holder} (lock ${lockPath}). ` +
-      'Stop that process, or use DATABASE_URL to share one Postgres between processes.',
-  );
-}
 
 /**
  * PGlite has no lock of its own: two processes on one data folder silently lose writes.
@@ -70,17 +64,23 @@ function lockedBy(holder: number, lockPath: string) {
  * simultaneous starts exactly one wins, the others see a live holder. Generations never
  * go back, so a start that looked at an old generation cannot win a lock a newer one holds.
  */
-export function lockDataDir(lockPath: string): () => void {
+export function lockDataDir(
+  lockPath: string,
+  inUse: (holder: number) => string = (holder) =>
+    `the embedded database is in use by process ${holder} (lock ${lockPath}). ` +
+    'Stop that process, or use DATABASE_URL to share one Postgres between processes.',
+): () => void {
+  const lockedBy = (holder: number) => new DataDirLockedError(inUse(holder));
   // A lock file of an older certfleet (one fixed name) with a live process.
   try {
     const legacy = Number(readFileSync(lockPath, 'utf8').trim());
-    if (Number.isInteger(legacy) && legacy > 0 && legacy !== process.pid && alive(legacy)) throw lockedBy(legacy, lockPath);
+    if (Number.isInteger(legacy) && legacy > 0 && legacy !== process.pid && alive(legacy)) throw lockedBy(legacy);
   } catch (e) {
     if (e instanceof DataDirLockedError) throw e;
   }
   for (let attempt = 0; attempt < 100; attempt++) {
     const newest = newestGeneration(lockPath);
-    if (newest.holder !== null && newest.holder !== process.pid && alive(newest.holder)) throw lockedBy(newest.holder, lockPath);
+    if (newest.holder !== null && newest.holder !== process.pid && alive(newest.holder)) throw lockedBy(newest.holder);
     const mine = newest.generation + 1;
     const path = `${lockPath}.${mine}`;
     if (!createExclusive(path, String(process.pid))) continue; // another start won this generation: look again
