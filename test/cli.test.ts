@@ -7,7 +7,7 @@ import { createTestDatabase } from './support/databases.ts';
 import { startTestService } from './support/service.ts';
 import { run } from './support/openssl.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const cli = (args: string[], env: Record<string, string>) =>
   spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
 const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-cli-'));
@@ -109,7 +109,7 @@ describe('certfleet CLI', () => {
     try {
       await expect(
         startTestService(database, { env: { DEVICE_CA_CERT_PATH: join(dir, 'device-ca.crt'), DEVICE_CA_KEY_PATH: join(dir, 'device-ca.key') } }),
-      ).rejects.toThrow(/world-readable/);
+      ).rejects.toThrow(/device-ca.key is accessible by group or others \(mode 0644\): run chmod 600/);
     } finally {
       await database.close();
     }

@@ -4,6 +4,9 @@ import { HOUR_MS } from '../domain/clock.ts';
 import { buildCrl, createRevokedEntriesEncoder, type CrlSigner, type RevokedEntry } from '../domain/crl/build-crl.ts';
 import { crlSignature } from '../domain/crl/complete-crl.ts';
 import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
+import type { CaLintProfile } from '../pki/lint/ca-profile.ts';
+import { lintCrl } from '../pki/lint/crl-lint.ts';
+import { runLint } from '../pki/lint/lint-failure.ts';
 import { verifyCrl } from '../crl/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
 import {
@@ -27,6 +30,8 @@ export interface CrlAuthority {
   authorityKeyId: Uint8Array;
   publicKey: KeyObject;
   signer: CrlSigner;
+  /** The CA as the lint sees it (read by @peculiar/asn1-x509, not by our DER code). */
+  lintProfile: CaLintProfile;
 }
 
 export interface PublishCrlDeps {
@@ -39,6 +44,8 @@ export interface PublishCrlDeps {
     /** Issuing Distribution Point of the CRL served at that URL: the one the certificates carry now. */
     distributionPointUrl: string;
   };
+  /** Test seam: a faulty encoder must be caught by the lint before anything is stored. */
+  build?: typeof buildCrl;
 }
 
 /**
@@ -93,11 +100,13 @@ const REMOVE_FROM_CRL = REVOCATION_REASONS.removeFromCRL;
  * crl_state row lock (FOR UPDATE) throughout: replicas queue on it, so the number is the
  * stored one + 1 and strictly increasing. The revoked certificates are streamed from the
  * database into the DER entries encoder (never all rows as objects): only this CA's, and an
- * expired one only until it was on one CRL whose thisUpdate is after its notAfter (RFC 5280 3.3). The CRL must pass verifyCrl (signature with the CA key, issuer,
- * nextUpdate in the future, number above the previous) before it is stored; otherwise the
- * transaction rolls back and the error is thrown.
+ * expired one only until it was on one CRL whose thisUpdate is after its notAfter (RFC 5280 3.3).
+ * Both CRLs (served, with Issuing Distribution Point; the broker's file, without) must pass
+ * verifyCrl (signature with the CA key, issuer, nextUpdate in the future, number above the
+ * previous) and the lint (pki/lint: profile, entries sorted and unique) before it is stored;
+ * otherwise the transaction rolls back and the error is thrown (LINT_FAILED names the rule).
  */
-export function createPublishCrl({ db, clock, authority, settings }: PublishCrlDeps) {
+export function createPublishCrl({ db, clock, authority, settings, build = buildCrl }: PublishCrlDeps) {
   const validityMs = settings.validityHours * HOUR_MS;
   return async (request: PublishCrlRequest = {}): Promise<PublishCrlResult> =>
     db.asOperator(async (tx) => {
@@ -151,11 +160,12 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
         revoked: encoder.finish(),
         signer: authority.signer,
       };
-      const der = buildCrl({ ...fields, distributionPointUrl: settings.distributionPointUrl });
-      const fileDer = buildCrl(fields);
+      const der = build({ ...fields, distributionPointUrl: settings.distributionPointUrl });
+      const fileDer = build(fields);
       const signed = performance.now();
 
       for (const crl of [der, fileDer]) {
+        runLint(() => lintCrl(crl, { ca: authority.lintProfile, previousNumber: previous }));
         const verified = verifyCrl(crl, {
           caPublicKey: authority.publicKey,
           now: clock.now(),
