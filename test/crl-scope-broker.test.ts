@@ -5,8 +5,7 @@
  * accepted before revocation and refused after it. (With an Issuing Distribution Point in the
  * CRL, OpenSSL refuses all three even unrevoked: "different CRL scope".)
  */
-import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,9 +14,8 @@ import { freePort, startMosquitto, type RunningMosquitto } from './support/mosqu
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
-import { brokerTestFixture } from './support/broker-fixture.ts';
+import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './support/broker-fixture.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
 const TENANT = 'scope';
 const OLD_BASE = 'http://certfleet-old.example:8080';
 const NEW_BASE = 'https://certfleet.example';
@@ -104,24 +102,13 @@ async function importMade(service: TestService, deviceId: string, crlDp: string 
 beforeAll(async () => {
   ({ tmp, database, env } = await brokerTestFixture('scope'));
   brokerPort = await freePort();
-  const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', join(tmp, 'broker'), '--port', String(brokerPort), '--no-kick', '--json'], {
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-    timeout: 60_000,
-  });
-  if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
-  const config = JSON.parse(res.stdout) as { files: Record<string, string>; env: Record<string, string> };
+  const config = runBrokerConfig(env, join(tmp, 'broker'), ['--port', String(brokerPort), '--no-kick']);
   combinedCa = config.files.combinedCa;
   broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
   env = { ...env, ...config.env };
 }, 120_000);
 
-afterAll(async () => {
-  await t?.close();
-  await broker?.stop();
-  await database?.close();
-  if (tmp) rmSync(tmp, { recursive: true, force: true });
-}, 60_000);
+afterAll(() => closeBrokerTest({ service: t, broker, database, tmp }), 60_000);
 
 describe('the broker’s CRL file covers every certificate of the CA, whatever its CRL Distribution Point', () => {
   it('accepts them before revocation and refuses them after: issued before a PUBLIC_BASE_URL change, imported with another or no CRL DP', async () => {

@@ -1,4 +1,5 @@
-import { chmodSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDeviceCa, writeDeviceCa } from '../../src/pki/device-ca.ts';
@@ -23,4 +24,21 @@ export async function brokerTestFixture(name: string): Promise<{ tmp: string; da
     CERTFLEET_DATA_DIR: join(tmp, 'data'),
   };
   return { tmp, database, env };
+}
+
+const BIN = join(import.meta.dirname, '..', '..', 'bin', 'certfleet.js');
+
+/** `certfleet broker-config --out DIR ... --json` as an operator runs it; its parsed output. */
+export function runBrokerConfig(env: Record<string, string>, outDir: string, args: string[]): { files: Record<string, string>; env: Record<string, string> } {
+  const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', outDir, ...args, '--json'], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+  if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
+  return JSON.parse(res.stdout);
+}
+
+/** Stops what a real-broker test started, service first (it may signal the broker), and removes its folder. */
+export async function closeBrokerTest(parts: { service?: { close(): Promise<void> } | null; broker?: { stop(): Promise<void> }; database?: TestDatabase; tmp?: string }) {
+  await parts.service?.close();
+  await parts.broker?.stop();
+  await parts.database?.close();
+  if (parts.tmp) rmSync(parts.tmp, { recursive: true, force: true });
 }
