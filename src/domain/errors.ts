@@ -27,6 +27,7 @@ export const ERROR_CODES = [
   'WEBHOOK_NOT_FOUND',
   'CA_NOT_CONFIGURED',
   'CRL_NOT_AVAILABLE',
+  'CONSOLE_NOT_BUILT',
   'INTERNAL',
 ] as const;
 

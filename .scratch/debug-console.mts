@@ -1,0 +1,16 @@
+import { chromium } from 'playwright-core';
+import { createTestDatabase } from '/work/wt/console/test/support/databases.ts';
+import { startTestService } from '/work/wt/console/test/support/service.ts';
+const db = await createTestDatabase('pglite');
+const t = await startTestService(db);
+const base = await t.service.app.listen({ host: '127.0.0.1', port: 0 });
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox'] });
+const page = await b.newPage();
+page.on('console', (m) => console.log('console', m.type(), m.text()));
+page.on('pageerror', (e) => console.log('pageerror', e.message));
+page.on('response', (r) => console.log('resp', r.status(), r.url()));
+await page.goto(`${base}/`);
+await page.waitForTimeout(2000);
+console.log(await page.content());
+const r = await page.request.get(`${base}/app/`); console.log(r.headers());
+await b.close(); await t.close(); await db.close();

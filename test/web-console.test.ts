@@ -1,0 +1,264 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRaiseExpiryAlerts } from '../src/app/raise-expiry-alerts.ts';
+import { createExpiryPolicy } from '../src/domain/expiry-policy.ts';
+import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { ensureWebBuilt } from './support/web-build.ts';
+
+const ARTIFACTS = join(process.cwd(), 'test-artifacts');
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: string[] }[];
+}
+
+/** axe-core in the page: the serious and critical violations (none expected). */
+async function seriousViolations(page: Page): Promise<string[]> {
+  // Evaluated through the DevTools protocol: the page's CSP (script-src 'self') stays in force for the page itself.
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(ctx: Document, o: object): Promise<{ violations: AxeViolation[] }> } }).axe;
+    return (await axe.run(document, { resultTypes: ['violations'] })).violations;
+  });
+  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+describe('web console in Chromium', () => {
+  let database: TestDatabase;
+  let t: TestService;
+  let context: BrowserContext;
+  let page: Page;
+  let base: string;
+  let userDataDir: string;
+  const consoleErrors: string[] = [];
+  /** For the failure message: which request Chromium's "Failed to load resource" was about. */
+  const failedResponses: string[] = [];
+
+  beforeAll(async () => {
+    ensureWebBuilt();
+    mkdirSync(ARTIFACTS, { recursive: true });
+    database = await createTestDatabase('pg');
+    t = await startTestService(database);
+    base = await t.service.app.listen({ host: '127.0.0.1', port: 0 });
+    userDataDir = mkdtempSync(join(tmpdir(), 'certfleet-chromium-'));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1366, height: 768 },
+      acceptDownloads: true,
+      offline: false,
+    });
+    // Nothing but certfleet itself may be contacted: the page works without any CDN.
+    await context.route(/.*/, (route) => (route.request().url().startsWith(base) ? route.continue() : route.abort()));
+    page = context.pages()[0] ?? (await context.newPage());
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') consoleErrors.push(`${m.type()}: ${m.text()}`);
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+    page.on('response', (r) => {
+      if (r.status() >= 400) failedResponses.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+    });
+  });
+
+  afterAll(async () => {
+    await context?.close();
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    await t?.close();
+    await database?.close();
+  });
+
+  /** A deliberate API failure: Chromium logs the 4xx it received; exactly that one message is taken off the list. */
+  const expectLoggedHttpError = async (status: number) => {
+    const match = (m: string) => m.includes(`Failed to load resource: the server responded with a status of ${status}`);
+    await expect.poll(() => consoleErrors.some(match)).toBe(true);
+    consoleErrors.splice(consoleErrors.findIndex(match), 1);
+  };
+
+  const confirmDialog = async (yes: RegExp) => {
+    const dialog = page.getByRole('dialog');
+    await expect.poll(() => dialog.isVisible()).toBe(true);
+    await dialog.getByRole('button', { name: yes }).click();
+    await expect.poll(() => dialog.isVisible()).toBe(false);
+  };
+
+  it('signs in with a token, runs the certificate lifecycle, shows alerts, CRL and audit, accessible at desktop and phone width', async () => {
+    await page.goto(`${base}/`);
+    expect(new URL(page.url()).pathname).toBe('/app/');
+    await page.getByRole('heading', { name: 'certfleet console' }).waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+
+    // A bad token: a readable message next to the sign-in form, no blank page.
+    await page.getByLabel('Access token').fill('not-a-token');
+    await page.getByRole('button', { name: 'Sign in with the token' }).click();
+    await page.getByRole('alert').filter({ hasText: 'UNAUTHENTICATED' }).waitFor();
+    await expectLoggedHttpError(401);
+
+    await page.getByLabel('Access token').fill(await t.token('acme', 'customer'));
+    await page.getByRole('button', { name: 'Sign in with the token' }).click();
+    await page.getByRole('heading', { name: 'Devices & certificates' }).waitFor();
+    const cookies = await context.cookies(base);
+    expect(cookies.find((c) => c.name === 'certfleet_session')?.httpOnly).toBe(true);
+
+    // Register a device (with its confirmation step), then again: the API's 409 is shown next to the form.
+    await page.getByText('Register a device').click();
+    await page.getByLabel('Device ID').first().fill('DEVICE-001');
+    await page.getByRole('button', { name: 'Register device', exact: true }).click();
+    await confirmDialog(/Yes, register device/);
+    await page.getByRole('status').filter({ hasText: 'Device DEVICE-001 registered.' }).waitFor();
+    await page.getByRole('button', { name: 'Register device', exact: true }).click();
+    await confirmDialog(/Yes, register device/);
+    await page.getByRole('alert').filter({ hasText: 'DEVICE_EXISTS' }).waitFor();
+    await expectLoggedHttpError(409);
+
+    // Generate: the private key is shown once with a warning and a download, and is in no browser storage.
+    await page.getByRole('button', { name: 'Manage device DEVICE-001', exact: true }).click();
+    await page.getByRole('heading', { name: 'Device DEVICE-001' }).waitFor();
+    await page.getByLabel('Validity (days)').first().fill('5');
+    await page.getByRole('button', { name: 'Generate certificate', exact: true }).click();
+    await confirmDialog(/Yes, generate certificate/);
+    await page.getByRole('status').filter({ hasText: /Certificate \d+ issued/ }).waitFor();
+    const keyBox = page.getByRole('textbox', { name: /Private key of certificate/ });
+    const keyPem = await keyBox.inputValue();
+    expect(keyPem).toContain('PRIVATE KEY');
+    await page.getByText('shown once').first().waitFor();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: /Download DEVICE-001-\d+\.key\.pem/ }).click()]);
+    expect(readFileSync((await download.path())!, 'utf8')).toBe(keyPem);
+    const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+    expect(stored).not.toContain('PRIVATE KEY');
+    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    expect(await page.getByText('PRIVATE KEY').count()).toBe(0);
+
+    // The worker's expiry task raises the alert; the overview counts the certificate in the 7-day window.
+    await createRaiseExpiryAlerts({ db: t.service.deps.db, clock: t.clock, policy: createExpiryPolicy() })();
+    await page.getByRole('link', { name: 'Alerts' }).click();
+    const alertRow = page.getByRole('row').filter({ hasText: 'CERT_EXPIRING' });
+    await alertRow.waitFor();
+    expect(await alertRow.textContent()).toContain('high');
+    expect(await seriousViolations(page)).toEqual([]);
+
+    // Keyboard only: tab to the alert's acknowledge button, open the dialog, confirm.
+    let reached = false;
+    for (let i = 0; i < 60 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => document.activeElement?.getAttribute('aria-label')?.startsWith('Acknowledge alert') ?? false);
+    }
+    expect(reached).toBe(true);
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.evaluate(() => document.activeElement?.closest('dialog') !== null)).toBe(true);
+    await page.keyboard.press('Escape');
+    await expect.poll(() => page.getByRole('dialog').isVisible()).toBe(false);
+    // Escape cancels and gives the focus back to the button that opened the dialog.
+    await expect.poll(() => page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? '')).toMatch(/^Acknowledge alert/);
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.getByRole('dialog').isVisible()).toBe(true);
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await page.getByRole('status').filter({ hasText: /Alert \d+ acknowledged/ }).waitFor();
+
+    // Rotate, confirm, revoke.
+    await page.getByRole('link', { name: 'Devices & certificates' }).click();
+    await page.getByRole('button', { name: 'Manage device DEVICE-001', exact: true }).click();
+    await page.getByText('No rotation pending.').waitFor();
+    await page.getByLabel('Grace period (hours)').fill('48');
+    await page.getByRole('button', { name: 'Rotate certificate', exact: true }).click();
+    await confirmDialog(/Yes, rotate certificate/);
+    await page.getByRole('status').filter({ hasText: /New certificate \d+ issued/ }).waitFor();
+    await page.getByText(/Rotation pending: new certificate \d+/).waitFor();
+    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    await page.getByRole('button', { name: 'Confirm rotation', exact: true }).click();
+    await confirmDialog(/Yes, confirm rotation/);
+    await page.getByRole('status').filter({ hasText: 'Rotation confirmed' }).waitFor();
+    await page.getByText('No rotation pending.').waitFor();
+    const revoke = page.getByRole('button', { name: /Revoke certificate \d+/ }).and(page.locator(':enabled'));
+    await expect.poll(() => revoke.count()).toBe(1);
+    const revokedId = (await revoke.getAttribute('aria-label'))!.replace(/\D+/g, '');
+    await revoke.click();
+    await page.getByRole('dialog').getByLabel('Reason (RFC 5280)').selectOption('keyCompromise');
+    await confirmDialog(/Yes, revoke/);
+    await page.getByRole('status').filter({ hasText: `Certificate ${revokedId} revoked (keyCompromise)` }).waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-fleet-1366x768.png'), fullPage: false });
+
+    // CRL: status with both revocations once published, and the PEM download.
+    await page.getByRole('link', { name: 'CRL' }).click();
+    await expect
+      .poll(async () => {
+        await page.reload();
+        await page.getByRole('heading', { name: 'Certificate revocation list' }).waitFor();
+        const entries = page.locator('dt:text-is("Entries") + dd');
+        await entries.waitFor();
+        return Number(await entries.textContent());
+      }, { timeout: 20_000 })
+      .toBe(2);
+    const [crl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CRL (PEM)' }).click()]);
+    expect(readFileSync((await crl.path())!, 'utf8')).toContain('-----BEGIN X509 CRL-----');
+    expect(await seriousViolations(page)).toEqual([]);
+
+    // Audit: every action of this test, filterable by action.
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    const auditTable = page.getByRole('table', { name: 'Audit events, newest first' });
+    await auditTable.waitFor();
+    for (const action of ['device.registered', 'certificate.issued', 'certificate.rotated', 'rotation.confirmed', 'certificate.revoked', 'alert.acknowledged']) {
+      await auditTable.getByRole('cell', { name: action, exact: true }).first().waitFor();
+    }
+    await page.getByLabel('Action').fill('certificate.revoked');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await expect.poll(() => auditTable.getByRole('cell', { name: 'device.registered', exact: true }).count()).toBe(0);
+    expect(await auditTable.getByRole('cell', { name: 'certificate.revoked', exact: true }).count()).toBeGreaterThan(0);
+    expect(await seriousViolations(page)).toEqual([]);
+
+    await page.getByRole('link', { name: 'Webhooks' }).click();
+    await page.getByRole('heading', { name: 'Webhooks' }).waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+
+    // Phone width: nothing wider than the screen but the tables' own scroll areas.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.getByRole('link', { name: 'Devices & certificates' }).click();
+    await page.getByRole('heading', { name: 'Expiring certificates' }).waitFor();
+    await page.getByRole('figure').waitFor();
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-fleet-390x844.png'), fullPage: false });
+    await page.setViewportSize({ width: 1366, height: 768 });
+
+    // A customer cannot reach the operator view: neither the page nor its API.
+    await page.goto(`${base}/app/#/operator/certificates`);
+    await page.getByText('The operator view needs the operator role.').waitFor();
+    expect(await page.getByRole('link', { name: 'All certificates' }).count()).toBe(0);
+    const denied = await page.request.get(`${base}/api/v1/operator/certificates`);
+    expect(denied.status()).toBe(403);
+
+    expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
+  });
+
+  it('shows operators every tenant with a tenant filter and the system alerts', async () => {
+    await page.goto(`${base}/app/`);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('Access token').fill(await t.token(null, 'operator'));
+    await page.getByRole('button', { name: 'Sign in with the token' }).click();
+    await page.getByRole('heading', { name: 'Certificates of every tenant' }).waitFor();
+    await page.getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
+    await page.getByLabel('Tenant').fill('nobody');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await page.getByText('No certificates match.').waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.getByRole('link', { name: 'All alerts' }).click();
+    await page.getByRole('heading', { name: 'Alerts of every tenant' }).waitFor();
+    expect(await page.getByRole('option', { name: 'CRL_STALE' }).count()).toBe(1);
+    await page.getByRole('link', { name: 'All audit' }).click();
+    await page.getByRole('table', { name: 'Audit events, newest first' }).getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-operator-1366x768.png') });
+    expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
+  });
+});
