@@ -9,6 +9,7 @@ import { createExpiryPolicy } from '../src/domain/expiry-policy.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { ensureWebBuilt } from './support/web-build.ts';
+import { startOidcProvider } from './support/oidc-provider.ts';
 
 const ARTIFACTS = join(process.cwd(), 'test-artifacts');
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
@@ -40,6 +41,8 @@ describe('web console in Chromium', () => {
   let base: string;
   let userDataDir: string;
   const consoleErrors: string[] = [];
+  /** Nothing else may be contacted (no CDN); the OIDC test adds its provider. */
+  const allowedOrigins = new Set<string>();
   /** For the failure message: which request Chromium's "Failed to load resource" was about. */
   const failedResponses: string[] = [];
 
@@ -49,6 +52,7 @@ describe('web console in Chromium', () => {
     database = await createTestDatabase('pg');
     t = await startTestService(database);
     base = await t.service.app.listen({ host: '127.0.0.1', port: 0 });
+    allowedOrigins.add(base);
     userDataDir = mkdtempSync(join(tmpdir(), 'certfleet-chromium-'));
     context = await chromium.launchPersistentContext(userDataDir, {
       executablePath: '/usr/bin/chromium',
@@ -59,7 +63,7 @@ describe('web console in Chromium', () => {
       offline: false,
     });
     // Nothing but certfleet itself may be contacted: the page works without any CDN.
-    await context.route(/.*/, (route) => (route.request().url().startsWith(base) ? route.continue() : route.abort()));
+    await context.route(/.*/, (route) => ([...allowedOrigins].some((o) => route.request().url().startsWith(`${o}/`)) ? route.continue() : route.abort()));
     page = context.pages()[0] ?? (await context.newPage());
     page.on('console', (m) => {
       if (m.type() === 'error' || m.type() === 'warning') consoleErrors.push(`${m.type()}: ${m.text()}`);
@@ -77,18 +81,20 @@ describe('web console in Chromium', () => {
     await database?.close();
   });
 
+  const eventually = <T,>(fn: () => Promise<T> | T, options: { timeout?: number } = {}) => expect.poll(fn, { timeout: options.timeout ?? 20_000, interval: 100 });
+
   /** A deliberate API failure: Chromium logs the 4xx it received; exactly that one message is taken off the list. */
   const expectLoggedHttpError = async (status: number) => {
     const match = (m: string) => m.includes(`Failed to load resource: the server responded with a status of ${status}`);
-    await expect.poll(() => consoleErrors.some(match)).toBe(true);
+    await eventually(() => consoleErrors.some(match)).toBe(true);
     consoleErrors.splice(consoleErrors.findIndex(match), 1);
   };
 
   const confirmDialog = async (yes: RegExp) => {
     const dialog = page.getByRole('dialog');
-    await expect.poll(() => dialog.isVisible()).toBe(true);
+    await eventually(() => dialog.isVisible()).toBe(true);
     await dialog.getByRole('button', { name: yes }).click();
-    await expect.poll(() => dialog.isVisible()).toBe(false);
+    await eventually(() => dialog.isVisible()).toBe(false);
   };
 
   it('signs in with a token, runs the certificate lifecycle, shows alerts, CRL and audit, accessible at desktop and phone width', async () => {
@@ -154,13 +160,13 @@ describe('web console in Chromium', () => {
     }
     expect(reached).toBe(true);
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.evaluate(() => document.activeElement?.closest('dialog') !== null)).toBe(true);
+    await eventually(() => page.evaluate(() => document.activeElement?.closest('dialog') !== null)).toBe(true);
     await page.keyboard.press('Escape');
-    await expect.poll(() => page.getByRole('dialog').isVisible()).toBe(false);
+    await eventually(() => page.getByRole('dialog').isVisible()).toBe(false);
     // Escape cancels and gives the focus back to the button that opened the dialog.
-    await expect.poll(() => page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? '')).toMatch(/^Acknowledge alert/);
+    await eventually(() => page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? '')).toMatch(/^Acknowledge alert/);
     await page.keyboard.press('Enter');
-    await expect.poll(() => page.getByRole('dialog').isVisible()).toBe(true);
+    await eventually(() => page.getByRole('dialog').isVisible()).toBe(true);
     await page.keyboard.press('Tab');
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: /Alert \d+ acknowledged/ }).waitFor();
@@ -180,7 +186,7 @@ describe('web console in Chromium', () => {
     await page.getByRole('status').filter({ hasText: 'Rotation confirmed' }).waitFor();
     await page.getByText('No rotation pending.').waitFor();
     const revoke = page.getByRole('button', { name: /Revoke certificate \d+/ }).and(page.locator(':enabled'));
-    await expect.poll(() => revoke.count()).toBe(1);
+    await eventually(() => revoke.count()).toBe(1);
     const revokedId = (await revoke.getAttribute('aria-label'))!.replace(/\D+/g, '');
     await revoke.click();
     await page.getByRole('dialog').getByLabel('Reason (RFC 5280)').selectOption('keyCompromise');
@@ -197,7 +203,7 @@ describe('web console in Chromium', () => {
         const entries = page.locator('dt:text-is("Entries") + dd');
         await entries.waitFor();
         return Number(await entries.textContent());
-      }, { timeout: 20_000 })
+      }, { timeout: 30_000 })
       .toBe(2);
     const [crl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CRL (PEM)' }).click()]);
     expect(readFileSync((await crl.path())!, 'utf8')).toContain('-----BEGIN X509 CRL-----');
@@ -212,7 +218,7 @@ describe('web console in Chromium', () => {
     }
     await page.getByLabel('Action').fill('certificate.revoked');
     await page.getByRole('button', { name: 'Apply filters' }).click();
-    await expect.poll(() => auditTable.getByRole('cell', { name: 'device.registered', exact: true }).count()).toBe(0);
+    await eventually(() => auditTable.getByRole('cell', { name: 'device.registered', exact: true }).count()).toBe(0);
     expect(await auditTable.getByRole('cell', { name: 'certificate.revoked', exact: true }).count()).toBeGreaterThan(0);
     expect(await seriousViolations(page)).toEqual([]);
 
@@ -269,4 +275,37 @@ describe('web console in Chromium', () => {
     await page.screenshot({ path: join(ARTIFACTS, 'console-operator-1366x768.png') });
     expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
   });
+
+  it('signs in with OIDC: authorization code flow with PKCE against the issuer, then the cookie session', async () => {
+    const idp = await startOidcProvider({ clientId: 'certfleet-console', audience: 'certfleet', claims: { tenant_id: 'acme', realm_access: { roles: ['customer'] } } });
+    // A second service (a replica) on the same database, configured for OIDC.
+    const oidc = await startTestService(database, {
+      env: { OIDC_ISSUER: idp.issuer, OIDC_JWKS_URL: idp.jwksUrl, OIDC_AUDIENCE: 'certfleet', OIDC_CLIENT_ID: 'certfleet-console' },
+    });
+    try {
+      const oidcBase = await oidc.service.app.listen({ host: '127.0.0.1', port: 0 });
+      allowedOrigins.add(oidcBase);
+      allowedOrigins.add(idp.issuer);
+      // Cookies do not tell ports apart: leave no session of the other service behind.
+      await context.clearCookies();
+      await page.goto(`${oidcBase}/app/`);
+      await page.getByRole('button', { name: `Sign in with ${new URL(idp.issuer).host}` }).click();
+      await page.getByRole('heading', { name: 'Devices & certificates' }).waitFor();
+      expect(page.url()).toBe(`${oidcBase}/app/`);
+      expect(idp.exchanges).toEqual([{ ok: true, reason: undefined }]);
+      await page.getByText('oidc-user-1').waitFor();
+      expect(await page.evaluate(() => JSON.stringify({ ...sessionStorage }))).toBe('{}');
+      // The session is the cookie: an unsafe request from the page carries the CSRF token.
+      await page.getByText('Register a device').click();
+      await page.getByLabel('Device ID').first().fill('OIDC-DEVICE');
+      await page.getByRole('button', { name: 'Register device', exact: true }).click();
+      await confirmDialog(/Yes, register device/);
+      await page.getByRole('status').filter({ hasText: 'Device OIDC-DEVICE registered.' }).waitFor();
+      expect(await seriousViolations(page)).toEqual([]);
+      expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
+    } finally {
+      await oidc.close();
+      await idp.close();
+    }
+  }, 120_000);
 });

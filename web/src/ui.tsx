@@ -61,7 +61,19 @@ export function ConfirmDialog(props: {
     if (!props.open && d.open) d.close();
   }, [props.open]);
   return (
-    <dialog ref={ref} aria-labelledby={titleId} onClose={props.onCancel}>
+    <dialog
+      ref={ref}
+      aria-labelledby={titleId}
+      // Escape: cancel through the state at once (the close event comes later, asynchronously).
+      onCancel={(e) => {
+        e.preventDefault();
+        if (!props.busy) props.onCancel();
+      }}
+      // A close event that arrives after the dialog was opened again is stale: ignore it.
+      onClose={() => {
+        if (!ref.current?.open) props.onCancel();
+      }}
+    >
       <article>
         <h2 id={titleId}>{props.title}</h2>
         {props.children}
