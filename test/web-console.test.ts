@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCheckCrlFreshness } from '../src/app/check-crl-freshness.ts';
 import { createRaiseExpiryAlerts } from '../src/app/raise-expiry-alerts.ts';
 import { createExpiryPolicy } from '../src/domain/expiry-policy.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
@@ -268,7 +269,21 @@ describe('web console in Chromium', () => {
     expect(await seriousViolations(page)).toEqual([]);
     await page.getByRole('link', { name: 'All alerts' }).click();
     await page.getByRole('heading', { name: 'Alerts of every tenant' }).waitFor();
-    expect(await page.getByRole('option', { name: 'CRL_STALE' }).count()).toBe(1);
+    // A system alert (the worker's CRL freshness check, with publication failing): operators filter for it.
+    await createCheckCrlFreshness({
+      db: t.service.deps.db,
+      clock: t.clock,
+      health: { nextUpdate: async () => new Date(t.clock.now().getTime() + 7 * 86_400_000), consecutiveFailures: async () => 3 },
+      marginMs: 86_400_000,
+      failureThreshold: 3,
+    })();
+    await page.getByLabel(/^Tenant/).fill('__system__');
+    await page.getByLabel('Type').selectOption('CRL_STALE');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    const stale = page.getByRole('row').filter({ hasText: 'CRL_STALE' });
+    await stale.waitFor();
+    expect(await stale.textContent()).toContain('__system__');
+    expect(await page.getByRole('row').filter({ hasText: 'CERT_EXPIRING' }).count()).toBe(0);
     await page.getByRole('link', { name: 'All audit' }).click();
     await page.getByRole('table', { name: 'Audit events, newest first' }).getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
     expect(await seriousViolations(page)).toEqual([]);

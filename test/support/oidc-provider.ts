@@ -75,6 +75,11 @@ export async function startOidcProvider(options: { clientId: string; audience: s
     issuer,
     jwksUrl: `${issuer}/jwks`,
     exchanges,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    // Browsers and JWKS clients keep connections alive: drop them rather than wait for their timeout.
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
