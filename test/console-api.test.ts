@@ -8,15 +8,9 @@ import { installErrorHandler } from '../src/http/problem.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { ensureWebBuilt } from './support/web-build.ts';
+import type { AuditEventRecord } from '../src/storage/repos/audit-repo.ts';
 
-interface AuditRow {
-  id: number;
-  tenant_id: string;
-  actor: string;
-  action: string;
-  target_type: string;
-  target_id: string;
-}
+type AuditRow = AuditEventRecord;
 
 describe.each(DRIVERS)('console API (audit events, expiry summary, CRL status, sign-in) on %s', (kind) => {
   let database: TestDatabase;

@@ -242,3 +242,23 @@ export function Loading({ loading, error }: { loading: boolean; error: string | 
     );
   return loading ? <p aria-busy="true">Loading…</p> : null;
 }
+
+/** A search form of filters: fields, then "Apply filters" (the caller reads its own fields). */
+export function FilterForm(props: { label: string; onApply: () => void; children: ComponentChildren }) {
+  return (
+    <form
+      class="filters"
+      role="search"
+      aria-label={props.label}
+      onSubmit={(e) => {
+        e.preventDefault();
+        props.onApply();
+      }}
+    >
+      {props.children}
+      <button type="submit" class="secondary">
+        Apply filters
+      </button>
+    </form>
+  );
+}

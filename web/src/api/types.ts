@@ -1,23 +1,11 @@
+import type { AlertRecord } from '../../../src/domain/alert.ts';
+import type { CertificateRecord } from '../../../src/domain/certificate.ts';
+
 /**
  * Response shapes of the routes whose OpenAPI schema has no response body (yet): the request
  * side of those routes is still typed from schema.d.ts. Field names as the API prints them.
  */
-export interface Certificate {
-  id: number;
-  tenant_id: string;
-  device_id: string;
-  fingerprint_sha256: string;
-  common_name: string;
-  serial_number: string;
-  key_type: string;
-  status: 'ACTIVE' | 'REVOKED' | 'EXPIRED';
-  not_before: string;
-  not_after: string;
-  revoked_at: string | null;
-  revoked_reason: string | null;
-  scheduled_revoke_at: string | null;
-  created_at: string;
-}
+export type Certificate = CertificateRecord;
 
 export interface CertificatePage {
   certificates: Certificate[];
@@ -64,17 +52,7 @@ export interface Rotation {
   old_certificates: { id: number; fingerprint: string; status: string; scheduled_revoke_at: string }[];
 }
 
-export interface Alert {
-  id: number;
-  tenant_id: string;
-  device_id: string | null;
-  alert_type: string;
-  status: 'OPEN' | 'ACKNOWLEDGED' | 'CLOSED';
-  severity: number;
-  summary: string;
-  created_at: string;
-  updated_at: string;
-}
+export type Alert = AlertRecord;
 
 export interface AlertPage {
   alerts: Alert[];

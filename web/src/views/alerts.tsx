@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
 import type { Alert, AlertPage } from '../api/types';
 import { SEVERITY_NAMES, when } from '../format';
-import { ConfirmAction, Loading, Pager, useLoad, usePager } from '../ui';
+import { ConfirmAction, FilterForm, Loading, Pager, useLoad, usePager } from '../ui';
 
 type AlertStatus = 'OPEN' | 'ACKNOWLEDGED' | 'CLOSED';
 interface Filters {
@@ -110,12 +110,9 @@ function AlertFilters(props: { operator: boolean; initial: Filters; onApply: (f:
   const [severity, setSeverity] = useState('');
   const [tenant, setTenant] = useState('');
   return (
-    <form
-      class="filters"
-      role="search"
-      aria-label="Filter alerts"
-      onSubmit={(e) => {
-        e.preventDefault();
+    <FilterForm
+      label="Filter alerts"
+      onApply={() => {
         props.onApply({
           ...(type ? { type } : {}),
           ...(status ? { status: status as AlertStatus } : {}),
@@ -157,9 +154,6 @@ function AlertFilters(props: { operator: boolean; initial: Filters; onApply: (f:
           <option>CLOSED</option>
         </select>
       </label>
-      <button type="submit" class="secondary">
-        Apply filters
-      </button>
-    </form>
+    </FilterForm>
   );
 }

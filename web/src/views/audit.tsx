@@ -1,7 +1,7 @@
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
 import { when } from '../format';
-import { Loading, Pager, useLoad, usePager } from '../ui';
+import { FilterForm, Loading, Pager, useLoad, usePager } from '../ui';
 
 interface Filters {
   action?: string;
@@ -33,14 +33,9 @@ export function AuditView({ scope }: { scope: 'customer' | 'operator' }) {
   return (
     <section aria-labelledby="audit-heading">
       <h1 id="audit-heading">{scope === 'operator' ? 'Audit log of every tenant' : 'Audit log'}</h1>
-      <form
-        class="filters"
-        role="search"
-        aria-label="Filter the audit log"
-        onSubmit={(e) => {
-          e.preventDefault();
-          setFilters(Object.fromEntries(Object.entries(draft).filter(([, v]) => v && v.trim()).map(([k, v]) => [k, v!.trim()])));
-        }}
+      <FilterForm
+        label="Filter the audit log"
+        onApply={() => setFilters(Object.fromEntries(Object.entries(draft).filter(([, v]) => v && v.trim()).map(([k, v]) => [k, v!.trim()])))}
       >
         {fields.map(([name, label]) => (
           <label key={name}>
@@ -48,10 +43,7 @@ export function AuditView({ scope }: { scope: 'customer' | 'operator' }) {
             <input name={name} value={draft[name] ?? ''} onInput={(e) => setDraft({ ...draft, [name]: e.currentTarget.value })} />
           </label>
         ))}
-        <button type="submit" class="secondary">
-          Apply filters
-        </button>
-      </form>
+      </FilterForm>
       <Loading loading={page.loading && !page.data} error={page.error} />
       {page.data ? (
         <>

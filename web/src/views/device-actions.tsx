@@ -1,10 +1,10 @@
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
 import type { Certificate, Issued, Rotated, Rotation } from '../api/types';
+import { MAX_ROTATION_GRACE_HOURS, MAX_VALIDITY_DAYS, type KeyType } from '../../../src/domain/certificate.ts';
 import { REVOCATION_REASON_NAMES, when } from '../format';
 import { ActionForm, ConfirmAction, ShowOnce } from '../ui';
 
-type KeyType = 'rsa-2048' | 'ec-p256';
 
 const KEY_WARNING =
   'This private key is shown once and is not stored anywhere: not by certfleet, not by this browser. Download it now and install it on the device; hiding it or leaving the page discards it.';
@@ -57,16 +57,10 @@ export function DeviceActions(props: { deviceId: string; rotation: Rotation | nu
               return `Certificate ${r.certificate.id} issued (serial ${r.certificate.serial_number}).`;
             }}
           >
-            <label>
-              Key type
-              <select name="key_type" value={keyType} onChange={(e) => setKeyType(e.currentTarget.value as KeyType)}>
-                <option value="ec-p256">EC P-256</option>
-                <option value="rsa-2048">RSA 2048</option>
-              </select>
-            </label>
+            <KeyTypeSelect name="key_type" value={keyType} onChange={setKeyType} />
             <label>
               Validity (days)
-              <input name="validity_days" type="number" min={1} max={825} required value={validity} onInput={(e) => setValidity(e.currentTarget.value)} />
+              <input name="validity_days" type="number" min={1} max={MAX_VALIDITY_DAYS} required value={validity} onInput={(e) => setValidity(e.currentTarget.value)} />
             </label>
           </ActionForm>
         </section>
@@ -94,7 +88,7 @@ export function DeviceActions(props: { deviceId: string; rotation: Rotation | nu
             </label>
             <label>
               Validity (days)
-              <input name="csr_validity_days" type="number" min={1} max={825} required value={csrValidity} onInput={(e) => setCsrValidity(e.currentTarget.value)} />
+              <input name="csr_validity_days" type="number" min={1} max={MAX_VALIDITY_DAYS} required value={csrValidity} onInput={(e) => setCsrValidity(e.currentTarget.value)} />
             </label>
           </ActionForm>
         </section>
@@ -121,15 +115,9 @@ export function DeviceActions(props: { deviceId: string; rotation: Rotation | nu
           >
             <label>
               Grace period (hours)
-              <input name="grace_hours" type="number" min={1} max={720} required value={grace} onInput={(e) => setGrace(e.currentTarget.value)} />
+              <input name="grace_hours" type="number" min={1} max={MAX_ROTATION_GRACE_HOURS} required value={grace} onInput={(e) => setGrace(e.currentTarget.value)} />
             </label>
-            <label>
-              Key type
-              <select name="rotate_key_type" value={rotateKeyType} onChange={(e) => setRotateKeyType(e.currentTarget.value as KeyType)}>
-                <option value="ec-p256">EC P-256</option>
-                <option value="rsa-2048">RSA 2048</option>
-              </select>
-            </label>
+            <KeyTypeSelect name="rotate_key_type" value={rotateKeyType} onChange={setRotateKeyType} />
           </ActionForm>
           <p class="inline-actions">
               <ConfirmAction
@@ -192,5 +180,22 @@ export function DeviceActions(props: { deviceId: string; rotation: Rotation | nu
         </section>
       ) : null}
     </div>
+  );
+}
+
+const KEY_TYPE_LABELS: Record<KeyType, string> = { 'ec-p256': 'EC P-256', 'rsa-2048': 'RSA 2048' };
+
+function KeyTypeSelect(props: { name: string; value: KeyType; onChange: (k: KeyType) => void }) {
+  return (
+    <label>
+      Key type
+      <select name={props.name} value={props.value} onChange={(e) => props.onChange(e.currentTarget.value as KeyType)}>
+        {Object.entries(KEY_TYPE_LABELS).map(([value, label]) => (
+          <option key={value} value={value}>
+            {label}
+          </option>
+        ))}
+      </select>
+    </label>
   );
 }

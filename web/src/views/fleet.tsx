@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, call, client } from '../api/client';
 import type { CertificatePage, DevicePage, Rotation } from '../api/types';
 import { when } from '../format';
-import { ActionForm, Loading, Pager, useLoad, usePager } from '../ui';
+import { ActionForm, FilterForm, Loading, Pager, useLoad, usePager } from '../ui';
 import { CertificateTable } from './certificate-table';
 import { DeviceActions } from './device-actions';
 import { ExpiryChart } from './expiry-chart';
@@ -141,12 +141,9 @@ export function CertificateFilters(props: { withTenant?: boolean; onApply: (f: {
   const [status, setStatus] = useState('');
   const [expiring, setExpiring] = useState('');
   return (
-    <form
-      class="filters"
-      role="search"
-      aria-label="Filter certificates"
-      onSubmit={(e) => {
-        e.preventDefault();
+    <FilterForm
+      label="Filter certificates"
+      onApply={() => {
         props.onApply({
           ...(props.withTenant && tenant.trim() ? { tenant_id: tenant.trim() } : {}),
           ...(device.trim() ? { device_id: device.trim() } : {}),
@@ -183,10 +180,7 @@ export function CertificateFilters(props: { withTenant?: boolean; onApply: (f: {
           <option value="90">90 days</option>
         </select>
       </label>
-      <button type="submit" class="secondary">
-        Apply filters
-      </button>
-    </form>
+    </FilterForm>
   );
 }
 
