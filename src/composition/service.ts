@@ -25,6 +25,8 @@ import { createCrlPublication, type CrlPublication, type CrlPublicationOptions }
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { tokenVerifierFor } from './token-verifier.ts';
+import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
+import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 
 export interface ServiceOverrides {
@@ -47,6 +49,8 @@ export interface Service {
   authMode: string;
   metrics: Registry;
   crl: CrlPublication;
+  /** Device-initiated enrollment and renewal (EST listener, MQTT renewal topics). */
+  renewal: RenewalWiring;
   close(): Promise<void>;
 }
 
@@ -86,6 +90,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
     const useCases = createUseCases(deps);
+    const renewal = createRenewalWiring(config, deps, useCases);
     const { verifier, mode } = await tokenVerifierFor(config);
     const crlStatus = createGetCrlStatus({ db: storage.db, issuerKeyId: crl.issuerKeyId });
     const signIn = { oidc: config.oidc && config.consoleOidc ? { issuer: config.oidc.issuer, client_id: config.consoleOidc.clientId, scope: config.consoleOidc.scope } : null };
@@ -97,6 +102,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         crl.routes.customer,
         customerAlertRoutes(useCases),
         customerWebhookRoutes(useCases),
+        customerEnrollmentRoutes(renewal.renewal),
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),
       ],
@@ -128,7 +134,9 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       authMode: mode,
       metrics,
       crl,
+      renewal,
       async close() {
+        await renewal.close();
         await crl.stop();
         await app.close();
         if (!overrides.storage) await storage.close();
