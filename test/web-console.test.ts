@@ -291,6 +291,29 @@ describe('web console in Chromium', () => {
     expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
   });
 
+  it('shows API failures as readable messages where they happened, never a blank page', async () => {
+    // Still signed in as the operator: one request cannot reach the server, another answers 500 problem+json.
+    await page.route('**/api/v1/operator/expiry-summary*', (route) => route.abort('connectionrefused'));
+    await page.route('**/api/v1/operator/crl/status', (route) =>
+      route.fulfill({ status: 500, contentType: 'application/problem+json', body: JSON.stringify({ status: 500, code: 'INTERNAL', detail: 'internal error; see the server log' }) }),
+    );
+    try {
+      await page.goto(`${base}/app/#/operator/certificates`);
+      await page.getByRole('alert').filter({ hasText: 'could not reach certfleet' }).waitFor();
+      await page.getByRole('alert').filter({ hasText: 'internal error; see the server log (INTERNAL)' }).waitFor();
+      // The rest of the page works.
+      await page.getByRole('table', { name: /certificates/ }).waitFor();
+      expect(await page.locator('body').textContent()).not.toMatch(/at \S+ \(|TypeError|stack/);
+      await expectLoggedHttpError(500);
+      const refused = (m: string) => m.includes('net::ERR_CONNECTION_REFUSED');
+      await eventually(() => consoleErrors.some(refused)).toBe(true);
+      consoleErrors.splice(consoleErrors.findIndex(refused), 1);
+      expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
+    } finally {
+      await page.unrouteAll();
+    }
+  });
+
   it('signs in with OIDC: authorization code flow with PKCE against the issuer, then the cookie session', async () => {
     const idp = await startOidcProvider({ clientId: 'certfleet-console', audience: 'certfleet', claims: { tenant_id: 'acme', realm_access: { roles: ['customer'] } } });
     // A second service (a replica) on the same database, configured for OIDC.
