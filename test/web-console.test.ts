@@ -10,6 +10,7 @@ import { createExpiryPolicy } from '../src/domain/expiry-policy.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { ensureWebBuilt } from './support/web-build.ts';
+import { opensslCsr } from './support/openssl.ts';
 import { startOidcProvider } from './support/oidc-provider.ts';
 
 const ARTIFACTS = join(process.cwd(), 'test-artifacts');
@@ -172,10 +173,15 @@ describe('web console in Chromium', () => {
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: /Alert \d+ acknowledged/ }).waitFor();
 
-    // Rotate, confirm, revoke.
+    // Issue from a pasted CSR (the key stays on the device), then rotate, confirm, revoke.
     await page.getByRole('link', { name: 'Devices & certificates' }).click();
     await page.getByRole('button', { name: 'Manage device DEVICE-001', exact: true }).click();
     await page.getByText('No rotation pending.').waitFor();
+    await page.getByLabel('PKCS#10 CSR (PEM)').fill(opensslCsr('ec-p256').csrPem);
+    await page.getByRole('button', { name: 'Issue from CSR', exact: true }).click();
+    await confirmDialog(/Yes, issue from csr/);
+    await page.getByRole('status').filter({ hasText: /Certificate \d+ issued from the CSR/ }).waitFor();
+    expect(await page.getByRole('textbox', { name: /Private key/ }).count()).toBe(0);
     await page.getByLabel('Grace period (hours)').fill('48');
     await page.getByRole('button', { name: 'Rotate certificate', exact: true }).click();
     await confirmDialog(/Yes, rotate certificate/);
@@ -205,7 +211,7 @@ describe('web console in Chromium', () => {
         await entries.waitFor();
         return Number(await entries.textContent());
       }, { timeout: 30_000 })
-      .toBe(2);
+      .toBe(3);
     const [crl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CRL (PEM)' }).click()]);
     expect(readFileSync((await crl.path())!, 'utf8')).toContain('-----BEGIN X509 CRL-----');
     expect(await seriousViolations(page)).toEqual([]);
@@ -223,8 +229,21 @@ describe('web console in Chromium', () => {
     expect(await auditTable.getByRole('cell', { name: 'certificate.revoked', exact: true }).count()).toBeGreaterThan(0);
     expect(await seriousViolations(page)).toEqual([]);
 
+    // Webhooks: the signing secret is shown once; disable the endpoint.
     await page.getByRole('link', { name: 'Webhooks' }).click();
     await page.getByRole('heading', { name: 'Webhooks' }).waitFor();
+    await page.getByText('Add a webhook').click();
+    await page.getByLabel('URL (https)').fill('https://hooks.example.com/certfleet');
+    await page.getByRole('button', { name: 'Create webhook', exact: true }).click();
+    await confirmDialog(/Yes, create webhook/);
+    await page.getByRole('status').filter({ hasText: /Webhook \d+ created/ }).waitFor();
+    expect(await page.getByRole('textbox', { name: /Signing secret of webhook/ }).inputValue()).toMatch(/^whsec_/);
+    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    await page.getByRole('button', { name: /^Disable webhook \d+$/ }).click();
+    await confirmDialog(/Yes, disable/);
+    await page.getByRole('status').filter({ hasText: /Webhook \d+ disabled/ }).waitFor();
+    await page.getByText('Recent deliveries').click();
+    await page.getByText('No deliveries yet.').waitFor();
     expect(await seriousViolations(page)).toEqual([]);
 
     // More of a fleet (through the API): the expiry overview counts it per window.

@@ -72,7 +72,7 @@ export function WebhooksView() {
             />{' '}
             <ConfirmAction
               label="Rotate secret"
-              ariaLabel={`Rotate the secret of webhook ${w.id}`}
+              ariaLabel={`Rotate secret of webhook ${w.id}`}
               secondary
               question={<p>The old secret stops working at once. Continue?</p>}
               run={async () => {
