@@ -270,6 +270,8 @@ export interface paths {
                     device_id?: string;
                     expiring_within_days?: number;
                     limit?: number;
+                    /** @description pending: old or new certificates of a pending rotation; none: the others (bulk tools skip devices mid-rotation) */
+                    rotation?: "none" | "pending";
                     status?: "ACTIVE" | "REVOKED" | "EXPIRED";
                     tenant_id?: string;
                 };
@@ -341,7 +343,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Revoke an ACTIVE certificate (reason: an RFC 5280 reason name, or free text) */
+        /**
+         * Revoke an ACTIVE certificate (reason: an RFC 5280 reason name, or free text)
+         * @description Already revoked: 409 CERTIFICATE_ALREADY_REVOKED; expired: 409 CERTIFICATE_EXPIRED (both with `certificate`). Revoking the new certificate of a pending rotation cancels that rotation: its old certificates stay ACTIVE.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -696,7 +701,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Issue a new certificate; the ACTIVE ones stay valid for a grace period, then are revoked (superseded) */
+        /**
+         * Issue a new certificate; the ACTIVE ones stay valid for a grace period, then are revoked (superseded)
+         * @description One pending rotation per device: while one is pending the answer is 409 ROTATION_PENDING (problem+json) with the pending rotation in `pending_rotation`, and nothing is issued.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -748,7 +756,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** The new certificate never reached the device: revoke it and clear its schedule, the old certificates stay valid */
+        /**
+         * The new certificate never reached the device: revoke it and clear its schedule, the old certificates stay valid
+         * @description The answer lists `active_certificates`, the certificates that stay valid. When the scheduled revocation won the race (the old certificates are revoked): 409 ROTATION_COMPLETED with `active_certificates`; nothing pending: 404 NO_PENDING_ROTATION.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -1407,6 +1418,8 @@ export interface paths {
                     device_id?: string;
                     expiring_within_days?: number;
                     limit?: number;
+                    /** @description pending: old or new certificates of a pending rotation; none: the others (bulk tools skip devices mid-rotation) */
+                    rotation?: "none" | "pending";
                     status?: "ACTIVE" | "REVOKED" | "EXPIRED";
                     tenant_id?: string;
                 };
@@ -1982,6 +1995,8 @@ export interface paths {
                     device_id?: string;
                     expiring_within_days?: number;
                     limit?: number;
+                    /** @description pending: old or new certificates of a pending rotation; none: the others (bulk tools skip devices mid-rotation) */
+                    rotation?: "none" | "pending";
                     status?: "ACTIVE" | "REVOKED" | "EXPIRED";
                     tenant_id?: string;
                 };
@@ -2053,7 +2068,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Revoke an ACTIVE certificate (reason: an RFC 5280 reason name, or free text) */
+        /**
+         * Revoke an ACTIVE certificate (reason: an RFC 5280 reason name, or free text)
+         * @description Already revoked: 409 CERTIFICATE_ALREADY_REVOKED; expired: 409 CERTIFICATE_EXPIRED (both with `certificate`). Revoking the new certificate of a pending rotation cancels that rotation: its old certificates stay ACTIVE.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -2408,7 +2426,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Issue a new certificate; the ACTIVE ones stay valid for a grace period, then are revoked (superseded) */
+        /**
+         * Issue a new certificate; the ACTIVE ones stay valid for a grace period, then are revoked (superseded)
+         * @description One pending rotation per device: while one is pending the answer is 409 ROTATION_PENDING (problem+json) with the pending rotation in `pending_rotation`, and nothing is issued.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -2460,7 +2481,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** The new certificate never reached the device: revoke it and clear its schedule, the old certificates stay valid */
+        /**
+         * The new certificate never reached the device: revoke it and clear its schedule, the old certificates stay valid
+         * @description The answer lists `active_certificates`, the certificates that stay valid. When the scheduled revocation won the race (the old certificates are revoked): 409 ROTATION_COMPLETED with `active_certificates`; nothing pending: 404 NO_PENDING_ROTATION.
+         */
         post: {
             parameters: {
                 query?: never;
@@ -3119,6 +3143,8 @@ export interface paths {
                     device_id?: string;
                     expiring_within_days?: number;
                     limit?: number;
+                    /** @description pending: old or new certificates of a pending rotation; none: the others (bulk tools skip devices mid-rotation) */
+                    rotation?: "none" | "pending";
                     status?: "ACTIVE" | "REVOKED" | "EXPIRED";
                     tenant_id?: string;
                 };
