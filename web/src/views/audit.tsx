@@ -75,8 +75,12 @@ export function AuditView({ scope }: { scope: 'customer' | 'operator' }) {
                     <td>
                       {e.target_type} {e.target_id}
                     </td>
-                    <td>
-                      <code class="wrap">{JSON.stringify(e.details)}</code>
+                    <td class="details">
+                      {Object.entries(e.details).map(([key, value]) => (
+                        <span key={key}>
+                          {key}: <code class="wrap">{typeof value === 'string' ? value : JSON.stringify(value)}</code>{' '}
+                        </span>
+                      ))}
                     </td>
                   </tr>
                 ))}
