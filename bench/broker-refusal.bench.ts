@@ -28,7 +28,7 @@ import { startTestService } from '../test/support/service.ts';
 import { emitTable, round, scaled } from './support/results.ts';
 import { fmt, percentile } from './support/server.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, '..', 'test', 'support', 'certfleet-source.js');
 const SIZES = scaled([0, 100_000, 1_000_000], [0, 10_000]);
 const REVOCATIONS = scaled(20, 6);
 const TENANT = 'bench';

@@ -49,12 +49,14 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
     });
     await new Promise<void>((resolve) => server!.listen(port, config.host, resolve));
   }
-  await worker.start();
-  console.error(`certfleet worker ${worker.holder}: ${worker.tasks.map((t) => t.name).join(', ')}${server ? `; metrics on ${config.host}:${(server.address() as { port: number }).port}/metrics` : ''}`);
-  await new Promise<void>((resolve) => {
+  // Listening for the stop signals before the readiness line: whoever reads it may stop us at once.
+  const stopRequested = new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  await worker.start();
+  console.error(`certfleet worker ${worker.holder}: ${worker.tasks.map((t) => t.name).join(', ')}${server ? `; metrics on ${config.host}:${(server.address() as { port: number }).port}/metrics` : ''}`);
+  await stopRequested;
   await worker.close();
   await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
   return 0;
