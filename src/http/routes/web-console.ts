@@ -55,7 +55,7 @@ export function webConsoleRoutes(options: WebConsoleOptions = {}) {
         schemaHide: true,
         index: ['index.html'],
         // Hashed assets never change; the page itself is revalidated.
-        setHeaders: (reply, path) => reply.header('cache-control', path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache'),
+        setHeaders: (res, path) => res.setHeader('cache-control', path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache'),
       });
     });
   };
