@@ -67,6 +67,8 @@ describe('web console in Chromium', () => {
     // Nothing but certfleet itself may be contacted: the page works without any CDN.
     await context.route(/.*/, (route) => ([...allowedOrigins].some((o) => route.request().url().startsWith(`${o}/`)) ? route.continue() : route.abort()));
     page = context.pages()[0] ?? (await context.newPage());
+    // Waits end as soon as the page is ready; the bound is for a machine shared with many builds.
+    context.setDefaultTimeout(45_000);
     page.on('console', (m) => {
       if (m.type() === 'error' || m.type() === 'warning') consoleErrors.push(`${m.type()}: ${m.text()}`);
     });
@@ -210,7 +212,7 @@ describe('web console in Chromium', () => {
         const entries = page.locator('dt:text-is("Entries") + dd');
         await entries.waitFor();
         return Number(await entries.textContent());
-      }, { timeout: 30_000 })
+      }, { timeout: 60_000 })
       .toBe(3);
     const [crl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CRL (PEM)' }).click()]);
     expect(readFileSync((await crl.path())!, 'utf8')).toContain('-----BEGIN X509 CRL-----');
@@ -273,7 +275,7 @@ describe('web console in Chromium', () => {
     expect(denied.status()).toBe(403);
 
     expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
-  });
+  }, 180_000);
 
   it('shows operators every tenant with a tenant filter and the system alerts', async () => {
     await page.goto(`${base}/app/`);
