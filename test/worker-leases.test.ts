@@ -4,6 +4,8 @@ import { createManualClock, type ManualClock } from '../src/domain/clock.ts';
 import { createLeases, type LeaseGrant, type Leases } from '../src/scheduler/leases.ts';
 import { createScheduler, workerMetrics, type WorkerTask } from '../src/scheduler/scheduler.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { captureLogger } from './support/capture-logger.ts';
+import { silentLogger } from '../src/support/logger.ts';
 
 const MINUTE = 60_000;
 
@@ -104,7 +106,7 @@ describe.each(DRIVERS)('worker leases and scheduler on %s', (kind) => {
       return { runs, task };
     };
     const scheduler = (holder: string, tasks: WorkerTask[], metrics?: Registry) =>
-      createScheduler({ tasks, leases, clock, holder, log: (e) => logs.push(e), metrics: metrics ? workerMetrics(metrics) : undefined, failureRetryMs: MINUTE });
+      createScheduler({ tasks, leases, clock, holder, log: captureLogger(logs), metrics: metrics ? workerMetrics(metrics) : undefined, failureRetryMs: MINUTE });
 
     it('with three replicas ticking, each task runs once per period cluster-wide', async () => {
       const { runs, task } = counter();
@@ -154,7 +156,7 @@ describe.each(DRIVERS)('worker leases and scheduler on %s', (kind) => {
 
     it('start() runs due tasks on its own timer and stop() waits for the running ones', async () => {
       const { runs, task } = counter();
-      const s = createScheduler({ tasks: [task('t', MINUTE)], leases, clock, holder: 'a', log: () => undefined, pollMs: 5 });
+      const s = createScheduler({ tasks: [task('t', MINUTE)], leases, clock, holder: 'a', log: silentLogger, pollMs: 5 });
       s.start();
       const until = Date.now() + 5_000;
       while (!runs.t && Date.now() < until) await new Promise((r) => setTimeout(r, 5));

@@ -13,17 +13,11 @@
  * TLS handshake.
  */
 import type { SessionKicker } from './session-kicker.ts';
-
-/** pino/fastify-compatible subset. */
-export interface RevokedSessionsLogger {
-  info(obj: Record<string, unknown>, msg: string): void;
-  warn(obj: Record<string, unknown>, msg: string): void;
-  error?(obj: Record<string, unknown>, msg: string): void;
-}
+import type { Logger } from '../support/logger.ts';
 
 export interface RevokedSessionsOptions {
   kicker: SessionKicker;
-  log?: RevokedSessionsLogger;
+  log?: Logger;
   /** Give up on a CN after this many failed kicks. Default 10 (about 15 minutes of retries). */
   maxAttempts?: number;
   /** First retry delay; doubles up to maxRetryMs. Defaults 2 s and 5 min. */
@@ -114,8 +108,7 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
       );
     }
     if (result.abandoned.length) {
-      (log?.error ?? log?.warn)?.call(
-        log,
+      log?.error(
         { event: 'broker_kick_abandoned', common_names: result.abandoned, max_attempts: maxAttempts },
         'gave up closing live broker sessions of revoked certificates (they are still refused at their next connect)',
       );

@@ -18,11 +18,12 @@ import type { Config } from '../config.ts';
 import { newlyRevokedSerials } from '../domain/crl/crl-diff.ts';
 import { crlPemToDer } from '../crl/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
-import { createRevokedSessions, type RevokedSessions, type RevokedSessionsLogger } from './revoked-sessions.ts';
+import { createRevokedSessions, type RevokedSessions } from './revoked-sessions.ts';
 import type { SessionKicker } from './session-kicker.ts';
 import type { BrokerReloader } from './broker-reloader.ts';
+import type { Logger } from '../support/logger.ts';
 
-export function revokedSessionsFor(config: Partial<Pick<Config, 'brokerAdmin'>>, log?: RevokedSessionsLogger): RevokedSessions | null {
+export function revokedSessionsFor(config: Partial<Pick<Config, 'brokerAdmin'>>, log?: Logger): RevokedSessions | null {
   const admin = config.brokerAdmin;
   if (!admin) return null;
   const kicker: SessionKicker = {
@@ -63,7 +64,7 @@ export interface SessionKickingReloader extends BrokerReloader {
 
 export function withSessionKicks(
   reloader: BrokerReloader,
-  deps: { crlPath: string; db: Database; sessions: RevokedSessions; log?: RevokedSessionsLogger },
+  deps: { crlPath: string; db: Database; sessions: RevokedSessions; log?: Logger },
 ): SessionKickingReloader {
   // What the broker has loaded: the file as it is now (it was there when the broker started or last reloaded).
   let loaded = readCrlFile(deps.crlPath);

@@ -20,6 +20,7 @@ import { loadCaForConfig } from './load-ca.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
 import { openStorage, type Storage } from './open-storage.ts';
+import { createLogger, type Logger } from '../support/logger.ts';
 
 /** What the worker needs of the CRL publisher (src/crl/crl-publisher.ts); the publisher itself fits. */
 export interface CrlPublisherPort {
@@ -39,7 +40,8 @@ export interface WorkerOverrides {
   storage?: Storage;
   /** Where the task metrics go (the service's registry under `serve`). */
   metrics?: Registry;
-  log?: (entry: Record<string, unknown>) => void;
+  /** The process logger (serve shares its own); default: a pino logger at LOG_LEVEL on stdout. */
+  log?: Logger;
   /**
    * The CRL publisher of this process (`serve` passes the service's). Absent: the worker
    * loads the Device CA and builds its own publication (standalone `certfleet worker`);
@@ -107,12 +109,12 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const storage = overrides.storage ?? (await openStorage(config));
   const { db } = storage;
   const intervals = { ...defaultIntervals(config), ...overrides.intervals };
-  const log = overrides.log ?? ((entry: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(entry)}\n`));
+  const log = overrides.log ?? createLogger({ level: config.logLevel });
   let secrets = overrides.secrets;
   if (!secrets) {
     try {
       const loaded = await loadWebhookSecrets(config);
-      if (loaded.warning) log({ ts: clock.now().toISOString(), level: 'warn', msg: loaded.warning });
+      if (loaded.warning) log.warn({}, loaded.warning);
       secrets = loaded.box;
     } catch (e) {
       if (!overrides.storage) await storage.close();
@@ -124,18 +126,17 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     try {
       const ca = await loadCaForConfig(config, clock);
       if (ca.ca) {
-        const line = (level: string) => (obj: Record<string, unknown>, msg: string) => log({ ts: clock.now().toISOString(), level, msg, ...obj });
         crlPublication = createCrlPublication({
           config,
           storage,
           ca: ca.ca,
           clock,
           metrics: overrides.metrics,
-          logger: { info: line('info'), warn: line('warn'), error: line('error') },
+          logger: log,
           publish: true,
         });
       } else {
-        log({ ts: clock.now().toISOString(), level: 'warn', msg: `no CRL tasks: ${ca.problem}` });
+        log.warn({}, `no CRL tasks: ${ca.problem}`);
       }
     } catch (e) {
       if (!overrides.storage) await storage.close();

@@ -15,9 +15,9 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../domain/clock.ts';
 import type { PublishCondition, PublishCrl, PublishCrlResult } from '../app/publish-crl.ts';
 import type { StoredCrlInfo } from '../storage/repos/crl-repo.ts';
-import type { CrlFileSync, CrlFileSyncResult, CrlForFile, CrlLogger, StagedCrlFile } from './crl-file-sync.ts';
+import type { CrlFileSync, CrlFileSyncResult, CrlForFile, StagedCrlFile } from './crl-file-sync.ts';
+import type { Logger } from '../support/logger.ts';
 
-export type CrlPublisherLogger = CrlLogger;
 
 export interface CrlPublisherDeps {
   publish: PublishCrl;
@@ -27,7 +27,7 @@ export interface CrlPublisherDeps {
   /** null: this process keeps no file (API replica without a worker). */
   fileSync: CrlFileSync | null;
   clock: Clock;
-  logger: CrlPublisherLogger;
+  logger: Logger;
   metrics?: Registry;
   /** publishIfStale builds when the stored CRL is this old (about CRL_REFRESH_MINUTES), or its nextUpdate is this close. */
   staleAfterMs: number;
