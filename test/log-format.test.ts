@@ -138,7 +138,7 @@ describe('log format of certfleet serve', () => {
       expect(entry.pid, line).toBe(first.child.pid);
       expect(typeof entry.msg, line).toBe('string');
     }
-  });
+  }, 240_000);
 
   it('the duplicate-key check itself refuses a line with two pid', () => {
     expect(() => parseJsonRejectingDuplicateKeys('{"level":"info","pid":1,"msg":"x","pid":2}')).toThrow(/duplicate key "pid"/);
@@ -172,5 +172,5 @@ describe('log format of certfleet serve', () => {
         if (level === 'warn') expect(['warn', 'error', 'fatal'], line).toContain(entry.level);
       }
     }
-  });
+  }, 300_000);
 });
