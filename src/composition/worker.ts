@@ -12,7 +12,7 @@ import { createMarkExpired } from '../app/mark-expired.ts';
 import { createRaiseExpiryAlerts } from '../app/raise-expiry-alerts.ts';
 import { noRevocationListener, type RevocationListener } from '../app/ports.ts';
 import type { Queryable } from '../storage/driver.ts';
-import { createLeases, type Leases } from '../scheduler/leases.ts';
+import { createLeases, type Leases } from '../storage/worker-leases.ts';
 import { createScheduler, workerMetrics, type Scheduler, type Timers, type WorkerTask } from '../scheduler/scheduler.ts';
 import { createHttpWebhookSender } from '../worker/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';

@@ -1,4 +1,4 @@
-import type { Database } from '../storage/database.ts';
+import type { Database } from './database.ts';
 
 /**
  * Task leases in Postgres (table worker_leases), so that with any number of worker replicas
