@@ -2,6 +2,7 @@ import { reasonNameFor } from '../domain/revocation-reasons.ts';
 import type { Queryable } from '../storage/driver.ts';
 import { recordAudit } from '../storage/repos/audit-repo.ts';
 import { markRevoked } from '../storage/repos/certificates-repo.ts';
+import { completeRotationsOfOldCertificate } from '../storage/repos/rotations-repo.ts';
 import type { AppDeps } from './deps.ts';
 import { certificateNotFound } from './get-certificate.ts';
 import type { Actor } from './ports.ts';
@@ -11,7 +12,7 @@ export async function revokeInTransaction(tx: Queryable, actor: Actor, id: numbe
   const cert = await markRevoked(tx, id, reason, at);
   if (!cert) return null;
   // A revoked certificate no longer needs its scheduled revocation.
-  await tx.query(`UPDATE certificate_rotations SET status = 'COMPLETED', completed_at = $2 WHERE old_certificate_id = $1 AND status = 'PENDING'`, [id, at]);
+  await completeRotationsOfOldCertificate(tx, id, at);
   await recordAudit(tx, {
     tenantId: cert.tenant_id,
     actor: actor.id,

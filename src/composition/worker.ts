@@ -12,7 +12,9 @@ import { createMarkExpired } from '../app/mark-expired.ts';
 import { createRaiseExpiryAlerts } from '../app/raise-expiry-alerts.ts';
 import { noRevocationListener, type RevocationListener } from '../app/ports.ts';
 import type { Queryable } from '../storage/driver.ts';
-import { createLeases, type Leases } from '../storage/worker-leases.ts';
+import type { Leases } from '../scheduler/leases.ts';
+import { consecutiveFailuresOf, createLeases } from '../storage/worker-leases.ts';
+import { latestCrlNextUpdate } from '../storage/repos/crl-repo.ts';
 import { createScheduler, workerMetrics, type Scheduler, type Timers, type WorkerTask } from '../scheduler/scheduler.ts';
 import { createHttpWebhookSender } from '../worker/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';
@@ -88,14 +90,9 @@ export const defaultIntervals = (config: Pick<Config, 'crlRefreshMinutes'>): Rec
 /** The published CRL's nextUpdate (crl_state) and the failures of the CRL task (its lease row) and the publisher. */
 function crlHealth(crl: CrlPublisherPort | null): CrlHealth {
   return {
-    async nextUpdate(tx: Queryable) {
-      const { rows } = await tx.query<{ n: unknown }>('SELECT max(next_update) AS n FROM crl_state');
-      const v = rows[0]?.n;
-      return v === null || v === undefined ? null : new Date(v instanceof Date ? v : String(v));
-    },
+    nextUpdate: (tx: Queryable) => latestCrlNextUpdate(tx),
     async consecutiveFailures(tx: Queryable) {
-      const { rows } = await tx.query<{ n: number }>(`SELECT consecutive_failures AS n FROM worker_leases WHERE name = 'crl'`);
-      return Math.max(Number(rows[0]?.n ?? 0), crl?.status?.().consecutiveFailures ?? 0);
+      return Math.max(await consecutiveFailuresOf(tx, 'crl'), crl?.status?.().consecutiveFailures ?? 0);
     },
   };
 }

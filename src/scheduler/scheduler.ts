@@ -1,7 +1,7 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../domain/clock.ts';
 import type { Logger } from '../support/logger.ts';
-import type { LeaseGrant, Leases } from '../storage/worker-leases.ts';
+import type { LeaseGrant, Leases } from './leases.ts';
 
 export type TaskCounts = Record<string, unknown>;
 

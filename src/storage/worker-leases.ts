@@ -1,4 +1,6 @@
+import type { LeaseGrant, LeaseOutcome, LeaseRefusal, LeaseRow, Leases } from '../scheduler/leases.ts';
 import type { Database } from './database.ts';
+import type { Queryable } from './driver.ts';
 
 /**
  * Task leases in Postgres (table worker_leases), so that with any number of worker replicas
@@ -19,56 +21,6 @@ import type { Database } from './database.ts';
  * Times are the injected clock's (fake-clock tests; in production the replicas' clocks,
  * whose skew only moves a period's start by that much: every task is idempotent).
  */
-export interface LeaseGrant {
-  acquired: true;
-  name: string;
-  holder: string;
-  startedAt: Date;
-}
-
-export interface LeaseRefusal {
-  acquired: false;
-  /** When the current lease ends (null when unknown: a concurrent first insert). */
-  expiresAt: Date | null;
-  holder: string | null;
-}
-
-export interface LeaseOutcome {
-  ok: boolean;
-  error?: string;
-  durationMs: number;
-  /** The lease is kept until then (end of the period, or the retry time after a failure). */
-  holdUntil: Date;
-}
-
-export interface LeaseRow {
-  name: string;
-  holder: string;
-  expires_at: Date;
-  last_started_at: Date | null;
-  last_finished_at: Date | null;
-  last_status: string | null;
-  last_error: string | null;
-  last_duration_ms: number | null;
-  runs_total: number;
-  failures_total: number;
-  consecutive_failures: number;
-}
-
-export interface Leases {
-  /**
-   * `periodic`: only when the lease has expired. `once` (certfleet worker --once): also when
-   * the lease is merely being kept for its period, but never while another replica is
-   * running the task (that run is not interrupted or doubled: the caller skips it).
-   */
-  acquire(name: string, holder: string, now: Date, runLeaseMs: number, mode?: 'periodic' | 'once'): Promise<LeaseGrant | LeaseRefusal>;
-  /** Extends a running lease; false when it was lost (expired and taken over). */
-  heartbeat(grant: LeaseGrant, now: Date, runLeaseMs: number): Promise<boolean>;
-  /** Records the outcome and keeps the lease until holdUntil; false when the lease was lost meanwhile. */
-  finish(grant: LeaseGrant, now: Date, outcome: LeaseOutcome): Promise<boolean>;
-  find(name: string): Promise<LeaseRow | null>;
-}
-
 const toDate = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
 
 const toLeaseRow = (r: Record<string, unknown>): LeaseRow => ({
@@ -152,4 +104,10 @@ export function createLeases(db: Database): Leases {
       return rows[0] ? toLeaseRow(rows[0]) : null;
     },
   };
+}
+
+/** consecutive_failures of a task's lease row (0 when it never ran), for the CRL_STALE check. */
+export async function consecutiveFailuresOf(tx: Queryable, name: string): Promise<number> {
+  const { rows } = await tx.query<{ n: number }>('SELECT consecutive_failures AS n FROM worker_leases WHERE name = $1', [name]);
+  return Number(rows[0]?.n ?? 0);
 }

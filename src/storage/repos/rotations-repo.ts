@@ -86,6 +86,11 @@ export async function completeRotation(tx: Queryable, id: number, at: Date): Pro
   await tx.query(`UPDATE certificate_rotations SET status = 'COMPLETED', completed_at = $2 WHERE id = $1 AND status = 'PENDING'`, [id, at]);
 }
 
+/** PENDING → COMPLETED for the rotations whose old certificate this is (it was revoked). */
+export async function completeRotationsOfOldCertificate(tx: Queryable, oldCertificateId: number, at: Date): Promise<void> {
+  await tx.query(`UPDATE certificate_rotations SET status = 'COMPLETED', completed_at = $2 WHERE old_certificate_id = $1 AND status = 'PENDING'`, [oldCertificateId, at]);
+}
+
 /** PENDING → CANCELLED for the rows a given new certificate created; returns the old certificate ids. */
 export async function cancelRotationsOf(tx: Queryable, tenantId: string, deviceId: string, newCertificateId: number, at: Date): Promise<number[]> {
   const { rows } = await tx.query<{ old_certificate_id: number }>(

@@ -86,3 +86,9 @@ export async function replaceStoredSecret(tx: Queryable, id: number, from: strin
   const { rowCount } = await tx.query('UPDATE notification_webhooks SET secret = $3 WHERE id = $1 AND secret = $2', [id, from, to]);
   return rowCount > 0;
 }
+
+/** How many webhooks the tenant of the transaction has. */
+export async function countWebhooks(tx: Queryable): Promise<number> {
+  const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM notification_webhooks');
+  return Number(rows[0].n);
+}
