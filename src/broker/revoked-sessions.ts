@@ -13,6 +13,7 @@
  * TLS handshake.
  */
 import type { SessionKicker } from './session-kicker.ts';
+import { createBackoff } from '../support/backoff.ts';
 import type { Logger } from '../support/logger.ts';
 
 export interface RevokedSessionsOptions {
@@ -60,7 +61,7 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
   const pending = new Map<string, number>();
   let chain: Promise<unknown> = Promise.resolve();
   let retryTimer: NodeJS.Timeout | null = null;
-  let retryDelay = retryMs;
+  const backoff = createBackoff(retryMs, maxRetryMs);
   let closed = false;
 
   function add(commonName: string) {
@@ -103,7 +104,7 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
     }
     if (result.failed.length) {
       log?.warn(
-        { event: 'broker_kick_failed', failed: result.failed, pending: pending.size, retry_in_ms: pending.size ? retryDelay : null },
+        { event: 'broker_kick_failed', failed: result.failed, pending: pending.size, retry_in_ms: pending.size ? backoff.current : null },
         'could not close the live broker sessions of revoked certificates; will retry',
       );
     }
@@ -113,7 +114,7 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
         'gave up closing live broker sessions of revoked certificates (they are still refused at their next connect)',
       );
     }
-    if (result.failed.length === 0) retryDelay = retryMs;
+    if (result.failed.length === 0) backoff.reset();
     if (pending.size > 0) scheduleRetry();
     return result;
   }
@@ -123,9 +124,8 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
     retryTimer = setTimeout(() => {
       retryTimer = null;
       void enqueueRound();
-    }, retryDelay);
+    }, backoff.next());
     retryTimer.unref();
-    retryDelay = Math.min(maxRetryMs, retryDelay * 2);
   }
 
   /** One round at a time, in order. */
