@@ -9,7 +9,7 @@ import { loadOrCreateSecretKeyFile, loadWebhookSecrets } from '../src/compositio
 import { loadConfig } from '../src/config.ts';
 import { isNonPublicAddress } from '../src/domain/network-policy.ts';
 import { createSecretBox, isSealed, parseSecretKey } from '../src/pki/secret-box.ts';
-import { createHttpWebhookSender, guardedLookup } from '../src/worker/webhook-sender.ts';
+import { createHttpWebhookSender, guardedLookup } from '../src/webhooks/webhook-sender.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, testConfig, type TestService } from './support/service.ts';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-receiver.ts';

@@ -16,7 +16,7 @@ import type { Leases } from '../scheduler/leases.ts';
 import { consecutiveFailuresOf, createLeases } from '../storage/worker-leases.ts';
 import { latestCrlNextUpdate } from '../storage/repos/crl-repo.ts';
 import { createScheduler, workerMetrics, type Scheduler, type Timers, type WorkerTask } from '../scheduler/scheduler.ts';
-import { createHttpWebhookSender } from '../worker/webhook-sender.ts';
+import { createHttpWebhookSender } from '../webhooks/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';
 import { loadCaForConfig } from './load-ca.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
