@@ -1,5 +1,7 @@
 /** The file names of the broker folder written by writeBrokerConfig. */
 export const SERVER_CA_FILE = 'server-ca.crt';
+/** Kept (0600, never given to the broker) so that a renewal keeps devices' combined-ca.crt valid. */
+export const SERVER_CA_KEY_FILE = 'server-ca.key';
 export const SERVER_CERT_FILE = 'server.crt';
 export const SERVER_KEY_FILE = 'server.key';
 export const DEVICE_CA_FILE = 'device-ca.crt';

@@ -7,14 +7,26 @@
  * File ownership: broker-file-ownership.ts; server certificate: server-pki.ts; dynamic
  * security: dynamic-security.ts; file names: broker-files.ts.
  */
-import { mkdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { exists, writeFileAtomic } from '../support/atomic-file.ts';
 import { allows, checkAncestors, ensureTraversable, giveToBrokerGroup, lookupAccount, type OwnershipContext } from './broker-file-ownership.ts';
-import { COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
+import { COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { writeDynamicSecurityFiles } from './dynamic-security.ts';
 import { DEFAULT_MQTTS_PORT, type MosquittoConfigOptions, renderMosquittoConfig } from './mosquitto-config.ts';
-import { generateServerPki, normalizeCaPem, reusableServerPki, sanNames, validateHost } from './server-pki.ts';
+import {
+  MAX_SERVER_CERT_DAYS,
+  type ServerPki,
+  type SuppliedServerCertificate,
+  checkServerCertDays,
+  checkSuppliedServerCertificate,
+  generateServerCa,
+  issueServerCertificate,
+  loadServerCa,
+  normalizeCaPem,
+  reusableServerPki,
+  validateHost,
+} from './server-pki.ts';
 
 export interface DynamicSecurityOptions {
   /** Admin password; when omitted a random one is generated into `dynsec-admin.password` (0600). */
@@ -49,10 +61,12 @@ export interface WriteBrokerConfigOptions {
   logDest?: string[];
   logTypes?: string[];
   tlsVersion?: string;
-  /** Server certificate validity. Default 825 days. The server CA is valid 10 years. */
+  /** Server certificate validity, at most (and by default) 397 days. The server CA is valid 10 years. */
   serverCertDays?: number;
-  /** Make a new server CA and certificate even if valid ones exist in outDir. */
+  /** Issue a new server certificate even if the current one is still valid (from the kept server CA when there is one). */
   renewServerCertificate?: boolean;
+  /** Use the operator's own server certificate instead of certfleet's server CA. */
+  serverCertificate?: SuppliedServerCertificate;
   /** The user Mosquitto switches to when started as root: a name, or `UID:GID`. Default `mosquitto`. */
   brokerUser?: string;
   dynamicSecurity?: DynamicSecurityOptions;
@@ -125,21 +139,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     pidFile,
   };
 
-  // Server CA + certificate: reuse valid ones so devices' combined-ca.crt keeps working.
-  let pki = options.renewServerCertificate ? null : await reusableServerPki(outDir, host, now);
-  if (pki) {
-    lines.push(`kept the existing server certificate for ${host} (valid until ${pki.notAfter.toISOString()}; renewServerCertificate to replace it)`);
-  } else {
-    pki = await generateServerPki(host, now, options.serverCertDays ?? 825);
-    await writeFileAtomic(files.serverCaCert, pki.caPem, 0o644);
-    lines.push(`wrote ${files.serverCaCert}: new server CA "${pki.caSubject}" (EC P-256, 10 years; its private key was discarded)`);
-    await writeFileAtomic(files.serverCert, pki.certPem, 0o644);
-    lines.push(
-      `wrote ${files.serverCert}: server certificate for ${sanNames(host).map((n) => n.value).join(', ')} (serverAuth, valid until ${pki.notAfter.toISOString()})`,
-    );
-    await writeFileAtomic(files.serverKey, pki.keyPem, 0o600);
-    lines.push(`wrote ${files.serverKey} (EC P-256 private key)`);
-  }
+  const pki = await serverPki(options, { outDir, host, now, files, lines });
   await giveToBrokerGroup(ctx, files.serverKey, 0o640, 'server private key, readable by the broker, never world-readable');
   await writeFileAtomic(files.deviceCaCert, deviceCa.pem, 0o644);
   lines.push(`wrote ${files.deviceCaCert}: Device CA "${deviceCa.subject}" (cafile: client certificates must chain to it)`);
@@ -214,4 +214,64 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
   await writeFileAtomic(files.renderOptions, `${JSON.stringify(renderOptions, null, 2)}\n`, 0o644);
 
   return { lines, files, host, port, renderOptions, dynamicSecurity: dynsec?.result };
+}
+
+interface ServerPkiContext {
+  outDir: string;
+  host: string;
+  now: Date;
+  files: BrokerConfigFiles;
+  lines: string[];
+}
+
+/**
+ * The broker's server certificate: the operator's own, or the current one while it fits, or a
+ * new one from the kept server CA (devices' combined-ca.crt stays valid), or, when there is no
+ * usable server CA, a new CA and certificate (devices then need the new combined-ca.crt).
+ */
+async function serverPki(options: WriteBrokerConfigOptions, ctx: ServerPkiContext): Promise<ServerPki> {
+  const { outDir, host, now, files, lines } = ctx;
+  const days = options.serverCertDays ?? MAX_SERVER_CERT_DAYS;
+  checkServerCertDays(days);
+  const caKeyFile = path.join(outDir, SERVER_CA_KEY_FILE);
+
+  if (options.serverCertificate) {
+    const { pki, warnings } = checkSuppliedServerCertificate(options.serverCertificate, host, now);
+    await writeServerFiles(files, pki, lines);
+    lines.push(...warnings);
+    if (await exists(caKeyFile)) {
+      await rm(caKeyFile);
+      lines.push(`removed ${caKeyFile}: the server certificate is now the operator's own`);
+    }
+    return pki;
+  }
+
+  const current = options.renewServerCertificate ? null : await reusableServerPki(outDir, host, now);
+  if (current) {
+    lines.push(`kept the existing server certificate for ${host} (valid until ${current.notAfter.toISOString()}; --renew to replace it)`);
+    return current;
+  }
+  const keptCa = await loadServerCa(outDir);
+  if (keptCa && keptCa.notAfter.getTime() > now.getTime() + days * 86_400_000) {
+    const pki = await issueServerCertificate(keptCa, host, now, days);
+    await writeServerFiles(files, pki, lines);
+    lines.push(`issued the server certificate from the same server CA "${keptCa.subject}": devices keep their combined-ca.crt`);
+    return pki;
+  }
+  const ca = await generateServerCa(now);
+  await writeFileAtomic(caKeyFile, ca.keyPem, 0o600);
+  await writeFileAtomic(files.serverCaCert, ca.certPem, 0o644);
+  lines.push(`wrote ${files.serverCaCert}: new server CA "${ca.subject}" (EC P-256, 10 years); its key is kept in ${caKeyFile} (0600) for renewals`);
+  if (keptCa) lines.push('warning: the previous server CA expires too soon: devices need the new combined-ca.crt');
+  const pki = await issueServerCertificate(ca, host, now, days);
+  await writeServerFiles(files, pki, lines);
+  return pki;
+}
+
+async function writeServerFiles(files: BrokerConfigFiles, pki: ServerPki, lines: string[]): Promise<void> {
+  await writeFileAtomic(files.serverCaCert, pki.caPem, 0o644);
+  await writeFileAtomic(files.serverCert, pki.certPem, 0o644);
+  lines.push(`wrote ${files.serverCert}: server certificate (serverAuth, valid until ${pki.notAfter.toISOString()})`);
+  await writeFileAtomic(files.serverKey, pki.keyPem, 0o600);
+  lines.push(`wrote ${files.serverKey} (server private key)`);
 }
