@@ -13,6 +13,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
     publishCrl: parts.worker,
   });
   const address = await service.app.listen({ port: config.port, host: config.host });
+  const est = await service.renewal.startEst(service.app.log);
   // The worker shares the service's storage (PGlite allows one process), clock, logger and /metrics.
   const worker = parts.worker
     ? await createWorker(config, {
@@ -39,6 +40,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
       session_kicking_configured: broker?.sessionKicking ?? false,
       auth: service.authMode,
       api_docs: `${address}/docs`,
+      est: est ?? 'off (set EST_PORT, EST_TLS_CERT_PATH, EST_TLS_KEY_PATH)',
       worker_tasks: worker ? worker.tasks.map((t) => t.name) : null,
     },
     `certfleet listening on ${address}`,
