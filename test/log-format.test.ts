@@ -112,12 +112,12 @@ describe('log format of certfleet serve', () => {
         headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         body: body === undefined ? undefined : JSON.stringify(body),
       });
-      return { status: res.status, json: (await res.json()) as Record<string, any> };
+      return { status: res.status, json: (await res.json()) as { certificate?: { id: number } } };
     };
     expect((await call('POST', '/customer/devices', { device_id: 'LOG-1' })).status).toBe(201);
     const issued = await call('POST', '/customer/devices/LOG-1/certificates/generate', { key_type: 'ec-p256' });
     expect(issued.status).toBe(201);
-    const revoked = await call('POST', `/customer/certificates/${issued.json.certificate.id}/revoke`, { reason: 'keyCompromise' });
+    const revoked = await call('POST', `/customer/certificates/${issued.json.certificate!.id}/revoke`, { reason: 'keyCompromise' });
     expect(revoked.status).toBe(200);
 
     // The CRL with the revocation is published and the broker told to reload.
