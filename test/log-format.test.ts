@@ -46,7 +46,7 @@ function serve(env: Record<string, string>): Serve {
     lines,
     waitFor: (match, what) =>
       new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no ${what} line within 240 s; stdout:\n${out}\nstderr:\n${err}`)), 90_000);
+        const timer = setTimeout(() => reject(new Error(`no ${what} line within 240 s; stdout:\n${out}\nstderr:\n${err}`)), 240_000);
         const check = () => {
           const found = parsed().find(match);
           if (found) {
