@@ -32,6 +32,8 @@ export interface Config {
   webhookAllowPrivateNetworks: boolean;
   /** EST (RFC 7030) listener for device enrollment and renewal; null: off (EST_PORT unset). */
   est: { port: number; host: string; tlsCertPath: string; tlsKeyPath: string } | null;
+  /** MQTT_RENEWAL=true: answer device renewal requests on certfleet/renew/<CN>/request as the broker admin. */
+  mqttRenewal: boolean;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -70,6 +72,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const databaseUrl = env.DATABASE_URL || null;
   const oidcIssuer = env.OIDC_ISSUER || null;
   if (oidcIssuer && !env.OIDC_JWKS_URL) throw new Error('OIDC_ISSUER is set but OIDC_JWKS_URL is not');
+  if (bool(env, 'MQTT_RENEWAL', false) && !env.BROKER_ADMIN_URL) {
+    throw new Error('MQTT_RENEWAL=true needs BROKER_ADMIN_URL and BROKER_ADMIN_PASSWORD_FILE (certfleet answers renewals as the broker admin; see broker-config --mqtt-renewal)');
+  }
   if (env.BROKER_ADMIN_URL && !env.BROKER_ADMIN_PASSWORD_FILE) throw new Error('BROKER_ADMIN_URL is set but BROKER_ADMIN_PASSWORD_FILE is not');
   return {
     port,
@@ -103,5 +108,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,
     webhookAllowPrivateNetworks: bool(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
     est: estConfig(env, host),
+    mqttRenewal: bool(env, 'MQTT_RENEWAL', false),
   };
 }

@@ -13,7 +13,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
     publishCrl: parts.worker,
   });
   const address = await service.app.listen({ port: config.port, host: config.host });
-  const est = await service.renewal.startEst(service.app.log);
+  const renewal = await service.renewal.start(service.app.log);
   // The worker shares the service's storage (PGlite allows one process), clock, logger and /metrics.
   const worker = parts.worker
     ? await createWorker(config, {
@@ -40,7 +40,8 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
       session_kicking_configured: broker?.sessionKicking ?? false,
       auth: service.authMode,
       api_docs: `${address}/docs`,
-      est: est ?? 'off (set EST_PORT, EST_TLS_CERT_PATH, EST_TLS_KEY_PATH)',
+      est: renewal.est ?? 'off (set EST_PORT, EST_TLS_CERT_PATH, EST_TLS_KEY_PATH)',
+      mqtt_renewal: renewal.mqtt ?? 'off (MQTT_RENEWAL=true with BROKER_ADMIN_*)',
       worker_tasks: worker ? worker.tasks.map((t) => t.name) : null,
     },
     `certfleet listening on ${address}`,

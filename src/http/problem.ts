@@ -38,12 +38,14 @@ const TITLES: Partial<Record<number, string>> = {
 
 export const statusOf = (code: ErrorCode): number => STATUS[code];
 
-export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
+/** An RFC 9457 problem object (also sent outside HTTP, e.g. on the MQTT renewal topics). */
+export function problemOf(code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
   const status = STATUS[code];
-  return reply
-    .code(status)
-    .type('application/problem+json')
-    .send({ type: `https://certfleet.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`, title: TITLES[status] ?? 'Error', status, code, detail, ...extra });
+  return { type: `https://certfleet.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`, title: TITLES[status] ?? 'Error', status, code, detail, ...extra };
+}
+
+export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
+  return reply.code(STATUS[code]).type('application/problem+json').send(problemOf(code, detail, extra));
 }
 
 /**

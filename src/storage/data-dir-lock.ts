@@ -16,7 +16,12 @@ const alive = (pid: number) => {
  * writes. An exclusive lock file (O_EXCL) holding our PID makes the second one stop.
  * A lock left by a dead process is taken over.
  */
-export function lockDataDir(lockPath: string): () => void {
+export function lockDataDir(
+  lockPath: string,
+  inUse: (holder: number) => string = (holder) =>
+    `the embedded database is in use by process ${holder} (lock ${lockPath}). ` +
+    'Stop that process, or use DATABASE_URL to share one Postgres between processes.',
+): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(lockPath, 'wx', 0o600);
@@ -34,10 +39,7 @@ export function lockDataDir(lockPath: string): () => void {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const holder = Number(readFileSync(lockPath, 'utf8').trim());
       if (Number.isInteger(holder) && holder > 0 && holder !== process.pid && alive(holder)) {
-        throw new DataDirLockedError(
-          `the embedded database is in use by process ${holder} (lock ${lockPath}). ` +
-            'Stop that process, or use DATABASE_URL to share one Postgres between processes.',
-        );
+        throw new DataDirLockedError(inUse(holder));
       }
       rmSync(lockPath, { force: true });
     }
