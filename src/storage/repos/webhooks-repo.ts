@@ -87,8 +87,13 @@ export async function replaceStoredSecret(tx: Queryable, id: number, from: strin
   return rowCount > 0;
 }
 
-/** How many webhooks the tenant of the transaction has. */
-export async function countWebhooks(tx: Queryable): Promise<number> {
-  const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM notification_webhooks');
+/**
+ * The tenant's webhook count, with the tenant's webhook creations serialised until the
+ * transaction ends (a transaction-scoped advisory lock): two parallel creates cannot both
+ * see a count below the cap.
+ */
+export async function countWebhooksForCreate(tx: Queryable, tenantId: string): Promise<number> {
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtext('certfleet:notification_webhooks'), hashtext($1))`, [tenantId]);
+  const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM notification_webhooks WHERE tenant_id = $1', [tenantId]);
   return Number(rows[0].n);
 }
