@@ -29,7 +29,7 @@ import { emitTable, round, scaled } from './support/results.ts';
 import { fmt, percentile } from './support/server.ts';
 import { createLogger } from '../src/support/logger.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, '..', 'test', 'support', 'certfleet-source.js');
 const SIZES = scaled([0, 100_000, 1_000_000], [0, 10_000]);
 const REVOCATIONS = scaled(20, 6);
 const TENANT = 'bench';

@@ -11,7 +11,7 @@ import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { silentLogger } from '../src/support/logger.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-cli-'));
 
 /** Runs the CLI in this process (the service under test answers from the same event loop). */

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createThrowawayDatabase } from '../../test/support/databases.ts';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, '..', '..', 'test', 'support', 'certfleet-source.js');
 
 /** A throw-away Postgres database for one benchmark run. */
 export const benchDatabase = () => createThrowawayDatabase('certfleet_bench');

@@ -51,6 +51,11 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
     });
     await new Promise<void>((resolve) => server!.listen(port, config.host, resolve));
   }
+  // Listening for the stop signals before the readiness line: whoever reads it may stop us at once.
+  const stopRequested = new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
   await worker.start();
   const broker = worker.crlPublication?.broker ?? null;
   log.info(
@@ -65,10 +70,9 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
     },
     `certfleet worker ${worker.holder} started`,
   );
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  // The readiness line on stderr (stdout holds only log lines).
+  console.error(`certfleet worker ${worker.holder}: ${worker.tasks.map((t) => t.name).join(', ')}${server ? `; metrics on ${config.host}:${(server.address() as { port: number }).port}/metrics` : ''}`);
+  await stopRequested;
   await worker.close();
   await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
   return 0;

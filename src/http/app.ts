@@ -58,11 +58,14 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   const authenticate = createAuthenticate(options.verifier);
+  // The first prefix is the documented one; the others are aliases, served but hidden from OpenAPI
+  // so that each operation is listed once.
   const mount = (plugins: FastifyPluginAsync[], prefixes: string[]) => {
-    for (const prefix of prefixes) {
+    for (const [index, prefix] of prefixes.entries()) {
       app.register(
         async (scope) => {
           scope.addHook('onRequest', authenticate);
+          if (index > 0) scope.addHook('onRoute', (route) => void (route.schema = { ...route.schema, hide: true }));
           for (const plugin of plugins) await scope.register(plugin);
         },
         { prefix },
