@@ -13,7 +13,7 @@ import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { parseJsonRejectingDuplicateKeys } from './support/strict-json.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js'); // the CLI from the sources, as bin/certfleet.js runs dist/
 const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal']);
 
 interface Serve {
