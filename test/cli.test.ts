@@ -99,7 +99,7 @@ describe('certfleet CLI', () => {
     try {
       await expect(
         startTestService(database, { env: { DEVICE_CA_CERT_PATH: join(dir, 'device-ca.crt'), DEVICE_CA_KEY_PATH: join(dir, 'device-ca.key') } }),
-      ).rejects.toThrow(/world-readable/);
+      ).rejects.toThrow(/device-ca.key is accessible by group or others \(mode 0644\): run chmod 600/);
     } finally {
       await database.close();
     }

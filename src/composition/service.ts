@@ -3,8 +3,10 @@ import { silentLogger, type ProcessLogger } from '../support/logger.ts';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from '../config.ts';
 import { systemClock, type Clock } from '../domain/clock.ts';
-import { keySource } from '../pki/key-source.ts';
-import { createCertificateAuthority } from '../pki/certificate-authority.ts';
+import { createKeySource } from '../pki/key-source.ts';
+import { createKeygenPool, type KeygenPool } from '../pki/keygen-pool.ts';
+import { createRateLimiter } from '../domain/rate-limit.ts';
+import { createCertificateAuthority, type CertificateAuthorityOptions } from '../pki/certificate-authority.ts';
 import type { AppDeps } from '../app/deps.ts';
 import type { RevocationListener } from '../app/ports.ts';
 import { createUseCases, type UseCases } from '../app/use-cases.ts';
@@ -35,6 +37,8 @@ export interface ServiceOverrides {
   publishCrl?: boolean;
   /** Test seams of the CRL publication (file system port, broker reloader, refresh timer). */
   crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer'>;
+  /** Test seams of the issuing authority (a faulty encoder or signer). */
+  authority?: Omit<CertificateAuthorityOptions, 'crlUrl'>;
 }
 
 export interface Service {
@@ -55,6 +59,7 @@ export interface Service {
 export async function createService(config: Config, overrides: ServiceOverrides = {}): Promise<Service> {
   const clock = overrides.clock ?? systemClock;
   const storage = overrides.storage ?? (await openStorage(config));
+  let keygen: KeygenPool | null = null;
   try {
     const ca = await loadCaForConfig(config, clock);
     const webhookSecrets = await loadWebhookSecrets(config);
@@ -72,12 +77,19 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       ...overrides.crl,
     });
     registerFleetMetrics(metrics, { db: storage.db, clock });
+    keygen = config.keygenWorkers > 0 ? createKeygenPool(config.keygenWorkers) : null;
     const deps: AppDeps = {
       db: storage.db,
       clock,
-      authority: createCertificateAuthority(ca.ca, { crlUrl: crl.distributionPointUrl }),
-      keys: keySource,
+      authority: createCertificateAuthority(ca.ca, { ...overrides.authority, crlUrl: crl.distributionPointUrl }),
+      keys: createKeySource(keygen),
       revocations: overrides.revocations ?? crl.listener,
+      issuanceLimit: createRateLimiter({
+        perMinute: config.issuanceRatePerMinute,
+        burst: config.issuanceBurst,
+        now: () => performance.now(),
+        what: 'certificate issuance',
+      }),
       secrets: webhookSecrets.box,
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
@@ -114,10 +126,12 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         await renewal.close();
         await crl.stop();
         await app.close();
+        await keygen?.close();
         if (!overrides.storage) await storage.close();
       },
     };
   } catch (e) {
+    await keygen?.close();
     if (!overrides.storage) await storage.close();
     throw e;
   }
