@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { silentLogger, type ProcessLogger } from '../support/logger.ts';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from '../config.ts';
 import { systemClock, type Clock } from '../domain/clock.ts';
@@ -29,7 +30,8 @@ import { loadWebhookSecrets } from './webhook-secrets.ts';
 export interface ServiceOverrides {
   clock?: Clock;
   storage?: Storage;
-  logger?: FastifyServerOptions['logger'];
+  /** The process logger (createLogger); none: the service logs nothing (tests). */
+  logger?: ProcessLogger;
   revocations?: RevocationListener;
   /** This process publishes the CRL (file + broker reload). Default true; `api` passes false (PGlite always publishes). */
   publishCrl?: boolean;
@@ -63,19 +65,14 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const webhookSecrets = await loadWebhookSecrets(config);
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: 2 });
-    // The CRL publisher logs through the HTTP app's logger once it exists.
-    let log: FastifyInstance['log'] | null = null;
+    const log = overrides.logger ?? silentLogger;
     const crl = createCrlPublication({
       config,
       storage,
       ca: ca.ca,
       clock,
       metrics,
-      logger: {
-        info: (obj, msg) => log?.info(obj, msg),
-        warn: (obj, msg) => log?.warn(obj, msg),
-        error: (obj, msg) => log?.error(obj, msg),
-      },
+      logger: log,
       publish: overrides.publishCrl,
       ...overrides.crl,
     });
@@ -107,8 +104,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       metrics,
       logger: overrides.logger,
     });
-    log = app.log;
-    if (webhookSecrets.warning) app.log.warn(webhookSecrets.warning);
+    if (webhookSecrets.warning) log.warn({}, webhookSecrets.warning);
     try {
       await crl.start();
     } catch (e) {
