@@ -23,6 +23,7 @@ import { startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { openWatchedClient, publishWithMosquittoPub, tlsOptions, type WatchedClient } from './support/mqtt-clients.ts';
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { createLogger } from '../src/support/logger.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const TENANT = 'TENANT1';
@@ -62,7 +63,7 @@ async function startService(): Promise<TestService> {
   return startTestService(database, {
     dataDir: join(tmp, 'data'),
     env,
-    overrides: { logger: { level: 'info', stream: { write: (line: string) => void serviceLogs.push(line) } } },
+    overrides: { logger: createLogger({ level: 'info', destination: { write: (line: string) => void serviceLogs.push(line) } }) },
   });
 }
 

@@ -12,7 +12,7 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPublishCrl, type CrlAuthority } from '../src/app/publish-crl.ts';
 import { crlAuthorityFor } from '../src/crl/crl-authority.ts';
-import { DAY_MS, type Clock } from '../src/domain/clock.ts';
+import { DAY_MS, createManualClock, type Clock } from '../src/domain/clock.ts';
 import { crlPemToDer, CrlVerificationError, verifyCrl } from '../src/crl/verify-crl.ts';
 import { readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
@@ -24,6 +24,7 @@ import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databa
 import { insertRevokedCertificates } from './support/bulk-revoked.ts';
 import { opensslVerify } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { silentLogger } from '../src/support/logger.ts';
 
 /** Like support/openssl's run, with room for the text of a 20k-entry CRL. */
 function run(cmd: string, args: string[], input?: string) {
@@ -32,7 +33,7 @@ function run(cmd: string, args: string[], input?: string) {
   return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
-const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const quiet = silentLogger;
 
 // ---------------------------------------------------------------------------------------------
 // Real tools
@@ -118,7 +119,9 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
 
   beforeAll(async () => {
     database = await createTestDatabase(kind);
-    t = await startTestService(database, { overrides: { crl: { refreshTimer: false } } });
+    // The development CA is created a week back, so certificates can be issued "three days ago" below.
+    t = await startTestService(database, { clock: createManualClock(new Date(Date.now() - 7 * DAY_MS + 3_600_000)), overrides: { crl: { refreshTimer: false } } });
+    t.clock.set(new Date());
     caPem = t.service.ca.ca!.certPem;
   });
   afterAll(async () => {

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DAY_MS, HOUR_MS } from '../src/domain/clock.ts';
+import { DAY_MS, HOUR_MS, createManualClock } from '../src/domain/clock.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { run as runCommand } from './support/openssl.ts';
@@ -62,7 +62,8 @@ describe('three worker processes on one Postgres', () => {
 
   beforeAll(async () => {
     database = await createTestDatabase('pg');
-    t = await startTestService(database, { env: { WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' } }); // its dev CA is the Device CA of the worker processes too
+    // its dev CA is the Device CA of the worker processes too, created a month back so certificates can be issued "6 days ago"
+    t = await startTestService(database, { env: { WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' }, clock: createManualClock(new Date(Date.now() - 30 * DAY_MS)) });
     receiver = await startWebhookReceiver();
     env = {
       DATABASE_URL: database.url!,
@@ -70,7 +71,7 @@ describe('three worker processes on one Postgres', () => {
       DEVICE_CA_CERT_PATH: t.config.caCertPath,
       DEVICE_CA_KEY_PATH: t.config.caKeyPath,
       CRL_OUTPUT_PATH: join(t.dataDir, 'pki', 'device-crl.pem'),
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'debug', // every task line, also of runs that changed nothing
       WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true', // the receiver is on 127.0.0.1
       // the webhook secrets were encrypted with the key file in the shared data dir
     };
