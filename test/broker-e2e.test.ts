@@ -22,6 +22,7 @@ import { openWatchedClient, publishWithMosquittoPub, tlsOptions, type WatchedCli
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { brokerTestFixture } from './support/broker-fixture.ts';
+import { createLogger } from '../src/support/logger.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const TENANT = 'TENANT1';
@@ -61,7 +62,7 @@ async function startService(): Promise<TestService> {
   return startTestService(database, {
     dataDir: join(tmp, 'data'),
     env,
-    overrides: { logger: { level: 'info', stream: { write: (line: string) => void serviceLogs.push(line) } } },
+    overrides: { logger: createLogger({ level: 'info', destination: { write: (line: string) => void serviceLogs.push(line) } }) },
   });
 }
 

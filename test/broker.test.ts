@@ -18,6 +18,7 @@ import { type BrokerConfigResult, writeBrokerConfig } from '../src/broker/write-
 import { BrokerReloadError, createBrokerReloader } from '../src/broker/broker-reloader.ts';
 import { type RunningMosquitto, startMosquitto } from './support/mosquitto.ts';
 import { connectWithMqttJs, openWatchedClient, publishWithMosquittoPub, type WatchedClient } from './support/mqtt-clients.ts';
+import { silentLogger } from '../src/support/logger.ts';
 
 const execFileAsync = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -241,7 +242,7 @@ describe('writeBrokerConfig + Mosquitto mTLS + CRL reload', () => {
     const logged: string[] = [];
     const reloader = createBrokerReloader({
       command: `kill -HUP "$(cat '${broker.pidFile}')"`,
-      log: { info: (_obj, msg) => logged.push(msg) },
+      log: { ...silentLogger, info: (_obj, msg) => void logged.push(msg) },
     });
     expect(reloader.configured).toBe(true);
     await reloader.reload();

@@ -54,7 +54,7 @@ describe('certfleet CLI', () => {
 
   it('a second process on the same embedded data dir exits with a clear message', async () => {
     const dataDir = tmp();
-    const first = spawn(process.execPath, [BIN, 'serve'], { env: { ...process.env, CERTFLEET_DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' } });
+    const first = spawn(process.execPath, [BIN, 'serve'], { env: { ...process.env, CERTFLEET_DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'info' } });
     children.push(first);
     let out = '';
     first.stdout!.on('data', (d) => (out += d));

@@ -14,7 +14,7 @@ import { crlPemToDer } from '../src/crl/verify-crl.ts';
 import { createThrowawayDatabase, DRIVERS } from './support/databases.ts';
 import { run } from './support/openssl.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const cli = (args: string[], env: Record<string, string>) =>
   spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
 

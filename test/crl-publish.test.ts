@@ -25,6 +25,7 @@ import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databa
 import { insertRevokedCertificates } from './support/bulk-revoked.ts';
 import { opensslVerify } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { silentLogger } from '../src/support/logger.ts';
 
 /** Like support/openssl's run, with room for the text of a 20k-entry CRL. */
 function run(cmd: string, args: string[], input?: string) {
@@ -33,7 +34,7 @@ function run(cmd: string, args: string[], input?: string) {
   return { code: r.status ?? -1, out: `${r.stdout ?? ''}${r.stderr ?? ''}` };
 }
 
-const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined };
+const quiet = silentLogger;
 
 // ---------------------------------------------------------------------------------------------
 // Real tools

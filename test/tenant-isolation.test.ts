@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createWorker } from '../src/composition/worker.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { silentLogger } from '../src/support/logger.ts';
 
 describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
   let database: TestDatabase;
@@ -35,7 +36,7 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
     webhookA = a.webhook;
     await populate('tenant-b', 'B-1');
     // One worker pass opens the expiry alerts (and queues their webhook notifications).
-    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, crl: t.service.crl.publisher, log: () => {}, holder: 'isolation-test' });
+    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, crl: t.service.crl.publisher, log: silentLogger, holder: 'isolation-test' });
     try {
       await worker.runOnce();
     } finally {

@@ -1,9 +1,12 @@
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createManualClock, type ManualClock } from '../src/domain/clock.ts';
-import { createLeases, type LeaseGrant, type Leases } from '../src/scheduler/leases.ts';
+import type { LeaseGrant, Leases } from '../src/scheduler/leases.ts';
+import { createLeases } from '../src/storage/worker-leases.ts';
 import { createScheduler, workerMetrics, type WorkerTask } from '../src/scheduler/scheduler.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { captureLogger } from './support/capture-logger.ts';
+import { silentLogger } from '../src/support/logger.ts';
 
 const MINUTE = 60_000;
 
@@ -104,7 +107,7 @@ describe.each(DRIVERS)('worker leases and scheduler on %s', (kind) => {
       return { runs, task };
     };
     const scheduler = (holder: string, tasks: WorkerTask[], metrics?: Registry) =>
-      createScheduler({ tasks, leases, clock, holder, log: (e) => logs.push(e), metrics: metrics ? workerMetrics(metrics) : undefined, failureRetryMs: MINUTE });
+      createScheduler({ tasks, leases, clock, holder, log: captureLogger(logs), metrics: metrics ? workerMetrics(metrics) : undefined, failureRetryMs: MINUTE });
 
     it('with three replicas ticking, each task runs once per period cluster-wide', async () => {
       const { runs, task } = counter();
@@ -165,7 +168,7 @@ describe.each(DRIVERS)('worker leases and scheduler on %s', (kind) => {
         setInterval: (fn: () => void, ms: number) => setInterval(fn, ms).unref(),
         clearInterval: (h: unknown) => clearInterval(h as NodeJS.Timeout),
       };
-      const s = createScheduler({ tasks: [task('t', MINUTE)], leases, clock, holder: 'a', log: () => undefined, pollMs: 5, timers });
+      const s = createScheduler({ tasks: [task('t', MINUTE)], leases, clock, holder: 'a', log: silentLogger, pollMs: 5, timers });
       s.start();
       await waitUntil(async () => runs.t === 1 && (await leases.find('t'))?.last_status === 'ok', 'first run finished');
       const seen = polls;

@@ -71,7 +71,7 @@ describe('three worker processes on one Postgres', () => {
       DEVICE_CA_CERT_PATH: t.config.caCertPath,
       DEVICE_CA_KEY_PATH: t.config.caKeyPath,
       CRL_OUTPUT_PATH: join(t.dataDir, 'pki', 'device-crl.pem'),
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'debug', // every task line, also of runs that changed nothing
       WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true', // the receiver is on 127.0.0.1
       // the webhook secrets were encrypted with the key file in the shared data dir
     };

@@ -36,7 +36,8 @@ import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../st
 import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
 import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from '../broker/session-kicking-reloader.ts';
 import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
-import { createCrlPublisher, type CrlPublisher, type CrlPublisherLogger } from '../crl/crl-publisher.ts';
+import { createCrlPublisher, type CrlPublisher } from '../crl/crl-publisher.ts';
+import { silentLogger, type Logger } from '../support/logger.ts';
 
 export type CrlConfig = Pick<
   Config,
@@ -51,7 +52,7 @@ export interface CrlPublicationOptions {
   ca: DeviceCa | null;
   clock?: Clock;
   metrics?: Registry;
-  logger?: CrlPublisherLogger;
+  logger?: Logger;
   /** This process publishes (serve, worker). Default true; PGlite always does. */
   publish?: boolean;
   /** Re-sign on a timer when the stored CRL gets older than CRL_REFRESH_MINUTES. Default true when publishing. */
@@ -68,21 +69,23 @@ export interface CrlPublication {
   publisher: CrlPublisher | null;
   /** The latest stored CRL (cached), for other entry points. */
   getCrl: GetCrl;
+  /** The Device CA's key id (the crl_state row); null without a CA. */
+  issuerKeyId: string | null;
   routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
   /** The CRL Distribution Point URL certificates carry, and the Issuing Distribution Point of the CRL served there. */
   distributionPointUrl: string;
+  /** What happens at the broker after a new CRL file (for the start banner); null when this process does not publish. */
+  broker: { reload: string; reloadConfigured: boolean; sessionKicking: boolean } | null;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
-
-const noopLogger: CrlPublisherLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 
 export function createCrlPublication(options: CrlPublicationOptions): CrlPublication {
   const { config, storage, ca } = options;
   const clock = options.clock ?? systemClock;
-  const logger = options.logger ?? noopLogger;
+  const logger = options.logger ?? silentLogger;
   const { db, driver } = storage;
   const authority = ca ? crlAuthorityFor(ca) : null;
   const distributionPointUrl = crlDistributionPointUrl(config);
@@ -109,12 +112,14 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   const sessions = publishing ? revokedSessionsFor(config, logger) : null;
   let kicking: SessionKickingReloader | null = null;
   let fileSync: ReturnType<typeof createCrlFileSync> | null = null;
+  let broker: CrlPublication['broker'] = null;
   if (publishing && authority && ca) {
     const baseReloader =
       options.reloader ??
       createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
     kicking = sessions ? withSessionKicks(baseReloader, { crlPath: config.crlOutputPath, db, sessions, log: logger }) : null;
     const reloader = kicking ?? baseReloader;
+    broker = { reload: baseReloader.description, reloadConfigured: baseReloader.configured, sessionKicking: kicking !== null };
     fileSync = createCrlFileSync({
       path: config.crlOutputPath,
       caPublicKey: authority.publicKey,
@@ -148,7 +153,9 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     listener: events,
     publisher,
     getCrl,
+    issuerKeyId: authority?.issuerKeyId ?? null,
     distributionPointUrl,
+    broker,
     routes: {
       pki: pkiRoutes({ caCertPem: ca?.certPem ?? null, caNotBefore: ca?.certificate.notBefore ?? null, getCrl, crlMaxAgeSeconds: maxAgeSeconds }),
       customer: customerCrlRoutes(getCrl, { maxAgeSeconds }),

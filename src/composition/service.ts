@@ -1,4 +1,5 @@
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { silentLogger, type ProcessLogger } from '../support/logger.ts';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from '../config.ts';
 import { systemClock, type Clock } from '../domain/clock.ts';
@@ -17,6 +18,11 @@ import { customerRotationRoutes } from '../http/routes/customer-rotation.ts';
 import { healthRoutes } from '../http/routes/health.ts';
 import { operatorRoutes } from '../http/routes/operator.ts';
 import { operatorAlertRoutes } from '../http/routes/operator-alerts.ts';
+import { customerAuditRoutes, operatorAuditRoutes } from '../http/routes/audit-events.ts';
+import { customerOverviewRoutes, operatorOverviewRoutes } from '../http/routes/overview.ts';
+import { authInfoRoutes } from '../http/routes/auth-info.ts';
+import { webConsoleRoutes } from '../http/routes/web-console.ts';
+import { createGetCrlStatus } from '../app/get-crl-status.ts';
 import { registerFleetMetrics } from './fleet-metrics.ts';
 import { createCrlPublication, type CrlPublication, type CrlPublicationOptions } from './crl.ts';
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
@@ -29,7 +35,8 @@ import { loadWebhookSecrets } from './webhook-secrets.ts';
 export interface ServiceOverrides {
   clock?: Clock;
   storage?: Storage;
-  logger?: FastifyServerOptions['logger'];
+  /** The process logger (createLogger); none: the service logs nothing (tests). */
+  logger?: ProcessLogger;
   revocations?: RevocationListener;
   /** This process publishes the CRL (file + broker reload). Default true; `api` passes false (PGlite always publishes). */
   publishCrl?: boolean;
@@ -63,19 +70,14 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const webhookSecrets = await loadWebhookSecrets(config);
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: 2 });
-    // The CRL publisher logs through the HTTP app's logger once it exists.
-    let log: FastifyInstance['log'] | null = null;
+    const log = overrides.logger ?? silentLogger;
     const crl = createCrlPublication({
       config,
       storage,
       ca: ca.ca,
       clock,
       metrics,
-      logger: {
-        info: (obj, msg) => log?.info(obj, msg),
-        warn: (obj, msg) => log?.warn(obj, msg),
-        error: (obj, msg) => log?.error(obj, msg),
-      },
+      logger: log,
       publish: overrides.publishCrl,
       ...overrides.crl,
     });
@@ -99,16 +101,31 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const useCases = createUseCases(deps);
     const renewal = createRenewalWiring(config, deps, useCases);
     const { verifier, mode } = await tokenVerifierFor(config);
+    const crlStatus = createGetCrlStatus({ db: storage.db, issuerKeyId: crl.issuerKeyId });
+    const signIn = { oidc: config.oidc && config.consoleOidc ? { issuer: config.oidc.issuer, client_id: config.consoleOidc.clientId, scope: config.consoleOidc.scope } : null };
     const app = await buildHttpApp({
       verifier,
-      customer: [customerRoutes(useCases), customerRotationRoutes(useCases), crl.routes.customer, customerAlertRoutes(useCases), customerWebhookRoutes(useCases), customerEnrollmentRoutes(renewal.renewal)],
-      operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases)],
-      public: [healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }), crl.routes.pki],
+      customer: [
+        customerRoutes(useCases),
+        customerRotationRoutes(useCases),
+        crl.routes.customer,
+        customerAlertRoutes(useCases),
+        customerWebhookRoutes(useCases),
+        customerEnrollmentRoutes(renewal.renewal),
+        customerAuditRoutes(useCases),
+        customerOverviewRoutes(useCases, crlStatus),
+      ],
+      operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases), operatorAuditRoutes(useCases), operatorOverviewRoutes(useCases, crlStatus)],
+      public: [
+        healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }),
+        crl.routes.pki,
+        async (scope) => scope.register(authInfoRoutes(verifier, signIn), { prefix: '/auth' }),
+        webConsoleRoutes({ connectOrigins: signIn.oidc ? [new URL(signIn.oidc.issuer).origin] : [] }),
+      ],
       metrics,
       logger: overrides.logger,
     });
-    log = app.log;
-    if (webhookSecrets.warning) app.log.warn(webhookSecrets.warning);
+    if (webhookSecrets.warning) log.warn({}, webhookSecrets.warning);
     try {
       await crl.start();
     } catch (e) {

@@ -26,7 +26,7 @@ export async function brokerTestFixture(name: string): Promise<{ tmp: string; da
   return { tmp, database, env };
 }
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'certfleet-source.js');
 
 /** `certfleet broker-config --out DIR ... --json` as an operator runs it; its parsed output. */
 export function runBrokerConfig(env: Record<string, string>, outDir: string, args: string[]): { files: Record<string, string>; env: Record<string, string> } {
