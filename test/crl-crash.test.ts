@@ -61,7 +61,7 @@ describe.each(DRIVERS)('a revocation answered 200 survives SIGKILL (%s)', (kind)
 
   async function environment(): Promise<Record<string, string>> {
     const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-crash-'));
-    const env: Record<string, string> = { CERTFLEET_DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' };
+    const env: Record<string, string> = { CERTFLEET_DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'info' }; // the start line is logged at info
     if (kind === 'pg') {
       const database = await createThrowawayDatabase('certfleet_crash');
       cleanups.push(database.drop);
@@ -86,7 +86,7 @@ describe.each(DRIVERS)('a revocation answered 200 survives SIGKILL (%s)', (kind)
     const base = await new Promise<string>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), 90_000);
       child.stdout!.on('data', () => {
-        const m = /listening on (http:\/\/\S+)/.exec(out);
+        const m = /listening on (http:\/\/[^\s"]+)/.exec(out);
         if (m) {
           clearTimeout(timer);
           resolve(m[1]);
