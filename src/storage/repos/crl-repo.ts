@@ -1,4 +1,5 @@
 import type { Queryable } from '../driver.ts';
+import { serialOrder } from './serial-order.ts';
 
 /** The crl_state row of one CA, without the DER. crlNumber 0 with no DER: nothing published yet. */
 export interface StoredCrlInfo {
@@ -92,9 +93,6 @@ export async function readCrlForFile(tx: Queryable, issuerKeyId: string): Promis
   return { der: Buffer.from(String(rows[0].der_base64), 'base64'), fileSignature: signature == null ? null : Buffer.from(signature as Uint8Array) };
 }
 
-/** Entries per row of the entries statement: large enough that per-row overhead vanishes, small enough to stream. */
-const ENTRIES_PER_BATCH = 20_000;
-
 /** Which revoked certificates a CRL lists (RFC 5280 3.3 retention), all explicit. */
 export interface RevokedEntriesScope {
   /** device_certificates.issuer of the CA: a CRL lists only its own CA's certificates. */
@@ -108,89 +106,75 @@ export interface RevokedEntriesScope {
 }
 
 /**
- * The revoked certificates of a CRL, in ascending serial order, as compact text: one statement
- * (one snapshot) whose rows are batches of `serial epoch-seconds reason` lines, produced by a
- * recursive keyset walk of the covering index device_certificates_crl. Postgres builds the next
- * batch while we parse the previous one (pg streams rows), and no row object per certificate is
- * ever made. Newlines in the free text reason become spaces (whitespace does not change the
- * reason code it maps to).
+ * The revoked certificates of a CRL as compact `serial epoch-seconds reason` lines, one statement
+ * (one snapshot), in heap order: no ORDER BY (serialOrder sorts them once, in memory). Newlines in
+ * the free text reason become spaces (whitespace does not change the reason code it maps to).
  */
 const REVOKED_ENTRIES_SQL = `
-  WITH RECURSIVE batch(n, last_len, last_serial, lines) AS (
-    SELECT 0, 0, ''::text, NULL::text
-    UNION ALL
-    SELECT b.n + 1, length(s.last_serial), s.last_serial, s.lines
-    FROM batch b
-    CROSS JOIN LATERAL (
-      SELECT string_agg(x.serial_number || ' ' || floor(date_part('epoch', x.revoked_at))::int8 || ' '
-                        || replace(coalesce(x.revoked_reason, ''), E'\\n', ' '), E'\\n') AS lines,
-             (array_agg(x.serial_number))[count(*)] AS last_serial,
-             count(*) AS c
-      FROM (
-        SELECT serial_number, revoked_at, revoked_reason
-        FROM device_certificates
-        WHERE status = 'REVOKED' AND issuer = $1 AND ($2::timestamptz IS NULL OR not_after >= $2 OR revoked_at >= $2)
-          AND (length(serial_number), serial_number) > (b.last_len, b.last_serial)
-        ORDER BY issuer, length(serial_number), serial_number
-        LIMIT ${ENTRIES_PER_BATCH}
-      ) x
-    ) s
-    WHERE s.c > 0
-  )
-  SELECT lines FROM batch WHERE n > 0`;
+  SELECT serial_number || ' ' || floor(date_part('epoch', revoked_at))::int8 || ' ' || replace(coalesce(revoked_reason, ''), E'\\n', ' ')
+  FROM device_certificates
+  WHERE status = 'REVOKED' AND issuer = $1 AND ($2::timestamptz IS NULL OR not_after >= $2 OR revoked_at >= $2)`;
 
 /**
- * The plan must not depend on table statistics: right after a bulk insert or a bulk revocation,
- * before ANALYZE, Postgres estimates a handful of rows and plans each batch as a bitmap scan plus
- * a sort of every remaining row (a minute for 1M). Only the ordered index walk is allowed, for
- * this statement only; the JIT's compile time (100-200 ms) is wasted on it too.
+ * The plan must not depend on table statistics or on the visibility map. Right after a bulk
+ * insert or a bulk revocation (no ANALYZE, no VACUUM yet) the planner believes the table is nearly
+ * empty: a keyset walk was planned as a bitmap scan plus a sort of every remaining row per batch (a
+ * minute for 1M), and even a forced ordered walk of the index reads every heap row in random order
+ * when no page is all-visible yet (12 s for 1M). Only a bitmap scan is left to the planner: the
+ * partial index device_certificates_crl finds this CA's revoked rows, the heap is read in physical
+ * order, once. No parallel workers (rows would cross a shared-memory queue for nothing) and no JIT
+ * (its compile time, 100-200 ms, is wasted on this statement).
  */
-const ORDERED_INDEX_ONLY = ['enable_seqscan', 'enable_bitmapscan', 'enable_sort', 'jit'];
-const setPlanner = (tx: Queryable, value: 'off' | 'DEFAULT') => tx.exec(ORDERED_INDEX_ONLY.map((name) => `SET LOCAL ${name} TO ${value}`).join('; '));
+const HEAP_ORDER_BITMAP_ONLY = ['enable_seqscan', 'enable_indexscan', 'enable_indexonlyscan', 'jit'];
+const setPlanner = (tx: Queryable, mode: 'read' | 'DEFAULT') =>
+  tx.exec(
+    [
+      ...HEAP_ORDER_BITMAP_ONLY.map((name) => `SET LOCAL ${name} TO ${mode === 'read' ? 'off' : 'DEFAULT'}`),
+      `SET LOCAL max_parallel_workers_per_gather TO ${mode === 'read' ? '0' : 'DEFAULT'}`,
+    ].join('; '),
+  );
 
 /**
  * Streams the revoked certificates of the scope's CRL to onEntry, ordered by serial numerically
- * (hex without leading zeros: by length, then text). Run it as the operator role. Returns the
- * number of entries.
+ * (hex without leading zeros: by length, then text), as the CRL's DER requires. Run it as the
+ * operator role. Returns the number of entries.
+ *
+ * The rows arrive in heap order and are kept as their compact text lines until the last one is
+ * in (about 80 bytes per entry, plus 16 for the ordering: ~100 MB for a million), then handed
+ * over in serial order; the DER encoder behind onEntry takes them one at a time as before.
  */
 export async function forEachRevokedCertificate(
   tx: Queryable,
   scope: RevokedEntriesScope,
   onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void,
 ): Promise<number> {
-  await setPlanner(tx, 'off');
-  let entries = 0;
-  await tx.stream(REVOKED_ENTRIES_SQL, [scope.issuer, scope.previousThisUpdate], (row) => {
-    const text = row[0] as string;
-    const n = text.length;
-    let p = 0;
-    while (p < n) {
-      const a = text.indexOf(' ', p);
-      let q = a + 1;
-      let negative = false;
-      if (text.charCodeAt(q) === 45) {
-        negative = true;
-        q++;
-      }
-      let seconds = 0;
-      for (let c = text.charCodeAt(q); c !== 32; c = text.charCodeAt(++q)) {
-        if (c < 48 || c > 57 || q >= n) throw new Error(`unexpected revoked entries text near offset ${p}`);
-        seconds = seconds * 10 + (c - 48);
-      }
-      let e = text.indexOf('\n', q + 1);
-      if (e < 0) e = n;
-      onEntry(text.slice(p, a), (negative ? -seconds : seconds) * 1000, text.slice(q + 1, e));
-      entries++;
-      p = e + 1;
-    }
-  });
+  await setPlanner(tx, 'read');
+  const lines: string[] = [];
+  await tx.stream(REVOKED_ENTRIES_SQL, [scope.issuer, scope.previousThisUpdate], (row) => void lines.push(row[0] as string));
   await setPlanner(tx, 'DEFAULT');
-  return entries;
+  const order = serialOrder(lines);
+  for (let i = 0; i < order.length; i++) {
+    const text = lines[order[i]];
+    const a = text.indexOf(' ');
+    let q = a + 1;
+    let negative = false;
+    if (text.charCodeAt(q) === 45) {
+      negative = true;
+      q++;
+    }
+    let seconds = 0;
+    for (let c = text.charCodeAt(q); c !== 32; c = text.charCodeAt(++q)) {
+      if (c < 48 || c > 57 || q >= text.length) throw new Error(`unexpected revoked entry line: ${text}`);
+      seconds = seconds * 10 + (c - 48);
+    }
+    onEntry(text.slice(0, a), (negative ? -seconds : seconds) * 1000, text.slice(q + 1));
+  }
+  return order.length;
 }
 
 /** The plan of the entries read (EXPLAIN, not run), with the planner settings it runs under: for tests. */
 export async function explainRevokedEntriesRead(tx: Queryable, scope: RevokedEntriesScope): Promise<string> {
-  await setPlanner(tx, 'off');
+  await setPlanner(tx, 'read');
   const { rows } = await tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${REVOKED_ENTRIES_SQL}`, [scope.issuer, scope.previousThisUpdate]);
   await setPlanner(tx, 'DEFAULT');
   return rows.map((r) => r['QUERY PLAN']).join('\n');
