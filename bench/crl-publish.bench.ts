@@ -15,14 +15,17 @@
  * Then: revocation committed → new file on disk, with `certfleet serve` running on Postgres
  * over 10k revoked certificates: 20 revocations over HTTP, the file polled every millisecond.
  *
- * The table is VACUUMed and a CHECKPOINT taken after the bulk load: a freshly bulk-loaded table
- * has no visibility map yet (the index-only scan would read the heap row by row; autovacuum gets
- * there in production), and the load's 300+ MB of dirty pages would be written back during the
- * first publications.
+ * Each case first runs on a table never analyzed nor vacuumed (autovacuum off on it before the
+ * load, checked: no statistics, no visibility map), right after the revoked rows were inserted by
+ * one INSERT ... SELECT, or after certificates were revoked by one UPDATE (the plan cliff of issue
+ * 9 point 5), then after VACUUM ANALYZE. A CHECKPOINT after the load keeps its 300+ MB of dirty
+ * pages from being written back during the first publication (it sets no hint bit and no
+ * visibility map). BENCH_CRL_SIZES / BENCH_CRL_UPDATE_SIZES (comma-separated) pick the sizes.
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import os from 'node:os';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -34,6 +37,7 @@ import { createDeviceCa, loadDeviceCa } from '../src/pki/device-ca.ts';
 import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { createDatabase } from '../src/storage/database.ts';
 import { migrate } from '../src/storage/migrate.ts';
+import type { Driver } from '../src/storage/driver.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { forEachRevokedCertificate, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
 import { storedFileCrlLoader } from '../src/crl/stored-file-crl.ts';
@@ -48,6 +52,7 @@ import { cfsslGencrlMs, crlEntryCount, hasCfssl, legacyKeyFile, pythonWithCrypto
 import { emitSeries, emitTable, ratio, round, scaled } from './support/results.ts';
 
 const SIZES = scaled([10_000, 100_000, 1_000_000], [1_000, 10_000, 30_000]);
+const UPDATE_SIZES = scaled([100_000], [10_000]);
 const RUNS = 3;
 const PYTHON_TIMEOUT_MS = 120_000;
 const OPENSSL_TIMEOUT_MS = 300_000;
@@ -139,6 +144,33 @@ open(sys.argv[4], 'wb').write(pem)
 print(json.dumps({'build_sign_ms': (t1 - t0) * 1000, 'entries': len(rows)}))
 `;
 
+type LoadKind = 'insert' | 'update';
+const LOAD_LABEL: Record<LoadKind, string> = { insert: 'one INSERT', update: 'one UPDATE' };
+
+/** The revoked rows in one statement: inserted as REVOKED, or inserted as ACTIVE and then revoked by one UPDATE. */
+async function loadRevoked(driver: Driver, kind: LoadKind, options: { count: number; now: Date; devices: number; issuer: string }) {
+  if (kind === 'insert') return insertRevokedCertificates(driver, options);
+  await insertRevokedCertificates(driver, { ...options, status: 'ACTIVE' });
+  const started = performance.now();
+  await driver.transaction((tx) =>
+    tx.query(`UPDATE device_certificates SET status = 'REVOKED', revoked_at = now(), revoked_reason = 'keyCompromise' WHERE issuer = $1`, [options.issuer]),
+  );
+  return { ms: performance.now() - started };
+}
+
+/** The bench measures the read with no statistics and no visibility map: refuse to go on if there are some. */
+async function expectNoStatistics(admin: pg.Client) {
+  const { rows } = await admin.query(
+    `SELECT c.reltuples::float8 AS reltuples, c.relallvisible, (SELECT count(*)::int FROM pg_statistic WHERE starelid = c.oid) AS stats,
+       s.last_vacuum, s.last_autovacuum, s.last_analyze, s.last_autoanalyze
+     FROM pg_class c JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.relname = 'device_certificates'`,
+  );
+  const r = rows[0];
+  if (r.reltuples !== -1 || r.relallvisible !== 0 || r.stats !== 0 || r.last_vacuum || r.last_autovacuum || r.last_analyze || r.last_autoanalyze) {
+    throw new Error(`device_certificates has statistics or a visibility map before the no-statistics run: ${JSON.stringify(r)}`);
+  }
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function runChild(databaseUrl: string, caDir: string, outPath: string): ChildReport {
@@ -150,7 +182,7 @@ function runChild(databaseUrl: string, caDir: string, outPath: string): ChildRep
   return JSON.parse(r.stdout) as ChildReport;
 }
 
-export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
+export async function runCrlPublishBench(options: { sizes?: number[]; updateSizes?: number[] } = {}) {
   const sizes = options.sizes ?? SIZES;
   const dir = mkdtempSync(join(tmpdir(), 'certfleet-crl-publish-bench-'));
   const python = pythonWithCryptography();
@@ -168,31 +200,40 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
     console.log(`\n## CRL publication: database → verified file on disk (real Postgres, EC P-256 CA)\n`);
     console.log(`node ${process.version}, ${spawnSync('openssl', ['version'], { encoding: 'utf8' }).stdout.trim()}, python: ${python ? spawnSync(python, ['-c', 'import cryptography, sys; print(sys.version.split()[0], "cryptography", cryptography.__version__)'], { encoding: 'utf8' }).stdout.trim() : 'not found'}`);
     console.log('');
-    console.log('| revoked | ours ms (median of 3; first run) | of which: entries + sign + verify + store ‖ file | CRL MB | peak RSS MB | openssl ca -gencrl ms | openssl / ours | python build+sign ms | python / ours |');
-    console.log('|---|---|---|---|---|---|---|---|---|');
+    console.log(
+      '| revoked | loaded by | no statistics, no VACUUM: ours ms (median of 3; first run) | of which (first run): entries + sign + verify + store ‖ file | ours / openssl | analyzed (VACUUM ANALYZE): ours ms (median of 3; first run) | of which (median run) | CRL MB | peak RSS MB | openssl ca -gencrl ms | openssl / ours (analyzed) | python build+sign ms | python / ours | load avg 1 min |',
+    );
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 
     const rows: Record<string, unknown>[] = [];
     const table: (string | number | null)[][] = [];
     const points: Record<'ours' | 'noStats' | 'openssl' | 'python' | 'cfssl', [number, number][]> = { ours: [], noStats: [], openssl: [], python: [], cfssl: [] };
-    for (const n of sizes) {
+    const cases: { n: number; load: LoadKind }[] = [
+      ...sizes.map((n) => ({ n, load: 'insert' as const })),
+      ...(options.updateSizes ?? UPDATE_SIZES).map((n) => ({ n, load: 'update' as const })),
+    ];
+    for (const { n, load: loadKind } of cases) {
       const database = await benchDatabase();
       try {
         const driver = createPgDriver(database.url, { max: 2 });
         await migrate(driver);
-        const now = new Date();
-        const load = await insertRevokedCertificates(driver, { count: n, now, devices: Math.min(10_000, n), issuer: ca.issuerLabel });
         const admin = new pg.Client({ connectionString: database.url });
         await admin.connect();
-        // Without table statistics first: as right after a bulk load, before any ANALYZE.
+        // No statistics and no visibility map, as right after a bulk load or a bulk revocation:
+        // autovacuum is off on the table before the load, and neither ANALYZE nor VACUUM runs.
         await admin.query('ALTER TABLE device_certificates SET (autovacuum_enabled = false)');
-        await admin.query('VACUUM device_certificates');
-        await admin.query(`DELETE FROM pg_statistic WHERE starelid = 'device_certificates'::regclass`);
-        await admin.query('CHECKPOINT'); // the bulk load's write-back is not the publisher's cost
+        const now = new Date();
+        const load = await loadRevoked(driver, loadKind, { count: n, now, devices: Math.min(10_000, n), issuer: ca.issuerLabel });
         await driver.close();
+        await admin.query('CHECKPOINT'); // the load's write-back is not the publisher's cost (it sets no hint bit, no visibility map)
+        await expectNoStatistics(admin);
         const out = join(dir, `ours-${n}.pem`);
+        const loadBefore = os.loadavg()[0];
         const noStats = runChild(database.url, caDir, out);
         const noStatsMs = median(noStats.runs.map((r) => r.ms));
-        await admin.query('ANALYZE device_certificates');
+        const noStatsFirst = noStats.runs[0];
+        await admin.query('VACUUM ANALYZE device_certificates');
+        await admin.query('CHECKPOINT');
         await admin.end();
         const report = runChild(database.url, caDir, out);
         const oursMs = median(report.runs.map((r) => r.ms));
@@ -229,10 +270,10 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
         const opensslCheck = verifyCrl(crlPemToDer(readFileSync(join(dir, 'openssl.pem'), 'latin1')), { caPublicKey: ca.publicKey, now: new Date() });
         if (opensslCheck.entryCount !== n) throw new Error(`openssl CRL has ${opensslCheck.entryCount} entries, expected ${n}`);
 
-        // the seed's Python approach
-        let pythonCol = python ? '' : 'no python3 with cryptography';
+        // the seed's Python approach (and cfssl): once per size, on the inserted case
+        let pythonCol = loadKind === 'update' ? 'not run (same as inserted)' : python ? '' : 'no python3 with cryptography';
         let pythonRatio = '-';
-        if (python) {
+        if (python && loadKind === 'insert') {
           const p = spawnSync(python, ['-c', PY_BUILD, join(caDir, 'ca.pem'), join(caDir, 'ca.key'), join(dir, 'entries.txt'), join(dir, 'python.pem')], {
             encoding: 'utf8',
             timeout: PYTHON_TIMEOUT_MS,
@@ -252,43 +293,81 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
           }
         }
         let cfsslMs = NaN;
-        if (hasCfssl()) {
+        if (hasCfssl() && loadKind === 'insert') {
           cfsslMs = cfsslGencrlMs(join(dir, 'serials.txt'), { certPath: join(caDir, 'ca.pem'), keyPath: legacyKeyFile(join(caDir, 'ca.key'), 'ec') }, join(dir, 'cfssl.der'));
           const cfsslEntries = crlEntryCount(readFileSync(join(dir, 'cfssl.der')));
           if (cfsslEntries !== n) throw new Error(`cfssl CRL has ${cfsslEntries} entries, expected ${n}`);
         }
+        const loadAvg = round((loadBefore + os.loadavg()[0]) / 2, 1);
         const pyMsValue = Number(pythonCol.replace(/,/g, ''));
-        table.push([n, round(noStatsMs, 0), round(oursMs, 0), round(report.maxRssMb, 0), round(opensslMs, 0), ratio(opensslMs, oursMs), pythonCol, pythonRatio, hasCfssl() ? round(cfsslMs, 0) : 'cfssl not installed', ratio(cfsslMs, oursMs)]);
-        points.ours.push([n, oursMs]);
-        points.noStats.push([n, noStatsMs]);
-        points.openssl.push([n, opensslMs]);
-        if (Number.isFinite(pyMsValue)) points.python.push([n, pyMsValue]);
-        if (Number.isFinite(cfsslMs)) points.cfssl.push([n, cfsslMs]);
-        const parts = `${[mid.entriesMs, mid.signMs, mid.verifyMs, mid.storeMs].map((x) => fmt(x, 0)).join(' + ')} ‖ ${fmt(mid.fileMs, 0)}`;
+        table.push([
+          n,
+          LOAD_LABEL[loadKind],
+          round(noStatsMs, 0),
+          round(noStatsFirst.ms, 0),
+          ratio(noStatsFirst.ms, opensslMs),
+          round(oursMs, 0),
+          round(Math.max(noStats.maxRssMb, report.maxRssMb), 0),
+          round(opensslMs, 0),
+          ratio(opensslMs, oursMs),
+          pythonCol,
+          pythonRatio,
+          loadKind === 'update' ? 'not run' : hasCfssl() ? round(cfsslMs, 0) : 'cfssl not installed',
+          ratio(cfsslMs, oursMs),
+          loadAvg,
+        ]);
+        if (loadKind === 'insert') {
+          points.ours.push([n, oursMs]);
+          points.noStats.push([n, noStatsMs]);
+          points.openssl.push([n, opensslMs]);
+          if (Number.isFinite(pyMsValue)) points.python.push([n, pyMsValue]);
+          if (Number.isFinite(cfsslMs)) points.cfssl.push([n, cfsslMs]);
+        }
+        const split = (r: ChildReport['runs'][number]) => `${[r.entriesMs, r.signMs, r.verifyMs, r.storeMs].map((x) => fmt(x, 0)).join(' + ')} ‖ ${fmt(r.fileMs, 0)}`;
         console.log(
-          `| ${n.toLocaleString('en-US')} | ${fmt(oursMs, 0)}; ${fmt(report.runs[0].ms, 0)} | ${parts} | ${fmt(report.bytes / 1e6, 1)} | ${fmt(report.maxRssMb, 0)} | ${fmt(opensslMs, 0)} | ${fmt(opensslMs / oursMs, 1)}x (ours = ${fmt(oursMs / opensslMs, 2)}x) | ${pythonCol} | ${pythonRatio} |`,
+          `| ${n.toLocaleString('en-US')} | ${LOAD_LABEL[loadKind]} | ${fmt(noStatsMs, 0)}; ${fmt(noStatsFirst.ms, 0)} | ${split(noStatsFirst)} | ${fmt(noStatsFirst.ms / opensslMs, 2)}x | ${fmt(oursMs, 0)}; ${fmt(report.runs[0].ms, 0)} | ${split(mid)} | ${fmt(report.bytes / 1e6, 1)} | ${fmt(Math.max(noStats.maxRssMb, report.maxRssMb), 0)} | ${fmt(opensslMs, 0)} | ${fmt(opensslMs / oursMs, 1)}x | ${pythonCol} | ${pythonRatio} | ${fmt(loadAvg, 1)} |`,
         );
-        rows.push({ n, oursMs, first: report.runs[0].ms, rss: report.maxRssMb, opensslMs, python: pythonCol, loadMs: load.ms });
+        rows.push({ n, load: loadKind, noStatsMs, noStatsFirstMs: noStatsFirst.ms, oursMs, first: report.runs[0].ms, rss: report.maxRssMb, opensslMs, python: pythonCol, loadMs: load.ms, loadAvg });
       } finally {
         await database.drop();
       }
     }
     console.log(
-      '\n(ours, median run split: stream rows → encode; build + sign; verify; store in crl_state ‖ file: verify again + PEM + temp file + fsync,' +
-        ' done while the database stores, then rename + fsync dir after the commit. python: the seed’s one-builder-per-row loop is quadratic.)',
+      '\n(ours split: stream rows → encode; build + sign; verify; store in crl_state ‖ file: verify again + PEM + temp file + fsync,' +
+        ' done while the database stores, then rename + fsync dir after the commit. python: the seed’s one-builder-per-row loop is quadratic.' +
+        ` ${os.cpus().length} cores, shared: the load average is the machine's, during the case.)`,
     );
     emitTable({
       id: 'crl-publish',
       title: 'CRL from Postgres: database → verified file on disk',
       description:
         'certfleet: one publication as the worker runs it (stream the revoked rows from Postgres, encode, sign, verify, store, write the file atomically), ' +
-        'median of 3 in a child process, first on a table never analyzed (no statistics, autovacuum off), then after ANALYZE. ' +
-        'openssl: `openssl ca -gencrl` on the same entries (index.txt written beforehand). python: the seed\'s approach, `cryptography`\'s ' +
-        '`CertificateRevocationListBuilder`, build and sign only, stopped after 120 s. cfssl: `cfssl gencrl` on the same serials (no reason codes, no IDP). ' +
-        'Same EC P-256 CA for all.',
-      columns: ['revoked', 'certfleet ms, no statistics', 'certfleet ms, analyzed', 'certfleet peak RSS MB', 'openssl ms', 'openssl / certfleet', 'python ms', 'python / certfleet', 'cfssl ms', 'cfssl / certfleet'],
+        'median of 3 in a child process; first right after the load, on a table never analyzed nor vacuumed (autovacuum off on it before the load: ' +
+        'no statistics, no visibility map; the revoked rows inserted by one INSERT … SELECT, or certificates revoked by one UPDATE), ' +
+        'then after VACUUM ANALYZE. openssl: `openssl ca -gencrl` on the same entries (index.txt written beforehand), in the same run. ' +
+        'python: the seed\'s approach, `cryptography`\'s `CertificateRevocationListBuilder`, build and sign only, stopped after 120 s. ' +
+        'cfssl: `cfssl gencrl` on the same serials (no reason codes, no IDP). Same EC P-256 CA for all. ' +
+        `Shared machine (${os.cpus().length} cores): the last column is its 1-minute load average during the case.`,
+      columns: [
+        'revoked',
+        'loaded by',
+        'certfleet ms, no statistics, no VACUUM (median of 3)',
+        'certfleet ms, no statistics, first run',
+        'certfleet / openssl, no statistics, first run',
+        'certfleet ms, analyzed',
+        'certfleet peak RSS MB',
+        'openssl ms',
+        'openssl / certfleet',
+        'python ms',
+        'python / certfleet',
+        'cfssl ms',
+        'cfssl / certfleet',
+        'load avg',
+      ],
       rows: table,
-      notes: ['Ratios are peer time / certfleet time (analyzed): above 1x certfleet is faster.'],
+      notes: [
+        'Ratios are peer time / certfleet time (analyzed), above 1x certfleet is faster; except "certfleet / openssl, no statistics": certfleet time / openssl time, below 1x certfleet is faster.',
+      ],
     });
     emitSeries({ chart: 'crl-build-time', tool: 'certfleet (DB → file)', points: points.ours });
     emitSeries({ chart: 'crl-build-time', tool: 'certfleet, no statistics', points: points.noStats });
@@ -395,6 +474,6 @@ async function revocationToFileLatency(base = 10_000, revocations = 20) {
 if (process.argv[2] === '--child') {
   await child(process.argv[3], process.argv[4], process.argv[5]);
 } else if (import.meta.url === `file://${process.argv[1]}`) {
-  const sizes = process.env.BENCH_CRL_SIZES ? process.env.BENCH_CRL_SIZES.split(',').map(Number) : undefined;
-  await runCrlPublishBench({ sizes });
+  const list = (v: string | undefined) => (v === undefined ? undefined : v.split(',').filter(Boolean).map(Number));
+  await runCrlPublishBench({ sizes: list(process.env.BENCH_CRL_SIZES), updateSizes: list(process.env.BENCH_CRL_UPDATE_SIZES) });
 }
