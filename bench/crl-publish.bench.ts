@@ -33,6 +33,7 @@ import { systemClock } from '../src/domain/clock.ts';
 import { createDeviceCa, loadDeviceCa } from '../src/pki/device-ca.ts';
 import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { createDatabase } from '../src/storage/database.ts';
+import { createStorage } from '../src/storage/repositories.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { forEachRevokedCertificate, readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
@@ -72,7 +73,7 @@ async function child(databaseUrl: string, caDir: string, outPath: string): Promi
   const lines: Record<string, unknown>[] = [];
   const logger = { debug: () => undefined, info: (o: Record<string, unknown>) => void lines.push(o), warn: () => undefined, error: (o: Record<string, unknown>) => console.error(o) };
   const publisher = createCrlPublisher({
-    publish: createPublishCrl({ db, clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl({ publicBaseUrl: BASE_URL }) } }),
+    publish: createPublishCrl({ storage: createStorage(db), clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl({ publicBaseUrl: BASE_URL }) } }),
     readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
     loadStoredDer: async () => (await db.asOperator((tx) => readCrl(tx, authority.issuerKeyId)))?.der ?? null,
     fileSync: createCrlFileSync({ path: outPath, caPublicKey: ca.publicKey, issuerNameDer: authority.issuerNameDer, clock: systemClock, reloader: createBrokerReloader({}), logger }),

@@ -7,8 +7,7 @@ import type { CaLintProfile } from '../pki/lint/ca-profile.ts';
 import { lintCrl } from '../pki/lint/crl-lint.ts';
 import { runLint } from '../pki/lint/lint-failure.ts';
 import { verifyCrl } from '../crl/verify-crl.ts';
-import type { Database } from '../storage/database.ts';
-import { forEachRevokedCertificate, lockCrlState, saveCrl, type StoredCrlInfo } from '../storage/repos/crl-repo.ts';
+import type { Storage, StoredCrlInfo } from './storage-ports.ts';
 
 /** What signing a CRL needs from the Device CA. */
 export interface CrlAuthority {
@@ -25,7 +24,7 @@ export interface CrlAuthority {
 }
 
 export interface PublishCrlDeps {
-  db: Database;
+  storage: Storage;
   clock: Clock;
   authority: CrlAuthority;
   settings: {
@@ -90,12 +89,12 @@ const REMOVE_FROM_CRL = REVOCATION_REASONS.removeFromCRL;
  * entries sorted and unique) before it is stored; otherwise the transaction rolls back and
  * the error is thrown (LINT_FAILED names the rule).
  */
-export function createPublishCrl({ db, clock, authority, settings, build = buildCrl }: PublishCrlDeps) {
+export function createPublishCrl({ storage, clock, authority, settings, build = buildCrl }: PublishCrlDeps) {
   const validityMs = settings.validityHours * HOUR_MS;
   return async (request: PublishCrlRequest = {}): Promise<PublishCrlResult> =>
-    db.asOperator(async (tx) => {
+    storage.asOperator(async (repos) => {
       const started = performance.now();
-      const stored = await lockCrlState(tx, authority.issuerKeyId);
+      const stored = await repos.crl.lockCrlState(authority.issuerKeyId);
       if (request.unless && stored.sha256 !== null && satisfied(stored, request.unless, clock.now())) {
         return { published: false, stored };
       }
@@ -108,7 +107,7 @@ export function createPublishCrl({ db, clock, authority, settings, build = build
       const encoder = createRevokedEntriesEncoder();
       const reasonCodes = new Map<string, number>();
       const entry: RevokedEntry = { serialHex: '', revokedAt: new Date(0), reasonCode: 0 };
-      await forEachRevokedCertificate(tx, thisUpdate, (serialHex, revokedAtMs, reason) => {
+      await repos.crl.forEachRevokedCertificate(thisUpdate, (serialHex, revokedAtMs, reason) => {
         let code = reasonCodes.get(reason);
         if (code === undefined) {
           code = reasonCodeFor(reason);
@@ -147,7 +146,7 @@ export function createPublishCrl({ db, clock, authority, settings, build = build
       const sha256 = createHash('sha256').update(der).digest('hex');
       const verifiedAt = performance.now();
 
-      const storing = saveCrl(tx, authority.issuerKeyId, { crlNumber, thisUpdate, nextUpdate, der, sha256, entries, publishedAt: clock.now() });
+      const storing = repos.crl.saveCrl(authority.issuerKeyId, { crlNumber, thisUpdate, nextUpdate, der, sha256, entries, publishedAt: clock.now() });
       const alongside = request.whileStoring ? request.whileStoring({ crlNumber, der }).catch(() => undefined) : null;
       let saved: StoredCrlInfo;
       try {

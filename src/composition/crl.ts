@@ -31,6 +31,7 @@ import { pkiRoutes } from '../http/routes/pki.ts';
 import type { Database } from '../storage/database.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
 import { readCrl, readCrlInfo } from '../storage/repos/crl-repo.ts';
+import { createStorage } from '../storage/repositories.ts';
 import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
 import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
 import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from '../broker/session-kicking-reloader.ts';
@@ -95,7 +96,8 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   const publishing = authority !== null && ((options.publish ?? true) || driver.kind === 'pglite');
   const instanceId = newInstanceId();
 
-  const getCrl = createGetCrl({ db, issuerKeyId: authority?.issuerKeyId ?? null });
+  const repositories = createStorage(db);
+  const getCrl = createGetCrl({ storage: repositories, issuerKeyId: authority?.issuerKeyId ?? null });
   let publisher: CrlPublisher | null = null;
   const events = createRevocationEvents({
     db,
@@ -126,7 +128,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       fs: options.fs,
     });
     publisher = createCrlPublisher({
-      publish: createPublishCrl({ db, clock, authority, settings: { validityHours: config.crlValidityHours, distributionPointUrl } }),
+      publish: createPublishCrl({ storage: repositories, clock, authority, settings: { validityHours: config.crlValidityHours, distributionPointUrl } }),
       readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
       loadStoredDer: async () => (await db.asOperator((tx) => readCrl(tx, authority.issuerKeyId)))?.der ?? null,
       fileSync,

@@ -24,6 +24,7 @@ import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { tokenVerifierFor } from './token-verifier.ts';
 import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
+import { createStorage } from '../storage/repositories.ts';
 import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 
@@ -79,7 +80,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     registerFleetMetrics(metrics, { db: storage.db, clock });
     keygen = config.keygenWorkers > 0 ? createKeygenPool(config.keygenWorkers) : null;
     const deps: AppDeps = {
-      db: storage.db,
+      storage: createStorage(storage.db),
       clock,
       authority: createCertificateAuthority(ca.ca, { ...overrides.authority, crlUrl: crl.distributionPointUrl }),
       keys: createKeySource(keygen),
@@ -94,7 +95,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
     const useCases = createUseCases(deps);
-    const renewal = createRenewalWiring(config, deps, useCases);
+    const renewal = createRenewalWiring(config, deps, useCases, storage.db);
     const { verifier, mode } = await tokenVerifierFor(config);
     const app = await buildHttpApp({
       verifier,

@@ -1,14 +1,5 @@
+import type { AuditEvent } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
-
-export interface AuditEvent {
-  tenantId: string;
-  actor: string;
-  action: string;
-  targetType: string;
-  targetId: string | number;
-  details?: Record<string, unknown>;
-  at: Date;
-}
 
 /** Written in the same transaction as the change it records. */
 export async function recordAudit(tx: Queryable, e: AuditEvent): Promise<void> {

@@ -1,8 +1,8 @@
-import type { CertificateRecord, CertificateStatus, CertificateWithPem, RotationFilter } from '../../domain/certificate.ts';
+import type { AuditEvent, CertificateListQuery, CertificatePage, NewCertificate } from '../../app/storage-ports.ts';
+import type { CertificateRecord, CertificateStatus, CertificateWithPem } from '../../domain/certificate.ts';
 import type { Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
 import { createFilter } from '../sql-filter.ts';
-import type { AuditEvent } from './audit-repo.ts';
 
 const SELECT = `
   SELECT c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.issuer, c.serial_number,
@@ -29,20 +29,6 @@ export const toCertificate = (r: Record<string, unknown>): CertificateRecord => 
   created_at: iso(r.created_at),
   updated_at: iso(r.updated_at),
 });
-
-export interface NewCertificate {
-  tenantId: string;
-  deviceId: string;
-  certPem: string;
-  fingerprint: string;
-  commonName: string;
-  issuer: string;
-  serialNumber: string;
-  keyType: string;
-  notBefore: Date;
-  notAfter: Date;
-  now: Date;
-}
 
 /**
  * Inserts the certificate and its audit event in one statement (one round trip on the
@@ -104,19 +90,7 @@ export async function lockCertificate(tx: Queryable, id: number): Promise<Certif
   return rows[0]?.status ?? null;
 }
 
-export interface CertificateListQuery {
-  tenantId?: string;
-  deviceId?: string;
-  status?: CertificateStatus;
-  /** ACTIVE certificates whose not_after falls before this instant. */
-  expiringBefore?: Date;
-  rotation?: RotationFilter;
-  limit: number;
-  /** Keyset cursor: the last id of the previous page (newest first). */
-  beforeId?: number;
-}
-
-export async function listCertificates(tx: Queryable, q: CertificateListQuery) {
+export async function listCertificates(tx: Queryable, q: CertificateListQuery): Promise<CertificatePage> {
   const f = createFilter();
   if (q.tenantId) f.add((p) => `c.tenant_id = ${p}`, q.tenantId);
   if (q.deviceId) f.add((p) => `c.device_id = ${p}`, q.deviceId);

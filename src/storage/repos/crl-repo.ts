@@ -1,28 +1,5 @@
+import type { CrlToStore, StoredCrlInfo } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
-
-/** The crl_state row of one CA, without the DER. crlNumber 0 with no DER: nothing published yet. */
-export interface StoredCrlInfo {
-  issuerKeyId: string;
-  crlNumber: bigint;
-  thisUpdate: Date | null;
-  nextUpdate: Date | null;
-  sha256: string | null;
-  entries: number | null;
-  bytes: number | null;
-  /** Database time when that build began: every revocation committed before it is in that CRL. */
-  builtAt: Date | null;
-  publishedAt: Date | null;
-}
-
-export interface CrlToStore {
-  crlNumber: bigint;
-  thisUpdate: Date;
-  nextUpdate: Date;
-  der: Uint8Array;
-  sha256: string;
-  entries: number;
-  publishedAt: Date;
-}
 
 const INFO_COLUMNS = `issuer_key_id, crl_number::text AS crl_number, this_update, next_update, sha256, entries,
   octet_length(der) AS bytes, built_at, published_at`;

@@ -1,15 +1,8 @@
+import type { DeviceRecord } from '../../domain/device.ts';
+import type { DeviceListQuery, DevicePage } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
 import { createFilter } from '../sql-filter.ts';
-
-export interface DeviceRecord {
-  tenant_id: string;
-  device_id: string;
-  site_id: string | null;
-  status: string;
-  created_at: string;
-  updated_at: string;
-}
 
 const COLUMNS = 'tenant_id, device_id, site_id, status, created_at, updated_at';
 
@@ -42,14 +35,8 @@ export async function findDevice(tx: Queryable, tenantId: string, deviceId: stri
   return rows[0] ? toDevice(rows[0]) : null;
 }
 
-export interface DeviceListQuery {
-  tenantId?: string;
-  limit: number;
-  after?: string;
-}
-
 /** Keyset pagination on (tenant_id, device_id); RLS already scopes a tenant transaction. */
-export async function listDevices(tx: Queryable, q: DeviceListQuery) {
+export async function listDevices(tx: Queryable, q: DeviceListQuery): Promise<DevicePage> {
   const f = createFilter();
   if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
   const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_registry${f.sql()}`, f.params)).rows[0].n);
