@@ -1,4 +1,5 @@
 import type { AlertRecord, AlertStatus } from '../domain/alert.ts';
+import type { AuditEventRecord } from '../domain/audit.ts';
 import type { CertificateRecord, CertificateStatus, CertificateWithPem, RotationFilter } from '../domain/certificate.ts';
 import type { DeviceRecord } from '../domain/device.ts';
 import type { DeliveryRecord, WebhookRecord } from '../domain/webhook.ts';
@@ -117,6 +118,11 @@ export interface CertificateRepository {
   listCertificates(q: CertificateListQuery): Promise<CertificatePage>;
   /** ACTIVE → REVOKED; null when the certificate is not (or no longer) ACTIVE. */
   markRevoked(id: number, reason: string, at: Date): Promise<CertificateRecord | null>;
+  /**
+   * ACTIVE certificates with not_after within each window (days) from now, cumulative (overdue
+   * ones count in every window); `tenantId` narrows an operator's count to one tenant.
+   */
+  countExpiringWithin(now: Date, windowsDays: number[], tenantId?: string): Promise<Record<number, number>>;
 }
 
 // ---- rotations
@@ -181,9 +187,28 @@ export interface AuditEvent {
   at: Date;
 }
 
+export interface AuditListQuery {
+  tenantId?: string;
+  action?: string;
+  targetType?: string;
+  targetId?: string;
+  actor?: string;
+  limit: number;
+  /** Keyset cursor: the last id of the previous page (newest first). */
+  beforeId?: number;
+}
+
+export interface AuditPage {
+  events: AuditEventRecord[];
+  /** Id cursor of the next page, null on the last one (no total: the log only grows). */
+  next: number | null;
+}
+
 export interface AuditLog {
   /** Written in the same transaction as the change it records. */
   recordAudit(e: AuditEvent): Promise<void>;
+  /** Newest first, keyset pages. */
+  listAuditEvents(q: AuditListQuery): Promise<AuditPage>;
 }
 
 // ---- alerts

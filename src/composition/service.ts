@@ -102,7 +102,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const useCases = createUseCases(deps);
     const renewal = createRenewalWiring(config, deps, useCases, storage.db);
     const { verifier, mode } = await tokenVerifierFor(config);
-    const crlStatus = createGetCrlStatus({ db: storage.db, issuerKeyId: crl.issuerKeyId });
+    const crlStatus = createGetCrlStatus({ storage: deps.storage, issuerKeyId: crl.issuerKeyId });
     const signIn = { oidc: config.oidc && config.consoleOidc ? { issuer: config.oidc.issuer, client_id: config.consoleOidc.clientId, scope: config.consoleOidc.scope } : null };
     const app = await buildHttpApp({
       verifier,

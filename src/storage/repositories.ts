@@ -13,6 +13,7 @@ import * as audit from './repos/audit-repo.ts';
 import * as certificates from './repos/certificates-repo.ts';
 import * as crl from './repos/crl-repo.ts';
 import * as devices from './repos/devices-repo.ts';
+import * as fleetStats from './repos/fleet-stats-repo.ts';
 import * as outbox from './repos/outbox-repo.ts';
 import * as rotations from './repos/rotations-repo.ts';
 import * as webhooks from './repos/webhooks-repo.ts';
@@ -51,6 +52,7 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
       lockCertificate: (id) => certificates.lockCertificate(tx, id),
       listCertificates: (q) => certificates.listCertificates(tx, q),
       markRevoked: (id, reason, at) => certificates.markRevoked(tx, id, reason, at),
+      countExpiringWithin: (now, windowsDays, tenantId) => fleetStats.countExpiringWithin(tx, now, windowsDays, tenantId),
     },
     rotations: {
       scheduleRevocation: (s) => rotations.scheduleRevocation(tx, s),
@@ -62,6 +64,7 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
     },
     audit: {
       recordAudit: (e) => audit.recordAudit(tx, e),
+      listAuditEvents: (q) => audit.listAuditEvents(tx, q),
     },
     alerts: {
       listAlerts: (q) => alerts.listAlerts(tx, q),

@@ -1,4 +1,5 @@
-import type { AuditEvent } from '../../app/storage-ports.ts';
+import type { AuditEvent, AuditListQuery, AuditPage } from '../../app/storage-ports.ts';
+import type { AuditEventRecord } from '../../domain/audit.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
 import { createFilter } from '../sql-filter.ts';
@@ -12,17 +13,6 @@ export async function recordAudit(tx: Queryable, e: AuditEvent): Promise<void> {
   );
 }
 
-export interface AuditEventRecord {
-  id: number;
-  tenant_id: string;
-  actor: string;
-  action: string;
-  target_type: string;
-  target_id: string;
-  details: Record<string, unknown>;
-  created_at: string;
-}
-
 const toAuditEvent = (r: Record<string, unknown>): AuditEventRecord => ({
   id: Number(r.id),
   tenant_id: String(r.tenant_id),
@@ -34,22 +24,11 @@ const toAuditEvent = (r: Record<string, unknown>): AuditEventRecord => ({
   created_at: iso(r.created_at),
 });
 
-export interface AuditListQuery {
-  tenantId?: string;
-  action?: string;
-  targetType?: string;
-  targetId?: string;
-  actor?: string;
-  limit: number;
-  /** Keyset cursor: the last id of the previous page (newest first). */
-  beforeId?: number;
-}
-
 /**
  * Newest first, keyset pages on id (index (tenant_id, id)); no total: an audit log only
  * grows, and counting it on every page would cost more than the page.
  */
-export async function listAuditEvents(tx: Queryable, q: AuditListQuery) {
+export async function listAuditEvents(tx: Queryable, q: AuditListQuery): Promise<AuditPage> {
   const f = createFilter();
   if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
   if (q.action) f.add((p) => `action = ${p}`, q.action);
