@@ -353,9 +353,23 @@ export interface CrlToStore {
   thisUpdate: Date;
   nextUpdate: Date;
   der: Uint8Array;
+  /** Signature of the broker's file variant (the same TBS without Issuing Distribution Point). */
+  fileSignature: Uint8Array;
   sha256: string;
   entries: number;
   publishedAt: Date;
+}
+
+/** Which revoked certificates a CRL lists (RFC 5280 3.3 retention), all explicit. */
+export interface RevokedEntriesScope {
+  /** device_certificates.issuer of the CA: a CRL lists only its own CA's certificates. */
+  issuer: string;
+  /**
+   * thisUpdate of the previous CRL (null: none yet). A revoked certificate stays listed until it
+   * has been on one CRL whose thisUpdate is after its notAfter: listed while notAfter is at or
+   * after the previous CRL's thisUpdate, and (not listed yet) when revoked after that CRL.
+   */
+  previousThisUpdate: Date | null;
 }
 
 export interface CrlRepository {
@@ -367,11 +381,17 @@ export interface CrlRepository {
   readCrlInfo(issuerKeyId: string): Promise<StoredCrlInfo | null>;
   /** The latest published CRL with its DER; null before the first publication. */
   readCrl(issuerKeyId: string): Promise<{ info: StoredCrlInfo; der: Buffer } | null>;
+  /** The latest CRL and the signature of its file variant (null: stored before there was one); null before the first publication. */
+  readCrlForFile(issuerKeyId: string): Promise<{ der: Buffer; fileSignature: Buffer | null } | null>;
   /**
-   * Streams the revoked certificates a CRL made at `validAt` lists (expired ones are left out),
-   * in ascending serial order, to onEntry, from one snapshot. Returns the number of entries.
+   * Streams the revoked certificates of the scope's CRL to onEntry, in ascending serial order,
+   * from one snapshot. Returns the number of entries.
    */
-  forEachRevokedCertificate(validAt: Date, onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void): Promise<number>;
+  forEachRevokedCertificate(scope: RevokedEntriesScope, onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void): Promise<number>;
+  /** Takes the CA's pending-revocation marks before a build reads the entries (they are all in this CRL). */
+  takePendingRevocations(issuer: string): Promise<void>;
+  /** Revocations committed after the latest CRL's read (e.g. the process died before it published them). */
+  hasPendingRevocations(issuer: string): Promise<boolean>;
   /** The latest nextUpdate of any stored CRL; null before the first publication. */
   latestCrlNextUpdate(): Promise<Date | null>;
 }

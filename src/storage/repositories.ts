@@ -118,7 +118,10 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       saveCrl: (issuerKeyId, stored) => crl.saveCrl(tx, issuerKeyId, stored),
       readCrlInfo: (issuerKeyId) => crl.readCrlInfo(tx, issuerKeyId),
       readCrl: (issuerKeyId) => crl.readCrl(tx, issuerKeyId),
-      forEachRevokedCertificate: (validAt, onEntry) => crl.forEachRevokedCertificate(tx, validAt, onEntry),
+      readCrlForFile: (issuerKeyId) => crl.readCrlForFile(tx, issuerKeyId),
+      forEachRevokedCertificate: (scope, onEntry) => crl.forEachRevokedCertificate(tx, scope, onEntry),
+      takePendingRevocations: (issuer) => crl.takePendingRevocations(tx, issuer),
+      hasPendingRevocations: (issuer) => crl.hasPendingRevocations(tx, issuer),
       latestCrlNextUpdate: () => crl.latestCrlNextUpdate(tx),
     },
     tasks: {
