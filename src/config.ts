@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { parseSecretKey } from './pki/secret-box.ts';
+import { parseTtl } from './auth/dev-signing-key.ts';
 
 export interface Config {
   port: number;
@@ -24,12 +25,31 @@ export interface Config {
   brokerAdmin: { url: string; username: string; passwordFile: string; caFile: string | null } | null;
   publicBaseUrl: string;
   oidc: { issuer: string; audience: string; jwksUrl: string } | null;
+  /** CERTFLEET_AUTH=development: tokens from the local development key even in production mode (warned at every start). */
+  developmentAuthExplicit: boolean;
+  /** CERTFLEET_DEV_TOKEN_MAX_TTL: development tokens living longer than this are refused (and not minted). */
+  devTokenMaxTtlSeconds: number;
+  /** METRICS_TENANT_LABELS=true: per-tenant series on /metrics. */
+  metricsTenantLabels: boolean;
+  /** METRICS_TOKEN: /metrics answers only requests with `Authorization: Bearer <it>`. */
+  metricsToken: string | null;
+  http: HttpLimits;
   logLevel: string;
   /** WEBHOOK_SECRET_KEY (32 bytes): encrypts webhook secrets at rest; null → the key file webhookSecretKeyPath. */
   webhookSecretKey: Buffer | null;
   webhookSecretKeyPath: string;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS=true: webhooks may target loopback, private and link-local addresses. */
   webhookAllowPrivateNetworks: boolean;
+}
+
+export interface HttpLimits {
+  /** Whole request head must arrive within this (slowloris). */
+  headersTimeoutMs: number;
+  /** Whole request (head and body) must arrive within this. */
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** Connections beyond this are closed at once. */
+  maxConnections: number;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
@@ -48,6 +68,14 @@ function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
   throw new Error(`${name} must be true or false (got "${raw}")`);
 }
 
+function ttl(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const seconds = parseTtl(raw);
+  if (seconds < 1) throw new Error(`${name} must be at least 1 second (got "${raw}")`);
+  return seconds;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const dataDir = resolve(env.CERTFLEET_DATA_DIR || './data');
   const port = int(env, 'PORT', 8080, 0, 65535);
@@ -55,6 +83,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const databaseUrl = env.DATABASE_URL || null;
   const oidcIssuer = env.OIDC_ISSUER || null;
   if (oidcIssuer && !env.OIDC_JWKS_URL) throw new Error('OIDC_ISSUER is set but OIDC_JWKS_URL is not');
+  const auth = env.CERTFLEET_AUTH || null;
+  if (auth !== null && auth !== 'development') throw new Error(`CERTFLEET_AUTH must be "development" or unset (got "${auth}")`);
   if (env.BROKER_ADMIN_URL && !env.BROKER_ADMIN_PASSWORD_FILE) throw new Error('BROKER_ADMIN_URL is set but BROKER_ADMIN_PASSWORD_FILE is not');
   return {
     port,
@@ -83,6 +113,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       : null,
     publicBaseUrl: (env.PUBLIC_BASE_URL || `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, ''),
     oidc: oidcIssuer ? { issuer: oidcIssuer, audience: env.OIDC_AUDIENCE || 'certfleet', jwksUrl: env.OIDC_JWKS_URL! } : null,
+    developmentAuthExplicit: auth === 'development',
+    devTokenMaxTtlSeconds: ttl(env, 'CERTFLEET_DEV_TOKEN_MAX_TTL', 86_400),
+    metricsTenantLabels: bool(env, 'METRICS_TENANT_LABELS', false),
+    metricsToken: env.METRICS_TOKEN || null,
+    http: {
+      headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+      requestTimeoutMs: int(env, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
+      keepAliveTimeoutMs: int(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
+      maxConnections: int(env, 'HTTP_MAX_CONNECTIONS', 4_096, 1, 1_000_000),
+    },
     logLevel: env.LOG_LEVEL || 'info',
     webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,

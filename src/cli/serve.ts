@@ -18,6 +18,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
       : `Device CA: ${service.ca.problem}`,
     `CRL file: ${config.crlOutputPath}; public CRL: ${config.publicBaseUrl}/pki/crl`,
     `Auth: ${service.authMode}`,
+    ...(service.authWarning ? [`WARNING: ${service.authWarning}`] : []),
     `API docs: ${address}/docs`,
   ];
   // The worker shares the service's storage (PGlite allows one process), clock and /metrics.

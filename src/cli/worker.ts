@@ -3,6 +3,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../config.ts';
 import { createWorker, type WorkerOverrides } from '../composition/worker.ts';
 import type { Flags } from './commands.ts';
+import { metricsAuthorized } from '../http/metrics-auth.ts';
 
 /**
  * `certfleet worker`: the periodic tasks until SIGINT/SIGTERM, coordinated with any other
@@ -42,9 +43,13 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
         response.writeHead(404).end();
         return;
       }
+      if (!metricsAuthorized(request.headers.authorization, config.metricsToken)) {
+        response.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
+        return;
+      }
       metrics.metrics().then(
         (text) => response.writeHead(200, { 'content-type': metrics.contentType }).end(text),
-        (e: Error) => response.writeHead(500).end(e.message),
+        () => response.writeHead(500).end(),
       );
     });
     await new Promise<void>((resolve) => server!.listen(port, config.host, resolve));

@@ -20,6 +20,7 @@ import { createCrlPublication, type CrlPublication, type CrlPublicationOptions }
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { tokenVerifierFor } from './token-verifier.ts';
+import { createSessionStore } from './browser-sessions.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 
 export interface ServiceOverrides {
@@ -40,6 +41,8 @@ export interface Service {
   storage: Storage;
   ca: LoadedCa;
   authMode: string;
+  /** Set when development tokens are in use in production mode (CERTFLEET_AUTH=development). */
+  authWarning: string | null;
   metrics: Registry;
   crl: CrlPublication;
   close(): Promise<void>;
@@ -70,7 +73,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       publish: overrides.publishCrl,
       ...overrides.crl,
     });
-    registerFleetMetrics(metrics, { db: storage.db, clock });
+    registerFleetMetrics(metrics, { db: storage.db, clock, tenantLabels: config.metricsTenantLabels });
     const deps: AppDeps = {
       db: storage.db,
       clock,
@@ -81,16 +84,21 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
     const useCases = createUseCases(deps);
-    const { verifier, mode } = await tokenVerifierFor(config);
+    const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
     const app = await buildHttpApp({
       verifier,
       customer: [customerRoutes(useCases), customerRotationRoutes(useCases), crl.routes.customer, customerAlertRoutes(useCases), customerWebhookRoutes(useCases)],
       operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases)],
       public: [healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }), crl.routes.pki],
       metrics,
+      metricsToken: config.metricsToken,
+      sessions: createSessionStore({ db: storage.db, clock }),
+      secureCookies: new URL(config.publicBaseUrl).protocol === 'https:',
+      limits: config.http,
       logger: overrides.logger,
     });
     log = app.log;
+    if (authWarning) app.log.warn(authWarning);
     if (webhookSecrets.warning) app.log.warn(webhookSecrets.warning);
     try {
       await crl.start();
@@ -106,6 +114,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       storage,
       ca,
       authMode: mode,
+      authWarning,
       metrics,
       crl,
       async close() {
