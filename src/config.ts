@@ -86,6 +86,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const auth = env.CERTFLEET_AUTH || null;
   if (auth !== null && auth !== 'development') throw new Error(`CERTFLEET_AUTH must be "development" or unset (got "${auth}")`);
   if (env.BROKER_ADMIN_URL && !env.BROKER_ADMIN_PASSWORD_FILE) throw new Error('BROKER_ADMIN_URL is set but BROKER_ADMIN_PASSWORD_FILE is not');
+  const http: HttpLimits = {
+    headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+    requestTimeoutMs: int(env, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    keepAliveTimeoutMs: int(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
+    maxConnections: int(env, 'HTTP_MAX_CONNECTIONS', 4_096, 1, 1_000_000),
+  };
+  if (http.headersTimeoutMs > http.requestTimeoutMs) throw new Error('HTTP_HEADERS_TIMEOUT_MS must not exceed HTTP_REQUEST_TIMEOUT_MS');
   return {
     port,
     host,
@@ -117,12 +124,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     devTokenMaxTtlSeconds: ttl(env, 'CERTFLEET_DEV_TOKEN_MAX_TTL', 86_400),
     metricsTenantLabels: bool(env, 'METRICS_TENANT_LABELS', false),
     metricsToken: env.METRICS_TOKEN || null,
-    http: {
-      headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
-      requestTimeoutMs: int(env, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
-      keepAliveTimeoutMs: int(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
-      maxConnections: int(env, 'HTTP_MAX_CONNECTIONS', 4_096, 1, 1_000_000),
-    },
+    http,
     logLevel: env.LOG_LEVEL || 'info',
     webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,

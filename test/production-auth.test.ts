@@ -64,7 +64,8 @@ describe('production authentication', () => {
 
   it('`certfleet token` refuses to mint in production mode, and beyond the development token maximum lifetime', () => {
     const dataDir = tmp();
-    for (const env of [{ NODE_ENV: 'production' }, { DATABASE_URL: 'postgres://certfleet@127.0.0.1:1/none' }]) {
+    const productionEnvs: Record<string, string>[] = [{ NODE_ENV: 'production' }, { DATABASE_URL: 'postgres://certfleet@127.0.0.1:1/none' }];
+    for (const env of productionEnvs) {
       const res = cli(['token', '--tenant', 'acme'], { CERTFLEET_DATA_DIR: dataDir, ...env });
       expect(res.status).toBe(1);
       expect(res.stderr).toMatch(/production mode/);
