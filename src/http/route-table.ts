@@ -6,6 +6,9 @@ export interface RegisteredRoute {
   method: string;
   url: string;
   access: RouteAccess;
+  /** The prefix of its scope ('' for public routes): url = prefix + path. */
+  prefix: string;
+  path: string;
 }
 
 const tables = new WeakMap<FastifyInstance, RegisteredRoute[]>();
@@ -19,8 +22,11 @@ export function recordRoutes(app: FastifyInstance) {
   const scopes: { prefix: string; access: RouteAccess }[] = [];
   tables.set(app, table);
   app.addHook('onRoute', (route) => {
-    const access = scopes.find((s) => route.prefix === s.prefix || route.prefix.startsWith(`${s.prefix}/`))?.access ?? 'public';
-    for (const method of [route.method].flat()) table.push({ method, url: route.url, access });
+    const scope = scopes.find((s) => route.prefix === s.prefix || route.prefix.startsWith(`${s.prefix}/`));
+    const prefix = scope?.prefix ?? '';
+    for (const method of [route.method].flat()) {
+      table.push({ method, url: route.url, access: scope?.access ?? 'public', prefix, path: route.url.slice(prefix.length) || '/' });
+    }
   });
   return {
     scope(prefix: string, access: RouteAccess) {
