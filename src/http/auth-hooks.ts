@@ -43,14 +43,17 @@ export function createAuthenticate(verifier: TokenVerifier, sessions: SessionSto
     if (!sessionId) throw new AppError('UNAUTHENTICATED', 'authentication required: send Authorization: Bearer <token>');
     const session = await sessions.principal(sessionId);
     if (!session) throw new AppError('UNAUTHENTICATED', 'the browser session has ended or expired: sign in again');
-    if (!SAFE_METHODS.has(request.method)) {
-      const sent = request.headers[CSRF_HEADER];
-      if (typeof sent !== 'string' || !session.csrfMatches(sent)) {
-        throw new AppError('CSRF_FAILED', "X-CSRF-Token must carry this session's CSRF token");
-      }
-    }
+    if (!SAFE_METHODS.has(request.method)) requireSessionCsrf(request, session);
     request.principal = session.principal;
   };
+}
+
+/** An unsafe request of a browser session must carry that session's CSRF token. */
+export function requireSessionCsrf(request: FastifyRequest, session: { csrfMatches(sent: string): boolean }): void {
+  const sent = request.headers[CSRF_HEADER];
+  if (typeof sent !== 'string' || !session.csrfMatches(sent)) {
+    throw new AppError('CSRF_FAILED', "X-CSRF-Token must carry this session's CSRF token");
+  }
 }
 
 /** The one authorization check of a route scope: every route under it needs this role. */

@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { SessionStore } from '../../auth/sessions.ts';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
-import { CSRF_COOKIE, CSRF_HEADER, SESSION_COOKIE, verifyBearer } from '../auth-hooks.ts';
-import { AppError } from '../../domain/errors.ts';
+import { CSRF_COOKIE, requireSessionCsrf, SESSION_COOKIE, verifyBearer } from '../auth-hooks.ts';
 import { noBody } from '../schemas.ts';
 
 const sessionBody = {
@@ -62,10 +61,7 @@ export function sessionRoutes(verifier: TokenVerifier, sessions: SessionStore, o
         if (id) {
           const session = await sessions.principal(id);
           if (session) {
-            const sent = request.headers[CSRF_HEADER];
-            if (typeof sent !== 'string' || !session.csrfMatches(sent)) {
-              throw new AppError('CSRF_FAILED', "X-CSRF-Token must carry this session's CSRF token");
-            }
+            requireSessionCsrf(request, session);
             await sessions.end(id);
           }
         }
