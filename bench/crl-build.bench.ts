@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildCrl, createRevokedEntriesEncoder } from '../src/domain/crl/build-crl.ts';
 import { caIdentityFromCertificate, createCrlSigner } from '../src/pki/crl-signer.ts';
-import { crlPemToDer, verifyCrl } from '../src/pki/verify-crl.ts';
+import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { opensslIndexTime, writeOpensslCaConfig } from './support/openssl-ca.ts';
 
 const SIZES = [10_000, 100_000, 1_000_000];

@@ -13,8 +13,9 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderMosquittoConfig } from '../src/broker/mosquitto-config.ts';
 import { DYNSEC_RESPONSE_TOPIC, DYNSEC_TOPIC, SessionKickError, createSessionKicker } from '../src/broker/session-kicker.ts';
-import { type BrokerConfigResult, hashDynsecPassword, writeBrokerConfig } from '../src/broker/write-broker-config.ts';
-import { BrokerReloadError, createBrokerReloader } from '../src/worker/broker-reload.ts';
+import { hashDynsecPassword } from '../src/broker/dynamic-security.ts';
+import { type BrokerConfigResult, writeBrokerConfig } from '../src/broker/write-broker-config.ts';
+import { BrokerReloadError, createBrokerReloader } from '../src/broker/broker-reloader.ts';
 import { type RunningMosquitto, startMosquitto } from './support/mosquitto.ts';
 import { connectWithMqttJs, openWatchedClient, publishWithMosquittoPub, type WatchedClient } from './support/mqtt-clients.ts';
 

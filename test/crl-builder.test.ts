@@ -38,7 +38,7 @@ import {
   utf8String,
 } from '../src/domain/der.ts';
 import { caIdentityFromCertificate, createCrlSigner } from '../src/pki/crl-signer.ts';
-import { CrlVerificationError, crlDerToPem, crlPemToDer, verifyCrl } from '../src/pki/verify-crl.ts';
+import { CrlVerificationError, crlDerToPem, crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 
 const CRL_URL = 'http://certfleet.test:8080/pki/crl';
 const DAY = 86_400_000;

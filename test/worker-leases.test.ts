@@ -1,8 +1,8 @@
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createManualClock, type ManualClock } from '../src/domain/clock.ts';
-import { createLeases, type LeaseGrant, type Leases } from '../src/worker/leases.ts';
-import { createScheduler, workerMetrics, type WorkerTask } from '../src/worker/scheduler.ts';
+import { createLeases, type LeaseGrant, type Leases } from '../src/scheduler/leases.ts';
+import { createScheduler, workerMetrics, type WorkerTask } from '../src/scheduler/scheduler.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 
 const MINUTE = 60_000;

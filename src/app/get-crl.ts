@@ -1,5 +1,5 @@
 import { AppError } from '../domain/errors.ts';
-import { crlDerToPemBytes } from '../pki/verify-crl.ts';
+import { crlDerToPemBytes } from '../crl/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
 import { readCrl, readCrlInfo } from '../storage/repos/crl-repo.ts';
 

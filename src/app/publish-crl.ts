@@ -3,7 +3,7 @@ import type { Clock } from '../domain/clock.ts';
 import { HOUR_MS } from '../domain/clock.ts';
 import { buildCrl, createRevokedEntriesEncoder, type CrlSigner, type RevokedEntry } from '../domain/crl/build-crl.ts';
 import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
-import { verifyCrl } from '../pki/verify-crl.ts';
+import { verifyCrl } from '../crl/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
 import { forEachRevokedCertificate, lockCrlState, saveCrl, type StoredCrlInfo } from '../storage/repos/crl-repo.ts';
 

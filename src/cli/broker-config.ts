@@ -14,7 +14,10 @@ import type { Config } from '../config.ts';
 import { systemClock } from '../domain/clock.ts';
 import { loadCaForConfig } from '../composition/load-ca.ts';
 import { DEFAULT_MQTTS_PORT } from '../broker/mosquitto-config.ts';
-import { ADMIN_PASSWORD_FILE, DYNSEC_PLUGIN_CANDIDATES, writeBrokerConfig, type DynamicSecurityOptions } from '../broker/write-broker-config.ts';
+import { ADMIN_PASSWORD_FILE } from '../broker/broker-files.ts';
+import { DYNSEC_PLUGIN_CANDIDATES } from '../broker/dynamic-security.ts';
+import { writeBrokerConfig, type DynamicSecurityOptions } from '../broker/write-broker-config.ts';
+import type { SuppliedServerCertificate } from '../broker/server-pki.ts';
 import type { Flags } from './commands.ts';
 import { print } from './output.ts';
 import { publishInitialCrl } from './initial-crl.ts';
@@ -41,6 +44,24 @@ async function adminPassword(file: string | undefined): Promise<{ password?: str
   await writeFile(path, `${password}\n`, { mode: 0o600, flag: 'wx' });
   await chmod(path, 0o600);
   return { password, file: path, created: true };
+}
+
+/** --server-cert/--server-key/--server-ca: all three or none. */
+async function suppliedServerCertificate(flags: Flags): Promise<SuppliedServerCertificate | undefined> {
+  const names = ['server-cert', 'server-key', 'server-ca'] as const;
+  const given = names.filter((n) => flags[n] !== undefined);
+  if (given.length === 0) return undefined;
+  if (given.length !== names.length) throw new Error('--server-cert, --server-key and --server-ca go together');
+  const [certPem, keyPem, caPem] = await Promise.all(names.map((n) => readFile(resolve(String(flags[n])), 'utf8')));
+  return { certPem, keyPem, caPem };
+}
+
+function serverCertDays(flags: Flags): number | undefined {
+  const raw = flags['server-cert-days'];
+  if (raw === undefined) return undefined;
+  const days = Number(raw);
+  if (!Number.isInteger(days)) throw new Error(`--server-cert-days must be a whole number of days (got "${String(raw)}")`);
+  return days;
 }
 
 export async function brokerConfigCommand(flags: Flags, config: Config): Promise<number> {
@@ -91,6 +112,8 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     crlPath: config.crlOutputPath,
     pidFile: flags['pid-file'] as string | undefined,
     renewServerCertificate: Boolean(flags.renew),
+    serverCertDays: serverCertDays(flags),
+    serverCertificate: await suppliedServerCertificate(flags),
     brokerUser: flags['broker-user'] as string | undefined,
     dynamicSecurity,
   });

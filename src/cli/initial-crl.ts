@@ -2,7 +2,7 @@ import type { Config } from '../config.ts';
 import { createCrlPublication } from '../composition/crl.ts';
 import { openStorage } from '../composition/open-storage.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
-import { createBrokerReloader } from '../worker/broker-reload.ts';
+import { createBrokerReloader } from '../broker/broker-reloader.ts';
 
 /**
  * Puts the current CRL at CRL_OUTPUT_PATH through the CRL publisher, so Mosquitto can start:

@@ -23,8 +23,8 @@ import type { Config } from '../config.ts';
 import { systemClock, type Clock } from '../domain/clock.ts';
 import type { RevocationListener } from '../app/ports.ts';
 import { createGetCrl, type GetCrl } from '../app/get-crl.ts';
-import { createPublishCrl, type CrlAuthority } from '../app/publish-crl.ts';
-import { caIdentityFromCertificate, createCrlSigner } from '../pki/crl-signer.ts';
+import { createPublishCrl } from '../app/publish-crl.ts';
+import { crlAuthorityFor, crlDistributionPointUrl } from '../crl/crl-authority.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
 import { customerCrlRoutes } from '../http/routes/customer-crl.ts';
 import { pkiRoutes } from '../http/routes/pki.ts';
@@ -32,10 +32,10 @@ import type { Database } from '../storage/database.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
 import { readCrl, readCrlInfo } from '../storage/repos/crl-repo.ts';
 import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
-import { createBrokerReloader, type BrokerReloader } from '../worker/broker-reload.ts';
-import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from './broker-sessions.ts';
-import { createCrlFileSync, type CrlFs } from '../worker/crl-file-sync.ts';
-import { createCrlPublisher, type CrlPublisher, type CrlPublisherLogger } from '../worker/crl-publisher.ts';
+import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
+import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from '../broker/session-kicking-reloader.ts';
+import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
+import { createCrlPublisher, type CrlPublisher, type CrlPublisherLogger } from '../crl/crl-publisher.ts';
 
 export type CrlConfig = Pick<
   Config,
@@ -75,20 +75,6 @@ export interface CrlPublication {
 }
 
 const noopLogger: CrlPublisherLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
-
-/** The CRL URL of PUBLIC_BASE_URL: certificates carry it as CRL DP, CRLs as Issuing Distribution Point. */
-export const crlDistributionPointUrl = (config: Pick<Config, 'publicBaseUrl'>): string => `${config.publicBaseUrl}/pki/crl`;
-
-export function crlAuthorityFor(ca: DeviceCa): CrlAuthority {
-  const identity = caIdentityFromCertificate(ca.certDer);
-  return {
-    issuerKeyId: identity.subjectKeyId.toString('hex'),
-    issuerNameDer: identity.subjectDer,
-    authorityKeyId: identity.subjectKeyId,
-    publicKey: ca.publicKey,
-    signer: createCrlSigner(ca.privateKey),
-  };
-}
 
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 

@@ -12,8 +12,8 @@ import { createMarkExpired } from '../app/mark-expired.ts';
 import { createRaiseExpiryAlerts } from '../app/raise-expiry-alerts.ts';
 import { noRevocationListener, type RevocationListener } from '../app/ports.ts';
 import type { Queryable } from '../storage/driver.ts';
-import { createLeases, type Leases } from '../worker/leases.ts';
-import { createScheduler, workerMetrics, type Scheduler, type Timers, type WorkerTask } from '../worker/scheduler.ts';
+import { createLeases, type Leases } from '../scheduler/leases.ts';
+import { createScheduler, workerMetrics, type Scheduler, type Timers, type WorkerTask } from '../scheduler/scheduler.ts';
 import { createHttpWebhookSender } from '../worker/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';
 import { loadCaForConfig } from './load-ca.ts';
@@ -21,7 +21,7 @@ import { loadWebhookSecrets } from './webhook-secrets.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 
-/** What the worker needs of the CRL publisher (src/worker/crl-publisher.ts); the publisher itself fits. */
+/** What the worker needs of the CRL publisher (src/crl/crl-publisher.ts); the publisher itself fits. */
 export interface CrlPublisherPort {
   /** Builds, verifies, stores and writes a new CRL now; rejects when that failed. */
   publishNow(): Promise<unknown>;

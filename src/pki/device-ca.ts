@@ -2,6 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, webcrypto, type KeyObjec
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { generateDeviceKey } from './keys.ts';
+import { randomSerialHex } from './serial-number.ts';
 import { x509 } from './x509.ts';
 
 export type CaKeyType = 'ec-p256' | 'rsa-3072';
@@ -117,9 +118,3 @@ export async function writeDeviceCa(ca: { certPem: string; keyPem: string }, cer
   await writeFile(certPath, ca.certPem, { mode: 0o644 });
 }
 
-/** 20 random bytes (RFC 5280's maximum), high bits fixed so the value is positive and exactly 40 hex digits. */
-export function randomSerialHex(): string {
-  const bytes = webcrypto.getRandomValues(new Uint8Array(20));
-  bytes[0] = (bytes[0] & 0x3f) | 0x40;
-  return Buffer.from(bytes).toString('hex');
-}

@@ -7,7 +7,7 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { type MosquittoConfigOptions, renderMosquittoConfig } from '../../src/broker/mosquitto-config.ts';
-import { CONFIG_FILE, RENDER_OPTIONS_FILE } from '../../src/broker/write-broker-config.ts';
+import { CONFIG_FILE, RENDER_OPTIONS_FILE } from '../../src/broker/broker-files.ts';
 
 export const MOSQUITTO_BIN = process.env.MOSQUITTO_BIN ?? '/usr/sbin/mosquitto';
 

@@ -16,11 +16,11 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Config } from '../config.ts';
 import { newlyRevokedSerials } from '../domain/crl/crl-diff.ts';
-import { crlPemToDer } from '../pki/verify-crl.ts';
+import { crlPemToDer } from '../crl/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
-import { createRevokedSessions, type RevokedSessions, type RevokedSessionsLogger } from '../broker/revoked-sessions.ts';
-import type { SessionKicker } from '../broker/session-kicker.ts';
-import type { BrokerReloader } from '../worker/broker-reload.ts';
+import { createRevokedSessions, type RevokedSessions, type RevokedSessionsLogger } from './revoked-sessions.ts';
+import type { SessionKicker } from './session-kicker.ts';
+import type { BrokerReloader } from './broker-reloader.ts';
 
 export function revokedSessionsFor(config: Partial<Pick<Config, 'brokerAdmin'>>, log?: RevokedSessionsLogger): RevokedSessions | null {
   const admin = config.brokerAdmin;
@@ -28,7 +28,7 @@ export function revokedSessionsFor(config: Partial<Pick<Config, 'brokerAdmin'>>,
   const kicker: SessionKicker = {
     async kick(commonName) {
       const [{ createSessionKicker }, password, ca] = await Promise.all([
-        import('../broker/session-kicker.ts'),
+        import('./session-kicker.ts'),
         readFile(admin.passwordFile, 'utf8').then((text) => text.trim()),
         admin.caFile ? readFile(admin.caFile) : Promise.resolve(undefined),
       ]);

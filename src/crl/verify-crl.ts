@@ -17,7 +17,8 @@ import {
   tlvBytes,
   type Tlv,
 } from '../domain/der.ts';
-import { SIGNATURE_ALGORITHMS } from './crl-signer.ts';
+import { SIGNATURE_ALGORITHMS } from '../pki/crl-signer.ts';
+import { pemBytes } from '../pki/pem.ts';
 
 export type CrlVerificationErrorCode =
   | 'MALFORMED'
@@ -233,28 +234,9 @@ export function crlDerToPem(der: Uint8Array): string {
   return crlDerToPemBytes(der).toString('latin1');
 }
 
-/**
- * crlDerToPem as bytes, written straight into one buffer (a 45 MB CRL becomes 61 MB of PEM
- * without a string per line): base64 in blocks of whole lines, then copied line by line.
- */
+/** crlDerToPem as bytes (a 45 MB CRL becomes 61 MB of PEM without a string per line). */
 export function crlDerToPemBytes(der: Uint8Array): Buffer {
-  const src = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
-  const header = `-----BEGIN ${PEM_LABEL}-----\n`;
-  const footer = `-----END ${PEM_LABEL}-----\n`;
-  const b64Length = Math.ceil(src.length / 3) * 4;
-  const lineCount = Math.ceil(b64Length / 64);
-  const out = Buffer.allocUnsafe(header.length + b64Length + lineCount + footer.length);
-  let off = out.write(header, 0, 'latin1');
-  const BLOCK = 48 * 16_384; // input bytes per base64 call: whole 64-char lines
-  for (let i = 0; i < src.length; i += BLOCK) {
-    const b64 = Buffer.from(src.toString('base64', i, Math.min(src.length, i + BLOCK)), 'latin1');
-    for (let j = 0; j < b64.length; j += 64) {
-      off += b64.copy(out, off, j, Math.min(b64.length, j + 64));
-      out[off++] = 0x0a;
-    }
-  }
-  off += out.write(footer, off, 'latin1');
-  return off === out.length ? out : out.subarray(0, off);
+  return pemBytes(PEM_LABEL, der);
 }
 
 /** DER bytes of the first `X509 CRL` PEM block. */

@@ -11,14 +11,13 @@
  * the database stores the same CRL, and rename only after that committed: the file never holds
  * a CRL the database does not have.
  */
-import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { mkdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../domain/clock.ts';
-import { crlDerToPemBytes, crlPemToDer, verifyCrl } from '../pki/verify-crl.ts';
-import type { BrokerReloader } from './broker-reload.ts';
+import { crlDerToPemBytes, crlPemToDer, verifyCrl } from './verify-crl.ts';
+import type { BrokerReloader } from '../broker/broker-reloader.ts';
+import { fsyncDir, tempPathFor, writeNewFileDurably } from '../support/atomic-file.ts';
 
 /** The file operations the sync uses: a port, so tests can make a step fail (a crash before the rename). */
 export interface CrlFs {
@@ -34,25 +33,9 @@ export interface CrlFs {
 }
 
 export const nodeCrlFs: CrlFs = {
-  async writeNewFileDurably(path, data, mode) {
-    const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
-    try {
-      await handle.writeFile(data);
-      await handle.chmod(mode); // the umask may have narrowed it; a CRL is public (the broker user reads it)
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  },
+  writeNewFileDurably,
   rename: (from, to) => rename(from, to),
-  async fsyncDir(dir) {
-    const handle = await open(dir, constants.O_RDONLY);
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  },
+  fsyncDir,
   unlink: (path) => unlink(path),
   readFile: (path) => readFile(path),
   async identity(path) {
@@ -191,7 +174,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
     const pem = crlDerToPemBytes(crl.der);
     await fs.mkdirp(dir);
-    const tmp = join(dir, `.${basename(deps.path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+    const tmp = tempPathFor(deps.path);
     try {
       await fs.writeNewFileDurably(tmp, pem, mode);
     } catch (error) {

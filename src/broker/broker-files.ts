@@ -1,0 +1,13 @@
+/** The file names of the broker folder written by writeBrokerConfig. */
+export const SERVER_CA_FILE = 'server-ca.crt';
+/** Kept (0600, never given to the broker) so that a renewal keeps devices' combined-ca.crt valid. */
+export const SERVER_CA_KEY_FILE = 'server-ca.key';
+export const SERVER_CERT_FILE = 'server.crt';
+export const SERVER_KEY_FILE = 'server.key';
+export const DEVICE_CA_FILE = 'device-ca.crt';
+export const COMBINED_CA_FILE = 'combined-ca.crt';
+export const CONFIG_FILE = 'mosquitto.conf';
+export const RENDER_OPTIONS_FILE = 'mosquitto-config.json';
+export const DYNSEC_FILE = 'dynamic-security.json';
+export const ACL_FILE = 'acl';
+export const ADMIN_PASSWORD_FILE = 'dynsec-admin.password';
