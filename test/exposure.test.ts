@@ -1,4 +1,8 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
 import { get } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -49,6 +53,36 @@ describe('exposure: /metrics and /readyz', () => {
       expect(ok.body).toContain('certfleet_certificates');
     } finally {
       await t.close();
+    }
+  });
+});
+
+describe('exposure: the worker\'s /metrics', () => {
+  it('requires METRICS_TOKEN too', { timeout: 120_000 }, async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CERTFLEET_DATA_DIR: mkdtempSync(join(tmpdir(), 'certfleet-exposure-')), METRICS_TOKEN: 'worker-scrape-1', LOG_LEVEL: 'warn' };
+    delete env.DATABASE_URL;
+    delete env.NODE_ENV;
+    const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'certfleet.js'), 'worker', '--metrics-port', '0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        let err = '';
+        child.stderr!.on('data', (d) => {
+          err += d;
+          const m = /metrics on [^ ]+:(\d+)\/metrics/.exec(err);
+          if (m) resolve(Number(m[1]));
+        });
+        child.once('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
+      });
+      const scrape = (authorization?: string) =>
+        fetch(`http://127.0.0.1:${port}/metrics`, { headers: authorization ? { authorization } : {} }).then(async (r) => ({ status: r.status, body: await r.text() }));
+      expect((await scrape()).status).toBe(401);
+      expect((await scrape('Bearer nope')).status).toBe(401);
+      const ok = await scrape('Bearer worker-scrape-1');
+      expect(ok.status).toBe(200);
+      expect(ok.body).toContain('certfleet_worker_task');
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
     }
   });
 });

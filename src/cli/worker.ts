@@ -38,7 +38,8 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
     const port = Number(flags['metrics-port']);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('--metrics-port must be a port number');
     collectDefaultMetrics({ register: metrics });
-    server = createServer((request, response) => {
+    const limits = { headersTimeout: config.http.headersTimeoutMs, requestTimeout: config.http.requestTimeoutMs, keepAliveTimeout: config.http.keepAliveTimeoutMs };
+    server = createServer(limits, (request, response) => {
       if (request.url !== '/metrics') {
         response.writeHead(404).end();
         return;
@@ -52,6 +53,7 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
         () => response.writeHead(500).end(),
       );
     });
+    server.maxConnections = config.http.maxConnections;
     await new Promise<void>((resolve) => server!.listen(port, config.host, resolve));
   }
   await worker.start();
