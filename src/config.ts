@@ -40,6 +40,8 @@ export interface Config {
   webhookSecretKeyPath: string;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS=true: webhooks may target loopback, private and link-local addresses. */
   webhookAllowPrivateNetworks: boolean;
+  /** EST (RFC 7030) listener for device enrollment and renewal; null: off (EST_PORT unset). */
+  est: { port: number; host: string; tlsCertPath: string; tlsKeyPath: string } | null;
 }
 
 export interface HttpLimits {
@@ -74,6 +76,19 @@ function ttl(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const seconds = parseTtl(raw);
   if (seconds < 1) throw new Error(`${name} must be at least 1 second (got "${raw}")`);
   return seconds;
+}
+
+function estConfig(env: NodeJS.ProcessEnv, host: string): Config['est'] {
+  if (env.EST_PORT === undefined || env.EST_PORT === '') return null;
+  if (!env.EST_TLS_CERT_PATH || !env.EST_TLS_KEY_PATH) {
+    throw new Error('EST_PORT is set but EST_TLS_CERT_PATH and EST_TLS_KEY_PATH (the TLS server certificate and key of the EST listener) are not');
+  }
+  return {
+    port: int(env, 'EST_PORT', 0, 0, 65535),
+    host: env.EST_HOST || host,
+    tlsCertPath: resolve(env.EST_TLS_CERT_PATH),
+    tlsKeyPath: resolve(env.EST_TLS_KEY_PATH),
+  };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -129,5 +144,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,
     webhookAllowPrivateNetworks: bool(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
+    est: estConfig(env, host),
   };
 }

@@ -45,7 +45,10 @@ describe('exposure: /metrics and /readyz', () => {
   it('/metrics requires the bearer METRICS_TOKEN when set', async () => {
     const t = await startTestService(database, { env: { METRICS_TOKEN: 'scrape-secret-1' } });
     try {
-      expect((await scrape(t)).statusCode).toBe(401);
+      const refused = await scrape(t);
+      expect(refused.statusCode).toBe(401);
+      expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(refused.json().code).toBe('UNAUTHENTICATED');
       expect((await scrape(t, { authorization: 'Bearer wrong' })).statusCode).toBe(401);
       expect((await scrape(t, { authorization: `Bearer ${await t.token(TENANT)}` })).statusCode).toBe(401);
       const ok = await scrape(t, { authorization: 'Bearer scrape-secret-1' });

@@ -53,6 +53,7 @@ export function createRotateCertificate(deps: Pick<AppDeps, 'db' | 'authority' |
           oldCertificateId: c.id,
           revokeAt,
           now: at,
+          startedBy: actor.id,
         });
         old.push({ id: c.id, fingerprint: c.fingerprint_sha256, status: c.status, scheduled_revoke_at: schedule.scheduled_revoke_at });
       }

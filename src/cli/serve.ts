@@ -11,6 +11,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
     publishCrl: parts.worker,
   });
   const address = await service.app.listen({ port: config.port, host: config.host });
+  const est = await service.renewal.startEst(service.app.log);
   const lines = [
     `certfleet listening on ${address} (${service.storage.driver.kind === 'pg' ? 'Postgres' : `embedded PGlite in ${config.dataDir}/db`})`,
     service.ca.ca
@@ -20,6 +21,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
     `Auth: ${service.authMode}`,
     ...(service.authWarning ? [`WARNING: ${service.authWarning}`] : []),
     `API docs: ${address}/docs`,
+    `EST (device enrollment and renewal): ${est ?? 'off (set EST_PORT, EST_TLS_CERT_PATH, EST_TLS_KEY_PATH)'}`,
   ];
   // The worker shares the service's storage (PGlite allows one process), clock and /metrics.
   const worker = parts.worker

@@ -21,6 +21,8 @@ import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { tokenVerifierFor } from './token-verifier.ts';
 import { createSessionStore } from './browser-sessions.ts';
+import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
+import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 
 export interface ServiceOverrides {
@@ -45,6 +47,8 @@ export interface Service {
   authWarning: string | null;
   metrics: Registry;
   crl: CrlPublication;
+  /** Device-initiated enrollment and renewal (EST listener, MQTT renewal topics). */
+  renewal: RenewalWiring;
   close(): Promise<void>;
 }
 
@@ -84,10 +88,11 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
     const useCases = createUseCases(deps);
+    const renewal = createRenewalWiring(config, deps, useCases);
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
     const app = await buildHttpApp({
       verifier,
-      customer: [customerRoutes(useCases), customerRotationRoutes(useCases), crl.routes.customer, customerAlertRoutes(useCases), customerWebhookRoutes(useCases)],
+      customer: [customerRoutes(useCases), customerRotationRoutes(useCases), crl.routes.customer, customerAlertRoutes(useCases), customerWebhookRoutes(useCases), customerEnrollmentRoutes(renewal.renewal)],
       operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases)],
       public: [healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }), crl.routes.pki],
       metrics,
@@ -117,7 +122,9 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       authWarning,
       metrics,
       crl,
+      renewal,
       async close() {
+        await renewal.close();
         await crl.stop();
         await app.close();
         if (!overrides.storage) await storage.close();

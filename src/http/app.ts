@@ -9,6 +9,7 @@ import type { TokenVerifier } from '../auth/token-verifier.ts';
 import type { HttpLimits } from '../config.ts';
 import { authorizeScope, createAuthenticate } from './auth-hooks.ts';
 import { metricsAuthorized } from './metrics-auth.ts';
+import { AppError } from '../domain/errors.ts';
 import { recordRoutes } from './route-table.ts';
 import { frameworkErrors, installErrorHandler } from './problem.ts';
 import { sessionRoutes } from './routes/session.ts';
@@ -107,7 +108,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
 
   app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
     if (!metricsAuthorized(request.headers.authorization, options.metricsToken ?? null)) {
-      return reply.code(401).header('www-authenticate', 'Bearer').type('text/plain').send('metrics need Authorization: Bearer <METRICS_TOKEN>\n');
+      throw new AppError('UNAUTHENTICATED', 'metrics need Authorization: Bearer <METRICS_TOKEN>');
     }
     return reply.type(options.metrics.contentType).send(await options.metrics.metrics());
   });

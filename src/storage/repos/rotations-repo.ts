@@ -43,18 +43,18 @@ const PENDING = `
  */
 export async function scheduleRevocation(
   tx: Queryable,
-  s: { tenantId: string; deviceId: string; newCertificateId: number; oldCertificateId: number; revokeAt: Date; now: Date },
+  s: { tenantId: string; deviceId: string; newCertificateId: number; oldCertificateId: number; revokeAt: Date; now: Date; startedBy: string },
 ): Promise<{ scheduled_revoke_at: string; new_certificate_id: number }> {
   const { rows } = await tx.query(
-    `INSERT INTO certificate_rotations (tenant_id, device_id, new_certificate_id, old_certificate_id, scheduled_revoke_at, status, created_at)
-     VALUES ($1, $2, $3, $4, $5, 'PENDING', $6)
+    `INSERT INTO certificate_rotations (tenant_id, device_id, new_certificate_id, old_certificate_id, scheduled_revoke_at, status, created_at, started_by)
+     VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7)
      ON CONFLICT (old_certificate_id) WHERE status = 'PENDING' DO UPDATE SET
        scheduled_revoke_at = LEAST(certificate_rotations.scheduled_revoke_at, EXCLUDED.scheduled_revoke_at),
        new_certificate_id = CASE
          WHEN EXISTS (SELECT 1 FROM device_certificates n WHERE n.id = certificate_rotations.new_certificate_id AND n.status = 'ACTIVE')
          THEN certificate_rotations.new_certificate_id ELSE EXCLUDED.new_certificate_id END
      RETURNING scheduled_revoke_at, new_certificate_id`,
-    [s.tenantId, s.deviceId, s.newCertificateId, s.oldCertificateId, s.revokeAt, s.now],
+    [s.tenantId, s.deviceId, s.newCertificateId, s.oldCertificateId, s.revokeAt, s.now, s.startedBy],
   );
   return { scheduled_revoke_at: iso(rows[0].scheduled_revoke_at), new_certificate_id: Number(rows[0].new_certificate_id) };
 }

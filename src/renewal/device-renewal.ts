@@ -1,0 +1,195 @@
+import { X509Certificate, createHash, randomBytes } from 'node:crypto';
+import type { Actor, CertificateAuthority, KeySource } from '../app/ports.ts';
+import type { UseCases } from '../app/use-cases.ts';
+import { DAY_MS, HOUR_MS, type Clock } from '../domain/clock.ts';
+import { DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS } from '../domain/certificate.ts';
+import { AppError, isAppError } from '../domain/errors.ts';
+import { assertDeviceId } from '../domain/identifiers.ts';
+import { toPem } from '../pki/pem.ts';
+import { publicKeyFromSpki, spkiOf } from '../pki/keys.ts';
+import {
+  type AuthenticatedDevice,
+  checkPresentedCertificate,
+  commonNameOf,
+  deviceActorId,
+  fingerprintOfDer,
+  refused,
+  splitCommonName,
+} from './device-identity.ts';
+import type { PendingDeviceRotation, RenewalStore } from './ports.ts';
+
+export type RenewalTransport = 'est' | 'mqtt';
+
+export interface RenewalResult {
+  certificate_id: number;
+  cert_pem: string;
+  ca_cert_pem: string;
+  rotation: { new_certificate_id: number; old_certificate_ids: number[]; scheduled_revoke_at: string | null };
+  /** true when this is the answer to a retried request: the same certificate as before. */
+  replayed: boolean;
+}
+
+export interface DeviceRenewalDeps {
+  store: RenewalStore;
+  useCases: Pick<UseCases, 'rotateCertificate' | 'confirmRotation' | 'issueCertificate'>;
+  authority: Pick<CertificateAuthority, 'caCertPem'>;
+  keys: Pick<KeySource, 'publicKeyFromCsr'>;
+  clock: Clock;
+}
+
+const ENROLLMENT_TOKEN_MAX_HOURS = 24 * 30;
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+
+function rotationBusy(pending: PendingDeviceRotation): AppError {
+  return new AppError('ROTATION_PENDING', 'the device has a pending rotation; confirm or cancel it first', {
+    rotation: {
+      new_certificate_id: pending.newCertificateId,
+      old_certificate_ids: pending.oldCertificateIds,
+      scheduled_revoke_at: pending.scheduledRevokeAt,
+      started_by: pending.startedBy,
+    },
+  });
+}
+
+/** The validity of the certificate being renewed, so a renewal keeps the fleet's chosen lifetime. */
+function validityDaysOf(device: AuthenticatedDevice): number {
+  const days = Math.round((Date.parse(device.certificate.not_after) - Date.parse(device.certificate.not_before)) / DAY_MS);
+  return Math.min(MAX_VALIDITY_DAYS, Math.max(1, days || DEFAULT_VALIDITY_DAYS));
+}
+
+/**
+ * Device-initiated renewal, one use case for every transport (EST, MQTT): a device proven by its
+ * current certificate sends a CSR for a new key and gets a rotation exactly like
+ * `POST .../rotate` with a CSR. Retries are safe: while the rotation the device started is
+ * pending, the same CSR key gets the same certificate back. The device confirms the rotation by
+ * using its new certificate.
+ */
+export function createDeviceRenewal(deps: DeviceRenewalDeps) {
+  const actorOf = (device: { tenantId: string; deviceId: string }): Actor => ({ id: deviceActorId(device.tenantId, device.deviceId), tenantId: device.tenantId });
+
+  async function sameKey(csrPem: string, certPem: string): Promise<boolean> {
+    const requested = await deps.keys.publicKeyFromCsr(csrPem);
+    const issued = spkiOf(publicKeyFromSpki(new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' })));
+    return Buffer.compare(requested.spkiDer, issued) === 0;
+  }
+
+  async function replay(device: AuthenticatedDevice, csrPem: string, pending: PendingDeviceRotation): Promise<RenewalResult> {
+    if (pending.startedBy !== device.actorId || !(await sameKey(csrPem, pending.newCertPem))) throw rotationBusy(pending);
+    return {
+      certificate_id: pending.newCertificateId,
+      cert_pem: pending.newCertPem,
+      ca_cert_pem: deps.authority.caCertPem(),
+      rotation: { new_certificate_id: pending.newCertificateId, old_certificate_ids: pending.oldCertificateIds, scheduled_revoke_at: pending.scheduledRevokeAt },
+      replayed: true,
+    };
+  }
+
+  return {
+    /** The device behind a certificate it proved possession of (TLS or broker mTLS). */
+    async authenticate(certDer: Uint8Array): Promise<AuthenticatedDevice> {
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(certDer);
+      } catch {
+        throw refused('not a certificate');
+      }
+      const names = splitCommonName(commonNameOf(cert) ?? '');
+      if (!names) throw refused('the subject is not tenant/device');
+      const record = await deps.store.certificateByFingerprint(names.tenantId, fingerprintOfDer(cert.raw));
+      const certificate = checkPresentedCertificate(record, names.deviceId, deps.clock.now());
+      return { ...names, certificate, actorId: deviceActorId(names.tenantId, names.deviceId) };
+    },
+
+    async renew(device: AuthenticatedDevice, csrPem: string): Promise<RenewalResult> {
+      const pending = await deps.store.pendingRotation(device.tenantId, device.deviceId);
+      if (pending) return replay(device, csrPem, pending);
+      try {
+        const rotated = await deps.useCases.rotateCertificate(actorOf(device), device.deviceId, {
+          validityDays: validityDaysOf(device),
+          revokeOldAfterHours: null,
+          key: { kind: 'csr', csrPem },
+        });
+        return {
+          certificate_id: rotated.new_certificate.id,
+          cert_pem: rotated.cert_pem,
+          ca_cert_pem: rotated.ca_cert_pem,
+          rotation: {
+            new_certificate_id: rotated.new_certificate.id,
+            old_certificate_ids: rotated.old_certificates.map((c) => c.id),
+            scheduled_revoke_at: rotated.old_certificates[0]?.scheduled_revoke_at ?? null,
+          },
+          replayed: false,
+        };
+      } catch (e) {
+        // A concurrent retry of the same request won the device lock: answer like a retry.
+        if (isAppError(e) && e.code === 'ROTATION_PENDING') {
+          const now = await deps.store.pendingRotation(device.tenantId, device.deviceId);
+          if (now) return replay(device, csrPem, now);
+        }
+        throw e;
+      }
+    },
+
+    /**
+     * The device used the new certificate of a rotation it started: revoke the old ones now
+     * (superseded) and record how. Returns true when this use confirmed a rotation.
+     */
+    async confirmByUse(device: AuthenticatedDevice, via: RenewalTransport): Promise<boolean> {
+      const pending = await deps.store.pendingRotation(device.tenantId, device.deviceId);
+      if (!pending || pending.newCertificateId !== device.certificate.id || pending.startedBy !== device.actorId) return false;
+      try {
+        await deps.useCases.confirmRotation(actorOf(device), device.deviceId);
+      } catch (e) {
+        if (isAppError(e) && e.code === 'NO_PENDING_ROTATION') return false; // confirmed concurrently
+        throw e;
+      }
+      await deps.store.markConfirmedVia(device.tenantId, pending.newCertificateId, via);
+      return true;
+    },
+
+    /** A one-time secret for the device's first enrollment (EST simpleenroll), shown once. */
+    async createEnrollmentToken(actor: Actor, deviceId: string, input: { expiresInHours: number }) {
+      assertDeviceId(deviceId);
+      if (!Number.isInteger(input.expiresInHours) || input.expiresInHours < 1 || input.expiresInHours > ENROLLMENT_TOKEN_MAX_HOURS) {
+        throw new AppError('VALIDATION_FAILED', `expires_in_hours must be an integer from 1 to ${ENROLLMENT_TOKEN_MAX_HOURS}`);
+      }
+      const token = `cfe_${randomBytes(24).toString('base64url')}`;
+      const now = deps.clock.now();
+      const record = await deps.store.createEnrollmentToken({
+        tenantId: actor.tenantId,
+        deviceId,
+        tokenSha256: sha256(token),
+        expiresAt: new Date(now.getTime() + input.expiresInHours * HOUR_MS),
+        createdBy: actor.id,
+        now,
+      });
+      if (!record) throw new AppError('DEVICE_NOT_FOUND', `device ${deviceId} not found`);
+      return {
+        enrollment_token: { ...record, tenant_id: actor.tenantId },
+        token,
+        username: `${actor.tenantId}/${deviceId}`,
+        warning: 'Save the token now -- it will NOT be shown again. It is valid for one enrollment.',
+      };
+    },
+
+    /** First enrollment: `tenant/device` with its one-time token, and a CSR; a plain issue (no rotation). */
+    async enrollWithToken(commonName: string, token: string, csrPem: string) {
+      const names = splitCommonName(commonName);
+      if (!names) throw new AppError('UNAUTHENTICATED', 'the EST username must be tenant/device');
+      const now = deps.clock.now();
+      // The CSR is checked first so a garbage request does not burn the token.
+      await deps.keys.publicKeyFromCsr(csrPem);
+      if (!(await deps.store.consumeEnrollmentToken(names.tenantId, names.deviceId, sha256(token), now))) {
+        throw new AppError('UNAUTHENTICATED', 'unknown, used or expired enrollment token');
+      }
+      const actor: Actor = { id: deviceActorId(names.tenantId, names.deviceId), tenantId: names.tenantId };
+      const issued = await deps.useCases.issueCertificate(actor, names.deviceId, { validityDays: DEFAULT_VALIDITY_DAYS, key: { kind: 'csr', csrPem } });
+      return { certificate_id: issued.certificate.id, cert_pem: issued.cert_pem, ca_cert_pem: issued.ca_cert_pem };
+    },
+  };
+}
+
+export type DeviceRenewal = ReturnType<typeof createDeviceRenewal>;
+
+/** PKCS#10 DER (as EST sends it, base64) to PEM for the CSR pipeline. */
+export const csrPemOf = (der: Uint8Array): string => toPem('CERTIFICATE REQUEST', der);

@@ -1,0 +1,117 @@
+/**
+ * EST (RFC 7030) on a TLS listener of its own: /cacerts, /simplereenroll authenticated by the
+ * device's current certificate (TLS client certificate, checked against the Device CA by TLS and
+ * against certfleet's records: ACTIVE, unrevoked, unexpired), and /simpleenroll for a first
+ * enrollment with a one-time token (HTTP Basic, username tenant/device). Requests are base64
+ * PKCS#10, answers base64 certs-only PKCS#7, so curl and openssl work as in the RFC's examples.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { TLSSocket } from 'node:tls';
+import { AppError } from '../domain/errors.ts';
+import { installErrorHandler } from '../http/problem.ts';
+import { pemBlocks } from '../pki/pem.ts';
+import { pkcs7CertsOnly } from '../pki/pkcs7.ts';
+import type { AuthenticatedDevice } from './device-identity.ts';
+import { csrPemOf, type DeviceRenewal } from './device-renewal.ts';
+
+export interface EstServerOptions {
+  renewal: DeviceRenewal;
+  /** TLS identity of the listener (e.g. the broker's server certificate from broker-config). */
+  tlsCertPem: string;
+  tlsKeyPem: string;
+  /** Client certificates must chain to the Device CA. */
+  deviceCaPem: () => string;
+  logger?: FastifyBaseLogger;
+}
+
+const PKCS7_TYPE = 'application/pkcs7-mime; smime-type=certs-only';
+const MAX_BODY = 64 * 1024;
+
+function base64Lines(der: Uint8Array): string {
+  return `${Buffer.from(der).toString('base64').replace(/.{1,64}/g, '$&\r\n')}`;
+}
+
+/** The body as DER: base64 (RFC 7030), tolerating PEM armour and raw DER from lenient clients. */
+function csrDer(body: Buffer): Buffer {
+  if (body.length > 0 && body[0] === 0x30) return body;
+  const text = body.toString('latin1');
+  const pem = pemBlocks(text, 'CERTIFICATE REQUEST')[0] ?? pemBlocks(text, 'NEW CERTIFICATE REQUEST')[0];
+  if (pem) return pem;
+  const compact = text.replace(/\s+/g, '');
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact)) throw new AppError('INVALID_CSR', 'the body is not a base64 PKCS#10 request');
+  return Buffer.from(compact, 'base64');
+}
+
+function basicCredentials(request: FastifyRequest): { username: string; password: string } | null {
+  const header = request.headers.authorization;
+  if (!header?.startsWith('Basic ')) return null;
+  const decoded = Buffer.from(header.slice(6), 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  return colon < 0 ? null : { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+export async function buildEstServer(options: EstServerOptions): Promise<FastifyInstance> {
+  const { renewal } = options;
+  const app = Fastify({
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
+    bodyLimit: MAX_BODY,
+    https: {
+      cert: options.tlsCertPem,
+      key: options.tlsKeyPem,
+      ca: options.deviceCaPem(),
+      requestCert: true,
+      // Refusals are answered in HTTP (problem+json) so the device learns why; no certificate
+      // is ever issued to a connection whose client certificate TLS did not verify.
+      rejectUnauthorized: false,
+      minVersion: 'TLSv1.2',
+    },
+  });
+  installErrorHandler(app);
+  app.addContentTypeParser(['application/pkcs10', 'application/x-pem-file', 'text/plain', 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) =>
+    done(null, body),
+  );
+
+  /** The device behind the verified TLS client certificate, or null when none was presented. */
+  async function presentedDevice(request: FastifyRequest): Promise<AuthenticatedDevice | null> {
+    const socket = request.raw.socket as TLSSocket;
+    const peer = socket.getPeerCertificate(false);
+    if (!peer || !peer.raw) return null;
+    if (!socket.authorized) throw new AppError('FORBIDDEN', `device certificate refused: ${String(socket.authorizationError ?? 'not issued by the Device CA')}`);
+    const device = await renewal.authenticate(peer.raw);
+    // Using the new certificate of a rotation the device started confirms it.
+    if (await renewal.confirmByUse(device, 'est')) request.log.info({ tenant_id: device.tenantId, device_id: device.deviceId }, 'rotation confirmed by use (EST)');
+    return device;
+  }
+
+  const sendCerts = (reply: import('fastify').FastifyReply, ders: Uint8Array[]) =>
+    reply.header('content-type', PKCS7_TYPE).header('content-transfer-encoding', 'base64').send(base64Lines(pkcs7CertsOnly(ders)));
+
+  const caDer = () => pemBlocks(options.deviceCaPem(), 'CERTIFICATE');
+  const leafDer = (certPem: string) => pemBlocks(certPem, 'CERTIFICATE');
+
+  app.get('/.well-known/est/cacerts', async (request, reply) => {
+    await presentedDevice(request).catch(() => null); // a refused certificate still gets the public CA
+    return sendCerts(reply, caDer());
+  });
+
+  app.post('/.well-known/est/simplereenroll', async (request, reply) => {
+    const device = await presentedDevice(request);
+    if (!device) throw new AppError('UNAUTHENTICATED', 'simplereenroll needs the device certificate as TLS client certificate');
+    const result = await renewal.renew(device, csrPemOf(csrDer(request.body as Buffer)));
+    request.log.info({ tenant_id: device.tenantId, device_id: device.deviceId, certificate_id: result.certificate_id, replayed: result.replayed }, 'EST simplereenroll');
+    return sendCerts(reply, leafDer(result.cert_pem));
+  });
+
+  app.post('/.well-known/est/simpleenroll', async (request, reply) => {
+    const credentials = basicCredentials(request);
+    if (!credentials) {
+      reply.header('www-authenticate', 'Basic realm="certfleet EST", charset="UTF-8"');
+      throw new AppError('UNAUTHENTICATED', 'simpleenroll needs HTTP Basic authentication: tenant/device and its enrollment token');
+    }
+    const result = await renewal.enrollWithToken(credentials.username, credentials.password, csrPemOf(csrDer(request.body as Buffer)));
+    request.log.info({ certificate_id: result.certificate_id }, 'EST simpleenroll');
+    return sendCerts(reply, leafDer(result.cert_pem));
+  });
+
+  return app;
+}

@@ -1,0 +1,30 @@
+import type { CertificateRecord } from '../domain/certificate.ts';
+
+/** The pending rotation of a device, seen from its new certificate. */
+export interface PendingDeviceRotation {
+  newCertificateId: number;
+  newCertPem: string;
+  oldCertificateIds: number[];
+  scheduledRevokeAt: string;
+  /** Actor id of whoever started it (`device:<tenant>/<device>` for a device-initiated renewal). */
+  startedBy: string | null;
+}
+
+export interface EnrollmentTokenRecord {
+  id: number;
+  device_id: string;
+  expires_at: string;
+  created_at: string;
+}
+
+/** What device-initiated renewal needs from storage (implemented in src/storage/repos/renewal-repo.ts). */
+export interface RenewalStore {
+  /** The certificate with this SHA-256 fingerprint, in the tenant. */
+  certificateByFingerprint(tenantId: string, fingerprint: string): Promise<CertificateRecord | null>;
+  pendingRotation(tenantId: string, deviceId: string): Promise<PendingDeviceRotation | null>;
+  /** Records how the rotation whose new certificate is `newCertificateId` was confirmed. */
+  markConfirmedVia(tenantId: string, newCertificateId: number, via: 'est' | 'mqtt'): Promise<void>;
+  createEnrollmentToken(t: { tenantId: string; deviceId: string; tokenSha256: string; expiresAt: Date; createdBy: string; now: Date }): Promise<EnrollmentTokenRecord | null>;
+  /** Marks the token used if it is unused, unexpired and belongs to the device; false otherwise. */
+  consumeEnrollmentToken(tenantId: string, deviceId: string, tokenSha256: string, now: Date): Promise<boolean>;
+}

@@ -1,0 +1,69 @@
+import type { PendingDeviceRotation, RenewalStore } from '../../renewal/ports.ts';
+import type { Database } from '../database.ts';
+import { iso } from '../rows.ts';
+import { toCertificate } from './certificates-repo.ts';
+
+export function createRenewalStore(db: Database): RenewalStore {
+  return {
+    certificateByFingerprint: (tenantId, fingerprint) =>
+      db.asTenant(tenantId, async (tx) => {
+        const { rows } = await tx.query(
+          `SELECT c.*, NULL::timestamptz AS scheduled_revoke_at FROM device_certificates c WHERE c.fingerprint_sha256 = $1`,
+          [fingerprint],
+        );
+        return rows[0] ? toCertificate(rows[0]) : null;
+      }),
+
+    pendingRotation: (tenantId, deviceId) =>
+      db.asTenant(tenantId, async (tx): Promise<PendingDeviceRotation | null> => {
+        const { rows } = await tx.query(
+          `SELECT r.new_certificate_id, n.cert_pem, r.old_certificate_id, r.scheduled_revoke_at, r.started_by
+           FROM certificate_rotations r JOIN device_certificates n ON n.id = r.new_certificate_id
+           WHERE r.tenant_id = $1 AND r.device_id = $2 AND r.status = 'PENDING' AND n.status = 'ACTIVE'
+           ORDER BY r.created_at DESC, r.id`,
+          [tenantId, deviceId],
+        );
+        if (rows.length === 0) return null;
+        const newest = Number(rows[0].new_certificate_id);
+        const same = rows.filter((r) => Number(r.new_certificate_id) === newest);
+        return {
+          newCertificateId: newest,
+          newCertPem: String(rows[0].cert_pem),
+          oldCertificateIds: same.map((r) => Number(r.old_certificate_id)),
+          scheduledRevokeAt: iso(same[0].scheduled_revoke_at),
+          startedBy: (rows[0].started_by as string | null) ?? null,
+        };
+      }),
+
+    markConfirmedVia: (tenantId, newCertificateId, via) =>
+      db.asTenant(tenantId, async (tx) => {
+        await tx.query(`UPDATE certificate_rotations SET confirmed_via = $2 WHERE new_certificate_id = $1 AND status = 'COMPLETED'`, [
+          newCertificateId,
+          via,
+        ]);
+      }),
+
+    createEnrollmentToken: (t) =>
+      db.asTenant(t.tenantId, async (tx) => {
+        const { rows } = await tx.query(
+          `INSERT INTO enrollment_tokens (tenant_id, device_id, token_sha256, expires_at, created_by, created_at)
+           SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM device_registry WHERE tenant_id = $1 AND device_id = $2)
+           RETURNING id, device_id, expires_at, created_at`,
+          [t.tenantId, t.deviceId, t.tokenSha256, t.expiresAt, t.createdBy, t.now],
+        );
+        if (!rows[0]) return null;
+        return { id: Number(rows[0].id), device_id: String(rows[0].device_id), expires_at: iso(rows[0].expires_at), created_at: iso(rows[0].created_at) };
+      }),
+
+    consumeEnrollmentToken: (tenantId, deviceId, tokenSha256, now) =>
+      db.asTenant(tenantId, async (tx) => {
+        const { rows } = await tx.query(
+          `UPDATE enrollment_tokens SET used_at = $4
+           WHERE tenant_id = $1 AND device_id = $2 AND token_sha256 = $3 AND used_at IS NULL AND expires_at > $4
+           RETURNING id`,
+          [tenantId, deviceId, tokenSha256, now],
+        );
+        return rows.length === 1;
+      }),
+  };
+}

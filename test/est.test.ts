@@ -1,0 +1,209 @@
+/**
+ * EST (RFC 7030) end to end with the clients the RFC's examples use: curl over mutual TLS and
+ * openssl for CSRs and the PKCS#7 answers. Renewal creates a rotation like POST .../rotate with
+ * a CSR, retries are idempotent, using the new certificate confirms the rotation, and a revoked,
+ * expired or unknown certificate, a garbage or weak CSR, and a used or expired enrollment token
+ * never get a certificate.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
+import { DAY_MS, HOUR_MS } from '../src/domain/clock.ts';
+import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { startTestService, type TestService } from './support/service.ts';
+
+const exec = promisify(execFile);
+
+interface Curl {
+  status: number;
+  body: string;
+}
+
+describe.each(DRIVERS)('EST on %s', (kind) => {
+  let database: TestDatabase;
+  let t: TestService;
+  let dir: string;
+  let estUrl: string;
+  let combinedCa: string;
+  let deviceCaFile: string;
+
+  const file = (name: string) => path.join(dir, name);
+
+  async function openssl(args: string[]): Promise<string> {
+    const { stdout } = await exec('openssl', args, { cwd: dir });
+    return stdout;
+  }
+
+  /** curl as a device: the client certificate is optional (simpleenroll uses Basic auth). */
+  async function curl(pathPart: string, options: { cert?: string; csr?: string; user?: string; contentType?: string } = {}): Promise<Curl> {
+    const args = ['-sS', '--cacert', combinedCa, '-o', '-', '-w', '\n%{http_code}'];
+    if (options.cert) args.push('--cert', file(`${options.cert}.crt`), '--key', file(`${options.cert}.key`));
+    if (options.user) args.push('--user', options.user);
+    if (options.csr !== undefined) args.push('-H', `Content-Type: ${options.contentType ?? 'application/pkcs10'}`, '--data-binary', `@${file(options.csr)}`);
+    const { stdout } = await exec('curl', [...args, `${estUrl}/${pathPart}`]);
+    const cut = stdout.lastIndexOf('\n');
+    return { status: Number(stdout.slice(cut + 1)), body: stdout.slice(0, cut) };
+  }
+
+  /** A CSR made by openssl as a device would, base64 DER as RFC 7030 sends it. */
+  async function csr(name: string, keySpec: 'ec' | 'rsa1024' = 'ec'): Promise<string> {
+    const genKey = keySpec === 'ec' ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['-newkey', 'rsa:1024'];
+    await openssl(['req', '-new', ...genKey, '-nodes', '-keyout', `${name}.key`, '-subj', '/CN=anything/O=device', '-outform', 'DER', '-out', `${name}.csr.der`]);
+    await openssl(['base64', '-in', `${name}.csr.der`, '-out', `${name}.csr`]);
+    return `${name}.csr`;
+  }
+
+  /** The certificate in an EST certs-only answer, written to `${name}.crt`. */
+  async function saveCert(body: string, name: string): Promise<string> {
+    await writeFile(file(`${name}.p7.b64`), body);
+    await openssl(['base64', '-d', '-in', `${name}.p7.b64`, '-out', `${name}.p7`]);
+    const pem = await openssl(['pkcs7', '-inform', 'DER', '-in', `${name}.p7`, '-print_certs']);
+    const cert = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/)![0];
+    await writeFile(file(`${name}.crt`), cert);
+    return cert;
+  }
+
+  async function issue(deviceId: string, name: string, validityDays = 30): Promise<{ id: number }> {
+    const res = await t.call('acme', 'POST', `/customer/devices/${deviceId}/certificates/generate`, { key_type: 'ec-p256', validity_days: validityDays });
+    expect(res.status).toBe(201);
+    await writeFile(file(`${name}.crt`), res.json.cert_pem);
+    await writeFile(file(`${name}.key`), res.json.private_key_pem, { mode: 0o600 });
+    return { id: res.json.certificate.id };
+  }
+
+  const certificate = async (id: number) => (await t.call('acme', 'GET', `/customer/certificates/${id}`)).json.certificate;
+
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'certfleet-est-'));
+    database = await createTestDatabase(kind);
+    // The EST listener serves the broker's server certificate: devices already trust it (combined-ca.crt).
+    const brokerDir = path.join(dir, 'broker');
+    t = await startTestService(database, {
+      env: { EST_PORT: '0', EST_HOST: '127.0.0.1', EST_TLS_CERT_PATH: path.join(brokerDir, 'server.crt'), EST_TLS_KEY_PATH: path.join(brokerDir, 'server.key') },
+    });
+    const broker = await writeBrokerConfig({ outDir: brokerDir, deviceCaCertPem: t.service.ca.ca!.certPem, crlPath: t.config.crlOutputPath });
+    combinedCa = broker.files.combinedCa;
+    deviceCaFile = broker.files.deviceCaCert;
+    const url = await t.service.renewal.startEst(t.service.app.log);
+    estUrl = url!.replace('127.0.0.1', 'localhost');
+    for (const id of ['dev-1', 'dev-2', 'dev-3', 'dev-4']) {
+      expect((await t.call('acme', 'POST', '/customer/devices', { device_id: id })).status).toBe(201);
+    }
+  });
+
+  afterAll(async () => {
+    await t?.close();
+    await database?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('serves the Device CA as base64 certs-only PKCS#7 at /cacerts', async () => {
+    const res = await curl('cacerts');
+    expect(res.status).toBe(200);
+    const cert = await saveCert(res.body, 'cacerts');
+    expect(cert.replace(/\s/g, '')).toBe(t.service.ca.ca!.certPem.replace(/\s/g, ''));
+  });
+
+  it('renews with the current certificate, idempotently; using the new certificate confirms the rotation', async () => {
+    const old = await issue('dev-1', 'dev1-old');
+    const request = await csr('dev1-new');
+    const res = await curl('simplereenroll', { cert: 'dev1-old', csr: request });
+    expect(res.status, res.body).toBe(200);
+    const newPem = await saveCert(res.body, 'dev1-new');
+
+    // CN forced to tenant/device, chains to the Device CA, carries the CSR's key.
+    expect(await openssl(['x509', '-in', 'dev1-new.crt', '-noout', '-subject'])).toMatch(/CN\s*=\s*acme\/dev-1/);
+    expect(await openssl(['verify', '-CAfile', deviceCaFile, '-purpose', 'sslclient', 'dev1-new.crt'])).toContain('OK');
+    expect(await openssl(['x509', '-in', 'dev1-new.crt', '-noout', '-pubkey'])).toBe(await openssl(['pkey', '-in', 'dev1-new.key', '-pubout']));
+
+    // A rotation like POST .../rotate: the old certificate stays ACTIVE with a schedule (tenant's grace period).
+    const rotation = await t.call('acme', 'GET', '/customer/devices/dev-1/certificates/rotation');
+    expect(rotation.status).toBe(200);
+    const before = await certificate(old.id);
+    expect(before.status).toBe('ACTIVE');
+    expect(Date.parse(before.scheduled_revoke_at) - t.clock.now().getTime()).toBeGreaterThan(23 * HOUR_MS);
+
+    // A retry of the same request gets the same certificate; another key gets 409.
+    const again = await curl('simplereenroll', { cert: 'dev1-old', csr: request });
+    expect(again.status).toBe(200);
+    expect(await saveCert(again.body, 'dev1-again')).toBe(newPem);
+    const other = await curl('simplereenroll', { cert: 'dev1-old', csr: await csr('dev1-other') });
+    expect(other.status).toBe(409);
+    expect(JSON.parse(other.body).code).toBe('ROTATION_PENDING');
+
+    // The device uses its new certificate: the old one is revoked as superseded, and the rotation says how.
+    expect((await curl('cacerts', { cert: 'dev1-new' })).status).toBe(200);
+    const after = await certificate(old.id);
+    expect(after.status).toBe('REVOKED');
+    expect(after.revoked_reason).toMatch(/superseded|rotated/);
+    const { rows } = await database.db.asOperator((tx) =>
+      tx.query<{ confirmed_via: string; started_by: string }>('SELECT confirmed_via, started_by FROM certificate_rotations WHERE old_certificate_id = $1', [old.id]),
+    );
+    expect(rows).toEqual([{ confirmed_via: 'est', started_by: 'device:acme/dev-1' }]);
+
+    // The revoked old certificate gets no certificate any more.
+    const refused = await curl('simplereenroll', { cert: 'dev1-old', csr: await csr('dev1-late') });
+    expect(refused.status).toBe(403);
+    expect(JSON.parse(refused.body).detail).toMatch(/revoked/);
+  });
+
+  it('refuses an unknown certificate, no certificate, a garbage CSR and a weak key', async () => {
+    await openssl([
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'stranger.key', '-out', 'stranger.crt',
+      '-days', '2', '-subj', '/CN=acme\\/dev-2',
+    ]);
+    const request = await csr('dev2-new');
+    const stranger = await curl('simplereenroll', { cert: 'stranger', csr: request });
+    expect(stranger.status).toBe(403);
+    const anonymous = await curl('simplereenroll', { csr: request });
+    expect(anonymous.status).toBe(401);
+
+    await issue('dev-2', 'dev2');
+    await writeFile(file('garbage.csr'), 'this is not base64 DER!');
+    const garbage = await curl('simplereenroll', { cert: 'dev2', csr: 'garbage.csr' });
+    expect(garbage.status).toBe(422);
+    expect(JSON.parse(garbage.body).code).toBe('INVALID_CSR');
+    const weak = await curl('simplereenroll', { cert: 'dev2', csr: await csr('dev2-weak', 'rsa1024') });
+    expect(weak.status).toBe(422);
+    expect(JSON.parse(weak.body).code).toBe('WEAK_KEY');
+    expect((await t.call('acme', 'GET', '/customer/devices/dev-2/certificates/rotation')).status).toBe(404);
+  });
+
+  // The listener's TLS checks validity on the real clock, certfleet's records on the injected one:
+  // this certificate is valid for TLS and expired for certfleet.
+  it('refuses an expired certificate', async () => {
+    await issue('dev-2', 'dev2-short', 1);
+    t.clock.advance(2 * DAY_MS);
+    const res = await curl('simplereenroll', { cert: 'dev2-short', csr: await csr('dev2-next') });
+    expect(res.status).toBe(403);
+    expect(JSON.parse(res.body).detail).toMatch(/expired/);
+      });
+
+  it('first enrollment with a one-time token: used once, never after expiry, never for another device', async () => {
+    const created = await t.call('acme', 'POST', '/customer/devices/dev-3/enrollment-tokens', { expires_in_hours: 2 });
+    expect(created.status).toBe(201);
+    const { token, username } = created.json;
+    expect(username).toBe('acme/dev-3');
+    expect(JSON.stringify(await t.call('acme', 'GET', '/customer/certificates?device_id=dev-3'))).not.toContain(token);
+    expect((await t.call('other', 'POST', '/customer/devices/dev-3/enrollment-tokens', {})).status).toBe(404);
+
+    const wrongDevice = await curl('simpleenroll', { user: `acme/dev-4:${token}`, csr: await csr('dev4-first') });
+    expect(wrongDevice.status).toBe(401);
+    const first = await curl('simpleenroll', { user: `${username}:${token}`, csr: await csr('dev3-first') });
+    expect(first.status, first.body).toBe(200);
+    await saveCert(first.body, 'dev3-first');
+    expect(await openssl(['x509', '-in', 'dev3-first.crt', '-noout', '-subject'])).toMatch(/CN\s*=\s*acme\/dev-3/);
+    const replayed = await curl('simpleenroll', { user: `${username}:${token}`, csr: await csr('dev3-replay') });
+    expect(replayed.status).toBe(401);
+    expect((await curl('simpleenroll', { csr: await csr('dev3-none') })).status).toBe(401);
+
+    const late = (await t.call('acme', 'POST', '/customer/devices/dev-4/enrollment-tokens', { expires_in_hours: 1 })).json.token;
+    t.clock.advance(2 * HOUR_MS);
+    expect((await curl('simpleenroll', { user: `acme/dev-4:${late}`, csr: await csr('dev4-late') })).status).toBe(401);
+  });
+
+});
