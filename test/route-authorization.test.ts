@@ -138,6 +138,11 @@ const ROUTES: Record<string, Row> = {
   'customer GET /alerts/:id': { own: 200, request: async (fx) => ({ path: `/alerts/${await fx.alert()}` }) },
   'customer POST /alerts/:id/acknowledge': { own: 200, request: async (fx) => ({ path: `/alerts/${await fx.alert()}/acknowledge` }) },
   'customer POST /alerts/:id/close': { own: 200, request: async (fx) => ({ path: `/alerts/${await fx.alert()}/close` }) },
+  // customer: EST enrollment
+  'customer POST /devices/:device_id/enrollment-tokens': {
+    own: 201,
+    request: async (fx) => ({ path: `/devices/${await fx.device()}/enrollment-tokens`, body: { expires_in_hours: 1 } }),
+  },
   // customer: webhooks
   'customer POST /notification-webhooks': {
     own: 201,
