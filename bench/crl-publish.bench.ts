@@ -43,8 +43,10 @@ import { createCrlPublisher } from '../src/crl/crl-publisher.ts';
 import { insertRevokedCertificates } from '../test/support/bulk-revoked.ts';
 import { writeOpensslCaConfig, opensslIndexTime } from './support/openssl-ca.ts';
 import { benchDatabase, fmt, percentile, startServer } from './support/server.ts';
+import { cfsslGencrlMs, crlEntryCount, hasCfssl, legacyKeyFile, pythonWithCryptography } from './support/peers.ts';
+import { emitSeries, emitTable, ratio, round, scaled } from './support/results.ts';
 
-const SIZES = [10_000, 100_000, 1_000_000];
+const SIZES = scaled([10_000, 100_000, 1_000_000], [1_000, 10_000, 30_000]);
 const RUNS = 3;
 const PYTHON_TIMEOUT_MS = 120_000;
 const OPENSSL_TIMEOUT_MS = 300_000;
@@ -139,10 +141,6 @@ open(sys.argv[4], 'wb').write(pem)
 print(json.dumps({'build_sign_ms': (t1 - t0) * 1000, 'entries': len(rows)}))
 `;
 
-function pythonWithCryptography(): string | null {
-  return ['python3', '/usr/bin/python3'].find((bin) => spawnSync(bin, ['-c', 'import cryptography'], { encoding: 'utf8' }).status === 0) ?? null;
-}
-
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 function runChild(databaseUrl: string, caDir: string, outPath: string): ChildReport {
@@ -176,6 +174,8 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
     console.log('|---|---|---|---|---|---|---|---|---|');
 
     const rows: Record<string, unknown>[] = [];
+    const table: (string | number | null)[][] = [];
+    const points: Record<'ours' | 'noStats' | 'openssl' | 'python' | 'cfssl', [number, number][]> = { ours: [], noStats: [], openssl: [], python: [], cfssl: [] };
     for (const n of sizes) {
       const database = await benchDatabase();
       try {
@@ -183,15 +183,19 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
         await migrate(driver);
         const now = new Date();
         const load = await insertRevokedCertificates(driver, { count: n, now, devices: Math.min(10_000, n) });
-        const vacuum = new pg.Client({ connectionString: database.url });
-        await vacuum.connect();
-        await vacuum.query('VACUUM (ANALYZE) device_certificates');
-        await vacuum.query('CHECKPOINT'); // the bulk load's write-back is not the publisher's cost
-        await vacuum.end();
-
-        // ours, first: nothing else has touched the disk or the caches since the load
+        const admin = new pg.Client({ connectionString: database.url });
+        await admin.connect();
+        // Without table statistics first: as right after a bulk load, before any ANALYZE.
+        await admin.query('ALTER TABLE device_certificates SET (autovacuum_enabled = false)');
+        await admin.query('VACUUM device_certificates');
+        await admin.query(`DELETE FROM pg_statistic WHERE starelid = 'device_certificates'::regclass`);
+        await admin.query('CHECKPOINT'); // the bulk load's write-back is not the publisher's cost
         await driver.close();
         const out = join(dir, `ours-${n}.pem`);
+        const noStats = runChild(database.url, caDir, out);
+        const noStatsMs = median(noStats.runs.map((r) => r.ms));
+        await admin.query('ANALYZE device_certificates');
+        await admin.end();
         const report = runChild(database.url, caDir, out);
         const oursMs = median(report.runs.map((r) => r.ms));
         const mid = [...report.runs].sort((a, b) => a.ms - b.ms)[1] ?? report.runs[0];
@@ -215,6 +219,7 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
         writeFileSync(join(dir, 'index.txt'), index.join('\n') + '\n');
         writeFileSync(join(dir, 'crlnumber'), '01\n');
         writeFileSync(join(dir, 'entries.txt'), plain.join('\n') + '\n');
+        writeFileSync(join(dir, 'serials.txt'), plain.map((l) => l.split(' ')[0]).join('\n') + '\n');
         index.length = 0;
         plain.length = 0;
 
@@ -248,6 +253,19 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
             pythonRatio = `${fmt(pyMs / oursMs, 1)}x`;
           }
         }
+        let cfsslMs = NaN;
+        if (hasCfssl()) {
+          cfsslMs = cfsslGencrlMs(join(dir, 'serials.txt'), { certPath: join(caDir, 'ca.pem'), keyPath: legacyKeyFile(join(caDir, 'ca.key'), 'ec') }, join(dir, 'cfssl.der'));
+          const cfsslEntries = crlEntryCount(readFileSync(join(dir, 'cfssl.der')));
+          if (cfsslEntries !== n) throw new Error(`cfssl CRL has ${cfsslEntries} entries, expected ${n}`);
+        }
+        const pyMsValue = Number(pythonCol.replace(/,/g, ''));
+        table.push([n, round(noStatsMs, 0), round(oursMs, 0), round(report.maxRssMb, 0), round(opensslMs, 0), ratio(opensslMs, oursMs), pythonCol, pythonRatio, hasCfssl() ? round(cfsslMs, 0) : 'cfssl not installed', ratio(cfsslMs, oursMs)]);
+        points.ours.push([n, oursMs]);
+        points.noStats.push([n, noStatsMs]);
+        points.openssl.push([n, opensslMs]);
+        if (Number.isFinite(pyMsValue)) points.python.push([n, pyMsValue]);
+        if (Number.isFinite(cfsslMs)) points.cfssl.push([n, cfsslMs]);
         const parts = `${[mid.entriesMs, mid.signMs, mid.verifyMs, mid.storeMs].map((x) => fmt(x, 0)).join(' + ')} ‖ ${fmt(mid.fileMs, 0)}`;
         console.log(
           `| ${n.toLocaleString('en-US')} | ${fmt(oursMs, 0)}; ${fmt(report.runs[0].ms, 0)} | ${parts} | ${fmt(report.bytes / 1e6, 1)} | ${fmt(report.maxRssMb, 0)} | ${fmt(opensslMs, 0)} | ${fmt(opensslMs / oursMs, 1)}x (ours = ${fmt(oursMs / opensslMs, 2)}x) | ${pythonCol} | ${pythonRatio} |`,
@@ -261,7 +279,25 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
       '\n(ours, median run split: stream rows → encode; build + sign; verify; store in crl_state ‖ file: verify again + PEM + temp file + fsync,' +
         ' done while the database stores, then rename + fsync dir after the commit. python: the seed’s one-builder-per-row loop is quadratic.)',
     );
-    const latency = await revocationToFileLatency();
+    emitTable({
+      id: 'crl-publish',
+      title: 'CRL from Postgres: database → verified file on disk',
+      description:
+        'certfleet: one publication as the worker runs it (stream the revoked rows from Postgres, encode, sign, verify, store, write the file atomically), ' +
+        'median of 3 in a child process, first on a table never analyzed (no statistics, autovacuum off), then after ANALYZE. ' +
+        'openssl: `openssl ca -gencrl` on the same entries (index.txt written beforehand). python: the seed\'s approach, `cryptography`\'s ' +
+        '`CertificateRevocationListBuilder`, build and sign only, stopped after 120 s. cfssl: `cfssl gencrl` on the same serials (no reason codes, no IDP). ' +
+        'Same EC P-256 CA for all.',
+      columns: ['revoked', 'certfleet ms, no statistics', 'certfleet ms, analyzed', 'certfleet peak RSS MB', 'openssl ms', 'openssl / certfleet', 'python ms', 'python / certfleet', 'cfssl ms', 'cfssl / certfleet'],
+      rows: table,
+      notes: ['Ratios are peer time / certfleet time (analyzed): above 1x certfleet is faster.'],
+    });
+    emitSeries({ chart: 'crl-build-time', tool: 'certfleet (DB → file)', points: points.ours });
+    emitSeries({ chart: 'crl-build-time', tool: 'certfleet, no statistics', points: points.noStats });
+    emitSeries({ chart: 'crl-build-time', tool: 'openssl ca -gencrl', points: points.openssl });
+    emitSeries({ chart: 'crl-build-time', tool: 'python (seed)', points: points.python });
+    emitSeries({ chart: 'crl-build-time', tool: 'cfssl gencrl', points: points.cfssl });
+    const latency = await revocationToFileLatency(scaled(10_000, 1_000), scaled(20, 10));
     return { rows, latency };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -340,6 +376,16 @@ async function revocationToFileLatency(base = 10_000, revocations = 20) {
     console.log('|---|---|---|---|');
     console.log(`| revoke response (committed) | ${fmt(percentile(fromCommit, 50))} | ${fmt(percentile(fromCommit, 99))} | ${fmt(fromCommit.at(-1)!)} |`);
     console.log(`| revoke request sent | ${fmt(percentile(fromRequest, 50))} | ${fmt(percentile(fromRequest, 99))} | ${fmt(fromRequest.at(-1)!)} |`);
+    emitTable({
+      id: 'revocation-to-file',
+      title: 'Revocation → new CRL file on disk',
+      description: `\`certfleet serve\` on Postgres with ${base.toLocaleString('en-US')} revoked certificates already listed; ${revocations} revocations over HTTP, the CRL file polled every millisecond until it lists the serial. No peer: openssl, python and cfssl have no revocation service.`,
+      columns: ['measured from', 'p50 ms', 'p99 ms', 'max ms'],
+      rows: [
+        ['revoke response (committed)', round(percentile(fromCommit, 50)), round(percentile(fromCommit, 99)), round(fromCommit.at(-1)!)],
+        ['revoke request sent', round(percentile(fromRequest, 50)), round(percentile(fromRequest, 99)), round(fromRequest.at(-1)!)],
+      ],
+    });
     return { p50: percentile(fromCommit, 50), p99: percentile(fromCommit, 99) };
   } finally {
     await server.stop();

@@ -6,8 +6,11 @@
 import { generateKeyPair } from 'node:crypto';
 import http from 'node:http';
 import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { benchDatabase, fmt, percentile, startServer } from './support/server.ts';
+import { cfsslNewcertBody, hasCfssl, legacyKeyFile, opensslIssueRate, pythonIssueRate, pythonWithCryptography, startCfsslServe } from './support/peers.ts';
+import { emitTable, ratio, round, scaled } from './support/results.ts';
+import { benchDatabase, closedLoop as burst, fmt, percentile, startServer } from './support/server.ts';
 
 const gen = promisify(generateKeyPair);
 const DEVICES = 100;
@@ -33,47 +36,19 @@ async function eventLoopP99(base: string): Promise<number> {
   return m ? Number(m[1]) * 1000 : NaN;
 }
 
-/** node:http with keep-alive: a much lighter client than fetch, so the server gets the CPU. */
-function post(agent: http.Agent, url: string, token: string, body: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-async function burst(base: string, token: string, keyType: string, seconds: number, concurrency: number) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
-  const latencies: number[] = [];
-  let errors = 0;
-  let i = 0;
-  await eventLoopP99(base); // resets the server's lag histogram
-  const until = Date.now() + seconds * 1000;
-  const start = performance.now();
-  const worker = async () => {
-    while (Date.now() < until) {
-      const device = `BENCH-${i++ % DEVICES}`;
-      const t0 = performance.now();
-      const status = await post(agent, `${base}/api/v1/customer/devices/${device}/certificates/generate`, token, JSON.stringify({ key_type: keyType, validity_days: 30 }));
-      if (status === 201) latencies.push(performance.now() - t0);
-      else errors++;
-    }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  const elapsed = (performance.now() - start) / 1000;
-  agent.destroy();
-  const lag = await eventLoopP99(base);
-  latencies.sort((a, b) => a - b);
-  return { rate: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), lag, count: latencies.length, errors };
-}
+const certfleetRequest = (base: string, token: string, keyType: string) => (i: number) => ({
+  method: 'POST' as const,
+  url: `${base}/api/v1/customer/devices/BENCH-${i % DEVICES}/certificates/generate`,
+  headers: { authorization: `Bearer ${token}` },
+  body: JSON.stringify({ key_type: keyType, validity_days: 30 }),
+});
 
 export async function runIssuanceBench(options: { seconds?: number } = {}) {
-  const seconds = options.seconds ?? 10;
+  const seconds = options.seconds ?? scaled(10, 3);
   const db = await benchDatabase();
   const server = await startServer('api', db.url);
+  const ca = { certPath: join(server.dataDir, 'ca', 'device-ca.crt'), keyPath: join(server.dataDir, 'ca', 'device-ca.key') };
+  const python = pythonWithCryptography();
   try {
     const token = server.token('bench');
     for (let d = 0; d < DEVICES; d++) {
@@ -84,22 +59,59 @@ export async function runIssuanceBench(options: { seconds?: number } = {}) {
       });
     }
     console.log(`\n## Issuance over HTTP (real Postgres, ${availableParallelism()} cores, ${seconds} s per burst)`);
-    const rawEc = await rawKeyRate('ec', 3, 8);
-    const rawRsa = await rawKeyRate('rsa', 8, 8);
+    const rawEc = await rawKeyRate('ec', Math.min(3, seconds), 8);
+    const rawRsa = await rawKeyRate('rsa', Math.min(8, seconds), 8);
     console.log(`raw Node key generation (same run): ec-p256 ${fmt(rawEc, 0)} keys/s, rsa-2048 ${fmt(rawRsa)} keys/s`);
-    await burst(server.base, token, 'ec-p256', 2, 16); // warm-up
-    const ec = await burst(server.base, token, 'ec-p256', seconds, 32);
-    const rsa = await burst(server.base, token, 'rsa-2048', seconds, 8);
-    const rows = [
-      ['ec-p256', ec, rawEc],
-      ['rsa-2048', rsa, rawRsa],
-    ] as const;
-    console.log('| key type | certificates/s | p50 ms | p99 ms | event-loop p99 lag ms | vs raw keygen | errors |');
-    console.log('|---|---|---|---|---|---|---|');
-    for (const [name, r, raw] of rows) {
-      console.log(`| ${name} | ${fmt(r.rate)} | ${fmt(r.p50)} | ${fmt(r.p99)} | ${fmt(r.lag)} | ${fmt(r.rate / raw, 2)}x | ${r.errors} |`);
+    await burst(certfleetRequest(server.base, token, 'ec-p256'), 201, 2, 16); // warm-up
+    const rows: (string | number | null)[][] = [];
+    for (const [keyType, concurrency, raw] of [['ec-p256', 32, rawEc], ['rsa-2048', 8, rawRsa]] as const) {
+      await eventLoopP99(server.base); // resets the server's lag histogram
+      const ours = await burst(certfleetRequest(server.base, token, keyType), 201, seconds, concurrency);
+      const lag = await eventLoopP99(server.base);
+      const openssl = await opensslIssueRate(ca, keyType, seconds, availableParallelism());
+      const py = python ? pythonIssueRate(python, ca, keyType, seconds) : NaN;
+      let cfssl: Awaited<ReturnType<typeof burst>> | null = null;
+      if (hasCfssl()) {
+        const serve = await startCfsslServe({ certPath: ca.certPath, keyPath: legacyKeyFile(ca.keyPath, 'ec') }, 20_000 + Math.floor(Math.random() * 20_000));
+        try {
+          cfssl = await burst((i) => ({ method: 'POST', url: `${serve.base}/api/v1/cfssl/newcert`, headers: {}, body: cfsslNewcertBody(keyType, i) }), 200, seconds, concurrency);
+        } finally {
+          await serve.stop();
+        }
+      }
+      console.log(
+        `${keyType}: certfleet ${fmt(ours.rate)}/s (p50 ${fmt(ours.p50)} ms, p99 ${fmt(ours.p99)} ms, lag p99 ${fmt(lag)} ms, ${ours.errors} errors); ` +
+          `openssl ${fmt(openssl)}/s; python ${fmt(py)}/s; cfssl ${cfssl ? `${fmt(cfssl.rate)}/s` : 'not installed'}; raw keygen ${fmt(raw)}/s`,
+      );
+      rows.push([
+        keyType,
+        round(ours.rate),
+        round(ours.p50),
+        round(ours.p99),
+        round(lag),
+        ours.errors,
+        round(openssl),
+        ratio(ours.rate, openssl),
+        python ? round(py) : 'no python3 cryptography',
+        python ? ratio(ours.rate, py) : '-',
+        cfssl ? round(cfssl.rate) : 'cfssl not installed',
+        cfssl ? ratio(ours.rate, cfssl.rate) : '-',
+        round(raw),
+      ]);
     }
-    return { ec, rsa, rawEc, rawRsa };
+    emitTable({
+      id: 'issuance',
+      title: 'Issuance per key type over HTTP',
+      description:
+        `certfleet: \`certfleet api\` on Postgres, a keep-alive client (32 requests in flight for EC, 8 for RSA) for ${seconds} s per key type; ` +
+        'each certificate is a new key generated server-side, signed, stored with its audit event. openssl: `openssl req -x509 -new -newkey … -CA` ' +
+        'per certificate, one process per core. python: the seed\'s approach, `cryptography` in one process (key + certificate in a loop, no HTTP, no database). ' +
+        'cfssl: `cfssl serve`, `POST /api/v1/cfssl/newcert` (key generated server-side, no database) with the same client. Same EC P-256 CA for all.',
+      columns: ['key type', 'certfleet certs/s', 'p50 ms', 'p99 ms', 'event-loop lag p99 ms', 'errors', 'openssl certs/s', 'certfleet / openssl', 'python certs/s', 'certfleet / python', 'cfssl certs/s', 'certfleet / cfssl', 'raw Node keygen keys/s'],
+      rows,
+      notes: ['Ratios here are certfleet / peer: above 1x certfleet issues more certificates per second.'],
+    });
+    return rows;
   } finally {
     await server.stop();
     await db.drop();
@@ -107,5 +119,5 @@ export async function runIssuanceBench(options: { seconds?: number } = {}) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  await runIssuanceBench({ seconds: Number(process.env.BENCH_SECONDS ?? 10) });
+  await runIssuanceBench({ seconds: process.env.BENCH_SECONDS ? Number(process.env.BENCH_SECONDS) : undefined });
 }

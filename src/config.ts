@@ -42,6 +42,8 @@ export interface Config {
   webhookAllowPrivateNetworks: boolean;
   /** EST (RFC 7030) listener for device enrollment and renewal; null: off (EST_PORT unset). */
   est: { port: number; host: string; tlsCertPath: string; tlsKeyPath: string } | null;
+  /** MQTT_RENEWAL=true: answer device renewal requests on certfleet/renew/<CN>/request as the broker admin. */
+  mqttRenewal: boolean;
 }
 
 export interface HttpLimits {
@@ -100,6 +102,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (oidcIssuer && !env.OIDC_JWKS_URL) throw new Error('OIDC_ISSUER is set but OIDC_JWKS_URL is not');
   const auth = env.CERTFLEET_AUTH || null;
   if (auth !== null && auth !== 'development') throw new Error(`CERTFLEET_AUTH must be "development" or unset (got "${auth}")`);
+  if (bool(env, 'MQTT_RENEWAL', false) && !env.BROKER_ADMIN_URL) {
+    throw new Error('MQTT_RENEWAL=true needs BROKER_ADMIN_URL and BROKER_ADMIN_PASSWORD_FILE (certfleet answers renewals as the broker admin; see broker-config --mqtt-renewal)');
+  }
   if (env.BROKER_ADMIN_URL && !env.BROKER_ADMIN_PASSWORD_FILE) throw new Error('BROKER_ADMIN_URL is set but BROKER_ADMIN_PASSWORD_FILE is not');
   const http: HttpLimits = {
     headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
@@ -145,5 +150,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,
     webhookAllowPrivateNetworks: bool(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
     est: estConfig(env, host),
+    mqttRenewal: bool(env, 'MQTT_RENEWAL', false),
   };
 }

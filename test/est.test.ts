@@ -88,8 +88,8 @@ describe.each(DRIVERS)('EST on %s', (kind) => {
     const broker = await writeBrokerConfig({ outDir: brokerDir, deviceCaCertPem: t.service.ca.ca!.certPem, crlPath: t.config.crlOutputPath });
     combinedCa = broker.files.combinedCa;
     deviceCaFile = broker.files.deviceCaCert;
-    const url = await t.service.renewal.startEst(t.service.app.log);
-    estUrl = url!.replace('127.0.0.1', 'localhost');
+    const { est } = await t.service.renewal.start(t.service.app.log);
+    estUrl = est!.replace('127.0.0.1', 'localhost');
     for (const id of ['dev-1', 'dev-2', 'dev-3', 'dev-4']) {
       expect((await t.call('acme', 'POST', '/customer/devices', { device_id: id })).status).toBe(201);
     }

@@ -1,4 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,3 +55,47 @@ export async function startServer(command: 'api' | 'serve' | 'worker', databaseU
 
 export const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 export const fmt = (n: number, digits = 1) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/** One request over a keep-alive agent (node:http: much lighter than fetch, so the server gets the CPU); resolves to the status, 0 on a network error. */
+export function requestStatus(agent: http.Agent, method: 'GET' | 'POST', url: string, headers: Record<string, string>, body?: string): Promise<number> {
+  return new Promise((resolve) => {
+    const sent = body === undefined ? headers : { ...headers, 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) };
+    const req = http.request(url, { method, agent, headers: sent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+      res.on('error', () => resolve(0));
+    });
+    req.on('error', () => resolve(0));
+    req.end(body);
+  });
+}
+
+export interface BenchRequest {
+  method: 'GET' | 'POST';
+  url: string;
+  headers: Record<string, string>;
+  body?: string;
+}
+
+/** Closed loop: `concurrency` keep-alive requests in flight for `seconds`; request(i) gives the i-th request. */
+export async function closedLoop(request: (i: number) => BenchRequest, ok: number, seconds: number, concurrency: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency });
+  const latencies: number[] = [];
+  let errors = 0;
+  let i = 0;
+  const until = Date.now() + seconds * 1000;
+  const start = performance.now();
+  const worker = async () => {
+    while (Date.now() < until) {
+      const r = request(i++);
+      const t0 = performance.now();
+      if ((await requestStatus(agent, r.method, r.url, r.headers, r.body)) === ok) latencies.push(performance.now() - t0);
+      else errors++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsed = (performance.now() - start) / 1000;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return { rate: latencies.length / elapsed, p50: percentile(latencies, 50), p99: percentile(latencies, 99), count: latencies.length, errors };
+}

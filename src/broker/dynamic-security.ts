@@ -15,7 +15,7 @@ import {
   DEFAULT_ADMIN_USERNAME,
   type DynsecPasswordHash,
   type MosquittoConfigOptions,
-  renderAclFile,
+  renderAclFile, deviceAclLinesFor,
   renderDynamicSecurityJson,
 } from './mosquitto-config.ts';
 import type { BrokerConfigFiles, BrokerConfigResult, DynamicSecurityOptions } from './write-broker-config.ts';
@@ -114,8 +114,12 @@ export async function writeDynamicSecurityFiles(
   // The plugin rewrites its file in place after every change (measured: owner stays root).
   await giveToBrokerGroup(ctx, files.dynsecConfig, 0o660, 'the dynsec plugin reads and rewrites it as the broker user');
 
-  await writeFileAtomic(files.aclFile, renderAclFile({ adminUsername, deviceAclLines: ds.deviceAclLines }), 0o600);
-  lines.push(`wrote ${files.aclFile}: devices ${(ds.deviceAclLines ?? ['pattern readwrite #']).join('; ')}; admin gets $CONTROL/dynamic-security/#`);
+  const acl = { adminUsername, deviceAclLines: ds.deviceAclLines, renewalTopics: ds.renewalTopics };
+  await writeFileAtomic(files.aclFile, renderAclFile(acl), 0o600);
+  lines.push(
+    `wrote ${files.aclFile}: devices ${deviceAclLinesFor(acl).join('; ')}; admin gets $CONTROL/dynamic-security/#` +
+      (ds.renewalTopics ? ' and answers renewal requests' : ''),
+  );
   await giveToBrokerGroup(ctx, files.aclFile, 0o640, 're-read on every reload as the broker user');
 
   const render: NonNullable<MosquittoConfigOptions['dynamicSecurity']> = {

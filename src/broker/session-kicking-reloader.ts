@@ -13,11 +13,11 @@
  * rotated password is picked up without a restart). mqtt is imported only when kicking is configured.
  */
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import type { Config } from '../config.ts';
 import { newlyRevokedSerials } from '../domain/crl/crl-diff.ts';
 import { crlPemToDer } from '../crl/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
+import { readBrokerAdmin } from './admin-credentials.ts';
 import { createRevokedSessions, type RevokedSessions, type RevokedSessionsLogger } from './revoked-sessions.ts';
 import type { SessionKicker } from './session-kicker.ts';
 import type { BrokerReloader } from './broker-reloader.ts';
@@ -27,12 +27,8 @@ export function revokedSessionsFor(config: Partial<Pick<Config, 'brokerAdmin'>>,
   if (!admin) return null;
   const kicker: SessionKicker = {
     async kick(commonName) {
-      const [{ createSessionKicker }, password, ca] = await Promise.all([
-        import('./session-kicker.ts'),
-        readFile(admin.passwordFile, 'utf8').then((text) => text.trim()),
-        admin.caFile ? readFile(admin.caFile) : Promise.resolve(undefined),
-      ]);
-      return createSessionKicker({ url: admin.url, username: admin.username, password, ca }).kick(commonName);
+      const [{ createSessionKicker }, connection] = await Promise.all([import('./session-kicker.ts'), readBrokerAdmin(admin)]);
+      return createSessionKicker(connection).kick(commonName);
     },
   };
   return createRevokedSessions({ kicker, log });

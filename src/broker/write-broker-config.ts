@@ -41,8 +41,10 @@ export interface DynamicSecurityOptions {
   adminTls?: boolean;
   /** Default: the first mosquitto_dynamic_security.so found in the usual library folders. */
   pluginPath?: string;
-  /** acl_file lines for devices; default `pattern readwrite #` (every non-`$` topic). */
+  /** acl_file lines for devices; default `pattern readwrite #` (every non-`$` topic), `pattern readwrite %u/#` with renewalTopics. */
   deviceAclLines?: string[];
+  /** Devices renew over MQTT (certfleet/renew/<CN>/request|response), answered by certfleet as the admin user. */
+  renewalTopics?: boolean;
 }
 
 export interface WriteBrokerConfigOptions {

@@ -83,6 +83,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
 
   let dynamicSecurity: DynamicSecurityOptions | undefined;
   let passwordFile: string | undefined;
+  if (flags['mqtt-renewal'] && flags['no-kick']) throw new Error('--mqtt-renewal needs the dynamic security plugin (certfleet answers as its admin user): drop --no-kick');
   if (!flags['no-kick']) {
     const pluginPath = flags['dynsec-plugin'] as string | undefined;
     if (pluginPath || DYNSEC_PLUGIN_CANDIDATES.some((p) => existsSync(p))) {
@@ -90,11 +91,14 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
       if (admin.created) lines.push(`wrote ${admin.file} (0600): generated dynsec admin password`);
       passwordFile = admin.file;
       dynamicSecurity = {
+        renewalTopics: Boolean(flags['mqtt-renewal']),
         adminPassword: admin.password,
         pluginPath,
         adminHost: flags['admin-host'] as string | undefined,
         adminPort: flags['admin-port'] === undefined ? undefined : port(flags, 'admin-port', devicePort + 1),
       };
+    } else if (flags['mqtt-renewal']) {
+      throw new Error('--mqtt-renewal needs the Mosquitto dynamic security plugin (not found; pass --dynsec-plugin PATH)');
     } else {
       lines.push(
         'note: the Mosquitto dynamic security plugin is not installed: revoked devices are refused at their next connect, ' +
@@ -130,6 +134,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     env.BROKER_ADMIN_USERNAME = result.dynamicSecurity.adminUsername;
     if (passwordFile) env.BROKER_ADMIN_PASSWORD_FILE = passwordFile;
     if (result.dynamicSecurity.adminTls) env.BROKER_ADMIN_CA_FILE = result.files.serverCaCert;
+    if (flags['mqtt-renewal']) env.MQTT_RENEWAL = 'true';
   }
   const human = [
     ...lines,

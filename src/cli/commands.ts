@@ -1,57 +1,108 @@
-import type { ParseArgsConfig } from 'node:util';
-import type { Config } from '../config.ts';
+import { loadConfig } from '../config.ts';
+import { alertsGroup } from './alerts.ts';
+import { certsGroup } from './certs.ts';
+import { crlGroup } from './crl.ts';
+import { devicesGroup } from './devices.ts';
+import { inspectCommand } from './inspect.ts';
+import { loginCommand } from './login.ts';
+import { rotateExpiringCommand } from './rotate-expiring.ts';
+import type { CommandSpec, Entry, Flags, FlagSpec } from './spec.ts';
 
-export type Flags = Record<string, string | boolean | undefined>;
+export type { Flags } from './spec.ts';
 
-export interface Command {
-  options: NonNullable<ParseArgsConfig['options']>;
-  run(flags: Flags, config: Config): Promise<number>;
-}
+const json: Record<string, FlagSpec> = { json: { type: 'boolean', help: 'print JSON' } };
 
-const json = { json: { type: 'boolean' } } as const;
+// Service commands are imported when run, so `token` or `init-ca` do not load the whole service.
+const serve = (parts: { api: boolean; worker: boolean }) => async (flags: Flags) => (await import('./serve.ts')).serveCommand(flags, loadConfig(), parts);
 
-// Commands are imported when run, so `token` or `init-ca` do not load the whole service.
-const serveCommand = async (flags: Flags, config: Config, parts: { api: boolean; worker: boolean }) =>
-  (await import('./serve.ts')).serveCommand(flags, config, parts);
-const migrateCommand = async (flags: Flags, config: Config) => (await import('./migrate.ts')).migrateCommand(flags, config);
-const initCaCommand = async (flags: Flags, config: Config) => (await import('./init-ca.ts')).initCaCommand(flags, config);
-const tokenCommand = async (flags: Flags, config: Config) => (await import('./token.ts')).tokenCommand(flags, config);
-const workerCommand = async (flags: Flags, config: Config) => (await import('./worker.ts')).workerCommand(flags, config);
-const brokerConfigCommand = async (flags: Flags, config: Config) => (await import('./broker-config.ts')).brokerConfigCommand(flags, config);
-
-export const commands: Record<string, Command> = {
-  serve: { options: { ...json }, run: (flags, config) => serveCommand(flags, config, { api: true, worker: true }) },
-  api: { options: { ...json }, run: (flags, config) => serveCommand(flags, config, { api: true, worker: false }) },
-  worker: { options: { ...json, once: { type: 'boolean' }, 'metrics-port': { type: 'string' } }, run: workerCommand },
-  migrate: { options: { ...json }, run: migrateCommand },
+const serviceCommands: Record<string, CommandSpec> = {
+  serve: {
+    summary: 'API and background worker in one process (what npm start runs)',
+    flags: { ...json },
+    example: 'DATABASE_URL=postgres://certfleet@db/certfleet certfleet serve',
+    notes: 'Configured by the environment (PORT, DATABASE_URL, CERTFLEET_DATA_DIR, ...): see the README, section Configuration.',
+    run: serve({ api: true, worker: true }),
+  },
+  api: {
+    summary: 'the HTTP API only',
+    flags: { ...json },
+    example: 'PORT=8080 certfleet api',
+    notes: 'Configured by the environment: see the README, section Configuration.',
+    run: serve({ api: true, worker: false }),
+  },
+  worker: {
+    summary: 'the background worker only (CRL, expiry marking, alerts, webhooks)',
+    flags: {
+      ...json,
+      once: { type: 'boolean', help: 'run every task once, exit 1 if one failed' },
+      'metrics-port': { type: 'string', value: 'PORT', help: 'serve Prometheus /metrics on this port' },
+    },
+    example: 'certfleet worker --metrics-port 9464',
+    run: async (flags) => (await import('./worker.ts')).workerCommand(flags, loadConfig()),
+  },
+  migrate: {
+    summary: 'apply database migrations (the service also applies them at start)',
+    flags: { ...json },
+    example: 'DATABASE_URL=postgres://certfleet@db/certfleet certfleet migrate',
+    run: async (flags) => (await import('./migrate.ts')).migrateCommand(flags, loadConfig()),
+  },
   'init-ca': {
-    options: { ...json, 'key-type': { type: 'string' }, out: { type: 'string' }, cn: { type: 'string' } },
-    run: initCaCommand,
+    summary: 'create a Device CA (key file mode 0600; never overwrites)',
+    flags: {
+      ...json,
+      'key-type': { type: 'string', value: 'TYPE', help: 'ec-p256 (default) or rsa-3072' },
+      out: { type: 'string', value: 'DIR', help: 'folder for device-ca.crt and device-ca.key (default: $CERTFLEET_DATA_DIR/pki)' },
+      cn: { type: 'string', value: 'NAME', help: 'the CA common name' },
+    },
+    example: 'certfleet init-ca --out /etc/certfleet/ca',
+    run: async (flags) => (await import('./init-ca.ts')).initCaCommand(flags, loadConfig()),
   },
   token: {
-    options: { ...json, tenant: { type: 'string' }, role: { type: 'string' }, ttl: { type: 'string' }, sub: { type: 'string' } },
-    run: tokenCommand,
+    summary: 'print a bearer token signed with the local development key',
+    flags: {
+      ...json,
+      tenant: { type: 'string', value: 'TENANT', help: 'tenant id (required for tenant roles)' },
+      role: { type: 'string', value: 'ROLE', help: 'customer (default), tenant-admin, operator or operator-admin' },
+      ttl: { type: 'string', value: 'TTL', help: 'lifetime, e.g. 30m, 1h (default), 7d' },
+      sub: { type: 'string', value: 'NAME', help: 'subject recorded in the audit log (default cli:ROLE)' },
+    },
+    example: 'certfleet token --tenant acme --ttl 8h',
+    run: async (flags) => (await import('./token.ts')).tokenCommand(flags, loadConfig()),
   },
   'broker-config': {
-    options: {
+    summary: 'write a Mosquitto mTLS configuration (and an initial CRL)',
+    flags: {
       ...json,
-      out: { type: 'string' },
-      port: { type: 'string' },
-      host: { type: 'string' },
-      bind: { type: 'string' },
-      'pid-file': { type: 'string' },
-      renew: { type: 'boolean' },
-      'server-cert-days': { type: 'string' },
-      'server-cert': { type: 'string' },
-      'server-key': { type: 'string' },
-      'server-ca': { type: 'string' },
-      'broker-user': { type: 'string' },
-      'no-kick': { type: 'boolean' },
-      'dynsec-plugin': { type: 'string' },
-      'admin-host': { type: 'string' },
-      'admin-port': { type: 'string' },
-      'admin-password-file': { type: 'string' },
+      out: { type: 'string', value: 'DIR', help: 'output folder (required)' },
+      port: { type: 'string', value: 'PORT', help: 'TLS listener port (default 8883)' },
+      host: { type: 'string', value: 'HOST', help: 'broker host name in the server certificate (default localhost)' },
+      bind: { type: 'string', value: 'ADDR', help: 'listener address (default: the host)' },
+      'pid-file': { type: 'string', value: 'FILE', help: 'where Mosquitto writes its pid' },
+      renew: { type: 'boolean', help: 'issue a new server certificate even if still valid' },
+      'server-cert-days': { type: 'string', value: 'N', help: 'validity of the server certificate in days (at most 397, the default)' },
+      'server-cert': { type: 'string', value: 'FILE', help: "your own PKI's server certificate (with --server-key and --server-ca)" },
+      'server-key': { type: 'string', value: 'FILE', help: 'its private key' },
+      'server-ca': { type: 'string', value: 'FILE', help: 'the CA that issued it' },
+      'broker-user': { type: 'string', value: 'UID:GID', help: 'the account the broker runs as (e.g. in a container)' },
+      'no-kick': { type: 'boolean', help: 'leave out the dynamic security plugin (no session kicking)' },
+      'mqtt-renewal': { type: 'boolean', help: 'devices renew over MQTT: per-device ACL on certfleet/renew/<CN>/request|response (needs the dynsec plugin)' },
+      'dynsec-plugin': { type: 'string', value: 'PATH', help: 'path of mosquitto_dynamic_security.so' },
+      'admin-host': { type: 'string', value: 'HOST', help: 'dynsec admin listener address (default 127.0.0.1)' },
+      'admin-port': { type: 'string', value: 'PORT', help: 'dynsec admin listener port (default: port + 1)' },
+      'admin-password-file': { type: 'string', value: 'FILE', help: 'where the admin password is kept' },
     },
-    run: brokerConfigCommand,
+    example: 'certfleet broker-config --out /etc/certfleet/broker --host mqtt.example.com',
+    run: async (flags) => (await import('./broker-config.ts')).brokerConfigCommand(flags, loadConfig()),
   },
+};
+
+export const commands: Record<string, Entry> = {
+  ...serviceCommands,
+  login: loginCommand,
+  devices: devicesGroup,
+  certs: certsGroup,
+  crl: crlGroup,
+  alerts: alertsGroup,
+  inspect: inspectCommand,
+  'rotate-expiring': rotateExpiringCommand,
 };

@@ -1,4 +1,43 @@
+import { DAY_MS, HOUR_MS } from '../domain/clock.ts';
+
 /** Human-readable by default, JSON with --json. */
 export function print(flags: { json?: string | boolean }, human: string, data: unknown): void {
   console.log(flags.json ? JSON.stringify(data, null, 2) : human);
+}
+
+export type Cell = string | number | boolean | null | undefined;
+
+/** An aligned text table; numbers are right-aligned. */
+export function table(headers: string[], rows: Cell[][]): string {
+  const text = rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c))));
+  const widths = headers.map((h, i) => Math.max(h.length, ...text.map((r) => r[i].length)));
+  const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || r[i] === null || r[i] === undefined));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return [line(headers.map((h) => h.toUpperCase())), ...text.map(line)].join('\n');
+}
+
+/** "in 12 days", "3 hours ago", "just now". */
+export function relativeTime(at: Date | string | null | undefined, now: Date = new Date()): string {
+  if (at === null || at === undefined) return '-';
+  const ms = new Date(at).getTime() - now.getTime();
+  const abs = Math.abs(ms);
+  let amount: number;
+  let unit: string;
+  if (abs < 60_000) return 'just now';
+  if (abs < HOUR_MS) [amount, unit] = [Math.round(abs / 60_000), 'minute'];
+  else if (abs < 2 * DAY_MS) [amount, unit] = [Math.round(abs / HOUR_MS), 'hour'];
+  else if (abs < 365 * DAY_MS) [amount, unit] = [Math.round(abs / DAY_MS), 'day'];
+  else [amount, unit] = [Math.round((abs / (365 * DAY_MS)) * 10) / 10, 'year'];
+  const text = `${amount} ${unit}${amount === 1 ? '' : 's'}`;
+  return ms > 0 ? `in ${text}` : `${text} ago`;
+}
+
+/** Key/value lines, aligned. */
+export function details(pairs: [string, Cell][]): string {
+  const width = Math.max(...pairs.map(([k]) => k.length)) + 2;
+  return pairs.map(([k, v]) => `${`${k}:`.padEnd(width)}${v === null || v === undefined ? '-' : v}`).join('\n');
 }

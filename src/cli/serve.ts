@@ -11,7 +11,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
     publishCrl: parts.worker,
   });
   const address = await service.app.listen({ port: config.port, host: config.host });
-  const est = await service.renewal.startEst(service.app.log);
+  const renewal = await service.renewal.start(service.app.log);
   const lines = [
     `certfleet listening on ${address} (${service.storage.driver.kind === 'pg' ? 'Postgres' : `embedded PGlite in ${config.dataDir}/db`})`,
     service.ca.ca
@@ -21,7 +21,8 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
     `Auth: ${service.authMode}`,
     ...(service.authWarning ? [`WARNING: ${service.authWarning}`] : []),
     `API docs: ${address}/docs`,
-    `EST (device enrollment and renewal): ${est ?? 'off (set EST_PORT, EST_TLS_CERT_PATH, EST_TLS_KEY_PATH)'}`,
+    `EST (device enrollment and renewal): ${renewal.est ?? 'off (set EST_PORT, EST_TLS_CERT_PATH, EST_TLS_KEY_PATH)'}`,
+    `MQTT renewal (certfleet/renew/<CN>/request): ${renewal.mqtt ?? 'off (MQTT_RENEWAL=true with BROKER_ADMIN_*)'}`,
   ];
   // The worker shares the service's storage (PGlite allows one process), clock and /metrics.
   const worker = parts.worker

@@ -2,15 +2,17 @@ import { readFile } from 'node:fs/promises';
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { AppDeps } from '../app/deps.ts';
 import type { UseCases } from '../app/use-cases.ts';
+import { readBrokerAdmin } from '../broker/admin-credentials.ts';
 import type { Config } from '../config.ts';
 import { createDeviceRenewal, type DeviceRenewal } from '../renewal/device-renewal.ts';
 import { buildEstServer } from '../renewal/est-server.ts';
+import { startMqttRenewal, type MqttRenewal } from '../renewal/mqtt-renewal.ts';
 import { createRenewalStore } from '../storage/repos/renewal-repo.ts';
 
 export interface RenewalWiring {
   renewal: DeviceRenewal;
-  /** Starts the EST listener when EST_PORT is set; returns its URL, or null when EST is off. */
-  startEst(logger: FastifyBaseLogger): Promise<string | null>;
+  /** Starts the EST listener (EST_PORT) and the MQTT renewal responder (MQTT_RENEWAL); one line each, for the banner. */
+  start(logger: FastifyBaseLogger): Promise<{ est: string | null; mqtt: string | null }>;
   close(): Promise<void>;
 }
 
@@ -23,16 +25,29 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
     clock: deps.clock,
   });
   let est: FastifyInstance | null = null;
+  let mqtt: MqttRenewal | null = null;
+
+  async function startEst(logger: FastifyBaseLogger): Promise<string | null> {
+    if (!config.est) return null;
+    const [tlsCertPem, tlsKeyPem] = await Promise.all([readFile(config.est.tlsCertPath, 'utf8'), readFile(config.est.tlsKeyPath, 'utf8')]);
+    est = await buildEstServer({ renewal, tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.caCertPem(), logger: logger.child({ listener: 'est' }) });
+    const address = await est.listen({ port: config.est.port, host: config.est.host });
+    return `${address}/.well-known/est`;
+  }
+
+  async function startMqtt(logger: FastifyBaseLogger): Promise<string | null> {
+    if (!config.mqttRenewal || !config.brokerAdmin) return null;
+    mqtt = await startMqttRenewal({ connection: await readBrokerAdmin(config.brokerAdmin), renewal, log: logger.child({ component: 'mqtt-renewal' }) });
+    return `${config.brokerAdmin.url} as ${config.brokerAdmin.username}`;
+  }
+
   return {
     renewal,
-    async startEst(logger) {
-      if (!config.est) return null;
-      const [tlsCertPem, tlsKeyPem] = await Promise.all([readFile(config.est.tlsCertPath, 'utf8'), readFile(config.est.tlsKeyPath, 'utf8')]);
-      est = await buildEstServer({ renewal, tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.caCertPem(), logger: logger.child({ listener: 'est' }) });
-      const address = await est.listen({ port: config.est.port, host: config.est.host });
-      return `${address}/.well-known/est`;
+    async start(logger) {
+      return { est: await startEst(logger), mqtt: await startMqtt(logger) };
     },
     async close() {
+      await mqtt?.close();
       await est?.close();
     },
   };

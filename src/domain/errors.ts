@@ -17,12 +17,15 @@ export const ERROR_CODES = [
   'DEVICE_EXISTS',
   'CERTIFICATE_NOT_FOUND',
   'CERTIFICATE_EXISTS',
+  'CERTIFICATE_ALREADY_REVOKED',
+  'CERTIFICATE_EXPIRED',
   'INVALID_DEVICE_ID',
   'INVALID_CSR',
   'INVALID_CERTIFICATE',
   'WEAK_KEY',
   'NO_PENDING_ROTATION',
   'ROTATION_PENDING',
+  'ROTATION_COMPLETED',
   'ALERT_NOT_FOUND',
   'ALERT_CLOSED',
   'WEBHOOK_NOT_FOUND',
@@ -38,6 +41,8 @@ export class AppError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details?: Record<string, unknown>,
+    /** RFC 9457 extension members: top-level fields of the problem document (e.g. the pending rotation). */
+    readonly extensions?: Record<string, unknown>,
   ) {
     super(message);
     this.name = 'AppError';

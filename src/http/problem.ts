@@ -17,12 +17,15 @@ const STATUS: Record<ErrorCode, number> = {
   DEVICE_EXISTS: 409,
   CERTIFICATE_NOT_FOUND: 404,
   CERTIFICATE_EXISTS: 409,
+  CERTIFICATE_ALREADY_REVOKED: 409,
+  CERTIFICATE_EXPIRED: 409,
   INVALID_DEVICE_ID: 422,
   INVALID_CSR: 422,
   INVALID_CERTIFICATE: 422,
   WEAK_KEY: 422,
   NO_PENDING_ROTATION: 404,
   ROTATION_PENDING: 409,
+  ROTATION_COMPLETED: 409,
   ALERT_NOT_FOUND: 404,
   ALERT_CLOSED: 409,
   WEBHOOK_NOT_FOUND: 404,
@@ -38,12 +41,14 @@ const TITLES: Partial<Record<number, string>> = {
 
 export const statusOf = (code: ErrorCode): number => STATUS[code];
 
-export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
+/** An RFC 9457 problem object (also sent outside HTTP, e.g. on the MQTT renewal topics). */
+export function problemOf(code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
   const status = STATUS[code];
-  return reply
-    .code(status)
-    .type('application/problem+json')
-    .send({ type: `https://certfleet.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`, title: TITLES[status] ?? 'Error', status, code, detail, ...extra });
+  return { type: `https://certfleet.dev/problems/${code.toLowerCase().replace(/_/g, '-')}`, title: TITLES[status] ?? 'Error', status, code, detail, ...extra };
+}
+
+export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
+  return reply.code(STATUS[code]).type('application/problem+json').send(problemOf(code, detail, extra));
 }
 
 /**
@@ -65,7 +70,7 @@ export function frameworkErrors(error: FastifyError, request: FastifyRequest, re
 export function installErrorHandler(app: FastifyInstance) {
   app.setNotFoundHandler((request, reply) => sendProblem(reply, 'NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`));
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error instanceof AppError) return sendProblem(reply, error.code, error.message, error.details ? { details: error.details } : {});
+    if (error instanceof AppError) return sendProblem(reply, error.code, error.message, { ...error.extensions, ...(error.details ? { details: error.details } : {}) });
     if (error.validation) {
       const errors = error.validation.map((v) => ({
         location: error.validationContext,

@@ -1,4 +1,4 @@
-import { X509Certificate, createHash, randomBytes } from 'node:crypto';
+import { X509Certificate, createHash, randomBytes, verify } from 'node:crypto';
 import type { Actor, CertificateAuthority, KeySource } from '../app/ports.ts';
 import type { UseCases } from '../app/use-cases.ts';
 import { DAY_MS, HOUR_MS, type Clock } from '../domain/clock.ts';
@@ -100,6 +100,38 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
       return { ...names, certificate, actorId: deviceActorId(names.tenantId, names.deviceId) };
     },
 
+    /**
+     * The device behind a broker username (its certificate CN): the broker's mutual TLS and ACL
+     * proved the sender holds an unrevoked certificate of that CN; certfleet adds that the device
+     * still has an ACTIVE, unexpired one.
+     */
+    async authenticateCommonName(commonName: string): Promise<AuthenticatedDevice> {
+      const names = splitCommonName(commonName);
+      if (!names) throw refused('the username is not tenant/device');
+      const record = await deps.store.latestActiveCertificate(names.tenantId, names.deviceId);
+      const certificate = checkPresentedCertificate(record, names.deviceId, deps.clock.now());
+      return { ...names, certificate, actorId: deviceActorId(names.tenantId, names.deviceId) };
+    },
+
+    /**
+     * MQTT confirmation: `signature` is the new key's signature (SHA-256) over
+     * `certfleet-confirm:<requestId>`, proof that the device holds and uses its new certificate.
+     */
+    async confirmWithSignature(device: AuthenticatedDevice, requestId: string, signatureBase64: string) {
+      const pending = await deps.store.pendingRotation(device.tenantId, device.deviceId);
+      if (!pending || pending.startedBy !== device.actorId) {
+        throw new AppError('NO_PENDING_ROTATION', `device ${device.deviceId} has no pending rotation it started`);
+      }
+      const signature = Buffer.from(signatureBase64, 'base64');
+      const signed = Buffer.from(confirmationText(requestId));
+      if (signature.length === 0 || !verify('sha256', signed, new X509Certificate(pending.newCertPem).publicKey, signature)) {
+        throw new AppError('FORBIDDEN', 'the confirmation is not signed by the key of the new certificate');
+      }
+      await deps.useCases.confirmRotation(actorOf(device), device.deviceId);
+      await deps.store.markConfirmedVia(device.tenantId, pending.newCertificateId, 'mqtt');
+      return { new_certificate_id: pending.newCertificateId, revoked_certificate_ids: pending.oldCertificateIds };
+    },
+
     async renew(device: AuthenticatedDevice, csrPem: string): Promise<RenewalResult> {
       const pending = await deps.store.pendingRotation(device.tenantId, device.deviceId);
       if (pending) return replay(device, csrPem, pending);
@@ -188,6 +220,9 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     },
   };
 }
+
+/** What a device signs with its new key to confirm a rotation over MQTT. */
+export const confirmationText = (requestId: string) => `certfleet-confirm:${requestId}`;
 
 export type DeviceRenewal = ReturnType<typeof createDeviceRenewal>;
 

@@ -21,6 +21,8 @@ export interface EnrollmentTokenRecord {
 export interface RenewalStore {
   /** The certificate with this SHA-256 fingerprint, in the tenant. */
   certificateByFingerprint(tenantId: string, fingerprint: string): Promise<CertificateRecord | null>;
+  /** The device's newest ACTIVE certificate (the broker already proved the device holds an unrevoked one). */
+  latestActiveCertificate(tenantId: string, deviceId: string): Promise<CertificateRecord | null>;
   pendingRotation(tenantId: string, deviceId: string): Promise<PendingDeviceRotation | null>;
   /** Records how the rotation whose new certificate is `newCertificateId` was confirmed. */
   markConfirmedVia(tenantId: string, newCertificateId: number, via: 'est' | 'mqtt'): Promise<void>;

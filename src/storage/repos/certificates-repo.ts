@@ -1,4 +1,4 @@
-import type { CertificateRecord, CertificateStatus, CertificateWithPem } from '../../domain/certificate.ts';
+import type { CertificateRecord, CertificateStatus, CertificateWithPem, RotationFilter } from '../../domain/certificate.ts';
 import type { Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
 import { createFilter } from '../sql-filter.ts';
@@ -98,12 +98,19 @@ export async function activeCertificatesOfDevice(tx: Queryable, tenantId: string
   return rows.map(toCertificate);
 }
 
+/** Locks one certificate row (FOR UPDATE) and returns its status; null when it does not exist (or is another tenant's). */
+export async function lockCertificate(tx: Queryable, id: number): Promise<CertificateStatus | null> {
+  const { rows } = await tx.query<{ status: CertificateStatus }>('SELECT status FROM device_certificates WHERE id = $1 FOR UPDATE', [id]);
+  return rows[0]?.status ?? null;
+}
+
 export interface CertificateListQuery {
   tenantId?: string;
   deviceId?: string;
   status?: CertificateStatus;
   /** ACTIVE certificates whose not_after falls before this instant. */
   expiringBefore?: Date;
+  rotation?: RotationFilter;
   limit: number;
   /** Keyset cursor: the last id of the previous page (newest first). */
   beforeId?: number;
@@ -117,6 +124,10 @@ export async function listCertificates(tx: Queryable, q: CertificateListQuery) {
   if (q.expiringBefore) {
     f.raw(`c.status = 'ACTIVE'`);
     f.add((p) => `c.not_after <= ${p}`, q.expiringBefore);
+  }
+  if (q.rotation) {
+    f.raw(`${q.rotation === 'none' ? 'NOT ' : ''}EXISTS (SELECT 1 FROM certificate_rotations p
+      WHERE p.status = 'PENDING' AND (p.old_certificate_id = c.id OR p.new_certificate_id = c.id))`);
   }
   const totalRows = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params);
   if (q.beforeId) f.add((p) => `c.id < ${p}`, q.beforeId);

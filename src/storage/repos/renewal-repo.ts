@@ -14,6 +14,16 @@ export function createRenewalStore(db: Database): RenewalStore {
         return rows[0] ? toCertificate(rows[0]) : null;
       }),
 
+    latestActiveCertificate: (tenantId, deviceId) =>
+      db.asTenant(tenantId, async (tx) => {
+        const { rows } = await tx.query(
+          `SELECT c.*, NULL::timestamptz AS scheduled_revoke_at FROM device_certificates c
+           WHERE c.tenant_id = $1 AND c.device_id = $2 AND c.status = 'ACTIVE' ORDER BY c.not_after DESC, c.id DESC LIMIT 1`,
+          [tenantId, deviceId],
+        );
+        return rows[0] ? toCertificate(rows[0]) : null;
+      }),
+
     pendingRotation: (tenantId, deviceId) =>
       db.asTenant(tenantId, async (tx): Promise<PendingDeviceRotation | null> => {
         const { rows } = await tx.query(

@@ -1,0 +1,175 @@
+/**
+ * Revocation → broker refusal (not a test), with a real Mosquitto and certfleet on Postgres, at
+ * 0, 100,000 and 1,000,000 revoked certificates already listed in the CRL
+ * (BENCH_SCALE=small: 0 and 10,000). For each size: `certfleet broker-config` writes the
+ * broker's files, Mosquitto runs them as written, certfleet runs with the BROKER_PID_FILE it
+ * printed; then each of N fresh certificates is revoked over the API and a TLS client
+ * connects again and again until the broker refuses it (TLS alert 44, "certificate revoked"):
+ * p50 and p99 of revoke call → first refusal. The broker's own reload time for a CRL that
+ * size: SIGHUP → the first accepted connection, less an ordinary connection's time (Mosquitto
+ * reloads on its one thread, so a connection waits for the reload), median of 3.
+ * No peer: openssl, the seed's Python approach and cfssl do not reload a broker.
+ *
+ *   node --import tsx bench/broker-refusal.bench.ts      (or npm run bench)
+ */
+import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { crlPemToDer } from '../src/crl/verify-crl.ts';
+import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
+import { crlEntryCount } from './support/peers.ts';
+import { createTestDatabase } from '../test/support/databases.ts';
+import { insertRevokedCertificates } from '../test/support/bulk-revoked.ts';
+import { freePort, startMosquitto } from '../test/support/mosquitto.ts';
+import { tlsOptions } from '../test/support/mqtt-clients.ts';
+import { startTestService } from '../test/support/service.ts';
+import { emitTable, round, scaled } from './support/results.ts';
+import { fmt, percentile } from './support/server.ts';
+
+const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const SIZES = scaled([0, 100_000, 1_000_000], [0, 10_000]);
+const REVOCATIONS = scaled(20, 6);
+const TENANT = 'bench';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+interface Files {
+  port: number;
+  cafile: string;
+  cert: string;
+  key: string;
+}
+
+async function connect(files: Files): Promise<'accepted' | 'revoked' | string> {
+  try {
+    const client = await mqtt.connectAsync(`mqtts://localhost:${files.port}`, { ...tlsOptions(files), protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 30_000 }, false);
+    await client.endAsync(true);
+    return 'accepted';
+  } catch (error) {
+    return /certificate revoked/.test((error as Error).message) ? 'revoked' : (error as Error).message;
+  }
+}
+
+async function measureSize(revokedAlready: number) {
+  const tmp = mkdtempSync(join(tmpdir(), 'certfleet-broker-bench-'));
+  chmodSync(tmp, 0o755); // the broker runs as user mosquitto when started as root
+  for (const dir of ['crl', 'certs']) mkdirSync(join(tmp, dir), { mode: 0o755 });
+  const database = await createTestDatabase('pg');
+  try {
+    if (revokedAlready) await insertRevokedCertificates(database.driver, { count: revokedAlready, now: new Date(), devices: Math.min(10_000, revokedAlready) });
+    const ca = await createDeviceCa({ now: new Date(), commonName: 'certfleet bench Device CA' });
+    await writeDeviceCa(ca, join(tmp, 'ca', 'device-ca.crt'), join(tmp, 'ca', 'device-ca.key'));
+    let env: Record<string, string> = {
+      DATABASE_URL: database.url!,
+      DEVICE_CA_CERT_PATH: join(tmp, 'ca', 'device-ca.crt'),
+      DEVICE_CA_KEY_PATH: join(tmp, 'ca', 'device-ca.key'),
+      CRL_OUTPUT_PATH: join(tmp, 'crl', 'device-crl.pem'),
+      CERTFLEET_DATA_DIR: join(tmp, 'data'),
+    };
+    const port = await freePort();
+    const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', join(tmp, 'broker'), '--port', String(port), '--no-kick', '--json'], {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+    });
+    if (res.status !== 0) throw new Error(`broker-config failed: ${res.stderr}`);
+    const brokerConfig = JSON.parse(res.stdout) as { files: Record<string, string>; env: Record<string, string> };
+    const broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true, startTimeoutMs: 300_000 });
+    env = { ...env, ...brokerConfig.env };
+    const t = await startTestService(database, { dataDir: join(tmp, 'data'), env, overrides: { logger: { level: 'warn', stream: { write: () => undefined } } } });
+    try {
+      expect201(await t.call(TENANT, 'POST', '/customer/devices', { device_id: 'BENCH-1' }));
+      const certs: { id: number; files: Files }[] = [];
+      for (let i = 0; i < REVOCATIONS + 1; i++) {
+        const r = await t.call(TENANT, 'POST', '/customer/devices/BENCH-1/certificates/generate', { key_type: 'ec-p256' });
+        expect201(r);
+        const cert = join(tmp, 'certs', `${i}.crt`);
+        const key = join(tmp, 'certs', `${i}.key`);
+        writeFileSync(cert, r.json.cert_pem);
+        writeFileSync(key, r.json.private_key_pem, { mode: 0o600 });
+        certs.push({ id: r.json.certificate.id, files: { port: broker.port, cafile: brokerConfig.files.combinedCa, cert, key } });
+      }
+      const good = certs.pop()!;
+      const crlEntries = crlEntryCount(crlPemToDer(readFileSync(env.CRL_OUTPUT_PATH, 'latin1')));
+
+      // The broker's own reload time for a CRL this size.
+      const baseline: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const t0 = performance.now();
+        if ((await connect(good.files)) !== 'accepted') throw new Error('a valid certificate was refused');
+        baseline.push(performance.now() - t0);
+      }
+      const connectMs = baseline.sort((a, b) => a - b)[2];
+      const reloads: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const offset = broker.logs().length;
+        const t0 = performance.now();
+        process.kill(broker.pid, 'SIGHUP');
+        // The handshake is served by the broker's one thread after the reload that the signal started.
+        if ((await connect(good.files)) !== 'accepted') throw new Error('a valid certificate was refused after a reload');
+        reloads.push(Math.max(0, performance.now() - t0 - connectMs));
+        await broker.waitForLog(/Reloading config/, 60_000, offset);
+      }
+      const reloadMs = reloads.sort((a, b) => a - b)[1];
+
+      // Revoke call → first refused connection.
+      const latencies: number[] = [];
+      for (const c of certs) {
+        if ((await connect(c.files)) !== 'accepted') throw new Error('certificate refused before its revocation');
+        const started = performance.now();
+        const r = await t.call(TENANT, 'POST', `/customer/certificates/${c.id}/revoke`, { reason: 'keyCompromise' });
+        if (r.status !== 200) throw new Error(`revoke failed: ${r.status} ${r.body}`);
+        const others: string[] = [];
+        for (;;) {
+          const outcome = await connect(c.files);
+          if (outcome === 'revoked') break;
+          if (outcome !== 'accepted') others.push(outcome);
+          if (performance.now() - started > 120_000) throw new Error(`not refused within 120 s (${others.join(' | ')})`);
+          await sleep(5);
+        }
+        latencies.push(performance.now() - started);
+      }
+      latencies.sort((a, b) => a - b);
+      const result = { revokedAlready, crlEntries, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)!, reloadMs, connectMs };
+      console.log(
+        `${fmt(revokedAlready, 0)} already revoked (CRL file: ${fmt(crlEntries, 0)} entries): revoke → refusal p50 ${fmt(result.p50, 0)} ms, p99 ${fmt(result.p99, 0)} ms (max ${fmt(result.max, 0)}); ` +
+          `broker reload ${fmt(reloadMs, 0)} ms (connection ${fmt(connectMs, 0)} ms)`,
+      );
+      return result;
+    } finally {
+      await t.close();
+      await broker.stop();
+    }
+  } finally {
+    await database.close();
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function expect201(r: { status: number; body: string }) {
+  if (r.status !== 201) throw new Error(`expected 201, got ${r.status}: ${r.body}`);
+}
+
+export async function runBrokerRefusalBench() {
+  console.log(`\n## Revocation → broker refusal (real Mosquitto, certfleet on Postgres, ${REVOCATIONS} revocations per size)`);
+  const rows: (string | number)[][] = [];
+  for (const size of SIZES) {
+    const r = await measureSize(size);
+    rows.push([size, r.crlEntries, REVOCATIONS, round(r.p50, 0), round(r.p99, 0), round(r.max, 0), round(r.reloadMs, 0)]);
+  }
+  emitTable({
+    id: 'broker-refusal',
+    title: 'Revocation → broker refusal (real Mosquitto)',
+    description:
+      '`certfleet broker-config` files, Mosquitto running them as written, certfleet (in the measuring process) on Postgres with the `BROKER_PID_FILE` it printed. ' +
+      'Each revocation over the API, then a TLS client connects every 5 ms until the broker refuses the certificate (TLS alert 44). ' +
+      "Broker reload: SIGHUP → first accepted connection, less an ordinary connection's time, median of 3. " +
+      'No peer: openssl, the seed\'s Python approach and cfssl do not publish to a broker.',
+    columns: ['revoked already', 'entries in the CRL file before', 'revocations', 'p50 ms', 'p99 ms', 'max ms', "broker's own reload ms"],
+    rows,
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runBrokerRefusalBench();
+}

@@ -1,0 +1,288 @@
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseTtl } from '../auth/dev-signing-key.ts';
+import { KEY_TYPES, type CertificateRecord } from '../domain/certificate.ts';
+import { DAY_MS } from '../domain/clock.ts';
+import { DataDirLockedError, lockDataDir } from '../storage/data-dir-lock.ts';
+import { ApiError, CUSTOMER, type ApiClient } from './client/api-client.ts';
+import { clientFromFlags } from './client/credentials.ts';
+import { clientFlags, positiveInt, str } from './client-flags.ts';
+import type { RotateResponse } from './certs.ts';
+import { rotateBody } from './certs.ts';
+import { certPath, keyPath, writeIssued } from './key-files.ts';
+import { print, relativeTime, table } from './output.ts';
+import { Progress } from './progress.ts';
+import { RotationJournal, JOURNAL_FILE } from './rotation-journal.ts';
+import { EXIT, UsageError, type CommandSpec, type Flags } from './spec.ts';
+
+type Outcome = 'rotated' | 'recovered' | 'pending' | 'failed' | 'unknown';
+
+interface Candidate {
+  deviceId: string;
+  certificates: CertificateRecord[];
+}
+
+interface PendingRotation {
+  new_certificate: CertificateRecord;
+  old_certificates: { id: number }[];
+}
+
+const deviceUrl = (id: string) => `${CUSTOMER}/devices/${encodeURIComponent(id)}`;
+
+/**
+ * ACTIVE certificates expiring within the window, grouped by device, leaving out devices with a
+ * pending rotation. Asks the server to leave those out (`rotation=none`); a server that does not
+ * know the filter answers 422, and then the list is filtered here on `scheduled_revoke_at`
+ * (and each device is checked again just before its rotation).
+ */
+async function selectExpiring(api: ApiClient, withinMs: number, tenant: string | undefined, now: Date) {
+  const query = { status: 'ACTIVE', expiring_within_days: Math.ceil(withinMs / DAY_MS), tenant_id: tenant, limit: 1000 };
+  let serverFilters = true;
+  let cursor: string | undefined;
+  const certificates: CertificateRecord[] = [];
+  for (;;) {
+    let page: { certificates: CertificateRecord[]; next_cursor: string | null };
+    try {
+      page = await api.get(`${CUSTOMER}/certificates`, { ...query, ...(serverFilters ? { rotation: 'none' } : {}), cursor });
+    } catch (e) {
+      if (serverFilters && cursor === undefined && e instanceof ApiError && e.code === 'VALIDATION_FAILED' && /rotation|additional/i.test(JSON.stringify(e.body))) {
+        serverFilters = false;
+        continue;
+      }
+      throw e;
+    }
+    certificates.push(...page.certificates);
+    if (!page.next_cursor) break;
+    cursor = page.next_cursor;
+  }
+  const cutoff = now.getTime() + withinMs;
+  const byDevice = new Map<string, CertificateRecord[]>();
+  const pendingDevices = new Set<string>();
+  for (const c of certificates) {
+    if (c.scheduled_revoke_at) pendingDevices.add(c.device_id);
+    if (c.status !== 'ACTIVE' || Date.parse(c.not_after) > cutoff) continue;
+    byDevice.set(c.device_id, [...(byDevice.get(c.device_id) ?? []), c]);
+  }
+  const candidates: Candidate[] = [...byDevice].filter(([d]) => !pendingDevices.has(d)).map(([deviceId, certs]) => ({ deviceId, certificates: certs }));
+  return { candidates, skippedPending: [...byDevice.keys()].filter((d) => pendingDevices.has(d)), serverFilters };
+}
+
+async function pendingRotation(api: ApiClient, deviceId: string): Promise<PendingRotation | null> {
+  try {
+    return await api.get<PendingRotation>(`${deviceUrl(deviceId)}/certificates/rotation`);
+  } catch (e) {
+    if (e instanceof ApiError && e.code === 'NO_PENDING_ROTATION') return null;
+    throw e;
+  }
+}
+
+/** The files a killed run left for this device hold the pending rotation's certificate and its key. */
+async function filesHold(dir: string, deviceId: string, certificate: CertificateRecord): Promise<boolean> {
+  try {
+    const cert = new X509Certificate(await readFile(certPath(dir, deviceId)));
+    if (cert.fingerprint256.replaceAll(':', '').toLowerCase() !== certificate.fingerprint_sha256) return false;
+    return cert.checkPrivateKey(createPrivateKey(await readFile(keyPath(dir, deviceId))));
+  } catch {
+    return false;
+  }
+}
+
+export interface RunOptions {
+  api: ApiClient;
+  out: string;
+  withinMs: number;
+  tenant?: string;
+  dryRun: boolean;
+  concurrency: number;
+  flags: Flags;
+  progress: Progress;
+}
+
+interface DeviceResult {
+  device_id: string;
+  outcome: Outcome;
+  new_certificate_id?: number;
+  key_path?: string | null;
+  cert_path?: string;
+  detail?: string;
+}
+
+export async function rotateExpiring(o: RunOptions) {
+  const journal = new RotationJournal(o.out);
+  const results: DeviceResult[] = [];
+  let stopping = false;
+  const stop = () => {
+    if (stopping) process.exit(EXIT.INTERRUPTED); // a second Ctrl-C: the journal is consistent at every point
+    stopping = true;
+    o.progress.note('interrupted: finishing the requests in flight (Ctrl-C again to quit now)');
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+  try {
+    // 1. Requests whose answer a killed run never saw.
+    for (const [deviceId, entry] of journal.devices) {
+      const intent = entry.unresolved;
+      if (!intent || stopping) continue;
+      const pending = await pendingRotation(o.api, deviceId).catch((e: unknown) => {
+        if (e instanceof ApiError && e.code === 'DEVICE_NOT_FOUND') return null;
+        throw e;
+      });
+      if (!pending) continue; // the request never took effect: the device is selected again below
+      // Ours when it replaces the certificates our intent named (they were not pending when selected).
+      const ours = pending.old_certificates.some((c) => intent.old_certificate_ids.includes(c.id));
+      const at = new Date().toISOString();
+      if (!ours) {
+        if (!o.dryRun) journal.record({ event: 'pending', device_id: deviceId, at });
+        results.push({ device_id: deviceId, outcome: 'pending', detail: 'another rotation is pending' });
+      } else if (await filesHold(o.out, deviceId, pending.new_certificate)) {
+        const c = pending.new_certificate;
+        if (!o.dryRun) journal.record({ event: 'done', device_id: deviceId, new_certificate_id: c.id, fingerprint: c.fingerprint_sha256, not_after: c.not_after, at, recovered: true });
+        results.push({ device_id: deviceId, outcome: 'recovered', new_certificate_id: c.id, key_path: keyPath(o.out, deviceId), cert_path: certPath(o.out, deviceId), detail: 'key saved by the interrupted run' });
+      } else if (!o.dryRun) {
+        // Issued, but the key never reached us: that certificate can never be used. Cancel it
+        // (revoked, the old ones stay valid); the device is rotated again below.
+        const r = await o.api.post<{ cancelled_certificate_id: number }>(`${deviceUrl(deviceId)}/certificates/rotate/cancel`, { reason: 'cessationOfOperation' });
+        journal.record({ event: 'cancelled', device_id: deviceId, cancelled_certificate_id: r.cancelled_certificate_id, at });
+        o.progress.note(`${deviceId}: the interrupted run's certificate ${r.cancelled_certificate_id} was issued but its key never arrived: cancelled, rotating again`);
+      }
+    }
+
+    // 2. What expires within the window.
+    const now = new Date();
+    const selection = await selectExpiring(o.api, o.withinMs, o.tenant, now);
+    for (const d of selection.skippedPending) results.push({ device_id: d, outcome: 'pending', detail: 'a rotation is already pending' });
+    const handled = new Set(results.map((r) => r.device_id));
+    const todo = selection.candidates.filter(
+      (c) => !handled.has(c.deviceId) && !c.certificates.some((cert) => journal.devices.get(c.deviceId)?.rotatedOldIds.has(cert.id)),
+    );
+    if (o.dryRun) return { results, todo, serverFilters: selection.serverFilters, interrupted: false };
+
+    // 3. Rotate, N at a time.
+    o.progress.start(todo.length);
+    const queue = [...todo];
+    const rotateOne = async (c: Candidate): Promise<DeviceResult> => {
+      if (!selection.serverFilters && (await pendingRotation(o.api, c.deviceId))) {
+        journal.record({ event: 'pending', device_id: c.deviceId, at: new Date().toISOString() });
+        return { device_id: c.deviceId, outcome: 'pending', detail: 'a rotation is already pending' };
+      }
+      journal.record({ event: 'intent', device_id: c.deviceId, old_certificate_ids: c.certificates.map((x) => x.id), at: new Date().toISOString() });
+      let r: RotateResponse;
+      try {
+        const keyType = KEY_TYPES.find((k) => k === c.certificates[0].key_type);
+        r = await o.api.post<RotateResponse>(`${deviceUrl(c.deviceId)}/certificates/rotate`, rotateBody({ 'key-type': keyType, ...o.flags }));
+      } catch (e) {
+        const at = new Date().toISOString();
+        if (e instanceof ApiError && e.status === 409 && e.code === 'ROTATION_PENDING') {
+          journal.record({ event: 'pending', device_id: c.deviceId, at });
+          return { device_id: c.deviceId, outcome: 'pending', detail: 'a rotation is already pending' };
+        }
+        if (e instanceof ApiError && e.status < 500) {
+          journal.record({ event: 'failed', device_id: c.deviceId, code: e.code, detail: e.detail, at });
+          return { device_id: c.deviceId, outcome: 'failed', detail: `${e.code}: ${e.detail}` };
+        }
+        // No answer, or a server error: whether it took effect is unknown; the next run finds out.
+        return { device_id: c.deviceId, outcome: 'unknown', detail: `${(e as Error).message} (run again to resolve)` };
+      }
+      const files = await writeIssued(o.out, c.deviceId, r);
+      const n = r.new_certificate;
+      journal.record({ event: 'done', device_id: c.deviceId, new_certificate_id: n.id, fingerprint: n.fingerprint_sha256, not_after: n.not_after, at: new Date().toISOString() });
+      return { device_id: c.deviceId, outcome: 'rotated', new_certificate_id: n.id, key_path: files.key_path, cert_path: files.cert_path };
+    };
+    const worker = async () => {
+      for (let c = queue.shift(); c && !stopping; c = queue.shift()) {
+        const result = await rotateOne(c);
+        results.push(result);
+        o.progress.tick(result.outcome, `${result.device_id}: ${result.outcome}${result.new_certificate_id ? ` → certificate ${result.new_certificate_id}` : ''}${result.detail ? ` (${result.detail})` : ''}`);
+      }
+    };
+    await Promise.all(Array.from({ length: o.concurrency }, worker));
+    o.progress.finish();
+    return { results, todo, serverFilters: selection.serverFilters, interrupted: stopping, notAttempted: queue.length };
+  } finally {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+    journal.close();
+  }
+}
+
+const OUTCOME_LABELS: [Outcome | 'not attempted', string][] = [
+  ['rotated', 'rotated, key and certificate written'],
+  ['recovered', 'rotated by an interrupted run, key found'],
+  ['pending', 'skipped: rotation already pending'],
+  ['failed', 'failed'],
+  ['unknown', 'no answer: run again to resolve'],
+  ['not attempted', 'not attempted (interrupted)'],
+];
+
+export const rotateExpiringCommand: CommandSpec = {
+  summary: 'rotate every ACTIVE certificate expiring within a window (resumable; keys written to --out)',
+  flags: {
+    ...clientFlags,
+    within: { type: 'string', value: 'DURATION', help: 'expiring within this time, e.g. 30d, 2w, 12h (required)' },
+    tenant: { type: 'string', value: 'TENANT', help: "only this tenant (must be the token's tenant)" },
+    'dry-run': { type: 'boolean', help: 'list what would be rotated, change nothing' },
+    concurrency: { type: 'string', value: 'N', help: 'rotations in flight at once (default 4, at most 64)' },
+    'grace-hours': { type: 'string', value: 'H', help: 'revoke the old certificates after H hours (1-720; default ROTATION_GRACE_HOURS)' },
+    'key-type': { type: 'string', value: 'TYPE', help: "ec-p256 or rsa-2048 (default: each old certificate's key type)" },
+    'validity-days': { type: 'string', value: 'DAYS', help: 'validity of the new certificates (default 365)' },
+    out: { type: 'string', value: 'DIR', help: 'folder for DEVICE.key and DEVICE.crt (0600), ca.crt and the journal (default ./rotated)' },
+  },
+  example: ['certfleet rotate-expiring --within 30d --dry-run', 'certfleet rotate-expiring --within 30d --concurrency 8 --grace-hours 48 --out /secure/rotated'],
+  notes: [
+    'Resumable: a journal in --out records each request before it is sent and each key once written',
+    '(atomically, mode 0600). Interrupted (Ctrl-C, kill) and run again with the same --out, it never',
+    'rotates a device twice and keeps every key it received; a rotation whose answer was lost (the key',
+    'never arrived) is cancelled and the device rotated again. One run per --out folder at a time.',
+    'Exit code 1 when a device failed or got no answer, 130 when interrupted.',
+  ].join('\n'),
+  async run(flags) {
+    const within = str(flags.within);
+    if (!within) throw new UsageError('--within is required (e.g. --within 30d)');
+    let withinMs: number;
+    try {
+      withinMs = parseTtl(within) * 1000;
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    const concurrency = positiveInt(flags.concurrency, 'concurrency', 4, 64);
+    rotateBody(flags); // checks --grace-hours, --key-type and --validity-days before anything is sent
+    const out = resolve(str(flags.out) ?? 'rotated');
+    const api = await clientFromFlags(flags);
+    const dryRun = flags['dry-run'] === true;
+    let release = () => {};
+    if (!dryRun) {
+      await import('node:fs/promises').then((fs) => fs.mkdir(out, { recursive: true, mode: 0o700 }));
+      try {
+        release = lockDataDir(join(out, '.rotate-expiring.lock'), (holder) => `${out} is in use by another rotate-expiring run (process ${holder})`);
+      } catch (e) {
+        if (e instanceof DataDirLockedError) throw new Error(e.message);
+        throw e;
+      }
+    }
+    const progress = new Progress(flags.json ? null : process.stderr);
+    try {
+      const run = await rotateExpiring({ api, out, withinMs, tenant: str(flags.tenant), dryRun, concurrency, flags, progress });
+      if (dryRun) {
+        const rows = run.todo.map((c) => [c.deviceId, c.certificates.map((x) => x.id).join(','), relativeTime(c.certificates[0].not_after)]);
+        const human = `${table(['device', 'certificates', 'expires'], rows)}\n\n${run.todo.length} devices would be rotated; ${run.results.filter((r) => r.outcome === 'pending').length} skipped (rotation pending). Nothing was changed.`;
+        print(flags, human, { dry_run: true, would_rotate: run.todo.map((c) => ({ device_id: c.deviceId, certificate_ids: c.certificates.map((x) => x.id), not_after: c.certificates[0].not_after })), results: run.results });
+        return EXIT.OK;
+      }
+      const counts = Object.fromEntries(OUTCOME_LABELS.map(([k]) => [k, k === 'not attempted' ? (run.notAttempted ?? 0) : run.results.filter((r) => r.outcome === k).length]));
+      const summary = table(['outcome', 'devices'], OUTCOME_LABELS.map(([k, label]) => [label, counts[k]]));
+      const problems = run.results.filter((r) => r.outcome === 'failed' || r.outcome === 'unknown');
+      const human = [
+        summary,
+        problems.length ? `\n${table(['device', 'outcome', 'detail'], problems.map((p) => [p.device_id, p.outcome, p.detail]))}` : '',
+        `\nkeys and certificates: ${out} (journal: ${join(out, JOURNAL_FILE)})`,
+        run.serverFilters ? '' : 'note: this server has no rotation filter; pending rotations were checked per device',
+      ].filter(Boolean).join('\n');
+      print(flags, human, { out, counts, interrupted: run.interrupted, server_rotation_filter: run.serverFilters, results: run.results });
+      if (run.interrupted) return EXIT.INTERRUPTED;
+      return problems.length ? EXIT.FAILED : EXIT.OK;
+    } finally {
+      release();
+    }
+  },
+};

@@ -1,0 +1,111 @@
+/**
+ * Renewal over MQTT, for devices that speak only MQTT. certfleet connects as its own broker
+ * identity (the dynamic security admin, BROKER_ADMIN_*), reads every device's request topic
+ * through a shared subscription (one replica answers each request) and answers on the device's
+ * response topic. The broker's mutual TLS and ACL are the authentication: a device can publish
+ * only to its own request topic, so the topic names the device.
+ *
+ * Request:  {"request_id": "...", "csr_pem": "-----BEGIN CERTIFICATE REQUEST-----..."}
+ * Confirm:  {"confirm": "<request_id>", "signature": base64 SHA-256 signature of
+ *            "certfleet-confirm:<request_id>" with the new key}
+ * Response: {"request_id", "cert_pem", "ca_cert_pem", "rotation"} | {"request_id", "confirmed": true, ...}
+ *           | {"request_id", "problem": {RFC 9457 problem}}
+ */
+import { randomUUID } from 'node:crypto';
+import mqtt, { type MqttClient } from 'mqtt';
+import type { BrokerAdminConnection } from '../broker/admin-credentials.ts';
+import { AppError, isAppError } from '../domain/errors.ts';
+import { problemOf } from '../http/problem.ts';
+import type { DeviceRenewal } from './device-renewal.ts';
+import { REQUEST_FILTER, commonNameOfRequestTopic, responseTopic } from './renewal-topics.ts';
+
+export interface MqttRenewalLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+export interface MqttRenewal {
+  close(): Promise<void>;
+}
+
+const MAX_REQUEST_BYTES = 64 * 1024;
+const SHARED_GROUP = 'certfleet-renewal';
+
+type RenewalMessage = { request_id?: unknown; csr_pem?: unknown; confirm?: unknown; signature?: unknown };
+
+function parse(payload: Buffer): RenewalMessage {
+  if (payload.length > MAX_REQUEST_BYTES) throw new AppError('PAYLOAD_TOO_LARGE', `a renewal message is at most ${MAX_REQUEST_BYTES} bytes`);
+  let message: unknown;
+  try {
+    message = JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new AppError('MALFORMED_JSON', 'the renewal message is not JSON');
+  }
+  if (!message || typeof message !== 'object' || Array.isArray(message)) throw new AppError('VALIDATION_FAILED', 'the renewal message must be a JSON object');
+  return message as RenewalMessage;
+}
+
+const requestIdOf = (m: RenewalMessage): string | null =>
+  typeof m.request_id === 'string' ? m.request_id.slice(0, 200) : typeof m.confirm === 'string' ? m.confirm.slice(0, 200) : null;
+
+export async function startMqttRenewal(options: { connection: BrokerAdminConnection; renewal: DeviceRenewal; log: MqttRenewalLogger }): Promise<MqttRenewal> {
+  const { connection, renewal, log } = options;
+  const client: MqttClient = await mqtt.connectAsync(connection.url, {
+    username: connection.username,
+    password: connection.password,
+    ca: connection.ca,
+    protocolVersion: 5,
+    clean: true,
+    reconnectPeriod: 2000,
+    clientId: `certfleet-renewal-${randomUUID().slice(0, 8)}`,
+  });
+  const granted = await client.subscribeAsync(`$share/${SHARED_GROUP}/${REQUEST_FILTER}`, { qos: 1 });
+  if (granted.some((g) => g.qos > 2)) {
+    await client.endAsync(true);
+    throw new Error(`the broker refused the renewal subscription (${REQUEST_FILTER}): is broker-config run with --mqtt-renewal?`);
+  }
+
+  async function answer(commonName: string, message: RenewalMessage) {
+    const device = await renewal.authenticateCommonName(commonName);
+    if (typeof message.confirm === 'string') {
+      if (typeof message.signature !== 'string') throw new AppError('VALIDATION_FAILED', 'a confirmation needs "signature"');
+      const confirmed = await renewal.confirmWithSignature(device, message.confirm, message.signature);
+      log.info({ tenant_id: device.tenantId, device_id: device.deviceId }, 'rotation confirmed by use (MQTT)');
+      return { confirmed: true, rotation: confirmed };
+    }
+    if (typeof message.request_id !== 'string' || typeof message.csr_pem !== 'string') {
+      throw new AppError('VALIDATION_FAILED', 'a renewal request needs "request_id" and "csr_pem" (or "confirm" and "signature")');
+    }
+    const result = await renewal.renew(device, message.csr_pem);
+    log.info({ tenant_id: device.tenantId, device_id: device.deviceId, certificate_id: result.certificate_id, replayed: result.replayed }, 'MQTT renewal');
+    return { cert_pem: result.cert_pem, ca_cert_pem: result.ca_cert_pem, rotation: result.rotation, replayed: result.replayed };
+  }
+
+  const inFlight = new Set<Promise<void>>();
+  client.on('message', (topic, payload) => {
+    const commonName = commonNameOfRequestTopic(topic);
+    if (!commonName) return;
+    const work = (async () => {
+      let message: RenewalMessage = {};
+      let body: Record<string, unknown>;
+      try {
+        message = parse(payload);
+        body = await answer(commonName, message);
+      } catch (e) {
+        if (!isAppError(e)) log.error({ err: e, topic }, 'MQTT renewal failed');
+        body = { problem: isAppError(e) ? problemOf(e.code, e.message, e.details ? { details: e.details } : {}) : problemOf('INTERNAL', 'internal error; see the server log') };
+      }
+      await client.publishAsync(responseTopic(commonName), JSON.stringify({ request_id: requestIdOf(message), ...body }), { qos: 1 });
+    })().catch((e: unknown) => log.warn({ err: e, topic }, 'could not answer a renewal request'));
+    inFlight.add(work);
+    void work.finally(() => inFlight.delete(work));
+  });
+
+  return {
+    async close() {
+      await Promise.allSettled([...inFlight]);
+      await client.endAsync();
+    },
+  };
+}

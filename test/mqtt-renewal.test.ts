@@ -1,0 +1,221 @@
+/**
+ * Renewal over MQTT with a real Mosquitto configured by `certfleet broker-config --mqtt-renewal`
+ * and run as written: a device (mqtt.js, keys and CSRs made by openssl) asks for a new
+ * certificate on its request topic, gets it on its response topic, reconnects with it, confirms
+ * with a signature of its new key, and its old certificate is then refused by the broker. The
+ * broker's ACL keeps a device off another device's topics; a garbage CSR and a weak key get a
+ * problem answer, never a certificate.
+ */
+import { execFile, spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
+import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
+import { publishWithMosquittoPub, tlsOptions } from './support/mqtt-clients.ts';
+import { startTestService, type TestService } from './support/service.ts';
+
+const exec = promisify(execFile);
+const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const TENANT = 'TENANT1';
+
+let tmp: string;
+let database: TestDatabase;
+let broker: RunningMosquitto;
+let t: TestService;
+let port: number;
+let combinedCa: string;
+
+interface Renewed {
+  request_id: string | null;
+  cert_pem?: string;
+  ca_cert_pem?: string;
+  rotation?: { new_certificate_id: number; old_certificate_ids: number[]; scheduled_revoke_at: string | null };
+  confirmed?: boolean;
+  problem?: { code: string; status: number; detail: string };
+}
+
+const file = (name: string) => join(tmp, name);
+
+async function openssl(args: string[]): Promise<string> {
+  return (await exec('openssl', args, { cwd: tmp })).stdout;
+}
+
+async function generate(deviceId: string, name: string): Promise<number> {
+  expect((await t.call(TENANT, 'POST', '/customer/devices', { device_id: deviceId })).status).toBe(201);
+  const res = await t.call(TENANT, 'POST', `/customer/devices/${deviceId}/certificates/generate`, { key_type: 'ec-p256' });
+  expect(res.status, res.body).toBe(201);
+  writeFileSync(file(`${name}.crt`), res.json.cert_pem);
+  writeFileSync(file(`${name}.key`), res.json.private_key_pem, { mode: 0o600 });
+  return res.json.certificate.id;
+}
+
+async function csrPem(name: string, newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']): Promise<string> {
+  await openssl(['req', '-new', ...newKey, '-nodes', '-keyout', `${name}.key`, '-subj', '/CN=device', '-out', `${name}.csr`]);
+  return readFileSync(file(`${name}.csr`), 'utf8');
+}
+
+/** A device connected with one of its certificates, listening on its response topic. */
+async function connectDevice(name: string, commonName: string): Promise<{ client: MqttClient; ask(message: object): Promise<Renewed> }> {
+  const client = await mqtt.connectAsync(`mqtts://localhost:${port}`, {
+    ...tlsOptions({ port, cafile: combinedCa, cert: file(`${name}.crt`), key: file(`${name}.key`) }),
+    protocolVersion: 5,
+    reconnectPeriod: 0,
+    connectTimeout: 20_000,
+  });
+  const waiting = new Map<string, (r: Renewed) => void>();
+  client.on('message', (_topic, payload) => {
+    const answer = JSON.parse(payload.toString()) as Renewed;
+    waiting.get(String(answer.request_id))?.(answer);
+  });
+  await client.subscribeAsync(`certfleet/renew/${commonName}/response`, { qos: 1 });
+  return {
+    client,
+    ask(message) {
+      const id = String((message as { request_id?: string; confirm?: string }).request_id ?? (message as { confirm?: string }).confirm);
+      const answered = new Promise<Renewed>((resolve) => waiting.set(id, resolve));
+      void client.publishAsync(`certfleet/renew/${commonName}/request`, JSON.stringify(message), { qos: 1 });
+      return answered;
+    },
+  };
+}
+
+/** The broker's verdict on one TLS connection with the certificate. */
+async function probe(name: string): Promise<'accepted' | 'revoked' | string> {
+  try {
+    const client = await mqtt.connectAsync(
+      `mqtts://localhost:${port}`,
+      { ...tlsOptions({ port, cafile: combinedCa, cert: file(`${name}.crt`), key: file(`${name}.key`) }), protocolVersion: 5, reconnectPeriod: 0, connectTimeout: 5000 },
+      false,
+    );
+    await client.endAsync(true);
+    return 'accepted';
+  } catch (error) {
+    return /certificate revoked/.test((error as Error).message) ? 'revoked' : (error as Error).message;
+  }
+}
+
+beforeAll(async () => {
+  tmp = mkdtempSync(join(tmpdir(), 'certfleet-mqtt-renewal-'));
+  chmodSync(tmp, 0o755); // the broker runs as user mosquitto when started as root
+  mkdirSync(join(tmp, 'crl'), { mode: 0o755 });
+  database = await createTestDatabase('pg');
+  const ca = await createDeviceCa({ now: new Date(), commonName: 'certfleet mqtt-renewal Device CA' });
+  await writeDeviceCa(ca, file('ca/device-ca.crt'), file('ca/device-ca.key'));
+  let env: Record<string, string> = {
+    DATABASE_URL: database.url!,
+    DEVICE_CA_CERT_PATH: file('ca/device-ca.crt'),
+    DEVICE_CA_KEY_PATH: file('ca/device-ca.key'),
+    CRL_OUTPUT_PATH: file('crl/device-crl.pem'),
+    CERTFLEET_DATA_DIR: file('data'),
+  };
+  port = await freePort();
+  let adminPort = await freePort();
+  while (adminPort === port) adminPort = await freePort();
+  const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', file('broker'), '--port', String(port), '--admin-port', String(adminPort), '--mqtt-renewal', '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+    timeout: 60_000,
+  });
+  if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
+  const config = JSON.parse(res.stdout) as { env: Record<string, string>; files: { combinedCa: string } };
+  expect(config.env.MQTT_RENEWAL).toBe('true');
+  combinedCa = config.files.combinedCa;
+  broker = await startMosquitto({ configDir: file('broker'), asWritten: true });
+  env = { ...env, ...config.env };
+  t = await startTestService(database, { dataDir: file('data'), env });
+  const started = await t.service.renewal.start(t.service.app.log);
+  expect(started.mqtt).toContain(config.env.BROKER_ADMIN_URL);
+}, 120_000);
+
+afterAll(async () => {
+  await t?.close();
+  await broker?.stop();
+  await database?.close();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+}, 60_000);
+
+describe('renewal over MQTT (real Mosquitto, broker-config --mqtt-renewal)', () => {
+  it('the ACL limits each device to its own request and response topic, and lets certfleet answer', () => {
+    const acl = readFileSync(file('broker/acl'), 'utf8');
+    expect(acl).toContain('pattern write certfleet/renew/%u/request');
+    expect(acl).toContain('pattern read certfleet/renew/%u/response');
+    expect(acl).not.toMatch(/^pattern readwrite #$/m);
+    expect(acl).toMatch(/user certfleet-admin[\s\S]*topic read certfleet\/renew\/\+\/\+\/request[\s\S]*topic write certfleet\/renew\/\+\/\+\/response/);
+  });
+
+  it('renews, reconnects with the new certificate, confirms with the new key; the old certificate is then refused', async () => {
+    const oldId = await generate('dev-a', 'a-old');
+    const device = await connectDevice('a-old', `${TENANT}/dev-a`);
+    const request = { request_id: 'r-1', csr_pem: await csrPem('a-new') };
+    const renewed = await device.ask(request);
+    expect(renewed.problem).toBeUndefined();
+    expect(renewed.rotation?.old_certificate_ids).toEqual([oldId]);
+    writeFileSync(file('a-new.crt'), renewed.cert_pem!);
+    expect(await openssl(['x509', '-in', 'a-new.crt', '-noout', '-subject'])).toMatch(/CN\s*=\s*TENANT1\/dev-a/);
+    expect(await openssl(['x509', '-in', 'a-new.crt', '-noout', '-pubkey'])).toBe(await openssl(['pkey', '-in', 'a-new.key', '-pubout']));
+    // Retried (e.g. the response was lost): the same certificate again.
+    expect((await device.ask(request)).cert_pem).toBe(renewed.cert_pem);
+    await device.client.endAsync();
+
+    // The device switches to its new certificate and confirms with a signature of the new key.
+    const next = await connectDevice('a-new', `${TENANT}/dev-a`);
+    await writeFileSync(file('confirm.txt'), 'certfleet-confirm:r-1');
+    await openssl(['dgst', '-sha256', '-sign', 'a-new.key', '-out', 'confirm.sig', 'confirm.txt']);
+    const wrongKey = await next.ask({ confirm: 'r-1', signature: Buffer.from('not a signature').toString('base64') });
+    expect(wrongKey.problem?.code).toBe('FORBIDDEN');
+    const confirmed = await next.ask({ confirm: 'r-1', signature: readFileSync(file('confirm.sig')).toString('base64') });
+    expect(confirmed.problem).toBeUndefined();
+    expect(confirmed.confirmed).toBe(true);
+    await next.client.endAsync();
+
+    const old = (await t.call(TENANT, 'GET', `/customer/certificates/${oldId}`)).json.certificate;
+    expect(old.status).toBe('REVOKED');
+    const { rows } = await database.db.asOperator((tx) =>
+      tx.query<{ confirmed_via: string }>('SELECT confirmed_via FROM certificate_rotations WHERE old_certificate_id = $1', [oldId]),
+    );
+    expect(rows).toEqual([{ confirmed_via: 'mqtt' }]);
+
+    // certfleet republishes the CRL and reloads the broker: the old certificate is refused.
+    const until = Date.now() + 30_000;
+    let verdict = await probe('a-old');
+    while (verdict !== 'revoked' && Date.now() < until) verdict = await probe('a-old');
+    expect(verdict).toBe('revoked');
+    expect(await probe('a-new')).toBe('accepted');
+  });
+
+  it('a device cannot publish a request for another device: the broker denies it', async () => {
+    await generate('dev-b', 'b');
+    await generate('dev-c', 'c');
+    const spoof = await publishWithMosquittoPub({
+      port,
+      cafile: combinedCa,
+      cert: file('b.crt'),
+      key: file('b.key'),
+      topic: `certfleet/renew/${TENANT}/dev-c/request`,
+      message: JSON.stringify({ request_id: 'spoof', csr_pem: await csrPem('b-for-c') }),
+      timeoutMs: 20_000,
+    });
+    // MQTT 5: the broker answers the PUBLISH with reason code 135, not authorized.
+    expect(spoof.output).toMatch(/not authori[sz]ed/i);
+    expect(spoof.ok).toBe(false);
+    expect((await t.call(TENANT, 'GET', '/customer/devices/dev-c/certificates/rotation')).status).toBe(404);
+  });
+
+  it('answers a garbage CSR, a weak key and a malformed message with a problem, never a certificate', async () => {
+    const device = await connectDevice('c', `${TENANT}/dev-c`);
+    const garbage = await device.ask({ request_id: 'g', csr_pem: 'not a CSR' });
+    expect(garbage.problem?.code).toBe('INVALID_CSR');
+    const weak = await device.ask({ request_id: 'w', csr_pem: await csrPem('c-weak', ['-newkey', 'rsa:1024']) });
+    expect(weak.problem?.code).toBe('WEAK_KEY');
+    const missing = await device.ask({ request_id: 'm' });
+    expect(missing.problem?.code).toBe('VALIDATION_FAILED');
+    expect(garbage.cert_pem ?? weak.cert_pem ?? missing.cert_pem).toBeUndefined();
+    await device.client.endAsync();
+    expect((await t.call(TENANT, 'GET', '/customer/devices/dev-c/certificates/rotation')).status).toBe(404);
+  });
+});
