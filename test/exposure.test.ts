@@ -65,7 +65,7 @@ describe('exposure: the worker\'s /metrics', () => {
     const env: NodeJS.ProcessEnv = { ...process.env, CERTFLEET_DATA_DIR: mkdtempSync(join(tmpdir(), 'certfleet-exposure-')), METRICS_TOKEN: 'worker-scrape-1', LOG_LEVEL: 'warn' };
     delete env.DATABASE_URL;
     delete env.NODE_ENV;
-    const child = spawn(process.execPath, [join(import.meta.dirname, '..', 'bin', 'certfleet.js'), 'worker', '--metrics-port', '0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [join(import.meta.dirname, 'support', 'certfleet-source.js'), 'worker', '--metrics-port', '0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
     try {
       const port = await new Promise<number>((resolve, reject) => {
         let err = '';

@@ -2,15 +2,15 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
+import { createLogger } from '../src/support/logger.ts';
 import { tokenVerifierFor } from '../src/composition/token-verifier.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js'); // the CLI from the sources (bin/certfleet.js runs dist/)
 const cli = (args: string[], env: Record<string, string>) => {
   const base = { ...process.env };
   delete base.DATABASE_URL;
@@ -42,14 +42,13 @@ describe('production authentication', () => {
     const dataDir = tmp();
     for (let start = 0; start < 2; start++) {
       const lines: string[] = [];
-      const stream = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
       const t = await startTestService(database, {
         dataDir,
         env: { NODE_ENV: 'production', CERTFLEET_AUTH: 'development' },
-        overrides: { logger: { level: 'warn', stream } },
+        overrides: { logger: createLogger({ level: 'warn', destination: { write: (line: string) => void lines.push(line) } }) },
       });
       try {
-        const warnings = lines.map((l) => JSON.parse(l)).filter((l) => l.level === 40 && /CERTFLEET_AUTH=development/.test(l.msg));
+        const warnings = lines.map((l) => JSON.parse(l)).filter((l) => l.level === 'warn' && /CERTFLEET_AUTH=development/.test(l.msg));
         expect(warnings).toHaveLength(1);
         expect(t.service.authWarning).toMatch(/OIDC_ISSUER/);
       } finally {

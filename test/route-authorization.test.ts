@@ -28,6 +28,7 @@ import { createSessionStore } from '../src/composition/browser-sessions.ts';
 import { tokenVerifierFor } from '../src/composition/token-verifier.ts';
 import { createWorker, type Worker } from '../src/composition/worker.ts';
 import { buildHttpApp } from '../src/http/app.ts';
+import { silentLogger } from '../src/support/logger.ts';
 import { routeTable, type RegisteredRoute, type RouteAccess } from '../src/http/route-table.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { opensslCsr } from './support/openssl.ts';
@@ -250,7 +251,7 @@ describe('authorization of every registered route', () => {
       storage: database.storage,
       crl: t.service.crl.publisher,
       revocations: t.service.crl.listener,
-      log: () => undefined,
+      log: silentLogger,
       holder: 'route-authorization',
     });
     const jwk = JSON.parse(readFileSync(join(t.dataDir, 'dev-token-key.json'), 'utf8')) as JWK;

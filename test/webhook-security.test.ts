@@ -9,10 +9,11 @@ import { loadOrCreateSecretKeyFile, loadWebhookSecrets } from '../src/compositio
 import { loadConfig } from '../src/config.ts';
 import { isNonPublicAddress } from '../src/domain/network-policy.ts';
 import { createSecretBox, isSealed, parseSecretKey } from '../src/pki/secret-box.ts';
-import { createHttpWebhookSender, guardedLookup } from '../src/worker/webhook-sender.ts';
+import { createHttpWebhookSender, guardedLookup } from '../src/webhooks/webhook-sender.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, testConfig, type TestService } from './support/service.ts';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-receiver.ts';
+import { silentLogger } from '../src/support/logger.ts';
 
 describe('webhook secret encryption (secret box, key file)', () => {
   it('seals with AES-256-GCM and a fresh IV each time; opens only with the same key; passes legacy plaintext through', () => {
@@ -112,7 +113,7 @@ describe.each(DRIVERS)('webhooks under the default configuration on %s', (kind) 
       storage: database.storage,
       crl: null,
       revocations: t.service.crl.listener,
-      log: () => undefined,
+      log: silentLogger,
       holder: `test-${workers.length}`,
     });
     workers.push(worker);

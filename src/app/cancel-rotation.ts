@@ -1,4 +1,5 @@
 import { AppError } from '../domain/errors.ts';
+import { assertEndEntityReason } from '../domain/revocation-reasons.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
 import type { Queryable } from '../storage/driver.ts';
 import { recordAudit } from '../storage/repos/audit-repo.ts';
@@ -41,6 +42,7 @@ export function createCancelRotation({ db, clock, revocations }: Pick<AppDeps, '
   return async (actor: Actor, deviceId: string, reason?: string) => {
     assertDeviceId(deviceId);
     const text = reason?.trim() || CANCELLED_ROTATION_REASON;
+    assertEndEntityReason(text);
     const now = clock.now();
     const result = await db.asTenant(actor.tenantId, async (tx) => {
       if (!(await lockDevice(tx, actor.tenantId, deviceId))) throw deviceNotFound(deviceId);

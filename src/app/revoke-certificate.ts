@@ -1,5 +1,5 @@
 import { AppError } from '../domain/errors.ts';
-import { reasonNameFor } from '../domain/revocation-reasons.ts';
+import { assertEndEntityReason, reasonNameFor } from '../domain/revocation-reasons.ts';
 import type { Queryable } from '../storage/driver.ts';
 import { recordAudit } from '../storage/repos/audit-repo.ts';
 import { findCertificate, markRevoked } from '../storage/repos/certificates-repo.ts';
@@ -50,6 +50,7 @@ async function notRevocable(tx: Queryable, id: number): Promise<AppError> {
 export function createRevokeCertificate({ db, clock, revocations }: Pick<AppDeps, 'db' | 'clock' | 'revocations'>) {
   return async (actor: Actor, id: number, reason: string | undefined) => {
     const text = reason?.trim() || 'unspecified';
+    assertEndEntityReason(text);
     const certificate = await db.asTenant(actor.tenantId, async (tx) => {
       const revoked = await revokeInTransaction(tx, actor, id, text, clock.now());
       if (!revoked) throw await notRevocable(tx, id);

@@ -34,7 +34,7 @@ export const rotationPending = (pending: PendingRotationView) =>
  * certificate's PEM), so a caller can answer 409 or, for a device asking again, hand out the
  * same certificate. No ACTIVE certificate: a plain issue.
  */
-export function createStartRotation(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'settings'>) {
+export function createStartRotation(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'settings' | 'issuanceLimit'>) {
   const sign = createSignDeviceCertificate(deps);
   return async (actor: Actor, deviceId: string, input: RotateInput) => {
     assertDeviceId(deviceId);
@@ -97,7 +97,7 @@ export function createStartRotation(deps: Pick<AppDeps, 'db' | 'authority' | 'ke
       ca_cert_pem: deps.authority.caCertPem(),
       old_certificates: old,
       grace_period_hours: graceHours,
-      warning: `${keyWarning} ${oldWarning}`,
+      warning: [keyWarning, oldWarning, signed.validityWarning].filter(Boolean).join(' '),
     };
     return { outcome: 'started', rotation } as const;
   };
@@ -106,7 +106,7 @@ export function createStartRotation(deps: Pick<AppDeps, 'db' | 'authority' | 'ke
 export type StartRotationResult = Awaited<ReturnType<ReturnType<typeof createStartRotation>>>;
 
 /** The operator/customer API's rotate: a pending rotation is a 409 ROTATION_PENDING carrying it. */
-export function createRotateCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'settings'>) {
+export function createRotateCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'settings' | 'issuanceLimit'>) {
   const start = createStartRotation(deps);
   return async (actor: Actor, deviceId: string, input: RotateInput) => {
     const result = await start(actor, deviceId, input);

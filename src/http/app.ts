@@ -1,5 +1,5 @@
 import { createServer } from 'node:http';
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -27,7 +27,8 @@ export interface HttpAppOptions {
   /** METRICS_TOKEN: /metrics needs `Authorization: Bearer <it>`. */
   metricsToken?: string | null;
   sessions: SessionStore;
-  logger?: FastifyServerOptions['logger'];
+  /** The process logger (request lines); none: no request logging. */
+  logger?: FastifyBaseLogger;
   /** Session cookies get Secure (PUBLIC_BASE_URL is https). */
   secureCookies?: boolean;
   /** Slow-client limits of the listening server. */
@@ -36,7 +37,7 @@ export interface HttpAppOptions {
 
 export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? false,
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: 256 * 1024,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
     ajv: { customOptions: { coerceTypes: false } },
@@ -87,13 +88,16 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   // Authentication and authorization of a whole route scope happen here, in its hooks;
   // handlers only read request.principal (customerActor, operatorPrincipal).
   const authenticate = createAuthenticate(options.verifier, options.sessions);
+  // The first prefix is the documented one; the others are aliases, served but hidden from OpenAPI
+  // so that each operation is listed once.
   const mount = (plugins: FastifyPluginAsync[], access: 'customer' | 'operator', prefixes: string[]) => {
-    for (const prefix of prefixes) {
+    for (const [index, prefix] of prefixes.entries()) {
       routes.scope(prefix, access);
       app.register(
         async (scope) => {
           scope.addHook('onRequest', authenticate);
           scope.addHook('onRequest', authorizeScope(access));
+          if (index > 0) scope.addHook('onRoute', (route) => void (route.schema = { ...route.schema, hide: true }));
           for (const plugin of plugins) await scope.register(plugin);
         },
         { prefix },

@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import type { Database } from '../../storage/database.ts';
+import { pingDatabase, type Database } from '../../storage/database.ts';
 
 export function healthRoutes(deps: { db: Database; caLoaded: boolean }) {
   return async (app: FastifyInstance) => {
     app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
     app.get('/readyz', { schema: { hide: true } }, async (request, reply) => {
       try {
-        await deps.db.asOperator((tx) => tx.query('SELECT 1'));
+        await pingDatabase(deps.db);
       } catch (e) {
         // The error text (host names, user names, SQL) goes to the log, never to the caller.
         request.log.error({ err: e }, 'readiness check: database unavailable');
