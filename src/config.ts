@@ -38,6 +38,8 @@ export interface Config {
   /** METRICS_TOKEN: /metrics answers only requests with `Authorization: Bearer <it>`. */
   metricsToken: string | null;
   http: HttpLimits;
+  /** The web console's OIDC public client (authorization code + PKCE); null: the console signs in with a pasted token. */
+  consoleOidc: { clientId: string; scope: string } | null;
   logLevel: string;
   /** WEBHOOK_SECRET_KEY (32 bytes): encrypts webhook secrets at rest; null → the key file webhookSecretKeyPath. */
   webhookSecretKey: Buffer | null;
@@ -156,6 +158,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     metricsTenantLabels: bool(env, 'METRICS_TENANT_LABELS', false),
     metricsToken: env.METRICS_TOKEN || null,
     http,
+    consoleOidc: oidcIssuer && env.OIDC_CLIENT_ID ? { clientId: env.OIDC_CLIENT_ID, scope: env.OIDC_SCOPE || 'openid' } : null,
     logLevel: env.LOG_LEVEL || 'info',
     webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,
