@@ -90,6 +90,8 @@ interface Row {
 }
 
 const path = (p: string) => () => ({ path: p });
+/** The same status whatever the credentials (routes that read no credentials). */
+const everyCase = (status: number): Partial<Record<CaseName, number>> => Object.fromEntries(CASES.map((c) => [c, status]));
 
 const ROUTES: Record<string, Row> = {
   // customer: devices and certificates
@@ -144,6 +146,10 @@ const ROUTES: Record<string, Row> = {
     own: 201,
     request: async (fx) => ({ path: `/devices/${await fx.device()}/enrollment-tokens`, body: { expires_in_hours: 1 } }),
   },
+  // customer: audit log and overview (console)
+  'customer GET /audit-events': { own: 200 },
+  'customer GET /expiry-summary': { own: 200 },
+  'customer GET /crl/status': { own: 200 },
   // customer: webhooks
   'customer POST /notification-webhooks': {
     own: 201,
@@ -172,6 +178,15 @@ const ROUTES: Record<string, Row> = {
   'operator GET /alerts/:id': { own: 200, request: async (fx) => ({ path: `/alerts/${await fx.alert()}` }) },
   'operator POST /alerts/:id/acknowledge': { own: 200, request: async (fx) => ({ path: `/alerts/${await fx.alert()}/acknowledge` }) },
   'operator POST /alerts/:id/close': { own: 200, request: async (fx) => ({ path: `/alerts/${await fx.alert()}/close` }) },
+  'operator GET /audit-events': { own: 200 },
+  'operator GET /expiry-summary': { own: 200 },
+  'operator GET /crl/status': { own: 200 },
+  // how the console signs in, and who is signed in
+  'session GET /config': { own: 200, expect: everyCase(200) },
+  'session GET /me': {
+    own: 200,
+    expect: { 'no token': 200, 'other tenant': 200, 'customer on operator route': 200, 'operator on customer route': 200, 'cookie without CSRF token': 200 },
+  },
   // browser sessions: the token travels in the body
   'session POST /session': {
     own: 200,
@@ -195,6 +210,9 @@ const ROUTES: Record<string, Row> = {
     },
   },
   // public
+  'public GET /': { own: 302 },
+  'public GET /app': { own: 200 },
+  'public GET /app/*': { own: 200, request: path('/app/index.html') },
   'public GET /healthz': { own: 200 },
   'public GET /readyz': { own: 200 },
   'public GET /metrics': { own: 200 },
