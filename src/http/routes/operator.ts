@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
 import type { CertificateStatus, RotationFilter } from '../../domain/certificate.ts';
-import { requireOperator } from '../auth-hooks.ts';
 import { certificateCursor, certificateListQuery, pageQuery } from '../schemas.ts';
 
 /** Cross-tenant views for the platform team (operator role; runs as certfleet_operator). */
@@ -17,7 +16,6 @@ export function operatorRoutes(useCases: UseCases) {
         },
       },
       async (request) => {
-        requireOperator(request);
         const q = request.query;
         return useCases.listDevices.forOperator({ limit: q.limit, cursor: q.cursor, tenantId: q.tenant_id });
       },
@@ -27,7 +25,6 @@ export function operatorRoutes(useCases: UseCases) {
       '/certificates',
       { schema: { tags: ['operator'], summary: 'List certificates of every tenant', querystring: certificateListQuery } },
       async (request) => {
-        requireOperator(request);
         const q = request.query;
         return useCases.listCertificates.forOperator({
           tenantId: q.tenant_id,
