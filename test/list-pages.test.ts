@@ -251,6 +251,8 @@ describe.each(DRIVERS)('list page plans on %s, with and without table statistics
       ['status, first page', list({ status: 'REVOKED' }), 'device_certificates', 'device_certificates_tenant_status_id'],
       ['status, deepest page', list({ status: 'REVOKED', beforeId: deep }), 'device_certificates', 'device_certificates_tenant_status_id'],
       ['device', list({ deviceId: 'dev-77' }), 'device_certificates', 'device_certificates_tenant_device_id'],
+      ['expiring, first page', list({ expiringBefore: new Date(Date.now() + 30 * DAY) }), 'device_certificates', 'device_certificates_tenant_status_id'],
+      ['device and status', list({ deviceId: 'dev-77', status: 'ACTIVE' }), 'device_certificates', 'device_certificates_tenant_device_id'],
       ['devices, deepest page', (tx) => listDevices(tx, { tenantId: 'big', limit: 100, after: 'big/dev-9990' }), 'device_registry', 'device_registry_pkey'],
     ];
     // Alerts filter on columns no index covers: with statistics, a tenant holding most of the
