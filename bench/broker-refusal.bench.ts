@@ -27,8 +27,9 @@ import { tlsOptions } from '../test/support/mqtt-clients.ts';
 import { startTestService } from '../test/support/service.ts';
 import { emitTable, round, scaled } from './support/results.ts';
 import { fmt, percentile } from './support/server.ts';
+import { createLogger } from '../src/support/logger.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, '..', 'test', 'support', 'certfleet-source.js');
 const SIZES = scaled([0, 100_000, 1_000_000], [0, 10_000]);
 const REVOCATIONS = scaled(20, 6);
 const TENANT = 'bench';
@@ -76,7 +77,7 @@ async function measureSize(revokedAlready: number) {
     const brokerConfig = JSON.parse(res.stdout) as { files: Record<string, string>; env: Record<string, string> };
     const broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true, startTimeoutMs: 300_000 });
     env = { ...env, ...brokerConfig.env };
-    const t = await startTestService(database, { dataDir: join(tmp, 'data'), env, overrides: { logger: { level: 'warn', stream: { write: () => undefined } } } });
+    const t = await startTestService(database, { dataDir: join(tmp, 'data'), env, overrides: { logger: createLogger({ level: 'warn', destination: { write: () => undefined } }) } });
     try {
       expect201(await t.call(TENANT, 'POST', '/customer/devices', { device_id: 'BENCH-1' }));
       const certs: { id: number; files: Files }[] = [];

@@ -70,7 +70,7 @@ async function child(databaseUrl: string, caDir: string, outPath: string): Promi
   const ca = await loadDeviceCa(join(caDir, 'ca.pem'), join(caDir, 'ca.key'));
   const authority = crlAuthorityFor(ca);
   const lines: Record<string, unknown>[] = [];
-  const logger = { info: (o: Record<string, unknown>) => void lines.push(o), warn: () => undefined, error: (o: Record<string, unknown>) => console.error(o) };
+  const logger = { debug: () => undefined, info: (o: Record<string, unknown>) => void lines.push(o), warn: () => undefined, error: (o: Record<string, unknown>) => console.error(o) };
   const publisher = createCrlPublisher({
     publish: createPublishCrl({ db, clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl({ publicBaseUrl: BASE_URL }) } }),
     readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),

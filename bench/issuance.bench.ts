@@ -46,7 +46,7 @@ const certfleetRequest = (base: string, token: string, keyType: string) => (i: n
 export async function runIssuanceBench(options: { seconds?: number } = {}) {
   const seconds = options.seconds ?? scaled(10, 3);
   const db = await benchDatabase();
-  const server = await startServer('api', db.url);
+  const server = await startServer('api', db.url, { ISSUANCE_RATE_PER_MINUTE: '0' }); // capacity, not the per-tenant limit
   const ca = { certPath: join(server.dataDir, 'ca', 'device-ca.crt'), keyPath: join(server.dataDir, 'ca', 'device-ca.key') };
   const python = pythonWithCryptography();
   try {

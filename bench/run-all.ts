@@ -18,8 +18,10 @@ const CHART = 'docs/benchmarks/crl-build-time.svg';
 
 const BENCHES: [string, string][] = [
   ['issuance', 'issuance.bench.ts'],
+  ['tenant-fairness', 'tenant-fairness.bench.ts'],
   ['crl-publish', 'crl-publish.bench.ts'],
   ['crl-build', 'crl-build.bench.ts'],
+  ['crl-lint', 'crl-lint.bench.ts'],
   ['broker-refusal', 'broker-refusal.bench.ts'],
   ['expiry-tick', 'expiry-tick.bench.ts'],
   ['api-read', 'api-read.bench.ts'],

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseSecretKey } from './pki/secret-box.ts';
 
@@ -10,6 +11,9 @@ export interface Config {
   productionMode: boolean;
   caCertPath: string;
   caKeyPath: string;
+  /** DEVICE_CA_KEY_PASSPHRASE_FILE (preferred) or DEVICE_CA_KEY_PASSPHRASE: for an encrypted PKCS#8 CA key. */
+  caKeyPassphraseFile: string | null;
+  caKeyPassphrase: string | null;
   crlOutputPath: string;
   crlRefreshMinutes: number;
   crlValidityHours: number;
@@ -30,6 +34,11 @@ export interface Config {
   webhookSecretKeyPath: string;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS=true: webhooks may target loopback, private and link-local addresses. */
   webhookAllowPrivateNetworks: boolean;
+  /** Certificate issuance (generate, csr, rotate) per tenant: tokens per minute (0: no limit) and burst. */
+  issuanceRatePerMinute: number;
+  issuanceBurst: number;
+  /** Worker threads generating RSA keys (default: cores - 1, at least 1; 0: unbounded in libuv's pool, the benchmark's peer). */
+  keygenWorkers: number;
   /** EST (RFC 7030) listener for device enrollment and renewal; null: off (EST_PORT unset). */
   est: { port: number; host: string; tlsCertPath: string; tlsKeyPath: string } | null;
   /** MQTT_RENEWAL=true: answer device renewal requests on certfleet/renew/<CN>/request as the broker admin. */
@@ -84,6 +93,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     productionMode: Boolean(databaseUrl) || env.NODE_ENV === 'production',
     caCertPath: resolve(env.DEVICE_CA_CERT_PATH || `${dataDir}/pki/device-ca.crt`),
     caKeyPath: resolve(env.DEVICE_CA_KEY_PATH || `${dataDir}/pki/device-ca.key`),
+    caKeyPassphraseFile: env.DEVICE_CA_KEY_PASSPHRASE_FILE ? resolve(env.DEVICE_CA_KEY_PASSPHRASE_FILE) : null,
+    caKeyPassphrase: env.DEVICE_CA_KEY_PASSPHRASE || null,
     crlOutputPath: resolve(env.CRL_OUTPUT_PATH || `${dataDir}/pki/device-crl.pem`),
     crlRefreshMinutes: int(env, 'CRL_REFRESH_MINUTES', 60, 1, 10_080),
     crlValidityHours: int(env, 'CRL_VALIDITY_HOURS', 168, 2, 8_760),
@@ -107,6 +118,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,
     webhookAllowPrivateNetworks: bool(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
+    issuanceRatePerMinute: int(env, 'ISSUANCE_RATE_PER_MINUTE', 600, 0, 1_000_000),
+    issuanceBurst: int(env, 'ISSUANCE_BURST', 100, 1, 100_000),
+    keygenWorkers: int(env, 'KEYGEN_WORKERS', Math.max(1, availableParallelism() - 1), 0, 64),
     est: estConfig(env, host),
     mqttRenewal: bool(env, 'MQTT_RENEWAL', false),
   };

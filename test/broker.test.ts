@@ -18,6 +18,7 @@ import { type BrokerConfigResult, writeBrokerConfig } from '../src/broker/write-
 import { BrokerReloadError, createBrokerReloader } from '../src/broker/broker-reloader.ts';
 import { type RunningMosquitto, startMosquitto } from './support/mosquitto.ts';
 import { connectWithMqttJs, openWatchedClient, publishWithMosquittoPub, type WatchedClient } from './support/mqtt-clients.ts';
+import { silentLogger } from '../src/support/logger.ts';
 
 const execFileAsync = promisify(execFile);
 const isRoot = process.getuid?.() === 0;
@@ -126,7 +127,7 @@ async function monitor(options: mqtt.IClientOptions) {
   return {
     client,
     received,
-    async expectMessage(message: string, timeoutMs = 3000) {
+    async expectMessage(message: string, timeoutMs = 30_000) {
       const until = Date.now() + timeoutMs;
       while (!received.includes(message)) {
         if (Date.now() > until) throw new Error(`message ${message} did not arrive; got ${JSON.stringify(received)}`);
@@ -221,7 +222,7 @@ describe('writeBrokerConfig + Mosquitto mTLS + CRL reload', () => {
     await revoke(a1.cert);
     const offset = broker.logs().length;
     await createBrokerReloader({ pidFile: broker.pidFile }).reload();
-    await broker.waitForLog(/Reloading config/, 5000, offset);
+    await broker.waitForLog(/Reloading config/, 30_000, offset);
 
     const refused = await publishWithMosquittoPub({ port: broker.port, cafile, cert: a1.cert, key: a1.key, topic: 'tenant/t1/device/dev1/telemetry', message: 'from-revoked' });
     expect(refused.ok, refused.output).toBe(false);
@@ -241,11 +242,11 @@ describe('writeBrokerConfig + Mosquitto mTLS + CRL reload', () => {
     const logged: string[] = [];
     const reloader = createBrokerReloader({
       command: `kill -HUP "$(cat '${broker.pidFile}')"`,
-      log: { info: (_obj, msg) => logged.push(msg) },
+      log: { ...silentLogger, info: (_obj, msg) => void logged.push(msg) },
     });
     expect(reloader.configured).toBe(true);
     await reloader.reload();
-    await broker.waitForLog(/Reloading config/, 5000, offset);
+    await broker.waitForLog(/Reloading config/, 30_000, offset);
     expect(logged).toContain('broker reload command succeeded');
 
     const failing = createBrokerReloader({ command: 'echo boom >&2; exit 3' });
@@ -398,7 +399,7 @@ describe('connected sessions: reload + kick through the dynamic security plugin'
     await revoke(b1.cert);
     const offset = broker.logs().length;
     await createBrokerReloader({ pidFile: broker.pidFile }).reload();
-    await broker.waitForLog(/Reloading config/, 5000, offset);
+    await broker.waitForLog(/Reloading config/, 30_000, offset);
 
     // The problem: after the reload the revoked session is still open and still publishes.
     await sleep(200);
@@ -411,12 +412,12 @@ describe('connected sessions: reload + kick through the dynamic security plugin'
     const kicker = createSessionKicker({ url: adminUrl, username: 'certfleet-admin', password: adminPassword });
     const result = await kicker.kick('t1/dev2');
     expect(result).toEqual({ commonName: 't1/dev2', method: 'create-delete' });
-    await broker.waitForLog(/disconnected by administrative action/, 3000, offset);
+    await broker.waitForLog(/disconnected by administrative action/, 30_000, offset);
 
-    await revoked.waitFor(() => revoked.closes > 0, 3000, 'revoked session closed');
-    await current.waitFor(() => current.connects >= 2 && current.connected, 5000, 'current session reconnected');
-    // Several reconnect attempts (every 200 ms) of the revoked certificate all fail.
-    await sleep(1200);
+    await revoked.waitFor(() => revoked.closes > 0, 30_000, 'revoked session closed');
+    await current.waitFor(() => current.connects >= 2 && current.connected, 30_000, 'current session reconnected');
+    // Several reconnect attempts (every 200 ms) of the revoked certificate all fail: wait until three were refused.
+    await revoked.waitFor(() => revoked.errors.length >= 3, 60_000, 'three refused reconnect attempts');
     expect(revoked.connected).toBe(false);
     expect(revoked.connects).toBe(1);
     expect(revoked.errors.length + revoked.closes).toBeGreaterThan(1);
@@ -439,7 +440,7 @@ describe('connected sessions: reload + kick through the dynamic security plugin'
     sessions.push(session);
     const kicker = createSessionKicker({ url: adminUrl, username: 'certfleet-admin', password: adminPassword });
     expect(await kicker.kick('t1/dev3')).toEqual({ commonName: 't1/dev3', method: 'disable-enable' });
-    await session.waitFor(() => session.connects >= 2 && session.connected, 5000, 'reconnect after kick');
+    await session.waitFor(() => session.connects >= 2 && session.connected, 30_000, 'reconnect after kick');
     const [client] = await dynsec([{ command: 'getClient', username: 't1/dev3' }]);
     expect(client.error).toBeUndefined();
     expect(JSON.stringify(client.data)).not.toContain('"disabled":true');

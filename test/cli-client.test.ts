@@ -9,8 +9,9 @@ import { main } from '../src/cli/main.ts';
 import { isGroup } from '../src/cli/spec.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { silentLogger } from '../src/support/logger.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-cli-'));
 
 /** Runs the CLI in this process (the service under test answers from the same event loop). */
@@ -182,7 +183,7 @@ describe('certfleet CLI against a running certfleet', () => {
   it('alerts list, ack and close', async () => {
     // DEV-1's first certificate (20 days) was rotated; a new one expiring in 10 days gets an alert.
     expect((await cli(['certs', 'generate', 'DEV-22', '--key-type', 'ec-p256', '--validity-days', '10', '--out', tmp()])).code).toBe(0);
-    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, metrics: t.service.metrics, crl: t.service.crl.publisher, revocations: t.service.crl.listener, log: () => {}, holder: 'cli-test' });
+    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, metrics: t.service.metrics, crl: t.service.crl.publisher, revocations: t.service.crl.listener, log: silentLogger, holder: 'cli-test' });
     try {
       expect((await worker.runOnce()).filter((r) => r.status !== 'ok')).toEqual([]);
     } finally {

@@ -8,7 +8,7 @@ import { JOURNAL_FILE, type JournalRecord } from '../src/cli/rotation-journal.ts
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const EXPIRING = 1000;
 const LONG_LIVED = 10;
 const ALREADY_PENDING = 5;

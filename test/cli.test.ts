@@ -7,7 +7,7 @@ import { createTestDatabase } from './support/databases.ts';
 import { startTestService } from './support/service.ts';
 import { run } from './support/openssl.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const cli = (args: string[], env: Record<string, string>) =>
   spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
 const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-cli-'));
@@ -54,7 +54,7 @@ describe('certfleet CLI', () => {
 
   it('a second process on the same embedded data dir exits with a clear message', async () => {
     const dataDir = tmp();
-    const first = spawn(process.execPath, [BIN, 'serve'], { env: { ...process.env, CERTFLEET_DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'warn' } });
+    const first = spawn(process.execPath, [BIN, 'serve'], { env: { ...process.env, CERTFLEET_DATA_DIR: dataDir, PORT: '0', LOG_LEVEL: 'info' } });
     children.push(first);
     let out = '';
     first.stdout!.on('data', (d) => (out += d));
@@ -99,7 +99,7 @@ describe('certfleet CLI', () => {
     try {
       await expect(
         startTestService(database, { env: { DEVICE_CA_CERT_PATH: join(dir, 'device-ca.crt'), DEVICE_CA_KEY_PATH: join(dir, 'device-ca.key') } }),
-      ).rejects.toThrow(/world-readable/);
+      ).rejects.toThrow(/device-ca.key is accessible by group or others \(mode 0644\): run chmod 600/);
     } finally {
       await database.close();
     }

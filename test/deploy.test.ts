@@ -6,19 +6,25 @@
  *
  * UPDATE_DEPLOY=1 rewrites deploy/mosquitto/mosquitto.conf from the broker-config output.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, posix } from 'node:path';
+import { basename, dirname, join, posix } from 'node:path';
 import { parse } from 'yaml';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createThrowawayDatabase } from './support/databases.ts';
+import { ensureDistBuilt } from './support/dist.ts';
+import { freePort } from './support/mosquitto.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const DEPLOY = join(ROOT, 'deploy');
-const BIN = join(ROOT, 'bin', 'certfleet.js');
+const BIN = join(ROOT, 'test', 'support', 'certfleet-source.js');
 
 interface Service {
   image?: string;
+  depends_on?: Record<string, { condition?: string }>;
+  healthcheck?: { test?: string[] | string };
+  restart?: string;
   build?: unknown;
   command?: string[] | string;
   environment?: Record<string, string>;
@@ -60,7 +66,7 @@ describe('deploy/docker-compose.yml', () => {
     for (const name of ['postgres', 'api', 'worker', 'mosquitto', 'init']) expect(services[name], name).toBeDefined();
     expect(JSON.stringify(compose)).not.toMatch(/docker\.sock/);
     const { worker, mosquitto, api } = services;
-    expect(worker.command).toEqual(['worker']);
+    expect(worker.command).toEqual(['worker', '--metrics-port', '9464']);
     expect(api.command).toEqual(['api']);
     expect(worker.pid).toBe('service:mosquitto');
     expect(worker.cap_drop).toEqual(['ALL']);
@@ -140,10 +146,161 @@ describe('deploy/docker-compose.yml', () => {
     expect(posix.isAbsolute(worker.environment!.BROKER_PID_FILE)).toBe(true);
   });
 
+  it('for Compose v2: every service that others wait for has a healthcheck, every dependency a condition', () => {
+    expect(readFileSync(join(DEPLOY, 'docker-compose.yml'), 'utf8')).toMatch(/Compose v2/);
+    const oneShot = Object.keys(services).filter((name) => services[name].restart === 'no');
+    expect(oneShot).toEqual(['init']);
+    for (const [name, service] of Object.entries(services)) {
+      if (!oneShot.includes(name)) expect(service.healthcheck?.test, `${name} healthcheck`).toBeDefined();
+      if (name !== 'postgres') expect(Object.keys(service.depends_on ?? {}).length, `${name} depends_on`).toBeGreaterThan(0);
+      for (const [dependency, { condition }] of Object.entries(service.depends_on ?? {})) {
+        expect(condition, `${name} -> ${dependency}`).toBe(oneShot.includes(dependency) ? 'service_completed_successfully' : 'service_healthy');
+      }
+    }
+    // The worker's healthcheck asks the metrics port its command opens.
+    expect(JSON.stringify(services.worker.healthcheck!.test)).toContain(':9464/metrics');
+  });
+
   const dockerCompose = spawnSync('docker', ['compose', 'version'], { encoding: 'utf8' }).status === 0;
-  // Registered only where the compose client exists (this machine has none): never counted as a skip.
-  if (dockerCompose) it('passes `docker compose config`', () => {
+  // Reported as skipped, with the reason in its name, where the compose client is missing.
+  it.skipIf(!dockerCompose)(`passes \`docker compose config\`${dockerCompose ? '' : ' (skipped: no `docker compose` client on this machine)'}`, () => {
     const res = spawnSync('docker', ['compose', '-f', join(DEPLOY, 'docker-compose.yml'), 'config', '-q'], { encoding: 'utf8' });
     expect(res.status, res.stderr).toBe(0);
+  });
+});
+
+/** deploy/Dockerfile as stages of instructions (continuation lines joined). */
+function dockerfileStages(): { name: string; workdir: string; instructions: { op: string; args: string }[] }[] {
+  const text = readFileSync(join(DEPLOY, 'Dockerfile'), 'utf8').replace(/\\\n\s*/g, ' ');
+  const stages: { name: string; workdir: string; instructions: { op: string; args: string }[] }[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^([A-Z]+)\s+(.*)$/.exec(line.trim());
+    if (!m) continue;
+    const [, op, args] = m;
+    if (op === 'FROM') stages.push({ name: / AS (\S+)$/i.exec(args)?.[1] ?? String(stages.length), workdir: '/', instructions: [] });
+    else if (stages.length) {
+      const stage = stages[stages.length - 1];
+      if (op === 'WORKDIR') stage.workdir = args.trim();
+      stage.instructions.push({ op, args });
+    }
+  }
+  return stages;
+}
+
+function listFiles(dir: string, prefix = ''): string[] {
+  return readdirSync(join(dir, prefix), { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? listFiles(dir, posix.join(prefix, e.name)) : [posix.join(prefix, e.name)],
+  );
+}
+
+describe('deploy/Dockerfile', () => {
+  const stages = dockerfileStages();
+  const runtime = stages[stages.length - 1];
+  const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> };
+  const lock = JSON.parse(readFileSync(join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
+  let image = '';
+
+  beforeAll(() => {
+    ensureDistBuilt();
+    // The runtime stage's file list, derived without a Docker engine: its `npm ci` run on the
+    // package files it copies, then its COPY lines (from the context or from the build stage).
+    image = mkdtempSync(join(tmpdir(), 'certfleet-image-'));
+    for (const { op, args } of runtime.instructions) {
+      if (op === 'COPY') {
+        const parts = args.split(/\s+/);
+        const from = parts.find((p) => p.startsWith('--from='))?.slice('--from='.length);
+        const [dest, ...sources] = parts.filter((p) => !p.startsWith('--')).reverse();
+        for (const source of sources) {
+          const fromStage = stages.find((s) => s.name === from);
+          // The build stage's WORKDIR holds the context as copied there, plus what `npm ci` built.
+          const local = fromStage ? join(ROOT, posix.relative(fromStage.workdir, source)) : join(ROOT, source);
+          const target = dest.endsWith('/') ? join(image, dest, basename(source)) : join(image, dest);
+          cpSync(local, target, { recursive: true });
+        }
+      } else if (op === 'RUN' && /\bnpm ci\b/.test(args)) {
+        const install = args.split('&&').find((c) => /\bnpm ci\b/.test(c))!.trim().split(/\s+/);
+        const res = spawnSync(install[0], [...install.slice(1), '--prefer-offline'], { cwd: image, encoding: 'utf8', timeout: 600_000 });
+        expect(res.status, res.stderr).toBe(0);
+      }
+    }
+  }, 900_000);
+
+  it('is multi-stage, installs with `npm ci --omit=dev`, runs as a non-root user and has a HEALTHCHECK', () => {
+    expect(stages.length).toBeGreaterThanOrEqual(2);
+    const ops = runtime.instructions;
+    expect(ops.some((i) => i.op === 'RUN' && /npm ci --omit=dev\b/.test(i.args))).toBe(true);
+    const user = ops.filter((i) => i.op === 'USER').at(-1)?.args.trim();
+    expect(user).toBeDefined();
+    expect(['root', '0', '0:0']).not.toContain(user);
+    expect(ops.some((i) => i.op === 'HEALTHCHECK' && /\bCMD\b/.test(i.args))).toBe(true);
+    expect(ops.find((i) => i.op === 'ENTRYPOINT')?.args).toBe('["node", "bin/certfleet.js"]');
+  });
+
+  it('holds no devDependency and no TypeScript source: only production packages and compiled JavaScript', () => {
+    const files = listFiles(image);
+    expect(files).toContain('dist/cli/main.js');
+    expect(files).toContain('dist/storage/migrations/001-foundation.sql');
+    expect(files.filter((f) => !f.startsWith('node_modules/') && /\.ts$/.test(f))).toEqual([]);
+    const installed = new Set(Object.keys(lock.packages).filter((p) => p && existsSync(join(image, p))));
+    expect(installed.size).toBeGreaterThan(10);
+    // A devDependency that a production package also depends on (@types/node for mqtt, semver for
+    // fastify, ...) is installed anyway; every other one must be absent.
+    for (const name of Object.keys(pkg.devDependencies)) {
+      if (lock.packages[`node_modules/${name}`]?.dev) expect(existsSync(join(image, 'node_modules', name)), name).toBe(false);
+    }
+    for (const name of ['tsx', 'typescript', 'vitest', 'vite', 'esbuild', 'playwright-core']) expect(existsSync(join(image, 'node_modules', name)), name).toBe(false);
+    expect([...installed].filter((p) => lock.packages[p].dev)).toEqual([]);
+    for (const runtimeDependency of ['mqtt', 'fastify', 'pg']) expect(existsSync(join(image, 'node_modules', runtimeDependency)), runtimeDependency).toBe(true);
+  });
+
+  it('runs the compiled CLI with production packages only: --help, token, migrate (SQL found in dist/)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-image-data-'));
+    const run = (args: string[], env: Record<string, string> = {}) =>
+      spawnSync(process.execPath, ['bin/certfleet.js', ...args], { cwd: image, encoding: 'utf8', timeout: 120_000, env: { ...process.env, CERTFLEET_DATA_DIR: dataDir, ...env } });
+    const help = run(['--help']);
+    expect(help.status, help.stderr).toBe(0);
+    expect(help.stdout).toMatch(/certfleet <command>/);
+    const token = run(['token', '--tenant', 'acme']);
+    expect(token.status, token.stderr).toBe(0);
+    expect(token.stdout.trim().split('.')).toHaveLength(3);
+    const database = await createThrowawayDatabase('certfleet_image');
+    try {
+      const migrate = run(['migrate', '--json'], { DATABASE_URL: database.url });
+      expect(migrate.status, migrate.stderr).toBe(0);
+      const migrations = readdirSync(join(ROOT, 'src', 'storage', 'migrations')).filter((f) => f.endsWith('.sql')).sort();
+      expect((JSON.parse(migrate.stdout) as { applied: string[] }).applied).toEqual(migrations);
+    } finally {
+      await database.drop();
+    }
+  });
+
+  it("answers the image's HEALTHCHECK when serving, and the check fails when nothing listens", async () => {
+    const healthcheck = runtime.instructions.find((i) => i.op === 'HEALTHCHECK')!.args;
+    const argv = JSON.parse(healthcheck.slice(healthcheck.indexOf('CMD') + 3).trim()) as string[];
+    const port = await freePort();
+    const check = () => spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 60_000, env: { ...process.env, PORT: String(port) } });
+    expect(check().status).toBe(1); // it would see a down service
+    const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-image-serve-'));
+    const server = spawn(process.execPath, ['bin/certfleet.js', 'api'], {
+      cwd: image,
+      env: { ...process.env, CERTFLEET_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    try {
+      let out = '';
+      await new Promise<void>((resolve, reject) => {
+        const onData = (d: Buffer) => {
+          out += d.toString();
+          if (out.includes(`:${port}`)) resolve();
+        };
+        server.stdout!.on('data', onData);
+        server.stderr!.on('data', onData);
+        server.once('exit', (code) => reject(new Error(`certfleet api exited (${code}):\n${out}`)));
+      });
+      const res = check();
+      expect(res.status, `${res.stderr}\n${out}`).toBe(0);
+    } finally {
+      server.kill('SIGTERM');
+    }
   });
 });

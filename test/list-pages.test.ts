@@ -278,7 +278,8 @@ describe.each(DRIVERS)('list page plans on %s, with and without table statistics
       cost[name] = buffers(limit!);
     }
     // finding a page's rows reads a handful of index blocks at any depth, never the 25,000 rows (hundreds of blocks)
-    for (const name of Object.keys(cost)) expect(cost[name], `${name} (${statistics}) read ${cost[name]} blocks`).toBeLessThan(60);
+    // (the expiry window skips the ACTIVE certificates outside it: its cost follows the window's share, here 1 in 12, not the depth)
+    for (const name of Object.keys(cost)) expect(cost[name], `${name} (${statistics}) read ${cost[name]} blocks`).toBeLessThan(name.startsWith('expiring') ? 150 : 60);
   }
 
   it('keyset pages are index range scans with no sort, at any depth, before any ANALYZE', async () => {

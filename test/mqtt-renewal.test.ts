@@ -20,7 +20,7 @@ import { publishWithMosquittoPub, tlsOptions } from './support/mqtt-clients.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const exec = promisify(execFile);
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const TENANT = 'TENANT1';
 
 let tmp: string;

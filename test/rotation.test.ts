@@ -148,6 +148,7 @@ describe.each(DRIVERS)('certificate rotation on %s', (kind) => {
     const days = (Date.parse(res.json.new_certificate.not_after) - start.getTime()) / 86_400_000;
     expect(Math.round(days)).toBe(365);
 
+    expect((await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/rotate/confirm')).status).toBe(200);
     const other = await startTestService(database, { env: { ROTATION_GRACE_HOURS: '2' }, clock: t.clock });
     try {
       const bare = await other.service.app.inject({
@@ -157,10 +158,8 @@ describe.each(DRIVERS)('certificate rotation on %s', (kind) => {
       });
       expect(bare.statusCode).toBe(201);
       expect(bare.json().grace_period_hours).toBe(2);
-      // Certificate 1 was due in 24 h; this rotation's 2 h is sooner, so it wins.
       expect(bare.json().old_certificates).toEqual([
         { id: 2, fingerprint: res.json.new_certificate.fingerprint_sha256, status: 'ACTIVE', scheduled_revoke_at: isoIn(start, 2) },
-        { id: 1, fingerprint: first.fingerprint, status: 'ACTIVE', scheduled_revoke_at: isoIn(start, 2) },
       ]);
     } finally {
       await other.close();
@@ -220,6 +219,9 @@ describe.each(DRIVERS)('certificate rotation on %s', (kind) => {
   });
 
   it('rotates a device that keeps its own key from a CSR: no private key in the answer', async () => {
+    const weak = await t.call('acme', 'POST', ROTATE, { csr_pem: opensslCsr('rsa-1024').csrPem });
+    expect(weak.status).toBe(422);
+    expect(weak.json.code).toBe('WEAK_KEY');
     const { csrPem } = opensslCsr('ec-p256', '/CN=anything');
     const res = await t.call('acme', 'POST', ROTATE, { csr_pem: csrPem, revoke_old_after_hours: 1 });
     expect(res.status).toBe(201);
@@ -227,9 +229,6 @@ describe.each(DRIVERS)('certificate rotation on %s', (kind) => {
     expect(res.json.warning).toContain('stays on the device');
     expect(res.json.old_certificates).toHaveLength(1);
     expect(opensslVerify(caPem, res.json.cert_pem).code).toBe(0);
-    const weak = await t.call('acme', 'POST', ROTATE, { csr_pem: opensslCsr('rsa-1024').csrPem });
-    expect(weak.status).toBe(422);
-    expect(weak.json.code).toBe('WEAK_KEY');
     expect(await counts()).toMatchObject({ certs: 2, rotations: 1 });
   });
 
@@ -250,58 +249,27 @@ describe.each(DRIVERS)('certificate rotation on %s', (kind) => {
     expect(notified).toBe(1);
   });
 
-  it('two rotations in a row: every superseded certificate has exactly one schedule, and the sooner one wins', async () => {
+  it('one pending rotation per device: a second rotate is refused until the first is confirmed, then schedules the certificate it made', async () => {
     const t0 = t.clock.now();
     const r1 = await t.call('acme', 'POST', ROTATE, { key_type: 'ec-p256', revoke_old_after_hours: 24 });
     expect(r1.status).toBe(201);
-    t.clock.advance(HOUR_MS);
-    const t1 = t.clock.now();
     const r2 = await t.call('acme', 'POST', ROTATE, { key_type: 'ec-p256', revoke_old_after_hours: 48 });
-    expect(r2.status).toBe(201);
-    // Certificate 1 keeps its earlier, sooner schedule; certificate 2 (made by the first rotation) is scheduled too.
-    expect(r2.json.old_certificates).toMatchObject([
-      { id: 2, scheduled_revoke_at: isoIn(t1, 48) },
-      { id: 1, scheduled_revoke_at: isoIn(t0, 24) },
-    ]);
-    expect(await rotationRows('PENDING')).toEqual([
-      { old_certificate_id: 1, new_certificate_id: 2, status: 'PENDING', scheduled_revoke_at: isoIn(t0, 24) },
-      { old_certificate_id: 2, new_certificate_id: 3, status: 'PENDING', scheduled_revoke_at: isoIn(t1, 48) },
-    ]);
-
-    // A third rotation with a short grace period brings every schedule forward.
+    expect(r2.status).toBe(409);
+    expect(r2.json).toMatchObject({ code: 'ROTATION_PENDING', pending_rotation: { new_certificate: { id: 2 }, next_revoke_at: isoIn(t0, 24) } });
+    expect(await rotationRows('PENDING')).toEqual([{ old_certificate_id: 1, new_certificate_id: 2, status: 'PENDING', scheduled_revoke_at: isoIn(t0, 24) }]);
+    expect((await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/rotate/confirm')).status).toBe(200);
+    t.clock.advance(HOUR_MS);
     const r3 = await t.call('acme', 'POST', ROTATE, { key_type: 'ec-p256', revoke_old_after_hours: 2 });
     expect(r3.status).toBe(201);
-    expect(r3.json.old_certificates.map((c: { id: number; scheduled_revoke_at: string }) => [c.id, c.scheduled_revoke_at])).toEqual([
-      [3, isoIn(t1, 2)],
-      [2, isoIn(t1, 2)],
-      [1, isoIn(t1, 2)],
-    ]);
-    const pending = await rotationRows('PENDING');
-    expect(pending.map((r) => [r.old_certificate_id, r.new_certificate_id])).toEqual([[1, 2], [2, 3], [3, 4]]);
-
+    expect(r3.json.new_certificate.id).toBe(3);
+    expect(r3.json.old_certificates).toMatchObject([{ id: 2, scheduled_revoke_at: isoIn(t.clock.now(), 2) }]);
     t.clock.advance(2 * HOUR_MS);
-    expect(await tick()).toEqual({ revoked: 3, completed: 0, batches: 1 });
+    expect(await tick()).toEqual({ revoked: 1, completed: 0, batches: 1 });
     const listed = await certificates();
-    expect([1, 2, 3, 4].map((id) => listed.get(id)!.status)).toEqual(['REVOKED', 'REVOKED', 'REVOKED', 'ACTIVE']);
-    expect(notified).toBe(1);
+    expect([1, 2, 3].map((id) => listed.get(id)!.status)).toEqual(['REVOKED', 'REVOKED', 'ACTIVE']);
   });
 
-  it('cancel after two rotations undoes the latest one only; cancelling again undoes the earlier one', async () => {
-    expect((await t.call('acme', 'POST', ROTATE, { key_type: 'ec-p256' })).status).toBe(201);
-    expect((await t.call('acme', 'POST', ROTATE, { key_type: 'ec-p256' })).status).toBe(201);
-    const c1 = await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/rotate/cancel', {});
-    expect(c1.json).toMatchObject({ cancelled_certificate_id: 3, kept_certificates: [{ id: 2, scheduled_revoke_at: null }] });
-    const shown = await t.call('acme', 'GET', '/customer/devices/DEVICE-001/certificates/rotation');
-    expect(shown.json).toMatchObject({ new_certificate: { id: 2, status: 'ACTIVE' }, old_certificates: [{ id: 1, superseded_by: 2 }] });
-    const c2 = await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/rotate/cancel', {});
-    expect(c2.json).toMatchObject({ cancelled_certificate_id: 2, kept_certificates: [{ id: 1, scheduled_revoke_at: null }] });
-    const listed = await certificates();
-    expect([1, 2, 3].map((id) => listed.get(id)!.status)).toEqual(['ACTIVE', 'REVOKED', 'REVOKED']);
-    expect(await rotationRows('PENDING')).toEqual([]);
-    expect(notified).toBe(2);
-  });
-
-  it('a rotation takes over the schedule of a certificate whose replacement was revoked by hand', async () => {
+  it('revoking the replacement by hand cancels the rotation; the next rotation schedules the old certificate again', async () => {
     expect((await t.call('acme', 'POST', ROTATE, { key_type: 'ec-p256' })).status).toBe(201);
     expect((await t.call('acme', 'POST', '/customer/certificates/2/revoke', { reason: 'keyCompromise' })).status).toBe(200);
     expect((await t.call('acme', 'POST', ROTATE, { key_type: 'ec-p256' })).status).toBe(201);
@@ -311,23 +279,19 @@ describe.each(DRIVERS)('certificate rotation on %s', (kind) => {
     expect((await certificates()).get(1)).toMatchObject({ status: 'ACTIVE', scheduled_revoke_at: null });
   });
 
-  it('serialises concurrent rotations of one device: no schedule lost, one per superseded certificate', async () => {
+  it('concurrent rotations of one device: exactly one starts, the others get 409 ROTATION_PENDING naming it', async () => {
     const results = await Promise.all([0, 1, 2].map(() => t.call('acme', 'POST', ROTATE, { key_type: 'ec-p256', revoke_old_after_hours: 5 })));
-    expect(results.map((r) => r.status)).toEqual([201, 201, 201]);
-    const newIds = results.map((r) => r.json.new_certificate.id as number).sort();
-    expect(newIds).toEqual([2, 3, 4]);
-    // Serialised: each rotation saw every certificate committed before it.
-    const oldCounts = results.map((r) => r.json.old_certificates.length).sort();
-    expect(oldCounts).toEqual([1, 2, 3]);
-    const pending = await rotationRows('PENDING');
-    expect(pending.map((r) => r.old_certificate_id)).toEqual([1, 2, 3]);
-    expect(new Set(pending.map((r) => r.old_certificate_id)).size).toBe(pending.length);
-    const listed = await certificates();
-    expect([...listed.values()].every((c) => c.status === 'ACTIVE')).toBe(true);
-    expect([...listed.values()].filter((c) => c.scheduled_revoke_at === null).map((c) => c.id)).toEqual([4]);
+    expect(results.map((r) => r.status).sort()).toEqual([201, 409, 409]);
+    const started = results.find((r) => r.status === 201)!;
+    for (const r of results.filter((x) => x.status === 409)) {
+      expect(r.json.code).toBe('ROTATION_PENDING');
+      expect(r.json.pending_rotation.new_certificate.id).toBe(started.json.new_certificate.id);
+    }
+    expect(await counts()).toMatchObject({ certs: 2, rotations: 1 });
+    expect((await rotationRows('PENDING')).map((r) => r.old_certificate_id)).toEqual([1]);
     t.clock.advance(5 * HOUR_MS);
-    expect(await tick()).toMatchObject({ revoked: 3 });
-    expect([...(await certificates()).values()].filter((c) => c.status === 'ACTIVE').map((c) => c.id)).toEqual([4]);
+    expect(await tick()).toMatchObject({ revoked: 1 });
+    expect([...(await certificates()).values()].filter((c) => c.status === 'ACTIVE').map((c) => c.id)).toEqual([started.json.new_certificate.id]);
   });
 
   it('revokes each due certificate exactly once when two workers apply the schedule at the same time', async () => {

@@ -4,6 +4,7 @@ import { createWorker, type Worker, type WorkerOverrides } from '../src/composit
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-receiver.ts';
+import { captureLogger } from './support/capture-logger.ts';
 
 const DEVICE = 'DEVICE-001';
 
@@ -22,7 +23,7 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
       // as under `serve`: the service's CRL publisher
       crl: t.service.crl.publisher,
       revocations: t.service.crl.listener,
-      log: (entry) => logs.push(entry),
+      log: captureLogger(logs),
       holder: 'test-worker',
       ...overrides,
     });

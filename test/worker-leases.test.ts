@@ -1,9 +1,12 @@
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createManualClock, type ManualClock } from '../src/domain/clock.ts';
-import { createLeases, type LeaseGrant, type Leases } from '../src/scheduler/leases.ts';
+import type { LeaseGrant, Leases } from '../src/scheduler/leases.ts';
+import { createLeases } from '../src/storage/worker-leases.ts';
 import { createScheduler, workerMetrics, type WorkerTask } from '../src/scheduler/scheduler.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { captureLogger } from './support/capture-logger.ts';
+import { silentLogger } from '../src/support/logger.ts';
 
 const MINUTE = 60_000;
 
@@ -104,7 +107,7 @@ describe.each(DRIVERS)('worker leases and scheduler on %s', (kind) => {
       return { runs, task };
     };
     const scheduler = (holder: string, tasks: WorkerTask[], metrics?: Registry) =>
-      createScheduler({ tasks, leases, clock, holder, log: (e) => logs.push(e), metrics: metrics ? workerMetrics(metrics) : undefined, failureRetryMs: MINUTE });
+      createScheduler({ tasks, leases, clock, holder, log: captureLogger(logs), metrics: metrics ? workerMetrics(metrics) : undefined, failureRetryMs: MINUTE });
 
     it('with three replicas ticking, each task runs once per period cluster-wide', async () => {
       const { runs, task } = counter();
@@ -143,7 +146,7 @@ describe.each(DRIVERS)('worker leases and scheduler on %s', (kind) => {
       const tasks = [task('one', 60 * MINUTE), blocked, task('two', 60 * MINUTE)];
       const loop = scheduler('loop', tasks);
       const ticking = loop.tick(); // 'one' and 'two' finish, 'blocked' keeps running
-      await new Promise((r) => setTimeout(r, 50));
+      await waitUntil(async () => release !== undefined && (await leases.find('one'))?.last_status === 'ok' && (await leases.find('two'))?.last_status === 'ok', "'one' and 'two' finished, 'blocked' running");
       const reports = await scheduler('once', tasks).runOnce();
       expect(reports.map((r) => [r.task, r.status])).toEqual([['one', 'ok'], ['blocked', 'skipped'], ['two', 'ok']]);
       expect(reports[1].held_by).toBe('loop');
@@ -154,20 +157,42 @@ describe.each(DRIVERS)('worker leases and scheduler on %s', (kind) => {
 
     it('start() runs due tasks on its own timer and stop() waits for the running ones', async () => {
       const { runs, task } = counter();
-      const s = createScheduler({ tasks: [task('t', MINUTE)], leases, clock, holder: 'a', log: () => undefined, pollMs: 5 });
+      // The loop's polls, counted: "not again" is asserted only after the loop has looked several times.
+      let polls = 0;
+      const timers = {
+        setTimeout: (fn: () => void, ms: number) => {
+          polls++;
+          return setTimeout(fn, ms);
+        },
+        clearTimeout: (h: unknown) => clearTimeout(h as NodeJS.Timeout),
+        setInterval: (fn: () => void, ms: number) => setInterval(fn, ms).unref(),
+        clearInterval: (h: unknown) => clearInterval(h as NodeJS.Timeout),
+      };
+      const s = createScheduler({ tasks: [task('t', MINUTE)], leases, clock, holder: 'a', log: silentLogger, pollMs: 5, timers });
       s.start();
-      const until = Date.now() + 5_000;
-      while (!runs.t && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
-      expect(runs.t).toBe(1);
-      await new Promise((r) => setTimeout(r, 50));
+      await waitUntil(async () => runs.t === 1 && (await leases.find('t'))?.last_status === 'ok', 'first run finished');
+      const seen = polls;
+      await waitUntil(() => polls >= seen + 5, 'five more polls');
       expect(runs.t).toBe(1); // not again within the period
       clock.advance(MINUTE);
-      while (runs.t < 2 && Date.now() < until) await new Promise((r) => setTimeout(r, 5));
+      await waitUntil(() => runs.t >= 2, 'the run of the next period');
       await s.stop();
       expect(runs.t).toBe(2);
+      // Stopped: no more polls (while running it polled every 5 ms, counted above), so no more runs.
+      const stoppedAt = polls;
       clock.advance(10 * MINUTE);
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 100));
+      expect(polls).toBe(stoppedAt);
       expect(runs.t).toBe(2);
     });
   });
 });
+
+/** Polls `condition` until it holds; a readiness wait with a generous limit, not a delay. */
+async function waitUntil(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}

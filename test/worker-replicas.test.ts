@@ -2,13 +2,13 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DAY_MS, HOUR_MS } from '../src/domain/clock.ts';
+import { DAY_MS, HOUR_MS, createManualClock } from '../src/domain/clock.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { run as runCommand } from './support/openssl.ts';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-receiver.ts';
 
-const BIN = join(import.meta.dirname, '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 
 interface Run {
   code: number | null;
@@ -17,18 +17,30 @@ interface Run {
   lines: Record<string, any>[];
 }
 
-/** `certfleet worker ...` as a child process on the test database; `stopAfterMs`: SIGTERM a long-running one. */
-function worker(args: string[], env: Record<string, string>, stopAfterMs?: number): Promise<Run> {
+/** The line a long-running worker prints once its scheduler has started (its first attempts are under way). */
+const READY = /^certfleet worker (\S+): /m;
+
+/**
+ * `certfleet worker ...` as a child process on the test database. `stopWhenReady`: SIGTERM a
+ * long-running one as soon as it printed its readiness line; it then finishes the attempts it
+ * started (stop() awaits them), so each replica's first attempt at every task is in its output.
+ */
+function worker(args: string[], env: Record<string, string>, stopWhenReady = false): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, 'worker', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
+    let stopping = false;
     child.stdout.on('data', (d: Buffer) => (stdout += d));
-    child.stderr.on('data', (d: Buffer) => (stderr += d));
-    const timer = stopAfterMs ? setTimeout(() => child.kill('SIGTERM'), stopAfterMs) : null;
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+      if (stopWhenReady && !stopping && READY.test(stderr)) {
+        stopping = true;
+        child.kill('SIGTERM');
+      }
+    });
     child.on('error', reject);
     child.on('close', (code) => {
-      if (timer) clearTimeout(timer);
       const lines = stdout
         .split('\n')
         .filter((l) => l.startsWith('{'))
@@ -50,7 +62,8 @@ describe('three worker processes on one Postgres', () => {
 
   beforeAll(async () => {
     database = await createTestDatabase('pg');
-    t = await startTestService(database, { env: { WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' } }); // its dev CA is the Device CA of the worker processes too
+    // its dev CA is the Device CA of the worker processes too, created a month back so certificates can be issued "6 days ago"
+    t = await startTestService(database, { env: { WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' }, clock: createManualClock(new Date(Date.now() - 30 * DAY_MS)) });
     receiver = await startWebhookReceiver();
     env = {
       DATABASE_URL: database.url!,
@@ -58,7 +71,7 @@ describe('three worker processes on one Postgres', () => {
       DEVICE_CA_CERT_PATH: t.config.caCertPath,
       DEVICE_CA_KEY_PATH: t.config.caKeyPath,
       CRL_OUTPUT_PATH: join(t.dataDir, 'pki', 'device-crl.pem'),
-      LOG_LEVEL: 'warn',
+      LOG_LEVEL: 'debug', // every task line, also of runs that changed nothing
       WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true', // the receiver is on 127.0.0.1
       // the webhook secrets were encrypted with the key file in the shared data dir
     };
@@ -140,8 +153,10 @@ describe('three worker processes on one Postgres', () => {
 
   it('long-running workers: each task runs once per period across the three processes', async () => {
     await query('DELETE FROM worker_leases');
-    const runs = await Promise.all([1, 2, 3].map(() => worker([], env, 6_000)));
-    for (const run of runs) expect(run.code, run.stderr).toBe(0);
+    const runs = await Promise.all([1, 2, 3].map(() => worker([], env, true)));
+    for (const run of runs) expect(run.code, `${run.code} ${run.stderr} ${run.stdout}`).toBe(0);
+    const holders = runs.map((r) => READY.exec(r.stderr)?.[1]);
+    expect(new Set(holders).size, JSON.stringify(holders)).toBe(3); // three replicas, each started
     const lines = runs.flatMap((r) => r.lines.filter((l) => l.msg === 'worker task'));
     const tasks = ['scheduled-revocations', 'crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'notifications'];
     for (const task of tasks) {
@@ -150,8 +165,12 @@ describe('three worker processes on one Postgres', () => {
     }
     const leases = await query('SELECT name, runs_total, holder FROM worker_leases ORDER BY name');
     for (const task of tasks) expect(leases.find((l) => l.name === task)).toMatchObject({ runs_total: 1 });
-    // the work was shared out by whoever won each lease, not done three times
-    expect(new Set(lines.map((l) => l.holder)).size).toBeGreaterThanOrEqual(1);
+    // each task was run by the replica that won its lease, one of the three, not done three times
+    for (const task of tasks) {
+      const ran = lines.find((l) => l.task === task)!;
+      expect(holders).toContain(ran.holder);
+      expect(leases.find((l) => l.name === task)!.holder, task).toBe(ran.holder);
+    }
   });
 
   it('worker --once exits 1 when a task fails, and the other tasks still run', async () => {

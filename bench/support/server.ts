@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createThrowawayDatabase } from '../../test/support/databases.ts';
 
-const BIN = join(import.meta.dirname, '..', '..', 'bin', 'certfleet.js');
+const BIN = join(import.meta.dirname, '..', '..', 'test', 'support', 'certfleet-source.js');
 
 /** A throw-away Postgres database for one benchmark run. */
 export const benchDatabase = () => createThrowawayDatabase('certfleet_bench');
@@ -31,14 +31,17 @@ export async function startServer(command: 'api' | 'serve' | 'worker', databaseU
     ...extraEnv,
   };
   const child: ChildProcess = spawn(process.execPath, [...nodeArgs, BIN, command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (d) => {
-      out += d;
-      if (out.includes('listening on')) resolve();
-    });
-    child.once('exit', (code) => reject(new Error(`server exited (${code}): ${out}`)));
-  });
+  // Ready when /healthz answers (the start banner is a log line LOG_LEVEL=warn hides).
+  let out = '';
+  let exited: number | null | undefined;
+  child.stdout!.on('data', (d) => (out += d));
+  child.once('exit', (code) => (exited = code));
+  for (;;) {
+    if (exited !== undefined) throw new Error(`server exited (${exited}): ${out}`);
+    const ok = await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false);
+    if (ok) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
   return {
     base: `http://127.0.0.1:${port}`,
     env,

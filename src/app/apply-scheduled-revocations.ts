@@ -1,5 +1,5 @@
 import type { Queryable } from '../storage/driver.ts';
-import { claimDueRotations, completeRotation, type PendingRotation } from '../storage/repos/rotations-repo.ts';
+import { cancelRotationsOf, claimDueRotations, completeRotation, type PendingRotation } from '../storage/repos/rotations-repo.ts';
 import type { AppDeps } from './deps.ts';
 import type { Actor } from './ports.ts';
 import { revokeInTransaction } from './revoke-certificate.ts';
@@ -8,12 +8,18 @@ import { revokeInTransaction } from './revoke-certificate.ts';
 export const ROTATION_REVOCATION_REASON = 'superseded';
 
 /**
- * Ends one pending rotation row in the caller's transaction: revokes its old certificate
- * (which completes the row, with its audit event), or, when that certificate is no longer
- * ACTIVE (revoked by hand, expired), only completes the row. Returns the revoked
- * certificate, or null.
+ * Ends one pending rotation row in the caller's transaction, which holds the row's new
+ * certificate locked: revokes its old certificate (which completes the row, with its audit
+ * event), or, when that certificate is no longer ACTIVE (revoked by hand, expired), only
+ * completes the row. An old certificate is never revoked unless its replacement is ACTIVE:
+ * otherwise the row is cancelled and the old certificate keeps the device connected.
+ * Returns the revoked certificate, or null.
  */
 export async function revokeSupersededInTransaction(tx: Queryable, actor: Actor, rotation: PendingRotation, at: Date) {
+  if (rotation.new_status !== 'ACTIVE') {
+    await cancelRotationsOf(tx, rotation.tenant_id, rotation.device_id, rotation.new_certificate_id, at);
+    return null;
+  }
   const revoked = await revokeInTransaction(tx, actor, rotation.old_certificate_id, ROTATION_REVOCATION_REASON, at);
   if (!revoked) await completeRotation(tx, rotation.id, at);
   return revoked;
@@ -22,7 +28,7 @@ export async function revokeSupersededInTransaction(tx: Queryable, actor: Actor,
 export interface ApplyScheduledRevocationsResult {
   /** Old certificates revoked (superseded) by this run. */
   revoked: number;
-  /** Due rows closed without a revocation: their certificate was no longer ACTIVE. */
+  /** Due rows closed without a revocation: their old certificate was no longer ACTIVE, or their new one was not (cancelled). */
   completed: number;
   batches: number;
 }

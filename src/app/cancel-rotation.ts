@@ -1,9 +1,12 @@
+import { AppError } from '../domain/errors.ts';
+import { assertEndEntityReason } from '../domain/revocation-reasons.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
+import type { Queryable } from '../storage/driver.ts';
 import { recordAudit } from '../storage/repos/audit-repo.ts';
 import { activeCertificatesOfDevice } from '../storage/repos/certificates-repo.ts';
 import { lockDevice } from '../storage/repos/devices-repo.ts';
-import { cancelRotationsOf, pendingRotationsOfDevice } from '../storage/repos/rotations-repo.ts';
-import { noPendingRotation } from './confirm-rotation.ts';
+import { cancelRotationsOf, latestRotationStatus } from '../storage/repos/rotations-repo.ts';
+import { lockPendingRotations, noPendingRotation } from './confirm-rotation.ts';
 import type { AppDeps } from './deps.ts';
 import { deviceNotFound } from './get-device.ts';
 import type { Actor } from './ports.ts';
@@ -12,26 +15,44 @@ import { revokeInTransaction } from './revoke-certificate.ts';
 /** The new certificate never reached the device: no cause to suspect its key, it is just not needed. */
 export const CANCELLED_ROTATION_REASON = 'cessationOfOperation';
 
+/** Nothing to cancel: 409 when the latest rotation already completed (the worker or a confirm won), else 404; both name the valid certificates. */
+async function nothingToCancel(tx: Queryable, tenantId: string, deviceId: string): Promise<AppError> {
+  const active_certificates = await activeCertificatesOfDevice(tx, tenantId, deviceId);
+  if ((await latestRotationStatus(tx, tenantId, deviceId)) === 'COMPLETED') {
+    return new AppError(
+      'ROTATION_COMPLETED',
+      `the rotation of device ${deviceId} already completed: its old certificates are revoked and the new certificate stays valid`,
+      undefined,
+      { active_certificates },
+    );
+  }
+  return noPendingRotation(deviceId, { active_certificates });
+}
+
 /**
  * Undoes the device's latest pending rotation, for a new certificate that never reached
  * the device: revokes that new certificate and cancels the scheduled revocations it
- * created, so the certificates it superseded stay valid. An earlier rotation that is still
- * pending keeps its schedule (cancel again to undo it too).
+ * created, so the certificates it superseded stay valid. Racing the worker at the
+ * deadline, exactly one wins: the new certificate is locked first, so either the worker
+ * has already revoked the old certificates (409 ROTATION_COMPLETED, the new one stays
+ * ACTIVE) or it skips them (the cancel revokes the new one). The answer names the
+ * certificates that stay valid.
  */
 export function createCancelRotation({ db, clock, revocations }: Pick<AppDeps, 'db' | 'clock' | 'revocations'>) {
   return async (actor: Actor, deviceId: string, reason?: string) => {
     assertDeviceId(deviceId);
     const text = reason?.trim() || CANCELLED_ROTATION_REASON;
+    assertEndEntityReason(text);
     const now = clock.now();
     const result = await db.asTenant(actor.tenantId, async (tx) => {
       if (!(await lockDevice(tx, actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
-      const pending = await pendingRotationsOfDevice(tx, actor.tenantId, deviceId);
-      if (pending.length === 0) throw noPendingRotation(deviceId);
-      // Certificate ids grow: the latest rotation's new certificate has the highest id.
+      const pending = await lockPendingRotations(tx, actor.tenantId, deviceId);
+      if (pending.length === 0) throw await nothingToCancel(tx, actor.tenantId, deviceId);
       const newCertificateId = Math.max(...pending.map((r) => r.new_certificate_id));
-      // Certificate first, then its rotation rows: the lock order every path here follows.
+      const keptIds = pending.filter((r) => r.new_certificate_id === newCertificateId).map((r) => r.old_certificate_id).sort((a, b) => a - b);
       const revoked = await revokeInTransaction(tx, actor, newCertificateId, text, now);
-      const keptIds = await cancelRotationsOf(tx, actor.tenantId, deviceId, newCertificateId, now);
+      // Already cancelled by the revocation, unless the new certificate was no longer ACTIVE (expired).
+      await cancelRotationsOf(tx, actor.tenantId, deviceId, newCertificateId, now);
       await recordAudit(tx, {
         tenantId: actor.tenantId,
         actor: actor.id,
@@ -42,7 +63,7 @@ export function createCancelRotation({ db, clock, revocations }: Pick<AppDeps, '
         at: now,
       });
       const active = await activeCertificatesOfDevice(tx, actor.tenantId, deviceId);
-      return { newCertificateId, revoked, kept: active.filter((c) => keptIds.includes(c.id)) };
+      return { newCertificateId, revoked, kept: active.filter((c) => keptIds.includes(c.id)), active };
     });
     if (result.revoked) revocations.revocationCommitted();
     return {
@@ -50,6 +71,7 @@ export function createCancelRotation({ db, clock, revocations }: Pick<AppDeps, '
       cancelled_certificate_id: result.newCertificateId,
       revoked_certificate: result.revoked,
       kept_certificates: result.kept,
+      active_certificates: result.active,
     };
   };
 }

@@ -1,6 +1,8 @@
 import { AppError } from '../domain/errors.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
+import type { Queryable } from '../storage/driver.ts';
 import { recordAudit } from '../storage/repos/audit-repo.ts';
+import { lockCertificate } from '../storage/repos/certificates-repo.ts';
 import { lockDevice } from '../storage/repos/devices-repo.ts';
 import { pendingRotationsOfDevice } from '../storage/repos/rotations-repo.ts';
 import { revokeSupersededInTransaction } from './apply-scheduled-revocations.ts';
@@ -8,7 +10,20 @@ import type { AppDeps } from './deps.ts';
 import { deviceNotFound } from './get-device.ts';
 import type { Actor } from './ports.ts';
 
-export const noPendingRotation = (deviceId: string) => new AppError('NO_PENDING_ROTATION', `device ${deviceId} has no pending rotation`);
+export const noPendingRotation = (deviceId: string, extensions?: Record<string, unknown>) =>
+  new AppError('NO_PENDING_ROTATION', `device ${deviceId} has no pending rotation`, undefined, extensions);
+
+/**
+ * The device's pending rows with their new certificates locked, read again after the lock.
+ * Lock order everywhere: device, then certificates, then rotation rows. Holding the new
+ * certificate, nobody can revoke it and the worker skips its rows; what was decided before
+ * the lock (the worker finished first) is seen here.
+ */
+export async function lockPendingRotations(tx: Queryable, tenantId: string, deviceId: string) {
+  const seen = await pendingRotationsOfDevice(tx, tenantId, deviceId);
+  for (const id of [...new Set(seen.map((r) => r.new_certificate_id))].sort((a, b) => a - b)) await lockCertificate(tx, id);
+  return pendingRotationsOfDevice(tx, tenantId, deviceId);
+}
 
 /**
  * The seed's manual confirmation: the device uses its new certificate, so every old
@@ -20,9 +35,9 @@ export function createConfirmRotation({ db, clock, revocations }: Pick<AppDeps, 
     const now = clock.now();
     const revoked = await db.asTenant(actor.tenantId, async (tx) => {
       if (!(await lockDevice(tx, actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
-      // No row lock on the rotations here: certificates are locked before their rotation rows
-      // everywhere (revoke, rotate), and the scheduled-revocation worker skips locked rows.
-      const pending = await pendingRotationsOfDevice(tx, actor.tenantId, deviceId);
+      // No row lock on the rotations: the old certificates are locked (revoked) before their
+      // rows, as a concurrent revocation does; the worker skips rows whose certificates are locked.
+      const pending = await lockPendingRotations(tx, actor.tenantId, deviceId);
       if (pending.length === 0) throw noPendingRotation(deviceId);
       const revoked = [];
       for (const rotation of pending) {

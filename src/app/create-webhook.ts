@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { AppError } from '../domain/errors.ts';
 import { assertWebhookUrl } from '../domain/notification-policy.ts';
 import { recordAudit } from '../storage/repos/audit-repo.ts';
-import { insertWebhook } from '../storage/repos/webhooks-repo.ts';
+import { countWebhooksForCreate, insertWebhook } from '../storage/repos/webhooks-repo.ts';
 import type { AppDeps } from './deps.ts';
 import type { Actor } from './ports.ts';
 
@@ -23,8 +23,7 @@ export function createCreateWebhook({ db, clock, secrets, settings }: Pick<AppDe
     const secret = newWebhookSecret();
     const now = clock.now();
     const webhook = await db.asTenant(actor.tenantId, async (tx) => {
-      const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM notification_webhooks');
-      if (Number(rows[0].n) >= MAX_WEBHOOKS_PER_TENANT) {
+      if ((await countWebhooksForCreate(tx, actor.tenantId)) >= MAX_WEBHOOKS_PER_TENANT) {
         throw new AppError('VALIDATION_FAILED', `a tenant can register at most ${MAX_WEBHOOKS_PER_TENANT} notification webhooks`);
       }
       const created = await insertWebhook(tx, {

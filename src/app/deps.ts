@@ -1,4 +1,5 @@
 import type { Clock } from '../domain/clock.ts';
+import type { RateLimiter } from '../domain/rate-limit.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
 import type { Database } from '../storage/database.ts';
 import type { CertificateAuthority, KeySource, RevocationListener } from './ports.ts';
@@ -10,6 +11,8 @@ export interface AppDeps {
   authority: CertificateAuthority;
   keys: KeySource;
   revocations: RevocationListener;
+  /** Per-tenant issuance rate limit (ISSUANCE_RATE_PER_MINUTE / ISSUANCE_BURST). */
+  issuanceLimit: RateLimiter;
   /** Encrypts webhook secrets before they are stored. */
   secrets: Pick<SecretSealer, 'seal'>;
   settings: { rotationGraceHours: number; webhookAllowPrivateNetworks: boolean };

@@ -1,4 +1,5 @@
 import { assertDeviceId } from '../domain/identifiers.ts';
+import type { Queryable } from '../storage/driver.ts';
 import { findCertificate } from '../storage/repos/certificates-repo.ts';
 import { findDevice } from '../storage/repos/devices-repo.ts';
 import { pendingRotationsOfDevice } from '../storage/repos/rotations-repo.ts';
@@ -7,30 +8,45 @@ import type { AppDeps } from './deps.ts';
 import { deviceNotFound } from './get-device.ts';
 import type { Actor } from './ports.ts';
 
-/** The device's pending rotation: its latest new certificate and every scheduled revocation. 404 when none. */
+/**
+ * The device's pending rotation: its latest new certificate (and that certificate's PEM,
+ * for callers that hand it out again) and every scheduled revocation. Null when none.
+ */
+export async function findPendingRotation(tx: Queryable, tenantId: string, deviceId: string) {
+  const pending = await pendingRotationsOfDevice(tx, tenantId, deviceId);
+  if (pending.length === 0) return null;
+  // Certificate ids grow: the latest rotation's new certificate has the highest id.
+  const newest = Math.max(...pending.map((r) => r.new_certificate_id));
+  const { cert_pem: newCertificatePem, ...newCertificate } = (await findCertificate(tx, newest))!;
+  const view = {
+    device_id: deviceId,
+    new_certificate: newCertificate,
+    next_revoke_at: pending[0].scheduled_revoke_at,
+    started_by: pending.find((r) => r.new_certificate_id === newest)!.started_by,
+    old_certificates: pending.map((r) => ({
+      id: r.old_certificate_id,
+      fingerprint: r.old_fingerprint,
+      status: r.old_status,
+      scheduled_revoke_at: r.scheduled_revoke_at,
+      superseded_by: r.new_certificate_id,
+      rotation_id: r.id,
+      scheduled_at: r.created_at,
+    })),
+  };
+  return { view, newCertificatePem };
+}
+
+export type PendingRotationView = NonNullable<Awaited<ReturnType<typeof findPendingRotation>>>['view'];
+
+/** The device's pending rotation. 404 when none. */
 export function createGetRotation({ db }: Pick<AppDeps, 'db'>) {
   return async (actor: Actor, deviceId: string) => {
     assertDeviceId(deviceId);
     return db.asTenant(actor.tenantId, async (tx) => {
       if (!(await findDevice(tx, actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
-      const pending = await pendingRotationsOfDevice(tx, actor.tenantId, deviceId);
-      if (pending.length === 0) throw noPendingRotation(deviceId);
-      const latest = await findCertificate(tx, Math.max(...pending.map((r) => r.new_certificate_id)));
-      const { cert_pem: _pem, ...newCertificate } = latest!;
-      return {
-        device_id: deviceId,
-        new_certificate: newCertificate,
-        next_revoke_at: pending[0].scheduled_revoke_at,
-        old_certificates: pending.map((r) => ({
-          id: r.old_certificate_id,
-          fingerprint: r.old_fingerprint,
-          status: r.old_status,
-          scheduled_revoke_at: r.scheduled_revoke_at,
-          superseded_by: r.new_certificate_id,
-          rotation_id: r.id,
-          scheduled_at: r.created_at,
-        })),
-      };
+      const found = await findPendingRotation(tx, actor.tenantId, deviceId);
+      if (!found) throw noPendingRotation(deviceId);
+      return found.view;
     });
   };
 }

@@ -5,7 +5,7 @@ import type { Actor } from './ports.ts';
 import { createSignDeviceCertificate, storeCertificate, type KeyRequest } from './sign-device-certificate.ts';
 
 /** generate (server-side key) or csr (the device's key): the seed's response shape. */
-export function createIssueCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock'>) {
+export function createIssueCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
   const sign = createSignDeviceCertificate(deps);
   return async (actor: Actor, deviceId: string, input: { validityDays: number; key: KeyRequest }) => {
     assertDeviceId(deviceId);
@@ -21,7 +21,7 @@ export function createIssueCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 
       cert_pem: signed.issued.certPem,
       ...(signed.privateKeyPem ? { private_key_pem: signed.privateKeyPem } : {}),
       ca_cert_pem: deps.authority.caCertPem(),
-      warning: signed.privateKeyPem ? PRIVATE_KEY_WARNING : DEVICE_KEY_NOTE,
+      warning: [signed.privateKeyPem ? PRIVATE_KEY_WARNING : DEVICE_KEY_NOTE, signed.validityWarning].filter(Boolean).join(' '),
     };
   };
 }

@@ -1,5 +1,5 @@
 import { DAY_MS } from '../domain/clock.ts';
-import type { CertificateStatus } from '../domain/certificate.ts';
+import type { CertificateStatus, RotationFilter } from '../domain/certificate.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
 import type { Queryable } from '../storage/driver.ts';
 import { listCertificates } from '../storage/repos/certificates-repo.ts';
@@ -10,6 +10,7 @@ export interface ListCertificatesInput {
   deviceId?: string;
   status?: CertificateStatus;
   expiringWithinDays?: number;
+  rotation?: RotationFilter;
   limit: number;
   cursor?: number;
 }
@@ -22,6 +23,7 @@ export function createListCertificates({ db, clock }: Pick<AppDeps, 'db' | 'cloc
       deviceId: q.deviceId,
       status: q.status,
       expiringBefore: q.expiringWithinDays === undefined ? undefined : new Date(clock.now().getTime() + q.expiringWithinDays * DAY_MS),
+      rotation: q.rotation,
       limit: q.limit,
       beforeId: q.cursor,
     });

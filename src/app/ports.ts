@@ -1,6 +1,6 @@
 import type { KeyType } from '../domain/certificate.ts';
 
-/** Narrow dependencies of the use cases. Implementations live in pki/, storage/ and worker/. */
+/** Narrow dependencies of the use cases. Implementations live in pki/ and storage/ (revocation events). */
 
 /** A public key as SubjectPublicKeyInfo DER, with its type (`rsa-2048`, `ec-p256`, ...). */
 export interface DevicePublicKey {
@@ -34,13 +34,16 @@ export interface VerifiedCertificate extends IssuedCertificate {
 export interface CertificateAuthority {
   /** Throws CA_NOT_CONFIGURED when no Device CA is loaded. */
   caCertPem(): string;
+  /** The CA certificate's validity (throws CA_NOT_CONFIGURED like caCertPem). */
+  caValidity(): { notBefore: Date; notAfter: Date };
   issue(request: IssueRequest): Promise<IssuedCertificate>;
   /** An existing certificate (upload): must be signed by the Device CA. */
   verifyIssued(certPem: string): Promise<VerifiedCertificate>;
 }
 
 export interface KeySource {
-  generate(keyType: KeyType): Promise<{ publicKey: DevicePublicKey; privateKeyPem: string }>;
+  /** `tenantId`: generation is queued fairly across tenants. */
+  generate(keyType: KeyType, tenantId?: string): Promise<{ publicKey: DevicePublicKey; privateKeyPem: string }>;
   /** Verifies a CSR's signature and key strength; returns its public key. */
   publicKeyFromCsr(csrPem: string): Promise<DevicePublicKey>;
 }

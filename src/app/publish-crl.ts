@@ -3,6 +3,9 @@ import type { Clock } from '../domain/clock.ts';
 import { HOUR_MS } from '../domain/clock.ts';
 import { buildCrl, createRevokedEntriesEncoder, type CrlSigner, type RevokedEntry } from '../domain/crl/build-crl.ts';
 import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
+import type { CaLintProfile } from '../pki/lint/ca-profile.ts';
+import { lintCrl } from '../pki/lint/crl-lint.ts';
+import { runLint } from '../pki/lint/lint-failure.ts';
 import { verifyCrl } from '../crl/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
 import { forEachRevokedCertificate, lockCrlState, saveCrl, type StoredCrlInfo } from '../storage/repos/crl-repo.ts';
@@ -17,6 +20,8 @@ export interface CrlAuthority {
   authorityKeyId: Uint8Array;
   publicKey: KeyObject;
   signer: CrlSigner;
+  /** The CA as the lint sees it (read by @peculiar/asn1-x509, not by our DER code). */
+  lintProfile: CaLintProfile;
 }
 
 export interface PublishCrlDeps {
@@ -29,6 +34,8 @@ export interface PublishCrlDeps {
     /** Issuing Distribution Point: the same URL the certificates carry as CRL DP. */
     distributionPointUrl: string;
   };
+  /** Test seam: a faulty encoder must be caught by the lint before anything is stored. */
+  build?: typeof buildCrl;
 }
 
 /**
@@ -79,10 +86,11 @@ const REMOVE_FROM_CRL = REVOCATION_REASONS.removeFromCRL;
  * stored one + 1 and strictly increasing. The revoked certificates are streamed from the
  * database into the DER entries encoder (never all rows as objects); those past notAfter at
  * thisUpdate are left out. The CRL must pass verifyCrl (signature with the CA key, issuer,
- * nextUpdate in the future, number above the previous) before it is stored; otherwise the
- * transaction rolls back and the error is thrown.
+ * nextUpdate in the future, number above the previous) and the lint (pki/lint: profile,
+ * entries sorted and unique) before it is stored; otherwise the transaction rolls back and
+ * the error is thrown (LINT_FAILED names the rule).
  */
-export function createPublishCrl({ db, clock, authority, settings }: PublishCrlDeps) {
+export function createPublishCrl({ db, clock, authority, settings, build = buildCrl }: PublishCrlDeps) {
   const validityMs = settings.validityHours * HOUR_MS;
   return async (request: PublishCrlRequest = {}): Promise<PublishCrlResult> =>
     db.asOperator(async (tx) => {
@@ -115,7 +123,7 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
       const entries = encoder.count;
       const entriesDone = performance.now();
 
-      const der = buildCrl({
+      const der = build({
         issuerNameDer: authority.issuerNameDer,
         authorityKeyId: authority.authorityKeyId,
         thisUpdate,
@@ -126,6 +134,8 @@ export function createPublishCrl({ db, clock, authority, settings }: PublishCrlD
         signer: authority.signer,
       });
       const signed = performance.now();
+
+      runLint(() => lintCrl(der, { ca: authority.lintProfile, previousNumber: previous }));
 
       const verified = verifyCrl(der, {
         caPublicKey: authority.publicKey,

@@ -1,5 +1,5 @@
 import { AppError } from '../domain/errors.ts';
-import { assertDeviceId } from '../domain/identifiers.ts';
+import { assertCommonNameFits, assertDeviceId } from '../domain/identifiers.ts';
 import { recordAudit } from '../storage/repos/audit-repo.ts';
 import { insertDevice } from '../storage/repos/devices-repo.ts';
 import { isUniqueViolation } from '../storage/rows.ts';
@@ -9,6 +9,7 @@ import type { Actor } from './ports.ts';
 export function createRegisterDevice({ db, clock }: Pick<AppDeps, 'db' | 'clock'>) {
   return async (actor: Actor, input: { device_id: string; site_id?: string | null }) => {
     const deviceId = assertDeviceId(input.device_id);
+    assertCommonNameFits(actor.tenantId, deviceId);
     const now = clock.now();
     try {
       return await db.asTenant(actor.tenantId, async (tx) => {

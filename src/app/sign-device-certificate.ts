@@ -1,6 +1,6 @@
-import { DAY_MS } from '../domain/clock.ts';
-import { NOT_BEFORE_SKEW_MS, type KeyType } from '../domain/certificate.ts';
-import { commonNameFor } from '../domain/identifiers.ts';
+import type { KeyType } from '../domain/certificate.ts';
+import { capWarning, deviceValidity } from '../domain/device-validity.ts';
+import { assertCommonNameFits, commonNameFor } from '../domain/identifiers.ts';
 import type { Queryable } from '../storage/driver.ts';
 import { insertCertificate } from '../storage/repos/certificates-repo.ts';
 import { isUniqueViolation } from '../storage/rows.ts';
@@ -16,25 +16,30 @@ export interface SignedCertificate {
   issued: IssuedCertificate;
   privateKeyPem: string | null;
   signedAt: Date;
+  /** Set when notAfter was capped at the CA's notAfter: say so in the response's warning. */
+  validityWarning: string | null;
 }
 
 /**
  * Signs a certificate for tenant/device. Runs before the storing transaction, so no
  * transaction is held open during RSA key generation.
  */
-export function createSignDeviceCertificate({ authority, keys, clock }: Pick<AppDeps, 'authority' | 'keys' | 'clock'>) {
+export function createSignDeviceCertificate({ authority, keys, clock, issuanceLimit }: Pick<AppDeps, 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
   return async (tenantId: string, deviceId: string, validityDays: number, key: KeyRequest): Promise<SignedCertificate> => {
-    authority.caCertPem(); // fail fast (503) before any key work
+    assertCommonNameFits(tenantId, deviceId);
+    issuanceLimit.take(tenantId);
+    deviceValidity({ signedAt: clock.now(), validityDays, ca: authority.caValidity() }); // fail fast (503) before any key work
     const { publicKey, privateKeyPem } =
-      key.kind === 'generate' ? await keys.generate(key.keyType) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };
+      key.kind === 'generate' ? await keys.generate(key.keyType, tenantId) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };
     const signedAt = clock.now();
+    const validity = deviceValidity({ signedAt, validityDays, ca: authority.caValidity() });
     const issued = await authority.issue({
       commonName: commonNameFor(tenantId, deviceId),
       publicKey,
-      notBefore: new Date(signedAt.getTime() - NOT_BEFORE_SKEW_MS),
-      notAfter: new Date(signedAt.getTime() + validityDays * DAY_MS),
+      notBefore: validity.notBefore,
+      notAfter: validity.notAfter,
     });
-    return { issued, privateKeyPem, signedAt };
+    return { issued, privateKeyPem, signedAt, validityWarning: validity.cappedAtCaNotAfter ? capWarning(validity.notAfter) : null };
   };
 }
 

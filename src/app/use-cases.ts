@@ -18,7 +18,7 @@ import { createGetWebhook, createListWebhookDeliveries, createListWebhooks } fro
 import { createRotateWebhookSecret, createUpdateWebhook } from './update-webhook.ts';
 import { createRegisterDevice } from './register-device.ts';
 import { createRevokeCertificate } from './revoke-certificate.ts';
-import { createRotateCertificate } from './rotate-certificate.ts';
+import { createRotateCertificate, createStartRotation } from './rotate-certificate.ts';
 
 /** The application's use cases, as the HTTP layer and the CLI see them. */
 export function createUseCases(deps: AppDeps) {
@@ -32,6 +32,8 @@ export function createUseCases(deps: AppDeps) {
     getCertificate: createGetCertificate(deps),
     revokeCertificate: createRevokeCertificate(deps),
     rotateCertificate: createRotateCertificate(deps),
+    /** Rotation for any entry point (API, device-initiated renewal): returns the pending rotation instead of throwing. */
+    startRotation: createStartRotation(deps),
     confirmRotation: createConfirmRotation(deps),
     cancelRotation: createCancelRotation(deps),
     getRotation: createGetRotation(deps),

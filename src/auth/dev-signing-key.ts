@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import type { Role } from './roles.ts';
+import { assertKeyFileProtected } from '../pki/key-file-permissions.ts';
 
 /** Without OIDC settings, tokens are signed by a local key kept in the data dir. */
 export interface DevSigningKey {
@@ -17,6 +18,7 @@ const AUDIENCE = 'certfleet';
 export async function loadOrCreateDevSigningKey(path: string): Promise<DevSigningKey> {
   let privateJwk: JWK;
   try {
+    await assertKeyFileProtected(path, 'the development token signing key');
     privateJwk = JSON.parse(await readFile(path, 'utf8')) as JWK;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
@@ -28,6 +30,7 @@ export async function loadOrCreateDevSigningKey(path: string): Promise<DevSignin
     } catch (err) {
       // Another process created it first: use theirs.
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      await assertKeyFileProtected(path, 'the development token signing key');
       privateJwk = JSON.parse(await readFile(path, 'utf8')) as JWK;
     }
   }

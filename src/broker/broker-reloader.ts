@@ -8,6 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
+import type { Logger } from '../support/logger.ts';
 
 export class BrokerReloadError extends Error {
   override readonly name = 'BrokerReloadError';
@@ -17,18 +18,12 @@ export class BrokerReloadError extends Error {
   }
 }
 
-/** pino/fastify-compatible subset. */
-export interface BrokerReloadLogger {
-  info(obj: Record<string, unknown>, msg: string): void;
-  warn?(obj: Record<string, unknown>, msg: string): void;
-}
-
 export interface BrokerReloaderOptions {
   /** Mosquitto's pid_file; read on every reload (never cached). */
   pidFile?: string;
   /** Shell command run with /bin/sh -c instead of signalling (takes precedence over pidFile). */
   command?: string;
-  log?: BrokerReloadLogger;
+  log?: Logger;
   /** Command timeout. Default 10 s. */
   timeoutMs?: number;
   /**
@@ -197,7 +192,7 @@ export function createBrokerReloader(options: BrokerReloaderOptions = {}): Broke
 
   if (command) {
     if (pidFile) {
-      log?.warn?.({ pidFile, command }, 'both a broker pid file and a reload command are set; using the command');
+      log?.warn({ pidFile, command }, 'both a broker pid file and a reload command are set; using the command');
     }
     const run = runCommand(command, timeoutMs);
     return {
@@ -218,7 +213,7 @@ export function createBrokerReloader(options: BrokerReloaderOptions = {}): Broke
       description: `SIGHUP to the PID in ${pidFile}`,
       async reload() {
         const pid = await signal();
-        log?.info({ pid, pidFile }, 'sent SIGHUP to the broker');
+        log?.info({ broker_pid: pid, pidFile }, 'sent SIGHUP to the broker');
       },
     };
   }

@@ -13,17 +13,12 @@
  * TLS handshake.
  */
 import type { SessionKicker } from './session-kicker.ts';
-
-/** pino/fastify-compatible subset. */
-export interface RevokedSessionsLogger {
-  info(obj: Record<string, unknown>, msg: string): void;
-  warn(obj: Record<string, unknown>, msg: string): void;
-  error?(obj: Record<string, unknown>, msg: string): void;
-}
+import { createBackoff } from '../support/backoff.ts';
+import type { Logger } from '../support/logger.ts';
 
 export interface RevokedSessionsOptions {
   kicker: SessionKicker;
-  log?: RevokedSessionsLogger;
+  log?: Logger;
   /** Give up on a CN after this many failed kicks. Default 10 (about 15 minutes of retries). */
   maxAttempts?: number;
   /** First retry delay; doubles up to maxRetryMs. Defaults 2 s and 5 min. */
@@ -66,7 +61,7 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
   const pending = new Map<string, number>();
   let chain: Promise<unknown> = Promise.resolve();
   let retryTimer: NodeJS.Timeout | null = null;
-  let retryDelay = retryMs;
+  const backoff = createBackoff(retryMs, maxRetryMs);
   let closed = false;
 
   function add(commonName: string) {
@@ -109,18 +104,17 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
     }
     if (result.failed.length) {
       log?.warn(
-        { event: 'broker_kick_failed', failed: result.failed, pending: pending.size, retry_in_ms: pending.size ? retryDelay : null },
+        { event: 'broker_kick_failed', failed: result.failed, pending: pending.size, retry_in_ms: pending.size ? backoff.current : null },
         'could not close the live broker sessions of revoked certificates; will retry',
       );
     }
     if (result.abandoned.length) {
-      (log?.error ?? log?.warn)?.call(
-        log,
+      log?.error(
         { event: 'broker_kick_abandoned', common_names: result.abandoned, max_attempts: maxAttempts },
         'gave up closing live broker sessions of revoked certificates (they are still refused at their next connect)',
       );
     }
-    if (result.failed.length === 0) retryDelay = retryMs;
+    if (result.failed.length === 0) backoff.reset();
     if (pending.size > 0) scheduleRetry();
     return result;
   }
@@ -130,9 +124,8 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
     retryTimer = setTimeout(() => {
       retryTimer = null;
       void enqueueRound();
-    }, retryDelay);
+    }, backoff.next());
     retryTimer.unref();
-    retryDelay = Math.min(maxRetryMs, retryDelay * 2);
   }
 
   /** One round at a time, in order. */

@@ -17,12 +17,14 @@ import type { Config } from '../config.ts';
 import { newlyRevokedSerials } from '../domain/crl/crl-diff.ts';
 import { crlPemToDer } from '../crl/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
+import { commonNamesOfSerials } from '../storage/repos/certificates-repo.ts';
 import { readBrokerAdmin } from './admin-credentials.ts';
-import { createRevokedSessions, type RevokedSessions, type RevokedSessionsLogger } from './revoked-sessions.ts';
+import { createRevokedSessions, type RevokedSessions } from './revoked-sessions.ts';
 import type { SessionKicker } from './session-kicker.ts';
 import type { BrokerReloader } from './broker-reloader.ts';
+import type { Logger } from '../support/logger.ts';
 
-export function revokedSessionsFor(config: Partial<Pick<Config, 'brokerAdmin'>>, log?: RevokedSessionsLogger): RevokedSessions | null {
+export function revokedSessionsFor(config: Partial<Pick<Config, 'brokerAdmin'>>, log?: Logger): RevokedSessions | null {
   const admin = config.brokerAdmin;
   if (!admin) return null;
   const kicker: SessionKicker = {
@@ -43,15 +45,6 @@ function readCrlFile(path: string): Uint8Array | null {
   }
 }
 
-/** The distinct CNs of the certificates with these serials (operator role: all tenants). */
-async function commonNamesOf(db: Database, serials: string[]): Promise<string[]> {
-  if (serials.length === 0) return [];
-  const { rows } = await db.asOperator((tx) =>
-    tx.query<{ common_name: string }>('SELECT DISTINCT common_name FROM device_certificates WHERE serial_number = ANY($1::text[])', [serials]),
-  );
-  return rows.map((r) => r.common_name);
-}
-
 export interface SessionKickingReloader extends BrokerReloader {
   /** Resolves when the kicks started by past reloads are done (tests, shutdown). */
   idle(): Promise<void>;
@@ -59,7 +52,7 @@ export interface SessionKickingReloader extends BrokerReloader {
 
 export function withSessionKicks(
   reloader: BrokerReloader,
-  deps: { crlPath: string; db: Database; sessions: RevokedSessions; log?: RevokedSessionsLogger },
+  deps: { crlPath: string; db: Database; sessions: RevokedSessions; log?: Logger },
 ): SessionKickingReloader {
   // What the broker has loaded: the file as it is now (it was there when the broker started or last reloaded).
   let loaded = readCrlFile(deps.crlPath);
@@ -69,7 +62,7 @@ export function withSessionKicks(
     try {
       // No baseline (the file did not exist): kicking every revoked CN would disconnect every rotated device.
       const serials = previous ? newlyRevokedSerials(previous, current) : [];
-      const names = await commonNamesOf(deps.db, serials);
+      const names = serials.length ? await deps.db.asOperator((tx) => commonNamesOfSerials(tx, serials)) : [];
       await deps.sessions.kick(names); // also retries earlier failures
     } catch (error) {
       deps.log?.warn({ event: 'broker_kick_failed', err: (error as Error).message }, 'could not work out which broker sessions to close');

@@ -1,29 +1,20 @@
 import type { Config } from '../config.ts';
 import { createService } from '../composition/service.ts';
 import { createWorker } from '../composition/worker.ts';
+import { createLogger } from '../support/logger.ts';
 import type { Flags } from './commands.ts';
 
 /** Runs until SIGINT/SIGTERM. */
 export async function serveCommand(_flags: Flags, config: Config, parts: { api: boolean; worker: boolean }): Promise<number> {
+  const logger = createLogger({ level: config.logLevel });
   const service = await createService(config, {
-    logger: { level: config.logLevel, redact: ['req.headers.authorization', 'req.headers.cookie'] },
+    logger,
     // serve publishes the CRL (file + broker reload); api leaves it to the worker (PGlite: always in-process).
     publishCrl: parts.worker,
   });
   const address = await service.app.listen({ port: config.port, host: config.host });
   const renewal = await service.renewal.start(service.app.log);
-  const lines = [
-    `certfleet listening on ${address} (${service.storage.driver.kind === 'pg' ? 'Postgres' : `embedded PGlite in ${config.dataDir}/db`})`,
-    service.ca.ca
-      ? `Device CA: ${config.caCertPath}${service.ca.created ? ' (development CA created now)' : ''}`
-      : `Device CA: ${service.ca.problem}`,
-    `CRL file: ${config.crlOutputPath}; public CRL: ${config.publicBaseUrl}/pki/crl`,
-    `Auth: ${service.authMode}`,
-    `API docs: ${address}/docs`,
-    `EST (device enrollment and renewal): ${renewal.est ?? 'off (set EST_PORT, EST_TLS_CERT_PATH, EST_TLS_KEY_PATH)'}`,
-    `MQTT renewal (certfleet/renew/<CN>/request): ${renewal.mqtt ?? 'off (MQTT_RENEWAL=true with BROKER_ADMIN_*)'}`,
-  ];
-  // The worker shares the service's storage (PGlite allows one process), clock and /metrics.
+  // The worker shares the service's storage (PGlite allows one process), clock, logger and /metrics.
   const worker = parts.worker
     ? await createWorker(config, {
         clock: service.deps.clock,
@@ -31,10 +22,30 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
         metrics: service.metrics,
         crl: service.crl.publisher,
         revocations: service.crl.listener,
+        log: logger,
       })
     : null;
-  if (worker) lines.push(`Worker: ${worker.tasks.map((t) => t.name).join(', ')} (leases in the database; JSON log lines on stdout)`);
-  console.log(lines.join('\n'));
+  const broker = service.crl.broker;
+  logger.info(
+    {
+      event: 'started',
+      address,
+      storage: service.storage.driver.kind === 'pg' ? 'postgres' : `embedded PGlite in ${config.dataDir}/db`,
+      device_ca: service.ca.ca ? `${config.caCertPath}${service.ca.created ? ' (development CA created now)' : ''}` : service.ca.problem,
+      crl_file: config.crlOutputPath,
+      public_crl: service.crl.distributionPointUrl,
+      broker_reload: broker ? broker.reload : 'not in this process (api: the worker publishes the CRL)',
+      broker_reload_configured: broker?.reloadConfigured ?? false,
+      session_kicking: broker ? (broker.sessionKicking ? 'configured (BROKER_ADMIN_URL)' : 'not configured (set BROKER_ADMIN_URL)') : 'not in this process',
+      session_kicking_configured: broker?.sessionKicking ?? false,
+      auth: service.authMode,
+      api_docs: `${address}/docs`,
+      est: renewal.est ?? 'off (set EST_PORT, EST_TLS_CERT_PATH, EST_TLS_KEY_PATH)',
+      mqtt_renewal: renewal.mqtt ?? 'off (MQTT_RENEWAL=true with BROKER_ADMIN_*)',
+      worker_tasks: worker ? worker.tasks.map((t) => t.name) : null,
+    },
+    `certfleet listening on ${address}`,
+  );
   await worker?.start();
   await new Promise<void>((resolve) => {
     const stop = () => resolve();

@@ -2,6 +2,7 @@ import { createServer } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../config.ts';
 import { createWorker, type WorkerOverrides } from '../composition/worker.ts';
+import { createLogger } from '../support/logger.ts';
 import type { Flags } from './commands.ts';
 
 /**
@@ -12,7 +13,8 @@ import type { Flags } from './commands.ts';
  */
 export async function workerCommand(flags: Flags, config: Config, overrides: WorkerOverrides = {}): Promise<number> {
   const metrics = new Registry();
-  const worker = await createWorker(config, { metrics, ...overrides });
+  const log = overrides.log ?? createLogger({ level: config.logLevel });
+  const worker = await createWorker(config, { metrics, ...overrides, log });
   if (flags.once) {
     let failed: string[] = [];
     try {
@@ -49,12 +51,28 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
     });
     await new Promise<void>((resolve) => server!.listen(port, config.host, resolve));
   }
-  await worker.start();
-  console.error(`certfleet worker ${worker.holder}: ${worker.tasks.map((t) => t.name).join(', ')}${server ? `; metrics on ${config.host}:${(server.address() as { port: number }).port}/metrics` : ''}`);
-  await new Promise<void>((resolve) => {
+  // Listening for the stop signals before the readiness line: whoever reads it may stop us at once.
+  const stopRequested = new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);
     process.once('SIGTERM', resolve);
   });
+  await worker.start();
+  const broker = worker.crlPublication?.broker ?? null;
+  log.info(
+    {
+      event: 'started',
+      holder: worker.holder,
+      worker_tasks: worker.tasks.map((t) => t.name),
+      metrics: server ? `${config.host}:${(server.address() as { port: number }).port}/metrics` : null,
+      broker_reload: broker?.reload ?? 'no CRL tasks',
+      broker_reload_configured: broker?.reloadConfigured ?? false,
+      session_kicking_configured: broker?.sessionKicking ?? false,
+    },
+    `certfleet worker ${worker.holder} started`,
+  );
+  // The readiness line on stderr (stdout holds only log lines).
+  console.error(`certfleet worker ${worker.holder}: ${worker.tasks.map((t) => t.name).join(', ')}${server ? `; metrics on ${config.host}:${(server.address() as { port: number }).port}/metrics` : ''}`);
+  await stopRequested;
   await worker.close();
   await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
   return 0;

@@ -35,7 +35,8 @@ import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../st
 import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
 import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from '../broker/session-kicking-reloader.ts';
 import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
-import { createCrlPublisher, type CrlPublisher, type CrlPublisherLogger } from '../crl/crl-publisher.ts';
+import { createCrlPublisher, type CrlPublisher } from '../crl/crl-publisher.ts';
+import { silentLogger, type Logger } from '../support/logger.ts';
 
 export type CrlConfig = Pick<
   Config,
@@ -50,7 +51,7 @@ export interface CrlPublicationOptions {
   ca: DeviceCa | null;
   clock?: Clock;
   metrics?: Registry;
-  logger?: CrlPublisherLogger;
+  logger?: Logger;
   /** This process publishes (serve, worker). Default true; PGlite always does. */
   publish?: boolean;
   /** Re-sign on a timer when the stored CRL gets older than CRL_REFRESH_MINUTES. Default true when publishing. */
@@ -70,18 +71,18 @@ export interface CrlPublication {
   routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
   /** The CRL Distribution Point URL (the same in certificates and in the CRL's IDP). */
   distributionPointUrl: string;
+  /** What happens at the broker after a new CRL file (for the start banner); null when this process does not publish. */
+  broker: { reload: string; reloadConfigured: boolean; sessionKicking: boolean } | null;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
-
-const noopLogger: CrlPublisherLogger = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
 
 export function createCrlPublication(options: CrlPublicationOptions): CrlPublication {
   const { config, storage, ca } = options;
   const clock = options.clock ?? systemClock;
-  const logger = options.logger ?? noopLogger;
+  const logger = options.logger ?? silentLogger;
   const { db, driver } = storage;
   const authority = ca ? crlAuthorityFor(ca) : null;
   const distributionPointUrl = crlDistributionPointUrl(config);
@@ -107,12 +108,14 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   // BROKER_ADMIN_URL: after each successful reload, close the live sessions of newly revoked certificates.
   const sessions = publishing ? revokedSessionsFor(config, logger) : null;
   let kicking: SessionKickingReloader | null = null;
+  let broker: CrlPublication['broker'] = null;
   if (publishing && authority && ca) {
     const baseReloader =
       options.reloader ??
       createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
     kicking = sessions ? withSessionKicks(baseReloader, { crlPath: config.crlOutputPath, db, sessions, log: logger }) : null;
     const reloader = kicking ?? baseReloader;
+    broker = { reload: baseReloader.description, reloadConfigured: baseReloader.configured, sessionKicking: kicking !== null };
     const fileSync = createCrlFileSync({
       path: config.crlOutputPath,
       caPublicKey: authority.publicKey,
@@ -147,6 +150,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     publisher,
     getCrl,
     distributionPointUrl,
+    broker,
     routes: {
       pki: pkiRoutes({ caCertPem: ca?.certPem ?? null, caNotBefore: ca?.certificate.notBefore ?? null, getCrl, crlMaxAgeSeconds: maxAgeSeconds }),
       customer: customerCrlRoutes(getCrl, { maxAgeSeconds }),

@@ -19,5 +19,5 @@ export async function loadCaForConfig(config: Config, clock: Clock): Promise<Loa
     await writeDeviceCa(await createDeviceCa({ now: clock.now(), commonName: 'certfleet Development Device CA' }), config.caCertPath, config.caKeyPath);
     created = true;
   }
-  return { ca: await loadDeviceCa(config.caCertPath, config.caKeyPath), created, problem: null };
+  return { ca: await loadDeviceCa(config.caCertPath, config.caKeyPath, { file: config.caKeyPassphraseFile, value: config.caKeyPassphrase }), created, problem: null };
 }

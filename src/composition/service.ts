@@ -1,9 +1,12 @@
-import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { FastifyInstance } from 'fastify';
+import { silentLogger, type ProcessLogger } from '../support/logger.ts';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from '../config.ts';
 import { systemClock, type Clock } from '../domain/clock.ts';
-import { keySource } from '../pki/key-source.ts';
-import { createCertificateAuthority } from '../pki/certificate-authority.ts';
+import { createKeySource } from '../pki/key-source.ts';
+import { createKeygenPool, type KeygenPool } from '../pki/keygen-pool.ts';
+import { createRateLimiter } from '../domain/rate-limit.ts';
+import { createCertificateAuthority, type CertificateAuthorityOptions } from '../pki/certificate-authority.ts';
 import type { AppDeps } from '../app/deps.ts';
 import type { RevocationListener } from '../app/ports.ts';
 import { createUseCases, type UseCases } from '../app/use-cases.ts';
@@ -27,12 +30,15 @@ import { loadWebhookSecrets } from './webhook-secrets.ts';
 export interface ServiceOverrides {
   clock?: Clock;
   storage?: Storage;
-  logger?: FastifyServerOptions['logger'];
+  /** The process logger (createLogger); none: the service logs nothing (tests). */
+  logger?: ProcessLogger;
   revocations?: RevocationListener;
   /** This process publishes the CRL (file + broker reload). Default true; `api` passes false (PGlite always publishes). */
   publishCrl?: boolean;
   /** Test seams of the CRL publication (file system port, broker reloader, refresh timer). */
   crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer'>;
+  /** Test seams of the issuing authority (a faulty encoder or signer). */
+  authority?: Omit<CertificateAuthorityOptions, 'crlUrl'>;
 }
 
 export interface Service {
@@ -53,34 +59,37 @@ export interface Service {
 export async function createService(config: Config, overrides: ServiceOverrides = {}): Promise<Service> {
   const clock = overrides.clock ?? systemClock;
   const storage = overrides.storage ?? (await openStorage(config));
+  let keygen: KeygenPool | null = null;
   try {
     const ca = await loadCaForConfig(config, clock);
     const webhookSecrets = await loadWebhookSecrets(config);
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: 2 });
-    // The CRL publisher logs through the HTTP app's logger once it exists.
-    let log: FastifyInstance['log'] | null = null;
+    const log = overrides.logger ?? silentLogger;
     const crl = createCrlPublication({
       config,
       storage,
       ca: ca.ca,
       clock,
       metrics,
-      logger: {
-        info: (obj, msg) => log?.info(obj, msg),
-        warn: (obj, msg) => log?.warn(obj, msg),
-        error: (obj, msg) => log?.error(obj, msg),
-      },
+      logger: log,
       publish: overrides.publishCrl,
       ...overrides.crl,
     });
     registerFleetMetrics(metrics, { db: storage.db, clock });
+    keygen = config.keygenWorkers > 0 ? createKeygenPool(config.keygenWorkers) : null;
     const deps: AppDeps = {
       db: storage.db,
       clock,
-      authority: createCertificateAuthority(ca.ca, { crlUrl: crl.distributionPointUrl }),
-      keys: keySource,
+      authority: createCertificateAuthority(ca.ca, { ...overrides.authority, crlUrl: crl.distributionPointUrl }),
+      keys: createKeySource(keygen),
       revocations: overrides.revocations ?? crl.listener,
+      issuanceLimit: createRateLimiter({
+        perMinute: config.issuanceRatePerMinute,
+        burst: config.issuanceBurst,
+        now: () => performance.now(),
+        what: 'certificate issuance',
+      }),
       secrets: webhookSecrets.box,
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
@@ -95,8 +104,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       metrics,
       logger: overrides.logger,
     });
-    log = app.log;
-    if (webhookSecrets.warning) app.log.warn(webhookSecrets.warning);
+    if (webhookSecrets.warning) log.warn({}, webhookSecrets.warning);
     try {
       await crl.start();
     } catch (e) {
@@ -118,10 +126,12 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         await renewal.close();
         await crl.stop();
         await app.close();
+        await keygen?.close();
         if (!overrides.storage) await storage.close();
       },
     };
   } catch (e) {
+    await keygen?.close();
     if (!overrides.storage) await storage.close();
     throw e;
   }

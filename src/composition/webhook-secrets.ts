@@ -2,6 +2,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import type { Config } from '../config.ts';
+import { assertKeyFileProtected } from '../pki/key-file-permissions.ts';
 import { createSecretBox, parseSecretKey, SECRET_KEY_BYTES, type SecretSealer } from '../pki/secret-box.ts';
 
 export interface WebhookSecrets {
@@ -13,7 +14,10 @@ export interface WebhookSecrets {
 
 /** The key file: created on first use (0600, race-safe), read by every later process on this data dir. */
 export async function loadOrCreateSecretKeyFile(path: string): Promise<Buffer> {
-  const read = async () => parseSecretKey(await readFile(path, 'utf8'), path);
+  const read = async () => {
+    await assertKeyFileProtected(path, 'the webhook secret key');
+    return parseSecretKey(await readFile(path, 'utf8'), path);
+  };
   try {
     return await read();
   } catch (e) {

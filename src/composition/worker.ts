@@ -12,14 +12,17 @@ import { createMarkExpired } from '../app/mark-expired.ts';
 import { createRaiseExpiryAlerts } from '../app/raise-expiry-alerts.ts';
 import { noRevocationListener, type RevocationListener } from '../app/ports.ts';
 import type { Queryable } from '../storage/driver.ts';
-import { createLeases, type Leases } from '../scheduler/leases.ts';
+import type { Leases } from '../scheduler/leases.ts';
+import { consecutiveFailuresOf, createLeases } from '../storage/worker-leases.ts';
+import { latestCrlNextUpdate } from '../storage/repos/crl-repo.ts';
 import { createScheduler, workerMetrics, type Scheduler, type Timers, type WorkerTask } from '../scheduler/scheduler.ts';
-import { createHttpWebhookSender } from '../worker/webhook-sender.ts';
+import { createHttpWebhookSender } from '../webhooks/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';
 import { loadCaForConfig } from './load-ca.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
 import { openStorage, type Storage } from './open-storage.ts';
+import { createLogger, type Logger } from '../support/logger.ts';
 
 /** What the worker needs of the CRL publisher (src/crl/crl-publisher.ts); the publisher itself fits. */
 export interface CrlPublisherPort {
@@ -39,7 +42,8 @@ export interface WorkerOverrides {
   storage?: Storage;
   /** Where the task metrics go (the service's registry under `serve`). */
   metrics?: Registry;
-  log?: (entry: Record<string, unknown>) => void;
+  /** The process logger (serve shares its own); default: a pino logger at LOG_LEVEL on stdout. */
+  log?: Logger;
   /**
    * The CRL publisher of this process (`serve` passes the service's). Absent: the worker
    * loads the Device CA and builds its own publication (standalone `certfleet worker`);
@@ -86,14 +90,9 @@ export const defaultIntervals = (config: Pick<Config, 'crlRefreshMinutes'>): Rec
 /** The published CRL's nextUpdate (crl_state) and the failures of the CRL task (its lease row) and the publisher. */
 function crlHealth(crl: CrlPublisherPort | null): CrlHealth {
   return {
-    async nextUpdate(tx: Queryable) {
-      const { rows } = await tx.query<{ n: unknown }>('SELECT max(next_update) AS n FROM crl_state');
-      const v = rows[0]?.n;
-      return v === null || v === undefined ? null : new Date(v instanceof Date ? v : String(v));
-    },
+    nextUpdate: (tx: Queryable) => latestCrlNextUpdate(tx),
     async consecutiveFailures(tx: Queryable) {
-      const { rows } = await tx.query<{ n: number }>(`SELECT consecutive_failures AS n FROM worker_leases WHERE name = 'crl'`);
-      return Math.max(Number(rows[0]?.n ?? 0), crl?.status?.().consecutiveFailures ?? 0);
+      return Math.max(await consecutiveFailuresOf(tx, 'crl'), crl?.status?.().consecutiveFailures ?? 0);
     },
   };
 }
@@ -107,12 +106,12 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const storage = overrides.storage ?? (await openStorage(config));
   const { db } = storage;
   const intervals = { ...defaultIntervals(config), ...overrides.intervals };
-  const log = overrides.log ?? ((entry: Record<string, unknown>) => process.stdout.write(`${JSON.stringify(entry)}\n`));
+  const log = overrides.log ?? createLogger({ level: config.logLevel });
   let secrets = overrides.secrets;
   if (!secrets) {
     try {
       const loaded = await loadWebhookSecrets(config);
-      if (loaded.warning) log({ ts: clock.now().toISOString(), level: 'warn', msg: loaded.warning });
+      if (loaded.warning) log.warn({}, loaded.warning);
       secrets = loaded.box;
     } catch (e) {
       if (!overrides.storage) await storage.close();
@@ -124,18 +123,17 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     try {
       const ca = await loadCaForConfig(config, clock);
       if (ca.ca) {
-        const line = (level: string) => (obj: Record<string, unknown>, msg: string) => log({ ts: clock.now().toISOString(), level, msg, ...obj });
         crlPublication = createCrlPublication({
           config,
           storage,
           ca: ca.ca,
           clock,
           metrics: overrides.metrics,
-          logger: { info: line('info'), warn: line('warn'), error: line('error') },
+          logger: log,
           publish: true,
         });
       } else {
-        log({ ts: clock.now().toISOString(), level: 'warn', msg: `no CRL tasks: ${ca.problem}` });
+        log.warn({}, `no CRL tasks: ${ca.problem}`);
       }
     } catch (e) {
       if (!overrides.storage) await storage.close();

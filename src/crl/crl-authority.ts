@@ -3,6 +3,7 @@ import type { Config } from '../config.ts';
 import type { CrlAuthority } from '../app/publish-crl.ts';
 import { caIdentityFromCertificate, createCrlSigner } from '../pki/crl-signer.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
+import { caLintProfile } from '../pki/lint/ca-profile.ts';
 
 /** The CRL URL of PUBLIC_BASE_URL: certificates carry it as CRL DP, CRLs as Issuing Distribution Point. */
 export const crlDistributionPointUrl = (config: Pick<Config, 'publicBaseUrl'>): string => `${config.publicBaseUrl}/pki/crl`;
@@ -15,5 +16,6 @@ export function crlAuthorityFor(ca: DeviceCa): CrlAuthority {
     authorityKeyId: identity.subjectKeyId,
     publicKey: ca.publicKey,
     signer: createCrlSigner(ca.privateKey),
+    lintProfile: caLintProfile(ca.certDer),
   };
 }

@@ -18,6 +18,7 @@ import type { Clock } from '../domain/clock.ts';
 import { crlDerToPemBytes, crlPemToDer, verifyCrl } from './verify-crl.ts';
 import type { BrokerReloader } from '../broker/broker-reloader.ts';
 import { fsyncDir, tempPathFor, writeNewFileDurably } from '../support/atomic-file.ts';
+import type { Logger } from '../support/logger.ts';
 
 /** The file operations the sync uses: a port, so tests can make a step fail (a crash before the rename). */
 export interface CrlFs {
@@ -52,20 +53,13 @@ export const nodeCrlFs: CrlFs = {
   },
 };
 
-/** pino/fastify-compatible logger of the CRL publication (file sync and publisher). */
-export interface CrlLogger {
-  info(obj: Record<string, unknown>, msg: string): void;
-  warn(obj: Record<string, unknown>, msg: string): void;
-  error(obj: Record<string, unknown>, msg: string): void;
-}
-
 export interface CrlFileSyncDeps {
   path: string;
   caPublicKey: KeyObject;
   issuerNameDer: Uint8Array;
   clock: Clock;
   reloader: BrokerReloader;
-  logger: CrlLogger;
+  logger: Logger;
   fs?: CrlFs;
   /** File mode of the CRL. Default 0644: the broker runs as another user, and a CRL is public. */
   mode?: number;

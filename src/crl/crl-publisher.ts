@@ -15,9 +15,10 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../domain/clock.ts';
 import type { PublishCondition, PublishCrl, PublishCrlResult } from '../app/publish-crl.ts';
 import type { StoredCrlInfo } from '../storage/repos/crl-repo.ts';
-import type { CrlFileSync, CrlFileSyncResult, CrlForFile, CrlLogger, StagedCrlFile } from './crl-file-sync.ts';
+import type { CrlFileSync, CrlFileSyncResult, CrlForFile, StagedCrlFile } from './crl-file-sync.ts';
+import { createBackoff } from '../support/backoff.ts';
+import type { Logger } from '../support/logger.ts';
 
-export type CrlPublisherLogger = CrlLogger;
 
 export interface CrlPublisherDeps {
   publish: PublishCrl;
@@ -27,7 +28,7 @@ export interface CrlPublisherDeps {
   /** null: this process keeps no file (API replica without a worker). */
   fileSync: CrlFileSync | null;
   clock: Clock;
-  logger: CrlPublisherLogger;
+  logger: Logger;
   metrics?: Registry;
   /** publishIfStale builds when the stored CRL is this old (about CRL_REFRESH_MINUTES), or its nextUpdate is this close. */
   staleAfterMs: number;
@@ -143,8 +144,8 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
   let stopped = false;
   let retryTimer: NodeJS.Timeout | null = null;
   let retryRequest: { publish: Condition; sync: boolean } | null = null;
-  let failureDelay = retryMs;
-  let reloadDelay = retryMs;
+  const failureBackoff = createBackoff(retryMs, maxRetryMs);
+  const reloadBackoff = createBackoff(retryMs, maxRetryMs);
   const idleWaiters: Array<() => void> = [];
   const state: CrlPublisherStatus = {
     running: false,
@@ -245,7 +246,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     state.consecutiveFailures = 0;
     state.lastError = null;
     state.lastSuccessAt = deps.clock.now();
-    failureDelay = retryMs;
+    failureBackoff.reset();
     if (stored && stored.sha256 !== null) {
       state.crlNumber = stored.crlNumber;
       state.nextUpdate = stored.nextUpdate;
@@ -258,10 +259,9 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
       state.reloadPending = deps.fileSync?.reloadPending ?? false;
       if (file.reloaded === false) {
         metrics.reloadFailures.inc();
-        scheduleRetry({ publish: null, sync: true }, reloadDelay);
-        reloadDelay = Math.min(maxRetryMs, reloadDelay * 2);
+        scheduleRetry({ publish: null, sync: true }, reloadBackoff.next());
       } else if (file.reloaded === true) {
-        reloadDelay = retryMs;
+        reloadBackoff.reset();
       }
     }
     if (req.publish !== null) metrics.runs.inc({ result: published ? 'published' : 'unchanged' });
@@ -307,12 +307,11 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     state.lastError = (error as Error)?.message ?? String(error);
     if (req.publish !== null) metrics.runs.inc({ result: 'failed' });
     deps.logger.error(
-      { event: 'crl_publish_failed', err: state.lastError, code: (error as { code?: string })?.code, consecutive_failures: state.consecutiveFailures, retry_in_ms: failureDelay },
+      { event: 'crl_publish_failed', err: state.lastError, code: (error as { code?: string })?.code, consecutive_failures: state.consecutiveFailures, retry_in_ms: failureBackoff.current },
       'CRL publication failed; the previous CRL stays in place',
     );
     const fileOnly = (error as { fileOnly?: boolean })?.fileOnly === true;
-    scheduleRetry({ publish: fileOnly ? null : req.publish, sync: true }, failureDelay);
-    failureDelay = Math.min(maxRetryMs, failureDelay * 2);
+    scheduleRetry({ publish: fileOnly ? null : req.publish, sync: true }, failureBackoff.next());
   }
 
   function scheduleRetry(req: { publish: Condition; sync: boolean }, delay: number) {

@@ -49,8 +49,9 @@ export interface DeviceProfile extends DeviceProfileInput {
 export function deviceProfile(input: DeviceProfileInput): DeviceProfile {
   const sharedExtensions = Buffer.concat([
     extension(OID.basicConstraints, true, sequence()),
-    // digitalSignature (bit 0) + keyEncipherment (bit 2): 1010 0000, 5 unused bits
-    extension(OID.keyUsage, true, bitString(Uint8Array.of(0xa0), 5)),
+    // digitalSignature (bit 0) only: 1000 0000, 7 unused bits. Consistent with clientAuth for
+    // RSA and EC keys alike (RFC 5280 4.2.1.12; RFC 8813 3: never keyEncipherment for EC).
+    extension(OID.keyUsage, true, bitString(Uint8Array.of(0x80), 7)),
     extension(OID.extKeyUsage, false, sequence(oid(OID.clientAuth))),
     extension(OID.authorityKeyId, false, sequence(contextImplicit(0, input.authorityKeyId))),
     extension(

@@ -41,3 +41,7 @@ export const DEVICE_KEY_NOTE = 'The private key stays on the device; certfleet n
 
 /** revoke_old_after_hours and ROTATION_GRACE_HOURS: 1 hour to 30 days. */
 export const MAX_ROTATION_GRACE_HOURS = 720;
+
+/** Certificate list filter: `pending`, the old or the new certificates of a pending rotation; `none`, the others. */
+export const ROTATION_FILTERS = ['none', 'pending'] as const;
+export type RotationFilter = (typeof ROTATION_FILTERS)[number];

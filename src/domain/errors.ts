@@ -17,16 +17,24 @@ export const ERROR_CODES = [
   'DEVICE_EXISTS',
   'CERTIFICATE_NOT_FOUND',
   'CERTIFICATE_EXISTS',
+  'CERTIFICATE_ALREADY_REVOKED',
+  'CERTIFICATE_EXPIRED',
   'INVALID_DEVICE_ID',
   'INVALID_CSR',
   'INVALID_CERTIFICATE',
   'WEAK_KEY',
   'NO_PENDING_ROTATION',
   'ROTATION_PENDING',
+  'ROTATION_COMPLETED',
   'ALERT_NOT_FOUND',
   'ALERT_CLOSED',
   'WEBHOOK_NOT_FOUND',
   'CA_NOT_CONFIGURED',
+  'CA_EXPIRED',
+  'CA_NOT_YET_VALID',
+  'REVOCATION_REASON_NOT_ALLOWED',
+  'RATE_LIMITED',
+  'LINT_FAILED',
   'CRL_NOT_AVAILABLE',
   'INTERNAL',
 ] as const;
@@ -38,6 +46,8 @@ export class AppError extends Error {
     readonly code: ErrorCode,
     message: string,
     readonly details?: Record<string, unknown>,
+    /** RFC 9457 extension members: top-level fields of the problem document (e.g. the pending rotation). */
+    readonly extensions?: Record<string, unknown>,
   ) {
     super(message);
     this.name = 'AppError';

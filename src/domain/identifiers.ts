@@ -20,3 +20,19 @@ export function assertDeviceId(id: string): string {
 export const isValidTenantId = (id: string): boolean => ID_PATTERN.test(id);
 
 export const commonNameFor = (tenantId: string, deviceId: string): string => `${tenantId}/${deviceId}`;
+
+/** RFC 5280 upper bound (ub-common-name) on the subject CN `tenant/device`. */
+export const MAX_COMMON_NAME_LENGTH = 64;
+
+/** The CN of this tenant's device must fit in 64 characters; names the limit when it does not. */
+export function assertCommonNameFits(tenantId: string, deviceId: string): void {
+  const length = commonNameFor(tenantId, deviceId).length;
+  if (length <= MAX_COMMON_NAME_LENGTH) return;
+  const maxDeviceId = Math.max(0, MAX_COMMON_NAME_LENGTH - tenantId.length - 1);
+  throw new AppError(
+    'INVALID_DEVICE_ID',
+    `the certificate subject CN "tenant/device" would be ${length} characters; RFC 5280 limits it to ${MAX_COMMON_NAME_LENGTH}, ` +
+      `so in this tenant device_id can have at most ${maxDeviceId} characters`,
+    { device_id: deviceId.slice(0, 200), max_common_name_length: MAX_COMMON_NAME_LENGTH, max_device_id_length: maxDeviceId },
+  );
+}

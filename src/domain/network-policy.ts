@@ -1,11 +1,17 @@
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 
 /**
  * Which addresses a webhook may not reach (SSRF): loopback, private, link-local (cloud
- * metadata 169.254.169.254), unspecified, CGNAT, multicast and reserved ranges, in IPv4 and
- * in their IPv6 forms (IPv4-mapped, IPv4-compatible, NAT64). Pure.
+ * metadata 169.254.169.254), unspecified, CGNAT, multicast and reserved ranges, and every
+ * IPv6 range that embeds or translates to an IPv4 address (IPv4-mapped, IPv4-compatible,
+ * NAT64, 6to4, Teredo): the embedded address could be any of the above. Matching is
+ * node:net's BlockList, not hand parsing. Pure.
  */
-const V4_BLOCKED: Array<[number, number]> = [
+// One list per family: a BlockList matches IPv4 addresses against IPv6 rules through their
+// mapped form, so 8.8.8.8 would hit ::ffff:0:0/96 in a shared list.
+const BLOCKED_V4 = new BlockList();
+const BLOCKED_V6 = new BlockList();
+for (const [net, bits] of [
   ['0.0.0.0', 8], // "this network", incl. 0.0.0.0
   ['10.0.0.0', 8],
   ['100.64.0.0', 10], // carrier-grade NAT
@@ -17,50 +23,30 @@ const V4_BLOCKED: Array<[number, number]> = [
   ['198.18.0.0', 15], // benchmarking
   ['224.0.0.0', 4], // multicast
   ['240.0.0.0', 4], // reserved, broadcast
-].map(([net, bits]) => [v4ToInt(net as string), bits as number]);
-
-function v4ToInt(ip: string): number {
-  return ip.split('.').reduce((n, octet) => n * 256 + Number(octet), 0);
+] as const) {
+  BLOCKED_V4.addSubnet(net, bits, 'ipv4');
+}
+for (const [net, bits] of [
+  ['::', 96], // ::, ::1 and IPv4-compatible ::a.b.c.d
+  ['::ffff:0:0', 96], // IPv4-mapped
+  ['64:ff9b::', 96], // NAT64 (well-known prefix)
+  ['64:ff9b:1::', 48], // NAT64 (local use)
+  ['2001::', 32], // Teredo
+  ['2002::', 16], // 6to4
+  ['fc00::', 7], // unique local
+  ['fe80::', 10], // link-local
+  ['fec0::', 10], // site-local (deprecated)
+  ['ff00::', 8], // multicast
+] as const) {
+  BLOCKED_V6.addSubnet(net, bits, 'ipv6');
 }
 
-function v4Blocked(n: number): boolean {
-  return V4_BLOCKED.some(([net, bits]) => Math.floor(n / 2 ** (32 - bits)) === Math.floor(net / 2 ** (32 - bits)));
-}
-
-/** The eight 16-bit groups of an IPv6 address (with or without an embedded dotted IPv4 tail, zone id dropped). */
-function v6Groups(ip: string): number[] {
-  let text = ip.split('%')[0].toLowerCase();
-  const dotted = /(\d+\.\d+\.\d+\.\d+)$/.exec(text);
-  if (dotted) {
-    const n = v4ToInt(dotted[1]);
-    text = `${text.slice(0, -dotted[1].length)}${Math.floor(n / 65536).toString(16)}:${(n % 65536).toString(16)}`;
-  }
-  const [head, rest] = text.includes('::') ? text.split('::') : [text, null];
-  const parse = (s: string) => (s ? s.split(':').filter((g) => g !== '').map((g) => parseInt(g, 16)) : []);
-  const h = parse(head);
-  const r = rest === null ? [] : parse(rest);
-  return rest === null ? h : [...h, ...new Array<number>(8 - h.length - r.length).fill(0), ...r];
-}
-
-/** True when `ip` (a literal IPv4 or IPv6 address) must not be a webhook target. Not an IP: false. */
+/** True when `ip` (a literal IPv4 or IPv6 address, brackets and zone id allowed) must not be a webhook target. Not an IP: false. */
 export function isNonPublicAddress(ip: string): boolean {
-  const address = ip.replace(/^\[|\]$/g, '');
-  const version = isIP(address.split('%')[0]);
-  if (version === 4) return v4Blocked(v4ToInt(address));
-  if (version !== 6) return false;
-  const g = v6Groups(address);
-  const embeddedV4 = () => g[6] * 65536 + g[7];
-  const zeroPrefix = (n: number) => g.slice(0, n).every((x) => x === 0);
-  if (zeroPrefix(8)) return true; // ::
-  if (zeroPrefix(7) && g[7] === 1) return true; // ::1
-  if (zeroPrefix(5) && g[5] === 0xffff) return v4Blocked(embeddedV4()); // ::ffff:a.b.c.d (IPv4-mapped)
-  if (zeroPrefix(6)) return true; // ::a.b.c.d (IPv4-compatible, deprecated)
-  if (g[0] === 0x64 && g[1] === 0xff9b && g.slice(2, 6).every((x) => x === 0)) return v4Blocked(embeddedV4()); // NAT64
-  if ((g[0] & 0xfe00) === 0xfc00) return true; // fc00::/7 unique local
-  if ((g[0] & 0xffc0) === 0xfe80) return true; // fe80::/10 link-local
-  if ((g[0] & 0xffc0) === 0xfec0) return true; // fec0::/10 site-local (deprecated)
-  if ((g[0] & 0xff00) === 0xff00) return true; // multicast
-  return false;
+  const address = ip.replace(/^\[|\]$/g, '').split('%')[0];
+  const version = isIP(address);
+  if (version === 0) return false;
+  return version === 4 ? BLOCKED_V4.check(address, 'ipv4') : BLOCKED_V6.check(address, 'ipv6');
 }
 
 export const PRIVATE_NETWORK_REFUSAL =

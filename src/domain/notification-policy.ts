@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { exponentialDelayMs } from '../support/backoff.ts';
 import { AppError } from './errors.ts';
 import { isNonPublicAddress, PRIVATE_NETWORK_REFUSAL } from './network-policy.ts';
 
@@ -16,7 +17,7 @@ export const DEFAULT_RETRY_POLICY: RetryPolicy = { baseDelayMs: 30_000, maxDelay
 /** Delay before the next attempt after `attempts` failed ones (1, 2, ...): base · 2^(attempts-1), capped; null = give up. */
 export function retryDelayMs(policy: RetryPolicy, attempts: number): number | null {
   if (attempts >= policy.maxAttempts) return null;
-  return Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, attempts - 1));
+  return exponentialDelayMs(policy.baseDelayMs, policy.maxDelayMs, attempts);
 }
 
 export const SIGNATURE_HEADER = 'X-Certfleet-Signature';

@@ -1,3 +1,5 @@
+import { AppError } from './errors.ts';
+
 /** RFC 5280 section 5.3.1 CRLReason codes (7 is unused by the RFC). */
 export const REVOCATION_REASONS = {
   unspecified: 0,
@@ -36,3 +38,22 @@ export function reasonNameFor(text: string | null | undefined): ReasonName {
 export function reasonCodeFor(text: string | null | undefined): number {
   return REVOCATION_REASONS[reasonNameFor(text)];
 }
+
+/**
+ * Reasons a device (end-entity) certificate may be revoked with. certificateHold and
+ * removeFromCRL are refused: certfleet has no release, so a hold would be a revocation
+ * that says it is temporary. cACompromise and aACompromise describe an issuer, not a device.
+ */
+const REFUSED: Partial<Record<ReasonName, string>> = {
+  certificateHold: 'certificateHold is not supported: a revocation is final here (there is no release); use a final reason such as cessationOfOperation',
+  removeFromCRL: 'removeFromCRL only exists in delta CRLs to release a hold; a revocation is final here',
+  cACompromise: 'cACompromise is for CA certificates; a device certificate cannot be revoked with it (use keyCompromise)',
+  aACompromise: 'aACompromise is for attribute authorities; a device certificate cannot be revoked with it (use keyCompromise)',
+};
+
+export function assertEndEntityReason(text: string): void {
+  const name = reasonNameFor(text);
+  const refused = REFUSED[name];
+  if (refused) throw new AppError('REVOCATION_REASON_NOT_ALLOWED', refused, { reason: text.slice(0, 200), crl_reason: name });
+}
+

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
 import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -18,13 +18,14 @@ export interface HttpAppOptions {
   /** Unauthenticated plugins mounted at the root (health, /pki, the web UI). */
   public: FastifyPluginAsync[];
   metrics: Registry;
-  logger?: FastifyServerOptions['logger'];
+  /** The process logger (request lines); none: no request logging. */
+  logger?: FastifyBaseLogger;
   secureCookies?: boolean;
 }
 
 export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: options.logger ?? false,
+    ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: 256 * 1024,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
     ajv: { customOptions: { coerceTypes: false } },
@@ -57,11 +58,14 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   const authenticate = createAuthenticate(options.verifier);
+  // The first prefix is the documented one; the others are aliases, served but hidden from OpenAPI
+  // so that each operation is listed once.
   const mount = (plugins: FastifyPluginAsync[], prefixes: string[]) => {
-    for (const prefix of prefixes) {
+    for (const [index, prefix] of prefixes.entries()) {
       app.register(
         async (scope) => {
           scope.addHook('onRequest', authenticate);
+          if (index > 0) scope.addHook('onRoute', (route) => void (route.schema = { ...route.schema, hide: true }));
           for (const plugin of plugins) await scope.register(plugin);
         },
         { prefix },

@@ -17,23 +17,31 @@ const STATUS: Record<ErrorCode, number> = {
   DEVICE_EXISTS: 409,
   CERTIFICATE_NOT_FOUND: 404,
   CERTIFICATE_EXISTS: 409,
+  CERTIFICATE_ALREADY_REVOKED: 409,
+  CERTIFICATE_EXPIRED: 409,
   INVALID_DEVICE_ID: 422,
   INVALID_CSR: 422,
   INVALID_CERTIFICATE: 422,
   WEAK_KEY: 422,
   NO_PENDING_ROTATION: 404,
   ROTATION_PENDING: 409,
+  ROTATION_COMPLETED: 409,
   ALERT_NOT_FOUND: 404,
   ALERT_CLOSED: 409,
   WEBHOOK_NOT_FOUND: 404,
   CA_NOT_CONFIGURED: 503,
+  CA_EXPIRED: 503,
+  CA_NOT_YET_VALID: 503,
+  REVOCATION_REASON_NOT_ALLOWED: 422,
+  RATE_LIMITED: 429,
+  LINT_FAILED: 500,
   CRL_NOT_AVAILABLE: 503,
   INTERNAL: 500,
 };
 
 const TITLES: Partial<Record<number, string>> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict',
-  413: 'Payload Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  413: 'Payload Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
 };
 
 export const statusOf = (code: ErrorCode): number => STATUS[code];
@@ -67,7 +75,11 @@ export function frameworkErrors(error: FastifyError, request: FastifyRequest, re
 export function installErrorHandler(app: FastifyInstance) {
   app.setNotFoundHandler((request, reply) => sendProblem(reply, 'NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`));
   app.setErrorHandler((error: FastifyError, request, reply) => {
-    if (error instanceof AppError) return sendProblem(reply, error.code, error.message, error.details ? { details: error.details } : {});
+    if (error instanceof AppError) {
+      const retryAfter = error.details?.retry_after_seconds;
+      if (typeof retryAfter === 'number') reply.header('Retry-After', String(retryAfter));
+      return sendProblem(reply, error.code, error.message, { ...error.extensions, ...(error.details ? { details: error.details } : {}) });
+    }
     if (error.validation) {
       const errors = error.validation.map((v) => ({
         location: error.validationContext,

@@ -1,5 +1,5 @@
 import { AppError } from '../domain/errors.ts';
-import { CERTIFICATE_STATUSES, KEY_TYPES, MAX_VALIDITY_DAYS } from '../domain/certificate.ts';
+import { CERTIFICATE_STATUSES, KEY_TYPES, MAX_VALIDITY_DAYS, ROTATION_FILTERS } from '../domain/certificate.ts';
 
 /** JSON schemas shared by routes (they also feed the OpenAPI document at /docs). */
 export const deviceIdParam = {
@@ -42,6 +42,11 @@ export const certificateListQuery = {
     device_id: { type: 'string', maxLength: 128 },
     status: { type: 'string', enum: [...CERTIFICATE_STATUSES] },
     expiring_within_days: { type: 'integer', minimum: 0, maximum: 36500 },
+    rotation: {
+      type: 'string',
+      enum: [...ROTATION_FILTERS],
+      description: 'pending: old or new certificates of a pending rotation; none: the others (bulk tools skip devices mid-rotation)',
+    },
     tenant_id: { type: 'string', maxLength: 128 },
     ...pageQuery,
   },

@@ -10,6 +10,9 @@ import { deviceProfile, encodeDeviceTbs, signedEnvelope } from '../domain/certif
 import { children, readSingle } from '../domain/der.ts';
 import { caIdentityFromCertificate, createCrlSigner } from './crl-signer.ts';
 import { toPem } from './pem.ts';
+import { caLintProfile } from './lint/ca-profile.ts';
+import { lintCertificate } from './lint/certificate-lint.ts';
+import { runLint } from './lint/lint-failure.ts';
 
 const hashFor = (key: KeyObject): string =>
   key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 'sha384' : 'sha256';
@@ -31,14 +34,24 @@ function keyIdOf(spki: Buffer): Buffer {
 
 const signAsync = promisify(sign);
 
+export interface CertificateAuthorityOptions {
+  crlUrl: string;
+  /** Test seams: a faulty encoder or signer must be caught by the lint before anything is returned. */
+  encodeTbs?: typeof encodeDeviceTbs;
+  sign?: (hash: string, tbs: Buffer, key: KeyObject) => Promise<Buffer>;
+}
+
 /**
  * Issues device client certificates: CN tenant/device, BasicConstraints CA=false
- * (critical), KeyUsage digitalSignature+keyEncipherment (critical), EKU clientAuth,
- * SKI, AKI and the CRL distribution point. The TBS is encoded directly (the shared
- * extensions once per CA) and signed in libuv's thread pool.
+ * (critical), KeyUsage digitalSignature (critical), EKU clientAuth, SKI, AKI and the CRL
+ * distribution point. The TBS is encoded directly (the shared extensions once per CA) and
+ * signed in libuv's thread pool; every certificate is linted (lint/) before it is returned.
  */
-export function createCertificateAuthority(ca: DeviceCa | null, options: { crlUrl: string }): CertificateAuthority {
+export function createCertificateAuthority(ca: DeviceCa | null, options: CertificateAuthorityOptions): CertificateAuthority {
+  const encodeTbs = options.encodeTbs ?? encodeDeviceTbs;
+  const signTbs = options.sign ?? ((hash: string, tbs: Buffer, key: KeyObject) => signAsync(hash, tbs, { key, dsaEncoding: 'der' }));
   const identity = ca ? caIdentityFromCertificate(ca.certDer) : null;
+  const lintCa = ca ? caLintProfile(ca.certDer) : null;
   const signer = ca ? createCrlSigner(ca.privateKey) : null;
   const hash = ca ? hashFor(ca.privateKey) : 'sha256';
   const profile =
@@ -56,12 +69,16 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: { crlUr
       if (!ca) throw notConfigured();
       return ca.certPem;
     },
+    caValidity() {
+      if (!ca || !lintCa) throw notConfigured();
+      return { notBefore: lintCa.notBefore, notAfter: lintCa.notAfter };
+    },
 
     async issue(req: IssueRequest): Promise<IssuedCertificate> {
-      if (!ca || !profile) throw notConfigured();
+      if (!ca || !profile || !lintCa) throw notConfigured();
       const spki = req.publicKey.spkiDer;
       const serial = Buffer.from(randomSerialHex(), 'hex');
-      const tbs = encodeDeviceTbs(profile, {
+      const tbs = encodeTbs(profile, {
         serial,
         commonName: req.commonName,
         notBefore: req.notBefore,
@@ -69,8 +86,9 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: { crlUr
         subjectPublicKeyInfoDer: spki,
         subjectKeyId: keyIdOf(spki),
       });
-      const signature = await signAsync(hash, tbs, { key: ca.privateKey, dsaEncoding: 'der' });
+      const signature = await signTbs(hash, tbs, ca.privateKey);
       const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, signature);
+      runLint(() => lintCertificate(der, { ca: lintCa, profile: 'issued', expected: { commonName: req.commonName, spkiDer: spki } }));
       return {
         certPem: toPem('CERTIFICATE', der),
         fingerprint: fingerprintOf(der),
@@ -95,6 +113,7 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: { crlUr
       if (!signedByCa) throw new AppError('INVALID_CERTIFICATE', 'the certificate was not issued by this Device CA');
       const bc = cert.getExtension(x509.BasicConstraintsExtension);
       if (bc?.ca) throw new AppError('INVALID_CERTIFICATE', 'a CA certificate cannot be a device certificate');
+      runLint(() => lintCertificate(new Uint8Array(cert.rawData), { ca: lintCa!, profile: 'imported' }), 'INVALID_CERTIFICATE');
       return {
         certPem: cert.toString('pem') + '\n',
         fingerprint: fingerprintOf(cert.rawData),

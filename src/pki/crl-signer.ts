@@ -4,6 +4,7 @@
  */
 import { createHash, createPublicKey, sign, type KeyObject } from 'node:crypto';
 import type { CrlSigner } from '../domain/crl/build-crl.ts';
+import { pemBlocks } from './pem.ts';
 import {
   DerError,
   TAG,
@@ -81,9 +82,9 @@ export function certificateDer(cert: string | Uint8Array): Buffer {
     if (bytes[0] === 0x30) return bytes;
     cert = bytes.toString('latin1'); // PEM file contents read as bytes
   }
-  const m = /-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+)-----END CERTIFICATE-----/.exec(cert);
-  if (!m) throw new TypeError('no PEM CERTIFICATE block found');
-  return Buffer.from(m[1].replace(/\s+/g, ''), 'base64');
+  const [first] = pemBlocks(cert, 'CERTIFICATE');
+  if (!first) throw new TypeError('no PEM CERTIFICATE block found');
+  return first;
 }
 
 export function caIdentityFromCertificate(cert: string | Uint8Array): CaIdentity {

@@ -1,7 +1,8 @@
 import { createHash, createPrivateKey, createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { generateDeviceKey } from './keys.ts';
+import { assertKeyFileProtected } from './key-file-permissions.ts';
 import { randomSerialHex } from './serial-number.ts';
 import { x509 } from './x509.ts';
 
@@ -35,9 +36,24 @@ function signingFor(key: KeyObject) {
   throw new Error(`unsupported Device CA key (${key.asymmetricKeyType} ${curve ?? ''})`);
 }
 
-export async function deviceCaFromPem(certPem: string, keyPem: string): Promise<DeviceCa> {
+/** The CA key, PEM: PKCS#8 (encrypted with `passphrase` or not), SEC1 or PKCS#1. */
+function readCaKey(keyPem: string, passphrase: string | null, source: string): KeyObject {
+  const encrypted = keyPem.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----');
+  if (encrypted && passphrase === null) {
+    throw new Error(`the Device CA key ${source} is encrypted: give its passphrase in DEVICE_CA_KEY_PASSPHRASE_FILE (or DEVICE_CA_KEY_PASSPHRASE)`);
+  }
+  try {
+    return encrypted ? createPrivateKey({ key: keyPem, format: 'pem', passphrase: passphrase ?? '' }) : createPrivateKey(keyPem);
+  } catch (e) {
+    // The message of a failed decryption never contains the passphrase; keep it out anyway.
+    if (encrypted) throw new Error(`cannot decrypt the Device CA key ${source}: wrong passphrase (DEVICE_CA_KEY_PASSPHRASE_FILE / DEVICE_CA_KEY_PASSPHRASE)`);
+    throw new Error(`cannot read the Device CA key ${source}: ${(e as Error).message}`);
+  }
+}
+
+export async function deviceCaFromPem(certPem: string, keyPem: string, passphrase: string | null = null, source = '(PEM)'): Promise<DeviceCa> {
   const certificate = new x509.X509Certificate(certPem);
-  const privateKey = createPrivateKey(keyPem);
+  const privateKey = readCaKey(keyPem, passphrase, source);
   const publicKey = createPublicKey(privateKey);
   const certKey = createPublicKey(certPem);
   if (!certKey.equals(publicKey)) throw new Error('the Device CA key does not match its certificate');
@@ -62,10 +78,15 @@ export async function deviceCaFromPem(certPem: string, keyPem: string): Promise<
   };
 }
 
-export async function loadDeviceCa(certPath: string, keyPath: string): Promise<DeviceCa> {
-  const keyMode = (await stat(keyPath)).mode & 0o777;
-  if (keyMode & 0o004) throw new Error(`the Device CA key ${keyPath} is world-readable (mode ${keyMode.toString(8)}): chmod 600 it`);
-  return deviceCaFromPem(await readFile(certPath, 'utf8'), await readFile(keyPath, 'utf8'));
+/** Loads the Device CA; the key file (and passphrase file) must be protected (assertKeyFileProtected). */
+export async function loadDeviceCa(certPath: string, keyPath: string, passphrase: { file?: string | null; value?: string | null } = {}): Promise<DeviceCa> {
+  await assertKeyFileProtected(keyPath, 'the Device CA key');
+  let secret = passphrase.value ?? null;
+  if (passphrase.file) {
+    await assertKeyFileProtected(passphrase.file, 'the Device CA key passphrase file');
+    secret = (await readFile(passphrase.file, 'utf8')).replace(/\r?\n$/, '');
+  }
+  return deviceCaFromPem(await readFile(certPath, 'utf8'), await readFile(keyPath, 'utf8'), secret, keyPath);
 }
 
 export interface NewCaOptions {

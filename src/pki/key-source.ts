@@ -3,6 +3,7 @@ import { AppError } from '../domain/errors.ts';
 import type { KeySource } from '../app/ports.ts';
 import { describeKey, generateDeviceKey, publicKeyFromSpki, spkiOf } from './keys.ts';
 import { x509 } from './x509.ts';
+import type { KeygenPool } from './keygen-pool.ts';
 
 const ALLOWED_CURVES = new Set(['prime256v1', 'secp384r1']);
 
@@ -17,6 +18,22 @@ export function assertAcceptableKey(key: KeyObject): void {
   }
   if (key.asymmetricKeyType === 'ec' && ALLOWED_CURVES.has(details.namedCurve ?? '')) return;
   throw new AppError('WEAK_KEY', `unsupported key: ${key.asymmetricKeyType} ${details.namedCurve ?? ''}`.trim() + ' (use RSA >= 2048 or EC P-256/P-384)');
+}
+
+/**
+ * Device keys: RSA from the bounded key generation pool (fair across tenants), EC inline.
+ * Without a pool RSA is generated in libuv's thread pool, unbounded: only the benchmark's
+ * peer and tests use that.
+ */
+export function createKeySource(pool: KeygenPool | null): KeySource {
+  return {
+    ...keySource,
+    async generate(keyType, tenantId = '') {
+      if (!pool || keyType !== 'rsa-2048') return generateDeviceKey(keyType);
+      const { spkiDer, privateKeyPem } = await pool.generateRsa(2048, tenantId);
+      return { publicKey: { spkiDer, keyType }, privateKeyPem };
+    },
+  };
 }
 
 export const keySource: KeySource = {

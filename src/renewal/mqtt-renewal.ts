@@ -18,12 +18,7 @@ import { AppError, isAppError } from '../domain/errors.ts';
 import { problemOf } from '../http/problem.ts';
 import type { DeviceRenewal } from './device-renewal.ts';
 import { REQUEST_FILTER, commonNameOfRequestTopic, responseTopic } from './renewal-topics.ts';
-
-export interface MqttRenewalLogger {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-  error(obj: object, msg: string): void;
-}
+import type { Logger } from '../support/logger.ts';
 
 export interface MqttRenewal {
   close(): Promise<void>;
@@ -49,7 +44,7 @@ function parse(payload: Buffer): RenewalMessage {
 const requestIdOf = (m: RenewalMessage): string | null =>
   typeof m.request_id === 'string' ? m.request_id.slice(0, 200) : typeof m.confirm === 'string' ? m.confirm.slice(0, 200) : null;
 
-export async function startMqttRenewal(options: { connection: BrokerAdminConnection; renewal: DeviceRenewal; log: MqttRenewalLogger }): Promise<MqttRenewal> {
+export async function startMqttRenewal(options: { connection: BrokerAdminConnection; renewal: DeviceRenewal; log: Logger }): Promise<MqttRenewal> {
   const { connection, renewal, log } = options;
   const client: MqttClient = await mqtt.connectAsync(connection.url, {
     username: connection.username,

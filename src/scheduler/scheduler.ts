@@ -1,5 +1,6 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../domain/clock.ts';
+import type { Logger } from '../support/logger.ts';
 import type { LeaseGrant, Leases } from './leases.ts';
 
 export type TaskCounts = Record<string, unknown>;
@@ -75,7 +76,7 @@ export interface SchedulerOptions {
   /** This replica's identity in the lease table. */
   holder: string;
   /** One JSON-able object per line. */
-  log: (entry: Record<string, unknown>) => void;
+  log: Logger;
   metrics?: WorkerMetrics;
   timers?: Timers;
   /** How often the loop looks for due tasks. Default 1 s (it only asks the database when a lease may be free). */
@@ -119,7 +120,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
   let stopped = true;
 
   const report = (r: TaskReport) => {
-    log({ ts: clock.now().toISOString(), level: r.status === 'failed' ? 'error' : 'info', msg: 'worker task', holder, ...r });
+    const level = r.status === 'failed' ? 'error' : changedSomething(r) ? 'info' : 'debug';
+    log[level]({ holder, ...r }, 'worker task');
     return r;
   };
 
@@ -128,7 +130,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     const heartbeat = timers.setInterval(() => {
       leases.heartbeat(grant, clock.now(), runLeaseMs).then(
         (held) => {
-          if (!held) log({ ts: clock.now().toISOString(), level: 'warn', msg: 'worker lease lost while running', task: task.name, holder });
+          if (!held) log.warn({ task: task.name, holder }, 'worker lease lost while running');
         },
         () => undefined,
       );
@@ -152,10 +154,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
     if (error !== undefined) metrics?.failures.inc({ task: task.name });
     try {
       if (!(await leases.finish(grant, now, { ok: error === undefined, error, durationMs, holdUntil }))) {
-        log({ ts: now.toISOString(), level: 'warn', msg: 'worker lease was taken over before the task finished', task: task.name, holder });
+        log.warn({ task: task.name, holder }, 'worker lease was taken over before the task finished');
       }
     } catch (e) {
-      log({ ts: now.toISOString(), level: 'warn', msg: 'could not record the task outcome', task: task.name, holder, error: (e as Error).message });
+      log.warn({ task: task.name, holder, error: (e as Error).message }, 'could not record the task outcome');
     }
     const rounded = Math.round(durationMs * 10) / 10;
     return report(error === undefined ? { task: task.name, status: 'ok', duration_ms: rounded, counts } : { task: task.name, status: 'failed', duration_ms: rounded, error });
@@ -218,4 +220,10 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
       await Promise.allSettled([...running.values()]);
     },
   };
+}
+
+/** A run that found nothing to do (every count zero or false, or skipped) logs at debug. */
+function changedSomething(r: TaskReport): boolean {
+  if (r.status !== 'ok' || !r.counts) return false;
+  return Object.values(r.counts).some((v) => v === true || (typeof v === 'number' && v > 0) || (typeof v === 'string' && /^[1-9]\d*$/.test(v)));
 }

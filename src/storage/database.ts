@@ -29,3 +29,8 @@ export function createDatabase(driver: Driver): Database {
     close: () => driver.close(),
   };
 }
+
+/** One round trip as the operator role: throws when the database is unreachable (readiness). */
+export async function pingDatabase(db: Database): Promise<void> {
+  await db.asOperator((tx) => tx.query('SELECT 1'));
+}

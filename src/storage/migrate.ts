@@ -6,9 +6,16 @@ const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
 // Any constant works: it serialises concurrent migrators on one database.
 const MIGRATION_LOCK = 7_240_331;
 
-/** Applies pending SQL migrations in file-name order, each in its own transaction, as the connecting user. */
-export async function migrate(driver: Driver): Promise<string[]> {
-  const files = (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith('.sql')).sort();
+/**
+ * Applies pending SQL migrations in file-name order, each in its own transaction, as the
+ * connecting user. `until`: stop after the migration whose name starts with it (tests of a
+ * migration over existing data).
+ */
+export async function migrate(driver: Driver, options: { until?: string } = {}): Promise<string[]> {
+  const all = (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith('.sql')).sort();
+  const last = options.until === undefined ? all.length : all.findIndex((f) => f.startsWith(options.until!)) + 1;
+  if (last === 0) throw new Error(`no migration named ${options.until}`);
+  const files = all.slice(0, last);
   const applied: string[] = [];
   for (const file of files) {
     const sql = await readFile(MIGRATIONS_DIR + file, 'utf8');

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import { queryableFrom, type Driver, type ListenHandlers, type Listening } from './driver.ts';
+import { createBackoff } from '../support/backoff.ts';
 
 // int8 (bigserial ids, counts) as JS numbers: ids stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
@@ -68,7 +69,7 @@ function listenWithReconnect(connectionString: string, channel: string, handlers
   if (!/^[a-z_][a-z0-9_]*$/.test(channel)) throw new Error(`invalid channel name ${channel}`);
   let closed = false;
   let client: pg.Client | null = null;
-  let delay = RECONNECT_MIN_MS;
+  const backoff = createBackoff(RECONNECT_MIN_MS, RECONNECT_MAX_MS);
   let timer: NodeJS.Timeout | null = null;
 
   const scheduleReconnect = (error: Error) => {
@@ -83,9 +84,8 @@ function listenWithReconnect(connectionString: string, channel: string, handlers
     timer = setTimeout(() => {
       timer = null;
       void connect();
-    }, delay);
+    }, backoff.next());
     timer.unref();
-    delay = Math.min(RECONNECT_MAX_MS, delay * 2);
   };
 
   const connect = async () => {
@@ -102,7 +102,7 @@ function listenWithReconnect(connectionString: string, channel: string, handlers
       await c.query(`LISTEN ${channel}`);
       const { rows } = await c.query<{ now: Date }>('SELECT clock_timestamp() AS now');
       if (closed || client !== c) return;
-      delay = RECONNECT_MIN_MS;
+      backoff.reset();
       handlers.onConnected?.(rows[0].now);
     } catch (error) {
       if (client === c) scheduleReconnect(error as Error);

@@ -13,14 +13,11 @@ import { randomUUID } from 'node:crypto';
 import type { RevocationListener } from '../app/ports.ts';
 import type { Database } from './database.ts';
 import type { Driver, Listening } from './driver.ts';
+import type { Logger } from '../support/logger.ts';
 
 export const CRL_CHANNEL = 'certfleet_crl';
 
 export type CrlEvent = { e: 'revoked'; at: number; src: string } | { e: 'published'; n: string; src: string };
-
-export interface EventsLogger {
-  warn(obj: Record<string, unknown>, msg: string): void;
-}
 
 export interface RevocationEvents extends RevocationListener {
   /** Tells the other processes that CRL `crlNumber` was stored (no-op without NOTIFY). */
@@ -36,7 +33,7 @@ export interface RevocationEventsOptions {
   /** Send NOTIFYs (pg: other processes may publish); false for PGlite. */
   notify: boolean;
   instanceId: string;
-  logger: EventsLogger;
+  logger: Logger;
 }
 
 export const newInstanceId = (): string => randomUUID();
@@ -79,7 +76,7 @@ export interface CrlEventHandlers {
 }
 
 /** LISTENs for other processes' CRL events (pg only; null when the driver cannot listen). */
-export function listenForCrlEvents(driver: Driver, instanceId: string, handlers: CrlEventHandlers, logger: EventsLogger): Listening | null {
+export function listenForCrlEvents(driver: Driver, instanceId: string, handlers: CrlEventHandlers, logger: Logger): Listening | null {
   if (!driver.listen) return null;
   return driver.listen(CRL_CHANNEL, {
     onNotification(payload) {

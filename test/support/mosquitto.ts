@@ -19,6 +19,7 @@ export interface StartMosquittoOptions {
   adminPort?: number;
   /** Default ['all'] (connections, TLS errors, reloads, dynsec commands). */
   logTypes?: string[];
+  /** Default 60 s: a wait for the "running" line, not a delay (it returns as soon as Mosquitto is up). */
   startTimeoutMs?: number;
   /** Run mosquitto.conf exactly as written (ports and log settings from the file, nothing re-rendered). */
   asWritten?: boolean;
@@ -49,26 +50,7 @@ export async function freePort(host = '127.0.0.1'): Promise<number> {
   });
 }
 
-function canConnect(port: number, host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ port, host });
-    const done = (ok: boolean) => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.once('connect', () => done(true));
-    socket.once('error', () => done(false));
-    socket.setTimeout(500, () => done(false));
-  });
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function connectHost(bindAddress: string): string {
-  if (bindAddress === 'localhost' || bindAddress === '0.0.0.0' || bindAddress === '') return '127.0.0.1';
-  if (bindAddress === '::') return '::1';
-  return bindAddress;
-}
 
 export async function startMosquitto(options: StartMosquittoOptions): Promise<RunningMosquitto> {
   const configDir = path.resolve(options.configDir);
@@ -117,8 +99,13 @@ export async function startMosquitto(options: StartMosquittoOptions): Promise<Ru
     }
   };
 
-  const deadline = Date.now() + (options.startTimeoutMs ?? 8000);
-  const host = connectHost(renderOptions.bindAddress);
+  // Ready means Mosquitto logged "running": it binds its listeners before it loads their
+  // certificates and CRL, so an open port or a pid file only says it has begun.
+  const configText = await readFile(configFile, 'utf8');
+  if (!/^log_dest stderr$/m.test(configText) || !/^log_type (all|information)$/m.test(configText)) {
+    throw new Error(`${configFile} must log "information" to stderr: the harness waits for Mosquitto's "running" line`);
+  }
+  const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
   for (;;) {
     const early = await Promise.race([spawnError, sleep(0).then(() => null)]);
     if (early) throw new Error(`cannot run ${MOSQUITTO_BIN}: ${early.message}`);
@@ -126,16 +113,15 @@ export async function startMosquitto(options: StartMosquittoOptions): Promise<Ru
       const { code, signal } = exited as { code: number | null; signal: NodeJS.Signals | null };
       throw new Error(`mosquitto exited during start (code ${code}, signal ${signal}):\n${output}`);
     }
+    const running = /mosquitto version \S+ running/.test(output);
     const pidReady = await stat(pidFile).then(
       (s) => s.size > 0,
       () => false,
     );
-    const portsReady =
-      (await canConnect(port, host)) && (adminPort === undefined || (await canConnect(adminPort, connectHost(renderOptions.dynamicSecurity?.adminHost ?? '127.0.0.1'))));
-    if (pidReady && portsReady) break;
+    if (running && pidReady) break;
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`mosquitto did not start within the timeout (pid file ready: ${pidReady}, ports ready: ${portsReady}):\n${output}`);
+      throw new Error(`mosquitto did not start within the timeout (running logged: ${running}, pid file ready: ${pidReady}):\n${output}`);
     }
     await sleep(50);
   }
@@ -147,7 +133,7 @@ export async function startMosquitto(options: StartMosquittoOptions): Promise<Ru
     pid: child.pid as number,
     configFile,
     logs: () => output,
-    async waitForLog(pattern: RegExp, timeoutMs = 5000, fromOffset = 0) {
+    async waitForLog(pattern: RegExp, timeoutMs = 30_000, fromOffset = 0) {
       const until = Date.now() + timeoutMs;
       while (!pattern.test(output.slice(fromOffset))) {
         if (Date.now() > until) throw new Error(`mosquitto log did not match ${pattern} within ${timeoutMs} ms:\n${output.slice(fromOffset)}`);

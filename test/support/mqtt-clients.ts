@@ -134,7 +134,7 @@ export async function openWatchedClient(
     get connected() {
       return client.connected;
     },
-    async waitFor(predicate, timeoutMs = 5000, what = 'condition') {
+    async waitFor(predicate, timeoutMs = 30_000, what = 'condition') {
       const until = Date.now() + timeoutMs;
       while (!predicate()) {
         if (Date.now() > until) {
@@ -150,6 +150,6 @@ export async function openWatchedClient(
   client.on('connect', () => watched.connects++);
   client.on('close', () => watched.closes++);
   client.on('error', (error) => watched.errors.push(error.message));
-  await watched.waitFor(() => watched.connects > 0, 5000, 'first connect');
+  await watched.waitFor(() => watched.connects > 0, 30_000, 'first connect');
   return watched;
 }

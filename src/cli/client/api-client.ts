@@ -37,6 +37,18 @@ export interface ApiClientOptions {
   token?: string;
   /** Per-request timeout; default 60 s (RSA key generation on a busy server takes a while). */
   timeoutMs?: number;
+  /** Attempts of a request the server rate-limits (429, waiting Retry-After between them); default 8. */
+  maxRateLimitRetries?: number;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Retry-After in seconds (or an HTTP date), capped at a minute; 1 s when absent or unreadable. */
+export function retryAfterMs(header: string | null, now = Date.now()): number {
+  if (header === null) return 1000;
+  const seconds = Number(header);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - now;
+  return Number.isFinite(ms) ? Math.min(60_000, Math.max(0, ms)) : 1000;
 }
 
 /** Tenant routes live under this prefix. */
@@ -45,6 +57,7 @@ export const CUSTOMER = '/api/v1/customer';
 export function createApiClient(options: ApiClientOptions): ApiClient {
   const baseUrl = options.url.replace(/\/+$/, '');
   const timeoutMs = options.timeoutMs ?? 60_000;
+  const maxRateLimitRetries = options.maxRateLimitRetries ?? 8;
 
   async function send(method: string, path: string, init: { query?: Query; body?: unknown; accept?: string } = {}): Promise<Response> {
     const url = new URL(baseUrl + path);
@@ -52,19 +65,27 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     const headers: Record<string, string> = { accept: init.accept ?? 'application/json' };
     if (options.token) headers.authorization = `Bearer ${options.token}`;
     if (init.body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
-    try {
-      response = await fetch(url, {
-        method,
-        headers,
-        body: init.body === undefined ? undefined : JSON.stringify(init.body),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (e) {
-      throw new ConnectionError(baseUrl, e);
+    for (let attempt = 1; ; attempt++) {
+      let response: Response;
+      try {
+        response = await fetch(url, {
+          method,
+          headers,
+          body: init.body === undefined ? undefined : JSON.stringify(init.body),
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      } catch (e) {
+        throw new ConnectionError(baseUrl, e);
+      }
+      // A 429 was refused before anything happened: waiting as told and sending again is safe.
+      if (response.status === 429 && attempt < maxRateLimitRetries) {
+        await response.arrayBuffer();
+        await sleep(retryAfterMs(response.headers.get('retry-after')));
+        continue;
+      }
+      if (!response.ok) throw await toApiError(response);
+      return response;
     }
-    if (!response.ok) throw await toApiError(response);
-    return response;
   }
 
   return {

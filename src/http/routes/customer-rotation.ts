@@ -33,6 +33,8 @@ export function customerRotationRoutes(useCases: UseCases) {
         schema: {
           tags: ['rotation'],
           summary: 'Issue a new certificate; the ACTIVE ones stay valid for a grace period, then are revoked (superseded)',
+          description:
+            'One pending rotation per device: while one is pending the answer is 409 ROTATION_PENDING (problem+json) with the pending rotation in `pending_rotation`, and nothing is issued.',
           params: deviceIdParam,
           body: rotateBody,
         },
@@ -72,6 +74,8 @@ export function customerRotationRoutes(useCases: UseCases) {
         schema: {
           tags: ['rotation'],
           summary: 'The new certificate never reached the device: revoke it and clear its schedule, the old certificates stay valid',
+          description:
+            'The answer lists `active_certificates`, the certificates that stay valid. When the scheduled revocation won the race (the old certificates are revoked): 409 ROTATION_COMPLETED with `active_certificates`; nothing pending: 404 NO_PENDING_ROTATION.',
           params: deviceIdParam,
           body: {
             type: ['object', 'null'],

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
-import type { CertificateStatus, KeyType } from '../../domain/certificate.ts';
+import type { CertificateStatus, KeyType, RotationFilter } from '../../domain/certificate.ts';
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
 import { keysetListDescription, certificateCursor, certificateIdParam, certificateListQuery, deviceIdParam, keyType, pageQuery, pemString, validityDays } from '../schemas.ts';
@@ -105,7 +105,7 @@ export function customerRoutes(useCases: UseCases) {
         reply.code(201).send(await useCases.importCertificate(customerActor(request), request.params.device_id, request.body.cert_pem)),
     );
 
-    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; limit: number; cursor?: string; tenant_id?: string } }>(
+    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; limit: number; cursor?: string; tenant_id?: string } }>(
       '/certificates',
       { schema: { tags: ['certificates'], summary: "List the tenant's certificates", description: keysetListDescription, querystring: certificateListQuery } },
       async (request) => {
@@ -118,6 +118,7 @@ export function customerRoutes(useCases: UseCases) {
           deviceId: q.device_id,
           status: q.status,
           expiringWithinDays: q.expiring_within_days,
+          rotation: q.rotation,
           limit: q.limit,
           cursor: certificateCursor(q.cursor),
         });
@@ -136,6 +137,8 @@ export function customerRoutes(useCases: UseCases) {
         schema: {
           tags: ['certificates'],
           summary: 'Revoke an ACTIVE certificate (reason: an RFC 5280 reason name, or free text)',
+          description:
+            'Already revoked: 409 CERTIFICATE_ALREADY_REVOKED; expired: 409 CERTIFICATE_EXPIRED (both with `certificate`). Revoking the new certificate of a pending rotation cancels that rotation: its old certificates stay ACTIVE.',
           params: certificateIdParam,
           body: { type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 200 } } },
         },

@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
-import type { Database } from '../../storage/database.ts';
+import { pingDatabase, type Database } from '../../storage/database.ts';
 
 export function healthRoutes(deps: { db: Database; caLoaded: boolean }) {
   return async (app: FastifyInstance) => {
     app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
     app.get('/readyz', { schema: { hide: true } }, async (_request, reply) => {
       try {
-        await deps.db.asOperator((tx) => tx.query('SELECT 1'));
+        await pingDatabase(deps.db);
       } catch (e) {
         return reply.code(503).send({ status: 'unavailable', database: (e as Error).message });
       }

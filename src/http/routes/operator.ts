@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
-import type { CertificateStatus } from '../../domain/certificate.ts';
+import type { CertificateStatus, RotationFilter } from '../../domain/certificate.ts';
 import { requireOperator } from '../auth-hooks.ts';
 import { keysetListDescription, certificateCursor, certificateListQuery, pageQuery } from '../schemas.ts';
 
@@ -24,7 +24,7 @@ export function operatorRoutes(useCases: UseCases) {
       },
     );
 
-    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; limit: number; cursor?: string; tenant_id?: string } }>(
+    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; limit: number; cursor?: string; tenant_id?: string } }>(
       '/certificates',
       { schema: { tags: ['operator'], summary: 'List certificates of every tenant', description: keysetListDescription, querystring: certificateListQuery } },
       async (request) => {
@@ -35,6 +35,7 @@ export function operatorRoutes(useCases: UseCases) {
           deviceId: q.device_id,
           status: q.status,
           expiringWithinDays: q.expiring_within_days,
+          rotation: q.rotation,
           limit: q.limit,
           cursor: certificateCursor(q.cursor),
         });

@@ -4,11 +4,11 @@
 --    cursor and stops after limit + 1 entries, whatever the cursor's depth and however many rows
 --    other tenants have. Without them a page walked the primary key backwards and filtered out
 --    other tenants' (and other statuses') rows one by one. The certificate indexes cover the
---    filters (status, not_after), so a page's ids are an index-only scan.
+--    tenant and status filters and the expiry window, so those pages' ids are an index-only scan.
 -- Same name and definition as the console's keyset index, so either migration creates it once.
 CREATE INDEX IF NOT EXISTS device_certificates_tenant_id ON device_certificates (tenant_id, id);
 CREATE INDEX device_certificates_tenant_status_id ON device_certificates (tenant_id, status, id) INCLUDE (not_after);
-CREATE INDEX device_certificates_tenant_device_id ON device_certificates (tenant_id, device_id, id) INCLUDE (status, not_after);
+-- A device's pages use the unique index of 007 on (tenant_id, device_id, id).
 -- `expiring_within_days`: the exact total counts this range (index-only), not the whole tenant.
 CREATE INDEX device_certificates_tenant_active_expiry ON device_certificates (tenant_id, not_after) WHERE status = 'ACTIVE';
 CREATE INDEX fleet_alert_tenant_id ON fleet_alert (tenant_id, id);

@@ -1,4 +1,4 @@
-import { CERTIFICATE_STATUSES, type CertificateRecord, type CertificateStatus, type CertificateWithPem } from '../../domain/certificate.ts';
+import { CERTIFICATE_STATUSES, type CertificateRecord, type CertificateStatus, type CertificateWithPem, type RotationFilter } from '../../domain/certificate.ts';
 import type { Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
 import { createFilter, planKeysetPages } from '../sql-filter.ts';
@@ -101,12 +101,19 @@ export async function activeCertificatesOfDevice(tx: Queryable, tenantId: string
   return rows.map(toCertificate);
 }
 
+/** Locks one certificate row (FOR UPDATE) and returns its status; null when it does not exist (or is another tenant's). */
+export async function lockCertificate(tx: Queryable, id: number): Promise<CertificateStatus | null> {
+  const { rows } = await tx.query<{ status: CertificateStatus }>('SELECT status FROM device_certificates WHERE id = $1 FOR UPDATE', [id]);
+  return rows[0]?.status ?? null;
+}
+
 export interface CertificateListQuery {
   tenantId?: string;
   deviceId?: string;
   status?: CertificateStatus;
   /** ACTIVE certificates whose not_after falls before this instant. */
   expiringBefore?: Date;
+  rotation?: RotationFilter;
   limit: number;
   /** Keyset cursor: the last id of the previous page (newest first). */
   beforeId?: number;
@@ -119,27 +126,32 @@ export interface CertificateListQuery {
  * however many newer rows other tenants have (the primary key, walked backwards, would have
  * to skip them one by one). Then only those rows are read, with their pending rotation.
  * `total` is exact: the per-tenant counters for the tenant and status filters, an index
- * count for a device (a few rows) or an expiry window (the ACTIVE certificates in it).
+ * count for a device (a few rows), an expiry window (the ACTIVE certificates in it) or the
+ * rotation filter.
  */
 export async function listCertificates(tx: Queryable, q: CertificateListQuery) {
   const f = createFilter();
-  if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
-  if (q.deviceId) f.add((p) => `device_id = ${p}`, q.deviceId);
-  if (q.status) f.add((p) => `status = ${p}`, q.status);
+  if (q.tenantId) f.add((p) => `c.tenant_id = ${p}`, q.tenantId);
+  if (q.deviceId) f.add((p) => `c.device_id = ${p}`, q.deviceId);
+  if (q.status) f.add((p) => `c.status = ${p}`, q.status);
   if (q.expiringBefore) {
-    f.raw(`status = 'ACTIVE'`);
-    f.add((p) => `not_after <= ${p}`, q.expiringBefore);
+    f.raw(`c.status = 'ACTIVE'`);
+    f.add((p) => `c.not_after <= ${p}`, q.expiringBefore);
   }
-  const total = q.deviceId || q.expiringBefore
-    ? Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates${f.sql()}`, f.params)).rows[0].n)
+  if (q.rotation) {
+    f.raw(`${q.rotation === 'none' ? 'NOT ' : ''}EXISTS (SELECT 1 FROM certificate_rotations p
+      WHERE p.status = 'PENDING' AND (p.old_certificate_id = c.id OR p.new_certificate_id = c.id))`);
+  }
+  const total = q.deviceId || q.expiringBefore || q.rotation
+    ? Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params)).rows[0].n)
     : await countedRows(tx, certificateKinds(q.status ? [q.status] : CERTIFICATE_STATUSES), q.tenantId);
-  if (q.beforeId) f.add((p) => `id < ${p}`, q.beforeId);
+  if (q.beforeId) f.add((p) => `c.id < ${p}`, q.beforeId);
   await planKeysetPages(tx);
   // LATERAL ... LIMIT 1 is never flattened into a join: each id is one lookup by primary key.
   const { rows } = await tx.query(
     `SELECT c.*,
             (SELECT r.scheduled_revoke_at FROM certificate_rotations r WHERE r.old_certificate_id = c.id AND r.status = 'PENDING') AS scheduled_revoke_at
-     FROM (SELECT id FROM device_certificates${f.sql()} ORDER BY id DESC LIMIT ${f.param(q.limit + 1)}) page
+     FROM (SELECT c.id FROM device_certificates c${f.sql()} ORDER BY c.id DESC LIMIT ${f.param(q.limit + 1)}) page
      CROSS JOIN LATERAL (SELECT ${COLUMNS} FROM device_certificates c WHERE c.id = page.id LIMIT 1) c
      ORDER BY page.id DESC`,
     f.params,
@@ -158,4 +170,11 @@ export async function markRevoked(tx: Queryable, id: number, reason: string, at:
   );
   if (rows.length === 0) return null;
   return (await tx.query(`${SELECT} WHERE c.id = $1`, [id])).rows.map(toCertificate)[0];
+}
+
+/** The distinct CNs of the certificates with these serials (all tenants under the operator role). */
+export async function commonNamesOfSerials(tx: Queryable, serials: string[]): Promise<string[]> {
+  if (serials.length === 0) return [];
+  const { rows } = await tx.query<{ common_name: string }>('SELECT DISTINCT common_name FROM device_certificates WHERE serial_number = ANY($1::text[])', [serials]);
+  return rows.map((r) => r.common_name);
 }

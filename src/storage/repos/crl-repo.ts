@@ -153,3 +153,10 @@ export async function forEachRevokedCertificate(
   });
   return entries;
 }
+
+/** The latest nextUpdate of any stored CRL; null before the first publication. */
+export async function latestCrlNextUpdate(tx: Queryable): Promise<Date | null> {
+  const { rows } = await tx.query<{ n: unknown }>('SELECT max(next_update) AS n FROM crl_state');
+  const v = rows[0]?.n;
+  return v === null || v === undefined ? null : new Date(v instanceof Date ? v : String(v));
+}

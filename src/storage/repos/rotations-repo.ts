@@ -10,8 +10,12 @@ export interface PendingRotation {
   old_certificate_id: number;
   old_fingerprint: string;
   old_status: string;
+  /** Status of the new certificate: the old one is only ever revoked while this is ACTIVE. */
+  new_status: string;
   scheduled_revoke_at: string;
   created_at: string;
+  /** Who started the rotation (actor id, migration 009); null for older rotations. */
+  started_by: string | null;
 }
 
 const toPending = (r: Record<string, unknown>): PendingRotation => ({
@@ -22,41 +26,35 @@ const toPending = (r: Record<string, unknown>): PendingRotation => ({
   old_certificate_id: Number(r.old_certificate_id),
   old_fingerprint: String(r.old_fingerprint),
   old_status: String(r.old_status),
+  new_status: String(r.new_status),
   scheduled_revoke_at: iso(r.scheduled_revoke_at),
   created_at: iso(r.created_at),
+  started_by: (r.started_by as string | null) ?? null,
 });
 
 const PENDING = `
-  SELECT r.id, r.tenant_id, r.device_id, r.new_certificate_id, r.old_certificate_id, r.scheduled_revoke_at, r.created_at,
-         c.fingerprint_sha256 AS old_fingerprint, c.status AS old_status
+  SELECT r.id, r.tenant_id, r.device_id, r.new_certificate_id, r.old_certificate_id, r.scheduled_revoke_at, r.created_at, r.started_by,
+         c.fingerprint_sha256 AS old_fingerprint, c.status AS old_status, n.status AS new_status
   FROM certificate_rotations r
   JOIN device_certificates c ON c.id = r.old_certificate_id
+  JOIN device_certificates n ON n.id = r.new_certificate_id
   WHERE r.status = 'PENDING'`;
 
 /**
- * Schedules the revocation of `oldCertificateId`. An old certificate has at most one
- * pending row (unique partial index): when an earlier rotation already scheduled it, that
- * row is kept and keeps the sooner of the two times, so a later rotation never extends the
- * life of a superseded certificate. The row stays with the certificate that first
- * superseded it (cancelling the later rotation leaves it alone), unless that certificate
- * is no longer ACTIVE, in which case the new rotation takes it over.
+ * Schedules the revocation of `oldCertificateId`, superseded by `newCertificateId`. The
+ * caller has checked, under the device lock, that the device has no pending rotation.
  */
 export async function scheduleRevocation(
   tx: Queryable,
   s: { tenantId: string; deviceId: string; newCertificateId: number; oldCertificateId: number; revokeAt: Date; now: Date; startedBy: string },
-): Promise<{ scheduled_revoke_at: string; new_certificate_id: number }> {
+): Promise<{ scheduled_revoke_at: string }> {
   const { rows } = await tx.query(
     `INSERT INTO certificate_rotations (tenant_id, device_id, new_certificate_id, old_certificate_id, scheduled_revoke_at, status, created_at, started_by)
      VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7)
-     ON CONFLICT (old_certificate_id) WHERE status = 'PENDING' DO UPDATE SET
-       scheduled_revoke_at = LEAST(certificate_rotations.scheduled_revoke_at, EXCLUDED.scheduled_revoke_at),
-       new_certificate_id = CASE
-         WHEN EXISTS (SELECT 1 FROM device_certificates n WHERE n.id = certificate_rotations.new_certificate_id AND n.status = 'ACTIVE')
-         THEN certificate_rotations.new_certificate_id ELSE EXCLUDED.new_certificate_id END
-     RETURNING scheduled_revoke_at, new_certificate_id`,
+     RETURNING scheduled_revoke_at`,
     [s.tenantId, s.deviceId, s.newCertificateId, s.oldCertificateId, s.revokeAt, s.now, s.startedBy],
   );
-  return { scheduled_revoke_at: iso(rows[0].scheduled_revoke_at), new_certificate_id: Number(rows[0].new_certificate_id) };
+  return { scheduled_revoke_at: iso(rows[0].scheduled_revoke_at) };
 }
 
 /** The device's pending rows, soonest first. */
@@ -69,13 +67,14 @@ export async function pendingRotationsOfDevice(tx: Queryable, tenantId: string, 
 }
 
 /**
- * Claims due rows system-wide (operator role). Both the rotation row and the old
- * certificate are locked and rows another worker (or a rotation, a revocation) holds are
- * skipped, so two workers never revoke the same certificate and never wait on each other.
+ * Claims due rows system-wide (operator role). The rotation row, the old and the new
+ * certificate are locked, and rows another worker (or a cancel, a revocation) holds are
+ * skipped: two workers never revoke the same certificate and never wait on anyone, and a
+ * cancel that holds the new certificate wins over the worker.
  */
 export async function claimDueRotations(tx: Queryable, now: Date, limit: number): Promise<PendingRotation[]> {
   const { rows } = await tx.query(
-    `${PENDING} AND r.scheduled_revoke_at <= $1 ORDER BY r.scheduled_revoke_at, r.id LIMIT $2 FOR UPDATE OF r, c SKIP LOCKED`,
+    `${PENDING} AND r.scheduled_revoke_at <= $1 ORDER BY r.scheduled_revoke_at, r.id LIMIT $2 FOR UPDATE OF r, c, n SKIP LOCKED`,
     [now, limit],
   );
   return rows.map(toPending);
@@ -84,6 +83,21 @@ export async function claimDueRotations(tx: Queryable, now: Date, limit: number)
 /** PENDING → COMPLETED for one row (its old certificate was revoked, or is no longer ACTIVE). */
 export async function completeRotation(tx: Queryable, id: number, at: Date): Promise<void> {
   await tx.query(`UPDATE certificate_rotations SET status = 'COMPLETED', completed_at = $2 WHERE id = $1 AND status = 'PENDING'`, [id, at]);
+}
+
+/** PENDING → COMPLETED for the row scheduling `oldCertificateId` (it was revoked). */
+export async function completeRotationsOfOld(tx: Queryable, oldCertificateId: number, at: Date): Promise<void> {
+  await tx.query(`UPDATE certificate_rotations SET status = 'COMPLETED', completed_at = $2 WHERE old_certificate_id = $1 AND status = 'PENDING'`, [oldCertificateId, at]);
+}
+
+/** The status of the device's most recent rotation (PENDING, COMPLETED, CANCELLED), or null when it never had one. */
+export async function latestRotationStatus(tx: Queryable, tenantId: string, deviceId: string): Promise<string | null> {
+  const { rows } = await tx.query<{ status: string }>(
+    `SELECT status FROM certificate_rotations WHERE tenant_id = $1 AND device_id = $2
+     ORDER BY new_certificate_id DESC, (status = 'COMPLETED') DESC LIMIT 1`,
+    [tenantId, deviceId],
+  );
+  return rows[0]?.status ?? null;
 }
 
 /** PENDING → CANCELLED for the rows a given new certificate created; returns the old certificate ids. */

@@ -86,3 +86,14 @@ export async function replaceStoredSecret(tx: Queryable, id: number, from: strin
   const { rowCount } = await tx.query('UPDATE notification_webhooks SET secret = $3 WHERE id = $1 AND secret = $2', [id, from, to]);
   return rowCount > 0;
 }
+
+/**
+ * The tenant's webhook count, with the tenant's webhook creations serialised until the
+ * transaction ends (a transaction-scoped advisory lock): two parallel creates cannot both
+ * see a count below the cap.
+ */
+export async function countWebhooksForCreate(tx: Queryable, tenantId: string): Promise<number> {
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtext('certfleet:notification_webhooks'), hashtext($1))`, [tenantId]);
+  const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM notification_webhooks WHERE tenant_id = $1', [tenantId]);
+  return Number(rows[0].n);
+}

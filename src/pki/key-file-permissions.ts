@@ -1,0 +1,24 @@
+import { stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
+
+const octal = (mode: number) => (mode & 0o7777).toString(8).padStart(4, '0');
+
+/**
+ * A private key, secret key or token signing key file is refused when group or others have
+ * any permission bit on it, or when its folder is writable by group or others (anyone there
+ * could replace the key). The error names the file and the command that fixes it.
+ */
+export async function assertKeyFileProtected(path: string, what: string): Promise<void> {
+  const fileMode = (await stat(path)).mode;
+  if (fileMode & 0o077) {
+    throw new Error(`${what} ${path} is accessible by group or others (mode ${octal(fileMode)}): run chmod 600 ${path}`);
+  }
+  const dir = dirname(path);
+  const dirMode = (await stat(dir)).mode;
+  if (dirMode & 0o022) {
+    throw new Error(
+      `the folder ${dir} of ${what} ${path} is writable by group or others (mode ${octal(dirMode)}), so they could replace the key: ` +
+        `run chmod go-w ${dir} (or keep the key in a folder only its owner can write)`,
+    );
+  }
+}
