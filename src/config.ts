@@ -28,6 +28,8 @@ export interface Config {
   brokerAdmin: { url: string; username: string; passwordFile: string; caFile: string | null } | null;
   publicBaseUrl: string;
   oidc: { issuer: string; audience: string; jwksUrl: string } | null;
+  /** The web console's OIDC public client (authorization code + PKCE); null: the console signs in with a pasted token. */
+  consoleOidc: { clientId: string; scope: string } | null;
   logLevel: string;
   /** WEBHOOK_SECRET_KEY (32 bytes): encrypts webhook secrets at rest; null → the key file webhookSecretKeyPath. */
   webhookSecretKey: Buffer | null;
@@ -114,6 +116,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       : null,
     publicBaseUrl: (env.PUBLIC_BASE_URL || `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, ''),
     oidc: oidcIssuer ? { issuer: oidcIssuer, audience: env.OIDC_AUDIENCE || 'certfleet', jwksUrl: env.OIDC_JWKS_URL! } : null,
+    consoleOidc: oidcIssuer && env.OIDC_CLIENT_ID ? { clientId: env.OIDC_CLIENT_ID, scope: env.OIDC_SCOPE || 'openid' } : null,
     logLevel: env.LOG_LEVEL || 'info',
     webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,

@@ -369,7 +369,7 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
     const paths = new Set(operations.map((o) => `${o.method} ${o.path}`));
     for (const expected of [
       'POST /api/v1/customer/devices',
-      'POST /customer/devices/{device_id}/certificates/generate',
+      'POST /api/v1/customer/devices/{device_id}/certificates/generate',
       'POST /api/v1/customer/certificates/{id}/revoke',
       'POST /api/v1/customer/devices/{device_id}/certificates/rotate',
       'GET /api/v1/customer/alerts',

@@ -13,6 +13,8 @@ import { createImportCertificate } from './import-certificate.ts';
 import { createIssueCertificate } from './issue-certificate.ts';
 import { createListCertificates } from './list-certificates.ts';
 import { createListDevices } from './list-devices.ts';
+import { createListAuditEvents } from './list-audit-events.ts';
+import { createSummarizeExpiry } from './summarize-expiry.ts';
 import { createGetAlert, createListAlerts } from './list-alerts.ts';
 import { createGetWebhook, createListWebhookDeliveries, createListWebhooks } from './list-webhooks.ts';
 import { createRotateWebhookSecret, createUpdateWebhook } from './update-webhook.ts';
@@ -50,6 +52,8 @@ export function createUseCases(deps: AppDeps) {
     rotateWebhookSecret: createRotateWebhookSecret(deps),
     deleteWebhook: createDeleteWebhook(deps),
     listWebhookDeliveries: createListWebhookDeliveries(deps),
+    listAuditEvents: createListAuditEvents(deps),
+    summarizeExpiry: createSummarizeExpiry(deps),
     caCertPem: () => deps.authority.caCertPem(),
   };
 }

@@ -68,6 +68,8 @@ export interface CrlPublication {
   publisher: CrlPublisher | null;
   /** The latest stored CRL (cached), for other entry points. */
   getCrl: GetCrl;
+  /** The Device CA's key id (the crl_state row); null without a CA. */
+  issuerKeyId: string | null;
   routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
   /** The CRL Distribution Point URL (the same in certificates and in the CRL's IDP). */
   distributionPointUrl: string;
@@ -149,6 +151,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     listener: events,
     publisher,
     getCrl,
+    issuerKeyId: authority?.issuerKeyId ?? null,
     distributionPointUrl,
     broker,
     routes: {

@@ -18,6 +18,11 @@ import { customerRotationRoutes } from '../http/routes/customer-rotation.ts';
 import { healthRoutes } from '../http/routes/health.ts';
 import { operatorRoutes } from '../http/routes/operator.ts';
 import { operatorAlertRoutes } from '../http/routes/operator-alerts.ts';
+import { customerAuditRoutes, operatorAuditRoutes } from '../http/routes/audit-events.ts';
+import { customerOverviewRoutes, operatorOverviewRoutes } from '../http/routes/overview.ts';
+import { authInfoRoutes } from '../http/routes/auth-info.ts';
+import { webConsoleRoutes } from '../http/routes/web-console.ts';
+import { createGetCrlStatus } from '../app/get-crl-status.ts';
 import { registerFleetMetrics } from './fleet-metrics.ts';
 import { createCrlPublication, type CrlPublication, type CrlPublicationOptions } from './crl.ts';
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
@@ -96,11 +101,27 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const useCases = createUseCases(deps);
     const renewal = createRenewalWiring(config, deps, useCases);
     const { verifier, mode } = await tokenVerifierFor(config);
+    const crlStatus = createGetCrlStatus({ db: storage.db, issuerKeyId: crl.issuerKeyId });
+    const signIn = { oidc: config.oidc && config.consoleOidc ? { issuer: config.oidc.issuer, client_id: config.consoleOidc.clientId, scope: config.consoleOidc.scope } : null };
     const app = await buildHttpApp({
       verifier,
-      customer: [customerRoutes(useCases), customerRotationRoutes(useCases), crl.routes.customer, customerAlertRoutes(useCases), customerWebhookRoutes(useCases), customerEnrollmentRoutes(renewal.renewal)],
-      operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases)],
-      public: [healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }), crl.routes.pki],
+      customer: [
+        customerRoutes(useCases),
+        customerRotationRoutes(useCases),
+        crl.routes.customer,
+        customerAlertRoutes(useCases),
+        customerWebhookRoutes(useCases),
+        customerEnrollmentRoutes(renewal.renewal),
+        customerAuditRoutes(useCases),
+        customerOverviewRoutes(useCases, crlStatus),
+      ],
+      operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases), operatorAuditRoutes(useCases), operatorOverviewRoutes(useCases, crlStatus)],
+      public: [
+        healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }),
+        crl.routes.pki,
+        async (scope) => scope.register(authInfoRoutes(verifier, signIn), { prefix: '/auth' }),
+        webConsoleRoutes({ connectOrigins: signIn.oidc ? [new URL(signIn.oidc.issuer).origin] : [] }),
+      ],
       metrics,
       logger: overrides.logger,
     });

@@ -36,6 +36,7 @@ export const ERROR_CODES = [
   'RATE_LIMITED',
   'LINT_FAILED',
   'CRL_NOT_AVAILABLE',
+  'CONSOLE_NOT_BUILT',
   'INTERNAL',
 ] as const;
 

@@ -36,6 +36,7 @@ const STATUS: Record<ErrorCode, number> = {
   RATE_LIMITED: 429,
   LINT_FAILED: 500,
   CRL_NOT_AVAILABLE: 503,
+  CONSOLE_NOT_BUILT: 503,
   INTERNAL: 500,
 };
 

@@ -1,4 +1,6 @@
 import type { Queryable } from '../driver.ts';
+import { iso } from '../rows.ts';
+import { createFilter } from '../sql-filter.ts';
 
 export interface AuditEvent {
   tenantId: string;
@@ -17,4 +19,55 @@ export async function recordAudit(tx: Queryable, e: AuditEvent): Promise<void> {
      VALUES ($1, $2, $3, $4, $5, $6, $7)`,
     [e.tenantId, e.actor, e.action, e.targetType, String(e.targetId), JSON.stringify(e.details ?? {}), e.at],
   );
+}
+
+export interface AuditEventRecord {
+  id: number;
+  tenant_id: string;
+  actor: string;
+  action: string;
+  target_type: string;
+  target_id: string;
+  details: Record<string, unknown>;
+  created_at: string;
+}
+
+const toAuditEvent = (r: Record<string, unknown>): AuditEventRecord => ({
+  id: Number(r.id),
+  tenant_id: String(r.tenant_id),
+  actor: String(r.actor),
+  action: String(r.action),
+  target_type: String(r.target_type),
+  target_id: String(r.target_id),
+  details: (typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown>,
+  created_at: iso(r.created_at),
+});
+
+export interface AuditListQuery {
+  tenantId?: string;
+  action?: string;
+  targetType?: string;
+  targetId?: string;
+  actor?: string;
+  limit: number;
+  /** Keyset cursor: the last id of the previous page (newest first). */
+  beforeId?: number;
+}
+
+/**
+ * Newest first, keyset pages on id (index (tenant_id, id)); no total: an audit log only
+ * grows, and counting it on every page would cost more than the page.
+ */
+export async function listAuditEvents(tx: Queryable, q: AuditListQuery) {
+  const f = createFilter();
+  if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
+  if (q.action) f.add((p) => `action = ${p}`, q.action);
+  if (q.targetType) f.add((p) => `target_type = ${p}`, q.targetType);
+  if (q.targetId) f.add((p) => `target_id = ${p}`, q.targetId);
+  if (q.actor) f.add((p) => `actor = ${p}`, q.actor);
+  if (q.beforeId) f.add((p) => `id < ${p}`, q.beforeId);
+  const { rows } = await tx.query(`SELECT * FROM audit_events${f.sql()} ORDER BY id DESC LIMIT ${f.param(q.limit + 1)}`, f.params);
+  const events = rows.slice(0, q.limit).map(toAuditEvent);
+  const last = events[events.length - 1];
+  return { events, next: rows.length > q.limit && last ? last.id : null };
 }

@@ -16,14 +16,8 @@ export interface FleetStats {
  */
 export async function readFleetStats(tx: Queryable, now: Date, windowsDays: number[]): Promise<FleetStats> {
   const day = 86_400_000;
-  const until = windowsDays.map((d) => new Date(now.getTime() + d * day));
   const horizon = new Date(now.getTime() + Math.max(...windowsDays) * day);
   const statuses = await tx.query<{ status: string; n: number }>('SELECT status, count(*)::int8 AS n FROM device_certificates GROUP BY status');
-  const buckets = await tx.query<{ n: number[] }>(
-    `SELECT array_agg((SELECT count(*) FROM device_certificates c WHERE c.status = 'ACTIVE' AND c.not_after <= u)::int8 ORDER BY i) AS n
-     FROM unnest($1::timestamptz[]) WITH ORDINALITY AS w(u, i)`,
-    [until],
-  );
   const soonest = await tx.query<{ tenant_id: string; soonest: unknown }>(
     `SELECT tenant_id, min(not_after) AS soonest FROM device_certificates WHERE status = 'ACTIVE' AND not_after <= $1 GROUP BY tenant_id`,
     [horizon],
@@ -31,11 +25,27 @@ export async function readFleetStats(tx: Queryable, now: Date, windowsDays: numb
   const alerts = await tx.query<{ severity: number; n: number }>(
     `SELECT severity, count(*)::int8 AS n FROM fleet_alert WHERE status <> 'CLOSED' GROUP BY severity`,
   );
-  const counts = (buckets.rows[0]?.n ?? []).map(Number);
   return {
     certificatesByStatus: Object.fromEntries(statuses.rows.map((r) => [r.status, Number(r.n)])),
-    expiringWithinDays: Object.fromEntries(windowsDays.map((d, i) => [d, counts[i] ?? 0])),
+    expiringWithinDays: await countExpiringWithin(tx, now, windowsDays),
     soonestExpiryByTenant: Object.fromEntries(soonest.rows.map((r) => [r.tenant_id, r.soonest instanceof Date ? r.soonest : new Date(String(r.soonest))])),
     openAlertsBySeverity: Object.fromEntries(alerts.rows.map((r) => [Number(r.severity), Number(r.n)])),
   };
+}
+
+/**
+ * ACTIVE certificates with not_after within each window from now (cumulative; overdue ones
+ * count in every window), through the partial index on not_after. Under a tenant
+ * transaction RLS scopes it; `tenantId` narrows an operator's count to one tenant.
+ */
+export async function countExpiringWithin(tx: Queryable, now: Date, windowsDays: number[], tenantId?: string): Promise<Record<number, number>> {
+  const until = windowsDays.map((d) => new Date(now.getTime() + d * 86_400_000));
+  const tenant = tenantId === undefined ? '' : ' AND c.tenant_id = $2';
+  const buckets = await tx.query<{ n: number[] }>(
+    `SELECT array_agg((SELECT count(*) FROM device_certificates c WHERE c.status = 'ACTIVE' AND c.not_after <= u${tenant})::int8 ORDER BY i) AS n
+     FROM unnest($1::timestamptz[]) WITH ORDINALITY AS w(u, i)`,
+    tenantId === undefined ? [until] : [until, tenantId],
+  );
+  const counts = (buckets.rows[0]?.n ?? []).map(Number);
+  return Object.fromEntries(windowsDays.map((d, i) => [d, counts[i] ?? 0]));
 }

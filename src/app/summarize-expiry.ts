@@ -1,0 +1,23 @@
+import { countExpiringWithin } from '../storage/repos/fleet-stats-repo.ts';
+import type { AppDeps } from './deps.ts';
+
+/** The console's expiry overview: these windows, in days. */
+export const EXPIRY_WINDOWS_DAYS = [7, 30, 90] as const;
+
+/** How many ACTIVE certificates expire within 7, 30 and 90 days (cumulative), for one tenant or, for operators, all or one. */
+export function createSummarizeExpiry({ db, clock }: Pick<AppDeps, 'db' | 'clock'>) {
+  const summary = (now: Date, counts: Record<number, number>) => ({
+    generated_at: now.toISOString(),
+    windows: EXPIRY_WINDOWS_DAYS.map((days) => ({ days, certificates: counts[days] ?? 0 })),
+  });
+  return {
+    forTenant: (tenantId: string) => {
+      const now = clock.now();
+      return db.asTenant(tenantId, async (tx) => summary(now, await countExpiringWithin(tx, now, [...EXPIRY_WINDOWS_DAYS], tenantId)));
+    },
+    forOperator: (tenantId?: string) => {
+      const now = clock.now();
+      return db.asOperator(async (tx) => summary(now, await countExpiringWithin(tx, now, [...EXPIRY_WINDOWS_DAYS], tenantId)));
+    },
+  };
+}

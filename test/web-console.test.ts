@@ -1,0 +1,370 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium, type BrowserContext, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCheckCrlFreshness } from '../src/app/check-crl-freshness.ts';
+import { createRaiseExpiryAlerts } from '../src/app/raise-expiry-alerts.ts';
+import { createExpiryPolicy } from '../src/domain/expiry-policy.ts';
+import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { ensureWebBuilt } from './support/web-build.ts';
+import { opensslCsr } from './support/openssl.ts';
+import { startOidcProvider } from './support/oidc-provider.ts';
+
+const ARTIFACTS = join(process.cwd(), 'test-artifacts');
+const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: { target: string[] }[];
+}
+
+/** axe-core in the page: the serious and critical violations (none expected). */
+async function seriousViolations(page: Page): Promise<string[]> {
+  // Evaluated through the DevTools protocol: the page's CSP (script-src 'self') stays in force for the page itself.
+  if (!(await page.evaluate(() => 'axe' in window))) await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate(async () => {
+    const axe = (window as unknown as { axe: { run(ctx: Document, o: object): Promise<{ violations: AxeViolation[] }> } }).axe;
+    return (await axe.run(document, { resultTypes: ['violations'] })).violations;
+  });
+  return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+}
+
+describe('web console in Chromium', () => {
+  let database: TestDatabase;
+  let t: TestService;
+  let context: BrowserContext;
+  let page: Page;
+  let base: string;
+  let userDataDir: string;
+  const consoleErrors: string[] = [];
+  /** Nothing else may be contacted (no CDN); the OIDC test adds its provider. */
+  const allowedOrigins = new Set<string>();
+  /** For the failure message: which request Chromium's "Failed to load resource" was about. */
+  const failedResponses: string[] = [];
+
+  beforeAll(async () => {
+    ensureWebBuilt();
+    mkdirSync(ARTIFACTS, { recursive: true });
+    database = await createTestDatabase('pg');
+    t = await startTestService(database);
+    base = await t.service.app.listen({ host: '127.0.0.1', port: 0 });
+    allowedOrigins.add(base);
+    userDataDir = mkdtempSync(join(tmpdir(), 'certfleet-chromium-'));
+    context = await chromium.launchPersistentContext(userDataDir, {
+      executablePath: '/usr/bin/chromium',
+      headless: true,
+      args: CHROMIUM_ARGS,
+      viewport: { width: 1366, height: 768 },
+      acceptDownloads: true,
+      offline: false,
+    });
+    // Nothing but certfleet itself may be contacted: the page works without any CDN.
+    await context.route(/.*/, (route) => ([...allowedOrigins].some((o) => route.request().url().startsWith(`${o}/`)) ? route.continue() : route.abort()));
+    page = context.pages()[0] ?? (await context.newPage());
+    // Waits end as soon as the page is ready; the bound is for a machine shared with many builds.
+    context.setDefaultTimeout(45_000);
+    page.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') consoleErrors.push(`${m.type()}: ${m.text()}`);
+    });
+    page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
+    page.on('response', (r) => {
+      if (r.status() >= 400) failedResponses.push(`${r.status()} ${r.request().method()} ${r.url()}`);
+    });
+  });
+
+  afterAll(async () => {
+    await context?.close();
+    if (userDataDir) rmSync(userDataDir, { recursive: true, force: true });
+    await t?.close();
+    await database?.close();
+  });
+
+  const eventually = <T,>(fn: () => Promise<T> | T, options: { timeout?: number } = {}) => expect.poll(fn, { timeout: options.timeout ?? 20_000, interval: 100 });
+
+  /** A deliberate API failure: Chromium logs the 4xx it received; exactly that one message is taken off the list. */
+  const expectLoggedHttpError = async (status: number) => {
+    const match = (m: string) => m.includes(`Failed to load resource: the server responded with a status of ${status}`);
+    await eventually(() => consoleErrors.some(match)).toBe(true);
+    consoleErrors.splice(consoleErrors.findIndex(match), 1);
+  };
+
+  const confirmDialog = async (yes: RegExp) => {
+    const dialog = page.getByRole('dialog');
+    await eventually(() => dialog.isVisible()).toBe(true);
+    await dialog.getByRole('button', { name: yes }).click();
+    await eventually(() => dialog.isVisible()).toBe(false);
+  };
+
+  it('signs in with a token, runs the certificate lifecycle, shows alerts, CRL and audit, accessible at desktop and phone width', async () => {
+    await page.goto(`${base}/`);
+    expect(new URL(page.url()).pathname).toBe('/app/');
+    await page.getByRole('heading', { name: 'certfleet console' }).waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+
+    // A bad token: a readable message next to the sign-in form, no blank page.
+    await page.getByLabel('Access token').fill('not-a-token');
+    await page.getByRole('button', { name: 'Sign in with the token' }).click();
+    await page.getByRole('alert').filter({ hasText: 'UNAUTHENTICATED' }).waitFor();
+    await expectLoggedHttpError(401);
+
+    await page.getByLabel('Access token').fill(await t.token('acme', 'customer'));
+    await page.getByRole('button', { name: 'Sign in with the token' }).click();
+    await page.getByRole('heading', { name: 'Devices & certificates' }).waitFor();
+    const cookies = await context.cookies(base);
+    expect(cookies.find((c) => c.name === 'certfleet_session')?.httpOnly).toBe(true);
+
+    // Register a device (with its confirmation step), then again: the API's 409 is shown next to the form.
+    await page.getByText('Register a device').click();
+    await page.getByLabel('Device ID').first().fill('DEVICE-001');
+    await page.getByRole('button', { name: 'Register device', exact: true }).click();
+    await confirmDialog(/Yes, register device/);
+    await page.getByRole('status').filter({ hasText: 'Device DEVICE-001 registered.' }).waitFor();
+    await page.getByRole('button', { name: 'Register device', exact: true }).click();
+    await confirmDialog(/Yes, register device/);
+    await page.getByRole('alert').filter({ hasText: 'DEVICE_EXISTS' }).waitFor();
+    await expectLoggedHttpError(409);
+
+    // Generate: the private key is shown once with a warning and a download, and is in no browser storage.
+    await page.getByRole('button', { name: 'Manage device DEVICE-001', exact: true }).click();
+    await page.getByRole('heading', { name: 'Device DEVICE-001' }).waitFor();
+    await page.getByLabel('Validity (days)').first().fill('5');
+    await page.getByRole('button', { name: 'Generate certificate', exact: true }).click();
+    await confirmDialog(/Yes, generate certificate/);
+    await page.getByRole('status').filter({ hasText: /Certificate \d+ issued/ }).waitFor();
+    const keyBox = page.getByRole('textbox', { name: /Private key of certificate/ });
+    const keyPem = await keyBox.inputValue();
+    expect(keyPem).toContain('PRIVATE KEY');
+    await page.getByText('shown once').first().waitFor();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: /Download DEVICE-001-\d+\.key\.pem/ }).click()]);
+    expect(readFileSync((await download.path())!, 'utf8')).toBe(keyPem);
+    const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+    expect(stored).not.toContain('PRIVATE KEY');
+    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    expect(await page.getByText('PRIVATE KEY').count()).toBe(0);
+
+    // The worker's expiry task raises the alert; the overview counts the certificate in the 7-day window.
+    await createRaiseExpiryAlerts({ db: t.service.deps.db, clock: t.clock, policy: createExpiryPolicy() })();
+    await page.getByRole('link', { name: 'Alerts' }).click();
+    const alertRow = page.getByRole('row').filter({ hasText: 'CERT_EXPIRING' });
+    await alertRow.waitFor();
+    expect(await alertRow.textContent()).toContain('high');
+    expect(await seriousViolations(page)).toEqual([]);
+
+    // Keyboard only: tab to the alert's acknowledge button, open the dialog, confirm.
+    let reached = false;
+    for (let i = 0; i < 60 && !reached; i++) {
+      await page.keyboard.press('Tab');
+      reached = await page.evaluate(() => document.activeElement?.getAttribute('aria-label')?.startsWith('Acknowledge alert') ?? false);
+    }
+    expect(reached).toBe(true);
+    await page.keyboard.press('Enter');
+    await eventually(() => page.evaluate(() => document.activeElement?.closest('dialog') !== null)).toBe(true);
+    await page.keyboard.press('Escape');
+    await eventually(() => page.getByRole('dialog').isVisible()).toBe(false);
+    // Escape cancels and gives the focus back to the button that opened the dialog.
+    await eventually(() => page.evaluate(() => document.activeElement?.getAttribute('aria-label') ?? '')).toMatch(/^Acknowledge alert/);
+    await page.keyboard.press('Enter');
+    await eventually(() => page.getByRole('dialog').isVisible()).toBe(true);
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    await page.getByRole('status').filter({ hasText: /Alert \d+ acknowledged/ }).waitFor();
+
+    // Issue from a pasted CSR (the key stays on the device), then rotate, confirm, revoke.
+    await page.getByRole('link', { name: 'Devices & certificates' }).click();
+    await page.getByRole('button', { name: 'Manage device DEVICE-001', exact: true }).click();
+    await page.getByText('No rotation pending.').waitFor();
+    await page.getByLabel('PKCS#10 CSR (PEM)').fill(opensslCsr('ec-p256').csrPem);
+    await page.getByRole('button', { name: 'Issue from CSR', exact: true }).click();
+    await confirmDialog(/Yes, issue from csr/);
+    await page.getByRole('status').filter({ hasText: /Certificate \d+ issued from the CSR/ }).waitFor();
+    expect(await page.getByRole('textbox', { name: /Private key/ }).count()).toBe(0);
+    await page.getByLabel('Grace period (hours)').fill('48');
+    await page.getByRole('button', { name: 'Rotate certificate', exact: true }).click();
+    await confirmDialog(/Yes, rotate certificate/);
+    await page.getByRole('status').filter({ hasText: /New certificate \d+ issued/ }).waitFor();
+    await page.getByText(/Rotation pending: new certificate \d+/).waitFor();
+    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    await page.getByRole('button', { name: 'Confirm rotation', exact: true }).click();
+    await confirmDialog(/Yes, confirm rotation/);
+    await page.getByRole('status').filter({ hasText: 'Rotation confirmed' }).waitFor();
+    await page.getByText('No rotation pending.').waitFor();
+    const revoke = page.getByRole('button', { name: /Revoke certificate \d+/ }).and(page.locator(':enabled'));
+    await eventually(() => revoke.count()).toBe(1);
+    const revokedId = (await revoke.getAttribute('aria-label'))!.replace(/\D+/g, '');
+    await revoke.click();
+    await page.getByRole('dialog').getByLabel('Reason (RFC 5280)').selectOption('keyCompromise');
+    await confirmDialog(/Yes, revoke/);
+    await page.getByRole('status').filter({ hasText: `Certificate ${revokedId} revoked (keyCompromise)` }).waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+
+    // CRL: status with both revocations once published, and the PEM download.
+    await page.getByRole('link', { name: 'CRL' }).click();
+    await expect
+      .poll(async () => {
+        await page.reload();
+        await page.getByRole('heading', { name: 'Certificate revocation list' }).waitFor();
+        const entries = page.locator('dt:text-is("Entries") + dd');
+        await entries.waitFor();
+        return Number(await entries.textContent());
+      }, { timeout: 60_000 })
+      .toBe(3);
+    const [crl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CRL (PEM)' }).click()]);
+    expect(readFileSync((await crl.path())!, 'utf8')).toContain('-----BEGIN X509 CRL-----');
+    expect(await seriousViolations(page)).toEqual([]);
+
+    // Audit: every action of this test, filterable by action.
+    await page.getByRole('link', { name: 'Audit log' }).click();
+    const auditTable = page.getByRole('table', { name: 'Audit events, newest first' });
+    await auditTable.waitFor();
+    for (const action of ['device.registered', 'certificate.issued', 'certificate.rotated', 'rotation.confirmed', 'certificate.revoked', 'alert.acknowledged']) {
+      await auditTable.getByRole('cell', { name: action, exact: true }).first().waitFor();
+    }
+    await page.getByLabel('Action').fill('certificate.revoked');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await eventually(() => auditTable.getByRole('cell', { name: 'device.registered', exact: true }).count()).toBe(0);
+    expect(await auditTable.getByRole('cell', { name: 'certificate.revoked', exact: true }).count()).toBeGreaterThan(0);
+    expect(await seriousViolations(page)).toEqual([]);
+
+    // Webhooks: the signing secret is shown once; disable the endpoint.
+    await page.getByRole('link', { name: 'Webhooks' }).click();
+    await page.getByRole('heading', { name: 'Webhooks' }).waitFor();
+    await page.getByText('Add a webhook').click();
+    await page.getByLabel('URL (https)').fill('https://hooks.example.com/certfleet');
+    await page.getByRole('button', { name: 'Create webhook', exact: true }).click();
+    await confirmDialog(/Yes, create webhook/);
+    await page.getByRole('status').filter({ hasText: /Webhook \d+ created/ }).waitFor();
+    expect(await page.getByRole('textbox', { name: /Signing secret of webhook/ }).inputValue()).toMatch(/^whsec_/);
+    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    await page.getByRole('button', { name: /^Disable webhook \d+$/ }).click();
+    await confirmDialog(/Yes, disable/);
+    await page.getByRole('status').filter({ hasText: /Webhook \d+ disabled/ }).waitFor();
+    await page.getByText('Recent deliveries').click();
+    await page.getByText('No deliveries yet.').waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+
+    // More of a fleet (through the API): the expiry overview counts it per window.
+    for (const [device, days] of [['SENSOR-7', 5], ['SENSOR-20', 20], ['SENSOR-60', 60], ['SENSOR-365', 365]] as const) {
+      expect((await t.call('acme', 'POST', '/api/v1/customer/devices', { device_id: device, site_id: 'plant-1' })).status).toBe(201);
+      const issued = await t.call('acme', 'POST', `/api/v1/customer/devices/${device}/certificates/generate`, { key_type: 'ec-p256', validity_days: days });
+      expect(issued.status).toBe(201);
+    }
+    await page.getByRole('link', { name: 'Devices & certificates' }).click();
+    await page.getByText('1 within 7 days, 2 within 30 days, 3 within 90 days').waitFor();
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(ARTIFACTS, 'console-fleet-1366x768.png') });
+
+    // Phone width: nothing wider than the screen but the tables' own scroll areas.
+    await page.setViewportSize({ width: 390, height: 844 });
+    await page.getByRole('heading', { name: 'Expiring certificates' }).waitFor();
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-fleet-390x844.png'), fullPage: false });
+    await page.setViewportSize({ width: 1366, height: 768 });
+
+    // A customer cannot reach the operator view: neither the page nor its API.
+    await page.goto(`${base}/app/#/operator/certificates`);
+    await page.getByText('The operator view needs the operator role.').waitFor();
+    expect(await page.getByRole('link', { name: 'All certificates' }).count()).toBe(0);
+    const denied = await page.request.get(`${base}/api/v1/operator/certificates`);
+    expect(denied.status()).toBe(403);
+
+    expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
+  }, 180_000);
+
+  it('shows operators every tenant with a tenant filter and the system alerts', async () => {
+    await page.goto(`${base}/app/`);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('Access token').fill(await t.token(null, 'operator'));
+    await page.getByRole('button', { name: 'Sign in with the token' }).click();
+    await page.getByRole('heading', { name: 'Certificates of every tenant' }).waitFor();
+    await page.getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
+    await page.getByLabel('Tenant').fill('nobody');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await page.getByText('No certificates match.').waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.getByRole('link', { name: 'All alerts' }).click();
+    await page.getByRole('heading', { name: 'Alerts of every tenant' }).waitFor();
+    // A system alert (the worker's CRL freshness check, with publication failing): operators filter for it.
+    await createCheckCrlFreshness({
+      db: t.service.deps.db,
+      clock: t.clock,
+      health: { nextUpdate: async () => new Date(t.clock.now().getTime() + 7 * 86_400_000), consecutiveFailures: async () => 3 },
+      marginMs: 86_400_000,
+      failureThreshold: 3,
+    })();
+    await page.getByLabel(/^Tenant/).fill('__system__');
+    await page.getByLabel('Type').selectOption('CRL_STALE');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    const stale = page.getByRole('row').filter({ hasText: 'CRL_STALE' });
+    await stale.waitFor();
+    expect(await stale.textContent()).toContain('__system__');
+    expect(await page.getByRole('row').filter({ hasText: 'CERT_EXPIRING' }).count()).toBe(0);
+    await page.getByRole('link', { name: 'All audit' }).click();
+    await page.getByRole('table', { name: 'Audit events, newest first' }).getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-operator-1366x768.png') });
+    expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
+  });
+
+  it('shows API failures as readable messages where they happened, never a blank page', async () => {
+    // Still signed in as the operator: one request cannot reach the server, another answers 500 problem+json.
+    await page.route('**/api/v1/operator/expiry-summary*', (route) => route.abort('connectionrefused'));
+    await page.route('**/api/v1/operator/crl/status', (route) =>
+      route.fulfill({ status: 500, contentType: 'application/problem+json', body: JSON.stringify({ status: 500, code: 'INTERNAL', detail: 'internal error; see the server log' }) }),
+    );
+    try {
+      await page.goto(`${base}/app/#/operator/certificates`);
+      await page.getByRole('alert').filter({ hasText: 'could not reach certfleet' }).waitFor();
+      await page.getByRole('alert').filter({ hasText: 'internal error; see the server log (INTERNAL)' }).waitFor();
+      // The rest of the page works.
+      await page.getByRole('table', { name: /certificates/ }).waitFor();
+      expect(await page.locator('body').textContent()).not.toMatch(/at \S+ \(|TypeError|stack/);
+      await expectLoggedHttpError(500);
+      const refused = (m: string) => m.includes('net::ERR_CONNECTION_REFUSED');
+      await eventually(() => consoleErrors.some(refused)).toBe(true);
+      consoleErrors.splice(consoleErrors.findIndex(refused), 1);
+      expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
+    } finally {
+      await page.unrouteAll();
+    }
+  });
+
+  it('signs in with OIDC: authorization code flow with PKCE against the issuer, then the cookie session', async () => {
+    const idp = await startOidcProvider({ clientId: 'certfleet-console', audience: 'certfleet', claims: { tenant_id: 'acme', realm_access: { roles: ['customer'] } } });
+    // A second service (a replica) on the same database, configured for OIDC.
+    const oidc = await startTestService(database, {
+      env: { OIDC_ISSUER: idp.issuer, OIDC_JWKS_URL: idp.jwksUrl, OIDC_AUDIENCE: 'certfleet', OIDC_CLIENT_ID: 'certfleet-console' },
+    });
+    try {
+      const oidcBase = await oidc.service.app.listen({ host: '127.0.0.1', port: 0 });
+      allowedOrigins.add(oidcBase);
+      allowedOrigins.add(idp.issuer);
+      // Cookies do not tell ports apart: leave no session of the other service behind.
+      await context.clearCookies();
+      await page.goto(`${oidcBase}/app/`);
+      await page.getByRole('button', { name: `Sign in with ${new URL(idp.issuer).host}` }).click();
+      await page.getByRole('heading', { name: 'Devices & certificates' }).waitFor();
+      expect(page.url()).toBe(`${oidcBase}/app/`);
+      expect(idp.exchanges).toEqual([{ ok: true, reason: undefined }]);
+      await page.getByText('oidc-user-1').waitFor();
+      expect(await page.evaluate(() => JSON.stringify({ ...sessionStorage }))).toBe('{}');
+      // The session is the cookie: an unsafe request from the page carries the CSRF token.
+      await page.getByText('Register a device').click();
+      await page.getByLabel('Device ID').first().fill('OIDC-DEVICE');
+      await page.getByRole('button', { name: 'Register device', exact: true }).click();
+      await confirmDialog(/Yes, register device/);
+      await page.getByRole('status').filter({ hasText: 'Device OIDC-DEVICE registered.' }).waitFor();
+      expect(await seriousViolations(page)).toEqual([]);
+      expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
+    } finally {
+      await oidc.close();
+      await idp.close();
+    }
+  }, 120_000);
+});

@@ -1,0 +1,61 @@
+import type { ComponentChildren } from 'preact';
+import type { Certificate } from '../api/types';
+import { daysLeft, shortFingerprint, when } from '../format';
+
+/** Certificates with status, key type, serial, fingerprint, expiry, days left, scheduled revocation. */
+export function CertificateTable(props: { caption: string; certificates: Certificate[]; showTenant?: boolean; actions?: (c: Certificate) => ComponentChildren }) {
+  return (
+    <div class="overflow-auto">
+      <table class="striped">
+        <caption>{props.caption}</caption>
+        <thead>
+          <tr>
+            <th scope="col">ID</th>
+            {props.showTenant ? <th scope="col">Tenant</th> : null}
+            <th scope="col">Device</th>
+            <th scope="col">Status</th>
+            <th scope="col">Key</th>
+            <th scope="col">Serial</th>
+            <th scope="col">Fingerprint (SHA-256)</th>
+            <th scope="col">Not after</th>
+            <th scope="col">Days left</th>
+            <th scope="col">Rotation</th>
+            {props.actions ? <th scope="col">Actions</th> : null}
+          </tr>
+        </thead>
+        <tbody>
+          {props.certificates.length === 0 ? (
+            <tr>
+              <td colSpan={11}>No certificates match.</td>
+            </tr>
+          ) : null}
+          {props.certificates.map((c) => {
+            const left = daysLeft(c.not_after);
+            return (
+              <tr key={c.id}>
+                <td>{c.id}</td>
+                {props.showTenant ? <td>{c.tenant_id}</td> : null}
+                <td>{c.device_id}</td>
+                <td>
+                  <span class={`badge status-${c.status.toLowerCase()}`}>{c.status}</span>
+                  {c.revoked_reason ? <small> ({c.revoked_reason})</small> : null}
+                </td>
+                <td>{c.key_type}</td>
+                <td>
+                  <code title={c.serial_number}>{c.serial_number.slice(0, 12)}…</code>
+                </td>
+                <td>
+                  <code title={c.fingerprint_sha256}>{shortFingerprint(c.fingerprint_sha256)}</code>
+                </td>
+                <td>{when(c.not_after)}</td>
+                <td class={c.status === 'ACTIVE' && left <= 30 ? 'soon' : undefined}>{c.status === 'ACTIVE' ? left : '—'}</td>
+                <td>{c.scheduled_revoke_at ? `old: revoked ${when(c.scheduled_revoke_at)}` : '—'}</td>
+                {props.actions ? <td>{props.actions(c)}</td> : null}
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}
