@@ -85,18 +85,18 @@ END $$;
 
 -- Transition tables cannot be combined with UPDATE OF <columns>: an UPDATE that changes no
 -- counted column nets to no delta and writes nothing.
-CREATE TRIGGER device_certificates_count_insert AFTER INSERT ON device_certificates
-  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION certfleet_count_certificates();
-CREATE TRIGGER device_certificates_count_update AFTER UPDATE ON device_certificates
-  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION certfleet_count_certificates();
-CREATE TRIGGER device_certificates_count_delete AFTER DELETE ON device_certificates
-  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION certfleet_count_certificates();
-CREATE TRIGGER device_registry_count_insert AFTER INSERT ON device_registry
-  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION certfleet_count_devices();
-CREATE TRIGGER device_registry_count_update AFTER UPDATE ON device_registry
-  REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION certfleet_count_devices();
-CREATE TRIGGER device_registry_count_delete AFTER DELETE ON device_registry
-  REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION certfleet_count_devices();
+DO $$
+DECLARE t text[];
+BEGIN
+  FOREACH t SLICE 1 IN ARRAY ARRAY[['device_certificates', 'certfleet_count_certificates'], ['device_registry', 'certfleet_count_devices']] LOOP
+    EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I()',
+                   t[1] || '_count_insert', t[1], t[2]);
+    EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION %I()',
+                   t[1] || '_count_update', t[1], t[2]);
+    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION %I()',
+                   t[1] || '_count_delete', t[1], t[2]);
+  END LOOP;
+END $$;
 
 -- The rows already there. The migration's transaction holds the tables' locks, so nothing
 -- changes between this count and the triggers taking over.
