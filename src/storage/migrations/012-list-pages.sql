@@ -18,7 +18,8 @@ CREATE INDEX fleet_alert_tenant_id ON fleet_alert (tenant_id, id);
 --    total is exact and consistent with the page read in the same snapshot. Each count is
 --    split over 8 shards (by certificate id, by device id hash) so concurrent issuance in one
 --    tenant rarely waits on the same counter row; a statement updates its shards in key
---    order, so two statements never deadlock on them. A total is the sum of at most 24 rows.
+--    order, so single-statement changes (issuance, revocation, the worker's bulk updates) do
+--    not deadlock on them. A total is the sum of at most 24 rows.
 CREATE TABLE tenant_row_counts (
   tenant_id  text NOT NULL,
   -- 'certificate:ACTIVE' | 'certificate:REVOKED' | 'certificate:EXPIRED' | 'device'
@@ -65,18 +66,18 @@ DECLARE deltas jsonb;
 BEGIN
   IF TG_OP = 'INSERT' THEN
     SELECT jsonb_agg(x) INTO deltas FROM (
-      SELECT tenant_id, 'device' AS kind, (abs(hashtext(device_id)) % 8)::smallint AS shard, count(*) AS n
+      SELECT tenant_id, 'device' AS kind, (hashtext(device_id) & 7)::smallint AS shard, count(*) AS n
       FROM new_rows GROUP BY 1, 2, 3) x;
   ELSIF TG_OP = 'DELETE' THEN
     SELECT jsonb_agg(x) INTO deltas FROM (
-      SELECT tenant_id, 'device' AS kind, (abs(hashtext(device_id)) % 8)::smallint AS shard, -count(*) AS n
+      SELECT tenant_id, 'device' AS kind, (hashtext(device_id) & 7)::smallint AS shard, -count(*) AS n
       FROM old_rows GROUP BY 1, 2, 3) x;
   ELSE
     SELECT jsonb_agg(x) INTO deltas FROM (
       SELECT tenant_id, kind, shard, sum(n) AS n FROM (
-        SELECT tenant_id, 'device' AS kind, (abs(hashtext(device_id)) % 8)::smallint AS shard, 1 AS n FROM new_rows
+        SELECT tenant_id, 'device' AS kind, (hashtext(device_id) & 7)::smallint AS shard, 1 AS n FROM new_rows
         UNION ALL
-        SELECT tenant_id, 'device', (abs(hashtext(device_id)) % 8)::smallint, -1 FROM old_rows) u
+        SELECT tenant_id, 'device', (hashtext(device_id) & 7)::smallint, -1 FROM old_rows) u
       GROUP BY 1, 2, 3 HAVING sum(n) <> 0) x;
   END IF;
   IF deltas IS NOT NULL THEN PERFORM certfleet_apply_row_counts(deltas); END IF;
@@ -104,7 +105,7 @@ LOCK TABLE device_certificates, device_registry IN SHARE MODE;
 INSERT INTO tenant_row_counts (tenant_id, kind, shard, n)
 SELECT tenant_id, 'certificate:' || status, (id % 8)::smallint, count(*) FROM device_certificates GROUP BY 1, 2, 3;
 INSERT INTO tenant_row_counts (tenant_id, kind, shard, n)
-SELECT tenant_id, 'device', (abs(hashtext(device_id)) % 8)::smallint, count(*) FROM device_registry GROUP BY 1, 2, 3;
+SELECT tenant_id, 'device', (hashtext(device_id) & 7)::smallint, count(*) FROM device_registry GROUP BY 1, 2, 3;
 
 ALTER TABLE tenant_row_counts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE tenant_row_counts FORCE ROW LEVEL SECURITY;
