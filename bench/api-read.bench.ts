@@ -61,10 +61,11 @@ async function load(databaseUrl: string, count: number) {
      SELECT $1, 'dev-' || i, $2, $2 FROM generate_series(1, $3::int) i`,
     [TENANT, now, count],
   );
+  // issuer: startServer's CA (init-ca's default CN), since a CRL lists only its own CA's certificates.
   await pool.query(
     `INSERT INTO device_certificates (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
        status, not_before, not_after, revoked_at, revoked_reason, created_at, updated_at)
-     SELECT $1, 'dev-' || i, '-----BEGIN CERTIFICATE-----(bench)', md5(i::text) || md5('fp' || i), $1 || '/dev-' || i, 'CN=bench',
+     SELECT $1, 'dev-' || i, '-----BEGIN CERTIFICATE-----(bench)', md5(i::text) || md5('fp' || i), $1 || '/dev-' || i, 'certfleet Device CA',
        '4' || lpad(to_hex(i), 31, '0'), 'ec-p256', CASE WHEN i % 10 = 0 THEN 'REVOKED' ELSE 'ACTIVE' END,
        $2::timestamptz - interval '1 day', $2::timestamptz + interval '1 day' * (1 + i % 365),
        CASE WHEN i % 10 = 0 THEN $2::timestamptz - interval '1 hour' END, CASE WHEN i % 10 = 0 THEN 'keyCompromise' END, $2, $2

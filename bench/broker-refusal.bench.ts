@@ -58,8 +58,11 @@ async function measureSize(revokedAlready: number) {
   for (const dir of ['crl', 'certs']) mkdirSync(join(tmp, dir), { mode: 0o755 });
   const database = await createTestDatabase('pg');
   try {
-    if (revokedAlready) await insertRevokedCertificates(database.driver, { count: revokedAlready, now: new Date(), devices: Math.min(10_000, revokedAlready) });
     const ca = await createDeviceCa({ now: new Date(), commonName: 'certfleet bench Device CA' });
+    // The CRL lists only its own CA's certificates: issuer is the CA's CN, as issued ones have it.
+    if (revokedAlready) {
+      await insertRevokedCertificates(database.driver, { count: revokedAlready, now: new Date(), devices: Math.min(10_000, revokedAlready), issuer: 'certfleet bench Device CA' });
+    }
     await writeDeviceCa(ca, join(tmp, 'ca', 'device-ca.crt'), join(tmp, 'ca', 'device-ca.key'));
     let env: Record<string, string> = {
       DATABASE_URL: database.url!,

@@ -21,7 +21,6 @@ import { emitTable, scaled } from './support/results.ts';
 
 const SIZES = scaled([10_000, 100_000, 1_000_000], [10_000, 100_000]);
 const OPENSSL_TIMEOUT_MS = 60_000;
-const URL = 'http://certfleet.test/pki/crl';
 const REASONS = [0, 1, 4, 5]; // unspecified, keyCompromise, superseded, cessationOfOperation
 const OPENSSL_REASON: Record<number, string> = { 1: 'keyCompromise', 4: 'superseded', 5: 'cessationOfOperation' };
 
@@ -46,7 +45,7 @@ function main() {
     '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-addext', 'subjectKeyIdentifier=hash',
   ]);
   if (mk.status !== 0) throw new Error(mk.stderr);
-  const caConfig = writeOpensslCaConfig(dir, { certPath: caPem, keyPath: caKey, crlUrl: URL });
+  const caConfig = writeOpensslCaConfig(dir, { certPath: caPem, keyPath: caKey });
   const ca = caIdentityFromCertificate(readFileSync(caPem, 'utf8'));
   const signer = createCrlSigner(createPrivateKey(readFileSync(caKey)));
 
@@ -88,7 +87,6 @@ function main() {
         thisUpdate: now,
         nextUpdate: new Date(now.getTime() + 7 * 86_400_000),
         crlNumber: crlNumber++,
-        distributionPointUrl: URL,
         revoked,
         signer,
       });

@@ -10,7 +10,7 @@
  * "openssl" = `openssl ca -gencrl` on the same entries (index.txt written beforehand, not
  * timed; process start, index parse, build, sign, PEM write are). "python" = the seed's
  * approach, cryptography's CertificateRevocationListBuilder (one add_revoked_certificate per
- * row, plus the same reason codes, CRL number, AKI and IDP), timed build + sign inside Python;
+ * row, plus the same reason codes, CRL number and AKI), timed build + sign inside Python;
  * skipped past 120 s. Same EC P-256 CA for all three.
  * Then: revocation committed → new file on disk, with `certfleet serve` running on Postgres
  * over 10k revoked certificates: 20 revocations over HTTP, the file polled every millisecond.
@@ -35,7 +35,8 @@ import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { createDatabase } from '../src/storage/database.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
-import { forEachRevokedCertificate, readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { forEachRevokedCertificate, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { storedFileCrlLoader } from '../src/crl/stored-file-crl.ts';
 import { reasonCodeFor } from '../src/domain/revocation-reasons.ts';
 import { createBrokerReloader } from '../src/broker/broker-reloader.ts';
 import { createCrlFileSync } from '../src/crl/crl-file-sync.ts';
@@ -74,7 +75,7 @@ async function child(databaseUrl: string, caDir: string, outPath: string): Promi
   const publisher = createCrlPublisher({
     publish: createPublishCrl({ db, clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl({ publicBaseUrl: BASE_URL }) } }),
     readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
-    loadStoredDer: async () => (await db.asOperator((tx) => readCrl(tx, authority.issuerKeyId)))?.der ?? null,
+    loadStoredDer: storedFileCrlLoader(db, authority.issuerKeyId),
     fileSync: createCrlFileSync({ path: outPath, caPublicKey: ca.publicKey, issuerNameDer: authority.issuerNameDer, clock: systemClock, reloader: createBrokerReloader({}), logger }),
     clock: systemClock,
     logger,
@@ -131,9 +132,6 @@ for serial, seconds, code in rows:
 ski = ca_cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_KEY_IDENTIFIER).value
 builder = builder.add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False)
 builder = builder.add_extension(x509.CRLNumber(1), critical=False)
-builder = builder.add_extension(x509.IssuingDistributionPoint(full_name=[x509.UniformResourceIdentifier(sys.argv[5])], relative_name=None,
-    only_contains_user_certs=False, only_contains_ca_certs=False, only_some_reasons=None, indirect_crl=False,
-    only_contains_attribute_certs=False), critical=True)
 crl = builder.sign(ca_key, hashes.SHA256())
 pem = crl.public_bytes(serialization.Encoding.PEM)
 t1 = time.perf_counter()
@@ -165,7 +163,7 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
     writeFileSync(join(caDir, 'ca.key'), created.keyPem, { mode: 0o600 });
     chmodSync(join(caDir, 'ca.key'), 0o600);
     const ca = await loadDeviceCa(join(caDir, 'ca.pem'), join(caDir, 'ca.key'));
-    const caConfig = writeOpensslCaConfig(dir, { certPath: join(caDir, 'ca.pem'), keyPath: join(caDir, 'ca.key'), crlUrl: `${BASE_URL}/pki/crl` });
+    const caConfig = writeOpensslCaConfig(dir, { certPath: join(caDir, 'ca.pem'), keyPath: join(caDir, 'ca.key') });
 
     console.log(`\n## CRL publication: database → verified file on disk (real Postgres, EC P-256 CA)\n`);
     console.log(`node ${process.version}, ${spawnSync('openssl', ['version'], { encoding: 'utf8' }).stdout.trim()}, python: ${python ? spawnSync(python, ['-c', 'import cryptography, sys; print(sys.version.split()[0], "cryptography", cryptography.__version__)'], { encoding: 'utf8' }).stdout.trim() : 'not found'}`);
@@ -182,7 +180,7 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
         const driver = createPgDriver(database.url, { max: 2 });
         await migrate(driver);
         const now = new Date();
-        const load = await insertRevokedCertificates(driver, { count: n, now, devices: Math.min(10_000, n) });
+        const load = await insertRevokedCertificates(driver, { count: n, now, devices: Math.min(10_000, n), issuer: ca.issuerLabel });
         const admin = new pg.Client({ connectionString: database.url });
         await admin.connect();
         // Without table statistics first: as right after a bulk load, before any ANALYZE.
@@ -208,7 +206,7 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
         const expiry = opensslIndexTime(now.getTime() + 365 * 86_400_000);
         const exporter = createPgDriver(database.url, { max: 1 });
         await createDatabase(exporter).asOperator((tx) =>
-          forEachRevokedCertificate(tx, now, (serial, revokedAtMs, reason) => {
+          forEachRevokedCertificate(tx, { issuer: ca.issuerLabel, previousThisUpdate: null }, (serial, revokedAtMs, reason) => {
             const code = reasonCodeFor(reason);
             const rev = opensslIndexTime(revokedAtMs) + (OPENSSL_REASON[code] ? `,${OPENSSL_REASON[code]}` : '');
             index.push(`R\t${expiry}\t${rev}\t${serial.toUpperCase()}\tunknown\t/CN=bulk`);
@@ -235,7 +233,7 @@ export async function runCrlPublishBench(options: { sizes?: number[] } = {}) {
         let pythonCol = python ? '' : 'no python3 with cryptography';
         let pythonRatio = '-';
         if (python) {
-          const p = spawnSync(python, ['-c', PY_BUILD, join(caDir, 'ca.pem'), join(caDir, 'ca.key'), join(dir, 'entries.txt'), join(dir, 'python.pem'), `${BASE_URL}/pki/crl`], {
+          const p = spawnSync(python, ['-c', PY_BUILD, join(caDir, 'ca.pem'), join(caDir, 'ca.key'), join(dir, 'entries.txt'), join(dir, 'python.pem')], {
             encoding: 'utf8',
             timeout: PYTHON_TIMEOUT_MS,
             maxBuffer: 1 << 20,
@@ -333,7 +331,8 @@ async function revocationToFileLatency(base = 10_000, revocations = 20) {
   const database = await benchDatabase();
   const driver = createPgDriver(database.url, { max: 1 });
   await migrate(driver);
-  await insertRevokedCertificates(driver, { count: base, now: new Date() });
+  // startServer's CA is `certfleet init-ca`'s default (CN certfleet Device CA): the CRL lists only its certificates.
+  await insertRevokedCertificates(driver, { count: base, now: new Date(), issuer: 'certfleet Device CA' });
   await driver.close();
   const server = await startServer('serve', database.url, { LOG_LEVEL: 'warn' });
   const crlPath = join(server.dataDir, 'pki', 'device-crl.pem');

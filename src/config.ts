@@ -63,6 +63,30 @@ function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
   throw new Error(`${name} must be true or false (got "${raw}")`);
 }
 
+/**
+ * PUBLIC_BASE_URL goes into every certificate's CRL Distribution Point (an IA5String URI): an
+ * absolute http or https URL of printable ASCII, no spaces, nothing after the path (the CRL path
+ * is appended). Returned without trailing slashes.
+ */
+export function publicBaseUrl(raw: string): string {
+  const fail = (why: string): never => {
+    throw new Error(`PUBLIC_BASE_URL must be an absolute http or https URL of ASCII characters without spaces, e.g. https://certfleet.example.com (got "${raw}": ${why})`);
+  };
+  // eslint-disable-next-line no-control-regex
+  if (!/^[\x21-\x7e]+$/.test(raw)) fail('only printable ASCII, no spaces');
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return fail('not a URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') fail('the scheme must be http or https');
+  if (!url.hostname) fail('no host');
+  if (url.username || url.password) fail('no user name or password');
+  if (url.search || url.hash || /[?#]/.test(raw)) fail('no query or fragment');
+  return raw.replace(/\/+$/, '');
+}
+
 function estConfig(env: NodeJS.ProcessEnv, host: string): Config['est'] {
   if (env.EST_PORT === undefined || env.EST_PORT === '') return null;
   if (!env.EST_TLS_CERT_PATH || !env.EST_TLS_KEY_PATH) {
@@ -114,7 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
           caFile: env.BROKER_ADMIN_CA_FILE ? resolve(env.BROKER_ADMIN_CA_FILE) : null,
         }
       : null,
-    publicBaseUrl: (env.PUBLIC_BASE_URL || `http://${host.includes(':') ? `[${host}]` : host}:${port}`).replace(/\/+$/, ''),
+    publicBaseUrl: publicBaseUrl(env.PUBLIC_BASE_URL || `http://${host.includes(':') ? `[${host}]` : host}:${port}`),
     oidc: oidcIssuer ? { issuer: oidcIssuer, audience: env.OIDC_AUDIENCE || 'certfleet', jwksUrl: env.OIDC_JWKS_URL! } : null,
     consoleOidc: oidcIssuer && env.OIDC_CLIENT_ID ? { clientId: env.OIDC_CLIENT_ID, scope: env.OIDC_SCOPE || 'openid' } : null,
     logLevel: env.LOG_LEVEL || 'info',

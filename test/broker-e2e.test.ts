@@ -12,17 +12,16 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
-import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import type { TestDatabase } from './support/databases.ts';
 import { startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { openWatchedClient, publishWithMosquittoPub, tlsOptions, type WatchedClient } from './support/mqtt-clients.ts';
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { brokerTestFixture } from './support/broker-fixture.ts';
 import { createLogger } from '../src/support/logger.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
@@ -115,19 +114,7 @@ const serialsIn = (text: string) => [...text.matchAll(/Serial Number: ([0-9A-F]+
 const latencies: number[] = [];
 
 beforeAll(async () => {
-  tmp = mkdtempSync(join(tmpdir(), 'certfleet-e2e-'));
-  chmodSync(tmp, 0o755); // the broker runs as user mosquitto when started as root
-  for (const dir of ['crl', 'certs']) mkdirSync(join(tmp, dir), { mode: 0o755 });
-  database = await createTestDatabase('pg');
-  const ca = await createDeviceCa({ now: new Date(), commonName: 'certfleet e2e Device CA' });
-  await writeDeviceCa(ca, join(tmp, 'ca', 'device-ca.crt'), join(tmp, 'ca', 'device-ca.key'));
-  env = {
-    DATABASE_URL: database.url!,
-    DEVICE_CA_CERT_PATH: join(tmp, 'ca', 'device-ca.crt'),
-    DEVICE_CA_KEY_PATH: join(tmp, 'ca', 'device-ca.key'),
-    CRL_OUTPUT_PATH: join(tmp, 'crl', 'device-crl.pem'),
-    CERTFLEET_DATA_DIR: join(tmp, 'data'),
-  };
+  ({ tmp, database, env } = await brokerTestFixture('e2e'));
 
   // 1. The broker's files, exactly as an operator makes them (free ports picked here).
   const { freePort } = await import('./support/mosquitto.ts');
@@ -299,11 +286,12 @@ describe('real Mosquitto, configured by broker-config, reloaded by certfleet', (
     const before = readFileSync(env.CRL_OUTPUT_PATH);
     const number = publisher.status().fileNumber!;
     // Another replica "stored" a CRL whose signature does not verify (one signature byte changed).
-    const { rows } = await database.db.asOperator((tx) => tx.query<{ der: Buffer }>('SELECT der FROM crl_state WHERE der IS NOT NULL'));
-    const tampered = Buffer.from(rows[0].der);
+    // The broker's file is the stored CRL without Issuing Distribution Point, with file_signature.
+    const { rows } = await database.db.asOperator((tx) => tx.query<{ file_signature: Buffer }>('SELECT file_signature FROM crl_state WHERE der IS NOT NULL'));
+    const tampered = Buffer.from(rows[0].file_signature);
     tampered[tampered.length - 1] ^= 0x01;
     await database.db.asOperator((tx) =>
-      tx.query('UPDATE crl_state SET crl_number = $1::bigint, der = $2, sha256 = $3 WHERE der IS NOT NULL', [
+      tx.query('UPDATE crl_state SET crl_number = $1::bigint, file_signature = $2, sha256 = $3 WHERE der IS NOT NULL', [
         String(number + 1n),
         tampered,
         createHash('sha256').update(tampered).digest('hex'),

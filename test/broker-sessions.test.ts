@@ -17,7 +17,6 @@ function crl(serials: string[]): Buffer {
     thisUpdate: now,
     nextUpdate: new Date(now.getTime() + 86_400_000),
     crlNumber: number++,
-    distributionPointUrl: 'http://certfleet.test/pki/crl',
     revoked: encodeRevokedEntries(serials.map((serialHex) => ({ serialHex, revokedAt: now, reasonCode: 4 }))),
     signer,
   });

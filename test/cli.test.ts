@@ -75,6 +75,16 @@ describe('certfleet CLI', () => {
     expect(after.status, after.stderr).toBe(0);
   });
 
+  it('serve refuses a bad PUBLIC_BASE_URL at start with a clear message (it would go into every certificate)', () => {
+    for (const bad of ['certfleet.example.com', 'ftp://certfleet.example.com', 'https://certfleet example.com', 'https://cértfleet.example', 'https://certfleet.example/?x=1', 'http://']) {
+      const res = cli(['serve'], { CERTFLEET_DATA_DIR: tmp(), PORT: '0', PUBLIC_BASE_URL: bad });
+      expect(res.status, `${bad}: ${res.stdout}`).toBe(1);
+      expect(res.stderr).toContain('PUBLIC_BASE_URL must be an absolute http or https URL');
+      expect(res.stderr).toContain(bad);
+      expect(res.stdout).not.toContain('listening on');
+    }
+  });
+
   it('in production mode without a Device CA, issuing answers 503 "Device CA not configured"', async () => {
     const database = await createTestDatabase('pglite');
     const t = await startTestService(database, { env: { NODE_ENV: 'production' } });

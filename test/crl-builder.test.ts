@@ -39,6 +39,7 @@ import {
 } from '../src/domain/der.ts';
 import { caIdentityFromCertificate, createCrlSigner } from '../src/pki/crl-signer.ts';
 import { CrlVerificationError, crlDerToPem, crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
+import { completeCrlOf, crlSignature } from '../src/domain/crl/complete-crl.ts';
 
 const CRL_URL = 'http://certfleet.test:8080/pki/crl';
 const DAY = 86_400_000;
@@ -111,7 +112,11 @@ import json, sys
 from cryptography import x509
 crl = x509.load_der_x509_crl(open(sys.argv[1], 'rb').read())
 ca = x509.load_pem_x509_certificate(open(sys.argv[2], 'rb').read())
-idp = crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
+try:
+    crl.extensions.get_extension_for_class(x509.IssuingDistributionPoint)
+    has_idp = True
+except x509.ExtensionNotFound:
+    has_idp = False
 aki = crl.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
 found = {}
 for s in sys.argv[3:]:
@@ -129,8 +134,7 @@ print(json.dumps({
     'count': len(crl),
     'issuer_matches': crl.issuer == ca.subject,
     'aki': aki.value.key_identifier.hex(),
-    'idp_critical': idp.critical,
-    'idp_urls': [n.value for n in idp.value.full_name],
+    'has_idp': has_idp,
     'next_update': crl.next_update_utc.isoformat(),
     'found': found,
 }))
@@ -144,8 +148,7 @@ function pythonCheck(crlDerPath: string, caPemPath: string, serials: string[]) {
     count: number;
     issuer_matches: boolean;
     aki: string;
-    idp_critical: boolean;
-    idp_urls: string[];
+    has_idp: boolean;
     next_update: string;
     found: Record<string, string | null>;
   };
@@ -199,7 +202,6 @@ function conformanceSuite(kind: 'ec' | 'rsa', crlNumber: bigint) {
       thisUpdate: new Date(now.getTime() - 60_000),
       nextUpdate: new Date(now.getTime() + 7 * DAY),
       crlNumber,
-      distributionPointUrl: CRL_URL,
       signer: createCrlSigner(createPrivateKey(readFileSync(ca.keyPath))),
     };
     // The caller sorts by serial; serial strings from openssl come upper case.
@@ -241,7 +243,7 @@ function conformanceSuite(kind: 'ec' | 'rsa', crlNumber: bigint) {
     expect(r.out).toContain('verify OK');
   });
 
-  it('openssl crl -text shows v2, CRL Number, AKI, critical IDP with the URL, and reasons', () => {
+  it('openssl crl -text shows v2, CRL Number, AKI, no Issuing Distribution Point (a complete CRL), and reasons', () => {
     const text = mustRun('openssl', ['crl', '-in', crlPath, '-noout', '-text']).stdout;
     expect(text).toContain('Version 2 (0x1)');
     expect(text).toMatch(/X509v3 CRL Number:\s*\n\s*(0x)?[0-9A-F:]+/i);
@@ -249,8 +251,7 @@ function conformanceSuite(kind: 'ec' | 'rsa', crlNumber: bigint) {
     expect(text).toContain('X509v3 Authority Key Identifier:');
     const akiHex = identity.subjectKeyId.toString('hex').toUpperCase().match(/../g)!.join(':');
     expect(text).toContain(akiHex);
-    expect(text).toContain('X509v3 Issuing Distribution Point: critical');
-    expect(text).toContain(`URI:${CRL_URL}`);
+    expect(text).not.toContain('Issuing Distribution Point');
     const entries = crlTextEntries(text);
     expect(entries.size).toBe(2);
     const compromised = entries.get(BigInt('0x' + leaves.compromised.serial).toString(16).toUpperCase());
@@ -276,8 +277,7 @@ function conformanceSuite(kind: 'ec' | 'rsa', crlNumber: bigint) {
     expect(py.count).toBe(2);
     expect(py.issuer_matches).toBe(true);
     expect(py.aki).toBe(identity.subjectKeyId.toString('hex'));
-    expect(py.idp_critical).toBe(true);
-    expect(py.idp_urls).toEqual([CRL_URL]);
+    expect(py.has_idp).toBe(false);
     expect(py.found).toEqual({
       [leaves.compromised.serial]: 'key_compromise',
       [leaves.unspecified.serial]: null,
@@ -296,14 +296,38 @@ function conformanceSuite(kind: 'ec' | 'rsa', crlNumber: bigint) {
     expect(ok.stdout).toContain(': OK');
   });
 
-  it('openssl quirk: a leaf without a CRL Distribution Point is out of the IDP scope', () => {
-    // With an IDP distributionPoint in the CRL, OpenSSL only applies the CRL to certificates whose
-    // CRL DP matches it; others fail with "different CRL scope". Issued certificates must carry the URL.
+  it('covers certificates with another CRL Distribution Point or none (no "different CRL scope")', () => {
+    // An Issuing Distribution Point would make OpenSSL apply the CRL only to certificates whose CRL DP
+    // matches it: a certificate from before a PUBLIC_BASE_URL change or an imported one would be refused.
     const noDp = join(dir, 'leaf-no-dp.pem');
     mustRun('openssl', ['x509', '-req', '-in', join(dir, 'leaf-good.csr'), '-CA', ca.certPath, '-CAkey', ca.keyPath, '-set_serial', '0x' + randomSerial(false), '-days', '1', '-out', noDp]);
-    const r = run('openssl', ['verify', '-crl_check', '-CAfile', ca.certPath, '-CRLfile', crlPath, noDp]);
-    expect(r.status).not.toBe(0);
-    expect(r.out).toContain('different CRL scope');
+    const otherDpConf = join(dir, 'other-dp.cnf');
+    writeFileSync(otherDpConf, 'crlDistributionPoints = URI:http://old-name.example:8080/pki/crl\n');
+    const otherDp = join(dir, 'leaf-other-dp.pem');
+    mustRun('openssl', ['x509', '-req', '-in', join(dir, 'leaf-good.csr'), '-CA', ca.certPath, '-CAkey', ca.keyPath, '-set_serial', '0x' + randomSerial(false), '-days', '1', '-extfile', otherDpConf, '-out', otherDp]);
+    for (const leaf of [noDp, otherDp]) {
+      const r = run('openssl', ['verify', '-crl_check', '-CAfile', ca.certPath, '-CRLfile', crlPath, leaf]);
+      expect(r.out).not.toContain('different CRL scope');
+      expect(r.status, r.out).toBe(0);
+    }
+  });
+
+  it('with a distributionPointUrl: a critical Issuing Distribution Point with that URL (the CRL served at the URL)', () => {
+    const scoped = join(dir, 'scoped.pem');
+    writeFileSync(scoped, crlDerToPem(buildCrl({ ...input, distributionPointUrl: CRL_URL, revoked: new Uint8Array(0) })));
+    const text = mustRun('openssl', ['crl', '-in', scoped, '-noout', '-text']).stdout;
+    expect(text).toContain('X509v3 Issuing Distribution Point: critical');
+    expect(text).toContain(`URI:${CRL_URL}`);
+  });
+
+  it('completeCrlOf: the served CRL without its IDP plus the file variant’s signature is the file variant, byte for byte', () => {
+    const fields = { ...input, revoked: encodeRevokedEntries([{ serialHex: leaves.compromised.serial, revokedAt: now, reasonCode: 1 }]) };
+    const served = buildCrl({ ...fields, distributionPointUrl: CRL_URL });
+    const file = buildCrl(fields);
+    const rebuilt = completeCrlOf(served, crlSignature(file));
+    expect(rebuilt.equals(file)).toBe(true);
+    expect(verifyCrl(rebuilt, { caPublicKey: identity.publicKey, now }).entryCount).toBe(1);
+    expect(() => verifyCrl(completeCrlOf(served, crlSignature(served)), { caPublicKey: identity.publicKey, now })).toThrow(/signature/i);
   });
 
   it('verifyCrl accepts it', () => {
@@ -532,7 +556,6 @@ describe('verifyCrl and buildCrl with node-generated keys', () => {
     thisUpdate: new Date('2026-03-01T10:00:00Z'),
     nextUpdate: new Date('2026-03-08T10:00:00Z'),
     crlNumber: 10n,
-    distributionPointUrl: CRL_URL,
     signer: createCrlSigner(ec.privateKey),
   };
   const now = new Date('2026-03-02T00:00:00Z');

@@ -15,6 +15,7 @@ import { crlAuthorityFor } from '../src/crl/crl-authority.ts';
 import { DAY_MS, createManualClock, type Clock } from '../src/domain/clock.ts';
 import { crlPemToDer, CrlVerificationError, verifyCrl } from '../src/crl/verify-crl.ts';
 import { readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { storedFileCrlLoader } from '../src/crl/stored-file-crl.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { createDatabase } from '../src/storage/database.ts';
 import { createBrokerReloader, type BrokerReloader } from '../src/broker/broker-reloader.ts';
@@ -150,7 +151,10 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     expect(pem.headers['content-type']).toBe('application/x-pem-file');
     expect(pem.body).toMatch(/^-----BEGIN X509 CRL-----\n/);
     expect(crlPemToDer(pem.body).equals(stored!.der)).toBe(true);
-    expect(pem.body).toBe(filePem()); // the broker's file is the same CRL
+    // the broker's file: the same CRL (number, entries) without the Issuing Distribution Point
+    expect(parsePem(pem.body).crlNumber).toBe(fileNumber());
+    expect(run('openssl', ['crl', '-noout', '-text'], pem.body).out).toContain(`URI:${t.service.crl.distributionPointUrl}`);
+    expect(run('openssl', ['crl', '-noout', '-text'], filePem()).out).not.toContain('Issuing Distribution Point');
 
     const seed = await t.call('acme', 'GET', '/customer/crl');
     expect(seed.status).toBe(200);
@@ -193,8 +197,10 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     await revoke(rotated.id, 'rotated'); // superseded
     await publisher().idle();
 
-    const pem = (await t.call('acme', 'GET', '/customer/crl')).body;
-    expect(pem).toBe(filePem());
+    const served = (await t.call('acme', 'GET', '/customer/crl')).body;
+    expect(checkWithTools(caPem, served)).toEqual(checkWithTools(caPem, filePem())); // same number and entries
+    expect(run('openssl', ['crl', '-noout', '-text'], served).out).toMatch(new RegExp(`Issuing Distribution Point: critical[\\s\\S]*URI:${t.service.crl.distributionPointUrl}`));
+    const pem = filePem();
     const tools = checkWithTools(caPem, pem);
     expect(tools.number).toBeGreaterThan(before);
     expect(tools.number).toBe(fileNumber());
@@ -205,7 +211,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     expect(text).not.toContain('Unspecified');
     expect(text).toMatch(/X509v3 CRL Number:\s+\d+/);
     expect(text).toContain('X509v3 Authority Key Identifier');
-    expect(text).toContain(`URI:${t.service.crl.distributionPointUrl}`);
+    expect(text).not.toContain('Issuing Distribution Point'); // the file: a complete CRL, covers every distribution point
 
     for (const cert of [compromised, lost, rotated]) {
       const v = opensslVerify(caPem, cert.pem, { crlPem: pem });
@@ -225,22 +231,86 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     expect(nextUpdate * 1000 - t.clock.now().getTime()).toBeGreaterThan(7 * DAY_MS - 2000); // CRL_VALIDITY_HOURS default 168
   });
 
-  it('leaves out revoked certificates past notAfter (manual clock), and the file has mode 0644', async () => {
-    // Issued and revoked three days ago; the tools check thisUpdate against the wall clock, so no CRL may come from the future.
+  it('keeps an expired revoked certificate until one CRL with thisUpdate after its notAfter listed it (RFC 5280 3.3); file mode 0644', async () => {
+    // The tools check thisUpdate against the wall clock, so the whole sequence happens in the past.
     const now = t.clock.now();
+    await publisher().idle();
+    await database.reset();
     t.clock.set(new Date(now.getTime() - 3 * DAY_MS));
-    const shortLived = await issue('DEVICE-001', 1);
+    expect((await t.call('acme', 'POST', '/customer/devices', { device_id: 'DEVICE-001' })).status).toBe(201);
+    const shortLived = await issue('DEVICE-001', 1); // notAfter: now - 2 days
     const longLived = await issue('DEVICE-001', 30);
     await revoke(shortLived.id, 'superseded');
     await revoke(longLived.id, 'superseded');
     await publisher().idle();
-    expect(Object.keys(checkWithTools(caPem, filePem()).entries!).sort()).toEqual([shortLived.serial, longLived.serial].sort());
-    t.clock.set(now); // the short-lived certificate expired two days ago
+    const listed = () => Object.keys(checkWithTools(caPem, filePem()).entries!).sort();
+    const both = [shortLived.serial, longLived.serial].sort();
+    expect(listed()).toEqual(both); // CRL 1: thisUpdate before notAfter
+
+    t.clock.set(new Date(now.getTime() - 1 * DAY_MS)); // the short-lived certificate expired a day ago
     await publisher().publishNow();
-    const after = checkWithTools(caPem, filePem());
-    expect(Object.keys(after.entries!)).toEqual([longLived.serial]);
+    expect(listed()).toEqual(both); // CRL 2: the first with thisUpdate after its notAfter still lists it
+
+    t.clock.set(now);
+    await publisher().publishNow();
+    expect(listed()).toEqual([longLived.serial]); // CRL 3: the previous one already had thisUpdate after notAfter
+    await publisher().publishNow();
+    expect(listed()).toEqual([longLived.serial]);
     expect(statSync(t.config.crlOutputPath).mode & 0o777).toBe(0o644);
     expect(opensslVerify(caPem, longLived.pem, { crlPem: filePem() }).out).toContain('certificate revoked');
+  });
+
+  it('lists only its own CA’s certificates: another CA’s revoked certificate with the same serial never blocks a publication', async () => {
+    const ours = await issue();
+    await revoke(ours.id, 'keyCompromise');
+    await publisher().idle();
+    // Another Device CA (e.g. the previous one) whose certificate has the very same serial number.
+    await database.driver.transaction((tx) =>
+      tx.query(
+        `INSERT INTO device_certificates (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
+           status, not_before, not_after, revoked_at, revoked_reason)
+         VALUES ('acme', 'DEVICE-001', '-', md5($1), 'acme/DEVICE-001', 'Another Device CA', $1, 'ec-p256', 'REVOKED',
+           $2::timestamptz - interval '1 day', $2::timestamptz + interval '1 day', $2::timestamptz - interval '1 hour', 'superseded'),
+           ('acme', 'DEVICE-001', '-', md5($1 || 'b'), 'acme/DEVICE-001', 'Another Device CA', 'abc123', 'ec-p256', 'REVOKED',
+           $2::timestamptz - interval '1 day', $2::timestamptz + interval '1 day', $2::timestamptz - interval '1 hour', 'superseded')`,
+        [ours.serial, t.clock.now()],
+      ),
+    );
+    const result = await publisher().publishNow();
+    expect(result.published).toBe(true);
+    expect(checkWithTools(caPem, filePem()).entries).toEqual({ [ours.serial]: 'key_compromise' });
+  });
+
+  it('a start publishes a revocation committed after the stored CRL’s read (the process died before publishing it), once', async () => {
+    const cert = await issue();
+    await publisher().idle();
+    const before = fileNumber();
+    const dataDir = t.dataDir;
+    await t.close();
+    // What a killed process leaves: the revocation committed (answered 200), no CRL built from it;
+    // and a temp file written by a publication that never got renamed.
+    await database.db.asTenant('acme', (tx) =>
+      tx.query(
+        `WITH revoked AS (UPDATE device_certificates SET status = 'REVOKED', revoked_at = $2, revoked_reason = 'keyCompromise', updated_at = $2
+           WHERE id = $1 RETURNING issuer)
+         INSERT INTO crl_pending_revocations (issuer) SELECT issuer FROM revoked`,
+        [cert.id, t.clock.now()],
+      ),
+    );
+    const leftover = join(dirname(t.config.crlOutputPath), `.device-crl.pem.${process.pid}.0123456789ab.tmp`);
+    writeFileSync(leftover, 'half a CRL');
+    t = await startTestService(database, { dataDir, clock: t.clock, overrides: { crl: { refreshTimer: false } } });
+    await publisher().idle();
+    expect(checkWithTools(caPem, filePem()).entries).toEqual({ [cert.serial]: 'key_compromise' });
+    expect(fileNumber()).toBe(before + 1n); // one CRL at start, not two
+    expect(publisher().status().publications).toBe(1);
+    expect(readdirSync(dirname(t.config.crlOutputPath)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    // and a start with nothing pending and a fresh CRL publishes none
+    await t.close();
+    t = await startTestService(database, { dataDir, clock: t.clock, overrides: { crl: { refreshTimer: false } } });
+    await publisher().idle();
+    if (kind === 'pglite') expect(fileNumber()).toBe(before + 1n);
+    expect(fileNumber() <= before + 2n).toBe(true);
   });
 
   it('coalesces quick revocations into far fewer publications, the last one listing them all', async () => {
@@ -258,16 +328,17 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
   });
 
   it('streams many revoked rows from the database (20k, mixed serial lengths and reasons) into a CRL the tools accept', async () => {
-    await insertRevokedCertificates(database.driver, { count: 20_000, now: t.clock.now() });
+    const issuer = t.service.ca.ca!.issuerLabel;
+    await insertRevokedCertificates(database.driver, { count: 20_000, now: t.clock.now(), issuer });
     // short serials sort by length first (numerically), reasons the encoder must not choke on
     await database.driver.transaction((tx) =>
       tx.query(
         `INSERT INTO device_certificates (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
            status, not_before, not_after, revoked_at, revoked_reason)
-         SELECT 'acme', 'DEVICE-001', '-', md5(s) || md5(s || 'x'), 'acme/DEVICE-001', 'bulk', s, 'ec-p256', 'REVOKED', $1::timestamptz - interval '1 day',
+         SELECT 'acme', 'DEVICE-001', '-', md5(s) || md5(s || 'x'), 'acme/DEVICE-001', $4, s, 'ec-p256', 'REVOKED', $1::timestamptz - interval '1 day',
            $1::timestamptz + interval '1 day', $1::timestamptz - interval '1 hour', r
          FROM unnest($2::text[], $3::text[]) AS u(s, r)`,
-        [t.clock.now(), ['1', 'a', 'ff', '100', '7fffffff', '80000000'], ['removeFromCRL', 'certificateHold', 'x', 'AACompromise', 'keyCompromise', 'privilegeWithdrawn']],
+        [t.clock.now(), ['1', 'a', 'ff', '100', '7fffffff', '80000000'], ['removeFromCRL', 'certificateHold', 'x', 'AACompromise', 'keyCompromise', 'privilegeWithdrawn'], issuer],
       ),
     );
     const result = await publisher().publishNow();
@@ -299,7 +370,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     expect(first.statusCode).toBe(200);
     const tools = checkWithTools(caPem, first.body);
     expect(tools.count).toBe(0);
-    expect(first.body).toBe(filePem());
+    expect(parsePem(first.body).crlNumber).toBe(fileNumber());
     expect((await t.call('acme', 'POST', '/customer/devices', { device_id: 'DEVICE-001' })).status).toBe(201);
   });
 
@@ -499,7 +570,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     const p = createCrlPublisher({
       publish: createPublishCrl({ db: database.db, clock, authority: options.authority ?? good, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
       readStored: () => database.db.asOperator((tx) => readCrlInfo(tx, good.issuerKeyId)),
-      loadStoredDer: async () => (await database.db.asOperator((tx) => readCrl(tx, good.issuerKeyId)))?.der ?? null,
+      loadStoredDer: storedFileCrlLoader(database.db, good.issuerKeyId),
       fileSync,
       clock,
       logger: quiet,

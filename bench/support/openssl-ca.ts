@@ -3,10 +3,10 @@ import { join } from 'node:path';
 
 /**
  * An `openssl ca` configuration in `dir` (index.txt and crlnumber there) for `-gencrl` with the
- * CRL extensions our CRLs carry: Authority Key Identifier and a critical Issuing Distribution
- * Point; nextUpdate 7 days. Returns the config path.
+ * CRL extensions our CRLs carry: Authority Key Identifier (and CRL Number; no Issuing Distribution
+ * Point: a complete CRL); nextUpdate 7 days. Returns the config path.
  */
-export function writeOpensslCaConfig(dir: string, ca: { certPath: string; keyPath: string; crlUrl: string }): string {
+export function writeOpensslCaConfig(dir: string, ca: { certPath: string; keyPath: string }): string {
   const path = join(dir, 'ca.cnf');
   writeFileSync(
     path,
@@ -24,9 +24,6 @@ unique_subject = no
 crl_extensions = crl_ext
 [ crl_ext ]
 authorityKeyIdentifier = keyid:always
-issuingDistributionPoint = critical, @idp
-[ idp ]
-fullname = URI:${ca.crlUrl}
 `,
   );
   return path;

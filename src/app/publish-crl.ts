@@ -2,18 +2,28 @@ import { createHash, type KeyObject } from 'node:crypto';
 import type { Clock } from '../domain/clock.ts';
 import { HOUR_MS } from '../domain/clock.ts';
 import { buildCrl, createRevokedEntriesEncoder, type CrlSigner, type RevokedEntry } from '../domain/crl/build-crl.ts';
+import { crlSignature } from '../domain/crl/complete-crl.ts';
 import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
 import type { CaLintProfile } from '../pki/lint/ca-profile.ts';
 import { lintCrl } from '../pki/lint/crl-lint.ts';
 import { runLint } from '../pki/lint/lint-failure.ts';
 import { verifyCrl } from '../crl/verify-crl.ts';
 import type { Database } from '../storage/database.ts';
-import { forEachRevokedCertificate, lockCrlState, saveCrl, type StoredCrlInfo } from '../storage/repos/crl-repo.ts';
+import {
+  forEachRevokedCertificate,
+  hasPendingRevocations,
+  lockCrlState,
+  saveCrl,
+  takePendingRevocations,
+  type StoredCrlInfo,
+} from '../storage/repos/crl-repo.ts';
 
 /** What signing a CRL needs from the Device CA. */
 export interface CrlAuthority {
   /** crl_state key: hex of the CA's key identifier. */
   issuerKeyId: string;
+  /** device_certificates.issuer of this CA's certificates: the CRL lists only those. */
+  issuerLabel: string;
   /** The CA certificate's subject Name, byte-identical. */
   issuerNameDer: Uint8Array;
   /** Goes into the CRL's Authority Key Identifier (the same value the certificates carry). */
@@ -31,7 +41,7 @@ export interface PublishCrlDeps {
   settings: {
     /** nextUpdate = thisUpdate + this (CRL_VALIDITY_HOURS, default 168). */
     validityHours: number;
-    /** Issuing Distribution Point: the same URL the certificates carry as CRL DP. */
+    /** Issuing Distribution Point of the CRL served at that URL: the one the certificates carry now. */
     distributionPointUrl: string;
   };
   /** Test seam: a faulty encoder must be caught by the lint before anything is stored. */
@@ -40,7 +50,9 @@ export interface PublishCrlDeps {
 
 /**
  * Skip the build when the stored CRL already satisfies all the given conditions (used to
- * coalesce work across replicas); without `unless` a new CRL is always built.
+ * coalesce work across replicas); without `unless` a new CRL is always built. Never skipped
+ * while a revocation committed after the stored CRL's read is pending (a crash before it was
+ * published, a missed notification).
  */
 export interface PublishCondition {
   /** Database time: the stored CRL's build began at or after it (so it has every revocation committed before). */
@@ -68,7 +80,10 @@ export interface PublishedCrl {
   crlNumber: bigint;
   thisUpdate: Date;
   nextUpdate: Date;
+  /** Served at the distribution point URL (/pki/crl): with Issuing Distribution Point. */
   der: Buffer;
+  /** For the broker's file (CRL_OUTPUT_PATH): no Issuing Distribution Point, a complete CRL. */
+  fileDer: Buffer;
   sha256: string;
   entries: number;
   /** Where the time went (ms): reading + encoding the entries, building + signing, verifying, storing. */
@@ -84,11 +99,12 @@ const REMOVE_FROM_CRL = REVOCATION_REASONS.removeFromCRL;
  * Builds, verifies and stores the next CRL in ONE operator transaction that holds the CA's
  * crl_state row lock (FOR UPDATE) throughout: replicas queue on it, so the number is the
  * stored one + 1 and strictly increasing. The revoked certificates are streamed from the
- * database into the DER entries encoder (never all rows as objects); those past notAfter at
- * thisUpdate are left out. The CRL must pass verifyCrl (signature with the CA key, issuer,
- * nextUpdate in the future, number above the previous) and the lint (pki/lint: profile,
- * entries sorted and unique) before it is stored; otherwise the transaction rolls back and
- * the error is thrown (LINT_FAILED names the rule).
+ * database into the DER entries encoder (never all rows as objects): only this CA's, and an
+ * expired one only until it was on one CRL whose thisUpdate is after its notAfter (RFC 5280 3.3).
+ * Both CRLs (served, with Issuing Distribution Point; the broker's file, without) must pass
+ * verifyCrl (signature with the CA key, issuer, nextUpdate in the future, number above the
+ * previous) and the lint (pki/lint: profile, entries sorted and unique) before it is stored;
+ * otherwise the transaction rolls back and the error is thrown (LINT_FAILED names the rule).
  */
 export function createPublishCrl({ db, clock, authority, settings, build = buildCrl }: PublishCrlDeps) {
   const validityMs = settings.validityHours * HOUR_MS;
@@ -96,9 +112,15 @@ export function createPublishCrl({ db, clock, authority, settings, build = build
     db.asOperator(async (tx) => {
       const started = performance.now();
       const stored = await lockCrlState(tx, authority.issuerKeyId);
-      if (request.unless && stored.sha256 !== null && satisfied(stored, request.unless, clock.now())) {
+      if (
+        request.unless &&
+        stored.sha256 !== null &&
+        satisfied(stored, request.unless, clock.now()) &&
+        !(await hasPendingRevocations(tx, authority.issuerLabel))
+      ) {
         return { published: false, stored };
       }
+      await takePendingRevocations(tx, authority.issuerLabel);
 
       const thisUpdate = new Date(Math.floor(clock.now().getTime() / 1000) * 1000);
       const nextUpdate = new Date(thisUpdate.getTime() + validityMs);
@@ -108,7 +130,8 @@ export function createPublishCrl({ db, clock, authority, settings, build = build
       const encoder = createRevokedEntriesEncoder();
       const reasonCodes = new Map<string, number>();
       const entry: RevokedEntry = { serialHex: '', revokedAt: new Date(0), reasonCode: 0 };
-      await forEachRevokedCertificate(tx, thisUpdate, (serialHex, revokedAtMs, reason) => {
+      const scope = { issuer: authority.issuerLabel, previousThisUpdate: stored.sha256 !== null ? stored.thisUpdate : null };
+      await forEachRevokedCertificate(tx, scope, (serialHex, revokedAtMs, reason) => {
         let code = reasonCodes.get(reason);
         if (code === undefined) {
           code = reasonCodeFor(reason);
@@ -123,32 +146,48 @@ export function createPublishCrl({ db, clock, authority, settings, build = build
       const entries = encoder.count;
       const entriesDone = performance.now();
 
-      const der = build({
+      // The same entries, signed twice: the CRL served at the distribution point URL carries that URL as
+      // Issuing Distribution Point (EMQX enforces only such CRLs); the broker's file has none, so it
+      // covers every certificate of the CA whatever distribution point it carries (a certificate
+      // issued before a PUBLIC_BASE_URL change, an imported one), and OpenSSL never answers
+      // "different CRL scope".
+      const fields = {
         issuerNameDer: authority.issuerNameDer,
         authorityKeyId: authority.authorityKeyId,
         thisUpdate,
         nextUpdate,
         crlNumber,
-        distributionPointUrl: settings.distributionPointUrl,
         revoked: encoder.finish(),
         signer: authority.signer,
-      });
+      };
+      const der = build({ ...fields, distributionPointUrl: settings.distributionPointUrl });
+      const fileDer = build(fields);
       const signed = performance.now();
 
-      runLint(() => lintCrl(der, { ca: authority.lintProfile, previousNumber: previous }));
-
-      const verified = verifyCrl(der, {
-        caPublicKey: authority.publicKey,
-        now: clock.now(),
-        previousNumber: previous,
-        issuerNameDer: authority.issuerNameDer,
-      });
-      if (verified.entryCount !== entries) throw new Error(`CRL has ${verified.entryCount} entries, expected ${entries}`);
+      for (const crl of [der, fileDer]) {
+        runLint(() => lintCrl(crl, { ca: authority.lintProfile, previousNumber: previous }));
+        const verified = verifyCrl(crl, {
+          caPublicKey: authority.publicKey,
+          now: clock.now(),
+          previousNumber: previous,
+          issuerNameDer: authority.issuerNameDer,
+        });
+        if (verified.entryCount !== entries) throw new Error(`CRL has ${verified.entryCount} entries, expected ${entries}`);
+      }
       const sha256 = createHash('sha256').update(der).digest('hex');
       const verifiedAt = performance.now();
 
-      const storing = saveCrl(tx, authority.issuerKeyId, { crlNumber, thisUpdate, nextUpdate, der, sha256, entries, publishedAt: clock.now() });
-      const alongside = request.whileStoring ? request.whileStoring({ crlNumber, der }).catch(() => undefined) : null;
+      const storing = saveCrl(tx, authority.issuerKeyId, {
+        crlNumber,
+        thisUpdate,
+        nextUpdate,
+        der,
+        fileSignature: crlSignature(fileDer),
+        sha256,
+        entries,
+        publishedAt: clock.now(),
+      });
+      const alongside = request.whileStoring ? request.whileStoring({ crlNumber, der: fileDer }).catch(() => undefined) : null;
       let saved: StoredCrlInfo;
       try {
         saved = await storing;
@@ -164,6 +203,7 @@ export function createPublishCrl({ db, clock, authority, settings, build = build
           thisUpdate,
           nextUpdate,
           der,
+          fileDer,
           sha256,
           entries,
           timings: {

@@ -30,7 +30,8 @@ import { customerCrlRoutes } from '../http/routes/customer-crl.ts';
 import { pkiRoutes } from '../http/routes/pki.ts';
 import type { Database } from '../storage/database.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
-import { readCrl, readCrlInfo } from '../storage/repos/crl-repo.ts';
+import { readCrlInfo } from '../storage/repos/crl-repo.ts';
+import { storedFileCrlLoader } from '../crl/stored-file-crl.ts';
 import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
 import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
 import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from '../broker/session-kicking-reloader.ts';
@@ -71,7 +72,7 @@ export interface CrlPublication {
   /** The Device CA's key id (the crl_state row); null without a CA. */
   issuerKeyId: string | null;
   routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
-  /** The CRL Distribution Point URL (the same in certificates and in the CRL's IDP). */
+  /** The CRL Distribution Point URL certificates carry, and the Issuing Distribution Point of the CRL served there. */
   distributionPointUrl: string;
   /** What happens at the broker after a new CRL file (for the start banner); null when this process does not publish. */
   broker: { reload: string; reloadConfigured: boolean; sessionKicking: boolean } | null;
@@ -110,6 +111,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   // BROKER_ADMIN_URL: after each successful reload, close the live sessions of newly revoked certificates.
   const sessions = publishing ? revokedSessionsFor(config, logger) : null;
   let kicking: SessionKickingReloader | null = null;
+  let fileSync: ReturnType<typeof createCrlFileSync> | null = null;
   let broker: CrlPublication['broker'] = null;
   if (publishing && authority && ca) {
     const baseReloader =
@@ -118,7 +120,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     kicking = sessions ? withSessionKicks(baseReloader, { crlPath: config.crlOutputPath, db, sessions, log: logger }) : null;
     const reloader = kicking ?? baseReloader;
     broker = { reload: baseReloader.description, reloadConfigured: baseReloader.configured, sessionKicking: kicking !== null };
-    const fileSync = createCrlFileSync({
+    fileSync = createCrlFileSync({
       path: config.crlOutputPath,
       caPublicKey: authority.publicKey,
       issuerNameDer: authority.issuerNameDer,
@@ -130,7 +132,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     publisher = createCrlPublisher({
       publish: createPublishCrl({ db, clock, authority, settings: { validityHours: config.crlValidityHours, distributionPointUrl } }),
       readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
-      loadStoredDer: async () => (await db.asOperator((tx) => readCrl(tx, authority.issuerKeyId)))?.der ?? null,
+      loadStoredDer: storedFileCrlLoader(db, authority.issuerKeyId),
       fileSync,
       clock,
       logger,
@@ -160,6 +162,8 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     },
     async start() {
       if (!pub) return;
+      // A kill between writing a temp file and renaming it leaves the temp file behind.
+      await fileSync?.removeStaleTempFiles().catch((error: Error) => logger.warn({ err: error.message }, 'could not remove temp CRL files'));
       let connected: () => void = () => undefined;
       const firstConnection = new Promise<void>((resolve) => (connected = resolve));
       listening = listenForCrlEvents(
@@ -177,7 +181,8 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
         logger,
       );
       if (listening) await Promise.race([firstConnection, new Promise((r) => setTimeout(r, 5_000).unref())]);
-      // No CRL yet, an old one, or nextUpdate near: publish now, so the routes and the broker always have one.
+      // No CRL yet, an old one, nextUpdate near, or revocations committed after the stored CRL's read (the
+      // process died before publishing them; PGlite has no LISTEN to catch up with): publish now, once.
       await pub.publishIfStale().catch(() => undefined); // logged; retried with backoff
       if (options.refreshTimer ?? true) {
         timer = setInterval(() => void pub.publishIfStale().catch(() => undefined), checkMs);

@@ -11,8 +11,8 @@
  * the database stores the same CRL, and rename only after that committed: the file never holds
  * a CRL the database does not have.
  */
-import { mkdir, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../domain/clock.ts';
 import { crlDerToPemBytes, crlPemToDer, verifyCrl } from './verify-crl.ts';
@@ -31,6 +31,8 @@ export interface CrlFs {
   /** null when the file does not exist. */
   identity(path: string): Promise<string | null>;
   mkdirp(dir: string): Promise<void>;
+  /** Names in `dir` ([] when it does not exist). */
+  list(dir: string): Promise<string[]>;
 }
 
 export const nodeCrlFs: CrlFs = {
@@ -50,6 +52,14 @@ export const nodeCrlFs: CrlFs = {
   },
   mkdirp: async (dir) => {
     await mkdir(dir, { recursive: true, mode: 0o755 });
+  },
+  async list(dir) {
+    try {
+      return await readdir(dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
   },
 };
 
@@ -104,6 +114,22 @@ export interface CrlFileSync {
   fileNumber(): Promise<bigint | null>;
   /** A reload failed and has not succeeded since. */
   readonly reloadPending: boolean;
+  /**
+   * Removes temp files a killed process left next to the file (at start): every one not staged by
+   * this process whose process is gone, or has our pid (a restarted container's process has the
+   * same pid as the killed one). Returns the names removed.
+   */
+  removeStaleTempFiles(): Promise<string[]>;
+}
+
+/** Alive on this host (another replica sharing the folder): its temp file may be in use. */
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
@@ -112,6 +138,8 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
   const dir = dirname(deps.path);
   let cached: { identity: string; number: bigint | null } | null = null;
   let reloadPending = false;
+  const tempPrefix = `.${basename(deps.path)}.`;
+  const staged = new Set<string>();
 
   async function fileNumber(): Promise<bigint | null> {
     const identity = await fs.identity(deps.path);
@@ -169,10 +197,13 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     const pem = crlDerToPemBytes(crl.der);
     await fs.mkdirp(dir);
     const tmp = tempPathFor(deps.path);
+    const name = basename(tmp);
+    staged.add(name);
     try {
       await fs.writeNewFileDurably(tmp, pem, mode);
     } catch (error) {
       await fs.unlink(tmp).catch(() => undefined);
+      staged.delete(name);
       throw error;
     }
     const stagedMs = performance.now() - started;
@@ -183,6 +214,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
         if (done) return;
         done = true;
         await fs.unlink(tmp).catch(() => undefined);
+        staged.delete(name);
       },
       async commit() {
         if (done) throw new Error('staged CRL file already committed or discarded');
@@ -199,6 +231,8 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
         } catch (error) {
           await fs.unlink(tmp).catch(() => undefined);
           throw error;
+        } finally {
+          staged.delete(name);
         }
         await fs.fsyncDir(dir);
         cached = null;
@@ -215,6 +249,19 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     stage,
     get reloadPending() {
       return reloadPending;
+    },
+    async removeStaleTempFiles() {
+      const removed: string[] = [];
+      for (const name of await fs.list(dir)) {
+        const m = name.startsWith(tempPrefix) ? /^(\d+)\.[0-9a-f]+\.tmp$/.exec(name.slice(tempPrefix.length)) : null;
+        if (!m || staged.has(name)) continue;
+        const pid = Number(m[1]);
+        if (pid !== process.pid && processAlive(pid)) continue;
+        await fs.unlink(join(dir, name)).catch(() => undefined);
+        removed.push(name);
+      }
+      if (removed.length) deps.logger.info({ path: deps.path, removed }, 'removed temp CRL files left by a stopped process');
+      return removed;
     },
     async sync(crl) {
       const current = await fileNumber();

@@ -22,7 +22,7 @@ import type { Logger } from '../support/logger.ts';
 
 export interface CrlPublisherDeps {
   publish: PublishCrl;
-  /** The stored CRL's metadata, and with its DER (for a file sync when another replica built it). */
+  /** The stored CRL's metadata, and the DER of its file variant (for a file sync when another replica built it). */
   readStored(): Promise<StoredCrlInfo | null>;
   loadStoredDer(): Promise<Uint8Array | null>;
   /** null: this process keeps no file (API replica without a worker). */
@@ -224,7 +224,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
         throw error;
       }
       stored = result.stored;
-      forFile = result.published ? { crlNumber: result.crl.crlNumber, der: result.crl.der } : { crlNumber: stored.crlNumber, load };
+      forFile = result.published ? { crlNumber: result.crl.crlNumber, der: result.crl.fileDer } : { crlNumber: stored.crlNumber, load };
       if (result.published) deps.onPublished?.(result);
     } else {
       stored = await deps.readStored();

@@ -59,8 +59,12 @@ export interface CrlInput {
   nextUpdate: Date;
   /** Strictly increasing per CA; at most 20 octets (RFC 5280 5.2.3). */
   crlNumber: bigint;
-  /** Full name URI of the Issuing Distribution Point (same URL as the certificates' CRL DP). */
-  distributionPointUrl: string;
+  /**
+   * Issuing Distribution Point full name URI, or none: a complete CRL for every certificate of the
+   * CA. With one, OpenSSL (and so Mosquitto) applies the CRL only to certificates whose CRL DP is
+   * that URL ("different CRL scope" for any other); EMQX enforces only CRLs that carry one.
+   */
+  distributionPointUrl?: string;
   /**
    * Concatenated DER revokedCertificates entries (the output of the entries encoder),
    * in ascending serial order. Empty: the revokedCertificates field is omitted.
@@ -94,32 +98,28 @@ function checkWholeTlv(bytes: Uint8Array, tag: number, what: string) {
   if (!ok) throw new RangeError(`${what} must be one DER TLV with tag 0x${tag.toString(16)}`);
 }
 
-/** The crlExtensions [0] field: AKI, CRL Number, Issuing Distribution Point (critical). */
+/** The crlExtensions [0] field: AKI, CRL Number, and the Issuing Distribution Point (critical) when given. */
 export function encodeCrlExtensions(input: Pick<CrlInput, 'authorityKeyId' | 'crlNumber' | 'distributionPointUrl'>): Buffer {
   const { authorityKeyId, crlNumber, distributionPointUrl } = input;
   if (authorityKeyId.length === 0) throw new RangeError('authorityKeyId must not be empty');
   if (typeof crlNumber !== 'bigint' || crlNumber < 0n || crlNumber > MAX_CRL_NUMBER) {
     throw new RangeError('crlNumber must be a non-negative bigint of at most 20 octets');
   }
-  // eslint-disable-next-line no-control-regex
-  if (!/^[a-z][a-z0-9+.-]*:[\x21-\x7e]+$/i.test(distributionPointUrl)) {
-    throw new RangeError(`distributionPointUrl is not an ASCII URI: "${distributionPointUrl}"`);
-  }
   // AuthorityKeyIdentifier ::= SEQUENCE { keyIdentifier [0] IMPLICIT OCTET STRING }
   const aki = sequence(contextImplicit(0, authorityKeyId));
-  // IssuingDistributionPoint ::= SEQUENCE { distributionPoint [0] DistributionPointName }
-  // DistributionPointName ::= CHOICE { fullName [0] IMPLICIT GeneralNames }
-  // GeneralName uniformResourceIdentifier [6] IMPLICIT IA5String
-  const uri = contextImplicit(6, Buffer.from(distributionPointUrl, 'latin1'));
-  const idp = sequence(contextExplicit(0, contextImplicit(0, uri, true)));
-  return contextExplicit(
-    0,
-    sequence(
-      extension(OID_AUTHORITY_KEY_ID, false, aki),
-      extension(OID_CRL_NUMBER, false, integer(crlNumber)),
-      extension(OID_ISSUING_DISTRIBUTION_POINT, true, idp),
-    ),
-  );
+  const extensions = [extension(OID_AUTHORITY_KEY_ID, false, aki), extension(OID_CRL_NUMBER, false, integer(crlNumber))];
+  if (distributionPointUrl !== undefined) {
+    // eslint-disable-next-line no-control-regex
+    if (!/^[a-z][a-z0-9+.-]*:[\x21-\x7e]+$/i.test(distributionPointUrl)) {
+      throw new RangeError(`distributionPointUrl is not an ASCII URI: "${distributionPointUrl}"`);
+    }
+    // IssuingDistributionPoint ::= SEQUENCE { distributionPoint [0] DistributionPointName }
+    // DistributionPointName ::= CHOICE { fullName [0] IMPLICIT GeneralNames }
+    // GeneralName uniformResourceIdentifier [6] IMPLICIT IA5String
+    const uri = contextImplicit(6, Buffer.from(distributionPointUrl, 'latin1'));
+    extensions.push(extension(OID_ISSUING_DISTRIBUTION_POINT, true, sequence(contextExplicit(0, contextImplicit(0, uri, true)))));
+  }
+  return contextExplicit(0, sequence(...extensions));
 }
 
 /** The TBSCertList content fields, in order (small parts plus the caller's entry bytes). */

@@ -161,11 +161,17 @@ export async function listCertificates(tx: Queryable, q: CertificateListQuery) {
   return { certificates, total, next: rows.length > q.limit && last ? last.id : null };
 }
 
-/** ACTIVE → REVOKED; null when the certificate is not (or no longer) ACTIVE. */
+/**
+ * ACTIVE → REVOKED; null when the certificate is not (or no longer) ACTIVE. In the same statement,
+ * the CA's pending-revocation mark: until a CRL build takes it, a start publishes (crash safety).
+ */
 export async function markRevoked(tx: Queryable, id: number, reason: string, at: Date): Promise<CertificateRecord | null> {
   const { rows } = await tx.query<{ id: number }>(
-    `UPDATE device_certificates SET status = 'REVOKED', revoked_at = $2, revoked_reason = $3, updated_at = $2
-     WHERE id = $1 AND status = 'ACTIVE' RETURNING id`,
+    `WITH revoked AS (
+       UPDATE device_certificates SET status = 'REVOKED', revoked_at = $2, revoked_reason = $3, updated_at = $2
+       WHERE id = $1 AND status = 'ACTIVE' RETURNING id, issuer),
+     mark AS (INSERT INTO crl_pending_revocations (issuer) SELECT issuer FROM revoked)
+     SELECT id FROM revoked`,
     [id, at, reason],
   );
   if (rows.length === 0) return null;

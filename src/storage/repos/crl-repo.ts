@@ -19,6 +19,8 @@ export interface CrlToStore {
   thisUpdate: Date;
   nextUpdate: Date;
   der: Uint8Array;
+  /** Signature of the broker's file variant (the same TBS without Issuing Distribution Point). */
+  fileSignature: Uint8Array;
   sha256: string;
   entries: number;
   publishedAt: Date;
@@ -55,9 +57,9 @@ export async function lockCrlState(tx: Queryable, issuerKeyId: string): Promise<
 export async function saveCrl(tx: Queryable, issuerKeyId: string, crl: CrlToStore): Promise<StoredCrlInfo> {
   const { rows } = await tx.query(
     `UPDATE crl_state SET crl_number = $2::bigint, this_update = $3, next_update = $4, der = $5, sha256 = $6, entries = $7,
-       built_at = now(), published_at = $8
+       built_at = now(), published_at = $8, file_signature = $9
      WHERE issuer_key_id = $1 RETURNING ${INFO_COLUMNS}`,
-    [issuerKeyId, crl.crlNumber.toString(), crl.thisUpdate, crl.nextUpdate, crl.der, crl.sha256, crl.entries, crl.publishedAt],
+    [issuerKeyId, crl.crlNumber.toString(), crl.thisUpdate, crl.nextUpdate, crl.der, crl.sha256, crl.entries, crl.publishedAt, crl.fileSignature],
   );
   if (rows.length === 0) throw new Error(`crl_state row ${issuerKeyId} vanished`);
   return toInfo(rows[0]);
@@ -79,16 +81,39 @@ export async function readCrl(tx: Queryable, issuerKeyId: string): Promise<{ inf
   return { info: toInfo(rows[0]), der: Buffer.from(String(rows[0].der_base64), 'base64') };
 }
 
+/** The latest CRL and the signature of its file variant (null: stored before there was one); null before the first publication. */
+export async function readCrlForFile(tx: Queryable, issuerKeyId: string): Promise<{ der: Buffer; fileSignature: Buffer | null } | null> {
+  const { rows } = await tx.query(
+    `SELECT encode(der, 'base64') AS der_base64, file_signature FROM crl_state WHERE issuer_key_id = $1 AND der IS NOT NULL`,
+    [issuerKeyId],
+  );
+  if (rows.length === 0) return null;
+  const signature = rows[0].file_signature;
+  return { der: Buffer.from(String(rows[0].der_base64), 'base64'), fileSignature: signature == null ? null : Buffer.from(signature as Uint8Array) };
+}
+
 /** Entries per row of the entries statement: large enough that per-row overhead vanishes, small enough to stream. */
 const ENTRIES_PER_BATCH = 20_000;
 
+/** Which revoked certificates a CRL lists (RFC 5280 3.3 retention), all explicit. */
+export interface RevokedEntriesScope {
+  /** device_certificates.issuer of the CA: a CRL lists only its own CA's certificates. */
+  issuer: string;
+  /**
+   * thisUpdate of the previous CRL (null: none yet). A revoked certificate stays listed until it
+   * has been on one CRL whose thisUpdate is after its notAfter: listed while notAfter is at or
+   * after the previous CRL's thisUpdate, and (not listed yet) when revoked after that CRL.
+   */
+  previousThisUpdate: Date | null;
+}
+
 /**
- * Every revoked certificate still valid at `validAt` (not_after after it), in ascending serial
- * order, as compact text: one statement (one snapshot) whose rows are batches of
- * `serial epoch-seconds reason` lines, produced by a recursive keyset walk of the covering
- * index device_certificates_crl. Postgres builds the next batch while we parse the previous
- * one (pg streams rows), and no row object per certificate is ever made. Newlines in the free
- * text reason become spaces (whitespace does not change the reason code it maps to).
+ * The revoked certificates of a CRL, in ascending serial order, as compact text: one statement
+ * (one snapshot) whose rows are batches of `serial epoch-seconds reason` lines, produced by a
+ * recursive keyset walk of the covering index device_certificates_crl. Postgres builds the next
+ * batch while we parse the previous one (pg streams rows), and no row object per certificate is
+ * ever made. Newlines in the free text reason become spaces (whitespace does not change the
+ * reason code it maps to).
  */
 const REVOKED_ENTRIES_SQL = `
   WITH RECURSIVE batch(n, last_len, last_serial, lines) AS (
@@ -104,9 +129,9 @@ const REVOKED_ENTRIES_SQL = `
       FROM (
         SELECT serial_number, revoked_at, revoked_reason
         FROM device_certificates
-        WHERE status = 'REVOKED' AND not_after > $1
+        WHERE status = 'REVOKED' AND issuer = $1 AND ($2::timestamptz IS NULL OR not_after >= $2 OR revoked_at >= $2)
           AND (length(serial_number), serial_number) > (b.last_len, b.last_serial)
-        ORDER BY length(serial_number), serial_number
+        ORDER BY issuer, length(serial_number), serial_number
         LIMIT ${ENTRIES_PER_BATCH}
       ) x
     ) s
@@ -115,19 +140,27 @@ const REVOKED_ENTRIES_SQL = `
   SELECT lines FROM batch WHERE n > 0`;
 
 /**
- * Streams the revoked certificates a CRL made at `validAt` lists (expired ones are left out),
- * ordered by serial numerically (hex without leading zeros: by length, then text), to onEntry.
- * Run it as the operator role. Returns the number of entries.
+ * The plan must not depend on table statistics: right after a bulk insert or a bulk revocation,
+ * before ANALYZE, Postgres estimates a handful of rows and plans each batch as a bitmap scan plus
+ * a sort of every remaining row (a minute for 1M). Only the ordered index walk is allowed, for
+ * this statement only; the JIT's compile time (100-200 ms) is wasted on it too.
+ */
+const ORDERED_INDEX_ONLY = ['enable_seqscan', 'enable_bitmapscan', 'enable_sort', 'jit'];
+const setPlanner = (tx: Queryable, value: 'off' | 'DEFAULT') => tx.exec(ORDERED_INDEX_ONLY.map((name) => `SET LOCAL ${name} TO ${value}`).join('; '));
+
+/**
+ * Streams the revoked certificates of the scope's CRL to onEntry, ordered by serial numerically
+ * (hex without leading zeros: by length, then text). Run it as the operator role. Returns the
+ * number of entries.
  */
 export async function forEachRevokedCertificate(
   tx: Queryable,
-  validAt: Date,
+  scope: RevokedEntriesScope,
   onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void,
 ): Promise<number> {
-  // The JIT's compile time (100-200 ms) is wasted on this plan.
-  await tx.query('SET LOCAL jit = off');
+  await setPlanner(tx, 'off');
   let entries = 0;
-  await tx.stream(REVOKED_ENTRIES_SQL, [validAt], (row) => {
+  await tx.stream(REVOKED_ENTRIES_SQL, [scope.issuer, scope.previousThisUpdate], (row) => {
     const text = row[0] as string;
     const n = text.length;
     let p = 0;
@@ -151,7 +184,30 @@ export async function forEachRevokedCertificate(
       p = e + 1;
     }
   });
+  await setPlanner(tx, 'DEFAULT');
   return entries;
+}
+
+/** The plan of the entries read (EXPLAIN, not run), with the planner settings it runs under: for tests. */
+export async function explainRevokedEntriesRead(tx: Queryable, scope: RevokedEntriesScope): Promise<string> {
+  await setPlanner(tx, 'off');
+  const { rows } = await tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${REVOKED_ENTRIES_SQL}`, [scope.issuer, scope.previousThisUpdate]);
+  await setPlanner(tx, 'DEFAULT');
+  return rows.map((r) => r['QUERY PLAN']).join('\n');
+}
+
+/**
+ * A build takes the pending-revocation marks of its CA before it reads the entries: every mark it
+ * removes belongs to a revocation committed before the read's snapshot, so it is in this CRL.
+ */
+export async function takePendingRevocations(tx: Queryable, issuer: string): Promise<void> {
+  await tx.query('DELETE FROM crl_pending_revocations WHERE issuer = $1', [issuer]);
+}
+
+/** Revocations committed after the latest CRL's read (e.g. the process died before it published them). */
+export async function hasPendingRevocations(tx: Queryable, issuer: string): Promise<boolean> {
+  const { rows } = await tx.query('SELECT 1 FROM crl_pending_revocations WHERE issuer = $1 LIMIT 1', [issuer]);
+  return rows.length > 0;
 }
 
 /** The latest nextUpdate of any stored CRL; null before the first publication. */
