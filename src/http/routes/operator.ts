@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
 import type { CertificateStatus, RotationFilter } from '../../domain/certificate.ts';
-import { certificateCursor, certificateListQuery, pageQuery } from '../schemas.ts';
+import { keysetListDescription, certificateCursor, certificateListQuery, pageQuery } from '../schemas.ts';
 
 /** Cross-tenant views for the platform team (operator role; runs as certfleet_operator). */
 export function operatorRoutes(useCases: UseCases) {
@@ -12,6 +12,7 @@ export function operatorRoutes(useCases: UseCases) {
         schema: {
           tags: ['operator'],
           summary: 'List devices of every tenant',
+          description: keysetListDescription,
           querystring: { type: 'object', additionalProperties: false, properties: { ...pageQuery, tenant_id: { type: 'string', maxLength: 128 } } },
         },
       },
@@ -23,7 +24,7 @@ export function operatorRoutes(useCases: UseCases) {
 
     app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; limit: number; cursor?: string; tenant_id?: string } }>(
       '/certificates',
-      { schema: { tags: ['operator'], summary: 'List certificates of every tenant', querystring: certificateListQuery } },
+      { schema: { tags: ['operator'], summary: 'List certificates of every tenant', description: keysetListDescription, querystring: certificateListQuery } },
       async (request) => {
         const q = request.query;
         return useCases.listCertificates.forOperator({

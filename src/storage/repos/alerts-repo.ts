@@ -1,7 +1,7 @@
 import type { AlertListQuery, AlertPage, ExpiringAlertsInput } from '../../app/storage-ports.ts';
 import type { AlertRecord } from '../../domain/alert.ts';
 import type { Queryable } from '../driver.ts';
-import { createFilter } from '../sql-filter.ts';
+import { createFilter, planKeysetPages } from '../sql-filter.ts';
 import { toAlert } from './alert-row.ts';
 import { enqueueAlertEvents } from './outbox-repo.ts';
 
@@ -18,6 +18,7 @@ export async function listAlerts(tx: Queryable, q: AlertListQuery): Promise<Aler
   if (q.minSeverity !== undefined) f.add((p) => `severity >= ${p}`, q.minSeverity);
   const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM fleet_alert${f.sql()}`, f.params)).rows[0].n);
   if (q.beforeId) f.add((p) => `id < ${p}`, q.beforeId);
+  await planKeysetPages(tx);
   const { rows } = await tx.query(`SELECT * FROM fleet_alert${f.sql()} ORDER BY id DESC LIMIT ${f.param(q.limit + 1)}`, f.params);
   const alerts = rows.slice(0, q.limit).map(toAlert);
   const last = alerts[alerts.length - 1];
