@@ -66,6 +66,7 @@ async function measureSize(revokedAlready: number) {
     await writeDeviceCa(ca, join(tmp, 'ca', 'device-ca.crt'), join(tmp, 'ca', 'device-ca.key'));
     let env: Record<string, string> = {
       DATABASE_URL: database.url!,
+      CERTFLEET_AUTH: 'development', // development tokens on Postgres, explicitly
       DEVICE_CA_CERT_PATH: join(tmp, 'ca', 'device-ca.crt'),
       DEVICE_CA_KEY_PATH: join(tmp, 'ca', 'device-ca.key'),
       CRL_OUTPUT_PATH: join(tmp, 'crl', 'device-crl.pem'),

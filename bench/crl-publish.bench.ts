@@ -36,6 +36,7 @@ import { systemClock } from '../src/domain/clock.ts';
 import { createDeviceCa, loadDeviceCa } from '../src/pki/device-ca.ts';
 import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { createDatabase } from '../src/storage/database.ts';
+import { createStorage } from '../src/storage/repositories.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import type { Driver } from '../src/storage/driver.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
@@ -78,7 +79,7 @@ async function child(databaseUrl: string, caDir: string, outPath: string): Promi
   const lines: Record<string, unknown>[] = [];
   const logger = { debug: () => undefined, info: (o: Record<string, unknown>) => void lines.push(o), warn: () => undefined, error: (o: Record<string, unknown>) => console.error(o) };
   const publisher = createCrlPublisher({
-    publish: createPublishCrl({ db, clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl({ publicBaseUrl: BASE_URL }) } }),
+    publish: createPublishCrl({ storage: createStorage(db), clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl({ publicBaseUrl: BASE_URL }) } }),
     readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
     loadStoredDer: storedFileCrlLoader(db, authority.issuerKeyId),
     fileSync: createCrlFileSync({ path: outPath, caPublicKey: ca.publicKey, issuerNameDer: authority.issuerNameDer, clock: systemClock, reloader: createBrokerReloader({}), logger }),

@@ -19,6 +19,7 @@ import { createRaiseExpiryAlerts } from '../src/app/raise-expiry-alerts.ts';
 import { createManualClock } from '../src/domain/clock.ts';
 import { createExpiryPolicy } from '../src/domain/expiry-policy.ts';
 import { createDatabase } from '../src/storage/database.ts';
+import { createStorage } from '../src/storage/repositories.ts';
 import type { Driver } from '../src/storage/driver.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
@@ -183,9 +184,9 @@ export async function runExpiryTickBench(options: { certificates?: number; expir
     console.log(`data loaded in ${fmt(loaded.seconds)} s (${fmt(loaded.within30, 0)} ACTIVE certificates expire within 30 days)`);
 
     const clock = createManualClock(NOW);
-    const db = createDatabase(driver);
-    const markExpired = createMarkExpired({ db, clock });
-    const raiseExpiryAlerts = createRaiseExpiryAlerts({ db, clock, policy: createExpiryPolicy({ warningDays: 30 }) });
+    const storage = createStorage(createDatabase(driver));
+    const markExpired = createMarkExpired({ storage, clock });
+    const raiseExpiryAlerts = createRaiseExpiryAlerts({ storage, clock, policy: createExpiryPolicy({ warningDays: 30 }) });
     const ours = async () => {
       counter.statements = 0;
       const t0 = performance.now();

@@ -1,6 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseSecretKey } from './pki/secret-box.ts';
+import { parseTtl } from './auth/dev-signing-key.ts';
 
 export interface Config {
   port: number;
@@ -28,6 +29,15 @@ export interface Config {
   brokerAdmin: { url: string; username: string; passwordFile: string; caFile: string | null } | null;
   publicBaseUrl: string;
   oidc: { issuer: string; audience: string; jwksUrl: string } | null;
+  /** CERTFLEET_AUTH=development: tokens from the local development key even in production mode (warned at every start). */
+  developmentAuthExplicit: boolean;
+  /** CERTFLEET_DEV_TOKEN_MAX_TTL: development tokens living longer than this are refused (and not minted). */
+  devTokenMaxTtlSeconds: number;
+  /** METRICS_TENANT_LABELS=true: per-tenant series on /metrics. */
+  metricsTenantLabels: boolean;
+  /** METRICS_TOKEN: /metrics answers only requests with `Authorization: Bearer <it>`. */
+  metricsToken: string | null;
+  http: HttpLimits;
   /** The web console's OIDC public client (authorization code + PKCE); null: the console signs in with a pasted token. */
   consoleOidc: { clientId: string; scope: string } | null;
   logLevel: string;
@@ -47,6 +57,16 @@ export interface Config {
   mqttRenewal: boolean;
 }
 
+export interface HttpLimits {
+  /** Whole request head must arrive within this (slowloris). */
+  headersTimeoutMs: number;
+  /** Whole request (head and body) must arrive within this. */
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** Connections beyond this are closed at once. */
+  maxConnections: number;
+}
+
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
@@ -61,6 +81,14 @@ function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
   if (/^(true|1|yes)$/i.test(raw)) return true;
   if (/^(false|0|no)$/i.test(raw)) return false;
   throw new Error(`${name} must be true or false (got "${raw}")`);
+}
+
+function ttl(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const seconds = parseTtl(raw);
+  if (seconds < 1) throw new Error(`${name} must be at least 1 second (got "${raw}")`);
+  return seconds;
 }
 
 /**
@@ -107,10 +135,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const databaseUrl = env.DATABASE_URL || null;
   const oidcIssuer = env.OIDC_ISSUER || null;
   if (oidcIssuer && !env.OIDC_JWKS_URL) throw new Error('OIDC_ISSUER is set but OIDC_JWKS_URL is not');
+  const auth = env.CERTFLEET_AUTH || null;
+  if (auth !== null && auth !== 'development') throw new Error(`CERTFLEET_AUTH must be "development" or unset (got "${auth}")`);
   if (bool(env, 'MQTT_RENEWAL', false) && !env.BROKER_ADMIN_URL) {
     throw new Error('MQTT_RENEWAL=true needs BROKER_ADMIN_URL and BROKER_ADMIN_PASSWORD_FILE (certfleet answers renewals as the broker admin; see broker-config --mqtt-renewal)');
   }
   if (env.BROKER_ADMIN_URL && !env.BROKER_ADMIN_PASSWORD_FILE) throw new Error('BROKER_ADMIN_URL is set but BROKER_ADMIN_PASSWORD_FILE is not');
+  const http: HttpLimits = {
+    headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
+    requestTimeoutMs: int(env, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
+    keepAliveTimeoutMs: int(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
+    maxConnections: int(env, 'HTTP_MAX_CONNECTIONS', 4_096, 1, 1_000_000),
+  };
+  if (http.headersTimeoutMs > http.requestTimeoutMs) throw new Error('HTTP_HEADERS_TIMEOUT_MS must not exceed HTTP_REQUEST_TIMEOUT_MS');
   return {
     port,
     host,
@@ -140,6 +177,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       : null,
     publicBaseUrl: publicBaseUrl(env.PUBLIC_BASE_URL || `http://${host.includes(':') ? `[${host}]` : host}:${port}`),
     oidc: oidcIssuer ? { issuer: oidcIssuer, audience: env.OIDC_AUDIENCE || 'certfleet', jwksUrl: env.OIDC_JWKS_URL! } : null,
+    developmentAuthExplicit: auth === 'development',
+    devTokenMaxTtlSeconds: ttl(env, 'CERTFLEET_DEV_TOKEN_MAX_TTL', 86_400),
+    metricsTenantLabels: bool(env, 'METRICS_TENANT_LABELS', false),
+    metricsToken: env.METRICS_TOKEN || null,
+    http,
     consoleOidc: oidcIssuer && env.OIDC_CLIENT_ID ? { clientId: env.OIDC_CLIENT_ID, scope: env.OIDC_SCOPE || 'openid' } : null,
     logLevel: env.LOG_LEVEL || 'info',
     webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,

@@ -8,7 +8,7 @@ import { installErrorHandler } from '../src/http/problem.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { ensureWebBuilt } from './support/web-build.ts';
-import type { AuditEventRecord } from '../src/storage/repos/audit-repo.ts';
+import type { AuditEventRecord } from '../src/domain/audit.ts';
 
 type AuditRow = AuditEventRecord;
 

@@ -12,6 +12,7 @@ import { caLintProfile, type CaLintProfile } from '../src/pki/lint/ca-profile.ts
 import { lintCrl } from '../src/pki/lint/crl-lint.ts';
 import { LintFailure } from '../src/pki/lint/lint-failure.ts';
 import { readCrlInfo } from '../src/storage/repos/crl-repo.ts';
+import { createStorage } from '../src/storage/repositories.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
@@ -96,7 +97,7 @@ describe('CRL lint wired into publication', () => {
     const before = await database.db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId));
     expect(before?.crlNumber).toBeGreaterThan(0n);
     const publish = createPublishCrl({
-      db: database.db,
+      storage: createStorage(database.db),
       clock: t.clock,
       authority,
       settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl(t.config) },
@@ -110,7 +111,7 @@ describe('CRL lint wired into publication', () => {
     expect(after).toEqual(before);
 
     // The real encoder publishes and the lint passes it.
-    const good = createPublishCrl({ db: database.db, clock: t.clock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl(t.config) } });
+    const good = createPublishCrl({ storage: createStorage(database.db), clock: t.clock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl(t.config) } });
     const result = await good();
     expect(result.published).toBe(true);
   });

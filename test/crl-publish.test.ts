@@ -18,6 +18,7 @@ import { readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
 import { storedFileCrlLoader } from '../src/crl/stored-file-crl.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { createDatabase } from '../src/storage/database.ts';
+import { createStorage } from '../src/storage/repositories.ts';
 import { createBrokerReloader, type BrokerReloader } from '../src/broker/broker-reloader.ts';
 import { createCrlFileSync, nodeCrlFs, type CrlFs } from '../src/crl/crl-file-sync.ts';
 import { createCrlPublisher, type CrlPublisher } from '../src/crl/crl-publisher.ts';
@@ -503,7 +504,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     const drivers = Array.from({ length: 4 }, () => createPgDriver(database.url!, { max: 2 }));
     try {
       const publishers = drivers.map((d) =>
-        createPublishCrl({ db: createDatabase(d), clock: t.clock, authority, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
+        createPublishCrl({ storage: createStorage(createDatabase(d)), clock: t.clock, authority, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
       );
       const start = (await database.db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)))!.crlNumber;
       const results = await Promise.all(publishers.flatMap((p) => [p(), p()]));
@@ -568,7 +569,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     const fileSync = createCrlFileSync({ path, caPublicKey: ca.publicKey, issuerNameDer: good.issuerNameDer, clock, reloader, logger: quiet, fs: options.fs });
     const registry = new Registry();
     const p = createCrlPublisher({
-      publish: createPublishCrl({ db: database.db, clock, authority: options.authority ?? good, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
+      publish: createPublishCrl({ storage: createStorage(database.db), clock, authority: options.authority ?? good, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
       readStored: () => database.db.asOperator((tx) => readCrlInfo(tx, good.issuerKeyId)),
       loadStoredDer: storedFileCrlLoader(database.db, good.issuerKeyId),
       fileSync,

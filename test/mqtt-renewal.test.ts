@@ -108,6 +108,7 @@ beforeAll(async () => {
   await writeDeviceCa(ca, file('ca/device-ca.crt'), file('ca/device-ca.key'));
   let env: Record<string, string> = {
     DATABASE_URL: database.url!,
+    CERTFLEET_AUTH: 'development', // development tokens on Postgres, explicitly
     DEVICE_CA_CERT_PATH: file('ca/device-ca.crt'),
     DEVICE_CA_KEY_PATH: file('ca/device-ca.key'),
     CRL_OUTPUT_PATH: file('crl/device-crl.pem'),

@@ -35,6 +35,11 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
     certA = a.certificate;
     webhookA = a.webhook;
     await populate('tenant-b', 'B-1');
+    // A browser session of each tenant (the session table carries tenant_id too).
+    for (const tenant of ['tenant-a', 'tenant-b']) {
+      const session = await t.service.app.inject({ method: 'POST', url: '/auth/session', payload: { token: await t.token(tenant) } });
+      expect(session.statusCode, session.body).toBe(200);
+    }
     // One worker pass opens the expiry alerts (and queues their webhook notifications).
     const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, crl: t.service.crl.publisher, log: silentLogger, holder: 'isolation-test' });
     try {
@@ -117,6 +122,14 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
       // As the superuser the tests connect as (RLS does not apply to it): both tenants have rows, so B seeing only its own proves something.
       const owners = await database.driver.transaction((tx) => tx.query<{ tenant_id: string }>(`SELECT DISTINCT tenant_id FROM ${table} ORDER BY 1`));
       expect(owners.rows.map((r) => r.tenant_id), table).toEqual(['tenant-a', 'tenant-b']);
+      const readable = await database.driver.transaction((tx) =>
+        tx.query<{ ok: boolean }>(`SELECT has_column_privilege('certfleet_app', $1, 'tenant_id', 'SELECT') AS ok`, [table]),
+      );
+      if (!readable.rows[0].ok) {
+        // Not granted to the application role at all (browser sessions: operator role only): refused outright.
+        await expect(database.db.asTenant('tenant-b', (tx) => tx.query(`SELECT tenant_id FROM ${table}`)), table).rejects.toThrow(/permission denied/);
+        continue;
+      }
       const asB = await database.db.asTenant('tenant-b', (tx) => tx.query<{ tenant_id: string }>(`SELECT tenant_id FROM ${table}`));
       expect(asB.rows.length, table).toBeGreaterThan(0);
       expect(asB.rows.every((r) => r.tenant_id === 'tenant-b'), table).toBe(true);

@@ -149,7 +149,7 @@ describe('web console in Chromium', () => {
     expect(await page.getByText('PRIVATE KEY').count()).toBe(0);
 
     // The worker's expiry task raises the alert; the overview counts the certificate in the 7-day window.
-    await createRaiseExpiryAlerts({ db: t.service.deps.db, clock: t.clock, policy: createExpiryPolicy() })();
+    await createRaiseExpiryAlerts({ storage: t.service.deps.storage, clock: t.clock, policy: createExpiryPolicy() })();
     await page.getByRole('link', { name: 'Alerts' }).click();
     const alertRow = page.getByRole('row').filter({ hasText: 'CERT_EXPIRING' });
     await alertRow.waitFor();
@@ -292,7 +292,7 @@ describe('web console in Chromium', () => {
     await page.getByRole('heading', { name: 'Alerts of every tenant' }).waitFor();
     // A system alert (the worker's CRL freshness check, with publication failing): operators filter for it.
     await createCheckCrlFreshness({
-      db: t.service.deps.db,
+      storage: t.service.deps.storage,
       clock: t.clock,
       health: { nextUpdate: async () => new Date(t.clock.now().getTime() + 7 * 86_400_000), consecutiveFailures: async () => 3 },
       marginMs: 86_400_000,

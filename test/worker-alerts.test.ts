@@ -491,7 +491,9 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
     expect(text).toMatch(/^certfleet_certificates\{status="EXPIRED"\} 0$/m);
     expect(text).toMatch(/^certfleet_certificates_expiring\{within_days="7"\} 1$/m);
     expect(text).toMatch(/^certfleet_certificates_expiring\{within_days="1"\} 0$/m);
-    expect(text).toMatch(/^certfleet_certificate_soonest_expiry_timestamp_seconds\{tenant="acme"\} \d+/m);
+    // fleet-wide by default: tenant ids only with METRICS_TENANT_LABELS=true (test/exposure.test.ts)
+    expect(text).toMatch(/^certfleet_certificate_soonest_expiry_timestamp_seconds \d+/m);
+    expect(text).not.toContain('tenant="acme"');
     expect(text).toMatch(/^certfleet_alerts_open\{severity="4"\} 1$/m);
     expect(text).toMatch(/^certfleet_alerts_open\{severity="5"\} 0$/m);
     expect(text).toMatch(/^certfleet_worker_task_duration_seconds_count\{task="expiry-alerts"\} [1-9]/m);

@@ -67,6 +67,7 @@ describe('three worker processes on one Postgres', () => {
     receiver = await startWebhookReceiver();
     env = {
       DATABASE_URL: database.url!,
+      CERTFLEET_AUTH: 'development', // development tokens on Postgres, explicitly
       CERTFLEET_DATA_DIR: t.dataDir,
       DEVICE_CA_CERT_PATH: t.config.caCertPath,
       DEVICE_CA_KEY_PATH: t.config.caKeyPath,

@@ -24,6 +24,7 @@ export async function startServer(command: 'api' | 'serve' | 'worker', databaseU
   const env: Record<string, string> = {
     CERTFLEET_DATA_DIR: dataDir,
     DATABASE_URL: databaseUrl,
+    CERTFLEET_AUTH: 'development', // the benchmark mints development tokens
     DEVICE_CA_CERT_PATH: join(dataDir, 'ca', 'device-ca.crt'),
     DEVICE_CA_KEY_PATH: join(dataDir, 'ca', 'device-ca.key'),
     PORT: String(port),

@@ -1,8 +1,7 @@
-import type { Queryable } from '../storage/driver.ts';
-import { cancelRotationsOf, claimDueRotations, completeRotation, type PendingRotation } from '../storage/repos/rotations-repo.ts';
 import type { AppDeps } from './deps.ts';
 import type { Actor } from './ports.ts';
 import { revokeInTransaction } from './revoke-certificate.ts';
+import type { PendingRotation, TenantRepositories } from './storage-ports.ts';
 
 /** The reason a rotation revokes with (RFC 5280 `superseded`). */
 export const ROTATION_REVOCATION_REASON = 'superseded';
@@ -15,13 +14,13 @@ export const ROTATION_REVOCATION_REASON = 'superseded';
  * otherwise the row is cancelled and the old certificate keeps the device connected.
  * Returns the revoked certificate, or null.
  */
-export async function revokeSupersededInTransaction(tx: Queryable, actor: Actor, rotation: PendingRotation, at: Date) {
+export async function revokeSupersededInTransaction(repos: TenantRepositories, actor: Actor, rotation: PendingRotation, at: Date) {
   if (rotation.new_status !== 'ACTIVE') {
-    await cancelRotationsOf(tx, rotation.tenant_id, rotation.device_id, rotation.new_certificate_id, at);
+    await repos.rotations.cancelRotationsOf(rotation.tenant_id, rotation.device_id, rotation.new_certificate_id, at);
     return null;
   }
-  const revoked = await revokeInTransaction(tx, actor, rotation.old_certificate_id, ROTATION_REVOCATION_REASON, at);
-  if (!revoked) await completeRotation(tx, rotation.id, at);
+  const revoked = await revokeInTransaction(repos, actor, rotation.old_certificate_id, ROTATION_REVOCATION_REASON, at);
+  if (!revoked) await repos.rotations.completeRotation(rotation.id, at);
   return revoked;
 }
 
@@ -42,18 +41,18 @@ export const APPLY_SCHEDULED_REVOCATIONS_ACTOR = 'system:apply-scheduled-revocat
  * itself is conditional on ACTIVE, so a certificate is revoked exactly once). The worker's
  * periodic tick calls it; the CRL publisher is told after every batch that revoked something.
  */
-export function createApplyScheduledRevocations({ db, clock, revocations }: Pick<AppDeps, 'db' | 'clock' | 'revocations'>) {
+export function createApplyScheduledRevocations({ storage, clock, revocations }: Pick<AppDeps, 'storage' | 'clock' | 'revocations'>) {
   return async (options: { batchSize?: number } = {}): Promise<ApplyScheduledRevocationsResult> => {
     const batchSize = options.batchSize ?? 500;
     const result: ApplyScheduledRevocationsResult = { revoked: 0, completed: 0, batches: 0 };
     for (;;) {
       const now = clock.now();
-      const batch = await db.asOperator(async (tx) => {
-        const due = await claimDueRotations(tx, now, batchSize);
+      const batch = await storage.asOperator(async (repos) => {
+        const due = await repos.rotations.claimDueRotations(now, batchSize);
         let revoked = 0;
         for (const rotation of due) {
           const actor = { id: APPLY_SCHEDULED_REVOCATIONS_ACTOR, tenantId: rotation.tenant_id };
-          if (await revokeSupersededInTransaction(tx, actor, rotation, now)) revoked++;
+          if (await revokeSupersededInTransaction(repos, actor, rotation, now)) revoked++;
         }
         return { claimed: due.length, revoked };
       });

@@ -1,24 +1,20 @@
 import { AppError } from '../domain/errors.ts';
 import { assertEndEntityReason } from '../domain/revocation-reasons.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
-import type { Queryable } from '../storage/driver.ts';
-import { recordAudit } from '../storage/repos/audit-repo.ts';
-import { activeCertificatesOfDevice } from '../storage/repos/certificates-repo.ts';
-import { lockDevice } from '../storage/repos/devices-repo.ts';
-import { cancelRotationsOf, latestRotationStatus } from '../storage/repos/rotations-repo.ts';
 import { lockPendingRotations, noPendingRotation } from './confirm-rotation.ts';
 import type { AppDeps } from './deps.ts';
 import { deviceNotFound } from './get-device.ts';
 import type { Actor } from './ports.ts';
 import { revokeInTransaction } from './revoke-certificate.ts';
+import type { TenantRepositories } from './storage-ports.ts';
 
 /** The new certificate never reached the device: no cause to suspect its key, it is just not needed. */
 export const CANCELLED_ROTATION_REASON = 'cessationOfOperation';
 
 /** Nothing to cancel: 409 when the latest rotation already completed (the worker or a confirm won), else 404; both name the valid certificates. */
-async function nothingToCancel(tx: Queryable, tenantId: string, deviceId: string): Promise<AppError> {
-  const active_certificates = await activeCertificatesOfDevice(tx, tenantId, deviceId);
-  if ((await latestRotationStatus(tx, tenantId, deviceId)) === 'COMPLETED') {
+async function nothingToCancel({ certificates, rotations }: TenantRepositories, tenantId: string, deviceId: string): Promise<AppError> {
+  const active_certificates = await certificates.activeCertificatesOfDevice(tenantId, deviceId);
+  if ((await rotations.latestRotationStatus(tenantId, deviceId)) === 'COMPLETED') {
     return new AppError(
       'ROTATION_COMPLETED',
       `the rotation of device ${deviceId} already completed: its old certificates are revoked and the new certificate stays valid`,
@@ -38,22 +34,22 @@ async function nothingToCancel(tx: Queryable, tenantId: string, deviceId: string
  * ACTIVE) or it skips them (the cancel revokes the new one). The answer names the
  * certificates that stay valid.
  */
-export function createCancelRotation({ db, clock, revocations }: Pick<AppDeps, 'db' | 'clock' | 'revocations'>) {
+export function createCancelRotation({ storage, clock, revocations }: Pick<AppDeps, 'storage' | 'clock' | 'revocations'>) {
   return async (actor: Actor, deviceId: string, reason?: string) => {
     assertDeviceId(deviceId);
     const text = reason?.trim() || CANCELLED_ROTATION_REASON;
     assertEndEntityReason(text);
     const now = clock.now();
-    const result = await db.asTenant(actor.tenantId, async (tx) => {
-      if (!(await lockDevice(tx, actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
-      const pending = await lockPendingRotations(tx, actor.tenantId, deviceId);
-      if (pending.length === 0) throw await nothingToCancel(tx, actor.tenantId, deviceId);
+    const result = await storage.asTenant(actor.tenantId, async (repos) => {
+      if (!(await repos.devices.lockDevice(actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
+      const pending = await lockPendingRotations(repos, actor.tenantId, deviceId);
+      if (pending.length === 0) throw await nothingToCancel(repos, actor.tenantId, deviceId);
       const newCertificateId = Math.max(...pending.map((r) => r.new_certificate_id));
       const keptIds = pending.filter((r) => r.new_certificate_id === newCertificateId).map((r) => r.old_certificate_id).sort((a, b) => a - b);
-      const revoked = await revokeInTransaction(tx, actor, newCertificateId, text, now);
+      const revoked = await revokeInTransaction(repos, actor, newCertificateId, text, now);
       // Already cancelled by the revocation, unless the new certificate was no longer ACTIVE (expired).
-      await cancelRotationsOf(tx, actor.tenantId, deviceId, newCertificateId, now);
-      await recordAudit(tx, {
+      await repos.rotations.cancelRotationsOf(actor.tenantId, deviceId, newCertificateId, now);
+      await repos.audit.recordAudit({
         tenantId: actor.tenantId,
         actor: actor.id,
         action: 'rotation.cancelled',
@@ -62,7 +58,7 @@ export function createCancelRotation({ db, clock, revocations }: Pick<AppDeps, '
         details: { new_certificate_id: newCertificateId, revoked: revoked !== null, reason: text, kept_certificate_ids: keptIds },
         at: now,
       });
-      const active = await activeCertificatesOfDevice(tx, actor.tenantId, deviceId);
+      const active = await repos.certificates.activeCertificatesOfDevice(actor.tenantId, deviceId);
       return { newCertificateId, revoked, kept: active.filter((c) => keptIds.includes(c.id)), active };
     });
     if (result.revoked) revocations.revocationCommitted();

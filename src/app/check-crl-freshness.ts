@@ -1,16 +1,15 @@
 import { SYSTEM_TENANT } from '../domain/alert.ts';
 import { crlStaleSeverity, SEVERITY } from '../domain/expiry-policy.ts';
-import { raiseSystemAlert, resolveSystemAlert } from '../storage/repos/alerts-repo.ts';
-import type { Queryable } from '../storage/driver.ts';
 import type { AppDeps } from './deps.ts';
+import type { OperatorRepositories } from './storage-ports.ts';
 
 export const CRL_FRESHNESS_ACTOR = 'system:crl-freshness';
 
 export interface CrlHealth {
   /** nextUpdate of the published CRL; null when none has been published. */
-  nextUpdate(tx: Queryable): Promise<Date | null>;
+  nextUpdate(repos: OperatorRepositories): Promise<Date | null>;
   /** Publications that failed in a row (the CRL task's lease row, the in-process publisher). */
-  consecutiveFailures(tx: Queryable): Promise<number>;
+  consecutiveFailures(repos: OperatorRepositories): Promise<number>;
 }
 
 /**
@@ -19,16 +18,16 @@ export interface CrlHealth {
  * in a row, CRITICAL once nextUpdate has passed (Mosquitto then rejects every device).
  * Closes itself when the CRL is fresh again. Idempotent: a second run changes nothing.
  */
-export function createCheckCrlFreshness({ db, clock, health, marginMs, failureThreshold }: Pick<AppDeps, 'db' | 'clock'> & { health: CrlHealth; marginMs: number; failureThreshold: number }) {
+export function createCheckCrlFreshness({ storage, clock, health, marginMs, failureThreshold }: Pick<AppDeps, 'storage' | 'clock'> & { health: CrlHealth; marginMs: number; failureThreshold: number }) {
   return async () => {
     const now = clock.now();
-    return db.asOperator(async (tx) => {
-      const nextUpdate = await health.nextUpdate(tx);
-      const failures = await health.consecutiveFailures(tx);
+    return storage.asOperator(async (repos) => {
+      const nextUpdate = await health.nextUpdate(repos);
+      const failures = await health.consecutiveFailures(repos);
       const severity = crlStaleSeverity({ nextUpdate, now, consecutiveFailures: failures }, { marginMs, failureThreshold });
       const key = { tenantId: SYSTEM_TENANT, type: 'CRL_STALE', fingerprint: 'device-crl' };
       if (severity === null) {
-        const closed = await resolveSystemAlert(tx, { ...key, actor: CRL_FRESHNESS_ACTOR, now });
+        const closed = await repos.alerts.resolveSystemAlert({ ...key, actor: CRL_FRESHNESS_ACTOR, now });
         return { stale: false, closed: closed ? 1 : 0 };
       }
       const summary =
@@ -37,7 +36,7 @@ export function createCheckCrlFreshness({ db, clock, health, marginMs, failureTh
           : nextUpdate && nextUpdate.getTime() - now.getTime() <= marginMs
             ? 'The published CRL reaches its nextUpdate within a day and has not been refreshed'
             : `CRL publication failed ${failures} times in a row`;
-      const outcome = await raiseSystemAlert(tx, {
+      const outcome = await repos.alerts.raiseSystemAlert({
         ...key,
         severity,
         summary,

@@ -1,8 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { AppError } from '../domain/errors.ts';
 import { assertWebhookUrl } from '../domain/notification-policy.ts';
-import { recordAudit } from '../storage/repos/audit-repo.ts';
-import { countWebhooksForCreate, insertWebhook } from '../storage/repos/webhooks-repo.ts';
 import type { AppDeps } from './deps.ts';
 import type { Actor } from './ports.ts';
 
@@ -17,16 +15,16 @@ export const newWebhookSecret = () => `whsec_${randomBytes(32).toString('base64u
 export const webhookNotFound = (id: number) => new AppError('WEBHOOK_NOT_FOUND', `notification webhook ${id} not found`);
 
 /** Registers an endpoint for the tenant's alert events; the answer carries its secret, the only time it is shown. */
-export function createCreateWebhook({ db, clock, secrets, settings }: Pick<AppDeps, 'db' | 'clock' | 'secrets' | 'settings'>) {
+export function createCreateWebhook({ storage, clock, secrets, settings }: Pick<AppDeps, 'storage' | 'clock' | 'secrets' | 'settings'>) {
   return async (actor: Actor, input: { url: string; description?: string | null; enabled?: boolean }) => {
     const url = assertWebhookUrl(input.url, { allowPrivateNetworks: settings.webhookAllowPrivateNetworks });
     const secret = newWebhookSecret();
     const now = clock.now();
-    const webhook = await db.asTenant(actor.tenantId, async (tx) => {
-      if ((await countWebhooksForCreate(tx, actor.tenantId)) >= MAX_WEBHOOKS_PER_TENANT) {
+    const webhook = await storage.asTenant(actor.tenantId, async ({ webhooks, audit }) => {
+      if ((await webhooks.countWebhooksForCreate(actor.tenantId)) >= MAX_WEBHOOKS_PER_TENANT) {
         throw new AppError('VALIDATION_FAILED', `a tenant can register at most ${MAX_WEBHOOKS_PER_TENANT} notification webhooks`);
       }
-      const created = await insertWebhook(tx, {
+      const created = await webhooks.insertWebhook({
         tenantId: actor.tenantId,
         url,
         description: input.description ?? null,
@@ -35,7 +33,7 @@ export function createCreateWebhook({ db, clock, secrets, settings }: Pick<AppDe
         createdBy: actor.id,
         now,
       });
-      await recordAudit(tx, { tenantId: actor.tenantId, actor: actor.id, action: 'webhook.created', targetType: 'webhook', targetId: created.id, details: { url }, at: now });
+      await audit.recordAudit({ tenantId: actor.tenantId, actor: actor.id, action: 'webhook.created', targetType: 'webhook', targetId: created.id, details: { url }, at: now });
       return created;
     });
     return { webhook, secret, warning: SECRET_WARNING };

@@ -1,10 +1,7 @@
 import { DELIVERY_HEADER, EVENT_HEADER, retryDelayMs, SIGNATURE_HEADER, signPayload, type RetryPolicy } from '../domain/notification-policy.ts';
-import { toAlert } from '../storage/repos/alerts-repo.ts';
-import { claimDueDeliveries, pruneDeliveries, recordDeliveryOutcomes, type ClaimedDelivery, type DeliveryOutcome } from '../storage/repos/outbox-repo.ts';
-import { listPlaintextSecrets, replaceStoredSecret } from '../storage/repos/webhooks-repo.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
-import { iso } from '../storage/rows.ts';
 import type { AppDeps } from './deps.ts';
+import type { ClaimedDelivery, DeliveryOutcome } from './storage-ports.ts';
 
 /** One signed POST. Resolves with the HTTP status; rejects on network errors and timeouts. */
 export interface WebhookRequest {
@@ -70,18 +67,18 @@ async function mapLimited<T, R>(items: T[], limit: number, fn: (item: T) => Prom
  * receiver dedupes on X-Certfleet-Delivery). No transaction is open while sending.
  */
 export function createDeliverNotifications({
-  db,
+  storage,
   clock,
   sender,
   secrets,
   settings,
-}: Pick<AppDeps, 'db' | 'clock'> & { sender: WebhookSender; secrets: SecretSealer; settings: DeliverySettings }) {
+}: Pick<AppDeps, 'storage' | 'clock'> & { sender: WebhookSender; secrets: SecretSealer; settings: DeliverySettings }) {
   /** Secrets stored in plaintext before encryption at rest are encrypted by the first run of each process (they keep working meanwhile). */
   let legacySealed = false;
   const sealLegacySecrets = async () =>
-    db.asOperator(async (tx) => {
+    storage.asOperator(async ({ webhooks }) => {
       let n = 0;
-      for (const { id, secret } of await listPlaintextSecrets(tx)) if (await replaceStoredSecret(tx, id, secret, secrets.seal(secret))) n++;
+      for (const { id, secret } of await webhooks.listPlaintextSecrets()) if (await webhooks.replaceStoredSecret(id, secret, secrets.seal(secret))) n++;
       return n;
     });
 
@@ -111,10 +108,10 @@ export function createDeliverNotifications({
     const body = JSON.stringify({
       delivery_id: String(d.id),
       event: d.event,
-      occurred_at: iso(d.payload.occurred_at),
+      occurred_at: d.payload.occurred_at,
       delivered_at: clock.now().toISOString(),
       attempt: d.attempt,
-      alert: toAlert(d.payload.alert),
+      alert: d.payload.alert,
     });
     let statusCode: number | null = null;
     let error: string;
@@ -152,13 +149,13 @@ export function createDeliverNotifications({
     }
     for (let batch = 0; batch < settings.maxBatches; batch++) {
       const now = clock.now();
-      const claimed = await db.asOperator((tx) =>
-        claimDueDeliveries(tx, { now, limit: settings.batchSize, perWebhook: settings.perWebhook, claimMs: settings.claimMs }),
+      const claimed = await storage.asOperator(({ outbox }) =>
+        outbox.claimDueDeliveries({ now, limit: settings.batchSize, perWebhook: settings.perWebhook, claimMs: settings.claimMs }),
       );
       if (claimed.length === 0) break;
       const failing = new Set<number>();
       const outcomes = await mapLimited(claimed, settings.concurrency, (d) => deliverOne(d, failing));
-      await db.asOperator((tx) => recordDeliveryOutcomes(tx, outcomes));
+      await storage.asOperator(({ outbox }) => outbox.recordDeliveryOutcomes(outcomes));
       counts.batches++;
       for (const o of outcomes) {
         if (o.status === 'DELIVERED') counts.delivered++;
@@ -167,7 +164,7 @@ export function createDeliverNotifications({
       }
     }
     const before = new Date(clock.now().getTime() - settings.retentionMs);
-    counts.pruned = await db.asOperator((tx) => pruneDeliveries(tx, before, 10_000));
+    counts.pruned = await storage.asOperator(({ outbox }) => outbox.pruneDeliveries(before, 10_000));
     return counts;
   };
 }

@@ -1,12 +1,12 @@
 import type { Clock } from '../domain/clock.ts';
 import type { RateLimiter } from '../domain/rate-limit.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
-import type { Database } from '../storage/database.ts';
 import type { CertificateAuthority, KeySource, RevocationListener } from './ports.ts';
+import type { Storage } from './storage-ports.ts';
 
 /** Everything a use case may ask for; each factory picks the few it needs. */
 export interface AppDeps {
-  db: Database;
+  storage: Storage;
   clock: Clock;
   authority: CertificateAuthority;
   keys: KeySource;

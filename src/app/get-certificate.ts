@@ -1,13 +1,12 @@
 import { AppError } from '../domain/errors.ts';
-import { findCertificate } from '../storage/repos/certificates-repo.ts';
 import type { AppDeps } from './deps.ts';
 import type { Actor } from './ports.ts';
 
 export const certificateNotFound = (id: number) => new AppError('CERTIFICATE_NOT_FOUND', `certificate ${id} not found`);
 
-export function createGetCertificate({ db }: Pick<AppDeps, 'db'>) {
+export function createGetCertificate({ storage }: Pick<AppDeps, 'storage'>) {
   return async (actor: Actor, id: number) => {
-    const cert = await db.asTenant(actor.tenantId, (tx) => findCertificate(tx, id));
+    const cert = await storage.asTenant(actor.tenantId, ({ certificates }) => certificates.findCertificate(id));
     if (!cert) throw certificateNotFound(id);
     return cert;
   };

@@ -1,6 +1,5 @@
 import { AppError } from '../domain/errors.ts';
-import type { Database } from '../storage/database.ts';
-import { readCrlInfo } from '../storage/repos/crl-repo.ts';
+import type { Storage } from './storage-ports.ts';
 
 export interface CrlStatus {
   crl_number: string;
@@ -13,10 +12,10 @@ export interface CrlStatus {
 }
 
 /** The latest stored CRL's metadata (no DER read), for the console. */
-export function createGetCrlStatus({ db, issuerKeyId }: { db: Database; issuerKeyId: string | null }) {
+export function createGetCrlStatus({ storage, issuerKeyId }: { storage: Storage; issuerKeyId: string | null }) {
   return async (): Promise<CrlStatus> => {
     if (issuerKeyId === null) throw new AppError('CA_NOT_CONFIGURED', 'Device CA not configured');
-    const info = await db.asOperator((tx) => readCrlInfo(tx, issuerKeyId));
+    const info = await storage.asOperator(({ crl }) => crl.readCrlInfo(issuerKeyId));
     if (!info) throw new AppError('CRL_NOT_AVAILABLE', 'no CRL has been published yet; try again shortly');
     return {
       crl_number: info.crlNumber.toString(),

@@ -1,7 +1,6 @@
 import { AppError } from '../domain/errors.ts';
 import { crlDerToPemBytes } from '../crl/verify-crl.ts';
-import type { Database } from '../storage/database.ts';
-import { readCrl, readCrlInfo } from '../storage/repos/crl-repo.ts';
+import type { Storage } from './storage-ports.ts';
 
 /** The latest stored CRL as served over HTTP. */
 export interface CrlDocument {
@@ -27,7 +26,7 @@ export interface GetCrl {
  * metadata row (so every replica sees a new CRL at once) and the DER only when it changed;
  * concurrent misses share one read.
  */
-export function createGetCrl({ db, issuerKeyId }: { db: Database; issuerKeyId: string | null }): GetCrl {
+export function createGetCrl({ storage, issuerKeyId }: { storage: Storage; issuerKeyId: string | null }): GetCrl {
   let cached: CrlDocument | null = null;
   let loading: Promise<CrlDocument | null> | null = null;
 
@@ -48,7 +47,7 @@ export function createGetCrl({ db, issuerKeyId }: { db: Database; issuerKeyId: s
   };
 
   const load = async (): Promise<CrlDocument | null> => {
-    const stored = await db.asOperator((tx) => readCrl(tx, issuerKeyId!));
+    const stored = await storage.asOperator(({ crl }) => crl.readCrl(issuerKeyId!));
     if (!stored) return null;
     const { info, der } = stored;
     if (!info.sha256 || !info.thisUpdate || !info.nextUpdate) return null;
@@ -58,7 +57,7 @@ export function createGetCrl({ db, issuerKeyId }: { db: Database; issuerKeyId: s
 
   const getCrl = async (): Promise<CrlDocument> => {
     if (issuerKeyId === null) throw new AppError('CA_NOT_CONFIGURED', 'Device CA not configured');
-    const info = await db.asOperator((tx) => readCrlInfo(tx, issuerKeyId));
+    const info = await storage.asOperator(({ crl }) => crl.readCrlInfo(issuerKeyId));
     if (!info || !info.sha256) throw new AppError('CRL_NOT_AVAILABLE', 'no CRL has been published yet; try again shortly');
     if (cached && cached.sha256 === info.sha256) return cached;
     loading ??= load().finally(() => {

@@ -1,23 +1,20 @@
 import { assertDeviceId } from '../domain/identifiers.ts';
-import type { Queryable } from '../storage/driver.ts';
-import { findCertificate } from '../storage/repos/certificates-repo.ts';
-import { findDevice } from '../storage/repos/devices-repo.ts';
-import { pendingRotationsOfDevice } from '../storage/repos/rotations-repo.ts';
 import { noPendingRotation } from './confirm-rotation.ts';
 import type { AppDeps } from './deps.ts';
 import { deviceNotFound } from './get-device.ts';
 import type { Actor } from './ports.ts';
+import type { TenantRepositories } from './storage-ports.ts';
 
 /**
  * The device's pending rotation: its latest new certificate (and that certificate's PEM,
  * for callers that hand it out again) and every scheduled revocation. Null when none.
  */
-export async function findPendingRotation(tx: Queryable, tenantId: string, deviceId: string) {
-  const pending = await pendingRotationsOfDevice(tx, tenantId, deviceId);
+export async function findPendingRotation({ rotations, certificates }: TenantRepositories, tenantId: string, deviceId: string) {
+  const pending = await rotations.pendingRotationsOfDevice(tenantId, deviceId);
   if (pending.length === 0) return null;
   // Certificate ids grow: the latest rotation's new certificate has the highest id.
   const newest = Math.max(...pending.map((r) => r.new_certificate_id));
-  const { cert_pem: newCertificatePem, ...newCertificate } = (await findCertificate(tx, newest))!;
+  const { cert_pem: newCertificatePem, ...newCertificate } = (await certificates.findCertificate(newest))!;
   const view = {
     device_id: deviceId,
     new_certificate: newCertificate,
@@ -39,12 +36,12 @@ export async function findPendingRotation(tx: Queryable, tenantId: string, devic
 export type PendingRotationView = NonNullable<Awaited<ReturnType<typeof findPendingRotation>>>['view'];
 
 /** The device's pending rotation. 404 when none. */
-export function createGetRotation({ db }: Pick<AppDeps, 'db'>) {
+export function createGetRotation({ storage }: Pick<AppDeps, 'storage'>) {
   return async (actor: Actor, deviceId: string) => {
     assertDeviceId(deviceId);
-    return db.asTenant(actor.tenantId, async (tx) => {
-      if (!(await findDevice(tx, actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
-      const found = await findPendingRotation(tx, actor.tenantId, deviceId);
+    return storage.asTenant(actor.tenantId, async (repos) => {
+      if (!(await repos.devices.findDevice(actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
+      const found = await findPendingRotation(repos, actor.tenantId, deviceId);
       if (!found) throw noPendingRotation(deviceId);
       return found.view;
     });

@@ -5,7 +5,7 @@ import type { Actor } from './ports.ts';
 import { storeCertificate } from './sign-device-certificate.ts';
 
 /** Registers a certificate issued earlier by the Device CA (for example before certfleet existed). */
-export function createImportCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'clock'>) {
+export function createImportCertificate(deps: Pick<AppDeps, 'storage' | 'authority' | 'clock'>) {
   return async (actor: Actor, deviceId: string, certPem: string) => {
     assertDeviceId(deviceId);
     const cert = await deps.authority.verifyIssued(certPem);
@@ -15,7 +15,7 @@ export function createImportCertificate(deps: Pick<AppDeps, 'db' | 'authority' |
     }
     const now = deps.clock.now();
     if (cert.notAfter <= now) throw new AppError('INVALID_CERTIFICATE', 'the certificate has already expired');
-    const certificate = await deps.db.asTenant(actor.tenantId, (tx) => storeCertificate(tx, actor, deviceId, cert, now, 'certificate.imported'));
+    const certificate = await deps.storage.asTenant(actor.tenantId, (repos) => storeCertificate(repos, actor, deviceId, cert, now, 'certificate.imported'));
     return { certificate, cert_pem: cert.certPem };
   };
 }

@@ -5,13 +5,13 @@ import type { Actor } from './ports.ts';
 import { createSignDeviceCertificate, storeCertificate, type KeyRequest } from './sign-device-certificate.ts';
 
 /** generate (server-side key) or csr (the device's key): the seed's response shape. */
-export function createIssueCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
+export function createIssueCertificate(deps: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
   const sign = createSignDeviceCertificate(deps);
   return async (actor: Actor, deviceId: string, input: { validityDays: number; key: KeyRequest }) => {
     assertDeviceId(deviceId);
     const signed = await sign(actor.tenantId, deviceId, input.validityDays, input.key);
-    const certificate = await deps.db.asTenant(actor.tenantId, (tx) =>
-      storeCertificate(tx, actor, deviceId, signed.issued, signed.signedAt, 'certificate.issued', {
+    const certificate = await deps.storage.asTenant(actor.tenantId, (repos) =>
+      storeCertificate(repos, actor, deviceId, signed.issued, signed.signedAt, 'certificate.issued', {
         key_source: input.key.kind,
         key_type: signed.issued.keyType,
       }),

@@ -1,9 +1,8 @@
 import { DAY_MS } from '../domain/clock.ts';
 import type { CertificateStatus, RotationFilter } from '../domain/certificate.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
-import type { Queryable } from '../storage/driver.ts';
-import { listCertificates } from '../storage/repos/certificates-repo.ts';
 import type { AppDeps } from './deps.ts';
+import type { TenantRepositories } from './storage-ports.ts';
 
 export interface ListCertificatesInput {
   tenantId?: string;
@@ -15,10 +14,10 @@ export interface ListCertificatesInput {
   cursor?: number;
 }
 
-export function createListCertificates({ db, clock }: Pick<AppDeps, 'db' | 'clock'>) {
-  const run = (q: ListCertificatesInput) => async (tx: Queryable) => {
+export function createListCertificates({ storage, clock }: Pick<AppDeps, 'storage' | 'clock'>) {
+  const run = (q: ListCertificatesInput) => async ({ certificates }: TenantRepositories) => {
     if (q.deviceId) assertDeviceId(q.deviceId);
-    const page = await listCertificates(tx, {
+    const page = await certificates.listCertificates({
       tenantId: q.tenantId,
       deviceId: q.deviceId,
       status: q.status,
@@ -30,7 +29,7 @@ export function createListCertificates({ db, clock }: Pick<AppDeps, 'db' | 'cloc
     return { certificates: page.certificates, total: page.total, limit: q.limit, next_cursor: page.next === null ? null : String(page.next) };
   };
   return {
-    forTenant: (tenantId: string, q: ListCertificatesInput) => db.asTenant(tenantId, run({ ...q, tenantId })),
-    forOperator: (q: ListCertificatesInput) => db.asOperator(run(q)),
+    forTenant: (tenantId: string, q: ListCertificatesInput) => storage.asTenant(tenantId, run({ ...q, tenantId })),
+    forOperator: (q: ListCertificatesInput) => storage.asOperator(run(q)),
   };
 }

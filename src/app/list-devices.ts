@@ -1,6 +1,5 @@
-import type { Queryable } from '../storage/driver.ts';
-import { listDevices } from '../storage/repos/devices-repo.ts';
 import type { AppDeps } from './deps.ts';
+import type { TenantRepositories } from './storage-ports.ts';
 
 export interface ListDevicesInput {
   limit: number;
@@ -9,13 +8,13 @@ export interface ListDevicesInput {
 }
 
 /** Tenant scope (RLS) for customers; the operator role sees every tenant. */
-export function createListDevices({ db }: Pick<AppDeps, 'db'>) {
-  const run = (q: ListDevicesInput) => async (tx: Queryable) => {
-    const page = await listDevices(tx, { tenantId: q.tenantId, limit: q.limit, after: q.cursor });
+export function createListDevices({ storage }: Pick<AppDeps, 'storage'>) {
+  const run = (q: ListDevicesInput) => async ({ devices }: TenantRepositories) => {
+    const page = await devices.listDevices({ tenantId: q.tenantId, limit: q.limit, after: q.cursor });
     return { devices: page.devices, total: page.total, limit: q.limit, next_cursor: page.next };
   };
   return {
-    forTenant: (tenantId: string, q: ListDevicesInput) => db.asTenant(tenantId, run({ ...q, tenantId })),
-    forOperator: (q: ListDevicesInput) => db.asOperator(run(q)),
+    forTenant: (tenantId: string, q: ListDevicesInput) => storage.asTenant(tenantId, run({ ...q, tenantId })),
+    forOperator: (q: ListDevicesInput) => storage.asOperator(run(q)),
   };
 }

@@ -1,5 +1,4 @@
 import { SEVERITY } from '../domain/expiry-policy.ts';
-import { expireCertificates, lockTask } from '../storage/repos/alerts-repo.ts';
 import type { AppDeps } from './deps.ts';
 
 export const MARK_EXPIRED_ACTOR = 'system:mark-expired';
@@ -12,12 +11,12 @@ const LOCK_KEY = 7_240_401;
  * statement whatever the fleet size. Idempotent: a second run finds nothing to do; a
  * missed run is caught up by the next one (it takes everything past not_after).
  */
-export function createMarkExpired({ db, clock }: Pick<AppDeps, 'db' | 'clock'>) {
+export function createMarkExpired({ storage, clock }: Pick<AppDeps, 'storage' | 'clock'>) {
   return async () => {
     const now = clock.now();
-    return db.asOperator(async (tx) => {
-      await lockTask(tx, LOCK_KEY);
-      return expireCertificates(tx, { now, actor: MARK_EXPIRED_ACTOR, severity: SEVERITY.CRITICAL });
+    return storage.asOperator(async ({ tasks, alerts }) => {
+      await tasks.lockTask(LOCK_KEY);
+      return alerts.expireCertificates({ now, actor: MARK_EXPIRED_ACTOR, severity: SEVERITY.CRITICAL });
     });
   };
 }

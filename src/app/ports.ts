@@ -1,6 +1,6 @@
 import type { KeyType } from '../domain/certificate.ts';
 
-/** Narrow dependencies of the use cases. Implementations live in pki/ and storage/ (revocation events). */
+/** Narrow dependencies of the use cases besides storage (storage-ports.ts). Implementations live in src/pki and the storage layer (revocation events). */
 
 /** A public key as SubjectPublicKeyInfo DER, with its type (`rsa-2048`, `ec-p256`, ...). */
 export interface DevicePublicKey {

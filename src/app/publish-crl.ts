@@ -8,15 +8,7 @@ import type { CaLintProfile } from '../pki/lint/ca-profile.ts';
 import { lintCrl } from '../pki/lint/crl-lint.ts';
 import { runLint } from '../pki/lint/lint-failure.ts';
 import { verifyCrl } from '../crl/verify-crl.ts';
-import type { Database } from '../storage/database.ts';
-import {
-  forEachRevokedCertificate,
-  hasPendingRevocations,
-  lockCrlState,
-  saveCrl,
-  takePendingRevocations,
-  type StoredCrlInfo,
-} from '../storage/repos/crl-repo.ts';
+import type { Storage, StoredCrlInfo } from './storage-ports.ts';
 
 /** What signing a CRL needs from the Device CA. */
 export interface CrlAuthority {
@@ -35,7 +27,7 @@ export interface CrlAuthority {
 }
 
 export interface PublishCrlDeps {
-  db: Database;
+  storage: Storage;
   clock: Clock;
   authority: CrlAuthority;
   settings: {
@@ -106,21 +98,21 @@ const REMOVE_FROM_CRL = REVOCATION_REASONS.removeFromCRL;
  * previous) and the lint (pki/lint: profile, entries sorted and unique) before it is stored;
  * otherwise the transaction rolls back and the error is thrown (LINT_FAILED names the rule).
  */
-export function createPublishCrl({ db, clock, authority, settings, build = buildCrl }: PublishCrlDeps) {
+export function createPublishCrl({ storage, clock, authority, settings, build = buildCrl }: PublishCrlDeps) {
   const validityMs = settings.validityHours * HOUR_MS;
   return async (request: PublishCrlRequest = {}): Promise<PublishCrlResult> =>
-    db.asOperator(async (tx) => {
+    storage.asOperator(async (repos) => {
       const started = performance.now();
-      const stored = await lockCrlState(tx, authority.issuerKeyId);
+      const stored = await repos.crl.lockCrlState(authority.issuerKeyId);
       if (
         request.unless &&
         stored.sha256 !== null &&
         satisfied(stored, request.unless, clock.now()) &&
-        !(await hasPendingRevocations(tx, authority.issuerLabel))
+        !(await repos.crl.hasPendingRevocations(authority.issuerLabel))
       ) {
         return { published: false, stored };
       }
-      await takePendingRevocations(tx, authority.issuerLabel);
+      await repos.crl.takePendingRevocations(authority.issuerLabel);
 
       const thisUpdate = new Date(Math.floor(clock.now().getTime() / 1000) * 1000);
       const nextUpdate = new Date(thisUpdate.getTime() + validityMs);
@@ -131,7 +123,7 @@ export function createPublishCrl({ db, clock, authority, settings, build = build
       const reasonCodes = new Map<string, number>();
       const entry: RevokedEntry = { serialHex: '', revokedAt: new Date(0), reasonCode: 0 };
       const scope = { issuer: authority.issuerLabel, previousThisUpdate: stored.sha256 !== null ? stored.thisUpdate : null };
-      await forEachRevokedCertificate(tx, scope, (serialHex, revokedAtMs, reason) => {
+      await repos.crl.forEachRevokedCertificate(scope, (serialHex, revokedAtMs, reason) => {
         let code = reasonCodes.get(reason);
         if (code === undefined) {
           code = reasonCodeFor(reason);
@@ -177,7 +169,7 @@ export function createPublishCrl({ db, clock, authority, settings, build = build
       const sha256 = createHash('sha256').update(der).digest('hex');
       const verifiedAt = performance.now();
 
-      const storing = saveCrl(tx, authority.issuerKeyId, {
+      const storing = repos.crl.saveCrl(authority.issuerKeyId, {
         crlNumber,
         thisUpdate,
         nextUpdate,

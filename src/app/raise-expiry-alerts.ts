@@ -1,5 +1,4 @@
 import { expiryBands, type ExpiryPolicy } from '../domain/expiry-policy.ts';
-import { lockTask, reconcileExpiryAlerts } from '../storage/repos/alerts-repo.ts';
 import type { AppDeps } from './deps.ts';
 
 export const EXPIRY_ALERTS_ACTOR = 'system:expiry-alerts';
@@ -12,13 +11,13 @@ const LOCK_KEY = 7_240_402;
  * (certificate revoked, expired, rotated; device has a valid certificate again), queueing
  * the webhook events of all of it. Times come from the injected clock, never from SQL now().
  */
-export function createRaiseExpiryAlerts({ db, clock, policy }: Pick<AppDeps, 'db' | 'clock'> & { policy: ExpiryPolicy }) {
+export function createRaiseExpiryAlerts({ storage, clock, policy }: Pick<AppDeps, 'storage' | 'clock'> & { policy: ExpiryPolicy }) {
   return async () => {
     const now = clock.now();
     const bands = expiryBands(policy, now);
-    return db.asOperator(async (tx) => {
-      await lockTask(tx, LOCK_KEY);
-      return reconcileExpiryAlerts(tx, { now, ...bands, actor: EXPIRY_ALERTS_ACTOR });
+    return storage.asOperator(async ({ tasks, alerts }) => {
+      await tasks.lockTask(LOCK_KEY);
+      return alerts.reconcileExpiryAlerts({ now, ...bands, actor: EXPIRY_ALERTS_ACTOR });
     });
   };
 }

@@ -2,9 +2,6 @@ import { HOUR_MS } from '../domain/clock.ts';
 import { DEVICE_KEY_NOTE, MAX_ROTATION_GRACE_HOURS, PRIVATE_KEY_WARNING } from '../domain/certificate.ts';
 import { AppError } from '../domain/errors.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
-import { activeCertificatesOfDevice } from '../storage/repos/certificates-repo.ts';
-import { findDevice, lockDevice } from '../storage/repos/devices-repo.ts';
-import { scheduleRevocation } from '../storage/repos/rotations-repo.ts';
 import type { AppDeps } from './deps.ts';
 import { deviceNotFound } from './get-device.ts';
 import { findPendingRotation, type PendingRotationView } from './get-rotation.ts';
@@ -34,7 +31,7 @@ export const rotationPending = (pending: PendingRotationView) =>
  * certificate's PEM), so a caller can answer 409 or, for a device asking again, hand out the
  * same certificate. No ACTIVE certificate: a plain issue.
  */
-export function createStartRotation(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'settings' | 'issuanceLimit'>) {
+export function createStartRotation(deps: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'settings' | 'issuanceLimit'>) {
   const sign = createSignDeviceCertificate(deps);
   return async (actor: Actor, deviceId: string, input: RotateInput) => {
     assertDeviceId(deviceId);
@@ -45,9 +42,9 @@ export function createStartRotation(deps: Pick<AppDeps, 'db' | 'authority' | 'ke
     const pendingOutcome = (found: NonNullable<Awaited<ReturnType<typeof findPendingRotation>>>) =>
       ({ outcome: 'pending', pending: found.view, newCertificatePem: found.newCertificatePem }) as const;
     // Checked before any key work, so a rotation run twice signs nothing the second time.
-    const before = await deps.db.asTenant(actor.tenantId, async (tx) => {
-      if (!(await findDevice(tx, actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
-      return findPendingRotation(tx, actor.tenantId, deviceId);
+    const before = await deps.storage.asTenant(actor.tenantId, async (repos) => {
+      if (!(await repos.devices.findDevice(actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
+      return findPendingRotation(repos, actor.tenantId, deviceId);
     });
     if (before) return pendingOutcome(before);
 
@@ -56,13 +53,13 @@ export function createStartRotation(deps: Pick<AppDeps, 'db' | 'authority' | 'ke
     const at = signed.signedAt;
     const revokeAt = new Date(at.getTime() + graceHours * HOUR_MS);
 
-    const stored = await deps.db.asTenant(actor.tenantId, async (tx) => {
-      if (!(await lockDevice(tx, actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
+    const stored = await deps.storage.asTenant(actor.tenantId, async (repos) => {
+      if (!(await repos.devices.lockDevice(actor.tenantId, deviceId))) throw deviceNotFound(deviceId);
       // A concurrent rotation won the device lock: the certificate signed above is dropped, never stored nor returned.
-      const raced = await findPendingRotation(tx, actor.tenantId, deviceId);
+      const raced = await findPendingRotation(repos, actor.tenantId, deviceId);
       if (raced) return pendingOutcome(raced);
-      const active = await activeCertificatesOfDevice(tx, actor.tenantId, deviceId, { lock: true });
-      const certificate = await storeCertificate(tx, actor, deviceId, signed.issued, at, 'certificate.rotated', {
+      const active = await repos.certificates.activeCertificatesOfDevice(actor.tenantId, deviceId, { lock: true });
+      const certificate = await storeCertificate(repos, actor, deviceId, signed.issued, at, 'certificate.rotated', {
         key_source: input.key.kind,
         key_type: signed.issued.keyType,
         grace_period_hours: graceHours,
@@ -70,7 +67,7 @@ export function createStartRotation(deps: Pick<AppDeps, 'db' | 'authority' | 'ke
       });
       const old = [];
       for (const c of active) {
-        const schedule = await scheduleRevocation(tx, {
+        const schedule = await repos.rotations.scheduleRevocation({
           tenantId: actor.tenantId,
           deviceId,
           newCertificateId: certificate.id,
@@ -106,7 +103,7 @@ export function createStartRotation(deps: Pick<AppDeps, 'db' | 'authority' | 'ke
 export type StartRotationResult = Awaited<ReturnType<ReturnType<typeof createStartRotation>>>;
 
 /** The operator/customer API's rotate: a pending rotation is a 409 ROTATION_PENDING carrying it. */
-export function createRotateCertificate(deps: Pick<AppDeps, 'db' | 'authority' | 'keys' | 'clock' | 'settings' | 'issuanceLimit'>) {
+export function createRotateCertificate(deps: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'settings' | 'issuanceLimit'>) {
   const start = createStartRotation(deps);
   return async (actor: Actor, deviceId: string, input: RotateInput) => {
     const result = await start(actor, deviceId, input);

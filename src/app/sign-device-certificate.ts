@@ -1,13 +1,11 @@
 import type { KeyType } from '../domain/certificate.ts';
 import { capWarning, deviceValidity } from '../domain/device-validity.ts';
 import { assertCommonNameFits, commonNameFor } from '../domain/identifiers.ts';
-import type { Queryable } from '../storage/driver.ts';
-import { insertCertificate } from '../storage/repos/certificates-repo.ts';
-import { isUniqueViolation } from '../storage/rows.ts';
 import { AppError } from '../domain/errors.ts';
 import type { AppDeps } from './deps.ts';
 import type { Actor, IssuedCertificate } from './ports.ts';
 import { deviceNotFound } from './get-device.ts';
+import { AlreadyExistsError, ReferenceNotFoundError, type TenantRepositories } from './storage-ports.ts';
 
 /** Where the device's key comes from: generated here (the key is returned once) or the device's own CSR. */
 export type KeyRequest = { kind: 'generate'; keyType: KeyType } | { kind: 'csr'; csrPem: string };
@@ -45,7 +43,7 @@ export function createSignDeviceCertificate({ authority, keys, clock, issuanceLi
 
 /** Inserts a signed or uploaded certificate and its audit event, in the caller's transaction. */
 export async function storeCertificate(
-  tx: Queryable,
+  { certificates }: Pick<TenantRepositories, 'certificates'>,
   actor: Actor,
   deviceId: string,
   cert: IssuedCertificate,
@@ -54,7 +52,7 @@ export async function storeCertificate(
   details: Record<string, unknown> = {},
 ) {
   try {
-    const record = await insertCertificate(tx, {
+    const record = await certificates.insertCertificate({
       tenantId: actor.tenantId,
       deviceId,
       certPem: cert.certPem,
@@ -74,8 +72,8 @@ export async function storeCertificate(
     });
     return record;
   } catch (e) {
-    if ((e as { code?: string }).code === '23503') throw deviceNotFound(deviceId);
-    if (isUniqueViolation(e)) throw new AppError('CERTIFICATE_EXISTS', 'this certificate is already registered');
+    if (e instanceof ReferenceNotFoundError) throw deviceNotFound(deviceId);
+    if (e instanceof AlreadyExistsError) throw new AppError('CERTIFICATE_EXISTS', 'this certificate is already registered');
     throw e;
   }
 }

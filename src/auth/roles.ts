@@ -5,6 +5,8 @@ export interface Principal {
   subject: string;
   tenantId: string | null;
   roles: Role[];
+  /** When the token (or the browser session) stops being valid. */
+  expiresAt: Date;
 }
 
 export const isCustomer = (p: Principal) => p.tenantId !== null && p.roles.some((r) => r === 'customer' || r === 'tenant-admin');

@@ -9,24 +9,34 @@ export interface TokenVerifier {
 
 export class InvalidTokenError extends Error {}
 
-/** tenant_id claim, or a Keycloak `organization` claim (a string, a list, or an object keyed by name). */
-function tenantFrom(payload: JWTPayload): string | null {
-  const direct = payload.tenant_id;
-  if (typeof direct === 'string') return direct;
-  const org = payload.organization;
-  if (typeof org === 'string') return org;
-  if (Array.isArray(org) && typeof org[0] === 'string') return org[0];
-  if (org && typeof org === 'object') return Object.keys(org)[0] ?? null;
-  return null;
+/** The organization names of a Keycloak `organization` claim: a string, a list, or an object keyed by name. */
+function organizations(org: unknown): string[] {
+  if (org === undefined || org === null) return [];
+  if (typeof org === 'string') return [org];
+  if (Array.isArray(org)) return org.map((o) => (typeof o === 'string' ? o : ''));
+  if (typeof org === 'object') return Object.keys(org);
+  return [''];
 }
 
+/** `tenant_id`, or a Keycloak `organization` claim naming exactly one organization. */
+function tenantFrom(payload: JWTPayload): string | null {
+  const orgs = organizations(payload.organization);
+  if (orgs.length > 1) throw new InvalidTokenError('the token names several organizations: a token must name exactly one tenant');
+  const direct = payload.tenant_id;
+  if (direct !== undefined && typeof direct !== 'string') throw new InvalidTokenError('the tenant_id claim must be a string');
+  if (direct !== undefined && orgs.length === 1 && orgs[0] !== direct) throw new InvalidTokenError('the tenant_id and organization claims disagree');
+  return direct ?? orgs[0] ?? null;
+}
+
+/** Roles come from `realm_access.roles` only (Keycloak's realm roles); other role claims are ignored. */
 export function principalFrom(payload: JWTPayload): Principal {
   const realm = payload.realm_access as { roles?: unknown } | undefined;
-  const raw = Array.isArray(realm?.roles) ? realm.roles : Array.isArray(payload.roles) ? payload.roles : [];
+  const raw = Array.isArray(realm?.roles) ? realm.roles : [];
   const roles = raw.filter((r): r is Role => (ROLES as readonly unknown[]).includes(r));
   const tenantId = tenantFrom(payload);
   if (tenantId !== null && !isValidTenantId(tenantId)) throw new InvalidTokenError('the token carries an invalid tenant id');
-  return { subject: String(payload.sub ?? 'unknown'), tenantId, roles };
+  if (typeof payload.exp !== 'number') throw new InvalidTokenError('the token has no expiry (exp)');
+  return { subject: String(payload.sub ?? 'unknown'), tenantId, roles, expiresAt: new Date(payload.exp * 1000) };
 }
 
 const CACHE_LIMIT = 10_000;
@@ -35,19 +45,27 @@ const CACHE_LIMIT = 10_000;
  * Verified tokens are remembered until they expire (bounded), so a device fleet's
  * automation reusing one token does not pay a signature check per request.
  */
-function verifierWith(keys: JWTVerifyGetKey, options: { issuer: string; audience: string }): TokenVerifier {
+function verifierWith(keys: JWTVerifyGetKey, options: { issuer: string; audience: string; maxLifetimeSeconds?: number }): TokenVerifier {
   const cache = new Map<string, { principal: Principal; expiresAt: number }>();
   return {
     async verify(token) {
       const hit = cache.get(token);
       if (hit && hit.expiresAt > Date.now()) return hit.principal;
       try {
-        const { payload } = await jwtVerify(token, keys, { issuer: options.issuer, audience: options.audience, clockTolerance: 30 });
-        const principal = principalFrom(payload);
-        if (payload.exp) {
-          if (cache.size >= CACHE_LIMIT) cache.clear();
-          cache.set(token, { principal, expiresAt: payload.exp * 1000 });
+        const max = options.maxLifetimeSeconds;
+        const { payload } = await jwtVerify(token, keys, {
+          issuer: options.issuer,
+          audience: options.audience,
+          clockTolerance: 30,
+          requiredClaims: max === undefined ? ['exp'] : ['exp', 'iat'],
+          ...(max === undefined ? {} : { maxTokenAge: max }),
+        });
+        if (max !== undefined && payload.exp! - payload.iat! > max) {
+          throw new InvalidTokenError(`development tokens may live at most ${max} s (CERTFLEET_DEV_TOKEN_MAX_TTL)`);
         }
+        const principal = principalFrom(payload);
+        if (cache.size >= CACHE_LIMIT) cache.clear();
+        cache.set(token, { principal, expiresAt: Math.min(payload.exp!, max === undefined ? Infinity : payload.iat! + max) * 1000 });
         return principal;
       } catch (e) {
         if (e instanceof InvalidTokenError) throw e;
@@ -60,5 +78,5 @@ function verifierWith(keys: JWTVerifyGetKey, options: { issuer: string; audience
 export const createOidcVerifier = (oidc: { issuer: string; audience: string; jwksUrl: string }) =>
   verifierWith(createRemoteJWKSet(new URL(oidc.jwksUrl)), oidc);
 
-export const createDevVerifier = (key: DevSigningKey) =>
-  verifierWith(createLocalJWKSet({ keys: [key.publicJwk] }), { issuer: key.issuer, audience: key.audience });
+export const createDevVerifier = (key: DevSigningKey, maxLifetimeSeconds: number) =>
+  verifierWith(createLocalJWKSet({ keys: [key.publicJwk] }), { issuer: key.issuer, audience: key.audience, maxLifetimeSeconds });

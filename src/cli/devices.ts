@@ -1,4 +1,4 @@
-import type { DeviceRecord } from '../storage/repos/devices-repo.ts';
+import type { DeviceRecord } from '../domain/device.ts';
 import { CUSTOMER } from './client/api-client.ts';
 import { clientFromFlags } from './client/credentials.ts';
 import { clientFlags, pageFlags, positiveInt, str } from './client-flags.ts';

@@ -3,18 +3,26 @@ import { loadOrCreateDevSigningKey, parseTtl } from '../auth/dev-signing-key.ts'
 import { ROLES, type Role } from '../auth/roles.ts';
 import { isValidTenantId } from '../domain/identifiers.ts';
 import { systemClock } from '../domain/clock.ts';
-import { devKeyPath } from '../composition/token-verifier.ts';
+import { developmentAuthAllowed, devKeyPath } from '../composition/token-verifier.ts';
 import type { Flags } from './commands.ts';
 import { print } from './output.ts';
 
 export async function tokenCommand(flags: Flags, config: Config): Promise<number> {
   if (config.oidc) throw new Error('OIDC is configured: get tokens from your identity provider');
+  const { allowed, warning } = developmentAuthAllowed(config);
+  if (!allowed) {
+    throw new Error('production mode (DATABASE_URL set or NODE_ENV=production): no development tokens are minted; get tokens from your identity provider (OIDC)');
+  }
+  if (warning) console.error(`warning: ${warning}`);
   const role = ((flags.role as string | undefined) ?? 'customer') as Role;
   if (!ROLES.includes(role)) throw new Error(`--role must be one of ${ROLES.join(', ')}`);
   const tenant = flags.tenant as string | undefined;
   if (!tenant && !role.startsWith('operator')) throw new Error('--tenant is required for tenant roles');
   if (tenant && !isValidTenantId(tenant)) throw new Error(`invalid tenant id "${tenant}"`);
   const ttlSeconds = parseTtl((flags.ttl as string | undefined) ?? '1h');
+  if (ttlSeconds > config.devTokenMaxTtlSeconds) {
+    throw new Error(`--ttl may be at most ${config.devTokenMaxTtlSeconds} s (CERTFLEET_DEV_TOKEN_MAX_TTL); the service refuses longer-lived development tokens`);
+  }
   const key = await loadOrCreateDevSigningKey(devKeyPath(config));
   const token = await key.sign({ tenantId: tenant, roles: [role], subject: (flags.sub as string | undefined) ?? `cli:${role}`, ttlSeconds, now: systemClock.now() });
   print(flags, token, { token, tenant_id: tenant ?? null, role, expires_in: ttlSeconds });

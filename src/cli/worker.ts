@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import { createWorker, type WorkerOverrides } from '../composition/worker.ts';
 import { createLogger } from '../support/logger.ts';
 import type { Flags } from './commands.ts';
+import { metricsAuthorized } from '../http/metrics-auth.ts';
 
 /**
  * `certfleet worker`: the periodic tasks until SIGINT/SIGTERM, coordinated with any other
@@ -39,16 +40,22 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
     const port = Number(flags['metrics-port']);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('--metrics-port must be a port number');
     collectDefaultMetrics({ register: metrics });
-    server = createServer((request, response) => {
+    const limits = { headersTimeout: config.http.headersTimeoutMs, requestTimeout: config.http.requestTimeoutMs, keepAliveTimeout: config.http.keepAliveTimeoutMs };
+    server = createServer(limits, (request, response) => {
       if (request.url !== '/metrics') {
         response.writeHead(404).end();
         return;
       }
+      if (!metricsAuthorized(request.headers.authorization, config.metricsToken)) {
+        response.writeHead(401, { 'www-authenticate': 'Bearer' }).end();
+        return;
+      }
       metrics.metrics().then(
         (text) => response.writeHead(200, { 'content-type': metrics.contentType }).end(text),
-        (e: Error) => response.writeHead(500).end(e.message),
+        () => response.writeHead(500).end(),
       );
     });
+    server.maxConnections = config.http.maxConnections;
     await new Promise<void>((resolve) => server!.listen(port, config.host, resolve));
   }
   // Listening for the stop signals before the readiness line: whoever reads it may stop us at once.

@@ -32,6 +32,7 @@ import type { Database } from '../storage/database.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
 import { readCrlInfo } from '../storage/repos/crl-repo.ts';
 import { storedFileCrlLoader } from '../crl/stored-file-crl.ts';
+import { createStorage } from '../storage/repositories.ts';
 import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
 import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
 import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from '../broker/session-kicking-reloader.ts';
@@ -98,7 +99,8 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   const publishing = authority !== null && ((options.publish ?? true) || driver.kind === 'pglite');
   const instanceId = newInstanceId();
 
-  const getCrl = createGetCrl({ db, issuerKeyId: authority?.issuerKeyId ?? null });
+  const repositories = createStorage(db);
+  const getCrl = createGetCrl({ storage: repositories, issuerKeyId: authority?.issuerKeyId ?? null });
   let publisher: CrlPublisher | null = null;
   const events = createRevocationEvents({
     db,
@@ -130,7 +132,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       fs: options.fs,
     });
     publisher = createCrlPublisher({
-      publish: createPublishCrl({ db, clock, authority, settings: { validityHours: config.crlValidityHours, distributionPointUrl } }),
+      publish: createPublishCrl({ storage: repositories, clock, authority, settings: { validityHours: config.crlValidityHours, distributionPointUrl } }),
       readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
       loadStoredDer: storedFileCrlLoader(db, authority.issuerKeyId),
       fileSync,

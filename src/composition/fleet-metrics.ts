@@ -12,10 +12,10 @@ const CACHE_FACTOR = 20;
 /**
  * Fleet gauges computed at scrape time from the database (so every API replica reports the
  * same numbers): certfleet_certificates{status}, certfleet_certificates_expiring{within_days},
- * certfleet_certificate_soonest_expiry_timestamp_seconds{tenant} and
+ * certfleet_certificate_soonest_expiry_timestamp_seconds ({tenant} with METRICS_TENANT_LABELS) and
  * certfleet_alerts_open{severity}. One read serves all of them.
  */
-export function registerFleetMetrics(registry: Registry, deps: { db: Database; clock: Clock }) {
+export function registerFleetMetrics(registry: Registry, deps: { db: Database; clock: Clock; tenantLabels: boolean }) {
   let cached: { stats: FleetStats; readAt: number; tookMs: number } | null = null;
   let inFlight: Promise<FleetStats> | null = null;
   const snapshot = async (): Promise<FleetStats> => {
@@ -53,17 +53,33 @@ export function registerFleetMetrics(registry: Registry, deps: { db: Database; c
       for (const d of WINDOWS_DAYS) this.set({ within_days: String(d) }, stats.expiringWithinDays[d] ?? 0);
     },
   });
-  new Gauge({
-    name: 'certfleet_certificate_soonest_expiry_timestamp_seconds',
-    help: `Soonest not_after of a tenant's ACTIVE certificates (tenants with one within ${Math.max(...WINDOWS_DAYS)} days)`,
-    labelNames: ['tenant'],
-    registers: [registry],
-    async collect() {
-      const stats = await snapshot();
-      this.reset();
-      for (const [tenant, at] of Object.entries(stats.soonestExpiryByTenant)) this.set({ tenant }, at.getTime() / 1000);
-    },
-  });
+  // Tenant ids are labels only with METRICS_TENANT_LABELS=true; otherwise one fleet-wide series.
+  const horizon = `within ${Math.max(...WINDOWS_DAYS)} days`;
+  if (deps.tenantLabels) {
+    new Gauge({
+      name: 'certfleet_certificate_soonest_expiry_timestamp_seconds',
+      help: `Soonest not_after of a tenant's ACTIVE certificates (tenants with one ${horizon})`,
+      labelNames: ['tenant'],
+      registers: [registry],
+      async collect() {
+        const stats = await snapshot();
+        this.reset();
+        for (const [tenant, at] of Object.entries(stats.soonestExpiryByTenant)) this.set({ tenant }, at.getTime() / 1000);
+      },
+    });
+  } else {
+    new Gauge({
+      name: 'certfleet_certificate_soonest_expiry_timestamp_seconds',
+      help: `Soonest not_after of the fleet's ACTIVE certificates (when one is ${horizon})`,
+      registers: [registry],
+      async collect() {
+        const stats = await snapshot();
+        this.reset();
+        const times = Object.values(stats.soonestExpiryByTenant).map((at) => at.getTime() / 1000);
+        if (times.length > 0) this.set(Math.min(...times));
+      },
+    });
+  }
   new Gauge({
     name: 'certfleet_alerts_open',
     help: 'Alerts not closed (OPEN or ACKNOWLEDGED), by severity',

@@ -7,6 +7,7 @@ import type { Config } from '../config.ts';
 import { createDeviceRenewal, type DeviceRenewal } from '../renewal/device-renewal.ts';
 import { buildEstServer } from '../renewal/est-server.ts';
 import { startMqttRenewal, type MqttRenewal } from '../renewal/mqtt-renewal.ts';
+import type { Database } from '../storage/database.ts';
 import { createRenewalStore } from '../storage/repos/renewal-repo.ts';
 
 export interface RenewalWiring {
@@ -16,9 +17,9 @@ export interface RenewalWiring {
   close(): Promise<void>;
 }
 
-export function createRenewalWiring(config: Config, deps: AppDeps, useCases: UseCases): RenewalWiring {
+export function createRenewalWiring(config: Config, deps: AppDeps, useCases: UseCases, db: Database): RenewalWiring {
   const renewal = createDeviceRenewal({
-    store: createRenewalStore(deps.db),
+    store: createRenewalStore(db),
     useCases,
     authority: deps.authority,
     keys: deps.keys,

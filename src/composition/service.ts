@@ -28,7 +28,9 @@ import { createCrlPublication, type CrlPublication, type CrlPublicationOptions }
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { tokenVerifierFor } from './token-verifier.ts';
+import { createSessionStore } from './browser-sessions.ts';
 import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
+import { createStorage } from '../storage/repositories.ts';
 import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 
@@ -53,6 +55,8 @@ export interface Service {
   storage: Storage;
   ca: LoadedCa;
   authMode: string;
+  /** Set when development tokens are in use in production mode (CERTFLEET_AUTH=development). */
+  authWarning: string | null;
   metrics: Registry;
   crl: CrlPublication;
   /** Device-initiated enrollment and renewal (EST listener, MQTT renewal topics). */
@@ -81,10 +85,10 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       publish: overrides.publishCrl,
       ...overrides.crl,
     });
-    registerFleetMetrics(metrics, { db: storage.db, clock });
+    registerFleetMetrics(metrics, { db: storage.db, clock, tenantLabels: config.metricsTenantLabels });
     keygen = config.keygenWorkers > 0 ? createKeygenPool(config.keygenWorkers) : null;
     const deps: AppDeps = {
-      db: storage.db,
+      storage: createStorage(storage.db),
       clock,
       authority: createCertificateAuthority(ca.ca, { ...overrides.authority, crlUrl: crl.distributionPointUrl }),
       keys: createKeySource(keygen),
@@ -99,9 +103,10 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
     const useCases = createUseCases(deps);
-    const renewal = createRenewalWiring(config, deps, useCases);
-    const { verifier, mode } = await tokenVerifierFor(config);
-    const crlStatus = createGetCrlStatus({ db: storage.db, issuerKeyId: crl.issuerKeyId });
+    const renewal = createRenewalWiring(config, deps, useCases, storage.db);
+    const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
+    const crlStatus = createGetCrlStatus({ storage: deps.storage, issuerKeyId: crl.issuerKeyId });
+    const sessions = createSessionStore({ db: storage.db, clock });
     const signIn = { oidc: config.oidc && config.consoleOidc ? { issuer: config.oidc.issuer, client_id: config.consoleOidc.clientId, scope: config.consoleOidc.scope } : null };
     const app = await buildHttpApp({
       verifier,
@@ -119,12 +124,17 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       public: [
         healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }),
         crl.routes.pki,
-        async (scope) => scope.register(authInfoRoutes(verifier, signIn), { prefix: '/auth' }),
+        async (scope) => scope.register(authInfoRoutes(verifier, sessions, signIn), { prefix: '/auth' }),
         webConsoleRoutes({ connectOrigins: signIn.oidc ? [new URL(signIn.oidc.issuer).origin] : [] }),
       ],
       metrics,
+      metricsToken: config.metricsToken,
+      sessions,
+      secureCookies: new URL(config.publicBaseUrl).protocol === 'https:',
+      limits: config.http,
       logger: overrides.logger,
     });
+    if (authWarning) log.warn({ event: 'development_auth_in_production' }, authWarning);
     if (webhookSecrets.warning) log.warn({}, webhookSecrets.warning);
     try {
       await crl.start();
@@ -140,6 +150,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       storage,
       ca,
       authMode: mode,
+      authWarning,
       metrics,
       crl,
       renewal,

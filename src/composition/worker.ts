@@ -11,10 +11,9 @@ import { createDeliverNotifications, DEFAULT_DELIVERY_SETTINGS, type DeliverySet
 import { createMarkExpired } from '../app/mark-expired.ts';
 import { createRaiseExpiryAlerts } from '../app/raise-expiry-alerts.ts';
 import { noRevocationListener, type RevocationListener } from '../app/ports.ts';
-import type { Queryable } from '../storage/driver.ts';
 import type { Leases } from '../scheduler/leases.ts';
-import { consecutiveFailuresOf, createLeases } from '../storage/worker-leases.ts';
-import { latestCrlNextUpdate } from '../storage/repos/crl-repo.ts';
+import { createLeases } from '../storage/worker-leases.ts';
+import { createStorage } from '../storage/repositories.ts';
 import { createScheduler, workerMetrics, type Scheduler, type Timers, type WorkerTask } from '../scheduler/scheduler.ts';
 import { createHttpWebhookSender } from '../webhooks/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';
@@ -90,9 +89,9 @@ export const defaultIntervals = (config: Pick<Config, 'crlRefreshMinutes'>): Rec
 /** The published CRL's nextUpdate (crl_state) and the failures of the CRL task (its lease row) and the publisher. */
 function crlHealth(crl: CrlPublisherPort | null): CrlHealth {
   return {
-    nextUpdate: (tx: Queryable) => latestCrlNextUpdate(tx),
-    async consecutiveFailures(tx: Queryable) {
-      return Math.max(await consecutiveFailuresOf(tx, 'crl'), crl?.status?.().consecutiveFailures ?? 0);
+    nextUpdate: (repos) => repos.crl.latestCrlNextUpdate(),
+    async consecutiveFailures(repos) {
+      return Math.max(await repos.tasks.consecutiveFailuresOf('crl'), crl?.status?.().consecutiveFailures ?? 0);
     },
   };
 }
@@ -147,12 +146,13 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const revocations =
     overrides.revocations ?? crlPublication?.listener ?? (crl?.revocationCommitted ? { revocationCommitted: () => crl.revocationCommitted!() } : noRevocationListener);
 
-  const applyScheduledRevocations = createApplyScheduledRevocations({ db, clock, revocations });
-  const markExpired = createMarkExpired({ db, clock });
-  const raiseExpiryAlerts = createRaiseExpiryAlerts({ db, clock, policy });
-  const checkCrlFreshness = createCheckCrlFreshness({ db, clock, health: crlHealth(crl), marginMs: 24 * 60 * MINUTE, failureThreshold: 3 });
+  const repositories = createStorage(db);
+  const applyScheduledRevocations = createApplyScheduledRevocations({ storage: repositories, clock, revocations });
+  const markExpired = createMarkExpired({ storage: repositories, clock });
+  const raiseExpiryAlerts = createRaiseExpiryAlerts({ storage: repositories, clock, policy });
+  const checkCrlFreshness = createCheckCrlFreshness({ storage: repositories, clock, health: crlHealth(crl), marginMs: 24 * 60 * MINUTE, failureThreshold: 3 });
   const deliverNotifications = createDeliverNotifications({
-    db,
+    storage: repositories,
     clock,
     sender: overrides.sender ?? createHttpWebhookSender({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
     secrets,

@@ -14,7 +14,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../domain/clock.ts';
 import type { PublishCondition, PublishCrl, PublishCrlResult } from '../app/publish-crl.ts';
-import type { StoredCrlInfo } from '../storage/repos/crl-repo.ts';
+import type { StoredCrlInfo } from '../app/storage-ports.ts';
 import type { CrlFileSync, CrlFileSyncResult, CrlForFile, StagedCrlFile } from './crl-file-sync.ts';
 import { createBackoff } from '../support/backoff.ts';
 import type { Logger } from '../support/logger.ts';

@@ -1,10 +1,16 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
+import { createServer } from 'node:http';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Registry } from 'prom-client';
+import type { SessionStore } from '../auth/sessions.ts';
 import type { TokenVerifier } from '../auth/token-verifier.ts';
-import { createAuthenticate } from './auth-hooks.ts';
+import type { HttpLimits } from '../config.ts';
+import { authorizeScope, createAuthenticate } from './auth-hooks.ts';
+import { metricsAuthorized } from './metrics-auth.ts';
+import { AppError } from '../domain/errors.ts';
+import { recordRoutes } from './route-table.ts';
 import { frameworkErrors, installErrorHandler } from './problem.ts';
 import { sessionRoutes } from './routes/session.ts';
 import { installValidators } from './validation.ts';
@@ -18,9 +24,15 @@ export interface HttpAppOptions {
   /** Unauthenticated plugins mounted at the root (health, /pki, the web UI). */
   public: FastifyPluginAsync[];
   metrics: Registry;
+  /** METRICS_TOKEN: /metrics needs `Authorization: Bearer <it>`. */
+  metricsToken?: string | null;
+  sessions: SessionStore;
   /** The process logger (request lines); none: no request logging. */
   logger?: FastifyBaseLogger;
+  /** Session cookies get Secure (PUBLIC_BASE_URL is https). */
   secureCookies?: boolean;
+  /** Slow-client limits of the listening server. */
+  limits: HttpLimits;
 }
 
 export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
@@ -30,7 +42,23 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
     ajv: { customOptions: { coerceTypes: false } },
     frameworkErrors,
+    // Slow clients (slowloris: trickled headers or bodies) are cut off by these limits, and
+    // connections beyond the cap are closed at once, so they cannot starve other clients.
+    serverFactory: (handler) => {
+      const server = createServer(
+        {
+          headersTimeout: options.limits.headersTimeoutMs,
+          requestTimeout: options.limits.requestTimeoutMs,
+          keepAliveTimeout: options.limits.keepAliveTimeoutMs,
+          connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(options.limits.headersTimeoutMs / 4))),
+        },
+        handler,
+      );
+      server.maxConnections = options.limits.maxConnections;
+      return server;
+    },
   });
+  const routes = recordRoutes(app);
   installValidators(app);
   installErrorHandler(app);
 
@@ -57,14 +85,18 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
-  const authenticate = createAuthenticate(options.verifier);
+  // Authentication and authorization of a whole route scope happen here, in its hooks;
+  // handlers only read request.principal (customerActor, operatorPrincipal).
+  const authenticate = createAuthenticate(options.verifier, options.sessions);
   // The first prefix is the documented one; the others are aliases, served but hidden from OpenAPI
   // so that each operation is listed once.
-  const mount = (plugins: FastifyPluginAsync[], prefixes: string[]) => {
+  const mount = (plugins: FastifyPluginAsync[], access: 'customer' | 'operator', prefixes: string[]) => {
     for (const [index, prefix] of prefixes.entries()) {
+      routes.scope(prefix, access);
       app.register(
         async (scope) => {
           scope.addHook('onRequest', authenticate);
+          scope.addHook('onRequest', authorizeScope(access));
           if (index > 0) scope.addHook('onRoute', (route) => void (route.schema = { ...route.schema, hide: true }));
           for (const plugin of plugins) await scope.register(plugin);
         },
@@ -72,14 +104,18 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
       );
     }
   };
-  mount(options.customer, ['/api/v1/customer', '/customer']);
-  mount(options.operator, ['/api/v1/operator', '/operator']);
-  app.register(sessionRoutes(options.verifier, { secureCookies: options.secureCookies ?? false }), { prefix: '/auth' });
+  mount(options.customer, 'customer', ['/api/v1/customer', '/customer']);
+  mount(options.operator, 'operator', ['/api/v1/operator', '/operator']);
+  routes.scope('/auth', 'session');
+  app.register(sessionRoutes(options.verifier, options.sessions, { secureCookies: options.secureCookies ?? false }), { prefix: '/auth' });
   for (const plugin of options.public) app.register(plugin);
 
-  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>
-    reply.type(options.metrics.contentType).send(await options.metrics.metrics()),
-  );
+  app.get('/metrics', { schema: { hide: true } }, async (request, reply) => {
+    if (!metricsAuthorized(request.headers.authorization, options.metricsToken ?? null)) {
+      throw new AppError('UNAUTHENTICATED', 'metrics need Authorization: Bearer <METRICS_TOKEN>');
+    }
+    return reply.type(options.metrics.contentType).send(await options.metrics.metrics());
+  });
   await app.ready();
   return app;
 }

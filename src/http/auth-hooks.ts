@@ -1,12 +1,13 @@
-import { timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../domain/errors.ts';
 import type { Actor } from '../app/ports.ts';
 import { isCustomer, isOperator, type Principal } from '../auth/roles.ts';
+import type { SessionStore } from '../auth/sessions.ts';
 import { InvalidTokenError, type TokenVerifier } from '../auth/token-verifier.ts';
 
 export const SESSION_COOKIE = 'certfleet_session';
 export const CSRF_COOKIE = 'csrf_token';
+export const CSRF_HEADER = 'x-csrf-token';
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 declare module 'fastify' {
@@ -15,50 +16,68 @@ declare module 'fastify' {
   }
 }
 
-const sameSecret = (a: string, b: string) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
+export async function verifyBearer(verifier: TokenVerifier, token: string): Promise<Principal> {
+  try {
+    return await verifier.verify(token);
+  } catch (e) {
+    if (e instanceof InvalidTokenError) throw new AppError('UNAUTHENTICATED', e.message);
+    throw e;
+  }
+}
 
 /**
- * Bearer tokens need no CSRF token (and are accepted with one). A browser session
- * (cookie) must echo its csrf_token cookie in X-CSRF-Token on every unsafe method.
+ * Who is calling: a bearer token (no CSRF token needed, one is ignored), or a browser
+ * session cookie (an opaque id looked up server-side) whose unsafe requests must carry the
+ * session's CSRF token in X-CSRF-Token.
  */
-export function createAuthenticate(verifier: TokenVerifier) {
+export function createAuthenticate(verifier: TokenVerifier, sessions: SessionStore) {
   return async (request: FastifyRequest, _reply: FastifyReply) => {
     const header = request.headers.authorization;
-    let token: string | undefined;
     if (header) {
       const m = /^Bearer\s+(\S+)$/i.exec(header);
       if (!m) throw new AppError('UNAUTHENTICATED', 'Authorization must be "Bearer <token>"');
-      token = m[1];
-    } else {
-      token = request.cookies?.[SESSION_COOKIE];
-      if (token && !SAFE_METHODS.has(request.method)) {
-        const cookie = request.cookies?.[CSRF_COOKIE] ?? '';
-        const sent = request.headers['x-csrf-token'];
-        if (!cookie || typeof sent !== 'string' || !sameSecret(cookie, sent)) {
-          throw new AppError('CSRF_FAILED', 'X-CSRF-Token header must match the csrf_token cookie');
-        }
-      }
+      request.principal = await verifyBearer(verifier, m[1]!);
+      return;
     }
-    if (!token) throw new AppError('UNAUTHENTICATED', 'authentication required: send Authorization: Bearer <token>');
-    try {
-      request.principal = await verifier.verify(token);
-    } catch (e) {
-      if (e instanceof InvalidTokenError) throw new AppError('UNAUTHENTICATED', e.message);
-      throw e;
-    }
+    const sessionId = request.cookies?.[SESSION_COOKIE];
+    if (!sessionId) throw new AppError('UNAUTHENTICATED', 'authentication required: send Authorization: Bearer <token>');
+    const session = await sessions.principal(sessionId);
+    if (!session) throw new AppError('UNAUTHENTICATED', 'the browser session has ended or expired: sign in again');
+    if (!SAFE_METHODS.has(request.method)) requireSessionCsrf(request, session);
+    request.principal = session.principal;
   };
 }
 
-export function customerActor(request: FastifyRequest): Actor {
-  const p = request.principal;
-  if (!p) throw new AppError('UNAUTHENTICATED', 'authentication required');
-  if (!isCustomer(p)) throw new AppError('FORBIDDEN', 'this route needs a tenant token with the customer or tenant-admin role');
-  return { id: p.subject, tenantId: p.tenantId! };
+/** An unsafe request of a browser session must carry that session's CSRF token. */
+export function requireSessionCsrf(request: FastifyRequest, session: { csrfMatches(sent: string): boolean }): void {
+  const sent = request.headers[CSRF_HEADER];
+  if (typeof sent !== 'string' || !session.csrfMatches(sent)) {
+    throw new AppError('CSRF_FAILED', "X-CSRF-Token must carry this session's CSRF token");
+  }
 }
 
-export function requireOperator(request: FastifyRequest): Principal {
+/** The one authorization check of a route scope: every route under it needs this role. */
+export function authorizeScope(access: 'customer' | 'operator') {
+  return async (request: FastifyRequest, _reply: FastifyReply) => {
+    const p = request.principal;
+    if (!p) throw new AppError('UNAUTHENTICATED', 'authentication required');
+    if (access === 'customer' && !isCustomer(p)) {
+      throw new AppError('FORBIDDEN', 'this route needs a tenant token with the customer or tenant-admin role');
+    }
+    if (access === 'operator' && !isOperator(p)) throw new AppError('FORBIDDEN', 'this route needs the operator role');
+  };
+}
+
+/** The caller of a customer route (authorized by its scope's hook). */
+export function customerActor(request: FastifyRequest): Actor {
+  const p = request.principal;
+  if (!p || p.tenantId === null) throw new AppError('UNAUTHENTICATED', 'authentication required');
+  return { id: p.subject, tenantId: p.tenantId };
+}
+
+/** The caller of an operator route (authorized by its scope's hook). */
+export function operatorPrincipal(request: FastifyRequest): Principal {
   const p = request.principal;
   if (!p) throw new AppError('UNAUTHENTICATED', 'authentication required');
-  if (!isOperator(p)) throw new AppError('FORBIDDEN', 'this route needs the operator role');
   return p;
 }

@@ -29,6 +29,12 @@ export const pageQuery = {
   cursor: { type: 'string', maxLength: 300 },
 } as const;
 
+/** OpenAPI description of a keyset-paged list's answer. */
+export const keysetListDescription =
+  'Keyset pages: pass `next_cursor` as `cursor` for the next page (null on the last); a page costs the same at any depth. ' +
+  '`total` is the exact number of items matching the filters when this page was read (every page, in the same snapshot as its items), ' +
+  'so it changes between pages when items are added or change status meanwhile.';
+
 export const certificateListQuery = {
   type: 'object',
   additionalProperties: false,

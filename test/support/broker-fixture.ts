@@ -18,6 +18,7 @@ export async function brokerTestFixture(name: string): Promise<{ tmp: string; da
   await writeDeviceCa(ca, join(tmp, 'ca', 'device-ca.crt'), join(tmp, 'ca', 'device-ca.key'));
   const env = {
     DATABASE_URL: database.url!,
+    CERTFLEET_AUTH: 'development', // development tokens on Postgres, explicitly
     DEVICE_CA_CERT_PATH: join(tmp, 'ca', 'device-ca.crt'),
     DEVICE_CA_KEY_PATH: join(tmp, 'ca', 'device-ca.key'),
     CRL_OUTPUT_PATH: join(tmp, 'crl', 'device-crl.pem'),

@@ -21,7 +21,8 @@ export interface TestService {
 }
 
 export function testConfig(dataDir: string, env: Record<string, string> = {}): Config {
-  return loadConfig({ CERTFLEET_DATA_DIR: dataDir, PORT: '8080', ...env });
+  // Tests mint development tokens, also where they run in production mode: say so explicitly.
+  return loadConfig({ CERTFLEET_DATA_DIR: dataDir, PORT: '8080', CERTFLEET_AUTH: 'development', ...env });
 }
 
 /** A service on the given test database with a manual clock and its own data dir (dev CA, token key). */

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
-import { customerActor, requireOperator } from '../auth-hooks.ts';
+import { customerActor } from '../auth-hooks.ts';
 import { certificateCursor, pageQuery } from '../schemas.ts';
 
 interface AuditQuerystring {
@@ -85,7 +85,6 @@ export function operatorAuditRoutes(useCases: UseCases) {
         },
       },
       async (request) => {
-        requireOperator(request);
         return useCases.listAuditEvents.forOperator({ ...input(request.query), tenantId: request.query.tenant_id });
       },
     );

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import type { SessionStore } from '../../auth/sessions.ts';
 import type { TokenVerifier } from '../../auth/token-verifier.ts';
 import { AppError } from '../../domain/errors.ts';
 import { createAuthenticate, SESSION_COOKIE } from '../auth-hooks.ts';
@@ -15,8 +16,8 @@ const principalSchema = {
 } as const;
 
 /** Under /auth: how the console signs in (public), and who the current session is. */
-export function authInfoRoutes(verifier: TokenVerifier, signIn: SignInConfig) {
-  const authenticate = createAuthenticate(verifier);
+export function authInfoRoutes(verifier: TokenVerifier, sessions: SessionStore, signIn: SignInConfig) {
+  const authenticate = createAuthenticate(verifier, sessions);
   return async (app: FastifyInstance) => {
     app.get(
       '/config',

@@ -3,7 +3,7 @@ import type { UseCases } from '../../app/use-cases.ts';
 import type { CertificateStatus, KeyType, RotationFilter } from '../../domain/certificate.ts';
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
-import { certificateCursor, certificateIdParam, certificateListQuery, deviceIdParam, keyType, pageQuery, pemString, validityDays } from '../schemas.ts';
+import { keysetListDescription, certificateCursor, certificateIdParam, certificateListQuery, deviceIdParam, keyType, pageQuery, pemString, validityDays } from '../schemas.ts';
 
 type DeviceParams = { device_id: string };
 type IdParams = { id: number };
@@ -30,7 +30,7 @@ export function customerRoutes(useCases: UseCases) {
 
     app.get<{ Querystring: { limit: number; cursor?: string } }>(
       '/devices',
-      { schema: { tags: ['devices'], summary: 'List devices', querystring: { type: 'object', additionalProperties: false, properties: pageQuery } } },
+      { schema: { tags: ['devices'], summary: 'List devices', description: keysetListDescription, querystring: { type: 'object', additionalProperties: false, properties: pageQuery } } },
       async (request) => {
         const actor = customerActor(request);
         return useCases.listDevices.forTenant(actor.tenantId, { limit: request.query.limit, cursor: request.query.cursor });
@@ -107,7 +107,7 @@ export function customerRoutes(useCases: UseCases) {
 
     app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; limit: number; cursor?: string; tenant_id?: string } }>(
       '/certificates',
-      { schema: { tags: ['certificates'], summary: "List the tenant's certificates", querystring: certificateListQuery } },
+      { schema: { tags: ['certificates'], summary: "List the tenant's certificates", description: keysetListDescription, querystring: certificateListQuery } },
       async (request) => {
         const actor = customerActor(request);
         const q = request.query;

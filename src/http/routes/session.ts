@@ -1,41 +1,74 @@
-import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { AppError } from '../../domain/errors.ts';
-import { InvalidTokenError, type TokenVerifier } from '../../auth/token-verifier.ts';
-import { CSRF_COOKIE, SESSION_COOKIE } from '../auth-hooks.ts';
+import type { SessionStore } from '../../auth/sessions.ts';
+import type { TokenVerifier } from '../../auth/token-verifier.ts';
+import { CSRF_COOKIE, requireSessionCsrf, SESSION_COOKIE, verifyBearer } from '../auth-hooks.ts';
 import { noBody } from '../schemas.ts';
 
-/** Browser sessions: exchange a token for an HttpOnly cookie plus a readable CSRF cookie. */
-export function sessionRoutes(verifier: TokenVerifier, options: { secureCookies: boolean }) {
+const sessionBody = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['token'],
+  properties: { token: { type: 'string', minLength: 1, maxLength: 16_384 } },
+} as const;
+
+const sessionResponse = {
+  type: 'object',
+  properties: {
+    tenant_id: { type: ['string', 'null'] },
+    roles: { type: 'array', items: { type: 'string' } },
+    subject: { type: 'string' },
+    csrf_token: { type: 'string' },
+    expires_at: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+/**
+ * Browser sessions: a bearer token is exchanged once for an opaque session id (HttpOnly
+ * cookie, stored server-side until the token's expiry) and a CSRF token bound to that session.
+ */
+export function sessionRoutes(verifier: TokenVerifier, sessions: SessionStore, options: { secureCookies: boolean }) {
+  const base = { path: '/', sameSite: 'strict' as const, secure: options.secureCookies };
   return async (app: FastifyInstance) => {
     app.post<{ Body: { token: string } }>(
+      '/session',
+      { schema: { tags: ['auth'], summary: 'Start a browser session from a bearer token', body: sessionBody, response: { 200: sessionResponse } } },
+      async (request, reply) => {
+        const principal = await verifyBearer(verifier, request.body.token);
+        const session = await sessions.start(principal);
+        reply.setCookie(SESSION_COOKIE, session.id, { ...base, httpOnly: true, expires: session.expiresAt });
+        reply.setCookie(CSRF_COOKIE, session.csrfToken, { ...base, httpOnly: false, expires: session.expiresAt });
+        return {
+          tenant_id: principal.tenantId,
+          roles: principal.roles,
+          subject: principal.subject,
+          csrf_token: session.csrfToken,
+          expires_at: session.expiresAt.toISOString(),
+        };
+      },
+    );
+    app.delete(
       '/session',
       {
         schema: {
           tags: ['auth'],
-          summary: 'Start a browser session from a bearer token',
-          body: { type: 'object', additionalProperties: false, required: ['token'], properties: { token: { type: 'string', minLength: 1, maxLength: 16_384 } } },
+          summary: 'End the browser session (the session id stops working at once); needs X-CSRF-Token',
+          body: noBody,
+          response: { 204: { type: 'null' } },
         },
       },
       async (request, reply) => {
-        let principal;
-        try {
-          principal = await verifier.verify(request.body.token);
-        } catch (e) {
-          if (e instanceof InvalidTokenError) throw new AppError('UNAUTHENTICATED', e.message);
-          throw e;
+        const id = request.cookies?.[SESSION_COOKIE];
+        if (id) {
+          const session = await sessions.principal(id);
+          if (session) {
+            requireSessionCsrf(request, session);
+            await sessions.end(id);
+          }
         }
-        const csrf = randomBytes(24).toString('base64url');
-        const base = { path: '/', sameSite: 'strict' as const, secure: options.secureCookies };
-        reply.setCookie(SESSION_COOKIE, request.body.token, { ...base, httpOnly: true });
-        reply.setCookie(CSRF_COOKIE, csrf, { ...base, httpOnly: false });
-        return { tenant_id: principal.tenantId, roles: principal.roles, subject: principal.subject, csrf_token: csrf };
+        reply.clearCookie(SESSION_COOKIE, base);
+        reply.clearCookie(CSRF_COOKIE, base);
+        return reply.code(204).send();
       },
     );
-    app.delete('/session', { schema: { tags: ['auth'], summary: 'End the browser session', body: noBody } }, async (_request, reply) => {
-      reply.clearCookie(SESSION_COOKIE, { path: '/' });
-      reply.clearCookie(CSRF_COOKIE, { path: '/' });
-      return reply.code(204).send();
-    });
   };
 }

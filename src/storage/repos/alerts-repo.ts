@@ -1,45 +1,14 @@
-import type { AlertRecord, AlertStatus } from '../../domain/alert.ts';
+import type { AlertListQuery, AlertPage, ExpiringAlertsInput } from '../../app/storage-ports.ts';
+import type { AlertRecord } from '../../domain/alert.ts';
 import type { Queryable } from '../driver.ts';
-import { createFilter } from '../sql-filter.ts';
-import { iso, isoOrNull } from '../rows.ts';
+import { createFilter, planKeysetPages } from '../sql-filter.ts';
+import { toAlert } from './alert-row.ts';
 import { enqueueAlertEvents } from './outbox-repo.ts';
-
-/** A row of fleet_alert (from a query, or the jsonb snapshot an outbox row carries) as the API and webhooks show it. */
-export const toAlert = (r: Record<string, unknown>): AlertRecord => ({
-  id: Number(r.id),
-  tenant_id: String(r.tenant_id),
-  device_id: (r.device_id as string | null) ?? null,
-  alert_type: String(r.alert_type),
-  fingerprint: String(r.fingerprint),
-  status: r.status as AlertStatus,
-  severity: Number(r.severity),
-  summary: String(r.summary),
-  details: (typeof r.details === 'string' ? JSON.parse(r.details) : r.details) as Record<string, unknown>,
-  created_at: iso(r.created_at),
-  updated_at: iso(r.updated_at),
-  acknowledged_at: isoOrNull(r.acknowledged_at),
-  acknowledged_by: (r.acknowledged_by as string | null) ?? null,
-  closed_at: isoOrNull(r.closed_at),
-  closed_by: (r.closed_by as string | null) ?? null,
-  close_reason: (r.close_reason as string | null) ?? null,
-});
 
 /** ISO 8601 in UTC with milliseconds, as the API prints timestamps, for jsonb built in SQL. */
 const isoSql = (expr: string) => `to_char(${expr} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
-export interface AlertListQuery {
-  tenantId?: string;
-  type?: string;
-  status?: AlertStatus;
-  deviceId?: string;
-  severity?: number;
-  minSeverity?: number;
-  limit: number;
-  /** Keyset cursor: the last id of the previous page (newest first). */
-  beforeId?: number;
-}
-
-export async function listAlerts(tx: Queryable, q: AlertListQuery) {
+export async function listAlerts(tx: Queryable, q: AlertListQuery): Promise<AlertPage> {
   const f = createFilter();
   if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
   if (q.type) f.add((p) => `alert_type = ${p}`, q.type);
@@ -49,6 +18,7 @@ export async function listAlerts(tx: Queryable, q: AlertListQuery) {
   if (q.minSeverity !== undefined) f.add((p) => `severity >= ${p}`, q.minSeverity);
   const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM fleet_alert${f.sql()}`, f.params)).rows[0].n);
   if (q.beforeId) f.add((p) => `id < ${p}`, q.beforeId);
+  await planKeysetPages(tx);
   const { rows } = await tx.query(`SELECT * FROM fleet_alert${f.sql()} ORDER BY id DESC LIMIT ${f.param(q.limit + 1)}`, f.params);
   const alerts = rows.slice(0, q.limit).map(toAlert);
   const last = alerts[alerts.length - 1];
@@ -85,14 +55,6 @@ export async function closeAlertManually(tx: Queryable, id: number, actor: strin
 
 /** Serialises concurrent runs of one set-based task (a second run waits, then finds nothing to do). */
 export const lockTask = (tx: Queryable, key: number) => tx.query('SELECT pg_advisory_xact_lock($1)', [key]);
-
-export interface ExpiringAlertsInput {
-  now: Date;
-  warnUntil: Date;
-  cutoffs: Date[];
-  severities: number[];
-  actor: string;
-}
 
 /**
  * Reconciles the expiry alerts with the certificates in one set-based statement (its cost

@@ -1,16 +1,8 @@
+import type { AuditEvent, AuditListQuery, AuditPage } from '../../app/storage-ports.ts';
+import type { AuditEventRecord } from '../../domain/audit.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
 import { createFilter } from '../sql-filter.ts';
-
-export interface AuditEvent {
-  tenantId: string;
-  actor: string;
-  action: string;
-  targetType: string;
-  targetId: string | number;
-  details?: Record<string, unknown>;
-  at: Date;
-}
 
 /** Written in the same transaction as the change it records. */
 export async function recordAudit(tx: Queryable, e: AuditEvent): Promise<void> {
@@ -19,17 +11,6 @@ export async function recordAudit(tx: Queryable, e: AuditEvent): Promise<void> {
      VALUES ($1, $2, $3, $4, $5, $6, $7)`,
     [e.tenantId, e.actor, e.action, e.targetType, String(e.targetId), JSON.stringify(e.details ?? {}), e.at],
   );
-}
-
-export interface AuditEventRecord {
-  id: number;
-  tenant_id: string;
-  actor: string;
-  action: string;
-  target_type: string;
-  target_id: string;
-  details: Record<string, unknown>;
-  created_at: string;
 }
 
 const toAuditEvent = (r: Record<string, unknown>): AuditEventRecord => ({
@@ -43,22 +24,11 @@ const toAuditEvent = (r: Record<string, unknown>): AuditEventRecord => ({
   created_at: iso(r.created_at),
 });
 
-export interface AuditListQuery {
-  tenantId?: string;
-  action?: string;
-  targetType?: string;
-  targetId?: string;
-  actor?: string;
-  limit: number;
-  /** Keyset cursor: the last id of the previous page (newest first). */
-  beforeId?: number;
-}
-
 /**
  * Newest first, keyset pages on id (index (tenant_id, id)); no total: an audit log only
  * grows, and counting it on every page would cost more than the page.
  */
-export async function listAuditEvents(tx: Queryable, q: AuditListQuery) {
+export async function listAuditEvents(tx: Queryable, q: AuditListQuery): Promise<AuditPage> {
   const f = createFilter();
   if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
   if (q.action) f.add((p) => `action = ${p}`, q.action);

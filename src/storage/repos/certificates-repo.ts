@@ -1,13 +1,16 @@
-import type { CertificateRecord, CertificateStatus, CertificateWithPem, RotationFilter } from '../../domain/certificate.ts';
+import type { AuditEvent, CertificateListQuery, CertificatePage, NewCertificate } from '../../app/storage-ports.ts';
+import { CERTIFICATE_STATUSES, type CertificateRecord, type CertificateStatus, type CertificateWithPem } from '../../domain/certificate.ts';
 import type { Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
-import { createFilter } from '../sql-filter.ts';
-import type { AuditEvent } from './audit-repo.ts';
+import { createFilter, planKeysetPages } from '../sql-filter.ts';
+import { certificateKinds, countedRows } from './row-counts-repo.ts';
+
+const COLUMNS = `c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.issuer, c.serial_number,
+         c.key_type, c.status, c.not_before, c.not_after, c.revoked_at, c.revoked_reason,
+         c.created_at, c.updated_at`;
 
 const SELECT = `
-  SELECT c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.issuer, c.serial_number,
-         c.key_type, c.status, c.not_before, c.not_after, c.revoked_at, c.revoked_reason,
-         c.created_at, c.updated_at, r.scheduled_revoke_at
+  SELECT ${COLUMNS}, r.scheduled_revoke_at
   FROM device_certificates c
   LEFT JOIN certificate_rotations r ON r.old_certificate_id = c.id AND r.status = 'PENDING'`;
 
@@ -29,20 +32,6 @@ export const toCertificate = (r: Record<string, unknown>): CertificateRecord => 
   created_at: iso(r.created_at),
   updated_at: iso(r.updated_at),
 });
-
-export interface NewCertificate {
-  tenantId: string;
-  deviceId: string;
-  certPem: string;
-  fingerprint: string;
-  commonName: string;
-  issuer: string;
-  serialNumber: string;
-  keyType: string;
-  notBefore: Date;
-  notAfter: Date;
-  now: Date;
-}
 
 /**
  * Inserts the certificate and its audit event in one statement (one round trip on the
@@ -104,19 +93,17 @@ export async function lockCertificate(tx: Queryable, id: number): Promise<Certif
   return rows[0]?.status ?? null;
 }
 
-export interface CertificateListQuery {
-  tenantId?: string;
-  deviceId?: string;
-  status?: CertificateStatus;
-  /** ACTIVE certificates whose not_after falls before this instant. */
-  expiringBefore?: Date;
-  rotation?: RotationFilter;
-  limit: number;
-  /** Keyset cursor: the last id of the previous page (newest first). */
-  beforeId?: number;
-}
-
-export async function listCertificates(tx: Queryable, q: CertificateListQuery) {
+/**
+ * One keyset page, newest first, in two steps. The ids: an index-only range scan of
+ * (tenant_id, id), (tenant_id, status, id) or (tenant_id, device_id, id) (migration 012) from
+ * the cursor, stopping after limit + 1 entries, so a page costs the same at any depth and
+ * however many newer rows other tenants have (the primary key, walked backwards, would have
+ * to skip them one by one). Then only those rows are read, with their pending rotation.
+ * `total` is exact: the per-tenant counters for the tenant and status filters, an index
+ * count for a device (a few rows), an expiry window (the ACTIVE certificates in it) or the
+ * rotation filter.
+ */
+export async function listCertificates(tx: Queryable, q: CertificateListQuery): Promise<CertificatePage> {
   const f = createFilter();
   if (q.tenantId) f.add((p) => `c.tenant_id = ${p}`, q.tenantId);
   if (q.deviceId) f.add((p) => `c.device_id = ${p}`, q.deviceId);
@@ -129,12 +116,23 @@ export async function listCertificates(tx: Queryable, q: CertificateListQuery) {
     f.raw(`${q.rotation === 'none' ? 'NOT ' : ''}EXISTS (SELECT 1 FROM certificate_rotations p
       WHERE p.status = 'PENDING' AND (p.old_certificate_id = c.id OR p.new_certificate_id = c.id))`);
   }
-  const totalRows = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params);
+  const total = q.deviceId || q.expiringBefore || q.rotation
+    ? Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params)).rows[0].n)
+    : await countedRows(tx, certificateKinds(q.status ? [q.status] : CERTIFICATE_STATUSES), q.tenantId);
   if (q.beforeId) f.add((p) => `c.id < ${p}`, q.beforeId);
-  const { rows } = await tx.query(`${SELECT}${f.sql()} ORDER BY c.id DESC LIMIT ${f.param(q.limit + 1)}`, f.params);
+  await planKeysetPages(tx);
+  // LATERAL ... LIMIT 1 is never flattened into a join: each id is one lookup by primary key.
+  const { rows } = await tx.query(
+    `SELECT c.*,
+            (SELECT r.scheduled_revoke_at FROM certificate_rotations r WHERE r.old_certificate_id = c.id AND r.status = 'PENDING') AS scheduled_revoke_at
+     FROM (SELECT c.id FROM device_certificates c${f.sql()} ORDER BY c.id DESC LIMIT ${f.param(q.limit + 1)}) page
+     CROSS JOIN LATERAL (SELECT ${COLUMNS} FROM device_certificates c WHERE c.id = page.id LIMIT 1) c
+     ORDER BY page.id DESC`,
+    f.params,
+  );
   const certificates = rows.slice(0, q.limit).map(toCertificate);
   const last = certificates[certificates.length - 1];
-  return { certificates, total: Number(totalRows.rows[0].n), next: rows.length > q.limit && last ? last.id : null };
+  return { certificates, total, next: rows.length > q.limit && last ? last.id : null };
 }
 
 /**

@@ -1,31 +1,6 @@
+import type { CrlToStore, RevokedEntriesScope, StoredCrlInfo } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
 import { serialOrder } from './serial-order.ts';
-
-/** The crl_state row of one CA, without the DER. crlNumber 0 with no DER: nothing published yet. */
-export interface StoredCrlInfo {
-  issuerKeyId: string;
-  crlNumber: bigint;
-  thisUpdate: Date | null;
-  nextUpdate: Date | null;
-  sha256: string | null;
-  entries: number | null;
-  bytes: number | null;
-  /** Database time when that build began: every revocation committed before it is in that CRL. */
-  builtAt: Date | null;
-  publishedAt: Date | null;
-}
-
-export interface CrlToStore {
-  crlNumber: bigint;
-  thisUpdate: Date;
-  nextUpdate: Date;
-  der: Uint8Array;
-  /** Signature of the broker's file variant (the same TBS without Issuing Distribution Point). */
-  fileSignature: Uint8Array;
-  sha256: string;
-  entries: number;
-  publishedAt: Date;
-}
 
 const INFO_COLUMNS = `issuer_key_id, crl_number::text AS crl_number, this_update, next_update, sha256, entries,
   octet_length(der) AS bytes, built_at, published_at`;
@@ -93,17 +68,6 @@ export async function readCrlForFile(tx: Queryable, issuerKeyId: string): Promis
   return { der: Buffer.from(String(rows[0].der_base64), 'base64'), fileSignature: signature == null ? null : Buffer.from(signature as Uint8Array) };
 }
 
-/** Which revoked certificates a CRL lists (RFC 5280 3.3 retention), all explicit. */
-export interface RevokedEntriesScope {
-  /** device_certificates.issuer of the CA: a CRL lists only its own CA's certificates. */
-  issuer: string;
-  /**
-   * thisUpdate of the previous CRL (null: none yet). A revoked certificate stays listed until it
-   * has been on one CRL whose thisUpdate is after its notAfter: listed while notAfter is at or
-   * after the previous CRL's thisUpdate, and (not listed yet) when revoked after that CRL.
-   */
-  previousThisUpdate: Date | null;
-}
 
 /**
  * The revoked certificates of a CRL as compact `serial epoch-seconds reason` lines, one statement

@@ -1,15 +1,9 @@
+import type { DeviceRecord } from '../../domain/device.ts';
+import type { DeviceListQuery, DevicePage } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
-import { createFilter } from '../sql-filter.ts';
-
-export interface DeviceRecord {
-  tenant_id: string;
-  device_id: string;
-  site_id: string | null;
-  status: string;
-  created_at: string;
-  updated_at: string;
-}
+import { createFilter, planKeysetPages } from '../sql-filter.ts';
+import { countedRows, DEVICE_KIND } from './row-counts-repo.ts';
 
 const COLUMNS = 'tenant_id, device_id, site_id, status, created_at, updated_at';
 
@@ -42,22 +36,21 @@ export async function findDevice(tx: Queryable, tenantId: string, deviceId: stri
   return rows[0] ? toDevice(rows[0]) : null;
 }
 
-export interface DeviceListQuery {
-  tenantId?: string;
-  limit: number;
-  after?: string;
-}
-
-/** Keyset pagination on (tenant_id, device_id); RLS already scopes a tenant transaction. */
-export async function listDevices(tx: Queryable, q: DeviceListQuery) {
+/**
+ * Keyset pagination on (tenant_id, device_id) (the primary key); RLS already scopes a tenant
+ * transaction. `total` is exact, from the per-tenant counters (migration 012).
+ */
+export async function listDevices(tx: Queryable, q: DeviceListQuery): Promise<DevicePage> {
   const f = createFilter();
   if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
-  const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_registry${f.sql()}`, f.params)).rows[0].n);
+  const total = await countedRows(tx, [DEVICE_KIND], q.tenantId);
   if (q.after) {
     const [tenant, ...device] = q.after.split('/');
-    const t = f.param(tenant);
-    f.raw(`(tenant_id, device_id) > (${t}, ${f.param(device.join('/'))})`);
+    // Within one tenant a plain bound on device_id: the primary key's range starts right there.
+    if (q.tenantId === tenant) f.add((p) => `device_id > ${p}`, device.join('/'));
+    else f.raw(`(tenant_id, device_id) > (${f.param(tenant)}, ${f.param(device.join('/'))})`);
   }
+  await planKeysetPages(tx);
   const { rows } = await tx.query(`SELECT ${COLUMNS} FROM device_registry${f.sql()} ORDER BY tenant_id, device_id LIMIT ${f.param(q.limit + 1)}`, f.params);
   const devices = rows.slice(0, q.limit).map(toDevice);
   const last = devices[devices.length - 1];

@@ -1,5 +1,8 @@
+import type { ClaimedDelivery, DeliveryOutcome } from '../../app/storage-ports.ts';
+import type { DeliveryRecord } from '../../domain/webhook.ts';
 import type { Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
+import { toAlert } from './alert-row.ts';
 
 /**
  * SQL for a CTE that queues one outbox row per (alert, enabled webhook of its tenant), in the
@@ -13,18 +16,11 @@ export const enqueueAlertEvents = (source: string, event: string, now: string) =
   SELECT a.tenant_id, w.id, a.id, ${event}, jsonb_build_object('alert', to_jsonb(a) - 'inserted', 'occurred_at', ${now}::timestamptz), ${now}, ${now}
   FROM ${source} a JOIN notification_webhooks w ON w.tenant_id = a.tenant_id AND w.enabled`;
 
-export interface ClaimedDelivery {
-  id: number;
-  tenantId: string;
-  webhookId: number;
-  event: string;
-  payload: { alert: Record<string, unknown>; occurred_at: string };
-  /** This attempt's number (1 for the first). */
-  attempt: number;
-  url: string;
-  /** As stored: encrypted (`v1:…`) or legacy plaintext. */
-  secret: string;
-}
+/** The outbox row's snapshot (to_jsonb of the alert row) as webhooks show it. */
+const toPayload = (p: { alert: Record<string, unknown>; occurred_at: unknown }): ClaimedDelivery['payload'] => ({
+  alert: toAlert(p.alert),
+  occurred_at: iso(p.occurred_at),
+});
 
 /**
  * Claims up to `limit` due deliveries of enabled webhooks, at most `perWebhook` per endpoint
@@ -57,23 +53,12 @@ export async function claimDueDeliveries(tx: Queryable, q: { now: Date; limit: n
       tenantId: String(r.tenant_id),
       webhookId: Number(r.webhook_id),
       event: String(r.event),
-      payload: (typeof r.payload === 'string' ? JSON.parse(r.payload) : r.payload) as ClaimedDelivery['payload'],
+      payload: toPayload((typeof r.payload === 'string' ? JSON.parse(r.payload) : r.payload) as { alert: Record<string, unknown>; occurred_at: unknown }),
       attempt: Number(r.attempts),
       url: String(r.url),
       secret: String(r.secret),
     }))
     .sort((a, b) => a.id - b.id);
-}
-
-export interface DeliveryOutcome {
-  id: number;
-  /** The attempt this outcome belongs to: a row re-claimed by someone else since is left alone. */
-  attempt: number;
-  status: 'PENDING' | 'DELIVERED' | 'DEAD';
-  deliveredAt: Date | null;
-  nextAttemptAt: Date | null;
-  statusCode: number | null;
-  error: string | null;
 }
 
 /** Records a batch of outcomes in one statement. */
@@ -106,21 +91,6 @@ export async function pruneDeliveries(tx: Queryable, before: Date, limit: number
     [before, limit],
   );
   return rowCount;
-}
-
-export interface DeliveryRecord {
-  id: number;
-  webhook_id: number;
-  alert_id: number | null;
-  event: string;
-  status: string;
-  attempts: number;
-  next_attempt_at: string | null;
-  last_attempt_at: string | null;
-  last_status_code: number | null;
-  last_error: string | null;
-  delivered_at: string | null;
-  created_at: string;
 }
 
 /** The latest deliveries of one webhook, newest first (tenant scope through RLS). */

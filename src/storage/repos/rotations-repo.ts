@@ -1,22 +1,6 @@
+import type { PendingRotation } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
-
-/** One pending scheduled revocation: `old_certificate_id` is revoked at `scheduled_revoke_at`, superseded by `new_certificate_id`. */
-export interface PendingRotation {
-  id: number;
-  tenant_id: string;
-  device_id: string;
-  new_certificate_id: number;
-  old_certificate_id: number;
-  old_fingerprint: string;
-  old_status: string;
-  /** Status of the new certificate: the old one is only ever revoked while this is ACTIVE. */
-  new_status: string;
-  scheduled_revoke_at: string;
-  created_at: string;
-  /** Who started the rotation (actor id, migration 009); null for older rotations. */
-  started_by: string | null;
-}
 
 const toPending = (r: Record<string, unknown>): PendingRotation => ({
   id: Number(r.id),

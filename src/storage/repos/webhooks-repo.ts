@@ -1,17 +1,6 @@
+import type { WebhookRecord } from '../../domain/webhook.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
-
-/** A webhook endpoint as the API shows it: never with its secret (the tenant role cannot even read that column). */
-export interface WebhookRecord {
-  id: number;
-  tenant_id: string;
-  url: string;
-  description: string | null;
-  enabled: boolean;
-  created_by: string;
-  created_at: string;
-  updated_at: string;
-}
 
 const COLUMNS = 'id, tenant_id, url, description, enabled, created_by, created_at, updated_at';
 

@@ -1,0 +1,406 @@
+import type { AlertRecord, AlertStatus } from '../domain/alert.ts';
+import type { AuditEventRecord } from '../domain/audit.ts';
+import type { CertificateRecord, CertificateStatus, CertificateWithPem, RotationFilter } from '../domain/certificate.ts';
+import type { DeviceRecord } from '../domain/device.ts';
+import type { DeliveryRecord, WebhookRecord } from '../domain/webhook.ts';
+
+/**
+ * The storage ports of the use cases (smallstep's db.AuthDB, Boulder's storage authority):
+ * domain types in and out, no SQL. Implemented over Postgres/PGlite by repositories.ts in the
+ * storage layer, which binds its repository functions to one transaction.
+ *
+ * A unit of work is one transaction: `asTenant` runs under the tenant's row-level security,
+ * `asOperator` system-wide (CRL, worker, operator API). Everything `fn` does through `repos`
+ * commits together, or not at all when it throws.
+ */
+export interface Storage {
+  asTenant<T>(tenantId: string, fn: (repos: TenantRepositories) => Promise<T>): Promise<T>;
+  asOperator<T>(fn: (repos: OperatorRepositories) => Promise<T>): Promise<T>;
+}
+
+/** An insert hit an existing key (device id, certificate fingerprint). The transaction is lost. */
+export class AlreadyExistsError extends Error {}
+
+/** An insert referenced a row that does not exist (a certificate for an unknown device). The transaction is lost. */
+export class ReferenceNotFoundError extends Error {}
+
+export interface TenantRepositories {
+  devices: DeviceRepository;
+  certificates: CertificateRepository;
+  rotations: RotationRepository;
+  audit: AuditLog;
+  alerts: AlertRepository;
+  webhooks: WebhookRepository;
+  outbox: OutboxRepository;
+}
+
+/** The operator role sees every tenant and may also run the system-wide tasks. */
+export interface OperatorRepositories extends TenantRepositories {
+  rotations: OperatorRotationRepository;
+  alerts: OperatorAlertRepository;
+  webhooks: OperatorWebhookRepository;
+  outbox: OperatorOutboxRepository;
+  crl: CrlRepository;
+  tasks: TaskRepository;
+}
+
+// ---- devices
+
+export interface DeviceListQuery {
+  tenantId?: string;
+  limit: number;
+  after?: string;
+}
+
+export interface DevicePage {
+  devices: DeviceRecord[];
+  total: number;
+  /** Cursor of the next page (`tenant/device`), null on the last one. */
+  next: string | null;
+}
+
+export interface DeviceRepository {
+  /** Throws AlreadyExistsError when the device is registered already. */
+  insertDevice(d: { tenantId: string; deviceId: string; siteId: string | null; now: Date }): Promise<DeviceRecord>;
+  /** Row-locks the device: rotations and issuance for one device are serialised on it. */
+  lockDevice(tenantId: string, deviceId: string): Promise<DeviceRecord | null>;
+  findDevice(tenantId: string, deviceId: string): Promise<DeviceRecord | null>;
+  /** Keyset pages on (tenant_id, device_id). */
+  listDevices(q: DeviceListQuery): Promise<DevicePage>;
+}
+
+// ---- certificates
+
+export interface NewCertificate {
+  tenantId: string;
+  deviceId: string;
+  certPem: string;
+  fingerprint: string;
+  commonName: string;
+  issuer: string;
+  serialNumber: string;
+  keyType: string;
+  notBefore: Date;
+  notAfter: Date;
+  now: Date;
+}
+
+export interface CertificateListQuery {
+  tenantId?: string;
+  deviceId?: string;
+  status?: CertificateStatus;
+  /** ACTIVE certificates whose not_after falls before this instant. */
+  expiringBefore?: Date;
+  rotation?: RotationFilter;
+  limit: number;
+  /** Keyset cursor: the last id of the previous page (newest first). */
+  beforeId?: number;
+}
+
+export interface CertificatePage {
+  certificates: CertificateRecord[];
+  total: number;
+  /** Id cursor of the next page, null on the last one. */
+  next: number | null;
+}
+
+export interface CertificateRepository {
+  /**
+   * Inserts the certificate and its audit event (whose target is the new certificate's id).
+   * Throws AlreadyExistsError for a known certificate, ReferenceNotFoundError for an unknown device.
+   */
+  insertCertificate(c: NewCertificate, audit: Omit<AuditEvent, 'targetId' | 'tenantId' | 'at'>): Promise<CertificateRecord>;
+  findCertificate(id: number): Promise<CertificateWithPem | null>;
+  /** `lock`: the certificates are locked too, so a concurrent revocation waits (or is seen) before a rotation schedules them. */
+  activeCertificatesOfDevice(tenantId: string, deviceId: string, options?: { lock?: boolean }): Promise<CertificateRecord[]>;
+  /** Locks one certificate and returns its status; null when it does not exist (or is another tenant's). */
+  lockCertificate(id: number): Promise<CertificateStatus | null>;
+  listCertificates(q: CertificateListQuery): Promise<CertificatePage>;
+  /** ACTIVE → REVOKED; null when the certificate is not (or no longer) ACTIVE. */
+  markRevoked(id: number, reason: string, at: Date): Promise<CertificateRecord | null>;
+  /**
+   * ACTIVE certificates with not_after within each window (days) from now, cumulative (overdue
+   * ones count in every window); `tenantId` narrows an operator's count to one tenant.
+   */
+  countExpiringWithin(now: Date, windowsDays: number[], tenantId?: string): Promise<Record<number, number>>;
+}
+
+// ---- rotations
+
+/** One pending scheduled revocation: `old_certificate_id` is revoked at `scheduled_revoke_at`, superseded by `new_certificate_id`. */
+export interface PendingRotation {
+  id: number;
+  tenant_id: string;
+  device_id: string;
+  new_certificate_id: number;
+  old_certificate_id: number;
+  old_fingerprint: string;
+  old_status: string;
+  /** Status of the new certificate: the old one is only ever revoked while this is ACTIVE. */
+  new_status: string;
+  scheduled_revoke_at: string;
+  created_at: string;
+  /** Who started the rotation (actor id); null for older rotations. */
+  started_by: string | null;
+}
+
+export interface RotationRepository {
+  /** The caller has checked, under the device lock, that the device has no pending rotation. */
+  scheduleRevocation(s: {
+    tenantId: string;
+    deviceId: string;
+    newCertificateId: number;
+    oldCertificateId: number;
+    revokeAt: Date;
+    now: Date;
+    startedBy: string;
+  }): Promise<{ scheduled_revoke_at: string }>;
+  /** The device's pending rows, soonest first. */
+  pendingRotationsOfDevice(tenantId: string, deviceId: string): Promise<PendingRotation[]>;
+  /** PENDING → COMPLETED for one row. */
+  completeRotation(id: number, at: Date): Promise<void>;
+  /** PENDING → COMPLETED for the row scheduling `oldCertificateId` (it was revoked). */
+  completeRotationsOfOld(oldCertificateId: number, at: Date): Promise<void>;
+  /** PENDING, COMPLETED or CANCELLED for the device's most recent rotation; null when it never had one. */
+  latestRotationStatus(tenantId: string, deviceId: string): Promise<string | null>;
+  /** PENDING → CANCELLED for the rows a given new certificate created; returns their old certificate ids, ascending. */
+  cancelRotationsOf(tenantId: string, deviceId: string, newCertificateId: number, at: Date): Promise<number[]>;
+}
+
+export interface OperatorRotationRepository extends RotationRepository {
+  /**
+   * Claims due rows system-wide, locking the row and both certificates; rows someone else
+   * holds are skipped, so two workers never revoke the same certificate and never wait.
+   */
+  claimDueRotations(now: Date, limit: number): Promise<PendingRotation[]>;
+}
+
+// ---- audit
+
+export interface AuditEvent {
+  tenantId: string;
+  actor: string;
+  action: string;
+  targetType: string;
+  targetId: string | number;
+  details?: Record<string, unknown>;
+  at: Date;
+}
+
+export interface AuditListQuery {
+  tenantId?: string;
+  action?: string;
+  targetType?: string;
+  targetId?: string;
+  actor?: string;
+  limit: number;
+  /** Keyset cursor: the last id of the previous page (newest first). */
+  beforeId?: number;
+}
+
+export interface AuditPage {
+  events: AuditEventRecord[];
+  /** Id cursor of the next page, null on the last one (no total: the log only grows). */
+  next: number | null;
+}
+
+export interface AuditLog {
+  /** Written in the same transaction as the change it records. */
+  recordAudit(e: AuditEvent): Promise<void>;
+  /** Newest first, keyset pages. */
+  listAuditEvents(q: AuditListQuery): Promise<AuditPage>;
+}
+
+// ---- alerts
+
+export interface AlertListQuery {
+  tenantId?: string;
+  type?: string;
+  status?: AlertStatus;
+  deviceId?: string;
+  severity?: number;
+  minSeverity?: number;
+  limit: number;
+  /** Keyset cursor: the last id of the previous page (newest first). */
+  beforeId?: number;
+}
+
+export interface AlertPage {
+  alerts: AlertRecord[];
+  total: number;
+  /** Id cursor of the next page, null on the last one. */
+  next: number | null;
+}
+
+export interface AlertRepository {
+  listAlerts(q: AlertListQuery): Promise<AlertPage>;
+  findAlert(id: number): Promise<AlertRecord | null>;
+  /** OPEN → ACKNOWLEDGED; null when not found or not OPEN. */
+  acknowledgeAlert(id: number, actor: string, at: Date): Promise<AlertRecord | null>;
+  /** Closes by hand (close_reason manual) and queues alert.closed for the tenant's webhooks; null when not open. */
+  closeAlertManually(id: number, actor: string, at: Date): Promise<AlertRecord | null>;
+}
+
+export interface ExpiringAlertsInput {
+  now: Date;
+  warnUntil: Date;
+  cutoffs: Date[];
+  severities: number[];
+  actor: string;
+}
+
+export interface OperatorAlertRepository extends AlertRepository {
+  /**
+   * Opens, escalates and closes the CERT_EXPIRING alerts (and closes CERT_EXPIRED ones whose
+   * device has a valid certificate again) in one set-based step, queueing their webhook events.
+   */
+  reconcileExpiryAlerts(input: ExpiringAlertsInput): Promise<{ opened: number; escalated: number; closed: number; closed_by_reason: Record<string, number> }>;
+  /** ACTIVE certificates past not_after become EXPIRED (audited); a device left without a valid one gets a CERT_EXPIRED alert. */
+  expireCertificates(input: { now: Date; actor: string; severity: number }): Promise<{ expired: number; devicesWithoutCertificate: number }>;
+  /** Opens the one system alert of a type, or raises its severity; a second run changes nothing. */
+  raiseSystemAlert(a: {
+    tenantId: string;
+    type: string;
+    fingerprint: string;
+    severity: number;
+    summary: string;
+    details: Record<string, unknown>;
+    now: Date;
+  }): Promise<'opened' | 'updated' | 'unchanged'>;
+  /** Closes the open system alert of a type; true when one was closed. */
+  resolveSystemAlert(a: { tenantId: string; type: string; fingerprint: string; actor: string; now: Date }): Promise<boolean>;
+}
+
+// ---- webhooks and their deliveries
+
+export interface WebhookRepository {
+  insertWebhook(w: { tenantId: string; url: string; description: string | null; enabled: boolean; secret: string; createdBy: string; now: Date }): Promise<WebhookRecord>;
+  listWebhooks(): Promise<WebhookRecord[]>;
+  findWebhook(id: number): Promise<WebhookRecord | null>;
+  updateWebhook(id: number, changes: { url?: string; description?: string | null; enabled?: boolean; secret?: string }, now: Date): Promise<WebhookRecord | null>;
+  /** Deletes the endpoint and its queued deliveries; false when not found. */
+  deleteWebhook(id: number): Promise<boolean>;
+  /** The tenant's webhook count, with the tenant's creations serialised until the transaction ends. */
+  countWebhooksForCreate(tenantId: string): Promise<number>;
+}
+
+export interface OperatorWebhookRepository extends WebhookRepository {
+  /** Endpoints whose secret is still stored in plaintext (written before encryption at rest). */
+  listPlaintextSecrets(): Promise<{ id: number; secret: string }[]>;
+  /** Replaces a stored secret by its encrypted form, unless it changed meanwhile (rotated). */
+  replaceStoredSecret(id: number, from: string, to: string): Promise<boolean>;
+}
+
+export interface ClaimedDelivery {
+  id: number;
+  tenantId: string;
+  webhookId: number;
+  event: string;
+  /** The alert as it was when the event happened; `occurred_at` in ISO 8601. */
+  payload: { alert: AlertRecord; occurred_at: string };
+  /** This attempt's number (1 for the first). */
+  attempt: number;
+  url: string;
+  /** As stored: encrypted (`v1:…`) or legacy plaintext. */
+  secret: string;
+}
+
+export interface DeliveryOutcome {
+  id: number;
+  /** The attempt this outcome belongs to: a row re-claimed by someone else since is left alone. */
+  attempt: number;
+  status: 'PENDING' | 'DELIVERED' | 'DEAD';
+  deliveredAt: Date | null;
+  nextAttemptAt: Date | null;
+  statusCode: number | null;
+  error: string | null;
+}
+
+export interface OutboxRepository {
+  /** The latest deliveries of one webhook, newest first. */
+  listDeliveries(webhookId: number, limit: number): Promise<DeliveryRecord[]>;
+}
+
+export interface OperatorOutboxRepository extends OutboxRepository {
+  /**
+   * Claims due deliveries of enabled webhooks, at most `perWebhook` per endpoint, hidden from
+   * other replicas for `claimMs` (after that, a crash mid-send, they are due again).
+   */
+  claimDueDeliveries(q: { now: Date; limit: number; perWebhook: number; claimMs: number }): Promise<ClaimedDelivery[]>;
+  recordDeliveryOutcomes(outcomes: DeliveryOutcome[]): Promise<void>;
+  /** Deletes delivered and dead rows created before `before`, at most `limit`. */
+  pruneDeliveries(before: Date, limit: number): Promise<number>;
+}
+
+// ---- CRL
+
+/** The stored CRL state of one CA, without the DER. crlNumber 0 with no DER: nothing published yet. */
+export interface StoredCrlInfo {
+  issuerKeyId: string;
+  crlNumber: bigint;
+  thisUpdate: Date | null;
+  nextUpdate: Date | null;
+  sha256: string | null;
+  entries: number | null;
+  bytes: number | null;
+  /** Database time when that build began: every revocation committed before it is in that CRL. */
+  builtAt: Date | null;
+  publishedAt: Date | null;
+}
+
+export interface CrlToStore {
+  crlNumber: bigint;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  der: Uint8Array;
+  /** Signature of the broker's file variant (the same TBS without Issuing Distribution Point). */
+  fileSignature: Uint8Array;
+  sha256: string;
+  entries: number;
+  publishedAt: Date;
+}
+
+/** Which revoked certificates a CRL lists (RFC 5280 3.3 retention), all explicit. */
+export interface RevokedEntriesScope {
+  /** device_certificates.issuer of the CA: a CRL lists only its own CA's certificates. */
+  issuer: string;
+  /**
+   * thisUpdate of the previous CRL (null: none yet). A revoked certificate stays listed until it
+   * has been on one CRL whose thisUpdate is after its notAfter: listed while notAfter is at or
+   * after the previous CRL's thisUpdate, and (not listed yet) when revoked after that CRL.
+   */
+  previousThisUpdate: Date | null;
+}
+
+export interface CrlRepository {
+  /** Locks the CA's CRL state until the transaction ends (creating it on first use): CRL numbers are handed out one at a time. */
+  lockCrlState(issuerKeyId: string): Promise<StoredCrlInfo>;
+  /** Stores a new CRL in the locked state; builtAt is the transaction start. */
+  saveCrl(issuerKeyId: string, crl: CrlToStore): Promise<StoredCrlInfo>;
+  /** The latest published CRL's metadata; null before the first publication. */
+  readCrlInfo(issuerKeyId: string): Promise<StoredCrlInfo | null>;
+  /** The latest published CRL with its DER; null before the first publication. */
+  readCrl(issuerKeyId: string): Promise<{ info: StoredCrlInfo; der: Buffer } | null>;
+  /** The latest CRL and the signature of its file variant (null: stored before there was one); null before the first publication. */
+  readCrlForFile(issuerKeyId: string): Promise<{ der: Buffer; fileSignature: Buffer | null } | null>;
+  /**
+   * Streams the revoked certificates of the scope's CRL to onEntry, in ascending serial order,
+   * from one snapshot. Returns the number of entries.
+   */
+  forEachRevokedCertificate(scope: RevokedEntriesScope, onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void): Promise<number>;
+  /** Takes the CA's pending-revocation marks before a build reads the entries (they are all in this CRL). */
+  takePendingRevocations(issuer: string): Promise<void>;
+  /** Revocations committed after the latest CRL's read (e.g. the process died before it published them). */
+  hasPendingRevocations(issuer: string): Promise<boolean>;
+  /** The latest nextUpdate of any stored CRL; null before the first publication. */
+  latestCrlNextUpdate(): Promise<Date | null>;
+}
+
+// ---- periodic tasks
+
+export interface TaskRepository {
+  /** Serialises concurrent runs of one set-based task until the transaction ends (a second run waits, then finds nothing to do). */
+  lockTask(key: number): Promise<void>;
+  /** Runs of the periodic task `name` that failed in a row (its lease). */
+  consecutiveFailuresOf(name: string): Promise<number>;
+}

@@ -1,0 +1,237 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { get } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import { startTestService, type TestService } from './support/service.ts';
+
+const TENANT = 'acmetenant42';
+
+describe('exposure: /metrics and /readyz', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase('pglite');
+  });
+  afterAll(async () => {
+    await database?.close();
+  });
+
+  const scrape = (t: TestService, headers: Record<string, string> = {}) => t.service.app.inject({ method: 'GET', url: '/metrics', headers });
+
+  it('/metrics carries no tenant ids unless METRICS_TENANT_LABELS=true', async () => {
+    const t = await startTestService(database);
+    try {
+      await t.call(TENANT, 'POST', '/customer/devices', { device_id: 'M-1' });
+      expect((await t.call(TENANT, 'POST', '/customer/devices/M-1/certificates/generate', { validity_days: 20 })).status).toBe(201);
+      const text = (await scrape(t)).body;
+      expect(text).toMatch(/^certfleet_certificate_soonest_expiry_timestamp_seconds \d/m);
+      expect(text).not.toContain(TENANT);
+      expect(text).not.toMatch(/tenant="/);
+    } finally {
+      await t.close();
+    }
+    const labelled = await startTestService(database, { env: { METRICS_TENANT_LABELS: 'true' } });
+    try {
+      expect((await scrape(labelled)).body).toContain(`certfleet_certificate_soonest_expiry_timestamp_seconds{tenant="${TENANT}"}`);
+    } finally {
+      await labelled.close();
+    }
+  });
+
+  it('/metrics requires the bearer METRICS_TOKEN when set', async () => {
+    const t = await startTestService(database, { env: { METRICS_TOKEN: 'scrape-secret-1' } });
+    try {
+      const refused = await scrape(t);
+      expect(refused.statusCode).toBe(401);
+      expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(refused.json().code).toBe('UNAUTHENTICATED');
+      expect((await scrape(t, { authorization: 'Bearer wrong' })).statusCode).toBe(401);
+      expect((await scrape(t, { authorization: `Bearer ${await t.token(TENANT)}` })).statusCode).toBe(401);
+      const ok = await scrape(t, { authorization: 'Bearer scrape-secret-1' });
+      expect(ok.statusCode).toBe(200);
+      expect(ok.body).toContain('certfleet_certificates');
+    } finally {
+      await t.close();
+    }
+  });
+});
+
+describe('exposure: the worker\'s /metrics', () => {
+  it('requires METRICS_TOKEN too', { timeout: 120_000 }, async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, CERTFLEET_DATA_DIR: mkdtempSync(join(tmpdir(), 'certfleet-exposure-')), METRICS_TOKEN: 'worker-scrape-1', LOG_LEVEL: 'warn' };
+    delete env.DATABASE_URL;
+    delete env.NODE_ENV;
+    const child = spawn(process.execPath, [join(import.meta.dirname, 'support', 'certfleet-source.js'), 'worker', '--metrics-port', '0'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        let err = '';
+        child.stderr!.on('data', (d) => {
+          err += d;
+          const m = /metrics on [^ ]+:(\d+)\/metrics/.exec(err);
+          if (m) resolve(Number(m[1]));
+        });
+        child.once('exit', (code) => reject(new Error(`worker exited ${code}: ${err}`)));
+      });
+      const scrape = (authorization?: string) =>
+        fetch(`http://127.0.0.1:${port}/metrics`, { headers: authorization ? { authorization } : {} }).then(async (r) => ({ status: r.status, body: await r.text() }));
+      expect((await scrape()).status).toBe(401);
+      expect((await scrape('Bearer nope')).status).toBe(401);
+      const ok = await scrape('Bearer worker-scrape-1');
+      expect(ok.status).toBe(200);
+      expect(ok.body).toContain('certfleet_worker_task');
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
+    }
+  });
+});
+
+describe('exposure: /readyz on a lost Postgres', () => {
+  it('answers 503 without the database error text', async () => {
+    const database = await createTestDatabase('pg');
+    const t = await startTestService(database, { overrides: { publishCrl: false } });
+    let closed = false;
+    try {
+      expect((await t.service.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+      await database.close(); // drops the database and ends the pool
+      closed = true;
+      const error = await database.db.asOperator((tx) => tx.query('SELECT 1')).then(
+        () => null,
+        (e: Error) => e.message,
+      );
+      expect(error).toBeTruthy();
+      const res = await t.service.app.inject({ method: 'GET', url: '/readyz' });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toEqual({ status: 'unavailable', database: 'unavailable' });
+      expect(res.body).not.toContain(error!);
+    } finally {
+      await t.close();
+      if (!closed) await database.close();
+    }
+  });
+});
+
+/** GET /healthz on a fresh connection; resolves with the status or the error. */
+const healthz = (port: number) =>
+  new Promise<number | string>((resolve) => {
+    const req = get({ host: '127.0.0.1', port, path: '/healthz', agent: false, timeout: 60_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => resolve(e.message));
+  });
+
+interface Slow {
+  socket: Socket;
+  connected: Promise<void>;
+  closedByServer: Promise<boolean>;
+}
+
+/**
+ * A slowloris client: sends a request head (or a body) one line every `everyMs`, at most
+ * `maxTicks` times, then gives up by itself. closedByServer says whether the server cut it off first.
+ */
+function slowClient(port: number, kind: 'header' | 'body', everyMs: number, maxTicks: number): Slow {
+  const socket = connect({ host: '127.0.0.1', port });
+  let timer: NodeJS.Timeout | undefined;
+  let gaveUp = false;
+  const connected = new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  socket.on('error', () => undefined);
+  socket.on('data', () => undefined);
+  socket.once('connect', () => {
+    socket.write(
+      kind === 'header'
+        ? 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+        : 'POST /auth/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{',
+    );
+    let ticks = 0;
+    timer = setInterval(() => {
+      if (++ticks > maxTicks) {
+        gaveUp = true;
+        clearInterval(timer);
+        socket.destroy();
+        return;
+      }
+      if (!socket.destroyed) socket.write(kind === 'header' ? `X-Slow-${ticks}: 1\r\n` : ' ');
+    }, everyMs);
+  });
+  const closedByServer = new Promise<boolean>((resolve) =>
+    socket.once('close', () => {
+      clearInterval(timer);
+      resolve(!gaveUp);
+    }),
+  );
+  return { socket, connected, closedByServer };
+}
+
+describe('exposure: slow clients', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase('pglite');
+  });
+  afterAll(async () => {
+    await database?.close();
+  });
+
+  it('sets header, request and keep-alive timeouts and a connection cap on the listening server', async () => {
+    const t = await startTestService(database, {
+      env: { HTTP_HEADERS_TIMEOUT_MS: '4000', HTTP_REQUEST_TIMEOUT_MS: '9000', HTTP_KEEP_ALIVE_TIMEOUT_MS: '3000', HTTP_MAX_CONNECTIONS: '777' },
+    });
+    try {
+      const server = t.service.app.server;
+      expect(server.headersTimeout).toBe(4000);
+      expect(server.requestTimeout).toBe(9000);
+      expect(server.keepAliveTimeout).toBe(3000);
+      expect(server.maxConnections).toBe(777);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('closes connections beyond HTTP_MAX_CONNECTIONS at once', { timeout: 120_000 }, async () => {
+    const t = await startTestService(database, { env: { HTTP_MAX_CONNECTIONS: '5' } });
+    const slow: Slow[] = [];
+    try {
+      await t.service.app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (t.service.app.server.address() as AddressInfo).port;
+      for (let i = 0; i < 5; i++) slow.push(slowClient(port, 'header', 1_000, 60));
+      await Promise.all(slow.map((s) => s.connected));
+      await expect.poll(() => new Promise<number>((r) => t.service.app.server.getConnections((_e, n) => r(n))), { timeout: 30_000 }).toBe(5);
+      const extra = slowClient(port, 'header', 1_000, 20);
+      expect(await extra.closedByServer).toBe(true);
+      expect(typeof (await healthz(port))).toBe('string'); // refused while the cap is reached
+    } finally {
+      for (const s of slow) s.socket.destroy();
+      await t.close();
+    }
+  });
+
+  it('600 slow-header and slow-body connections do not make /healthz fail, and are cut off by the server', { timeout: 180_000 }, async () => {
+    const t = await startTestService(database, { env: { HTTP_HEADERS_TIMEOUT_MS: '3000', HTTP_REQUEST_TIMEOUT_MS: '5000' } });
+    const slow: Slow[] = [];
+    try {
+      await t.service.app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (t.service.app.server.address() as AddressInfo).port;
+      // Without the limits Node waits 60 s for headers and 300 s for a request: these give up after ~40 s.
+      for (let i = 0; i < 300; i++) slow.push(slowClient(port, 'header', 1_000, 40), slowClient(port, 'body', 1_000, 40));
+      await Promise.all(slow.map((s) => s.connected));
+      const statuses = [];
+      for (let i = 0; i < 10; i++) statuses.push(await healthz(port));
+      expect(statuses).toEqual(Array(10).fill(200));
+      const cutOff = await Promise.all(slow.map((s) => s.closedByServer));
+      expect(cutOff.filter((c) => !c).length).toBe(0);
+      expect(await healthz(port)).toBe(200);
+    } finally {
+      for (const s of slow) s.socket.destroy();
+      await t.close();
+    }
+  });
+});
