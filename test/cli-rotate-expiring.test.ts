@@ -69,7 +69,8 @@ describe('certfleet rotate-expiring (1,000 devices on Postgres)', () => {
 
   beforeAll(async () => {
     database = await createTestDatabase('pg');
-    t = await startTestService(database);
+    // 1,000 devices are seeded through the API: the per-tenant issuance limit is not what this test is about (test/cli-api-client.test.ts covers 429s)
+    t = await startTestService(database, { env: { ISSUANCE_RATE_PER_MINUTE: '0' } });
     const address = await t.service.app.listen({ port: 0, host: '127.0.0.1' });
     env = { CERTFLEET_URL: address, CERTFLEET_TOKEN: await t.token('fleet'), XDG_CONFIG_HOME: mkdtempSync(join(tmpdir(), 'certfleet-cfg-')) };
     const total = EXPIRING + LONG_LIVED;

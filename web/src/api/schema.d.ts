@@ -262,7 +262,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List the tenant's certificates */
+        /**
+         * List the tenant's certificates
+         * @description Keyset pages: pass `next_cursor` as `cursor` for the next page (null on the last); a page costs the same at any depth. `total` is the exact number of items matching the filters when this page was read (every page, in the same snapshot as its items), so it changes between pages when items are added or change status meanwhile.
+         */
         get: {
             parameters: {
                 query?: {
@@ -470,7 +473,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List devices */
+        /**
+         * List devices
+         * @description Keyset pages: pass `next_cursor` as `cursor` for the next page (null on the last); a page costs the same at any depth. `total` is the exact number of items matching the filters when this page was read (every page, in the same snapshot as its items), so it changes between pages when items are added or change status meanwhile.
+         */
         get: {
             parameters: {
                 query?: {
@@ -1410,7 +1416,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List certificates of every tenant */
+        /**
+         * List certificates of every tenant
+         * @description Keyset pages: pass `next_cursor` as `cursor` for the next page (null on the last); a page costs the same at any depth. `total` is the exact number of items matching the filters when this page was read (every page, in the same snapshot as its items), so it changes between pages when items are added or change status meanwhile.
+         */
         get: {
             parameters: {
                 query?: {
@@ -1503,7 +1512,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List devices of every tenant */
+        /**
+         * List devices of every tenant
+         * @description Keyset pages: pass `next_cursor` as `cursor` for the next page (null on the last); a page costs the same at any depth. `total` is the exact number of items matching the filters when this page was read (every page, in the same snapshot as its items), so it changes between pages when items are added or change status meanwhile.
+         */
         get: {
             parameters: {
                 query?: {
@@ -1693,11 +1705,20 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            csrf_token?: string;
+                            /** Format: date-time */
+                            expires_at?: string;
+                            roles?: string[];
+                            subject?: string;
+                            tenant_id?: string | null;
+                        };
+                    };
                 };
             };
         };
-        /** End the browser session */
+        /** End the browser session (the session id stops working at once); needs X-CSRF-Token */
         delete: {
             parameters: {
                 query?: never;
@@ -1712,7 +1733,7 @@ export interface paths {
             };
             responses: {
                 /** @description Default Response */
-                200: {
+                204: {
                     headers: {
                         [name: string]: unknown;
                     };
