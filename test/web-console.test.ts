@@ -194,6 +194,15 @@ describe('web console in Chromium', () => {
     await confirmDialog(/Yes, confirm rotation/);
     await page.getByRole('status').filter({ hasText: 'Rotation confirmed' }).waitFor();
     await page.getByText('No rotation pending.').waitFor();
+    // Rotate again and cancel: the new certificate never reached the device, the current one stays valid.
+    await page.getByRole('button', { name: 'Rotate certificate', exact: true }).click();
+    await confirmDialog(/Yes, rotate certificate/);
+    await page.getByText(/Rotation pending: new certificate \d+/).waitFor();
+    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    await page.getByRole('button', { name: 'Cancel rotation', exact: true }).click();
+    await confirmDialog(/Yes, cancel rotation/);
+    await page.getByRole('status').filter({ hasText: 'Rotation cancelled' }).waitFor();
+    await page.getByText('No rotation pending.').waitFor();
     const revoke = page.getByRole('button', { name: /Revoke certificate \d+/ }).and(page.locator(':enabled'));
     await eventually(() => revoke.count()).toBe(1);
     const revokedId = (await revoke.getAttribute('aria-label'))!.replace(/\D+/g, '');
@@ -213,7 +222,7 @@ describe('web console in Chromium', () => {
         await entries.waitFor();
         return Number(await entries.textContent());
       }, { timeout: 60_000 })
-      .toBe(3);
+      .toBe(4); // with the cancelled rotation's new certificate
     const [crl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CRL (PEM)' }).click()]);
     expect(readFileSync((await crl.path())!, 'utf8')).toContain('-----BEGIN X509 CRL-----');
     expect(await seriousViolations(page)).toEqual([]);
@@ -222,7 +231,7 @@ describe('web console in Chromium', () => {
     await page.getByRole('link', { name: 'Audit log' }).click();
     const auditTable = page.getByRole('table', { name: 'Audit events, newest first' });
     await auditTable.waitFor();
-    for (const action of ['device.registered', 'certificate.issued', 'certificate.rotated', 'rotation.confirmed', 'certificate.revoked', 'alert.acknowledged']) {
+    for (const action of ['device.registered', 'certificate.issued', 'certificate.rotated', 'rotation.confirmed', 'rotation.cancelled', 'certificate.revoked', 'alert.acknowledged']) {
       await auditTable.getByRole('cell', { name: action, exact: true }).first().waitFor();
     }
     await page.getByLabel('Action').fill('certificate.revoked');
@@ -239,7 +248,16 @@ describe('web console in Chromium', () => {
     await page.getByRole('button', { name: 'Create webhook', exact: true }).click();
     await confirmDialog(/Yes, create webhook/);
     await page.getByRole('status').filter({ hasText: /Webhook \d+ created/ }).waitFor();
-    expect(await page.getByRole('textbox', { name: /Signing secret of webhook/ }).inputValue()).toMatch(/^whsec_/);
+    const firstSecret = await page.getByRole('textbox', { name: /Signing secret of webhook/ }).inputValue();
+    expect(firstSecret).toMatch(/^whsec_/);
+    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    // Rotating the secret shows the new one, once.
+    await page.getByRole('button', { name: /^Rotate secret of webhook \d+$/ }).click();
+    await confirmDialog(/Yes, rotate secret/);
+    await page.getByRole('status').filter({ hasText: 'New secret issued.' }).waitFor();
+    const rotatedSecret = await page.getByRole('textbox', { name: /Signing secret of webhook/ }).inputValue();
+    expect(rotatedSecret).toMatch(/^whsec_/);
+    expect(rotatedSecret).not.toBe(firstSecret);
     await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
     await page.getByRole('button', { name: /^Disable webhook \d+$/ }).click();
     await confirmDialog(/Yes, disable/);
