@@ -8,13 +8,12 @@
  *
  *   node --import tsx bench/api-read.bench.ts      (or npm run bench)
  */
-import http from 'node:http';
 import pg from 'pg';
 import { migrate } from '../src/storage/migrate.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { crlEntryCount } from './support/peers.ts';
 import { emitTable, round, scaled } from './support/results.ts';
-import { benchDatabase, cli, closedLoop, fmt, percentile, requestStatus, startServer } from './support/server.ts';
+import { benchDatabase, cli, closedLoop, fmt, keepAliveAgent, percentile, requestStatus, startServer } from './support/server.ts';
 
 const CERTIFICATES = scaled(100_000, 10_000);
 const RATE = scaled(500, 100);
@@ -28,7 +27,7 @@ const maxThroughput = (url: (i: number) => string, headers: Record<string, strin
 
 /** Open loop: `rate` requests/s for `seconds`, each sent on schedule; latency from its scheduled time. */
 async function fixedRate(url: (i: number) => string, headers: Record<string, string>, rate: number, seconds: number) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const agent = keepAliveAgent(256);
   const total = rate * seconds;
   const latencies: number[] = [];
   let errors = 0;
