@@ -1,6 +1,8 @@
 import { X509Certificate, createHash, randomBytes, verify } from 'node:crypto';
 import type { Actor, CertificateAuthority, KeySource } from '../app/ports.ts';
 import type { UseCases } from '../app/use-cases.ts';
+import type { PendingRotationView } from '../app/get-rotation.ts';
+import { rotationPending } from '../app/rotate-certificate.ts';
 import { DAY_MS, HOUR_MS, type Clock } from '../domain/clock.ts';
 import { DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS } from '../domain/certificate.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
@@ -16,7 +18,7 @@ import {
   refused,
   splitCommonName,
 } from './device-identity.ts';
-import type { PendingDeviceRotation, RenewalStore } from './ports.ts';
+import type { RenewalStore } from './ports.ts';
 
 export type RenewalTransport = 'est' | 'mqtt';
 
@@ -31,7 +33,7 @@ export interface RenewalResult {
 
 export interface DeviceRenewalDeps {
   store: RenewalStore;
-  useCases: Pick<UseCases, 'rotateCertificate' | 'confirmRotation' | 'issueCertificate'>;
+  useCases: Pick<UseCases, 'startRotation' | 'confirmRotation' | 'issueCertificate'>;
   authority: Pick<CertificateAuthority, 'caCertPem'>;
   keys: Pick<KeySource, 'publicKeyFromCsr'>;
   clock: Clock;
@@ -39,17 +41,6 @@ export interface DeviceRenewalDeps {
 
 const ENROLLMENT_TOKEN_MAX_HOURS = 24 * 30;
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
-
-function rotationBusy(pending: PendingDeviceRotation): AppError {
-  return new AppError('ROTATION_PENDING', 'the device has a pending rotation; confirm or cancel it first', {
-    rotation: {
-      new_certificate_id: pending.newCertificateId,
-      old_certificate_ids: pending.oldCertificateIds,
-      scheduled_revoke_at: pending.scheduledRevokeAt,
-      started_by: pending.startedBy,
-    },
-  });
-}
 
 /** The validity of the certificate being renewed, so a renewal keeps the fleet's chosen lifetime. */
 function validityDaysOf(device: AuthenticatedDevice): number {
@@ -73,13 +64,18 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     return Buffer.compare(requested.spkiDer, issued) === 0;
   }
 
-  async function replay(device: AuthenticatedDevice, csrPem: string, pending: PendingDeviceRotation): Promise<RenewalResult> {
-    if (pending.startedBy !== device.actorId || !(await sameKey(csrPem, pending.newCertPem))) throw rotationBusy(pending);
+  /** A device asking again for the rotation it started, with the same key, gets the same certificate. */
+  async function replay(device: AuthenticatedDevice, csrPem: string, pending: PendingRotationView, newCertPem: string): Promise<RenewalResult> {
+    if (pending.started_by !== device.actorId || !(await sameKey(csrPem, newCertPem))) throw rotationPending(pending);
     return {
-      certificate_id: pending.newCertificateId,
-      cert_pem: pending.newCertPem,
+      certificate_id: pending.new_certificate.id,
+      cert_pem: newCertPem,
       ca_cert_pem: deps.authority.caCertPem(),
-      rotation: { new_certificate_id: pending.newCertificateId, old_certificate_ids: pending.oldCertificateIds, scheduled_revoke_at: pending.scheduledRevokeAt },
+      rotation: {
+        new_certificate_id: pending.new_certificate.id,
+        old_certificate_ids: pending.old_certificates.map((c) => c.id),
+        scheduled_revoke_at: pending.next_revoke_at,
+      },
       replayed: true,
     };
   }
@@ -133,33 +129,24 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     },
 
     async renew(device: AuthenticatedDevice, csrPem: string): Promise<RenewalResult> {
-      const pending = await deps.store.pendingRotation(device.tenantId, device.deviceId);
-      if (pending) return replay(device, csrPem, pending);
-      try {
-        const rotated = await deps.useCases.rotateCertificate(actorOf(device), device.deviceId, {
-          validityDays: validityDaysOf(device),
-          revokeOldAfterHours: null,
-          key: { kind: 'csr', csrPem },
-        });
-        return {
-          certificate_id: rotated.new_certificate.id,
-          cert_pem: rotated.cert_pem,
-          ca_cert_pem: rotated.ca_cert_pem,
-          rotation: {
-            new_certificate_id: rotated.new_certificate.id,
-            old_certificate_ids: rotated.old_certificates.map((c) => c.id),
-            scheduled_revoke_at: rotated.old_certificates[0]?.scheduled_revoke_at ?? null,
-          },
-          replayed: false,
-        };
-      } catch (e) {
-        // A concurrent retry of the same request won the device lock: answer like a retry.
-        if (isAppError(e) && e.code === 'ROTATION_PENDING') {
-          const now = await deps.store.pendingRotation(device.tenantId, device.deviceId);
-          if (now) return replay(device, csrPem, now);
-        }
-        throw e;
-      }
+      const result = await deps.useCases.startRotation(actorOf(device), device.deviceId, {
+        validityDays: validityDaysOf(device),
+        revokeOldAfterHours: null,
+        key: { kind: 'csr', csrPem },
+      });
+      if (result.outcome === 'pending') return replay(device, csrPem, result.pending, result.newCertificatePem);
+      const rotated = result.rotation;
+      return {
+        certificate_id: rotated.new_certificate.id,
+        cert_pem: rotated.cert_pem,
+        ca_cert_pem: rotated.ca_cert_pem,
+        rotation: {
+          new_certificate_id: rotated.new_certificate.id,
+          old_certificate_ids: rotated.old_certificates.map((c) => c.id),
+          scheduled_revoke_at: rotated.old_certificates[0]?.scheduled_revoke_at ?? null,
+        },
+        replayed: false,
+      };
     },
 
     /**
