@@ -12,6 +12,7 @@ import { metricsAuthorized } from './metrics-auth.ts';
 import { AppError } from '../domain/errors.ts';
 import { recordRoutes } from './route-table.ts';
 import { frameworkErrors, installErrorHandler } from './problem.ts';
+import { sharedSchemas } from './response-schemas.ts';
 import { sessionRoutes } from './routes/session.ts';
 import { installValidators } from './validation.ts';
 
@@ -75,6 +76,10 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     }
   });
 
+  // The response entities (Certificate, Device, Alert, ...): serializers and the OpenAPI
+  // document's components.schemas, named by their $id.
+  for (const schema of sharedSchemas) app.addSchema(schema);
+
   await app.register(cookie);
   await app.register(swagger, {
     openapi: {
@@ -82,6 +87,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
       security: [{ bearer: [] }],
     },
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 

@@ -8,6 +8,7 @@ import type { Role } from '../../src/auth/roles.ts';
 import { createService, type Service, type ServiceOverrides } from '../../src/composition/service.ts';
 import { devKeyPath } from '../../src/composition/token-verifier.ts';
 import type { TestDatabase } from './databases.ts';
+import { captureHandlerPayloads, serializationLoss } from './handler-payloads.ts';
 
 export interface TestService {
   service: Service;
@@ -30,6 +31,7 @@ export async function startTestService(
   database: TestDatabase,
   options: { env?: Record<string, string>; clock?: ManualClock; dataDir?: string; overrides?: ServiceOverrides } = {},
 ): Promise<TestService> {
+  captureHandlerPayloads();
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'certfleet-test-'));
   const config = testConfig(dataDir, options.env);
   const clock = options.clock ?? createManualClock(new Date());
@@ -56,6 +58,10 @@ export async function startTestService(
         headers: { authorization: `Bearer ${await token(tenant, role)}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
         ...(body !== undefined ? { payload: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
       });
+      // Every 2xx JSON answer must be exactly what the handler returned: a field missing from
+      // the route's response schema would be dropped by the serializer (or a value coerced).
+      const loss = serializationLoss(res);
+      if (loss) throw new Error(`${method} ${url}: the response schema changed the answer: ${loss}`);
       let json: unknown = null;
       try {
         json = res.json();

@@ -3,6 +3,7 @@ import type { UseCases } from '../../app/use-cases.ts';
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
 import { certificateCursor, noBody } from '../schemas.ts';
+import { alertResponses } from '../response-schemas.ts';
 import { alertListQuery, idParam, toListAlertsInput, type AlertListQuerystring } from './alert-schemas.ts';
 
 type IdParams = { id: number };
@@ -12,7 +13,7 @@ export function customerAlertRoutes(useCases: UseCases) {
   return async (app: FastifyInstance) => {
     app.get<{ Querystring: AlertListQuerystring }>(
       '/alerts',
-      { schema: { tags: ['alerts'], summary: "List the tenant's alerts, newest first (filters: type, status, device_id, severity, min_severity)", querystring: alertListQuery } },
+      { schema: { tags: ['alerts'], summary: "List the tenant's alerts, newest first (filters: type, status, device_id, severity, min_severity)", querystring: alertListQuery, response: alertResponses.list } },
       async (request) => {
         const actor = customerActor(request);
         const q = request.query;
@@ -25,19 +26,19 @@ export function customerAlertRoutes(useCases: UseCases) {
 
     app.get<{ Params: IdParams }>(
       '/alerts/:id',
-      { schema: { tags: ['alerts'], summary: 'Get an alert', params: idParam } },
+      { schema: { tags: ['alerts'], summary: 'Get an alert', params: idParam, response: alertResponses.one } },
       async (request) => ({ alert: await useCases.getAlert.forTenant(customerActor(request).tenantId, request.params.id) }),
     );
 
     app.post<{ Params: IdParams }>(
       '/alerts/:id/acknowledge',
-      { schema: { tags: ['alerts'], summary: 'Acknowledge an open alert (an escalation opens it again); 409 when closed', params: idParam, body: noBody } },
+      { schema: { tags: ['alerts'], summary: 'Acknowledge an open alert (an escalation opens it again); 409 when closed', params: idParam, body: noBody, response: alertResponses.one } },
       async (request) => ({ alert: await useCases.acknowledgeAlert.forTenant(customerActor(request), request.params.id) }),
     );
 
     app.post<{ Params: IdParams }>(
       '/alerts/:id/close',
-      { schema: { tags: ['alerts'], summary: 'Close an alert (not raised again for the same certificate until it escalates)', params: idParam, body: noBody } },
+      { schema: { tags: ['alerts'], summary: 'Close an alert (not raised again for the same certificate until it escalates)', params: idParam, body: noBody, response: alertResponses.one } },
       async (request) => ({ alert: await useCases.closeAlert.forTenant(customerActor(request), request.params.id) }),
     );
   };

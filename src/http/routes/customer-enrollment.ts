@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { DeviceRenewal } from '../../renewal/device-renewal.ts';
 import { customerActor } from '../auth-hooks.ts';
 import { deviceIdParam } from '../schemas.ts';
+import { deviceResponses } from '../response-schemas.ts';
 
 type DeviceParams = { device_id: string };
 type TokenBody = { expires_in_hours?: number } | null | undefined;
@@ -23,6 +24,7 @@ export function customerEnrollmentRoutes(renewal: DeviceRenewal) {
             additionalProperties: false,
             properties: { expires_in_hours: { type: 'integer', minimum: 1, maximum: 720, description: `default ${DEFAULT_EXPIRY_HOURS}` } },
           },
+          response: deviceResponses.enrollmentToken,
         },
       },
       async (request, reply) => {

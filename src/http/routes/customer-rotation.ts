@@ -4,6 +4,7 @@ import { DEFAULT_KEY_TYPE, DEFAULT_VALIDITY_DAYS, MAX_ROTATION_GRACE_HOURS, type
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
 import { deviceIdParam, keyType, noBody, pemString, validityDays } from '../schemas.ts';
+import { rotationResponses } from '../response-schemas.ts';
 
 type DeviceParams = { device_id: string };
 type RotateBody = { validity_days?: number; revoke_old_after_hours?: number | null; key_type?: KeyType; csr_pem?: string } | null | undefined;
@@ -37,6 +38,7 @@ export function customerRotationRoutes(useCases: UseCases) {
             'One pending rotation per device: while one is pending the answer is 409 ROTATION_PENDING (problem+json) with the pending rotation in `pending_rotation`, and nothing is issued.',
           params: deviceIdParam,
           body: rotateBody,
+          response: rotationResponses.started,
         },
       },
       async (request, reply) => {
@@ -63,6 +65,7 @@ export function customerRotationRoutes(useCases: UseCases) {
           summary: 'The device uses its new certificate: revoke the old certificates of the pending rotation now',
           params: deviceIdParam,
           body: noBody,
+          response: rotationResponses.confirmed,
         },
       },
       async (request) => useCases.confirmRotation(customerActor(request), request.params.device_id),
@@ -82,6 +85,7 @@ export function customerRotationRoutes(useCases: UseCases) {
             additionalProperties: false,
             properties: { reason: { type: 'string', maxLength: 200, description: 'Revocation reason of the new certificate (default cessationOfOperation)' } },
           },
+          response: rotationResponses.cancelled,
         },
       },
       async (request) => useCases.cancelRotation(customerActor(request), request.params.device_id, request.body?.reason),
@@ -89,7 +93,7 @@ export function customerRotationRoutes(useCases: UseCases) {
 
     app.get<{ Params: DeviceParams }>(
       '/devices/:device_id/certificates/rotation',
-      { schema: { tags: ['rotation'], summary: "The device's pending rotation (404 NO_PENDING_ROTATION when none)", params: deviceIdParam } },
+      { schema: { tags: ['rotation'], summary: "The device's pending rotation (404 NO_PENDING_ROTATION when none)", params: deviceIdParam, response: rotationResponses.pending } },
       async (request) => useCases.getRotation(customerActor(request), request.params.device_id),
     );
   };

@@ -3,6 +3,7 @@ import type { UseCases } from '../../app/use-cases.ts';
 import { MAX_WEBHOOK_URL_LENGTH } from '../../domain/notification-policy.ts';
 import { customerActor } from '../auth-hooks.ts';
 import { noBody } from '../schemas.ts';
+import { webhookResponses } from '../response-schemas.ts';
 import { idParam } from './alert-schemas.ts';
 
 type IdParams = { id: number };
@@ -29,18 +30,19 @@ export function customerWebhookRoutes(useCases: UseCases) {
           tags: ['notifications'],
           summary: 'Register a webhook endpoint (http or https); the answer holds its signing secret, shown this once',
           body: { type: 'object', additionalProperties: false, required: ['url'], properties: webhookProperties },
+          response: webhookResponses.created,
         },
       },
       async (request, reply) => reply.code(201).send(await useCases.createWebhook(customerActor(request), request.body)),
     );
 
-    app.get('/notification-webhooks', { schema: { tags: ['notifications'], summary: "List the tenant's webhook endpoints (without secrets)" } }, async (request) =>
+    app.get('/notification-webhooks', { schema: { tags: ['notifications'], summary: "List the tenant's webhook endpoints (without secrets)", response: webhookResponses.list } }, async (request) =>
       useCases.listWebhooks(customerActor(request)),
     );
 
     app.get<{ Params: IdParams }>(
       '/notification-webhooks/:id',
-      { schema: { tags: ['notifications'], summary: 'Get a webhook endpoint (without its secret)', params: idParam } },
+      { schema: { tags: ['notifications'], summary: 'Get a webhook endpoint (without its secret)', params: idParam, response: webhookResponses.one } },
       async (request) => ({ webhook: await useCases.getWebhook(customerActor(request), request.params.id) }),
     );
 
@@ -52,6 +54,7 @@ export function customerWebhookRoutes(useCases: UseCases) {
           summary: 'Change url, description or enabled',
           params: idParam,
           body: { type: 'object', additionalProperties: false, minProperties: 1, properties: webhookProperties },
+          response: webhookResponses.one,
         },
       },
       async (request) => useCases.updateWebhook(customerActor(request), request.params.id, request.body),
@@ -59,7 +62,7 @@ export function customerWebhookRoutes(useCases: UseCases) {
 
     app.delete<{ Params: IdParams }>(
       '/notification-webhooks/:id',
-      { schema: { tags: ['notifications'], summary: 'Delete a webhook endpoint and its queued deliveries', params: idParam, body: noBody } },
+      { schema: { tags: ['notifications'], summary: 'Delete a webhook endpoint and its queued deliveries', params: idParam, body: noBody, response: webhookResponses.deleted } },
       async (request, reply) => {
         await useCases.deleteWebhook(customerActor(request), request.params.id);
         return reply.code(204).send();
@@ -68,7 +71,7 @@ export function customerWebhookRoutes(useCases: UseCases) {
 
     app.post<{ Params: IdParams }>(
       '/notification-webhooks/:id/rotate-secret',
-      { schema: { tags: ['notifications'], summary: 'Replace the signing secret; the new one is shown this once', params: idParam, body: noBody } },
+      { schema: { tags: ['notifications'], summary: 'Replace the signing secret; the new one is shown this once', params: idParam, body: noBody, response: webhookResponses.secretRotated } },
       async (request) => useCases.rotateWebhookSecret(customerActor(request), request.params.id),
     );
 
@@ -80,6 +83,7 @@ export function customerWebhookRoutes(useCases: UseCases) {
           summary: 'The latest deliveries to this endpoint: status, attempts, next attempt, last error',
           params: idParam,
           querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: 500, default: 50 } } },
+          response: webhookResponses.deliveries,
         },
       },
       async (request) => useCases.listWebhookDeliveries(customerActor(request), request.params.id, request.query.limit),

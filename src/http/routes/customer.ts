@@ -4,6 +4,7 @@ import type { CertificateStatus, KeyType, RotationFilter } from '../../domain/ce
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
 import { keysetListDescription, certificateCursor, certificateIdParam, certificateListQuery, deviceIdParam, keyType, pageQuery, pemString, validityDays } from '../schemas.ts';
+import { certificateResponses, deviceResponses } from '../response-schemas.ts';
 
 type DeviceParams = { device_id: string };
 type IdParams = { id: number };
@@ -23,6 +24,7 @@ export function customerRoutes(useCases: UseCases) {
             required: ['device_id'],
             properties: { device_id: { type: 'string' }, site_id: { type: ['string', 'null'], maxLength: 128 } },
           },
+          response: deviceResponses.registered,
         },
       },
       async (request, reply) => reply.code(201).send({ device: await useCases.registerDevice(customerActor(request), request.body) }),
@@ -30,7 +32,15 @@ export function customerRoutes(useCases: UseCases) {
 
     app.get<{ Querystring: { limit: number; cursor?: string } }>(
       '/devices',
-      { schema: { tags: ['devices'], summary: 'List devices', description: keysetListDescription, querystring: { type: 'object', additionalProperties: false, properties: pageQuery } } },
+      {
+        schema: {
+          tags: ['devices'],
+          summary: 'List devices',
+          description: keysetListDescription,
+          querystring: { type: 'object', additionalProperties: false, properties: pageQuery },
+          response: deviceResponses.list,
+        },
+      },
       async (request) => {
         const actor = customerActor(request);
         return useCases.listDevices.forTenant(actor.tenantId, { limit: request.query.limit, cursor: request.query.cursor });
@@ -39,7 +49,7 @@ export function customerRoutes(useCases: UseCases) {
 
     app.get<{ Params: DeviceParams }>(
       '/devices/:device_id',
-      { schema: { tags: ['devices'], summary: 'Get a device', params: deviceIdParam } },
+      { schema: { tags: ['devices'], summary: 'Get a device', params: deviceIdParam, response: deviceResponses.one } },
       async (request) => ({ device: await useCases.getDevice(customerActor(request), request.params.device_id) }),
     );
 
@@ -55,6 +65,7 @@ export function customerRoutes(useCases: UseCases) {
             additionalProperties: false,
             properties: { validity_days: validityDays, key_type: keyType },
           },
+          response: certificateResponses.issued,
         },
       },
       async (request, reply) => {
@@ -80,6 +91,7 @@ export function customerRoutes(useCases: UseCases) {
             required: ['csr_pem'],
             properties: { csr_pem: pemString, validity_days: validityDays },
           },
+          response: certificateResponses.issued,
         },
       },
       async (request, reply) => {
@@ -99,6 +111,7 @@ export function customerRoutes(useCases: UseCases) {
           summary: 'Register an existing certificate issued by the Device CA',
           params: deviceIdParam,
           body: { type: 'object', additionalProperties: false, required: ['cert_pem'], properties: { cert_pem: pemString } },
+          response: certificateResponses.imported,
         },
       },
       async (request, reply) =>
@@ -107,7 +120,15 @@ export function customerRoutes(useCases: UseCases) {
 
     app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; limit: number; cursor?: string; tenant_id?: string } }>(
       '/certificates',
-      { schema: { tags: ['certificates'], summary: "List the tenant's certificates", description: keysetListDescription, querystring: certificateListQuery } },
+      {
+        schema: {
+          tags: ['certificates'],
+          summary: "List the tenant's certificates",
+          description: keysetListDescription,
+          querystring: certificateListQuery,
+          response: certificateResponses.list,
+        },
+      },
       async (request) => {
         const actor = customerActor(request);
         const q = request.query;
@@ -127,7 +148,7 @@ export function customerRoutes(useCases: UseCases) {
 
     app.get<{ Params: IdParams }>(
       '/certificates/:id',
-      { schema: { tags: ['certificates'], summary: 'Get a certificate with its PEM', params: certificateIdParam } },
+      { schema: { tags: ['certificates'], summary: 'Get a certificate with its PEM', params: certificateIdParam, response: certificateResponses.one } },
       async (request) => ({ certificate: await useCases.getCertificate(customerActor(request), request.params.id) }),
     );
 
@@ -141,6 +162,7 @@ export function customerRoutes(useCases: UseCases) {
             'Already revoked: 409 CERTIFICATE_ALREADY_REVOKED; expired: 409 CERTIFICATE_EXPIRED (both with `certificate`). Revoking the new certificate of a pending rotation cancels that rotation: its old certificates stay ACTIVE.',
           params: certificateIdParam,
           body: { type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 200 } } },
+          response: certificateResponses.revoked,
         },
       },
       async (request) => useCases.revokeCertificate(customerActor(request), request.params.id, request.body?.reason),

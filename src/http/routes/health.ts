@@ -1,10 +1,17 @@
 import type { FastifyInstance } from 'fastify';
 import { pingDatabase, type Database } from '../../storage/database.ts';
 
+const status = (properties: Record<string, unknown>) => ({ type: 'object', required: Object.keys(properties), properties }) as const;
+const text = { type: 'string' } as const;
+
+/** Hidden from the OpenAPI document, but serialized by these schemas all the same. */
+const liveness = { 200: status({ status: text }) };
+const readiness = { 200: status({ status: text, database: text, device_ca: text }), 503: status({ status: text, database: text }) };
+
 export function healthRoutes(deps: { db: Database; caLoaded: boolean }) {
   return async (app: FastifyInstance) => {
-    app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
-    app.get('/readyz', { schema: { hide: true } }, async (request, reply) => {
+    app.get('/healthz', { schema: { hide: true, response: liveness } }, async () => ({ status: 'ok' }));
+    app.get('/readyz', { schema: { hide: true, response: readiness } }, async (request, reply) => {
       try {
         await pingDatabase(deps.db);
       } catch (e) {

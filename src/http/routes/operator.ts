@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
 import type { CertificateStatus, RotationFilter } from '../../domain/certificate.ts';
 import { keysetListDescription, certificateCursor, certificateListQuery, pageQuery } from '../schemas.ts';
+import { certificateResponses, deviceResponses } from '../response-schemas.ts';
 
 /** Cross-tenant views for the platform team (operator role; runs as certfleet_operator). */
 export function operatorRoutes(useCases: UseCases) {
@@ -14,6 +15,7 @@ export function operatorRoutes(useCases: UseCases) {
           summary: 'List devices of every tenant',
           description: keysetListDescription,
           querystring: { type: 'object', additionalProperties: false, properties: { ...pageQuery, tenant_id: { type: 'string', maxLength: 128 } } },
+          response: deviceResponses.list,
         },
       },
       async (request) => {
@@ -24,7 +26,15 @@ export function operatorRoutes(useCases: UseCases) {
 
     app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; limit: number; cursor?: string; tenant_id?: string } }>(
       '/certificates',
-      { schema: { tags: ['operator'], summary: 'List certificates of every tenant', description: keysetListDescription, querystring: certificateListQuery } },
+      {
+        schema: {
+          tags: ['operator'],
+          summary: 'List certificates of every tenant',
+          description: keysetListDescription,
+          querystring: certificateListQuery,
+          response: certificateResponses.list,
+        },
+      },
       async (request) => {
         const q = request.query;
         return useCases.listCertificates.forOperator({

@@ -13,6 +13,7 @@ const sessionBody = {
 
 const sessionResponse = {
   type: 'object',
+  required: ['tenant_id', 'roles', 'subject', 'csrf_token', 'expires_at'],
   properties: {
     tenant_id: { type: ['string', 'null'] },
     roles: { type: 'array', items: { type: 'string' } },

@@ -31,7 +31,9 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["AlertPage"];
+                    };
                 };
             };
         };
@@ -67,7 +69,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            alert: components["schemas"]["Alert"];
+                        };
+                    };
                 };
             };
         };
@@ -109,7 +115,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            alert: components["schemas"]["Alert"];
+                        };
+                    };
                 };
             };
         };
@@ -149,7 +159,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            alert: components["schemas"]["Alert"];
+                        };
+                    };
                 };
             };
         };
@@ -289,7 +303,9 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["CertificatePage"];
+                    };
                 };
             };
         };
@@ -325,7 +341,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            certificate: components["schemas"]["CertificateWithPem"];
+                        };
+                    };
                 };
             };
         };
@@ -372,7 +392,16 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            certificate: components["schemas"]["Certificate"];
+                            /**
+                             * @description the RFC 5280 reason the CRL lists
+                             * @enum {string}
+                             */
+                            crl_reason: "unspecified" | "keyCompromise" | "cACompromise" | "affiliationChanged" | "superseded" | "cessationOfOperation" | "certificateHold" | "removeFromCRL" | "privilegeWithdrawn" | "aACompromise";
+                        };
+                    };
                 };
             };
         };
@@ -494,7 +523,9 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["DevicePage"];
+                    };
                 };
             };
         };
@@ -517,11 +548,15 @@ export interface paths {
             };
             responses: {
                 /** @description Default Response */
-                200: {
+                201: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            device: components["schemas"]["Device"];
+                        };
+                    };
                 };
             };
         };
@@ -555,7 +590,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            device: components["schemas"]["Device"];
+                        };
+                    };
                 };
             };
         };
@@ -597,11 +636,13 @@ export interface paths {
             };
             responses: {
                 /** @description Default Response */
-                200: {
+                201: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["IssuedCertificate"];
+                    };
                 };
             };
         };
@@ -642,11 +683,13 @@ export interface paths {
             };
             responses: {
                 /** @description Default Response */
-                200: {
+                201: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["IssuedCertificate"];
+                    };
                 };
             };
         };
@@ -684,11 +727,16 @@ export interface paths {
             };
             responses: {
                 /** @description Default Response */
-                200: {
+                201: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            cert_pem: string;
+                            certificate: components["schemas"]["Certificate"];
+                        };
+                    };
                 };
             };
         };
@@ -739,11 +787,13 @@ export interface paths {
             };
             responses: {
                 /** @description Default Response */
-                200: {
+                201: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["StartedRotation"];
+                    };
                 };
             };
         };
@@ -789,7 +839,19 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            /** @description the device's ACTIVE certificates now */
+                            active_certificates: components["schemas"]["Certificate"][];
+                            /** @description the new certificate of the cancelled rotation */
+                            cancelled_certificate_id: number;
+                            device_id: string;
+                            /** @description the old certificates, still valid */
+                            kept_certificates: components["schemas"]["Certificate"][];
+                            /** @description that certificate, revoked; null when it was no longer ACTIVE */
+                            revoked_certificate: components["schemas"]["Certificate"] | (never | null);
+                        };
+                    };
                 };
             };
         };
@@ -829,7 +891,13 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            device_id: string;
+                            /** @description the old certificates, revoked now (superseded) */
+                            revoked_certificates: components["schemas"]["Certificate"][];
+                        };
+                    };
                 };
             };
         };
@@ -863,7 +931,9 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["PendingRotation"];
+                    };
                 };
             };
         };
@@ -904,11 +974,28 @@ export interface paths {
             };
             responses: {
                 /** @description Default Response */
-                200: {
+                201: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            enrollment_token: {
+                                /** Format: date-time */
+                                created_at: string;
+                                device_id: string;
+                                /** Format: date-time */
+                                expires_at: string;
+                                id: number;
+                                tenant_id: string;
+                            };
+                            /** @description the one-time EST password; shown this once */
+                            token: string;
+                            /** @description the EST username: tenant/device */
+                            username: string;
+                            warning: string;
+                        };
+                    };
                 };
             };
         };
@@ -983,7 +1070,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            webhooks: components["schemas"]["Webhook"][];
+                        };
+                    };
                 };
             };
         };
@@ -1007,11 +1098,13 @@ export interface paths {
             };
             responses: {
                 /** @description Default Response */
-                200: {
+                201: {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["WebhookWithSecret"];
+                    };
                 };
             };
         };
@@ -1045,7 +1138,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            webhook: components["schemas"]["Webhook"];
+                        };
+                    };
                 };
             };
         };
@@ -1067,8 +1164,8 @@ export interface paths {
                 };
             };
             responses: {
-                /** @description Default Response */
-                200: {
+                /** @description No Content */
+                204: {
                     headers: {
                         [name: string]: unknown;
                     };
@@ -1103,7 +1200,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            webhook: components["schemas"]["Webhook"];
+                        };
+                    };
                 };
             };
         };
@@ -1135,7 +1236,12 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            /** @description newest first */
+                            deliveries: components["schemas"]["WebhookDelivery"][];
+                        };
+                    };
                 };
             };
         };
@@ -1177,7 +1283,9 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["WebhookWithSecret"];
+                    };
                 };
             };
         };
@@ -1218,7 +1326,9 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["AlertPage"];
+                    };
                 };
             };
         };
@@ -1254,7 +1364,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            alert: components["schemas"]["Alert"];
+                        };
+                    };
                 };
             };
         };
@@ -1296,7 +1410,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            alert: components["schemas"]["Alert"];
+                        };
+                    };
                 };
             };
         };
@@ -1336,7 +1454,11 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": {
+                            alert: components["schemas"]["Alert"];
+                        };
+                    };
                 };
             };
         };
@@ -1443,7 +1565,9 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["CertificatePage"];
+                    };
                 };
             };
         };
@@ -1534,7 +1658,9 @@ export interface paths {
                     headers: {
                         [name: string]: unknown;
                     };
-                    content?: never;
+                    content: {
+                        "application/json": components["schemas"]["DevicePage"];
+                    };
                 };
             };
         };
@@ -1707,12 +1833,12 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            csrf_token?: string;
+                            csrf_token: string;
                             /** Format: date-time */
-                            expires_at?: string;
-                            roles?: string[];
-                            subject?: string;
-                            tenant_id?: string | null;
+                            expires_at: string;
+                            roles: string[];
+                            subject: string;
+                            tenant_id: string | null;
                         };
                     };
                 };
@@ -1851,7 +1977,224 @@ export interface paths {
 }
 export type webhooks = Record<string, never>;
 export interface components {
-    schemas: never;
+    schemas: {
+        Alert: {
+            /** Format: date-time */
+            acknowledged_at: string | null;
+            acknowledged_by: string | null;
+            /** @description CERT_EXPIRING, CERT_EXPIRED, CRL_STALE */
+            alert_type: string;
+            /** @description manual, rotated, revoked, expired, replaced, resolved */
+            close_reason: string | null;
+            /** Format: date-time */
+            closed_at: string | null;
+            closed_by: string | null;
+            /** Format: date-time */
+            created_at: string;
+            details: {
+                [key: string]: unknown;
+            };
+            device_id: string | null;
+            /** @description what the alert is about (one open alert per type and fingerprint) */
+            fingerprint: string;
+            id: number;
+            severity: number;
+            /** @enum {string} */
+            status: "OPEN" | "ACKNOWLEDGED" | "CLOSED";
+            summary: string;
+            /** @description __system__ for system alerts (CRL_STALE) */
+            tenant_id: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        AlertPage: {
+            alerts: components["schemas"]["Alert"][];
+            limit: number;
+            /** @description pass as `cursor` for the next page; null on the last */
+            next_cursor: string | null;
+            /** @description items matching the filters when this page was read */
+            total: number;
+        };
+        Certificate: {
+            /** @description tenant/device */
+            common_name: string;
+            /** Format: date-time */
+            created_at: string;
+            device_id: string;
+            /** @description SHA-256 of the DER, hex */
+            fingerprint_sha256: string;
+            id: number;
+            issuer: string;
+            /** @description rsa-2048, ec-p256, or what a CSR or an imported certificate carried (rsa-3072, ec-p384, ...) */
+            key_type: string;
+            /** Format: date-time */
+            not_after: string;
+            /** Format: date-time */
+            not_before: string;
+            /** Format: date-time */
+            revoked_at: string | null;
+            /** @description the reason as given (an RFC 5280 reason name or free text) */
+            revoked_reason: string | null;
+            /**
+             * Format: date-time
+             * @description set while this is an old certificate of a pending rotation: when it will be revoked (superseded)
+             */
+            scheduled_revoke_at: string | null;
+            /** @description hex */
+            serial_number: string;
+            /** @enum {string} */
+            status: "ACTIVE" | "REVOKED" | "EXPIRED";
+            tenant_id: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        CertificatePage: {
+            certificates: components["schemas"]["Certificate"][];
+            limit: number;
+            /** @description pass as `cursor` for the next page; null on the last */
+            next_cursor: string | null;
+            /** @description items matching the filters when this page was read */
+            total: number;
+        };
+        CertificateWithPem: {
+            cert_pem: string;
+            /** @description tenant/device */
+            common_name: string;
+            /** Format: date-time */
+            created_at: string;
+            device_id: string;
+            /** @description SHA-256 of the DER, hex */
+            fingerprint_sha256: string;
+            id: number;
+            issuer: string;
+            /** @description rsa-2048, ec-p256, or what a CSR or an imported certificate carried (rsa-3072, ec-p384, ...) */
+            key_type: string;
+            /** Format: date-time */
+            not_after: string;
+            /** Format: date-time */
+            not_before: string;
+            /** Format: date-time */
+            revoked_at: string | null;
+            /** @description the reason as given (an RFC 5280 reason name or free text) */
+            revoked_reason: string | null;
+            /**
+             * Format: date-time
+             * @description set while this is an old certificate of a pending rotation: when it will be revoked (superseded)
+             */
+            scheduled_revoke_at: string | null;
+            /** @description hex */
+            serial_number: string;
+            /** @enum {string} */
+            status: "ACTIVE" | "REVOKED" | "EXPIRED";
+            tenant_id: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        Device: {
+            /** Format: date-time */
+            created_at: string;
+            device_id: string;
+            site_id: string | null;
+            status: string;
+            tenant_id: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        DevicePage: {
+            devices: components["schemas"]["Device"][];
+            limit: number;
+            /** @description pass as `cursor` for the next page; null on the last */
+            next_cursor: string | null;
+            /** @description items matching the filters when this page was read */
+            total: number;
+        };
+        IssuedCertificate: {
+            ca_cert_pem: string;
+            cert_pem: string;
+            certificate: components["schemas"]["Certificate"];
+            /** @description only when the key was generated here; shown this once */
+            private_key_pem?: string;
+            warning: string;
+        };
+        PendingRotation: {
+            device_id: string;
+            new_certificate: components["schemas"]["Certificate"];
+            /** Format: date-time */
+            next_revoke_at: string;
+            old_certificates: {
+                fingerprint: string;
+                id: number;
+                rotation_id: number;
+                /** Format: date-time */
+                scheduled_at: string;
+                /** Format: date-time */
+                scheduled_revoke_at: string;
+                /** @enum {string} */
+                status: "ACTIVE" | "REVOKED" | "EXPIRED";
+                /** @description the new certificate */
+                superseded_by: number;
+            }[];
+            /** @description who started it (token subject, or device:<tenant>/<device>); null for older rotations */
+            started_by: string | null;
+        };
+        StartedRotation: {
+            ca_cert_pem: string;
+            cert_pem: string;
+            grace_period_hours: number;
+            new_certificate: components["schemas"]["Certificate"];
+            old_certificates: {
+                fingerprint: string;
+                id: number;
+                /** Format: date-time */
+                scheduled_revoke_at: string;
+                /** @enum {string} */
+                status: "ACTIVE" | "REVOKED" | "EXPIRED";
+            }[];
+            /** @description only when the key was generated here (key_type); shown this once */
+            private_key_pem?: string;
+            warning: string;
+        };
+        Webhook: {
+            /** Format: date-time */
+            created_at: string;
+            created_by: string;
+            description: string | null;
+            enabled: boolean;
+            id: number;
+            tenant_id: string;
+            /** Format: date-time */
+            updated_at: string;
+            url: string;
+        };
+        WebhookDelivery: {
+            alert_id: number | null;
+            attempts: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            delivered_at: string | null;
+            /** @description alert.opened, alert.escalated or alert.closed */
+            event: string;
+            id: number;
+            /** Format: date-time */
+            last_attempt_at: string | null;
+            last_error: string | null;
+            last_status_code: number | null;
+            /**
+             * Format: date-time
+             * @description while PENDING
+             */
+            next_attempt_at: string | null;
+            /** @enum {string} */
+            status: "PENDING" | "DELIVERED" | "DEAD";
+            webhook_id: number;
+        };
+        WebhookWithSecret: {
+            secret: string;
+            warning: string;
+            webhook: components["schemas"]["Webhook"];
+        };
+    };
     responses: never;
     parameters: never;
     requestBodies: never;
