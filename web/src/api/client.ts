@@ -46,10 +46,10 @@ export function problemMessage(status: number, body: unknown): ApiError {
 }
 
 /**
- * The data of an openapi-fetch call, or an ApiError. `T` names the shape for routes whose
- * OpenAPI document declares no response schema (their generated type is empty).
+ * The data of an openapi-fetch call, or an ApiError. The data's type is the route's success
+ * response schema in the OpenAPI document (schema.d.ts), as openapi-fetch infers it.
  */
-export async function call<T = never, R = unknown>(request: Promise<{ data?: R; error?: unknown; response: Response }>): Promise<[T] extends [never] ? R : T> {
+export async function call<R>(request: Promise<{ data?: R; error?: unknown; response: Response }>): Promise<R> {
   let result: { data?: R; error?: unknown; response: Response };
   try {
     result = await request;
@@ -57,5 +57,5 @@ export async function call<T = never, R = unknown>(request: Promise<{ data?: R; 
     throw new ApiError(`could not reach certfleet: ${(e as Error).message}`, 0, null);
   }
   if (!result.response.ok) throw problemMessage(result.response.status, result.error);
-  return result.data as [T] extends [never] ? R : T;
+  return result.data as R;
 }

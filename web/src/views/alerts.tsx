@@ -1,10 +1,11 @@
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
-import type { Alert, AlertPage } from '../api/types';
+import type { components } from '../api/schema';
 import { SEVERITY_NAMES, when } from '../format';
 import { ConfirmAction, FilterForm, Loading, Pager, useLoad, usePager } from '../ui';
 
-type AlertStatus = 'OPEN' | 'ACKNOWLEDGED' | 'CLOSED';
+type Alert = components['schemas']['Alert'];
+type AlertStatus = Alert['status'];
 interface Filters {
   type?: string;
   status?: AlertStatus;
@@ -20,8 +21,8 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
   const page = useLoad(() => {
     const query = { ...filters, limit: 25, cursor: pager.cursor };
     return scope === 'customer'
-      ? call<AlertPage>(client.GET('/api/v1/customer/alerts', { params: { query } }))
-      : call<AlertPage>(client.GET('/api/v1/operator/alerts', { params: { query } }));
+      ? call(client.GET('/api/v1/customer/alerts', { params: { query } }))
+      : call(client.GET('/api/v1/operator/alerts', { params: { query } }));
   }, [scope, filters, pager.cursor, refresh]);
   const act = async (a: Alert, verb: 'acknowledge' | 'close') => {
     const params = { params: { path: { id: a.id } }, body: {} };

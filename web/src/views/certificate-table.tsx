@@ -1,6 +1,8 @@
 import type { ComponentChildren } from 'preact';
-import type { Certificate } from '../api/types';
+import type { components } from '../api/schema';
 import { daysLeft, shortFingerprint, when } from '../format';
+
+type Certificate = components['schemas']['Certificate'];
 
 /** Certificates with status, key type, serial, fingerprint, expiry, days left, scheduled revocation. */
 export function CertificateTable(props: { caption: string; certificates: Certificate[]; showTenant?: boolean; actions?: (c: Certificate) => ComponentChildren }) {

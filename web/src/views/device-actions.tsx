@@ -1,16 +1,19 @@
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
-import type { Certificate, Issued, Rotated, Rotation } from '../api/types';
+import type { components } from '../api/schema';
 import { MAX_ROTATION_GRACE_HOURS, MAX_VALIDITY_DAYS, type KeyType } from '../../../src/domain/certificate.ts';
 import { REVOCATION_REASON_NAMES, when } from '../format';
 import { ActionForm, ConfirmAction, ShowOnce } from '../ui';
 
 
+type Certificate = components['schemas']['Certificate'];
+type PendingRotation = components['schemas']['PendingRotation'];
+
 const KEY_WARNING =
   'This private key is shown once and is not stored anywhere: not by certfleet, not by this browser. Download it now and install it on the device; hiding it or leaving the page discards it.';
 
 /** Issue, rotate, confirm or cancel a rotation, revoke: each asks for confirmation and reports next to itself. */
-export function DeviceActions(props: { deviceId: string; rotation: Rotation | null; certificates: Certificate[]; onChanged: () => void }) {
+export function DeviceActions(props: { deviceId: string; rotation: PendingRotation | null; certificates: Certificate[]; onChanged: () => void }) {
   const id = props.deviceId;
   const path = { device_id: id };
   // The one place the private key lives: component state, gone when hidden or when the page is left.
@@ -50,7 +53,7 @@ export function DeviceActions(props: { deviceId: string; rotation: Rotation | nu
               </p>
             )}
             run={async () => {
-              const r = await call<Issued>(
+              const r = await call(
                 client.POST('/api/v1/customer/devices/{device_id}/certificates/generate', { params: { path }, body: { key_type: keyType, validity_days: Number(validity) } }),
               );
               issued(r.certificate.id, r.private_key_pem);
@@ -74,7 +77,7 @@ export function DeviceActions(props: { deviceId: string; rotation: Rotation | nu
               </p>
             )}
             run={async () => {
-              const r = await call<Issued>(
+              const r = await call(
                 client.POST('/api/v1/customer/devices/{device_id}/certificates/csr', { params: { path }, body: { csr_pem: csr, validity_days: Number(csrValidity) } }),
               );
               issued(r.certificate.id, undefined);
@@ -102,7 +105,7 @@ export function DeviceActions(props: { deviceId: string; rotation: Rotation | nu
               </p>
             )}
             run={async () => {
-              const r = await call<Rotated>(
+              const r = await call(
                 client.POST('/api/v1/customer/devices/{device_id}/certificates/rotate', {
                   params: { path },
                   body: { key_type: rotateKeyType, revoke_old_after_hours: Number(grace) },

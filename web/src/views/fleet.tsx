@@ -1,13 +1,13 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, call, client } from '../api/client';
-import type { CertificatePage, DevicePage, Rotation } from '../api/types';
+import type { components } from '../api/schema';
 import { when } from '../format';
 import { ActionForm, FilterForm, Loading, Pager, useLoad, usePager } from '../ui';
 import { CertificateTable } from './certificate-table';
 import { DeviceActions } from './device-actions';
 import { ExpiryChart } from './expiry-chart';
 
-type Status = 'ACTIVE' | 'REVOKED' | 'EXPIRED';
+type Status = components['schemas']['Certificate']['status'];
 
 /** The customer's fleet: expiry overview, devices, certificates, and one device's actions. */
 export function FleetView() {
@@ -30,7 +30,7 @@ function Devices(props: { refresh: number; onChanged: () => void; onManage: (id:
   const [siteId, setSiteId] = useState('');
   const pager = usePager([]);
   const devices = useLoad(
-    () => call<DevicePage>(client.GET('/api/v1/customer/devices', { params: { query: { limit: 20, cursor: pager.cursor } } })),
+    () => call(client.GET('/api/v1/customer/devices', { params: { query: { limit: 20, cursor: pager.cursor } } })),
     [pager.cursor, props.refresh],
   );
   return (
@@ -49,7 +49,7 @@ function Devices(props: { refresh: number; onChanged: () => void; onManage: (id:
             </p>
           )}
           run={async () => {
-            const { device } = await call<{ device: { device_id: string } }>(
+            const { device } = await call(
               client.POST('/api/v1/customer/devices', { body: { device_id: deviceId.trim(), site_id: siteId.trim() || null } }),
             );
             props.onChanged();
@@ -109,7 +109,7 @@ function Certificates(props: { refresh: number; onManage: (id: string) => void }
   const [filters, setFilters] = useState<{ device_id?: string; status?: Status; expiring_within_days?: number }>({});
   const pager = usePager([filters]);
   const page = useLoad(
-    () => call<CertificatePage>(client.GET('/api/v1/customer/certificates', { params: { query: { ...filters, limit: 25, cursor: pager.cursor } } })),
+    () => call(client.GET('/api/v1/customer/certificates', { params: { query: { ...filters, limit: 25, cursor: pager.cursor } } })),
     [filters, pager.cursor, props.refresh],
   );
   return (
@@ -189,7 +189,7 @@ function DevicePanel(props: { deviceId: string; refresh: number; onChanged: () =
   useEffect(() => heading.current?.focus(), [props.deviceId]);
   const id = props.deviceId;
   const certs = useLoad(
-    () => call<CertificatePage>(client.GET('/api/v1/customer/certificates', { params: { query: { device_id: id, limit: 50 } } })),
+    () => call(client.GET('/api/v1/customer/certificates', { params: { query: { device_id: id, limit: 50 } } })),
     [id, props.refresh],
   );
   // Old certificates of a pending rotation carry scheduled_revoke_at: only then is there a rotation to read
@@ -198,7 +198,7 @@ function DevicePanel(props: { deviceId: string; refresh: number; onChanged: () =
   const rotation = useLoad(async () => {
     if (!pending) return null;
     try {
-      return await call<Rotation>(client.GET('/api/v1/customer/devices/{device_id}/certificates/rotation', { params: { path: { device_id: id } } }));
+      return await call(client.GET('/api/v1/customer/devices/{device_id}/certificates/rotation', { params: { path: { device_id: id } } }));
     } catch (e) {
       if (e instanceof ApiError && e.code === 'NO_PENDING_ROTATION') return null;
       throw e;

@@ -1,6 +1,5 @@
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
-import type { CertificatePage } from '../api/types';
 import { Loading, Pager, useLoad, usePager } from '../ui';
 import { AlertsView } from './alerts';
 import { AuditView } from './audit';
@@ -25,7 +24,7 @@ function AllCertificates() {
   const [filters, setFilters] = useState<Parameters<Parameters<typeof CertificateFilters>[0]['onApply']>[0]>({});
   const pager = usePager([filters]);
   const page = useLoad(
-    () => call<CertificatePage>(client.GET('/api/v1/operator/certificates', { params: { query: { ...filters, limit: 25, cursor: pager.cursor } } })),
+    () => call(client.GET('/api/v1/operator/certificates', { params: { query: { ...filters, limit: 25, cursor: pager.cursor } } })),
     [filters, pager.cursor],
   );
   return (

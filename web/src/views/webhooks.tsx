@@ -1,6 +1,5 @@
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
-import type { Delivery, Webhook, WebhookCreated } from '../api/types';
 import { when } from '../format';
 import { ActionForm, ConfirmAction, Loading, ShowOnce, useLoad } from '../ui';
 
@@ -12,7 +11,7 @@ export function WebhooksView() {
   const [secret, setSecret] = useState<{ id: number; value: string } | null>(null);
   const [url, setUrl] = useState('');
   const [description, setDescription] = useState('');
-  const hooks = useLoad(() => call<{ webhooks: Webhook[] }>(client.GET('/api/v1/customer/notification-webhooks')), [refresh]);
+  const hooks = useLoad(() => call(client.GET('/api/v1/customer/notification-webhooks')), [refresh]);
   const changed = () => setRefresh((n) => n + 1);
   return (
     <section aria-labelledby="webhooks-heading">
@@ -32,7 +31,7 @@ export function WebhooksView() {
             </p>
           )}
           run={async () => {
-            const r = await call<WebhookCreated>(client.POST('/api/v1/customer/notification-webhooks', { body: { url: url.trim(), description: description.trim() || undefined } }));
+            const r = await call(client.POST('/api/v1/customer/notification-webhooks', { body: { url: url.trim(), description: description.trim() || undefined } }));
             setSecret({ id: r.webhook.id, value: r.secret });
             changed();
             return `Webhook ${r.webhook.id} created.`;
@@ -76,7 +75,7 @@ export function WebhooksView() {
               secondary
               question={<p>The old secret stops working at once. Continue?</p>}
               run={async () => {
-                const r = await call<{ secret: string }>(client.POST('/api/v1/customer/notification-webhooks/{id}/rotate-secret', { params: { path: { id: w.id } }, body: {} }));
+                const r = await call(client.POST('/api/v1/customer/notification-webhooks/{id}/rotate-secret', { params: { path: { id: w.id } }, body: {} }));
                 setSecret({ id: w.id, value: r.secret });
                 return 'New secret issued.';
               }}
@@ -104,7 +103,7 @@ export function WebhooksView() {
 }
 
 function Deliveries({ id }: { id: number }) {
-  const list = useLoad(() => call<{ deliveries: Delivery[] }>(client.GET('/api/v1/customer/notification-webhooks/{id}/deliveries', { params: { path: { id }, query: { limit: 20 } } })), [id]);
+  const list = useLoad(() => call(client.GET('/api/v1/customer/notification-webhooks/{id}/deliveries', { params: { path: { id }, query: { limit: 20 } } })), [id]);
   return (
     <>
       <Loading loading={list.loading} error={list.error} />
