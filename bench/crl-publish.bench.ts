@@ -61,7 +61,7 @@ const BASE_URL = 'http://certfleet.bench:8080';
 const OPENSSL_REASON: Record<number, string> = { 1: 'keyCompromise', 2: 'CACompromise', 3: 'affiliationChanged', 4: 'superseded', 5: 'cessationOfOperation', 6: 'certificateHold' };
 
 interface ChildReport {
-  runs: { ms: number; entriesMs: number; signMs: number; verifyMs: number; storeMs: number; fileMs: number }[];
+  runs: { ms: number; toFileMs: number; entriesMs: number; signMs: number; verifyMs: number; storeMs: number; fileMs: number }[];
   entries: number;
   bytes: number;
   maxRssMb: number;
@@ -94,6 +94,7 @@ async function child(databaseUrl: string, caDir: string, outPath: string): Promi
     const line = lines.at(-1)!;
     report.runs.push({
       ms: result.ms,
+      toFileMs: result.toFileMs ?? Number.NaN,
       entriesMs: Number(line.entries_ms),
       signMs: Number(line.sign_ms),
       verifyMs: Number(line.verify_ms),

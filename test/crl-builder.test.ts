@@ -512,7 +512,7 @@ describe('revoked entries encoder', () => {
       entries.push({ serialHex, revokedAt, reasonCode: reasons[i % reasons.length] });
     }
     const enc = createRevokedEntriesEncoder();
-    for (const e of entries) enc.add(e);
+    for (const e of [...entries].reverse()) enc.add(e);
     expect(enc.count).toBe(entries.length);
     const expected = Buffer.concat(entries.map((e) => referenceEntry({ ...e, serialHex: e.serialHex.replace(/^0+(?=.)/, '') })));
     expect(enc.byteLength).toBe(expected.length);
@@ -525,23 +525,46 @@ describe('revoked entries encoder', () => {
     expect(encodeRevokedEntries([e]).subarray(2, 6).toString('hex')).toBe('020200ff');
   });
 
-  it('enforces strictly ascending serials, valid reasons and dates', () => {
+  it('puts entries added in any order in serial order, and refuses a serial added twice', () => {
     const at = new Date('2026-01-01T00:00:00Z');
     const enc = createRevokedEntriesEncoder();
-    enc.add({ serialHex: '0a', revokedAt: at, reasonCode: 0 });
-    expect(() => enc.add({ serialHex: '0A', revokedAt: at, reasonCode: 0 })).toThrow(/ascending/);
-    expect(() => enc.add({ serialHex: '9', revokedAt: at, reasonCode: 0 })).toThrow(/ascending/);
+    enc.add({ serialHex: '100', revokedAt: at, reasonCode: 1 });
     enc.add({ serialHex: '0b', revokedAt: at, reasonCode: 0 });
+    enc.add({ serialHex: '0a', revokedAt: at, reasonCode: 0 });
     expect(() => enc.add({ serialHex: 'ff', revokedAt: at, reasonCode: 7 })).toThrow(/reason/);
     expect(() => enc.add({ serialHex: 'ff', revokedAt: at, reasonCode: 8 })).toThrow(/reason/);
     expect(() => enc.add({ serialHex: 'fg', revokedAt: at, reasonCode: 0 })).toThrow(/hexadecimal/);
     expect(() => enc.add({ serialHex: 'ff', revokedAt: new Date('x'), reasonCode: 0 })).toThrow(/Date/);
     expect(() => enc.add({ serialHex: '1'.repeat(41), revokedAt: at, reasonCode: 0 })).toThrow(/20 octets/);
-    enc.add({ serialHex: '100', revokedAt: at, reasonCode: 1 });
     expect(enc.count).toBe(3);
     const out = enc.finish();
     expect(out.equals(Buffer.concat([referenceEntry({ serialHex: 'a', revokedAt: at, reasonCode: 0 }), referenceEntry({ serialHex: 'b', revokedAt: at, reasonCode: 0 }), referenceEntry({ serialHex: '100', revokedAt: at, reasonCode: 1 })]))).toBe(true);
     expect(() => enc.add({ serialHex: '200', revokedAt: at, reasonCode: 0 })).toThrow(/finished/);
+
+    const twice = createRevokedEntriesEncoder();
+    for (const serialHex of ['0a', '7f', '0A']) twice.add({ serialHex, revokedAt: at, reasonCode: 0 });
+    expect(() => twice.finish()).toThrow(/0a is revoked twice/);
+    const twiceLong = createRevokedEntriesEncoder();
+    const long = '4' + 'c'.repeat(39);
+    for (const serialHex of [long, '4' + 'c'.repeat(38) + 'd', long.toUpperCase()]) twiceLong.add({ serialHex, revokedAt: at, reasonCode: 0 });
+    expect(() => twiceLong.finish()).toThrow(/revoked twice/);
+  });
+
+  it('orders shuffled serials of every length like a numeric sort: shared prefixes, top bits, leading zeros, 1 and 20 octets', () => {
+    const at = new Date('2026-01-01T00:00:00Z');
+    const values = new Set<bigint>();
+    const add = (v: bigint) => v > 0n && v < 1n << 160n && values.add(v);
+    for (let i = 0; i < 2000; i++) add(BigInt('0x' + randomBytes(1 + (i % 20)).toString('hex')));
+    for (let i = 0; i < 300; i++) add((0x4abcdef012345n << 100n) + BigInt(i) * 7n); // equal leading bits: ordered byte by byte
+    for (let i = 1; i < 300; i++) add(BigInt(i)); // small serials, one and two octets
+    for (let i = 0; i < 50; i++) add((1n << 159n) + BigInt(i)); // top bit set: a 0x00 sign octet, 21 octets of content
+    const sorted = [...values].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+    const shuffled = [...sorted].sort(() => Math.random() - 0.5);
+    const enc = createRevokedEntriesEncoder();
+    shuffled.forEach((v, i) => enc.add({ serialHex: (i % 5 === 0 ? '000' : '') + v.toString(16), revokedAt: at, reasonCode: i % 2 }));
+    const reasonOf = new Map(shuffled.map((v, i) => [v, i % 2]));
+    const expected = Buffer.concat(sorted.map((v) => referenceEntry({ serialHex: v.toString(16), revokedAt: at, reasonCode: reasonOf.get(v)! })));
+    expect(enc.finish().equals(expected)).toBe(true);
   });
 });
 

@@ -76,6 +76,16 @@ describe('CRL lint (unit)', () => {
     v1[versionAt + 2] = 0;
     expect(ruleOf(() => lintCrl(v1, { ca: profile, previousNumber: 0n }))).toBe('crl.version');
   });
+
+  it('reads the entries once for two variants of one publication, and again whenever their bytes differ', () => {
+    const linted = buildCrl({ ...base, revoked: entries(1, 2, 3), distributionPointUrl: undefined });
+    const known = { der: linted, entries: lintCrl(linted, { ca: profile, previousNumber: 0n }).entries };
+    expect(lintCrl(buildCrl({ ...base, revoked: entries(1, 2, 3) }), { ca: profile, previousNumber: 0n, entriesLike: known }).entries).toBe(3);
+    const disordered = buildCrl({ ...base, revoked: Buffer.concat([entries(1), entries(3), entries(2)]) });
+    expect(ruleOf(() => lintCrl(disordered, { ca: profile, previousNumber: 0n, entriesLike: known }))).toBe('crl.entries.order');
+    const fewer = buildCrl({ ...base, revoked: entries(1, 2) });
+    expect(lintCrl(fewer, { ca: profile, previousNumber: 0n, entriesLike: known }).entries).toBe(2);
+  });
 });
 
 describe('CRL lint wired into publication', () => {

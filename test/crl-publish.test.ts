@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPublishCrl, type CrlAuthority } from '../src/app/publish-crl.ts';
+import type { Storage } from '../src/app/storage-ports.ts';
 import { crlAuthorityFor } from '../src/crl/crl-authority.ts';
 import { DAY_MS, createManualClock, type Clock } from '../src/domain/clock.ts';
 import { crlPemToDer, CrlVerificationError, verifyCrl } from '../src/crl/verify-crl.ts';
@@ -434,6 +435,46 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     await h.publisher.stop();
   });
 
+  it('writes the file before the CRL is stored; if storing fails, the next publication numbers above the file', async () => {
+    const { serial, id } = await issue();
+    await revoke(id, 'keyCompromise');
+    await publisher().idle();
+    const issuerKeyId = crlAuthorityFor(t.service.ca.ca!).issuerKeyId;
+    const storedNumber = (await database.db.asOperator((tx) => readCrlInfo(tx, issuerKeyId)))!.crlNumber;
+    const real = createStorage(database.db);
+    let failStore = true;
+    const storage: Storage = {
+      ...real,
+      asOperator: (fn) =>
+        real.asOperator((repos) =>
+          fn({
+            ...repos,
+            crl: {
+              ...repos.crl,
+              saveCrl: async (...args) => {
+                if (failStore) throw new Error('no space left on device');
+                return repos.crl.saveCrl(...args);
+              },
+            },
+          }),
+        ),
+    };
+    const h = harness({ storage });
+    await expect(h.publisher.publishNow()).rejects.toThrow(/no space left/);
+    const written = verifyCrl(crlPemToDer(readFileSync(h.path, 'latin1')), { caPublicKey: t.service.ca.ca!.publicKey, now: t.clock.now() });
+    expect(written.crlNumber).toBe(storedNumber + 1n); // on disk, and the broker told, although the store failed
+    expect(h.reloads()).toBe(1);
+    expect(run('openssl', ['crl', '-in', h.path, '-noout', '-text']).out.toUpperCase()).toContain(serial.toUpperCase());
+    expect((await database.db.asOperator((tx) => readCrlInfo(tx, issuerKeyId)))!.crlNumber).toBe(storedNumber);
+
+    failStore = false;
+    const next = await h.publisher.publishNow();
+    expect(next.crlNumber).toBe(storedNumber + 2n);
+    expect((await database.db.asOperator((tx) => readCrlInfo(tx, issuerKeyId)))!.crlNumber).toBe(storedNumber + 2n);
+    expect(verifyCrl(crlPemToDer(readFileSync(h.path, 'latin1')), { caPublicKey: t.service.ca.ca!.publicKey, now: t.clock.now() }).crlNumber).toBe(storedNumber + 2n);
+    await h.publisher.stop();
+  });
+
   it('a crash between the temp file and the rename leaves the previous file in place and valid', async () => {
     let crash = true;
     const fs: CrlFs = {
@@ -558,7 +599,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
   });
 
   /** A second publisher on the same database with its own file, reloader spy and seams. */
-  function harness(options: { authority?: CrlAuthority; clock?: Clock; fs?: CrlFs; reloader?: BrokerReloader; retryMs?: number }) {
+  function harness(options: { authority?: CrlAuthority; clock?: Clock; fs?: CrlFs; reloader?: BrokerReloader; retryMs?: number; storage?: Storage }) {
     const ca = t.service.ca.ca!;
     const good = crlAuthorityFor(ca);
     const path = join(mkdtempSync(join(tmpdir(), 'certfleet-crlfile-')), 'device-crl.pem');
@@ -569,7 +610,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     const fileSync = createCrlFileSync({ path, caPublicKey: ca.publicKey, issuerNameDer: good.issuerNameDer, clock, reloader, logger: quiet, fs: options.fs });
     const registry = new Registry();
     const p = createCrlPublisher({
-      publish: createPublishCrl({ storage: createStorage(database.db), clock, authority: options.authority ?? good, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
+      publish: createPublishCrl({ storage: options.storage ?? createStorage(database.db), clock, authority: options.authority ?? good, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
       readStored: () => database.db.asOperator((tx) => readCrlInfo(tx, good.issuerKeyId)),
       loadStoredDer: storedFileCrlLoader(database.db, good.issuerKeyId),
       fileSync,

@@ -5,7 +5,7 @@ import { buildCrl, createRevokedEntriesEncoder, type CrlSigner, type RevokedEntr
 import { crlSignature } from '../domain/crl/complete-crl.ts';
 import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
 import type { CaLintProfile } from '../pki/lint/ca-profile.ts';
-import { lintCrl } from '../pki/lint/crl-lint.ts';
+import { lintCrl, type CrlLintOptions } from '../pki/lint/crl-lint.ts';
 import { runLint } from '../pki/lint/lint-failure.ts';
 import { verifyCrl } from '../crl/verify-crl.ts';
 import type { Storage, StoredCrlInfo } from './storage-ports.ts';
@@ -61,11 +61,14 @@ export interface PublishCrlRequest {
    */
   minNumber?: bigint;
   /**
-   * Work to do while the database stores the new CRL (e.g. verify it again and write the
-   * broker's file to a temp file); awaited before the commit, its outcome is not the
-   * publication's: a failure there does not roll back the stored CRL.
+   * Writes the broker's file variant (`fileDer`) as soon as it is signed and verified, while the
+   * served variant is built and the CRL stored: a revocation reaches the broker without waiting
+   * for the database to store tens of MB. Awaited before the transaction ends; its outcome is
+   * not the publication's (a failure there does not roll back the stored CRL). If the store then
+   * fails, the file holds a number the database does not: harmless, as the next publication
+   * numbers above the file's (`minNumber`), and the revocations it lists stay pending until stored.
    */
-  whileStoring?(crl: { crlNumber: bigint; der: Buffer }): Promise<unknown>;
+  writeFile?(crl: { crlNumber: bigint; der: Buffer }): Promise<unknown>;
 }
 
 export interface PublishedCrl {
@@ -78,7 +81,10 @@ export interface PublishedCrl {
   fileDer: Buffer;
   sha256: string;
   entries: number;
-  /** Where the time went (ms): reading + encoding the entries, building + signing, verifying, storing. */
+  /**
+   * Where the time went (ms): reading + encoding the entries, building + signing and verifying
+   * both variants, storing (with the file write, which starts once the file variant is verified).
+   */
   timings: { entriesMs: number; signMs: number; verifyMs: number; storeMs: number; totalMs: number };
 }
 
@@ -95,8 +101,8 @@ const REMOVE_FROM_CRL = REVOCATION_REASONS.removeFromCRL;
  * expired one only until it was on one CRL whose thisUpdate is after its notAfter (RFC 5280 3.3).
  * Both CRLs (served, with Issuing Distribution Point; the broker's file, without) must pass
  * verifyCrl (signature with the CA key, issuer, nextUpdate in the future, number above the
- * previous) and the lint (pki/lint: profile, entries sorted and unique) before it is stored;
- * otherwise the transaction rolls back and the error is thrown (LINT_FAILED names the rule).
+ * previous) and the lint (pki/lint: profile, entries sorted and unique) before it is written or
+ * stored; otherwise the transaction rolls back and the error is thrown (LINT_FAILED names the rule).
  */
 export function createPublishCrl({ storage, clock, authority, settings, build = buildCrl }: PublishCrlDeps) {
   const validityMs = settings.validityHours * HOUR_MS;
@@ -138,11 +144,12 @@ export function createPublishCrl({ storage, clock, authority, settings, build = 
       const entries = encoder.count;
       const entriesDone = performance.now();
 
-      // The same entries, signed twice: the CRL served at the distribution point URL carries that URL as
-      // Issuing Distribution Point (EMQX enforces only such CRLs); the broker's file has none, so it
+      // The same entries, signed twice. The broker's file has no Issuing Distribution Point, so it
       // covers every certificate of the CA whatever distribution point it carries (a certificate
       // issued before a PUBLIC_BASE_URL change, an imported one), and OpenSSL never answers
-      // "different CRL scope".
+      // "different CRL scope"; it is built first and written while the other is built and stored.
+      // The CRL served at the distribution point URL carries that URL as Issuing Distribution
+      // Point (EMQX enforces only such CRLs).
       const fields = {
         issuerNameDer: authority.issuerNameDer,
         authorityKeyId: authority.authorityKeyId,
@@ -152,61 +159,60 @@ export function createPublishCrl({ storage, clock, authority, settings, build = 
         revoked: encoder.finish(),
         signer: authority.signer,
       };
-      const der = build({ ...fields, distributionPointUrl: settings.distributionPointUrl });
-      const fileDer = build(fields);
-      const signed = performance.now();
+      let signMs = 0;
+      let verifyMs = 0;
+      const signed = (distributionPointUrl?: string): Buffer => {
+        const from = performance.now();
+        const crl = build(distributionPointUrl === undefined ? fields : { ...fields, distributionPointUrl });
+        signMs += performance.now() - from;
+        return crl;
+      };
+      const checked = (crl: Buffer, entriesLike?: CrlLintOptions['entriesLike']) => {
+        const from = performance.now();
+        const linted = runLint(() => lintCrl(crl, { ca: authority.lintProfile, previousNumber: previous, entriesLike }));
+        const verified = verifyCrl(crl, { caPublicKey: authority.publicKey, now: clock.now(), previousNumber: previous, issuerNameDer: authority.issuerNameDer });
+        if (verified.entryCount !== entries || linted.entries !== entries) throw new Error(`CRL has ${verified.entryCount} entries, expected ${entries}`);
+        verifyMs += performance.now() - from;
+      };
 
-      for (const crl of [der, fileDer]) {
-        runLint(() => lintCrl(crl, { ca: authority.lintProfile, previousNumber: previous }));
-        const verified = verifyCrl(crl, {
-          caPublicKey: authority.publicKey,
-          now: clock.now(),
-          previousNumber: previous,
-          issuerNameDer: authority.issuerNameDer,
-        });
-        if (verified.entryCount !== entries) throw new Error(`CRL has ${verified.entryCount} entries, expected ${entries}`);
-      }
-      const sha256 = createHash('sha256').update(der).digest('hex');
-      const verifiedAt = performance.now();
-
-      const storing = repos.crl.saveCrl(authority.issuerKeyId, {
-        crlNumber,
-        thisUpdate,
-        nextUpdate,
-        der,
-        fileSignature: crlSignature(fileDer),
-        sha256,
-        entries,
-        publishedAt: clock.now(),
-      });
-      const alongside = request.whileStoring ? request.whileStoring({ crlNumber, der: fileDer }).catch(() => undefined) : null;
-      let saved: StoredCrlInfo;
+      const fileDer = signed();
+      checked(fileDer);
+      const fileWrite = request.writeFile?.({ crlNumber, der: fileDer }).catch(() => undefined);
       try {
-        saved = await storing;
-      } finally {
-        await alongside;
-      }
-      const done = performance.now();
-      return {
-        published: true,
-        stored: saved,
-        crl: {
+        const der = signed(settings.distributionPointUrl);
+        // Its entries are the file variant's, byte for byte: the lint reads them once.
+        checked(der, { der: fileDer, entries });
+        const sha256 = createHash('sha256').update(der).digest('hex');
+        const storeStarted = performance.now();
+        const stored = await repos.crl.saveCrl(authority.issuerKeyId, {
           crlNumber,
           thisUpdate,
           nextUpdate,
           der,
-          fileDer,
+          fileSignature: crlSignature(fileDer),
           sha256,
           entries,
-          timings: {
-            entriesMs: entriesDone - started,
-            signMs: signed - entriesDone,
-            verifyMs: verifiedAt - signed,
-            storeMs: done - verifiedAt,
-            totalMs: done - started,
+          publishedAt: clock.now(),
+        });
+        await fileWrite;
+        const done = performance.now();
+        return {
+          published: true,
+          stored,
+          crl: {
+            crlNumber,
+            thisUpdate,
+            nextUpdate,
+            der,
+            fileDer,
+            sha256,
+            entries,
+            timings: { entriesMs: entriesDone - started, signMs, verifyMs, storeMs: done - storeStarted, totalMs: done - started },
           },
-        },
-      };
+        };
+      } finally {
+        await fileWrite;
+      }
     });
 }
 

@@ -384,8 +384,8 @@ export interface CrlRepository {
   /** The latest CRL and the signature of its file variant (null: stored before there was one); null before the first publication. */
   readCrlForFile(issuerKeyId: string): Promise<{ der: Buffer; fileSignature: Buffer | null } | null>;
   /**
-   * Streams the revoked certificates of the scope's CRL to onEntry, in ascending serial order,
-   * from one snapshot. Returns the number of entries.
+   * Hands the revoked certificates of the scope's CRL to onEntry as they are read, in no
+   * particular order, from one snapshot. Returns the number of entries.
    */
   forEachRevokedCertificate(scope: RevokedEntriesScope, onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void): Promise<number>;
   /** Takes the CA's pending-revocation marks before a build reads the entries (they are all in this CRL). */

@@ -6,10 +6,6 @@
  * one and the folder fsynced; only then is the broker signalled (Mosquitto 2.0 fails open on a
  * bad or missing file). A crash at any point leaves the previous file or the new one, both
  * valid. A failed reload is remembered and retried by the next sync (the file stays valid).
- *
- * `stage` + `commit` split the write so the publisher can verify and write the temp file while
- * the database stores the same CRL, and rename only after that committed: the file never holds
- * a CRL the database does not have.
  */
 import { mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
@@ -93,23 +89,9 @@ export interface CrlFileSyncResult {
   reloadError?: string;
 }
 
-/** A verified CRL written to a temp file next to the target (fsynced), not yet renamed into place. */
-export interface StagedCrlFile {
-  crlNumber: bigint;
-  /** Renames it into place if it is still newer than the file, fsyncs the folder, reloads the broker. */
-  commit(): Promise<CrlFileSyncResult>;
-  /** Removes the temp file (the CRL was not stored after all). */
-  discard(): Promise<void>;
-}
-
 export interface CrlFileSync {
-  /** stage + commit: the file holds `crl` (or something newer) afterwards. */
+  /** The file holds `crl` (or something newer) afterwards, and the broker was told. */
   sync(crl: CrlForFile): Promise<CrlFileSyncResult>;
-  /**
-   * Verifies the CRL and writes it to a temp file, so the publisher can do it while the
-   * database stores the same CRL, and rename only after that committed.
-   */
-  stage(crl: { crlNumber: bigint; der: Uint8Array }): Promise<StagedCrlFile>;
   /** Number of the valid CRL in the file (signed by our CA), null when missing or not valid. Cached by file identity. */
   fileNumber(): Promise<bigint | null>;
   /** A reload failed and has not succeeded since. */
@@ -180,73 +162,43 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     return reloadPending ? { ...result, ...(await reload()) } : result;
   }
 
-  async function stage(crl: { crlNumber: bigint; der: Uint8Array }): Promise<StagedCrlFile> {
+  async function write(crl: { crlNumber: bigint; der: Uint8Array }): Promise<CrlFileSyncResult> {
     const started = performance.now();
-    const current = await fileNumber();
-    if (current !== null && crl.crlNumber <= current) {
-      return { crlNumber: crl.crlNumber, commit: () => upToDate(crl.crlNumber, current), discard: async () => undefined };
-    }
     // Verified again right before it may replace the file: nothing reaches the broker unchecked.
-    const verified = verifyCrl(crl.der, {
-      caPublicKey: deps.caPublicKey,
-      issuerNameDer: deps.issuerNameDer,
-      now: deps.clock.now(),
-      previousNumber: current ?? undefined,
-    });
+    // Verified and encoded before the first await, so the publisher's next CPU work does not delay the write.
+    const verified = verifyCrl(crl.der, { caPublicKey: deps.caPublicKey, issuerNameDer: deps.issuerNameDer, now: deps.clock.now() });
     if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
     const pem = crlDerToPemBytes(crl.der);
+    const current = await fileNumber();
+    if (current !== null && crl.crlNumber <= current) return upToDate(crl.crlNumber, current);
     await fs.mkdirp(dir);
     const tmp = tempPathFor(deps.path);
     const name = basename(tmp);
     staged.add(name);
     try {
       await fs.writeNewFileDurably(tmp, pem, mode);
+      // Someone else (another replica on a shared folder) may have put a newer one there meanwhile.
+      const now = await fileNumber();
+      if (now !== null && crl.crlNumber <= now) {
+        await fs.unlink(tmp).catch(() => undefined);
+        return upToDate(crl.crlNumber, now);
+      }
+      await fs.rename(tmp, deps.path);
     } catch (error) {
       await fs.unlink(tmp).catch(() => undefined);
-      staged.delete(name);
       throw error;
+    } finally {
+      staged.delete(name);
     }
-    const stagedMs = performance.now() - started;
-    let done = false;
-    return {
-      crlNumber: crl.crlNumber,
-      async discard() {
-        if (done) return;
-        done = true;
-        await fs.unlink(tmp).catch(() => undefined);
-        staged.delete(name);
-      },
-      async commit() {
-        if (done) throw new Error('staged CRL file already committed or discarded');
-        done = true;
-        const renameStarted = performance.now();
-        try {
-          // Someone else (another replica on a shared folder) may have put a newer one there meanwhile.
-          const now = await fileNumber();
-          if (now !== null && crl.crlNumber <= now) {
-            await fs.unlink(tmp).catch(() => undefined);
-            return upToDate(crl.crlNumber, now);
-          }
-          await fs.rename(tmp, deps.path);
-        } catch (error) {
-          await fs.unlink(tmp).catch(() => undefined);
-          throw error;
-        } finally {
-          staged.delete(name);
-        }
-        await fs.fsyncDir(dir);
-        cached = null;
-        const identity = await fs.identity(deps.path);
-        if (identity !== null) cached = { identity, number: crl.crlNumber };
-        const writeMs = stagedMs + (performance.now() - renameStarted);
-        return { file: 'written', fileNumber: crl.crlNumber, bytes: pem.length, writeMs, ...(await reload()) };
-      },
-    };
+    await fs.fsyncDir(dir);
+    cached = null;
+    const identity = await fs.identity(deps.path);
+    if (identity !== null) cached = { identity, number: crl.crlNumber };
+    return { file: 'written', fileNumber: crl.crlNumber, bytes: pem.length, writeMs: performance.now() - started, ...(await reload()) };
   }
 
   return {
     fileNumber,
-    stage,
     get reloadPending() {
       return reloadPending;
     },
@@ -264,11 +216,13 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
       return removed;
     },
     async sync(crl) {
+      // In hand: verified and encoded right away, before anything else can run (write checks the file's number).
+      if (crl.der) return write({ crlNumber: crl.crlNumber, der: crl.der });
       const current = await fileNumber();
       if (current !== null && crl.crlNumber <= current) return upToDate(crl.crlNumber, current);
-      const der = crl.der ?? (await crl.load?.()) ?? null;
+      const der = (await crl.load?.()) ?? null;
       if (!der) throw new Error(`CRL ${crl.crlNumber} is not available to write`);
-      return (await stage({ crlNumber: crl.crlNumber, der })).commit();
+      return write({ crlNumber: crl.crlNumber, der });
     },
   };
 }

@@ -15,7 +15,7 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../domain/clock.ts';
 import type { PublishCondition, PublishCrl, PublishCrlResult } from '../app/publish-crl.ts';
 import type { StoredCrlInfo } from '../app/storage-ports.ts';
-import type { CrlFileSync, CrlFileSyncResult, CrlForFile, StagedCrlFile } from './crl-file-sync.ts';
+import type { CrlFileSync, CrlFileSyncResult, CrlForFile } from './crl-file-sync.ts';
 import { createBackoff } from '../support/backoff.ts';
 import type { Logger } from '../support/logger.ts';
 
@@ -47,8 +47,10 @@ export interface CrlPublication {
   entries: number | null;
   bytes: number | null;
   nextUpdate: Date | null;
-  /** The run, database to file on disk. */
+  /** The run, database to file on disk and CRL stored. */
   ms: number;
+  /** From the start of the run until this publication's file was on disk (null: no file written). */
+  toFileMs: number | null;
   file: CrlFileSyncResult | null;
 }
 
@@ -206,23 +208,23 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     let forFile: CrlForFile | null = null;
     let stored: StoredCrlInfo | null = null;
     const load = async () => deps.loadStoredDer();
-    let staging: Promise<StagedCrlFile> | null = null;
+    let fileWrite: Promise<CrlFileSyncResult> | null = null;
+    let fileWrittenAt: number | null = null;
+    const timed = (write: Promise<CrlFileSyncResult>) =>
+      write.then((r) => {
+        if (r.file === 'written') fileWrittenAt = performance.now();
+        return r;
+      });
     if (req.publish !== null) {
       const fileSync = deps.fileSync;
       // The file's number is a floor: if the database was restored from an older backup, numbers still go up for the broker.
       const minNumber = (await fileSync?.fileNumber()) ?? undefined;
-      try {
-        result = await deps.publish({
-          unless: req.publish === 'always' ? undefined : req.publish,
-          minNumber,
-          // While the database stores the CRL: verify it again and write the temp file; renamed only once stored.
-          whileStoring: fileSync ? (crl) => (staging = fileSync.stage(crl)) : undefined,
-        });
-      } catch (error) {
-        const staged = await (staging as Promise<StagedCrlFile> | null)?.catch(() => null);
-        await staged?.discard();
-        throw error;
-      }
+      result = await deps.publish({
+        unless: req.publish === 'always' ? undefined : req.publish,
+        minNumber,
+        // Written as soon as it is verified, while the database stores the CRL.
+        writeFile: fileSync ? (crl) => (fileWrite = timed(fileSync.sync(crl))) : undefined,
+      });
       stored = result.stored;
       forFile = result.published ? { crlNumber: result.crl.crlNumber, der: result.crl.fileDer } : { crlNumber: stored.crlNumber, load };
       if (result.published) deps.onPublished?.(result);
@@ -233,8 +235,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     let file: CrlFileSyncResult | null = null;
     if (deps.fileSync && forFile) {
       try {
-        const staged = await (staging as Promise<StagedCrlFile> | null)?.catch(() => null);
-        file = staged ? await staged.commit() : await deps.fileSync.sync(forFile);
+        file = await (fileWrite ?? timed(deps.fileSync.sync(forFile)));
       } catch (error) {
         // The CRL is stored; only the file is behind: retry the file, not the publication.
         throw Object.assign(error as Error, { fileOnly: true });
@@ -276,6 +277,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
           entries: crl.entries,
           bytes: crl.der.length,
           ms: Math.round(ms),
+          to_file_ms: fileWrittenAt === null ? null : Math.round(fileWrittenAt - started),
           entries_ms: Math.round(crl.timings.entriesMs),
           sign_ms: Math.round(crl.timings.signMs),
           verify_ms: Math.round(crl.timings.verifyMs),
@@ -298,6 +300,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
       bytes: published && result?.published ? result.crl.der.length : (stored?.bytes ?? null),
       nextUpdate: stored?.nextUpdate ?? null,
       ms,
+      toFileMs: fileWrittenAt === null ? null : (fileWrittenAt as number) - started,
       file,
     };
   }

@@ -39,6 +39,11 @@ export interface CrlLintOptions {
   ca: CaLintProfile;
   /** The last published number: this CRL's must be greater. */
   previousNumber: bigint;
+  /**
+   * A CRL already linted with the same entries (the other variant of one publication): when this
+   * CRL's revokedCertificates bytes equal that one's, they are not walked again.
+   */
+  entriesLike?: { der: Uint8Array; entries: number };
 }
 
 export interface LintedCrl {
@@ -55,7 +60,7 @@ const parseWith = <T>(rule: string, what: string, fn: () => T): T => {
   }
 };
 
-export function lintCrl(der: Uint8Array, { ca, previousNumber }: CrlLintOptions): LintedCrl {
+export function lintCrl(der: Uint8Array, { ca, previousNumber, entriesLike }: CrlLintOptions): LintedCrl {
   const list = expectNode(der, 0, der.length, SEQ, 'CertificateList');
   lintCheck(list.end === der.length, 'crl.parse', 'trailing bytes after the CertificateList');
   const [tbs, outerAlg, sig, ...rest] = childNodes(der, list);
@@ -87,7 +92,8 @@ export function lintCrl(der: Uint8Array, { ca, previousNumber }: CrlLintOptions)
   let field = next();
   if (field?.tag === SEQ) {
     lintCheck(field.end > field.body, 'crl.entries.empty', 'an empty revokedCertificates list must be absent (RFC 5280 5.1.2.6)');
-    entries = lintEntries(der, field, thisUpdate.getTime());
+    const known = entriesLike && sameEntries(der, field, entriesLike.der);
+    entries = known ? entriesLike.entries : lintEntries(der, field, thisUpdate.getTime());
     at = field.end;
     field = next();
   }
@@ -112,6 +118,14 @@ export function lintCrl(der: Uint8Array, { ca, previousNumber }: CrlLintOptions)
     lintCheck(keyId && Buffer.from(keyId.buffer).equals(ca.subjectKeyId), 'crl.aki', 'Authority Key Identifier differs from the CA key identifier');
   }
   return { crlNumber, entries };
+}
+
+/** Whether `other` (a CRL) has exactly the revokedCertificates bytes of `list` in `der`. */
+function sameEntries(der: Uint8Array, list: Node, other: Uint8Array): boolean {
+  const [tbs] = childNodes(other, expectNode(other, 0, other.length, SEQ, 'CertificateList'));
+  const fields = tbs?.tag === SEQ ? childNodes(other, tbs) : [];
+  const theirs = fields.find((f, i) => i > 4 && f.tag === SEQ);
+  return theirs !== undefined && Buffer.compare(nodeBytes(other, theirs), nodeBytes(der, list)) === 0;
 }
 
 /** CRLNumber ::= INTEGER (0..MAX), at most 20 octets (RFC 5280 5.2.3). */

@@ -1,6 +1,5 @@
 import type { CrlToStore, RevokedEntriesScope, StoredCrlInfo } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
-import { serialOrder } from './serial-order.ts';
 
 const INFO_COLUMNS = `issuer_key_id, crl_number::text AS crl_number, this_update, next_update, sha256, entries,
   octet_length(der) AS bytes, built_at, published_at`;
@@ -71,8 +70,9 @@ export async function readCrlForFile(tx: Queryable, issuerKeyId: string): Promis
 
 /**
  * The revoked certificates of a CRL as compact `serial epoch-seconds reason` lines, one statement
- * (one snapshot), in heap order: no ORDER BY (serialOrder sorts them once, in memory). Newlines in
- * the free text reason become spaces (whitespace does not change the reason code it maps to).
+ * (one snapshot), in heap order: no ORDER BY (the CRL's entries encoder sorts them once, in
+ * memory). Newlines in the free text reason become spaces (whitespace does not change the reason
+ * code it maps to).
  */
 const REVOKED_ENTRIES_SQL = `
   SELECT serial_number || ' ' || floor(date_part('epoch', revoked_at))::int8 || ' ' || replace(coalesce(revoked_reason, ''), E'\\n', ' ')
@@ -99,13 +99,10 @@ const setPlanner = (tx: Queryable, mode: 'read' | 'DEFAULT') =>
   );
 
 /**
- * Streams the revoked certificates of the scope's CRL to onEntry, ordered by serial numerically
- * (hex without leading zeros: by length, then text), as the CRL's DER requires. Run it as the
- * operator role. Returns the number of entries.
- *
- * The rows arrive in heap order and are kept as their compact text lines until the last one is
- * in (about 80 bytes per entry, plus 16 for the ordering: ~100 MB for a million), then handed
- * over in serial order; the DER encoder behind onEntry takes them one at a time as before.
+ * Hands the revoked certificates of the scope's CRL to onEntry as the rows arrive, in no
+ * particular order (heap order), from one statement (one snapshot): whatever onEntry does with
+ * a row overlaps with the server producing the next ones. Run it as the operator role.
+ * Returns the number of entries.
  */
 export async function forEachRevokedCertificate(
   tx: Queryable,
@@ -113,12 +110,8 @@ export async function forEachRevokedCertificate(
   onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void,
 ): Promise<number> {
   await setPlanner(tx, 'read');
-  const lines: string[] = [];
-  await tx.stream(REVOKED_ENTRIES_SQL, [scope.issuer, scope.previousThisUpdate], (row) => void lines.push(row[0] as string));
-  await setPlanner(tx, 'DEFAULT');
-  const order = serialOrder(lines);
-  for (let i = 0; i < order.length; i++) {
-    const text = lines[order[i]];
+  const count = await tx.stream(REVOKED_ENTRIES_SQL, [scope.issuer, scope.previousThisUpdate], (row) => {
+    const text = row[0] as string;
     const a = text.indexOf(' ');
     let q = a + 1;
     let negative = false;
@@ -132,8 +125,9 @@ export async function forEachRevokedCertificate(
       seconds = seconds * 10 + (c - 48);
     }
     onEntry(text.slice(0, a), (negative ? -seconds : seconds) * 1000, text.slice(q + 1));
-  }
-  return order.length;
+  });
+  await setPlanner(tx, 'DEFAULT');
+  return count;
 }
 
 /** The plan of the entries read (EXPLAIN, not run), with the planner settings it runs under: for tests. */
