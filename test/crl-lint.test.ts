@@ -77,6 +77,26 @@ describe('CRL lint (unit)', () => {
     expect(ruleOf(() => lintCrl(v1, { ca: profile, previousNumber: 0n }))).toBe('crl.version');
   });
 
+  it('reads revocation dates exactly: an hour of clock skew after thisUpdate passes, one second more fails (leap days, 2050, 2100)', () => {
+    for (const iso of ['2028-02-29T23:30:00Z', '2049-12-31T23:00:00Z', '2100-02-28T23:00:00Z', '2026-12-31T23:59:59Z']) {
+      const thisUpdate = new Date(iso);
+      const crlAt = (revokedAtMs: number) =>
+        buildCrl({
+          ...base,
+          thisUpdate,
+          nextUpdate: new Date(thisUpdate.getTime() + 86_400_000),
+          revoked: encodeRevokedEntries([{ serialHex: serial(1), revokedAt: new Date(revokedAtMs), reasonCode: 1 }]),
+        });
+      expect(ruleOf(() => lintCrl(crlAt(thisUpdate.getTime() + 3_600_000), { ca: profile, previousNumber: 0n })), iso).toBe('passed');
+      expect(ruleOf(() => lintCrl(crlAt(thisUpdate.getTime() + 3_601_000), { ca: profile, previousNumber: 0n })), iso).toBe('crl.entries.revocation_date');
+    }
+    const crl = buildCrl({ ...base, revoked: entries(1) });
+    const day = crl.indexOf(Buffer.from(`${String(at.getUTCFullYear() % 100)}0430`, 'latin1')); // the entry's revocation date, a second before thisUpdate
+    expect(day).toBeGreaterThan(0);
+    crl.write('0230', day + 2, 'latin1'); // 30 February
+    expect(ruleOf(() => lintCrl(crl, { ca: profile, previousNumber: 0n }))).toBe('crl.entries.revocation_date');
+  });
+
   it('reads the entries once for two variants of one publication, and again whenever their bytes differ', () => {
     const linted = buildCrl({ ...base, revoked: entries(1, 2, 3), distributionPointUrl: undefined });
     const known = { der: linted, entries: lintCrl(linted, { ca: profile, previousNumber: 0n }).entries };

@@ -61,12 +61,12 @@ export interface PublishCrlRequest {
    */
   minNumber?: bigint;
   /**
-   * Writes the broker's file variant (`fileDer`) as soon as it is signed and verified, while the
-   * served variant is built and the CRL stored: a revocation reaches the broker without waiting
-   * for the database to store tens of MB. Awaited before the transaction ends; its outcome is
-   * not the publication's (a failure there does not roll back the stored CRL). If the store then
-   * fails, the file holds a number the database does not: harmless, as the next publication
-   * numbers above the file's (`minNumber`), and the revocations it lists stay pending until stored.
+   * Writes the broker's file variant (`fileDer`, verified) while the database stores the CRL, and
+   * without waiting for the commit: a revocation reaches the broker without waiting for the
+   * database to store tens of MB. Awaited before the transaction ends; its outcome is not the
+   * publication's (a failure there does not roll back the stored CRL). If the store fails, the
+   * file holds a number the database does not: harmless, as the next publication numbers above
+   * the file's (`minNumber`), and the revocations it lists stay pending until stored.
    */
   writeFile?(crl: { crlNumber: bigint; der: Buffer }): Promise<unknown>;
 }
@@ -147,9 +147,8 @@ export function createPublishCrl({ storage, clock, authority, settings, build = 
       // The same entries, signed twice. The broker's file has no Issuing Distribution Point, so it
       // covers every certificate of the CA whatever distribution point it carries (a certificate
       // issued before a PUBLIC_BASE_URL change, an imported one), and OpenSSL never answers
-      // "different CRL scope"; it is built first and written while the other is built and stored.
-      // The CRL served at the distribution point URL carries that URL as Issuing Distribution
-      // Point (EMQX enforces only such CRLs).
+      // "different CRL scope". The CRL served at the distribution point URL carries that URL as
+      // Issuing Distribution Point (EMQX enforces only such CRLs).
       const fields = {
         issuerNameDer: authority.issuerNameDer,
         authorityKeyId: authority.authorityKeyId,
@@ -177,42 +176,44 @@ export function createPublishCrl({ storage, clock, authority, settings, build = 
 
       const fileDer = signed();
       checked(fileDer);
+      const der = signed(settings.distributionPointUrl);
+      // Its entries are the file variant's, byte for byte: the lint reads them once.
+      checked(der, { der: fileDer, entries });
+      const sha256 = createHash('sha256').update(der).digest('hex');
+      const storeStarted = performance.now();
+      const storing = repos.crl.saveCrl(authority.issuerKeyId, {
+        crlNumber,
+        thisUpdate,
+        nextUpdate,
+        der,
+        fileSignature: crlSignature(fileDer),
+        sha256,
+        entries,
+        publishedAt: clock.now(),
+      });
+      // While the database stores tens of MB, this process encodes and writes the file.
       const fileWrite = request.writeFile?.({ crlNumber, der: fileDer }).catch(() => undefined);
+      let saved: StoredCrlInfo;
       try {
-        const der = signed(settings.distributionPointUrl);
-        // Its entries are the file variant's, byte for byte: the lint reads them once.
-        checked(der, { der: fileDer, entries });
-        const sha256 = createHash('sha256').update(der).digest('hex');
-        const storeStarted = performance.now();
-        const stored = await repos.crl.saveCrl(authority.issuerKeyId, {
+        saved = await storing;
+      } finally {
+        await fileWrite;
+      }
+      const done = performance.now();
+      return {
+        published: true,
+        stored: saved,
+        crl: {
           crlNumber,
           thisUpdate,
           nextUpdate,
           der,
-          fileSignature: crlSignature(fileDer),
+          fileDer,
           sha256,
           entries,
-          publishedAt: clock.now(),
-        });
-        await fileWrite;
-        const done = performance.now();
-        return {
-          published: true,
-          stored,
-          crl: {
-            crlNumber,
-            thisUpdate,
-            nextUpdate,
-            der,
-            fileDer,
-            sha256,
-            entries,
-            timings: { entriesMs: entriesDone - started, signMs, verifyMs, storeMs: done - storeStarted, totalMs: done - started },
-          },
-        };
-      } finally {
-        await fileWrite;
-      }
+          timings: { entriesMs: entriesDone - started, signMs, verifyMs, storeMs: done - storeStarted, totalMs: done - started },
+        },
+      };
     });
 }
 

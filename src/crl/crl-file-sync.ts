@@ -75,6 +75,8 @@ export interface CrlFileSyncDeps {
 export interface CrlForFile {
   crlNumber: bigint;
   der?: Uint8Array;
+  /** The der was verified against this CA a moment ago by the publication that built it: not verified again. */
+  verified?: boolean;
   load?: () => Promise<Uint8Array | null>;
 }
 
@@ -162,12 +164,15 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     return reloadPending ? { ...result, ...(await reload()) } : result;
   }
 
-  async function write(crl: { crlNumber: bigint; der: Uint8Array }): Promise<CrlFileSyncResult> {
+  async function write(crl: { crlNumber: bigint; der: Uint8Array; verified?: boolean }): Promise<CrlFileSyncResult> {
     const started = performance.now();
-    // Verified again right before it may replace the file: nothing reaches the broker unchecked.
-    // Verified and encoded before the first await, so the publisher's next CPU work does not delay the write.
-    const verified = verifyCrl(crl.der, { caPublicKey: deps.caPublicKey, issuerNameDer: deps.issuerNameDer, now: deps.clock.now() });
-    if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
+    // Nothing reaches the broker unchecked: a CRL that was not just verified by its publication
+    // (one loaded from the database) is verified here. Verified and encoded before the first
+    // await, so the publisher's next CPU work does not delay the write.
+    if (!crl.verified) {
+      const verified = verifyCrl(crl.der, { caPublicKey: deps.caPublicKey, issuerNameDer: deps.issuerNameDer, now: deps.clock.now() });
+      if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
+    }
     const pem = crlDerToPemBytes(crl.der);
     const current = await fileNumber();
     if (current !== null && crl.crlNumber <= current) return upToDate(crl.crlNumber, current);
@@ -217,7 +222,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     },
     async sync(crl) {
       // In hand: verified and encoded right away, before anything else can run (write checks the file's number).
-      if (crl.der) return write({ crlNumber: crl.crlNumber, der: crl.der });
+      if (crl.der) return write({ crlNumber: crl.crlNumber, der: crl.der, verified: crl.verified });
       const current = await fileNumber();
       if (current !== null && crl.crlNumber <= current) return upToDate(crl.crlNumber, current);
       const der = (await crl.load?.()) ?? null;

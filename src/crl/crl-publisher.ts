@@ -223,7 +223,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
         unless: req.publish === 'always' ? undefined : req.publish,
         minNumber,
         // Written as soon as it is verified, while the database stores the CRL.
-        writeFile: fileSync ? (crl) => (fileWrite = timed(fileSync.sync(crl))) : undefined,
+        writeFile: fileSync ? (crl) => (fileWrite = timed(fileSync.sync({ ...crl, verified: true }))) : undefined,
       });
       stored = result.stored;
       forFile = result.published ? { crlNumber: result.crl.crlNumber, der: result.crl.fileDer } : { crlNumber: stored.crlNumber, load };

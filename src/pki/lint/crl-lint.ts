@@ -165,11 +165,24 @@ function header(buf: Uint8Array, at: number, limit: number, index: number): numb
 
 const d2 = (b: Uint8Array, i: number) => (b[i] - 48) * 10 + (b[i + 1] - 48);
 
-/** UTCTime or GeneralizedTime content at [from, to) → ms, NaN when malformed. */
+const DAYS_IN_MONTH = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil); no Date object per entry. */
+function daysFromCivil(year: number, month: number, day: number): number {
+  const y = month <= 2 ? year - 1 : year;
+  const era = Math.floor(y / 400);
+  const yoe = y - era * 400;
+  const doy = Math.floor((153 * (month > 2 ? month - 3 : month + 9) + 2) / 5) + day - 1;
+  return era * 146097 + yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy - 719468;
+}
+
+/** UTCTime or GeneralizedTime content at [from, to) → ms, NaN when malformed or not a real date and time. */
 function timeAt(buf: Uint8Array, t: number, from: number, to: number): number {
   const len = to - from;
   let i = from;
   let year: number;
+  if (buf[to - 1] !== 0x5a) return Number.NaN;
+  for (let k = from; k < to - 1; k++) if (buf[k] < 48 || buf[k] > 57) return Number.NaN;
   if (t === 0x17 && len === 13) {
     const yy = d2(buf, i);
     year = yy < 50 ? 2000 + yy : 1900 + yy;
@@ -178,9 +191,14 @@ function timeAt(buf: Uint8Array, t: number, from: number, to: number): number {
     year = d2(buf, i) * 100 + d2(buf, i + 2);
     i += 4;
   } else return Number.NaN;
-  if (buf[to - 1] !== 0x5a) return Number.NaN;
-  for (let k = from; k < to - 1; k++) if (buf[k] < 48 || buf[k] > 57) return Number.NaN;
-  return Date.UTC(year, d2(buf, i) - 1, d2(buf, i + 2), d2(buf, i + 4), d2(buf, i + 6), d2(buf, i + 8));
+  const month = d2(buf, i);
+  const day = d2(buf, i + 2);
+  const hour = d2(buf, i + 4);
+  const minute = d2(buf, i + 6);
+  const second = d2(buf, i + 8);
+  const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 1 : 0;
+  if (month < 1 || month > 12 || day < 1 || day > DAYS_IN_MONTH[month] + leap || hour > 23 || minute > 59 || second > 59) return Number.NaN;
+  return ((daysFromCivil(year, month, day) * 24 + hour) * 60 + minute) * 60_000 + second * 1000;
 }
 
 /** One pass over revokedCertificates: serial sign/size/encoding, strictly ascending (sorted, unique), date, reason. */

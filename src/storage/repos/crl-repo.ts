@@ -69,13 +69,13 @@ export async function readCrlForFile(tx: Queryable, issuerKeyId: string): Promis
 
 
 /**
- * The revoked certificates of a CRL as compact `serial epoch-seconds reason` lines, one statement
- * (one snapshot), in heap order: no ORDER BY (the CRL's entries encoder sorts them once, in
- * memory). Newlines in the free text reason become spaces (whitespace does not change the reason
- * code it maps to).
+ * The revoked certificates of a CRL as compact `serial epoch-seconds reason` texts (one column:
+ * one string per row for the driver to make), one statement (one snapshot), in heap order: no
+ * ORDER BY (the CRL's entries encoder sorts them once, in memory). The reason is the rest of the
+ * text, whatever it holds.
  */
 const REVOKED_ENTRIES_SQL = `
-  SELECT serial_number || ' ' || floor(date_part('epoch', revoked_at))::int8 || ' ' || replace(coalesce(revoked_reason, ''), E'\\n', ' ')
+  SELECT serial_number || ' ' || floor(date_part('epoch', revoked_at))::int8 || ' ' || coalesce(revoked_reason, '')
   FROM device_certificates
   WHERE status = 'REVOKED' AND issuer = $1 AND ($2::timestamptz IS NULL OR not_after >= $2 OR revoked_at >= $2)`;
 
