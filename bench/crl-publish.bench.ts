@@ -203,9 +203,9 @@ export async function runCrlPublishBench(options: { sizes?: number[]; updateSize
     console.log(`node ${process.version}, ${spawnSync('openssl', ['version'], { encoding: 'utf8' }).stdout.trim()}, python: ${python ? spawnSync(python, ['-c', 'import cryptography, sys; print(sys.version.split()[0], "cryptography", cryptography.__version__)'], { encoding: 'utf8' }).stdout.trim() : 'not found'}`);
     console.log('');
     console.log(
-      '| revoked | loaded by | no statistics, no VACUUM: ours ms (median of 3; first run) | of which (first run): entries + sign + verify + store ‖ file | ours / openssl | analyzed (VACUUM ANALYZE): ours ms (median of 3; first run) | of which (median run) | CRL MB | peak RSS MB | openssl ca -gencrl ms | openssl / ours (analyzed) | python build+sign ms | python / ours | load avg 1 min |',
+      '| revoked | loaded by | no statistics, no VACUUM: ours to file ms (median of 3; first run) | of which (first run): entries + sign + verify + store ‖ file | ours / openssl | no statistics: until stored too ms (median) | analyzed (VACUUM ANALYZE): ours to file ms (median of 3; first run) | of which (median run) | CRL MB | peak RSS MB | openssl ca -gencrl ms | openssl / ours (analyzed) | python build+sign ms | python / ours | load avg 1 min |',
     );
-    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
 
     const rows: Record<string, unknown>[] = [];
     const table: (string | number | null)[][] = [];
@@ -232,14 +232,16 @@ export async function runCrlPublishBench(options: { sizes?: number[]; updateSize
         const out = join(dir, `ours-${n}.pem`);
         const loadBefore = os.loadavg()[0];
         const noStats = runChild(database.url, caDir, out);
-        const noStatsMs = median(noStats.runs.map((r) => r.ms));
+        // The issue's measure: database → verified file on disk (toFileMs); the CRL is stored meanwhile (ms: until both are done).
+        const noStatsMs = median(noStats.runs.map((r) => r.toFileMs));
+        const noStatsStoredMs = median(noStats.runs.map((r) => r.ms));
         const noStatsFirst = noStats.runs[0];
         await admin.query('VACUUM ANALYZE device_certificates');
         await admin.query('CHECKPOINT');
         await admin.end();
         const report = runChild(database.url, caDir, out);
-        const oursMs = median(report.runs.map((r) => r.ms));
-        const mid = [...report.runs].sort((a, b) => a.ms - b.ms)[1] ?? report.runs[0];
+        const oursMs = median(report.runs.map((r) => r.toFileMs));
+        const mid = [...report.runs].sort((a, b) => a.toFileMs - b.toFileMs)[1] ?? report.runs[0];
         const oursCheck = verifyCrl(crlPemToDer(readFileSync(out, 'latin1')), { caPublicKey: ca.publicKey, now: new Date() });
         if (oursCheck.entryCount !== n) throw new Error(`our CRL has ${oursCheck.entryCount} entries, expected ${n}`);
 
@@ -306,8 +308,9 @@ export async function runCrlPublishBench(options: { sizes?: number[]; updateSize
           n,
           LOAD_LABEL[loadKind],
           round(noStatsMs, 0),
-          round(noStatsFirst.ms, 0),
-          ratio(noStatsFirst.ms, opensslMs),
+          round(noStatsFirst.toFileMs, 0),
+          ratio(noStatsFirst.toFileMs, opensslMs),
+          round(noStatsStoredMs, 0),
           round(oursMs, 0),
           round(Math.max(noStats.maxRssMb, report.maxRssMb), 0),
           round(opensslMs, 0),
@@ -327,24 +330,25 @@ export async function runCrlPublishBench(options: { sizes?: number[]; updateSize
         }
         const split = (r: ChildReport['runs'][number]) => `${[r.entriesMs, r.signMs, r.verifyMs, r.storeMs].map((x) => fmt(x, 0)).join(' + ')} ‖ ${fmt(r.fileMs, 0)}`;
         console.log(
-          `| ${n.toLocaleString('en-US')} | ${LOAD_LABEL[loadKind]} | ${fmt(noStatsMs, 0)}; ${fmt(noStatsFirst.ms, 0)} | ${split(noStatsFirst)} | ${fmt(noStatsFirst.ms / opensslMs, 2)}x | ${fmt(oursMs, 0)}; ${fmt(report.runs[0].ms, 0)} | ${split(mid)} | ${fmt(report.bytes / 1e6, 1)} | ${fmt(Math.max(noStats.maxRssMb, report.maxRssMb), 0)} | ${fmt(opensslMs, 0)} | ${fmt(opensslMs / oursMs, 1)}x | ${pythonCol} | ${pythonRatio} | ${fmt(loadAvg, 1)} |`,
+          `| ${n.toLocaleString('en-US')} | ${LOAD_LABEL[loadKind]} | ${fmt(noStatsMs, 0)}; ${fmt(noStatsFirst.toFileMs, 0)} | ${split(noStatsFirst)} | ${fmt(noStatsFirst.toFileMs / opensslMs, 2)}x | ${fmt(noStatsStoredMs, 0)} | ${fmt(oursMs, 0)}; ${fmt(report.runs[0].toFileMs, 0)} | ${split(mid)} | ${fmt(report.bytes / 1e6, 1)} | ${fmt(Math.max(noStats.maxRssMb, report.maxRssMb), 0)} | ${fmt(opensslMs, 0)} | ${fmt(opensslMs / oursMs, 1)}x | ${pythonCol} | ${pythonRatio} | ${fmt(loadAvg, 1)} |`,
         );
-        rows.push({ n, load: loadKind, noStatsMs, noStatsFirstMs: noStatsFirst.ms, oursMs, first: report.runs[0].ms, rss: report.maxRssMb, opensslMs, python: pythonCol, loadMs: load.ms, loadAvg });
+        rows.push({ n, load: loadKind, noStatsMs, noStatsFirstMs: noStatsFirst.toFileMs, noStatsStoredMs, oursMs, first: report.runs[0].toFileMs, rss: report.maxRssMb, opensslMs, python: pythonCol, loadMs: load.ms, loadAvg });
       } finally {
         await database.drop();
       }
     }
     console.log(
-      '\n(ours split: stream rows → encode; build + sign; verify; store in crl_state ‖ file: verify again + PEM + temp file + fsync,' +
-        ' done while the database stores, then rename + fsync dir after the commit. python: the seed’s one-builder-per-row loop is quadratic.' +
+      '\n(ours split: stream rows → encode; build + sign both variants; lint + verify both; store in crl_state ‖ file: PEM + temp file + fsync +' +
+        ' rename + fsync dir, done while the database stores. "to file": the run until the file is on disk; "until stored too": until the' +
+        ' transaction committed as well. python: the seed’s one-builder-per-row loop is quadratic.' +
         ` ${os.cpus().length} cores, shared: the load average is the machine's, during the case.)`,
     );
     emitTable({
       id: 'crl-publish',
       title: 'CRL from Postgres: database → verified file on disk',
       description:
-        'certfleet: one publication as the worker runs it (stream the revoked rows from Postgres, encode, sign, verify, store, write the file atomically), ' +
-        'median of 3 in a child process; first right after the load, on a table never analyzed nor vacuumed (autovacuum off on it before the load: ' +
+        'certfleet: one publication as the worker runs it (stream the revoked rows from Postgres, encode, sign, lint and verify, store, and meanwhile write the file atomically), ' +
+        'timed from the start of the run until the verified file is on disk (renamed, folder fsynced), median of 3 in a child process; "until stored" adds the wait for the database to commit the stored CRL. First right after the load, on a table never analyzed nor vacuumed (autovacuum off on it before the load: ' +
         'no statistics, no visibility map; the revoked rows inserted by one INSERT … SELECT, or certificates revoked by one UPDATE), ' +
         'then after VACUUM ANALYZE. openssl: `openssl ca -gencrl` on the same entries (index.txt written beforehand), in the same run. ' +
         'python: the seed\'s approach, `cryptography`\'s `CertificateRevocationListBuilder`, build and sign only, stopped after 120 s. ' +
@@ -353,10 +357,11 @@ export async function runCrlPublishBench(options: { sizes?: number[]; updateSize
       columns: [
         'revoked',
         'loaded by',
-        'certfleet ms, no statistics, no VACUUM (median of 3)',
-        'certfleet ms, no statistics, first run',
+        'certfleet to file ms, no statistics, no VACUUM (median of 3)',
+        'certfleet to file ms, no statistics, first run',
         'certfleet / openssl, no statistics, first run',
-        'certfleet ms, analyzed',
+        'certfleet until stored ms, no statistics (median of 3)',
+        'certfleet to file ms, analyzed',
         'certfleet peak RSS MB',
         'openssl ms',
         'openssl / certfleet',

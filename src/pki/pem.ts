@@ -5,7 +5,8 @@ export function toPem(label: string, der: Uint8Array): string {
 
 /**
  * toPem as bytes, written straight into one buffer (a 45 MB CRL becomes 61 MB of PEM without a
- * string per line): base64 in blocks of whole lines, then copied line by line.
+ * string per line): base64 in blocks of whole lines, each written where its lines go and then
+ * spread apart in place, last line first, to make room for the line breaks.
  */
 export function pemBytes(label: string, der: Uint8Array): Buffer {
   const src = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
@@ -14,17 +15,21 @@ export function pemBytes(label: string, der: Uint8Array): Buffer {
   const b64Length = Math.ceil(src.length / 3) * 4;
   const lineCount = Math.ceil(b64Length / 64);
   const out = Buffer.allocUnsafe(header.length + b64Length + lineCount + footer.length);
-  let off = out.write(header, 0, 'latin1');
-  const BLOCK = 48 * 16_384; // input bytes per base64 call: whole 64-char lines
+  const body = out.write(header, 0, 'latin1');
+  const BLOCK = 48 * 16_384; // input bytes per base64 call: whole 64-character lines
   for (let i = 0; i < src.length; i += BLOCK) {
-    const b64 = Buffer.from(src.toString('base64', i, Math.min(src.length, i + BLOCK)), 'latin1');
-    for (let j = 0; j < b64.length; j += 64) {
-      off += b64.copy(out, off, j, Math.min(b64.length, j + 64));
-      out[off++] = 0x0a;
+    const firstLine = i / 48;
+    const start = body + firstLine * 65;
+    const chars = out.write(src.toString('base64', i, Math.min(src.length, i + BLOCK)), start, 'latin1');
+    for (let k = Math.ceil(chars / 64) - 1; k >= 0; k--) {
+      const from = start + k * 64;
+      const to = Math.min(from + 64, start + chars);
+      out.copyWithin(start + k * 65, from, to);
+      out[start + k * 65 + (to - from)] = 0x0a;
     }
   }
-  off += out.write(footer, off, 'latin1');
-  return off === out.length ? out : out.subarray(0, off);
+  out.write(footer, body + b64Length + lineCount, 'latin1');
+  return out;
 }
 
 /** All PEM blocks with the given label, as DER. */

@@ -382,9 +382,9 @@ export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
     return out - at;
   }
 
-  /** The bucket of an entry encoded in `scratch`, with room for `length` more bytes and one more offset. */
-  function bucketWithRoom(length: number): Bucket {
-    const id = scratch[3] * 4096 + scratch[4] * 16 + (scratch[3] > 1 ? scratch[5] >> 4 : 0);
+  /** The bucket of the serial in `scratch`, with room for a `length`-byte entry and its offset. */
+  function bucketWithRoom(length: number, serialLen: number): Bucket {
+    const id = serialLen * 4096 + scratch[0] * 16 + (serialLen > 1 ? scratch[1] >> 4 : 0);
     let bucket = buckets[id];
     if (!bucket) {
       bucket = { arena: Buffer.allocUnsafe(FIRST_BUCKET_BYTES), used: 0, offsets: new Uint32Array(FIRST_BUCKET_BYTES / 32), count: 0 };
@@ -418,27 +418,26 @@ export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
       const second = Math.floor(ms / 1000);
       if (second !== lastSecond) encodeTime(second);
 
-      const c = scratch;
-      const start = 0;
       // Entry layout (all lengths < 128, short form): 30 L 02 sl <serial> <time> [<reason ext>]
-      const serialLen = writeSerial(entry.serialHex, c, start + 4);
-      let p = start + 4 + serialLen;
+      const serialLen = writeSerial(entry.serialHex, scratch, 0);
+      const length = 4 + serialLen + timeLen + (reason !== 0 ? 14 : 0);
+      const bucket = bucketWithRoom(length, serialLen);
+      const c = bucket.arena;
+      const start = bucket.used;
+      c[start] = TAG.SEQUENCE;
+      c[start + 1] = length - 2;
+      c[start + 2] = TAG.INTEGER;
+      c[start + 3] = serialLen;
+      let p = start + 4;
+      for (let k = 0; k < serialLen; k++) c[p++] = scratch[k];
       for (let k = 0; k < timeLen; k++) c[p++] = timeBytes[k];
       if (reason !== 0) {
         for (let k = 0; k < 13; k++) c[p++] = REASON_EXTENSIONS_PREFIX[k];
         c[p++] = reason;
       }
-      c[start] = TAG.SEQUENCE;
-      c[start + 1] = p - start - 2;
-      c[start + 2] = TAG.INTEGER;
-      c[start + 3] = serialLen;
-      const bucket = bucketWithRoom(p);
-      const arena = bucket.arena;
-      const at = bucket.used;
-      for (let k = 0; k < p; k++) arena[at + k] = c[k];
-      bucket.used = at + p;
-      bucket.offsets[bucket.count++] = at;
-      byteLength += p;
+      bucket.used = p;
+      bucket.offsets[bucket.count++] = start;
+      byteLength += length;
       count++;
     },
     get count() {
@@ -497,7 +496,8 @@ export function entriesInSerialOrder(arena: Uint8Array, offsets: Uint32Array): U
   while (2 ** indexBits < n) indexBits++;
   if (indexBits > 45) throw new RangeError(`too many revoked entries to order: ${n}`);
   const indexScale = 2 ** indexBits;
-  const leadingScale = 2 ** Math.max(0, indexBits - 5); // keep 53 - indexBits of the 48 leading bits
+  const toLeading = 2 ** -indexBits; // multiplying by a power of two is exact (no division, no fmod)
+  const fromLeading = 2 ** -Math.max(0, indexBits - 5); // keep 53 - indexBits of the 48 leading bits
   for (let length = 1; length < 22; length++) {
     const start = starts[length];
     const size = perLength[length];
@@ -505,16 +505,22 @@ export function entriesInSerialOrder(arena: Uint8Array, offsets: Uint32Array): U
     const keys = new Float64Array(size);
     for (let j = 0; j < size; j++) {
       const i = order[start + j];
-      keys[j] = Math.floor(leading48(arena, offsets[i] + 4, length) / leadingScale) * indexScale + i;
+      keys[j] = Math.floor(leading48(arena, offsets[i] + 4, length) * fromLeading) * indexScale + i;
     }
     keys.sort();
     let runStart = 0;
+    let runLeading = Math.floor(keys[0] * toLeading);
     for (let k = 1; k <= size; k++) {
-      if (k < size && Math.floor(keys[k] / indexScale) === Math.floor(keys[runStart] / indexScale)) continue;
+      const leading = k < size ? Math.floor(keys[k] * toLeading) : -1;
+      if (leading === runLeading) continue;
       if (k - runStart > 1) sortRunBytewise(arena, offsets, keys, runStart, k, indexScale, length);
       runStart = k;
+      runLeading = leading;
     }
-    for (let j = 0; j < size; j++) order[start + j] = offsets[keys[j] % indexScale];
+    for (let j = 0; j < size; j++) {
+      const key = keys[j];
+      order[start + j] = offsets[key - Math.floor(key * toLeading) * indexScale];
+    }
   }
   return order;
 }
@@ -528,7 +534,7 @@ function leading48(arena: Uint8Array, at: number, length: number): number {
 
 /** Entries whose leading bits are equal: ordered bytewise; equal serials are a duplicate. */
 function sortRunBytewise(arena: Uint8Array, offsets: Uint32Array, keys: Float64Array, from: number, to: number, indexScale: number, length: number) {
-  const base = Math.floor(keys[from] / indexScale) * indexScale;
+  const base = Math.floor(keys[from] / indexScale) * indexScale; // a run is rare: division is fine here
   const compare = (a: number, b: number) => {
     if (a === b) return 0;
     const x = offsets[a] + 4;

@@ -176,6 +176,10 @@ function daysFromCivil(year: number, month: number, day: number): number {
   return era * 146097 + yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy - 719468;
 }
 
+/** The last few days read, by their digits: a million entries span few distinct days. */
+const dayCacheKeys = new Float64Array(64).fill(-1);
+const dayCacheMs = new Float64Array(64);
+
 /** UTCTime or GeneralizedTime content at [from, to) → ms, NaN when malformed or not a real date and time. */
 function timeAt(buf: Uint8Array, t: number, from: number, to: number): number {
   const len = to - from;
@@ -196,9 +200,20 @@ function timeAt(buf: Uint8Array, t: number, from: number, to: number): number {
   const hour = d2(buf, i + 4);
   const minute = d2(buf, i + 6);
   const second = d2(buf, i + 8);
-  const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 1 : 0;
-  if (month < 1 || month > 12 || day < 1 || day > DAYS_IN_MONTH[month] + leap || hour > 23 || minute > 59 || second > 59) return Number.NaN;
-  return ((daysFromCivil(year, month, day) * 24 + hour) * 60 + minute) * 60_000 + second * 1000;
+  if (hour > 23 || minute > 59 || second > 59) return Number.NaN;
+  const key = (year * 100 + month) * 100 + day;
+  const slot = key & 63;
+  let dayMs: number;
+  if (dayCacheKeys[slot] === key) {
+    dayMs = dayCacheMs[slot];
+  } else {
+    const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 1 : 0;
+    if (month < 1 || month > 12 || day < 1 || day > DAYS_IN_MONTH[month] + leap) return Number.NaN;
+    dayMs = daysFromCivil(year, month, day) * 86_400_000;
+    dayCacheKeys[slot] = key;
+    dayCacheMs[slot] = dayMs;
+  }
+  return dayMs + ((hour * 60 + minute) * 60 + second) * 1000;
 }
 
 /** One pass over revokedCertificates: serial sign/size/encoding, strictly ascending (sorted, unique), date, reason. */
