@@ -142,6 +142,7 @@ export function createPublishCrl({ storage, clock, authority, settings, build = 
         encoder.add(entry);
       });
       const entries = encoder.count;
+      const revoked = encoder.finish(); // in serial order
       const entriesDone = performance.now();
 
       // The same entries, signed twice. The broker's file has no Issuing Distribution Point, so it
@@ -155,7 +156,7 @@ export function createPublishCrl({ storage, clock, authority, settings, build = 
         thisUpdate,
         nextUpdate,
         crlNumber,
-        revoked: encoder.finish(),
+        revoked,
         signer: authority.signer,
       };
       let signMs = 0;
