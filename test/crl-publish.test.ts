@@ -14,7 +14,9 @@ import { createPublishCrl, type CrlAuthority } from '../src/app/publish-crl.ts';
 import type { Storage } from '../src/app/storage-ports.ts';
 import { crlAuthorityFor } from '../src/crl/crl-authority.ts';
 import { DAY_MS, createManualClock, type Clock } from '../src/domain/clock.ts';
-import { crlPemToDer, CrlVerificationError, verifyCrl } from '../src/crl/verify-crl.ts';
+import { crlDerToPem, crlPemToDer, CrlVerificationError, verifyCrl } from '../src/crl/verify-crl.ts';
+import { buildCrl } from '../src/domain/crl/build-crl.ts';
+import { createDeviceCa, deviceCaFromPem } from '../src/pki/device-ca.ts';
 import { readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
 import { storedFileCrlLoader } from '../src/crl/stored-file-crl.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
@@ -472,6 +474,38 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     expect(next.crlNumber).toBe(storedNumber + 2n);
     expect((await database.db.asOperator((tx) => readCrlInfo(tx, issuerKeyId)))!.crlNumber).toBe(storedNumber + 2n);
     expect(verifyCrl(crlPemToDer(readFileSync(h.path, 'latin1')), { caPublicKey: t.service.ca.ca!.publicKey, now: t.clock.now() }).crlNumber).toBe(storedNumber + 2n);
+    await h.publisher.stop();
+  });
+
+  it('believes the number a file claims only once verified: a forged higher claim is replaced, a valid newer CRL is kept', async () => {
+    const h = harness({});
+    const older = crlPemToDer(readFileSync(h.path, 'latin1'));
+    const current = parsePem(readFileSync(h.path, 'latin1')).crlNumber;
+    // Another CA's CRL numbered far above ours, in the broker's file: its claim raises the floor, but it is not ours.
+    const created = await createDeviceCa({ now: new Date(Date.now() - DAY_MS), commonName: 'Another Device CA' });
+    const other = await deviceCaFromPem(created.certPem, created.keyPem);
+    const otherAuthority = crlAuthorityFor(other);
+    const forged = buildCrl({
+      issuerNameDer: otherAuthority.issuerNameDer,
+      authorityKeyId: otherAuthority.authorityKeyId,
+      thisUpdate: t.clock.now(),
+      nextUpdate: new Date(t.clock.now().getTime() + DAY_MS),
+      crlNumber: current + 1000n,
+      revoked: Buffer.alloc(0),
+      signer: otherAuthority.signer,
+    });
+    writeFileSync(h.path, crlDerToPem(forged));
+    expect(await h.fileSync.claimedNumber()).toBe(current + 1000n);
+    expect(await h.fileSync.fileNumber()).toBeNull();
+    const replaced = await h.publisher.publishNow();
+    expect(replaced.crlNumber).toBe(current + 1001n);
+    expect(parsePem(readFileSync(h.path, 'latin1')).crlNumber).toBe(current + 1001n);
+
+    // A valid CRL of ours numbered above one to write stays (another replica got there first).
+    const newer = readFileSync(h.path);
+    const sync = await h.fileSync.sync({ crlNumber: current, der: older });
+    expect(sync).toMatchObject({ file: 'older', fileNumber: current + 1001n });
+    expect(readFileSync(h.path).equals(newer)).toBe(true);
     await h.publisher.stop();
   });
 

@@ -27,3 +27,41 @@ describe('PEM encoder', () => {
     expect(pemBlocks(pem, 'CERTIFICATE')).toEqual([Buffer.from(view)]);
   });
 });
+
+describe('peekCrlNumber (the number a PEM CRL file claims, from its last lines)', () => {
+  it('reads it from a 4 KB tail of a large CRL, with or without Issuing Distribution Point, EC or RSA', async () => {
+    const { buildCrl, createRevokedEntriesEncoder } = await import('../src/domain/crl/build-crl.ts');
+    const { createCrlSigner } = await import('../src/pki/crl-signer.ts');
+    const { crlDerToPem, peekCrlNumber } = await import('../src/crl/verify-crl.ts');
+    const { generateKeyPairSync } = await import('node:crypto');
+    const encoder = createRevokedEntriesEncoder();
+    for (let i = 1; i <= 20_000; i++) encoder.add({ serialHex: (0x4000000000000000000000000000000000000000n + BigInt(i) * 7919n).toString(16), revokedAt: new Date(1.7e12 + i * 1000), reasonCode: i % 2 });
+    const revoked = encoder.finish();
+    for (const key of [generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey]) {
+      for (const [crlNumber, distributionPointUrl] of [[1n, undefined], [0x7fn, 'http://certfleet.test/pki/crl'], [0x80n, undefined], [2n ** 62n - 1n, 'http://x.test/c']] as const) {
+        const der = buildCrl({
+          issuerNameDer: Buffer.from('300f310d300b06035504030c0454657374', 'hex'),
+          authorityKeyId: Buffer.alloc(20, 1),
+          thisUpdate: new Date('2026-11-01T00:00:00Z'),
+          nextUpdate: new Date('2026-11-08T00:00:00Z'),
+          crlNumber,
+          distributionPointUrl,
+          revoked,
+          signer: createCrlSigner(key),
+        });
+        const pem = crlDerToPem(der);
+        expect(peekCrlNumber(pem.slice(-4096)), `${crlNumber}`).toBe(crlNumber);
+        expect(peekCrlNumber(pem), `${crlNumber}, whole file`).toBe(crlNumber);
+      }
+    }
+  });
+
+  it('answers null for what is not a 64-column PEM CRL', async () => {
+    const { peekCrlNumber } = await import('../src/crl/verify-crl.ts');
+    expect(peekCrlNumber('')).toBeNull();
+    expect(peekCrlNumber('garbage\n-----END X509 CRL-----\n')).toBeNull();
+    expect(peekCrlNumber(toPem('CERTIFICATE', randomBytes(3000)))).toBeNull();
+    const body = randomBytes(3000).toString('base64').match(/.{1,76}/g)!.join('\n');
+    expect(peekCrlNumber(`-----BEGIN X509 CRL-----\n${body}\n-----END X509 CRL-----\n`)).toBeNull();
+  });
+});

@@ -7,11 +7,11 @@
  * bad or missing file). A crash at any point leaves the previous file or the new one, both
  * valid. A failed reload is remembered and retried by the next sync (the file stays valid).
  */
-import { mkdir, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../domain/clock.ts';
-import { crlDerToPemBytes, crlPemToDer, verifyCrl } from './verify-crl.ts';
+import { crlDerToPemBytes, crlPemToDer, peekCrlNumber, verifyCrl } from './verify-crl.ts';
 import type { BrokerReloader } from '../broker/broker-reloader.ts';
 import { fsyncDir, tempPathFor, writeNewFileDurably } from '../support/atomic-file.ts';
 import type { Logger } from '../support/logger.ts';
@@ -24,6 +24,8 @@ export interface CrlFs {
   fsyncDir(dir: string): Promise<void>;
   unlink(path: string): Promise<void>;
   readFile(path: string): Promise<Buffer>;
+  /** The last `bytes` bytes of the file (all of it if smaller); null when it does not exist. */
+  readTail(path: string, bytes: number): Promise<Buffer | null>;
   /** null when the file does not exist. */
   identity(path: string): Promise<string | null>;
   mkdirp(dir: string): Promise<void>;
@@ -37,6 +39,24 @@ export const nodeCrlFs: CrlFs = {
   fsyncDir,
   unlink: (path) => unlink(path),
   readFile: (path) => readFile(path),
+  async readTail(path, bytes) {
+    let file;
+    try {
+      file = await open(path, 'r');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw error;
+    }
+    try {
+      const { size } = await file.stat();
+      const length = Math.min(size, bytes);
+      const buffer = Buffer.alloc(length);
+      const { bytesRead } = await file.read(buffer, 0, length, size - length);
+      return buffer.subarray(0, bytesRead);
+    } finally {
+      await file.close();
+    }
+  },
   async identity(path) {
     try {
       const s = await stat(path, { bigint: true });
@@ -94,6 +114,13 @@ export interface CrlFileSyncResult {
 export interface CrlFileSync {
   /** The file holds `crl` (or something newer) afterwards, and the broker was told. */
   sync(crl: CrlForFile): Promise<CrlFileSyncResult>;
+  /**
+   * The CRL Number the file claims, from its last lines only, not verified (null: no file, or
+   * none found): a floor for the next CRL's number, which then replaces the file without the file
+   * having to be read and verified whole (a second at a few million entries). A file that claims
+   * a number at or above a CRL to write is verified before it is believed.
+   */
+  claimedNumber(): Promise<bigint | null>;
   /** Number of the valid CRL in the file (signed by our CA), null when missing or not valid. Cached by file identity. */
   fileNumber(): Promise<bigint | null>;
   /** A reload failed and has not succeeded since. */
@@ -115,6 +142,11 @@ function processAlive(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/** Enough of a PEM CRL's end for its extensions and signature (RSA-8192 included). */
+const CLAIM_TAIL_BYTES = 4096;
+/** crl_state.crl_number is a bigint: a claim beyond it is not a CRL of ours. */
+const MAX_CLAIMED_NUMBER = 2n ** 62n;
 
 export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
   const fs = deps.fs ?? nodeCrlFs;
@@ -139,6 +171,20 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     }
     cached = { identity, number };
     return number;
+  }
+
+  async function claimedNumber(): Promise<bigint | null> {
+    const tail = await fs.readTail(deps.path, CLAIM_TAIL_BYTES).catch(() => null);
+    const claimed = tail ? peekCrlNumber(tail.toString('latin1')) : null;
+    return claimed !== null && claimed <= MAX_CLAIMED_NUMBER ? claimed : null;
+  }
+
+  /** The number of a valid CRL in the file at or above `number` (nothing to write then), else null. */
+  async function notOlderOnFile(number: bigint): Promise<bigint | null> {
+    const claimed = await claimedNumber();
+    if (claimed === null || claimed < number) return null;
+    const current = await fileNumber();
+    return current !== null && current >= number ? current : null;
   }
 
   async function reload(): Promise<{ reloaded: boolean | null; reloadError?: string }> {
@@ -174,8 +220,8 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
       if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
     }
     const pem = crlDerToPemBytes(crl.der);
-    const current = await fileNumber();
-    if (current !== null && crl.crlNumber <= current) return upToDate(crl.crlNumber, current);
+    const current = await notOlderOnFile(crl.crlNumber);
+    if (current !== null) return upToDate(crl.crlNumber, current);
     await fs.mkdirp(dir);
     const tmp = tempPathFor(deps.path);
     const name = basename(tmp);
@@ -183,8 +229,8 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     try {
       await fs.writeNewFileDurably(tmp, pem, mode);
       // Someone else (another replica on a shared folder) may have put a newer one there meanwhile.
-      const now = await fileNumber();
-      if (now !== null && crl.crlNumber <= now) {
+      const now = await notOlderOnFile(crl.crlNumber);
+      if (now !== null) {
         await fs.unlink(tmp).catch(() => undefined);
         return upToDate(crl.crlNumber, now);
       }
@@ -204,6 +250,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
 
   return {
     fileNumber,
+    claimedNumber,
     get reloadPending() {
       return reloadPending;
     },
@@ -223,8 +270,8 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     async sync(crl) {
       // In hand: verified and encoded right away, before anything else can run (write checks the file's number).
       if (crl.der) return write({ crlNumber: crl.crlNumber, der: crl.der, verified: crl.verified });
-      const current = await fileNumber();
-      if (current !== null && crl.crlNumber <= current) return upToDate(crl.crlNumber, current);
+      const current = await notOlderOnFile(crl.crlNumber);
+      if (current !== null) return upToDate(crl.crlNumber, current);
       const der = (await crl.load?.()) ?? null;
       if (!der) throw new Error(`CRL ${crl.crlNumber} is not available to write`);
       return write({ crlNumber: crl.crlNumber, der });

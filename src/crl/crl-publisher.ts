@@ -218,7 +218,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     if (req.publish !== null) {
       const fileSync = deps.fileSync;
       // The file's number is a floor: if the database was restored from an older backup, numbers still go up for the broker.
-      const minNumber = (await fileSync?.fileNumber()) ?? undefined;
+      const minNumber = (await fileSync?.claimedNumber()) ?? undefined;
       result = await deps.publish({
         unless: req.publish === 'always' ? undefined : req.publish,
         minNumber,

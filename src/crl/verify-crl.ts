@@ -250,3 +250,34 @@ export function crlPemToDer(pem: string): Buffer {
   if (!/^[A-Za-z0-9+/\s]*={0,2}\s*$/.test(body)) throw new CrlVerificationError('MALFORMED', 'PEM body is not base64');
   return Buffer.from(body, 'base64');
 }
+
+/** The extnID and the start of the extnValue of a CRL Number extension: 06 03 55 1D 14 04. */
+const CRL_NUMBER_EXTENSION = Buffer.from('0603551d1404', 'hex');
+
+/**
+ * The CRL Number a PEM CRL claims, read from the end of the file only (`tail`: its last KB or
+ * so, which hold the extensions and the signature): nothing is verified. Lines must be the
+ * usual 64 characters so the tail's base64 decodes on its own; null when not found.
+ */
+export function peekCrlNumber(tail: string): bigint | null {
+  const end = tail.lastIndexOf(`-----END ${PEM_LABEL}-----`);
+  if (end < 0) return null;
+  const lines = tail.slice(0, end).split('\n').map((line) => line.trim());
+  if (lines.at(-1) === '') lines.pop();
+  let first = lines.length;
+  while (first > 0 && /^[A-Za-z0-9+/]*={0,2}$/.test(lines[first - 1]) && lines[first - 1] !== '') first--;
+  // The first line of a cut tail may be partial: keep only lines known to start on a 48-byte boundary.
+  if (first === 0) first = 1;
+  const body = lines.slice(first);
+  if (body.length === 0 || body.slice(0, -1).some((line) => line.length !== 64)) return null;
+  const der = Buffer.from(body.join(''), 'base64');
+  for (let at = der.lastIndexOf(CRL_NUMBER_EXTENSION); at >= 0; at = at > 0 ? der.lastIndexOf(CRL_NUMBER_EXTENSION, at - 1) : -1) {
+    const p = at + CRL_NUMBER_EXTENSION.length;
+    const length = der[p + 2];
+    if (der[p] !== length + 2 || der[p + 1] !== 0x02 || length < 1 || length > 20 || p + 3 + length > der.length) continue;
+    const value = der.subarray(p + 3, p + 3 + length);
+    if (value[0] & 0x80) continue;
+    return BigInt(`0x${value.toString('hex')}`);
+  }
+  return null;
+}
