@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createPublishCrl, type CrlAuthority } from '../src/app/publish-crl.ts';
-import type { Storage } from '../src/app/storage-ports.ts';
+import type { Storage, StoredCrlInfo } from '../src/app/storage-ports.ts';
 import { crlAuthorityFor } from '../src/crl/crl-authority.ts';
 import { DAY_MS, createManualClock, type Clock } from '../src/domain/clock.ts';
 import { crlDerToPem, crlPemToDer, CrlVerificationError, verifyCrl } from '../src/crl/verify-crl.ts';
@@ -323,27 +323,15 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     for (const c of certs) await revoke(c.id, 'cessationOfOperation');
     await publisher().idle();
     // A publisher of its own whose first publication is held at its store until released (no timing involved).
-    const real = createStorage(database.db);
     let saves = 0;
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const storage: Storage = {
-      ...real,
-      asOperator: (fn) =>
-        real.asOperator((repos) =>
-          fn({
-            ...repos,
-            crl: {
-              ...repos.crl,
-              saveCrl: async (...args) => {
-                if (++saves === 1) await gate;
-                return repos.crl.saveCrl(...args);
-              },
-            },
-          }),
-        ),
-    };
-    const h = harness({ storage });
+    const h = harness({
+      storage: storageWithSaveCrl(async (save) => {
+        if (++saves === 1) await gate;
+        return save();
+      }),
+    });
     h.publisher.revocationCommitted();
     await waitFor(() => saves === 1, 30_000, 'the first publication reaches its store');
     for (let i = 1; i < certs.length; i++) h.publisher.revocationCommitted();
@@ -467,25 +455,13 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     await publisher().idle();
     const issuerKeyId = crlAuthorityFor(t.service.ca.ca!).issuerKeyId;
     const storedNumber = (await database.db.asOperator((tx) => readCrlInfo(tx, issuerKeyId)))!.crlNumber;
-    const real = createStorage(database.db);
     let failStore = true;
-    const storage: Storage = {
-      ...real,
-      asOperator: (fn) =>
-        real.asOperator((repos) =>
-          fn({
-            ...repos,
-            crl: {
-              ...repos.crl,
-              saveCrl: async (...args) => {
-                if (failStore) throw new Error('no space left on device');
-                return repos.crl.saveCrl(...args);
-              },
-            },
-          }),
-        ),
-    };
-    const h = harness({ storage });
+    const h = harness({
+      storage: storageWithSaveCrl(async (save) => {
+        if (failStore) throw new Error('no space left on device');
+        return save();
+      }),
+    });
     await expect(h.publisher.publishNow()).rejects.toThrow(/no space left/);
     const written = verifyCrl(crlPemToDer(readFileSync(h.path, 'latin1')), { caPublicKey: t.service.ca.ca!.publicKey, now: t.clock.now() });
     expect(written.crlNumber).toBe(storedNumber + 1n); // on disk, and the broker told, although the store failed
@@ -657,6 +633,15 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
   });
 
   /** A second publisher on the same database with its own file, reloader spy and seams. */
+  /** The real storage, with each saveCrl passed through `around` (which runs the real one with save()). */
+  function storageWithSaveCrl(around: (save: () => Promise<StoredCrlInfo>) => Promise<StoredCrlInfo>): Storage {
+    const real = createStorage(database.db);
+    return {
+      ...real,
+      asOperator: (fn) => real.asOperator((repos) => fn({ ...repos, crl: { ...repos.crl, saveCrl: (...args) => around(() => repos.crl.saveCrl(...args)) } })),
+    };
+  }
+
   function harness(options: { authority?: CrlAuthority; clock?: Clock; fs?: CrlFs; reloader?: BrokerReloader; retryMs?: number; storage?: Storage }) {
     const ca = t.service.ca.ca!;
     const good = crlAuthorityFor(ca);
