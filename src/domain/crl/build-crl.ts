@@ -255,7 +255,7 @@ const REASON_EXTENSIONS_PREFIX = Uint8Array.from([
   0x0a, 0x01, // ENUMERATED, 1 byte
 ]);
 
-/** Entries of one serial length and first serial octet: a contiguous range of the CRL's order. */
+/** Entries of one serial length and the same first 12 bits: a contiguous range of the CRL's order. */
 interface Bucket {
   arena: Buffer;
   used: number;
@@ -266,7 +266,7 @@ interface Bucket {
 /**
  * Encodes revokedCertificates entries as they come, in any order, then puts them in serial
  * order once: a million rows from a database cursor are never held as objects. Each entry is
- * written into the byte arena of its bucket (serial length and first octet: a range of the
+ * written into the byte arena of its bucket (serial length and first 12 bits: a range of the
  * final order) and remembered by its offset there. finish() sorts each bucket on its own
  * (entriesInSerialOrder) and copies its entries out: with random serials a bucket is a few
  * hundred KB, so the sort and the copy stay in the CPU cache instead of jumping around tens of MB.
@@ -277,7 +277,7 @@ interface Bucket {
  */
 export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
   const buckets: (Bucket | undefined)[] = new Array(BUCKETS);
-  const scratch = Buffer.allocUnsafe(MAX_ENTRY_BYTES);
+  const scratch = Buffer.allocUnsafe(MAX_ENTRY_BYTES); // the serial's INTEGER content, before its bucket is known
   let byteLength = 0;
   let count = 0;
   let finished = false;
