@@ -12,15 +12,12 @@
  *
  *   node --import tsx bench/broker-refusal.bench.ts      (or npm run bench)
  */
-import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { crlPemToDer } from '../src/crl/verify-crl.ts';
-import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { crlEntryCount } from './support/peers.ts';
-import { createTestDatabase } from '../test/support/databases.ts';
+import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from '../test/support/broker-fixture.ts';
 import { insertRevokedCertificates } from '../test/support/bulk-revoked.ts';
 import { freePort, startMosquitto } from '../test/support/mosquitto.ts';
 import { tlsOptions } from '../test/support/mqtt-clients.ts';
@@ -29,7 +26,6 @@ import { emitTable, round, scaled } from './support/results.ts';
 import { fmt, percentile } from './support/server.ts';
 import { createLogger } from '../src/support/logger.ts';
 
-const BIN = join(import.meta.dirname, '..', 'test', 'support', 'certfleet-source.js');
 const SIZES = scaled([0, 100_000, 1_000_000], [0, 10_000]);
 const REVOCATIONS = scaled(20, 6);
 const TENANT = 'bench';
@@ -53,34 +49,17 @@ async function connect(files: Files): Promise<'accepted' | 'revoked' | string> {
 }
 
 async function measureSize(revokedAlready: number) {
-  const tmp = mkdtempSync(join(tmpdir(), 'certfleet-broker-bench-'));
-  chmodSync(tmp, 0o755); // the broker runs as user mosquitto when started as root
-  for (const dir of ['crl', 'certs']) mkdirSync(join(tmp, dir), { mode: 0o755 });
-  const database = await createTestDatabase('pg');
+  const fixture = await brokerTestFixture('bench');
+  const { tmp, database } = fixture;
   try {
-    const ca = await createDeviceCa({ now: new Date(), commonName: 'certfleet bench Device CA' });
     // The CRL lists only its own CA's certificates: issuer is the CA's CN, as issued ones have it.
     if (revokedAlready) {
       await insertRevokedCertificates(database.driver, { count: revokedAlready, now: new Date(), devices: Math.min(10_000, revokedAlready), issuer: 'certfleet bench Device CA' });
     }
-    await writeDeviceCa(ca, join(tmp, 'ca', 'device-ca.crt'), join(tmp, 'ca', 'device-ca.key'));
-    let env: Record<string, string> = {
-      DATABASE_URL: database.url!,
-      CERTFLEET_AUTH: 'development', // development tokens on Postgres, explicitly
-      DEVICE_CA_CERT_PATH: join(tmp, 'ca', 'device-ca.crt'),
-      DEVICE_CA_KEY_PATH: join(tmp, 'ca', 'device-ca.key'),
-      CRL_OUTPUT_PATH: join(tmp, 'crl', 'device-crl.pem'),
-      CERTFLEET_DATA_DIR: join(tmp, 'data'),
-    };
     const port = await freePort();
-    const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', join(tmp, 'broker'), '--port', String(port), '--no-kick', '--json'], {
-      encoding: 'utf8',
-      env: { ...process.env, ...env },
-    });
-    if (res.status !== 0) throw new Error(`broker-config failed: ${res.stderr}`);
-    const brokerConfig = JSON.parse(res.stdout) as { files: Record<string, string>; env: Record<string, string> };
+    const brokerConfig = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(port), '--no-kick']);
     const broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true, startTimeoutMs: 300_000 });
-    env = { ...env, ...brokerConfig.env };
+    const env = { ...fixture.env, ...brokerConfig.env };
     const t = await startTestService(database, { dataDir: join(tmp, 'data'), env, overrides: { logger: createLogger({ level: 'warn', destination: { write: () => undefined } }) } });
     try {
       expect201(await t.call(TENANT, 'POST', '/customer/devices', { device_id: 'BENCH-1' }));
@@ -146,8 +125,7 @@ async function measureSize(revokedAlready: number) {
       await broker.stop();
     }
   } finally {
-    await database.close();
-    rmSync(tmp, { recursive: true, force: true });
+    await closeBrokerTest({ database, tmp });
   }
 }
 
