@@ -40,7 +40,18 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[]) {
   return { ...state, reload };
 }
 
-/** A modal confirmation (native <dialog>: focus is trapped, Escape cancels, focus returns to the opener). */
+/** The elements Tab can reach inside a container, in document order. */
+function tabbable(root: HTMLElement): HTMLElement[] {
+  const selector = 'button, [href], input, select, textarea, [tabindex]:not([tabindex="-1"])';
+  return [...root.querySelectorAll<HTMLElement>(selector)].filter((el) => !(el as HTMLButtonElement).disabled && el.getClientRects().length > 0);
+}
+
+/**
+ * A modal confirmation (native <dialog>). The keyboard path is explicit, not left to the browser's
+ * dialog focusing steps (which changed between Chromium releases): on open the focus goes to the
+ * first field of the question if there is one, else to Cancel (the least destructive choice);
+ * Tab and Shift+Tab cycle inside the dialog; Escape cancels; focus returns to the opener.
+ */
 export function ConfirmDialog(props: {
   open: boolean;
   title: string;
@@ -52,12 +63,23 @@ export function ConfirmDialog(props: {
   children?: ComponentChildren;
 }) {
   const ref = useRef<HTMLDialogElement>(null);
+  const cancelRef = useRef<HTMLButtonElement>(null);
+  const questionRef = useRef<HTMLDivElement>(null);
+  /** Closes this component made itself: their close events (queued, they arrive later) are not a cancel. */
+  const ownCloses = useRef(0);
   const titleId = useId();
   useEffect(() => {
     const d = ref.current;
     if (!d) return;
-    if (props.open && !d.open) d.showModal();
-    if (!props.open && d.open) d.close();
+    if (props.open && !d.open) {
+      d.showModal();
+      const field = questionRef.current ? tabbable(questionRef.current)[0] : undefined;
+      (field ?? cancelRef.current)?.focus();
+    }
+    if (!props.open && d.open) {
+      ownCloses.current += 1;
+      d.close();
+    }
   }, [props.open]);
   return (
     <dialog
@@ -68,16 +90,34 @@ export function ConfirmDialog(props: {
         e.preventDefault();
         if (!props.busy) props.onCancel();
       }}
-      // A close event that arrives after the dialog was opened again is stale: ignore it.
+      // The close event of our own close() arrives later, possibly after the user opened the dialog
+      // again (it would cancel the new one): only a close the browser made by itself is a cancel.
       onClose={() => {
-        if (!ref.current?.open) props.onCancel();
+        if (ownCloses.current > 0) ownCloses.current -= 1;
+        else if (!ref.current?.open) props.onCancel();
+      }}
+      // Focus trap: Tab past the last element comes back to the first, Shift+Tab the other way.
+      onKeyDown={(e) => {
+        if (e.key !== 'Tab' || !ref.current) return;
+        const items = tabbable(ref.current);
+        if (items.length === 0) return;
+        const first = items[0]!;
+        const last = items[items.length - 1]!;
+        const active = document.activeElement;
+        if (e.shiftKey && (active === first || !ref.current.contains(active))) {
+          e.preventDefault();
+          last.focus();
+        } else if (!e.shiftKey && (active === last || !ref.current.contains(active))) {
+          e.preventDefault();
+          first.focus();
+        }
       }}
     >
       <article>
         <h2 id={titleId}>{props.title}</h2>
-        {props.children}
+        <div ref={questionRef}>{props.children}</div>
         <footer>
-          <button type="button" class="secondary" onClick={props.onCancel} disabled={props.busy}>
+          <button type="button" class="secondary" ref={cancelRef} onClick={props.onCancel} disabled={props.busy}>
             Cancel
           </button>{' '}
           <button type="button" class={props.danger ? 'danger' : undefined} onClick={props.onConfirm} aria-busy={props.busy} disabled={props.busy}>
@@ -89,7 +129,7 @@ export function ConfirmDialog(props: {
   );
 }
 
-function useAction(run: () => Promise<ComponentChildren>) {
+function useAction(run: () => Promise<ComponentChildren>, onOutcome?: (outcome: { result: ComponentChildren; error: string | null }) => void) {
   const [confirming, setConfirming] = useState(false);
   const [busy, setBusy] = useState(false);
   const [result, setResult] = useState<ComponentChildren>(null);
@@ -102,9 +142,12 @@ function useAction(run: () => Promise<ComponentChildren>) {
   const confirm = async () => {
     setBusy(true);
     try {
-      setResult(await run());
+      const outcome = await run();
+      setResult(outcome);
+      onOutcome?.({ result: outcome, error: null });
     } catch (e) {
       setError(messageOf(e));
+      onOutcome?.({ result: null, error: messageOf(e) });
     } finally {
       setBusy(false);
       setConfirming(false);
@@ -151,14 +194,19 @@ export function ConfirmAction(props: {
   danger?: boolean;
   secondary?: boolean;
   disabled?: boolean;
+  /**
+   * Where the outcome is shown when the action can remove this button from the page (a table row
+   * that the refreshed list no longer has): the view shows it outside the row. Default: beside the button.
+   */
+  onOutcome?: (outcome: { result: ComponentChildren; error: string | null }) => void;
 }) {
-  const a = useAction(props.run);
+  const a = useAction(props.run, props.onOutcome);
   return (
     <span class="action">
       <button type="button" class={props.danger ? 'danger' : props.secondary ? 'secondary' : undefined} aria-label={props.ariaLabel} onClick={a.ask} disabled={props.disabled}>
         {props.label}
       </button>
-      <Outcome result={a.result} error={a.error} />
+      {props.onOutcome ? null : <Outcome result={a.result} error={a.error} />}
       <ConfirmDialog open={a.confirming} title={`${props.ariaLabel ?? props.label}?`} confirmLabel={`Yes, ${props.label.toLowerCase()}`} busy={a.busy} danger={props.danger} onConfirm={a.confirm} onCancel={a.cancel}>
         {props.question}
       </ConfirmDialog>

@@ -1,8 +1,9 @@
+import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
 import type { components } from '../api/schema';
 import { SEVERITY_NAMES, when } from '../format';
-import { ConfirmAction, FilterForm, Loading, Pager, useLoad, usePager } from '../ui';
+import { ConfirmAction, FilterForm, Loading, Outcome, Pager, useLoad, usePager } from '../ui';
 
 type Alert = components['schemas']['Alert'];
 type AlertStatus = Alert['status'];
@@ -17,6 +18,8 @@ interface Filters {
 export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
   const [filters, setFilters] = useState<Filters>({ status: 'OPEN' });
   const [refresh, setRefresh] = useState(0);
+  // The last action's outcome, outside the table: the refreshed list may no longer hold the row.
+  const [outcome, setOutcome] = useState<{ result: ComponentChildren; error: string | null }>({ result: null, error: null });
   const pager = usePager([filters]);
   const page = useLoad(() => {
     const query = { ...filters, limit: 25, cursor: pager.cursor };
@@ -38,6 +41,7 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
     <section aria-labelledby="alerts-heading">
       <h1 id="alerts-heading">{scope === 'operator' ? 'Alerts of every tenant' : 'Alerts'}</h1>
       <AlertFilters operator={scope === 'operator'} initial={filters} onApply={setFilters} />
+      <Outcome result={outcome.result} error={outcome.error} />
       <Loading loading={page.loading && !page.data} error={page.error} />
       {page.data ? (
         <>
@@ -83,6 +87,7 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
                         disabled={a.status !== 'OPEN'}
                         question={<p>{a.summary}</p>}
                         run={() => act(a, 'acknowledge')}
+                        onOutcome={setOutcome}
                       />{' '}
                       <ConfirmAction
                         label="Close"
@@ -91,6 +96,7 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
                         disabled={a.status === 'CLOSED'}
                         question={<p>{a.summary}</p>}
                         run={() => act(a, 'close')}
+                        onOutcome={setOutcome}
                       />
                     </td>
                   </tr>
