@@ -15,3 +15,8 @@ const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
 const res = spawnSync(process.execPath, [tsc, '-p', `${root}tsconfig.build.json`], { stdio: 'inherit' });
 if (res.status !== 0) process.exit(res.status ?? 1);
 cpSync(src, dist, { recursive: true, filter: (path) => !path.endsWith('.ts') });
+
+// The embedded database's template (a migrated, empty PGlite data dir): a first start loads it
+// instead of running initdb and the migrations (src/storage/pglite-template.ts).
+const { writePgliteTemplate } = await import(`${dist}/storage/pglite-template.js`);
+await writePgliteTemplate();

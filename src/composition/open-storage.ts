@@ -6,6 +6,7 @@ import type { Driver } from '../storage/driver.ts';
 import { migrate } from '../storage/migrate.ts';
 import { createPgDriver } from '../storage/pg-driver.ts';
 import { createPgliteDriver, openPglite } from '../storage/pglite-driver.ts';
+import { templateFor } from '../storage/pglite-template.ts';
 
 export interface Storage {
   db: Database;
@@ -26,7 +27,8 @@ export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'
     mkdirSync(`${config.dataDir}/db`, { recursive: true, mode: 0o700 });
     chmodSync(`${config.dataDir}/db`, 0o700);
     try {
-      driver = createPgliteDriver(await openPglite(`${config.dataDir}/db`));
+      const dir = `${config.dataDir}/db`;
+      driver = createPgliteDriver(await openPglite(dir, templateFor(dir)));
     } catch (e) {
       release();
       throw e;

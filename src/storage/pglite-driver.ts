@@ -20,6 +20,11 @@ export function createPgliteDriver(db: PGlite): Driver & { db: PGlite } {
   };
 }
 
-export async function openPglite(dataDir?: string): Promise<PGlite> {
-  return PGlite.create(dataDir ? { dataDir, ...PGLITE_OPTIONS } : PGLITE_OPTIONS);
+/**
+ * In memory without a data dir. A new (empty) data dir starts from `template` when given: a packed,
+ * migrated data dir (see pglite-template.ts), instead of running initdb.
+ */
+export async function openPglite(dataDir?: string, template?: Blob): Promise<PGlite> {
+  if (!dataDir) return PGlite.create(PGLITE_OPTIONS);
+  return PGlite.create({ dataDir, ...PGLITE_OPTIONS, ...(template ? { loadDataDir: template } : {}) });
 }

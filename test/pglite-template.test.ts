@@ -1,0 +1,62 @@
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { PGlite } from '@electric-sql/pglite';
+import { afterAll, describe, expect, it } from 'vitest';
+import { migrate } from '../src/storage/migrate.ts';
+import { createPgliteDriver, openPglite } from '../src/storage/pglite-driver.ts';
+import { templateFor, writePgliteTemplate } from '../src/storage/pglite-template.ts';
+
+/** What the schema is made of: tables with their RLS flags, policies, roles, applied migrations. */
+async function schemaOf(db: PGlite): Promise<unknown> {
+  const q = async (sql: string) => (await db.query(sql)).rows;
+  return {
+    tables: await q(`SELECT tablename, rowsecurity FROM pg_tables WHERE schemaname = 'public' ORDER BY 1`),
+    columns: await q(`SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 2`),
+    indexes: await q(`SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1`),
+    policies: await q(`SELECT tablename, policyname, cmd, qual, with_check FROM pg_policies ORDER BY 1, 2`),
+    roles: await q(`SELECT rolname, rolbypassrls FROM pg_roles WHERE rolname LIKE 'certfleet%' ORDER BY 1`),
+    migrations: await q(`SELECT name FROM schema_migrations ORDER BY 1`),
+  };
+}
+
+describe('the embedded database template (a packed, migrated, empty data dir)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'certfleet-template-'));
+  const template = join(dir, 'template.tar.gz');
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('a new data dir started from it has every migration, row-level security and the roles, and no rows', async () => {
+    await writePgliteTemplate(template);
+    const dataDir = join(dir, 'db');
+    const blob = templateFor(dataDir, template);
+    expect(blob).toBeInstanceOf(Blob);
+    const db = await openPglite(dataDir, blob);
+    try {
+      expect(await migrate(createPgliteDriver(db))).toEqual([]); // nothing left to apply
+      const schema = (await schemaOf(db)) as { tables: { tablename: string; rowsecurity: boolean }[]; roles: { rolname: string }[]; migrations: { name: string }[] };
+      const files = readdirSync(fileURLToPath(new URL('../src/storage/migrations/', import.meta.url))).filter((f) => f.endsWith('.sql')).sort();
+      expect(schema.migrations.map((m) => m.name)).toEqual(files);
+      expect(schema.roles.map((r) => r.rolname)).toEqual(expect.arrayContaining(['certfleet_app', 'certfleet_operator']));
+      for (const t of ['device_registry', 'device_certificates', 'certificate_rotations', 'fleet_alert', 'audit_events']) {
+        expect(schema.tables.find((x) => x.tablename === t)?.rowsecurity, t).toBe(true);
+      }
+      const counts = await db.query<{ t: string; n: number }>(
+        `SELECT t, (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I', t), false, true, '')))[1]::text::int AS n
+           FROM unnest(ARRAY(SELECT tablename::text FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations')) AS t`,
+      );
+      expect(counts.rows.length).toBeGreaterThan(5);
+      expect(counts.rows.filter((r) => r.n !== 0)).toEqual([]);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it('is never used for a data dir that already holds something, nor when it is missing', () => {
+    const used = join(dir, 'used');
+    mkdirSync(used);
+    writeFileSync(join(used, 'PG_VERSION'), '17\n');
+    expect(templateFor(used, template)).toBeUndefined();
+    expect(templateFor(join(dir, 'new'), join(dir, 'no-such-template.tar.gz'))).toBeUndefined();
+  });
+});
