@@ -21,10 +21,9 @@ export function createPgliteDriver(db: PGlite): Driver & { db: PGlite } {
 }
 
 /**
- * In memory without a data dir. A new (empty) data dir starts from `template` when given: a packed,
- * migrated data dir (see pglite-template.ts), instead of running initdb.
+ * In memory without a data dir. A new database (in memory, or an empty data dir) starts from
+ * `template` when given: a packed, migrated data dir (see pglite-template.ts), instead of initdb.
  */
 export async function openPglite(dataDir?: string, template?: Blob): Promise<PGlite> {
-  if (!dataDir) return PGlite.create(PGLITE_OPTIONS);
-  return PGlite.create({ dataDir, ...PGLITE_OPTIONS, ...(template ? { loadDataDir: template } : {}) });
+  return PGlite.create({ ...(dataDir ? { dataDir } : {}), ...PGLITE_OPTIONS, ...(template ? { loadDataDir: template } : {}) });
 }

@@ -5,6 +5,7 @@ import type { Driver } from '../../src/storage/driver.ts';
 import { migrate } from '../../src/storage/migrate.ts';
 import { createPgDriver } from '../../src/storage/pg-driver.ts';
 import { createPgliteDriver, openPglite } from '../../src/storage/pglite-driver.ts';
+import { testTemplate } from './pglite-template.ts';
 import type { Storage } from '../../src/composition/open-storage.ts';
 
 /** The admin connection used to create one throw-away database per test file. */
@@ -61,7 +62,7 @@ export async function createTestDatabase(kind: DriverKind): Promise<TestDatabase
     driver = createPgDriver(url);
     dropDatabase = created.drop;
   } else {
-    driver = createPgliteDriver(await openPglite());
+    driver = createPgliteDriver(await openPglite(undefined, testTemplate()));
   }
   await migrate(driver);
   const db = createDatabase(driver);
