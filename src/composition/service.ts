@@ -27,7 +27,7 @@ import { registerFleetMetrics } from './fleet-metrics.ts';
 import { createCrlPublication, type CrlPublication, type CrlPublicationOptions } from './crl.ts';
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
-import { tokenVerifierFor } from './token-verifier.ts';
+import { assertTokenVerificationConfigured, tokenVerifierFor } from './token-verifier.ts';
 import { createSessionStore } from './browser-sessions.ts';
 import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
 import { createStorage } from '../storage/repositories.ts';
@@ -67,6 +67,8 @@ export interface Service {
 /** The wiring root of the HTTP service (used by `serve`, `api` and the tests). */
 export async function createService(config: Config, overrides: ServiceOverrides = {}): Promise<Service> {
   const clock = overrides.clock ?? systemClock;
+  // Refused before any data dir, database or migration is created by a process that could not serve.
+  assertTokenVerificationConfigured(config);
   const storage = overrides.storage ?? (await openStorage(config));
   let keygen: KeygenPool | null = null;
   try {
