@@ -36,6 +36,27 @@ export interface HttpAppOptions {
   limits: HttpLimits;
 }
 
+/**
+ * The API documentation's Content-Security-Policy: Swagger UI loads only its own scripts and
+ * styles from /docs/static (no inline script), fetches /docs/json, and shows its logo as a data:
+ * image; nothing may frame it, no plugins, no foreign origin (no validator badge). The one inline
+ * <style> element swagger-ui-bundle.js inserts is allowed by its hash, not by 'unsafe-inline'
+ * (test/docs-csp.test.ts renders the page in Chromium and fails on any violation, e.g. after
+ * an upgrade changed that element).
+ */
+const DOCS_CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+].join('; ');
+
 export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
@@ -60,6 +81,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     },
   });
   const routes = recordRoutes(app);
+  // Every answer is what its Content-Type says (no MIME sniffing of JSON, PEM or the docs' assets).
+  app.addHook('onRequest', async (_request, reply) => void reply.header('x-content-type-options', 'nosniff'));
   installValidators(app);
   installErrorHandler(app);
 
@@ -89,7 +112,10 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: DOCS_CSP,
+  });
 
   // Authentication and authorization of a whole route scope happen here, in its hooks;
   // handlers only read request.principal (customerActor, operatorPrincipal).
