@@ -1,4 +1,3 @@
-import { createServer } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
@@ -11,6 +10,7 @@ import { authorizeScope, createAuthenticate } from './auth-hooks.ts';
 import { metricsAuthorized } from './metrics-auth.ts';
 import { AppError } from '../domain/errors.ts';
 import { recordRoutes } from './route-table.ts';
+import { createLimitedServer } from './listener.ts';
 import { frameworkErrors, installErrorHandler } from './problem.ts';
 import { sharedSchemas } from './response-schemas.ts';
 import { sessionRoutes } from './routes/session.ts';
@@ -66,19 +66,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     frameworkErrors,
     // Slow clients (slowloris: trickled headers or bodies) are cut off by these limits, and
     // connections beyond the cap are closed at once, so they cannot starve other clients.
-    serverFactory: (handler) => {
-      const server = createServer(
-        {
-          headersTimeout: options.limits.headersTimeoutMs,
-          requestTimeout: options.limits.requestTimeoutMs,
-          keepAliveTimeout: options.limits.keepAliveTimeoutMs,
-          connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(options.limits.headersTimeoutMs / 4))),
-        },
-        handler,
-      );
-      server.maxConnections = options.limits.maxConnections;
-      return server;
-    },
+    serverFactory: (handler) => createLimitedServer(options.limits, handler),
   });
   const routes = recordRoutes(app);
   // Every answer is what its Content-Type says (no MIME sniffing of JSON, PEM or the docs' assets).
