@@ -60,6 +60,9 @@ export function planConnectionCaps(input: { usage: DescriptorUsage; database: nu
   const budget = usage.limit - reserved;
   const requests = est ? [api, est] : [api];
   const why = `RLIMIT_NOFILE is ${usage.limit} (ulimit -n); ${usage.open} descriptors are open at start, ${input.database} are kept for database connections and FD_RESERVE=${input.reserve} for file writes`;
+  if (budget < requests.length) {
+    throw new Error(`no file descriptors are left for ${requests.map((r) => r.variable).join(' and ')}: ${why}. Raise the limit (ulimit -n) or lower FD_RESERVE`);
+  }
   const explicitTotal = requests.filter((r) => r.explicit).reduce((n, r) => n + r.cap, 0);
   if (explicitTotal > budget) {
     const named = requests.filter((r) => r.explicit).map((r) => `${r.variable}=${r.cap}`).join(' + ');

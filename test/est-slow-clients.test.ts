@@ -1,0 +1,152 @@
+/**
+ * The EST listener is as hard as the API (red-team finding: 100 idle, partial-ClientHello or
+ * slow-header connections were all still held after 51 s, and 300 idle connections with
+ * `ulimit -n 256` made the whole process fail with EMFILE for 40 s). Here: the limits are set
+ * on the listening server, slow and idle clients of every kind are cut off by the server while
+ * EST keeps answering, connections beyond EST_MAX_CONNECTIONS are closed at once, the caps are
+ * planned within RLIMIT_NOFILE, and a `serve` process under `prlimit --nofile=256` keeps its
+ * API, its Postgres connections and its CRL publication working while the EST port is flooded.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
+import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
+import { planConnectionCaps } from '../src/support/descriptor-budget.ts';
+import { createTestDatabase, createThrowawayDatabase, type TestDatabase } from './support/databases.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { healthz, slowClient, type Slow, type SlowKind } from './support/slow-clients.ts';
+
+const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
+const EST_PATHS = { headerPath: '/.well-known/est/cacerts', bodyPath: '/.well-known/est/simpleenroll', tls: true };
+
+/** GET /cacerts over TLS on a fresh connection, trusting the listener's CA: the status or the error. */
+const cacerts = (port: number, ca: Buffer) =>
+  new Promise<number | string>((resolve) => {
+    const req = request({ host: '127.0.0.1', servername: 'localhost', port, path: '/.well-known/est/cacerts', ca, agent: false, timeout: 60_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', (e) => resolve(e.message));
+    req.end();
+  });
+
+/** A TLS server identity for the EST listener (the broker's server certificate, as in production). */
+async function estTlsFiles(deviceCaCertPem: string, crlPath: string) {
+  const dir = mkdtempSync(join(tmpdir(), 'certfleet-est-tls-'));
+  const broker = await writeBrokerConfig({ outDir: dir, deviceCaCertPem, crlPath });
+  return { cert: join(dir, 'server.crt'), key: join(dir, 'server.key'), ca: readFileSync(broker.files.combinedCa) };
+}
+
+describe('connection caps within RLIMIT_NOFILE', () => {
+  const api = (cap: number, explicit = false) => ({ cap, explicit, variable: 'HTTP_MAX_CONNECTIONS' });
+  const est = (cap: number, explicit = false) => ({ cap, explicit, variable: 'EST_MAX_CONNECTIONS' });
+
+  it('keeps the caps that fit, lowers default caps to fit, refuses explicit caps that over-commit', () => {
+    const usage = { limit: 20_000, open: 40 };
+    expect(planConnectionCaps({ usage, database: 14, reserve: 64, api: api(4096), est: est(1024) })).toMatchObject({ api: 4096, est: 1024, budget: 20_000 - 118 });
+    // ulimit -n 256: the defaults share what is left (4:1), everything fits with the reserve kept.
+    const small = planConnectionCaps({ usage: { limit: 256, open: 40 }, database: 14, reserve: 64, api: api(4096), est: est(1024) });
+    expect(small.api + small.est!).toBeLessThanOrEqual(256 - 40 - 14 - 64);
+    expect(small.est).toBeGreaterThan(0);
+    expect(small.api).toBeGreaterThan(small.est!);
+    // An explicit cap is kept and the default one gets the rest.
+    expect(planConnectionCaps({ usage: { limit: 256, open: 40 }, database: 14, reserve: 64, api: api(100, true), est: est(1024) })).toMatchObject({ api: 100, est: 38 });
+    // Explicit caps that do not fit: refused, naming the variables and the numbers.
+    expect(() => planConnectionCaps({ usage: { limit: 256, open: 40 }, database: 14, reserve: 64, api: api(100, true), est: est(100, true) })).toThrow(
+      /HTTP_MAX_CONNECTIONS=100 \+ EST_MAX_CONNECTIONS=100 over-commits the file descriptors: RLIMIT_NOFILE is 256 .*leaves 138 for connections/,
+    );
+    expect(() => planConnectionCaps({ usage: { limit: 100, open: 40 }, database: 14, reserve: 64, api: api(4096), est: null })).toThrow(/no file descriptors are left for HTTP_MAX_CONNECTIONS/);
+    // No /proc: as configured.
+    expect(planConnectionCaps({ usage: { limit: null, open: null }, database: 14, reserve: 64, api: api(4096), est: est(1024) })).toMatchObject({ api: 4096, est: 1024, budget: null });
+  });
+});
+
+describe('EST slow clients (in-process, PGlite)', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase('pglite');
+  });
+  afterAll(async () => {
+    await database?.close();
+  });
+
+  async function startEst(env: Record<string, string>) {
+    const probe = await startTestService(database);
+    const dataDir = probe.dataDir; // the dev CA the EST server certificate is made for
+    const tls = await estTlsFiles(probe.service.ca.ca!.certPem, probe.config.crlOutputPath);
+    await probe.close();
+    const t = await startTestService(database, { dataDir, env: { EST_PORT: '0', EST_HOST: '127.0.0.1', EST_TLS_CERT_PATH: tls.cert, EST_TLS_KEY_PATH: tls.key, ...env } });
+    await t.service.renewal.start(t.service.app.log);
+    const server = t.service.renewal.estServer()!.server;
+    return { t, server, port: (server.address() as AddressInfo).port, ca: tls.ca };
+  }
+
+  it('sets the handshake, header, request and keep-alive timeouts and the cap on the EST server', async () => {
+    const { t, server } = await startEst({
+      HTTP_HEADERS_TIMEOUT_MS: '4000',
+      HTTP_REQUEST_TIMEOUT_MS: '9000',
+      HTTP_KEEP_ALIVE_TIMEOUT_MS: '3000',
+      EST_TLS_HANDSHAKE_TIMEOUT_MS: '2500',
+      EST_MAX_CONNECTIONS: '333',
+    });
+    try {
+      expect(server.headersTimeout).toBe(4000);
+      expect(server.requestTimeout).toBe(9000);
+      expect(server.keepAliveTimeout).toBe(3000);
+      expect(server.maxConnections).toBe(333);
+      const handshake = Object.getOwnPropertySymbols(server).find((s) => s.description === 'handshake-timeout');
+      expect(handshake && (server as unknown as Record<symbol, number>)[handshake]).toBe(2500);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('closes connections beyond EST_MAX_CONNECTIONS at once, and serves again when they go', { timeout: 120_000 }, async () => {
+    const { t, server, port, ca } = await startEst({ EST_MAX_CONNECTIONS: '5', EST_TLS_HANDSHAKE_TIMEOUT_MS: '60000' });
+    const idle: Slow[] = [];
+    try {
+      for (let i = 0; i < 5; i++) idle.push(slowClient(port, 'idle', 1_000, 60));
+      await Promise.all(idle.map((s) => s.connected));
+      await expect.poll(() => new Promise<number>((r) => server.getConnections((_e, n) => r(n))), { timeout: 30_000 }).toBe(5);
+      const extra = slowClient(port, 'idle', 1_000, 20);
+      expect(await extra.closedByServer).toBe(true);
+      expect(typeof (await cacerts(port, ca))).toBe('string'); // refused while the cap is reached
+      for (const s of idle) s.socket.destroy();
+      await expect.poll(() => new Promise<number>((r) => server.getConnections((_e, n) => r(n))), { timeout: 30_000 }).toBe(0);
+      expect(await cacerts(port, ca)).toBe(200);
+    } finally {
+      for (const s of idle) s.socket.destroy();
+      await t.close();
+    }
+  });
+
+  it('idle, partial-ClientHello, slow-header and slow-body connections (100 each) are cut off by the server while EST and the API answer', { timeout: 240_000 }, async () => {
+    const { t, port, ca } = await startEst({ HTTP_HEADERS_TIMEOUT_MS: '3000', HTTP_REQUEST_TIMEOUT_MS: '5000', EST_TLS_HANDSHAKE_TIMEOUT_MS: '2000' });
+    const apiPort = (await t.service.app.listen({ port: 0, host: '127.0.0.1' }), (t.service.app.server.address() as AddressInfo).port);
+    const slow: Slow[] = [];
+    try {
+      // Without the limits Node waits 120 s for a handshake, 60 s for a head and 300 s for a
+      // request: these clients give up by themselves after ~40 s, so only the server's limits
+      // can close them first.
+      const kinds: SlowKind[] = ['idle', 'client-hello', 'header', 'body'];
+      for (let i = 0; i < 100; i++) for (const kind of kinds) slow.push(slowClient(port, kind, 1_000, 40, EST_PATHS));
+      await Promise.all(slow.map((s) => s.connected));
+      const statuses = [];
+      for (let i = 0; i < 5; i++) statuses.push(await cacerts(port, ca), await healthz(apiPort));
+      expect(statuses).toEqual(Array(10).fill(200));
+      const cutOff = await Promise.all(slow.map((s) => s.closedByServer));
+      const held = kinds.map((kind, k) => `${kind}: ${cutOff.filter((c, i) => i % kinds.length === k && !c).length}`);
+      expect(held).toEqual(kinds.map((kind) => `${kind}: 0`));
+      expect(await cacerts(port, ca)).toBe(200);
+    } finally {
+      for (const s of slow) s.socket.destroy();
+      await t.close();
+    }
+  });
+});
