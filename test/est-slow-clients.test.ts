@@ -150,3 +150,142 @@ describe('EST slow clients (in-process, PGlite)', () => {
     }
   });
 });
+
+/** One JSON log line of the child's stdout matching `pick`, as soon as it is written. */
+function logLine(child: ChildProcess, output: { text: string }, pick: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const scan = () => {
+      for (const raw of output.text.split('\n')) {
+        if (!raw.startsWith('{')) continue;
+        try {
+          const line = JSON.parse(raw) as Record<string, unknown>;
+          if (pick(line)) return resolve(line);
+        } catch {
+          // a line still being written
+        }
+      }
+    };
+    child.stdout!.on('data', scan);
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${output.text.slice(-4000)}`)));
+    scan();
+  });
+}
+
+/**
+ * Keeps `count` connections of `kind` open against the port: each one the server closes is
+ * replaced (50 ms later, so that the churn does not take both cores), until stop().
+ */
+function hammer(port: number, kind: SlowKind, count: number) {
+  let stopped = false;
+  let closedByServer = 0;
+  const open = new Set<Slow>();
+  const start = () => {
+    if (stopped) return;
+    const s = slowClient(port, kind, 1_000, 600);
+    open.add(s);
+    void s.closedByServer.then((byServer) => {
+      open.delete(s);
+      if (byServer) closedByServer++;
+      setTimeout(start, 50);
+    });
+  };
+  for (let i = 0; i < count; i++) start();
+  return {
+    closedByServer: () => closedByServer,
+    stop() {
+      stopped = true;
+      for (const s of open) s.socket.destroy();
+    },
+  };
+}
+
+describe.runIf(process.platform === 'linux')('EST flood under `prlimit --nofile=256` (serve, Postgres): the rest of the process keeps working', () => {
+  let child: ChildProcess | null = null;
+  let dropDatabase: (() => Promise<void>) | null = null;
+  afterAll(async () => {
+    if (child && child.exitCode === null) {
+      child.kill('SIGTERM');
+      await new Promise((r) => child!.once('exit', r));
+    }
+    await dropDatabase?.();
+  });
+
+  it('300 idle and 100 partial-ClientHello connections to EST: /healthz, new Postgres connections, a CRL publication and EST itself keep working, no EMFILE', { timeout: 300_000 }, async () => {
+    const database = await createThrowawayDatabase('certfleet_est_fd');
+    dropDatabase = database.drop;
+    const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-est-fd-'));
+    const ca = await createDeviceCa({ now: new Date() });
+    await writeDeviceCa(ca, join(dataDir, 'pki/device-ca.crt'), join(dataDir, 'pki/device-ca.key'));
+    const crlPath = join(dataDir, 'pki/device-crl.pem');
+    const tls = await estTlsFiles(ca.certPem, crlPath);
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    for (const name of Object.keys(env)) if (/^(HTTP_|EST_|FD_RESERVE|NODE_ENV|OIDC_|BROKER_)/.test(name)) delete env[name];
+    Object.assign(env, {
+      DATABASE_URL: database.url,
+      CERTFLEET_DATA_DIR: dataDir,
+      CERTFLEET_AUTH: 'development',
+      HOST: '127.0.0.1',
+      PORT: '0',
+      EST_PORT: '0',
+      EST_HOST: '127.0.0.1',
+      EST_TLS_CERT_PATH: tls.cert,
+      EST_TLS_KEY_PATH: tls.key,
+      // Only the cap protects the process here: no handshake timeout closes the idle ones.
+      EST_TLS_HANDSHAKE_TIMEOUT_MS: '120000',
+      LOG_LEVEL: 'info',
+      KEYGEN_WORKERS: '1',
+    });
+    const output = { text: '' };
+    child = spawn('prlimit', ['--nofile=256:256', '--', process.execPath, BIN, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout!.on('data', (d) => void (output.text += d));
+    child.stderr!.on('data', (d) => void (output.text += d));
+    const started = await logLine(child, output, (l) => l.event === 'started');
+    const caps = started.connection_caps as { api: number; est: number; fd_limit: number; fd_reserved: number };
+    expect(caps.fd_limit).toBe(256);
+    expect(caps.api + caps.est + caps.fd_reserved).toBeLessThanOrEqual(256);
+    expect(caps.est).toBeLessThan(300);
+    const api = String(started.address);
+    const estPort = Number(new URL(String(started.est)).port);
+
+    const token = spawnSync(process.execPath, [BIN, 'token', '--tenant', 'acme', '--role', 'tenant-admin'], { env, encoding: 'utf8' });
+    expect(token.status, token.stderr).toBe(0);
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${api}/api/v1/customer${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token.stdout.trim()}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return { status: res.status, json: (await res.json()) as Record<string, any> };
+    };
+    expect((await call('POST', '/devices', { device_id: 'FD-1' })).status).toBe(201);
+    const issued = await call('POST', '/devices/FD-1/certificates/generate', { key_type: 'ec-p256' });
+    expect(issued.status).toBe(201);
+    const crlBefore = Number((await call('GET', '/crl/status')).json.crl_number);
+
+    const idle = hammer(estPort, 'idle', 300);
+    const hello = hammer(estPort, 'client-hello', 100);
+    try {
+      // The cap is reached: the server has been closing what is beyond it.
+      await expect.poll(() => idle.closedByServer() + hello.closedByServer(), { timeout: 120_000, interval: 100 }).toBeGreaterThanOrEqual(400 - caps.est);
+
+      // The API answers on new connections.
+      for (let i = 0; i < 5; i++) expect(await healthz(Number(new URL(api).port))).toBe(200);
+      // The pool opens new Postgres connections: more requests at once than it had open.
+      const lists = await Promise.all(Array.from({ length: 12 }, () => call('GET', '/devices')));
+      expect(lists.map((r) => r.status)).toEqual(Array(12).fill(200));
+      expect((await fetch(`${api}/readyz`)).status).toBe(200);
+      // A revocation publishes a new CRL: stored, written to CRL_OUTPUT_PATH.
+      expect((await call('POST', `/certificates/${issued.json.certificate.id}/revoke`, { reason: 'keyCompromise' })).status).toBe(200);
+      await expect.poll(async () => Number((await call('GET', '/crl/status')).json.crl_number), { timeout: 60_000, interval: 100 }).toBeGreaterThan(crlBefore);
+      const onDisk = spawnSync('openssl', ['crl', '-in', crlPath, '-noout', '-text'], { encoding: 'utf8' });
+      expect(onDisk.status, onDisk.stderr).toBe(0);
+      expect(onDisk.stdout.replace(/[\s:]/g, '').toUpperCase()).toContain(String(issued.json.certificate.serial_number).replace(/[\s:]/g, '').toUpperCase());
+    } finally {
+      idle.stop();
+      hello.stop();
+    }
+    // EST itself serves again once the flood is gone.
+    await expect.poll(() => cacerts(estPort, tls.ca), { timeout: 60_000, interval: 100 }).toBe(200);
+    expect(output.text).not.toMatch(/EMFILE|too many open files/i);
+  });
+});
