@@ -3,7 +3,8 @@
  * slow-header connections were all still held after 51 s, and 300 idle connections with
  * `ulimit -n 256` made the whole process fail with EMFILE for 40 s). Here: the limits are set
  * on the listening server, slow and idle clients of every kind are cut off by the server while
- * EST keeps answering, connections beyond EST_MAX_CONNECTIONS are closed at once, the caps are
+ * EST keeps answering (idle TCP, a trickled ClientHello, a completed handshake then nothing, trickled
+ * headers, a trickled body), connections beyond EST_MAX_CONNECTIONS are closed at once, the caps are
  * planned within RLIMIT_NOFILE, and a `serve` process under `prlimit --nofile=256` keeps its
  * API, its Postgres connections and its CRL publication working while the EST port is flooded.
  */
@@ -18,7 +19,8 @@ import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { planConnectionCaps } from '../src/support/descriptor-budget.ts';
 import { createTestDatabase, createThrowawayDatabase, type TestDatabase } from './support/databases.ts';
-import { startTestService, type TestService } from './support/service.ts';
+import type { ServiceOverrides } from '../src/composition/service.ts';
+import { startTestService, testConfig } from './support/service.ts';
 import { healthz, slowClient, type Slow, type SlowKind } from './support/slow-clients.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
@@ -76,16 +78,34 @@ describe('EST slow clients (in-process, PGlite)', () => {
     await database?.close();
   });
 
-  async function startEst(env: Record<string, string>) {
+  async function startEst(env: Record<string, string>, overrides: ServiceOverrides = {}) {
     const probe = await startTestService(database);
     const dataDir = probe.dataDir; // the dev CA the EST server certificate is made for
     const tls = await estTlsFiles(probe.service.ca.ca!.certPem, probe.config.crlOutputPath);
     await probe.close();
-    const t = await startTestService(database, { dataDir, env: { EST_PORT: '0', EST_HOST: '127.0.0.1', EST_TLS_CERT_PATH: tls.cert, EST_TLS_KEY_PATH: tls.key, ...env } });
+    const t = await startTestService(database, { dataDir, overrides, env: { EST_PORT: '0', EST_HOST: '127.0.0.1', EST_TLS_CERT_PATH: tls.cert, EST_TLS_KEY_PATH: tls.key, ...env } });
     await t.service.renewal.start(t.service.app.log);
     const server = t.service.renewal.estServer()!.server;
     return { t, server, port: (server.address() as AddressInfo).port, ca: tls.ca };
   }
+
+  it('plans the caps at start within the descriptor limit, and refuses explicit caps that over-commit it', async () => {
+    const descriptors = () => ({ limit: 400, open: 50 });
+    // Defaults lowered to fit: 400 - 50 open - 64 (PGlite) - 64 (FD_RESERVE) = 222, shared 4:1.
+    const { t, server } = await startEst({ EST_TLS_HANDSHAKE_TIMEOUT_MS: '2000' }, { descriptors });
+    try {
+      expect(t.service.connectionCaps).toMatchObject({ api: 177, est: 44, budget: 222, limit: 400, reserved: 178 });
+      expect(t.service.app.server.maxConnections).toBe(177);
+      expect(server.maxConnections).toBe(44);
+    } finally {
+      await t.close();
+    }
+    await expect(startEst({ HTTP_MAX_CONNECTIONS: '200', EST_MAX_CONNECTIONS: '100' }, { descriptors })).rejects.toThrow(
+      /HTTP_MAX_CONNECTIONS=200 \+ EST_MAX_CONNECTIONS=100 over-commits the file descriptors: RLIMIT_NOFILE is 400 \(ulimit -n\); 50 descriptors are open at start, 64 are kept for database connections and FD_RESERVE=64/,
+    );
+    expect(() => testConfig('/tmp/x', { EST_PORT: '0', EST_TLS_CERT_PATH: 'a', EST_TLS_KEY_PATH: 'b', EST_TLS_HANDSHAKE_TIMEOUT_MS: '5' })).toThrow(/EST_TLS_HANDSHAKE_TIMEOUT_MS must be an integer from 100/);
+    expect(() => testConfig('/tmp/x', { FD_RESERVE: '1' })).toThrow(/FD_RESERVE must be an integer from 16/);
+  });
 
   it('sets the handshake, header, request and keep-alive timeouts and the cap on the EST server', async () => {
     const { t, server } = await startEst({
@@ -126,7 +146,7 @@ describe('EST slow clients (in-process, PGlite)', () => {
     }
   });
 
-  it('idle, partial-ClientHello, slow-header and slow-body connections (100 each) are cut off by the server while EST and the API answer', { timeout: 240_000 }, async () => {
+  it('idle, partial-ClientHello, handshaken-idle, slow-header and slow-body connections (100 each) are cut off by the server while EST and the API answer', { timeout: 240_000 }, async () => {
     const { t, port, ca } = await startEst({ HTTP_HEADERS_TIMEOUT_MS: '3000', HTTP_REQUEST_TIMEOUT_MS: '5000', EST_TLS_HANDSHAKE_TIMEOUT_MS: '2000' });
     const apiPort = (await t.service.app.listen({ port: 0, host: '127.0.0.1' }), (t.service.app.server.address() as AddressInfo).port);
     const slow: Slow[] = [];
@@ -134,7 +154,7 @@ describe('EST slow clients (in-process, PGlite)', () => {
       // Without the limits Node waits 120 s for a handshake, 60 s for a head and 300 s for a
       // request: these clients give up by themselves after ~40 s, so only the server's limits
       // can close them first.
-      const kinds: SlowKind[] = ['idle', 'client-hello', 'header', 'body'];
+      const kinds: SlowKind[] = ['idle', 'client-hello', 'tls-idle', 'header', 'body'];
       for (let i = 0; i < 100; i++) for (const kind of kinds) slow.push(slowClient(port, kind, 1_000, 40, EST_PATHS));
       await Promise.all(slow.map((s) => s.connected));
       const statuses = [];

@@ -10,6 +10,8 @@ import { connect as tlsConnect } from 'node:tls';
 export type SlowKind =
   /** TCP connection that sends nothing. */
   | 'idle'
+  /** TLS: completes the handshake, then sends nothing. */
+  | 'tls-idle'
   /** TLS: the first bytes of a ClientHello, then one more byte per tick (the handshake never completes). */
   | 'client-hello'
   /** A request head, one header line per tick (over TLS when `tls`). */
@@ -35,7 +37,7 @@ export interface SlowOptions {
 const CLIENT_HELLO_START = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]);
 
 export function slowClient(port: number, kind: SlowKind, everyMs: number, maxTicks: number, options: SlowOptions = {}): Slow {
-  const overTls = options.tls === true && (kind === 'header' || kind === 'body');
+  const overTls = kind === 'tls-idle' || (options.tls === true && (kind === 'header' || kind === 'body'));
   const socket: Socket = overTls
     ? tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, servername: 'localhost' })
     : tcpConnect({ host: '127.0.0.1', port });
@@ -52,11 +54,12 @@ export function slowClient(port: number, kind: SlowKind, everyMs: number, maxTic
   socket.on('data', () => undefined);
   const first: Record<SlowKind, string | Buffer> = {
     idle: '',
+    'tls-idle': '',
     'client-hello': CLIENT_HELLO_START,
     header: `GET ${options.headerPath ?? '/healthz'} HTTP/1.1\r\nHost: 127.0.0.1\r\n`,
     body: `POST ${options.bodyPath ?? '/auth/session'} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{`,
   };
-  const tick = (n: number): string | Buffer => (kind === 'header' ? `X-Slow-${n}: 1\r\n` : kind === 'idle' ? '' : kind === 'client-hello' ? Buffer.from([0]) : ' ');
+  const tick = (n: number): string | Buffer => (kind === 'header' ? `X-Slow-${n}: 1\r\n` : kind === 'idle' || kind === 'tls-idle' ? '' : kind === 'client-hello' ? Buffer.from([0]) : ' ');
   socket.once(ready, () => {
     if (first[kind].length > 0) socket.write(first[kind]);
     let ticks = 0;
