@@ -51,8 +51,20 @@ export interface Config {
   issuanceBurst: number;
   /** Worker threads generating RSA keys (default: cores - 1, at least 1; 0: unbounded in libuv's pool, the benchmark's peer). */
   keygenWorkers: number;
-  /** EST (RFC 7030) listener for device enrollment and renewal; null: off (EST_PORT unset). */
-  est: { port: number; host: string; tlsCertPath: string; tlsKeyPath: string } | null;
+  /**
+   * EST (RFC 7030) listener for device enrollment and renewal; null: off (EST_PORT unset). Its
+   * head, request and keep-alive timeouts are the API's (HTTP_*_TIMEOUT_MS); its own TLS
+   * handshake timeout and connection cap.
+   */
+  est: { port: number; host: string; tlsCertPath: string; tlsKeyPath: string; handshakeTimeoutMs: number; maxConnections: number } | null;
+  /** How the connection caps share the process's file descriptors (RLIMIT_NOFILE): see src/support/descriptor-budget.ts. */
+  descriptors: {
+    /** FD_RESERVE: descriptors kept free beyond the listeners' caps for file writes (CRL, broker files), logs and the worker. */
+    reserve: number;
+    /** Caps set explicitly (HTTP_MAX_CONNECTIONS, EST_MAX_CONNECTIONS) are never lowered: over-committed, the start is refused. */
+    apiCapSet: boolean;
+    estCapSet: boolean;
+  };
   /** MQTT_RENEWAL=true: answer device renewal requests on certfleet/renew/<CN>/request as the broker admin. */
   mqttRenewal: boolean;
 }
@@ -115,6 +127,11 @@ export function publicBaseUrl(raw: string): string {
   return raw.replace(/\/+$/, '');
 }
 
+export const HTTP_MAX_CONNECTIONS_DEFAULT = 4_096;
+export const EST_MAX_CONNECTIONS_DEFAULT = 1_024;
+
+const isSet = (env: NodeJS.ProcessEnv, name: string) => env[name] !== undefined && env[name] !== '';
+
 function estConfig(env: NodeJS.ProcessEnv, host: string): Config['est'] {
   if (env.EST_PORT === undefined || env.EST_PORT === '') return null;
   if (!env.EST_TLS_CERT_PATH || !env.EST_TLS_KEY_PATH) {
@@ -125,6 +142,8 @@ function estConfig(env: NodeJS.ProcessEnv, host: string): Config['est'] {
     host: env.EST_HOST || host,
     tlsCertPath: resolve(env.EST_TLS_CERT_PATH),
     tlsKeyPath: resolve(env.EST_TLS_KEY_PATH),
+    handshakeTimeoutMs: int(env, 'EST_TLS_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 120_000),
+    maxConnections: int(env, 'EST_MAX_CONNECTIONS', EST_MAX_CONNECTIONS_DEFAULT, 1, 1_000_000),
   };
 }
 
@@ -145,7 +164,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
     requestTimeoutMs: int(env, 'HTTP_REQUEST_TIMEOUT_MS', 30_000, 100, 3_600_000),
     keepAliveTimeoutMs: int(env, 'HTTP_KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
-    maxConnections: int(env, 'HTTP_MAX_CONNECTIONS', 4_096, 1, 1_000_000),
+    maxConnections: int(env, 'HTTP_MAX_CONNECTIONS', HTTP_MAX_CONNECTIONS_DEFAULT, 1, 1_000_000),
   };
   if (http.headersTimeoutMs > http.requestTimeoutMs) throw new Error('HTTP_HEADERS_TIMEOUT_MS must not exceed HTTP_REQUEST_TIMEOUT_MS');
   return {
@@ -191,6 +210,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     issuanceBurst: int(env, 'ISSUANCE_BURST', 100, 1, 100_000),
     keygenWorkers: int(env, 'KEYGEN_WORKERS', Math.max(1, availableParallelism() - 1), 0, 64),
     est: estConfig(env, host),
+    descriptors: { reserve: int(env, 'FD_RESERVE', 64, 16, 1_000_000), apiCapSet: isSet(env, 'HTTP_MAX_CONNECTIONS'), estCapSet: isSet(env, 'EST_MAX_CONNECTIONS') },
     mqttRenewal: bool(env, 'MQTT_RENEWAL', false),
   };
 }

@@ -183,13 +183,43 @@ describe.each(DRIVERS)('EST on %s', (kind) => {
     expect(JSON.parse(res.body).detail).toMatch(/expired/);
       });
 
+  // Red-team finding: a plain `customer` could mint device credentials, and nothing recorded it.
+  it('creating an enrollment token needs the tenant-admin role and writes an audit event (never the token)', async () => {
+    const tokens = () =>
+      database.db.asOperator(async (tx) => Number((await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM enrollment_tokens WHERE tenant_id = 'acme' AND device_id = 'dev-4'`)).rows[0].n));
+    const before = await tokens();
+    const refused = await t.call('acme', 'POST', '/customer/devices/dev-4/enrollment-tokens', { expires_in_hours: 2 }, 'customer');
+    expect(refused.status).toBe(403);
+    expect(refused.json.code).toBe('FORBIDDEN');
+    expect(refused.json.detail).toMatch(/tenant-admin/);
+    expect(await tokens()).toBe(before);
+
+    const created = await t.call('acme', 'POST', '/customer/devices/dev-4/enrollment-tokens', { expires_in_hours: 2 }, 'tenant-admin');
+    expect(created.status).toBe(201);
+    expect(await tokens()).toBe(before + 1);
+    const audit = await t.call('acme', 'GET', '/customer/audit-events?action=enrollment_token.created');
+    expect(audit.status).toBe(200);
+    const event = audit.json.audit_events.find((e: { details: { enrollment_token_id?: number } }) => e.details.enrollment_token_id === created.json.enrollment_token.id);
+    expect(event).toMatchObject({
+      tenant_id: 'acme',
+      actor: 'test:acme:tenant-admin',
+      action: 'enrollment_token.created',
+      target_type: 'device',
+      target_id: 'dev-4',
+      details: { enrollment_token_id: created.json.enrollment_token.id, expires_at: created.json.enrollment_token.expires_at },
+    });
+    expect(JSON.stringify(audit.json)).not.toContain(created.json.token);
+    // Refused attempts leave no event.
+    expect(audit.json.audit_events.filter((e: { target_id: string }) => e.target_id === 'dev-4')).toHaveLength(1);
+  });
+
   it('first enrollment with a one-time token: used once, never after expiry, never for another device', async () => {
-    const created = await t.call('acme', 'POST', '/customer/devices/dev-3/enrollment-tokens', { expires_in_hours: 2 });
+    const created = await t.call('acme', 'POST', '/customer/devices/dev-3/enrollment-tokens', { expires_in_hours: 2 }, 'tenant-admin');
     expect(created.status).toBe(201);
     const { token, username } = created.json;
     expect(username).toBe('acme/dev-3');
     expect(JSON.stringify(await t.call('acme', 'GET', '/customer/certificates?device_id=dev-3'))).not.toContain(token);
-    expect((await t.call('other', 'POST', '/customer/devices/dev-3/enrollment-tokens', {})).status).toBe(404);
+    expect((await t.call('other', 'POST', '/customer/devices/dev-3/enrollment-tokens', {}, 'tenant-admin')).status).toBe(404);
 
     const wrongDevice = await curl('simpleenroll', { user: `acme/dev-4:${token}`, csr: await csr('dev4-first') });
     expect(wrongDevice.status).toBe(401);
@@ -201,7 +231,7 @@ describe.each(DRIVERS)('EST on %s', (kind) => {
     expect(replayed.status).toBe(401);
     expect((await curl('simpleenroll', { csr: await csr('dev3-none') })).status).toBe(401);
 
-    const late = (await t.call('acme', 'POST', '/customer/devices/dev-4/enrollment-tokens', { expires_in_hours: 1 })).json.token;
+    const late = (await t.call('acme', 'POST', '/customer/devices/dev-4/enrollment-tokens', { expires_in_hours: 1 }, 'tenant-admin')).json.token;
     t.clock.advance(2 * HOUR_MS);
     expect((await curl('simpleenroll', { user: `acme/dev-4:${late}`, csr: await csr('dev4-late') })).status).toBe(401);
   });

@@ -1,13 +1,12 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { get } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { healthz, slowClient, type Slow } from './support/slow-clients.ts';
 
 const TENANT = 'acmetenant42';
 
@@ -114,63 +113,6 @@ describe('exposure: /readyz on a lost Postgres', () => {
     }
   });
 });
-
-/** GET /healthz on a fresh connection; resolves with the status or the error. */
-const healthz = (port: number) =>
-  new Promise<number | string>((resolve) => {
-    const req = get({ host: '127.0.0.1', port, path: '/healthz', agent: false, timeout: 60_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (e) => resolve(e.message));
-  });
-
-interface Slow {
-  socket: Socket;
-  connected: Promise<void>;
-  closedByServer: Promise<boolean>;
-}
-
-/**
- * A slowloris client: sends a request head (or a body) one line every `everyMs`, at most
- * `maxTicks` times, then gives up by itself. closedByServer says whether the server cut it off first.
- */
-function slowClient(port: number, kind: 'header' | 'body', everyMs: number, maxTicks: number): Slow {
-  const socket = connect({ host: '127.0.0.1', port });
-  let timer: NodeJS.Timeout | undefined;
-  let gaveUp = false;
-  const connected = new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
-  });
-  socket.on('error', () => undefined);
-  socket.on('data', () => undefined);
-  socket.once('connect', () => {
-    socket.write(
-      kind === 'header'
-        ? 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n'
-        : 'POST /auth/session HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{',
-    );
-    let ticks = 0;
-    timer = setInterval(() => {
-      if (++ticks > maxTicks) {
-        gaveUp = true;
-        clearInterval(timer);
-        socket.destroy();
-        return;
-      }
-      if (!socket.destroyed) socket.write(kind === 'header' ? `X-Slow-${ticks}: 1\r\n` : ' ');
-    }, everyMs);
-  });
-  const closedByServer = new Promise<boolean>((resolve) =>
-    socket.once('close', () => {
-      clearInterval(timer);
-      resolve(!gaveUp);
-    }),
-  );
-  return { socket, connected, closedByServer };
-}
 
 describe('exposure: slow clients', () => {
   let database: TestDatabase;

@@ -64,6 +64,30 @@ describe('key files at rest', () => {
     });
   }
 
+  // The certificate is public (0644 is fine), but whoever can rewrite it changes what certfleet
+  // signs as and serves as the trust anchor: writable by group or others is refused like the key.
+  it.each([0o664, 0o646, 0o666])('the Device CA certificate with mode %o is refused, naming the file and chmod go-w', async (mode) => {
+    const dataDir = await preparedDataDir();
+    const path = join(dataDir, 'pki/device-ca.crt');
+    chmodSync(path, mode);
+    await expect(startTestService(database, { dataDir })).rejects.toThrow(`the Device CA certificate ${path} is writable by group or others (mode 0${mode.toString(8)}): run chmod go-w ${path}`);
+    chmodSync(path, 0o644);
+    await (await startTestService(database, { dataDir })).close();
+  });
+
+  it('the Device CA certificate in a folder writable by group or others is refused (chmod go-w)', async () => {
+    const dir = tmp();
+    const certDir = join(dir, 'certs');
+    mkdirSync(certDir, { mode: 0o755 });
+    chmodSync(dir, 0o700);
+    await writeDeviceCa(await createDeviceCa({ now: new Date() }), join(certDir, 'ca.crt'), join(dir, 'keys', 'ca.key'));
+    const env = { DEVICE_CA_CERT_PATH: join(certDir, 'ca.crt'), DEVICE_CA_KEY_PATH: join(dir, 'keys', 'ca.key') };
+    chmodSync(certDir, 0o777);
+    await expect(startTestService(database, { env })).rejects.toThrow(`the folder ${certDir} of the Device CA certificate ${join(certDir, 'ca.crt')} is writable by group or others`);
+    chmodSync(certDir, 0o755);
+    await (await startTestService(database, { env })).close();
+  });
+
   it('an encrypted PKCS#8 CA key works with DEVICE_CA_KEY_PASSPHRASE_FILE or DEVICE_CA_KEY_PASSPHRASE; missing or wrong passphrase is a clear error', async () => {
     const dir = tmp();
     const plain = await createDeviceCa({ now: new Date() });

@@ -18,3 +18,19 @@ describe('SSRF guard: IPv6 transition and translation ranges', () => {
     for (const ip of allowed) expect(isNonPublicAddress(ip), ip).toBe(false);
   });
 });
+
+describe('SSRF guard: IPv4-translated and discard-only ranges (red-team finding)', () => {
+  it('refuses IPv4-translated ::ffff:0:0:0/96 (reaches 169.254.169.254) and discard-only 100::/64', () => {
+    const refused = [
+      '::ffff:0:a9fe:a9fe', // 169.254.169.254, IPv4-translated (RFC 2765)
+      '::ffff:0:169.254.169.254',
+      '::ffff:0:7f00:1', // 127.0.0.1
+      '::ffff:0:808:808', // whatever it embeds
+      '[::ffff:0:a9fe:a9fe]',
+      '100::', '100::1', '100::ffff:ffff:ffff:ffff', '100::a9fe:a9fe',
+    ];
+    const allowed = ['100:0:0:1::1', '101::1', '::fffe:0:808:808', '::1:ffff:0:808:808'];
+    for (const ip of refused) expect(isNonPublicAddress(ip), ip).toBe(true);
+    for (const ip of allowed) expect(isNonPublicAddress(ip), ip).toBe(false);
+  });
+});

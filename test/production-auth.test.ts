@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import pg from 'pg';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { importJWK, SignJWT, type JWK } from 'jose';
@@ -7,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../src/config.ts';
 import { createLogger } from '../src/support/logger.ts';
 import { tokenVerifierFor } from '../src/composition/token-verifier.ts';
-import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, createThrowawayDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js'); // the CLI from the sources (bin/certfleet.js runs dist/)
@@ -37,6 +38,34 @@ describe('production authentication', () => {
     await expect(tokenVerifierFor(withUrl)).rejects.toThrow(/production mode/);
     expect(() => loadConfig({ CERTFLEET_AUTH: 'dev' })).toThrow(/CERTFLEET_AUTH/);
   });
+
+  // Red-team finding: the refusal came after the embedded database was created and migrated
+  // (or the Postgres schema migrated) by a process that was never going to serve.
+  it('production mode without OIDC refuses before it creates or migrates any database (serve, api; PGlite and Postgres)', async () => {
+    const missing = join(tmp(), 'data'); // does not exist yet
+    for (const command of ['serve', 'api']) {
+      const res = cli([command], { CERTFLEET_DATA_DIR: missing, NODE_ENV: 'production', PORT: '0' });
+      expect(res.status, res.stderr).toBe(1);
+      expect(res.stderr).toMatch(/production mode .*needs OIDC settings \(OIDC_ISSUER, OIDC_AUDIENCE, OIDC_JWKS_URL\).*CERTFLEET_AUTH=development/);
+      expect(existsSync(missing), `${command} created ${missing}`).toBe(false);
+    }
+    const pgDatabase = await createThrowawayDatabase('certfleet_prod_auth');
+    try {
+      const res = cli(['serve'], { CERTFLEET_DATA_DIR: tmp(), DATABASE_URL: pgDatabase.url, PORT: '0' });
+      expect(res.status, res.stderr).toBe(1);
+      expect(res.stderr).toMatch(/needs OIDC settings/);
+      const client = new pg.Client({ connectionString: pgDatabase.url });
+      await client.connect();
+      try {
+        const { rows } = await client.query(`SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = 'public'`);
+        expect(rows[0].n, 'tables created in the Postgres database').toBe(0);
+      } finally {
+        await client.end();
+      }
+    } finally {
+      await pgDatabase.drop();
+    }
+  }, 120_000);
 
   it('with CERTFLEET_AUTH=development in production mode, starts and warns at every start', async () => {
     const dataDir = tmp();

@@ -180,7 +180,11 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
     const revoked = await check('acme', 'POST', `${C}/certificates/{id}/revoke`, 200, { params: { id: rotated.new_certificate.id }, body: { reason: 'keyCompromise' } });
     expect(revoked).toMatchObject({ crl_reason: 'keyCompromise', certificate: { status: 'REVOKED', revoked_reason: 'keyCompromise' } });
 
-    await check('acme', 'POST', `${C}/devices/{device_id}/enrollment-tokens`, 201, { params: { device_id: 'D3' }, body: { expires_in_hours: 2 } });
+    await check('acme', 'POST', `${C}/devices/{device_id}/enrollment-tokens`, 201, {
+      params: { device_id: 'D3' },
+      body: { expires_in_hours: 2 },
+      headers: { authorization: `Bearer ${await t.token('acme', 'tenant-admin')}` },
+    });
 
     // Webhooks (before the alerts, so that they queue deliveries)
     const webhook = await check('acme', 'POST', `${C}/notification-webhooks`, 201, { body: { url: 'http://127.0.0.1:9/hook', description: 'schema test' } });

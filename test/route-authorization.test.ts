@@ -11,7 +11,8 @@
  * A row gives `own`, the status the owner gets (tenant A's customer on a customer route, an
  * operator on an operator route, anyone on a public route), and a `request` building a real
  * request from the fixtures of tenant A (`fx.device()`, `fx.certificate()`, `fx.alert()`, ...)
- * when the route has parameters or a body. That is all for most routes: the test derives
+ * when the route has parameters or a body; `role` when the route needs a role beyond its scope's
+ * (the owner then carries it, and the owner without it must get 403). That is all for most routes: the test derives
  * every other case from the scope (no token, expired token, wrong audience, wrong issuer,
  * tampered signature, `alg: none` → 401; another tenant → 404 when the path names a
  * resource (set `other` otherwise); customer on an operator route and operator on a customer
@@ -24,6 +25,7 @@ import { importJWK, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
+import type { Role } from '../src/auth/roles.ts';
 import { createSessionStore } from '../src/composition/browser-sessions.ts';
 import { tokenVerifierFor } from '../src/composition/token-verifier.ts';
 import { createWorker, type Worker } from '../src/composition/worker.ts';
@@ -48,6 +50,7 @@ const CASES = [
   'customer on operator route',
   'operator on customer route',
   'cookie without CSRF token',
+  'owner without the route role',
   'own tenant',
 ] as const;
 type CaseName = (typeof CASES)[number];
@@ -79,6 +82,8 @@ interface Fixtures {
 interface Row {
   /** Status for the owner: tenant A's customer, an operator on operator routes, anyone on public routes. */
   own: number;
+  /** The route needs this role beyond its scope's (the owner's token carries it; without it: 403). */
+  role?: Role;
   /** Status for tenant B's customer on a customer route; default: 404 when the path has a parameter, else `own`. */
   other?: number;
   /** Default: the route path as registered, no body. */
@@ -144,6 +149,7 @@ const ROUTES: Record<string, Row> = {
   // customer: EST enrollment
   'customer POST /devices/:device_id/enrollment-tokens': {
     own: 201,
+    role: 'tenant-admin', // a device credential: the plain customer role gets 403
     request: async (fx) => ({ path: `/devices/${await fx.device()}/enrollment-tokens`, body: { expires_in_hours: 1 } }),
   },
   // customer: audit log and overview (console)
@@ -235,6 +241,7 @@ const keyOf = (r: RegisteredRoute) => `${r.access} ${r.method} ${r.path}`;
 function expected(access: RouteAccess, method: string, row: Row, hasParams: boolean, c: CaseName): number | null {
   const override = row.expect?.[c];
   if (override !== undefined) return override;
+  if (c === 'owner without the route role') return row.role ? 403 : null;
   if (access === 'public') return row.own;
   if (access === 'session') return c === 'own tenant' ? row.own : 401;
   switch (c) {
@@ -257,7 +264,7 @@ describe('authorization of every registered route', () => {
   let database: TestDatabase;
   let t: TestService;
   let worker: Worker;
-  let credentials: Record<CaseName, (access: RouteAccess) => Promise<Credential>>;
+  let credentials: Record<CaseName, (access: RouteAccess, role?: Role) => Promise<Credential>>;
   let csrfOf: Map<string, string>;
 
   beforeAll(async () => {
@@ -300,7 +307,7 @@ describe('authorization of every registered route', () => {
       csrfOf.set(id, res.json().csrf_token);
       return `certfleet_session=${id}`;
     };
-    const owner = async (access: RouteAccess) => (access === 'operator' ? t.token(null, 'operator') : t.token(TENANT_A));
+    const owner = async (access: RouteAccess, role?: Role) => (access === 'operator' ? t.token(null, role ?? 'operator') : t.token(TENANT_A, role ?? 'customer'));
     credentials = {
       'no token': async () => ({}),
       'expired token': async () => ({ token: await signed({ iat: now - 7200, exp: now - 3600 }) }),
@@ -308,12 +315,13 @@ describe('authorization of every registered route', () => {
       'wrong issuer': async () => ({ token: await signed({ iss: 'https://evil.example' }) }),
       'tampered signature': async () => ({ token: `${head}.${body}.${flipped}` }),
       'alg none': async () => ({ token: algNone }),
-      'other tenant': async () => ({ token: await t.token(TENANT_B) }),
+      'other tenant': async (_access, role) => ({ token: await t.token(TENANT_B, role ?? 'customer') }),
       'customer on operator route': async () => ({ token: await t.token(TENANT_A) }),
       'operator on customer route': async () => ({ token: await t.token(null, 'operator') }),
       // a fresh session per use: DELETE /auth/session ends the one it is given
-      'cookie without CSRF token': async (access) => ({ cookie: await sessionCookie(await owner(access)) }),
-      'own tenant': async (access) => ({ token: await owner(access) }),
+      'cookie without CSRF token': async (access, role) => ({ cookie: await sessionCookie(await owner(access, role)) }),
+      'owner without the route role': async (access) => ({ token: await owner(access) }),
+      'own tenant': async (access, role) => ({ token: await owner(access, role) }),
     };
   }, 120_000);
 
@@ -412,7 +420,7 @@ describe('authorization of every registered route', () => {
       for (const c of CASES) {
         const want = expected(route.access, route.method, row, hasParams, c);
         if (want === null) continue;
-        const credential = await credentials[c](route.access);
+        const credential = await credentials[c](route.access, row.role);
         const req = row.request ? await row.request(fx, credential) : { path: route.path };
         const headers: Record<string, string> = {};
         if (!row.sendsCredential) {

@@ -109,6 +109,28 @@ describe.each(DRIVERS)('defence in depth in the schema on %s', (kind) => {
     expect(await rowCounts(database.driver)).toMatchObject({ outbox: 1 });
   });
 
+  it("the one-pending-rotation index is per tenant: another tenant's certificate id is never answered with \"duplicate\"", async () => {
+    const ids = await database.driver.transaction(seedTwoTenants); // acme's ids.acme.cert has a PENDING rotation
+    const pendingOf = (tenant: string, newId: number, oldId: number) =>
+      errorCode(
+        database.db.asTenant(tenant, (tx) =>
+          tx.query(
+            `INSERT INTO certificate_rotations (tenant_id, device_id, new_certificate_id, old_certificate_id, scheduled_revoke_at) VALUES ($1, 'D1', $2, $3, now())`,
+            [tenant, newId, oldId],
+          ),
+        ),
+      );
+    // globex naming acme's certificate: refused as a dangling reference (23503), never as a
+    // duplicate (23505), which would tell globex that acme's certificate has a pending rotation.
+    expect(await pendingOf('globex', ids.globex.cert, ids.acme.cert)).toBe('23503');
+    // Within a tenant the index still allows one pending rotation per old certificate.
+    expect(await pendingOf('acme', ids.acme.cert, ids.acme.cert)).toBe('23505');
+    const { rows } = await database.driver.transaction((tx) =>
+      tx.query<{ indexdef: string }>(`SELECT indexdef FROM pg_indexes WHERE indexname = 'certificate_rotations_one_pending'`),
+    );
+    expect(rows[0]?.indexdef).toMatch(/\(tenant_id, old_certificate_id\) WHERE/);
+  });
+
   it('the application roles cannot change or delete audit events; they can still append them', async () => {
     await database.driver.transaction(seedTwoTenants);
     const denied = '42501';

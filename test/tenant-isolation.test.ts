@@ -14,7 +14,7 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
   /** Every tenant table holds rows of both tenants: a device, certificates, a rotation, an enrollment token, an expiry alert, a webhook and its outbox entry. */
   const populate = async (tenant: string, device: string) => {
     const call = async (method: string, url: string, body?: unknown) => {
-      const res = await t.call(tenant, method, url, body);
+      const res = await t.call(tenant, method, url, body, url.endsWith('/enrollment-tokens') ? 'tenant-admin' : 'customer');
       expect(res.status, `${method} ${url}: ${res.body}`).toBeLessThan(300);
       return res.json;
     };

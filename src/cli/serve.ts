@@ -41,6 +41,8 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
       auth: service.authMode,
       api_docs: `${address}/docs`,
       est: renewal.est ?? 'off (set EST_PORT, EST_TLS_CERT_PATH, EST_TLS_KEY_PATH)',
+      // Within RLIMIT_NOFILE: connections cannot take the descriptors the database and file writes need.
+      connection_caps: { api: service.connectionCaps.api, est: service.connectionCaps.est, fd_limit: service.connectionCaps.limit, fd_reserved: service.connectionCaps.reserved },
       mqtt_renewal: renewal.mqtt ?? 'off (MQTT_RENEWAL=true with BROKER_ADMIN_*)',
       worker_tasks: worker ? worker.tasks.map((t) => t.name) : null,
     },

@@ -1,10 +1,11 @@
-import { createServer } from 'node:http';
+import type { Server } from 'node:http';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../config.ts';
 import { createWorker, type WorkerOverrides } from '../composition/worker.ts';
 import { createLogger } from '../support/logger.ts';
 import type { Flags } from './commands.ts';
 import { metricsAuthorized } from '../http/metrics-auth.ts';
+import { createLimitedServer } from '../http/listener.ts';
 
 /**
  * `certfleet worker`: the periodic tasks until SIGINT/SIGTERM, coordinated with any other
@@ -35,13 +36,12 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
     return failed.length ? 1 : 0;
   }
 
-  let server: ReturnType<typeof createServer> | null = null;
+  let server: Server | null = null;
   if (flags['metrics-port'] !== undefined) {
     const port = Number(flags['metrics-port']);
     if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('--metrics-port must be a port number');
     collectDefaultMetrics({ register: metrics });
-    const limits = { headersTimeout: config.http.headersTimeoutMs, requestTimeout: config.http.requestTimeoutMs, keepAliveTimeout: config.http.keepAliveTimeoutMs };
-    server = createServer(limits, (request, response) => {
+    server = createLimitedServer(config.http, (request, response) => {
       if (request.url !== '/metrics') {
         response.writeHead(404).end();
         return;
@@ -55,7 +55,6 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
         () => response.writeHead(500).end(),
       );
     });
-    server.maxConnections = config.http.maxConnections;
     await new Promise<void>((resolve) => server!.listen(port, config.host, resolve));
   }
   // Listening for the stop signals before the readiness line: whoever reads it may stop us at once.

@@ -3,7 +3,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { AppDeps } from '../app/deps.ts';
 import type { UseCases } from '../app/use-cases.ts';
 import { readBrokerAdmin } from '../broker/admin-credentials.ts';
-import type { Config } from '../config.ts';
+import type { Config, HttpLimits } from '../config.ts';
 import { createDeviceRenewal, type DeviceRenewal } from '../renewal/device-renewal.ts';
 import { buildEstServer } from '../renewal/est-server.ts';
 import { startMqttRenewal, type MqttRenewal } from '../renewal/mqtt-renewal.ts';
@@ -14,10 +14,13 @@ export interface RenewalWiring {
   renewal: DeviceRenewal;
   /** Starts the EST listener (EST_PORT) and the MQTT renewal responder (MQTT_RENEWAL); one line each, for the banner. */
   start(logger: FastifyBaseLogger): Promise<{ est: string | null; mqtt: string | null }>;
+  /** The EST listener once started (null before, or when EST_PORT is unset). */
+  estServer(): FastifyInstance | null;
   close(): Promise<void>;
 }
 
-export function createRenewalWiring(config: Config, deps: AppDeps, useCases: UseCases, db: Database): RenewalWiring {
+/** `estLimits`: the EST listener's timeouts and its connection cap within the descriptor budget. */
+export function createRenewalWiring(config: Config, deps: AppDeps, useCases: UseCases, db: Database, estLimits: HttpLimits): RenewalWiring {
   const renewal = createDeviceRenewal({
     store: createRenewalStore(db),
     useCases,
@@ -31,8 +34,17 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
   async function startEst(logger: FastifyBaseLogger): Promise<string | null> {
     if (!config.est) return null;
     const [tlsCertPem, tlsKeyPem] = await Promise.all([readFile(config.est.tlsCertPath, 'utf8'), readFile(config.est.tlsKeyPath, 'utf8')]);
-    est = await buildEstServer({ renewal, tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.caCertPem(), logger: logger.child({ listener: 'est' }) });
-    const address = await est.listen({ port: config.est.port, host: config.est.host });
+    est = await buildEstServer({
+      renewal,
+      tlsCertPem,
+      tlsKeyPem,
+      deviceCaPem: () => deps.authority.caCertPem(),
+      limits: estLimits,
+      handshakeTimeoutMs: config.est.handshakeTimeoutMs,
+      logger: logger.child({ listener: 'est' }),
+    });
+    // Fastify names the address http://: it does not know that the server it was given speaks TLS.
+    const address = (await est.listen({ port: config.est.port, host: config.est.host })).replace(/^http:/, 'https:');
     return `${address}/.well-known/est`;
   }
 
@@ -47,6 +59,7 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
     async start(logger) {
       return { est: await startEst(logger), mqtt: await startMqtt(logger) };
     },
+    estServer: () => est,
     async close() {
       await mqtt?.close();
       await est?.close();

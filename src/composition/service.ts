@@ -27,12 +27,14 @@ import { registerFleetMetrics } from './fleet-metrics.ts';
 import { createCrlPublication, type CrlPublication, type CrlPublicationOptions } from './crl.ts';
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
-import { tokenVerifierFor } from './token-verifier.ts';
+import { assertTokenVerificationConfigured, tokenVerifierFor } from './token-verifier.ts';
 import { createSessionStore } from './browser-sessions.ts';
 import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
 import { createStorage } from '../storage/repositories.ts';
 import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
+import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type DescriptorUsage } from '../support/descriptor-budget.ts';
+import { PG_POOL_MAX } from '../storage/pg-driver.ts';
 
 export interface ServiceOverrides {
   clock?: Clock;
@@ -46,6 +48,22 @@ export interface ServiceOverrides {
   crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer'>;
   /** Test seams of the issuing authority (a faulty encoder or signer). */
   authority?: Omit<CertificateAuthorityOptions, 'crlUrl'>;
+  /** Test seam: the descriptor limit and usage the connection caps are planned for. */
+  descriptors?: () => DescriptorUsage;
+}
+
+/** Descriptors a database driver may hold beyond those open at start: the pool and LISTEN connections (Postgres), data files (PGlite). */
+const DATABASE_DESCRIPTORS = { pg: PG_POOL_MAX + 4, pglite: 64 } as const;
+
+/** The listeners' connection caps within the process's file descriptors (src/support/descriptor-budget.ts). */
+function connectionCapsFor(config: Config, storage: Storage, usage: DescriptorUsage): ConnectionCaps {
+  return planConnectionCaps({
+    usage,
+    database: DATABASE_DESCRIPTORS[storage.driver.kind],
+    reserve: config.descriptors.reserve,
+    api: { cap: config.http.maxConnections, explicit: config.descriptors.apiCapSet, variable: 'HTTP_MAX_CONNECTIONS' },
+    est: config.est ? { cap: config.est.maxConnections, explicit: config.descriptors.estCapSet, variable: 'EST_MAX_CONNECTIONS' } : null,
+  });
 }
 
 export interface Service {
@@ -61,12 +79,16 @@ export interface Service {
   crl: CrlPublication;
   /** Device-initiated enrollment and renewal (EST listener, MQTT renewal topics). */
   renewal: RenewalWiring;
+  /** The API's and the EST listener's connection caps, as planned within RLIMIT_NOFILE. */
+  connectionCaps: ConnectionCaps;
   close(): Promise<void>;
 }
 
 /** The wiring root of the HTTP service (used by `serve`, `api` and the tests). */
 export async function createService(config: Config, overrides: ServiceOverrides = {}): Promise<Service> {
   const clock = overrides.clock ?? systemClock;
+  // Refused before any data dir, database or migration is created by a process that could not serve.
+  assertTokenVerificationConfigured(config);
   const storage = overrides.storage ?? (await openStorage(config));
   let keygen: KeygenPool | null = null;
   try {
@@ -103,7 +125,8 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
     const useCases = createUseCases(deps);
-    const renewal = createRenewalWiring(config, deps, useCases, storage.db);
+    const connectionCaps = connectionCapsFor(config, storage, (overrides.descriptors ?? currentDescriptorUsage)());
+    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 });
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
     const crlStatus = createGetCrlStatus({ storage: deps.storage, issuerKeyId: crl.issuerKeyId });
     const sessions = createSessionStore({ db: storage.db, clock });
@@ -131,7 +154,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       metricsToken: config.metricsToken,
       sessions,
       secureCookies: new URL(config.publicBaseUrl).protocol === 'https:',
-      limits: config.http,
+      limits: { ...config.http, maxConnections: connectionCaps.api },
       logger: overrides.logger,
     });
     if (authWarning) log.warn({ event: 'development_auth_in_production' }, authWarning);
@@ -154,6 +177,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       metrics,
       crl,
       renewal,
+      connectionCaps,
       async close() {
         await renewal.close();
         await crl.stop();

@@ -18,15 +18,22 @@ export function developmentAuthAllowed(config: Pick<Config, 'productionMode' | '
   return config.developmentAuthExplicit ? { allowed: true, warning: DEV_AUTH_IN_PRODUCTION_WARNING } : { allowed: false, warning: null };
 }
 
+/**
+ * Throws when this configuration has no way to verify tokens (production mode without OIDC and
+ * without CERTFLEET_AUTH=development). Called before anything is created or migrated.
+ */
+export function assertTokenVerificationConfigured(config: Pick<Config, 'productionMode' | 'developmentAuthExplicit' | 'oidc'>): void {
+  if (config.oidc || developmentAuthAllowed(config).allowed) return;
+  throw new Error(
+    'production mode (DATABASE_URL set or NODE_ENV=production) needs OIDC settings (OIDC_ISSUER, OIDC_AUDIENCE, OIDC_JWKS_URL); ' +
+      'set CERTFLEET_AUTH=development to use development tokens anyway',
+  );
+}
+
 export async function tokenVerifierFor(config: Config): Promise<{ verifier: TokenVerifier; mode: string; warning: string | null }> {
   if (config.oidc) return { verifier: createOidcVerifier(config.oidc), mode: `OIDC (${config.oidc.issuer})`, warning: null };
-  const { allowed, warning } = developmentAuthAllowed(config);
-  if (!allowed) {
-    throw new Error(
-      'production mode (DATABASE_URL set or NODE_ENV=production) needs OIDC settings (OIDC_ISSUER, OIDC_AUDIENCE, OIDC_JWKS_URL); ' +
-        'set CERTFLEET_AUTH=development to use development tokens anyway',
-    );
-  }
+  assertTokenVerificationConfigured(config);
+  const { warning } = developmentAuthAllowed(config);
   const key = await loadOrCreateDevSigningKey(devKeyPath(config));
   return {
     verifier: createDevVerifier(key, config.devTokenMaxTtlSeconds),

@@ -3,9 +3,9 @@ import { BlockList, isIP } from 'node:net';
 /**
  * Which addresses a webhook may not reach (SSRF): loopback, private, link-local (cloud
  * metadata 169.254.169.254), unspecified, CGNAT, multicast and reserved ranges, and every
- * IPv6 range that embeds or translates to an IPv4 address (IPv4-mapped, IPv4-compatible,
- * NAT64, 6to4, Teredo): the embedded address could be any of the above. Matching is
- * node:net's BlockList, not hand parsing. Pure.
+ * IPv6 range that embeds or translates to an IPv4 address (IPv4-mapped, IPv4-translated,
+ * IPv4-compatible, NAT64, 6to4, Teredo): the embedded address could be any of the above;
+ * and the discard-only prefix 100::/64. Matching is node:net's BlockList, not hand parsing. Pure.
  */
 // One list per family: a BlockList matches IPv4 addresses against IPv6 rules through their
 // mapped form, so 8.8.8.8 would hit ::ffff:0:0/96 in a shared list.
@@ -29,6 +29,8 @@ for (const [net, bits] of [
 for (const [net, bits] of [
   ['::', 96], // ::, ::1 and IPv4-compatible ::a.b.c.d
   ['::ffff:0:0', 96], // IPv4-mapped
+  ['::ffff:0:0:0', 96], // IPv4-translated (RFC 2765 SIIT): ::ffff:0:a9fe:a9fe reaches 169.254.169.254
+  ['100::', 64], // discard-only (RFC 6666)
   ['64:ff9b::', 96], // NAT64 (well-known prefix)
   ['64:ff9b:1::', 48], // NAT64 (local use)
   ['2001::', 32], // Teredo

@@ -1,4 +1,3 @@
-import { createServer } from 'node:http';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import cookie from '@fastify/cookie';
 import swagger from '@fastify/swagger';
@@ -11,6 +10,7 @@ import { authorizeScope, createAuthenticate } from './auth-hooks.ts';
 import { metricsAuthorized } from './metrics-auth.ts';
 import { AppError } from '../domain/errors.ts';
 import { recordRoutes } from './route-table.ts';
+import { createLimitedServer } from './listener.ts';
 import { frameworkErrors, installErrorHandler } from './problem.ts';
 import { sharedSchemas } from './response-schemas.ts';
 import { sessionRoutes } from './routes/session.ts';
@@ -36,6 +36,27 @@ export interface HttpAppOptions {
   limits: HttpLimits;
 }
 
+/**
+ * The API documentation's Content-Security-Policy: Swagger UI loads only its own scripts and
+ * styles from /docs/static (no inline script), fetches /docs/json, and shows its logo as a data:
+ * image; nothing may frame it, no plugins, no foreign origin (no validator badge). The one inline
+ * <style> element swagger-ui-bundle.js inserts is allowed by its hash, not by 'unsafe-inline'
+ * (test/docs-csp.test.ts renders the page in Chromium and fails on any violation, e.g. after
+ * an upgrade changed that element).
+ */
+const DOCS_CSP = [
+  "default-src 'self'",
+  "script-src 'self'",
+  "style-src 'self' 'sha256-RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w='",
+  "img-src 'self' data:",
+  "font-src 'self' data:",
+  "connect-src 'self'",
+  "object-src 'none'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
+  "form-action 'self'",
+].join('; ');
+
 export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
@@ -45,21 +66,11 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     frameworkErrors,
     // Slow clients (slowloris: trickled headers or bodies) are cut off by these limits, and
     // connections beyond the cap are closed at once, so they cannot starve other clients.
-    serverFactory: (handler) => {
-      const server = createServer(
-        {
-          headersTimeout: options.limits.headersTimeoutMs,
-          requestTimeout: options.limits.requestTimeoutMs,
-          keepAliveTimeout: options.limits.keepAliveTimeoutMs,
-          connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(options.limits.headersTimeoutMs / 4))),
-        },
-        handler,
-      );
-      server.maxConnections = options.limits.maxConnections;
-      return server;
-    },
+    serverFactory: (handler) => createLimitedServer(options.limits, handler),
   });
   const routes = recordRoutes(app);
+  // Every answer is what its Content-Type says (no MIME sniffing of JSON, PEM or the docs' assets).
+  app.addHook('onRequest', async (_request, reply) => void reply.header('x-content-type-options', 'nosniff'));
   installValidators(app);
   installErrorHandler(app);
 
@@ -89,7 +100,10 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     },
     refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    staticCSP: DOCS_CSP,
+  });
 
   // Authentication and authorization of a whole route scope happen here, in its hooks;
   // handlers only read request.principal (customerActor, operatorPrincipal).

@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../domain/errors.ts';
 import type { Actor } from '../app/ports.ts';
-import { isCustomer, isOperator, type Principal } from '../auth/roles.ts';
+import { isCustomer, isOperator, type Principal, type Role } from '../auth/roles.ts';
 import type { SessionStore } from '../auth/sessions.ts';
 import { InvalidTokenError, type TokenVerifier } from '../auth/token-verifier.ts';
 
@@ -65,6 +65,19 @@ export function authorizeScope(access: 'customer' | 'operator') {
       throw new AppError('FORBIDDEN', 'this route needs a tenant token with the customer or tenant-admin role');
     }
     if (access === 'operator' && !isOperator(p)) throw new AppError('FORBIDDEN', 'this route needs the operator role');
+  };
+}
+
+/**
+ * A route that needs more than its scope's role (e.g. minting device credentials needs
+ * `tenant-admin`, not the plain `customer` role): an onRequest hook of that route, run after
+ * the scope's authentication and authorization.
+ */
+export function requireRole(role: Role) {
+  return async (request: FastifyRequest, _reply: FastifyReply) => {
+    const p = request.principal;
+    if (!p) throw new AppError('UNAUTHENTICATED', 'authentication required');
+    if (!p.roles.includes(role)) throw new AppError('FORBIDDEN', `this route needs the ${role} role`);
   };
 }
 

@@ -2,7 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, webcrypto, type KeyObjec
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { generateDeviceKey } from './keys.ts';
-import { assertKeyFileProtected } from './key-file-permissions.ts';
+import { assertFileNotWritableByOthers, assertKeyFileProtected } from './key-file-permissions.ts';
 import { randomSerialHex } from './serial-number.ts';
 import { x509 } from './x509.ts';
 
@@ -78,9 +78,13 @@ export async function deviceCaFromPem(certPem: string, keyPem: string, passphras
   };
 }
 
-/** Loads the Device CA; the key file (and passphrase file) must be protected (assertKeyFileProtected). */
+/**
+ * Loads the Device CA; the key file (and passphrase file) must be protected (assertKeyFileProtected),
+ * the certificate file writable by its owner only (assertFileNotWritableByOthers).
+ */
 export async function loadDeviceCa(certPath: string, keyPath: string, passphrase: { file?: string | null; value?: string | null } = {}): Promise<DeviceCa> {
   await assertKeyFileProtected(keyPath, 'the Device CA key');
+  await assertFileNotWritableByOthers(certPath, 'the Device CA certificate');
   let secret = passphrase.value ?? null;
   if (passphrase.file) {
     await assertKeyFileProtected(passphrase.file, 'the Device CA key passphrase file');

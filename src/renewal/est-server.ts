@@ -6,7 +6,10 @@
  * PKCS#10, answers base64 certs-only PKCS#7, so curl and openssl work as in the RFC's examples.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Server } from 'node:http';
 import type { TLSSocket } from 'node:tls';
+import type { HttpLimits } from '../config.ts';
+import { createLimitedTlsServer } from '../http/listener.ts';
 import { AppError } from '../domain/errors.ts';
 import { installErrorHandler } from '../http/problem.ts';
 import { pemBlocks } from '../pki/pem.ts';
@@ -21,6 +24,10 @@ export interface EstServerOptions {
   tlsKeyPem: string;
   /** Client certificates must chain to the Device CA. */
   deviceCaPem: () => string;
+  /** Head, request and keep-alive timeouts and the connection cap (the API's timeouts, EST's own cap). */
+  limits: HttpLimits;
+  /** A connection whose TLS handshake has not completed by then is closed (idle, or a trickled ClientHello). */
+  handshakeTimeoutMs: number;
   logger?: FastifyBaseLogger;
 }
 
@@ -52,19 +59,21 @@ function basicCredentials(request: FastifyRequest): { username: string; password
 
 export async function buildEstServer(options: EstServerOptions): Promise<FastifyInstance> {
   const { renewal } = options;
+  const tls = {
+    cert: options.tlsCertPem,
+    key: options.tlsKeyPem,
+    ca: options.deviceCaPem(),
+    requestCert: true,
+    // Refusals are answered in HTTP (problem+json) so the device learns why; no certificate
+    // is ever issued to a connection whose client certificate TLS did not verify.
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2' as const,
+  };
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: MAX_BODY,
-    https: {
-      cert: options.tlsCertPem,
-      key: options.tlsKeyPem,
-      ca: options.deviceCaPem(),
-      requestCert: true,
-      // Refusals are answered in HTTP (problem+json) so the device learns why; no certificate
-      // is ever issued to a connection whose client certificate TLS did not verify.
-      rejectUnauthorized: false,
-      minVersion: 'TLSv1.2',
-    },
+    // The same slow-client limits as the API (src/http/listener.ts), plus the TLS handshake timeout.
+    serverFactory: (handler) => createLimitedTlsServer(options.limits, { ...tls, handshakeTimeoutMs: options.handshakeTimeoutMs }, handler) as unknown as Server,
   });
   installErrorHandler(app);
   app.addContentTypeParser(['application/pkcs10', 'application/x-pem-file', 'text/plain', 'application/octet-stream'], { parseAs: 'buffer' }, (_req, body, done) =>

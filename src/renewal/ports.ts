@@ -26,6 +26,7 @@ export interface RenewalStore {
   pendingRotation(tenantId: string, deviceId: string): Promise<PendingDeviceRotation | null>;
   /** Records how the rotation whose new certificate is `newCertificateId` was confirmed. */
   markConfirmedVia(tenantId: string, newCertificateId: number, via: 'est' | 'mqtt'): Promise<void>;
+  /** Stores the token's hash and, in the same transaction, the audit event `enrollment_token.created`; null: no such device. */
   createEnrollmentToken(t: { tenantId: string; deviceId: string; tokenSha256: string; expiresAt: Date; createdBy: string; now: Date }): Promise<EnrollmentTokenRecord | null>;
   /** Marks the token used if it is unused, unexpired and belongs to the device; false otherwise. */
   consumeEnrollmentToken(tenantId: string, deviceId: string, tokenSha256: string, now: Date): Promise<boolean>;

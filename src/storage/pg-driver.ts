@@ -5,8 +5,11 @@ import { createBackoff } from '../support/backoff.ts';
 // int8 (bigserial ids, counts) as JS numbers: ids stay far below 2^53.
 pg.types.setTypeParser(20, (v) => Number(v));
 
+/** Connections of the service's pool (plus one LISTEN connection): the descriptor budget keeps them free. */
+export const PG_POOL_MAX = 10;
+
 export function createPgDriver(connectionString: string, options: { max?: number } = {}): Driver & { pool: pg.Pool } {
-  const pool = new pg.Pool({ connectionString, max: options.max ?? 10 });
+  const pool = new pg.Pool({ connectionString, max: options.max ?? PG_POOL_MAX });
   // An idle client that errors (server restart) must not crash the process.
   pool.on('error', () => undefined);
   return {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { DeviceRenewal } from '../../renewal/device-renewal.ts';
-import { customerActor } from '../auth-hooks.ts';
+import { customerActor, requireRole } from '../auth-hooks.ts';
 import { deviceIdParam } from '../schemas.ts';
 import { deviceResponses } from '../response-schemas.ts';
 
@@ -9,15 +9,19 @@ type TokenBody = { expires_in_hours?: number } | null | undefined;
 
 const DEFAULT_EXPIRY_HOURS = 24;
 
-/** One-time secrets for a device's first EST enrollment (POST /.well-known/est/simpleenroll). */
+/**
+ * One-time secrets for a device's first EST enrollment (POST /.well-known/est/simpleenroll).
+ * A token is a device credential: only `tenant-admin` may mint one, and each is audited.
+ */
 export function customerEnrollmentRoutes(renewal: DeviceRenewal) {
   return async (app: FastifyInstance) => {
     app.post<{ Params: DeviceParams; Body: TokenBody }>(
       '/devices/:device_id/enrollment-tokens',
       {
+        onRequest: requireRole('tenant-admin'),
         schema: {
           tags: ['devices'],
-          summary: 'Create a one-time EST enrollment secret for the device (shown once, expiring, used once)',
+          summary: 'Create a one-time EST enrollment secret for the device (shown once, expiring, used once; role tenant-admin, audited)',
           params: deviceIdParam,
           body: {
             type: ['object', 'null'],

@@ -1,6 +1,7 @@
 import type { PendingDeviceRotation, RenewalStore } from '../../renewal/ports.ts';
 import type { Database } from '../database.ts';
 import { iso } from '../rows.ts';
+import { recordAudit } from './audit-repo.ts';
 import { toCertificate } from './certificates-repo.ts';
 
 export function createRenewalStore(db: Database): RenewalStore {
@@ -62,7 +63,18 @@ export function createRenewalStore(db: Database): RenewalStore {
           [t.tenantId, t.deviceId, t.tokenSha256, t.expiresAt, t.createdBy, t.now],
         );
         if (!rows[0]) return null;
-        return { id: Number(rows[0].id), device_id: String(rows[0].device_id), expires_at: iso(rows[0].expires_at), created_at: iso(rows[0].created_at) };
+        const record = { id: Number(rows[0].id), device_id: String(rows[0].device_id), expires_at: iso(rows[0].expires_at), created_at: iso(rows[0].created_at) };
+        // The token is a device credential: who minted it is recorded with it (never the token itself).
+        await recordAudit(tx, {
+          tenantId: t.tenantId,
+          actor: t.createdBy,
+          action: 'enrollment_token.created',
+          targetType: 'device',
+          targetId: t.deviceId,
+          details: { enrollment_token_id: record.id, expires_at: record.expires_at },
+          at: t.now,
+        });
+        return record;
       }),
 
     consumeEnrollmentToken: (tenantId, deviceId, tokenSha256, now) =>

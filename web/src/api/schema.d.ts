@@ -954,7 +954,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Create a one-time EST enrollment secret for the device (shown once, expiring, used once) */
+        /** Create a one-time EST enrollment secret for the device (shown once, expiring, used once; role tenant-admin, audited) */
         post: {
             parameters: {
                 query?: never;
