@@ -32,6 +32,7 @@ import { createSessionStore } from './browser-sessions.ts';
 import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
 import { createStorage } from '../storage/repositories.ts';
 import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
+import { customerBrokerGrantRoutes } from '../http/routes/customer-broker-grants.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 
 export interface ServiceOverrides {
@@ -117,6 +118,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         customerAlertRoutes(useCases),
         customerWebhookRoutes(useCases),
         customerEnrollmentRoutes(renewal.renewal),
+        customerBrokerGrantRoutes(useCases),
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),
       ],
