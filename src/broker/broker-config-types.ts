@@ -11,6 +11,8 @@ export interface BrokerAclOptions {
   grants?: ReadonlyMap<string, readonly BrokerGrant[]>;
   /** `pattern readwrite #` (tenants NOT isolated): only `broker-config --permissive-acl`, never with renewal topics. */
   permissive?: boolean;
+  /** Leave an existing file as it is (the devices could not be read; certfleet rewrites it at start). */
+  keepExisting?: boolean;
 }
 
 export interface DynamicSecurityOptions {

@@ -155,6 +155,10 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
 /** The acl_file with the devices known now (certfleet rewrites it afterwards): readable by the broker user. */
 async function writeAclFile(options: WriteBrokerConfigOptions, file: string, adminUsername: string | null, ctx: OwnershipContext): Promise<void> {
   const renewalTopics = options.dynamicSecurity?.renewalTopics ?? false;
+  if (options.acl?.keepExisting && (await exists(file))) {
+    ctx.lines.push(`kept ${file}: the registered devices could not be read; certfleet rewrites it when it starts (BROKER_ACL_PATH)`);
+    return;
+  }
   const acl = renderAclFile({ adminUsername, renewalTopics, devices: options.acl?.devices, grants: options.acl?.grants, permissive: options.acl?.permissive });
   await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
   await writeFileAtomic(file, acl.text, 0o600);

@@ -25,6 +25,7 @@ import { webConsoleRoutes } from '../http/routes/web-console.ts';
 import { createGetCrlStatus } from '../app/get-crl-status.ts';
 import { registerFleetMetrics } from './fleet-metrics.ts';
 import { createCrlPublication, type CrlPublication, type CrlPublicationOptions } from './crl.ts';
+import { createBrokerAclPublication, type BrokerAclPublication } from './broker-acl.ts';
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { tokenVerifierFor } from './token-verifier.ts';
@@ -60,6 +61,8 @@ export interface Service {
   authWarning: string | null;
   metrics: Registry;
   crl: CrlPublication;
+  /** The broker's acl_file (BROKER_ACL_PATH), kept in step with devices and grants. */
+  brokerAcl: BrokerAclPublication;
   /** Device-initiated enrollment and renewal (EST listener, MQTT renewal topics). */
   renewal: RenewalWiring;
   close(): Promise<void>;
@@ -86,6 +89,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       publish: overrides.publishCrl,
       ...overrides.crl,
     });
+    const brokerAcl = createBrokerAclPublication({ config, storage, logger: log, publish: overrides.publishCrl, reloader: overrides.crl?.reloader });
     registerFleetMetrics(metrics, { db: storage.db, clock, tenantLabels: config.metricsTenantLabels });
     keygen = config.keygenWorkers > 0 ? createKeygenPool(config.keygenWorkers) : null;
     const deps: AppDeps = {
@@ -94,6 +98,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       authority: createCertificateAuthority(ca.ca, { ...overrides.authority, crlUrl: crl.distributionPointUrl }),
       keys: createKeySource(keygen),
       revocations: overrides.revocations ?? crl.listener,
+      brokerAcl: brokerAcl.listener,
       issuanceLimit: createRateLimiter({
         perMinute: config.issuanceRatePerMinute,
         burst: config.issuanceBurst,
@@ -140,7 +145,9 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     if (webhookSecrets.warning) log.warn({}, webhookSecrets.warning);
     try {
       await crl.start();
+      await brokerAcl.start();
     } catch (e) {
+      await brokerAcl.stop();
       await crl.stop();
       await app.close();
       throw e;
@@ -155,9 +162,11 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       authWarning,
       metrics,
       crl,
+      brokerAcl,
       renewal,
       async close() {
         await renewal.close();
+        await brokerAcl.stop();
         await crl.stop();
         await app.close();
         await keygen?.close();
