@@ -10,7 +10,6 @@
  * victim's topics from the broker; and a renewal request must prove possession of the key of
  * the requesting device's current certificate, whose CN must be the topic's.
  */
-import { createPrivateKey, sign } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -20,6 +19,7 @@ import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './support/b
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { run } from './support/openssl.ts';
+import { signedRenewalRequest } from './support/renewal-request.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const VICTIM_TENANT = 'TA';
@@ -49,18 +49,8 @@ function newCsr(name: string): string {
 }
 
 /** A renewal request signed with the key of the device's current certificate (docs/device-renewal.md). */
-function signedRequest(requestId: string, csrPem: string, certName: string): Record<string, unknown> {
-  const signedAt = Math.floor(Date.now() / 1000);
-  const text = `certfleet-renew:${requestId}:${signedAt}\n${csrPem}`;
-  const key = createPrivateKey(readFileSync(file(`${certName}.key`)));
-  return {
-    request_id: requestId,
-    csr_pem: csrPem,
-    cert_pem: readFileSync(file(`${certName}.crt`), 'utf8'),
-    signed_at: signedAt,
-    signature: sign('sha256', Buffer.from(text), key).toString('base64'),
-  };
-}
+const signedRequest = (requestId: string, csrPem: string, certName: string) =>
+  signedRenewalRequest(requestId, csrPem, { cert: file(`${certName}.crt`), key: file(`${certName}.key`) });
 
 async function connect(name: string): Promise<MqttClient> {
   return mqtt.connectAsync(`mqtts://localhost:${port}`, {
