@@ -205,7 +205,7 @@ describe('writeBrokerConfig + Mosquitto mTLS + CRL reload', () => {
     }
     // Run again: the valid server certificate is kept (clients' combined-ca.crt stays valid).
     const before = await readFile(config.files.serverCert, 'utf8');
-    const again = await writeBrokerConfig({ outDir: path.join(tmp, 'broker'), deviceCaCertPem: deviceCaPem, crlPath, port: broker.port });
+    const again = await writeBrokerConfig({ outDir: path.join(tmp, 'broker'), deviceCaCertPem: deviceCaPem, crlPath, port: broker.port, acl: { permissive: true } });
     expect(again.lines.join('\n')).toContain('kept the existing server certificate');
     expect(await readFile(config.files.serverCert, 'utf8')).toBe(before);
   });

@@ -37,12 +37,16 @@ export interface AclSync {
   readonly reloadPending: boolean;
 }
 
-/** Mode and (as root) owner of the file being replaced; 0640 when there is none yet. */
+/**
+ * Mode and owner of the file being replaced (0640 when there is none yet): as root its owner and
+ * group; otherwise our uid with its group (the broker's, given by broker-config), which works
+ * when this process is a member of that group (compose: `group_add`).
+ */
 async function currentMode(path: string): Promise<{ mode: number; owner?: FileOwner }> {
   try {
     const s = await stat(path);
-    const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
-    return { mode: s.mode & 0o777, owner: isRoot ? { uid: s.uid, gid: s.gid } : undefined };
+    const uid = typeof process.getuid === 'function' ? process.getuid() : s.uid;
+    return { mode: s.mode & 0o777, owner: { uid: uid === 0 ? s.uid : uid, gid: s.gid } };
   } catch {
     return { mode: 0o640 };
   }
@@ -78,7 +82,13 @@ export function createAclSync(deps: AclSyncDeps): AclSync {
       return { file: 'unchanged', devices: rendered.devices, bytes, reloaded, ms: performance.now() - started };
     }
     const { mode, owner } = await currentMode(deps.path);
-    await writeFileAtomic(deps.path, rendered.text, mode, owner);
+    try {
+      await writeFileAtomic(deps.path, rendered.text, mode, owner);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EPERM' || !owner) throw error;
+      deps.logger.warn({ path: deps.path, gid: owner.gid }, 'cannot keep the broker ACL file’s group (not a member): the broker may not read it; see the README, Broker');
+      await writeFileAtomic(deps.path, rendered.text, mode);
+    }
     const reloaded = await reloading();
     const result: AclSyncResult = { file: 'written', devices: rendered.devices, bytes, reloaded, ms: performance.now() - started };
     deps.logger.info({ event: 'broker_acl_written', path: deps.path, ...result }, 'broker ACL written');

@@ -68,7 +68,7 @@ function serverCertDays(flags: Flags): number | undefined {
 }
 
 /** The registered devices and grants, for the first acl_file; reserved ids are reported. */
-async function aclFromDatabase(config: Config, options: { renewalTopics: boolean; permissive: boolean }, lines: string[]): Promise<BrokerAclOptions> {
+async function aclFromDatabase(config: Config, options: { permissive: boolean; path?: string }, lines: string[]): Promise<BrokerAclOptions> {
   try {
     const storage = await openStorage(config);
     try {
@@ -76,13 +76,13 @@ async function aclFromDatabase(config: Config, options: { renewalTopics: boolean
       for (const d of devices.filter((d) => isReservedId(d.tenantId) || isReservedId(d.deviceId))) {
         lines.push(`warning: device "${d.tenantId}/${d.deviceId}" uses a reserved id (${RESERVED_IDS.join(', ')}): it stays confined to its own topics, but re-register it under another id`);
       }
-      return { devices, grants, permissive: options.permissive };
+      return { devices, grants, permissive: options.permissive, path: options.path };
     } finally {
       await storage.close();
     }
   } catch (error) {
     lines.push(`note: could not read the registered devices (${(error as Error).message}); the acl_file lists none until certfleet starts and rewrites it`);
-    return { permissive: options.permissive, keepExisting: true };
+    return { permissive: options.permissive, keepExisting: true, path: options.path };
   }
 }
 
@@ -108,7 +108,8 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     throw new Error('--permissive-acl lets every device reach every topic, renewal topics included: it cannot be combined with --mqtt-renewal');
   }
   if (permissive) lines.push('warning: --permissive-acl: every device may publish and subscribe to every topic of every tenant (pattern readwrite #)');
-  const acl = await aclFromDatabase(config, { renewalTopics: Boolean(flags['mqtt-renewal']), permissive }, lines);
+  const aclPath = flags['acl-file'] === undefined ? undefined : resolve(String(flags['acl-file']));
+  const acl = await aclFromDatabase(config, { permissive, path: aclPath }, lines);
 
   let dynamicSecurity: DynamicSecurityOptions | undefined;
   let passwordFile: string | undefined;
