@@ -25,6 +25,13 @@ export interface Config {
   rotationGraceHours: number;
   brokerPidFile: string | null;
   brokerReloadCommand: string | null;
+  /**
+   * BROKER_ACL_PATH: the broker's acl_file, which this process keeps in step with the registered
+   * devices and tenant grants (then reloads the broker); null: certfleet does not write it.
+   */
+  brokerAclPath: string | null;
+  /** BROKER_ACL_PERMISSIVE=true (`broker-config --permissive-acl`): `pattern readwrite #`, tenants not isolated. */
+  brokerAclPermissive: boolean;
   /** Mosquitto dynamic security admin listener, to close live sessions of revoked certificates (unset: no kicking). */
   brokerAdmin: { url: string; username: string; passwordFile: string; caFile: string | null } | null;
   publicBaseUrl: string;
@@ -186,6 +193,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rotationGraceHours: int(env, 'ROTATION_GRACE_HOURS', 24, 1, 720),
     brokerPidFile: env.BROKER_PID_FILE || null,
     brokerReloadCommand: env.BROKER_RELOAD_COMMAND || null,
+    brokerAclPath: env.BROKER_ACL_PATH ? resolve(env.BROKER_ACL_PATH) : null,
+    brokerAclPermissive: bool(env, 'BROKER_ACL_PERMISSIVE', false),
     brokerAdmin: env.BROKER_ADMIN_URL
       ? {
           url: env.BROKER_ADMIN_URL,

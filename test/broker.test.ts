@@ -146,7 +146,9 @@ describe('writeBrokerConfig + Mosquitto mTLS + CRL reload', () => {
 
   beforeAll(async () => {
     outDir = path.join(tmp, 'broker');
-    config = await writeBrokerConfig({ outDir, deviceCaCertPem: deviceCaPem, crlPath });
+    // This block is about TLS and CRL reloads; a device (c1) watches the others' topics, so the
+    // ACL is the permissive one here (topic isolation: test/broker-acl.test.ts).
+    config = await writeBrokerConfig({ outDir, deviceCaCertPem: deviceCaPem, crlPath, acl: { permissive: true } });
     cafile = config.files.combinedCa;
     broker = await startMosquitto({ configDir: outDir });
     watcher = await monitor({
@@ -203,7 +205,7 @@ describe('writeBrokerConfig + Mosquitto mTLS + CRL reload', () => {
     }
     // Run again: the valid server certificate is kept (clients' combined-ca.crt stays valid).
     const before = await readFile(config.files.serverCert, 'utf8');
-    const again = await writeBrokerConfig({ outDir: path.join(tmp, 'broker'), deviceCaCertPem: deviceCaPem, crlPath, port: broker.port });
+    const again = await writeBrokerConfig({ outDir: path.join(tmp, 'broker'), deviceCaCertPem: deviceCaPem, crlPath, port: broker.port, acl: { permissive: true } });
     expect(again.lines.join('\n')).toContain('kept the existing server certificate');
     expect(await readFile(config.files.serverCert, 'utf8')).toBe(before);
   });
@@ -324,7 +326,8 @@ describe('connected sessions: reload + kick through the dynamic security plugin'
 
   beforeAll(async () => {
     const outDir = path.join(tmp, 'broker-dynsec');
-    config = await writeBrokerConfig({ outDir, deviceCaCertPem: deviceCaPem, crlPath, dynamicSecurity: { adminPassword } });
+    const devices = ['dev1', 'dev2', 'dev3'].map((deviceId) => ({ tenantId: 't1', deviceId }));
+    config = await writeBrokerConfig({ outDir, deviceCaCertPem: deviceCaPem, crlPath, dynamicSecurity: { adminPassword }, acl: { devices } });
     cafile = config.files.combinedCa;
     broker = await startMosquitto({ configDir: outDir });
     adminUrl = `mqtt://127.0.0.1:${broker.adminPort}`;
@@ -361,8 +364,9 @@ describe('connected sessions: reload + kick through the dynamic security plugin'
     expect(conf).toContain(`acl_file ${config.files.aclFile}`);
     expect(conf).toContain(`listener ${broker.adminPort} 127.0.0.1`);
     const acl = await readFile(config.files.aclFile as string, 'utf8');
-    expect(acl).toContain('pattern readwrite #');
-    expect(acl).toContain('user certfleet-admin\ntopic readwrite $CONTROL/dynamic-security/#');
+    expect(acl).not.toMatch(/^pattern readwrite/m);
+    expect(acl).toContain('user certfleet-admin\ntopic readwrite $CONTROL/dynamic-security/#\ntopic read tenant/#');
+    expect(acl).toContain('user t1/dev3\ntopic readwrite tenant/t1/device/dev3/#');
     expect((await stat(config.files.dynsecConfig as string)).mode & 0o007).toBe(0);
 
     // Our PBKDF2 hash is the one Mosquitto's own tool writes.

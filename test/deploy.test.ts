@@ -136,6 +136,14 @@ describe('deploy/docker-compose.yml', () => {
     const unrooted = Object.fromEntries(Object.entries(out.env).map(([k, v]) => [k, v.split(root).join('')]));
     expect(unrooted.BROKER_PID_FILE).toBe(worker.environment!.BROKER_PID_FILE);
     expect(unrooted.CRL_OUTPUT_PATH).toBe(worker.environment!.CRL_OUTPUT_PATH);
+    // The acl_file (default deny) is the one the worker keeps current and the broker reads.
+    expect(unrooted.BROKER_ACL_PATH).toBe(worker.environment!.BROKER_ACL_PATH);
+    expect(unrooted.BROKER_ACL_PERMISSIVE).toBeUndefined();
+    expect(written).toContain(`acl_file ${worker.environment!.BROKER_ACL_PATH}`);
+    expect(mountFor(worker, worker.environment!.BROKER_ACL_PATH)?.readOnly).toBe(false);
+    expect(mountFor(mosquitto, worker.environment!.BROKER_ACL_PATH)).toEqual({ ...mountFor(worker, worker.environment!.BROKER_ACL_PATH), readOnly: true });
+    const acl = readFileSync(under(worker.environment!.BROKER_ACL_PATH), 'utf8');
+    expect(acl).not.toMatch(/^pattern readwrite/m);
     expect(unrooted.BROKER_ADMIN_PASSWORD_FILE).toBe(worker.environment!.BROKER_ADMIN_PASSWORD_FILE);
     expect(unrooted.BROKER_ADMIN_USERNAME).toBe(worker.environment!.BROKER_ADMIN_USERNAME);
     expect(new URL(unrooted.BROKER_ADMIN_URL).port).toBe(new URL(worker.environment!.BROKER_ADMIN_URL).port);

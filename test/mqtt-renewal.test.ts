@@ -1,7 +1,7 @@
 /**
  * Renewal over MQTT with a real Mosquitto configured by `certfleet broker-config --mqtt-renewal`
  * and run as written: a device (mqtt.js, keys and CSRs made by openssl) asks for a new
- * certificate on its request topic, gets it on its response topic, reconnects with it, confirms
+ * certificate on its request topic (signed with the key of its current certificate), gets it on its response topic, reconnects with it, confirms
  * with a signature of its new key, and its old certificate is then refused by the broker. The
  * broker's ACL keeps a device off another device's topics; a garbage CSR and a weak key get a
  * problem answer, never a certificate.
@@ -17,6 +17,7 @@ import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { publishWithMosquittoPub, tlsOptions } from './support/mqtt-clients.ts';
+import { signedRenewalRequest } from './support/renewal-request.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const exec = promisify(execFile);
@@ -145,22 +146,24 @@ describe('renewal over MQTT (real Mosquitto, broker-config --mqtt-renewal)', () 
     const acl = readFileSync(file('broker/acl'), 'utf8');
     expect(acl).toContain('pattern write certfleet/renew/%u/request');
     expect(acl).toContain('pattern read certfleet/renew/%u/response');
-    expect(acl).not.toMatch(/^pattern readwrite #$/m);
+    expect(acl).not.toMatch(/^pattern readwrite/m);
     expect(acl).toMatch(/user certfleet-admin[\s\S]*topic read certfleet\/renew\/\+\/\+\/request[\s\S]*topic write certfleet\/renew\/\+\/\+\/response/);
   });
 
   it('renews, reconnects with the new certificate, confirms with the new key; the old certificate is then refused', async () => {
     const oldId = await generate('dev-a', 'a-old');
     const device = await connectDevice('a-old', `${TENANT}/dev-a`);
-    const request = { request_id: 'r-1', csr_pem: await csrPem('a-new') };
+    const request = signedRenewalRequest('r-1', await csrPem('a-new'), { cert: file('a-old.crt'), key: file('a-old.key') });
     const renewed = await device.ask(request);
     expect(renewed.problem).toBeUndefined();
     expect(renewed.rotation?.old_certificate_ids).toEqual([oldId]);
     writeFileSync(file('a-new.crt'), renewed.cert_pem!);
     expect(await openssl(['x509', '-in', 'a-new.crt', '-noout', '-subject'])).toMatch(/CN\s*=\s*TENANT1\/dev-a/);
     expect(await openssl(['x509', '-in', 'a-new.crt', '-noout', '-pubkey'])).toBe(await openssl(['pkey', '-in', 'a-new.key', '-pubout']));
-    // Retried (e.g. the response was lost): the same certificate again.
-    expect((await device.ask(request)).cert_pem).toBe(renewed.cert_pem);
+    // The same signed message again (a replay) is refused; a retry signs anew and gets the same certificate.
+    expect((await device.ask(request)).problem?.code).toBe('REPLAYED_REQUEST');
+    const retry = signedRenewalRequest('r-1b', request.csr_pem, { cert: file('a-old.crt'), key: file('a-old.key') });
+    expect((await device.ask(retry)).cert_pem).toBe(renewed.cert_pem);
     await device.client.endAsync();
 
     // The device switches to its new certificate and confirms with a signature of the new key.
@@ -198,7 +201,7 @@ describe('renewal over MQTT (real Mosquitto, broker-config --mqtt-renewal)', () 
       cert: file('b.crt'),
       key: file('b.key'),
       topic: `certfleet/renew/${TENANT}/dev-c/request`,
-      message: JSON.stringify({ request_id: 'spoof', csr_pem: await csrPem('b-for-c') }),
+      message: JSON.stringify(signedRenewalRequest('spoof', await csrPem('b-for-c'), { cert: file('b.crt'), key: file('b.key') })),
       timeoutMs: 20_000,
     });
     // MQTT 5: the broker answers the PUBLISH with reason code 135, not authorized.
@@ -209,13 +212,21 @@ describe('renewal over MQTT (real Mosquitto, broker-config --mqtt-renewal)', () 
 
   it('answers a garbage CSR, a weak key and a malformed message with a problem, never a certificate', async () => {
     const device = await connectDevice('c', `${TENANT}/dev-c`);
-    const garbage = await device.ask({ request_id: 'g', csr_pem: 'not a CSR' });
+    const current = { cert: file('c.crt'), key: file('c.key') };
+    const garbage = await device.ask(signedRenewalRequest('g', 'not a CSR', current));
     expect(garbage.problem?.code).toBe('INVALID_CSR');
-    const weak = await device.ask({ request_id: 'w', csr_pem: await csrPem('c-weak', ['-newkey', 'rsa:1024']) });
+    const weak = await device.ask(signedRenewalRequest('w', await csrPem('c-weak', ['-newkey', 'rsa:1024']), current));
     expect(weak.problem?.code).toBe('WEAK_KEY');
     const missing = await device.ask({ request_id: 'm' });
     expect(missing.problem?.code).toBe('VALIDATION_FAILED');
-    expect(garbage.cert_pem ?? weak.cert_pem ?? missing.cert_pem).toBeUndefined();
+    // Unsigned (the old format), stale, or signed over another CSR: refused before any CSR is looked at.
+    const unsigned = await device.ask({ request_id: 'u', csr_pem: await csrPem('c-u') });
+    expect(unsigned.problem?.code).toBe('VALIDATION_FAILED');
+    const stale = await device.ask(signedRenewalRequest('s', await csrPem('c-s'), current, Math.floor(Date.now() / 1000) - 3600));
+    expect(stale.problem?.code).toBe('FORBIDDEN');
+    const swapped = { ...signedRenewalRequest('x', await csrPem('c-x'), current), csr_pem: await csrPem('c-y') };
+    expect((await device.ask(swapped)).problem?.code).toBe('FORBIDDEN');
+    expect(garbage.cert_pem ?? weak.cert_pem ?? missing.cert_pem ?? unsigned.cert_pem ?? stale.cert_pem).toBeUndefined();
     await device.client.endAsync();
     expect((await t.call(TENANT, 'GET', '/customer/devices/dev-c/certificates/rotation')).status).toBe(404);
   });

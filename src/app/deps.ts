@@ -1,7 +1,7 @@
 import type { Clock } from '../domain/clock.ts';
 import type { RateLimiter } from '../domain/rate-limit.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
-import type { CertificateAuthority, KeySource, RevocationListener } from './ports.ts';
+import type { BrokerAclListener, CertificateAuthority, KeySource, RevocationListener } from './ports.ts';
 import type { Storage } from './storage-ports.ts';
 
 /** Everything a use case may ask for; each factory picks the few it needs. */
@@ -11,6 +11,8 @@ export interface AppDeps {
   authority: CertificateAuthority;
   keys: KeySource;
   revocations: RevocationListener;
+  /** The broker's acl_file follows device registrations and grant changes (none: nothing to tell). */
+  brokerAcl?: BrokerAclListener;
   /** Per-tenant issuance rate limit (ISSUANCE_RATE_PER_MINUTE / ISSUANCE_BURST). */
   issuanceLimit: RateLimiter;
   /** Encrypts webhook secrets before they are stored. */

@@ -53,6 +53,17 @@ export interface RevocationListener {
   revocationCommitted(): void;
 }
 
+/**
+ * Told after a change that alters the broker's acl_file (a device registered, a tenant's broker
+ * grants replaced). Resolves when this process has rewritten the file and reloaded the broker,
+ * or at once when another process keeps the broker's files (it was NOTIFYed).
+ */
+export interface BrokerAclListener {
+  aclChanged(): Promise<void>;
+}
+
+export const noBrokerAclListener: BrokerAclListener = { aclChanged: async () => undefined };
+
 export const noRevocationListener: RevocationListener = { revocationCommitted: () => undefined };
 
 export interface Actor {

@@ -1,23 +1,28 @@
 import { AppError } from '../domain/errors.ts';
-import { assertCommonNameFits, assertDeviceId } from '../domain/identifiers.ts';
+import { assertCommonNameFits, assertDeviceId, assertNotReserved } from '../domain/identifiers.ts';
 import type { AppDeps } from './deps.ts';
 import type { Actor } from './ports.ts';
 import { AlreadyExistsError } from './storage-ports.ts';
 
-export function createRegisterDevice({ storage, clock }: Pick<AppDeps, 'storage' | 'clock'>) {
+export function createRegisterDevice({ storage, clock, brokerAcl }: Pick<AppDeps, 'storage' | 'clock' | 'brokerAcl'>) {
   return async (actor: Actor, input: { device_id: string; site_id?: string | null }) => {
     const deviceId = assertDeviceId(input.device_id);
     assertCommonNameFits(actor.tenantId, deviceId);
+    assertNotReserved(actor.tenantId, deviceId);
     const now = clock.now();
+    let device;
     try {
-      return await storage.asTenant(actor.tenantId, async ({ devices, audit }) => {
-        const device = await devices.insertDevice({ tenantId: actor.tenantId, deviceId, siteId: input.site_id ?? null, now });
+      device = await storage.asTenant(actor.tenantId, async ({ devices, audit }) => {
+        const inserted = await devices.insertDevice({ tenantId: actor.tenantId, deviceId, siteId: input.site_id ?? null, now });
         await audit.recordAudit({ tenantId: actor.tenantId, actor: actor.id, action: 'device.registered', targetType: 'device', targetId: deviceId, at: now });
-        return device;
+        return inserted;
       });
     } catch (e) {
       if (e instanceof AlreadyExistsError) throw new AppError('DEVICE_EXISTS', `device ${deviceId} is already registered`);
       throw e;
     }
+    // The broker's acl_file gets the device's topics (tenant/<tenant>/device/<device>/#) before the answer, where this process keeps it.
+    await brokerAcl?.aclChanged();
+    return device;
   };
 }

@@ -1,3 +1,4 @@
+import type { BrokerGrant } from '../domain/broker-acl.ts';
 import type { AlertRecord, AlertStatus } from '../domain/alert.ts';
 import type { AuditEventRecord } from '../domain/audit.ts';
 import type { CertificateRecord, CertificateStatus, CertificateWithPem, RotationFilter } from '../domain/certificate.ts';
@@ -32,6 +33,14 @@ export interface TenantRepositories {
   alerts: AlertRepository;
   webhooks: WebhookRepository;
   outbox: OutboxRepository;
+  brokerGrants: BrokerGrantRepository;
+}
+
+/** A tenant's broker grants (tenant/<tenant>/<filter> for every device of the tenant). */
+export interface BrokerGrantRepository {
+  listBrokerGrants(tenantId: string): Promise<BrokerGrant[]>;
+  /** Replaces the whole list. */
+  replaceBrokerGrants(g: { tenantId: string; grants: BrokerGrant[]; actor: string; now: Date }): Promise<void>;
 }
 
 /** The operator role sees every tenant and may also run the system-wide tasks. */

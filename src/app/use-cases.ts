@@ -19,6 +19,7 @@ import { createGetAlert, createListAlerts } from './list-alerts.ts';
 import { createGetWebhook, createListWebhookDeliveries, createListWebhooks } from './list-webhooks.ts';
 import { createRotateWebhookSecret, createUpdateWebhook } from './update-webhook.ts';
 import { createRegisterDevice } from './register-device.ts';
+import { createGetBrokerGrants, createPutBrokerGrants } from './broker-grants.ts';
 import { createRevokeCertificate } from './revoke-certificate.ts';
 import { createRotateCertificate, createStartRotation } from './rotate-certificate.ts';
 
@@ -26,6 +27,8 @@ import { createRotateCertificate, createStartRotation } from './rotate-certifica
 export function createUseCases(deps: AppDeps) {
   return {
     registerDevice: createRegisterDevice(deps),
+    getBrokerGrants: createGetBrokerGrants(deps),
+    putBrokerGrants: createPutBrokerGrants(deps),
     getDevice: createGetDevice(deps),
     listDevices: createListDevices(deps),
     issueCertificate: createIssueCertificate(deps),

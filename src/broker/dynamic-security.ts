@@ -1,5 +1,5 @@
 /**
- * The optional dynamic security plugin files (dynamic-security.json, acl, a generated admin
+ * The optional dynamic security plugin files (dynamic-security.json, a generated admin
  * password) that let certfleet disconnect live sessions of revoked certificates
  * (docs/broker-sessions.md).
  */
@@ -10,15 +10,14 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { exists, writeFileAtomic } from '../support/atomic-file.ts';
 import { giveToBrokerGroup, type OwnershipContext } from './broker-file-ownership.ts';
-import { ACL_FILE, ADMIN_PASSWORD_FILE, DYNSEC_FILE } from './broker-files.ts';
+import { ADMIN_PASSWORD_FILE, DYNSEC_FILE } from './broker-files.ts';
 import {
   DEFAULT_ADMIN_USERNAME,
   type DynsecPasswordHash,
   type MosquittoConfigOptions,
-  renderAclFile, deviceAclLinesFor,
   renderDynamicSecurityJson,
 } from './mosquitto-config.ts';
-import type { BrokerConfigFiles, BrokerConfigResult, DynamicSecurityOptions } from './write-broker-config.ts';
+import type { BrokerConfigFiles, BrokerConfigResult, DynamicSecurityOptions } from './broker-config-types.ts';
 
 const pbkdf2Async = promisify(pbkdf2);
 
@@ -80,7 +79,6 @@ export async function writeDynamicSecurityFiles(
   const adminPort = ds.adminPort ?? port + 1;
   const pluginPath = await findDynsecPlugin(ds.pluginPath, lines);
   files.dynsecConfig = path.join(outDir, DYNSEC_FILE);
-  files.aclFile = path.join(outDir, ACL_FILE);
 
   let password = ds.adminPassword;
   if (password === undefined && !(await exists(files.dynsecConfig))) {
@@ -114,18 +112,9 @@ export async function writeDynamicSecurityFiles(
   // The plugin rewrites its file in place after every change (measured: owner stays root).
   await giveToBrokerGroup(ctx, files.dynsecConfig, 0o660, 'the dynsec plugin reads and rewrites it as the broker user');
 
-  const acl = { adminUsername, deviceAclLines: ds.deviceAclLines, renewalTopics: ds.renewalTopics };
-  await writeFileAtomic(files.aclFile, renderAclFile(acl), 0o600);
-  lines.push(
-    `wrote ${files.aclFile}: devices ${deviceAclLinesFor(acl).join('; ')}; admin gets $CONTROL/dynamic-security/#` +
-      (ds.renewalTopics ? ' and answers renewal requests' : ''),
-  );
-  await giveToBrokerGroup(ctx, files.aclFile, 0o640, 're-read on every reload as the broker user');
-
   const render: NonNullable<MosquittoConfigOptions['dynamicSecurity']> = {
     pluginPath,
     configFile: files.dynsecConfig,
-    aclFile: files.aclFile,
     adminHost,
     adminPort,
     adminTls: ds.adminTls ?? false,

@@ -7,22 +7,23 @@
  *   checked on that listener (not even by a plugin).
  * - Mosquitto refuses to start when `crlfile` is missing; on SIGHUP it re-reads the config,
  *   the certificates and the CRL *as the `mosquitto` user*.
- * - With the dynamic security plugin, ACL checks for a username the plugin does not know (every
- *   device) are deferred and end up DENIED, whatever `defaultACLAccess` says. So when the plugin
- *   is enabled an `acl_file` is rendered as well: with an `acl_file` Mosquitto decides ACLs from
- *   the file and the plugin is only used for the admin login and its `$CONTROL` API (kicking
- *   sessions). `pattern readwrite #` does not match `$`-topics, so devices cannot reach `$CONTROL`.
+ * - An `acl_file` is always rendered (default deny; certfleet keeps it in step with the registered
+ *   devices, src/broker/acl-sync.ts). With the dynamic security plugin, ACL checks for a username
+ *   the plugin does not know (every device) are deferred to the acl_file; the plugin is only used
+ *   for the admin login and its `$CONTROL` API (kicking sessions). No device rule matches a
+ *   `$`-topic, so devices cannot reach `$CONTROL`.
  */
 
-import { DEVICE_RENEWAL_ACL, RENEWAL_ROOT, REQUEST_FILTER, RESPONSE_FILTER, requestTopic, responseTopic, topicMatches } from '../renewal/renewal-topics.ts';
+import { type AclDevice, type BrokerGrant, deviceAclBlock } from '../domain/broker-acl.ts';
+import { DEVICE_RENEWAL_ACL, REQUEST_FILTER, RESPONSE_FILTER } from '../renewal/renewal-topics.ts';
 
 export interface DynamicSecurityConfig {
   /** Path of mosquitto_dynamic_security.so. */
   pluginPath: string;
   /** The plugin's JSON state file (the plugin rewrites it on every change). */
   configFile: string;
-  /** The acl_file rendered next to it (see renderAclFile). */
-  aclFile: string;
+  /** Deprecated place of the acl_file (now MosquittoConfigOptions.aclFile); still honoured. */
+  aclFile?: string;
   /** Address of the admin listener (password auth, no client certificate). Default 127.0.0.1. */
   adminHost?: string;
   adminPort: number;
@@ -47,6 +48,8 @@ export interface MosquittoConfigOptions {
   logTypes?: string[];
   /** e.g. `tlsv1.2`; unset = Mosquitto's default (TLS 1.2 and 1.3). */
   tlsVersion?: string;
+  /** The acl_file (renderAclFile; certfleet rewrites it, BROKER_ACL_PATH). Without one Mosquitto allows every topic. */
+  aclFile?: string;
   /** Optional: dynamic security plugin + admin listener, used to kick connected sessions. */
   dynamicSecurity?: DynamicSecurityConfig;
 }
@@ -102,7 +105,15 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
       '# ACLs come from acl_file (the plugin would deny every device it does not know).',
       `plugin ${quoteCheck('dynamicSecurity.pluginPath', ds.pluginPath)}`,
       `plugin_opt_config_file ${quoteCheck('dynamicSecurity.configFile', ds.configFile)}`,
-      `acl_file ${quoteCheck('dynamicSecurity.aclFile', ds.aclFile)}`,
+    );
+  }
+  const aclFile = options.aclFile ?? ds?.aclFile;
+  if (aclFile) {
+    lines.push(
+      '',
+      '# Topic access: default deny; each device its own tenant/<tenant>/device/<device>/# and its',
+      "# tenant's grants (certfleet rewrites this file and reloads the broker).",
+      `acl_file ${quoteCheck('aclFile', aclFile)}`,
     );
   }
 
@@ -140,52 +151,70 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
 }
 
 export interface AclFileOptions {
-  /** The dynsec admin user (gets $CONTROL/dynamic-security/#). */
-  adminUsername: string;
+  /** certfleet's broker identity (the dynsec admin): `$CONTROL/dynamic-security/#`, reads device topics, answers renewals. */
+  adminUsername?: string | null;
   /**
-   * Lines granting devices access. Default `pattern readwrite #`: every topic except `$`-topics
-   * (`#` never matches `$CONTROL/...` or `$SYS/...`). Narrow it with %u (the certificate CN).
-   */
-  deviceAclLines?: string[];
-  /**
-   * Device-initiated renewal over MQTT: each device may publish only to its own request topic
-   * and read only its own response topic, and the admin (certfleet's broker identity) reads every
-   * request and answers. Device application lines then default to `pattern readwrite %u/#` and
-   * may not reach the renewal topics (a device could otherwise request for another one).
+   * Device-initiated renewal over MQTT: each device may publish only to its own request topic and
+   * read only its own response topic (`%u` patterns: a CN has exactly one `/` and no wildcard, so
+   * they expand to exact topics); the admin reads every request and answers.
    */
   renewalTopics?: boolean;
+  /** Registered devices: one `user <tenant>/<device>` block each (its own subtree + its tenant's grants). */
+  devices?: Iterable<AclDevice>;
+  /** Tenant-wide grants, by tenant id. */
+  grants?: ReadonlyMap<string, readonly BrokerGrant[]>;
+  /**
+   * `pattern readwrite #`: every client may use every non-`$` topic (tenants are NOT isolated).
+   * Only behind `broker-config --permissive-acl`, never with renewalTopics.
+   */
+  permissive?: boolean;
 }
 
-/** The device lines an acl_file gets for these options. */
-export function deviceAclLinesFor(options: Pick<AclFileOptions, 'deviceAclLines' | 'renewalTopics'>): string[] {
-  if (!options.renewalTopics) return options.deviceAclLines ?? ['pattern readwrite #'];
-  const appLines = options.deviceAclLines ?? ['pattern readwrite %u/#'];
-  for (const line of appLines) {
-    const filter = line.trim().split(/\s+/).at(-1) ?? '';
-    const anyDevice = filter.replace(/%u/g, 'tenant/device').replace(/%c/g, 'client');
-    if (topicMatches(anyDevice, requestTopic('tenant/device')) || topicMatches(anyDevice, responseTopic('tenant/device'))) {
-      throw new TypeError(`mosquitto acl: "${line}" would let devices reach other devices' renewal topics (${RENEWAL_ROOT}/...)`);
-    }
+export interface RenderedAcl {
+  text: string;
+  /** Devices whose blocks were written. */
+  devices: number;
+  /** Ids that are not valid ids: not written (they get the default: nothing). */
+  skipped: string[];
+}
+
+/**
+ * The acl_file: default deny. Clients get what is listed: unknown users (a device not yet
+ * provisioned) only the renewal patterns, registered devices their own `tenant/<T>/device/<D>/#`
+ * plus their tenant's grants (src/domain/broker-acl.ts), certfleet's admin its own topics.
+ */
+export function renderAclFile(options: AclFileOptions): RenderedAcl {
+  if (options.permissive && options.renewalTopics) {
+    throw new TypeError('mosquitto acl: a permissive ACL (pattern readwrite #) would let every device reach every renewal topic; it cannot be combined with MQTT renewal');
   }
-  return [...DEVICE_RENEWAL_ACL, ...appLines];
-}
-
-export function renderAclFile(options: AclFileOptions): string {
-  const admin = quoteCheck('adminUsername', options.adminUsername);
-  if (/\s/.test(admin)) throw new TypeError('mosquitto acl: adminUsername must not contain whitespace');
-  const deviceLines = deviceAclLinesFor(options);
-  for (const line of deviceLines) quoteCheck('deviceAclLines', line);
-  return [
-    '# Generated by certfleet (broker-config). Read at start and on every reload (SIGHUP).',
-    '# Patterns apply to every client; a device username is its certificate CN.',
-    ...deviceLines,
-    '',
-    '# Dynamic security admin (password login on the admin listener only).',
-    `user ${admin}`,
-    'topic readwrite $CONTROL/dynamic-security/#',
-    ...(options.renewalTopics ? [`topic read ${REQUEST_FILTER}`, `topic write ${RESPONSE_FILTER}`] : []),
-    '',
-  ].join('\n');
+  const lines = [
+    '# Generated by certfleet. Read by Mosquitto at start and on every reload (SIGHUP); certfleet',
+    '# rewrites it when devices are registered or tenant broker grants change. Default deny.',
+    '# A device username is its certificate CN, tenant/device.',
+  ];
+  if (options.renewalTopics) lines.push('', '# Every device: its own renewal topics only (%u = tenant/device, exact topics).', ...DEVICE_RENEWAL_ACL);
+  if (options.permissive) lines.push('', '# PERMISSIVE (broker-config --permissive-acl): every client, every non-$ topic; tenants are not isolated.', 'pattern readwrite #');
+  if (options.adminUsername) {
+    const admin = quoteCheck('adminUsername', options.adminUsername);
+    if (/\s|\//.test(admin)) throw new TypeError('mosquitto acl: adminUsername must not contain whitespace or "/"');
+    lines.push('', "# certfleet's broker identity (password login on the admin listener only).", `user ${admin}`, 'topic readwrite $CONTROL/dynamic-security/#', 'topic read tenant/#');
+    if (options.renewalTopics) lines.push(`topic read ${REQUEST_FILTER}`, `topic write ${RESPONSE_FILTER}`);
+  }
+  const skipped: string[] = [];
+  let devices = 0;
+  const noGrants: readonly BrokerGrant[] = [];
+  lines.push('', '# Registered devices: tenant/<tenant>/device/<device>/# and what the tenant grants.');
+  for (const device of options.devices ?? []) {
+    const block = deviceAclBlock(device, options.grants?.get(device.tenantId) ?? noGrants);
+    if (!block) {
+      skipped.push(`${device.tenantId}/${device.deviceId}`.slice(0, 300));
+      continue;
+    }
+    lines.push(...block);
+    devices++;
+  }
+  lines.push('');
+  return { text: lines.join('\n'), devices, skipped };
 }
 
 /** A dynsec password entry: PBKDF2-HMAC-SHA512 over the raw 12-byte salt, 64-byte output, base64. */

@@ -11,9 +11,10 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { exists, writeFileAtomic } from '../support/atomic-file.ts';
 import { allows, checkAncestors, ensureTraversable, giveToBrokerGroup, lookupAccount, type OwnershipContext } from './broker-file-ownership.ts';
-import { COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
+import { ACL_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { writeDynamicSecurityFiles } from './dynamic-security.ts';
-import { DEFAULT_MQTTS_PORT, type MosquittoConfigOptions, renderMosquittoConfig } from './mosquitto-config.ts';
+import { DEFAULT_MQTTS_PORT, type MosquittoConfigOptions, renderAclFile, renderMosquittoConfig } from './mosquitto-config.ts';
+import type { BrokerConfigFiles, BrokerConfigResult, WriteBrokerConfigOptions } from './broker-config-types.ts';
 import {
   MAX_SERVER_CERT_DAYS,
   type ServerPki,
@@ -28,78 +29,7 @@ import {
   validateHost,
 } from './server-pki.ts';
 
-export interface DynamicSecurityOptions {
-  /** Admin password; when omitted a random one is generated into `dynsec-admin.password` (0600). */
-  adminPassword?: string;
-  /** Default `certfleet-admin`. Must not contain `/` (device CNs always do), so no device can be it. */
-  adminUsername?: string;
-  /** Default 127.0.0.1. */
-  adminHost?: string;
-  /** Default port + 1. */
-  adminPort?: number;
-  /** Admin listener over TLS with the server certificate (clients then need server-ca.crt). */
-  adminTls?: boolean;
-  /** Default: the first mosquitto_dynamic_security.so found in the usual library folders. */
-  pluginPath?: string;
-  /** acl_file lines for devices; default `pattern readwrite #` (every non-`$` topic), `pattern readwrite %u/#` with renewalTopics. */
-  deviceAclLines?: string[];
-  /** Devices renew over MQTT (certfleet/renew/<CN>/request|response), answered by certfleet as the admin user. */
-  renewalTopics?: boolean;
-}
-
-export interface WriteBrokerConfigOptions {
-  outDir: string;
-  /** Name devices connect to: server certificate CN/SAN. Default `localhost`. */
-  host?: string;
-  /** Device listener port. Default 8883. */
-  port?: number;
-  /** Address the listener binds to. Default: `host`. */
-  bindAddress?: string;
-  deviceCaCertPem: string;
-  /** CRL file Mosquitto reads (`crlfile`); certfleet's CRL publisher writes it. */
-  crlPath: string;
-  /** Default `<outDir>/run/mosquitto.pid`. */
-  pidFile?: string;
-  logDest?: string[];
-  logTypes?: string[];
-  tlsVersion?: string;
-  /** Server certificate validity, at most (and by default) 397 days. The server CA is valid 10 years. */
-  serverCertDays?: number;
-  /** Issue a new server certificate even if the current one is still valid (from the kept server CA when there is one). */
-  renewServerCertificate?: boolean;
-  /** Use the operator's own server certificate instead of certfleet's server CA. */
-  serverCertificate?: SuppliedServerCertificate;
-  /** The user Mosquitto switches to when started as root: a name, or `UID:GID`. Default `mosquitto`. */
-  brokerUser?: string;
-  dynamicSecurity?: DynamicSecurityOptions;
-  now?: Date;
-}
-
-export interface BrokerConfigFiles {
-  config: string;
-  /** The render options, so tools (and the test harness) can re-render with other ports. */
-  renderOptions: string;
-  serverCaCert: string;
-  serverCert: string;
-  serverKey: string;
-  deviceCaCert: string;
-  combinedCa: string;
-  crl: string;
-  pidFile: string;
-  dynsecConfig?: string;
-  aclFile?: string;
-  adminPasswordFile?: string;
-}
-
-export interface BrokerConfigResult {
-  /** What was done, one human-readable line each (ownership changes, warnings). */
-  lines: string[];
-  files: BrokerConfigFiles;
-  host: string;
-  port: number;
-  renderOptions: MosquittoConfigOptions;
-  dynamicSecurity?: { adminUsername: string; adminHost: string; adminPort: number; adminTls: boolean; url: string };
-}
+export type { BrokerConfigFiles, BrokerConfigResult, BrokerAclOptions, DynamicSecurityOptions, WriteBrokerConfigOptions } from './broker-config-types.ts';
 
 export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Promise<BrokerConfigResult> {
   const now = options.now ?? new Date();
@@ -139,6 +69,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     combinedCa: path.join(outDir, COMBINED_CA_FILE),
     crl: crlPath,
     pidFile,
+    aclFile: path.resolve(options.acl?.path ?? path.join(outDir, ACL_FILE)),
   };
 
   const pki = await serverPki(options, { outDir, host, now, files, lines });
@@ -197,6 +128,8 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     ? await writeDynamicSecurityFiles(options.dynamicSecurity, { outDir, port, files, ctx, lines })
     : undefined;
 
+  await writeAclFile(options, files.aclFile, dynsec?.result.adminUsername ?? null, ctx);
+
   const renderOptions: MosquittoConfigOptions = {
     bindAddress: options.bindAddress ?? host,
     port,
@@ -208,6 +141,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     logDest: options.logDest,
     logTypes: options.logTypes,
     tlsVersion: options.tlsVersion,
+    aclFile: files.aclFile,
     dynamicSecurity: dynsec?.render,
   };
   await writeFileAtomic(files.config, renderMosquittoConfig(renderOptions), 0o600);
@@ -216,6 +150,26 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
   await writeFileAtomic(files.renderOptions, `${JSON.stringify(renderOptions, null, 2)}\n`, 0o644);
 
   return { lines, files, host, port, renderOptions, dynamicSecurity: dynsec?.result };
+}
+
+/** The acl_file with the devices known now (certfleet rewrites it afterwards): readable by the broker user. */
+async function writeAclFile(options: WriteBrokerConfigOptions, file: string, adminUsername: string | null, ctx: OwnershipContext): Promise<void> {
+  const renewalTopics = options.dynamicSecurity?.renewalTopics ?? false;
+  if (options.acl?.keepExisting && (await exists(file))) {
+    ctx.lines.push(`kept ${file}: the registered devices could not be read; certfleet rewrites it when it starts (BROKER_ACL_PATH)`);
+    return;
+  }
+  const acl = renderAclFile({ adminUsername, renewalTopics, devices: options.acl?.devices, grants: options.acl?.grants, permissive: options.acl?.permissive });
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+  await writeFileAtomic(file, acl.text, 0o600);
+  ctx.lines.push(
+    `wrote ${file}: ${options.acl?.permissive ? 'PERMISSIVE (pattern readwrite #: tenants are not isolated)' : 'default deny'}; ` +
+      `${acl.devices} registered device(s) get tenant/<tenant>/device/<device>/# and their tenant's grants` +
+      (renewalTopics ? '; every device its own renewal topics, answered by the admin' : '') +
+      (adminUsername ? `; admin "${adminUsername}" gets $CONTROL/dynamic-security/#` : ''),
+  );
+  for (const id of acl.skipped) ctx.lines.push(`warning: device "${id}" has an invalid id and gets no topics`);
+  await giveToBrokerGroup(ctx, file, 0o640, 're-read on every reload as the broker user');
 }
 
 interface ServerPkiContext {

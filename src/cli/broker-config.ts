@@ -16,7 +16,10 @@ import { loadCaForConfig } from '../composition/load-ca.ts';
 import { DEFAULT_MQTTS_PORT } from '../broker/mosquitto-config.ts';
 import { ADMIN_PASSWORD_FILE } from '../broker/broker-files.ts';
 import { DYNSEC_PLUGIN_CANDIDATES } from '../broker/dynamic-security.ts';
-import { writeBrokerConfig, type DynamicSecurityOptions } from '../broker/write-broker-config.ts';
+import { writeBrokerConfig, type BrokerAclOptions, type DynamicSecurityOptions } from '../broker/write-broker-config.ts';
+import { openStorage } from '../composition/open-storage.ts';
+import { RESERVED_IDS, isReservedId } from '../domain/identifiers.ts';
+import { allAclDevices, allBrokerGrants } from '../storage/repos/broker-acl-repo.ts';
 import type { SuppliedServerCertificate } from '../broker/server-pki.ts';
 import type { Flags } from './commands.ts';
 import { print } from './output.ts';
@@ -64,6 +67,25 @@ function serverCertDays(flags: Flags): number | undefined {
   return days;
 }
 
+/** The registered devices and grants, for the first acl_file; reserved ids are reported. */
+async function aclFromDatabase(config: Config, options: { permissive: boolean; path?: string }, lines: string[]): Promise<BrokerAclOptions> {
+  try {
+    const storage = await openStorage(config);
+    try {
+      const { devices, grants } = await storage.db.asOperator(async (tx) => ({ devices: await allAclDevices(tx), grants: await allBrokerGrants(tx) }));
+      for (const d of devices.filter((d) => isReservedId(d.tenantId) || isReservedId(d.deviceId))) {
+        lines.push(`warning: device "${d.tenantId}/${d.deviceId}" uses a reserved id (${RESERVED_IDS.join(', ')}): it stays confined to its own topics, but re-register it under another id`);
+      }
+      return { devices, grants, permissive: options.permissive, path: options.path };
+    } finally {
+      await storage.close();
+    }
+  } catch (error) {
+    lines.push(`note: could not read the registered devices (${(error as Error).message}); the acl_file lists none until certfleet starts and rewrites it`);
+    return { permissive: options.permissive, keepExisting: true, path: options.path };
+  }
+}
+
 export async function brokerConfigCommand(flags: Flags, config: Config): Promise<number> {
   if (!flags.out) throw new Error('--out DIR is required');
   const outDir = resolve(String(flags.out));
@@ -80,6 +102,14 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
   // Mosquitto does not start without its crlfile: publish one first (numbered like every later one).
   const crl = existsSync(config.crlOutputPath) ? null : await publishInitialCrl(config, loaded.ca);
   if (crl) lines.push(`wrote the initial CRL ${config.crlOutputPath} (${crl})`);
+
+  const permissive = Boolean(flags['permissive-acl']);
+  if (permissive && flags['mqtt-renewal']) {
+    throw new Error('--permissive-acl lets every device reach every topic, renewal topics included: it cannot be combined with --mqtt-renewal');
+  }
+  if (permissive) lines.push('warning: --permissive-acl: every device may publish and subscribe to every topic of every tenant (pattern readwrite #)');
+  const aclPath = flags['acl-file'] === undefined ? undefined : resolve(String(flags['acl-file']));
+  const acl = await aclFromDatabase(config, { permissive, path: aclPath }, lines);
 
   let dynamicSecurity: DynamicSecurityOptions | undefined;
   let passwordFile: string | undefined;
@@ -120,6 +150,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     serverCertificate: await suppliedServerCertificate(flags),
     brokerUser: flags['broker-user'] as string | undefined,
     dynamicSecurity,
+    acl,
   });
   lines.push(...result.lines);
   const defaultPasswordFile = join(outDir, ADMIN_PASSWORD_FILE);
@@ -128,7 +159,9 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
   const env: Record<string, string> = {
     CRL_OUTPUT_PATH: config.crlOutputPath,
     BROKER_PID_FILE: result.files.pidFile,
+    BROKER_ACL_PATH: result.files.aclFile,
   };
+  if (permissive) env.BROKER_ACL_PERMISSIVE = 'true';
   if (result.dynamicSecurity) {
     env.BROKER_ADMIN_URL = result.dynamicSecurity.url;
     env.BROKER_ADMIN_USERNAME = result.dynamicSecurity.adminUsername;
@@ -145,6 +178,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     result.dynamicSecurity
       ? `Revoked certificates: refused at the next TLS handshake after the automatic reload, and their live sessions closed through the dynsec admin "${result.dynamicSecurity.adminUsername}".`
       : 'Revoked certificates: refused at the next TLS handshake after the automatic reload; live sessions stay open (no dynamic security plugin).',
+    `Topics: each device its own tenant/<tenant>/device/<device>/# plus its tenant's broker grants (default deny); certfleet rewrites ${result.files.aclFile} and reloads the broker when devices are registered.`,
     'Devices connect with:',
     `  mosquitto_pub --cafile ${result.files.combinedCa} --cert device.crt --key device.key -h ${host} -p ${devicePort} -t TOPIC -m MESSAGE`,
   ].join('\n');

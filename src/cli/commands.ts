@@ -86,6 +86,8 @@ const serviceCommands: Record<string, CommandSpec> = {
       'broker-user': { type: 'string', value: 'UID:GID', help: 'the account the broker runs as (e.g. in a container)' },
       'no-kick': { type: 'boolean', help: 'leave out the dynamic security plugin (no session kicking)' },
       'mqtt-renewal': { type: 'boolean', help: 'devices renew over MQTT: per-device ACL on certfleet/renew/<CN>/request|response (needs the dynsec plugin)' },
+      'acl-file': { type: 'string', value: 'PATH', help: 'where the acl_file goes (default OUT/acl); certfleet keeps it current (BROKER_ACL_PATH)' },
+      'permissive-acl': { type: 'boolean', help: 'UNSAFE: every device may use every topic (pattern readwrite #), tenants are not isolated; not with --mqtt-renewal' },
       'dynsec-plugin': { type: 'string', value: 'PATH', help: 'path of mosquitto_dynamic_security.so' },
       'admin-host': { type: 'string', value: 'HOST', help: 'dynsec admin listener address (default 127.0.0.1)' },
       'admin-port': { type: 'string', value: 'PORT', help: 'dynsec admin listener port (default: port + 1)' },

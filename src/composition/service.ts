@@ -25,6 +25,7 @@ import { webConsoleRoutes } from '../http/routes/web-console.ts';
 import { createGetCrlStatus } from '../app/get-crl-status.ts';
 import { registerFleetMetrics } from './fleet-metrics.ts';
 import { createCrlPublication, type CrlPublication, type CrlPublicationOptions } from './crl.ts';
+import { createBrokerAclPublication, type BrokerAclPublication } from './broker-acl.ts';
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { assertTokenVerificationConfigured, tokenVerifierFor } from './token-verifier.ts';
@@ -32,6 +33,7 @@ import { createSessionStore } from './browser-sessions.ts';
 import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
 import { createStorage } from '../storage/repositories.ts';
 import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
+import { customerBrokerGrantRoutes } from '../http/routes/customer-broker-grants.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type DescriptorUsage } from '../support/descriptor-budget.ts';
 import { PG_POOL_MAX } from '../storage/pg-driver.ts';
@@ -77,6 +79,8 @@ export interface Service {
   authWarning: string | null;
   metrics: Registry;
   crl: CrlPublication;
+  /** The broker's acl_file (BROKER_ACL_PATH), kept in step with devices and grants. */
+  brokerAcl: BrokerAclPublication;
   /** Device-initiated enrollment and renewal (EST listener, MQTT renewal topics). */
   renewal: RenewalWiring;
   /** The API's and the EST listener's connection caps, as planned within RLIMIT_NOFILE. */
@@ -107,6 +111,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       publish: overrides.publishCrl,
       ...overrides.crl,
     });
+    const brokerAcl = createBrokerAclPublication({ config, storage, logger: log, publish: overrides.publishCrl, reloader: overrides.crl?.reloader });
     registerFleetMetrics(metrics, { db: storage.db, clock, tenantLabels: config.metricsTenantLabels });
     keygen = config.keygenWorkers > 0 ? createKeygenPool(config.keygenWorkers) : null;
     const deps: AppDeps = {
@@ -115,6 +120,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       authority: createCertificateAuthority(ca.ca, { ...overrides.authority, crlUrl: crl.distributionPointUrl }),
       keys: createKeySource(keygen),
       revocations: overrides.revocations ?? crl.listener,
+      brokerAcl: brokerAcl.listener,
       issuanceLimit: createRateLimiter({
         perMinute: config.issuanceRatePerMinute,
         burst: config.issuanceBurst,
@@ -140,6 +146,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         customerAlertRoutes(useCases),
         customerWebhookRoutes(useCases),
         customerEnrollmentRoutes(renewal.renewal),
+        customerBrokerGrantRoutes(useCases),
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),
       ],
@@ -161,7 +168,9 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     if (webhookSecrets.warning) log.warn({}, webhookSecrets.warning);
     try {
       await crl.start();
+      await brokerAcl.start();
     } catch (e) {
+      await brokerAcl.stop();
       await crl.stop();
       await app.close();
       throw e;
@@ -176,10 +185,12 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       authWarning,
       metrics,
       crl,
+      brokerAcl,
       renewal,
       connectionCaps,
       async close() {
         await renewal.close();
+        await brokerAcl.stop();
         await crl.stop();
         await app.close();
         await keygen?.close();

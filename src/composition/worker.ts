@@ -17,6 +17,7 @@ import { createStorage } from '../storage/repositories.ts';
 import { createScheduler, workerMetrics, type Scheduler, type Timers, type WorkerTask } from '../scheduler/scheduler.ts';
 import { createHttpWebhookSender } from '../webhooks/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';
+import { createBrokerAclPublication, type BrokerAclPublication } from './broker-acl.ts';
 import { loadCaForConfig } from './load-ca.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
@@ -139,6 +140,8 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
       throw e;
     }
   }
+  // A standalone worker keeps its broker's acl_file too (in `serve` the service does).
+  const brokerAcl: BrokerAclPublication | null = overrides.crl === undefined ? createBrokerAclPublication({ config, storage, logger: log, publish: true }) : null;
   const crl: CrlPublisherPort | null = overrides.crl === undefined ? (crlPublication?.publisher ?? null) : overrides.crl;
   const warningDays = config.certExpiryWarningDays;
   const highDays = Math.min(config.certExpiryHighDays, warningDays);
@@ -191,6 +194,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     runOnce: () => scheduler.runOnce(),
     async start() {
       await crlPublication?.start();
+      await brokerAcl?.start();
       scheduler.start();
     },
     async close() {
@@ -198,6 +202,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
       // Also waits for a publication that runOnce's tasks started (scheduled revocations publish on demand).
       await crlPublication?.publisher?.idle();
       await crlPublication?.stop();
+      await brokerAcl?.stop();
       if (!overrides.storage) await storage.close();
     },
   };

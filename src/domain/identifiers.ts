@@ -18,6 +18,30 @@ export function assertDeviceId(id: string): string {
 }
 
 export const isValidTenantId = (id: string): boolean => ID_PATTERN.test(id);
+export const isValidId = (id: string): boolean => ID_PATTERN.test(id);
+
+/**
+ * Ids refused for new tenants' devices and for devices (compared case-insensitively): the first
+ * topic level certfleet keeps for itself (`certfleet/renew/...`, `certfleet/provision/...`).
+ * Device topics cannot reach certfleet's by construction (every device grant starts with
+ * `tenant/`, renewal grants expand to exact topics); this refusal is defence in depth, so that
+ * no CN ever reads like one of certfleet's topic prefixes.
+ */
+export const RESERVED_IDS: readonly string[] = ['certfleet'];
+
+export const isReservedId = (id: string): boolean => RESERVED_IDS.includes(id.toLowerCase());
+
+/** Refuses a reserved tenant or device id with RESERVED_ID (422). */
+export function assertNotReserved(tenantId: string, deviceId: string): void {
+  for (const [field, id] of [['tenant_id', tenantId], ['device_id', deviceId]] as const) {
+    if (isReservedId(id)) {
+      throw new AppError('RESERVED_ID', `${field} "${id}" is reserved (certfleet's own MQTT topics live under it); choose another id`, {
+        [field]: id,
+        reserved_ids: [...RESERVED_IDS],
+      });
+    }
+  }
+}
 
 export const commonNameFor = (tenantId: string, deviceId: string): string => `${tenantId}/${deviceId}`;
 

@@ -88,6 +88,13 @@ export function customerActor(request: FastifyRequest): Actor {
   return { id: p.subject, tenantId: p.tenantId };
 }
 
+/** Changes only a tenant administrator may make (role `tenant-admin`). */
+export function requireTenantAdmin(request: FastifyRequest): Actor {
+  const actor = customerActor(request);
+  if (!request.principal?.roles.includes('tenant-admin')) throw new AppError('FORBIDDEN', 'this change needs the tenant-admin role');
+  return actor;
+}
+
 /** The caller of an operator route (authorized by its scope's hook). */
 export function operatorPrincipal(request: FastifyRequest): Principal {
   const p = request.principal;

@@ -323,3 +323,16 @@ export const webhookResponses = {
   deleted: { 204: noContent },
   deliveries: { 200: object({ deliveries: { type: 'array', items: ref('WebhookDelivery'), description: 'newest first' } }) },
 } as const;
+
+const brokerGrantList = object({
+  tenant_id: string,
+  topic_prefix: { type: 'string', description: 'every filter is relative to it: tenant/<tenant>/' },
+  grants: {
+    type: 'array',
+    items: object({ filter: { type: 'string', description: 'relative to topic_prefix' }, access: { type: 'string', enum: ['read', 'write', 'readwrite'] } }),
+  },
+});
+
+export const brokerGrantResponses = {
+  list: { 200: brokerGrantList },
+} as const;

@@ -1,7 +1,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
 import type { CertificateRecord } from '../domain/certificate.ts';
 import { AppError } from '../domain/errors.ts';
-import { isValidTenantId } from '../domain/identifiers.ts';
+import { isValidId } from '../domain/identifiers.ts';
 
 /** A device proven by its certificate (TLS client certificate, or the broker's mTLS identity). */
 export interface AuthenticatedDevice {
@@ -20,7 +20,8 @@ export function splitCommonName(commonName: string): { tenantId: string; deviceI
   if (slash <= 0 || slash === commonName.length - 1) return null;
   const tenantId = commonName.slice(0, slash);
   const deviceId = commonName.slice(slash + 1);
-  return isValidTenantId(tenantId) ? { tenantId, deviceId } : null;
+  // Both are ids (one topic level each): `a/b/c` is not a device CN.
+  return isValidId(tenantId) && isValidId(deviceId) ? { tenantId, deviceId } : null;
 }
 
 export function commonNameOf(cert: X509Certificate): string | null {

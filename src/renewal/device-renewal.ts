@@ -40,6 +40,21 @@ export interface DeviceRenewalDeps {
 }
 
 const ENROLLMENT_TOKEN_MAX_HOURS = 24 * 30;
+/** A signed MQTT renewal request is accepted this long around the server clock. */
+export const RENEWAL_SIGNATURE_WINDOW_MS = 5 * 60_000;
+const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
+/** An MQTT renewal request: the CSR, signed with the key of the device's current certificate. */
+export interface SignedRenewalRequest {
+  requestId: string;
+  csrPem: string;
+  /** The device's current certificate (PEM). */
+  certPem: string;
+  /** Unix seconds when the device signed. */
+  signedAt: number;
+  /** base64 signature (SHA-256) over renewalSigningText(requestId, signedAt, csrPem). */
+  signature: string;
+}
 const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
 
 /** The validity of the certificate being renewed, so a renewal keeps the fleet's chosen lifetime. */
@@ -56,6 +71,14 @@ function validityDaysOf(device: AuthenticatedDevice): number {
  * using its new certificate.
  */
 export function createDeviceRenewal(deps: DeviceRenewalDeps) {
+  /** Signed requests seen within the window (fingerprint + request id): a replay is refused. */
+  const seen = new Map<string, number>();
+  function refuseReplay(key: string, now: number) {
+    if (seen.size > 10_000) for (const [k, until] of seen) if (until <= now) seen.delete(k);
+    const until = seen.get(key);
+    if (until !== undefined && until > now) throw new AppError('REPLAYED_REQUEST', 'this signed renewal request was already received: sign a new one (new request_id, signed_at)');
+    seen.set(key, now + 2 * RENEWAL_SIGNATURE_WINDOW_MS);
+  }
   const actorOf = (device: { tenantId: string; deviceId: string }): Actor => ({ id: deviceActorId(device.tenantId, device.deviceId), tenantId: device.tenantId });
 
   async function sameKey(csrPem: string, certPem: string): Promise<boolean> {
@@ -80,20 +103,55 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     };
   }
 
+  async function authenticate(certDer: Uint8Array): Promise<AuthenticatedDevice> {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(certDer);
+    } catch {
+      throw refused('not a certificate');
+    }
+    const names = splitCommonName(commonNameOf(cert) ?? '');
+    if (!names) throw refused('the subject is not tenant/device');
+    const record = await deps.store.certificateByFingerprint(names.tenantId, fingerprintOfDer(cert.raw));
+    const certificate = checkPresentedCertificate(record, names.deviceId, deps.clock.now());
+    return { ...names, certificate, actorId: deviceActorId(names.tenantId, names.deviceId) };
+  }
+
   return {
     /** The device behind a certificate it proved possession of (TLS or broker mTLS). */
-    async authenticate(certDer: Uint8Array): Promise<AuthenticatedDevice> {
+    authenticate,
+
+    /**
+     * The device behind a signed MQTT renewal request (the broker does not say who published):
+     * its current certificate, issued by this Device CA, known, ACTIVE, unexpired and unrevoked,
+     * whose CN is the topic's; a fresh signature of its key over the request; not a replay.
+     */
+    async authenticateSignedRequest(topicCommonName: string, request: SignedRenewalRequest): Promise<AuthenticatedDevice> {
+      if (!REQUEST_ID.test(request.requestId)) throw new AppError('VALIDATION_FAILED', 'request_id must be 1 to 128 letters, digits, . _ -');
       let cert: X509Certificate;
       try {
-        cert = new X509Certificate(certDer);
+        cert = new X509Certificate(request.certPem);
       } catch {
-        throw refused('not a certificate');
+        throw refused('cert_pem is not a certificate');
       }
-      const names = splitCommonName(commonNameOf(cert) ?? '');
-      if (!names) throw refused('the subject is not tenant/device');
-      const record = await deps.store.certificateByFingerprint(names.tenantId, fingerprintOfDer(cert.raw));
-      const certificate = checkPresentedCertificate(record, names.deviceId, deps.clock.now());
-      return { ...names, certificate, actorId: deviceActorId(names.tenantId, names.deviceId) };
+      if (!cert.verify(new X509Certificate(deps.authority.caCertPem()).publicKey)) throw refused('cert_pem was not issued by this Device CA');
+      const device = await authenticate(cert.raw);
+      if (`${device.tenantId}/${device.deviceId}` !== topicCommonName) throw refused('cert_pem is not a certificate of the device whose topic carried the request');
+      const now = deps.clock.now().getTime();
+      if (!Number.isSafeInteger(request.signedAt) || Math.abs(now - request.signedAt * 1000) > RENEWAL_SIGNATURE_WINDOW_MS) {
+        throw refused(`signed_at must be the signing time in Unix seconds, within ${RENEWAL_SIGNATURE_WINDOW_MS / 60_000} minutes of the server clock`);
+      }
+      const signature = Buffer.from(request.signature, 'base64');
+      const text = Buffer.from(renewalSigningText(request.requestId, request.signedAt, request.csrPem));
+      let valid = false;
+      try {
+        valid = signature.length > 0 && verify('sha256', text, cert.publicKey, signature);
+      } catch {
+        valid = false;
+      }
+      if (!valid) throw refused('the signature is not one of the certificate’s key over the request');
+      refuseReplay(`${device.certificate.fingerprint_sha256}:${request.requestId}:${request.signedAt}`, now);
+      return device;
     },
 
     /**
@@ -207,6 +265,9 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     },
   };
 }
+
+/** What a device signs with its current key to ask for a renewal over MQTT (docs/device-renewal.md). */
+export const renewalSigningText = (requestId: string, signedAt: number, csrPem: string) => `certfleet-renew:${requestId}:${signedAt}\n${csrPem}`;
 
 /** What a device signs with its new key to confirm a rotation over MQTT. */
 export const confirmationText = (requestId: string) => `certfleet-confirm:${requestId}`;

@@ -2,10 +2,13 @@
  * Renewal over MQTT, for devices that speak only MQTT. certfleet connects as its own broker
  * identity (the dynamic security admin, BROKER_ADMIN_*), reads every device's request topic
  * through a shared subscription (one replica answers each request) and answers on the device's
- * response topic. The broker's mutual TLS and ACL are the authentication: a device can publish
- * only to its own request topic, so the topic names the device.
+ * response topic. The broker's mutual TLS and ACL keep a device to its own request topic, and
+ * the request itself proves who sent it (the broker does not say): it carries the device's
+ * current certificate and a fresh signature of its key over the request (device-renewal.ts).
  *
- * Request:  {"request_id": "...", "csr_pem": "-----BEGIN CERTIFICATE REQUEST-----..."}
+ * Request:  {"request_id": "...", "csr_pem": "-----BEGIN CERTIFICATE REQUEST-----...",
+ *            "cert_pem": current certificate, "signed_at": Unix seconds,
+ *            "signature": base64 SHA-256 signature of "certfleet-renew:<request_id>:<signed_at>\n<csr_pem>" with the current key}
  * Confirm:  {"confirm": "<request_id>", "signature": base64 SHA-256 signature of
  *            "certfleet-confirm:<request_id>" with the new key}
  * Response: {"request_id", "cert_pem", "ca_cert_pem", "rotation"} | {"request_id", "confirmed": true, ...}
@@ -27,7 +30,7 @@ export interface MqttRenewal {
 const MAX_REQUEST_BYTES = 64 * 1024;
 const SHARED_GROUP = 'certfleet-renewal';
 
-type RenewalMessage = { request_id?: unknown; csr_pem?: unknown; confirm?: unknown; signature?: unknown };
+type RenewalMessage = { request_id?: unknown; csr_pem?: unknown; cert_pem?: unknown; signed_at?: unknown; confirm?: unknown; signature?: unknown };
 
 function parse(payload: Buffer): RenewalMessage {
   if (payload.length > MAX_REQUEST_BYTES) throw new AppError('PAYLOAD_TOO_LARGE', `a renewal message is at most ${MAX_REQUEST_BYTES} bytes`);
@@ -62,17 +65,24 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
   }
 
   async function answer(commonName: string, message: RenewalMessage) {
-    const device = await renewal.authenticateCommonName(commonName);
     if (typeof message.confirm === 'string') {
       if (typeof message.signature !== 'string') throw new AppError('VALIDATION_FAILED', 'a confirmation needs "signature"');
+      // Proof: the signature of the new certificate's key of the rotation this device started.
+      const device = await renewal.authenticateCommonName(commonName);
       const confirmed = await renewal.confirmWithSignature(device, message.confirm, message.signature);
       log.info({ tenant_id: device.tenantId, device_id: device.deviceId }, 'rotation confirmed by use (MQTT)');
       return { confirmed: true, rotation: confirmed };
     }
-    if (typeof message.request_id !== 'string' || typeof message.csr_pem !== 'string') {
-      throw new AppError('VALIDATION_FAILED', 'a renewal request needs "request_id" and "csr_pem" (or "confirm" and "signature")');
+    const { request_id: requestId, csr_pem: csrPem, cert_pem: certPem, signed_at: signedAt, signature } = message;
+    if (typeof requestId !== 'string' || typeof csrPem !== 'string' || typeof certPem !== 'string' || typeof signedAt !== 'number' || typeof signature !== 'string') {
+      throw new AppError(
+        'VALIDATION_FAILED',
+        'a renewal request needs "request_id", "csr_pem", "cert_pem" (the current certificate), "signed_at" (Unix seconds) and "signature" (its key over the request; docs/device-renewal.md), or "confirm" and "signature"',
+      );
     }
-    const result = await renewal.renew(device, message.csr_pem);
+    // The topic names a device, but the broker does not tell who published: the request proves it.
+    const device = await renewal.authenticateSignedRequest(commonName, { requestId, csrPem, certPem, signedAt, signature });
+    const result = await renewal.renew(device, csrPem);
     log.info({ tenant_id: device.tenantId, device_id: device.deviceId, certificate_id: result.certificate_id, replayed: result.replayed }, 'MQTT renewal');
     return { cert_pem: result.cert_pem, ca_cert_pem: result.ca_cert_pem, rotation: result.rotation, replayed: result.replayed };
   }

@@ -10,6 +10,7 @@ import type { Queryable } from './driver.ts';
 import { isUniqueViolation } from './rows.ts';
 import * as alerts from './repos/alerts-repo.ts';
 import * as audit from './repos/audit-repo.ts';
+import * as brokerAcl from './repos/broker-acl-repo.ts';
 import * as certificates from './repos/certificates-repo.ts';
 import * as crl from './repos/crl-repo.ts';
 import * as devices from './repos/devices-repo.ts';
@@ -82,6 +83,10 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
     },
     outbox: {
       listDeliveries: (webhookId, limit) => outbox.listDeliveries(tx, webhookId, limit),
+    },
+    brokerGrants: {
+      listBrokerGrants: (tenantId) => brokerAcl.listBrokerGrants(tx, tenantId),
+      replaceBrokerGrants: (g) => brokerAcl.replaceBrokerGrants(tx, g),
     },
   };
 }

@@ -8,11 +8,18 @@ import { constants } from 'node:fs';
 import { open, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
+/** A file's owner, kept when a file is replaced (root only: a rename gives the file its writer's owner). */
+export interface FileOwner {
+  uid: number;
+  gid: number;
+}
+
 /** Creates `file` (must not exist) with `mode`, writes `data`, fsyncs and closes it. */
-export async function writeNewFileDurably(file: string, data: string | Uint8Array, mode: number): Promise<void> {
+export async function writeNewFileDurably(file: string, data: string | Uint8Array, mode: number, owner?: FileOwner): Promise<void> {
   const handle = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
   try {
     await handle.writeFile(data);
+    if (owner) await handle.chown(owner.uid, owner.gid);
     await handle.chmod(mode); // the umask may have narrowed it
     await handle.sync();
   } finally {
@@ -35,10 +42,10 @@ export const tempPathFor = (file: string): string =>
   path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
 
 /** temp file in the same folder → fsync → rename → fsync the folder. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode: number): Promise<void> {
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode: number, owner?: FileOwner): Promise<void> {
   const tmp = tempPathFor(file);
   try {
-    await writeNewFileDurably(tmp, data, mode);
+    await writeNewFileDurably(tmp, data, mode, owner);
     await rename(tmp, file);
   } catch (error) {
     await unlink(tmp).catch(() => {});

@@ -1,0 +1,91 @@
+/** The options and results of writeBrokerConfig (its own module: dynamic-security.ts needs them too, without an import cycle). */
+import type { AclDevice, BrokerGrant } from '../domain/broker-acl.ts';
+import type { MosquittoConfigOptions } from './mosquitto-config.ts';
+import type { SuppliedServerCertificate } from './server-pki.ts';
+
+export interface BrokerAclOptions {
+  /** Default `<outDir>/acl`. certfleet rewrites it (BROKER_ACL_PATH). */
+  path?: string;
+  /** The registered devices at the time (certfleet keeps the file in step afterwards). */
+  devices?: AclDevice[];
+  grants?: ReadonlyMap<string, readonly BrokerGrant[]>;
+  /** `pattern readwrite #` (tenants NOT isolated): only `broker-config --permissive-acl`, never with renewal topics. */
+  permissive?: boolean;
+  /** Leave an existing file as it is (the devices could not be read; certfleet rewrites it at start). */
+  keepExisting?: boolean;
+}
+
+export interface DynamicSecurityOptions {
+  /** Admin password; when omitted a random one is generated into `dynsec-admin.password` (0600). */
+  adminPassword?: string;
+  /** Default `certfleet-admin`. Must not contain `/` (device CNs always do), so no device can be it. */
+  adminUsername?: string;
+  /** Default 127.0.0.1. */
+  adminHost?: string;
+  /** Default port + 1. */
+  adminPort?: number;
+  /** Admin listener over TLS with the server certificate (clients then need server-ca.crt). */
+  adminTls?: boolean;
+  /** Default: the first mosquitto_dynamic_security.so found in the usual library folders. */
+  pluginPath?: string;
+  /** Devices renew over MQTT (certfleet/renew/<CN>/request|response), answered by certfleet as the admin user. */
+  renewalTopics?: boolean;
+}
+
+export interface WriteBrokerConfigOptions {
+  outDir: string;
+  /** Name devices connect to: server certificate CN/SAN. Default `localhost`. */
+  host?: string;
+  /** Device listener port. Default 8883. */
+  port?: number;
+  /** Address the listener binds to. Default: `host`. */
+  bindAddress?: string;
+  deviceCaCertPem: string;
+  /** CRL file Mosquitto reads (`crlfile`); certfleet's CRL publisher writes it. */
+  crlPath: string;
+  /** Default `<outDir>/run/mosquitto.pid`. */
+  pidFile?: string;
+  logDest?: string[];
+  logTypes?: string[];
+  tlsVersion?: string;
+  /** Server certificate validity, at most (and by default) 397 days. The server CA is valid 10 years. */
+  serverCertDays?: number;
+  /** Issue a new server certificate even if the current one is still valid (from the kept server CA when there is one). */
+  renewServerCertificate?: boolean;
+  /** Use the operator's own server certificate instead of certfleet's server CA. */
+  serverCertificate?: SuppliedServerCertificate;
+  /** The user Mosquitto switches to when started as root: a name, or `UID:GID`. Default `mosquitto`. */
+  brokerUser?: string;
+  dynamicSecurity?: DynamicSecurityOptions;
+  /** The acl_file (always written: default deny). */
+  acl?: BrokerAclOptions;
+  now?: Date;
+}
+
+export interface BrokerConfigFiles {
+  config: string;
+  /** The render options, so tools (and the test harness) can re-render with other ports. */
+  renderOptions: string;
+  serverCaCert: string;
+  serverCert: string;
+  serverKey: string;
+  deviceCaCert: string;
+  combinedCa: string;
+  crl: string;
+  pidFile: string;
+  dynsecConfig?: string;
+  /** The acl_file (always): BROKER_ACL_PATH. */
+  aclFile: string;
+  adminPasswordFile?: string;
+}
+
+export interface BrokerConfigResult {
+  /** What was done, one human-readable line each (ownership changes, warnings). */
+  lines: string[];
+  files: BrokerConfigFiles;
+  host: string;
+  port: number;
+  renderOptions: MosquittoConfigOptions;
+  dynamicSecurity?: { adminUsername: string; adminHost: string; adminPort: number; adminTls: boolean; url: string };
+}
+

@@ -1,0 +1,161 @@
+/**
+ * The broker's acl_file, wired (src/broker/acl-sync.ts does the file and the reload):
+ *
+ *   const acl = createBrokerAclPublication({ config, storage, logger, publish });
+ *   deps.brokerAcl = acl.listener;   // register-device and the grant changes call it
+ *   await acl.start();               // keeping process: LISTEN, first sync
+ *   await acl.stop();
+ *
+ * The process that keeps the broker's files (serve, worker; PGlite always) has BROKER_ACL_PATH
+ * and rewrites the file on start and after every change, then reloads the broker
+ * (BROKER_PID_FILE / BROKER_RELOAD_COMMAND). A change is told in-process (the caller waits for
+ * the file and the reload, bounded) and, on Postgres, NOTIFYed on `certfleet_acl` so the worker
+ * of another process rewrites its broker's file too.
+ */
+import type { BrokerAclListener } from '../app/ports.ts';
+import type { Config } from '../config.ts';
+import { createAclSync, type AclSync } from '../broker/acl-sync.ts';
+import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
+import { renderAclFile, type RenderedAcl } from '../broker/mosquitto-config.ts';
+import { isReservedId } from '../domain/identifiers.ts';
+import type { Database } from '../storage/database.ts';
+import type { Driver, Listening } from '../storage/driver.ts';
+import { allAclDevices, allBrokerGrants } from '../storage/repos/broker-acl-repo.ts';
+import { newInstanceId } from '../storage/revocation-events.ts';
+import { silentLogger, type Logger } from '../support/logger.ts';
+
+export const ACL_CHANNEL = 'certfleet_acl';
+/** How long a registration waits for the file and the reload before it answers anyway. */
+const MAX_WAIT_MS = 10_000;
+const RETRY_MS = 5_000;
+
+export type BrokerAclConfig = Pick<Config, 'brokerAclPath' | 'brokerAclPermissive' | 'brokerPidFile' | 'brokerReloadCommand' | 'mqttRenewal'> &
+  Partial<Pick<Config, 'brokerAdmin'>>;
+
+export interface BrokerAclPublication {
+  listener: BrokerAclListener;
+  /** null when this process does not keep the file. */
+  sync: AclSync | null;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** The acl_file as certfleet renders it now, from the database (also `broker-config`). */
+export async function renderAclFromDatabase(
+  db: Database,
+  options: { adminUsername: string | null; renewalTopics: boolean; permissive: boolean },
+): Promise<RenderedAcl & { reserved: string[] }> {
+  const { devices, grants } = await db.asOperator(async (tx) => ({ devices: await allAclDevices(tx), grants: await allBrokerGrants(tx) }));
+  const rendered = renderAclFile({ ...options, devices, grants });
+  const reserved = devices.filter((d) => isReservedId(d.tenantId) || isReservedId(d.deviceId)).map((d) => `${d.tenantId}/${d.deviceId}`);
+  return { ...rendered, reserved };
+}
+
+export function createBrokerAclPublication(options: {
+  config: BrokerAclConfig;
+  storage: { db: Database; driver: Driver };
+  logger?: Logger;
+  /** This process keeps the broker's files (serve, worker). PGlite always does. */
+  publish?: boolean;
+  reloader?: BrokerReloader;
+}): BrokerAclPublication {
+  const { config } = options;
+  const { db, driver } = options.storage;
+  const logger = options.logger ?? silentLogger;
+  const instanceId = newInstanceId();
+  const keeping = config.brokerAclPath !== null && ((options.publish ?? true) || driver.kind === 'pglite');
+  const reloader = options.reloader ?? createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
+  const renderOptions = { adminUsername: config.brokerAdmin?.username ?? null, renewalTopics: config.mqttRenewal, permissive: config.brokerAclPermissive };
+  let reservedReported = false;
+  const sync = keeping
+    ? createAclSync({
+        path: config.brokerAclPath as string,
+        reloader,
+        logger,
+        async render() {
+          const rendered = await renderAclFromDatabase(db, renderOptions);
+          if (rendered.reserved.length && !reservedReported) {
+            reservedReported = true;
+            logger.warn({ event: 'reserved_device_ids', devices: rendered.reserved.slice(0, 100) }, 'registered devices use reserved ids (certfleet); they stay confined to tenant/<tenant>/device/<device>/#, but rename them');
+          }
+          return rendered;
+        },
+      })
+    : null;
+  let retry: NodeJS.Timeout | null = null;
+  let stopped = false;
+  let listening: Listening | null = null;
+  const inFlight = new Set<Promise<unknown>>();
+
+  function syncNow(): Promise<void> {
+    if (!sync || stopped) return Promise.resolve();
+    const p = syncOnce().finally(() => inFlight.delete(p));
+    inFlight.add(p);
+    return p;
+  }
+  async function syncOnce(): Promise<void> {
+    if (!sync) return;
+    try {
+      const result = await sync.sync();
+      if (result.reloaded === false) scheduleRetry();
+    } catch (error) {
+      logger.error({ event: 'broker_acl_failed', err: (error as Error).message }, 'could not write the broker ACL; retrying');
+      scheduleRetry();
+    }
+  }
+  function scheduleRetry() {
+    if (retry || stopped) return;
+    retry = setTimeout(() => {
+      retry = null;
+      void syncNow();
+    }, RETRY_MS);
+    retry.unref();
+  }
+  function notify() {
+    if (driver.kind !== 'pg') return;
+    const p = db
+      .asOperator((tx) => tx.query(`SELECT pg_notify($1, json_build_object('e', 'acl', 'src', $2::text)::text)`, [ACL_CHANNEL, instanceId]))
+      .catch((error: Error) => logger.warn({ err: error.message }, 'could not NOTIFY the broker ACL change; the keeping process resyncs when it reconnects'))
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  }
+
+  return {
+    sync,
+    listener: {
+      async aclChanged() {
+        notify();
+        if (!sync) return;
+        let timer: NodeJS.Timeout | undefined;
+        const bounded = new Promise<void>((resolve) => (timer = setTimeout(resolve, MAX_WAIT_MS)));
+        await Promise.race([syncNow(), bounded]).finally(() => clearTimeout(timer));
+      },
+    },
+    async start() {
+      if (!sync) return;
+      if (driver.listen) {
+        listening = driver.listen(ACL_CHANNEL, {
+          onNotification(payload) {
+            try {
+              if ((JSON.parse(payload) as { src?: string }).src === instanceId) return;
+            } catch {
+              return;
+            }
+            void syncNow();
+          },
+          // Changes NOTIFYed while we were not listening: resync.
+          onConnected: () => void syncNow(),
+          onError: (error) => logger.warn({ err: error.message }, 'broker ACL listener lost its connection; reconnecting'),
+        });
+      }
+      await syncNow();
+    },
+    async stop() {
+      stopped = true;
+      if (retry) clearTimeout(retry);
+      await listening?.close();
+      listening = null;
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}
