@@ -33,6 +33,7 @@ import { routeTable, type RegisteredRoute, type RouteAccess } from '../src/http/
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { opensslCsr } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { scaled } from './support/timeouts.ts';
 
 const TENANT_A = 'acme';
 const TENANT_B = 'globex';
@@ -315,7 +316,7 @@ describe('authorization of every registered route', () => {
       'cookie without CSRF token': async (access) => ({ cookie: await sessionCookie(await owner(access)) }),
       'own tenant': async (access) => ({ token: await owner(access) }),
     };
-  }, 120_000);
+  }, scaled(120_000));
 
   afterAll(async () => {
     await worker?.close();
