@@ -5,10 +5,11 @@ import type { Actor } from './ports.ts';
 import { storeCertificate } from './sign-device-certificate.ts';
 
 /** Registers a certificate issued earlier by the Device CA (for example before certfleet existed). */
-export function createImportCertificate(deps: Pick<AppDeps, 'storage' | 'authority' | 'clock'>) {
+export function createImportCertificate(deps: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock'>) {
   return async (actor: Actor, deviceId: string, certPem: string) => {
     assertDeviceId(deviceId);
     const cert = await deps.authority.verifyIssued(certPem);
+    deps.keys.publicKeyFromCertificate(cert.certPem); // the profile's key rules hold for imports too
     const expected = commonNameFor(actor.tenantId, deviceId);
     if (cert.commonName !== expected) {
       throw new AppError('INVALID_CERTIFICATE', `the certificate's CN is "${cert.commonName}", expected "${expected}"`);
