@@ -52,7 +52,7 @@ export interface Config {
   /** Worker threads generating RSA keys (default: cores - 1, at least 1; 0: unbounded in libuv's pool, the benchmark's peer). */
   keygenWorkers: number;
   /** EST (RFC 7030) listener for device enrollment and renewal; null: off (EST_PORT unset). */
-  est: { port: number; host: string; tlsCertPath: string; tlsKeyPath: string } | null;
+  est: { port: number; host: string; tlsCertPath: string | null; tlsKeyPath: string | null } | null;
   /** MQTT_RENEWAL=true: answer device renewal requests on certfleet/renew/<CN>/request as the broker admin. */
   mqttRenewal: boolean;
 }
@@ -115,17 +115,28 @@ export function publicBaseUrl(raw: string): string {
   return raw.replace(/\/+$/, '');
 }
 
+/** EST settings as given; the certificate paths are checked by what starts the listener (estListenerConfig). */
 function estConfig(env: NodeJS.ProcessEnv, host: string): Config['est'] {
   if (env.EST_PORT === undefined || env.EST_PORT === '') return null;
-  if (!env.EST_TLS_CERT_PATH || !env.EST_TLS_KEY_PATH) {
-    throw new Error('EST_PORT is set but EST_TLS_CERT_PATH and EST_TLS_KEY_PATH (the TLS server certificate and key of the EST listener) are not');
-  }
   return {
     port: int(env, 'EST_PORT', 0, 0, 65535),
     host: env.EST_HOST || host,
-    tlsCertPath: resolve(env.EST_TLS_CERT_PATH),
-    tlsKeyPath: resolve(env.EST_TLS_KEY_PATH),
+    tlsCertPath: env.EST_TLS_CERT_PATH ? resolve(env.EST_TLS_CERT_PATH) : null,
+    tlsKeyPath: env.EST_TLS_KEY_PATH ? resolve(env.EST_TLS_KEY_PATH) : null,
   };
+}
+
+/**
+ * The EST listener's settings, or null when EST_PORT is unset. Only the commands that start the
+ * listener call this: `broker-config`, which makes the certificate it serves, runs without them.
+ */
+export function estListenerConfig(config: Config): { port: number; host: string; tlsCertPath: string; tlsKeyPath: string } | null {
+  const est = config.est;
+  if (!est) return null;
+  if (!est.tlsCertPath || !est.tlsKeyPath) {
+    throw new Error('EST_PORT is set but EST_TLS_CERT_PATH and EST_TLS_KEY_PATH (the TLS server certificate and key of the EST listener) are not');
+  }
+  return { port: est.port, host: est.host, tlsCertPath: est.tlsCertPath, tlsKeyPath: est.tlsKeyPath };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {

@@ -3,7 +3,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { AppDeps } from '../app/deps.ts';
 import type { UseCases } from '../app/use-cases.ts';
 import { readBrokerAdmin } from '../broker/admin-credentials.ts';
-import type { Config } from '../config.ts';
+import { estListenerConfig, type Config } from '../config.ts';
 import { createDeviceRenewal, type DeviceRenewal } from '../renewal/device-renewal.ts';
 import { buildEstServer } from '../renewal/est-server.ts';
 import { startMqttRenewal, type MqttRenewal } from '../renewal/mqtt-renewal.ts';
@@ -29,10 +29,11 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
   let mqtt: MqttRenewal | null = null;
 
   async function startEst(logger: FastifyBaseLogger): Promise<string | null> {
-    if (!config.est) return null;
-    const [tlsCertPem, tlsKeyPem] = await Promise.all([readFile(config.est.tlsCertPath, 'utf8'), readFile(config.est.tlsKeyPath, 'utf8')]);
+    const listener = estListenerConfig(config);
+    if (!listener) return null;
+    const [tlsCertPem, tlsKeyPem] = await Promise.all([readFile(listener.tlsCertPath, 'utf8'), readFile(listener.tlsKeyPath, 'utf8')]);
     est = await buildEstServer({ renewal, tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.caCertPem(), logger: logger.child({ listener: 'est' }) });
-    const address = await est.listen({ port: config.est.port, host: config.est.host });
+    const address = await est.listen({ port: listener.port, host: listener.host });
     return `${address}/.well-known/est`;
   }
 
