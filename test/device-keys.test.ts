@@ -2,11 +2,15 @@
  * The keys a device may bring, on every path that accepts one (CSR issuance, import): RSA with a
  * public exponent of at least 65537 (and below 2^256), and no EC certificate asserting
  * keyEncipherment or dataEncipherment (RFC 8813), even under the older profile imports accept.
+ * A key whose certificate was revoked for keyCompromise is never certified again (CSR issuance,
+ * rotation with a CSR, import; in any tenant), and one key serves one device unless the tenant
+ * allows shared keys.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createStorage } from '../src/storage/repositories.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -56,6 +60,43 @@ describe('device keys (pglite)', () => {
   afterAll(async () => {
     await t?.close();
     await database?.close();
+  });
+
+  it('never certifies again a key revoked for keyCompromise: CSR, rotation with a CSR, import, another tenant', async () => {
+    const compromised = key(dir, 'ec');
+    const first = await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/csr', { csr_pem: csr(compromised) });
+    expect(first.status).toBe(201);
+    const older = caSigned(t, dir, compromised, 'digitalSignature'); // the same key, certified before
+    expect((await t.call('acme', 'POST', `/customer/certificates/${first.json.certificate.id}/revoke`, { reason: 'keyCompromise' })).status).toBe(200);
+    const again = await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/csr', { csr_pem: csr(compromised) });
+    expect(again.status).toBe(422);
+    expect(again.json.code).toBe('KEY_COMPROMISED');
+    const rotated = await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/rotate', { csr_pem: csr(compromised) });
+    expect(rotated.status).toBe(422);
+    expect(rotated.json.code).toBe('KEY_COMPROMISED');
+    const imported = await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/import', { cert_pem: older });
+    expect(imported.status).toBe(422);
+    expect(imported.json.code).toBe('KEY_COMPROMISED');
+    expect((await t.call('other', 'POST', '/customer/devices', { device_id: 'DEVICE-009' })).status).toBe(201);
+    const elsewhere = await t.call('other', 'POST', '/customer/devices/DEVICE-009/certificates/csr', { csr_pem: csr(compromised) });
+    expect(elsewhere.json.code).toBe('KEY_COMPROMISED');
+    // A key revoked for another reason stays usable by its device.
+    const retired = key(dir, 'ec');
+    const kept = await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/csr', { csr_pem: csr(retired) });
+    expect((await t.call('acme', 'POST', `/customer/certificates/${kept.json.certificate.id}/revoke`, { reason: 'superseded' })).status).toBe(200);
+    expect((await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/csr', { csr_pem: csr(retired) })).status).toBe(201);
+  });
+
+  it('refuses one key for two devices of a tenant unless the tenant allows shared keys', async () => {
+    const shared = key(dir, 'ec');
+    expect((await t.call('acme', 'POST', '/customer/devices', { device_id: 'DEVICE-002' })).status).toBe(201);
+    expect((await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/csr', { csr_pem: csr(shared) })).status).toBe(201);
+    const second = await t.call('acme', 'POST', '/customer/devices/DEVICE-002/certificates/csr', { csr_pem: csr(shared) });
+    expect(second.status).toBe(409);
+    expect(second.json.code).toBe('KEY_IN_USE');
+    expect(second.json.detail).toContain('DEVICE-001');
+    await createStorage(database.db).asTenant('acme', (repos) => repos.keys.setAllowSharedDeviceKeys('acme', true, new Date()));
+    expect((await t.call('acme', 'POST', '/customer/devices/DEVICE-002/certificates/csr', { csr_pem: csr(shared) })).status).toBe(201);
   });
 
   it('refuses an RSA CSR whose public exponent is 3, and accepts 65537', async () => {
