@@ -1,14 +1,28 @@
+import { availableParallelism, loadavg } from 'node:os';
 import { defineConfig } from 'vitest/config';
+
+/**
+ * Time-outs stretch with how busy the machine is when the run starts (load per core, at least 1,
+ * at most 6): they are upper bounds for waits that end on a signal, so a loaded machine (load 10 to
+ * 40 on 2 cores) gets longer ones, an idle one keeps them short enough to report a hang quickly.
+ * Tests with their own time-out scale it with `scaled()` from test/support/timeouts.ts.
+ */
+const cores = availableParallelism();
+const loadScale = Math.min(6, Math.max(1, loadavg()[0] / cores));
+process.env.CERTFLEET_TEST_TIMEOUT_SCALE ??= loadScale.toFixed(2);
+const scale = Number(process.env.CERTFLEET_TEST_TIMEOUT_SCALE);
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['./test/support/global-setup.ts'],
-    testTimeout: 60_000,
-    hookTimeout: 120_000,
+    testTimeout: Math.round(60_000 * scale),
+    hookTimeout: Math.round(120_000 * scale),
     pool: 'forks',
     fileParallelism: true,
-    maxWorkers: 2,
+    // One file per core: each file already runs child processes (Mosquitto, openssl, the CLI) and
+    // a PGlite of ~700 MB, so more workers than cores only make every file slower.
+    maxWorkers: Math.max(1, Math.min(2, cores)),
     reporters: ['default', './test/support/summary-reporter.ts'],
   },
 });

@@ -63,7 +63,7 @@ export interface Config {
    * head, request and keep-alive timeouts are the API's (HTTP_*_TIMEOUT_MS); its own TLS
    * handshake timeout and connection cap.
    */
-  est: { port: number; host: string; tlsCertPath: string; tlsKeyPath: string; handshakeTimeoutMs: number; maxConnections: number } | null;
+  est: { port: number; host: string; tlsCertPath: string | null; tlsKeyPath: string | null; handshakeTimeoutMs: number; maxConnections: number } | null;
   /** How the connection caps share the process's file descriptors (RLIMIT_NOFILE): see src/support/descriptor-budget.ts. */
   descriptors: {
     /** FD_RESERVE: descriptors kept free beyond the listeners' caps for file writes (CRL, broker files), logs and the worker. */
@@ -139,19 +139,31 @@ export const EST_MAX_CONNECTIONS_DEFAULT = 1_024;
 
 const isSet = (env: NodeJS.ProcessEnv, name: string) => env[name] !== undefined && env[name] !== '';
 
+
+/** EST settings as given; the certificate paths are checked by what starts the listener (estListenerConfig). */
 function estConfig(env: NodeJS.ProcessEnv, host: string): Config['est'] {
   if (env.EST_PORT === undefined || env.EST_PORT === '') return null;
-  if (!env.EST_TLS_CERT_PATH || !env.EST_TLS_KEY_PATH) {
-    throw new Error('EST_PORT is set but EST_TLS_CERT_PATH and EST_TLS_KEY_PATH (the TLS server certificate and key of the EST listener) are not');
-  }
   return {
     port: int(env, 'EST_PORT', 0, 0, 65535),
     host: env.EST_HOST || host,
-    tlsCertPath: resolve(env.EST_TLS_CERT_PATH),
-    tlsKeyPath: resolve(env.EST_TLS_KEY_PATH),
+    tlsCertPath: env.EST_TLS_CERT_PATH ? resolve(env.EST_TLS_CERT_PATH) : null,
+    tlsKeyPath: env.EST_TLS_KEY_PATH ? resolve(env.EST_TLS_KEY_PATH) : null,
     handshakeTimeoutMs: int(env, 'EST_TLS_HANDSHAKE_TIMEOUT_MS', 10_000, 100, 120_000),
     maxConnections: int(env, 'EST_MAX_CONNECTIONS', EST_MAX_CONNECTIONS_DEFAULT, 1, 1_000_000),
   };
+}
+
+/**
+ * The EST listener's settings, or null when EST_PORT is unset. Only the commands that start the
+ * listener call this: `broker-config`, which makes the certificate it serves, runs without them.
+ */
+export function estListenerConfig(config: Config): { port: number; host: string; tlsCertPath: string; tlsKeyPath: string } | null {
+  const est = config.est;
+  if (!est) return null;
+  if (!est.tlsCertPath || !est.tlsKeyPath) {
+    throw new Error('EST_PORT is set but EST_TLS_CERT_PATH and EST_TLS_KEY_PATH (the TLS server certificate and key of the EST listener) are not');
+  }
+  return { port: est.port, host: est.host, tlsCertPath: est.tlsCertPath, tlsKeyPath: est.tlsKeyPath };
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {

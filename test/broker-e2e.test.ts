@@ -23,6 +23,7 @@ import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { brokerTestFixture } from './support/broker-fixture.ts';
 import { createLogger } from '../src/support/logger.ts';
+import { scaled } from './support/timeouts.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const TENANT = 'TENANT1';
@@ -141,7 +142,7 @@ beforeAll(async () => {
   monitor.on('message', (_topic, payload) => received.push(payload.toString()));
   monitor.on('error', () => undefined); // the broker is killed in the last test
   await monitor.subscribeAsync('tenant/#', { qos: 1 });
-}, 90_000);
+}, scaled(90_000));
 
 afterAll(async () => {
   if (latencies.length) {
@@ -159,7 +160,7 @@ afterAll(async () => {
   await broker?.stop();
   await database?.close();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
-}, 60_000);
+}, scaled(60_000));
 
 describe('real Mosquitto, configured by broker-config, reloaded by certfleet', () => {
   it('broker-config writes the seed layout, an initial CRL, and the settings certfleet needs', () => {
@@ -245,7 +246,7 @@ describe('real Mosquitto, configured by broker-config, reloaded by certfleet', (
     expect(oldSession.connected).toBe(false);
     expect(oldSession.connects).toBe(1);
     expect(oldSession.errors.join('\n')).toMatch(/certificate revoked/);
-    await broker.waitForLog(/disconnected by administrative action/, 30_000);
+    await broker.waitForLog(/disconnected by administrative action/, scaled(30_000));
     const kicked = serviceLogs.map((l) => JSON.parse(l)).find((l) => l.event === 'broker_sessions_closed');
     expect(kicked?.common_names).toEqual([`${TENANT}/DEVICE-001`]);
     const live = `live-${Date.now()}`;
@@ -346,7 +347,7 @@ describe('real Mosquitto, configured by broker-config, reloaded by certfleet', (
       if (Date.now() > until) throw new Error('the reload was not retried');
       await sleep(100);
     }
-    await broker.waitForLog(/Reloading config/, 30_000);
+    await broker.waitForLog(/Reloading config/, scaled(30_000));
     expect(serviceLogs.join('')).toMatch(/sent SIGHUP to the broker/);
   });
 });

@@ -12,12 +12,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SERVER_CA_KEY_FILE } from '../src/broker/broker-files.ts';
 import { MAX_SERVER_CERT_DAYS } from '../src/broker/server-pki.ts';
+import { DAY_MS } from '../src/domain/clock.ts';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { startMosquitto } from './support/mosquitto.ts';
 import { publishWithMosquittoPub } from './support/mqtt-clients.ts';
 
 const execFileAsync = promisify(execFile);
-const DAY_MS = 86_400_000;
 
 let tmp: string;
 let deviceCaPem: string;
@@ -29,9 +29,10 @@ async function openssl(args: string[], cwd = tmp): Promise<string> {
   return stdout;
 }
 
+/** RFC 5280 4.1.2.5: the validity period includes both notBefore and notAfter (one more second). */
 function lifetimeDays(certPem: string): number {
   const cert = new X509Certificate(certPem);
-  return (Date.parse(cert.validTo) - Date.parse(cert.validFrom)) / DAY_MS;
+  return (Date.parse(cert.validTo) - Date.parse(cert.validFrom) + 1000) / DAY_MS;
 }
 
 beforeAll(async () => {

@@ -10,6 +10,7 @@ import { isGroup } from '../src/cli/spec.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { silentLogger } from '../src/support/logger.ts';
+import { scaled } from './support/timeouts.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-cli-'));
@@ -85,7 +86,7 @@ describe('certfleet CLI against a running certfleet', () => {
     process.env.XDG_CONFIG_HOME = config;
     delete process.env.CERTFLEET_URL;
     delete process.env.CERTFLEET_TOKEN;
-  }, 120_000);
+  }, scaled(120_000));
 
   afterAll(async () => {
     for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOURNAL_FILE, type JournalRecord } from '../src/cli/rotation-journal.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { scaled } from './support/timeouts.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const EXPIRING = 1000;
@@ -89,7 +90,7 @@ describe('certfleet rotate-expiring (1,000 devices on Postgres)', () => {
       const res = await t.call('fleet', 'POST', `/api/v1/customer/devices/${device(i)}/certificates/rotate`, { key_type: 'ec-p256', validity_days: 10 });
       expect(res.status, res.body).toBe(201);
     }
-  }, 600_000);
+  }, scaled(600_000));
 
   afterAll(async () => {
     await t?.close();
@@ -104,7 +105,7 @@ describe('certfleet rotate-expiring (1,000 devices on Postgres)', () => {
     expect(report.would_rotate).toHaveLength(EXPIRING - ALREADY_PENDING);
     expect(report.would_rotate.map((d: { device_id: string }) => d.device_id)).not.toContain(device(0));
     expect((await t.call('fleet', 'GET', '/api/v1/customer/certificates?limit=1')).json.total).toBe(EXPIRING + LONG_LIVED + ALREADY_PENDING);
-  }, 120_000);
+  }, scaled(120_000));
 
   it('interrupted by Ctrl-C, then killed, then run again: every device rotated exactly once, every received key kept', async () => {
     const out = mkdtempSync(join(tmpdir(), 'certfleet-rotated-'));
@@ -176,5 +177,5 @@ describe('certfleet rotate-expiring (1,000 devices on Postgres)', () => {
     const fourth = await rotateExpiring(env, [...args, '--json']);
     expect(fourth.code, fourth.stderr).toBe(0);
     expect(JSON.parse(fourth.stdout).counts.rotated).toBe(0);
-  }, 900_000);
+  }, scaled(900_000));
 });

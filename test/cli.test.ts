@@ -6,6 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createTestDatabase } from './support/databases.ts';
 import { startTestService } from './support/service.ts';
 import { run } from './support/openssl.ts';
+import { scaled } from './support/timeouts.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const cli = (args: string[], env: Record<string, string>) =>
@@ -59,7 +60,7 @@ describe('certfleet CLI', () => {
     let out = '';
     first.stdout!.on('data', (d) => (out += d));
     await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`first serve did not start: ${out}`)), 45_000);
+      const timer = setTimeout(() => reject(new Error(`first serve did not start: ${out}`)), scaled(45_000));
       first.stdout!.on('data', () => out.includes('listening on') && (clearTimeout(timer), resolve()));
     });
     expect(out).toContain('development CA created now');

@@ -13,6 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { crlPemToDer } from '../src/crl/verify-crl.ts';
 import { createThrowawayDatabase, DRIVERS } from './support/databases.ts';
 import { run } from './support/openssl.ts';
+import { scaled } from './support/timeouts.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const cli = (args: string[], env: Record<string, string>) =>
@@ -84,7 +85,7 @@ describe.each(DRIVERS)('a revocation answered 200 survives SIGKILL (%s)', (kind)
     child.stdout!.on('data', (d) => (out += d));
     child.stderr!.on('data', (d) => (out += d));
     const base = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), 90_000);
+      const timer = setTimeout(() => reject(new Error(`serve did not start: ${out}`)), scaled(90_000));
       child.stdout!.on('data', () => {
         const m = /listening on (http:\/\/[^\s"]+)/.exec(out);
         if (m) {
@@ -124,5 +125,5 @@ describe.each(DRIVERS)('a revocation answered 200 survives SIGKILL (%s)', (kind)
     }
     server.child.kill('SIGTERM');
     await server.exited;
-  }, 240_000);
+  }, scaled(240_000));
 });

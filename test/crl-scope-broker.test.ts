@@ -15,6 +15,7 @@ import { tlsOptions } from './support/mqtt-clients.ts';
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './support/broker-fixture.ts';
+import { scaled } from './support/timeouts.ts';
 
 const TENANT = 'scope';
 const OLD_BASE = 'http://certfleet-old.example:8080';
@@ -106,7 +107,7 @@ beforeAll(async () => {
   combinedCa = config.files.combinedCa;
   broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
   env = { ...env, ...config.env };
-}, 120_000);
+}, scaled(120_000));
 
 afterAll(() => closeBrokerTest({ service: t, broker, database, tmp }), 60_000);
 
@@ -133,5 +134,5 @@ describe('the broker’s CRL file covers every certificate of the CA, whatever i
       await eventually(c, 'revoked');
     }
     expect(`${after.name}: ${await probe(after)}`).toBe(`${after.name}: accepted`);
-  }, 180_000);
+  }, scaled(180_000));
 });

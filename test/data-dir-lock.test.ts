@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
+import { scaled } from './support/timeouts.ts';
 
 const CONTENDER = join(import.meta.dirname, 'support', 'lock-contender.ts');
 
@@ -65,5 +66,5 @@ describe('the data-dir lock across processes', () => {
     expect(await after.next()).toBe('READY');
     after.child.stdin.write('go\n');
     expect(await after.next()).toBe('LOCKED');
-  }, 240_000);
+  }, scaled(240_000));
 });

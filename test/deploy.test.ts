@@ -15,6 +15,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { createThrowawayDatabase } from './support/databases.ts';
 import { ensureDistBuilt } from './support/dist.ts';
 import { freePort } from './support/mosquitto.ts';
+import { scaled } from './support/timeouts.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const DEPLOY = join(ROOT, 'deploy');
@@ -231,7 +232,7 @@ describe('deploy/Dockerfile', () => {
         expect(res.status, res.stderr).toBe(0);
       }
     }
-  }, 900_000);
+  }, scaled(900_000));
 
   it('is multi-stage, installs with `npm ci --omit=dev`, runs as a non-root user and has a HEALTHCHECK', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);

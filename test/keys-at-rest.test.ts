@@ -13,6 +13,7 @@ import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService } from './support/service.ts';
 import { startWebhookReceiver } from './support/webhook-receiver.ts';
+import { scaled } from './support/timeouts.ts';
 
 const BIN = new URL('../bin/certfleet.js', import.meta.url).pathname;
 const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-keys-'));
@@ -151,7 +152,7 @@ describe('no key, token or secret in the logs (LOG_LEVEL=trace, child process)',
     child.stdout!.on('data', (d) => (output += d));
     child.stderr!.on('data', (d) => (output += d));
     const base = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`serve did not start: ${output}`)), 90_000);
+      const timer = setTimeout(() => reject(new Error(`serve did not start: ${output}`)), scaled(90_000));
       const check = () => {
         const m = /certfleet listening on (http:\/\/[^\s"]+)/.exec(output);
         if (m) {
@@ -216,5 +217,5 @@ describe('no key, token or secret in the logs (LOG_LEVEL=trace, child process)',
         }
       }
     }
-  }, 240_000);
+  }, scaled(240_000));
 });

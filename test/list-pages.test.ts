@@ -8,6 +8,7 @@ import { listDevices } from '../src/storage/repos/devices-repo.ts';
 import { listAlerts } from '../src/storage/repos/alerts-repo.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { scaled } from './support/timeouts.ts';
 
 const DAY = 86_400_000;
 
@@ -77,7 +78,7 @@ describe.each(DRIVERS)('list pages and their exact totals on %s', (kind) => {
     await load(database, 'other', 120, now);
     // A second batch for acme after other's rows: acme's ids are not one contiguous range.
     await load(database, 'acme', 50, now, 'late');
-  }, 120_000);
+  }, scaled(120_000));
   afterAll(async () => {
     await t?.close();
     await database?.close();
@@ -219,7 +220,7 @@ describe.each(DRIVERS)('list page plans on %s, with and without table statistics
       tx.query(`INSERT INTO fleet_alert (tenant_id, device_id, alert_type, fingerprint, severity, summary)
                 SELECT tenant_id, device_id, 'CERT_EXPIRING', fingerprint_sha256, 3, 's' FROM device_certificates`),
     );
-  }, 300_000);
+  }, scaled(300_000));
   afterAll(async () => {
     await database?.close();
   });

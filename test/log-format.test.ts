@@ -12,6 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { parseJsonRejectingDuplicateKeys } from './support/strict-json.ts';
+import { scaled } from './support/timeouts.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js'); // the CLI from the sources, as bin/certfleet.js runs dist/
 const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal']);
@@ -46,7 +47,7 @@ function serve(env: Record<string, string>): Serve {
     lines,
     waitFor: (match, what) =>
       new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`no ${what} line within 240 s; stdout:\n${out}\nstderr:\n${err}`)), 240_000);
+        const timer = setTimeout(() => reject(new Error(`no ${what} line within 240 s; stdout:\n${out}\nstderr:\n${err}`)), scaled(240_000));
         const check = () => {
           const found = parsed().find(match);
           if (found) {
@@ -138,7 +139,7 @@ describe('log format of certfleet serve', () => {
       expect(entry.pid, line).toBe(first.child.pid);
       expect(typeof entry.msg, line).toBe('string');
     }
-  }, 600_000);
+  }, scaled(600_000));
 
   it('the duplicate-key check itself refuses a line with two pid', () => {
     expect(() => parseJsonRejectingDuplicateKeys('{"level":"info","pid":1,"msg":"x","pid":2}')).toThrow(/duplicate key "pid"/);
@@ -172,5 +173,5 @@ describe('log format of certfleet serve', () => {
         if (level === 'warn') expect(['warn', 'error', 'fatal'], line).toContain(entry.level);
       }
     }
-  }, 900_000);
+  }, scaled(900_000));
 });

@@ -19,6 +19,7 @@ import { freePort, startMosquitto, type RunningMosquitto } from './support/mosqu
 import { publishWithMosquittoPub, tlsOptions } from './support/mqtt-clients.ts';
 import { signedRenewalRequest } from './support/renewal-request.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { scaled } from './support/timeouts.ts';
 
 const exec = promisify(execFile);
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
@@ -132,14 +133,14 @@ beforeAll(async () => {
   t = await startTestService(database, { dataDir: file('data'), env });
   const started = await t.service.renewal.start(t.service.app.log);
   expect(started.mqtt).toContain(config.env.BROKER_ADMIN_URL);
-}, 120_000);
+}, scaled(120_000));
 
 afterAll(async () => {
   await t?.close();
   await broker?.stop();
   await database?.close();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
-}, 60_000);
+}, scaled(60_000));
 
 describe('renewal over MQTT (real Mosquitto, broker-config --mqtt-renewal)', () => {
   it('the ACL limits each device to its own request and response topic, and lets certfleet answer', () => {

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { HOUR_MS } from '../src/domain/clock.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { scaled } from './support/timeouts.ts';
 
 interface Cert {
   id: number;
@@ -200,5 +201,5 @@ describe.each(DRIVERS)('a device is never stranded by rotation, on %s', (kind) =
     }
     console.info('cancel/worker race outcomes', outcomes);
     expect(outcomes.cancel + outcomes.worker).toBe(50);
-  }, 300_000);
+  }, scaled(300_000));
 });

@@ -35,6 +35,7 @@ import { routeTable, type RegisteredRoute, type RouteAccess } from '../src/http/
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { opensslCsr } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
+import { scaled } from './support/timeouts.ts';
 
 const TENANT_A = 'acme';
 const TENANT_B = 'globex';
@@ -323,7 +324,7 @@ describe('authorization of every registered route', () => {
       'owner without the route role': async (access) => ({ token: await owner(access) }),
       'own tenant': async (access, role) => ({ token: await owner(access, role) }),
     };
-  }, 120_000);
+  }, scaled(120_000));
 
   afterAll(async () => {
     await worker?.close();

@@ -5,6 +5,7 @@ import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { createPgliteDriver, openPglite } from '../src/storage/pglite-driver.ts';
 import { createThrowawayDatabase, createTestDatabase, DRIVERS, type DriverKind, type TestDatabase } from './support/databases.ts';
 import { startTestService } from './support/service.ts';
+import { scaled } from './support/timeouts.ts';
 
 const errorCode = async (work: Promise<unknown>): Promise<string | undefined> => {
   try {
@@ -180,7 +181,7 @@ describe.each(DRIVERS)('defence in depth in the schema on %s', (kind) => {
     } finally {
       await fresh.close();
     }
-  }, 120_000);
+  }, scaled(120_000));
 });
 
 describe('the per-tenant webhook cap under parallel creates (Postgres)', () => {
@@ -214,5 +215,5 @@ describe('the per-tenant webhook cap under parallel creates (Postgres)', () => {
     } finally {
       await t.close();
     }
-  }, 120_000);
+  }, scaled(120_000));
 });

@@ -11,7 +11,7 @@ export function createIssueCertificate(deps: Pick<AppDeps, 'storage' | 'authorit
     assertDeviceId(deviceId);
     const signed = await sign(actor.tenantId, deviceId, input.validityDays, input.key);
     const certificate = await deps.storage.asTenant(actor.tenantId, (repos) =>
-      storeCertificate(repos, actor, deviceId, signed.issued, signed.signedAt, 'certificate.issued', {
+      storeCertificate(repos, actor, deviceId, { ...signed.issued, spkiSha256: signed.spkiSha256 }, signed.signedAt, 'certificate.issued', {
         key_source: input.key.kind,
         key_type: signed.issued.keyType,
       }),

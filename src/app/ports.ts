@@ -46,6 +46,11 @@ export interface KeySource {
   generate(keyType: KeyType, tenantId?: string): Promise<{ publicKey: DevicePublicKey; privateKeyPem: string }>;
   /** Verifies a CSR's signature and key strength; returns its public key. */
   publicKeyFromCsr(csrPem: string): Promise<DevicePublicKey>;
+  /**
+   * The key of a certificate brought for import (already verified as issued by the Device CA):
+   * refused when a CSR with it would be (weak key), or when its KeyUsage does not fit the key (RFC 8813).
+   */
+  publicKeyFromCertificate(certPem: string): DevicePublicKey;
 }
 
 /** Told after every committed revocation; the CRL publisher rebuilds and pushes the CRL. */

@@ -10,9 +10,10 @@ import type { TenantRepositories } from './storage-ports.ts';
  * A revoked old certificate no longer needs its scheduled revocation (completed); a revoked
  * new certificate cancels its rotation, so the certificates it superseded stay valid.
  */
-export async function revokeInTransaction({ certificates, rotations, audit }: TenantRepositories, actor: Actor, id: number, reason: string, at: Date) {
+export async function revokeInTransaction({ certificates, rotations, audit, keys }: TenantRepositories, actor: Actor, id: number, reason: string, at: Date) {
   const cert = await certificates.markRevoked(id, reason, at);
   if (!cert) return null;
+  if (reason === 'keyCompromise') await keys.markKeyCompromised(id, at); // never certified again, in any tenant
   await rotations.completeRotationsOfOld(id, at);
   const keptIds = await rotations.cancelRotationsOf(cert.tenant_id, cert.device_id, id, at);
   await audit.recordAudit({

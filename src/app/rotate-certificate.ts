@@ -59,7 +59,7 @@ export function createStartRotation(deps: Pick<AppDeps, 'storage' | 'authority' 
       const raced = await findPendingRotation(repos, actor.tenantId, deviceId);
       if (raced) return pendingOutcome(raced);
       const active = await repos.certificates.activeCertificatesOfDevice(actor.tenantId, deviceId, { lock: true });
-      const certificate = await storeCertificate(repos, actor, deviceId, signed.issued, at, 'certificate.rotated', {
+      const certificate = await storeCertificate(repos, actor, deviceId, { ...signed.issued, spkiSha256: signed.spkiSha256 }, at, 'certificate.rotated', {
         key_source: input.key.kind,
         key_type: signed.issued.keyType,
         grace_period_hours: graceHours,

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { KeyType } from '../domain/certificate.ts';
 import { capWarning, deviceValidity } from '../domain/device-validity.ts';
 import { assertCommonNameFits, commonNameFor } from '../domain/identifiers.ts';
@@ -12,6 +13,8 @@ export type KeyRequest = { kind: 'generate'; keyType: KeyType } | { kind: 'csr';
 
 export interface SignedCertificate {
   issued: IssuedCertificate;
+  /** SHA-256 (hex) of the certified key's SubjectPublicKeyInfo DER. */
+  spkiSha256: string;
   privateKeyPem: string | null;
   signedAt: Date;
   /** Set when notAfter was capped at the CA's notAfter: say so in the response's warning. */
@@ -22,13 +25,34 @@ export interface SignedCertificate {
  * Signs a certificate for tenant/device. Runs before the storing transaction, so no
  * transaction is held open during RSA key generation.
  */
-export function createSignDeviceCertificate({ authority, keys, clock, issuanceLimit }: Pick<AppDeps, 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
+/** SHA-256 (hex) of a SubjectPublicKeyInfo DER: how storage knows a key. */
+export const spkiSha256 = (spkiDer: Uint8Array): string => createHash('sha256').update(spkiDer).digest('hex');
+
+/**
+ * A key may be certified for the device: never one revoked for keyCompromise (in any tenant, as
+ * Boulder and the CA/Browser Forum rules require), and never one another device of the tenant
+ * holds, unless the tenant allows shared keys. Called in the storing transaction.
+ */
+export async function assertKeyUsable({ keys }: Pick<TenantRepositories, 'keys'>, tenantId: string, deviceId: string, spki: string): Promise<void> {
+  if (await keys.isCompromised(spki)) {
+    throw new AppError('KEY_COMPROMISED', 'this public key belongs to a certificate revoked for keyCompromise: generate a new key');
+  }
+  const others = await keys.otherDevicesWithKey(tenantId, deviceId, spki);
+  if (others.length > 0 && !(await keys.allowsSharedDeviceKeys(tenantId))) {
+    throw new AppError('KEY_IN_USE', `this public key is already certified for another device (${others.join(', ')}); each device needs its own key`);
+  }
+}
+
+export function createSignDeviceCertificate({ storage, authority, keys, clock, issuanceLimit }: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
   return async (tenantId: string, deviceId: string, validityDays: number, key: KeyRequest): Promise<SignedCertificate> => {
     assertCommonNameFits(tenantId, deviceId);
     issuanceLimit.take(tenantId);
     deviceValidity({ signedAt: clock.now(), validityDays, ca: authority.caValidity() }); // fail fast (503) before any key work
     const { publicKey, privateKeyPem } =
       key.kind === 'generate' ? await keys.generate(key.keyType, tenantId) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };
+    const spki = spkiSha256(publicKey.spkiDer);
+    // Before the CA signs anything for a device-supplied key (checked again when storing).
+    if (key.kind === 'csr') await storage.asTenant(tenantId, (repos) => assertKeyUsable(repos, tenantId, deviceId, spki));
     const signedAt = clock.now();
     const validity = deviceValidity({ signedAt, validityDays, ca: authority.caValidity() });
     const issued = await authority.issue({
@@ -37,22 +61,23 @@ export function createSignDeviceCertificate({ authority, keys, clock, issuanceLi
       notBefore: validity.notBefore,
       notAfter: validity.notAfter,
     });
-    return { issued, privateKeyPem, signedAt, validityWarning: validity.cappedAtCaNotAfter ? capWarning(validity.notAfter) : null };
+    return { issued, spkiSha256: spki, privateKeyPem, signedAt, validityWarning: validity.cappedAtCaNotAfter ? capWarning(validity.notAfter) : null };
   };
 }
 
 /** Inserts a signed or uploaded certificate and its audit event, in the caller's transaction. */
 export async function storeCertificate(
-  { certificates }: Pick<TenantRepositories, 'certificates'>,
+  repos: Pick<TenantRepositories, 'certificates' | 'keys'>,
   actor: Actor,
   deviceId: string,
-  cert: IssuedCertificate,
+  cert: IssuedCertificate & { spkiSha256: string },
   at: Date,
   action: string,
   details: Record<string, unknown> = {},
 ) {
+  await assertKeyUsable(repos, actor.tenantId, deviceId, cert.spkiSha256);
   try {
-    const record = await certificates.insertCertificate({
+    const record = await repos.certificates.insertCertificate({
       tenantId: actor.tenantId,
       deviceId,
       certPem: cert.certPem,
@@ -61,6 +86,7 @@ export async function storeCertificate(
       issuer: cert.issuer,
       serialNumber: cert.serialHex,
       keyType: cert.keyType,
+      spkiSha256: cert.spkiSha256,
       notBefore: cert.notBefore,
       notAfter: cert.notAfter,
       now: at,

@@ -34,6 +34,7 @@ export interface TenantRepositories {
   webhooks: WebhookRepository;
   outbox: OutboxRepository;
   brokerGrants: BrokerGrantRepository;
+  keys: DeviceKeyRepository;
 }
 
 /** A tenant's broker grants (tenant/<tenant>/<filter> for every device of the tenant). */
@@ -41,6 +42,19 @@ export interface BrokerGrantRepository {
   listBrokerGrants(tenantId: string): Promise<BrokerGrant[]>;
   /** Replaces the whole list. */
   replaceBrokerGrants(g: { tenantId: string; grants: BrokerGrant[]; actor: string; now: Date }): Promise<void>;
+}
+
+/** Device keys by the SHA-256 (hex) of their SubjectPublicKeyInfo DER. */
+export interface DeviceKeyRepository {
+  /** Revoked for keyCompromise in any tenant. */
+  isCompromised(spkiSha256: string): Promise<boolean>;
+  /** The revoked certificate's key is refused from now on, in every tenant. */
+  markKeyCompromised(certificateId: number, at: Date): Promise<void>;
+  /** The tenant's devices other than `deviceId` with a certificate for the key (a few, sorted). */
+  otherDevicesWithKey(tenantId: string, deviceId: string, spkiSha256: string): Promise<string[]>;
+  /** The tenant setting that lets one key serve several devices (default: no). */
+  allowsSharedDeviceKeys(tenantId: string): Promise<boolean>;
+  setAllowSharedDeviceKeys(tenantId: string, allow: boolean, at: Date): Promise<void>;
 }
 
 /** The operator role sees every tenant and may also run the system-wide tasks. */
@@ -89,6 +103,8 @@ export interface NewCertificate {
   issuer: string;
   serialNumber: string;
   keyType: string;
+  /** SHA-256 (hex) of the certified key's SubjectPublicKeyInfo DER. */
+  spkiSha256: string;
   notBefore: Date;
   notAfter: Date;
   now: Date;

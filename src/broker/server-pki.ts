@@ -11,8 +11,8 @@ import path from 'node:path';
 import { toPem } from '../pki/pem.ts';
 import { randomSerialHex } from '../pki/serial-number.ts';
 import { SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
+import { DAY_MS, SECOND_MS } from '../domain/clock.ts';
 
-const DAY_MS = 86_400_000;
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGNING = { name: 'ECDSA', hash: 'SHA-256' } as const;
 
@@ -111,8 +111,9 @@ export async function issueServerCertificate(ca: ServerCa, host: string, now: Da
   checkServerCertDays(days);
   const serverKeys = (await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify'])) as CryptoKeyPair;
   const notBefore = skewTolerant(now);
-  // The whole lifetime, backdating included, stays within `days`.
-  const notAfter = new Date(Math.min(notBefore.getTime() + days * DAY_MS, ca.notAfter.getTime()));
+  // The whole lifetime, backdating included, stays within `days`, counting both ends (RFC 5280
+  // 4.1.2.5: notAfter is inside the period, so `days` days end one second before notBefore + days).
+  const notAfter = new Date(Math.min(notBefore.getTime() + days * DAY_MS - SECOND_MS, ca.notAfter.getTime()));
   const server = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerialHex(),
     subject: [{ CN: [host] }],
@@ -149,8 +150,9 @@ function matchesHost(cert: NodeX509Certificate, host: string): boolean {
   return isIP(host) ? cert.checkIP(host) !== undefined : cert.checkHost(host) !== undefined;
 }
 
+/** The validity period in days, both ends included (RFC 5280 4.1.2.5). */
 function lifetimeDays(cert: NodeX509Certificate): number {
-  return (Date.parse(cert.validTo) - Date.parse(cert.validFrom)) / DAY_MS;
+  return (Date.parse(cert.validTo) - Date.parse(cert.validFrom) + SECOND_MS) / DAY_MS;
 }
 
 /**

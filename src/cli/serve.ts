@@ -1,4 +1,4 @@
-import type { Config } from '../config.ts';
+import { estListenerConfig, type Config } from '../config.ts';
 import { createService } from '../composition/service.ts';
 import { createWorker } from '../composition/worker.ts';
 import { createLogger } from '../support/logger.ts';
@@ -6,6 +6,7 @@ import type { Flags } from './commands.ts';
 
 /** Runs until SIGINT/SIGTERM. */
 export async function serveCommand(_flags: Flags, config: Config, parts: { api: boolean; worker: boolean }): Promise<number> {
+  estListenerConfig(config); // refuses EST_PORT without its certificate before anything starts
   const logger = createLogger({ level: config.logLevel });
   const service = await createService(config, {
     logger,

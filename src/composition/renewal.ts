@@ -3,7 +3,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { AppDeps } from '../app/deps.ts';
 import type { UseCases } from '../app/use-cases.ts';
 import { readBrokerAdmin } from '../broker/admin-credentials.ts';
-import type { Config, HttpLimits } from '../config.ts';
+import { estListenerConfig, type Config, type HttpLimits } from '../config.ts';
 import { createDeviceRenewal, type DeviceRenewal } from '../renewal/device-renewal.ts';
 import { buildEstServer } from '../renewal/est-server.ts';
 import { startMqttRenewal, type MqttRenewal } from '../renewal/mqtt-renewal.ts';
@@ -32,8 +32,9 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
   let mqtt: MqttRenewal | null = null;
 
   async function startEst(logger: FastifyBaseLogger): Promise<string | null> {
-    if (!config.est) return null;
-    const [tlsCertPem, tlsKeyPem] = await Promise.all([readFile(config.est.tlsCertPath, 'utf8'), readFile(config.est.tlsKeyPath, 'utf8')]);
+    const listener = estListenerConfig(config);
+    if (!config.est || !listener) return null;
+    const [tlsCertPem, tlsKeyPem] = await Promise.all([readFile(listener.tlsCertPath, 'utf8'), readFile(listener.tlsKeyPath, 'utf8')]);
     est = await buildEstServer({
       renewal,
       tlsCertPem,

@@ -21,5 +21,6 @@ export function createManualClock(start: Date | string = '2026-01-01T00:00:00Z')
 
 export type ManualClock = ReturnType<typeof createManualClock>;
 
+export const SECOND_MS = 1_000;
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;

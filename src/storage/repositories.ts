@@ -12,6 +12,7 @@ import * as alerts from './repos/alerts-repo.ts';
 import * as audit from './repos/audit-repo.ts';
 import * as brokerAcl from './repos/broker-acl-repo.ts';
 import * as certificates from './repos/certificates-repo.ts';
+import * as deviceKeys from './repos/device-keys-repo.ts';
 import * as crl from './repos/crl-repo.ts';
 import * as devices from './repos/devices-repo.ts';
 import * as fleetStats from './repos/fleet-stats-repo.ts';
@@ -87,6 +88,13 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
     brokerGrants: {
       listBrokerGrants: (tenantId) => brokerAcl.listBrokerGrants(tx, tenantId),
       replaceBrokerGrants: (g) => brokerAcl.replaceBrokerGrants(tx, g),
+    },
+    keys: {
+      isCompromised: (spkiSha256) => deviceKeys.isCompromised(tx, spkiSha256),
+      markKeyCompromised: (certificateId, at) => deviceKeys.markKeyCompromised(tx, certificateId, at),
+      otherDevicesWithKey: (tenantId, deviceId, spkiSha256) => deviceKeys.otherDevicesWithKey(tx, tenantId, deviceId, spkiSha256),
+      allowsSharedDeviceKeys: (tenantId) => deviceKeys.allowsSharedDeviceKeys(tx, tenantId),
+      setAllowSharedDeviceKeys: (tenantId, allow, at) => deviceKeys.setAllowSharedDeviceKeys(tx, tenantId, allow, at),
     },
   };
 }

@@ -42,15 +42,15 @@ export async function insertCertificate(tx: Queryable, c: NewCertificate, audit:
     `WITH cert AS (
        INSERT INTO device_certificates
          (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
-          status, not_before, not_after, created_at, updated_at)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9, $10, $11, $11)
+          status, not_before, not_after, created_at, updated_at, spki_sha256)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9, $10, $11, $11, $16)
        RETURNING id)
      INSERT INTO audit_events (tenant_id, actor, action, target_type, target_id, details, created_at)
      SELECT $1, $12, $13, $14, cert.id::text, $15, $11 FROM cert
      RETURNING target_id::int8 AS id`,
     [
       c.tenantId, c.deviceId, c.certPem, c.fingerprint, c.commonName, c.issuer, c.serialNumber, c.keyType, c.notBefore, c.notAfter, c.now,
-      audit.actor, audit.action, audit.targetType, JSON.stringify(audit.details ?? {}),
+      audit.actor, audit.action, audit.targetType, JSON.stringify(audit.details ?? {}), c.spkiSha256,
     ],
   );
   return {

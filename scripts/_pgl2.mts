@@ -1,0 +1,15 @@
+import { PGlite } from '@electric-sql/pglite';
+import { PGLITE_OPTIONS, createPgliteDriver } from '/work/wt/hygiene/src/storage/pglite-driver.ts';
+import { migrate } from '/work/wt/hygiene/src/storage/migrate.ts';
+const r = () => Math.round(process.memoryUsage().rss/1e6);
+let t0=Date.now();
+const db = await PGlite.create({ ...PGLITE_OPTIONS, relaxedDurability: true, postgresqlconf: ['shared_buffers=16MB', 'work_mem=1MB', 'wal_buffers=1MB'] });
+console.log('open small', r(), Date.now()-t0);
+await migrate(createPgliteDriver(db));
+console.log('migrated', r(), Date.now()-t0);
+const blob = await db.dumpDataDir('none');
+console.log('dump', blob.size, Date.now()-t0);
+t0=Date.now();
+const db2 = await PGlite.create({ ...PGLITE_OPTIONS, loadDataDir: blob, relaxedDurability: true, postgresqlconf: ['shared_buffers=16MB'] });
+const res = await db2.query('select count(*) from schema_migrations');
+console.log('loaded', r(), Date.now()-t0, res.rows);

@@ -1,0 +1,155 @@
+#!/usr/bin/env node
+/**
+ * What the test suite needs from the machine, in one place, shared by `npm test` and `.ci/run`.
+ *
+ * - `node scripts/test-setup.mjs` (run by `npm test` before tsc and vitest, and by `.ci/run`):
+ *   installs the Debian packages the tests drive and the machine lacks (as root, with apt-get), or
+ *   prints one line naming them and the command to run; then builds `dist/` when a source is newer
+ *   and the console when `dist-web/` is missing, so no test builds anything inside its time-out.
+ * - `startTestPostgres()` (vitest's globalSetup, `test/support/global-setup.ts`): a real Postgres
+ *   for the run when `TEST_DATABASE_URL` is unset and nothing listens on 127.0.0.1:5432, a
+ *   throw-away cluster (Debian's initdb/pg_ctl) in a temporary folder on a free port, stopped and
+ *   deleted at the end.
+ *
+ * Plain JavaScript with no dependency: it runs before `npm install` has built anything.
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+const onPath = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
+const pythonHasCryptography = () =>
+  ['python3', '/usr/bin/python3'].some((py) => spawnSync(py, ['-c', 'import cryptography'], { stdio: 'ignore' }).status === 0);
+
+/** The Debian package each tool comes from, and how to tell it is there. */
+export const REQUIREMENTS = [
+  { pkg: 'openssl', present: () => onPath('openssl') },
+  { pkg: 'mosquitto', present: () => onPath('mosquitto') || existsSync('/usr/sbin/mosquitto') },
+  { pkg: 'mosquitto-clients', present: () => onPath('mosquitto_pub') },
+  { pkg: 'gnutls-bin', present: () => onPath('certtool') },
+  { pkg: 'postgresql-client', present: () => onPath('psql') },
+  // The server only when none listens: the throw-away cluster needs initdb and pg_ctl.
+  { pkg: 'postgresql', present: () => postgresBinDir() !== null || process.env.TEST_DATABASE_URL !== undefined },
+  { pkg: 'python3-cryptography', present: pythonHasCryptography },
+  { pkg: 'chromium', present: () => existsSync('/usr/bin/chromium') }, // the console test drives /usr/bin/chromium
+  { pkg: 'softhsm2', present: () => onPath('softhsm2-util') },
+  { pkg: 'prometheus', present: () => onPath('promtool') },
+  { pkg: 'rabbitmq-server', present: () => onPath('rabbitmq-server') || existsSync('/usr/sbin/rabbitmq-server') },
+];
+
+/** Installs what is missing when it can (root with apt-get); otherwise one line says what to run. */
+export function ensurePackages(log = console.log) {
+  const missing = REQUIREMENTS.filter((r) => !r.present()).map((r) => r.pkg);
+  if (missing.length === 0) return [];
+  const command = `apt-get install -y --no-install-recommends ${missing.join(' ')}`;
+  if (process.getuid?.() !== 0 || !onPath('apt-get')) {
+    log(`test-setup: missing ${missing.join(', ')}; the tests that need them fail or are skipped. Install them: sudo apt-get update && sudo ${command}`);
+    return missing;
+  }
+  log(`test-setup: installing ${missing.join(' ')}`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
+  const res = spawnSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], { stdio: ['ignore', 'ignore', 'inherit'], env });
+  const still = REQUIREMENTS.filter((r) => missing.includes(r.pkg) && !r.present()).map((r) => r.pkg);
+  if (res.status !== 0 || still.length > 0) log(`test-setup: apt-get could not install ${still.join(', ') || missing.join(', ')}; run: ${command}`);
+  return still;
+}
+
+function newestMtime(dir) {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+/** dist/ (when a source is newer) and dist-web/ (when missing), built once before the tests run. */
+export function ensureBuilds(log = console.log) {
+  const distMain = join(ROOT, 'dist', 'cli', 'main.js');
+  if (!existsSync(distMain) || statSync(distMain).mtimeMs < newestMtime(join(ROOT, 'src'))) {
+    log('test-setup: building dist/ (npm run build:server)');
+    execFileSync('npm', ['run', '--silent', 'build:server'], { cwd: ROOT, stdio: 'inherit' });
+  }
+  if (!existsSync(join(ROOT, 'dist-web', 'index.html'))) {
+    log('test-setup: building the web console (npm run build:web)');
+    execFileSync('npm', ['run', '--silent', 'build:web'], { cwd: ROOT, stdio: 'inherit' });
+  }
+}
+
+/** Debian's postgresql server binaries (/usr/lib/postgresql/NN/bin), the newest, or null. */
+export function postgresBinDir() {
+  const base = '/usr/lib/postgresql';
+  if (!existsSync(base)) return null;
+  const versions = readdirSync(base).filter((v) => existsSync(join(base, v, 'bin', 'initdb'))).sort((a, b) => Number(b) - Number(a));
+  return versions.length > 0 ? join(base, versions[0], 'bin') : null;
+}
+
+const listens = (port, host = '127.0.0.1') =>
+  new Promise((resolve) => {
+    const socket = connect({ port, host });
+    socket.once('connect', () => (socket.destroy(), resolve(true)));
+    socket.once('error', () => resolve(false));
+  });
+
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+
+/**
+ * The Postgres the tests use: TEST_DATABASE_URL when set, the server on 127.0.0.1:5432 when one
+ * listens (unless TEST_POSTGRES=throwaway), else a throw-away cluster started now. Returns its URL
+ * and how to stop what was started.
+ */
+export async function startTestPostgres(log = console.log) {
+  if (process.env.TEST_DATABASE_URL) return { url: process.env.TEST_DATABASE_URL, stop: async () => {} };
+  if (process.env.TEST_POSTGRES !== 'throwaway' && (await listens(5432))) return { url: 'postgres://postgres@127.0.0.1:5432/postgres', stop: async () => {} };
+  const bin = postgresBinDir();
+  if (!bin) throw new Error('test-setup: no Postgres on 127.0.0.1:5432 and no initdb; run: apt-get install -y --no-install-recommends postgresql');
+  const dir = mkdtempSync(join(tmpdir(), 'certfleet-test-pg-'));
+  const asRoot = process.getuid?.() === 0;
+  // initdb refuses to run as root: the cluster belongs to the `postgres` user the package creates.
+  if (asRoot) {
+    const id = (flag) => Number(execFileSync('id', [flag, 'postgres'], { encoding: 'utf8' }).trim());
+    const [uid, gid] = [id('-u'), id('-g')];
+    chownSync(dir, uid, gid);
+  }
+  const run = (tool, args) => {
+    const argv = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, tool), ...args]] : [join(bin, tool), args];
+    const res = spawnSync(argv[0], argv[1], { encoding: 'utf8' });
+    if (res.status !== 0) throw new Error(`test-setup: ${tool} failed:\n${res.stdout}\n${res.stderr}`);
+  };
+  const data = join(dir, 'data');
+  const port = await freePort();
+  run('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8']);
+  // Durability off: a cluster that lives for one run needs none, and each test file creates a database.
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`;
+  run('pg_ctl', ['-D', data, '-o', options, '-l', join(dir, 'server.log'), '-w', '-t', '300', 'start']);
+  log(`test-setup: started a throw-away Postgres on 127.0.0.1:${port} (${dir})`);
+  return {
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    async stop() {
+      try {
+        run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  ensurePackages();
+  if (!process.argv.includes('--no-build') && existsSync(join(ROOT, 'node_modules'))) ensureBuilds();
+}

@@ -1,0 +1,39 @@
+import type { Queryable } from '../driver.ts';
+
+/** Whether a key (SHA-256 of its SPKI DER, hex) was revoked for keyCompromise, in any tenant. */
+export async function isCompromised(tx: Queryable, spkiSha256: string): Promise<boolean> {
+  const { rows } = await tx.query('SELECT 1 FROM compromised_keys WHERE spki_sha256 = $1', [spkiSha256]);
+  return rows.length > 0;
+}
+
+/** The key of a revoked certificate becomes compromised (no-op for a certificate stored without its key hash). */
+export async function markKeyCompromised(tx: Queryable, certificateId: number, at: Date): Promise<void> {
+  await tx.query(
+    `INSERT INTO compromised_keys (spki_sha256, compromised_at)
+     SELECT spki_sha256, $2 FROM device_certificates WHERE id = $1 AND spki_sha256 IS NOT NULL
+     ON CONFLICT (spki_sha256) DO NOTHING`,
+    [certificateId, at],
+  );
+}
+
+/** The tenant's other devices holding a certificate (any status) for the key. */
+export async function otherDevicesWithKey(tx: Queryable, tenantId: string, deviceId: string, spkiSha256: string): Promise<string[]> {
+  const { rows } = await tx.query<{ device_id: string }>(
+    'SELECT DISTINCT device_id FROM device_certificates WHERE tenant_id = $1 AND spki_sha256 = $2 AND device_id <> $3 ORDER BY device_id LIMIT 5',
+    [tenantId, spkiSha256, deviceId],
+  );
+  return rows.map((r) => r.device_id);
+}
+
+export async function allowsSharedDeviceKeys(tx: Queryable, tenantId: string): Promise<boolean> {
+  const { rows } = await tx.query<{ allow_shared_device_keys: boolean }>('SELECT allow_shared_device_keys FROM tenant_settings WHERE tenant_id = $1', [tenantId]);
+  return rows[0]?.allow_shared_device_keys ?? false;
+}
+
+export async function setAllowSharedDeviceKeys(tx: Queryable, tenantId: string, allow: boolean, at: Date): Promise<void> {
+  await tx.query(
+    `INSERT INTO tenant_settings (tenant_id, allow_shared_device_keys, updated_at) VALUES ($1, $2, $3)
+     ON CONFLICT (tenant_id) DO UPDATE SET allow_shared_device_keys = $2, updated_at = $3`,
+    [tenantId, allow, at],
+  );
+}
