@@ -1,6 +1,6 @@
 import type { Clock } from '../domain/clock.ts';
 import type { RateLimiter } from '../domain/rate-limit.ts';
-import type { SecretSealer } from '../pki/secret-box.ts';
+import type { SecretSealer } from './ports.ts';
 import type { CertificateAuthority, KeySource, RevocationListener } from './ports.ts';
 import type { Storage } from './storage-ports.ts';
 

@@ -11,7 +11,7 @@ import { authorizeScope, createAuthenticate } from './auth-hooks.ts';
 import { metricsAuthorized } from './metrics-auth.ts';
 import { AppError } from '../domain/errors.ts';
 import { recordRoutes } from './route-table.ts';
-import { frameworkErrors, installErrorHandler } from './problem.ts';
+import { frameworkErrors, installErrorHandler } from '../support/problem.ts';
 import { sharedSchemas } from './response-schemas.ts';
 import { sessionRoutes } from './routes/session.ts';
 import { installValidators } from './validation.ts';

@@ -8,7 +8,7 @@
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import { AppError } from '../domain/errors.ts';
-import { installErrorHandler } from '../http/problem.ts';
+import { installErrorHandler } from '../support/problem.ts';
 import { pemBlocks } from '../pki/pem.ts';
 import { pkcs7CertsOnly } from '../pki/pkcs7.ts';
 import type { AuthenticatedDevice } from './device-identity.ts';

@@ -158,3 +158,10 @@ export async function latestCrlNextUpdate(tx: Queryable): Promise<Date | null> {
   const v = rows[0]?.n;
   return v === null || v === undefined ? null : new Date(v instanceof Date ? v : String(v));
 }
+
+/** The distinct CNs of the certificates with these serials (all tenants under the operator role). */
+export async function commonNamesOfSerials(tx: Queryable, serials: string[]): Promise<string[]> {
+  if (serials.length === 0) return [];
+  const { rows } = await tx.query<{ common_name: string }>('SELECT DISTINCT common_name FROM device_certificates WHERE serial_number = ANY($1::text[])', [serials]);
+  return rows.map((r) => r.common_name);
+}

@@ -1,6 +1,6 @@
 import { AppError } from '../domain/errors.ts';
-import { crlDerToPemBytes } from '../crl/verify-crl.ts';
-import type { Storage } from './storage-ports.ts';
+import { crlDerToPemBytes } from './verify-crl.ts';
+import type { Storage } from '../app/storage-ports.ts';
 
 /** The latest stored CRL as served over HTTP. */
 export interface CrlDocument {
