@@ -173,6 +173,8 @@ export interface PreparedCrl {
    * each call reuses the buffer, so the result of the previous call is overwritten.
    */
   signWith(signer: CrlSigner): Buffer;
+  /** signWith, with the signer's signAsync when it has one (the same buffer: never two at once on one PreparedCrl). */
+  signWithAsync(signer: CrlSigner): Promise<Buffer>;
 }
 
 /**
@@ -197,32 +199,43 @@ export function prepareCrl(input: TbsInput): PreparedCrl {
   }
   const tbs = out.subarray(tbsStart, tbsEnd);
 
+  const checkAlgorithm = (signer: CrlSigner) => {
+    if (!Buffer.from(signer.algorithmIdentifierDer).equals(alg)) throw new Error('the signer uses another algorithm than the TBSCertList names');
+  };
+  /** Writes the signature and the outer header around the TBS. */
+  const place = (signature: Uint8Array): Buffer => {
+    if (!(signature instanceof Uint8Array) || signature.length === 0) throw new Error('signer returned no signature');
+    const sigContentLen = signature.length + 1; // + unused-bits byte
+    const sigTlvLen = tlvSize(sigContentLen);
+    const contentLen = tbsLen + alg.length + sigTlvLen;
+    const headerLen = 1 + lengthFieldSize(contentLen);
+    if (alg.length + sigTlvLen > out.length - tbsEnd || headerLen > OUTER_HEADER_ROOM) {
+      // Unusually large signature: fall back to a copy.
+      return tlv(TAG.SEQUENCE, tbs, alg, bitString(signature));
+    }
+    let off = tbsEnd;
+    out.set(alg, off);
+    off += alg.length;
+    out[off] = TAG.BIT_STRING;
+    off = writeLength(out, off + 1, sigContentLen);
+    out[off++] = 0; // no unused bits
+    out.set(signature, off);
+    off += signature.length;
+    const start = tbsStart - headerLen;
+    out[start] = TAG.SEQUENCE;
+    writeLength(out, start + 1, contentLen);
+    return out.subarray(start, off);
+  };
+
   return {
     tbs,
     signWith(signer) {
-      if (!Buffer.from(signer.algorithmIdentifierDer).equals(alg)) throw new Error('the signer uses another algorithm than the TBSCertList names');
-      const signature = signer.sign(tbs);
-      if (!(signature instanceof Uint8Array) || signature.length === 0) throw new Error('signer returned no signature');
-      const sigContentLen = signature.length + 1; // + unused-bits byte
-      const sigTlvLen = tlvSize(sigContentLen);
-      const contentLen = tbsLen + alg.length + sigTlvLen;
-      const headerLen = 1 + lengthFieldSize(contentLen);
-      if (alg.length + sigTlvLen > out.length - tbsEnd || headerLen > OUTER_HEADER_ROOM) {
-        // Unusually large signature: fall back to a copy.
-        return tlv(TAG.SEQUENCE, tbs, alg, bitString(signature));
-      }
-      let off = tbsEnd;
-      out.set(alg, off);
-      off += alg.length;
-      out[off] = TAG.BIT_STRING;
-      off = writeLength(out, off + 1, sigContentLen);
-      out[off++] = 0; // no unused bits
-      out.set(signature, off);
-      off += signature.length;
-      const start = tbsStart - headerLen;
-      out[start] = TAG.SEQUENCE;
-      writeLength(out, start + 1, contentLen);
-      return out.subarray(start, off);
+      checkAlgorithm(signer);
+      return place(signer.sign(tbs));
+    },
+    async signWithAsync(signer) {
+      checkAlgorithm(signer);
+      return place(signer.signAsync ? await signer.signAsync(tbs) : signer.sign(tbs));
     },
   };
 }

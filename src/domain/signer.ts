@@ -8,4 +8,6 @@ export interface TbsSigner {
   algorithmIdentifierDer: Uint8Array;
   /** Signs the DER TBS; returns the raw signatureValue bytes (DER ECDSA-Sig-Value for EC). */
   sign(tbs: Uint8Array): Uint8Array;
+  /** The same in libuv's thread pool (so two large TBSs are hashed on two cores at once); optional. */
+  signAsync?(tbs: Uint8Array): Promise<Uint8Array>;
 }

@@ -4,7 +4,10 @@
  */
 import { createHash, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import type { TbsSigner as CrlSigner } from '../domain/signer.ts';
+import { promisify } from 'node:util';
 import { pemBlocks } from './pem.ts';
+
+const signAsync = promisify(sign);
 import {
   DerError,
   TAG,
@@ -54,12 +57,14 @@ export function createCrlSigner(privateKey: KeyObject): CrlSigner {
     return {
       algorithmIdentifierDer: sequence(oid(algOid)),
       sign: (tbs) => sign(hash, tbs, { key: privateKey, dsaEncoding: 'der' }),
+      signAsync: (tbs) => signAsync(hash, tbs, { key: privateKey, dsaEncoding: 'der' }),
     };
   }
   if (keyType === 'rsa') {
     return {
       algorithmIdentifierDer: sequence(oid('1.2.840.113549.1.1.11'), nullValue()),
       sign: (tbs) => sign('sha256', tbs, privateKey),
+      signAsync: (tbs) => signAsync('sha256', tbs, privateKey),
     };
   }
   throw new TypeError(`unsupported key type for CRL signing: ${keyType ?? 'unknown'}`);
