@@ -18,12 +18,11 @@ import { pkiRoutes } from '../http/routes/pki.ts';
 import type { Database } from '../storage/database.ts';
 import type { Driver } from '../storage/driver.ts';
 import { createStorage } from '../storage/repositories.ts';
-import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
+import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/repos/crl-repo.ts';
 import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
 import { revokedSessionsFor } from '../broker/revoked-sessions.ts';
 import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
-import { createCrlPublisher, crlRefreshTimings, sessionStepErrors, type CrlPublisher } from '../crl/crl-publisher.ts';
-import { createGetCrl, type GetCrl } from '../crl/get-crl.ts';
+import { createCrlPublisher, createGetCrl, crlRefreshTimings, sessionStepErrors, type CrlPublisher, type GetCrl } from '../crl/crl-publisher.ts';
 import { createCrlPipeline, createPublishCrl, crlAuthorityFor, crlDistributionPointUrl } from '../crl/publish-crl.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
 
