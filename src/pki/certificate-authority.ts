@@ -8,7 +8,7 @@ import { describeKey, publicKeyFromSpki } from './keys.ts';
 import { x509 } from './x509.ts';
 import { deviceProfile, encodeDeviceTbs, signedEnvelope } from '../domain/certificate-der.ts';
 import { children, readSingle } from '../domain/der.ts';
-import { caIdentityFromCertificate, createCrlSigner, throwawayKeyFor } from './crl-signer.ts';
+import { caIdentityFromCertificate, createCrlSigner, throwawayKeyForAsync } from './crl-signer.ts';
 import { toPem } from './pem.ts';
 import { caLintProfile } from './lint/ca-profile.ts';
 import { lintCertificate } from './lint/certificate-lint.ts';
@@ -65,9 +65,11 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
   const signTbs = options.sign ?? ((hash: string, tbs: Buffer, key: KeyObject) => signAsync(hash, tbs, { key, dsaEncoding: 'der' }));
   const identity = ca ? caIdentityFromCertificate(ca.certDer) : null;
   const lintCa = ca ? caLintProfile(ca.certDer) : null;
-  // Made once per algorithm per process (RSA: here, at start, not on the first request).
-  const throwaway = ca ? throwawayKeyFor(ca.privateKey) : null;
-  const lintCopyCa = lintCa && throwaway ? { ...lintCa, publicKey: throwaway.publicKey } : null;
+  // Made once per algorithm per process, in the background from here (an RSA key takes a while): the first issuance waits for it.
+  const throwaway = ca ? throwawayKeyForAsync(ca.privateKey) : null;
+  throwaway?.catch(() => undefined); // reported by the first issuance
+  const lintCopyCa = lintCa && throwaway ? throwaway.then((pair) => ({ ...lintCa, publicKey: pair.publicKey, privateKey: pair.privateKey })) : null;
+  lintCopyCa?.catch(() => undefined);
   const signer = ca ? createCrlSigner(ca.privateKey) : null;
   const hash = ca ? hashFor(ca.privateKey) : 'sha256';
   const profile =
@@ -91,7 +93,8 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
     },
 
     async issue(req: IssueRequest): Promise<IssuedCertificate> {
-      if (!ca || !profile || !lintCopyCa || !throwaway) throw notConfigured();
+      if (!ca || !profile || !lintCopyCa) throw notConfigured();
+      const { privateKey: throwawayKey, ...lintCopyProfile } = await lintCopyCa;
       const spki = req.publicKey.spkiDer;
       const serial = Buffer.from(randomSerialHex(), 'hex');
       const tbs = encodeTbs(profile, {
@@ -103,8 +106,8 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
         subjectKeyId: keyIdOf(spki),
       });
       // Lint a copy signed by the throwaway key: the CA key signs nothing that fails the profile.
-      const copy = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(hash, tbs, throwaway.privateKey));
-      runLint(() => lintCertificate(copy, { ca: lintCopyCa, profile: 'issued', expected: { commonName: req.commonName, spkiDer: spki } }));
+      const copy = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(hash, tbs, throwawayKey));
+      runLint(() => lintCertificate(copy, { ca: lintCopyProfile, profile: 'issued', expected: { commonName: req.commonName, spkiDer: spki } }));
       const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(hash, tbs, ca.privateKey));
       verifyCaSignature(der, ca.publicKey);
       return {

@@ -2,7 +2,7 @@
  * CRL signing with node:crypto, and the CA identity (issuer name bytes, key id)
  * a CRL needs, read from the CA certificate with our DER reader.
  */
-import { createHash, createPublicKey, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, generateKeyPair, generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
 import type { TbsSigner as CrlSigner } from '../domain/signer.ts';
 import { promisify } from 'node:util';
 import { pemBlocks } from './pem.ts';
@@ -77,25 +77,58 @@ export function createCrlSigner(privateKey: KeyObject): CrlSigner {
  * algorithm per process and kept (an RSA-2048 key takes about 0.1 s, RSA-4096 about 1 s), never
  * stored, never trusted by anyone.
  */
-const throwawayKeys = new Map<string, { privateKey: KeyObject; publicKey: KeyObject }>();
+type KeyPair = { privateKey: KeyObject; publicKey: KeyObject };
+const throwawayKeys = new Map<string, KeyPair>();
+const generating = new Map<string, Promise<KeyPair>>();
+const generateKeyPairAsync = promisify(generateKeyPair);
 
-export function throwawayKeyFor(caKey: KeyObject): { privateKey: KeyObject; publicKey: KeyObject } {
-  const type = caKey.asymmetricKeyType;
+function algorithmOf(caKey: KeyObject): { id: string; type: 'ec'; namedCurve: string } | { id: string; type: 'rsa'; modulusLength: number } {
   const details = caKey.asymmetricKeyDetails ?? {};
-  const id = type === 'ec' ? `ec:${details.namedCurve ?? ''}` : type === 'rsa' ? `rsa:${details.modulusLength ?? 0}` : `${type ?? 'unknown'}`;
-  let pair = throwawayKeys.get(id);
+  if (caKey.asymmetricKeyType === 'ec' && details.namedCurve) return { id: `ec:${details.namedCurve}`, type: 'ec', namedCurve: details.namedCurve };
+  if (caKey.asymmetricKeyType === 'rsa' && details.modulusLength) return { id: `rsa:${details.modulusLength}`, type: 'rsa', modulusLength: details.modulusLength };
+  throw new TypeError(`no throwaway lint key for a ${caKey.asymmetricKeyType ?? 'unknown'} CA key`);
+}
+
+/** The throwaway key of `caKey`'s algorithm, now (generated here if it is not ready yet: blocking for RSA). */
+export function throwawayKeyFor(caKey: KeyObject): KeyPair {
+  const alg = algorithmOf(caKey);
+  let pair = throwawayKeys.get(alg.id);
   if (!pair) {
-    if (type === 'ec' && details.namedCurve) pair = generateKeyPairSync('ec', { namedCurve: details.namedCurve });
-    else if (type === 'rsa' && details.modulusLength) pair = generateKeyPairSync('rsa', { modulusLength: details.modulusLength, publicExponent: 65537 });
-    else throw new TypeError(`no throwaway lint key for a ${id} CA key`);
-    throwawayKeys.set(id, pair);
+    pair = alg.type === 'ec' ? generateKeyPairSync('ec', { namedCurve: alg.namedCurve }) : generateKeyPairSync('rsa', { modulusLength: alg.modulusLength, publicExponent: 65537 });
+    throwawayKeys.set(alg.id, pair);
   }
   return pair;
 }
 
-/** A CrlSigner with the throwaway key of `caKey`'s algorithm: the same AlgorithmIdentifier, so the TBS is the same bytes. */
+/** The same, generated in the thread pool (so an RSA CA's start does not wait for it); started once per algorithm. */
+export function throwawayKeyForAsync(caKey: KeyObject): Promise<KeyPair> {
+  const alg = algorithmOf(caKey);
+  const ready = throwawayKeys.get(alg.id);
+  if (ready) return Promise.resolve(ready);
+  let pending = generating.get(alg.id);
+  if (!pending) {
+    pending = (alg.type === 'ec' ? Promise.resolve(generateKeyPairSync('ec', { namedCurve: alg.namedCurve })) : generateKeyPairAsync('rsa', { modulusLength: alg.modulusLength, publicExponent: 65537 })).then((pair) => {
+      if (!throwawayKeys.has(alg.id)) throwawayKeys.set(alg.id, pair);
+      return throwawayKeys.get(alg.id)!;
+    });
+    generating.set(alg.id, pending);
+  }
+  return pending;
+}
+
+/**
+ * A CrlSigner with the throwaway key of `caKey`'s algorithm: the same AlgorithmIdentifier, so the
+ * TBS is the same bytes. The key generation starts now, in the background; signAsync waits for it.
+ */
 export function throwawaySignerFor(caKey: KeyObject): CrlSigner {
-  return createCrlSigner(throwawayKeyFor(caKey).privateKey);
+  const key = throwawayKeyForAsync(caKey);
+  key.catch(() => undefined); // reported by the first signature that needs it
+  const algorithmIdentifierDer = createCrlSigner(caKey).algorithmIdentifierDer;
+  return {
+    algorithmIdentifierDer,
+    sign: (tbs) => createCrlSigner(throwawayKeyFor(caKey).privateKey).sign(tbs),
+    signAsync: async (tbs) => createCrlSigner((await key).privateKey).signAsync!(tbs),
+  };
 }
 
 export interface CaIdentity {
