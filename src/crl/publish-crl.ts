@@ -191,12 +191,8 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       const { revoked, entries } = await readEntries(repos.crl, authority, stored);
       const entriesDone = performance.now();
 
-      // 2 build (pure). The same entries, twice: the broker's file has no Issuing Distribution
-      // Point, so it covers every certificate of the CA whatever distribution point it carries (a
-      // certificate issued before a PUBLIC_BASE_URL change, an imported one), and OpenSSL never
-      // answers "different CRL scope"; the CRL served at the distribution point URL carries that
-      // URL (EMQX enforces only such CRLs).
-      const fields: TbsInput = {
+      // 2 build, 3 lint (throwaway key), 4 sign (CA key), 5 verify: both variants
+      const signed = await signedVariants({ prepare, authority, distributionPointUrl: settings.distributionPointUrl, previous, entries, now: clock.now() }, {
         issuerNameDer: authority.issuerNameDer,
         authorityKeyId: authority.authorityKeyId,
         thisUpdate,
@@ -204,24 +200,8 @@ export function createPublishCrl(deps: PublishCrlDeps) {
         crlNumber,
         revoked,
         algorithmIdentifierDer: authority.signer.algorithmIdentifierDer,
-      };
-      const fileTbs = prepare(fields);
-      const servedTbs = prepare({ ...fields, distributionPointUrl: settings.distributionPointUrl });
-      const built = performance.now();
-
-      // 3 lint, on copies signed by the throwaway key (both at once, on two cores); the CA key has signed nothing yet.
-      const [fileCopy, servedCopy] = await Promise.all([fileTbs.signWithAsync(authority.lintSigner), servedTbs.signWithAsync(authority.lintSigner)]);
-      const lintOptions = { ca: authority.lintProfile, previousNumber: previous };
-      lintStage(fileCopy, lintOptions, entries);
-      lintStage(servedCopy, { ...lintOptions, entriesLike: { der: fileCopy, entries } }, entries); // same entry bytes: read once
-      const linted = performance.now();
-
-      // 4 sign with the CA key (overwrites the copies in place: the entries are not copied again)
-      const [fileDer, der] = await Promise.all([fileTbs.signWithAsync(authority.signer), servedTbs.signWithAsync(authority.signer)]);
-      const signed = performance.now();
-
-      // 5 verify: parsed back, signature checked with the CA public key
-      for (const crl of [fileDer, der]) verifyStage(crl, authority, clock.now(), previous, entries);
+      });
+      const { fileDer, der } = signed;
       const verified = performance.now();
 
       // 6 store, with 7 the broker file written meanwhile (before the commit: see the header)
@@ -264,9 +244,9 @@ export function createPublishCrl(deps: PublishCrlDeps) {
           entries,
           timings: {
             entriesMs: entriesDone - started,
-            signMs: built - entriesDone + (signed - linted),
-            lintMs: linted - built,
-            verifyMs: verified - signed,
+            signMs: signed.signMs,
+            lintMs: signed.lintMs,
+            verifyMs: signed.verifyMs,
             storeMs: done - verified,
             totalMs: done - started,
           },
@@ -302,6 +282,38 @@ async function readEntries(crl: Parameters<Parameters<Storage['asOperator']>[0]>
   });
   const entries = encoder.count;
   return { entries, revoked: encoder.finish() };
+}
+
+/**
+ * Stages 2-5 for one publication. Build (pure): the same entries, twice: the broker's file has no
+ * Issuing Distribution Point, so it covers every certificate of the CA whatever distribution point
+ * it carries (a certificate issued before a PUBLIC_BASE_URL change, an imported one) and OpenSSL
+ * never answers "different CRL scope"; the CRL served at the distribution point URL carries that
+ * URL (EMQX enforces only such CRLs). Lint copies signed by the throwaway key (both at once, on two
+ * cores); only then does the CA key sign (in place: the entries are not copied again); then each is
+ * parsed back and verified with the CA public key.
+ */
+async function signedVariants(
+  c: { prepare: typeof prepareCrl; authority: CrlAuthority; distributionPointUrl: string; previous: bigint; entries: number; now: Date },
+  fields: TbsInput,
+) {
+  const { authority, entries } = c;
+  const started = performance.now();
+  const fileTbs = c.prepare(fields);
+  const servedTbs = c.prepare({ ...fields, distributionPointUrl: c.distributionPointUrl });
+  const built = performance.now();
+
+  const [fileCopy, servedCopy] = await Promise.all([fileTbs.signWithAsync(authority.lintSigner), servedTbs.signWithAsync(authority.lintSigner)]);
+  const lintOptions = { ca: authority.lintProfile, previousNumber: c.previous };
+  lintStage(fileCopy, lintOptions, entries);
+  lintStage(servedCopy, { ...lintOptions, entriesLike: { der: fileCopy, entries } }, entries); // same entry bytes: read once
+  const linted = performance.now();
+
+  const [fileDer, der] = await Promise.all([fileTbs.signWithAsync(authority.signer), servedTbs.signWithAsync(authority.signer)]);
+  const signed = performance.now();
+
+  for (const crl of [fileDer, der]) verifyStage(crl, authority, c.now, c.previous, entries);
+  return { fileDer, der, signMs: built - started + (signed - linted), lintMs: linted - built, verifyMs: performance.now() - signed };
 }
 
 /** Stage 3: the lint reads a copy signed by the throwaway key (profile, number, entries sorted and unique). */
