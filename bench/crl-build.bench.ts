@@ -13,7 +13,7 @@ import { createPrivateKey, randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildCrl, createRevokedEntriesEncoder } from '../src/domain/crl/build-crl.ts';
+import { buildCrl, createRevokedEntriesEncoder } from '../src/crl/build-crl.ts';
 import { caIdentityFromCertificate, createCrlSigner } from '../src/pki/crl-signer.ts';
 import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { opensslIndexTime, writeOpensslCaConfig } from './support/openssl-ca.ts';

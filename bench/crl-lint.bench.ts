@@ -6,8 +6,8 @@
  *   node --import tsx bench/crl-lint.bench.ts
  */
 import { randomBytes } from 'node:crypto';
-import { buildCrl, createRevokedEntriesEncoder } from '../src/domain/crl/build-crl.ts';
-import { crlAuthorityFor } from '../src/crl/crl-authority.ts';
+import { buildCrl, createRevokedEntriesEncoder } from '../src/crl/build-crl.ts';
+import { crlAuthorityFor } from '../src/crl/publish-crl.ts';
 import { createDeviceCa, deviceCaFromPem } from '../src/pki/device-ca.ts';
 import { caLintProfile } from '../src/pki/lint/ca-profile.ts';
 import { lintCrl } from '../src/pki/lint/crl-lint.ts';

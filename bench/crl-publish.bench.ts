@@ -30,8 +30,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { Registry } from 'prom-client';
-import { createPublishCrl } from '../src/app/publish-crl.ts';
-import { crlAuthorityFor, crlDistributionPointUrl } from '../src/crl/crl-authority.ts';
+import { createCrlPipeline, createPublishCrl } from '../src/crl/publish-crl.ts';
+import { crlAuthorityFor, crlDistributionPointUrl } from '../src/crl/publish-crl.ts';
 import { systemClock } from '../src/domain/clock.ts';
 import { createDeviceCa, loadDeviceCa } from '../src/pki/device-ca.ts';
 import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
@@ -41,7 +41,6 @@ import { migrate } from '../src/storage/migrate.ts';
 import type { Driver } from '../src/storage/driver.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { forEachRevokedCertificate, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
-import { storedFileCrlLoader } from '../src/crl/stored-file-crl.ts';
 import { reasonCodeFor } from '../src/domain/revocation-reasons.ts';
 import { createBrokerReloader } from '../src/broker/broker-reloader.ts';
 import { createCrlFileSync } from '../src/crl/crl-file-sync.ts';
@@ -78,11 +77,12 @@ async function child(databaseUrl: string, caDir: string, outPath: string): Promi
   const authority = crlAuthorityFor(ca);
   const lines: Record<string, unknown>[] = [];
   const logger = { debug: () => undefined, info: (o: Record<string, unknown>) => void lines.push(o), warn: () => undefined, error: (o: Record<string, unknown>) => console.error(o) };
+  const storage = createStorage(db);
+  const file = createCrlFileSync({ path: outPath, caPublicKey: ca.publicKey, issuerNameDer: authority.issuerNameDer, clock: systemClock, reloader: createBrokerReloader({}), logger });
+  const settings = { validityHours: 168, distributionPointUrl: crlDistributionPointUrl({ publicBaseUrl: BASE_URL }) };
+  const publish = createPublishCrl({ storage, clock: systemClock, authority, settings, file });
   const publisher = createCrlPublisher({
-    publish: createPublishCrl({ storage: createStorage(db), clock: systemClock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl({ publicBaseUrl: BASE_URL }) } }),
-    readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
-    loadStoredDer: storedFileCrlLoader(db, authority.issuerKeyId),
-    fileSync: createCrlFileSync({ path: outPath, caPublicKey: ca.publicKey, issuerNameDer: authority.issuerNameDer, clock: systemClock, reloader: createBrokerReloader({}), logger }),
+    pipeline: createCrlPipeline({ publish, storage, authority, file, sessions: null, logger }),
     clock: systemClock,
     logger,
     metrics: new Registry(),

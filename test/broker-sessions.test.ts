@@ -1,8 +1,8 @@
 /** Which revocations a reload newly delivered to the broker, and the kick retries (no broker needed). */
 import { generateKeyPairSync } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { buildCrl, encodeRevokedEntries, type CrlSigner } from '../src/domain/crl/build-crl.ts';
-import { newlyRevokedSerials } from '../src/domain/crl/crl-diff.ts';
+import { buildCrl, encodeRevokedEntries, type CrlSigner } from '../src/crl/build-crl.ts';
+import { newlyRevokedSerials } from '../src/crl/build-crl.ts';
 import { createRevokedSessions } from '../src/broker/revoked-sessions.ts';
 import { createCrlSigner } from '../src/pki/crl-signer.ts';
 import { sequence } from '../src/domain/der.ts';

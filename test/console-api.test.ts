@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { webConsoleRoutes } from '../src/http/routes/web-console.ts';
-import { installErrorHandler } from '../src/http/problem.ts';
+import { installErrorHandler } from '../src/support/problem.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { ensureWebBuilt } from './support/web-build.ts';

@@ -15,7 +15,7 @@ import {
   encodeRevokedEntries,
   type CrlInput,
   type RevokedEntry,
-} from '../src/domain/crl/build-crl.ts';
+} from '../src/crl/build-crl.ts';
 import {
   TAG,
   children,
@@ -39,7 +39,7 @@ import {
 } from '../src/domain/der.ts';
 import { caIdentityFromCertificate, createCrlSigner } from '../src/pki/crl-signer.ts';
 import { CrlVerificationError, crlDerToPem, crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
-import { completeCrlOf, crlSignature } from '../src/domain/crl/complete-crl.ts';
+import { completeCrlOf, crlSignature } from '../src/crl/build-crl.ts';
 
 const CRL_URL = 'http://certfleet.test:8080/pki/crl';
 const DAY = 86_400_000;

@@ -3,10 +3,10 @@
  * stored or written; a failed lint stores nothing and names the rule (LINT_FAILED).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCrl, encodeRevokedEntries, type CrlInput } from '../src/domain/crl/build-crl.ts';
+import { buildCrl, encodeRevokedEntries, prepareCrl, type CrlInput } from '../src/crl/build-crl.ts';
 import { AppError } from '../src/domain/errors.ts';
-import { createPublishCrl } from '../src/app/publish-crl.ts';
-import { crlAuthorityFor, crlDistributionPointUrl } from '../src/crl/crl-authority.ts';
+import { createPublishCrl } from '../src/crl/publish-crl.ts';
+import { crlAuthorityFor, crlDistributionPointUrl } from '../src/crl/publish-crl.ts';
 import { createDeviceCa, deviceCaFromPem, type DeviceCa } from '../src/pki/device-ca.ts';
 import { caLintProfile, type CaLintProfile } from '../src/pki/lint/ca-profile.ts';
 import { lintCrl } from '../src/pki/lint/crl-lint.ts';
@@ -131,7 +131,7 @@ describe('CRL lint wired into publication', () => {
       clock: t.clock,
       authority,
       settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl(t.config) },
-      build: (input) => buildCrl({ ...input, crlNumber: 1n }),
+      prepare: (input) => prepareCrl({ ...input, crlNumber: 1n }),
     });
     const error = await publish().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(AppError);

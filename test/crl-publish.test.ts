@@ -10,15 +10,14 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Registry } from 'prom-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createPublishCrl, type CrlAuthority } from '../src/app/publish-crl.ts';
+import { createCrlPipeline, createPublishCrl, type CrlAuthority } from '../src/crl/publish-crl.ts';
 import type { Storage, StoredCrlInfo } from '../src/app/storage-ports.ts';
-import { crlAuthorityFor } from '../src/crl/crl-authority.ts';
+import { crlAuthorityFor } from '../src/crl/publish-crl.ts';
 import { DAY_MS, createManualClock, type Clock } from '../src/domain/clock.ts';
 import { crlDerToPem, crlPemToDer, CrlVerificationError, verifyCrl } from '../src/crl/verify-crl.ts';
-import { buildCrl } from '../src/domain/crl/build-crl.ts';
+import { buildCrl } from '../src/crl/build-crl.ts';
 import { createDeviceCa, deviceCaFromPem } from '../src/pki/device-ca.ts';
 import { readCrl, readCrlInfo } from '../src/storage/repos/crl-repo.ts';
-import { storedFileCrlLoader } from '../src/crl/stored-file-crl.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { createDatabase } from '../src/storage/database.ts';
 import { createStorage } from '../src/storage/repositories.ts';
@@ -652,11 +651,11 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     const clock = options.clock ?? t.clock;
     const fileSync = createCrlFileSync({ path, caPublicKey: ca.publicKey, issuerNameDer: good.issuerNameDer, clock, reloader, logger: quiet, fs: options.fs });
     const registry = new Registry();
+    const storage = options.storage ?? createStorage(database.db);
+    const authority = options.authority ?? good;
+    const publish = createPublishCrl({ storage, clock, authority, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl }, file: fileSync });
     const p = createCrlPublisher({
-      publish: createPublishCrl({ storage: options.storage ?? createStorage(database.db), clock, authority: options.authority ?? good, settings: { validityHours: 168, distributionPointUrl: t.service.crl.distributionPointUrl } }),
-      readStored: () => database.db.asOperator((tx) => readCrlInfo(tx, good.issuerKeyId)),
-      loadStoredDer: storedFileCrlLoader(database.db, good.issuerKeyId),
-      fileSync,
+      pipeline: createCrlPipeline({ publish, storage, authority, file: fileSync, sessions: null, logger: quiet }),
       clock,
       logger: quiet,
       metrics: registry,

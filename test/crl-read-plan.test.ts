@@ -10,7 +10,7 @@
  * fast, on both drivers.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { createRevokedEntriesEncoder } from '../src/domain/crl/build-crl.ts';
+import { createRevokedEntriesEncoder } from '../src/crl/build-crl.ts';
 import { explainRevokedEntriesRead, forEachRevokedCertificate } from '../src/storage/repos/crl-repo.ts';
 import { insertRevokedCertificates } from './support/bulk-revoked.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';

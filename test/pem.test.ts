@@ -30,7 +30,7 @@ describe('PEM encoder', () => {
 
 describe('peekCrlNumber (the number a PEM CRL file claims, from its last lines)', () => {
   it('reads it from a 4 KB tail of a large CRL, with or without Issuing Distribution Point, EC or RSA', async () => {
-    const { buildCrl, createRevokedEntriesEncoder } = await import('../src/domain/crl/build-crl.ts');
+    const { buildCrl, createRevokedEntriesEncoder } = await import('../src/crl/build-crl.ts');
     const { createCrlSigner } = await import('../src/pki/crl-signer.ts');
     const { crlDerToPem, peekCrlNumber } = await import('../src/crl/verify-crl.ts');
     const { generateKeyPairSync } = await import('node:crypto');

@@ -1,5 +1,5 @@
 import { DELIVERY_HEADER, EVENT_HEADER, retryDelayMs, SIGNATURE_HEADER, signPayload, type RetryPolicy } from '../domain/notification-policy.ts';
-import type { SecretSealer } from '../pki/secret-box.ts';
+import type { SecretSealer } from './ports.ts';
 import type { AppDeps } from './deps.ts';
 import type { ClaimedDelivery, DeliveryOutcome } from './storage-ports.ts';
 

@@ -1,7 +1,6 @@
 import type { Clock } from '../domain/clock.ts';
 import type { RateLimiter } from '../domain/rate-limit.ts';
-import type { SecretSealer } from '../pki/secret-box.ts';
-import type { BrokerAclListener, CertificateAuthority, KeySource, RevocationListener } from './ports.ts';
+import type { BrokerAclListener, CertificateAuthority, KeySource, RevocationListener, SecretSealer } from './ports.ts';
 import type { Storage } from './storage-ports.ts';
 
 /** Everything a use case may ask for; each factory picks the few it needs. */

@@ -76,3 +76,11 @@ export interface Actor {
   id: string;
   tenantId: string;
 }
+
+/** Encryption at rest of small secrets (webhook HMAC keys); implemented by pki/secret-box.ts. */
+export interface SecretSealer {
+  /** The stored form of `plain`. */
+  seal(plain: string): string;
+  /** The plaintext of a stored value; a value without the `v1:` prefix is legacy plaintext and returned as is. Throws when it does not authenticate (wrong key, tampered). */
+  open(stored: string): string;
+}

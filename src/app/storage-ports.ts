@@ -419,6 +419,8 @@ export interface CrlRepository {
   hasPendingRevocations(issuer: string): Promise<boolean>;
   /** The latest nextUpdate of any stored CRL; null before the first publication. */
   latestCrlNextUpdate(): Promise<Date | null>;
+  /** The distinct CNs of the certificates with these serials (lowercase hex), all tenants: whose broker sessions to close. */
+  commonNamesOfSerials(serials: string[]): Promise<string[]>;
 }
 
 // ---- periodic tasks

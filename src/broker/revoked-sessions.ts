@@ -12,6 +12,8 @@
  * (same CN after a rotation): that session reconnects at once, the revoked one is refused in the
  * TLS handshake.
  */
+import type { Config } from '../config.ts';
+import { readBrokerAdmin } from './admin-credentials.ts';
 import type { SessionKicker } from './session-kicker.ts';
 import { createBackoff } from '../support/backoff.ts';
 import type { Logger } from '../support/logger.ts';
@@ -155,4 +157,21 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
       await chain;
     },
   };
+}
+
+/**
+ * The session step for BROKER_ADMIN_URL (null without it): BROKER_ADMIN_USERNAME,
+ * BROKER_ADMIN_PASSWORD_FILE and BROKER_ADMIN_CA_FILE are read at each kick (a rotated password
+ * is picked up without a restart); mqtt is imported only when kicking is configured.
+ */
+export function revokedSessionsFor(config: Partial<Pick<Config, 'brokerAdmin'>>, log?: Logger): RevokedSessions | null {
+  const admin = config.brokerAdmin;
+  if (!admin) return null;
+  const kicker: SessionKicker = {
+    async kick(commonName) {
+      const [{ createSessionKicker }, connection] = await Promise.all([import('./session-kicker.ts'), readBrokerAdmin(admin)]);
+      return createSessionKicker(connection).kick(commonName);
+    },
+  };
+  return createRevokedSessions({ kicker, log });
 }

@@ -5,7 +5,7 @@ import { createWorker, type WorkerOverrides } from '../composition/worker.ts';
 import { createLogger } from '../support/logger.ts';
 import type { Flags } from './commands.ts';
 import { metricsAuthorized } from '../http/metrics-auth.ts';
-import { createLimitedServer } from '../http/listener.ts';
+import { createLimitedServer } from '../support/listener.ts';
 
 /**
  * `certfleet worker`: the periodic tasks until SIGINT/SIGTERM, coordinated with any other

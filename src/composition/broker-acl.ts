@@ -21,7 +21,7 @@ import { isReservedId } from '../domain/identifiers.ts';
 import type { Database } from '../storage/database.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
 import { allAclDevices, allBrokerGrants } from '../storage/repos/broker-acl-repo.ts';
-import { newInstanceId } from '../storage/revocation-events.ts';
+import { newInstanceId } from '../storage/repos/crl-repo.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
 
 export const ACL_CHANNEL = 'certfleet_acl';

@@ -1,49 +1,32 @@
 /**
- * CRL publication, wired: the one factory the wiring roots call (createService for serve/api
- * and the tests; the worker's root).
+ * Constructs the CRL pipeline (src/crl/publish-crl.ts) and its trigger (src/crl/crl-publisher.ts)
+ * for one process; no policy lives here.
  *
- *   const crl = createCrlPublication({ config, storage, ca: loaded.ca, clock, metrics, logger, publish: true });
- *   deps.revocations = crl.listener;   // the use cases call it after every committed revocation
- *   routes: crl.routes.pki (public /pki/ca.pem, /pki/crl, /pki/crl.pem), crl.routes.customer (GET /crl)
- *   await crl.start();                 // publishing process: LISTEN, first publication if needed, refresh timer
- *   await crl.publisher?.publishNow(); // the periodic refresh (the worker's task may call it every CRL_REFRESH_MINUTES)
- *   crl.publisher?.status();           // for health, alerts (CRL_STALE): failures, nextUpdate, file number
- *   await crl.stop();                  // before closing storage
- *
- * `publish: true` (serve, worker): this process builds CRLs into crl_state, keeps CRL_OUTPUT_PATH
- * equal to the latest one and reloads its broker (BROKER_PID_FILE / BROKER_RELOAD_COMMAND).
- * With Postgres it LISTENs for revocations of other processes and for CRLs other workers
- * stored (each worker keeps its own broker's file). `publish: false` (API replica on
- * Postgres): revocations are NOTIFYed to the workers; the routes serve the stored CRL.
- * PGlite is always one process, so it always publishes, in-process.
+ * `publish: true` (serve, worker): this process builds CRLs, keeps CRL_OUTPUT_PATH equal to the
+ * latest one, reloads its broker and closes revoked sessions (BROKER_ADMIN_URL); on Postgres it
+ * follows other processes' revocations and CRLs. `publish: false` (API replica on Postgres):
+ * revocations are NOTIFYed to the workers; the routes serve the stored CRL. PGlite always publishes.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config.ts';
 import { systemClock, type Clock } from '../domain/clock.ts';
 import type { RevocationListener } from '../app/ports.ts';
-import { createGetCrl, type GetCrl } from '../app/get-crl.ts';
-import { createPublishCrl } from '../app/publish-crl.ts';
-import { crlAuthorityFor, crlDistributionPointUrl } from '../crl/crl-authority.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
 import { customerCrlRoutes } from '../http/routes/customer-crl.ts';
 import { pkiRoutes } from '../http/routes/pki.ts';
 import type { Database } from '../storage/database.ts';
-import type { Driver, Listening } from '../storage/driver.ts';
-import { readCrlInfo } from '../storage/repos/crl-repo.ts';
-import { storedFileCrlLoader } from '../crl/stored-file-crl.ts';
+import type { Driver } from '../storage/driver.ts';
 import { createStorage } from '../storage/repositories.ts';
-import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/revocation-events.ts';
+import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/repos/crl-repo.ts';
 import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
-import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from '../broker/session-kicking-reloader.ts';
+import { revokedSessionsFor } from '../broker/revoked-sessions.ts';
 import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
-import { createCrlPublisher, type CrlPublisher } from '../crl/crl-publisher.ts';
+import { createCrlPublisher, createGetCrl, crlRefreshTimings, sessionStepErrors, type CrlPublisher, type GetCrl } from '../crl/crl-publisher.ts';
+import { createCrlPipeline, createPublishCrl, crlAuthorityFor, crlDistributionPointUrl } from '../crl/publish-crl.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
 
-export type CrlConfig = Pick<
-  Config,
-  'crlOutputPath' | 'crlRefreshMinutes' | 'crlValidityHours' | 'brokerPidFile' | 'brokerReloadCommand' | 'publicBaseUrl'
-> &
+export type CrlConfig = Pick<Config, 'crlOutputPath' | 'crlRefreshMinutes' | 'crlValidityHours' | 'brokerPidFile' | 'brokerReloadCommand' | 'publicBaseUrl'> &
   Partial<Pick<Config, 'brokerAdmin'>>;
 
 export interface CrlPublicationOptions {
@@ -68,12 +51,10 @@ export interface CrlPublication {
   listener: RevocationListener;
   /** null when this process does not publish (API replica) or has no CA. */
   publisher: CrlPublisher | null;
-  /** The latest stored CRL (cached), for other entry points. */
   getCrl: GetCrl;
   /** The Device CA's key id (the crl_state row); null without a CA. */
   issuerKeyId: string | null;
   routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
-  /** The CRL Distribution Point URL certificates carry, and the Issuing Distribution Point of the CRL served there. */
   distributionPointUrl: string;
   /** What happens at the broker after a new CRL file (for the start banner); null when this process does not publish. */
   broker: { reload: string; reloadConfigured: boolean; sessionKicking: boolean } | null;
@@ -81,76 +62,43 @@ export interface CrlPublication {
   stop(): Promise<void>;
 }
 
-const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
-
 export function createCrlPublication(options: CrlPublicationOptions): CrlPublication {
-  const { config, storage, ca } = options;
+  const { config, ca, storage: { db, driver } } = options;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
-  const { db, driver } = storage;
   const authority = ca ? crlAuthorityFor(ca) : null;
   const distributionPointUrl = crlDistributionPointUrl(config);
-  const refreshMs = config.crlRefreshMinutes * 60_000;
-  // The watchdog looks this often; a CRL is re-signed once it is (refresh - check) old, so none gets older than the refresh interval.
-  const checkMs = clamp(Math.floor(refreshMs / 6), 5_000, 5 * 60_000);
-  const staleAfterMs = Math.max(checkMs, refreshMs - checkMs);
-  // HTTP caches may keep a CRL this long: well below the refresh interval; revocations should show within minutes.
-  const maxAgeSeconds = clamp(Math.floor(refreshMs / 2000), 1, 300);
-  const publishing = authority !== null && ((options.publish ?? true) || driver.kind === 'pglite');
+  const timings = crlRefreshTimings(config.crlRefreshMinutes);
+  const storage = createStorage(db);
+  const getCrl = createGetCrl({ storage, issuerKeyId: authority?.issuerKeyId ?? null });
   const instanceId = newInstanceId();
-
-  const repositories = createStorage(db);
-  const getCrl = createGetCrl({ storage: repositories, issuerKeyId: authority?.issuerKeyId ?? null });
   let publisher: CrlPublisher | null = null;
-  const events = createRevocationEvents({
-    db,
-    local: { revocationCommitted: () => publisher?.revocationCommitted() },
-    notify: driver.kind === 'pg',
-    instanceId,
-    logger,
-  });
+  const events = createRevocationEvents({ db, local: { revocationCommitted: () => publisher?.revocationCommitted() }, notify: driver.kind === 'pg', instanceId, logger });
 
-  // BROKER_ADMIN_URL: after each successful reload, close the live sessions of newly revoked certificates.
-  const sessions = publishing ? revokedSessionsFor(config, logger) : null;
-  let kicking: SessionKickingReloader | null = null;
-  let fileSync: ReturnType<typeof createCrlFileSync> | null = null;
   let broker: CrlPublication['broker'] = null;
-  if (publishing && authority && ca) {
-    const baseReloader =
-      options.reloader ??
-      createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
-    kicking = sessions ? withSessionKicks(baseReloader, { crlPath: config.crlOutputPath, db, sessions, log: logger }) : null;
-    const reloader = kicking ?? baseReloader;
-    broker = { reload: baseReloader.description, reloadConfigured: baseReloader.configured, sessionKicking: kicking !== null };
-    fileSync = createCrlFileSync({
-      path: config.crlOutputPath,
-      caPublicKey: authority.publicKey,
-      issuerNameDer: authority.issuerNameDer,
-      clock,
-      reloader,
-      logger,
-      fs: options.fs,
-    });
+  const sessions = authority && ((options.publish ?? true) || driver.kind === 'pglite') ? revokedSessionsFor(config, logger) : null;
+  if (authority && ((options.publish ?? true) || driver.kind === 'pglite')) {
+    const reloader = options.reloader ?? createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
+    broker = { reload: reloader.description, reloadConfigured: reloader.configured, sessionKicking: sessions !== null };
+    const file = createCrlFileSync({ path: config.crlOutputPath, caPublicKey: authority.publicKey, issuerNameDer: authority.issuerNameDer, clock, reloader, logger, fs: options.fs });
+    const settings = { validityHours: config.crlValidityHours, distributionPointUrl };
+    const publish = createPublishCrl({ storage, clock, authority, settings, file });
     publisher = createCrlPublisher({
-      publish: createPublishCrl({ storage: repositories, clock, authority, settings: { validityHours: config.crlValidityHours, distributionPointUrl } }),
-      readStored: () => db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId)),
-      loadStoredDer: storedFileCrlLoader(db, authority.issuerKeyId),
-      fileSync,
+      pipeline: createCrlPipeline({ publish, storage, authority, file, sessions, logger, sessionErrors: sessionStepErrors(options.metrics) }),
       clock,
       logger,
       metrics: options.metrics,
-      staleAfterMs,
-      onPublished: ({ crl }) => {
+      staleAfterMs: timings.staleAfterMs,
+      checkMs: (options.refreshTimer ?? true) ? timings.checkMs : null,
+      events: (handlers) => listenForCrlEvents(driver, instanceId, handlers, logger),
+      onPublished: (crl) => {
         getCrl.offer(crl);
         events.crlPublished(crl.crlNumber);
       },
     });
   }
 
-  let listening: Listening | null = null;
-  let timer: NodeJS.Timeout | null = null;
-  const pub = publisher;
-
+  const routeOptions = { getCrl, crlMaxAgeSeconds: timings.maxAgeSeconds };
   return {
     listener: events,
     publisher,
@@ -159,46 +107,13 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     distributionPointUrl,
     broker,
     routes: {
-      pki: pkiRoutes({ caCertPem: ca?.certPem ?? null, caNotBefore: ca?.certificate.notBefore ?? null, getCrl, crlMaxAgeSeconds: maxAgeSeconds }),
-      customer: customerCrlRoutes(getCrl, { maxAgeSeconds }),
+      pki: pkiRoutes({ caCertPem: ca?.certPem ?? null, caNotBefore: ca?.certificate.notBefore ?? null, ...routeOptions }),
+      customer: customerCrlRoutes(getCrl, { maxAgeSeconds: timings.maxAgeSeconds }),
     },
-    async start() {
-      if (!pub) return;
-      // A kill between writing a temp file and renaming it leaves the temp file behind.
-      await fileSync?.removeStaleTempFiles().catch((error: Error) => logger.warn({ err: error.message }, 'could not remove temp CRL files'));
-      let connected: () => void = () => undefined;
-      const firstConnection = new Promise<void>((resolve) => (connected = resolve));
-      listening = listenForCrlEvents(
-        driver,
-        instanceId,
-        {
-          onRevoked: (committedBefore) => pub.revocationCommitted({ committedBefore }),
-          onPublished: (crlNumber) => pub.syncFile(crlNumber),
-          // Revocations committed while we were not listening (down, reconnecting): rebuild unless a CRL was built since.
-          onConnected: (now) => {
-            pub.revocationCommitted({ committedBefore: now });
-            connected();
-          },
-        },
-        logger,
-      );
-      if (listening) await Promise.race([firstConnection, new Promise((r) => setTimeout(r, 5_000).unref())]);
-      // No CRL yet, an old one, nextUpdate near, or revocations committed after the stored CRL's read (the
-      // process died before publishing them; PGlite has no LISTEN to catch up with): publish now, once.
-      await pub.publishIfStale().catch(() => undefined); // logged; retried with backoff
-      if (options.refreshTimer ?? true) {
-        timer = setInterval(() => void pub.publishIfStale().catch(() => undefined), checkMs);
-        timer.unref();
-      }
-    },
+    start: async () => publisher?.start(),
     async stop() {
-      if (timer) clearInterval(timer);
-      timer = null;
-      await listening?.close();
-      listening = null;
       await publisher?.stop();
       await sessions?.close(); // no further kicks; the ones in flight finish
-      await kicking?.idle(); // and so do their database look-ups, before storage closes
       await events.flush();
     },
   };

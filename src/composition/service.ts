@@ -16,6 +16,7 @@ import { customerAlertRoutes } from '../http/routes/customer-alerts.ts';
 import { customerWebhookRoutes } from '../http/routes/customer-webhooks.ts';
 import { customerRotationRoutes } from '../http/routes/customer-rotation.ts';
 import { healthRoutes } from '../http/routes/health.ts';
+import { pingDatabase } from '../storage/database.ts';
 import { operatorRoutes } from '../http/routes/operator.ts';
 import { operatorAlertRoutes } from '../http/routes/operator-alerts.ts';
 import { customerAuditRoutes, operatorAuditRoutes } from '../http/routes/audit-events.ts';
@@ -152,7 +153,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       ],
       operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases), operatorAuditRoutes(useCases), operatorOverviewRoutes(useCases, crlStatus)],
       public: [
-        healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }),
+        healthRoutes({ pingDatabase: () => pingDatabase(storage.db), caLoaded: ca.ca !== null }),
         crl.routes.pki,
         async (scope) => scope.register(authInfoRoutes(verifier, sessions, signIn), { prefix: '/auth' }),
         webConsoleRoutes({ connectOrigins: signIn.oidc ? [new URL(signIn.oidc.issuer).origin] : [] }),

@@ -125,6 +125,13 @@ export interface CrlFileSync {
   fileNumber(): Promise<bigint | null>;
   /** A reload failed and has not succeeded since. */
   readonly reloadPending: boolean;
+  /** A broker reload is configured (BROKER_PID_FILE or BROKER_RELOAD_COMMAND). */
+  readonly reloadConfigured: boolean;
+  /**
+   * The DER of the CRL in the file now, unverified (what the broker has loaded); null when there is
+   * no file. Any other failure (EACCES, not a PEM CRL) is thrown, never taken for "no file".
+   */
+  currentDer(): Promise<Uint8Array | null>;
   /**
    * Removes temp files a killed process left next to the file (at start): every one not staged by
    * this process whose process is gone, or has our pid (a restarted container's process has the
@@ -253,6 +260,19 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     claimedNumber,
     get reloadPending() {
       return reloadPending;
+    },
+    get reloadConfigured() {
+      return deps.reloader.configured;
+    },
+    async currentDer() {
+      let pem: Buffer;
+      try {
+        pem = await fs.readFile(deps.path);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
+        throw error;
+      }
+      return crlPemToDer(pem.toString('latin1'));
     },
     async removeStaleTempFiles() {
       const removed: string[] = [];

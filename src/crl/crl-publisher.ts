@@ -1,39 +1,73 @@
 /**
- * The CRL publication trigger: coalesces revocations into publications, and runs each one
- * end to end (build → verify → store → verify → file → broker reload).
+ * When the CRL pipeline (publish-crl.ts) runs: coalesces revocations into publications, retries
+ * failures with backoff, re-signs on a timer, and follows the other processes' CRL events.
  *
  * - `revocationCommitted()` starts a publication at once when idle; revocations that arrive
  *   while one runs mark it dirty, and exactly one more publication runs after it (with all
  *   of them, since it reads the database afresh).
- * - `publishNow()` (the periodic refresh) always builds a new CRL; `publishIfStale()` only
- *   when the stored one is older than the refresh interval or its nextUpdate is near.
+ * - `publishNow()` always builds a new CRL; `publishIfStale()` (the refresh timer) only when the
+ *   stored one is older than the refresh interval or its nextUpdate is near.
  * - `syncFile()` (another replica published) copies the stored CRL to this replica's file.
+ * - `start()`: LISTEN for other processes' events (Postgres), publish once if stale, start the
+ *   refresh timer; `stop()` undoes it.
+ * And the served side: createGetCrl, the stored CRL for GET /pki/crl, cached, offered each new CRL.
  * Everything runs one at a time on one queue, so the file is never written twice at once.
  * A failure is logged, counted and retried with backoff; so is a broker reload failure.
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../domain/clock.ts';
-import type { PublishCondition, PublishCrl, PublishCrlResult } from '../app/publish-crl.ts';
 import type { StoredCrlInfo } from '../app/storage-ports.ts';
-import type { CrlFileSync, CrlFileSyncResult, CrlForFile } from './crl-file-sync.ts';
+import type { CrlPipeline, CrlRun, PublishCondition, PublishedCrl } from './publish-crl.ts';
+import type { CrlFileSyncResult } from './crl-file-sync.ts';
 import { createBackoff } from '../support/backoff.ts';
 import type { Logger } from '../support/logger.ts';
+import { AppError } from '../domain/errors.ts';
+import type { Storage } from '../app/storage-ports.ts';
+import { crlDerToPemBytes } from './verify-crl.ts';
 
+/** Other processes' CRL events (Postgres LISTEN, storage/revocation-events.ts); null when the driver cannot listen. */
+export type CrlEventSource = (handlers: {
+  /** A revocation committed in another process before this database time. */
+  onRevoked(committedBefore: Date): void;
+  /** Another process stored CRL `crlNumber`. */
+  onPublished(crlNumber: bigint): void;
+  /** (Re)connected, with the database clock: events before it may have been missed. */
+  onConnected(databaseNow: Date): void;
+}) => { close(): Promise<void> } | null;
+
+const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
+/** The watchdog looks at most this often, and at least this rarely. */
+const MIN_CHECK_MS = 5_000;
+const MAX_CHECK_MS = 5 * 60_000;
+/** How long start() waits for the first LISTEN connection before publishing anyway. */
+const LISTEN_WAIT_MS = 5_000;
+/** HTTP caches may keep a CRL at most this long (s). */
+const MAX_CACHE_SECONDS = 300;
+
+/**
+ * From CRL_REFRESH_MINUTES: how often the watchdog looks; the age at which a CRL is re-signed
+ * (so none gets older than the refresh interval); how long HTTP caches may keep one (well below
+ * the refresh interval: revocations should show within minutes).
+ */
+export function crlRefreshTimings(refreshMinutes: number) {
+  const refreshMs = refreshMinutes * 60_000;
+  const checkMs = clamp(Math.floor(refreshMs / 6), MIN_CHECK_MS, MAX_CHECK_MS);
+  return { checkMs, staleAfterMs: Math.max(checkMs, refreshMs - checkMs), maxAgeSeconds: clamp(Math.floor(refreshMs / 2000), 1, MAX_CACHE_SECONDS) };
+}
 
 export interface CrlPublisherDeps {
-  publish: PublishCrl;
-  /** The stored CRL's metadata, and the DER of its file variant (for a file sync when another replica built it). */
-  readStored(): Promise<StoredCrlInfo | null>;
-  loadStoredDer(): Promise<Uint8Array | null>;
-  /** null: this process keeps no file (API replica without a worker). */
-  fileSync: CrlFileSync | null;
+  pipeline: CrlPipeline;
   clock: Clock;
   logger: Logger;
   metrics?: Registry;
   /** publishIfStale builds when the stored CRL is this old (about CRL_REFRESH_MINUTES), or its nextUpdate is this close. */
   staleAfterMs: number;
+  /** The refresh timer's period (null: no timer). */
+  checkMs?: number | null;
+  /** Other processes' events (null: none, e.g. PGlite, always one process). */
+  events?: CrlEventSource | null;
   /** Told after every new CRL was stored (e.g. NOTIFY the other replicas, refresh the HTTP cache). */
-  onPublished?(result: Extract<PublishCrlResult, { published: true }>): void;
+  onPublished?(crl: PublishedCrl): void;
   /** First retry delay after a failure (doubles up to maxRetryMs). Default 2 s. */
   retryMs?: number;
   maxRetryMs?: number;
@@ -49,6 +83,8 @@ export interface CrlPublication {
   nextUpdate: Date | null;
   /** The run, database to file on disk and CRL stored. */
   ms: number;
+  /** What the session step was given (null: not worked out). */
+  newlyRevoked: CrlRun['newlyRevoked'];
   /** From the start of the run until this publication's file was on disk (null: no file written). */
   toFileMs: number | null;
   file: CrlFileSyncResult | null;
@@ -76,10 +112,12 @@ export interface CrlPublisher {
   publishIfStale(): Promise<CrlPublication>;
   /** Makes the file match the stored CRL (another replica published `crlNumber`). */
   syncFile(crlNumber?: bigint): void;
-  /** Resolves when nothing runs and nothing is queued. */
+  /** Resolves when nothing runs and nothing is queued (and the session step is done). */
   idle(): Promise<void>;
   status(): CrlPublisherStatus;
-  /** Stops timers, drops queued work, waits for the running publication. */
+  /** LISTEN for other processes, publish once if stale, start the refresh timer. */
+  start(): Promise<void>;
+  /** Stops timers and LISTEN, drops queued work, waits for the running publication. */
   stop(): Promise<void>;
 }
 
@@ -135,6 +173,13 @@ function createMetrics(registry: Registry | undefined) {
       new Counter({ name: 'certfleet_crl_broker_reload_failures_total', help: 'Broker reloads that failed after a CRL file was written (retried)', registers }),
     ),
   };
+}
+
+/** Failures of the session step's own work (reading the broker file at start, looking up CNs, kicking). */
+export function sessionStepErrors(registry: Registry | undefined): Counter<'stage'> {
+  return metric(registry, 'certfleet_broker_session_step_errors_total', (registers) =>
+    new Counter({ name: 'certfleet_broker_session_step_errors_total', help: 'Failures of the step that closes revoked sessions, by stage (baseline, lookup, kick)', labelNames: ['stage'], registers }),
+  ) as Counter<'stage'>;
 }
 
 export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
@@ -204,46 +249,14 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
   async function runOnce(req: Request): Promise<CrlPublication> {
     const started = performance.now();
     state.runs++;
-    let result: PublishCrlResult | null = null;
-    let forFile: CrlForFile | null = null;
-    let stored: StoredCrlInfo | null = null;
-    const load = async () => deps.loadStoredDer();
-    let fileWrite: Promise<CrlFileSyncResult> | null = null;
-    let fileWrittenAt: number | null = null;
-    const timed = (write: Promise<CrlFileSyncResult>) =>
-      write.then((r) => {
-        if (r.file === 'written') fileWrittenAt = performance.now();
-        return r;
-      });
-    if (req.publish !== null) {
-      const fileSync = deps.fileSync;
-      // The file's number is a floor: if the database was restored from an older backup, numbers still go up for the broker.
-      const minNumber = (await fileSync?.claimedNumber()) ?? undefined;
-      result = await deps.publish({
-        unless: req.publish === 'always' ? undefined : req.publish,
-        minNumber,
-        // Written as soon as it is verified, while the database stores the CRL.
-        writeFile: fileSync ? (crl) => (fileWrite = timed(fileSync.sync({ ...crl, verified: true }))) : undefined,
-      });
-      stored = result.stored;
-      forFile = result.published ? { crlNumber: result.crl.crlNumber, der: result.crl.fileDer } : { crlNumber: stored.crlNumber, load };
-      if (result.published) deps.onPublished?.(result);
-    } else {
-      stored = await deps.readStored();
-      if (stored) forFile = { crlNumber: stored.crlNumber, load };
-    }
-    let file: CrlFileSyncResult | null = null;
-    if (deps.fileSync && forFile) {
-      try {
-        file = await (fileWrite ?? timed(deps.fileSync.sync(forFile)));
-      } catch (error) {
-        // The CRL is stored; only the file is behind: retry the file, not the publication.
-        throw Object.assign(error as Error, { fileOnly: true });
-      }
-    }
+    const run: CrlRun =
+      req.publish !== null ? await deps.pipeline.publish({ unless: req.publish === 'always' ? undefined : req.publish }) : await deps.pipeline.sync();
+    if (run.crl) deps.onPublished?.(run.crl);
+    const stored: StoredCrlInfo | null = run.stored;
+    const file: CrlFileSyncResult | null = run.file;
     const ms = performance.now() - started;
 
-    const published = result?.published === true;
+    const published = run.published;
     state.consecutiveFailures = 0;
     state.lastError = null;
     state.lastSuccessAt = deps.clock.now();
@@ -257,7 +270,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     }
     if (file) {
       state.fileNumber = file.fileNumber;
-      state.reloadPending = deps.fileSync?.reloadPending ?? false;
+      state.reloadPending = file.reloaded === false;
       if (file.reloaded === false) {
         metrics.reloadFailures.inc();
         scheduleRetry({ publish: null, sync: true }, reloadBackoff.next());
@@ -266,10 +279,10 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
       }
     }
     if (req.publish !== null) metrics.runs.inc({ result: published ? 'published' : 'unchanged' });
-    if (published && result?.published) {
+    if (run.crl) {
       state.publications++;
       metrics.duration.observe(ms / 1000);
-      const { crl } = result;
+      const { crl } = run;
       deps.logger.info(
         {
           event: 'crl_published',
@@ -277,9 +290,10 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
           entries: crl.entries,
           bytes: crl.der.length,
           ms: Math.round(ms),
-          to_file_ms: fileWrittenAt === null ? null : Math.round(fileWrittenAt - started),
+          to_file_ms: run.toFileMs === null ? null : Math.round(run.toFileMs),
           entries_ms: Math.round(crl.timings.entriesMs),
           sign_ms: Math.round(crl.timings.signMs),
+          lint_ms: Math.round(crl.timings.lintMs),
           verify_ms: Math.round(crl.timings.verifyMs),
           store_ms: Math.round(crl.timings.storeMs),
           file_ms: file?.writeMs !== undefined ? Math.round(file.writeMs) : null,
@@ -287,6 +301,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
           this_update: crl.thisUpdate.toISOString(),
           next_update: crl.nextUpdate.toISOString(),
           broker_reloaded: file?.reloaded ?? null,
+          newly_revoked: run.newlyRevoked?.serials.length ?? null,
         },
         'CRL published',
       );
@@ -297,11 +312,12 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
       published,
       crlNumber: stored && stored.sha256 !== null ? stored.crlNumber : null,
       entries: stored?.entries ?? null,
-      bytes: published && result?.published ? result.crl.der.length : (stored?.bytes ?? null),
+      bytes: run.crl ? run.crl.der.length : (stored?.bytes ?? null),
       nextUpdate: stored?.nextUpdate ?? null,
       ms,
-      toFileMs: fileWrittenAt === null ? null : (fileWrittenAt as number) - started,
+      toFileMs: run.toFileMs,
       file,
+      newlyRevoked: run.newlyRevoked,
     };
   }
 
@@ -330,20 +346,52 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     retryTimer.unref();
   }
 
-  return {
+  let listening: { close(): Promise<void> } | null = null;
+  let refreshTimer: NodeJS.Timeout | null = null;
+  const publisher: CrlPublisher = {
     revocationCommitted(hint) {
       enqueue(hint?.committedBefore ? { builtAfter: hint.committedBefore } : 'always', true);
     },
     publishNow: () => request('always', true),
     publishIfStale: () => request({ youngerThanMs: deps.staleAfterMs }, true),
     syncFile(crlNumber) {
-      if (crlNumber !== undefined && state.fileNumber !== null && crlNumber <= state.fileNumber && !deps.fileSync?.reloadPending) return;
+      if (crlNumber !== undefined && state.fileNumber !== null && crlNumber <= state.fileNumber && !state.reloadPending) return;
       enqueue(null, true);
     },
-    idle: () => (running || pending ? new Promise<void>((resolve) => idleWaiters.push(resolve)) : Promise.resolve()),
+    async idle() {
+      if (running || pending) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+      await deps.pipeline.idle();
+    },
     status: () => ({ ...state }),
+    async start() {
+      await deps.pipeline.start();
+      let connected: () => void = () => undefined;
+      const firstConnection = new Promise<void>((resolve) => (connected = resolve));
+      listening =
+        deps.events?.({
+          onRevoked: (committedBefore) => enqueue({ builtAfter: committedBefore }, true),
+          onPublished: (crlNumber) => publisher.syncFile(crlNumber),
+          // Revocations committed while we were not listening (down, reconnecting): rebuild unless a CRL was built since.
+          onConnected: (now) => {
+            enqueue({ builtAfter: now }, true);
+            connected();
+          },
+        }) ?? null;
+      if (listening) await Promise.race([firstConnection, new Promise((r) => setTimeout(r, LISTEN_WAIT_MS).unref())]);
+      // No CRL yet, an old one, nextUpdate near, or revocations committed after the stored CRL's read (the
+      // process died before publishing them; PGlite has no LISTEN to catch up with): publish now, once.
+      await publisher.publishIfStale().catch(() => undefined); // logged; retried with backoff
+      if (deps.checkMs) {
+        refreshTimer = setInterval(() => void publisher.publishIfStale().catch(() => undefined), deps.checkMs);
+        refreshTimer.unref();
+      }
+    },
     async stop() {
       stopped = true;
+      if (refreshTimer) clearInterval(refreshTimer);
+      refreshTimer = null;
+      await listening?.close();
+      listening = null;
       if (retryTimer) clearTimeout(retryTimer);
       retryTimer = null;
       const dropped = pending;
@@ -352,4 +400,81 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
       await running;
     },
   };
+  return publisher;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The served CRL (GET /pki/crl, /pki/crl.pem, /customer/crl)
+// ---------------------------------------------------------------------------------------------
+
+/** The latest stored CRL as served over HTTP. */
+export interface CrlDocument {
+  crlNumber: bigint;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  /** Hex SHA-256 of the DER: the ETag. */
+  sha256: string;
+  der: Buffer;
+  /** PEM labelled `X509 CRL`. */
+  pem: Buffer;
+}
+
+export interface GetCrl {
+  /** The latest stored CRL; a GET never signs one. Throws CRL_NOT_AVAILABLE before the first publication. */
+  (): Promise<CrlDocument>;
+  /** Hands a CRL this process just stored to the cache (saves reading tens of MB back). */
+  offer(crl: { crlNumber: bigint; thisUpdate: Date; nextUpdate: Date; sha256: string; der: Buffer }): void;
+}
+
+/**
+ * Serves the stored CRL with a cache keyed by its SHA-256: each call reads only the small
+ * metadata row (so every replica sees a new CRL at once) and the DER only when it changed;
+ * concurrent misses share one read.
+ */
+export function createGetCrl({ storage, issuerKeyId }: { storage: Storage; issuerKeyId: string | null }): GetCrl {
+  let cached: CrlDocument | null = null;
+  let loading: Promise<CrlDocument | null> | null = null;
+
+  // The PEM is made on first use (a publisher offering its CRL should not wait for it).
+  const toDocument = (crl: { crlNumber: bigint; thisUpdate: Date; nextUpdate: Date; sha256: string; der: Buffer }): CrlDocument => {
+    let pem: Buffer | null = null;
+    return {
+      crlNumber: crl.crlNumber,
+      thisUpdate: crl.thisUpdate,
+      nextUpdate: crl.nextUpdate,
+      sha256: crl.sha256,
+      der: crl.der,
+      get pem() {
+        pem ??= crlDerToPemBytes(crl.der);
+        return pem;
+      },
+    };
+  };
+
+  const load = async (): Promise<CrlDocument | null> => {
+    const stored = await storage.asOperator(({ crl }) => crl.readCrl(issuerKeyId!));
+    if (!stored) return null;
+    const { info, der } = stored;
+    if (!info.sha256 || !info.thisUpdate || !info.nextUpdate) return null;
+    cached = toDocument({ crlNumber: info.crlNumber, thisUpdate: info.thisUpdate, nextUpdate: info.nextUpdate, sha256: info.sha256, der });
+    return cached;
+  };
+
+  const getCrl = async (): Promise<CrlDocument> => {
+    if (issuerKeyId === null) throw new AppError('CA_NOT_CONFIGURED', 'Device CA not configured');
+    const info = await storage.asOperator(({ crl }) => crl.readCrlInfo(issuerKeyId));
+    if (!info || !info.sha256) throw new AppError('CRL_NOT_AVAILABLE', 'no CRL has been published yet; try again shortly');
+    if (cached && cached.sha256 === info.sha256) return cached;
+    loading ??= load().finally(() => {
+      loading = null;
+    });
+    const doc = await loading;
+    if (!doc) throw new AppError('CRL_NOT_AVAILABLE', 'no CRL has been published yet; try again shortly');
+    return doc;
+  };
+  // The database stays the truth: every call compares the stored SHA-256 with the cached one.
+  getCrl.offer = (crl: Parameters<GetCrl['offer']>[0]) => {
+    cached = toDocument(crl);
+  };
+  return getCrl;
 }

@@ -1,4 +1,4 @@
-import { createHash, sign, type KeyObject } from 'node:crypto';
+import { createHash, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { AppError } from '../domain/errors.ts';
 import type { CertificateAuthority, IssueRequest, IssuedCertificate, VerifiedCertificate } from '../app/ports.ts';
@@ -8,7 +8,7 @@ import { describeKey, publicKeyFromSpki } from './keys.ts';
 import { x509 } from './x509.ts';
 import { deviceProfile, encodeDeviceTbs, signedEnvelope } from '../domain/certificate-der.ts';
 import { children, readSingle } from '../domain/der.ts';
-import { caIdentityFromCertificate, createCrlSigner } from './crl-signer.ts';
+import { caIdentityFromCertificate, createCrlSigner, throwawayKeyForAsync } from './crl-signer.ts';
 import { toPem } from './pem.ts';
 import { caLintProfile } from './lint/ca-profile.ts';
 import { lintCertificate } from './lint/certificate-lint.ts';
@@ -34,9 +34,20 @@ function keyIdOf(spki: Buffer): Buffer {
 
 const signAsync = promisify(sign);
 
+/** The CA-signed certificate, parsed back (by Node's X509Certificate) and verified with the CA public key. */
+function verifyCaSignature(der: Buffer, caPublicKey: KeyObject): void {
+  let ok = false;
+  try {
+    ok = new X509Certificate(der).verify(caPublicKey);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new AppError('LINT_FAILED', 'lint rule cert.signature failed: the CA signature does not verify with the CA public key', { rule: 'cert.signature' });
+}
+
 export interface CertificateAuthorityOptions {
   crlUrl: string;
-  /** Test seams: a faulty encoder or signer must be caught by the lint before anything is returned. */
+  /** Test seams: a faulty encoder or signer must be caught by the lint before the CA key signs, or by the verification after. */
   encodeTbs?: typeof encodeDeviceTbs;
   sign?: (hash: string, tbs: Buffer, key: KeyObject) => Promise<Buffer>;
 }
@@ -45,13 +56,20 @@ export interface CertificateAuthorityOptions {
  * Issues device client certificates: CN tenant/device, BasicConstraints CA=false
  * (critical), KeyUsage digitalSignature (critical), EKU clientAuth, SKI, AKI and the CRL
  * distribution point. The TBS is encoded directly (the shared extensions once per CA) and
- * signed in libuv's thread pool; every certificate is linted (lint/) before it is returned.
+ * signed in libuv's thread pool. Lint before signing (Boulder's way): a copy signed by a
+ * throwaway key of the CA key's algorithm is linted (lint/) first, and only a TBS that passed gets
+ * the CA's signature; the signed certificate is then parsed back and verified with the CA key.
  */
 export function createCertificateAuthority(ca: DeviceCa | null, options: CertificateAuthorityOptions): CertificateAuthority {
   const encodeTbs = options.encodeTbs ?? encodeDeviceTbs;
   const signTbs = options.sign ?? ((hash: string, tbs: Buffer, key: KeyObject) => signAsync(hash, tbs, { key, dsaEncoding: 'der' }));
   const identity = ca ? caIdentityFromCertificate(ca.certDer) : null;
   const lintCa = ca ? caLintProfile(ca.certDer) : null;
+  // Made once per algorithm per process, in the background from here (an RSA key takes a while): the first issuance waits for it.
+  const throwaway = ca ? throwawayKeyForAsync(ca.privateKey) : null;
+  throwaway?.catch(() => undefined); // reported by the first issuance
+  const lintCopyCa = lintCa && throwaway ? throwaway.then((pair) => ({ ...lintCa, publicKey: pair.publicKey, privateKey: pair.privateKey })) : null;
+  lintCopyCa?.catch(() => undefined);
   const signer = ca ? createCrlSigner(ca.privateKey) : null;
   const hash = ca ? hashFor(ca.privateKey) : 'sha256';
   const profile =
@@ -75,7 +93,8 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
     },
 
     async issue(req: IssueRequest): Promise<IssuedCertificate> {
-      if (!ca || !profile || !lintCa) throw notConfigured();
+      if (!ca || !profile || !lintCopyCa) throw notConfigured();
+      const { privateKey: throwawayKey, ...lintCopyProfile } = await lintCopyCa;
       const spki = req.publicKey.spkiDer;
       const serial = Buffer.from(randomSerialHex(), 'hex');
       const tbs = encodeTbs(profile, {
@@ -86,9 +105,11 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
         subjectPublicKeyInfoDer: spki,
         subjectKeyId: keyIdOf(spki),
       });
-      const signature = await signTbs(hash, tbs, ca.privateKey);
-      const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, signature);
-      runLint(() => lintCertificate(der, { ca: lintCa, profile: 'issued', expected: { commonName: req.commonName, spkiDer: spki } }));
+      // Lint a copy signed by the throwaway key: the CA key signs nothing that fails the profile.
+      const copy = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(hash, tbs, throwawayKey));
+      runLint(() => lintCertificate(copy, { ca: lintCopyProfile, profile: 'issued', expected: { commonName: req.commonName, spkiDer: spki } }));
+      const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(hash, tbs, ca.privateKey));
+      verifyCaSignature(der, ca.publicKey);
       return {
         certPem: toPem('CERTIFICATE', der),
         fingerprint: fingerprintOf(der),

@@ -1,16 +1,12 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import type { SecretSealer } from '../app/ports.ts';
+
+export type { SecretSealer } from '../app/ports.ts';
 
 /**
  * Encryption at rest of small secrets (webhook HMAC keys): AES-256-GCM, a random 12-byte IV
  * per value, stored as `v1:<iv>:<tag>:<ciphertext>` (base64url). Pure computation, no I/O.
  */
-export interface SecretSealer {
-  /** The stored form of `plain`. */
-  seal(plain: string): string;
-  /** The plaintext of a stored value; a value without the `v1:` prefix is legacy plaintext and returned as is. Throws when it does not authenticate (wrong key, tampered). */
-  open(stored: string): string;
-}
-
 export const SECRET_KEY_BYTES = 32;
 const PREFIX = 'v1:';
 const IV_BYTES = 12;

@@ -9,9 +9,9 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import type { Server } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { HttpLimits } from '../config.ts';
-import { createLimitedTlsServer } from '../http/listener.ts';
+import { createLimitedTlsServer } from '../support/listener.ts';
 import { AppError } from '../domain/errors.ts';
-import { installErrorHandler } from '../http/problem.ts';
+import { installErrorHandler } from '../support/problem.ts';
 import { pemBlocks } from '../pki/pem.ts';
 import { pkcs7CertsOnly } from '../pki/pkcs7.ts';
 import type { AuthenticatedDevice } from './device-identity.ts';

@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { BrokerAdminConnection } from '../broker/admin-credentials.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
-import { problemOf } from '../http/problem.ts';
+import { problemOf } from '../support/problem.ts';
 import type { DeviceRenewal } from './device-renewal.ts';
 import { REQUEST_FILTER, commonNameOfRequestTopic, responseTopic } from './renewal-topics.ts';
 import type { Logger } from '../support/logger.ts';

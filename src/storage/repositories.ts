@@ -136,6 +136,7 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       takePendingRevocations: (issuer) => crl.takePendingRevocations(tx, issuer),
       hasPendingRevocations: (issuer) => crl.hasPendingRevocations(tx, issuer),
       latestCrlNextUpdate: () => crl.latestCrlNextUpdate(tx),
+      commonNamesOfSerials: (serials) => crl.commonNamesOfSerials(tx, serials),
     },
     tasks: {
       lockTask: async (key) => {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { GetCrl } from '../../app/get-crl.ts';
+import type { GetCrl } from '../../crl/crl-publisher.ts';
 import { customerActor } from '../auth-hooks.ts';
 import { sendCacheable } from '../conditional-get.ts';
 

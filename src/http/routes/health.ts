@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import { pingDatabase, type Database } from '../../storage/database.ts';
 
 const status = (properties: Record<string, unknown>) => ({ type: 'object', required: Object.keys(properties), properties }) as const;
 const text = { type: 'string' } as const;
@@ -8,12 +7,19 @@ const text = { type: 'string' } as const;
 const liveness = { 200: status({ status: text }) };
 const readiness = { 200: status({ status: text, database: text, device_ca: text }), 503: status({ status: text, database: text }) };
 
-export function healthRoutes(deps: { db: Database; caLoaded: boolean }) {
+/** What readiness needs: a round trip to the database (the composition root binds it). */
+export interface HealthPort {
+  /** Resolves when the database answers; rejects otherwise. */
+  pingDatabase(): Promise<unknown>;
+  caLoaded: boolean;
+}
+
+export function healthRoutes(deps: HealthPort) {
   return async (app: FastifyInstance) => {
     app.get('/healthz', { schema: { hide: true, response: liveness } }, async () => ({ status: 'ok' }));
     app.get('/readyz', { schema: { hide: true, response: readiness } }, async (request, reply) => {
       try {
-        await pingDatabase(deps.db);
+        await deps.pingDatabase();
       } catch (e) {
         // The error text (host names, user names, SQL) goes to the log, never to the caller.
         request.log.error({ err: e }, 'readiness check: database unavailable');

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import type { GetCrl } from '../../app/get-crl.ts';
+import type { GetCrl } from '../../crl/crl-publisher.ts';
 import { AppError } from '../../domain/errors.ts';
 import { sendCacheable, sha256Hex } from '../conditional-get.ts';
 

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyInstance } from 'fastify';
-import { sendProblem } from '../problem.ts';
+import { sendProblem } from '../../support/problem.ts';
 
 /** Where `npm run build:web` writes the console (the same from src/http/routes and a compiled dist/http/routes). */
 export const WEB_CONSOLE_DIR = fileURLToPath(new URL('../../../dist-web/', import.meta.url));

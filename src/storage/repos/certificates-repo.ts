@@ -151,10 +151,3 @@ export async function markRevoked(tx: Queryable, id: number, reason: string, at:
   if (rows.length === 0) return null;
   return (await tx.query(`${SELECT} WHERE c.id = $1`, [id])).rows.map(toCertificate)[0];
 }
-
-/** The distinct CNs of the certificates with these serials (all tenants under the operator role). */
-export async function commonNamesOfSerials(tx: Queryable, serials: string[]): Promise<string[]> {
-  if (serials.length === 0) return [];
-  const { rows } = await tx.query<{ common_name: string }>('SELECT DISTINCT common_name FROM device_certificates WHERE serial_number = ANY($1::text[])', [serials]);
-  return rows.map((r) => r.common_name);
-}

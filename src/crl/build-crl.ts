@@ -1,6 +1,12 @@
 /**
- * RFC 5280 CRL (CertificateList, v2) builder: a pure function of explicit inputs.
- * No I/O, no clock: the caller passes thisUpdate/nextUpdate, the CRL number and a signer.
+ * The CRL pipeline's pure part (src/crl/publish-crl.ts calls it; no I/O, no clock, imports only
+ * domain/: the layering test holds it to that):
+ * - the RFC 5280 CRL (CertificateList, v2) builder: prepareCrl encodes the TBSCertList once, and
+ *   signs it with any signer (the throwaway lint key first, then the CA key) without copying the
+ *   entries again; buildCrl does both for one signer;
+ * - the revoked entries encoder (createRevokedEntriesEncoder), fed from a database stream;
+ * - the broker file's complete variant (crlSignature, completeCrlOf);
+ * - which serials a CRL adds to an earlier one (newlyRevokedSerials).
  *
  *   CertificateList ::= SEQUENCE { tbsCertList, signatureAlgorithm, signatureValue BIT STRING }
  *   TBSCertList ::= SEQUENCE {
@@ -15,8 +21,15 @@
  * can feed a million rows from a database stream without holding them as JS objects.
  */
 import {
+  DerError,
   TAG,
   bitString,
+  children,
+  decodeOid,
+  readSingle,
+  tlvBytes,
+  valueBytes,
+  type Tlv,
   boolean,
   contextExplicit,
   contextImplicit,
@@ -30,14 +43,11 @@ import {
   tlv,
   tlvSize,
   writeLength,
-} from '../der.ts';
+} from '../domain/der.ts';
+import type { TbsSigner } from '../domain/signer.ts';
 
-export interface CrlSigner {
-  /** DER AlgorithmIdentifier used both in the TBS and as the outer signatureAlgorithm. */
-  algorithmIdentifierDer: Uint8Array;
-  /** Signs the DER TBSCertList; returns the raw signatureValue bytes (DER ECDSA-Sig-Value for EC). */
-  sign(tbs: Uint8Array): Uint8Array;
-}
+/** The signer of a CRL (the CA key, or the lint's throwaway key). */
+export type CrlSigner = TbsSigner;
 
 export interface RevokedEntry {
   /** Certificate serial as unsigned hex (any case, leading zeros allowed); at most 20 octets. */
@@ -123,17 +133,17 @@ export function encodeCrlExtensions(input: Pick<CrlInput, 'authorityKeyId' | 'cr
 }
 
 /** The TBSCertList content fields, in order (small parts plus the caller's entry bytes). */
-function tbsCertListParts(input: CrlInput): Uint8Array[] {
-  const { issuerNameDer, thisUpdate, nextUpdate, revoked, signer } = input;
+function tbsCertListParts(input: TbsInput): Uint8Array[] {
+  const { issuerNameDer, thisUpdate, nextUpdate, revoked, algorithmIdentifierDer } = input;
   checkWholeTlv(issuerNameDer, TAG.SEQUENCE, 'issuerNameDer');
-  checkWholeTlv(signer.algorithmIdentifierDer, TAG.SEQUENCE, 'signer.algorithmIdentifierDer');
+  checkWholeTlv(algorithmIdentifierDer, TAG.SEQUENCE, 'signer.algorithmIdentifierDer');
   if (!(thisUpdate instanceof Date) || Number.isNaN(thisUpdate.getTime())) throw new RangeError('thisUpdate is not a valid Date');
   if (!(nextUpdate instanceof Date) || Number.isNaN(nextUpdate.getTime())) throw new RangeError('nextUpdate is not a valid Date');
   if (Math.floor(nextUpdate.getTime() / 1000) <= Math.floor(thisUpdate.getTime() / 1000)) {
     throw new RangeError('nextUpdate must be after thisUpdate');
   }
   if (!(revoked instanceof Uint8Array)) throw new TypeError('revoked must be the encoded entries (Uint8Array)');
-  const parts: Uint8Array[] = [VERSION_V2, signer.algorithmIdentifierDer, issuerNameDer, time(thisUpdate), time(nextUpdate)];
+  const parts: Uint8Array[] = [VERSION_V2, algorithmIdentifierDer, issuerNameDer, time(thisUpdate), time(nextUpdate)];
   if (revoked.length > 0) {
     // Never an empty SEQUENCE: with no entries the field is left out.
     const header = Buffer.allocUnsafe(1 + lengthFieldSize(revoked.length));
@@ -145,26 +155,36 @@ function tbsCertListParts(input: CrlInput): Uint8Array[] {
   return parts;
 }
 
-/** Builds the TBSCertList DER (exposed for tests and for signing elsewhere). */
-export function buildTbsCertList(input: CrlInput): Buffer {
-  return tlv(TAG.SEQUENCE, ...tbsCertListParts(input));
-}
-
 /** Room kept after the TBS for alg + signature so the CRL is built in one buffer (RSA-8192 fits). */
 const SIGNATURE_SLACK = 1100;
 /** Room kept before the TBS for the outer SEQUENCE header (tag + up to 5 length bytes). */
 const OUTER_HEADER_ROOM = 6;
 
+/** What the TBSCertList needs: the signer's AlgorithmIdentifier, not the signer. */
+export type TbsInput = Omit<CrlInput, 'signer'> & { algorithmIdentifierDer: Uint8Array };
+
+/** An encoded TBSCertList waiting for signatures. */
+export interface PreparedCrl {
+  /** The TBSCertList DER (a view into the CRL's buffer). */
+  readonly tbs: Uint8Array;
+  /**
+   * Signs the TBS with `signer` (whose AlgorithmIdentifier must be the one encoded) and returns the
+   * DER CertificateList. The signature and outer header are written around the TBS in place:
+   * each call reuses the buffer, so the result of the previous call is overwritten.
+   */
+  signWith(signer: CrlSigner): Buffer;
+  /** signWith, with the signer's signAsync when it has one (the same buffer: never two at once on one PreparedCrl). */
+  signWithAsync(signer: CrlSigner): Promise<Buffer>;
+}
+
 /**
- * Builds and signs the CRL; returns the DER CertificateList.
- *
- * The TBS is written once into a buffer with room around it, signed in place, and the
- * outer header and signature are written around it: the (possibly tens of MB) entry
- * bytes are copied exactly once. The result may be a view with a non-zero byteOffset.
+ * Encodes the TBSCertList once, into a buffer with room around it for the outer header and the
+ * signature: the (possibly tens of MB) entry bytes are copied exactly once, whatever the number
+ * of signatures (the lint's throwaway key, then the CA key).
  */
-export function buildCrl(input: CrlInput): Buffer {
+export function prepareCrl(input: TbsInput): PreparedCrl {
   const parts = tbsCertListParts(input);
-  const alg = input.signer.algorithmIdentifierDer;
+  const alg = input.algorithmIdentifierDer;
   let tbsContentLen = 0;
   for (const part of parts) tbsContentLen += part.length;
   const tbsLen = tlvSize(tbsContentLen);
@@ -172,36 +192,57 @@ export function buildCrl(input: CrlInput): Buffer {
   const out = Buffer.allocUnsafe(OUTER_HEADER_ROOM + tbsLen + alg.length + SIGNATURE_SLACK);
   const tbsStart = OUTER_HEADER_ROOM;
   out[tbsStart] = TAG.SEQUENCE;
-  let off = writeLength(out, tbsStart + 1, tbsContentLen);
+  let tbsEnd = writeLength(out, tbsStart + 1, tbsContentLen);
   for (const part of parts) {
-    out.set(part, off);
-    off += part.length;
+    out.set(part, tbsEnd);
+    tbsEnd += part.length;
   }
-  const tbs = out.subarray(tbsStart, off);
+  const tbs = out.subarray(tbsStart, tbsEnd);
 
-  const signature = input.signer.sign(tbs);
-  if (!(signature instanceof Uint8Array) || signature.length === 0) throw new Error('signer returned no signature');
-  const sigContentLen = signature.length + 1; // + unused-bits byte
-  const sigTlvLen = tlvSize(sigContentLen);
-  const contentLen = tbsLen + alg.length + sigTlvLen;
-  const headerLen = 1 + lengthFieldSize(contentLen);
+  const checkAlgorithm = (signer: CrlSigner) => {
+    if (!Buffer.from(signer.algorithmIdentifierDer).equals(alg)) throw new Error('the signer uses another algorithm than the TBSCertList names');
+  };
+  /** Writes the signature and the outer header around the TBS. */
+  const place = (signature: Uint8Array): Buffer => {
+    if (!(signature instanceof Uint8Array) || signature.length === 0) throw new Error('signer returned no signature');
+    const sigContentLen = signature.length + 1; // + unused-bits byte
+    const sigTlvLen = tlvSize(sigContentLen);
+    const contentLen = tbsLen + alg.length + sigTlvLen;
+    const headerLen = 1 + lengthFieldSize(contentLen);
+    if (alg.length + sigTlvLen > out.length - tbsEnd || headerLen > OUTER_HEADER_ROOM) {
+      // Unusually large signature: fall back to a copy.
+      return tlv(TAG.SEQUENCE, tbs, alg, bitString(signature));
+    }
+    let off = tbsEnd;
+    out.set(alg, off);
+    off += alg.length;
+    out[off] = TAG.BIT_STRING;
+    off = writeLength(out, off + 1, sigContentLen);
+    out[off++] = 0; // no unused bits
+    out.set(signature, off);
+    off += signature.length;
+    const start = tbsStart - headerLen;
+    out[start] = TAG.SEQUENCE;
+    writeLength(out, start + 1, contentLen);
+    return out.subarray(start, off);
+  };
 
-  if (alg.length + sigTlvLen > out.length - off || headerLen > OUTER_HEADER_ROOM) {
-    // Unusually large signature: fall back to a copy.
-    return tlv(TAG.SEQUENCE, tbs, alg, bitString(signature));
-  }
-  out.set(alg, off);
-  off += alg.length;
-  out[off] = TAG.BIT_STRING;
-  off = writeLength(out, off + 1, sigContentLen);
-  out[off++] = 0; // no unused bits
-  out.set(signature, off);
-  off += signature.length;
+  return {
+    tbs,
+    signWith(signer) {
+      checkAlgorithm(signer);
+      return place(signer.sign(tbs));
+    },
+    async signWithAsync(signer) {
+      checkAlgorithm(signer);
+      return place(signer.signAsync ? await signer.signAsync(tbs) : signer.sign(tbs));
+    },
+  };
+}
 
-  const start = tbsStart - headerLen;
-  out[start] = TAG.SEQUENCE;
-  writeLength(out, start + 1, contentLen);
-  return out.subarray(start, off);
+/** Builds and signs the CRL with one signer; returns the DER CertificateList (may be a view with a non-zero byteOffset). */
+export function buildCrl(input: CrlInput): Buffer {
+  return prepareCrl({ ...input, algorithmIdentifierDer: input.signer.algorithmIdentifierDer }).signWith(input.signer);
 }
 
 // ---------------------------------------------------------------------------
@@ -552,4 +593,140 @@ export function encodeRevokedEntries(entries: Iterable<RevokedEntry>): Buffer {
   const enc = createRevokedEntriesEncoder();
   for (const e of entries) enc.add(e);
   return enc.finish();
+}
+
+// ---------------------------------------------------------------------------
+// the broker file's complete variant
+// ---------------------------------------------------------------------------
+
+/**
+ * The broker's file holds the complete variant of the CRL served at the distribution point URL:
+ * the same TBSCertList without the Issuing Distribution Point extension, with its own signature
+ * (made at publication). Only that signature (tens of bytes) is stored next to the served CRL,
+ * so the database keeps one copy of the entries (tens of MB at a million) and every worker
+ * rebuilds the same file bytes.
+ */
+
+const ISSUING_DISTRIBUTION_POINT = '2.5.29.28';
+const CRL_EXTENSIONS_TAG = 0xa0;
+
+function parts(crlDer: Uint8Array): { tbs: Tlv; alg: Tlv; signature: Tlv } {
+  const outer = readSingle(crlDer);
+  const [tbs, alg, signature] = children(crlDer, outer);
+  if (!tbs || !alg || signature?.tag !== TAG.BIT_STRING) throw new RangeError('not a CertificateList');
+  return { tbs, alg, signature };
+}
+
+/** The signatureValue bytes of a CRL (without the unused-bits octet). */
+export function crlSignature(crlDer: Uint8Array): Buffer {
+  return Buffer.from(valueBytes(crlDer, parts(crlDer).signature).subarray(1));
+}
+
+/** `crlDer` without its Issuing Distribution Point, carrying `signature` (made over that TBS). */
+export function completeCrlOf(crlDer: Uint8Array, signature: Uint8Array): Buffer {
+  const { tbs, alg } = parts(crlDer);
+  const fields = children(crlDer, tbs);
+  const last = fields[fields.length - 1];
+  if (last?.tag !== CRL_EXTENSIONS_TAG) throw new RangeError('the CRL has no extensions');
+  const list = readTlv(crlDer, last.valueStart, last.end);
+  const kept = children(crlDer, list)
+    .filter((extension) => decodeOid(crlDer, children(crlDer, extension)[0]) !== ISSUING_DISTRIBUTION_POINT)
+    .map((extension) => tlvBytes(crlDer, extension));
+  const completeTbs = tlv(TAG.SEQUENCE, ...fields.slice(0, -1).map((f) => tlvBytes(crlDer, f)), contextExplicit(0, sequence(...kept)));
+  return sequence(completeTbs, tlvBytes(crlDer, alg), bitString(signature));
+}
+
+// ---------------------------------------------------------------------------
+// newly revoked serials
+// ---------------------------------------------------------------------------
+
+/**
+ * Which serials a CRL lists that an earlier CRL did not (pure; DER in, lowercase hex out, the
+ * form device_certificates.serial_number uses). Our CRLs list entries in ascending serial order,
+ * so the two lists are merged in one pass with no per-entry objects for the common part; a CRL
+ * made elsewhere (unsorted) falls back to a set.
+ */
+
+/** The revokedCertificates SEQUENCE of a DER CertificateList, or null when the CRL lists nothing. */
+function revokedList(der: Uint8Array): Tlv | null {
+  const list = readSingle(der);
+  if (list.tag !== TAG.SEQUENCE) throw new DerError('CertificateList: expected a SEQUENCE');
+  const tbs = readTlv(der, list.valueStart, list.end);
+  if (tbs.tag !== TAG.SEQUENCE) throw new DerError('tbsCertList: expected a SEQUENCE');
+  let off = tbs.valueStart;
+  let f = readTlv(der, off, tbs.end);
+  if (f.tag === TAG.INTEGER) f = readTlv(der, (off = f.end), tbs.end); // version
+  off = f.end; // signature
+  off = readTlv(der, off, tbs.end).end; // issuer
+  off = readTlv(der, off, tbs.end).end; // thisUpdate
+  if (off >= tbs.end) return null;
+  f = readTlv(der, off, tbs.end);
+  if (f.tag === TAG.UTC_TIME || f.tag === TAG.GENERALIZED_TIME) {
+    off = f.end; // nextUpdate
+    if (off >= tbs.end) return null;
+    f = readTlv(der, off, tbs.end);
+  }
+  return f.tag === TAG.SEQUENCE ? f : null;
+}
+
+/** Start/end of each entry's serial magnitude (INTEGER value without leading zero bytes). */
+function* serials(der: Uint8Array, list: Tlv | null): Generator<[number, number]> {
+  if (!list) return;
+  for (let off = list.valueStart; off < list.end; ) {
+    const entry = readTlv(der, off, list.end);
+    const serial = readTlv(der, entry.valueStart, entry.end);
+    if (serial.tag !== TAG.INTEGER) throw new DerError('revoked entry: userCertificate must be an INTEGER');
+    let start = serial.valueStart;
+    while (start < serial.end - 1 && der[start] === 0) start++;
+    yield [start, serial.end];
+    off = entry.end;
+  }
+}
+
+function compare(a: Uint8Array, [as, ae]: [number, number], b: Uint8Array, [bs, be]: [number, number]): number {
+  if (ae - as !== be - bs) return ae - as - (be - bs);
+  for (let i = 0; i < ae - as; i++) {
+    const d = a[as + i] - b[bs + i];
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+const hex = (der: Uint8Array, [s, e]: [number, number]) => Buffer.from(der.buffer, der.byteOffset + s, e - s).toString('hex').replace(/^0+(?=.)/, '');
+
+/** Strictly ascending serials (one pass, no allocation per entry)? */
+function sorted(der: Uint8Array, list: Tlv | null): boolean {
+  let last: [number, number] | null = null;
+  for (const s of serials(der, list)) {
+    if (last && compare(der, last, der, s) >= 0) return false;
+    last = s;
+  }
+  return true;
+}
+
+/** Serials listed in `next` and not in `previous` (null `previous`: every serial of `next`). */
+export function newlyRevokedSerials(previous: Uint8Array | null, next: Uint8Array): string[] {
+  const nextList = revokedList(next);
+  const prevList = previous ? revokedList(previous) : null;
+  if (!sorted(next, nextList) || (previous && !sorted(previous, prevList))) return viaSet(previous, prevList, next, nextList);
+  const out: string[] = [];
+  const prevIt = previous ? serials(previous, prevList) : null;
+  let p = prevIt?.next();
+  for (const n of serials(next, nextList)) {
+    while (p && !p.done && compare(previous!, p.value, next, n) < 0) p = prevIt!.next();
+    if (p && !p.done && compare(previous!, p.value, next, n) === 0) continue;
+    out.push(hex(next, n));
+  }
+  return out;
+}
+
+function viaSet(previous: Uint8Array | null, prevList: Tlv | null, next: Uint8Array, nextList: Tlv | null): string[] {
+  const seen = new Set<string>();
+  if (previous) for (const s of serials(previous, prevList)) seen.add(hex(previous, s));
+  const out = new Set<string>();
+  for (const s of serials(next, nextList)) {
+    const h = hex(next, s);
+    if (!seen.has(h)) out.add(h);
+  }
+  return [...out];
 }

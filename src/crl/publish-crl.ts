@@ -1,0 +1,511 @@
+/**
+ * The CRL pipeline of one issuing CA, top to bottom (Boulder's updater → storage → CA → storer):
+ *
+ *   1 read    lock the CA's crl_state row, stream its revoked certificates into DER entries
+ *   2 build   both TBSCertLists, pure (build-crl.ts): the broker file's variant, the served one
+ *   3 lint    a copy of each, signed by a throwaway key of the CA's algorithm (pki/lint/crl-lint.ts)
+ *   4 sign    with the CA key: only what passed the lint
+ *   5 verify  parse each back and verify it with the CA public key (verify-crl.ts)
+ *   6 store   in crl_state, in the transaction that holds the row lock (the Storage port)
+ *   7 file    the broker's file variant, atomically (crl-file-sync.ts): BEFORE the commit, see below
+ *   8 reload  the broker (crl-file-sync.ts → broker/broker-reloader.ts)
+ *   9 close   the live sessions of the newly revoked certificates (broker/revoked-sessions.ts)
+ *
+ * Stages 1-7 are `createPublishCrl` (one operator transaction); `createCrlPipeline` adds 8-9 and
+ * the file sync of a CRL another replica stored. When it runs (revocations, the periodic refresh,
+ * other replicas' events, retries) is crl-publisher.ts's business; the composition root only
+ * constructs both (composition/crl.ts).
+ *
+ * Everything is keyed by the issuing CA (`CrlAuthority.issuerKeyId`, the crl_state row): one
+ * pipeline per CA. The build stage is pure and takes the entries as encoded bytes, so previous
+ * entries kept in memory can be merged in later; a run's result carries the serials and CNs it
+ * newly revoked, for the session step and any other consumer.
+ *
+ * File before commit (the one decision on ordering): the broker's file is written as soon as
+ * both variants are verified, while the database stores the CRL (tens of MB at a million
+ * entries), and the transaction ends only once the write settled. A revocation so reaches the
+ * broker without waiting for the store. If the store then fails, the file holds a number the
+ * database does not: harmless, the next publication numbers above the file's (its number is a
+ * floor, `minNumber`) and the revocations stay pending until stored. A crash at any point leaves
+ * the previous file or the new one, both valid (test/crl-publish.test.ts, test/crl-crash.test.ts).
+ */
+import { createHash, type KeyObject } from 'node:crypto';
+import type { Counter } from 'prom-client';
+import type { StoredCrlInfo, Storage } from '../app/storage-ports.ts';
+import type { Config } from '../config.ts';
+import { HOUR_MS, type Clock } from '../domain/clock.ts';
+import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
+import { caIdentityFromCertificate, createCrlSigner, throwawaySignerFor } from '../pki/crl-signer.ts';
+import type { DeviceCa } from '../pki/device-ca.ts';
+import { caLintProfile, type CaLintProfile } from '../pki/lint/ca-profile.ts';
+import { lintCrl, type CrlLintOptions } from '../pki/lint/crl-lint.ts';
+import { runLint } from '../pki/lint/lint-failure.ts';
+import type { RevokedSessions } from '../broker/revoked-sessions.ts';
+import type { Logger } from '../support/logger.ts';
+import {
+  completeCrlOf,
+  createRevokedEntriesEncoder,
+  crlSignature,
+  newlyRevokedSerials,
+  prepareCrl,
+  type CrlSigner,
+  type RevokedEntry,
+  type TbsInput,
+} from './build-crl.ts';
+import type { CrlFileSync, CrlFileSyncResult } from './crl-file-sync.ts';
+import { verifyCrl } from './verify-crl.ts';
+
+// ---------------------------------------------------------------------------------------------
+// The issuing CA
+// ---------------------------------------------------------------------------------------------
+
+/** What the pipeline needs from one issuing CA. */
+export interface CrlAuthority {
+  /** crl_state key: hex of the CA's key identifier. Every stage is keyed by it. */
+  issuerKeyId: string;
+  /** device_certificates.issuer of this CA's certificates: the CRL lists only those. */
+  issuerLabel: string;
+  /** The CA certificate's subject Name, byte-identical. */
+  issuerNameDer: Uint8Array;
+  /** Goes into the CRL's Authority Key Identifier (the same value the certificates carry). */
+  authorityKeyId: Uint8Array;
+  publicKey: KeyObject;
+  /** The CA key. */
+  signer: CrlSigner;
+  /** A throwaway key of the CA key's algorithm: signs the copy the lint reads. */
+  lintSigner: CrlSigner;
+  /** The CA as the lint sees it (read by @peculiar/asn1-x509, not by our DER code). */
+  lintProfile: CaLintProfile;
+}
+
+/** The CRL URL of PUBLIC_BASE_URL: certificates carry it as CRL DP, the CRL served there as Issuing Distribution Point. */
+export const crlDistributionPointUrl = (config: Pick<Config, 'publicBaseUrl'>): string => `${config.publicBaseUrl}/pki/crl`;
+
+export function crlAuthorityFor(ca: DeviceCa): CrlAuthority {
+  const identity = caIdentityFromCertificate(ca.certDer);
+  return {
+    issuerKeyId: identity.subjectKeyId.toString('hex'),
+    issuerLabel: ca.issuerLabel,
+    issuerNameDer: identity.subjectDer,
+    authorityKeyId: identity.subjectKeyId,
+    publicKey: ca.publicKey,
+    signer: createCrlSigner(ca.privateKey),
+    lintSigner: throwawaySignerFor(ca.privateKey),
+    lintProfile: caLintProfile(ca.certDer),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stages 1-7: one operator transaction
+// ---------------------------------------------------------------------------------------------
+
+export interface PublishCrlDeps {
+  storage: Storage;
+  clock: Clock;
+  authority: CrlAuthority;
+  settings: {
+    /** nextUpdate = thisUpdate + this (CRL_VALIDITY_HOURS, default 168). */
+    validityHours: number;
+    /** Issuing Distribution Point of the CRL served at that URL: the one the certificates carry now. */
+    distributionPointUrl: string;
+  };
+  /** Stage 7: the broker's file (null or absent: this process keeps none, e.g. a test or an API replica). */
+  file?: CrlFileSync | null;
+  /** Test seam for stage 2: a faulty encoder must be caught by the lint before the CA key signs anything. */
+  prepare?: typeof prepareCrl;
+}
+
+/**
+ * Skip the build when the stored CRL already satisfies all the given conditions (used to
+ * coalesce work across replicas); without `unless` a new CRL is always built. Never skipped
+ * while a revocation committed after the stored CRL's read is pending (a crash before it was
+ * published, a missed notification).
+ */
+export interface PublishCondition {
+  /** Database time: the stored CRL's build began at or after it (so it has every revocation committed before). */
+  builtAfter?: Date;
+  /** The stored CRL's thisUpdate is younger than this (clock time). */
+  youngerThanMs?: number;
+}
+
+export interface PublishCrlRequest {
+  unless?: PublishCondition;
+  /** The new number is greater than this too (besides the stored one and the broker file's claim). */
+  minNumber?: bigint;
+}
+
+export interface PublishedCrl {
+  issuerKeyId: string;
+  crlNumber: bigint;
+  thisUpdate: Date;
+  nextUpdate: Date;
+  /** Served at the distribution point URL (/pki/crl): with Issuing Distribution Point. */
+  der: Buffer;
+  /** For the broker's file (CRL_OUTPUT_PATH): no Issuing Distribution Point, a complete CRL. */
+  fileDer: Buffer;
+  sha256: string;
+  entries: number;
+  /**
+   * Where the time went (ms): reading + encoding the entries, building, linting and signing both
+   * variants, verifying them, storing (with the file write, which starts once both are verified).
+   */
+  timings: { entriesMs: number; signMs: number; lintMs: number; verifyMs: number; storeMs: number; totalMs: number };
+}
+
+/** Stage 7's outcome, settled before the transaction ended (null: no file stage). */
+export type FileOutcome = { result: CrlFileSyncResult; atMs: number } | { error: Error; atMs: number } | null;
+
+export type PublishCrlResult =
+  | { published: true; crl: PublishedCrl; stored: StoredCrlInfo; file: FileOutcome }
+  | { published: false; stored: StoredCrlInfo; file: null };
+
+/** reasonCode 8 (removeFromCRL) only means something in a delta CRL: a full CRL lists the certificate as unspecified. */
+const REMOVE_FROM_CRL = REVOCATION_REASONS.removeFromCRL;
+
+/**
+ * Builds, lints, signs, verifies and stores the next CRL in ONE operator transaction that holds
+ * the CA's crl_state row lock (FOR UPDATE) throughout: replicas queue on it, so the number is the
+ * stored one + 1 (or above the broker file's) and strictly increasing. Any failure before the
+ * store rolls everything back and is thrown (LINT_FAILED names the rule; CrlVerificationError).
+ */
+export function createPublishCrl(deps: PublishCrlDeps) {
+  const { storage, clock, authority, settings } = deps;
+  const validityMs = settings.validityHours * HOUR_MS;
+  const prepare = deps.prepare ?? prepareCrl;
+  return async (request: PublishCrlRequest = {}): Promise<PublishCrlResult> => {
+    // The file's number is a floor: with a database restored from an older backup, numbers still go up for the broker.
+    const claimed = (await deps.file?.claimedNumber()) ?? null;
+    const floor = [request.minNumber, claimed].reduce<bigint | undefined>((a, b) => (b != null && (a === undefined || b > a) ? b : a), undefined);
+    return storage.asOperator(async (repos) => {
+      const started = performance.now();
+      // 1 read
+      const stored = await repos.crl.lockCrlState(authority.issuerKeyId);
+      if (request.unless && stored.sha256 !== null && satisfied(stored, request.unless, clock.now()) && !(await repos.crl.hasPendingRevocations(authority.issuerLabel))) {
+        return { published: false, stored, file: null };
+      }
+      await repos.crl.takePendingRevocations(authority.issuerLabel);
+      const thisUpdate = new Date(Math.floor(clock.now().getTime() / 1000) * 1000);
+      const nextUpdate = new Date(thisUpdate.getTime() + validityMs);
+      const previous = floor !== undefined && floor > stored.crlNumber ? floor : stored.crlNumber;
+      const crlNumber = previous + 1n;
+      const { revoked, entries } = await readEntries(repos.crl, authority, stored);
+      const entriesDone = performance.now();
+
+      // 2 build, 3 lint (throwaway key), 4 sign (CA key), 5 verify: both variants
+      const signed = await signedVariants({ prepare, authority, distributionPointUrl: settings.distributionPointUrl, previous, entries, now: clock.now() }, {
+        issuerNameDer: authority.issuerNameDer,
+        authorityKeyId: authority.authorityKeyId,
+        thisUpdate,
+        nextUpdate,
+        crlNumber,
+        revoked,
+        algorithmIdentifierDer: authority.signer.algorithmIdentifierDer,
+      });
+      const { fileDer, der } = signed;
+      const verified = performance.now();
+
+      // 6 store, with 7 the broker file written meanwhile (before the commit: see the header)
+      const sha256 = createHash('sha256').update(der).digest('hex');
+      const storing = repos.crl.saveCrl(authority.issuerKeyId, {
+        crlNumber,
+        thisUpdate,
+        nextUpdate,
+        der,
+        fileSignature: crlSignature(fileDer),
+        sha256,
+        entries,
+        publishedAt: clock.now(),
+      });
+      const fileWrite: Promise<FileOutcome> = deps.file
+        ? deps.file.sync({ crlNumber, der: fileDer, verified: true }).then(
+            (result) => ({ result, atMs: performance.now() - started }),
+            (error: Error) => ({ error, atMs: performance.now() - started }),
+          )
+        : Promise.resolve(null);
+      let saved: StoredCrlInfo;
+      try {
+        saved = await storing;
+      } finally {
+        await fileWrite;
+      }
+      const done = performance.now();
+      return {
+        published: true,
+        stored: saved,
+        file: await fileWrite,
+        crl: {
+          issuerKeyId: authority.issuerKeyId,
+          crlNumber,
+          thisUpdate,
+          nextUpdate,
+          der,
+          fileDer,
+          sha256,
+          entries,
+          timings: {
+            entriesMs: entriesDone - started,
+            signMs: signed.signMs,
+            lintMs: signed.lintMs,
+            verifyMs: signed.verifyMs,
+            storeMs: done - verified,
+            totalMs: done - started,
+          },
+        },
+      };
+    });
+  };
+}
+
+export type PublishCrl = ReturnType<typeof createPublishCrl>;
+
+/**
+ * Stage 1: the CA's revoked certificates, streamed from the database into the DER entries
+ * encoder (never all rows as objects): only this CA's, and an expired one only until it was on
+ * one CRL whose thisUpdate is after its notAfter (RFC 5280 3.3). Returns them in serial order.
+ */
+async function readEntries(crl: Parameters<Parameters<Storage['asOperator']>[0]>[0]['crl'], authority: CrlAuthority, stored: StoredCrlInfo) {
+  const encoder = createRevokedEntriesEncoder();
+  const reasonCodes = new Map<string, number>();
+  const entry: RevokedEntry = { serialHex: '', revokedAt: new Date(0), reasonCode: 0 };
+  const scope = { issuer: authority.issuerLabel, previousThisUpdate: stored.sha256 !== null ? stored.thisUpdate : null };
+  await crl.forEachRevokedCertificate(scope, (serialHex, revokedAtMs, reason) => {
+    let code = reasonCodes.get(reason);
+    if (code === undefined) {
+      code = reasonCodeFor(reason);
+      if (code === REMOVE_FROM_CRL) code = 0;
+      reasonCodes.set(reason, code);
+    }
+    entry.serialHex = serialHex;
+    entry.revokedAt.setTime(revokedAtMs);
+    entry.reasonCode = code;
+    encoder.add(entry);
+  });
+  const entries = encoder.count;
+  return { entries, revoked: encoder.finish() };
+}
+
+/**
+ * Stages 2-5 for one publication. Build (pure): the same entries, twice: the broker's file has no
+ * Issuing Distribution Point, so it covers every certificate of the CA whatever distribution point
+ * it carries (a certificate issued before a PUBLIC_BASE_URL change, an imported one) and OpenSSL
+ * never answers "different CRL scope"; the CRL served at the distribution point URL carries that
+ * URL (EMQX enforces only such CRLs). Lint copies signed by the throwaway key (both at once, on two
+ * cores); only then does the CA key sign (in place: the entries are not copied again); then each is
+ * parsed back and verified with the CA public key.
+ */
+async function signedVariants(
+  c: { prepare: typeof prepareCrl; authority: CrlAuthority; distributionPointUrl: string; previous: bigint; entries: number; now: Date },
+  fields: TbsInput,
+) {
+  const { authority, entries } = c;
+  const started = performance.now();
+  const fileTbs = c.prepare(fields);
+  const servedTbs = c.prepare({ ...fields, distributionPointUrl: c.distributionPointUrl });
+  const built = performance.now();
+
+  const [fileCopy, servedCopy] = await Promise.all([fileTbs.signWithAsync(authority.lintSigner), servedTbs.signWithAsync(authority.lintSigner)]);
+  const lintOptions = { ca: authority.lintProfile, previousNumber: c.previous };
+  lintStage(fileCopy, lintOptions, entries);
+  lintStage(servedCopy, { ...lintOptions, entriesLike: { der: fileCopy, entries } }, entries); // same entry bytes: read once
+  const linted = performance.now();
+
+  const [fileDer, der] = await Promise.all([fileTbs.signWithAsync(authority.signer), servedTbs.signWithAsync(authority.signer)]);
+  const signed = performance.now();
+
+  for (const crl of [fileDer, der]) verifyStage(crl, authority, c.now, c.previous, entries);
+  return { fileDer, der, signMs: built - started + (signed - linted), lintMs: linted - built, verifyMs: performance.now() - signed };
+}
+
+/** Stage 3: the lint reads a copy signed by the throwaway key (profile, number, entries sorted and unique). */
+function lintStage(copy: Buffer, options: CrlLintOptions, entries: number): void {
+  const linted = runLint(() => lintCrl(copy, options));
+  if (linted.entries !== entries) throw new Error(`CRL lists ${linted.entries} entries, expected ${entries}`);
+}
+
+/** Stage 5: signature with the CA key, issuer, nextUpdate in the future, number above the previous one, entry count. */
+function verifyStage(crl: Buffer, authority: CrlAuthority, now: Date, previousNumber: bigint, entries: number): void {
+  const verified = verifyCrl(crl, { caPublicKey: authority.publicKey, now, previousNumber, issuerNameDer: authority.issuerNameDer });
+  if (verified.entryCount !== entries) throw new Error(`CRL has ${verified.entryCount} entries, expected ${entries}`);
+}
+
+function satisfied(stored: StoredCrlInfo, unless: PublishCondition, now: Date): boolean {
+  if (unless.builtAfter !== undefined && !(stored.builtAt && stored.builtAt.getTime() >= unless.builtAfter.getTime())) return false;
+  if (unless.youngerThanMs !== undefined) {
+    if (!stored.thisUpdate || now.getTime() - stored.thisUpdate.getTime() >= unless.youngerThanMs) return false;
+  }
+  // Never keep a CRL whose nextUpdate is within the refresh margin (past it, Mosquitto refuses every client).
+  return stored.nextUpdate !== null && stored.nextUpdate.getTime() - now.getTime() > (unless.youngerThanMs ?? 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The whole run: stages 1-7, then 8 reload and 9 close sessions; or a file sync
+// ---------------------------------------------------------------------------------------------
+
+/** Certificates a CRL lists that the broker's previous CRL did not. */
+export interface NewlyRevoked {
+  /** Lowercase hex, no leading zeros (device_certificates.serial_number). */
+  serials: string[];
+  /** Their certificates' CNs (the broker usernames whose sessions are closed). */
+  commonNames: string[];
+}
+
+/** What one run did. */
+export interface CrlRun {
+  /** A new CRL was built and stored (false: the stored one was good, or only the file was synced). */
+  published: boolean;
+  crl: PublishedCrl | null;
+  stored: StoredCrlInfo | null;
+  file: CrlFileSyncResult | null;
+  /** From the run's start until the file was on disk (null: not written). */
+  toFileMs: number | null;
+  /** Against the CRL the broker had before; null when not worked out (no session step, or no earlier CRL known). */
+  newlyRevoked: NewlyRevoked | null;
+}
+
+/** Thrown when the CRL is stored but the broker's file could not be written: retry the file, not the publication. */
+export class CrlFileError extends Error {
+  readonly fileOnly = true;
+  constructor(cause: Error) {
+    super(cause.message, { cause });
+    this.name = 'CrlFileError';
+    Object.assign(this, { code: (cause as { code?: unknown }).code });
+  }
+}
+
+export interface CrlPipelineDeps {
+  publish: PublishCrl;
+  storage: Storage;
+  authority: Pick<CrlAuthority, 'issuerKeyId'>;
+  /** Stage 7/8 (null: this process keeps no file). Must be the `file` given to createPublishCrl. */
+  file: CrlFileSync | null;
+  /** Stage 9 (null: BROKER_ADMIN_URL not set). */
+  sessions: RevokedSessions | null;
+  logger: Logger;
+  /** Counts a failure of the session step's own work (reading the baseline, looking up CNs). */
+  sessionErrors?: Counter<'stage'>;
+}
+
+export interface CrlPipeline {
+  readonly issuerKeyId: string;
+  /** Before the first run: removes temp files a killed process left, reads what the broker has loaded (the session step's baseline). */
+  start(): Promise<void>;
+  /** Stages 1-9. */
+  publish(request?: PublishCrlRequest): Promise<CrlRun>;
+  /** Stages 7-9 for the stored CRL (another replica published it; a reload to retry). */
+  sync(): Promise<CrlRun>;
+  readStored(): Promise<StoredCrlInfo | null>;
+  /** Resolves when the session step's work is done (tests, shutdown). */
+  idle(): Promise<void>;
+}
+
+export function createCrlPipeline(deps: CrlPipelineDeps): CrlPipeline {
+  const { storage, file, sessions, logger } = deps;
+  const issuerKeyId = deps.authority.issuerKeyId;
+  /** The file variant the broker has (or will have at its next reload): what "newly" revoked is relative to. */
+  let baseline: Uint8Array | null = null;
+  /** Revoked CNs written to the file whose reload failed: closed after the next successful reload. */
+  const unkicked = new Set<string>();
+  let work: Promise<unknown> = Promise.resolve();
+
+  const readStored = () => storage.asOperator(({ crl }) => crl.readCrlInfo(issuerKeyId));
+  /** The stored CRL as the broker's file has it; a CRL stored before file signatures existed is used as it is. */
+  const loadStoredFileDer = async (): Promise<Uint8Array | null> => {
+    const stored = await storage.asOperator(({ crl }) => crl.readCrlForFile(issuerKeyId));
+    return stored && (stored.fileSignature ? completeCrlOf(stored.der, stored.fileSignature) : stored.der);
+  };
+
+  const sessionFailure = (stage: string, error: unknown, message: string) => {
+    deps.sessionErrors?.inc({ stage });
+    logger.error({ event: 'broker_kick_failed', stage, err: (error as Error)?.message ?? String(error) }, message);
+  };
+
+  /** Which serials `next` adds to the baseline, and their CNs; the baseline moves to `next`. */
+  async function newlyRevokedBy(next: Uint8Array): Promise<NewlyRevoked | null> {
+    if (!sessions) return null;
+    const previous = baseline;
+    baseline = next;
+    // No baseline (no file at start): closing every revoked CN's sessions would disconnect every rotated device.
+    if (!previous) return null;
+    const serials = newlyRevokedSerials(previous, next);
+    try {
+      const commonNames = serials.length ? await storage.asOperator(({ crl }) => crl.commonNamesOfSerials(serials)) : [];
+      return { serials, commonNames };
+    } catch (error) {
+      sessionFailure('lookup', error, 'could not look up the CNs of newly revoked certificates; their sessions stay open until they reconnect');
+      return { serials, commonNames: [] };
+    }
+  }
+
+  /** Stage 9, after stage 8: only once the broker reloaded a CRL listing them (otherwise the device just reconnects). */
+  function closeSessions(fileResult: CrlFileSyncResult | null, newly: NewlyRevoked | null) {
+    if (!sessions || !fileResult) return;
+    for (const cn of newly?.commonNames ?? []) unkicked.add(cn);
+    if (fileResult.reloaded !== true) {
+      // false: the reload failed, they are closed after the next one that succeeds; without a reloader, never.
+      if (fileResult.reloaded === null && !file?.reloadConfigured) unkicked.clear();
+      return;
+    }
+    const names = [...unkicked];
+    unkicked.clear();
+    // Kicks run after the run returns: they never hold up the next publication.
+    work = work.then(() => sessions.kick(names)).catch((error: unknown) => sessionFailure('kick', error, 'could not close broker sessions'));
+  }
+
+  /** Stages 7-9 for the stored CRL (its file variant is loaded only when the file is older). */
+  async function syncStored(stored: StoredCrlInfo | null, started: number): Promise<CrlRun> {
+    if (!file || !stored || stored.sha256 === null) return { published: false, crl: null, stored, file: null, toFileMs: null, newlyRevoked: null };
+    let loaded: Uint8Array | null = null;
+    let fileResult: CrlFileSyncResult;
+    try {
+      fileResult = await file.sync({ crlNumber: stored.crlNumber, load: async () => (loaded = await loadStoredFileDer()) });
+    } catch (error) {
+      throw new CrlFileError(error as Error);
+    }
+    const newly = fileResult.file === 'written' && loaded ? await newlyRevokedBy(loaded) : null;
+    closeSessions(fileResult, newly);
+    return { published: false, crl: null, stored, file: fileResult, toFileMs: fileResult.file === 'written' ? performance.now() - started : null, newlyRevoked: newly };
+  }
+
+  return {
+    issuerKeyId,
+    async start() {
+      // A kill between writing a temp file and renaming it leaves the temp file behind.
+      await file?.removeStaleTempFiles().catch((error: Error) => logger.warn({ err: error.message }, 'could not remove temp CRL files'));
+      if (!sessions || !file) return;
+      try {
+        baseline = await file.currentDer();
+      } catch (error) {
+        // Not silence: the error is logged and counted, and the stored CRL stands in for the file.
+        sessionFailure('baseline', error, 'cannot read the CRL file the broker has loaded; newly revoked certificates are worked out against the stored CRL');
+        baseline = await loadStoredFileDer().catch(() => null);
+      }
+    },
+    async publish(request = {}) {
+      const started = performance.now();
+      const result = await deps.publish(request);
+      if (!result.published) return syncStored(result.stored, started); // the stored CRL was good: the file follows it
+      const outcome = result.file;
+      if (outcome && 'error' in outcome) throw new CrlFileError(outcome.error);
+      const fileResult = outcome?.result ?? null;
+      const newly = fileResult?.file === 'written' ? await newlyRevokedBy(result.crl.fileDer) : null;
+      closeSessions(fileResult, newly);
+      return {
+        published: true,
+        crl: result.crl,
+        stored: result.stored,
+        file: fileResult,
+        toFileMs: fileResult?.file === 'written' && outcome ? outcome.atMs : null,
+        newlyRevoked: newly,
+      };
+    },
+    sync: async () => syncStored(await readStored(), performance.now()),
+    readStored,
+    async idle() {
+      for (let seen: Promise<unknown> | null = null; seen !== work; ) {
+        seen = work;
+        await seen;
+      }
+      await sessions?.idle();
+    },
+  };
+}
