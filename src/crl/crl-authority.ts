@@ -1,7 +1,8 @@
 /** The Device CA as CRL issuer, and the CRL distribution point URL. */
 import type { Config } from '../config.ts';
 import type { CrlAuthority } from '../app/publish-crl.ts';
-import { caIdentityFromCertificate, createCrlSigner } from '../pki/crl-signer.ts';
+import { caIdentityFromCertificate } from '../pki/crl-signer.ts';
+import { crlSignerFor } from '../pki/kms/key-signer.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
 import { caLintProfile } from '../pki/lint/ca-profile.ts';
 
@@ -16,7 +17,7 @@ export function crlAuthorityFor(ca: DeviceCa): CrlAuthority {
     issuerNameDer: identity.subjectDer,
     authorityKeyId: identity.subjectKeyId,
     publicKey: ca.publicKey,
-    signer: createCrlSigner(ca.privateKey),
+    signer: crlSignerFor(ca.signer),
     lintProfile: caLintProfile(ca.certDer),
   };
 }

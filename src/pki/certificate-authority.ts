@@ -1,5 +1,4 @@
-import { createHash, sign, type KeyObject } from 'node:crypto';
-import { promisify } from 'node:util';
+import { createHash } from 'node:crypto';
 import { AppError } from '../domain/errors.ts';
 import type { CertificateAuthority, IssueRequest, IssuedCertificate, VerifiedCertificate } from '../app/ports.ts';
 import type { DeviceCa } from './device-ca.ts';
@@ -8,14 +7,12 @@ import { describeKey, publicKeyFromSpki } from './keys.ts';
 import { x509 } from './x509.ts';
 import { deviceProfile, encodeDeviceTbs, signedEnvelope } from '../domain/certificate-der.ts';
 import { children, readSingle } from '../domain/der.ts';
-import { caIdentityFromCertificate, createCrlSigner } from './crl-signer.ts';
+import { caIdentityFromCertificate } from './crl-signer.ts';
+import type { KeySigner } from './kms/key-signer.ts';
 import { toPem } from './pem.ts';
 import { caLintProfile } from './lint/ca-profile.ts';
 import { lintCertificate } from './lint/certificate-lint.ts';
 import { runLint } from './lint/lint-failure.ts';
-
-const hashFor = (key: KeyObject): string =>
-  key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 'sha384' : 'sha256';
 
 const notConfigured = () => new AppError('CA_NOT_CONFIGURED', 'Device CA not configured');
 
@@ -32,28 +29,25 @@ function keyIdOf(spki: Buffer): Buffer {
   return createHash('sha1').update(spki.subarray(bits.valueStart + 1, bits.end)).digest();
 }
 
-const signAsync = promisify(sign);
-
 export interface CertificateAuthorityOptions {
   crlUrl: string;
   /** Test seams: a faulty encoder or signer must be caught by the lint before anything is returned. */
   encodeTbs?: typeof encodeDeviceTbs;
-  sign?: (hash: string, tbs: Buffer, key: KeyObject) => Promise<Buffer>;
+  sign?: (tbs: Buffer, signer: KeySigner) => Promise<Uint8Array>;
 }
 
 /**
  * Issues device client certificates: CN tenant/device, BasicConstraints CA=false
  * (critical), KeyUsage digitalSignature (critical), EKU clientAuth, SKI, AKI and the CRL
  * distribution point. The TBS is encoded directly (the shared extensions once per CA) and
- * signed in libuv's thread pool; every certificate is linted (lint/) before it is returned.
+ * signed by the CA's KeySigner (kms/: a file key in libuv's thread pool, or a PKCS#11 token); every certificate is linted (lint/) before it is returned.
  */
 export function createCertificateAuthority(ca: DeviceCa | null, options: CertificateAuthorityOptions): CertificateAuthority {
   const encodeTbs = options.encodeTbs ?? encodeDeviceTbs;
-  const signTbs = options.sign ?? ((hash: string, tbs: Buffer, key: KeyObject) => signAsync(hash, tbs, { key, dsaEncoding: 'der' }));
+  const signTbs = options.sign ?? ((tbs: Buffer, signer: KeySigner) => signer.sign(tbs));
   const identity = ca ? caIdentityFromCertificate(ca.certDer) : null;
   const lintCa = ca ? caLintProfile(ca.certDer) : null;
-  const signer = ca ? createCrlSigner(ca.privateKey) : null;
-  const hash = ca ? hashFor(ca.privateKey) : 'sha256';
+  const signer = ca ? ca.signer : null;
   const profile =
     ca && identity && signer
       ? deviceProfile({
@@ -86,7 +80,7 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
         subjectPublicKeyInfoDer: spki,
         subjectKeyId: keyIdOf(spki),
       });
-      const signature = await signTbs(hash, tbs, ca.privateKey);
+      const signature = await signTbs(tbs, ca.signer);
       const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, signature);
       runLint(() => lintCertificate(der, { ca: lintCa, profile: 'issued', expected: { commonName: req.commonName, spkiDer: spki } }));
       return {
