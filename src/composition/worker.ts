@@ -18,6 +18,7 @@ import { createScheduler, workerMetrics, type Scheduler, type Timers, type Worke
 import { createHttpWebhookSender } from '../webhooks/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';
 import { loadCaForConfig } from './load-ca.ts';
+import type { KeySigner } from '../pki/kms/key-signer.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
 import { openStorage, type Storage } from './open-storage.ts';
@@ -118,9 +119,12 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     }
   }
   let crlPublication: CrlPublication | null = null;
+  /** The CA key's signer: a token's sessions are closed with the worker. */
+  let caSigner: KeySigner | null = null;
   if (overrides.crl === undefined) {
     try {
       const ca = await loadCaForConfig(config, clock);
+      caSigner = ca.ca?.signer ?? null;
       if (ca.ca) {
         crlPublication = createCrlPublication({
           config,
@@ -198,6 +202,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
       // Also waits for a publication that runOnce's tasks started (scheduled revocations publish on demand).
       await crlPublication?.publisher?.idle();
       await crlPublication?.stop();
+      await caSigner?.close();
       if (!overrides.storage) await storage.close();
     },
   };
