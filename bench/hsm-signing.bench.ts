@@ -38,7 +38,7 @@ async function signRate(signer: KeySigner, seconds: number, concurrency: number)
   return n / ((performance.now() - start) / 1000);
 }
 
-async function signingRows(hsm: ReturnType<typeof softHsm>) {
+async function signingRows() {
   const rows: (string | number)[][] = [];
   for (const keyType of ['ec-p256', 'rsa-3072'] as const) {
     const file = fileKeySigner(createPrivateKey((await createDeviceCa({ now: new Date(), keyType })).keyPem));
@@ -53,7 +53,6 @@ async function signingRows(hsm: ReturnType<typeof softHsm>) {
       console.log(`${keyType}: file ${fmt(fileRate)}/s, token with ${sessions} session(s) ${fmt(rate)}/s`);
     }
   }
-  void hsm;
   return rows;
 }
 
@@ -140,7 +139,7 @@ if (softHsmMissing) {
     title: 'CA signatures/s: key file vs SoftHSM2 token',
     description: `32 signatures in flight for ${SECONDS} s over a 600-byte TBS. file: node:crypto in libuv's thread pool. SoftHSM2: pkcs11js C_SignAsync (libuv pool), EC via CKM_ECDSA over a SHA-256 digest computed in-process, RSA via CKM_SHA256_RSA_PKCS; sessions = the pool size (1 = serialised signing).`,
     columns: ['key', 'key store', 'sessions', 'signatures/s', 'vs file'],
-    rows: await signingRows(hsm),
+    rows: await signingRows(),
   });
   emitTable({
     id: 'hsm-issuance',

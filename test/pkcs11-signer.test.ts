@@ -186,7 +186,7 @@ describe.runIf(!softHsmMissing)(`CA key in a PKCS#11 token (SoftHSM2)${softHsmMi
       await expect(open(`pkcs11:token=${TOKEN};object=missing`)).rejects.toThrow(/no private key with object "missing" in the PKCS#11 token "certfleet"/);
       await expect(open('pkcs11:token=other;object=bad-input-ca')).rejects.toThrow(/no private key with object "bad-input-ca" in the PKCS#11 token "other"/);
     });
-    it("a wrong PIN, while another signer of this process is logged in to the token (the PIN never appears in the message)", async () => {
+    it('a wrong PIN, while another signer of this process is logged in to the token (the PIN never appears in the message)', async () => {
       await open(uri); // logged in: C_Login now answers "already logged in" whatever the PIN
       const err = await open(uri, { pin: '999999' }).catch((e: Error) => e);
       expect(err).toBeInstanceOf(Error);

@@ -63,43 +63,54 @@ function openLoggedIn(m: LoadedModule, open: () => Handle, token: { label: strin
   return s;
 }
 
-/** `findHandle` finds the key again: a handle is void once the token logged the application out. */
-function tokenSigner(m: LoadedModule, pool: SessionPool<Handle>, key: TokenKey, publicKey: KeyObject, uri: string, findHandle: (s: Handle) => Handle): KeySigner {
+/**
+ * One signature on a session of the pool (asynchronous, or synchronous for the CRL builder).
+ * A failed session is closed; `refind` looks the key up again (a handle is void once the token
+ * logged the application out).
+ */
+function tokenOperations(m: LoadedModule, pool: SessionPool<Handle>, key: TokenKey, findHandle: (s: Handle) => Handle) {
   const mechanism = { mechanism: key.mechanism === 'ecdsa' ? m.lib.CKM_ECDSA : m.lib.CKM_SHA256_RSA_PKCS };
+  let handle = key.handle;
+  const begin = (session: Handle, refind: boolean) => {
+    if (refind) handle = findHandle(session);
+    m.p11.C_SignInit(session, mechanism, handle);
+  };
+  return {
+    async signAsync(data: Buffer, refind = false): Promise<Buffer> {
+      const session = await pool.acquire();
+      try {
+        begin(session, refind);
+        const raw = await m.p11.C_SignAsync(session, data, Buffer.alloc(key.signatureSize));
+        pool.release(session);
+        return raw;
+      } catch (e) {
+        pool.release(session, true);
+        throw e;
+      }
+    },
+    signNow(data: Buffer, refind = false): Buffer {
+      const session = pool.acquireNow();
+      try {
+        begin(session, refind);
+        const raw = m.p11.C_Sign(session, data, Buffer.alloc(key.signatureSize));
+        pool.release(session);
+        return raw;
+      } catch (e) {
+        pool.release(session, true);
+        throw e;
+      }
+    },
+  };
+}
+
+function tokenSigner(m: LoadedModule, pool: SessionPool<Handle>, key: TokenKey, publicKey: KeyObject, uri: string, findHandle: (s: Handle) => Handle): KeySigner {
+  const ops = tokenOperations(m, pool, key, findHandle);
   const input = (tbs: Uint8Array): Buffer =>
     key.mechanism === 'ecdsa' ? createHash(key.hash).update(tbs).digest() : Buffer.from(tbs.buffer, tbs.byteOffset, tbs.byteLength);
   const output = (raw: Buffer): Buffer => (key.mechanism === 'ecdsa' ? ecdsaRawToDer(raw) : Buffer.from(raw));
   const failed = (e: unknown) => new Error(`the PKCS#11 token could not sign with ${uri}: ${ckrOf(e) ?? (e as Error).message}`);
   const inFlight = new Set<Promise<unknown>>();
   let closed = false;
-  let handle = key.handle;
-
-  async function signOnce(data: Buffer, refind = false): Promise<Buffer> {
-    const session = await pool.acquire();
-    try {
-      if (refind) handle = findHandle(session);
-      m.p11.C_SignInit(session, mechanism, handle);
-      const raw = await m.p11.C_SignAsync(session, data, Buffer.alloc(key.signatureSize));
-      pool.release(session);
-      return raw;
-    } catch (e) {
-      pool.release(session, true);
-      throw e;
-    }
-  }
-  function signNow(data: Buffer, refind = false): Buffer {
-    const session = pool.acquireNow();
-    try {
-      if (refind) handle = findHandle(session);
-      m.p11.C_SignInit(session, mechanism, handle);
-      const raw = m.p11.C_Sign(session, data, Buffer.alloc(key.signatureSize));
-      pool.release(session);
-      return raw;
-    } catch (e) {
-      pool.release(session, true);
-      throw e;
-    }
-  }
 
   return {
     kind: 'pkcs11',
@@ -112,9 +123,9 @@ function tokenSigner(m: LoadedModule, pool: SessionPool<Handle>, key: TokenKey, 
     async sign(tbs) {
       const data = input(tbs);
       // A session the token dropped (closed, logged out, device reset) fails once: retry on a fresh one.
-      const op = signOnce(data).catch(() => {
+      const op = ops.signAsync(data).catch(() => {
         pool.discardIdle();
-        return signOnce(data, true);
+        return ops.signAsync(data, true);
       });
       inFlight.add(op);
       try {
@@ -130,10 +141,10 @@ function tokenSigner(m: LoadedModule, pool: SessionPool<Handle>, key: TokenKey, 
       try {
         let raw: Buffer;
         try {
-          raw = signNow(data);
+          raw = ops.signNow(data);
         } catch {
           pool.discardIdle();
-          raw = signNow(data, true);
+          raw = ops.signNow(data, true);
         }
         return output(raw);
       } catch (e) {
