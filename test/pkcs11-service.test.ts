@@ -7,7 +7,10 @@ import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
 import { createService } from '../src/composition/service.ts';
+import { createWorker } from '../src/composition/worker.ts';
+import { silentLogger } from '../src/support/logger.ts';
 import { crlDerToPem } from '../src/crl/verify-crl.ts';
 import { createDeviceCa } from '../src/pki/device-ca.ts';
 import { createDeviceCaInToken } from '../src/pki/kms/ca-certificate.ts';
@@ -42,6 +45,7 @@ beforeAll(async () => {
 describe.runIf(!softHsmMissing).each(DRIVERS)(`issuing with the CA key in SoftHSM2 over the HTTP API on %s${skipped}`, (kind) => {
   let database: TestDatabase;
   let t: TestService;
+  const revokedPems: string[] = [];
 
   beforeAll(async () => {
     database = await createTestDatabase(kind);
@@ -78,9 +82,25 @@ describe.runIf(!softHsmMissing).each(DRIVERS)(`issuing with the CA key in SoftHS
     const crlPem = crlDerToPem(crl.rawPayload);
     const revoked = opensslVerify(ca.certPem, generated.json.cert_pem, { crlPem });
     expect(revoked.out).toContain('certificate revoked');
+    revokedPems.push(generated.json.cert_pem);
     const valid = opensslVerify(ca.certPem, fromCsr.json.cert_pem, { crlPem });
     expect(valid.out).toContain(': OK');
     expect(valid.code).toBe(0);
+  });
+
+  it('a standalone worker loads the token key too: its CRL file, signed by the token, lists the revoked certificate', async () => {
+    expect(revokedPems).toHaveLength(1);
+    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, log: silentLogger, holder: `pkcs11-${kind}` });
+    try {
+      expect(worker.crlPublication).not.toBeNull();
+      await worker.crlPublication!.publisher!.publishNow();
+      const file = readFileSync(t.config.crlOutputPath, 'latin1');
+      expect(opensslVerify(t.service.ca.ca!.certPem, revokedPems[0], { crlPem: file }).out).toContain('certificate revoked');
+    } finally {
+      await worker.close();
+    }
+    // The service's own signer is untouched by the worker closing its own.
+    expect((await t.call('acme', 'POST', '/customer/devices/DEVICE-001/certificates/generate', { key_type: 'ec-p256' })).status).toBe(201);
   });
 });
 
