@@ -3,11 +3,10 @@
  * database drivers: certificates issued and a CRL published, all signed by the token, verified by
  * openssl. And the service refuses to start with a token key it cannot use.
  */
-import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
 import { createService } from '../src/composition/service.ts';
 import { createWorker } from '../src/composition/worker.ts';
 import { silentLogger } from '../src/support/logger.ts';

@@ -102,6 +102,7 @@ export function findTokenSlot(m: LoadedModule, ref: Pkcs11KeyRef): { slot: Handl
   const matches: { slot: Handle; label: string; serial: string }[] = [];
   for (const slot of m.p11.C_GetSlotList(true)) {
     const info = m.p11.C_GetTokenInfo(slot);
+    if (!(info.flags & m.lib.CKF_TOKEN_INITIALIZED)) continue; // a free slot (SoftHSM2 always offers one)
     const t = { label: trimPadded(info.label), serial: trimPadded(info.serialNumber), manufacturer: trimPadded(info.manufacturerID), model: trimPadded(info.model) };
     present.push(`"${t.label}" (serial ${t.serial})`);
     const slotId = slot.length >= 8 ? slot.readBigUInt64LE(0) : BigInt(slot.readUIntLE(0, slot.length));
