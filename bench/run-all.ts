@@ -22,6 +22,7 @@ const BENCHES: [string, string][] = [
   ['crl-publish', 'crl-publish.bench.ts'],
   ['crl-build', 'crl-build.bench.ts'],
   ['crl-lint', 'crl-lint.bench.ts'],
+  ['hsm', 'hsm-signing.bench.ts'],
   ['broker-refusal', 'broker-refusal.bench.ts'],
   ['expiry-tick', 'expiry-tick.bench.ts'],
   ['api-read', 'api-read.bench.ts'],

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseSecretKey } from './pki/secret-box.ts';
 import { parseTtl } from './auth/dev-signing-key.ts';
+import { pkcs11Config } from './pki/kms/pkcs11/pkcs11-config.ts';
 
 export interface Config {
   port: number;
@@ -15,6 +16,8 @@ export interface Config {
   /** DEVICE_CA_KEY_PASSPHRASE_FILE (preferred) or DEVICE_CA_KEY_PASSPHRASE: for an encrypted PKCS#8 CA key. */
   caKeyPassphraseFile: string | null;
   caKeyPassphrase: string | null;
+  /** DEVICE_CA_KEY_URI: the CA key in a PKCS#11 token (instead of DEVICE_CA_KEY_PATH), with its module, PIN file and session count. */
+  pkcs11: { keyUri: string; modulePath: string; pinFile: string; sessions: number } | null;
   crlOutputPath: string;
   crlRefreshMinutes: number;
   crlValidityHours: number;
@@ -196,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     caKeyPath: resolve(env.DEVICE_CA_KEY_PATH || `${dataDir}/pki/device-ca.key`),
     caKeyPassphraseFile: env.DEVICE_CA_KEY_PASSPHRASE_FILE ? resolve(env.DEVICE_CA_KEY_PASSPHRASE_FILE) : null,
     caKeyPassphrase: env.DEVICE_CA_KEY_PASSPHRASE || null,
+    pkcs11: pkcs11Config(env, int(env, 'PKCS11_SESSIONS', 4, 1, 64)),
     crlOutputPath: resolve(env.CRL_OUTPUT_PATH || `${dataDir}/pki/device-crl.pem`),
     crlRefreshMinutes: int(env, 'CRL_REFRESH_MINUTES', 60, 1, 10_080),
     crlValidityHours: int(env, 'CRL_VALIDITY_HOURS', 168, 2, 8_760),

@@ -4,7 +4,8 @@
  * encoder is injected; the lint reads a copy signed by a throwaway key of the same algorithm, and
  * the CA-signed result is still parsed back and verified.
  */
-import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
+import type { KeySigner } from '../src/pki/kms/key-signer.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareCrl } from '../src/crl/build-crl.ts';
 import { createPublishCrl, crlAuthorityFor, type CrlAuthority } from '../src/crl/publish-crl.ts';
@@ -36,17 +37,17 @@ describe.each(['ec-p256', 'rsa-3072'] as const)('certificates, CA key %s', (keyT
 
   /** A CertificateAuthority whose signatures go through a spy that counts those made with the CA key. */
   function spied(encodeTbs?: typeof encodeDeviceTbs) {
-    const used: KeyObject[] = [];
+    const used: KeySigner[] = [];
     const authority = createCertificateAuthority(ca, {
       crlUrl: 'http://certfleet.test/pki/crl',
       encodeTbs,
-      sign: async (hash, tbs, key) => {
-        used.push(key);
-        return sign(hash, tbs, { key, dsaEncoding: 'der' });
+      sign: async (tbs, signer) => {
+        used.push(signer);
+        return signer.sign(tbs);
       },
     });
-    const caSignatures = () => used.filter((key) => key.equals(ca.privateKey)).length;
-    const throwawaySignatures = () => used.filter((key) => key.equals(throwawayKeyFor(ca.privateKey).privateKey)).length;
+    const caSignatures = () => used.filter((signer) => signer === ca.signer).length;
+    const throwawaySignatures = () => used.filter((signer) => signer.publicKey.equals(throwawayKeyFor(ca.publicKey).publicKey)).length;
     return { authority, caSignatures, throwawaySignatures };
   }
 
@@ -87,7 +88,7 @@ describe.each(['ec-p256', 'rsa-3072'] as const)('certificates, CA key %s', (keyT
     const authority = createCertificateAuthority(ca, {
       crlUrl: 'http://certfleet.test/pki/crl',
       // The throwaway copy is signed right; the CA's signature is over other bytes.
-      sign: async (hash, tbs, key) => sign(hash, calls++ === 0 ? tbs : Buffer.concat([tbs, Buffer.of(0)]), { key, dsaEncoding: 'der' }),
+      sign: async (tbs, signer) => signer.sign(calls++ === 0 ? tbs : Buffer.concat([tbs, Buffer.of(0)])),
     });
     const error = await errorOf(authority.issue(request()));
     expect((error as AppError).code).toBe('LINT_FAILED');
@@ -117,8 +118,8 @@ describe('CRLs', () => {
   it('the lint key is a throwaway of the CA key’s algorithm, made once per process', () => {
     const a = crlAuthorityFor(ca);
     expect(Buffer.from(a.lintSigner.algorithmIdentifierDer).equals(Buffer.from(a.signer.algorithmIdentifierDer))).toBe(true);
-    expect(throwawayKeyFor(ca.privateKey)).toBe(throwawayKeyFor(ca.privateKey));
-    expect(throwawayKeyFor(ca.privateKey).publicKey.equals(ca.publicKey)).toBe(false);
+    expect(throwawayKeyFor(ca.publicKey)).toBe(throwawayKeyFor(ca.publicKey));
+    expect(throwawayKeyFor(ca.publicKey).publicKey.equals(ca.publicKey)).toBe(false);
   });
 
   it('a faulty encoder (CRL number going backwards): LINT_FAILED, nothing stored, and the CA key never signed', async () => {

@@ -96,8 +96,9 @@ export async function createService(config: Config, overrides: ServiceOverrides 
   assertTokenVerificationConfigured(config);
   const storage = overrides.storage ?? (await openStorage(config));
   let keygen: KeygenPool | null = null;
+  let loadedCa: LoadedCa | null = null;
   try {
-    const ca = await loadCaForConfig(config, clock);
+    const ca = (loadedCa = await loadCaForConfig(config, clock));
     const webhookSecrets = await loadWebhookSecrets(config);
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: 2 });
@@ -195,11 +196,13 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         await crl.stop();
         await app.close();
         await keygen?.close();
+        await ca.ca?.signer.close();
         if (!overrides.storage) await storage.close();
       },
     };
   } catch (e) {
     await keygen?.close();
+    await loadedCa?.ca?.signer.close();
     if (!overrides.storage) await storage.close();
     throw e;
   }

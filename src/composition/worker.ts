@@ -19,6 +19,7 @@ import { createHttpWebhookSender } from '../webhooks/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';
 import { createBrokerAclPublication, type BrokerAclPublication } from './broker-acl.ts';
 import { loadCaForConfig } from './load-ca.ts';
+import type { KeySigner } from '../pki/kms/key-signer.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
 import { openStorage, type Storage } from './open-storage.ts';
@@ -119,9 +120,12 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     }
   }
   let crlPublication: CrlPublication | null = null;
+  /** The CA key's signer: a token's sessions are closed with the worker. */
+  let caSigner: KeySigner | null = null;
   if (overrides.crl === undefined) {
     try {
       const ca = await loadCaForConfig(config, clock);
+      caSigner = ca.ca?.signer ?? null;
       if (ca.ca) {
         crlPublication = createCrlPublication({
           config,
@@ -203,6 +207,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
       await crlPublication?.publisher?.idle();
       await crlPublication?.stop();
       await brokerAcl?.stop();
+      await caSigner?.close();
       if (!overrides.storage) await storage.close();
     },
   };

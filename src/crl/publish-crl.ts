@@ -35,7 +35,8 @@ import type { StoredCrlInfo, Storage } from '../app/storage-ports.ts';
 import type { Config } from '../config.ts';
 import { HOUR_MS, type Clock } from '../domain/clock.ts';
 import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
-import { caIdentityFromCertificate, createCrlSigner, throwawaySignerFor } from '../pki/crl-signer.ts';
+import { caIdentityFromCertificate, throwawaySignerFor } from '../pki/crl-signer.ts';
+import { crlSignerFor } from '../pki/kms/key-signer.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
 import { caLintProfile, type CaLintProfile } from '../pki/lint/ca-profile.ts';
 import { lintCrl, type CrlLintOptions } from '../pki/lint/crl-lint.ts';
@@ -89,8 +90,8 @@ export function crlAuthorityFor(ca: DeviceCa): CrlAuthority {
     issuerNameDer: identity.subjectDer,
     authorityKeyId: identity.subjectKeyId,
     publicKey: ca.publicKey,
-    signer: createCrlSigner(ca.privateKey),
-    lintSigner: throwawaySignerFor(ca.privateKey),
+    signer: crlSignerFor(ca.signer),
+    lintSigner: throwawaySignerFor(ca.signer.publicKey),
     lintProfile: caLintProfile(ca.certDer),
   };
 }

@@ -1,5 +1,4 @@
-import { createHash, sign, X509Certificate, type KeyObject } from 'node:crypto';
-import { promisify } from 'node:util';
+import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { AppError } from '../domain/errors.ts';
 import type { CertificateAuthority, IssueRequest, IssuedCertificate, VerifiedCertificate } from '../app/ports.ts';
 import type { DeviceCa } from './device-ca.ts';
@@ -8,14 +7,13 @@ import { describeKey, publicKeyFromSpki } from './keys.ts';
 import { x509 } from './x509.ts';
 import { deviceProfile, encodeDeviceTbs, signedEnvelope } from '../domain/certificate-der.ts';
 import { children, readSingle } from '../domain/der.ts';
-import { caIdentityFromCertificate, createCrlSigner, throwawayKeyForAsync } from './crl-signer.ts';
+import { caIdentityFromCertificate, throwawayKeyForAsync } from './crl-signer.ts';
+import { fileKeySigner } from './kms/file-signer.ts';
+import type { KeySigner } from './kms/key-signer.ts';
 import { toPem } from './pem.ts';
 import { caLintProfile } from './lint/ca-profile.ts';
 import { lintCertificate } from './lint/certificate-lint.ts';
 import { runLint } from './lint/lint-failure.ts';
-
-const hashFor = (key: KeyObject): string =>
-  key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 'sha384' : 'sha256';
 
 const notConfigured = () => new AppError('CA_NOT_CONFIGURED', 'Device CA not configured');
 
@@ -32,8 +30,6 @@ function keyIdOf(spki: Buffer): Buffer {
   return createHash('sha1').update(spki.subarray(bits.valueStart + 1, bits.end)).digest();
 }
 
-const signAsync = promisify(sign);
-
 /** The CA-signed certificate, parsed back (by Node's X509Certificate) and verified with the CA public key. */
 function verifyCaSignature(der: Buffer, caPublicKey: KeyObject): void {
   let ok = false;
@@ -49,29 +45,28 @@ export interface CertificateAuthorityOptions {
   crlUrl: string;
   /** Test seams: a faulty encoder or signer must be caught by the lint before the CA key signs, or by the verification after. */
   encodeTbs?: typeof encodeDeviceTbs;
-  sign?: (hash: string, tbs: Buffer, key: KeyObject) => Promise<Buffer>;
+  sign?: (tbs: Buffer, signer: KeySigner) => Promise<Uint8Array>;
 }
 
 /**
  * Issues device client certificates: CN tenant/device, BasicConstraints CA=false
  * (critical), KeyUsage digitalSignature (critical), EKU clientAuth, SKI, AKI and the CRL
  * distribution point. The TBS is encoded directly (the shared extensions once per CA) and
- * signed in libuv's thread pool. Lint before signing (Boulder's way): a copy signed by a
+ * signed by the CA's KeySigner (kms/: a file key in libuv's thread pool, or a PKCS#11 token). Lint before signing (Boulder's way): a copy signed by a
  * throwaway key of the CA key's algorithm is linted (lint/) first, and only a TBS that passed gets
  * the CA's signature; the signed certificate is then parsed back and verified with the CA key.
  */
 export function createCertificateAuthority(ca: DeviceCa | null, options: CertificateAuthorityOptions): CertificateAuthority {
   const encodeTbs = options.encodeTbs ?? encodeDeviceTbs;
-  const signTbs = options.sign ?? ((hash: string, tbs: Buffer, key: KeyObject) => signAsync(hash, tbs, { key, dsaEncoding: 'der' }));
+  const signTbs = options.sign ?? ((tbs: Buffer, signer: KeySigner) => signer.sign(tbs));
   const identity = ca ? caIdentityFromCertificate(ca.certDer) : null;
   const lintCa = ca ? caLintProfile(ca.certDer) : null;
   // Made once per algorithm per process, in the background from here (an RSA key takes a while): the first issuance waits for it.
-  const throwaway = ca ? throwawayKeyForAsync(ca.privateKey) : null;
+  const throwaway = ca ? throwawayKeyForAsync(ca.signer.publicKey) : null;
   throwaway?.catch(() => undefined); // reported by the first issuance
-  const lintCopyCa = lintCa && throwaway ? throwaway.then((pair) => ({ ...lintCa, publicKey: pair.publicKey, privateKey: pair.privateKey })) : null;
+  const lintCopyCa = lintCa && throwaway ? throwaway.then((pair) => ({ ...lintCa, publicKey: pair.publicKey, throwawaySigner: fileKeySigner(pair.privateKey, 'throwaway lint key') })) : null;
   lintCopyCa?.catch(() => undefined);
-  const signer = ca ? createCrlSigner(ca.privateKey) : null;
-  const hash = ca ? hashFor(ca.privateKey) : 'sha256';
+  const signer = ca ? ca.signer : null;
   const profile =
     ca && identity && signer
       ? deviceProfile({
@@ -94,7 +89,7 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
 
     async issue(req: IssueRequest): Promise<IssuedCertificate> {
       if (!ca || !profile || !lintCopyCa) throw notConfigured();
-      const { privateKey: throwawayKey, ...lintCopyProfile } = await lintCopyCa;
+      const { throwawaySigner, ...lintCopyProfile } = await lintCopyCa;
       const spki = req.publicKey.spkiDer;
       const serial = Buffer.from(randomSerialHex(), 'hex');
       const tbs = encodeTbs(profile, {
@@ -106,9 +101,9 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
         subjectKeyId: keyIdOf(spki),
       });
       // Lint a copy signed by the throwaway key: the CA key signs nothing that fails the profile.
-      const copy = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(hash, tbs, throwawayKey));
+      const copy = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(tbs, throwawaySigner));
       runLint(() => lintCertificate(copy, { ca: lintCopyProfile, profile: 'issued', expected: { commonName: req.commonName, spkiDer: spki } }));
-      const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(hash, tbs, ca.privateKey));
+      const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(tbs, ca.signer));
       verifyCaSignature(der, ca.publicKey);
       return {
         certPem: toPem('CERTIFICATE', der),

@@ -46,28 +46,34 @@ const EC_ALGORITHM_BY_CURVE: Record<string, string> = {
  * A CrlSigner for an EC (P-256 → ecdsa-with-SHA256, P-384 → SHA384, P-521 → SHA512)
  * or RSA (sha256WithRSAEncryption, PKCS#1 v1.5, NULL parameters) private key.
  */
-export function createCrlSigner(privateKey: KeyObject): CrlSigner {
-  if (privateKey.type !== 'private') throw new TypeError('createCrlSigner needs a private key');
-  const keyType = privateKey.asymmetricKeyType;
+/** The signature AlgorithmIdentifier and digest of a key (private or public: only its algorithm counts). */
+export function signatureAlgorithmFor(key: KeyObject): { algorithmIdentifierDer: Uint8Array; hash: string } {
+  const keyType = key.asymmetricKeyType;
   if (keyType === 'ec') {
-    const curve = privateKey.asymmetricKeyDetails?.namedCurve ?? '';
+    const curve = key.asymmetricKeyDetails?.namedCurve ?? '';
     const algOid = EC_ALGORITHM_BY_CURVE[curve];
     if (!algOid) throw new TypeError(`unsupported EC curve for CRL signing: ${curve || 'unknown'}`);
-    const hash = SIGNATURE_ALGORITHMS[algOid].hash;
+    return { algorithmIdentifierDer: sequence(oid(algOid)), hash: SIGNATURE_ALGORITHMS[algOid]!.hash };
+  }
+  if (keyType === 'rsa') return { algorithmIdentifierDer: sequence(oid('1.2.840.113549.1.1.11'), nullValue()), hash: 'sha256' };
+  throw new TypeError(`unsupported key type for CRL signing: ${keyType ?? 'unknown'}`);
+}
+
+/**
+ * A CrlSigner for an EC (P-256 → ecdsa-with-SHA256, P-384 → SHA384, P-521 → SHA512)
+ * or RSA (sha256WithRSAEncryption, PKCS#1 v1.5, NULL parameters) private key.
+ */
+export function createCrlSigner(privateKey: KeyObject): CrlSigner {
+  if (privateKey.type !== 'private') throw new TypeError('createCrlSigner needs a private key');
+  const { algorithmIdentifierDer, hash } = signatureAlgorithmFor(privateKey);
+  if (privateKey.asymmetricKeyType === 'ec') {
     return {
-      algorithmIdentifierDer: sequence(oid(algOid)),
+      algorithmIdentifierDer,
       sign: (tbs) => sign(hash, tbs, { key: privateKey, dsaEncoding: 'der' }),
       signAsync: (tbs) => signAsync(hash, tbs, { key: privateKey, dsaEncoding: 'der' }),
     };
   }
-  if (keyType === 'rsa') {
-    return {
-      algorithmIdentifierDer: sequence(oid('1.2.840.113549.1.1.11'), nullValue()),
-      sign: (tbs) => sign('sha256', tbs, privateKey),
-      signAsync: (tbs) => signAsync('sha256', tbs, privateKey),
-    };
-  }
-  throw new TypeError(`unsupported key type for CRL signing: ${keyType ?? 'unknown'}`);
+  return { algorithmIdentifierDer, sign: (tbs) => sign(hash, tbs, privateKey), signAsync: (tbs) => signAsync(hash, tbs, privateKey) };
 }
 
 /**
@@ -121,9 +127,10 @@ export function throwawayKeyForAsync(caKey: KeyObject): Promise<KeyPair> {
  * TBS is the same bytes. The key generation starts now, in the background; signAsync waits for it.
  */
 export function throwawaySignerFor(caKey: KeyObject): CrlSigner {
+  // caKey may be the CA's public key (the private one may live in a token): only its algorithm is used.
   const key = throwawayKeyForAsync(caKey);
   key.catch(() => undefined); // reported by the first signature that needs it
-  const algorithmIdentifierDer = createCrlSigner(caKey).algorithmIdentifierDer;
+  const algorithmIdentifierDer = signatureAlgorithmFor(caKey).algorithmIdentifierDer;
   return {
     algorithmIdentifierDer,
     sign: (tbs) => createCrlSigner(throwawayKeyFor(caKey).privateKey).sign(tbs),

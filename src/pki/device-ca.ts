@@ -1,24 +1,27 @@
-import { createHash, createPrivateKey, createPublicKey, webcrypto, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, randomBytes, verify, webcrypto, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { generateDeviceKey } from './keys.ts';
 import { assertFileNotWritableByOthers, assertKeyFileProtected } from './key-file-permissions.ts';
 import { randomSerialHex } from './serial-number.ts';
 import { x509 } from './x509.ts';
+import { fileKeySigner } from './kms/file-signer.ts';
+import type { KeySigner } from './kms/key-signer.ts';
 
 export type CaKeyType = 'ec-p256' | 'rsa-3072';
 
-/** The Device CA, loaded once at start. The private key never leaves this object. */
+/**
+ * The Device CA, loaded once at start. Its key is reached only through `signer` (a file key in
+ * this process or a key in a PKCS#11 token, see kms/): nothing else signs with it.
+ */
 export interface DeviceCa {
   certPem: string;
   certDer: Buffer;
   certificate: x509.X509Certificate;
   /** The CA's CN, stored as device_certificates.issuer. */
   issuerLabel: string;
-  privateKey: KeyObject;
+  signer: KeySigner;
   publicKey: KeyObject;
-  signingKey: CryptoKey;
-  signingAlgorithm: Algorithm | EcdsaParams;
   subjectKeyId: Buffer;
 }
 
@@ -52,28 +55,35 @@ function readCaKey(keyPem: string, passphrase: string | null, source: string): K
 }
 
 export async function deviceCaFromPem(certPem: string, keyPem: string, passphrase: string | null = null, source = '(PEM)'): Promise<DeviceCa> {
-  const certificate = new x509.X509Certificate(certPem);
   const privateKey = readCaKey(keyPem, passphrase, source);
-  const publicKey = createPublicKey(privateKey);
+  signingFor(privateKey); // a Device CA key: RSA, EC P-256 or P-384
+  return deviceCaFromSigner(certPem, fileKeySigner(privateKey, source));
+}
+
+/**
+ * The Device CA of a certificate and the signer of its key. Refused unless the signer's public
+ * key is the certificate's AND a signature made by the signer verifies with the certificate's
+ * key (a token's public key object could belong to another private key).
+ */
+export async function deviceCaFromSigner(certPem: string, signer: KeySigner): Promise<DeviceCa> {
+  const certificate = new x509.X509Certificate(certPem);
   const certKey = createPublicKey(certPem);
-  if (!certKey.equals(publicKey)) throw new Error('the Device CA key does not match its certificate');
-  const signing = signingFor(privateKey);
-  const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
-  const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, signing.import, false, ['sign']);
+  const mismatch = `the Device CA key (${signer.label}) does not match its certificate`;
+  if (!certKey.equals(signer.publicKey)) throw new Error(mismatch);
+  const challenge = randomBytes(32);
+  const proof = await signer.sign(challenge);
+  const ecOptions = certKey.asymmetricKeyType === 'ec' ? { key: certKey, dsaEncoding: 'der' as const } : certKey;
+  if (!verify(signer.hash, challenge, ecOptions, proof)) throw new Error(`${mismatch}: a test signature does not verify with the certificate's key`);
   const ski = certificate.getExtension(x509.SubjectKeyIdentifierExtension);
   // A CA without SKI (made elsewhere) still gets a stable AKI value for what it signs.
-  const subjectKeyId = ski
-    ? Buffer.from(ski.keyId, 'hex')
-    : createHash('sha1').update(publicKey.export({ type: 'spki', format: 'der' })).digest();
+  const subjectKeyId = ski ? Buffer.from(ski.keyId, 'hex') : createHash('sha1').update(signer.spkiDer).digest();
   return {
     certPem: certificate.toString('pem') + '\n',
     certDer: Buffer.from(certificate.rawData),
     certificate,
     issuerLabel: certificate.subjectName.getField('CN')[0] ?? certificate.subject,
-    privateKey,
-    publicKey,
-    signingKey: signingKey as CryptoKey,
-    signingAlgorithm: signing.sign,
+    signer,
+    publicKey: certKey,
     subjectKeyId,
   };
 }

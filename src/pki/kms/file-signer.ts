@@ -1,0 +1,29 @@
+/** A CA key held in this process (a PEM file, plain or encrypted PKCS#8): today's default. */
+import { createPublicKey, sign, type KeyObject } from 'node:crypto';
+import { promisify } from 'node:util';
+import { createCrlSigner } from '../crl-signer.ts';
+import { describeKey, spkiOf } from '../keys.ts';
+import { hashOfAlgorithm, type KeySigner } from './key-signer.ts';
+
+const signAsync = promisify(sign);
+
+/** EC P-256/P-384 (ECDSA with SHA-256/384) or RSA (sha256WithRSAEncryption). Signing runs in libuv's thread pool. */
+export function fileKeySigner(privateKey: KeyObject, label = '(in memory)'): KeySigner {
+  const crl = createCrlSigner(privateKey); // refuses a public key or an unsupported type
+  const algorithmIdentifierDer = Buffer.from(crl.algorithmIdentifierDer);
+  const hash = hashOfAlgorithm(algorithmIdentifierDer);
+  const publicKey = createPublicKey(privateKey);
+  const options = privateKey.asymmetricKeyType === 'ec' ? { key: privateKey, dsaEncoding: 'der' as const } : privateKey;
+  return {
+    kind: 'file',
+    keyType: describeKey(privateKey),
+    algorithmIdentifierDer,
+    hash,
+    publicKey,
+    spkiDer: spkiOf(publicKey),
+    label,
+    sign: (tbs) => signAsync(hash, tbs, options),
+    signSync: (tbs) => sign(hash, tbs, options),
+    close: async () => {},
+  };
+}
