@@ -1,6 +1,6 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import type { Config } from '../config.ts';
 import { systemClock, type Clock } from '../domain/clock.ts';
 import { createExpiryPolicy } from '../domain/expiry-policy.ts';
@@ -166,7 +166,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     { name: 'expiry-alerts', everyMs: intervals['expiry-alerts'], run: raiseExpiryAlerts },
     // Without a Device CA there is no CRL to go stale.
     ...(crl ? [{ name: 'crl-freshness', everyMs: intervals['crl-freshness'], run: checkCrlFreshness }] : []),
-    { name: 'notifications', everyMs: intervals.notifications, run: deliverNotifications },
+    { name: 'notifications', everyMs: intervals.notifications, run: countingDeliveries(deliverNotifications, overrides.metrics) },
   ];
 
   const holder = overrides.holder ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
@@ -200,6 +200,21 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
       await crlPublication?.stop();
       if (!overrides.storage) await storage.close();
     },
+  };
+}
+
+/** certfleet_webhook_deliveries_total{result=delivered|retrying|dead}: each run's outcomes counted in `registry`. */
+function countingDeliveries(run: () => Promise<{ delivered: number; retrying: number; dead: number }>, registry: Registry | undefined) {
+  if (!registry) return run;
+  const name = 'certfleet_webhook_deliveries_total';
+  const counter =
+    (registry.getSingleMetric(name) as Counter<'result'> | undefined) ??
+    new Counter({ name, help: 'Webhook delivery attempts by result (delivered, retrying: failed and retried later, dead: given up)', labelNames: ['result'], registers: [registry] });
+  for (const result of ['delivered', 'retrying', 'dead']) counter.inc({ result }, 0);
+  return async () => {
+    const counts = await run();
+    for (const result of ['delivered', 'retrying', 'dead'] as const) if (counts[result] > 0) counter.inc({ result }, counts[result]);
+    return counts;
   };
 }
 

@@ -9,6 +9,7 @@ import type { TokenVerifier } from '../auth/token-verifier.ts';
 import type { HttpLimits } from '../config.ts';
 import { authorizeScope, createAuthenticate } from './auth-hooks.ts';
 import { metricsAuthorized } from './metrics-auth.ts';
+import { installHttpMetrics } from './http-metrics.ts';
 import { AppError } from '../domain/errors.ts';
 import { recordRoutes } from './route-table.ts';
 import { frameworkErrors, installErrorHandler } from './problem.ts';
@@ -60,6 +61,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     },
   });
   const routes = recordRoutes(app);
+  installHttpMetrics(app, options.metrics);
   installValidators(app);
   installErrorHandler(app);
 
