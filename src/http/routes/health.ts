@@ -8,10 +8,21 @@ const text = { type: 'string' } as const;
 const liveness = { 200: status({ status: text }) };
 const readiness = { 200: status({ status: text, database: text, device_ca: text }), 503: status({ status: text, database: text }) };
 
+/**
+ * Probes come every few seconds from Docker and Kubernetes: their request lines are written only
+ * when the log level is debug or trace (at info they would flood the log); errors always.
+ */
+const probeLogLevel = (app: FastifyInstance): 'debug' | 'trace' | 'warn' => {
+  const level = app.log.level;
+  if (level === 'debug') return 'debug';
+  return level === 'trace' ? 'trace' : 'warn';
+};
+
 export function healthRoutes(deps: { db: Database; caLoaded: boolean }) {
   return async (app: FastifyInstance) => {
-    app.get('/healthz', { schema: { hide: true, response: liveness } }, async () => ({ status: 'ok' }));
-    app.get('/readyz', { schema: { hide: true, response: readiness } }, async (request, reply) => {
+    const logLevel = probeLogLevel(app);
+    app.get('/healthz', { logLevel, schema: { hide: true, response: liveness } }, async () => ({ status: 'ok' }));
+    app.get('/readyz', { logLevel, schema: { hide: true, response: readiness } }, async (request, reply) => {
       try {
         await pingDatabase(deps.db);
       } catch (e) {
