@@ -8,7 +8,7 @@
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parse, parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -107,7 +107,7 @@ describe('deploy/kubernetes manifests', () => {
     expect([...kustomization.resources].sort()).toEqual(files.filter((f) => f !== 'kustomization.yaml').sort());
     expect(pod('certfleet-api').containers[0].args).toEqual(['api']);
     expect(pod('certfleet-worker').containers[0].args).toEqual(['worker', '--metrics-port', '9464']);
-    expect(pod('mosquitto').containers.map((c) => c.name).sort()).toEqual(['crl-sidecar', 'mosquitto']);
+    expect(pod('mosquitto').containers.map((c) => c.name).sort()).toEqual(['crl-sidecar', 'mosquitto', 'reloader']);
   });
 
   it('sets only environment variables certfleet reads (derived from src/)', () => {
@@ -203,23 +203,38 @@ describe('deploy/kubernetes manifests', () => {
     });
   });
 
-  it('the broker: its sidecar signals it with the same uid in a shared PID namespace, and its container mounts no CA key', () => {
+  it('the broker: a reloader with its uid signals it in a shared PID namespace; the sidecar holding the keys has another uid; its container mounts no CA key', () => {
     const p = pod('mosquitto');
     expect(p.shareProcessNamespace).toBe(true);
     const broker = p.containers.find((c) => c.name === 'mosquitto')!;
     const sidecar = p.containers.find((c) => c.name === 'crl-sidecar')!;
+    const reloader = p.containers.find((c) => c.name === 'reloader')!;
     const uid = (c: Container) => c.securityContext?.runAsUser ?? p.securityContext!.runAsUser;
-    expect(uid(sidecar)).toBe(1883); // Mosquitto's uid: signalling it needs no capability
     expect(uid(broker)).toBe(1883);
+    expect(uid(reloader)).toBe(1883); // Mosquitto's uid: signalling it needs no capability
+    expect(uid(sidecar)).not.toBe(1883); // same uid + shared PID namespace would expose its keys through /proc
+    expect(reloader.env ?? []).toEqual([]);
+    expect(reloader.envFrom ?? []).toEqual([]);
+    for (const m of reloader.volumeMounts ?? []) expect(p.volumes!.find((v) => v.name === m.name)!.secret, m.name).toBeUndefined();
+    // the same request/answer scripts as the compose file
+    const compose = parse(readFileSync(join(ROOT, 'deploy', 'docker-compose.yml'), 'utf8')) as {
+      services: Record<string, { command: string[]; environment: Record<string, string> }>;
+    };
+    const uncompose = (text: string) => text.replace(/\$\$/g, '$');
+    expect(reloader.args!.join('\n').trim()).toBe(uncompose(compose.services['broker-reloader'].command.join('\n')).trim());
     const env = environment(sidecar);
+    expect(env.get('BROKER_RELOAD_COMMAND')!.value).toBe(uncompose(compose.services.worker.environment.BROKER_RELOAD_COMMAND));
+    expect(env.get('BROKER_RELOAD_COMMAND')!.value).not.toContain('$$'); // Kubernetes would reduce $$ to $
     const mountOf = (c: Container, file: string) =>
       (c.volumeMounts ?? []).filter((v) => file.startsWith(`${v.mountPath}/`)).sort((a, b) => b.mountPath.length - a.mountPath.length)[0];
-    // the pid file Mosquitto writes is the one the sidecar reads; the CRL it writes is the one Mosquitto reads
-    expect(mountOf(sidecar, env.get('BROKER_PID_FILE')!.value!)).toMatchObject({ name: mountOf(broker, env.get('BROKER_PID_FILE')!.value!).name, readOnly: true });
+    // the pid file Mosquitto writes is the one the reloader reads; the CRL the sidecar writes is the one Mosquitto reads
+    expect(mountOf(reloader, '/mosquitto/run/mosquitto.pid')).toMatchObject({ name: mountOf(broker, '/mosquitto/run/mosquitto.pid').name, readOnly: true });
     expect(mountOf(broker, env.get('CRL_OUTPUT_PATH')!.value!)).toMatchObject({ name: mountOf(sidecar, env.get('CRL_OUTPUT_PATH')!.value!).name, readOnly: true });
+    for (const file of ['/var/lib/certfleet/broker-reload/request/id', '/var/lib/certfleet/broker-reload/done/answer']) {
+      expect(mountOf(reloader, file).name, file).toBe(mountOf(sidecar, file).name);
+    }
     // the broker's container sees no key of a CA: not the Device CA's, not the server CA's
-    const brokerVolumes = new Set((broker.volumeMounts ?? []).map((v) => v.name));
-    for (const name of brokerVolumes) {
+    for (const name of new Set((broker.volumeMounts ?? []).map((v) => v.name))) {
       const volume = p.volumes!.find((v) => v.name === name)!;
       expect(volume.secret?.secretName, name).not.toBe('certfleet-device-ca');
       expect(name).not.toBe('sidecar-keys');

@@ -67,6 +67,11 @@ export interface WriteBrokerConfigOptions {
   serverCertDays?: number;
   /** Issue a new server certificate even if the current one is still valid (from the kept server CA when there is one). */
   renewServerCertificate?: boolean;
+  /**
+   * Where the server CA key is kept (default: `outDir`). Give a folder the broker does not mount:
+   * the broker never needs that key. A key an earlier run left in `outDir` is moved there.
+   */
+  serverCaKeyDir?: string;
   /** Use the operator's own server certificate instead of certfleet's server CA. */
   serverCertificate?: SuppliedServerCertificate;
   /** The user Mosquitto switches to when started as root: a name, or `UID:GID`. Default `mosquitto`. */
@@ -235,7 +240,9 @@ async function serverPki(options: WriteBrokerConfigOptions, ctx: ServerPkiContex
   const { outDir, host, now, files, lines } = ctx;
   const days = options.serverCertDays ?? MAX_SERVER_CERT_DAYS;
   checkServerCertDays(days);
-  const caKeyFile = path.join(outDir, SERVER_CA_KEY_FILE);
+  const keyDir = options.serverCaKeyDir ? path.resolve(options.serverCaKeyDir) : outDir;
+  const caKeyFile = path.join(keyDir, SERVER_CA_KEY_FILE);
+  if (keyDir !== outDir) await moveServerCaKey(outDir, keyDir, lines);
 
   if (options.serverCertificate) {
     const { pki, warnings } = checkSuppliedServerCertificate(options.serverCertificate, host, now);
@@ -253,7 +260,7 @@ async function serverPki(options: WriteBrokerConfigOptions, ctx: ServerPkiContex
     lines.push(`kept the existing server certificate for ${host} (valid until ${current.notAfter.toISOString()}; --renew to replace it)`);
     return current;
   }
-  const keptCa = await loadServerCa(outDir);
+  const keptCa = await loadServerCa(outDir, keyDir);
   if (keptCa && keptCa.notAfter.getTime() > now.getTime() + days * 86_400_000) {
     const pki = await issueServerCertificate(keptCa, host, now, days);
     await writeServerFiles(files, pki, lines);
@@ -268,6 +275,18 @@ async function serverPki(options: WriteBrokerConfigOptions, ctx: ServerPkiContex
   const pki = await issueServerCertificate(ca, host, now, days);
   await writeServerFiles(files, pki, lines);
   return pki;
+}
+
+/** The server CA key out of the broker's folder: into `keyDir` (0700), never overwriting a key already there. */
+async function moveServerCaKey(outDir: string, keyDir: string, lines: string[]): Promise<void> {
+  await mkdir(keyDir, { recursive: true, mode: 0o700 });
+  const old = path.join(outDir, SERVER_CA_KEY_FILE);
+  if (!(await exists(old))) return;
+  const target = path.join(keyDir, SERVER_CA_KEY_FILE);
+  if (await exists(target)) throw new Error(`${old} and ${target} both exist: keep the one that signed ${SERVER_CA_FILE}, remove the other`);
+  await writeFileAtomic(target, await readFile(old, 'utf8'), 0o600);
+  await rm(old);
+  lines.push(`moved the server CA key from ${old} to ${target}: the broker's folder no longer holds it`);
 }
 
 async function writeServerFiles(files: BrokerConfigFiles, pki: ServerPki, lines: string[]): Promise<void> {

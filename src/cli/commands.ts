@@ -80,6 +80,7 @@ const serviceCommands: Record<string, CommandSpec> = {
       'pid-file': { type: 'string', value: 'FILE', help: 'where Mosquitto writes its pid' },
       renew: { type: 'boolean', help: 'issue a new server certificate even if still valid' },
       'server-cert-days': { type: 'string', value: 'N', help: 'validity of the server certificate in days (at most 397, the default)' },
+      'server-ca-key-dir': { type: 'string', value: 'DIR', help: "keep certfleet's server CA key here, not in --out (a folder the broker does not mount)" },
       'server-cert': { type: 'string', value: 'FILE', help: "your own PKI's server certificate (with --server-key and --server-ca)" },
       'server-key': { type: 'string', value: 'FILE', help: 'its private key' },
       'server-ca': { type: 'string', value: 'FILE', help: 'the CA that issued it' },
