@@ -6,6 +6,7 @@ import { devicesGroup } from './devices.ts';
 import { inspectCommand } from './inspect.ts';
 import { loginCommand } from './login.ts';
 import { rotateExpiringCommand } from './rotate-expiring.ts';
+import { webhooksGroup } from './webhooks.ts';
 import type { CommandSpec, Entry, Flags, FlagSpec } from './spec.ts';
 
 export type { Flags } from './spec.ts';
@@ -106,4 +107,5 @@ export const commands: Record<string, Entry> = {
   alerts: alertsGroup,
   inspect: inspectCommand,
   'rotate-expiring': rotateExpiringCommand,
+  webhooks: webhooksGroup,
 };
