@@ -54,6 +54,8 @@ export interface Config {
   /** WEBHOOK_SECRET_KEY (32 bytes): encrypts webhook secrets at rest; null → the key file webhookSecretKeyPath. */
   webhookSecretKey: Buffer | null;
   webhookSecretKeyPath: string;
+  /** WEBHOOK_SECRET_KEY_PREVIOUS: a second key accepted for reading during a key rotation (`certfleet webhooks rekey`). */
+  webhookSecretKeyPrevious: Buffer | null;
   /** WEBHOOK_ALLOW_PRIVATE_NETWORKS=true: webhooks may target loopback, private and link-local addresses. */
   webhookAllowPrivateNetworks: boolean;
   /** Certificate issuance (generate, csr, rotate) per tenant: tokens per minute (0: no limit) and burst. */
@@ -230,6 +232,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.LOG_LEVEL || 'info',
     webhookSecretKey: env.WEBHOOK_SECRET_KEY ? parseSecretKey(env.WEBHOOK_SECRET_KEY) : null,
     webhookSecretKeyPath: `${dataDir}/webhook-secret.key`,
+    webhookSecretKeyPrevious: env.WEBHOOK_SECRET_KEY_PREVIOUS ? parseSecretKey(env.WEBHOOK_SECRET_KEY_PREVIOUS, 'WEBHOOK_SECRET_KEY_PREVIOUS') : null,
     webhookAllowPrivateNetworks: bool(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
     issuanceRatePerMinute: int(env, 'ISSUANCE_RATE_PER_MINUTE', 600, 0, 1_000_000),
     issuanceBurst: int(env, 'ISSUANCE_BURST', 100, 1, 100_000),

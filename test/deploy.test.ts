@@ -7,7 +7,7 @@
  * UPDATE_DEPLOY=1 rewrites deploy/mosquitto/mosquitto.conf from the broker-config output.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix } from 'node:path';
 import { parse } from 'yaml';
@@ -34,6 +34,8 @@ interface Service {
   init?: boolean;
   cap_add?: string[];
   cap_drop?: string[];
+  user?: string;
+  entrypoint?: string[];
 }
 const compose = parse(readFileSync(join(DEPLOY, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
   services: Record<string, Service>;
@@ -62,25 +64,60 @@ function brokerConfigArgs(): string[] {
   return tokens.map((t) => t.replace(/^"(.*)"$/, '$1').replace('$$MQTT_HOST', 'localhost'));
 }
 
+/** Compose interpolation of a literal: `$$` is one `$`. */
+const uncompose = (text: string) => text.replace(/\$\$/g, '$');
+/** The broker-reloader's loop and the worker's BROKER_RELOAD_COMMAND, as the shells run them. */
+const reloaderScript = () => uncompose(([] as string[]).concat(services['broker-reloader'].command ?? []).join('\n'));
+const reloadCommand = () => uncompose(services.worker.environment!.BROKER_RELOAD_COMMAND);
+/** The request file the worker writes and the answer file the reloader writes (from the scripts). */
+function reloadFiles(): { request: string; answer: string } {
+  const request = /> (\S+)\.tmp/.exec(reloadCommand())![1];
+  const answer = /> (\S+)\.tmp/.exec(reloaderScript())![1];
+  expect(reloaderScript()).toContain(`cat ${request}`);
+  expect(reloadCommand()).toContain(`cat ${answer}`);
+  return { request, answer };
+}
+
 describe('deploy/docker-compose.yml', () => {
-  it('has postgres, the certfleet api and worker, and mosquitto; the worker signals the broker without the Docker socket', () => {
-    for (const name of ['postgres', 'api', 'worker', 'mosquitto', 'init']) expect(services[name], name).toBeDefined();
+  it('has postgres, the certfleet api and worker, and mosquitto; the broker is signalled without the Docker socket or any capability', () => {
+    for (const name of ['postgres', 'api', 'worker', 'mosquitto', 'init', 'broker-reloader']) expect(services[name], name).toBeDefined();
     expect(JSON.stringify(compose)).not.toMatch(/docker\.sock/);
     const { worker, mosquitto, api } = services;
+    const reloader = services['broker-reloader'];
     expect(worker.command).toEqual(['worker', '--metrics-port', '9464']);
     expect(api.command).toEqual(['api']);
-    expect(worker.pid).toBe('service:mosquitto');
-    expect(worker.cap_drop).toEqual(['ALL']);
-    expect(worker.cap_add).toEqual(['KILL']);
-    expect(mosquitto.init).toBe(true); // Mosquitto must not be PID 1: the reloader refuses PID 1
+    expect(mosquitto.init).toBe(true); // Mosquitto must not be PID 1 (PID 1 ignores signals it has no handler for)
     expect(mosquitto.image).toMatch(/^eclipse-mosquitto:2/);
     expect(existsSync(join(DEPLOY, 'Dockerfile'))).toBe(true);
+    // Docker does not make an added capability effective for a non-root user: nobody relies on one.
+    for (const [name, service] of Object.entries(services)) expect(service.cap_add ?? [], name).toEqual([]);
+    // The signaller: Mosquitto's uid (1883, the `--broker-user` of broker-config) in Mosquitto's PID
+    // namespace, so kill(2) needs no capability; it holds nothing worth stealing.
+    const brokerUid = brokerConfigArgs()[brokerConfigArgs().indexOf('--broker-user') + 1].split(':')[0];
+    expect(reloader.user?.split(':')[0]).toBe(brokerUid);
+    expect(reloader.pid).toBe('service:mosquitto');
+    expect(reloader.cap_drop).toEqual(['ALL']);
+    expect(reloader.environment ?? {}).toEqual({});
+    const sensitive = new Set(['device-ca', 'secrets', 'certfleet-data', 'crl', 'broker-certs', 'pgdata']);
+    for (const spec of reloader.volumes ?? []) expect(sensitive.has(spec.split(':')[0]), spec).toBe(false);
+    // The worker holds the keys: it shares neither the broker's uid nor its PID namespace.
+    expect(worker.pid).toBeUndefined();
+    expect(worker.user).toBeUndefined(); // the image's node user
+    expect(worker.cap_drop).toEqual(['ALL']);
 
     const env = worker.environment!;
-    // The pid file Mosquitto writes is the one the worker reads, through the same volume.
-    const pidMount = mountFor(worker, env.BROKER_PID_FILE);
-    expect(pidMount).toMatchObject({ readOnly: true });
-    expect(mountFor(mosquitto, env.BROKER_PID_FILE)).toEqual({ ...pidMount, readOnly: false });
+    // The pid file Mosquitto writes is the one the reloader reads, through the same volume.
+    const pidFile = brokerConfigArgs()[brokerConfigArgs().indexOf('--pid-file') + 1];
+    expect(reloaderScript()).toContain(`cat ${pidFile}`);
+    expect(mountFor(reloader, pidFile)).toMatchObject({ readOnly: true });
+    expect(mountFor(mosquitto, pidFile)).toEqual({ ...mountFor(reloader, pidFile), readOnly: false });
+    // Requests go from the worker to the reloader, answers back, each through a volume only its writer may write.
+    const { request, answer } = reloadFiles();
+    expect(mountFor(worker, request)).toMatchObject({ readOnly: false });
+    expect(mountFor(reloader, request)).toEqual({ ...mountFor(worker, request), readOnly: true });
+    expect(mountFor(reloader, answer)).toMatchObject({ readOnly: false });
+    expect(mountFor(worker, answer)).toEqual({ ...mountFor(reloader, answer), readOnly: true });
+    expect(env.BROKER_PID_FILE).toBeUndefined();
     // The CRL the worker writes is the file Mosquitto reads, at the same path.
     const crlMount = mountFor(worker, env.CRL_OUTPUT_PATH);
     expect(crlMount).toMatchObject({ readOnly: false });
@@ -135,7 +172,7 @@ describe('deploy/docker-compose.yml', () => {
 
     // What it prints for certfleet is what the compose file gives the worker.
     const unrooted = Object.fromEntries(Object.entries(out.env).map(([k, v]) => [k, v.split(root).join('')]));
-    expect(unrooted.BROKER_PID_FILE).toBe(worker.environment!.BROKER_PID_FILE);
+    expect(unrooted.BROKER_PID_FILE).toBe(brokerConfigArgs()[brokerConfigArgs().indexOf('--pid-file') + 1]);
     expect(unrooted.CRL_OUTPUT_PATH).toBe(worker.environment!.CRL_OUTPUT_PATH);
     // The acl_file (default deny) is the one the worker keeps current and the broker reads.
     expect(unrooted.BROKER_ACL_PATH).toBe(worker.environment!.BROKER_ACL_PATH);
@@ -150,9 +187,107 @@ describe('deploy/docker-compose.yml', () => {
     expect(new URL(unrooted.BROKER_ADMIN_URL).port).toBe(new URL(worker.environment!.BROKER_ADMIN_URL).port);
     expect(out.start_command).toBe(`mosquitto -c ${out.files.config}`);
     expect(written).toContain(`crlfile ${worker.environment!.CRL_OUTPUT_PATH}`);
-    expect(written).toContain(`pid_file ${worker.environment!.BROKER_PID_FILE}`);
+    expect(written).toContain(`pid_file ${unrooted.BROKER_PID_FILE}`);
     expect(written).toMatch(/^plugin \/usr\/lib\/mosquitto_dynamic_security\.so$/m);
-    expect(posix.isAbsolute(worker.environment!.BROKER_PID_FILE)).toBe(true);
+    expect(posix.isAbsolute(unrooted.BROKER_PID_FILE)).toBe(true);
+  });
+
+  it("keeps the server CA key out of every volume the broker mounts, and --renew still issues from the same server CA", () => {
+    const root = mkdtempSync(join(tmpdir(), 'certfleet-deploy-ca-'));
+    const under = (p: string) => join(root, p);
+    const initEnv = services.init.environment!;
+    const args = brokerConfigArgs().map((a, i, all) => (a.startsWith('/') && all[i - 1] !== '--dynsec-plugin' ? under(a) : a));
+    const keyDir = brokerConfigArgs()[brokerConfigArgs().indexOf('--server-ca-key-dir') + 1];
+    const outDir = brokerConfigArgs()[brokerConfigArgs().indexOf('--out') + 1];
+    // the key folder is in a volume the broker does not mount
+    expect(mountFor(services.mosquitto, `${keyDir}/server-ca.key`)).toBeNull();
+    expect(mountFor(services.init, `${keyDir}/server-ca.key`)?.source).toBe('secrets');
+    const crlPath = under(initEnv.CRL_OUTPUT_PATH);
+    mkdirSync(dirname(crlPath), { recursive: true });
+    writeFileSync(crlPath, '-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n');
+    const env = { ...process.env, CERTFLEET_DATA_DIR: under('/var/lib/certfleet/data'), DEVICE_CA_CERT_PATH: under(initEnv.DEVICE_CA_CERT_PATH), DEVICE_CA_KEY_PATH: under(initEnv.DEVICE_CA_KEY_PATH), CRL_OUTPUT_PATH: crlPath };
+    const run = (extra: string[]) => {
+      const res = spawnSync(process.execPath, [BIN, ...args, ...extra, '--json'], { encoding: 'utf8', timeout: 60_000, env });
+      expect(res.status, res.stderr).toBe(0);
+    };
+    run([]);
+    const filesUnder = (dir: string): string[] =>
+      existsSync(dir) ? readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)])) : [];
+    for (const spec of services.mosquitto.volumes ?? []) {
+      const target = spec.split(':')[1];
+      expect(filesUnder(under(target)).filter((f) => basename(f) === 'server-ca.key'), target).toEqual([]);
+    }
+    expect(existsSync(join(under(keyDir), 'server-ca.key'))).toBe(true);
+    const caBefore = readFileSync(join(under(outDir), 'server-ca.crt'), 'utf8');
+    const certBefore = readFileSync(join(under(outDir), 'server.crt'), 'utf8');
+    run(['--renew']);
+    expect(readFileSync(join(under(outDir), 'server-ca.crt'), 'utf8')).toBe(caBefore); // devices keep their combined-ca.crt
+    expect(readFileSync(join(under(outDir), 'server.crt'), 'utf8')).not.toBe(certBefore);
+
+    // A key an older version left next to the broker files is moved out, and --renew keeps working.
+    renameSync(join(under(keyDir), 'server-ca.key'), join(under(outDir), 'server-ca.key'));
+    run(['--renew']);
+    expect(existsSync(join(under(outDir), 'server-ca.key'))).toBe(false);
+    expect(existsSync(join(under(keyDir), 'server-ca.key'))).toBe(true);
+    expect(readFileSync(join(under(outDir), 'server-ca.crt'), 'utf8')).toBe(caBefore);
+  });
+
+  // Real processes and real signals across real uids (setpriv needs root: skipped otherwise, with the reason).
+  const asRoot = process.getuid?.() === 0 && spawnSync('setpriv', ['--version']).status === 0;
+  it.skipIf(!asRoot)(`the broker-reloader signals the broker with its uid where the worker's uid cannot, and reports failures${asRoot ? '' : ' (skipped: needs root and setpriv)'}`, async () => {
+    const root = mkdtempSync(join(tmpdir(), 'certfleet-reload-'));
+    chmodSync(root, 0o755);
+    const { request, answer } = reloadFiles();
+    const pidFile = brokerConfigArgs()[brokerConfigArgs().indexOf('--pid-file') + 1];
+    const map = (text: string) => text.split(dirname(dirname(request))).join(join(root, 'reload')).split(pidFile).join(join(root, 'run', 'broker.pid'));
+    const brokerUid = Number(services['broker-reloader'].user!.split(':')[0]);
+    const workerUid = 1000; // the image's node user
+    for (const [dir, uid] of [[dirname(map(request)), workerUid], [dirname(map(answer)), brokerUid], [join(root, 'run'), brokerUid]] as const) {
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      chownSync(dir, uid, uid);
+    }
+    chmodSync(join(root, 'reload'), 0o755);
+    const as = (uid: number, script: string, options: { detached?: boolean } = {}) =>
+      spawn('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', '/bin/sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'], ...options });
+    const outputOf = (child: ReturnType<typeof spawn>) =>
+      new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+        let out = '';
+        let err = '';
+        child.stdout!.on('data', (d) => (out += d));
+        child.stderr!.on('data', (d) => (err += d));
+        child.on('close', (code) => resolve({ code, out, err }));
+      });
+    // "Mosquitto": a process of the broker's uid that says when it gets SIGHUP.
+    const broker = as(brokerUid, `trap 'echo HUP' HUP; echo $$ > ${join(root, 'run', 'broker.pid')}; while :; do sleep 0.05; done`);
+    let hups = 0;
+    const hupSeen: (() => void)[] = [];
+    broker.stdout!.on('data', (d: Buffer) => {
+      hups += String(d).split('HUP').length - 1;
+      hupSeen.splice(0).forEach((f) => f());
+    });
+    const reloaderProcess = as(brokerUid, map(reloaderScript()));
+    try {
+      while (!existsSync(join(root, 'run', 'broker.pid')) || readFileSync(join(root, 'run', 'broker.pid'), 'utf8').trim() === '') await new Promise((r) => setTimeout(r, 20));
+      const brokerPid = readFileSync(join(root, 'run', 'broker.pid'), 'utf8').trim();
+      // What failed before: the worker's uid may not signal the broker (no capability takes effect for it).
+      const direct = await outputOf(as(workerUid, `kill -HUP ${brokerPid}`));
+      expect(direct.code).not.toBe(0);
+      expect(direct.err).toMatch(/not permitted/i);
+      // What works now: the worker's reload command, answered by the reloader.
+      const seen = new Promise<void>((r) => hupSeen.push(r));
+      const ok = await outputOf(as(workerUid, map(reloadCommand())));
+      expect(ok.code, ok.err).toBe(0);
+      await seen;
+      expect(hups).toBe(1);
+      // A broker that is gone: the command fails with the reason (certfleet counts and retries it).
+      writeFileSync(join(root, 'run', 'broker.pid'), '999999\n');
+      const failed = await outputOf(as(workerUid, map(reloadCommand())));
+      expect(failed.code).toBe(1);
+      expect(failed.err).toMatch(/failed/);
+    } finally {
+      reloaderProcess.kill('SIGKILL');
+      broker.kill('SIGKILL');
+    }
   });
 
   it('for Compose v2: every service that others wait for has a healthcheck, every dependency a condition', () => {

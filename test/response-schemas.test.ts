@@ -220,6 +220,14 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
     expect((await check(null, 'GET', `${O}/devices`, 200)).total).toBe(4);
     expect((await check(null, 'GET', `${O}/certificates`, 200)).certificates.length).toBeGreaterThan(0);
     await check(null, 'GET', `${O}/alerts`, 200);
+    // The operators' webhooks (system alerts)
+    const opHook = { id: (await check(null, 'POST', `${O}/notification-webhooks`, 201, { body: { url: 'http://127.0.0.1:9/ops', description: 'operators' } })).webhook.id };
+    await check(null, 'GET', `${O}/notification-webhooks`, 200);
+    await check(null, 'GET', `${O}/notification-webhooks/{id}`, 200, { params: opHook });
+    await check(null, 'PATCH', `${O}/notification-webhooks/{id}`, 200, { params: opHook, body: { enabled: false } });
+    await check(null, 'POST', `${O}/notification-webhooks/{id}/rotate-secret`, 200, { params: opHook, body: {} });
+    await check(null, 'GET', `${O}/notification-webhooks/{id}/deliveries`, 200, { params: opHook });
+    await check(null, 'DELETE', `${O}/notification-webhooks/{id}`, 204, { params: opHook, body: {} });
     await check(null, 'GET', `${O}/alerts/{id}`, 200, { params: second });
     await check(null, 'POST', `${O}/alerts/{id}/acknowledge`, 200, { params: second, body: {} });
     await check(null, 'POST', `${O}/alerts/{id}/close`, 200, { params: second, body: {} });

@@ -79,6 +79,8 @@ interface Fixtures {
   alert(): Promise<number>;
   /** A notification webhook of tenant A. */
   webhook(): Promise<number>;
+  /** An operators' webhook (tenant __system__). */
+  operatorWebhook(): Promise<number>;
 }
 interface Row {
   /** Status for the owner: tenant A's customer, an operator on operator routes, anyone on public routes. */
@@ -188,6 +190,26 @@ const ROUTES: Record<string, Row> = {
   'operator GET /audit-events': { own: 200 },
   'operator GET /expiry-summary': { own: 200 },
   'operator GET /crl/status': { own: 200 },
+  // operator: the operators' own webhooks (system alerts)
+  'operator POST /notification-webhooks': {
+    own: 201,
+    request: (fx) => ({ path: '/notification-webhooks', body: { url: `https://hooks.example.com/${fx.newId('ophook')}` } }),
+  },
+  'operator GET /notification-webhooks': { own: 200 },
+  'operator GET /notification-webhooks/:id': { own: 200, request: async (fx) => ({ path: `/notification-webhooks/${await fx.operatorWebhook()}` }) },
+  'operator PATCH /notification-webhooks/:id': {
+    own: 200,
+    request: async (fx) => ({ path: `/notification-webhooks/${await fx.operatorWebhook()}`, body: { description: 'changed' } }),
+  },
+  'operator DELETE /notification-webhooks/:id': { own: 204, request: async (fx) => ({ path: `/notification-webhooks/${await fx.operatorWebhook()}` }) },
+  'operator POST /notification-webhooks/:id/rotate-secret': {
+    own: 200,
+    request: async (fx) => ({ path: `/notification-webhooks/${await fx.operatorWebhook()}/rotate-secret` }),
+  },
+  'operator GET /notification-webhooks/:id/deliveries': {
+    own: 200,
+    request: async (fx) => ({ path: `/notification-webhooks/${await fx.operatorWebhook()}/deliveries` }),
+  },
   // how the console signs in, and who is signed in
   'session GET /config': { own: 200, expect: everyCase(200) },
   'session GET /me': {
@@ -371,6 +393,11 @@ describe('authorization of every registered route', () => {
         return list.alerts[0].id as number;
       }),
       webhook: once(async () => (await ok('POST', '/notification-webhooks', { url: `https://hooks.example.com/${id('hook')}` })).webhook.id as number),
+      operatorWebhook: once(async () => {
+        const res = await t.call(null, 'POST', '/operator/notification-webhooks', { url: `https://hooks.example.com/${id('ophook')}` });
+        expect(res.status, res.body).toBe(201);
+        return res.json.webhook.id as number;
+      }),
     };
   };
 

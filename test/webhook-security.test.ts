@@ -18,20 +18,23 @@ import { silentLogger } from '../src/support/logger.ts';
 describe('webhook secret encryption (secret box, key file)', () => {
   it('seals with AES-256-GCM and a fresh IV each time; opens only with the same key; passes legacy plaintext through', () => {
     const box = createSecretBox(randomBytes(32));
-    const a = box.seal('whsec_abc');
-    const b = box.seal('whsec_abc');
-    expect(a).toMatch(/^v1:[\w-]{16}:[\w-]{22}:[\w-]+$/);
+    const row = { tenantId: 'acme', webhookId: 7 };
+    const a = box.seal('whsec_abc', row);
+    const b = box.seal('whsec_abc', row);
+    expect(a).toMatch(/^v2:[\w-]{8}:[\w-]{16}:[\w-]{22}:[\w-]+$/);
+    expect(a.startsWith(box.currentPrefix) && box.isCurrent(a)).toBe(true);
     expect(a).not.toBe(b);
     expect(a).not.toContain('abc');
-    expect(box.open(a)).toBe('whsec_abc');
-    expect(box.open('whsec_legacy')).toBe('whsec_legacy');
+    expect(box.open(a, row)).toBe('whsec_abc');
+    expect(box.open('whsec_legacy', row)).toBe('whsec_legacy');
     expect(isSealed(a) && !isSealed('whsec_legacy')).toBe(true);
-    expect(() => createSecretBox(randomBytes(32)).open(a)).toThrow(/WEBHOOK_SECRET_KEY/);
-    const [, iv, tag, ct] = a.split(':');
+    expect(() => createSecretBox(randomBytes(32)).open(a, row)).toThrow(/WEBHOOK_SECRET_KEY/);
+    const [, kid, iv, tag, ct] = a.split(':');
     const flipped = Buffer.from(ct, 'base64url');
     flipped[0] ^= 1;
-    expect(() => box.open(`v1:${iv}:${tag}:${flipped.toString('base64url')}`)).toThrow();
-    expect(() => box.open('v1:nonsense')).toThrow(/malformed/);
+    expect(() => box.open(`v2:${kid}:${iv}:${tag}:${flipped.toString('base64url')}`, row)).toThrow();
+    expect(() => box.open('v2:nonsense', row)).toThrow(/malformed/);
+    expect(() => box.open('v1:nonsense', row)).toThrow(/malformed/);
     expect(() => createSecretBox(randomBytes(16))).toThrow(/32 bytes/);
   });
 
@@ -61,7 +64,8 @@ describe('webhook secret encryption (secret box, key file)', () => {
     expect((await loadWebhookSecrets({ webhookSecretKey: null, webhookSecretKeyPath: path, databaseUrl: null })).warning).toBeNull();
     const fromEnv = await loadWebhookSecrets({ webhookSecretKey: keys[0], webhookSecretKeyPath: join(dir, 'unused'), databaseUrl: 'postgres://x/y' });
     expect(fromEnv).toMatchObject({ source: 'env', warning: null });
-    expect(fromEnv.box.open(fromFile.box.seal('s'))).toBe('s'); // the same key, whichever source
+    const row = { tenantId: 't', webhookId: 1 };
+    expect(fromEnv.box.open(fromFile.box.seal('s', row), row)).toBe('s'); // the same key, whichever source
   });
 });
 
@@ -198,7 +202,7 @@ describe.each(DRIVERS)('webhooks under the default configuration on %s', (kind) 
     const plain = hook.secret.slice('whsec_'.length);
     const rows = async () => (await operator('SELECT row_to_json(w)::text AS j, secret FROM notification_webhooks w WHERE id = $1', [hook.webhook.id]))[0];
     const row = await rows();
-    expect(row.secret).toMatch(/^v1:/);
+    expect(row.secret).toMatch(/^v2:/);
     expect(row.j).not.toContain(plain);
     expect(row.j).not.toContain(Buffer.from(plain).toString('base64')); // nor in another encoding
 
@@ -207,7 +211,7 @@ describe.each(DRIVERS)('webhooks under the default configuration on %s', (kind) 
 
     const rotated = (await t.call('acme', 'POST', `/customer/notification-webhooks/${hook.webhook.id}/rotate-secret`)).json;
     const after = await rows();
-    expect(after.secret).toMatch(/^v1:/);
+    expect(after.secret).toMatch(/^v2:/);
     expect(after.secret).not.toBe(row.secret);
     expect(after.j).not.toContain(rotated.secret.slice('whsec_'.length));
     receiver.clear();
@@ -226,7 +230,7 @@ describe.each(DRIVERS)('webhooks under the default configuration on %s', (kind) 
     await raiseAlert(await newWorker({ WEBHOOK_ALLOW_PRIVATE_NETWORKS: 'true' }));
     expect(receiver.verified('/legacy', legacy)).toHaveLength(1);
     const [{ secret }] = await operator('SELECT secret FROM notification_webhooks WHERE id = $1', [id]);
-    expect(secret).toMatch(/^v1:/);
+    expect(secret).toMatch(/^v2:/);
     expect(secret).not.toContain(legacy.slice(6));
 
     // still the same secret after encryption

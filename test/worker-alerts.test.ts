@@ -318,7 +318,7 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
     // the tenant role cannot read the secret column at all; the operator role (the worker) can, encrypted
     await expect(database.db.asTenant('acme', (tx) => tx.query('SELECT secret FROM notification_webhooks'))).rejects.toThrow(/permission denied/);
     const stored = await database.db.asOperator((tx) => tx.query<{ secret: string }>('SELECT secret FROM notification_webhooks'));
-    expect(stored.rows[0].secret).toMatch(/^v1:[\w-]{16}:[\w-]{22}:[\w-]+$/);
+    expect(stored.rows[0].secret).toMatch(/^v2:[\w-]{8}:[\w-]{16}:[\w-]{22}:[\w-]+$/); // bound to its tenant and webhook
     expect(stored.rows[0].secret).not.toContain(rotated.json.secret.slice(6));
 
     for (const url of ['ftp://example.com/x', 'not a url', 'https://user:pw@example.com/', 'file:///etc/passwd']) {

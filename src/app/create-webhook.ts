@@ -29,7 +29,7 @@ export function createCreateWebhook({ storage, clock, secrets, settings }: Pick<
         url,
         description: input.description ?? null,
         enabled: input.enabled ?? true,
-        secret: secrets.seal(secret),
+        secret: (id) => secrets.seal(secret, { tenantId: actor.tenantId, webhookId: id }),
         createdBy: actor.id,
         now,
       });

@@ -78,7 +78,9 @@ export function createDeliverNotifications({
   const sealLegacySecrets = async () =>
     storage.asOperator(async ({ webhooks }) => {
       let n = 0;
-      for (const { id, secret } of await webhooks.listPlaintextSecrets()) if (await webhooks.replaceStoredSecret(id, secret, secrets.seal(secret))) n++;
+      for (const { id, tenantId, secret } of await webhooks.listPlaintextSecrets()) {
+        if (await webhooks.replaceStoredSecret(id, secret, secrets.seal(secret, { tenantId, webhookId: id }))) n++;
+      }
       return n;
     });
 
@@ -100,7 +102,7 @@ export function createDeliverNotifications({
     if (failing.has(d.webhookId)) return failed(d, null, 'not sent: the endpoint failed earlier in this batch');
     let secret: string;
     try {
-      secret = secrets.open(d.secret);
+      secret = secrets.open(d.secret, { tenantId: d.tenantId, webhookId: d.webhookId });
     } catch (e) {
       failing.add(d.webhookId);
       return failed(d, null, `not sent: ${(e as Error).message}`);

@@ -77,10 +77,20 @@ export interface Actor {
   tenantId: string;
 }
 
+/** The row a sealed secret belongs to: the ciphertext is bound to it (AEAD associated data). */
+export interface SealContext {
+  tenantId: string;
+  webhookId: number;
+}
+
 /** Encryption at rest of small secrets (webhook HMAC keys); implemented by pki/secret-box.ts. */
 export interface SecretSealer {
-  /** The stored form of `plain`. */
-  seal(plain: string): string;
-  /** The plaintext of a stored value; a value without the `v1:` prefix is legacy plaintext and returned as is. Throws when it does not authenticate (wrong key, tampered). */
-  open(stored: string): string;
+  /** The stored form of `plain` for this row, under the current key. */
+  seal(plain: string, context: SealContext): string;
+  /** The plaintext of a stored value of this row. Throws when it does not authenticate (no configured key, another row's ciphertext, tampered). */
+  open(stored: string, context: SealContext): string;
+  /** True when `stored` is sealed for a row by the current key (nothing left to re-encrypt). */
+  isCurrent(stored: string): boolean;
+  /** Prefix of every value the current key sealed (`v2:<key id>:`). */
+  readonly currentPrefix: string;
 }

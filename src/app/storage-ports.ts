@@ -299,7 +299,8 @@ export interface OperatorAlertRepository extends AlertRepository {
 // ---- webhooks and their deliveries
 
 export interface WebhookRepository {
-  insertWebhook(w: { tenantId: string; url: string; description: string | null; enabled: boolean; secret: string; createdBy: string; now: Date }): Promise<WebhookRecord>;
+  /** `secret(id)`: the stored secret, sealed for the new row's id (its associated data). */
+  insertWebhook(w: { tenantId: string; url: string; description: string | null; enabled: boolean; secret: (id: number) => string; createdBy: string; now: Date }): Promise<WebhookRecord>;
   listWebhooks(): Promise<WebhookRecord[]>;
   findWebhook(id: number): Promise<WebhookRecord | null>;
   updateWebhook(id: number, changes: { url?: string; description?: string | null; enabled?: boolean; secret?: string }, now: Date): Promise<WebhookRecord | null>;
@@ -311,7 +312,9 @@ export interface WebhookRepository {
 
 export interface OperatorWebhookRepository extends WebhookRepository {
   /** Endpoints whose secret is still stored in plaintext (written before encryption at rest). */
-  listPlaintextSecrets(): Promise<{ id: number; secret: string }[]>;
+  listPlaintextSecrets(): Promise<{ id: number; tenantId: string; secret: string }[]>;
+  /** Up to `limit` endpoints with id above `afterId` whose stored secret does not start with `prefix` (not yet under the current key), by id. */
+  listSecretsNotUnder(prefix: string, afterId: number, limit: number): Promise<{ id: number; tenantId: string; secret: string }[]>;
   /** Replaces a stored secret by its encrypted form, unless it changed meanwhile (rotated). */
   replaceStoredSecret(id: number, from: string, to: string): Promise<boolean>;
 }

@@ -25,7 +25,7 @@ export function createRotateWebhookSecret({ storage, clock, secrets }: Pick<AppD
     const secret = newWebhookSecret();
     const now = clock.now();
     const webhook = await storage.asTenant(actor.tenantId, async ({ webhooks, audit }) => {
-      const updated = await webhooks.updateWebhook(id, { secret: secrets.seal(secret) }, now);
+      const updated = await webhooks.updateWebhook(id, { secret: secrets.seal(secret, { tenantId: actor.tenantId, webhookId: id }) }, now);
       if (!updated) throw webhookNotFound(id);
       await audit.recordAudit({ tenantId: actor.tenantId, actor: actor.id, action: 'webhook.secret_rotated', targetType: 'webhook', targetId: id, at: now });
       return updated;

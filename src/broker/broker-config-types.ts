@@ -52,6 +52,11 @@ export interface WriteBrokerConfigOptions {
   serverCertDays?: number;
   /** Issue a new server certificate even if the current one is still valid (from the kept server CA when there is one). */
   renewServerCertificate?: boolean;
+  /**
+   * Where the server CA key is kept (default: `outDir`). Give a folder the broker does not mount:
+   * the broker never needs that key. A key an earlier run left in `outDir` is moved there.
+   */
+  serverCaKeyDir?: string;
   /** Use the operator's own server certificate instead of certfleet's server CA. */
   serverCertificate?: SuppliedServerCertificate;
   /** The user Mosquitto switches to when started as root: a name, or `UID:GID`. Default `mosquitto`. */

@@ -88,12 +88,12 @@ export async function generateServerCa(now: Date): Promise<ServerCa> {
   };
 }
 
-/** The kept server CA of an earlier run, if its certificate and key are there and match. */
-export async function loadServerCa(outDir: string): Promise<ServerCa | null> {
+/** The kept server CA of an earlier run, if its certificate (in `outDir`) and key (in `keyDir`) are there and match. */
+export async function loadServerCa(outDir: string, keyDir = outDir): Promise<ServerCa | null> {
   let certPem: string;
   let keyPem: string;
   try {
-    [certPem, keyPem] = await Promise.all([SERVER_CA_FILE, SERVER_CA_KEY_FILE].map((f) => readFile(path.join(outDir, f), 'utf8')));
+    [certPem, keyPem] = await Promise.all([path.join(outDir, SERVER_CA_FILE), path.join(keyDir, SERVER_CA_KEY_FILE)].map((f) => readFile(f, 'utf8')));
   } catch {
     return null;
   }

@@ -189,7 +189,9 @@ async function serverPki(options: WriteBrokerConfigOptions, ctx: ServerPkiContex
   const { outDir, host, now, files, lines } = ctx;
   const days = options.serverCertDays ?? MAX_SERVER_CERT_DAYS;
   checkServerCertDays(days);
-  const caKeyFile = path.join(outDir, SERVER_CA_KEY_FILE);
+  const keyDir = options.serverCaKeyDir ? path.resolve(options.serverCaKeyDir) : outDir;
+  const caKeyFile = path.join(keyDir, SERVER_CA_KEY_FILE);
+  if (keyDir !== outDir) await moveServerCaKey(outDir, keyDir, lines);
 
   if (options.serverCertificate) {
     const { pki, warnings } = checkSuppliedServerCertificate(options.serverCertificate, host, now);
@@ -207,7 +209,7 @@ async function serverPki(options: WriteBrokerConfigOptions, ctx: ServerPkiContex
     lines.push(`kept the existing server certificate for ${host} (valid until ${current.notAfter.toISOString()}; --renew to replace it)`);
     return current;
   }
-  const keptCa = await loadServerCa(outDir);
+  const keptCa = await loadServerCa(outDir, keyDir);
   if (keptCa && keptCa.notAfter.getTime() > now.getTime() + days * 86_400_000) {
     const pki = await issueServerCertificate(keptCa, host, now, days);
     await writeServerFiles(files, pki, lines);
@@ -222,6 +224,18 @@ async function serverPki(options: WriteBrokerConfigOptions, ctx: ServerPkiContex
   const pki = await issueServerCertificate(ca, host, now, days);
   await writeServerFiles(files, pki, lines);
   return pki;
+}
+
+/** The server CA key out of the broker's folder: into `keyDir` (0700), never overwriting a key already there. */
+async function moveServerCaKey(outDir: string, keyDir: string, lines: string[]): Promise<void> {
+  await mkdir(keyDir, { recursive: true, mode: 0o700 });
+  const old = path.join(outDir, SERVER_CA_KEY_FILE);
+  if (!(await exists(old))) return;
+  const target = path.join(keyDir, SERVER_CA_KEY_FILE);
+  if (await exists(target)) throw new Error(`${old} and ${target} both exist: keep the one that signed ${SERVER_CA_FILE}, remove the other`);
+  await writeFileAtomic(target, await readFile(old, 'utf8'), 0o600);
+  await rm(old);
+  lines.push(`moved the server CA key from ${old} to ${target}: the broker's folder no longer holds it`);
 }
 
 async function writeServerFiles(files: BrokerConfigFiles, pki: ServerPki, lines: string[]): Promise<void> {

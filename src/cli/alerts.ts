@@ -37,7 +37,7 @@ export const alertsGroup: GroupSpec = {
       flags: {
         ...clientFlags,
         status: { type: 'string', value: 'STATUS', help: 'OPEN, ACKNOWLEDGED or CLOSED' },
-        type: { type: 'string', value: 'TYPE', help: 'CERT_EXPIRING, CERT_EXPIRED or CRL_STALE' },
+        type: { type: 'string', value: 'TYPE', help: 'CERT_EXPIRING, CERT_EXPIRED; with --operator also the system alerts CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING' },
         device: { type: 'string', value: 'DEVICE_ID', help: "only this device's alerts" },
         'min-severity': { type: 'string', value: 'N', help: 'severity at least N (1-5)' },
         operator: operatorFlag,

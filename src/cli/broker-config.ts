@@ -146,6 +146,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     crlPath: config.crlOutputPath,
     pidFile: flags['pid-file'] as string | undefined,
     renewServerCertificate: Boolean(flags.renew),
+    serverCaKeyDir: flags['server-ca-key-dir'] as string | undefined,
     serverCertDays: serverCertDays(flags),
     serverCertificate: await suppliedServerCertificate(flags),
     brokerUser: flags['broker-user'] as string | undefined,

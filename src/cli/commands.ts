@@ -6,6 +6,7 @@ import { devicesGroup } from './devices.ts';
 import { inspectCommand } from './inspect.ts';
 import { loginCommand } from './login.ts';
 import { rotateExpiringCommand } from './rotate-expiring.ts';
+import { webhooksGroup } from './webhooks.ts';
 import type { CommandSpec, Entry, Flags, FlagSpec } from './spec.ts';
 
 export type { Flags } from './spec.ts';
@@ -80,6 +81,7 @@ const serviceCommands: Record<string, CommandSpec> = {
       'pid-file': { type: 'string', value: 'FILE', help: 'where Mosquitto writes its pid' },
       renew: { type: 'boolean', help: 'issue a new server certificate even if still valid' },
       'server-cert-days': { type: 'string', value: 'N', help: 'validity of the server certificate in days (at most 397, the default)' },
+      'server-ca-key-dir': { type: 'string', value: 'DIR', help: "keep certfleet's server CA key here, not in --out (a folder the broker does not mount)" },
       'server-cert': { type: 'string', value: 'FILE', help: "your own PKI's server certificate (with --server-key and --server-ca)" },
       'server-key': { type: 'string', value: 'FILE', help: 'its private key' },
       'server-ca': { type: 'string', value: 'FILE', help: 'the CA that issued it' },
@@ -107,4 +109,5 @@ export const commands: Record<string, Entry> = {
   alerts: alertsGroup,
   inspect: inspectCommand,
   'rotate-expiring': rotateExpiringCommand,
+  webhooks: webhooksGroup,
 };

@@ -22,6 +22,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
         storage: service.storage,
         metrics: service.metrics,
         crl: service.crl.publisher,
+        ca: service.ca.ca,
         revocations: service.crl.listener,
         log: logger,
       })

@@ -13,7 +13,10 @@ const CACHE_FACTOR = 20;
  * Fleet gauges computed at scrape time from the database (so every API replica reports the
  * same numbers): certfleet_certificates{status}, certfleet_certificates_expiring{within_days},
  * certfleet_certificate_soonest_expiry_timestamp_seconds ({tenant} with METRICS_TENANT_LABELS) and
- * certfleet_alerts_open{severity}. One read serves all of them.
+ * certfleet_alerts_open{severity}, certfleet_crl_this_update_timestamp_seconds,
+ * certfleet_worker_task_last_run_timestamp_seconds{task},
+ * certfleet_worker_task_consecutive_failures{task} and certfleet_webhook_deliveries_pending.
+ * One read serves all of them.
  */
 export function registerFleetMetrics(registry: Registry, deps: { db: Database; clock: Clock; tenantLabels: boolean }) {
   let cached: { stats: FleetStats; readAt: number; tookMs: number } | null = null;
@@ -90,6 +93,46 @@ export function registerFleetMetrics(registry: Registry, deps: { db: Database; c
       this.reset();
       const severities = new Set([...Object.values(SEVERITY), ...Object.keys(stats.openAlertsBySeverity).map(Number)]);
       for (const severity of severities) this.set({ severity: String(severity) }, stats.openAlertsBySeverity[severity] ?? 0);
+    },
+  });
+  new Gauge({
+    name: 'certfleet_crl_this_update_timestamp_seconds',
+    help: 'thisUpdate of the newest stored CRL (Unix time): its age says whether CRLs are still being published',
+    registers: [registry],
+    async collect() {
+      const stats = await snapshot();
+      this.reset();
+      if (stats.crlThisUpdate) this.set(stats.crlThisUpdate.getTime() / 1000);
+    },
+  });
+  new Gauge({
+    name: 'certfleet_worker_task_last_run_timestamp_seconds',
+    help: 'When the last run of each worker task finished, on any replica (Unix time, from the lease table)',
+    labelNames: ['task'],
+    registers: [registry],
+    async collect() {
+      const stats = await snapshot();
+      this.reset();
+      for (const [task, s] of Object.entries(stats.workerTasks)) if (s.lastFinishedAt) this.set({ task }, s.lastFinishedAt.getTime() / 1000);
+    },
+  });
+  new Gauge({
+    name: 'certfleet_worker_task_consecutive_failures',
+    help: 'Runs of each worker task that failed in a row, on any replica (from the lease table)',
+    labelNames: ['task'],
+    registers: [registry],
+    async collect() {
+      const stats = await snapshot();
+      this.reset();
+      for (const [task, s] of Object.entries(stats.workerTasks)) this.set({ task }, s.consecutiveFailures);
+    },
+  });
+  new Gauge({
+    name: 'certfleet_webhook_deliveries_pending',
+    help: 'Webhook deliveries waiting to be sent or retried',
+    registers: [registry],
+    async collect() {
+      this.set((await snapshot()).webhookDeliveriesPending);
     },
   });
 }

@@ -13,7 +13,7 @@ import { createUseCases, type UseCases } from '../app/use-cases.ts';
 import { buildHttpApp } from '../http/app.ts';
 import { customerRoutes } from '../http/routes/customer.ts';
 import { customerAlertRoutes } from '../http/routes/customer-alerts.ts';
-import { customerWebhookRoutes } from '../http/routes/customer-webhooks.ts';
+import { customerWebhookRoutes, operatorWebhookRoutes } from '../http/routes/customer-webhooks.ts';
 import { customerRotationRoutes } from '../http/routes/customer-rotation.ts';
 import { healthRoutes } from '../http/routes/health.ts';
 import { pingDatabase } from '../storage/database.ts';
@@ -152,7 +152,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),
       ],
-      operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases), operatorAuditRoutes(useCases), operatorOverviewRoutes(useCases, crlStatus)],
+      operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases), operatorWebhookRoutes(useCases), operatorAuditRoutes(useCases), operatorOverviewRoutes(useCases, crlStatus)],
       public: [
         healthRoutes({ pingDatabase: () => pingDatabase(storage.db), caLoaded: ca.ca !== null }),
         crl.routes.pki,

@@ -33,10 +33,13 @@ export async function loadOrCreateSecretKeyFile(path: string): Promise<Buffer> {
   return read();
 }
 
-/** WEBHOOK_SECRET_KEY when set, else the key file in the data dir. */
-export async function loadWebhookSecrets(config: Pick<Config, 'webhookSecretKey' | 'webhookSecretKeyPath' | 'databaseUrl'>): Promise<WebhookSecrets> {
-  if (config.webhookSecretKey) return { box: createSecretBox(config.webhookSecretKey), source: 'env', warning: null };
-  const box = createSecretBox(await loadOrCreateSecretKeyFile(config.webhookSecretKeyPath));
+/** WEBHOOK_SECRET_KEY when set, else the key file in the data dir; WEBHOOK_SECRET_KEY_PREVIOUS also opens (a rotation). */
+export async function loadWebhookSecrets(
+  config: Pick<Config, 'webhookSecretKey' | 'webhookSecretKeyPath' | 'databaseUrl'> & Partial<Pick<Config, 'webhookSecretKeyPrevious'>>,
+): Promise<WebhookSecrets> {
+  const previous = config.webhookSecretKeyPrevious ? [config.webhookSecretKeyPrevious] : [];
+  if (config.webhookSecretKey) return { box: createSecretBox(config.webhookSecretKey, previous), source: 'env', warning: null };
+  const box = createSecretBox(await loadOrCreateSecretKeyFile(config.webhookSecretKeyPath), previous);
   const warning = config.databaseUrl
     ? `WEBHOOK_SECRET_KEY is not set: webhook secrets are encrypted with the key file ${config.webhookSecretKeyPath}. ` +
       'Every API and worker replica must use the same key: set WEBHOOK_SECRET_KEY (32 bytes, base64) in production.'

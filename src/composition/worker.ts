@@ -1,12 +1,14 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import type { Registry } from 'prom-client';
+import { Counter, type Registry } from 'prom-client';
 import type { Config } from '../config.ts';
 import { systemClock, type Clock } from '../domain/clock.ts';
 import { createExpiryPolicy } from '../domain/expiry-policy.ts';
 import { DEFAULT_RETRY_POLICY } from '../domain/notification-policy.ts';
 import { createApplyScheduledRevocations } from '../app/apply-scheduled-revocations.ts';
 import { createCheckCrlFreshness, type CrlHealth } from '../app/check-crl-freshness.ts';
+import { createCheckSystemAlerts, type SystemHealth } from '../app/check-system-alerts.ts';
+import type { DeviceCa } from '../pki/device-ca.ts';
 import { createDeliverNotifications, DEFAULT_DELIVERY_SETTINGS, type DeliverySettings, type WebhookSender } from '../app/deliver-notifications.ts';
 import { createMarkExpired } from '../app/mark-expired.ts';
 import { createRaiseExpiryAlerts } from '../app/raise-expiry-alerts.ts';
@@ -30,7 +32,7 @@ export interface CrlPublisherPort {
   /** Builds, verifies, stores and writes a new CRL now; rejects when that failed. */
   publishNow(): Promise<unknown>;
   /** Publications that failed in a row in this process (on-demand ones included). */
-  status?(): { consecutiveFailures: number };
+  status?(): { consecutiveFailures: number; reloadPending?: boolean };
   /** A revocation committed: publish soon (the scheduled-revocations task tells it). */
   revocationCommitted?(): void;
 }
@@ -51,6 +53,8 @@ export interface WorkerOverrides {
    * null, or no Device CA: no CRL tasks.
    */
   crl?: CrlPublisherPort | null;
+  /** The Device CA `serve` loaded (for CA_EXPIRING); standalone, the worker's own. */
+  ca?: DeviceCa | null;
   /** Told when scheduled revocations revoked something. Default: the CRL publication's listener (also NOTIFYs other replicas). */
   revocations?: RevocationListener;
   sender?: WebhookSender;
@@ -98,6 +102,18 @@ function crlHealth(crl: CrlPublisherPort | null): CrlHealth {
   };
 }
 
+/** What the system alerts check: the broker this host reloads (the publisher's status) and the Device CA. */
+function systemHealth(crl: CrlPublisherPort | null, ca: DeviceCa | null): SystemHealth {
+  return {
+    node: hostname(),
+    brokerReloadPending: () => {
+      const pending = crl?.status?.().reloadPending;
+      return pending === undefined ? null : pending;
+    },
+    cas: () => (ca ? [{ id: ca.subjectKeyId.toString('hex'), subject: ca.certificate.subject, notAfter: ca.certificate.notAfter }] : null),
+  };
+}
+
 /**
  * The wiring root of the background worker (`certfleet worker`, and `serve` in-process):
  * the periodic tasks, in the order `--once` runs them, on a lease-coordinated scheduler.
@@ -122,10 +138,12 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   let crlPublication: CrlPublication | null = null;
   /** The CA key's signer: a token's sessions are closed with the worker. */
   let caSigner: KeySigner | null = null;
+  let deviceCa: DeviceCa | null = overrides.ca ?? null;
   if (overrides.crl === undefined) {
     try {
       const ca = await loadCaForConfig(config, clock);
       caSigner = ca.ca?.signer ?? null;
+      deviceCa ??= ca.ca;
       if (ca.ca) {
         crlPublication = createCrlPublication({
           config,
@@ -158,6 +176,8 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const markExpired = createMarkExpired({ storage: repositories, clock });
   const raiseExpiryAlerts = createRaiseExpiryAlerts({ storage: repositories, clock, policy });
   const checkCrlFreshness = createCheckCrlFreshness({ storage: repositories, clock, health: crlHealth(crl), marginMs: 24 * 60 * MINUTE, failureThreshold: 3 });
+  const holder = overrides.holder ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  const checkSystemAlerts = createCheckSystemAlerts({ storage: repositories, clock, health: systemHealth(crl, deviceCa) });
   const deliverNotifications = createDeliverNotifications({
     storage: repositories,
     clock,
@@ -172,11 +192,11 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     { name: 'mark-expired', everyMs: intervals['mark-expired'], run: markExpired },
     { name: 'expiry-alerts', everyMs: intervals['expiry-alerts'], run: raiseExpiryAlerts },
     // Without a Device CA there is no CRL to go stale.
-    ...(crl ? [{ name: 'crl-freshness', everyMs: intervals['crl-freshness'], run: checkCrlFreshness }] : []),
-    { name: 'notifications', everyMs: intervals.notifications, run: deliverNotifications },
+    // Also the other system alerts (broker reload, CA expiry) of this replica.
+    ...(crl ? [{ name: 'crl-freshness', everyMs: intervals['crl-freshness'], run: async () => ({ ...(await checkCrlFreshness()), system: await checkSystemAlerts() }) }] : []),
+    { name: 'notifications', everyMs: intervals.notifications, run: countingDeliveries(deliverNotifications, overrides.metrics) },
   ];
 
-  const holder = overrides.holder ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const leases = createLeases(db);
   const scheduler = createScheduler({
     tasks,
@@ -210,6 +230,21 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
       await caSigner?.close();
       if (!overrides.storage) await storage.close();
     },
+  };
+}
+
+/** certfleet_webhook_deliveries_total{result=delivered|retrying|dead}: each run's outcomes counted in `registry`. */
+function countingDeliveries(run: () => Promise<{ delivered: number; retrying: number; dead: number }>, registry: Registry | undefined) {
+  if (!registry) return run;
+  const name = 'certfleet_webhook_deliveries_total';
+  const counter =
+    (registry.getSingleMetric(name) as Counter<'result'> | undefined) ??
+    new Counter({ name, help: 'Webhook delivery attempts by result (delivered, retrying: failed and retried later, dead: given up)', labelNames: ['result'], registers: [registry] });
+  for (const result of ['delivered', 'retrying', 'dead']) counter.inc({ result }, 0);
+  return async () => {
+    const counts = await run();
+    for (const result of ['delivered', 'retrying', 'dead'] as const) if (counts[result] > 0) counter.inc({ result }, counts[result]);
+    return counts;
   };
 }
 

@@ -8,6 +8,7 @@ import type { TokenVerifier } from '../auth/token-verifier.ts';
 import type { HttpLimits } from '../config.ts';
 import { authorizeScope, createAuthenticate } from './auth-hooks.ts';
 import { metricsAuthorized } from './metrics-auth.ts';
+import { installHttpMetrics } from './http-metrics.ts';
 import { AppError } from '../domain/errors.ts';
 import { recordRoutes } from './route-table.ts';
 import { createLimitedServer } from '../support/listener.ts';
@@ -71,6 +72,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   const routes = recordRoutes(app);
   // Every answer is what its Content-Type says (no MIME sniffing of JSON, PEM or the docs' assets).
   app.addHook('onRequest', async (_request, reply) => void reply.header('x-content-type-options', 'nosniff'));
+  installHttpMetrics(app, options.metrics);
   installValidators(app);
   installErrorHandler(app);
 

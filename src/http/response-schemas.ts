@@ -87,7 +87,7 @@ const alert = {
   ],
   properties: {
     id: integer,
-    tenant_id: { type: 'string', description: '__system__ for system alerts (CRL_STALE)' },
+    tenant_id: { type: 'string', description: '__system__ for system alerts (CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING)' },
     device_id: nullableString,
     alert_type: { type: 'string', description: ALERT_TYPES.join(', ') },
     fingerprint: { type: 'string', description: 'what the alert is about (one open alert per type and fingerprint)' },

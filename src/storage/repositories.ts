@@ -118,6 +118,7 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
     webhooks: {
       ...tenant.webhooks,
       listPlaintextSecrets: () => webhooks.listPlaintextSecrets(tx),
+      listSecretsNotUnder: (prefix, afterId, limit) => webhooks.listSecretsNotUnder(tx, prefix, afterId, limit),
       replaceStoredSecret: (id, from, to) => webhooks.replaceStoredSecret(tx, id, from, to),
     },
     outbox: {

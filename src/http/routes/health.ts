@@ -14,10 +14,21 @@ export interface HealthPort {
   caLoaded: boolean;
 }
 
+/**
+ * Probes come every few seconds from Docker and Kubernetes: their request lines are written only
+ * when the log level is debug or trace (at info they would flood the log); errors always.
+ */
+const probeLogLevel = (app: FastifyInstance): 'debug' | 'trace' | 'warn' => {
+  const level = app.log.level;
+  if (level === 'debug') return 'debug';
+  return level === 'trace' ? 'trace' : 'warn';
+};
+
 export function healthRoutes(deps: HealthPort) {
   return async (app: FastifyInstance) => {
-    app.get('/healthz', { schema: { hide: true, response: liveness } }, async () => ({ status: 'ok' }));
-    app.get('/readyz', { schema: { hide: true, response: readiness } }, async (request, reply) => {
+    const logLevel = probeLogLevel(app);
+    app.get('/healthz', { logLevel, schema: { hide: true, response: liveness } }, async () => ({ status: 'ok' }));
+    app.get('/readyz', { logLevel, schema: { hide: true, response: readiness } }, async (request, reply) => {
       try {
         await deps.pingDatabase();
       } catch (e) {

@@ -7,7 +7,7 @@ import { alertListQuery, idParam, toListAlertsInput, type AlertListQuerystring }
 
 type IdParams = { id: number };
 
-/** Alerts of every tenant and the system alerts (CRL_STALE, tenant `__system__`). */
+/** Alerts of every tenant and the system alerts (CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING; tenant `__system__`). */
 export function operatorAlertRoutes(useCases: UseCases) {
   return async (app: FastifyInstance) => {
     app.get<{ Querystring: AlertListQuerystring }>(

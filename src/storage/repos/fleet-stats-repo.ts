@@ -7,10 +7,16 @@ export interface FleetStats {
   /** Per tenant, the soonest not_after among its ACTIVE certificates, for tenants with one within the largest window. */
   soonestExpiryByTenant: Record<string, Date>;
   openAlertsBySeverity: Record<number, number>;
+  /** thisUpdate of the newest stored CRL (any issuer); null before the first publication. */
+  crlThisUpdate: Date | null;
+  /** Per worker task (lease row): when its last run finished, and its failures in a row. */
+  workerTasks: Record<string, { lastFinishedAt: Date | null; consecutiveFailures: number }>;
+  /** Webhook deliveries waiting to be sent or retried. */
+  webhookDeliveriesPending: number;
 }
 
 /**
- * The gauges' numbers in four statements. The status count reads every certificate (the
+ * The gauges' numbers in seven statements. The status count reads every certificate (the
  * caller caches it); the expiry ones read only the ACTIVE certificates inside the largest
  * window through the partial index on not_after; the alert one only open alerts.
  */
@@ -25,13 +31,23 @@ export async function readFleetStats(tx: Queryable, now: Date, windowsDays: numb
   const alerts = await tx.query<{ severity: number; n: number }>(
     `SELECT severity, count(*)::int8 AS n FROM fleet_alert WHERE status <> 'CLOSED' GROUP BY severity`,
   );
+  const crl = await tx.query<{ t: unknown }>('SELECT max(this_update) AS t FROM crl_state');
+  const tasks = await tx.query<{ name: string; finished: unknown; failures: number }>(
+    'SELECT name, last_finished_at AS finished, consecutive_failures AS failures FROM worker_leases',
+  );
+  const pending = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM notification_outbox WHERE status = 'PENDING'`);
   return {
+    crlThisUpdate: toDate(crl.rows[0]?.t),
+    workerTasks: Object.fromEntries(tasks.rows.map((r) => [r.name, { lastFinishedAt: toDate(r.finished), consecutiveFailures: Number(r.failures) }])),
+    webhookDeliveriesPending: Number(pending.rows[0]?.n ?? 0),
     certificatesByStatus: Object.fromEntries(statuses.rows.map((r) => [r.status, Number(r.n)])),
     expiringWithinDays: await countExpiringWithin(tx, now, windowsDays),
     soonestExpiryByTenant: Object.fromEntries(soonest.rows.map((r) => [r.tenant_id, r.soonest instanceof Date ? r.soonest : new Date(String(r.soonest))])),
     openAlertsBySeverity: Object.fromEntries(alerts.rows.map((r) => [Number(r.severity), Number(r.n)])),
   };
 }
+
+const toDate = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
 
 /**
  * ACTIVE certificates with not_after within each window from now (cumulative; overdue ones

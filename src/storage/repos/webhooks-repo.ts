@@ -17,12 +17,15 @@ const toWebhook = (r: Record<string, unknown>): WebhookRecord => ({
 
 export async function insertWebhook(
   tx: Queryable,
-  w: { tenantId: string; url: string; description: string | null; enabled: boolean; secret: string; createdBy: string; now: Date },
+  w: { tenantId: string; url: string; description: string | null; enabled: boolean; secret: (id: number) => string; createdBy: string; now: Date },
 ): Promise<WebhookRecord> {
+  // The id first: the secret is sealed for it (associated data), then stored with the row.
+  const next = await tx.query<{ id: string }>(`SELECT nextval(pg_get_serial_sequence('notification_webhooks', 'id'))::text AS id`);
+  const id = Number(next.rows[0].id);
   const { rows } = await tx.query(
-    `INSERT INTO notification_webhooks (tenant_id, url, description, enabled, secret, created_by, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING ${COLUMNS}`,
-    [w.tenantId, w.url, w.description, w.enabled, w.secret, w.createdBy, w.now],
+    `INSERT INTO notification_webhooks (id, tenant_id, url, description, enabled, secret, created_by, created_at, updated_at)
+     VALUES ($8, $1, $2, $3, $4, $5, $6, $7, $7) RETURNING ${COLUMNS}`,
+    [w.tenantId, w.url, w.description, w.enabled, w.secret(id), w.createdBy, w.now, id],
   );
   return toWebhook(rows[0]);
 }
@@ -65,9 +68,18 @@ export async function deleteWebhook(tx: Queryable, id: number): Promise<boolean>
 }
 
 /** Endpoints whose secret is still stored in plaintext (written before encryption at rest). Operator role. */
-export async function listPlaintextSecrets(tx: Queryable): Promise<{ id: number; secret: string }[]> {
-  const { rows } = await tx.query(`SELECT id, secret FROM notification_webhooks WHERE secret NOT LIKE 'v1:%' ORDER BY id`);
-  return rows.map((r) => ({ id: Number(r.id), secret: String(r.secret) }));
+export async function listPlaintextSecrets(tx: Queryable): Promise<{ id: number; tenantId: string; secret: string }[]> {
+  const { rows } = await tx.query(`SELECT id, tenant_id, secret FROM notification_webhooks WHERE secret NOT LIKE 'v1:%' AND secret NOT LIKE 'v2:%' ORDER BY id`);
+  return rows.map((r) => ({ id: Number(r.id), tenantId: String(r.tenant_id), secret: String(r.secret) }));
+}
+
+/** Endpoints after `afterId` whose secret is not sealed by the current key (`prefix`), by id: the work of a re-encryption. Operator role. */
+export async function listSecretsNotUnder(tx: Queryable, prefix: string, afterId: number, limit: number): Promise<{ id: number; tenantId: string; secret: string }[]> {
+  const { rows } = await tx.query(
+    `SELECT id, tenant_id, secret FROM notification_webhooks WHERE id > $2 AND left(secret, length($1)) <> $1 ORDER BY id LIMIT $3`,
+    [prefix, afterId, limit],
+  );
+  return rows.map((r) => ({ id: Number(r.id), tenantId: String(r.tenant_id), secret: String(r.secret) }));
 }
 
 /** Replaces a stored secret by its encrypted form, unless it changed meanwhile (rotated). Operator role. */

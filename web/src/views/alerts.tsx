@@ -140,7 +140,13 @@ function AlertFilters(props: { operator: boolean; initial: Filters; onApply: (f:
           <option value="">Any</option>
           <option>CERT_EXPIRING</option>
           <option>CERT_EXPIRED</option>
-          {props.operator ? <option>CRL_STALE</option> : null}
+          {props.operator ? (
+            <>
+              <option>CRL_STALE</option>
+              <option>BROKER_RELOAD_FAILING</option>
+              <option>CA_EXPIRING</option>
+            </>
+          ) : null}
         </select>
       </label>
       <label>

@@ -1,0 +1,84 @@
+import { SYSTEM_TENANT } from '../domain/alert.ts';
+import { DAY_MS } from '../domain/clock.ts';
+import { SEVERITY } from '../domain/expiry-policy.ts';
+import type { AppDeps } from './deps.ts';
+import type { OperatorRepositories } from './storage-ports.ts';
+
+export const SYSTEM_HEALTH_ACTOR = 'system:health';
+
+export interface SystemHealth {
+  /** This replica's name: the broker it reloads is its own, so its alert is its own. */
+  node: string;
+  /** True while the broker has not taken the latest CRL file (its reload failed and is retried); null: this process reloads no broker. */
+  brokerReloadPending(): boolean | null;
+  /** The CA certificates this process signs with (null: none loaded). */
+  cas(): { id: string; subject: string; notAfter: Date }[] | null;
+}
+
+/** CA_EXPIRING severity: MEDIUM within 90 days, HIGH within 30, CRITICAL within 7 or past. */
+export function caExpirySeverity(msLeft: number): number | null {
+  if (msLeft <= 7 * DAY_MS) return SEVERITY.CRITICAL;
+  if (msLeft <= 30 * DAY_MS) return SEVERITY.HIGH;
+  if (msLeft <= 90 * DAY_MS) return SEVERITY.MEDIUM;
+  return null;
+}
+
+type Condition = { severity: number; summary: string; details: Record<string, unknown> } | null;
+
+/** Opens (or escalates) the system alert while `condition` holds, closes it when it no longer does. */
+async function syncSystemAlert(repos: OperatorRepositories, type: string, fingerprint: string, condition: Condition, now: Date): Promise<string> {
+  const key = { tenantId: SYSTEM_TENANT, type, fingerprint };
+  if (condition === null) return (await repos.alerts.resolveSystemAlert({ ...key, actor: SYSTEM_HEALTH_ACTOR, now })) ? 'closed' : 'none';
+  return repos.alerts.raiseSystemAlert({ ...key, ...condition, now });
+}
+
+/**
+ * System alerts beyond the CRL's freshness (CRL_STALE): BROKER_RELOAD_FAILING (HIGH: revoked
+ * devices can still connect) while this replica's broker has not taken the latest CRL, and
+ * CA_EXPIRING for a signing CA within 90 days of its notAfter (every device certificate it
+ * issued stops working then). Each closes itself when its cause is gone; idempotent.
+ */
+export function createCheckSystemAlerts({ storage, clock, health }: Pick<AppDeps, 'storage' | 'clock'> & { health: SystemHealth }) {
+  return async () => {
+    const now = clock.now();
+    return storage.asOperator(async (repos) => {
+      const out: Record<string, string> = {};
+      const pending = health.brokerReloadPending();
+      if (pending !== null) {
+        out.broker_reload = await syncSystemAlert(
+          repos,
+          'BROKER_RELOAD_FAILING',
+          `broker:${health.node}`,
+          pending
+            ? {
+                severity: SEVERITY.HIGH,
+                summary: `The broker next to ${health.node} has not reloaded the latest CRL: revoked devices can still connect (certfleet retries)`,
+                details: { node: health.node },
+              }
+            : null,
+          now,
+        );
+      }
+      for (const ca of health.cas() ?? []) {
+        const severity = caExpirySeverity(ca.notAfter.getTime() - now.getTime());
+        const expired = ca.notAfter <= now;
+        out[`ca:${ca.id}`] = await syncSystemAlert(
+          repos,
+          'CA_EXPIRING',
+          `ca:${ca.id}`,
+          severity === null
+            ? null
+            : {
+                severity,
+                summary: expired
+                  ? `The CA ${ca.subject} has expired: no device certificate it issued is valid`
+                  : `The CA ${ca.subject} expires on ${ca.notAfter.toISOString()}: plan its rollover before its device certificates stop working`,
+                details: { ca_id: ca.id, subject: ca.subject, not_after: ca.notAfter.toISOString() },
+              },
+          now,
+        );
+      }
+      return out;
+    });
+  };
+}
