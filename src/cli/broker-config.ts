@@ -18,7 +18,7 @@ import { ADMIN_PASSWORD_FILE } from '../broker/broker-files.ts';
 import { DYNSEC_PLUGIN_CANDIDATES } from '../broker/dynamic-security.ts';
 import { writeBrokerConfig, type DynamicSecurityOptions } from '../broker/write-broker-config.ts';
 import type { SuppliedServerCertificate } from '../broker/server-pki.ts';
-import type { Flags } from './commands.ts';
+import type { Flags } from './spec.ts';
 import { print } from './output.ts';
 import { publishInitialCrl } from './initial-crl.ts';
 

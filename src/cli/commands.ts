@@ -8,8 +8,6 @@ import { loginCommand } from './login.ts';
 import { rotateExpiringCommand } from './rotate-expiring.ts';
 import type { CommandSpec, Entry, Flags, FlagSpec } from './spec.ts';
 
-export type { Flags } from './spec.ts';
-
 const json: Record<string, FlagSpec> = { json: { type: 'boolean', help: 'print JSON' } };
 
 // Service commands are imported when run, so `token` or `init-ca` do not load the whole service.

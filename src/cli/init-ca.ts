@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import type { Config } from '../config.ts';
 import { systemClock } from '../domain/clock.ts';
 import { createDeviceCa, writeDeviceCa, type CaKeyType } from '../pki/device-ca.ts';
-import type { Flags } from './commands.ts';
+import type { Flags } from './spec.ts';
 import { print } from './output.ts';
 
 export async function initCaCommand(flags: Flags, config: Config): Promise<number> {

@@ -10,7 +10,7 @@ import { clientFromFlags } from './client/credentials.ts';
 import { clientFlags, positiveInt, str } from './client-flags.ts';
 import type { RotateResponse } from './certs.ts';
 import { rotateBody } from './certs.ts';
-import { certPath, keyPath, writeIssued } from './key-files.ts';
+import { certPath, forceFlag, keyPath, writeIssued } from './key-files.ts';
 import { print, relativeTime, table } from './output.ts';
 import { Progress } from './progress.ts';
 import { RotationJournal, JOURNAL_FILE } from './rotation-journal.ts';
@@ -77,15 +77,22 @@ async function pendingRotation(api: ApiClient, deviceId: string): Promise<Pendin
   }
 }
 
-/** The files a killed run left for this device hold the pending rotation's certificate and its key. */
-async function filesHold(dir: string, deviceId: string, certificate: CertificateRecord): Promise<boolean> {
-  try {
-    const cert = new X509Certificate(await readFile(certPath(dir, deviceId)));
-    if (cert.fingerprint256.replaceAll(':', '').toLowerCase() !== certificate.fingerprint_sha256) return false;
-    return cert.checkPrivateKey(createPrivateKey(await readFile(keyPath(dir, deviceId))));
-  } catch {
-    return false;
+/**
+ * Where a killed run left the pending rotation's certificate and its key (DEVICE.key/.crt, or
+ * DEVICE.ID.key/.crt when those names were taken), or null.
+ */
+async function filesHolding(dir: string, deviceId: string, certificate: CertificateRecord): Promise<{ key: string; cert: string } | null> {
+  for (const suffix of ['', `.${certificate.id}`]) {
+    const files = { key: keyPath(dir, deviceId, suffix), cert: certPath(dir, deviceId, suffix) };
+    try {
+      const cert = new X509Certificate(await readFile(files.cert));
+      if (cert.fingerprint256.replaceAll(':', '').toLowerCase() !== certificate.fingerprint_sha256) continue;
+      if (cert.checkPrivateKey(createPrivateKey(await readFile(files.key)))) return files;
+    } catch {
+      // not there, or not this certificate
+    }
   }
+  return null;
 }
 
 export interface RunOptions {
@@ -94,6 +101,8 @@ export interface RunOptions {
   withinMs: number;
   tenant?: string;
   dryRun: boolean;
+  /** Replace existing DEVICE.key / DEVICE.crt (default: write beside them). */
+  force?: boolean;
   concurrency: number;
   flags: Flags;
   progress: Progress;
@@ -105,6 +114,8 @@ interface DeviceResult {
   new_certificate_id?: number;
   key_path?: string | null;
   cert_path?: string;
+  /** Existing files kept: the new key and certificate went beside them. */
+  kept?: string[];
   detail?: string;
 }
 
@@ -131,14 +142,15 @@ export async function rotateExpiring(o: RunOptions) {
       if (!pending) continue; // the request never took effect: the device is selected again below
       // Ours when it replaces the certificates our intent named (they were not pending when selected).
       const ours = pending.old_certificates.some((c) => intent.old_certificate_ids.includes(c.id));
+      let held: { key: string; cert: string } | null = null;
       const at = new Date().toISOString();
       if (!ours) {
         if (!o.dryRun) journal.record({ event: 'pending', device_id: deviceId, at });
         results.push({ device_id: deviceId, outcome: 'pending', detail: 'another rotation is pending' });
-      } else if (await filesHold(o.out, deviceId, pending.new_certificate)) {
+      } else if ((held = await filesHolding(o.out, deviceId, pending.new_certificate))) {
         const c = pending.new_certificate;
         if (!o.dryRun) journal.record({ event: 'done', device_id: deviceId, new_certificate_id: c.id, fingerprint: c.fingerprint_sha256, not_after: c.not_after, at, recovered: true });
-        results.push({ device_id: deviceId, outcome: 'recovered', new_certificate_id: c.id, key_path: keyPath(o.out, deviceId), cert_path: certPath(o.out, deviceId), detail: 'key saved by the interrupted run' });
+        results.push({ device_id: deviceId, outcome: 'recovered', new_certificate_id: c.id, key_path: held.key, cert_path: held.cert, detail: 'key saved by the interrupted run' });
       } else if (!o.dryRun) {
         // Issued, but the key never reached us: that certificate can never be used. Cancel it
         // (revoked, the old ones stay valid); the device is rotated again below.
@@ -184,10 +196,10 @@ export async function rotateExpiring(o: RunOptions) {
         // No answer, or a server error: whether it took effect is unknown; the next run finds out.
         return { device_id: c.deviceId, outcome: 'unknown', detail: `${(e as Error).message} (run again to resolve)` };
       }
-      const files = await writeIssued(o.out, c.deviceId, r);
+      const files = await writeIssued(o.out, c.deviceId, r, { certificateId: r.new_certificate.id, force: o.force });
       const n = r.new_certificate;
       journal.record({ event: 'done', device_id: c.deviceId, new_certificate_id: n.id, fingerprint: n.fingerprint_sha256, not_after: n.not_after, at: new Date().toISOString() });
-      return { device_id: c.deviceId, outcome: 'rotated', new_certificate_id: n.id, key_path: files.key_path, cert_path: files.cert_path };
+      return { device_id: c.deviceId, outcome: 'rotated', new_certificate_id: n.id, key_path: files.key_path, cert_path: files.cert_path, ...(files.kept.length ? { kept: files.kept.map((k) => k.existing) } : {}) };
     };
     const worker = async () => {
       for (let c = queue.shift(); c && !stopping; c = queue.shift()) {
@@ -227,6 +239,7 @@ export const rotateExpiringCommand: CommandSpec = {
     'key-type': { type: 'string', value: 'TYPE', help: "ec-p256 or rsa-2048 (default: each old certificate's key type)" },
     'validity-days': { type: 'string', value: 'DAYS', help: 'validity of the new certificates (default 365)' },
     out: { type: 'string', value: 'DIR', help: 'folder for DEVICE.key and DEVICE.crt (0600), ca.crt and the journal (default ./rotated)' },
+    force: forceFlag,
   },
   example: ['certfleet rotate-expiring --within 30d --dry-run', 'certfleet rotate-expiring --within 30d --concurrency 8 --grace-hours 48 --out /secure/rotated'],
   notes: [
@@ -262,7 +275,7 @@ export const rotateExpiringCommand: CommandSpec = {
     }
     const progress = new Progress(flags.json ? null : process.stderr);
     try {
-      const run = await rotateExpiring({ api, out, withinMs, tenant: str(flags.tenant), dryRun, concurrency, flags, progress });
+      const run = await rotateExpiring({ api, out, withinMs, tenant: str(flags.tenant), dryRun, force: flags.force === true, concurrency, flags, progress });
       if (dryRun) {
         const rows = run.todo.map((c) => [c.deviceId, c.certificates.map((x) => x.id).join(','), relativeTime(c.certificates[0].not_after)]);
         const human = `${table(['device', 'certificates', 'expires'], rows)}\n\n${run.todo.length} devices would be rotated; ${run.results.filter((r) => r.outcome === 'pending').length} skipped (rotation pending). Nothing was changed.`;

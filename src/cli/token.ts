@@ -4,7 +4,7 @@ import { ROLES, type Role } from '../auth/roles.ts';
 import { isValidTenantId } from '../domain/identifiers.ts';
 import { systemClock } from '../domain/clock.ts';
 import { developmentAuthAllowed, devKeyPath } from '../composition/token-verifier.ts';
-import type { Flags } from './commands.ts';
+import type { Flags } from './spec.ts';
 import { print } from './output.ts';
 
 export async function tokenCommand(flags: Flags, config: Config): Promise<number> {

@@ -3,7 +3,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../config.ts';
 import { createWorker, type WorkerOverrides } from '../composition/worker.ts';
 import { createLogger } from '../support/logger.ts';
-import type { Flags } from './commands.ts';
+import type { Flags } from './spec.ts';
 import { metricsAuthorized } from '../http/metrics-auth.ts';
 
 /**
