@@ -1,12 +1,11 @@
 import { readFile } from 'node:fs/promises';
-import type { CertificateRecord, CertificateWithPem } from '../domain/certificate.ts';
+import { CERTIFICATE_STATUSES, KEY_TYPES, type CertificateRecord, type CertificateWithPem } from '../domain/certificate.ts';
 import { DAY_MS } from '../domain/clock.ts';
-import { parseTtl } from '../auth/dev-signing-key.ts';
 import { CUSTOMER } from './client/api-client.ts';
 import { clientFromFlags } from './client/credentials.ts';
-import { clientFlags, pageFlags, positiveInt, str } from './client-flags.ts';
+import { clientFlags, durationCheck, durationMs, intCheck, pageFlags, positiveInt, str } from './client-flags.ts';
 import { forceFlag, keptNote, writeIssued, type Issued, type IssuedFiles } from './key-files.ts';
-import { details, print, relativeTime, table } from './output.ts';
+import { details, plural, print, relativeTime, revocationSchedule, table } from './output.ts';
 import { UsageError, type Flags, type FlagSpec, type GroupSpec } from './spec.ts';
 
 interface CertificatePage {
@@ -25,8 +24,9 @@ export interface RotateResponse extends Issued {
 const device = (id: string) => `${CUSTOMER}/devices/${encodeURIComponent(id)}`;
 
 const outFlag: FlagSpec = { type: 'string', value: 'DIR', help: 'folder for DEVICE.key, DEVICE.crt (mode 0600) and ca.crt (default: the current folder)' };
-const validityFlag: FlagSpec = { type: 'string', value: 'DAYS', help: 'validity in days (default 365)' };
-const keyTypeFlag: FlagSpec = { type: 'string', value: 'TYPE', help: 'ec-p256 or rsa-2048 (default: the server default, rsa-2048)' };
+export const validityFlag: FlagSpec = { type: 'string', value: 'DAYS', help: 'validity in days (1-3650, default 365)', check: intCheck(1, 3650) };
+export const graceFlag: FlagSpec = { type: 'string', value: 'H', help: 'revoke the old certificates after H hours (1-720; default ROTATION_GRACE_HOURS)', check: intCheck(1, 720) };
+export const keyTypeFlag: FlagSpec = { type: 'string', value: 'TYPE', help: 'ec-p256 or rsa-2048 (default: the server default, rsa-2048)', choices: KEY_TYPES };
 
 export const certSummary = (c: CertificateRecord) =>
   details([
@@ -39,7 +39,7 @@ export const certSummary = (c: CertificateRecord) =>
     ['not before', c.not_before],
     ['not after', `${c.not_after} (${relativeTime(c.not_after)})`],
     ['revoked', c.revoked_at ? `${c.revoked_at} (${c.revoked_reason ?? 'no reason'})` : null],
-    ['scheduled revocation', c.scheduled_revoke_at ? `${c.scheduled_revoke_at} (${relativeTime(c.scheduled_revoke_at)})` : null],
+    ['scheduled revocation', c.scheduled_revoke_at ? `${c.scheduled_revoke_at} (${revocationSchedule(c.scheduled_revoke_at)})` : null],
   ]);
 
 const filesText = (f: IssuedFiles) => {
@@ -121,8 +121,8 @@ export const certsGroup: GroupSpec = {
       flags: {
         ...clientFlags,
         device: { type: 'string', value: 'DEVICE_ID', help: "only this device's certificates" },
-        status: { type: 'string', value: 'STATUS', help: 'ACTIVE, REVOKED or EXPIRED' },
-        'expiring-within': { type: 'string', value: 'DURATION', help: 'only certificates expiring within this time (e.g. 30d)' },
+        status: { type: 'string', value: 'STATUS', help: 'ACTIVE, REVOKED or EXPIRED', choices: CERTIFICATE_STATUSES },
+        'expiring-within': { type: 'string', value: 'DURATION', help: 'only certificates expiring within this time (e.g. 30d, 2w, 12h)', check: durationCheck },
         ...pageFlags,
       },
       example: 'certfleet certs list --status ACTIVE --expiring-within 30d',
@@ -132,12 +132,12 @@ export const certsGroup: GroupSpec = {
         const page = await api.get<CertificatePage>(`${CUSTOMER}/certificates`, {
           device_id: str(flags.device),
           status: str(flags.status)?.toUpperCase(),
-          expiring_within_days: within === undefined ? undefined : Math.ceil((parseTtl(within) * 1000) / DAY_MS),
+          expiring_within_days: within === undefined ? undefined : Math.ceil((durationMs(within, 'expiring-within') ?? 0) / DAY_MS),
           limit: positiveInt(flags.limit, 'limit', 100, 1000),
           cursor: str(flags.cursor),
         });
-        const rows = page.certificates.map((c) => [c.id, c.device_id, c.status, c.key_type, relativeTime(c.not_after), c.scheduled_revoke_at ? `revoked ${relativeTime(c.scheduled_revoke_at)}` : null]);
-        const more = page.next_cursor ? `\n${page.certificates.length} of ${page.total}; next page: --cursor ${page.next_cursor}` : `\n${page.total} certificates`;
+        const rows = page.certificates.map((c) => [c.id, c.device_id, c.status, c.key_type, relativeTime(c.not_after), revocationSchedule(c.scheduled_revoke_at)]);
+        const more = page.next_cursor ? `\n${page.certificates.length} of ${page.total}; next page: --cursor ${page.next_cursor}` : `\n${plural(page.total, 'certificate')}`;
         print(flags, table(['id', 'device', 'status', 'key', 'expires', 'rotation'], rows) + more, page);
         return 0;
       },
@@ -174,7 +174,7 @@ export const certsGroup: GroupSpec = {
         ...clientFlags,
         'key-type': keyTypeFlag,
         csr: { type: 'string', value: 'FILE', help: "the device's new key as a CSR instead of a generated key" },
-        'grace-hours': { type: 'string', value: 'H', help: 'revoke the old certificates after H hours (1-720; default ROTATION_GRACE_HOURS)' },
+        'grace-hours': graceFlag,
         'validity-days': validityFlag,
         out: outFlag,
         force: forceFlag,
@@ -186,7 +186,7 @@ export const certsGroup: GroupSpec = {
         const api = await clientFromFlags(flags);
         const r = await api.post<RotateResponse>(`${device(deviceId)}/certificates/rotate`, rotateBody(flags, csrFile ? await readFile(csrFile, 'utf8') : undefined));
         const files = await writeIssued(outDir(flags), deviceId, r, { certificateId: r.new_certificate.id, force: flags.force === true });
-        const old = table(['old id', 'status', 'revoked'], r.old_certificates.map((o) => [o.id, o.status, relativeTime(o.scheduled_revoke_at)]));
+        const old = table(['old id', 'status', 'revocation'], r.old_certificates.map((o) => [o.id, o.status, revocationSchedule(o.scheduled_revoke_at)]));
         print(flags, `${certSummary(r.new_certificate)}\n\n${filesText(files)}\n\n${r.old_certificates.length ? old : 'no old certificate'}`, { ...withoutKey(r), files });
         return 0;
       },
