@@ -187,8 +187,10 @@ describe('web console in Chromium', () => {
     await eventually(focused).toMatch(/^Yes, acknowledge/);
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: /Alert \d+ acknowledged/ }).waitFor();
-    // The refreshed list (open alerts) no longer has the row; the outcome stays, outside the table.
-    await eventually(() => alertRow.count()).toBe(0);
+    // The default filter is what needs attention (open or acknowledged): the acknowledged alert
+    // stays in the list, marked so; the outcome is shown outside the table.
+    await eventually(() => alertRow.filter({ hasText: 'ACKNOWLEDGED' }).count()).toBe(1);
+    expect(await alertRow.getByRole('button', { name: /^Acknowledge alert/ }).isDisabled()).toBe(true);
     expect(await page.getByRole('status').filter({ hasText: /Alert \d+ acknowledged/ }).isVisible()).toBe(true);
 
     // Issue from a pasted CSR (the key stays on the device), then rotate, confirm, revoke.
@@ -211,21 +213,39 @@ describe('web console in Chromium', () => {
     await page.getByRole('status').filter({ hasText: 'Rotation confirmed' }).waitFor();
     await page.getByText('No rotation pending.').waitFor();
     // Rotate again and cancel: the new certificate never reached the device, the current one stays valid.
+    // Its key (not hidden this time) is no longer offered: its certificate is revoked.
     await page.getByRole('button', { name: 'Rotate certificate', exact: true }).click();
     await confirmDialog(/Yes, rotate certificate/);
     await page.getByText(/Rotation pending: new certificate \d+/).waitFor();
-    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    const keyDownload = page.getByRole('button', { name: /Download DEVICE-001-\d+\.key\.pem/ });
+    expect(await keyDownload.count()).toBe(1);
     await page.getByRole('button', { name: 'Cancel rotation', exact: true }).click();
     await confirmDialog(/Yes, cancel rotation/);
     await page.getByRole('status').filter({ hasText: 'Rotation cancelled' }).waitFor();
     await page.getByText('No rotation pending.').waitFor();
-    const revoke = page.getByRole('button', { name: /Revoke certificate \d+/ }).and(page.locator(':enabled'));
+    await eventually(() => keyDownload.count()).toBe(0);
+    expect(await page.getByText('PRIVATE KEY').count()).toBe(0);
+    // Results replace each other: one outcome line for the device, the latest.
+    const deviceOutcomes = page.locator('.device-actions').getByRole('status');
+    expect(await deviceOutcomes.allTextContents()).toEqual([expect.stringContaining('Rotation cancelled')]);
+    // Only revocable (ACTIVE) certificates are offered for revocation.
+    const revoke = page.getByRole('button', { name: /Revoke certificate \d+/ });
     await eventually(() => revoke.count()).toBe(1);
+    expect(await revoke.isEnabled()).toBe(true);
     const revokedId = (await revoke.getAttribute('aria-label'))!.replace(/\D+/g, '');
     await revoke.click();
-    await page.getByRole('dialog').getByLabel('Reason (RFC 5280)').selectOption('keyCompromise');
+    // The reasons are the API's own (its OpenAPI RevocationReason): none that it would refuse.
+    const reasons = page.getByRole('dialog').getByLabel('Reason (RFC 5280)');
+    await reasons.waitFor();
+    await eventually(() => reasons.locator('option').count()).toBeGreaterThan(0);
+    const offered = await reasons.locator('option').allTextContents();
+    const allowed = (await (await page.request.get(`${base}/docs/json`)).json()).components.schemas.RevocationReason.enum;
+    expect(offered).toEqual(allowed);
+    for (const refused of ['certificateHold', 'cACompromise', 'aACompromise', 'removeFromCRL']) expect(offered).not.toContain(refused);
+    await reasons.selectOption('keyCompromise');
     await confirmDialog(/Yes, revoke/);
     await page.getByRole('status').filter({ hasText: `Certificate ${revokedId} revoked (keyCompromise)` }).waitFor();
+    expect(await deviceOutcomes.count()).toBe(1);
     expect(await seriousViolations(page)).toEqual([]);
 
     // CRL: status with both revocations once published, and the PEM download.

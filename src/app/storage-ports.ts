@@ -1,7 +1,7 @@
 import type { AlertRecord, AlertStatus } from '../domain/alert.ts';
 import type { AuditEventRecord } from '../domain/audit.ts';
 import type { CertificateRecord, CertificateStatus, CertificateWithPem, RotationFilter } from '../domain/certificate.ts';
-import type { DeviceRecord } from '../domain/device.ts';
+import type { DeviceCertificateStatus, DeviceRecord, DeviceSort, DeviceSummary } from '../domain/device.ts';
 import type { DeliveryRecord, WebhookRecord } from '../domain/webhook.ts';
 
 /**
@@ -50,10 +50,19 @@ export interface DeviceListQuery {
   tenantId?: string;
   limit: number;
   after?: string;
+  /** device ids starting with this */
+  idPrefix?: string;
+  siteId?: string;
+  certificateStatus?: DeviceCertificateStatus;
+  /** an ACTIVE certificate expiring before this */
+  expiringBefore?: Date;
+  rotation?: 'pending' | 'none';
+  /** device_id (default) or expiry: the soonest ACTIVE certificate first (devices without one are not listed) */
+  sort?: DeviceSort;
 }
 
 export interface DevicePage {
-  devices: DeviceRecord[];
+  devices: DeviceSummary[];
   total: number;
   /** Cursor of the next page (`tenant/device`), null on the last one. */
   next: string | null;
@@ -217,6 +226,8 @@ export interface AlertListQuery {
   tenantId?: string;
   type?: string;
   status?: AlertStatus;
+  /** OPEN or ACKNOWLEDGED: not CLOSED. */
+  unresolved?: boolean;
   deviceId?: string;
   severity?: number;
   minSeverity?: number;

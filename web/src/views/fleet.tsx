@@ -18,7 +18,7 @@ export function FleetView() {
     <>
       <h1>Devices &amp; certificates</h1>
       <ExpiryChart scope="customer" refresh={refresh} />
-      {device ? <DevicePanel deviceId={device} refresh={refresh} onChanged={changed} onClose={() => setDevice(null)} /> : null}
+      {device ? <DevicePanel key={device} deviceId={device} refresh={refresh} onChanged={changed} onClose={() => setDevice(null)} /> : null}
       <Devices refresh={refresh} onChanged={changed} onManage={setDevice} />
       <Certificates refresh={refresh} onManage={setDevice} />
     </>
@@ -224,7 +224,7 @@ function DevicePanel(props: { deviceId: string; refresh: number; onChanged: () =
       ) : rotation.loading ? null : (
         <p class="rotation-state">No rotation pending.</p>
       )}
-      <DeviceActions deviceId={id} rotation={rotation.data} certificates={(certs.data?.certificates ?? []).filter((c) => c.status !== 'EXPIRED')} onChanged={props.onChanged} />
+      <DeviceActions deviceId={id} rotation={rotation.data} certificates={certs.data?.certificates ?? []} onChanged={props.onChanged} />
       <Loading loading={certs.loading && !certs.data} error={certs.error} />
       {certs.data ? <CertificateTable caption={`Certificates of ${id}`} certificates={certs.data.certificates} /> : null}
     </article>
