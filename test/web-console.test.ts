@@ -310,6 +310,30 @@ describe('web console in Chromium', () => {
     }
     await page.getByRole('link', { name: 'Devices & certificates' }).click();
     await page.getByText('1 within 7 days, 2 within 30 days, 3 within 90 days').waitFor();
+
+    // Find a device server-side: id prefix, then by soonest expiry; the search and the open device are in the URL.
+    const search = page.getByRole('search', { name: 'Search devices' });
+    await search.getByLabel('Device ID starts with').fill('SENSOR-');
+    await search.getByLabel('Sort by').selectOption('expiry');
+    await search.getByRole('button', { name: 'Apply filters' }).click();
+    const deviceTable = page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Next expiry' }) });
+    const deviceCells = () => deviceTable.locator('tbody tr td:first-child').allTextContents();
+    await eventually(deviceCells).toEqual(['SENSOR-7', 'SENSOR-20', 'SENSOR-60', 'SENSOR-365']);
+    expect(await deviceTable.locator('tbody tr').first().textContent()).toMatch(/active.*in 5 days/);
+    expect(new URL(page.url()).hash).toBe('#/fleet?id_prefix=SENSOR-&sort=expiry');
+    await page.getByRole('button', { name: 'Manage device SENSOR-20', exact: true }).click();
+    await page.getByRole('heading', { name: 'Device SENSOR-20' }).waitFor();
+    expect(new URL(page.url()).hash).toBe('#/fleet?id_prefix=SENSOR-&sort=expiry&device=SENSOR-20');
+    await page.reload(); // a deep link survives a reload: the same device open, the same search
+    await page.getByRole('heading', { name: 'Device SENSOR-20' }).waitFor();
+    await eventually(deviceCells).toEqual(['SENSOR-7', 'SENSOR-20', 'SENSOR-60', 'SENSOR-365']);
+    expect(await search.getByLabel('Device ID starts with').inputValue()).toBe('SENSOR-');
+    await page.getByRole('button', { name: 'Close device SENSOR-20' }).click();
+    await search.getByLabel('Certificate').selectOption('NONE');
+    await search.getByRole('button', { name: 'Apply filters' }).click();
+    await deviceTable.getByText('No devices match.').waitFor();
+    await page.getByRole('link', { name: 'Devices & certificates' }).click();
+    await eventually(() => deviceTable.locator('tbody tr').count()).toBe(5);
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(ARTIFACTS, 'console-fleet-1366x768.png') });
 

@@ -132,6 +132,18 @@ export interface CertificateRepository {
    * ones count in every window); `tenantId` narrows an operator's count to one tenant.
    */
   countExpiringWithin(now: Date, windowsDays: number[], tenantId?: string): Promise<Record<number, number>>;
+  /** The operator's fleet overview (every tenant the transaction may see). */
+  fleetOverview(now: Date, weeks: number, revocations: number): Promise<FleetOverviewRows>;
+}
+
+export interface FleetOverviewRows {
+  /** Per tenant, from the exact counters: devices and certificates by status. */
+  tenants: { tenant_id: string; devices: number; certificates: Record<CertificateStatus, number> }[];
+  /** ACTIVE certificates expiring in week i from now (i = 0 .. weeks - 1). */
+  expiringPerWeek: number[];
+  /** ACTIVE certificates already past not_after (the worker marks them EXPIRED). */
+  overdue: number;
+  recentRevocations: { id: number; tenant_id: string; device_id: string; revoked_at: string; revoked_reason: string | null }[];
 }
 
 // ---- rotations

@@ -1,3 +1,4 @@
+import { createFleetOverview } from './fleet-overview.ts';
 import { createAcknowledgeAlert } from './acknowledge-alert.ts';
 import { createApplyScheduledRevocations } from './apply-scheduled-revocations.ts';
 import { createCancelRotation } from './cancel-rotation.ts';
@@ -54,6 +55,7 @@ export function createUseCases(deps: AppDeps) {
     listWebhookDeliveries: createListWebhookDeliveries(deps),
     listAuditEvents: createListAuditEvents(deps),
     summarizeExpiry: createSummarizeExpiry(deps),
+    fleetOverview: createFleetOverview(deps),
     caCertPem: () => deps.authority.caCertPem(),
   };
 }

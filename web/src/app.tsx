@@ -111,7 +111,7 @@ function Shell(props: { principal: Principal; onSignedOut: () => void }) {
   const p = props.principal;
   const customer = isCustomer(p);
   const operator = isOperator(p);
-  const route = useRoute();
+  const { path: route, query } = useRoute();
   const [error, setError] = useState<string | null>(null);
   const main = useRef<HTMLElement>(null);
   const fallback = customer ? '/fleet' : operator ? '/operator/certificates' : '/none';
@@ -161,13 +161,13 @@ function Shell(props: { principal: Principal; onSignedOut: () => void }) {
         <Outcome error={error} />
       </header>
       <main id="main" class="container" ref={main} tabIndex={-1}>
-        <Route path={path} customer={customer} operator={operator} />
+        <Route path={path} query={query} customer={customer} operator={operator} />
       </main>
     </>
   );
 }
 
-function Route({ path, customer, operator }: { path: string; customer: boolean; operator: boolean }) {
+function Route({ path, query, customer, operator }: { path: string; query: URLSearchParams; customer: boolean; operator: boolean }) {
   if (path.startsWith('/operator')) {
     if (!operator) return <Denied what="The operator view needs the operator role." />;
     return <OperatorView tab={path.slice('/operator/'.length) || 'certificates'} />;
@@ -175,7 +175,7 @@ function Route({ path, customer, operator }: { path: string; customer: boolean; 
   if (!customer) return <Denied what="This view needs a tenant token with the customer or tenant-admin role." />;
   switch (path) {
     case '/fleet':
-      return <FleetView />;
+      return <FleetView query={query} />;
     case '/alerts':
       return <AlertsView scope="customer" />;
     case '/crl':

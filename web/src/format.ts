@@ -10,3 +10,6 @@ export const shortFingerprint = (hex: string) => `${hex.slice(0, 8)}…${hex.sli
 export const REVOCATION_REASON_NAMES: readonly string[] = components.schemas.RevocationReason.enum;
 
 export const SEVERITY_NAMES: Record<number, string> = { 1: 'info', 2: 'low', 3: 'medium', 4: 'high', 5: 'critical' };
+
+/** "1 device", "3 devices". */
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;

@@ -8,3 +8,8 @@ CREATE INDEX device_registry_tenant_site ON device_registry (tenant_id, site_id,
 -- Devices by their soonest ACTIVE certificate expiry: a tenant's, and every tenant's (operators).
 CREATE INDEX device_certificates_tenant_active_expiry_device ON device_certificates (tenant_id, not_after, device_id) WHERE status = 'ACTIVE';
 CREATE INDEX device_certificates_active_expiry_all ON device_certificates (not_after, tenant_id, device_id) WHERE status = 'ACTIVE';
+-- A device's soonest ACTIVE certificate: one index probe per listed device (the expiry order keeps only that one).
+CREATE INDEX device_certificates_device_active_expiry ON device_certificates (tenant_id, device_id, not_after, id) WHERE status = 'ACTIVE';
+-- "Has a certificate of this status" for a device: one probe on all three equalities (never a
+-- walk of the tenant's status or expiry range, whatever the statistics).
+CREATE INDEX device_certificates_device_status ON device_certificates (tenant_id, device_id, status) INCLUDE (not_after);

@@ -125,8 +125,8 @@ async function pageById(tx: Queryable, q: DeviceListQuery) {
   return { devices, next: rows.length > q.limit && last ? `${last.tenant_id}/${last.device_id}` : null };
 }
 
-/** Cursor of the expiry order: `e:<not_after ISO>|<tenant>/<device>`. */
-const EXPIRY_CURSOR = /^e:([0-9TZ:.+-]{10,40})\|([^/]+)\/(.+)$/;
+/** Cursor of the expiry order: `e:<not_after as Postgres prints it, to the microsecond>|<tenant>/<device>`. */
+const EXPIRY_CURSOR = /^e:([0-9][0-9 T:.+-]{9,40})\|([^/|]+)\/(.+)$/;
 
 /**
  * By the soonest ACTIVE certificate expiry: a range of the (tenant, not_after, device) index of
@@ -136,19 +136,20 @@ async function pageByExpiry(tx: Queryable, q: DeviceListQuery) {
   const f = deviceFilter(q);
   f.raw(`c.status = 'ACTIVE'`);
   if (q.tenantId) f.add((p) => `c.tenant_id = ${p}`, q.tenantId);
-  f.raw(`NOT EXISTS (SELECT 1 FROM device_certificates o WHERE o.tenant_id = c.tenant_id AND o.device_id = c.device_id AND o.status = 'ACTIVE'
-                     AND (o.not_after < c.not_after OR (o.not_after = c.not_after AND o.id < c.id)))`);
+  // each device once: by its soonest ACTIVE certificate (one probe of the device's ACTIVE expiry index)
+  f.raw(`c.id = (SELECT o.id FROM device_certificates o WHERE o.tenant_id = c.tenant_id AND o.device_id = c.device_id AND o.status = 'ACTIVE'
+                 ORDER BY o.not_after, o.id LIMIT 1)`);
   if (q.expiringBefore) f.add((p) => `c.not_after <= ${p}`, q.expiringBefore);
   const cursor = q.after ? EXPIRY_CURSOR.exec(q.after) : null;
   if (q.after && !cursor) return { devices: [], next: null };
   const order = q.tenantId ? 'c.not_after, c.device_id' : 'c.not_after, c.tenant_id, c.device_id';
   if (cursor) {
     const [, at, tenant, device] = cursor;
-    if (q.tenantId) f.add((p) => `(c.not_after, c.device_id) > (${f.param(new Date(at))}, ${p})`, device);
-    else f.add((p) => `(c.not_after, c.tenant_id, c.device_id) > (${f.param(new Date(at))}, ${f.param(tenant)}, ${p})`, device);
+    if (q.tenantId) f.add((p) => `(c.not_after, c.device_id) > (${f.param(at)}::timestamptz, ${p})`, device);
+    else f.add((p) => `(c.not_after, c.tenant_id, c.device_id) > (${f.param(at)}::timestamptz, ${f.param(tenant)}, ${p})`, device);
   }
   const { rows } = await tx.query(
-    `SELECT ${COLUMNS.split(', ').map((c) => `d.${c}`).join(', ')}, ${SUMMARY_COLUMNS}, c.not_after AS sort_expiry
+    `SELECT ${COLUMNS.split(', ').map((c) => `d.${c}`).join(', ')}, ${SUMMARY_COLUMNS}, c.not_after::text AS sort_expiry
      FROM device_certificates c
      JOIN device_registry d ON d.tenant_id = c.tenant_id AND d.device_id = c.device_id
      ${SUMMARY}${f.sql()}
@@ -157,6 +158,6 @@ async function pageByExpiry(tx: Queryable, q: DeviceListQuery) {
   );
   const devices = rows.slice(0, q.limit).map(toSummary);
   const lastRow = rows[q.limit - 1];
-  const next = rows.length > q.limit && lastRow ? `e:${iso(lastRow.sort_expiry)}|${String(lastRow.tenant_id)}/${String(lastRow.device_id)}` : null;
+  const next = rows.length > q.limit && lastRow ? `e:${String(lastRow.sort_expiry)}|${String(lastRow.tenant_id)}/${String(lastRow.device_id)}` : null;
   return { devices, next };
 }

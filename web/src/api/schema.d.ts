@@ -1744,6 +1744,76 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/operator/fleet-overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Fleet overview: devices and certificates by tenant and status, expiring per week for the next quarter, recent revocations, CRL number and age */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            crl: {
+                                age_seconds: number | null;
+                                crl_number: string;
+                                /** Format: date-time */
+                                this_update: string | null;
+                            };
+                            /** @description ACTIVE certificates expiring in each of the next 13 weeks (week_start: now + 7 days × i) */
+                            expiring_per_week: {
+                                certificates: number;
+                                /** Format: date-time */
+                                week_start: string;
+                            }[];
+                            /** Format: date-time */
+                            generated_at: string;
+                            /** @description ACTIVE certificates past not_after, not yet marked EXPIRED */
+                            overdue: number;
+                            recent_revocations: {
+                                device_id: string;
+                                id: number;
+                                /** Format: date-time */
+                                revoked_at: string;
+                                revoked_reason: string | null;
+                                tenant_id: string;
+                            }[];
+                            tenants: {
+                                certificates: {
+                                    ACTIVE: number;
+                                    EXPIRED: number;
+                                    REVOKED: number;
+                                };
+                                devices: number;
+                                tenant_id: string;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/config": {
         parameters: {
             query?: never;
