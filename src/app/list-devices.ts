@@ -29,7 +29,7 @@ export function createListDevices({ storage, clock }: Pick<AppDeps, 'storage' | 
       rotation: q.rotation,
       sort: q.sort,
     });
-    return { devices: page.devices, total: page.total, limit: q.limit, next_cursor: page.next };
+    return { devices: page.devices, total: page.total, total_capped: page.totalCapped, limit: q.limit, next_cursor: page.next };
   };
   return {
     forTenant: (tenantId: string, q: ListDevicesInput) => storage.asTenant(tenantId, run({ ...q, tenantId })),

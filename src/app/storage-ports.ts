@@ -64,6 +64,8 @@ export interface DeviceListQuery {
 export interface DevicePage {
   devices: DeviceSummary[];
   total: number;
+  /** total is DEVICE_TOTAL_CAP and more match (filtered lists only) */
+  totalCapped: boolean;
   /** Cursor of the next page (`tenant/device`), null on the last one. */
   next: string | null;
 }

@@ -12,6 +12,9 @@ export interface DeviceRecord {
 export const DEVICE_CERTIFICATE_STATUSES = ['ACTIVE', 'EXPIRED', 'REVOKED', 'NONE'] as const;
 export type DeviceCertificateStatus = (typeof DEVICE_CERTIFICATE_STATUSES)[number];
 
+/** A filtered device list counts its total up to this many (then says "at least"): counting costs a probe per device. */
+export const DEVICE_TOTAL_CAP = 1000;
+
 export const DEVICE_SORTS = ['device_id', 'expiry'] as const;
 export type DeviceSort = (typeof DEVICE_SORTS)[number];
 

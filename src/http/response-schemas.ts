@@ -1,6 +1,6 @@
 import { ALERT_STATUSES, CLOSE_REASONS, ALERT_TYPES } from '../domain/alert.ts';
 import { CERTIFICATE_STATUSES } from '../domain/certificate.ts';
-import { DEVICE_CERTIFICATE_STATUSES } from '../domain/device.ts';
+import { DEVICE_CERTIFICATE_STATUSES, DEVICE_TOTAL_CAP } from '../domain/device.ts';
 import { END_ENTITY_REASON_NAMES, REVOCATION_REASONS } from '../domain/revocation-reasons.ts';
 
 /**
@@ -183,7 +183,15 @@ const deviceSummary = {
   },
 } as const;
 
-const devicePage = page('DevicePage', 'devices', 'DeviceSummary');
+const devicePageBase = page('DevicePage', 'devices', 'DeviceSummary');
+const devicePage = {
+  ...devicePageBase,
+  required: [...devicePageBase.required, 'total_capped'],
+  properties: {
+    ...devicePageBase.properties,
+    total_capped: { type: 'boolean', description: `true: at least ${DEVICE_TOTAL_CAP} devices match these filters (a filtered total is counted up to that many)` },
+  },
+} as const;
 const alertPage = page('AlertPage', 'alerts', 'Alert');
 
 /** generate and csr: the new certificate, its PEM, the private key when generated here (shown once). */

@@ -1,4 +1,4 @@
-import { prefixUpperBound, type DeviceCertificateStatus, type DeviceRecord, type DeviceSummary } from '../../domain/device.ts';
+import { DEVICE_TOTAL_CAP, prefixUpperBound, type DeviceCertificateStatus, type DeviceRecord, type DeviceSummary } from '../../domain/device.ts';
 import type { DeviceListQuery, DevicePage } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
@@ -36,18 +36,25 @@ export async function findDevice(tx: Queryable, tenantId: string, deviceId: stri
   return rows[0] ? toDevice(rows[0]) : null;
 }
 
-const certOf = (alias: string, status?: string) =>
-  `SELECT 1 FROM device_certificates ${alias} WHERE ${alias}.tenant_id = d.tenant_id AND ${alias}.device_id = d.device_id${status ? ` AND ${alias}.status = '${status}'` : ''}`;
+/**
+ * "The device has such a row", as a scalar subquery: evaluated per device through the
+ * (tenant_id, device_id, ...) indexes. An EXISTS would be pulled up into a join, and without
+ * table statistics (right after a bulk load) the planner joins every device with a
+ * materialized list of the tenant's certificates: quadratic (seconds at 100,000 devices).
+ */
+const has = (from: string, where: string, yes = true) => `(SELECT true FROM ${from} WHERE ${where} LIMIT 1) IS ${yes ? 'NOT ' : ''}NULL`;
+const certOf = (alias: string, status?: string, yes = true) =>
+  has(`device_certificates ${alias}`, `${alias}.tenant_id = d.tenant_id AND ${alias}.device_id = d.device_id${status ? ` AND ${alias}.status = '${status}'` : ''}`, yes);
 
 /** A device's certificate status (DeviceSummary.certificate_status) as a condition on d. */
 const STATUS_CONDITION: Record<DeviceCertificateStatus, string> = {
-  ACTIVE: `EXISTS (${certOf('x', 'ACTIVE')})`,
-  EXPIRED: `NOT EXISTS (${certOf('x', 'ACTIVE')}) AND EXISTS (${certOf('y', 'EXPIRED')})`,
-  REVOKED: `NOT EXISTS (${certOf('x', 'ACTIVE')}) AND NOT EXISTS (${certOf('y', 'EXPIRED')}) AND EXISTS (${certOf('z', 'REVOKED')})`,
-  NONE: `NOT EXISTS (${certOf('x')})`,
+  ACTIVE: certOf('x', 'ACTIVE'),
+  EXPIRED: `${certOf('x', 'ACTIVE', false)} AND ${certOf('y', 'EXPIRED')}`,
+  REVOKED: `${certOf('x', 'ACTIVE', false)} AND ${certOf('y', 'EXPIRED', false)} AND ${certOf('z', 'REVOKED')}`,
+  NONE: certOf('x', undefined, false),
 };
 
-const PENDING_ROTATION = `EXISTS (SELECT 1 FROM certificate_rotations r WHERE r.tenant_id = d.tenant_id AND r.device_id = d.device_id AND r.status = 'PENDING')`;
+const pendingRotation = (yes = true) => has('certificate_rotations r', `r.tenant_id = d.tenant_id AND r.device_id = d.device_id AND r.status = 'PENDING'`, yes);
 
 /** The page's own rows only: each device's certificates read through (tenant_id, device_id, id). */
 const SUMMARY = `CROSS JOIN LATERAL (
@@ -55,7 +62,7 @@ const SUMMARY = `CROSS JOIN LATERAL (
            count(*) FILTER (WHERE c.status = 'ACTIVE')::int AS active_certificates,
            coalesce(bool_or(c.status = 'EXPIRED'), false) AS any_expired,
            coalesce(bool_or(c.status = 'REVOKED'), false) AS any_revoked,
-           ${PENDING_ROTATION} AS rotation_pending
+           ${pendingRotation()} AS rotation_pending
     FROM device_certificates c WHERE c.tenant_id = d.tenant_id AND c.device_id = d.device_id) s`;
 const SUMMARY_COLUMNS = 's.next_expiry, s.active_certificates, s.any_expired, s.any_revoked, s.rotation_pending';
 
@@ -77,7 +84,7 @@ function deviceFilter(q: DeviceListQuery) {
   }
   if (q.siteId) f.add((p) => `d.site_id = ${p}`, q.siteId);
   if (q.certificateStatus) f.raw(STATUS_CONDITION[q.certificateStatus]);
-  if (q.rotation) f.raw(`${q.rotation === 'none' ? 'NOT ' : ''}${PENDING_ROTATION}`);
+  if (q.rotation) f.raw(pendingRotation(q.rotation === 'pending'));
   return f;
 }
 
@@ -89,17 +96,20 @@ const filtered = (q: DeviceListQuery) => Boolean(q.idPrefix || q.siteId || q.cer
  * exact: from the per-tenant counters (migration 012) without filters, else counted.
  */
 export async function listDevices(tx: Queryable, q: DeviceListQuery): Promise<DevicePage> {
-  const total = await countDevices(tx, q);
+  const { total, capped } = await countDevices(tx, q);
   await planKeysetPages(tx);
-  return q.sort === 'expiry' ? { total, ...(await pageByExpiry(tx, q)) } : { total, ...(await pageById(tx, q)) };
+  const page = q.sort === 'expiry' ? await pageByExpiry(tx, q) : await pageById(tx, q);
+  return { total, totalCapped: capped, ...page };
 }
 
-async function countDevices(tx: Queryable, q: DeviceListQuery): Promise<number> {
-  if (!filtered(q)) return countedRows(tx, [DEVICE_KIND], q.tenantId);
+/** Exact from the counters without filters; with filters counted, up to DEVICE_TOTAL_CAP. */
+async function countDevices(tx: Queryable, q: DeviceListQuery): Promise<{ total: number; capped: boolean }> {
+  if (!filtered(q)) return { total: await countedRows(tx, [DEVICE_KIND], q.tenantId), capped: false };
   const f = deviceFilter(q);
-  if (q.expiringBefore) f.add((p) => `EXISTS (${certOf('e', 'ACTIVE')} AND e.not_after <= ${p})`, q.expiringBefore);
-  const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_registry d${f.sql()}`, f.params);
-  return Number(rows[0].n);
+  if (q.expiringBefore) f.add((p) => has('device_certificates e', `e.tenant_id = d.tenant_id AND e.device_id = d.device_id AND e.status = 'ACTIVE' AND e.not_after <= ${p}`), q.expiringBefore);
+  const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM (SELECT 1 FROM device_registry d${f.sql()} LIMIT ${f.param(DEVICE_TOTAL_CAP + 1)}) x`, f.params);
+  const n = Number(rows[0].n);
+  return { total: Math.min(n, DEVICE_TOTAL_CAP), capped: n > DEVICE_TOTAL_CAP };
 }
 
 async function pageById(tx: Queryable, q: DeviceListQuery) {

@@ -2204,6 +2204,8 @@ export interface components {
             next_cursor: string | null;
             /** @description items matching the filters when this page was read */
             total: number;
+            /** @description true: at least 1000 devices match these filters (a filtered total is counted up to that many) */
+            total_capped: boolean;
         };
         DeviceSummary: {
             active_certificates: number;

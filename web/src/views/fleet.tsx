@@ -63,7 +63,7 @@ function Devices(props: { search: Search; refresh: number; onChanged: () => void
         <>
           <div class="overflow-auto stack-on-phone">
             <table class="striped">
-              <caption>{plural(devices.data.total, 'device')}</caption>
+              <caption>{devices.data.total_capped ? `more than ${devices.data.total.toLocaleString('en-US')} devices` : plural(devices.data.total, 'device')}</caption>
               <thead>
                 <tr>
                   <th scope="col">Device</th>
@@ -237,8 +237,8 @@ function Certificates(props: { refresh: number; onManage: (id: string) => void }
   );
 }
 
-export function CertificateFilters(props: { withTenant?: boolean; onApply: (f: { device_id?: string; status?: Status; expiring_within_days?: number; tenant_id?: string }) => void }) {
-  const [tenant, setTenant] = useState('');
+export function CertificateFilters(props: { withTenant?: boolean; tenants?: string[]; initialTenant?: string; onApply: (f: { device_id?: string; status?: Status; expiring_within_days?: number; tenant_id?: string }) => void }) {
+  const [tenant, setTenant] = useState(props.initialTenant ?? '');
   const [device, setDevice] = useState('');
   const [status, setStatus] = useState('');
   const [expiring, setExpiring] = useState('');
@@ -257,7 +257,14 @@ export function CertificateFilters(props: { withTenant?: boolean; onApply: (f: {
       {props.withTenant ? (
         <label>
           Tenant
-          <input name="tenant_id" value={tenant} onInput={(e) => setTenant(e.currentTarget.value)} />
+          <select name="tenant_id" value={tenant} onChange={(e) => setTenant(e.currentTarget.value)}>
+            <option value="">Every tenant</option>
+            {(props.tenants ?? []).map((t) => (
+              <option key={t} value={t}>
+                {t}
+              </option>
+            ))}
+          </select>
         </label>
       ) : null}
       <label>
