@@ -341,7 +341,14 @@ describe('web console in Chromium', () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.getByRole('heading', { name: 'Expiring certificates' }).waitFor();
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    // The device list is stacked rows on a phone: every row's action is on the screen, no sideways scroll.
+    const manageOnPhone = page.getByRole('button', { name: 'Manage device SENSOR-365', exact: true });
+    await manageOnPhone.scrollIntoViewIfNeeded();
+    const box = (await manageOnPhone.boundingBox())!;
+    expect(box.x).toBeGreaterThanOrEqual(0);
+    expect(box.x + box.width).toBeLessThanOrEqual(390);
     expect(await seriousViolations(page)).toEqual([]);
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(ARTIFACTS, 'console-fleet-390x844.png'), fullPage: false });
     await page.setViewportSize({ width: 1366, height: 768 });
 
@@ -360,11 +367,33 @@ describe('web console in Chromium', () => {
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByLabel('Access token').fill(await t.token(null, 'operator'));
     await page.getByRole('button', { name: 'Sign in with the token' }).click();
+    // An operator token has no tenant: no "tenant …" in the header; the fleet overview first.
+    await page.getByRole('heading', { name: 'Fleet overview' }).waitFor();
+    expect(await page.locator('.who').textContent()).not.toMatch(/tenant/);
+    const tenants = page.getByRole('table', { name: /tenant/ });
+    const acme = tenants.getByRole('row').filter({ hasText: 'acme' });
+    await acme.waitFor();
+    expect((await acme.locator('td').allTextContents()).slice(1).map(Number).every((n) => Number.isInteger(n))).toBe(true);
+    expect(await acme.locator('td').nth(1).textContent()).toBe('5'); // DEVICE-001 and the four SENSOR devices
+    await page.getByText(/CRL number \d+, published/).waitFor();
+    expect(await page.getByRole('table', { name: /expiring in each of the next 13 weeks/ }).locator('tbody tr').count()).toBe(13);
+    await page.getByRole('table', { name: /The latest \d+ revocation/ }).getByRole('cell', { name: 'keyCompromise' }).first().waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-overview-1366x768.png') });
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(await acme.getByRole('link', { name: 'acme' }).isVisible()).toBe(true);
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-overview-390x844.png') });
+    await page.setViewportSize({ width: 1366, height: 768 });
+    // A tenant's link opens its certificates; the tenant picker offers the tenants the API knows.
+    await acme.getByRole('link', { name: 'acme' }).click();
     await page.getByRole('heading', { name: 'Certificates of every tenant' }).waitFor();
+    expect(new URL(page.url()).hash).toBe('#/operator/certificates?tenant_id=acme');
     await page.getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
-    await page.getByLabel('Tenant').fill('nobody');
-    await page.getByRole('button', { name: 'Apply filters' }).click();
-    await page.getByText('No certificates match.').waitFor();
+    const picker = page.getByLabel('Tenant');
+    await eventually(() => picker.locator('option').allTextContents()).toEqual(['Every tenant', 'acme']);
+    expect(await picker.inputValue()).toBe('acme');
     expect(await seriousViolations(page)).toEqual([]);
     await page.getByRole('link', { name: 'All alerts' }).click();
     await page.getByRole('heading', { name: 'Alerts of every tenant' }).waitFor();
