@@ -26,6 +26,7 @@ const BENCHES: [string, string][] = [
   ['broker-refusal', 'broker-refusal.bench.ts'],
   ['expiry-tick', 'expiry-tick.bench.ts'],
   ['api-read', 'api-read.bench.ts'],
+  ['device-list', 'device-list.bench.ts'],
 ];
 
 /** Runs one bench file, its output passed through, its BENCH_ lines collected. */

@@ -2,10 +2,10 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commands } from '../src/cli/commands.ts';
 import { createWorker } from '../src/composition/worker.ts';
-import { main } from '../src/cli/main.ts';
+import { cli } from './support/cli.ts';
 import { isGroup } from '../src/cli/spec.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -14,21 +14,6 @@ import { scaled } from './support/timeouts.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-cli-'));
-
-/** Runs the CLI in this process (the service under test answers from the same event loop). */
-async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void out.push(a.join(' ')));
-  const error = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void err.push(a.join(' ')));
-  try {
-    const code = await main(args);
-    return { code, stdout: out.join('\n'), stderr: err.join('\n') };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
 
 const everyCommand = Object.entries(commands).flatMap(([name, entry]) => (isGroup(entry) ? Object.keys(entry.subcommands).map((sub) => [name, sub]) : [[name]]));
 

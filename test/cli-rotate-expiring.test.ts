@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -104,6 +104,10 @@ describe('certfleet rotate-expiring (1,000 devices on Postgres)', () => {
     const report = JSON.parse(run.stdout);
     expect(report.would_rotate).toHaveLength(EXPIRING - ALREADY_PENDING);
     expect(report.would_rotate.map((d: { device_id: string }) => d.device_id)).not.toContain(device(0));
+    // Pending rotations count as skipped, and the rows add up to the selection.
+    expect(report.counts).toMatchObject({ 'would rotate': EXPIRING - ALREADY_PENDING, pending: ALREADY_PENDING, rotated: 0 });
+    expect(report.selected).toBe(EXPIRING);
+    expect(readdirSync(out)).toEqual([]); // a dry run writes nothing, not even the journal
     expect((await t.call('fleet', 'GET', '/api/v1/customer/certificates?limit=1')).json.total).toBe(EXPIRING + LONG_LIVED + ALREADY_PENDING);
   }, scaled(120_000));
 
@@ -117,6 +121,13 @@ describe('certfleet rotate-expiring (1,000 devices on Postgres)', () => {
     const afterInterrupt = journal(out);
     const intents = afterInterrupt.filter((r) => r.event === 'intent').length;
     expect(afterInterrupt.filter((r) => r.event === 'done')).toHaveLength(intents); // nothing left unresolved
+    // The interrupted run's summary adds up: rotated + skipped + failed + not attempted = selected.
+    const rows = new Map([...first.stdout.matchAll(/^(.+?)\s{2,}(\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
+    const selected = rows.get('selected (expiring within the window)');
+    expect(selected).toBe(EXPIRING);
+    expect([...rows].filter(([label]) => !label.startsWith('selected')).reduce((sum, [, n]) => sum + n, 0)).toBe(selected);
+    expect(rows.get('rotated, key and certificate written')).toBe(intents);
+    expect(rows.get('skipped: rotation already pending')).toBe(ALREADY_PENDING);
 
     // A rotation whose answer was lost: the intent is journalled, the server rotated, the key never arrived.
     const touched = new Set(afterInterrupt.map((r) => r.device_id));

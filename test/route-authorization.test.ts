@@ -189,6 +189,7 @@ const ROUTES: Record<string, Row> = {
   'operator POST /alerts/:id/close': { own: 200, request: async (fx) => ({ path: `/alerts/${await fx.alert()}/close` }) },
   'operator GET /audit-events': { own: 200 },
   'operator GET /expiry-summary': { own: 200 },
+  'operator GET /fleet-overview': { own: 200 },
   'operator GET /crl/status': { own: 200 },
   // operator: the operators' own webhooks (system alerts)
   'operator POST /notification-webhooks': {

@@ -191,8 +191,10 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await eventually(focused).toMatch(/^Yes, acknowledge/);
     await page.keyboard.press('Enter');
     await page.getByRole('status').filter({ hasText: /Alert \d+ acknowledged/ }).waitFor();
-    // The refreshed list (open alerts) no longer has the row; the outcome stays, outside the table.
-    await eventually(() => alertRow.count()).toBe(0);
+    // The default filter is what needs attention (open or acknowledged): the acknowledged alert
+    // stays in the list, marked so; the outcome is shown outside the table.
+    await eventually(() => alertRow.filter({ hasText: 'ACKNOWLEDGED' }).count()).toBe(1);
+    expect(await alertRow.getByRole('button', { name: /^Acknowledge alert/ }).isDisabled()).toBe(true);
     expect(await page.getByRole('status').filter({ hasText: /Alert \d+ acknowledged/ }).isVisible()).toBe(true);
 
     // Issue from a pasted CSR (the key stays on the device), then rotate, confirm, revoke.
@@ -215,21 +217,39 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await page.getByRole('status').filter({ hasText: 'Rotation confirmed' }).waitFor();
     await page.getByText('No rotation pending.').waitFor();
     // Rotate again and cancel: the new certificate never reached the device, the current one stays valid.
+    // Its key (not hidden this time) is no longer offered: its certificate is revoked.
     await page.getByRole('button', { name: 'Rotate certificate', exact: true }).click();
     await confirmDialog(/Yes, rotate certificate/);
     await page.getByText(/Rotation pending: new certificate \d+/).waitFor();
-    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    const keyDownload = page.getByRole('button', { name: /Download DEVICE-001-\d+\.key\.pem/ });
+    expect(await keyDownload.count()).toBe(1);
     await page.getByRole('button', { name: 'Cancel rotation', exact: true }).click();
     await confirmDialog(/Yes, cancel rotation/);
     await page.getByRole('status').filter({ hasText: 'Rotation cancelled' }).waitFor();
     await page.getByText('No rotation pending.').waitFor();
-    const revoke = page.getByRole('button', { name: /Revoke certificate \d+/ }).and(page.locator(':enabled'));
+    await eventually(() => keyDownload.count()).toBe(0);
+    expect(await page.getByText('PRIVATE KEY').count()).toBe(0);
+    // Results replace each other: one outcome line for the device, the latest.
+    const deviceOutcomes = page.locator('.device-actions').getByRole('status');
+    expect(await deviceOutcomes.allTextContents()).toEqual([expect.stringContaining('Rotation cancelled')]);
+    // Only revocable (ACTIVE) certificates are offered for revocation.
+    const revoke = page.getByRole('button', { name: /Revoke certificate \d+/ });
     await eventually(() => revoke.count()).toBe(1);
+    expect(await revoke.isEnabled()).toBe(true);
     const revokedId = (await revoke.getAttribute('aria-label'))!.replace(/\D+/g, '');
     await revoke.click();
-    await page.getByRole('dialog').getByLabel('Reason (RFC 5280)').selectOption('keyCompromise');
+    // The reasons are the API's own (its OpenAPI RevocationReason): none that it would refuse.
+    const reasons = page.getByRole('dialog').getByLabel('Reason (RFC 5280)');
+    await reasons.waitFor();
+    await eventually(() => reasons.locator('option').count()).toBeGreaterThan(0);
+    const offered = await reasons.locator('option').allTextContents();
+    const allowed = (await (await page.request.get(`${base}/docs/json`)).json()).components.schemas.RevocationReason.enum;
+    expect(offered).toEqual(allowed);
+    for (const refused of ['certificateHold', 'cACompromise', 'aACompromise', 'removeFromCRL']) expect(offered).not.toContain(refused);
+    await reasons.selectOption('keyCompromise');
     await confirmDialog(/Yes, revoke/);
     await page.getByRole('status').filter({ hasText: `Certificate ${revokedId} revoked (keyCompromise)` }).waitFor();
+    expect(await deviceOutcomes.count()).toBe(1);
     expect(await seriousViolations(page)).toEqual([]);
 
     // CRL: status with both revocations once published, and the PEM download.
@@ -294,6 +314,30 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     }
     await page.getByRole('link', { name: 'Devices & certificates' }).click();
     await page.getByText('1 within 7 days, 2 within 30 days, 3 within 90 days').waitFor();
+
+    // Find a device server-side: id prefix, then by soonest expiry; the search and the open device are in the URL.
+    const search = page.getByRole('search', { name: 'Search devices' });
+    await search.getByLabel('Device ID starts with').fill('SENSOR-');
+    await search.getByLabel('Sort by').selectOption('expiry');
+    await search.getByRole('button', { name: 'Apply filters' }).click();
+    const deviceTable = page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Next expiry' }) });
+    const deviceCells = () => deviceTable.locator('tbody tr td:first-child').allTextContents();
+    await eventually(deviceCells).toEqual(['SENSOR-7', 'SENSOR-20', 'SENSOR-60', 'SENSOR-365']);
+    expect(await deviceTable.locator('tbody tr').first().textContent()).toMatch(/active.*in 5 days/);
+    expect(new URL(page.url()).hash).toBe('#/fleet?id_prefix=SENSOR-&sort=expiry');
+    await page.getByRole('button', { name: 'Manage device SENSOR-20', exact: true }).click();
+    await page.getByRole('heading', { name: 'Device SENSOR-20' }).waitFor();
+    expect(new URL(page.url()).hash).toBe('#/fleet?id_prefix=SENSOR-&sort=expiry&device=SENSOR-20');
+    await page.reload(); // a deep link survives a reload: the same device open, the same search
+    await page.getByRole('heading', { name: 'Device SENSOR-20' }).waitFor();
+    await eventually(deviceCells).toEqual(['SENSOR-7', 'SENSOR-20', 'SENSOR-60', 'SENSOR-365']);
+    expect(await search.getByLabel('Device ID starts with').inputValue()).toBe('SENSOR-');
+    await page.getByRole('button', { name: 'Close device SENSOR-20' }).click();
+    await search.getByLabel('Certificate').selectOption('NONE');
+    await search.getByRole('button', { name: 'Apply filters' }).click();
+    await deviceTable.getByText('No devices match.').waitFor();
+    await page.getByRole('link', { name: 'Devices & certificates' }).click();
+    await eventually(() => deviceTable.locator('tbody tr').count()).toBe(5);
     await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(ARTIFACTS, 'console-fleet-1366x768.png') });
 
@@ -301,7 +345,14 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await page.setViewportSize({ width: 390, height: 844 });
     await page.getByRole('heading', { name: 'Expiring certificates' }).waitFor();
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    // The device list is stacked rows on a phone: every row's action is on the screen, no sideways scroll.
+    const manageOnPhone = page.getByRole('button', { name: 'Manage device SENSOR-365', exact: true });
+    await manageOnPhone.scrollIntoViewIfNeeded();
+    const box = (await manageOnPhone.boundingBox())!;
+    expect(box.x).toBeGreaterThanOrEqual(0);
+    expect(box.x + box.width).toBeLessThanOrEqual(390);
     expect(await seriousViolations(page)).toEqual([]);
+    await page.evaluate(() => window.scrollTo(0, 0));
     await page.screenshot({ path: join(ARTIFACTS, 'console-fleet-390x844.png'), fullPage: false });
     await page.setViewportSize({ width: 1366, height: 768 });
 
@@ -320,11 +371,33 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByLabel('Access token').fill(await t.token(null, 'operator'));
     await page.getByRole('button', { name: 'Sign in with the token' }).click();
+    // An operator token has no tenant: no "tenant …" in the header; the fleet overview first.
+    await page.getByRole('heading', { name: 'Fleet overview' }).waitFor();
+    expect(await page.locator('.who').textContent()).not.toMatch(/tenant/);
+    const tenants = page.getByRole('table', { name: /tenant/ });
+    const acme = tenants.getByRole('row').filter({ hasText: 'acme' });
+    await acme.waitFor();
+    expect((await acme.locator('td').allTextContents()).slice(1).map(Number).every((n) => Number.isInteger(n))).toBe(true);
+    expect(await acme.locator('td').nth(1).textContent()).toBe('5'); // DEVICE-001 and the four SENSOR devices
+    await page.getByText(/CRL number \d+, published/).waitFor();
+    expect(await page.getByRole('table', { name: /expiring in each of the next 13 weeks/ }).locator('tbody tr').count()).toBe(13);
+    await page.getByRole('table', { name: /The latest \d+ revocation/ }).getByRole('cell', { name: 'keyCompromise' }).first().waitFor();
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-overview-1366x768.png') });
+    await page.setViewportSize({ width: 390, height: 844 });
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+    expect(await acme.getByRole('link', { name: 'acme' }).isVisible()).toBe(true);
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.screenshot({ path: join(ARTIFACTS, 'console-overview-390x844.png') });
+    await page.setViewportSize({ width: 1366, height: 768 });
+    // A tenant's link opens its certificates; the tenant picker offers the tenants the API knows.
+    await acme.getByRole('link', { name: 'acme' }).click();
     await page.getByRole('heading', { name: 'Certificates of every tenant' }).waitFor();
+    expect(new URL(page.url()).hash).toBe('#/operator/certificates?tenant_id=acme');
     await page.getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
-    await page.getByLabel('Tenant').fill('nobody');
-    await page.getByRole('button', { name: 'Apply filters' }).click();
-    await page.getByText('No certificates match.').waitFor();
+    const picker = page.getByLabel('Tenant');
+    await eventually(() => picker.locator('option').allTextContents()).toEqual(['Every tenant', 'acme']);
+    expect(await picker.inputValue()).toBe('acme');
     expect(await seriousViolations(page)).toEqual([]);
     await page.getByRole('link', { name: 'All alerts' }).click();
     await page.getByRole('heading', { name: 'Alerts of every tenant' }).waitFor();

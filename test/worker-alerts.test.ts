@@ -94,6 +94,7 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
       expires_at: other.not_after,
       days_remaining: 20,
     });
+    expect(rows[0].summary).toBe('Certificate of device DEVICE-002 expires in 20 days');
 
     const before = await snapshot();
     const again = await tick();
@@ -133,6 +134,7 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
     [alert] = rows;
     expect(alert).toMatchObject({ id: opened.id, severity: 5, status: 'OPEN' });
     expect(alert.details.days_remaining).toBe(0);
+    expect(alert.summary).toMatch(/ expires in 24 hours$/); // 23 h 59 min left: never "in 0 day(s)"
   });
 
   it('closes the alert by itself on rotation (and never reopens it for the superseded certificate)', async () => {
@@ -271,6 +273,8 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
     expect(ack.json.alert).toMatchObject({ status: 'ACKNOWLEDGED', acknowledged_by: 'test:acme:customer' });
     expect((await t.call('acme', 'POST', `/customer/alerts/${id}/acknowledge`)).status).toBe(200);
     expect((await t.call('acme', 'GET', '/customer/alerts?status=ACKNOWLEDGED')).json.total).toBe(1);
+    // What needs attention (the console's default): an acknowledged alert stays in it.
+    expect((await t.call('acme', 'GET', '/customer/alerts?unresolved=true')).json.alerts.map((a: { id: number }) => a.id)).toContain(id);
     expect((await t.call('acme', 'POST', `/customer/alerts/${id}/close`)).json.alert.status).toBe('CLOSED');
     const again = await t.call('acme', 'POST', `/customer/alerts/${id}/acknowledge`);
     expect(again.status).toBe(409);

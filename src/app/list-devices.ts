@@ -1,3 +1,5 @@
+import { DAY_MS } from '../domain/clock.ts';
+import type { DeviceCertificateStatus, DeviceSort } from '../domain/device.ts';
 import type { AppDeps } from './deps.ts';
 import type { TenantRepositories } from './storage-ports.ts';
 
@@ -5,13 +7,29 @@ export interface ListDevicesInput {
   limit: number;
   cursor?: string;
   tenantId?: string;
+  idPrefix?: string;
+  siteId?: string;
+  certificateStatus?: DeviceCertificateStatus;
+  expiringWithinDays?: number;
+  rotation?: 'pending' | 'none';
+  sort?: DeviceSort;
 }
 
-/** Tenant scope (RLS) for customers; the operator role sees every tenant. */
-export function createListDevices({ storage }: Pick<AppDeps, 'storage'>) {
+/** Search and pages of devices with their certificates' state; tenant scope (RLS) for customers, every tenant for operators. */
+export function createListDevices({ storage, clock }: Pick<AppDeps, 'storage' | 'clock'>) {
   const run = (q: ListDevicesInput) => async ({ devices }: TenantRepositories) => {
-    const page = await devices.listDevices({ tenantId: q.tenantId, limit: q.limit, after: q.cursor });
-    return { devices: page.devices, total: page.total, limit: q.limit, next_cursor: page.next };
+    const page = await devices.listDevices({
+      tenantId: q.tenantId,
+      limit: q.limit,
+      after: q.cursor,
+      idPrefix: q.idPrefix,
+      siteId: q.siteId,
+      certificateStatus: q.certificateStatus,
+      expiringBefore: q.expiringWithinDays === undefined ? undefined : new Date(clock.now().getTime() + q.expiringWithinDays * DAY_MS),
+      rotation: q.rotation,
+      sort: q.sort,
+    });
+    return { devices: page.devices, total: page.total, total_capped: page.totalCapped, limit: q.limit, next_cursor: page.next };
   };
   return {
     forTenant: (tenantId: string, q: ListDevicesInput) => storage.asTenant(tenantId, run({ ...q, tenantId })),

@@ -2,7 +2,7 @@ import type { BrokerGrant } from '../domain/broker-acl.ts';
 import type { AlertRecord, AlertStatus } from '../domain/alert.ts';
 import type { AuditEventRecord } from '../domain/audit.ts';
 import type { CertificateRecord, CertificateStatus, CertificateWithPem, RotationFilter } from '../domain/certificate.ts';
-import type { DeviceRecord } from '../domain/device.ts';
+import type { DeviceCertificateStatus, DeviceRecord, DeviceSort, DeviceSummary } from '../domain/device.ts';
 import type { DeliveryRecord, WebhookRecord } from '../domain/webhook.ts';
 
 /**
@@ -73,11 +73,22 @@ export interface DeviceListQuery {
   tenantId?: string;
   limit: number;
   after?: string;
+  /** device ids starting with this */
+  idPrefix?: string;
+  siteId?: string;
+  certificateStatus?: DeviceCertificateStatus;
+  /** an ACTIVE certificate expiring before this */
+  expiringBefore?: Date;
+  rotation?: 'pending' | 'none';
+  /** device_id (default) or expiry: the soonest ACTIVE certificate first (devices without one are not listed) */
+  sort?: DeviceSort;
 }
 
 export interface DevicePage {
-  devices: DeviceRecord[];
+  devices: DeviceSummary[];
   total: number;
+  /** total is DEVICE_TOTAL_CAP and more match (filtered lists only) */
+  totalCapped: boolean;
   /** Cursor of the next page (`tenant/device`), null on the last one. */
   next: string | null;
 }
@@ -148,6 +159,18 @@ export interface CertificateRepository {
    * ones count in every window); `tenantId` narrows an operator's count to one tenant.
    */
   countExpiringWithin(now: Date, windowsDays: number[], tenantId?: string): Promise<Record<number, number>>;
+  /** The operator's fleet overview (every tenant the transaction may see). */
+  fleetOverview(now: Date, weeks: number, revocations: number): Promise<FleetOverviewRows>;
+}
+
+export interface FleetOverviewRows {
+  /** Per tenant, from the exact counters: devices and certificates by status. */
+  tenants: { tenant_id: string; devices: number; certificates: Record<CertificateStatus, number> }[];
+  /** ACTIVE certificates expiring in week i from now (i = 0 .. weeks - 1). */
+  expiringPerWeek: number[];
+  /** ACTIVE certificates already past not_after (the worker marks them EXPIRED). */
+  overdue: number;
+  recentRevocations: { id: number; tenant_id: string; device_id: string; revoked_at: string; revoked_reason: string | null }[];
 }
 
 // ---- rotations
@@ -242,6 +265,8 @@ export interface AlertListQuery {
   tenantId?: string;
   type?: string;
   status?: AlertStatus;
+  /** OPEN or ACKNOWLEDGED: not CLOSED. */
+  unresolved?: boolean;
   deviceId?: string;
   severity?: number;
   minSeverity?: number;

@@ -1,3 +1,4 @@
+import { createFleetOverview } from './fleet-overview.ts';
 import { createAcknowledgeAlert } from './acknowledge-alert.ts';
 import { createApplyScheduledRevocations } from './apply-scheduled-revocations.ts';
 import { createCancelRotation } from './cancel-rotation.ts';
@@ -57,6 +58,7 @@ export function createUseCases(deps: AppDeps) {
     listWebhookDeliveries: createListWebhookDeliveries(deps),
     listAuditEvents: createListAuditEvents(deps),
     summarizeExpiry: createSummarizeExpiry(deps),
+    fleetOverview: createFleetOverview(deps),
     caCertPem: () => deps.authority.caCertPem(),
   };
 }

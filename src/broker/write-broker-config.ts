@@ -9,7 +9,7 @@
  */
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { exists, writeFileAtomic } from '../support/atomic-file.ts';
+import { exists, keepPrevious, writeFileAtomic } from '../support/atomic-file.ts';
 import { allows, checkAncestors, ensureTraversable, giveToBrokerGroup, lookupAccount, type OwnershipContext } from './broker-file-ownership.ts';
 import { ACL_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { writeDynamicSecurityFiles } from './dynamic-security.ts';
@@ -198,8 +198,9 @@ async function serverPki(options: WriteBrokerConfigOptions, ctx: ServerPkiContex
     await writeServerFiles(files, pki, lines);
     lines.push(...warnings);
     if (await exists(caKeyFile)) {
+      const kept = await keepPrevious(caKeyFile);
       await rm(caKeyFile);
-      lines.push(`removed ${caKeyFile}: the server certificate is now the operator's own`);
+      lines.push(`moved ${caKeyFile} to ${kept}: the server certificate is now the operator's own (the old server CA key is kept, never deleted)`);
     }
     return pki;
   }
@@ -217,6 +218,8 @@ async function serverPki(options: WriteBrokerConfigOptions, ctx: ServerPkiContex
     return pki;
   }
   const ca = await generateServerCa(now);
+  const keptCaKey = await keepPrevious(caKeyFile, ca.keyPem);
+  if (keptCaKey) lines.push(`kept the previous server CA key as ${keptCaKey}`);
   await writeFileAtomic(caKeyFile, ca.keyPem, 0o600);
   await writeFileAtomic(files.serverCaCert, ca.certPem, 0o644);
   lines.push(`wrote ${files.serverCaCert}: new server CA "${ca.subject}" (EC P-256, 10 years); its key is kept in ${caKeyFile} (0600) for renewals`);
@@ -242,6 +245,7 @@ async function writeServerFiles(files: BrokerConfigFiles, pki: ServerPki, lines:
   await writeFileAtomic(files.serverCaCert, pki.caPem, 0o644);
   await writeFileAtomic(files.serverCert, pki.certPem, 0o644);
   lines.push(`wrote ${files.serverCert}: server certificate (serverAuth, valid until ${pki.notAfter.toISOString()})`);
+  const kept = await keepPrevious(files.serverKey, pki.keyPem);
   await writeFileAtomic(files.serverKey, pki.keyPem, 0o600);
-  lines.push(`wrote ${files.serverKey} (server private key)`);
+  lines.push(`wrote ${files.serverKey} (server private key)${kept ? `; the previous key is kept as ${kept}` : ''}`);
 }

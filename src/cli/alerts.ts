@@ -1,9 +1,9 @@
-import type { AlertRecord } from '../domain/alert.ts';
+import { ALERT_STATUSES, ALERT_TYPES, type AlertRecord } from '../domain/alert.ts';
 import type { ApiClient } from './client/api-client.ts';
 import { CUSTOMER } from './client/api-client.ts';
 import { clientFromFlags } from './client/credentials.ts';
-import { clientFlags, pageFlags, positiveInt, str } from './client-flags.ts';
-import { details, print, relativeTime, table } from './output.ts';
+import { clientFlags, intCheck, pageFlags, positiveInt, str } from './client-flags.ts';
+import { details, plural, print, relativeTime, table } from './output.ts';
 import type { Flags, FlagSpec, GroupSpec } from './spec.ts';
 
 const operatorFlag: FlagSpec = { type: 'boolean', help: "every tenant's alerts (needs an operator token)" };
@@ -36,10 +36,10 @@ export const alertsGroup: GroupSpec = {
       summary: 'alerts, newest first',
       flags: {
         ...clientFlags,
-        status: { type: 'string', value: 'STATUS', help: 'OPEN, ACKNOWLEDGED or CLOSED' },
-        type: { type: 'string', value: 'TYPE', help: 'CERT_EXPIRING, CERT_EXPIRED; with --operator also the system alerts CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING' },
+        status: { type: 'string', value: 'STATUS', help: 'OPEN, ACKNOWLEDGED or CLOSED', choices: ALERT_STATUSES },
+        type: { type: 'string', value: 'TYPE', help: 'CERT_EXPIRING, CERT_EXPIRED; with --operator also the system alerts CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING', choices: ALERT_TYPES },
         device: { type: 'string', value: 'DEVICE_ID', help: "only this device's alerts" },
-        'min-severity': { type: 'string', value: 'N', help: 'severity at least N (1-5)' },
+        'min-severity': { type: 'string', value: 'N', help: 'severity at least N (1-5)', check: intCheck(1, 5) },
         operator: operatorFlag,
         tenant: { type: 'string', value: 'TENANT', help: 'with --operator: only this tenant (__system__ for system alerts)' },
         ...pageFlags,
@@ -58,7 +58,7 @@ export const alertsGroup: GroupSpec = {
         });
         const rows = page.alerts.map((a) => [a.id, a.severity, a.status, a.alert_type, ...(flags.operator ? [a.tenant_id] : []), a.device_id, relativeTime(a.updated_at), a.summary]);
         const headers = ['id', 'sev', 'status', 'type', ...(flags.operator ? ['tenant'] : []), 'device', 'updated', 'summary'];
-        const more = page.next_cursor ? `\n${page.alerts.length} of ${page.total}; next page: --cursor ${page.next_cursor}` : `\n${page.total} alerts`;
+        const more = page.next_cursor ? `\n${page.alerts.length} of ${page.total}; next page: --cursor ${page.next_cursor}` : `\n${plural(page.total, 'alert')}`;
         print(flags, table(headers, rows) + more, page);
         return 0;
       },

@@ -21,7 +21,7 @@ import { openStorage } from '../composition/open-storage.ts';
 import { RESERVED_IDS, isReservedId } from '../domain/identifiers.ts';
 import { allAclDevices, allBrokerGrants } from '../storage/repos/broker-acl-repo.ts';
 import type { SuppliedServerCertificate } from '../broker/server-pki.ts';
-import type { Flags } from './commands.ts';
+import { UsageError, type Flags } from './spec.ts';
 import { print } from './output.ts';
 import { publishInitialCrl } from './initial-crl.ts';
 
@@ -29,7 +29,7 @@ function port(flags: Flags, name: string, fallback: number): number {
   const raw = flags[name];
   if (raw === undefined) return fallback;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new Error(`--${name} must be a TCP port (got "${String(raw)}")`);
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw new UsageError(`--${name} must be a TCP port (got "${String(raw)}")`);
   return n;
 }
 
@@ -54,7 +54,7 @@ async function suppliedServerCertificate(flags: Flags): Promise<SuppliedServerCe
   const names = ['server-cert', 'server-key', 'server-ca'] as const;
   const given = names.filter((n) => flags[n] !== undefined);
   if (given.length === 0) return undefined;
-  if (given.length !== names.length) throw new Error('--server-cert, --server-key and --server-ca go together');
+  if (given.length !== names.length) throw new UsageError('--server-cert, --server-key and --server-ca go together');
   const [certPem, keyPem, caPem] = await Promise.all(names.map((n) => readFile(resolve(String(flags[n])), 'utf8')));
   return { certPem, keyPem, caPem };
 }
@@ -63,7 +63,7 @@ function serverCertDays(flags: Flags): number | undefined {
   const raw = flags['server-cert-days'];
   if (raw === undefined) return undefined;
   const days = Number(raw);
-  if (!Number.isInteger(days)) throw new Error(`--server-cert-days must be a whole number of days (got "${String(raw)}")`);
+  if (!Number.isInteger(days)) throw new UsageError(`--server-cert-days must be a whole number of days (got "${String(raw)}")`);
   return days;
 }
 
@@ -87,7 +87,7 @@ async function aclFromDatabase(config: Config, options: { permissive: boolean; p
 }
 
 export async function brokerConfigCommand(flags: Flags, config: Config): Promise<number> {
-  if (!flags.out) throw new Error('--out DIR is required');
+  if (!flags.out) throw new UsageError('--out DIR is required');
   const outDir = resolve(String(flags.out));
   const host = (flags.host as string | undefined) ?? 'localhost';
   const devicePort = port(flags, 'port', DEFAULT_MQTTS_PORT);
@@ -113,7 +113,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
 
   let dynamicSecurity: DynamicSecurityOptions | undefined;
   let passwordFile: string | undefined;
-  if (flags['mqtt-renewal'] && flags['no-kick']) throw new Error('--mqtt-renewal needs the dynamic security plugin (certfleet answers as its admin user): drop --no-kick');
+  if (flags['mqtt-renewal'] && flags['no-kick']) throw new UsageError('--mqtt-renewal needs the dynamic security plugin (certfleet answers as its admin user): drop --no-kick');
   if (!flags['no-kick']) {
     const pluginPath = flags['dynsec-plugin'] as string | undefined;
     if (pluginPath || DYNSEC_PLUGIN_CANDIDATES.some((p) => existsSync(p))) {

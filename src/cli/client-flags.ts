@@ -7,15 +7,42 @@ export const clientFlags: Record<string, FlagSpec> = {
   json: { type: 'boolean', help: 'print JSON instead of a table' },
 };
 
+const DURATION_UNITS_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 } as const;
+
+/** "45m", "12h", "30d", "2w" (a bare number is seconds) in milliseconds, or null. */
+export function parseDuration(text: string): number | null {
+  const m = /^(\d{1,9})\s*([smhdw]?)$/.exec(text.trim());
+  if (!m) return null;
+  return Number(m[1]) * DURATION_UNITS_MS[(m[2] || 's') as keyof typeof DURATION_UNITS_MS];
+}
+
+export const durationCheck = (value: string) => (parseDuration(value) === null ? 'a duration: a number with s, m, h, d or w (e.g. 45m, 12h, 30d, 2w)' : null);
+
+/** A check for a whole number from min to max. */
+export const intCheck =
+  (min: number, max: number) =>
+  (value: string): string | null => {
+    const n = Number(value);
+    return /^\d+$/.test(value.trim()) && Number.isInteger(n) && n >= min && n <= max ? null : `a whole number from ${min} to ${max}`;
+  };
+
+/** A flag's duration in milliseconds (the value was checked when the flags were parsed). */
+export function durationMs(value: string | boolean | undefined, name: string): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const ms = parseDuration(value);
+  if (ms === null) throw new UsageError(`--${name} must be ${durationCheck(value)} (got "${value}")`);
+  return ms;
+}
+
 export const pageFlags: Record<string, FlagSpec> = {
-  limit: { type: 'string', value: 'N', help: 'at most N rows (1-1000, default 100)' },
+  limit: { type: 'string', value: 'N', help: 'at most N rows (1-1000, default 100)', check: intCheck(1, 1000) },
   cursor: { type: 'string', value: 'CURSOR', help: 'continue after the page that printed this cursor' },
 };
 
 export function positiveInt(value: string | boolean | undefined, name: string, fallback: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`--${name} must be an integer from 1 to ${max}`);
+  if (!Number.isInteger(n) || n < 1 || n > max) throw new UsageError(`--${name} must be a whole number from 1 to ${max} (got "${String(value)}")`);
   return n;
 }
 

@@ -7,9 +7,9 @@ import { inspectCommand } from './inspect.ts';
 import { loginCommand } from './login.ts';
 import { rotateExpiringCommand } from './rotate-expiring.ts';
 import { webhooksGroup } from './webhooks.ts';
+import { ROLES } from '../auth/roles.ts';
+import { durationCheck, intCheck } from './client-flags.ts';
 import type { CommandSpec, Entry, Flags, FlagSpec } from './spec.ts';
-
-export type { Flags } from './spec.ts';
 
 const json: Record<string, FlagSpec> = { json: { type: 'boolean', help: 'print JSON' } };
 
@@ -36,7 +36,7 @@ const serviceCommands: Record<string, CommandSpec> = {
     flags: {
       ...json,
       once: { type: 'boolean', help: 'run every task once, exit 1 if one failed' },
-      'metrics-port': { type: 'string', value: 'PORT', help: 'serve Prometheus /metrics on this port' },
+      'metrics-port': { type: 'string', value: 'PORT', help: 'serve Prometheus /metrics on this port', check: intCheck(0, 65535) },
     },
     example: 'certfleet worker --metrics-port 9464',
     run: async (flags) => (await import('./worker.ts')).workerCommand(flags, loadConfig()),
@@ -51,7 +51,7 @@ const serviceCommands: Record<string, CommandSpec> = {
     summary: 'create a Device CA (key file mode 0600; never overwrites)',
     flags: {
       ...json,
-      'key-type': { type: 'string', value: 'TYPE', help: 'ec-p256 (default) or rsa-3072' },
+      'key-type': { type: 'string', value: 'TYPE', help: 'ec-p256 (default) or rsa-3072', choices: ['ec-p256', 'rsa-3072'] },
       out: { type: 'string', value: 'DIR', help: 'folder for device-ca.crt and device-ca.key (default: $CERTFLEET_DATA_DIR/pki)' },
       cn: { type: 'string', value: 'NAME', help: 'the CA common name' },
     },
@@ -62,12 +62,12 @@ const serviceCommands: Record<string, CommandSpec> = {
     summary: 'print a bearer token signed with the local development key',
     flags: {
       ...json,
-      tenant: { type: 'string', value: 'TENANT', help: 'tenant id (required for tenant roles)' },
-      role: { type: 'string', value: 'ROLE', help: 'customer (default), tenant-admin, operator or operator-admin' },
-      ttl: { type: 'string', value: 'TTL', help: 'lifetime, e.g. 30m, 1h (default), 7d' },
+      tenant: { type: 'string', value: 'TENANT', help: 'tenant id (required for customer and tenant-admin; operators have none)' },
+      role: { type: 'string', value: 'ROLE', help: 'customer (default), tenant-admin, operator or operator-admin', choices: ROLES },
+      ttl: { type: 'string', value: 'TTL', help: 'lifetime, e.g. 30m, 1h (default), 7d', check: durationCheck },
       sub: { type: 'string', value: 'NAME', help: 'subject recorded in the audit log (default cli:ROLE)' },
     },
-    example: 'certfleet token --tenant acme --ttl 8h',
+    example: ['certfleet token --tenant acme --ttl 8h', 'certfleet token --role operator'],
     run: async (flags) => (await import('./token.ts')).tokenCommand(flags, loadConfig()),
   },
   'broker-config': {
@@ -75,12 +75,12 @@ const serviceCommands: Record<string, CommandSpec> = {
     flags: {
       ...json,
       out: { type: 'string', value: 'DIR', help: 'output folder (required)' },
-      port: { type: 'string', value: 'PORT', help: 'TLS listener port (default 8883)' },
+      port: { type: 'string', value: 'PORT', help: 'TLS listener port (default 8883)', check: intCheck(1, 65535) },
       host: { type: 'string', value: 'HOST', help: 'broker host name in the server certificate (default localhost)' },
       bind: { type: 'string', value: 'ADDR', help: 'listener address (default: the host)' },
       'pid-file': { type: 'string', value: 'FILE', help: 'where Mosquitto writes its pid' },
       renew: { type: 'boolean', help: 'issue a new server certificate even if still valid' },
-      'server-cert-days': { type: 'string', value: 'N', help: 'validity of the server certificate in days (at most 397, the default)' },
+      'server-cert-days': { type: 'string', value: 'N', help: 'validity of the server certificate in days (at most 397, the default)', check: intCheck(1, 397) },
       'server-ca-key-dir': { type: 'string', value: 'DIR', help: "keep certfleet's server CA key here, not in --out (a folder the broker does not mount)" },
       'server-cert': { type: 'string', value: 'FILE', help: "your own PKI's server certificate (with --server-key and --server-ca)" },
       'server-key': { type: 'string', value: 'FILE', help: 'its private key' },
@@ -92,7 +92,7 @@ const serviceCommands: Record<string, CommandSpec> = {
       'permissive-acl': { type: 'boolean', help: 'UNSAFE: every device may use every topic (pattern readwrite #), tenants are not isolated; not with --mqtt-renewal' },
       'dynsec-plugin': { type: 'string', value: 'PATH', help: 'path of mosquitto_dynamic_security.so' },
       'admin-host': { type: 'string', value: 'HOST', help: 'dynsec admin listener address (default 127.0.0.1)' },
-      'admin-port': { type: 'string', value: 'PORT', help: 'dynsec admin listener port (default: port + 1)' },
+      'admin-port': { type: 'string', value: 'PORT', help: 'dynsec admin listener port (default: port + 1)', check: intCheck(1, 65535) },
       'admin-password-file': { type: 'string', value: 'FILE', help: 'where the admin password is kept' },
     },
     example: 'certfleet broker-config --out /etc/certfleet/broker --host mqtt.example.com',

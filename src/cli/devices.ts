@@ -2,7 +2,7 @@ import type { DeviceRecord } from '../domain/device.ts';
 import { CUSTOMER } from './client/api-client.ts';
 import { clientFromFlags } from './client/credentials.ts';
 import { clientFlags, pageFlags, positiveInt, str } from './client-flags.ts';
-import { details, print, relativeTime, table } from './output.ts';
+import { details, plural, print, relativeTime, table } from './output.ts';
 import type { GroupSpec } from './spec.ts';
 
 interface DevicePage {
@@ -43,7 +43,7 @@ export const devicesGroup: GroupSpec = {
         const api = await clientFromFlags(flags);
         const page = await api.get<DevicePage>(`${CUSTOMER}/devices`, { limit: positiveInt(flags.limit, 'limit', 100, 1000), cursor: str(flags.cursor) });
         const rows = page.devices.map((d) => [d.device_id, d.site_id, d.status, relativeTime(d.created_at)]);
-        const more = page.next_cursor ? `\n${page.devices.length} of ${page.total}; next page: --cursor ${page.next_cursor}` : `\n${page.total} devices`;
+        const more = page.next_cursor ? `\n${page.devices.length} of ${page.total}; next page: --cursor ${page.next_cursor}` : `\n${plural(page.total, 'device')}`;
         print(flags, table(['device', 'site', 'status', 'created'], rows) + more, page);
         return 0;
       },

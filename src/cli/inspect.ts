@@ -48,13 +48,48 @@ const keyText = (key: x509.PublicKey) => {
 const when = (d: Date | undefined) => (d ? `${d.toISOString()} (${relativeTime(d)})` : null);
 const sha256 = (der: Uint8Array) => createHash('sha256').update(der).digest('hex').replace(/(..)(?!$)/g, '$1:').toUpperCase();
 
+/** RFC 5280 4.2.1.12 (and the common ones after it): OID → name. */
+const EKU_NAMES: Record<string, string> = {
+  '1.3.6.1.5.5.7.3.1': 'serverAuth',
+  '1.3.6.1.5.5.7.3.2': 'clientAuth',
+  '1.3.6.1.5.5.7.3.3': 'codeSigning',
+  '1.3.6.1.5.5.7.3.4': 'emailProtection',
+  '1.3.6.1.5.5.7.3.8': 'timeStamping',
+  '1.3.6.1.5.5.7.3.9': 'OCSPSigning',
+  '1.3.6.1.5.5.7.3.28': 'cmcRA',
+  '2.5.29.37.0': 'anyExtendedKeyUsage',
+};
+
+/** RFC 5280 4.2.1.3 KeyUsage bits, in the order of the standard. */
+const KEY_USAGE_NAMES: [x509.KeyUsageFlags, string][] = [
+  [x509.KeyUsageFlags.digitalSignature, 'digitalSignature'],
+  [x509.KeyUsageFlags.nonRepudiation, 'nonRepudiation'],
+  [x509.KeyUsageFlags.keyEncipherment, 'keyEncipherment'],
+  [x509.KeyUsageFlags.dataEncipherment, 'dataEncipherment'],
+  [x509.KeyUsageFlags.keyAgreement, 'keyAgreement'],
+  [x509.KeyUsageFlags.keyCertSign, 'keyCertSign'],
+  [x509.KeyUsageFlags.cRLSign, 'cRLSign'],
+  [x509.KeyUsageFlags.encipherOnly, 'encipherOnly'],
+  [x509.KeyUsageFlags.decipherOnly, 'decipherOnly'],
+];
+
+export const ekuNames = (oids: readonly string[]) => oids.map((o) => (EKU_NAMES[o] ? `${EKU_NAMES[o]}` : o));
+export const keyUsageNames = (usages: number) => KEY_USAGE_NAMES.filter(([bit]) => (usages & bit) !== 0).map(([, name]) => name);
+
+/** Named key usages and extended key usages (null when the extension is absent). */
+function usages(exts: readonly x509.Extension[]) {
+  const ku = exts.find((e) => e instanceof x509.KeyUsagesExtension);
+  const eku = exts.find((e) => e instanceof x509.ExtendedKeyUsageExtension);
+  return { keyUsage: ku ? keyUsageNames(ku.usages) : null, extendedKeyUsage: eku ? ekuNames(eku.usages.map(String)) : null };
+}
+
 function extensionsText(exts: readonly x509.Extension[]): [string, Cell][] {
   const out: [string, Cell][] = [];
   for (const e of exts) {
     if (e instanceof x509.SubjectAlternativeNameExtension) out.push(['subject alt names', e.names.items.map((n) => `${n.type}:${n.value}`).join(', ')]);
-    else if (e instanceof x509.ExtendedKeyUsageExtension) out.push(['extended key usage', e.usages.map(String).join(', ')]);
+    else if (e instanceof x509.ExtendedKeyUsageExtension) out.push(['extended key usage', `${ekuNames(e.usages.map(String)).join(', ')}${e.critical ? ' (critical)' : ''}`]);
     else if (e instanceof x509.BasicConstraintsExtension) out.push(['basic constraints', `CA:${e.ca}${e.pathLength !== undefined ? `, pathlen:${e.pathLength}` : ''}`]);
-    else if (e instanceof x509.KeyUsagesExtension) out.push(['key usage', e.toTextObject()['']?.toString() ?? String(e.usages)]);
+    else if (e instanceof x509.KeyUsagesExtension) out.push(['key usage', `${keyUsageNames(e.usages).join(', ')}${e.critical ? ' (critical)' : ''}`]);
     else if (e instanceof x509.CRLDistributionPointsExtension)
       out.push(['CRL distribution points', e.distributionPoints.flatMap((p) => p.distributionPoint?.fullName?.map((n) => n.uniformResourceIdentifier ?? '') ?? []).join(', ')]);
   }
@@ -76,6 +111,8 @@ export async function inspect(bytes: Buffer, entriesShown: number) {
       signature_algorithm: c.signatureAlgorithm.name,
       fingerprint_sha256: sha256(der),
       self_signed: await c.isSelfSigned(),
+      key_usage: usages(c.extensions).keyUsage,
+      extended_key_usage: usages(c.extensions).extendedKeyUsage,
     };
     const pairs: [string, Cell][] = [
       ['type', 'certificate'],

@@ -2,7 +2,7 @@ import type { Config } from '../config.ts';
 import { createPgDriver } from '../storage/pg-driver.ts';
 import { migrate } from '../storage/migrate.ts';
 import { openStorage } from '../composition/open-storage.ts';
-import type { Flags } from './commands.ts';
+import type { Flags } from './spec.ts';
 import { print } from './output.ts';
 
 export async function migrateCommand(flags: Flags, config: Config): Promise<number> {

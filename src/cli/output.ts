@@ -7,11 +7,11 @@ export function print(flags: { json?: string | boolean }, human: string, data: u
 
 export type Cell = string | number | boolean | null | undefined;
 
-/** An aligned text table; numbers are right-aligned. */
+/** An aligned text table; a column of numbers (with at least one) is right-aligned, every other column left-aligned. */
 export function table(headers: string[], rows: Cell[][]): string {
   const text = rows.map((r) => r.map((c) => (c === null || c === undefined ? '-' : String(c))));
   const widths = headers.map((h, i) => Math.max(h.length, ...text.map((r) => r[i].length)));
-  const numeric = headers.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number' || r[i] === null || r[i] === undefined));
+  const numeric = headers.map((_, i) => rows.some((r) => typeof r[i] === 'number') && rows.every((r) => typeof r[i] === 'number' || r[i] === null || r[i] === undefined));
   const line = (cells: string[]) =>
     cells
       .map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i])))
@@ -34,6 +34,15 @@ export function relativeTime(at: Date | string | null | undefined, now: Date = n
   else [amount, unit] = [Math.round((abs / (365 * DAY_MS)) * 10) / 10, 'year'];
   const text = `${amount} ${unit}${amount === 1 ? '' : 's'}`;
   return ms > 0 ? `in ${text}` : `${text} ago`;
+}
+
+/** "1 certificate", "2 certificates", "0 devices"; `many` for irregular plurals. */
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+
+/** A scheduled revocation: "revokes in 2 hours", or "revocation due 5 minutes ago" once its time has passed. */
+export function revocationSchedule(at: Date | string | null | undefined, now: Date = new Date()): string | null {
+  if (at === null || at === undefined) return null;
+  return new Date(at).getTime() > now.getTime() ? `revokes ${relativeTime(at, now)}` : `revocation due ${relativeTime(at, now)}`;
 }
 
 /** Key/value lines, aligned. */

@@ -1,22 +1,20 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseTtl } from '../auth/dev-signing-key.ts';
 import { KEY_TYPES, type CertificateRecord } from '../domain/certificate.ts';
 import { DAY_MS } from '../domain/clock.ts';
 import { DataDirLockedError, lockDataDir } from '../storage/data-dir-lock.ts';
 import { ApiError, CUSTOMER, type ApiClient } from './client/api-client.ts';
 import { clientFromFlags } from './client/credentials.ts';
-import { clientFlags, positiveInt, str } from './client-flags.ts';
-import type { RotateResponse } from './certs.ts';
-import { rotateBody } from './certs.ts';
-import { certPath, keyPath, writeIssued } from './key-files.ts';
-import { print, relativeTime, table } from './output.ts';
+import { clientFlags, durationCheck, durationMs, intCheck, positiveInt, str } from './client-flags.ts';
+import { graceFlag, keyTypeFlag, rotateBody, validityFlag, type RotateResponse } from './certs.ts';
+import { certPath, forceFlag, keyPath, writeIssued } from './key-files.ts';
+import { plural, print, relativeTime, table } from './output.ts';
 import { Progress } from './progress.ts';
 import { RotationJournal, JOURNAL_FILE } from './rotation-journal.ts';
 import { EXIT, UsageError, type CommandSpec, type Flags } from './spec.ts';
 
-type Outcome = 'rotated' | 'recovered' | 'pending' | 'failed' | 'unknown';
+type Outcome = 'rotated' | 'recovered' | 'pending' | 'earlier' | 'failed' | 'unknown';
 
 interface Candidate {
   deviceId: string;
@@ -36,25 +34,28 @@ const deviceUrl = (id: string) => `${CUSTOMER}/devices/${encodeURIComponent(id)}
  * know the filter answers 422, and then the list is filtered here on `scheduled_revoke_at`
  * (and each device is checked again just before its rotation).
  */
+async function listAll(api: ApiClient, query: Record<string, string | number | undefined>): Promise<CertificateRecord[]> {
+  const certificates: CertificateRecord[] = [];
+  for (let cursor: string | undefined; ; ) {
+    const page = await api.get<{ certificates: CertificateRecord[]; next_cursor: string | null }>(`${CUSTOMER}/certificates`, { ...query, cursor });
+    certificates.push(...page.certificates);
+    if (!page.next_cursor) return certificates;
+    cursor = page.next_cursor;
+  }
+}
+
 async function selectExpiring(api: ApiClient, withinMs: number, tenant: string | undefined, now: Date) {
   const query = { status: 'ACTIVE', expiring_within_days: Math.ceil(withinMs / DAY_MS), tenant_id: tenant, limit: 1000 };
   let serverFilters = true;
-  let cursor: string | undefined;
-  const certificates: CertificateRecord[] = [];
-  for (;;) {
-    let page: { certificates: CertificateRecord[]; next_cursor: string | null };
-    try {
-      page = await api.get(`${CUSTOMER}/certificates`, { ...query, ...(serverFilters ? { rotation: 'none' } : {}), cursor });
-    } catch (e) {
-      if (serverFilters && cursor === undefined && e instanceof ApiError && e.code === 'VALIDATION_FAILED' && /rotation|additional/i.test(JSON.stringify(e.body))) {
-        serverFilters = false;
-        continue;
-      }
-      throw e;
-    }
-    certificates.push(...page.certificates);
-    if (!page.next_cursor) break;
-    cursor = page.next_cursor;
+  let certificates: CertificateRecord[];
+  try {
+    certificates = await listAll(api, { ...query, rotation: 'none' });
+    // The devices the server left out for their pending rotation: counted as skipped.
+    certificates.push(...(await listAll(api, { ...query, rotation: 'pending' })).map((c) => ({ ...c, scheduled_revoke_at: c.scheduled_revoke_at ?? c.not_after })));
+  } catch (e) {
+    if (!(e instanceof ApiError && e.code === 'VALIDATION_FAILED' && /rotation|additional/i.test(JSON.stringify(e.body)))) throw e;
+    serverFilters = false;
+    certificates = await listAll(api, query);
   }
   const cutoff = now.getTime() + withinMs;
   const byDevice = new Map<string, CertificateRecord[]>();
@@ -77,15 +78,22 @@ async function pendingRotation(api: ApiClient, deviceId: string): Promise<Pendin
   }
 }
 
-/** The files a killed run left for this device hold the pending rotation's certificate and its key. */
-async function filesHold(dir: string, deviceId: string, certificate: CertificateRecord): Promise<boolean> {
-  try {
-    const cert = new X509Certificate(await readFile(certPath(dir, deviceId)));
-    if (cert.fingerprint256.replaceAll(':', '').toLowerCase() !== certificate.fingerprint_sha256) return false;
-    return cert.checkPrivateKey(createPrivateKey(await readFile(keyPath(dir, deviceId))));
-  } catch {
-    return false;
+/**
+ * Where a killed run left the pending rotation's certificate and its key (DEVICE.key/.crt, or
+ * DEVICE.ID.key/.crt when those names were taken), or null.
+ */
+async function filesHolding(dir: string, deviceId: string, certificate: CertificateRecord): Promise<{ key: string; cert: string } | null> {
+  for (const suffix of ['', `.${certificate.id}`]) {
+    const files = { key: keyPath(dir, deviceId, suffix), cert: certPath(dir, deviceId, suffix) };
+    try {
+      const cert = new X509Certificate(await readFile(files.cert));
+      if (cert.fingerprint256.replaceAll(':', '').toLowerCase() !== certificate.fingerprint_sha256) continue;
+      if (cert.checkPrivateKey(createPrivateKey(await readFile(files.key)))) return files;
+    } catch {
+      // not there, or not this certificate
+    }
   }
+  return null;
 }
 
 export interface RunOptions {
@@ -94,6 +102,8 @@ export interface RunOptions {
   withinMs: number;
   tenant?: string;
   dryRun: boolean;
+  /** Replace existing DEVICE.key / DEVICE.crt (default: write beside them). */
+  force?: boolean;
   concurrency: number;
   flags: Flags;
   progress: Progress;
@@ -105,11 +115,13 @@ interface DeviceResult {
   new_certificate_id?: number;
   key_path?: string | null;
   cert_path?: string;
+  /** Existing files kept: the new key and certificate went beside them. */
+  kept?: string[];
   detail?: string;
 }
 
 export async function rotateExpiring(o: RunOptions) {
-  const journal = new RotationJournal(o.out);
+  const journal = new RotationJournal(o.out, o.dryRun);
   const results: DeviceResult[] = [];
   let stopping = false;
   const stop = () => {
@@ -131,14 +143,15 @@ export async function rotateExpiring(o: RunOptions) {
       if (!pending) continue; // the request never took effect: the device is selected again below
       // Ours when it replaces the certificates our intent named (they were not pending when selected).
       const ours = pending.old_certificates.some((c) => intent.old_certificate_ids.includes(c.id));
+      let held: { key: string; cert: string } | null = null;
       const at = new Date().toISOString();
       if (!ours) {
         if (!o.dryRun) journal.record({ event: 'pending', device_id: deviceId, at });
         results.push({ device_id: deviceId, outcome: 'pending', detail: 'another rotation is pending' });
-      } else if (await filesHold(o.out, deviceId, pending.new_certificate)) {
+      } else if ((held = await filesHolding(o.out, deviceId, pending.new_certificate))) {
         const c = pending.new_certificate;
         if (!o.dryRun) journal.record({ event: 'done', device_id: deviceId, new_certificate_id: c.id, fingerprint: c.fingerprint_sha256, not_after: c.not_after, at, recovered: true });
-        results.push({ device_id: deviceId, outcome: 'recovered', new_certificate_id: c.id, key_path: keyPath(o.out, deviceId), cert_path: certPath(o.out, deviceId), detail: 'key saved by the interrupted run' });
+        results.push({ device_id: deviceId, outcome: 'recovered', new_certificate_id: c.id, key_path: held.key, cert_path: held.cert, detail: 'key saved by the interrupted run' });
       } else if (!o.dryRun) {
         // Issued, but the key never reached us: that certificate can never be used. Cancel it
         // (revoked, the old ones stay valid); the device is rotated again below.
@@ -151,12 +164,17 @@ export async function rotateExpiring(o: RunOptions) {
     // 2. What expires within the window.
     const now = new Date();
     const selection = await selectExpiring(o.api, o.withinMs, o.tenant, now);
-    for (const d of selection.skippedPending) results.push({ device_id: d, outcome: 'pending', detail: 'a rotation is already pending' });
     const handled = new Set(results.map((r) => r.device_id));
-    const todo = selection.candidates.filter(
-      (c) => !handled.has(c.deviceId) && !c.certificates.some((cert) => journal.devices.get(c.deviceId)?.rotatedOldIds.has(cert.id)),
-    );
-    if (o.dryRun) return { results, todo, serverFilters: selection.serverFilters, interrupted: false };
+    for (const d of selection.skippedPending) if (!handled.has(d)) results.push({ device_id: d, outcome: 'pending', detail: 'a rotation is already pending' });
+    for (const r of results) handled.add(r.device_id);
+    const todo: Candidate[] = [];
+    for (const c of selection.candidates) {
+      if (handled.has(c.deviceId)) continue;
+      if (c.certificates.some((cert) => journal.devices.get(c.deviceId)?.rotatedOldIds.has(cert.id))) {
+        results.push({ device_id: c.deviceId, outcome: 'earlier', detail: 'rotated by an earlier run (journal); its rotation was cancelled or is still pending' });
+      } else todo.push(c);
+    }
+    if (o.dryRun) return { results, todo, serverFilters: selection.serverFilters, interrupted: false, notAttempted: 0 };
 
     // 3. Rotate, N at a time.
     o.progress.start(todo.length);
@@ -184,13 +202,16 @@ export async function rotateExpiring(o: RunOptions) {
         // No answer, or a server error: whether it took effect is unknown; the next run finds out.
         return { device_id: c.deviceId, outcome: 'unknown', detail: `${(e as Error).message} (run again to resolve)` };
       }
-      const files = await writeIssued(o.out, c.deviceId, r);
+      const files = await writeIssued(o.out, c.deviceId, r, { certificateId: r.new_certificate.id, force: o.force });
       const n = r.new_certificate;
       journal.record({ event: 'done', device_id: c.deviceId, new_certificate_id: n.id, fingerprint: n.fingerprint_sha256, not_after: n.not_after, at: new Date().toISOString() });
-      return { device_id: c.deviceId, outcome: 'rotated', new_certificate_id: n.id, key_path: files.key_path, cert_path: files.cert_path };
+      return { device_id: c.deviceId, outcome: 'rotated', new_certificate_id: n.id, key_path: files.key_path, cert_path: files.cert_path, ...(files.kept.length ? { kept: files.kept.map((k) => k.existing) } : {}) };
     };
     const worker = async () => {
-      for (let c = queue.shift(); c && !stopping; c = queue.shift()) {
+      // Checks `stopping` before taking a device: one taken and then dropped would be counted nowhere.
+      while (!stopping) {
+        const c = queue.shift();
+        if (!c) break;
         const result = await rotateOne(c);
         results.push(result);
         o.progress.tick(result.outcome, `${result.device_id}: ${result.outcome}${result.new_certificate_id ? ` → certificate ${result.new_certificate_id}` : ''}${result.detail ? ` (${result.detail})` : ''}`);
@@ -206,27 +227,52 @@ export async function rotateExpiring(o: RunOptions) {
   }
 }
 
-const OUTCOME_LABELS: [Outcome | 'not attempted', string][] = [
+/** Devices whose new files went beside existing ones. */
+function besideNote(results: DeviceResult[], out: string): string {
+  const beside = results.filter((r) => r.kept?.length).length;
+  return beside ? `note: ${plural(beside, 'device')} already had DEVICE.key/.crt in ${out}: kept; the new files are DEVICE.CERT_ID.key/.crt (--json: key_path, cert_path)` : '';
+}
+
+type Counted = Outcome | 'not attempted' | 'would rotate';
+
+/** Every selected device is in exactly one row: the rows add up to the selection. */
+const OUTCOME_LABELS: [Counted, string][] = [
   ['rotated', 'rotated, key and certificate written'],
   ['recovered', 'rotated by an interrupted run, key found'],
+  ['would rotate', 'would be rotated (dry run)'],
   ['pending', 'skipped: rotation already pending'],
+  ['earlier', 'skipped: rotated by an earlier run'],
   ['failed', 'failed'],
-  ['unknown', 'no answer: run again to resolve'],
+  ['unknown', 'failed: no answer, run again to resolve'],
   ['not attempted', 'not attempted (interrupted)'],
 ];
+
+/** Devices per outcome, and the selection they add up to. */
+export function summarize(run: { results: { outcome: Outcome }[]; todo: unknown[]; notAttempted: number }, dryRun: boolean) {
+  const counts = Object.fromEntries(OUTCOME_LABELS.map(([k]) => [k, 0])) as Record<Counted, number>;
+  for (const r of run.results) counts[r.outcome]++;
+  counts['not attempted'] = run.notAttempted;
+  counts['would rotate'] = dryRun ? run.todo.length : 0;
+  const selected = Object.values(counts).reduce((a, b) => a + b, 0);
+  const always: Counted[] = dryRun ? ['would rotate', 'pending'] : ['rotated', 'pending', 'failed'];
+  const rows = OUTCOME_LABELS.filter(([k]) => counts[k] > 0 || always.includes(k));
+  const text = `${table(['outcome', 'devices'], [...rows.map(([k, label]) => [label, counts[k]]), ['selected (expiring within the window)', selected]])}`;
+  return { counts, selected, text };
+}
 
 export const rotateExpiringCommand: CommandSpec = {
   summary: 'rotate every ACTIVE certificate expiring within a window (resumable; keys written to --out)',
   flags: {
     ...clientFlags,
-    within: { type: 'string', value: 'DURATION', help: 'expiring within this time, e.g. 30d, 2w, 12h (required)' },
+    within: { type: 'string', value: 'DURATION', help: 'expiring within this time, e.g. 30d, 2w, 12h (required)', check: durationCheck },
     tenant: { type: 'string', value: 'TENANT', help: "only this tenant (must be the token's tenant)" },
     'dry-run': { type: 'boolean', help: 'list what would be rotated, change nothing' },
-    concurrency: { type: 'string', value: 'N', help: 'rotations in flight at once (default 4, at most 64)' },
-    'grace-hours': { type: 'string', value: 'H', help: 'revoke the old certificates after H hours (1-720; default ROTATION_GRACE_HOURS)' },
-    'key-type': { type: 'string', value: 'TYPE', help: "ec-p256 or rsa-2048 (default: each old certificate's key type)" },
-    'validity-days': { type: 'string', value: 'DAYS', help: 'validity of the new certificates (default 365)' },
+    concurrency: { type: 'string', value: 'N', help: 'rotations in flight at once (default 4, at most 64)', check: intCheck(1, 64) },
+    'grace-hours': graceFlag,
+    'key-type': { ...keyTypeFlag, help: "ec-p256 or rsa-2048 (default: each old certificate's key type)" },
+    'validity-days': { ...validityFlag, help: 'validity of the new certificates in days (1-3650, default 365)' },
     out: { type: 'string', value: 'DIR', help: 'folder for DEVICE.key and DEVICE.crt (0600), ca.crt and the journal (default ./rotated)' },
+    force: forceFlag,
   },
   example: ['certfleet rotate-expiring --within 30d --dry-run', 'certfleet rotate-expiring --within 30d --concurrency 8 --grace-hours 48 --out /secure/rotated'],
   notes: [
@@ -239,12 +285,7 @@ export const rotateExpiringCommand: CommandSpec = {
   async run(flags) {
     const within = str(flags.within);
     if (!within) throw new UsageError('--within is required (e.g. --within 30d)');
-    let withinMs: number;
-    try {
-      withinMs = parseTtl(within) * 1000;
-    } catch (e) {
-      throw new UsageError((e as Error).message);
-    }
+    const withinMs = durationMs(within, 'within') ?? 0;
     const concurrency = positiveInt(flags.concurrency, 'concurrency', 4, 64);
     rotateBody(flags); // checks --grace-hours, --key-type and --validity-days before anything is sent
     const out = resolve(str(flags.out) ?? 'rotated');
@@ -262,23 +303,30 @@ export const rotateExpiringCommand: CommandSpec = {
     }
     const progress = new Progress(flags.json ? null : process.stderr);
     try {
-      const run = await rotateExpiring({ api, out, withinMs, tenant: str(flags.tenant), dryRun, concurrency, flags, progress });
+      const run = await rotateExpiring({ api, out, withinMs, tenant: str(flags.tenant), dryRun, force: flags.force === true, concurrency, flags, progress });
+      const summary = summarize(run, dryRun);
       if (dryRun) {
         const rows = run.todo.map((c) => [c.deviceId, c.certificates.map((x) => x.id).join(','), relativeTime(c.certificates[0].not_after)]);
-        const human = `${table(['device', 'certificates', 'expires'], rows)}\n\n${run.todo.length} devices would be rotated; ${run.results.filter((r) => r.outcome === 'pending').length} skipped (rotation pending). Nothing was changed.`;
-        print(flags, human, { dry_run: true, would_rotate: run.todo.map((c) => ({ device_id: c.deviceId, certificate_ids: c.certificates.map((x) => x.id), not_after: c.certificates[0].not_after })), results: run.results });
+        const human = `${run.todo.length ? `${table(['device', 'certificates', 'expires'], rows)}\n\n` : ''}${summary.text}\n\n${plural(run.todo.length, 'device')} would be rotated, ${plural(summary.counts.pending + summary.counts.earlier, 'device')} skipped. Dry run: nothing was changed or written.`;
+        print(flags, human, {
+          dry_run: true,
+          selected: summary.selected,
+          counts: summary.counts,
+          would_rotate: run.todo.map((c) => ({ device_id: c.deviceId, certificate_ids: c.certificates.map((x) => x.id), not_after: c.certificates[0].not_after })),
+          results: run.results,
+        });
         return EXIT.OK;
       }
-      const counts = Object.fromEntries(OUTCOME_LABELS.map(([k]) => [k, k === 'not attempted' ? (run.notAttempted ?? 0) : run.results.filter((r) => r.outcome === k).length]));
-      const summary = table(['outcome', 'devices'], OUTCOME_LABELS.map(([k, label]) => [label, counts[k]]));
+      const counts = summary.counts;
       const problems = run.results.filter((r) => r.outcome === 'failed' || r.outcome === 'unknown');
       const human = [
-        summary,
+        summary.text,
         problems.length ? `\n${table(['device', 'outcome', 'detail'], problems.map((p) => [p.device_id, p.outcome, p.detail]))}` : '',
         `\nkeys and certificates: ${out} (journal: ${join(out, JOURNAL_FILE)})`,
+        besideNote(run.results, out),
         run.serverFilters ? '' : 'note: this server has no rotation filter; pending rotations were checked per device',
       ].filter(Boolean).join('\n');
-      print(flags, human, { out, counts, interrupted: run.interrupted, server_rotation_filter: run.serverFilters, results: run.results });
+      print(flags, human, { out, selected: summary.selected, counts, interrupted: run.interrupted, server_rotation_filter: run.serverFilters, results: run.results });
       if (run.interrupted) return EXIT.INTERRUPTED;
       return problems.length ? EXIT.FAILED : EXIT.OK;
     } finally {

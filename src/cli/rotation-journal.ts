@@ -25,11 +25,15 @@ export interface DeviceJournal {
 export const JOURNAL_FILE = 'rotate-expiring.journal';
 
 export class RotationJournal {
-  private readonly fd: number;
+  private readonly fd: number | null;
   readonly devices = new Map<string, DeviceJournal>();
 
-  constructor(readonly dir: string) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
+  /** `readOnly` (a dry run): reads the journal if there is one, creates and writes nothing. */
+  constructor(
+    readonly dir: string,
+    readOnly = false,
+  ) {
+    if (!readOnly) mkdirSync(dir, { recursive: true, mode: 0o700 });
     const path = join(dir, JOURNAL_FILE);
     let text = '';
     try {
@@ -45,8 +49,8 @@ export class RotationJournal {
         // A line cut short by a kill mid-write: the record it started never completed.
       }
     }
-    this.fd = openSync(path, 'a', 0o600);
-    if (text && !text.endsWith('\n')) writeSync(this.fd, '\n');
+    this.fd = readOnly ? null : openSync(path, 'a', 0o600);
+    if (this.fd !== null && text && !text.endsWith('\n')) writeSync(this.fd, '\n');
   }
 
   private entry(deviceId: string): DeviceJournal {
@@ -70,12 +74,13 @@ export class RotationJournal {
 
   /** Appends and fsyncs one record. */
   record(r: JournalRecord): void {
+    if (this.fd === null) throw new Error('the journal was opened read-only (dry run)');
     writeSync(this.fd, `${JSON.stringify(r)}\n`);
     fsyncSync(this.fd);
     this.apply(r);
   }
 
   close(): void {
-    closeSync(this.fd);
+    if (this.fd !== null) closeSync(this.fd);
   }
 }

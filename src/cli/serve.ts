@@ -2,7 +2,7 @@ import { estListenerConfig, type Config } from '../config.ts';
 import { createService } from '../composition/service.ts';
 import { createWorker } from '../composition/worker.ts';
 import { createLogger } from '../support/logger.ts';
-import type { Flags } from './commands.ts';
+import type { Flags } from './spec.ts';
 
 /** Runs until SIGINT/SIGTERM. */
 export async function serveCommand(_flags: Flags, config: Config, parts: { api: boolean; worker: boolean }): Promise<number> {

@@ -7,6 +7,10 @@ export interface FlagSpec {
   help: string;
   /** Shown after the flag name in help, e.g. DIR. */
   value?: string;
+  /** The only values allowed (matched case-insensitively, passed on in this spelling). */
+  choices?: readonly string[];
+  /** Checks a value: returns what is wrong with it (after "--name must be"), or null. */
+  check?: (value: string) => string | null;
 }
 
 /** One runnable command: its help text is generated from these fields. */
@@ -34,14 +38,30 @@ export const EXIT = { OK: 0, FAILED: 1, USAGE: 2, UNREACHABLE: 3, INTERRUPTED: 1
 
 export class UsageError extends Error {}
 
+/** Positional arguments that are numeric ids: anything else is a usage error, not a 404. */
+const NUMERIC_ARGS = new Set(['CERTIFICATE_ID', 'ALERT_ID']);
+
+/** The value of one flag, checked against its choices and check: a bad value is a UsageError that says what is allowed. */
+export function checkFlagValue(name: string, spec: FlagSpec, value: string): string {
+  if (spec.choices) {
+    const match = spec.choices.find((c) => c.toLowerCase() === value.toLowerCase());
+    if (match === undefined) throw new UsageError(`--${name} must be one of ${spec.choices.join(', ')} (got "${value}")`);
+    return match;
+  }
+  const problem = spec.check?.(value);
+  if (problem) throw new UsageError(`--${name} must be ${problem} (got "${value}")`);
+  return value;
+}
+
 const HELP_FLAG: FlagSpec = { type: 'boolean', help: 'show this help and exit' };
 
 export function commandHelp(path: string, spec: CommandSpec): string {
   const flags = { ...spec.flags, help: HELP_FLAG };
   const args = (spec.args ?? []).map((a) => (a.endsWith('?') ? `[${a.slice(0, -1)}]` : a)).join(' ');
   const left = Object.entries(flags).map(([name, f]) => `--${name}${f.type === 'string' ? ` ${f.value ?? 'VALUE'}` : ''}`);
+  const help = (f: FlagSpec) => (f.choices && !f.choices.every((c) => f.help.includes(c)) ? `${f.help} (${f.choices.join(', ')})` : f.help);
   const width = Math.max(...left.map((l) => l.length)) + 2;
-  const lines = Object.values(flags).map((f, i) => `  ${left[i].padEnd(width)}${f.help}`);
+  const lines = Object.values(flags).map((f, i) => `  ${left[i].padEnd(width)}${help(f)}`);
   const examples = Array.isArray(spec.example) ? spec.example : [spec.example];
   return [
     `${spec.summary}`,
@@ -84,9 +104,17 @@ export function parseCommand(spec: CommandSpec, argv: string[]): { flags: Flags;
   }
   const values = parsed.values as Flags;
   if (values.help) return { flags: values, args: [], help: true };
+  for (const [name, f] of Object.entries(spec.flags)) {
+    const v = values[name];
+    if (typeof v === 'string') values[name] = checkFlagValue(name, f, v);
+  }
   const names = spec.args ?? [];
   const required = names.filter((a) => !a.endsWith('?')).length;
   if (parsed.positionals.length < required) throw new UsageError(`missing argument ${names[parsed.positionals.length].replace(/\?$/, '')}`);
   if (parsed.positionals.length > names.length) throw new UsageError(`unexpected argument "${parsed.positionals[names.length]}"`);
+  parsed.positionals.forEach((value, i) => {
+    const name = names[i].replace(/\?$/, '');
+    if (NUMERIC_ARGS.has(name) && !/^[1-9]\d{0,15}$/.test(value)) throw new UsageError(`${name} must be a positive whole number (got "${value}")`);
+  });
   return { flags: values, args: parsed.positionals, help: false };
 }

@@ -1,10 +1,11 @@
 import type { Config } from '../config.ts';
-import { loadOrCreateDevSigningKey, parseTtl } from '../auth/dev-signing-key.ts';
+import { loadOrCreateDevSigningKey } from '../auth/dev-signing-key.ts';
+import { durationMs } from './client-flags.ts';
 import { ROLES, type Role } from '../auth/roles.ts';
 import { isValidTenantId } from '../domain/identifiers.ts';
 import { systemClock } from '../domain/clock.ts';
 import { developmentAuthAllowed, devKeyPath } from '../composition/token-verifier.ts';
-import type { Flags } from './commands.ts';
+import { UsageError, type Flags } from './spec.ts';
 import { print } from './output.ts';
 
 export async function tokenCommand(flags: Flags, config: Config): Promise<number> {
@@ -15,13 +16,13 @@ export async function tokenCommand(flags: Flags, config: Config): Promise<number
   }
   if (warning) console.error(`warning: ${warning}`);
   const role = ((flags.role as string | undefined) ?? 'customer') as Role;
-  if (!ROLES.includes(role)) throw new Error(`--role must be one of ${ROLES.join(', ')}`);
+  if (!ROLES.includes(role)) throw new UsageError(`--role must be one of ${ROLES.join(', ')} (got "${role}")`);
   const tenant = flags.tenant as string | undefined;
-  if (!tenant && !role.startsWith('operator')) throw new Error('--tenant is required for tenant roles');
-  if (tenant && !isValidTenantId(tenant)) throw new Error(`invalid tenant id "${tenant}"`);
-  const ttlSeconds = parseTtl((flags.ttl as string | undefined) ?? '1h');
+  if (!tenant && !role.startsWith('operator')) throw new UsageError(`--tenant is required for the ${role} role (operator and operator-admin tokens have no tenant)`);
+  if (tenant && !isValidTenantId(tenant)) throw new UsageError(`--tenant must be a tenant id: letters, digits, '.', '_', ':' or '-', at most 128 (got "${tenant}")`);
+  const ttlSeconds = Math.floor((durationMs(flags.ttl ?? '1h', 'ttl') ?? 0) / 1000);
   if (ttlSeconds > config.devTokenMaxTtlSeconds) {
-    throw new Error(`--ttl may be at most ${config.devTokenMaxTtlSeconds} s (CERTFLEET_DEV_TOKEN_MAX_TTL); the service refuses longer-lived development tokens`);
+    throw new UsageError(`--ttl may be at most ${config.devTokenMaxTtlSeconds} s (CERTFLEET_DEV_TOKEN_MAX_TTL); the service refuses longer-lived development tokens`);
   }
   const key = await loadOrCreateDevSigningKey(devKeyPath(config));
   const token = await key.sign({ tenantId: tenant, roles: [role], subject: (flags.sub as string | undefined) ?? `cli:${role}`, ttlSeconds, now: systemClock.now() });

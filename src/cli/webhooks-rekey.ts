@@ -3,7 +3,7 @@ import { createRekeyWebhookSecrets } from '../app/rekey-webhook-secrets.ts';
 import { openStorage } from '../composition/open-storage.ts';
 import { loadWebhookSecrets } from '../composition/webhook-secrets.ts';
 import { createStorage } from '../storage/repositories.ts';
-import type { Flags } from './commands.ts';
+import type { Flags } from './spec.ts';
 import { print } from './output.ts';
 
 export async function rekeyCommand(flags: Flags, config: Config): Promise<number> {

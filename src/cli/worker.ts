@@ -3,7 +3,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Config } from '../config.ts';
 import { createWorker, type WorkerOverrides } from '../composition/worker.ts';
 import { createLogger } from '../support/logger.ts';
-import type { Flags } from './commands.ts';
+import { UsageError, type Flags } from './spec.ts';
 import { metricsAuthorized } from '../http/metrics-auth.ts';
 import { createLimitedServer } from '../support/listener.ts';
 
@@ -39,7 +39,7 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
   let server: Server | null = null;
   if (flags['metrics-port'] !== undefined) {
     const port = Number(flags['metrics-port']);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new Error('--metrics-port must be a port number');
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--metrics-port must be a whole number from 0 to 65535 (got "${String(flags['metrics-port'])}")`);
     collectDefaultMetrics({ register: metrics });
     server = createLimitedServer(config.http, (request, response) => {
       if (request.url !== '/metrics') {

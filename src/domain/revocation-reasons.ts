@@ -51,6 +51,9 @@ const REFUSED: Partial<Record<ReasonName, string>> = {
   aACompromise: 'aACompromise is for attribute authorities; a device certificate cannot be revoked with it (use keyCompromise)',
 };
 
+/** The reason names a device certificate may be revoked with (what the API offers; free text is also taken). */
+export const END_ENTITY_REASON_NAMES = (Object.keys(REVOCATION_REASONS) as ReasonName[]).filter((name) => REFUSED[name] === undefined);
+
 export function assertEndEntityReason(text: string): void {
   const name = reasonNameFor(text);
   const refused = REFUSED[name];

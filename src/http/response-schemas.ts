@@ -1,6 +1,7 @@
 import { ALERT_STATUSES, CLOSE_REASONS, ALERT_TYPES } from '../domain/alert.ts';
 import { CERTIFICATE_STATUSES } from '../domain/certificate.ts';
-import { REVOCATION_REASONS } from '../domain/revocation-reasons.ts';
+import { DEVICE_CERTIFICATE_STATUSES, DEVICE_TOTAL_CAP } from '../domain/device.ts';
+import { END_ENTITY_REASON_NAMES, REVOCATION_REASONS } from '../domain/revocation-reasons.ts';
 
 /**
  * Response schemas of the JSON routes. They do two jobs: they document the answers in the
@@ -168,7 +169,29 @@ const page = <Id extends string>(id: Id, key: string, item: string) =>
   }) as const;
 
 const certificatePage = page('CertificatePage', 'certificates', 'Certificate');
-const devicePage = page('DevicePage', 'devices', 'Device');
+/** A device in a list, with its certificates' state (GET /devices). */
+const deviceSummary = {
+  $id: 'DeviceSummary',
+  type: 'object',
+  required: [...device.required, 'certificate_status', 'next_expiry', 'active_certificates', 'rotation_pending'],
+  properties: {
+    ...device.properties,
+    certificate_status: { type: 'string', enum: [...DEVICE_CERTIFICATE_STATUSES], description: 'ACTIVE if a certificate is, else EXPIRED, else REVOKED; NONE without any' },
+    next_expiry: { ...dateTime, type: ['string', 'null'], description: 'the soonest not_after of its ACTIVE certificates' },
+    active_certificates: integer,
+    rotation_pending: { type: 'boolean' },
+  },
+} as const;
+
+const devicePageBase = page('DevicePage', 'devices', 'DeviceSummary');
+const devicePage = {
+  ...devicePageBase,
+  required: [...devicePageBase.required, 'total_capped'],
+  properties: {
+    ...devicePageBase.properties,
+    total_capped: { type: 'boolean', description: `true: at least ${DEVICE_TOTAL_CAP} devices match these filters (a filtered total is counted up to that many)` },
+  },
+} as const;
 const alertPage = page('AlertPage', 'alerts', 'Alert');
 
 /** generate and csr: the new certificate, its PEM, the private key when generated here (shown once). */
@@ -237,12 +260,25 @@ const pendingRotation = {
   },
 } as const;
 
+/** The RFC 5280 reasons a device certificate may be revoked with: the console's reason list comes from here. */
+const revocationReason = {
+  $id: 'RevocationReason',
+  type: 'string',
+  enum: END_ENTITY_REASON_NAMES,
+  description: 'An RFC 5280 reason a device certificate may be revoked with (certificateHold, removeFromCRL, cACompromise and aACompromise are refused with 422 REVOCATION_REASON_NOT_ALLOWED).',
+} as const;
+
+/** A revocation reason in a request: one of RevocationReason (inlined: request validation has no shared schemas), or free text (the CRL entry then gives no reason). */
+export const revocationReasonInput = (description: string) =>
+  ({ anyOf: [{ type: 'string', enum: END_ENTITY_REASON_NAMES }, { type: 'string', maxLength: 200 }], description }) as const;
+
 /** Every shared schema, registered on the root instance (buildHttpApp) before any route. */
 export const sharedSchemas = [
   certificate,
   certificateWithPem,
   certificatePage,
   device,
+  deviceSummary,
   devicePage,
   alert,
   alertPage,
@@ -252,6 +288,7 @@ export const sharedSchemas = [
   issuedCertificate,
   startedRotation,
   pendingRotation,
+  revocationReason,
 ] as const;
 
 export type SharedSchemaId = (typeof sharedSchemas)[number]['$id'];

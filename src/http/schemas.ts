@@ -1,5 +1,6 @@
 import { AppError } from '../domain/errors.ts';
 import { CERTIFICATE_STATUSES, KEY_TYPES, MAX_VALIDITY_DAYS, ROTATION_FILTERS } from '../domain/certificate.ts';
+import { DEVICE_CERTIFICATE_STATUSES, DEVICE_SORTS, type DeviceCertificateStatus, type DeviceSort } from '../domain/device.ts';
 
 /** JSON schemas shared by routes (they also feed the OpenAPI document at /docs). */
 export const deviceIdParam = {
@@ -28,6 +29,39 @@ export const pageQuery = {
   limit: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
   cursor: { type: 'string', maxLength: 300 },
 } as const;
+
+/** GET /devices (customer and operator): search, filters and sort. */
+export const deviceListQuery = {
+  ...pageQuery,
+  id_prefix: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$', description: 'devices whose id starts with this' },
+  site_id: { type: 'string', maxLength: 128 },
+  certificate_status: { type: 'string', enum: [...DEVICE_CERTIFICATE_STATUSES], description: "the device's certificates: ACTIVE if one is, else EXPIRED, else REVOKED; NONE without any" },
+  expiring_within_days: { type: 'integer', minimum: 0, maximum: 36500, description: 'an ACTIVE certificate expires within this many days' },
+  rotation: { type: 'string', enum: ['pending', 'none'], description: 'pending: a rotation waits for confirmation' },
+  sort: { type: 'string', enum: [...DEVICE_SORTS], default: 'device_id', description: 'device_id (byte order) or expiry: the soonest ACTIVE certificate first (devices without one are left out)' },
+} as const;
+
+export interface DeviceListQuerystring {
+  limit: number;
+  cursor?: string;
+  id_prefix?: string;
+  site_id?: string;
+  certificate_status?: DeviceCertificateStatus;
+  expiring_within_days?: number;
+  rotation?: 'pending' | 'none';
+  sort?: DeviceSort;
+}
+
+export const toListDevicesInput = (q: DeviceListQuerystring) => ({
+  limit: q.limit,
+  cursor: q.cursor,
+  idPrefix: q.id_prefix,
+  siteId: q.site_id,
+  certificateStatus: q.certificate_status,
+  expiringWithinDays: q.expiring_within_days,
+  rotation: q.rotation,
+  sort: q.sort,
+});
 
 /** OpenAPI description of a keyset-paged list's answer. */
 export const keysetListDescription =

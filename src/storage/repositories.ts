@@ -55,6 +55,7 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
       listCertificates: (q) => certificates.listCertificates(tx, q),
       markRevoked: (id, reason, at) => certificates.markRevoked(tx, id, reason, at),
       countExpiringWithin: (now, windowsDays, tenantId) => fleetStats.countExpiringWithin(tx, now, windowsDays, tenantId),
+      fleetOverview: (now, weeks, revocations) => fleetStats.readFleetOverview(tx, now, weeks, revocations),
     },
     rotations: {
       scheduleRevocation: (s) => rotations.scheduleRevocation(tx, s),

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, rename, stat, unlink } from 'node:fs/promises';
+import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
 /** A file's owner, kept when a file is replaced (root only: a rename gives the file its writer's owner). */
@@ -52,6 +52,41 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     throw error;
   }
   await fsyncDir(path.dirname(file));
+}
+
+/**
+ * Like writeFileAtomic, but never replaces: the temp file is hard-linked to `file`, which fails
+ * with EEXIST when something is already there (even when it appeared a moment ago).
+ */
+export async function writeFileAtomicNew(file: string, data: string | Uint8Array, mode: number): Promise<void> {
+  const tmp = tempPathFor(file);
+  try {
+    await writeNewFileDurably(tmp, data, mode);
+    await link(tmp, file);
+  } finally {
+    await unlink(tmp).catch(() => {});
+  }
+  await fsyncDir(path.dirname(file));
+}
+
+/**
+ * Keeps what is at `file` before it is replaced: hard-links it to `file.old-N` (the first free N).
+ * Returns that name, or null when there was nothing to keep (no file, or the same content as
+ * `replacement`).
+ */
+export async function keepPrevious(file: string, replacement?: string): Promise<string | null> {
+  if (replacement !== undefined && (await readFile(file, 'utf8').catch(() => null)) === replacement) return null;
+  for (let n = 1; ; n++) {
+    const kept = `${file}.old-${n}`;
+    try {
+      await link(file, kept);
+      return kept;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return null;
+      if (code !== 'EEXIST') throw e;
+    }
+  }
 }
 
 export async function exists(file: string): Promise<boolean> {

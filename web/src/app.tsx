@@ -102,6 +102,7 @@ const CUSTOMER_LINKS = [
   ['/audit', 'Audit log'],
 ] as const;
 const OPERATOR_LINKS = [
+  ['/operator/overview', 'Fleet overview'],
   ['/operator/certificates', 'All certificates'],
   ['/operator/alerts', 'All alerts'],
   ['/operator/audit', 'All audit'],
@@ -111,10 +112,10 @@ function Shell(props: { principal: Principal; onSignedOut: () => void }) {
   const p = props.principal;
   const customer = isCustomer(p);
   const operator = isOperator(p);
-  const route = useRoute();
+  const { path: route, query } = useRoute();
   const [error, setError] = useState<string | null>(null);
   const main = useRef<HTMLElement>(null);
-  const fallback = customer ? '/fleet' : operator ? '/operator/certificates' : '/none';
+  const fallback = customer ? '/fleet' : operator ? '/operator/overview' : '/none';
   const path = route === '/' ? fallback : route;
   useEffect(() => {
     if (route !== '/') main.current?.focus();
@@ -161,21 +162,21 @@ function Shell(props: { principal: Principal; onSignedOut: () => void }) {
         <Outcome error={error} />
       </header>
       <main id="main" class="container" ref={main} tabIndex={-1}>
-        <Route path={path} customer={customer} operator={operator} />
+        <Route path={path} query={query} customer={customer} operator={operator} />
       </main>
     </>
   );
 }
 
-function Route({ path, customer, operator }: { path: string; customer: boolean; operator: boolean }) {
+function Route({ path, query, customer, operator }: { path: string; query: URLSearchParams; customer: boolean; operator: boolean }) {
   if (path.startsWith('/operator')) {
     if (!operator) return <Denied what="The operator view needs the operator role." />;
-    return <OperatorView tab={path.slice('/operator/'.length) || 'certificates'} />;
+    return <OperatorView tab={path.slice('/operator/'.length) || 'overview'} query={query} />;
   }
   if (!customer) return <Denied what="This view needs a tenant token with the customer or tenant-admin role." />;
   switch (path) {
     case '/fleet':
-      return <FleetView />;
+      return <FleetView query={query} />;
     case '/alerts':
       return <AlertsView scope="customer" />;
     case '/crl':

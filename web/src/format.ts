@@ -1,4 +1,4 @@
-import { REVOCATION_REASONS } from '../../src/domain/revocation-reasons.ts';
+import { components } from './api/openapi.json';
 
 const DAY = 86_400_000;
 
@@ -6,7 +6,10 @@ export const daysLeft = (iso: string, now = Date.now()) => Math.floor((Date.pars
 export const when = (iso: string | null | undefined) => (iso ? new Date(iso).toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '—');
 export const shortFingerprint = (hex: string) => `${hex.slice(0, 8)}…${hex.slice(-8)}`;
 
-/** The RFC 5280 reasons a revocation may give (removeFromCRL belongs to delta CRLs only). */
-export const REVOCATION_REASON_NAMES = Object.keys(REVOCATION_REASONS).filter((name) => name !== 'removeFromCRL');
+/** The reasons the API accepts for a device certificate: its own OpenAPI schema (RevocationReason) is the one source. */
+export const REVOCATION_REASON_NAMES: readonly string[] = components.schemas.RevocationReason.enum;
 
 export const SEVERITY_NAMES: Record<number, string> = { 1: 'info', 2: 'low', 3: 'medium', 4: 'high', 5: 'critical' };
+
+/** "1 device", "3 devices". */
+export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;

@@ -156,15 +156,19 @@ function useAction(run: () => Promise<ComponentChildren>, onOutcome?: (outcome: 
   return { confirming, busy, result, error, ask, confirm, cancel: () => setConfirming(false) };
 }
 
-/** A form whose submit asks for confirmation, then runs the action and shows its outcome under the form. */
+export type ActionOutcome = { result: ComponentChildren; error: string | null };
+
+/** A form whose submit asks for confirmation, then runs the action and shows its outcome under the form (or hands it to `onOutcome`). */
 export function ActionForm(props: {
   label: string;
   question: () => ComponentChildren;
   run: () => Promise<ComponentChildren>;
   danger?: boolean;
   children?: ComponentChildren;
+  /** Where the outcome goes when several actions share one outcome line (the latest replaces the one before). */
+  onOutcome?: (outcome: ActionOutcome) => void;
 }) {
-  const a = useAction(props.run);
+  const a = useAction(props.run, props.onOutcome);
   return (
     <form
       onSubmit={(e) => {
@@ -176,7 +180,7 @@ export function ActionForm(props: {
       <button type="submit" class={props.danger ? 'danger' : undefined}>
         {props.label}
       </button>
-      <Outcome result={a.result} error={a.error} />
+      {props.onOutcome ? null : <Outcome result={a.result} error={a.error} />}
       <ConfirmDialog open={a.confirming} title={`${props.label}?`} confirmLabel={`Yes, ${props.label.toLowerCase()}`} busy={a.busy} danger={props.danger} onConfirm={a.confirm} onCancel={a.cancel}>
         {a.confirming ? props.question() : null}
       </ConfirmDialog>

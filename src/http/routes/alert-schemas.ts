@@ -10,6 +10,7 @@ export const alertListQuery = {
   properties: {
     type: { type: 'string', pattern: '^[A-Z][A-Z0-9_]{0,63}$' },
     status: { type: 'string', enum: [...ALERT_STATUSES] },
+    unresolved: { type: 'boolean', description: 'true: OPEN and ACKNOWLEDGED alerts (not CLOSED), what needs attention' },
     device_id: { type: 'string', maxLength: 128 },
     severity: { type: 'integer', minimum: 0, maximum: 10 },
     min_severity: { type: 'integer', minimum: 0, maximum: 10 },
@@ -21,6 +22,7 @@ export const alertListQuery = {
 export interface AlertListQuerystring {
   type?: string;
   status?: (typeof ALERT_STATUSES)[number];
+  unresolved?: boolean;
   device_id?: string;
   severity?: number;
   min_severity?: number;
@@ -32,6 +34,7 @@ export interface AlertListQuerystring {
 export const toListAlertsInput = (q: AlertListQuerystring, cursor: number | undefined) => ({
   type: q.type,
   status: q.status,
+  unresolved: q.unresolved,
   deviceId: q.device_id,
   severity: q.severity,
   minSeverity: q.min_severity,

@@ -4,7 +4,7 @@ import { DEFAULT_KEY_TYPE, DEFAULT_VALIDITY_DAYS, MAX_ROTATION_GRACE_HOURS, type
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
 import { deviceIdParam, keyType, noBody, pemString, validityDays } from '../schemas.ts';
-import { rotationResponses } from '../response-schemas.ts';
+import { revocationReasonInput, rotationResponses } from '../response-schemas.ts';
 
 type DeviceParams = { device_id: string };
 type RotateBody = { validity_days?: number; revoke_old_after_hours?: number | null; key_type?: KeyType; csr_pem?: string } | null | undefined;
@@ -83,7 +83,7 @@ export function customerRotationRoutes(useCases: UseCases) {
           body: {
             type: ['object', 'null'],
             additionalProperties: false,
-            properties: { reason: { type: 'string', maxLength: 200, description: 'Revocation reason of the new certificate (default cessationOfOperation)' } },
+            properties: { reason: revocationReasonInput('Revocation reason of the new certificate (default cessationOfOperation)') },
           },
           response: rotationResponses.cancelled,
         },

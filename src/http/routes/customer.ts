@@ -3,8 +3,8 @@ import type { UseCases } from '../../app/use-cases.ts';
 import type { CertificateStatus, KeyType, RotationFilter } from '../../domain/certificate.ts';
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
-import { keysetListDescription, certificateCursor, certificateIdParam, certificateListQuery, deviceIdParam, keyType, pageQuery, pemString, validityDays } from '../schemas.ts';
-import { certificateResponses, deviceResponses } from '../response-schemas.ts';
+import { keysetListDescription, certificateCursor, certificateIdParam, certificateListQuery, deviceIdParam, deviceListQuery, keyType, pageQuery, toListDevicesInput, type DeviceListQuerystring, pemString, validityDays } from '../schemas.ts';
+import { certificateResponses, deviceResponses, revocationReasonInput } from '../response-schemas.ts';
 
 type DeviceParams = { device_id: string };
 type IdParams = { id: number };
@@ -30,20 +30,20 @@ export function customerRoutes(useCases: UseCases) {
       async (request, reply) => reply.code(201).send({ device: await useCases.registerDevice(customerActor(request), request.body) }),
     );
 
-    app.get<{ Querystring: { limit: number; cursor?: string } }>(
+    app.get<{ Querystring: DeviceListQuerystring }>(
       '/devices',
       {
         schema: {
           tags: ['devices'],
-          summary: 'List devices',
+          summary: 'List and search devices, each with its certificate status and soonest expiry',
           description: keysetListDescription,
-          querystring: { type: 'object', additionalProperties: false, properties: pageQuery },
+          querystring: { type: 'object', additionalProperties: false, properties: deviceListQuery },
           response: deviceResponses.list,
         },
       },
       async (request) => {
         const actor = customerActor(request);
-        return useCases.listDevices.forTenant(actor.tenantId, { limit: request.query.limit, cursor: request.query.cursor });
+        return useCases.listDevices.forTenant(actor.tenantId, toListDevicesInput(request.query));
       },
     );
 
@@ -161,7 +161,7 @@ export function customerRoutes(useCases: UseCases) {
           description:
             'Already revoked: 409 CERTIFICATE_ALREADY_REVOKED; expired: 409 CERTIFICATE_EXPIRED (both with `certificate`). Revoking the new certificate of a pending rotation cancels that rotation: its old certificates stay ACTIVE.',
           params: certificateIdParam,
-          body: { type: ['object', 'null'], additionalProperties: false, properties: { reason: { type: 'string', maxLength: 200 } } },
+          body: { type: ['object', 'null'], additionalProperties: false, properties: { reason: revocationReasonInput('an RFC 5280 reason name (RevocationReason), or free text') } },
           response: certificateResponses.revoked,
         },
       },

@@ -1,26 +1,26 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
 import type { CertificateStatus, RotationFilter } from '../../domain/certificate.ts';
-import { keysetListDescription, certificateCursor, certificateListQuery, pageQuery } from '../schemas.ts';
+import { keysetListDescription, certificateCursor, certificateListQuery, deviceListQuery, pageQuery, toListDevicesInput, type DeviceListQuerystring } from '../schemas.ts';
 import { certificateResponses, deviceResponses } from '../response-schemas.ts';
 
 /** Cross-tenant views for the platform team (operator role; runs as certfleet_operator). */
 export function operatorRoutes(useCases: UseCases) {
   return async (app: FastifyInstance) => {
-    app.get<{ Querystring: { limit: number; cursor?: string; tenant_id?: string } }>(
+    app.get<{ Querystring: DeviceListQuerystring & { tenant_id?: string } }>(
       '/devices',
       {
         schema: {
           tags: ['operator'],
           summary: 'List devices of every tenant',
           description: keysetListDescription,
-          querystring: { type: 'object', additionalProperties: false, properties: { ...pageQuery, tenant_id: { type: 'string', maxLength: 128 } } },
+          querystring: { type: 'object', additionalProperties: false, properties: { ...deviceListQuery, tenant_id: { type: 'string', maxLength: 128 } } },
           response: deviceResponses.list,
         },
       },
       async (request) => {
         const q = request.query;
-        return useCases.listDevices.forOperator({ limit: q.limit, cursor: q.cursor, tenantId: q.tenant_id });
+        return useCases.listDevices.forOperator({ ...toListDevicesInput(q), tenantId: q.tenant_id });
       },
     );
 

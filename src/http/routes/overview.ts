@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { CERTIFICATE_STATUSES } from '../../domain/certificate.ts';
 import type { CrlStatus } from '../../app/get-crl-status.ts';
 import type { UseCases } from '../../app/use-cases.ts';
 import { customerActor } from '../auth-hooks.ts';
@@ -58,8 +59,58 @@ export function customerOverviewRoutes(useCases: UseCases, getCrlStatus: () => P
   };
 }
 
+const counts = (keys: readonly string[]) => ({ type: 'object', required: [...keys], properties: Object.fromEntries(keys.map((k) => [k, { type: 'integer' }])) });
+
+const fleetOverview = {
+  200: {
+    type: 'object',
+    required: ['generated_at', 'tenants', 'expiring_per_week', 'overdue', 'recent_revocations', 'crl'],
+    properties: {
+      generated_at: { type: 'string', format: 'date-time' },
+      tenants: {
+        type: 'array',
+        items: { type: 'object', required: ['tenant_id', 'devices', 'certificates'], properties: { tenant_id: { type: 'string' }, devices: { type: 'integer' }, certificates: counts(CERTIFICATE_STATUSES) } },
+      },
+      expiring_per_week: {
+        type: 'array',
+        description: 'ACTIVE certificates expiring in each of the next 13 weeks (week_start: now + 7 days × i)',
+        items: { type: 'object', required: ['week_start', 'certificates'], properties: { week_start: { type: 'string', format: 'date-time' }, certificates: { type: 'integer' } } },
+      },
+      overdue: { type: 'integer', description: 'ACTIVE certificates past not_after, not yet marked EXPIRED' },
+      recent_revocations: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['id', 'tenant_id', 'device_id', 'revoked_at', 'revoked_reason'],
+          properties: { id: { type: 'integer' }, tenant_id: { type: 'string' }, device_id: { type: 'string' }, revoked_at: { type: 'string', format: 'date-time' }, revoked_reason: nullable('string') },
+        },
+      },
+      crl: {
+        type: 'object',
+        required: ['crl_number', 'this_update', 'age_seconds'],
+        properties: { crl_number: { type: 'string' }, this_update: nullable('string', { format: 'date-time' }), age_seconds: nullable('integer') },
+      },
+    },
+  },
+} as const;
+
 export function operatorOverviewRoutes(useCases: UseCases, getCrlStatus: () => Promise<CrlStatus>) {
   return async (app: FastifyInstance) => {
+    app.get(
+      '/fleet-overview',
+      {
+        schema: {
+          tags: ['operator'],
+          summary: 'Fleet overview: devices and certificates by tenant and status, expiring per week for the next quarter, recent revocations, CRL number and age',
+          response: fleetOverview,
+        },
+      },
+      async () => {
+        const [overview, crl] = await Promise.all([useCases.fleetOverview.forOperator(), getCrlStatus()]);
+        const age = crl.this_update ? Math.max(0, Math.round((Date.parse(overview.generated_at) - Date.parse(crl.this_update)) / 1000)) : null;
+        return { ...overview, crl: { crl_number: crl.crl_number, this_update: crl.this_update, age_seconds: age } };
+      },
+    );
     app.get<{ Querystring: { tenant_id?: string } }>(
       '/expiry-summary',
       {

@@ -13,6 +13,7 @@ export async function listAlerts(tx: Queryable, q: AlertListQuery): Promise<Aler
   if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
   if (q.type) f.add((p) => `alert_type = ${p}`, q.type);
   if (q.status) f.add((p) => `status = ${p}`, q.status);
+  if (q.unresolved) f.raw(`status <> 'CLOSED'`);
   if (q.deviceId) f.add((p) => `device_id = ${p}`, q.deviceId);
   if (q.severity !== undefined) f.add((p) => `severity = ${p}`, q.severity);
   if (q.minSeverity !== undefined) f.add((p) => `severity >= ${p}`, q.minSeverity);
@@ -111,7 +112,11 @@ export async function reconcileExpiryAlerts(tx: Queryable, input: ExpiringAlerts
      ), raised AS (
        INSERT INTO fleet_alert AS f (tenant_id, device_id, alert_type, fingerprint, status, severity, summary, details, created_at, updated_at)
        SELECT k.tenant_id, k.device_id, 'CERT_EXPIRING', k.fingerprint_sha256, 'OPEN', k.severity,
-              format('Certificate of device %s expires in %s day(s)', k.device_id, k.days_remaining),
+              format('Certificate of device %s expires in %s', k.device_id,
+                     CASE WHEN k.not_after - $1::timestamptz < interval '48 hours'
+                          THEN greatest(1, round(extract(epoch FROM (k.not_after - $1::timestamptz)) / 3600))::int
+                               || CASE WHEN k.not_after - $1::timestamptz < interval '90 minutes' THEN ' hour' ELSE ' hours' END
+                          ELSE k.days_remaining || ' days' END),
               jsonb_build_object('fingerprint', k.fingerprint_sha256, 'certificate_id', k.id, 'common_name', k.common_name,
                                  'expires_at', ${isoSql('k.not_after')}, 'days_remaining', k.days_remaining),
               $1, $1

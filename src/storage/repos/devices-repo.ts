@@ -1,4 +1,4 @@
-import type { DeviceRecord } from '../../domain/device.ts';
+import { DEVICE_TOTAL_CAP, prefixUpperBound, type DeviceCertificateStatus, type DeviceRecord, type DeviceSummary } from '../../domain/device.ts';
 import type { DeviceListQuery, DevicePage } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
@@ -37,22 +37,137 @@ export async function findDevice(tx: Queryable, tenantId: string, deviceId: stri
 }
 
 /**
- * Keyset pagination on (tenant_id, device_id) (the primary key); RLS already scopes a tenant
- * transaction. `total` is exact, from the per-tenant counters (migration 012).
+ * "The device has such a row", as a scalar subquery: evaluated per device through the
+ * (tenant_id, device_id, ...) indexes. An EXISTS would be pulled up into a join, and without
+ * table statistics (right after a bulk load) the planner joins every device with a
+ * materialized list of the tenant's certificates: quadratic (seconds at 100,000 devices).
+ */
+const has = (from: string, where: string, yes = true) => `(SELECT true FROM ${from} WHERE ${where} LIMIT 1) IS ${yes ? 'NOT ' : ''}NULL`;
+const certOf = (alias: string, status?: string, yes = true) =>
+  has(`device_certificates ${alias}`, `${alias}.tenant_id = d.tenant_id AND ${alias}.device_id = d.device_id${status ? ` AND ${alias}.status = '${status}'` : ''}`, yes);
+
+/** A device's certificate status (DeviceSummary.certificate_status) as a condition on d. */
+const STATUS_CONDITION: Record<DeviceCertificateStatus, string> = {
+  ACTIVE: certOf('x', 'ACTIVE'),
+  EXPIRED: `${certOf('x', 'ACTIVE', false)} AND ${certOf('y', 'EXPIRED')}`,
+  REVOKED: `${certOf('x', 'ACTIVE', false)} AND ${certOf('y', 'EXPIRED', false)} AND ${certOf('z', 'REVOKED')}`,
+  NONE: certOf('x', undefined, false),
+};
+
+const pendingRotation = (yes = true) => has('certificate_rotations r', `r.tenant_id = d.tenant_id AND r.device_id = d.device_id AND r.status = 'PENDING'`, yes);
+
+/** The page's own rows only: each device's certificates read through (tenant_id, device_id, id). */
+const SUMMARY = `CROSS JOIN LATERAL (
+    SELECT min(c.not_after) FILTER (WHERE c.status = 'ACTIVE') AS next_expiry,
+           count(*) FILTER (WHERE c.status = 'ACTIVE')::int AS active_certificates,
+           coalesce(bool_or(c.status = 'EXPIRED'), false) AS any_expired,
+           coalesce(bool_or(c.status = 'REVOKED'), false) AS any_revoked,
+           ${pendingRotation()} AS rotation_pending
+    FROM device_certificates c WHERE c.tenant_id = d.tenant_id AND c.device_id = d.device_id) s`;
+const SUMMARY_COLUMNS = 's.next_expiry, s.active_certificates, s.any_expired, s.any_revoked, s.rotation_pending';
+
+const toSummary = (r: Record<string, unknown>): DeviceSummary => ({
+  ...toDevice(r),
+  certificate_status: Number(r.active_certificates) > 0 ? 'ACTIVE' : r.any_expired ? 'EXPIRED' : r.any_revoked ? 'REVOKED' : 'NONE',
+  next_expiry: r.next_expiry ? iso(r.next_expiry) : null,
+  active_certificates: Number(r.active_certificates),
+  rotation_pending: Boolean(r.rotation_pending),
+});
+
+/** The filters every sort shares, on device_registry d. */
+function deviceFilter(q: DeviceListQuery) {
+  const f = createFilter();
+  if (q.tenantId) f.add((p) => `d.tenant_id = ${p}`, q.tenantId);
+  if (q.idPrefix) {
+    f.add((p) => `d.device_id COLLATE "C" >= ${p}`, q.idPrefix);
+    f.add((p) => `d.device_id COLLATE "C" < ${p}`, prefixUpperBound(q.idPrefix));
+  }
+  if (q.siteId) f.add((p) => `d.site_id = ${p}`, q.siteId);
+  if (q.certificateStatus) f.raw(STATUS_CONDITION[q.certificateStatus]);
+  if (q.rotation) f.raw(pendingRotation(q.rotation === 'pending'));
+  return f;
+}
+
+const filtered = (q: DeviceListQuery) => Boolean(q.idPrefix || q.siteId || q.certificateStatus || q.rotation || q.expiringBefore);
+
+/**
+ * Search and keyset pages of devices, each with its certificates' state (RLS already scopes a
+ * tenant transaction). By device id (byte order) or by the soonest ACTIVE expiry. `total` is
+ * exact: from the per-tenant counters (migration 012) without filters, else counted.
  */
 export async function listDevices(tx: Queryable, q: DeviceListQuery): Promise<DevicePage> {
-  const f = createFilter();
-  if (q.tenantId) f.add((p) => `tenant_id = ${p}`, q.tenantId);
-  const total = await countedRows(tx, [DEVICE_KIND], q.tenantId);
+  const { total, capped } = await countDevices(tx, q);
+  await planKeysetPages(tx);
+  const page = q.sort === 'expiry' ? await pageByExpiry(tx, q) : await pageById(tx, q);
+  return { total, totalCapped: capped, ...page };
+}
+
+/** Exact from the counters without filters; with filters counted, up to DEVICE_TOTAL_CAP. */
+async function countDevices(tx: Queryable, q: DeviceListQuery): Promise<{ total: number; capped: boolean }> {
+  if (!filtered(q)) return { total: await countedRows(tx, [DEVICE_KIND], q.tenantId), capped: false };
+  const f = deviceFilter(q);
+  if (q.expiringBefore) f.add((p) => has('device_certificates e', `e.tenant_id = d.tenant_id AND e.device_id = d.device_id AND e.status = 'ACTIVE' AND e.not_after <= ${p}`), q.expiringBefore);
+  const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM (SELECT 1 FROM device_registry d${f.sql()} LIMIT ${f.param(DEVICE_TOTAL_CAP + 1)}) x`, f.params);
+  const n = Number(rows[0].n);
+  return { total: Math.min(n, DEVICE_TOTAL_CAP), capped: n > DEVICE_TOTAL_CAP };
+}
+
+async function pageById(tx: Queryable, q: DeviceListQuery) {
+  const f = deviceFilter(q);
+  if (q.expiringBefore) f.add((p) => `s.next_expiry <= ${p}`, q.expiringBefore);
   if (q.after) {
     const [tenant, ...device] = q.after.split('/');
-    // Within one tenant a plain bound on device_id: the primary key's range starts right there.
-    if (q.tenantId === tenant) f.add((p) => `device_id > ${p}`, device.join('/'));
-    else f.raw(`(tenant_id, device_id) > (${f.param(tenant)}, ${f.param(device.join('/'))})`);
+    // Within one tenant a plain bound on device_id: the index range starts right there.
+    if (q.tenantId === tenant) f.add((p) => `d.device_id COLLATE "C" > ${p}`, device.join('/'));
+    else {
+      const t = f.param(tenant);
+      f.add((p) => `(d.tenant_id > ${t} OR (d.tenant_id = ${t} AND d.device_id COLLATE "C" > ${p}))`, device.join('/'));
+    }
   }
-  await planKeysetPages(tx);
-  const { rows } = await tx.query(`SELECT ${COLUMNS} FROM device_registry${f.sql()} ORDER BY tenant_id, device_id LIMIT ${f.param(q.limit + 1)}`, f.params);
-  const devices = rows.slice(0, q.limit).map(toDevice);
+  const { rows } = await tx.query(
+    `SELECT ${COLUMNS.split(', ').map((c) => `d.${c}`).join(', ')}, ${SUMMARY_COLUMNS}
+     FROM device_registry d ${SUMMARY}${f.sql()}
+     ORDER BY d.tenant_id, d.device_id COLLATE "C" LIMIT ${f.param(q.limit + 1)}`,
+    f.params,
+  );
+  const devices = rows.slice(0, q.limit).map(toSummary);
   const last = devices[devices.length - 1];
-  return { devices, total, next: rows.length > q.limit && last ? `${last.tenant_id}/${last.device_id}` : null };
+  return { devices, next: rows.length > q.limit && last ? `${last.tenant_id}/${last.device_id}` : null };
+}
+
+/** Cursor of the expiry order: `e:<not_after as Postgres prints it, to the microsecond>|<tenant>/<device>`. */
+const EXPIRY_CURSOR = /^e:([0-9][0-9 T:.+-]{9,40})\|([^/|]+)\/(.+)$/;
+
+/**
+ * By the soonest ACTIVE certificate expiry: a range of the (tenant, not_after, device) index of
+ * ACTIVE certificates, keeping each device's soonest certificate only.
+ */
+async function pageByExpiry(tx: Queryable, q: DeviceListQuery) {
+  const f = deviceFilter(q);
+  f.raw(`c.status = 'ACTIVE'`);
+  if (q.tenantId) f.add((p) => `c.tenant_id = ${p}`, q.tenantId);
+  // each device once: by its soonest ACTIVE certificate (one probe of the device's ACTIVE expiry index)
+  f.raw(`c.id = (SELECT o.id FROM device_certificates o WHERE o.tenant_id = c.tenant_id AND o.device_id = c.device_id AND o.status = 'ACTIVE'
+                 ORDER BY o.not_after, o.id LIMIT 1)`);
+  if (q.expiringBefore) f.add((p) => `c.not_after <= ${p}`, q.expiringBefore);
+  const cursor = q.after ? EXPIRY_CURSOR.exec(q.after) : null;
+  if (q.after && !cursor) return { devices: [], next: null };
+  const order = q.tenantId ? 'c.not_after, c.device_id' : 'c.not_after, c.tenant_id, c.device_id';
+  if (cursor) {
+    const [, at, tenant, device] = cursor;
+    if (q.tenantId) f.add((p) => `(c.not_after, c.device_id) > (${f.param(at)}::timestamptz, ${p})`, device);
+    else f.add((p) => `(c.not_after, c.tenant_id, c.device_id) > (${f.param(at)}::timestamptz, ${f.param(tenant)}, ${p})`, device);
+  }
+  const { rows } = await tx.query(
+    `SELECT ${COLUMNS.split(', ').map((c) => `d.${c}`).join(', ')}, ${SUMMARY_COLUMNS}, c.not_after::text AS sort_expiry
+     FROM device_certificates c
+     JOIN device_registry d ON d.tenant_id = c.tenant_id AND d.device_id = c.device_id
+     ${SUMMARY}${f.sql()}
+     ORDER BY ${order} LIMIT ${f.param(q.limit + 1)}`,
+    f.params,
+  );
+  const devices = rows.slice(0, q.limit).map(toSummary);
+  const lastRow = rows[q.limit - 1];
+  const next = rows.length > q.limit && lastRow ? `e:${String(lastRow.sort_expiry)}|${String(lastRow.tenant_id)}/${String(lastRow.device_id)}` : null;
+  return { devices, next };
 }

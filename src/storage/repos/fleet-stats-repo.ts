@@ -1,4 +1,7 @@
+import type { FleetOverviewRows } from '../../app/storage-ports.ts';
+import { CERTIFICATE_STATUSES, type CertificateStatus } from '../../domain/certificate.ts';
 import type { Queryable } from '../driver.ts';
+import { iso } from '../rows.ts';
 
 export interface FleetStats {
   certificatesByStatus: Record<string, number>;
@@ -64,4 +67,51 @@ export async function countExpiringWithin(tx: Queryable, now: Date, windowsDays:
   );
   const counts = (buckets.rows[0]?.n ?? []).map(Number);
   return Object.fromEntries(windowsDays.map((d, i) => [d, counts[i] ?? 0]));
+}
+
+/**
+ * The operator's overview: per-tenant counts from the counters (migration 012, no row is read),
+ * ACTIVE certificates expiring per week through the partial expiry index (only the quarter's
+ * range), and the latest revocations.
+ */
+export async function readFleetOverview(tx: Queryable, now: Date, weeks: number, revocations: number): Promise<FleetOverviewRows> {
+  const counts = await tx.query<{ tenant_id: string; kind: string; n: number }>(
+    `SELECT tenant_id, kind, sum(n)::int8 AS n FROM tenant_row_counts GROUP BY 1, 2 HAVING sum(n) <> 0 ORDER BY 1, 2`,
+  );
+  const tenants = new Map<string, FleetOverviewRows['tenants'][number]>();
+  for (const r of counts.rows) {
+    const t = tenants.get(r.tenant_id) ?? { tenant_id: r.tenant_id, devices: 0, certificates: Object.fromEntries(CERTIFICATE_STATUSES.map((s) => [s, 0])) as Record<CertificateStatus, number> };
+    if (r.kind === 'device') t.devices = Number(r.n);
+    else t.certificates[r.kind.replace('certificate:', '') as CertificateStatus] = Number(r.n);
+    tenants.set(r.tenant_id, t);
+  }
+  const until = new Date(now.getTime() + weeks * 7 * 86_400_000);
+  const perWeek = await tx.query<{ week: number; n: number }>(
+    `SELECT CASE WHEN not_after < $1 THEN -1 ELSE floor(extract(epoch FROM (not_after - $1::timestamptz)) / 604800)::int END AS week, count(*)::int8 AS n
+     FROM device_certificates WHERE status = 'ACTIVE' AND not_after < $2 GROUP BY 1`,
+    [now, until],
+  );
+  const expiringPerWeek = Array.from({ length: weeks }, () => 0);
+  let overdue = 0;
+  for (const r of perWeek.rows) {
+    if (Number(r.week) < 0) overdue = Number(r.n);
+    else if (Number(r.week) < weeks) expiringPerWeek[Number(r.week)] = Number(r.n);
+  }
+  const revoked = await tx.query(
+    `SELECT id, tenant_id, device_id, revoked_at, revoked_reason FROM device_certificates
+     WHERE status = 'REVOKED' AND revoked_at IS NOT NULL ORDER BY revoked_at DESC, id DESC LIMIT $1`,
+    [revocations],
+  );
+  return {
+    tenants: [...tenants.values()],
+    expiringPerWeek,
+    overdue,
+    recentRevocations: revoked.rows.map((r) => ({
+      id: Number(r.id),
+      tenant_id: String(r.tenant_id),
+      device_id: String(r.device_id),
+      revoked_at: iso(r.revoked_at),
+      revoked_reason: (r.revoked_reason as string | null) ?? null,
+    })),
+  };
 }

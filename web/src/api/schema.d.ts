@@ -19,6 +19,8 @@ export interface paths {
                     status?: "OPEN" | "ACKNOWLEDGED" | "CLOSED";
                     tenant_id?: string;
                     type?: string;
+                    /** @description true: OPEN and ACKNOWLEDGED alerts (not CLOSED), what needs attention */
+                    unresolved?: boolean;
                 };
                 header?: never;
                 path?: never;
@@ -235,6 +237,93 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customer/broker-grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's broker grants (topics every device of the tenant may use) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            grants: {
+                                /** @enum {string} */
+                                access: "read" | "write" | "readwrite";
+                                /** @description relative to topic_prefix */
+                                filter: string;
+                            }[];
+                            tenant_id: string;
+                            /** @description every filter is relative to it: tenant/<tenant>/ */
+                            topic_prefix: string;
+                        };
+                    };
+                };
+            };
+        };
+        /** Replace the broker grants (tenant-admin); the broker ACL follows */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        grants: {
+                            /** @enum {string} */
+                            access: "read" | "write" | "readwrite";
+                            /** @description relative to tenant/<tenant>/; first level not device, + or #; no $ */
+                            filter: string;
+                        }[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            grants: {
+                                /** @enum {string} */
+                                access: "read" | "write" | "readwrite";
+                                /** @description relative to topic_prefix */
+                                filter: string;
+                            }[];
+                            tenant_id: string;
+                            /** @description every filter is relative to it: tenant/<tenant>/ */
+                            topic_prefix: string;
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customer/ca-bundle": {
         parameters: {
             query?: never;
@@ -382,7 +471,8 @@ export interface paths {
             requestBody: {
                 content: {
                     "application/json": {
-                        reason?: string;
+                        /** @description an RFC 5280 reason name (RevocationReason), or free text */
+                        reason?: ("unspecified" | "keyCompromise" | "affiliationChanged" | "superseded" | "cessationOfOperation" | "privilegeWithdrawn") | string;
                     } | null;
                 };
             };
@@ -503,14 +593,25 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * List devices
+         * List and search devices, each with its certificate status and soonest expiry
          * @description Keyset pages: pass `next_cursor` as `cursor` for the next page (null on the last); a page costs the same at any depth. `total` is the exact number of items matching the filters when this page was read (every page, in the same snapshot as its items), so it changes between pages when items are added or change status meanwhile.
          */
         get: {
             parameters: {
                 query?: {
+                    /** @description the device's certificates: ACTIVE if one is, else EXPIRED, else REVOKED; NONE without any */
+                    certificate_status?: "ACTIVE" | "EXPIRED" | "REVOKED" | "NONE";
                     cursor?: string;
+                    /** @description an ACTIVE certificate expires within this many days */
+                    expiring_within_days?: number;
+                    /** @description devices whose id starts with this */
+                    id_prefix?: string;
                     limit?: number;
+                    /** @description pending: a rotation waits for confirmation */
+                    rotation?: "pending" | "none";
+                    site_id?: string;
+                    /** @description device_id (byte order) or expiry: the soonest ACTIVE certificate first (devices without one are left out) */
+                    sort?: "device_id" | "expiry";
                 };
                 header?: never;
                 path?: never;
@@ -829,7 +930,7 @@ export interface paths {
                 content: {
                     "application/json": {
                         /** @description Revocation reason of the new certificate (default cessationOfOperation) */
-                        reason?: string;
+                        reason?: ("unspecified" | "keyCompromise" | "affiliationChanged" | "superseded" | "cessationOfOperation" | "privilegeWithdrawn") | string;
                     } | null;
                 };
             };
@@ -1314,6 +1415,8 @@ export interface paths {
                     status?: "OPEN" | "ACKNOWLEDGED" | "CLOSED";
                     tenant_id?: string;
                     type?: string;
+                    /** @description true: OPEN and ACKNOWLEDGED alerts (not CLOSED), what needs attention */
+                    unresolved?: boolean;
                 };
                 header?: never;
                 path?: never;
@@ -1643,8 +1746,19 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
+                    /** @description the device's certificates: ACTIVE if one is, else EXPIRED, else REVOKED; NONE without any */
+                    certificate_status?: "ACTIVE" | "EXPIRED" | "REVOKED" | "NONE";
                     cursor?: string;
+                    /** @description an ACTIVE certificate expires within this many days */
+                    expiring_within_days?: number;
+                    /** @description devices whose id starts with this */
+                    id_prefix?: string;
                     limit?: number;
+                    /** @description pending: a rotation waits for confirmation */
+                    rotation?: "pending" | "none";
+                    site_id?: string;
+                    /** @description device_id (byte order) or expiry: the soonest ACTIVE certificate first (devices without one are left out) */
+                    sort?: "device_id" | "expiry";
                     tenant_id?: string;
                 };
                 header?: never;
@@ -1703,6 +1817,76 @@ export interface paths {
                             windows: {
                                 certificates: number;
                                 days: number;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/operator/fleet-overview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Fleet overview: devices and certificates by tenant and status, expiring per week for the next quarter, recent revocations, CRL number and age */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            crl: {
+                                age_seconds: number | null;
+                                crl_number: string;
+                                /** Format: date-time */
+                                this_update: string | null;
+                            };
+                            /** @description ACTIVE certificates expiring in each of the next 13 weeks (week_start: now + 7 days × i) */
+                            expiring_per_week: {
+                                certificates: number;
+                                /** Format: date-time */
+                                week_start: string;
+                            }[];
+                            /** Format: date-time */
+                            generated_at: string;
+                            /** @description ACTIVE certificates past not_after, not yet marked EXPIRED */
+                            overdue: number;
+                            recent_revocations: {
+                                device_id: string;
+                                id: number;
+                                /** Format: date-time */
+                                revoked_at: string;
+                                revoked_reason: string | null;
+                                tenant_id: string;
+                            }[];
+                            tenants: {
+                                certificates: {
+                                    ACTIVE: number;
+                                    EXPIRED: number;
+                                    REVOKED: number;
+                                };
+                                devices: number;
+                                tenant_id: string;
                             }[];
                         };
                     };
@@ -2348,12 +2532,36 @@ export interface components {
             updated_at: string;
         };
         DevicePage: {
-            devices: components["schemas"]["Device"][];
+            devices: components["schemas"]["DeviceSummary"][];
             limit: number;
             /** @description pass as `cursor` for the next page; null on the last */
             next_cursor: string | null;
             /** @description items matching the filters when this page was read */
             total: number;
+            /** @description true: at least 1000 devices match these filters (a filtered total is counted up to that many) */
+            total_capped: boolean;
+        };
+        DeviceSummary: {
+            active_certificates: number;
+            /**
+             * @description ACTIVE if a certificate is, else EXPIRED, else REVOKED; NONE without any
+             * @enum {string}
+             */
+            certificate_status: "ACTIVE" | "EXPIRED" | "REVOKED" | "NONE";
+            /** Format: date-time */
+            created_at: string;
+            device_id: string;
+            /**
+             * Format: date-time
+             * @description the soonest not_after of its ACTIVE certificates
+             */
+            next_expiry: string | null;
+            rotation_pending: boolean;
+            site_id: string | null;
+            status: string;
+            tenant_id: string;
+            /** Format: date-time */
+            updated_at: string;
         };
         IssuedCertificate: {
             ca_cert_pem: string;
@@ -2384,6 +2592,11 @@ export interface components {
             /** @description who started it (token subject, or device:<tenant>/<device>); null for older rotations */
             started_by: string | null;
         };
+        /**
+         * @description An RFC 5280 reason a device certificate may be revoked with (certificateHold, removeFromCRL, cACompromise and aACompromise are refused with 422 REVOCATION_REASON_NOT_ALLOWED).
+         * @enum {string}
+         */
+        RevocationReason: "unspecified" | "keyCompromise" | "affiliationChanged" | "superseded" | "cessationOfOperation" | "privilegeWithdrawn";
         StartedRotation: {
             ca_cert_pem: string;
             cert_pem: string;

@@ -10,13 +10,15 @@ type AlertStatus = Alert['status'];
 interface Filters {
   type?: string;
   status?: AlertStatus;
+  /** OPEN and ACKNOWLEDGED: the default, so an acknowledged alert stays in view. */
+  unresolved?: boolean;
   min_severity?: number;
   tenant_id?: string;
 }
 
 /** Alerts: filter by type, severity and status; acknowledge and close. Operators see every tenant and the system alerts. */
 export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
-  const [filters, setFilters] = useState<Filters>({ status: 'OPEN' });
+  const [filters, setFilters] = useState<Filters>({ unresolved: true });
   const [refresh, setRefresh] = useState(0);
   // The last action's outcome, outside the table: the refreshed list may no longer hold the row.
   const [outcome, setOutcome] = useState<{ result: ComponentChildren; error: string | null }>({ result: null, error: null });
@@ -111,9 +113,11 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
   );
 }
 
+const UNRESOLVED = 'unresolved';
+
 function AlertFilters(props: { operator: boolean; initial: Filters; onApply: (f: Filters) => void }) {
   const [type, setType] = useState(props.initial.type ?? '');
-  const [status, setStatus] = useState<string>(props.initial.status ?? '');
+  const [status, setStatus] = useState<string>(props.initial.unresolved ? UNRESOLVED : (props.initial.status ?? ''));
   const [severity, setSeverity] = useState('');
   const [tenant, setTenant] = useState('');
   return (
@@ -122,7 +126,7 @@ function AlertFilters(props: { operator: boolean; initial: Filters; onApply: (f:
       onApply={() => {
         props.onApply({
           ...(type ? { type } : {}),
-          ...(status ? { status: status as AlertStatus } : {}),
+          ...(status === UNRESOLVED ? { unresolved: true } : status ? { status: status as AlertStatus } : {}),
           ...(severity ? { min_severity: Number(severity) } : {}),
           ...(props.operator && tenant.trim() ? { tenant_id: tenant.trim() } : {}),
         });
@@ -161,6 +165,7 @@ function AlertFilters(props: { operator: boolean; initial: Filters; onApply: (f:
       <label>
         Status
         <select name="status" value={status} onChange={(e) => setStatus(e.currentTarget.value)}>
+          <option value={UNRESOLVED}>Open or acknowledged</option>
           <option value="">Any</option>
           <option>OPEN</option>
           <option>ACKNOWLEDGED</option>

@@ -22,7 +22,7 @@ export function CertificateTable(props: { caption: string; certificates: Certifi
             <th scope="col">Not after</th>
             <th scope="col">Days left</th>
             <th scope="col">Rotation</th>
-            {props.actions ? <th scope="col">Actions</th> : null}
+            {props.actions ? <th scope="col" class="actions">Actions</th> : null}
           </tr>
         </thead>
         <tbody>
@@ -52,7 +52,7 @@ export function CertificateTable(props: { caption: string; certificates: Certifi
                 <td>{when(c.not_after)}</td>
                 <td class={c.status === 'ACTIVE' && left <= 30 ? 'soon' : undefined}>{c.status === 'ACTIVE' ? left : '—'}</td>
                 <td>{c.scheduled_revoke_at ? `old: revoked ${when(c.scheduled_revoke_at)}` : '—'}</td>
-                {props.actions ? <td>{props.actions(c)}</td> : null}
+                {props.actions ? <td class="actions">{props.actions(c)}</td> : null}
               </tr>
             );
           })}

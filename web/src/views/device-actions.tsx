@@ -1,10 +1,9 @@
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { call, client } from '../api/client';
 import type { components } from '../api/schema';
 import { MAX_ROTATION_GRACE_HOURS, MAX_VALIDITY_DAYS, type KeyType } from '../../../src/domain/certificate.ts';
 import { REVOCATION_REASON_NAMES, when } from '../format';
-import { ActionForm, ConfirmAction, ShowOnce } from '../ui';
-
+import { ActionForm, ConfirmAction, Outcome, ShowOnce, type ActionOutcome } from '../ui';
 
 type Certificate = components['schemas']['Certificate'];
 type PendingRotation = components['schemas']['PendingRotation'];
@@ -12,7 +11,11 @@ type PendingRotation = components['schemas']['PendingRotation'];
 const KEY_WARNING =
   'This private key is shown once and is not stored anywhere: not by certfleet, not by this browser. Download it now and install it on the device; hiding it or leaving the page discards it.';
 
-/** Issue, rotate, confirm or cancel a rotation, revoke: each asks for confirmation and reports next to itself. */
+/**
+ * Issue, rotate, confirm or cancel a rotation, revoke: each asks for confirmation; the latest
+ * outcome replaces the one before, on one line above the actions. `certificates` are all the
+ * device's certificates, as last loaded.
+ */
 export function DeviceActions(props: { deviceId: string; rotation: PendingRotation | null; certificates: Certificate[]; onChanged: () => void }) {
   const id = props.deviceId;
   const path = { device_id: id };
@@ -25,6 +28,15 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
   const [grace, setGrace] = useState('24');
   const [rotateKeyType, setRotateKeyType] = useState<KeyType>('ec-p256');
   const [reason, setReason] = useState<string>('cessationOfOperation');
+  const [outcome, setOutcome] = useState<ActionOutcome>({ result: null, error: null });
+
+  // A key whose certificate is no longer valid (a cancelled rotation, a revocation) is worth
+  // nothing: it is discarded rather than offered for download.
+  const secretCertificate = secret ? props.certificates.find((c) => c.id === secret.certificateId) : undefined;
+  useEffect(() => {
+    if (secretCertificate && secretCertificate.status !== 'ACTIVE') setSecret(null);
+  }, [secretCertificate?.status]);
+  const revocable = props.certificates.filter((c) => c.status === 'ACTIVE');
 
   const issued = (certificateId: number, pem: string | undefined) => {
     if (pem) setSecret({ pem, certificateId });
@@ -33,7 +45,10 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
 
   return (
     <div class="device-actions">
-      {secret ? (
+      <div class="action-outcome">
+        <Outcome result={outcome.result} error={outcome.error} />
+      </div>
+      {secret && (!secretCertificate || secretCertificate.status === 'ACTIVE') ? (
         <ShowOnce
           title={`Private key of certificate ${secret.certificateId}`}
           warning={KEY_WARNING}
@@ -47,6 +62,7 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
           <h3 id="generate-heading">Generate a certificate</h3>
           <ActionForm
             label="Generate certificate"
+            onOutcome={setOutcome}
             question={() => (
               <p>
                 Generate a {keyType} key and a certificate valid {validity} days for <strong>{id}</strong>? The private key is shown once.
@@ -71,6 +87,7 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
           <h3 id="csr-heading">Issue from a CSR</h3>
           <ActionForm
             label="Issue from CSR"
+            onOutcome={setOutcome}
             question={() => (
               <p>
                 Issue a certificate valid {csrValidity} days for the key in this CSR? The subject becomes <code>CN=tenant/{id}</code>.
@@ -99,6 +116,7 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
           <h3 id="rotate-heading">Rotate</h3>
           <ActionForm
             label="Rotate certificate"
+            onOutcome={setOutcome}
             question={() => (
               <p>
                 Issue a new {rotateKeyType} certificate for <strong>{id}</strong> and revoke the current one(s) in {grace} hours (or when you confirm)?
@@ -126,6 +144,7 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
               <ConfirmAction
                 label="Confirm rotation"
                 disabled={!props.rotation}
+                onOutcome={setOutcome}
                 question={<p>The device uses its new certificate: revoke the old certificate(s) now?</p>}
                 run={async () => {
                   await call(client.POST('/api/v1/customer/devices/{device_id}/certificates/rotate/confirm', { params: { path }, body: {} }));
@@ -136,6 +155,7 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
               <ConfirmAction
                 label="Cancel rotation"
                 disabled={!props.rotation}
+                onOutcome={setOutcome}
                 secondary
                 question={<p>The new certificate never reached the device: revoke the new certificate and keep the old one valid?</p>}
                 run={async () => {
@@ -147,16 +167,16 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
           </p>
         </section>
       </div>
-      {props.certificates.length > 0 ? (
+      {revocable.length > 0 ? (
         <section aria-labelledby="revoke-heading">
           <h3 id="revoke-heading">Revoke</h3>
           <ul class="revoke-list">
-            {props.certificates.map((c) => (
+            {revocable.map((c) => (
               <li key={c.id}>
-                Certificate {c.id} ({c.key_type}, {c.status}, until {when(c.not_after)}){' '}
+                Certificate {c.id} ({c.key_type}, {c.scheduled_revoke_at ? 'old, revoked after the grace period' : 'active'}, until {when(c.not_after)}){' '}
                 <ConfirmAction
                   label="Revoke"
-                  disabled={c.status !== 'ACTIVE'}
+                  onOutcome={setOutcome}
                   ariaLabel={`Revoke certificate ${c.id}`}
                   danger
                   question={

@@ -1,97 +1,100 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, call, client } from '../api/client';
-import type { components } from '../api/schema';
-import { when } from '../format';
+import type { components, paths } from '../api/schema';
+import { navigate, routeHref } from '../router';
+import { daysLeft, plural, when } from '../format';
 import { ActionForm, FilterForm, Loading, Pager, useLoad, usePager } from '../ui';
 import { CertificateTable } from './certificate-table';
 import { DeviceActions } from './device-actions';
 import { ExpiryChart } from './expiry-chart';
 
 type Status = components['schemas']['Certificate']['status'];
+type DeviceSummary = components['schemas']['DeviceSummary'];
+type DeviceQuery = NonNullable<paths['/api/v1/customer/devices']['get']['parameters']['query']>;
 
-/** The customer's fleet: expiry overview, devices, certificates, and one device's actions. */
-export function FleetView() {
+/** The device search in the URL (#/fleet?...): a link or a reload shows the same devices and the same open device. */
+const SEARCH_KEYS = ['id_prefix', 'site_id', 'certificate_status', 'expiring_within_days', 'rotation', 'sort'] as const;
+type Search = Partial<Record<(typeof SEARCH_KEYS)[number] | 'device', string>>;
+const searchOf = (query: URLSearchParams): Search => Object.fromEntries([...SEARCH_KEYS, 'device'].map((k) => [k, query.get(k) ?? undefined]).filter(([, v]) => v));
+
+/** The customer's fleet: expiry overview, device search, certificates, and one device's actions. */
+export function FleetView({ query }: { query: URLSearchParams }) {
   const [refresh, setRefresh] = useState(0);
-  const [device, setDevice] = useState<string | null>(null);
+  const search = searchOf(query);
+  const device = search.device ?? null;
   const changed = () => setRefresh((n) => n + 1);
+  const go = (next: Search) => navigate('/fleet', next);
   return (
     <>
       <h1>Devices &amp; certificates</h1>
       <ExpiryChart scope="customer" refresh={refresh} />
-      {device ? <DevicePanel deviceId={device} refresh={refresh} onChanged={changed} onClose={() => setDevice(null)} /> : null}
-      <Devices refresh={refresh} onChanged={changed} onManage={setDevice} />
-      <Certificates refresh={refresh} onManage={setDevice} />
+      {device ? <DevicePanel key={device} deviceId={device} refresh={refresh} onChanged={changed} onClose={() => go({ ...search, device: undefined })} /> : null}
+      <Devices search={search} refresh={refresh} onChanged={changed} onSearch={(s) => go({ ...s, device: search.device })} onManage={(id) => go({ ...search, device: id })} />
+      <Certificates refresh={refresh} onManage={(id) => go({ ...search, device: id })} />
     </>
   );
 }
 
-function Devices(props: { refresh: number; onChanged: () => void; onManage: (id: string) => void }) {
-  const [deviceId, setDeviceId] = useState('');
-  const [siteId, setSiteId] = useState('');
-  const pager = usePager([]);
-  const devices = useLoad(
-    () => call(client.GET('/api/v1/customer/devices', { params: { query: { limit: 20, cursor: pager.cursor } } })),
-    [pager.cursor, props.refresh],
-  );
+const CERT_STATUS_LABEL: Record<DeviceSummary['certificate_status'], string> = { ACTIVE: 'active', EXPIRED: 'expired', REVOKED: 'revoked', NONE: 'no certificate' };
+
+function Devices(props: { search: Search; refresh: number; onChanged: () => void; onSearch: (s: Search) => void; onManage: (id: string) => void }) {
+  const { search } = props;
+  const pager = usePager([JSON.stringify({ ...search, device: undefined })]);
+  const devices = useLoad(() => {
+    const query: DeviceQuery = {
+      limit: 25,
+      cursor: pager.cursor,
+      id_prefix: search.id_prefix,
+      site_id: search.site_id,
+      certificate_status: search.certificate_status as DeviceQuery['certificate_status'],
+      expiring_within_days: search.expiring_within_days ? Number(search.expiring_within_days) : undefined,
+      rotation: search.rotation as DeviceQuery['rotation'],
+      sort: search.sort as DeviceQuery['sort'],
+    };
+    return call(client.GET('/api/v1/customer/devices', { params: { query } }));
+  }, [pager.cursor, props.refresh, JSON.stringify({ ...search, device: undefined })]);
   return (
     <section aria-labelledby="devices-heading">
       <h2 id="devices-heading">Devices</h2>
-      <details>
-        <summary role="button" class="secondary outline">
-          Register a device
-        </summary>
-        <ActionForm
-          label="Register device"
-          question={() => (
-            <p>
-              Register device <strong>{deviceId}</strong>
-              {siteId ? ` at site ${siteId}` : ''}?
-            </p>
-          )}
-          run={async () => {
-            const { device } = await call(
-              client.POST('/api/v1/customer/devices', { body: { device_id: deviceId.trim(), site_id: siteId.trim() || null } }),
-            );
-            props.onChanged();
-            return `Device ${device.device_id} registered.`;
-          }}
-        >
-          <div class="grid">
-            <label>
-              Device ID
-              <input name="device_id" required maxLength={128} pattern="[A-Za-z0-9][A-Za-z0-9._:\-]*" value={deviceId} onInput={(e) => setDeviceId(e.currentTarget.value)} />
-            </label>
-            <label>
-              Site (optional)
-              <input name="site_id" maxLength={128} value={siteId} onInput={(e) => setSiteId(e.currentTarget.value)} />
-            </label>
-          </div>
-        </ActionForm>
-      </details>
+      <RegisterDevice onChanged={props.onChanged} onRegistered={props.onManage} />
+      <DeviceSearch key={JSON.stringify(search)} search={search} onApply={props.onSearch} />
       <Loading loading={devices.loading && !devices.data} error={devices.error} />
       {devices.data ? (
         <>
-          <div class="overflow-auto">
+          <div class="overflow-auto stack-on-phone">
             <table class="striped">
-              <caption>{devices.data.total} devices</caption>
+              <caption>{devices.data.total_capped ? `more than ${devices.data.total.toLocaleString('en-US')} devices` : plural(devices.data.total, 'device')}</caption>
               <thead>
                 <tr>
                   <th scope="col">Device</th>
                   <th scope="col">Site</th>
-                  <th scope="col">Registered</th>
+                  <th scope="col">Certificate</th>
+                  <th scope="col">Next expiry</th>
+                  <th scope="col">Rotation</th>
                   <th scope="col">Actions</th>
                 </tr>
               </thead>
               <tbody>
+                {devices.data.devices.length === 0 ? (
+                  <tr>
+                    <td colSpan={6}>No devices match.</td>
+                  </tr>
+                ) : null}
                 {devices.data.devices.map((d) => (
                   <tr key={d.device_id}>
-                    <td>{d.device_id}</td>
-                    <td>{d.site_id ?? '—'}</td>
-                    <td>{when(d.created_at)}</td>
-                    <td>
-                      <button type="button" class="secondary small" aria-label={`Manage device ${d.device_id}`} onClick={() => props.onManage(d.device_id)}>
+                    <td data-label="Device">{d.device_id}</td>
+                    <td data-label="Site">{d.site_id ?? '—'}</td>
+                    <td data-label="Certificate">
+                      <span class={`badge status-${d.certificate_status.toLowerCase()}`}>{CERT_STATUS_LABEL[d.certificate_status]}</span>
+                    </td>
+                    <td data-label="Next expiry" class={d.next_expiry && daysLeft(d.next_expiry) <= 30 ? 'soon' : undefined}>
+                      {d.next_expiry ? `${when(d.next_expiry)} (${inDays(d.next_expiry)})` : '—'}
+                    </td>
+                    <td data-label="Rotation">{d.rotation_pending ? 'pending' : '—'}</td>
+                    <td data-label="Actions">
+                      <a href={routeHref('/fleet', { ...search, device: d.device_id })} role="button" class="secondary small" aria-label={`Manage device ${d.device_id}`}>
                         Manage
-                      </button>
+                      </a>
                     </td>
                   </tr>
                 ))}
@@ -102,6 +105,105 @@ function Devices(props: { refresh: number; onChanged: () => void; onManage: (id:
         </>
       ) : null}
     </section>
+  );
+}
+
+/** "in 3 days", "in 5 hours", "2 days ago". */
+const inDays = (iso: string) => {
+  const hours = Math.round((Date.parse(iso) - Date.now()) / 3_600_000);
+  const text = Math.abs(hours) < 48 ? plural(Math.abs(hours), 'hour') : plural(Math.round(Math.abs(hours) / 24), 'day');
+  return hours >= 0 ? `in ${text}` : `${text} ago`;
+};
+
+function DeviceSearch(props: { search: Search; onApply: (s: Search) => void }) {
+  const [s, setS] = useState<Search>(props.search);
+  const field = (k: keyof Search) => ({ name: k, value: s[k] ?? '', onInput: (e: Event) => setS({ ...s, [k]: (e.currentTarget as HTMLInputElement).value }) });
+  return (
+    <FilterForm label="Search devices" onApply={() => props.onApply({ ...s, id_prefix: s.id_prefix?.trim(), site_id: s.site_id?.trim() })}>
+      <label>
+        Device ID starts with
+        <input type="search" pattern="[A-Za-z0-9][A-Za-z0-9._:\-]*" maxLength={128} {...field('id_prefix')} />
+      </label>
+      <label>
+        Site
+        <input {...field('site_id')} maxLength={128} />
+      </label>
+      <label>
+        Certificate
+        <select {...field('certificate_status')} onChange={(e) => setS({ ...s, certificate_status: e.currentTarget.value })}>
+          <option value="">Any</option>
+          <option value="ACTIVE">active</option>
+          <option value="EXPIRED">expired</option>
+          <option value="REVOKED">revoked</option>
+          <option value="NONE">no certificate</option>
+        </select>
+      </label>
+      <label>
+        Expiring within
+        <select {...field('expiring_within_days')} onChange={(e) => setS({ ...s, expiring_within_days: e.currentTarget.value })}>
+          <option value="">Any time</option>
+          <option value="7">7 days</option>
+          <option value="30">30 days</option>
+          <option value="90">90 days</option>
+        </select>
+      </label>
+      <label>
+        Rotation
+        <select {...field('rotation')} onChange={(e) => setS({ ...s, rotation: e.currentTarget.value })}>
+          <option value="">Any</option>
+          <option value="pending">pending</option>
+          <option value="none">none pending</option>
+        </select>
+      </label>
+      <label>
+        Sort by
+        <select {...field('sort')} onChange={(e) => setS({ ...s, sort: e.currentTarget.value })}>
+          <option value="">Device ID</option>
+          <option value="expiry">Soonest expiry</option>
+        </select>
+      </label>
+    </FilterForm>
+  );
+}
+
+function RegisterDevice(props: { onChanged: () => void; onRegistered: (id: string) => void }) {
+  const [deviceId, setDeviceId] = useState('');
+  const [siteId, setSiteId] = useState('');
+  return (
+    <details>
+      <summary role="button" class="secondary outline">
+        Register a device
+      </summary>
+      <ActionForm
+        label="Register device"
+        question={() => (
+          <p>
+            Register device <strong>{deviceId}</strong>
+            {siteId ? ` at site ${siteId}` : ''}?
+          </p>
+        )}
+        run={async () => {
+          const { device } = await call(client.POST('/api/v1/customer/devices', { body: { device_id: deviceId.trim(), site_id: siteId.trim() || null } }));
+          props.onChanged();
+          return (
+            <>
+              Device {device.device_id} registered. <a href={routeHref('/fleet', { device: device.device_id })}>Open device {device.device_id}</a>
+            </>
+          );
+        }}
+      >
+        <div class="grid">
+          <label>
+            Device ID
+            <input name="device_id" required maxLength={128} pattern="[A-Za-z0-9][A-Za-z0-9._:\-]*" value={deviceId} onInput={(e) => setDeviceId(e.currentTarget.value)} />
+          </label>
+          <label>
+            Site (optional)
+            <input name="site_id" maxLength={128} value={siteId} onInput={(e) => setSiteId(e.currentTarget.value)} />
+          </label>
+        </div>
+      </ActionForm>
+    </details>
   );
 }
 
@@ -135,8 +237,8 @@ function Certificates(props: { refresh: number; onManage: (id: string) => void }
   );
 }
 
-export function CertificateFilters(props: { withTenant?: boolean; onApply: (f: { device_id?: string; status?: Status; expiring_within_days?: number; tenant_id?: string }) => void }) {
-  const [tenant, setTenant] = useState('');
+export function CertificateFilters(props: { withTenant?: boolean; tenants?: string[]; initialTenant?: string; onApply: (f: { device_id?: string; status?: Status; expiring_within_days?: number; tenant_id?: string }) => void }) {
+  const [tenant, setTenant] = useState(props.initialTenant ?? '');
   const [device, setDevice] = useState('');
   const [status, setStatus] = useState('');
   const [expiring, setExpiring] = useState('');
@@ -155,7 +257,14 @@ export function CertificateFilters(props: { withTenant?: boolean; onApply: (f: {
       {props.withTenant ? (
         <label>
           Tenant
-          <input name="tenant_id" value={tenant} onInput={(e) => setTenant(e.currentTarget.value)} />
+          <select name="tenant_id" value={tenant} onChange={(e) => setTenant(e.currentTarget.value)}>
+            <option value="">Every tenant</option>
+            {(props.tenants ?? []).map((t) => (
+              <option key={t} value={t}>
+                {t}
+              </option>
+            ))}
+          </select>
         </label>
       ) : null}
       <label>
@@ -224,7 +333,7 @@ function DevicePanel(props: { deviceId: string; refresh: number; onChanged: () =
       ) : rotation.loading ? null : (
         <p class="rotation-state">No rotation pending.</p>
       )}
-      <DeviceActions deviceId={id} rotation={rotation.data} certificates={(certs.data?.certificates ?? []).filter((c) => c.status !== 'EXPIRED')} onChanged={props.onChanged} />
+      <DeviceActions deviceId={id} rotation={rotation.data} certificates={certs.data?.certificates ?? []} onChanged={props.onChanged} />
       <Loading loading={certs.loading && !certs.data} error={certs.error} />
       {certs.data ? <CertificateTable caption={`Certificates of ${id}`} certificates={certs.data.certificates} /> : null}
     </article>

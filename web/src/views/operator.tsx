@@ -1,5 +1,7 @@
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
+import { plural, when } from '../format';
+import { routeHref } from '../router';
 import { Loading, Pager, useLoad, usePager } from '../ui';
 import { AlertsView } from './alerts';
 import { AuditView } from './audit';
@@ -9,19 +11,28 @@ import { ExpiryChart } from './expiry-chart';
 import { CertificateFilters } from './fleet';
 
 /** The platform team's view: every tenant, with a tenant filter, plus system alerts (CRL_STALE) and the CRL. */
-export function OperatorView({ tab }: { tab: string }) {
+export function OperatorView({ tab, query }: { tab: string; query: URLSearchParams }) {
   switch (tab) {
+    case 'overview':
+      return <FleetOverview />;
     case 'alerts':
       return <AlertsView scope="operator" />;
     case 'audit':
       return <AuditView scope="operator" />;
     default:
-      return <AllCertificates />;
+      return <AllCertificates initialTenant={query.get('tenant_id') ?? undefined} />;
   }
 }
 
-function AllCertificates() {
-  const [filters, setFilters] = useState<Parameters<Parameters<typeof CertificateFilters>[0]['onApply']>[0]>({});
+/** The tenants the picker offers: those the API knows (the fleet overview's counters). */
+function useTenants() {
+  const overview = useLoad(() => call(client.GET('/api/v1/operator/fleet-overview')), []);
+  return overview.data?.tenants.map((t) => t.tenant_id) ?? [];
+}
+
+function AllCertificates({ initialTenant }: { initialTenant?: string }) {
+  const tenants = useTenants();
+  const [filters, setFilters] = useState<Parameters<Parameters<typeof CertificateFilters>[0]['onApply']>[0]>(initialTenant ? { tenant_id: initialTenant } : {});
   const pager = usePager([filters]);
   const page = useLoad(
     () => call(client.GET('/api/v1/operator/certificates', { params: { query: { ...filters, limit: 25, cursor: pager.cursor } } })),
@@ -34,7 +45,7 @@ function AllCertificates() {
       <CrlView scope="operator" />
       <section aria-labelledby="all-certs-heading">
         <h2 id="all-certs-heading">Certificates</h2>
-        <CertificateFilters withTenant onApply={setFilters} />
+        <CertificateFilters key={tenants.join(',')} withTenant tenants={tenants} initialTenant={filters.tenant_id} onApply={setFilters} />
         <Loading loading={page.loading && !page.data} error={page.error} />
         {page.data ? (
           <>
@@ -43,6 +54,109 @@ function AllCertificates() {
           </>
         ) : null}
       </section>
+    </>
+  );
+}
+
+const ago = (seconds: number | null) => (seconds === null ? 'never' : seconds < 120 ? `${seconds} seconds ago` : seconds < 7200 ? `${Math.round(seconds / 60)} minutes ago` : `${Math.round(seconds / 3600)} hours ago`);
+
+/** Operators at a glance: every tenant's counts, expiries per week for the next quarter, recent revocations, the CRL. */
+function FleetOverview() {
+  const overview = useLoad(() => call(client.GET('/api/v1/operator/fleet-overview')), []);
+  const o = overview.data;
+  return (
+    <>
+      <h1>Fleet overview</h1>
+      <Loading loading={overview.loading && !o} error={overview.error} />
+      {o ? (
+        <>
+          <p class="crl-age">
+            CRL number <strong>{o.crl.crl_number}</strong>, published {ago(o.crl.age_seconds)}
+            {o.crl.this_update ? ` (${when(o.crl.this_update)})` : ''}.
+          </p>
+          <section aria-labelledby="tenants-heading">
+            <h2 id="tenants-heading">Tenants</h2>
+            <div class="overflow-auto stack-on-phone">
+              <table class="striped">
+                <caption>{plural(o.tenants.length, 'tenant')}</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Tenant</th>
+                    <th scope="col">Devices</th>
+                    <th scope="col">Active</th>
+                    <th scope="col">Revoked</th>
+                    <th scope="col">Expired</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {o.tenants.map((t) => (
+                    <tr key={t.tenant_id}>
+                      <td data-label="Tenant">
+                        <a href={routeHref('/operator/certificates', { tenant_id: t.tenant_id })}>{t.tenant_id}</a>
+                      </td>
+                      <td data-label="Devices">{t.devices}</td>
+                      <td data-label="Active">{t.certificates.ACTIVE}</td>
+                      <td data-label="Revoked">{t.certificates.REVOKED}</td>
+                      <td data-label="Expired">{t.certificates.EXPIRED}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </section>
+          <section aria-labelledby="weeks-heading">
+            <h2 id="weeks-heading">Expiring per week, next quarter</h2>
+            {o.overdue ? <p class="soon">{plural(o.overdue, 'certificate')} past expiry, not yet marked EXPIRED.</p> : null}
+            <div class="overflow-auto stack-on-phone">
+              <table class="striped">
+                <caption>Active certificates expiring in each of the next {o.expiring_per_week.length} weeks</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Week from</th>
+                    <th scope="col">Certificates</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {o.expiring_per_week.map((w) => (
+                    <tr key={w.week_start}>
+                      <td data-label="Week from">{when(w.week_start).slice(0, 10)}</td>
+                      <td data-label="Certificates">{w.certificates}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </section>
+          <section aria-labelledby="revocations-heading">
+            <h2 id="revocations-heading">Recent revocations</h2>
+            <div class="overflow-auto stack-on-phone">
+              <table class="striped">
+                <caption>The latest {plural(o.recent_revocations.length, 'revocation')}</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">Certificate</th>
+                    <th scope="col">Tenant</th>
+                    <th scope="col">Device</th>
+                    <th scope="col">Revoked</th>
+                    <th scope="col">Reason</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {o.recent_revocations.map((r) => (
+                    <tr key={r.id}>
+                      <td data-label="Certificate">{r.id}</td>
+                      <td data-label="Tenant">{r.tenant_id}</td>
+                      <td data-label="Device">{r.device_id}</td>
+                      <td data-label="Revoked">{when(r.revoked_at)}</td>
+                      <td data-label="Reason">{r.revoked_reason ?? '—'}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          </section>
+        </>
+      ) : null}
     </>
   );
 }

@@ -1,0 +1,134 @@
+/**
+ * The CLI's usage errors and human output (issue 25 point 6), without a server: every invalid
+ * flag value exits 2 and names what is allowed; durations read "in 23 hours"; plurals; columns
+ * keep their alignment; schedules read "revokes in 2 hours"; `inspect` names EKUs and key
+ * usages; rotate-expiring's summary rows add up to the selection.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { plural, relativeTime, revocationSchedule, table } from '../src/cli/output.ts';
+import { summarize } from '../src/cli/rotate-expiring.ts';
+import { cli } from './support/cli.ts';
+
+const HOUR = 3_600_000;
+
+describe('usage errors exit 2 and name the allowed values', () => {
+  const saved = { CERTFLEET_DATA_DIR: process.env.CERTFLEET_DATA_DIR, CERTFLEET_URL: process.env.CERTFLEET_URL, CERTFLEET_TOKEN: process.env.CERTFLEET_TOKEN };
+  beforeAll(() => {
+    process.env.CERTFLEET_DATA_DIR = mkdtempSync(join(tmpdir(), 'certfleet-usage-'));
+    // A client command that got past its flag checks would fail to connect (exit 3), not exit 2.
+    process.env.CERTFLEET_URL = 'http://127.0.0.1:1';
+    process.env.CERTFLEET_TOKEN = 't';
+  });
+  afterAll(() => {
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  });
+
+  it.each([
+    [['certs', 'list', '--expiring-within', '3x'], /--expiring-within must be a duration: a number with s, m, h, d or w \(e\.g\. 45m, 12h, 30d, 2w\) \(got "3x"\)/],
+    [['certs', 'list', '--status', 'BOGUS'], /--status must be one of ACTIVE, REVOKED, EXPIRED \(got "BOGUS"\)/],
+    [['certs', 'show', 'abc'], /CERTIFICATE_ID must be a positive whole number \(got "abc"\)/],
+    [['certs', 'revoke', '-1'], /Unknown option '-1'|CERTIFICATE_ID must be/],
+    [['certs', 'generate', 'D', '--key-type', 'ed25519'], /--key-type must be one of rsa-2048, ec-p256 \(got "ed25519"\)/],
+    [['certs', 'rotate', 'D', '--grace-hours', '0'], /--grace-hours must be a whole number from 1 to 720 \(got "0"\)/],
+    [['certs', 'generate', 'D', '--validity-days', '1.5'], /--validity-days must be a whole number from 1 to 3650/],
+    [['devices', 'list', '--limit', '0'], /--limit must be a whole number from 1 to 1000/],
+    [['alerts', 'list', '--type', 'NOPE'], /--type must be one of CERT_EXPIRING, CERT_EXPIRED, CRL_STALE/],
+    [['alerts', 'list', '--status', 'gone'], /--status must be one of OPEN, ACKNOWLEDGED, CLOSED/],
+    [['alerts', 'list', '--min-severity', '9'], /--min-severity must be a whole number from 1 to 5/],
+    [['alerts', 'ack', 'x1'], /ALERT_ID must be a positive whole number/],
+    [['rotate-expiring', '--within', '3x'], /--within must be a duration/],
+    [['rotate-expiring'], /--within is required/],
+    [['rotate-expiring', '--within', '30d', '--concurrency', '65'], /--concurrency must be a whole number from 1 to 64/],
+    [['init-ca', '--key-type', 'rsa-2048'], /--key-type must be one of ec-p256, rsa-3072 \(got "rsa-2048"\)/],
+    [['token', '--role', 'root'], /--role must be one of customer, tenant-admin, operator, operator-admin/],
+    [['token', '--ttl', 'forever'], /--ttl must be a duration/],
+    [['token'], /--tenant is required for the customer role/],
+    [['token', '--tenant', 'a b'], /--tenant must be a tenant id/],
+    [['worker', '--metrics-port', '70000'], /--metrics-port must be a whole number from 0 to 65535/],
+    [['broker-config', '--out', '/nonexistent', '--port', '99999'], /--port must be a whole number from 1 to 65535/],
+    [['broker-config'], /--out DIR is required/],
+  ])('%j', async (args, message) => {
+    const r = await cli(args);
+    expect(r.stderr).toMatch(message);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain('Usage: certfleet');
+  });
+
+  it('a value is matched case-insensitively and passed on in its canonical spelling; help lists the choices', async () => {
+    const r = await cli(['certs', 'list', '--status', 'active']);
+    expect(r.code).toBe(3); // past the flag checks: nothing listens on port 1
+    expect((await cli(['init-ca', '--help'])).stdout).toMatch(/--key-type TYPE\s+ec-p256 \(default\) or rsa-3072/);
+  });
+
+  it('an operator token needs no tenant', async () => {
+    const r = await cli(['token', '--role', 'operator', '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ role: 'operator', tenant_id: null });
+  });
+});
+
+describe('human output', () => {
+  const now = new Date('2026-01-01T00:00:00Z');
+  const at = (ms: number) => new Date(now.getTime() + ms);
+
+  it('durations in the largest unit that reads well, never "0 days"', () => {
+    expect(relativeTime(at(23 * HOUR), now)).toBe('in 23 hours');
+    expect(relativeTime(at(HOUR), now)).toBe('in 1 hour');
+    expect(relativeTime(at(47 * HOUR), now)).toBe('in 47 hours');
+    expect(relativeTime(at(72 * HOUR), now)).toBe('in 3 days');
+    expect(relativeTime(at(-90_000), now)).toBe('2 minutes ago');
+  });
+
+  it('plurals', () => {
+    expect(plural(1, 'certificate')).toBe('1 certificate');
+    expect(plural(0, 'device')).toBe('0 devices');
+    expect(plural(2, 'alert')).toBe('2 alerts');
+  });
+
+  it('a column with no value stays left-aligned like when it has one; a number column is right-aligned', () => {
+    const empty = table(['id', 'rotation', 'x'], [[1, null, 'a'], [22, null, 'b']]).split('\n');
+    const full = table(['id', 'rotation', 'x'], [[1, 'revokes in 2 hours', 'a'], [22, null, 'b']]).split('\n');
+    expect(empty).toEqual(['ID  ROTATION  X', ' 1  -         a', '22  -         b']);
+    expect(full[2]).toBe('22  -                   b');
+  });
+
+  it('a schedule reads as a schedule', () => {
+    expect(revocationSchedule(at(2 * HOUR), now)).toBe('revokes in 2 hours');
+    expect(revocationSchedule(at(-5 * 60_000), now)).toBe('revocation due 5 minutes ago');
+    expect(revocationSchedule(null, now)).toBeNull();
+  });
+
+  it('inspect names the extended key usages and key usages', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'certfleet-inspect-'));
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'k'), '-out', join(dir, 'c.pem'), '-days', '2', '-subj', '/CN=x',
+      '-addext', 'keyUsage=critical,digitalSignature,keyAgreement', '-addext', 'extendedKeyUsage=clientAuth,1.2.3.4'], { stdio: 'pipe' });
+    const r = await cli(['inspect', join(dir, 'c.pem')]);
+    expect(r.stdout).toMatch(/extended key usage:\s+clientAuth, 1\.2\.3\.4$/m);
+    expect(r.stdout).toMatch(/key usage:\s+digitalSignature, keyAgreement \(critical\)/);
+    expect(r.stdout).not.toContain('1.3.6.1.5.5.7.3.2');
+    const json = JSON.parse((await cli(['inspect', join(dir, 'c.pem'), '--json'])).stdout);
+    expect(json).toMatchObject({ key_usage: ['digitalSignature', 'keyAgreement'], extended_key_usage: ['clientAuth', '1.2.3.4'] });
+  });
+
+  it('rotate-expiring: the summary rows add up to the selection, interrupted or dry', () => {
+    const results = [
+      ...Array.from({ length: 151 }, () => ({ outcome: 'rotated' as const })),
+      ...Array.from({ length: 3 }, () => ({ outcome: 'pending' as const })),
+      { outcome: 'unknown' as const },
+    ];
+    const run = summarize({ results, todo: new Array(199), notAttempted: 47 }, false);
+    expect(run.selected).toBe(202);
+    expect(run.text).toMatch(/rotated, key and certificate written\s+151\n/);
+    expect(run.text).toMatch(/not attempted \(interrupted\)\s+47\n/);
+    expect(run.text).toMatch(/failed: no answer, run again to resolve\s+1\n/);
+    expect(run.text).toMatch(/selected \(expiring within the window\)\s+202$/);
+    const dry = summarize({ results: Array.from({ length: 202 }, () => ({ outcome: 'pending' as const })), todo: [], notAttempted: 0 }, true);
+    expect(dry.counts).toMatchObject({ pending: 202, 'would rotate': 0, rotated: 0 });
+    expect(dry.text).toMatch(/skipped: rotation already pending\s+202\n/);
+  });
+});
