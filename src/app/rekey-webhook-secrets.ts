@@ -1,4 +1,4 @@
-import type { SecretSealer } from '../pki/secret-box.ts';
+import type { SecretSealer } from './ports.ts';
 import type { AppDeps } from './deps.ts';
 
 export interface RekeyReport {
