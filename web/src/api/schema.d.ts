@@ -235,6 +235,93 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customer/broker-grants": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's broker grants (topics every device of the tenant may use) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            grants: {
+                                /** @enum {string} */
+                                access: "read" | "write" | "readwrite";
+                                /** @description relative to topic_prefix */
+                                filter: string;
+                            }[];
+                            tenant_id: string;
+                            /** @description every filter is relative to it: tenant/<tenant>/ */
+                            topic_prefix: string;
+                        };
+                    };
+                };
+            };
+        };
+        /** Replace the broker grants (tenant-admin); the broker ACL follows */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        grants: {
+                            /** @enum {string} */
+                            access: "read" | "write" | "readwrite";
+                            /** @description relative to tenant/<tenant>/; first level not device, + or #; no $ */
+                            filter: string;
+                        }[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            grants: {
+                                /** @enum {string} */
+                                access: "read" | "write" | "readwrite";
+                                /** @description relative to topic_prefix */
+                                filter: string;
+                            }[];
+                            tenant_id: string;
+                            /** @description every filter is relative to it: tenant/<tenant>/ */
+                            topic_prefix: string;
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customer/ca-bundle": {
         parameters: {
             query?: never;
