@@ -2,7 +2,7 @@
  * Broker ACL reload (not a test): how long Mosquitto takes to load the acl_file certfleet writes,
  * with 0 (the peer, same run), 10,000 and 100,000 registered devices (one `user` block each, plus
  * one tenant grant line). Measured as the broker's clients see it: SIGHUP → the admin's next
- * QoS 1 round trip (Mosquitto reloads on its one thread, so the round trip waits for the reload),
+ * QoS 1 round trip sent once it logged "Reloading config" (it reloads on its one thread, so the round trip waits for the reload),
  * less an ordinary round trip, median of 3; and the start to "running". BENCH_SCALE=small: 0 and 10,000.
  *
  *   node --import tsx bench/broker-acl-reload.bench.ts
@@ -52,8 +52,11 @@ async function measure(devices: number): Promise<{ startMs: number; reloadMs: nu
     const reloads: number[] = [];
     for (let i = 0; i < 3; i++) {
       base.push(await roundTrip());
+      const offset = broker.logs().length;
       const t = performance.now();
       process.kill(broker.pid, 'SIGHUP');
+      // The reload starts at the broker's next loop turn: a round trip sent before it would not wait for it.
+      await broker.waitForLog(/Reloading config/, 600_000, offset);
       await roundTrip();
       reloads.push(performance.now() - t);
     }
