@@ -186,6 +186,11 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
       headers: { authorization: `Bearer ${await t.token('acme', 'tenant-admin')}` },
     });
 
+    // Broker grants (replacing them needs tenant-admin)
+    const admin = { authorization: `Bearer ${await t.token('acme', 'tenant-admin')}` };
+    await check('acme', 'PUT', `${C}/broker-grants`, 200, { body: { grants: [{ filter: 'broadcast/#', access: 'read' }] }, headers: admin });
+    expect((await check('acme', 'GET', `${C}/broker-grants`, 200)).grants).toEqual([{ filter: 'broadcast/#', access: 'read' }]);
+
     // Webhooks (before the alerts, so that they queue deliveries)
     const webhook = await check('acme', 'POST', `${C}/notification-webhooks`, 201, { body: { url: 'http://127.0.0.1:9/hook', description: 'schema test' } });
     const hook = { id: webhook.webhook.id };

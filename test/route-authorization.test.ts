@@ -155,6 +155,9 @@ const ROUTES: Record<string, Row> = {
     role: 'tenant-admin', // a device credential: the plain customer role gets 403
     request: async (fx) => ({ path: `/devices/${await fx.device()}/enrollment-tokens`, body: { expires_in_hours: 1 } }),
   },
+  // customer: broker grants (PUT needs tenant-admin: the customer role gets 403; see test/broker-grants.test.ts)
+  'customer GET /broker-grants': { own: 200 },
+  'customer PUT /broker-grants': { own: 403, request: async () => ({ path: '/broker-grants', body: { grants: [{ filter: 'broadcast/#', access: 'read' }] } }) },
   // customer: audit log and overview (console)
   'customer GET /audit-events': { own: 200 },
   'customer GET /expiry-summary': { own: 200 },

@@ -252,6 +252,7 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
     });
     Object.assign(validValues, {
       device_id: 'PROBE-NEVER-CREATED',
+      grants: [{ filter: 'broadcast/#', access: 'read' }],
       site_id: 'site-2',
       key_type: 'ec-p256',
       validity_days: 30,

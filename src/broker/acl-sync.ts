@@ -9,7 +9,8 @@
  * broker is reloaded only after the rename. An unchanged file is not rewritten (a pending reload
  * is retried). A failed reload is remembered and retried by the next sync.
  */
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, stat } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { writeFileAtomic, type FileOwner } from '../support/atomic-file.ts';
 import type { Logger } from '../support/logger.ts';
 import type { RenderedAcl } from './mosquitto-config.ts';
@@ -82,6 +83,7 @@ export function createAclSync(deps: AclSyncDeps): AclSync {
       return { file: 'unchanged', devices: rendered.devices, bytes, reloaded, ms: performance.now() - started };
     }
     const { mode, owner } = await currentMode(deps.path);
+    await mkdir(dirname(deps.path), { recursive: true, mode: 0o755 });
     try {
       await writeFileAtomic(deps.path, rendered.text, mode, owner);
     } catch (error) {
