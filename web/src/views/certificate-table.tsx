@@ -7,7 +7,7 @@ type Certificate = components['schemas']['Certificate'];
 /** Certificates with status, key type, serial, fingerprint, expiry, days left, scheduled revocation. */
 export function CertificateTable(props: { caption: string; certificates: Certificate[]; showTenant?: boolean; actions?: (c: Certificate) => ComponentChildren }) {
   return (
-    <div class="overflow-auto">
+    <div class="overflow-auto" tabIndex={0} role="region" aria-label={props.caption}>
       <table class="striped">
         <caption>{props.caption}</caption>
         <thead>
