@@ -62,7 +62,8 @@ const serviceCommands: Record<string, CommandSpec> = {
     flags: {
       ...json,
       tenant: { type: 'string', value: 'TENANT', help: 'tenant id (required for tenant roles)' },
-      role: { type: 'string', value: 'ROLE', help: 'customer (default), tenant-admin, operator or operator-admin' },
+      role: { type: 'string', value: 'ROLE', help: 'customer (default), tenant-admin, operator, operator-admin or broker-agent (with --node)' },
+      node: { type: 'string', value: 'NAME', help: 'the broker node a broker-agent token is for' },
       ttl: { type: 'string', value: 'TTL', help: 'lifetime, e.g. 30m, 1h (default), 7d' },
       sub: { type: 'string', value: 'NAME', help: 'subject recorded in the audit log (default cli:ROLE)' },
     },

@@ -1,7 +1,7 @@
 import type { Config } from '../config.ts';
 import { loadOrCreateDevSigningKey, parseTtl } from '../auth/dev-signing-key.ts';
 import { ROLES, type Role } from '../auth/roles.ts';
-import { isValidTenantId } from '../domain/identifiers.ts';
+import { isValidBrokerNodeName, isValidTenantId } from '../domain/identifiers.ts';
 import { systemClock } from '../domain/clock.ts';
 import { developmentAuthAllowed, devKeyPath } from '../composition/token-verifier.ts';
 import type { Flags } from './commands.ts';
@@ -17,14 +17,20 @@ export async function tokenCommand(flags: Flags, config: Config): Promise<number
   const role = ((flags.role as string | undefined) ?? 'customer') as Role;
   if (!ROLES.includes(role)) throw new Error(`--role must be one of ${ROLES.join(', ')}`);
   const tenant = flags.tenant as string | undefined;
-  if (!tenant && !role.startsWith('operator')) throw new Error('--tenant is required for tenant roles');
+  const node = flags.node as string | undefined;
+  if (role === 'broker-agent') {
+    if (!node || !isValidBrokerNodeName(node)) throw new Error('--role broker-agent needs --node NAME (letters, digits, _ and -, at most 40)');
+    if (tenant) throw new Error('a broker-agent token names no tenant');
+  } else if (node) throw new Error('--node goes with --role broker-agent only');
+  if (!tenant && !role.startsWith('operator') && role !== 'broker-agent') throw new Error('--tenant is required for tenant roles');
   if (tenant && !isValidTenantId(tenant)) throw new Error(`invalid tenant id "${tenant}"`);
   const ttlSeconds = parseTtl((flags.ttl as string | undefined) ?? '1h');
   if (ttlSeconds > config.devTokenMaxTtlSeconds) {
     throw new Error(`--ttl may be at most ${config.devTokenMaxTtlSeconds} s (CERTFLEET_DEV_TOKEN_MAX_TTL); the service refuses longer-lived development tokens`);
   }
   const key = await loadOrCreateDevSigningKey(devKeyPath(config));
-  const token = await key.sign({ tenantId: tenant, roles: [role], subject: (flags.sub as string | undefined) ?? `cli:${role}`, ttlSeconds, now: systemClock.now() });
-  print(flags, token, { token, tenant_id: tenant ?? null, role, expires_in: ttlSeconds });
+  const subject = (flags.sub as string | undefined) ?? (node ? `broker-node:${node}` : `cli:${role}`);
+  const token = await key.sign({ tenantId: tenant, roles: [role], subject, ttlSeconds, now: systemClock.now(), ...(node ? { brokerNode: node } : {}) });
+  print(flags, token, { token, tenant_id: tenant ?? null, role, ...(node ? { broker_node: node } : {}), expires_in: ttlSeconds });
   return 0;
 }

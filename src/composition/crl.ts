@@ -38,6 +38,7 @@ import { createBrokerReloader, type BrokerReloader } from '../broker/broker-relo
 import { revokedSessionsFor, withSessionKicks, type SessionKickingReloader } from '../broker/session-kicking-reloader.ts';
 import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
 import { createCrlPublisher, type CrlPublisher } from '../crl/crl-publisher.ts';
+import { createCrlBundleSource, type CrlBundleSource } from '../crl/crl-bundle.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
 
 export type CrlConfig = Pick<
@@ -72,6 +73,8 @@ export interface CrlPublication {
   getCrl: GetCrl;
   /** The Device CA's key id (the crl_state row); null without a CA. */
   issuerKeyId: string | null;
+  /** The CRL bundle broker agents apply (every CA's file variant); null without a CA. */
+  bundle: CrlBundleSource | null;
   routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
   /** The CRL Distribution Point URL certificates carry, and the Issuing Distribution Point of the CRL served there. */
   distributionPointUrl: string;
@@ -102,6 +105,21 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   const repositories = createStorage(db);
   const getCrl = createGetCrl({ storage: repositories, issuerKeyId: authority?.issuerKeyId ?? null });
   let publisher: CrlPublisher | null = null;
+  const bundle = authority
+    ? createCrlBundleSource({
+        issuers: [
+          {
+            issuerKeyId: authority.issuerKeyId,
+            readVersion: async () => {
+              const info = await db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId));
+              return info?.sha256 ? { sha256: info.sha256, crlNumber: info.crlNumber } : null;
+            },
+            loadFileDer: storedFileCrlLoader(db, authority.issuerKeyId),
+          },
+        ],
+        onError: (error) => logger.warn({ err: (error as Error).message }, 'could not read the CRL bundle'),
+      })
+    : null;
   const events = createRevocationEvents({
     db,
     local: { revocationCommitted: () => publisher?.revocationCommitted() },
@@ -143,6 +161,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       onPublished: ({ crl }) => {
         getCrl.offer(crl);
         events.crlPublished(crl.crlNumber);
+        bundle?.published();
       },
     });
   }
@@ -156,6 +175,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     publisher,
     getCrl,
     issuerKeyId: authority?.issuerKeyId ?? null,
+    bundle,
     distributionPointUrl,
     broker,
     routes: {
@@ -173,7 +193,10 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
         instanceId,
         {
           onRevoked: (committedBefore) => pub.revocationCommitted({ committedBefore }),
-          onPublished: (crlNumber) => pub.syncFile(crlNumber),
+          onPublished: (crlNumber) => {
+            pub.syncFile(crlNumber);
+            bundle?.published();
+          },
           // Revocations committed while we were not listening (down, reconnecting): rebuild unless a CRL was built since.
           onConnected: (now) => {
             pub.revocationCommitted({ committedBefore: now });
@@ -192,6 +215,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       }
     },
     async stop() {
+      bundle?.close();
       if (timer) clearInterval(timer);
       timer = null;
       await listening?.close();

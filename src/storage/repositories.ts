@@ -10,6 +10,7 @@ import type { Queryable } from './driver.ts';
 import { isUniqueViolation } from './rows.ts';
 import * as alerts from './repos/alerts-repo.ts';
 import * as audit from './repos/audit-repo.ts';
+import * as brokerNodes from './repos/broker-nodes-repo.ts';
 import * as certificates from './repos/certificates-repo.ts';
 import * as crl from './repos/crl-repo.ts';
 import * as devices from './repos/devices-repo.ts';
@@ -123,6 +124,12 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       takePendingRevocations: (issuer) => crl.takePendingRevocations(tx, issuer),
       hasPendingRevocations: (issuer) => crl.hasPendingRevocations(tx, issuer),
       latestCrlNextUpdate: () => crl.latestCrlNextUpdate(tx),
+    },
+    brokerNodes: {
+      recordReport: (r) => brokerNodes.recordReport(tx, r),
+      findNode: (node) => brokerNodes.findNode(tx, node),
+      listNodes: () => brokerNodes.listNodes(tx),
+      setCanaries: (node, kind, ids, now) => brokerNodes.setCanaries(tx, node, kind, ids, now),
     },
     tasks: {
       lockTask: async (key) => {
