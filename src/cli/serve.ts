@@ -22,6 +22,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
         metrics: service.metrics,
         crl: service.crl.publisher,
         revocations: service.crl.listener,
+        brokerFleet: service.brokerFleet,
         log: logger,
       })
     : null;

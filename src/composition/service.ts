@@ -33,6 +33,8 @@ import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
 import { createStorage } from '../storage/repositories.ts';
 import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
+import { createBrokerFleet, type BrokerFleet } from '../app/broker-nodes.ts';
+import { brokerAgentRoutes, crlBundleRoutes, operatorBrokerNodeRoutes } from '../http/routes/broker-agent.ts';
 
 export interface ServiceOverrides {
   clock?: Clock;
@@ -61,6 +63,8 @@ export interface Service {
   crl: CrlPublication;
   /** Device-initiated enrollment and renewal (EST listener, MQTT renewal topics). */
   renewal: RenewalWiring;
+  /** Broker nodes and their agents (reports, lag alerts, canaries). */
+  brokerFleet: BrokerFleet;
   close(): Promise<void>;
 }
 
@@ -103,6 +107,16 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
     const useCases = createUseCases(deps);
+    const brokerFleet = createBrokerFleet({
+      storage: deps.storage,
+      clock,
+      useCases,
+      settings: {
+        lagAlertMs: config.brokerFleet.lagAlertSeconds * 1000,
+        reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * 1000,
+        issuerKeyIds: crl.issuerKeyId ? [crl.issuerKeyId] : [],
+      },
+    });
     const renewal = createRenewalWiring(config, deps, useCases, storage.db);
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
     const crlStatus = createGetCrlStatus({ storage: deps.storage, issuerKeyId: crl.issuerKeyId });
@@ -120,7 +134,14 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),
       ],
-      operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases), operatorAuditRoutes(useCases), operatorOverviewRoutes(useCases, crlStatus)],
+      operator: [
+        operatorRoutes(useCases),
+        operatorAlertRoutes(useCases),
+        operatorAuditRoutes(useCases),
+        operatorOverviewRoutes(useCases, crlStatus),
+        operatorBrokerNodeRoutes(brokerFleet),
+      ],
+      brokerAgent: { pki: [crlBundleRoutes(crl.bundle)], api: [brokerAgentRoutes(brokerFleet)] },
       public: [
         healthRoutes({ db: storage.db, caLoaded: ca.ca !== null }),
         crl.routes.pki,
@@ -154,6 +175,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       metrics,
       crl,
       renewal,
+      brokerFleet,
       async close() {
         await renewal.close();
         await crl.stop();

@@ -7,6 +7,7 @@ import { createExpiryPolicy } from '../domain/expiry-policy.ts';
 import { DEFAULT_RETRY_POLICY } from '../domain/notification-policy.ts';
 import { createApplyScheduledRevocations } from '../app/apply-scheduled-revocations.ts';
 import { createCheckCrlFreshness, type CrlHealth } from '../app/check-crl-freshness.ts';
+import { createBrokerFleet, type BrokerFleet } from '../app/broker-nodes.ts';
 import { createDeliverNotifications, DEFAULT_DELIVERY_SETTINGS, type DeliverySettings, type WebhookSender } from '../app/deliver-notifications.ts';
 import { createMarkExpired } from '../app/mark-expired.ts';
 import { createRaiseExpiryAlerts } from '../app/raise-expiry-alerts.ts';
@@ -33,7 +34,7 @@ export interface CrlPublisherPort {
   revocationCommitted?(): void;
 }
 
-export const TASK_NAMES = ['scheduled-revocations', 'crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'notifications'] as const;
+export const TASK_NAMES = ['scheduled-revocations', 'crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'broker-nodes', 'notifications'] as const;
 export type TaskName = (typeof TASK_NAMES)[number];
 
 export interface WorkerOverrides {
@@ -52,6 +53,8 @@ export interface WorkerOverrides {
   /** Told when scheduled revocations revoked something. Default: the CRL publication's listener (also NOTIFYs other replicas). */
   revocations?: RevocationListener;
   sender?: WebhookSender;
+  /** The broker fleet whose lag the `broker-nodes` task checks (serve passes the service's); default: built here when a CA is loaded. */
+  brokerFleet?: BrokerFleet | null;
   /** Decrypts the stored webhook secrets. Default: WEBHOOK_SECRET_KEY or the data dir's key file. */
   secrets?: SecretSealer;
   holder?: string;
@@ -83,6 +86,7 @@ export const defaultIntervals = (config: Pick<Config, 'crlRefreshMinutes'>): Rec
   'mark-expired': MINUTE,
   'expiry-alerts': 10 * MINUTE,
   'crl-freshness': 5 * MINUTE,
+  'broker-nodes': 30_000,
   notifications: 10_000,
 });
 
@@ -151,6 +155,20 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const markExpired = createMarkExpired({ storage: repositories, clock });
   const raiseExpiryAlerts = createRaiseExpiryAlerts({ storage: repositories, clock, policy });
   const checkCrlFreshness = createCheckCrlFreshness({ storage: repositories, clock, health: crlHealth(crl), marginMs: 24 * 60 * MINUTE, failureThreshold: 3 });
+  const brokerFleet =
+    overrides.brokerFleet !== undefined
+      ? overrides.brokerFleet
+      : crlPublication?.issuerKeyId
+        ? createBrokerFleet({
+            storage: repositories,
+            clock,
+            settings: {
+              lagAlertMs: config.brokerFleet.lagAlertSeconds * 1000,
+              reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * 1000,
+              issuerKeyIds: [crlPublication.issuerKeyId],
+            },
+          })
+        : null;
   const deliverNotifications = createDeliverNotifications({
     storage: repositories,
     clock,
@@ -166,6 +184,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     { name: 'expiry-alerts', everyMs: intervals['expiry-alerts'], run: raiseExpiryAlerts },
     // Without a Device CA there is no CRL to go stale.
     ...(crl ? [{ name: 'crl-freshness', everyMs: intervals['crl-freshness'], run: checkCrlFreshness }] : []),
+    ...(brokerFleet ? [{ name: 'broker-nodes', everyMs: intervals['broker-nodes'], run: async () => ({ ...(await brokerFleet.checkNodes()) }) }] : []),
     { name: 'notifications', everyMs: intervals.notifications, run: deliverNotifications },
   ];
 
