@@ -199,7 +199,14 @@ export function createBrokerFleet(deps: Pick<AppDeps, 'storage' | 'clock'> & { s
     return { node, valid: issued.valid, revoked: issued.revoked };
   }
 
-  return { report, list, checkNodes, issueCanaries };
+  /** Whose live sessions a node closes after applying a bundle: the CNs of revoked certificates among `serials` (at most 5 000). */
+  async function revokedCommonNames(serials: string[]) {
+    if (serials.length > 5_000) throw new AppError('VALIDATION_FAILED', 'at most 5000 serials per request');
+    const normalized = serials.map((s) => s.toLowerCase().replace(/^0+(?=.)/, ''));
+    return { certificates: await storage.asOperator((repos) => repos.brokerNodes.revokedCommonNames(normalized)) };
+  }
+
+  return { report, list, checkNodes, issueCanaries, revokedCommonNames };
 }
 
 export type BrokerFleet = ReturnType<typeof createBrokerFleet>;

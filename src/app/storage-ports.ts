@@ -441,4 +441,6 @@ export interface BrokerNodeRepository {
   listNodes(): Promise<BrokerNodeRecord[]>;
   /** Remembers the node's canary certificates (creating its row if needed). */
   setCanaries(node: string, kind: 'mosquitto' | 'rabbitmq', ids: { valid: number; revoked: number }, now: Date): Promise<void>;
+  /** The CNs of the REVOKED certificates among these serials (hex, no leading zeros): whose broker sessions to close. */
+  revokedCommonNames(serials: string[]): Promise<Array<{ serial_number: string; common_name: string }>>;
 }

@@ -1,5 +1,6 @@
 import { loadConfig } from '../config.ts';
 import { alertsGroup } from './alerts.ts';
+import { brokerAgentCommand, brokersGroup } from './broker-agent.ts';
 import { certsGroup } from './certs.ts';
 import { crlGroup } from './crl.ts';
 import { devicesGroup } from './devices.ts';
@@ -104,6 +105,8 @@ export const commands: Record<string, Entry> = {
   certs: certsGroup,
   crl: crlGroup,
   alerts: alertsGroup,
+  'broker-agent': brokerAgentCommand,
+  brokers: brokersGroup,
   inspect: inspectCommand,
   'rotate-expiring': rotateExpiringCommand,
 };

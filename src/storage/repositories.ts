@@ -130,6 +130,7 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       findNode: (node) => brokerNodes.findNode(tx, node),
       listNodes: () => brokerNodes.listNodes(tx),
       setCanaries: (node, kind, ids, now) => brokerNodes.setCanaries(tx, node, kind, ids, now),
+      revokedCommonNames: (serials) => brokerNodes.revokedCommonNames(tx, serials),
     },
     tasks: {
       lockTask: async (key) => {

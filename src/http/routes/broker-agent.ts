@@ -117,6 +117,40 @@ export function brokerAgentRoutes(fleet: BrokerFleet) {
       },
       async (request) => ({ node: await fleet.report(nodeOf(request), request.body) }),
     );
+    app.post<{ Body: { serials: string[] } }>(
+      '/revoked-common-names',
+      {
+        schema: {
+          tags: ['broker-agent'],
+          summary: 'The CNs of revoked certificates among serials the bundle newly lists (whose live sessions the broker closes)',
+          body: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['serials'],
+            properties: { serials: { type: 'array', maxItems: 5_000, items: { type: 'string', pattern: '^[0-9a-fA-F]{1,64}$' } } },
+          },
+          response: {
+            200: {
+              type: 'object',
+              additionalProperties: false,
+              required: ['certificates'],
+              properties: {
+                certificates: {
+                  type: 'array',
+                  items: {
+                    type: 'object',
+                    additionalProperties: false,
+                    required: ['serial_number', 'common_name'],
+                    properties: { serial_number: { type: 'string' }, common_name: { type: 'string' } },
+                  },
+                },
+              },
+            },
+          },
+        },
+      },
+      async (request) => fleet.revokedCommonNames(request.body.serials),
+    );
     app.post<{ Body: { kind?: 'mosquitto' | 'rabbitmq' } | undefined }>(
       '/canaries',
       {

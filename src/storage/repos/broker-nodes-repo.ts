@@ -57,3 +57,12 @@ export async function setCanaries(tx: Queryable, node: string, kind: string, ids
     [node, kind, now, ids.valid, ids.revoked],
   );
 }
+
+export async function revokedCommonNames(tx: Queryable, serials: string[]): Promise<Array<{ serial_number: string; common_name: string }>> {
+  if (serials.length === 0) return [];
+  const { rows } = await tx.query<{ serial_number: string; common_name: string }>(
+    `SELECT serial_number, common_name FROM device_certificates WHERE status = 'REVOKED' AND serial_number = ANY($1::text[]) ORDER BY serial_number`,
+    [serials],
+  );
+  return rows;
+}
