@@ -117,7 +117,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
     try {
       const pem = await readFile(options.crlFile, 'latin1');
-      for (const crl of checkBundle(pem, cas, new Map(), new Date(0))) applied.set(crl.issuerKeyId, crl);
+      for (const crl of checkBundle(pem, cas, new Map(), null)) applied.set(crl.issuerKeyId, crl);
       state.crlNumbers = numbers();
     } catch (error) {
       log.warn({ event: 'broker_agent_no_floor', err: (error as Error).message }, 'the current CRL file gives no CRL number to start from');
@@ -202,6 +202,10 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     const crls = checkBundle(pem, cas, new Map([...applied].map(([k, v]) => [k, v.crlNumber])), new Date());
     const unchanged = crls.length === applied.size && crls.every((c) => applied.get(c.issuerKeyId)?.der.equals(c.der));
     if (!unchanged) {
+      // A small clock skew: wait until every CRL is valid here, or the broker refuses every client meanwhile.
+      const validFrom = Math.max(...crls.map((c) => c.thisUpdate.getTime()));
+      if (validFrom > Date.now()) await sleep(validFrom - Date.now() + 1000);
+      if (stopper.signal.aborted) return;
       await writeFileAtomic(options.crlFile, pem, 0o644);
       await reloadUntilDone();
       const previous = new Map(applied);
@@ -214,11 +218,12 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       await kickNewlyRevoked(previous, crls).catch((error: Error) => log.warn({ event: 'broker_agent_kick_failed', err: error.message }, 'could not close revoked sessions'));
     }
     state.lastError = null;
-    let check: (CanaryCheck & { at: Date }) | null = null;
+    let check: (CanaryCheck & { at: Date; attempts: number }) | null = null;
     if (options.canary && canaries) {
       const listed = crls.some((c) => newlyRevokedSerials(null, c.der).includes(canaries!.revoked.serial));
       check = { ...(await checkEnforcement(options.canary, canaries, listed)), at: new Date() };
       state.lastCheck = check;
+      if (check.attempts > 1) log.warn({ event: 'broker_agent_check_retried', attempts: check.attempts, result: check.result }, 'canary check needed retries (broker reloading)');
       if (check.result === 'failed') log.error({ event: 'broker_agent_enforcement_failed', node: options.node, detail: check.detail }, 'the broker does not enforce the CRL');
     }
     await report(check);

@@ -19,6 +19,7 @@ export interface TrustedCa {
 export interface CheckedCrl {
   issuerKeyId: string;
   crlNumber: bigint;
+  thisUpdate: Date;
   nextUpdate: Date;
   der: Buffer;
 }
@@ -26,7 +27,7 @@ export interface CheckedCrl {
 export class BundleRejectedError extends Error {
   override readonly name = 'BundleRejectedError';
   constructor(
-    readonly code: 'EMPTY' | 'UNTRUSTED_ISSUER' | 'DUPLICATE_ISSUER' | 'NUMBER_WENT_BACKWARDS' | 'INVALID_CRL',
+    readonly code: 'EMPTY' | 'UNTRUSTED_ISSUER' | 'DUPLICATE_ISSUER' | 'NUMBER_WENT_BACKWARDS' | 'INVALID_CRL' | 'NOT_YET_VALID',
     message: string,
   ) {
     super(`CRL bundle refused: ${message}`);
@@ -46,7 +47,7 @@ function verifyOne(der: Buffer, cas: TrustedCa[], now: Date): CheckedCrl {
   for (const ca of cas) {
     try {
       const v = verifyCrl(der, { caPublicKey: ca.publicKey, now, issuerNameDer: ca.subjectDer });
-      return { issuerKeyId: ca.keyId, crlNumber: v.crlNumber, nextUpdate: v.nextUpdate, der };
+      return { issuerKeyId: ca.keyId, crlNumber: v.crlNumber, thisUpdate: v.thisUpdate, nextUpdate: v.nextUpdate, der };
     } catch (error) {
       if (!(error instanceof CrlVerificationError)) throw error;
       last = error;
@@ -60,15 +61,25 @@ function verifyOne(der: Buffer, cas: TrustedCa[], now: Date): CheckedCrl {
 }
 
 /**
+ * A CRL whose thisUpdate is ahead of the broker's clock makes OpenSSL refuse every client ("CRL is
+ * not yet valid"): one further ahead than this is refused; a smaller skew is waited out before writing.
+ */
+export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
  * Checks a bundle (PEM, one `X509 CRL` block per CA) against the trusted CAs and the numbers the
  * node applied last (`applied`: CA key id → CRL number). Returns its CRLs; throws BundleRejectedError.
+ * `now` null: the file on disk read back at start (only signatures and issuers count).
  */
-export function checkBundle(pem: string, cas: TrustedCa[], applied: ReadonlyMap<string, bigint>, now: Date): CheckedCrl[] {
+export function checkBundle(pem: string, cas: TrustedCa[], applied: ReadonlyMap<string, bigint>, now: Date | null): CheckedCrl[] {
   const blocks = pemBlocks(pem, 'X509 CRL');
   if (blocks.length === 0) throw new BundleRejectedError('EMPTY', 'no X509 CRL block');
   const out: CheckedCrl[] = [];
   for (const der of blocks) {
-    const crl = verifyOne(der, cas, now);
+    const crl = verifyOne(der, cas, now ?? new Date(0));
+    if (now && crl.thisUpdate.getTime() - now.getTime() > MAX_CLOCK_SKEW_MS) {
+      throw new BundleRejectedError('NOT_YET_VALID', `CA ${crl.issuerKeyId}: thisUpdate ${crl.thisUpdate.toISOString()} is ahead of this node's clock (${now.toISOString()}); the broker would refuse every client`);
+    }
     if (out.some((c) => c.issuerKeyId === crl.issuerKeyId)) throw new BundleRejectedError('DUPLICATE_ISSUER', `two CRLs of CA ${crl.issuerKeyId}`);
     const before = applied.get(crl.issuerKeyId);
     if (before !== undefined && crl.crlNumber < before) {

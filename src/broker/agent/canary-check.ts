@@ -58,8 +58,29 @@ export async function handshake(target: CanaryTarget, identity: { certPem: strin
 
 const describe = (o: HandshakeOutcome) => (o.outcome === 'refused' ? `refused (${o.error})` : o.outcome);
 
-/** Both handshakes; `revokedListed`: the CRL the broker just loaded lists the revoked canary. */
-export async function checkEnforcement(target: CanaryTarget, canaries: CanaryPair, revokedListed: boolean): Promise<CanaryCheck> {
+/**
+ * Both handshakes, repeated while they fail (`retryDelaysMs`, default 0.1 to 1.6 s, 3.1 s in
+ * all): a broker that has been signalled reloads a moment later, and Mosquitto 2.0 refuses
+ * every handshake ("bad certificate") for a short while during its reload. Only a failure that
+ * outlasts the retries is reported. `revokedListed`: the CRL the broker was given lists the revoked canary.
+ */
+export async function checkEnforcement(
+  target: CanaryTarget,
+  canaries: CanaryPair,
+  revokedListed: boolean,
+  retryDelaysMs: readonly number[] = [100, 200, 400, 800, 1600],
+): Promise<CanaryCheck & { attempts: number }> {
+  let attempts = 0;
+  for (;;) {
+    const check = await checkOnce(target, canaries, revokedListed);
+    attempts++;
+    const delay = retryDelaysMs[attempts - 1];
+    if (check.result === 'passed' || delay === undefined) return { ...check, attempts };
+    await new Promise((r) => setTimeout(r, delay));
+  }
+}
+
+async function checkOnce(target: CanaryTarget, canaries: CanaryPair, revokedListed: boolean): Promise<CanaryCheck> {
   const revoked = revokedListed ? await handshake(target, canaries.revoked) : null;
   const valid = await handshake(target, canaries.valid);
   const problems: string[] = [];
