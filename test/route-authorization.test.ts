@@ -26,6 +26,7 @@ import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
 import { createSessionStore } from '../src/composition/browser-sessions.ts';
 import { tokenVerifierFor } from '../src/composition/token-verifier.ts';
+import { loadOrCreateDevSigningKey } from '../src/auth/dev-signing-key.ts';
 import { createWorker, type Worker } from '../src/composition/worker.ts';
 import { buildHttpApp } from '../src/http/app.ts';
 import { silentLogger } from '../src/support/logger.ts';
@@ -181,6 +182,12 @@ const ROUTES: Record<string, Row> = {
   'operator GET /audit-events': { own: 200 },
   'operator GET /expiry-summary': { own: 200 },
   'operator GET /crl/status': { own: 200 },
+  'operator GET /broker-nodes': { own: 200 },
+  // broker agents (role broker-agent with a broker_node claim; bearer tokens only)
+  'broker-agent GET /crl-bundle.pem': { own: 200 },
+  'broker-agent POST /report': { own: 200, request: () => ({ path: '/report', body: { kind: 'mosquitto', crl_number: '1' } }) },
+  'broker-agent POST /revoked-common-names': { own: 200, request: () => ({ path: '/revoked-common-names', body: { serials: ['1f'] } }) },
+  'broker-agent POST /canaries': { own: 201, request: () => ({ path: '/canaries', body: {} }) },
   // how the console signs in, and who is signed in
   'session GET /config': { own: 200, expect: everyCase(200) },
   'session GET /me': {
@@ -237,6 +244,11 @@ function expected(access: RouteAccess, method: string, row: Row, hasParams: bool
   if (override !== undefined) return override;
   if (access === 'public') return row.own;
   if (access === 'session') return c === 'own tenant' ? row.own : 401;
+  if (access === 'broker-agent') {
+    if (c === 'own tenant') return row.own;
+    // a customer's or an operator's token is not a broker agent's; a browser session never is
+    return c === 'other tenant' || c === 'customer on operator route' || c === 'operator on customer route' ? 403 : 401;
+  }
   switch (c) {
     case 'own tenant':
       return row.own;
@@ -300,7 +312,10 @@ describe('authorization of every registered route', () => {
       csrfOf.set(id, res.json().csrf_token);
       return `certfleet_session=${id}`;
     };
-    const owner = async (access: RouteAccess) => (access === 'operator' ? t.token(null, 'operator') : t.token(TENANT_A));
+    const devKey = await loadOrCreateDevSigningKey(join(t.dataDir, 'dev-token-key.json'));
+    const agentToken = await devKey.sign({ roles: ['broker-agent'], brokerNode: 'route-table', subject: 'broker-node:route-table', ttlSeconds: 3600, now: new Date() });
+    const owner = async (access: RouteAccess) =>
+      access === 'operator' ? t.token(null, 'operator') : access === 'broker-agent' ? agentToken : t.token(TENANT_A);
     credentials = {
       'no token': async () => ({}),
       'expired token': async () => ({ token: await signed({ iat: now - 7200, exp: now - 3600 }) }),
@@ -312,7 +327,7 @@ describe('authorization of every registered route', () => {
       'customer on operator route': async () => ({ token: await t.token(TENANT_A) }),
       'operator on customer route': async () => ({ token: await t.token(null, 'operator') }),
       // a fresh session per use: DELETE /auth/session ends the one it is given
-      'cookie without CSRF token': async (access) => ({ cookie: await sessionCookie(await owner(access)) }),
+      'cookie without CSRF token': async (access) => ({ cookie: await sessionCookie(await owner(access === 'broker-agent' ? 'operator' : access)) }),
       'own tenant': async (access) => ({ token: await owner(access) }),
     };
   }, 120_000);
