@@ -110,6 +110,10 @@ describe('the broker-agent role', () => {
     ]);
     const alerts = (await inject(await t.token(null, 'operator'), 'GET', '/api/v1/operator/alerts?tenant_id=__system__&type=BROKER_ENFORCEMENT_FAILED&status=OPEN')).json().alerts;
     expect(alerts.map((x: { fingerprint: string; severity: number }) => [x.fingerprint, x.severity])).toEqual([['broker-node:node-a', 5]]);
+    const metrics = (await inject(null, 'GET', '/metrics')).body;
+    expect(metrics).toMatch(/^certfleet_broker_node_enforced\{node="node-a"\} 0$/m);
+    expect(metrics).toMatch(/^certfleet_broker_node_enforced\{node="node-b"\} 1$/m);
+    expect(metrics).toMatch(/^certfleet_broker_node_crl_number\{node="node-a"\} 5$/m);
   });
 });
 

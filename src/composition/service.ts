@@ -34,6 +34,7 @@ import { createStorage } from '../storage/repositories.ts';
 import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import { createBrokerFleet, type BrokerFleet } from '../app/broker-nodes.ts';
+import { registerBrokerFleetMetrics } from './broker-fleet-metrics.ts';
 import { brokerAgentRoutes, crlBundleRoutes, operatorBrokerNodeRoutes } from '../http/routes/broker-agent.ts';
 
 export interface ServiceOverrides {
@@ -117,6 +118,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         issuerKeyIds: crl.issuerKeyId ? [crl.issuerKeyId] : [],
       },
     });
+    registerBrokerFleetMetrics(metrics, brokerFleet);
     const renewal = createRenewalWiring(config, deps, useCases, storage.db);
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
     const crlStatus = createGetCrlStatus({ storage: deps.storage, issuerKeyId: crl.issuerKeyId });
