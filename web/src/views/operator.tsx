@@ -3,6 +3,7 @@ import { call, client } from '../api/client';
 import { Loading, Pager, useLoad, usePager } from '../ui';
 import { AlertsView } from './alerts';
 import { AuditView } from './audit';
+import { BrokerNodesView } from './broker-nodes';
 import { CertificateTable } from './certificate-table';
 import { CrlView } from './crl';
 import { ExpiryChart } from './expiry-chart';
@@ -32,6 +33,7 @@ function AllCertificates() {
       <h1>Certificates of every tenant</h1>
       <ExpiryChart scope="operator" tenant={filters.tenant_id} />
       <CrlView scope="operator" />
+      <BrokerNodesView />
       <section aria-labelledby="all-certs-heading">
         <h2 id="all-certs-heading">Certificates</h2>
         <CertificateFilters withTenant onApply={setFilters} />
