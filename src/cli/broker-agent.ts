@@ -4,6 +4,7 @@ import path from 'node:path';
 import { BROKER_KINDS, type BrokerKind, type BrokerNodeView } from '../app/broker-nodes.ts';
 import { createBrokerReloader } from '../broker/broker-reloader.ts';
 import { createRevokedSessions } from '../broker/revoked-sessions.ts';
+import { crlHashDirTarget } from '../broker/agent/crl-targets.ts';
 import { isValidBrokerNodeName } from '../domain/identifiers.ts';
 import { createLogger } from '../support/logger.ts';
 import { clientFromFlags } from './client/credentials.ts';
@@ -23,12 +24,12 @@ export const brokerAgentCommand: CommandSpec = {
     url: { type: 'string', value: 'URL', help: "certfleet's base URL (required)" },
     'token-file': { type: 'string', value: 'FILE', help: 'a broker-agent token for this node, re-read at every request (required)' },
     node: { type: 'string', value: 'NAME', help: "this node's name, as in the token's broker_node claim (required)" },
-    'crl-file': { type: 'string', value: 'PATH', help: "the broker's crlfile (required)" },
+    'crl-file': { type: 'string', value: 'PATH', help: "the broker's crlfile (required); with --broker rabbitmq the CRL hash directory of its ssl_crl_hash_dir" },
     'ca-file': { type: 'string', value: 'PATH', help: 'the CA certificates the broker trusts for devices: every CRL must be signed by one (required)' },
     'pid-file': { type: 'string', value: 'PATH', help: "the broker's pid file: SIGHUP after each new CRL" },
     'reload-command': { type: 'string', value: 'CMD', help: 'shell command that makes the broker reload (instead of --pid-file)' },
     broker: { type: 'string', value: 'KIND', help: 'mosquitto (default) or rabbitmq' },
-    'admin-url': { type: 'string', value: 'URL', help: 'Mosquitto dynsec admin listener, to close live sessions of revoked devices' },
+    'admin-url': { type: 'string', value: 'URL', help: 'to close live sessions of revoked devices: Mosquitto dynsec admin listener, or RabbitMQ management API (http://127.0.0.1:15672)' },
     'admin-username': { type: 'string', value: 'NAME', help: 'dynsec admin user (default certfleet-admin)' },
     'admin-password-file': { type: 'string', value: 'FILE', help: "the admin user's password file" },
     'admin-ca-file': { type: 'string', value: 'FILE', help: 'CA of an mqtts:// admin listener' },
@@ -50,13 +51,16 @@ export const brokerAgentCommand: CommandSpec = {
     if (!BROKER_KINDS.includes(kind)) throw new UsageError(`--broker must be one of ${BROKER_KINDS.join(', ')}`);
     const pidFile = str(flags['pid-file']);
     const command = str(flags['reload-command']);
-    if (!pidFile === !command) throw new UsageError('give exactly one of --pid-file and --reload-command');
+    // RabbitMQ (OTP ssl) reads its CRL directory at every handshake: no reload.
+    if (pidFile && command) throw new UsageError('give one of --pid-file and --reload-command');
+    if (kind === 'mosquitto' && !pidFile && !command) throw new UsageError('give --pid-file or --reload-command');
     const crlFile = path.resolve(required(flags, 'crl-file'));
     const wait = Number(str(flags.wait) ?? 50);
     if (!Number.isInteger(wait) || wait < 1 || wait > 120) throw new UsageError('--wait must be 1 to 120 seconds');
     const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
     const adminUrl = str(flags['admin-url']);
-    const sessions = adminUrl ? adminSessions(adminUrl, flags, logger) : null;
+    const rabbit = kind === 'rabbitmq' && adminUrl ? await rabbitmqAdmin(adminUrl, flags) : null;
+    const sessions = rabbit ? createRevokedSessions({ kicker: rabbit, log: logger }) : adminUrl ? adminSessions(adminUrl, flags, logger) : null;
     const canaryUrl = str(flags['canary-url']);
     const { createBrokerAgent } = await import('../broker/agent/broker-agent.ts');
     const agent = createBrokerAgent({
@@ -65,6 +69,8 @@ export const brokerAgentCommand: CommandSpec = {
       node,
       kind,
       crlFile,
+      ...(kind === 'rabbitmq' ? { target: crlHashDirTarget(crlFile) } : {}),
+      ...(rabbit ? { prepareCanaries: async (names: string[]) => void (await Promise.all(names.map((n) => rabbit.ensureUser(n)))) } : {}),
       caFile: required(flags, 'ca-file'),
       reloader: createBrokerReloader({ pidFile, command, log: logger }),
       sessions,
@@ -86,6 +92,12 @@ export const brokerAgentCommand: CommandSpec = {
     return 0;
   },
 };
+
+async function rabbitmqAdmin(url: string, flags: Flags) {
+  const { createRabbitmqAdmin } = await import('../broker/rabbitmq-admin.ts');
+  const password = (await readFile(required(flags, 'admin-password-file'), 'utf8')).trim();
+  return createRabbitmqAdmin({ url, username: str(flags['admin-username']) ?? 'certfleet-admin', password });
+}
 
 function adminSessions(url: string, flags: Flags, logger: ReturnType<typeof createLogger>) {
   const passwordFile = required(flags, 'admin-password-file');

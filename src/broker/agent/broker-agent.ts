@@ -25,6 +25,7 @@ import type { BrokerReloader } from '../broker-reloader.ts';
 import type { RevokedSessions } from '../revoked-sessions.ts';
 import { BundleRejectedError, checkBundle, trustedCasFromPem, type CheckedCrl, type TrustedCa } from './bundle-check.ts';
 import { checkEnforcement, type CanaryCheck, type CanaryPair, type CanaryTarget } from './canary-check.ts';
+import { crlFileTarget, type CrlTarget } from './crl-targets.ts';
 
 export interface BrokerAgentOptions {
   /** certfleet's base URL. */
@@ -33,12 +34,16 @@ export interface BrokerAgentOptions {
   node: string;
   kind: BrokerKind;
   crlFile: string;
+  /** Where the broker reads its CRLs (default: `crlFile` as one file, Mosquitto's crlfile). */
+  target?: CrlTarget;
   caFile: string;
   reloader: BrokerReloader;
   /** Closes live sessions of revoked CNs (dynsec admin); null: not configured. */
   sessions: RevokedSessions | null;
   /** The broker's device listener for the canary handshakes; null: no enforcement check. */
   canary: CanaryTarget | null;
+  /** Makes the canaries' CNs known to the broker when it needs users (RabbitMQ), before a check. */
+  prepareCanaries?(commonNames: string[]): Promise<void>;
   /** Where the canary certificates and keys are kept (mode 0700). */
   stateDir: string;
   logger: Logger;
@@ -71,6 +76,7 @@ const jittered = (ms: number) => Math.round(ms * (0.5 + Math.random()));
 
 export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
   const log = options.logger;
+  const target = options.target ?? crlFileTarget(options.crlFile);
   const base = options.url.replace(/\/+$/, '');
   const waitSeconds = options.waitSeconds ?? 50;
   const backoff = createBackoff(options.retryMs ?? 1000, options.maxRetryMs ?? 30_000);
@@ -116,7 +122,8 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     if (cas.length === 0) throw new Error(`${options.caFile} holds no CA certificate`);
     await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
     try {
-      const pem = await readFile(options.crlFile, 'latin1');
+      const pem = await target.read();
+      if (pem === null) throw new Error(`nothing at ${target.description} yet`);
       for (const crl of checkBundle(pem, cas, new Map(), null)) applied.set(crl.issuerKeyId, crl);
       state.crlNumbers = numbers();
     } catch (error) {
@@ -155,6 +162,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     await writeFileAtomic(canaryFile('canary-valid.crt'), res.valid.cert_pem, 0o600);
     await writeFileAtomic(canaryFile('canary-revoked.crt'), res.revoked.cert_pem, 0o600);
     canaries = await loadCanaries();
+    await options.prepareCanaries?.([`certfleet/canary.${options.node}.valid`, `certfleet/canary.${options.node}.revoked`]);
     log.info({ event: 'broker_agent_canaries', node: options.node }, 'canary certificates issued');
   }
 
@@ -206,7 +214,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       const validFrom = Math.max(...crls.map((c) => c.thisUpdate.getTime()));
       if (validFrom > Date.now()) await sleep(validFrom - Date.now() + 1000);
       if (stopper.signal.aborted) return;
-      await writeFileAtomic(options.crlFile, pem, 0o644);
+      await target.write(crls, pem);
       await reloadUntilDone();
       const previous = new Map(applied);
       applied.clear();
