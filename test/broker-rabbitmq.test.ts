@@ -1,6 +1,6 @@
 /**
  * A second broker family: our own RabbitMQ 3.10 node (MQTT plugin, Erlang/OTP ssl) on free ports,
- * configured by renderRabbitmqConfig, kept current by `certfleet broker-agent --broker rabbitmq`
+ * configured by `certfleet broker-config --broker rabbitmq`, kept current by `certfleet broker-agent --broker rabbitmq`
  * (a child process): the agent writes the CRL into the node's CRL hash directory (OTP reads it at
  * every handshake, no reload), proves enforcement with its canaries (users with no permission it
  * creates through the management API), and closes a revoked device's live connection through the
@@ -8,7 +8,7 @@
  * alert 44), its live connection closed.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +18,7 @@ import { brokerTestFixture, runBrokerConfig } from './support/broker-fixture.ts'
 import type { TestDatabase } from './support/databases.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { startRabbitmq, RABBITMQ_BIN, type RunningRabbitmq } from './support/rabbitmq.ts';
+import { freePort } from './support/mosquitto.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
@@ -32,7 +33,7 @@ let rabbit: RunningRabbitmq;
 let agent: ChildProcess | null = null;
 let agentOutput = '';
 let files: Record<string, string>;
-const ADMIN_PASSWORD = `pw-${process.pid}-${Date.now()}`;
+let ADMIN_PASSWORD = '';
 
 const poll = async <T>(what: string, get: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 60_000): Promise<T> => {
   const until = Date.now() + timeoutMs;
@@ -70,18 +71,14 @@ describe.runIf(haveRabbit)('RabbitMQ 3.10 (MQTT plugin) kept current by a broker
     ({ tmp, database, env } = await brokerTestFixture('rabbit'));
     t = await startTestService(database, { dataDir: join(tmp, 'data'), env });
     const baseUrl = await t.service.app.listen({ port: 0, host: '127.0.0.1' });
-    // the server certificate and CA bundle from broker-config (the Mosquitto files are not used)
-    files = runBrokerConfig({ ...env, CRL_OUTPUT_PATH: join(tmp, 'crl', 'unused.pem') }, join(tmp, 'broker'), ['--no-kick']).files;
-    const crlDir = join(tmp, 'rabbit-crls');
-    mkdirSync(crlDir, { recursive: true });
-    rabbit = await startRabbitmq(join(tmp, 'rabbit'), {
-      cacertfile: files.deviceCaCert,
-      certfile: files.serverCert,
-      keyfile: files.serverKey,
-      crlDir,
-      adminUsername: 'certfleet-admin',
-      adminPassword: ADMIN_PASSWORD,
-    });
+    const [mqttTlsPort, managementPort] = [await freePort(), await freePort()];
+    const written = runBrokerConfig(env, join(tmp, 'broker'), ['--broker', 'rabbitmq', '--port', String(mqttTlsPort), '--admin-port', String(managementPort)]);
+    files = written.files;
+    const rabbitFiles = (written.files as unknown as { rabbitmq: Record<string, string> }).rabbitmq;
+    const crlDir = rabbitFiles.crlDir;
+    expect(readdirSync(crlDir).filter((n) => /^[0-9a-f]{8}\.r0$/.test(n))).toHaveLength(1); // the current CRL, before the broker starts
+    ADMIN_PASSWORD = readFileSync(rabbitFiles.adminPasswordFile, 'utf8').trim();
+    rabbit = await startRabbitmq(join(tmp, 'rabbit'), { configDir: rabbitFiles.dir, mqttTlsPort, managementPort });
     writeFileSync(join(tmp, 'admin.password'), ADMIN_PASSWORD, { mode: 0o600 });
     const key = await loadOrCreateDevSigningKey(devKeyPath(t.config));
     writeFileSync(join(tmp, 'agent.token'), await key.sign({ roles: ['broker-agent'], brokerNode: 'rabbit-1', subject: 'broker-node:rabbit-1', ttlSeconds: 3600, now: new Date() }), { mode: 0o600 });

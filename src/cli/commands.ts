@@ -72,7 +72,7 @@ const serviceCommands: Record<string, CommandSpec> = {
     run: async (flags) => (await import('./token.ts')).tokenCommand(flags, loadConfig()),
   },
   'broker-config': {
-    summary: 'write a Mosquitto mTLS configuration (and an initial CRL)',
+    summary: 'write a Mosquitto (or RabbitMQ) mTLS configuration (and an initial CRL)',
     flags: {
       ...json,
       out: { type: 'string', value: 'DIR', help: 'output folder (required)' },
@@ -92,6 +92,7 @@ const serviceCommands: Record<string, CommandSpec> = {
       'admin-host': { type: 'string', value: 'HOST', help: 'dynsec admin listener address (default 127.0.0.1)' },
       'admin-port': { type: 'string', value: 'PORT', help: 'dynsec admin listener port (default: port + 1)' },
       'admin-password-file': { type: 'string', value: 'FILE', help: 'where the admin password is kept' },
+      broker: { type: 'string', value: 'KIND', help: 'mosquitto (default) or rabbitmq (RabbitMQ 3.10 MQTT plugin files in OUT/rabbitmq; --admin-port: management, default 15672)' },
     },
     example: 'certfleet broker-config --out /etc/certfleet/broker --host mqtt.example.com',
     run: async (flags) => (await import('./broker-config.ts')).brokerConfigCommand(flags, loadConfig()),

@@ -18,15 +18,27 @@ export interface RunningRabbitmq {
   stop(): Promise<void>;
 }
 
-export async function startRabbitmq(dir: string, options: Omit<RabbitmqConfigOptions, 'mqttTlsPort' | 'managementPort'>): Promise<RunningRabbitmq> {
+/**
+ * `config`: the files `broker-config --broker rabbitmq` wrote (OUT/rabbitmq, with the ports it
+ * was given), or options to render them into `dir` here. `dir` holds the node's data and logs.
+ */
+export async function startRabbitmq(
+  dir: string,
+  config: { configDir: string; mqttTlsPort: number; managementPort: number } | Omit<RabbitmqConfigOptions, 'mqttTlsPort' | 'managementPort'>,
+): Promise<RunningRabbitmq> {
   const ports = new Set<number>();
   while (ports.size < 4) ports.add(await freePort());
-  const [mqttTlsPort, managementPort, nodePort, distPort] = [...ports] as [number, number, number, number];
+  let [mqttTlsPort, managementPort, nodePort, distPort] = [...ports] as [number, number, number, number];
   for (const sub of ['mnesia', 'log', 'home']) mkdirSync(join(dir, sub), { recursive: true });
-  const rendered = renderRabbitmqConfig({ ...options, mqttTlsPort, managementPort });
-  writeFileSync(join(dir, 'rabbitmq.conf'), rendered.conf);
-  writeFileSync(join(dir, 'advanced.config'), rendered.advanced);
-  writeFileSync(join(dir, 'enabled_plugins'), rendered.enabledPlugins);
+  let configDir = dir;
+  if ('configDir' in config) {
+    ({ configDir, mqttTlsPort, managementPort } = config);
+  } else {
+    const rendered = renderRabbitmqConfig({ ...config, mqttTlsPort, managementPort });
+    writeFileSync(join(dir, 'rabbitmq.conf'), rendered.conf);
+    writeFileSync(join(dir, 'advanced.config'), rendered.advanced);
+    writeFileSync(join(dir, 'enabled_plugins'), rendered.enabledPlugins);
+  }
   const node = `certfleet-test-${process.pid}-${nodePort}@localhost`;
   const env = {
     ...process.env,
@@ -34,9 +46,9 @@ export async function startRabbitmq(dir: string, options: Omit<RabbitmqConfigOpt
     RABBITMQ_NODENAME: node,
     RABBITMQ_NODE_PORT: String(nodePort),
     RABBITMQ_DIST_PORT: String(distPort),
-    RABBITMQ_CONFIG_FILE: join(dir, 'rabbitmq'),
-    RABBITMQ_ADVANCED_CONFIG_FILE: join(dir, 'advanced.config'),
-    RABBITMQ_ENABLED_PLUGINS_FILE: join(dir, 'enabled_plugins'),
+    RABBITMQ_CONFIG_FILE: join(configDir, 'rabbitmq'),
+    RABBITMQ_ADVANCED_CONFIG_FILE: join(configDir, 'advanced.config'),
+    RABBITMQ_ENABLED_PLUGINS_FILE: join(configDir, 'enabled_plugins'),
     RABBITMQ_MNESIA_BASE: join(dir, 'mnesia'),
     RABBITMQ_LOG_BASE: join(dir, 'log'),
     RABBITMQ_PID_FILE: join(dir, 'rabbitmq.pid'),
