@@ -23,6 +23,7 @@ const BENCHES: [string, string][] = [
   ['crl-build', 'crl-build.bench.ts'],
   ['crl-lint', 'crl-lint.bench.ts'],
   ['broker-refusal', 'broker-refusal.bench.ts'],
+  ['broker-reload-stall', 'broker-reload-stall.bench.ts'],
   ['expiry-tick', 'expiry-tick.bench.ts'],
   ['api-read', 'api-read.bench.ts'],
 ];

@@ -18,6 +18,14 @@ const required = (flags: Flags, name: string): string => {
   return v;
 };
 
+function nonNegative(flags: Flags, name: string, fallback: number): number {
+  const raw = str(flags[name]);
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--${name} must be a whole number, 0 or more`);
+  return n;
+}
+
 export const brokerAgentCommand: CommandSpec = {
   summary: 'run beside one broker node: apply every new CRL bundle, prove enforcement (canaries), report',
   flags: {
@@ -37,6 +45,8 @@ export const brokerAgentCommand: CommandSpec = {
     'canary-ca-file': { type: 'string', value: 'FILE', help: "CA of the broker's server certificate (for the canary handshakes)" },
     'state-dir': { type: 'string', value: 'DIR', help: 'where the canary certificates are kept (default: <crl-file dir>/.certfleet-agent)' },
     wait: { type: 'string', value: 'SECONDS', help: 'long-poll wait and report heartbeat (default 50, at most 120)' },
+    'large-crl-bytes': { type: 'string', value: 'BYTES', help: 'a CRL bundle this large is "large" (default 4194304)' },
+    'large-crl-reload-interval': { type: 'string', value: 'SECONDS', help: 'after a large CRL, reload no sooner than this (default 10; 0: no bound); revocations meanwhile are coalesced' },
   },
   example: [
     'certfleet broker-agent --url https://certfleet.example.com --token-file /etc/certfleet/agent.token --node eu-1 \\',
@@ -78,6 +88,8 @@ export const brokerAgentCommand: CommandSpec = {
       stateDir: str(flags['state-dir']) ?? path.join(path.dirname(crlFile), '.certfleet-agent'),
       logger,
       waitSeconds: wait,
+      largeCrlBytes: nonNegative(flags, 'large-crl-bytes', 4 * 1024 * 1024),
+      largeCrlReloadIntervalMs: nonNegative(flags, 'large-crl-reload-interval', 10) * 1000,
     });
     logger.info({ event: 'broker_agent_started', node, kind, crl_file: crlFile, session_kicking: sessions !== null, canary: canaryUrl ?? null }, `broker agent for node ${node} started`);
     const done = agent.run();

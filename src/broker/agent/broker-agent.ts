@@ -49,6 +49,14 @@ export interface BrokerAgentOptions {
   logger: Logger;
   /** Long-poll wait (seconds); also the heartbeat period of the reports. Default 50. */
   waitSeconds?: number;
+  /**
+   * Bound on reloads of a large CRL: when the bundle last applied had at least `largeCrlBytes`
+   * (default 4 MiB, about 90,000 entries), the next one is applied no sooner than
+   * `largeCrlReloadIntervalMs` after it (default 10 s; 0: no bound). Mosquitto serves nobody while
+   * it re-reads its crlfile; revocations arriving meanwhile are coalesced into the next reload.
+   */
+  largeCrlBytes?: number;
+  largeCrlReloadIntervalMs?: number;
   /** First retry delay after a failure (doubles up to maxRetryMs, with ±50 % jitter). Defaults 1 s and 30 s. */
   retryMs?: number;
   maxRetryMs?: number;
@@ -85,6 +93,9 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
   let cas: TrustedCa[] = [];
   const applied = new Map<string, CheckedCrl>();
   let etag: string | null = null;
+  let lastApplied: { at: number; bytes: number } | null = null;
+  const largeCrlBytes = options.largeCrlBytes ?? 4 * 1024 * 1024;
+  const largeIntervalMs = options.largeCrlReloadIntervalMs ?? 10_000;
   let canaries: (CanaryPair & { notAfter: Date }) | null = null;
   const state: BrokerAgentStatus = { crlNumbers: {}, appliedAt: null, lastCheck: null, lastError: null, applied: 0, refused: 0 };
 
@@ -216,6 +227,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       if (stopper.signal.aborted) return;
       await target.write(crls, pem);
       await reloadUntilDone();
+      lastApplied = { at: Date.now(), bytes: pem.length };
       const previous = new Map(applied);
       applied.clear();
       for (const crl of crls) applied.set(crl.issuerKeyId, crl);
@@ -239,6 +251,11 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
 
   async function cycle() {
     await ensureCanaries();
+    // A large CRL was just reloaded: wait out the bound; the long poll then returns the latest bundle (all revocations of the wait at once).
+    if (lastApplied && lastApplied.bytes >= largeCrlBytes && largeIntervalMs > 0) {
+      const wait = lastApplied.at + largeIntervalMs - Date.now();
+      if (wait > 0) await sleep(wait);
+    }
     const res = await call('GET', `/pki/crl-bundle.pem?wait=${waitSeconds}`, {
       headers: etag ? { 'if-none-match': `"${etag}"` } : {},
       timeoutMs: (waitSeconds + 30) * 1000,
