@@ -4,7 +4,8 @@
  * messages one after the other and times each PUBLISH → PUBACK round trip; the broker is
  * signalled once the client runs, and the round trips are recorded until the reload is logged
  * done plus 200 more. Compared with the same client's round trips without a reload (the peer in
- * the same run). At 0, 100,000 and 1,000,000 listed entries (BENCH_SCALE=small: 0 and 10,000).
+ * the same run). At 0, 100,000 and 1,000,000 listed entries (BENCH_SCALE=small: 0 and 10,000;
+ * BENCH_STALL_SIZES=0,100000 for a list of your own).
  *
  *   node --import tsx bench/broker-reload-stall.bench.ts      (or npm run bench)
  */
@@ -20,12 +21,11 @@ import { createLogger } from '../src/support/logger.ts';
 import { emitTable, round, scaled } from './support/results.ts';
 import { percentile } from './support/server.ts';
 
-const SIZES = scaled([0, 100_000, 1_000_000], [0, 10_000]);
+const SIZES = process.env.BENCH_STALL_SIZES ? process.env.BENCH_STALL_SIZES.split(',').map(Number) : scaled([0, 100_000, 1_000_000], [0, 10_000]);
 const TENANT = 'bench';
 
 
-async function roundTrips(client: mqtt.MqttClient, until: () => boolean, min: number): Promise<number[]> {
-  const out: number[] = [];
+async function roundTrips(client: mqtt.MqttClient, until: () => boolean, min: number, out: number[] = []): Promise<number[]> {
   while (out.length < min || !until()) {
     const started = performance.now();
     await client.publishAsync('tenant/bench/device/STALL-1/rtt', 'x', { qos: 1 });
@@ -54,16 +54,21 @@ async function measureSize(entries: number) {
     const client = await mqtt.connectAsync(`mqtts://localhost:${port}`, { ...tlsOptions({ port, cafile: brokerConfig.files.combinedCa, cert, key }), protocolVersion: 5, reconnectPeriod: 0 });
     try {
       const quiet = (await roundTrips(client, () => true, 500)).sort((a, b) => a - b);
-      const offset = broker.logs().length;
+      // Mosquitto logs every publish (log_type all): scan only what is new, once per round trip.
+      let scanned = broker.logs().length;
       let reloadedAt = -1;
       const during: number[] = [];
       const done = () => {
-        if (reloadedAt < 0 && /Reloading config\.[\s\S]*\n/.test(broker!.logs().slice(offset))) reloadedAt = during.length;
+        if (reloadedAt < 0) {
+          const logs = broker!.logs();
+          if (logs.indexOf('Reloading config.', Math.max(0, scanned - 20)) >= 0) reloadedAt = during.length;
+          scanned = logs.length;
+        }
         return reloadedAt >= 0 && during.length >= reloadedAt + 200;
       };
       const signalled = performance.now();
       process.kill(broker.pid, 'SIGHUP');
-      during.push(...(await roundTrips(client, done, 50)));
+      await roundTrips(client, done, 50, during);
       const elapsed = performance.now() - signalled;
       const sorted = [...during].sort((a, b) => a - b);
       return { entries, quietP99: percentile(quiet, 99), p99: percentile(sorted, 99), max: sorted[sorted.length - 1]!, quietP50: percentile(quiet, 50), window: elapsed };
