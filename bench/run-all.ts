@@ -24,6 +24,7 @@ const BENCHES: [string, string][] = [
   ['crl-lint', 'crl-lint.bench.ts'],
   ['hsm', 'hsm-signing.bench.ts'],
   ['broker-refusal', 'broker-refusal.bench.ts'],
+  ['broker-reload-stall', 'broker-reload-stall.bench.ts'],
   ['expiry-tick', 'expiry-tick.bench.ts'],
   ['api-read', 'api-read.bench.ts'],
   ['device-list', 'device-list.bench.ts'],

@@ -79,6 +79,8 @@ export interface Config {
   };
   /** MQTT_RENEWAL=true: answer device renewal requests on certfleet/renew/<CN>/request as the broker admin. */
   mqttRenewal: boolean;
+  /** Broker agents: BROKER_LAG_ALERT_SECONDS (a node this far behind the latest CRL raises BROKER_NODE_LAGGING) and BROKER_REPORT_TIMEOUT_SECONDS (silent this long: the same alert). */
+  brokerFleet: { lagAlertSeconds: number; reportTimeoutSeconds: number };
 }
 
 export interface HttpLimits {
@@ -204,6 +206,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     pkcs11: pkcs11Config(env, int(env, 'PKCS11_SESSIONS', 4, 1, 64)),
     crlOutputPath: resolve(env.CRL_OUTPUT_PATH || `${dataDir}/pki/device-crl.pem`),
     crlRefreshMinutes: int(env, 'CRL_REFRESH_MINUTES', 60, 1, 10_080),
+    brokerFleet: {
+      lagAlertSeconds: int(env, 'BROKER_LAG_ALERT_SECONDS', 120, 1, 86_400),
+      reportTimeoutSeconds: int(env, 'BROKER_REPORT_TIMEOUT_SECONDS', 300, 5, 86_400),
+    },
     crlValidityHours: int(env, 'CRL_VALIDITY_HOURS', 168, 2, 8_760),
     certExpiryWarningDays: int(env, 'CERT_EXPIRY_WARNING_DAYS', 30, 1, 3650),
     certExpiryHighDays: int(env, 'CERT_EXPIRY_HIGH_DAYS', 7, 1, 3650),

@@ -22,6 +22,8 @@ import { createExpiryPolicy } from '../src/domain/expiry-policy.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { handlerPayload, serializationLoss } from './support/handler-payloads.ts';
 import { opensslCsr } from './support/openssl.ts';
+import { loadOrCreateDevSigningKey } from '../src/auth/dev-signing-key.ts';
+import { devKeyPath } from '../src/composition/token-verifier.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 type Injected = Awaited<ReturnType<TestService['service']['app']['inject']>>;
@@ -32,7 +34,7 @@ type Document = { paths: Record<string, Record<string, Operation>>; components: 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch'];
 
 /** Documented operations that answer PEM or DER, not JSON. */
-const NON_JSON = ['GET /api/v1/customer/ca-bundle', 'GET /api/v1/customer/crl', 'GET /pki/ca.pem', 'GET /pki/crl', 'GET /pki/crl.pem'];
+const NON_JSON = ['GET /api/v1/customer/ca-bundle', 'GET /api/v1/customer/crl', 'GET /pki/ca.pem', 'GET /pki/crl', 'GET /pki/crl.pem', 'GET /pki/crl-bundle.pem'];
 
 /** The schema with every object closed: a property it does not list is an error. */
 function closed(schema: unknown): unknown {
@@ -239,6 +241,20 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
     await check(null, 'GET', `${O}/audit-events`, 200);
     await check(null, 'GET', `${O}/expiry-summary`, 200);
     await check(null, 'GET', `${O}/crl/status`, 200);
+
+    // A broker agent, and the operator's list of broker nodes
+    const agentKey = await loadOrCreateDevSigningKey(devKeyPath(t.config));
+    const agent = { authorization: `Bearer ${await agentKey.sign({ roles: ['broker-agent'], brokerNode: 'schema-node', subject: 'broker-node:schema-node', ttlSeconds: 600, now: new Date() })}` };
+    const canaries = await check(undefined, 'POST', '/api/v1/broker-agent/canaries', 201, { headers: agent, body: { kind: 'mosquitto' } });
+    expect(canaries.valid.private_key_pem).toContain('PRIVATE KEY');
+    const names = await check(undefined, 'POST', '/api/v1/broker-agent/revoked-common-names', 200, { headers: agent, body: { serials: [canaries.revoked.serial_number] } });
+    expect(names.certificates).toEqual([{ serial_number: canaries.revoked.serial_number, common_name: 'certfleet/canary.schema-node.revoked' }]);
+    const now = new Date().toISOString();
+    await check(undefined, 'POST', '/api/v1/broker-agent/report', 200, {
+      headers: agent,
+      body: { kind: 'mosquitto', crl_number: '1', applied_at: now, check: { at: now, result: 'passed', detail: 'ok' }, error: null },
+    });
+    expect((await check(null, 'GET', `${O}/broker-nodes`, 200)).nodes).toEqual([expect.objectContaining({ node: 'schema-node', last_check_result: 'passed' })]);
 
     // Sign-in
     await check(undefined, 'GET', '/auth/config', 200);

@@ -28,6 +28,7 @@ import { Registry } from 'prom-client';
 import type { Role } from '../src/auth/roles.ts';
 import { createSessionStore } from '../src/composition/browser-sessions.ts';
 import { tokenVerifierFor } from '../src/composition/token-verifier.ts';
+import { loadOrCreateDevSigningKey } from '../src/auth/dev-signing-key.ts';
 import { createWorker, type Worker } from '../src/composition/worker.ts';
 import { buildHttpApp } from '../src/http/app.ts';
 import { silentLogger } from '../src/support/logger.ts';
@@ -214,6 +215,12 @@ const ROUTES: Record<string, Row> = {
     own: 200,
     request: async (fx) => ({ path: `/notification-webhooks/${await fx.operatorWebhook()}/deliveries` }),
   },
+  'operator GET /broker-nodes': { own: 200 },
+  // broker agents (role broker-agent with a broker_node claim; bearer tokens only)
+  'broker-agent GET /crl-bundle.pem': { own: 200 },
+  'broker-agent POST /report': { own: 200, request: () => ({ path: '/report', body: { kind: 'mosquitto', crl_number: '1' } }) },
+  'broker-agent POST /revoked-common-names': { own: 200, request: () => ({ path: '/revoked-common-names', body: { serials: ['1f'] } }) },
+  'broker-agent POST /canaries': { own: 201, request: () => ({ path: '/canaries', body: {} }) },
   // how the console signs in, and who is signed in
   'session GET /config': { own: 200, expect: everyCase(200) },
   'session GET /me': {
@@ -271,6 +278,11 @@ function expected(access: RouteAccess, method: string, row: Row, hasParams: bool
   if (c === 'owner without the route role') return row.role ? 403 : null;
   if (access === 'public') return row.own;
   if (access === 'session') return c === 'own tenant' ? row.own : 401;
+  if (access === 'broker-agent') {
+    if (c === 'own tenant') return row.own;
+    // a customer's or an operator's token is not a broker agent's; a browser session never is
+    return c === 'other tenant' || c === 'customer on operator route' || c === 'operator on customer route' ? 403 : 401;
+  }
   switch (c) {
     case 'own tenant':
       return row.own;
@@ -334,7 +346,10 @@ describe('authorization of every registered route', () => {
       csrfOf.set(id, res.json().csrf_token);
       return `certfleet_session=${id}`;
     };
-    const owner = async (access: RouteAccess, role?: Role) => (access === 'operator' ? t.token(null, role ?? 'operator') : t.token(TENANT_A, role ?? 'customer'));
+    const devKey = await loadOrCreateDevSigningKey(join(t.dataDir, 'dev-token-key.json'));
+    const agentToken = await devKey.sign({ roles: ['broker-agent'], brokerNode: 'route-table', subject: 'broker-node:route-table', ttlSeconds: 3600, now: new Date() });
+    const owner = async (access: RouteAccess, role?: Role) =>
+      access === 'operator' ? t.token(null, role ?? 'operator') : access === 'broker-agent' ? agentToken : t.token(TENANT_A, role ?? 'customer');
     credentials = {
       'no token': async () => ({}),
       'expired token': async () => ({ token: await signed({ iat: now - 7200, exp: now - 3600 }) }),
@@ -346,7 +361,7 @@ describe('authorization of every registered route', () => {
       'customer on operator route': async () => ({ token: await t.token(TENANT_A) }),
       'operator on customer route': async () => ({ token: await t.token(null, 'operator') }),
       // a fresh session per use: DELETE /auth/session ends the one it is given
-      'cookie without CSRF token': async (access, role) => ({ cookie: await sessionCookie(await owner(access, role)) }),
+      'cookie without CSRF token': async (access, role) => ({ cookie: await sessionCookie(await owner(access === 'broker-agent' ? 'operator' : access, role)) }),
       'owner without the route role': async (access) => ({ token: await owner(access) }),
       'own tenant': async (access, role) => ({ token: await owner(access, role) }),
     };

@@ -65,6 +65,7 @@ export interface OperatorRepositories extends TenantRepositories {
   outbox: OperatorOutboxRepository;
   crl: CrlRepository;
   tasks: TaskRepository;
+  brokerNodes: BrokerNodeRepository;
 }
 
 // ---- devices
@@ -458,4 +459,43 @@ export interface TaskRepository {
   lockTask(key: number): Promise<void>;
   /** Runs of the periodic task `name` that failed in a row (its lease). */
   consecutiveFailuresOf(name: string): Promise<number>;
+}
+
+// ---- broker nodes (certfleet broker-agent)
+
+export interface BrokerNodeRecord {
+  node: string;
+  kind: 'mosquitto' | 'rabbitmq';
+  crlNumber: bigint | null;
+  appliedAt: Date | null;
+  reportedAt: Date;
+  checkedAt: Date | null;
+  checkResult: 'passed' | 'failed' | null;
+  checkDetail: string | null;
+  lastError: string | null;
+  canaryValidId: number | null;
+  canaryRevokedId: number | null;
+}
+
+export interface BrokerNodeReport {
+  node: string;
+  kind: 'mosquitto' | 'rabbitmq';
+  crlNumber: bigint | null;
+  appliedAt: Date | null;
+  checkedAt: Date | null;
+  checkResult: 'passed' | 'failed' | null;
+  checkDetail: string | null;
+  lastError: string | null;
+  now: Date;
+}
+
+export interface BrokerNodeRepository {
+  /** Creates or updates the node's row; the CRL number applied never goes backwards. */
+  recordReport(r: BrokerNodeReport): Promise<BrokerNodeRecord>;
+  findNode(node: string): Promise<BrokerNodeRecord | null>;
+  listNodes(): Promise<BrokerNodeRecord[]>;
+  /** Remembers the node's canary certificates (creating its row if needed). */
+  setCanaries(node: string, kind: 'mosquitto' | 'rabbitmq', ids: { valid: number; revoked: number }, now: Date): Promise<void>;
+  /** The CNs of the REVOKED certificates among these serials (hex, no leading zeros): whose broker sessions to close. */
+  revokedCommonNames(serials: string[]): Promise<Array<{ serial_number: string; common_name: string }>>;
 }

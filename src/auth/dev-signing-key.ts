@@ -9,7 +9,7 @@ export interface DevSigningKey {
   issuer: string;
   audience: string;
   publicJwk: JWK;
-  sign(claims: { tenantId?: string; roles: Role[]; subject: string; ttlSeconds: number; now: Date }): Promise<string>;
+  sign(claims: { tenantId?: string; roles: Role[]; subject: string; ttlSeconds: number; now: Date; brokerNode?: string }): Promise<string>;
 }
 
 const ISSUER = 'certfleet-dev';
@@ -40,9 +40,9 @@ export async function loadOrCreateDevSigningKey(path: string): Promise<DevSignin
     issuer: ISSUER,
     audience: AUDIENCE,
     publicJwk,
-    async sign({ tenantId, roles, subject, ttlSeconds, now }) {
+    async sign({ tenantId, roles, subject, ttlSeconds, now, brokerNode }) {
       const iat = Math.floor(now.getTime() / 1000);
-      return new SignJWT({ ...(tenantId ? { tenant_id: tenantId } : {}), realm_access: { roles } })
+      return new SignJWT({ ...(tenantId ? { tenant_id: tenantId } : {}), ...(brokerNode ? { broker_node: brokerNode } : {}), realm_access: { roles } })
         .setProtectedHeader({ alg: 'ES256', kid: privateJwk.kid })
         .setIssuer(ISSUER)
         .setAudience(AUDIENCE)

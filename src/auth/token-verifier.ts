@@ -1,5 +1,5 @@
 import { createLocalJWKSet, createRemoteJWKSet, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
-import { isValidTenantId } from '../domain/identifiers.ts';
+import { isValidTenantId, RESERVED_TENANT_ID, isValidBrokerNodeName } from '../domain/identifiers.ts';
 import { ROLES, type Principal, type Role } from './roles.ts';
 import type { DevSigningKey } from './dev-signing-key.ts';
 
@@ -35,8 +35,14 @@ export function principalFrom(payload: JWTPayload): Principal {
   const roles = raw.filter((r): r is Role => (ROLES as readonly unknown[]).includes(r));
   const tenantId = tenantFrom(payload);
   if (tenantId !== null && !isValidTenantId(tenantId)) throw new InvalidTokenError('the token carries an invalid tenant id');
+  if (tenantId === RESERVED_TENANT_ID) throw new InvalidTokenError(`the tenant id "${RESERVED_TENANT_ID}" is reserved by certfleet (broker canaries)`);
   if (typeof payload.exp !== 'number') throw new InvalidTokenError('the token has no expiry (exp)');
-  return { subject: String(payload.sub ?? 'unknown'), tenantId, roles, expiresAt: new Date(payload.exp * 1000) };
+  const node = payload.broker_node;
+  if (node !== undefined && (typeof node !== 'string' || !isValidBrokerNodeName(node))) throw new InvalidTokenError('the broker_node claim must be a broker node name');
+  if (roles.includes('broker-agent') && (node === undefined || tenantId !== null || roles.length > 1)) {
+    throw new InvalidTokenError('a broker-agent token names exactly one broker node (broker_node), no tenant and no other role');
+  }
+  return { subject: String(payload.sub ?? 'unknown'), tenantId, roles, expiresAt: new Date(payload.exp * 1000), ...(typeof node === 'string' ? { brokerNode: node } : {}) };
 }
 
 const CACHE_LIMIT = 10_000;

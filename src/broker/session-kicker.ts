@@ -42,7 +42,7 @@ export interface SessionKickerOptions {
 export interface KickResult {
   commonName: string;
   /** Which command pair kicked the sessions. */
-  method: 'disable-enable' | 'create-delete';
+  method: 'disable-enable' | 'create-delete' | 'close-connections';
 }
 
 export interface SessionKicker {

@@ -91,6 +91,10 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
   const outDir = resolve(String(flags.out));
   const host = (flags.host as string | undefined) ?? 'localhost';
   const devicePort = port(flags, 'port', DEFAULT_MQTTS_PORT);
+  const broker = (flags.broker as string | undefined) ?? 'mosquitto';
+  if (broker !== 'mosquitto' && broker !== 'rabbitmq') throw new Error('--broker must be mosquitto or rabbitmq');
+  // RabbitMQ closes connections through its management API: no Mosquitto dynsec plugin
+  if (broker === 'rabbitmq') flags = { ...flags, 'no-kick': true };
 
   // As `serve` does: the data dir exists (default mode) before the development CA is made in it.
   if (!config.productionMode) await mkdir(config.dataDir, { recursive: true });
@@ -169,6 +173,35 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     if (passwordFile) env.BROKER_ADMIN_PASSWORD_FILE = passwordFile;
     if (result.dynamicSecurity.adminTls) env.BROKER_ADMIN_CA_FILE = result.files.serverCaCert;
     if (flags['mqtt-renewal']) env.MQTT_RENEWAL = 'true';
+  }
+  if (broker === 'rabbitmq') {
+    const { writeRabbitmqFiles } = await import('./broker-config-rabbitmq.ts');
+    const managementPort = port(flags, 'admin-port', 15672);
+    const rabbit = await writeRabbitmqFiles({
+      outDir,
+      mqttTlsPort: devicePort,
+      managementPort,
+      serverCert: result.files.serverCert,
+      serverKey: result.files.serverKey,
+      deviceCaCert: result.files.deviceCaCert,
+      crlOutputPath: config.crlOutputPath,
+    });
+    lines.push(...rabbit.lines);
+    const agent =
+      `certfleet broker-agent --broker rabbitmq --url URL --token-file FILE --node NAME --crl-file ${rabbit.files.crlDir} ` +
+      `--ca-file ${result.files.deviceCaCert} --admin-url ${rabbit.files.managementUrl} --admin-password-file ${rabbit.files.adminPasswordFile} ` +
+      `--canary-url mqtts://${host}:${devicePort} --canary-ca-file ${result.files.combinedCa}`;
+    const start = `RABBITMQ_CONFIG_FILE=${rabbit.files.dir}/rabbitmq RABBITMQ_ADVANCED_CONFIG_FILE=${rabbit.files.advanced} RABBITMQ_ENABLED_PLUGINS_FILE=${rabbit.files.enabledPlugins} rabbitmq-server`;
+    print(flags, [...lines, '', `Start the broker:  ${start}`, `Run its agent:  ${agent}`].join('\n'), {
+      files: { ...result.files, rabbitmq: rabbit.files },
+      host: result.host,
+      port: result.port,
+      broker: 'rabbitmq',
+      actions: lines,
+      start_command: start,
+      agent_command: agent,
+    });
+    return 0;
   }
   const human = [
     ...lines,

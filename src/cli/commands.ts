@@ -1,5 +1,6 @@
 import { loadConfig } from '../config.ts';
 import { alertsGroup } from './alerts.ts';
+import { brokerAgentCommand, brokersGroup } from './broker-agent.ts';
 import { certsGroup } from './certs.ts';
 import { crlGroup } from './crl.ts';
 import { devicesGroup } from './devices.ts';
@@ -62,8 +63,9 @@ const serviceCommands: Record<string, CommandSpec> = {
     summary: 'print a bearer token signed with the local development key',
     flags: {
       ...json,
-      tenant: { type: 'string', value: 'TENANT', help: 'tenant id (required for customer and tenant-admin; operators have none)' },
-      role: { type: 'string', value: 'ROLE', help: 'customer (default), tenant-admin, operator or operator-admin', choices: ROLES },
+      tenant: { type: 'string', value: 'TENANT', help: 'tenant id (required for customer and tenant-admin; operators and broker agents have none)' },
+      role: { type: 'string', value: 'ROLE', help: 'customer (default), tenant-admin, operator, operator-admin or broker-agent (with --node)', choices: ROLES },
+      node: { type: 'string', value: 'NAME', help: 'the broker node a broker-agent token is for' },
       ttl: { type: 'string', value: 'TTL', help: 'lifetime, e.g. 30m, 1h (default), 7d', check: durationCheck },
       sub: { type: 'string', value: 'NAME', help: 'subject recorded in the audit log (default cli:ROLE)' },
     },
@@ -71,7 +73,7 @@ const serviceCommands: Record<string, CommandSpec> = {
     run: async (flags) => (await import('./token.ts')).tokenCommand(flags, loadConfig()),
   },
   'broker-config': {
-    summary: 'write a Mosquitto mTLS configuration (and an initial CRL)',
+    summary: 'write a Mosquitto (or RabbitMQ) mTLS configuration (and an initial CRL)',
     flags: {
       ...json,
       out: { type: 'string', value: 'DIR', help: 'output folder (required)' },
@@ -94,6 +96,7 @@ const serviceCommands: Record<string, CommandSpec> = {
       'admin-host': { type: 'string', value: 'HOST', help: 'dynsec admin listener address (default 127.0.0.1)' },
       'admin-port': { type: 'string', value: 'PORT', help: 'dynsec admin listener port (default: port + 1)', check: intCheck(1, 65535) },
       'admin-password-file': { type: 'string', value: 'FILE', help: 'where the admin password is kept' },
+      broker: { type: 'string', value: 'KIND', help: 'mosquitto (default) or rabbitmq (RabbitMQ 3.10 MQTT plugin files in OUT/rabbitmq; --admin-port: management, default 15672)' },
     },
     example: 'certfleet broker-config --out /etc/certfleet/broker --host mqtt.example.com',
     run: async (flags) => (await import('./broker-config.ts')).brokerConfigCommand(flags, loadConfig()),
@@ -107,6 +110,8 @@ export const commands: Record<string, Entry> = {
   certs: certsGroup,
   crl: crlGroup,
   alerts: alertsGroup,
+  'broker-agent': brokerAgentCommand,
+  brokers: brokersGroup,
   inspect: inspectCommand,
   'rotate-expiring': rotateExpiringCommand,
   webhooks: webhooksGroup,

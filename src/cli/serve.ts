@@ -24,6 +24,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
         crl: service.crl.publisher,
         ca: service.ca.ca,
         revocations: service.crl.listener,
+        brokerFleet: service.brokerFleet,
         log: logger,
       })
     : null;

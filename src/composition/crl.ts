@@ -23,7 +23,8 @@ import { createBrokerReloader, type BrokerReloader } from '../broker/broker-relo
 import { revokedSessionsFor } from '../broker/revoked-sessions.ts';
 import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
 import { createCrlPublisher, createGetCrl, crlRefreshTimings, sessionStepErrors, type CrlPublisher, type GetCrl } from '../crl/crl-publisher.ts';
-import { createCrlPipeline, createPublishCrl, crlAuthorityFor, crlDistributionPointUrl } from '../crl/publish-crl.ts';
+import { createCrlPipeline, createPublishCrl, crlAuthorityFor, crlDistributionPointUrl, loadStoredFileCrl } from '../crl/publish-crl.ts';
+import { createCrlBundleSource, type CrlBundleSource } from '../crl/crl-bundle.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
 
 export type CrlConfig = Pick<Config, 'crlOutputPath' | 'crlRefreshMinutes' | 'crlValidityHours' | 'brokerPidFile' | 'brokerReloadCommand' | 'publicBaseUrl'> &
@@ -54,6 +55,8 @@ export interface CrlPublication {
   getCrl: GetCrl;
   /** The Device CA's key id (the crl_state row); null without a CA. */
   issuerKeyId: string | null;
+  /** The CRL bundle broker agents apply (every CA's file variant); null without a CA. */
+  bundle: CrlBundleSource | null;
   routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
   distributionPointUrl: string;
   /** What happens at the broker after a new CRL file (for the start banner); null when this process does not publish. */
@@ -73,6 +76,21 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   const getCrl = createGetCrl({ storage, issuerKeyId: authority?.issuerKeyId ?? null });
   const instanceId = newInstanceId();
   let publisher: CrlPublisher | null = null;
+  const bundle = authority
+    ? createCrlBundleSource({
+        issuers: [
+          {
+            issuerKeyId: authority.issuerKeyId,
+            readVersion: async () => {
+              const info = await storage.asOperator(({ crl }) => crl.readCrlInfo(authority.issuerKeyId));
+              return info?.sha256 ? { sha256: info.sha256, crlNumber: info.crlNumber } : null;
+            },
+            loadFileDer: () => loadStoredFileCrl(storage, authority.issuerKeyId),
+          },
+        ],
+        onError: (error) => logger.warn({ err: (error as Error).message }, 'could not read the CRL bundle'),
+      })
+    : null;
   const events = createRevocationEvents({ db, local: { revocationCommitted: () => publisher?.revocationCommitted() }, notify: driver.kind === 'pg', instanceId, logger });
 
   let broker: CrlPublication['broker'] = null;
@@ -90,10 +108,13 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       metrics: options.metrics,
       staleAfterMs: timings.staleAfterMs,
       checkMs: (options.refreshTimer ?? true) ? timings.checkMs : null,
-      events: (handlers) => listenForCrlEvents(driver, instanceId, handlers, logger),
+      // Another process's publication also wakes the broker agents waiting on the bundle.
+      events: (handlers) =>
+        listenForCrlEvents(driver, instanceId, { ...handlers, onPublished: (crlNumber) => (handlers.onPublished(crlNumber), bundle?.published()) }, logger),
       onPublished: (crl) => {
         getCrl.offer(crl);
         events.crlPublished(crl.crlNumber);
+        bundle?.published();
       },
     });
   }
@@ -104,6 +125,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     publisher,
     getCrl,
     issuerKeyId: authority?.issuerKeyId ?? null,
+    bundle,
     distributionPointUrl,
     broker,
     routes: {
@@ -112,6 +134,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     },
     start: async () => publisher?.start(),
     async stop() {
+      bundle?.close();
       await publisher?.stop();
       await sessions?.close(); // no further kicks; the ones in flight finish
       await events.flush();

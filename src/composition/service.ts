@@ -38,6 +38,9 @@ import { customerBrokerGrantRoutes } from '../http/routes/customer-broker-grants
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type DescriptorUsage } from '../support/descriptor-budget.ts';
 import { PG_POOL_MAX } from '../storage/pg-driver.ts';
+import { createBrokerFleet, type BrokerFleet } from '../app/broker-nodes.ts';
+import { registerBrokerFleetMetrics } from './broker-fleet-metrics.ts';
+import { brokerAgentRoutes, crlBundleRoutes, operatorBrokerNodeRoutes } from '../http/routes/broker-agent.ts';
 
 export interface ServiceOverrides {
   clock?: Clock;
@@ -86,6 +89,8 @@ export interface Service {
   renewal: RenewalWiring;
   /** The API's and the EST listener's connection caps, as planned within RLIMIT_NOFILE. */
   connectionCaps: ConnectionCaps;
+  /** Broker nodes and their agents (reports, lag alerts, canaries). */
+  brokerFleet: BrokerFleet;
   close(): Promise<void>;
 }
 
@@ -133,6 +138,17 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
     const useCases = createUseCases(deps);
+    const brokerFleet = createBrokerFleet({
+      storage: deps.storage,
+      clock,
+      useCases,
+      settings: {
+        lagAlertMs: config.brokerFleet.lagAlertSeconds * 1000,
+        reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * 1000,
+        issuerKeyIds: crl.issuerKeyId ? [crl.issuerKeyId] : [],
+      },
+    });
+    registerBrokerFleetMetrics(metrics, brokerFleet);
     const connectionCaps = connectionCapsFor(config, storage, (overrides.descriptors ?? currentDescriptorUsage)());
     const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 });
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
@@ -152,7 +168,15 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),
       ],
-      operator: [operatorRoutes(useCases), operatorAlertRoutes(useCases), operatorWebhookRoutes(useCases), operatorAuditRoutes(useCases), operatorOverviewRoutes(useCases, crlStatus)],
+      operator: [
+        operatorRoutes(useCases),
+        operatorAlertRoutes(useCases),
+        operatorWebhookRoutes(useCases),
+        operatorAuditRoutes(useCases),
+        operatorOverviewRoutes(useCases, crlStatus),
+        operatorBrokerNodeRoutes(brokerFleet),
+      ],
+      brokerAgent: { pki: [crlBundleRoutes(crl.bundle)], api: [brokerAgentRoutes(brokerFleet)] },
       public: [
         healthRoutes({ pingDatabase: () => pingDatabase(storage.db), caLoaded: ca.ca !== null }),
         crl.routes.pki,
@@ -190,6 +214,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       brokerAcl,
       renewal,
       connectionCaps,
+      brokerFleet,
       async close() {
         await renewal.close();
         await brokerAcl.stop();

@@ -9,6 +9,7 @@ import { createApplyScheduledRevocations } from '../app/apply-scheduled-revocati
 import { createCheckCrlFreshness, type CrlHealth } from '../app/check-crl-freshness.ts';
 import { createCheckSystemAlerts, type SystemHealth } from '../app/check-system-alerts.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
+import { createBrokerFleet, type BrokerFleet } from '../app/broker-nodes.ts';
 import { createDeliverNotifications, DEFAULT_DELIVERY_SETTINGS, type DeliverySettings, type WebhookSender } from '../app/deliver-notifications.ts';
 import { createMarkExpired } from '../app/mark-expired.ts';
 import { createRaiseExpiryAlerts } from '../app/raise-expiry-alerts.ts';
@@ -37,7 +38,7 @@ export interface CrlPublisherPort {
   revocationCommitted?(): void;
 }
 
-export const TASK_NAMES = ['scheduled-revocations', 'crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'notifications'] as const;
+export const TASK_NAMES = ['scheduled-revocations', 'crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'broker-nodes', 'notifications'] as const;
 export type TaskName = (typeof TASK_NAMES)[number];
 
 export interface WorkerOverrides {
@@ -58,6 +59,8 @@ export interface WorkerOverrides {
   /** Told when scheduled revocations revoked something. Default: the CRL publication's listener (also NOTIFYs other replicas). */
   revocations?: RevocationListener;
   sender?: WebhookSender;
+  /** The broker fleet whose lag the `broker-nodes` task checks (serve passes the service's); default: built here when a CA is loaded. */
+  brokerFleet?: BrokerFleet | null;
   /** Decrypts the stored webhook secrets. Default: WEBHOOK_SECRET_KEY or the data dir's key file. */
   secrets?: SecretSealer;
   holder?: string;
@@ -89,6 +92,7 @@ export const defaultIntervals = (config: Pick<Config, 'crlRefreshMinutes'>): Rec
   'mark-expired': MINUTE,
   'expiry-alerts': 10 * MINUTE,
   'crl-freshness': 5 * MINUTE,
+  'broker-nodes': 30_000,
   notifications: 10_000,
 });
 
@@ -178,6 +182,20 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const checkCrlFreshness = createCheckCrlFreshness({ storage: repositories, clock, health: crlHealth(crl), marginMs: 24 * 60 * MINUTE, failureThreshold: 3 });
   const holder = overrides.holder ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const checkSystemAlerts = createCheckSystemAlerts({ storage: repositories, clock, health: systemHealth(crl, deviceCa) });
+  const brokerFleet =
+    overrides.brokerFleet !== undefined
+      ? overrides.brokerFleet
+      : crlPublication?.issuerKeyId
+        ? createBrokerFleet({
+            storage: repositories,
+            clock,
+            settings: {
+              lagAlertMs: config.brokerFleet.lagAlertSeconds * 1000,
+              reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * 1000,
+              issuerKeyIds: [crlPublication.issuerKeyId],
+            },
+          })
+        : null;
   const deliverNotifications = createDeliverNotifications({
     storage: repositories,
     clock,
@@ -194,6 +212,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     // Without a Device CA there is no CRL to go stale.
     // Also the other system alerts (broker reload, CA expiry) of this replica.
     ...(crl ? [{ name: 'crl-freshness', everyMs: intervals['crl-freshness'], run: async () => ({ ...(await checkCrlFreshness()), system: await checkSystemAlerts() }) }] : []),
+    ...(brokerFleet ? [{ name: 'broker-nodes', everyMs: intervals['broker-nodes'], run: async () => ({ ...(await brokerFleet.checkNodes()) }) }] : []),
     { name: 'notifications', everyMs: intervals.notifications, run: countingDeliveries(deliverNotifications, overrides.metrics) },
   ];
 

@@ -399,6 +399,12 @@ export interface CrlPipeline {
   idle(): Promise<void>;
 }
 
+/** The stored CRL as the broker's file has it (no IDP); a CRL stored before file signatures existed is used as it is. */
+export async function loadStoredFileCrl(storage: Storage, issuerKeyId: string): Promise<Buffer | null> {
+  const stored = await storage.asOperator(({ crl }) => crl.readCrlForFile(issuerKeyId));
+  return stored && (stored.fileSignature ? completeCrlOf(stored.der, stored.fileSignature) : stored.der);
+}
+
 export function createCrlPipeline(deps: CrlPipelineDeps): CrlPipeline {
   const { storage, file, sessions, logger } = deps;
   const issuerKeyId = deps.authority.issuerKeyId;
@@ -409,11 +415,7 @@ export function createCrlPipeline(deps: CrlPipelineDeps): CrlPipeline {
   let work: Promise<unknown> = Promise.resolve();
 
   const readStored = () => storage.asOperator(({ crl }) => crl.readCrlInfo(issuerKeyId));
-  /** The stored CRL as the broker's file has it; a CRL stored before file signatures existed is used as it is. */
-  const loadStoredFileDer = async (): Promise<Uint8Array | null> => {
-    const stored = await storage.asOperator(({ crl }) => crl.readCrlForFile(issuerKeyId));
-    return stored && (stored.fileSignature ? completeCrlOf(stored.der, stored.fileSignature) : stored.der);
-  };
+  const loadStoredFileDer = () => loadStoredFileCrl(storage, issuerKeyId);
 
   const sessionFailure = (stage: string, error: unknown, message: string) => {
     deps.sessionErrors?.inc({ stage });

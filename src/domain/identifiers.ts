@@ -43,6 +43,17 @@ export function assertNotReserved(tenantId: string, deviceId: string): void {
   }
 }
 
+/**
+ * The tenant id certfleet keeps for itself: the broker canaries are its devices (CN
+ * `certfleet/canary.<node>.valid|revoked`), so no device CN or topic `tenant/certfleet/...` of a
+ * customer can ever be the same. Tokens naming it are refused.
+ */
+export const RESERVED_TENANT_ID = 'certfleet';
+
+/** A broker node's name (`--node`): short, so the canaries' CN `certfleet/canary.<node>.revoked` fits in 64 characters. */
+const NODE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,39}$/;
+export const isValidBrokerNodeName = (name: string): boolean => NODE_PATTERN.test(name);
+
 export const commonNameFor = (tenantId: string, deviceId: string): string => `${tenantId}/${deviceId}`;
 
 /** RFC 5280 upper bound (ub-common-name) on the subject CN `tenant/device`. */

@@ -6,7 +6,7 @@ import type { Registry } from 'prom-client';
 import type { SessionStore } from '../auth/sessions.ts';
 import type { TokenVerifier } from '../auth/token-verifier.ts';
 import type { HttpLimits } from '../config.ts';
-import { authorizeScope, createAuthenticate } from './auth-hooks.ts';
+import { authenticateBrokerAgent, authorizeScope, createAuthenticate } from './auth-hooks.ts';
 import { metricsAuthorized } from './metrics-auth.ts';
 import { installHttpMetrics } from './http-metrics.ts';
 import { AppError } from '../domain/errors.ts';
@@ -23,6 +23,8 @@ export interface HttpAppOptions {
   customer: FastifyPluginAsync[];
   /** Cross-tenant route plugins: /api/v1/operator and /operator, authenticated. */
   operator: FastifyPluginAsync[];
+  /** Broker agents (role broker-agent, bearer only): `pki` under /pki (the CRL bundle), `api` under /api/v1/broker-agent. */
+  brokerAgent?: { pki: FastifyPluginAsync[]; api: FastifyPluginAsync[] };
   /** Unauthenticated plugins mounted at the root (health, /pki, the web UI). */
   public: FastifyPluginAsync[];
   metrics: Registry;
@@ -128,6 +130,20 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   };
   mount(options.customer, 'customer', ['/api/v1/customer', '/customer']);
   mount(options.operator, 'operator', ['/api/v1/operator', '/operator']);
+  for (const [prefix, plugins] of [
+    ['/pki', options.brokerAgent?.pki ?? []],
+    ['/api/v1/broker-agent', options.brokerAgent?.api ?? []],
+  ] as const) {
+    if (plugins.length === 0) continue;
+    routes.scope(prefix, 'broker-agent');
+    app.register(
+      async (scope) => {
+        scope.addHook('onRequest', authenticateBrokerAgent(options.verifier));
+        for (const plugin of plugins) await scope.register(plugin);
+      },
+      { prefix },
+    );
+  }
   routes.scope('/auth', 'session');
   app.register(sessionRoutes(options.verifier, options.sessions, { secureCookies: options.secureCookies ?? false }), { prefix: '/auth' });
   for (const plugin of options.public) app.register(plugin);

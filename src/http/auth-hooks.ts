@@ -1,7 +1,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { AppError } from '../domain/errors.ts';
 import type { Actor } from '../app/ports.ts';
-import { isCustomer, isOperator, type Principal, type Role } from '../auth/roles.ts';
+import { isBrokerAgent, isCustomer, isOperator, type Principal, type Role } from '../auth/roles.ts';
 import type { SessionStore } from '../auth/sessions.ts';
 import { InvalidTokenError, type TokenVerifier } from '../auth/token-verifier.ts';
 
@@ -100,4 +100,15 @@ export function operatorPrincipal(request: FastifyRequest): Principal {
   const p = request.principal;
   if (!p) throw new AppError('UNAUTHENTICATED', 'authentication required');
   return p;
+}
+
+/** A broker agent's scope: a bearer token (never a browser session) with the broker-agent role and its node. */
+export function authenticateBrokerAgent(verifier: TokenVerifier) {
+  return async (request: FastifyRequest, _reply: FastifyReply) => {
+    const m = /^Bearer\s+(\S+)$/i.exec(request.headers.authorization ?? '');
+    if (!m) throw new AppError('UNAUTHENTICATED', 'a broker agent authenticates with Authorization: Bearer <token>');
+    const principal = await verifyBearer(verifier, m[1]!);
+    if (!isBrokerAgent(principal)) throw new AppError('FORBIDDEN', 'this route needs a broker-agent token (role broker-agent, claim broker_node)');
+    request.principal = principal;
+  };
 }

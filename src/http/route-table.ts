@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 
-export type RouteAccess = 'customer' | 'operator' | 'session' | 'public';
+export type RouteAccess = 'customer' | 'operator' | 'session' | 'public' | 'broker-agent';
 
 export interface RegisteredRoute {
   method: string;

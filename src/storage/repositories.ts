@@ -11,6 +11,7 @@ import { isUniqueViolation } from './rows.ts';
 import * as alerts from './repos/alerts-repo.ts';
 import * as audit from './repos/audit-repo.ts';
 import * as brokerAcl from './repos/broker-acl-repo.ts';
+import * as brokerNodes from './repos/broker-nodes-repo.ts';
 import * as certificates from './repos/certificates-repo.ts';
 import * as deviceKeys from './repos/device-keys-repo.ts';
 import * as crl from './repos/crl-repo.ts';
@@ -139,6 +140,13 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       hasPendingRevocations: (issuer) => crl.hasPendingRevocations(tx, issuer),
       latestCrlNextUpdate: () => crl.latestCrlNextUpdate(tx),
       commonNamesOfSerials: (serials) => crl.commonNamesOfSerials(tx, serials),
+    },
+    brokerNodes: {
+      recordReport: (r) => brokerNodes.recordReport(tx, r),
+      findNode: (node) => brokerNodes.findNode(tx, node),
+      listNodes: () => brokerNodes.listNodes(tx),
+      setCanaries: (node, kind, ids, now) => brokerNodes.setCanaries(tx, node, kind, ids, now),
+      revokedCommonNames: (serials) => brokerNodes.revokedCommonNames(tx, serials),
     },
     tasks: {
       lockTask: async (key) => {

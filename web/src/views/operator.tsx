@@ -5,6 +5,7 @@ import { routeHref } from '../router';
 import { Loading, Pager, useLoad, usePager } from '../ui';
 import { AlertsView } from './alerts';
 import { AuditView } from './audit';
+import { BrokerNodesView } from './broker-nodes';
 import { CertificateTable } from './certificate-table';
 import { CrlView } from './crl';
 import { ExpiryChart } from './expiry-chart';
@@ -43,6 +44,7 @@ function AllCertificates({ initialTenant }: { initialTenant?: string }) {
       <h1>Certificates of every tenant</h1>
       <ExpiryChart scope="operator" tenant={filters.tenant_id} />
       <CrlView scope="operator" />
+      <BrokerNodesView />
       <section aria-labelledby="all-certs-heading">
         <h2 id="all-certs-heading">Certificates</h2>
         <CertificateFilters key={tenants.join(',')} withTenant tenants={tenants} initialTenant={filters.tenant_id} onApply={setFilters} />

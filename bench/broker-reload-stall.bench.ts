@@ -1,0 +1,102 @@
+/**
+ * The stall of a Mosquitto CRL reload (not a test): Mosquitto re-reads its whole `crlfile` on
+ * SIGHUP on its one thread and serves nobody meanwhile. A connected MQTT client publishes QoS 1
+ * messages one after the other and times each PUBLISH → PUBACK round trip; the broker is
+ * signalled once the client runs, and the round trips are recorded until the reload is logged
+ * done plus 200 more. Compared with the same client's round trips without a reload (the peer in
+ * the same run). At 0, 100,000 and 1,000,000 listed entries (BENCH_SCALE=small: 0 and 10,000;
+ * BENCH_STALL_SIZES=0,100000 for a list of your own).
+ *
+ *   node --import tsx bench/broker-reload-stall.bench.ts      (or npm run bench)
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import mqtt from 'mqtt';
+import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from '../test/support/broker-fixture.ts';
+import { insertRevokedCertificates } from '../test/support/bulk-revoked.ts';
+import { freePort, startMosquitto } from '../test/support/mosquitto.ts';
+import { tlsOptions } from '../test/support/mqtt-clients.ts';
+import { startTestService } from '../test/support/service.ts';
+import { createLogger } from '../src/support/logger.ts';
+import { emitTable, round, scaled } from './support/results.ts';
+import { percentile } from './support/server.ts';
+
+const SIZES = process.env.BENCH_STALL_SIZES ? process.env.BENCH_STALL_SIZES.split(',').map(Number) : scaled([0, 100_000, 1_000_000], [0, 10_000]);
+const TENANT = 'bench';
+
+
+async function roundTrips(client: mqtt.MqttClient, until: () => boolean, min: number, out: number[] = []): Promise<number[]> {
+  while (out.length < min || !until()) {
+    const started = performance.now();
+    await client.publishAsync('tenant/bench/device/STALL-1/rtt', 'x', { qos: 1 });
+    out.push(performance.now() - started);
+  }
+  return out;
+}
+
+async function measureSize(entries: number) {
+  const fixture = await brokerTestFixture('stall');
+  const { tmp, database } = fixture;
+  let broker: Awaited<ReturnType<typeof startMosquitto>> | undefined;
+  let service: Awaited<ReturnType<typeof startTestService>> | undefined;
+  try {
+    if (entries) await insertRevokedCertificates(database.driver, { count: entries, now: new Date(), devices: Math.min(10_000, entries), issuer: 'certfleet stall Device CA' });
+    const port = await freePort();
+    const brokerConfig = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(port), '--no-kick']);
+    broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true, startTimeoutMs: 300_000 });
+    service = await startTestService(database, { dataDir: join(tmp, 'data'), env: fixture.env, overrides: { logger: createLogger({ level: 'warn', destination: { write: () => undefined } }) } });
+    await service.call(TENANT, 'POST', '/customer/devices', { device_id: 'STALL-1' });
+    const r = await service.call(TENANT, 'POST', '/customer/devices/STALL-1/certificates/generate', { key_type: 'ec-p256' });
+    const cert = join(tmp, 'certs', 'stall.crt');
+    const key = join(tmp, 'certs', 'stall.key');
+    writeFileSync(cert, r.json.cert_pem);
+    writeFileSync(key, r.json.private_key_pem, { mode: 0o600 });
+    const client = await mqtt.connectAsync(`mqtts://localhost:${port}`, { ...tlsOptions({ port, cafile: brokerConfig.files.combinedCa, cert, key }), protocolVersion: 5, reconnectPeriod: 0 });
+    try {
+      const quiet = (await roundTrips(client, () => true, 500)).sort((a, b) => a - b);
+      // Mosquitto logs every publish (log_type all): scan only what is new, once per round trip.
+      let scanned = broker.logs().length;
+      let reloadedAt = -1;
+      const during: number[] = [];
+      const done = () => {
+        if (reloadedAt < 0) {
+          const logs = broker!.logs();
+          if (logs.indexOf('Reloading config.', Math.max(0, scanned - 20)) >= 0) reloadedAt = during.length;
+          scanned = logs.length;
+        }
+        return reloadedAt >= 0 && during.length >= reloadedAt + 200;
+      };
+      const signalled = performance.now();
+      process.kill(broker.pid, 'SIGHUP');
+      await roundTrips(client, done, 50, during);
+      const elapsed = performance.now() - signalled;
+      const sorted = [...during].sort((a, b) => a - b);
+      return { entries, quietP99: percentile(quiet, 99), p99: percentile(sorted, 99), max: sorted[sorted.length - 1]!, quietP50: percentile(quiet, 50), window: elapsed };
+    } finally {
+      await client.endAsync(true);
+    }
+  } finally {
+    await closeBrokerTest({ service, broker, database, tmp });
+  }
+}
+
+export async function runBrokerReloadStallBench() {
+  const rows = [];
+  for (const size of SIZES) {
+    const m = await measureSize(size);
+    rows.push([size, round(m.quietP50, 2), round(m.quietP99, 2), round(m.p99, 1), round(m.max, 0), round(m.max / m.quietP99, 0)]);
+  }
+  emitTable({
+    id: 'broker-reload-stall',
+    title: 'Mosquitto CRL reload: the stall a connected client sees',
+    description:
+      'A connected MQTT 5 client publishes QoS 1 messages back to back (PUBLISH → PUBACK round trip). The peer: the same client with no reload. ' +
+      'Then SIGHUP, round trips recorded until the reload is logged plus 200 more: their p99 and max (the stall). Real Mosquitto, CRL from certfleet.',
+    columns: ['entries listed', 'quiet p50 ms', 'quiet p99 ms', 'during reload p99 ms', 'during reload max ms (stall)', 'max / quiet p99'],
+    rows,
+  });
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runBrokerReloadStallBench();
+}

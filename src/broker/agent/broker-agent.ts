@@ -1,0 +1,308 @@
+/**
+ * `certfleet broker-agent`: keeps one broker node's CRL file equal to certfleet's latest CRL
+ * bundle, and proves that the broker enforces it.
+ *
+ *   wait for a new bundle (long poll: If-None-Match + wait, no polling period)
+ *   → check it (bundle-check.ts: trusted CAs, nextUpdate, numbers never backwards)
+ *   → write it atomically → reload the broker (retried until it works)
+ *   → close the live sessions of newly revoked certificates (dynsec admin listener)
+ *   → canary handshakes (canary-check.ts) → report to certfleet.
+ *
+ * It survives certfleet restarts and network loss: every failed request is retried after an
+ * exponential backoff with jitter, the file keeps the last good CRL, and a refused bundle is
+ * never written. The file on disk is the floor: at start the agent reads it back, so even
+ * without any other state it never writes an older CRL.
+ */
+import { X509Certificate } from 'node:crypto';
+import { mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { BrokerKind } from '../../app/broker-nodes.ts';
+import { newlyRevokedSerials } from '../../crl/build-crl.ts';
+import { writeFileAtomic } from '../../support/atomic-file.ts';
+import { createBackoff } from '../../support/backoff.ts';
+import type { Logger } from '../../support/logger.ts';
+import type { BrokerReloader } from '../broker-reloader.ts';
+import type { RevokedSessions } from '../revoked-sessions.ts';
+import { BundleRejectedError, checkBundle, trustedCasFromPem, type CheckedCrl, type TrustedCa } from './bundle-check.ts';
+import { checkEnforcement, type CanaryCheck, type CanaryPair, type CanaryTarget } from './canary-check.ts';
+import { crlFileTarget, type CrlTarget } from './crl-targets.ts';
+
+export interface BrokerAgentOptions {
+  /** certfleet's base URL. */
+  url: string;
+  tokenFile: string;
+  node: string;
+  kind: BrokerKind;
+  crlFile: string;
+  /** Where the broker reads its CRLs (default: `crlFile` as one file, Mosquitto's crlfile). */
+  target?: CrlTarget;
+  caFile: string;
+  reloader: BrokerReloader;
+  /** Closes live sessions of revoked CNs (dynsec admin); null: not configured. */
+  sessions: RevokedSessions | null;
+  /** The broker's device listener for the canary handshakes; null: no enforcement check. */
+  canary: CanaryTarget | null;
+  /** Makes the canaries' CNs known to the broker when it needs users (RabbitMQ), before a check. */
+  prepareCanaries?(commonNames: string[]): Promise<void>;
+  /** Where the canary certificates and keys are kept (mode 0700). */
+  stateDir: string;
+  logger: Logger;
+  /** Long-poll wait (seconds); also the heartbeat period of the reports. Default 50. */
+  waitSeconds?: number;
+  /**
+   * Bound on reloads of a large CRL: when the bundle last applied had at least `largeCrlBytes`
+   * (default 4 MiB, about 90,000 entries), the next one is applied no sooner than
+   * `largeCrlReloadIntervalMs` after it (default 10 s; 0: no bound). Mosquitto serves nobody while
+   * it re-reads its crlfile; revocations arriving meanwhile are coalesced into the next reload.
+   */
+  largeCrlBytes?: number;
+  largeCrlReloadIntervalMs?: number;
+  /** First retry delay after a failure (doubles up to maxRetryMs, with ±50 % jitter). Defaults 1 s and 30 s. */
+  retryMs?: number;
+  maxRetryMs?: number;
+}
+
+export interface BrokerAgentStatus {
+  crlNumbers: Record<string, string>;
+  appliedAt: Date | null;
+  lastCheck: (CanaryCheck & { at: Date }) | null;
+  lastError: string | null;
+  applied: number;
+  refused: number;
+}
+
+export interface BrokerAgent {
+  /** Runs until stop(). */
+  run(): Promise<void>;
+  stop(): Promise<void>;
+  status(): BrokerAgentStatus;
+}
+
+class HttpError extends Error {}
+
+const jittered = (ms: number) => Math.round(ms * (0.5 + Math.random()));
+
+export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
+  const log = options.logger;
+  const target = options.target ?? crlFileTarget(options.crlFile);
+  const base = options.url.replace(/\/+$/, '');
+  const waitSeconds = options.waitSeconds ?? 50;
+  const backoff = createBackoff(options.retryMs ?? 1000, options.maxRetryMs ?? 30_000);
+  const stopper = new AbortController();
+  let running: Promise<void> | null = null;
+  let cas: TrustedCa[] = [];
+  const applied = new Map<string, CheckedCrl>();
+  let etag: string | null = null;
+  let lastApplied: { at: number; bytes: number } | null = null;
+  const largeCrlBytes = options.largeCrlBytes ?? 4 * 1024 * 1024;
+  const largeIntervalMs = options.largeCrlReloadIntervalMs ?? 10_000;
+  let canaries: (CanaryPair & { notAfter: Date }) | null = null;
+  const state: BrokerAgentStatus = { crlNumbers: {}, appliedAt: null, lastCheck: null, lastError: null, applied: 0, refused: 0 };
+
+  const sleep = (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      stopper.signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+    });
+
+  async function call(method: string, route: string, init: { body?: unknown; headers?: Record<string, string>; timeoutMs?: number } = {}) {
+    const token = (await readFile(options.tokenFile, 'utf8')).trim();
+    const signal = AbortSignal.any([stopper.signal, AbortSignal.timeout(init.timeoutMs ?? 15_000)]);
+    return fetch(`${base}${route}`, {
+      method,
+      signal,
+      headers: {
+        authorization: `Bearer ${token}`,
+        ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}),
+        ...init.headers,
+      },
+      ...(init.body !== undefined ? { body: JSON.stringify(init.body) } : {}),
+    });
+  }
+
+  async function json<T>(method: string, route: string, body?: unknown): Promise<T> {
+    const res = await call(method, route, { body });
+    const text = await res.text();
+    if (!res.ok) throw new HttpError(`${method} ${route}: HTTP ${res.status} ${text.slice(0, 300)}`);
+    return JSON.parse(text) as T;
+  }
+
+  /** The CRL file on disk is the floor (expired or not, it must verify). */
+  async function init() {
+    cas = trustedCasFromPem(await readFile(options.caFile, 'utf8'));
+    if (cas.length === 0) throw new Error(`${options.caFile} holds no CA certificate`);
+    await mkdir(options.stateDir, { recursive: true, mode: 0o700 });
+    try {
+      const pem = await target.read();
+      if (pem === null) throw new Error(`nothing at ${target.description} yet`);
+      for (const crl of checkBundle(pem, cas, new Map(), null)) applied.set(crl.issuerKeyId, crl);
+      state.crlNumbers = numbers();
+    } catch (error) {
+      log.warn({ event: 'broker_agent_no_floor', err: (error as Error).message }, 'the current CRL file gives no CRL number to start from');
+    }
+    canaries = await loadCanaries();
+  }
+
+  const numbers = () => Object.fromEntries([...applied].map(([k, v]) => [k, v.crlNumber.toString()]));
+  const lowestNumber = () => (applied.size ? [...applied.values()].reduce((a, c) => (c.crlNumber < a ? c.crlNumber : a), [...applied.values()][0].crlNumber) : null);
+  const canaryFile = (name: string) => path.join(options.stateDir, name);
+
+  async function loadCanaries(): Promise<(CanaryPair & { notAfter: Date }) | null> {
+    try {
+      const [vc, vk, rc, rk] = await Promise.all(['canary-valid.crt', 'canary-valid.key', 'canary-revoked.crt', 'canary-revoked.key'].map((f) => readFile(canaryFile(f), 'utf8')));
+      const revoked = new X509Certificate(rc);
+      return {
+        valid: { certPem: vc, keyPem: vk },
+        revoked: { certPem: rc, keyPem: rk, serial: revoked.serialNumber.toLowerCase().replace(/^0+(?=.)/, '') },
+        notAfter: new Date(new X509Certificate(vc).validTo),
+      };
+    } catch {
+      return null;
+    }
+  }
+
+  /** New canaries when there are none or the valid one expires within 14 days. */
+  async function ensureCanaries() {
+    if (!options.canary) return;
+    if (canaries && canaries.notAfter.getTime() - Date.now() > 14 * 86_400_000) return;
+    type Issued = { cert_pem: string; private_key_pem: string };
+    const res = await json<{ valid: Issued; revoked: Issued }>('POST', '/api/v1/broker-agent/canaries', { kind: options.kind });
+    // keys first, then certificates: a crash in between leaves files that fail to load together
+    await writeFileAtomic(canaryFile('canary-valid.key'), res.valid.private_key_pem, 0o600);
+    await writeFileAtomic(canaryFile('canary-revoked.key'), res.revoked.private_key_pem, 0o600);
+    await writeFileAtomic(canaryFile('canary-valid.crt'), res.valid.cert_pem, 0o600);
+    await writeFileAtomic(canaryFile('canary-revoked.crt'), res.revoked.cert_pem, 0o600);
+    canaries = await loadCanaries();
+    await options.prepareCanaries?.([`certfleet/canary.${options.node}.valid`, `certfleet/canary.${options.node}.revoked`]);
+    log.info({ event: 'broker_agent_canaries', node: options.node }, 'canary certificates issued');
+  }
+
+  async function report(check: (CanaryCheck & { at: Date }) | null) {
+    const n = lowestNumber();
+    await json('POST', '/api/v1/broker-agent/report', {
+      kind: options.kind,
+      crl_number: n === null ? null : n.toString(),
+      applied_at: state.appliedAt?.toISOString() ?? null,
+      check: check ? { at: check.at.toISOString(), result: check.result, detail: check.detail } : null,
+      error: state.lastError,
+    });
+  }
+
+  async function reloadUntilDone() {
+    for (const reloadBackoff = createBackoff(options.retryMs ?? 1000, options.maxRetryMs ?? 30_000); ; ) {
+      try {
+        await options.reloader.reload();
+        return;
+      } catch (error) {
+        state.lastError = `broker reload failed: ${(error as Error).message}`;
+        log.error({ event: 'broker_agent_reload_failed', err: (error as Error).message }, 'broker reload failed; retrying');
+        await report(null).catch(() => undefined);
+        await sleep(jittered(reloadBackoff.next()));
+        if (stopper.signal.aborted) throw error;
+      }
+    }
+  }
+
+  async function kickNewlyRevoked(previous: Map<string, CheckedCrl>, crls: CheckedCrl[]) {
+    if (!options.sessions) return;
+    const serials = crls.flatMap((crl) => {
+      const before = previous.get(crl.issuerKeyId);
+      return before ? newlyRevokedSerials(before.der, crl.der) : []; // first CRL after a start: nobody to compare with
+    });
+    const names: string[] = [];
+    for (let i = 0; i < serials.length; i += 2000) {
+      const page = await json<{ certificates: Array<{ common_name: string }> }>('POST', '/api/v1/broker-agent/revoked-common-names', { serials: serials.slice(i, i + 2000) });
+      names.push(...page.certificates.map((c) => c.common_name));
+    }
+    await options.sessions.kick(names);
+  }
+
+  async function apply(pem: string) {
+    const crls = checkBundle(pem, cas, new Map([...applied].map(([k, v]) => [k, v.crlNumber])), new Date());
+    const unchanged = crls.length === applied.size && crls.every((c) => applied.get(c.issuerKeyId)?.der.equals(c.der));
+    if (!unchanged) {
+      // A small clock skew: wait until every CRL is valid here, or the broker refuses every client meanwhile.
+      const validFrom = Math.max(...crls.map((c) => c.thisUpdate.getTime()));
+      if (validFrom > Date.now()) await sleep(validFrom - Date.now() + 1000);
+      if (stopper.signal.aborted) return;
+      await target.write(crls, pem);
+      await reloadUntilDone();
+      lastApplied = { at: Date.now(), bytes: pem.length };
+      const previous = new Map(applied);
+      applied.clear();
+      for (const crl of crls) applied.set(crl.issuerKeyId, crl);
+      state.crlNumbers = numbers();
+      state.appliedAt = new Date();
+      state.applied++;
+      log.info({ event: 'broker_agent_applied', node: options.node, crl_numbers: state.crlNumbers }, 'CRL bundle applied');
+      await kickNewlyRevoked(previous, crls).catch((error: Error) => log.warn({ event: 'broker_agent_kick_failed', err: error.message }, 'could not close revoked sessions'));
+    }
+    state.lastError = null;
+    let check: (CanaryCheck & { at: Date; attempts: number }) | null = null;
+    if (options.canary && canaries) {
+      const listed = crls.some((c) => newlyRevokedSerials(null, c.der).includes(canaries!.revoked.serial));
+      check = { ...(await checkEnforcement(options.canary, canaries, listed)), at: new Date() };
+      state.lastCheck = check;
+      if (check.attempts > 1) log.warn({ event: 'broker_agent_check_retried', attempts: check.attempts, result: check.result }, 'canary check needed retries (broker reloading)');
+      if (check.result === 'failed') log.error({ event: 'broker_agent_enforcement_failed', node: options.node, detail: check.detail }, 'the broker does not enforce the CRL');
+    }
+    await report(check);
+  }
+
+  async function cycle() {
+    await ensureCanaries();
+    // A large CRL was just reloaded: wait out the bound; the long poll then returns the latest bundle (all revocations of the wait at once).
+    if (lastApplied && lastApplied.bytes >= largeCrlBytes && largeIntervalMs > 0) {
+      const wait = lastApplied.at + largeIntervalMs - Date.now();
+      if (wait > 0) await sleep(wait);
+    }
+    const res = await call('GET', `/pki/crl-bundle.pem?wait=${waitSeconds}`, {
+      headers: etag ? { 'if-none-match': `"${etag}"` } : {},
+      timeoutMs: (waitSeconds + 30) * 1000,
+    });
+    if (res.status === 304) {
+      await res.arrayBuffer();
+      await report(null);
+      return;
+    }
+    const body = await res.text();
+    if (res.status !== 200) throw new HttpError(`GET /pki/crl-bundle.pem: HTTP ${res.status} ${body.slice(0, 300)}`);
+    const tag = /"([0-9a-f]{64})"/.exec(res.headers.get('etag') ?? '')?.[1] ?? null;
+    try {
+      await apply(body);
+    } catch (error) {
+      if (!(error instanceof BundleRejectedError)) throw error;
+      state.refused++;
+      state.lastError = error.message;
+      log.error({ event: 'broker_agent_bundle_refused', code: error.code, err: error.message }, 'CRL bundle refused; the broker keeps its current CRL');
+      await report(null).catch(() => undefined);
+    }
+    etag = tag; // a refused bundle is not fetched again: the agent waits for a newer one
+  }
+
+  async function loop() {
+    await init();
+    while (!stopper.signal.aborted) {
+      try {
+        await cycle();
+        backoff.reset();
+      } catch (error) {
+        if (stopper.signal.aborted) break;
+        state.lastError = (error as Error).message;
+        const delay = jittered(backoff.next());
+        log.warn({ event: 'broker_agent_retry', err: state.lastError, retry_in_ms: delay }, 'broker agent cycle failed; retrying');
+        await sleep(delay);
+      }
+    }
+  }
+
+  return {
+    run: () => (running ??= loop()),
+    async stop() {
+      stopper.abort();
+      await running?.catch(() => undefined);
+      await options.sessions?.close();
+    },
+    status: () => ({ ...state }),
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * Where a broker reads its CRLs, and how the agent writes them there (atomically, each file):
+ * - Mosquitto: one `crlfile` holding the whole bundle (PEM, concatenated).
+ * - RabbitMQ (Erlang/OTP ssl with `{crl_cache, {ssl_crl_hash_dir, {internal, [{dir, DIR}]}}}`):
+ *   a directory with one `<issuer hash>.r0` per CA, the OpenSSL subject hash of the CRL issuer.
+ *   OTP reads that directory at every handshake, so a new file needs no reload.
+ */
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { crlDerToPem } from '../../crl/verify-crl.ts';
+import { writeFileAtomic } from '../../support/atomic-file.ts';
+import type { CheckedCrl } from './bundle-check.ts';
+
+export interface CrlTarget {
+  /** What the broker reads now (PEM), for the agent's floor at start; null when nothing is there. */
+  read(): Promise<string | null>;
+  write(crls: CheckedCrl[], bundlePem: string): Promise<void>;
+  readonly description: string;
+}
+
+export function crlFileTarget(file: string): CrlTarget {
+  return {
+    description: `crlfile ${file}`,
+    read: () => readFile(file, 'latin1').catch(() => null),
+    write: (_crls, pem) => writeFileAtomic(file, pem, 0o644),
+  };
+}
+
+const run = promisify(execFile);
+
+/** OpenSSL's subject hash of a CRL's issuer (`openssl crl -hash`): the name OTP's ssl_crl_hash_dir looks up. */
+async function issuerHash(pem: string): Promise<string> {
+  const child = run('openssl', ['crl', '-hash', '-noout'], { encoding: 'utf8' });
+  child.child.stdin?.end(pem);
+  const { stdout } = await child;
+  const hash = stdout.trim();
+  if (!/^[0-9a-f]{8}$/.test(hash)) throw new Error(`openssl crl -hash printed ${JSON.stringify(hash.slice(0, 40))}`);
+  return hash;
+}
+
+export function crlHashDirTarget(dir: string): CrlTarget {
+  return {
+    description: `CRL hash directory ${dir}`,
+    async read() {
+      const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{8}\.r\d+$/.test(n)).sort();
+      if (names.length === 0) return null;
+      return (await Promise.all(names.map((n) => readFile(path.join(dir, n), 'latin1')))).join('');
+    },
+    async write(crls) {
+      for (const crl of crls) {
+        const pem = crlDerToPem(crl.der);
+        await writeFileAtomic(path.join(dir, `${await issuerHash(pem)}.r0`), pem, 0o644);
+      }
+    },
+  };
+}
