@@ -23,7 +23,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
         metrics: service.metrics,
         crl: service.crl.publisher,
         revocations: service.crl.listener,
-        log: logger,
+        logger,
       })
     : null;
   const broker = service.crl.broker;
