@@ -1,8 +1,7 @@
 /** Which revocations a reload newly delivered to the broker, and the kick retries (no broker needed). */
 import { generateKeyPairSync } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
-import { buildCrl, encodeRevokedEntries, type CrlSigner } from '../src/crl/build-crl.ts';
-import { newlyRevokedSerials } from '../src/crl/build-crl.ts';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
+import { buildCrl, encodeRevokedEntries, newlyRevokedSerials, type CrlSigner } from '../src/crl/build-crl.ts';
 import { createRevokedSessions } from '../src/broker/revoked-sessions.ts';
 import { createCrlSigner } from '../src/pki/crl-signer.ts';
 import { sequence } from '../src/domain/der.ts';
@@ -49,6 +48,9 @@ describe('newlyRevokedSerials', () => {
 
 describe('createRevokedSessions', () => {
   it('kicks each CN once, retries failures with backoff, and gives up after maxAttempts', async () => {
+    // Fake timers: the retries run when the clock is advanced, not after a sleep that may be too short under load.
+    vi.useFakeTimers();
+    onTestFinished(() => void vi.useRealTimers());
     const calls: string[] = [];
     let failing = new Set(['t1/flaky', 't1/broken']);
     const sessions = createRevokedSessions({
@@ -67,7 +69,11 @@ describe('createRevokedSessions', () => {
     expect(first.kicked).toEqual(['t1/a']);
     expect(first.failed.map((f) => f.commonName).sort()).toEqual(['t1/broken', 't1/flaky']);
     failing = new Set(['t1/broken']);
-    await new Promise((r) => setTimeout(r, 250));
+    expect(sessions.pending().sort()).toEqual(['t1/broken', 't1/flaky']);
+    await vi.advanceTimersByTimeAsync(20); // first retry: flaky succeeds, broken fails a second time
+    await sessions.idle();
+    expect(sessions.pending()).toEqual(['t1/broken']);
+    await vi.advanceTimersByTimeAsync(40); // second retry (backoff doubled): broken's third attempt, abandoned
     await sessions.idle();
     expect(calls.filter((c) => c === 't1/flaky')).toHaveLength(2);
     expect(calls.filter((c) => c === 't1/broken')).toHaveLength(3);

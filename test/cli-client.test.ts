@@ -169,7 +169,7 @@ describe('certfleet CLI against a running certfleet', () => {
   it('alerts list, ack and close', async () => {
     // DEV-1's first certificate (20 days) was rotated; a new one expiring in 10 days gets an alert.
     expect((await cli(['certs', 'generate', 'DEV-22', '--key-type', 'ec-p256', '--validity-days', '10', '--out', tmp()])).code).toBe(0);
-    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, metrics: t.service.metrics, crl: t.service.crl.publisher, revocations: t.service.crl.listener, log: silentLogger, holder: 'cli-test' });
+    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, metrics: t.service.metrics, crl: t.service.crl.publisher, revocations: t.service.crl.listener, logger: silentLogger, holder: 'cli-test' });
     try {
       expect((await worker.runOnce()).filter((r) => r.status !== 'ok')).toEqual([]);
     } finally {

@@ -573,7 +573,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
   });
 
   // Postgres only (several connections); registered only there, so PGlite reports no skip.
-  if (kind === 'pg') it('serialises concurrent publishers on one Postgres: distinct, strictly increasing numbers', async () => {
+  it.runIf(kind === 'pg')(`serialises concurrent publishers on one Postgres: distinct, strictly increasing numbers${kind === 'pg' ? '' : ' (skipped: Postgres only: PGlite is one in-process connection)'}`, async () => {
     const authority = crlAuthorityFor(t.service.ca.ca!);
     const drivers = Array.from({ length: 4 }, () => createPgDriver(database.url!, { max: 2 }));
     try {
@@ -592,7 +592,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     }
   });
 
-  if (kind === 'pg') it('across processes: an API replica NOTIFYs, the publishing process rebuilds; another worker syncs its own file', async () => {
+  it.runIf(kind === 'pg')(`across processes: an API replica NOTIFYs, the publishing process rebuilds; another worker syncs its own file${kind === 'pg' ? '' : ' (skipped: Postgres only: PGlite is one in-process connection)'}`, async () => {
     const api = await startTestService(database, {
       clock: t.clock,
       env: { DEVICE_CA_CERT_PATH: t.config.caCertPath, DEVICE_CA_KEY_PATH: t.config.caKeyPath },

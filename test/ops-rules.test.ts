@@ -99,7 +99,7 @@ describe('metric names in rules and dashboards', () => {
       expect((await t.call('acme', 'POST', `/customer/certificates/${issued.json.certificate.id}/revoke`, { reason: 'keyCompromise' })).status).toBe(200);
       expect((await t.call('acme', 'GET', '/customer/certificates/999999')).status).toBe(404);
       await t.service.app.inject({ method: 'GET', url: '/no-such-route' });
-      const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, metrics: t.service.metrics, crl: t.service.crl.publisher, holder: 'metrics-test', log: captureLogger([]) });
+      const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, metrics: t.service.metrics, crl: t.service.crl.publisher, holder: 'metrics-test', logger: captureLogger([]) });
       try {
         const reports = await worker.runOnce();
         expect(reports.filter((r) => r.status !== 'ok')).toEqual([]);

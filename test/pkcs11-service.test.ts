@@ -89,7 +89,7 @@ describe.runIf(!softHsmMissing).each(DRIVERS)(`issuing with the CA key in SoftHS
 
   it('a standalone worker loads the token key too: its CRL file, signed by the token, lists the revoked certificate', async () => {
     expect(revokedPems).toHaveLength(1);
-    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, log: silentLogger, holder: `pkcs11-${kind}` });
+    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, logger: silentLogger, holder: `pkcs11-${kind}` });
     try {
       expect(worker.crlPublication).not.toBeNull();
       await worker.crlPublication!.publisher!.publishNow();

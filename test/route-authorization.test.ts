@@ -315,7 +315,7 @@ describe('authorization of every registered route', () => {
       storage: database.storage,
       crl: t.service.crl.publisher,
       revocations: t.service.crl.listener,
-      log: silentLogger,
+      logger: silentLogger,
       holder: 'route-authorization',
     });
     const jwk = JSON.parse(readFileSync(join(t.dataDir, 'dev-token-key.json'), 'utf8')) as JWK;

@@ -55,7 +55,7 @@ describe.each(DRIVERS)('system alerts to operator webhooks on %s', (kind) => {
       crl: t.service.crl.publisher,
       ca: t.service.ca.ca,
       revocations: t.service.crl.listener,
-      log: captureLogger([]),
+      logger: captureLogger([]),
       holder: 'sys-worker',
     });
   });

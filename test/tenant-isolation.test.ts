@@ -41,7 +41,7 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
       expect(session.statusCode, session.body).toBe(200);
     }
     // One worker pass opens the expiry alerts (and queues their webhook notifications).
-    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, crl: t.service.crl.publisher, log: silentLogger, holder: 'isolation-test' });
+    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, crl: t.service.crl.publisher, logger: silentLogger, holder: 'isolation-test' });
     try {
       await worker.runOnce();
     } finally {

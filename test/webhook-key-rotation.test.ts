@@ -35,7 +35,7 @@ describe.each(DRIVERS)('webhook secret key rotation and row binding on %s', (kin
       expect((await t.call(tenant, 'POST', '/customer/devices', { device_id: device })).status).toBe(201);
       expect((await t.call(tenant, 'POST', `/customer/devices/${device}/certificates/generate`, { key_type: 'ec-p256', validity_days: 10 })).status).toBe(201);
     }
-    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, crl: null, secrets: box, log: silentLogger, holder: `rot-${deviceNo}` });
+    const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, crl: null, secrets: box, logger: silentLogger, holder: `rot-${deviceNo}` });
     try {
       await worker.runOnce();
     } finally {

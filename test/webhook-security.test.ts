@@ -117,7 +117,7 @@ describe.each(DRIVERS)('webhooks under the default configuration on %s', (kind) 
       storage: database.storage,
       crl: null,
       revocations: t.service.crl.listener,
-      log: silentLogger,
+      logger: silentLogger,
       holder: `test-${workers.length}`,
     });
     workers.push(worker);

@@ -23,7 +23,7 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
       // as under `serve`: the service's CRL publisher
       crl: t.service.crl.publisher,
       revocations: t.service.crl.listener,
-      log: captureLogger(logs),
+      logger: captureLogger(logs),
       holder: 'test-worker',
       ...overrides,
     });

@@ -107,7 +107,7 @@ describe.each(DRIVERS)('worker leases and scheduler on %s', (kind) => {
       return { runs, task };
     };
     const scheduler = (holder: string, tasks: WorkerTask[], metrics?: Registry) =>
-      createScheduler({ tasks, leases, clock, holder, log: captureLogger(logs), metrics: metrics ? workerMetrics(metrics) : undefined, failureRetryMs: MINUTE });
+      createScheduler({ tasks, leases, clock, holder, logger: captureLogger(logs), metrics: metrics ? workerMetrics(metrics) : undefined, failureRetryMs: MINUTE });
 
     it('with three replicas ticking, each task runs once per period cluster-wide', async () => {
       const { runs, task } = counter();
@@ -168,7 +168,7 @@ describe.each(DRIVERS)('worker leases and scheduler on %s', (kind) => {
         setInterval: (fn: () => void, ms: number) => setInterval(fn, ms).unref(),
         clearInterval: (h: unknown) => clearInterval(h as NodeJS.Timeout),
       };
-      const s = createScheduler({ tasks: [task('t', MINUTE)], leases, clock, holder: 'a', log: silentLogger, pollMs: 5, timers });
+      const s = createScheduler({ tasks: [task('t', MINUTE)], leases, clock, holder: 'a', logger: silentLogger, pollMs: 5, timers });
       s.start();
       await waitUntil(async () => runs.t === 1 && (await leases.find('t'))?.last_status === 'ok', 'first run finished');
       const seen = polls;

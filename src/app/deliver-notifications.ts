@@ -2,6 +2,7 @@ import { DELIVERY_HEADER, EVENT_HEADER, retryDelayMs, SIGNATURE_HEADER, signPayl
 import type { SecretSealer } from './ports.ts';
 import type { AppDeps } from './deps.ts';
 import type { ClaimedDelivery, DeliveryOutcome } from './storage-ports.ts';
+import { DAY_MS } from '../domain/clock.ts';
 
 /** One signed POST. Resolves with the HTTP status; rejects on network errors and timeouts. */
 export interface WebhookRequest {
@@ -39,7 +40,7 @@ export const DEFAULT_DELIVERY_SETTINGS: Omit<DeliverySettings, 'retry'> = {
   timeoutMs: 5_000,
   claimMs: 60_000,
   maxBatches: 20,
-  retentionMs: 30 * 86_400_000,
+  retentionMs: 30 * DAY_MS,
 };
 
 const MAX_ERROR_LENGTH = 500;

@@ -7,6 +7,7 @@
  * File ownership: broker-file-ownership.ts; server certificate: server-pki.ts; dynamic
  * security: dynamic-security.ts; file names: broker-files.ts.
  */
+import { DAY_MS } from '../domain/clock.ts';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { exists, keepPrevious, writeFileAtomic } from '../support/atomic-file.ts';
@@ -211,7 +212,7 @@ async function serverPki(options: WriteBrokerConfigOptions, ctx: ServerPkiContex
     return current;
   }
   const keptCa = await loadServerCa(outDir, keyDir);
-  if (keptCa && keptCa.notAfter.getTime() > now.getTime() + days * 86_400_000) {
+  if (keptCa && keptCa.notAfter.getTime() > now.getTime() + days * DAY_MS) {
     const pki = await issueServerCertificate(keptCa, host, now, days);
     await writeServerFiles(files, pki, lines);
     lines.push(`issued the server certificate from the same server CA "${keptCa.subject}": devices keep their combined-ca.crt`);

@@ -25,7 +25,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
         ca: service.ca.ca,
         revocations: service.crl.listener,
         brokerFleet: service.brokerFleet,
-        log: logger,
+        logger,
       })
     : null;
   const broker = service.crl.broker;

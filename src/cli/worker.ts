@@ -15,8 +15,8 @@ import { createLimitedServer } from '../support/listener.ts';
  */
 export async function workerCommand(flags: Flags, config: Config, overrides: WorkerOverrides = {}): Promise<number> {
   const metrics = new Registry();
-  const log = overrides.log ?? createLogger({ level: config.logLevel });
-  const worker = await createWorker(config, { metrics, ...overrides, log });
+  const log = overrides.logger ?? createLogger({ level: config.logLevel });
+  const worker = await createWorker(config, { metrics, ...overrides, logger: log });
   if (flags.once) {
     let failed: string[] = [];
     try {

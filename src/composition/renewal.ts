@@ -51,7 +51,7 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
 
   async function startMqtt(logger: FastifyBaseLogger): Promise<string | null> {
     if (!config.mqttRenewal || !config.brokerAdmin) return null;
-    mqtt = await startMqttRenewal({ connection: await readBrokerAdmin(config.brokerAdmin), renewal, log: logger.child({ component: 'mqtt-renewal' }) });
+    mqtt = await startMqttRenewal({ connection: await readBrokerAdmin(config.brokerAdmin), renewal, logger: logger.child({ component: 'mqtt-renewal' }) });
     return `${config.brokerAdmin.url} as ${config.brokerAdmin.username}`;
   }
 

@@ -47,7 +47,7 @@ export interface WorkerOverrides {
   /** Where the task metrics go (the service's registry under `serve`). */
   metrics?: Registry;
   /** The process logger (serve shares its own); default: a pino logger at LOG_LEVEL on stdout. */
-  log?: Logger;
+  logger?: Logger;
   /**
    * The CRL publisher of this process (`serve` passes the service's). Absent: the worker
    * loads the Device CA and builds its own publication (standalone `certfleet worker`);
@@ -127,7 +127,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const storage = overrides.storage ?? (await openStorage(config));
   const { db } = storage;
   const intervals = { ...defaultIntervals(config), ...overrides.intervals };
-  const log = overrides.log ?? createLogger({ level: config.logLevel });
+  const log = overrides.logger ?? createLogger({ level: config.logLevel });
   let secrets = overrides.secrets;
   if (!secrets) {
     try {
@@ -222,7 +222,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     leases,
     clock,
     holder,
-    log,
+    logger: log,
     metrics: overrides.metrics ? workerMetrics(overrides.metrics) : undefined,
     timers: overrides.timers,
     pollMs: overrides.pollMs,

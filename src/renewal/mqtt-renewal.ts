@@ -47,8 +47,8 @@ function parse(payload: Buffer): RenewalMessage {
 const requestIdOf = (m: RenewalMessage): string | null =>
   typeof m.request_id === 'string' ? m.request_id.slice(0, 200) : typeof m.confirm === 'string' ? m.confirm.slice(0, 200) : null;
 
-export async function startMqttRenewal(options: { connection: BrokerAdminConnection; renewal: DeviceRenewal; log: Logger }): Promise<MqttRenewal> {
-  const { connection, renewal, log } = options;
+export async function startMqttRenewal(options: { connection: BrokerAdminConnection; renewal: DeviceRenewal; logger: Logger }): Promise<MqttRenewal> {
+  const { connection, renewal, logger: log } = options;
   const client: MqttClient = await mqtt.connectAsync(connection.url, {
     username: connection.username,
     password: connection.password,

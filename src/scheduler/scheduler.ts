@@ -76,7 +76,7 @@ export interface SchedulerOptions {
   /** This replica's identity in the lease table. */
   holder: string;
   /** One JSON-able object per line. */
-  log: Logger;
+  logger: Logger;
   metrics?: WorkerMetrics;
   timers?: Timers;
   /** How often the loop looks for due tasks. Default 1 s (it only asks the database when a lease may be free). */
@@ -102,7 +102,7 @@ export interface Scheduler {
 const DEFAULT_RUN_LEASE_MS = 120_000;
 
 export function createScheduler(options: SchedulerOptions): Scheduler {
-  const { tasks, leases, clock, holder, log, metrics } = options;
+  const { tasks, leases, clock, holder, logger: log, metrics } = options;
   const timers = options.timers ?? nodeTimers;
   const pollMs = options.pollMs ?? 1_000;
   const failureRetryMs = options.failureRetryMs ?? 60_000;

@@ -1,6 +1,6 @@
-import { closeSync, linkSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { linkSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
-import { tempPathFor } from '../support/atomic-file.ts';
+import { fsyncDirSync, tempPathFor, writeFileAtomicSync, writeNewFileDurablySync } from '../support/atomic-file.ts';
 
 export class DataDirLockedError extends Error {}
 
@@ -18,14 +18,10 @@ const RELEASED = 'released';
 /** Creates `path` with `content` in one step (a reader never sees it empty); false when it exists. */
 function createExclusive(path: string, content: string): boolean {
   const tmp = tempPathFor(path);
-  const fd = openSync(tmp, 'w', 0o600);
-  try {
-    writeSync(fd, content);
-  } finally {
-    closeSync(fd);
-  }
+  writeNewFileDurablySync(tmp, content, 0o600);
   try {
     linkSync(tmp, path);
+    fsyncDirSync(dirname(path));
     return true;
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
@@ -95,14 +91,11 @@ export function lockDataDir(
       if (released) return;
       released = true;
       // Marked released, not removed: the generation number stays, so it never goes back.
-      const tmp = tempPathFor(path);
       try {
-        const fd = openSync(tmp, 'w', 0o600);
-        writeSync(fd, RELEASED);
-        closeSync(fd);
-        renameSync(tmp, path);
-      } catch {
-        rmSync(tmp, { force: true });
+        writeFileAtomicSync(path, RELEASED, 0o600);
+      } catch (e) {
+        // Not silent: the next start sees a holder that is gone and takes the next generation.
+        process.stderr.write(`certfleet: could not mark the data-dir lock ${path} released: ${(e as Error).message}\n`);
       }
     };
     process.once('exit', release);

@@ -4,7 +4,7 @@
  * one, never a mix.
  */
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { closeSync, constants, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -87,6 +87,40 @@ export async function keepPrevious(file: string, replacement?: string): Promise<
       if (code !== 'EEXIST') throw e;
     }
   }
+}
+
+/** writeNewFileDurably, synchronously (for process 'exit' handlers and lock files). */
+export function writeNewFileDurablySync(file: string, data: string | Uint8Array, mode: number): void {
+  const fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  try {
+    writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fchmodSync(fd, mode);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function fsyncDirSync(dir: string): void {
+  const fd = openSync(dir, constants.O_RDONLY);
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** writeFileAtomic, synchronously. */
+export function writeFileAtomicSync(file: string, data: string | Uint8Array, mode: number): void {
+  const tmp = tempPathFor(file);
+  try {
+    writeNewFileDurablySync(tmp, data, mode);
+    renameSync(tmp, file);
+  } catch (error) {
+    rmSync(tmp, { force: true });
+    throw error;
+  }
+  fsyncDirSync(path.dirname(file));
 }
 
 export async function exists(file: string): Promise<boolean> {

@@ -2,6 +2,7 @@ import type { FleetOverviewRows } from '../../app/storage-ports.ts';
 import { CERTIFICATE_STATUSES, type CertificateStatus } from '../../domain/certificate.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
+import { DAY_MS } from '../../domain/clock.ts';
 
 export interface FleetStats {
   certificatesByStatus: Record<string, number>;
@@ -24,8 +25,7 @@ export interface FleetStats {
  * window through the partial index on not_after; the alert one only open alerts.
  */
 export async function readFleetStats(tx: Queryable, now: Date, windowsDays: number[]): Promise<FleetStats> {
-  const day = 86_400_000;
-  const horizon = new Date(now.getTime() + Math.max(...windowsDays) * day);
+  const horizon = new Date(now.getTime() + Math.max(...windowsDays) * DAY_MS);
   const statuses = await tx.query<{ status: string; n: number }>('SELECT status, count(*)::int8 AS n FROM device_certificates GROUP BY status');
   const soonest = await tx.query<{ tenant_id: string; soonest: unknown }>(
     `SELECT tenant_id, min(not_after) AS soonest FROM device_certificates WHERE status = 'ACTIVE' AND not_after <= $1 GROUP BY tenant_id`,
@@ -58,7 +58,7 @@ const toDate = (v: unknown): Date | null => (v === null || v === undefined ? nul
  * transaction RLS scopes it; `tenantId` narrows an operator's count to one tenant.
  */
 export async function countExpiringWithin(tx: Queryable, now: Date, windowsDays: number[], tenantId?: string): Promise<Record<number, number>> {
-  const until = windowsDays.map((d) => new Date(now.getTime() + d * 86_400_000));
+  const until = windowsDays.map((d) => new Date(now.getTime() + d * DAY_MS));
   const tenant = tenantId === undefined ? '' : ' AND c.tenant_id = $2';
   const buckets = await tx.query<{ n: number[] }>(
     `SELECT array_agg((SELECT count(*) FROM device_certificates c WHERE c.status = 'ACTIVE' AND c.not_after <= u${tenant})::int8 ORDER BY i) AS n
