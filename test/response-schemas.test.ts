@@ -222,6 +222,7 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
     await check(null, 'GET', `${O}/audit-events`, 200);
     await check(null, 'GET', `${O}/expiry-summary`, 200);
     await check(null, 'GET', `${O}/crl/status`, 200);
+    await check(null, 'GET', `${O}/fleet-overview`, 200);
 
     // Sign-in
     await check(undefined, 'GET', '/auth/config', 200);
