@@ -241,6 +241,7 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
     await check(null, 'GET', `${O}/audit-events`, 200);
     await check(null, 'GET', `${O}/expiry-summary`, 200);
     await check(null, 'GET', `${O}/crl/status`, 200);
+    await check(null, 'GET', `${O}/fleet-overview`, 200);
 
     // A broker agent, and the operator's list of broker nodes
     const agentKey = await loadOrCreateDevSigningKey(devKeyPath(t.config));
