@@ -113,7 +113,7 @@ const ROUTES: Record<string, Row> = {
   },
   'customer POST /devices/:device_id/certificates/csr': {
     own: 201,
-    request: async (fx) => ({ path: `/devices/${await fx.device()}/certificates/csr`, body: { csr_pem: CSR_PEM } }),
+    request: async (fx) => ({ path: `/devices/${await fx.device()}/certificates/csr`, body: { csr_pem: opensslCsr('ec-p256').csrPem } }), // a fresh key each time: one key serves one device
   },
   'customer POST /devices/:device_id/certificates/import': {
     own: 409, // the owner reaches the use case: this certificate is registered already (CERTIFICATE_EXISTS)
@@ -267,7 +267,6 @@ const ROUTES: Record<string, Row> = {
   'public GET /docs/static/*': { own: 200, request: path('/docs/static/swagger-ui.css') },
 };
 
-let CSR_PEM = '';
 const SAFE = new Set(['GET', 'HEAD', 'OPTIONS']);
 const keyOf = (r: RegisteredRoute) => `${r.access} ${r.method} ${r.path}`;
 
@@ -307,7 +306,6 @@ describe('authorization of every registered route', () => {
   let csrfOf: Map<string, string>;
 
   beforeAll(async () => {
-    CSR_PEM = opensslCsr('ec-p256').csrPem;
     database = await createTestDatabase('pglite');
     t = await startTestService(database);
     worker = await createWorker(t.config, {

@@ -181,7 +181,10 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
   let hasWebhooks = false;
   let hasAlerts = false;
 
-  const WATCHED = ['device_registry', 'device_certificates', 'certificate_rotations', 'notification_webhooks', 'fleet_alert', 'notification_outbox', 'audit_events'];
+  const WATCHED = [
+    'device_registry', 'device_certificates', 'certificate_rotations', 'notification_webhooks', 'fleet_alert', 'notification_outbox', 'audit_events',
+    'compromised_keys', 'tenant_settings',
+  ];
   let watched: string[] = [];
 
   /** Row count and a digest of every row of the tenant tables: catches inserts, updates and deletes. */
@@ -234,8 +237,10 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
     const present = await database.db.asOperator(async (tx) =>
       (await tx.query<{ t: string }>(`SELECT t FROM unnest($1::text[]) t WHERE to_regclass('public.' || t) IS NOT NULL`, [WATCHED])).rows.map((r) => r.t),
     );
-    watched = present;
-    hasAlerts = watched.includes('fleet_alert');
+    // Every watched table must exist: a renamed table fails here instead of silently shrinking the check.
+    expect(present.sort()).toEqual([...WATCHED].sort());
+    watched = WATCHED;
+    hasAlerts = true;
 
     own = await seedTenant('acme', 'ACME-001');
     other = await seedTenant('globex', 'GLOBEX-001');

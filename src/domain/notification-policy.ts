@@ -1,5 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { exponentialDelayMs } from '../support/backoff.ts';
+import { exponentialDelayMs } from './backoff.ts';
 import { AppError } from './errors.ts';
 import { isNonPublicAddress, PRIVATE_NETWORK_REFUSAL } from './network-policy.ts';
 

@@ -1,7 +1,4 @@
-/** The one retry/backoff rule: first `initialMs`, doubling with every further failure, capped at `maxMs`. Pure. */
-export function exponentialDelayMs(initialMs: number, maxMs: number, failures: number): number {
-  return Math.min(maxMs, initialMs * 2 ** Math.max(0, failures - 1));
-}
+import { exponentialDelayMs } from '../domain/backoff.ts';
 
 /** The same rule as state: next() is the delay before the next try (and doubles the one after), reset() after a success. */
 export interface Backoff {
