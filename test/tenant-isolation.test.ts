@@ -11,10 +11,11 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
   let alertA: number;
   let webhookA: number;
 
-  /** Every tenant table holds rows of both tenants: a device, certificates, a rotation, an enrollment token, an expiry alert, a webhook and its outbox entry. */
+  /** Every tenant table holds rows of both tenants: a device, certificates, a rotation, an enrollment token, an expiry alert, a webhook and its outbox entry, broker grants, settings. */
   const populate = async (tenant: string, device: string) => {
     const call = async (method: string, url: string, body?: unknown) => {
-      const res = await t.call(tenant, method, url, body, url.endsWith('/enrollment-tokens') ? 'tenant-admin' : 'customer');
+      const adminOnly = url.endsWith('/enrollment-tokens') || url.endsWith('/broker-grants');
+      const res = await t.call(tenant, method, url, body, adminOnly ? 'tenant-admin' : 'customer');
       expect(res.status, `${method} ${url}: ${res.body}`).toBeLessThan(300);
       return res.json;
     };
@@ -25,6 +26,9 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
     const webhook = await call('POST', '/customer/notification-webhooks', { url: 'http://127.0.0.1:9/hook' });
     await call('POST', `/customer/devices/${device}/enrollment-tokens`, {});
     const expiring = await call('POST', `/customer/devices/${device}/certificates/generate`, { key_type: 'ec-p256', validity_days: 5 });
+    await call('PUT', '/customer/broker-grants', { grants: [{ filter: 'broadcast/#', access: 'read' }] });
+    // No route changes a tenant's settings yet: the row as the application role writes it, in the tenant's context.
+    await database.db.asTenant(tenant, (tx) => tx.query('INSERT INTO tenant_settings (tenant_id, allow_shared_device_keys) VALUES ($1, false)', [tenant]));
     return { certificate: expiring.certificate.id as number, webhook: Number(webhook.webhook.id) };
   };
 

@@ -183,7 +183,7 @@ export function createBrokerFleet(deps: Pick<AppDeps, 'storage' | 'clock'> & { s
     const issued: Record<'valid' | 'revoked', { id: number; serial_number: string; cert_pem: string; private_key_pem: string }> = {} as never;
     for (const which of ['valid', 'revoked'] as const) {
       const deviceId = `canary.${node}.${which}`;
-      await useCases.registerDevice(actor, { device_id: deviceId }).catch((e: unknown) => {
+      await useCases.registerDevice(actor, { device_id: deviceId }, { system: true }).catch((e: unknown) => {
         if (!(e instanceof AppError && e.code === 'DEVICE_EXISTS')) throw e;
       });
       const res = await useCases.issueCertificate(actor, deviceId, { validityDays: 90, key: { kind: 'generate', keyType: 'ec-p256' } });

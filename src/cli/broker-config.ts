@@ -18,7 +18,7 @@ import { ADMIN_PASSWORD_FILE } from '../broker/broker-files.ts';
 import { DYNSEC_PLUGIN_CANDIDATES } from '../broker/dynamic-security.ts';
 import { writeBrokerConfig, type BrokerAclOptions, type DynamicSecurityOptions } from '../broker/write-broker-config.ts';
 import { openStorage } from '../composition/open-storage.ts';
-import { RESERVED_IDS, isReservedId } from '../domain/identifiers.ts';
+import { RESERVED_IDS, RESERVED_TENANT_ID, isReservedId } from '../domain/identifiers.ts';
 import { allAclDevices, allBrokerGrants } from '../storage/repos/broker-acl-repo.ts';
 import type { SuppliedServerCertificate } from '../broker/server-pki.ts';
 import { UsageError, type Flags } from './spec.ts';
@@ -73,7 +73,7 @@ async function aclFromDatabase(config: Config, options: { permissive: boolean; p
     const storage = await openStorage(config);
     try {
       const { devices, grants } = await storage.db.asOperator(async (tx) => ({ devices: await allAclDevices(tx), grants: await allBrokerGrants(tx) }));
-      for (const d of devices.filter((d) => isReservedId(d.tenantId) || isReservedId(d.deviceId))) {
+      for (const d of devices.filter((d) => d.tenantId !== RESERVED_TENANT_ID && (isReservedId(d.tenantId) || isReservedId(d.deviceId)))) {
         lines.push(`warning: device "${d.tenantId}/${d.deviceId}" uses a reserved id (${RESERVED_IDS.join(', ')}): it stays confined to its own topics, but re-register it under another id`);
       }
       return { devices, grants, permissive: options.permissive, path: options.path };

@@ -17,7 +17,7 @@ import type { Config } from '../config.ts';
 import { createAclSync, type AclSync } from '../broker/acl-sync.ts';
 import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
 import { renderAclFile, type RenderedAcl } from '../broker/mosquitto-config.ts';
-import { isReservedId } from '../domain/identifiers.ts';
+import { isReservedId, RESERVED_TENANT_ID } from '../domain/identifiers.ts';
 import type { Database } from '../storage/database.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
 import { allAclDevices, allBrokerGrants } from '../storage/repos/broker-acl-repo.ts';
@@ -46,8 +46,11 @@ export async function renderAclFromDatabase(
   options: { adminUsername: string | null; renewalTopics: boolean; permissive: boolean },
 ): Promise<RenderedAcl & { reserved: string[] }> {
   const { devices, grants } = await db.asOperator(async (tx) => ({ devices: await allAclDevices(tx), grants: await allBrokerGrants(tx) }));
-  const rendered = renderAclFile({ ...options, devices, grants });
-  const reserved = devices.filter((d) => isReservedId(d.tenantId) || isReservedId(d.deviceId)).map((d) => `${d.tenantId}/${d.deviceId}`);
+  // certfleet's own devices (broker canaries, tenant RESERVED_TENANT_ID) get no topic at all: default deny.
+  const rendered = renderAclFile({ ...options, devices: devices.filter((d) => d.tenantId !== RESERVED_TENANT_ID), grants });
+  const reserved = devices
+    .filter((d) => d.tenantId !== RESERVED_TENANT_ID && (isReservedId(d.tenantId) || isReservedId(d.deviceId)))
+    .map((d) => `${d.tenantId}/${d.deviceId}`);
   return { ...rendered, reserved };
 }
 
