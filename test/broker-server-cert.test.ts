@@ -65,6 +65,9 @@ afterAll(async () => {
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
 
+/** The device of these tests (CN t1/dev1): its own topics tenant/t1/device/dev1/# in the acl_file. */
+const DEVICES = [{ tenantId: 't1', deviceId: 'dev1' }];
+
 describe('broker server certificate', () => {
   it('is valid at most 397 days, and refuses a longer validity', async () => {
     const outDir = path.join(tmp, 'short');
@@ -79,14 +82,14 @@ describe('broker server certificate', () => {
 
   it('keeps the server CA key (0600) and renews from the same CA: old combined-ca.crt keeps working with a real Mosquitto', async () => {
     const outDir = path.join(tmp, 'renew');
-    const first = await writeBrokerConfig({ outDir, deviceCaCertPem: deviceCaPem, crlPath });
+    const first = await writeBrokerConfig({ outDir, deviceCaCertPem: deviceCaPem, crlPath, acl: { devices: DEVICES } });
     const caKeyStat = await stat(path.join(outDir, SERVER_CA_KEY_FILE));
     expect(caKeyStat.mode & 0o077).toBe(0);
     const keptBundle = path.join(tmp, 'devices-combined-ca.crt');
     await copyFile(first.files.combinedCa, keptBundle);
     const oldCertPem = await readFile(first.files.serverCert, 'utf8');
 
-    const renewed = await writeBrokerConfig({ outDir, deviceCaCertPem: deviceCaPem, crlPath, renewServerCertificate: true });
+    const renewed = await writeBrokerConfig({ outDir, deviceCaCertPem: deviceCaPem, crlPath, renewServerCertificate: true, acl: { devices: DEVICES } });
     const newCertPem = await readFile(renewed.files.serverCert, 'utf8');
     expect(new X509Certificate(newCertPem).serialNumber).not.toBe(new X509Certificate(oldCertPem).serialNumber);
     expect(await readFile(renewed.files.combinedCa, 'utf8')).toBe(await readFile(keptBundle, 'utf8'));
@@ -96,7 +99,7 @@ describe('broker server certificate', () => {
 
     const broker = await startMosquitto({ configDir: outDir });
     try {
-      const pub = await publishWithMosquittoPub({ port: broker.port, cafile: keptBundle, ...device, topic: 't1/dev1/hello', message: 'renewed', timeoutMs: 20_000 });
+      const pub = await publishWithMosquittoPub({ port: broker.port, cafile: keptBundle, ...device, topic: 'tenant/t1/device/dev1/hello', message: 'renewed', timeoutMs: 20_000 });
       expect(pub.output).toBe('');
       expect(pub.ok).toBe(true);
     } finally {
@@ -131,7 +134,7 @@ describe('broker server certificate', () => {
       caPem: await readFile(path.join(tmp, 'own-ca.crt'), 'utf8'),
     };
     const outDir = path.join(tmp, 'supplied');
-    const result = await writeBrokerConfig({ outDir, deviceCaCertPem: deviceCaPem, crlPath, serverCertificate: supplied });
+    const result = await writeBrokerConfig({ outDir, deviceCaCertPem: deviceCaPem, crlPath, serverCertificate: supplied, acl: { devices: DEVICES } });
     expect(await readFile(result.files.serverCert, 'utf8')).toBe(supplied.certPem);
     expect((await stat(result.files.serverKey)).mode & 0o007).toBe(0);
     expect(await readFile(result.files.combinedCa, 'utf8')).toContain(supplied.caPem.trim());
@@ -139,7 +142,7 @@ describe('broker server certificate', () => {
 
     const broker = await startMosquitto({ configDir: outDir });
     try {
-      const pub = await publishWithMosquittoPub({ port: broker.port, cafile: result.files.combinedCa, ...device, topic: 't1/dev1/own', message: 'x', timeoutMs: 20_000 });
+      const pub = await publishWithMosquittoPub({ port: broker.port, cafile: result.files.combinedCa, ...device, topic: 'tenant/t1/device/dev1/own', message: 'x', timeoutMs: 20_000 });
       expect(pub.ok).toBe(true);
     } finally {
       await broker.stop();

@@ -100,7 +100,7 @@ describe('production authentication', () => {
       expect(res.stdout).toBe('');
     }
     const tooLong = cli(['token', '--tenant', 'acme', '--ttl', '25h'], { CERTFLEET_DATA_DIR: dataDir });
-    expect(tooLong.status).toBe(1);
+    expect(tooLong.status).toBe(2); // a flag value out of its allowed range: a usage error
     expect(tooLong.stderr).toMatch(/CERTFLEET_DEV_TOKEN_MAX_TTL/);
     const allowed = cli(['token', '--tenant', 'acme', '--ttl', '48h'], { CERTFLEET_DATA_DIR: dataDir, CERTFLEET_DEV_TOKEN_MAX_TTL: '72h' });
     expect(allowed.status, allowed.stderr).toBe(0);
