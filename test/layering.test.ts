@@ -92,14 +92,7 @@ export const RULES: Rule[] = [
  * nothing fails the test: delete it when that change lands.
  */
 export const PENDING: { rules: Array<{ rule: string; from: string; to: string; why: string }>; cycles: Array<{ files: string[]; why: string }> } = {
-  rules: [
-    {
-      rule: 'domain/ is pure: it imports only domain/',
-      from: 'src/domain/notification-policy.ts',
-      to: 'src/support/backoff.ts',
-      why: 'issue 23 item 5: backoff (with jitter) moves into domain/ on the hygiene branch',
-    },
-  ],
+  rules: [],
   cycles: [],
 };
 
