@@ -29,7 +29,7 @@ describe('certfleet CLI', () => {
     const rsa = cli(['init-ca', '--out', rsaDir, '--key-type', 'rsa-3072', '--json'], {});
     expect(rsa.status, rsa.stderr).toBe(0);
     expect(run('openssl', ['x509', '-in', join(rsaDir, 'device-ca.crt'), '-noout', '-text']).out).toContain('Public-Key: (3072 bit)');
-    expect(cli(['init-ca', '--out', tmp(), '--key-type', 'dsa'], {}).status).toBe(1);
+    expect(cli(['init-ca', '--out', tmp(), '--key-type', 'dsa'], {}).status).toBe(2); // a flag value outside its choices: usage error
   });
 
   it('token prints a JWT the service accepts, with the tenant and role asked for', async () => {
@@ -45,8 +45,8 @@ describe('certfleet CLI', () => {
       expect(payload.exp - payload.iat).toBe(600);
       const list = await t.service.app.inject({ method: 'GET', url: '/customer/devices', headers: { authorization: `Bearer ${token}` } });
       expect(list.statusCode).toBe(200);
-      expect(cli(['token', '--role', 'customer'], { CERTFLEET_DATA_DIR: dataDir }).status).toBe(1);
-      expect(cli(['token', '--tenant', 'a b'], { CERTFLEET_DATA_DIR: dataDir }).status).toBe(1);
+      expect(cli(['token', '--role', 'customer'], { CERTFLEET_DATA_DIR: dataDir }).status).toBe(2); // usage errors exit 2
+      expect(cli(['token', '--tenant', 'a b'], { CERTFLEET_DATA_DIR: dataDir }).status).toBe(2);
     } finally {
       await t.close();
       await database.close();
