@@ -7,11 +7,12 @@
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
+import { JOURNAL_FILE } from '../src/cli/rotation-journal.ts';
 import { cli } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -107,6 +108,43 @@ describe('CLI writers of device keys never replace an existing key or certificat
     const rotated = JSON.parse(run.stdout).results.find((r: { device_id: string }) => r.device_id === 'DEV-X');
     expect(rotated).toMatchObject({ outcome: 'rotated', key_path: expect.stringMatching(/DEV-X\.\d+\.key$/), kept: [join(out, 'DEV-X.key'), join(out, 'DEV-X.crt')] });
     expect(pairOf(rotated.cert_path, rotated.key_path)).toBe(true);
+  });
+
+  it('a key left without its certificate (a run killed between the two writes) is kept, and the new pair shares one name', async () => {
+    const out = tmp();
+    expect((await cli(['devices', 'add', 'DEV-H', ...flags])).code).toBe(0);
+    const orphan = (await cli(['certs', 'generate', 'DEV-H', '--out', tmp(), ...flags, '--json'])).stdout;
+    writeFileSync(join(out, 'DEV-H.key'), readFileSync(JSON.parse(orphan).files.key_path), { mode: 0o600 });
+    const before = snapshot(out);
+    const second = await cli(['certs', 'generate', 'DEV-H', '--out', out, ...flags, '--json']);
+    expect(second.code, second.stderr).toBe(0);
+    expectNothingLost(before, out);
+    const { files, certificate } = JSON.parse(second.stdout);
+    expect(files).toMatchObject({ key_path: join(out, `DEV-H.${certificate.id}.key`), cert_path: join(out, `DEV-H.${certificate.id}.crt`) });
+    expect(pairOf(files.cert_path, files.key_path)).toBe(true);
+    expect(existsSync(join(out, 'DEV-H.crt'))).toBe(false); // never a certificate beside a key it does not match
+  });
+
+  it('rotate-expiring after a kill between the key and the certificate: the key that arrived is used, not cancelled', async () => {
+    const out = tmp();
+    expect((await cli(['devices', 'add', 'DEV-K', ...flags])).code).toBe(0);
+    const first = await cli(['certs', 'generate', 'DEV-K', '--validity-days', '5', '--out', tmp(), ...flags, '--json']);
+    const oldId = JSON.parse(first.stdout).certificate.id;
+    // What the killed run did: journalled its intent, rotated, wrote the key, died before the certificate.
+    writeFileSync(join(out, JOURNAL_FILE), `${JSON.stringify({ event: 'intent', device_id: 'DEV-K', old_certificate_ids: [oldId], at: new Date().toISOString() })}\n`, { mode: 0o600 });
+    const rotated = await cli(['certs', 'rotate', 'DEV-K', '--out', tmp(), ...flags, '--json']);
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const newId = JSON.parse(rotated.stdout).new_certificate.id;
+    writeFileSync(join(out, 'DEV-K.key'), readFileSync(JSON.parse(rotated.stdout).files.key_path), { mode: 0o600 });
+
+    const run = await cli(['rotate-expiring', '--within', '30d', '--out', out, ...flags, '--json']);
+    expect(run.code, run.stderr).toBe(0);
+    const result = JSON.parse(run.stdout).results.find((r: { device_id: string }) => r.device_id === 'DEV-K');
+    expect(result).toMatchObject({ outcome: 'recovered', new_certificate_id: newId, key_path: join(out, 'DEV-K.key'), cert_path: join(out, 'DEV-K.crt') });
+    expect(pairOf(join(out, 'DEV-K.crt'), join(out, 'DEV-K.key'))).toBe(true);
+    expect(statSync(join(out, 'DEV-K.crt')).mode & 0o777).toBe(0o600);
+    const pending = await t.call('acme', 'GET', '/api/v1/customer/devices/DEV-K/certificates/rotation');
+    expect(pending.json.new_certificate.id).toBe(newId); // still pending, not cancelled
   });
 });
 

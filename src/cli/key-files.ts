@@ -62,27 +62,64 @@ async function writeNew(first: string, beside: (n: number) => string, data: stri
   }
 }
 
+/** The name the n-th attempt takes: DEVICE, then DEVICE.<certificate id>, DEVICE.<certificate id>-2, … */
+const suffixFor = (id: number, n: number) => (n === 0 ? '' : n === 1 ? `.${id}` : `.${id}-${n}`);
+
+/** Free for `data`: nothing there, or exactly `data` already (a retried write). */
+async function freeFor(file: string, data: string): Promise<boolean> {
+  const existing = await readFile(file, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') return null;
+    throw e;
+  });
+  return existing === null || existing === data;
+}
+
+/** Writes `data` at `file` unless exactly that is there already; EEXIST when something else is. */
+async function writeOnce(file: string, data: string, mode: number): Promise<void> {
+  try {
+    await writeFileAtomicNew(file, data, mode);
+  } catch (e) {
+    if (!isExists(e) || !(await sameContent(file, data))) throw e;
+  }
+}
+
 /**
  * Writes what the server returned: the key first (it exists nowhere else), then the
- * certificate, each atomically with mode 0600; the CA as ca.crt. An existing DEVICE.key,
- * DEVICE.crt or a different ca.crt is never replaced (unless `force`): the new files go beside
- * it as DEVICE.<certificate id>.key / .crt (ca.<certificate id>.crt), and `kept` names what stayed.
+ * certificate, each atomically with mode 0600; the CA as ca.crt. The key and its certificate
+ * always share one name, DEVICE.key / DEVICE.crt, so whoever reads the pair gets a matching
+ * one. An existing DEVICE.key or DEVICE.crt, or a different ca.crt, is never replaced (unless
+ * `force`): the pair then goes beside it as DEVICE.<certificate id>.key / .crt
+ * (ca.<certificate id>.crt), and `kept` names what stayed.
  */
 export async function writeIssued(dir: string, deviceId: string, issued: Issued, options: WriteOptions): Promise<IssuedFiles> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const id = options.certificateId;
-  const write = async (first: string, beside: (n: number) => string, data: string, mode: number) => {
-    if (options.force) {
-      await writeFileAtomic(first, data, mode);
-      return first;
-    }
-    return writeNew(first, beside, data, mode);
-  };
-  const suffix = (n: number) => (n === 1 ? `.${id}` : `.${id}-${n}`);
+  const keyPem = issued.private_key_pem ?? null;
   let key: string | null = null;
-  if (issued.private_key_pem) key = await write(keyPath(dir, deviceId), (n) => keyPath(dir, deviceId, suffix(n)), issued.private_key_pem, 0o600);
-  const cert = await write(certPath(dir, deviceId), (n) => certPath(dir, deviceId, suffix(n)), issued.cert_pem, 0o600);
-  const ca = await writeNew(join(dir, 'ca.crt'), (n) => join(dir, `ca${suffix(n)}.crt`), issued.ca_cert_pem, 0o644);
+  let cert = certPath(dir, deviceId);
+  if (options.force) {
+    if (keyPem !== null) await writeFileAtomic((key = keyPath(dir, deviceId)), keyPem, 0o600);
+    await writeFileAtomic(cert, issued.cert_pem, 0o600);
+  } else {
+    for (let n = 0; ; n++) {
+      const k = keyPath(dir, deviceId, suffixFor(id, n));
+      const c = certPath(dir, deviceId, suffixFor(id, n));
+      // Both names must be free: a key left without its certificate (or the reverse) is kept,
+      // and the new pair goes beside it rather than half under each name.
+      if (!(await freeFor(c, issued.cert_pem)) || (keyPem !== null && !(await freeFor(k, keyPem)))) continue;
+      try {
+        if (keyPem !== null) await writeOnce(k, keyPem, 0o600);
+        await writeOnce(c, issued.cert_pem, 0o600);
+      } catch (e) {
+        if (isExists(e)) continue; // taken between the check and the write: the next name
+        throw e;
+      }
+      key = keyPem === null ? null : k;
+      cert = c;
+      break;
+    }
+  }
+  const ca = await writeNew(join(dir, 'ca.crt'), (n) => join(dir, `ca${suffixFor(id, n)}.crt`), issued.ca_cert_pem, 0o644);
   const kept = (
     [
       [key, keyPath(dir, deviceId)],

@@ -1,7 +1,8 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { KEY_TYPES, type CertificateRecord } from '../domain/certificate.ts';
+import { KEY_TYPES, type CertificateRecord, type CertificateWithPem } from '../domain/certificate.ts';
+import { writeFileAtomicNew } from '../support/atomic-file.ts';
 import { DAY_MS } from '../domain/clock.ts';
 import { DataDirLockedError, lockDataDir } from '../storage/data-dir-lock.ts';
 import { ApiError, CUSTOMER, type ApiClient } from './client/api-client.ts';
@@ -80,17 +81,35 @@ async function pendingRotation(api: ApiClient, deviceId: string): Promise<Pendin
 
 /**
  * Where a killed run left the pending rotation's certificate and its key (DEVICE.key/.crt, or
- * DEVICE.ID.key/.crt when those names were taken), or null.
+ * DEVICE.ID.key/.crt when those names were taken), or null. A run killed between writing the
+ * key and writing the certificate left the key alone: the certificate is fetched again and
+ * written beside it, so the key that did arrive is used rather than cancelled.
  */
-async function filesHolding(dir: string, deviceId: string, certificate: CertificateRecord): Promise<{ key: string; cert: string } | null> {
-  for (const suffix of ['', `.${certificate.id}`]) {
+async function filesHolding(api: ApiClient, dir: string, deviceId: string, certificate: CertificateRecord): Promise<{ key: string; cert: string } | null> {
+  let issued: X509Certificate | null = null;
+  let issuedPem = '';
+  for (const suffix of ['', `.${certificate.id}`, ...Array.from({ length: 8 }, (_, n) => `.${certificate.id}-${n + 2}`)]) {
     const files = { key: keyPath(dir, deviceId, suffix), cert: certPath(dir, deviceId, suffix) };
+    const key = await readFile(files.key).catch(() => null);
+    if (!key) continue;
+    const certPem = await readFile(files.cert).catch(() => null);
     try {
-      const cert = new X509Certificate(await readFile(files.cert));
-      if (cert.fingerprint256.replaceAll(':', '').toLowerCase() !== certificate.fingerprint_sha256) continue;
-      if (cert.checkPrivateKey(createPrivateKey(await readFile(files.key)))) return files;
-    } catch {
-      // not there, or not this certificate
+      if (certPem) {
+        const cert = new X509Certificate(certPem);
+        if (cert.fingerprint256.replaceAll(':', '').toLowerCase() === certificate.fingerprint_sha256 && cert.checkPrivateKey(createPrivateKey(key))) return files;
+        continue;
+      }
+      if (!issued) {
+        const { certificate: full } = await api.get<{ certificate: CertificateWithPem }>(`${CUSTOMER}/certificates/${certificate.id}`);
+        issuedPem = full.cert_pem;
+        issued = new X509Certificate(issuedPem);
+      }
+      if (!issued.checkPrivateKey(createPrivateKey(key))) continue;
+      await writeFileAtomicNew(files.cert, issuedPem, 0o600);
+      return files;
+    } catch (e) {
+      if (e instanceof ApiError) throw e;
+      // not a key or certificate, not this one, or the name was taken meanwhile
     }
   }
   return null;
@@ -148,7 +167,7 @@ export async function rotateExpiring(o: RunOptions) {
       if (!ours) {
         if (!o.dryRun) journal.record({ event: 'pending', device_id: deviceId, at });
         results.push({ device_id: deviceId, outcome: 'pending', detail: 'another rotation is pending' });
-      } else if ((held = await filesHolding(o.out, deviceId, pending.new_certificate))) {
+      } else if ((held = await filesHolding(o.api, o.out, deviceId, pending.new_certificate))) {
         const c = pending.new_certificate;
         if (!o.dryRun) journal.record({ event: 'done', device_id: deviceId, new_certificate_id: c.id, fingerprint: c.fingerprint_sha256, not_after: c.not_after, at, recovered: true });
         results.push({ device_id: deviceId, outcome: 'recovered', new_certificate_id: c.id, key_path: held.key, cert_path: held.cert, detail: 'key saved by the interrupted run' });
