@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
 import { parseSecretKey } from './pki/secret-box.ts';
-import { parseTtl } from './auth/dev-signing-key.ts';
+import { parseDuration } from './domain/duration.ts';
 import { pkcs11Config } from './pki/kms/pkcs11/pkcs11-config.ts';
 
 export interface Config {
@@ -112,7 +112,9 @@ function bool(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean 
 function ttl(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
-  const seconds = parseTtl(raw);
+  const ms = parseDuration(raw);
+  if (ms === null) throw new Error(`${name} must be a duration such as 30m, 1h or 7d (got "${raw}")`);
+  const seconds = ms / 1000;
   if (seconds < 1) throw new Error(`${name} must be at least 1 second (got "${raw}")`);
   return seconds;
 }

@@ -53,11 +53,3 @@ export async function loadOrCreateDevSigningKey(path: string): Promise<DevSignin
     },
   };
 }
-
-/** "1h", "30m", "7d", "3600" (seconds) → seconds. */
-export function parseTtl(text: string): number {
-  const m = /^(\d+)\s*([smhd]?)$/.exec(text.trim());
-  if (!m) throw new Error(`invalid ttl "${text}" (use e.g. 30m, 1h, 7d)`);
-  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as '' | 's' | 'm' | 'h' | 'd'];
-  return Number(m[1]) * unit;
-}

@@ -1,3 +1,4 @@
+import { parseDuration } from '../domain/duration.ts';
 import { UsageError, type FlagSpec } from './spec.ts';
 
 /** Flags every command that talks to a running certfleet takes. */
@@ -6,15 +7,6 @@ export const clientFlags: Record<string, FlagSpec> = {
   token: { type: 'string', value: 'TOKEN', help: 'bearer token (default: CERTFLEET_TOKEN, then what "certfleet login" stored)' },
   json: { type: 'boolean', help: 'print JSON instead of a table' },
 };
-
-const DURATION_UNITS_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 } as const;
-
-/** "45m", "12h", "30d", "2w" (a bare number is seconds) in milliseconds, or null. */
-export function parseDuration(text: string): number | null {
-  const m = /^(\d{1,9})\s*([smhdw]?)$/.exec(text.trim());
-  if (!m) return null;
-  return Number(m[1]) * DURATION_UNITS_MS[(m[2] || 's') as keyof typeof DURATION_UNITS_MS];
-}
 
 export const durationCheck = (value: string) => (parseDuration(value) === null ? 'a duration: a number with s, m, h, d or w (e.g. 45m, 12h, 30d, 2w)' : null);
 

@@ -7,7 +7,6 @@ import { MissingCredentialsError, readStoredCredentials } from './client/credent
 import { str } from './client-flags.ts';
 import { details, print, relativeTime } from './output.ts';
 import type { Flags, FlagSpec, GroupSpec } from './spec.ts';
-import { inspect } from './inspect.ts';
 
 const urlFlag: FlagSpec = { type: 'string', value: 'URL', help: 'certfleet base URL (default: CERTFLEET_URL, then what "certfleet login" stored); the CRL is public' };
 const caFlag: FlagSpec = { type: 'string', value: 'FILE', help: 'verify against this CA certificate (default: the server\'s /pki/ca.pem)' };
@@ -50,6 +49,7 @@ export const crlGroup: GroupSpec = {
       notes: 'Exit code 1 when the CRL does not verify against the CA (or is past its next update).',
       async run(flags) {
         const { der, check, caSource } = await fetchChecked(flags);
+        const { inspect } = await import('./inspect-decode.ts');
         const info = (await inspect(Buffer.from(der), 0)).data as { crl_number: string | null; this_update: string; next_update: string | null; entry_count: number; issuer: string };
         const data = {
           crl_number: info.crl_number,

@@ -48,7 +48,7 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
       {page.data ? (
         <>
           <div class="overflow-auto">
-            <table class="striped">
+            <table class="striped" aria-busy={page.loading}>
               <caption>{page.data.total} alerts</caption>
               <thead>
                 <tr>
