@@ -2,11 +2,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BROKER_KINDS, type BrokerKind, type BrokerNodeView } from '../app/broker-nodes.ts';
-import { createBrokerReloader } from '../broker/broker-reloader.ts';
-import { createRevokedSessions } from '../broker/revoked-sessions.ts';
-import { crlHashDirTarget } from '../broker/agent/crl-targets.ts';
 import { isValidBrokerNodeName } from '../domain/identifiers.ts';
-import { createLogger } from '../support/logger.ts';
+import type { Logger } from '../support/logger.ts';
 import { clientFromFlags } from './client/credentials.ts';
 import { clientFlags, str } from './client-flags.ts';
 import { print, relativeTime, table } from './output.ts';
@@ -67,10 +64,17 @@ export const brokerAgentCommand: CommandSpec = {
     const crlFile = path.resolve(required(flags, 'crl-file'));
     const wait = Number(str(flags.wait) ?? 50);
     if (!Number.isInteger(wait) || wait < 1 || wait > 120) throw new UsageError('--wait must be 1 to 120 seconds');
+    // The agent's code is loaded here, not by `certfleet --help`.
+    const [{ createBrokerReloader }, { createRevokedSessions }, { crlHashDirTarget }, { createLogger }] = await Promise.all([
+      import('../broker/broker-reloader.ts'),
+      import('../broker/revoked-sessions.ts'),
+      import('../broker/agent/crl-targets.ts'),
+      import('../support/logger.ts'),
+    ]);
     const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
     const adminUrl = str(flags['admin-url']);
     const rabbit = kind === 'rabbitmq' && adminUrl ? await rabbitmqAdmin(adminUrl, flags) : null;
-    const sessions = rabbit ? createRevokedSessions({ kicker: rabbit, log: logger }) : adminUrl ? adminSessions(adminUrl, flags, logger) : null;
+    const sessions = rabbit ? createRevokedSessions({ kicker: rabbit, log: logger }) : adminUrl ? await adminSessions(adminUrl, flags, logger) : null;
     const canaryUrl = str(flags['canary-url']);
     const { createBrokerAgent } = await import('../broker/agent/broker-agent.ts');
     const agent = createBrokerAgent({
@@ -111,7 +115,8 @@ async function rabbitmqAdmin(url: string, flags: Flags) {
   return createRabbitmqAdmin({ url, username: str(flags['admin-username']) ?? 'certfleet-admin', password });
 }
 
-function adminSessions(url: string, flags: Flags, logger: ReturnType<typeof createLogger>) {
+async function adminSessions(url: string, flags: Flags, logger: Logger) {
+  const { createRevokedSessions } = await import('../broker/revoked-sessions.ts');
   const passwordFile = required(flags, 'admin-password-file');
   const caFile = str(flags['admin-ca-file']);
   return createRevokedSessions({

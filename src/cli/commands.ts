@@ -1,4 +1,3 @@
-import { loadConfig } from '../config.ts';
 import { alertsGroup } from './alerts.ts';
 import { brokerAgentCommand, brokersGroup } from './broker-agent.ts';
 import { certsGroup } from './certs.ts';
@@ -14,8 +13,10 @@ import type { CommandSpec, Entry, Flags, FlagSpec } from './spec.ts';
 
 const json: Record<string, FlagSpec> = { json: { type: 'boolean', help: 'print JSON' } };
 
-// Service commands are imported when run, so `token` or `init-ca` do not load the whole service.
-const serve = (parts: { api: boolean; worker: boolean }) => async (flags: Flags) => (await import('./serve.ts')).serveCommand(flags, loadConfig(), parts);
+// Service commands and the configuration are imported when run, so `token` or `init-ca` do not load
+// the whole service and `certfleet --help` loads only the command specs.
+const loadConfig = async () => (await import('../config.ts')).loadConfig();
+const serve = (parts: { api: boolean; worker: boolean }) => async (flags: Flags) => (await import('./serve.ts')).serveCommand(flags, await loadConfig(), parts);
 
 const serviceCommands: Record<string, CommandSpec> = {
   serve: {
@@ -40,13 +41,13 @@ const serviceCommands: Record<string, CommandSpec> = {
       'metrics-port': { type: 'string', value: 'PORT', help: 'serve Prometheus /metrics on this port', check: intCheck(0, 65535) },
     },
     example: 'certfleet worker --metrics-port 9464',
-    run: async (flags) => (await import('./worker.ts')).workerCommand(flags, loadConfig()),
+    run: async (flags) => (await import('./worker.ts')).workerCommand(flags, await loadConfig()),
   },
   migrate: {
     summary: 'apply database migrations (the service also applies them at start)',
     flags: { ...json },
     example: 'DATABASE_URL=postgres://certfleet@db/certfleet certfleet migrate',
-    run: async (flags) => (await import('./migrate.ts')).migrateCommand(flags, loadConfig()),
+    run: async (flags) => (await import('./migrate.ts')).migrateCommand(flags, await loadConfig()),
   },
   'init-ca': {
     summary: 'create a Device CA (key file mode 0600; never overwrites)',
@@ -57,7 +58,7 @@ const serviceCommands: Record<string, CommandSpec> = {
       cn: { type: 'string', value: 'NAME', help: 'the CA common name' },
     },
     example: 'certfleet init-ca --out /etc/certfleet/ca',
-    run: async (flags) => (await import('./init-ca.ts')).initCaCommand(flags, loadConfig()),
+    run: async (flags) => (await import('./init-ca.ts')).initCaCommand(flags, await loadConfig()),
   },
   token: {
     summary: 'print a bearer token signed with the local development key',
@@ -70,7 +71,7 @@ const serviceCommands: Record<string, CommandSpec> = {
       sub: { type: 'string', value: 'NAME', help: 'subject recorded in the audit log (default cli:ROLE)' },
     },
     example: ['certfleet token --tenant acme --ttl 8h', 'certfleet token --role operator'],
-    run: async (flags) => (await import('./token.ts')).tokenCommand(flags, loadConfig()),
+    run: async (flags) => (await import('./token.ts')).tokenCommand(flags, await loadConfig()),
   },
   'broker-config': {
     summary: 'write a Mosquitto (or RabbitMQ) mTLS configuration (and an initial CRL)',
@@ -99,7 +100,7 @@ const serviceCommands: Record<string, CommandSpec> = {
       broker: { type: 'string', value: 'KIND', help: 'mosquitto (default) or rabbitmq (RabbitMQ 3.10 MQTT plugin files in OUT/rabbitmq; --admin-port: management, default 15672)' },
     },
     example: 'certfleet broker-config --out /etc/certfleet/broker --host mqtt.example.com',
-    run: async (flags) => (await import('./broker-config.ts')).brokerConfigCommand(flags, loadConfig()),
+    run: async (flags) => (await import('./broker-config.ts')).brokerConfigCommand(flags, await loadConfig()),
   },
 };
 

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { caIdentityFromCertificate } from '../pki/crl-signer.ts';
-import { crlDerToPem, verifyCrl, type VerifiedCrl } from '../crl/verify-crl.ts';
+import type { VerifiedCrl } from '../crl/verify-crl.ts';
 import { writeFileAtomic } from '../support/atomic-file.ts';
 import { createApiClient, type ApiClient } from './client/api-client.ts';
 import { MissingCredentialsError, readStoredCredentials } from './client/credentials.ts';
@@ -20,8 +19,9 @@ async function publicClient(flags: Flags): Promise<ApiClient> {
 
 export type CrlCheck = { verified: true; crl: VerifiedCrl } | { verified: false; error: string };
 
-/** Signature, issuer, version, CRL number and nextUpdate checked against the CA. */
-export function checkCrl(der: Uint8Array, caPem: string | Buffer, now = new Date()): CrlCheck {
+/** Signature, issuer, version, CRL number and nextUpdate checked against the CA (the PKI code is loaded here, not by `certfleet --help`). */
+async function checkCrl(der: Uint8Array, caPem: string | Buffer, now = new Date()): Promise<CrlCheck> {
+  const [{ caIdentityFromCertificate }, { verifyCrl }] = await Promise.all([import('../pki/crl-signer.ts'), import('../crl/verify-crl.ts')]);
   try {
     const ca = caIdentityFromCertificate(caPem);
     return { verified: true, crl: verifyCrl(der, { caPublicKey: ca.publicKey, issuerNameDer: ca.subjectDer, now }) };
@@ -35,7 +35,7 @@ async function fetchChecked(flags: Flags) {
   const api = await publicClient(flags);
   const der = await api.getBytes('/pki/crl');
   const caFile = str(flags.ca);
-  const check = checkCrl(der, caFile ? await readFile(caFile) : await api.getBytes('/pki/ca.pem'));
+  const check = await checkCrl(der, caFile ? await readFile(caFile) : await api.getBytes('/pki/ca.pem'));
   return { der, check, caSource: caFile ?? `${api.baseUrl}/pki/ca.pem` };
 }
 
@@ -91,6 +91,7 @@ export const crlGroup: GroupSpec = {
           return 1;
         }
         const out = str(flags.out) ?? (flags.der ? 'device-crl.der' : 'device-crl.pem');
+        const { crlDerToPem } = await import('../crl/verify-crl.ts');
         await writeFileAtomic(out, flags.der ? der : crlDerToPem(der), 0o644);
         const data = { path: out, crl_number: check.crl.crlNumber.toString(), entries: check.crl.entryCount, next_update: check.crl.nextUpdate.toISOString() };
         print(flags, `CRL ${data.crl_number} (${data.entries} entries, next update ${relativeTime(data.next_update)}) written to ${out}`, data);

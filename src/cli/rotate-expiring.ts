@@ -4,7 +4,6 @@ import { join, resolve } from 'node:path';
 import { KEY_TYPES, type CertificateRecord, type CertificateWithPem } from '../domain/certificate.ts';
 import { writeFileAtomicNew } from '../support/atomic-file.ts';
 import { DAY_MS } from '../domain/clock.ts';
-import { DataDirLockedError, lockDataDir } from '../storage/data-dir-lock.ts';
 import { ApiError, CUSTOMER, type ApiClient } from './client/api-client.ts';
 import { clientFromFlags } from './client/credentials.ts';
 import { clientFlags, durationCheck, durationMs, intCheck, positiveInt, str } from './client-flags.ts';
@@ -313,6 +312,7 @@ export const rotateExpiringCommand: CommandSpec = {
     let release = () => {};
     if (!dryRun) {
       await import('node:fs/promises').then((fs) => fs.mkdir(out, { recursive: true, mode: 0o700 }));
+      const { DataDirLockedError, lockDataDir } = await import('../storage/data-dir-lock.ts');
       try {
         release = lockDataDir(join(out, '.rotate-expiring.lock'), (holder) => `${out} is in use by another rotate-expiring run (process ${holder})`);
       } catch (e) {

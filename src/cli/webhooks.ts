@@ -1,4 +1,3 @@
-import { loadConfig } from '../config.ts';
 import type { WebhookRecord } from '../domain/webhook.ts';
 import { CUSTOMER } from './client/api-client.ts';
 import { clientFromFlags } from './client/credentials.ts';
@@ -47,7 +46,7 @@ export const webhooksGroup: GroupSpec = {
         'Local, like migrate (the database and keys of this configuration). Run with the new key in WEBHOOK_SECRET_KEY and the old one in ' +
         'WEBHOOK_SECRET_KEY_PREVIOUS, while the service runs with both (README: Rotating the webhook secret key). Safe to interrupt and run ' +
         'again; exit code 1 when a secret opens with neither key.',
-      run: async (flags) => (await import('./webhooks-rekey.ts')).rekeyCommand(flags, loadConfig()),
+      run: async (flags) => (await import('./webhooks-rekey.ts')).rekeyCommand(flags, (await import('../config.ts')).loadConfig()),
     },
   },
 };
