@@ -66,7 +66,7 @@ async function probe(c: { cert: string; key: string }): Promise<string> {
   }
 }
 
-describe.runIf(haveRabbit)('RabbitMQ 3.10 (MQTT plugin) kept current by a broker agent', () => {
+describe.runIf(haveRabbit)(`RabbitMQ 3.10 (MQTT plugin) kept current by a broker agent${haveRabbit ? '' : ` (skipped: no ${join(RABBITMQ_BIN, 'rabbitmq-server')}; apt-get install -y rabbitmq-server)`}`, () => {
   beforeAll(async () => {
     ({ tmp, database, env } = await brokerTestFixture('rabbit'));
     t = await startTestService(database, { dataDir: join(tmp, 'data'), env });
