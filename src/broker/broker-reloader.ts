@@ -82,6 +82,21 @@ async function processName(pid: number): Promise<string | null> {
   }
 }
 
+/**
+ * Whether the process has installed a SIGHUP handler (bit 0 of SigCgt in /proc/<pid>/status), or
+ * null when that cannot be read. Mosquitto writes its pid file before it opens its listeners and
+ * sets up its signal handlers: a SIGHUP in between takes the default action and terminates it.
+ */
+async function catchesSighup(pid: number): Promise<boolean | null> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    const mask = /^SigCgt:\s*([0-9a-f]+)$/im.exec(status)?.[1];
+    return mask === undefined ? null : (BigInt(`0x${mask}`) & 1n) === 1n;
+  } catch {
+    return null;
+  }
+}
+
 async function hasProcFs(): Promise<boolean> {
   try {
     await readFile('/proc/self/comm', 'utf8');
@@ -103,6 +118,10 @@ function signalBroker(pidFile: string, expectedName: string | null) {
         throw new BrokerReloadError(
           `stale broker pid file ${pidFile}: PID ${pid} is "${name}", not ${expectedName}; refusing to send SIGHUP`,
         );
+      }
+      if ((await catchesSighup(pid)) === false) {
+        // Retried like any failed reload; the starting broker reads the current CRL file anyway.
+        throw new BrokerReloadError(`broker PID ${pid} is starting (no SIGHUP handler yet); not signalled, the reload is retried`);
       }
     }
     try {

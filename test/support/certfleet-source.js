@@ -1,7 +1,30 @@
 #!/usr/bin/env node
-// The CLI run from the TypeScript sources (through tsx): what the tests spawn, so they never test a
-// stale dist/. test/dist-cli.test.ts runs the real bin (bin/certfleet.js, compiled JavaScript).
-import { register } from 'tsx/esm/api';
-register();
-const { main } = await import('../../src/cli/main.ts');
+// The CLI the tests spawn, never a stale one: the compiled dist/ when it is newer than every file of
+// src/ (what `npm test` builds before the run: about 300 ms of CPU less per spawn than compiling the
+// sources again), else the TypeScript sources through tsx (a source edited since the last build).
+// test/dist-cli.test.ts runs the real bin (bin/certfleet.js).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const distMain = `${root}dist/cli/main.js`;
+
+function newestMtime(dir) {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = `${dir}/${entry.name}`;
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+const distCurrent = process.env.CERTFLEET_TEST_FROM_SOURCES !== '1' && existsSync(distMain) && statSync(distMain).mtimeMs >= newestMtime(`${root}src`);
+let main;
+if (distCurrent) {
+  ({ main } = await import(distMain));
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  ({ main } = await import('../../src/cli/main.ts'));
+}
 process.exitCode = await main(process.argv.slice(2));
