@@ -7,10 +7,14 @@
  *   checked on that listener (not even by a plugin).
  * - Mosquitto refuses to start when `crlfile` is missing; on SIGHUP it re-reads the config,
  *   the certificates and the CRL *as the `mosquitto` user*.
- * - An `acl_file` is always rendered (default deny; certfleet keeps it in step with the registered
- *   devices, src/broker/acl-sync.ts). With the dynamic security plugin, ACL checks for a username
- *   the plugin does not know (every device) are deferred to the acl_file; the plugin is only used
- *   for the admin login and its `$CONTROL` API (kicking sessions). No device rule matches a
+ * - Topic access, default deny, in one of two modes. Plugin mode (aclPlugin): certfleet's
+ *   certfleet_acl plugin (broker-plugin/certfleet_acl.c), loaded before the dynamic security
+ *   plugin, decides from the CN by construction and reads only the tenants' grants file; its
+ *   answer for a device is final (Mosquitto runs the ACL callbacks in load order, the acl_file's
+ *   last, and the first non-defer answer wins; all deferring = denied). acl_file mode: one block
+ *   per registered device (src/broker/acl-sync.ts keeps it); the dynamic security plugin defers
+ *   the users it does not know (every device) to it. The dynamic security plugin is only used for
+ *   the admin login and its `$CONTROL` API (kicking sessions). No device rule matches a
  *   `$`-topic, so devices cannot reach `$CONTROL`.
  */
 
