@@ -27,12 +27,12 @@ export const ACL_PLUGIN_INSTALL = `apt-get install -y --no-install-recommends gc
 
 const compiler = () => ['cc', 'gcc'].find((c) => spawnSync('sh', ['-c', `command -v ${c}`], { stdio: 'ignore' }).status === 0);
 
-/** Builds the plugin when needed; returns its path. Throws with the command to run when it cannot. */
-export function buildBrokerPlugin({ out = ACL_PLUGIN_BUILD, log = () => {} } = {}) {
+/** Builds the plugin when needed; returns its path. Throws with the command to run when it cannot. `packages`: the headers to require (tests). */
+export function buildBrokerPlugin({ out = ACL_PLUGIN_BUILD, log = () => {}, packages = ACL_PLUGIN_PACKAGES } = {}) {
   const target = resolve(out);
   if (existsSync(target) && statSync(target).mtimeMs >= statSync(ACL_PLUGIN_SOURCE).mtimeMs) return target;
   const cc = compiler();
-  const missing = ACL_PLUGIN_PACKAGES.filter((p) => !existsSync(p.file)).map((p) => p.pkg);
+  const missing = packages.filter((p) => !existsSync(p.file)).map((p) => p.pkg);
   if (!cc || missing.length > 0) {
     throw new Error(
       `cannot build the certfleet_acl broker plugin: missing ${[...(cc ? [] : ['a C compiler (gcc)']), ...missing].join(', ')}. ` +
