@@ -5,7 +5,8 @@
  * - `node scripts/test-setup.mjs` (run by `npm test` before tsc and vitest, and by `.ci/run`):
  *   installs the Debian packages the tests drive and the machine lacks (as root, with apt-get), or
  *   prints one line naming them and the command to run; then builds `dist/` when a source is newer
- *   and the console when `dist-web/` is missing, so no test builds anything inside its time-out.
+ *   and the console when `dist-web/` is missing, so no test builds anything inside its time-out;
+ *   and compiles the certfleet_acl broker plugin (scripts/build-broker-plugin.mjs) when its source is newer.
  * - `startTestPostgres()` (vitest's globalSetup, `test/support/global-setup.ts`): a real Postgres
  *   for the run when `TEST_DATABASE_URL` is unset and nothing listens on 127.0.0.1:5432, a
  *   throw-away cluster (Debian's initdb/pg_ctl) in a temporary folder on a free port, stopped and
@@ -19,6 +20,7 @@ import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ACL_PLUGIN_PACKAGES, buildBrokerPlugin } from './build-broker-plugin.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -40,6 +42,9 @@ export const REQUIREMENTS = [
   { pkg: 'softhsm2', present: () => onPath('softhsm2-util') },
   { pkg: 'prometheus', present: () => onPath('promtool') },
   { pkg: 'rabbitmq-server', present: () => onPath('rabbitmq-server') || existsSync('/usr/sbin/rabbitmq-server') },
+  // The certfleet_acl broker plugin (broker-plugin/certfleet_acl.c) is compiled against these.
+  { pkg: 'gcc', present: () => onPath('cc') || onPath('gcc') },
+  ...ACL_PLUGIN_PACKAGES.map(({ pkg, file }) => ({ pkg, present: () => existsSync(file) })),
 ];
 
 /** Installs what is missing when it can (root with apt-get); otherwise one line says what to run. */
@@ -79,6 +84,15 @@ export function ensureBuilds(log = console.log) {
   if (!existsSync(join(ROOT, 'dist-web', 'index.html'))) {
     log('test-setup: building the web console (npm run build:web)');
     execFileSync('npm', ['run', '--silent', 'build:web'], { cwd: ROOT, stdio: 'inherit' });
+  }
+}
+
+/** The certfleet_acl broker plugin (build/broker-plugin/, git-ignored); the tests that need it fail, naming the command, when it cannot be built. */
+export function ensureBrokerPlugin(log = console.log) {
+  try {
+    buildBrokerPlugin({ log: (line) => log(`test-setup: ${line}`) });
+  } catch (error) {
+    log(`test-setup: ${error.message}`);
   }
 }
 
@@ -151,5 +165,6 @@ export async function startTestPostgres(log = console.log) {
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   ensurePackages();
+  ensureBrokerPlugin();
   if (!process.argv.includes('--no-build') && existsSync(join(ROOT, 'node_modules'))) ensureBuilds();
 }

@@ -35,6 +35,11 @@ export interface Config {
   brokerAclPath: string | null;
   /** BROKER_ACL_PERMISSIVE=true (`broker-config --permissive-acl`): `pattern readwrite #`, tenants not isolated. */
   brokerAclPermissive: boolean;
+  /**
+   * BROKER_GRANTS_PATH: the certfleet_acl broker plugin's grants file (tenant grants only, no device),
+   * which this process keeps in step with the tenants' broker grants; null: not written.
+   */
+  brokerGrantsPath: string | null;
   /** Mosquitto dynamic security admin listener, to close live sessions of revoked certificates (unset: no kicking). */
   brokerAdmin: { url: string; username: string; passwordFile: string; caFile: string | null } | null;
   publicBaseUrl: string;
@@ -221,6 +226,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     brokerReloadCommand: env.BROKER_RELOAD_COMMAND || null,
     brokerAclPath: env.BROKER_ACL_PATH ? resolve(env.BROKER_ACL_PATH) : null,
     brokerAclPermissive: bool(env, 'BROKER_ACL_PERMISSIVE', false),
+    brokerGrantsPath: env.BROKER_GRANTS_PATH ? resolve(env.BROKER_GRANTS_PATH) : null,
     brokerAdmin: env.BROKER_ADMIN_URL
       ? {
           url: env.BROKER_ADMIN_URL,

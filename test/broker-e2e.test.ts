@@ -22,6 +22,7 @@ import { openWatchedClient, publishWithMosquittoPub, tlsOptions, type WatchedCli
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { brokerTestFixture } from './support/broker-fixture.ts';
+import { aclPluginPath } from './support/acl-plugin.ts';
 import { createLogger } from '../src/support/logger.ts';
 import { scaled } from './support/timeouts.ts';
 
@@ -122,7 +123,8 @@ beforeAll(async () => {
   const port = await freePort();
   let adminPort = await freePort();
   while (adminPort === port) adminPort = await freePort();
-  const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', join(tmp, 'broker'), '--port', String(port), '--admin-port', String(adminPort), '--json'], {
+  // The certfleet_acl plugin (the default where it is installed): devices' topics from their CN, no reload per registration.
+  const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', join(tmp, 'broker'), '--port', String(port), '--admin-port', String(adminPort), '--acl-plugin', aclPluginPath(), '--json'], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
     timeout: 60_000,
@@ -171,7 +173,9 @@ describe('real Mosquitto, configured by broker-config, reloaded by certfleet', (
       expect(conf).toContain(line);
     }
     expect(readFileSync(f.combinedCa, 'utf8').match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
-    expect(brokerConfig.env).toMatchObject({ BROKER_PID_FILE: f.pidFile, CRL_OUTPUT_PATH: env.CRL_OUTPUT_PATH, BROKER_ADMIN_USERNAME: 'certfleet-admin' });
+    expect(brokerConfig.env).toMatchObject({ BROKER_PID_FILE: f.pidFile, CRL_OUTPUT_PATH: env.CRL_OUTPUT_PATH, BROKER_ADMIN_USERNAME: 'certfleet-admin', BROKER_GRANTS_PATH: f.grantsFile });
+    expect(brokerConfig.env.BROKER_ACL_PATH).toBeUndefined();
+    expect(conf).toContain(`plugin ${aclPluginPath()}\n`);
     // The initial CRL came from the publisher: stored (numbered) and served like every later one.
     expect(initialCrlText).toMatch(/X509v3 CRL Number: \s*1\b[\s\S]*No Revoked Certificates/);
     expect(initialCrlText).toContain('verify OK');

@@ -3,11 +3,11 @@
  * (GET/PUT /api/v1/customer/broker-grants: tenant-admin to change, audited, RLS per tenant),
  * with the acl_file rewritten by the keeping process after a change and after a registration.
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { renderAclFile } from '../src/broker/mosquitto-config.ts';
+import { renderAclFile, renderGrantsFile } from '../src/broker/mosquitto-config.ts';
 import { assertGrantFilter, assertGrants, deviceAclBlock, MAX_BROKER_GRANTS } from '../src/domain/broker-acl.ts';
 import { AppError } from '../src/domain/errors.ts';
 import { assertNotReserved } from '../src/domain/identifiers.ts';
@@ -136,5 +136,64 @@ describe('GET/PUT /api/v1/customer/broker-grants', () => {
     expect((await t.call('GB', 'GET', '/customer/broker-grants')).json.grants).toEqual([]);
     expect((await t.call('GB', 'POST', '/customer/devices', { device_id: 'dev-1' })).status).toBe(201);
     expect(readFileSync(aclPath(), 'utf8')).toMatch(/user GB\/dev-1\ntopic readwrite tenant\/GB\/device\/dev-1\/#\n(?!topic)/);
+  });
+});
+
+describe('plugin mode (BROKER_GRANTS_PATH): the certfleet_acl grants file', () => {
+  let database: TestDatabase;
+  let t: TestService;
+  let dir: string;
+  const grantsPath = () => join(dir, 'broker', 'grants');
+  const reloads = () => (existsSync(join(dir, 'reloads')) ? readFileSync(join(dir, 'reloads'), 'utf8').split('\n').filter(Boolean).length : 0);
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'certfleet-grants-plugin-'));
+    database = await createTestDatabase('pg');
+    t = await startTestService(database, {
+      dataDir: join(dir, 'data'),
+      env: { BROKER_GRANTS_PATH: grantsPath(), BROKER_RELOAD_COMMAND: `echo reload >> ${join(dir, 'reloads')}`, CRL_OUTPUT_PATH: join(dir, 'crl', 'crl.pem') },
+    });
+  }, 60_000);
+  afterAll(async () => {
+    await t?.close();
+    await database?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const grantLines = () => readFileSync(grantsPath(), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'));
+
+  it('is written at start; a device registration leaves it as it is and reloads nothing; no acl_file is written', async () => {
+    expect(grantLines()).toEqual([]);
+    const before = readFileSync(grantsPath(), 'utf8');
+    const reloadsBefore = reloads();
+    for (const id of ['dev-1', 'dev-2', 'dev-3']) expect((await t.call('PA', 'POST', '/customer/devices', { device_id: id })).status).toBe(201);
+    expect(readFileSync(grantsPath(), 'utf8')).toBe(before);
+    expect(reloads()).toBe(reloadsBefore);
+    expect(existsSync(join(dir, 'broker', 'acl'))).toBe(false);
+  });
+
+  it('a grant change rewrites it (one line per grant, no device) and reloads the broker before the answer', async () => {
+    const reloadsBefore = reloads();
+    const ok = await t.call('PA', 'PUT', '/customer/broker-grants', { grants: [{ filter: 'broadcast/#', access: 'read' }, { filter: 'uplink/+', access: 'write' }] }, 'tenant-admin');
+    expect(ok.status, ok.body).toBe(200);
+    expect(grantLines()).toEqual(['PA read broadcast/#', 'PA write uplink/+']);
+    expect(reloads()).toBe(reloadsBefore + 1);
+  });
+});
+
+describe('grants file rendering', () => {
+  it('writes valid grants sorted by tenant; leaves out invalid tenants, certfleet’s own tenant and invalid grant lists', () => {
+    const rendered = renderGrantsFile(
+      new Map([
+        ['TB', [{ filter: 'x/#', access: 'readwrite' as const }]],
+        ['TA', [{ filter: 'broadcast/#', access: 'read' as const }]],
+        ['bad tenant', [{ filter: 'a', access: 'read' as const }]],
+        ['certfleet', [{ filter: 'a', access: 'read' as const }]],
+        ['TC', [{ filter: 'device/#', access: 'read' as const }]],
+      ]),
+    );
+    expect(rendered.text.split('\n').filter((l) => l && !l.startsWith('#'))).toEqual(['TA read broadcast/#', 'TB readwrite x/#']);
+    expect(rendered.grants).toBe(2);
+    expect(rendered.skipped.sort()).toEqual(['TC', 'bad tenant', 'certfleet']);
   });
 });

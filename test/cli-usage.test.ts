@@ -52,6 +52,8 @@ describe('usage errors exit 2 and name the allowed values', () => {
     [['worker', '--metrics-port', '70000'], /--metrics-port must be a whole number from 0 to 65535/],
     [['broker-config', '--out', '/nonexistent', '--port', '99999'], /--port must be a whole number from 1 to 65535/],
     [['broker-config'], /--out DIR is required/],
+    [['broker-config', '--out', '/nonexistent', '--acl-plugin', '/x.so', '--no-acl-plugin'], /--acl-plugin and --no-acl-plugin exclude each other/],
+    [['broker-config', '--out', '/nonexistent', '--acl-plugin', '/x.so', '--permissive-acl'], /--permissive-acl exists only in acl_file mode/],
   ])('%j', async (args, message) => {
     const r = await cli(args);
     expect(r.stderr).toMatch(message);

@@ -87,7 +87,7 @@ describe('deploy/docker-compose.yml', () => {
     expect(worker.command).toEqual(['worker', '--metrics-port', '9464']);
     expect(api.command).toEqual(['api']);
     expect(mosquitto.init).toBe(true); // Mosquitto must not be PID 1 (PID 1 ignores signals it has no handler for)
-    expect(mosquitto.image).toMatch(/^eclipse-mosquitto:2/);
+    expect(mosquitto.image).toBe('certfleet-mosquitto:local'); // eclipse-mosquitto:2.0 + the certfleet_acl plugin (deploy/mosquitto/Dockerfile)
     expect(existsSync(join(DEPLOY, 'Dockerfile'))).toBe(true);
     // Docker does not make an added capability effective for a non-root user: nobody relies on one.
     for (const [name, service] of Object.entries(services)) expect(service.cap_add ?? [], name).toEqual([]);
@@ -148,7 +148,7 @@ describe('deploy/docker-compose.yml', () => {
     const root = mkdtempSync(join(tmpdir(), 'certfleet-deploy-'));
     const under = (p: string) => join(root, p);
     const initEnv = services.init.environment!;
-    const args = brokerConfigArgs().map((a, i, all) => (a.startsWith('/') && all[i - 1] !== '--dynsec-plugin' ? under(a) : a));
+    const args = brokerConfigArgs().map((a, i, all) => (a.startsWith('/') && all[i - 1] !== '--dynsec-plugin' && all[i - 1] !== '--acl-plugin' ? under(a) : a));
     const crlPath = under(initEnv.CRL_OUTPUT_PATH);
     mkdirSync(dirname(crlPath), { recursive: true });
     writeFileSync(crlPath, '-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n'); // exists: no initial publication
@@ -174,14 +174,21 @@ describe('deploy/docker-compose.yml', () => {
     const unrooted = Object.fromEntries(Object.entries(out.env).map(([k, v]) => [k, v.split(root).join('')]));
     expect(unrooted.BROKER_PID_FILE).toBe(brokerConfigArgs()[brokerConfigArgs().indexOf('--pid-file') + 1]);
     expect(unrooted.CRL_OUTPUT_PATH).toBe(worker.environment!.CRL_OUTPUT_PATH);
-    // The acl_file (default deny) is the one the worker keeps current and the broker reads.
-    expect(unrooted.BROKER_ACL_PATH).toBe(worker.environment!.BROKER_ACL_PATH);
+    // Topic access: the certfleet_acl plugin (default deny, no acl_file), loaded before the dynamic
+    // security plugin; its grants file is the one the worker keeps current and the broker reads.
+    const grantsPath = worker.environment!.BROKER_GRANTS_PATH;
+    expect(unrooted.BROKER_GRANTS_PATH).toBe(grantsPath);
+    expect(unrooted.BROKER_ACL_PATH).toBeUndefined();
+    expect(worker.environment!.BROKER_ACL_PATH).toBeUndefined();
     expect(unrooted.BROKER_ACL_PERMISSIVE).toBeUndefined();
-    expect(written).toContain(`acl_file ${worker.environment!.BROKER_ACL_PATH}`);
-    expect(mountFor(worker, worker.environment!.BROKER_ACL_PATH)?.readOnly).toBe(false);
-    expect(mountFor(mosquitto, worker.environment!.BROKER_ACL_PATH)).toEqual({ ...mountFor(worker, worker.environment!.BROKER_ACL_PATH), readOnly: true });
-    const acl = readFileSync(under(worker.environment!.BROKER_ACL_PATH), 'utf8');
-    expect(acl).not.toMatch(/^pattern readwrite/m);
+    expect(written).not.toMatch(/^acl_file /m);
+    const pluginPath = brokerConfigArgs()[brokerConfigArgs().indexOf('--acl-plugin') + 1];
+    expect(written.split('\n').filter((l) => l.startsWith('plugin '))).toEqual([`plugin ${pluginPath}`, 'plugin /usr/lib/mosquitto_dynamic_security.so']);
+    expect(written).toContain(`plugin_opt_grants_file ${grantsPath}\n`);
+    expect(written).toContain(`plugin_opt_admin_username ${worker.environment!.BROKER_ADMIN_USERNAME}\n`);
+    expect(mountFor(worker, grantsPath)?.readOnly).toBe(false);
+    expect(mountFor(mosquitto, grantsPath)).toEqual({ ...mountFor(worker, grantsPath), readOnly: true });
+    expect(readFileSync(under(grantsPath), 'utf8').split('\n').filter((l) => l && !l.startsWith('#'))).toEqual([]);
     expect(unrooted.BROKER_ADMIN_PASSWORD_FILE).toBe(worker.environment!.BROKER_ADMIN_PASSWORD_FILE);
     expect(unrooted.BROKER_ADMIN_USERNAME).toBe(worker.environment!.BROKER_ADMIN_USERNAME);
     expect(new URL(unrooted.BROKER_ADMIN_URL).port).toBe(new URL(worker.environment!.BROKER_ADMIN_URL).port);
@@ -192,11 +199,33 @@ describe('deploy/docker-compose.yml', () => {
     expect(posix.isAbsolute(unrooted.BROKER_PID_FILE)).toBe(true);
   });
 
+  it('builds the broker image with the certfleet_acl plugin where mosquitto.conf loads it (checked offline)', () => {
+    const { mosquitto } = services;
+    const pluginPath = brokerConfigArgs()[brokerConfigArgs().indexOf('--acl-plugin') + 1];
+    expect(pluginPath).toBe('/usr/lib/certfleet_acl.so');
+    expect(mosquitto.build).toEqual({ context: '..', dockerfile: 'deploy/mosquitto/Dockerfile' });
+    const dockerfile = readFileSync(join(DEPLOY, 'mosquitto', 'Dockerfile'), 'utf8');
+    const from = [...dockerfile.matchAll(/^FROM (\S+)(?: AS (\S+))?$/gm)].map((m) => [m[1], m[2]]);
+    // Compiled in the broker's own base image (same musl, Alpine's Mosquitto 2.0 headers), shipped in it.
+    expect(from).toEqual([['eclipse-mosquitto:2.0', 'acl-plugin'], ['eclipse-mosquitto:2.0', undefined]]);
+    expect(dockerfile).toMatch(/^RUN apk add --no-cache build-base mosquitto-dev$/m);
+    expect(dockerfile).toMatch(/^COPY broker-plugin\/certfleet_acl\.c \/src\/certfleet_acl\.c$/m);
+    expect(dockerfile).toMatch(/^RUN cc -shared -fPIC .*-o \/src\/certfleet_acl\.so \/src\/certfleet_acl\.c$/m);
+    expect(dockerfile).toContain(`COPY --from=acl-plugin /src/certfleet_acl.so ${pluginPath}\n`);
+    expect(existsSync(join(ROOT, 'broker-plugin', 'certfleet_acl.c'))).toBe(true);
+    // The build context is the repository root; its ignore file lets the plugin source in.
+    const ignore = readFileSync(join(DEPLOY, 'mosquitto', 'Dockerfile.dockerignore'), 'utf8').split('\n');
+    expect(ignore).toContain('**');
+    expect(ignore).toContain('!broker-plugin/**');
+    // The broker-reloader shares the broker's base image (same uid 1883).
+    expect(services['broker-reloader'].image).toBe('eclipse-mosquitto:2.0');
+  });
+
   it("keeps the server CA key out of every volume the broker mounts, and --renew still issues from the same server CA", () => {
     const root = mkdtempSync(join(tmpdir(), 'certfleet-deploy-ca-'));
     const under = (p: string) => join(root, p);
     const initEnv = services.init.environment!;
-    const args = brokerConfigArgs().map((a, i, all) => (a.startsWith('/') && all[i - 1] !== '--dynsec-plugin' ? under(a) : a));
+    const args = brokerConfigArgs().map((a, i, all) => (a.startsWith('/') && all[i - 1] !== '--dynsec-plugin' && all[i - 1] !== '--acl-plugin' ? under(a) : a));
     const keyDir = brokerConfigArgs()[brokerConfigArgs().indexOf('--server-ca-key-dir') + 1];
     const outDir = brokerConfigArgs()[brokerConfigArgs().indexOf('--out') + 1];
     // the key folder is in a volume the broker does not mount

@@ -16,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
+import { aclPluginPath } from './support/acl-plugin.ts'; // plugin mode (the default where installed); test/mqtt-renewal-takeover.test.ts keeps acl_file mode
 import { publishWithMosquittoPub, tlsOptions } from './support/mqtt-clients.ts';
 import { signedRenewalRequest } from './support/renewal-request.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -119,7 +120,7 @@ beforeAll(async () => {
   port = await freePort();
   let adminPort = await freePort();
   while (adminPort === port) adminPort = await freePort();
-  const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', file('broker'), '--port', String(port), '--admin-port', String(adminPort), '--mqtt-renewal', '--json'], {
+  const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', file('broker'), '--port', String(port), '--admin-port', String(adminPort), '--mqtt-renewal', '--acl-plugin', aclPluginPath(), '--json'], {
     encoding: 'utf8',
     env: { ...process.env, ...env },
     timeout: 60_000,
@@ -144,11 +145,10 @@ afterAll(async () => {
 
 describe('renewal over MQTT (real Mosquitto, broker-config --mqtt-renewal)', () => {
   it('the ACL limits each device to its own request and response topic, and lets certfleet answer', () => {
-    const acl = readFileSync(file('broker/acl'), 'utf8');
-    expect(acl).toContain('pattern write certfleet/renew/%u/request');
-    expect(acl).toContain('pattern read certfleet/renew/%u/response');
-    expect(acl).not.toMatch(/^pattern readwrite/m);
-    expect(acl).toMatch(/user certfleet-admin[\s\S]*topic read certfleet\/renew\/\+\/\+\/request[\s\S]*topic write certfleet\/renew\/\+\/\+\/response/);
+    // Plugin mode: certfleet_acl builds each device's two renewal topics from its CN; the admin reads the requests and writes the responses.
+    const conf = readFileSync(file('broker/mosquitto.conf'), 'utf8');
+    expect(conf).toMatch(/^plugin .*certfleet_acl\.so\nplugin_opt_grants_file .*\nplugin_opt_admin_username certfleet-admin\nplugin_opt_renewal_topics true$/m);
+    expect(conf).not.toMatch(/^acl_file /m);
   });
 
   it('renews, reconnects with the new certificate, confirms with the new key; the old certificate is then refused', async () => {

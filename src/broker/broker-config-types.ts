@@ -15,6 +15,14 @@ export interface BrokerAclOptions {
   keepExisting?: boolean;
 }
 
+/** certfleet's ACL plugin (broker-plugin/certfleet_acl.c) instead of the acl_file. */
+export interface AclPluginOptions {
+  /** certfleet_acl.so as the broker sees it. */
+  pluginPath: string;
+  /** Default `<outDir>/grants`. certfleet rewrites it (BROKER_GRANTS_PATH). */
+  grantsPath?: string;
+}
+
 export interface DynamicSecurityOptions {
   /** Admin password; when omitted a random one is generated into `dynsec-admin.password` (0600). */
   adminPassword?: string;
@@ -62,8 +70,10 @@ export interface WriteBrokerConfigOptions {
   /** The user Mosquitto switches to when started as root: a name, or `UID:GID`. Default `mosquitto`. */
   brokerUser?: string;
   dynamicSecurity?: DynamicSecurityOptions;
-  /** The acl_file (always written: default deny). */
+  /** The acl_file (written unless aclPlugin: default deny). `acl.grants` also fill the plugin's grants file. */
   acl?: BrokerAclOptions;
+  /** Topic access by certfleet's ACL plugin (no acl_file; cost independent of the fleet size). */
+  aclPlugin?: AclPluginOptions;
   now?: Date;
 }
 
@@ -79,8 +89,10 @@ export interface BrokerConfigFiles {
   crl: string;
   pidFile: string;
   dynsecConfig?: string;
-  /** The acl_file (always): BROKER_ACL_PATH. */
-  aclFile: string;
+  /** The acl_file (acl_file mode): BROKER_ACL_PATH. */
+  aclFile?: string;
+  /** The ACL plugin's grants file (plugin mode): BROKER_GRANTS_PATH. */
+  grantsFile?: string;
   adminPasswordFile?: string;
 }
 

@@ -10,4 +10,8 @@ export const CONFIG_FILE = 'mosquitto.conf';
 export const RENDER_OPTIONS_FILE = 'mosquitto-config.json';
 export const DYNSEC_FILE = 'dynamic-security.json';
 export const ACL_FILE = 'acl';
+/** The certfleet_acl plugin's tenant grants (plugin mode, instead of ACL_FILE). */
+export const GRANTS_FILE = 'grants';
+/** Where certfleet_acl.so is looked for when `broker-config --acl-plugin` is not given. */
+export const ACL_PLUGIN_CANDIDATES = ['/usr/lib/mosquitto/certfleet_acl.so', '/usr/local/lib/mosquitto/certfleet_acl.so', '/mosquitto/plugins/certfleet_acl.so'];
 export const ADMIN_PASSWORD_FILE = 'dynsec-admin.password';

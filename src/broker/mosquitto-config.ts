@@ -7,14 +7,19 @@
  *   checked on that listener (not even by a plugin).
  * - Mosquitto refuses to start when `crlfile` is missing; on SIGHUP it re-reads the config,
  *   the certificates and the CRL *as the `mosquitto` user*.
- * - An `acl_file` is always rendered (default deny; certfleet keeps it in step with the registered
- *   devices, src/broker/acl-sync.ts). With the dynamic security plugin, ACL checks for a username
- *   the plugin does not know (every device) are deferred to the acl_file; the plugin is only used
- *   for the admin login and its `$CONTROL` API (kicking sessions). No device rule matches a
+ * - Topic access, default deny, in one of two modes. Plugin mode (aclPlugin): certfleet's
+ *   certfleet_acl plugin (broker-plugin/certfleet_acl.c), loaded before the dynamic security
+ *   plugin, decides from the CN by construction and reads only the tenants' grants file; its
+ *   answer for a device is final (Mosquitto runs the ACL callbacks in load order, the acl_file's
+ *   last, and the first non-defer answer wins; all deferring = denied). acl_file mode: one block
+ *   per registered device (src/broker/acl-sync.ts keeps it); the dynamic security plugin defers
+ *   the users it does not know (every device) to it. The dynamic security plugin is only used for
+ *   the admin login and its `$CONTROL` API (kicking sessions). No device rule matches a
  *   `$`-topic, so devices cannot reach `$CONTROL`.
  */
 
-import { type AclDevice, type BrokerGrant, deviceAclBlock } from '../domain/broker-acl.ts';
+import { type AclDevice, type BrokerGrant, assertGrants, deviceAclBlock } from '../domain/broker-acl.ts';
+import { isValidId, RESERVED_TENANT_ID } from '../domain/identifiers.ts';
 import { DEVICE_RENEWAL_ACL, REQUEST_FILTER, RESPONSE_FILTER } from '../renewal/renewal-topics.ts';
 
 export interface DynamicSecurityConfig {
@@ -29,6 +34,24 @@ export interface DynamicSecurityConfig {
   adminPort: number;
   /** Serve the admin listener over TLS with the server certificate. Default false (loopback only). */
   adminTls?: boolean;
+}
+
+/**
+ * certfleet's ACL plugin (broker-plugin/certfleet_acl.c): decides every topic access from the
+ * username (the certificate CN `tenant/device`) by construction, so the broker's start and reload
+ * cost does not grow with the fleet (an acl_file needs one block per device). Loaded before the
+ * dynamic security plugin: its answer for a device is final; for the admin it allows the admin's
+ * acl_file topics and defers the rest to the dynamic security plugin.
+ */
+export interface AclPluginConfig {
+  /** Path of certfleet_acl.so as the broker sees it. */
+  pluginPath: string;
+  /** Tenant grants, `<tenant> <access> <filter>` a line (renderGrantsFile); re-read on reload. */
+  grantsFile: string;
+  adminUsername?: string | null;
+  renewalTopics?: boolean;
+  /** certfleet's own tenant (the broker canaries): no own topics, no grants. */
+  reservedTenant?: string;
 }
 
 export interface MosquittoConfigOptions {
@@ -52,6 +75,8 @@ export interface MosquittoConfigOptions {
   aclFile?: string;
   /** Optional: dynamic security plugin + admin listener, used to kick connected sessions. */
   dynamicSecurity?: DynamicSecurityConfig;
+  /** certfleet's ACL plugin instead of the acl_file (then no acl_file is rendered). */
+  aclPlugin?: AclPluginConfig;
 }
 
 export const DEFAULT_MQTTS_PORT = 8883;
@@ -97,17 +122,37 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
   for (const type of logTypes) lines.push(`log_type ${quoteCheck('logTypes', type)}`);
   lines.push('log_timestamp true', 'log_timestamp_format %Y-%m-%dT%H:%M:%S', 'connection_messages true');
 
+  const ap = options.aclPlugin;
+  if (ap) {
+    lines.push(
+      '',
+      '# Topic access: certfleet_acl decides from the certificate CN tenant/device, by construction:',
+      "# each device its own tenant/<tenant>/device/<device>/# and its tenant's grants (grants file,",
+      '# re-read on reload), nothing else. First plugin: its answer for a device is final.',
+      `plugin ${quoteCheck('aclPlugin.pluginPath', ap.pluginPath)}`,
+      `plugin_opt_grants_file ${quoteCheck('aclPlugin.grantsFile', ap.grantsFile)}`,
+    );
+    if (ap.adminUsername) {
+      const admin = quoteCheck('aclPlugin.adminUsername', ap.adminUsername);
+      if (/\s|\//.test(admin)) throw new TypeError('mosquitto config: the admin username must not contain whitespace or "/"');
+      lines.push(`plugin_opt_admin_username ${admin}`);
+    }
+    if (ap.renewalTopics) lines.push('plugin_opt_renewal_topics true');
+    lines.push(`plugin_opt_reserved_tenant ${quoteCheck('aclPlugin.reservedTenant', ap.reservedTenant ?? 'certfleet')}`);
+  }
   if (ds) {
     lines.push(
       '',
       '# Dynamic security plugin: only for the admin login and its $CONTROL API, used to',
       '# disconnect the live sessions of a revoked certificate (see docs/broker-sessions.md).',
-      '# ACLs come from acl_file (the plugin would deny every device it does not know).',
+      ap
+        ? '# ACLs: certfleet_acl above answers first (the admin\'s other topics are deferred to this plugin).'
+        : '# ACLs come from acl_file (the plugin would deny every device it does not know).',
       `plugin ${quoteCheck('dynamicSecurity.pluginPath', ds.pluginPath)}`,
       `plugin_opt_config_file ${quoteCheck('dynamicSecurity.configFile', ds.configFile)}`,
     );
   }
-  const aclFile = options.aclFile ?? ds?.aclFile;
+  const aclFile = ap ? undefined : (options.aclFile ?? ds?.aclFile);
   if (aclFile) {
     lines.push(
       '',
@@ -215,6 +260,39 @@ export function renderAclFile(options: AclFileOptions): RenderedAcl {
   }
   lines.push('');
   return { text: lines.join('\n'), devices, skipped };
+}
+
+/**
+ * The grants file certfleet_acl reads: one `<tenant> <access> <filter>` line per tenant grant
+ * (filter relative to `tenant/<tenant>/`, validated by assertGrants). Its size follows the number
+ * of grants, not of devices. Invalid tenants or grants are left out (reported in `skipped`).
+ */
+export function renderGrantsFile(grants: ReadonlyMap<string, readonly BrokerGrant[]> | undefined): { text: string; grants: number; skipped: string[] } {
+  const lines = [
+    '# Generated by certfleet: tenant broker grants for the certfleet_acl broker plugin, re-read on every',
+    '# reload (SIGHUP). One line per grant: <tenant> <read|write|readwrite> <filter under tenant/<tenant>/>.',
+  ];
+  const skipped: string[] = [];
+  let count = 0;
+  for (const [tenant, list] of [...(grants ?? new Map<string, readonly BrokerGrant[]>()).entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (!isValidId(tenant) || tenant === RESERVED_TENANT_ID) {
+      skipped.push(tenant.slice(0, 200));
+      continue;
+    }
+    let valid: BrokerGrant[];
+    try {
+      valid = assertGrants(list);
+    } catch {
+      skipped.push(tenant);
+      continue;
+    }
+    for (const g of valid) {
+      lines.push(`${tenant} ${g.access} ${g.filter}`);
+      count++;
+    }
+  }
+  lines.push('');
+  return { text: lines.join('\n'), grants: count, skipped };
 }
 
 /** A dynsec password entry: PBKDF2-HMAC-SHA512 over the raw 12-byte salt, 64-byte output, base64. */

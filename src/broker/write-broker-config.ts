@@ -12,9 +12,10 @@ import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { exists, keepPrevious, writeFileAtomic } from '../support/atomic-file.ts';
 import { allows, checkAncestors, ensureTraversable, giveToBrokerGroup, lookupAccount, type OwnershipContext } from './broker-file-ownership.ts';
-import { ACL_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
+import { RESERVED_TENANT_ID } from '../domain/identifiers.ts';
+import { ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { writeDynamicSecurityFiles } from './dynamic-security.ts';
-import { DEFAULT_MQTTS_PORT, type MosquittoConfigOptions, renderAclFile, renderMosquittoConfig } from './mosquitto-config.ts';
+import { DEFAULT_MQTTS_PORT, type MosquittoConfigOptions, renderAclFile, renderGrantsFile, renderMosquittoConfig } from './mosquitto-config.ts';
 import type { BrokerConfigFiles, BrokerConfigResult, WriteBrokerConfigOptions } from './broker-config-types.ts';
 import {
   MAX_SERVER_CERT_DAYS,
@@ -30,7 +31,7 @@ import {
   validateHost,
 } from './server-pki.ts';
 
-export type { BrokerConfigFiles, BrokerConfigResult, BrokerAclOptions, DynamicSecurityOptions, WriteBrokerConfigOptions } from './broker-config-types.ts';
+export type { AclPluginOptions, BrokerConfigFiles, BrokerConfigResult, BrokerAclOptions, DynamicSecurityOptions, WriteBrokerConfigOptions } from './broker-config-types.ts';
 
 export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Promise<BrokerConfigResult> {
   const now = options.now ?? new Date();
@@ -70,8 +71,9 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     combinedCa: path.join(outDir, COMBINED_CA_FILE),
     crl: crlPath,
     pidFile,
-    aclFile: path.resolve(options.acl?.path ?? path.join(outDir, ACL_FILE)),
   };
+  if (options.aclPlugin) files.grantsFile = path.resolve(options.aclPlugin.grantsPath ?? path.join(outDir, GRANTS_FILE));
+  else files.aclFile = path.resolve(options.acl?.path ?? path.join(outDir, ACL_FILE));
 
   const pki = await serverPki(options, { outDir, host, now, files, lines });
   await giveToBrokerGroup(ctx, files.serverKey, 0o640, 'server private key, readable by the broker, never world-readable');
@@ -129,7 +131,9 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     ? await writeDynamicSecurityFiles(options.dynamicSecurity, { outDir, port, files, ctx, lines })
     : undefined;
 
-  await writeAclFile(options, files.aclFile, dynsec?.result.adminUsername ?? null, ctx);
+  const adminUsername = dynsec?.result.adminUsername ?? null;
+  if (files.grantsFile) await writeGrantsFile(options, files.grantsFile, ctx);
+  if (files.aclFile) await writeAclFile(options, files.aclFile, adminUsername, ctx);
 
   const renderOptions: MosquittoConfigOptions = {
     bindAddress: options.bindAddress ?? host,
@@ -144,6 +148,16 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     tlsVersion: options.tlsVersion,
     aclFile: files.aclFile,
     dynamicSecurity: dynsec?.render,
+    aclPlugin:
+      options.aclPlugin && files.grantsFile
+        ? {
+            pluginPath: options.aclPlugin.pluginPath,
+            grantsFile: files.grantsFile,
+            adminUsername,
+            renewalTopics: options.dynamicSecurity?.renewalTopics ?? false,
+            reservedTenant: RESERVED_TENANT_ID,
+          }
+        : undefined,
   };
   await writeFileAtomic(files.config, renderMosquittoConfig(renderOptions), 0o600);
   await giveToBrokerGroup(ctx, files.config, 0o640, 're-read on every reload as the broker user');
@@ -151,6 +165,25 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
   await writeFileAtomic(files.renderOptions, `${JSON.stringify(renderOptions, null, 2)}\n`, 0o644);
 
   return { lines, files, host, port, renderOptions, dynamicSecurity: dynsec?.result };
+}
+
+/** The ACL plugin's grants file (no device in it): readable by the broker user. */
+async function writeGrantsFile(options: WriteBrokerConfigOptions, file: string, ctx: OwnershipContext): Promise<void> {
+  if (options.acl?.permissive) throw new TypeError('a permissive ACL (pattern readwrite #) exists only in acl_file mode: drop the ACL plugin');
+  if (options.acl?.keepExisting && (await exists(file))) {
+    ctx.lines.push(`kept ${file}: the tenant grants could not be read; certfleet rewrites it when it starts (BROKER_GRANTS_PATH)`);
+    return;
+  }
+  const rendered = renderGrantsFile(options.acl?.grants);
+  await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
+  await writeFileAtomic(file, rendered.text, 0o600);
+  ctx.lines.push(
+    `wrote ${file}: ${rendered.grants} tenant grant(s) for the certfleet_acl plugin (${options.aclPlugin?.pluginPath}); ` +
+      'each device gets tenant/<tenant>/device/<device>/# and its tenant\'s grants by construction (no per-device rule, no reload per registration)' +
+      (options.dynamicSecurity?.renewalTopics ? '; every device its own renewal topics' : ''),
+  );
+  for (const t of rendered.skipped) ctx.lines.push(`warning: the grants of tenant "${t}" are invalid and left out`);
+  await giveToBrokerGroup(ctx, file, 0o640, 're-read on every reload as the broker user');
 }
 
 /** The acl_file with the devices known now (certfleet rewrites it afterwards): readable by the broker user. */

@@ -14,9 +14,9 @@ import type { Config } from '../config.ts';
 import { systemClock } from '../domain/clock.ts';
 import { loadCaForConfig } from '../composition/load-ca.ts';
 import { DEFAULT_MQTTS_PORT } from '../broker/mosquitto-config.ts';
-import { ADMIN_PASSWORD_FILE } from '../broker/broker-files.ts';
+import { ACL_PLUGIN_CANDIDATES, ADMIN_PASSWORD_FILE } from '../broker/broker-files.ts';
 import { DYNSEC_PLUGIN_CANDIDATES } from '../broker/dynamic-security.ts';
-import { writeBrokerConfig, type BrokerAclOptions, type DynamicSecurityOptions } from '../broker/write-broker-config.ts';
+import { writeBrokerConfig, type AclPluginOptions, type BrokerAclOptions, type DynamicSecurityOptions } from '../broker/write-broker-config.ts';
 import { openStorage } from '../composition/open-storage.ts';
 import { RESERVED_IDS, RESERVED_TENANT_ID, isReservedId } from '../domain/identifiers.ts';
 import { allAclDevices, allBrokerGrants } from '../storage/repos/broker-acl-repo.ts';
@@ -86,6 +86,27 @@ async function aclFromDatabase(config: Config, options: { permissive: boolean; p
   }
 }
 
+/**
+ * Plugin mode (certfleet_acl.so, cost independent of the fleet) when --acl-plugin is given or the
+ * plugin is installed where the broker looks; acl_file mode with --no-acl-plugin, --permissive-acl,
+ * or when it is not found.
+ */
+function chooseAclPlugin(flags: Flags, permissive: boolean, lines: string[]): AclPluginOptions | undefined {
+  const explicit = flags['acl-plugin'] === undefined ? undefined : String(flags['acl-plugin']);
+  if (explicit !== undefined && flags['no-acl-plugin']) throw new UsageError('--acl-plugin and --no-acl-plugin exclude each other');
+  if (explicit !== undefined && permissive) throw new UsageError('--permissive-acl exists only in acl_file mode: drop --acl-plugin (and add --no-acl-plugin)');
+  const grantsPath = flags['grants-file'] === undefined ? undefined : resolve(String(flags['grants-file']));
+  if (explicit !== undefined) return { pluginPath: explicit, grantsPath };
+  if (flags['no-acl-plugin'] || permissive) return undefined;
+  const found = ACL_PLUGIN_CANDIDATES.find((p) => existsSync(p));
+  if (found) return { pluginPath: found, grantsPath };
+  lines.push(
+    'note: the certfleet_acl broker plugin is not installed: writing an acl_file with one block per registered device ' +
+      '(Mosquitto 2.0 parses it in time quadratic in the devices: see the README, Broker; pass --acl-plugin PATH if the broker has the plugin)',
+  );
+  return undefined;
+}
+
 export async function brokerConfigCommand(flags: Flags, config: Config): Promise<number> {
   if (!flags.out) throw new UsageError('--out DIR is required');
   const outDir = resolve(String(flags.out));
@@ -114,6 +135,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
   if (permissive) lines.push('warning: --permissive-acl: every device may publish and subscribe to every topic of every tenant (pattern readwrite #)');
   const aclPath = flags['acl-file'] === undefined ? undefined : resolve(String(flags['acl-file']));
   const acl = await aclFromDatabase(config, { permissive, path: aclPath }, lines);
+  const aclPlugin = broker === 'mosquitto' ? chooseAclPlugin(flags, permissive, lines) : undefined;
 
   let dynamicSecurity: DynamicSecurityOptions | undefined;
   let passwordFile: string | undefined;
@@ -156,6 +178,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     brokerUser: flags['broker-user'] as string | undefined,
     dynamicSecurity,
     acl,
+    aclPlugin,
   });
   lines.push(...result.lines);
   const defaultPasswordFile = join(outDir, ADMIN_PASSWORD_FILE);
@@ -164,8 +187,9 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
   const env: Record<string, string> = {
     CRL_OUTPUT_PATH: config.crlOutputPath,
     BROKER_PID_FILE: result.files.pidFile,
-    BROKER_ACL_PATH: result.files.aclFile,
   };
+  if (result.files.aclFile) env.BROKER_ACL_PATH = result.files.aclFile;
+  if (result.files.grantsFile) env.BROKER_GRANTS_PATH = result.files.grantsFile;
   if (permissive) env.BROKER_ACL_PERMISSIVE = 'true';
   if (result.dynamicSecurity) {
     env.BROKER_ADMIN_URL = result.dynamicSecurity.url;
@@ -212,7 +236,9 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     result.dynamicSecurity
       ? `Revoked certificates: refused at the next TLS handshake after the automatic reload, and their live sessions closed through the dynsec admin "${result.dynamicSecurity.adminUsername}".`
       : 'Revoked certificates: refused at the next TLS handshake after the automatic reload; live sessions stay open (no dynamic security plugin).',
-    `Topics: each device its own tenant/<tenant>/device/<device>/# plus its tenant's broker grants (default deny); certfleet rewrites ${result.files.aclFile} and reloads the broker when devices are registered.`,
+    result.files.grantsFile
+      ? `Topics: each device its own tenant/<tenant>/device/<device>/# plus its tenant's broker grants (default deny), decided by the certfleet_acl plugin from the certificate CN; certfleet rewrites ${result.files.grantsFile} and reloads the broker only when grants change.`
+      : `Topics: each device its own tenant/<tenant>/device/<device>/# plus its tenant's broker grants (default deny); certfleet rewrites ${result.files.aclFile} and reloads the broker when devices are registered.`,
     'Devices connect with:',
     `  mosquitto_pub --cafile ${result.files.combinedCa} --cert device.crt --key device.key -h ${host} -p ${devicePort} -t TOPIC -m MESSAGE`,
   ].join('\n');

@@ -7,7 +7,9 @@
  *   await acl.stop();
  *
  * The process that keeps the broker's files (serve, worker; PGlite always) has BROKER_ACL_PATH
- * and rewrites the file on start and after every change, then reloads the broker
+ * (acl_file mode) and/or BROKER_GRANTS_PATH (certfleet_acl plugin mode: tenant grants only, so a
+ * device registration changes nothing there and reloads nothing) and rewrites the file on start
+ * and after every change, then reloads the broker
  * (BROKER_PID_FILE / BROKER_RELOAD_COMMAND). A change is told in-process (the caller waits for
  * the file and the reload, bounded) and, on Postgres, NOTIFYed on `certfleet_acl` so the worker
  * of another process rewrites its broker's file too.
@@ -16,7 +18,7 @@ import type { BrokerAclListener } from '../app/ports.ts';
 import type { Config } from '../config.ts';
 import { createAclSync, type AclSync } from '../broker/acl-sync.ts';
 import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
-import { renderAclFile, type RenderedAcl } from '../broker/mosquitto-config.ts';
+import { renderAclFile, renderGrantsFile, type RenderedAcl } from '../broker/mosquitto-config.ts';
 import { isReservedId, RESERVED_TENANT_ID } from '../domain/identifiers.ts';
 import type { Database } from '../storage/database.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
@@ -30,12 +32,14 @@ const MAX_WAIT_MS = 10_000;
 const RETRY_MS = 5_000;
 
 export type BrokerAclConfig = Pick<Config, 'brokerAclPath' | 'brokerAclPermissive' | 'brokerPidFile' | 'brokerReloadCommand' | 'mqttRenewal'> &
-  Partial<Pick<Config, 'brokerAdmin'>>;
+  Partial<Pick<Config, 'brokerAdmin' | 'brokerGrantsPath'>>;
 
 export interface BrokerAclPublication {
   listener: BrokerAclListener;
-  /** null when this process does not keep the file. */
+  /** The acl_file's (BROKER_ACL_PATH), else the grants file's; null when this process keeps neither. */
   sync: AclSync | null;
+  /** The certfleet_acl plugin's grants file (BROKER_GRANTS_PATH); null when not kept. */
+  grantsSync: AclSync | null;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -54,6 +58,13 @@ export async function renderAclFromDatabase(
   return { ...rendered, reserved };
 }
 
+/** The certfleet_acl plugin's grants file as certfleet renders it now: the tenants' grants, no device. */
+export async function renderGrantsFromDatabase(db: Database): Promise<RenderedAcl> {
+  const grants = await db.asOperator((tx) => allBrokerGrants(tx));
+  const rendered = renderGrantsFile(grants);
+  return { text: rendered.text, devices: 0, skipped: rendered.skipped.map((t) => `tenant ${t}`) };
+}
+
 export function createBrokerAclPublication(options: {
   config: BrokerAclConfig;
   storage: { db: Database; driver: Driver };
@@ -66,7 +77,9 @@ export function createBrokerAclPublication(options: {
   const { db, driver } = options.storage;
   const logger = options.logger ?? silentLogger;
   const instanceId = newInstanceId();
-  const keeping = config.brokerAclPath !== null && ((options.publish ?? true) || driver.kind === 'pglite');
+  const keeper = (options.publish ?? true) || driver.kind === 'pglite';
+  const keeping = config.brokerAclPath !== null && keeper;
+  const grantsPath = config.brokerGrantsPath ?? null;
   const reloader = options.reloader ?? createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
   const renderOptions = { adminUsername: config.brokerAdmin?.username ?? null, renewalTopics: config.mqttRenewal, permissive: config.brokerAclPermissive };
   let reservedReported = false;
@@ -85,25 +98,33 @@ export function createBrokerAclPublication(options: {
         },
       })
     : null;
+  // Plugin mode: only the tenant grants are in a file; a device registration leaves it unchanged
+  // (no write, no broker reload): the plugin derives each device's topics from its certificate CN.
+  const grantsSync =
+    grantsPath !== null && keeper
+      ? createAclSync({ path: grantsPath, reloader, logger, render: () => renderGrantsFromDatabase(db) })
+      : null;
+  const syncs = [sync, grantsSync].filter((s): s is AclSync => s !== null);
   let retry: NodeJS.Timeout | null = null;
   let stopped = false;
   let listening: Listening | null = null;
   const inFlight = new Set<Promise<unknown>>();
 
   function syncNow(): Promise<void> {
-    if (!sync || stopped) return Promise.resolve();
+    if (syncs.length === 0 || stopped) return Promise.resolve();
     const p = syncOnce().finally(() => inFlight.delete(p));
     inFlight.add(p);
     return p;
   }
   async function syncOnce(): Promise<void> {
-    if (!sync) return;
-    try {
-      const result = await sync.sync();
-      if (result.reloaded === false) scheduleRetry();
-    } catch (error) {
-      logger.error({ event: 'broker_acl_failed', err: (error as Error).message }, 'could not write the broker ACL; retrying');
-      scheduleRetry();
+    for (const one of syncs) {
+      try {
+        const result = await one.sync();
+        if (result.reloaded === false) scheduleRetry();
+      } catch (error) {
+        logger.error({ event: 'broker_acl_failed', err: (error as Error).message }, 'could not write the broker ACL; retrying');
+        scheduleRetry();
+      }
     }
   }
   function scheduleRetry() {
@@ -124,18 +145,19 @@ export function createBrokerAclPublication(options: {
   }
 
   return {
-    sync,
+    sync: sync ?? grantsSync,
+    grantsSync,
     listener: {
       async aclChanged() {
         notify();
-        if (!sync) return;
+        if (syncs.length === 0) return;
         let timer: NodeJS.Timeout | undefined;
         const bounded = new Promise<void>((resolve) => (timer = setTimeout(resolve, MAX_WAIT_MS)));
         await Promise.race([syncNow(), bounded]).finally(() => clearTimeout(timer));
       },
     },
     async start() {
-      if (!sync) return;
+      if (syncs.length === 0) return;
       if (driver.listen) {
         listening = driver.listen(ACL_CHANNEL, {
           onNotification(payload) {

@@ -1,0 +1,513 @@
+/*
+ * certfleet_acl: a Mosquitto 2.0 plugin (v5 API) that decides every topic access from the
+ * authenticated username, by construction, in time independent of the fleet size.
+ *
+ * A device's username is its certificate CN `T/D` (use_identity_as_username true), T and D valid
+ * certfleet ids (^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$: no `/ + # $`, no whitespace). Such a client
+ * may use (publish, subscribe, receive) only:
+ *   - `tenant/T/device/D` and below (not for T = the reserved tenant, certfleet's own canaries);
+ *   - its tenant's grants, read from the grants file (`tenant/T/<filter>`, read/write/readwrite);
+ *   - with renewal on: publish `certfleet/renew/T/D/request`, receive `certfleet/renew/T/D/response`.
+ * A subscription filter must lie entirely under one of those (so `+`/`#` above the device's own
+ * prefix are refused). Everything else is denied; a username that is not `T/D` with two valid ids
+ * gets nothing (definitive: the dynamic security plugin loaded after this one is never asked).
+ *
+ * certfleet's admin user (plugin_opt_admin_username, no `/`) gets what the acl_file gave it:
+ * readwrite `$CONTROL/dynamic-security/#`, read `tenant/#`, with renewal read
+ * `certfleet/renew/+/+/request` and write `certfleet/renew/+/+/response`; anything else about the
+ * admin is deferred to the next plugin (the dynamic security plugin that knows its role), and
+ * Mosquitto denies what every plugin defers.
+ *
+ * Options:
+ *   plugin_opt_grants_file PATH     required; lines `<tenant> <read|write|readwrite> <filter>`,
+ *                                   `#` comments; re-read on every reload (SIGHUP). An unreadable
+ *                                   or invalid file stops the start; on reload the previous grants
+ *                                   stay in force (logged).
+ *   plugin_opt_admin_username NAME  optional.
+ *   plugin_opt_renewal_topics true  optional (default false).
+ *   plugin_opt_reserved_tenant ID   optional (default certfleet): its devices get no own topics/grants.
+ *
+ * Build: cc -shared -fPIC -O2 -Wall -o certfleet_acl.so certfleet_acl.c
+ * (headers: Debian mosquitto-dev + libmosquitto-dev; Alpine mosquitto-dev).
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <mosquitto.h>
+#include <mosquitto_broker.h>
+#include <mosquitto_plugin.h>
+
+#define MAX_ID 128
+#define MAX_FILTER 200
+#define MAX_LEVELS 8
+#define MAX_GRANTS_PER_TENANT 32
+#define MAX_LINE 1024
+
+#define A_READ 1
+#define A_WRITE 2
+
+struct grant {
+	char *topic; /* tenant/<tenant>/<filter> */
+	int access;
+};
+
+struct tenant_grants {
+	char *tenant;
+	struct grant grants[MAX_GRANTS_PER_TENANT];
+	int count;
+	struct tenant_grants *next;
+};
+
+struct grant_table {
+	struct tenant_grants **buckets;
+	size_t nbuckets;
+	size_t tenants;
+	size_t grants;
+};
+
+static mosquitto_plugin_id_t *plugin_id = NULL;
+static char *grants_file = NULL;
+static char *admin_username = NULL;
+static char *reserved_tenant = NULL;
+static bool renewal_topics = false;
+static struct grant_table *table = NULL;
+
+/* ---- ids and topics ---------------------------------------------------------------------- */
+
+static bool id_char(char c, bool first)
+{
+	if (isalnum((unsigned char)c)) return true;
+	return !first && (c == '.' || c == '_' || c == ':' || c == '-');
+}
+
+static bool valid_id(const char *s, size_t len)
+{
+	if (len == 0 || len > MAX_ID) return false;
+	for (size_t i = 0; i < len; i++) {
+		if (!id_char(s[i], i == 0)) return false;
+	}
+	return true;
+}
+
+/* `T/D` with two valid ids: copies them out. */
+static bool parse_device(const char *username, char *tenant, char *device)
+{
+	if (!username) return false;
+	const char *slash = strchr(username, '/');
+	if (!slash) return false;
+	size_t tl = (size_t)(slash - username);
+	size_t dl = strlen(slash + 1);
+	if (!valid_id(username, tl) || !valid_id(slash + 1, dl)) return false;
+	memcpy(tenant, username, tl);
+	tenant[tl] = '\0';
+	memcpy(device, slash + 1, dl);
+	device[dl] = '\0';
+	return true;
+}
+
+/* Next level of a topic/filter: [*p, end) ; advances *p past the separator. false at the end. */
+static bool next_level(const char **p, bool *done, const char **start, size_t *len)
+{
+	if (*done) return false;
+	const char *s = *p;
+	const char *slash = strchr(s, '/');
+	*start = s;
+	if (slash) {
+		*len = (size_t)(slash - s);
+		*p = slash + 1;
+	} else {
+		*len = strlen(s);
+		*done = true;
+	}
+	return true;
+}
+
+static bool level_is(const char *s, size_t len, const char *what)
+{
+	return strlen(what) == len && memcmp(s, what, len) == 0;
+}
+
+/* MQTT matching of a concrete topic against a filter (`+` one level, `#` the rest, incl. the parent). */
+static bool topic_matches(const char *filter, const char *topic)
+{
+	if (topic[0] == '$' && (filter[0] == '+' || filter[0] == '#')) return false;
+	const char *f = filter, *t = topic;
+	bool fdone = false, tdone = false;
+	const char *fs, *ts;
+	size_t fl, tl;
+	for (;;) {
+		bool hf = next_level(&f, &fdone, &fs, &fl);
+		if (hf && level_is(fs, fl, "#")) return true;
+		bool ht = next_level(&t, &tdone, &ts, &tl);
+		if (!hf || !ht) return !hf && !ht;
+		if (level_is(fs, fl, "+")) continue;
+		if (fl != tl || memcmp(fs, ts, fl) != 0) return false;
+	}
+}
+
+/*
+ * true when every topic the subscription filter `sub` matches is matched by `cover` too.
+ * A `+` or `#` in `sub` is only covered by a `+`/`#` of `cover` at the same level (or a `#` above).
+ */
+static bool filter_covers(const char *cover, const char *sub)
+{
+	if (sub[0] == '$' && cover[0] != '$') return false;
+	const char *c = cover, *s = sub;
+	bool cdone = false, sdone = false;
+	const char *cs, *ss;
+	size_t cl, sl;
+	for (;;) {
+		bool hc = next_level(&c, &cdone, &cs, &cl);
+		if (hc && level_is(cs, cl, "#")) return true;
+		bool hs = next_level(&s, &sdone, &ss, &sl);
+		if (!hc || !hs) return !hc && !hs;
+		if (level_is(ss, sl, "#")) return false;
+		if (level_is(cs, cl, "+")) continue;
+		if (level_is(ss, sl, "+")) return false;
+		if (cl != sl || memcmp(cs, ss, cl) != 0) return false;
+	}
+}
+
+/* A grant filter as certfleet validates it (src/domain/broker-acl.ts assertGrantFilter). */
+static bool valid_grant_filter(const char *filter)
+{
+	size_t n = strlen(filter);
+	if (n == 0 || n > MAX_FILTER) return false;
+	const char *p = filter;
+	bool done = false;
+	const char *ls;
+	size_t ll;
+	int levels = 0;
+	while (next_level(&p, &done, &ls, &ll)) {
+		levels++;
+		if (levels > MAX_LEVELS || ll == 0) return false;
+		if (levels == 1) {
+			if (ll == 6 && strncasecmp(ls, "device", 6) == 0) return false;
+			if (level_is(ls, ll, "+") || level_is(ls, ll, "#")) return false;
+		}
+		if (level_is(ls, ll, "#")) {
+			if (!done) return false;
+			continue;
+		}
+		if (level_is(ls, ll, "+")) continue;
+		for (size_t i = 0; i < ll; i++) {
+			if (!id_char(ls[i], false)) return false;
+		}
+	}
+	return true;
+}
+
+/* ---- the grants table -------------------------------------------------------------------- */
+
+static uint64_t hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL;
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static void table_free(struct grant_table *t)
+{
+	if (!t) return;
+	for (size_t i = 0; i < t->nbuckets; i++) {
+		struct tenant_grants *e = t->buckets[i];
+		while (e) {
+			struct tenant_grants *next = e->next;
+			for (int g = 0; g < e->count; g++) free(e->grants[g].topic);
+			free(e->tenant);
+			free(e);
+			e = next;
+		}
+	}
+	free(t->buckets);
+	free(t);
+}
+
+static struct tenant_grants *table_find(const struct grant_table *t, const char *tenant)
+{
+	if (!t || t->nbuckets == 0) return NULL;
+	for (struct tenant_grants *e = t->buckets[hash(tenant) % t->nbuckets]; e; e = e->next) {
+		if (strcmp(e->tenant, tenant) == 0) return e;
+	}
+	return NULL;
+}
+
+static void table_grow(struct grant_table *t)
+{
+	size_t n = t->nbuckets * 2;
+	struct tenant_grants **b = calloc(n, sizeof(*b));
+	if (!b) return; /* keep the old size: slower, still correct */
+	for (size_t i = 0; i < t->nbuckets; i++) {
+		struct tenant_grants *e = t->buckets[i];
+		while (e) {
+			struct tenant_grants *next = e->next;
+			size_t k = hash(e->tenant) % n;
+			e->next = b[k];
+			b[k] = e;
+			e = next;
+		}
+	}
+	free(t->buckets);
+	t->buckets = b;
+	t->nbuckets = n;
+}
+
+/* Reads and validates the whole file; NULL (and a log line) when it cannot be used. */
+static struct grant_table *load_grants(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: cannot open the grants file %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	struct grant_table *t = calloc(1, sizeof(*t));
+	if (!t) {
+		fclose(f);
+		return NULL;
+	}
+	t->nbuckets = 64;
+	t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+	if (!t->buckets) {
+		free(t);
+		fclose(f);
+		return NULL;
+	}
+	char line[MAX_LINE + 2];
+	int lineno = 0;
+	const char *why = NULL;
+	while (fgets(line, sizeof(line), f)) {
+		lineno++;
+		size_t n = strlen(line);
+		if (n > 0 && line[n - 1] == '\n') line[--n] = '\0';
+		else if (!feof(f)) { why = "line too long"; break; }
+		if (n > 0 && line[n - 1] == '\r') line[--n] = '\0';
+		if (n == 0 || line[0] == '#') continue;
+		char *tenant = line;
+		char *sp1 = strchr(tenant, ' ');
+		if (!sp1) { why = "expected <tenant> <access> <filter>"; break; }
+		*sp1 = '\0';
+		char *access = sp1 + 1;
+		char *sp2 = strchr(access, ' ');
+		if (!sp2) { why = "expected <tenant> <access> <filter>"; break; }
+		*sp2 = '\0';
+		char *filter = sp2 + 1;
+		if (!valid_id(tenant, strlen(tenant))) { why = "invalid tenant id"; break; }
+		int bits;
+		if (strcmp(access, "read") == 0) bits = A_READ;
+		else if (strcmp(access, "write") == 0) bits = A_WRITE;
+		else if (strcmp(access, "readwrite") == 0) bits = A_READ | A_WRITE;
+		else { why = "access must be read, write or readwrite"; break; }
+		if (!valid_grant_filter(filter)) { why = "invalid grant filter"; break; }
+		struct tenant_grants *e = table_find(t, tenant);
+		if (!e) {
+			e = calloc(1, sizeof(*e));
+			if (!e || !(e->tenant = strdup(tenant))) { free(e); why = "out of memory"; break; }
+			size_t k = hash(tenant) % t->nbuckets;
+			e->next = t->buckets[k];
+			t->buckets[k] = e;
+			t->tenants++;
+			if (t->tenants > t->nbuckets) table_grow(t);
+		}
+		if (e->count >= MAX_GRANTS_PER_TENANT) { why = "more than 32 grants for one tenant"; break; }
+		size_t len = strlen("tenant/") + strlen(tenant) + 1 + strlen(filter) + 1;
+		char *topic = malloc(len);
+		if (!topic) { why = "out of memory"; break; }
+		snprintf(topic, len, "tenant/%s/%s", tenant, filter);
+		e->grants[e->count].topic = topic;
+		e->grants[e->count].access = bits;
+		e->count++;
+		t->grants++;
+	}
+	if (!why && ferror(f)) why = strerror(errno);
+	fclose(f);
+	if (why) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: grants file %s, line %d: %s", path, lineno, why);
+		table_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+/* ---- the decision ------------------------------------------------------------------------ */
+
+/* May `topic` (a concrete topic, or a filter when subscribing) be used under `cover` with this access? */
+static bool covered(const char *cover, const char *topic, int access)
+{
+	if (access == MOSQ_ACL_SUBSCRIBE || access == MOSQ_ACL_UNSUBSCRIBE) return filter_covers(cover, topic);
+	return topic_matches(cover, topic);
+}
+
+/* `$share/<group>/<filter>`: the filter (NULL when malformed). Other topics as they are. */
+static const char *strip_share(const char *topic)
+{
+	if (strncmp(topic, "$share/", 7) != 0) return topic;
+	const char *group = topic + 7;
+	const char *slash = strchr(group, '/');
+	if (!slash || slash == group) return NULL;
+	for (const char *c = group; c < slash; c++) {
+		if (*c == '+' || *c == '#') return NULL;
+	}
+	return slash + 1;
+}
+
+static int device_check(const char *tenant, const char *device, const char *topic, int access)
+{
+	/* read covers receive and subscribe; write covers publish */
+	int need = (access == MOSQ_ACL_WRITE) ? A_WRITE : A_READ;
+	char own[2 * MAX_ID + 32];
+	if (!reserved_tenant || strcmp(tenant, reserved_tenant) != 0) {
+		snprintf(own, sizeof(own), "tenant/%s/device/%s/#", tenant, device);
+		if (covered(own, topic, access)) return MOSQ_ERR_SUCCESS;
+		const struct tenant_grants *e = table_find(table, tenant);
+		if (e) {
+			for (int i = 0; i < e->count; i++) {
+				if ((e->grants[i].access & need) && covered(e->grants[i].topic, topic, access)) return MOSQ_ERR_SUCCESS;
+			}
+		}
+	}
+	if (renewal_topics) {
+		snprintf(own, sizeof(own), "certfleet/renew/%s/%s/%s", tenant, device, need == A_WRITE ? "request" : "response");
+		if (covered(own, topic, access)) return MOSQ_ERR_SUCCESS;
+	}
+	return MOSQ_ERR_ACL_DENIED;
+}
+
+static int admin_check(const char *topic, int access)
+{
+	int need = (access == MOSQ_ACL_WRITE) ? A_WRITE : A_READ;
+	if (covered("$CONTROL/dynamic-security/#", topic, access)) return MOSQ_ERR_SUCCESS;
+	if (need == A_READ && covered("tenant/#", topic, access)) return MOSQ_ERR_SUCCESS;
+	if (renewal_topics) {
+		if (need == A_READ && covered("certfleet/renew/+/+/request", topic, access)) return MOSQ_ERR_SUCCESS;
+		if (need == A_WRITE && covered("certfleet/renew/+/+/response", topic, access)) return MOSQ_ERR_SUCCESS;
+	}
+	/* Not ours to refuse: the dynamic security plugin knows the admin's role (Mosquitto denies
+	 * what every plugin defers). */
+	return MOSQ_ERR_PLUGIN_DEFER;
+}
+
+static int on_acl_check(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct mosquitto_evt_acl_check *ed = event_data;
+	if (!ed || !ed->client || !ed->topic) return MOSQ_ERR_ACL_DENIED;
+	const char *username = mosquitto_client_username(ed->client);
+	if (!username) return MOSQ_ERR_ACL_DENIED;
+	const char *topic = ed->topic;
+	if (ed->access == MOSQ_ACL_SUBSCRIBE || ed->access == MOSQ_ACL_UNSUBSCRIBE) {
+		topic = strip_share(topic);
+		if (!topic) return MOSQ_ERR_ACL_DENIED;
+	}
+	if (admin_username && strcmp(username, admin_username) == 0) return admin_check(topic, ed->access);
+	char tenant[MAX_ID + 1], device[MAX_ID + 1];
+	if (!parse_device(username, tenant, device)) return MOSQ_ERR_ACL_DENIED;
+	return device_check(tenant, device, topic, ed->access);
+}
+
+static void reload_grants(const char *why)
+{
+	struct grant_table *t = load_grants(grants_file);
+	if (!t) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: %s: the grants file could not be used; the previous grants stay in force", why);
+		return;
+	}
+	table_free(table);
+	table = t;
+	mosquitto_log_printf(MOSQ_LOG_INFO, "certfleet_acl: %s: %zu grant(s) of %zu tenant(s) from %s", why, t->grants, t->tenants, grants_file);
+}
+
+static int on_reload(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)event_data;
+	(void)userdata;
+	reload_grants("reload");
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* ---- plugin entry points ----------------------------------------------------------------- */
+
+int mosquitto_plugin_version(int supported_version_count, const int *supported_versions)
+{
+	for (int i = 0; i < supported_version_count; i++) {
+		if (supported_versions[i] == 5) return 5;
+	}
+	return -1;
+}
+
+static void free_options(void)
+{
+	free(grants_file);
+	free(admin_username);
+	free(reserved_tenant);
+	grants_file = admin_username = reserved_tenant = NULL;
+	renewal_topics = false;
+}
+
+int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, struct mosquitto_opt *opts, int opt_count)
+{
+	(void)user_data;
+	free_options();
+	for (int i = 0; i < opt_count; i++) {
+		const char *k = opts[i].key, *v = opts[i].value;
+		if (!k || !v) continue;
+		if (strcmp(k, "grants_file") == 0) grants_file = strdup(v);
+		else if (strcmp(k, "admin_username") == 0) admin_username = strdup(v);
+		else if (strcmp(k, "reserved_tenant") == 0) reserved_tenant = strdup(v);
+		else if (strcmp(k, "renewal_topics") == 0) renewal_topics = strcmp(v, "true") == 0;
+		else mosquitto_log_printf(MOSQ_LOG_WARNING, "certfleet_acl: unknown option plugin_opt_%s ignored", k);
+	}
+	if (!reserved_tenant) reserved_tenant = strdup("certfleet");
+	if (!grants_file) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: plugin_opt_grants_file is required");
+		free_options();
+		return MOSQ_ERR_INVAL;
+	}
+	if (admin_username && (admin_username[0] == '\0' || strchr(admin_username, '/'))) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: plugin_opt_admin_username must be non-empty and without \"/\"");
+		free_options();
+		return MOSQ_ERR_INVAL;
+	}
+	struct grant_table *t = load_grants(grants_file);
+	if (!t) {
+		free_options();
+		return MOSQ_ERR_INVAL;
+	}
+	table_free(table);
+	table = t;
+	plugin_id = identifier;
+	int rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
+	if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL, NULL);
+	if (rc != MOSQ_ERR_SUCCESS) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: cannot register its callbacks (%d)", rc);
+		return rc;
+	}
+	mosquitto_log_printf(MOSQ_LOG_INFO, "certfleet_acl: devices confined to tenant/<T>/device/<D>/# and their tenant's grants; %zu grant(s) of %zu tenant(s) from %s%s%s%s",
+		t->grants, t->tenants, grants_file, renewal_topics ? "; renewal topics on" : "", admin_username ? "; admin " : "", admin_username ? admin_username : "");
+	return MOSQ_ERR_SUCCESS;
+}
+
+int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int opt_count)
+{
+	(void)user_data;
+	(void)opts;
+	(void)opt_count;
+	if (plugin_id) {
+		mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
+		mosquitto_callback_unregister(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL);
+	}
+	table_free(table);
+	table = NULL;
+	free_options();
+	return MOSQ_ERR_SUCCESS;
+}
