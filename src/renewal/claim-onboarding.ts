@@ -15,7 +15,7 @@
 import { X509Certificate, createHash, createHmac, randomUUID, verify } from 'node:crypto';
 import type { Actor, CertificateAuthority, KeySource, SecretSealer } from '../app/ports.ts';
 import type { UseCases } from '../app/use-cases.ts';
-import { DEFAULT_VALIDITY_DAYS } from '../domain/certificate.ts';
+import { DEFAULT_VALIDITY_DAYS, NOT_BEFORE_SKEW_MS } from '../domain/certificate.ts';
 import type { Clock } from '../domain/clock.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
 import { isValidId } from '../domain/identifiers.ts';
@@ -349,7 +349,8 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
     });
     if (!claimCa) return refuse(ctx, new AppError('CLAIM_CA_UNKNOWN', `the claim certificate was not issued by a claim CA registered for tenant ${tenantId.slice(0, 64)}`));
     const now = deps.clock.now();
-    if (Date.parse(claim.cert.validFrom) > now.getTime() || Date.parse(claim.cert.validTo) <= now.getTime()) {
+    // A claim minted moments ago by a factory whose clock runs ahead is still accepted (the same skew certfleet backdates by).
+    if (Date.parse(claim.cert.validFrom) > now.getTime() + NOT_BEFORE_SKEW_MS || Date.parse(claim.cert.validTo) <= now.getTime()) {
       return refuse(ctx, new AppError('CLAIM_CERT_EXPIRED', `the claim certificate is valid from ${new Date(claim.cert.validFrom).toISOString()} to ${new Date(claim.cert.validTo).toISOString()} only`));
     }
     if (claimCa.crlDer && revokedSerials(claimCa).has(claim.facts.serialHex)) {
