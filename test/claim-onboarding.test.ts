@@ -19,7 +19,10 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { DAY_MS } from '../src/domain/clock.ts';
+import { AppError } from '../src/domain/errors.ts';
+import { deriveDeviceId, validateProvisioningPolicy } from '../src/domain/provisioning-policy.ts';
 import { provisioningSigningText } from '../src/renewal/claim-onboarding.ts';
+import { boundedCapture, RegexTimeoutError } from '../src/support/bounded-regex.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
@@ -400,5 +403,38 @@ describe.each(DRIVERS)('factory (claim) onboarding on %s', (kind) => {
     const before = await certificateCount();
     t.clock.advance(2 * DAY_MS);
     await expectRefused(await enroll('acme', 'claim-short', await csr('op-short')), 403, 'CLAIM_CERT_EXPIRED', before);
+  });
+});
+
+describe('provisioning policy: device id derivation', () => {
+  const facts = { commonName: 'SN-0001', serialHex: 'a0b0c', san: { dns: ['sn-0001.devices.example'], uri: [], email: [] } };
+  const policy = (p: Parameters<typeof validateProvisioningPolicy>[0]) => validateProvisioningPolicy(p);
+
+  it('derives the id from the CN, a SAN or the serial, through the first capture group', () => {
+    expect(deriveDeviceId(policy({}), 'acme', facts, boundedCapture)).toBe('SN-0001');
+    expect(deriveDeviceId(policy({ device_id: { from: 'san_dns', pattern: '^([^.]+)\\.devices\\.example$' } }), 'acme', facts, boundedCapture)).toBe('sn-0001');
+    expect(deriveDeviceId(policy({ device_id: { from: 'serial' } }), 'acme', facts, boundedCapture)).toBe('a0b0c');
+    expect(() => deriveDeviceId(policy({ device_id: { from: 'san_uri' } }), 'acme', facts, boundedCapture)).toThrow(/no SAN URI/);
+    expect(() => deriveDeviceId(policy({}), 'acme', { ...facts, commonName: 'certfleet' }, boundedCapture)).toThrow(/reserved/);
+  });
+
+  // A tenant's pattern runs with a time limit: a catastrophic one cannot stall the process.
+  it('refuses (INVALID_DEVICE_ID) a pattern that backtracks catastrophically instead of hanging', () => {
+    const evil = policy({ device_id: { from: 'cn', pattern: '^((a+)+)$' } });
+    let code: string | undefined;
+    try {
+      deriveDeviceId(evil, 'acme', { ...facts, commonName: `${'a'.repeat(40)}!` }, (pattern, value) => {
+        try {
+          return boundedCapture(pattern, value);
+        } catch (e) {
+          if (e instanceof RegexTimeoutError) throw new AppError('INVALID_DEVICE_ID', e.message);
+          throw e;
+        }
+      });
+    } catch (e) {
+      code = (e as AppError).code;
+    }
+    // Without the limit this match runs for hours (2^40 paths): the refusal can only come from the timeout.
+    expect(code).toBe('INVALID_DEVICE_ID');
   });
 });
