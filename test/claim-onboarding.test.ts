@@ -224,6 +224,26 @@ describe.each(DRIVERS)('factory (claim) onboarding on %s', (kind) => {
     expect(audit.json.audit_events[0]).toMatchObject({ actor: 'test:acme:tenant-admin', target_type: 'claim_ca', target_id: String(created.json.claim_ca.id) });
   });
 
+  it("the EST listener's TLS certificate request names the claim CAs besides the Device CA", async () => {
+    const { hostname, port } = new URL(estBase);
+    const acceptable = async () => {
+      // s_client exits after the handshake (stdin closed); its report lists the CA names the server asked for.
+      const stdout = await new Promise<string>((resolve) => {
+        const child = execFile('openssl', ['s_client', '-connect', `${hostname}:${port}`, '-servername', hostname, '-CAfile', combinedCa], { cwd: dir, timeout: 20_000 }, (_e, out) =>
+          resolve(String(out ?? '')),
+        );
+        child.stdin?.end();
+      });
+      const start = stdout.indexOf('Acceptable client certificate CA names');
+      return start < 0 ? '' : stdout.slice(start, stdout.indexOf('---', start));
+    };
+    const deadline = Date.now() + 20_000;
+    let names = await acceptable();
+    while (!names.includes('Acme Manufacturing Claim CA') && Date.now() < deadline) names = await acceptable();
+    expect(names).toContain('Acme Manufacturing Claim CA');
+    expect(names).not.toContain('Rogue CA');
+  });
+
   it('onboards a device with its claim certificate: registered, first operational certificate for its own key', async () => {
     await makeClaim('claim-1', 'mfr', 'SN-0001');
     const request = await csr('op-1');
