@@ -353,6 +353,9 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
     if (Date.parse(claim.cert.validFrom) > now.getTime() + NOT_BEFORE_SKEW_MS || Date.parse(claim.cert.validTo) <= now.getTime()) {
       return refuse(ctx, new AppError('CLAIM_CERT_EXPIRED', `the claim certificate is valid from ${new Date(claim.cert.validFrom).toISOString()} to ${new Date(claim.cert.validTo).toISOString()} only`));
     }
+    if (Date.parse(claimCa.not_after) <= now.getTime()) {
+      return refuse(ctx, new AppError('CLAIM_CERT_EXPIRED', `the claim certificate's CA (claim CA ${claimCa.id}) expired on ${claimCa.not_after}`));
+    }
     if (claimCa.crlDer && revokedSerials(claimCa).has(claim.facts.serialHex)) {
       return refuse(ctx, new AppError('CLAIM_CERT_REVOKED', "the claim certificate is on its manufacturer's CRL"));
     }
