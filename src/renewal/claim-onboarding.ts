@@ -296,7 +296,13 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
     const hook = policy.approval_webhook;
     if (!hook) return null;
     if (!sealedSecret) return new AppError('APPROVAL_REFUSED', 'the approval webhook has no secret: put the provisioning policy again');
-    const secret = deps.secrets.open(sealedSecret, { tenantId, webhookId: APPROVAL_SEAL_ID });
+    let secret: string;
+    try {
+      secret = deps.secrets.open(sealedSecret, { tenantId, webhookId: APPROVAL_SEAL_ID });
+    } catch {
+      // Sealed under a webhook secret key this process no longer has (WEBHOOK_SECRET_KEY rotated).
+      return new AppError('APPROVAL_REFUSED', 'the approval webhook secret cannot be opened with the current WEBHOOK_SECRET_KEY: put the provisioning policy again with rotate_approval_secret');
+    }
     const requestId = randomUUID();
     const body = JSON.stringify({
       event: APPROVAL_EVENT,
