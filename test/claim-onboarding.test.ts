@@ -414,6 +414,11 @@ describe.each(DRIVERS)('factory (claim) onboarding on %s', (kind) => {
 
     approver.answer('/approve', { status: 500, body: { approved: true } });
     await expectRefused(await enroll('acme', 'claim-8', await csr('op-8c')), 403, 'APPROVAL_REFUSED', before);
+    // A secret sealed under a key this process does not have (WEBHOOK_SECRET_KEY rotated away): refused, not a 500.
+    approver.answer('/approve', { status: 200, body: { approved: true } });
+    await database.db.asOperator((tx) => tx.query(`UPDATE provisioning_policies SET approval_secret = 'v2:retired:AAAA' WHERE tenant_id = 'acme'`));
+    const unopened = await expectRefused(await enroll('acme', 'claim-8', await csr('op-8d')), 403, 'APPROVAL_REFUSED', before);
+    expect(unopened.detail).toMatch(/rotate_approval_secret/);
     expect((await t.call('acme', 'PUT', '/api/v1/customer/provisioning-policy', {}, admin)).json.approval_secret_set).toBe(false);
   });
 
