@@ -13,6 +13,10 @@
  *  - the body must validate against the served schema as it is.
  * The last test checks that every documented operation except the few non-JSON ones was covered.
  */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
@@ -192,6 +196,31 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
     const admin = { authorization: `Bearer ${await t.token('acme', 'tenant-admin')}` };
     await check('acme', 'PUT', `${C}/broker-grants`, 200, { body: { grants: [{ filter: 'broadcast/#', access: 'read' }] }, headers: admin });
     expect((await check('acme', 'GET', `${C}/broker-grants`, 200)).grants).toEqual([{ filter: 'broadcast/#', access: 'read' }]);
+
+    // Factory (claim) onboarding: claim CAs and the provisioning policy (changes need tenant-admin)
+    const caDir = mkdtempSync(join(tmpdir(), 'certfleet-claim-ca-'));
+    const inCaDir = (args: string[]) => spawnSync('openssl', args, { cwd: caDir, encoding: 'utf8' });
+    inCaDir([
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30',
+      '-subj', '/CN=Schema Claim CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    ]);
+    writeFileSync(join(caDir, 'ca.cnf'), '[ca]\ndefault_ca = c\n[c]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\ncertificate = ca.crt\nprivate_key = ca.key\n');
+    writeFileSync(join(caDir, 'index.txt'), '');
+    writeFileSync(join(caDir, 'crlnumber'), '01\n');
+    inCaDir(['ca', '-config', 'ca.cnf', '-gencrl', '-out', 'ca.crl']);
+    const claimCa = await check('acme', 'POST', `${C}/claim-cas`, 201, { body: { ca_cert_pem: readFileSync(join(caDir, 'ca.crt'), 'utf8'), name: 'schema' }, headers: admin });
+    await check('acme', 'GET', `${C}/claim-cas`, 200);
+    await check('acme', 'GET', `${C}/claim-cas/{id}`, 200, { params: { id: claimCa.claim_ca.id } });
+    const withCrl = await check('acme', 'PUT', `${C}/claim-cas/{id}/crl`, 200, { params: { id: claimCa.claim_ca.id }, body: { crl_pem: readFileSync(join(caDir, 'ca.crl'), 'utf8') }, headers: admin });
+    expect(withCrl.claim_ca.crl.entries).toBe(0);
+    await check('acme', 'DELETE', `${C}/claim-cas/{id}`, 204, { params: { id: claimCa.claim_ca.id }, body: {}, headers: admin });
+    rmSync(caDir, { recursive: true, force: true });
+    await check('acme', 'GET', `${C}/provisioning-policy`, 200);
+    const policy = await check('acme', 'PUT', `${C}/provisioning-policy`, 200, {
+      body: { admit: { cn_patterns: ['SN-*'] }, approval_webhook: { url: 'https://approve.example.com/hook', timeout_ms: 2000 } },
+      headers: admin,
+    });
+    expect(policy.approval_secret).toMatch(/^whsec_/);
 
     // Webhooks (before the alerts, so that they queue deliveries)
     const webhook = await check('acme', 'POST', `${C}/notification-webhooks`, 201, { body: { url: 'http://127.0.0.1:9/hook', description: 'schema test' } });

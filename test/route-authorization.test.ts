@@ -34,7 +34,7 @@ import { buildHttpApp } from '../src/http/app.ts';
 import { silentLogger } from '../src/support/logger.ts';
 import { routeTable, type RegisteredRoute, type RouteAccess } from '../src/http/route-table.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
-import { opensslCsr } from './support/openssl.ts';
+import { opensslCsr, run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { scaled } from './support/timeouts.ts';
 
@@ -82,6 +82,8 @@ interface Fixtures {
   webhook(): Promise<number>;
   /** An operators' webhook (tenant __system__). */
   operatorWebhook(): Promise<number>;
+  /** A claim CA of tenant A (registered by its tenant-admin). */
+  claimCa(): Promise<number>;
 }
 interface Row {
   /** Status for the owner: tenant A's customer, an operator on operator routes, anyone on public routes. */
@@ -99,6 +101,17 @@ interface Row {
 }
 
 const path = (p: string) => () => ({ path: p });
+
+/** A new manufacturer CA certificate (openssl; its key is thrown away: certfleet never needs it). */
+function newClaimCaPem(): string {
+  const r = run('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', '/dev/null', '-days', '30',
+    '-subj', `/CN=Claim CA ${Math.random().toString(36).slice(2)}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign',
+  ]);
+  const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(r.out);
+  if (!pem) throw new Error(`openssl: ${r.out}`);
+  return `${pem[0]}\n`;
+}
 /** The same status whatever the credentials (routes that read no credentials). */
 const everyCase = (status: number): Partial<Record<CaseName, number>> => Object.fromEntries(CASES.map((c) => [c, status]));
 
@@ -156,6 +169,18 @@ const ROUTES: Record<string, Row> = {
     role: 'tenant-admin', // a device credential: the plain customer role gets 403
     request: async (fx) => ({ path: `/devices/${await fx.device()}/enrollment-tokens`, body: { expires_in_hours: 1 } }),
   },
+  // customer: factory (claim) onboarding; changes need tenant-admin (test/claim-onboarding.test.ts)
+  'customer GET /claim-cas': { own: 200 },
+  'customer POST /claim-cas': { own: 201, other: 201, role: 'tenant-admin', request: () => ({ path: '/claim-cas', body: { ca_cert_pem: newClaimCaPem() } }) },
+  'customer GET /claim-cas/:id': { own: 200, request: async (fx) => ({ path: `/claim-cas/${await fx.claimCa()}` }) },
+  'customer PUT /claim-cas/:id/crl': {
+    own: 422, // the owner reaches the use case: this is no CRL of that CA (INVALID_CRL)
+    role: 'tenant-admin',
+    request: async (fx) => ({ path: `/claim-cas/${await fx.claimCa()}/crl`, body: { crl_pem: '-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n' } }),
+  },
+  'customer DELETE /claim-cas/:id': { own: 204, role: 'tenant-admin', request: async (fx) => ({ path: `/claim-cas/${await fx.claimCa()}` }) },
+  'customer GET /provisioning-policy': { own: 200 },
+  'customer PUT /provisioning-policy': { own: 200, role: 'tenant-admin', request: () => ({ path: '/provisioning-policy', body: { admit: { cn_patterns: ['SN-*'] } } }) },
   // customer: broker grants (PUT needs tenant-admin: the customer role gets 403; see test/broker-grants.test.ts)
   'customer GET /broker-grants': { own: 200 },
   'customer PUT /broker-grants': { own: 403, request: async () => ({ path: '/broker-grants', body: { grants: [{ filter: 'broadcast/#', access: 'read' }] } }) },
@@ -408,6 +433,11 @@ describe('authorization of every registered route', () => {
         const list = await ok('GET', `/alerts?device_id=${deviceId}`);
         expect(list.alerts.length, 'the worker raised an expiry alert').toBeGreaterThan(0);
         return list.alerts[0].id as number;
+      }),
+      claimCa: once(async () => {
+        const res = await t.call(TENANT_A, 'POST', '/customer/claim-cas', { ca_cert_pem: newClaimCaPem() }, 'tenant-admin');
+        expect(res.status, res.body).toBe(201);
+        return res.json.claim_ca.id as number;
       }),
       webhook: once(async () => (await ok('POST', '/notification-webhooks', { url: `https://hooks.example.com/${id('hook')}` })).webhook.id as number),
       operatorWebhook: once(async () => {

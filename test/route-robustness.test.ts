@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keySource } from '../src/pki/key-source.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
-import { opensslCsr } from './support/openssl.ts';
+import { opensslCsr, run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 /**
@@ -53,12 +53,22 @@ interface Probe {
   expectStatus?: number;
 }
 
+/** A new manufacturer CA certificate (openssl; its key thrown away). */
+function probeClaimCaPem(): string {
+  const r = run('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', '/dev/null', '-days', '30',
+    '-subj', `/CN=Probe Claim CA ${Math.random().toString(36).slice(2)}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign',
+  ]);
+  return /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(r.out)![0];
+}
+
 interface TenantFixture {
   tenant: string;
   deviceId: string;
   certificateId: number;
   alertId: number | null;
   webhookId: number | null;
+  claimCaId: number;
 }
 
 const HUGE = 'A'.repeat(10 * 1024);
@@ -186,7 +196,7 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
 
   const WATCHED = [
     'device_registry', 'device_certificates', 'certificate_rotations', 'notification_webhooks', 'fleet_alert', 'notification_outbox', 'audit_events',
-    'compromised_keys', 'tenant_settings',
+    'compromised_keys', 'tenant_settings', 'claim_cas', 'provisioning_policies', 'claim_enrollments',
   ];
   let watched: string[] = [];
 
@@ -227,7 +237,8 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
         201,
       ).webhook.id;
     }
-    return { tenant, deviceId, certificateId: issued.certificate.id, alertId, webhookId };
+    const claimCaId = ok<{ claim_ca: { id: number } }>(await t.call(tenant, 'POST', '/api/v1/customer/claim-cas', { ca_cert_pem: probeClaimCaPem() }, 'tenant-admin'), 201).claim_ca.id;
+    return { tenant, deviceId, certificateId: issued.certificate.id, alertId, webhookId, claimCaId };
   }
 
   beforeAll(async () => {
@@ -275,6 +286,9 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
       description: 'changed',
       enabled: false,
       token: await t.token('acme'),
+      // factory onboarding: a manufacturer CA certificate (its key thrown away) and a CRL of another CA (422 INVALID_CRL)
+      ca_cert_pem: probeClaimCaPem(),
+      crl_pem: '-----BEGIN X509 CRL-----\nMAA=\n-----END X509 CRL-----\n',
     });
   });
 
@@ -310,7 +324,7 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
     if (param === 'device_id') return fixture.deviceId;
     const segments = op.path.split('/');
     const resource = segments[segments.indexOf(`{${param}}`) - 1];
-    const id = { certificates: fixture.certificateId, alerts: fixture.alertId, 'notification-webhooks': fixture.webhookId }[resource];
+    const id = { certificates: fixture.certificateId, alerts: fixture.alertId, 'notification-webhooks': fixture.webhookId, 'claim-cas': fixture.claimCaId }[resource];
     if (id === undefined || id === null) throw new Error(`the sweep does not know which id ${op.method} ${op.path} takes: teach idOf()`);
     return String(id);
   }

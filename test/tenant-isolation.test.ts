@@ -3,6 +3,7 @@ import { createWorker } from '../src/composition/worker.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { silentLogger } from '../src/support/logger.ts';
+import { run } from './support/openssl.ts';
 
 describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
   let database: TestDatabase;
@@ -14,7 +15,7 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
   /** Every tenant table holds rows of both tenants: a device, certificates, a rotation, an enrollment token, an expiry alert, a webhook and its outbox entry, broker grants, settings. */
   const populate = async (tenant: string, device: string) => {
     const call = async (method: string, url: string, body?: unknown) => {
-      const adminOnly = url.endsWith('/enrollment-tokens') || url.endsWith('/broker-grants');
+      const adminOnly = url.endsWith('/enrollment-tokens') || url.endsWith('/broker-grants') || url.endsWith('/claim-cas') || url.endsWith('/provisioning-policy');
       const res = await t.call(tenant, method, url, body, adminOnly ? 'tenant-admin' : 'customer');
       expect(res.status, `${method} ${url}: ${res.body}`).toBeLessThan(300);
       return res.json;
@@ -29,6 +30,21 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
     await call('PUT', '/customer/broker-grants', { grants: [{ filter: 'broadcast/#', access: 'read' }] });
     // No route changes a tenant's settings yet: the row as the application role writes it, in the tenant's context.
     await database.db.asTenant(tenant, (tx) => tx.query('INSERT INTO tenant_settings (tenant_id, allow_shared_device_keys) VALUES ($1, false)', [tenant]));
+    // Factory onboarding: a claim CA and a provisioning policy through the API; a claim binding and a signed request's record as the application role writes them.
+    const claimCa = run('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', '/dev/null', '-days', '30',
+      '-subj', `/CN=Claim CA ${tenant}`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign',
+    ]).out.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/)![0];
+    const ca = await call('POST', '/customer/claim-cas', { ca_cert_pem: claimCa });
+    await call('PUT', '/customer/provisioning-policy', { admit: { cn_patterns: ['SN-*'] } });
+    await database.db.asTenant(tenant, async (tx) => {
+      await tx.query(
+        `INSERT INTO claim_enrollments (tenant_id, claim_fingerprint, claim_ca_id, claim_serial, claim_subject, device_id, transport, created_at)
+         VALUES ($1, $2, $3, '1f', 'CN=SN-1', $4, 'est', now())`,
+        [tenant, `fp-${tenant}`, ca.claim_ca.id, device],
+      );
+      await tx.query(`INSERT INTO claim_requests (tenant_id, claim_fingerprint, request_id, signed_at, received_at) VALUES ($1, $2, 'r-1', 1, now())`, [tenant, `fp-${tenant}`]);
+    });
     return { certificate: expiring.certificate.id as number, webhook: Number(webhook.webhook.id) };
   };
 

@@ -7,6 +7,7 @@ import { inspectCommand } from './inspect.ts';
 import { loginCommand } from './login.ts';
 import { rotateExpiringCommand } from './rotate-expiring.ts';
 import { webhooksGroup } from './webhooks.ts';
+import { claimCasGroup, provisioningPolicyGroup } from './claims.ts';
 import { ROLES } from '../auth/roles.ts';
 import { durationCheck, intCheck } from './client-flags.ts';
 import type { CommandSpec, Entry, Flags, FlagSpec } from './spec.ts';
@@ -119,4 +120,6 @@ export const commands: Record<string, Entry> = {
   inspect: inspectCommand,
   'rotate-expiring': rotateExpiringCommand,
   webhooks: webhooksGroup,
+  'claim-cas': claimCasGroup,
+  'provisioning-policy': provisioningPolicyGroup,
 };

@@ -5,13 +5,20 @@ import type { UseCases } from '../app/use-cases.ts';
 import { readBrokerAdmin } from '../broker/admin-credentials.ts';
 import { estListenerConfig, type Config, type HttpLimits } from '../config.ts';
 import { createDeviceRenewal, type DeviceRenewal } from '../renewal/device-renewal.ts';
-import { buildEstServer } from '../renewal/est-server.ts';
+import { buildEstServer, estTlsOptions } from '../renewal/est-server.ts';
+import { createClaimOnboarding, type ClaimOnboarding } from '../renewal/claim-onboarding.ts';
+import { createClaimStore } from '../storage/repos/claim-repo.ts';
+import { createApprovalClient } from '../webhooks/approval-client.ts';
+import type { SecretSealer } from '../app/ports.ts';
+import type { Server as TlsServer } from 'node:tls';
 import { startMqttRenewal, type MqttRenewal } from '../renewal/mqtt-renewal.ts';
 import type { Database } from '../storage/database.ts';
 import { createRenewalStore } from '../storage/repos/renewal-repo.ts';
 
 export interface RenewalWiring {
   renewal: DeviceRenewal;
+  /** Factory (claim) onboarding: claim CAs, provisioning policy, EST enrollment with a claim certificate. */
+  claims: ClaimOnboarding;
   /** Starts the EST listener (EST_PORT) and the MQTT renewal responder (MQTT_RENEWAL); one line each, for the banner. */
   start(logger: FastifyBaseLogger): Promise<{ est: string | null; mqtt: string | null }>;
   /** The EST listener once started (null before, or when EST_PORT is unset). */
@@ -20,7 +27,10 @@ export interface RenewalWiring {
 }
 
 /** `estLimits`: the EST listener's timeouts and its connection cap within the descriptor budget. */
-export function createRenewalWiring(config: Config, deps: AppDeps, useCases: UseCases, db: Database, estLimits: HttpLimits): RenewalWiring {
+/** How often a replica re-reads every tenant's claim CAs for the EST listener's TLS certificate request (another replica may have added one). */
+const CLAIM_CA_REFRESH_MS = 60_000;
+
+export function createRenewalWiring(config: Config, deps: AppDeps, useCases: UseCases, db: Database, estLimits: HttpLimits, secrets: SecretSealer): RenewalWiring {
   const renewal = createDeviceRenewal({
     store: createRenewalStore(db),
     useCases,
@@ -29,6 +39,20 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
     clock: deps.clock,
   });
   let est: FastifyInstance | null = null;
+  let refreshTls: (() => Promise<void>) | null = null;
+  let refreshTimer: NodeJS.Timeout | null = null;
+  const claimStore = createClaimStore(db);
+  const claims = createClaimOnboarding({
+    store: claimStore,
+    useCases,
+    authority: deps.authority,
+    keys: deps.keys,
+    clock: deps.clock,
+    secrets,
+    approve: createApprovalClient({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
+    settings: { webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
+    onClaimCasChanged: () => void refreshTls?.().catch(() => undefined),
+  });
   let mqtt: MqttRenewal | null = null;
 
   async function startEst(logger: FastifyBaseLogger): Promise<string | null> {
@@ -43,7 +67,15 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
       limits: estLimits,
       handshakeTimeoutMs: config.est.handshakeTimeoutMs,
       logger: logger.child({ listener: 'est' }),
+      claims,
     });
+    // The TLS certificate request names the claim CAs too (clients that pick a certificate by issuer find theirs).
+    const tlsIdentity = { tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.caCertPem() };
+    const server = est.server as unknown as TlsServer;
+    refreshTls = async () => server.setSecureContext(estTlsOptions(tlsIdentity, await claimStore.allClaimCaPems()));
+    await refreshTls().catch((e: unknown) => logger.warn({ err: e }, 'could not read the claim CAs for the EST listener'));
+    refreshTimer = setInterval(() => void refreshTls?.().catch(() => undefined), CLAIM_CA_REFRESH_MS);
+    refreshTimer.unref();
     // Fastify names the address http://: it does not know that the server it was given speaks TLS.
     const address = (await est.listen({ port: config.est.port, host: config.est.host })).replace(/^http:/, 'https:');
     return `${address}/.well-known/est`;
@@ -57,11 +89,13 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
 
   return {
     renewal,
+    claims,
     async start(logger) {
       return { est: await startEst(logger), mqtt: await startMqtt(logger) };
     },
     estServer: () => est,
     async close() {
+      if (refreshTimer) clearInterval(refreshTimer);
       await mqtt?.close();
       await est?.close();
     },

@@ -34,6 +34,7 @@ import { createSessionStore } from './browser-sessions.ts';
 import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
 import { createStorage } from '../storage/repositories.ts';
 import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
+import { customerClaimRoutes } from '../http/routes/customer-claims.ts';
 import { customerBrokerGrantRoutes } from '../http/routes/customer-broker-grants.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type DescriptorUsage } from '../support/descriptor-budget.ts';
@@ -150,7 +151,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     });
     registerBrokerFleetMetrics(metrics, brokerFleet);
     const connectionCaps = connectionCapsFor(config, storage, (overrides.descriptors ?? currentDescriptorUsage)());
-    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 });
+    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 }, webhookSecrets.box);
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
     const crlStatus = createGetCrlStatus({ storage: deps.storage, issuerKeyId: crl.issuerKeyId });
     const sessions = createSessionStore({ db: storage.db, clock });
@@ -164,6 +165,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         customerAlertRoutes(useCases),
         customerWebhookRoutes(useCases),
         customerEnrollmentRoutes(renewal.renewal),
+        customerClaimRoutes(renewal.claims),
         customerBrokerGrantRoutes(useCases),
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),

@@ -373,3 +373,59 @@ const brokerGrantList = object({
 export const brokerGrantResponses = {
   list: { 200: brokerGrantList },
 } as const;
+
+// ---- factory (claim) onboarding
+
+const claimCa = object({
+  id: integer,
+  name: nullableString,
+  subject: { type: 'string', description: "the manufacturer CA's subject" },
+  fingerprint_sha256: { type: 'string', description: 'SHA-256 of the CA certificate DER, hex' },
+  not_before: dateTime,
+  not_after: dateTime,
+  crl: {
+    anyOf: [object({ this_update: dateTime, next_update: nullableDateTime, entries: integer }), { type: 'null' }],
+    description: "the CA's uploaded CRL (claim certificates on it are refused); null when none was uploaded",
+  },
+  created_by: string,
+  created_at: dateTime,
+  updated_at: dateTime,
+});
+
+const provisioningPolicy = object({
+  admit: object({
+    cn_patterns: { type: 'array', items: string, description: '* any characters, ? one; the whole CN must match' },
+    serials: { type: 'array', items: string, description: 'claim certificate serial numbers, lowercase hex' },
+  }),
+  device_id: object({ from: { type: 'string', enum: ['cn', 'san_dns', 'san_uri', 'san_email', 'serial'] }, pattern: { ...nullableString, description: 'the device id is its first capture group' } }),
+  site_id: nullableString,
+  approval_webhook: { anyOf: [object({ url: string, timeout_ms: integer }), { type: 'null' }] },
+});
+
+const provisioningPolicyView = {
+  policy: provisioningPolicy,
+  default: { type: 'boolean', description: 'true: the tenant never put a policy (every claim certificate of a registered claim CA, device id = CN)' },
+  approval_secret_set: { type: 'boolean' },
+  updated_at: nullableDateTime,
+  updated_by: nullableString,
+} as const;
+
+export const claimResponses = {
+  list: { 200: object({ claim_cas: { type: 'array', items: claimCa } }) },
+  created: { 201: object({ claim_ca: claimCa }) },
+  one: { 200: object({ claim_ca: claimCa }) },
+  oneWithPem: { 200: object({ claim_ca: claimCa, ca_cert_pem: string }) },
+  deleted: { 204: noContent },
+  policy: { 200: object(provisioningPolicyView) },
+  policyPut: {
+    200: {
+      type: 'object',
+      required: Object.keys(provisioningPolicyView),
+      properties: {
+        ...provisioningPolicyView,
+        approval_secret: { type: 'string', description: 'the approval webhook secret, shown this once (a new webhook URL or rotate_approval_secret)' },
+        warning: string,
+      },
+    },
+  },
+} as const;

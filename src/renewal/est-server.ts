@@ -16,6 +16,7 @@ import { pemBlocks } from '../pki/pem.ts';
 import { pkcs7CertsOnly } from '../pki/pkcs7.ts';
 import type { AuthenticatedDevice } from './device-identity.ts';
 import { csrPemOf, type DeviceRenewal } from './device-renewal.ts';
+import type { ClaimOnboarding } from './claim-onboarding.ts';
 
 export interface EstServerOptions {
   renewal: DeviceRenewal;
@@ -29,6 +30,22 @@ export interface EstServerOptions {
   /** A connection whose TLS handshake has not completed by then is closed (idle, or a trickled ClientHello). */
   handshakeTimeoutMs: number;
   logger?: FastifyBaseLogger;
+  /** Factory onboarding: POST /.well-known/est/<tenant>/simpleenroll with a claim certificate as TLS client certificate. */
+  claims?: ClaimOnboarding;
+}
+
+/** The listener's TLS options: client certificates are requested (never required) from the Device CA and from `claimCaPems` (a hint; certfleet checks every chain itself). */
+export function estTlsOptions(options: Pick<EstServerOptions, 'tlsCertPem' | 'tlsKeyPem' | 'deviceCaPem'>, claimCaPems: string[] = []) {
+  return {
+    cert: options.tlsCertPem,
+    key: options.tlsKeyPem,
+    ca: [options.deviceCaPem(), ...claimCaPems],
+    requestCert: true,
+    // Refusals are answered in HTTP (problem+json) so the device learns why; no certificate
+    // is ever issued to a connection whose client certificate TLS did not verify.
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2' as const,
+  };
 }
 
 const PKCS7_TYPE = 'application/pkcs7-mime; smime-type=certs-only';
@@ -59,16 +76,7 @@ function basicCredentials(request: FastifyRequest): { username: string; password
 
 export async function buildEstServer(options: EstServerOptions): Promise<FastifyInstance> {
   const { renewal } = options;
-  const tls = {
-    cert: options.tlsCertPem,
-    key: options.tlsKeyPem,
-    ca: options.deviceCaPem(),
-    requestCert: true,
-    // Refusals are answered in HTTP (problem+json) so the device learns why; no certificate
-    // is ever issued to a connection whose client certificate TLS did not verify.
-    rejectUnauthorized: false,
-    minVersion: 'TLSv1.2' as const,
-  };
+  const tls = estTlsOptions(options);
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
     bodyLimit: MAX_BODY,
@@ -121,6 +129,23 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
     request.log.info({ certificate_id: result.certificate_id }, 'EST simpleenroll');
     return sendCerts(reply, leafDer(result.cert_pem));
   });
+
+  // Factory onboarding (RFC 7030 3.2.2: an optional label names the CA; here, the tenant).
+  const claims = options.claims;
+  if (claims) {
+    app.get<{ Params: { label: string } }>('/.well-known/est/:label/cacerts', async (_request, reply) => sendCerts(reply, caDer()));
+
+    app.post<{ Params: { label: string } }>('/.well-known/est/:label/simpleenroll', async (request, reply) => {
+      const socket = request.raw.socket as TLSSocket;
+      const peer = socket.getPeerCertificate(false);
+      // TLS proved the client holds the key of the certificate it presented; certfleet checks its chain to the tenant's claim CAs.
+      if (!peer || !peer.raw) throw new AppError('UNAUTHENTICATED', 'simpleenroll with a tenant label needs the claim (factory) certificate as TLS client certificate');
+      const result = await claims.enrollWithClaim(request.params.label, peer.raw, csrPemOf(csrDer(request.body as Buffer)), 'est');
+      request.log.info({ tenant_id: request.params.label, device_id: result.device_id, certificate_id: result.certificate_id, replayed: result.replayed }, 'EST claim enrollment');
+      reply.header('x-certfleet-device-id', result.device_id);
+      return sendCerts(reply, leafDer(result.cert_pem));
+    });
+  }
 
   return app;
 }

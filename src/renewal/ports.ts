@@ -31,3 +31,90 @@ export interface RenewalStore {
   /** Marks the token used if it is unused, unexpired and belongs to the device; false otherwise. */
   consumeEnrollmentToken(tenantId: string, deviceId: string, tokenSha256: string, now: Date): Promise<boolean>;
 }
+
+// ---- factory (claim) onboarding
+
+/** A manufacturer's CA certificate registered by a tenant (no key), as the API shows it. */
+export interface ClaimCaRecord {
+  id: number;
+  name: string | null;
+  subject: string;
+  fingerprint_sha256: string;
+  not_before: string;
+  not_after: string;
+  /** The uploaded CRL of this CA, null when none was. */
+  crl: { this_update: string; next_update: string | null; entries: number } | null;
+  created_by: string;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface StoredClaimCa extends ClaimCaRecord {
+  ca_cert_pem: string;
+  crlDer: Buffer | null;
+}
+
+export interface StoredProvisioningPolicy {
+  /** The policy as stored (validated when it was put): see src/domain/provisioning-policy.ts. */
+  policy: unknown;
+  /** The approval webhook's secret as stored (sealed), null without a webhook. */
+  approvalSecret: string | null;
+  updated_by: string;
+  updated_at: string;
+}
+
+/** Which device a claim certificate onboarded (certificate_id null: reserved, not issued yet). */
+export interface ClaimEnrollmentRecord {
+  id: number;
+  claim_fingerprint: string;
+  claim_ca_id: number;
+  claim_serial: string;
+  claim_subject: string;
+  device_id: string;
+  certificate_id: number | null;
+  transport: 'est' | 'mqtt';
+  created_at: string;
+  enrolled_at: string | null;
+}
+
+export interface ClaimAudit {
+  actor: string;
+  action: string;
+  targetType: string;
+  targetId: string | number;
+  details: Record<string, unknown>;
+}
+
+/** What claim onboarding needs from storage (src/storage/repos/claim-repo.ts). Every change writes its audit event in its transaction. */
+export interface ClaimStore {
+  listClaimCas(tenantId: string): Promise<StoredClaimCa[]>;
+  /** Every tenant's claim CA certificates (PEM, distinct): the EST listener names them in its TLS certificate request. */
+  allClaimCaPems(): Promise<string[]>;
+  /** null: this CA certificate is registered already in the tenant. */
+  insertClaimCa(c: { tenantId: string; name: string | null; caCertPem: string; subject: string; fingerprint: string; notBefore: Date; notAfter: Date; now: Date }, audit: ClaimAudit): Promise<ClaimCaRecord | null>;
+  /** Replaces the CA's CRL; null when no such CA. */
+  setClaimCaCrl(tenantId: string, id: number, crl: { der: Buffer; thisUpdate: Date; nextUpdate: Date | null; entries: number; now: Date }, audit: ClaimAudit): Promise<ClaimCaRecord | null>;
+  /** false: no such CA. Its past enrollments stay recorded. */
+  deleteClaimCa(tenantId: string, id: number, now: Date, audit: ClaimAudit): Promise<boolean>;
+  getProvisioningPolicy(tenantId: string): Promise<StoredProvisioningPolicy | null>;
+  /** `approvalSecret`: 'keep' keeps the stored one. */
+  putProvisioningPolicy(tenantId: string, p: { policy: unknown; approvalSecret: string | null | 'keep'; actor: string; now: Date }, audit: ClaimAudit): Promise<StoredProvisioningPolicy>;
+  findClaimEnrollment(tenantId: string, claimFingerprint: string): Promise<ClaimEnrollmentRecord | null>;
+  /** The claim enrollment of the device by another claim certificate, if any. */
+  claimEnrollmentOfDevice(tenantId: string, deviceId: string): Promise<ClaimEnrollmentRecord | null>;
+  /** Binds the claim to the device unless it is bound already; returns the binding that holds (possibly another device's). */
+  reserveClaimEnrollment(e: { tenantId: string; claimFingerprint: string; claimCaId: number; claimSerial: string; claimSubject: string; deviceId: string; transport: 'est' | 'mqtt'; now: Date }): Promise<ClaimEnrollmentRecord>;
+  completeClaimEnrollment(tenantId: string, id: number, certificateId: number, now: Date, audit: ClaimAudit): Promise<void>;
+  /** The certificate (with PEM) of the tenant with this id, null when none. */
+  certificateWithPem(tenantId: string, id: number): Promise<(CertificateRecord & { cert_pem: string }) | null>;
+  /** Whether the device is registered and how many certificates it has (any status). */
+  deviceState(tenantId: string, deviceId: string): Promise<{ exists: boolean; certificates: number }>;
+  /** false: this signed request (claim, request id) was received before (a replay). */
+  recordClaimRequest(tenantId: string, claimFingerprint: string, requestId: string, signedAt: number, now: Date): Promise<boolean>;
+  /** Revoked for keyCompromise in any tenant (SHA-256 hex of the SubjectPublicKeyInfo DER). */
+  isKeyCompromised(spkiSha256: string): Promise<boolean>;
+  /** A refused request: its audit event (nothing else changes). */
+  recordRefusal(tenantId: string, now: Date, audit: ClaimAudit): Promise<void>;
+  /** Opens (or keeps open) the CLAIM_CERT_SHARED alert of a claim certificate, with its audit event. */
+  raiseSharedClaimAlert(a: { tenantId: string; claimFingerprint: string; deviceId: string; summary: string; details: Record<string, unknown>; severity: number; now: Date }): Promise<void>;
+}

@@ -28,6 +28,7 @@ export interface ApiClient {
   readonly baseUrl: string;
   get<T>(path: string, query?: Query): Promise<T>;
   post<T>(path: string, body?: unknown): Promise<T>;
+  put<T>(path: string, body: unknown): Promise<T>;
   /** A non-JSON resource (PEM, DER) as bytes. */
   getBytes(path: string): Promise<Buffer>;
 }
@@ -95,6 +96,9 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     },
     async post<T>(path: string, body?: unknown) {
       return (await (await send('POST', path, { body: body ?? {} })).json()) as T;
+    },
+    async put<T>(path: string, body: unknown) {
+      return (await (await send('PUT', path, { body })).json()) as T;
     },
     async getBytes(path: string) {
       return Buffer.from(await (await send('GET', path, { accept: '*/*' })).arrayBuffer());
