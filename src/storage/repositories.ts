@@ -140,6 +140,9 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       hasPendingRevocations: (issuer) => crl.hasPendingRevocations(tx, issuer),
       latestCrlNextUpdate: () => crl.latestCrlNextUpdate(tx),
       commonNamesOfSerials: (serials) => crl.commonNamesOfSerials(tx, serials),
+      raiseCrlNumberFloor: (issuerKeyId, floor) => crl.raiseCrlNumberFloor(tx, issuerKeyId, floor),
+      restoreRevocations: (issuer, entries, sourceCrlNumber) => crl.restoreRevocations(tx, issuer, entries, sourceCrlNumber),
+      forEachRestoredRevocation: (issuer, onEntry) => crl.forEachRestoredRevocation(tx, issuer, onEntry),
     },
     brokerNodes: {
       recordReport: (r) => brokerNodes.recordReport(tx, r),
