@@ -117,6 +117,8 @@ export function createReconcileRevocations({ storage, clock }: Pick<AppDeps, 'st
         if (source.crlNumber > result.numberFloor) result.numberFloor = source.crlNumber;
       }
       if (result.numberFloor > (state.numberFloor ?? 0n)) await repos.crl.raiseCrlNumberFloor(ca.issuerKeyId, result.numberFloor);
+      // A CRL newer than the stored one is out there (the database was restored): what GET /pki/crl serves must catch up at once.
+      if (result.numberFloor > state.crlNumber) await repos.crl.requestCrlRebuild(ca.issuerLabel);
       const restored = result.remarked + result.kept;
       if (restored > 0) {
         const numbers = result.sources.filter((s) => s.remarked + s.kept > 0).map((s) => `${s.kind} CRL ${s.crl_number}`);

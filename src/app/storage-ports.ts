@@ -460,6 +460,8 @@ export interface CrlRepository {
   commonNamesOfSerials(serials: string[]): Promise<string[]>;
   /** Raises the CA's CRL number floor (never lowers it). Call with the CRL state locked. */
   raiseCrlNumberFloor(issuerKeyId: string, floor: bigint): Promise<void>;
+  /** The next start or refresh builds a new CRL of the CA (`issuer`: its certificates' issuer), as after a revocation. */
+  requestCrlRebuild(issuer: string): Promise<void>;
   /**
    * Restores revocations a CRL listed that the database lacks (after a restore from an older
    * backup): known certificates not REVOKED become REVOKED with the CRL's date and reason,

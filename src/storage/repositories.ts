@@ -141,6 +141,7 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       latestCrlNextUpdate: () => crl.latestCrlNextUpdate(tx),
       commonNamesOfSerials: (serials) => crl.commonNamesOfSerials(tx, serials),
       raiseCrlNumberFloor: (issuerKeyId, floor) => crl.raiseCrlNumberFloor(tx, issuerKeyId, floor),
+      requestCrlRebuild: (issuer) => crl.requestCrlRebuild(tx, issuer),
       restoreRevocations: (issuer, entries, sourceCrlNumber) => crl.restoreRevocations(tx, issuer, entries, sourceCrlNumber),
       forEachRestoredRevocation: (issuer, onEntry) => crl.forEachRestoredRevocation(tx, issuer, onEntry),
     },

@@ -180,6 +180,11 @@ export async function raiseCrlNumberFloor(tx: Queryable, issuerKeyId: string, fl
   await tx.query('UPDATE crl_state SET number_floor = GREATEST(number_floor, $2::bigint) WHERE issuer_key_id = $1', [issuerKeyId, floor.toString()]);
 }
 
+/** Makes the next start or refresh build a new CRL of the CA (`issuer`: device_certificates.issuer), as a revocation does. */
+export async function requestCrlRebuild(tx: Queryable, issuer: string): Promise<void> {
+  await tx.query('INSERT INTO crl_pending_revocations (issuer) VALUES ($1)', [issuer]);
+}
+
 /**
  * Restores the revocations of `entries` (serials of the CA `issuer`, as a CRL listed them) that
  * the database does not hold: a known certificate that is not REVOKED becomes REVOKED with the
