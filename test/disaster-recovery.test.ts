@@ -27,7 +27,7 @@ import { crlDerToPem, crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { createDatabase } from '../src/storage/database.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { readCrlInfo } from '../src/storage/repos/crl-repo.ts';
-import { createTestDatabase, createThrowawayDatabase, TEST_PG_ADMIN_URL, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, createThrowawayDatabase, type TestDatabase } from './support/databases.ts';
 import { brokerTestFixture, runBrokerConfig } from './support/broker-fixture.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
@@ -245,3 +245,130 @@ describe('restore of a pg_dump taken before some revocations (Postgres, real Mos
 async function t_certificateStatus(database: { db: TestDatabase['db'] }, id: number): Promise<string> {
   return database.db.asOperator(async (tx) => String((await tx.query<{ status: string }>('SELECT status FROM device_certificates WHERE id = $1', [id])).rows[0]?.status));
 }
+
+describe('PGlite: a restore simulated, the broker file gone, the last CRL handed over in CRL_RECONCILE_PATH', () => {
+  let database: TestDatabase;
+  let dataDir: string;
+  let t: TestService | null = null;
+  afterAll(async () => {
+    await t?.close();
+    await database?.close();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('re-marks the revocations the database lost, numbers above the handed-over CRL; a second start changes nothing', async () => {
+    database = await createTestDatabase('pglite');
+    dataDir = mkdtempSync(join(tmpdir(), 'certfleet-dr-pglite-'));
+    t = await startTestService(database, { dataDir });
+    const issuerKeyId = t.service.crl.issuerKeyId!;
+    const certs: Record<string, DeviceCert> = {};
+    for (const name of ['a', 'b', 'c']) certs[name] = await issue(t, dataDir, `DEV-${name}`);
+    await revoke(t, certs.a, 'keyCompromise');
+    await revoke(t, certs.b, 'affiliationChanged');
+    const caCert = t.config.caCertPath;
+    const crlFile = t.config.crlOutputPath;
+    const last = fileCrl(crlFile, caCert);
+    await t.close();
+    t = null;
+
+    // The operator kept the last CRL (DER); the broker's file is gone (a new host); the database lost both revocations and its CRL.
+    const handedOver = join(dataDir, 'last.crl');
+    writeFileSync(handedOver, last.der);
+    rmSync(crlFile);
+    await database.db.asOperator(async (tx) => {
+      await tx.query(`UPDATE device_certificates SET status = 'ACTIVE', revoked_at = NULL, revoked_reason = NULL WHERE id = ANY($1::bigint[])`, [[certs.a.id, certs.b.id]]);
+      await tx.query(`UPDATE crl_state SET crl_number = 1, der = NULL, sha256 = NULL, file_signature = NULL, this_update = NULL, next_update = NULL, entries = NULL`);
+    });
+
+    t = await startTestService(database, { dataDir, env: { CRL_RECONCILE_PATH: handedOver } });
+    await t.service.crl.publisher!.idle();
+    const next = fileCrl(crlFile, caCert);
+    expect(next.number).toBeGreaterThan(last.number);
+    expect(next.entries.get(certs.a.serial)?.reason).toBe('keyCompromise');
+    expect(next.entries.get(certs.b.serial)?.reason).toBe('affiliationChanged');
+    expect(next.entries.has(certs.c.serial)).toBe(false);
+    expect((await storedCrl(database, issuerKeyId)).crlNumber).toBe(next.number);
+    for (const name of ['a', 'b']) {
+      const got = await t.call(TENANT, 'GET', `/customer/certificates/${certs[name].id}`);
+      expect((got.json.certificate ?? got.json).status, name).toBe('REVOKED');
+    }
+    const audit = (await t.call(TENANT, 'GET', '/customer/audit-events?action=certificate.revocation_restored')).json.audit_events;
+    expect(audit.map((e: { target_id: string }) => Number(e.target_id)).sort()).toEqual([certs.a.id, certs.b.id].sort());
+    expect(audit[0].details).toMatchObject({ crl_source: 'operator_file', crl_path: handedOver });
+    await t.close();
+
+    // Idempotent: the same file again restores nothing, publishes nothing new.
+    t = await startTestService(database, { dataDir, env: { CRL_RECONCILE_PATH: handedOver } });
+    await t.service.crl.publisher!.idle();
+    expect((await t.call(TENANT, 'GET', '/customer/audit-events?action=certificate.revocation_restored')).json.audit_events).toHaveLength(2);
+    expect((await t.call(null, 'GET', '/api/v1/operator/alerts?tenant_id=__system__&type=CRL_RECONCILED')).json.alerts).toHaveLength(1);
+    expect(fileCrl(crlFile, caCert).number).toBe(next.number);
+  }, scaled(120_000));
+});
+
+describe('CRL_RECONCILE_PATH that is not a CRL of this CA: the start fails, nothing is published', () => {
+  let dataDir: string;
+  let otherDir: string;
+  const dbs: TestDatabase[] = [];
+  afterAll(async () => {
+    for (const d of dbs) await d.close();
+    for (const d of [dataDir, otherDir]) if (d) rmSync(d, { recursive: true, force: true });
+  });
+
+  it('garbage, another CA’s CRL, a truncated CRL, a missing file: each named with its reason; serve exits 1', async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'certfleet-dr-bad-'));
+    otherDir = mkdtempSync(join(tmpdir(), 'certfleet-dr-other-'));
+    // Our CA's CRL file, and another CA's (another data dir: another development CA).
+    for (const dir of [dataDir, otherDir]) {
+      const db = await createTestDatabase('pglite');
+      dbs.push(db);
+      const s = await startTestService(db, { dataDir: dir });
+      await s.service.crl.publisher!.idle();
+      await s.close();
+    }
+    const ours = join(dataDir, 'pki', 'device-crl.pem');
+    const oursBefore = readFileSync(ours, 'latin1');
+    const der = crlPemToDer(oursBefore);
+    const bad = join(dataDir, 'bad');
+    mkdirSync(bad);
+    const files = {
+      garbage: join(bad, 'garbage.pem'),
+      other: join(otherDir, 'pki', 'device-crl.pem'),
+      truncated: join(bad, 'truncated.pem'),
+      missing: join(bad, 'missing.pem'),
+    };
+    writeFileSync(files.garbage, 'this is not a CRL\n');
+    writeFileSync(files.truncated, crlDerToPem(der.subarray(0, der.length - 20)));
+    const reasons: Record<keyof typeof files, RegExp> = {
+      garbage: /not a valid CRL of this CA/,
+      other: /not a valid CRL of this CA \(CRL verification failed: (signature|issuer|CRL is signed)/,
+      truncated: /not a valid CRL of this CA \(CRL verification failed:/,
+      missing: /cannot read it/,
+    };
+    for (const [name, path] of Object.entries(files) as Array<[keyof typeof files, string]>) {
+      const db = await createTestDatabase('pglite');
+      dbs.push(db);
+      const error = await startTestService(db, { dataDir, env: { CRL_RECONCILE_PATH: path } }).then(
+        (s) => (void s.close(), null),
+        (e: Error) => e,
+      );
+      expect(error, name).toBeInstanceOf(Error);
+      expect(error!.message, name).toContain(`CRL_RECONCILE_PATH ${path} refused`);
+      expect(error!.message, name).toMatch(reasons[name]);
+      expect((error as { code?: string }).code).toBe('CRL_RECONCILE_REFUSED');
+      // Nothing published: no stored CRL, the broker's file untouched.
+      expect(await db.db.asOperator((tx) => tx.query('SELECT count(*)::int AS n FROM crl_state WHERE der IS NOT NULL')).then((r) => r.rows[0].n), name).toBe(0);
+      expect(readFileSync(ours, 'latin1'), name).toBe(oursBefore);
+    }
+
+    // `certfleet serve`: exit code 1, the reason on stderr, never listening.
+    const res = spawnSync(process.execPath, [BIN, 'serve'], {
+      encoding: 'utf8',
+      env: { ...process.env, CERTFLEET_DATA_DIR: mkdtempSync(join(tmpdir(), 'certfleet-dr-serve-')), PORT: '0', CRL_RECONCILE_PATH: files.garbage },
+      timeout: scaled(90_000),
+    });
+    expect(res.status, res.stderr).toBe(1);
+    expect(res.stderr).toContain(`CRL_RECONCILE_PATH ${files.garbage} refused: not a valid CRL of this CA`);
+    expect(res.stdout).not.toMatch(/"event":"started"/);
+  }, scaled(180_000));
+});
