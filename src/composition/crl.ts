@@ -63,6 +63,8 @@ export interface CrlPublication {
   distributionPointUrl: string;
   /** What happens at the broker after a new CRL file (for the start banner); null when this process does not publish. */
   broker: { reload: string; reloadConfigured: boolean; sessionKicking: boolean } | null;
+  /** Restores revocations the newest CRL found carries and the database lacks (start() does it first); no-op when this process does not publish. */
+  reconcile(): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -138,6 +140,9 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     routes: {
       pki: pkiRoutes({ caCertPem: ca?.certPem ?? null, caNotBefore: ca?.certificate.notBefore ?? null, ...routeOptions }),
       customer: customerCrlRoutes(getCrl, { maxAgeSeconds: timings.maxAgeSeconds }),
+    },
+    async reconcile() {
+      await reconcile?.();
     },
     async start() {
       await reconcile?.(); // a bad CRL_RECONCILE_PATH throws: the process does not start, nothing is published

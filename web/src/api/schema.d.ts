@@ -2688,7 +2688,7 @@ export interface components {
             /** Format: date-time */
             acknowledged_at: string | null;
             acknowledged_by: string | null;
-            /** @description CERT_EXPIRING, CERT_EXPIRED, CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING */
+            /** @description CERT_EXPIRING, CERT_EXPIRED, CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING, CRL_RECONCILED */
             alert_type: string;
             /** @description manual, rotated, revoked, expired, replaced, resolved */
             close_reason: string | null;
