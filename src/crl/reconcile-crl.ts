@@ -16,6 +16,7 @@ import { readFile } from 'node:fs/promises';
 import type { Storage } from '../app/storage-ports.ts';
 import type { ReconcileResult, ReconcileRevocations, ReconcileSource, ReconcileSourceKind } from '../app/reconcile-revocations.ts';
 import type { Logger } from '../support/logger.ts';
+import { newlyRevokedSerials } from './build-crl.ts';
 import { crlEntries } from './crl-entries.ts';
 import type { CrlFileSync } from './crl-file-sync.ts';
 import type { CrlAuthority } from './publish-crl.ts';
@@ -70,7 +71,23 @@ function check(der: Uint8Array, authority: CrlReconcileDeps['authority']): Verif
   return verified;
 }
 
-const sourceOf = (c: Candidate): ReconcileSource => ({ kind: c.kind, path: c.path, crlNumber: c.verified.crlNumber, thisUpdate: c.verified.thisUpdate, entries: crlEntries(c.der) });
+/**
+ * The source with only the entries the stored CRL lacks: the database built the stored CRL from
+ * its own rows, and a row never leaves REVOKED, so what the stored CRL lists is revoked there
+ * already (one in-memory merge instead of a million lookups at every start). The stored CRL itself
+ * so contributes its number only. No stored CRL (restored from before the first one): every entry.
+ */
+function sourceOf(c: Candidate, stored: Uint8Array | null): ReconcileSource {
+  const source = { kind: c.kind, path: c.path, crlNumber: c.verified.crlNumber, thisUpdate: c.verified.thisUpdate };
+  if (c.kind === 'stored') return { ...source, entries: [] };
+  if (!stored) return { ...source, entries: crlEntries(c.der) };
+  const lacking = new Set(newlyRevokedSerials(stored, c.der));
+  return { ...source, entries: lacking.size === 0 ? [] : filter(crlEntries(c.der), (e) => lacking.has(e.serialHex)) };
+}
+
+function* filter<T>(items: Iterable<T>, keep: (item: T) => boolean): Generator<T> {
+  for (const item of items) if (keep(item)) yield item;
+}
 
 /**
  * Reconciles with the operator's CRL (if named) and the newest of the broker's file and the
@@ -111,9 +128,13 @@ export async function reconcileWithNewestCrl(deps: CrlReconcileDeps): Promise<Re
       refused('broker_file', deps.filePath, error);
     }
   }
+  let stored: Uint8Array | null = null;
   try {
     const der = await loadStoredFileCrl(deps.storage, authority.issuerKeyId);
-    if (der) candidates.push({ kind: 'stored', path: null, der, verified: check(der, authority) });
+    if (der) {
+      candidates.push({ kind: 'stored', path: null, der, verified: check(der, authority) });
+      stored = der;
+    }
   } catch (error) {
     refused('stored', null, error);
   }
@@ -123,7 +144,7 @@ export async function reconcileWithNewestCrl(deps: CrlReconcileDeps): Promise<Re
   const chosen = [operator, newest].filter((c): c is Candidate => c !== null);
   if (operator && newest && Buffer.from(operator.der).equals(Buffer.from(newest.der))) chosen.pop();
 
-  const result = await deps.reconcile({ issuerKeyId: authority.issuerKeyId, issuerLabel: authority.issuerLabel }, chosen.map(sourceOf));
+  const result = await deps.reconcile({ issuerKeyId: authority.issuerKeyId, issuerLabel: authority.issuerLabel }, chosen.map((c) => sourceOf(c, stored)));
   const restored = result.remarked + result.kept;
   const fields = { event: 'crl_reconciled', restored, remarked: result.remarked, kept: result.kept, entries: result.entries, number_floor: result.numberFloor.toString(), sources: result.sources };
   if (restored > 0) logger.warn(fields, `restored ${restored} revocations the database lacked (alert CRL_RECONCILED); the next CRL lists them`);
