@@ -177,12 +177,27 @@ describe('restore of a pg_dump taken before some revocations (Postgres, real Mos
 
     // thisUpdate alone would number the next CRL at or below the last one: only the reconciled floor keeps it above.
     const clock = createManualClock(new Date(lastThisUpdate.getTime()));
-    t = await startTestService({ ...database, db: restored.storage.db, driver, storage: restored.storage, url: fresh.url } as TestDatabase, {
-      dataDir: join(tmp, 'data'),
-      env,
-      clock,
-      overrides: { logger: createLogger({ level: 'info', destination: { write: (line: string) => void logs.push(line) } }) },
-    });
+    // Two replicas start at once, each with its own connections (and its own CRL file): they reconcile one after the other, once.
+    const driver2 = createPgDriver(fresh.url);
+    const storage2 = { db: createDatabase(driver2), driver: driver2, close: () => driver2.close() };
+    const otherFile = join(tmp, 'crl', 'replica-2.pem');
+    const [first, second] = await Promise.all([
+      startTestService({ ...database, db: restored.storage.db, driver, storage: restored.storage, url: fresh.url } as TestDatabase, {
+        dataDir: join(tmp, 'data'),
+        env,
+        clock,
+        overrides: { logger: createLogger({ level: 'info', destination: { write: (line: string) => void logs.push(line) } }) },
+      }),
+      startTestService({ ...database, db: storage2.db, driver: driver2, storage: storage2, url: fresh.url } as TestDatabase, {
+        dataDir: join(tmp, 'data-2'),
+        env: { ...env, CRL_OUTPUT_PATH: otherFile, BROKER_PID_FILE: '' },
+        clock,
+      }),
+    ]);
+    t = first;
+    await second.service.crl.publisher!.idle();
+    await second.close();
+    await storage2.close();
     await t.service.crl.publisher!.idle();
     if (process.env.SHOW_LOGS) console.log(logs.join(''));
 
