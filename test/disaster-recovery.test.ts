@@ -360,9 +360,11 @@ describe('CRL_RECONCILE_PATH that is not a CRL of this CA: the start fails, noth
       truncated: /not a valid CRL of this CA \(CRL verification failed:/,
       missing: /cannot read it/,
     };
+    // One empty database for the four starts: none of them may store anything in it.
+    const empty = await createTestDatabase('pglite');
+    dbs.push(empty);
     for (const [name, path] of Object.entries(files) as Array<[keyof typeof files, string]>) {
-      const db = await createTestDatabase('pglite');
-      dbs.push(db);
+      const db = empty;
       const error = await startTestService(db, { dataDir, env: { CRL_RECONCILE_PATH: path } }).then(
         (s) => (void s.close(), null),
         (e: Error) => e,
@@ -375,6 +377,16 @@ describe('CRL_RECONCILE_PATH that is not a CRL of this CA: the start fails, noth
       expect(await db.db.asOperator((tx) => tx.query('SELECT count(*)::int AS n FROM crl_state WHERE der IS NOT NULL')).then((r) => r.rows[0].n), name).toBe(0);
       expect(readFileSync(ours, 'latin1'), name).toBe(oursBefore);
     }
+
+    // The broker's file that is not a CRL of this CA (damaged, a replaced CA): refused with an error, not used; the start goes on.
+    writeFileSync(ours, crlDerToPem(der.subarray(0, der.length - 20)));
+    const lines: string[] = [];
+    const db = await createTestDatabase('pglite');
+    dbs.push(db);
+    const s = await startTestService(db, { dataDir, overrides: { logger: createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(line) } }) } });
+    await s.service.crl.publisher!.idle();
+    await s.close();
+    expect(lines.map((l) => JSON.parse(l))).toContainEqual(expect.objectContaining({ level: 'error', event: 'crl_reconcile_refused', source: 'broker_file', path: ours }));
 
     // `certfleet serve`: exit code 1, the reason on stderr, never listening.
     const res = spawnSync(process.execPath, [BIN, 'serve'], {
