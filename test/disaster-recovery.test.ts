@@ -240,6 +240,12 @@ describe('restore of a pg_dump taken before some revocations (Postgres, real Mos
     for (const name of ['before', 'lost-1', 'lost-2', 'unknown']) await expectBroker(certs[name], 'revoked');
     await expectBroker(certs.valid, 'accepted');
 
+    // The certificate the restored database never knew cannot be imported as valid: it is revoked.
+    expect((await t.call(TENANT, 'POST', '/customer/devices', { device_id: 'DEV-unknown' })).status).toBe(201);
+    const imported = await t.call(TENANT, 'POST', '/customer/devices/DEV-unknown/certificates/import', { cert_pem: readFileSync(certs.unknown.cert, 'utf8') });
+    expect(imported.status, imported.body).toBe(409);
+    expect(imported.json.code).toBe('CERTIFICATE_ALREADY_REVOKED');
+
     // A later publication still lists the unknown serial; numbers keep increasing.
     await revoke(t, certs.valid, 'superseded');
     const later = fileCrl(env.CRL_OUTPUT_PATH, env.DEVICE_CA_CERT_PATH);

@@ -142,6 +142,8 @@ export interface CertificatePage {
 }
 
 export interface CertificateRepository {
+  /** A CRL reconciled after a restore listed this serial of the CA while the database did not know it: the certificate is revoked. */
+  revokedOnEarlierCrl(issuer: string, serialHex: string): Promise<boolean>;
   /**
    * Inserts the certificate and its audit event (whose target is the new certificate's id).
    * Throws AlreadyExistsError for a known certificate, ReferenceNotFoundError for an unknown device.

@@ -51,6 +51,7 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
     certificates: {
       insertCertificate: (c, event) => translating(certificates.insertCertificate(tx, c, event)),
       findCertificate: (id) => certificates.findCertificate(tx, id),
+      revokedOnEarlierCrl: (issuer, serialHex) => crl.revokedOnEarlierCrl(tx, issuer, serialHex),
       activeCertificatesOfDevice: (tenantId, deviceId, options) => certificates.activeCertificatesOfDevice(tx, tenantId, deviceId, options),
       lockCertificate: (id) => certificates.lockCertificate(tx, id),
       listCertificates: (q) => certificates.listCertificates(tx, q),

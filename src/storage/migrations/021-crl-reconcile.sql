@@ -2,7 +2,8 @@
 -- an earlier CRL (the broker's file, an operator-given CRL) carried. At start the publisher
 -- re-marks those certificates revoked; a revoked serial the restored database does not know at
 -- all is kept here, so every later CRL of its CA still lists it (nothing ever un-revokes).
--- System table: operator role only (no RLS, certfleet_app gets no grant).
+-- System table without tenant data (no RLS): the operator role manages it, certfleet_app may only
+-- read it (an import of such a certificate is refused: it is revoked).
 CREATE TABLE crl_restored_entries (
   issuer          text NOT NULL,
   serial_number   text NOT NULL,
@@ -14,6 +15,7 @@ CREATE TABLE crl_restored_entries (
   PRIMARY KEY (issuer, serial_number)
 );
 GRANT SELECT, INSERT, UPDATE, DELETE ON crl_restored_entries TO certfleet_operator;
+GRANT SELECT ON crl_restored_entries TO certfleet_app;
 
 -- The highest CRL number seen anywhere (a reconciled CRL, the broker's file): the next CRL is
 -- numbered above it even if the stored one is older (a restored database).

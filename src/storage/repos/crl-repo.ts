@@ -235,6 +235,12 @@ export async function restoreRevocations(
   return out;
 }
 
+/** Whether a reconciled CRL listed this serial of the CA while the database did not know the certificate (it is revoked). */
+export async function revokedOnEarlierCrl(tx: Queryable, issuer: string, serialHex: string): Promise<boolean> {
+  const { rows } = await tx.query('SELECT 1 FROM crl_restored_entries WHERE issuer = $1 AND serial_number = $2', [issuer, serialHex]);
+  return rows.length > 0;
+}
+
 /**
  * The kept revocations of unknown certificates of the CA (crl_restored_entries) for the CRL, as
  * forEachRevokedCertificate hands them out; a serial the database now holds as REVOKED is left to
