@@ -19,6 +19,8 @@ export interface Config {
   /** DEVICE_CA_KEY_URI: the CA key in a PKCS#11 token (instead of DEVICE_CA_KEY_PATH), with its module, PIN file and session count. */
   pkcs11: { keyUri: string; modulePath: string; pinFile: string; sessions: number } | null;
   crlOutputPath: string;
+  /** CRL_RECONCILE_PATH: a CRL (PEM or DER) the publisher reconciles with at start, e.g. after a database restore (null: none). */
+  crlReconcilePath: string | null;
   crlRefreshMinutes: number;
   crlValidityHours: number;
   certExpiryWarningDays: number;
@@ -212,6 +214,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     caKeyPassphrase: env.DEVICE_CA_KEY_PASSPHRASE || null,
     pkcs11: pkcs11Config(env, int(env, 'PKCS11_SESSIONS', 4, 1, 64)),
     crlOutputPath: resolve(env.CRL_OUTPUT_PATH || `${dataDir}/pki/device-crl.pem`),
+    crlReconcilePath: env.CRL_RECONCILE_PATH ? resolve(env.CRL_RECONCILE_PATH) : null,
     crlRefreshMinutes: int(env, 'CRL_REFRESH_MINUTES', 60, 1, 10_080),
     brokerFleet: {
       lagAlertSeconds: int(env, 'BROKER_LAG_ALERT_SECONDS', 120, 1, 86_400),

@@ -16,7 +16,13 @@ export function createImportCertificate(deps: Pick<AppDeps, 'storage' | 'authori
     }
     const now = deps.clock.now();
     if (cert.notAfter <= now) throw new AppError('INVALID_CERTIFICATE', 'the certificate has already expired');
-    const certificate = await deps.storage.asTenant(actor.tenantId, (repos) => storeCertificate(repos, actor, deviceId, { ...cert, spkiSha256: spkiSha256(key.spkiDer) }, now, 'certificate.imported'));
+    const certificate = await deps.storage.asTenant(actor.tenantId, async (repos) => {
+      // Revoked on a CRL before a database restore (kept by the reconcile): importing it must not make it look valid.
+      if (await repos.certificates.revokedOnEarlierCrl(cert.issuer, cert.serialHex)) {
+        throw new AppError('CERTIFICATE_ALREADY_REVOKED', `certificate ${cert.serialHex} was revoked (listed on an earlier CRL); it cannot be imported`, undefined, { serial_number: cert.serialHex });
+      }
+      return storeCertificate(repos, actor, deviceId, { ...cert, spkiSha256: spkiSha256(key.spkiDer) }, now, 'certificate.imported');
+    });
     return { certificate, cert_pem: cert.certPem };
   };
 }

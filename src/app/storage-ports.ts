@@ -142,6 +142,8 @@ export interface CertificatePage {
 }
 
 export interface CertificateRepository {
+  /** A CRL reconciled after a restore listed this serial of the CA while the database did not know it: the certificate is revoked. */
+  revokedOnEarlierCrl(issuer: string, serialHex: string): Promise<boolean>;
   /**
    * Inserts the certificate and its audit event (whose target is the new certificate's id).
    * Throws AlreadyExistsError for a known certificate, ReferenceNotFoundError for an unknown device.
@@ -400,6 +402,14 @@ export interface StoredCrlInfo {
   /** Database time when that build began: every revocation committed before it is in that CRL. */
   builtAt: Date | null;
   publishedAt: Date | null;
+  /** The highest CRL number seen anywhere (a reconciled CRL after a restore): the next CRL is numbered above it too. */
+  numberFloor?: bigint;
+}
+
+/** What restoreRevocations did: certificates re-marked REVOKED, unknown serials kept for every later CRL. */
+export interface RestoredRevocations {
+  remarked: Array<{ id: number; tenantId: string; deviceId: string; serialHex: string; previousStatus: string; revokedAt: Date; reason: string }>;
+  kept: Array<{ serialHex: string; revokedAt: Date; reason: string }>;
 }
 
 export interface CrlToStore {
@@ -450,6 +460,18 @@ export interface CrlRepository {
   latestCrlNextUpdate(): Promise<Date | null>;
   /** The distinct CNs of the certificates with these serials (lowercase hex), all tenants: whose broker sessions to close. */
   commonNamesOfSerials(serials: string[]): Promise<string[]>;
+  /** Raises the CA's CRL number floor (never lowers it). Call with the CRL state locked. */
+  raiseCrlNumberFloor(issuerKeyId: string, floor: bigint): Promise<void>;
+  /** The next start or refresh builds a new CRL of the CA (`issuer`: its certificates' issuer), as after a revocation. */
+  requestCrlRebuild(issuer: string): Promise<void>;
+  /**
+   * Restores revocations a CRL listed that the database lacks (after a restore from an older
+   * backup): known certificates not REVOKED become REVOKED with the CRL's date and reason,
+   * unknown serials are kept so every later CRL lists them. Idempotent.
+   */
+  restoreRevocations(issuer: string, entries: ReadonlyArray<{ serialHex: string; revokedAt: Date; reason: string }>, sourceCrlNumber: bigint): Promise<RestoredRevocations>;
+  /** The kept revocations of unknown certificates of the CA, for the CRL (not those the database now holds as REVOKED). */
+  forEachRestoredRevocation(issuer: string, onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void): Promise<number>;
 }
 
 // ---- periodic tasks

@@ -14,6 +14,8 @@ export async function publishInitialCrl(config: Config, ca: DeviceCa): Promise<s
   try {
     const crl = createCrlPublication({ config, storage, ca, publish: true, refreshTimer: false, reloader: createBrokerReloader({}) });
     try {
+      // A database restored from an older backup must not overwrite the broker's file with a CRL lacking revocations.
+      await crl.reconcile();
       const result = await crl.publisher!.publishIfStale();
       return `CRL number ${result.crlNumber}, ${result.entries ?? 0} revoked ${result.entries === 1 ? 'certificate' : 'certificates'}${result.published ? '' : ', the one already stored'}`;
     } finally {

@@ -25,10 +25,12 @@ import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
 import { createCrlPublisher, createGetCrl, crlRefreshTimings, sessionStepErrors, type CrlPublisher, type GetCrl } from '../crl/crl-publisher.ts';
 import { createCrlPipeline, createPublishCrl, crlAuthorityFor, crlDistributionPointUrl, loadStoredFileCrl } from '../crl/publish-crl.ts';
 import { createCrlBundleSource, type CrlBundleSource } from '../crl/crl-bundle.ts';
+import { reconcileWithNewestCrl } from '../crl/reconcile-crl.ts';
+import { createReconcileRevocations } from '../app/reconcile-revocations.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
 
 export type CrlConfig = Pick<Config, 'crlOutputPath' | 'crlRefreshMinutes' | 'crlValidityHours' | 'brokerPidFile' | 'brokerReloadCommand' | 'publicBaseUrl'> &
-  Partial<Pick<Config, 'brokerAdmin'>>;
+  Partial<Pick<Config, 'brokerAdmin' | 'crlReconcilePath'>>;
 
 export interface CrlPublicationOptions {
   config: CrlConfig;
@@ -61,6 +63,8 @@ export interface CrlPublication {
   distributionPointUrl: string;
   /** What happens at the broker after a new CRL file (for the start banner); null when this process does not publish. */
   broker: { reload: string; reloadConfigured: boolean; sessionKicking: boolean } | null;
+  /** Restores revocations the newest CRL found carries and the database lacks (start() does it first); no-op when this process does not publish. */
+  reconcile(): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -94,6 +98,8 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   const events = createRevocationEvents({ db, local: { revocationCommitted: () => publisher?.revocationCommitted() }, notify: driver.kind === 'pg', instanceId, logger });
 
   let broker: CrlPublication['broker'] = null;
+  /** Before the first publication: restore revocations an earlier CRL carried (a database restored from an older backup). */
+  let reconcile: (() => Promise<unknown>) | null = null;
   const sessions = authority && ((options.publish ?? true) || driver.kind === 'pglite') ? revokedSessionsFor(config, logger) : null;
   if (authority && ((options.publish ?? true) || driver.kind === 'pglite')) {
     const reloader = options.reloader ?? createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
@@ -101,6 +107,9 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     const file = createCrlFileSync({ path: config.crlOutputPath, caPublicKey: authority.publicKey, issuerNameDer: authority.issuerNameDer, clock, reloader, logger, fs: options.fs });
     const settings = { validityHours: config.crlValidityHours, distributionPointUrl };
     const publish = createPublishCrl({ storage, clock, authority, settings, file });
+    const reconcileRevocations = createReconcileRevocations({ storage, clock });
+    reconcile = () =>
+      reconcileWithNewestCrl({ authority, storage, reconcile: reconcileRevocations, file, filePath: config.crlOutputPath, operatorPath: config.crlReconcilePath ?? null, logger });
     publisher = createCrlPublisher({
       pipeline: createCrlPipeline({ publish, storage, authority, file, sessions, logger, sessionErrors: sessionStepErrors(options.metrics) }),
       clock,
@@ -132,7 +141,13 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       pki: pkiRoutes({ caCertPem: ca?.certPem ?? null, caNotBefore: ca?.certificate.notBefore ?? null, ...routeOptions }),
       customer: customerCrlRoutes(getCrl, { maxAgeSeconds: timings.maxAgeSeconds }),
     },
-    start: async () => publisher?.start(),
+    async reconcile() {
+      await reconcile?.();
+    },
+    async start() {
+      await reconcile?.(); // a bad CRL_RECONCILE_PATH throws: the process does not start, nothing is published
+      await publisher?.start();
+    },
     async stop() {
       bundle?.close();
       await publisher?.stop();

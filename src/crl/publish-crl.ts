@@ -165,8 +165,9 @@ const REMOVE_FROM_CRL = REVOCATION_REASONS.removeFromCRL;
 
 /**
  * Builds, lints, signs, verifies and stores the next CRL in ONE operator transaction that holds
- * the CA's crl_state row lock (FOR UPDATE) throughout: replicas queue on it, so the number is the
- * stored one + 1 (or above the broker file's) and strictly increasing. Any failure before the
+ * the CA's crl_state row lock (FOR UPDATE) throughout: replicas queue on it, so the number
+ * (nextCrlNumber: thisUpdate in ms, or above the stored one, the broker file's and the reconciled
+ * floor) is strictly increasing. Any failure before the
  * store rolls everything back and is thrown (LINT_FAILED names the rule; CrlVerificationError).
  */
 export function createPublishCrl(deps: PublishCrlDeps) {
@@ -187,8 +188,8 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       await repos.crl.takePendingRevocations(authority.issuerLabel);
       const thisUpdate = new Date(Math.floor(clock.now().getTime() / 1000) * 1000);
       const nextUpdate = new Date(thisUpdate.getTime() + validityMs);
-      const previous = floor !== undefined && floor > stored.crlNumber ? floor : stored.crlNumber;
-      const crlNumber = previous + 1n;
+      const previous = [floor, stored.numberFloor].reduce<bigint>((a, b) => (b != null && b > a ? b : a), stored.crlNumber);
+      const crlNumber = nextCrlNumber(previous, thisUpdate);
       const { revoked, entries } = await readEntries(repos.crl, authority, stored);
       const entriesDone = performance.now();
 
@@ -260,6 +261,17 @@ export function createPublishCrl(deps: PublishCrlDeps) {
 export type PublishCrl = ReturnType<typeof createPublishCrl>;
 
 /**
+ * The next CRL Number (Boulder's approach): thisUpdate in milliseconds since the epoch, or one above
+ * the previous number when that is not greater. Numbers so keep increasing across a database
+ * restored from an older backup even when no later CRL is found to reconcile with (the stored
+ * number went back, the clock did not), and stay far below the 20-octet limit.
+ */
+export function nextCrlNumber(previous: bigint, thisUpdate: Date): bigint {
+  const fromTime = BigInt(thisUpdate.getTime());
+  return fromTime > previous ? fromTime : previous + 1n;
+}
+
+/**
  * Stage 1: the CA's revoked certificates, streamed from the database into the DER entries
  * encoder (never all rows as objects): only this CA's, and an expired one only until it was on
  * one CRL whose thisUpdate is after its notAfter (RFC 5280 3.3). Returns them in serial order.
@@ -269,7 +281,7 @@ async function readEntries(crl: Parameters<Parameters<Storage['asOperator']>[0]>
   const reasonCodes = new Map<string, number>();
   const entry: RevokedEntry = { serialHex: '', revokedAt: new Date(0), reasonCode: 0 };
   const scope = { issuer: authority.issuerLabel, previousThisUpdate: stored.sha256 !== null ? stored.thisUpdate : null };
-  await crl.forEachRevokedCertificate(scope, (serialHex, revokedAtMs, reason) => {
+  const onEntry = (serialHex: string, revokedAtMs: number, reason: string) => {
     let code = reasonCodes.get(reason);
     if (code === undefined) {
       code = reasonCodeFor(reason);
@@ -280,7 +292,10 @@ async function readEntries(crl: Parameters<Parameters<Storage['asOperator']>[0]>
     entry.revokedAt.setTime(revokedAtMs);
     entry.reasonCode = code;
     encoder.add(entry);
-  });
+  };
+  await crl.forEachRevokedCertificate(scope, onEntry);
+  // Revocations of certificates a restored database does not know, kept from a reconciled CRL (reconcile-crl.ts).
+  await crl.forEachRestoredRevocation(authority.issuerLabel, onEntry);
   const entries = encoder.count;
   return { entries, revoked: encoder.finish() };
 }

@@ -51,6 +51,7 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
     certificates: {
       insertCertificate: (c, event) => translating(certificates.insertCertificate(tx, c, event)),
       findCertificate: (id) => certificates.findCertificate(tx, id),
+      revokedOnEarlierCrl: (issuer, serialHex) => crl.revokedOnEarlierCrl(tx, issuer, serialHex),
       activeCertificatesOfDevice: (tenantId, deviceId, options) => certificates.activeCertificatesOfDevice(tx, tenantId, deviceId, options),
       lockCertificate: (id) => certificates.lockCertificate(tx, id),
       listCertificates: (q) => certificates.listCertificates(tx, q),
@@ -140,6 +141,10 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       hasPendingRevocations: (issuer) => crl.hasPendingRevocations(tx, issuer),
       latestCrlNextUpdate: () => crl.latestCrlNextUpdate(tx),
       commonNamesOfSerials: (serials) => crl.commonNamesOfSerials(tx, serials),
+      raiseCrlNumberFloor: (issuerKeyId, floor) => crl.raiseCrlNumberFloor(tx, issuerKeyId, floor),
+      requestCrlRebuild: (issuer) => crl.requestCrlRebuild(tx, issuer),
+      restoreRevocations: (issuer, entries, sourceCrlNumber) => crl.restoreRevocations(tx, issuer, entries, sourceCrlNumber),
+      forEachRestoredRevocation: (issuer, onEntry) => crl.forEachRestoredRevocation(tx, issuer, onEntry),
     },
     brokerNodes: {
       recordReport: (r) => brokerNodes.recordReport(tx, r),

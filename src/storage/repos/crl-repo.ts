@@ -1,4 +1,4 @@
-import type { CrlToStore, RevokedEntriesScope, StoredCrlInfo } from '../../app/storage-ports.ts';
+import type { CrlToStore, RestoredRevocations, RevokedEntriesScope, StoredCrlInfo } from '../../app/storage-ports.ts';
 import { randomUUID } from 'node:crypto';
 import type { RevocationListener } from '../../app/ports.ts';
 import type { Database } from '../database.ts';
@@ -6,7 +6,7 @@ import type { Driver, Listening, Queryable } from '../driver.ts';
 import type { Logger } from '../../support/logger.ts';
 
 const INFO_COLUMNS = `issuer_key_id, crl_number::text AS crl_number, this_update, next_update, sha256, entries,
-  octet_length(der) AS bytes, built_at, published_at`;
+  octet_length(der) AS bytes, built_at, published_at, number_floor::text AS number_floor`;
 
 const date = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
 
@@ -20,6 +20,7 @@ const toInfo = (r: Record<string, unknown>): StoredCrlInfo => ({
   bytes: r.bytes === null ? null : Number(r.bytes),
   builtAt: date(r.built_at),
   publishedAt: date(r.published_at),
+  numberFloor: r.number_floor === null || r.number_floor === undefined ? 0n : BigInt(String(r.number_floor)),
 });
 
 /**
@@ -168,6 +169,92 @@ export async function commonNamesOfSerials(tx: Queryable, serials: string[]): Pr
   if (serials.length === 0) return [];
   const { rows } = await tx.query<{ common_name: string }>('SELECT DISTINCT common_name FROM device_certificates WHERE serial_number = ANY($1::text[])', [serials]);
   return rows.map((r) => r.common_name);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Disaster recovery: revocations an earlier CRL carried that the (restored) database lacks
+// ---------------------------------------------------------------------------------------------
+
+/** Raises the CA's CRL number floor (the next CRL is numbered above it); never lowers it. */
+export async function raiseCrlNumberFloor(tx: Queryable, issuerKeyId: string, floor: bigint): Promise<void> {
+  await tx.query('UPDATE crl_state SET number_floor = GREATEST(number_floor, $2::bigint) WHERE issuer_key_id = $1', [issuerKeyId, floor.toString()]);
+}
+
+/** Makes the next start or refresh build a new CRL of the CA (`issuer`: device_certificates.issuer), as a revocation does. */
+export async function requestCrlRebuild(tx: Queryable, issuer: string): Promise<void> {
+  await tx.query('INSERT INTO crl_pending_revocations (issuer) VALUES ($1)', [issuer]);
+}
+
+/**
+ * Restores the revocations of `entries` (serials of the CA `issuer`, as a CRL listed them) that
+ * the database does not hold: a known certificate that is not REVOKED becomes REVOKED with the
+ * CRL's date and reason; an unknown serial is kept in crl_restored_entries (every later CRL lists
+ * it). Already revoked or already kept: untouched (idempotent). A pending-revocation mark makes
+ * the next start or refresh publish. One statement for the lot.
+ */
+export async function restoreRevocations(
+  tx: Queryable,
+  issuer: string,
+  entries: ReadonlyArray<{ serialHex: string; revokedAt: Date; reason: string }>,
+  sourceCrlNumber: bigint,
+): Promise<RestoredRevocations> {
+  if (entries.length === 0) return { remarked: [], kept: [] };
+  const { rows } = await tx.query<{ kind: string; id: string | null; tenant_id: string | null; device_id: string | null; serial_number: string; previous_status: string | null; revoked_at: unknown; revoked_reason: string }>(
+    `WITH input AS (
+       SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::text[]) AS i(serial_number, revoked_at, revoked_reason)),
+     known AS (
+       SELECT d.id, d.status FROM device_certificates d JOIN input i ON d.issuer = $1 AND d.serial_number = i.serial_number
+       WHERE d.status <> 'REVOKED' FOR UPDATE OF d),
+     remarked AS (
+       UPDATE device_certificates d SET status = 'REVOKED', revoked_at = i.revoked_at, revoked_reason = i.revoked_reason, updated_at = now()
+       FROM known k, input i WHERE d.id = k.id AND i.serial_number = d.serial_number
+       RETURNING d.id, d.tenant_id, d.device_id, d.serial_number, k.status AS previous_status, d.revoked_at, d.revoked_reason),
+     kept AS (
+       INSERT INTO crl_restored_entries (issuer, serial_number, revoked_at, revoked_reason, source_crl_number)
+       SELECT $1, i.serial_number, i.revoked_at, i.revoked_reason, $5::bigint FROM input i
+       WHERE NOT EXISTS (SELECT 1 FROM device_certificates d WHERE d.issuer = $1 AND d.serial_number = i.serial_number)
+       ON CONFLICT (issuer, serial_number) DO NOTHING
+       RETURNING serial_number, revoked_at, revoked_reason),
+     mark AS (
+       INSERT INTO crl_pending_revocations (issuer)
+       SELECT $1 WHERE EXISTS (SELECT 1 FROM remarked) OR EXISTS (SELECT 1 FROM kept))
+     SELECT 'remarked' AS kind, id::text AS id, tenant_id, device_id, serial_number, previous_status, revoked_at, revoked_reason FROM remarked
+     UNION ALL
+     SELECT 'kept', NULL, NULL, NULL, serial_number, NULL, revoked_at, revoked_reason FROM kept`,
+    [issuer, entries.map((e) => e.serialHex), entries.map((e) => e.revokedAt), entries.map((e) => e.reason), sourceCrlNumber.toString()],
+  );
+  const out: RestoredRevocations = { remarked: [], kept: [] };
+  for (const r of rows) {
+    const revokedAt = date(r.revoked_at)!;
+    if (r.kind === 'remarked') {
+      out.remarked.push({ id: Number(r.id), tenantId: String(r.tenant_id), deviceId: String(r.device_id), serialHex: r.serial_number, previousStatus: String(r.previous_status), revokedAt, reason: r.revoked_reason });
+    } else {
+      out.kept.push({ serialHex: r.serial_number, revokedAt, reason: r.revoked_reason });
+    }
+  }
+  return out;
+}
+
+/** Whether a reconciled CRL listed this serial of the CA while the database did not know the certificate (it is revoked). */
+export async function revokedOnEarlierCrl(tx: Queryable, issuer: string, serialHex: string): Promise<boolean> {
+  const { rows } = await tx.query('SELECT 1 FROM crl_restored_entries WHERE issuer = $1 AND serial_number = $2', [issuer, serialHex]);
+  return rows.length > 0;
+}
+
+/**
+ * The kept revocations of unknown certificates of the CA (crl_restored_entries) for the CRL, as
+ * forEachRevokedCertificate hands them out; a serial the database now holds as REVOKED is left to
+ * that read (never listed twice).
+ */
+export async function forEachRestoredRevocation(tx: Queryable, issuer: string, onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void): Promise<number> {
+  const { rows } = await tx.query<{ serial_number: string; at: string; revoked_reason: string }>(
+    `SELECT r.serial_number, floor(date_part('epoch', r.revoked_at))::int8::text AS at, r.revoked_reason FROM crl_restored_entries r
+     WHERE r.issuer = $1 AND NOT EXISTS (
+       SELECT 1 FROM device_certificates d WHERE d.issuer = r.issuer AND d.serial_number = r.serial_number AND d.status = 'REVOKED')`,
+    [issuer],
+  );
+  for (const r of rows) onEntry(r.serial_number, Number(r.at) * 1000, r.revoked_reason);
+  return rows.length;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -149,6 +149,7 @@ function AlertFilters(props: { operator: boolean; initial: Filters; onApply: (f:
               <option>CRL_STALE</option>
               <option>BROKER_RELOAD_FAILING</option>
               <option>CA_EXPIRING</option>
+              <option>CRL_RECONCILED</option>
             </>
           ) : null}
         </select>
