@@ -4,6 +4,7 @@ import type { AuditEventRecord } from '../domain/audit.ts';
 import type { CertificateRecord, CertificateStatus, CertificateWithPem, RotationFilter } from '../domain/certificate.ts';
 import type { DeviceCertificateStatus, DeviceRecord, DeviceSort, DeviceSummary } from '../domain/device.ts';
 import type { DeliveryRecord, WebhookRecord } from '../domain/webhook.ts';
+import type { RenewalPolicy } from '../domain/renewal-policy.ts';
 
 /**
  * The storage ports of the use cases (smallstep's db.AuthDB, Boulder's storage authority):
@@ -35,6 +36,13 @@ export interface TenantRepositories {
   outbox: OutboxRepository;
   brokerGrants: BrokerGrantRepository;
   keys: DeviceKeyRepository;
+  renewalPolicy: RenewalPolicyRepository;
+}
+
+/** The tenant's renewal policy (a tenant without one has DEFAULT_RENEWAL_POLICY). */
+export interface RenewalPolicyRepository {
+  getRenewalPolicy(tenantId: string): Promise<RenewalPolicy>;
+  setRenewalPolicy(tenantId: string, policy: RenewalPolicy, at: Date): Promise<void>;
 }
 
 /** A tenant's broker grants (tenant/<tenant>/<filter> for every device of the tenant). */

@@ -104,6 +104,16 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
   });
 
   app.post('/.well-known/est/simplereenroll', async (request, reply) => {
+    const socket = request.raw.socket as TLSSocket;
+    const peer = socket.getPeerCertificate(false);
+    if (peer?.raw && ((!socket.authorized && String(socket.authorizationError) === 'CERT_HAS_EXPIRED') || (socket.authorized && renewal.hasExpired(peer.raw)))) {
+      // TLS refused the certificate only because it expired (or certfleet's clock says it has): the tenant's recovery window may
+      // still admit it. renewal.recover verifies issuer, signature and the rest itself (TLS's
+      // verdict on them is not trusted: OpenSSL reports only one error).
+      const result = await renewal.recover(peer.raw, csrPemOf(csrDer(request.body as Buffer)), 'est');
+      request.log.info({ certificate_id: result.certificate_id, replayed: result.replayed, recovery: true }, 'EST simplereenroll with an expired certificate');
+      return sendCerts(reply, leafDer(result.cert_pem));
+    }
     const device = await presentedDevice(request);
     if (!device) throw new AppError('UNAUTHENTICATED', 'simplereenroll needs the device certificate as TLS client certificate');
     const result = await renewal.renew(device, csrPemOf(csrDer(request.body as Buffer)));

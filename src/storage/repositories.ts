@@ -20,6 +20,7 @@ import * as fleetStats from './repos/fleet-stats-repo.ts';
 import * as outbox from './repos/outbox-repo.ts';
 import * as rotations from './repos/rotations-repo.ts';
 import * as webhooks from './repos/webhooks-repo.ts';
+import * as renewalPolicy from './repos/renewal-policy-repo.ts';
 import { consecutiveFailuresOf } from './worker-leases.ts';
 
 /** Postgres error codes, as both drivers report them, turned into the ports' errors. */
@@ -97,6 +98,10 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
       otherDevicesWithKey: (tenantId, deviceId, spkiSha256) => deviceKeys.otherDevicesWithKey(tx, tenantId, deviceId, spkiSha256),
       allowsSharedDeviceKeys: (tenantId) => deviceKeys.allowsSharedDeviceKeys(tx, tenantId),
       setAllowSharedDeviceKeys: (tenantId, allow, at) => deviceKeys.setAllowSharedDeviceKeys(tx, tenantId, allow, at),
+    },
+    renewalPolicy: {
+      getRenewalPolicy: (tenantId) => renewalPolicy.getRenewalPolicy(tx, tenantId),
+      setRenewalPolicy: (tenantId, policy, at) => renewalPolicy.setRenewalPolicy(tx, tenantId, policy, at),
     },
   };
 }
