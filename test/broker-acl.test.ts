@@ -215,7 +215,7 @@ describe('broker ACL matrix (real Mosquitto, the acl_file certfleet writes)', ()
     expect(aclText).toContain('user TA/VICTIM\ntopic readwrite tenant/TA/device/VICTIM/#\ntopic read tenant/TA/broadcast/#');
     expect(aclText).toContain('user TB/dev-b\ntopic readwrite tenant/TB/device/dev-b/#\n');
     // Every device line starts with tenant/: none can produce certfleet/... or $...
-    const deviceLines = aclText.split('user certfleet-admin')[1].split('\n').filter((l) => l.startsWith('topic ') && !l.includes('$CONTROL') && !l.includes('certfleet/renew/+/+'));
+    const deviceLines = aclText.split('user certfleet-admin')[1].split('\n').filter((l) => l.startsWith('topic ') && !l.includes('$CONTROL') && !l.includes('certfleet/renew/+/+') && !l.includes('certfleet/recover/'));
     const afterAdmin = deviceLines.slice(2); // admin: tenant/# read, (test) readwrite #
     expect(afterAdmin.every((l) => /^topic (read|readwrite) tenant\//.test(l))).toBe(true);
   });

@@ -30,6 +30,11 @@ export interface DynamicSecurityOptions {
   pluginPath?: string;
   /** Devices renew over MQTT (certfleet/renew/<CN>/request|response), answered by certfleet as the admin user. */
   renewalTopics?: boolean;
+  /**
+   * Recovery listener for devices whose certificate expired (needs renewalTopics): its port, and
+   * the password of the shared recovery login (default: generated into `recovery.password`, 0600).
+   */
+  recovery?: { port: number; bindAddress?: string; password?: string };
 }
 
 export interface WriteBrokerConfigOptions {
@@ -82,6 +87,8 @@ export interface BrokerConfigFiles {
   /** The acl_file (always): BROKER_ACL_PATH. */
   aclFile: string;
   adminPasswordFile?: string;
+  /** The recovery login's password (broker-config --recovery-port): it goes into device firmware. */
+  recoveryPasswordFile?: string;
 }
 
 export interface BrokerConfigResult {
@@ -92,5 +99,7 @@ export interface BrokerConfigResult {
   port: number;
   renderOptions: MosquittoConfigOptions;
   dynamicSecurity?: { adminUsername: string; adminHost: string; adminPort: number; adminTls: boolean; url: string };
+  /** The recovery listener, when configured. */
+  recovery?: { port: number; username: string; passwordFile: string };
 }
 

@@ -11,3 +11,5 @@ export const RENDER_OPTIONS_FILE = 'mosquitto-config.json';
 export const DYNSEC_FILE = 'dynamic-security.json';
 export const ACL_FILE = 'acl';
 export const ADMIN_PASSWORD_FILE = 'dynsec-admin.password';
+/** The shared recovery login's password (broker-config --recovery-port). */
+export const RECOVERY_PASSWORD_FILE = 'recovery.password';

@@ -363,6 +363,9 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
 
     renew,
 
+    /** certfleet's clock: the server_time of MQTT answers. */
+    now: () => deps.clock.now(),
+
     /** The certificate's notAfter has passed by certfleet's clock. */
     hasExpired(certDer: Uint8Array): boolean {
       try {
@@ -379,6 +382,36 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
      */
     async recover(certDer: Uint8Array | string, csrPem: string, via: RenewalTransport): Promise<RenewalResult> {
       return recoverDevice(await authenticateExpired(certDer, via), csrPem, via);
+    },
+
+    /**
+     * MQTT recovery (the recovery listener: no client certificate): the request carries the
+     * expired certificate and a fresh signature of its key over the request, exactly like a
+     * renewal request; nothing in the topic names the device, the certificate does.
+     */
+    async recoverWithSignedRequest(request: SignedRenewalRequest): Promise<RenewalResult> {
+      if (!REQUEST_ID.test(request.requestId)) throw new AppError('VALIDATION_FAILED', 'request_id must be 1 to 128 letters, digits, . _ -');
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(request.certPem);
+      } catch {
+        throw refused('cert_pem is not a certificate');
+      }
+      const now = deps.clock.now().getTime();
+      if (!Number.isSafeInteger(request.signedAt) || Math.abs(now - request.signedAt * 1000) > RENEWAL_SIGNATURE_WINDOW_MS) {
+        throw refused(`signed_at must be the signing time in Unix seconds, within ${RENEWAL_SIGNATURE_WINDOW_MS / 60_000} minutes of the server clock (server_time in this answer)`);
+      }
+      let valid = false;
+      try {
+        const signature = Buffer.from(request.signature, 'base64');
+        valid = signature.length > 0 && verify('sha256', Buffer.from(renewalSigningText(request.requestId, request.signedAt, request.csrPem)), cert.publicKey, signature);
+      } catch {
+        valid = false;
+      }
+      if (!valid) throw refused('the signature is not one of the certificate’s key over the request');
+      const device = await authenticateExpired(cert.raw, 'mqtt');
+      refuseReplay(`${device.certificate.fingerprint_sha256}:${request.requestId}:${request.signedAt}`, now);
+      return recoverDevice(device, request.csrPem, 'mqtt');
     },
 
     /**

@@ -18,6 +18,18 @@ export function commonNameOfRequestTopic(topic: string): string | null {
   return cn.split('/').length === 2 ? cn : null;
 }
 
+/**
+ * Recovery over MQTT (a device whose certificate expired: the broker's mutual TLS refuses it).
+ * It connects to the recovery listener (`broker-config --recovery-port`: server TLS only) with
+ * the shared recovery credential, publishes a signed request on RECOVERY_REQUEST_TOPIC and reads
+ * the answer on `certfleet/recover/response/<request_id>`. The credential opens only these two
+ * topics; who the device is, and that it holds the key, is proven by the request itself.
+ */
+export const RECOVERY_USERNAME = 'certfleet-recovery';
+export const RECOVERY_REQUEST_TOPIC = 'certfleet/recover/request';
+export const recoveryResponseTopic = (requestId: string) => `certfleet/recover/response/${requestId}`;
+export const RECOVERY_RESPONSE_FILTER = 'certfleet/recover/response/+';
+
 /** acl_file lines for devices: their own renewal topics, nothing of another device's. */
 export const DEVICE_RENEWAL_ACL = [`pattern write ${requestTopic('%u')}`, `pattern read ${responseTopic('%u')}`];
 
