@@ -15,7 +15,7 @@
  */
 
 import { type AclDevice, type BrokerGrant, deviceAclBlock } from '../domain/broker-acl.ts';
-import { DEVICE_RENEWAL_ACL, RECOVERY_REQUEST_TOPIC, RECOVERY_RESPONSE_FILTER, RECOVERY_USERNAME, REQUEST_FILTER, RESPONSE_FILTER } from '../renewal/renewal-topics.ts';
+import { ADVICE_FILTER, DEVICE_RENEWAL_ACL, RECOVERY_REQUEST_TOPIC, RECOVERY_RESPONSE_FILTER, RECOVERY_USERNAME, REQUEST_FILTER, RESPONSE_FILTER } from '../renewal/renewal-topics.ts';
 
 export interface DynamicSecurityConfig {
   /** Path of mosquitto_dynamic_security.so. */
@@ -230,7 +230,7 @@ export function renderAclFile(options: AclFileOptions): RenderedAcl {
     const admin = quoteCheck('adminUsername', options.adminUsername);
     if (/\s|\//.test(admin)) throw new TypeError('mosquitto acl: adminUsername must not contain whitespace or "/"');
     lines.push('', "# certfleet's broker identity (password login on the admin listener only).", `user ${admin}`, 'topic readwrite $CONTROL/dynamic-security/#', 'topic read tenant/#');
-    if (options.renewalTopics) lines.push(`topic read ${REQUEST_FILTER}`, `topic write ${RESPONSE_FILTER}`, `topic read ${RECOVERY_REQUEST_TOPIC}`, `topic write ${RECOVERY_RESPONSE_FILTER}`);
+    if (options.renewalTopics) lines.push(`topic read ${REQUEST_FILTER}`, `topic write ${RESPONSE_FILTER}`, `topic read ${RECOVERY_REQUEST_TOPIC}`, `topic write ${RECOVERY_RESPONSE_FILTER}`, `topic write ${ADVICE_FILTER}`);
   }
   const skipped: string[] = [];
   let devices = 0;

@@ -7,7 +7,7 @@ import { DAY_MS, HOUR_MS, type Clock } from '../domain/clock.ts';
 import { DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS } from '../domain/certificate.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
-import { withinRecoveryWindow } from '../domain/renewal-policy.ts';
+import { renewalSchedule, withinRecoveryWindow } from '../domain/renewal-policy.ts';
 import { toPem } from '../pki/pem.ts';
 import { publicKeyFromSpki, spkiOf } from '../pki/keys.ts';
 import {
@@ -362,6 +362,18 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     },
 
     renew,
+
+    /**
+     * When the device should renew this certificate (its tenant's renewal window, jittered per
+     * certificate): the EST header Certfleet-Renewal-Due. null for a certificate without a tenant/device CN.
+     */
+    async renewalDue(cert: Uint8Array | string): Promise<Date | null> {
+      const x509 = new X509Certificate(cert);
+      const names = splitCommonName(commonNameOf(x509) ?? '');
+      if (!names) return null;
+      const { policy } = await deps.store.renewalPolicy(names.tenantId);
+      return renewalSchedule({ not_before: new Date(x509.validFrom), not_after: new Date(x509.validTo), fingerprint_sha256: fingerprintOfDer(x509.raw) }, policy).dueAt;
+    },
 
     /** certfleet's clock: the server_time of MQTT answers. */
     now: () => deps.clock.now(),

@@ -95,11 +95,22 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
   const sendCerts = (reply: import('fastify').FastifyReply, ders: Uint8Array[]) =>
     reply.header('content-type', PKCS7_TYPE).header('content-transfer-encoding', 'base64').send(base64Lines(pkcs7CertsOnly(ders)));
 
+  /**
+   * Certfleet-Renewal-Due: when the device should renew the certificate it was given or used (RFC
+   * 3339, its tenant's renewal window). Every answer also carries HTTP Date, the server's clock.
+   */
+  async function adviseRenewal(reply: import('fastify').FastifyReply, cert: Uint8Array | string | null) {
+    if (!cert) return;
+    const due = await renewal.renewalDue(cert).catch(() => null);
+    if (due) reply.header('certfleet-renewal-due', due.toISOString());
+  }
+
   const caDer = () => pemBlocks(options.deviceCaPem(), 'CERTIFICATE');
   const leafDer = (certPem: string) => pemBlocks(certPem, 'CERTIFICATE');
 
   app.get('/.well-known/est/cacerts', async (request, reply) => {
-    await presentedDevice(request).catch(() => null); // a refused certificate still gets the public CA
+    const device = await presentedDevice(request).catch(() => null); // a refused certificate still gets the public CA
+    if (device) await adviseRenewal(reply, (request.raw.socket as TLSSocket).getPeerCertificate(false).raw);
     return sendCerts(reply, caDer());
   });
 
@@ -112,12 +123,14 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
       // verdict on them is not trusted: OpenSSL reports only one error).
       const result = await renewal.recover(peer.raw, csrPemOf(csrDer(request.body as Buffer)), 'est');
       request.log.info({ certificate_id: result.certificate_id, replayed: result.replayed, recovery: true }, 'EST simplereenroll with an expired certificate');
+      await adviseRenewal(reply, result.cert_pem);
       return sendCerts(reply, leafDer(result.cert_pem));
     }
     const device = await presentedDevice(request);
     if (!device) throw new AppError('UNAUTHENTICATED', 'simplereenroll needs the device certificate as TLS client certificate');
     const result = await renewal.renew(device, csrPemOf(csrDer(request.body as Buffer)));
     request.log.info({ tenant_id: device.tenantId, device_id: device.deviceId, certificate_id: result.certificate_id, replayed: result.replayed }, 'EST simplereenroll');
+    await adviseRenewal(reply, result.cert_pem);
     return sendCerts(reply, leafDer(result.cert_pem));
   });
 
@@ -129,6 +142,7 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
     }
     const result = await renewal.enrollWithToken(credentials.username, credentials.password, csrPemOf(csrDer(request.body as Buffer)));
     request.log.info({ certificate_id: result.certificate_id }, 'EST simpleenroll');
+    await adviseRenewal(reply, result.cert_pem);
     return sendCerts(reply, leafDer(result.cert_pem));
   });
 

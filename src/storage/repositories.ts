@@ -146,6 +146,13 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       latestCrlNextUpdate: () => crl.latestCrlNextUpdate(tx),
       commonNamesOfSerials: (serials) => crl.commonNamesOfSerials(tx, serials),
     },
+    renewalAdvice: {
+      certificatesEnteringWindow: (now, defaultWindow, limit) => renewalPolicy.certificatesEnteringWindow(tx, now, defaultWindow, limit),
+      scheduleAdvice: (rows) => renewalPolicy.scheduleAdvice(tx, rows),
+      dueAdvice: (now, limit) => renewalPolicy.dueAdvice(tx, now, limit),
+      markAdvicePublished: (ids, at) => renewalPolicy.markAdvicePublished(tx, ids, at),
+      removeStaleAdvice: (limit) => renewalPolicy.removeStaleAdvice(tx, limit),
+    },
     brokerNodes: {
       recordReport: (r) => brokerNodes.recordReport(tx, r),
       findNode: (node) => brokerNodes.findNode(tx, node),

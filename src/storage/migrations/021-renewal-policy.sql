@@ -7,15 +7,20 @@ ALTER TABLE tenant_settings
   ADD COLUMN renewal_jitter double precision CHECK (renewal_jitter >= 0 AND renewal_jitter <= 1),
   ADD COLUMN recovery_window_days integer NOT NULL DEFAULT 0 CHECK (recovery_window_days BETWEEN 0 AND 365);
 
--- Renewal advice published to a device (retained on certfleet/renew/<CN>/advice), one row per
--- certificate, so the worker publishes each certificate's advice once.
+-- Renewal schedule of a certificate in (or near) its window, one row per certificate: when its
+-- advice is due (retained on certfleet/renew/<CN>/advice; published_at once sent) and when it is
+-- overdue (the expiry alert is raised from then on). Written by the worker's renewal-advice task.
 CREATE TABLE renewal_advice (
   certificate_id bigint PRIMARY KEY REFERENCES device_certificates (id),
   tenant_id      text NOT NULL,
   device_id      text NOT NULL,
   due_at         timestamptz NOT NULL,
-  published_at   timestamptz NOT NULL
+  -- Half of the window (due_at .. not_after) gone: the expiry alert is raised from here on.
+  overdue_at     timestamptz NOT NULL,
+  published_at   timestamptz
 );
+CREATE INDEX renewal_advice_due ON renewal_advice (due_at) WHERE published_at IS NULL;
+CREATE INDEX renewal_advice_overdue ON renewal_advice (overdue_at);
 CREATE INDEX renewal_advice_device ON renewal_advice (tenant_id, device_id);
 ALTER TABLE renewal_advice ENABLE ROW LEVEL SECURITY;
 ALTER TABLE renewal_advice FORCE ROW LEVEL SECURITY;
