@@ -216,6 +216,26 @@ describe.each(DRIVERS)('EST recovery with an expired certificate on %s', (kind) 
     }
   });
 
+  it('clock-less devices: the time over a TLS connection verified except for dates (the documented recipe), and a backdated notBefore', async () => {
+    const url = new URL(estUrl);
+    const request = `HEAD /.well-known/est/cacerts HTTP/1.1\r\nHost: ${url.hostname}\r\nConnection: close\r\n\r\n`;
+    const { stdout } = await exec('sh', [
+      '-c',
+      `printf '${request.replace(/\r/g, '\\r').replace(/\n/g, '\\n')}' | openssl s_client -quiet -connect 127.0.0.1:${url.port} -servername ${url.hostname} ` +
+        `-CAfile ${combinedCa} -verify_return_error -verify_hostname ${url.hostname} -no_check_time 2>/dev/null | sed -n 's/^[Dd]ate: //p' | tr -d '\\r'`,
+    ]);
+    expect(Math.abs(Date.parse(stdout.trim()) - Date.now())).toBeLessThan(60_000);
+    // A server certificate from another CA fails the same check: the time comes only from the real server.
+    await expect(exec('sh', ['-c', `printf 'HEAD / HTTP/1.0\\r\\n\\r\\n' | openssl s_client -quiet -connect 127.0.0.1:${url.port} -servername ${url.hostname} -CAfile ${deviceCaFile} -verify_return_error -no_check_time`])).rejects.toThrow();
+    // notBefore is backdated by 5 minutes.
+    const notBefore = Date.parse((await openssl(['x509', '-in', 'scooter-new.crt', '-noout', '-startdate'])).replace('notBefore=', '').trim());
+    const serial = (await openssl(['x509', '-in', 'scooter-new.crt', '-noout', '-serial'])).replace('serial=', '').trim().replace(/^0+/, '').toLowerCase();
+    const listed = (await t.call('acme', 'GET', '/customer/certificates?device_id=scooter')).json.certificates as Array<{ serial_number: string; created_at: string }>;
+    const issuedAt = Date.parse(listed.find((c) => c.serial_number.replace(/^0+/, '').toLowerCase() === serial)!.created_at);
+    expect(issuedAt - notBefore).toBeGreaterThanOrEqual(5 * 60_000 - 1000);
+    expect(issuedAt - notBefore).toBeLessThanOrEqual(5 * 60_000 + 1000);
+  });
+
   it('refuses a certificate that is not the Device CA’s, expired or not, and a stranger with a device CN', async () => {
     // A self-signed "expired" certificate claiming a device CN: TLS reports a different error; never a certificate.
     await openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'stranger.key', '-out', 'stranger.crt', '-days', '1', '-subj', '/CN=acme\\/scooter']);

@@ -15,6 +15,8 @@ import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock, DAY_MS } from '../src/domain/clock.ts';
+import { createWorker } from '../src/composition/worker.ts';
+import { captureLogger } from './support/capture-logger.ts';
 import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
@@ -231,6 +233,45 @@ describe('recovery over MQTT (real Mosquitto, broker-config --mqtt-renewal --rec
     await device.publishAsync('tenant/TENANT1/device/online/telemetry', 'still here', { qos: 1 });
     expect(kicked).toBe(false);
     await spy.endAsync();
+    await device.endAsync();
+  });
+
+  it('renewal advice: the worker publishes it retained on the device topic; the device reads it, another device cannot', async () => {
+    // Two devices whose 2-day certificates are past the middle of their lifetime (valid on the real clock).
+    clock.set(new Date(realNow - 1.5 * DAY_MS));
+    for (const id of ['advised', 'advised2']) {
+      expect((await t.call(TENANT, 'POST', '/customer/devices', { device_id: id })).status).toBe(201);
+      const res = await t.call(TENANT, 'POST', `/customer/devices/${id}/certificates/generate`, { key_type: 'ec-p256', validity_days: 2 });
+      writeFileSync(file(`${id}.crt`), res.json.cert_pem);
+      writeFileSync(file(`${id}.key`), res.json.private_key_pem, { mode: 0o600 });
+    }
+    clock.set(new Date(realNow));
+    expect((await t.call(TENANT, 'PUT', '/customer/renewal-policy', { renewal_window: 0.5, jitter: 0 }, 'tenant-admin')).status).toBe(200);
+    const logs: Record<string, unknown>[] = [];
+    const worker = await createWorker(t.config, { clock, storage: database.storage, crl: null, logger: captureLogger(logs), holder: 'advice-mqtt' });
+    try {
+      const reports = await worker.runOnce();
+      expect(reports.find((r) => r.task === 'renewal-advice')?.counts).toMatchObject({ published: 2 });
+    } finally {
+      await worker.close();
+    }
+
+    const device = await connectDevice('advised2');
+    const got = new Map<string, string>();
+    const own = new Promise<void>((resolve) => {
+      device.on('message', (topic, payload) => {
+        got.set(topic, payload.toString());
+        if (topic === 'certfleet/renew/TENANT1/advised2/advice') resolve();
+      });
+    });
+    // Another device's advice first (the broker denies reading it), then its own (retained, delivered at once).
+    await device.subscribeAsync('certfleet/renew/TENANT1/advised/advice', { qos: 1 });
+    await device.subscribeAsync('certfleet/renew/TENANT1/advised2/advice', { qos: 1 });
+    await own;
+    expect([...got.keys()]).toEqual(['certfleet/renew/TENANT1/advised2/advice']);
+    const advice = JSON.parse(got.get('certfleet/renew/TENANT1/advised2/advice')!);
+    expect(advice).toMatchObject({ renew_from: expect.any(String), not_after: expect.any(String), serial_number: expect.any(String), server_time: expect.any(String) });
+    expect(Date.parse(advice.renew_from)).toBeLessThanOrEqual(Date.now());
     await device.endAsync();
   });
 
