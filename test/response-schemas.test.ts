@@ -192,6 +192,8 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
     const admin = { authorization: `Bearer ${await t.token('acme', 'tenant-admin')}` };
     await check('acme', 'PUT', `${C}/broker-grants`, 200, { body: { grants: [{ filter: 'broadcast/#', access: 'read' }] }, headers: admin });
     expect((await check('acme', 'GET', `${C}/broker-grants`, 200)).grants).toEqual([{ filter: 'broadcast/#', access: 'read' }]);
+    await check('acme', 'PUT', `${C}/renewal-policy`, 200, { body: { recovery_window_days: 30, jitter: 0.1 }, headers: admin });
+    expect((await check('acme', 'GET', `${C}/renewal-policy`, 200)).recovery_window_days).toBe(30);
 
     // Webhooks (before the alerts, so that they queue deliveries)
     const webhook = await check('acme', 'POST', `${C}/notification-webhooks`, 201, { body: { url: 'http://127.0.0.1:9/hook', description: 'schema test' } });

@@ -910,7 +910,7 @@ export interface paths {
                 content: {
                     "application/json": {
                         csr_pem: string;
-                        /** @default 365 */
+                        /** @description default: the tenant's renewal policy (validity_days, 365 unless changed) */
                         validity_days?: number;
                     };
                 };
@@ -957,7 +957,7 @@ export interface paths {
                     "application/json": {
                         /** @enum {string} */
                         key_type?: "rsa-2048" | "ec-p256";
-                        /** @default 365 */
+                        /** @description default: the tenant's renewal policy (validity_days, 365 unless changed) */
                         validity_days?: number;
                     } | null;
                 };
@@ -1061,7 +1061,7 @@ export interface paths {
                         key_type?: "rsa-2048" | "ec-p256";
                         /** @description Grace period before the old certificates are revoked; null or absent: ROTATION_GRACE_HOURS (default 24) */
                         revoke_old_after_hours?: number | null;
-                        /** @default 365 */
+                        /** @description default: the tenant's renewal policy (validity_days, 365 unless changed) */
                         validity_days?: number;
                     } | null;
                 };
@@ -1570,6 +1570,97 @@ export interface paths {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customer/renewal-policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's renewal policy (validity, renewal window, jitter, recovery window) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description fraction of the window over which the start is spread per certificate */
+                            jitter: number;
+                            max_recovery_window_days: number;
+                            /** @description days after notAfter in which an expired certificate may still renew (0: off) */
+                            recovery_window_days: number;
+                            /** @description fraction of the lifetime, at its end, in which devices renew */
+                            renewal_window: number;
+                            tenant_id: string;
+                            /** @description lifetime of issued device certificates when a request names none */
+                            validity_days: number;
+                        };
+                    };
+                };
+            };
+        };
+        /** Change the renewal policy (tenant-admin, audited); fields left out keep their value */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description fraction of the window over which each certificate's start is spread (deterministic per certificate) */
+                        jitter?: number;
+                        /** @description days after notAfter in which an expired certificate may still renew (0: off) */
+                        recovery_window_days?: number;
+                        /** @description fraction of the lifetime, at its end, in which devices renew (0.33: the last third) */
+                        renewal_window?: number;
+                        /** @description lifetime of issued device certificates when a request names none */
+                        validity_days?: number;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description fraction of the window over which the start is spread per certificate */
+                            jitter: number;
+                            max_recovery_window_days: number;
+                            /** @description days after notAfter in which an expired certificate may still renew (0: off) */
+                            recovery_window_days: number;
+                            /** @description fraction of the lifetime, at its end, in which devices renew */
+                            renewal_window: number;
+                            tenant_id: string;
+                            /** @description lifetime of issued device certificates when a request names none */
+                            validity_days: number;
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
