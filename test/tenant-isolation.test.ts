@@ -29,6 +29,10 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
     await call('PUT', '/customer/broker-grants', { grants: [{ filter: 'broadcast/#', access: 'read' }] });
     // No route changes a tenant's settings yet: the row as the application role writes it, in the tenant's context.
     await database.db.asTenant(tenant, (tx) => tx.query('INSERT INTO tenant_settings (tenant_id, allow_shared_device_keys) VALUES ($1, false)', [tenant]));
+    // A renewal schedule (the worker writes them system-wide), as the application role in the tenant's context.
+    await database.db.asTenant(tenant, (tx) =>
+      tx.query(`INSERT INTO renewal_advice (certificate_id, tenant_id, device_id, due_at, overdue_at) VALUES ($1, $2, $3, now(), now())`, [expiring.certificate.id, tenant, device]),
+    );
     return { certificate: expiring.certificate.id as number, webhook: Number(webhook.webhook.id) };
   };
 
