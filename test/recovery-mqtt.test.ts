@@ -275,6 +275,38 @@ describe('recovery over MQTT (real Mosquitto, broker-config --mqtt-renewal --rec
     await device.endAsync();
   });
 
+  it('a session opened before expiry stays open: its renewal request with the expired certificate is a recovery, for its own device only', async () => {
+    const device = await connectDevice('online');
+    const answers = new Map<string, Answer>();
+    const waiting = new Map<string, (a: Answer) => void>();
+    device.on('message', (_topic, payload) => {
+      const a = JSON.parse(payload.toString()) as Answer;
+      answers.set(String(a.request_id), a);
+      waiting.get(String(a.request_id))?.(a);
+    });
+    await device.subscribeAsync('certfleet/renew/TENANT1/online/response', { qos: 1 });
+    const askOwn = (message: { request_id: string }) => {
+      const answered = new Promise<Answer>((resolve) => waiting.set(message.request_id, resolve));
+      void device.publishAsync('certfleet/renew/TENANT1/online/request', JSON.stringify(message), { qos: 1 });
+      return answered;
+    };
+    // certfleet's clock: 60 days later, the 90-day certificate has expired (TLS checked it at connect, when it was valid).
+    clock.set(new Date(realNow + 60 * DAY_MS));
+    try {
+      const at = Math.floor(clock.now().getTime() / 1000);
+      const foreign = await askOwn(signedRenewalRequest('own-foreign', await csrPem('online-f'), { cert: file('other.crt'), key: file('other.key') }, at));
+      expect(foreign.problem?.code).toBe('FORBIDDEN');
+      const renewed = await askOwn(signedRenewalRequest('own-1', await csrPem('online-next'), { cert: file('online.crt'), key: file('online.key') }, at));
+      expect(renewed.problem, JSON.stringify(renewed.problem)).toBeUndefined();
+      writeFileSync(file('online-next.crt'), renewed.cert_pem!);
+      expect(await openssl(['x509', '-in', 'online-next.crt', '-noout', '-pubkey'])).toBe(await openssl(['pkey', '-in', 'online-next.key', '-pubout']));
+      expect(Date.parse(renewed.server_time!)).toBe(clock.now().getTime());
+    } finally {
+      clock.set(new Date(realNow));
+      await device.endAsync();
+    }
+  });
+
   it('a wrong recovery password is refused by the broker', async () => {
     await expect(recoveryClient({ password: 'guess' })).rejects.toThrow();
   });

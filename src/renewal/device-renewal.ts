@@ -378,8 +378,17 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     /** certfleet's clock: the server_time of MQTT answers. */
     now: () => deps.clock.now(),
 
+    /** The CN of a certificate (null when it is not one). */
+    commonNameOf(cert: Uint8Array | string): string | null {
+      try {
+        return commonNameOf(new X509Certificate(cert));
+      } catch {
+        return null;
+      }
+    },
+
     /** The certificate's notAfter has passed by certfleet's clock. */
-    hasExpired(certDer: Uint8Array): boolean {
+    hasExpired(certDer: Uint8Array | string): boolean {
       try {
         return Date.parse(new X509Certificate(certDer).validTo) <= deps.clock.now().getTime();
       } catch {

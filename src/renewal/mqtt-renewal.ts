@@ -80,6 +80,15 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
         'a renewal request needs "request_id", "csr_pem", "cert_pem" (the current certificate), "signed_at" (Unix seconds) and "signature" (its key over the request; docs/device-renewal.md), or "confirm" and "signature"',
       );
     }
+    // A session opened before the certificate expired stays open (Mosquitto checks certificates
+    // only at connect): its request is a recovery, under the tenant's recovery rules, for the
+    // device of this topic only (the ACL let only that device publish here).
+    if (renewal.hasExpired(certPem)) {
+      if (renewal.commonNameOf(certPem) !== commonName) throw new AppError('FORBIDDEN', 'device certificate refused: cert_pem is not a certificate of the device whose topic carried the request');
+      const result = await renewal.recoverWithSignedRequest({ requestId, csrPem, certPem, signedAt, signature });
+      log.info({ certificate_id: result.certificate_id, replayed: result.replayed, recovery: true }, 'MQTT renewal with an expired certificate');
+      return { cert_pem: result.cert_pem, ca_cert_pem: result.ca_cert_pem, rotation: result.rotation, replayed: result.replayed };
+    }
     // The topic names a device, but the broker does not tell who published: the request proves it.
     const device = await renewal.authenticateSignedRequest(commonName, { requestId, csrPem, certPem, signedAt, signature });
     const result = await renewal.renew(device, csrPem);
