@@ -149,6 +149,16 @@ describe.each(DRIVERS)('EST recovery with an expired certificate on %s', (kind) 
     const date = res.headers.match(/^date: (.+)$/im)?.[1];
     expect(date && Math.abs(Date.parse(date) - Date.now())).toBeLessThan(60_000);
     const pem = await saveCert(res.body, 'scooter-new');
+    // Server advice: when to renew the certificate just issued (the tenant's window, jittered), RFC 3339.
+    const due = res.headers.match(/^certfleet-renewal-due: (.+)$/im)?.[1]?.trim();
+    const newEnd = Date.parse((await openssl(['x509', '-in', 'scooter-new.crt', '-noout', '-enddate'])).replace('notAfter=', '').trim());
+    const newStart = Date.parse((await openssl(['x509', '-in', 'scooter-new.crt', '-noout', '-startdate'])).replace('notBefore=', '').trim());
+    expect(due).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+    expect(Date.parse(due!)).toBeGreaterThanOrEqual(newEnd - ((newEnd - newStart) / 3) - 1000);
+    expect(Date.parse(due!)).toBeLessThan(newEnd);
+    // Using a certificate over EST gets the same advice for it.
+    const used = await curl('cacerts', { cert: 'scooter' });
+    expect(used.headers).not.toMatch(/certfleet-renewal-due/i); // an expired certificate authenticates nothing here
     expect(await openssl(['verify', '-CAfile', deviceCaFile, 'scooter-new.crt'])).toContain('OK');
     expect(await openssl(['x509', '-in', 'scooter-new.crt', '-noout', '-pubkey'])).toBe(await openssl(['pkey', '-in', 'scooter-new.key', '-pubout']));
     expect(await openssl(['x509', '-in', 'scooter-new.crt', '-noout', '-subject'])).toMatch(/CN\s*=\s*acme\/scooter/);
@@ -167,7 +177,9 @@ describe.each(DRIVERS)('EST recovery with an expired certificate on %s', (kind) 
     expect(Number(recovered.at(-1)!.details.expired_for_seconds)).toBeGreaterThan(38 * 86_400);
 
     // The device uses its new certificate; the expired one cannot renew again.
-    expect((await curl('cacerts', { cert: 'scooter-new' })).status).toBe(200);
+    const using = await curl('cacerts', { cert: 'scooter-new' });
+    expect(using.status).toBe(200);
+    expect(using.headers.match(/^certfleet-renewal-due: (.+)$/im)?.[1]?.trim()).toBe(due);
     const late = await curl('simplereenroll', { cert: 'scooter', csr: await csr('scooter-late') });
     expect(late.status).toBe(403);
   });
