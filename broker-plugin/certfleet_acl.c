@@ -74,6 +74,7 @@ struct grant_table {
 static mosquitto_plugin_id_t *plugin_id = NULL;
 static char *grants_file = NULL;
 static char *admin_username = NULL;
+static char *recovery_username = NULL;
 static char *reserved_tenant = NULL;
 static bool renewal_topics = false;
 static struct grant_table *table = NULL;
@@ -377,6 +378,9 @@ static int device_check(const char *tenant, const char *device, const char *topi
 	if (renewal_topics) {
 		snprintf(own, sizeof(own), "certfleet/renew/%s/%s/%s", tenant, device, need == A_WRITE ? "request" : "response");
 		if (covered(own, topic, access)) return MOSQ_ERR_SUCCESS;
+		/* the server's renewal advice for this device (retained), read only */
+		snprintf(own, sizeof(own), "certfleet/renew/%s/%s/advice", tenant, device);
+		if (need == A_READ && covered(own, topic, access)) return MOSQ_ERR_SUCCESS;
 	}
 	return MOSQ_ERR_ACL_DENIED;
 }
@@ -389,6 +393,11 @@ static int admin_check(const char *topic, int access)
 	if (renewal_topics) {
 		if (need == A_READ && covered("certfleet/renew/+/+/request", topic, access)) return MOSQ_ERR_SUCCESS;
 		if (need == A_WRITE && covered("certfleet/renew/+/+/response", topic, access)) return MOSQ_ERR_SUCCESS;
+		if (need == A_WRITE && covered("certfleet/renew/+/+/advice", topic, access)) return MOSQ_ERR_SUCCESS;
+		if (recovery_username) {
+			if (need == A_READ && covered("certfleet/recover/request", topic, access)) return MOSQ_ERR_SUCCESS;
+			if (need == A_WRITE && covered("certfleet/recover/response/+", topic, access)) return MOSQ_ERR_SUCCESS;
+		}
 	}
 	/* Not ours to refuse: the dynamic security plugin knows the admin's role (Mosquitto denies
 	 * what every plugin defers). */
@@ -409,6 +418,11 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		if (!topic) return MOSQ_ERR_ACL_DENIED;
 	}
 	if (admin_username && strcmp(username, admin_username) == 0) return admin_check(topic, ed->access);
+	/* The shared recovery login (expired devices, signed requests): its request topic and the answers, nothing else. */
+	if (recovery_username && renewal_topics && strcmp(username, recovery_username) == 0) {
+		if (ed->access == MOSQ_ACL_WRITE) return covered("certfleet/recover/request", topic, ed->access) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+		return covered("certfleet/recover/response/+", topic, ed->access) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+	}
 	char tenant[MAX_ID + 1], device[MAX_ID + 1];
 	if (!parse_device(username, tenant, device)) return MOSQ_ERR_ACL_DENIED;
 	return device_check(tenant, device, topic, ed->access);
@@ -450,7 +464,8 @@ static void free_options(void)
 	free(grants_file);
 	free(admin_username);
 	free(reserved_tenant);
-	grants_file = admin_username = reserved_tenant = NULL;
+	free(recovery_username);
+	grants_file = admin_username = reserved_tenant = recovery_username = NULL;
 	renewal_topics = false;
 }
 
@@ -464,6 +479,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		if (strcmp(k, "grants_file") == 0) grants_file = strdup(v);
 		else if (strcmp(k, "admin_username") == 0) admin_username = strdup(v);
 		else if (strcmp(k, "reserved_tenant") == 0) reserved_tenant = strdup(v);
+		else if (strcmp(k, "recovery_username") == 0) recovery_username = strdup(v);
 		else if (strcmp(k, "renewal_topics") == 0) renewal_topics = strcmp(v, "true") == 0;
 		else mosquitto_log_printf(MOSQ_LOG_WARNING, "certfleet_acl: unknown option plugin_opt_%s ignored", k);
 	}

@@ -27,12 +27,13 @@ afterAll(async () => {
 describe('broker ACL matrix (real Mosquitto, the acl_file certfleet writes)', () => {
   it('renders default deny: renewal patterns for everyone, one block per registered device, no permissive line', () => {
     expect(aclText).not.toMatch(/^pattern readwrite/m);
-    expect(aclText.match(/^pattern /gm)).toHaveLength(2);
+    expect(aclText.match(/^pattern /gm)).toHaveLength(3);
+    expect(aclText).toContain('pattern read certfleet/renew/%u/advice');
     expect(aclText).toContain('pattern write certfleet/renew/%u/request\npattern read certfleet/renew/%u/response');
     expect(aclText).toContain('user TA/VICTIM\ntopic readwrite tenant/TA/device/VICTIM/#\ntopic read tenant/TA/broadcast/#');
     expect(aclText).toContain('user TB/dev-b\ntopic readwrite tenant/TB/device/dev-b/#\n');
     // Every device line starts with tenant/: none can produce certfleet/... or $...
-    const deviceLines = aclText.split('user certfleet-admin')[1].split('\n').filter((l) => l.startsWith('topic ') && !l.includes('$CONTROL') && !l.includes('certfleet/renew/+/+'));
+    const deviceLines = aclText.split('user certfleet-admin')[1].split('\n').filter((l) => l.startsWith('topic ') && !l.includes('$CONTROL') && !l.includes('certfleet/renew/+/+') && !l.includes('certfleet/recover/'));
     const afterAdmin = deviceLines.slice(2); // admin: tenant/# read, (test) readwrite #
     expect(afterAdmin.every((l) => /^topic (read|readwrite) tenant\//.test(l))).toBe(true);
   });

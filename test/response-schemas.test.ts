@@ -196,6 +196,8 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
     const admin = { authorization: `Bearer ${await t.token('acme', 'tenant-admin')}` };
     await check('acme', 'PUT', `${C}/broker-grants`, 200, { body: { grants: [{ filter: 'broadcast/#', access: 'read' }] }, headers: admin });
     expect((await check('acme', 'GET', `${C}/broker-grants`, 200)).grants).toEqual([{ filter: 'broadcast/#', access: 'read' }]);
+    await check('acme', 'PUT', `${C}/renewal-policy`, 200, { body: { recovery_window_days: 30, jitter: 0.1 }, headers: admin });
+    expect((await check('acme', 'GET', `${C}/renewal-policy`, 200)).recovery_window_days).toBe(30);
 
     // Factory (claim) onboarding: claim CAs and the provisioning policy (changes need tenant-admin)
     const caDir = mkdtempSync(join(tmpdir(), 'certfleet-claim-ca-'));

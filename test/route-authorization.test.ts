@@ -184,6 +184,9 @@ const ROUTES: Record<string, Row> = {
   // customer: broker grants (PUT needs tenant-admin: the customer role gets 403; see test/broker-grants.test.ts)
   'customer GET /broker-grants': { own: 200 },
   'customer PUT /broker-grants': { own: 403, request: async () => ({ path: '/broker-grants', body: { grants: [{ filter: 'broadcast/#', access: 'read' }] } }) },
+  // customer: renewal policy (PUT needs tenant-admin; see test/recovery-est.test.ts)
+  'customer GET /renewal-policy': { own: 200 },
+  'customer PUT /renewal-policy': { own: 403, request: async () => ({ path: '/renewal-policy', body: { recovery_window_days: 30 } }) },
   // customer: audit log and overview (console)
   'customer GET /audit-events': { own: 200 },
   'customer GET /expiry-summary': { own: 200 },

@@ -45,6 +45,10 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
       );
       await tx.query(`INSERT INTO claim_requests (tenant_id, claim_fingerprint, request_id, signed_at, received_at) VALUES ($1, $2, 'r-1', 1, now())`, [tenant, `fp-${tenant}`]);
     });
+    // A renewal schedule (the worker writes them system-wide), as the application role in the tenant's context.
+    await database.db.asTenant(tenant, (tx) =>
+      tx.query(`INSERT INTO renewal_advice (certificate_id, tenant_id, device_id, due_at, overdue_at) VALUES ($1, $2, $3, now(), now())`, [expiring.certificate.id, tenant, device]),
+    );
     return { certificate: expiring.certificate.id as number, webhook: Number(webhook.webhook.id) };
   };
 

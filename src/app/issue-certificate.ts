@@ -7,7 +7,7 @@ import { createSignDeviceCertificate, storeCertificate, type KeyRequest } from '
 /** generate (server-side key) or csr (the device's key): the seed's response shape. */
 export function createIssueCertificate(deps: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
   const sign = createSignDeviceCertificate(deps);
-  return async (actor: Actor, deviceId: string, input: { validityDays: number; key: KeyRequest }) => {
+  return async (actor: Actor, deviceId: string, input: { validityDays?: number; key: KeyRequest }) => {
     assertDeviceId(deviceId);
     const signed = await sign(actor.tenantId, deviceId, input.validityDays, input.key);
     const certificate = await deps.storage.asTenant(actor.tenantId, (repos) =>

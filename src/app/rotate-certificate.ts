@@ -9,7 +9,8 @@ import type { Actor } from './ports.ts';
 import { createSignDeviceCertificate, storeCertificate, type KeyRequest } from './sign-device-certificate.ts';
 
 export interface RotateInput {
-  validityDays: number;
+  /** undefined: the tenant's renewal policy. */
+  validityDays?: number;
   /** null or undefined: the configured default (ROTATION_GRACE_HOURS). */
   revokeOldAfterHours?: number | null;
   key: KeyRequest;

@@ -44,9 +44,11 @@ export async function assertKeyUsable({ keys }: Pick<TenantRepositories, 'keys'>
 }
 
 export function createSignDeviceCertificate({ storage, authority, keys, clock, issuanceLimit }: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
-  return async (tenantId: string, deviceId: string, validityDays: number, key: KeyRequest): Promise<SignedCertificate> => {
+  /** `requestedDays` undefined: the tenant's renewal policy (validity_days). */
+  return async (tenantId: string, deviceId: string, requestedDays: number | undefined, key: KeyRequest): Promise<SignedCertificate> => {
     assertCommonNameFits(tenantId, deviceId);
     issuanceLimit.take(tenantId);
+    const validityDays = requestedDays ?? (await storage.asTenant(tenantId, (repos) => repos.renewalPolicy.getRenewalPolicy(tenantId))).validity_days;
     deviceValidity({ signedAt: clock.now(), validityDays, ca: authority.caValidity() }); // fail fast (503) before any key work
     const { publicKey, privateKeyPem } =
       key.kind === 'generate' ? await keys.generate(key.keyType, tenantId) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };

@@ -4,6 +4,30 @@ import type { AuditEventRecord } from '../domain/audit.ts';
 import type { CertificateRecord, CertificateStatus, CertificateWithPem, RotationFilter } from '../domain/certificate.ts';
 import type { DeviceCertificateStatus, DeviceRecord, DeviceSort, DeviceSummary } from '../domain/device.ts';
 import type { DeliveryRecord, WebhookRecord } from '../domain/webhook.ts';
+import type { RenewalPolicy } from '../domain/renewal-policy.ts';
+
+/** An ACTIVE certificate whose renewal window (before jitter) has begun and that has no schedule yet. */
+export interface AdviceCandidate {
+  id: number;
+  tenant_id: string;
+  device_id: string;
+  common_name: string;
+  serial_number: string;
+  fingerprint_sha256: string;
+  not_before: string;
+  not_after: string;
+}
+
+/** A schedule whose advice is due and not yet published. */
+export interface DueAdvice {
+  certificate_id: number;
+  tenant_id: string;
+  common_name: string;
+  serial_number: string;
+  not_after: string;
+  due_at: string;
+  overdue_at: string;
+}
 
 /**
  * The storage ports of the use cases (smallstep's db.AuthDB, Boulder's storage authority):
@@ -35,6 +59,13 @@ export interface TenantRepositories {
   outbox: OutboxRepository;
   brokerGrants: BrokerGrantRepository;
   keys: DeviceKeyRepository;
+  renewalPolicy: RenewalPolicyRepository;
+}
+
+/** The tenant's renewal policy (a tenant without one has DEFAULT_RENEWAL_POLICY). */
+export interface RenewalPolicyRepository {
+  getRenewalPolicy(tenantId: string): Promise<RenewalPolicy>;
+  setRenewalPolicy(tenantId: string, policy: RenewalPolicy, at: Date): Promise<void>;
 }
 
 /** A tenant's broker grants (tenant/<tenant>/<filter> for every device of the tenant). */
@@ -66,6 +97,16 @@ export interface OperatorRepositories extends TenantRepositories {
   crl: CrlRepository;
   tasks: TaskRepository;
   brokerNodes: BrokerNodeRepository;
+  renewalAdvice: RenewalAdviceRepository;
+}
+
+/** Renewal schedules (renewal_advice): when each certificate's advice is due and when it is overdue. */
+export interface RenewalAdviceRepository {
+  certificatesEnteringWindow(now: Date, defaultWindow: number, limit: number): Promise<AdviceCandidate[]>;
+  scheduleAdvice(rows: Array<{ certificateId: number; tenantId: string; deviceId: string; dueAt: Date; overdueAt: Date }>): Promise<void>;
+  dueAdvice(now: Date, limit: number): Promise<DueAdvice[]>;
+  markAdvicePublished(certificateIds: number[], at: Date): Promise<void>;
+  removeStaleAdvice(limit: number): Promise<Array<{ tenant_id: string; common_name: string }>>;
 }
 
 // ---- devices

@@ -38,6 +38,11 @@ export interface DynamicSecurityOptions {
   pluginPath?: string;
   /** Devices renew over MQTT (certfleet/renew/<CN>/request|response), answered by certfleet as the admin user. */
   renewalTopics?: boolean;
+  /**
+   * Recovery listener for devices whose certificate expired (needs renewalTopics): its port, and
+   * the password of the shared recovery login (default: generated into `recovery.password`, 0600).
+   */
+  recovery?: { port: number; bindAddress?: string; password?: string };
 }
 
 export interface WriteBrokerConfigOptions {
@@ -94,6 +99,8 @@ export interface BrokerConfigFiles {
   /** The ACL plugin's grants file (plugin mode): BROKER_GRANTS_PATH. */
   grantsFile?: string;
   adminPasswordFile?: string;
+  /** The recovery login's password (broker-config --recovery-port): it goes into device firmware. */
+  recoveryPasswordFile?: string;
 }
 
 export interface BrokerConfigResult {
@@ -104,5 +111,7 @@ export interface BrokerConfigResult {
   port: number;
   renderOptions: MosquittoConfigOptions;
   dynamicSecurity?: { adminUsername: string; adminHost: string; adminPort: number; adminTls: boolean; url: string };
+  /** The recovery listener, when configured. */
+  recovery?: { port: number; username: string; passwordFile: string };
 }
 

@@ -15,3 +15,5 @@ export const GRANTS_FILE = 'grants';
 /** Where certfleet_acl.so is looked for when `broker-config --acl-plugin` is not given. */
 export const ACL_PLUGIN_CANDIDATES = ['/usr/lib/mosquitto/certfleet_acl.so', '/usr/local/lib/mosquitto/certfleet_acl.so', '/mosquitto/plugins/certfleet_acl.so'];
 export const ADMIN_PASSWORD_FILE = 'dynsec-admin.password';
+/** The shared recovery login's password (broker-config --recovery-port). */
+export const RECOVERY_PASSWORD_FILE = 'recovery.password';

@@ -10,7 +10,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { exists, writeFileAtomic } from '../support/atomic-file.ts';
 import { giveToBrokerGroup, type OwnershipContext } from './broker-file-ownership.ts';
-import { ADMIN_PASSWORD_FILE, DYNSEC_FILE } from './broker-files.ts';
+import { ADMIN_PASSWORD_FILE, DYNSEC_FILE, RECOVERY_PASSWORD_FILE } from './broker-files.ts';
+import { RECOVERY_REQUEST_TOPIC, RECOVERY_RESPONSE_FILTER, RECOVERY_USERNAME } from '../renewal/renewal-topics.ts';
 import {
   DEFAULT_ADMIN_USERNAME,
   type DynsecPasswordHash,
@@ -109,6 +110,7 @@ export async function writeDynamicSecurityFiles(
   } else {
     lines.push(`kept ${files.dynsecConfig} (existing dynamic security state)`);
   }
+  if (ds.recovery) files.recoveryPasswordFile = await writeRecoveryLogin(ds.recovery, files.dynsecConfig, outDir, lines);
   // The plugin rewrites its file in place after every change (measured: owner stays root).
   await giveToBrokerGroup(ctx, files.dynsecConfig, 0o660, 'the dynsec plugin reads and rewrites it as the broker user');
 
@@ -130,4 +132,53 @@ export async function writeDynamicSecurityFiles(
   };
   lines.push(`dynamic security plugin ${pluginPath}; admin listener ${result.url} (password login only)`);
   return { render, result };
+}
+
+/**
+ * The shared recovery login in the plugin's state: a client `certfleet-recovery` whose role may
+ * publish only the recovery request topic and read only recovery answers (the acl_file says the
+ * same; whichever Mosquitto consults, nothing more is allowed). Its password is kept in
+ * `recovery.password` (generated once); an existing client keeps working unless the password changes.
+ */
+async function writeRecoveryLogin(recovery: { password?: string }, dynsecFile: string, outDir: string, lines: string[]): Promise<string> {
+  const passwordFile = path.join(outDir, RECOVERY_PASSWORD_FILE);
+  let password = recovery.password;
+  if (password === undefined && (await exists(passwordFile))) password = (await readFile(passwordFile, 'utf8')).trim();
+  if (password === undefined || password === '') {
+    password = randomBytes(24).toString('base64url');
+    lines.push(`wrote ${passwordFile} (0600): generated password of the recovery login "${RECOVERY_USERNAME}" (devices need it to recover)`);
+  }
+  await writeFileAtomic(passwordFile, `${password}\n`, 0o600);
+  const doc = JSON.parse(await readFile(dynsecFile, 'utf8')) as { clients?: Array<Record<string, unknown>>; roles?: Array<Record<string, unknown>> };
+  doc.clients ??= [];
+  doc.roles ??= [];
+  // The plugin's default (defaultACLAccess) lets its clients receive every topic they subscribe
+  // to: the role denies everything else explicitly (measured: without the denials the recovery
+  // login read device telemetry). Higher priority is checked first.
+  const allow = (acltype: string, topic: string) => ({ acltype, topic, priority: 10, allow: true });
+  const deny = (acltype: string, topic: string) => ({ acltype, topic, priority: 0, allow: false });
+  const role = {
+    rolename: RECOVERY_USERNAME,
+    textName: 'devices with an expired certificate: recovery request and answers only',
+    acls: [
+      allow('publishClientSend', RECOVERY_REQUEST_TOPIC),
+      allow('subscribePattern', RECOVERY_RESPONSE_FILTER),
+      allow('publishClientReceive', RECOVERY_RESPONSE_FILTER),
+      ...['#', '$SYS/#', '$CONTROL/#'].flatMap((topic) => [deny('publishClientSend', topic), deny('publishClientReceive', topic), deny('subscribePattern', topic)]),
+    ],
+  };
+  doc.roles = [...doc.roles.filter((r) => r.rolename !== RECOVERY_USERNAME), role];
+  const existing = doc.clients.find((c) => c.username === RECOVERY_USERNAME);
+  if (existing && (await dynsecPasswordMatches(existing, password))) {
+    existing.roles = [{ rolename: RECOVERY_USERNAME }];
+  } else {
+    const hash = await hashDynsecPassword(password);
+    doc.clients = [
+      ...doc.clients.filter((c) => c.username !== RECOVERY_USERNAME),
+      { username: RECOVERY_USERNAME, textName: 'certfleet recovery login (expired device certificates)', ...hash, roles: [{ rolename: RECOVERY_USERNAME }] },
+    ];
+  }
+  await writeFileAtomic(dynsecFile, `${JSON.stringify(doc, null, 2)}\n`, 0o600);
+  lines.push(`recovery login "${RECOVERY_USERNAME}" in ${dynsecFile} (takes effect when Mosquitto (re)starts)`);
+  return passwordFile;
 }

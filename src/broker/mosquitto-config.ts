@@ -20,7 +20,7 @@
 
 import { type AclDevice, type BrokerGrant, assertGrants, deviceAclBlock } from '../domain/broker-acl.ts';
 import { isValidId, RESERVED_TENANT_ID } from '../domain/identifiers.ts';
-import { DEVICE_RENEWAL_ACL, REQUEST_FILTER, RESPONSE_FILTER } from '../renewal/renewal-topics.ts';
+import { ADVICE_FILTER, DEVICE_RENEWAL_ACL, RECOVERY_REQUEST_TOPIC, RECOVERY_RESPONSE_FILTER, RECOVERY_USERNAME, REQUEST_FILTER, RESPONSE_FILTER } from '../renewal/renewal-topics.ts';
 
 export interface DynamicSecurityConfig {
   /** Path of mosquitto_dynamic_security.so. */
@@ -77,6 +77,11 @@ export interface MosquittoConfigOptions {
   dynamicSecurity?: DynamicSecurityConfig;
   /** certfleet's ACL plugin instead of the acl_file (then no acl_file is rendered). */
   aclPlugin?: AclPluginConfig;
+  /**
+   * Recovery listener (`broker-config --recovery-port`): server TLS only, no client certificate,
+   * password login (the dynsec recovery client), the username as client id. Needs dynamicSecurity.
+   */
+  recovery?: { port: number; bindAddress?: string };
 }
 
 export const DEFAULT_MQTTS_PORT = 8883;
@@ -138,6 +143,7 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
       lines.push(`plugin_opt_admin_username ${admin}`);
     }
     if (ap.renewalTopics) lines.push('plugin_opt_renewal_topics true');
+    if (ap.renewalTopics && options.recovery) lines.push(`plugin_opt_recovery_username ${RECOVERY_USERNAME}`);
     lines.push(`plugin_opt_reserved_tenant ${quoteCheck('aclPlugin.reservedTenant', ap.reservedTenant ?? 'certfleet')}`);
   }
   if (ds) {
@@ -191,6 +197,24 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
       if (options.tlsVersion) lines.push(`tls_version ${options.tlsVersion}`);
     }
   }
+  if (options.recovery) {
+    if (!ds) throw new TypeError('mosquitto config: the recovery listener needs the dynamic security plugin (password login)');
+    const recoveryPort = portCheck('recovery.port', options.recovery.port);
+    if (recoveryPort === port || recoveryPort === ds.adminPort) throw new TypeError('mosquitto config: the recovery port must differ from the device and admin ports');
+    lines.push(
+      '',
+      '# Recovery listener: devices whose certificate expired (TLS above refuses them) ask for a',
+      `# renewal with a signed request on ${RECOVERY_REQUEST_TOPIC}, logged in as ${RECOVERY_USERNAME}`,
+      '# (password, checked by the dynamic security plugin). No client certificate; the username is',
+      "# the client id, so this login can never take over a device's session (docs/device-renewal.md).",
+      `listener ${recoveryPort} ${quoteCheck('recovery.bindAddress', options.recovery.bindAddress ?? bind)}`,
+      `certfile ${quoteCheck('certFile', options.certFile)}`,
+      `keyfile ${quoteCheck('keyFile', options.keyFile)}`,
+      'require_certificate false',
+      'use_username_as_clientid true',
+    );
+    if (options.tlsVersion) lines.push(`tls_version ${options.tlsVersion}`);
+  }
   lines.push('');
   return lines.join('\n');
 }
@@ -239,11 +263,20 @@ export function renderAclFile(options: AclFileOptions): RenderedAcl {
   ];
   if (options.renewalTopics) lines.push('', '# Every device: its own renewal topics only (%u = tenant/device, exact topics).', ...DEVICE_RENEWAL_ACL);
   if (options.permissive) lines.push('', '# PERMISSIVE (broker-config --permissive-acl): every client, every non-$ topic; tenants are not isolated.', 'pattern readwrite #');
+  if (options.renewalTopics) {
+    lines.push(
+      '',
+      '# Recovery login (broker-config --recovery-port; a password, no certificate): asks, reads answers, nothing else.',
+      `user ${RECOVERY_USERNAME}`,
+      `topic write ${RECOVERY_REQUEST_TOPIC}`,
+      `topic read ${RECOVERY_RESPONSE_FILTER}`,
+    );
+  }
   if (options.adminUsername) {
     const admin = quoteCheck('adminUsername', options.adminUsername);
     if (/\s|\//.test(admin)) throw new TypeError('mosquitto acl: adminUsername must not contain whitespace or "/"');
     lines.push('', "# certfleet's broker identity (password login on the admin listener only).", `user ${admin}`, 'topic readwrite $CONTROL/dynamic-security/#', 'topic read tenant/#');
-    if (options.renewalTopics) lines.push(`topic read ${REQUEST_FILTER}`, `topic write ${RESPONSE_FILTER}`);
+    if (options.renewalTopics) lines.push(`topic read ${REQUEST_FILTER}`, `topic write ${RESPONSE_FILTER}`, `topic read ${RECOVERY_REQUEST_TOPIC}`, `topic write ${RECOVERY_RESPONSE_FILTER}`, `topic write ${ADVICE_FILTER}`);
   }
   const skipped: string[] = [];
   let devices = 0;

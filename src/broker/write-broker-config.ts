@@ -15,6 +15,7 @@ import { allows, checkAncestors, ensureTraversable, giveToBrokerGroup, lookupAcc
 import { RESERVED_TENANT_ID } from '../domain/identifiers.ts';
 import { ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { writeDynamicSecurityFiles } from './dynamic-security.ts';
+import { RECOVERY_USERNAME } from '../renewal/renewal-topics.ts';
 import { DEFAULT_MQTTS_PORT, type MosquittoConfigOptions, renderAclFile, renderGrantsFile, renderMosquittoConfig } from './mosquitto-config.ts';
 import type { BrokerConfigFiles, BrokerConfigResult, WriteBrokerConfigOptions } from './broker-config-types.ts';
 import {
@@ -158,13 +159,18 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
             reservedTenant: RESERVED_TENANT_ID,
           }
         : undefined,
+    ...(options.dynamicSecurity?.recovery ? { recovery: { port: options.dynamicSecurity.recovery.port, bindAddress: options.dynamicSecurity.recovery.bindAddress } } : {}),
   };
   await writeFileAtomic(files.config, renderMosquittoConfig(renderOptions), 0o600);
   await giveToBrokerGroup(ctx, files.config, 0o640, 're-read on every reload as the broker user');
   lines.push(`wrote ${files.config}: TLS listener ${renderOptions.bindAddress}:${port}, require_certificate, use_identity_as_username, crlfile`);
   await writeFileAtomic(files.renderOptions, `${JSON.stringify(renderOptions, null, 2)}\n`, 0o644);
 
-  return { lines, files, host, port, renderOptions, dynamicSecurity: dynsec?.result };
+  const recovery = options.dynamicSecurity?.recovery && files.recoveryPasswordFile
+    ? { port: options.dynamicSecurity.recovery.port, username: RECOVERY_USERNAME, passwordFile: files.recoveryPasswordFile }
+    : undefined;
+  if (recovery) lines.push(`recovery listener ${renderOptions.bindAddress}:${recovery.port}: server TLS, login "${recovery.username}" (password in ${recovery.passwordFile})`);
+  return { lines, files, host, port, renderOptions, dynamicSecurity: dynsec?.result, ...(recovery ? { recovery } : {}) };
 }
 
 /** The ACL plugin's grants file (no device in it): readable by the broker user. */

@@ -139,6 +139,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
 
   let dynamicSecurity: DynamicSecurityOptions | undefined;
   let passwordFile: string | undefined;
+  if (flags['recovery-port'] !== undefined && !flags['mqtt-renewal']) throw new UsageError('--recovery-port needs --mqtt-renewal (certfleet answers recovery requests with the MQTT renewal responder)');
   if (flags['mqtt-renewal'] && flags['no-kick']) throw new UsageError('--mqtt-renewal needs the dynamic security plugin (certfleet answers as its admin user): drop --no-kick');
   if (!flags['no-kick']) {
     const pluginPath = flags['dynsec-plugin'] as string | undefined;
@@ -152,6 +153,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
         pluginPath,
         adminHost: flags['admin-host'] as string | undefined,
         adminPort: flags['admin-port'] === undefined ? undefined : port(flags, 'admin-port', devicePort + 1),
+        ...(flags['recovery-port'] === undefined ? {} : { recovery: { port: port(flags, 'recovery-port', devicePort + 2) } }),
       };
     } else if (flags['mqtt-renewal']) {
       throw new Error('--mqtt-renewal needs the Mosquitto dynamic security plugin (not found; pass --dynsec-plugin PATH)');
@@ -197,6 +199,11 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     if (passwordFile) env.BROKER_ADMIN_PASSWORD_FILE = passwordFile;
     if (result.dynamicSecurity.adminTls) env.BROKER_ADMIN_CA_FILE = result.files.serverCaCert;
     if (flags['mqtt-renewal']) env.MQTT_RENEWAL = 'true';
+  }
+  if (result.recovery) {
+    lines.push(
+      `Devices whose certificate expired recover over mqtts://${host}:${result.recovery.port} as "${result.recovery.username}" with the password in ${result.recovery.passwordFile} (docs/device-renewal.md); EST always works too.`,
+    );
   }
   if (broker === 'rabbitmq') {
     const { writeRabbitmqFiles } = await import('./broker-config-rabbitmq.ts');
@@ -247,6 +254,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     host: result.host,
     port: result.port,
     dynamic_security: result.dynamicSecurity ?? null,
+    recovery: result.recovery ?? null,
     env,
     actions: lines,
     start_command: `mosquitto -c ${result.files.config}`,

@@ -101,6 +101,7 @@ const serviceCommands: Record<string, CommandSpec> = {
       'admin-host': { type: 'string', value: 'HOST', help: 'dynsec admin listener address (default 127.0.0.1)' },
       'admin-port': { type: 'string', value: 'PORT', help: 'dynsec admin listener port (default: port + 1)', check: intCheck(1, 65535) },
       'admin-password-file': { type: 'string', value: 'FILE', help: 'where the admin password is kept' },
+      'recovery-port': { type: 'string', value: 'PORT', help: 'recovery listener for devices whose certificate expired (server TLS, shared recovery login; needs --mqtt-renewal)', check: intCheck(1, 65535) },
       broker: { type: 'string', value: 'KIND', help: 'mosquitto (default) or rabbitmq (RabbitMQ 3.10 MQTT plugin files in OUT/rabbitmq; --admin-port: management, default 15672)' },
     },
     example: 'certfleet broker-config --out /etc/certfleet/broker --host mqtt.example.com',

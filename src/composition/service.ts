@@ -36,6 +36,7 @@ import { createStorage } from '../storage/repositories.ts';
 import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
 import { customerClaimRoutes } from '../http/routes/customer-claims.ts';
 import { customerBrokerGrantRoutes } from '../http/routes/customer-broker-grants.ts';
+import { customerRenewalPolicyRoutes } from '../http/routes/customer-renewal-policy.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type DescriptorUsage } from '../support/descriptor-budget.ts';
 import { PG_POOL_MAX } from '../storage/pg-driver.ts';
@@ -167,6 +168,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         customerEnrollmentRoutes(renewal.renewal),
         customerClaimRoutes(renewal.claims),
         customerBrokerGrantRoutes(useCases),
+        customerRenewalPolicyRoutes(useCases),
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),
       ],

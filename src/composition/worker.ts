@@ -13,6 +13,9 @@ import { createBrokerFleet, type BrokerFleet } from '../app/broker-nodes.ts';
 import { createDeliverNotifications, DEFAULT_DELIVERY_SETTINGS, type DeliverySettings, type WebhookSender } from '../app/deliver-notifications.ts';
 import { createMarkExpired } from '../app/mark-expired.ts';
 import { createRaiseExpiryAlerts } from '../app/raise-expiry-alerts.ts';
+import { createPublishRenewalAdvice, type RenewalAdvicePublisher } from '../app/publish-renewal-advice.ts';
+import { readBrokerAdmin } from '../broker/admin-credentials.ts';
+import { createMqttAdvicePublisher } from '../renewal/advice-publisher.ts';
 import { noRevocationListener, type RevocationListener } from '../app/ports.ts';
 import type { Leases } from '../scheduler/leases.ts';
 import { createLeases } from '../storage/worker-leases.ts';
@@ -38,11 +41,13 @@ export interface CrlPublisherPort {
   revocationCommitted?(): void;
 }
 
-export const TASK_NAMES = ['scheduled-revocations', 'crl', 'mark-expired', 'expiry-alerts', 'crl-freshness', 'broker-nodes', 'notifications'] as const;
+export const TASK_NAMES = ['scheduled-revocations', 'crl', 'mark-expired', 'renewal-advice', 'expiry-alerts', 'crl-freshness', 'broker-nodes', 'notifications'] as const;
 export type TaskName = (typeof TASK_NAMES)[number];
 
 export interface WorkerOverrides {
   clock?: Clock;
+  /** Where renewal advice goes; default: the broker (MQTT_RENEWAL with BROKER_ADMIN_*), else nowhere (schedules only). */
+  advicePublisher?: RenewalAdvicePublisher | null;
   storage?: Storage;
   /** Where the task metrics go (the service's registry under `serve`). */
   metrics?: Registry;
@@ -90,6 +95,7 @@ export const defaultIntervals = (config: Pick<Config, 'crlRefreshMinutes'>): Rec
   'scheduled-revocations': MINUTE,
   crl: config.crlRefreshMinutes * MINUTE,
   'mark-expired': MINUTE,
+  'renewal-advice': MINUTE,
   'expiry-alerts': 10 * MINUTE,
   'crl-freshness': 5 * MINUTE,
   'broker-nodes': 30_000,
@@ -179,6 +185,10 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const applyScheduledRevocations = createApplyScheduledRevocations({ storage: repositories, clock, revocations });
   const markExpired = createMarkExpired({ storage: repositories, clock });
   const raiseExpiryAlerts = createRaiseExpiryAlerts({ storage: repositories, clock, policy });
+  // Renewal advice goes to the broker when MQTT renewal is configured (certfleet's broker identity).
+  const brokerAdmin = config.brokerAdmin;
+  const mqttAdvice = overrides.advicePublisher === undefined && config.mqttRenewal && brokerAdmin ? createMqttAdvicePublisher(() => readBrokerAdmin(brokerAdmin)) : null;
+  const publishRenewalAdvice = createPublishRenewalAdvice({ storage: repositories, clock, publisher: overrides.advicePublisher ?? mqttAdvice });
   const checkCrlFreshness = createCheckCrlFreshness({ storage: repositories, clock, health: crlHealth(crl), marginMs: 24 * 60 * MINUTE, failureThreshold: 3 });
   const holder = overrides.holder ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const checkSystemAlerts = createCheckSystemAlerts({ storage: repositories, clock, health: systemHealth(crl, deviceCa) });
@@ -208,6 +218,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     { name: 'scheduled-revocations', everyMs: intervals['scheduled-revocations'], run: async () => ({ ...(await applyScheduledRevocations()) }) },
     ...(crl ? [{ name: 'crl', everyMs: intervals.crl, run: async () => summarise(await crl.publishNow()) }] : []),
     { name: 'mark-expired', everyMs: intervals['mark-expired'], run: markExpired },
+    { name: 'renewal-advice', everyMs: intervals['renewal-advice'], run: publishRenewalAdvice },
     { name: 'expiry-alerts', everyMs: intervals['expiry-alerts'], run: raiseExpiryAlerts },
     // Without a Device CA there is no CRL to go stale.
     // Also the other system alerts (broker reload, CA expiry) of this replica.
@@ -246,6 +257,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
       await crlPublication?.publisher?.idle();
       await crlPublication?.stop();
       await brokerAcl?.stop();
+      await mqttAdvice?.close();
       await caSigner?.close();
       if (!overrides.storage) await storage.close();
     },

@@ -23,6 +23,11 @@ export const ERROR_CODES = [
   'RESERVED_ID',
   'INVALID_BROKER_GRANT',
   'REPLAYED_REQUEST',
+  // Renewal with an expired certificate (issue 21, recovery after an offline period).
+  'RECOVERY_DISABLED',
+  'RECOVERY_WINDOW_PASSED',
+  'RECOVERY_NOT_ALLOWED',
+  'CERTIFICATE_SUPERSEDED',
   'INVALID_CSR',
   'INVALID_CERTIFICATE',
   'WEAK_KEY',

@@ -429,3 +429,16 @@ export const claimResponses = {
     },
   },
 } as const;
+
+const renewalPolicy = object({
+  tenant_id: string,
+  validity_days: { type: 'integer', description: 'lifetime of issued device certificates when a request names none' },
+  renewal_window: { type: 'number', description: 'fraction of the lifetime, at its end, in which devices renew' },
+  jitter: { type: 'number', description: 'fraction of the window over which the start is spread per certificate' },
+  recovery_window_days: { type: 'integer', description: 'days after notAfter in which an expired certificate may still renew (0: off)' },
+  max_recovery_window_days: integer,
+});
+
+export const renewalPolicyResponses = {
+  one: { 200: renewalPolicy },
+} as const;

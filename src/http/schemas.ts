@@ -21,7 +21,7 @@ export const certificateIdParam = {
  */
 export const noBody = { type: ['object', 'null'], additionalProperties: false, properties: {} } as const;
 
-export const validityDays = { type: 'integer', minimum: 1, maximum: MAX_VALIDITY_DAYS, default: 365 } as const;
+export const validityDays = { type: 'integer', minimum: 1, maximum: MAX_VALIDITY_DAYS, description: "default: the tenant's renewal policy (validity_days, 365 unless changed)" } as const;
 export const keyType = { type: 'string', enum: [...KEY_TYPES] } as const;
 export const pemString = { type: 'string', minLength: 1, maxLength: 65_536 } as const;
 

@@ -7,6 +7,7 @@ import { DAY_MS, HOUR_MS, type Clock } from '../domain/clock.ts';
 import { DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS } from '../domain/certificate.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
+import { renewalSchedule, withinRecoveryWindow } from '../domain/renewal-policy.ts';
 import { toPem } from '../pki/pem.ts';
 import { publicKeyFromSpki, spkiOf } from '../pki/keys.ts';
 import {
@@ -21,6 +22,14 @@ import {
 import type { RenewalStore } from './ports.ts';
 
 export type RenewalTransport = 'est' | 'mqtt';
+
+/** TLS client authentication (id-kp-clientAuth). */
+const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
+
+/** A device proven by an expired certificate the tenant's recovery window admits. */
+export interface RecoveringDevice extends AuthenticatedDevice {
+  recovery: true;
+}
 
 export interface RenewalResult {
   certificate_id: number;
@@ -71,6 +80,172 @@ function validityDaysOf(device: AuthenticatedDevice): number {
  * using its new certificate.
  */
 export function createDeviceRenewal(deps: DeviceRenewalDeps) {
+  /**
+   * What TLS would have checked, had the certificate not expired: issued (name, AKI and
+   * signature) by the Device CA, which is itself valid now; not a CA; usable for TLS client
+   * authentication; not before its notBefore. Used only for a certificate TLS refused as expired.
+   */
+  function verifyExpiredChain(cert: X509Certificate, now: Date) {
+    const ca = new X509Certificate(deps.authority.caCertPem());
+    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) throw refused('not issued by this Device CA');
+    if (Date.parse(ca.validFrom) > now.getTime() || Date.parse(ca.validTo) <= now.getTime()) throw refused('the Device CA is not valid now');
+    if (cert.ca) throw refused('a CA certificate is not a device certificate');
+    if (cert.keyUsage && !cert.keyUsage.includes(CLIENT_AUTH_OID)) throw refused('the certificate is not for TLS client authentication');
+    if (Date.parse(cert.validFrom) > now.getTime()) throw refused('the certificate is not valid yet');
+  }
+
+  /**
+   * Recovery after an offline period: a device whose certificate expired renews with it when its
+   * tenant allows it (renewal policy recovery_window_days, off by default), within that many days
+   * after notAfter, for a certificate certfleet issued (not imported), never revoked, never
+   * superseded by a newer certificate of the device (except the one this device's own earlier
+   * recovery got: a retry). Every decision about a known certificate is audited with the
+   * expired certificate's identity.
+   */
+  async function authenticateExpired(certDer: Uint8Array | string, via: RenewalTransport): Promise<RecoveringDevice> {
+    let cert: X509Certificate;
+    try {
+      cert = new X509Certificate(certDer);
+    } catch {
+      throw refused('not a certificate');
+    }
+    const now = deps.clock.now();
+    verifyExpiredChain(cert, now);
+    const names = splitCommonName(commonNameOf(cert) ?? '');
+    if (!names) throw refused('the subject is not tenant/device');
+    const record = await deps.store.certificateByFingerprint(names.tenantId, fingerprintOfDer(cert.raw));
+    if (!record || record.device_id !== names.deviceId) throw refused('unknown certificate');
+    const actorId = deviceActorId(names.tenantId, names.deviceId);
+    const identity = {
+      certificate_id: record.id,
+      fingerprint_sha256: record.fingerprint_sha256,
+      serial_number: record.serial_number,
+      not_after: record.not_after,
+      transport: via,
+    };
+    const refuse = async (error: AppError): Promise<never> => {
+      await deps.store.recordAudit({
+        tenantId: names.tenantId,
+        actor: actorId,
+        action: 'certificate.recovery_refused',
+        targetType: 'certificate',
+        targetId: record.id,
+        details: { device_id: names.deviceId, ...identity, code: error.code, reason: error.message },
+        at: now,
+      });
+      throw error;
+    };
+    if (Date.parse(record.not_after) > now.getTime()) {
+      // Not expired for certfleet: the ordinary path applies (and refuses what it refuses).
+      return { ...names, certificate: checkPresentedCertificate(record, names.deviceId, now), actorId, recovery: true };
+    }
+    if (record.status === 'REVOKED') return refuse(refused('the certificate is revoked'));
+    const { policy } = await deps.store.renewalPolicy(names.tenantId);
+    if (policy.recovery_window_days <= 0) {
+      return refuse(new AppError('RECOVERY_DISABLED', 'the certificate has expired and the tenant does not allow renewal with an expired certificate (renewal policy recovery_window_days is 0)'));
+    }
+    if (!withinRecoveryWindow(record.not_after, policy, now)) {
+      return refuse(new AppError('RECOVERY_WINDOW_PASSED', `the certificate expired at ${record.not_after}, more than the tenant's recovery window (${policy.recovery_window_days} days) ago: the device needs a new enrollment`, { recovery_window_days: policy.recovery_window_days }));
+    }
+    if (await deps.store.wasImported(names.tenantId, record.id)) {
+      return refuse(new AppError('RECOVERY_NOT_ALLOWED', 'only a certificate certfleet issued may renew after expiry; this one was imported'));
+    }
+    return { ...names, certificate: record, actorId, recovery: true };
+  }
+
+  /**
+   * The device's newer certificates, if any, make the expired one superseded, except: the pending
+   * rotation this device's own recovery started (renew() answers a retry), or the one certificate
+   * its earlier recovery got, for the same key (a retry after a lost answer gets it back).
+   */
+  async function supersession(device: RecoveringDevice, csrPem: string): Promise<{ kind: 'none' | 'own-rotation' } | { kind: 'replay'; id: number; certPem: string } | { kind: 'superseded'; newer: number[] }> {
+    const newer = await deps.store.newerCertificates(device.tenantId, device.deviceId, device.certificate.id);
+    if (newer.length === 0) return { kind: 'none' };
+    const pending = await deps.store.pendingRotation(device.tenantId, device.deviceId);
+    if (pending && pending.startedBy === device.actorId && pending.oldCertificateIds.includes(device.certificate.id) && newer.every((c) => c.id === pending.newCertificateId)) {
+      return { kind: 'own-rotation' };
+    }
+    const [only] = newer;
+    if (newer.length === 1 && only.status === 'ACTIVE' && (await sameKey(csrPem, only.certPem))) return { kind: 'replay', id: only.id, certPem: only.certPem };
+    return { kind: 'superseded', newer: newer.map((c) => c.id) };
+  }
+
+  async function renew(device: AuthenticatedDevice, csrPem: string): Promise<RenewalResult> {
+    const { validityDaysSet } = await deps.store.renewalPolicy(device.tenantId);
+    const result = await deps.useCases.startRotation(actorOf(device), device.deviceId, {
+      // The tenant's validity when it chose one, else the lifetime of the certificate being replaced.
+      validityDays: validityDaysSet ? undefined : validityDaysOf(device),
+      revokeOldAfterHours: null,
+      key: { kind: 'csr', csrPem },
+    });
+    if (result.outcome === 'pending') return replay(device, csrPem, result.pending, result.newCertificatePem);
+    const rotated = result.rotation;
+    return {
+      certificate_id: rotated.new_certificate.id,
+      cert_pem: rotated.cert_pem,
+      ca_cert_pem: rotated.ca_cert_pem,
+      rotation: {
+        new_certificate_id: rotated.new_certificate.id,
+        old_certificate_ids: rotated.old_certificates.map((c) => c.id),
+        scheduled_revoke_at: rotated.old_certificates[0]?.scheduled_revoke_at ?? null,
+      },
+      replayed: false,
+    };
+  }
+
+  const recoveryIdentity = (device: RecoveringDevice, via: RenewalTransport) => ({
+    device_id: device.deviceId,
+    certificate_id: device.certificate.id,
+    fingerprint_sha256: device.certificate.fingerprint_sha256,
+    serial_number: device.certificate.serial_number,
+    not_after: device.certificate.not_after,
+    transport: via,
+  });
+
+  async function recoverDevice(device: RecoveringDevice, csrPem: string, via: RenewalTransport): Promise<RenewalResult> {
+    const now = deps.clock.now();
+    if (Date.parse(device.certificate.not_after) > now.getTime()) return renew(device, csrPem);
+    const state = await supersession(device, csrPem);
+    if (state.kind === 'superseded') {
+      const error = new AppError('CERTIFICATE_SUPERSEDED', 'the device has a newer certificate than this expired one: it cannot renew with it', { newer_certificate_ids: state.newer });
+      await deps.store.recordAudit({
+        tenantId: device.tenantId,
+        actor: device.actorId,
+        action: 'certificate.recovery_refused',
+        targetType: 'certificate',
+        targetId: device.certificate.id,
+        details: { ...recoveryIdentity(device, via), code: error.code, reason: error.message },
+        at: now,
+      });
+      throw error;
+    }
+    const result: RenewalResult =
+      state.kind === 'replay'
+        ? {
+            certificate_id: state.id,
+            cert_pem: state.certPem,
+            ca_cert_pem: deps.authority.caCertPem(),
+            rotation: { new_certificate_id: state.id, old_certificate_ids: [], scheduled_revoke_at: null },
+            replayed: true,
+          }
+        : await renew(device, csrPem);
+    await deps.store.recordAudit({
+      tenantId: device.tenantId,
+      actor: device.actorId,
+      action: 'certificate.recovered',
+      targetType: 'certificate',
+      targetId: device.certificate.id,
+      details: {
+        ...recoveryIdentity(device, via),
+        expired_for_seconds: Math.floor((now.getTime() - Date.parse(device.certificate.not_after)) / 1000),
+        new_certificate_id: result.certificate_id,
+        replayed: result.replayed,
+      },
+      at: now,
+    });
+    return result;
+  }
+
   /** Signed requests seen within the window (fingerprint + request id): a replay is refused. */
   const seen = new Map<string, number>();
   function refuseReplay(key: string, now: number) {
@@ -186,25 +361,78 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
       return { new_certificate_id: pending.newCertificateId, revoked_certificate_ids: pending.oldCertificateIds };
     },
 
-    async renew(device: AuthenticatedDevice, csrPem: string): Promise<RenewalResult> {
-      const result = await deps.useCases.startRotation(actorOf(device), device.deviceId, {
-        validityDays: validityDaysOf(device),
-        revokeOldAfterHours: null,
-        key: { kind: 'csr', csrPem },
-      });
-      if (result.outcome === 'pending') return replay(device, csrPem, result.pending, result.newCertificatePem);
-      const rotated = result.rotation;
-      return {
-        certificate_id: rotated.new_certificate.id,
-        cert_pem: rotated.cert_pem,
-        ca_cert_pem: rotated.ca_cert_pem,
-        rotation: {
-          new_certificate_id: rotated.new_certificate.id,
-          old_certificate_ids: rotated.old_certificates.map((c) => c.id),
-          scheduled_revoke_at: rotated.old_certificates[0]?.scheduled_revoke_at ?? null,
-        },
-        replayed: false,
-      };
+    renew,
+
+    /**
+     * When the device should renew this certificate (its tenant's renewal window, jittered per
+     * certificate): the EST header Certfleet-Renewal-Due. null for a certificate without a tenant/device CN.
+     */
+    async renewalDue(cert: Uint8Array | string): Promise<Date | null> {
+      const x509 = new X509Certificate(cert);
+      const names = splitCommonName(commonNameOf(x509) ?? '');
+      if (!names) return null;
+      const { policy } = await deps.store.renewalPolicy(names.tenantId);
+      return renewalSchedule({ not_before: new Date(x509.validFrom), not_after: new Date(x509.validTo), fingerprint_sha256: fingerprintOfDer(x509.raw) }, policy).dueAt;
+    },
+
+    /** certfleet's clock: the server_time of MQTT answers. */
+    now: () => deps.clock.now(),
+
+    /** The CN of a certificate (null when it is not one). */
+    commonNameOf(cert: Uint8Array | string): string | null {
+      try {
+        return commonNameOf(new X509Certificate(cert));
+      } catch {
+        return null;
+      }
+    },
+
+    /** The certificate's notAfter has passed by certfleet's clock. */
+    hasExpired(certDer: Uint8Array | string): boolean {
+      try {
+        return Date.parse(new X509Certificate(certDer).validTo) <= deps.clock.now().getTime();
+      } catch {
+        return false;
+      }
+    },
+
+    /**
+     * Renewal with an expired certificate (EST: the TLS client certificate TLS refused only as
+     * expired; MQTT: the certificate of a signed recovery request): authenticateExpired, then a
+     * renewal like any other, audited `certificate.recovered` (or `certificate.recovery_refused`).
+     */
+    async recover(certDer: Uint8Array | string, csrPem: string, via: RenewalTransport): Promise<RenewalResult> {
+      return recoverDevice(await authenticateExpired(certDer, via), csrPem, via);
+    },
+
+    /**
+     * MQTT recovery (the recovery listener: no client certificate): the request carries the
+     * expired certificate and a fresh signature of its key over the request, exactly like a
+     * renewal request; nothing in the topic names the device, the certificate does.
+     */
+    async recoverWithSignedRequest(request: SignedRenewalRequest): Promise<RenewalResult> {
+      if (!REQUEST_ID.test(request.requestId)) throw new AppError('VALIDATION_FAILED', 'request_id must be 1 to 128 letters, digits, . _ -');
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(request.certPem);
+      } catch {
+        throw refused('cert_pem is not a certificate');
+      }
+      const now = deps.clock.now().getTime();
+      if (!Number.isSafeInteger(request.signedAt) || Math.abs(now - request.signedAt * 1000) > RENEWAL_SIGNATURE_WINDOW_MS) {
+        throw refused(`signed_at must be the signing time in Unix seconds, within ${RENEWAL_SIGNATURE_WINDOW_MS / 60_000} minutes of the server clock (server_time in this answer)`);
+      }
+      let valid = false;
+      try {
+        const signature = Buffer.from(request.signature, 'base64');
+        valid = signature.length > 0 && verify('sha256', Buffer.from(renewalSigningText(request.requestId, request.signedAt, request.csrPem)), cert.publicKey, signature);
+      } catch {
+        valid = false;
+      }
+      if (!valid) throw refused('the signature is not one of the certificate’s key over the request');
+      const device = await authenticateExpired(cert.raw, 'mqtt');
+      refuseReplay(`${device.certificate.fingerprint_sha256}:${request.requestId}:${request.signedAt}`, now);
+      return recoverDevice(device, request.csrPem, 'mqtt');
     },
 
     /**

@@ -103,19 +103,42 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
   const sendCerts = (reply: import('fastify').FastifyReply, ders: Uint8Array[]) =>
     reply.header('content-type', PKCS7_TYPE).header('content-transfer-encoding', 'base64').send(base64Lines(pkcs7CertsOnly(ders)));
 
+  /**
+   * Certfleet-Renewal-Due: when the device should renew the certificate it was given or used (RFC
+   * 3339, its tenant's renewal window). Every answer also carries HTTP Date, the server's clock.
+   */
+  async function adviseRenewal(reply: import('fastify').FastifyReply, cert: Uint8Array | string | null) {
+    if (!cert) return;
+    const due = await renewal.renewalDue(cert).catch(() => null);
+    if (due) reply.header('certfleet-renewal-due', due.toISOString());
+  }
+
   const caDer = () => pemBlocks(options.deviceCaPem(), 'CERTIFICATE');
   const leafDer = (certPem: string) => pemBlocks(certPem, 'CERTIFICATE');
 
   app.get('/.well-known/est/cacerts', async (request, reply) => {
-    await presentedDevice(request).catch(() => null); // a refused certificate still gets the public CA
+    const device = await presentedDevice(request).catch(() => null); // a refused certificate still gets the public CA
+    if (device) await adviseRenewal(reply, (request.raw.socket as TLSSocket).getPeerCertificate(false).raw);
     return sendCerts(reply, caDer());
   });
 
   app.post('/.well-known/est/simplereenroll', async (request, reply) => {
+    const socket = request.raw.socket as TLSSocket;
+    const peer = socket.getPeerCertificate(false);
+    if (peer?.raw && ((!socket.authorized && String(socket.authorizationError) === 'CERT_HAS_EXPIRED') || (socket.authorized && renewal.hasExpired(peer.raw)))) {
+      // TLS refused the certificate only because it expired (or certfleet's clock says it has): the tenant's recovery window may
+      // still admit it. renewal.recover verifies issuer, signature and the rest itself (TLS's
+      // verdict on them is not trusted: OpenSSL reports only one error).
+      const result = await renewal.recover(peer.raw, csrPemOf(csrDer(request.body as Buffer)), 'est');
+      request.log.info({ certificate_id: result.certificate_id, replayed: result.replayed, recovery: true }, 'EST simplereenroll with an expired certificate');
+      await adviseRenewal(reply, result.cert_pem);
+      return sendCerts(reply, leafDer(result.cert_pem));
+    }
     const device = await presentedDevice(request);
     if (!device) throw new AppError('UNAUTHENTICATED', 'simplereenroll needs the device certificate as TLS client certificate');
     const result = await renewal.renew(device, csrPemOf(csrDer(request.body as Buffer)));
     request.log.info({ tenant_id: device.tenantId, device_id: device.deviceId, certificate_id: result.certificate_id, replayed: result.replayed }, 'EST simplereenroll');
+    await adviseRenewal(reply, result.cert_pem);
     return sendCerts(reply, leafDer(result.cert_pem));
   });
 
@@ -127,6 +150,7 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
     }
     const result = await renewal.enrollWithToken(credentials.username, credentials.password, csrPemOf(csrDer(request.body as Buffer)));
     request.log.info({ certificate_id: result.certificate_id }, 'EST simpleenroll');
+    await adviseRenewal(reply, result.cert_pem);
     return sendCerts(reply, leafDer(result.cert_pem));
   });
 

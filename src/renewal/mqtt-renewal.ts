@@ -20,7 +20,7 @@ import type { BrokerAdminConnection } from '../broker/admin-credentials.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
 import { problemOf } from '../support/problem.ts';
 import type { DeviceRenewal } from './device-renewal.ts';
-import { REQUEST_FILTER, commonNameOfRequestTopic, responseTopic } from './renewal-topics.ts';
+import { RECOVERY_REQUEST_TOPIC, REQUEST_FILTER, commonNameOfRequestTopic, recoveryResponseTopic, responseTopic } from './renewal-topics.ts';
 import type { Logger } from '../support/logger.ts';
 
 export interface MqttRenewal {
@@ -58,7 +58,7 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
     reconnectPeriod: 2000,
     clientId: `certfleet-renewal-${randomUUID().slice(0, 8)}`,
   });
-  const granted = await client.subscribeAsync(`$share/${SHARED_GROUP}/${REQUEST_FILTER}`, { qos: 1 });
+  const granted = await client.subscribeAsync([`$share/${SHARED_GROUP}/${REQUEST_FILTER}`, `$share/${SHARED_GROUP}/${RECOVERY_REQUEST_TOPIC}`], { qos: 1 });
   if (granted.some((g) => g.qos > 2)) {
     await client.endAsync(true);
     throw new Error(`the broker refused the renewal subscription (${REQUEST_FILTER}): is broker-config run with --mqtt-renewal?`);
@@ -80,6 +80,15 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
         'a renewal request needs "request_id", "csr_pem", "cert_pem" (the current certificate), "signed_at" (Unix seconds) and "signature" (its key over the request; docs/device-renewal.md), or "confirm" and "signature"',
       );
     }
+    // A session opened before the certificate expired stays open (Mosquitto checks certificates
+    // only at connect): its request is a recovery, under the tenant's recovery rules, for the
+    // device of this topic only (the ACL let only that device publish here).
+    if (renewal.hasExpired(certPem)) {
+      if (renewal.commonNameOf(certPem) !== commonName) throw new AppError('FORBIDDEN', 'device certificate refused: cert_pem is not a certificate of the device whose topic carried the request');
+      const result = await renewal.recoverWithSignedRequest({ requestId, csrPem, certPem, signedAt, signature });
+      log.info({ certificate_id: result.certificate_id, replayed: result.replayed, recovery: true }, 'MQTT renewal with an expired certificate');
+      return { cert_pem: result.cert_pem, ca_cert_pem: result.ca_cert_pem, rotation: result.rotation, replayed: result.replayed };
+    }
     // The topic names a device, but the broker does not tell who published: the request proves it.
     const device = await renewal.authenticateSignedRequest(commonName, { requestId, csrPem, certPem, signedAt, signature });
     const result = await renewal.renew(device, csrPem);
@@ -87,8 +96,46 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
     return { cert_pem: result.cert_pem, ca_cert_pem: result.ca_cert_pem, rotation: result.rotation, replayed: result.replayed };
   }
 
+  /** A recovery request (an expired certificate, on the recovery listener): answered on certfleet/recover/response/<request_id>. */
+  async function answerRecovery(message: RenewalMessage) {
+    const { request_id: requestId, csr_pem: csrPem, cert_pem: certPem, signed_at: signedAt, signature } = message;
+    if (typeof requestId !== 'string' || typeof csrPem !== 'string' || typeof certPem !== 'string' || typeof signedAt !== 'number' || typeof signature !== 'string') {
+      throw new AppError('VALIDATION_FAILED', 'a recovery request needs "request_id", "csr_pem", "cert_pem" (the expired certificate), "signed_at" (Unix seconds) and "signature" (its key over the request; docs/device-renewal.md)');
+    }
+    const result = await renewal.recoverWithSignedRequest({ requestId, csrPem, certPem, signedAt, signature });
+    log.info({ certificate_id: result.certificate_id, replayed: result.replayed, recovery: true }, 'MQTT recovery with an expired certificate');
+    return { cert_pem: result.cert_pem, ca_cert_pem: result.ca_cert_pem, rotation: result.rotation, replayed: result.replayed };
+  }
+
   const inFlight = new Set<Promise<void>>();
+  const track = (work: Promise<void>) => {
+    inFlight.add(work);
+    void work.finally(() => inFlight.delete(work));
+  };
+  const problemBody = (e: unknown, topic: string) => {
+    if (!isAppError(e)) log.error({ err: e, topic }, 'MQTT renewal failed');
+    return { problem: isAppError(e) ? problemOf(e.code, e.message, e.details ? { details: e.details } : {}) : problemOf('INTERNAL', 'internal error; see the server log') };
+  };
   client.on('message', (topic, payload) => {
+    if (topic === RECOVERY_REQUEST_TOPIC) {
+      track(
+        (async () => {
+          let message: RenewalMessage = {};
+          let body: Record<string, unknown>;
+          try {
+            message = parse(payload);
+            body = await answerRecovery(message);
+          } catch (e) {
+            body = problemBody(e, topic);
+          }
+          // The answer topic is the request's id; a request without a usable id cannot be answered.
+          const requestId = typeof message.request_id === 'string' && /^[A-Za-z0-9._-]{1,128}$/.test(message.request_id) ? message.request_id : null;
+          if (!requestId) return;
+          await client.publishAsync(recoveryResponseTopic(requestId), JSON.stringify({ request_id: requestId, server_time: renewal.now().toISOString(), ...body }), { qos: 1 });
+        })().catch((e: unknown) => log.warn({ err: e, topic }, 'could not answer a recovery request')),
+      );
+      return;
+    }
     const commonName = commonNameOfRequestTopic(topic);
     if (!commonName) return;
     const work = (async () => {
@@ -98,13 +145,12 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
         message = parse(payload);
         body = await answer(commonName, message);
       } catch (e) {
-        if (!isAppError(e)) log.error({ err: e, topic }, 'MQTT renewal failed');
-        body = { problem: isAppError(e) ? problemOf(e.code, e.message, e.details ? { details: e.details } : {}) : problemOf('INTERNAL', 'internal error; see the server log') };
+        body = problemBody(e, topic);
       }
-      await client.publishAsync(responseTopic(commonName), JSON.stringify({ request_id: requestIdOf(message), ...body }), { qos: 1 });
+      // server_time: a device without a real-time clock sets its clock from it before validating anything.
+      await client.publishAsync(responseTopic(commonName), JSON.stringify({ request_id: requestIdOf(message), server_time: renewal.now().toISOString(), ...body }), { qos: 1 });
     })().catch((e: unknown) => log.warn({ err: e, topic }, 'could not answer a renewal request'));
-    inFlight.add(work);
-    void work.finally(() => inFlight.delete(work));
+    track(work);
   });
 
   return {

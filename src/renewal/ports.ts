@@ -1,4 +1,12 @@
 import type { CertificateRecord } from '../domain/certificate.ts';
+import type { RenewalPolicy } from '../domain/renewal-policy.ts';
+
+/** A certificate of the device issued after another one (recovery: is the expired one superseded?). */
+export interface NewerCertificate {
+  id: number;
+  status: CertificateRecord['status'];
+  certPem: string;
+}
 
 /** The pending rotation of a device, seen from its new certificate. */
 export interface PendingDeviceRotation {
@@ -30,6 +38,14 @@ export interface RenewalStore {
   createEnrollmentToken(t: { tenantId: string; deviceId: string; tokenSha256: string; expiresAt: Date; createdBy: string; now: Date }): Promise<EnrollmentTokenRecord | null>;
   /** Marks the token used if it is unused, unexpired and belongs to the device; false otherwise. */
   consumeEnrollmentToken(tenantId: string, deviceId: string, tokenSha256: string, now: Date): Promise<boolean>;
+  /** The tenant's renewal policy; `validityDaysSet`: the tenant chose validity_days (otherwise a renewal keeps the replaced certificate's lifetime). */
+  renewalPolicy(tenantId: string): Promise<{ policy: RenewalPolicy; validityDaysSet: boolean }>;
+  /** The device's certificates stored after `certificateId` (any status), oldest first. */
+  newerCertificates(tenantId: string, deviceId: string, certificateId: number): Promise<NewerCertificate[]>;
+  /** The certificate was registered with `.../certificates/import` (issued outside certfleet). */
+  wasImported(tenantId: string, certificateId: number): Promise<boolean>;
+  /** An audit event of a device-initiated action (recovery and its refusals). */
+  recordAudit(e: { tenantId: string; actor: string; action: string; targetType: string; targetId: string | number; details: Record<string, unknown>; at: Date }): Promise<void>;
 }
 
 // ---- factory (claim) onboarding

@@ -5,6 +5,9 @@
 export const RENEWAL_ROOT = 'certfleet/renew';
 export const requestTopic = (commonName: string) => `${RENEWAL_ROOT}/${commonName}/request`;
 export const responseTopic = (commonName: string) => `${RENEWAL_ROOT}/${commonName}/response`;
+/** Retained renewal advice for one device (certfleet writes, only that device reads). */
+export const adviceTopic = (commonName: string) => `${RENEWAL_ROOT}/${commonName}/advice`;
+export const ADVICE_FILTER = `${RENEWAL_ROOT}/+/+/advice`;
 /** Every device's request topic (a CN has two levels). */
 export const REQUEST_FILTER = `${RENEWAL_ROOT}/+/+/request`;
 export const RESPONSE_FILTER = `${RENEWAL_ROOT}/+/+/response`;
@@ -18,8 +21,20 @@ export function commonNameOfRequestTopic(topic: string): string | null {
   return cn.split('/').length === 2 ? cn : null;
 }
 
+/**
+ * Recovery over MQTT (a device whose certificate expired: the broker's mutual TLS refuses it).
+ * It connects to the recovery listener (`broker-config --recovery-port`: server TLS only) with
+ * the shared recovery credential, publishes a signed request on RECOVERY_REQUEST_TOPIC and reads
+ * the answer on `certfleet/recover/response/<request_id>`. The credential opens only these two
+ * topics; who the device is, and that it holds the key, is proven by the request itself.
+ */
+export const RECOVERY_USERNAME = 'certfleet-recovery';
+export const RECOVERY_REQUEST_TOPIC = 'certfleet/recover/request';
+export const recoveryResponseTopic = (requestId: string) => `certfleet/recover/response/${requestId}`;
+export const RECOVERY_RESPONSE_FILTER = 'certfleet/recover/response/+';
+
 /** acl_file lines for devices: their own renewal topics, nothing of another device's. */
-export const DEVICE_RENEWAL_ACL = [`pattern write ${requestTopic('%u')}`, `pattern read ${responseTopic('%u')}`];
+export const DEVICE_RENEWAL_ACL = [`pattern write ${requestTopic('%u')}`, `pattern read ${responseTopic('%u')}`, `pattern read ${adviceTopic('%u')}`];
 
 /** MQTT topic filter matching (`+` one level, `#` the rest); `$` topics never match wildcards at the root. */
 export function topicMatches(filter: string, topic: string): boolean {

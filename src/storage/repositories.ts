@@ -20,6 +20,7 @@ import * as fleetStats from './repos/fleet-stats-repo.ts';
 import * as outbox from './repos/outbox-repo.ts';
 import * as rotations from './repos/rotations-repo.ts';
 import * as webhooks from './repos/webhooks-repo.ts';
+import * as renewalPolicy from './repos/renewal-policy-repo.ts';
 import { consecutiveFailuresOf } from './worker-leases.ts';
 
 /** Postgres error codes, as both drivers report them, turned into the ports' errors. */
@@ -99,6 +100,10 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
       allowsSharedDeviceKeys: (tenantId) => deviceKeys.allowsSharedDeviceKeys(tx, tenantId),
       setAllowSharedDeviceKeys: (tenantId, allow, at) => deviceKeys.setAllowSharedDeviceKeys(tx, tenantId, allow, at),
     },
+    renewalPolicy: {
+      getRenewalPolicy: (tenantId) => renewalPolicy.getRenewalPolicy(tx, tenantId),
+      setRenewalPolicy: (tenantId, policy, at) => renewalPolicy.setRenewalPolicy(tx, tenantId, policy, at),
+    },
   };
 }
 
@@ -145,6 +150,13 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       requestCrlRebuild: (issuer) => crl.requestCrlRebuild(tx, issuer),
       restoreRevocations: (issuer, entries, sourceCrlNumber) => crl.restoreRevocations(tx, issuer, entries, sourceCrlNumber),
       forEachRestoredRevocation: (issuer, onEntry) => crl.forEachRestoredRevocation(tx, issuer, onEntry),
+    },
+    renewalAdvice: {
+      certificatesEnteringWindow: (now, defaultWindow, limit) => renewalPolicy.certificatesEnteringWindow(tx, now, defaultWindow, limit),
+      scheduleAdvice: (rows) => renewalPolicy.scheduleAdvice(tx, rows),
+      dueAdvice: (now, limit) => renewalPolicy.dueAdvice(tx, now, limit),
+      markAdvicePublished: (ids, at) => renewalPolicy.markAdvicePublished(tx, ids, at),
+      removeStaleAdvice: (limit) => renewalPolicy.removeStaleAdvice(tx, limit),
     },
     brokerNodes: {
       recordReport: (r) => brokerNodes.recordReport(tx, r),

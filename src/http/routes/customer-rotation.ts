@@ -49,7 +49,7 @@ export function customerRotationRoutes(useCases: UseCases) {
           });
         }
         const result = await useCases.rotateCertificate(customerActor(request), request.params.device_id, {
-          validityDays: body.validity_days ?? DEFAULT_VALIDITY_DAYS,
+          validityDays: body.validity_days,
           revokeOldAfterHours: body.revoke_old_after_hours ?? null,
           key: body.csr_pem !== undefined ? { kind: 'csr', csrPem: body.csr_pem } : { kind: 'generate', keyType: body.key_type ?? DEFAULT_KEY_TYPE },
         });

@@ -53,7 +53,7 @@ export function customerRoutes(useCases: UseCases) {
       async (request) => ({ device: await useCases.getDevice(customerActor(request), request.params.device_id) }),
     );
 
-    app.post<{ Params: DeviceParams; Body: { validity_days: number; key_type?: KeyType } | undefined }>(
+    app.post<{ Params: DeviceParams; Body: { validity_days?: number; key_type?: KeyType } | undefined }>(
       '/devices/:device_id/certificates/generate',
       {
         schema: {
@@ -69,16 +69,16 @@ export function customerRoutes(useCases: UseCases) {
         },
       },
       async (request, reply) => {
-        const body = request.body ?? { validity_days: 365 };
+        const body = request.body ?? {};
         const result = await useCases.issueCertificate(customerActor(request), request.params.device_id, {
-          validityDays: body.validity_days ?? 365,
+          validityDays: body.validity_days,
           key: { kind: 'generate', keyType: body.key_type ?? 'rsa-2048' },
         });
         return reply.code(201).send(result);
       },
     );
 
-    app.post<{ Params: DeviceParams; Body: { csr_pem: string; validity_days: number } }>(
+    app.post<{ Params: DeviceParams; Body: { csr_pem: string; validity_days?: number } }>(
       '/devices/:device_id/certificates/csr',
       {
         schema: {

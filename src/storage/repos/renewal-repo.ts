@@ -3,6 +3,7 @@ import type { Database } from '../database.ts';
 import { iso } from '../rows.ts';
 import { recordAudit } from './audit-repo.ts';
 import { toCertificate } from './certificates-repo.ts';
+import { getRenewalPolicy } from './renewal-policy-repo.ts';
 
 export function createRenewalStore(db: Database): RenewalStore {
   return {
@@ -87,5 +88,32 @@ export function createRenewalStore(db: Database): RenewalStore {
         );
         return rows.length === 1;
       }),
+
+    renewalPolicy: (tenantId) =>
+      db.asTenant(tenantId, async (tx) => {
+        const policy = await getRenewalPolicy(tx, tenantId);
+        const { rows } = await tx.query('SELECT renewal_validity_days FROM tenant_settings WHERE tenant_id = $1', [tenantId]);
+        return { policy, validityDaysSet: rows[0]?.renewal_validity_days != null };
+      }),
+
+    newerCertificates: (tenantId, deviceId, certificateId) =>
+      db.asTenant(tenantId, async (tx) => {
+        const { rows } = await tx.query(
+          'SELECT id, status, cert_pem FROM device_certificates WHERE tenant_id = $1 AND device_id = $2 AND id > $3 ORDER BY id',
+          [tenantId, deviceId, certificateId],
+        );
+        return rows.map((r) => ({ id: Number(r.id), status: String(r.status) as 'ACTIVE' | 'REVOKED' | 'EXPIRED', certPem: String(r.cert_pem) }));
+      }),
+
+    wasImported: (tenantId, certificateId) =>
+      db.asTenant(tenantId, async (tx) => {
+        const { rows } = await tx.query(
+          `SELECT 1 FROM audit_events WHERE tenant_id = $1 AND action = 'certificate.imported' AND target_type = 'certificate' AND target_id = $2 LIMIT 1`,
+          [tenantId, String(certificateId)],
+        );
+        return rows.length > 0;
+      }),
+
+    recordAudit: (e) => db.asTenant(e.tenantId, (tx) => recordAudit(tx, e)),
   };
 }

@@ -681,283 +681,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/customer/claim-cas": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The tenant's claim CAs (manufacturer CA certificates whose claim certificates may onboard devices) */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            claim_cas: {
-                                /** Format: date-time */
-                                created_at: string;
-                                created_by: string;
-                                /** @description the CA's uploaded CRL (claim certificates on it are refused); null when none was uploaded */
-                                crl: {
-                                    entries: number;
-                                    /** Format: date-time */
-                                    next_update: string | null;
-                                    /** Format: date-time */
-                                    this_update: string;
-                                } | null;
-                                /** @description SHA-256 of the CA certificate DER, hex */
-                                fingerprint_sha256: string;
-                                id: number;
-                                name: string | null;
-                                /** Format: date-time */
-                                not_after: string;
-                                /** Format: date-time */
-                                not_before: string;
-                                /** @description the manufacturer CA's subject */
-                                subject: string;
-                                /** Format: date-time */
-                                updated_at: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
-        put?: never;
-        /** Register a manufacturer's CA certificate (no key; tenant-admin, audited), optionally with its CRL */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        /** @description one PEM CA certificate (basicConstraints cA) */
-                        ca_cert_pem: string;
-                        /** @description the CA's CRL (PEM X509 CRL), signed by it */
-                        crl_pem?: string | null;
-                        name?: string | null;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            claim_ca: {
-                                /** Format: date-time */
-                                created_at: string;
-                                created_by: string;
-                                /** @description the CA's uploaded CRL (claim certificates on it are refused); null when none was uploaded */
-                                crl: {
-                                    entries: number;
-                                    /** Format: date-time */
-                                    next_update: string | null;
-                                    /** Format: date-time */
-                                    this_update: string;
-                                } | null;
-                                /** @description SHA-256 of the CA certificate DER, hex */
-                                fingerprint_sha256: string;
-                                id: number;
-                                name: string | null;
-                                /** Format: date-time */
-                                not_after: string;
-                                /** Format: date-time */
-                                not_before: string;
-                                /** @description the manufacturer CA's subject */
-                                subject: string;
-                                /** Format: date-time */
-                                updated_at: string;
-                            };
-                        };
-                    };
-                };
-            };
-        };
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/customer/claim-cas/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** A claim CA with its certificate */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: number;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            ca_cert_pem: string;
-                            claim_ca: {
-                                /** Format: date-time */
-                                created_at: string;
-                                created_by: string;
-                                /** @description the CA's uploaded CRL (claim certificates on it are refused); null when none was uploaded */
-                                crl: {
-                                    entries: number;
-                                    /** Format: date-time */
-                                    next_update: string | null;
-                                    /** Format: date-time */
-                                    this_update: string;
-                                } | null;
-                                /** @description SHA-256 of the CA certificate DER, hex */
-                                fingerprint_sha256: string;
-                                id: number;
-                                name: string | null;
-                                /** Format: date-time */
-                                not_after: string;
-                                /** Format: date-time */
-                                not_before: string;
-                                /** @description the manufacturer CA's subject */
-                                subject: string;
-                                /** Format: date-time */
-                                updated_at: string;
-                            };
-                        };
-                    };
-                };
-            };
-        };
-        put?: never;
-        post?: never;
-        /** Remove a claim CA (tenant-admin, audited): its claim certificates onboard no more devices */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: number;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": Record<string, never> | null;
-                };
-            };
-            responses: {
-                /** @description No Content */
-                204: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-            };
-        };
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/customer/claim-cas/{id}/crl": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        /** Replace the claim CA's CRL (signed by it; tenant-admin, audited): claim certificates on it are refused */
-        put: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    id: number;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        crl_pem: string;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            claim_ca: {
-                                /** Format: date-time */
-                                created_at: string;
-                                created_by: string;
-                                /** @description the CA's uploaded CRL (claim certificates on it are refused); null when none was uploaded */
-                                crl: {
-                                    entries: number;
-                                    /** Format: date-time */
-                                    next_update: string | null;
-                                    /** Format: date-time */
-                                    this_update: string;
-                                } | null;
-                                /** @description SHA-256 of the CA certificate DER, hex */
-                                fingerprint_sha256: string;
-                                id: number;
-                                name: string | null;
-                                /** Format: date-time */
-                                not_after: string;
-                                /** Format: date-time */
-                                not_before: string;
-                                /** @description the manufacturer CA's subject */
-                                subject: string;
-                                /** Format: date-time */
-                                updated_at: string;
-                            };
-                        };
-                    };
-                };
-            };
-        };
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/api/v1/customer/crl": {
         parameters: {
             query?: never;
@@ -1187,7 +910,7 @@ export interface paths {
                 content: {
                     "application/json": {
                         csr_pem: string;
-                        /** @default 365 */
+                        /** @description default: the tenant's renewal policy (validity_days, 365 unless changed) */
                         validity_days?: number;
                     };
                 };
@@ -1234,7 +957,7 @@ export interface paths {
                     "application/json": {
                         /** @enum {string} */
                         key_type?: "rsa-2048" | "ec-p256";
-                        /** @default 365 */
+                        /** @description default: the tenant's renewal policy (validity_days, 365 unless changed) */
                         validity_days?: number;
                     } | null;
                 };
@@ -1338,7 +1061,7 @@ export interface paths {
                         key_type?: "rsa-2048" | "ec-p256";
                         /** @description Grace period before the old certificates are revoked; null or absent: ROTATION_GRACE_HOURS (default 24) */
                         revoke_old_after_hours?: number | null;
-                        /** @default 365 */
+                        /** @description default: the tenant's renewal policy (validity_days, 365 unless changed) */
                         validity_days?: number;
                     } | null;
                 };
@@ -1853,14 +1576,14 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/api/v1/customer/provisioning-policy": {
+    "/api/v1/customer/renewal-policy": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** The tenant's provisioning policy (the default when none was put) */
+        /** The tenant's renewal policy (validity, renewal window, jitter, recovery window) */
         get: {
             parameters: {
                 query?: never;
@@ -1877,37 +1600,22 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            approval_secret_set: boolean;
-                            /** @description true: the tenant never put a policy (every claim certificate of a registered claim CA, device id = CN) */
-                            default: boolean;
-                            policy: {
-                                admit: {
-                                    /** @description * any characters, ? one; the whole CN must match */
-                                    cn_patterns: string[];
-                                    /** @description claim certificate serial numbers, lowercase hex */
-                                    serials: string[];
-                                };
-                                approval_webhook: {
-                                    timeout_ms: number;
-                                    url: string;
-                                } | null;
-                                device_id: {
-                                    /** @enum {string} */
-                                    from: "cn" | "san_dns" | "san_uri" | "san_email" | "serial";
-                                    /** @description the device id is its first capture group */
-                                    pattern: string | null;
-                                };
-                                site_id: string | null;
-                            };
-                            /** Format: date-time */
-                            updated_at: string | null;
-                            updated_by: string | null;
+                            /** @description fraction of the window over which the start is spread per certificate */
+                            jitter: number;
+                            max_recovery_window_days: number;
+                            /** @description days after notAfter in which an expired certificate may still renew (0: off) */
+                            recovery_window_days: number;
+                            /** @description fraction of the lifetime, at its end, in which devices renew */
+                            renewal_window: number;
+                            tenant_id: string;
+                            /** @description lifetime of issued device certificates when a request names none */
+                            validity_days: number;
                         };
                     };
                 };
             };
         };
-        /** Replace the provisioning policy (tenant-admin, audited): admitted claims, device id derivation, site, approval webhook */
+        /** Change the renewal policy (tenant-admin, audited); fields left out keep their value */
         put: {
             parameters: {
                 query?: never;
@@ -1918,21 +1626,14 @@ export interface paths {
             requestBody: {
                 content: {
                     "application/json": {
-                        admit?: {
-                            cn_patterns?: string[];
-                            serials?: string[];
-                        };
-                        approval_webhook?: {
-                            timeout_ms?: number;
-                            url: string;
-                        } | null;
-                        device_id?: {
-                            /** @enum {string} */
-                            from?: "cn" | "san_dns" | "san_uri" | "san_email" | "serial";
-                            pattern?: string | null;
-                        };
-                        rotate_approval_secret?: boolean;
-                        site_id?: string | null;
+                        /** @description fraction of the window over which each certificate's start is spread (deterministic per certificate) */
+                        jitter?: number;
+                        /** @description days after notAfter in which an expired certificate may still renew (0: off) */
+                        recovery_window_days?: number;
+                        /** @description fraction of the lifetime, at its end, in which devices renew (0.33: the last third) */
+                        renewal_window?: number;
+                        /** @description lifetime of issued device certificates when a request names none */
+                        validity_days?: number;
                     };
                 };
             };
@@ -1944,34 +1645,16 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            /** @description the approval webhook secret, shown this once (a new webhook URL or rotate_approval_secret) */
-                            approval_secret?: string;
-                            approval_secret_set: boolean;
-                            /** @description true: the tenant never put a policy (every claim certificate of a registered claim CA, device id = CN) */
-                            default: boolean;
-                            policy: {
-                                admit: {
-                                    /** @description * any characters, ? one; the whole CN must match */
-                                    cn_patterns: string[];
-                                    /** @description claim certificate serial numbers, lowercase hex */
-                                    serials: string[];
-                                };
-                                approval_webhook: {
-                                    timeout_ms: number;
-                                    url: string;
-                                } | null;
-                                device_id: {
-                                    /** @enum {string} */
-                                    from: "cn" | "san_dns" | "san_uri" | "san_email" | "serial";
-                                    /** @description the device id is its first capture group */
-                                    pattern: string | null;
-                                };
-                                site_id: string | null;
-                            };
-                            /** Format: date-time */
-                            updated_at: string | null;
-                            updated_by: string | null;
-                            warning?: string;
+                            /** @description fraction of the window over which the start is spread per certificate */
+                            jitter: number;
+                            max_recovery_window_days: number;
+                            /** @description days after notAfter in which an expired certificate may still renew (0: off) */
+                            recovery_window_days: number;
+                            /** @description fraction of the lifetime, at its end, in which devices renew */
+                            renewal_window: number;
+                            tenant_id: string;
+                            /** @description lifetime of issued device certificates when a request names none */
+                            validity_days: number;
                         };
                     };
                 };
@@ -3096,7 +2779,7 @@ export interface components {
             /** Format: date-time */
             acknowledged_at: string | null;
             acknowledged_by: string | null;
-            /** @description CERT_EXPIRING, CERT_EXPIRED, CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING, CLAIM_CERT_SHARED, CRL_RECONCILED */
+            /** @description CERT_EXPIRING, CERT_EXPIRED, CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING */
             alert_type: string;
             /** @description manual, rotated, revoked, expired, replaced, resolved */
             close_reason: string | null;
