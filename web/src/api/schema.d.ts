@@ -681,6 +681,283 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customer/claim-cas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's claim CAs (manufacturer CA certificates whose claim certificates may onboard devices) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            claim_cas: {
+                                /** Format: date-time */
+                                created_at: string;
+                                created_by: string;
+                                /** @description the CA's uploaded CRL (claim certificates on it are refused); null when none was uploaded */
+                                crl: {
+                                    entries: number;
+                                    /** Format: date-time */
+                                    next_update: string | null;
+                                    /** Format: date-time */
+                                    this_update: string;
+                                } | null;
+                                /** @description SHA-256 of the CA certificate DER, hex */
+                                fingerprint_sha256: string;
+                                id: number;
+                                name: string | null;
+                                /** Format: date-time */
+                                not_after: string;
+                                /** Format: date-time */
+                                not_before: string;
+                                /** @description the manufacturer CA's subject */
+                                subject: string;
+                                /** Format: date-time */
+                                updated_at: string;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Register a manufacturer's CA certificate (no key; tenant-admin, audited), optionally with its CRL */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description one PEM CA certificate (basicConstraints cA) */
+                        ca_cert_pem: string;
+                        /** @description the CA's CRL (PEM X509 CRL), signed by it */
+                        crl_pem?: string | null;
+                        name?: string | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            claim_ca: {
+                                /** Format: date-time */
+                                created_at: string;
+                                created_by: string;
+                                /** @description the CA's uploaded CRL (claim certificates on it are refused); null when none was uploaded */
+                                crl: {
+                                    entries: number;
+                                    /** Format: date-time */
+                                    next_update: string | null;
+                                    /** Format: date-time */
+                                    this_update: string;
+                                } | null;
+                                /** @description SHA-256 of the CA certificate DER, hex */
+                                fingerprint_sha256: string;
+                                id: number;
+                                name: string | null;
+                                /** Format: date-time */
+                                not_after: string;
+                                /** Format: date-time */
+                                not_before: string;
+                                /** @description the manufacturer CA's subject */
+                                subject: string;
+                                /** Format: date-time */
+                                updated_at: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customer/claim-cas/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A claim CA with its certificate */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: number;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            ca_cert_pem: string;
+                            claim_ca: {
+                                /** Format: date-time */
+                                created_at: string;
+                                created_by: string;
+                                /** @description the CA's uploaded CRL (claim certificates on it are refused); null when none was uploaded */
+                                crl: {
+                                    entries: number;
+                                    /** Format: date-time */
+                                    next_update: string | null;
+                                    /** Format: date-time */
+                                    this_update: string;
+                                } | null;
+                                /** @description SHA-256 of the CA certificate DER, hex */
+                                fingerprint_sha256: string;
+                                id: number;
+                                name: string | null;
+                                /** Format: date-time */
+                                not_after: string;
+                                /** Format: date-time */
+                                not_before: string;
+                                /** @description the manufacturer CA's subject */
+                                subject: string;
+                                /** Format: date-time */
+                                updated_at: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        /** Remove a claim CA (tenant-admin, audited): its claim certificates onboard no more devices */
+        delete: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": Record<string, never> | null;
+                };
+            };
+            responses: {
+                /** @description No Content */
+                204: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customer/claim-cas/{id}/crl": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Replace the claim CA's CRL (signed by it; tenant-admin, audited): claim certificates on it are refused */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: number;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        crl_pem: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            claim_ca: {
+                                /** Format: date-time */
+                                created_at: string;
+                                created_by: string;
+                                /** @description the CA's uploaded CRL (claim certificates on it are refused); null when none was uploaded */
+                                crl: {
+                                    entries: number;
+                                    /** Format: date-time */
+                                    next_update: string | null;
+                                    /** Format: date-time */
+                                    this_update: string;
+                                } | null;
+                                /** @description SHA-256 of the CA certificate DER, hex */
+                                fingerprint_sha256: string;
+                                id: number;
+                                name: string | null;
+                                /** Format: date-time */
+                                not_after: string;
+                                /** Format: date-time */
+                                not_before: string;
+                                /** @description the manufacturer CA's subject */
+                                subject: string;
+                                /** Format: date-time */
+                                updated_at: string;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customer/crl": {
         parameters: {
             query?: never;
@@ -1570,6 +1847,137 @@ export interface paths {
                 };
             };
         };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/customer/provisioning-policy": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's provisioning policy (the default when none was put) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            approval_secret_set: boolean;
+                            /** @description true: the tenant never put a policy (every claim certificate of a registered claim CA, device id = CN) */
+                            default: boolean;
+                            policy: {
+                                admit: {
+                                    /** @description * any characters, ? one; the whole CN must match */
+                                    cn_patterns: string[];
+                                    /** @description claim certificate serial numbers, lowercase hex */
+                                    serials: string[];
+                                };
+                                approval_webhook: {
+                                    timeout_ms: number;
+                                    url: string;
+                                } | null;
+                                device_id: {
+                                    /** @enum {string} */
+                                    from: "cn" | "san_dns" | "san_uri" | "san_email" | "serial";
+                                    /** @description the device id is its first capture group */
+                                    pattern: string | null;
+                                };
+                                site_id: string | null;
+                            };
+                            /** Format: date-time */
+                            updated_at: string | null;
+                            updated_by: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        /** Replace the provisioning policy (tenant-admin, audited): admitted claims, device id derivation, site, approval webhook */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        admit?: {
+                            cn_patterns?: string[];
+                            serials?: string[];
+                        };
+                        approval_webhook?: {
+                            timeout_ms?: number;
+                            url: string;
+                        } | null;
+                        device_id?: {
+                            /** @enum {string} */
+                            from?: "cn" | "san_dns" | "san_uri" | "san_email" | "serial";
+                            pattern?: string | null;
+                        };
+                        rotate_approval_secret?: boolean;
+                        site_id?: string | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description the approval webhook secret, shown this once (a new webhook URL or rotate_approval_secret) */
+                            approval_secret?: string;
+                            approval_secret_set: boolean;
+                            /** @description true: the tenant never put a policy (every claim certificate of a registered claim CA, device id = CN) */
+                            default: boolean;
+                            policy: {
+                                admit: {
+                                    /** @description * any characters, ? one; the whole CN must match */
+                                    cn_patterns: string[];
+                                    /** @description claim certificate serial numbers, lowercase hex */
+                                    serials: string[];
+                                };
+                                approval_webhook: {
+                                    timeout_ms: number;
+                                    url: string;
+                                } | null;
+                                device_id: {
+                                    /** @enum {string} */
+                                    from: "cn" | "san_dns" | "san_uri" | "san_email" | "serial";
+                                    /** @description the device id is its first capture group */
+                                    pattern: string | null;
+                                };
+                                site_id: string | null;
+                            };
+                            /** Format: date-time */
+                            updated_at: string | null;
+                            updated_by: string | null;
+                            warning?: string;
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -2779,7 +3187,7 @@ export interface components {
             /** Format: date-time */
             acknowledged_at: string | null;
             acknowledged_by: string | null;
-            /** @description CERT_EXPIRING, CERT_EXPIRED, CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING */
+            /** @description CERT_EXPIRING, CERT_EXPIRED, CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING, CLAIM_CERT_SHARED, CRL_RECONCILED */
             alert_type: string;
             /** @description manual, rotated, revoked, expired, replaced, resolved */
             close_reason: string | null;
