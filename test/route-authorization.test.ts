@@ -159,6 +159,9 @@ const ROUTES: Record<string, Row> = {
   // customer: broker grants (PUT needs tenant-admin: the customer role gets 403; see test/broker-grants.test.ts)
   'customer GET /broker-grants': { own: 200 },
   'customer PUT /broker-grants': { own: 403, request: async () => ({ path: '/broker-grants', body: { grants: [{ filter: 'broadcast/#', access: 'read' }] } }) },
+  // customer: tenant settings (PUT needs tenant-admin: the customer role gets 403; see test/device-keys.test.ts)
+  'customer GET /settings': { own: 200 },
+  'customer PUT /settings': { own: 403, request: async () => ({ path: '/settings', body: { allow_shared_device_keys: true } }) },
   // customer: audit log and overview (console)
   'customer GET /audit-events': { own: 200 },
   'customer GET /expiry-summary': { own: 200 },

@@ -21,6 +21,7 @@ import { createGetWebhook, createListWebhookDeliveries, createListWebhooks } fro
 import { createRotateWebhookSecret, createUpdateWebhook } from './update-webhook.ts';
 import { createRegisterDevice } from './register-device.ts';
 import { createGetBrokerGrants, createPutBrokerGrants } from './broker-grants.ts';
+import { createGetTenantSettings, createPutTenantSettings } from './tenant-settings.ts';
 import { createRevokeCertificate } from './revoke-certificate.ts';
 import { createRotateCertificate, createStartRotation } from './rotate-certificate.ts';
 
@@ -30,6 +31,8 @@ export function createUseCases(deps: AppDeps) {
     registerDevice: createRegisterDevice(deps),
     getBrokerGrants: createGetBrokerGrants(deps),
     putBrokerGrants: createPutBrokerGrants(deps),
+    getTenantSettings: createGetTenantSettings(deps),
+    putTenantSettings: createPutTenantSettings(deps),
     getDevice: createGetDevice(deps),
     listDevices: createListDevices(deps),
     issueCertificate: createIssueCertificate(deps),

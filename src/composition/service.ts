@@ -35,6 +35,7 @@ import { createRenewalWiring, type RenewalWiring } from './renewal.ts';
 import { createStorage } from '../storage/repositories.ts';
 import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts';
 import { customerBrokerGrantRoutes } from '../http/routes/customer-broker-grants.ts';
+import { customerSettingsRoutes } from '../http/routes/customer-settings.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type DescriptorUsage } from '../support/descriptor-budget.ts';
 import { PG_POOL_MAX } from '../storage/pg-driver.ts';
@@ -165,6 +166,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         customerWebhookRoutes(useCases),
         customerEnrollmentRoutes(renewal.renewal),
         customerBrokerGrantRoutes(useCases),
+        customerSettingsRoutes(useCases),
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),
       ],

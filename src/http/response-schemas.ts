@@ -373,3 +373,12 @@ const brokerGrantList = object({
 export const brokerGrantResponses = {
   list: { 200: brokerGrantList },
 } as const;
+
+export const tenantSettingsResponses = {
+  one: {
+    200: object({
+      tenant_id: string,
+      allow_shared_device_keys: { type: 'boolean', description: 'one key may be certified for several devices of the tenant (default false)' },
+    }),
+  },
+} as const;
