@@ -19,7 +19,6 @@ import type { BrokerConfigFiles, BrokerConfigResult, WriteBrokerConfigOptions } 
 import {
   MAX_SERVER_CERT_DAYS,
   type ServerPki,
-  type SuppliedServerCertificate,
   checkServerCertDays,
   checkSuppliedServerCertificate,
   generateServerCa,

@@ -1,4 +1,5 @@
 import { UsageError, type FlagSpec } from './spec.ts';
+import { DAY_MS, HOUR_MS, SECOND_MS, WEEK_MS } from '../domain/clock.ts';
 
 /** Flags every command that talks to a running certfleet takes. */
 export const clientFlags: Record<string, FlagSpec> = {
@@ -7,7 +8,7 @@ export const clientFlags: Record<string, FlagSpec> = {
   json: { type: 'boolean', help: 'print JSON instead of a table' },
 };
 
-const DURATION_UNITS_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 7 * 86_400_000 } as const;
+const DURATION_UNITS_MS = { s: SECOND_MS, m: 60 * SECOND_MS, h: HOUR_MS, d: DAY_MS, w: WEEK_MS } as const;
 
 /** "45m", "12h", "30d", "2w" (a bare number is seconds) in milliseconds, or null. */
 export function parseDuration(text: string): number | null {

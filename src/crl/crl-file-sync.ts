@@ -239,7 +239,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
       const now = await notOlderOnFile(crl.crlNumber);
       if (now !== null) {
         await fs.unlink(tmp).catch(() => undefined);
-        return upToDate(crl.crlNumber, now);
+        return await upToDate(crl.crlNumber, now);
       }
       await fs.rename(tmp, deps.path);
     } catch (error) {

@@ -1,21 +1,15 @@
 /** Alert vocabulary shared by the worker, the API and the webhooks. */
 /** CRL_STALE, BROKER_RELOAD_FAILING and CA_EXPIRING are system alerts (tenant __system__): operators see them and their webhooks get them. */
 export const ALERT_TYPES = ['CERT_EXPIRING', 'CERT_EXPIRED', 'CRL_STALE', 'BROKER_RELOAD_FAILING', 'CA_EXPIRING'] as const;
-export const SYSTEM_ALERT_TYPES = ['CRL_STALE', 'BROKER_RELOAD_FAILING', 'CA_EXPIRING'] as const;
-export type AlertType = (typeof ALERT_TYPES)[number];
 
 export const ALERT_STATUSES = ['OPEN', 'ACKNOWLEDGED', 'CLOSED'] as const;
 export type AlertStatus = (typeof ALERT_STATUSES)[number];
 
 /** Why an alert closed: by a person, or by the worker because its cause went away. */
 export const CLOSE_REASONS = ['manual', 'rotated', 'revoked', 'expired', 'replaced', 'resolved'] as const;
-export type CloseReason = (typeof CLOSE_REASONS)[number];
 
 /** Owner of system-wide alerts (CRL_STALE). Not a valid tenant id, so no tenant can see or own it. */
 export const SYSTEM_TENANT = '__system__';
-
-export const ALERT_EVENTS = ['alert.opened', 'alert.escalated', 'alert.closed'] as const;
-export type AlertEvent = (typeof ALERT_EVENTS)[number];
 
 export interface AlertRecord {
   id: number;

@@ -24,3 +24,4 @@ export type ManualClock = ReturnType<typeof createManualClock>;
 export const SECOND_MS = 1_000;
 export const HOUR_MS = 3_600_000;
 export const DAY_MS = 24 * HOUR_MS;
+export const WEEK_MS = 7 * DAY_MS;

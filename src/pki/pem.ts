@@ -35,5 +35,5 @@ export function pemBytes(label: string, der: Uint8Array): Buffer {
 /** All PEM blocks with the given label, as DER. */
 export function pemBlocks(pem: string, label: string): Buffer[] {
   const re = new RegExp(`-----BEGIN ${label}-----([\\s\\S]*?)-----END ${label}-----`, 'g');
-  return [...pem.matchAll(re)].map((m) => Buffer.from(m[1].replace(/\s+/g, ''), 'base64'));
+  return [...pem.matchAll(re)].map((m) => Buffer.from((m[1] ?? '').replace(/\s+/g, ''), 'base64'));
 }

@@ -26,6 +26,7 @@ import type { RevokedSessions } from '../revoked-sessions.ts';
 import { BundleRejectedError, checkBundle, trustedCasFromPem, type CheckedCrl, type TrustedCa } from './bundle-check.ts';
 import { checkEnforcement, type CanaryCheck, type CanaryPair, type CanaryTarget } from './canary-check.ts';
 import { crlFileTarget, type CrlTarget } from './crl-targets.ts';
+import { DAY_MS } from '../../domain/clock.ts';
 
 export interface BrokerAgentOptions {
   /** certfleet's base URL. */
@@ -164,7 +165,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
   /** New canaries when there are none or the valid one expires within 14 days. */
   async function ensureCanaries() {
     if (!options.canary) return;
-    if (canaries && canaries.notAfter.getTime() - Date.now() > 14 * 86_400_000) return;
+    if (canaries && canaries.notAfter.getTime() - Date.now() > 14 * DAY_MS) return;
     type Issued = { cert_pem: string; private_key_pem: string };
     const res = await json<{ valid: Issued; revoked: Issued }>('POST', '/api/v1/broker-agent/canaries', { kind: options.kind });
     // keys first, then certificates: a crash in between leaves files that fail to load together
