@@ -12,6 +12,7 @@ import { toPem } from '../pki/pem.ts';
 import { randomSerialHex } from '../pki/serial-number.ts';
 import { SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { DAY_MS, SECOND_MS } from '../domain/clock.ts';
+import { isMissing } from '../support/missing-file.ts';
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGNING = { name: 'ECDSA', hash: 'SHA-256' } as const;
@@ -94,8 +95,11 @@ export async function loadServerCa(outDir: string, keyDir = outDir): Promise<Ser
   let keyPem: string;
   try {
     [certPem, keyPem] = await Promise.all([path.join(outDir, SERVER_CA_FILE), path.join(keyDir, SERVER_CA_KEY_FILE)].map((f) => readFile(f, 'utf8')));
-  } catch {
-    return null;
+  } catch (error) {
+    // No kept CA: a new one is made. A kept CA that cannot be read (EACCES, ...) is an error: a
+    // new CA would make every device's combined-ca.crt stale.
+    if (isMissing(error)) return null;
+    throw new Error(`cannot read the kept server CA (${SERVER_CA_FILE} in ${outDir}, its key in ${keyDir}): ${(error as Error).message}`, { cause: error });
   }
   const cert = new NodeX509Certificate(certPem);
   const nodeKey = createPrivateKey(keyPem);

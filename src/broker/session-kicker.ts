@@ -95,6 +95,8 @@ export function createSessionKicker(options: SessionKickerOptions): SessionKicke
       try {
         body = JSON.parse(payload.toString('utf8')) as { responses?: DynsecResponse[] };
       } catch {
+        // The waiting kicks fail now with the reason, instead of timing out without one.
+        failAll(new SessionKickError(`the broker answered on ${DYNSEC_RESPONSE_TOPIC} with something that is not JSON`));
         return;
       }
       for (const response of body.responses ?? []) {
