@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { silentLogger, type ProcessLogger } from '../support/logger.ts';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from '../config.ts';
-import { systemClock, type Clock } from '../domain/clock.ts';
+import { SECOND_MS, systemClock, type Clock } from '../domain/clock.ts';
 import { createKeySource } from '../pki/key-source.ts';
 import { createKeygenPool, type KeygenPool } from '../pki/keygen-pool.ts';
 import { createRateLimiter } from '../domain/rate-limit.ts';
@@ -144,8 +144,8 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       clock,
       useCases,
       settings: {
-        lagAlertMs: config.brokerFleet.lagAlertSeconds * 1000,
-        reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * 1000,
+        lagAlertMs: config.brokerFleet.lagAlertSeconds * SECOND_MS,
+        reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * SECOND_MS,
         issuerKeyIds: crl.issuerKeyId ? [crl.issuerKeyId] : [],
       },
     });
