@@ -8,7 +8,7 @@ import { X509Certificate as NodeX509Certificate, createPrivateKey, randomBytes, 
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { toPem } from '../pki/pem.ts';
+import { pemBlocks, toPem } from '../pki/pem.ts';
 import { randomSerialHex } from '../pki/serial-number.ts';
 import { SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { DAY_MS, SECOND_MS } from '../domain/clock.ts';
@@ -214,8 +214,8 @@ export function checkSuppliedServerCertificate(supplied: SuppliedServerCertifica
 }
 
 export function normalizeCaPem(pem: string): { pem: string; subject: string } {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
-  if (!blocks || blocks.length === 0) {
+  const blocks = pemBlocks(pem, 'CERTIFICATE').map((der) => toPem('CERTIFICATE', der).trimEnd());
+  if (blocks[0] === undefined) {
     throw new TypeError('broker-config: deviceCaCertPem holds no PEM certificate');
   }
   const first = new NodeX509Certificate(blocks[0]);
