@@ -1,13 +1,17 @@
 /**
  * Use cases on the in-memory storage (test/support/memory-storage.ts): rotation with its
  * scheduled revocation, revocation (keyCompromise, no second revocation, a revoked replacement
- * cancels the rotation) and the all-or-nothing unit of work, in milliseconds. The same
+ * cancels the rotation), expiry alerts (open, escalate, close as rotated, CERT_EXPIRED when the
+ * last certificate expires) and the all-or-nothing unit of work, in milliseconds. The same
  * behaviours keep their real-database tests (rotation.test.ts, rotation-safety.test.ts,
- * device-keys.test.ts, api-certificates.test.ts).
+ * device-keys.test.ts, api-certificates.test.ts, worker-alerts.test.ts).
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createMarkExpired } from '../src/app/mark-expired.ts';
+import { createRaiseExpiryAlerts } from '../src/app/raise-expiry-alerts.ts';
 import { createUseCases } from '../src/app/use-cases.ts';
-import { createManualClock, HOUR_MS } from '../src/domain/clock.ts';
+import { createManualClock, DAY_MS, HOUR_MS } from '../src/domain/clock.ts';
+import { createExpiryPolicy, SEVERITY } from '../src/domain/expiry-policy.ts';
 import { createRateLimiter } from '../src/domain/rate-limit.ts';
 import { createCertificateAuthority } from '../src/pki/certificate-authority.ts';
 import { createDeviceCa, deviceCaFromPem } from '../src/pki/device-ca.ts';
@@ -96,5 +100,33 @@ describe('use cases on the in-memory storage', () => {
     ).rejects.toThrow('fails after the insert');
     expect(storage.snapshot().devices).toEqual([]);
     await expect(storage.asTenant('acme', ({ alerts }) => alerts.listAlerts({ tenantId: 'acme', limit: 1 } as never))).rejects.toThrow(/alerts.listAlerts is not implemented/);
+  });
+
+  it('expiry alerts: opened inside the window, escalated as it nears, closed as rotated; CERT_EXPIRED when the last certificate expires', async () => {
+    const { storage, clock, useCases } = setUp();
+    const raise = createRaiseExpiryAlerts({ storage, clock, policy: createExpiryPolicy({ warningDays: 30, highDays: 7, criticalDays: 1 }) });
+    const markExpired = createMarkExpired({ storage, clock });
+    const rotated = await deviceWithCertificate(useCases, 'DEV-4'); // 30 days
+    await deviceWithCertificate(useCases, 'DEV-5');
+
+    expect(await raise()).toMatchObject({ opened: 2, escalated: 0, closed: 0 }); // 30 days left: inside the 30-day window
+    clock.advance(DAY_MS);
+    expect(await raise()).toMatchObject({ opened: 0, escalated: 0, closed: 0 }); // a second run changes nothing
+    clock.advance(23 * DAY_MS); // 6 days left: HIGH
+    expect(await raise()).toMatchObject({ opened: 0, escalated: 2 });
+    expect(storage.snapshot().alerts.map((a) => a.severity)).toEqual([SEVERITY.HIGH, SEVERITY.HIGH]);
+
+    // The replacement is valid beyond the warning window (a 30-day one would itself be inside it).
+    await useCases.rotateCertificate(acme, 'DEV-4', { validityDays: 60, revokeOldAfterHours: 1, key: { kind: 'generate', keyType: 'ec-p256' } });
+    expect(await raise()).toMatchObject({ opened: 0, closed: 1, closed_by_reason: { rotated: 1 } });
+    expect(storage.snapshot().alerts.find((a) => a.details.certificate_id === rotated.id)).toMatchObject({ status: 'CLOSED', close_reason: 'rotated' });
+
+    clock.advance(7 * DAY_MS); // DEV-5's only certificate is past not_after; DEV-4's rotated old one too, but DEV-4 has a valid one
+    expect(await markExpired()).toEqual({ expired: 2, devicesWithoutCertificate: 1 });
+    expect(await markExpired()).toEqual({ expired: 0, devicesWithoutCertificate: 0 });
+    const expiredAlert = storage.snapshot().alerts.find((a) => a.alert_type === 'CERT_EXPIRED');
+    expect(expiredAlert).toMatchObject({ device_id: 'DEV-5', status: 'OPEN', severity: SEVERITY.CRITICAL });
+    expect(await raise()).toMatchObject({ closed_by_reason: { expired: 1 } }); // DEV-5's CERT_EXPIRING alert
+    expect(storage.snapshot().alertEvents.map((e) => e.event)).toEqual(['alert.opened', 'alert.opened', 'alert.escalated', 'alert.escalated', 'alert.closed', 'alert.opened', 'alert.closed']);
   });
 });

@@ -1,12 +1,14 @@
 /**
  * An in-memory `Storage` (src/app/storage-ports.ts) for fast use-case unit tests: devices,
- * certificates, rotations, the audit log, device keys and task locks, with the ports' semantics
+ * certificates, rotations, the audit log, device keys, task locks, and the expiry alerts
+ * (reconcile, expire, acknowledge; their webhook events kept in `alertEvents`), with the ports' semantics
  * (ACTIVE → REVOKED only, a tenant sees only its rows, a unit of work commits all or nothing).
  * Repositories it does not implement yet throw, naming the method: a use case that needs one
  * keeps its real-database test. The real storage's tests cover the same behaviours on Postgres
  * and PGlite.
  */
-import type { AuditEvent, OperatorRepositories, PendingRotation, Storage } from '../../src/app/storage-ports.ts';
+import type { AuditEvent, ExpiringAlertsInput, OperatorRepositories, PendingRotation, Storage } from '../../src/app/storage-ports.ts';
+import type { AlertRecord } from '../../src/domain/alert.ts';
 import { AlreadyExistsError, ReferenceNotFoundError } from '../../src/app/storage-ports.ts';
 import type { CertificateRecord, CertificateWithPem } from '../../src/domain/certificate.ts';
 import type { DeviceRecord } from '../../src/domain/device.ts';
@@ -33,6 +35,9 @@ interface State {
   rotations: RotationRow[];
   audit: (AuditEvent & { id: number })[];
   compromised: string[];
+  alerts: AlertRecord[];
+  /** The alert events the real storage queues for the tenant's webhooks (one per alert and event). */
+  alertEvents: { alertId: number; event: string; at: string }[];
   sharedKeys: Record<string, boolean>;
   nextId: number;
 }
@@ -48,7 +53,7 @@ export interface MemoryStorage extends Storage {
 }
 
 export function createMemoryStorage(): MemoryStorage {
-  let state: State = { devices: [], certificates: [], rotations: [], audit: [], compromised: [], sharedKeys: {}, nextId: 1 };
+  let state: State = { devices: [], certificates: [], rotations: [], audit: [], compromised: [], alerts: [], alertEvents: [], sharedKeys: {}, nextId: 1 };
 
   function repositories(tenant: string | null): OperatorRepositories {
     const visible = <T extends { tenant_id: string }>(rows: T[]) => rows.filter((r) => tenant === null || r.tenant_id === tenant);
@@ -219,6 +224,136 @@ export function createMemoryStorage(): MemoryStorage {
       },
       tasks: {
         async lockTask() {},
+      },
+      alerts: {
+        async findAlert(id: number) {
+          const a = visible(state.alerts).find((x) => x.id === id);
+          return a ? structuredClone(a) : null;
+        },
+        async acknowledgeAlert(id: number, actor: string, at: Date) {
+          const a = visible(state.alerts).find((x) => x.id === id && x.status === 'OPEN');
+          if (!a) return null;
+          Object.assign(a, { status: 'ACKNOWLEDGED', acknowledged_at: at.toISOString(), acknowledged_by: actor, updated_at: at.toISOString() });
+          return structuredClone(a);
+        },
+        /** The SQL of storage/repos/alerts-repo.ts, row by row. */
+        async reconcileExpiryAlerts(input: ExpiringAlertsInput) {
+          const now = input.now.getTime();
+          const warnUntil = input.warnUntil.getTime();
+          const at = input.now.toISOString();
+          const certs = visible(state.certificates);
+          const candidates = certs
+            .filter((c) => c.status === 'ACTIVE' && Date.parse(c.not_after) > now && Date.parse(c.not_after) <= warnUntil)
+            .filter((c) => !certs.some((n) => n.tenant_id === c.tenant_id && n.device_id === c.device_id && n.status === 'ACTIVE' && Date.parse(n.not_after) > warnUntil))
+            .map((c) => {
+              const severity = Math.max(...input.cutoffs.map((cut, i) => (Date.parse(c.not_after) <= cut.getTime() ? (input.severities[i] ?? 0) : 0)));
+              return { cert: c, severity, daysRemaining: Math.floor((Date.parse(c.not_after) - now) / 86_400_000) };
+            });
+          const isCandidate = (a: AlertRecord) => candidates.some((k) => k.cert.tenant_id === a.tenant_id && k.cert.fingerprint_sha256 === a.fingerprint);
+          const closedByReason: Record<string, number> = {};
+          const close = (a: AlertRecord, reason: string) => {
+            Object.assign(a, { status: 'CLOSED', closed_at: at, closed_by: input.actor, close_reason: reason, updated_at: at });
+            closedByReason[reason] = (closedByReason[reason] ?? 0) + 1;
+            state.alertEvents.push({ alertId: a.id, event: 'alert.closed', at });
+          };
+          const openBefore = visible(state.alerts).filter((a) => a.alert_type === 'CERT_EXPIRING' && a.status !== 'CLOSED').map((a) => ({ ...a }));
+          for (const a of visible(state.alerts).filter((x) => x.status !== 'CLOSED')) {
+            if (a.alert_type === 'CERT_EXPIRING' && !isCandidate(a)) {
+              const c = certs.find((x) => x.tenant_id === a.tenant_id && x.fingerprint_sha256 === a.fingerprint);
+              const reason = !c ? 'resolved' : c.status === 'REVOKED' ? 'revoked' : c.status === 'EXPIRED' || Date.parse(c.not_after) <= now ? 'expired' : Date.parse(c.not_after) > warnUntil ? 'resolved' : 'rotated';
+              close(a, reason);
+            } else if (a.alert_type === 'CERT_EXPIRED' && certs.some((n) => n.tenant_id === a.tenant_id && n.device_id === a.device_id && n.status === 'ACTIVE' && Date.parse(n.not_after) > now)) {
+              close(a, 'replaced');
+            }
+          }
+          let opened = 0;
+          let escalated = 0;
+          for (const k of candidates) {
+            const c = k.cert;
+            if (openBefore.some((o) => o.tenant_id === c.tenant_id && o.fingerprint === c.fingerprint_sha256 && o.severity >= k.severity)) continue;
+            const closedByHand = visible(state.alerts).some(
+              (m) => m.tenant_id === c.tenant_id && m.alert_type === 'CERT_EXPIRING' && m.fingerprint === c.fingerprint_sha256 && m.status === 'CLOSED' && m.close_reason === 'manual' && m.severity >= k.severity,
+            );
+            if (closedByHand) continue;
+            const hoursLeft = (Date.parse(c.not_after) - now) / 3_600_000;
+            const when = hoursLeft < 48 ? `${Math.max(1, Math.round(hoursLeft))}${hoursLeft < 1.5 ? ' hour' : ' hours'}` : `${k.daysRemaining} days`;
+            const fields = {
+              severity: k.severity,
+              summary: `Certificate of device ${c.device_id} expires in ${when}`,
+              details: { fingerprint: c.fingerprint_sha256, certificate_id: c.id, common_name: c.common_name, expires_at: c.not_after, days_remaining: k.daysRemaining },
+              updated_at: at,
+            };
+            const open = visible(state.alerts).find((a) => a.tenant_id === c.tenant_id && a.alert_type === 'CERT_EXPIRING' && a.fingerprint === c.fingerprint_sha256 && a.status !== 'CLOSED');
+            if (open) {
+              if (open.severity >= k.severity) continue;
+              Object.assign(open, fields, { status: 'OPEN', acknowledged_at: null, acknowledged_by: null });
+              escalated++;
+              state.alertEvents.push({ alertId: open.id, event: 'alert.escalated', at });
+            } else {
+              const alert: AlertRecord = {
+                id: state.nextId++,
+                tenant_id: c.tenant_id,
+                device_id: c.device_id,
+                alert_type: 'CERT_EXPIRING',
+                fingerprint: c.fingerprint_sha256,
+                status: 'OPEN',
+                created_at: at,
+                acknowledged_at: null,
+                acknowledged_by: null,
+                closed_at: null,
+                closed_by: null,
+                close_reason: null,
+                ...fields,
+              };
+              state.alerts.push(alert);
+              opened++;
+              state.alertEvents.push({ alertId: alert.id, event: 'alert.opened', at });
+            }
+          }
+          const closed = Object.values(closedByReason).reduce((sum, n) => sum + n, 0);
+          return { opened, escalated, closed, closed_by_reason: closedByReason };
+        },
+        async expireCertificates(input: { now: Date; actor: string; severity: number }) {
+          const now = input.now.getTime();
+          const at = input.now.toISOString();
+          const expired = visible(state.certificates).filter((c) => c.status === 'ACTIVE' && Date.parse(c.not_after) <= now);
+          for (const c of expired) {
+            Object.assign(c, { status: 'EXPIRED', updated_at: at });
+            state.audit.push({ id: state.nextId++, tenantId: c.tenant_id, actor: input.actor, action: 'certificate.expired', targetType: 'certificate', targetId: String(c.id), details: { device_id: c.device_id, serial_number: c.serial_number, not_after: c.not_after }, at: input.now });
+          }
+          let alerted = 0;
+          const devices = new Set(expired.map((c) => `${c.tenant_id}/${c.device_id}`));
+          for (const key of devices) {
+            const mine = expired.filter((c) => `${c.tenant_id}/${c.device_id}` === key).sort((a, b) => b.not_after.localeCompare(a.not_after) || b.id - a.id);
+            const last = mine[0];
+            if (!last) continue;
+            if (visible(state.certificates).some((n) => n.tenant_id === last.tenant_id && n.device_id === last.device_id && n.status === 'ACTIVE' && Date.parse(n.not_after) > now)) continue;
+            const fingerprint = `device:${last.device_id}`;
+            if (state.alerts.some((a) => a.tenant_id === last.tenant_id && a.alert_type === 'CERT_EXPIRED' && a.fingerprint === fingerprint && a.status !== 'CLOSED')) continue;
+            const alert: AlertRecord = {
+              id: state.nextId++,
+              tenant_id: last.tenant_id,
+              device_id: last.device_id,
+              alert_type: 'CERT_EXPIRED',
+              fingerprint,
+              status: 'OPEN',
+              severity: input.severity,
+              summary: `Device ${last.device_id} has no valid certificate: its last one expired; it can no longer connect`,
+              details: { fingerprint: last.fingerprint_sha256, certificate_id: last.id, common_name: last.common_name, expires_at: last.not_after, days_remaining: 0 },
+              created_at: at,
+              updated_at: at,
+              acknowledged_at: null,
+              acknowledged_by: null,
+              closed_at: null,
+              closed_by: null,
+              close_reason: null,
+            };
+            state.alerts.push(alert);
+            alerted++;
+            state.alertEvents.push({ alertId: alert.id, event: 'alert.opened', at });
+          }
+          return { expired: expired.length, devicesWithoutCertificate: alerted };
+        },
       },
     };
     // The rest of each port throws, naming what a test reached for.
