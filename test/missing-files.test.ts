@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import { crlFileTarget } from '../src/broker/agent/crl-targets.ts';
 import { SERVER_CA_FILE, SERVER_CA_KEY_FILE } from '../src/broker/broker-files.ts';
 import { loadServerCa } from '../src/broker/server-pki.ts';
+import { readStoredCredentials } from '../src/cli/client/credentials.ts';
 import { exists } from '../src/support/atomic-file.ts';
 import { unlessMissing } from '../src/support/missing-file.ts';
 
@@ -41,5 +42,13 @@ describe('missing is not unreadable', () => {
     expect(await crlFileTarget(join(dir, 'no.crl')).read()).toBeNull();
     mkdirSync(join(dir, 'folder.crl'));
     await expect(crlFileTarget(join(dir, 'folder.crl')).read()).rejects.toThrow(/EISDIR/);
+  });
+
+  it("the CLI's stored credentials: none is nothing stored, a damaged file is named", async () => {
+    const home = join(dir, 'config-home');
+    expect(await readStoredCredentials({ XDG_CONFIG_HOME: home })).toEqual({});
+    mkdirSync(join(home, 'certfleet'), { recursive: true });
+    writeFileSync(join(home, 'certfleet', 'credentials.json'), '{"url": "https://certfleet.example", "tok');
+    await expect(readStoredCredentials({ XDG_CONFIG_HOME: home })).rejects.toThrow(/credentials\.json is not valid JSON/);
   });
 });
