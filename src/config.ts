@@ -135,7 +135,6 @@ export function publicBaseUrl(raw: string): string {
   const fail = (why: string): never => {
     throw new Error(`PUBLIC_BASE_URL must be an absolute http or https URL of ASCII characters without spaces, e.g. https://certfleet.example.com (got "${raw}": ${why})`);
   };
-  // eslint-disable-next-line no-control-regex
   if (!/^[\x21-\x7e]+$/.test(raw)) fail('only printable ASCII, no spaces');
   let url: URL;
   try {

@@ -10,7 +10,6 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateDevSigningKey } from '../src/auth/dev-signing-key.ts';
 import { checkBundle, trustedCasFromPem, BundleRejectedError } from '../src/broker/agent/bundle-check.ts';

@@ -10,7 +10,6 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createStorage } from '../src/storage/repositories.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -95,8 +94,25 @@ describe('device keys (pglite)', () => {
     expect(second.status).toBe(409);
     expect(second.json.code).toBe('KEY_IN_USE');
     expect(second.json.detail).toContain('DEVICE-001');
-    await createStorage(database.db).asTenant('acme', (repos) => repos.keys.setAllowSharedDeviceKeys('acme', true, new Date()));
-    expect((await t.call('acme', 'POST', '/customer/devices/DEVICE-002/certificates/csr', { csr_pem: csr(shared) })).status).toBe(201);
+    // The tenant setting: read by every customer, changed by a tenant-admin only, audited.
+    expect((await t.call('acme', 'GET', '/customer/settings')).json).toEqual({ tenant_id: 'acme', allow_shared_device_keys: false });
+    expect((await t.call('acme', 'PUT', '/customer/settings', { allow_shared_device_keys: true })).status).toBe(403);
+    const bad = await t.call('acme', 'PUT', '/customer/settings', { allow_shared_device_keys: 'yes' }, 'tenant-admin');
+    expect(bad.status).toBe(422);
+    expect(bad.json.code).toBe('VALIDATION_FAILED');
+    const allowed = await t.call('acme', 'PUT', '/customer/settings', { allow_shared_device_keys: true }, 'tenant-admin');
+    expect(allowed.status, allowed.body).toBe(200);
+    expect(allowed.json).toEqual({ tenant_id: 'acme', allow_shared_device_keys: true });
+    expect((await t.call('other', 'GET', '/customer/settings')).json.allow_shared_device_keys).toBe(false); // per tenant
+    const audit = await t.call('acme', 'GET', '/customer/audit-events');
+    const event = audit.json.audit_events.find((e: { action: string }) => e.action === 'tenant_settings.updated');
+    expect(event?.details).toMatchObject({ before: { allow_shared_device_keys: false }, after: { allow_shared_device_keys: true } });
+    const issued = await t.call('acme', 'POST', '/customer/devices/DEVICE-002/certificates/csr', { csr_pem: csr(shared) });
+    expect(issued.status).toBe(201);
+    // Turned off again: a third device is refused the key, rotation of a device already holding it too.
+    expect((await t.call('acme', 'PUT', '/customer/settings', { allow_shared_device_keys: false }, 'tenant-admin')).status).toBe(200);
+    expect((await t.call('acme', 'POST', '/customer/devices', { device_id: 'DEVICE-003' })).status).toBe(201);
+    expect((await t.call('acme', 'POST', '/customer/devices/DEVICE-003/certificates/csr', { csr_pem: csr(shared) })).json.code).toBe('KEY_IN_USE');
   });
 
   it('refuses an RSA CSR whose public exponent is 3, and accepts 65537', async () => {

@@ -16,7 +16,7 @@ const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-background-ne
 /** The directives of a CSP header value. */
 const directives = (header: unknown): Map<string, string[]> =>
   new Map(
-    String(header ?? '')
+    (typeof header === 'string' ? header : '')
       .split(';')
       .map((d) => d.trim().split(/\s+/))
       .filter((parts) => parts[0] !== '')

@@ -30,10 +30,10 @@ function serve(env: Record<string, string>): Serve {
   let err = '';
   const waiters: Array<() => void> = [];
   child.stdout!.on('data', (d: Buffer) => {
-    out += d;
+    out += d.toString('utf8');
     for (const w of waiters.splice(0)) w();
   });
-  child.stderr!.on('data', (d: Buffer) => (err += d));
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
   const lines = () => out.split('\n').filter((l) => l !== '');
   const parsed = () => lines().flatMap((l) => {
     try {

@@ -87,8 +87,8 @@ async function connectDevice(name: string, commonName: string): Promise<{ client
   };
 }
 
-/** The broker's verdict on one TLS connection with the certificate. */
-async function probe(name: string): Promise<'accepted' | 'revoked' | string> {
+/** The broker's verdict on one TLS connection with the certificate: 'accepted', 'revoked', or another error's message. */
+async function probe(name: string): Promise<string> {
   try {
     const client = await mqtt.connectAsync(
       `mqtts://localhost:${port}`,
@@ -169,7 +169,7 @@ describe('renewal over MQTT (real Mosquitto, broker-config --mqtt-renewal)', () 
 
     // The device switches to its new certificate and confirms with a signature of the new key.
     const next = await connectDevice('a-new', `${TENANT}/dev-a`);
-    await writeFileSync(file('confirm.txt'), 'certfleet-confirm:r-1');
+    writeFileSync(file('confirm.txt'), 'certfleet-confirm:r-1');
     await openssl(['dgst', '-sha256', '-sign', 'a-new.key', '-out', 'confirm.sig', 'confirm.txt']);
     const wrongKey = await next.ask({ confirm: 'r-1', signature: Buffer.from('not a signature').toString('base64') });
     expect(wrongKey.problem?.code).toBe('FORBIDDEN');

@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { pemBlocks, pemBytes, toPem } from '../src/pki/pem.ts';
+import { PemError, pemBlocks, pemBytes, toPem } from '../src/pki/pem.ts';
 
 const reference = (label: string, der: Uint8Array) =>
   `-----BEGIN ${label}-----\n${(Buffer.from(der).toString('base64').match(/.{1,64}/g) ?? []).map((line) => `${line}\n`).join('')}-----END ${label}-----\n`;
@@ -63,5 +63,15 @@ describe('peekCrlNumber (the number a PEM CRL file claims, from its last lines)'
     expect(peekCrlNumber(toPem('CERTIFICATE', randomBytes(3000)))).toBeNull();
     const body = randomBytes(3000).toString('base64').match(/.{1,76}/g)!.join('\n');
     expect(peekCrlNumber(`-----BEGIN X509 CRL-----\n${body}\n-----END X509 CRL-----\n`)).toBeNull();
+  });
+
+  it('the one decoder: every block of the label in order, text around ignored, a broken block refused', () => {
+    const a = randomBytes(100);
+    const b = randomBytes(200);
+    const text = `intro\n${toPem('CERTIFICATE', a)}between\n${toPem('X509 CRL', randomBytes(10))}${toPem('CERTIFICATE', b)}`;
+    expect(pemBlocks(text, 'CERTIFICATE')).toEqual([a, b]);
+    expect(pemBlocks('no PEM here', 'CERTIFICATE')).toEqual([]);
+    expect(() => pemBlocks('-----BEGIN CERTIFICATE-----\nAAAA\n', 'CERTIFICATE')).toThrow(PemError);
+    expect(() => pemBlocks('-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n', 'CERTIFICATE')).toThrow(/not base64/);
   });
 });

@@ -224,6 +224,10 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
     });
     expect(policy.approval_secret).toMatch(/^whsec_/);
 
+    // Tenant settings (changing them needs tenant-admin)
+    await check('acme', 'PUT', `${C}/settings`, 200, { body: { allow_shared_device_keys: false }, headers: admin });
+    expect((await check('acme', 'GET', `${C}/settings`, 200)).allow_shared_device_keys).toBe(false);
+
     // Webhooks (before the alerts, so that they queue deliveries)
     const webhook = await check('acme', 'POST', `${C}/notification-webhooks`, 201, { body: { url: 'http://127.0.0.1:9/hook', description: 'schema test' } });
     const hook = { id: webhook.webhook.id };

@@ -187,6 +187,9 @@ const ROUTES: Record<string, Row> = {
   // customer: renewal policy (PUT needs tenant-admin; see test/recovery-est.test.ts)
   'customer GET /renewal-policy': { own: 200 },
   'customer PUT /renewal-policy': { own: 403, request: async () => ({ path: '/renewal-policy', body: { recovery_window_days: 30 } }) },
+  // customer: tenant settings (PUT needs tenant-admin: the customer role gets 403; see test/device-keys.test.ts)
+  'customer GET /settings': { own: 200 },
+  'customer PUT /settings': { own: 403, request: async () => ({ path: '/settings', body: { allow_shared_device_keys: true } }) },
   // customer: audit log and overview (console)
   'customer GET /audit-events': { own: 200 },
   'customer GET /expiry-summary': { own: 200 },

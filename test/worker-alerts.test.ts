@@ -26,6 +26,7 @@ describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhook
       logger: captureLogger(logs),
       holder: 'test-worker',
       ...overrides,
+      delivery: { random: () => 0, ...overrides.delivery }, // retry delays without jitter: exact times below
     });
 
   /** One full tick: every task once. */

@@ -31,9 +31,9 @@ function worker(args: string[], env: Record<string, string>, stopWhenReady = fal
     let stdout = '';
     let stderr = '';
     let stopping = false;
-    child.stdout.on('data', (d: Buffer) => (stdout += d));
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
     child.stderr.on('data', (d: Buffer) => {
-      stderr += d;
+      stderr += d.toString('utf8');
       if (stopWhenReady && !stopping && READY.test(stderr)) {
         stopping = true;
         child.kill('SIGTERM');

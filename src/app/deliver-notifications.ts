@@ -3,6 +3,7 @@ import type { SecretSealer } from './ports.ts';
 import type { AppDeps } from './deps.ts';
 import type { ClaimedDelivery, DeliveryOutcome } from './storage-ports.ts';
 import { DAY_MS } from '../domain/clock.ts';
+import { jitteredDelayMs, type Random } from '../domain/backoff.ts';
 
 /** One signed POST. Resolves with the HTTP status; rejects on network errors and timeouts. */
 export interface WebhookRequest {
@@ -31,6 +32,12 @@ export interface DeliverySettings {
   retry: RetryPolicy;
   /** Delivered and dead rows older than this are deleted. */
   retentionMs: number;
+  /**
+   * Jitter of the retry delays (Math.random by default; a constant keeps a test's times exact):
+   * each delay is drawn over [50 %, 100 %] of the policy's, so the deliveries that failed
+   * together against a recovering endpoint do not all come back at the same instant.
+   */
+  random?: Random;
 }
 
 export const DEFAULT_DELIVERY_SETTINGS: Omit<DeliverySettings, 'retry'> = {
@@ -86,7 +93,8 @@ export function createDeliverNotifications({
     });
 
   const failed = (d: ClaimedDelivery, statusCode: number | null, error: string): DeliveryOutcome => {
-    const delay = retryDelayMs(settings.retry, d.attempt);
+    const ruleDelay = retryDelayMs(settings.retry, d.attempt);
+    const delay = ruleDelay === null ? null : jitteredDelayMs(ruleDelay, settings.random ?? Math.random);
     return {
       id: d.id,
       attempt: d.attempt,

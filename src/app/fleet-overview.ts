@@ -1,9 +1,9 @@
 import type { AppDeps } from './deps.ts';
+import { WEEK_MS } from '../domain/clock.ts';
 
 /** The operator's fleet overview covers this many weeks ahead (a quarter). */
 export const OVERVIEW_WEEKS = 13;
 const RECENT_REVOCATIONS = 10;
-const WEEK_MS = 7 * 86_400_000;
 
 /** Counts by tenant and status, ACTIVE certificates expiring per week for the next quarter, the latest revocations. */
 export function createFleetOverview({ storage, clock }: Pick<AppDeps, 'storage' | 'clock'>) {

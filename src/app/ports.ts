@@ -67,8 +67,6 @@ export interface BrokerAclListener {
   aclChanged(): Promise<void>;
 }
 
-export const noBrokerAclListener: BrokerAclListener = { aclChanged: async () => undefined };
-
 export const noRevocationListener: RevocationListener = { revocationCommitted: () => undefined };
 
 export interface Actor {

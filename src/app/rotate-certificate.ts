@@ -101,8 +101,6 @@ export function createStartRotation(deps: Pick<AppDeps, 'storage' | 'authority' 
   };
 }
 
-export type StartRotationResult = Awaited<ReturnType<ReturnType<typeof createStartRotation>>>;
-
 /** The operator/customer API's rotate: a pending rotation is a 409 ROTATION_PENDING carrying it. */
 export function createRotateCertificate(deps: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'settings' | 'issuanceLimit'>) {
   const start = createStartRotation(deps);

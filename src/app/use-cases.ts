@@ -22,6 +22,7 @@ import { createRotateWebhookSecret, createUpdateWebhook } from './update-webhook
 import { createRegisterDevice } from './register-device.ts';
 import { createGetBrokerGrants, createPutBrokerGrants } from './broker-grants.ts';
 import { createGetRenewalPolicy, createPutRenewalPolicy } from './renewal-policy.ts';
+import { createGetTenantSettings, createPutTenantSettings } from './tenant-settings.ts';
 import { createRevokeCertificate } from './revoke-certificate.ts';
 import { createRotateCertificate, createStartRotation } from './rotate-certificate.ts';
 
@@ -33,6 +34,8 @@ export function createUseCases(deps: AppDeps) {
     putBrokerGrants: createPutBrokerGrants(deps),
     getRenewalPolicy: createGetRenewalPolicy(deps),
     putRenewalPolicy: createPutRenewalPolicy(deps),
+    getTenantSettings: createGetTenantSettings(deps),
+    putTenantSettings: createPutTenantSettings(deps),
     getDevice: createGetDevice(deps),
     listDevices: createListDevices(deps),
     issueCertificate: createIssueCertificate(deps),

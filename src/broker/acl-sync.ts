@@ -15,6 +15,7 @@ import { writeFileAtomic, type FileOwner } from '../support/atomic-file.ts';
 import type { Logger } from '../support/logger.ts';
 import type { RenderedAcl } from './mosquitto-config.ts';
 import type { BrokerReloader } from './broker-reloader.ts';
+import { isMissing, unlessMissing } from '../support/missing-file.ts';
 
 export interface AclSyncDeps {
   path: string;
@@ -48,8 +49,9 @@ async function currentMode(path: string): Promise<{ mode: number; owner?: FileOw
     const s = await stat(path);
     const uid = typeof process.getuid === 'function' ? process.getuid() : s.uid;
     return { mode: s.mode & 0o777, owner: { uid: uid === 0 ? s.uid : uid, gid: s.gid } };
-  } catch {
-    return { mode: 0o640 };
+  } catch (error) {
+    if (isMissing(error)) return { mode: 0o640 };
+    throw error;
   }
 }
 
@@ -76,7 +78,7 @@ export function createAclSync(deps: AclSyncDeps): AclSync {
     const started = performance.now();
     const rendered = await deps.render();
     for (const id of rendered.skipped) deps.logger.warn({ device: id }, 'a registered device has an invalid id: it gets no broker topics');
-    const before = await readFile(deps.path, 'utf8').catch(() => null);
+    const before = await unlessMissing(readFile(deps.path, 'utf8'));
     const bytes = Buffer.byteLength(rendered.text);
     if (before === rendered.text) {
       const reloaded = reloadPending ? await reloading() : null;

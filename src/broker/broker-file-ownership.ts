@@ -97,8 +97,8 @@ export async function checkAncestors(ctx: OwnershipContext, dir: string): Promis
           `warning: user ${account.name} cannot traverse ${current} (mode ${octal(st.mode)}); Mosquitto will fail to read files below it`,
         );
       }
-    } catch {
-      // ignore
+    } catch (error) {
+      ctx.lines.push(`warning: cannot check whether user ${account.name} can traverse ${current}: ${(error as Error).message}`);
     }
     const parent = path.dirname(current);
     if (parent === current) break;

@@ -8,10 +8,11 @@ import { X509Certificate as NodeX509Certificate, createPrivateKey, randomBytes, 
 import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import path from 'node:path';
-import { toPem } from '../pki/pem.ts';
+import { pemBlocks, toPem } from '../pki/pem.ts';
 import { randomSerialHex } from '../pki/serial-number.ts';
 import { SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { DAY_MS, SECOND_MS } from '../domain/clock.ts';
+import { isMissing } from '../support/missing-file.ts';
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGNING = { name: 'ECDSA', hash: 'SHA-256' } as const;
@@ -94,8 +95,11 @@ export async function loadServerCa(outDir: string, keyDir = outDir): Promise<Ser
   let keyPem: string;
   try {
     [certPem, keyPem] = await Promise.all([path.join(outDir, SERVER_CA_FILE), path.join(keyDir, SERVER_CA_KEY_FILE)].map((f) => readFile(f, 'utf8')));
-  } catch {
-    return null;
+  } catch (error) {
+    // No kept CA: a new one is made. A kept CA that cannot be read (EACCES, ...) is an error: a
+    // new CA would make every device's combined-ca.crt stale.
+    if (isMissing(error)) return null;
+    throw new Error(`cannot read the kept server CA (${SERVER_CA_FILE} in ${outDir}, its key in ${keyDir}): ${(error as Error).message}`, { cause: error });
   }
   const cert = new NodeX509Certificate(certPem);
   const nodeKey = createPrivateKey(keyPem);
@@ -210,8 +214,8 @@ export function checkSuppliedServerCertificate(supplied: SuppliedServerCertifica
 }
 
 export function normalizeCaPem(pem: string): { pem: string; subject: string } {
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g);
-  if (!blocks || blocks.length === 0) {
+  const blocks = pemBlocks(pem, 'CERTIFICATE').map((der) => toPem('CERTIFICATE', der).trimEnd());
+  if (blocks[0] === undefined) {
     throw new TypeError('broker-config: deviceCaCertPem holds no PEM certificate');
   }
   const first = new NodeX509Certificate(blocks[0]);

@@ -81,6 +81,9 @@ export function createSessionKicker(options: SessionKickerOptions): SessionKicke
     });
     const pending = new Map<string, { resolve: (r: DynsecResponse) => void }>();
     let failure: Error | null = null;
+    // Set by the client's event handlers while we await: read through a call, so that a check
+    // before an await does not narrow the later ones to `null` (TypeScript cannot see the handlers).
+    const failureSoFar = (): Error | null => failure;
     const failAll = (error: Error) => {
       failure ??= error;
       for (const [, p] of pending) p.resolve({ command: '', error: `__failed__` });
@@ -92,6 +95,8 @@ export function createSessionKicker(options: SessionKickerOptions): SessionKicke
       try {
         body = JSON.parse(payload.toString('utf8')) as { responses?: DynsecResponse[] };
       } catch {
+        // The waiting kicks fail now with the reason, instead of timing out without one.
+        failAll(new SessionKickError(`the broker answered on ${DYNSEC_RESPONSE_TOPIC} with something that is not JSON`));
         return;
       }
       for (const response of body.responses ?? []) {
@@ -159,12 +164,14 @@ export function createSessionKicker(options: SessionKickerOptions): SessionKicke
           throw new SessionKickError(`broker refused the dynsec command (PUBACK reason ${reasonCode}): is ${options.username} allowed to publish to ${DYNSEC_TOPIC}?`);
         }
         const responses = await Promise.all(answers);
-        if (failure) throw failure;
+        const failed = failureSoFar();
+        if (failed) throw failed;
         return responses;
       };
       return await fn(send);
     } catch (error) {
-      if (timedOut && failure) throw failure;
+      const failed = failureSoFar();
+      if (timedOut && failed) throw failed;
       throw error;
     } finally {
       clearTimeout(timer);

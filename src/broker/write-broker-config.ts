@@ -21,7 +21,6 @@ import type { BrokerConfigFiles, BrokerConfigResult, WriteBrokerConfigOptions } 
 import {
   MAX_SERVER_CERT_DAYS,
   type ServerPki,
-  type SuppliedServerCertificate,
   checkServerCertDays,
   checkSuppliedServerCertificate,
   generateServerCa,

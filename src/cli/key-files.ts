@@ -2,6 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { writeFileAtomic, writeFileAtomicNew } from '../support/atomic-file.ts';
 import type { FlagSpec } from './spec.ts';
+import { unlessMissing } from '../support/missing-file.ts';
 
 export interface IssuedFiles {
   key_path: string | null;
@@ -35,7 +36,7 @@ export interface WriteOptions {
 const isExists = (e: unknown) => (e as NodeJS.ErrnoException).code === 'EEXIST';
 
 async function sameContent(file: string, data: string): Promise<boolean> {
-  return (await readFile(file, 'utf8').catch(() => null)) === data;
+  return (await unlessMissing(readFile(file, 'utf8'))) === data;
 }
 
 /**

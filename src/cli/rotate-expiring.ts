@@ -13,6 +13,7 @@ import { plural, print, relativeTime, table } from './output.ts';
 import { Progress } from './progress.ts';
 import { RotationJournal, JOURNAL_FILE } from './rotation-journal.ts';
 import { EXIT, UsageError, type CommandSpec, type Flags } from './spec.ts';
+import { unlessMissing } from '../support/missing-file.ts';
 
 type Outcome = 'rotated' | 'recovered' | 'pending' | 'earlier' | 'failed' | 'unknown';
 
@@ -89,9 +90,9 @@ async function filesHolding(api: ApiClient, dir: string, deviceId: string, certi
   let issuedPem = '';
   for (const suffix of ['', `.${certificate.id}`, ...Array.from({ length: 8 }, (_, n) => `.${certificate.id}-${n + 2}`)]) {
     const files = { key: keyPath(dir, deviceId, suffix), cert: certPath(dir, deviceId, suffix) };
-    const key = await readFile(files.key).catch(() => null);
+    const key = await unlessMissing(readFile(files.key));
     if (!key) continue;
-    const certPem = await readFile(files.cert).catch(() => null);
+    const certPem = await unlessMissing(readFile(files.cert));
     try {
       if (certPem) {
         const cert = new X509Certificate(certPem);

@@ -164,6 +164,7 @@ export function createBrokerAclPublication(options: {
             try {
               if ((JSON.parse(payload) as { src?: string }).src === instanceId) return;
             } catch {
+              logger.warn({ event: 'broker_acl_bad_notification', payload: payload.slice(0, 200) }, 'ignoring a malformed ACL change notification');
               return;
             }
             void syncNow();

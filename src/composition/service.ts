@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { silentLogger, type ProcessLogger } from '../support/logger.ts';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import type { Config } from '../config.ts';
-import { systemClock, type Clock } from '../domain/clock.ts';
+import { SECOND_MS, systemClock, type Clock } from '../domain/clock.ts';
 import { createKeySource } from '../pki/key-source.ts';
 import { createKeygenPool, type KeygenPool } from '../pki/keygen-pool.ts';
 import { createRateLimiter } from '../domain/rate-limit.ts';
@@ -37,6 +37,7 @@ import { customerEnrollmentRoutes } from '../http/routes/customer-enrollment.ts'
 import { customerClaimRoutes } from '../http/routes/customer-claims.ts';
 import { customerBrokerGrantRoutes } from '../http/routes/customer-broker-grants.ts';
 import { customerRenewalPolicyRoutes } from '../http/routes/customer-renewal-policy.ts';
+import { customerSettingsRoutes } from '../http/routes/customer-settings.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type DescriptorUsage } from '../support/descriptor-budget.ts';
 import { PG_POOL_MAX } from '../storage/pg-driver.ts';
@@ -145,8 +146,8 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       clock,
       useCases,
       settings: {
-        lagAlertMs: config.brokerFleet.lagAlertSeconds * 1000,
-        reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * 1000,
+        lagAlertMs: config.brokerFleet.lagAlertSeconds * SECOND_MS,
+        reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * SECOND_MS,
         issuerKeyIds: crl.issuerKeyId ? [crl.issuerKeyId] : [],
       },
     });
@@ -169,6 +170,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         customerClaimRoutes(renewal.claims),
         customerBrokerGrantRoutes(useCases),
         customerRenewalPolicyRoutes(useCases),
+        customerSettingsRoutes(useCases),
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),
       ],

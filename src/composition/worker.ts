@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Counter, type Registry } from 'prom-client';
 import type { Config } from '../config.ts';
-import { systemClock, type Clock } from '../domain/clock.ts';
+import { DAY_MS, MINUTE_MS, SECOND_MS, systemClock, type Clock } from '../domain/clock.ts';
 import { createExpiryPolicy } from '../domain/expiry-policy.ts';
 import { DEFAULT_RETRY_POLICY } from '../domain/notification-policy.ts';
 import { createApplyScheduledRevocations } from '../app/apply-scheduled-revocations.ts';
@@ -89,18 +89,21 @@ export interface Worker {
   close(): Promise<void>;
 }
 
-const MINUTE = 60_000;
-
 export const defaultIntervals = (config: Pick<Config, 'crlRefreshMinutes'>): Record<TaskName, number> => ({
-  'scheduled-revocations': MINUTE,
-  crl: config.crlRefreshMinutes * MINUTE,
-  'mark-expired': MINUTE,
-  'renewal-advice': MINUTE,
-  'expiry-alerts': 10 * MINUTE,
-  'crl-freshness': 5 * MINUTE,
-  'broker-nodes': 30_000,
-  notifications: 10_000,
+  'scheduled-revocations': MINUTE_MS,
+  crl: config.crlRefreshMinutes * MINUTE_MS,
+  'mark-expired': MINUTE_MS,
+  'renewal-advice': MINUTE_MS,
+  'expiry-alerts': 10 * MINUTE_MS,
+  'crl-freshness': 5 * MINUTE_MS,
+  'broker-nodes': 30 * SECOND_MS,
+  notifications: 10 * SECOND_MS,
 });
+
+/** CRL_STALE is raised this long before the published CRL's nextUpdate... */
+const CRL_STALE_MARGIN_MS = DAY_MS;
+/** ...or after this many failed publications in a row. */
+const CRL_FAILURES_BEFORE_ALERT = 3;
 
 /** The published CRL's nextUpdate (crl_state) and the failures of the CRL task (its lease row) and the publisher. */
 function crlHealth(crl: CrlPublisherPort | null): CrlHealth {
@@ -189,7 +192,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const brokerAdmin = config.brokerAdmin;
   const mqttAdvice = overrides.advicePublisher === undefined && config.mqttRenewal && brokerAdmin ? createMqttAdvicePublisher(() => readBrokerAdmin(brokerAdmin)) : null;
   const publishRenewalAdvice = createPublishRenewalAdvice({ storage: repositories, clock, publisher: overrides.advicePublisher ?? mqttAdvice });
-  const checkCrlFreshness = createCheckCrlFreshness({ storage: repositories, clock, health: crlHealth(crl), marginMs: 24 * 60 * MINUTE, failureThreshold: 3 });
+    const checkCrlFreshness = createCheckCrlFreshness({ storage: repositories, clock, health: crlHealth(crl), marginMs: CRL_STALE_MARGIN_MS, failureThreshold: CRL_FAILURES_BEFORE_ALERT });
   const holder = overrides.holder ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   const checkSystemAlerts = createCheckSystemAlerts({ storage: repositories, clock, health: systemHealth(crl, deviceCa) });
   const brokerFleet =
@@ -200,8 +203,8 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
             storage: repositories,
             clock,
             settings: {
-              lagAlertMs: config.brokerFleet.lagAlertSeconds * 1000,
-              reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * 1000,
+              lagAlertMs: config.brokerFleet.lagAlertSeconds * SECOND_MS,
+              reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * SECOND_MS,
               issuerKeyIds: [crlPublication.issuerKeyId],
             },
           })

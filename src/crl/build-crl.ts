@@ -119,7 +119,6 @@ export function encodeCrlExtensions(input: Pick<CrlInput, 'authorityKeyId' | 'cr
   const aki = sequence(contextImplicit(0, authorityKeyId));
   const extensions = [extension(OID_AUTHORITY_KEY_ID, false, aki), extension(OID_CRL_NUMBER, false, integer(crlNumber))];
   if (distributionPointUrl !== undefined) {
-    // eslint-disable-next-line no-control-regex
     if (!/^[a-z][a-z0-9+.-]*:[\x21-\x7e]+$/i.test(distributionPointUrl)) {
       throw new RangeError(`distributionPointUrl is not an ASCII URI: "${distributionPointUrl}"`);
     }

@@ -15,6 +15,7 @@ import { crlDerToPemBytes, crlPemToDer, peekCrlNumber, verifyCrl } from './verif
 import type { BrokerReloader } from '../broker/broker-reloader.ts';
 import { fsyncDir, tempPathFor, writeNewFileDurably } from '../support/atomic-file.ts';
 import type { Logger } from '../support/logger.ts';
+import { unlessMissing } from '../support/missing-file.ts';
 
 /** The file operations the sync uses: a port, so tests can make a step fail (a crash before the rename). */
 export interface CrlFs {
@@ -181,7 +182,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
   }
 
   async function claimedNumber(): Promise<bigint | null> {
-    const tail = await fs.readTail(deps.path, CLAIM_TAIL_BYTES).catch(() => null);
+    const tail = await unlessMissing(fs.readTail(deps.path, CLAIM_TAIL_BYTES));
     const claimed = tail ? peekCrlNumber(tail.toString('latin1')) : null;
     return claimed !== null && claimed <= MAX_CLAIMED_NUMBER ? claimed : null;
   }
@@ -239,7 +240,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
       const now = await notOlderOnFile(crl.crlNumber);
       if (now !== null) {
         await fs.unlink(tmp).catch(() => undefined);
-        return upToDate(crl.crlNumber, now);
+        return await upToDate(crl.crlNumber, now);
       }
       await fs.rename(tmp, deps.path);
     } catch (error) {

@@ -18,7 +18,7 @@ import {
   type Tlv,
 } from '../domain/der.ts';
 import { SIGNATURE_ALGORITHMS } from '../pki/crl-signer.ts';
-import { pemBytes } from '../pki/pem.ts';
+import { PemError, pemBlocks, pemBytes } from '../pki/pem.ts';
 
 export type CrlVerificationErrorCode =
   | 'MALFORMED'
@@ -241,14 +241,15 @@ export function crlDerToPemBytes(der: Uint8Array): Buffer {
 
 /** DER bytes of the first `X509 CRL` PEM block. */
 export function crlPemToDer(pem: string): Buffer {
-  const begin = pem.indexOf(`-----BEGIN ${PEM_LABEL}-----`);
-  const endMarker = `-----END ${PEM_LABEL}-----`;
-  const end = pem.indexOf(endMarker, begin);
-  if (begin < 0 || end < 0) throw new CrlVerificationError('MALFORMED', `no "-----BEGIN ${PEM_LABEL}-----" PEM block`);
-  const body = pem.slice(begin + PEM_LABEL.length + 16, end);
-  // One pass over the (possibly 60 MB) body; the base64 decoder skips the line breaks itself.
-  if (!/^[A-Za-z0-9+/\s]*={0,2}\s*$/.test(body)) throw new CrlVerificationError('MALFORMED', 'PEM body is not base64');
-  return Buffer.from(body, 'base64');
+  let first: Buffer | undefined;
+  try {
+    [first] = pemBlocks(pem, PEM_LABEL);
+  } catch (error) {
+    if (error instanceof PemError) throw new CrlVerificationError('MALFORMED', error.message);
+    throw error;
+  }
+  if (!first) throw new CrlVerificationError('MALFORMED', `no "-----BEGIN ${PEM_LABEL}-----" PEM block`);
+  return first;
 }
 
 /** The extnID and the start of the extnValue of a CRL Number extension: 06 03 55 1D 14 04. */

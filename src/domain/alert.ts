@@ -14,13 +14,9 @@ export type AlertStatus = (typeof ALERT_STATUSES)[number];
 
 /** Why an alert closed: by a person, or by the worker because its cause went away. */
 export const CLOSE_REASONS = ['manual', 'rotated', 'revoked', 'expired', 'replaced', 'resolved'] as const;
-export type CloseReason = (typeof CLOSE_REASONS)[number];
 
 /** Owner of system-wide alerts (CRL_STALE). Not a valid tenant id, so no tenant can see or own it. */
 export const SYSTEM_TENANT = '__system__';
-
-export const ALERT_EVENTS = ['alert.opened', 'alert.escalated', 'alert.closed'] as const;
-export type AlertEvent = (typeof ALERT_EVENTS)[number];
 
 export interface AlertRecord {
   id: number;

@@ -52,7 +52,7 @@ export function assertGrantFilter(filter: string, index?: number): string {
   if (filter.includes('$')) throw invalid(filter, '"$" topics are the broker’s own', index);
   const levels = filter.split('/');
   if (levels.length > MAX_GRANT_FILTER_LEVELS) throw invalid(filter, `must have at most ${MAX_GRANT_FILTER_LEVELS} levels`, index);
-  if (FORBIDDEN_FIRST_LEVELS.includes(levels[0].toLowerCase())) {
+  if (FORBIDDEN_FIRST_LEVELS.includes((levels[0] ?? '').toLowerCase())) {
     throw invalid(filter, `the first level must not be ${FORBIDDEN_FIRST_LEVELS.map((l) => `"${l}"`).join(', ')}: tenant/<tenant>/device/... is each device’s own`, index);
   }
   levels.forEach((level, i) => {

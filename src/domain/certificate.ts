@@ -1,7 +1,5 @@
 export const KEY_TYPES = ['rsa-2048', 'ec-p256'] as const;
 export type KeyType = (typeof KEY_TYPES)[number];
-/** Key types a CSR or an uploaded certificate may carry (the device chose them). */
-export type AnyKeyType = KeyType | 'rsa-3072' | 'rsa-4096' | 'ec-p384' | `rsa-${number}`;
 
 export const CERTIFICATE_STATUSES = ['ACTIVE', 'REVOKED', 'EXPIRED'] as const;
 export type CertificateStatus = (typeof CERTIFICATE_STATUSES)[number];

@@ -22,5 +22,7 @@ export function createManualClock(start: Date | string = '2026-01-01T00:00:00Z')
 export type ManualClock = ReturnType<typeof createManualClock>;
 
 export const SECOND_MS = 1_000;
-export const HOUR_MS = 3_600_000;
+export const MINUTE_MS = 60 * SECOND_MS;
+export const HOUR_MS = 60 * MINUTE_MS;
 export const DAY_MS = 24 * HOUR_MS;
+export const WEEK_MS = 7 * DAY_MS;

@@ -51,12 +51,6 @@ export function writeLength(target: Uint8Array, offset: number, length: number):
   return offset + size;
 }
 
-export function encodeLength(length: number): Buffer {
-  const out = Buffer.allocUnsafe(lengthFieldSize(length));
-  writeLength(out, 0, length);
-  return out;
-}
-
 /** Size of a whole TLV whose value is `contentLength` bytes. */
 export function tlvSize(contentLength: number): number {
   return 1 + lengthFieldSize(contentLength) + contentLength;
@@ -92,12 +86,6 @@ export function bitString(content: Uint8Array, unusedBits = 0): Buffer {
   return tlv(TAG.BIT_STRING, Uint8Array.of(unusedBits), content);
 }
 
-export function ia5String(value: string): Buffer {
-  // eslint-disable-next-line no-control-regex
-  if (!/^[\x00-\x7f]*$/.test(value)) throw new RangeError('IA5String must be ASCII');
-  return tlv(TAG.IA5_STRING, Buffer.from(value, 'latin1'));
-}
-
 export function utf8String(value: string): Buffer {
   return tlv(TAG.UTF8_STRING, Buffer.from(value, 'utf8'));
 }
@@ -107,7 +95,7 @@ export function integerContent(value: bigint): Buffer {
   if (value >= 0n) {
     let hex = value.toString(16);
     if (hex.length % 2) hex = '0' + hex;
-    if (parseInt(hex[0], 16) >= 8) hex = '00' + hex;
+    if (parseInt(hex.charAt(0), 16) >= 8) hex = '00' + hex;
     return Buffer.from(hex, 'hex');
   }
   // Negative: smallest k with -2^(8k-1) <= value, then 2^(8k) + value.
@@ -131,7 +119,7 @@ export function unsignedIntegerContent(bytes: Uint8Array): Buffer {
   while (i < bytes.length - 1 && bytes[i] === 0) i++;
   if (bytes.length === 0) return Buffer.from([0]);
   const rest = bytes.subarray(i);
-  if (rest[0] & 0x80) {
+  if (byteAt(rest, 0) & 0x80) {
     const out = Buffer.allocUnsafe(rest.length + 1);
     out[0] = 0;
     out.set(rest, 1);
@@ -152,9 +140,9 @@ export function enumerated(value: number | bigint): Buffer {
 /** OBJECT IDENTIFIER from dotted notation, e.g. "2.5.29.20". */
 export function oid(dotted: string): Buffer {
   if (!/^[0-2](\.(0|[1-9][0-9]*))+$/.test(dotted)) throw new RangeError(`bad OID "${dotted}"`);
-  const arcs = dotted.split('.').map((a) => BigInt(a));
-  if (arcs[0] < 2n && arcs[1] > 39n) throw new RangeError(`bad OID "${dotted}"`);
-  const values = [arcs[0] * 40n + arcs[1], ...arcs.slice(2)];
+  const [arc0 = 0n, arc1 = 0n, ...rest] = dotted.split('.').map((a) => BigInt(a)); // the pattern has at least two arcs
+  if (arc0 < 2n && arc1 > 39n) throw new RangeError(`bad OID "${dotted}"`);
+  const values = [arc0 * 40n + arc1, ...rest];
   const bytes: number[] = [];
   for (const v of values) {
     const group: number[] = [Number(v & 0x7fn)];
@@ -222,6 +210,13 @@ function checkTagNumber(n: number) {
 // Reading
 // ---------------------------------------------------------------------------
 
+/** The byte at `i`, or a DerError when the value ends before it. */
+export function byteAt(buf: Uint8Array, i: number): number {
+  const b = buf[i];
+  if (b === undefined) throw new DerError(`truncated DER: no byte at offset ${i}`);
+  return b;
+}
+
 export class DerError extends Error {
   constructor(message: string) {
     super(message);
@@ -250,10 +245,10 @@ export const isConstructed = (t: Tlv): boolean => (t.tag & 0x20) !== 0;
  */
 export function readTlv(buf: Uint8Array, offset = 0, limit = buf.length): Tlv {
   if (offset + 2 > limit) throw new DerError(`truncated DER at offset ${offset}`);
-  const tag = buf[offset];
+  const tag = byteAt(buf, offset);
   if ((tag & 0x1f) === 0x1f) throw new DerError(`high tag number form not supported at offset ${offset}`);
   let pos = offset + 1;
-  const first = buf[pos++];
+  const first = byteAt(buf, pos++);
   let length: number;
   if (first < 0x80) {
     length = first;
@@ -264,7 +259,7 @@ export function readTlv(buf: Uint8Array, offset = 0, limit = buf.length): Tlv {
     if (pos + n > limit) throw new DerError(`truncated DER length at offset ${offset}`);
     if (buf[pos] === 0) throw new DerError(`non-minimal DER length at offset ${offset}`);
     length = 0;
-    for (let i = 0; i < n; i++) length = length * 256 + buf[pos++];
+    for (let i = 0; i < n; i++) length = length * 256 + byteAt(buf, pos++);
     if (length < 0x80) throw new DerError(`non-minimal DER length at offset ${offset}`);
   }
   const end = pos + length;
@@ -297,6 +292,13 @@ export function countChildren(buf: Uint8Array, parent: Tlv, expectTag?: number):
   return n;
 }
 
+/** The `index`-th of the children (or fields), or a DerError naming what is missing. */
+export function nth(items: readonly Tlv[], index: number, what: string): Tlv {
+  const t = items[index];
+  if (t === undefined) throw new DerError(`${what}: missing`);
+  return t;
+}
+
 /** Parses `buf` as exactly one TLV (no trailing bytes). */
 export function readSingle(buf: Uint8Array): Tlv {
   const t = readTlv(buf, 0, buf.length);
@@ -307,7 +309,8 @@ export function readSingle(buf: Uint8Array): Tlv {
 export const tlvBytes = (buf: Uint8Array, t: Tlv): Uint8Array => buf.subarray(t.start, t.end);
 export const valueBytes = (buf: Uint8Array, t: Tlv): Uint8Array => buf.subarray(t.valueStart, t.end);
 
-export function expectTag(t: Tlv, tag: number, what: string): Tlv {
+export function expectTag(t: Tlv | undefined, tag: number, what: string): Tlv {
+  if (t === undefined) throw new DerError(`${what}: missing`);
   if (t.tag !== tag) {
     throw new DerError(`${what}: expected tag 0x${tag.toString(16)}, got 0x${t.tag.toString(16)}`);
   }
@@ -318,11 +321,12 @@ export function expectTag(t: Tlv, tag: number, what: string): Tlv {
 export function decodeInteger(buf: Uint8Array, t: Tlv): bigint {
   if (t.length === 0) throw new DerError('empty INTEGER');
   const v = valueBytes(buf, t);
-  if (v.length > 1 && ((v[0] === 0 && !(v[1] & 0x80)) || (v[0] === 0xff && v[1] & 0x80))) {
+  const [b0 = 0, b1 = 0] = v; // not empty (checked above)
+  if (v.length > 1 && ((b0 === 0 && !(b1 & 0x80)) || (b0 === 0xff && b1 & 0x80))) {
     throw new DerError('non-minimal INTEGER encoding');
   }
   let n = BigInt('0x' + Buffer.from(v).toString('hex'));
-  if (v[0] & 0x80) n -= 1n << BigInt(8 * v.length);
+  if (b0 & 0x80) n -= 1n << BigInt(8 * v.length);
   return n;
 }
 
@@ -340,16 +344,17 @@ export function decodeOid(buf: Uint8Array, t: Tlv): string {
   const arcs: bigint[] = [];
   let acc = 0n;
   for (let i = 0; i < v.length; i++) {
-    if (acc === 0n && v[i] === 0x80) throw new DerError('non-minimal OID arc');
-    acc = (acc << 7n) | BigInt(v[i] & 0x7f);
-    if (!(v[i] & 0x80)) {
+    const b = byteAt(v, i);
+    if (acc === 0n && b === 0x80) throw new DerError('non-minimal OID arc');
+    acc = (acc << 7n) | BigInt(b & 0x7f);
+    if (!(b & 0x80)) {
       arcs.push(acc);
       acc = 0n;
     } else if (i === v.length - 1) {
       throw new DerError('truncated OID');
     }
   }
-  const first = arcs[0];
+  const first = arcs[0] ?? 0n; // the last byte ends an arc (checked above), so there is one
   const head = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
   return [...head, ...arcs.slice(1)].join('.');
 }
@@ -371,7 +376,7 @@ export function decodeTime(buf: Uint8Array, t: Tlv): Date {
   } else {
     throw new DerError(`expected a time, got tag 0x${t.tag.toString(16)}`);
   }
-  const [mo, d, h, mi, se] = [m[2], m[3], m[4], m[5], m[6]].map(Number);
+  const [mo = 0, d = 0, h = 0, mi = 0, se = 0] = [m[2], m[3], m[4], m[5], m[6]].map(Number); // all six groups matched
   const date = new Date(Date.UTC(year, mo - 1, d, h, mi, se));
   date.setUTCFullYear(year); // Date.UTC maps years 0-99 to 1900-1999
   if (date.getUTCMonth() !== mo - 1 || date.getUTCDate() !== d || h > 23 || mi > 59 || se > 59) {

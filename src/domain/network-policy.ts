@@ -45,7 +45,7 @@ for (const [net, bits] of [
 
 /** True when `ip` (a literal IPv4 or IPv6 address, brackets and zone id allowed) must not be a webhook target. Not an IP: false. */
 export function isNonPublicAddress(ip: string): boolean {
-  const address = ip.replace(/^\[|\]$/g, '').split('%')[0];
+  const address = ip.replace(/^\[|\]$/g, '').split('%')[0] ?? '';
   const version = isIP(address);
   if (version === 0) return false;
   return version === 4 ? BLOCKED_V4.check(address, 'ipv4') : BLOCKED_V6.check(address, 'ipv6');

@@ -442,3 +442,11 @@ const renewalPolicy = object({
 export const renewalPolicyResponses = {
   one: { 200: renewalPolicy },
 } as const;
+export const tenantSettingsResponses = {
+  one: {
+    200: object({
+      tenant_id: string,
+      allow_shared_device_keys: { type: 'boolean', description: 'one key may be certified for several devices of the tenant (default false)' },
+    }),
+  },
+} as const;

@@ -6,7 +6,7 @@ import { randomSerialHex } from './serial-number.ts';
 import { describeKey, publicKeyFromSpki } from './keys.ts';
 import { x509 } from './x509.ts';
 import { deviceProfile, encodeDeviceTbs, signedEnvelope } from '../domain/certificate-der.ts';
-import { children, readSingle } from '../domain/der.ts';
+import { children, nth, readSingle } from '../domain/der.ts';
 import { caIdentityFromCertificate, throwawayKeyForAsync } from './crl-signer.ts';
 import { fileKeySigner } from './kms/file-signer.ts';
 import type { KeySigner } from './kms/key-signer.ts';
@@ -26,7 +26,7 @@ const fingerprintOf = (der: ArrayBuffer | Uint8Array): string =>
 /** SHA-1 of the subjectPublicKey bits (RFC 5280 4.2.1.2, method 1). */
 function keyIdOf(spki: Buffer): Buffer {
   const outer = readSingle(spki);
-  const bits = children(spki, outer)[1];
+  const bits = nth(children(spki, outer), 1, 'subjectPublicKey');
   return createHash('sha1').update(spki.subarray(bits.valueStart + 1, bits.end)).digest();
 }
 

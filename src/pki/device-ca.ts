@@ -25,7 +25,7 @@ export interface DeviceCa {
   subjectKeyId: Buffer;
 }
 
-const SIGNING: Record<string, { import: RsaHashedImportParams | EcKeyImportParams; sign: Algorithm | EcdsaParams }> = {
+const SIGNING: Record<'rsa' | 'p256' | 'p384', { import: RsaHashedImportParams | EcKeyImportParams; sign: Algorithm | EcdsaParams }> = {
   rsa: { import: { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' }, sign: { name: 'RSASSA-PKCS1-v1_5' } },
   p256: { import: { name: 'ECDSA', namedCurve: 'P-256' }, sign: { name: 'ECDSA', hash: 'SHA-256' } as EcdsaParams },
   p384: { import: { name: 'ECDSA', namedCurve: 'P-384' }, sign: { name: 'ECDSA', hash: 'SHA-384' } as EcdsaParams },

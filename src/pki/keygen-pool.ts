@@ -5,26 +5,27 @@
  * Queued jobs are served round-robin across tenants. EC P-256 generation takes well under
  * a millisecond and stays inline.
  */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
+import type { KeygenReply, KeygenRequest } from './keygen-worker.ts';
 
-/** CommonJS, evaluated in the worker: no TypeScript loader needed (tsx or dist alike). */
-const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const { generateKeyPairSync } = require('node:crypto');
-parentPort.on('message', ({ id, bits }) => {
-  try {
-    const { publicKey, privateKey } = generateKeyPairSync('rsa', {
-      modulusLength: bits,
-      publicExponent: 0x10001,
-      publicKeyEncoding: { type: 'spki', format: 'der' },
-      privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-    });
-    parentPort.postMessage({ id, spkiDer: publicKey, privateKeyPem: privateKey });
-  } catch (e) {
-    parentPort.postMessage({ id, error: String(e && e.message || e) });
-  }
-});
-`;
+/**
+ * The worker module beside this one: keygen-worker.js once compiled to dist/, started as it is.
+ * From the sources (tests, `node --import tsx`) it is keygen-worker.ts, which the worker thread
+ * loads through tsx's in-thread require hook (Node 20 runs no loader hooks in worker threads):
+ * the two lines below are that loader, the worker's code is the module.
+ */
+const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './keygen-worker.ts' : './keygen-worker.js', import.meta.url);
+const TS_BOOTSTRAP = `const { workerData } = require('node:worker_threads');
+require(workerData.tsxCjsApi).require(workerData.workerPath, workerData.workerPath);`;
+
+function startWorker(): Worker {
+  if (!WORKER_URL.pathname.endsWith('.ts')) return new Worker(WORKER_URL);
+  const workerPath = fileURLToPath(WORKER_URL);
+  const tsxCjsApi = createRequire(import.meta.url).resolve('tsx/cjs/api');
+  return new Worker(TS_BOOTSTRAP, { eval: true, workerData: { tsxCjsApi, workerPath } });
+}
 
 export interface RsaKeyPair {
   spkiDer: Buffer;
@@ -56,14 +57,14 @@ export function createKeygenPool(size: number): KeygenPool {
   let closed = false;
 
   function spawnWorker(): Worker {
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    const worker = startWorker();
     worker.unref();
     workers++;
-    worker.on('message', (msg: { id: number; spkiDer?: Uint8Array; privateKeyPem?: string; error?: string }) => {
+    worker.on('message', (msg: KeygenReply) => {
       const job = running.get(worker);
       running.delete(worker);
       if (job && job.id === msg.id) {
-        if (msg.error || !msg.spkiDer || !msg.privateKeyPem) job.reject(new Error(`RSA key generation failed: ${msg.error ?? 'no key'}`));
+        if ('error' in msg) job.reject(new Error(`RSA key generation failed: ${msg.error}`));
         else job.resolve({ spkiDer: Buffer.from(msg.spkiDer), privateKeyPem: msg.privateKeyPem });
       }
       idle.push(worker);
@@ -99,7 +100,8 @@ export function createKeygenPool(size: number): KeygenPool {
       if (!worker) return;
       const job = nextJob()!;
       running.set(worker, job);
-      worker.postMessage({ id: job.id, bits: job.bits });
+      const request: KeygenRequest = { id: job.id, bits: job.bits };
+      worker.postMessage(request);
     }
   }
 

@@ -23,7 +23,7 @@ export async function generateDeviceKey(keyType: KeyType | 'rsa-3072'): Promise<
       generateKeyPair('ec', { namedCurve: 'prime256v1' }, (err, _pub, priv) => (err ? reject(err) : resolve({ privateKey: priv }))),
     );
     const jwk = privateKey.export({ format: 'jwk' });
-    const [d, x, y] = [jwk.d, jwk.x, jwk.y].map((v) => Buffer.from(v!, 'base64url'));
+    const [d, x, y] = [jwk.d, jwk.x, jwk.y].map((v) => Buffer.from(v!, 'base64url')) as [Buffer, Buffer, Buffer];
     return { publicKey: { spkiDer: p256SpkiDer(x, y), keyType }, privateKeyPem: toPem('PRIVATE KEY', p256Pkcs8Der(d, x, y)) };
   }
   const [spkiDer, privateKeyPem] = await new Promise<[Buffer, string]>((resolve, reject) =>

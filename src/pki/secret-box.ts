@@ -31,7 +31,7 @@ const associatedData = (c: SealContext) => Buffer.from(`certfleet webhook secret
 
 function decrypt(key: Buffer, parts: string[], aad: Buffer | null): string {
   const [iv, tag, ciphertext] = parts.map((p) => Buffer.from(p, 'base64url'));
-  if (iv.length !== IV_BYTES || tag.length !== TAG_BYTES) throw new Error('malformed encrypted secret');
+  if (iv?.length !== IV_BYTES || tag?.length !== TAG_BYTES || ciphertext === undefined) throw new Error('malformed encrypted secret');
   const decipher = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
   if (aad) decipher.setAAD(aad);
   decipher.setAuthTag(tag);
@@ -48,8 +48,8 @@ export function createSecretBox(key: Buffer, previous: Buffer[] = []): SecretSea
   for (const k of [key, ...previous]) {
     if (k.length !== SECRET_KEY_BYTES) throw new Error(`the secret encryption key must be ${SECRET_KEY_BYTES} bytes (got ${k.length})`);
   }
-  const keys = [key, ...previous].map((k) => ({ id: secretKeyId(k), key: Buffer.from(k) })); // private copies
-  const current = keys[0];
+  const current = { id: secretKeyId(key), key: Buffer.from(key) }; // private copies
+  const keys = [current, ...previous.map((k) => ({ id: secretKeyId(k), key: Buffer.from(k) }))];
   const currentPrefix = `${V2}${current.id}:`;
   return {
     currentPrefix,

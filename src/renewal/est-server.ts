@@ -12,7 +12,7 @@ import type { HttpLimits } from '../config.ts';
 import { createLimitedTlsServer } from '../support/listener.ts';
 import { AppError } from '../domain/errors.ts';
 import { installErrorHandler } from '../support/problem.ts';
-import { pemBlocks } from '../pki/pem.ts';
+import { PemError, pemBlocks } from '../pki/pem.ts';
 import { pkcs7CertsOnly } from '../pki/pkcs7.ts';
 import type { AuthenticatedDevice } from './device-identity.ts';
 import { csrPemOf, type DeviceRenewal } from './device-renewal.ts';
@@ -59,7 +59,13 @@ function base64Lines(der: Uint8Array): string {
 function csrDer(body: Buffer): Buffer {
   if (body.length > 0 && body[0] === 0x30) return body;
   const text = body.toString('latin1');
-  const pem = pemBlocks(text, 'CERTIFICATE REQUEST')[0] ?? pemBlocks(text, 'NEW CERTIFICATE REQUEST')[0];
+  let pem: Buffer | undefined;
+  try {
+    pem = pemBlocks(text, 'CERTIFICATE REQUEST')[0] ?? pemBlocks(text, 'NEW CERTIFICATE REQUEST')[0];
+  } catch (error) {
+    if (error instanceof PemError) throw new AppError('INVALID_CSR', error.message);
+    throw error;
+  }
   if (pem) return pem;
   const compact = text.replace(/\s+/g, '');
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact)) throw new AppError('INVALID_CSR', 'the body is not a base64 PKCS#10 request');

@@ -36,15 +36,3 @@ export const RECOVERY_RESPONSE_FILTER = 'certfleet/recover/response/+';
 /** acl_file lines for devices: their own renewal topics, nothing of another device's. */
 export const DEVICE_RENEWAL_ACL = [`pattern write ${requestTopic('%u')}`, `pattern read ${responseTopic('%u')}`, `pattern read ${adviceTopic('%u')}`];
 
-/** MQTT topic filter matching (`+` one level, `#` the rest); `$` topics never match wildcards at the root. */
-export function topicMatches(filter: string, topic: string): boolean {
-  const f = filter.split('/');
-  const t = topic.split('/');
-  if (topic.startsWith('$') && (f[0] === '+' || f[0] === '#')) return false;
-  for (let i = 0; i < f.length; i++) {
-    if (f[i] === '#') return true;
-    if (i >= t.length) return false;
-    if (f[i] !== '+' && f[i] !== t[i]) return false;
-  }
-  return f.length === t.length;
-}

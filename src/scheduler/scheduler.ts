@@ -132,7 +132,7 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
         (held) => {
           if (!held) log.warn({ task: task.name, holder }, 'worker lease lost while running');
         },
-        () => undefined,
+        (e: unknown) => log.warn({ task: task.name, holder, error: (e as Error)?.message ?? String(e) }, 'worker lease heartbeat failed (retried at the next beat)'),
       );
     }, Math.max(1_000, Math.floor(runLeaseMs / 3)));
     const t0 = performance.now();
@@ -195,7 +195,8 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   const loop = () => {
     if (stopped) return;
-    startDue();
+    // attempt() reports its failures itself; anything else it throws is logged here, not left unhandled.
+    for (const started of startDue()) started.catch((e: unknown) => log.error({ holder, error: (e as Error)?.message ?? String(e) }, 'worker task attempt failed'));
     timer = timers.setTimeout(loop, pollMs);
   };
 

@@ -1,6 +1,7 @@
 import { linkSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { fsyncDirSync, tempPathFor, writeFileAtomicSync, writeNewFileDurablySync } from '../support/atomic-file.ts';
+import { isMissing } from '../support/missing-file.ts';
 
 export class DataDirLockedError extends Error {}
 
@@ -43,7 +44,8 @@ function newestGeneration(lockPath: string): { generation: number; holder: numbe
   let text: string;
   try {
     text = readFileSync(`${lockPath}.${generation}`, 'utf8').trim();
-  } catch {
+  } catch (error) {
+    if (!isMissing(error)) throw error;
     return newestGeneration(lockPath); // cleaned up meanwhile: a newer one exists
   }
   const pid = Number(text);

@@ -46,7 +46,7 @@ export function createPgDriver(connectionString: string, options: { max?: number
 function streamRows(client: pg.PoolClient, sql: string, params: readonly unknown[], onRow: (row: unknown[]) => void): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     let count = 0;
-    let failure: unknown = null;
+    let failure: Error | null = null;
     const config: pg.QueryArrayConfig = { text: sql, values: params as unknown[], rowMode: 'array' };
     const query = new pg.Query(config); // the 'row' events get arrays
     query.on('row', (row: unknown[]) => {
@@ -55,7 +55,7 @@ function streamRows(client: pg.PoolClient, sql: string, params: readonly unknown
         onRow(row);
         count++;
       } catch (error) {
-        failure = error;
+        failure = error instanceof Error ? error : new Error(String(error));
       }
     });
     query.on('error', reject);

@@ -1,6 +1,7 @@
-import type { LeaseGrant, LeaseOutcome, LeaseRefusal, LeaseRow, Leases } from '../scheduler/leases.ts';
+import type { LeaseRow, Leases } from '../scheduler/leases.ts';
 import type { Database } from './database.ts';
 import type { Queryable } from './driver.ts';
+import { dateOrNull } from './rows.ts';
 
 /**
  * Task leases in Postgres (table worker_leases), so that with any number of worker replicas
@@ -21,14 +22,13 @@ import type { Queryable } from './driver.ts';
  * Times are the injected clock's (fake-clock tests; in production the replicas' clocks,
  * whose skew only moves a period's start by that much: every task is idempotent).
  */
-const toDate = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
 
 const toLeaseRow = (r: Record<string, unknown>): LeaseRow => ({
   name: String(r.name),
   holder: String(r.holder),
-  expires_at: toDate(r.expires_at)!,
-  last_started_at: toDate(r.last_started_at),
-  last_finished_at: toDate(r.last_finished_at),
+  expires_at: dateOrNull(r.expires_at)!,
+  last_started_at: dateOrNull(r.last_started_at),
+  last_finished_at: dateOrNull(r.last_finished_at),
   last_status: (r.last_status as string | null) ?? null,
   last_error: (r.last_error as string | null) ?? null,
   last_duration_ms: r.last_duration_ms === null ? null : Number(r.last_duration_ms),
@@ -61,7 +61,7 @@ export function createLeases(db: Database): Leases {
       );
       const row = rows[0];
       if (row?.won) return { acquired: true, name, holder, startedAt: now };
-      return { acquired: false, expiresAt: row ? toDate(row.expires_at) : null, holder: row?.holder ?? null };
+      return { acquired: false, expiresAt: row ? dateOrNull(row.expires_at) : null, holder: row?.holder ?? null };
     },
 
     async heartbeat(grant, now, runLeaseMs) {

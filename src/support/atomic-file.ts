@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import path from 'node:path';
+import { isMissing, unlessMissing } from './missing-file.ts';
 
 /** A file's owner, kept when a file is replaced (root only: a rename gives the file its writer's owner). */
 export interface FileOwner {
@@ -75,7 +76,7 @@ export async function writeFileAtomicNew(file: string, data: string | Uint8Array
  * `replacement`).
  */
 export async function keepPrevious(file: string, replacement?: string): Promise<string | null> {
-  if (replacement !== undefined && (await readFile(file, 'utf8').catch(() => null)) === replacement) return null;
+  if (replacement !== undefined && (await unlessMissing(readFile(file, 'utf8'))) === replacement) return null;
   for (let n = 1; ; n++) {
     const kept = `${file}.old-${n}`;
     try {
@@ -127,7 +128,8 @@ export async function exists(file: string): Promise<boolean> {
   try {
     await stat(file);
     return true;
-  } catch {
-    return false;
+  } catch (error) {
+    if (isMissing(error)) return false;
+    throw error; // EACCES on the way is not "no such file": the caller would overwrite or recreate it
   }
 }

@@ -65,8 +65,6 @@ const TITLES: Partial<Record<number, string>> = {
   413: 'Payload Too Large', 414: 'URI Too Long', 415: 'Unsupported Media Type', 422: 'Unprocessable Content', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
 };
 
-export const statusOf = (code: ErrorCode): number => STATUS[code];
-
 /** An RFC 9457 problem object (also sent outside HTTP, e.g. on the MQTT renewal topics). */
 export function problemOf(code: ErrorCode, detail: string, extra: Record<string, unknown> = {}) {
   const status = STATUS[code];
@@ -81,15 +79,18 @@ export function sendProblem(reply: FastifyReply, code: ErrorCode, detail: string
  * Errors the router raises before any route, hook or error handler runs (Fastify's
  * `frameworkErrors` option): without this they are Fastify's own JSON, not problem+json.
  */
-export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+export function frameworkErrors(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  // Fastify expects nothing back (the reply is thenable: returning it would look like a promise).
   switch (error.code) {
     case 'FST_ERR_BAD_URL':
-      return sendProblem(reply, 'MALFORMED_URL', 'the URL path is not valid percent-encoded UTF-8');
+      void sendProblem(reply, 'MALFORMED_URL', 'the URL path is not valid percent-encoded UTF-8');
+      return;
     case 'FST_ERR_MAX_PARAM_LENGTH':
-      return sendProblem(reply, 'URI_TOO_LONG', 'a path parameter is longer than the 512 characters any id can have');
+      void sendProblem(reply, 'URI_TOO_LONG', 'a path parameter is longer than the 512 characters any id can have');
+      return;
   }
   request.log.error({ err: error }, 'unhandled framework error');
-  return sendProblem(reply, 'INTERNAL', 'internal error; see the server log');
+  void sendProblem(reply, 'INTERNAL', 'internal error; see the server log');
 }
 
 /** Maps every error to problem+json: our catalogue, Fastify's own errors, and anything else as 500. */

@@ -38,7 +38,8 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> => v !== null &
  */
 export function serializationLoss(response: { statusCode: number; headers: Record<string, unknown>; body: string; raw: { res: object } }): string | null {
   if (response.statusCode < 200 || response.statusCode > 299) return null;
-  if (!String(response.headers['content-type'] ?? '').startsWith('application/json')) return null;
+  const contentType = response.headers['content-type'];
+  if (typeof contentType !== 'string' || !contentType.startsWith('application/json')) return null;
   const payload = handlerPayload(response);
   if (!isPlainObject(payload)) return null;
   const expected: unknown = JSON.parse(JSON.stringify(payload));

@@ -25,7 +25,7 @@ export async function startOidcProvider(options: { clientId: string; audience: s
       req.on('end', () => resolve(text));
     });
 
-  const server = createServer(async (req, res) => {
+  const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', issuer);
     if (url.pathname === '/.well-known/openid-configuration') {
       return send(res, 200, { issuer, authorization_endpoint: `${issuer}/authorize`, token_endpoint: `${issuer}/token`, jwks_uri: `${issuer}/jwks` });
@@ -68,6 +68,10 @@ export async function startOidcProvider(options: { clientId: string; audience: s
       return send(res, 200, { access_token: accessToken, token_type: 'Bearer', expires_in: 300 });
     }
     send(res, 404, { error: 'not_found' });
+  };
+  // A failure in the fake provider answers 500 with its message (the test then fails on it) instead of hanging the request.
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => send(res, 500, { error: 'server_error', error_description: String(error) }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   issuer = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

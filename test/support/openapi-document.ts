@@ -16,7 +16,7 @@ export async function servedOpenApiDocument(): Promise<Record<string, unknown>> 
     try {
       const res = await t.service.app.inject({ method: 'GET', url: '/docs/json' });
       if (res.statusCode !== 200) throw new Error(`/docs/json answered ${res.statusCode}`);
-      return res.json();
+      return res.json<Record<string, unknown>>();
     } finally {
       await t.close();
     }

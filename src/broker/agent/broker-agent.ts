@@ -26,6 +26,8 @@ import type { RevokedSessions } from '../revoked-sessions.ts';
 import { BundleRejectedError, checkBundle, trustedCasFromPem, type CheckedCrl, type TrustedCa } from './bundle-check.ts';
 import { checkEnforcement, type CanaryCheck, type CanaryPair, type CanaryTarget } from './canary-check.ts';
 import { crlFileTarget, type CrlTarget } from './crl-targets.ts';
+import { DAY_MS } from '../../domain/clock.ts';
+import { isMissing } from '../../support/missing-file.ts';
 
 export interface BrokerAgentOptions {
   /** certfleet's base URL. */
@@ -156,7 +158,9 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
         revoked: { certPem: rc, keyPem: rk, serial: revoked.serialNumber.toLowerCase().replace(/^0+(?=.)/, '') },
         notAfter: new Date(new X509Certificate(vc).validTo),
       };
-    } catch {
+    } catch (error) {
+      // First start: none yet (made below). Unreadable or damaged ones are said, then replaced.
+      if (!isMissing(error)) log.warn({ event: 'broker_agent_canaries_unusable', err: (error as Error).message }, 'the kept canary certificates cannot be used; new ones are requested');
       return null;
     }
   }
@@ -164,7 +168,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
   /** New canaries when there are none or the valid one expires within 14 days. */
   async function ensureCanaries() {
     if (!options.canary) return;
-    if (canaries && canaries.notAfter.getTime() - Date.now() > 14 * 86_400_000) return;
+    if (canaries && canaries.notAfter.getTime() - Date.now() > 14 * DAY_MS) return;
     type Issued = { cert_pem: string; private_key_pem: string };
     const res = await json<{ valid: Issued; revoked: Issued }>('POST', '/api/v1/broker-agent/canaries', { kind: options.kind });
     // keys first, then certificates: a crash in between leaves files that fail to load together
@@ -188,6 +192,15 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     });
   }
 
+  /** A report made on the way to something else (a retry, a refusal): a failure is logged, and the next report carries the state. */
+  async function reportOrWarn() {
+    try {
+      await report(null);
+    } catch (error) {
+      log.warn({ event: 'broker_agent_report_failed', err: (error as Error).message }, 'could not report to certfleet; the next report carries this state');
+    }
+  }
+
   async function reloadUntilDone() {
     for (const reloadBackoff = createBackoff(options.retryMs ?? 1000, options.maxRetryMs ?? 30_000); ; ) {
       try {
@@ -196,7 +209,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       } catch (error) {
         state.lastError = `broker reload failed: ${(error as Error).message}`;
         log.error({ event: 'broker_agent_reload_failed', err: (error as Error).message }, 'broker reload failed; retrying');
-        await report(null).catch(() => undefined);
+        await reportOrWarn();
         await sleep(jittered(reloadBackoff.next()));
         if (stopper.signal.aborted) throw error;
       }
@@ -275,7 +288,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       state.refused++;
       state.lastError = error.message;
       log.error({ event: 'broker_agent_bundle_refused', code: error.code, err: error.message }, 'CRL bundle refused; the broker keeps its current CRL');
-      await report(null).catch(() => undefined);
+      await reportOrWarn();
     }
     etag = tag; // a refused bundle is not fetched again: the agent waits for a newer one
   }

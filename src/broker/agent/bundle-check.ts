@@ -6,7 +6,7 @@
  */
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { caIdentityFromCertificate } from '../../pki/crl-signer.ts';
-import { pemBlocks } from '../../pki/pem.ts';
+import { PemError, pemBlocks } from '../../pki/pem.ts';
 import { CrlVerificationError, verifyCrl } from '../../crl/verify-crl.ts';
 
 export interface TrustedCa {
@@ -72,7 +72,13 @@ export const MAX_CLOCK_SKEW_MS = 5 * 60_000;
  * `now` null: the file on disk read back at start (only signatures and issuers count).
  */
 export function checkBundle(pem: string, cas: TrustedCa[], applied: ReadonlyMap<string, bigint>, now: Date | null): CheckedCrl[] {
-  const blocks = pemBlocks(pem, 'X509 CRL');
+  let blocks: Buffer[];
+  try {
+    blocks = pemBlocks(pem, 'X509 CRL');
+  } catch (error) {
+    if (error instanceof PemError) throw new BundleRejectedError('INVALID_CRL', error.message);
+    throw error;
+  }
   if (blocks.length === 0) throw new BundleRejectedError('EMPTY', 'no X509 CRL block');
   const out: CheckedCrl[] = [];
   for (const der of blocks) {

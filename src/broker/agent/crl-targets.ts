@@ -12,6 +12,7 @@ import { promisify } from 'node:util';
 import { crlDerToPem } from '../../crl/verify-crl.ts';
 import { writeFileAtomic } from '../../support/atomic-file.ts';
 import type { CheckedCrl } from './bundle-check.ts';
+import { unlessMissing } from '../../support/missing-file.ts';
 
 export interface CrlTarget {
   /** What the broker reads now (PEM), for the agent's floor at start; null when nothing is there. */
@@ -23,7 +24,7 @@ export interface CrlTarget {
 export function crlFileTarget(file: string): CrlTarget {
   return {
     description: `crlfile ${file}`,
-    read: () => readFile(file, 'latin1').catch(() => null),
+    read: () => unlessMissing(readFile(file, 'latin1')), // unreadable is an error, not "no CRL yet"
     write: (_crls, pem) => writeFileAtomic(file, pem, 0o644),
   };
 }
@@ -44,7 +45,7 @@ export function crlHashDirTarget(dir: string): CrlTarget {
   return {
     description: `CRL hash directory ${dir}`,
     async read() {
-      const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => /^[0-9a-f]{8}\.r\d+$/.test(n)).sort();
+      const names = (await unlessMissing(readdir(dir), [] as string[])).filter((n) => /^[0-9a-f]{8}\.r\d+$/.test(n)).sort();
       if (names.length === 0) return null;
       return (await Promise.all(names.map((n) => readFile(path.join(dir, n), 'latin1')))).join('');
     },

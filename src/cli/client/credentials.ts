@@ -2,6 +2,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../support/atomic-file.ts';
+import { unlessMissing } from '../../support/missing-file.ts';
 import type { Flags } from '../spec.ts';
 import { createApiClient, type ApiClient } from './api-client.ts';
 
@@ -18,12 +19,16 @@ export function configDir(env: NodeJS.ProcessEnv = process.env): string {
 export const credentialsPath = (env: NodeJS.ProcessEnv = process.env) => join(configDir(env), 'credentials.json');
 
 export async function readStoredCredentials(env: NodeJS.ProcessEnv = process.env): Promise<Partial<Credentials>> {
+  const file = credentialsPath(env);
+  const text = await unlessMissing(readFile(file, 'utf8'));
+  if (text === null) return {}; // never logged in
+  let parsed: Partial<Credentials>;
   try {
-    const parsed = JSON.parse(await readFile(credentialsPath(env), 'utf8')) as Partial<Credentials>;
-    return { url: typeof parsed.url === 'string' ? parsed.url : undefined, token: typeof parsed.token === 'string' ? parsed.token : undefined };
-  } catch {
-    return {};
+    parsed = JSON.parse(text) as Partial<Credentials>;
+  } catch (error) {
+    throw new Error(`${file} is not valid JSON (${(error as Error).message}): log in again, or delete it`, { cause: error });
   }
+  return { url: typeof parsed.url === 'string' ? parsed.url : undefined, token: typeof parsed.token === 'string' ? parsed.token : undefined };
 }
 
 /** Written with mode 0600 in a 0700 folder: the token is a secret. */

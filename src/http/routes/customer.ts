@@ -3,7 +3,7 @@ import type { UseCases } from '../../app/use-cases.ts';
 import type { CertificateStatus, KeyType, RotationFilter } from '../../domain/certificate.ts';
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
-import { keysetListDescription, certificateCursor, certificateIdParam, certificateListQuery, deviceIdParam, deviceListQuery, keyType, pageQuery, toListDevicesInput, type DeviceListQuerystring, pemString, validityDays } from '../schemas.ts';
+import { keysetListDescription, certificateCursor, certificateIdParam, certificateListQuery, deviceIdParam, deviceListQuery, keyType, toListDevicesInput, type DeviceListQuerystring, pemString, validityDays } from '../schemas.ts';
 import { certificateResponses, deviceResponses, revocationReasonInput } from '../response-schemas.ts';
 
 type DeviceParams = { device_id: string };

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
 import type { CertificateStatus, RotationFilter } from '../../domain/certificate.ts';
-import { keysetListDescription, certificateCursor, certificateListQuery, deviceListQuery, pageQuery, toListDevicesInput, type DeviceListQuerystring } from '../schemas.ts';
+import { keysetListDescription, certificateCursor, certificateListQuery, deviceListQuery, toListDevicesInput, type DeviceListQuerystring } from '../schemas.ts';
 import { certificateResponses, deviceResponses } from '../response-schemas.ts';
 
 /** Cross-tenant views for the platform team (operator role; runs as certfleet_operator). */

@@ -128,7 +128,7 @@ export function operatorOverviewRoutes(useCases: UseCases, getCrlStatus: () => P
     app.get(
       '/crl/status',
       { schema: { tags: ['operator'], summary: 'The latest CRL: number, entries, this and next update, download URLs', response: crlStatus } },
-      async (request) => {
+      async () => {
         return withLinks(await getCrlStatus());
       },
     );

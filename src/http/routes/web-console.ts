@@ -55,7 +55,10 @@ export function webConsoleRoutes(options: WebConsoleOptions = {}) {
         schemaHide: true,
         index: ['index.html'],
         // Hashed assets never change; the page itself is revalidated.
-        setHeaders: (res, path) => res.setHeader('cache-control', path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache'),
+        // (typed as returning the thenable FastifyReply: nothing is awaited here)
+        setHeaders: (res, path) => {
+          void res.setHeader('cache-control', path.includes('/assets/') ? 'public, max-age=31536000, immutable' : 'no-cache');
+        },
       });
     });
   };

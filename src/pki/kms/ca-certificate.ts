@@ -3,7 +3,7 @@
  * and `ca create --key-uri`'s library half: a key generated in the token plus its CA certificate.
  */
 import { signedEnvelope } from '../../domain/certificate-der.ts';
-import { children, readSingle, tlvBytes } from '../../domain/der.ts';
+import { children, nth, readSingle, tlvBytes } from '../../domain/der.ts';
 import { randomSerialHex } from '../serial-number.ts';
 import { x509 } from '../x509.ts';
 import { toPem } from '../pem.ts';
@@ -47,7 +47,8 @@ export async function createCaCertificate(signer: KeySigner, options: CaCertific
     ],
   });
   const der = Buffer.from(draft.rawData);
-  const [tbsTlv, algTlv] = children(der, readSingle(der));
+  const parts = children(der, readSingle(der));
+  const [tbsTlv, algTlv] = [nth(parts, 0, 'tbsCertificate'), nth(parts, 1, 'signatureAlgorithm')];
   const tbs = Buffer.from(tlvBytes(der, tbsTlv));
   if (!Buffer.from(tlvBytes(der, algTlv)).equals(signer.algorithmIdentifierDer)) {
     throw new Error(`cannot make a CA certificate for a ${signer.keyType} key: signature algorithm mismatch`);

@@ -3,9 +3,9 @@
  * loaded into the process, a PKCS#11 token, later a cloud KMS) is hidden behind one interface.
  * Certificates and CRLs are signed through it and never see the key itself.
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { TbsSigner as CrlSigner } from '../../domain/signer.ts';
-import { children, decodeOid, readSingle } from '../../domain/der.ts';
+import { children, decodeOid, nth, readSingle } from '../../domain/der.ts';
 import { SIGNATURE_ALGORITHMS } from '../crl-signer.ts';
 
 /** `ec-p256`, `ec-p384`, `rsa-3072`, ... (the notation of keys.ts describeKey). */
@@ -44,11 +44,9 @@ export function crlSignerFor(signer: KeySigner): CrlSigner {
 /** The node:crypto digest name of a DER signature AlgorithmIdentifier (one of SIGNATURE_ALGORITHMS). */
 export function hashOfAlgorithm(algorithmIdentifierDer: Uint8Array): string {
   const seq = readSingle(algorithmIdentifierDer);
-  const algOid = decodeOid(algorithmIdentifierDer, children(algorithmIdentifierDer, seq)[0]);
+  const algOid = decodeOid(algorithmIdentifierDer, nth(children(algorithmIdentifierDer, seq), 0, 'algorithm'));
   const known = SIGNATURE_ALGORITHMS[algOid];
   if (!known) throw new TypeError(`unsupported signature algorithm ${algOid}`);
   return known.hash;
 }
 
-/** SHA-256 of the SPKI, hex: compares keys across a file, a token and a certificate. */
-export const spkiFingerprint = (spkiDer: Uint8Array): string => createHash('sha256').update(spkiDer).digest('hex');

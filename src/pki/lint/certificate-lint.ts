@@ -57,8 +57,8 @@ function checkTime(t: Time, field: string) {
 
 function checkSerial(raw: Uint8Array, rule: string, minOctets: number): void {
   lintCheck(raw.length >= 1 && raw.length <= 20, `${rule}.size`, `serial is ${raw.length} octets (1 to 20 allowed)`);
-  lintCheck((raw[0] & 0x80) === 0, `${rule}.sign`, 'serial is negative');
-  lintCheck(!(raw.length > 1 && raw[0] === 0 && (raw[1] & 0x80) === 0), `${rule}.encoding`, 'serial has a superfluous leading zero octet');
+  lintCheck(((raw[0] ?? 0) & 0x80) === 0, `${rule}.sign`, 'serial is negative'); // not empty: checked above
+  lintCheck(!(raw.length > 1 && raw[0] === 0 && ((raw[1] ?? 0) & 0x80) === 0), `${rule}.encoding`, 'serial has a superfluous leading zero octet');
   lintCheck(raw.some((b) => b !== 0), `${rule}.sign`, 'serial is zero');
   const magnitude = raw[0] === 0 ? raw.length - 1 : raw.length;
   lintCheck(magnitude >= minOctets, `${rule}.size`, `serial has ${magnitude} octets of magnitude (at least ${minOctets} for 64 bits of entropy)`);
@@ -104,7 +104,7 @@ export function lintCertificate(der: Uint8Array, options: CertificateLintOptions
 
   const cns = tbs.subject.flatMap((rdn) => rdn.filter((atv) => atv.type === OID_COMMON_NAME));
   lintCheck(cns.length === 1, 'cert.subject.cn', `${cns.length} common names, expected 1`);
-  const cn = cns[0].value.toString();
+  const cn = cns[0]?.value.toString() ?? ''; // one (checked above)
   lintCheck(cn.length >= 1 && cn.length <= MAX_COMMON_NAME_LENGTH, 'cert.subject.cn', `CN is ${cn.length} characters (1 to ${MAX_COMMON_NAME_LENGTH})`);
   if (options.expected) {
     lintCheck(cn === options.expected.commonName, 'cert.subject.cn', `CN "${cn}", expected "${options.expected.commonName}"`);

@@ -18,7 +18,8 @@ import {
 } from '@peculiar/asn1-x509';
 import type { CaLintProfile } from './ca-profile.ts';
 import { lintCheck, LintFailure } from './lint-failure.ts';
-import { childNodes, expectNode, nodeBytes, readNode, type Node } from './tlv.ts';
+import { byteOf, childNodes, expectNode, nodeBytes, readNode, type Node } from './tlv.ts';
+import { DAY_MS } from '../../domain/clock.ts';
 
 const SEQ = 0x30;
 const INT = 0x02;
@@ -134,7 +135,7 @@ function crlNumberOf(extnValue: ArrayBuffer): bigint {
   const n = expectNode(value, 0, value.length, INT, 'CRLNumber', 'crl.number');
   const len = n.end - n.body;
   lintCheck(len >= 1 && len <= 20, 'crl.number', `CRL Number is ${len} octets (at most 20)`);
-  lintCheck((value[n.body] & 0x80) === 0, 'crl.number', 'CRL Number is negative');
+  lintCheck((byteOf(value, n.body, 'crl.number') & 0x80) === 0, 'crl.number', 'CRL Number is negative');
   return BigInt(`0x${Buffer.from(value.subarray(n.body, n.end)).toString('hex')}`);
 }
 
@@ -148,13 +149,13 @@ let end = 0;
 /** Reads the TLV header at `at` into body/end; returns the tag. */
 function header(buf: Uint8Array, at: number, limit: number, index: number): number {
   if (at + 2 > limit) throw new LintFailure('crl.parse', `entry ${index}: truncated`);
-  const tag = buf[at];
-  let len = buf[at + 1];
+  const tag = byteOf(buf, at);
+  let len = byteOf(buf, at + 1);
   body = at + 2;
   if (len & 0x80) {
     const n = len & 0x7f;
     if (n === 0 || n > 2 || body + n > limit) throw new LintFailure('crl.parse', `entry ${index}: bad length`);
-    len = n === 1 ? buf[body] : buf[body] * 256 + buf[body + 1];
+    len = n === 1 ? byteOf(buf, body) : byteOf(buf, body) * 256 + byteOf(buf, body + 1);
     if (buf[body] === 0 || len < 0x80) throw new LintFailure('crl.parse', `entry ${index}: non-minimal length (not DER)`);
     body += n;
   }
@@ -163,7 +164,7 @@ function header(buf: Uint8Array, at: number, limit: number, index: number): numb
   return tag;
 }
 
-const d2 = (b: Uint8Array, i: number) => (b[i] - 48) * 10 + (b[i + 1] - 48);
+const d2 = (b: Uint8Array, i: number) => (byteOf(b, i) - 48) * 10 + (byteOf(b, i + 1) - 48);
 
 const DAYS_IN_MONTH = [0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
 
@@ -186,7 +187,10 @@ function timeAt(buf: Uint8Array, t: number, from: number, to: number): number {
   let i = from;
   let year: number;
   if (buf[to - 1] !== 0x5a) return Number.NaN;
-  for (let k = from; k < to - 1; k++) if (buf[k] < 48 || buf[k] > 57) return Number.NaN;
+  for (let k = from; k < to - 1; k++) {
+    const digit = byteOf(buf, k);
+    if (digit < 48 || digit > 57) return Number.NaN;
+  }
   if (t === 0x17 && len === 13) {
     const yy = d2(buf, i);
     year = yy < 50 ? 2000 + yy : 1900 + yy;
@@ -205,11 +209,11 @@ function timeAt(buf: Uint8Array, t: number, from: number, to: number): number {
   const slot = key & 63;
   let dayMs: number;
   if (dayCacheKeys[slot] === key) {
-    dayMs = dayCacheMs[slot];
+    dayMs = dayCacheMs[slot] ?? Number.NaN;
   } else {
     const leap = month === 2 && year % 4 === 0 && (year % 100 !== 0 || year % 400 === 0) ? 1 : 0;
-    if (month < 1 || month > 12 || day < 1 || day > DAYS_IN_MONTH[month] + leap) return Number.NaN;
-    dayMs = daysFromCivil(year, month, day) * 86_400_000;
+    if (month < 1 || month > 12 || day < 1 || day > (DAYS_IN_MONTH[month] ?? 0) + leap) return Number.NaN;
+    dayMs = daysFromCivil(year, month, day) * DAY_MS;
     dayCacheKeys[slot] = key;
     dayCacheMs[slot] = dayMs;
   }
@@ -232,12 +236,12 @@ function lintEntries(der: Uint8Array, list: Node, thisUpdateMs: number): number 
     const s = body;
     const len = end - s;
     if (len < 1 || len > 20) throw new LintFailure('crl.entries.serial.size', `entry ${count}: serial is ${len} octets (1 to 20)`);
-    if (der[s] & 0x80) throw new LintFailure('crl.entries.serial.sign', `entry ${count}: negative serial`);
-    if (len > 1 && der[s] === 0 && (der[s + 1] & 0x80) === 0) throw new LintFailure('crl.entries.serial.encoding', `entry ${count}: serial has a superfluous leading zero`);
+    if (byteOf(der, s) & 0x80) throw new LintFailure('crl.entries.serial.sign', `entry ${count}: negative serial`);
+    if (len > 1 && der[s] === 0 && (byteOf(der, s + 1) & 0x80) === 0) throw new LintFailure('crl.entries.serial.encoding', `entry ${count}: serial has a superfluous leading zero`);
     if (prevAt >= 0) {
       // Minimal positive INTEGERs: a longer one is larger; same length compares bytewise.
       let cmp = len - prevLen;
-      for (let i = 0; cmp === 0 && i < len; i++) cmp = der[s + i] - der[prevAt + i];
+      for (let i = 0; cmp === 0 && i < len; i++) cmp = byteOf(der, s + i) - byteOf(der, prevAt + i);
       if (cmp <= 0) throw new LintFailure('crl.entries.order', `entry ${count}: serial ${cmp === 0 ? 'repeats' : 'is smaller than'} the previous one (entries must be sorted and unique)`);
     }
     prevAt = s;
@@ -278,7 +282,7 @@ function lintEntryExtensions(der: Uint8Array, from: number, limit: number, index
     if (header(der, idTo, extEnd, index) === 0x01) throw new LintFailure('crl.entries.extensions', `entry ${index}: critical entry extension`);
     if (isOid(der, idFrom, idTo, REASON_OID)) {
       const enumTag = header(der, body, end, index); // ENUMERATED inside the OCTET STRING
-      const code = end - body === 1 ? der[body] : -1;
+      const code = end - body === 1 ? byteOf(der, body) : -1;
       if (enumTag !== 0x0a || !FULL_CRL_REASON_CODES.has(code)) {
         throw new LintFailure('crl.entries.reason', `entry ${index}: reasonCode ${code} is not allowed in a full CRL (unspecified must be absent, removeFromCRL is for delta CRLs)`);
       }

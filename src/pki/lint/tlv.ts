@@ -15,18 +15,25 @@ export interface Node {
   end: number;
 }
 
+/** The byte at `i`, or a lint failure when the input ends before it. */
+export function byteOf(buf: Uint8Array, i: number, rule = 'crl.parse'): number {
+  const b = buf[i];
+  if (b === undefined) throw new LintFailure(rule, `truncated input: no byte at offset ${i}`);
+  return b;
+}
+
 export function readNode(buf: Uint8Array, at: number, limit: number, rule = 'crl.parse'): Node {
   if (at + 2 > limit) throw new LintFailure(rule, `truncated TLV at offset ${at}`);
-  const tag = buf[at];
+  const tag = byteOf(buf, at, rule);
   if ((tag & 0x1f) === 0x1f) throw new LintFailure(rule, `multi-byte tag at offset ${at}`);
-  let len = buf[at + 1];
+  let len = byteOf(buf, at + 1, rule);
   let body = at + 2;
   if (len & 0x80) {
     const n = len & 0x7f;
     if (n === 0 || n > 4) throw new LintFailure(rule, `unsupported length form at offset ${at}`);
     if (body + n > limit) throw new LintFailure(rule, `truncated length at offset ${at}`);
     len = 0;
-    for (let i = 0; i < n; i++) len = len * 256 + buf[body + i];
+    for (let i = 0; i < n; i++) len = len * 256 + byteOf(buf, body + i, rule);
     if (buf[body] === 0 || len < 0x80) throw new LintFailure(rule, `non-minimal length at offset ${at} (not DER)`);
     body += n;
   }

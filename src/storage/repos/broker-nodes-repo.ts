@@ -1,21 +1,21 @@
 import type { BrokerNodeRecord, BrokerNodeReport } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
+import { dateOrNull, text, textOrNull } from '../rows.ts';
 
 const COLUMNS = `node, kind, crl_number::text AS crl_number, applied_at, reported_at, checked_at, check_result, check_detail, last_error,
   canary_valid_id::text AS canary_valid_id, canary_revoked_id::text AS canary_revoked_id`;
 
-const date = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
 
 const toRecord = (r: Record<string, unknown>): BrokerNodeRecord => ({
   node: String(r.node),
   kind: r.kind === 'rabbitmq' ? 'rabbitmq' : 'mosquitto',
-  crlNumber: r.crl_number === null ? null : BigInt(String(r.crl_number)),
-  appliedAt: date(r.applied_at),
-  reportedAt: date(r.reported_at)!,
-  checkedAt: date(r.checked_at),
+  crlNumber: r.crl_number === null ? null : BigInt(text(r.crl_number)),
+  appliedAt: dateOrNull(r.applied_at),
+  reportedAt: dateOrNull(r.reported_at)!,
+  checkedAt: dateOrNull(r.checked_at),
   checkResult: r.check_result === 'passed' || r.check_result === 'failed' ? r.check_result : null,
-  checkDetail: r.check_detail === null ? null : String(r.check_detail),
-  lastError: r.last_error === null ? null : String(r.last_error),
+  checkDetail: textOrNull(r.check_detail),
+  lastError: textOrNull(r.last_error),
   canaryValidId: r.canary_valid_id === null ? null : Number(r.canary_valid_id),
   canaryRevokedId: r.canary_revoked_id === null ? null : Number(r.canary_revoked_id),
 });

@@ -4,22 +4,22 @@ import type { RevocationListener } from '../../app/ports.ts';
 import type { Database } from '../database.ts';
 import type { Driver, Listening, Queryable } from '../driver.ts';
 import type { Logger } from '../../support/logger.ts';
+import { dateOrNull, textOrNull } from '../rows.ts';
 
 const INFO_COLUMNS = `issuer_key_id, crl_number::text AS crl_number, this_update, next_update, sha256, entries,
   octet_length(der) AS bytes, built_at, published_at, number_floor::text AS number_floor`;
 
-const date = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
 
 const toInfo = (r: Record<string, unknown>): StoredCrlInfo => ({
   issuerKeyId: String(r.issuer_key_id),
   crlNumber: BigInt(String(r.crl_number)),
-  thisUpdate: date(r.this_update),
-  nextUpdate: date(r.next_update),
-  sha256: r.sha256 === null ? null : String(r.sha256),
+  thisUpdate: dateOrNull(r.this_update),
+  nextUpdate: dateOrNull(r.next_update),
+  sha256: textOrNull(r.sha256),
   entries: r.entries === null ? null : Number(r.entries),
   bytes: r.bytes === null ? null : Number(r.bytes),
-  builtAt: date(r.built_at),
-  publishedAt: date(r.published_at),
+  builtAt: dateOrNull(r.built_at),
+  publishedAt: dateOrNull(r.published_at),
   numberFloor: r.number_floor === null || r.number_floor === undefined ? 0n : BigInt(String(r.number_floor)),
 });
 
@@ -161,7 +161,7 @@ export async function hasPendingRevocations(tx: Queryable, issuer: string): Prom
 export async function latestCrlNextUpdate(tx: Queryable): Promise<Date | null> {
   const { rows } = await tx.query<{ n: unknown }>('SELECT max(next_update) AS n FROM crl_state');
   const v = rows[0]?.n;
-  return v === null || v === undefined ? null : new Date(v instanceof Date ? v : String(v));
+  return dateOrNull(v);
 }
 
 /** The distinct CNs of the certificates with these serials (all tenants under the operator role). */
@@ -225,7 +225,7 @@ export async function restoreRevocations(
   );
   const out: RestoredRevocations = { remarked: [], kept: [] };
   for (const r of rows) {
-    const revokedAt = date(r.revoked_at)!;
+    const revokedAt = dateOrNull(r.revoked_at)!;
     if (r.kind === 'remarked') {
       out.remarked.push({ id: Number(r.id), tenantId: String(r.tenant_id), deviceId: String(r.device_id), serialHex: r.serial_number, previousStatus: String(r.previous_status), revokedAt, reason: r.revoked_reason });
     } else {

@@ -1,8 +1,8 @@
 import type { FleetOverviewRows } from '../../app/storage-ports.ts';
 import { CERTIFICATE_STATUSES, type CertificateStatus } from '../../domain/certificate.ts';
 import type { Queryable } from '../driver.ts';
-import { iso } from '../rows.ts';
-import { DAY_MS } from '../../domain/clock.ts';
+import { dateOrNull, iso, toDate } from '../rows.ts';
+import { DAY_MS, WEEK_MS } from '../../domain/clock.ts';
 
 export interface FleetStats {
   certificatesByStatus: Record<string, number>;
@@ -40,17 +40,16 @@ export async function readFleetStats(tx: Queryable, now: Date, windowsDays: numb
   );
   const pending = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM notification_outbox WHERE status = 'PENDING'`);
   return {
-    crlThisUpdate: toDate(crl.rows[0]?.t),
-    workerTasks: Object.fromEntries(tasks.rows.map((r) => [r.name, { lastFinishedAt: toDate(r.finished), consecutiveFailures: Number(r.failures) }])),
+    crlThisUpdate: dateOrNull(crl.rows[0]?.t),
+    workerTasks: Object.fromEntries(tasks.rows.map((r) => [r.name, { lastFinishedAt: dateOrNull(r.finished), consecutiveFailures: Number(r.failures) }])),
     webhookDeliveriesPending: Number(pending.rows[0]?.n ?? 0),
     certificatesByStatus: Object.fromEntries(statuses.rows.map((r) => [r.status, Number(r.n)])),
     expiringWithinDays: await countExpiringWithin(tx, now, windowsDays),
-    soonestExpiryByTenant: Object.fromEntries(soonest.rows.map((r) => [r.tenant_id, r.soonest instanceof Date ? r.soonest : new Date(String(r.soonest))])),
+    soonestExpiryByTenant: Object.fromEntries(soonest.rows.map((r) => [r.tenant_id, toDate(r.soonest)])),
     openAlertsBySeverity: Object.fromEntries(alerts.rows.map((r) => [Number(r.severity), Number(r.n)])),
   };
 }
 
-const toDate = (v: unknown): Date | null => (v === null || v === undefined ? null : v instanceof Date ? v : new Date(String(v)));
 
 /**
  * ACTIVE certificates with not_after within each window from now (cumulative; overdue ones
@@ -85,7 +84,7 @@ export async function readFleetOverview(tx: Queryable, now: Date, weeks: number,
     else t.certificates[r.kind.replace('certificate:', '') as CertificateStatus] = Number(r.n);
     tenants.set(r.tenant_id, t);
   }
-  const until = new Date(now.getTime() + weeks * 7 * 86_400_000);
+  const until = new Date(now.getTime() + weeks * WEEK_MS);
   const perWeek = await tx.query<{ week: number; n: number }>(
     `SELECT CASE WHEN not_after < $1 THEN -1 ELSE floor(extract(epoch FROM (not_after - $1::timestamptz)) / 604800)::int END AS week, count(*)::int8 AS n
      FROM device_certificates WHERE status = 'ACTIVE' AND not_after < $2 GROUP BY 1`,

@@ -2075,6 +2075,77 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customer/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The tenant's settings */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description one key may be certified for several devices of the tenant (default false) */
+                            allow_shared_device_keys: boolean;
+                            tenant_id: string;
+                        };
+                    };
+                };
+            };
+        };
+        /** Change the tenant's settings (tenant-admin, audited) */
+        put: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        /** @description one key may be certified for several devices of the tenant (default false) */
+                        allow_shared_device_keys: boolean;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            /** @description one key may be certified for several devices of the tenant (default false) */
+                            allow_shared_device_keys: boolean;
+                            tenant_id: string;
+                        };
+                    };
+                };
+            };
+        };
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/operator/alerts": {
         parameters: {
             query?: never;

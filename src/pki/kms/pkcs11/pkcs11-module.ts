@@ -28,7 +28,7 @@ const modules = new Map<string, { module: LoadedModule; refs: number }>();
 /** CKR_* name of a pkcs11js error, or null. */
 export function ckrOf(e: unknown): string | null {
   const m = /\b(CKR_[A-Z_]+)\b/.exec(e instanceof Error ? e.message : String(e));
-  return m ? m[1] : null;
+  return m?.[1] ?? null;
 }
 
 async function loadLib(): Promise<Pkcs11Lib> {
@@ -116,8 +116,9 @@ export function findTokenSlot(m: LoadedModule, ref: Pkcs11KeyRef): { slot: Handl
   if (matches.length === 0) {
     throw new Error(`no PKCS#11 token matches ${describeTokenRef(ref)} in ${m.path} (tokens present: ${present.join(', ') || 'none'})`);
   }
-  if (matches.length > 1) throw new Error(`several PKCS#11 tokens match ${describeTokenRef(ref)}: add serial=... to the URI`);
-  return matches[0];
+  const [match] = matches;
+  if (matches.length > 1 || match === undefined) throw new Error(`several PKCS#11 tokens match ${describeTokenRef(ref)}: add serial=... to the URI`);
+  return match;
 }
 
 /** Logs the application in on the token (once per process and token); a wrong or locked PIN is a clear error that never shows the PIN. */

@@ -33,10 +33,11 @@ function decode(raw: string, what: string): Buffer {
   if (/%(?![0-9a-fA-F]{2})/.test(raw)) throw new Pkcs11UriError(`bad percent-encoding in ${what}`);
   const bytes: number[] = [];
   for (let i = 0; i < raw.length; i++) {
-    if (raw[i] === '%') {
+    const c = raw.charAt(i);
+    if (c === '%') {
       bytes.push(parseInt(raw.slice(i + 1, i + 3), 16));
       i += 2;
-    } else bytes.push(...Buffer.from(raw[i], 'utf8'));
+    } else bytes.push(...Buffer.from(c, 'utf8'));
   }
   return Buffer.from(bytes);
 }
@@ -50,7 +51,7 @@ function setOnce(ref: Pkcs11KeyRef, name: string, apply: () => void, seen: Set<s
 /** Parses and checks the URI; a clear error for anything certfleet cannot use unambiguously. */
 export function parsePkcs11Uri(uri: string): Pkcs11KeyRef {
   if (!/^pkcs11:/i.test(uri)) throw new Pkcs11UriError(`not a pkcs11: URI (RFC 7512): "${uri.slice(0, 40)}"`);
-  const [path, query = ''] = uri.slice('pkcs11:'.length).split('?', 2);
+  const [path = '', query = ''] = uri.slice('pkcs11:'.length).split('?', 2);
   const ref: Pkcs11KeyRef = {};
   const seen = new Set<string>();
   for (const part of path.split(';').filter((p) => p !== '')) {

@@ -48,8 +48,11 @@ export function describeKeyRef(ref: Pkcs11KeyRef): string {
   return [ref.object !== undefined && `object "${ref.object}"`, ref.id !== undefined && `id ${ref.id.toString('hex')}`].filter(Boolean).join(' ');
 }
 
-function attrs(m: LoadedModule, session: Handle, handle: Handle, types: number[]): Buffer[] {
-  return m.p11.C_GetAttributeValue(session, handle, types.map((type) => ({ type }))).map((a) => a.value);
+/** The values of the attributes asked for, in their order (a module answering fewer is refused). */
+function attrs<const T extends readonly number[]>(m: LoadedModule, session: Handle, handle: Handle, types: T): { [K in keyof T]: Buffer } {
+  const values = m.p11.C_GetAttributeValue(session, handle, types.map((type) => ({ type }))).map((a) => a.value);
+  if (values.length !== types.length || values.some((v) => v === undefined)) throw new Error(`the PKCS#11 module answered ${values.length} of ${types.length} attributes`);
+  return values as { [K in keyof T]: Buffer };
 }
 
 /** EC_POINT: the DER OCTET STRING around the uncompressed point (PKCS#11 2.40), or the bare point (some modules). */
@@ -68,8 +71,10 @@ function ecKey(m: LoadedModule, session: Handle, handle: Handle, ref: Pkcs11KeyR
   }
   let publicKey: KeyObject | null = null;
   const pub = findObjects(m, session, keyTemplate(m, ref, m.lib.CKO_PUBLIC_KEY));
-  if (pub.length === 1) {
-    const point = uncompressedPoint(attrs(m, session, pub[0], [m.lib.CKA_EC_POINT])[0], curve.size);
+  const [pubHandle] = pub;
+  if (pub.length === 1 && pubHandle !== undefined) {
+    const [ecPoint] = attrs(m, session, pubHandle, [m.lib.CKA_EC_POINT]);
+    const point = uncompressedPoint(ecPoint, curve.size);
     const [x, y] = [point.subarray(1, 1 + curve.size), point.subarray(1 + curve.size)].map((b) => b.toString('base64url'));
     publicKey = createPublicKey({ key: { kty: 'EC', crv: curve.crv, x, y }, format: 'jwk' });
   }
@@ -87,7 +92,7 @@ function ecKey(m: LoadedModule, session: Handle, handle: Handle, ref: Pkcs11KeyR
 function rsaKey(m: LoadedModule, session: Handle, handle: Handle, ref: Pkcs11KeyRef, tokenLabel: string): TokenKey {
   const [modulus, exponent] = attrs(m, session, handle, [m.lib.CKA_MODULUS, m.lib.CKA_PUBLIC_EXPONENT]);
   const n = modulus.subarray(modulus.findIndex((b) => b !== 0));
-  const bits = n.length * 8 - Math.clz32(n[0]) + 24;
+  const bits = n.length * 8 - Math.clz32(n[0] ?? 0) + 24;
   if (bits < 2048) throw new Error(`unsupported CA key type in token "${tokenLabel}" (${describeKeyRef(ref)}): RSA-${bits} is too weak (RSA >= 2048 or EC P-256/P-384)`);
   const publicKey = createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: exponent.toString('base64url') }, format: 'jwk' });
   return {
@@ -109,11 +114,12 @@ export function findTokenKey(m: LoadedModule, session: Handle, ref: Pkcs11KeyRef
     if (other.length > 0) throw new Error(`unsupported CA key type in token "${tokenLabel}" (${describeKeyRef(ref)}): a secret key, not a private key`);
     throw new Error(`no private key with ${describeKeyRef(ref)} in the PKCS#11 token "${tokenLabel}" (list them: pkcs11-tool --module ... --token-label "${tokenLabel}" --login --list-objects)`);
   }
-  if (found.length > 1) throw new Error(`${found.length} private keys match ${describeKeyRef(ref)} in token "${tokenLabel}": add id=... to the URI`);
-  const [keyType, canSign] = attrs(m, session, found[0], [m.lib.CKA_KEY_TYPE, m.lib.CKA_SIGN]);
+  const [key] = found;
+  if (found.length > 1 || key === undefined) throw new Error(`${found.length} private keys match ${describeKeyRef(ref)} in token "${tokenLabel}": add id=... to the URI`);
+  const [keyType, canSign] = attrs(m, session, key, [m.lib.CKA_KEY_TYPE, m.lib.CKA_SIGN]);
   if (canSign[0] !== 1) throw new Error(`the key ${describeKeyRef(ref)} in token "${tokenLabel}" is not allowed to sign (CKA_SIGN false)`);
   const type = ulong(keyType);
-  if (type === m.lib.CKK_EC) return ecKey(m, session, found[0], ref, tokenLabel);
-  if (type === m.lib.CKK_RSA) return rsaKey(m, session, found[0], ref, tokenLabel);
+  if (type === m.lib.CKK_EC) return ecKey(m, session, key, ref, tokenLabel);
+  if (type === m.lib.CKK_RSA) return rsaKey(m, session, key, ref, tokenLabel);
   throw new Error(`unsupported CA key type in token "${tokenLabel}" (${describeKeyRef(ref)}): CKK 0x${type.toString(16)} (certfleet signs with EC P-256, P-384 or RSA >= 2048)`);
 }

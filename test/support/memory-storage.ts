@@ -1,0 +1,390 @@
+/**
+ * An in-memory `Storage` (src/app/storage-ports.ts) for fast use-case unit tests: devices,
+ * certificates, rotations, the audit log, device keys, task locks, and the expiry alerts
+ * (reconcile, expire, acknowledge; their webhook events kept in `alertEvents`), with the ports' semantics
+ * (ACTIVE → REVOKED only, a tenant sees only its rows, a unit of work commits all or nothing).
+ * Repositories it does not implement yet throw, naming the method: a use case that needs one
+ * keeps its real-database test. The real storage's tests cover the same behaviours on Postgres
+ * and PGlite.
+ */
+import type { AuditEvent, ExpiringAlertsInput, OperatorRepositories, PendingRotation, Storage } from '../../src/app/storage-ports.ts';
+import type { AlertRecord } from '../../src/domain/alert.ts';
+import { AlreadyExistsError, ReferenceNotFoundError } from '../../src/app/storage-ports.ts';
+import type { CertificateRecord, CertificateWithPem } from '../../src/domain/certificate.ts';
+import type { DeviceRecord } from '../../src/domain/device.ts';
+
+interface Row extends CertificateWithPem {
+  spki_sha256: string;
+}
+
+interface RotationRow {
+  id: number;
+  tenant_id: string;
+  device_id: string;
+  new_certificate_id: number;
+  old_certificate_id: number;
+  status: 'PENDING' | 'COMPLETED' | 'CANCELLED';
+  scheduled_revoke_at: string;
+  created_at: string;
+  started_by: string;
+}
+
+interface State {
+  devices: DeviceRecord[];
+  certificates: Row[];
+  rotations: RotationRow[];
+  audit: (AuditEvent & { id: number })[];
+  compromised: string[];
+  alerts: AlertRecord[];
+  /** The alert events the real storage queues for the tenant's webhooks (one per alert and event). */
+  alertEvents: { alertId: number; event: string; at: string }[];
+  sharedKeys: Record<string, boolean>;
+  nextId: number;
+}
+
+const record = (row: Row): CertificateRecord => {
+  const { cert_pem: _pem, spki_sha256: _spki, ...rest } = row;
+  return { ...rest };
+};
+
+export interface MemoryStorage extends Storage {
+  /** A copy of everything stored (for assertions). */
+  snapshot(): State;
+}
+
+export function createMemoryStorage(): MemoryStorage {
+  let state: State = { devices: [], certificates: [], rotations: [], audit: [], compromised: [], alerts: [], alertEvents: [], sharedKeys: {}, nextId: 1 };
+
+  function repositories(tenant: string | null): OperatorRepositories {
+    const visible = <T extends { tenant_id: string }>(rows: T[]) => rows.filter((r) => tenant === null || r.tenant_id === tenant);
+    const certificate = (id: number) => visible(state.certificates).find((c) => c.id === id);
+    const pending = (r: RotationRow): PendingRotation => {
+      const oldCert = state.certificates.find((c) => c.id === r.old_certificate_id);
+      const newCert = state.certificates.find((c) => c.id === r.new_certificate_id);
+      return {
+        id: r.id,
+        tenant_id: r.tenant_id,
+        device_id: r.device_id,
+        new_certificate_id: r.new_certificate_id,
+        old_certificate_id: r.old_certificate_id,
+        old_fingerprint: oldCert?.fingerprint_sha256 ?? '',
+        old_status: oldCert?.status ?? 'UNKNOWN',
+        new_status: newCert?.status ?? 'UNKNOWN',
+        scheduled_revoke_at: r.scheduled_revoke_at,
+        created_at: r.created_at,
+        started_by: r.started_by,
+      };
+    };
+    const implemented = {
+      devices: {
+        async insertDevice(d: { tenantId: string; deviceId: string; siteId: string | null; now: Date }) {
+          if (state.devices.some((x) => x.tenant_id === d.tenantId && x.device_id === d.deviceId)) throw new AlreadyExistsError(d.deviceId);
+          const at = d.now.toISOString();
+          const device: DeviceRecord = { tenant_id: d.tenantId, device_id: d.deviceId, site_id: d.siteId, status: 'ACTIVE', created_at: at, updated_at: at };
+          state.devices.push(device);
+          return { ...device };
+        },
+        async findDevice(tenantId: string, deviceId: string) {
+          const d = visible(state.devices).find((x) => x.tenant_id === tenantId && x.device_id === deviceId);
+          return d ? { ...d } : null;
+        },
+        async lockDevice(tenantId: string, deviceId: string) {
+          return implemented.devices.findDevice(tenantId, deviceId);
+        },
+      },
+      certificates: {
+        async insertCertificate(
+          c: Parameters<OperatorRepositories['certificates']['insertCertificate']>[0],
+          audit: Parameters<OperatorRepositories['certificates']['insertCertificate']>[1],
+        ) {
+          if (!visible(state.devices).some((d) => d.tenant_id === c.tenantId && d.device_id === c.deviceId)) throw new ReferenceNotFoundError(c.deviceId);
+          if (state.certificates.some((x) => x.fingerprint_sha256 === c.fingerprint)) throw new AlreadyExistsError(c.fingerprint);
+          const at = c.now.toISOString();
+          const row: Row = {
+            id: state.nextId++,
+            tenant_id: c.tenantId,
+            device_id: c.deviceId,
+            fingerprint_sha256: c.fingerprint,
+            common_name: c.commonName,
+            issuer: c.issuer,
+            serial_number: c.serialNumber,
+            key_type: c.keyType,
+            status: 'ACTIVE',
+            not_before: c.notBefore.toISOString(),
+            not_after: c.notAfter.toISOString(),
+            revoked_at: null,
+            revoked_reason: null,
+            scheduled_revoke_at: null,
+            created_at: at,
+            updated_at: at,
+            cert_pem: c.certPem,
+            spki_sha256: c.spkiSha256,
+          };
+          state.certificates.push(row);
+          await implemented.audit.recordAudit({ ...audit, tenantId: c.tenantId, targetId: row.id, at: c.now });
+          return record(row);
+        },
+        async findCertificate(id: number) {
+          const c = certificate(id);
+          if (!c) return null;
+          const { spki_sha256: _spki, ...withPem } = c;
+          return { ...withPem };
+        },
+        async activeCertificatesOfDevice(tenantId: string, deviceId: string) {
+          return visible(state.certificates)
+            .filter((c) => c.tenant_id === tenantId && c.device_id === deviceId && c.status === 'ACTIVE')
+            .map(record);
+        },
+        async lockCertificate(id: number) {
+          return certificate(id)?.status ?? null;
+        },
+        async markRevoked(id: number, reason: string, at: Date) {
+          const c = certificate(id);
+          if (!c || c.status !== 'ACTIVE') return null;
+          Object.assign(c, { status: 'REVOKED', revoked_at: at.toISOString(), revoked_reason: reason, updated_at: at.toISOString() });
+          return record(c);
+        },
+      },
+      rotations: {
+        async scheduleRevocation(s: { tenantId: string; deviceId: string; newCertificateId: number; oldCertificateId: number; revokeAt: Date; now: Date; startedBy: string }) {
+          const row: RotationRow = {
+            id: state.nextId++,
+            tenant_id: s.tenantId,
+            device_id: s.deviceId,
+            new_certificate_id: s.newCertificateId,
+            old_certificate_id: s.oldCertificateId,
+            status: 'PENDING',
+            scheduled_revoke_at: s.revokeAt.toISOString(),
+            created_at: s.now.toISOString(),
+            started_by: s.startedBy,
+          };
+          state.rotations.push(row);
+          const old = certificate(s.oldCertificateId);
+          if (old) old.scheduled_revoke_at = row.scheduled_revoke_at;
+          return { scheduled_revoke_at: row.scheduled_revoke_at };
+        },
+        async pendingRotationsOfDevice(tenantId: string, deviceId: string) {
+          return visible(state.rotations)
+            .filter((r) => r.tenant_id === tenantId && r.device_id === deviceId && r.status === 'PENDING')
+            .sort((a, b) => a.scheduled_revoke_at.localeCompare(b.scheduled_revoke_at))
+            .map(pending);
+        },
+        async completeRotation(id: number) {
+          const r = visible(state.rotations).find((x) => x.id === id && x.status === 'PENDING');
+          if (r) r.status = 'COMPLETED';
+        },
+        async completeRotationsOfOld(oldCertificateId: number) {
+          for (const r of visible(state.rotations)) if (r.old_certificate_id === oldCertificateId && r.status === 'PENDING') r.status = 'COMPLETED';
+        },
+        async latestRotationStatus(tenantId: string, deviceId: string) {
+          return visible(state.rotations).filter((r) => r.tenant_id === tenantId && r.device_id === deviceId).at(-1)?.status ?? null;
+        },
+        async cancelRotationsOf(tenantId: string, deviceId: string, newCertificateId: number) {
+          const kept: number[] = [];
+          for (const r of visible(state.rotations)) {
+            if (r.tenant_id === tenantId && r.device_id === deviceId && r.new_certificate_id === newCertificateId && r.status === 'PENDING') {
+              r.status = 'CANCELLED';
+              kept.push(r.old_certificate_id);
+              const old = certificate(r.old_certificate_id);
+              if (old) old.scheduled_revoke_at = null;
+            }
+          }
+          return kept.sort((a, b) => a - b);
+        },
+        async claimDueRotations(now: Date, limit: number) {
+          return visible(state.rotations)
+            .filter((r) => r.status === 'PENDING' && Date.parse(r.scheduled_revoke_at) <= now.getTime())
+            .slice(0, limit)
+            .map(pending);
+        },
+      },
+      audit: {
+        async recordAudit(e: AuditEvent) {
+          state.audit.push({ ...e, id: state.nextId++ });
+        },
+      },
+      keys: {
+        async isCompromised(spki: string) {
+          return state.compromised.includes(spki);
+        },
+        async markKeyCompromised(certificateId: number) {
+          const c = state.certificates.find((x) => x.id === certificateId);
+          if (c && !state.compromised.includes(c.spki_sha256)) state.compromised.push(c.spki_sha256);
+        },
+        async otherDevicesWithKey(tenantId: string, deviceId: string, spki: string) {
+          const ids = visible(state.certificates).filter((c) => c.tenant_id === tenantId && c.spki_sha256 === spki && c.device_id !== deviceId).map((c) => c.device_id);
+          return [...new Set(ids)].sort().slice(0, 5);
+        },
+        async allowsSharedDeviceKeys(tenantId: string) {
+          return state.sharedKeys[tenantId] ?? false;
+        },
+        async setAllowSharedDeviceKeys(tenantId: string, allow: boolean) {
+          state.sharedKeys[tenantId] = allow;
+        },
+      },
+      tasks: {
+        async lockTask() {},
+      },
+      alerts: {
+        async findAlert(id: number) {
+          const a = visible(state.alerts).find((x) => x.id === id);
+          return a ? structuredClone(a) : null;
+        },
+        async acknowledgeAlert(id: number, actor: string, at: Date) {
+          const a = visible(state.alerts).find((x) => x.id === id && x.status === 'OPEN');
+          if (!a) return null;
+          Object.assign(a, { status: 'ACKNOWLEDGED', acknowledged_at: at.toISOString(), acknowledged_by: actor, updated_at: at.toISOString() });
+          return structuredClone(a);
+        },
+        /** The SQL of storage/repos/alerts-repo.ts, row by row. */
+        async reconcileExpiryAlerts(input: ExpiringAlertsInput) {
+          const now = input.now.getTime();
+          const warnUntil = input.warnUntil.getTime();
+          const at = input.now.toISOString();
+          const certs = visible(state.certificates);
+          const candidates = certs
+            .filter((c) => c.status === 'ACTIVE' && Date.parse(c.not_after) > now && Date.parse(c.not_after) <= warnUntil)
+            .filter((c) => !certs.some((n) => n.tenant_id === c.tenant_id && n.device_id === c.device_id && n.status === 'ACTIVE' && Date.parse(n.not_after) > warnUntil))
+            .map((c) => {
+              const severity = Math.max(...input.cutoffs.map((cut, i) => (Date.parse(c.not_after) <= cut.getTime() ? (input.severities[i] ?? 0) : 0)));
+              return { cert: c, severity, daysRemaining: Math.floor((Date.parse(c.not_after) - now) / 86_400_000) };
+            });
+          const isCandidate = (a: AlertRecord) => candidates.some((k) => k.cert.tenant_id === a.tenant_id && k.cert.fingerprint_sha256 === a.fingerprint);
+          const closedByReason: Record<string, number> = {};
+          const close = (a: AlertRecord, reason: string) => {
+            Object.assign(a, { status: 'CLOSED', closed_at: at, closed_by: input.actor, close_reason: reason, updated_at: at });
+            closedByReason[reason] = (closedByReason[reason] ?? 0) + 1;
+            state.alertEvents.push({ alertId: a.id, event: 'alert.closed', at });
+          };
+          const openBefore = visible(state.alerts).filter((a) => a.alert_type === 'CERT_EXPIRING' && a.status !== 'CLOSED').map((a) => ({ ...a }));
+          for (const a of visible(state.alerts).filter((x) => x.status !== 'CLOSED')) {
+            if (a.alert_type === 'CERT_EXPIRING' && !isCandidate(a)) {
+              const c = certs.find((x) => x.tenant_id === a.tenant_id && x.fingerprint_sha256 === a.fingerprint);
+              const reason = !c ? 'resolved' : c.status === 'REVOKED' ? 'revoked' : c.status === 'EXPIRED' || Date.parse(c.not_after) <= now ? 'expired' : Date.parse(c.not_after) > warnUntil ? 'resolved' : 'rotated';
+              close(a, reason);
+            } else if (a.alert_type === 'CERT_EXPIRED' && certs.some((n) => n.tenant_id === a.tenant_id && n.device_id === a.device_id && n.status === 'ACTIVE' && Date.parse(n.not_after) > now)) {
+              close(a, 'replaced');
+            }
+          }
+          let opened = 0;
+          let escalated = 0;
+          for (const k of candidates) {
+            const c = k.cert;
+            if (openBefore.some((o) => o.tenant_id === c.tenant_id && o.fingerprint === c.fingerprint_sha256 && o.severity >= k.severity)) continue;
+            const closedByHand = visible(state.alerts).some(
+              (m) => m.tenant_id === c.tenant_id && m.alert_type === 'CERT_EXPIRING' && m.fingerprint === c.fingerprint_sha256 && m.status === 'CLOSED' && m.close_reason === 'manual' && m.severity >= k.severity,
+            );
+            if (closedByHand) continue;
+            const hoursLeft = (Date.parse(c.not_after) - now) / 3_600_000;
+            const when = hoursLeft < 48 ? `${Math.max(1, Math.round(hoursLeft))}${hoursLeft < 1.5 ? ' hour' : ' hours'}` : `${k.daysRemaining} days`;
+            const fields = {
+              severity: k.severity,
+              summary: `Certificate of device ${c.device_id} expires in ${when}`,
+              details: { fingerprint: c.fingerprint_sha256, certificate_id: c.id, common_name: c.common_name, expires_at: c.not_after, days_remaining: k.daysRemaining },
+              updated_at: at,
+            };
+            const open = visible(state.alerts).find((a) => a.tenant_id === c.tenant_id && a.alert_type === 'CERT_EXPIRING' && a.fingerprint === c.fingerprint_sha256 && a.status !== 'CLOSED');
+            if (open) {
+              if (open.severity >= k.severity) continue;
+              Object.assign(open, fields, { status: 'OPEN', acknowledged_at: null, acknowledged_by: null });
+              escalated++;
+              state.alertEvents.push({ alertId: open.id, event: 'alert.escalated', at });
+            } else {
+              const alert: AlertRecord = {
+                id: state.nextId++,
+                tenant_id: c.tenant_id,
+                device_id: c.device_id,
+                alert_type: 'CERT_EXPIRING',
+                fingerprint: c.fingerprint_sha256,
+                status: 'OPEN',
+                created_at: at,
+                acknowledged_at: null,
+                acknowledged_by: null,
+                closed_at: null,
+                closed_by: null,
+                close_reason: null,
+                ...fields,
+              };
+              state.alerts.push(alert);
+              opened++;
+              state.alertEvents.push({ alertId: alert.id, event: 'alert.opened', at });
+            }
+          }
+          const closed = Object.values(closedByReason).reduce((sum, n) => sum + n, 0);
+          return { opened, escalated, closed, closed_by_reason: closedByReason };
+        },
+        async expireCertificates(input: { now: Date; actor: string; severity: number }) {
+          const now = input.now.getTime();
+          const at = input.now.toISOString();
+          const expired = visible(state.certificates).filter((c) => c.status === 'ACTIVE' && Date.parse(c.not_after) <= now);
+          for (const c of expired) {
+            Object.assign(c, { status: 'EXPIRED', updated_at: at });
+            state.audit.push({ id: state.nextId++, tenantId: c.tenant_id, actor: input.actor, action: 'certificate.expired', targetType: 'certificate', targetId: String(c.id), details: { device_id: c.device_id, serial_number: c.serial_number, not_after: c.not_after }, at: input.now });
+          }
+          let alerted = 0;
+          const devices = new Set(expired.map((c) => `${c.tenant_id}/${c.device_id}`));
+          for (const key of devices) {
+            const mine = expired.filter((c) => `${c.tenant_id}/${c.device_id}` === key).sort((a, b) => b.not_after.localeCompare(a.not_after) || b.id - a.id);
+            const last = mine[0];
+            if (!last) continue;
+            if (visible(state.certificates).some((n) => n.tenant_id === last.tenant_id && n.device_id === last.device_id && n.status === 'ACTIVE' && Date.parse(n.not_after) > now)) continue;
+            const fingerprint = `device:${last.device_id}`;
+            if (state.alerts.some((a) => a.tenant_id === last.tenant_id && a.alert_type === 'CERT_EXPIRED' && a.fingerprint === fingerprint && a.status !== 'CLOSED')) continue;
+            const alert: AlertRecord = {
+              id: state.nextId++,
+              tenant_id: last.tenant_id,
+              device_id: last.device_id,
+              alert_type: 'CERT_EXPIRED',
+              fingerprint,
+              status: 'OPEN',
+              severity: input.severity,
+              summary: `Device ${last.device_id} has no valid certificate: its last one expired; it can no longer connect`,
+              details: { fingerprint: last.fingerprint_sha256, certificate_id: last.id, common_name: last.common_name, expires_at: last.not_after, days_remaining: 0 },
+              created_at: at,
+              updated_at: at,
+              acknowledged_at: null,
+              acknowledged_by: null,
+              closed_at: null,
+              closed_by: null,
+              close_reason: null,
+            };
+            state.alerts.push(alert);
+            alerted++;
+            state.alertEvents.push({ alertId: alert.id, event: 'alert.opened', at });
+          }
+          return { expired: expired.length, devicesWithoutCertificate: alerted };
+        },
+      },
+    };
+    // The rest of each port throws, naming what a test reached for.
+    const partial = (name: string, impl: object) =>
+      new Proxy(impl, {
+        get(target, prop) {
+          if (typeof prop === 'string' && !(prop in target) && prop !== 'then') {
+            return () => Promise.reject(new Error(`memory storage: ${name}.${prop} is not implemented (use the real storage for this test)`));
+          }
+          return (target as Record<string | symbol, unknown>)[prop];
+        },
+      });
+    const ports = ['devices', 'certificates', 'rotations', 'audit', 'alerts', 'webhooks', 'outbox', 'brokerGrants', 'keys', 'crl', 'tasks', 'brokerNodes'] as const;
+    return Object.fromEntries(ports.map((p) => [p, partial(p, (implemented as Record<string, object>)[p] ?? {})])) as unknown as OperatorRepositories;
+  }
+
+  /** One unit of work: a copy of the state is worked on and kept only when `fn` succeeds. */
+  async function unitOfWork<T>(tenant: string | null, fn: (repos: OperatorRepositories) => Promise<T>): Promise<T> {
+    const before = state;
+    state = structuredClone(state);
+    try {
+      return await fn(repositories(tenant));
+    } catch (error) {
+      state = before;
+      throw error;
+    }
+  }
+
+  return {
+    asTenant: (tenantId, fn) => unitOfWork(tenantId, fn),
+    asOperator: (fn) => unitOfWork(null, fn),
+    snapshot: () => structuredClone(state),
+  };
+}
