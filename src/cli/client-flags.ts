@@ -1,6 +1,5 @@
 import { parseDuration } from '../domain/duration.ts';
 import { UsageError, type FlagSpec } from './spec.ts';
-import { DAY_MS, HOUR_MS, SECOND_MS, WEEK_MS } from '../domain/clock.ts';
 
 /** Flags every command that talks to a running certfleet takes. */
 export const clientFlags: Record<string, FlagSpec> = {

@@ -114,6 +114,7 @@ export interface ClaimStore {
   deleteClaimCa(tenantId: string, id: number, now: Date, audit: ClaimAudit): Promise<boolean>;
   getProvisioningPolicy(tenantId: string): Promise<StoredProvisioningPolicy | null>;
   /** `approvalSecret`: 'keep' keeps the stored one. */
+  // eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents -- 'keep' is the sentinel for "unchanged" (a generated secret is never that word)
   putProvisioningPolicy(tenantId: string, p: { policy: unknown; approvalSecret: string | null | 'keep'; actor: string; now: Date }, audit: ClaimAudit): Promise<StoredProvisioningPolicy>;
   findClaimEnrollment(tenantId: string, claimFingerprint: string): Promise<ClaimEnrollmentRecord | null>;
   /** The claim enrollment of the device by another claim certificate, if any. */

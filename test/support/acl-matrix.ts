@@ -238,7 +238,7 @@ export async function runMatrix(mode: 'acl_file' | 'plugin'): Promise<MatrixRun>
     // to decide; for this test only its role may publish everywhere (the device decisions are the
     // plugin's alone, whatever the dynamic security plugin would allow).
     const answer = await dynsecCommand(broker.adminPort as number, adminPassword, { command: 'addRoleACL', rolename: 'admin', acltype: 'publishClientSend', topic: '#', allow: true });
-    if (answer.error) throw new Error(`dynsec addRoleACL: ${String(answer.error)}`);
+    if (answer.error) throw new Error(`dynsec addRoleACL: ${JSON.stringify(answer.error)}`);
   }
   const observer = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.adminPort}`, { username: 'certfleet-admin', password: adminPassword, protocolVersion: 5, reconnectPeriod: 0 });
   observer.on('message', (_topic, payload) => observed.push(payload.toString()));

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
-import { DEFAULT_KEY_TYPE, DEFAULT_VALIDITY_DAYS, MAX_ROTATION_GRACE_HOURS, type KeyType } from '../../domain/certificate.ts';
+import { DEFAULT_KEY_TYPE, MAX_ROTATION_GRACE_HOURS, type KeyType } from '../../domain/certificate.ts';
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
 import { deviceIdParam, keyType, noBody, pemString, validityDays } from '../schemas.ts';

@@ -1,7 +1,7 @@
 import type { ClaimAudit, ClaimCaRecord, ClaimEnrollmentRecord, ClaimStore, StoredClaimCa, StoredProvisioningPolicy } from '../../renewal/ports.ts';
 import type { Database } from '../database.ts';
 import type { Queryable } from '../driver.ts';
-import { iso, isoOrNull, isUniqueViolation } from '../rows.ts';
+import { iso, isoOrNull, isUniqueViolation, text } from '../rows.ts';
 import { recordAudit } from './audit-repo.ts';
 import { toCertificate } from './certificates-repo.ts';
 import { isCompromised } from './device-keys-repo.ts';
@@ -54,7 +54,7 @@ export function createClaimStore(db: Database): ClaimStore {
           [tenantId],
         );
         return rows.map(
-          (r): StoredClaimCa => ({ ...toClaimCa(r), ca_cert_pem: String(r.ca_cert_pem), crlDer: r.crl_base64 ? Buffer.from(String(r.crl_base64), 'base64') : null }),
+          (r): StoredClaimCa => ({ ...toClaimCa(r), ca_cert_pem: String(r.ca_cert_pem), crlDer: r.crl_base64 ? Buffer.from(text(r.crl_base64), 'base64') : null }),
         );
       }),
 

@@ -4,7 +4,7 @@ import type { RevocationListener } from '../../app/ports.ts';
 import type { Database } from '../database.ts';
 import type { Driver, Listening, Queryable } from '../driver.ts';
 import type { Logger } from '../../support/logger.ts';
-import { dateOrNull, textOrNull } from '../rows.ts';
+import { dateOrNull, text, textOrNull } from '../rows.ts';
 
 const INFO_COLUMNS = `issuer_key_id, crl_number::text AS crl_number, this_update, next_update, sha256, entries,
   octet_length(der) AS bytes, built_at, published_at, number_floor::text AS number_floor`;
@@ -20,7 +20,7 @@ const toInfo = (r: Record<string, unknown>): StoredCrlInfo => ({
   bytes: r.bytes === null ? null : Number(r.bytes),
   builtAt: dateOrNull(r.built_at),
   publishedAt: dateOrNull(r.published_at),
-  numberFloor: r.number_floor === null || r.number_floor === undefined ? 0n : BigInt(String(r.number_floor)),
+  numberFloor: r.number_floor === null || r.number_floor === undefined ? 0n : BigInt(text(r.number_floor)),
 });
 
 /**
