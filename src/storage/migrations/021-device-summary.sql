@@ -108,16 +108,20 @@ SELECT certfleet_refresh_device_summaries(jsonb_agg(x)) FROM (SELECT tenant_id, 
 
 -- The list's indexes. Every filter column is a key column (not INCLUDE): a condition on it is
 -- checked on the index entry, so a page or a capped count reads the heap only for the devices
--- it returns, and the worst case of any filter combination is one walk of one index.
--- By device id (byte order), and within a site, a device status, a pending rotation:
+-- it returns. A filtered column leads, then tenant_id and device_id: for one tenant (equal on
+-- both) and for every tenant (operators: equal on the first) the index gives the list's order.
+-- By device id (byte order) within a tenant, and by device id across tenants (an id prefix):
 DROP INDEX device_registry_tenant_device_c;
 CREATE INDEX device_registry_tenant_device_c ON device_registry
   (tenant_id, device_id COLLATE "C", cert_status, next_expiry, pending_rotations, site_id);
+CREATE INDEX device_registry_device_c ON device_registry
+  (device_id COLLATE "C", tenant_id, cert_status, next_expiry, pending_rotations, site_id);
+-- Within a site, a device status, a pending rotation:
 DROP INDEX device_registry_tenant_site;
 CREATE INDEX device_registry_tenant_site ON device_registry
-  (tenant_id, site_id, device_id COLLATE "C", cert_status, next_expiry, pending_rotations);
+  (site_id, tenant_id, device_id COLLATE "C", cert_status, next_expiry, pending_rotations);
 CREATE INDEX device_registry_tenant_status ON device_registry
-  (tenant_id, cert_status, device_id COLLATE "C", next_expiry, pending_rotations, site_id);
+  (cert_status, tenant_id, device_id COLLATE "C", next_expiry, pending_rotations, site_id);
 CREATE INDEX device_registry_tenant_pending ON device_registry
   (tenant_id, device_id COLLATE "C", cert_status, next_expiry, site_id) WHERE pending_rotations > 0;
 -- By the soonest ACTIVE expiry: a tenant's, and every tenant's (operators).

@@ -2,7 +2,7 @@ import { DEVICE_TOTAL_CAP, prefixUpperBound, type DeviceRecord, type DeviceSumma
 import type { DeviceListQuery, DevicePage } from '../../app/storage-ports.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
-import { createFilter, planKeysetPages } from '../sql-filter.ts';
+import { createFilter } from '../sql-filter.ts';
 import { countedRows, DEVICE_KIND } from './row-counts-repo.ts';
 
 const COLUMNS = 'tenant_id, device_id, site_id, status, created_at, updated_at';
@@ -76,12 +76,12 @@ const empty = (q: DeviceListQuery) => Boolean(q.certificateStatus && q.certifica
 /**
  * For the rest of the (list's own) transaction: an ordered index walk whatever the statistics
  * say. Without them (right after a bulk load) the planner guesses a tenant holds a handful of
- * rows and would read the table, or build a bitmap of every match, then sort.
+ * rows and would read the table, or build a bitmap of every match, then sort (or sort each
+ * tenant's share of an expiry range).
  */
 async function planIndexWalks(tx: Queryable) {
-  await planKeysetPages(tx);
-  await tx.query('SET LOCAL enable_seqscan = off');
-  await tx.query('SET LOCAL enable_bitmapscan = off');
+  const off = ['enable_sort', 'enable_seqscan', 'enable_bitmapscan', 'enable_incremental_sort'];
+  await tx.query(`SELECT ${off.map((name) => `set_config('${name}', 'off', true)`).join(', ')}`);
 }
 
 /**
@@ -94,8 +94,24 @@ export async function listDevices(tx: Queryable, q: DeviceListQuery): Promise<De
   if (empty(q)) return { total: 0, totalCapped: false, devices: [], next: null };
   await planIndexWalks(tx);
   const { total, capped } = await countDevices(tx, q);
-  const page = q.sort === 'expiry' ? await pageByExpiry(tx, q) : await pageById(tx, q);
+  // Few matches (the capped count found all of them): they are read through the index the count
+  // used and put in order (at most DEVICE_TOTAL_CAP rows), instead of walking the order's index
+  // past every device that does not match.
+  const few = filtered(q) && !capped;
+  const page = q.sort === 'expiry' ? await pageByExpiry(tx, q, few) : await pageById(tx, q, few);
   return { total, totalCapped: capped, ...page };
+}
+
+/** The page's rows: an ordered index walk, or (few matches) every match, then ordered. */
+async function selectPage(tx: Queryable, f: ReturnType<typeof createFilter>, columns: string, order: string[], limit: number, few: boolean) {
+  if (!few) {
+    return tx.query(`SELECT ${columns} FROM device_registry d${f.sql()} ORDER BY ${order.map((c) => `d.${c}`).join(', ')} LIMIT ${f.param(limit)}`, f.params);
+  }
+  await tx.query(`SELECT set_config('enable_sort', 'on', true)`);
+  return tx.query(
+    `WITH m AS MATERIALIZED (SELECT ${columns} FROM device_registry d${f.sql()}) SELECT * FROM m ORDER BY ${order.join(', ')} LIMIT ${f.param(limit)}`,
+    f.params,
+  );
 }
 
 async function countDevices(tx: Queryable, q: DeviceListQuery): Promise<{ total: number; capped: boolean }> {
@@ -106,7 +122,7 @@ async function countDevices(tx: Queryable, q: DeviceListQuery): Promise<{ total:
   return { total: Math.min(n, DEVICE_TOTAL_CAP), capped: n > DEVICE_TOTAL_CAP };
 }
 
-async function pageById(tx: Queryable, q: DeviceListQuery) {
+async function pageById(tx: Queryable, q: DeviceListQuery, few: boolean) {
   const f = deviceFilter(q);
   if (q.after) {
     const [tenant, ...device] = q.after.split('/');
@@ -114,11 +130,7 @@ async function pageById(tx: Queryable, q: DeviceListQuery) {
     if (q.tenantId === tenant) f.add((p) => `d.device_id COLLATE "C" > ${p}`, device.join('/'));
     else f.add((p) => `(d.tenant_id, d.device_id COLLATE "C") > (${f.param(tenant)}, ${p})`, device.join('/'));
   }
-  const { rows } = await tx.query(
-    `SELECT ${LIST_COLUMNS} FROM device_registry d${f.sql()}
-     ORDER BY d.tenant_id, d.device_id COLLATE "C" LIMIT ${f.param(q.limit + 1)}`,
-    f.params,
-  );
+  const { rows } = await selectPage(tx, f, LIST_COLUMNS, ['tenant_id', 'device_id COLLATE "C"'], q.limit + 1, few);
   const devices = rows.slice(0, q.limit).map(toSummary);
   const last = devices[devices.length - 1];
   return { devices, next: rows.length > q.limit && last ? `${last.tenant_id}/${last.device_id}` : null };
@@ -128,21 +140,17 @@ async function pageById(tx: Queryable, q: DeviceListQuery) {
 const EXPIRY_CURSOR = /^e:([0-9][0-9 T:.+-]{9,40})\|([^/|]+)\/(.+)$/;
 
 /** By the soonest ACTIVE certificate expiry: a range of the (tenant,) next_expiry, device index. */
-async function pageByExpiry(tx: Queryable, q: DeviceListQuery) {
+async function pageByExpiry(tx: Queryable, q: DeviceListQuery, few: boolean) {
   const f = deviceFilter(q);
   const cursor = q.after ? EXPIRY_CURSOR.exec(q.after) : null;
   if (q.after && !cursor) return { devices: [], next: null };
-  const order = q.tenantId ? 'd.next_expiry, d.device_id COLLATE "C"' : 'd.next_expiry, d.tenant_id, d.device_id COLLATE "C"';
+  const order = q.tenantId ? ['next_expiry', 'device_id COLLATE "C"'] : ['next_expiry', 'tenant_id', 'device_id COLLATE "C"'];
   if (cursor) {
     const [, at, tenant, device] = cursor;
     if (q.tenantId) f.add((p) => `(d.next_expiry, d.device_id COLLATE "C") > (${f.param(at)}::timestamptz, ${p})`, device);
     else f.add((p) => `(d.next_expiry, d.tenant_id, d.device_id COLLATE "C") > (${f.param(at)}::timestamptz, ${f.param(tenant)}, ${p})`, device);
   }
-  const { rows } = await tx.query(
-    `SELECT ${LIST_COLUMNS}, d.next_expiry::text AS sort_expiry FROM device_registry d${f.sql()}
-     ORDER BY ${order} LIMIT ${f.param(q.limit + 1)}`,
-    f.params,
-  );
+  const { rows } = await selectPage(tx, f, `${LIST_COLUMNS}, d.next_expiry::text AS sort_expiry`, order, q.limit + 1, few);
   const devices = rows.slice(0, q.limit).map(toSummary);
   const lastRow = rows[q.limit - 1];
   const next = rows.length > q.limit && lastRow ? `e:${String(lastRow.sort_expiry)}|${String(lastRow.tenant_id)}/${String(lastRow.device_id)}` : null;
