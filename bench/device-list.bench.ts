@@ -14,7 +14,11 @@
  *   node --import tsx bench/device-list.bench.ts
  */
 import pg from 'pg';
+import type { DeviceListQuery } from '../src/app/storage-ports.ts';
+import type { DeviceCertificateStatus, DeviceSort } from '../src/domain/device.ts';
+import { createDatabase } from '../src/storage/database.ts';
 import { migrate } from '../src/storage/migrate.ts';
+import { listDevices } from '../src/storage/repos/devices-repo.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { emitTable, ratio, round, scaled } from './support/results.ts';
 import { benchDatabase, cli, fmt, keepAliveAgent, percentile, requestStatus, startServer } from './support/server.ts';
@@ -58,6 +62,23 @@ export async function loadDeviceFleet(pool: pg.Pool, tenant: string, count: numb
      FROM fresh f JOIN device_certificates o ON o.tenant_id = $1 AND o.device_id = f.device_id AND o.id <> f.id AND o.status = 'ACTIVE'`,
     [tenant, now, count],
   );
+}
+
+/** The storage query a console URL asks for (as src/app/list-devices.ts builds it). */
+function storageQuery(url: URL, tenant: string | undefined): DeviceListQuery {
+  const p = url.searchParams;
+  const days = p.get('expiring_within_days');
+  return {
+    tenantId: tenant ?? p.get('tenant_id') ?? undefined,
+    limit: Number(p.get('limit')),
+    after: p.get('cursor') ?? undefined,
+    idPrefix: p.get('id_prefix') ?? undefined,
+    siteId: p.get('site_id') ?? undefined,
+    certificateStatus: (p.get('certificate_status') ?? undefined) as DeviceCertificateStatus | undefined,
+    expiringBefore: days === null ? undefined : new Date(Date.now() + Number(days) * 86_400_000),
+    rotation: (p.get('rotation') ?? undefined) as 'pending' | 'none' | undefined,
+    sort: (p.get('sort') ?? undefined) as DeviceSort | undefined,
+  };
 }
 
 export async function runDeviceListBench() {
@@ -141,6 +162,25 @@ export async function runDeviceListBench() {
       }
     }
     agent.destroy();
+    // The same shapes through the storage layer in this process (the list's SQL in its
+    // transaction, without HTTP, authentication and JSON): what the database part costs.
+    const driver = createPgDriver(database.url, { max: 1 });
+    const db = createDatabase(driver);
+    const inDb: number[][] = shapes.map(() => []);
+    for (let round = -1; round < ROUNDS / 3; round++) {
+      for (const [i, [, url, headers]] of shapes.entries()) {
+        const q = storageQuery(new URL(url), headers === customer ? TENANT : undefined);
+        const t0 = performance.now();
+        if (headers === customer) await db.asTenant(TENANT, (tx) => listDevices(tx, q));
+        else await db.asOperator((tx) => listDevices(tx, q));
+        if (round >= 0) inDb[i].push(performance.now() - t0);
+      }
+    }
+    await driver.close();
+    const dbStats = inDb.map((l) => {
+      const sorted = [...l].sort((a, b) => a - b);
+      return { p50: percentile(sorted, 50), p99: percentile(sorted, 99) };
+    });
     const stats = latencies.map((l) => {
       const sorted = [...l].sort((a, b) => a - b);
       return { p50: percentile(sorted, 50), p99: percentile(sorted, 99), count: sorted.length };
@@ -148,8 +188,11 @@ export async function runDeviceListBench() {
     const baseline = stats[0].p99;
     for (const [i, [name]] of shapes.entries()) {
       const r = stats[i];
-      console.log(`${name}: p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms (${ratio(r.p99, baseline)} the first page), ${r.count} requests, ${errors[i]} errors`);
-      rows.push([name, round(r.p50), round(r.p99), ratio(r.p99, baseline), r.count, errors[i]]);
+      const d = dbStats[i];
+      console.log(
+        `${name}: p50 ${fmt(r.p50)} ms, p99 ${fmt(r.p99)} ms (${ratio(r.p99, baseline)} the first page), ${r.count} requests, ${errors[i]} errors; storage layer p50 ${fmt(d.p50)} ms, p99 ${fmt(d.p99)} ms`,
+      );
+      rows.push([name, round(r.p50), round(r.p99), ratio(r.p99, baseline), round(d.p50), round(d.p99), r.count, errors[i]]);
     }
     emitTable({
       id: 'device-list',
@@ -158,8 +201,9 @@ export async function runDeviceListBench() {
         `\`certfleet api\` in its own process on Postgres, ${DEVICES.toLocaleString('en-US')} devices of one tenant (and ${(DEVICES / 5).toLocaleString('en-US')} of another) ` +
         `with ${certificates.rows[0].n.toLocaleString('en-US')} certificates, tables never analyzed nor vacuumed. GET /api/v1/customer/devices?limit=50 (row-level security) ` +
         `and /api/v1/operator/devices?limit=50 with each filter, one request at a time, the shapes interleaved (${ROUNDS} rounds of one request each). ` +
-        'Peer: the unfiltered first page in the same run.',
-      columns: ['request', 'p50 ms', 'p99 ms', 'p99 vs first page', 'requests', 'errors'],
+        'Peer: the unfiltered first page in the same run. Storage layer: the same query through listDevices in the benchmark process (its transaction, no HTTP), ' +
+        `${ROUNDS / 3} interleaved rounds.`,
+      columns: ['request', 'p50 ms', 'p99 ms', 'p99 vs first page', 'storage layer p50 ms', 'storage layer p99 ms', 'requests', 'errors'],
       rows,
     });
     const failed = rows.reduce((n, r) => n + Number(r.at(-1)), 0);
