@@ -498,7 +498,7 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await page.getByRole('button', { name: 'Sign in with the token' }).click();
     await page.getByRole('heading', { name: 'Fleet overview' }).waitFor();
     // the overview lists the broker node with its lag
-    const node = page.getByRole('table', { name: /nodes; latest CRL number/ }).getByRole('row').filter({ hasText: 'mqtt-edge-1' });
+    const node = page.getByRole('table', { name: /nodes?; latest CRL number/ }).getByRole('row').filter({ hasText: 'mqtt-edge-1' });
     await node.waitFor();
     expect(await node.locator('td[data-label="Lag"]').textContent()).toMatch(/^(none|\d+ s)$/);
     const operatorPages: [string, string, string][] = [
