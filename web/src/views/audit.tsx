@@ -76,11 +76,13 @@ export function AuditView({ scope }: { scope: 'customer' | 'operator' }) {
                       {e.target_type} {e.target_id}
                     </td>
                     <td data-label="Details" class="details">
-                      {Object.entries(e.details).map(([key, value]) => (
-                        <span key={key}>
-                          {key}: <code class="wrap">{typeof value === 'string' ? value : JSON.stringify(value)}</code>{' '}
-                        </span>
-                      ))}
+                      <div>
+                        {Object.entries(e.details).map(([key, value]) => (
+                          <span key={key}>
+                            {key}: <code class="wrap">{typeof value === 'string' ? value : JSON.stringify(value)}</code>{' '}
+                          </span>
+                        ))}
+                      </div>
                     </td>
                   </tr>
                 ))}

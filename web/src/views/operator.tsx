@@ -59,7 +59,8 @@ function AllCertificates({ initialTenant }: { initialTenant?: string }) {
   );
 }
 
-const ago = (seconds: number | null) => (seconds === null ? 'never' : seconds < 120 ? `${seconds} seconds ago` : seconds < 7200 ? `${Math.round(seconds / 60)} minutes ago` : `${Math.round(seconds / 3600)} hours ago`);
+const ago = (seconds: number | null) =>
+  seconds === null ? 'never' : `${seconds < 120 ? plural(seconds, 'second') : seconds < 7200 ? plural(Math.round(seconds / 60), 'minute') : plural(Math.round(seconds / 3600), 'hour')} ago`;
 
 /** Operators at a glance: every tenant's counts, expiries per week for the next quarter, recent revocations, the CRL. */
 function FleetOverview() {
