@@ -429,6 +429,98 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
   });
 
+  it('every page at phone (390x844) and desktop (1366x768) width: no sideways scroll, every table action visible and on the screen', async () => {
+    // A broker node that reported (as its agent would): the fleet overview lists it with its lag.
+    const reported = t.clock.now();
+    await database.db.asOperator((tx) =>
+      tx.query(
+        `INSERT INTO broker_nodes (node, kind, crl_number, applied_at, reported_at, checked_at, check_result, created_at)
+         VALUES ('mqtt-edge-1', 'mosquitto', 0, $1, $1, $1, 'passed', $1) ON CONFLICT (node) DO NOTHING`,
+        [reported],
+      ),
+    );
+    const sizes = [
+      { width: 390, height: 844 },
+      { width: 1366, height: 768 },
+    ];
+    const shots = process.env.CERTFLEET_UPDATE_SCREENSHOTS === '1' ? join(process.cwd(), 'docs', 'screenshots') : null;
+    if (shots) mkdirSync(shots, { recursive: true });
+    /** Visits the route at both sizes; the number of table buttons it checked. */
+    const visit = async (route: string, heading: string, name: string) => {
+      let checked = 0;
+      for (const size of sizes) {
+        const label = `${route} at ${size.width}x${size.height}`;
+        await page.setViewportSize(size);
+        await page.goto(`${base}/app/#${route}`);
+        await page.getByRole('heading', { name: heading, level: 1, exact: true }).waitFor();
+        await eventually(() => page.locator('[aria-busy="true"]').count()).toBe(0);
+        // the page itself never scrolls sideways (a wide table scrolls inside its own area)
+        expect(await page.evaluate(() => document.documentElement.scrollWidth), label).toBeLessThanOrEqual(size.width);
+        // every button of every table (not those of a closed confirmation dialog): visible, and
+        // entirely on the screen once scrolled to
+        const buttons = page.locator('table button:not(dialog *)');
+        const count = await buttons.count();
+        for (let i = 0; i < count; i++) {
+          const button = buttons.nth(i);
+          await button.scrollIntoViewIfNeeded();
+          const what = `${label}: table button ${i} "${await button.textContent()}"`;
+          expect(await button.isVisible(), what).toBe(true);
+          const box = (await button.boundingBox())!;
+          // (scrolled into view to a fraction of a pixel)
+          expect(box.x, what).toBeGreaterThanOrEqual(-1);
+          expect(box.x + box.width, what).toBeLessThanOrEqual(size.width + 1);
+          expect(box.y, what).toBeGreaterThanOrEqual(-1);
+          expect(box.y + box.height, what).toBeLessThanOrEqual(size.height + 1);
+          checked++;
+        }
+        expect(await seriousViolations(page), label).toEqual([]);
+        await page.evaluate(() => window.scrollTo(0, 0));
+        const file = `console-${name}-${size.width}x${size.height}.png`;
+        await page.screenshot({ path: join(ARTIFACTS, file) });
+        if (shots) await page.screenshot({ path: join(shots, file) });
+      }
+      return checked;
+    };
+    const checked: Record<string, number> = {};
+    await page.setViewportSize({ width: 1366, height: 768 });
+    await page.goto(`${base}/app/`);
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('Access token').fill(await t.token('acme', 'customer'));
+    await page.getByRole('button', { name: 'Sign in with the token' }).click();
+    await page.getByRole('heading', { name: 'Devices & certificates' }).waitFor();
+    const customerPages: [string, string, string][] = [
+      ['/fleet', 'Devices & certificates', 'fleet'],
+      ['/fleet?device=SENSOR-20', 'Devices & certificates', 'device'],
+      ['/fleet?certificate_status=ACTIVE&sort=expiry', 'Devices & certificates', 'fleet-search'],
+      ['/alerts', 'Alerts', 'alerts'],
+      ['/crl', 'Certificate revocation list', 'crl'],
+      ['/webhooks', 'Webhooks', 'webhooks'],
+      ['/audit', 'Audit log', 'audit'],
+    ];
+    for (const [route, heading, name] of customerPages) checked[name] = await visit(route, heading, name);
+    await page.setViewportSize({ width: 1366, height: 768 });
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    await page.getByLabel('Access token').fill(await t.token(null, 'operator'));
+    await page.getByRole('button', { name: 'Sign in with the token' }).click();
+    await page.getByRole('heading', { name: 'Fleet overview' }).waitFor();
+    // the overview lists the broker node with its lag
+    const node = page.getByRole('table', { name: /nodes?; latest CRL number/ }).getByRole('row').filter({ hasText: 'mqtt-edge-1' });
+    await node.waitFor();
+    expect(await node.locator('td[data-label="Lag"]').textContent()).toMatch(/^(none|\d+ s)$/);
+    const operatorPages: [string, string, string][] = [
+      ['/operator/overview', 'Fleet overview', 'overview'],
+      ['/operator/certificates', 'Certificates of every tenant', 'operator-certificates'],
+      ['/operator/alerts', 'Alerts of every tenant', 'operator-alerts'],
+      ['/operator/audit', 'Audit log of every tenant', 'operator-audit'],
+    ];
+    for (const [route, heading, name] of operatorPages) checked[name] = await visit(route, heading, name);
+    // the device list's Manage buttons and the open device's certificate actions were among them
+    expect(checked.fleet).toBeGreaterThan(0);
+    expect(checked.device).toBeGreaterThanOrEqual(checked.fleet);
+    await page.setViewportSize({ width: 1366, height: 768 });
+    expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
+  }, scaled(240_000));
+
   it('shows API failures as readable messages where they happened, never a blank page', async () => {
     // Still signed in as the operator: one request cannot reach the server, another answers 500 problem+json.
     await page.route('**/api/v1/operator/expiry-summary*', (route) => route.abort('connectionrefused'));

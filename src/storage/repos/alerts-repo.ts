@@ -160,9 +160,15 @@ export async function reconcileExpiryAlerts(tx: Queryable, input: ExpiringAlerts
  */
 export async function expireCertificates(tx: Queryable, input: { now: Date; actor: string; severity: number }): Promise<{ expired: number; devicesWithoutCertificate: number }> {
   const { rows } = await tx.query<{ expired: number; alerted: number }>(
-    `WITH expired AS (
+    `WITH devices AS (
+       -- lock order: the device rows first (the certificate summary, migration 021), skipping held ones
+       SELECT d.tenant_id, d.device_id FROM device_registry d
+       WHERE (d.tenant_id, d.device_id) IN (SELECT tenant_id, device_id FROM device_certificates WHERE status = 'ACTIVE' AND not_after <= $1)
+       FOR NO KEY UPDATE OF d SKIP LOCKED
+     ), expired AS (
        UPDATE device_certificates c SET status = 'EXPIRED', updated_at = $1
-       WHERE c.id IN (SELECT id FROM device_certificates WHERE status = 'ACTIVE' AND not_after <= $1 FOR UPDATE SKIP LOCKED)
+       WHERE c.id IN (SELECT x.id FROM device_certificates x JOIN devices USING (tenant_id, device_id)
+                      WHERE x.status = 'ACTIVE' AND x.not_after <= $1 FOR UPDATE OF x SKIP LOCKED)
        RETURNING c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.serial_number, c.common_name, c.not_after
      ), audited AS (
        INSERT INTO audit_events (tenant_id, actor, action, target_type, target_id, details, created_at)

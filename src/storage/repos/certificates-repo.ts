@@ -140,6 +140,13 @@ export async function listCertificates(tx: Queryable, q: CertificateListQuery): 
  * the CA's pending-revocation mark: until a CRL build takes it, a start publishes (crash safety).
  */
 export async function markRevoked(tx: Queryable, id: number, reason: string, at: Date): Promise<CertificateRecord | null> {
+  // Lock order: the device row first (its certificate summary, migration 021, is rewritten by
+  // the revocation), then the certificate, as rotations and the expiry tick do.
+  await tx.query(
+    `SELECT 1 FROM device_registry d JOIN device_certificates c ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id
+     WHERE c.id = $1 FOR NO KEY UPDATE OF d`,
+    [id],
+  );
   const { rows } = await tx.query<{ id: number }>(
     `WITH revoked AS (
        UPDATE device_certificates SET status = 'REVOKED', revoked_at = $2, revoked_reason = $3, updated_at = $2

@@ -47,7 +47,7 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
       <Loading loading={page.loading && !page.data} error={page.error} />
       {page.data ? (
         <>
-          <div class="overflow-auto">
+          <div class="overflow-auto stack-on-phone" tabIndex={0} role="region" aria-label="Alerts">
             <table class="striped" aria-busy={page.loading}>
               <caption>{page.data.total} alerts</caption>
               <thead>
@@ -70,18 +70,18 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
                 ) : null}
                 {page.data.alerts.map((a) => (
                   <tr key={a.id}>
-                    <td>{a.id}</td>
-                    {scope === 'operator' ? <td>{a.tenant_id}</td> : null}
-                    <td>{a.alert_type}</td>
-                    <td>
+                    <td data-label="ID">{a.id}</td>
+                    {scope === 'operator' ? <td data-label="Tenant">{a.tenant_id}</td> : null}
+                    <td data-label="Type">{a.alert_type}</td>
+                    <td data-label="Severity">
                       <span class={`badge severity-${a.severity}`}>
                         {a.severity} {SEVERITY_NAMES[a.severity] ?? ''}
                       </span>
                     </td>
-                    <td>{a.status}</td>
-                    <td>{a.summary}</td>
-                    <td>{when(a.created_at)}</td>
-                    <td>
+                    <td data-label="Status">{a.status}</td>
+                    <td data-label="Summary">{a.summary}</td>
+                    <td data-label="Raised">{when(a.created_at)}</td>
+                    <td data-label="Actions">
                       <ConfirmAction
                         label="Acknowledge"
                         ariaLabel={`Acknowledge alert ${a.id}`}

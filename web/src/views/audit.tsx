@@ -47,7 +47,7 @@ export function AuditView({ scope }: { scope: 'customer' | 'operator' }) {
       <Loading loading={page.loading && !page.data} error={page.error} />
       {page.data ? (
         <>
-          <div class="overflow-auto">
+          <div class="overflow-auto stack-on-phone" tabIndex={0} role="region" aria-label="Audit events, newest first">
             <table class="striped">
               <caption>Audit events, newest first</caption>
               <thead>
@@ -68,19 +68,21 @@ export function AuditView({ scope }: { scope: 'customer' | 'operator' }) {
                 ) : null}
                 {page.data.audit_events.map((e) => (
                   <tr key={e.id}>
-                    <td>{when(e.created_at)}</td>
-                    {scope === 'operator' ? <td>{e.tenant_id}</td> : null}
-                    <td>{e.actor}</td>
-                    <td>{e.action}</td>
-                    <td>
+                    <td data-label="When">{when(e.created_at)}</td>
+                    {scope === 'operator' ? <td data-label="Tenant">{e.tenant_id}</td> : null}
+                    <td data-label="Actor">{e.actor}</td>
+                    <td data-label="Action">{e.action}</td>
+                    <td data-label="Target">
                       {e.target_type} {e.target_id}
                     </td>
-                    <td class="details">
-                      {Object.entries(e.details).map(([key, value]) => (
-                        <span key={key}>
-                          {key}: <code class="wrap">{typeof value === 'string' ? value : JSON.stringify(value)}</code>{' '}
-                        </span>
-                      ))}
+                    <td data-label="Details" class="details">
+                      <div>
+                        {Object.entries(e.details).map(([key, value]) => (
+                          <span key={key}>
+                            {key}: <code class="wrap">{typeof value === 'string' ? value : JSON.stringify(value)}</code>{' '}
+                          </span>
+                        ))}
+                      </div>
                     </td>
                   </tr>
                 ))}

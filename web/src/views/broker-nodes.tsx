@@ -1,5 +1,5 @@
 import { call, client } from '../api/client';
-import { when } from '../format';
+import { plural, when } from '../format';
 import { Loading, useLoad } from '../ui';
 
 const STATE_LABEL: Record<string, string> = {
@@ -23,37 +23,43 @@ export function BrokerNodesView() {
             <small>No broker agent has reported yet (see the README, Broker fleet).</small>
           </p>
         ) : (
-          <table>
-            <caption>
-              {d.nodes.length} nodes; latest CRL number {d.latest_crl_number ?? '—'}
-            </caption>
-            <thead>
-              <tr>
-                <th scope="col">Node</th>
-                <th scope="col">Kind</th>
-                <th scope="col">State</th>
-                <th scope="col">CRL applied</th>
-                <th scope="col">Applied</th>
-                <th scope="col">Last check</th>
-                <th scope="col">Lag</th>
-                <th scope="col">Reported</th>
-              </tr>
-            </thead>
-            <tbody>
-              {d.nodes.map((n) => (
-                <tr key={n.node} data-state={n.state}>
-                  <th scope="row">{n.node}</th>
-                  <td>{n.kind}</td>
-                  <td>{STATE_LABEL[n.state] ?? n.state}</td>
-                  <td>{n.crl_number ?? '—'}</td>
-                  <td>{n.applied_at ? when(n.applied_at) : '—'}</td>
-                  <td title={n.last_check_detail ?? undefined}>{n.last_check_result ? `${n.last_check_result}, ${when(n.last_check_at!)}` : '—'}</td>
-                  <td>{n.lag_seconds === 0 ? 'none' : `${n.lag_seconds} s`}</td>
-                  <td>{when(n.reported_at)}</td>
+          <div class="overflow-auto stack-on-phone">
+            <table class="striped">
+              <caption>
+                {plural(d.nodes.length, 'node')}; latest CRL number {d.latest_crl_number ?? '—'}
+              </caption>
+              <thead>
+                <tr>
+                  <th scope="col">Node</th>
+                  <th scope="col">Kind</th>
+                  <th scope="col">State</th>
+                  <th scope="col">CRL applied</th>
+                  <th scope="col">Lag</th>
+                  <th scope="col">Applied</th>
+                  <th scope="col">Last check</th>
+                  <th scope="col">Reported</th>
                 </tr>
-              ))}
-            </tbody>
-          </table>
+              </thead>
+              <tbody>
+                {d.nodes.map((n) => (
+                  <tr key={n.node} data-state={n.state}>
+                    <td data-label="Node">
+                      <strong>{n.node}</strong>
+                    </td>
+                    <td data-label="Kind">{n.kind}</td>
+                    <td data-label="State">{STATE_LABEL[n.state] ?? n.state}</td>
+                    <td data-label="CRL applied">{n.crl_number ?? '—'}</td>
+                    <td data-label="Lag">{n.lag_seconds === 0 ? 'none' : `${n.lag_seconds} s`}</td>
+                    <td data-label="Applied">{n.applied_at ? when(n.applied_at) : '—'}</td>
+                    <td data-label="Last check" title={n.last_check_detail ?? undefined}>
+                      {n.last_check_result ? `${n.last_check_result}, ${when(n.last_check_at!)}` : '—'}
+                    </td>
+                    <td data-label="Reported">{when(n.reported_at)}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
         )
       ) : null}
     </section>

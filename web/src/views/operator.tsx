@@ -44,7 +44,6 @@ function AllCertificates({ initialTenant }: { initialTenant?: string }) {
       <h1>Certificates of every tenant</h1>
       <ExpiryChart scope="operator" tenant={filters.tenant_id} />
       <CrlView scope="operator" />
-      <BrokerNodesView />
       <section aria-labelledby="all-certs-heading">
         <h2 id="all-certs-heading">Certificates</h2>
         <CertificateFilters key={tenants.join(',')} withTenant tenants={tenants} initialTenant={filters.tenant_id} onApply={setFilters} />
@@ -60,7 +59,8 @@ function AllCertificates({ initialTenant }: { initialTenant?: string }) {
   );
 }
 
-const ago = (seconds: number | null) => (seconds === null ? 'never' : seconds < 120 ? `${seconds} seconds ago` : seconds < 7200 ? `${Math.round(seconds / 60)} minutes ago` : `${Math.round(seconds / 3600)} hours ago`);
+const ago = (seconds: number | null) =>
+  seconds === null ? 'never' : `${seconds < 120 ? plural(seconds, 'second') : seconds < 7200 ? plural(Math.round(seconds / 60), 'minute') : plural(Math.round(seconds / 3600), 'hour')} ago`;
 
 /** Operators at a glance: every tenant's counts, expiries per week for the next quarter, recent revocations, the CRL. */
 function FleetOverview() {
@@ -76,6 +76,7 @@ function FleetOverview() {
             CRL number <strong>{o.crl.crl_number}</strong>, published {ago(o.crl.age_seconds)}
             {o.crl.this_update ? ` (${when(o.crl.this_update)})` : ''}.
           </p>
+          <BrokerNodesView />
           <section aria-labelledby="tenants-heading">
             <h2 id="tenants-heading">Tenants</h2>
             <div class="overflow-auto stack-on-phone">
