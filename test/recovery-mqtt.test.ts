@@ -271,8 +271,11 @@ describe.each(['plugin', 'acl_file'] as const)('recovery over MQTT (real Mosquit
         if (topic === 'certfleet/renew/TENANT1/advised2/advice') resolve();
       });
     });
-    // Another device's advice first (the broker denies reading it), then its own (retained, delivered at once).
-    await device.subscribeAsync('certfleet/renew/TENANT1/advised/advice', { qos: 1 });
+    // Another device's advice first (the broker denies reading it: the plugin refuses the subscription
+    // itself, the acl_file accepts it and delivers nothing), then its own (retained, delivered at once).
+    const other = device.subscribeAsync('certfleet/renew/TENANT1/advised/advice', { qos: 1 });
+    if (mode === 'plugin') await expect(other).rejects.toThrow(/Not authorized/);
+    else await other;
     await device.subscribeAsync('certfleet/renew/TENANT1/advised2/advice', { qos: 1 });
     await own;
     expect([...got.keys()]).toEqual(['certfleet/renew/TENANT1/advised2/advice']);
