@@ -14,8 +14,12 @@
  */
 import type { BrokerAclListener } from '../app/ports.ts';
 import type { Config } from '../config.ts';
+import { readFile } from 'node:fs/promises';
 import { createAclSync, type AclSync } from '../broker/acl-sync.ts';
-import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
+import { renderRabbitmqPermissions } from '../broker/rabbitmq-permissions.ts';
+import { createRabbitmqSync, type RabbitmqSync } from '../broker/rabbitmq-sync.ts';
+import type { BrokerReloader } from '../broker/broker-reloader.ts';
+import { localBrokerReloader } from './local-broker-reloader.ts';
 import { renderAclFile, type RenderedAcl } from '../broker/mosquitto-config.ts';
 import { isReservedId, RESERVED_TENANT_ID } from '../domain/identifiers.ts';
 import type { Database } from '../storage/database.ts';
@@ -30,12 +34,14 @@ const MAX_WAIT_MS = 10_000;
 const RETRY_MS = 5_000;
 
 export type BrokerAclConfig = Pick<Config, 'brokerAclPath' | 'brokerAclPermissive' | 'brokerPidFile' | 'brokerReloadCommand' | 'mqttRenewal'> &
-  Partial<Pick<Config, 'brokerAdmin'>>;
+  Partial<Pick<Config, 'brokerAdmin' | 'crlOutputPath' | 'brokerRabbitmq'>> & { brokerFleet?: Partial<Config['brokerFleet']> };
 
 export interface BrokerAclPublication {
   listener: BrokerAclListener;
   /** null when this process does not keep the file. */
   sync: AclSync | null;
+  /** The RabbitMQ node's device users and topic permissions (BROKER_RABBITMQ_ADMIN_URL); null when not kept here. */
+  rabbitmq: RabbitmqSync | null;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -66,8 +72,21 @@ export function createBrokerAclPublication(options: {
   const { db, driver } = options.storage;
   const logger = options.logger ?? silentLogger;
   const instanceId = newInstanceId();
-  const keeping = config.brokerAclPath !== null && ((options.publish ?? true) || driver.kind === 'pglite');
-  const reloader = options.reloader ?? createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
+  const keepsFiles = (options.publish ?? true) || driver.kind === 'pglite';
+  const keeping = config.brokerAclPath !== null && keepsFiles;
+  const rabbitConfig = keepsFiles ? (config.brokerRabbitmq ?? null) : null;
+  const rabbitmq = rabbitConfig
+    ? createRabbitmqSync({
+        management: { url: rabbitConfig.url, username: rabbitConfig.username, vhost: rabbitConfig.vhost, password: async () => (await readFile(rabbitConfig.passwordFile, 'utf8')).trim() },
+        logger,
+        async render() {
+          const { devices, grants } = await db.asOperator(async (tx) => ({ devices: await allAclDevices(tx), grants: await allBrokerGrants(tx) }));
+          // certfleet's own devices (broker canaries) get no topic: the agent gives them a user with no permission at all
+          return renderRabbitmqPermissions({ devices: devices.filter((d) => d.tenantId !== RESERVED_TENANT_ID), grants, renewalTopics: config.mqttRenewal });
+        },
+      })
+    : null;
+  const reloader = localBrokerReloader(config, logger, options.reloader);
   const renderOptions = { adminUsername: config.brokerAdmin?.username ?? null, renewalTopics: config.mqttRenewal, permissive: config.brokerAclPermissive };
   let reservedReported = false;
   const sync = keeping
@@ -91,20 +110,33 @@ export function createBrokerAclPublication(options: {
   const inFlight = new Set<Promise<unknown>>();
 
   function syncNow(): Promise<void> {
-    if (!sync || stopped) return Promise.resolve();
+    if ((!sync && !rabbitmq) || stopped) return Promise.resolve();
     const p = syncOnce().finally(() => inFlight.delete(p));
     inFlight.add(p);
     return p;
   }
   async function syncOnce(): Promise<void> {
-    if (!sync) return;
-    try {
-      const result = await sync.sync();
-      if (result.reloaded === false) scheduleRetry();
-    } catch (error) {
-      logger.error({ event: 'broker_acl_failed', err: (error as Error).message }, 'could not write the broker ACL; retrying');
-      scheduleRetry();
-    }
+    await Promise.all([
+      (async () => {
+        if (!sync) return;
+        try {
+          const result = await sync.sync();
+          if (result.reloaded === false) scheduleRetry();
+        } catch (error) {
+          logger.error({ event: 'broker_acl_failed', err: (error as Error).message }, 'could not write the broker ACL; retrying');
+          scheduleRetry();
+        }
+      })(),
+      (async () => {
+        if (!rabbitmq) return;
+        try {
+          await rabbitmq.sync();
+        } catch (error) {
+          logger.error({ event: 'rabbitmq_permissions_failed', err: (error as Error).message }, 'could not update the RabbitMQ device users and permissions; retrying');
+          scheduleRetry();
+        }
+      })(),
+    ]);
   }
   function scheduleRetry() {
     if (retry || stopped) return;
@@ -125,17 +157,18 @@ export function createBrokerAclPublication(options: {
 
   return {
     sync,
+    rabbitmq,
     listener: {
       async aclChanged() {
         notify();
-        if (!sync) return;
+        if (!sync && !rabbitmq) return;
         let timer: NodeJS.Timeout | undefined;
         const bounded = new Promise<void>((resolve) => (timer = setTimeout(resolve, MAX_WAIT_MS)));
         await Promise.race([syncNow(), bounded]).finally(() => clearTimeout(timer));
       },
     },
     async start() {
-      if (!sync) return;
+      if (!sync && !rabbitmq) return;
       if (driver.listen) {
         listening = driver.listen(ACL_CHANNEL, {
           onNotification(payload) {
