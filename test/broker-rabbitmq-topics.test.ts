@@ -89,7 +89,7 @@ const poll = async <T>(what: string, get: () => Promise<T>, ok: (v: T) => boolea
   }
 };
 
-type Device = { cert: string; key: string };
+type Device = { cert: string; key: string; cn: string };
 const devices: Record<string, Device> = {};
 
 async function register(tenant: string, id: string): Promise<Device> {
@@ -97,18 +97,25 @@ async function register(tenant: string, id: string): Promise<Device> {
   expect(reg.status, reg.body).toBe(201);
   const gen = await t.call(tenant, 'POST', `/customer/devices/${id}/certificates/generate`, { key_type: 'ec-p256' });
   expect(gen.status, gen.body).toBe(201);
-  const dev = { cert: join(tmp, `${tenant}-${id}.crt`), key: join(tmp, `${tenant}-${id}.key`) };
+  const dev = { cert: join(tmp, `${tenant}-${id}.crt`), key: join(tmp, `${tenant}-${id}.key`), cn: `${tenant}/${id}` };
   writeFileSync(dev.cert, gen.json.cert_pem);
   writeFileSync(dev.key, gen.json.private_key_pem, { mode: 0o600 });
   devices[`${tenant}/${id}`] = dev;
   return dev;
 }
 
-/** A connected device (MQTT 3.1.1: RabbitMQ 3.10), or the reason it was refused. */
-async function connect(dev: Device): Promise<MqttClient> {
+/** A connected device (MQTT 3.1.1: RabbitMQ 3.10; client id: its CN unless told), or the reason it was refused. */
+async function connect(dev: Device, options: { clientId?: string; clean?: boolean } = {}): Promise<MqttClient> {
   const client = await mqtt.connectAsync(
     `mqtts://localhost:${rabbit.mqttTlsPort}`,
-    { ...tlsOptions({ port: rabbit.mqttTlsPort, cafile: files.combinedCa, ...dev }), protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000 },
+    {
+      ...tlsOptions({ port: rabbit.mqttTlsPort, cafile: files.combinedCa, cert: dev.cert, key: dev.key }),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 10_000,
+      clientId: options.clientId ?? dev.cn,
+      clean: options.clean ?? true,
+    },
     false,
   );
   client.on('error', () => undefined);
@@ -117,8 +124,8 @@ async function connect(dev: Device): Promise<MqttClient> {
 }
 
 /** Resolves with 'granted' (SUBACK) or 'refused' (the broker closed the connection). */
-async function subscribe(dev: Device, filter: string): Promise<'granted' | 'refused'> {
-  const client = await connect(dev);
+async function subscribe(dev: Device, filter: string, clientId?: string): Promise<'granted' | 'refused'> {
+  const client = await connect(dev, { clientId });
   const closed = new Promise<'refused'>((resolve) => client.once('close', () => resolve('refused')));
   const acked = client.subscribeAsync(filter, { qos: 1 }).then((grants) => (grants.every((g) => g.qos !== 128) ? ('granted' as const) : ('refused' as const)), () => 'refused' as const);
   const result = await Promise.race([acked, closed]);
@@ -127,8 +134,8 @@ async function subscribe(dev: Device, filter: string): Promise<'granted' | 'refu
 }
 
 /** QoS 1: 'accepted' (PUBACK) or 'refused' (the broker closed the connection). */
-async function publish(dev: Device, topic: string, payload: string): Promise<'accepted' | 'refused'> {
-  const client = await connect(dev);
+async function publish(dev: Device, topic: string, payload: string, clientId?: string): Promise<'accepted' | 'refused'> {
+  const client = await connect(dev, { clientId });
   const closed = new Promise<'refused'>((resolve) => client.once('close', () => resolve('refused')));
   const acked = client.publishAsync(topic, payload, { qos: 1 }).then(() => 'accepted' as const, () => 'refused' as const);
   const result = await Promise.race([acked, closed]);
@@ -178,7 +185,7 @@ describe.runIf(haveRabbit)(`RabbitMQ per-device topic permissions kept by certfl
     expect(deviceUsers).toEqual(['A/a1', 'A/a2', 'A/x', 'B/b1']); // A/x.y: a "." would collide with other ids
     expect(users.find((u) => u.name === 'A/a1')!.password_hash).toBe('');
     const perms = await management('GET', `/api/users/${encodeURIComponent('A/a1')}/permissions`);
-    expect(perms).toEqual([expect.objectContaining({ vhost: '/', configure: '^mqtt-subscription-.*qos[01]$' })]);
+    expect(perms).toEqual([expect.objectContaining({ vhost: '/', configure: '^mqtt-subscription-A/a1(/.*)?qos[01]$', read: '^(amq\\.topic|mqtt-subscription-A/a1(/.*)?qos[01])$' })]);
     const topics = await management('GET', `/api/users/${encodeURIComponent('B/b1')}/topic-permissions`);
     expect(topics).toEqual([expect.objectContaining({ exchange: 'amq.topic', read: '^(tenant\\.B\\.device\\.b1(\\..*)?)$' })]);
   });
@@ -224,6 +231,34 @@ describe.runIf(haveRabbit)(`RabbitMQ per-device topic permissions kept by certfl
     await expect(connect(devices['A/x.y'])).rejects.toThrow(/Not authorized|Bad username|refused|closed/i);
     // device x owns tenant.A.device.x.#, which is where "tenant/A/device/x.y/..." lands: nobody else can use it
     expect(await subscribe(devices['A/x'], 'tenant/A/device/x/#')).toBe('granted');
+  });
+
+  it("a device subscribes only with its own client ids (CN or CN/...), so it cannot resume another device's persistent session", async () => {
+    const [a1, b1] = [devices['A/a1'], devices['B/b1']];
+    expect(await subscribe(a1, 'tenant/A/device/a1/#', 'A/a1/sensor-7')).toBe('granted');
+    expect(await subscribe(a1, 'tenant/A/device/a1/#', 'random-client-id')).toBe('refused');
+    expect(await publish(a1, 'tenant/A/device/a1/any-client-id', 'published', 'random-client-id')).toBe('accepted');
+    // a1's persistent session: a queue bound to its own topics
+    const session = await connect(a1, { clean: false });
+    await session.subscribeAsync('tenant/A/device/a1/#', { qos: 1 });
+    await session.endAsync();
+    // b1 presents a1's client id to take the session over: RabbitMQ refuses to recover it
+    await expect(connect(b1, { clientId: 'A/a1', clean: false })).rejects.toThrow(/refused|unavailable|closed/i);
+    expect(await publish(a1, 'tenant/A/device/a1/secret', 'for-a1-only', 'A/a1/publisher')).toBe('accepted'); // not A/a1: a clean session would end the persistent one
+    // a1 resumes its session and gets what was queued for it (listener attached before the CONNACK)
+    const got: string[] = [];
+    const resumed = mqtt.connect(`mqtts://localhost:${rabbit.mqttTlsPort}`, {
+      ...tlsOptions({ port: rabbit.mqttTlsPort, cafile: files.combinedCa, cert: a1.cert, key: a1.key }),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      clientId: 'A/a1',
+      clean: false,
+    });
+    clients.push(resumed);
+    resumed.on('error', () => undefined);
+    resumed.on('message', (_topic, payload) => got.push(payload.toString()));
+    await poll('the queued message', async () => got, (g) => g.includes('for-a1-only'), 30_000);
+    await resumed.endAsync();
   });
 
   it('users of devices that are no longer registered are deleted; other users are left alone', async () => {

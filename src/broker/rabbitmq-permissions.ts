@@ -23,7 +23,9 @@
  *   name or `*`), so a grant `foo/+` does not admit `foo/#`.
  * - What MQTT needs of the vhost: configure its subscription queues (`mqtt-subscription-<client
  *   id>qos0|1`), write to `amq.topic` and to those queues (bindings), read `amq.topic` and those
- *   queues (bindings, consuming). Nothing else (no other exchange, no other queue).
+ *   queues (bindings, consuming). Nothing else (no other exchange, no other queue), and only the
+ *   queues of the device's own client ids (`<CN>` or `<CN>/...`): a device that subscribes must
+ *   use such a client id; publishing works with any.
  */
 import { type AclDevice, type BrokerGrant, tenantTopicOf } from '../domain/broker-acl.ts';
 import { isValidId } from '../domain/identifiers.ts';
@@ -31,17 +33,29 @@ import { requestTopic, responseTopic } from '../renewal/renewal-topics.ts';
 
 export const DEVICE_USER_TAG = 'certfleet-device';
 export const MQTT_EXCHANGE = 'amq.topic';
-const QUEUES = 'mqtt-subscription-.*qos[01]';
-/** The vhost permission of every device user: MQTT's own queues and exchange, nothing else. */
-export const DEVICE_VHOST_PERMISSION = {
-  configure: `^${QUEUES}$`,
-  write: `^(amq\\.topic|${QUEUES})$`,
-  read: `^(amq\\.topic|${QUEUES})$`,
-} as const;
+/**
+ * The vhost permission of a device user: MQTT's own exchange, and only the subscription queues of
+ * client ids `<CN>` or `<CN>/<anything>` (a CN has exactly one `/` and ids have none, so no other
+ * device's client id fits). Without this pin a device connecting with another device's client id
+ * would resume its persistent session: its queue, with the bindings the other device was allowed
+ * (RabbitMQ checks topic permissions when a binding is made, not at delivery).
+ */
+export function deviceVhostPermission(commonName: string): VhostPermission {
+  const queues = `mqtt-subscription-${escapeRegex(commonName)}(/.*)?qos[01]`;
+  return { configure: `^${queues}$`, write: `^(amq\\.topic|${queues})$`, read: `^(amq\\.topic|${queues})$` };
+}
+
+export interface VhostPermission {
+  configure: string;
+  write: string;
+  read: string;
+}
 
 export interface TopicPermission {
   write: string;
   read: string;
+  /** The user's vhost permission (deviceVhostPermission). */
+  vhost: VhostPermission;
 }
 
 export interface RabbitmqDevicePermissions {
@@ -119,7 +133,7 @@ export function renderRabbitmqPermissions(options: {
       read.push(literalKey(responseTopic(cn)));
       write.push(literalKey(requestTopic(cn)));
     }
-    users.set(cn, { read: anyOf(read), write: anyOf(write) });
+    users.set(cn, { read: anyOf(read), write: anyOf(write), vhost: deviceVhostPermission(cn) });
   }
   return { users, skipped };
 }

@@ -16,7 +16,7 @@
  * Users without the tag (the admin, the agent's canaries, anything an operator made) are never touched.
  */
 import type { Logger } from '../support/logger.ts';
-import { DEVICE_USER_TAG, DEVICE_VHOST_PERMISSION, MQTT_EXCHANGE, type RabbitmqDevicePermissions, type TopicPermission } from './rabbitmq-permissions.ts';
+import { DEVICE_USER_TAG, MQTT_EXCHANGE, type RabbitmqDevicePermissions, type TopicPermission } from './rabbitmq-permissions.ts';
 
 export interface RabbitmqManagementOptions {
   url: string;
@@ -94,14 +94,14 @@ export function createRabbitmqSync(deps: {
 
     const newUsers: string[] = [];
     const topicChanges: Array<[string, TopicPermission]> = [];
-    const vhostChanges: string[] = [];
+    const vhostChanges: Array<[string, TopicPermission]> = [];
     for (const [name, want] of desired.users) {
       if (!deviceUsers.has(name)) newUsers.push(name);
       const has = topicPerm.get(name);
       if (!has || has.read !== want.read || has.write !== want.write) topicChanges.push([name, want]);
       const perm = vhostPerm.get(name);
-      if (!perm || perm.configure !== DEVICE_VHOST_PERMISSION.configure || perm.write !== DEVICE_VHOST_PERMISSION.write || perm.read !== DEVICE_VHOST_PERMISSION.read) {
-        vhostChanges.push(name);
+      if (!perm || perm.configure !== want.vhost.configure || perm.write !== want.vhost.write || perm.read !== want.vhost.read) {
+        vhostChanges.push([name, want]);
       }
     }
     const created = new Set(newUsers);
@@ -114,7 +114,7 @@ export function createRabbitmqSync(deps: {
       });
     }
     if (vhostChanges.length) {
-      await request('POST', '/api/definitions', { permissions: vhostChanges.map((user) => ({ user, vhost, ...DEVICE_VHOST_PERMISSION })) });
+      await request('POST', '/api/definitions', { permissions: vhostChanges.map(([user, p]) => ({ user, vhost, ...p.vhost })) });
     }
     if (stale.length) {
       await request('POST', '/api/users/bulk-delete', { users: stale });
@@ -123,7 +123,7 @@ export function createRabbitmqSync(deps: {
     const result: RabbitmqSyncResult = {
       devices: desired.users.size,
       created: newUsers.length,
-      updated: new Set([...topicChanges.map(([n]) => n), ...vhostChanges].filter((n) => !created.has(n))).size,
+      updated: new Set([...topicChanges.map(([n]) => n), ...vhostChanges.map(([n]) => n)].filter((n) => !created.has(n))).size,
       deleted: stale.length,
       skipped: desired.skipped.length,
       ms: performance.now() - started,
