@@ -11,6 +11,10 @@
  * (BROKER_PID_FILE / BROKER_RELOAD_COMMAND). A change is told in-process (the caller waits for
  * the file and the reload, bounded) and, on Postgres, NOTIFYed on `certfleet_acl` so the worker
  * of another process rewrites its broker's file too.
+ *
+ * With BROKER_RABBITMQ_ADMIN_URL the same process keeps a RabbitMQ node's device users and their
+ * topic permissions in step too (src/broker/rabbitmq-sync.ts), on the same triggers. The broker
+ * reload is the process's one bounded reloader (src/composition/local-broker-reloader.ts).
  */
 import type { BrokerAclListener } from '../app/ports.ts';
 import type { Config } from '../config.ts';
