@@ -28,7 +28,7 @@ import { crlEntryCount } from './support/peers.ts';
 import { emitTable, round, scaled } from './support/results.ts';
 import { fmt, percentile } from './support/server.ts';
 
-const SIZES = scaled([0, 100_000], [0, 10_000]);
+const SIZES = process.env.BENCH_FLEET_SIZES ? process.env.BENCH_FLEET_SIZES.split(',').map(Number) : scaled([0, 100_000], [0, 10_000]);
 const REVOCATIONS = scaled(10, 4);
 const TENANT = 'bench';
 const BIN = join(import.meta.dirname, '..', 'test', 'support', 'certfleet-source.js');
@@ -76,7 +76,7 @@ async function measureSize(revokedAlready: number) {
     }
     // The peer: one Mosquitto beside certfleet (its CRL file and PID file).
     const localPort = await freePort();
-    const local = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(localPort), '--no-kick']);
+    const local = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(localPort), '--no-kick'], 900_000);
     const env = { ...fixture.env, ...local.env };
     const quiet = createLogger({ level: 'warn', destination: { write: () => undefined } });
     t = await startTestService(database, { dataDir: join(tmp, 'data'), env, overrides: { logger: quiet } });
@@ -90,7 +90,7 @@ async function measureSize(revokedAlready: number) {
       mkdirSync(join(dir, 'crl'), { recursive: true, mode: 0o755 });
       const crlFile = join(dir, 'crl', 'crl.pem');
       const port = await freePort();
-      const config = runBrokerConfig({ ...fixture.env, CRL_OUTPUT_PATH: crlFile }, join(dir, 'broker'), ['--port', String(port), '--no-kick']);
+      const config = runBrokerConfig({ ...fixture.env, CRL_OUTPUT_PATH: crlFile }, join(dir, 'broker'), ['--port', String(port), '--no-kick'], 900_000);
       const tokenFile = join(dir, 'agent.token');
       writeFileSync(tokenFile, await key.sign({ roles: ['broker-agent'], brokerNode: name, subject: `broker-node:${name}`, ttlSeconds: 86_400, now: new Date() }), { mode: 0o600 });
       const mosquitto = await startMosquitto({ configDir: join(dir, 'broker'), asWritten: true, startTimeoutMs: 300_000 });
