@@ -29,7 +29,7 @@ import { emitTable, round, scaled } from './support/results.ts';
 import { fmt, percentile } from './support/server.ts';
 
 const SIZES = process.env.BENCH_FLEET_SIZES ? process.env.BENCH_FLEET_SIZES.split(',').map(Number) : scaled([0, 100_000], [0, 10_000]);
-const REVOCATIONS = scaled(10, 4);
+const REVOCATIONS = Number(process.env.BENCH_FLEET_REVOCATIONS) || scaled(10, 4);
 const TENANT = 'bench';
 const BIN = join(import.meta.dirname, '..', 'test', 'support', 'certfleet-source.js');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -74,10 +74,20 @@ async function measureSize(revokedAlready: number) {
     if (revokedAlready) {
       await insertRevokedCertificates(database.driver, { count: revokedAlready, now: new Date(), devices: Math.min(10_000, revokedAlready), issuer: 'certfleet bench-fleet Device CA' });
     }
-    // The peer: one Mosquitto beside certfleet (its CRL file and PID file).
+    // Every broker's files first: broker-config is a child process run synchronously, and while it
+    // runs this process (the service, in the middle of a publication, say) would stand still.
     const localPort = await freePort();
     const local = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(localPort), '--no-kick'], 900_000);
     const env = { ...fixture.env, ...local.env };
+    const nodes: Array<{ name: string; dir: string; crlFile: string; port: number; config: ReturnType<typeof runBrokerConfig> }> = [];
+    for (const name of ['node-a', 'node-b', 'node-c']) {
+      const dir = join(tmp, name);
+      mkdirSync(join(dir, 'crl'), { recursive: true, mode: 0o755 });
+      const crlFile = join(dir, 'crl', 'crl.pem');
+      const port = await freePort();
+      nodes.push({ name, dir, crlFile, port, config: runBrokerConfig({ ...fixture.env, CRL_OUTPUT_PATH: crlFile }, join(dir, 'broker'), ['--port', String(port), '--no-kick'], 900_000) });
+    }
+    // The peer: one Mosquitto beside certfleet (its CRL file and PID file).
     const quiet = createLogger({ level: 'warn', destination: { write: () => undefined } });
     t = await startTestService(database, { dataDir: join(tmp, 'data'), env, overrides: { logger: quiet } });
     const baseUrl = await t.service.app.listen({ port: 0, host: '127.0.0.1' });
@@ -85,12 +95,7 @@ async function measureSize(revokedAlready: number) {
 
     // Three nodes with agents.
     const key = await loadOrCreateDevSigningKey(devKeyPath(t.config));
-    for (const name of ['node-a', 'node-b', 'node-c']) {
-      const dir = join(tmp, name);
-      mkdirSync(join(dir, 'crl'), { recursive: true, mode: 0o755 });
-      const crlFile = join(dir, 'crl', 'crl.pem');
-      const port = await freePort();
-      const config = runBrokerConfig({ ...fixture.env, CRL_OUTPUT_PATH: crlFile }, join(dir, 'broker'), ['--port', String(port), '--no-kick'], 900_000);
+    for (const { name, dir, crlFile, port, config } of nodes) {
       const tokenFile = join(dir, 'agent.token');
       writeFileSync(tokenFile, await key.sign({ roles: ['broker-agent'], brokerNode: name, subject: `broker-node:${name}`, ttlSeconds: 86_400, now: new Date() }), { mode: 0o600 });
       const mosquitto = await startMosquitto({ configDir: join(dir, 'broker'), asWritten: true, startTimeoutMs: 300_000 });
