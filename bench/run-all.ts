@@ -25,6 +25,7 @@ const BENCHES: [string, string][] = [
   ['hsm', 'hsm-signing.bench.ts'],
   ['broker-refusal', 'broker-refusal.bench.ts'],
   ['broker-reload-stall', 'broker-reload-stall.bench.ts'],
+  ['broker-fleet', 'broker-fleet.bench.ts'],
   ['expiry-tick', 'expiry-tick.bench.ts'],
   ['api-read', 'api-read.bench.ts'],
   ['device-list', 'device-list.bench.ts'],

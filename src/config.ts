@@ -44,6 +44,12 @@ export interface Config {
   brokerGrantsPath: string | null;
   /** Mosquitto dynamic security admin listener, to close live sessions of revoked certificates (unset: no kicking). */
   brokerAdmin: { url: string; username: string; passwordFile: string; caFile: string | null } | null;
+  /**
+   * A RabbitMQ node's management API (BROKER_RABBITMQ_ADMIN_URL, BROKER_RABBITMQ_ADMIN_USERNAME,
+   * BROKER_RABBITMQ_ADMIN_PASSWORD_FILE, BROKER_RABBITMQ_VHOST): the process that keeps the broker's
+   * files keeps its device users and topic permissions in step (src/broker/rabbitmq-sync.ts).
+   */
+  brokerRabbitmq?: { url: string; username: string; passwordFile: string; vhost: string } | null;
   publicBaseUrl: string;
   oidc: { issuer: string; audience: string; jwksUrl: string } | null;
   /** CERTFLEET_AUTH=development: tokens from the local development key even in production mode (warned at every start). */
@@ -87,7 +93,17 @@ export interface Config {
   /** MQTT_RENEWAL=true: answer device renewal requests on certfleet/renew/<CN>/request as the broker admin. */
   mqttRenewal: boolean;
   /** Broker agents: BROKER_LAG_ALERT_SECONDS (a node this far behind the latest CRL raises BROKER_NODE_LAGGING) and BROKER_REPORT_TIMEOUT_SECONDS (silent this long: the same alert). */
-  brokerFleet: { lagAlertSeconds: number; reportTimeoutSeconds: number };
+  brokerFleet: {
+    lagAlertSeconds: number;
+    reportTimeoutSeconds: number;
+    /**
+     * The local broker (BROKER_PID_FILE / BROKER_RELOAD_COMMAND): after a reload of a CRL file of at least
+     * BROKER_LARGE_CRL_BYTES (default 4 MiB), the next reload waits BROKER_LARGE_CRL_RELOAD_INTERVAL_SECONDS
+     * (default 10; 0: no bound) after it (src/broker/bounded-reloader.ts).
+     */
+    largeCrlBytes?: number;
+    largeCrlReloadIntervalMs?: number;
+  };
 }
 
 export interface HttpLimits {
@@ -193,6 +209,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (bool(env, 'MQTT_RENEWAL', false) && !env.BROKER_ADMIN_URL) {
     throw new Error('MQTT_RENEWAL=true needs BROKER_ADMIN_URL and BROKER_ADMIN_PASSWORD_FILE (certfleet answers renewals as the broker admin; see broker-config --mqtt-renewal)');
   }
+  if (env.BROKER_RABBITMQ_ADMIN_URL && !env.BROKER_RABBITMQ_ADMIN_PASSWORD_FILE) throw new Error('BROKER_RABBITMQ_ADMIN_URL is set but BROKER_RABBITMQ_ADMIN_PASSWORD_FILE is not');
   if (env.BROKER_ADMIN_URL && !env.BROKER_ADMIN_PASSWORD_FILE) throw new Error('BROKER_ADMIN_URL is set but BROKER_ADMIN_PASSWORD_FILE is not');
   const http: HttpLimits = {
     headersTimeoutMs: int(env, 'HTTP_HEADERS_TIMEOUT_MS', 10_000, 100, 600_000),
@@ -218,6 +235,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     brokerFleet: {
       lagAlertSeconds: int(env, 'BROKER_LAG_ALERT_SECONDS', 120, 1, 86_400),
       reportTimeoutSeconds: int(env, 'BROKER_REPORT_TIMEOUT_SECONDS', 300, 5, 86_400),
+      largeCrlBytes: int(env, 'BROKER_LARGE_CRL_BYTES', 4 * 1024 * 1024, 0, Number.MAX_SAFE_INTEGER),
+      largeCrlReloadIntervalMs: int(env, 'BROKER_LARGE_CRL_RELOAD_INTERVAL_SECONDS', 10, 0, 3_600) * 1000,
     },
     crlValidityHours: int(env, 'CRL_VALIDITY_HOURS', 168, 2, 8_760),
     certExpiryWarningDays: int(env, 'CERT_EXPIRY_WARNING_DAYS', 30, 1, 3650),
@@ -229,6 +248,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     brokerAclPath: env.BROKER_ACL_PATH ? resolve(env.BROKER_ACL_PATH) : null,
     brokerAclPermissive: bool(env, 'BROKER_ACL_PERMISSIVE', false),
     brokerGrantsPath: env.BROKER_GRANTS_PATH ? resolve(env.BROKER_GRANTS_PATH) : null,
+    brokerRabbitmq: env.BROKER_RABBITMQ_ADMIN_URL
+      ? {
+          url: env.BROKER_RABBITMQ_ADMIN_URL,
+          username: env.BROKER_RABBITMQ_ADMIN_USERNAME || 'certfleet-admin',
+          passwordFile: resolve(env.BROKER_RABBITMQ_ADMIN_PASSWORD_FILE!),
+          vhost: env.BROKER_RABBITMQ_VHOST || '/',
+        }
+      : null,
     brokerAdmin: env.BROKER_ADMIN_URL
       ? {
           url: env.BROKER_ADMIN_URL,

@@ -1,6 +1,6 @@
 /**
  * A second broker family: our own RabbitMQ 3.10 node (MQTT plugin, Erlang/OTP ssl) on free ports,
- * configured by `certfleet broker-config --broker rabbitmq`, kept current by `certfleet broker-agent --broker rabbitmq`
+ * configured by `certfleet broker-config --broker rabbitmq` (certfleet keeps its device users, BROKER_RABBITMQ_*), kept current by `certfleet broker-agent --broker rabbitmq`
  * (a child process): the agent writes the CRL into the node's CRL hash directory (OTP reads it at
  * every handshake, no reload), proves enforcement with its canaries (users with no permission it
  * creates through the management API), and closes a revoked device's live connection through the
@@ -69,8 +69,6 @@ async function probe(c: { cert: string; key: string }): Promise<string> {
 describe.runIf(haveRabbit)(`RabbitMQ 3.10 (MQTT plugin) kept current by a broker agent${haveRabbit ? '' : ` (skipped: no ${join(RABBITMQ_BIN, 'rabbitmq-server')}; apt-get install -y rabbitmq-server)`}`, () => {
   beforeAll(async () => {
     ({ tmp, database, env } = await brokerTestFixture('rabbit'));
-    t = await startTestService(database, { dataDir: join(tmp, 'data'), env });
-    const baseUrl = await t.service.app.listen({ port: 0, host: '127.0.0.1' });
     const [mqttTlsPort, managementPort] = [await freePort(), await freePort()];
     const written = runBrokerConfig(env, join(tmp, 'broker'), ['--broker', 'rabbitmq', '--port', String(mqttTlsPort), '--admin-port', String(managementPort)]);
     files = written.files;
@@ -79,6 +77,9 @@ describe.runIf(haveRabbit)(`RabbitMQ 3.10 (MQTT plugin) kept current by a broker
     expect(readdirSync(crlDir).filter((n) => /^[0-9a-f]{8}\.r0$/.test(n))).toHaveLength(1); // the current CRL, before the broker starts
     ADMIN_PASSWORD = readFileSync(rabbitFiles.adminPasswordFile, 'utf8').trim();
     rabbit = await startRabbitmq(join(tmp, 'rabbit'), { configDir: rabbitFiles.dir, mqttTlsPort, managementPort });
+    // certfleet keeps the node's device users (BROKER_RABBITMQ_*, as broker-config printed them)
+    t = await startTestService(database, { dataDir: join(tmp, 'data'), env: { ...env, ...written.env } });
+    const baseUrl = await t.service.app.listen({ port: 0, host: '127.0.0.1' });
     writeFileSync(join(tmp, 'admin.password'), ADMIN_PASSWORD, { mode: 0o600 });
     const key = await loadOrCreateDevSigningKey(devKeyPath(t.config));
     writeFileSync(join(tmp, 'agent.token'), await key.sign({ roles: ['broker-agent'], brokerNode: 'rabbit-1', subject: 'broker-node:rabbit-1', ttlSeconds: 3600, now: new Date() }), { mode: 0o600 });
@@ -126,10 +127,9 @@ describe.runIf(haveRabbit)(`RabbitMQ 3.10 (MQTT plugin) kept current by a broker
     const dev = { cert: join(tmp, 'r-1.crt'), key: join(tmp, 'r-1.key') };
     writeFileSync(dev.cert, gen.json.cert_pem);
     writeFileSync(dev.key, gen.json.private_key_pem, { mode: 0o600 });
-    // RabbitMQ logs a certificate in only as an existing user: provisioning stands in here (see README)
-    const cn = `${TENANT}/r-1`;
-    await management('PUT', `/api/users/${encodeURIComponent(cn)}`, { password_hash: '', tags: '' });
-    await management('PUT', `/api/permissions/%2F/${encodeURIComponent(cn)}`, { configure: '.*', write: '.*', read: '.*' });
+    // RabbitMQ logs a certificate in only as an existing user: certfleet made it at the registration
+    const users = (await management('GET', '/api/users')) as Array<{ name: string }>;
+    expect(users.map((u) => u.name)).toContain(`${TENANT}/r-1`);
     expect(await probe(dev)).toBe('accepted');
     // RabbitMQ 3.10 speaks MQTT 3.1.1 only
     const live = mqtt.connect(`mqtts://localhost:${rabbit.mqttTlsPort}`, { ...tlsOptions({ port: rabbit.mqttTlsPort, cafile: files.combinedCa, ...dev }), protocolVersion: 4, clientId: 'r-1-live', reconnectPeriod: 200 });

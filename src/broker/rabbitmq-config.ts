@@ -7,7 +7,11 @@
  * - CRL checking of the peer by OTP's ssl (`crl_check peer`) from a hash directory
  *   (`ssl_crl_hash_dir`): one `<issuer hash>.r0` per CA, read at every handshake, so the agent
  *   writes a new CRL there and no reload is needed; a revoked device gets TLS alert 44;
- * - the management API on 127.0.0.1 only, for the agent (close live connections, canary users).
+ * - the management API on 127.0.0.1 only, for the agent (close live connections, canary users)
+ *   and for certfleet, which keeps a user per registered device with its vhost and topic
+ *   permissions (src/broker/rabbitmq-sync.ts; a certificate login needs an existing user);
+ * - devices on `amq.topic` of vhost `/` (`mqtt.vhost`, `mqtt.exchange`). The default user (the
+ *   admin) is the only one with full permissions; no permission is granted by default to anyone else.
  * The CRL options exist only in advanced.config (rabbitmq.conf has no key for them), so the
  * whole `ssl_options` list is written there.
  */
@@ -33,6 +37,11 @@ export function renderRabbitmqConfig(o: RabbitmqConfigOptions): { conf: string; 
     'mqtt.listeners.tcp = none',
     `mqtt.listeners.ssl.default = ${o.mqttTlsPort}`,
     'mqtt.allow_anonymous = false',
+    '# devices publish and subscribe on amq.topic of this vhost; certfleet gives each device user',
+    '# (its certificate CN) only MQTT\'s own queues and exchange, and topic permissions on amq.topic',
+    '# for its own subtree and its tenant\'s grants (BROKER_RABBITMQ_ADMIN_URL, src/broker/rabbitmq-sync.ts)',
+    'mqtt.vhost = /',
+    'mqtt.exchange = amq.topic',
     'mqtt.ssl_cert_login = true',
     'ssl_cert_login_from = common_name',
     `management.tcp.port = ${o.managementPort}`,

@@ -20,6 +20,7 @@ export interface RabbitmqFiles {
   enabledPlugins: string;
   crlDir: string;
   adminPasswordFile: string;
+  adminUsername: string;
   managementUrl: string;
 }
 
@@ -59,6 +60,7 @@ export async function writeRabbitmqFiles(o: {
     enabledPlugins: join(dir, 'enabled_plugins'),
     crlDir,
     adminPasswordFile,
+    adminUsername: 'certfleet-admin',
     managementUrl: `http://127.0.0.1:${o.managementPort}`,
   };
   // rabbitmq.conf holds the management password: not world-readable

@@ -223,7 +223,24 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
       `--ca-file ${result.files.deviceCaCert} --admin-url ${rabbit.files.managementUrl} --admin-password-file ${rabbit.files.adminPasswordFile} ` +
       `--canary-url mqtts://${host}:${devicePort} --canary-ca-file ${result.files.combinedCa}`;
     const start = `RABBITMQ_CONFIG_FILE=${rabbit.files.dir}/rabbitmq RABBITMQ_ADVANCED_CONFIG_FILE=${rabbit.files.advanced} RABBITMQ_ENABLED_PLUGINS_FILE=${rabbit.files.enabledPlugins} rabbitmq-server`;
-    print(flags, [...lines, '', `Start the broker:  ${start}`, `Run its agent:  ${agent}`].join('\n'), {
+    // certfleet (serve or worker) keeps the node's device users and topic permissions
+    const rabbitEnv: Record<string, string> = {
+      CRL_OUTPUT_PATH: config.crlOutputPath,
+      BROKER_RABBITMQ_ADMIN_URL: rabbit.files.managementUrl,
+      BROKER_RABBITMQ_ADMIN_USERNAME: rabbit.files.adminUsername,
+      BROKER_RABBITMQ_ADMIN_PASSWORD_FILE: rabbit.files.adminPasswordFile,
+      BROKER_RABBITMQ_VHOST: '/',
+    };
+    const rabbitHuman = [
+      ...lines,
+      '',
+      `Start the broker:  ${start}`,
+      `Run its agent:  ${agent}`,
+      'Run certfleet (worker or serve) with (it creates a user per registered device with its topic permissions):',
+      ...Object.entries(rabbitEnv).map(([k, v]) => `  ${k}=${v}`),
+      'Topics: each device its own tenant/<tenant>/device/<device>/# plus its tenant\'s broker grants; ids or grants containing "." get nothing on RabbitMQ (see the README, broker fleet).',
+    ];
+    print(flags, rabbitHuman.join('\n'), {
       files: { ...result.files, rabbitmq: rabbit.files },
       host: result.host,
       port: result.port,
@@ -231,6 +248,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
       actions: lines,
       start_command: start,
       agent_command: agent,
+      env: rabbitEnv,
     });
     return 0;
   }

@@ -13,11 +13,19 @@
  * (BROKER_PID_FILE / BROKER_RELOAD_COMMAND). A change is told in-process (the caller waits for
  * the file and the reload, bounded) and, on Postgres, NOTIFYed on `certfleet_acl` so the worker
  * of another process rewrites its broker's file too.
+ *
+ * With BROKER_RABBITMQ_ADMIN_URL the same process keeps a RabbitMQ node's device users and their
+ * topic permissions in step too (src/broker/rabbitmq-sync.ts), on the same triggers. The broker
+ * reload is the process's one bounded reloader (src/composition/local-broker-reloader.ts).
  */
 import type { BrokerAclListener } from '../app/ports.ts';
 import type { Config } from '../config.ts';
+import { readFile } from 'node:fs/promises';
 import { createAclSync, type AclSync } from '../broker/acl-sync.ts';
-import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
+import { renderRabbitmqPermissions } from '../broker/rabbitmq-permissions.ts';
+import { createRabbitmqSync, type RabbitmqSync } from '../broker/rabbitmq-sync.ts';
+import type { BrokerReloader } from '../broker/broker-reloader.ts';
+import { localBrokerReloader } from './local-broker-reloader.ts';
 import { renderAclFile, renderGrantsFile, type RenderedAcl } from '../broker/mosquitto-config.ts';
 import { isReservedId, RESERVED_TENANT_ID } from '../domain/identifiers.ts';
 import type { Database } from '../storage/database.ts';
@@ -32,7 +40,7 @@ const MAX_WAIT_MS = 10_000;
 const RETRY_MS = 5_000;
 
 export type BrokerAclConfig = Pick<Config, 'brokerAclPath' | 'brokerAclPermissive' | 'brokerPidFile' | 'brokerReloadCommand' | 'mqttRenewal'> &
-  Partial<Pick<Config, 'brokerAdmin' | 'brokerGrantsPath'>>;
+  Partial<Pick<Config, 'brokerAdmin' | 'brokerGrantsPath' | 'crlOutputPath' | 'brokerRabbitmq'>> & { brokerFleet?: Partial<Config['brokerFleet']> };
 
 export interface BrokerAclPublication {
   listener: BrokerAclListener;
@@ -40,6 +48,8 @@ export interface BrokerAclPublication {
   sync: AclSync | null;
   /** The certfleet_acl plugin's grants file (BROKER_GRANTS_PATH); null when not kept. */
   grantsSync: AclSync | null;
+  /** The RabbitMQ node's device users and topic permissions (BROKER_RABBITMQ_ADMIN_URL); null when not kept here. */
+  rabbitmq: RabbitmqSync | null;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
@@ -77,10 +87,23 @@ export function createBrokerAclPublication(options: {
   const { db, driver } = options.storage;
   const logger = options.logger ?? silentLogger;
   const instanceId = newInstanceId();
-  const keeper = (options.publish ?? true) || driver.kind === 'pglite';
-  const keeping = config.brokerAclPath !== null && keeper;
+  const keepsFiles = (options.publish ?? true) || driver.kind === 'pglite';
+  const keeping = config.brokerAclPath !== null && keepsFiles;
+  const rabbitConfig = keepsFiles ? (config.brokerRabbitmq ?? null) : null;
+  const rabbitmq = rabbitConfig
+    ? createRabbitmqSync({
+        management: { url: rabbitConfig.url, username: rabbitConfig.username, vhost: rabbitConfig.vhost, password: async () => (await readFile(rabbitConfig.passwordFile, 'utf8')).trim() },
+        logger,
+        async render() {
+          const { devices, grants } = await db.asOperator(async (tx) => ({ devices: await allAclDevices(tx), grants: await allBrokerGrants(tx) }));
+          // certfleet's own devices (broker canaries) get no topic: the agent gives them a user with no permission at all
+          return renderRabbitmqPermissions({ devices: devices.filter((d) => d.tenantId !== RESERVED_TENANT_ID), grants, renewalTopics: config.mqttRenewal });
+        },
+      })
+    : null;
+  const keeper = keepsFiles;
   const grantsPath = config.brokerGrantsPath ?? null;
-  const reloader = options.reloader ?? createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
+  const reloader = localBrokerReloader(config, logger, options.reloader);
   const renderOptions = { adminUsername: config.brokerAdmin?.username ?? null, renewalTopics: config.mqttRenewal, permissive: config.brokerAclPermissive };
   let reservedReported = false;
   const sync = keeping
@@ -111,21 +134,34 @@ export function createBrokerAclPublication(options: {
   const inFlight = new Set<Promise<unknown>>();
 
   function syncNow(): Promise<void> {
-    if (syncs.length === 0 || stopped) return Promise.resolve();
+    if ((syncs.length === 0 && !rabbitmq) || stopped) return Promise.resolve();
     const p = syncOnce().finally(() => inFlight.delete(p));
     inFlight.add(p);
     return p;
   }
   async function syncOnce(): Promise<void> {
-    for (const one of syncs) {
-      try {
-        const result = await one.sync();
-        if (result.reloaded === false) scheduleRetry();
-      } catch (error) {
-        logger.error({ event: 'broker_acl_failed', err: (error as Error).message }, 'could not write the broker ACL; retrying');
-        scheduleRetry();
-      }
-    }
+    await Promise.all([
+      (async () => {
+        for (const one of syncs) {
+          try {
+            const result = await one.sync();
+            if (result.reloaded === false) scheduleRetry();
+          } catch (error) {
+            logger.error({ event: 'broker_acl_failed', err: (error as Error).message }, 'could not write the broker ACL; retrying');
+            scheduleRetry();
+          }
+        }
+      })(),
+      (async () => {
+        if (!rabbitmq) return;
+        try {
+          await rabbitmq.sync();
+        } catch (error) {
+          logger.error({ event: 'rabbitmq_permissions_failed', err: (error as Error).message }, 'could not update the RabbitMQ device users and permissions; retrying');
+          scheduleRetry();
+        }
+      })(),
+    ]);
   }
   function scheduleRetry() {
     if (retry || stopped) return;
@@ -147,17 +183,18 @@ export function createBrokerAclPublication(options: {
   return {
     sync: sync ?? grantsSync,
     grantsSync,
+    rabbitmq,
     listener: {
       async aclChanged() {
         notify();
-        if (syncs.length === 0) return;
+        if (syncs.length === 0 && !rabbitmq) return;
         let timer: NodeJS.Timeout | undefined;
         const bounded = new Promise<void>((resolve) => (timer = setTimeout(resolve, MAX_WAIT_MS)));
         await Promise.race([syncNow(), bounded]).finally(() => clearTimeout(timer));
       },
     },
     async start() {
-      if (syncs.length === 0) return;
+      if (syncs.length === 0 && !rabbitmq) return;
       if (driver.listen) {
         listening = driver.listen(ACL_CHANNEL, {
           onNotification(payload) {

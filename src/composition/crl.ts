@@ -19,7 +19,8 @@ import type { Database } from '../storage/database.ts';
 import type { Driver } from '../storage/driver.ts';
 import { createStorage } from '../storage/repositories.ts';
 import { createRevocationEvents, listenForCrlEvents, newInstanceId } from '../storage/repos/crl-repo.ts';
-import { createBrokerReloader, type BrokerReloader } from '../broker/broker-reloader.ts';
+import type { BrokerReloader } from '../broker/broker-reloader.ts';
+import { localBrokerReloader } from './local-broker-reloader.ts';
 import { revokedSessionsFor } from '../broker/revoked-sessions.ts';
 import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
 import { createCrlPublisher, createGetCrl, crlRefreshTimings, sessionStepErrors, type CrlPublisher, type GetCrl } from '../crl/crl-publisher.ts';
@@ -102,7 +103,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   let reconcile: (() => Promise<unknown>) | null = null;
   const sessions = authority && ((options.publish ?? true) || driver.kind === 'pglite') ? revokedSessionsFor(config, logger) : null;
   if (authority && ((options.publish ?? true) || driver.kind === 'pglite')) {
-    const reloader = options.reloader ?? createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
+    const reloader = localBrokerReloader(config, logger, options.reloader);
     broker = { reload: reloader.description, reloadConfigured: reloader.configured, sessionKicking: sessions !== null };
     const file = createCrlFileSync({ path: config.crlOutputPath, caPublicKey: authority.publicKey, issuerNameDer: authority.issuerNameDer, clock, reloader, logger, fs: options.fs });
     const settings = { validityHours: config.crlValidityHours, distributionPointUrl };

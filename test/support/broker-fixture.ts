@@ -30,8 +30,8 @@ export async function brokerTestFixture(name: string): Promise<{ tmp: string; da
 const BIN = join(import.meta.dirname, 'certfleet-source.js');
 
 /** `certfleet broker-config --out DIR ... --json` as an operator runs it; its parsed output. */
-export function runBrokerConfig(env: Record<string, string>, outDir: string, args: string[]): { files: Record<string, string>; env: Record<string, string> } {
-  const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', outDir, ...args, '--json'], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+export function runBrokerConfig(env: Record<string, string>, outDir: string, args: string[], timeoutMs = 60_000): { files: Record<string, string>; env: Record<string, string> } {
+  const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', outDir, ...args, '--json'], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: timeoutMs });
   if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
   return JSON.parse(res.stdout);
 }
