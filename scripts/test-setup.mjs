@@ -40,6 +40,7 @@ export const REQUIREMENTS = [
   { pkg: 'python3-cryptography', present: pythonHasCryptography },
   { pkg: 'chromium', present: () => existsSync('/usr/bin/chromium') }, // the console test drives /usr/bin/chromium
   { pkg: 'softhsm2', present: () => onPath('softhsm2-util') },
+  { pkg: 'opensc', present: () => onPath('pkcs11-tool') }, // the SoftHSM2 tests import keys with pkcs11-tool
   { pkg: 'prometheus', present: () => onPath('promtool') },
   { pkg: 'rabbitmq-server', present: () => onPath('rabbitmq-server') || existsSync('/usr/sbin/rabbitmq-server') },
   // The certfleet_acl broker plugin (broker-plugin/certfleet_acl.c) is compiled against these.

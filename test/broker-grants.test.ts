@@ -78,9 +78,9 @@ describe('acl_file rendering', () => {
     expect(acl.text).not.toContain('topic readwrite #\n');
     expect(acl.text).not.toMatch(/^pattern/m);
   });
-  it('renewal adds exactly the two %u patterns; permissive is refused together with renewal', () => {
+  it('renewal adds exactly the three %u patterns (request, response, advice); permissive is refused together with renewal', () => {
     const acl = renderAclFile({ renewalTopics: true, adminUsername: 'certfleet-admin' });
-    expect(acl.text.match(/^pattern .*$/gm)).toEqual(['pattern write certfleet/renew/%u/request', 'pattern read certfleet/renew/%u/response']);
+    expect(acl.text.match(/^pattern .*$/gm)).toEqual(['pattern write certfleet/renew/%u/request', 'pattern read certfleet/renew/%u/response', 'pattern read certfleet/renew/%u/advice']);
     expect(() => renderAclFile({ renewalTopics: true, permissive: true })).toThrow(/permissive/);
     expect(renderAclFile({ permissive: true }).text).toMatch(/^pattern readwrite #$/m);
   });
