@@ -161,7 +161,7 @@ export async function reconcileExpiryAlerts(tx: Queryable, input: ExpiringAlerts
 export async function expireCertificates(tx: Queryable, input: { now: Date; actor: string; severity: number }): Promise<{ expired: number; devicesWithoutCertificate: number }> {
   const { rows } = await tx.query<{ expired: number; alerted: number }>(
     `WITH devices AS (
-       -- lock order: the device rows first (the certificate summary, migration 021), skipping held ones
+       -- lock order: the device rows first (the certificate summary, migration 024), skipping held ones
        SELECT d.tenant_id, d.device_id FROM device_registry d
        WHERE (d.tenant_id, d.device_id) IN (SELECT tenant_id, device_id FROM device_certificates WHERE status = 'ACTIVE' AND not_after <= $1)
        FOR NO KEY UPDATE OF d SKIP LOCKED

@@ -140,7 +140,7 @@ export async function listCertificates(tx: Queryable, q: CertificateListQuery): 
  * the CA's pending-revocation mark: until a CRL build takes it, a start publishes (crash safety).
  */
 export async function markRevoked(tx: Queryable, id: number, reason: string, at: Date): Promise<CertificateRecord | null> {
-  // Lock order: the device row first (its certificate summary, migration 021, is rewritten by
+  // Lock order: the device row first (its certificate summary, migration 024, is rewritten by
   // the revocation), then the certificate, as rotations and the expiry tick do.
   await tx.query(
     `SELECT 1 FROM device_registry d JOIN device_certificates c ON c.tenant_id = d.tenant_id AND c.device_id = d.device_id

@@ -199,6 +199,17 @@ export async function restoreRevocations(
   sourceCrlNumber: bigint,
 ): Promise<RestoredRevocations> {
   if (entries.length === 0) return { remarked: [], kept: [] };
+  // Lock order: the device rows first, in key order (their certificate summary, migration 024, is
+  // rewritten by the update below), then the certificates, as revocation, rotation and the expiry
+  // tick do: a restore at start never deadlocks against requests already being served.
+  await tx.query(
+    `SELECT 1 FROM device_registry r
+     WHERE (r.tenant_id, r.device_id) IN (
+       SELECT d.tenant_id, d.device_id FROM device_certificates d
+       WHERE d.issuer = $1 AND d.serial_number = ANY($2::text[]) AND d.status <> 'REVOKED')
+     ORDER BY r.tenant_id, r.device_id FOR NO KEY UPDATE`,
+    [issuer, entries.map((e) => e.serialHex)],
+  );
   const { rows } = await tx.query<{ kind: string; id: string | null; tenant_id: string | null; device_id: string | null; serial_number: string; previous_status: string | null; revoked_at: unknown; revoked_reason: string }>(
     `WITH input AS (
        SELECT * FROM unnest($2::text[], $3::timestamptz[], $4::text[]) AS i(serial_number, revoked_at, revoked_reason)),

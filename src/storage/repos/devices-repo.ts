@@ -36,7 +36,7 @@ export async function findDevice(tx: Queryable, tenantId: string, deviceId: stri
   return rows[0] ? toDevice(rows[0]) : null;
 }
 
-/** A listed device: its record and the certificate summary its row carries (migration 021, kept by triggers). */
+/** A listed device: its record and the certificate summary its row carries (migration 024, kept by triggers). */
 const LIST_COLUMNS = `${COLUMNS.split(', ').map((c) => `d.${c}`).join(', ')}, d.cert_status, d.next_expiry, d.active_certificates, d.pending_rotations`;
 
 const toSummary = (r: Record<string, unknown>): DeviceSummary => ({

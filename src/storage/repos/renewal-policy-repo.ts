@@ -1,4 +1,4 @@
-/** The tenant's renewal policy (tenant_settings columns, migration 021) and the advice the worker published. */
+/** The tenant's renewal policy (tenant_settings columns, migration 023) and the advice the worker published. */
 import { DEFAULT_RENEWAL_POLICY, type RenewalPolicy } from '../../domain/renewal-policy.ts';
 import type { Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';

@@ -58,7 +58,7 @@ export async function pendingRotationsOfDevice(tx: Queryable, tenantId: string, 
  */
 export async function claimDueRotations(tx: Queryable, now: Date, limit: number): Promise<PendingRotation[]> {
   // The device row is claimed too (a row whose device is held, as by a cancel or a confirm, is
-  // skipped): the revocation rewrites the device's certificate summary (migration 021), so this
+  // skipped): the revocation rewrites the device's certificate summary (migration 024), so this
   // transaction never waits for a device while it holds certificates.
   const claim = PENDING.replace('WHERE r.status', 'JOIN device_registry d ON d.tenant_id = r.tenant_id AND d.device_id = r.device_id\n  WHERE r.status');
   const { rows } = await tx.query(
