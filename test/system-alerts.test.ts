@@ -107,14 +107,17 @@ describe.each(DRIVERS)('system alerts to operator webhooks on %s', (kind) => {
     expect(receiver.received('/acme')).toEqual([]);
   });
 
-  it('CA_EXPIRING: MEDIUM within 90 days, CRITICAL within 7, delivered to the operators, closed when the CA is no longer near expiry', async () => {
+  it('CA_EXPIRING: MEDIUM within 180 days, HIGH within 60, CRITICAL within 30 (no next CA can be staged yet), delivered to the operators, closed when the CA is no longer near expiry', async () => {
     const op = (await t.call(null, 'POST', '/operator/notification-webhooks', { url: receiver.url('/ops') })).json;
     const notAfter = t.service.ca.ca!.certificate.notAfter.getTime();
     const now = t.clock.now();
-    t.clock.set(new Date(notAfter - 60 * DAY_MS));
+    t.clock.set(new Date(notAfter - 120 * DAY_MS));
     expect((await run())['crl-freshness'].counts?.system).toMatchObject({ [`ca:${t.service.ca.ca!.subjectKeyId.toString('hex')}`]: 'opened' });
     expect(await system()).toMatchObject([{ alert_type: 'CA_EXPIRING', severity: 3, status: 'OPEN' }]);
-    t.clock.set(new Date(notAfter - 3 * DAY_MS));
+    t.clock.set(new Date(notAfter - 45 * DAY_MS));
+    await run();
+    expect((await system()).map((a) => [a.alert_type, a.severity, a.status])).toEqual([['CA_EXPIRING', 4, 'OPEN']]);
+    t.clock.set(new Date(notAfter - 20 * DAY_MS));
     await run();
     expect((await system()).map((a) => [a.alert_type, a.severity, a.status])).toEqual([['CA_EXPIRING', 5, 'OPEN']]);
     t.clock.set(now); // a new CA far from expiry: the condition clears
@@ -123,6 +126,7 @@ describe.each(DRIVERS)('system alerts to operator webhooks on %s', (kind) => {
     await run();
     expect(receiver.verified('/ops', op.secret).map((d) => [d.body.event, d.body.alert.severity])).toEqual([
       ['alert.opened', 3],
+      ['alert.escalated', 4],
       ['alert.escalated', 5],
       ['alert.closed', 5],
     ]);

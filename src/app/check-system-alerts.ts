@@ -15,11 +15,17 @@ export interface SystemHealth {
   cas(): { id: string; subject: string; notAfter: Date }[] | null;
 }
 
-/** CA_EXPIRING severity: MEDIUM within 90 days, HIGH within 30, CRITICAL within 7 or past. */
+/**
+ * CA_EXPIRING severity: MEDIUM within 180 days, HIGH within 60, CRITICAL within 30 or past. A CA
+ * still signing 30 days before its notAfter is critical: there is no next CA staged to move the
+ * fleet to (the CA is configuration, not a record with a successor, yet).
+ */
+export const CA_EXPIRY_THRESHOLDS_DAYS = { medium: 180, high: 60, critical: 30 } as const;
+
 export function caExpirySeverity(msLeft: number): number | null {
-  if (msLeft <= 7 * DAY_MS) return SEVERITY.CRITICAL;
-  if (msLeft <= 30 * DAY_MS) return SEVERITY.HIGH;
-  if (msLeft <= 90 * DAY_MS) return SEVERITY.MEDIUM;
+  if (msLeft <= CA_EXPIRY_THRESHOLDS_DAYS.critical * DAY_MS) return SEVERITY.CRITICAL;
+  if (msLeft <= CA_EXPIRY_THRESHOLDS_DAYS.high * DAY_MS) return SEVERITY.HIGH;
+  if (msLeft <= CA_EXPIRY_THRESHOLDS_DAYS.medium * DAY_MS) return SEVERITY.MEDIUM;
   return null;
 }
 
@@ -35,7 +41,7 @@ async function syncSystemAlert(repos: OperatorRepositories, type: string, finger
 /**
  * System alerts beyond the CRL's freshness (CRL_STALE): BROKER_RELOAD_FAILING (HIGH: revoked
  * devices can still connect) while this replica's broker has not taken the latest CRL, and
- * CA_EXPIRING for a signing CA within 90 days of its notAfter (every device certificate it
+ * CA_EXPIRING for a signing CA within 180 days of its notAfter (every device certificate it
  * issued stops working then). Each closes itself when its cause is gone; idempotent.
  */
 export function createCheckSystemAlerts({ storage, clock, health }: Pick<AppDeps, 'storage' | 'clock'> & { health: SystemHealth }) {
