@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
+import { loadOrCreateDevSigningKey } from '../src/auth/dev-signing-key.ts';
+import { devKeyPath } from '../src/composition/token-verifier.ts';
 import { createWorker } from '../src/composition/worker.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -99,6 +101,17 @@ describe('metric names in rules and dashboards', () => {
       expect((await t.call('acme', 'POST', `/customer/certificates/${issued.json.certificate.id}/revoke`, { reason: 'keyCompromise' })).status).toBe(200);
       expect((await t.call('acme', 'GET', '/customer/certificates/999999')).status).toBe(404);
       await t.service.app.inject({ method: 'GET', url: '/no-such-route' });
+      // A broker node reports (its agent's credential): the certfleet_broker_node_* gauges.
+      const key = await loadOrCreateDevSigningKey(devKeyPath(t.config));
+      const agent = await key.sign({ roles: ['broker-agent'], brokerNode: 'metrics-node', subject: 'test', ttlSeconds: 600, now: new Date() });
+      const at = new Date().toISOString();
+      const report = await t.service.app.inject({
+        method: 'POST',
+        url: '/api/v1/broker-agent/report',
+        headers: { authorization: `Bearer ${agent}`, 'content-type': 'application/json' },
+        payload: JSON.stringify({ kind: 'mosquitto', crl_number: '1', applied_at: at, check: { at, result: 'passed' } }),
+      });
+      expect(report.statusCode, report.body).toBe(200);
       const worker = await createWorker(t.config, { clock: t.clock, storage: database.storage, metrics: t.service.metrics, crl: t.service.crl.publisher, holder: 'metrics-test', logger: captureLogger([]) });
       try {
         const reports = await worker.runOnce();

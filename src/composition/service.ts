@@ -43,6 +43,7 @@ import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type D
 import { PG_POOL_MAX } from '../storage/pg-driver.ts';
 import { createBrokerFleet, type BrokerFleet } from '../app/broker-nodes.ts';
 import { registerBrokerFleetMetrics } from './broker-fleet-metrics.ts';
+import { registerCaMetrics } from './ca-metrics.ts';
 import { brokerAgentRoutes, crlBundleRoutes, operatorBrokerNodeRoutes } from '../http/routes/broker-agent.ts';
 
 export interface ServiceOverrides {
@@ -152,6 +153,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       },
     });
     registerBrokerFleetMetrics(metrics, brokerFleet);
+    registerCaMetrics(metrics, () => (ca.ca ? [{ id: ca.ca.subjectKeyId.toString('hex'), notAfter: ca.ca.certificate.notAfter }] : []));
     const connectionCaps = connectionCapsFor(config, storage, (overrides.descriptors ?? currentDescriptorUsage)());
     const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 }, webhookSecrets.box);
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
