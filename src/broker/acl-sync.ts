@@ -16,6 +16,7 @@ import type { Logger } from '../support/logger.ts';
 import type { RenderedAcl } from './mosquitto-config.ts';
 import type { BrokerReloader } from './broker-reloader.ts';
 import { isMissing, unlessMissing } from '../support/missing-file.ts';
+import { coalesced } from '../support/coalesce.ts';
 
 export interface AclSyncDeps {
   path: string;
@@ -57,8 +58,6 @@ async function currentMode(path: string): Promise<{ mode: number; owner?: FileOw
 
 export function createAclSync(deps: AclSyncDeps): AclSync {
   let reloadPending = false;
-  let running: Promise<AclSyncResult> | null = null;
-  let queued: Promise<AclSyncResult> | null = null;
   const reloading = (): Promise<boolean | null> => reload();
 
   async function reload(): Promise<boolean | null> {
@@ -99,21 +98,7 @@ export function createAclSync(deps: AclSyncDeps): AclSync {
     return result;
   }
 
-  function sync(): Promise<AclSyncResult> {
-    if (!running) {
-      running = runOnce().finally(() => {
-        running = null;
-      });
-      return running;
-    }
-    queued ??= running
-      .catch(() => undefined)
-      .then(() => {
-        queued = null;
-        return sync();
-      });
-    return queued;
-  }
+  const sync = coalesced(runOnce);
 
   return {
     sync,

@@ -17,6 +17,7 @@
  */
 import type { Logger } from '../support/logger.ts';
 import { DEVICE_USER_TAG, MQTT_EXCHANGE, type RabbitmqDevicePermissions, type TopicPermission } from './rabbitmq-permissions.ts';
+import { coalesced } from '../support/coalesce.ts';
 
 export interface RabbitmqManagementOptions {
   url: string;
@@ -72,8 +73,6 @@ export function createRabbitmqSync(deps: {
   const request = rabbitmqManagement(deps.management);
   const vhost = deps.management.vhost;
   const v = encodeURIComponent(vhost);
-  let running: Promise<RabbitmqSyncResult> | null = null;
-  let queued: Promise<RabbitmqSyncResult> | null = null;
   let skippedReported = '';
 
   async function runOnce(): Promise<RabbitmqSyncResult> {
@@ -136,20 +135,6 @@ export function createRabbitmqSync(deps: {
     return result;
   }
 
-  function sync(): Promise<RabbitmqSyncResult> {
-    if (!running) {
-      running = runOnce().finally(() => {
-        running = null;
-      });
-      return running;
-    }
-    queued ??= running
-      .catch(() => undefined)
-      .then(() => {
-        queued = null;
-        return sync();
-      });
-    return queued;
-  }
+  const sync = coalesced(runOnce);
   return { sync };
 }

@@ -647,7 +647,7 @@ export function completeCrlOf(crlDer: Uint8Array, signature: Uint8Array): Buffer
  */
 
 /** The revokedCertificates SEQUENCE of a DER CertificateList, or null when the CRL lists nothing. */
-function revokedList(der: Uint8Array): Tlv | null {
+export function revokedList(der: Uint8Array): Tlv | null {
   const list = readSingle(der);
   if (list.tag !== TAG.SEQUENCE) throw new DerError('CertificateList: expected a SEQUENCE');
   const tbs = readTlv(der, list.valueStart, list.end);

@@ -4,7 +4,8 @@
  * objects at once. Call it only on a CRL verifyCrl accepted (signature, issuer).
  */
 import { REVOCATION_REASONS, type ReasonName } from '../domain/revocation-reasons.ts';
-import { DerError, TAG, decodeOid, decodeTime, expectTag, readSingle, readTlv, valueBytes, type Tlv } from '../domain/der.ts';
+import { DerError, TAG, decodeOid, decodeTime, expectTag, readTlv, valueBytes, type Tlv } from '../domain/der.ts';
+import { revokedList } from './build-crl.ts';
 
 export interface CrlEntry {
   /** Lowercase hex without leading zeros (device_certificates.serial_number). */
@@ -16,26 +17,6 @@ export interface CrlEntry {
 
 const OID_REASON_CODE = '2.5.29.21';
 const REASON_BY_CODE = new Map<number, ReasonName>(Object.entries(REVOCATION_REASONS).map(([name, code]) => [code, name as ReasonName]));
-
-/** The revokedCertificates SEQUENCE (null: the CRL lists nothing). */
-function revokedList(der: Uint8Array): Tlv | null {
-  const list = expectTag(readSingle(der), TAG.SEQUENCE, 'CertificateList');
-  const tbs = expectTag(readTlv(der, list.valueStart, list.end), TAG.SEQUENCE, 'tbsCertList');
-  let off = tbs.valueStart;
-  let f = readTlv(der, off, tbs.end);
-  if (f.tag === TAG.INTEGER) f = readTlv(der, (off = f.end), tbs.end); // version
-  off = f.end; // signature
-  off = readTlv(der, off, tbs.end).end; // issuer
-  off = readTlv(der, off, tbs.end).end; // thisUpdate
-  if (off >= tbs.end) return null;
-  f = readTlv(der, off, tbs.end);
-  if (f.tag === TAG.UTC_TIME || f.tag === TAG.GENERALIZED_TIME) {
-    off = f.end; // nextUpdate
-    if (off >= tbs.end) return null;
-    f = readTlv(der, off, tbs.end);
-  }
-  return f.tag === TAG.SEQUENCE ? f : null;
-}
 
 function reasonOf(der: Uint8Array, extensions: Tlv): ReasonName {
   const seq = expectTag(extensions, TAG.SEQUENCE, 'crlEntryExtensions');
