@@ -34,12 +34,12 @@ export const spkiSha256 = (spkiDer: Uint8Array): string => createHash('sha256').
  * holds, unless the tenant allows shared keys. Called in the storing transaction.
  */
 export async function assertKeyUsable({ keys }: Pick<TenantRepositories, 'keys'>, tenantId: string, deviceId: string, spki: string): Promise<void> {
-  if (await keys.isCompromised(spki)) {
+  const status = await keys.keyStatus(tenantId, deviceId, spki); // one round trip
+  if (status.compromised) {
     throw new AppError('KEY_COMPROMISED', 'this public key belongs to a certificate revoked for keyCompromise: generate a new key');
   }
-  const others = await keys.otherDevicesWithKey(tenantId, deviceId, spki);
-  if (others.length > 0 && !(await keys.allowsSharedDeviceKeys(tenantId))) {
-    throw new AppError('KEY_IN_USE', `this public key is already certified for another device (${others.join(', ')}); each device needs its own key`);
+  if (status.otherDevices.length > 0 && !status.allowsShared) {
+    throw new AppError('KEY_IN_USE', `this public key is already certified for another device (${status.otherDevices.join(', ')}); each device needs its own key`);
   }
 }
 

@@ -85,6 +85,8 @@ export interface DeviceKeyRepository {
   otherDevicesWithKey(tenantId: string, deviceId: string, spkiSha256: string): Promise<string[]>;
   /** The tenant setting that lets one key serve several devices (default: no). */
   allowsSharedDeviceKeys(tenantId: string): Promise<boolean>;
+  /** The three above in one round trip. */
+  keyStatus(tenantId: string, deviceId: string, spkiSha256: string): Promise<{ compromised: boolean; otherDevices: string[]; allowsShared: boolean }>;
   setAllowSharedDeviceKeys(tenantId: string, allow: boolean, at: Date): Promise<void>;
 }
 
@@ -190,6 +192,14 @@ export interface CertificateRepository {
    * Throws AlreadyExistsError for a known certificate, ReferenceNotFoundError for an unknown device.
    */
   insertCertificate(c: NewCertificate, audit: Omit<AuditEvent, 'targetId' | 'tenantId' | 'at'>): Promise<CertificateRecord>;
+  /**
+   * Group commit of issued certificates (one tenant, one statement): each member is inserted with
+   * its audit event when its key is neither compromised nor certified for another device of the
+   * tenant; the others are skipped (null at their index) for the caller to store one by one, where
+   * the precise error is raised. All-or-nothing for the inserted ones: any error rolls back the whole
+   * statement (the caller then stores each member on its own).
+   */
+  insertIssuedCertificates(members: { certificate: NewCertificate; audit: Omit<AuditEvent, 'targetId' | 'tenantId' | 'at'> }[]): Promise<(CertificateRecord | null)[]>;
   findCertificate(id: number): Promise<CertificateWithPem | null>;
   /** `lock`: the certificates are locked too, so a concurrent revocation waits (or is seen) before a rotation schedules them. */
   activeCertificatesOfDevice(tenantId: string, deviceId: string, options?: { lock?: boolean }): Promise<CertificateRecord[]>;

@@ -13,7 +13,8 @@ import type { KeySigner } from './kms/key-signer.ts';
 import { toPem } from './pem.ts';
 import { caLintProfile } from './lint/ca-profile.ts';
 import { lintCertificate } from './lint/certificate-lint.ts';
-import { runLint } from './lint/lint-failure.ts';
+import { runLint, runLintAsync } from './lint/lint-failure.ts';
+import { createIssuedTbsLint } from './lint/issued-tbs-lint.ts';
 
 const notConfigured = () => new AppError('CA_NOT_CONFIGURED', 'Device CA not configured');
 
@@ -67,6 +68,18 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
   const lintCopyCa = lintCa && throwaway ? throwaway.then((pair) => ({ ...lintCa, publicKey: pair.publicKey, throwawaySigner: fileKeySigner(pair.privateKey, 'throwaway lint key') })) : null;
   lintCopyCa?.catch(() => undefined);
   const signer = ca ? ca.signer : null;
+  // Lint a copy signed by the throwaway key (the full lint) once per certificate shape, and the varying fields of every TBS (lint/issued-tbs-lint.ts).
+  const tbsLint =
+    lintCa && lintCopyCa
+      ? createIssuedTbsLint({
+          ca: lintCa,
+          fullLint: async (tbs, expected) => {
+            const { throwawaySigner, ...lintCopyProfile } = await lintCopyCa;
+            const copy = signedEnvelope(tbs, profile!.signatureAlgorithmDer, await signTbs(tbs, throwawaySigner));
+            lintCertificate(copy, { ca: lintCopyProfile, profile: 'issued', expected });
+          },
+        })
+      : null;
   const profile =
     ca && identity && signer
       ? deviceProfile({
@@ -88,8 +101,8 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
     },
 
     async issue(req: IssueRequest): Promise<IssuedCertificate> {
-      if (!ca || !profile || !lintCopyCa) throw notConfigured();
-      const { throwawaySigner, ...lintCopyProfile } = await lintCopyCa;
+      if (!ca || !profile || !lintCopyCa || !tbsLint) throw notConfigured();
+      await lintCopyCa; // the throwaway key: made in the background at start, the first issuance waits for it
       const spki = req.publicKey.spkiDer;
       const serial = Buffer.from(randomSerialHex(), 'hex');
       const tbs = encodeTbs(profile, {
@@ -100,9 +113,8 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
         subjectPublicKeyInfoDer: spki,
         subjectKeyId: keyIdOf(spki),
       });
-      // Lint a copy signed by the throwaway key: the CA key signs nothing that fails the profile.
-      const copy = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(tbs, throwawaySigner));
-      runLint(() => lintCertificate(copy, { ca: lintCopyProfile, profile: 'issued', expected: { commonName: req.commonName, spkiDer: spki } }));
+      // The CA key signs nothing that fails the profile.
+      await runLintAsync(() => tbsLint.lint(tbs, { commonName: req.commonName, spkiDer: spki }));
       const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(tbs, ca.signer));
       verifyCaSignature(der, ca.publicKey);
       return {

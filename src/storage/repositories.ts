@@ -51,6 +51,7 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
     },
     certificates: {
       insertCertificate: (c, event) => translating(certificates.insertCertificate(tx, c, event)),
+      insertIssuedCertificates: (members) => translating(certificates.insertIssuedCertificates(tx, members)),
       findCertificate: (id) => certificates.findCertificate(tx, id),
       revokedOnEarlierCrl: (issuer, serialHex) => crl.revokedOnEarlierCrl(tx, issuer, serialHex),
       activeCertificatesOfDevice: (tenantId, deviceId, options) => certificates.activeCertificatesOfDevice(tx, tenantId, deviceId, options),
@@ -98,6 +99,7 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
       markKeyCompromised: (certificateId, at) => deviceKeys.markKeyCompromised(tx, certificateId, at),
       otherDevicesWithKey: (tenantId, deviceId, spkiSha256) => deviceKeys.otherDevicesWithKey(tx, tenantId, deviceId, spkiSha256),
       allowsSharedDeviceKeys: (tenantId) => deviceKeys.allowsSharedDeviceKeys(tx, tenantId),
+      keyStatus: (tenantId, deviceId, spkiSha256) => deviceKeys.keyStatus(tx, tenantId, deviceId, spkiSha256),
       setAllowSharedDeviceKeys: (tenantId, allow, at) => deviceKeys.setAllowSharedDeviceKeys(tx, tenantId, allow, at),
     },
     renewalPolicy: {

@@ -124,6 +124,15 @@ export function createMemoryStorage(): MemoryStorage {
           await implemented.audit.recordAudit({ ...audit, tenantId: c.tenantId, targetId: row.id, at: c.now });
           return record(row);
         },
+        async insertIssuedCertificates(members: Parameters<OperatorRepositories['certificates']['insertIssuedCertificates']>[0]) {
+          // The checks against the state before the group, as the one SQL statement sees it.
+          const usable = members.map(({ certificate: c }) =>
+            !state.compromised.includes(c.spkiSha256) &&
+            !visible(state.certificates).some((x) => x.tenant_id === c.tenantId && x.spki_sha256 === c.spkiSha256 && x.device_id !== c.deviceId));
+          const out = [];
+          for (const [i, m] of members.entries()) out.push(usable[i] ? await implemented.certificates.insertCertificate(m.certificate, m.audit) : null);
+          return out;
+        },
         async findCertificate(id: number) {
           const c = certificate(id);
           if (!c) return null;
@@ -217,6 +226,13 @@ export function createMemoryStorage(): MemoryStorage {
         },
         async allowsSharedDeviceKeys(tenantId: string) {
           return state.sharedKeys[tenantId] ?? false;
+        },
+        async keyStatus(tenantId: string, deviceId: string, spki: string) {
+          return {
+            compromised: await implemented.keys.isCompromised(spki),
+            otherDevices: await implemented.keys.otherDevicesWithKey(tenantId, deviceId, spki),
+            allowsShared: await implemented.keys.allowsSharedDeviceKeys(tenantId),
+          };
         },
         async setAllowSharedDeviceKeys(tenantId: string, allow: boolean) {
           state.sharedKeys[tenantId] = allow;

@@ -23,8 +23,21 @@ export function runLint<T>(lint: () => T, code: ErrorCode = 'LINT_FAILED'): T {
   try {
     return lint();
   } catch (e) {
-    if (e instanceof LintFailure) throw new AppError(code, e.message, { rule: e.rule });
-    if (e instanceof AppError) throw e;
-    throw new AppError(code, `lint rule parse failed: ${(e as Error).message}`, { rule: 'parse' });
+    throw lintError(e, code);
   }
+}
+
+/** runLint for a lint that awaits (the throwaway key's signature). */
+export async function runLintAsync<T>(lint: () => Promise<T>, code: ErrorCode = 'LINT_FAILED'): Promise<T> {
+  try {
+    return await lint();
+  } catch (e) {
+    throw lintError(e, code);
+  }
+}
+
+function lintError(e: unknown, code: ErrorCode): AppError {
+  if (e instanceof LintFailure) return new AppError(code, e.message, { rule: e.rule });
+  if (e instanceof AppError) return e;
+  return new AppError(code, `lint rule parse failed: ${(e as Error).message}`, { rule: 'parse' });
 }

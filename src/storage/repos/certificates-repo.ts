@@ -33,6 +33,25 @@ export const toCertificate = (r: Record<string, unknown>): CertificateRecord => 
   updated_at: iso(r.updated_at),
 });
 
+const newCertificateRecord = (id: number, c: NewCertificate): CertificateRecord => ({
+  id,
+  tenant_id: c.tenantId,
+  device_id: c.deviceId,
+  fingerprint_sha256: c.fingerprint,
+  common_name: c.commonName,
+  issuer: c.issuer,
+  serial_number: c.serialNumber,
+  key_type: c.keyType,
+  status: 'ACTIVE',
+  not_before: c.notBefore.toISOString(),
+  not_after: c.notAfter.toISOString(),
+  revoked_at: null,
+  revoked_reason: null,
+  scheduled_revoke_at: null,
+  created_at: c.now.toISOString(),
+  updated_at: c.now.toISOString(),
+});
+
 /**
  * Inserts the certificate and its audit event in one statement (one round trip on the
  * issuance hot path); the audit event's target_id is the new certificate's id.
@@ -53,24 +72,72 @@ export async function insertCertificate(tx: Queryable, c: NewCertificate, audit:
       audit.actor, audit.action, audit.targetType, JSON.stringify(audit.details ?? {}), c.spkiSha256,
     ],
   );
-  return {
-    id: rows[0].id,
-    tenant_id: c.tenantId,
-    device_id: c.deviceId,
-    fingerprint_sha256: c.fingerprint,
-    common_name: c.commonName,
-    issuer: c.issuer,
-    serial_number: c.serialNumber,
-    key_type: c.keyType,
-    status: 'ACTIVE',
-    not_before: c.notBefore.toISOString(),
-    not_after: c.notAfter.toISOString(),
-    revoked_at: null,
-    revoked_reason: null,
-    scheduled_revoke_at: null,
-    created_at: c.now.toISOString(),
-    updated_at: c.now.toISOString(),
-  };
+  return newCertificateRecord(rows[0].id, c);
+}
+
+/**
+ * Group commit (issuance): the members' certificates and their audit events in one statement, one
+ * round trip for the whole group, the device-summary trigger (migration 024) run once for it. A
+ * member whose key is compromised or certified for another device of the tenant is not inserted
+ * (null at its index): the caller stores it alone, where the precise error is raised. Any error
+ * (unknown device, duplicate) aborts the statement and so every member of it.
+ */
+export async function insertIssuedCertificates(
+  tx: Queryable,
+  members: { certificate: NewCertificate; audit: Omit<AuditEvent, 'targetId' | 'tenantId' | 'at'> }[],
+): Promise<(CertificateRecord | null)[]> {
+  if (members.length === 0) return [];
+  const tenantId = members[0].certificate.tenantId;
+  if (members.some((m) => m.certificate.tenantId !== tenantId)) throw new Error('a group commit is for one tenant');
+  const col = <T>(f: (m: (typeof members)[number]) => T) => members.map(f);
+  const { rows } = await tx.query<{ id: number; ord: number }>(
+    `WITH m AS (
+       SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                            $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[], $16::jsonb[])
+         WITH ORDINALITY AS m(device_id, cert_pem, fingerprint, common_name, issuer, serial_number, key_type, spki_sha256,
+                              not_before, not_after, now, actor, action, target_type, details, ord)
+       WHERE NOT EXISTS (SELECT 1 FROM compromised_keys k WHERE k.spki_sha256 = m.spki_sha256)
+         AND NOT EXISTS (SELECT 1 FROM device_certificates o
+                         WHERE o.tenant_id = $1 AND o.spki_sha256 = m.spki_sha256 AND o.device_id <> m.device_id)),
+     cert AS (
+       INSERT INTO device_certificates
+         (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
+          status, not_before, not_after, created_at, updated_at, spki_sha256)
+       SELECT $1, device_id, cert_pem, fingerprint, common_name, issuer, serial_number, key_type, 'ACTIVE', not_before, not_after, now, now, spki_sha256
+       FROM m ORDER BY ord
+       RETURNING id, fingerprint_sha256),
+     audit AS (
+       INSERT INTO audit_events (tenant_id, actor, action, target_type, target_id, details, created_at)
+       SELECT $1, m.actor, m.action, m.target_type, cert.id::text, m.details, m.now
+       FROM cert JOIN m ON m.fingerprint = cert.fingerprint_sha256
+       ORDER BY cert.id
+       RETURNING target_id)
+     SELECT cert.id, m.ord::int4 AS ord FROM cert JOIN m ON m.fingerprint = cert.fingerprint_sha256
+     WHERE cert.id::text IN (SELECT target_id FROM audit)`,
+    [
+      tenantId,
+      col((m) => m.certificate.deviceId),
+      col((m) => m.certificate.certPem),
+      col((m) => m.certificate.fingerprint),
+      col((m) => m.certificate.commonName),
+      col((m) => m.certificate.issuer),
+      col((m) => m.certificate.serialNumber),
+      col((m) => m.certificate.keyType),
+      col((m) => m.certificate.spkiSha256),
+      col((m) => m.certificate.notBefore.toISOString()),
+      col((m) => m.certificate.notAfter.toISOString()),
+      col((m) => m.certificate.now.toISOString()),
+      col((m) => m.audit.actor),
+      col((m) => m.audit.action),
+      col((m) => m.audit.targetType),
+      col((m) => JSON.stringify(m.audit.details ?? {})),
+    ],
+  );
+  const idOf = new Map(rows.map((r) => [Number(r.ord), Number(r.id)]));
+  return members.map((m, i) => {
+    const id = idOf.get(i + 1);
+    return id === undefined ? null : newCertificateRecord(id, m.certificate);
+  });
 }
 
 export async function findCertificate(tx: Queryable, id: number): Promise<CertificateWithPem | null> {

@@ -30,6 +30,19 @@ export async function allowsSharedDeviceKeys(tx: Queryable, tenantId: string): P
   return rows[0]?.allow_shared_device_keys ?? false;
 }
 
+/** isCompromised, otherDevicesWithKey and allowsSharedDeviceKeys in one statement (one round trip). */
+export async function keyStatus(tx: Queryable, tenantId: string, deviceId: string, spkiSha256: string): Promise<{ compromised: boolean; otherDevices: string[]; allowsShared: boolean }> {
+  const { rows } = await tx.query<{ compromised: boolean; others: string[] | null; allow_shared: boolean | null }>(
+    `SELECT EXISTS (SELECT 1 FROM compromised_keys WHERE spki_sha256 = $3) AS compromised,
+            (SELECT array_agg(device_id ORDER BY device_id) FROM (
+               SELECT DISTINCT device_id FROM device_certificates WHERE tenant_id = $1 AND spki_sha256 = $3 AND device_id <> $2 ORDER BY device_id LIMIT 5) o) AS others,
+            (SELECT allow_shared_device_keys FROM tenant_settings WHERE tenant_id = $1) AS allow_shared`,
+    [tenantId, deviceId, spkiSha256],
+  );
+  const r = rows[0];
+  return { compromised: r?.compromised === true, otherDevices: r?.others ?? [], allowsShared: r?.allow_shared ?? false };
+}
+
 export async function setAllowSharedDeviceKeys(tx: Queryable, tenantId: string, allow: boolean, at: Date): Promise<void> {
   await tx.query(
     `INSERT INTO tenant_settings (tenant_id, allow_shared_device_keys, updated_at) VALUES ($1, $2, $3)
