@@ -1,0 +1,156 @@
+/**
+ * Group commit of issued certificates (src/app/issued-certificate-store.ts), on PGlite and real
+ * Postgres: certificates stored while a tenant's transaction is in flight go together in the
+ * next one, each with exactly one audit event; a member that fails (unknown device, compromised
+ * key, key of another device, even inside the same group) fails alone and loses none of the
+ * others; tenants never share a group (row-level security applies to each).
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { createIssuedCertificateStore } from '../src/app/issued-certificate-store.ts';
+import { spkiSha256 } from '../src/app/sign-device-certificate.ts';
+import type { Storage } from '../src/app/storage-ports.ts';
+import type { CertificateAuthority } from '../src/app/ports.ts';
+import { AppError } from '../src/domain/errors.ts';
+import { createCertificateAuthority } from '../src/pki/certificate-authority.ts';
+import { createDeviceCa, deviceCaFromPem } from '../src/pki/device-ca.ts';
+import { spkiOf } from '../src/pki/keys.ts';
+import { createStorage } from '../src/storage/repositories.ts';
+import { DRIVERS, createTestDatabase, type TestDatabase } from './support/databases.ts';
+
+const DAY = 86_400_000;
+const now = new Date();
+const actor = (tenantId: string) => ({ id: `test:${tenantId}`, tenantId });
+
+describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
+  let database: TestDatabase;
+  let storage: Storage;
+  let authority: CertificateAuthority;
+  let groups: { tenantId: string; size: number }[];
+
+  beforeAll(async () => {
+    database = await createTestDatabase(kind);
+    const created = await createDeviceCa({ now: new Date(now.getTime() - DAY), keyType: 'ec-p256' });
+    authority = createCertificateAuthority(await deviceCaFromPem(created.certPem, created.keyPem), { crlUrl: 'http://certfleet.test/pki/crl' });
+  });
+  afterAll(async () => {
+    await database?.close();
+  });
+  beforeEach(async () => {
+    await database.reset();
+    const real = createStorage(database.db);
+    groups = [];
+    // The real storage, with each group statement's size recorded on its way through.
+    storage = {
+      ...real,
+      asTenant: (tenantId, fn) =>
+        real.asTenant(tenantId, (repos) =>
+          fn({
+            ...repos,
+            certificates: {
+              ...repos.certificates,
+              insertIssuedCertificates: (members) => {
+                groups.push({ tenantId, size: members.length });
+                return repos.certificates.insertIssuedCertificates(members);
+              },
+            },
+          }),
+        ),
+    };
+    for (const [tenant, devices] of [['acme', 10], ['globex', 3]] as const) {
+      for (let d = 0; d < devices; d++) await real.asTenant(tenant, (repos) => repos.devices.insertDevice({ tenantId: tenant, deviceId: `D${d}`, siteId: null, now }));
+    }
+  });
+
+  /** A certificate signed by the CA for tenant/device (with the given key, else a new one). */
+  async function signed(tenantId: string, deviceId: string, spkiDer = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey)) {
+    const issued = await authority.issue({ commonName: `${tenantId}/${deviceId}`, publicKey: { spkiDer, keyType: 'ec-p256' }, notBefore: now, notAfter: new Date(now.getTime() + 30 * DAY) });
+    return { ...issued, spkiSha256: spkiSha256(spkiDer) };
+  }
+
+  const audits = (tenantId: string) =>
+    storage.asTenant(tenantId, (repos) => repos.audit.listAuditEvents({ tenantId, action: 'certificate.issued', limit: 1000 })).then((p) => p.events);
+  const certificates = (tenantId: string) =>
+    storage.asTenant(tenantId, (repos) => repos.certificates.listCertificates({ tenantId, limit: 1000 })).then((p) => p.certificates);
+
+  it('certificates stored while a group is in flight go together in the next one, each with exactly one audit event', async () => {
+    const store = createIssuedCertificateStore({ storage });
+    const certs = await Promise.all(Array.from({ length: 30 }, (_, i) => signed('acme', `D${i % 10}`)));
+    const records = await Promise.all(certs.map((c, i) => store.store(actor('acme'), `D${i % 10}`, c, now, 'certificate.issued', { key_source: 'generate' })));
+    expect(groups).toEqual([{ tenantId: 'acme', size: 1 }, { tenantId: 'acme', size: 29 }]);
+    expect(records.map((r) => r.fingerprint_sha256)).toEqual(certs.map((c) => c.fingerprint));
+    expect(records.map((r) => r.device_id)).toEqual(certs.map((_, i) => `D${i % 10}`));
+    const stored = await certificates('acme');
+    expect(stored.map((c) => c.id).sort((a, b) => a - b)).toEqual(records.map((r) => r.id).sort((a, b) => a - b));
+    const events = await audits('acme');
+    expect(events).toHaveLength(30);
+    expect(new Set(events.map((e) => e.target_id))).toEqual(new Set(records.map((r) => String(r.id))));
+    for (const e of events) {
+      const record = records.find((r) => String(r.id) === e.target_id)!;
+      expect(e.details).toMatchObject({ device_id: record.device_id, fingerprint: record.fingerprint_sha256, serial_number: record.serial_number, key_source: 'generate' });
+    }
+    // The device summary (migration 024's trigger, once per group) counts every certificate.
+    const page = await storage.asTenant('acme', (repos) => repos.devices.listDevices({ tenantId: 'acme', limit: 100 }));
+    expect(page.devices.map((d) => [d.device_id, d.certificate_status, d.active_certificates])).toEqual(Array.from({ length: 10 }, (_, d) => [`D${d}`, 'ACTIVE', 3]));
+  });
+
+  it('a failed member fails alone: unknown device, compromised key, another device’s key, a key repeated in the group', async () => {
+    const store = createIssuedCertificateStore({ storage });
+    // A key revoked for keyCompromise, and a key already certified for D9.
+    const compromised = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    const first = await store.store(actor('acme'), 'D8', await signed('acme', 'D8', compromised), now, 'certificate.issued', {});
+    await storage.asTenant('acme', async (repos) => {
+      await repos.certificates.markRevoked(first.id, 'keyCompromise', now);
+      await repos.keys.markKeyCompromised(first.id, now);
+    });
+    const held = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    await store.store(actor('acme'), 'D9', await signed('acme', 'D9', held), now, 'certificate.issued', {});
+    const repeated = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    groups = [];
+
+    const members = [
+      ['D0', await signed('acme', 'D0')], // alone in the first group (nothing in flight)
+      ['D1', await signed('acme', 'D1')],
+      ['NO-SUCH-DEVICE', await signed('acme', 'NO-SUCH-DEVICE')],
+      ['D2', await signed('acme', 'D2', compromised)],
+      ['D3', await signed('acme', 'D3', held)],
+      ['D4', await signed('acme', 'D4', repeated)],
+      ['D5', await signed('acme', 'D5', repeated)],
+      ['D6', await signed('acme', 'D6')],
+    ] as const;
+    const outcomes = await Promise.allSettled(members.map(([device, cert]) => store.store(actor('acme'), device, cert, now, 'certificate.issued', {})));
+    const code = (o: PromiseSettledResult<unknown>) => (o.status === 'rejected' ? (o.reason as AppError).code : 'stored');
+    expect(outcomes.map(code)).toEqual(['stored', 'stored', 'DEVICE_NOT_FOUND', 'KEY_COMPROMISED', 'KEY_IN_USE', 'stored', 'KEY_IN_USE', 'stored']);
+    expect(groups[0]).toEqual({ tenantId: 'acme', size: 1 });
+    expect(groups[1]).toEqual({ tenantId: 'acme', size: 6 }); // D5 (the repeated key) left out of the group, stored alone after it
+
+    const storedIds = outcomes.filter((o) => o.status === 'fulfilled').map((o) => String((o as PromiseFulfilledResult<{ id: number }>).value.id));
+    const events = await audits('acme');
+    expect(events).toHaveLength(2 + storedIds.length); // the two set-up certificates, then one per stored member
+    for (const id of storedIds) expect(events.filter((e) => e.target_id === id)).toHaveLength(1);
+    expect((await certificates('acme')).length).toBe(2 + storedIds.length);
+  });
+
+  it('tenants never share a group; each certificate and audit event belongs to its tenant', async () => {
+    const store = createIssuedCertificateStore({ storage });
+    const work = [
+      ...Array.from({ length: 6 }, (_, i) => ['acme', `D${i}`] as const),
+      ...Array.from({ length: 6 }, (_, i) => ['globex', `D${i % 3}`] as const),
+    ];
+    const certs = await Promise.all(work.map(([tenant, device]) => signed(tenant, device)));
+    // globex has no D5: a globex group naming acme's device fails for that member only.
+    const outcomes = await Promise.allSettled([
+      ...work.map(([tenant, device], i) => store.store(actor(tenant), device, certs[i], now, 'certificate.issued', {})),
+      store.store(actor('globex'), 'D5', await signed('globex', 'D5'), now, 'certificate.issued', {}),
+    ]);
+    expect(outcomes.slice(0, 12).every((o) => o.status === 'fulfilled')).toBe(true);
+    expect((outcomes[12] as PromiseRejectedResult).reason).toMatchObject({ code: 'DEVICE_NOT_FOUND' });
+    expect(groups.every((g) => g.size >= 1)).toBe(true);
+    expect(groups.filter((g) => g.tenantId === 'acme').reduce((n, g) => n + g.size, 0)).toBe(6);
+    expect((await certificates('acme')).every((c) => c.tenant_id === 'acme')).toBe(true);
+    expect(await certificates('acme')).toHaveLength(6);
+    expect(await certificates('globex')).toHaveLength(6);
+    expect((await audits('globex')).every((e) => e.tenant_id === 'globex')).toBe(true);
+    expect(await audits('globex')).toHaveLength(6);
+  });
+});
