@@ -6,6 +6,12 @@ import { storeCertificate } from './sign-device-certificate.ts';
 
 /** At most this many certificates in one group (one statement's arrays). */
 export const MAX_GROUP = 256;
+/**
+ * Groups of one tenant in flight at once: the next group's round trips overlap the previous one's
+ * commit (its WAL flush). Their device rows are locked in key order (migration 024's trigger), so
+ * two groups touching one device wait for each other, never deadlock.
+ */
+export const GROUPS_IN_FLIGHT = 2;
 
 interface Pending {
   actor: Actor;
@@ -24,9 +30,9 @@ export interface IssuedCertificateStore {
 }
 
 /**
- * Group commit of issued certificates. Each tenant has at most one storing transaction in flight;
- * the certificates signed meanwhile wait for it and then go together, whatever is queued (up to
- * MAX_GROUP), in the next one: one transaction, one statement inserting every certificate and its
+ * Group commit of issued certificates. Each tenant has at most GROUPS_IN_FLIGHT storing
+ * transactions in flight; the certificates signed meanwhile wait and then go together, whatever
+ * is queued (up to MAX_GROUP), in the next one: one transaction, one statement inserting every certificate and its
  * audit event, the same key checks as storeCertificate, the device-summary trigger run once. No
  * timer: an idle tenant's certificate is stored at once, alone. Under load the group grows with
  * the commit's latency, so the round trips and the commit's flush are shared.
@@ -39,7 +45,7 @@ export interface IssuedCertificateStore {
  */
 export function createIssuedCertificateStore({ storage }: Pick<AppDeps, 'storage'>): IssuedCertificateStore {
   const queues = new Map<string, Pending[]>();
-  const flushing = new Set<string>();
+  const flushing = new Map<string, number>();
 
   const alone = async (p: Pending) => {
     try {
@@ -104,16 +110,19 @@ export function createIssuedCertificateStore({ storage }: Pick<AppDeps, 'storage
   }
 
   function pump(tenantId: string): void {
-    if (flushing.has(tenantId)) return;
+    const inFlight = flushing.get(tenantId) ?? 0;
+    if (inFlight >= GROUPS_IN_FLIGHT) return;
     const queue = queues.get(tenantId);
     if (!queue || queue.length === 0) {
       queues.delete(tenantId);
       return;
     }
     const group = queue.splice(0, MAX_GROUP);
-    flushing.add(tenantId);
+    flushing.set(tenantId, inFlight + 1);
     void flush(tenantId, group).finally(() => {
-      flushing.delete(tenantId);
+      const left = (flushing.get(tenantId) ?? 1) - 1;
+      if (left === 0) flushing.delete(tenantId);
+      else flushing.set(tenantId, left);
       pump(tenantId);
     });
   }

@@ -7,7 +7,15 @@ import { hashOfAlgorithm, type KeySigner } from './key-signer.ts';
 
 const signAsync = promisify(sign);
 
-/** EC P-256/P-384 (ECDSA with SHA-256/384) or RSA (sha256WithRSAEncryption). Signing runs in libuv's thread pool. */
+/**
+ * An ECDSA signature of a small TBS (a certificate: tens of microseconds) is made on the calling
+ * thread: handing it to libuv's thread pool costs more CPU than the signature (measured: about
+ * 35 µs inline against 70 µs through the pool, on this 2-core machine) and a thread hop per
+ * certificate. Anything larger (a CRL) and every RSA signature run in the pool.
+ */
+export const INLINE_SIGN_MAX_BYTES = 16 * 1024;
+
+/** EC P-256/P-384 (ECDSA with SHA-256/384) or RSA (sha256WithRSAEncryption). */
 export function fileKeySigner(privateKey: KeyObject, label = '(in memory)'): KeySigner {
   const crl = createCrlSigner(privateKey); // refuses a public key or an unsupported type
   const algorithmIdentifierDer = Buffer.from(crl.algorithmIdentifierDer);
@@ -22,7 +30,10 @@ export function fileKeySigner(privateKey: KeyObject, label = '(in memory)'): Key
     publicKey,
     spkiDer: spkiOf(publicKey),
     label,
-    sign: (tbs) => signAsync(hash, tbs, options),
+    sign: (tbs) =>
+      privateKey.asymmetricKeyType === 'ec' && tbs.length <= INLINE_SIGN_MAX_BYTES
+        ? new Promise<Buffer>((resolve) => resolve(sign(hash, tbs, options)))
+        : signAsync(hash, tbs, options),
     signSync: (tbs) => sign(hash, tbs, options),
     close: async () => {},
   };
