@@ -3,12 +3,14 @@
  * key-generation rate measured in the same run. Prints certificates/s, p50/p99 latency
  * and the server's event-loop lag (p99, from its own /metrics).
  */
+import { execFileSync } from 'node:child_process';
 import { generateKeyPair } from 'node:crypto';
-import http from 'node:http';
-import { availableParallelism } from 'node:os';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { cfsslNewcertBody, hasCfssl, legacyKeyFile, opensslIssueRate, pythonIssueRate, pythonWithCryptography, startCfsslServe } from './support/peers.ts';
+import pg from 'pg';
 import { emitTable, ratio, round, scaled } from './support/results.ts';
 import { benchDatabase, closedLoop as burst, fmt, percentile, startServer } from './support/server.ts';
 
@@ -30,11 +32,44 @@ async function rawKeyRate(kind: 'ec' | 'rsa', seconds: number, concurrency: numb
   return n / ((performance.now() - start) / 1000);
 }
 
+/** CPU milliseconds (user + system, every thread) a process has used so far; 0 once it is gone. */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, in USER_HZ (100) ticks
+  } catch {
+    return 0;
+  }
+}
+
+/** The server's CPU plus that of the Postgres backends serving its database: what one certificate costs, whatever the machine's load. */
+async function serverCpuMs(serverPid: number, admin: pg.Client): Promise<number> {
+  const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+  return cpuMs(serverPid) + rows.reduce((n, r) => n + cpuMs(r.pid), 0);
+}
+
 async function eventLoopP99(base: string): Promise<number> {
   const text = await (await fetch(`${base}/metrics`)).text();
   const m = /^nodejs_eventloop_lag_p99_seconds (\S+)/m.exec(text);
   return m ? Number(m[1]) * 1000 : NaN;
 }
+
+/** The device's own keys: one EC P-256 key and CSR per bench device (openssl), re-certified for that device only. */
+function deviceCsrs(count: number): string[] {
+  const dir = mkdtempSync(join(tmpdir(), 'certfleet-bench-csr-'));
+  return Array.from({ length: count }, (_, i) => {
+    execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, `${i}.key`), '-subj', `/CN=BENCH-${i}`, '-out', join(dir, `${i}.csr`)], { stdio: 'pipe' });
+    return readFileSync(join(dir, `${i}.csr`), 'utf8');
+  });
+}
+
+const certfleetCsrRequest = (base: string, token: string, csrs: string[]) => (i: number) => ({
+  method: 'POST' as const,
+  url: `${base}/api/v1/customer/devices/BENCH-${i % DEVICES}/certificates/csr`,
+  headers: { authorization: `Bearer ${token}` },
+  body: JSON.stringify({ csr_pem: csrs[i % DEVICES], validity_days: 30 }),
+});
 
 const certfleetRequest = (base: string, token: string, keyType: string) => (i: number) => ({
   method: 'POST' as const,
@@ -49,6 +84,8 @@ export async function runIssuanceBench(options: { seconds?: number } = {}) {
   const server = await startServer('api', db.url, { ISSUANCE_RATE_PER_MINUTE: '0' }); // capacity, not the per-tenant limit
   const ca = { certPath: join(server.dataDir, 'ca', 'device-ca.crt'), keyPath: join(server.dataDir, 'ca', 'device-ca.key') };
   const python = pythonWithCryptography();
+  const admin = new pg.Client({ connectionString: db.url });
+  await admin.connect();
   try {
     const token = server.token('bench');
     for (let d = 0; d < DEVICES; d++) {
@@ -61,42 +98,62 @@ export async function runIssuanceBench(options: { seconds?: number } = {}) {
     console.log(`\n## Issuance over HTTP (real Postgres, ${availableParallelism()} cores, ${seconds} s per burst)`);
     const rawEc = await rawKeyRate('ec', Math.min(3, seconds), 8);
     const rawRsa = await rawKeyRate('rsa', Math.min(8, seconds), 8);
-    console.log(`raw Node key generation (same run): ec-p256 ${fmt(rawEc, 0)} keys/s, rsa-2048 ${fmt(rawRsa)} keys/s`);
+    // The cores given to RSA key generation: the pool's threads (KEYGEN_WORKERS, default cores - 1).
+    const keygenWorkers = Math.max(1, availableParallelism() - 1);
+    const rawRsaPool = await rawKeyRate('rsa', Math.min(8, seconds), keygenWorkers);
+    console.log(`raw Node key generation (same run): ec-p256 ${fmt(rawEc, 0)} keys/s, rsa-2048 ${fmt(rawRsa)} keys/s (${fmt(rawRsaPool)} keys/s on ${keygenWorkers} thread(s), KEYGEN_WORKERS)`);
+    const csrs = deviceCsrs(DEVICES);
     await burst(certfleetRequest(server.base, token, 'ec-p256'), 201, 2, 16); // warm-up
     const rows: (string | number | null)[][] = [];
-    for (const [keyType, concurrency, raw] of [['ec-p256', 32, rawEc], ['rsa-2048', 8, rawRsa]] as const) {
+    const cases = [['ec-p256', 32, rawEc, 'generate'], ['ec-p256', 32, rawEc, 'csr'], ['rsa-2048', 8, rawRsa, 'generate']] as const;
+    for (const [keyType, concurrency, raw, key] of cases) {
       await eventLoopP99(server.base); // resets the server's lag histogram
-      const ours = await burst(certfleetRequest(server.base, token, keyType), 201, seconds, concurrency);
+      const cpu0 = await serverCpuMs(server.pid, admin);
+      const ours = await burst(key === 'csr' ? certfleetCsrRequest(server.base, token, csrs) : certfleetRequest(server.base, token, keyType), 201, seconds, concurrency);
+      const oursCpu = ((await serverCpuMs(server.pid, admin)) - cpu0) / Math.max(1, ours.count);
       const lag = await eventLoopP99(server.base);
-      const openssl = await opensslIssueRate(ca, keyType, seconds, availableParallelism());
-      const py = python ? pythonIssueRate(python, ca, keyType, seconds) : NaN;
+      const openssl = key === 'csr' ? NaN : await opensslIssueRate(ca, keyType, seconds, availableParallelism());
+      const py = python && key === 'generate' ? pythonIssueRate(python, ca, keyType, seconds) : NaN;
       let cfssl: Awaited<ReturnType<typeof burst>> | null = null;
+      let cfsslCpu = NaN;
       if (hasCfssl()) {
         const serve = await startCfsslServe({ certPath: ca.certPath, keyPath: legacyKeyFile(ca.keyPath, 'ec') }, 20_000 + Math.floor(Math.random() * 20_000));
         try {
-          cfssl = await burst((i) => ({ method: 'POST', url: `${serve.base}/api/v1/cfssl/newcert`, headers: {}, body: cfsslNewcertBody(keyType, i) }), 200, seconds, concurrency);
+          const c0 = cpuMs(serve.pid);
+          cfssl =
+            key === 'csr'
+              ? await burst((i) => ({ method: 'POST', url: `${serve.base}/api/v1/cfssl/sign`, headers: {}, body: JSON.stringify({ certificate_request: csrs[i % DEVICES] }) }), 200, seconds, concurrency)
+              : await burst((i) => ({ method: 'POST', url: `${serve.base}/api/v1/cfssl/newcert`, headers: {}, body: cfsslNewcertBody(keyType, i) }), 200, seconds, concurrency);
+          cfsslCpu = (cpuMs(serve.pid) - c0) / Math.max(1, cfssl.count);
         } finally {
           await serve.stop();
         }
       }
+      const label = key === 'csr' ? `${keyType}, device CSR` : keyType;
       console.log(
-        `${keyType}: certfleet ${fmt(ours.rate)}/s (p50 ${fmt(ours.p50)} ms, p99 ${fmt(ours.p99)} ms, lag p99 ${fmt(lag)} ms, ${ours.errors} errors); ` +
+        `${label}: certfleet ${fmt(ours.rate)}/s (p50 ${fmt(ours.p50)} ms, p99 ${fmt(ours.p99)} ms, lag p99 ${fmt(lag)} ms, ${ours.errors} errors, ${fmt(oursCpu * 1000, 0)} µs CPU per certificate with Postgres); ` +
+          `cfssl ${fmt(cfsslCpu * 1000, 0)} µs CPU per certificate; load ${loadavg()[0].toFixed(1)}; ` +
           `openssl ${fmt(openssl)}/s; python ${fmt(py)}/s; cfssl ${cfssl ? `${fmt(cfssl.rate)}/s` : 'not installed'}; raw keygen ${fmt(raw)}/s`,
       );
       rows.push([
-        keyType,
+        label,
         round(ours.rate),
         round(ours.p50),
         round(ours.p99),
         round(lag),
         ours.errors,
-        round(openssl),
-        ratio(ours.rate, openssl),
-        python ? round(py) : 'no python3 cryptography',
-        python ? ratio(ours.rate, py) : '-',
+        key === 'csr' ? 'not run (makes its own key)' : round(openssl),
+        key === 'csr' ? '-' : ratio(ours.rate, openssl),
+        key === 'csr' ? 'not run (makes its own key)' : python ? round(py) : 'no python3 cryptography',
+        key === 'csr' || !python ? '-' : ratio(ours.rate, py),
         cfssl ? round(cfssl.rate) : 'cfssl not installed',
         cfssl ? ratio(ours.rate, cfssl.rate) : '-',
-        round(raw),
+        key === 'csr' ? '-' : round(raw),
+        keyType === 'rsa-2048' ? `${round(rawRsaPool)} (${keygenWorkers}); ${ratio(ours.rate, rawRsaPool)}` : '-',
+        round(oursCpu * 1000, 0),
+        cfssl ? round(cfsslCpu * 1000, 0) : '-',
+        cfssl ? ratio(cfsslCpu, oursCpu) : '-',
+        round(loadavg()[0], 1),
       ]);
     }
     emitTable({
@@ -106,13 +163,18 @@ export async function runIssuanceBench(options: { seconds?: number } = {}) {
         `certfleet: \`certfleet api\` on Postgres, a keep-alive client (32 requests in flight for EC, 8 for RSA) for ${seconds} s per key type; ` +
         'each certificate is a new key generated server-side, signed, stored with its audit event. openssl: `openssl req -x509 -new -newkey … -CA` ' +
         'per certificate, one process per core. python: the seed\'s approach, `cryptography` in one process (key + certificate in a loop, no HTTP, no database). ' +
-        'cfssl: `cfssl serve`, `POST /api/v1/cfssl/newcert` (key generated server-side, no database) with the same client. Same EC P-256 CA for all.',
-      columns: ['key type', 'certfleet certs/s', 'p50 ms', 'p99 ms', 'event-loop lag p99 ms', 'errors', 'openssl certs/s', 'certfleet / openssl', 'python certs/s', 'certfleet / python', 'cfssl certs/s', 'certfleet / cfssl', 'raw Node keygen keys/s'],
+        'cfssl: `cfssl serve`, `POST /api/v1/cfssl/newcert` (key generated server-side, no database) with the same client. ' +
+        'Device CSR: `POST …/certificates/csr` with the device\'s own P-256 key (one per device, made by openssl beforehand), against `cfssl serve`\'s `POST /api/v1/cfssl/sign` with the same CSRs. Same EC P-256 CA for all.',
+      columns: ['key type', 'certfleet certs/s', 'p50 ms', 'p99 ms', 'event-loop lag p99 ms', 'errors', 'openssl certs/s', 'certfleet / openssl', 'python certs/s', 'certfleet / python', 'cfssl certs/s', 'certfleet / cfssl', 'raw Node keygen keys/s', 'raw RSA keygen on the KEYGEN_WORKERS threads keys/s (threads); certfleet / it', 'certfleet CPU µs per certificate (server + its Postgres backends)', 'cfssl CPU µs per certificate', 'cfssl CPU / certfleet CPU', 'load avg (1 min)'],
       rows,
-      notes: ['Ratios here are certfleet / peer: above 1x certfleet issues more certificates per second.'],
+      notes: [
+        'Ratios here are certfleet / peer: above 1x certfleet issues more certificates per second.',
+        'CPU per certificate: user + system time of every thread of the process during the burst (/proc), for certfleet plus the Postgres backends of its database, divided by the certificates issued; the client\'s CPU is in neither. On a loaded shared machine the rates follow each process\'s share of the cores (cfssl runs on several OS threads, certfleet\'s HTTP, lint and signing on one), the CPU per certificate much less so.',
+      ],
     });
     return rows;
   } finally {
+    await admin.end();
     await server.stop();
     await db.drop();
   }

@@ -78,7 +78,7 @@ export function pythonIssueRate(python: string, ca: { certPath: string; keyPath:
 }
 
 /** `cfssl serve` on a free port; resolves once it answers. */
-export async function startCfsslServe(ca: { certPath: string; keyPath: string }, port: number): Promise<{ base: string; stop(): Promise<void> }> {
+export async function startCfsslServe(ca: { certPath: string; keyPath: string }, port: number): Promise<{ base: string; pid: number; stop(): Promise<void> }> {
   const child: ChildProcess = spawn('cfssl', ['serve', '-ca', ca.certPath, '-ca-key', ca.keyPath, '-address', '127.0.0.1', '-port', String(port)], { stdio: 'ignore' });
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
@@ -92,6 +92,7 @@ export async function startCfsslServe(ca: { certPath: string; keyPath: string },
   }
   return {
     base,
+    pid: child.pid!,
     async stop() {
       child.kill('SIGTERM');
       if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
