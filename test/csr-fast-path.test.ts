@@ -1,0 +1,50 @@
+/**
+ * CSR keys (src/pki/key-source.ts): the common CSR (ECDSA or RSA with SHA-2) is checked with
+ * Node's crypto alone, accept-only; anything it does not accept (a signature that does not
+ * verify, a weak key, another algorithm) goes through the @peculiar/x509 path, which names the
+ * error as before.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { keySource } from '../src/pki/key-source.ts';
+import { spkiOf } from '../src/pki/keys.ts';
+import { run } from './support/openssl.ts';
+
+function csrFor(keyPem: string, extra: string[] = []): string {
+  const dir = mkdtempSync(join(tmpdir(), 'certfleet-csr-'));
+  writeFileSync(join(dir, 'key.pem'), keyPem);
+  const r = run('openssl', ['req', '-new', '-key', join(dir, 'key.pem'), '-subj', '/CN=device', ...extra]);
+  expect(r.code).toBe(0);
+  return r.out.slice(r.out.indexOf('-----BEGIN CERTIFICATE REQUEST'));
+}
+
+describe('CSR keys', () => {
+  it.each([
+    ['EC P-256, SHA-256', 'ec', [] as string[]],
+    ['EC P-384, SHA-384', 'ec384', ['-sha384']],
+    ['RSA-2048, SHA-256', 'rsa', []],
+    ['RSA-2048, RSA-PSS (the @peculiar/x509 path)', 'rsa', ['-sigopt', 'rsa_padding_mode:pss']],
+  ])('%s: the key is the CSR’s', async (_what, kind, extra) => {
+    const pair =
+      kind === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: kind === 'ec384' ? 'P-384' : 'P-256' });
+    const key = await keySource.publicKeyFromCsr(csrFor(pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, extra));
+    expect(Buffer.from(key.spkiDer).equals(spkiOf(pair.publicKey))).toBe(true);
+  });
+
+  it('a signature that does not verify: INVALID_CSR (proof of possession failed)', async () => {
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = csrFor(pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s/g, ''), 'base64');
+    der[der.length - 5] ^= 0x01; // inside the signature value
+    const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64')}\n-----END CERTIFICATE REQUEST-----\n`;
+    await expect(keySource.publicKeyFromCsr(tampered)).rejects.toMatchObject({ code: 'INVALID_CSR' });
+  });
+
+  it('an EC key on another curve: WEAK_KEY, named as before', async () => {
+    const pair = generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
+    await expect(keySource.publicKeyFromCsr(csrFor(pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string))).rejects.toMatchObject({ code: 'WEAK_KEY' });
+  });
+});
