@@ -29,6 +29,7 @@ const BENCHES: [string, string][] = [
   ['expiry-tick', 'expiry-tick.bench.ts'],
   ['api-read', 'api-read.bench.ts'],
   ['device-list', 'device-list.bench.ts'],
+  ['startup', 'startup.bench.ts'],
 ];
 
 /** Runs one bench file, its output passed through, its BENCH_ lines collected. */
