@@ -16,8 +16,16 @@ export async function migrate(driver: Driver, options: { until?: string } = {}):
   const last = options.until === undefined ? all.length : all.findIndex((f) => f.startsWith(options.until!)) + 1;
   if (last === 0) throw new Error(`no migration named ${options.until}`);
   const files = all.slice(0, last);
+  // A restart's usual case, in one transaction: every migration applied already (one query
+  // for the names instead of a transaction and three statements per file, and no file read).
+  const alreadyApplied = await driver.transaction(async (tx) => {
+    await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await tx.query('CREATE TABLE IF NOT EXISTS schema_migrations (name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())');
+    return new Set((await tx.query<{ name: string }>('SELECT name FROM schema_migrations')).rows.map((r) => r.name));
+  });
   const applied: string[] = [];
   for (const file of files) {
+    if (alreadyApplied.has(file)) continue; // applied rows are never removed
     const sql = await readFile(MIGRATIONS_DIR + file, 'utf8');
     await driver.transaction(async (tx) => {
       await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
