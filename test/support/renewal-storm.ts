@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import mqtt, { type MqttClient } from 'mqtt';
+import type { ManualClock } from '../../src/domain/clock.ts';
 import { renewalSigningText } from '../../src/renewal/device-renewal.ts';
 import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './broker-fixture.ts';
 import type { TestDatabase } from './databases.ts';
@@ -42,9 +43,12 @@ export async function startStormStack(name: string, env: Record<string, string>)
   const mqttPort = await freePort();
   let adminPort = await freePort();
   while (adminPort === mqttPort) adminPort = await freePort();
-  const config = runBrokerConfig(fixture.env, file('broker'), ['--port', String(mqttPort), '--admin-port', String(adminPort), '--mqtt-renewal', '--acl-plugin', aclPluginPath()]);
+  const config = runBrokerConfig(fixture.env, file('broker'), ['--port', String(mqttPort), '--admin-port', String(adminPort), '--mqtt-renewal', '--acl-plugin', aclPluginPath()], 300_000);
   const broker = await startMosquitto({ configDir: file('broker'), asWritten: true });
+  // A storm can outlast the 5 minutes a signed MQTT request is valid around the server clock: certfleet runs on real time here.
+  const clock: ManualClock = { now: () => new Date(), set: () => undefined, advance: () => undefined };
   const t = await startTestService(database, {
+    clock,
     dataDir: file('data'),
     env: {
       ...fixture.env,
