@@ -72,15 +72,17 @@ async function scenario(label: string, env: Record<string, string>): Promise<Fig
   }
 }
 
-const admission = await scenario('admission (defaults)', {});
-const peer = await scenario('no admission (peer)', { RENEWAL_MAX_CONCURRENT: '1000', RENEWAL_QUEUE_PER_TENANT: '1000000', RENEWAL_QUEUE_WAIT_MS: '600000' });
+// BENCH_STORM_CONCURRENCY: RENEWAL_MAX_CONCURRENT for the admission run (default: the default, 8).
+const concurrency = process.env.BENCH_STORM_CONCURRENCY;
+const admission = await scenario(concurrency ? `admission (RENEWAL_MAX_CONCURRENT=${concurrency})` : 'admission (defaults)', concurrency ? { RENEWAL_MAX_CONCURRENT: concurrency } : {});
+const peer = process.env.BENCH_STORM_NO_PEER === '1' ? null : await scenario('no admission (peer)', { RENEWAL_MAX_CONCURRENT: '1000', RENEWAL_QUEUE_PER_TENANT: '1000000', RENEWAL_QUEUE_WAIT_MS: '600000' });
 
 emitTable({
   id: 'renewal-storm',
   title: `Renewal storm: ${DEVICES.toLocaleString('en-US')} devices within ${SPREAD_MS / 1000} s (EST and MQTT)`,
   description: `${DEVICES} devices of two tenants (90% / 10%), one third renewing over MQTT through a real Mosquitto (broker-config --mqtt-renewal), two thirds over EST (Node TLS, base64 PKCS#10), each with a CSR for a new EC key, starting evenly over ${SPREAD_MS / 1000} s; a device told SERVICE_SATURATED waits Retry-After (EST) / retry_after_seconds (MQTT) and asks again; every tenth device asks again after its certificate (a lost answer) and must get the same one. Latency: first request to certificate, retries included. "not exactly once": devices without exactly one new certificate and one rotation afterwards (database). certfleet with its admission (defaults) against the same storm without it, same process, real Postgres.`,
   columns: ['configuration', 'renewals/s', 'p50 ms', 'p99 ms', 'small tenant p99 ms', 'devices refused then retried', '503 answers', 'errors', 'not exactly once', 'lost-answer replays differing', 'storm s'],
-  rows: [admission, peer].map((f) => [
+  rows: [admission, ...(peer ? [peer] : [])].map((f) => [
     f.label,
     round(f.renewalsPerSecond),
     round(f.p50),
@@ -94,7 +96,9 @@ emitTable({
     round(f.seconds),
   ]),
   notes: [
-    `admission / peer: renewals/s ${ratio(admission.renewalsPerSecond, peer.renewalsPerSecond)}, p99 ${ratio(admission.p99, peer.p99)}, small tenant p99 ${ratio(admission.smallP99, peer.smallP99)}.`,
+    peer
+      ? `admission / peer: renewals/s ${ratio(admission.renewalsPerSecond, peer.renewalsPerSecond)}, p99 ${ratio(admission.p99, peer.p99)}, small tenant p99 ${ratio(admission.smallP99, peer.smallP99)}.`
+      : 'peer not run (BENCH_STORM_NO_PEER=1).',
     `Fleet size run: ${DEVICES} devices (BENCH_STORM_DEVICES), on ${process.env.BENCH_MACHINE ?? 'this machine'}.`,
   ],
 });
