@@ -48,7 +48,7 @@ async function connect(files: Files): Promise<'accepted' | 'revoked' | string> {
   }
 }
 
-async function measureSize(revokedAlready: number) {
+export async function measureSize(revokedAlready: number) {
   const fixture = await brokerTestFixture('bench');
   const { tmp, database } = fixture;
   try {

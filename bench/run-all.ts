@@ -19,9 +19,11 @@ const CHART = 'docs/benchmarks/crl-build-time.svg';
 const BENCHES: [string, string][] = [
   ['issuance', 'issuance.bench.ts'],
   ['tenant-fairness', 'tenant-fairness.bench.ts'],
+  ['renewal-storm', 'renewal-storm.bench.ts'],
   ['crl-publish', 'crl-publish.bench.ts'],
   ['crl-build', 'crl-build.bench.ts'],
   ['crl-lint', 'crl-lint.bench.ts'],
+  ['short-lived-crl', 'short-lived-crl.bench.ts'],
   ['hsm', 'hsm-signing.bench.ts'],
   ['broker-refusal', 'broker-refusal.bench.ts'],
   ['broker-reload-stall', 'broker-reload-stall.bench.ts'],

@@ -92,6 +92,12 @@ export interface Config {
   };
   /** MQTT_RENEWAL=true: answer device renewal requests on certfleet/renew/<CN>/request as the broker admin. */
   mqttRenewal: boolean;
+  /**
+   * Admission of device renewals and enrollments (EST and MQTT, per process): RENEWAL_MAX_CONCURRENT
+   * at once, RENEWAL_QUEUE_PER_TENANT waiting per tenant (served in turn), RENEWAL_QUEUE_WAIT_MS at
+   * most in the queue; beyond that 503 SERVICE_SATURATED with Retry-After (src/renewal/admission.ts).
+   */
+  renewalAdmission: { maxConcurrent: number; queuePerTenant: number; maxWaitMs: number };
   /** Broker agents: BROKER_LAG_ALERT_SECONDS (a node this far behind the latest CRL raises BROKER_NODE_LAGGING) and BROKER_REPORT_TIMEOUT_SECONDS (silent this long: the same alert). */
   brokerFleet: {
     lagAlertSeconds: number;
@@ -283,5 +289,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     est: estConfig(env, host),
     descriptors: { reserve: int(env, 'FD_RESERVE', 64, 16, 1_000_000), apiCapSet: isSet(env, 'HTTP_MAX_CONNECTIONS'), estCapSet: isSet(env, 'EST_MAX_CONNECTIONS') },
     mqttRenewal: bool(env, 'MQTT_RENEWAL', false),
+    renewalAdmission: {
+      maxConcurrent: int(env, 'RENEWAL_MAX_CONCURRENT', 8, 1, 1_000),
+      queuePerTenant: int(env, 'RENEWAL_QUEUE_PER_TENANT', 200, 0, 1_000_000),
+      maxWaitMs: int(env, 'RENEWAL_QUEUE_WAIT_MS', 10_000, 10, 600_000),
+    },
   };
 }

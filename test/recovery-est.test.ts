@@ -111,7 +111,7 @@ describe.each(DRIVERS)('EST recovery with an expired certificate on %s', (kind) 
   it('the renewal policy: defaults, tenant-admin only, 422 on bad values, audited', async () => {
     const initial = await t.call('acme', 'GET', '/customer/renewal-policy');
     expect(initial.status).toBe(200);
-    expect(initial.json).toEqual({ tenant_id: 'acme', validity_days: 365, renewal_window: 1 / 3, jitter: 0.25, recovery_window_days: 0, max_recovery_window_days: 365 });
+    expect(initial.json).toEqual({ tenant_id: 'acme', validity_days: 365, renewal_window: 1 / 3, jitter: 0.25, recovery_window_days: 0, revoke_superseded: true, max_recovery_window_days: 365 });
     expect((await setPolicy({ recovery_window_days: 30 }, 'customer')).status).toBe(403);
     for (const bad of [{ recovery_window_days: 366 }, { recovery_window_days: -1 }, { renewal_window: 0 }, { renewal_window: 0.95 }, { jitter: 1.5 }, { validity_days: 0 }, { validity_days: 1.5 }, {}, { surprise: 1 }]) {
       const res = await setPolicy(bad);

@@ -19,6 +19,21 @@ export async function revokeSupersededInTransaction(repos: TenantRepositories, a
     await repos.rotations.cancelRotationsOf(rotation.tenant_id, rotation.device_id, rotation.new_certificate_id, at);
     return null;
   }
+  if (rotation.revoke_old === false) {
+    // Superseded is not compromised (renewal policy revoke_superseded false): the old certificate
+    // is left to expire, never listed on the CRL; it can renew nothing more (CERTIFICATE_SUPERSEDED).
+    await repos.rotations.completeRotation(rotation.id, at);
+    await repos.audit.recordAudit({
+      tenantId: rotation.tenant_id,
+      actor: actor.id,
+      action: 'certificate.superseded',
+      targetType: 'certificate',
+      targetId: rotation.old_certificate_id,
+      details: { device_id: rotation.device_id, fingerprint: rotation.old_fingerprint, new_certificate_id: rotation.new_certificate_id, revoked: false, expires_unrevoked: true },
+      at,
+    });
+    return null;
+  }
   const revoked = await revokeInTransaction(repos, actor, rotation.old_certificate_id, ROTATION_REVOCATION_REASON, at);
   if (!revoked) await repos.rotations.completeRotation(rotation.id, at);
   return revoked;

@@ -14,6 +14,8 @@ export interface RotateInput {
   /** null or undefined: the configured default (ROTATION_GRACE_HOURS). */
   revokeOldAfterHours?: number | null;
   key: KeyRequest;
+  /** false: when the rotation ends the old certificates are left to expire instead of being revoked (device renewals under revoke_superseded false). */
+  revokeOld?: boolean;
 }
 
 export const rotationPending = (pending: PendingRotationView) =>
@@ -76,6 +78,7 @@ export function createStartRotation(deps: Pick<AppDeps, 'storage' | 'authority' 
           revokeAt,
           now: at,
           startedBy: actor.id,
+          revokeOld: input.revokeOld ?? true,
         });
         old.push({ id: c.id, fingerprint: c.fingerprint_sha256, status: c.status, scheduled_revoke_at: schedule.scheduled_revoke_at });
       }

@@ -244,6 +244,8 @@ export interface PendingRotation {
   created_at: string;
   /** Who started the rotation (actor id); null for older rotations. */
   started_by: string | null;
+  /** false: when the rotation ends the old certificate is left to expire, not revoked (renewal policy revoke_superseded). Missing: true. */
+  revoke_old?: boolean;
 }
 
 export interface RotationRepository {
@@ -256,6 +258,8 @@ export interface RotationRepository {
     revokeAt: Date;
     now: Date;
     startedBy: string;
+    /** false: the old certificate is left to expire when the rotation ends (default true: revoked, superseded). */
+    revokeOld?: boolean;
   }): Promise<{ scheduled_revoke_at: string }>;
   /** The device's pending rows, soonest first. */
   pendingRotationsOfDevice(tenantId: string, deviceId: string): Promise<PendingRotation[]>;

@@ -12,6 +12,7 @@ import { createApprovalClient } from '../webhooks/approval-client.ts';
 import type { SecretSealer } from '../app/ports.ts';
 import type { Server as TlsServer } from 'node:tls';
 import { startMqttRenewal, type MqttRenewal } from '../renewal/mqtt-renewal.ts';
+import { createAdmission, type Admission } from '../renewal/admission.ts';
 import type { Database } from '../storage/database.ts';
 import { createRenewalStore } from '../storage/repos/renewal-repo.ts';
 
@@ -19,6 +20,8 @@ export interface RenewalWiring {
   renewal: DeviceRenewal;
   /** Factory (claim) onboarding: claim CAs, provisioning policy, EST enrollment with a claim certificate. */
   claims: ClaimOnboarding;
+  /** One admission for EST and MQTT renewals and enrollments (RENEWAL_MAX_CONCURRENT, RENEWAL_QUEUE_PER_TENANT, RENEWAL_QUEUE_WAIT_MS). */
+  admission: Admission;
   /** Starts the EST listener (EST_PORT) and the MQTT renewal responder (MQTT_RENEWAL); one line each, for the banner. */
   start(logger: FastifyBaseLogger): Promise<{ est: string | null; mqtt: string | null }>;
   /** The EST listener once started (null before, or when EST_PORT is unset). */
@@ -54,6 +57,7 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
     onClaimCasChanged: () => void refreshTls?.().catch(() => undefined),
   });
   let mqtt: MqttRenewal | null = null;
+  const admission = createAdmission(config.renewalAdmission);
 
   async function startEst(logger: FastifyBaseLogger): Promise<string | null> {
     const listener = estListenerConfig(config);
@@ -68,6 +72,7 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
       handshakeTimeoutMs: config.est.handshakeTimeoutMs,
       logger: logger.child({ listener: 'est' }),
       claims,
+      admission,
     });
     // The TLS certificate request names the claim CAs too (clients that pick a certificate by issuer find theirs).
     const tlsIdentity = { tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.caCertPem() };
@@ -83,13 +88,14 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
 
   async function startMqtt(logger: FastifyBaseLogger): Promise<string | null> {
     if (!config.mqttRenewal || !config.brokerAdmin) return null;
-    mqtt = await startMqttRenewal({ connection: await readBrokerAdmin(config.brokerAdmin), renewal, logger: logger.child({ component: 'mqtt-renewal' }) });
+    mqtt = await startMqttRenewal({ connection: await readBrokerAdmin(config.brokerAdmin), renewal, logger: logger.child({ component: 'mqtt-renewal' }), admission });
     return `${config.brokerAdmin.url} as ${config.brokerAdmin.username}`;
   }
 
   return {
     renewal,
     claims,
+    admission,
     async start(logger) {
       return { est: await startEst(logger), mqtt: await startMqtt(logger) };
     },

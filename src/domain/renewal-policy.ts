@@ -16,12 +16,19 @@ import { AppError } from './errors.ts';
  *   does not renew in one minute.
  * - `recovery_window_days`: how long after notAfter a device may still renew with its expired
  *   certificate (0: never; at most MAX_RECOVERY_WINDOW_DAYS).
+ * - `revoke_superseded`: a device renewal (EST, MQTT) revokes the certificate it replaced
+ *   (reason superseded) when the device uses the new one or the grace period ends (true, the
+ *   default), or leaves it to expire (false): superseded is not compromised, and with short
+ *   validity the CRL then holds only real revocations. The replaced certificate can renew
+ *   nothing more either way (CERTIFICATE_SUPERSEDED); until its notAfter it still opens a TLS
+ *   connection, so a stolen old key stays usable that long.
  */
 export interface RenewalPolicy {
   validity_days: number;
   renewal_window: number;
   jitter: number;
   recovery_window_days: number;
+  revoke_superseded: boolean;
 }
 
 export const MAX_RECOVERY_WINDOW_DAYS = 365;
@@ -33,6 +40,7 @@ export const DEFAULT_RENEWAL_POLICY: RenewalPolicy = Object.freeze({
   renewal_window: 1 / 3,
   jitter: 0.25,
   recovery_window_days: 0,
+  revoke_superseded: true,
 });
 
 const invalid = (field: string, rule: string) => new AppError('VALIDATION_FAILED', `${field} must be ${rule}`, { field });
@@ -40,7 +48,7 @@ const invalid = (field: string, rule: string) => new AppError('VALIDATION_FAILED
 /** A complete, valid policy from a PUT body (missing fields keep `current`); 422 otherwise. */
 export function assertRenewalPolicy(input: Partial<Record<keyof RenewalPolicy, unknown>>, current: RenewalPolicy = DEFAULT_RENEWAL_POLICY): RenewalPolicy {
   const merged = { ...current, ...Object.fromEntries(Object.entries(input).filter(([, v]) => v !== undefined)) } as Record<keyof RenewalPolicy, unknown>;
-  const { validity_days, renewal_window, jitter, recovery_window_days } = merged;
+  const { validity_days, renewal_window, jitter, recovery_window_days, revoke_superseded } = merged;
   if (!Number.isInteger(validity_days) || (validity_days as number) < 1 || (validity_days as number) > MAX_VALIDITY_DAYS) {
     throw invalid('validity_days', `an integer from 1 to ${MAX_VALIDITY_DAYS}`);
   }
@@ -53,7 +61,8 @@ export function assertRenewalPolicy(input: Partial<Record<keyof RenewalPolicy, u
   if (!Number.isInteger(recovery_window_days) || (recovery_window_days as number) < 0 || (recovery_window_days as number) > MAX_RECOVERY_WINDOW_DAYS) {
     throw invalid('recovery_window_days', `an integer from 0 (off) to ${MAX_RECOVERY_WINDOW_DAYS}`);
   }
-  return { validity_days: validity_days as number, renewal_window, jitter, recovery_window_days: recovery_window_days as number };
+  if (typeof revoke_superseded !== 'boolean') throw invalid('revoke_superseded', 'true or false');
+  return { validity_days: validity_days as number, renewal_window, jitter, recovery_window_days: recovery_window_days as number, revoke_superseded };
 }
 
 /** A number in [0, 1) from a certificate's fingerprint: the same certificate always gets the same. */

@@ -436,6 +436,7 @@ const renewalPolicy = object({
   renewal_window: { type: 'number', description: 'fraction of the lifetime, at its end, in which devices renew' },
   jitter: { type: 'number', description: 'fraction of the window over which the start is spread per certificate' },
   recovery_window_days: { type: 'integer', description: 'days after notAfter in which an expired certificate may still renew (0: off)' },
+  revoke_superseded: { type: 'boolean', description: 'a device renewal revokes the certificate it replaced (true) or lets it expire (false: kept off the CRL)' },
   max_recovery_window_days: integer,
 });
 

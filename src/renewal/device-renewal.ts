@@ -171,12 +171,28 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
   }
 
   async function renew(device: AuthenticatedDevice, csrPem: string): Promise<RenewalResult> {
-    const { validityDaysSet } = await deps.store.renewalPolicy(device.tenantId);
+    const { policy, validityDaysSet } = await deps.store.renewalPolicy(device.tenantId);
+    // A certificate a completed renewal replaced (left to expire, revoke_superseded false) renews nothing more.
+    const newer = await deps.store.supersededBy(device.tenantId, device.certificate.id);
+    if (newer !== null) {
+      const error = new AppError('CERTIFICATE_SUPERSEDED', `this certificate was replaced by certificate ${newer}: renew with that one`, { new_certificate_id: newer });
+      await deps.store.recordAudit({
+        tenantId: device.tenantId,
+        actor: device.actorId,
+        action: 'certificate.renewal_refused',
+        targetType: 'certificate',
+        targetId: device.certificate.id,
+        details: { device_id: device.deviceId, fingerprint_sha256: device.certificate.fingerprint_sha256, code: error.code, reason: error.message },
+        at: deps.clock.now(),
+      });
+      throw error;
+    }
     const result = await deps.useCases.startRotation(actorOf(device), device.deviceId, {
       // The tenant's validity when it chose one, else the lifetime of the certificate being replaced.
       validityDays: validityDaysSet ? undefined : validityDaysOf(device),
       revokeOldAfterHours: null,
       key: { kind: 'csr', csrPem },
+      revokeOld: policy.revoke_superseded,
     });
     if (result.outcome === 'pending') return replay(device, csrPem, result.pending, result.newCertificatePem);
     const rotated = result.rotation;
@@ -356,9 +372,10 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
       if (signature.length === 0 || !verify('sha256', signed, new X509Certificate(pending.newCertPem).publicKey, signature)) {
         throw new AppError('FORBIDDEN', 'the confirmation is not signed by the key of the new certificate');
       }
-      await deps.useCases.confirmRotation(actorOf(device), device.deviceId);
+      const confirmed = await deps.useCases.confirmRotation(actorOf(device), device.deviceId);
       await deps.store.markConfirmedVia(device.tenantId, pending.newCertificateId, 'mqtt');
-      return { new_certificate_id: pending.newCertificateId, revoked_certificate_ids: pending.oldCertificateIds };
+      // Empty when the tenant lets replaced certificates expire (revoke_superseded false).
+      return { new_certificate_id: pending.newCertificateId, revoked_certificate_ids: confirmed.revoked_certificates.map((c) => c.id) };
     },
 
     renew,

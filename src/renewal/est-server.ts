@@ -17,6 +17,7 @@ import { pkcs7CertsOnly } from '../pki/pkcs7.ts';
 import type { AuthenticatedDevice } from './device-identity.ts';
 import { csrPemOf, type DeviceRenewal } from './device-renewal.ts';
 import type { ClaimOnboarding } from './claim-onboarding.ts';
+import { unlimitedAdmission, type Admission } from './admission.ts';
 
 export interface EstServerOptions {
   renewal: DeviceRenewal;
@@ -32,6 +33,8 @@ export interface EstServerOptions {
   logger?: FastifyBaseLogger;
   /** Factory onboarding: POST /.well-known/est/<tenant>/simpleenroll with a claim certificate as TLS client certificate. */
   claims?: ClaimOnboarding;
+  /** Renewals and enrollments wait their tenant's turn here; saturated: 503 SERVICE_SATURATED with Retry-After. */
+  admission?: Admission;
 }
 
 /** The listener's TLS options: client certificates are requested (never required) from the Device CA and from `claimCaPems` (a hint; certfleet checks every chain itself). */
@@ -82,6 +85,14 @@ function basicCredentials(request: FastifyRequest): { username: string; password
 
 export async function buildEstServer(options: EstServerOptions): Promise<FastifyInstance> {
   const { renewal } = options;
+  const admission = options.admission ?? unlimitedAdmission;
+  /** Runs a renewal or enrollment in its tenant's turn; a request whose connection closed meanwhile is dropped unrun. */
+  const admitted = <T>(request: FastifyRequest, tenantId: string, work: () => Promise<T>) => admission.run(tenantId, work, () => request.raw.socket.destroyed);
+  /** The tenant named by the TLS client certificate's CN (tenant/device), '' when none: only the queue it waits in. */
+  const peerTenant = (request: FastifyRequest) => {
+    const cn = (request.raw.socket as TLSSocket).getPeerCertificate(false)?.subject?.CN;
+    return typeof cn === 'string' ? (cn.split('/')[0] ?? '') : '';
+  };
   const tls = estTlsOptions(options);
   const app = Fastify({
     ...(options.logger ? { loggerInstance: options.logger } : { logger: false }),
@@ -128,7 +139,7 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
     return sendCerts(reply, caDer());
   });
 
-  app.post('/.well-known/est/simplereenroll', async (request, reply) => {
+  app.post('/.well-known/est/simplereenroll', async (request, reply) => admitted(request, peerTenant(request), async () => {
     const socket = request.raw.socket as TLSSocket;
     const peer = socket.getPeerCertificate(false);
     if (peer?.raw && ((!socket.authorized && String(socket.authorizationError) === 'CERT_HAS_EXPIRED') || (socket.authorized && renewal.hasExpired(peer.raw)))) {
@@ -146,7 +157,7 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
     request.log.info({ tenant_id: device.tenantId, device_id: device.deviceId, certificate_id: result.certificate_id, replayed: result.replayed }, 'EST simplereenroll');
     await adviseRenewal(reply, result.cert_pem);
     return sendCerts(reply, leafDer(result.cert_pem));
-  });
+  }));
 
   app.post('/.well-known/est/simpleenroll', async (request, reply) => {
     const credentials = basicCredentials(request);
@@ -154,10 +165,12 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
       reply.header('www-authenticate', 'Basic realm="certfleet EST", charset="UTF-8"');
       throw new AppError('UNAUTHENTICATED', 'simpleenroll needs HTTP Basic authentication: tenant/device and its enrollment token');
     }
-    const result = await renewal.enrollWithToken(credentials.username, credentials.password, csrPemOf(csrDer(request.body as Buffer)));
-    request.log.info({ certificate_id: result.certificate_id }, 'EST simpleenroll');
-    await adviseRenewal(reply, result.cert_pem);
-    return sendCerts(reply, leafDer(result.cert_pem));
+    return admitted(request, credentials.username.split('/')[0] ?? '', async () => {
+      const result = await renewal.enrollWithToken(credentials.username, credentials.password, csrPemOf(csrDer(request.body as Buffer)));
+      request.log.info({ certificate_id: result.certificate_id }, 'EST simpleenroll');
+      await adviseRenewal(reply, result.cert_pem);
+      return sendCerts(reply, leafDer(result.cert_pem));
+    });
   });
 
   // Factory onboarding (RFC 7030 3.2.2: an optional label names the CA; here, the tenant).
@@ -165,7 +178,7 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
   if (claims) {
     app.get<{ Params: { label: string } }>('/.well-known/est/:label/cacerts', async (_request, reply) => sendCerts(reply, caDer()));
 
-    app.post<{ Params: { label: string } }>('/.well-known/est/:label/simpleenroll', async (request, reply) => {
+    app.post<{ Params: { label: string } }>('/.well-known/est/:label/simpleenroll', async (request, reply) => admitted(request, request.params.label, async () => {
       const socket = request.raw.socket as TLSSocket;
       const peer = socket.getPeerCertificate(false);
       // TLS proved the client holds the key of the certificate it presented; certfleet checks its chain to the tenant's claim CAs.
@@ -174,7 +187,7 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
       request.log.info({ tenant_id: request.params.label, device_id: result.device_id, certificate_id: result.certificate_id, replayed: result.replayed }, 'EST claim enrollment');
       reply.header('x-certfleet-device-id', result.device_id);
       return sendCerts(reply, leafDer(result.cert_pem));
-    });
+    }));
   }
 
   return app;

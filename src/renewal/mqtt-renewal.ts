@@ -13,6 +13,8 @@
  *            "certfleet-confirm:<request_id>" with the new key}
  * Response: {"request_id", "cert_pem", "ca_cert_pem", "rotation"} | {"request_id", "confirmed": true, ...}
  *           | {"request_id", "problem": {RFC 9457 problem}}
+ *           | {"request_id", "retry_after_seconds", "problem": {... "code": "SERVICE_SATURATED", "status": 503}}
+ *             (certfleet is at capacity: nothing was done; send the request again, newly signed, after that many seconds)
  */
 import { randomUUID } from 'node:crypto';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -20,6 +22,7 @@ import type { BrokerAdminConnection } from '../broker/admin-credentials.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
 import { problemOf } from '../support/problem.ts';
 import type { DeviceRenewal } from './device-renewal.ts';
+import { unlimitedAdmission, type Admission } from './admission.ts';
 import { RECOVERY_REQUEST_TOPIC, REQUEST_FILTER, commonNameOfRequestTopic, recoveryResponseTopic, responseTopic } from './renewal-topics.ts';
 import type { Logger } from '../support/logger.ts';
 
@@ -47,8 +50,10 @@ function parse(payload: Buffer): RenewalMessage {
 const requestIdOf = (m: RenewalMessage): string | null =>
   typeof m.request_id === 'string' ? m.request_id.slice(0, 200) : typeof m.confirm === 'string' ? m.confirm.slice(0, 200) : null;
 
-export async function startMqttRenewal(options: { connection: BrokerAdminConnection; renewal: DeviceRenewal; logger: Logger }): Promise<MqttRenewal> {
+export async function startMqttRenewal(options: { connection: BrokerAdminConnection; renewal: DeviceRenewal; logger: Logger; admission?: Admission }): Promise<MqttRenewal> {
   const { connection, renewal, logger: log } = options;
+  const admission = options.admission ?? unlimitedAdmission;
+  const tenantOf = (commonName: string | null) => commonName?.split('/')[0] ?? '';
   const client: MqttClient = await mqtt.connectAsync(connection.url, {
     username: connection.username,
     password: connection.password,
@@ -114,7 +119,11 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
   };
   const problemBody = (e: unknown, topic: string) => {
     if (!isAppError(e)) log.error({ err: e, topic }, 'MQTT renewal failed');
-    return { problem: isAppError(e) ? problemOf(e.code, e.message, e.details ? { details: e.details } : {}) : problemOf('INTERNAL', 'internal error; see the server log') };
+    const retryAfter = isAppError(e) ? e.details?.retry_after_seconds : undefined;
+    return {
+      ...(typeof retryAfter === 'number' ? { retry_after_seconds: retryAfter } : {}),
+      problem: isAppError(e) ? problemOf(e.code, e.message, e.details ? { details: e.details } : {}) : problemOf('INTERNAL', 'internal error; see the server log'),
+    };
   };
   client.on('message', (topic, payload) => {
     if (topic === RECOVERY_REQUEST_TOPIC) {
@@ -124,7 +133,8 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
           let body: Record<string, unknown>;
           try {
             message = parse(payload);
-            body = await answerRecovery(message);
+            const parsed = message;
+            body = await admission.run(tenantOf(typeof parsed.cert_pem === 'string' ? renewal.commonNameOf(parsed.cert_pem) : null), () => answerRecovery(parsed));
           } catch (e) {
             body = problemBody(e, topic);
           }
@@ -143,7 +153,9 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
       let body: Record<string, unknown>;
       try {
         message = parse(payload);
-        body = await answer(commonName, message);
+        const parsed = message;
+        // Admission first: a saturated certfleet answers SERVICE_SATURATED with retry_after_seconds before any work.
+        body = await admission.run(tenantOf(commonName), () => answer(commonName, parsed));
       } catch (e) {
         body = problemBody(e, topic);
       }

@@ -42,6 +42,8 @@ export interface RenewalStore {
   renewalPolicy(tenantId: string): Promise<{ policy: RenewalPolicy; validityDaysSet: boolean }>;
   /** The device's certificates stored after `certificateId` (any status), oldest first. */
   newerCertificates(tenantId: string, deviceId: string, certificateId: number): Promise<NewerCertificate[]>;
+  /** The new certificate of a completed rotation that replaced this one (left ACTIVE when revoke_superseded is false), null when none. */
+  supersededBy(tenantId: string, certificateId: number): Promise<number | null>;
   /** The certificate was registered with `.../certificates/import` (issued outside certfleet). */
   wasImported(tenantId: string, certificateId: number): Promise<boolean>;
   /** An audit event of a device-initiated action (recovery and its refusals). */

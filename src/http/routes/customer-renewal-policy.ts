@@ -32,6 +32,10 @@ export function customerRenewalPolicyRoutes(useCases: UseCases) {
               renewal_window: { type: 'number', minimum: MIN_RENEWAL_WINDOW, maximum: MAX_RENEWAL_WINDOW, description: 'fraction of the lifetime, at its end, in which devices renew (0.33: the last third)' },
               jitter: { type: 'number', minimum: 0, maximum: 1, description: "fraction of the window over which each certificate's start is spread (deterministic per certificate)" },
               recovery_window_days: { type: 'integer', minimum: 0, maximum: MAX_RECOVERY_WINDOW_DAYS, description: 'days after notAfter in which an expired certificate may still renew (0: off)' },
+              revoke_superseded: {
+                type: 'boolean',
+                description: 'true (default): a device renewal revokes the certificate it replaced (superseded) once the device uses the new one or the grace period ends; false: the replaced certificate is left to expire and never listed on the CRL (recommended with short validity)',
+              },
             },
           },
           response: renewalPolicyResponses.one,

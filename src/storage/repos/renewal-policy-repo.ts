@@ -5,8 +5,8 @@ import { iso } from '../rows.ts';
 import type { AdviceCandidate, DueAdvice } from '../../app/storage-ports.ts';
 
 export async function getRenewalPolicy(tx: Queryable, tenantId: string): Promise<RenewalPolicy> {
-  const { rows } = await tx.query<{ renewal_validity_days: number | null; renewal_window: number | null; renewal_jitter: number | null; recovery_window_days: number | null }>(
-    'SELECT renewal_validity_days, renewal_window, renewal_jitter, recovery_window_days FROM tenant_settings WHERE tenant_id = $1',
+  const { rows } = await tx.query<{ renewal_validity_days: number | null; renewal_window: number | null; renewal_jitter: number | null; recovery_window_days: number | null; revoke_superseded: boolean | null }>(
+    'SELECT renewal_validity_days, renewal_window, renewal_jitter, recovery_window_days, revoke_superseded FROM tenant_settings WHERE tenant_id = $1',
     [tenantId],
   );
   const r = rows[0];
@@ -15,15 +15,16 @@ export async function getRenewalPolicy(tx: Queryable, tenantId: string): Promise
     renewal_window: r?.renewal_window == null ? DEFAULT_RENEWAL_POLICY.renewal_window : Number(r.renewal_window),
     jitter: r?.renewal_jitter == null ? DEFAULT_RENEWAL_POLICY.jitter : Number(r.renewal_jitter),
     recovery_window_days: r?.recovery_window_days ?? DEFAULT_RENEWAL_POLICY.recovery_window_days,
+    revoke_superseded: r?.revoke_superseded ?? DEFAULT_RENEWAL_POLICY.revoke_superseded,
   };
 }
 
 export async function setRenewalPolicy(tx: Queryable, tenantId: string, policy: RenewalPolicy, at: Date): Promise<void> {
   await tx.query(
-    `INSERT INTO tenant_settings (tenant_id, renewal_validity_days, renewal_window, renewal_jitter, recovery_window_days, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6)
-     ON CONFLICT (tenant_id) DO UPDATE SET renewal_validity_days = $2, renewal_window = $3, renewal_jitter = $4, recovery_window_days = $5, updated_at = $6`,
-    [tenantId, policy.validity_days, policy.renewal_window, policy.jitter, policy.recovery_window_days, at],
+    `INSERT INTO tenant_settings (tenant_id, renewal_validity_days, renewal_window, renewal_jitter, recovery_window_days, revoke_superseded, updated_at)
+     VALUES ($1, $2, $3, $4, $5, $7, $6)
+     ON CONFLICT (tenant_id) DO UPDATE SET renewal_validity_days = $2, renewal_window = $3, renewal_jitter = $4, recovery_window_days = $5, revoke_superseded = $7, updated_at = $6`,
+    [tenantId, policy.validity_days, policy.renewal_window, policy.jitter, policy.recovery_window_days, at, policy.revoke_superseded],
   );
 }
 

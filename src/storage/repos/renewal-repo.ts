@@ -105,6 +105,15 @@ export function createRenewalStore(db: Database): RenewalStore {
         return rows.map((r) => ({ id: Number(r.id), status: String(r.status) as 'ACTIVE' | 'REVOKED' | 'EXPIRED', certPem: String(r.cert_pem) }));
       }),
 
+    supersededBy: (tenantId, certificateId) =>
+      db.asTenant(tenantId, async (tx) => {
+        const { rows } = await tx.query(
+          `SELECT new_certificate_id FROM certificate_rotations WHERE tenant_id = $1 AND old_certificate_id = $2 AND status = 'COMPLETED' ORDER BY id DESC LIMIT 1`,
+          [tenantId, certificateId],
+        );
+        return rows.length > 0 ? Number(rows[0].new_certificate_id) : null;
+      }),
+
     wasImported: (tenantId, certificateId) =>
       db.asTenant(tenantId, async (tx) => {
         const { rows } = await tx.query(

@@ -14,10 +14,11 @@ const toPending = (r: Record<string, unknown>): PendingRotation => ({
   scheduled_revoke_at: iso(r.scheduled_revoke_at),
   created_at: iso(r.created_at),
   started_by: (r.started_by as string | null) ?? null,
+  revoke_old: r.revoke_old !== false,
 });
 
 const PENDING = `
-  SELECT r.id, r.tenant_id, r.device_id, r.new_certificate_id, r.old_certificate_id, r.scheduled_revoke_at, r.created_at, r.started_by,
+  SELECT r.id, r.tenant_id, r.device_id, r.new_certificate_id, r.old_certificate_id, r.scheduled_revoke_at, r.created_at, r.started_by, r.revoke_old,
          c.fingerprint_sha256 AS old_fingerprint, c.status AS old_status, n.status AS new_status
   FROM certificate_rotations r
   JOIN device_certificates c ON c.id = r.old_certificate_id
@@ -30,13 +31,13 @@ const PENDING = `
  */
 export async function scheduleRevocation(
   tx: Queryable,
-  s: { tenantId: string; deviceId: string; newCertificateId: number; oldCertificateId: number; revokeAt: Date; now: Date; startedBy: string },
+  s: { tenantId: string; deviceId: string; newCertificateId: number; oldCertificateId: number; revokeAt: Date; now: Date; startedBy: string; revokeOld?: boolean },
 ): Promise<{ scheduled_revoke_at: string }> {
   const { rows } = await tx.query(
-    `INSERT INTO certificate_rotations (tenant_id, device_id, new_certificate_id, old_certificate_id, scheduled_revoke_at, status, created_at, started_by)
-     VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7)
+    `INSERT INTO certificate_rotations (tenant_id, device_id, new_certificate_id, old_certificate_id, scheduled_revoke_at, status, created_at, started_by, revoke_old)
+     VALUES ($1, $2, $3, $4, $5, 'PENDING', $6, $7, $8)
      RETURNING scheduled_revoke_at`,
-    [s.tenantId, s.deviceId, s.newCertificateId, s.oldCertificateId, s.revokeAt, s.now, s.startedBy],
+    [s.tenantId, s.deviceId, s.newCertificateId, s.oldCertificateId, s.revokeAt, s.now, s.startedBy, s.revokeOld ?? true],
   );
   return { scheduled_revoke_at: iso(rows[0].scheduled_revoke_at) };
 }

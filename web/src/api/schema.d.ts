@@ -2015,6 +2015,8 @@ export interface paths {
                             recovery_window_days: number;
                             /** @description fraction of the lifetime, at its end, in which devices renew */
                             renewal_window: number;
+                            /** @description a device renewal revokes the certificate it replaced (true) or lets it expire (false: kept off the CRL) */
+                            revoke_superseded: boolean;
                             tenant_id: string;
                             /** @description lifetime of issued device certificates when a request names none */
                             validity_days: number;
@@ -2040,6 +2042,8 @@ export interface paths {
                         recovery_window_days?: number;
                         /** @description fraction of the lifetime, at its end, in which devices renew (0.33: the last third) */
                         renewal_window?: number;
+                        /** @description true (default): a device renewal revokes the certificate it replaced (superseded) once the device uses the new one or the grace period ends; false: the replaced certificate is left to expire and never listed on the CRL (recommended with short validity) */
+                        revoke_superseded?: boolean;
                         /** @description lifetime of issued device certificates when a request names none */
                         validity_days?: number;
                     };
@@ -2060,6 +2064,8 @@ export interface paths {
                             recovery_window_days: number;
                             /** @description fraction of the lifetime, at its end, in which devices renew */
                             renewal_window: number;
+                            /** @description a device renewal revokes the certificate it replaced (true) or lets it expire (false: kept off the CRL) */
+                            revoke_superseded: boolean;
                             tenant_id: string;
                             /** @description lifetime of issued device certificates when a request names none */
                             validity_days: number;

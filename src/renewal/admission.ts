@@ -1,0 +1,168 @@
+/**
+ * Admission for device renewals and enrollments (EST and MQTT share one): at most
+ * `maxConcurrent` run at once in this process; the others wait in a queue of their tenant
+ * (at most `queuePerTenant` each), and a free slot goes to the tenants in turn (round robin),
+ * so a tenant with 9,000 devices renewing cannot starve one with 100: each tenant with waiting
+ * requests gets an equal share of the slots, and a full queue refuses only its own tenant.
+ *
+ * A request that finds its tenant's queue full, or waits longer than `maxWaitMs`, is refused
+ * with SERVICE_SATURATED (503) and `retry_after_seconds`: EST answers 503 with `Retry-After`,
+ * MQTT a problem with `retry_after_seconds`. Nothing has been done for a refused request, so
+ * the device simply asks again later; a request whose client left while it waited (EST: the
+ * connection closed) is dropped without being run.
+ */
+import { AppError } from '../domain/errors.ts';
+
+export interface AdmissionOptions {
+  /** Renewals running at once (RENEWAL_MAX_CONCURRENT). */
+  maxConcurrent: number;
+  /** Waiting renewals per tenant beyond which the tenant's next ones are refused (RENEWAL_QUEUE_PER_TENANT). */
+  queuePerTenant: number;
+  /** A renewal waiting longer than this is refused (RENEWAL_QUEUE_WAIT_MS). */
+  maxWaitMs: number;
+  /** Monotonic milliseconds (tests may pass their own). */
+  now?: () => number;
+  /** [0, 1): the jitter of Retry-After (tests may fix it). */
+  random?: () => number;
+}
+
+export interface AdmissionStats {
+  running: number;
+  waiting: number;
+  /** Requests refused with SERVICE_SATURATED since start (queue full or waited too long). */
+  refused: number;
+  admitted: number;
+}
+
+export interface Admission {
+  /**
+   * Runs `work` when a slot is free and it is this tenant's turn; throws SERVICE_SATURATED
+   * (nothing run) when the tenant's queue is full or the wait exceeds maxWaitMs. `abandoned`
+   * is asked when the turn comes: true (the client is gone) drops the request unrun.
+   */
+  run<T>(tenantId: string, work: () => Promise<T>, abandoned?: () => boolean): Promise<T>;
+  stats(): AdmissionStats;
+}
+
+interface Waiter {
+  tenantId: string;
+  start: () => void;
+  refuse: (error: AppError) => void;
+  abandoned?: () => boolean;
+  timer: NodeJS.Timeout | null;
+}
+
+/** Retry-After is at least 1 s (HTTP's unit) and at most this. */
+const MAX_RETRY_AFTER_SECONDS = 300;
+
+export function createAdmission(options: AdmissionOptions): Admission {
+  const now = options.now ?? (() => performance.now());
+  const random = options.random ?? Math.random;
+  const queues = new Map<string, Waiter[]>(); // insertion order is the round-robin order
+  let running = 0;
+  let waiting = 0;
+  let refused = 0;
+  let admitted = 0;
+  /** Moving average of how long one renewal takes (ms), for Retry-After. */
+  let serviceMs = 100;
+
+  /** Per tenant: when the next refused request is told to come back (ms, `now()`'s clock). */
+  const nextTicket = new Map<string, number>();
+
+  /**
+   * Retry-After as a ticket: a tenant's refused requests are told to come back one after
+   * another at the rate its share of the slots serves them (time per renewal x tenants sharing
+   * / slots), after its current queue has drained, so 9,000 refused devices come back spread
+   * over the minutes they need instead of all in the next second; a little jitter (+-10%)
+   * keeps them from lining up on second boundaries.
+   */
+  function retryAfterSeconds(tenantId: string): number {
+    const t = now();
+    const sharing = Math.max(1, queues.size);
+    const perRequestMs = (serviceMs * sharing) / options.maxConcurrent;
+    const drained = t + ((queues.get(tenantId)?.length ?? 0) + 1) * perRequestMs;
+    const ticket = Math.max(drained, nextTicket.get(tenantId) ?? 0);
+    nextTicket.set(tenantId, ticket + perRequestMs);
+    if (nextTicket.size > 10_000) for (const [k, at] of nextTicket) if (at < t) nextTicket.delete(k);
+    const seconds = Math.ceil(((ticket - t) * (0.9 + random() * 0.2)) / 1000);
+    return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, seconds));
+  }
+
+  function saturated(tenantId: string, why: string): AppError {
+    refused++;
+    const retryAfter = retryAfterSeconds(tenantId);
+    return new AppError('SERVICE_SATURATED', `certfleet is renewing at capacity (${why}); nothing was done: retry in ${retryAfter} s`, { retry_after_seconds: retryAfter });
+  }
+
+  function remove(waiter: Waiter) {
+    const queue = queues.get(waiter.tenantId);
+    if (!queue) return false;
+    const at = queue.indexOf(waiter);
+    if (at < 0) return false;
+    queue.splice(at, 1);
+    waiting--;
+    if (queue.length === 0) queues.delete(waiter.tenantId);
+    return true;
+  }
+
+  /** Gives free slots to waiting requests, one tenant after another. */
+  function dispatch() {
+    while (running < options.maxConcurrent && waiting > 0) {
+      const [tenantId, queue] = queues.entries().next().value as [string, Waiter[]];
+      const waiter = queue.shift()!;
+      waiting--;
+      queues.delete(tenantId);
+      if (queue.length > 0) queues.set(tenantId, queue); // to the back of the round
+      if (waiter.timer) clearTimeout(waiter.timer);
+      if (waiter.abandoned?.()) {
+        waiter.refuse(new AppError('SERVICE_SATURATED', 'the client left while its request waited', { retry_after_seconds: 1 }));
+        continue;
+      }
+      waiter.start();
+    }
+  }
+
+  async function execute<T>(work: () => Promise<T>): Promise<T> {
+    running++;
+    admitted++;
+    const began = now();
+    try {
+      return await work();
+    } finally {
+      serviceMs = serviceMs * 0.9 + (now() - began) * 0.1;
+      running--;
+      dispatch();
+    }
+  }
+
+  return {
+    run(tenantId, work, abandoned) {
+      if (running < options.maxConcurrent && waiting === 0) return execute(work);
+      const queue = queues.get(tenantId) ?? [];
+      if (queue.length >= options.queuePerTenant) return Promise.reject(saturated(tenantId, `tenant ${tenantId} has ${queue.length} renewals waiting`));
+      return new Promise((resolve, reject) => {
+        const waiter: Waiter = {
+          tenantId,
+          abandoned,
+          start: () => void execute(work).then(resolve, reject),
+          refuse: reject,
+          timer: null,
+        };
+        waiter.timer = setTimeout(() => {
+          if (remove(waiter)) reject(saturated(tenantId, `waited ${options.maxWaitMs} ms`));
+        }, options.maxWaitMs);
+        waiter.timer.unref?.();
+        queue.push(waiter);
+        waiting++;
+        if (!queues.has(tenantId)) queues.set(tenantId, queue);
+      });
+    },
+    stats: () => ({ running, waiting, refused, admitted }),
+  };
+}
+
+/** No limit (tests and tools that build a renewal stack without a listener). */
+export const unlimitedAdmission: Admission = {
+  run: (_tenantId, work) => work(),
+  stats: () => ({ running: 0, waiting: 0, refused: 0, admitted: 0 }),
+};

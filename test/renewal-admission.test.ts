@@ -1,0 +1,86 @@
+/**
+ * Issue 21.5, the admission of renewals (src/renewal/admission.ts) on its own: a bounded number
+ * run at once, per-tenant queues served in turn, refusals (SERVICE_SATURATED with
+ * retry_after_seconds) when a tenant's queue is full or a request waited too long, and a request
+ * whose client left dropped unrun. test/renewal-storm.test.ts drives the same through real EST
+ * and a real Mosquitto.
+ */
+import { describe, expect, it } from 'vitest';
+import { createAdmission } from '../src/renewal/admission.ts';
+import { isAppError } from '../src/domain/errors.ts';
+
+/** Work that finishes when the test says so. */
+function gate() {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { open, opened };
+}
+
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('renewal admission', () => {
+  it('runs at most maxConcurrent at once and serves waiting tenants in turn (9 of a big tenant cannot starve 3 of a small one)', async () => {
+    const admission = createAdmission({ maxConcurrent: 2, queuePerTenant: 100, maxWaitMs: 60_000 });
+    const order: string[] = [];
+    const blockers = [gate(), gate()];
+    let running = 0;
+    let maxRunning = 0;
+    const work = (name: string, wait?: Promise<void>) => async () => {
+      running++;
+      maxRunning = Math.max(maxRunning, running);
+      order.push(name);
+      await (wait ?? settle());
+      running--;
+      return name;
+    };
+    // Two slots taken, then the big tenant queues 9 before the small one queues 3.
+    const first = [admission.run('big', work('big-0', blockers[0].opened)), admission.run('big', work('big-1', blockers[1].opened))];
+    const big = Array.from({ length: 9 }, (_, i) => admission.run('big', work(`big-${i + 2}`)));
+    const small = Array.from({ length: 3 }, (_, i) => admission.run('small', work(`small-${i}`)));
+    expect(admission.stats()).toMatchObject({ running: 2, waiting: 12 });
+    blockers.forEach((b) => b.open());
+    await Promise.all([...first, ...big, ...small]);
+    expect(maxRunning).toBe(2);
+    // After the two running: big and small alternate until the small tenant is done.
+    const smallDoneAt = order.indexOf('small-2');
+    expect(order.slice(2, 8)).toEqual(['big-2', 'small-0', 'big-3', 'small-1', 'big-4', 'small-2']);
+    expect(smallDoneAt).toBe(7);
+    expect(admission.stats()).toMatchObject({ running: 0, waiting: 0, refused: 0, admitted: 14 });
+  });
+
+  it("refuses with SERVICE_SATURATED and retry_after_seconds when the tenant's queue is full, without touching other tenants", async () => {
+    const admission = createAdmission({ maxConcurrent: 1, queuePerTenant: 2, maxWaitMs: 60_000, random: () => 0 });
+    const blocker = gate();
+    let ran = 0;
+    const running = admission.run('big', async () => blocker.opened);
+    const queued = [admission.run('big', async () => ran++), admission.run('big', async () => ran++)];
+    const refused = await admission.run('big', async () => ran++).catch((e: unknown) => e);
+    expect(isAppError(refused) && refused.code).toBe('SERVICE_SATURATED');
+    const retryAfter = isAppError(refused) ? refused.details?.retry_after_seconds : undefined;
+    expect(typeof retryAfter === 'number' && retryAfter >= 1 && retryAfter <= 300).toBe(true);
+    // Another tenant still gets a place in the queue.
+    const other = admission.run('small', async () => ran++);
+    expect(admission.stats()).toMatchObject({ waiting: 3, refused: 1 });
+    blocker.open();
+    await Promise.all([running, ...queued, other]);
+    expect(ran).toBe(3); // the refused request never ran
+  });
+
+  it('refuses a request that waited longer than maxWaitMs, and drops unrun one whose client left', async () => {
+    const admission = createAdmission({ maxConcurrent: 1, queuePerTenant: 10, maxWaitMs: 50 });
+    const blocker = gate();
+    let ran = 0;
+    const running = admission.run('t', async () => blocker.opened);
+    const timedOut = await admission.run('t', async () => ran++).catch((e: unknown) => e);
+    expect(isAppError(timedOut) && timedOut.code).toBe('SERVICE_SATURATED');
+    let gone = false;
+    const abandoned = admission.run('t', async () => ran++, () => gone).catch((e: unknown) => e);
+    const kept = admission.run('t', async () => ran++);
+    gone = true;
+    blocker.open();
+    await running;
+    expect(await kept).toBe(0); // the first to run after the abandoned one was dropped
+    expect(isAppError(await abandoned)).toBe(true);
+    expect(ran).toBe(1);
+  });
+});

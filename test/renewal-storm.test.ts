@@ -1,0 +1,58 @@
+/**
+ * Issue 21.5, renewal storms, at a size the suite runs in seconds: 120 devices of two tenants
+ * (100 and 20), two thirds renewing over EST (Node TLS with the device certificate, base64
+ * PKCS#10) and one third over MQTT (a real Mosquitto from `broker-config --mqtt-renewal`), all
+ * at once, against certfleet limited to 4 renewals at a time and 8 waiting per tenant. Saturated,
+ * certfleet answers EST 503 with Retry-After and MQTT a problem with retry_after_seconds; every
+ * device that waits as told gets exactly one new certificate, for its CSR's key; the small tenant
+ * is done long before the big one (per-tenant queues served in turn); a device whose answer was
+ * "lost" and asks again gets the same certificate, not a second one. The full-size storm is
+ * bench/renewal-storm.bench.ts.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { enrollFleet, issuedPerDevice, runStorm, startStormStack, type StormDevice, type StormStack } from './support/renewal-storm.ts';
+import { scaled } from './support/timeouts.ts';
+
+let stack: StormStack;
+let devices: StormDevice[];
+
+beforeAll(async () => {
+  stack = await startStormStack('renewal-storm', {
+    RENEWAL_MAX_CONCURRENT: '4',
+    RENEWAL_QUEUE_PER_TENANT: '8',
+    RENEWAL_QUEUE_WAIT_MS: '30000',
+    ISSUANCE_RATE_PER_MINUTE: '0',
+  });
+  devices = await enrollFleet(stack, { big: 100, small: 20 }, 3);
+}, scaled(300_000));
+
+afterAll(async () => stack?.close(), scaled(60_000));
+
+describe('renewal storm (real EST and Mosquitto, 120 devices, 4 renewals at a time)', () => {
+  it('refuses with 503 + Retry-After / retry_after_seconds when saturated; every device is renewed exactly once, fairly across tenants', async () => {
+    const { outcomes } = await runStorm(stack, devices, { lostAnswerEvery: 10 });
+    const errors = outcomes.flatMap((o) => o.errors.map((e) => `${o.device.tenant}/${o.device.deviceId} (${o.device.transport}): ${e}`));
+    expect(errors).toEqual([]);
+    expect(outcomes.every((o) => o.certPem !== null)).toBe(true);
+
+    // Saturation was reached on both transports and answered as it should be.
+    const refusedEst = outcomes.filter((o) => o.device.transport === 'est' && o.refused > 0);
+    const refusedMqtt = outcomes.filter((o) => o.device.transport === 'mqtt' && o.refused > 0);
+    expect(refusedEst.length).toBeGreaterThan(0);
+    expect(refusedMqtt.length).toBeGreaterThan(0);
+    expect(outcomes.flatMap((o) => o.retryAfterSeconds).every((s) => Number.isInteger(s) && s >= 1 && s <= 300)).toBe(true);
+
+    // Exactly once: every device has its old and one new certificate, and one rotation.
+    const issued = await issuedPerDevice(stack);
+    for (const d of devices) expect(issued.get(`${d.tenant}/${d.deviceId}`), `${d.tenant}/${d.deviceId}`).toEqual({ certificates: 2, rotations: 1 });
+    // Devices whose answer was lost asked again and got the same certificate.
+    const repeated = outcomes.filter((o) => o.replayedSame !== null);
+    expect(repeated.length).toBe(12);
+    expect(repeated.every((o) => o.replayedSame)).toBe(true);
+
+    // Fairness: the 20 devices of the small tenant were all renewed while most of the big tenant's were still waiting.
+    const lastSmall = Math.max(...outcomes.filter((o) => o.device.tenant === 'small').map((o) => o.finishedAt));
+    const bigBefore = outcomes.filter((o) => o.device.tenant === 'big' && o.finishedAt < lastSmall).length;
+    expect(bigBefore, `${bigBefore} of 100 big-tenant devices were renewed before the small tenant's last`).toBeLessThan(67);
+  }, scaled(300_000));
+});
