@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { queryableFrom, type Driver, type ListenHandlers, type Listening } from './driver.ts';
+import { onlyRow, queryableFrom, type Driver, type ListenHandlers, type Listening } from './driver.ts';
 import { createBackoff } from '../support/backoff.ts';
 
 // int8 (bigserial ids, counts) as JS numbers: ids stay far below 2^53.
@@ -106,7 +106,7 @@ function listenWithReconnect(connectionString: string, channel: string, handlers
       const { rows } = await c.query<{ now: Date }>('SELECT clock_timestamp() AS now');
       if (closed || client !== c) return;
       backoff.reset();
-      handlers.onConnected?.(rows[0].now);
+      handlers.onConnected?.(onlyRow(rows, 'clock_timestamp()').now);
     } catch (error) {
       if (client === c) scheduleReconnect(error as Error);
     }

@@ -1,6 +1,6 @@
 import type { AuditEvent, CertificateListQuery, CertificatePage, NewCertificate } from '../../app/storage-ports.ts';
 import { CERTIFICATE_STATUSES, type CertificateRecord, type CertificateStatus, type CertificateWithPem } from '../../domain/certificate.ts';
-import type { Queryable } from '../driver.ts';
+import { onlyRow, type Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
 import { createFilter, planKeysetPages } from '../sql-filter.ts';
 import { certificateKinds, countedRows } from './row-counts-repo.ts';
@@ -54,7 +54,7 @@ export async function insertCertificate(tx: Queryable, c: NewCertificate, audit:
     ],
   );
   return {
-    id: rows[0].id,
+    id: onlyRow(rows, 'insert certificate').id,
     tenant_id: c.tenantId,
     device_id: c.deviceId,
     fingerprint_sha256: c.fingerprint,
@@ -117,7 +117,7 @@ export async function listCertificates(tx: Queryable, q: CertificateListQuery): 
       WHERE p.status = 'PENDING' AND (p.old_certificate_id = c.id OR p.new_certificate_id = c.id))`);
   }
   const total = q.deviceId || q.expiringBefore || q.rotation
-    ? Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params)).rows[0].n)
+    ? Number(onlyRow((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params)).rows, 'count certificates').n)
     : await countedRows(tx, certificateKinds(q.status ? [q.status] : CERTIFICATE_STATUSES), q.tenantId);
   if (q.beforeId) f.add((p) => `c.id < ${p}`, q.beforeId);
   await planKeysetPages(tx);
@@ -156,5 +156,5 @@ export async function markRevoked(tx: Queryable, id: number, reason: string, at:
     [id, at, reason],
   );
   if (rows.length === 0) return null;
-  return (await tx.query(`${SELECT} WHERE c.id = $1`, [id])).rows.map(toCertificate)[0];
+  return toCertificate(onlyRow((await tx.query(`${SELECT} WHERE c.id = $1`, [id])).rows, 'read the certificate just revoked'));
 }
