@@ -244,7 +244,7 @@ describe('writeBrokerConfig + Mosquitto mTLS + CRL reload', () => {
     const logged: string[] = [];
     const reloader = createBrokerReloader({
       command: `kill -HUP "$(cat '${broker.pidFile}')"`,
-      log: { ...silentLogger, info: (_obj, msg) => void logged.push(msg) },
+      logger: { ...silentLogger, info: (_obj, msg) => void logged.push(msg) },
     });
     expect(reloader.configured).toBe(true);
     await reloader.reload();

@@ -11,15 +11,17 @@ import type { TenantRepositories } from './storage-ports.ts';
  */
 export async function findPendingRotation({ rotations, certificates }: TenantRepositories, tenantId: string, deviceId: string) {
   const pending = await rotations.pendingRotationsOfDevice(tenantId, deviceId);
-  if (pending.length === 0) return null;
+  const [first] = pending;
+  if (!first) return null;
   // Certificate ids grow: the latest rotation's new certificate has the highest id.
-  const newest = Math.max(...pending.map((r) => r.new_certificate_id));
+  const latest = pending.reduce((a, r) => (r.new_certificate_id > a.new_certificate_id ? r : a), first);
+  const newest = latest.new_certificate_id;
   const { cert_pem: newCertificatePem, ...newCertificate } = (await certificates.findCertificate(newest))!;
   const view = {
     device_id: deviceId,
     new_certificate: newCertificate,
-    next_revoke_at: pending[0].scheduled_revoke_at,
-    started_by: pending.find((r) => r.new_certificate_id === newest)!.started_by,
+    next_revoke_at: first.scheduled_revoke_at,
+    started_by: latest.started_by,
     old_certificates: pending.map((r) => ({
       id: r.old_certificate_id,
       fingerprint: r.old_fingerprint,

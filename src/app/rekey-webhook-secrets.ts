@@ -47,11 +47,12 @@ export function createRekeyWebhookSecrets({ storage, secrets }: Pick<AppDeps, 's
         return rows;
       });
       seen += batch.length;
-      if (batch.length < limit) {
+      const last = batch.at(-1);
+      if (batch.length < limit || last === undefined) {
         report.complete = true;
         return report;
       }
-      afterId = batch[batch.length - 1].id;
+      afterId = last.id;
     }
   };
 }

@@ -19,7 +19,7 @@ export interface ReloadBoundOptions {
   crlBytes: () => Promise<number>;
   largeCrlBytes: number;
   intervalMs: number;
-  log?: Logger;
+  logger?: Logger;
   /** Seams for tests (fake timers work with the defaults too). */
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
@@ -48,7 +48,7 @@ export function boundReloads(inner: BrokerReloader, options: ReloadBoundOptions)
       if (lastLargeAt !== null) {
         const wait = lastLargeAt + options.intervalMs - now();
         if (wait > 0) {
-          options.log?.info({ event: 'broker_reload_deferred', ms: wait }, 'large CRL: the broker reload waits for the reload bound; revocations meanwhile share it');
+          options.logger?.info({ event: 'broker_reload_deferred', ms: wait }, 'large CRL: the broker reload waits for the reload bound; revocations meanwhile share it');
           await sleep(wait);
         }
       }

@@ -23,7 +23,7 @@ export interface BrokerReloaderOptions {
   pidFile?: string;
   /** Shell command run with /bin/sh -c instead of signalling (takes precedence over pidFile). */
   command?: string;
-  log?: Logger;
+  logger?: Logger;
   /** Command timeout. Default 10 s. */
   timeoutMs?: number;
   /**
@@ -206,7 +206,7 @@ function runCommand(command: string, timeoutMs: number) {
 export function createBrokerReloader(options: BrokerReloaderOptions = {}): BrokerReloader {
   const pidFile = options.pidFile?.trim() || undefined;
   const command = options.command?.trim() || undefined;
-  const log = options.log;
+  const log = options.logger;
   const timeoutMs = options.timeoutMs ?? 10_000;
 
   if (command) {

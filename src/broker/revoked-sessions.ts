@@ -20,7 +20,7 @@ import type { Logger } from '../support/logger.ts';
 
 export interface RevokedSessionsOptions {
   kicker: SessionKicker;
-  log?: Logger;
+  logger?: Logger;
   /** Give up on a CN after this many failed kicks. Default 10 (about 15 minutes of retries). */
   maxAttempts?: number;
   /** First retry delay; doubles up to maxRetryMs. Defaults 2 s and 5 min. */
@@ -58,7 +58,7 @@ export function createRevokedSessions(options: RevokedSessionsOptions): RevokedS
   const maxRetryMs = options.maxRetryMs ?? 5 * 60_000;
   const maxPending = options.maxPending ?? 10_000;
   const concurrency = Math.max(1, options.concurrency ?? 4);
-  const log = options.log;
+  const log = options.logger;
   /** CN → failed attempts so far (insertion order = oldest first). */
   const pending = new Map<string, number>();
   let chain: Promise<unknown> = Promise.resolve();
@@ -173,5 +173,5 @@ export function revokedSessionsFor(config: Partial<Pick<Config, 'brokerAdmin'>>,
       return createSessionKicker(connection).kick(commonName);
     },
   };
-  return createRevokedSessions({ kicker, log });
+  return createRevokedSessions({ kicker, logger: log });
 }

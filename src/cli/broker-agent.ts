@@ -74,7 +74,7 @@ export const brokerAgentCommand: CommandSpec = {
     const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info' });
     const adminUrl = str(flags['admin-url']);
     const rabbit = kind === 'rabbitmq' && adminUrl ? await rabbitmqAdmin(adminUrl, flags) : null;
-    const sessions = rabbit ? createRevokedSessions({ kicker: rabbit, log: logger }) : adminUrl ? await adminSessions(adminUrl, flags, logger) : null;
+    const sessions = rabbit ? createRevokedSessions({ kicker: rabbit, logger }) : adminUrl ? await adminSessions(adminUrl, flags, logger) : null;
     const canaryUrl = str(flags['canary-url']);
     const { createBrokerAgent } = await import('../broker/agent/broker-agent.ts');
     const agent = createBrokerAgent({
@@ -86,7 +86,7 @@ export const brokerAgentCommand: CommandSpec = {
       ...(kind === 'rabbitmq' ? { target: crlHashDirTarget(crlFile) } : {}),
       ...(rabbit ? { prepareCanaries: async (names: string[]) => void (await Promise.all(names.map((n) => rabbit.ensureUser(n)))) } : {}),
       caFile: required(flags, 'ca-file'),
-      reloader: createBrokerReloader({ pidFile, command, log: logger }),
+      reloader: createBrokerReloader({ pidFile, command, logger }),
       sessions,
       canary: canaryUrl ? { url: canaryUrl, serverCaPem: await readFile(required(flags, 'canary-ca-file'), 'utf8') } : null,
       stateDir: str(flags['state-dir']) ?? path.join(path.dirname(crlFile), '.certfleet-agent'),
@@ -120,7 +120,7 @@ async function adminSessions(url: string, flags: Flags, logger: Logger) {
   const passwordFile = required(flags, 'admin-password-file');
   const caFile = str(flags['admin-ca-file']);
   return createRevokedSessions({
-    log: logger,
+    logger,
     kicker: {
       async kick(commonName) {
         const { createSessionKicker } = await import('../broker/session-kicker.ts');

@@ -19,13 +19,13 @@ export function localBrokerReloader(config: ReloaderConfig, logger: Logger, give
     const known = shared.get(config);
     if (known) return known;
   }
-  const inner = given ?? createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, log: logger });
+  const inner = given ?? createBrokerReloader({ pidFile: config.brokerPidFile ?? undefined, command: config.brokerReloadCommand ?? undefined, logger });
   const bounded = config.crlOutputPath
     ? boundReloads(inner, {
         crlBytes: fileBytes(config.crlOutputPath),
         largeCrlBytes: config.brokerFleet?.largeCrlBytes ?? DEFAULT_LARGE_CRL_BYTES,
         intervalMs: config.brokerFleet?.largeCrlReloadIntervalMs ?? DEFAULT_LARGE_CRL_RELOAD_INTERVAL_MS,
-        log: logger,
+        logger,
       })
     : inner;
   if (!given) shared.set(config, bounded);

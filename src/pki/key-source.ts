@@ -65,8 +65,8 @@ const FAST_CSR_ALGORITHMS = new Map<string, string>([
 function verifiedCsrKeyFast(csrPem: string): KeyObject | null {
   try {
     const blocks = pemBlocks(csrPem, 'CERTIFICATE REQUEST');
-    if (blocks.length !== 1) return null;
-    const der = blocks[0];
+    const [der, ...others] = blocks;
+    if (der === undefined || others.length > 0) return null;
     const outer = readSingle(der);
     const [info, algorithm, signature, ...rest] = children(der, outer);
     if (!info || !algorithm || !signature || rest.length > 0 || info.tag !== TAG.SEQUENCE || algorithm.tag !== TAG.SEQUENCE || signature.tag !== TAG.BIT_STRING) return null;

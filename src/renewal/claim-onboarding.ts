@@ -132,12 +132,13 @@ function parseCaCertificate(pem: string, now: Date): { cert: X509Certificate; pa
     throw new AppError('VALIDATION_FAILED', "ca_cert_pem holds a private key: send the manufacturer's CA certificate only; certfleet never needs its key");
   }
   const blocks = pemBlocks(pem, 'CERTIFICATE');
-  if (blocks.length !== 1) throw new AppError('INVALID_CERTIFICATE', `ca_cert_pem must hold exactly one PEM certificate (found ${blocks.length})`);
+  const [der] = blocks;
+  if (blocks.length !== 1 || der === undefined) throw new AppError('INVALID_CERTIFICATE', `ca_cert_pem must hold exactly one PEM certificate (found ${blocks.length})`);
   let cert: X509Certificate;
   let parsed: x509.X509Certificate;
   try {
-    cert = new X509Certificate(blocks[0]);
-    parsed = new x509.X509Certificate(copy(blocks[0]));
+    cert = new X509Certificate(der);
+    parsed = new x509.X509Certificate(copy(der));
   } catch {
     throw new AppError('INVALID_CERTIFICATE', 'ca_cert_pem is not a parseable X.509 certificate');
   }

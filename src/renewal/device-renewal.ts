@@ -166,7 +166,7 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
       return { kind: 'own-rotation' };
     }
     const [only] = newer;
-    if (newer.length === 1 && only.status === 'ACTIVE' && (await sameKey(csrPem, only.certPem))) return { kind: 'replay', id: only.id, certPem: only.certPem };
+    if (newer.length === 1 && only !== undefined && only.status === 'ACTIVE' && (await sameKey(csrPem, only.certPem))) return { kind: 'replay', id: only.id, certPem: only.certPem };
     return { kind: 'superseded', newer: newer.map((c) => c.id) };
   }
 

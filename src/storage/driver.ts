@@ -5,6 +5,16 @@ export interface QueryResult<R = Row> {
   rowCount: number;
 }
 
+/**
+ * The row a statement always returns (an aggregate, `INSERT … RETURNING` of one row, a row the
+ * transaction just created or locked): its absence is a defect, reported as one, never `undefined`.
+ */
+export function onlyRow<R>(rows: readonly R[], what: string): R {
+  const [row] = rows;
+  if (row === undefined) throw new Error(`${what}: the statement returned no row`);
+  return row;
+}
+
 /** What repositories need: one SQL statement at a time, inside a transaction they do not own. */
 export interface Queryable {
   query<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;

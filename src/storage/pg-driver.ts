@@ -1,5 +1,5 @@
 import pg from 'pg';
-import { queryableFrom, type Driver, type ListenHandlers, type Listening } from './driver.ts';
+import { onlyRow, queryableFrom, type Driver, type ListenHandlers, type Listening } from './driver.ts';
 import { createBackoff } from '../support/backoff.ts';
 
 // int8 (bigserial ids, counts) as JS numbers: ids stay far below 2^53.
@@ -27,7 +27,7 @@ export function createPgDriver(connectionString: string, options: { max?: number
         await client.query('COMMIT');
         return result;
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        await client.query('ROLLBACK').catch(() => undefined); // the transaction's own error is thrown below; a broken connection is released as such
         throw error;
       } finally {
         client.release();
@@ -82,7 +82,7 @@ function listenWithReconnect(connectionString: string, channel: string, handlers
     client = null;
     current?.removeAllListeners();
     current?.on('error', () => undefined);
-    current?.end().catch(() => undefined);
+    current?.end().catch(() => undefined); // a connection being replaced: its close can only fail because it is already gone
     if (timer) return;
     timer = setTimeout(() => {
       timer = null;
@@ -106,7 +106,7 @@ function listenWithReconnect(connectionString: string, channel: string, handlers
       const { rows } = await c.query<{ now: Date }>('SELECT clock_timestamp() AS now');
       if (closed || client !== c) return;
       backoff.reset();
-      handlers.onConnected?.(rows[0].now);
+      handlers.onConnected?.(onlyRow(rows, 'clock_timestamp()').now);
     } catch (error) {
       if (client === c) scheduleReconnect(error as Error);
     }
@@ -122,7 +122,7 @@ function listenWithReconnect(connectionString: string, channel: string, handlers
       if (c) {
         c.removeAllListeners();
         c.on('error', () => undefined);
-        await c.end().catch(() => undefined);
+        await c.end().catch(() => undefined); // shutting down: a close can only fail when the connection is already gone
       }
     },
   };

@@ -49,7 +49,7 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     await writeNewFileDurably(tmp, data, mode, owner);
     await rename(tmp, file);
   } catch (error) {
-    await unlink(tmp).catch(() => {});
+    await unlink(tmp).catch(() => {}); // cleanup only: the write's own error is thrown below
     throw error;
   }
   await fsyncDir(path.dirname(file));
@@ -65,7 +65,7 @@ export async function writeFileAtomicNew(file: string, data: string | Uint8Array
     await writeNewFileDurably(tmp, data, mode);
     await link(tmp, file);
   } finally {
-    await unlink(tmp).catch(() => {});
+    await unlink(tmp).catch(() => {}); // the link (or the error) is what counts; a leftover temp name is harmless
   }
   await fsyncDir(path.dirname(file));
 }

@@ -21,11 +21,12 @@ export function guardedLookup(resolve: typeof dnsLookup = dnsLookup): LookupFunc
   return (hostname, options, callback) => {
     resolve(hostname, { family: options.family ?? 0, hints: options.hints, all: true }, (err, addresses: LookupAddress[]) => {
       if (err) return callback(err, '', 0);
-      if (addresses.length === 0) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
+      const [first] = addresses;
+      if (first === undefined) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 0);
       // The resolved address is not named: last_error is shown to the tenant, internal addresses are not its business.
       if (addresses.some((a) => isNonPublicAddress(a.address))) return callback(new RefusedTargetError(`refused: ${hostname} resolves to a non-public address; ${PRIVATE_NETWORK_REFUSAL}`), '', 0);
       if (options.all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
-      callback(null, addresses[0].address, addresses[0].family);
+      callback(null, first.address, first.family);
     });
   };
 }

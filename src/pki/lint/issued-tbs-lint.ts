@@ -45,9 +45,9 @@ const OID_SKI = Buffer.from('0603551d0e', 'hex');
 const MAX_SHAPES = 64;
 
 const only = (buf: Buffer, parent: Node, tag: number, what: string, rule = RULE): Node => {
-  const kids = childNodes(buf, parent, rule);
-  lintCheck(kids.length === 1 && kids[0].tag === tag, rule, `${what}: expected exactly one element of tag 0x${tag.toString(16)}`);
-  return kids[0];
+  const [kid, ...others] = childNodes(buf, parent, rule);
+  lintCheck(kid !== undefined && others.length === 0 && kid.tag === tag, rule, `${what}: expected exactly one element of tag 0x${tag.toString(16)}`);
+  return kid;
 };
 
 /** The TBS split into its shape (a string key) and its varying fields. */
@@ -57,10 +57,11 @@ function split(tbs: Buffer) {
   const fields = childNodes(tbs, top, RULE);
   lintCheck(fields.length === TBS_TAGS.length && fields.every((f, i) => f.tag === TBS_TAGS[i]), RULE, 'the TBS fields are not those of the device profile');
   const [version, serial, signature, issuer, validity, subject, spki, extWrapper] = fields;
+  lintCheck(version && serial && signature && issuer && validity && subject && spki && extWrapper, RULE, 'the TBS fields are not those of the device profile');
   const extensions = childNodes(tbs, only(tbs, extWrapper, TAG.SEQUENCE, 'extensions'), RULE);
-  const spkiParts = childNodes(tbs, spki, RULE);
-  lintCheck(spkiParts.length === 2 && spkiParts[0].tag === TAG.SEQUENCE, RULE, 'subjectPublicKeyInfo is not { algorithm, subjectPublicKey }');
-  const shape: Buffer[] = [nodeBytes(tbs, version), nodeBytes(tbs, signature), nodeBytes(tbs, issuer), nodeBytes(tbs, spkiParts[0])];
+  const [spkiAlgorithm, ...spkiRest] = childNodes(tbs, spki, RULE);
+  lintCheck(spkiAlgorithm !== undefined && spkiRest.length === 1 && spkiAlgorithm.tag === TAG.SEQUENCE, RULE, 'subjectPublicKeyInfo is not { algorithm, subjectPublicKey }');
+  const shape: Buffer[] = [nodeBytes(tbs, version), nodeBytes(tbs, signature), nodeBytes(tbs, issuer), nodeBytes(tbs, spkiAlgorithm)];
   let ski: Node | null = null;
   extensions.forEach((e, i) => {
     lintCheck(e.tag === TAG.SEQUENCE, 'cert.extensions', 'an extension is not a SEQUENCE');
@@ -77,11 +78,12 @@ function split(tbs: Buffer) {
 
 function checkSerial(tbs: Buffer, n: Node): void {
   const raw = tbs.subarray(n.body, n.end);
-  lintCheck(raw.length >= 1 && raw.length <= 20, 'cert.serial.size', `serial is ${raw.length} octets (1 to 20 allowed)`);
-  lintCheck((raw[0] & 0x80) === 0, 'cert.serial.sign', 'serial is negative');
-  lintCheck(!(raw.length > 1 && raw[0] === 0 && (raw[1] & 0x80) === 0), 'cert.serial.encoding', 'serial has a superfluous leading zero octet');
+  const first = raw[0];
+  lintCheck(first !== undefined && raw.length <= 20, 'cert.serial.size', `serial is ${raw.length} octets (1 to 20 allowed)`);
+  lintCheck((first & 0x80) === 0, 'cert.serial.sign', 'serial is negative');
+  lintCheck(!(raw.length > 1 && first === 0 && ((raw[1] ?? 0) & 0x80) === 0), 'cert.serial.encoding', 'serial has a superfluous leading zero octet');
   lintCheck(raw.some((b) => b !== 0), 'cert.serial.sign', 'serial is zero');
-  const magnitude = raw[0] === 0 ? raw.length - 1 : raw.length;
+  const magnitude = first === 0 ? raw.length - 1 : raw.length;
   lintCheck(magnitude >= 16, 'cert.serial.size', `serial has ${magnitude} octets of magnitude (at least 16)`);
 }
 
@@ -102,7 +104,8 @@ function readTime(tbs: Buffer, n: Node, field: string): Date {
     lintCheck(year >= 2050, 'cert.validity.encoding', `${field} ${year} must be UTCTime`);
     rest = text.slice(4);
   }
-  const [mo, d, h, mi, s] = [0, 2, 4, 6, 8].map((i) => Number(rest.slice(i, i + 2)));
+  const num = (i: number) => Number(rest.slice(i, i + 2));
+  const [mo, d, h, mi, s] = [num(0), num(2), num(4), num(6), num(8)];
   const date = new Date(Date.UTC(year, mo - 1, d, h, mi, s));
   lintCheck(
     date.getUTCFullYear() === year && date.getUTCMonth() === mo - 1 && date.getUTCDate() === d && date.getUTCHours() === h && date.getUTCMinutes() === mi && date.getUTCSeconds() === s,
@@ -115,10 +118,10 @@ function readTime(tbs: Buffer, n: Node, field: string): Date {
 function checkVarying(tbs: Buffer, parts: ReturnType<typeof split>, ca: CaLintProfile, expected: IssuedTbsExpectation): void {
   checkSerial(tbs, parts.serial);
 
-  const times = childNodes(tbs, parts.validity, RULE);
-  lintCheck(times.length === 2, 'cert.validity.encoding', 'validity is not { notBefore, notAfter }');
-  const notBefore = readTime(tbs, times[0], 'notBefore');
-  const notAfter = readTime(tbs, times[1], 'notAfter');
+  const [notBeforeNode, notAfterNode, ...extraTimes] = childNodes(tbs, parts.validity, RULE);
+  lintCheck(notBeforeNode && notAfterNode && extraTimes.length === 0, 'cert.validity.encoding', 'validity is not { notBefore, notAfter }');
+  const notBefore = readTime(tbs, notBeforeNode, 'notBefore');
+  const notAfter = readTime(tbs, notAfterNode, 'notAfter');
   lintCheck(notBefore < notAfter, 'cert.validity.order', 'notBefore is not before notAfter');
   lintCheck(notBefore >= ca.notBefore, 'cert.validity.within_ca', () => `notBefore ${notBefore.toISOString()} is before the CA's ${ca.notBefore.toISOString()}`);
   lintCheck(notAfter <= ca.notAfter, 'cert.validity.within_ca', () => `notAfter ${notAfter.toISOString()} is after the CA's ${ca.notAfter.toISOString()}`);
@@ -137,9 +140,9 @@ function checkVarying(tbs: Buffer, parts: ReturnType<typeof split>, ca: CaLintPr
   lintCheck(nodeBytes(tbs, parts.spki).equals(Buffer.from(expected.spkiDer)), 'cert.public_key', 'subjectPublicKeyInfo differs from the requested key');
 
   lintCheck(parts.ski, 'cert.ski', 'SubjectKeyIdentifier missing');
-  const skiParts = childNodes(tbs, parts.ski, RULE);
-  lintCheck(skiParts.length === 2 && skiParts[1].tag === TAG.OCTET_STRING, 'cert.ski', 'SubjectKeyIdentifier must be non-critical: { extnID, extnValue }');
-  const keyId = only(tbs, skiParts[1], TAG.OCTET_STRING, 'SubjectKeyIdentifier', 'cert.ski');
+  const [skiId, skiValue, ...skiRest] = childNodes(tbs, parts.ski, RULE);
+  lintCheck(skiId && skiValue && skiRest.length === 0 && skiValue.tag === TAG.OCTET_STRING, 'cert.ski', 'SubjectKeyIdentifier must be non-critical: { extnID, extnValue }');
+  const keyId = only(tbs, skiValue, TAG.OCTET_STRING, 'SubjectKeyIdentifier', 'cert.ski');
   lintCheck(keyId.end > keyId.body, 'cert.ski', 'SubjectKeyIdentifier is empty');
 }
 

@@ -1,6 +1,6 @@
 import type { AlertListQuery, AlertPage, ExpiringAlertsInput } from '../../app/storage-ports.ts';
 import type { AlertRecord } from '../../domain/alert.ts';
-import type { Queryable } from '../driver.ts';
+import { onlyRow, type Queryable } from '../driver.ts';
 import { createFilter, planKeysetPages } from '../sql-filter.ts';
 import { toAlert } from './alert-row.ts';
 import { enqueueAlertEvents } from './outbox-repo.ts';
@@ -17,7 +17,7 @@ export async function listAlerts(tx: Queryable, q: AlertListQuery): Promise<Aler
   if (q.deviceId) f.add((p) => `device_id = ${p}`, q.deviceId);
   if (q.severity !== undefined) f.add((p) => `severity = ${p}`, q.severity);
   if (q.minSeverity !== undefined) f.add((p) => `severity >= ${p}`, q.minSeverity);
-  const total = Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM fleet_alert${f.sql()}`, f.params)).rows[0].n);
+  const total = Number(onlyRow((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM fleet_alert${f.sql()}`, f.params)).rows, 'count alerts').n);
   if (q.beforeId) f.add((p) => `id < ${p}`, q.beforeId);
   await planKeysetPages(tx);
   const { rows } = await tx.query(`SELECT * FROM fleet_alert${f.sql()} ORDER BY id DESC LIMIT ${f.param(q.limit + 1)}`, f.params);
@@ -146,10 +146,11 @@ export async function reconcileExpiryAlerts(tx: Queryable, input: ExpiringAlerts
             (SELECT jsonb_object_agg(reason, n) FROM (SELECT close_reason AS reason, count(*)::int AS n FROM closed GROUP BY close_reason) r) AS closed_by_reason`,
     [input.now, input.warnUntil, input.cutoffs, input.severities, input.actor],
   );
-  const raw = rows[0].closed_by_reason;
+  const row = onlyRow(rows, 'reconcile expiry alerts');
+  const raw = row.closed_by_reason;
   const byReason = (typeof raw === 'string' ? JSON.parse(raw) : (raw ?? {})) as Record<string, number>;
   const closed = Object.values(byReason).reduce((sum, n) => sum + Number(n), 0);
-  return { opened: Number(rows[0].opened), escalated: Number(rows[0].escalated), closed, closed_by_reason: byReason };
+  return { opened: Number(row.opened), escalated: Number(row.escalated), closed, closed_by_reason: byReason };
 }
 
 /**
@@ -195,7 +196,8 @@ export async function expireCertificates(tx: Queryable, input: { now: Date; acto
      SELECT (SELECT count(*) FROM expired)::int AS expired, (SELECT count(*) FROM raised)::int AS alerted`,
     [input.now, input.actor, input.severity],
   );
-  return { expired: Number(rows[0].expired), devicesWithoutCertificate: Number(rows[0].alerted) };
+  const row = onlyRow(rows, 'mark expired');
+  return { expired: Number(row.expired), devicesWithoutCertificate: Number(row.alerted) };
 }
 
 /** Opens the one system alert of a type (CRL_STALE), or raises its severity (and sets it OPEN again); a second run changes nothing. */
@@ -216,8 +218,9 @@ export async function raiseSystemAlert(
      SELECT inserted FROM raised`,
     [a.tenantId, a.type, a.fingerprint, a.severity, a.summary, JSON.stringify(a.details), a.now],
   );
-  if (rows.length === 0) return 'unchanged';
-  return rows[0].inserted ? 'opened' : 'updated';
+  const [row] = rows;
+  if (row === undefined) return 'unchanged';
+  return row.inserted ? 'opened' : 'updated';
 }
 
 /** Closes the open system alert of a type (its cause went away); true when one was closed. */

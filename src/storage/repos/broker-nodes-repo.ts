@@ -1,5 +1,5 @@
 import type { BrokerNodeRecord, BrokerNodeReport } from '../../app/storage-ports.ts';
-import type { Queryable } from '../driver.ts';
+import { onlyRow, type Queryable } from '../driver.ts';
 import { dateOrNull, text, textOrNull } from '../rows.ts';
 
 const COLUMNS = `node, kind, crl_number::text AS crl_number, applied_at, reported_at, checked_at, check_result, check_detail, last_error,
@@ -37,12 +37,13 @@ export async function recordReport(tx: Queryable, r: BrokerNodeReport): Promise<
      RETURNING ${COLUMNS}`,
     [r.node, r.kind, r.crlNumber === null ? null : r.crlNumber.toString(), r.appliedAt, r.now, r.checkedAt, r.checkResult, r.checkDetail, r.lastError],
   );
-  return toRecord(rows[0]);
+  return toRecord(onlyRow(rows, 'upsert broker node'));
 }
 
 export async function findNode(tx: Queryable, node: string): Promise<BrokerNodeRecord | null> {
   const { rows } = await tx.query(`SELECT ${COLUMNS} FROM broker_nodes WHERE node = $1`, [node]);
-  return rows.length ? toRecord(rows[0]) : null;
+  const [row] = rows;
+  return row ? toRecord(row) : null;
 }
 
 export async function listNodes(tx: Queryable): Promise<BrokerNodeRecord[]> {

@@ -1,6 +1,6 @@
 import type { AuditEvent, CertificateListQuery, CertificatePage, NewCertificate } from '../../app/storage-ports.ts';
 import { CERTIFICATE_STATUSES, type CertificateRecord, type CertificateStatus, type CertificateWithPem } from '../../domain/certificate.ts';
-import type { Queryable } from '../driver.ts';
+import { onlyRow, type Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
 import { createFilter, planKeysetPages } from '../sql-filter.ts';
 import { certificateKinds, countedRows } from './row-counts-repo.ts';
@@ -72,7 +72,7 @@ export async function insertCertificate(tx: Queryable, c: NewCertificate, audit:
       audit.actor, audit.action, audit.targetType, JSON.stringify(audit.details ?? {}), c.spkiSha256,
     ],
   );
-  return newCertificateRecord(rows[0].id, c);
+  return newCertificateRecord(onlyRow(rows, 'insert certificate').id, c);
 }
 
 /**
@@ -86,8 +86,9 @@ export async function insertIssuedCertificates(
   tx: Queryable,
   members: { certificate: NewCertificate; audit: Omit<AuditEvent, 'targetId' | 'tenantId' | 'at'> }[],
 ): Promise<(CertificateRecord | null)[]> {
-  if (members.length === 0) return [];
-  const tenantId = members[0].certificate.tenantId;
+  const [first] = members;
+  if (first === undefined) return [];
+  const tenantId = first.certificate.tenantId;
   if (members.some((m) => m.certificate.tenantId !== tenantId)) throw new Error('a group commit is for one tenant');
   const col = <T>(f: (m: (typeof members)[number]) => T) => members.map(f);
   const { rows } = await tx.query<{ id: number; ord: number }>(
@@ -184,7 +185,7 @@ export async function listCertificates(tx: Queryable, q: CertificateListQuery): 
       WHERE p.status = 'PENDING' AND (p.old_certificate_id = c.id OR p.new_certificate_id = c.id))`);
   }
   const total = q.deviceId || q.expiringBefore || q.rotation
-    ? Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params)).rows[0].n)
+    ? Number(onlyRow((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params)).rows, 'count certificates').n)
     : await countedRows(tx, certificateKinds(q.status ? [q.status] : CERTIFICATE_STATUSES), q.tenantId);
   if (q.beforeId) f.add((p) => `c.id < ${p}`, q.beforeId);
   await planKeysetPages(tx);
@@ -223,5 +224,5 @@ export async function markRevoked(tx: Queryable, id: number, reason: string, at:
     [id, at, reason],
   );
   if (rows.length === 0) return null;
-  return (await tx.query(`${SELECT} WHERE c.id = $1`, [id])).rows.map(toCertificate)[0];
+  return toCertificate(onlyRow((await tx.query(`${SELECT} WHERE c.id = $1`, [id])).rows, 'read the certificate just revoked'));
 }

@@ -1,6 +1,6 @@
 import type { ClaimAudit, ClaimCaRecord, ClaimEnrollmentRecord, ClaimStore, StoredClaimCa, StoredProvisioningPolicy } from '../../renewal/ports.ts';
 import type { Database } from '../database.ts';
-import type { Queryable } from '../driver.ts';
+import { onlyRow, type Queryable } from '../driver.ts';
 import { iso, isoOrNull, isUniqueViolation, text } from '../rows.ts';
 import { recordAudit } from './audit-repo.ts';
 import { toCertificate } from './certificates-repo.ts';
@@ -115,19 +115,21 @@ export function createClaimStore(db: Database): ClaimStore {
           [tenantId, JSON.stringify(p.policy), keep ? null : p.approvalSecret, p.actor, p.now, keep],
         );
         await audited(tx, tenantId, p.now, audit);
-        return toPolicy(rows[0]);
+        return toPolicy(onlyRow(rows, 'upsert provisioning policy'));
       }),
 
     findClaimEnrollment: (tenantId, fingerprint) =>
       db.asTenant(tenantId, async (tx) => {
         const { rows } = await tx.query(`SELECT * FROM claim_enrollments WHERE tenant_id = $1 AND claim_fingerprint = $2`, [tenantId, fingerprint]);
-        return rows[0] ? toEnrollment(rows[0]) : null;
+        const [row] = rows;
+        return row ? toEnrollment(row) : null;
       }),
 
     claimEnrollmentOfDevice: (tenantId, deviceId) =>
       db.asTenant(tenantId, async (tx) => {
         const { rows } = await tx.query(`SELECT * FROM claim_enrollments WHERE tenant_id = $1 AND device_id = $2 ORDER BY id LIMIT 1`, [tenantId, deviceId]);
-        return rows[0] ? toEnrollment(rows[0]) : null;
+        const [row] = rows;
+        return row ? toEnrollment(row) : null;
       }),
 
     reserveClaimEnrollment: (e) =>
@@ -138,7 +140,7 @@ export function createClaimStore(db: Database): ClaimStore {
           [e.tenantId, e.claimFingerprint, e.claimCaId, e.claimSerial, e.claimSubject, e.deviceId, e.transport, e.now],
         );
         const { rows } = await tx.query(`SELECT * FROM claim_enrollments WHERE tenant_id = $1 AND claim_fingerprint = $2`, [e.tenantId, e.claimFingerprint]);
-        return toEnrollment(rows[0]);
+        return toEnrollment(onlyRow(rows, 'reserve claim enrollment'));
       }),
 
     completeClaimEnrollment: (tenantId, id, certificateId, now, audit) =>
@@ -150,7 +152,8 @@ export function createClaimStore(db: Database): ClaimStore {
     certificateWithPem: (tenantId, id) =>
       db.asTenant(tenantId, async (tx) => {
         const { rows } = await tx.query(`SELECT c.*, NULL::timestamptz AS scheduled_revoke_at FROM device_certificates c WHERE c.tenant_id = $1 AND c.id = $2`, [tenantId, id]);
-        return rows[0] ? { ...toCertificate(rows[0]), cert_pem: String(rows[0].cert_pem) } : null;
+        const [row] = rows;
+        return row ? { ...toCertificate(row), cert_pem: String(row.cert_pem) } : null;
       }),
 
     deviceState: (tenantId, deviceId) =>
@@ -160,7 +163,8 @@ export function createClaimStore(db: Database): ClaimStore {
                   (SELECT count(*) FROM device_certificates WHERE tenant_id = $1 AND device_id = $2)::int AS n`,
           [tenantId, deviceId],
         );
-        return { exists: Boolean(rows[0].exists), certificates: Number(rows[0].n) };
+        const row = onlyRow(rows, 'device state');
+        return { exists: Boolean(row.exists), certificates: Number(row.n) };
       }),
 
     recordClaimRequest: (tenantId, fingerprint, requestId, signedAt, now) =>

@@ -2,7 +2,7 @@ import type { CrlToStore, RestoredRevocations, RevokedEntriesScope, StoredCrlInf
 import { randomUUID } from 'node:crypto';
 import type { RevocationListener } from '../../app/ports.ts';
 import type { Database } from '../database.ts';
-import type { Driver, Listening, Queryable } from '../driver.ts';
+import { onlyRow, type Driver, type Listening, type Queryable } from '../driver.ts';
 import type { Logger } from '../../support/logger.ts';
 import { dateOrNull, text, textOrNull } from '../rows.ts';
 
@@ -30,7 +30,7 @@ const toInfo = (r: Record<string, unknown>): StoredCrlInfo => ({
 export async function lockCrlState(tx: Queryable, issuerKeyId: string): Promise<StoredCrlInfo> {
   await tx.query('INSERT INTO crl_state (issuer_key_id) VALUES ($1) ON CONFLICT (issuer_key_id) DO NOTHING', [issuerKeyId]);
   const { rows } = await tx.query(`SELECT ${INFO_COLUMNS} FROM crl_state WHERE issuer_key_id = $1 FOR UPDATE`, [issuerKeyId]);
-  return toInfo(rows[0]);
+  return toInfo(onlyRow(rows, `lock crl_state ${issuerKeyId}`));
 }
 
 /** Stores a new CRL in the locked row; built_at is the transaction start (no later than the entries' snapshot). */
@@ -41,14 +41,16 @@ export async function saveCrl(tx: Queryable, issuerKeyId: string, crl: CrlToStor
      WHERE issuer_key_id = $1 RETURNING ${INFO_COLUMNS}`,
     [issuerKeyId, crl.crlNumber.toString(), crl.thisUpdate, crl.nextUpdate, crl.der, crl.sha256, crl.entries, crl.publishedAt, crl.fileSignature],
   );
-  if (rows.length === 0) throw new Error(`crl_state row ${issuerKeyId} vanished`);
-  return toInfo(rows[0]);
+  const [row] = rows;
+  if (row === undefined) throw new Error(`crl_state row ${issuerKeyId} vanished`);
+  return toInfo(row);
 }
 
 /** The latest published CRL's metadata; null before the first publication. */
 export async function readCrlInfo(tx: Queryable, issuerKeyId: string): Promise<StoredCrlInfo | null> {
   const { rows } = await tx.query(`SELECT ${INFO_COLUMNS} FROM crl_state WHERE issuer_key_id = $1 AND der IS NOT NULL`, [issuerKeyId]);
-  return rows.length ? toInfo(rows[0]) : null;
+  const [row] = rows;
+  return row ? toInfo(row) : null;
 }
 
 /** The latest published CRL with its DER (base64 on the wire: much cheaper to decode than bytea's hex). */
@@ -57,8 +59,9 @@ export async function readCrl(tx: Queryable, issuerKeyId: string): Promise<{ inf
     `SELECT ${INFO_COLUMNS}, encode(der, 'base64') AS der_base64 FROM crl_state WHERE issuer_key_id = $1 AND der IS NOT NULL`,
     [issuerKeyId],
   );
-  if (rows.length === 0) return null;
-  return { info: toInfo(rows[0]), der: Buffer.from(String(rows[0].der_base64), 'base64') };
+  const [row] = rows;
+  if (row === undefined) return null;
+  return { info: toInfo(row), der: Buffer.from(String(row.der_base64), 'base64') };
 }
 
 /** The latest CRL and the signature of its file variant (null: stored before there was one); null before the first publication. */
@@ -67,9 +70,10 @@ export async function readCrlForFile(tx: Queryable, issuerKeyId: string): Promis
     `SELECT encode(der, 'base64') AS der_base64, file_signature FROM crl_state WHERE issuer_key_id = $1 AND der IS NOT NULL`,
     [issuerKeyId],
   );
-  if (rows.length === 0) return null;
-  const signature = rows[0].file_signature;
-  return { der: Buffer.from(String(rows[0].der_base64), 'base64'), fileSignature: signature == null ? null : Buffer.from(signature as Uint8Array) };
+  const [row] = rows;
+  if (row === undefined) return null;
+  const signature = row.file_signature;
+  return { der: Buffer.from(String(row.der_base64), 'base64'), fileSignature: signature == null ? null : Buffer.from(signature as Uint8Array) };
 }
 
 

@@ -1,6 +1,6 @@
 import { DEVICE_TOTAL_CAP, prefixUpperBound, type DeviceRecord, type DeviceSummary } from '../../domain/device.ts';
 import type { DeviceListQuery, DevicePage } from '../../app/storage-ports.ts';
-import type { Queryable } from '../driver.ts';
+import { onlyRow, type Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
 import { createFilter } from '../sql-filter.ts';
 import { countedRows, DEVICE_KIND } from './row-counts-repo.ts';
@@ -22,7 +22,7 @@ export async function insertDevice(tx: Queryable, d: { tenantId: string; deviceI
      VALUES ($1, $2, $3, $4, $4) RETURNING ${COLUMNS}`,
     [d.tenantId, d.deviceId, d.siteId, d.now],
   );
-  return toDevice(rows[0]);
+  return toDevice(onlyRow(rows, 'insert device'));
 }
 
 /** Row-locks the device: rotations and issuance for one device are serialised on it. */
@@ -118,7 +118,7 @@ async function countDevices(tx: Queryable, q: DeviceListQuery): Promise<{ total:
   if (!filtered(q)) return { total: await countedRows(tx, [DEVICE_KIND], q.tenantId), capped: false };
   const f = deviceFilter({ ...q, sort: undefined });
   const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM (SELECT 1 FROM device_registry d${f.sql()} LIMIT ${f.param(DEVICE_TOTAL_CAP + 1)}) x`, f.params);
-  const n = Number(rows[0].n);
+  const n = Number(onlyRow(rows, 'count devices').n);
   return { total: Math.min(n, DEVICE_TOTAL_CAP), capped: n > DEVICE_TOTAL_CAP };
 }
 

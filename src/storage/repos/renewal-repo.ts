@@ -35,15 +35,16 @@ export function createRenewalStore(db: Database): RenewalStore {
            ORDER BY r.created_at DESC, r.id`,
           [tenantId, deviceId],
         );
-        if (rows.length === 0) return null;
-        const newest = Number(rows[0].new_certificate_id);
+        const [latest] = rows; // the newest rotation first; its rows share its new certificate
+        if (latest === undefined) return null;
+        const newest = Number(latest.new_certificate_id);
         const same = rows.filter((r) => Number(r.new_certificate_id) === newest);
         return {
           newCertificateId: newest,
-          newCertPem: String(rows[0].cert_pem),
+          newCertPem: String(latest.cert_pem),
           oldCertificateIds: same.map((r) => Number(r.old_certificate_id)),
-          scheduledRevokeAt: iso(same[0].scheduled_revoke_at),
-          startedBy: (rows[0].started_by as string | null) ?? null,
+          scheduledRevokeAt: iso(latest.scheduled_revoke_at),
+          startedBy: (latest.started_by as string | null) ?? null,
         };
       }),
 
@@ -111,7 +112,8 @@ export function createRenewalStore(db: Database): RenewalStore {
           `SELECT new_certificate_id FROM certificate_rotations WHERE tenant_id = $1 AND old_certificate_id = $2 AND status = 'COMPLETED' ORDER BY id DESC LIMIT 1`,
           [tenantId, certificateId],
         );
-        return rows.length > 0 ? Number(rows[0].new_certificate_id) : null;
+        const [row] = rows;
+        return row === undefined ? null : Number(row.new_certificate_id);
       }),
 
     wasImported: (tenantId, certificateId) =>

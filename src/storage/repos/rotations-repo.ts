@@ -1,5 +1,5 @@
 import type { PendingRotation } from '../../app/storage-ports.ts';
-import type { Queryable } from '../driver.ts';
+import { onlyRow, type Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
 
 const toPending = (r: Record<string, unknown>): PendingRotation => ({
@@ -39,7 +39,7 @@ export async function scheduleRevocation(
      RETURNING scheduled_revoke_at`,
     [s.tenantId, s.deviceId, s.newCertificateId, s.oldCertificateId, s.revokeAt, s.now, s.startedBy, s.revokeOld ?? true],
   );
-  return { scheduled_revoke_at: iso(rows[0].scheduled_revoke_at) };
+  return { scheduled_revoke_at: iso(onlyRow(rows, 'insert rotation').scheduled_revoke_at) };
 }
 
 /** The device's pending rows, soonest first. */

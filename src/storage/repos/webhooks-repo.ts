@@ -1,5 +1,5 @@
 import type { WebhookRecord } from '../../domain/webhook.ts';
-import type { Queryable } from '../driver.ts';
+import { onlyRow, type Queryable } from '../driver.ts';
 import { iso } from '../rows.ts';
 
 const COLUMNS = 'id, tenant_id, url, description, enabled, created_by, created_at, updated_at';
@@ -21,13 +21,13 @@ export async function insertWebhook(
 ): Promise<WebhookRecord> {
   // The id first: the secret is sealed for it (associated data), then stored with the row.
   const next = await tx.query<{ id: string }>(`SELECT nextval(pg_get_serial_sequence('notification_webhooks', 'id'))::text AS id`);
-  const id = Number(next.rows[0].id);
+  const id = Number(onlyRow(next.rows, 'next webhook id').id);
   const { rows } = await tx.query(
     `INSERT INTO notification_webhooks (id, tenant_id, url, description, enabled, secret, created_by, created_at, updated_at)
      VALUES ($8, $1, $2, $3, $4, $5, $6, $7, $7) RETURNING ${COLUMNS}`,
     [w.tenantId, w.url, w.description, w.enabled, w.secret(id), w.createdBy, w.now, id],
   );
-  return toWebhook(rows[0]);
+  return toWebhook(onlyRow(rows, 'insert webhook'));
 }
 
 export async function listWebhooks(tx: Queryable): Promise<WebhookRecord[]> {
@@ -96,5 +96,5 @@ export async function replaceStoredSecret(tx: Queryable, id: number, from: strin
 export async function countWebhooksForCreate(tx: Queryable, tenantId: string): Promise<number> {
   await tx.query(`SELECT pg_advisory_xact_lock(hashtext('certfleet:notification_webhooks'), hashtext($1))`, [tenantId]);
   const { rows } = await tx.query<{ n: number }>('SELECT count(*)::int AS n FROM notification_webhooks WHERE tenant_id = $1', [tenantId]);
-  return Number(rows[0].n);
+  return Number(onlyRow(rows, 'count webhooks').n);
 }
