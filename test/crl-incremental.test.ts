@@ -17,6 +17,7 @@ import { createPublishCrl, crlAuthorityFor, CRL_INCREMENTAL_MISMATCH_ALERT, type
 import { DAY_MS, createManualClock } from '../src/domain/clock.ts';
 import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { createStorage } from '../src/storage/repositories.ts';
+import { markRevoked } from '../src/storage/repos/certificates-repo.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
@@ -119,8 +120,13 @@ describe.each(DRIVERS)('incremental CRL publication on %s', (kind) => {
     expect(res.status).toBe(201);
     return { id: res.json.certificate.id as number, serial: res.json.certificate.serial_number as string };
   }
+  /**
+   * The revocation's own statement (certificates-repo markRevoked: the row and its pending mark),
+   * without telling the service's publisher: only the publishers under test build CRLs here.
+   */
   async function revoke(id: number, reason = 'keyCompromise') {
-    expect((await t.call('acme', 'POST', `/customer/certificates/${id}/revoke`, { reason })).status).toBe(200);
+    const revoked = await database.db.asTenant('acme', (tx) => markRevoked(tx, id, reason, t.clock.now()));
+    expect(revoked?.status).toBe('REVOKED');
   }
   const authority = () => crlAuthorityFor(t.service.ca.ca!);
   const storage = () => createStorage(database.db);
