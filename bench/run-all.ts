@@ -20,6 +20,7 @@ const BENCHES: [string, string][] = [
   ['issuance', 'issuance.bench.ts'],
   ['tenant-fairness', 'tenant-fairness.bench.ts'],
   ['crl-publish', 'crl-publish.bench.ts'],
+  ['crl-incremental', 'crl-incremental.bench.ts'],
   ['crl-build', 'crl-build.bench.ts'],
   ['crl-lint', 'crl-lint.bench.ts'],
   ['hsm', 'hsm-signing.bench.ts'],

@@ -235,7 +235,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       const mode: PublishedCrl['build']['mode'] =
         !request.incremental || !current || taken.unnamed ? 'full' : clock.now().getTime() - current.fullReadAt >= fullRebuildMs ? 'checked' : 'incremental';
       const build: PublishedCrl['build'] = { mode, read: 0, inserted: 0, dropped: 0, mismatch: false };
-      let sorted: SortedEntries;
+      let sorted: SortedEntries & { count?: number };
       let merged: MergeResult | null = null;
       if (current && mode !== 'full') {
         const added = await readEntriesOf(repos.crl, scope, taken.serials);
@@ -248,8 +248,8 @@ export function createPublishCrl(deps: PublishCrlDeps) {
         build.inserted = merged.inserted;
         build.dropped = merged.dropped;
       } else {
-        sorted = await readEntries(repos.crl, authority, scope);
-        build.read = sorted.offsets.length;
+        sorted = await readEntries(repos.crl, authority, scope, fullRebuildMs > 0);
+        build.read = sorted.count ?? sorted.offsets.length;
         if (merged && !merged.entries.bytes.equals(sorted.bytes)) {
           build.mismatch = true;
           await repos.alerts.raiseSystemAlert({
@@ -266,7 +266,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
         }
       }
       const revoked = sorted.bytes;
-      const entries = sorted.offsets.length;
+      const entries = sorted.count ?? sorted.offsets.length;
       const entriesDone = performance.now();
 
       // 2 build, 3 lint (throwaway key), 4 sign (CA key), 5 verify: both variants
@@ -389,8 +389,8 @@ export function nextCrlNumber(previous: bigint, thisUpdate: Date): bigint {
 type CrlRepos = Parameters<Parameters<Storage['asOperator']>[0]>[0]['crl'];
 
 /** Feeds rows as the repository reads them into an encoder that keeps each entry's times. */
-function entryFeeder() {
-  const encoder = createRevokedEntriesEncoder({ times: true });
+function entryFeeder(times = true) {
+  const encoder = createRevokedEntriesEncoder({ times });
   const reasonCodes = new Map<string, number>();
   const entry: RevokedEntry = { serialHex: '', revokedAt: new Date(0), reasonCode: 0, notAfterMs: 0 };
   const onEntry = (serialHex: string, revokedAtMs: number, reason: string, notAfterMs: number) => {
@@ -409,12 +409,16 @@ function entryFeeder() {
   return { encoder, onEntry };
 }
 
-async function readEntries(crl: CrlRepos, authority: CrlAuthority, scope: RevokedEntriesScope): Promise<SortedEntries> {
-  const { encoder, onEntry } = entryFeeder();
+/** Every entry of the CA; `times` (kept in memory afterwards): with each entry's offset and times, otherwise only the bytes (a one-shot process). */
+async function readEntries(crl: CrlRepos, authority: CrlAuthority, scope: RevokedEntriesScope, times: boolean): Promise<SortedEntries & { count?: number }> {
+  const { encoder, onEntry } = entryFeeder(times);
   await crl.forEachRevokedCertificate(scope, onEntry);
   // Revocations of certificates a restored database does not know, kept from a reconciled CRL (reconcile-crl.ts).
   await crl.forEachRestoredRevocation(authority.issuerLabel, onEntry);
-  return encoder.finishSorted();
+  if (times) return encoder.finishSorted();
+  const count = encoder.count;
+  // Only the bytes and the count are used when nothing is kept.
+  return { bytes: encoder.finish(), offsets: new Uint32Array(0), revokedAt: new Float64Array(0), notAfter: new Float64Array(0), count };
 }
 
 /** The entries of these serials only (the revocations whose pending marks a build took), sorted. */
