@@ -22,6 +22,8 @@ export interface Config {
   /** CRL_RECONCILE_PATH: a CRL (PEM or DER) the publisher reconciles with at start, e.g. after a database restore (null: none). */
   crlReconcilePath: string | null;
   crlRefreshMinutes: number;
+  /** CRL_FULL_REBUILD_MINUTES: an incremental CRL publication reads every entry again and compares at least this often (0: always full). */
+  crlFullRebuildMinutes: number;
   crlValidityHours: number;
   certExpiryWarningDays: number;
   /** Expiry alerts escalate to HIGH (4) at this many days left, CRITICAL (5) at certExpiryCriticalDays. */
@@ -238,6 +240,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     crlOutputPath: resolve(env.CRL_OUTPUT_PATH || `${dataDir}/pki/device-crl.pem`),
     crlReconcilePath: env.CRL_RECONCILE_PATH ? resolve(env.CRL_RECONCILE_PATH) : null,
     crlRefreshMinutes: int(env, 'CRL_REFRESH_MINUTES', 60, 1, 10_080),
+    crlFullRebuildMinutes: int(env, 'CRL_FULL_REBUILD_MINUTES', 60, 0, 10_080),
     brokerFleet: {
       lagAlertSeconds: int(env, 'BROKER_LAG_ALERT_SECONDS', 120, 1, 86_400),
       reportTimeoutSeconds: int(env, 'BROKER_REPORT_TIMEOUT_SECONDS', 300, 5, 86_400),

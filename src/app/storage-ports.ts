@@ -491,6 +491,9 @@ export interface RevokedEntriesScope {
   previousThisUpdate: Date | null;
 }
 
+/** One revoked entry as read: serial (hex), revocation time (ms), reason text, the certificate's notAfter (ms; Infinity: never leaves the CRL). */
+export type RevokedEntryCallback = (serialHex: string, revokedAtMs: number, reason: string, notAfterMs: number) => void;
+
 export interface CrlRepository {
   /** Locks the CA's CRL state until the transaction ends (creating it on first use): CRL numbers are handed out one at a time. */
   lockCrlState(issuerKeyId: string): Promise<StoredCrlInfo>;
@@ -506,9 +509,14 @@ export interface CrlRepository {
    * Hands the revoked certificates of the scope's CRL to onEntry as they are read, in no
    * particular order, from one snapshot. Returns the number of entries.
    */
-  forEachRevokedCertificate(scope: RevokedEntriesScope, onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void): Promise<number>;
-  /** Takes the CA's pending-revocation marks before a build reads the entries (they are all in this CRL). */
-  takePendingRevocations(issuer: string): Promise<void>;
+  forEachRevokedCertificate(scope: RevokedEntriesScope, onEntry: RevokedEntryCallback): Promise<number>;
+  /** The same, for these serials only (an incremental build reads the rows whose pending marks it took). */
+  forEachRevokedCertificateOf(scope: RevokedEntriesScope, serials: string[], onEntry: RevokedEntryCallback): Promise<number>;
+  /**
+   * Takes the CA's pending-revocation marks before a build reads the entries (they are all in this
+   * CRL): the serials they name, and whether one named none (only a full read will do).
+   */
+  takePendingRevocations(issuer: string): Promise<{ serials: string[]; unnamed: boolean }>;
   /** Revocations committed after the latest CRL's read (e.g. the process died before it published them). */
   hasPendingRevocations(issuer: string): Promise<boolean>;
   /** The latest nextUpdate of any stored CRL; null before the first publication. */
@@ -526,7 +534,7 @@ export interface CrlRepository {
    */
   restoreRevocations(issuer: string, entries: ReadonlyArray<{ serialHex: string; revokedAt: Date; reason: string }>, sourceCrlNumber: bigint): Promise<RestoredRevocations>;
   /** The kept revocations of unknown certificates of the CA, for the CRL (not those the database now holds as REVOKED). */
-  forEachRestoredRevocation(issuer: string, onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void): Promise<number>;
+  forEachRestoredRevocation(issuer: string, onEntry: RevokedEntryCallback): Promise<number>;
 }
 
 // ---- periodic tasks

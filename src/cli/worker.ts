@@ -16,7 +16,8 @@ import { createLimitedServer } from '../support/listener.ts';
 export async function workerCommand(flags: Flags, config: Config, overrides: WorkerOverrides = {}): Promise<number> {
   const metrics = new Registry();
   const log = overrides.logger ?? createLogger({ level: config.logLevel });
-  const worker = await createWorker(config, { metrics, ...overrides, logger: log });
+  // A one-shot run keeps no CRL entries in memory for later incremental publications: there are none.
+  const worker = await createWorker(flags.once ? { ...config, crlFullRebuildMinutes: 0 } : config, { metrics, ...overrides, logger: log });
   if (flags.once) {
     let failed: string[] = [];
     try {

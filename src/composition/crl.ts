@@ -31,7 +31,7 @@ import { createReconcileRevocations } from '../app/reconcile-revocations.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
 
 export type CrlConfig = Pick<Config, 'crlOutputPath' | 'crlRefreshMinutes' | 'crlValidityHours' | 'brokerPidFile' | 'brokerReloadCommand' | 'publicBaseUrl'> &
-  Partial<Pick<Config, 'brokerAdmin' | 'crlReconcilePath'>>;
+  Partial<Pick<Config, 'brokerAdmin' | 'crlReconcilePath' | 'crlFullRebuildMinutes'>>;
 
 export interface CrlPublicationOptions {
   config: CrlConfig;
@@ -106,7 +106,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     const reloader = localBrokerReloader(config, logger, options.reloader);
     broker = { reload: reloader.description, reloadConfigured: reloader.configured, sessionKicking: sessions !== null };
     const file = createCrlFileSync({ path: config.crlOutputPath, caPublicKey: authority.publicKey, issuerNameDer: authority.issuerNameDer, clock, reloader, logger, fs: options.fs });
-    const settings = { validityHours: config.crlValidityHours, distributionPointUrl };
+    const settings = { validityHours: config.crlValidityHours, distributionPointUrl, fullRebuildMs: (config.crlFullRebuildMinutes ?? 60) * 60_000 };
     const publish = createPublishCrl({ storage, clock, authority, settings, file });
     const reconcileRevocations = createReconcileRevocations({ storage, clock });
     reconcile = () =>

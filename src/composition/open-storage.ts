@@ -5,8 +5,6 @@ import { lockDataDir } from '../storage/data-dir-lock.ts';
 import type { Driver } from '../storage/driver.ts';
 import { migrate } from '../storage/migrate.ts';
 import { createPgDriver } from '../storage/pg-driver.ts';
-import { createPgliteDriver, openPglite } from '../storage/pglite-driver.ts';
-import { templateFor } from '../storage/pglite-template.ts';
 
 export interface Storage {
   db: Database;
@@ -28,6 +26,8 @@ export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'
     chmodSync(`${config.dataDir}/db`, 0o700);
     try {
       const dir = `${config.dataDir}/db`;
+      // PGlite (its WebAssembly Postgres) is loaded only when used: a process on Postgres never pays its import.
+      const [{ createPgliteDriver, openPglite }, { templateFor }] = await Promise.all([import('../storage/pglite-driver.ts'), import('../storage/pglite-template.ts')]);
       driver = createPgliteDriver(await openPglite(dir, templateFor(dir)));
     } catch (e) {
       release();

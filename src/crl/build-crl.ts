@@ -58,6 +58,23 @@ export interface RevokedEntry {
    * 7 is unassigned and 8 (removeFromCRL) belongs to delta CRLs only: both are rejected.
    */
   reasonCode: number;
+  /**
+   * The certificate's notAfter (ms; Infinity: the entry never leaves the CRL). Only kept by an
+   * encoder made with `{ times: true }` (the incremental state needs it to drop expired entries).
+   */
+  notAfterMs?: number;
+}
+
+/** Sorted entries with what an incremental build needs about each: where it starts, when it was revoked, when its certificate expires. */
+export interface SortedEntries {
+  /** The entries' DER concatenated in ascending serial order. */
+  bytes: Buffer;
+  /** Start of each entry in `bytes`. */
+  offsets: Uint32Array;
+  /** Revocation time of each entry, in whole seconds since the epoch (as encoded). */
+  revokedAt: Float64Array;
+  /** notAfter of each entry's certificate, whole seconds (Infinity: never leaves the CRL). */
+  notAfter: Float64Array;
 }
 
 export interface CrlInput {
@@ -263,6 +280,8 @@ export interface RevokedEntriesEncoder {
    * on a serial added twice. The encoder can't be used afterwards.
    */
   finish(): Buffer;
+  /** finish(), with each entry's offset and times (the encoder must have been made with `{ times: true }`). */
+  finishSorted(): SortedEntries;
 }
 
 /**
@@ -315,7 +334,9 @@ interface Bucket {
  *   for await (const row of rows) enc.add(row);
  *   const crl = buildCrl({ ...rest, revoked: enc.finish() });
  */
-export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
+export function createRevokedEntriesEncoder(options: { times?: boolean } = {}): RevokedEntriesEncoder {
+  /** With times, each entry in its arena is followed by its revocation second and notAfter second (two float64, not part of the entry). */
+  const trailer = options.times ? 16 : 0;
   const buckets: (Bucket | undefined)[] = new Array(BUCKETS);
   const scratch = Buffer.allocUnsafe(MAX_ENTRY_BYTES); // the serial's INTEGER content, before its bucket is known
   let byteLength = 0;
@@ -461,7 +482,7 @@ export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
       // Entry layout (all lengths < 128, short form): 30 L 02 sl <serial> <time> [<reason ext>]
       const serialLen = writeSerial(entry.serialHex, scratch, 0);
       const length = 4 + serialLen + timeLen + (reason !== 0 ? 14 : 0);
-      const bucket = bucketWithRoom(length, serialLen);
+      const bucket = bucketWithRoom(length + trailer, serialLen);
       const c = bucket.arena;
       const start = bucket.used;
       c[start] = TAG.SEQUENCE;
@@ -475,6 +496,12 @@ export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
         for (let k = 0; k < 13; k++) c[p++] = REASON_EXTENSIONS_PREFIX[k];
         c[p++] = reason;
       }
+      if (trailer) {
+        c.writeDoubleLE(second, p);
+        const notAfter = entry.notAfterMs ?? Number.POSITIVE_INFINITY;
+        c.writeDoubleLE(notAfter === Number.POSITIVE_INFINITY ? notAfter : Math.floor(notAfter / 1000), p + 8);
+        p += 16;
+      }
       bucket.used = p;
       bucket.offsets[bucket.count++] = start;
       byteLength += length;
@@ -487,25 +514,41 @@ export function createRevokedEntriesEncoder(): RevokedEntriesEncoder {
       return byteLength;
     },
     finish() {
-      if (finished) throw new Error('revoked entries encoder already finished');
-      finished = true;
-      const out = Buffer.allocUnsafe(byteLength);
-      let at = 0;
-      for (let id = 0; id < BUCKETS; id++) {
-        const bucket = buckets[id];
-        if (!bucket) continue;
-        buckets[id] = undefined;
-        const { arena } = bucket;
-        const order = entriesInSerialOrder(arena, bucket.offsets.subarray(0, bucket.count));
-        for (let k = 0; k < order.length; k++) {
-          const from = order[k];
-          const to = from + 2 + arena[from + 1];
-          for (let b = from; b < to; b++) out[at++] = arena[b];
-        }
-      }
-      return out;
+      return finishInto(null).bytes;
+    },
+    finishSorted() {
+      if (!trailer) throw new Error('finishSorted needs an encoder made with { times: true }');
+      const sorted = { bytes: Buffer.alloc(0), offsets: new Uint32Array(count), revokedAt: new Float64Array(count), notAfter: new Float64Array(count) };
+      return { ...sorted, bytes: finishInto(sorted).bytes };
     },
   };
+
+  function finishInto(times: Omit<SortedEntries, 'bytes'> | null): { bytes: Buffer } {
+    if (finished) throw new Error('revoked entries encoder already finished');
+    finished = true;
+    const out = Buffer.allocUnsafe(byteLength);
+    let at = 0;
+    let index = 0;
+    for (let id = 0; id < BUCKETS; id++) {
+      const bucket = buckets[id];
+      if (!bucket) continue;
+      buckets[id] = undefined;
+      const { arena } = bucket;
+      const order = entriesInSerialOrder(arena, bucket.offsets.subarray(0, bucket.count));
+      for (let k = 0; k < order.length; k++) {
+        const from = order[k];
+        const to = from + 2 + arena[from + 1];
+        if (times) {
+          times.offsets[index] = at;
+          times.revokedAt[index] = arena.readDoubleLE(to);
+          times.notAfter[index] = arena.readDoubleLE(to + 8);
+          index++;
+        }
+        for (let b = from; b < to; b++) out[at++] = arena[b];
+      }
+    }
+    return { bytes: out };
+  }
 }
 
 /**

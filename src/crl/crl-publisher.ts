@@ -5,6 +5,8 @@
  * - `revocationCommitted()` starts a publication at once when idle; revocations that arrive
  *   while one runs mark it dirty, and exactly one more publication runs after it (with all
  *   of them, since it reads the database afresh).
+ * - Revocations and the refresh merge into the entries the pipeline keeps in memory (incremental);
+ *   `publishNow()` and a retry after a failure read every entry from the database.
  * - `publishNow()` always builds a new CRL; `publishIfStale()` (the refresh timer) only when the
  *   stored one is older than the refresh interval or its nextUpdate is near.
  * - `syncFile()` (another replica published) copies the stored CRL to this replica's file.
@@ -106,7 +108,7 @@ export interface CrlPublisherStatus {
 export interface CrlPublisher {
   /** A revocation committed. `committedBefore` (database time, from a NOTIFY): skip if the stored CRL was built after it. */
   revocationCommitted(hint?: { committedBefore?: Date }): void;
-  /** Builds and publishes a new CRL (after the running one, if any). */
+  /** Builds and publishes a new CRL from every entry in the database (after the running one, if any). */
   publishNow(): Promise<CrlPublication>;
   /** Builds only when the stored CRL is missing, older than the refresh interval, or expired; syncs the file either way. */
   publishIfStale(): Promise<CrlPublication>;
@@ -131,6 +133,8 @@ interface Waiter {
 interface Request {
   publish: Condition;
   sync: boolean;
+  /** Read every entry from the database (publishNow, a retry) instead of merging into the entries kept in memory. */
+  full: boolean;
   waiters: Waiter[];
 }
 
@@ -207,7 +211,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     publications: 0,
   };
 
-  function enqueue(publish: Condition, sync: boolean, waiter?: Waiter) {
+  function enqueue(publish: Condition, sync: boolean, waiter?: Waiter, full = false) {
     if (stopped) {
       waiter?.reject(new Error('the CRL publisher is stopped'));
       return;
@@ -215,15 +219,16 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     if (pending) {
       pending.publish = merge(pending.publish, publish);
       pending.sync ||= sync;
+      pending.full ||= full;
       if (waiter) pending.waiters.push(waiter);
     } else {
-      pending = { publish, sync, waiters: waiter ? [waiter] : [] };
+      pending = { publish, sync, full, waiters: waiter ? [waiter] : [] };
     }
     if (!running) running = drain();
   }
 
-  const request = (publish: Condition, sync: boolean) =>
-    new Promise<CrlPublication>((resolve, reject) => enqueue(publish, sync, { resolve, reject }));
+  const request = (publish: Condition, sync: boolean, full = false) =>
+    new Promise<CrlPublication>((resolve, reject) => enqueue(publish, sync, { resolve, reject }, full));
 
   async function drain() {
     state.running = true;
@@ -250,7 +255,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     const started = performance.now();
     state.runs++;
     const run: CrlRun =
-      req.publish !== null ? await deps.pipeline.publish({ unless: req.publish === 'always' ? undefined : req.publish }) : await deps.pipeline.sync();
+      req.publish !== null ? await deps.pipeline.publish({ unless: req.publish === 'always' ? undefined : req.publish, incremental: !req.full }) : await deps.pipeline.sync();
     if (run.crl) deps.onPublished?.(run.crl);
     const stored: StoredCrlInfo | null = run.stored;
     const file: CrlFileSyncResult | null = run.file;
@@ -341,7 +346,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
       retryTimer = null;
       const r = retryRequest;
       retryRequest = null;
-      if (r) enqueue(r.publish, r.sync);
+      if (r) enqueue(r.publish, r.sync, undefined, true); // after a failure: from the database
     }, delay);
     retryTimer.unref();
   }
@@ -352,7 +357,7 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
     revocationCommitted(hint) {
       enqueue(hint?.committedBefore ? { builtAfter: hint.committedBefore } : 'always', true);
     },
-    publishNow: () => request('always', true),
+    publishNow: () => request('always', true, true),
     publishIfStale: () => request({ youngerThanMs: deps.staleAfterMs }, true),
     syncFile(crlNumber) {
       if (crlNumber !== undefined && state.fileNumber !== null && crlNumber <= state.fileNumber && !state.reloadPending) return;

@@ -31,7 +31,9 @@
  */
 import { createHash, type KeyObject } from 'node:crypto';
 import type { Counter } from 'prom-client';
-import type { StoredCrlInfo, Storage } from '../app/storage-ports.ts';
+import type { RevokedEntriesScope, StoredCrlInfo, Storage } from '../app/storage-ports.ts';
+import { SYSTEM_TENANT, type AlertType } from '../domain/alert.ts';
+import { SEVERITY } from '../domain/expiry-policy.ts';
 import type { Config } from '../config.ts';
 import { HOUR_MS, type Clock } from '../domain/clock.ts';
 import { REVOCATION_REASONS, reasonCodeFor } from '../domain/revocation-reasons.ts';
@@ -51,8 +53,10 @@ import {
   prepareCrl,
   type CrlSigner,
   type RevokedEntry,
+  type SortedEntries,
   type TbsInput,
 } from './build-crl.ts';
+import { mergeEntries, spaceOf, type MergeResult, type MergeSpace } from './incremental-entries.ts';
 import type { CrlFileSync, CrlFileSyncResult } from './crl-file-sync.ts';
 import { verifyCrl } from './verify-crl.ts';
 
@@ -109,6 +113,12 @@ export interface PublishCrlDeps {
     validityHours: number;
     /** Issuing Distribution Point of the CRL served at that URL: the one the certificates carry now. */
     distributionPointUrl: string;
+    /**
+     * An incremental publication at least this long after the last full read reads every entry
+     * again and compares (CRL_FULL_REBUILD_MINUTES, default 60): the self-check. 0: every
+     * publication reads every entry (no entries kept in memory).
+     */
+    fullRebuildMs?: number;
   };
   /** Stage 7: the broker's file (null or absent: this process keeps none, e.g. a test or an API replica). */
   file?: CrlFileSync | null;
@@ -131,6 +141,12 @@ export interface PublishCondition {
 
 export interface PublishCrlRequest {
   unless?: PublishCondition;
+  /**
+   * Merge the revocations taken into the CA's entries kept in memory instead of reading every
+   * entry (falls back to the full read whenever memory could be wrong: nothing kept yet, another
+   * replica or a failed run stored since, a pending mark without a serial, the self-check due).
+   */
+  incremental?: boolean;
   /** The new number is greater than this too (besides the stored one and the broker file's claim). */
   minNumber?: bigint;
 }
@@ -151,6 +167,11 @@ export interface PublishedCrl {
    * variants, verifying them, storing (with the file write, which starts once both are verified).
    */
   timings: { entriesMs: number; signMs: number; lintMs: number; verifyMs: number; storeMs: number; totalMs: number };
+  /**
+   * How the entries were obtained: `full` read from the database; `incremental` merged into the
+   * entries kept in memory; `checked` both, compared byte for byte (the full read is published).
+   */
+  build: { mode: 'full' | 'incremental' | 'checked'; read: number; inserted: number; dropped: number; mismatch: boolean };
 }
 
 /** Stage 7's outcome, settled before the transaction ended (null: no file stage). */
@@ -174,7 +195,25 @@ export function createPublishCrl(deps: PublishCrlDeps) {
   const { storage, clock, authority, settings } = deps;
   const validityMs = settings.validityHours * HOUR_MS;
   const prepare = deps.prepare ?? prepareCrl;
-  return async (request: PublishCrlRequest = {}): Promise<PublishCrlResult> => {
+  const fullRebuildMs = settings.fullRebuildMs ?? DEFAULT_FULL_REBUILD_MS;
+  /**
+   * This CA's (authority.issuerKeyId's) entries as this process last stored them, or null: valid
+   * only while crl_state still holds that CRL (number and sha256), checked under the row lock.
+   */
+  let memory: EntriesMemory | null = null;
+  const run = async (request: PublishCrlRequest): Promise<PublishCrlResult> => {
+    let kept: EntriesMemory | null = null;
+    try {
+      const result = await transaction(request, memory, (next) => (kept = next));
+      // Only once committed: a failed store or commit leaves memory null (the next run reads everything).
+      if (result.published) memory = kept;
+      return result;
+    } catch (error) {
+      memory = null;
+      throw error;
+    }
+  };
+  const transaction = async (request: PublishCrlRequest, memory: EntriesMemory | null, keep: (next: EntriesMemory | null) => void): Promise<PublishCrlResult> => {
     // The file's number is a floor: with a database restored from an older backup, numbers still go up for the broker.
     const claimed = (await deps.file?.claimedNumber()) ?? null;
     const floor = [request.minNumber, claimed].reduce<bigint | undefined>((a, b) => (b != null && (a === undefined || b > a) ? b : a), undefined);
@@ -185,12 +224,49 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       if (request.unless && stored.sha256 !== null && satisfied(stored, request.unless, clock.now()) && !(await repos.crl.hasPendingRevocations(authority.issuerLabel))) {
         return { published: false, stored, file: null };
       }
-      await repos.crl.takePendingRevocations(authority.issuerLabel);
+      const taken = await repos.crl.takePendingRevocations(authority.issuerLabel);
       const thisUpdate = new Date(Math.floor(clock.now().getTime() / 1000) * 1000);
       const nextUpdate = new Date(thisUpdate.getTime() + validityMs);
       const previous = [floor, stored.numberFloor].reduce<bigint>((a, b) => (b != null && b > a ? b : a), stored.crlNumber);
       const crlNumber = nextCrlNumber(previous, thisUpdate);
-      const { revoked, entries } = await readEntries(repos.crl, authority, stored);
+      const scope = { issuer: authority.issuerLabel, previousThisUpdate: stored.sha256 !== null ? stored.thisUpdate : null };
+      // The entries kept in memory stand for the stored CRL only if it is still the one this process stored.
+      const current = memory && fullRebuildMs > 0 && stored.sha256 === memory.sha256 && stored.crlNumber === memory.crlNumber ? memory : null;
+      const mode: PublishedCrl['build']['mode'] =
+        !request.incremental || !current || taken.unnamed ? 'full' : clock.now().getTime() - current.fullReadAt >= fullRebuildMs ? 'checked' : 'incremental';
+      const build: PublishedCrl['build'] = { mode, read: 0, inserted: 0, dropped: 0, mismatch: false };
+      let sorted: SortedEntries & { count?: number };
+      let merged: MergeResult | null = null;
+      if (current && mode !== 'full') {
+        const added = await readEntriesOf(repos.crl, scope, taken.serials);
+        const previousThisUpdate = scope.previousThisUpdate ? Math.floor(scope.previousThisUpdate.getTime() / 1000) : null;
+        merged = mergeEntries(current.entries, added, previousThisUpdate, current.spare);
+        build.read = added.offsets.length;
+      }
+      if (mode === 'incremental' && merged) {
+        sorted = merged.entries;
+        build.inserted = merged.inserted;
+        build.dropped = merged.dropped;
+      } else {
+        sorted = await readEntries(repos.crl, authority, scope, fullRebuildMs > 0);
+        build.read = sorted.count ?? sorted.offsets.length;
+        if (merged && !merged.entries.bytes.equals(sorted.bytes)) {
+          build.mismatch = true;
+          await repos.alerts.raiseSystemAlert({
+            tenantId: SYSTEM_TENANT,
+            type: CRL_INCREMENTAL_MISMATCH_ALERT,
+            fingerprint: `crl-incremental:${authority.issuerKeyId}`,
+            severity: SEVERITY.HIGH,
+            summary:
+              `The CRL entries kept in memory (${merged.entries.offsets.length}) differ from a full read of the database (${sorted.offsets.length}): ` +
+              'a revocation or an expiry reached the database without a pending mark naming it. The full read was published; revocations may have reached the broker late.',
+            details: { issuer_key_id: authority.issuerKeyId, in_memory: merged.entries.offsets.length, in_database: sorted.offsets.length, crl_number: crlNumber.toString() },
+            now: clock.now(),
+          });
+        }
+      }
+      const revoked = sorted.bytes;
+      const entries = sorted.count ?? sorted.offsets.length;
       const entriesDone = performance.now();
 
       // 2 build, 3 lint (throwaway key), 4 sign (CA key), 5 verify: both variants
@@ -231,6 +307,19 @@ export function createPublishCrl(deps: PublishCrlDeps) {
         await fileWrite;
       }
       const done = performance.now();
+      keep(
+        fullRebuildMs > 0
+          ? {
+              crlNumber,
+              sha256,
+              entries: sorted,
+              // The list replaced is written over by the next merge (only memory a merge allocated: never a shared pool).
+              spare: mode !== 'full' && current?.merged ? spaceOf(current.entries) : (current?.spare ?? null),
+              merged: mode === 'incremental',
+              fullReadAt: mode === 'incremental' && current ? current.fullReadAt : clock.now().getTime(),
+            }
+          : null,
+      );
       return {
         published: true,
         stored: saved,
@@ -244,6 +333,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
           fileDer,
           sha256,
           entries,
+          build,
           timings: {
             entriesMs: entriesDone - started,
             signMs: signed.signMs,
@@ -256,7 +346,27 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       };
     });
   };
+  return (request: PublishCrlRequest = {}) => run(request);
 }
+
+/** The entries this process last stored for one CA (crl_state row), and for which CRL. */
+interface EntriesMemory {
+  crlNumber: bigint;
+  sha256: string;
+  entries: SortedEntries;
+  /** Memory the next merge writes into (a list no longer current), or null. */
+  spare: MergeSpace | null;
+  /** `entries` was written by a merge (its memory may become the next spare; a full read's may come from a shared pool). */
+  merged: boolean;
+  /** Clock time of the last full read these entries descend from. */
+  fullReadAt: number;
+}
+
+/** CRL_FULL_REBUILD_MINUTES' default. */
+export const DEFAULT_FULL_REBUILD_MS = HOUR_MS;
+
+/** The alert raised when the entries kept in memory differ from a full read (the full read is published). */
+export const CRL_INCREMENTAL_MISMATCH_ALERT: AlertType = 'CRL_INCREMENTAL_MISMATCH';
 
 export type PublishCrl = ReturnType<typeof createPublishCrl>;
 
@@ -276,12 +386,14 @@ export function nextCrlNumber(previous: bigint, thisUpdate: Date): bigint {
  * encoder (never all rows as objects): only this CA's, and an expired one only until it was on
  * one CRL whose thisUpdate is after its notAfter (RFC 5280 3.3). Returns them in serial order.
  */
-async function readEntries(crl: Parameters<Parameters<Storage['asOperator']>[0]>[0]['crl'], authority: CrlAuthority, stored: StoredCrlInfo) {
-  const encoder = createRevokedEntriesEncoder();
+type CrlRepos = Parameters<Parameters<Storage['asOperator']>[0]>[0]['crl'];
+
+/** Feeds rows as the repository reads them into an encoder that keeps each entry's times. */
+function entryFeeder(times = true) {
+  const encoder = createRevokedEntriesEncoder({ times });
   const reasonCodes = new Map<string, number>();
-  const entry: RevokedEntry = { serialHex: '', revokedAt: new Date(0), reasonCode: 0 };
-  const scope = { issuer: authority.issuerLabel, previousThisUpdate: stored.sha256 !== null ? stored.thisUpdate : null };
-  const onEntry = (serialHex: string, revokedAtMs: number, reason: string) => {
+  const entry: RevokedEntry = { serialHex: '', revokedAt: new Date(0), reasonCode: 0, notAfterMs: 0 };
+  const onEntry = (serialHex: string, revokedAtMs: number, reason: string, notAfterMs: number) => {
     let code = reasonCodes.get(reason);
     if (code === undefined) {
       code = reasonCodeFor(reason);
@@ -291,13 +403,29 @@ async function readEntries(crl: Parameters<Parameters<Storage['asOperator']>[0]>
     entry.serialHex = serialHex;
     entry.revokedAt.setTime(revokedAtMs);
     entry.reasonCode = code;
+    entry.notAfterMs = notAfterMs;
     encoder.add(entry);
   };
+  return { encoder, onEntry };
+}
+
+/** Every entry of the CA; `times` (kept in memory afterwards): with each entry's offset and times, otherwise only the bytes (a one-shot process). */
+async function readEntries(crl: CrlRepos, authority: CrlAuthority, scope: RevokedEntriesScope, times: boolean): Promise<SortedEntries & { count?: number }> {
+  const { encoder, onEntry } = entryFeeder(times);
   await crl.forEachRevokedCertificate(scope, onEntry);
   // Revocations of certificates a restored database does not know, kept from a reconciled CRL (reconcile-crl.ts).
   await crl.forEachRestoredRevocation(authority.issuerLabel, onEntry);
-  const entries = encoder.count;
-  return { entries, revoked: encoder.finish() };
+  if (times) return encoder.finishSorted();
+  const count = encoder.count;
+  // Only the bytes and the count are used when nothing is kept.
+  return { bytes: encoder.finish(), offsets: new Uint32Array(0), revokedAt: new Float64Array(0), notAfter: new Float64Array(0), count };
+}
+
+/** The entries of these serials only (the revocations whose pending marks a build took), sorted. */
+async function readEntriesOf(crl: CrlRepos, scope: RevokedEntriesScope, serials: string[]): Promise<SortedEntries> {
+  const { encoder, onEntry } = entryFeeder();
+  await crl.forEachRevokedCertificateOf(scope, serials, onEntry);
+  return encoder.finishSorted();
 }
 
 /**

@@ -1,12 +1,13 @@
 /** Alert vocabulary shared by the worker, the API and the webhooks. */
 /**
  * CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING and CRL_RECONCILED (revocations restored from a
- * CRL after a database restore) are system alerts (tenant __system__): operators see them and
+ * CRL after a database restore) and CRL_INCREMENTAL_MISMATCH (the CRL entries kept in memory differed
+ * from a full read of the database; publish-crl.ts) are system alerts (tenant __system__): operators see them and
  * their webhooks get them.
  */
 /** CLAIM_CERT_SHARED: a claim (factory) certificate was presented for a second device id (cloned or shared claim identity). */
-export const ALERT_TYPES = ['CERT_EXPIRING', 'CERT_EXPIRED', 'CRL_STALE', 'BROKER_RELOAD_FAILING', 'CA_EXPIRING', 'CLAIM_CERT_SHARED', 'CRL_RECONCILED'] as const;
-export const SYSTEM_ALERT_TYPES = ['CRL_STALE', 'BROKER_RELOAD_FAILING', 'CA_EXPIRING', 'CRL_RECONCILED'] as const;
+export const ALERT_TYPES = ['CERT_EXPIRING', 'CERT_EXPIRED', 'CRL_STALE', 'BROKER_RELOAD_FAILING', 'CA_EXPIRING', 'CLAIM_CERT_SHARED', 'CRL_RECONCILED', 'CRL_INCREMENTAL_MISMATCH'] as const;
+export const SYSTEM_ALERT_TYPES = ['CRL_STALE', 'BROKER_RELOAD_FAILING', 'CA_EXPIRING', 'CRL_RECONCILED', 'CRL_INCREMENTAL_MISMATCH'] as const;
 export type AlertType = (typeof ALERT_TYPES)[number];
 
 export const ALERT_STATUSES = ['OPEN', 'ACKNOWLEDGED', 'CLOSED'] as const;

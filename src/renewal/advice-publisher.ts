@@ -4,7 +4,7 @@
  * retained message clears it. Connects on first use.
  */
 import { randomUUID } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import type { RenewalAdvicePublisher } from '../app/publish-renewal-advice.ts';
 import type { BrokerAdminConnection } from '../broker/admin-credentials.ts';
 import { adviceTopic } from './renewal-topics.ts';
@@ -13,6 +13,8 @@ export function createMqttAdvicePublisher(connection: () => Promise<BrokerAdminC
   let client: Promise<MqttClient> | null = null;
   const connect = async () => {
     const c = await connection();
+    // mqtt is loaded on the first advice, not at the worker's start.
+    const { default: mqtt } = await import('mqtt');
     return mqtt.connectAsync(c.url, {
       username: c.username,
       password: c.password,

@@ -218,8 +218,8 @@ export async function markRevoked(tx: Queryable, id: number, reason: string, at:
   const { rows } = await tx.query<{ id: number }>(
     `WITH revoked AS (
        UPDATE device_certificates SET status = 'REVOKED', revoked_at = $2, revoked_reason = $3, updated_at = $2
-       WHERE id = $1 AND status = 'ACTIVE' RETURNING id, issuer),
-     mark AS (INSERT INTO crl_pending_revocations (issuer) SELECT issuer FROM revoked)
+       WHERE id = $1 AND status = 'ACTIVE' RETURNING id, issuer, serial_number),
+     mark AS (INSERT INTO crl_pending_revocations (issuer, serial_number) SELECT issuer, serial_number FROM revoked)
      SELECT id FROM revoked`,
     [id, at, reason],
   );

@@ -1,4 +1,4 @@
-import type { CrlToStore, RestoredRevocations, RevokedEntriesScope, StoredCrlInfo } from '../../app/storage-ports.ts';
+import type { CrlToStore, RestoredRevocations, RevokedEntriesScope, RevokedEntryCallback, StoredCrlInfo } from '../../app/storage-ports.ts';
 import { randomUUID } from 'node:crypto';
 import type { RevocationListener } from '../../app/ports.ts';
 import type { Database } from '../database.ts';
@@ -83,10 +83,44 @@ export async function readCrlForFile(tx: Queryable, issuerKeyId: string): Promis
  * ORDER BY (the CRL's entries encoder sorts them once, in memory). The reason is the rest of the
  * text, whatever it holds.
  */
+const ENTRY_TEXT = `serial_number || ' ' || floor(date_part('epoch', revoked_at))::int8 || ' ' || floor(date_part('epoch', not_after))::int8 || ' ' || coalesce(revoked_reason, '')`;
 const REVOKED_ENTRIES_SQL = `
-  SELECT serial_number || ' ' || floor(date_part('epoch', revoked_at))::int8 || ' ' || coalesce(revoked_reason, '')
+  SELECT ${ENTRY_TEXT}
   FROM device_certificates
   WHERE status = 'REVOKED' AND issuer = $1 AND ($2::timestamptz IS NULL OR not_after >= $2 OR revoked_at >= $2)`;
+/** The same entries, of these serials only (the rows whose pending marks a build took). */
+const REVOKED_ENTRIES_OF_SQL = `
+  SELECT ${ENTRY_TEXT}
+  FROM device_certificates
+  WHERE status = 'REVOKED' AND issuer = $1 AND ($2::timestamptz IS NULL OR not_after >= $2 OR revoked_at >= $2)
+    AND serial_number = ANY($3::text[])`;
+
+/** Parses an integer field of an entry line ending at the next space; returns [value, index after the space]. */
+function parseSeconds(text: string, from: number): [number, number] {
+  let q = from;
+  let negative = false;
+  if (text.charCodeAt(q) === 45) {
+    negative = true;
+    q++;
+  }
+  let seconds = 0;
+  for (let c = text.charCodeAt(q); c !== 32; c = text.charCodeAt(++q)) {
+    if (c < 48 || c > 57 || q >= text.length) throw new Error(`unexpected revoked entry line: ${text}`);
+    seconds = seconds * 10 + (c - 48);
+  }
+  return [negative ? -seconds : seconds, q + 1];
+}
+
+/** `serial revoked-epoch not-after-epoch reason…` → onEntry. */
+function entryLine(row: unknown[], onEntry: RevokedEntryCallback): void {
+  const text = row[0] as string;
+  const a = text.indexOf(' ');
+  const [revoked, b] = parseSeconds(text, a + 1);
+  const [notAfter, c] = parseSeconds(text, b);
+  onEntry(text.slice(0, a), revoked * 1000, text.slice(c), notAfter * 1000);
+}
+
+
 
 /**
  * The plan must not depend on table statistics or on the visibility map. Right after a bulk
@@ -113,30 +147,20 @@ const setPlanner = (tx: Queryable, mode: 'read' | 'DEFAULT') =>
  * a row overlaps with the server producing the next ones. Run it as the operator role.
  * Returns the number of entries.
  */
-export async function forEachRevokedCertificate(
-  tx: Queryable,
-  scope: RevokedEntriesScope,
-  onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void,
-): Promise<number> {
+export async function forEachRevokedCertificate(tx: Queryable, scope: RevokedEntriesScope, onEntry: RevokedEntryCallback): Promise<number> {
   await setPlanner(tx, 'read');
-  const count = await tx.stream(REVOKED_ENTRIES_SQL, [scope.issuer, scope.previousThisUpdate], (row) => {
-    const text = row[0] as string;
-    const a = text.indexOf(' ');
-    let q = a + 1;
-    let negative = false;
-    if (text.charCodeAt(q) === 45) {
-      negative = true;
-      q++;
-    }
-    let seconds = 0;
-    for (let c = text.charCodeAt(q); c !== 32; c = text.charCodeAt(++q)) {
-      if (c < 48 || c > 57 || q >= text.length) throw new Error(`unexpected revoked entry line: ${text}`);
-      seconds = seconds * 10 + (c - 48);
-    }
-    onEntry(text.slice(0, a), (negative ? -seconds : seconds) * 1000, text.slice(q + 1));
-  });
+  const count = await tx.stream(REVOKED_ENTRIES_SQL, [scope.issuer, scope.previousThisUpdate], (row) => entryLine(row, onEntry));
   await setPlanner(tx, 'DEFAULT');
   return count;
+}
+
+/**
+ * forEachRevokedCertificate for these serials only (an incremental build: the rows whose pending
+ * marks it took). Found through the unique (issuer, serial) lookups, whatever the statistics.
+ */
+export async function forEachRevokedCertificateOf(tx: Queryable, scope: RevokedEntriesScope, serials: string[], onEntry: RevokedEntryCallback): Promise<number> {
+  if (serials.length === 0) return 0;
+  return tx.stream(REVOKED_ENTRIES_OF_SQL, [scope.issuer, scope.previousThisUpdate, serials], (row) => entryLine(row, onEntry));
 }
 
 /** The plan of the entries read (EXPLAIN, not run), with the planner settings it runs under: for tests. */
@@ -150,9 +174,18 @@ export async function explainRevokedEntriesRead(tx: Queryable, scope: RevokedEnt
 /**
  * A build takes the pending-revocation marks of its CA before it reads the entries: every mark it
  * removes belongs to a revocation committed before the read's snapshot, so it is in this CRL.
+ * Returns the serials the marks name and whether one named none (a restore, a rebuild request:
+ * only a full read from the database will do).
  */
-export async function takePendingRevocations(tx: Queryable, issuer: string): Promise<void> {
-  await tx.query('DELETE FROM crl_pending_revocations WHERE issuer = $1', [issuer]);
+export async function takePendingRevocations(tx: Queryable, issuer: string): Promise<{ serials: string[]; unnamed: boolean }> {
+  const { rows } = await tx.query<{ serial_number: string | null }>('DELETE FROM crl_pending_revocations WHERE issuer = $1 RETURNING serial_number', [issuer]);
+  const serials = new Set<string>();
+  let unnamed = false;
+  for (const r of rows) {
+    if (r.serial_number === null) unnamed = true;
+    else serials.add(r.serial_number);
+  }
+  return { serials: [...serials], unnamed };
 }
 
 /** Revocations committed after the latest CRL's read (e.g. the process died before it published them). */
@@ -261,14 +294,15 @@ export async function revokedOnEarlierCrl(tx: Queryable, issuer: string, serialH
  * forEachRevokedCertificate hands them out; a serial the database now holds as REVOKED is left to
  * that read (never listed twice).
  */
-export async function forEachRestoredRevocation(tx: Queryable, issuer: string, onEntry: (serialHex: string, revokedAtMs: number, reason: string) => void): Promise<number> {
+export async function forEachRestoredRevocation(tx: Queryable, issuer: string, onEntry: RevokedEntryCallback): Promise<number> {
   const { rows } = await tx.query<{ serial_number: string; at: string; revoked_reason: string }>(
     `SELECT r.serial_number, floor(date_part('epoch', r.revoked_at))::int8::text AS at, r.revoked_reason FROM crl_restored_entries r
      WHERE r.issuer = $1 AND NOT EXISTS (
        SELECT 1 FROM device_certificates d WHERE d.issuer = r.issuer AND d.serial_number = r.serial_number AND d.status = 'REVOKED')`,
     [issuer],
   );
-  for (const r of rows) onEntry(r.serial_number, Number(r.at) * 1000, r.revoked_reason);
+  // A kept revocation never leaves the CRL (its certificate is unknown: no notAfter).
+  for (const r of rows) onEntry(r.serial_number, Number(r.at) * 1000, r.revoked_reason, Number.POSITIVE_INFINITY);
   return rows.length;
 }
 

@@ -3264,7 +3264,7 @@ export interface components {
             /** Format: date-time */
             acknowledged_at: string | null;
             acknowledged_by: string | null;
-            /** @description CERT_EXPIRING, CERT_EXPIRED, CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING, CLAIM_CERT_SHARED, CRL_RECONCILED */
+            /** @description CERT_EXPIRING, CERT_EXPIRED, CRL_STALE, BROKER_RELOAD_FAILING, CA_EXPIRING, CLAIM_CERT_SHARED, CRL_RECONCILED, CRL_INCREMENTAL_MISMATCH */
             alert_type: string;
             /** @description manual, rotated, revoked, expired, replaced, resolved */
             close_reason: string | null;

@@ -1,0 +1,180 @@
+/**
+ * The incremental part of a CRL build (pure; no I/O, no clock): a CA's last published entries,
+ * kept in memory in their encoded, sorted form (SortedEntries: the DER of each revokedCertificate
+ * entry in the CRL's order, with each entry's revocation and notAfter seconds), merged with the
+ * entries newly read (sorted by the same encoder) while the entries whose retention ended are
+ * dropped. The work is a few big copies (memcpy) and one linear pass over two number arrays: no
+ * entry is decoded, re-encoded or re-sorted.
+ *
+ * The result is byte-identical to a full read by construction only if the entries in memory were:
+ * publish-crl.ts compares the two periodically (and the property test does, on random sequences).
+ */
+import type { SortedEntries } from './build-crl.ts';
+
+/** An empty entries list. */
+export const noEntries = (): SortedEntries => ({ bytes: Buffer.alloc(0), offsets: new Uint32Array(0), revokedAt: new Float64Array(0), notAfter: new Float64Array(0) });
+
+/**
+ * Serial order of entry `i` of `a` against entry `j` of `b` (entries as the encoder writes them:
+ * `30 L 02 sl <serial>`, short-form lengths): minimal positive INTEGERs compare by length, then bytewise.
+ */
+function compareEntries(a: SortedEntries, i: number, b: SortedEntries, j: number): number {
+  const x = a.offsets[i];
+  const y = b.offsets[j];
+  const la = a.bytes[x + 3];
+  const lb = b.bytes[y + 3];
+  if (la !== lb) return la - lb;
+  for (let k = 4; k < 4 + la; k++) {
+    const d = a.bytes[x + k] - b.bytes[y + k];
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+const entryEnd = (e: SortedEntries, i: number) => (i + 1 < e.offsets.length ? e.offsets[i + 1] : e.bytes.length);
+
+/** First index of `prev` whose serial is not below entry `j` of `added` (binary search). */
+function lowerBound(prev: SortedEntries, added: SortedEntries, j: number, from: number): number {
+  let lo = from;
+  let hi = prev.offsets.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (compareEntries(prev, mid, added, j) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * Whether an entry leaves the CRL built after a CRL whose thisUpdate was `previousThisUpdate`
+ * (whole seconds): its certificate expired before that CRL and it was revoked before it (so that
+ * CRL listed it after its notAfter, RFC 5280 3.3). The same rule as the database read's.
+ */
+export const retentionEnded = (revokedAt: number, notAfter: number, previousThisUpdate: number): boolean =>
+  notAfter < previousThisUpdate && revokedAt < previousThisUpdate;
+
+/** Reusable memory for merges: a merge writes here, and the list it replaced becomes the next spare. */
+export interface MergeSpace {
+  bytes: Buffer;
+  offsets: Uint32Array;
+  revokedAt: Float64Array;
+  notAfter: Float64Array;
+}
+
+/** Room for `bytes`/`count` in `space` (grown by a quarter above the need, so a growing CRL is not reallocated every time). */
+function withRoom(space: MergeSpace | null, bytes: number, count: number): MergeSpace {
+  const b = space && space.bytes.length >= bytes ? space.bytes : Buffer.allocUnsafeSlow(Math.ceil(bytes * 1.25) + 4096);
+  const fits = space && space.offsets.length >= count;
+  const n = Math.ceil(count * 1.25) + 64;
+  return {
+    bytes: b,
+    offsets: fits ? space.offsets : new Uint32Array(n),
+    revokedAt: fits ? space.revokedAt : new Float64Array(n),
+    notAfter: fits ? space.notAfter : new Float64Array(n),
+  };
+}
+
+export interface MergeResult {
+  entries: SortedEntries;
+  /** Entries of `added` that were not listed before (a serial already listed is replaced: the database row is the truth). */
+  inserted: number;
+  replaced: number;
+  dropped: number;
+}
+
+/**
+ * `prev` without the entries whose retention ended before `previousThisUpdate` (null: none ends),
+ * with `added` merged in (sorted and unique, as the encoder's finishSorted gives them). An entry of
+ * `added` whose serial `prev` lists replaces it. Writes into `space` when it has room (the caller
+ * then must not use the list `space` held); never into `prev`'s memory.
+ */
+export function mergeEntries(prev: SortedEntries, added: SortedEntries, previousThisUpdate: number | null, space: MergeSpace | null = null): MergeResult {
+  const n = prev.offsets.length;
+  const m = added.offsets.length;
+
+  // Which old entries go: expired ones, and those an added entry replaces. Usually none.
+  const dropped: number[] = [];
+  if (previousThisUpdate !== null) {
+    const { revokedAt, notAfter } = prev;
+    for (let i = 0; i < n; i++) if (notAfter[i] < previousThisUpdate && revokedAt[i] < previousThisUpdate) dropped.push(i);
+  }
+  const expired = dropped.length;
+  // Where each added entry goes in prev, and whether it replaces the entry there.
+  const at = new Uint32Array(m);
+  let replaced = 0;
+  const replacing: number[] = [];
+  for (let j = 0, from = 0; j < m; j++) {
+    const i = lowerBound(prev, added, j, from);
+    at[j] = i;
+    from = i;
+    if (i < n && compareEntries(prev, i, added, j) === 0) {
+      replacing.push(i);
+      replaced++;
+    }
+  }
+  let gone = dropped;
+  if (replacing.length > 0) {
+    gone = [...new Set([...dropped, ...replacing])].sort((a, b) => a - b);
+  }
+  let goneBytes = 0;
+  for (const i of gone) goneBytes += entryEnd(prev, i) - prev.offsets[i];
+
+  const count = n - gone.length + m;
+  const byteLength = prev.bytes.length - goneBytes + added.bytes.length;
+  const out = withRoom(space === null || space.bytes.buffer === prev.bytes.buffer ? null : space, byteLength, count);
+  const bytes = out.bytes.subarray(0, byteLength);
+  const offsets = out.offsets.subarray(0, count);
+  const revokedAt = out.revokedAt.subarray(0, count);
+  const notAfter = out.notAfter.subarray(0, count);
+
+  let w = 0; // entries written
+  let wb = 0; // bytes written
+  /** Copies prev's entries [from, to) in one go. */
+  const copyPrev = (from: number, to: number) => {
+    if (to <= from) return;
+    const start = prev.offsets[from];
+    const end = entryEnd(prev, to - 1);
+    prev.bytes.copy(bytes, wb, start, end);
+    const delta = wb - start;
+    for (let i = from; i < to; i++) offsets[w + i - from] = prev.offsets[i] + delta;
+    revokedAt.set(prev.revokedAt.subarray(from, to), w);
+    notAfter.set(prev.notAfter.subarray(from, to), w);
+    w += to - from;
+    wb += end - start;
+  };
+  /** Copies prev's entries [from, to) except the gone ones (gone[g…] is the next gone index). */
+  let g = 0;
+  const copyKept = (from: number, to: number) => {
+    let i = from;
+    while (g < gone.length && gone[g] < to) {
+      copyPrev(i, gone[g]);
+      i = gone[g] + 1;
+      g++;
+    }
+    copyPrev(i, to);
+  };
+  let i = 0;
+  for (let j = 0; j < m; j++) {
+    copyKept(i, at[j]);
+    i = at[j];
+    const start = added.offsets[j];
+    const end = entryEnd(added, j);
+    added.bytes.copy(bytes, wb, start, end);
+    offsets[w] = wb;
+    revokedAt[w] = added.revokedAt[j];
+    notAfter[w] = added.notAfter[j];
+    w++;
+    wb += end - start;
+  }
+  copyKept(i, n);
+  if (w !== count || wb !== byteLength) throw new Error(`entries merge wrote ${w} entries / ${wb} bytes, expected ${count} / ${byteLength}`);
+  return { entries: { bytes, offsets, revokedAt, notAfter }, inserted: m - replaced, replaced, dropped: expired };
+}
+
+/** The memory a list uses, for a later merge to write into (when it no longer is the current list). */
+export const spaceOf = (e: SortedEntries): MergeSpace => ({
+  bytes: Buffer.from(e.bytes.buffer, e.bytes.byteOffset, e.bytes.buffer.byteLength - e.bytes.byteOffset),
+  offsets: new Uint32Array(e.offsets.buffer, e.offsets.byteOffset, (e.offsets.buffer.byteLength - e.offsets.byteOffset) / 4),
+  revokedAt: new Float64Array(e.revokedAt.buffer, e.revokedAt.byteOffset, (e.revokedAt.buffer.byteLength - e.revokedAt.byteOffset) / 8),
+  notAfter: new Float64Array(e.notAfter.buffer, e.notAfter.byteOffset, (e.notAfter.buffer.byteLength - e.notAfter.byteOffset) / 8),
+});
