@@ -23,31 +23,28 @@
  * otherwise). The counts are printed at the end.
  */
 import 'reflect-metadata';
-import { readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { brokerTestFixture, runBrokerConfig } from './support/broker-fixture.ts';
-import type { TestDatabase } from './support/databases.ts';
-import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
+import type { RunningMosquitto } from './support/mosquitto.ts';
 import {
   brokerCovers,
-  brokerTrustFiles,
   certificatesIn,
   connectOnce,
   countsTable,
   credentialFrom,
-  estReenroll,
-  estRequest,
+  inParallel,
   readBrokerTrust,
+  renewAndConfirm,
   startHandshakeLoop,
+  startRolloverRig,
   waitForBrokerTrust,
   type Credential,
   type FleetDevice,
   type HandshakeLoop,
   type RefusalProbe,
 } from './support/rollover.ts';
-import { startTestService, type TestService } from './support/service.ts';
+import type { TestService } from './support/service.ts';
 import { scaled } from './support/timeouts.ts';
 
 const TENANT = 'rollover';
@@ -55,8 +52,7 @@ const FLEET = Number(process.env.ROLLOVER_FLEET ?? 50);
 const PHASES = ['1 CA1 active', '2 CA2 staged', '3 CA2 active', '4 fleet renews over EST', '5 CA1 retired'] as const;
 const CAS = '/api/v1/operator/cas';
 
-let tmp: string;
-let database: TestDatabase;
+let close: (() => Promise<void>) | undefined;
 let env: Record<string, string>;
 let broker: RunningMosquitto;
 let t: TestService;
@@ -146,29 +142,14 @@ async function phaseHolds() {
 const trustNow = () => readBrokerTrust(trustFiles);
 
 beforeAll(async () => {
-  ({ tmp, database, env } = await brokerTestFixture('rollover'));
-  port = await freePort();
-  let estPort = await freePort();
-  while (estPort === port) estPort = await freePort();
-  // The broker's files as an operator makes them, then Mosquitto runs that mosquitto.conf as written.
-  const config = runBrokerConfig(env, join(tmp, 'broker'), ['--port', String(port)]) as { files: Record<string, string>; env: Record<string, string> };
-  combinedCa = readFileSync(config.files.combinedCa, 'utf8');
-  broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
-  trustFiles = brokerTrustFiles(config.files.config);
-  // certfleet with the settings broker-config printed, and EST on the broker's server certificate.
-  env = { ...env, ...config.env, EST_PORT: String(estPort), EST_HOST: '127.0.0.1', EST_TLS_CERT_PATH: config.files.serverCert, EST_TLS_KEY_PATH: config.files.serverKey };
-  t = await startTestService(database, { dataDir: join(tmp, 'data'), env });
-  estUrl = (await t.service.renewal.start(t.service.app.log)).est!;
+  ({ env, broker, t, estUrl, combinedCa, trustFiles, port, close } = await startRolloverRig('rollover'));
 }, scaled(120_000));
 
 afterAll(async () => {
   await loop?.stop();
   if (loop) console.log(`CA rollover, ${FLEET} devices reconnecting:\n${countsTable(loop, [...PHASES])}`);
   if (process.env.SHOW_BROKER_LOGS) console.log(broker?.logs());
-  await t?.close();
-  await broker?.stop();
-  await database?.close();
-  if (tmp) rmSync(tmp, { recursive: true, force: true });
+  await close?.();
 }, scaled(60_000));
 
 describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting throughout`, () => {
@@ -258,23 +239,14 @@ describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting th
     if (!loop || !ca2) throw new Error('an earlier phase did not complete');
     loop.phase = PHASES[3];
     const started = performance.now();
-    const queue = [...devices];
-    const renewOne = async (device: FleetDevice) => {
+    await inParallel(devices, 4, async (device) => {
       const oldId = device.current.id!;
-      const next = await estReenroll(estUrl, combinedCa, device);
+      const { previous, next } = await renewAndConfirm(estUrl, combinedCa, loop!, device);
       expect(await issuedBy(next, ca2Cert), `${device.id} renewed under CA2`).toBe(true);
-      const previous = await loop!.switchTo(device, next);
-      // The new certificate's first use (EST) confirms the rotation: the CA1 certificate is revoked.
-      const use = await estRequest(estUrl, combinedCa, next, 'GET', 'cacerts');
-      expect(use.status, use.body).toBe(200);
+      // The new certificate's first use (EST) confirmed the rotation: the CA1 certificate is revoked.
       expect(await certificateStatus(oldId), `${device.id}'s CA1 certificate revoked on confirmation`).toBe('REVOKED');
       loop!.probes.push({ name: `${device.id}'s superseded CA1 certificate`, cred: previous, state: 'pending' });
-    };
-    await Promise.all(
-      Array.from({ length: 4 }, async () => {
-        for (let d = queue.shift(); d; d = queue.shift()) await renewOne(d);
-      }),
-    );
+    });
     migratedPerSecond = FLEET / ((performance.now() - started) / 1000);
     console.log(`${FLEET} devices migrated to CA2 over EST in ${((performance.now() - started) / 1000).toFixed(1)} s: ${migratedPerSecond.toFixed(1)} devices/s`);
     const view = await api('GET', `${CAS}/${ca1.id}`);

@@ -11,8 +11,12 @@ import * as x509 from '@peculiar/x509';
 import { createHash, webcrypto } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
+import { join } from 'node:path';
 import tls from 'node:tls';
-import type { RunningMosquitto } from './mosquitto.ts';
+import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './broker-fixture.ts';
+import type { TestDatabase } from './databases.ts';
+import { freePort, startMosquitto, type RunningMosquitto } from './mosquitto.ts';
+import { startTestService, type TestService } from './service.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -416,4 +420,82 @@ export function countsTable(loop: HandshakeLoop, phases: string[]): string {
     return `${p.padEnd(28)} valid ${String(c.validAccepted).padStart(6)} accepted / ${String(c.validRefused).padStart(3)} refused (${c.devicesAccepted.size} devices); revoked: ${c.probeRefused} refused, ${c.probeAccepted} accepted after refusal, ${c.probePendingAccepted} accepted before the CRL arrived${Object.keys(c.refusalReasons).length ? `; refusal reasons ${JSON.stringify(c.refusalReasons)}` : ''}`;
   });
   return rows.join('\n');
+}
+
+export interface RolloverRig {
+  tmp: string;
+  database: TestDatabase;
+  env: Record<string, string>;
+  broker: RunningMosquitto;
+  t: TestService;
+  /** https://127.0.0.1:PORT/.well-known/est */
+  estUrl: string;
+  /** What devices pass as CA file: the server CA and the Device CA (broker-config's combined-ca.crt). */
+  combinedCa: string;
+  trustFiles: { cafile: string; crlfile: string };
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * The broker's files as an operator makes them (`certfleet broker-config`, free ports), Mosquitto
+ * running that mosquitto.conf as written, certfleet on Postgres with the settings broker-config
+ * printed (the local reload path: BROKER_PID_FILE) and EST on the broker's server certificate.
+ */
+export async function startRolloverRig(name: string, extraEnv: Record<string, string> = {}): Promise<RolloverRig> {
+  const fixture = await brokerTestFixture(name);
+  const { tmp, database } = fixture;
+  const port = await freePort();
+  let estPort = await freePort();
+  while (estPort === port) estPort = await freePort();
+  const config = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(port)]);
+  const combinedCa = readFileSync(config.files.combinedCa, 'utf8');
+  const broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
+  const trustFiles = brokerTrustFiles(config.files.config);
+  const env = {
+    ...fixture.env,
+    ...config.env,
+    EST_PORT: String(estPort),
+    EST_HOST: '127.0.0.1',
+    EST_TLS_CERT_PATH: config.files.serverCert,
+    EST_TLS_KEY_PATH: config.files.serverKey,
+    ...extraEnv,
+  };
+  const t = await startTestService(database, { dataDir: join(tmp, 'data'), env });
+  const estUrl = (await t.service.renewal.start(t.service.app.log)).est!;
+  return {
+    tmp,
+    database,
+    env,
+    broker,
+    t,
+    estUrl,
+    combinedCa,
+    trustFiles,
+    port,
+    close: () => closeBrokerTest({ service: t, broker, database, tmp }),
+  };
+}
+
+/**
+ * A device renews over EST and moves to its new certificate: simplereenroll with a new key, the
+ * handshake loop switched to the new credential (once no attempt with the old one is in flight),
+ * then the new certificate's first use (EST /cacerts) confirms the rotation, which revokes the old one.
+ */
+export async function renewAndConfirm(estUrl: string, caPem: string | Buffer, loop: HandshakeLoop, device: FleetDevice): Promise<{ previous: Credential; next: Credential }> {
+  const next = await estReenroll(estUrl, caPem, device);
+  const previous = await loop.switchTo(device, next);
+  const use = await estRequest(estUrl, caPem, next, 'GET', 'cacerts');
+  if (use.status !== 200) throw new Error(`EST cacerts with ${device.id}'s new certificate answered ${use.status}: ${use.body.slice(0, 300)}`);
+  return { previous, next };
+}
+
+/** `fn` over `items`, `concurrency` at a time, in order. */
+export async function inParallel<T>(items: readonly T[], concurrency: number, fn: (item: T) => Promise<void>): Promise<void> {
+  const queue = [...items];
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let item = queue.shift(); item !== undefined; item = queue.shift()) await fn(item);
+    }),
+  );
 }
