@@ -24,6 +24,7 @@
  */
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as x509 from '@peculiar/x509';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunningMosquitto } from './support/mosquitto.ts';
@@ -43,8 +44,10 @@ import {
   type FleetDevice,
   type HandshakeLoop,
   type RefusalProbe,
+  type RolloverRig,
 } from './support/rollover.ts';
 import type { TestService } from './support/service.ts';
+import { cli } from './support/cli.ts';
 import { scaled } from './support/timeouts.ts';
 
 const TENANT = 'rollover';
@@ -141,18 +144,18 @@ async function phaseHolds() {
 
 const trustNow = () => readBrokerTrust(trustFiles);
 
-beforeAll(async () => {
-  ({ env, broker, t, estUrl, combinedCa, trustFiles, port, close } = await startRolloverRig('rollover'));
-}, scaled(120_000));
-
-afterAll(async () => {
-  await loop?.stop();
-  if (loop) console.log(`CA rollover, ${FLEET} devices reconnecting:\n${countsTable(loop, [...PHASES])}`);
-  if (process.env.SHOW_BROKER_LOGS) console.log(broker?.logs());
-  await close?.();
-}, scaled(60_000));
-
 describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting throughout`, () => {
+  beforeAll(async () => {
+    ({ env, broker, t, estUrl, combinedCa, trustFiles, port, close } = await startRolloverRig('rollover'));
+  }, scaled(120_000));
+
+  afterAll(async () => {
+    await loop?.stop();
+    if (loop) console.log(`CA rollover, ${FLEET} devices reconnecting:\n${countsTable(loop, [...PHASES])}`);
+    if (process.env.SHOW_BROKER_LOGS) console.log(broker?.logs());
+    await close?.();
+  }, scaled(60_000));
+
   it(`phase ${PHASES[0]}: the fleet connects under CA1; a revoked CA1 certificate is refused`, async () => {
     ca1Cert = new x509.X509Certificate(readFileSync(env.DEVICE_CA_CERT_PATH, 'utf8'));
     expect(await brokerCovers(trustNow(), ca1Cert)).toEqual({ inCafile: true, crl: true });
@@ -302,4 +305,88 @@ describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting th
     }
     expect(loop!.failures).toEqual([]);
   });
+});
+
+/**
+ * A compromised CA (the runbook): CA1 is revoked with cACompromise while CA2 is staged. Issuance
+ * under CA1 stops at once and the broker drops CA1 (its devices are refused: wanted, the key is
+ * no longer trusted); CA2 is activated and `rotate-expiring --issuer CA1` gives every device a CA2
+ * certificate, which the broker accepts at once.
+ */
+describe('a compromised CA: ca revoke --reason cACompromise, then the runbook moves the fleet', () => {
+  const SMALL_FLEET = 10;
+  let rig: RolloverRig;
+  let baseUrl: string;
+  const fleet: FleetDevice[] = [];
+  const run = async (args: string[], role: 'operator-admin' | 'tenant-admin' = 'operator-admin') =>
+    cli([...args, '--url', baseUrl, '--token', await rig.t.token(role === 'operator-admin' ? null : TENANT, role)]);
+
+  beforeAll(async () => {
+    rig = await startRolloverRig('compromise');
+    baseUrl = await rig.t.service.app.listen({ port: 0, host: '127.0.0.1' });
+  }, scaled(120_000));
+  afterAll(async () => {
+    await rig?.close();
+  }, scaled(60_000));
+
+  it('issuance stops at once, the broker drops CA1, and rotate-expiring --issuer CA1 moves every device to CA2', async () => {
+    const { t } = rig;
+    const call = (method: string, url: string, body?: unknown, tenant: string | null = null) => t.call(tenant, method, url, body, tenant ? 'tenant-admin' : 'operator-admin');
+    const caPem = rig.combinedCa;
+    const ca1Pem = readFileSync(rig.env.DEVICE_CA_CERT_PATH, 'utf8');
+    const ca1 = new x509.X509Certificate(ca1Pem);
+    for (let i = 0; i < SMALL_FLEET; i++) {
+      const id = `c-device-${i}`;
+      expect((await call('POST', '/api/v1/customer/devices', { device_id: id }, TENANT)).status).toBe(201);
+      const res = await call('POST', `/api/v1/customer/devices/${id}/certificates/generate`, { key_type: 'ec-p256' }, TENANT);
+      expect(res.status, res.body).toBe(201);
+      fleet.push({ id, current: credentialFrom(res.json.cert_pem, res.json.private_key_pem, res.json.certificate.id), inflight: new Map() });
+    }
+    for (const d of fleet) expect(await connectOnce({ port: rig.port, caPem }, d.current), d.id).toBe('accepted');
+
+    const list = await run(['ca', 'list', '--json']);
+    expect(list.code, list.stderr).toBe(0);
+    const ca1Id = (JSON.parse(list.stdout) as CaView[]).find((c) => c.status === 'active')!.id;
+    let since = rig.broker.logs().length;
+    const created = await run(['ca', 'create', '--json']);
+    expect(created.code, created.stderr).toBe(0);
+    const ca2View = JSON.parse(created.stdout) as CaView;
+    expect(ca2View.status).toBe('staged');
+    const ca2 = new x509.X509Certificate((await t.service.app.inject({ method: 'GET', url: `/pki/ca/${ca2View.id}.pem` })).body);
+    await waitForBrokerTrust(rig.broker, rig.trustFiles, since, async (trust) => (await brokerCovers(trust, ca2)).crl && (await brokerCovers(trust, ca2)).inCafile, 'CA2 staged in the broker files', scaled(60_000));
+
+    // The compromise.
+    since = rig.broker.logs().length;
+    const revoked = await run(['ca', 'revoke', ca1Id, '--reason', 'cACompromise', '--json']);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(JSON.parse(revoked.stdout)).toMatchObject({ id: ca1Id, status: 'revoked' });
+    // Issuance under CA1 stops at once: CA2 is only staged, so nothing signs.
+    await call('POST', '/api/v1/customer/devices', { device_id: 'c-after-compromise' }, TENANT);
+    const refusedIssue = await call('POST', '/api/v1/customer/devices/c-after-compromise/certificates/generate', { key_type: 'ec-p256' }, TENANT);
+    expect(refusedIssue.status, refusedIssue.body).toBeGreaterThanOrEqual(400);
+    expect(refusedIssue.status, refusedIssue.body).toBeLessThan(600);
+    expect(refusedIssue.json?.cert_pem).toBeUndefined();
+    // The broker stops trusting CA1 at once: its devices are refused (the key may be in other hands).
+    await waitForBrokerTrust(
+      rig.broker,
+      rig.trustFiles,
+      since,
+      async (trust) => !(await brokerCovers(trust, ca1)).inCafile && (await brokerCovers(trust, ca2)).inCafile,
+      'CA1 out of the broker cafile after its revocation',
+      scaled(60_000),
+    );
+    for (const d of fleet) expect(await connectOnce({ port: rig.port, caPem }, d.current), d.id).not.toBe('accepted');
+
+    // The runbook: activate CA2, rotate every certificate of CA1.
+    const activated = await run(['ca', 'activate', ca2View.id, '--json']);
+    expect(activated.code, activated.stderr).toBe(0);
+    const out = join(rig.tmp, 'rotated');
+    const rotated = await run(['rotate-expiring', '--issuer', ca1Id, '--out', out, '--json'], 'tenant-admin');
+    expect(rotated.code, `${rotated.stdout}\n${rotated.stderr}`).toBe(0);
+    for (const d of fleet) {
+      const next = credentialFrom(readFileSync(join(out, `${d.id}.crt`), 'utf8'), readFileSync(join(out, `${d.id}.key`), 'utf8'));
+      expect(next.issuer).toBe(ca2.subject);
+      expect(await connectOnce({ port: rig.port, caPem }, next), d.id).toBe('accepted');
+    }
+  }, scaled(600_000));
 });

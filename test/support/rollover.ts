@@ -459,6 +459,8 @@ export async function startRolloverRig(name: string, extraEnv: Record<string, st
     EST_HOST: '127.0.0.1',
     EST_TLS_CERT_PATH: config.files.serverCert,
     EST_TLS_KEY_PATH: config.files.serverKey,
+    // The broker's cafile, which certfleet keeps (every staged, active and retiring CA), if broker-config did not print it.
+    ...(config.env.BROKER_CA_PATH ? {} : { BROKER_CA_PATH: trustFiles.cafile }),
     ...extraEnv,
   };
   const t = await startTestService(database, { dataDir: join(tmp, 'data'), env });
