@@ -32,7 +32,8 @@ import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
 import { createCrlPublisher, createGetCrl, crlRefreshTimings, sessionStepErrors, type CrlPublisher, type GetCrl } from '../crl/crl-publisher.ts';
 import { createCrlPipeline, createPublishCrl, crlAuthorityFor, crlDistributionPointUrl, loadStoredFileCrl } from '../crl/publish-crl.ts';
 import { createCrlBundleSource, type CrlBundleIssuer, type CrlBundleSource } from '../crl/crl-bundle.ts';
-import { isTrusted, staticCaSource, type CaSource, type PublishedCa } from '../crl/ca-set.ts';
+import { caSourceOf, isTrusted, staticCaSource, type PublishedCa } from '../crl/ca-set.ts';
+import type { CaDirectory } from '../pki/ca-directory.ts';
 import { createBrokerTrustFiles, type BrokerTrustFiles } from '../crl/broker-trust-files.ts';
 import type { CrlAuthority } from '../crl/publish-crl.ts';
 import { reconcileWithNewestCrl } from '../crl/reconcile-crl.ts';
@@ -48,7 +49,9 @@ export interface CrlPublicationOptions {
   /** The loaded Device CA (one CA, active, global); null: nothing is published and the CRL routes answer 503. Ignored when `cas` is given. */
   ca: DeviceCa | null;
   /** The CAs to publish (the CA records); default: `ca` alone. */
-  cas?: CaSource;
+  cas?: CaDirectory;
+  /** Key id of the CA of DEVICE_CA_CERT_PATH: its certificates carry /pki/crl (ca-set.ts caDistributionPointUrl); default: `ca`'s. */
+  legacyIssuerKeyId?: string | null;
   clock?: Clock;
   metrics?: Registry;
   logger?: Logger;
@@ -97,7 +100,8 @@ export interface CrlPublication {
 
 interface PerCa {
   entry: PublishedCa;
-  authority: CrlAuthority;
+  /** null: no key loaded (retired, revoked): its last CRL is served, no new one built. */
+  authority: CrlAuthority | null;
   getCrl: GetCrl;
   /** Set while this CA is trusted and this process publishes. */
   publisher: CrlPublisher | null;
@@ -109,7 +113,8 @@ interface PerCa {
 
 export function createCrlPublication(options: CrlPublicationOptions): CrlPublication {
   const { config, storage: { db, driver } } = options;
-  const source = options.cas ?? staticCaSource(options.ca, config);
+  const legacy = options.legacyIssuerKeyId !== undefined ? options.legacyIssuerKeyId : (options.ca?.subjectKeyId.toString('hex') ?? null);
+  const source = options.cas ? caSourceOf(options.cas, config, legacy) : staticCaSource(options.ca, config);
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const timings = crlRefreshTimings(config.crlRefreshMinutes);
@@ -120,14 +125,14 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   let running = false;
   let stopped = false;
 
-  const trusted = () => [...perCa.values()].filter((p) => isTrusted(p.entry));
+  const trusted = () => [...perCa.values()].filter((p): p is PerCa & { authority: CrlAuthority } => isTrusted(p.entry) && p.authority !== null);
   const defaultEntry = () => {
     const d = source.defaultCa();
     return d ? (perCa.get(d.id) ?? null) : null;
   };
   const published = () => trusted().map((p) => p.publisher).filter((p): p is CrlPublisher => p !== null);
 
-  const bundleIssuer = (p: PerCa): CrlBundleIssuer => ({
+  const bundleIssuer = (p: PerCa & { authority: CrlAuthority }): CrlBundleIssuer => ({
     issuerKeyId: p.authority.issuerKeyId,
     readVersion: async () => {
       const info = await storage.asOperator(({ crl }) => crl.readCrlInfo(p.authority.issuerKeyId));
@@ -152,7 +157,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   const several = () => trusted().length > 1;
 
   /** One CA's pipeline and publisher (this process publishes and the CA is trusted). */
-  function makePublisher(p: PerCa) {
+  function makePublisher(p: PerCa & { authority: CrlAuthority }) {
     if (!trustFiles || !reloader) return;
     const path = trustFiles.crlPathFor(p.authority.issuerKeyId);
     const { authority } = p;
@@ -193,13 +198,13 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   }
 
   function entryFor(e: PublishedCa): PerCa {
-    const authority = crlAuthorityFor(e.ca);
-    return { entry: e, authority, getCrl: createGetCrl({ storage, issuerKeyId: authority.issuerKeyId }), publisher: null, path: null, reconcile: null, started: false };
+    const authority = e.ca ? crlAuthorityFor(e.ca) : null;
+    return { entry: e, authority, getCrl: createGetCrl({ storage, issuerKeyId: e.issuerKeyId }), publisher: null, path: null, reconcile: null, started: false };
   }
   for (const e of source.list()) perCa.set(e.id, entryFor(e));
   // One CA (the usual case): its publisher exists from the start, as before CAs were records.
   if (trusted().length === 1) makePublisher(trusted()[0]!);
-  const trustMembers = () => trusted().map((p) => ({ issuerKeyId: p.authority.issuerKeyId, certPem: p.entry.ca.certPem }));
+  const trustMembers = () => trusted().map((p) => ({ issuerKeyId: p.authority.issuerKeyId, certPem: p.entry.certPem }));
 
   /** Applies the CA source's current list: stops what changed, sets the broker files in order, starts the new pipelines. */
   async function apply() {
@@ -207,12 +212,12 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     // CAs no longer listed, or whose status changed: their publisher stops first (nothing writes the broker files behind our back).
     for (const [id, p] of perCa) {
       const e = next.find((n) => n.id === id);
-      if (!e || e.status !== p.entry.status) {
+      if (!e || e.status !== p.entry.status || (e.ca === null) !== (p.entry.ca === null)) {
         await p.publisher?.stop();
         p.publisher = null;
         p.started = false;
         if (!e) perCa.delete(id);
-        else p.entry = e;
+        else perCa.set(id, { ...entryFor(e), getCrl: p.getCrl });
       }
     }
     for (const e of next) if (!perCa.has(e.id)) perCa.set(e.id, entryFor(e));
@@ -320,7 +325,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     publisher: composite,
     getCrl,
     get issuerKeyId() {
-      return defaultEntry()?.authority.issuerKeyId ?? null;
+      return defaultEntry()?.entry.issuerKeyId ?? null;
     },
     issuerKeyIds: () => trusted().map((p) => p.authority.issuerKeyId),
     publisherFor: (id) => trusted().find((p) => p.authority.issuerKeyId === id)?.publisher ?? null,
@@ -334,9 +339,9 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     broker,
     routes: {
       pki: pkiRoutes({
-        caCertPem: () => defaultEntry()?.entry.ca.certPem ?? null,
-        caNotBefore: () => defaultEntry()?.entry.ca.certificate.notBefore ?? null,
-        cas: () => [...perCa.values()].map((p) => ({ id: p.entry.id, status: p.entry.status, certPem: p.entry.ca.certPem, notBefore: p.entry.ca.certificate.notBefore, getCrl: p.getCrl })),
+        caCertPem: () => defaultEntry()?.entry.certPem ?? null,
+        caNotBefore: () => defaultEntry()?.entry.notBefore ?? null,
+        cas: () => [...perCa.values()].map((p) => ({ id: p.entry.id, status: p.entry.status, certPem: p.entry.certPem, notBefore: p.entry.notBefore, getCrl: p.getCrl })),
         ...routeOptions,
       }),
       customer: customerCrlRoutes(getCrl, { maxAgeSeconds: timings.maxAgeSeconds }),
