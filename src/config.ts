@@ -42,6 +42,12 @@ export interface Config {
    * which this process keeps in step with the tenants' broker grants; null: not written.
    */
   brokerGrantsPath: string | null;
+  /**
+   * BROKER_CA_PATH: the broker's `cafile` (broker-config's device-ca.crt), which this process keeps
+   * equal to every trusted CA (staged, active, retiring) whose CRL is already in CRL_OUTPUT_PATH,
+   * then reloads the broker; null: certfleet does not write it (one CA, written by broker-config).
+   */
+  brokerCaPath: string | null;
   /** Mosquitto dynamic security admin listener, to close live sessions of revoked certificates (unset: no kicking). */
   brokerAdmin: { url: string; username: string; passwordFile: string; caFile: string | null } | null;
   /**
@@ -248,6 +254,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     brokerAclPath: env.BROKER_ACL_PATH ? resolve(env.BROKER_ACL_PATH) : null,
     brokerAclPermissive: bool(env, 'BROKER_ACL_PERMISSIVE', false),
     brokerGrantsPath: env.BROKER_GRANTS_PATH ? resolve(env.BROKER_GRANTS_PATH) : null,
+    brokerCaPath: env.BROKER_CA_PATH ? resolve(env.BROKER_CA_PATH) : null,
     brokerRabbitmq: env.BROKER_RABBITMQ_ADMIN_URL
       ? {
           url: env.BROKER_RABBITMQ_ADMIN_URL,
