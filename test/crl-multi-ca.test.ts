@@ -26,6 +26,8 @@ import { silentLogger } from '../src/support/logger.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { run } from './support/openssl.ts';
 import { x509 } from '../src/pki/x509.ts';
+import { createBrokerFleet } from '../src/app/broker-nodes.ts';
+import { createStorage } from '../src/storage/repositories.ts';
 
 const BASE = 'https://certfleet.example';
 
@@ -224,6 +226,20 @@ describe.each(DRIVERS)('several CAs published (%s)', (kind) => {
     const bundle = await crl.bundle!.latest();
     expect(bundle!.crls.map((c) => c.issuerKeyId)).toEqual([keyIdOf(ca1), keyIdOf(ca2)]);
     expect(violations).toEqual([]);
+  });
+
+  it('a broker node is behind until it has every CA’s latest CRL (per-CA numbers in its report)', async () => {
+    const fleet = createBrokerFleet({ storage: createStorage(database.db), clock: { now: () => new Date(Date.now() + 60_000) }, settings: { lagAlertMs: 1000, reportTimeoutMs: 3_600_000, issuerKeyIds: () => crl.issuerKeyIds() } });
+    const n = await numbers();
+    const lowest = [n[keyIdOf(ca1)]!, n[keyIdOf(ca2)]!].map(BigInt).reduce((a, b) => (a < b ? a : b));
+    // It has CA one's latest CRL only, and reports as its lowest number one above CA two's latest: the old comparison would call it current.
+    const onlyOne = await fleet.report('edge-1', { kind: 'mosquitto', crl_number: (lowest + 1n).toString(), crl_numbers: { [keyIdOf(ca1)]: n[keyIdOf(ca1)]! }, applied_at: new Date().toISOString() });
+    expect(onlyOne.state).toBe('lagging');
+    expect(onlyOne.lag_seconds).toBeGreaterThan(0);
+    const both = await fleet.report('edge-1', { kind: 'mosquitto', crl_number: lowest.toString(), crl_numbers: { [keyIdOf(ca1)]: n[keyIdOf(ca1)]!, [keyIdOf(ca2)]: n[keyIdOf(ca2)]! }, applied_at: new Date().toISOString() });
+    expect(both).toMatchObject({ state: 'ok', lag_seconds: 0, crl_numbers: { [keyIdOf(ca1)]: n[keyIdOf(ca1)], [keyIdOf(ca2)]: n[keyIdOf(ca2)] } });
+    const listed = await fleet.list();
+    expect(listed.nodes.find((x) => x.node === 'edge-1')?.crl_numbers).toEqual({ [keyIdOf(ca1)]: n[keyIdOf(ca1)], [keyIdOf(ca2)]: n[keyIdOf(ca2)] });
   });
 
   it('a revoked CA leaves the cafile first, then the crlfile; its last CRL stays served; cas.pem drops it', async () => {

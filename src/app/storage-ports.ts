@@ -538,6 +538,8 @@ export interface BrokerNodeRecord {
   lastError: string | null;
   canaryValidId: number | null;
   canaryRevokedId: number | null;
+  /** The CRL number applied per CA (issuer key id); null: the agent reported only the lowest. */
+  crlNumbers: Record<string, bigint> | null;
 }
 
 export interface BrokerNodeReport {
@@ -549,6 +551,8 @@ export interface BrokerNodeReport {
   checkResult: 'passed' | 'failed' | null;
   checkDetail: string | null;
   lastError: string | null;
+  /** Per CA (issuer key id), when the agent says (several CAs). */
+  crlNumbers?: Record<string, bigint> | null;
   now: Date;
 }
 

@@ -54,8 +54,8 @@ export interface ServiceOverrides {
   revocations?: RevocationListener;
   /** This process publishes the CRL (file + broker reload). Default true; `api` passes false (PGlite always publishes). */
   publishCrl?: boolean;
-  /** Test seams of the CRL publication (file system port, broker reloader, refresh timer). */
-  crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer'>;
+  /** Test seams of the CRL publication (file system port, broker reloader, refresh timer, the CA directory). */
+  crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer' | 'cas' | 'legacyIssuerKeyId'>;
   /** Test seams of the issuing authority (a faulty encoder or signer). */
   authority?: Omit<CertificateAuthorityOptions, 'crlUrl'>;
   /** Test seam: the descriptor limit and usage the connection caps are planned for. */
@@ -149,7 +149,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: {
         lagAlertMs: config.brokerFleet.lagAlertSeconds * SECOND_MS,
         reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * SECOND_MS,
-        issuerKeyIds: crl.issuerKeyId ? [crl.issuerKeyId] : [],
+        issuerKeyIds: () => crl.issuerKeyIds(),
       },
     });
     registerBrokerFleetMetrics(metrics, brokerFleet);

@@ -205,7 +205,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
             settings: {
               lagAlertMs: config.brokerFleet.lagAlertSeconds * SECOND_MS,
               reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * SECOND_MS,
-              issuerKeyIds: [crlPublication.issuerKeyId],
+              issuerKeyIds: () => crlPublication!.issuerKeyIds(),
             },
           })
         : null;

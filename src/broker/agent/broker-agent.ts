@@ -186,6 +186,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     await json('POST', '/api/v1/broker-agent/report', {
       kind: options.kind,
       crl_number: n === null ? null : n.toString(),
+      crl_numbers: applied.size ? numbers() : null,
       applied_at: state.appliedAt?.toISOString() ?? null,
       check: check ? { at: check.at.toISOString(), result: check.result, detail: check.detail } : null,
       error: state.lastError,
