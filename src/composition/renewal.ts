@@ -63,14 +63,14 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
       renewal,
       tlsCertPem,
       tlsKeyPem,
-      deviceCaPem: () => deps.authority.caCertPem(),
+      deviceCaPem: () => deps.authority.trustedCaPems(),
       limits: estLimits,
       handshakeTimeoutMs: config.est.handshakeTimeoutMs,
       logger: logger.child({ listener: 'est' }),
       claims,
     });
     // The TLS certificate request names the claim CAs too (clients that pick a certificate by issuer find theirs).
-    const tlsIdentity = { tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.caCertPem() };
+    const tlsIdentity = { tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.trustedCaPems() };
     const server = est.server as unknown as TlsServer;
     refreshTls = async () => server.setSecureContext(estTlsOptions(tlsIdentity, await claimStore.allClaimCaPems()));
     await refreshTls().catch((e: unknown) => logger.warn({ err: e }, 'could not read the claim CAs for the EST listener'));
