@@ -30,7 +30,20 @@ export interface RenewalWiring {
 /** How often a replica re-reads every tenant's claim CAs for the EST listener's TLS certificate request (another replica may have added one). */
 const CLAIM_CA_REFRESH_MS = 60_000;
 
-export function createRenewalWiring(config: Config, deps: AppDeps, useCases: UseCases, db: Database, estLimits: HttpLimits, secrets: SecretSealer): RenewalWiring {
+/**
+ * `cas`: the CA directory; when its set changes (a CA staged, activated, retired), the EST
+ * listener's trusted CAs are re-read at once: a device renews with a retiring CA's certificate and
+ * confirms with the new CA's.
+ */
+export function createRenewalWiring(
+  config: Config,
+  deps: AppDeps,
+  useCases: UseCases,
+  db: Database,
+  estLimits: HttpLimits,
+  secrets: SecretSealer,
+  cas?: { onChange(listener: () => void): () => void },
+): RenewalWiring {
   const renewal = createDeviceRenewal({
     store: createRenewalStore(db),
     useCases,
@@ -41,6 +54,7 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
   let est: FastifyInstance | null = null;
   let refreshTls: (() => Promise<void>) | null = null;
   let refreshTimer: NodeJS.Timeout | null = null;
+  let unsubscribeCas: (() => void) | null = null;
   const claimStore = createClaimStore(db);
   const claims = createClaimOnboarding({
     store: claimStore,
@@ -76,6 +90,7 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
     await refreshTls().catch((e: unknown) => logger.warn({ err: e }, 'could not read the claim CAs for the EST listener'));
     refreshTimer = setInterval(() => void refreshTls?.().catch(() => undefined), CLAIM_CA_REFRESH_MS);
     refreshTimer.unref();
+    unsubscribeCas = cas?.onChange(() => void refreshTls?.().catch((e: unknown) => logger.warn({ err: e }, 'could not refresh the EST listener\'s trusted CAs'))) ?? null;
     // Fastify names the address http://: it does not know that the server it was given speaks TLS.
     const address = (await est.listen({ port: config.est.port, host: config.est.host })).replace(/^http:/, 'https:');
     return `${address}/.well-known/est`;
@@ -96,6 +111,7 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
     estServer: () => est,
     async close() {
       if (refreshTimer) clearInterval(refreshTimer);
+      unsubscribeCas?.();
       await mqtt?.close();
       await est?.close();
     },

@@ -125,6 +125,8 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       config,
       storage,
       ca: ca.ca,
+      // Every staged, active and retiring CA: one CRL each, the broker's crlfile and cafile (BROKER_CA_PATH) in order.
+      cas,
       clock,
       metrics,
       logger: log,
@@ -172,7 +174,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     // Every CA record that is not retired or revoked (the alerts watch the same set).
     registerCaMetrics(metrics, () => cas.all().filter((r) => r.status !== 'retired' && r.status !== 'revoked').map((r) => ({ id: r.issuerKeyId, notAfter: r.notAfter })));
     const connectionCaps = connectionCapsFor(config, storage, (overrides.descriptors ?? currentDescriptorUsage)());
-    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 }, webhookSecrets.box);
+    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 }, webhookSecrets.box, cas);
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
     const crlStatus = createGetCrlStatus({ storage: deps.storage, issuerKeyId: crl.issuerKeyId });
     const sessions = createSessionStore({ db: storage.db, clock });
