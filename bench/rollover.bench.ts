@@ -68,7 +68,8 @@ async function main() {
     loop.phase = 'CA2 staged';
     const since = broker.logs().length;
     const stageStarted = performance.now();
-    const ca2 = (await call('POST', CAS, { key_type: 'ec-p256' })).ca ?? {};
+    const created = await call('POST', CAS, { key_type: 'ec-p256' });
+    const ca2 = (created.ca ?? created) as { id: string };
     const ca2Cert = new x509.X509Certificate((await t.service.app.inject({ method: 'GET', url: `/pki/ca/${ca2.id}.pem` })).body);
     await waitForBrokerTrust(broker, trustFiles, since, async (trust) => {
       const c = await brokerCovers(trust, ca2Cert);

@@ -144,24 +144,10 @@ async function phaseHolds() {
 
 const trustNow = () => readBrokerTrust(trustFiles);
 
-/**
- * The CA records (branch ca-records: `/api/v1/operator/cas`, `certfleet ca ...`, issuance by the
- * active CA) are not merged yet where this file runs without them: every test here is then
- * skipped with this reason, printed, never silently. test/ca-rollover-broker.test.ts proves the
- * broker half meanwhile. Remove this gate when ca-records is merged.
- */
-const CA_ROUTES_MISSING = 'skipped: no route for GET /api/v1/operator/cas (the CA records of issue 19 are not merged here); remove the gate in test/ca-rollover.test.ts once they are';
-function caRoutesMissing(app: TestService['service']['app']): boolean {
-  const missing = !app.hasRoute({ method: 'GET', url: '/api/v1/operator/cas' });
-  if (missing) console.warn(`test/ca-rollover.test.ts: ${CA_ROUTES_MISSING}`);
-  return missing;
-}
 
 describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting throughout`, () => {
-  let missing = false;
   beforeAll(async () => {
     ({ env, broker, t, estUrl, combinedCa, trustFiles, port, close } = await startRolloverRig('rollover'));
-    missing = caRoutesMissing(t.service.app);
   }, scaled(120_000));
 
   afterAll(async () => {
@@ -171,8 +157,7 @@ describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting th
     await close?.();
   }, scaled(60_000));
 
-  it(`phase ${PHASES[0]}: the fleet connects under CA1; a revoked CA1 certificate is refused`, async (ctx) => {
-    ctx.skip(missing, CA_ROUTES_MISSING);
+  it(`phase ${PHASES[0]}: the fleet connects under CA1; a revoked CA1 certificate is refused`, async () => {
     ca1Cert = new x509.X509Certificate(readFileSync(env.DEVICE_CA_CERT_PATH, 'utf8'));
     expect(await brokerCovers(trustNow(), ca1Cert)).toEqual({ inCafile: true, crl: true });
 
@@ -198,8 +183,7 @@ describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting th
     expect(Buffer.from((await caCertificate(ca1.id)).rawData)).toEqual(Buffer.from(ca1Cert.rawData));
   }, scaled(600_000));
 
-  it(`phase ${PHASES[1]}: the broker gets CA2 and its CRL; nothing changes for the fleet`, async (ctx) => {
-    ctx.skip(missing, CA_ROUTES_MISSING);
+  it(`phase ${PHASES[1]}: the broker gets CA2 and its CRL; nothing changes for the fleet`, async () => {
     if (!loop || !ca1) throw new Error('phase 1 did not complete');
     loop.phase = PHASES[1];
     const since = broker.logs().length;
@@ -233,8 +217,7 @@ describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting th
     await phaseHolds();
   }, scaled(600_000));
 
-  it(`phase ${PHASES[2]}: CA2 signs; its first certificate is accepted at once; both CAs' revocations are refused`, async (ctx) => {
-    ctx.skip(missing, CA_ROUTES_MISSING);
+  it(`phase ${PHASES[2]}: CA2 signs; its first certificate is accepted at once; both CAs' revocations are refused`, async () => {
     if (!loop || !ca2) throw new Error('an earlier phase did not complete');
     loop.phase = PHASES[2];
     const res = await api('POST', `${CAS}/${ca2.id}/activate`, {});
@@ -256,8 +239,7 @@ describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting th
   }, scaled(600_000));
 
   let migratedPerSecond = 0;
-  it(`phase ${PHASES[3]}: every device renews over EST under CA2 and reconnects with it`, async (ctx) => {
-    ctx.skip(missing, CA_ROUTES_MISSING);
+  it(`phase ${PHASES[3]}: every device renews over EST under CA2 and reconnects with it`, async () => {
     if (!loop || !ca2) throw new Error('an earlier phase did not complete');
     loop.phase = PHASES[3];
     const started = performance.now();
@@ -281,8 +263,7 @@ describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting th
     await phaseHolds();
   }, scaled(900_000));
 
-  it(`phase ${PHASES[4]}: CA1 retires without force; once the broker dropped it, every CA1 certificate is refused`, async (ctx) => {
-    ctx.skip(missing, CA_ROUTES_MISSING);
+  it(`phase ${PHASES[4]}: CA1 retires without force; once the broker dropped it, every CA1 certificate is refused`, async () => {
     if (!loop || !ca2) throw new Error('an earlier phase did not complete');
     loop.phase = PHASES[4];
     const since = broker.logs().length;
@@ -313,8 +294,7 @@ describe(`CA rollover through a real Mosquitto, ${FLEET} devices reconnecting th
     await phaseHolds();
   }, scaled(600_000));
 
-  it('no valid device was refused in any phase, and every phase saw the whole fleet', async (ctx) => {
-    ctx.skip(missing, CA_ROUTES_MISSING);
+  it('no valid device was refused in any phase, and every phase saw the whole fleet', async () => {
     if (!loop) throw new Error('phase 1 did not start the fleet');
     await loop.stop();
     for (const phase of PHASES) {
@@ -342,18 +322,15 @@ describe('a compromised CA: ca revoke --reason cACompromise, then the runbook mo
   const run = async (args: string[], role: 'operator-admin' | 'tenant-admin' = 'operator-admin') =>
     cli([...args, '--url', baseUrl, '--token', await rig.t.token(role === 'operator-admin' ? null : TENANT, role)]);
 
-  let missing = false;
   beforeAll(async () => {
     rig = await startRolloverRig('compromise');
-    missing = caRoutesMissing(rig.t.service.app);
     baseUrl = await rig.t.service.app.listen({ port: 0, host: '127.0.0.1' });
   }, scaled(120_000));
   afterAll(async () => {
     await rig?.close();
   }, scaled(60_000));
 
-  it('issuance stops at once, the broker drops CA1, and rotate-expiring --issuer CA1 moves every device to CA2', async (ctx) => {
-    ctx.skip(missing, CA_ROUTES_MISSING);
+  it('issuance stops at once, the broker drops CA1, and rotate-expiring --issuer CA1 moves every device to CA2', async () => {
     const { t } = rig;
     const call = (method: string, url: string, body?: unknown, tenant: string | null = null) => t.call(tenant, method, url, body, tenant ? 'tenant-admin' : 'operator-admin');
     const caPem = rig.combinedCa;
