@@ -115,7 +115,7 @@ async function main() {
         'Every device has its own key and certificate under CA1 and reconnects without pause during the whole run (TLS handshake + MQTT CONNECT to a real Mosquitto configured by `certfleet broker-config` and reloaded by certfleet, 4 connections at a time). ' +
         `Peer in the same run: the same devices renew over EST under CA1 (no CA change). Then CA2 is staged (\`POST /api/v1/operator/cas\`) until the broker's cafile and crlfile hold it and it reloaded, activated, every device renews over EST again (new key on the device, \`simplereenroll\`, first use confirms, the CA1 certificate revoked), and CA1 is retired. ${RENEWALS_IN_FLIGHT} renewals in flight; certfleet on Postgres, 2 shared cores.`,
       columns: ['fleet', 'issued/s (API generate)', 'renewed/s under CA1 (peer)', 'migrated/s to CA2', 'migration vs peer', 'stage → broker ready ms', 'retire → broker dropped CA1 ms', 'handshakes of valid devices', 'refused (target 0)', 'load avg max'],
-      rows: [[FLEET, round(issuedPerSecond), round(baseline), round(migrated), ratio(migrated, baseline), round(stagedMs, 0), round(retiredMs, 0), attempts, refused, round(load)]],
+      rows: [[FLEET, round(issuedPerSecond, 2), round(baseline, 2), round(migrated, 2), ratio(migrated, baseline), round(stagedMs, 0), round(retiredMs, 0), attempts, refused, round(load)]],
       notes: [
         `${accepted} of ${attempts} handshakes accepted; refusals of valid devices: ${refused}${loop.failures.length ? ` (${JSON.stringify(loop.failures.slice(0, 3))})` : ''}.`,
         'migration vs peer: migrated/s divided by renewed/s under CA1 (1x: moving to a new CA costs a device what any renewal costs).',
