@@ -172,7 +172,8 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       pipeline: createCrlPipeline({ publish, storage, authority, file, sessions, logger, sessionErrors: sessionStepErrors(options.metrics) }),
       clock,
       logger,
-      metrics: options.metrics,
+      // The unlabelled certfleet_crl_* metrics are the default CA's (one CA: that one); every CA's are in certfleet_ca_crl_* (ca-metrics.ts).
+      metrics: trusted().length <= 1 || source.defaultCa()?.id === p.entry.id ? options.metrics : undefined,
       staleAfterMs: timings.staleAfterMs,
       checkMs: (options.refreshTimer ?? true) ? timings.checkMs : null,
       // Another process's publication also wakes the broker agents waiting on the bundle.

@@ -30,7 +30,21 @@ export interface RenewalWiring {
 /** How often a replica re-reads every tenant's claim CAs for the EST listener's TLS certificate request (another replica may have added one). */
 const CLAIM_CA_REFRESH_MS = 60_000;
 
-export function createRenewalWiring(config: Config, deps: AppDeps, useCases: UseCases, db: Database, estLimits: HttpLimits, secrets: SecretSealer): RenewalWiring {
+/**
+ * `trustedCasPem`: every CA a device must trust (staged, active, retiring; the CRL publication's
+ * trust set), PEM: what EST /cacerts answers and what the EST listener accepts as client
+ * certificate issuers (a device of a staged or retiring CA re-enrolls too). Default: the issuing CA.
+ */
+export function createRenewalWiring(
+  config: Config,
+  deps: AppDeps,
+  useCases: UseCases,
+  db: Database,
+  estLimits: HttpLimits,
+  secrets: SecretSealer,
+  trustedCasPem?: () => string,
+): RenewalWiring {
+  const devicePem = trustedCasPem ?? (() => deps.authority.caCertPem());
   const renewal = createDeviceRenewal({
     store: createRenewalStore(db),
     useCases,
@@ -63,14 +77,14 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
       renewal,
       tlsCertPem,
       tlsKeyPem,
-      deviceCaPem: () => deps.authority.caCertPem(),
+      deviceCaPem: devicePem,
       limits: estLimits,
       handshakeTimeoutMs: config.est.handshakeTimeoutMs,
       logger: logger.child({ listener: 'est' }),
       claims,
     });
     // The TLS certificate request names the claim CAs too (clients that pick a certificate by issuer find theirs).
-    const tlsIdentity = { tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.caCertPem() };
+    const tlsIdentity = { tlsCertPem, tlsKeyPem, deviceCaPem: devicePem };
     const server = est.server as unknown as TlsServer;
     refreshTls = async () => server.setSecureContext(estTlsOptions(tlsIdentity, await claimStore.allClaimCaPems()));
     await refreshTls().catch((e: unknown) => logger.warn({ err: e }, 'could not read the claim CAs for the EST listener'));

@@ -26,6 +26,7 @@ import { webConsoleRoutes } from '../http/routes/web-console.ts';
 import { createGetCrlStatus } from '../app/get-crl-status.ts';
 import { registerFleetMetrics } from './fleet-metrics.ts';
 import { createCrlPublication, type CrlPublication, type CrlPublicationOptions } from './crl.ts';
+import { isTrusted } from '../crl/ca-set.ts';
 import { createBrokerAclPublication, type BrokerAclPublication } from './broker-acl.ts';
 import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
 import { openStorage, type Storage } from './open-storage.ts';
@@ -43,7 +44,7 @@ import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type D
 import { PG_POOL_MAX } from '../storage/pg-driver.ts';
 import { createBrokerFleet, type BrokerFleet } from '../app/broker-nodes.ts';
 import { registerBrokerFleetMetrics } from './broker-fleet-metrics.ts';
-import { registerCaMetrics } from './ca-metrics.ts';
+import { registerCaMetrics, registerCaCrlMetrics } from './ca-metrics.ts';
 import { brokerAgentRoutes, crlBundleRoutes, operatorBrokerNodeRoutes } from '../http/routes/broker-agent.ts';
 
 export interface ServiceOverrides {
@@ -154,8 +155,11 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     });
     registerBrokerFleetMetrics(metrics, brokerFleet);
     registerCaMetrics(metrics, () => (ca.ca ? [{ id: ca.ca.subjectKeyId.toString('hex'), notAfter: ca.ca.certificate.notAfter }] : []));
+    registerCaCrlMetrics(metrics, crl);
     const connectionCaps = connectionCapsFor(config, storage, (overrides.descriptors ?? currentDescriptorUsage)());
-    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 }, webhookSecrets.box);
+    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 }, webhookSecrets.box, () =>
+      crl.cas().some(isTrusted) ? crl.cas().filter(isTrusted).map((c) => c.certPem.trimEnd() + '\n').join('') : deps.authority.caCertPem(),
+    );
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
     const crlStatus = createGetCrlStatus({ storage: deps.storage, issuerKeyId: crl.issuerKeyId });
     const sessions = createSessionStore({ db: storage.db, clock });
