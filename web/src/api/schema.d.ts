@@ -87,6 +87,9 @@ export interface paths {
                             result: "passed" | "failed";
                         } | null;
                         crl_number?: string | null;
+                        crl_numbers?: {
+                            [key: string]: string;
+                        } | null;
                         error?: string | null;
                         /** @enum {string} */
                         kind: "mosquitto" | "rabbitmq";
@@ -104,8 +107,12 @@ export interface paths {
                             node: {
                                 /** Format: date-time */
                                 applied_at: string | null;
-                                /** @description CRL Number of the bundle the node applied (decimal) */
+                                /** @description CRL Number of the bundle the node applied (decimal; several CAs: the lowest) */
                                 crl_number: string | null;
+                                /** @description CRL Number applied per CA (issuer key id, hex → decimal): the new CA of a rollover shows here once the node has its CRL */
+                                crl_numbers: {
+                                    [key: string]: string;
+                                } | null;
                                 /** @enum {string} */
                                 kind: "mosquitto" | "rabbitmq";
                                 /** @description how far the node is behind the latest CRL (0: it applied it) */
@@ -2412,8 +2419,12 @@ export interface paths {
                             nodes: {
                                 /** Format: date-time */
                                 applied_at: string | null;
-                                /** @description CRL Number of the bundle the node applied (decimal) */
+                                /** @description CRL Number of the bundle the node applied (decimal; several CAs: the lowest) */
                                 crl_number: string | null;
+                                /** @description CRL Number applied per CA (issuer key id, hex → decimal): the new CA of a rollover shows here once the node has its CRL */
+                                crl_numbers: {
+                                    [key: string]: string;
+                                } | null;
                                 /** @enum {string} */
                                 kind: "mosquitto" | "rabbitmq";
                                 /** @description how far the node is behind the latest CRL (0: it applied it) */
@@ -3120,6 +3131,148 @@ export interface paths {
             cookie?: never;
         };
         /** The Device CA certificate */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pki/ca/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One CA certificate (`/pki/ca/{id}.pem`) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pki/ca/{id}/crl": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One CA's latest CRL (DER): the distribution point its certificates carry */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pki/ca/{id}/crl.pem": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One CA's latest CRL (PEM) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pki/cas.pem": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every CA a device or broker must trust (staged, active, retiring), PEM, concatenated */
         get: {
             parameters: {
                 query?: never;
