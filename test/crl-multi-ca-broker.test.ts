@@ -83,7 +83,7 @@ beforeAll(async () => {
   cafile = config.files.deviceCaCert;
   ca1 = await loadDeviceCa(env.DEVICE_CA_CERT_PATH, env.DEVICE_CA_KEY_PATH);
   ca2 = await loadedCa('certfleet multica Device CA two');
-  dir = createStaticCaDirectory([{ record: caRecordFor(ca1, { id: 'ca_one', status: 'active' }), ca: ca1 }]);
+  dir = createStaticCaDirectory([{ record: caRecordFor(ca1, { id: 'ca_one', status: 'active', crlDistributionPoint: `${BASE}/pki/crl` }), ca: ca1 }]);
   const signal = createBrokerReloader({ pidFile: config.files.pidFile, log: silentLogger });
   const reloader: BrokerReloader = {
     configured: true,
@@ -129,7 +129,7 @@ describe('two CAs at a real Mosquitto', () => {
     const before = outcomes.length;
     let b: IssuedDevice;
     try {
-      dir.add({ record: caRecordFor(ca2, { id: 'ca_two', status: 'staged' }), ca: ca2 });
+      dir.add({ record: caRecordFor(ca2, { id: 'ca_two', status: 'staged', crlDistributionPoint: `${BASE}/pki/ca/ca_two/crl` }), ca: ca2 });
       await crl.settled();
       expect(files()).toEqual({ cas: [keyId(ca1), keyId(ca2)], crls: [keyId(ca1), keyId(ca2)] });
       b = await issueUnder(database.driver, ca2, dp(ca2, 'ca_two'), 'acme', 'dev-b', join(tmp, 'certs'));

@@ -264,6 +264,7 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
     const now = t.clock.now();
     // A Device CA certificate for acme/GLOBEX-001: importing it for globex's device as acme must be 404.
     const importable = await t.service.deps.authority.issue({
+      tenantId: 'acme',
       commonName: `acme/${other.deviceId}`,
       publicKey,
       notBefore: new Date(now.getTime() - 60_000),

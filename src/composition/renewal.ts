@@ -44,7 +44,7 @@ export function createRenewalWiring(
   secrets: SecretSealer,
   trustedCasPem?: () => string,
 ): RenewalWiring {
-  const devicePem = trustedCasPem ?? (() => deps.authority.caCertPem());
+  const devicePem = trustedCasPem ?? (() => deps.authority.trustedCaPems());
   const renewal = createDeviceRenewal({
     store: createRenewalStore(db),
     useCases,

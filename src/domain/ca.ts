@@ -43,6 +43,13 @@ export interface CaRecord {
   notAfter: Date;
   certPem: string;
   keyRef: CaKeyRef;
+  /**
+   * The CRL distribution point in every certificate this CA signs, and the Issuing Distribution
+   * Point of its CRL: `<PUBLIC_BASE_URL>/pki/ca/{id}/crl` for a CA created or imported as a record;
+   * the CA imported at start from DEVICE_CA_* keeps the URL its certificates already carry
+   * (`/pki/crl`), so its CRL series and scope continue. Fixed for the CA's life.
+   */
+  crlDistributionPoint: string;
   createdAt: Date;
   activatedAt: Date | null;
   retiringAt: Date | null;

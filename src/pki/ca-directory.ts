@@ -23,6 +23,8 @@
  *    changes: in this process at once, and in other replicas via NOTIFY on `certfleet_ca` (Postgres)
  *    plus a periodic re-read. Rebuild cafile/CRL files from `published()` in the handler. It returns
  *    an unsubscribe function. Handlers must not throw (errors are logged and ignored).
+ *  - Each CA's CRL carries `record.crlDistributionPoint` as its Issuing Distribution Point: the
+ *    URL in every certificate it signs (/pki/ca/{id}/crl; /pki/crl for the CA imported from DEVICE_CA_*).
  *  - The DeviceCa objects belong to the directory: never close their signers yourself.
  *
  * For tests without storage: `createStaticCaDirectory([...])` with `caRecordFor(deviceCa, {...})`
@@ -58,12 +60,13 @@ export interface CaDirectory {
 }
 
 /** A record for a loaded DeviceCa (tests, and the single-CA start from DEVICE_CA_* before storage knows it). */
-export function caRecordFor(ca: DeviceCa, init: Partial<Pick<CaRecord, 'id' | 'tenantId' | 'status' | 'keyRef' | 'createdAt'>> = {}): CaRecord {
+export function caRecordFor(ca: DeviceCa, init: Partial<Pick<CaRecord, 'id' | 'tenantId' | 'status' | 'keyRef' | 'createdAt' | 'crlDistributionPoint'>> = {}): CaRecord {
   const issuerKeyId = ca.subjectKeyId.toString('hex');
   const now = init.createdAt ?? new Date();
   const status = init.status ?? 'active';
+  const id = init.id ?? `ca_${issuerKeyId.slice(0, 16)}`;
   return {
-    id: init.id ?? `ca_${issuerKeyId.slice(0, 16)}`,
+    id,
     tenantId: init.tenantId ?? null,
     status,
     subject: ca.certificate.subject,
@@ -73,6 +76,7 @@ export function caRecordFor(ca: DeviceCa, init: Partial<Pick<CaRecord, 'id' | 't
     notAfter: ca.certificate.notAfter,
     certPem: ca.certPem,
     keyRef: init.keyRef ?? { kind: 'file', path: ca.signer.label },
+    crlDistributionPoint: init.crlDistributionPoint ?? `http://localhost:8080/pki/ca/${id}/crl`,
     createdAt: now,
     activatedAt: status === 'active' || status === 'retiring' ? now : null,
     retiringAt: status === 'retiring' ? now : null,

@@ -42,15 +42,15 @@ export async function insertCertificate(tx: Queryable, c: NewCertificate, audit:
     `WITH cert AS (
        INSERT INTO device_certificates
          (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
-          status, not_before, not_after, created_at, updated_at, spki_sha256)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9, $10, $11, $11, $16)
+          status, not_before, not_after, created_at, updated_at, spki_sha256, ca_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9, $10, $11, $11, $16, $17)
        RETURNING id)
      INSERT INTO audit_events (tenant_id, actor, action, target_type, target_id, details, created_at)
      SELECT $1, $12, $13, $14, cert.id::text, $15, $11 FROM cert
      RETURNING target_id::int8 AS id`,
     [
       c.tenantId, c.deviceId, c.certPem, c.fingerprint, c.commonName, c.issuer, c.serialNumber, c.keyType, c.notBefore, c.notAfter, c.now,
-      audit.actor, audit.action, audit.targetType, JSON.stringify(audit.details ?? {}), c.spkiSha256,
+      audit.actor, audit.action, audit.targetType, JSON.stringify(audit.details ?? {}), c.spkiSha256, c.caId ?? null,
     ],
   );
   return {
@@ -112,11 +112,12 @@ export async function listCertificates(tx: Queryable, q: CertificateListQuery): 
     f.raw(`c.status = 'ACTIVE'`);
     f.add((p) => `c.not_after <= ${p}`, q.expiringBefore);
   }
+  if (q.caId) f.add((p) => `c.ca_id = ${p}`, q.caId);
   if (q.rotation) {
     f.raw(`${q.rotation === 'none' ? 'NOT ' : ''}EXISTS (SELECT 1 FROM certificate_rotations p
       WHERE p.status = 'PENDING' AND (p.old_certificate_id = c.id OR p.new_certificate_id = c.id))`);
   }
-  const total = q.deviceId || q.expiringBefore || q.rotation
+  const total = q.deviceId || q.expiringBefore || q.rotation || q.caId
     ? Number((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params)).rows[0].n)
     : await countedRows(tx, certificateKinds(q.status ? [q.status] : CERTIFICATE_STATUSES), q.tenantId);
   if (q.beforeId) f.add((p) => `c.id < ${p}`, q.beforeId);
