@@ -48,8 +48,8 @@ const dp = (ca: DeviceCa, id: string) => caDistributionPointUrl({ publicBaseUrl:
 function files() {
   const cas = pemBlocks(readFileSync(cafile, 'utf8'), 'CERTIFICATE').map((der) => ([ca1, ca2].find((c) => c?.certDer.equals(der)) ? keyId([ca1, ca2].find((c) => c?.certDer.equals(der))!) : '?'));
   const crls = pemBlocks(readFileSync(env.CRL_OUTPUT_PATH, 'latin1'), 'X509 CRL').map((der) => {
-    const issuer = new x509.X509Crl(new Uint8Array(der)).issuer;
-    const ca = [ca1, ca2].find((c) => c && issuer.includes(c.issuerLabel));
+    const issuer = new x509.X509Crl(new Uint8Array(der)).issuerName.getField('CN')[0];
+    const ca = [ca1, ca2].find((c) => c && issuer === c.issuerLabel);
     return ca ? keyId(ca) : '?';
   });
   return { cas, crls };
@@ -83,7 +83,7 @@ beforeAll(async () => {
   cafile = config.files.deviceCaCert;
   ca1 = await loadDeviceCa(env.DEVICE_CA_CERT_PATH, env.DEVICE_CA_KEY_PATH);
   ca2 = await loadedCa('certfleet multica Device CA two');
-  dir = createStaticCaDirectory([{ record: caRecordFor(ca1, { id: 'ca_one', status: 'active' }), ca: ca1 }]);
+  dir = createStaticCaDirectory([{ record: caRecordFor(ca1, { id: 'ca_one', status: 'active', crlDistributionPoint: `${BASE}/pki/crl` }), ca: ca1 }]);
   const signal = createBrokerReloader({ pidFile: config.files.pidFile, log: silentLogger });
   const reloader: BrokerReloader = {
     configured: true,
@@ -127,16 +127,20 @@ describe('two CAs at a real Mosquitto', () => {
       while (staging) outcomes.push(await probe(a));
     })();
     const before = outcomes.length;
-    dir.add({ record: caRecordFor(ca2, { id: 'ca_two', status: 'staged' }), ca: ca2 });
-    await crl.settled();
-    expect(files()).toEqual({ cas: [keyId(ca1), keyId(ca2)], crls: [keyId(ca1), keyId(ca2)] });
-    const b = await issueUnder(database.driver, ca2, dp(ca2, 'ca_two'), 'acme', 'dev-b', join(tmp, 'certs'));
-    await eventually(b, (r) => r === 'accepted', 'accepted');
-    // A few more handshakes of dev-a after the broker has both CAs.
-    const seen = outcomes.length;
-    while (outcomes.length < seen + 3) await new Promise((r) => setTimeout(r, 20));
-    staging = false;
-    await loop;
+    let b: IssuedDevice;
+    try {
+      dir.add({ record: caRecordFor(ca2, { id: 'ca_two', status: 'staged', crlDistributionPoint: `${BASE}/pki/ca/ca_two/crl` }), ca: ca2 });
+      await crl.settled();
+      expect(files()).toEqual({ cas: [keyId(ca1), keyId(ca2)], crls: [keyId(ca1), keyId(ca2)] });
+      b = await issueUnder(database.driver, ca2, dp(ca2, 'ca_two'), 'acme', 'dev-b', join(tmp, 'certs'));
+      await eventually(b, (r) => r === 'accepted', 'accepted');
+      // A few more handshakes of dev-a after the broker has both CAs.
+      const seen = outcomes.length;
+      while (outcomes.length < seen + 3) await new Promise((r) => setTimeout(r, 20));
+    } finally {
+      staging = false;
+      await loop;
+    }
     expect(outcomes.length).toBeGreaterThan(before + 3);
     expect(outcomes.filter((o) => o !== 'accepted')).toEqual([]);
     expect(violations).toEqual([]);

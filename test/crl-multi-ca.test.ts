@@ -133,8 +133,8 @@ describe.each(DRIVERS)('several CAs published (%s)', (kind) => {
     writeFileSync(bothCas(), ca1.certPem + ca2.certPem);
     writeFileSync(join(tmp, 'ca1.pem'), ca1.certPem);
     dir = createStaticCaDirectory([
-      { record: caRecordFor(ca1, { id: 'ca_one', status: 'active' }), ca: ca1 },
-      { record: caRecordFor(ca2, { id: 'ca_two', status: 'staged' }), ca: ca2 },
+      { record: caRecordFor(ca1, { id: 'ca_one', status: 'active', crlDistributionPoint: `${BASE}/pki/crl` }), ca: ca1 },
+      { record: caRecordFor(ca2, { id: 'ca_two', status: 'staged', crlDistributionPoint: `${BASE}/pki/ca/ca_two/crl` }), ca: ca2 },
     ]);
     crl = createCrlPublication({
       config: { crlOutputPath: crlPath(), crlRefreshMinutes: 60, crlValidityHours: 168, brokerPidFile: null, brokerReloadCommand: null, publicBaseUrl: BASE, brokerCaPath: caPath() },

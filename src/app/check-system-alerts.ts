@@ -27,13 +27,15 @@ export interface WatchedCa {
   status?: CaStatus;
   /** A later CA of the same scope is staged or active: the fleet has somewhere to move (no CRITICAL). */
   successorStaged: boolean;
+  /** Retired or revoked: not watched any more (its alert, if open, closes). */
+  ended?: boolean;
 }
 
-/** The CA records watched for expiry: every one not retired or revoked, with whether a successor is staged (or active) in its scope. */
+/** The CA records watched for expiry: every one not retired or revoked (those come with `ended`, to close their alert), with whether a successor is staged (or active) in its scope. */
 export function watchedCas(records: readonly CaRecord[]): WatchedCa[] {
   return records
-    .filter((r) => r.status !== 'retired' && r.status !== 'revoked')
     .map((r) => ({
+      ended: r.status === 'retired' || r.status === 'revoked',
       id: r.issuerKeyId,
       recordId: r.id,
       subject: r.subject,
@@ -100,7 +102,7 @@ export function createCheckSystemAlerts({ storage, clock, health }: Pick<AppDeps
         const computed = caExpirySeverity(ca.notAfter.getTime() - now.getTime());
         const expired = ca.notAfter <= now;
         // CRITICAL within 30 days only while the scope has no next CA to move to; with one staged it stays HIGH (until it expires).
-        const severity = computed === SEVERITY.CRITICAL && ca.successorStaged && !expired ? SEVERITY.HIGH : computed;
+        const severity = ca.ended ? null : computed === SEVERITY.CRITICAL && ca.successorStaged && !expired ? SEVERITY.HIGH : computed;
         const scope = ca.tenantId ? `tenant ${ca.tenantId}` : 'the global scope';
         out[`ca:${ca.id}`] = await syncSystemAlert(
           repos,

@@ -50,7 +50,7 @@ export interface CrlPublicationOptions {
   ca: DeviceCa | null;
   /** The CAs to publish (the CA records); default: `ca` alone. */
   cas?: CaDirectory;
-  /** Key id of the CA of DEVICE_CA_CERT_PATH: its certificates carry /pki/crl (ca-set.ts caDistributionPointUrl); default: `ca`'s. */
+  /** Unused since CA records store each CA's distribution point (kept for callers that pass it). */
   legacyIssuerKeyId?: string | null;
   clock?: Clock;
   metrics?: Registry;
@@ -114,7 +114,8 @@ interface PerCa {
 export function createCrlPublication(options: CrlPublicationOptions): CrlPublication {
   const { config, storage: { db, driver } } = options;
   const legacy = options.legacyIssuerKeyId !== undefined ? options.legacyIssuerKeyId : (options.ca?.subjectKeyId.toString('hex') ?? null);
-  const source = options.cas ? caSourceOf(options.cas, config, legacy) : staticCaSource(options.ca, config);
+  const source = options.cas ? caSourceOf(options.cas) : staticCaSource(options.ca, config);
+  void legacy;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
   const timings = crlRefreshTimings(config.crlRefreshMinutes);
@@ -172,7 +173,8 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       pipeline: createCrlPipeline({ publish, storage, authority, file, sessions, logger, sessionErrors: sessionStepErrors(options.metrics) }),
       clock,
       logger,
-      metrics: options.metrics,
+      // The unlabelled certfleet_crl_* metrics are the default CA's (one CA: that one); every CA's are in certfleet_ca_crl_* (ca-metrics.ts).
+      metrics: trusted().length <= 1 || source.defaultCa()?.id === p.entry.id ? options.metrics : undefined,
       staleAfterMs: timings.staleAfterMs,
       checkMs: (options.refreshTimer ?? true) ? timings.checkMs : null,
       // Another process's publication also wakes the broker agents waiting on the bundle.

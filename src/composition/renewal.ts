@@ -31,9 +31,9 @@ export interface RenewalWiring {
 const CLAIM_CA_REFRESH_MS = 60_000;
 
 /**
- * `cas`: the CA directory; when its set changes (a CA staged, activated, retired), the EST
- * listener's trusted CAs are re-read at once: a device renews with a retiring CA's certificate and
- * confirms with the new CA's.
+ * `trustedCasPem`: every CA a device must trust (staged, active, retiring; the CRL publication's
+ * trust set), PEM: what EST /cacerts answers and what the EST listener accepts as client
+ * certificate issuers (a device of a staged or retiring CA re-enrolls too). Default: the issuing CA.
  */
 export function createRenewalWiring(
   config: Config,
@@ -42,8 +42,11 @@ export function createRenewalWiring(
   db: Database,
   estLimits: HttpLimits,
   secrets: SecretSealer,
+  trustedCasPem?: () => string,
+  /** The CA directory: when its set changes (a CA staged, activated, retired), the EST listener's trusted CAs are re-read at once, not at the next periodic refresh. */
   cas?: { onChange(listener: () => void): () => void },
 ): RenewalWiring {
+  const devicePem = trustedCasPem ?? (() => deps.authority.trustedCaPems());
   const renewal = createDeviceRenewal({
     store: createRenewalStore(db),
     useCases,
@@ -53,8 +56,8 @@ export function createRenewalWiring(
   });
   let est: FastifyInstance | null = null;
   let refreshTls: (() => Promise<void>) | null = null;
-  let refreshTimer: NodeJS.Timeout | null = null;
   let unsubscribeCas: (() => void) | null = null;
+  let refreshTimer: NodeJS.Timeout | null = null;
   const claimStore = createClaimStore(db);
   const claims = createClaimOnboarding({
     store: claimStore,
@@ -77,20 +80,20 @@ export function createRenewalWiring(
       renewal,
       tlsCertPem,
       tlsKeyPem,
-      deviceCaPem: () => deps.authority.trustedCaPems(),
+      deviceCaPem: devicePem,
       limits: estLimits,
       handshakeTimeoutMs: config.est.handshakeTimeoutMs,
       logger: logger.child({ listener: 'est' }),
       claims,
     });
     // The TLS certificate request names the claim CAs too (clients that pick a certificate by issuer find theirs).
-    const tlsIdentity = { tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.trustedCaPems() };
+    const tlsIdentity = { tlsCertPem, tlsKeyPem, deviceCaPem: devicePem };
     const server = est.server as unknown as TlsServer;
     refreshTls = async () => server.setSecureContext(estTlsOptions(tlsIdentity, await claimStore.allClaimCaPems()));
     await refreshTls().catch((e: unknown) => logger.warn({ err: e }, 'could not read the claim CAs for the EST listener'));
     refreshTimer = setInterval(() => void refreshTls?.().catch(() => undefined), CLAIM_CA_REFRESH_MS);
-    refreshTimer.unref();
     unsubscribeCas = cas?.onChange(() => void refreshTls?.().catch((e: unknown) => logger.warn({ err: e }, 'could not refresh the EST listener\'s trusted CAs'))) ?? null;
+    refreshTimer.unref();
     // Fastify names the address http://: it does not know that the server it was given speaks TLS.
     const address = (await est.listen({ port: config.est.port, host: config.est.host })).replace(/^http:/, 'https:');
     return `${address}/.well-known/est`;

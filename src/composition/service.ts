@@ -44,7 +44,7 @@ import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type D
 import { PG_POOL_MAX } from '../storage/pg-driver.ts';
 import { createBrokerFleet, type BrokerFleet } from '../app/broker-nodes.ts';
 import { registerBrokerFleetMetrics } from './broker-fleet-metrics.ts';
-import { registerCaMetrics } from './ca-metrics.ts';
+import { registerCaMetrics, registerCaCrlMetrics } from './ca-metrics.ts';
 import { createCaManagement } from '../app/manage-cas.ts';
 import { operatorCaRoutes } from '../http/routes/operator-cas.ts';
 import { brokerAgentRoutes, crlBundleRoutes, operatorBrokerNodeRoutes } from '../http/routes/broker-agent.ts';
@@ -58,7 +58,7 @@ export interface ServiceOverrides {
   /** This process publishes the CRL (file + broker reload). Default true; `api` passes false (PGlite always publishes). */
   publishCrl?: boolean;
   /** Test seams of the CRL publication (file system port, broker reloader, refresh timer, the CA directory). */
-  crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer' | 'cas' | 'legacyIssuerKeyId'>;
+  crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer' | 'legacyIssuerKeyId'>;
   /** Test seams of the issuing authority (a faulty encoder or signer). */
   authority?: Omit<CertificateAuthorityOptions, 'crlUrl'>;
   /** Test seam: the descriptor limit and usage the connection caps are planned for. */
@@ -173,8 +173,9 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     registerBrokerFleetMetrics(metrics, brokerFleet);
     // Every CA record that is not retired or revoked (the alerts watch the same set).
     registerCaMetrics(metrics, () => cas.all().filter((r) => r.status !== 'retired' && r.status !== 'revoked').map((r) => ({ id: r.issuerKeyId, notAfter: r.notAfter })));
+    registerCaCrlMetrics(metrics, crl);
     const connectionCaps = connectionCapsFor(config, storage, (overrides.descriptors ?? currentDescriptorUsage)());
-    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 }, webhookSecrets.box, cas);
+    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 }, webhookSecrets.box, undefined, cas);
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
     const crlStatus = createGetCrlStatus({ storage: deps.storage, issuerKeyId: crl.issuerKeyId });
     const sessions = createSessionStore({ db: storage.db, clock });

@@ -43,7 +43,7 @@ export const isTrusted = (ca: Pick<PublishedCa, 'status'>): boolean => isPublish
  * DEVICE_CA_CERT_PATH (`legacyIssuerKeyId`, the one CA before CAs became records) keeps
  * `/pki/crl`, the URL its certificates already carry (OpenSSL refuses a CRL whose Issuing
  * Distribution Point differs from the certificate's CDP as "different CRL scope").
- * The issuing side (createCertificateAuthority per CA) must use the same function.
+ * CA records store it (`crlDistributionPoint`); this is the rule they follow.
  */
 export function caDistributionPointUrl(config: Pick<Config, 'publicBaseUrl'>, ca: { id: string; issuerKeyId: string }, legacyIssuerKeyId: string | null): string {
   return ca.issuerKeyId === legacyIssuerKeyId ? `${config.publicBaseUrl}/pki/crl` : `${config.publicBaseUrl}/pki/ca/${encodeURIComponent(ca.id)}/crl`;
@@ -58,7 +58,7 @@ export interface CaSource {
   onChange(listener: () => void): () => void;
 }
 
-export function caSourceOf(directory: CaDirectory, config: Pick<Config, 'publicBaseUrl'>, legacyIssuerKeyId: string | null): CaSource {
+export function caSourceOf(directory: CaDirectory): CaSource {
   const list = (): PublishedCa[] => {
     const loaded = new Map(directory.published().map((e) => [e.record.id, e.ca]));
     return directory.all().map((r) => ({
@@ -69,7 +69,8 @@ export function caSourceOf(directory: CaDirectory, config: Pick<Config, 'publicB
       certPem: r.certPem,
       notBefore: r.notBefore,
       issuerKeyId: r.issuerKeyId,
-      distributionPointUrl: caDistributionPointUrl(config, r, legacyIssuerKeyId),
+      // Chosen when the CA was created or imported (ca records): the CDP its certificates carry.
+      distributionPointUrl: r.crlDistributionPoint,
     }));
   };
   return {
