@@ -29,6 +29,7 @@ const BENCHES: [string, string][] = [
   ['broker-refusal', 'broker-refusal.bench.ts'],
   ['broker-reload-stall', 'broker-reload-stall.bench.ts'],
   ['broker-fleet', 'broker-fleet.bench.ts'],
+  ['rollover', 'rollover.bench.ts'],
   ['expiry-tick', 'expiry-tick.bench.ts'],
   ['api-read', 'api-read.bench.ts'],
   ['device-list', 'device-list.bench.ts'],

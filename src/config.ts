@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { parseSecretKey } from './pki/secret-box.ts';
 import { parseDuration } from './domain/duration.ts';
 import { pkcs11Config } from './pki/kms/pkcs11/pkcs11-config.ts';
+import { DEFAULT_PKCS11_MODULE_PATH } from './pki/kms/pkcs11/pkcs11-module.ts';
 
 export interface Config {
   port: number;
@@ -18,6 +19,8 @@ export interface Config {
   caKeyPassphrase: string | null;
   /** DEVICE_CA_KEY_URI: the CA key in a PKCS#11 token (instead of DEVICE_CA_KEY_PATH), with its module, PIN file and session count. */
   pkcs11: { keyUri: string; modulePath: string; pinFile: string; sessions: number } | null;
+  /** CA records (issue 19): keys certfleet generates or imports as files (CA_KEY_DIR), and the token of CA keys in PKCS#11 (PKCS11_MODULE_PATH, PKCS11_PIN_FILE). */
+  caKeys: { dir: string; modulePath: string; pinFile: string | null; sessions: number };
   crlOutputPath: string;
   /** CRL_RECONCILE_PATH: a CRL (PEM or DER) the publisher reconciles with at start, e.g. after a database restore (null: none). */
   crlReconcilePath: string | null;
@@ -44,6 +47,12 @@ export interface Config {
    * which this process keeps in step with the tenants' broker grants; null: not written.
    */
   brokerGrantsPath: string | null;
+  /**
+   * BROKER_CA_PATH: the broker's `cafile` (broker-config's device-ca.crt), which this process keeps
+   * equal to every trusted CA (staged, active, retiring) whose CRL is already in CRL_OUTPUT_PATH,
+   * then reloads the broker; null: certfleet does not write it (one CA, written by broker-config).
+   */
+  brokerCaPath: string | null;
   /** Mosquitto dynamic security admin listener, to close live sessions of revoked certificates (unset: no kicking). */
   brokerAdmin: { url: string; username: string; passwordFile: string; caFile: string | null } | null;
   /**
@@ -237,6 +246,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     caKeyPassphraseFile: env.DEVICE_CA_KEY_PASSPHRASE_FILE ? resolve(env.DEVICE_CA_KEY_PASSPHRASE_FILE) : null,
     caKeyPassphrase: env.DEVICE_CA_KEY_PASSPHRASE || null,
     pkcs11: pkcs11Config(env, int(env, 'PKCS11_SESSIONS', 4, 1, 64)),
+    caKeys: {
+      dir: resolve(env.CA_KEY_DIR || `${dataDir}/pki/cas`),
+      modulePath: resolve(env.PKCS11_MODULE_PATH || DEFAULT_PKCS11_MODULE_PATH),
+      pinFile: env.PKCS11_PIN_FILE ? resolve(env.PKCS11_PIN_FILE) : null,
+      sessions: int(env, 'PKCS11_SESSIONS', 4, 1, 64),
+    },
     crlOutputPath: resolve(env.CRL_OUTPUT_PATH || `${dataDir}/pki/device-crl.pem`),
     crlReconcilePath: env.CRL_RECONCILE_PATH ? resolve(env.CRL_RECONCILE_PATH) : null,
     crlRefreshMinutes: int(env, 'CRL_REFRESH_MINUTES', 60, 1, 10_080),
@@ -257,6 +272,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     brokerAclPath: env.BROKER_ACL_PATH ? resolve(env.BROKER_ACL_PATH) : null,
     brokerAclPermissive: bool(env, 'BROKER_ACL_PERMISSIVE', false),
     brokerGrantsPath: env.BROKER_GRANTS_PATH ? resolve(env.BROKER_GRANTS_PATH) : null,
+    brokerCaPath: env.BROKER_CA_PATH ? resolve(env.BROKER_CA_PATH) : null,
     brokerRabbitmq: env.BROKER_RABBITMQ_ADMIN_URL
       ? {
           url: env.BROKER_RABBITMQ_ADMIN_URL,

@@ -64,7 +64,7 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
 
   /** A certificate signed by the CA for tenant/device (with the given key, else a new one). */
   async function signed(tenantId: string, deviceId: string, spkiDer = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey)) {
-    const issued = await authority.issue({ commonName: `${tenantId}/${deviceId}`, publicKey: { spkiDer, keyType: 'ec-p256' }, notBefore: now, notAfter: new Date(now.getTime() + 30 * DAY) });
+    const issued = await authority.issue({ tenantId, commonName: `${tenantId}/${deviceId}`, publicKey: { spkiDer, keyType: 'ec-p256' }, notBefore: now, notAfter: new Date(now.getTime() + 30 * DAY) });
     return { ...issued, spkiSha256: spkiSha256(spkiDer) };
   }
 

@@ -22,7 +22,7 @@ type Fault = (profile: DeviceProfile, c: Input) => Buffer;
 
 const request = (cn = 'acme/D1') => {
   const device = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  return { commonName: cn, publicKey: { spkiDer: spkiOf(device.publicKey), keyType: 'ec-p256' }, notBefore: now, notAfter: new Date(now.getTime() + 30 * DAY) };
+  return { tenantId: cn.split('/')[0] ?? 'acme', commonName: cn, publicKey: { spkiDer: spkiOf(device.publicKey), keyType: 'ec-p256' }, notBefore: now, notAfter: new Date(now.getTime() + 30 * DAY) };
 };
 
 describe('issued certificates: full lint once per shape, varying fields every time', () => {

@@ -53,7 +53,7 @@ describe.each(['ec-p256', 'rsa-3072'] as const)('certificates, CA key %s', (keyT
 
   const request = () => {
     const device = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    return { commonName: 'acme/D1', publicKey: { spkiDer: spkiOf(device.publicKey), keyType: 'ec-p256' }, notBefore: now, notAfter: new Date(now.getTime() + 30 * DAY) };
+    return { tenantId: 'acme', commonName: 'acme/D1', publicKey: { spkiDer: spkiOf(device.publicKey), keyType: 'ec-p256' }, notBefore: now, notAfter: new Date(now.getTime() + 30 * DAY) };
   };
 
   it('a good certificate: the throwaway key signs the lint copy, then the CA key signs once', async () => {

@@ -33,7 +33,7 @@ async function issueAndRevoke(ca: DeviceCa) {
   const issued = [];
   for (const cn of ['acme/DEVICE-1', 'acme/DEVICE-2']) {
     const { publicKey } = await generateDeviceKey('ec-p256');
-    issued.push(await authority.issue({ commonName: cn, publicKey, notBefore: new Date(NOW.getTime() - 60_000), notAfter: new Date(NOW.getTime() + 86_400_000) }));
+    issued.push(await authority.issue({ tenantId: 't', commonName: cn, publicKey, notBefore: new Date(NOW.getTime() - 60_000), notAfter: new Date(NOW.getTime() + 86_400_000) }));
   }
   const identity = caIdentityFromCertificate(ca.certDer);
   const encoder = createRevokedEntriesEncoder();

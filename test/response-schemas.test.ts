@@ -38,7 +38,18 @@ type Document = { paths: Record<string, Record<string, Operation>>; components: 
 const METHODS = ['get', 'put', 'post', 'delete', 'patch'];
 
 /** Documented operations that answer PEM or DER, not JSON. */
-const NON_JSON = ['GET /api/v1/customer/ca-bundle', 'GET /api/v1/customer/crl', 'GET /pki/ca.pem', 'GET /pki/crl', 'GET /pki/crl.pem', 'GET /pki/crl-bundle.pem'];
+const NON_JSON = [
+  'GET /api/v1/customer/ca-bundle',
+  'GET /api/v1/customer/crl',
+  'GET /pki/ca.pem',
+  'GET /pki/crl',
+  'GET /pki/crl.pem',
+  'GET /pki/crl-bundle.pem',
+  'GET /pki/cas.pem',
+  'GET /pki/ca/{id}',
+  'GET /pki/ca/{id}/crl',
+  'GET /pki/ca/{id}/crl.pem',
+];
 
 /** The schema with every object closed: a property it does not list is an error. */
 function closed(schema: unknown): unknown {

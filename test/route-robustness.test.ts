@@ -264,6 +264,7 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
     const now = t.clock.now();
     // A Device CA certificate for acme/GLOBEX-001: importing it for globex's device as acme must be 404.
     const importable = await t.service.deps.authority.issue({
+      tenantId: 'acme',
       commonName: `acme/${other.deviceId}`,
       publicKey,
       notBefore: new Date(now.getTime() - 60_000),
@@ -324,7 +325,9 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
     if (param === 'device_id') return fixture.deviceId;
     const segments = op.path.split('/');
     const resource = segments[segments.indexOf(`{${param}}`) - 1];
-    const id = { certificates: fixture.certificateId, alerts: fixture.alertId, 'notification-webhooks': fixture.webhookId, 'claim-cas': fixture.claimCaId }[resource];
+    // CAs (/pki/ca/{id}, /api/v1/operator/cas/{id}) are not a tenant's: the global active CA's record id.
+    const caId = t.service.cas.defaultCa()?.record.id;
+    const id = { certificates: fixture.certificateId, alerts: fixture.alertId, 'notification-webhooks': fixture.webhookId, 'claim-cas': fixture.claimCaId, ca: caId, cas: caId }[resource];
     if (id === undefined || id === null) throw new Error(`the sweep does not know which id ${op.method} ${op.path} takes: teach idOf()`);
     return String(id);
   }

@@ -24,14 +24,16 @@ export type BrokerKind = (typeof BROKER_KINDS)[number];
 export interface BrokerFleetSettings {
   lagAlertMs: number;
   reportTimeoutMs: number;
-  /** The CA key ids whose CRLs the bundle holds (lag is measured against the lowest CRL number's publication). */
-  issuerKeyIds: string[];
+  /** The CA key ids whose CRLs the bundle holds (every trusted CA; read at each use, the set changes). */
+  issuerKeyIds: string[] | (() => string[]);
 }
 
 export interface BrokerNodeView {
   node: string;
   kind: BrokerKind;
   crl_number: string | null;
+  /** The CRL number applied per CA (issuer key id); null when the agent did not say. */
+  crl_numbers: Record<string, string> | null;
   applied_at: string | null;
   reported_at: string;
   last_check_at: string | null;
@@ -47,27 +49,53 @@ export interface BrokerNodeView {
 export interface BrokerReportInput {
   kind: BrokerKind;
   crl_number?: string | null;
+  crl_numbers?: Record<string, string> | null;
   applied_at?: string | null;
   check?: { at: string; result: 'passed' | 'failed'; detail?: string | null } | null;
   error?: string | null;
 }
 
-type Latest = { crlNumber: bigint; publishedAt: Date | null } | null;
+/** The lowest latest number (what a node reporting only its lowest is compared with), and each CA's latest. */
+type Latest = { crlNumber: bigint; publishedAt: Date | null; perCa: Map<string, { crlNumber: bigint; publishedAt: Date | null }> } | null;
 
-async function latestCrl(repos: OperatorRepositories, issuerKeyIds: string[]): Promise<Latest> {
+async function latestCrl(repos: OperatorRepositories, issuerKeyIds: string[] | (() => string[])): Promise<Latest> {
   let latest: Latest = null;
-  for (const id of issuerKeyIds) {
+  const perCa = new Map<string, { crlNumber: bigint; publishedAt: Date | null }>();
+  for (const id of typeof issuerKeyIds === 'function' ? issuerKeyIds() : issuerKeyIds) {
     const info = await repos.crl.readCrlInfo(id);
     if (!info?.sha256) continue;
-    if (!latest || info.crlNumber < latest.crlNumber) latest = { crlNumber: info.crlNumber, publishedAt: info.publishedAt ?? info.thisUpdate };
+    const publishedAt = info.publishedAt ?? info.thisUpdate;
+    perCa.set(id, { crlNumber: info.crlNumber, publishedAt });
+    if (!latest || info.crlNumber < latest.crlNumber) latest = { crlNumber: info.crlNumber, publishedAt, perCa };
   }
   return latest;
 }
 
+/**
+ * How long the node has been behind, in ms (0: it has every CA's latest CRL). With per-CA numbers
+ * (several CAs), each CA's latest CRL counts: the node is behind since the oldest publication it
+ * lacks (a CA it has no CRL of at all included). Without them, its lowest number is compared with
+ * the lowest latest one.
+ */
+function lagOf(n: BrokerNodeRecord, latest: Latest, now: Date): number {
+  if (latest === null) return 0;
+  if (n.crlNumbers) {
+    let since: number | null = null;
+    for (const [id, ca] of latest.perCa) {
+      const applied = n.crlNumbers[id];
+      if (applied !== undefined && applied >= ca.crlNumber) continue;
+      const t = (ca.publishedAt ?? n.reportedAt).getTime();
+      since = since === null ? t : Math.min(since, t);
+    }
+    return since === null ? 0 : Math.max(0, now.getTime() - since);
+  }
+  const behind = n.crlNumber === null || n.crlNumber < latest.crlNumber;
+  return behind ? Math.max(0, now.getTime() - (latest.publishedAt ?? n.reportedAt).getTime()) : 0;
+}
+
 /** The node as the operator sees it, at `now`. Pure. */
 export function viewOf(n: BrokerNodeRecord, latest: Latest, now: Date, s: Pick<BrokerFleetSettings, 'lagAlertMs' | 'reportTimeoutMs'>): BrokerNodeView {
-  const behind = latest !== null && (n.crlNumber === null || n.crlNumber < latest.crlNumber);
-  const lagMs = behind ? Math.max(0, now.getTime() - (latest.publishedAt ?? n.reportedAt).getTime()) : 0;
+  const lagMs = lagOf(n, latest, now);
   const silent = now.getTime() - n.reportedAt.getTime() > s.reportTimeoutMs;
   const state = n.checkResult === 'failed' ? 'enforcement_failed' : silent ? 'silent' : lagMs > s.lagAlertMs ? 'lagging' : 'ok';
   const iso = (d: Date | null) => d?.toISOString() ?? null;
@@ -75,6 +103,7 @@ export function viewOf(n: BrokerNodeRecord, latest: Latest, now: Date, s: Pick<B
     node: n.node,
     kind: n.kind,
     crl_number: n.crlNumber?.toString() ?? null,
+    crl_numbers: n.crlNumbers ? Object.fromEntries(Object.entries(n.crlNumbers).map(([k, v]) => [k, v.toString()])) : null,
     applied_at: iso(n.appliedAt),
     reported_at: n.reportedAt.toISOString(),
     last_check_at: iso(n.checkedAt),
@@ -136,6 +165,7 @@ export function createBrokerFleet(deps: Pick<AppDeps, 'storage' | 'clock'> & { s
         checkResult: input.check?.result ?? null,
         checkDetail: input.check?.detail ?? null,
         lastError: input.error ?? null,
+        crlNumbers: input.crl_numbers ? Object.fromEntries(Object.entries(input.crl_numbers).map(([k, v]) => [k.toLowerCase(), BigInt(v)])) : null,
         now,
       });
       const view = viewOf(record, await latestCrl(repos, settings.issuerKeyIds), now, settings);

@@ -1,6 +1,7 @@
 import { SYSTEM_TENANT } from '../domain/alert.ts';
 import { DAY_MS } from '../domain/clock.ts';
 import { SEVERITY } from '../domain/expiry-policy.ts';
+import type { CaRecord, CaStatus } from '../domain/ca.ts';
 import type { AppDeps } from './deps.ts';
 import type { OperatorRepositories } from './storage-ports.ts';
 
@@ -11,8 +12,40 @@ export interface SystemHealth {
   node: string;
   /** True while the broker has not taken the latest CRL file (its reload failed and is retried); null: this process reloads no broker. */
   brokerReloadPending(): boolean | null;
-  /** The CA certificates this process signs with (null: none loaded). */
-  cas(): { id: string; subject: string; notAfter: Date }[] | null;
+  /** The CAs watched for expiry (null: none loaded): every CA record not retired or revoked (watchedCas), else the CA this process signs with. */
+  cas(): WatchedCa[] | null;
+}
+
+export interface WatchedCa {
+  /** Subject key identifier (hex): the alert's fingerprint `ca:<id>`. */
+  id: string;
+  /** The CA record's id, when the CA is a record. */
+  recordId?: string;
+  subject: string;
+  notAfter: Date;
+  tenantId?: string | null;
+  status?: CaStatus;
+  /** A later CA of the same scope is staged or active: the fleet has somewhere to move (no CRITICAL). */
+  successorStaged: boolean;
+  /** Retired or revoked: not watched any more (its alert, if open, closes). */
+  ended?: boolean;
+}
+
+/** The CA records watched for expiry: every one not retired or revoked (those come with `ended`, to close their alert), with whether a successor is staged (or active) in its scope. */
+export function watchedCas(records: readonly CaRecord[]): WatchedCa[] {
+  return records
+    .map((r) => ({
+      ended: r.status === 'retired' || r.status === 'revoked',
+      id: r.issuerKeyId,
+      recordId: r.id,
+      subject: r.subject,
+      notAfter: r.notAfter,
+      tenantId: r.tenantId,
+      status: r.status,
+      successorStaged: records.some(
+        (o) => o.id !== r.id && o.tenantId === r.tenantId && (o.status === 'staged' || (o.status === 'active' && r.status !== 'active')) && o.notAfter > r.notAfter,
+      ),
+    }));
 }
 
 /**
@@ -66,8 +99,11 @@ export function createCheckSystemAlerts({ storage, clock, health }: Pick<AppDeps
         );
       }
       for (const ca of health.cas() ?? []) {
-        const severity = caExpirySeverity(ca.notAfter.getTime() - now.getTime());
+        const computed = caExpirySeverity(ca.notAfter.getTime() - now.getTime());
         const expired = ca.notAfter <= now;
+        // CRITICAL within 30 days only while the scope has no next CA to move to; with one staged it stays HIGH (until it expires).
+        const severity = ca.ended ? null : computed === SEVERITY.CRITICAL && ca.successorStaged && !expired ? SEVERITY.HIGH : computed;
+        const scope = ca.tenantId ? `tenant ${ca.tenantId}` : 'the global scope';
         out[`ca:${ca.id}`] = await syncSystemAlert(
           repos,
           'CA_EXPIRING',
@@ -78,8 +114,10 @@ export function createCheckSystemAlerts({ storage, clock, health }: Pick<AppDeps
                 severity,
                 summary: expired
                   ? `The CA ${ca.subject} has expired: no device certificate it issued is valid`
-                  : `The CA ${ca.subject} expires on ${ca.notAfter.toISOString()}: plan its rollover before its device certificates stop working`,
-                details: { ca_id: ca.id, subject: ca.subject, not_after: ca.notAfter.toISOString() },
+                  : ca.successorStaged
+                    ? `The CA ${ca.subject} expires on ${ca.notAfter.toISOString()}: a next CA is staged or active in ${scope}; move its devices (rotate-expiring --issuer ${ca.recordId ?? ca.id})`
+                    : `The CA ${ca.subject} expires on ${ca.notAfter.toISOString()} and no next CA is staged in ${scope}: stage one (certfleet ca create) before its device certificates stop working`,
+                details: { ca_id: ca.id, ...(ca.recordId ? { ca_record_id: ca.recordId, status: ca.status, tenant_id: ca.tenantId ?? null } : {}), subject: ca.subject, not_after: ca.notAfter.toISOString(), successor_staged: ca.successorStaged },
               },
           now,
         );

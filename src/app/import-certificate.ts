@@ -8,7 +8,7 @@ import { spkiSha256, storeCertificate } from './sign-device-certificate.ts';
 export function createImportCertificate(deps: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock'>) {
   return async (actor: Actor, deviceId: string, certPem: string) => {
     assertDeviceId(deviceId);
-    const cert = await deps.authority.verifyIssued(certPem);
+    const cert = await deps.authority.verifyIssued(certPem, actor.tenantId);
     const key = deps.keys.publicKeyFromCertificate(cert.certPem); // the profile's key rules hold for imports too
     const expected = commonNameFor(actor.tenantId, deviceId);
     if (cert.commonName !== expected) {

@@ -9,6 +9,8 @@ export interface ListCertificatesInput {
   deviceId?: string;
   status?: CertificateStatus;
   expiringWithinDays?: number;
+  /** Signed by this CA record. */
+  caId?: string;
   rotation?: RotationFilter;
   limit: number;
   cursor?: number;
@@ -23,6 +25,7 @@ export function createListCertificates({ storage, clock }: Pick<AppDeps, 'storag
       status: q.status,
       expiringBefore: q.expiringWithinDays === undefined ? undefined : new Date(clock.now().getTime() + q.expiringWithinDays * DAY_MS),
       rotation: q.rotation,
+      caId: q.caId,
       limit: q.limit,
       beforeId: q.cursor,
     });

@@ -1,4 +1,5 @@
 import type { KeyType } from '../domain/certificate.ts';
+import type { CaKeyRef, CaRecord } from '../domain/ca.ts';
 
 /** Narrow dependencies of the use cases besides storage (storage-ports.ts). Implementations live in src/pki and the storage layer (revocation events). */
 
@@ -9,6 +10,8 @@ export interface DevicePublicKey {
 }
 
 export interface IssueRequest {
+  /** The device's tenant: the active CA of its scope signs (its own CA, else the global one). */
+  tenantId: string;
   commonName: string;
   publicKey: DevicePublicKey;
   notBefore: Date;
@@ -20,6 +23,8 @@ export interface IssuedCertificate {
   fingerprint: string;
   serialHex: string;
   issuer: string;
+  /** The CA record that signed it (null: a process without CA records, e.g. a single-CA test authority). */
+  caId?: string | null;
   keyType: string;
   notBefore: Date;
   notAfter: Date;
@@ -32,13 +37,18 @@ export interface VerifiedCertificate extends IssuedCertificate {
 
 /** The issuing authority: it signs, it knows nothing of HTTP or storage (smallstep's split). */
 export interface CertificateAuthority {
-  /** Throws CA_NOT_CONFIGURED when no Device CA is loaded. */
-  caCertPem(): string;
-  /** The CA certificate's validity (throws CA_NOT_CONFIGURED like caCertPem). */
-  caValidity(): { notBefore: Date; notAfter: Date };
+  /** The certificate of the CA that signs for `tenantId` now (its own active CA, else the global one; no tenant: the global one). Throws CA_NOT_CONFIGURED when there is none. */
+  caCertPem(tenantId?: string | null): string;
+  /** Every CA a device must trust now (staged, active, retiring), PEM, concatenated; throws CA_NOT_CONFIGURED when there is none. */
+  trustedCaPems(): string;
+  /** The validity of the CA that signs for `tenantId` (throws CA_NOT_CONFIGURED like caCertPem). */
+  caValidity(tenantId?: string | null): { notBefore: Date; notAfter: Date };
+  /** Signed by the active CA of the request's tenant scope; never by a staged, retiring, retired or revoked CA. */
   issue(request: IssueRequest): Promise<IssuedCertificate>;
-  /** An existing certificate (upload): must be signed by the Device CA. */
-  verifyIssued(certPem: string): Promise<VerifiedCertificate>;
+  /** An existing certificate (upload): must be signed by a published CA the tenant may use (its own or the global scope's). */
+  verifyIssued(certPem: string, tenantId?: string | null): Promise<VerifiedCertificate>;
+  /** The PEM of the published CA (staged, active, retiring) that signed `certPem` (name and signature), or null. */
+  issuerPemOf(certPem: string): string | null;
 }
 
 export interface KeySource {
@@ -91,4 +101,41 @@ export interface SecretSealer {
   isCurrent(stored: string): boolean;
   /** Prefix of every value the current key sealed (`v2:<key id>:`). */
   readonly currentPrefix: string;
+}
+
+/** A CA certificate and key checked by the CA keystore (pki/ca-keystore.ts), ready to be stored as a record. */
+export interface PreparedCa {
+  certPem: string;
+  subject: string;
+  /** Its CN: device_certificates.issuer of what it signs. */
+  issuerLabel: string;
+  issuerKeyId: string;
+  notBefore: Date;
+  notAfter: Date;
+  keyRef: CaKeyRef;
+  /** Writes the key file (mode 0600, never over an existing file); a token key is already in its token. Called in the storing transaction, after the insert. */
+  persist(): Promise<void>;
+}
+
+/**
+ * Where Device CA keys are made and checked (issue 19). Every failure is an AppError with a 4xx
+ * code: INVALID_CA_CERTIFICATE (not a CA, expired, unparseable), WEAK_KEY, CA_KEY_MISMATCH,
+ * CA_KEY_UNAVAILABLE (unreadable key, PKCS#11 URI that does not resolve, wrong PIN, no PIN file).
+ */
+export interface CaKeystore {
+  /** A new key (a file under CA_KEY_DIR, or generated in the token at `keyUri`) and its self-signed CA certificate. */
+  generate(input: { id: string; keyType: 'ec-p256' | 'rsa-3072'; keyUri: string | null; commonName: string; now: Date }): Promise<PreparedCa>;
+  /** An operator's own CA ("bring your own CA"): its certificate and either its key (PEM) or the URI of its key in the token. */
+  importCa(input: { id: string; certPem: string; keyPem: string | null; keyUri: string | null; now: Date }): Promise<PreparedCa>;
+}
+
+/**
+ * What the issuing use cases need of the CA directory (pki/ca-directory.ts): the records, and
+ * a re-read after a change this process made (it also tells the other replicas).
+ */
+export interface CaRegistry {
+  all(): readonly CaRecord[];
+  /** The CA's key is loaded in this process (a published CA whose key could be used). */
+  isLoaded(id: string): boolean;
+  changed(): Promise<void>;
 }

@@ -49,15 +49,16 @@ export function createSignDeviceCertificate({ storage, authority, keys, clock, i
     assertCommonNameFits(tenantId, deviceId);
     issuanceLimit.take(tenantId);
     const validityDays = requestedDays ?? (await storage.asTenant(tenantId, (repos) => repos.renewalPolicy.getRenewalPolicy(tenantId))).validity_days;
-    deviceValidity({ signedAt: clock.now(), validityDays, ca: authority.caValidity() }); // fail fast (503) before any key work
+    deviceValidity({ signedAt: clock.now(), validityDays, ca: authority.caValidity(tenantId) }); // fail fast (503) before any key work
     const { publicKey, privateKeyPem } =
       key.kind === 'generate' ? await keys.generate(key.keyType, tenantId) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };
     const spki = spkiSha256(publicKey.spkiDer);
     // Before the CA signs anything for a device-supplied key (checked again when storing).
     if (key.kind === 'csr') await storage.asTenant(tenantId, (repos) => assertKeyUsable(repos, tenantId, deviceId, spki));
     const signedAt = clock.now();
-    const validity = deviceValidity({ signedAt, validityDays, ca: authority.caValidity() });
+    const validity = deviceValidity({ signedAt, validityDays, ca: authority.caValidity(tenantId) });
     const issued = await authority.issue({
+      tenantId,
       commonName: commonNameFor(tenantId, deviceId),
       publicKey,
       notBefore: validity.notBefore,
@@ -86,6 +87,7 @@ export async function storeCertificate(
       fingerprint: cert.fingerprint,
       commonName: commonNameFor(actor.tenantId, deviceId),
       issuer: cert.issuer,
+      caId: cert.caId ?? null,
       serialNumber: cert.serialHex,
       keyType: cert.keyType,
       spkiSha256: cert.spkiSha256,

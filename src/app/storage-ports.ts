@@ -1,3 +1,4 @@
+import type { CaRecord, CaStatus } from '../domain/ca.ts';
 import type { BrokerGrant } from '../domain/broker-acl.ts';
 import type { AlertRecord, AlertStatus } from '../domain/alert.ts';
 import type { AuditEventRecord } from '../domain/audit.ts';
@@ -100,6 +101,34 @@ export interface OperatorRepositories extends TenantRepositories {
   tasks: TaskRepository;
   brokerNodes: BrokerNodeRepository;
   renewalAdvice: RenewalAdviceRepository;
+  cas: CaRepository;
+}
+
+// ---- certificate authorities (system table, operator only)
+
+export interface NewCaRecord extends Omit<CaRecord, 'activatedAt' | 'retiringAt' | 'retiredAt' | 'revokedAt' | 'revocationReason'> {
+  createdBy: string;
+}
+
+export interface CaProgress {
+  tenantId: string;
+  activeCertificates: number;
+}
+
+/** The Device CA records (certificate_authorities). Unique violations (a second active CA in a scope, a known key) throw AlreadyExistsError. */
+export interface CaRepository {
+  listCas(): Promise<CaRecord[]>;
+  findCa(id: string, options?: { lock?: boolean }): Promise<CaRecord | null>;
+  findCaByKeyId(issuerKeyId: string): Promise<CaRecord | null>;
+  insertCa(ca: NewCaRecord): Promise<CaRecord>;
+  /** The active CA of a scope (null = global), locked for the transaction. */
+  lockActiveCa(tenantId: string | null): Promise<CaRecord | null>;
+  /** Moves the CA to `to` if its status is one of `from` (stamping the status's timestamp; `reason` for revoked/retired); null otherwise. */
+  setCaStatus(id: string, to: CaStatus, from: readonly CaStatus[], at: Date, reason?: string | null): Promise<CaRecord | null>;
+  /** Unrevoked, unexpired certificates the CA signed, per tenant. */
+  caProgress(caId: string, now: Date): Promise<CaProgress[]>;
+  /** Records the CA on up to `limit` certificates with its issuer label and no CA yet (the upgrade's backfill); returns how many. */
+  backfillCaId(caId: string, issuerLabel: string, limit: number): Promise<number>;
 }
 
 /** Renewal schedules (renewal_advice): when each certificate's advice is due and when it is overdue. */
@@ -156,6 +185,8 @@ export interface NewCertificate {
   fingerprint: string;
   commonName: string;
   issuer: string;
+  /** The CA record that signed it (certificate_authorities.id); null: not known (an upload verified against no record). */
+  caId?: string | null;
   serialNumber: string;
   keyType: string;
   /** SHA-256 (hex) of the certified key's SubjectPublicKeyInfo DER. */
@@ -172,6 +203,8 @@ export interface CertificateListQuery {
   /** ACTIVE certificates whose not_after falls before this instant. */
   expiringBefore?: Date;
   rotation?: RotationFilter;
+  /** Signed by this CA record (device_certificates.ca_id). */
+  caId?: string;
   limit: number;
   /** Keyset cursor: the last id of the previous page (newest first). */
   beforeId?: number;
@@ -560,6 +593,8 @@ export interface BrokerNodeRecord {
   lastError: string | null;
   canaryValidId: number | null;
   canaryRevokedId: number | null;
+  /** The CRL number applied per CA (issuer key id); null: the agent reported only the lowest. */
+  crlNumbers: Record<string, bigint> | null;
 }
 
 export interface BrokerNodeReport {
@@ -571,6 +606,8 @@ export interface BrokerNodeReport {
   checkResult: 'passed' | 'failed' | null;
   checkDetail: string | null;
   lastError: string | null;
+  /** Per CA (issuer key id), when the agent says (several CAs). */
+  crlNumbers?: Record<string, bigint> | null;
   now: Date;
 }
 

@@ -65,7 +65,7 @@ export function createUseCases(deps: AppDeps) {
     listAuditEvents: createListAuditEvents(deps),
     summarizeExpiry: createSummarizeExpiry(deps),
     fleetOverview: createFleetOverview(deps),
-    caCertPem: () => deps.authority.caCertPem(),
+    caCertPem: (tenantId?: string) => deps.authority.caCertPem(tenantId),
   };
 }
 

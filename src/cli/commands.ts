@@ -8,6 +8,7 @@ import { loginCommand } from './login.ts';
 import { rotateExpiringCommand } from './rotate-expiring.ts';
 import { webhooksGroup } from './webhooks.ts';
 import { claimCasGroup, provisioningPolicyGroup } from './claims.ts';
+import { caGroup } from './ca.ts';
 import { ROLES } from '../auth/roles.ts';
 import { durationCheck, intCheck } from './client-flags.ts';
 import type { CommandSpec, Entry, Flags, FlagSpec } from './spec.ts';
@@ -123,4 +124,5 @@ export const commands: Record<string, Entry> = {
   webhooks: webhooksGroup,
   'claim-cas': claimCasGroup,
   'provisioning-policy': provisioningPolicyGroup,
+  ca: caGroup,
 };

@@ -45,8 +45,14 @@ async function listAll(api: ApiClient, query: Record<string, string | number | u
   }
 }
 
-async function selectExpiring(api: ApiClient, withinMs: number, tenant: string | undefined, now: Date) {
-  const query = { status: 'ACTIVE', expiring_within_days: Math.ceil(withinMs / DAY_MS), tenant_id: tenant, limit: 1000 };
+async function selectExpiring(api: ApiClient, withinMs: number | null, tenant: string | undefined, now: Date, issuer?: string) {
+  const query = {
+    status: 'ACTIVE',
+    expiring_within_days: withinMs === null ? undefined : Math.ceil(withinMs / DAY_MS),
+    ca_id: issuer,
+    tenant_id: tenant,
+    limit: 1000,
+  };
   let serverFilters = true;
   let certificates: CertificateRecord[];
   try {
@@ -58,7 +64,7 @@ async function selectExpiring(api: ApiClient, withinMs: number, tenant: string |
     serverFilters = false;
     certificates = await listAll(api, query);
   }
-  const cutoff = now.getTime() + withinMs;
+  const cutoff = withinMs === null ? Number.POSITIVE_INFINITY : now.getTime() + withinMs;
   const byDevice = new Map<string, CertificateRecord[]>();
   const pendingDevices = new Set<string>();
   for (const c of certificates) {
@@ -118,7 +124,10 @@ async function filesHolding(api: ApiClient, dir: string, deviceId: string, certi
 export interface RunOptions {
   api: ApiClient;
   out: string;
-  withinMs: number;
+  /** null: whatever their expiry (with `issuer`). */
+  withinMs: number | null;
+  /** Only certificates signed by this CA record (rotate-expiring --issuer). */
+  issuer?: string;
   tenant?: string;
   dryRun: boolean;
   /** Replace existing DEVICE.key / DEVICE.crt (default: write beside them). */
@@ -182,7 +191,7 @@ export async function rotateExpiring(o: RunOptions) {
 
     // 2. What expires within the window.
     const now = new Date();
-    const selection = await selectExpiring(o.api, o.withinMs, o.tenant, now);
+    const selection = await selectExpiring(o.api, o.withinMs, o.tenant, now, o.issuer);
     const handled = new Set(results.map((r) => r.device_id));
     for (const d of selection.skippedPending) if (!handled.has(d)) results.push({ device_id: d, outcome: 'pending', detail: 'a rotation is already pending' });
     for (const r of results) handled.add(r.device_id);
@@ -283,7 +292,8 @@ export const rotateExpiringCommand: CommandSpec = {
   summary: 'rotate every ACTIVE certificate expiring within a window (resumable; keys written to --out)',
   flags: {
     ...clientFlags,
-    within: { type: 'string', value: 'DURATION', help: 'expiring within this time, e.g. 30d, 2w, 12h (required)', check: durationCheck },
+    within: { type: 'string', value: 'DURATION', help: 'expiring within this time, e.g. 30d, 2w, 12h (required unless --issuer)', check: durationCheck },
+    issuer: { type: 'string', value: 'CA_ID', help: 'only certificates signed by this CA (see certfleet ca list): moves its devices to the active CA; with or without --within' },
     tenant: { type: 'string', value: 'TENANT', help: "only this tenant (must be the token's tenant)" },
     'dry-run': { type: 'boolean', help: 'list what would be rotated, change nothing' },
     concurrency: { type: 'string', value: 'N', help: 'rotations in flight at once (default 4, at most 64)', check: intCheck(1, 64) },
@@ -293,7 +303,11 @@ export const rotateExpiringCommand: CommandSpec = {
     out: { type: 'string', value: 'DIR', help: 'folder for DEVICE.key and DEVICE.crt (0600), ca.crt and the journal (default ./rotated)' },
     force: forceFlag,
   },
-  example: ['certfleet rotate-expiring --within 30d --dry-run', 'certfleet rotate-expiring --within 30d --concurrency 8 --grace-hours 48 --out /secure/rotated'],
+  example: [
+    'certfleet rotate-expiring --within 30d --dry-run',
+    'certfleet rotate-expiring --within 30d --concurrency 8 --grace-hours 48 --out /secure/rotated',
+    'certfleet rotate-expiring --issuer ca_0123456789abcdef --out /secure/rollover',
+  ],
   notes: [
     'Resumable: a journal in --out records each request before it is sent and each key once written',
     '(atomically, mode 0600). Interrupted (Ctrl-C, kill) and run again with the same --out, it never',
@@ -303,8 +317,10 @@ export const rotateExpiringCommand: CommandSpec = {
   ].join('\n'),
   async run(flags) {
     const within = str(flags.within);
-    if (!within) throw new UsageError('--within is required (e.g. --within 30d)');
-    const withinMs = durationMs(within, 'within') ?? 0;
+    const issuer = str(flags.issuer);
+    if (issuer !== undefined && !/^ca_[0-9a-f]{1,32}$/.test(issuer)) throw new UsageError(`--issuer must be a CA id such as ca_0123456789abcdef (got "${issuer}"): see certfleet ca list`);
+    if (!within && !issuer) throw new UsageError('--within is required (e.g. --within 30d), unless --issuer CA_ID selects the certificates');
+    const withinMs = within ? (durationMs(within, 'within') ?? 0) : null;
     const concurrency = positiveInt(flags.concurrency, 'concurrency', 4, 64);
     rotateBody(flags); // checks --grace-hours, --key-type and --validity-days before anything is sent
     const out = resolve(str(flags.out) ?? 'rotated');
@@ -323,7 +339,7 @@ export const rotateExpiringCommand: CommandSpec = {
     }
     const progress = new Progress(flags.json ? null : process.stderr);
     try {
-      const run = await rotateExpiring({ api, out, withinMs, tenant: str(flags.tenant), dryRun, force: flags.force === true, concurrency, flags, progress });
+      const run = await rotateExpiring({ api, out, withinMs, issuer, tenant: str(flags.tenant), dryRun, force: flags.force === true, concurrency, flags, progress });
       const summary = summarize(run, dryRun);
       if (dryRun) {
         const rows = run.todo.map((c) => [c.deviceId, c.certificates.map((x) => x.id).join(','), relativeTime(c.certificates[0].not_after)]);

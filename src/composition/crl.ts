@@ -6,6 +6,12 @@
  * latest one, reloads its broker and closes revoked sessions (BROKER_ADMIN_URL); on Postgres it
  * follows other processes' revocations and CRLs. `publish: false` (API replica on Postgres):
  * revocations are NOTIFYed to the workers; the routes serve the stored CRL. PGlite always publishes.
+ *
+ * Several CAs (src/crl/ca-set.ts): one pipeline and one publisher per trusted CA (staged, active,
+ * retiring), each with its own crl_state row and number series; the broker's crlfile and cafile
+ * are kept by src/crl/broker-trust-files.ts (a CA's CRL in the crlfile before the CA enters the
+ * cafile; out of the cafile before its CRL leaves). A revocation publishes the CRL of the CA that
+ * has pending revocations only. /pki/crl and /pki/ca.pem serve the default CA.
  */
 import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
@@ -25,19 +31,27 @@ import { revokedSessionsFor } from '../broker/revoked-sessions.ts';
 import { createCrlFileSync, type CrlFs } from '../crl/crl-file-sync.ts';
 import { createCrlPublisher, createGetCrl, crlRefreshTimings, sessionStepErrors, type CrlPublisher, type GetCrl } from '../crl/crl-publisher.ts';
 import { createCrlPipeline, createPublishCrl, crlAuthorityFor, crlDistributionPointUrl, loadStoredFileCrl } from '../crl/publish-crl.ts';
-import { createCrlBundleSource, type CrlBundleSource } from '../crl/crl-bundle.ts';
+import { createCrlBundleSource, type CrlBundleIssuer, type CrlBundleSource } from '../crl/crl-bundle.ts';
+import { caSourceOf, isTrusted, staticCaSource, type PublishedCa } from '../crl/ca-set.ts';
+import type { CaDirectory } from '../pki/ca-directory.ts';
+import { createBrokerTrustFiles, type BrokerTrustFiles } from '../crl/broker-trust-files.ts';
+import type { CrlAuthority } from '../crl/publish-crl.ts';
 import { reconcileWithNewestCrl } from '../crl/reconcile-crl.ts';
 import { createReconcileRevocations } from '../app/reconcile-revocations.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
 
 export type CrlConfig = Pick<Config, 'crlOutputPath' | 'crlRefreshMinutes' | 'crlValidityHours' | 'brokerPidFile' | 'brokerReloadCommand' | 'publicBaseUrl'> &
-  Partial<Pick<Config, 'brokerAdmin' | 'crlReconcilePath' | 'crlFullRebuildMinutes'>>;
+  Partial<Pick<Config, 'brokerAdmin' | 'crlReconcilePath' | 'crlFullRebuildMinutes' | 'brokerCaPath'>>;
 
 export interface CrlPublicationOptions {
   config: CrlConfig;
   storage: { db: Database; driver: Driver };
-  /** The loaded Device CA; null: nothing is published and the CRL routes answer 503. */
+  /** The loaded Device CA (one CA, active, global); null: nothing is published and the CRL routes answer 503. Ignored when `cas` is given. */
   ca: DeviceCa | null;
+  /** The CAs to publish (the CA records); default: `ca` alone. */
+  cas?: CaDirectory;
+  /** Unused since CA records store each CA's distribution point (kept for callers that pass it). */
+  legacyIssuerKeyId?: string | null;
   clock?: Clock;
   metrics?: Registry;
   logger?: Logger;
@@ -53,105 +67,306 @@ export interface CrlPublicationOptions {
 export interface CrlPublication {
   /** The use cases' RevocationListener: direct call to the local publisher, and/or NOTIFY (Postgres). */
   listener: RevocationListener;
-  /** null when this process does not publish (API replica) or has no CA. */
+  /** Every trusted CA's publisher behind one (the default CA's results); null when this process does not publish or has no CA. */
   publisher: CrlPublisher | null;
+  /** The default CA's CRL (/pki/crl). */
   getCrl: GetCrl;
-  /** The Device CA's key id (the crl_state row); null without a CA. */
+  /** The default CA's key id (the crl_state row); null without a CA. */
   issuerKeyId: string | null;
+  /** Key ids of every trusted CA (staged, active, retiring): the CRLs brokers must have. */
+  issuerKeyIds(): string[];
+  /** One CA's publisher (tests, status); null when not published here. */
+  publisherFor(issuerKeyId: string): CrlPublisher | null;
+  /** The CRL of a CA by id (/pki/ca/{id}/crl); null for an unknown CA. */
+  getCrlOf(caId: string): GetCrl | null;
+  /** The CAs as published now. */
+  cas(): PublishedCa[];
+  /** The broker's crlfile + cafile keeper (null when this process does not publish). */
+  trustFiles: BrokerTrustFiles | null;
   /** The CRL bundle broker agents apply (every CA's file variant); null without a CA. */
   bundle: CrlBundleSource | null;
   routes: { pki: FastifyPluginAsync; customer: FastifyPluginAsync };
+  /** The default CA's distribution point URL. */
   distributionPointUrl: string;
   /** What happens at the broker after a new CRL file (for the start banner); null when this process does not publish. */
   broker: { reload: string; reloadConfigured: boolean; sessionKicking: boolean } | null;
   /** Restores revocations the newest CRL found carries and the database lacks (start() does it first); no-op when this process does not publish. */
   reconcile(): Promise<void>;
+  /** Resolves when a CA set change has been applied (pipelines, broker files). */
+  settled(): Promise<void>;
   start(): Promise<void>;
   stop(): Promise<void>;
 }
 
+interface PerCa {
+  entry: PublishedCa;
+  /** null: no key loaded (retired, revoked): its last CRL is served, no new one built. */
+  authority: CrlAuthority | null;
+  getCrl: GetCrl;
+  /** Set while this CA is trusted and this process publishes. */
+  publisher: CrlPublisher | null;
+  /** Where its pipeline writes (CRL_OUTPUT_PATH, or its own file with several CAs). */
+  path: string | null;
+  reconcile: (() => Promise<unknown>) | null;
+  started: boolean;
+}
+
 export function createCrlPublication(options: CrlPublicationOptions): CrlPublication {
-  const { config, ca, storage: { db, driver } } = options;
+  const { config, storage: { db, driver } } = options;
+  const legacy = options.legacyIssuerKeyId !== undefined ? options.legacyIssuerKeyId : (options.ca?.subjectKeyId.toString('hex') ?? null);
+  const source = options.cas ? caSourceOf(options.cas) : staticCaSource(options.ca, config);
+  void legacy;
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
-  const authority = ca ? crlAuthorityFor(ca) : null;
-  const distributionPointUrl = crlDistributionPointUrl(config);
   const timings = crlRefreshTimings(config.crlRefreshMinutes);
   const storage = createStorage(db);
-  const getCrl = createGetCrl({ storage, issuerKeyId: authority?.issuerKeyId ?? null });
   const instanceId = newInstanceId();
-  let publisher: CrlPublisher | null = null;
-  const bundle = authority
+  const publishing = (options.publish ?? true) || driver.kind === 'pglite';
+  const perCa = new Map<string, PerCa>(); // by CA id
+  let running = false;
+  let stopped = false;
+
+  const trusted = () => [...perCa.values()].filter((p): p is PerCa & { authority: CrlAuthority } => isTrusted(p.entry) && p.authority !== null);
+  const defaultEntry = () => {
+    const d = source.defaultCa();
+    return d ? (perCa.get(d.id) ?? null) : null;
+  };
+  const published = () => trusted().map((p) => p.publisher).filter((p): p is CrlPublisher => p !== null);
+
+  const bundleIssuer = (p: PerCa & { authority: CrlAuthority }): CrlBundleIssuer => ({
+    issuerKeyId: p.authority.issuerKeyId,
+    readVersion: async () => {
+      const info = await storage.asOperator(({ crl }) => crl.readCrlInfo(p.authority.issuerKeyId));
+      return info?.sha256 ? { sha256: info.sha256, crlNumber: info.crlNumber } : null;
+    },
+    loadFileDer: () => loadStoredFileCrl(storage, p.authority.issuerKeyId),
+  });
+  const bundle = source.list().length
     ? createCrlBundleSource({
-        issuers: [
-          {
-            issuerKeyId: authority.issuerKeyId,
-            readVersion: async () => {
-              const info = await storage.asOperator(({ crl }) => crl.readCrlInfo(authority.issuerKeyId));
-              return info?.sha256 ? { sha256: info.sha256, crlNumber: info.crlNumber } : null;
-            },
-            loadFileDer: () => loadStoredFileCrl(storage, authority.issuerKeyId),
-          },
-        ],
+        issuers: () => trusted().map(bundleIssuer),
         onError: (error) => logger.warn({ err: (error as Error).message }, 'could not read the CRL bundle'),
       })
     : null;
-  const events = createRevocationEvents({ db, local: { revocationCommitted: () => publisher?.revocationCommitted() }, notify: driver.kind === 'pg', instanceId, logger });
+
+  const events = createRevocationEvents({ db, local: { revocationCommitted: () => composite?.revocationCommitted() }, notify: driver.kind === 'pg', instanceId, logger });
 
   let broker: CrlPublication['broker'] = null;
-  /** Before the first publication: restore revocations an earlier CRL carried (a database restored from an older backup). */
-  let reconcile: (() => Promise<unknown>) | null = null;
-  const sessions = authority && ((options.publish ?? true) || driver.kind === 'pglite') ? revokedSessionsFor(config, logger) : null;
-  if (authority && ((options.publish ?? true) || driver.kind === 'pglite')) {
-    const reloader = localBrokerReloader(config, logger, options.reloader);
-    broker = { reload: reloader.description, reloadConfigured: reloader.configured, sessionKicking: sessions !== null };
-    const file = createCrlFileSync({ path: config.crlOutputPath, caPublicKey: authority.publicKey, issuerNameDer: authority.issuerNameDer, clock, reloader, logger, fs: options.fs });
-    const settings = { validityHours: config.crlValidityHours, distributionPointUrl, fullRebuildMs: (config.crlFullRebuildMinutes ?? 60) * 60_000 };
+  const sessions = source.list().length && publishing ? revokedSessionsFor(config, logger) : null;
+  const reloader = source.list().length && publishing ? localBrokerReloader(config, logger, options.reloader) : null;
+  const trustFiles = reloader ? createBrokerTrustFiles({ crlPath: config.crlOutputPath, caPath: config.brokerCaPath ?? null, reloader, logger }) : null;
+  if (reloader) broker = { reload: reloader.description, reloadConfigured: reloader.configured, sessionKicking: sessions !== null };
+  const several = () => trusted().length > 1;
+
+  /** One CA's pipeline and publisher (this process publishes and the CA is trusted). */
+  function makePublisher(p: PerCa & { authority: CrlAuthority }) {
+    if (!trustFiles || !reloader) return;
+    const path = trustFiles.crlPathFor(p.authority.issuerKeyId);
+    const { authority } = p;
+    const file = createCrlFileSync({ path, caPublicKey: authority.publicKey, issuerNameDer: authority.issuerNameDer, clock, reloader: trustFiles.assembler, logger, fs: options.fs });
+    const settings = { validityHours: config.crlValidityHours, distributionPointUrl: p.entry.distributionPointUrl, fullRebuildMs: (config.crlFullRebuildMinutes ?? 60) * 60_000 };
     const publish = createPublishCrl({ storage, clock, authority, settings, file });
     const reconcileRevocations = createReconcileRevocations({ storage, clock });
-    reconcile = () =>
-      reconcileWithNewestCrl({ authority, storage, reconcile: reconcileRevocations, file, filePath: config.crlOutputPath, operatorPath: config.crlReconcilePath ?? null, logger });
-    publisher = createCrlPublisher({
+    p.path = path;
+    p.reconcile = () => reconcileWithNewestCrl({ authority, storage, reconcile: reconcileRevocations, file, filePath: path, operatorPath: config.crlReconcilePath ?? null, logger });
+    let self: CrlPublisher | null = null;
+    self = createCrlPublisher({
       pipeline: createCrlPipeline({ publish, storage, authority, file, sessions, logger, sessionErrors: sessionStepErrors(options.metrics) }),
       clock,
       logger,
-      metrics: options.metrics,
+      // The unlabelled certfleet_crl_* metrics are the default CA's (one CA: that one); every CA's are in certfleet_ca_crl_* (ca-metrics.ts).
+      metrics: trusted().length <= 1 || source.defaultCa()?.id === p.entry.id ? options.metrics : undefined,
       staleAfterMs: timings.staleAfterMs,
       checkMs: (options.refreshTimer ?? true) ? timings.checkMs : null,
       // Another process's publication also wakes the broker agents waiting on the bundle.
       events: (handlers) =>
-        listenForCrlEvents(driver, instanceId, { ...handlers, onPublished: (crlNumber) => (handlers.onPublished(crlNumber), bundle?.published()) }, logger),
+        listenForCrlEvents(
+          driver,
+          instanceId,
+          {
+            ...handlers,
+            // Several CAs: another process's revocation rebuilds only the CRL of a CA with pending revocations (or a stale one).
+            onRevoked: (committedBefore) => (several() ? void self?.publishIfStale().catch(() => undefined) : handlers.onRevoked(committedBefore)),
+            onPublished: (crlNumber) => (handlers.onPublished(crlNumber), bundle?.published()),
+          },
+          logger,
+        ),
       onPublished: (crl) => {
-        getCrl.offer(crl);
+        p.getCrl.offer(crl);
         events.crlPublished(crl.crlNumber);
         bundle?.published();
       },
     });
+    p.publisher = self;
   }
 
+  function entryFor(e: PublishedCa): PerCa {
+    const authority = e.ca ? crlAuthorityFor(e.ca) : null;
+    return { entry: e, authority, getCrl: createGetCrl({ storage, issuerKeyId: e.issuerKeyId }), publisher: null, path: null, reconcile: null, started: false };
+  }
+  for (const e of source.list()) perCa.set(e.id, entryFor(e));
+  // One CA (the usual case): its publisher exists from the start, as before CAs were records.
+  if (trusted().length === 1) makePublisher(trusted()[0]!);
+  const trustMembers = () => trusted().map((p) => ({ issuerKeyId: p.authority.issuerKeyId, certPem: p.entry.certPem }));
+
+  /** Applies the CA source's current list: stops what changed, sets the broker files in order, starts the new pipelines. */
+  async function apply() {
+    const next = source.list();
+    // CAs no longer listed, or whose status changed: their publisher stops first (nothing writes the broker files behind our back).
+    for (const [id, p] of perCa) {
+      const e = next.find((n) => n.id === id);
+      if (!e || e.status !== p.entry.status || (e.ca === null) !== (p.entry.ca === null)) {
+        await p.publisher?.stop();
+        p.publisher = null;
+        p.started = false;
+        if (!e) perCa.delete(id);
+        else perCa.set(id, { ...entryFor(e), getCrl: p.getCrl });
+      }
+    }
+    for (const e of next) if (!perCa.has(e.id)) perCa.set(e.id, entryFor(e));
+    if (!trustFiles) {
+      bundle?.published();
+      return;
+    }
+    const members = trustMembers();
+    // A pipeline writing the wrong file (one CA ↔ several) stops before the files change hands.
+    const willBeSingle = members.length <= 1;
+    for (const p of trusted()) {
+      const want = willBeSingle ? config.crlOutputPath : null;
+      if (p.publisher && (want === null ? p.path === config.crlOutputPath : p.path !== config.crlOutputPath)) {
+        await p.publisher.stop();
+        p.publisher = null;
+        p.started = false;
+      }
+    }
+    await trustFiles.setMembers(members);
+    if (!running) return;
+    for (const p of trusted()) {
+      if (!p.publisher) makePublisher(p);
+      if (p.publisher && !p.started) {
+        p.started = true;
+        await p.reconcile?.();
+        await p.publisher.start();
+      }
+    }
+    bundle?.published();
+  }
+
+  let applying: Promise<void> = Promise.resolve();
+  const reapply = () => {
+    applying = applying.then(
+      () => (stopped ? undefined : apply()),
+      () => (stopped ? undefined : apply()),
+    );
+    applying.catch((error: Error) => logger.error({ err: error.message }, 'could not apply the CA set to the CRL publication'));
+    return applying;
+  };
+  const unsubscribe = source.onChange(() => void reapply());
+
+  // The one object the worker, the use cases and the tests hold: every CA's publisher behind it.
+  const fanOut = async (each: (p: CrlPublisher) => Promise<CrlPublication_>) => {
+    const list = published();
+    const results = await Promise.all(list.map(each));
+    const def = defaultEntry()?.publisher;
+    const i = def ? list.indexOf(def) : -1;
+    return results[i >= 0 ? i : 0]!;
+  };
+  const composite: CrlPublisher | null =
+    publishing && source.list().length
+      ? {
+          revocationCommitted(hint) {
+            const list = published();
+            if (list.length === 1) list[0]!.revocationCommitted(hint);
+            // Several CAs: only a CA with pending revocations (crl_pending_revocations) or a stale CRL builds.
+            else for (const p of list) void p.publishIfStale().catch(() => undefined);
+          },
+          publishNow: () => fanOut((p) => p.publishNow()),
+          publishIfStale: () => fanOut((p) => p.publishIfStale()),
+          syncFile(crlNumber) {
+            for (const p of published()) p.syncFile(crlNumber);
+          },
+          async idle() {
+            await applying.catch(() => undefined);
+            for (const p of published()) await p.idle();
+            await trustFiles?.idle();
+          },
+          status() {
+            const list = published();
+            const def = defaultEntry()?.publisher ?? list[0];
+            const base = def ? def.status() : { running: false, lastSuccessAt: null, lastError: null, consecutiveFailures: 0, crlNumber: null, nextUpdate: null, fileNumber: null, reloadPending: false, runs: 0, publications: 0 };
+            const all = list.map((p) => p.status());
+            return {
+              ...base,
+              running: all.some((s) => s.running),
+              lastError: all.find((s) => s.lastError)?.lastError ?? null,
+              consecutiveFailures: Math.max(0, ...all.map((s) => s.consecutiveFailures)),
+              reloadPending: all.some((s) => s.reloadPending),
+            };
+          },
+          start: async () => {
+            running = true;
+            await reapply();
+          },
+          stop: async () => {
+            for (const p of published()) await p.stop();
+          },
+        }
+      : null;
+  type CrlPublication_ = Awaited<ReturnType<CrlPublisher['publishNow']>>;
+
+  // The default CA's CRL, whichever CA that is now.
+  const noCaGetCrl = createGetCrl({ storage, issuerKeyId: null });
+  const getCrl: GetCrl = Object.assign(() => (defaultEntry()?.getCrl ?? noCaGetCrl)(), {
+    offer: (crl: Parameters<GetCrl['offer']>[0]) => defaultEntry()?.getCrl.offer(crl),
+  });
+  const getCrlOf = (caId: string) => perCa.get(caId)?.getCrl ?? null;
+
   const routeOptions = { getCrl, crlMaxAgeSeconds: timings.maxAgeSeconds };
+  const def0 = source.defaultCa();
   return {
     listener: events,
-    publisher,
+    publisher: composite,
     getCrl,
-    issuerKeyId: authority?.issuerKeyId ?? null,
+    get issuerKeyId() {
+      return defaultEntry()?.entry.issuerKeyId ?? null;
+    },
+    issuerKeyIds: () => trusted().map((p) => p.authority.issuerKeyId),
+    publisherFor: (id) => trusted().find((p) => p.authority.issuerKeyId === id)?.publisher ?? null,
+    getCrlOf,
+    cas: () => [...perCa.values()].map((p) => p.entry),
+    trustFiles,
     bundle,
-    distributionPointUrl,
+    get distributionPointUrl() {
+      return defaultEntry()?.entry.distributionPointUrl ?? def0?.distributionPointUrl ?? crlDistributionPointUrl(config);
+    },
     broker,
     routes: {
-      pki: pkiRoutes({ caCertPem: ca?.certPem ?? null, caNotBefore: ca?.certificate.notBefore ?? null, ...routeOptions }),
+      pki: pkiRoutes({
+        caCertPem: () => defaultEntry()?.entry.certPem ?? null,
+        caNotBefore: () => defaultEntry()?.entry.notBefore ?? null,
+        cas: () => [...perCa.values()].map((p) => ({ id: p.entry.id, status: p.entry.status, certPem: p.entry.certPem, notBefore: p.entry.notBefore, getCrl: p.getCrl })),
+        ...routeOptions,
+      }),
       customer: customerCrlRoutes(getCrl, { maxAgeSeconds: timings.maxAgeSeconds }),
     },
     async reconcile() {
-      await reconcile?.();
+      if (!trustFiles) return;
+      for (const p of trusted()) {
+        if (!p.publisher) makePublisher(p);
+        await p.reconcile?.();
+      }
     },
+    settled: () => applying.then(() => trustFiles?.idle()),
     async start() {
-      await reconcile?.(); // a bad CRL_RECONCILE_PATH throws: the process does not start, nothing is published
-      await publisher?.start();
+      running = true;
+      await reapply(); // a bad CRL_RECONCILE_PATH throws: the process does not start, nothing is published
+      await applying;
     },
     async stop() {
+      stopped = true;
+      unsubscribe();
       bundle?.close();
-      await publisher?.stop();
+      await applying.catch(() => undefined);
+      await composite?.stop();
       await sessions?.close(); // no further kicks; the ones in flight finish
       await events.flush();
     },

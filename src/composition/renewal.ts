@@ -33,7 +33,23 @@ export interface RenewalWiring {
 /** How often a replica re-reads every tenant's claim CAs for the EST listener's TLS certificate request (another replica may have added one). */
 const CLAIM_CA_REFRESH_MS = 60_000;
 
-export function createRenewalWiring(config: Config, deps: AppDeps, useCases: UseCases, db: Database, estLimits: HttpLimits, secrets: SecretSealer): RenewalWiring {
+/**
+ * `trustedCasPem`: every CA a device must trust (staged, active, retiring; the CRL publication's
+ * trust set), PEM: what EST /cacerts answers and what the EST listener accepts as client
+ * certificate issuers (a device of a staged or retiring CA re-enrolls too). Default: the issuing CA.
+ */
+export function createRenewalWiring(
+  config: Config,
+  deps: AppDeps,
+  useCases: UseCases,
+  db: Database,
+  estLimits: HttpLimits,
+  secrets: SecretSealer,
+  trustedCasPem?: () => string,
+  /** The CA directory: when its set changes (a CA staged, activated, retired), the EST listener's trusted CAs are re-read at once, not at the next periodic refresh. */
+  cas?: { onChange(listener: () => void): () => void },
+): RenewalWiring {
+  const devicePem = trustedCasPem ?? (() => deps.authority.trustedCaPems());
   const renewal = createDeviceRenewal({
     store: createRenewalStore(db),
     useCases,
@@ -43,6 +59,7 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
   });
   let est: FastifyInstance | null = null;
   let refreshTls: (() => Promise<void>) | null = null;
+  let unsubscribeCas: (() => void) | null = null;
   let refreshTimer: NodeJS.Timeout | null = null;
   const claimStore = createClaimStore(db);
   const claims = createClaimOnboarding({
@@ -67,7 +84,7 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
       renewal,
       tlsCertPem,
       tlsKeyPem,
-      deviceCaPem: () => deps.authority.caCertPem(),
+      deviceCaPem: devicePem,
       limits: estLimits,
       handshakeTimeoutMs: config.est.handshakeTimeoutMs,
       logger: logger.child({ listener: 'est' }),
@@ -75,11 +92,12 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
       admission,
     });
     // The TLS certificate request names the claim CAs too (clients that pick a certificate by issuer find theirs).
-    const tlsIdentity = { tlsCertPem, tlsKeyPem, deviceCaPem: () => deps.authority.caCertPem() };
+    const tlsIdentity = { tlsCertPem, tlsKeyPem, deviceCaPem: devicePem };
     const server = est.server as unknown as TlsServer;
     refreshTls = async () => server.setSecureContext(estTlsOptions(tlsIdentity, await claimStore.allClaimCaPems()));
     await refreshTls().catch((e: unknown) => logger.warn({ err: e }, 'could not read the claim CAs for the EST listener'));
     refreshTimer = setInterval(() => void refreshTls?.().catch(() => undefined), CLAIM_CA_REFRESH_MS);
+    unsubscribeCas = cas?.onChange(() => void refreshTls?.().catch((e: unknown) => logger.warn({ err: e }, 'could not refresh the EST listener\'s trusted CAs'))) ?? null;
     refreshTimer.unref();
     // Fastify names the address http://: it does not know that the server it was given speaks TLS.
     const address = (await est.listen({ port: config.est.port, host: config.est.host })).replace(/^http:/, 'https:');
@@ -102,6 +120,7 @@ export function createRenewalWiring(config: Config, deps: AppDeps, useCases: Use
     estServer: () => est,
     async close() {
       if (refreshTimer) clearInterval(refreshTimer);
+      unsubscribeCas?.();
       await mqtt?.close();
       await est?.close();
     },

@@ -6,7 +6,7 @@ import { SECOND_MS, systemClock, type Clock } from '../domain/clock.ts';
 import { createKeySource } from '../pki/key-source.ts';
 import { createKeygenPool, type KeygenPool } from '../pki/keygen-pool.ts';
 import { createRateLimiter } from '../domain/rate-limit.ts';
-import { createCertificateAuthority, type CertificateAuthorityOptions } from '../pki/certificate-authority.ts';
+import { createDirectoryAuthority, type CertificateAuthorityOptions } from '../pki/certificate-authority.ts';
 import type { AppDeps } from '../app/deps.ts';
 import type { RevocationListener } from '../app/ports.ts';
 import { createUseCases, type UseCases } from '../app/use-cases.ts';
@@ -27,7 +27,8 @@ import { createGetCrlStatus } from '../app/get-crl-status.ts';
 import { registerFleetMetrics } from './fleet-metrics.ts';
 import { createCrlPublication, type CrlPublication, type CrlPublicationOptions } from './crl.ts';
 import { createBrokerAclPublication, type BrokerAclPublication } from './broker-acl.ts';
-import { loadCaForConfig, type LoadedCa } from './load-ca.ts';
+import type { LoadedCa } from './load-ca.ts';
+import { openCaDirectory, type StoredCaDirectory } from './ca-directory.ts';
 import { openStorage, type Storage } from './open-storage.ts';
 import { assertTokenVerificationConfigured, tokenVerifierFor } from './token-verifier.ts';
 import { createSessionStore } from './browser-sessions.ts';
@@ -43,7 +44,9 @@ import { currentDescriptorUsage, planConnectionCaps, type ConnectionCaps, type D
 import { PG_POOL_MAX } from '../storage/pg-driver.ts';
 import { createBrokerFleet, type BrokerFleet } from '../app/broker-nodes.ts';
 import { registerBrokerFleetMetrics } from './broker-fleet-metrics.ts';
-import { registerCaMetrics } from './ca-metrics.ts';
+import { registerCaMetrics, registerCaCrlMetrics } from './ca-metrics.ts';
+import { createCaManagement } from '../app/manage-cas.ts';
+import { operatorCaRoutes } from '../http/routes/operator-cas.ts';
 import { brokerAgentRoutes, crlBundleRoutes, operatorBrokerNodeRoutes } from '../http/routes/broker-agent.ts';
 
 export interface ServiceOverrides {
@@ -54,8 +57,8 @@ export interface ServiceOverrides {
   revocations?: RevocationListener;
   /** This process publishes the CRL (file + broker reload). Default true; `api` passes false (PGlite always publishes). */
   publishCrl?: boolean;
-  /** Test seams of the CRL publication (file system port, broker reloader, refresh timer). */
-  crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer'>;
+  /** Test seams of the CRL publication (file system port, broker reloader, refresh timer, the CA directory). */
+  crl?: Pick<CrlPublicationOptions, 'fs' | 'reloader' | 'refreshTimer' | 'legacyIssuerKeyId'>;
   /** Test seams of the issuing authority (a faulty encoder or signer). */
   authority?: Omit<CertificateAuthorityOptions, 'crlUrl'>;
   /** Test seam: the descriptor limit and usage the connection caps are planned for. */
@@ -82,6 +85,8 @@ export interface Service {
   deps: AppDeps;
   storage: Storage;
   ca: LoadedCa;
+  /** The CA records and their loaded keys (issue 19). */
+  cas: StoredCaDirectory;
   authMode: string;
   /** Set when development tokens are in use in production mode (CERTFLEET_AUTH=development). */
   authWarning: string | null;
@@ -105,9 +110,13 @@ export async function createService(config: Config, overrides: ServiceOverrides 
   assertTokenVerificationConfigured(config);
   const storage = overrides.storage ?? (await openStorage(config));
   let keygen: KeygenPool | null = null;
-  let loadedCa: LoadedCa | null = null;
+  let directory: StoredCaDirectory | null = null;
   try {
-    const ca = (loadedCa = await loadCaForConfig(config, clock));
+    const log0 = overrides.logger ?? silentLogger;
+    directory = await openCaDirectory({ config, storage: createStorage(storage.db), db: storage.db, driver: storage.driver, clock, logger: log0 });
+    const cas = directory;
+    // The global scope's active CA: /pki/ca.pem, /pki/crl and the CRL publication (one CA until the publication side is per CA).
+    const ca: LoadedCa = { ca: cas.defaultCa()?.ca ?? null, created: cas.configured.created, problem: cas.defaultCa() ? null : (cas.configured.problem ?? 'no active global Device CA: issuing answers 503 (certfleet ca create, then ca activate)') };
     const webhookSecrets = await loadWebhookSecrets(config);
     const metrics = new Registry();
     collectDefaultMetrics({ register: metrics, eventLoopMonitoringPrecision: 2 });
@@ -116,6 +125,8 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       config,
       storage,
       ca: ca.ca,
+      // Every staged, active and retiring CA: one CRL each, the broker's crlfile and cafile (BROKER_CA_PATH) in order.
+      cas,
       clock,
       metrics,
       logger: log,
@@ -128,7 +139,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
     const deps: AppDeps = {
       storage: createStorage(storage.db),
       clock,
-      authority: createCertificateAuthority(ca.ca, { ...overrides.authority, crlUrl: crl.distributionPointUrl }),
+      authority: createDirectoryAuthority(cas, overrides.authority),
       keys: createKeySource(keygen),
       revocations: overrides.revocations ?? crl.listener,
       brokerAcl: brokerAcl.listener,
@@ -142,6 +153,13 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: { rotationGraceHours: config.rotationGraceHours, webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
     };
     const useCases = createUseCases(deps);
+    const caManagement = createCaManagement({
+      storage: deps.storage,
+      clock,
+      keystore: cas.keystore,
+      registry: { all: () => cas.all(), isLoaded: (id) => cas.byId(id) !== null, changed: () => cas.changed() },
+      crlUrlFor: (id) => `${config.publicBaseUrl}/pki/ca/${id}/crl`,
+    });
     const brokerFleet = createBrokerFleet({
       storage: deps.storage,
       clock,
@@ -149,13 +167,15 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       settings: {
         lagAlertMs: config.brokerFleet.lagAlertSeconds * SECOND_MS,
         reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * SECOND_MS,
-        issuerKeyIds: crl.issuerKeyId ? [crl.issuerKeyId] : [],
+        issuerKeyIds: () => crl.issuerKeyIds(),
       },
     });
     registerBrokerFleetMetrics(metrics, brokerFleet);
-    registerCaMetrics(metrics, () => (ca.ca ? [{ id: ca.ca.subjectKeyId.toString('hex'), notAfter: ca.ca.certificate.notAfter }] : []));
+    // Every CA record that is not retired or revoked (the alerts watch the same set).
+    registerCaMetrics(metrics, () => cas.all().filter((r) => r.status !== 'retired' && r.status !== 'revoked').map((r) => ({ id: r.issuerKeyId, notAfter: r.notAfter })));
+    registerCaCrlMetrics(metrics, crl);
     const connectionCaps = connectionCapsFor(config, storage, (overrides.descriptors ?? currentDescriptorUsage)());
-    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 }, webhookSecrets.box);
+    const renewal = createRenewalWiring(config, deps, useCases, storage.db, { ...config.http, maxConnections: connectionCaps.est ?? 1 }, webhookSecrets.box, undefined, cas);
     const { verifier, mode, warning: authWarning } = await tokenVerifierFor(config);
     const crlStatus = createGetCrlStatus({ storage: deps.storage, issuerKeyId: crl.issuerKeyId });
     const sessions = createSessionStore({ db: storage.db, clock });
@@ -183,6 +203,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         operatorAuditRoutes(useCases),
         operatorOverviewRoutes(useCases, crlStatus),
         operatorBrokerNodeRoutes(brokerFleet),
+        operatorCaRoutes(caManagement),
       ],
       brokerAgent: { pki: [crlBundleRoutes(crl.bundle)], api: [brokerAgentRoutes(brokerFleet)] },
       public: [
@@ -215,6 +236,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
       deps,
       storage,
       ca,
+      cas,
       authMode: mode,
       authWarning,
       metrics,
@@ -229,13 +251,13 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         await crl.stop();
         await app.close();
         await keygen?.close();
-        await ca.ca?.signer.close();
+        await cas.close();
         if (!overrides.storage) await storage.close();
       },
     };
   } catch (e) {
     await keygen?.close();
-    await loadedCa?.ca?.signer.close();
+    await directory?.close();
     if (!overrides.storage) await storage.close();
     throw e;
   }

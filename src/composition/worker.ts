@@ -24,8 +24,9 @@ import { createScheduler, workerMetrics, type Scheduler, type Timers, type Worke
 import { createHttpWebhookSender } from '../webhooks/webhook-sender.ts';
 import { createCrlPublication, type CrlPublication } from './crl.ts';
 import { createBrokerAclPublication, type BrokerAclPublication } from './broker-acl.ts';
-import { loadCaForConfig } from './load-ca.ts';
-import type { KeySigner } from '../pki/kms/key-signer.ts';
+import { openCaDirectory, type StoredCaDirectory } from './ca-directory.ts';
+import { watchedCas } from '../app/check-system-alerts.ts';
+import type { CaDirectory } from '../pki/ca-directory.ts';
 import { loadWebhookSecrets } from './webhook-secrets.ts';
 import type { SecretSealer } from '../pki/secret-box.ts';
 import { openStorage, type Storage } from './open-storage.ts';
@@ -116,14 +117,18 @@ function crlHealth(crl: CrlPublisherPort | null): CrlHealth {
 }
 
 /** What the system alerts check: the broker this host reloads (the publisher's status) and the Device CA. */
-function systemHealth(crl: CrlPublisherPort | null, ca: DeviceCa | null): SystemHealth {
+function systemHealth(crl: CrlPublisherPort | null, ca: DeviceCa | null, directory: CaDirectory | null): SystemHealth {
   return {
     node: hostname(),
     brokerReloadPending: () => {
       const pending = crl?.status?.().reloadPending;
       return pending === undefined ? null : pending;
     },
-    cas: () => (ca ? [{ id: ca.subjectKeyId.toString('hex'), subject: ca.certificate.subject, notAfter: ca.certificate.notAfter }] : null),
+    cas: () => {
+      // Every CA record that is not retired or revoked; without records, the CA this process signs with.
+      if (directory && directory.all().length > 0) return watchedCas(directory.all());
+      return ca ? [{ id: ca.subjectKeyId.toString('hex'), subject: ca.certificate.subject, notAfter: ca.certificate.notAfter, tenantId: null, status: 'active' as const, successorStaged: false }] : null;
+    },
   };
 }
 
@@ -149,28 +154,29 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     }
   }
   let crlPublication: CrlPublication | null = null;
-  /** The CA key's signer: a token's sessions are closed with the worker. */
-  let caSigner: KeySigner | null = null;
+  /** The CA records and their keys (a token's sessions are closed with the worker). */
+  let directory: StoredCaDirectory | null = null;
   let deviceCa: DeviceCa | null = overrides.ca ?? null;
   if (overrides.crl === undefined) {
     try {
-      const ca = await loadCaForConfig(config, clock);
-      caSigner = ca.ca?.signer ?? null;
-      deviceCa ??= ca.ca;
-      if (ca.ca) {
+      directory = await openCaDirectory({ config, storage: createStorage(db), db, driver: storage.driver, clock, logger: log });
+      const defaultCa = directory.defaultCa()?.ca ?? null;
+      deviceCa ??= defaultCa;
+      if (defaultCa) {
         crlPublication = createCrlPublication({
           config,
           storage,
-          ca: ca.ca,
+          ca: defaultCa,
           clock,
           metrics: overrides.metrics,
           logger: log,
           publish: true,
         });
       } else {
-        log.warn({}, `no CRL tasks: ${ca.problem}`);
+        log.warn({}, `no CRL tasks: ${directory.configured.problem ?? 'no active global Device CA'}`);
       }
     } catch (e) {
+      await directory?.close();
       if (!overrides.storage) await storage.close();
       throw e;
     }
@@ -194,7 +200,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
   const publishRenewalAdvice = createPublishRenewalAdvice({ storage: repositories, clock, publisher: overrides.advicePublisher ?? mqttAdvice });
     const checkCrlFreshness = createCheckCrlFreshness({ storage: repositories, clock, health: crlHealth(crl), marginMs: CRL_STALE_MARGIN_MS, failureThreshold: CRL_FAILURES_BEFORE_ALERT });
   const holder = overrides.holder ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
-  const checkSystemAlerts = createCheckSystemAlerts({ storage: repositories, clock, health: systemHealth(crl, deviceCa) });
+  const checkSystemAlerts = createCheckSystemAlerts({ storage: repositories, clock, health: systemHealth(crl, deviceCa, directory) });
   const brokerFleet =
     overrides.brokerFleet !== undefined
       ? overrides.brokerFleet
@@ -205,7 +211,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
             settings: {
               lagAlertMs: config.brokerFleet.lagAlertSeconds * SECOND_MS,
               reportTimeoutMs: config.brokerFleet.reportTimeoutSeconds * SECOND_MS,
-              issuerKeyIds: [crlPublication.issuerKeyId],
+              issuerKeyIds: () => crlPublication!.issuerKeyIds(),
             },
           })
         : null;
@@ -261,7 +267,7 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
       await crlPublication?.stop();
       await brokerAcl?.stop();
       await mqttAdvice?.close();
-      await caSigner?.close();
+      await directory?.close();
       if (!overrides.storage) await storage.close();
     },
   };

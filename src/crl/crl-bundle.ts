@@ -1,8 +1,8 @@
 /**
  * The CRL bundle a broker node applies (GET /pki/crl-bundle.pem, certfleet broker-agent): the
  * file variant (no Issuing Distribution Point, what CRL_OUTPUT_PATH holds) of the latest CRL of
- * every CA a broker trusts, PEM, concatenated. Today there is one CA; `issuers` is a list so
- * that several CAs only add loaders.
+ * every CA a broker trusts (staged, active, retiring), PEM, concatenated, in the trust set's order;
+ * `issuers` is read at every load, so a CA staged or retired changes the bundle (and its ETag).
  *
  * The seam with the CRL pipeline is two calls: `latest()` (read) and `published()` (an event:
  * a CRL was stored, by this process or, via NOTIFY, another one). Agents long-poll with
@@ -30,7 +30,7 @@ export interface CrlBundle {
 }
 
 export interface CrlBundleSource {
-  /** The current bundle; null while some CA has no CRL yet. */
+  /** The current bundle; null while no CA has a CRL yet (a CA without one is left out). */
   latest(): Promise<CrlBundle | null>;
   /** A CRL was stored (this process or another): wake the waiting agents. */
   published(): void;
@@ -47,7 +47,8 @@ interface Waiter {
   timer: NodeJS.Timeout;
 }
 
-export function createCrlBundleSource(options: { issuers: CrlBundleIssuer[]; recheckMs?: number; onError?(error: unknown): void }): CrlBundleSource {
+export function createCrlBundleSource(options: { issuers: CrlBundleIssuer[] | (() => CrlBundleIssuer[]); recheckMs?: number; onError?(error: unknown): void }): CrlBundleSource {
+  const issuers = typeof options.issuers === 'function' ? options.issuers : () => options.issuers as CrlBundleIssuer[];
   const recheckMs = options.recheckMs ?? 30_000;
   const cache = new Map<string, { sha256: string; crlNumber: bigint; pem: Buffer }>();
   let current: CrlBundle | null = null;
@@ -57,13 +58,14 @@ export function createCrlBundleSource(options: { issuers: CrlBundleIssuer[]; rec
 
   async function load(): Promise<CrlBundle | null> {
     const parts: Array<{ issuerKeyId: string; crlNumber: bigint; pem: Buffer; sha256: string }> = [];
-    for (const issuer of options.issuers) {
+    for (const issuer of issuers()) {
       const version = await issuer.readVersion();
-      if (!version) return null;
+      // A CA without a CRL yet (just staged) is left out: brokers add it to their cafile only once its CRL is in the bundle.
+      if (!version) continue;
       let hit = cache.get(issuer.issuerKeyId);
       if (!hit || hit.sha256 !== version.sha256) {
         const der = await issuer.loadFileDer();
-        if (!der) return null;
+        if (!der) continue;
         hit = { sha256: version.sha256, crlNumber: version.crlNumber, pem: crlDerToPemBytes(der) };
         cache.set(issuer.issuerKeyId, hit);
       }

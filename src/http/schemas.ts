@@ -76,6 +76,7 @@ export const certificateListQuery = {
     device_id: { type: 'string', maxLength: 128 },
     status: { type: 'string', enum: [...CERTIFICATE_STATUSES] },
     expiring_within_days: { type: 'integer', minimum: 0, maximum: 36500 },
+    ca_id: { type: 'string', pattern: '^ca_[0-9a-f]{1,32}$', description: 'only certificates signed by this CA (rotate-expiring --issuer)' },
     rotation: {
       type: 'string',
       enum: [...ROTATION_FILTERS],

@@ -2,6 +2,7 @@ import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { AppError } from '../domain/errors.ts';
 import type { CertificateAuthority, IssueRequest, IssuedCertificate, VerifiedCertificate } from '../app/ports.ts';
 import type { DeviceCa } from './device-ca.ts';
+import type { CaDirectory, LoadedCa } from './ca-directory.ts';
 import { randomSerialHex } from './serial-number.ts';
 import { describeKey, publicKeyFromSpki } from './keys.ts';
 import { x509 } from './x509.ts';
@@ -29,6 +30,16 @@ function keyIdOf(spki: Buffer): Buffer {
   const outer = readSingle(spki);
   const bits = nth(children(spki, outer), 1, 'subjectPublicKey');
   return createHash('sha1').update(spki.subarray(bits.valueStart + 1, bits.end)).digest();
+}
+
+/** Issued by `ca`: its issuer name is the CA's subject and the CA's key verifies its signature. */
+function signedBy(certPem: string, ca: DeviceCa): boolean {
+  try {
+    const cert = new X509Certificate(certPem);
+    return cert.checkIssued(new X509Certificate(ca.certDer)) && cert.verify(ca.publicKey);
+  } catch {
+    return false;
+  }
 }
 
 /** The CA-signed certificate, parsed back (by Node's X509Certificate) and verified with the CA public key. */
@@ -95,6 +106,13 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
       if (!ca) throw notConfigured();
       return ca.certPem;
     },
+    trustedCaPems() {
+      if (!ca) throw notConfigured();
+      return ca.certPem;
+    },
+    issuerPemOf(certPem: string) {
+      return ca && signedBy(certPem, ca) ? ca.certPem : null;
+    },
     caValidity() {
       if (!ca || !lintCa) throw notConfigured();
       return { notBefore: lintCa.notBefore, notAfter: lintCa.notAfter };
@@ -152,6 +170,65 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
         notAfter: cert.notAfter,
         commonName: cert.subjectName.getField('CN')[0] ?? '',
       };
+    },
+  };
+}
+
+export interface DirectoryAuthorityOptions extends Omit<CertificateAuthorityOptions, 'crlUrl'> {}
+
+/**
+ * The issuing authority over the CA directory (issue 19): a certificate is signed by the active
+ * CA of its tenant's scope (the tenant's own CA, else the global one) and carries that CA's CRL
+ * distribution point; a staged, retiring, retired or revoked CA never signs. One single-CA
+ * authority (createCertificateAuthority) per CA, made when the CA is first used.
+ */
+export function createDirectoryAuthority(directory: CaDirectory, options: DirectoryAuthorityOptions = {}): CertificateAuthority {
+  const authorities = new Map<string, { ca: DeviceCa; authority: CertificateAuthority }>();
+  const authorityOf = (loaded: LoadedCa): CertificateAuthority => {
+    const known = authorities.get(loaded.record.id);
+    if (known && known.ca === loaded.ca) return known.authority;
+    const authority = createCertificateAuthority(loaded.ca, { ...options, crlUrl: loaded.record.crlDistributionPoint });
+    authorities.set(loaded.record.id, { ca: loaded.ca, authority });
+    return authority;
+  };
+  const signing = (tenantId: string | null | undefined): LoadedCa => {
+    const loaded = directory.activeFor(tenantId ?? null);
+    if (!loaded || loaded.record.status !== 'active') throw notConfigured();
+    // Defence in depth: a tenant's CA signs only for that tenant.
+    if (loaded.record.tenantId !== null && loaded.record.tenantId !== tenantId) throw notConfigured();
+    return loaded;
+  };
+  /** The published CAs a tenant's certificates may come from: its own and the global scope's. */
+  const inScope = (tenantId: string | null | undefined) => directory.published().filter((l) => l.record.tenantId === null || l.record.tenantId === (tenantId ?? null));
+  return {
+    caCertPem: (tenantId) => signing(tenantId).ca.certPem,
+    trustedCaPems() {
+      const all = directory.published();
+      if (all.length === 0) throw notConfigured();
+      return all.map((l) => l.ca.certPem).join('');
+    },
+    caValidity: (tenantId) => authorityOf(signing(tenantId)).caValidity(),
+    async issue(req) {
+      const loaded = signing(req.tenantId);
+      const issued = await authorityOf(loaded).issue(req);
+      return { ...issued, caId: loaded.record.id };
+    },
+    async verifyIssued(certPem, tenantId) {
+      const candidates = inScope(tenantId);
+      const [first] = candidates;
+      if (first === undefined) throw notConfigured();
+      const issuer = candidates.find((l) => signedBy(certPem, l.ca));
+      if (!issuer) {
+        // Parse errors keep their message (INVALID_CERTIFICATE: not parseable).
+        return authorityOf(first).verifyIssued(certPem).then(() => {
+          throw new AppError('INVALID_CERTIFICATE', 'the certificate was not issued by a Device CA of this tenant');
+        });
+      }
+      const verified = await authorityOf(issuer).verifyIssued(certPem);
+      return { ...verified, caId: issuer.record.id };
+    },
+    issuerPemOf(certPem) {
+      return directory.published().find((l) => signedBy(certPem, l.ca))?.ca.certPem ?? null;
     },
   };
 }

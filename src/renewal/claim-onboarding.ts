@@ -45,7 +45,7 @@ export type ApprovalClient = (request: { url: string; body: string; headers: Rec
 export interface ClaimOnboardingDeps {
   store: ClaimStore;
   useCases: Pick<UseCases, 'registerDevice' | 'issueCertificate'>;
-  authority: Pick<CertificateAuthority, 'caCertPem'>;
+  authority: Pick<CertificateAuthority, 'caCertPem' | 'trustedCaPems' | 'issuerPemOf'>;
   keys: Pick<KeySource, 'publicKeyFromCsr'>;
   clock: Clock;
   /** Seals the approval webhook's secret at rest (the notification webhooks' key). */
@@ -420,7 +420,7 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
           targetId: issued.id,
           details: { device_id: deviceId, transport, claim_fingerprint: claim.fingerprint },
         });
-        return { device_id: deviceId, certificate_id: issued.id, cert_pem: issued.cert_pem, ca_cert_pem: deps.authority.caCertPem(), replayed: true };
+        return { device_id: deviceId, certificate_id: issued.id, cert_pem: issued.cert_pem, ca_cert_pem: deps.authority.issuerPemOf(issued.cert_pem) ?? deps.authority.caCertPem(tenantId), replayed: true };
       }
       return refuse(
         ctx,
@@ -515,11 +515,12 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
       const fingerprint = sha256(cert.raw);
       let ownCa: string | null = null;
       try {
-        ownCa = deps.authority.caCertPem();
+        ownCa = deps.authority.trustedCaPems();
       } catch {
         ownCa = null;
       }
-      if (ownCa && sha256(new X509Certificate(ownCa).raw) === fingerprint) {
+      const ownCas = ownCa ? (ownCa.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) : [];
+      if (ownCas.some((pem) => sha256(new X509Certificate(pem).raw) === fingerprint)) {
         throw new AppError('VALIDATION_FAILED', "this is certfleet's own Device CA: a claim CA is a manufacturer's CA");
       }
       // The CRL is checked before anything is stored.

@@ -43,7 +43,7 @@ export interface RenewalResult {
 export interface DeviceRenewalDeps {
   store: RenewalStore;
   useCases: Pick<UseCases, 'startRotation' | 'confirmRotation' | 'issueCertificate'>;
-  authority: Pick<CertificateAuthority, 'caCertPem'>;
+  authority: Pick<CertificateAuthority, 'caCertPem' | 'issuerPemOf'>;
   keys: Pick<KeySource, 'publicKeyFromCsr'>;
   clock: Clock;
 }
@@ -86,8 +86,9 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
    * authentication; not before its notBefore. Used only for a certificate TLS refused as expired.
    */
   function verifyExpiredChain(cert: X509Certificate, now: Date) {
-    const ca = new X509Certificate(deps.authority.caCertPem());
-    if (!cert.checkIssued(ca) || !cert.verify(ca.publicKey)) throw refused('not issued by this Device CA');
+    const issuerPem = deps.authority.issuerPemOf(cert.toString());
+    if (!issuerPem) throw refused('not issued by a Device CA certfleet trusts');
+    const ca = new X509Certificate(issuerPem);
     if (Date.parse(ca.validFrom) > now.getTime() || Date.parse(ca.validTo) <= now.getTime()) throw refused('the Device CA is not valid now');
     if (cert.ca) throw refused('a CA certificate is not a device certificate');
     if (cert.keyUsage && !cert.keyUsage.includes(CLIENT_AUTH_OID)) throw refused('the certificate is not for TLS client authentication');
@@ -240,7 +241,7 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
         ? {
             certificate_id: state.id,
             cert_pem: state.certPem,
-            ca_cert_pem: deps.authority.caCertPem(),
+            ca_cert_pem: deps.authority.issuerPemOf(state.certPem) ?? deps.authority.caCertPem(device.tenantId),
             rotation: { new_certificate_id: state.id, old_certificate_ids: [], scheduled_revoke_at: null },
             replayed: true,
           }
@@ -284,7 +285,7 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     return {
       certificate_id: pending.new_certificate.id,
       cert_pem: newCertPem,
-      ca_cert_pem: deps.authority.caCertPem(),
+      ca_cert_pem: deps.authority.issuerPemOf(newCertPem) ?? deps.authority.caCertPem(device.tenantId),
       rotation: {
         new_certificate_id: pending.new_certificate.id,
         old_certificate_ids: pending.old_certificates.map((c) => c.id),
@@ -325,7 +326,7 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
       } catch {
         throw refused('cert_pem is not a certificate');
       }
-      if (!cert.verify(new X509Certificate(deps.authority.caCertPem()).publicKey)) throw refused('cert_pem was not issued by this Device CA');
+      if (!deps.authority.issuerPemOf(request.certPem)) throw refused('cert_pem was not issued by a Device CA certfleet trusts');
       const device = await authenticate(cert.raw);
       if (`${device.tenantId}/${device.deviceId}` !== topicCommonName) throw refused('cert_pem is not a certificate of the device whose topic carried the request');
       const now = deps.clock.now().getTime();

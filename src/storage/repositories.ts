@@ -12,6 +12,7 @@ import * as alerts from './repos/alerts-repo.ts';
 import * as audit from './repos/audit-repo.ts';
 import * as brokerAcl from './repos/broker-acl-repo.ts';
 import * as brokerNodes from './repos/broker-nodes-repo.ts';
+import * as cas from './repos/ca-repo.ts';
 import * as certificates from './repos/certificates-repo.ts';
 import * as deviceKeys from './repos/device-keys-repo.ts';
 import * as crl from './repos/crl-repo.ts';
@@ -167,6 +168,16 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       listNodes: () => brokerNodes.listNodes(tx),
       setCanaries: (node, kind, ids, now) => brokerNodes.setCanaries(tx, node, kind, ids, now),
       revokedCommonNames: (serials) => brokerNodes.revokedCommonNames(tx, serials),
+    },
+    cas: {
+      listCas: () => cas.listCas(tx),
+      findCa: (id, options) => cas.findCa(tx, id, options?.lock ?? false),
+      findCaByKeyId: (issuerKeyId) => cas.findCaByKeyId(tx, issuerKeyId),
+      insertCa: (ca) => translating(cas.insertCa(tx, ca)),
+      lockActiveCa: (tenantId) => cas.lockActiveCa(tx, tenantId),
+      setCaStatus: (id, to, from, at, reason) => translating(cas.setCaStatus(tx, id, to, from, at, reason ?? null)),
+      caProgress: (caId, now) => cas.caProgress(tx, caId, now),
+      backfillCaId: (caId, issuerLabel, limit) => cas.backfillCaId(tx, caId, issuerLabel, limit),
     },
     tasks: {
       lockTask: async (key) => {

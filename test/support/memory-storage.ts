@@ -9,12 +9,14 @@
  */
 import type { AuditEvent, ExpiringAlertsInput, OperatorRepositories, PendingRotation, Storage } from '../../src/app/storage-ports.ts';
 import type { AlertRecord } from '../../src/domain/alert.ts';
+import type { CaRecord } from '../../src/domain/ca.ts';
 import { AlreadyExistsError, ReferenceNotFoundError } from '../../src/app/storage-ports.ts';
 import type { CertificateRecord, CertificateWithPem } from '../../src/domain/certificate.ts';
 import type { DeviceRecord } from '../../src/domain/device.ts';
 
 interface Row extends CertificateWithPem {
   spki_sha256: string;
+  ca_id?: string | null;
 }
 
 interface RotationRow {
@@ -39,6 +41,8 @@ interface State {
   /** The alert events the real storage queues for the tenant's webhooks (one per alert and event). */
   alertEvents: { alertId: number; event: string; at: string }[];
   sharedKeys: Record<string, boolean>;
+  /** certificate_authorities (operator only: a tenant unit of work sees none). */
+  cas: CaRecord[];
   nextId: number;
 }
 
@@ -53,7 +57,7 @@ export interface MemoryStorage extends Storage {
 }
 
 export function createMemoryStorage(): MemoryStorage {
-  let state: State = { devices: [], certificates: [], rotations: [], audit: [], compromised: [], alerts: [], alertEvents: [], sharedKeys: {}, nextId: 1 };
+  let state: State = { devices: [], certificates: [], rotations: [], audit: [], compromised: [], alerts: [], alertEvents: [], sharedKeys: {}, cas: [], nextId: 1 };
 
   function repositories(tenant: string | null): OperatorRepositories {
     const visible = <T extends { tenant_id: string }>(rows: T[]) => rows.filter((r) => tenant === null || r.tenant_id === tenant);
@@ -119,6 +123,7 @@ export function createMemoryStorage(): MemoryStorage {
             updated_at: at,
             cert_pem: c.certPem,
             spki_sha256: c.spkiSha256,
+            ca_id: c.caId ?? null,
           };
           state.certificates.push(row);
           await implemented.audit.recordAudit({ ...audit, tenantId: c.tenantId, targetId: row.id, at: c.now });
@@ -382,7 +387,69 @@ export function createMemoryStorage(): MemoryStorage {
           return (target as Record<string | symbol, unknown>)[prop];
         },
       });
-    const ports = ['devices', 'certificates', 'rotations', 'audit', 'alerts', 'webhooks', 'outbox', 'brokerGrants', 'keys', 'crl', 'tasks', 'brokerNodes'] as const;
+    const operatorOnly = () => {
+      if (tenant !== null) throw new Error('memory storage: certificate_authorities is an operator table (permission denied for the tenant role)');
+    };
+    const scopeKey = (t: string | null) => t ?? '';
+    const casRepo: OperatorRepositories['cas'] = {
+      async listCas() {
+        operatorOnly();
+        return state.cas.map((c) => ({ ...c }));
+      },
+      async findCa(id) {
+        operatorOnly();
+        const c = state.cas.find((x) => x.id === id);
+        return c ? { ...c } : null;
+      },
+      async findCaByKeyId(keyId) {
+        operatorOnly();
+        const c = state.cas.find((x) => x.issuerKeyId === keyId);
+        return c ? { ...c } : null;
+      },
+      async insertCa(ca) {
+        operatorOnly();
+        const { createdBy: _by, ...rest } = ca;
+        if (state.cas.some((x) => x.id === ca.id || x.issuerKeyId === ca.issuerKeyId || x.issuerLabel === ca.issuerLabel)) throw new AlreadyExistsError(ca.id);
+        if (ca.status === 'active' && state.cas.some((x) => x.status === 'active' && scopeKey(x.tenantId) === scopeKey(ca.tenantId))) throw new AlreadyExistsError('active');
+        const record: CaRecord = { ...rest, activatedAt: ca.status === 'active' ? ca.createdAt : null, retiringAt: null, retiredAt: null, revokedAt: null, revocationReason: null };
+        state.cas.push(record);
+        return { ...record };
+      },
+      async lockActiveCa(tenantId) {
+        operatorOnly();
+        const c = state.cas.find((x) => x.status === 'active' && scopeKey(x.tenantId) === scopeKey(tenantId));
+        return c ? { ...c } : null;
+      },
+      async setCaStatus(id, to, from, at, reason) {
+        operatorOnly();
+        const c = state.cas.find((x) => x.id === id);
+        if (!c || !from.includes(c.status)) return null;
+        if (to === 'active' && state.cas.some((x) => x !== c && x.status === 'active' && scopeKey(x.tenantId) === scopeKey(c.tenantId))) throw new AlreadyExistsError('active');
+        c.status = to;
+        if (to === 'active') c.activatedAt = at;
+        if (to === 'retiring') c.retiringAt = at;
+        if (to === 'retired') c.retiredAt = at;
+        if (to === 'revoked') c.revokedAt = at;
+        if (to === 'revoked' || to === 'retired') c.revocationReason = reason ?? null;
+        return { ...c };
+      },
+      async caProgress(caId, now) {
+        operatorOnly();
+        const counts = new Map<string, number>();
+        for (const c of state.certificates) {
+          if (c.ca_id === caId && c.status === 'ACTIVE' && Date.parse(c.not_after) > now.getTime()) counts.set(c.tenant_id, (counts.get(c.tenant_id) ?? 0) + 1);
+        }
+        return [...counts].sort(([a], [b]) => a.localeCompare(b)).map(([tenantId, activeCertificates]) => ({ tenantId, activeCertificates }));
+      },
+      async backfillCaId(caId, issuerLabel, limit) {
+        operatorOnly();
+        const rows = state.certificates.filter((c) => c.issuer === issuerLabel && !c.ca_id).slice(0, limit);
+        for (const c of rows) c.ca_id = caId;
+        return rows.length;
+      },
+    };
+    (implemented as Record<string, object>).cas = casRepo;
+    const ports = ['devices', 'certificates', 'rotations', 'audit', 'alerts', 'webhooks', 'outbox', 'brokerGrants', 'keys', 'crl', 'tasks', 'brokerNodes', 'cas'] as const;
     return Object.fromEntries(ports.map((p) => [p, partial(p, (implemented as Record<string, object>)[p] ?? {})])) as unknown as OperatorRepositories;
   }
 

@@ -95,6 +95,8 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
   let cas: TrustedCa[] = [];
   const applied = new Map<string, CheckedCrl>();
   let etag: string | null = null;
+  /** The trust set from /pki/cas.pem (ETag, CAs in certfleet's order with their PEM); null until fetched (or not served). */
+  let trust: { etag: string | null; cas: Array<TrustedCa & { pem: string }> } | null = null;
   let lastApplied: { at: number; bytes: number } | null = null;
   const largeCrlBytes = options.largeCrlBytes ?? 4 * 1024 * 1024;
   const largeIntervalMs = options.largeCrlReloadIntervalMs ?? 10_000;
@@ -186,6 +188,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     await json('POST', '/api/v1/broker-agent/report', {
       kind: options.kind,
       crl_number: n === null ? null : n.toString(),
+      crl_numbers: applied.size ? numbers() : null,
       applied_at: state.appliedAt?.toISOString() ?? null,
       check: check ? { at: check.at.toISOString(), result: check.result, detail: check.detail } : null,
       error: state.lastError,
@@ -230,8 +233,45 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     await options.sessions.kick(names);
   }
 
+  /** GET /pki/cas.pem (If-None-Match): every CA the broker must trust; null when certfleet does not serve it (older server). */
+  async function fetchTrust() {
+    const res = await call('GET', '/pki/cas.pem', { headers: trust?.etag ? { 'if-none-match': trust.etag } : {} });
+    if (res.status === 304 && trust) {
+      await res.arrayBuffer();
+      return trust;
+    }
+    const body = await res.text();
+    if (res.status === 404) return null;
+    if (res.status !== 200) throw new HttpError(`GET /pki/cas.pem: HTTP ${res.status} ${body.slice(0, 300)}`);
+    const pems = body.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    const list = pems.map((p) => ({ ...trustedCasFromPem(p)[0]!, pem: p + '\n' }));
+    if (list.length === 0) throw new HttpError('GET /pki/cas.pem: no CA certificate');
+    trust = { etag: res.headers.get('etag'), cas: list };
+    return trust;
+  }
+
+  /** The --ca-file: rewritten atomically with `keep` (in certfleet's order) when its CAs differ; the broker reloaded. */
+  async function writeCaFile(keep: Array<TrustedCa & { pem: string }>) {
+    if (keep.length === 0) return;
+    const now = cas.map((c) => c.keyId).join(',');
+    if (now === keep.map((c) => c.keyId).join(',')) return;
+    await writeFileAtomic(options.caFile, keep.map((c) => c.pem).join(''), 0o644);
+    await reloadUntilDone();
+    cas = keep.map(({ pem: _pem, ...ca }) => ca);
+    log.info({ event: 'broker_agent_cafile', node: options.node, cas: cas.map((c) => c.keyId) }, 'broker CA file rewritten');
+  }
+
   async function apply(pem: string) {
-    const crls = checkBundle(pem, cas, new Map([...applied].map(([k, v]) => [k, v.crlNumber])), new Date());
+    // Several CAs: the trust set orders the two files. A CA that left is out of the CA file before its
+    // CRL leaves the CRL file; a new CA enters the CA file only once its CRL is in the CRL file the
+    // broker reloaded (Mosquitto refuses every certificate of a CA it has no CRL for).
+    const set = await fetchTrust();
+    if (set) {
+      const staying = cas.filter((c) => set.cas.some((t) => t.keyId === c.keyId));
+      if (staying.length > 0 && staying.length < cas.length) await writeCaFile(set.cas.filter((t) => staying.some((c) => c.keyId === t.keyId)));
+    }
+    const verifyWith = set ? [...cas, ...set.cas.filter((t) => !cas.some((c) => c.keyId === t.keyId))] : cas;
+    const crls = checkBundle(pem, verifyWith, new Map([...applied].map(([k, v]) => [k, v.crlNumber])), new Date());
     const unchanged = crls.length === applied.size && crls.every((c) => applied.get(c.issuerKeyId)?.der.equals(c.der));
     if (!unchanged) {
       // A small clock skew: wait until every CRL is valid here, or the broker refuses every client meanwhile.
@@ -250,6 +290,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       log.info({ event: 'broker_agent_applied', node: options.node, crl_numbers: state.crlNumbers }, 'CRL bundle applied');
       await kickNewlyRevoked(previous, crls).catch((error: Error) => log.warn({ event: 'broker_agent_kick_failed', err: error.message }, 'could not close revoked sessions'));
     }
+    if (set) await writeCaFile(set.cas.filter((t) => crls.some((c) => c.issuerKeyId === t.keyId)));
     state.lastError = null;
     let check: (CanaryCheck & { at: Date; attempts: number }) | null = null;
     if (options.canary && canaries) {

@@ -18,11 +18,16 @@ const nullableDateTime = { type: ['string', 'null'], format: 'date-time' } as co
 export const brokerNodeSchema = {
   type: 'object',
   additionalProperties: false,
-  required: ['node', 'kind', 'crl_number', 'applied_at', 'reported_at', 'last_check_at', 'last_check_result', 'last_check_detail', 'last_error', 'lag_seconds', 'state'],
+  required: ['node', 'kind', 'crl_number', 'crl_numbers', 'applied_at', 'reported_at', 'last_check_at', 'last_check_result', 'last_check_detail', 'last_error', 'lag_seconds', 'state'],
   properties: {
     node: { type: 'string' },
     kind: { type: 'string', enum: [...BROKER_KINDS] },
-    crl_number: { ...nullableString, description: 'CRL Number of the bundle the node applied (decimal)' },
+    crl_number: { ...nullableString, description: 'CRL Number of the bundle the node applied (decimal; several CAs: the lowest)' },
+    crl_numbers: {
+      type: ['object', 'null'],
+      additionalProperties: { type: 'string' },
+      description: 'CRL Number applied per CA (issuer key id, hex → decimal): the new CA of a rollover shows here once the node has its CRL',
+    },
     applied_at: nullableDateTime,
     reported_at: { type: 'string', format: 'date-time' },
     last_check_at: nullableDateTime,
@@ -41,6 +46,12 @@ const reportBody = {
   properties: {
     kind: { type: 'string', enum: [...BROKER_KINDS] },
     crl_number: { type: ['string', 'null'], pattern: '^[0-9]{1,20}$' },
+    crl_numbers: {
+      type: ['object', 'null'],
+      maxProperties: 256,
+      propertyNames: { pattern: '^[0-9a-fA-F]{2,128}$' },
+      additionalProperties: { type: 'string', pattern: '^[0-9]{1,20}$' },
+    },
     applied_at: { type: ['string', 'null'], format: 'date-time' },
     check: {
       type: ['object', 'null'],

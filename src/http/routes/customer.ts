@@ -118,7 +118,7 @@ export function customerRoutes(useCases: UseCases) {
         reply.code(201).send(await useCases.importCertificate(customerActor(request), request.params.device_id, request.body.cert_pem)),
     );
 
-    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; limit: number; cursor?: string; tenant_id?: string } }>(
+    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; ca_id?: string; limit: number; cursor?: string; tenant_id?: string } }>(
       '/certificates',
       {
         schema: {
@@ -139,6 +139,7 @@ export function customerRoutes(useCases: UseCases) {
           deviceId: q.device_id,
           status: q.status,
           expiringWithinDays: q.expiring_within_days,
+          caId: q.ca_id,
           rotation: q.rotation,
           limit: q.limit,
           cursor: certificateCursor(q.cursor),
@@ -169,8 +170,8 @@ export function customerRoutes(useCases: UseCases) {
     );
 
     app.get('/ca-bundle', { schema: { tags: ['pki'], summary: 'The Device CA certificate (PEM)' } }, async (request, reply) => {
-      customerActor(request);
-      return reply.type('application/x-pem-file').send(useCases.caCertPem());
+      const actor = customerActor(request);
+      return reply.type('application/x-pem-file').send(useCases.caCertPem(actor.tenantId));
     });
   };
 }

@@ -24,7 +24,7 @@ export function operatorRoutes(useCases: UseCases) {
       },
     );
 
-    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; limit: number; cursor?: string; tenant_id?: string } }>(
+    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; ca_id?: string; limit: number; cursor?: string; tenant_id?: string } }>(
       '/certificates',
       {
         schema: {
@@ -42,6 +42,7 @@ export function operatorRoutes(useCases: UseCases) {
           deviceId: q.device_id,
           status: q.status,
           expiringWithinDays: q.expiring_within_days,
+          caId: q.ca_id,
           rotation: q.rotation,
           limit: q.limit,
           cursor: certificateCursor(q.cursor),

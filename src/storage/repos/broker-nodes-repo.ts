@@ -3,7 +3,7 @@ import { onlyRow, type Queryable } from '../driver.ts';
 import { dateOrNull, text, textOrNull } from '../rows.ts';
 
 const COLUMNS = `node, kind, crl_number::text AS crl_number, applied_at, reported_at, checked_at, check_result, check_detail, last_error,
-  canary_valid_id::text AS canary_valid_id, canary_revoked_id::text AS canary_revoked_id`;
+  canary_valid_id::text AS canary_valid_id, canary_revoked_id::text AS canary_revoked_id, crl_numbers`;
 
 
 const toRecord = (r: Record<string, unknown>): BrokerNodeRecord => ({
@@ -18,13 +18,22 @@ const toRecord = (r: Record<string, unknown>): BrokerNodeRecord => ({
   lastError: textOrNull(r.last_error),
   canaryValidId: r.canary_valid_id === null ? null : Number(r.canary_valid_id),
   canaryRevokedId: r.canary_revoked_id === null ? null : Number(r.canary_revoked_id),
+  crlNumbers: numbersOf(r.crl_numbers),
 });
+
+/** The per-CA numbers as stored (jsonb: PGlite gives an object, a string on some paths). */
+function numbersOf(value: unknown): Record<string, bigint> | null {
+  if (value === null || value === undefined) return null;
+  const obj = typeof value === 'string' ? (JSON.parse(value) as unknown) : value;
+  if (!obj || typeof obj !== 'object') return null;
+  return Object.fromEntries(Object.entries(obj as Record<string, unknown>).map(([k, v]) => [k, BigInt(String(v))]));
+}
 
 /** Upsert of an agent's report: the applied CRL (number, time) only moves forward; a report without a check keeps the last one. */
 export async function recordReport(tx: Queryable, r: BrokerNodeReport): Promise<BrokerNodeRecord> {
   const { rows } = await tx.query(
-    `INSERT INTO broker_nodes AS b (node, kind, crl_number, applied_at, reported_at, checked_at, check_result, check_detail, last_error, created_at)
-     VALUES ($1, $2, $3::bigint, $4, $5, $6, $7, $8, $9, $5)
+    `INSERT INTO broker_nodes AS b (node, kind, crl_number, applied_at, reported_at, checked_at, check_result, check_detail, last_error, created_at, crl_numbers)
+     VALUES ($1, $2, $3::bigint, $4, $5, $6, $7, $8, $9, $5, $10::jsonb)
      ON CONFLICT (node) DO UPDATE SET
        kind = EXCLUDED.kind,
        crl_number = CASE WHEN b.crl_number IS NULL OR EXCLUDED.crl_number > b.crl_number THEN EXCLUDED.crl_number ELSE b.crl_number END,
@@ -33,9 +42,10 @@ export async function recordReport(tx: Queryable, r: BrokerNodeReport): Promise<
        checked_at = COALESCE(EXCLUDED.checked_at, b.checked_at),
        check_result = CASE WHEN EXCLUDED.checked_at IS NULL THEN b.check_result ELSE EXCLUDED.check_result END,
        check_detail = CASE WHEN EXCLUDED.checked_at IS NULL THEN b.check_detail ELSE EXCLUDED.check_detail END,
-       last_error = EXCLUDED.last_error
+       last_error = EXCLUDED.last_error,
+       crl_numbers = COALESCE(EXCLUDED.crl_numbers, b.crl_numbers)
      RETURNING ${COLUMNS}`,
-    [r.node, r.kind, r.crlNumber === null ? null : r.crlNumber.toString(), r.appliedAt, r.now, r.checkedAt, r.checkResult, r.checkDetail, r.lastError],
+    [r.node, r.kind, r.crlNumber === null ? null : r.crlNumber.toString(), r.appliedAt, r.now, r.checkedAt, r.checkResult, r.checkDetail, r.lastError, r.crlNumbers ? JSON.stringify(Object.fromEntries(Object.entries(r.crlNumbers).map(([k, v]) => [k, v.toString()]))) : null],
   );
   return toRecord(onlyRow(rows, 'upsert broker node'));
 }

@@ -61,15 +61,15 @@ export async function insertCertificate(tx: Queryable, c: NewCertificate, audit:
     `WITH cert AS (
        INSERT INTO device_certificates
          (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
-          status, not_before, not_after, created_at, updated_at, spki_sha256)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9, $10, $11, $11, $16)
+          status, not_before, not_after, created_at, updated_at, spki_sha256, ca_id)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ACTIVE', $9, $10, $11, $11, $16, $17)
        RETURNING id)
      INSERT INTO audit_events (tenant_id, actor, action, target_type, target_id, details, created_at)
      SELECT $1, $12, $13, $14, cert.id::text, $15, $11 FROM cert
      RETURNING target_id::int8 AS id`,
     [
       c.tenantId, c.deviceId, c.certPem, c.fingerprint, c.commonName, c.issuer, c.serialNumber, c.keyType, c.notBefore, c.notAfter, c.now,
-      audit.actor, audit.action, audit.targetType, JSON.stringify(audit.details ?? {}), c.spkiSha256,
+      audit.actor, audit.action, audit.targetType, JSON.stringify(audit.details ?? {}), c.spkiSha256, c.caId ?? null,
     ],
   );
   return newCertificateRecord(onlyRow(rows, 'insert certificate').id, c);
@@ -94,17 +94,17 @@ export async function insertIssuedCertificates(
   const { rows } = await tx.query<{ id: number; ord: number }>(
     `WITH m AS (
        SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                            $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[], $16::jsonb[])
+                            $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[], $16::jsonb[], $17::text[])
          WITH ORDINALITY AS m(device_id, cert_pem, fingerprint, common_name, issuer, serial_number, key_type, spki_sha256,
-                              not_before, not_after, now, actor, action, target_type, details, ord)
+                              not_before, not_after, now, actor, action, target_type, details, ca_id, ord)
        WHERE NOT EXISTS (SELECT 1 FROM compromised_keys k WHERE k.spki_sha256 = m.spki_sha256)
          AND NOT EXISTS (SELECT 1 FROM device_certificates o
                          WHERE o.tenant_id = $1 AND o.spki_sha256 = m.spki_sha256 AND o.device_id <> m.device_id)),
      cert AS (
        INSERT INTO device_certificates
          (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
-          status, not_before, not_after, created_at, updated_at, spki_sha256)
-       SELECT $1, device_id, cert_pem, fingerprint, common_name, issuer, serial_number, key_type, 'ACTIVE', not_before, not_after, now, now, spki_sha256
+          status, not_before, not_after, created_at, updated_at, spki_sha256, ca_id)
+       SELECT $1, device_id, cert_pem, fingerprint, common_name, issuer, serial_number, key_type, 'ACTIVE', not_before, not_after, now, now, spki_sha256, ca_id
        FROM m ORDER BY ord
        RETURNING id, fingerprint_sha256),
      audit AS (
@@ -132,6 +132,7 @@ export async function insertIssuedCertificates(
       col((m) => m.audit.action),
       col((m) => m.audit.targetType),
       col((m) => JSON.stringify(m.audit.details ?? {})),
+      col((m) => m.certificate.caId ?? null),
     ],
   );
   const idOf = new Map(rows.map((r) => [Number(r.ord), Number(r.id)]));
@@ -180,11 +181,12 @@ export async function listCertificates(tx: Queryable, q: CertificateListQuery): 
     f.raw(`c.status = 'ACTIVE'`);
     f.add((p) => `c.not_after <= ${p}`, q.expiringBefore);
   }
+  if (q.caId) f.add((p) => `c.ca_id = ${p}`, q.caId);
   if (q.rotation) {
     f.raw(`${q.rotation === 'none' ? 'NOT ' : ''}EXISTS (SELECT 1 FROM certificate_rotations p
       WHERE p.status = 'PENDING' AND (p.old_certificate_id = c.id OR p.new_certificate_id = c.id))`);
   }
-  const total = q.deviceId || q.expiringBefore || q.rotation
+  const total = q.deviceId || q.expiringBefore || q.rotation || q.caId
     ? Number(onlyRow((await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM device_certificates c${f.sql()}`, f.params)).rows, 'count certificates').n)
     : await countedRows(tx, certificateKinds(q.status ? [q.status] : CERTIFICATE_STATUSES), q.tenantId);
   if (q.beforeId) f.add((p) => `c.id < ${p}`, q.beforeId);

@@ -87,6 +87,9 @@ export interface paths {
                             result: "passed" | "failed";
                         } | null;
                         crl_number?: string | null;
+                        crl_numbers?: {
+                            [key: string]: string;
+                        } | null;
                         error?: string | null;
                         /** @enum {string} */
                         kind: "mosquitto" | "rabbitmq";
@@ -104,8 +107,12 @@ export interface paths {
                             node: {
                                 /** Format: date-time */
                                 applied_at: string | null;
-                                /** @description CRL Number of the bundle the node applied (decimal) */
+                                /** @description CRL Number of the bundle the node applied (decimal; several CAs: the lowest) */
                                 crl_number: string | null;
+                                /** @description CRL Number applied per CA (issuer key id, hex → decimal): the new CA of a rollover shows here once the node has its CRL */
+                                crl_numbers: {
+                                    [key: string]: string;
+                                } | null;
                                 /** @enum {string} */
                                 kind: "mosquitto" | "rabbitmq";
                                 /** @description how far the node is behind the latest CRL (0: it applied it) */
@@ -552,6 +559,8 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
+                    /** @description only certificates signed by this CA (rotate-expiring --issuer) */
+                    ca_id?: string;
                     cursor?: string;
                     device_id?: string;
                     expiring_within_days?: number;
@@ -2418,8 +2427,12 @@ export interface paths {
                             nodes: {
                                 /** Format: date-time */
                                 applied_at: string | null;
-                                /** @description CRL Number of the bundle the node applied (decimal) */
+                                /** @description CRL Number of the bundle the node applied (decimal; several CAs: the lowest) */
                                 crl_number: string | null;
+                                /** @description CRL Number applied per CA (issuer key id, hex → decimal): the new CA of a rollover shows here once the node has its CRL */
+                                crl_numbers: {
+                                    [key: string]: string;
+                                } | null;
                                 /** @enum {string} */
                                 kind: "mosquitto" | "rabbitmq";
                                 /** @description how far the node is behind the latest CRL (0: it applied it) */
@@ -2449,6 +2462,475 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/operator/cas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Device CAs: status, scope, validity, active certificates */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            cas: {
+                                activated_at?: string | null;
+                                active_certificates: number;
+                                /** Format: date-time */
+                                created_at: string;
+                                crl_distribution_point: string;
+                                id: string;
+                                issuer_key_id: string;
+                                key: {
+                                    /** @enum {string} */
+                                    kind: "file" | "pkcs11";
+                                    ref: string;
+                                };
+                                /** Format: date-time */
+                                not_after: string;
+                                /** Format: date-time */
+                                not_before: string;
+                                reason?: string | null;
+                                retired_at?: string | null;
+                                retiring_at?: string | null;
+                                revoked_at?: string | null;
+                                /** @enum {string} */
+                                status: "staged" | "active" | "retiring" | "retired" | "revoked";
+                                subject: string;
+                                tenant_id: string | null;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        /** Stage a new Device CA (key generated by certfleet: a file under CA_KEY_DIR, or in the PKCS#11 token at key_uri) */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        common_name?: string;
+                        /** @enum {string} */
+                        key_type?: "ec-p256" | "rsa-3072";
+                        key_uri?: string | null;
+                        tenant_id?: string | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            activated_at?: string | null;
+                            active_certificates: number;
+                            /** Format: date-time */
+                            created_at: string;
+                            crl_distribution_point: string;
+                            id: string;
+                            issuer_key_id: string;
+                            key: {
+                                /** @enum {string} */
+                                kind: "file" | "pkcs11";
+                                ref: string;
+                            };
+                            /** Format: date-time */
+                            not_after: string;
+                            /** Format: date-time */
+                            not_before: string;
+                            reason?: string | null;
+                            retired_at?: string | null;
+                            retiring_at?: string | null;
+                            revoked_at?: string | null;
+                            /** @enum {string} */
+                            status: "staged" | "active" | "retiring" | "retired" | "revoked";
+                            subject: string;
+                            tenant_id: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/operator/cas/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One Device CA with its migration progress (active certificates per tenant) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            ca: {
+                                activated_at?: string | null;
+                                active_certificates: number;
+                                /** Format: date-time */
+                                created_at: string;
+                                crl_distribution_point: string;
+                                id: string;
+                                issuer_key_id: string;
+                                key: {
+                                    /** @enum {string} */
+                                    kind: "file" | "pkcs11";
+                                    ref: string;
+                                };
+                                /** Format: date-time */
+                                not_after: string;
+                                /** Format: date-time */
+                                not_before: string;
+                                reason?: string | null;
+                                retired_at?: string | null;
+                                retiring_at?: string | null;
+                                revoked_at?: string | null;
+                                /** @enum {string} */
+                                status: "staged" | "active" | "retiring" | "retired" | "revoked";
+                                subject: string;
+                                tenant_id: string | null;
+                            };
+                            cert_pem: string;
+                            key_loaded: boolean;
+                            progress: {
+                                active_certificates: number;
+                                tenant_id: string;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/operator/cas/{id}/activate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Activate a staged CA: new certificates and renewals of its scope use it; the previous active CA becomes retiring */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            ca: {
+                                activated_at?: string | null;
+                                active_certificates: number;
+                                /** Format: date-time */
+                                created_at: string;
+                                crl_distribution_point: string;
+                                id: string;
+                                issuer_key_id: string;
+                                key: {
+                                    /** @enum {string} */
+                                    kind: "file" | "pkcs11";
+                                    ref: string;
+                                };
+                                /** Format: date-time */
+                                not_after: string;
+                                /** Format: date-time */
+                                not_before: string;
+                                reason?: string | null;
+                                retired_at?: string | null;
+                                retiring_at?: string | null;
+                                revoked_at?: string | null;
+                                /** @enum {string} */
+                                status: "staged" | "active" | "retiring" | "retired" | "revoked";
+                                subject: string;
+                                tenant_id: string | null;
+                            };
+                            previous: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/operator/cas/{id}/retire": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Retire a retiring (or staged) CA: 409 while unexpired, unrevoked certificates remain, unless force with a reason */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        force?: boolean;
+                        reason?: string;
+                    } | null;
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            ca: {
+                                activated_at?: string | null;
+                                active_certificates: number;
+                                /** Format: date-time */
+                                created_at: string;
+                                crl_distribution_point: string;
+                                id: string;
+                                issuer_key_id: string;
+                                key: {
+                                    /** @enum {string} */
+                                    kind: "file" | "pkcs11";
+                                    ref: string;
+                                };
+                                /** Format: date-time */
+                                not_after: string;
+                                /** Format: date-time */
+                                not_before: string;
+                                reason?: string | null;
+                                retired_at?: string | null;
+                                retiring_at?: string | null;
+                                revoked_at?: string | null;
+                                /** @enum {string} */
+                                status: "staged" | "active" | "retiring" | "retired" | "revoked";
+                                subject: string;
+                                tenant_id: string | null;
+                            };
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/operator/cas/{id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Revoke a compromised CA (reason cACompromise): it signs nothing from now on and brokers stop trusting it */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        reason: string;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            ca: {
+                                activated_at?: string | null;
+                                active_certificates: number;
+                                /** Format: date-time */
+                                created_at: string;
+                                crl_distribution_point: string;
+                                id: string;
+                                issuer_key_id: string;
+                                key: {
+                                    /** @enum {string} */
+                                    kind: "file" | "pkcs11";
+                                    ref: string;
+                                };
+                                /** Format: date-time */
+                                not_after: string;
+                                /** Format: date-time */
+                                not_before: string;
+                                reason?: string | null;
+                                retired_at?: string | null;
+                                retiring_at?: string | null;
+                                revoked_at?: string | null;
+                                /** @enum {string} */
+                                status: "staged" | "active" | "retiring" | "retired" | "revoked";
+                                subject: string;
+                                tenant_id: string | null;
+                            };
+                            was: string;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/operator/cas/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Stage an existing CA ("bring your own CA"): its certificate and its key (PEM, stored as a file under CA_KEY_DIR) or the PKCS#11 URI of its key */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        cert_pem: string;
+                        key_pem?: string | null;
+                        key_uri?: string | null;
+                        tenant_id?: string | null;
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                201: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            activated_at?: string | null;
+                            active_certificates: number;
+                            /** Format: date-time */
+                            created_at: string;
+                            crl_distribution_point: string;
+                            id: string;
+                            issuer_key_id: string;
+                            key: {
+                                /** @enum {string} */
+                                kind: "file" | "pkcs11";
+                                ref: string;
+                            };
+                            /** Format: date-time */
+                            not_after: string;
+                            /** Format: date-time */
+                            not_before: string;
+                            reason?: string | null;
+                            retired_at?: string | null;
+                            retiring_at?: string | null;
+                            revoked_at?: string | null;
+                            /** @enum {string} */
+                            status: "staged" | "active" | "retiring" | "retired" | "revoked";
+                            subject: string;
+                            tenant_id: string | null;
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/operator/certificates": {
         parameters: {
             query?: never;
@@ -2463,6 +2945,8 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
+                    /** @description only certificates signed by this CA (rotate-expiring --issuer) */
+                    ca_id?: string;
                     cursor?: string;
                     device_id?: string;
                     expiring_within_days?: number;
@@ -3126,6 +3610,148 @@ export interface paths {
             cookie?: never;
         };
         /** The Device CA certificate */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pki/ca/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One CA certificate (`/pki/ca/{id}.pem`) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pki/ca/{id}/crl": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One CA's latest CRL (DER): the distribution point its certificates carry */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pki/ca/{id}/crl.pem": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One CA's latest CRL (PEM) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path: {
+                    id: string;
+                };
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/pki/cas.pem": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every CA a device or broker must trust (staged, active, retiring), PEM, concatenated */
         get: {
             parameters: {
                 query?: never;

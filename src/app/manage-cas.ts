@@ -1,0 +1,277 @@
+/**
+ * The Device CA lifecycle (issue 19), operator only: list, show (with the migration progress),
+ * create (a generated key), import ("bring your own CA"), activate, retire, revoke.
+ * Every change is one transaction with its audit event; the CA directory is re-read after it
+ * (and the other processes are told).
+ */
+import { randomBytes } from 'node:crypto';
+import { SYSTEM_TENANT } from '../domain/alert.ts';
+import type { CaRecord } from '../domain/ca.ts';
+import { AppError } from '../domain/errors.ts';
+import { isValidTenantId } from '../domain/identifiers.ts';
+import type { Actor, CaKeystore, CaRegistry, PreparedCa } from './ports.ts';
+import { AlreadyExistsError, type CaProgress, type OperatorRepositories, type Storage } from './storage-ports.ts';
+import type { Clock } from '../domain/clock.ts';
+
+export interface CaView {
+  id: string;
+  status: CaRecord['status'];
+  tenant_id: string | null;
+  subject: string;
+  issuer_key_id: string;
+  not_before: string;
+  not_after: string;
+  key: { kind: 'file' | 'pkcs11'; ref: string };
+  crl_distribution_point: string;
+  created_at: string;
+  activated_at: string | null;
+  retiring_at: string | null;
+  retired_at: string | null;
+  revoked_at: string | null;
+  reason: string | null;
+  /** Unrevoked, unexpired device certificates it signed (all tenants). */
+  active_certificates: number;
+}
+
+const iso = (d: Date | null) => (d ? d.toISOString() : null);
+
+export function caView(r: CaRecord, progress: CaProgress[]): CaView {
+  return {
+    id: r.id,
+    status: r.status,
+    tenant_id: r.tenantId,
+    subject: r.subject,
+    issuer_key_id: r.issuerKeyId,
+    not_before: r.notBefore.toISOString(),
+    not_after: r.notAfter.toISOString(),
+    key: r.keyRef.kind === 'file' ? { kind: 'file', ref: r.keyRef.path } : { kind: 'pkcs11', ref: r.keyRef.uri },
+    crl_distribution_point: r.crlDistributionPoint,
+    created_at: r.createdAt.toISOString(),
+    activated_at: iso(r.activatedAt),
+    retiring_at: iso(r.retiringAt),
+    retired_at: iso(r.retiredAt),
+    revoked_at: iso(r.revokedAt),
+    reason: r.revocationReason,
+    active_certificates: progress.reduce((n, p) => n + p.activeCertificates, 0),
+  };
+}
+
+export const CA_KEY_TYPES = ['ec-p256', 'rsa-3072'] as const;
+export type CaCreateInput = { key_type?: (typeof CA_KEY_TYPES)[number]; tenant_id?: string | null; key_uri?: string | null; common_name?: string };
+export type CaImportInput = { cert_pem: string; key_pem?: string | null; key_uri?: string | null; tenant_id?: string | null };
+
+export interface CaManagementDeps {
+  storage: Storage;
+  clock: Clock;
+  keystore: CaKeystore;
+  registry: CaRegistry;
+  /** CRL distribution point of a new CA's certificates: <PUBLIC_BASE_URL>/pki/ca/{id}/crl. */
+  crlUrlFor(id: string): string;
+}
+
+const notFound = (id: string) => new AppError('CA_NOT_FOUND', `no CA ${id}`);
+const auditTenant = (r: Pick<CaRecord, 'tenantId'>) => r.tenantId ?? SYSTEM_TENANT;
+
+export function createCaManagement(deps: CaManagementDeps) {
+  const { storage, clock, keystore, registry } = deps;
+
+  async function findOrThrow(repos: OperatorRepositories, id: string, lock = false): Promise<CaRecord> {
+    const ca = await repos.cas.findCa(id, { lock });
+    if (!ca) throw notFound(id);
+    return ca;
+  }
+
+  /** A tenant scope must name a tenant certfleet knows (one with a registered device). */
+  async function assertKnownTenant(tenantId: string | null | undefined): Promise<string | null> {
+    if (tenantId === null || tenantId === undefined) return null;
+    if (!isValidTenantId(tenantId)) throw new AppError('VALIDATION_FAILED', 'tenant_id must be 1 to 128 characters: letters, digits, and . _ : - (not first)');
+    const page = await storage.asOperator((repos) => repos.devices.listDevices({ tenantId, limit: 1 }));
+    if (page.devices.length === 0) throw new AppError('TENANT_NOT_FOUND', `tenant "${tenantId}" is unknown (it has no registered device): a CA scope must name an existing tenant`);
+    return tenantId;
+  }
+
+  /** Stores a staged CA: the key file is written in the same transaction, after the insert (an insert refused leaves no file). */
+  async function store(actor: Actor, id: string, tenantId: string | null, prepared: PreparedCa, action: string): Promise<CaView> {
+    const now = clock.now();
+    try {
+      const record = await storage.asOperator(async (repos) => {
+        if (await repos.cas.findCaByKeyId(prepared.issuerKeyId)) throw new AppError('CA_EXISTS', `a CA with this key (key id ${prepared.issuerKeyId}) is already a record`);
+        if ((await repos.cas.listCas()).some((c) => c.issuerLabel === prepared.issuerLabel)) {
+          throw new AppError('CA_EXISTS', `a CA with the CN "${prepared.issuerLabel}" is already a record: certfleet tells CAs' certificates apart by their issuer CN; give the new CA another CN`);
+        }
+        const inserted = await repos.cas.insertCa({
+          id,
+          tenantId,
+          status: 'staged',
+          subject: prepared.subject,
+          issuerLabel: prepared.issuerLabel,
+          issuerKeyId: prepared.issuerKeyId,
+          notBefore: prepared.notBefore,
+          notAfter: prepared.notAfter,
+          certPem: prepared.certPem,
+          keyRef: prepared.keyRef,
+          crlDistributionPoint: deps.crlUrlFor(id),
+          createdAt: now,
+          createdBy: actor.id,
+        });
+        await prepared.persist();
+        await repos.audit.recordAudit({
+          tenantId: auditTenant(inserted),
+          actor: actor.id,
+          action,
+          targetType: 'ca',
+          targetId: id,
+          details: { tenant_id: tenantId, subject: inserted.subject, issuer_key_id: inserted.issuerKeyId, key_kind: inserted.keyRef.kind, not_after: inserted.notAfter.toISOString() },
+          at: now,
+        });
+        return inserted;
+      });
+      await registry.changed();
+      return caView(record, []);
+    } catch (e) {
+      if (e instanceof AlreadyExistsError) throw new AppError('CA_EXISTS', 'this CA (its key or its CN) is already a record');
+      throw e;
+    }
+  }
+
+  const newId = () => `ca_${randomBytes(8).toString('hex')}`;
+
+  return {
+    async listCas(): Promise<CaView[]> {
+      const now = clock.now();
+      return storage.asOperator(async (repos) => {
+        const records = await repos.cas.listCas();
+        return Promise.all(records.map(async (r) => caView(r, await repos.cas.caProgress(r.id, now))));
+      });
+    },
+
+    async showCa(id: string) {
+      const now = clock.now();
+      return storage.asOperator(async (repos) => {
+        const record = await findOrThrow(repos, id);
+        const progress = await repos.cas.caProgress(id, now);
+        return {
+          ca: caView(record, progress),
+          cert_pem: record.certPem,
+          key_loaded: registry.isLoaded(id),
+          progress: progress.map((p) => ({ tenant_id: p.tenantId, active_certificates: p.activeCertificates })),
+        };
+      });
+    },
+
+    async createCa(actor: Actor, input: CaCreateInput): Promise<CaView> {
+      const tenantId = await assertKnownTenant(input.tenant_id);
+      const id = newId();
+      const stamp = clock.now().toISOString().slice(0, 10);
+      const commonName = input.common_name ?? `certfleet Device CA ${tenantId ? `${tenantId} ` : ''}${stamp} ${id.slice(3, 11)}`;
+      const prepared = await keystore.generate({ id, keyType: input.key_type ?? 'ec-p256', keyUri: input.key_uri ?? null, commonName, now: clock.now() });
+      return store(actor, id, tenantId, prepared, 'ca.created');
+    },
+
+    async importCa(actor: Actor, input: CaImportInput): Promise<CaView> {
+      const tenantId = await assertKnownTenant(input.tenant_id);
+      if (/PRIVATE KEY/.test(input.cert_pem)) throw new AppError('VALIDATION_FAILED', 'cert_pem holds a private key: give the key as key_pem (or key_uri), the certificate as cert_pem');
+      const id = newId();
+      const prepared = await keystore.importCa({ id, certPem: input.cert_pem, keyPem: input.key_pem ?? null, keyUri: input.key_uri ?? null, now: clock.now() });
+      return store(actor, id, tenantId, prepared, 'ca.imported');
+    },
+
+    /** staged -> active; the scope's previous active CA becomes retiring, in the same transaction. */
+    async activateCa(actor: Actor, id: string) {
+      const now = clock.now();
+      if (!registry.isLoaded(id)) {
+        await registry.changed(); // a CA another process just created: re-read (and load its key) first
+      }
+      const result = await storage.asOperator(async (repos) => {
+        const ca = await findOrThrow(repos, id, true);
+        if (ca.status !== 'staged') throw new AppError('CA_STATUS_CONFLICT', `CA ${id} is ${ca.status}: only a staged CA can be activated`);
+        if (ca.notAfter <= now) throw new AppError('INVALID_CA_CERTIFICATE', `CA ${id} expired at ${ca.notAfter.toISOString()}`);
+        if (!registry.isLoaded(id)) throw new AppError('CA_KEY_UNAVAILABLE', `the key of CA ${id} cannot be used by this server (see its log): it cannot sign, so it is not activated`);
+        const previous = await repos.cas.lockActiveCa(ca.tenantId);
+        if (previous) await repos.cas.setCaStatus(previous.id, 'retiring', ['active'], now);
+        let activated: CaRecord | null;
+        try {
+          activated = await repos.cas.setCaStatus(id, 'active', ['staged'], now);
+        } catch (e) {
+          if (e instanceof AlreadyExistsError) throw new AppError('CA_ACTIVE_EXISTS', 'another CA of this scope became active meanwhile');
+          throw e;
+        }
+        if (!activated) throw new AppError('CA_STATUS_CONFLICT', `CA ${id} is no longer staged`);
+        await repos.audit.recordAudit({
+          tenantId: auditTenant(ca),
+          actor: actor.id,
+          action: 'ca.activated',
+          targetType: 'ca',
+          targetId: id,
+          details: { tenant_id: ca.tenantId, previous: previous?.id ?? null },
+          at: now,
+        });
+        return { ca: caView(activated, []), previous: previous ? previous.id : null };
+      });
+      await registry.changed();
+      return result;
+    },
+
+    /** staged|retiring -> retired; refused while unexpired, unrevoked certificates remain unless forced with a reason. */
+    async retireCa(actor: Actor, id: string, input: { force?: boolean; reason?: string | null }) {
+      const now = clock.now();
+      if (input.force && !input.reason?.trim()) throw new AppError('VALIDATION_FAILED', 'force needs a reason (it is audited)');
+      const result = await storage.asOperator(async (repos) => {
+        const ca = await findOrThrow(repos, id, true);
+        if (ca.status === 'active') throw new AppError('CA_STATUS_CONFLICT', `CA ${id} is active: activate its successor first (it then becomes retiring)`);
+        if (ca.status !== 'staged' && ca.status !== 'retiring') throw new AppError('CA_STATUS_CONFLICT', `CA ${id} is ${ca.status}: only a staged or retiring CA can be retired`);
+        const progress = await repos.cas.caProgress(id, now);
+        const remaining = progress.reduce((n, p) => n + p.activeCertificates, 0);
+        if (remaining > 0 && !input.force) {
+          throw new AppError(
+            'CA_HAS_ACTIVE_CERTIFICATES',
+            `CA ${id} still has ${remaining} unexpired, unrevoked certificate(s): rotate them first (certfleet rotate-expiring --issuer ${id}), or retire with force and a reason (they will be refused by the brokers)`,
+            undefined,
+            { active_certificates: remaining, progress: progress.map((p) => ({ tenant_id: p.tenantId, active_certificates: p.activeCertificates })) },
+          );
+        }
+        const retired = await repos.cas.setCaStatus(id, 'retired', ['staged', 'retiring'], now, remaining > 0 ? input.reason!.trim() : (input.reason?.trim() || null));
+        if (!retired) throw new AppError('CA_STATUS_CONFLICT', `CA ${id} changed meanwhile`);
+        await repos.audit.recordAudit({
+          tenantId: auditTenant(ca),
+          actor: actor.id,
+          action: remaining > 0 ? 'ca.retired_forced' : 'ca.retired',
+          targetType: 'ca',
+          targetId: id,
+          details: { tenant_id: ca.tenantId, active_certificates: remaining, reason: input.reason ?? null },
+          at: now,
+        });
+        return { ca: caView(retired, progress) };
+      });
+      await registry.changed();
+      return result;
+    },
+
+    /** A compromised CA: it signs nothing from now on and is no longer published (brokers stop trusting it). */
+    async revokeCa(actor: Actor, id: string, reason: string | undefined) {
+      if (reason !== 'cACompromise') throw new AppError('REVOCATION_REASON_NOT_ALLOWED', 'a CA is revoked with reason cACompromise (to end a CA without compromise, retire it)');
+      const now = clock.now();
+      const result = await storage.asOperator(async (repos) => {
+        const ca = await findOrThrow(repos, id, true);
+        if (ca.status === 'revoked') throw new AppError('CA_STATUS_CONFLICT', `CA ${id} is already revoked`);
+        const progress = await repos.cas.caProgress(id, now);
+        const revoked = await repos.cas.setCaStatus(id, 'revoked', ['staged', 'active', 'retiring', 'retired'], now, reason);
+        if (!revoked) throw new AppError('CA_STATUS_CONFLICT', `CA ${id} changed meanwhile`);
+        await repos.audit.recordAudit({
+          tenantId: auditTenant(ca),
+          actor: actor.id,
+          action: 'ca.revoked',
+          targetType: 'ca',
+          targetId: id,
+          details: { tenant_id: ca.tenantId, reason, previous_status: ca.status, active_certificates: progress.reduce((n, p) => n + p.activeCertificates, 0) },
+          at: now,
+        });
+        return { ca: caView(revoked, progress), was: ca.status };
+      });
+      await registry.changed();
+      return result;
+    },
+  };
+}
+
+export type CaManagement = ReturnType<typeof createCaManagement>;
