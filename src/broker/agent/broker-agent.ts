@@ -59,6 +59,8 @@ export interface BrokerAgentOptions {
    */
   largeCrlBytes?: number;
   largeCrlReloadIntervalMs?: number;
+  /** How the agent waits out that bound (a seam for tests; default: a timer, ended by stop()). */
+  waitOutReloadBound?(ms: number, signal: AbortSignal): Promise<void>;
   /** First retry delay after a failure (doubles up to maxRetryMs, with ±50 % jitter). Defaults 1 s and 30 s. */
   retryMs?: number;
   maxRetryMs?: number;
@@ -267,7 +269,11 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     // A large CRL was just reloaded: wait out the bound; the long poll then returns the latest bundle (all revocations of the wait at once).
     if (lastApplied && lastApplied.bytes >= largeCrlBytes && largeIntervalMs > 0) {
       const wait = lastApplied.at + largeIntervalMs - Date.now();
-      if (wait > 0) await sleep(wait);
+      if (wait > 0) {
+        log.info({ event: 'broker_agent_reload_deferred', ms: wait }, 'large CRL: the next reload waits for the reload bound; revocations meanwhile share it');
+        await (options.waitOutReloadBound ? options.waitOutReloadBound(wait, stopper.signal) : sleep(wait));
+        if (stopper.signal.aborted) return;
+      }
     }
     const res = await call('GET', `/pki/crl-bundle.pem?wait=${waitSeconds}`, {
       headers: etag ? { 'if-none-match': `"${etag}"` } : {},
