@@ -232,7 +232,9 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     await options.sessions.kick(names);
   }
 
-  async function apply(pem: string) {
+  /** `received`: when the bundle's response began and ended (Date.now()), for the applied log line's timings. */
+  async function apply(pem: string, received?: { headersAt: number; bodyAt: number }) {
+    const checkStarted = Date.now();
     const crls = checkBundle(pem, cas, new Map([...applied].map(([k, v]) => [k, v.crlNumber])), new Date());
     const unchanged = crls.length === applied.size && crls.every((c) => applied.get(c.issuerKeyId)?.der.equals(c.der));
     if (!unchanged) {
@@ -240,8 +242,11 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       const validFrom = Math.max(...crls.map((c) => c.thisUpdate.getTime()));
       if (validFrom > Date.now()) await sleep(validFrom - Date.now() + 1000);
       if (stopper.signal.aborted) return;
+      const writeStarted = Date.now();
       await target.write(crls, pem);
+      const reloadStarted = Date.now();
       await reloadUntilDone();
+      const signalled = Date.now();
       lastApplied = { at: Date.now(), bytes: pem.length };
       const previous = new Map(applied);
       applied.clear();
@@ -249,7 +254,18 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       state.crlNumbers = numbers();
       state.appliedAt = new Date();
       state.applied++;
-      log.info({ event: 'broker_agent_applied', node: options.node, crl_numbers: state.crlNumbers }, 'CRL bundle applied');
+      log.info(
+        {
+          event: 'broker_agent_applied',
+          node: options.node,
+          crl_numbers: state.crlNumbers,
+          bytes: pem.length,
+          // where a revocation's way to this broker goes: response begun → body read → checked → written → broker signalled
+          response_at: received?.headersAt ?? null,
+          ms: { download: received ? received.bodyAt - received.headersAt : null, check: writeStarted - checkStarted, write: reloadStarted - writeStarted, reload: signalled - reloadStarted },
+        },
+        'CRL bundle applied',
+      );
       await kickNewlyRevoked(previous, crls).catch((error: Error) => log.warn({ event: 'broker_agent_kick_failed', err: error.message }, 'could not close revoked sessions'));
     }
     state.lastError = null;
@@ -279,16 +295,18 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       headers: etag ? { 'if-none-match': `"${etag}"` } : {},
       timeoutMs: (waitSeconds + 30) * 1000,
     });
+    const headersAt = Date.now();
     if (res.status === 304) {
       await res.arrayBuffer();
       await report(null);
       return;
     }
     const body = await res.text();
+    const bodyAt = Date.now();
     if (res.status !== 200) throw new HttpError(`GET /pki/crl-bundle.pem: HTTP ${res.status} ${body.slice(0, 300)}`);
     const tag = /"([0-9a-f]{64})"/.exec(res.headers.get('etag') ?? '')?.[1] ?? null;
     try {
-      await apply(body);
+      await apply(body, { headersAt, bodyAt });
     } catch (error) {
       if (!(error instanceof BundleRejectedError)) throw error;
       state.refused++;
