@@ -26,6 +26,7 @@ import type { RevokedSessions } from '../revoked-sessions.ts';
 import { BundleRejectedError, checkBundle, trustedCasFromPem, type CheckedCrl, type TrustedCa } from './bundle-check.ts';
 import { checkEnforcement, type CanaryCheck, type CanaryPair, type CanaryTarget } from './canary-check.ts';
 import { crlFileTarget, type CrlTarget } from './crl-targets.ts';
+import { crlListsSerial } from './crl-serial.ts';
 import { DAY_MS } from '../../domain/clock.ts';
 import { isMissing } from '../../support/missing-file.ts';
 
@@ -271,7 +272,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     state.lastError = null;
     let check: (CanaryCheck & { at: Date; attempts: number }) | null = null;
     if (options.canary && canaries) {
-      const listed = crls.some((c) => newlyRevokedSerials(null, c.der).includes(canaries!.revoked.serial));
+      const listed = crls.some((c) => crlListsSerial(c.der, canaries!.revoked.serial));
       check = { ...(await checkEnforcement(options.canary, canaries, listed)), at: new Date() };
       state.lastCheck = check;
       if (check.attempts > 1) log.warn({ event: 'broker_agent_check_retried', attempts: check.attempts, result: check.result }, 'canary check needed retries (broker reloading)');
