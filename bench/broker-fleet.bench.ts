@@ -429,6 +429,11 @@ async function measureSize(revokedAlready: number): Promise<{ crlEntries: number
             `session closed p50 ${fmt(percentile(s(closed), 50), 0)} / p99 ${fmt(percentile(s(closed), 99), 0)} ms; reload ${reloadMs === null ? '-' : fmt(reloadMs, 0)} ms; handshake ${fmt(handshakeMs, 0)} ms; ` +
             `stall p50 ${fmt(percentile(s(stallPerRevocation), 50), 0)} / max ${fmt(Math.max(...stallPerRevocation), 0)} ms (quiet p99 ${fmt(r.quietP99, 1)}); load ${r.load.join('–')}`,
         );
+        if (r.phases.length) console.log(`  agents' steps: ${JSON.stringify(r.phases)}`);
+      } catch (error) {
+        // One setup failing (a broker that would not start on a loaded host) does not lose the others' rows.
+        console.error(`${setup} at ${revokedAlready} listed failed: ${(error as Error).stack}\n${serve?.output().slice(-3000) ?? ''}`);
+        results.push({ setup, refused: [], closed: [], reloadMs: null, handshakeMs: NaN, stallPerRevocation: [], quietP99: NaN, load: [loadStart, load1()], note: `failed: ${(error as Error).message.split('\n')[0]!.slice(0, 200)}`, phases: [] });
       } finally {
         for (const stop of stops) await stop();
         for (const n of nodes) await stopAgent(n);
@@ -458,6 +463,10 @@ export async function runBrokerFleetBench() {
     const { crlEntries, results } = await measureSize(size);
     const oneP50 = results.find((r) => r.setup === 'one') ? percentile(sorted(results.find((r) => r.setup === 'one')!.refused), 50) : NaN;
     for (const r of results) {
+      if (r.note) {
+        rows.push([SETUP_NAMES[r.setup], crlEntries, 0, r.note, '-', '-', '-', '-', '-', '-', '-', '-', `${r.load[0]}–${r.load[1]}`]);
+        continue;
+      }
       const refused = sorted(r.refused);
       const closed = sorted(r.closed);
       const stall = sorted(r.stallPerRevocation);
