@@ -81,6 +81,13 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   const getCrl = createGetCrl({ storage, issuerKeyId: authority?.issuerKeyId ?? null });
   const instanceId = newInstanceId();
   let publisher: CrlPublisher | null = null;
+  /**
+   * The file variant this process just published, kept for the bundle: the waiting broker agents
+   * are answered without reading the CRL back from the database (tens of MB at a million entries).
+   * Used only when the version the bundle read from the database is this very CRL.
+   */
+  let published: { sha256: string; fileDer: Uint8Array } | null = null;
+  let versionRead: string | null = null;
   const bundle = authority
     ? createCrlBundleSource({
         issuers: [
@@ -88,9 +95,10 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
             issuerKeyId: authority.issuerKeyId,
             readVersion: async () => {
               const info = await storage.asOperator(({ crl }) => crl.readCrlInfo(authority.issuerKeyId));
+              versionRead = info?.sha256 ?? null;
               return info?.sha256 ? { sha256: info.sha256, crlNumber: info.crlNumber } : null;
             },
-            loadFileDer: () => loadStoredFileCrl(storage, authority.issuerKeyId),
+            loadFileDer: async () => (published && published.sha256 === versionRead ? published.fileDer : loadStoredFileCrl(storage, authority.issuerKeyId)),
           },
         ],
         onError: (error) => logger.warn({ err: (error as Error).message }, 'could not read the CRL bundle'),
@@ -122,6 +130,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       events: (handlers) =>
         listenForCrlEvents(driver, instanceId, { ...handlers, onPublished: (crlNumber) => (handlers.onPublished(crlNumber), bundle?.published()) }, logger),
       onPublished: (crl) => {
+        published = { sha256: crl.sha256, fileDer: crl.fileDer };
         getCrl.offer(crl);
         events.crlPublished(crl.crlNumber);
         bundle?.published();
