@@ -510,5 +510,6 @@ export async function runBrokerFleetBench() {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
+  process.on('exit', (code) => code !== 0 && console.error(`broker-fleet bench exits with code ${code}`));
   await runBrokerFleetBench();
 }
