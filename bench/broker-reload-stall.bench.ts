@@ -43,7 +43,7 @@ async function measureSize(entries: number) {
   try {
     if (entries) await insertRevokedCertificates(database.driver, { count: entries, now: new Date(), devices: Math.min(10_000, entries), issuer: 'certfleet stall Device CA' });
     const port = await freePort();
-    const brokerConfig = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(port), '--no-kick']);
+    const brokerConfig = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(port), '--no-kick'], 900_000); // a 1M-entry CRL on a loaded host takes minutes
     broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true, startTimeoutMs: 300_000 });
     service = await startTestService(database, { dataDir: join(tmp, 'data'), env: fixture.env, overrides: { logger: createLogger({ level: 'warn', destination: { write: () => undefined } }) } });
     await service.call(TENANT, 'POST', '/customer/devices', { device_id: 'STALL-1' });
