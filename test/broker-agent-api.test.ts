@@ -18,7 +18,9 @@ import { buildCrl } from '../src/crl/build-crl.ts';
 import { caIdentityFromCertificate } from '../src/pki/crl-signer.ts';
 import { crlSignerFor } from '../src/pki/kms/key-signer.ts';
 import { createDeviceCa, deviceCaFromPem, type DeviceCa } from '../src/pki/device-ca.ts';
-import { crlDerToPem } from '../src/crl/verify-crl.ts';
+import { crlDerToPem, crlDerToPemBytes } from '../src/crl/verify-crl.ts';
+import { loadStoredFileCrl } from '../src/crl/publish-crl.ts';
+import { createStorage } from '../src/storage/repositories.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
@@ -141,6 +143,9 @@ describe('GET /pki/crl-bundle.pem', () => {
     expect(bundle.waiting()).toBe(0);
     await t.service.crl.publisher!.idle();
     expect(woken.body).toBe(readFileSync(t.config.crlOutputPath, 'latin1'));
+    // answered from the CRL this process just published: byte for byte what the database holds
+    const stored = await loadStoredFileCrl(createStorage(database.storage.db), t.service.crl.issuerKeyId!);
+    expect(woken.body).toBe(crlDerToPemBytes(stored!).toString('latin1'));
   }, 60_000);
 });
 

@@ -109,6 +109,9 @@ interface PerCa {
   path: string | null;
   reconcile: (() => Promise<unknown>) | null;
   started: boolean;
+  /** The file variant this process published last, kept for the bundle (see bundleIssuer). */
+  lastPublished?: { sha256: string; fileDer: Uint8Array } | null;
+  versionRead?: string | null;
 }
 
 export function createCrlPublication(options: CrlPublicationOptions): CrlPublication {
@@ -137,9 +140,13 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     issuerKeyId: p.authority.issuerKeyId,
     readVersion: async () => {
       const info = await storage.asOperator(({ crl }) => crl.readCrlInfo(p.authority.issuerKeyId));
+      p.versionRead = info?.sha256 ?? null;
       return info?.sha256 ? { sha256: info.sha256, crlNumber: info.crlNumber } : null;
     },
-    loadFileDer: () => loadStoredFileCrl(storage, p.authority.issuerKeyId),
+    // The file variant this process just published answers the waiting agents without reading it back
+    // from the database (tens of MB at a million entries), when the version read is that very CRL.
+    loadFileDer: async () =>
+      p.lastPublished && p.lastPublished.sha256 === p.versionRead ? p.lastPublished.fileDer : loadStoredFileCrl(storage, p.authority.issuerKeyId),
   });
   const bundle = source.list().length
     ? createCrlBundleSource({
@@ -191,6 +198,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
           logger,
         ),
       onPublished: (crl) => {
+        p.lastPublished = { sha256: crl.sha256, fileDer: crl.fileDer };
         p.getCrl.offer(crl);
         events.crlPublished(crl.crlNumber);
         bundle?.published();

@@ -26,6 +26,7 @@ import type { RevokedSessions } from '../revoked-sessions.ts';
 import { BundleRejectedError, checkBundle, trustedCasFromPem, type CheckedCrl, type TrustedCa } from './bundle-check.ts';
 import { checkEnforcement, type CanaryCheck, type CanaryPair, type CanaryTarget } from './canary-check.ts';
 import { crlFileTarget, type CrlTarget } from './crl-targets.ts';
+import { crlListsSerial } from './crl-serial.ts';
 import { DAY_MS } from '../../domain/clock.ts';
 import { isMissing } from '../../support/missing-file.ts';
 
@@ -59,6 +60,8 @@ export interface BrokerAgentOptions {
    */
   largeCrlBytes?: number;
   largeCrlReloadIntervalMs?: number;
+  /** How the agent waits out that bound (a seam for tests; default: a timer, ended by stop()). */
+  waitOutReloadBound?(ms: number, signal: AbortSignal): Promise<void>;
   /** First retry delay after a failure (doubles up to maxRetryMs, with ±50 % jitter). Defaults 1 s and 30 s. */
   retryMs?: number;
   maxRetryMs?: number;
@@ -261,7 +264,8 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     log.info({ event: 'broker_agent_cafile', node: options.node, cas: cas.map((c) => c.keyId) }, 'broker CA file rewritten');
   }
 
-  async function apply(pem: string) {
+  /** `received`: when the bundle's response began and ended (Date.now()), for the applied log line's timings. */
+  async function apply(pem: string, received?: { headersAt: number; bodyAt: number }) {
     // Several CAs: the trust set orders the two files. A CA that left is out of the CA file before its
     // CRL leaves the CRL file; a new CA enters the CA file only once its CRL is in the CRL file the
     // broker reloaded (Mosquitto refuses every certificate of a CA it has no CRL for).
@@ -271,6 +275,7 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       if (staying.length > 0 && staying.length < cas.length) await writeCaFile(set.cas.filter((t) => staying.some((c) => c.keyId === t.keyId)));
     }
     const verifyWith = set ? [...cas, ...set.cas.filter((t) => !cas.some((c) => c.keyId === t.keyId))] : cas;
+    const checkStarted = Date.now();
     const crls = checkBundle(pem, verifyWith, new Map([...applied].map(([k, v]) => [k, v.crlNumber])), new Date());
     const unchanged = crls.length === applied.size && crls.every((c) => applied.get(c.issuerKeyId)?.der.equals(c.der));
     if (!unchanged) {
@@ -278,8 +283,11 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       const validFrom = Math.max(...crls.map((c) => c.thisUpdate.getTime()));
       if (validFrom > Date.now()) await sleep(validFrom - Date.now() + 1000);
       if (stopper.signal.aborted) return;
+      const writeStarted = Date.now();
       await target.write(crls, pem);
+      const reloadStarted = Date.now();
       await reloadUntilDone();
+      const signalled = Date.now();
       lastApplied = { at: Date.now(), bytes: pem.length };
       const previous = new Map(applied);
       applied.clear();
@@ -287,14 +295,25 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       state.crlNumbers = numbers();
       state.appliedAt = new Date();
       state.applied++;
-      log.info({ event: 'broker_agent_applied', node: options.node, crl_numbers: state.crlNumbers }, 'CRL bundle applied');
+      log.info(
+        {
+          event: 'broker_agent_applied',
+          node: options.node,
+          crl_numbers: state.crlNumbers,
+          bytes: pem.length,
+          // where a revocation's way to this broker goes: response begun → body read → checked → written → broker signalled
+          response_at: received?.headersAt ?? null,
+          ms: { download: received ? received.bodyAt - received.headersAt : null, check: writeStarted - checkStarted, write: reloadStarted - writeStarted, reload: signalled - reloadStarted },
+        },
+        'CRL bundle applied',
+      );
       await kickNewlyRevoked(previous, crls).catch((error: Error) => log.warn({ event: 'broker_agent_kick_failed', err: error.message }, 'could not close revoked sessions'));
     }
     if (set) await writeCaFile(set.cas.filter((t) => crls.some((c) => c.issuerKeyId === t.keyId)));
     state.lastError = null;
     let check: (CanaryCheck & { at: Date; attempts: number }) | null = null;
     if (options.canary && canaries) {
-      const listed = crls.some((c) => newlyRevokedSerials(null, c.der).includes(canaries!.revoked.serial));
+      const listed = crls.some((c) => crlListsSerial(c.der, canaries!.revoked.serial));
       check = { ...(await checkEnforcement(options.canary, canaries, listed)), at: new Date() };
       state.lastCheck = check;
       if (check.attempts > 1) log.warn({ event: 'broker_agent_check_retried', attempts: check.attempts, result: check.result }, 'canary check needed retries (broker reloading)');
@@ -308,22 +327,28 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     // A large CRL was just reloaded: wait out the bound; the long poll then returns the latest bundle (all revocations of the wait at once).
     if (lastApplied && lastApplied.bytes >= largeCrlBytes && largeIntervalMs > 0) {
       const wait = lastApplied.at + largeIntervalMs - Date.now();
-      if (wait > 0) await sleep(wait);
+      if (wait > 0) {
+        log.info({ event: 'broker_agent_reload_deferred', ms: wait }, 'large CRL: the next reload waits for the reload bound; revocations meanwhile share it');
+        await (options.waitOutReloadBound ? options.waitOutReloadBound(wait, stopper.signal) : sleep(wait));
+        if (stopper.signal.aborted) return;
+      }
     }
     const res = await call('GET', `/pki/crl-bundle.pem?wait=${waitSeconds}`, {
       headers: etag ? { 'if-none-match': `"${etag}"` } : {},
       timeoutMs: (waitSeconds + 30) * 1000,
     });
+    const headersAt = Date.now();
     if (res.status === 304) {
       await res.arrayBuffer();
       await report(null);
       return;
     }
     const body = await res.text();
+    const bodyAt = Date.now();
     if (res.status !== 200) throw new HttpError(`GET /pki/crl-bundle.pem: HTTP ${res.status} ${body.slice(0, 300)}`);
     const tag = /"([0-9a-f]{64})"/.exec(res.headers.get('etag') ?? '')?.[1] ?? null;
     try {
-      await apply(body);
+      await apply(body, { headersAt, bodyAt });
     } catch (error) {
       if (!(error instanceof BundleRejectedError)) throw error;
       state.refused++;
