@@ -325,7 +325,7 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
     if (param === 'device_id') return fixture.deviceId;
     const segments = op.path.split('/');
     const resource = segments[segments.indexOf(`{${param}}`) - 1];
-    const id = { certificates: fixture.certificateId, alerts: fixture.alertId, 'notification-webhooks': fixture.webhookId, 'claim-cas': fixture.claimCaId }[resource];
+    const id = { certificates: fixture.certificateId, alerts: fixture.alertId, 'notification-webhooks': fixture.webhookId, 'claim-cas': fixture.claimCaId, cas: 'ca_0000000000000000' }[resource];
     if (id === undefined || id === null) throw new Error(`the sweep does not know which id ${op.method} ${op.path} takes: teach idOf()`);
     return String(id);
   }
