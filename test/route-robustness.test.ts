@@ -325,8 +325,8 @@ describe.each(DRIVERS)('route robustness on %s', (kind) => {
     if (param === 'device_id') return fixture.deviceId;
     const segments = op.path.split('/');
     const resource = segments[segments.indexOf(`{${param}}`) - 1];
-    // CAs (/pki/ca/{id}, /api/v1/operator/cas/{id}) are not a tenant's: the global active CA's record id.
-    const caId = t.service.cas.defaultCa()?.record.id;
+    // CAs (/pki/ca/{id}, /api/v1/operator/cas/{id}): a well-formed unknown id (404, nothing written), never the live CA.
+    const caId = 'ca_0000000000000000';
     const id = { certificates: fixture.certificateId, alerts: fixture.alertId, 'notification-webhooks': fixture.webhookId, 'claim-cas': fixture.claimCaId, ca: caId, cas: caId }[resource];
     if (id === undefined || id === null) throw new Error(`the sweep does not know which id ${op.method} ${op.path} takes: teach idOf()`);
     return String(id);

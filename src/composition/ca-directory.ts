@@ -61,13 +61,14 @@ async function adoptConfiguredCa(options: CaDirectoryOptions, ca: DeviceCa): Pro
   const record = await storage.asOperator(async ({ cas }) => {
     const known = await cas.findCaByKeyId(issuerKeyId);
     if (known) return known;
+    const now = clock.now();
+    // DEVICE_CA_* replaced by a CA certfleet does not know (how deployments rolled over before CA
+    // records): it becomes the active global CA and the previous one retiring (still published).
     const active = await cas.lockActiveCa(null);
     if (active) {
-      throw new Error(
-        `the Device CA configured by ${config.pkcs11 ? 'DEVICE_CA_KEY_URI' : 'DEVICE_CA_CERT_PATH'} (${ca.certificate.subject}, key id ${issuerKeyId}) is not a CA record, and ${active.id} is the active global CA: import it with \`certfleet ca import\`, or point DEVICE_CA_* at a known CA, or unset them`,
-      );
+      await cas.setCaStatus(active.id, 'retiring', ['active'], now);
+      options.logger?.warn({ ca: active.id }, `DEVICE_CA_* names a new Device CA (key id ${issuerKeyId}): it becomes the active global CA, ${active.id} is retiring`);
     }
-    const now = clock.now();
     return cas.insertCa({
       id: `ca_${issuerKeyId.slice(0, 16)}`,
       tenantId: null,
@@ -110,7 +111,9 @@ export async function openCaDirectory(options: CaDirectoryOptions): Promise<Stor
 
   const initial = await storage.asOperator(({ cas }) => cas.listCas());
   const globalActive = initial.find((r) => r.tenantId === null && r.status === 'active');
-  if (!globalActive || configuredCaPresent(config)) {
+  // Production: a missing DEVICE_CA_* is fine once a global CA is a record. Embedded (development)
+  // mode keeps creating its development CA in the data dir when none is there.
+  if (!globalActive || configuredCaPresent(config) || !config.productionMode) {
     configured = await loadCaForConfig(config, clock);
   }
   try {

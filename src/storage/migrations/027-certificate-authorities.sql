@@ -7,8 +7,10 @@ CREATE TABLE certificate_authorities (
   tenant_id          text,
   status             text NOT NULL CHECK (status IN ('staged', 'active', 'retiring', 'retired', 'revoked')),
   subject            text NOT NULL,
-  -- device_certificates.issuer of the certificates it signs (its CN): the CRL scope, unique.
-  issuer_label       text NOT NULL UNIQUE,
+  -- device_certificates.issuer of the certificates it signs (its CN): the CRL scope. CAs created or
+  -- imported through the API never share one (checked there); a CA adopted from DEVICE_CA_* may
+  -- share its predecessor's CN (as before CA records: their CRL scopes then overlap).
+  issuer_label       text NOT NULL,
   -- Subject key identifier (hex): its crl_state row.
   issuer_key_id      text NOT NULL UNIQUE,
   not_before         timestamptz NOT NULL,
