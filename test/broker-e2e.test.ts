@@ -173,7 +173,7 @@ describe('real Mosquitto, configured by broker-config, reloaded by certfleet', (
       expect(conf).toContain(line);
     }
     expect(readFileSync(f.combinedCa, 'utf8').match(/BEGIN CERTIFICATE/g)).toHaveLength(2);
-    expect(brokerConfig.env).toMatchObject({ BROKER_PID_FILE: f.pidFile, CRL_OUTPUT_PATH: env.CRL_OUTPUT_PATH, BROKER_ADMIN_USERNAME: 'certfleet-admin', BROKER_GRANTS_PATH: f.grantsFile });
+    expect(brokerConfig.env).toMatchObject({ BROKER_PID_FILE: f.pidFile, CRL_OUTPUT_PATH: env.CRL_OUTPUT_PATH, BROKER_ADMIN_USERNAME: 'certfleet-admin', BROKER_GRANTS_PATH: f.grantsFile, BROKER_CA_PATH: f.deviceCaCert });
     expect(brokerConfig.env.BROKER_ACL_PATH).toBeUndefined();
     expect(conf).toContain(`plugin ${aclPluginPath()}\n`);
     // The initial CRL came from the publisher: stored (numbered) and served like every later one.

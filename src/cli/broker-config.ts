@@ -189,6 +189,8 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
   const env: Record<string, string> = {
     CRL_OUTPUT_PATH: config.crlOutputPath,
     BROKER_PID_FILE: result.files.pidFile,
+    // the broker's cafile: certfleet keeps every staged, active and retiring CA in it (after its CRL is in CRL_OUTPUT_PATH)
+    BROKER_CA_PATH: result.files.deviceCaCert,
   };
   if (result.files.aclFile) env.BROKER_ACL_PATH = result.files.aclFile;
   if (result.files.grantsFile) env.BROKER_GRANTS_PATH = result.files.grantsFile;
