@@ -67,7 +67,7 @@ export function operatorCaRoutes(cas: CaManagement) {
               key_type: { type: 'string', enum: [...CA_KEY_TYPES] },
               tenant_id: tenantId,
               key_uri: { type: ['string', 'null'], pattern: '^pkcs11:', maxLength: 1024 },
-              common_name: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[^,=+<>#;\\\\"]+$' },
+              common_name: { type: 'string', minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,63}$' },
             },
           },
           response: { 201: caSchema },
