@@ -19,7 +19,8 @@
  * route → 403; a session cookie without X-CSRF-Token → 403 on unsafe methods).
  * A registered route without a row fails the test, and so does a row without a route.
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { importJWK, SignJWT, type JWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,6 +85,10 @@ interface Fixtures {
   operatorWebhook(): Promise<number>;
   /** A claim CA of tenant A (registered by its tenant-admin). */
   claimCa(): Promise<number>;
+  /** The global active Device CA's record id. */
+  activeCa(): Promise<string>;
+  /** A staged Device CA, created by an operator (tenant A's own scope when `tenant`). */
+  stagedCa(tenant?: boolean): Promise<string>;
 }
 interface Row {
   /** Status for the owner: tenant A's customer, an operator on operator routes, anyone on public routes. */
@@ -111,6 +116,17 @@ function newClaimCaPem(): string {
   const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(r.out);
   if (!pem) throw new Error(`openssl: ${r.out}`);
   return `${pem[0]}\n`;
+}
+/** A self-signed CA certificate and its key (a "bring your own CA" import). */
+function newImportCa(): { cert_pem: string; key_pem: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'authz-ca-'));
+  run('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'ca.key'), '-out', join(dir, 'ca.crt'), '-days', '365',
+    '-subj', `/CN=Imported CA ${Math.random().toString(36).slice(2)}`, '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  const pair = { cert_pem: readFileSync(join(dir, 'ca.crt'), 'utf8'), key_pem: readFileSync(join(dir, 'ca.key'), 'utf8') };
+  rmSync(dir, { recursive: true, force: true });
+  return pair;
 }
 /** The same status whatever the credentials (routes that read no credentials). */
 const everyCase = (status: number): Partial<Record<CaseName, number>> => Object.fromEntries(CASES.map((c) => [c, status]));
@@ -247,6 +263,14 @@ const ROUTES: Record<string, Row> = {
     request: async (fx) => ({ path: `/notification-webhooks/${await fx.operatorWebhook()}/deliveries` }),
   },
   'operator GET /broker-nodes': { own: 200 },
+  // Device CAs (issue 19): operators only
+  'operator GET /cas': { own: 200 },
+  'operator POST /cas': { own: 201, request: (fx) => ({ path: '/cas', body: { key_type: 'ec-p256', common_name: `Authz CA ${fx.newId('ca')}` } }) },
+  'operator POST /cas/import': { own: 201, request: () => ({ path: '/cas/import', body: newImportCa() }) },
+  'operator GET /cas/:id': { own: 200, request: async (fx) => ({ path: `/cas/${await fx.activeCa()}` }) },
+  'operator POST /cas/:id/activate': { own: 200, request: async (fx) => ({ path: `/cas/${await fx.stagedCa(true)}/activate` }) },
+  'operator POST /cas/:id/retire': { own: 200, request: async (fx) => ({ path: `/cas/${await fx.stagedCa()}/retire` }) },
+  'operator POST /cas/:id/revoke': { own: 200, request: async (fx) => ({ path: `/cas/${await fx.stagedCa()}/revoke`, body: { reason: 'cACompromise' } }) },
   // broker agents (role broker-agent with a broker_node claim; bearer tokens only)
   'broker-agent GET /crl-bundle.pem': { own: 200 },
   'broker-agent POST /report': { own: 200, request: () => ({ path: '/report', body: { kind: 'mosquitto', crl_number: '1' } }) },
@@ -288,6 +312,10 @@ const ROUTES: Record<string, Row> = {
   'public GET /readyz': { own: 200 },
   'public GET /metrics': { own: 200 },
   'public GET /pki/ca.pem': { own: 200 },
+  'public GET /pki/cas.pem': { own: 200 },
+  'public GET /pki/ca/:id': { own: 200, request: async (fx) => ({ path: `/pki/ca/${await fx.activeCa()}.pem` }) },
+  'public GET /pki/ca/:id/crl': { own: 200, request: async (fx) => ({ path: `/pki/ca/${await fx.activeCa()}/crl` }) },
+  'public GET /pki/ca/:id/crl.pem': { own: 200, request: async (fx) => ({ path: `/pki/ca/${await fx.activeCa()}/crl.pem` }) },
   'public GET /pki/crl': { own: 200 },
   'public GET /pki/crl.pem': { own: 200 },
   'public GET /docs': { own: 200 },
@@ -446,6 +474,18 @@ describe('authorization of every registered route', () => {
         return res.json.claim_ca.id as number;
       }),
       webhook: once(async () => (await ok('POST', '/notification-webhooks', { url: `https://hooks.example.com/${id('hook')}` })).webhook.id as number),
+      activeCa: once(async () => {
+        const res = await t.call(null, 'GET', '/operator/cas');
+        expect(res.status, res.body).toBe(200);
+        const active = (res.json.cas as { id: string; status: string; tenant_id: string | null }[]).find((c) => c.status === 'active' && c.tenant_id === null);
+        if (!active) throw new Error('no global active CA');
+        return active.id;
+      }),
+      stagedCa: (tenant = false) =>
+        t.call(null, 'POST', '/operator/cas', { key_type: 'ec-p256', common_name: `Authz CA ${id('staged')}`, ...(tenant ? { tenant_id: TENANT_A } : {}) }).then((res) => {
+          expect(res.status, res.body).toBe(201);
+          return res.json.id as string;
+        }),
       operatorWebhook: once(async () => {
         const res = await t.call(null, 'POST', '/operator/notification-webhooks', { url: `https://hooks.example.com/${id('ophook')}` });
         expect(res.status, res.body).toBe(201);

@@ -49,6 +49,9 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
     await database.db.asTenant(tenant, (tx) =>
       tx.query(`INSERT INTO renewal_advice (certificate_id, tenant_id, device_id, due_at, overdue_at) VALUES ($1, $2, $3, now(), now())`, [expiring.certificate.id, tenant, device]),
     );
+    // A tenant's own issuing CA (operator only: certificate_authorities is not granted to the application role).
+    const own = await t.call(null, 'POST', '/api/v1/operator/cas', { tenant_id: tenant, key_type: 'ec-p256' }, 'operator');
+    expect(own.status, JSON.stringify(own.json)).toBe(201);
     return { certificate: expiring.certificate.id as number, webhook: Number(webhook.webhook.id) };
   };
 
@@ -143,8 +146,8 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
     ).rows.map((r) => r.table_name);
     expect(tables).toEqual(expect.arrayContaining(['audit_events', 'certificate_rotations', 'device_certificates', 'device_registry', 'fleet_alert', 'notification_outbox', 'notification_webhooks']));
     for (const table of tables) {
-      // As the superuser the tests connect as (RLS does not apply to it): both tenants have rows, so B seeing only its own proves something.
-      const owners = await database.driver.transaction((tx) => tx.query<{ tenant_id: string }>(`SELECT DISTINCT tenant_id FROM ${table} ORDER BY 1`));
+      // As the superuser the tests connect as (RLS does not apply to it): both tenants have rows, so B seeing only its own proves something (a NULL tenant is global scope: CAs).
+      const owners = await database.driver.transaction((tx) => tx.query<{ tenant_id: string }>(`SELECT DISTINCT tenant_id FROM ${table} WHERE tenant_id IS NOT NULL ORDER BY 1`));
       expect(owners.rows.map((r) => r.tenant_id), table).toEqual(['tenant-a', 'tenant-b']);
       const readable = await database.driver.transaction((tx) =>
         tx.query<{ ok: boolean }>(`SELECT has_column_privilege('certfleet_app', $1, 'tenant_id', 'SELECT') AS ok`, [table]),

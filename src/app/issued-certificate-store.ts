@@ -81,6 +81,7 @@ export function createIssuedCertificateStore({ storage }: Pick<AppDeps, 'storage
               fingerprint: p.cert.fingerprint,
               commonName: commonNameFor(tenantId, p.deviceId),
               issuer: p.cert.issuer,
+              caId: p.cert.caId ?? null,
               serialNumber: p.cert.serialHex,
               keyType: p.cert.keyType,
               spkiSha256: p.cert.spkiSha256,

@@ -125,6 +125,8 @@ export interface CaRepository {
   lockActiveCa(tenantId: string | null): Promise<CaRecord | null>;
   /** Moves the CA to `to` if its status is one of `from` (stamping the status's timestamp; `reason` for revoked/retired); null otherwise. */
   setCaStatus(id: string, to: CaStatus, from: readonly CaStatus[], at: Date, reason?: string | null): Promise<CaRecord | null>;
+  /** The configured (DEVICE_CA_*) CA's distribution point follows PUBLIC_BASE_URL, as before CA records: updated at start. */
+  setCaCrlUrl(id: string, url: string): Promise<void>;
   /** Unrevoked, unexpired certificates the CA signed, per tenant. */
   caProgress(caId: string, now: Date): Promise<CaProgress[]>;
   /** Records the CA on up to `limit` certificates with its issuer label and no CA yet (the upgrade's backfill); returns how many. */

@@ -60,6 +60,14 @@ async function adoptConfiguredCa(options: CaDirectoryOptions, ca: DeviceCa): Pro
   const issuerKeyId = ca.subjectKeyId.toString('hex');
   const record = await storage.asOperator(async ({ cas }) => {
     const known = await cas.findCaByKeyId(issuerKeyId);
+    // The configured CA keeps the default distribution point, which follows PUBLIC_BASE_URL as it did
+    // before CA records (certificates issued before a change keep the old URL: the broker's file
+    // covers them all). A CA created through the API keeps its own /pki/ca/{id}/crl for life.
+    const configuredUrl = crlDistributionPointUrl(config);
+    if (known && known.crlDistributionPoint !== configuredUrl && known.crlDistributionPoint.endsWith('/pki/crl')) {
+      await cas.setCaCrlUrl(known.id, configuredUrl);
+      return { ...known, crlDistributionPoint: configuredUrl };
+    }
     if (known) return known;
     const now = clock.now();
     // DEVICE_CA_* replaced by a CA certfleet does not know (how deployments rolled over before CA

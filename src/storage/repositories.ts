@@ -176,6 +176,7 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       insertCa: (ca) => translating(cas.insertCa(tx, ca)),
       lockActiveCa: (tenantId) => cas.lockActiveCa(tx, tenantId),
       setCaStatus: (id, to, from, at, reason) => translating(cas.setCaStatus(tx, id, to, from, at, reason ?? null)),
+      setCaCrlUrl: (id, url) => cas.setCaCrlUrl(tx, id, url),
       caProgress: (caId, now) => cas.caProgress(tx, caId, now),
       backfillCaId: (caId, issuerLabel, limit) => cas.backfillCaId(tx, caId, issuerLabel, limit),
     },

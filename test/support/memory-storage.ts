@@ -420,6 +420,11 @@ export function createMemoryStorage(): MemoryStorage {
         const c = state.cas.find((x) => x.status === 'active' && scopeKey(x.tenantId) === scopeKey(tenantId));
         return c ? { ...c } : null;
       },
+      async setCaCrlUrl(id, url) {
+        operatorOnly();
+        const c = state.cas.find((x) => x.id === id);
+        if (c) c.crlDistributionPoint = url;
+      },
       async setCaStatus(id, to, from, at, reason) {
         operatorOnly();
         const c = state.cas.find((x) => x.id === id);

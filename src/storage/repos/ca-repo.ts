@@ -85,6 +85,10 @@ export async function setCaStatus(tx: Queryable, id: string, to: CaStatus, from:
   return rows[0] === undefined ? null : toCa(rows[0]);
 }
 
+export async function setCaCrlUrl(tx: Queryable, id: string, url: string): Promise<void> {
+  await tx.query(`UPDATE certificate_authorities SET crl_url = $2 WHERE id = $1`, [id, url]);
+}
+
 /** Active (unrevoked), unexpired certificates signed by the CA, per tenant. */
 export async function caProgress(tx: Queryable, caId: string, now: Date): Promise<CaProgress[]> {
   const { rows } = await tx.query<{ tenant_id: string; n: string }>(
