@@ -303,6 +303,27 @@ describe.each(DRIVERS)('response schemas on %s', (kind) => {
     });
     expect((await check(null, 'GET', `${O}/broker-nodes`, 200)).nodes).toEqual([expect.objectContaining({ node: 'schema-node', last_check_result: 'passed' })]);
 
+    // Device CAs (operator): list, stage, import, show, activate (a tenant's own), retire, revoke
+    const cas = await check(null, 'GET', `${O}/cas`, 200);
+    const active = cas.cas.find((c: { status: string; tenant_id: string | null }) => c.status === 'active' && c.tenant_id === null);
+    expect(active).toBeDefined();
+    expect((await check(null, 'GET', `${O}/cas/{id}`, 200, { params: { id: active.id } })).ca.id).toBe(active.id);
+    const staged = await check(null, 'POST', `${O}/cas`, 201, { body: { key_type: 'ec-p256', common_name: 'Schema staged CA' } });
+    expect(staged.status).toBe('staged');
+    expect((await check(null, 'POST', `${O}/cas/{id}/retire`, 200, { params: { id: staged.id }, body: {} })).ca.status).toBe('retired');
+    const tenantCa = await check(null, 'POST', `${O}/cas`, 201, { body: { key_type: 'ec-p256', tenant_id: 'acme', common_name: 'Schema acme CA' } });
+    expect((await check(null, 'POST', `${O}/cas/{id}/activate`, 200, { params: { id: tenantCa.id }, body: {} })).ca.status).toBe('active');
+    expect((await check(null, 'POST', `${O}/cas/{id}/revoke`, 200, { params: { id: tenantCa.id }, body: { reason: 'cACompromise' } })).ca.status).toBe('revoked');
+    const importDir = mkdtempSync(join(tmpdir(), 'schema-ca-'));
+    const made = spawnSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(importDir, 'ca.key'), '-out', join(importDir, 'ca.crt'), '-days', '365',
+      '-subj', '/CN=Schema imported CA', '-addext', 'basicConstraints=critical,CA:TRUE,pathlen:0', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    ]);
+    expect(made.status, String(made.stderr)).toBe(0);
+    const imported = await check(null, 'POST', `${O}/cas/import`, 201, { body: { cert_pem: readFileSync(join(importDir, 'ca.crt'), 'utf8'), key_pem: readFileSync(join(importDir, 'ca.key'), 'utf8') } });
+    rmSync(importDir, { recursive: true, force: true });
+    expect(imported.status).toBe('staged');
+
     // Sign-in
     await check(undefined, 'GET', '/auth/config', 200);
     expect((await check(undefined, 'GET', '/auth/me', 200)).principal).toBeNull();
