@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { generateKeyPair } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -32,6 +32,24 @@ async function rawKeyRate(kind: 'ec' | 'rsa', seconds: number, concurrency: numb
   return n / ((performance.now() - start) / 1000);
 }
 
+/** The process and its descendants (API_PROCESSES forks them), from /proc. */
+function processTree(root: number): number[] {
+  const parents = new Map<number, number[]>();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      parents.set(ppid, [...(parents.get(ppid) ?? []), Number(entry)]);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) out.push(...(parents.get(out[i]) ?? []));
+  return out;
+}
+
 /** CPU milliseconds (user + system, every thread) a process has used so far; 0 once it is gone. */
 function cpuMs(pid: number): number {
   try {
@@ -46,7 +64,7 @@ function cpuMs(pid: number): number {
 /** The server's CPU plus that of the Postgres backends serving its database: what one certificate costs, whatever the machine's load. */
 async function serverCpuMs(serverPid: number, admin: pg.Client): Promise<number> {
   const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
-  return cpuMs(serverPid) + rows.reduce((n, r) => n + cpuMs(r.pid), 0);
+  return processTree(serverPid).reduce((n, pid) => n + cpuMs(pid), 0) + rows.reduce((n, r) => n + cpuMs(r.pid), 0);
 }
 
 async function eventLoopP99(base: string): Promise<number> {
@@ -78,28 +96,37 @@ const certfleetRequest = (base: string, token: string, keyType: string) => (i: n
   body: JSON.stringify({ key_type: keyType, validity_days: 30 }),
 });
 
-export async function runIssuanceBench(options: { seconds?: number } = {}) {
+/** One request, retried on a network error (a keep-alive socket the loaded server closed meanwhile). */
+async function post(url: string, token: string, body: unknown): Promise<number> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const res = await fetch(url, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      await res.arrayBuffer();
+      return res.status;
+    } catch (e) {
+      if (attempt >= 5) throw e;
+    }
+  }
+}
+
+export async function runIssuanceBench(options: { seconds?: number; processes?: number } = {}) {
   const seconds = options.seconds ?? scaled(10, 3);
+  // API_PROCESSES: the API on every core (node:cluster), as cfssl's Go runtime runs on every core.
+  const processes = options.processes ?? availableParallelism();
   const db = await benchDatabase();
-  const server = await startServer('api', db.url, { ISSUANCE_RATE_PER_MINUTE: '0' }); // capacity, not the per-tenant limit
+  const server = await startServer('api', db.url, { ISSUANCE_RATE_PER_MINUTE: '0', API_PROCESSES: String(processes) }); // capacity, not the per-tenant limit
   const ca = { certPath: join(server.dataDir, 'ca', 'device-ca.crt'), keyPath: join(server.dataDir, 'ca', 'device-ca.key') };
   const python = pythonWithCryptography();
   const admin = new pg.Client({ connectionString: db.url });
   await admin.connect();
   try {
     const token = server.token('bench');
-    for (let d = 0; d < DEVICES; d++) {
-      await fetch(`${server.base}/api/v1/customer/devices`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ device_id: `BENCH-${d}` }),
-      });
-    }
-    console.log(`\n## Issuance over HTTP (real Postgres, ${availableParallelism()} cores, ${seconds} s per burst)`);
+    for (let d = 0; d < DEVICES; d++) await post(`${server.base}/api/v1/customer/devices`, token, { device_id: `BENCH-${d}` });
+    console.log(`\n## Issuance over HTTP (real Postgres, ${availableParallelism()} cores, API_PROCESSES=${processes}, ${seconds} s per burst)`);
     const rawEc = await rawKeyRate('ec', Math.min(3, seconds), 8);
     const rawRsa = await rawKeyRate('rsa', Math.min(8, seconds), 8);
-    // The cores given to RSA key generation: the pool's threads (KEYGEN_WORKERS, default cores - 1).
-    const keygenWorkers = Math.max(1, availableParallelism() - 1);
+    // The cores given to RSA key generation: the pools' threads (KEYGEN_WORKERS, default cores - 1, shared out among the API processes, at least 1 each).
+    const keygenWorkers = processes > 1 ? processes * Math.max(1, Math.floor((availableParallelism() - 1) / processes)) : Math.max(1, availableParallelism() - 1);
     const rawRsaPool = await rawKeyRate('rsa', Math.min(8, seconds), keygenWorkers);
     console.log(`raw Node key generation (same run): ec-p256 ${fmt(rawEc, 0)} keys/s, rsa-2048 ${fmt(rawRsa)} keys/s (${fmt(rawRsaPool)} keys/s on ${keygenWorkers} thread(s), KEYGEN_WORKERS)`);
     const csrs = deviceCsrs(DEVICES);
@@ -137,6 +164,7 @@ export async function runIssuanceBench(options: { seconds?: number } = {}) {
       );
       rows.push([
         label,
+        processes,
         round(ours.rate),
         round(ours.p50),
         round(ours.p99),
@@ -160,16 +188,16 @@ export async function runIssuanceBench(options: { seconds?: number } = {}) {
       id: 'issuance',
       title: 'Issuance per key type over HTTP',
       description:
-        `certfleet: \`certfleet api\` on Postgres, a keep-alive client (32 requests in flight for EC, 8 for RSA) for ${seconds} s per key type; ` +
+        `certfleet: \`certfleet api\` on Postgres with API_PROCESSES=${processes} (node:cluster), a keep-alive client (32 requests in flight for EC, 8 for RSA) for ${seconds} s per key type; ` +
         'each certificate is a new key generated server-side, signed, stored with its audit event. openssl: `openssl req -x509 -new -newkey … -CA` ' +
         'per certificate, one process per core. python: the seed\'s approach, `cryptography` in one process (key + certificate in a loop, no HTTP, no database). ' +
         'cfssl: `cfssl serve`, `POST /api/v1/cfssl/newcert` (key generated server-side, no database) with the same client. ' +
         'Device CSR: `POST …/certificates/csr` with the device\'s own P-256 key (one per device, made by openssl beforehand), against `cfssl serve`\'s `POST /api/v1/cfssl/sign` with the same CSRs. Same EC P-256 CA for all.',
-      columns: ['key type', 'certfleet certs/s', 'p50 ms', 'p99 ms', 'event-loop lag p99 ms', 'errors', 'openssl certs/s', 'certfleet / openssl', 'python certs/s', 'certfleet / python', 'cfssl certs/s', 'certfleet / cfssl', 'raw Node keygen keys/s', 'raw RSA keygen on the KEYGEN_WORKERS threads keys/s (threads); certfleet / it', 'certfleet CPU µs per certificate (server + its Postgres backends)', 'cfssl CPU µs per certificate', 'cfssl CPU / certfleet CPU', 'load avg (1 min)'],
+      columns: ['key type', 'API processes', 'certfleet certs/s', 'p50 ms', 'p99 ms', 'event-loop lag p99 ms', 'errors', 'openssl certs/s', 'certfleet / openssl', 'python certs/s', 'certfleet / python', 'cfssl certs/s', 'certfleet / cfssl', 'raw Node keygen keys/s', 'raw RSA keygen on the KEYGEN_WORKERS threads keys/s (threads); certfleet / it', 'certfleet CPU µs per certificate (server + its Postgres backends)', 'cfssl CPU µs per certificate', 'cfssl CPU / certfleet CPU', 'load avg (1 min)'],
       rows,
       notes: [
         'Ratios here are certfleet / peer: above 1x certfleet issues more certificates per second.',
-        'CPU per certificate: user + system time of every thread of the process during the burst (/proc), for certfleet plus the Postgres backends of its database, divided by the certificates issued; the client\'s CPU is in neither. On a loaded shared machine the rates follow each process\'s share of the cores (cfssl runs on several OS threads, certfleet\'s HTTP, lint and signing on one), the CPU per certificate much less so.',
+        'CPU per certificate: user + system time of every thread of the process and its children (the API processes) during the burst (/proc), for certfleet plus the Postgres backends of its database, divided by the certificates issued; the client\'s CPU is in neither. On a loaded shared machine the rates follow each process\'s share of the cores (cfssl runs on several OS threads; certfleet\'s HTTP, lint and signing on API_PROCESSES processes, each one thread), the CPU per certificate much less so.',
       ],
     });
     return rows;
@@ -181,5 +209,8 @@ export async function runIssuanceBench(options: { seconds?: number } = {}) {
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  await runIssuanceBench({ seconds: process.env.BENCH_SECONDS ? Number(process.env.BENCH_SECONDS) : undefined });
+  await runIssuanceBench({
+    seconds: process.env.BENCH_SECONDS ? Number(process.env.BENCH_SECONDS) : undefined,
+    processes: process.env.BENCH_API_PROCESSES ? Number(process.env.BENCH_API_PROCESSES) : undefined,
+  });
 }

@@ -85,6 +85,11 @@ export interface Config {
   /** Certificate issuance (generate, csr, rotate) per tenant: tokens per minute (0: no limit) and burst. */
   issuanceRatePerMinute: number;
   issuanceBurst: number;
+  /**
+   * API_PROCESSES: `certfleet api` on this many processes sharing its port (node:cluster; Postgres
+   * only; default 1). Each is a whole API replica: see src/cli/api-cluster.ts for what is divided.
+   */
+  apiProcesses: number;
   /** Worker threads generating RSA keys (default: cores - 1, at least 1; 0: unbounded in libuv's pool, the benchmark's peer). */
   keygenWorkers: number;
   /**
@@ -304,6 +309,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     webhookAllowPrivateNetworks: bool(env, 'WEBHOOK_ALLOW_PRIVATE_NETWORKS', false),
     issuanceRatePerMinute: int(env, 'ISSUANCE_RATE_PER_MINUTE', 600, 0, 1_000_000),
     issuanceBurst: int(env, 'ISSUANCE_BURST', 100, 1, 100_000),
+    apiProcesses: int(env, 'API_PROCESSES', 1, 1, 64),
     keygenWorkers: int(env, 'KEYGEN_WORKERS', Math.max(1, availableParallelism() - 1), 0, 64),
     est: estConfig(env, host),
     descriptors: { reserve: int(env, 'FD_RESERVE', 64, 16, 1_000_000), apiCapSet: isSet(env, 'HTTP_MAX_CONNECTIONS'), estCapSet: isSet(env, 'EST_MAX_CONNECTIONS') },

@@ -83,4 +83,35 @@ describe('renewal admission', () => {
     expect(isAppError(await abandoned)).toBe(true);
     expect(ran).toBe(1);
   });
+
+  it('tells refused devices to come back at the measured completion rate, and refuses at once a request whose turn would come after maxWaitMs', async () => {
+    // Ten slots whose renewals each take 5 s (they wait on the database) but complete 100 ms apart:
+    // the slots deliver 10 per second, not the 2 per second that 10 / 5 s suggests.
+    let t = 0;
+    const admission = createAdmission({ maxConcurrent: 10, queuePerTenant: 1000, maxWaitMs: 950, now: () => t, random: () => 0.5 });
+    const first = Array.from({ length: 10 }, () => gate());
+    const running = first.map((g) => admission.run('big', async () => g.opened));
+    for (const [i, g] of first.entries()) {
+      t = 5000 + i * 100;
+      g.open();
+      await settle();
+    }
+    await Promise.all(running);
+    // Measured: 10 completions in the last 900 ms, 90 ms per renewal. The slots busy again, then a
+    // queue: 10 fit in maxWaitMs (950 ms).
+    const second = Array.from({ length: 10 }, () => gate());
+    const busy = second.map((g) => admission.run('big', async () => g.opened));
+    const queued = Array.from({ length: 10 }, () => admission.run('big', async () => undefined));
+    expect(admission.stats()).toMatchObject({ running: 10, waiting: 10, refused: 0 });
+    // The 11th would wait 990 ms: refused now, not after waiting in vain.
+    const refused = await admission.run('big', async () => undefined).catch((e: unknown) => e);
+    expect(isAppError(refused) && refused.code).toBe('SERVICE_SATURATED');
+    expect(admission.stats()).toMatchObject({ running: 10, waiting: 10, refused: 1 });
+    // Its ticket: after the 10 queued and itself at 90 ms each (990 ms: 1 s), not at the 358 ms
+    // each that 10 slots / the 3.6 s a renewal took on average suggest (4 s).
+    const retryAfter = isAppError(refused) ? refused.details?.retry_after_seconds : undefined;
+    expect(retryAfter).toBe(1);
+    second.forEach((g) => g.open());
+    await Promise.all([...busy, ...queued]);
+  });
 });

@@ -21,7 +21,7 @@ export function createIssueCertificate(deps: Pick<AppDeps, 'storage' | 'authorit
       certificate,
       cert_pem: signed.issued.certPem,
       ...(signed.privateKeyPem ? { private_key_pem: signed.privateKeyPem } : {}),
-      ca_cert_pem: deps.authority.issuerPemOf(signed.issued.certPem) ?? deps.authority.caCertPem(actor.tenantId),
+      ca_cert_pem: signed.issued.issuerPem ?? deps.authority.issuerPemOf(signed.issued.certPem) ?? deps.authority.caCertPem(actor.tenantId),
       warning: [signed.privateKeyPem ? PRIVATE_KEY_WARNING : DEVICE_KEY_NOTE, signed.validityWarning].filter(Boolean).join(' '),
     };
   };

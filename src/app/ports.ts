@@ -25,6 +25,8 @@ export interface IssuedCertificate {
   issuer: string;
   /** The CA record that signed it (null: a process without CA records, e.g. a single-CA test authority). */
   caId?: string | null;
+  /** The signing CA's certificate (PEM), when this process signed it: the answer's ca_cert_pem without parsing the new certificate again. */
+  issuerPem?: string;
   keyType: string;
   notBefore: Date;
   notAfter: Date;

@@ -95,7 +95,7 @@ export function createStartRotation(deps: Pick<AppDeps, 'storage' | 'authority' 
       new_certificate: certificate,
       cert_pem: signed.issued.certPem,
       ...(signed.privateKeyPem ? { private_key_pem: signed.privateKeyPem } : {}),
-      ca_cert_pem: deps.authority.issuerPemOf(signed.issued.certPem) ?? deps.authority.caCertPem(actor.tenantId),
+      ca_cert_pem: signed.issued.issuerPem ?? deps.authority.issuerPemOf(signed.issued.certPem) ?? deps.authority.caCertPem(actor.tenantId),
       old_certificates: old,
       grace_period_hours: graceHours,
       warning: [keyWarning, oldWarning, signed.validityWarning].filter(Boolean).join(' '),

@@ -34,7 +34,10 @@ export const spkiSha256 = (spkiDer: Uint8Array): string => createHash('sha256').
  * holds, unless the tenant allows shared keys. Called in the storing transaction.
  */
 export async function assertKeyUsable({ keys }: Pick<TenantRepositories, 'keys'>, tenantId: string, deviceId: string, spki: string): Promise<void> {
-  const status = await keys.keyStatus(tenantId, deviceId, spki); // one round trip
+  assertKeyStatus(await keys.keyStatus(tenantId, deviceId, spki)); // one round trip
+}
+
+function assertKeyStatus(status: { compromised: boolean; otherDevices: string[]; allowsShared: boolean }): void {
   if (status.compromised) {
     throw new AppError('KEY_COMPROMISED', 'this public key belongs to a certificate revoked for keyCompromise: generate a new key');
   }
@@ -43,7 +46,86 @@ export async function assertKeyUsable({ keys }: Pick<TenantRepositories, 'keys'>
   }
 }
 
+/** At most this many key checks in one statement. */
+const MAX_CHECK_GROUP = 256;
+/** Check statements of one tenant in flight at once (as the group commit of issued certificates). */
+const CHECKS_IN_FLIGHT = 2;
+
+interface PendingCheck {
+  deviceId: string;
+  spki: string;
+  resolve(): void;
+  reject(error: unknown): void;
+}
+
+/**
+ * assertKeyUsable before signing for a device-supplied key, grouped: concurrent checks of a
+ * tenant share one transaction and one statement (CHECKS_IN_FLIGHT groups at once, the checks
+ * made meanwhile go together in the next; no timer, an idle tenant's check runs at once, alone).
+ * Each member gets the answer it would have had alone; when the group's statement fails, each
+ * member is checked alone.
+ */
+export function createKeyPrecheck(storage: AppDeps['storage']) {
+  const queues = new Map<string, PendingCheck[]>();
+  const flushing = new Map<string, number>();
+  const alone = async (tenantId: string, p: PendingCheck) => {
+    try {
+      await storage.asTenant(tenantId, (repos) => assertKeyUsable(repos, tenantId, p.deviceId, p.spki));
+      p.resolve();
+    } catch (error) {
+      p.reject(error);
+    }
+  };
+  async function flush(tenantId: string, group: PendingCheck[]) {
+    let statuses: Awaited<ReturnType<TenantRepositories['keys']['keyStatuses']>> | null = null;
+    try {
+      statuses = group.length === 1 ? null : await storage.asTenant(tenantId, (repos) => repos.keys.keyStatuses(tenantId, group.map((p) => ({ deviceId: p.deviceId, spkiSha256: p.spki }))));
+    } catch {
+      statuses = null;
+    }
+    const got = statuses;
+    if (!got || got.length !== group.length) {
+      for (const p of group) await alone(tenantId, p);
+      return;
+    }
+    group.forEach((p, i) => {
+      try {
+        const status = got[i];
+        if (status) assertKeyStatus(status);
+        p.resolve();
+      } catch (error) {
+        p.reject(error);
+      }
+    });
+  }
+  function pump(tenantId: string): void {
+    const inFlight = flushing.get(tenantId) ?? 0;
+    if (inFlight >= CHECKS_IN_FLIGHT) return;
+    const queue = queues.get(tenantId);
+    if (!queue || queue.length === 0) {
+      queues.delete(tenantId);
+      return;
+    }
+    const group = queue.splice(0, MAX_CHECK_GROUP);
+    flushing.set(tenantId, inFlight + 1);
+    void flush(tenantId, group).finally(() => {
+      const left = (flushing.get(tenantId) ?? 1) - 1;
+      if (left === 0) flushing.delete(tenantId);
+      else flushing.set(tenantId, left);
+      pump(tenantId);
+    });
+  }
+  return (tenantId: string, deviceId: string, spki: string): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      let queue = queues.get(tenantId);
+      if (!queue) queues.set(tenantId, (queue = []));
+      queue.push({ deviceId, spki, resolve, reject });
+      pump(tenantId);
+    });
+}
+
 export function createSignDeviceCertificate({ storage, authority, keys, clock, issuanceLimit }: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
+  const precheck = createKeyPrecheck(storage);
   /** `requestedDays` undefined: the tenant's renewal policy (validity_days). */
   return async (tenantId: string, deviceId: string, requestedDays: number | undefined, key: KeyRequest): Promise<SignedCertificate> => {
     assertCommonNameFits(tenantId, deviceId);
@@ -54,7 +136,7 @@ export function createSignDeviceCertificate({ storage, authority, keys, clock, i
       key.kind === 'generate' ? await keys.generate(key.keyType, tenantId) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };
     const spki = spkiSha256(publicKey.spkiDer);
     // Before the CA signs anything for a device-supplied key (checked again when storing).
-    if (key.kind === 'csr') await storage.asTenant(tenantId, (repos) => assertKeyUsable(repos, tenantId, deviceId, spki));
+    if (key.kind === 'csr') await precheck(tenantId, deviceId, spki);
     const signedAt = clock.now();
     const validity = deviceValidity({ signedAt, validityDays, ca: authority.caValidity(tenantId) });
     const issued = await authority.issue({

@@ -88,6 +88,8 @@ export interface DeviceKeyRepository {
   allowsSharedDeviceKeys(tenantId: string): Promise<boolean>;
   /** The three above in one round trip. */
   keyStatus(tenantId: string, deviceId: string, spkiSha256: string): Promise<{ compromised: boolean; otherDevices: string[]; allowsShared: boolean }>;
+  /** keyStatus for several (device, key) pairs of one tenant in one round trip, in their order. */
+  keyStatuses(tenantId: string, items: Array<{ deviceId: string; spkiSha256: string }>): Promise<Array<{ compromised: boolean; otherDevices: string[]; allowsShared: boolean }>>;
   setAllowSharedDeviceKeys(tenantId: string, allow: boolean, at: Date): Promise<void>;
 }
 

@@ -3,11 +3,21 @@ import { createService } from '../composition/service.ts';
 import { createWorker } from '../composition/worker.ts';
 import { createLogger } from '../support/logger.ts';
 import type { Flags } from './spec.ts';
+import { apiProcessIndex, configForApiProcess, READY_MESSAGE, runApiCluster } from './api-cluster.ts';
 
 /** Runs until SIGINT/SIGTERM. */
-export async function serveCommand(_flags: Flags, config: Config, parts: { api: boolean; worker: boolean }): Promise<number> {
-  estListenerConfig(config); // refuses EST_PORT without its certificate before anything starts
-  const logger = createLogger({ level: config.logLevel });
+export async function serveCommand(_flags: Flags, loaded: Config, parts: { api: boolean; worker: boolean }): Promise<number> {
+  estListenerConfig(loaded); // refuses EST_PORT without its certificate before anything starts
+  const logger = createLogger({ level: loaded.logLevel });
+  let config = loaded;
+  const clustered = parts.api && !parts.worker && loaded.apiProcesses > 1;
+  if (clustered) {
+    // Several processes on one database: PGlite allows one process.
+    if (!loaded.databaseUrl) throw new Error('API_PROCESSES > 1 needs DATABASE_URL (Postgres): the embedded PGlite database allows one process');
+    const index = apiProcessIndex();
+    if (index === null) return runApiCluster(loaded, logger);
+    config = configForApiProcess(loaded, index, loaded.apiProcesses);
+  }
   const service = await createService(config, {
     logger,
     // serve publishes the CRL (file + broker reload); api leaves it to the worker (PGlite: always in-process).
@@ -52,6 +62,7 @@ export async function serveCommand(_flags: Flags, config: Config, parts: { api: 
     `certfleet listening on ${address}`,
   );
   await worker?.start();
+  if (clustered) process.send?.(READY_MESSAGE);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);

@@ -32,11 +32,19 @@ function keyIdOf(spki: Buffer): Buffer {
   return createHash('sha1').update(spki.subarray(bits.valueStart + 1, bits.end)).digest();
 }
 
+/** Each CA's certificate parsed once (not once per certificate checked against it). */
+const parsedCas = new WeakMap<DeviceCa, X509Certificate>();
+function parsedCa(ca: DeviceCa): X509Certificate {
+  let parsed = parsedCas.get(ca);
+  if (!parsed) parsedCas.set(ca, (parsed = new X509Certificate(ca.certDer)));
+  return parsed;
+}
+
 /** Issued by `ca`: its issuer name is the CA's subject and the CA's key verifies its signature. */
 function signedBy(certPem: string, ca: DeviceCa): boolean {
   try {
     const cert = new X509Certificate(certPem);
-    return cert.checkIssued(new X509Certificate(ca.certDer)) && cert.verify(ca.publicKey);
+    return cert.checkIssued(parsedCa(ca)) && cert.verify(ca.publicKey);
   } catch {
     return false;
   }
@@ -140,6 +148,7 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
         fingerprint: fingerprintOf(der),
         serialHex: normaliseSerial(serial.toString('hex')),
         issuer: ca.issuerLabel,
+        issuerPem: ca.certPem,
         keyType: req.publicKey.keyType,
         notBefore: new Date(Math.floor(req.notBefore.getTime() / 1000) * 1000),
         notAfter: new Date(Math.floor(req.notAfter.getTime() / 1000) * 1000),

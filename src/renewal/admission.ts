@@ -5,7 +5,8 @@
  * so a tenant with 9,000 devices renewing cannot starve one with 100: each tenant with waiting
  * requests gets an equal share of the slots, and a full queue refuses only its own tenant.
  *
- * A request that finds its tenant's queue full, or waits longer than `maxWaitMs`, is refused
+ * A request that finds its tenant's queue full, whose turn would come after more than `maxWaitMs`
+ * at the measured completion rate, or that waits longer than `maxWaitMs`, is refused
  * with SERVICE_SATURATED (503) and `retry_after_seconds`: EST answers 503 with `Retry-After`,
  * MQTT a problem with `retry_after_seconds`. Nothing has been done for a refused request, so
  * the device simply asks again later; a request whose client left while it waited (EST: the
@@ -54,6 +55,12 @@ interface Waiter {
 
 /** Retry-After is at least 1 s (HTTP's unit) and at most this. */
 const MAX_RETRY_AFTER_SECONDS = 300;
+/** The completion rate is measured over at most this many recent completions … */
+const RATE_SAMPLES = 64;
+/** … within this window … */
+const RATE_WINDOW_MS = 30_000;
+/** … and only once at least this many completed in it. */
+const MIN_RATE_SAMPLES = 8;
 
 export function createAdmission(options: AdmissionOptions): Admission {
   const now = options.now ?? (() => performance.now());
@@ -63,26 +70,53 @@ export function createAdmission(options: AdmissionOptions): Admission {
   let waiting = 0;
   let refused = 0;
   let admitted = 0;
-  /** Moving average of how long one renewal takes (ms), for Retry-After. */
+  /** Moving average of how long one renewal takes (ms): the rate estimate until enough have completed. */
   let serviceMs = 100;
+  /** When the last renewals completed (ms, `now()`'s clock), oldest first: the measured rate. */
+  const completions: number[] = [];
+
+  /**
+   * Renewals completed per ms, as measured over the last RATE_SAMPLES completions within
+   * RATE_WINDOW_MS (what the slots actually deliver under this load), or null when too few
+   * completed lately to say. The estimate from the slots alone (maxConcurrent / the time one
+   * renewal took) under load overstated the time per renewal several times (a renewal's time
+   * includes its waits on Postgres and on the CPU a storm's TLS handshakes take, while the other
+   * slots' renewals progress meanwhile), and refused devices were told to come back minutes after
+   * a slot was free for them.
+   */
+  function measuredRate(t: number): number | null {
+    while (completions.length > 0 && completions[0] < t - RATE_WINDOW_MS) completions.shift();
+    if (completions.length < MIN_RATE_SAMPLES) return null;
+    const span = Math.max(1, t - completions[0]);
+    return completions.length / span;
+  }
+
+  /** How long one more request of this tenant waits for its turn (ms), given the tenants sharing the slots. */
+  function perRequestMs(t: number): { ms: number; measured: boolean } {
+    const sharing = Math.max(1, queues.size);
+    const bySlots = options.maxConcurrent / Math.max(1, serviceMs);
+    const measured = measuredRate(t);
+    // The faster of the two: a rate measured while the slots were not all busy understates them.
+    const rate = measured === null ? bySlots : Math.max(measured, bySlots);
+    return { ms: sharing / rate, measured: measured !== null };
+  }
 
   /** Per tenant: when the next refused request is told to come back (ms, `now()`'s clock). */
   const nextTicket = new Map<string, number>();
 
   /**
    * Retry-After as a ticket: a tenant's refused requests are told to come back one after
-   * another at the rate its share of the slots serves them (time per renewal x tenants sharing
-   * / slots), after its current queue has drained, so 9,000 refused devices come back spread
-   * over the minutes they need instead of all in the next second; a little jitter (+-10%)
+   * another at the rate its share of the slots serves them (the measured completion rate /
+   * tenants sharing), after its current queue has drained, so 9,000 refused devices come back
+   * spread over the minutes they need instead of all in the next second; a little jitter (+-10%)
    * keeps them from lining up on second boundaries.
    */
   function retryAfterSeconds(tenantId: string): number {
     const t = now();
-    const sharing = Math.max(1, queues.size);
-    const perRequestMs = (serviceMs * sharing) / options.maxConcurrent;
-    const drained = t + ((queues.get(tenantId)?.length ?? 0) + 1) * perRequestMs;
+    const step = perRequestMs(t).ms;
+    const drained = t + ((queues.get(tenantId)?.length ?? 0) + 1) * step;
     const ticket = Math.max(drained, nextTicket.get(tenantId) ?? 0);
-    nextTicket.set(tenantId, ticket + perRequestMs);
+    nextTicket.set(tenantId, ticket + step);
     if (nextTicket.size > 10_000) for (const [k, at] of nextTicket) if (at < t) nextTicket.delete(k);
     const seconds = Math.ceil(((ticket - t) * (0.9 + random() * 0.2)) / 1000);
     return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, seconds));
@@ -129,7 +163,10 @@ export function createAdmission(options: AdmissionOptions): Admission {
     try {
       return await work();
     } finally {
-      serviceMs = serviceMs * 0.9 + (now() - began) * 0.1;
+      const t = now();
+      serviceMs = serviceMs * 0.9 + (t - began) * 0.1;
+      completions.push(t);
+      if (completions.length > RATE_SAMPLES) completions.shift();
       running--;
       dispatch();
     }
@@ -140,6 +177,11 @@ export function createAdmission(options: AdmissionOptions): Admission {
       if (running < options.maxConcurrent && waiting === 0) return execute(work);
       const queue = queues.get(tenantId) ?? [];
       if (queue.length >= options.queuePerTenant) return Promise.reject(saturated(tenantId, `tenant ${tenantId} has ${queue.length} renewals waiting`));
+      // Told at once rather than after waiting maxWaitMs in vain: its turn, at the measured rate, would come too late.
+      const step = perRequestMs(now());
+      if (step.measured && (queue.length + 1) * step.ms > options.maxWaitMs) {
+        return Promise.reject(saturated(tenantId, `tenant ${tenantId} has ${queue.length} renewals waiting, more than ${options.maxWaitMs} ms of work`));
+      }
       return new Promise((resolve, reject) => {
         const waiter: Waiter = {
           tenantId,

@@ -101,6 +101,7 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
       otherDevicesWithKey: (tenantId, deviceId, spkiSha256) => deviceKeys.otherDevicesWithKey(tx, tenantId, deviceId, spkiSha256),
       allowsSharedDeviceKeys: (tenantId) => deviceKeys.allowsSharedDeviceKeys(tx, tenantId),
       keyStatus: (tenantId, deviceId, spkiSha256) => deviceKeys.keyStatus(tx, tenantId, deviceId, spkiSha256),
+      keyStatuses: (tenantId, items) => deviceKeys.keyStatuses(tx, tenantId, items),
       setAllowSharedDeviceKeys: (tenantId, allow, at) => deviceKeys.setAllowSharedDeviceKeys(tx, tenantId, allow, at),
     },
     renewalPolicy: {

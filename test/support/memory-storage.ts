@@ -239,6 +239,11 @@ export function createMemoryStorage(): MemoryStorage {
             allowsShared: await implemented.keys.allowsSharedDeviceKeys(tenantId),
           };
         },
+        async keyStatuses(tenantId: string, items: Array<{ deviceId: string; spkiSha256: string }>) {
+          const out = [];
+          for (const i of items) out.push(await implemented.keys.keyStatus(tenantId, i.deviceId, i.spkiSha256));
+          return out;
+        },
         async setAllowSharedDeviceKeys(tenantId: string, allow: boolean) {
           state.sharedKeys[tenantId] = allow;
         },

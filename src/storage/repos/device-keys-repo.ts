@@ -43,6 +43,25 @@ export async function keyStatus(tx: Queryable, tenantId: string, deviceId: strin
   return { compromised: r?.compromised === true, otherDevices: r?.others ?? [], allowsShared: r?.allow_shared ?? false };
 }
 
+/** keyStatus for several (device, key) pairs of one tenant in one statement, in their order. */
+export async function keyStatuses(
+  tx: Queryable,
+  tenantId: string,
+  items: Array<{ deviceId: string; spkiSha256: string }>,
+): Promise<Array<{ compromised: boolean; otherDevices: string[]; allowsShared: boolean }>> {
+  const { rows } = await tx.query<{ ord: string; compromised: boolean; others: string[] | null; allow_shared: boolean | null }>(
+    `SELECT i.ord,
+            EXISTS (SELECT 1 FROM compromised_keys WHERE spki_sha256 = i.spki) AS compromised,
+            (SELECT array_agg(device_id ORDER BY device_id) FROM (
+               SELECT DISTINCT device_id FROM device_certificates WHERE tenant_id = $1 AND spki_sha256 = i.spki AND device_id <> i.device_id ORDER BY device_id LIMIT 5) o) AS others,
+            (SELECT allow_shared_device_keys FROM tenant_settings WHERE tenant_id = $1) AS allow_shared
+       FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS i(device_id, spki, ord)
+      ORDER BY i.ord`,
+    [tenantId, items.map((i) => i.deviceId), items.map((i) => i.spkiSha256)],
+  );
+  return rows.map((r) => ({ compromised: r.compromised === true, otherDevices: r.others ?? [], allowsShared: r.allow_shared ?? false }));
+}
+
 export async function setAllowSharedDeviceKeys(tx: Queryable, tenantId: string, allow: boolean, at: Date): Promise<void> {
   await tx.query(
     `INSERT INTO tenant_settings (tenant_id, allow_shared_device_keys, updated_at) VALUES ($1, $2, $3)
