@@ -8,12 +8,13 @@
  * Afterwards every device must have exactly two certificates (old, new) and one rotation.
  *
  * Run twice on real Postgres, in the same process: certfleet's admission (the defaults:
- * RENEWAL_MAX_CONCURRENT 8, RENEWAL_QUEUE_PER_TENANT 200, RENEWAL_QUEUE_WAIT_MS 10000) and the
+ * RENEWAL_MAX_CONCURRENT 32, RENEWAL_QUEUE_PER_TENANT 200, RENEWAL_QUEUE_WAIT_MS 10000) and the
  * peer without it (every request run at once, as before), with the ratios.
  *
  *   node --import tsx bench/renewal-storm.bench.ts
  */
 import { emitTable, ratio, round, scaled } from './support/results.ts';
+import { loadavg } from 'node:os';
 import { fmt, percentile } from './support/server.ts';
 import { enrollFleet, issuedPerDevice, runStorm, startStormStack } from '../test/support/renewal-storm.ts';
 
@@ -32,6 +33,8 @@ interface Figures {
   notExactlyOnce: number;
   replayMismatches: number;
   seconds: number;
+  /** 1-minute load average at the storm's start and end. */
+  load: string;
 }
 
 async function scenario(label: string, env: Record<string, string>): Promise<Figures> {
@@ -43,6 +46,7 @@ async function scenario(label: string, env: Record<string, string>): Promise<Fig
     process.stdout.write(`${label}: ${DEVICES} devices enrolled in ${fmt((performance.now() - enrollStart) / 1000)} s; storm over ${SPREAD_MS / 1000} s\n`);
     // Interleave the tenants in time, as a real storm would.
     devices.sort((a, b) => Number(a.deviceId.slice(4)) / (a.tenant === 'big' ? big : DEVICES - big) - Number(b.deviceId.slice(4)) / (b.tenant === 'big' ? big : DEVICES - big));
+    const loadAtStart = loadavg()[0];
     const { outcomes, elapsedMs } = await runStorm(stack, devices, { spreadMs: SPREAD_MS, lostAnswerEvery: 10, maxAttempts: 1000 });
     const issued = await issuedPerDevice(stack);
     const latencies = outcomes.filter((o) => o.certPem).map((o) => o.latencyMs).sort((a, b) => a - b);
@@ -64,6 +68,7 @@ async function scenario(label: string, env: Record<string, string>): Promise<Fig
       }).length,
       replayMismatches: outcomes.filter((o) => o.replayedSame === false).length,
       seconds: elapsedMs / 1000,
+      load: `${loadAtStart.toFixed(1)}–${loadavg()[0].toFixed(1)}`,
     };
     process.stdout.write(`${label}: ${JSON.stringify(figures)}\n`);
     return figures;
@@ -72,7 +77,7 @@ async function scenario(label: string, env: Record<string, string>): Promise<Fig
   }
 }
 
-// BENCH_STORM_CONCURRENCY: RENEWAL_MAX_CONCURRENT for the admission run (default: the default, 8).
+// BENCH_STORM_CONCURRENCY: RENEWAL_MAX_CONCURRENT for the admission run (default: the default, 32).
 const concurrency = process.env.BENCH_STORM_CONCURRENCY;
 const admission = await scenario(concurrency ? `admission (RENEWAL_MAX_CONCURRENT=${concurrency})` : 'admission (defaults)', concurrency ? { RENEWAL_MAX_CONCURRENT: concurrency } : {});
 const peer = process.env.BENCH_STORM_NO_PEER === '1' ? null : await scenario('no admission (peer)', { RENEWAL_MAX_CONCURRENT: '1000', RENEWAL_QUEUE_PER_TENANT: '1000000', RENEWAL_QUEUE_WAIT_MS: '600000' });
@@ -81,7 +86,7 @@ emitTable({
   id: 'renewal-storm',
   title: `Renewal storm: ${DEVICES.toLocaleString('en-US')} devices within ${SPREAD_MS / 1000} s (EST and MQTT)`,
   description: `${DEVICES} devices of two tenants (90% / 10%), one third renewing over MQTT through a real Mosquitto (broker-config --mqtt-renewal), two thirds over EST (Node TLS, base64 PKCS#10), each with a CSR for a new EC key, starting evenly over ${SPREAD_MS / 1000} s; a device told SERVICE_SATURATED waits Retry-After (EST) / retry_after_seconds (MQTT) and asks again; every tenth device asks again after its certificate (a lost answer) and must get the same one. Latency: first request to certificate, retries included. "not exactly once": devices without exactly one new certificate and one rotation afterwards (database). certfleet with its admission (defaults) against the same storm without it, same process, real Postgres.`,
-  columns: ['configuration', 'renewals/s', 'p50 ms', 'p99 ms', 'small tenant p99 ms', 'devices refused then retried', '503 answers', 'errors', 'not exactly once', 'lost-answer replays differing', 'storm s'],
+  columns: ['configuration', 'renewals/s', 'p50 ms', 'p99 ms', 'small tenant p99 ms', 'devices refused then retried', '503 answers', 'errors', 'not exactly once', 'lost-answer replays differing', 'storm s', 'load avg (1 min, start–end)'],
   rows: [admission, ...(peer ? [peer] : [])].map((f) => [
     f.label,
     round(f.renewalsPerSecond),
@@ -94,6 +99,7 @@ emitTable({
     f.notExactlyOnce,
     f.replayMismatches,
     round(f.seconds),
+    f.load,
   ]),
   notes: [
     peer

@@ -315,7 +315,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     descriptors: { reserve: int(env, 'FD_RESERVE', 64, 16, 1_000_000), apiCapSet: isSet(env, 'HTTP_MAX_CONNECTIONS'), estCapSet: isSet(env, 'EST_MAX_CONNECTIONS') },
     mqttRenewal: bool(env, 'MQTT_RENEWAL', false),
     renewalAdmission: {
-      maxConcurrent: int(env, 'RENEWAL_MAX_CONCURRENT', 8, 1, 1_000),
+      maxConcurrent: int(env, 'RENEWAL_MAX_CONCURRENT', 32, 1, 1_000),
       queuePerTenant: int(env, 'RENEWAL_QUEUE_PER_TENANT', 200, 0, 1_000_000),
       maxWaitMs: int(env, 'RENEWAL_QUEUE_WAIT_MS', 10_000, 10, 600_000),
     },

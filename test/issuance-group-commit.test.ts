@@ -3,12 +3,13 @@
  * Postgres: certificates stored while a tenant's transaction is in flight go together in the
  * next one, each with exactly one audit event; a member that fails (unknown device, compromised
  * key, key of another device, even inside the same group) fails alone and loses none of the
- * others; tenants never share a group (row-level security applies to each).
+ * others; tenants never share a group (row-level security applies to each). The key checks
+ * before signing a device's CSR are grouped the same way (createKeyPrecheck).
  */
 import { generateKeyPairSync } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { GROUPS_IN_FLIGHT, createIssuedCertificateStore } from '../src/app/issued-certificate-store.ts';
-import { spkiSha256 } from '../src/app/sign-device-certificate.ts';
+import { createKeyPrecheck, spkiSha256 } from '../src/app/sign-device-certificate.ts';
 import type { Storage } from '../src/app/storage-ports.ts';
 import type { CertificateAuthority } from '../src/app/ports.ts';
 import { AppError } from '../src/domain/errors.ts';
@@ -133,6 +134,48 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
     expect(events).toHaveLength(2 + storedIds.length); // the two set-up certificates, then one per stored member
     for (const id of storedIds) expect(events.filter((e) => e.target_id === id)).toHaveLength(1);
     expect((await certificates('acme')).length).toBe(2 + storedIds.length);
+  });
+
+  it("CSR key checks before signing go in groups too, each member with its own answer (compromised, another device's key, its own device's earlier key)", async () => {
+    const store = createIssuedCertificateStore({ storage });
+    const compromised = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    const first = await store.store(actor('acme'), 'D8', await signed('acme', 'D8', compromised), now, 'certificate.issued', {});
+    await storage.asTenant('acme', async (repos) => {
+      await repos.certificates.markRevoked(first.id, 'keyCompromise', now);
+      await repos.keys.markKeyCompromised(first.id, now);
+    });
+    const held = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    await store.store(actor('acme'), 'D9', await signed('acme', 'D9', held), now, 'certificate.issued', {});
+    // The key statements on their way through: single checks (keyStatus) and groups (keyStatuses).
+    const statements: number[] = [];
+    const counted: Storage = {
+      ...storage,
+      asTenant: (tenantId, fn) =>
+        storage.asTenant(tenantId, (repos) =>
+          fn({
+            ...repos,
+            keys: {
+              ...repos.keys,
+              keyStatus: (...args) => (statements.push(1), repos.keys.keyStatus(...args)),
+              keyStatuses: (t, items) => (statements.push(items.length), repos.keys.keyStatuses(t, items)),
+            },
+          }),
+        ),
+    };
+    const precheck = createKeyPrecheck(counted);
+    const fresh = () => spkiSha256(spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey));
+    const checks: Array<[string, string]> = [
+      ...Array.from({ length: 20 }, (_, i): [string, string] => [`D${i % 8}`, fresh()]),
+      ['D1', spkiSha256(compromised)],
+      ['D2', spkiSha256(held)],
+      ['D9', spkiSha256(held)], // D9's own key again: allowed
+      ['D3', fresh()],
+    ];
+    const outcomes = await Promise.allSettled(checks.map(([device, spki]) => precheck('acme', device, spki)));
+    const code = (o: PromiseSettledResult<unknown>) => (o.status === 'rejected' ? (o.reason as AppError).code : 'ok');
+    expect(outcomes.map(code)).toEqual([...Array.from({ length: 20 }, () => 'ok'), 'KEY_COMPROMISED', 'KEY_IN_USE', 'ok', 'ok']);
+    // Nothing in flight: the first two alone, the other 22 in one statement (not 24 transactions).
+    expect(statements.sort((a, b) => a - b)).toEqual([1, 1, 22]);
   });
 
   it('tenants never share a group; each certificate and audit event belongs to its tenant', async () => {
