@@ -114,4 +114,27 @@ describe('renewal admission', () => {
     second.forEach((g) => g.open());
     await Promise.all([...busy, ...queued]);
   });
+
+  it("weighs the tenants' tickets by their demand: a small tenant neither doubles a big one's wait nor waits behind it", async () => {
+    // One slot, 100 ms per renewal (nothing measured yet), two waiting per tenant at most.
+    const admission = createAdmission({ maxConcurrent: 1, queuePerTenant: 2, maxWaitMs: 60_000, now: () => 0, random: () => 0.5 });
+    const blocker = gate();
+    const running = admission.run('big', async () => blocker.opened);
+    const queued: Promise<number>[] = [admission.run('big', async () => 0), admission.run('big', async () => 0), admission.run('small', async () => 0)];
+    const retryAfter = async (tenant: string) => {
+      const e = await admission.run(tenant, async () => 0).catch((error: unknown) => error);
+      return isAppError(e) ? e.details?.retry_after_seconds : undefined;
+    };
+    // The big tenant's 30 refused devices: the 30th comes after its 2 waiting, its 29 earlier
+    // refused and the small tenant's 1 waiting: 33 renewals, 3.3 s (not 2 x 32 x 100 ms, as if
+    // the small tenant took every other slot all along).
+    const big: unknown[] = [];
+    for (let i = 0; i < 30; i++) big.push(await retryAfter('big'));
+    expect(big[29]).toBe(4);
+    // The small tenant, its queue full: after its 2 waiting and 3 of the big tenant's, 0.6 s.
+    queued.push(admission.run('small', async () => 0));
+    expect(await retryAfter('small')).toBe(1);
+    blocker.open();
+    await Promise.allSettled([running, ...queued]);
+  });
 });

@@ -61,6 +61,8 @@ const RATE_SAMPLES = 64;
 const RATE_WINDOW_MS = 30_000;
 /** … and only once at least this many completed in it. */
 const MIN_RATE_SAMPLES = 8;
+/** Tickets remembered per tenant (beyond that, the newest is not remembered: the count stays bounded). */
+const MAX_TICKETS_PER_TENANT = 100_000;
 
 export function createAdmission(options: AdmissionOptions): Admission {
   const now = options.now ?? (() => performance.now());
@@ -85,41 +87,75 @@ export function createAdmission(options: AdmissionOptions): Admission {
    * a slot was free for them.
    */
   function measuredRate(t: number): number | null {
-    while (completions.length > 0 && completions[0] < t - RATE_WINDOW_MS) completions.shift();
-    if (completions.length < MIN_RATE_SAMPLES) return null;
-    const span = Math.max(1, t - completions[0]);
+    while ((completions[0] ?? Infinity) < t - RATE_WINDOW_MS) completions.shift();
+    const oldest = completions[0];
+    if (oldest === undefined || completions.length < MIN_RATE_SAMPLES) return null;
+    const span = Math.max(1, t - oldest);
     return completions.length / span;
   }
 
-  /** How long one more request of this tenant waits for its turn (ms), given the tenants sharing the slots. */
-  function perRequestMs(t: number): { ms: number; measured: boolean } {
-    const sharing = Math.max(1, queues.size);
+  /** Renewals per ms: the measured rate, or the faster of it and maxConcurrent / the time one renewal took. */
+  function rate(t: number): { perMs: number; measured: boolean } {
     const bySlots = options.maxConcurrent / Math.max(1, serviceMs);
     const measured = measuredRate(t);
     // The faster of the two: a rate measured while the slots were not all busy understates them.
-    const rate = measured === null ? bySlots : Math.max(measured, bySlots);
-    return { ms: sharing / rate, measured: measured !== null };
+    return { perMs: measured === null ? bySlots : Math.max(measured, bySlots), measured: measured !== null };
   }
 
-  /** Per tenant: when the next refused request is told to come back (ms, `now()`'s clock). */
-  const nextTicket = new Map<string, number>();
+  /** Per tenant: the times its refused requests were told to come back that are still ahead (ascending). */
+  const tickets = new Map<string, number[]>();
+  function ticketsAhead(tenantId: string, t: number): number[] {
+    const list = tickets.get(tenantId);
+    if (!list) return [];
+    let due = 0;
+    while ((list[due] ?? Infinity) <= t) due++;
+    if (due > 0) list.splice(0, due);
+    if (list.length === 0) tickets.delete(tenantId);
+    return list;
+  }
+
+  /**
+   * The work (renewals) served before this tenant's k-th next request, the slots going to the
+   * tenants in turn: each other tenant's demand counts up to k (a tenant with 20 waiting delays
+   * the 9,000th of another by 20, not by 9,000), `demand` its waiting requests (plus, for
+   * tickets, its refused ones told to come back later).
+   */
+  function workBefore(tenantId: string, k: number, demand: (tenant: string) => number): number {
+    let work = k;
+    const others = new Set([...queues.keys(), ...tickets.keys()]);
+    others.delete(tenantId);
+    for (const other of others) work += Math.min(demand(other), k);
+    return work;
+  }
 
   /**
    * Retry-After as a ticket: a tenant's refused requests are told to come back one after
-   * another at the rate its share of the slots serves them (the measured completion rate /
-   * tenants sharing), after its current queue has drained, so 9,000 refused devices come back
-   * spread over the minutes they need instead of all in the next second; a little jitter (+-10%)
-   * keeps them from lining up on second boundaries.
+   * another, after its waiting and earlier refused requests, at the rate the slots serve them
+   * (measured) and the tenants share them in turn (workBefore), so 9,000 refused devices come
+   * back spread over the minutes they need instead of all in the next second, and a small
+   * tenant's refused devices come back soon; a little jitter (+-10%) keeps them from lining up
+   * on second boundaries.
    */
   function retryAfterSeconds(tenantId: string): number {
     const t = now();
-    const step = perRequestMs(t).ms;
-    const drained = t + ((queues.get(tenantId)?.length ?? 0) + 1) * step;
-    const ticket = Math.max(drained, nextTicket.get(tenantId) ?? 0);
-    nextTicket.set(tenantId, ticket + step);
-    if (nextTicket.size > 10_000) for (const [k, at] of nextTicket) if (at < t) nextTicket.delete(k);
+    const demand = (tenant: string) => (queues.get(tenant)?.length ?? 0) + ticketsAhead(tenant, t).length;
+    const k = demand(tenantId) + 1;
+    const ticket = t + workBefore(tenantId, k, demand) / rate(t).perMs;
+    const mine = ticketsAhead(tenantId, t);
+    if (mine.length < MAX_TICKETS_PER_TENANT) {
+      mine.push(Math.max(ticket, mine[mine.length - 1] ?? 0));
+      tickets.set(tenantId, mine);
+    }
     const seconds = Math.ceil(((ticket - t) * (0.9 + random() * 0.2)) / 1000);
     return Math.min(MAX_RETRY_AFTER_SECONDS, Math.max(1, seconds));
+  }
+
+  /** How long one more request of this tenant would wait in its queue (ms), or null before the rate is measured. */
+  function expectedWaitMs(tenantId: string, t: number): number | null {
+    const r = rate(t);
+    if (!r.measured) return null;
+    const k = (queues.get(tenantId)?.length ?? 0) + 1;
+    return workBefore(tenantId, k, (tenant) => queues.get(tenant)?.length ?? 0) / r.perMs;
   }
 
   function saturated(tenantId: string, why: string): AppError {
@@ -178,8 +214,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
       const queue = queues.get(tenantId) ?? [];
       if (queue.length >= options.queuePerTenant) return Promise.reject(saturated(tenantId, `tenant ${tenantId} has ${queue.length} renewals waiting`));
       // Told at once rather than after waiting maxWaitMs in vain: its turn, at the measured rate, would come too late.
-      const step = perRequestMs(now());
-      if (step.measured && (queue.length + 1) * step.ms > options.maxWaitMs) {
+      const wait = expectedWaitMs(tenantId, now());
+      if (wait !== null && wait > options.maxWaitMs) {
         return Promise.reject(saturated(tenantId, `tenant ${tenantId} has ${queue.length} renewals waiting, more than ${options.maxWaitMs} ms of work`));
       }
       return new Promise((resolve, reject) => {
