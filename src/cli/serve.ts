@@ -70,5 +70,7 @@ export async function serveCommand(_flags: Flags, loaded: Config, parts: { api: 
   });
   await worker?.close();
   await service.close();
+  // A cluster's API process: its channel to the primary would keep it alive.
+  if (clustered) process.disconnect?.();
   return 0;
 }
