@@ -476,13 +476,15 @@ static char *read_small_file(const char *path, const char **why)
 		*why = strerror(errno);
 		return NULL;
 	}
-	char *buf = malloc(MAX_SCOPES_FILE + 1);
-	size_t n = buf ? fread(buf, 1, MAX_SCOPES_FILE + 1, f) : 0;
-	bool err = ferror(f) != 0;
+	long size = (fseek(f, 0, SEEK_END) == 0) ? ftell(f) : -1;
+	if (size < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); *why = "cannot size the file"; return NULL; }
+	if (size > MAX_SCOPES_FILE) { fclose(f); *why = "file too large"; return NULL; }
+	char *buf = malloc((size_t)size + 1);
+	if (!buf) { fclose(f); *why = "out of memory"; return NULL; }
+	size_t n = fread(buf, 1, (size_t)size, f);
+	bool err = ferror(f) != 0 || n != (size_t)size;
 	fclose(f);
-	if (!buf) { *why = "out of memory"; return NULL; }
 	if (err) { free(buf); *why = "read error"; return NULL; }
-	if (n > MAX_SCOPES_FILE) { free(buf); *why = "file too large"; return NULL; }
 	buf[n] = '\0';
 	return buf;
 }

@@ -1,4 +1,5 @@
 /** `certfleet broker-agent` and `certfleet brokers list`. */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BROKER_KINDS, type BrokerKind, type BrokerNodeView } from '../app/broker-nodes.ts';
@@ -34,7 +35,7 @@ export const brokerAgentCommand: CommandSpec = {
     'ca-scopes-file': {
       type: 'string',
       value: 'PATH',
-      help: "Mosquitto with the certfleet_acl plugin: its CA scope map (plugin_opt_ca_scopes_file, `<ca-file>.scopes`), written before the CA file; without it tenant-scoped CAs stay out of the CA file (acl_file mode and RabbitMQ cannot bind a certificate's CN to its CA's tenant)",
+      help: "Mosquitto with the certfleet_acl plugin: its CA scope map (plugin_opt_ca_scopes_file), written before the CA file; default `<ca-file>.scopes` when that file exists (broker-config writes it in plugin mode). Without one, tenant-scoped CAs stay out of the CA file (acl_file mode and RabbitMQ cannot bind a certificate's CN to its CA's tenant)",
     },
     'pid-file': { type: 'string', value: 'PATH', help: "the broker's pid file: SIGHUP after each new CRL" },
     'reload-command': { type: 'string', value: 'CMD', help: 'shell command that makes the broker reload (instead of --pid-file)' },
@@ -68,8 +69,11 @@ export const brokerAgentCommand: CommandSpec = {
     if (pidFile && command) throw new UsageError('give one of --pid-file and --reload-command');
     if (kind === 'mosquitto' && !pidFile && !command) throw new UsageError('give --pid-file or --reload-command');
     const crlFile = path.resolve(required(flags, 'crl-file'));
-    const caScopesFile = str(flags['ca-scopes-file']);
-    if (caScopesFile && kind === 'rabbitmq') throw new UsageError("--ca-scopes-file is for Mosquitto with the certfleet_acl plugin: RabbitMQ cannot bind a certificate's CN to its CA's tenant (tenant-scoped CAs stay out of its CA file)");
+    const caFile = required(flags, 'ca-file');
+    // broker-config writes `<cafile>.scopes` only in plugin mode (the plugin reads it): found there, it is this broker's map.
+    const besideCaFile = `${caFile}.scopes`; // caScopesPathFor (src/broker/ca-scopes.ts), not imported by `certfleet --help`
+    const caScopesFile = str(flags['ca-scopes-file']) ?? (kind === 'mosquitto' && existsSync(besideCaFile) ? besideCaFile : undefined);
+    if (str(flags['ca-scopes-file']) && kind === 'rabbitmq') throw new UsageError("--ca-scopes-file is for Mosquitto with the certfleet_acl plugin: RabbitMQ cannot bind a certificate's CN to its CA's tenant (tenant-scoped CAs stay out of its CA file)");
     const wait = Number(str(flags.wait) ?? 50);
     if (!Number.isInteger(wait) || wait < 1 || wait > 120) throw new UsageError('--wait must be 1 to 120 seconds');
     // The agent's code is loaded here, not by `certfleet --help`.
@@ -93,7 +97,7 @@ export const brokerAgentCommand: CommandSpec = {
       crlFile,
       ...(kind === 'rabbitmq' ? { target: crlHashDirTarget(crlFile) } : {}),
       ...(rabbit ? { prepareCanaries: async (names: string[]) => void (await Promise.all(names.map((n) => rabbit.ensureUser(n)))) } : {}),
-      caFile: required(flags, 'ca-file'),
+      caFile,
       caScopesFile: caScopesFile ? path.resolve(caScopesFile) : null,
       reloader: createBrokerReloader({ pidFile, command, logger }),
       sessions,
