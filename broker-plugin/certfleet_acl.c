@@ -26,9 +26,26 @@
  *   plugin_opt_admin_username NAME  optional.
  *   plugin_opt_renewal_topics true  optional (default false).
  *   plugin_opt_reserved_tenant ID   optional (default certfleet): its devices get no own topics/grants.
+ *   plugin_opt_ca_scopes_file PATH  optional (broker-config writes it: `<cafile>.scopes`): binds a
+ *                                   certificate's CN to the scope of the CA that signed it (below).
  *
- * Build: cc -shared -fPIC -O2 -Wall -o certfleet_acl.so certfleet_acl.c
- * (headers: Debian mosquitto-dev + libmosquitto-dev; Alpine mosquitto-dev).
+ * CA scope binding (issue 19, tenant-scoped CAs). The cafile trusts every staged, active and
+ * retiring CA, tenant-scoped ones included, and a tenant may hold its CA's key ("bring your own
+ * CA"): with it, it could sign a certificate whose CN names another tenant's device or certfleet's
+ * admin. The scope file lists each trusted CA's certificate after its scope (`scope *` global,
+ * `scope <tenant>`). For a client that presented a certificate, the plugin finds the CA of the
+ * scope file that signed it (issuer name and key identifier as OpenSSL's chain building matches
+ * them, then the signature verified with that CA's key: the AKI alone is attacker-chosen), and:
+ *   - a global CA: the username is used as before (any tenant, the admin);
+ *   - a tenant CA: only a device username `T/D` with T = that tenant; anything else is denied;
+ *   - no CA of the file (a CA the file does not list yet, or the file missing/invalid): denied.
+ * Clients without a certificate (password logins on the admin and recovery listeners) are not
+ * concerned. The file is re-read on every reload; an unreadable or invalid file leaves an empty
+ * set: every certificate client is denied until a valid one is read (fail closed). The decision is
+ * cached per certificate (SHA-256 of its DER) until the next reload.
+ *
+ * Build: cc -shared -fPIC -O2 -Wall -o certfleet_acl.so certfleet_acl.c -lcrypto
+ * (headers: Debian mosquitto-dev + libmosquitto-dev + libssl-dev; Alpine mosquitto-dev + openssl-dev).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -42,6 +59,12 @@
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
+
+#include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #define MAX_ID 128
 #define MAX_FILTER 200
@@ -404,6 +427,208 @@ static int admin_check(const char *topic, int access)
 	return MOSQ_ERR_PLUGIN_DEFER;
 }
 
+/* ---- CA scope binding (see the header comment) -------------------------------------------- */
+
+#define MAX_SCOPES_FILE (16 * 1024 * 1024)
+#define SCOPE_CACHE_SIZE 4096 /* a power of two */
+
+struct ca_scope {
+	X509 *ca;
+	char *tenant; /* NULL: the global scope */
+};
+
+struct ca_scope_set {
+	struct ca_scope *v;
+	size_t n;
+	size_t tenant_scoped;
+};
+
+/* The decision for one certificate, until the next reload (generation). */
+#define SCOPE_UNKNOWN (-1) /* signed by no CA of the set: denied */
+#define SCOPE_GLOBAL (-2)
+struct scope_cache_entry {
+	unsigned char fp[32];
+	unsigned gen;
+	int scope; /* SCOPE_UNKNOWN, SCOPE_GLOBAL or an index of the set (a tenant CA) */
+};
+
+static char *ca_scopes_file = NULL; /* NULL: binding off (a configuration written before it) */
+static struct ca_scope_set *scope_set = NULL;
+static unsigned scope_gen = 1;
+static struct scope_cache_entry *scope_cache = NULL;
+
+static void scope_set_free(struct ca_scope_set *s)
+{
+	if (!s) return;
+	for (size_t i = 0; i < s->n; i++) {
+		X509_free(s->v[i].ca);
+		free(s->v[i].tenant);
+	}
+	free(s->v);
+	free(s);
+}
+
+/* The whole file in memory (NUL-terminated), NULL with `why` set. */
+static char *read_small_file(const char *path, const char **why)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f) {
+		*why = strerror(errno);
+		return NULL;
+	}
+	long size = (fseek(f, 0, SEEK_END) == 0) ? ftell(f) : -1;
+	if (size < 0 || fseek(f, 0, SEEK_SET) != 0) { fclose(f); *why = "cannot size the file"; return NULL; }
+	if (size > MAX_SCOPES_FILE) { fclose(f); *why = "file too large"; return NULL; }
+	char *buf = malloc((size_t)size + 1);
+	if (!buf) { fclose(f); *why = "out of memory"; return NULL; }
+	size_t n = fread(buf, 1, (size_t)size, f);
+	bool err = ferror(f) != 0 || n != (size_t)size;
+	fclose(f);
+	if (err) { free(buf); *why = "read error"; return NULL; }
+	buf[n] = '\0';
+	return buf;
+}
+
+/*
+ * `scope <* | tenant>` lines, each followed by one PEM CERTIFICATE (the CA); `#` comments and
+ * empty lines. NULL (and `why`) when anything is off: the caller then keeps an empty set.
+ */
+static struct ca_scope_set *load_ca_scopes(const char *path, const char **why)
+{
+	char *buf = read_small_file(path, why);
+	if (!buf) return NULL;
+	struct ca_scope_set *s = calloc(1, sizeof(*s));
+	if (!s) { free(buf); *why = "out of memory"; return NULL; }
+	static const char begin[] = "-----BEGIN CERTIFICATE-----";
+	static const char end[] = "-----END CERTIFICATE-----";
+	char *pending = NULL; /* the scope line waiting for its certificate; "*" = global */
+	bool have_pending = false;
+	char *p = buf;
+	*why = NULL;
+	while (*p && !*why) {
+		char *eol = strchr(p, '\n');
+		size_t len = eol ? (size_t)(eol - p) : strlen(p);
+		if (len > 0 && p[len - 1] == '\r') len--;
+		if (len == 0 || p[0] == '#') {
+			/* nothing */
+		} else if (len > 6 && strncmp(p, "scope ", 6) == 0) {
+			if (have_pending) { *why = "a scope line without its certificate"; break; }
+			size_t tl = len - 6;
+			if (tl == 1 && p[6] == '*') pending = NULL;
+			else if (valid_id(p + 6, tl)) {
+				pending = strndup(p + 6, tl);
+				if (!pending) { *why = "out of memory"; break; }
+			} else { *why = "invalid scope (expected * or a tenant id)"; break; }
+			have_pending = true;
+		} else if (len == strlen(begin) && strncmp(p, begin, len) == 0) {
+			if (!have_pending) { *why = "a certificate without a scope line"; break; }
+			char *stop = strstr(p, end);
+			if (!stop) { *why = "unterminated certificate"; break; }
+			stop += strlen(end);
+			BIO *bio = BIO_new_mem_buf(p, (int)(stop - p));
+			X509 *ca = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
+			BIO_free(bio);
+			if (!ca) { *why = "a certificate that does not parse"; break; }
+			struct ca_scope *v = realloc(s->v, (s->n + 1) * sizeof(*v));
+			if (!v) { X509_free(ca); *why = "out of memory"; break; }
+			s->v = v;
+			s->v[s->n].ca = ca;
+			s->v[s->n].tenant = pending;
+			if (pending) s->tenant_scoped++;
+			s->n++;
+			pending = NULL;
+			have_pending = false;
+			eol = strchr(stop, '\n');
+		} else {
+			*why = "unexpected line (expected `scope ...` or a certificate)";
+			break;
+		}
+		p = eol ? eol + 1 : p + strlen(p);
+	}
+	if (!*why && have_pending) *why = "a scope line without its certificate";
+	free(pending);
+	free(buf);
+	if (*why) {
+		scope_set_free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* Reads the scope file; on failure the set is EMPTY (every certificate client denied), never the previous one. */
+static void reload_ca_scopes(const char *when)
+{
+	if (!ca_scopes_file) return;
+	const char *why = NULL;
+	struct ca_scope_set *s = load_ca_scopes(ca_scopes_file, &why);
+	scope_set_free(scope_set);
+	scope_gen++;
+	if (!s) {
+		scope_set = calloc(1, sizeof(*scope_set)); /* NULL too means empty */
+		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: %s: the CA scope map %s could not be used (%s): no client with a certificate gets any topic until it can (fail closed)", when, ca_scopes_file, why ? why : "unknown");
+		return;
+	}
+	scope_set = s;
+	mosquitto_log_printf(MOSQ_LOG_INFO, "certfleet_acl: %s: %zu CA scope(s) from %s, %zu of them tenant-scoped", when, s->n, ca_scopes_file, s->tenant_scoped);
+}
+
+/* Which CA of the set signed `cert`: SCOPE_GLOBAL, a tenant CA's index, or SCOPE_UNKNOWN. */
+static int issuing_scope(X509 *cert)
+{
+	int found = SCOPE_UNKNOWN;
+	bool ambiguous = false;
+	if (!scope_set) return SCOPE_UNKNOWN;
+	for (size_t i = 0; i < scope_set->n; i++) {
+		X509 *ca = scope_set->v[i].ca;
+		/* subject = issuer name, AKI = SKI when present, keyCertSign: OpenSSL's own issuer match */
+		if (X509_check_issued(ca, cert) != X509_V_OK) continue;
+		/* ...then the signature: only the CA's key makes it (a CN, an issuer name, an AKI are the signer's choice) */
+		EVP_PKEY *key = X509_get0_pubkey(ca);
+		if (!key || X509_verify(cert, key) != 1) continue;
+		if (!scope_set->v[i].tenant) return SCOPE_GLOBAL; /* a global CA holds this key */
+		if (found == SCOPE_UNKNOWN) found = (int)i;
+		else if (strcmp(scope_set->v[found].tenant, scope_set->v[i].tenant) != 0) ambiguous = true;
+	}
+	/* One key in two tenants' CAs: whose device it signed cannot be told; denied. */
+	return ambiguous ? SCOPE_UNKNOWN : found;
+}
+
+/* The scope of the client's certificate, cached by its SHA-256 until the next reload. */
+static int certificate_scope(X509 *cert)
+{
+	unsigned char fp[32];
+	unsigned int len = 0;
+	if (X509_digest(cert, EVP_sha256(), fp, &len) != 1 || len != sizeof(fp)) return issuing_scope(cert);
+	if (!scope_cache) scope_cache = calloc(SCOPE_CACHE_SIZE, sizeof(*scope_cache));
+	if (!scope_cache) return issuing_scope(cert);
+	struct scope_cache_entry *e = &scope_cache[((size_t)fp[0] << 8 | fp[1]) & (SCOPE_CACHE_SIZE - 1)];
+	if (e->gen == scope_gen && memcmp(e->fp, fp, sizeof(fp)) == 0) return e->scope;
+	int scope = issuing_scope(cert);
+	memcpy(e->fp, fp, sizeof(fp));
+	e->gen = scope_gen;
+	e->scope = scope;
+	return scope;
+}
+
+/*
+ * May this client act under this username at all? Only certificate clients are bound: a global
+ * CA's certificate keeps any username, a tenant CA's only `T/D` of its own tenant, a certificate of
+ * no listed CA nothing. MOSQ_ERR_SUCCESS: go on with the usual decision; else denied.
+ */
+static int ca_scope_check(struct mosquitto *client, const char *username)
+{
+	if (!ca_scopes_file) return MOSQ_ERR_SUCCESS;
+	X509 *cert = mosquitto_client_certificate(client);
+	if (!cert) return MOSQ_ERR_SUCCESS; /* a password login (admin, recovery listener) */
+	int scope = certificate_scope(cert);
+	X509_free(cert);
+	if (scope == SCOPE_GLOBAL) return MOSQ_ERR_SUCCESS;
+	if (scope < 0) return MOSQ_ERR_ACL_DENIED;
+	char tenant[MAX_ID + 1], device[MAX_ID + 1];
+	if (!parse_device(username, tenant, device)) return MOSQ_ERR_ACL_DENIED; /* the admin's or recovery's name: not for a tenant CA */
+	return strcmp(tenant, scope_set->v[scope].tenant) == 0 ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+}
+
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
 	(void)event;
@@ -417,6 +642,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		topic = strip_share(topic);
 		if (!topic) return MOSQ_ERR_ACL_DENIED;
 	}
+	/* A certificate's CN counts only within the scope of the CA that signed it (CA scope binding). */
+	if (ca_scope_check(ed->client, username) != MOSQ_ERR_SUCCESS) return MOSQ_ERR_ACL_DENIED;
 	if (admin_username && strcmp(username, admin_username) == 0) return admin_check(topic, ed->access);
 	/* The shared recovery login (expired devices, signed requests): its request topic and the answers, nothing else. */
 	if (recovery_username && renewal_topics && strcmp(username, recovery_username) == 0) {
@@ -446,6 +673,7 @@ static int on_reload(int event, void *event_data, void *userdata)
 	(void)event_data;
 	(void)userdata;
 	reload_grants("reload");
+	reload_ca_scopes("reload");
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -465,7 +693,8 @@ static void free_options(void)
 	free(admin_username);
 	free(reserved_tenant);
 	free(recovery_username);
-	grants_file = admin_username = reserved_tenant = recovery_username = NULL;
+	free(ca_scopes_file);
+	grants_file = admin_username = reserved_tenant = recovery_username = ca_scopes_file = NULL;
 	renewal_topics = false;
 }
 
@@ -481,6 +710,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		else if (strcmp(k, "reserved_tenant") == 0) reserved_tenant = strdup(v);
 		else if (strcmp(k, "recovery_username") == 0) recovery_username = strdup(v);
 		else if (strcmp(k, "renewal_topics") == 0) renewal_topics = strcmp(v, "true") == 0;
+		else if (strcmp(k, "ca_scopes_file") == 0) ca_scopes_file = strdup(v);
 		else mosquitto_log_printf(MOSQ_LOG_WARNING, "certfleet_acl: unknown option plugin_opt_%s ignored", k);
 	}
 	if (!reserved_tenant) reserved_tenant = strdup("certfleet");
@@ -501,6 +731,8 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 	}
 	table_free(table);
 	table = t;
+	if (ca_scopes_file) reload_ca_scopes("start");
+	else mosquitto_log_printf(MOSQ_LOG_WARNING, "certfleet_acl: no plugin_opt_ca_scopes_file: a tenant-scoped CA in the cafile could sign for any tenant (run certfleet broker-config again)");
 	plugin_id = identifier;
 	int rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
 	if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL, NULL);
@@ -524,6 +756,10 @@ int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int op
 	}
 	table_free(table);
 	table = NULL;
+	scope_set_free(scope_set);
+	scope_set = NULL;
+	free(scope_cache);
+	scope_cache = NULL;
 	free_options();
 	return MOSQ_ERR_SUCCESS;
 }

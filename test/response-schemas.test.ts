@@ -45,6 +45,7 @@ const NON_JSON = [
   'GET /pki/crl',
   'GET /pki/crl.pem',
   'GET /pki/crl-bundle.pem',
+  'GET /pki/ca-scopes.pem',
   'GET /pki/cas.pem',
   'GET /pki/ca/{id}',
   'GET /pki/ca/{id}/crl',

@@ -273,6 +273,7 @@ const ROUTES: Record<string, Row> = {
   'operator POST /cas/:id/revoke': { own: 200, request: async (fx) => ({ path: `/cas/${await fx.stagedCa()}/revoke`, body: { reason: 'cACompromise' } }) },
   // broker agents (role broker-agent with a broker_node claim; bearer tokens only)
   'broker-agent GET /crl-bundle.pem': { own: 200 },
+  'broker-agent GET /ca-scopes.pem': { own: 200 },
   'broker-agent POST /report': { own: 200, request: () => ({ path: '/report', body: { kind: 'mosquitto', crl_number: '1' } }) },
   'broker-agent POST /revoked-common-names': { own: 200, request: () => ({ path: '/revoked-common-names', body: { serials: ['1f'] } }) },
   'broker-agent POST /canaries': { own: 201, request: () => ({ path: '/canaries', body: {} }) },

@@ -98,6 +98,8 @@ export interface BrokerConfigFiles {
   aclFile?: string;
   /** The ACL plugin's grants file (plugin mode): BROKER_GRANTS_PATH. */
   grantsFile?: string;
+  /** The CA scope map beside the device cafile (plugin mode): `<deviceCaCert>.scopes` (ca-scopes.ts). */
+  caScopes?: string;
   adminPasswordFile?: string;
   /** The recovery login's password (broker-config --recovery-port): it goes into device firmware. */
   recoveryPasswordFile?: string;

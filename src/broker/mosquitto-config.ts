@@ -52,6 +52,11 @@ export interface AclPluginConfig {
   renewalTopics?: boolean;
   /** certfleet's own tenant (the broker canaries): no own topics, no grants. */
   reservedTenant?: string;
+  /**
+   * The CA scope map (ca-scopes.ts, `<cafile>.scopes`): a certificate's CN counts only within the
+   * scope of the CA that signed it (a tenant CA cannot sign for another tenant or the admin).
+   */
+  caScopesFile?: string;
 }
 
 export interface MosquittoConfigOptions {
@@ -145,6 +150,13 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
     if (ap.renewalTopics) lines.push('plugin_opt_renewal_topics true');
     if (ap.renewalTopics && options.recovery) lines.push(`plugin_opt_recovery_username ${RECOVERY_USERNAME}`);
     lines.push(`plugin_opt_reserved_tenant ${quoteCheck('aclPlugin.reservedTenant', ap.reservedTenant ?? 'certfleet')}`);
+    if (ap.caScopesFile) {
+      lines.push(
+        "# A certificate's CN counts only within its CA's scope (a tenant's own CA signs for that tenant's",
+        '# devices only): the CA scope map beside the cafile, rewritten with it, re-read on reload.',
+        `plugin_opt_ca_scopes_file ${quoteCheck('aclPlugin.caScopesFile', ap.caScopesFile)}`,
+      );
+    }
   }
   if (ds) {
     lines.push(

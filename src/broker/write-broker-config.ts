@@ -15,6 +15,7 @@ import { allows, checkAncestors, ensureTraversable, giveToBrokerGroup, lookupAcc
 import { RESERVED_TENANT_ID } from '../domain/identifiers.ts';
 import { ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { writeDynamicSecurityFiles } from './dynamic-security.ts';
+import { caScopesPathFor, renderCaScopes } from './ca-scopes.ts';
 import { RECOVERY_USERNAME } from '../renewal/renewal-topics.ts';
 import { DEFAULT_MQTTS_PORT, type MosquittoConfigOptions, renderAclFile, renderGrantsFile, renderMosquittoConfig } from './mosquitto-config.ts';
 import type { BrokerConfigFiles, BrokerConfigResult, WriteBrokerConfigOptions } from './broker-config-types.ts';
@@ -72,11 +73,20 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     crl: crlPath,
     pidFile,
   };
-  if (options.aclPlugin) files.grantsFile = path.resolve(options.aclPlugin.grantsPath ?? path.join(outDir, GRANTS_FILE));
+  if (options.aclPlugin) {
+    files.grantsFile = path.resolve(options.aclPlugin.grantsPath ?? path.join(outDir, GRANTS_FILE));
+    files.caScopes = caScopesPathFor(files.deviceCaCert);
+  }
   else files.aclFile = path.resolve(options.acl?.path ?? path.join(outDir, ACL_FILE));
 
   const pki = await serverPki(options, { outDir, host, now, files, lines });
   await giveToBrokerGroup(ctx, files.serverKey, 0o640, 'server private key, readable by the broker, never world-readable');
+  if (files.caScopes) {
+    // Before the cafile (the map never lags it): the configured Device CA(s), global scope.
+    const certs = deviceCa.pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    await writeFileAtomic(files.caScopes, renderCaScopes(certs.map((certPem) => ({ certPem, tenantId: null }))), 0o644);
+    lines.push(`wrote ${files.caScopes}: the scope of each CA in the cafile (certfleet_acl binds a certificate's CN to it; certfleet rewrites it with the cafile)`);
+  }
   await writeFileAtomic(files.deviceCaCert, deviceCa.pem, 0o644);
   lines.push(`wrote ${files.deviceCaCert}: Device CA "${deviceCa.subject}" (cafile: client certificates must chain to it)`);
   await writeFileAtomic(files.combinedCa, `${pki.caPem.trimEnd()}\n${deviceCa.pem}`, 0o644);
@@ -156,6 +166,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
             adminUsername,
             renewalTopics: options.dynamicSecurity?.renewalTopics ?? false,
             reservedTenant: RESERVED_TENANT_ID,
+            caScopesFile: files.caScopes,
           }
         : undefined,
     ...(options.dynamicSecurity?.recovery ? { recovery: { port: options.dynamicSecurity.recovery.port, bindAddress: options.dynamicSecurity.recovery.bindAddress } } : {}),

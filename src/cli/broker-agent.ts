@@ -1,4 +1,5 @@
 /** `certfleet broker-agent` and `certfleet brokers list`. */
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BROKER_KINDS, type BrokerKind, type BrokerNodeView } from '../app/broker-nodes.ts';
@@ -31,6 +32,11 @@ export const brokerAgentCommand: CommandSpec = {
     node: { type: 'string', value: 'NAME', help: "this node's name, as in the token's broker_node claim (required)" },
     'crl-file': { type: 'string', value: 'PATH', help: "the broker's crlfile (required); with --broker rabbitmq the CRL hash directory of its ssl_crl_hash_dir" },
     'ca-file': { type: 'string', value: 'PATH', help: 'the CA certificates the broker trusts for devices: every CRL must be signed by one (required)' },
+    'ca-scopes-file': {
+      type: 'string',
+      value: 'PATH',
+      help: "Mosquitto with the certfleet_acl plugin: its CA scope map (plugin_opt_ca_scopes_file), written before the CA file; default `<ca-file>.scopes` when that file exists (broker-config writes it in plugin mode). Without one, tenant-scoped CAs stay out of the CA file (acl_file mode and RabbitMQ cannot bind a certificate's CN to its CA's tenant)",
+    },
     'pid-file': { type: 'string', value: 'PATH', help: "the broker's pid file: SIGHUP after each new CRL" },
     'reload-command': { type: 'string', value: 'CMD', help: 'shell command that makes the broker reload (instead of --pid-file)' },
     broker: { type: 'string', value: 'KIND', help: 'mosquitto (default) or rabbitmq' },
@@ -47,7 +53,8 @@ export const brokerAgentCommand: CommandSpec = {
   },
   example: [
     'certfleet broker-agent --url https://certfleet.example.com --token-file /etc/certfleet/agent.token --node eu-1 \\',
-    '  --crl-file /etc/mosquitto/certfleet/crl.pem --ca-file /etc/mosquitto/certfleet/device-ca.crt --pid-file /run/mosquitto/mosquitto.pid \\',
+    '  --crl-file /etc/mosquitto/certfleet/crl.pem --ca-file /etc/mosquitto/certfleet/device-ca.crt \\',
+    '  --ca-scopes-file /etc/mosquitto/certfleet/device-ca.crt.scopes --pid-file /run/mosquitto/mosquitto.pid \\',
     '  --canary-url mqtts://localhost:8883 --canary-ca-file /etc/mosquitto/certfleet/server-ca.crt',
   ],
   notes: 'Runs until SIGINT/SIGTERM. Get the token with `certfleet token --role broker-agent --node NAME` (development) or from your identity provider (realm role broker-agent, claim broker_node).',
@@ -62,6 +69,11 @@ export const brokerAgentCommand: CommandSpec = {
     if (pidFile && command) throw new UsageError('give one of --pid-file and --reload-command');
     if (kind === 'mosquitto' && !pidFile && !command) throw new UsageError('give --pid-file or --reload-command');
     const crlFile = path.resolve(required(flags, 'crl-file'));
+    const caFile = required(flags, 'ca-file');
+    // broker-config writes `<cafile>.scopes` only in plugin mode (the plugin reads it): found there, it is this broker's map.
+    const besideCaFile = `${caFile}.scopes`; // caScopesPathFor (src/broker/ca-scopes.ts), not imported by `certfleet --help`
+    const caScopesFile = str(flags['ca-scopes-file']) ?? (kind === 'mosquitto' && existsSync(besideCaFile) ? besideCaFile : undefined);
+    if (str(flags['ca-scopes-file']) && kind === 'rabbitmq') throw new UsageError("--ca-scopes-file is for Mosquitto with the certfleet_acl plugin: RabbitMQ cannot bind a certificate's CN to its CA's tenant (tenant-scoped CAs stay out of its CA file)");
     const wait = Number(str(flags.wait) ?? 50);
     if (!Number.isInteger(wait) || wait < 1 || wait > 120) throw new UsageError('--wait must be 1 to 120 seconds');
     // The agent's code is loaded here, not by `certfleet --help`.
@@ -85,7 +97,8 @@ export const brokerAgentCommand: CommandSpec = {
       crlFile,
       ...(kind === 'rabbitmq' ? { target: crlHashDirTarget(crlFile) } : {}),
       ...(rabbit ? { prepareCanaries: async (names: string[]) => void (await Promise.all(names.map((n) => rabbit.ensureUser(n)))) } : {}),
-      caFile: required(flags, 'ca-file'),
+      caFile,
+      caScopesFile: caScopesFile ? path.resolve(caScopesFile) : null,
       reloader: createBrokerReloader({ pidFile, command, logger }),
       sessions,
       canary: canaryUrl ? { url: canaryUrl, serverCaPem: await readFile(required(flags, 'canary-ca-file'), 'utf8') } : null,

@@ -41,7 +41,7 @@ import { createReconcileRevocations } from '../app/reconcile-revocations.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
 
 export type CrlConfig = Pick<Config, 'crlOutputPath' | 'crlRefreshMinutes' | 'crlValidityHours' | 'brokerPidFile' | 'brokerReloadCommand' | 'publicBaseUrl'> &
-  Partial<Pick<Config, 'brokerAdmin' | 'crlReconcilePath' | 'crlFullRebuildMinutes' | 'brokerCaPath'>>;
+  Partial<Pick<Config, 'brokerAdmin' | 'crlReconcilePath' | 'crlFullRebuildMinutes' | 'brokerCaPath' | 'brokerGrantsPath' | 'brokerRabbitmq'>>;
 
 export interface CrlPublicationOptions {
   config: CrlConfig;
@@ -160,7 +160,9 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   let broker: CrlPublication['broker'] = null;
   const sessions = source.list().length && publishing ? revokedSessionsFor(config, logger) : null;
   const reloader = source.list().length && publishing ? localBrokerReloader(config, logger, options.reloader) : null;
-  const trustFiles = reloader ? createBrokerTrustFiles({ crlPath: config.crlOutputPath, caPath: config.brokerCaPath ?? null, reloader, logger }) : null;
+  // Only the certfleet_acl plugin binds a certificate's CN to its CA's tenant: without it (acl_file mode, RabbitMQ) tenant CAs stay out of the cafile.
+  const tenantCas = config.brokerGrantsPath && !config.brokerRabbitmq ? 'bind' : 'exclude';
+  const trustFiles = reloader ? createBrokerTrustFiles({ crlPath: config.crlOutputPath, caPath: config.brokerCaPath ?? null, reloader, logger, tenantCas }) : null;
   if (reloader) broker = { reload: reloader.description, reloadConfigured: reloader.configured, sessionKicking: sessions !== null };
   const several = () => trusted().length > 1;
 
@@ -214,7 +216,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   for (const e of source.list()) perCa.set(e.id, entryFor(e));
   // One CA (the usual case): its publisher exists from the start, as before CAs were records.
   if (trusted().length === 1) makePublisher(trusted()[0]!);
-  const trustMembers = () => trusted().map((p) => ({ issuerKeyId: p.authority.issuerKeyId, certPem: p.entry.certPem }));
+  const trustMembers = () => trusted().map((p) => ({ issuerKeyId: p.authority.issuerKeyId, certPem: p.entry.certPem, tenantId: p.entry.tenantId }));
 
   /** Applies the CA source's current list: stops what changed, sets the broker files in order, starts the new pipelines. */
   async function apply() {

@@ -48,6 +48,8 @@ import { registerCaMetrics, registerCaCrlMetrics } from './ca-metrics.ts';
 import { createCaManagement } from '../app/manage-cas.ts';
 import { operatorCaRoutes } from '../http/routes/operator-cas.ts';
 import { brokerAgentRoutes, crlBundleRoutes, operatorBrokerNodeRoutes } from '../http/routes/broker-agent.ts';
+import { renderCaScopes } from '../broker/ca-scopes.ts';
+import { isTrusted } from '../crl/ca-set.ts';
 
 export interface ServiceOverrides {
   clock?: Clock;
@@ -205,7 +207,15 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         operatorBrokerNodeRoutes(brokerFleet),
         operatorCaRoutes(caManagement),
       ],
-      brokerAgent: { pki: [crlBundleRoutes(crl.bundle)], api: [brokerAgentRoutes(brokerFleet)] },
+      brokerAgent: {
+        pki: [
+          crlBundleRoutes(crl.bundle, () => {
+            const trusted = crl.cas().filter(isTrusted);
+            return trusted.length ? renderCaScopes(trusted.map((c) => ({ certPem: c.certPem, tenantId: c.tenantId }))) : null;
+          }),
+        ],
+        api: [brokerAgentRoutes(brokerFleet)],
+      },
       public: [
         healthRoutes({ pingDatabase: () => pingDatabase(storage.db), caLoaded: ca.ca !== null }),
         crl.routes.pki,

@@ -14,6 +14,16 @@
  * (crl-file-sync.ts: atomic, never older, verified) and its "reloader" is `assemble()` here,
  * which concatenates the per-CA files into CRL_OUTPUT_PATH atomically and reloads the broker.
  * Everything here runs one at a time (one queue), so the two files are never written at once.
+ *
+ * Tenant-scoped CAs (issue 19): the broker derives a device's topics from its certificate's CN, so
+ * a tenant's own CA (whose key the tenant may hold) could sign a CN naming another tenant's device.
+ * - `tenantCas: 'bind'` (the certfleet_acl plugin mode): the CA scope map `<cafile>.scopes`
+ *   (src/broker/ca-scopes.ts) lists every CA of the cafile with its scope, and is written before
+ *   the cafile each time, so the plugin never sees a CA in the cafile without its scope (it
+ *   denies such a CA's certificates anyway: fail closed).
+ * - `tenantCas: 'exclude'` (acl_file mode, RabbitMQ: nothing there can tell which CA signed a
+ *   certificate): tenant-scoped CAs are left out of the cafile (their CRLs may stay in the
+ *   crlfile, unused), so this broker refuses their devices; logged once per CA.
  */
 import { mkdir, readFile, unlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
@@ -22,11 +32,17 @@ import type { BrokerReloader } from '../broker/broker-reloader.ts';
 import { writeFileAtomic } from '../support/atomic-file.ts';
 import type { Logger } from '../support/logger.ts';
 import { unlessMissing } from '../support/missing-file.ts';
+import { caScopesPathFor, renderCaScopes } from '../broker/ca-scopes.ts';
 
 export interface TrustMember {
   issuerKeyId: string;
   certPem: string;
+  /** The CA's scope: null (or absent) global, else the tenant whose devices it signs. */
+  tenantId?: string | null;
 }
+
+/** Whether the broker can bind a certificate's CN to its CA's scope (see above). */
+export type TenantCaMode = 'bind' | 'exclude';
 
 export interface BrokerTrustFilesDeps {
   crlPath: string;
@@ -34,6 +50,8 @@ export interface BrokerTrustFilesDeps {
   caPath: string | null;
   reloader: BrokerReloader;
   logger: Logger;
+  /** Default 'bind': the scope map is written beside the cafile. */
+  tenantCas?: TenantCaMode;
 }
 
 export interface BrokerTrustFiles {
@@ -56,6 +74,9 @@ const sha = (data: string | Buffer) => createHash('sha256').update(data).digest(
 
 export function createBrokerTrustFiles(deps: BrokerTrustFilesDeps): BrokerTrustFiles {
   const { crlPath, caPath, reloader, logger } = deps;
+  const tenantCas = deps.tenantCas ?? 'bind';
+  const scopesPath = caPath ? caScopesPathFor(caPath) : null;
+  const excludedLogged = new Set<string>();
   const perCaDir = `${crlPath}.d`;
   let members: TrustMember[] = [];
   let single = true;
@@ -76,16 +97,26 @@ export function createBrokerTrustFiles(deps: BrokerTrustFilesDeps): BrokerTrustF
     if (reloader.configured) await reloader.reload();
   };
 
-  /** Writes the cafile with `ids` (in member order) when it differs; reloads the broker. */
+  /** The scope map of the cafile's CAs, written (atomically) when it differs from the file; true when written. */
+  async function writeScopes(inCafile: TrustMember[]): Promise<boolean> {
+    if (!scopesPath || tenantCas !== 'bind') return false;
+    const text = renderCaScopes(inCafile.map((m) => ({ certPem: m.certPem, tenantId: m.tenantId ?? null })));
+    if ((await unlessMissing(readFile(scopesPath, 'utf8'))) === text) return false;
+    await mkdir(path.dirname(scopesPath), { recursive: true });
+    await writeFileAtomic(scopesPath, text, 0o644);
+    logger.info({ event: 'broker_ca_scopes_written', path: scopesPath, cas: inCafile.map((m) => `${m.issuerKeyId}:${m.tenantId ?? '*'}`) }, 'broker CA scope map rewritten');
+    return true;
+  }
+
+  /** Writes the cafile with `ids` (in member order) when it differs, its scope map first; reloads the broker. */
   async function writeCaFile(ids: string[]) {
     if (!caPath) {
       caFileHolds = ids;
       return;
     }
-    const pem = members
-      .filter((m) => ids.includes(m.issuerKeyId))
-      .map((m) => m.certPem.trimEnd() + '\n')
-      .join('');
+    const inCafile = eligible(members.filter((m) => ids.includes(m.issuerKeyId)));
+    ids = inCafile.map((m) => m.issuerKeyId);
+    const pem = inCafile.map((m) => m.certPem.trimEnd() + '\n').join('');
     const hash = sha(pem);
     if (hash === caFileHash && caFileHolds !== null) return;
     if (!pem) {
@@ -93,15 +124,34 @@ export function createBrokerTrustFiles(deps: BrokerTrustFilesDeps): BrokerTrustF
       logger.warn({ path: caPath }, 'no CA left to trust: the broker cafile is kept as it is');
       return;
     }
+    // The map first: the broker never reloads a cafile holding a CA whose scope it does not know.
+    const scopesChanged = await writeScopes(inCafile);
     const current = await unlessMissing(readFile(caPath, 'utf8'));
     if (current !== pem) {
       await mkdir(path.dirname(caPath), { recursive: true });
       await writeFileAtomic(caPath, pem, 0o644);
       logger.info({ event: 'broker_cafile_written', path: caPath, cas: ids }, 'broker cafile rewritten');
       await reloadBroker();
+    } else if (scopesChanged) {
+      await reloadBroker();
     }
     caFileHash = hash;
     caFileHolds = ids;
+  }
+
+  /** 'exclude': the tenant-scoped CAs are not this broker's to trust (logged once each). */
+  function eligible(next: TrustMember[]): TrustMember[] {
+    if (tenantCas === 'bind') return next;
+    for (const m of next) {
+      if (m.tenantId && !excludedLogged.has(m.issuerKeyId)) {
+        excludedLogged.add(m.issuerKeyId);
+        logger.warn(
+          { event: 'broker_tenant_ca_excluded', issuer_key_id: m.issuerKeyId, tenant_id: m.tenantId },
+          "a tenant-scoped CA is left out of the broker's trust files: this broker mode (acl_file, RabbitMQ) cannot bind a certificate's CN to its CA's tenant, so that CA's devices are refused here (use the certfleet_acl plugin: broker-config --acl-plugin)",
+        );
+      }
+    }
+    return next.filter((m) => !m.tenantId);
   }
 
   /** Several CAs: CRL_OUTPUT_PATH := the per-CA files of the members that have one, in member order. */

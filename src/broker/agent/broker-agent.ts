@@ -28,7 +28,8 @@ import { checkEnforcement, type CanaryCheck, type CanaryPair, type CanaryTarget 
 import { crlFileTarget, type CrlTarget } from './crl-targets.ts';
 import { crlListsSerial } from './crl-serial.ts';
 import { DAY_MS } from '../../domain/clock.ts';
-import { isMissing } from '../../support/missing-file.ts';
+import { isMissing, unlessMissing } from '../../support/missing-file.ts';
+import { parseCaScopes, renderCaScopes } from '../ca-scopes.ts';
 
 export interface BrokerAgentOptions {
   /** certfleet's base URL. */
@@ -40,6 +41,12 @@ export interface BrokerAgentOptions {
   /** Where the broker reads its CRLs (default: `crlFile` as one file, Mosquitto's crlfile). */
   target?: CrlTarget;
   caFile: string;
+  /**
+   * The CA scope map the certfleet_acl plugin reads (`<ca-file>.scopes`, src/broker/ca-scopes.ts),
+   * written before the cafile from GET /pki/ca-scopes.pem. null (acl_file mode, RabbitMQ: the
+   * broker cannot bind a certificate's CN to its CA's tenant): tenant-scoped CAs stay out of the cafile.
+   */
+  caScopesFile?: string | null;
   reloader: BrokerReloader;
   /** Closes live sessions of revoked CNs (dynsec admin); null: not configured. */
   sessions: RevokedSessions | null;
@@ -85,6 +92,8 @@ export interface BrokerAgent {
 
 class HttpError extends Error {}
 
+type TrustEntry = TrustedCa & { pem: string; tenantId?: string | null };
+
 const jittered = (ms: number) => Math.round(ms * (0.5 + Math.random()));
 
 export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
@@ -98,8 +107,12 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
   let cas: TrustedCa[] = [];
   const applied = new Map<string, CheckedCrl>();
   let etag: string | null = null;
-  /** The trust set from /pki/cas.pem (ETag, CAs in certfleet's order with their PEM); null until fetched (or not served). */
-  let trust: { etag: string | null; cas: Array<TrustedCa & { pem: string }> } | null = null;
+  /**
+   * The trust set from /pki/ca-scopes.pem (or /pki/cas.pem from a server without it): ETag, CAs in
+   * certfleet's order with their PEM and scope (tenantId undefined: not told); null until fetched (or not served).
+   */
+  let trust: { etag: string | null; cas: TrustEntry[]; scoped: boolean } | null = null;
+  const excludedLogged = new Set<string>();
   let lastApplied: { at: number; bytes: number } | null = null;
   const largeCrlBytes = options.largeCrlBytes ?? 4 * 1024 * 1024;
   const largeIntervalMs = options.largeCrlReloadIntervalMs ?? 10_000;
@@ -236,10 +249,32 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     await options.sessions.kick(names);
   }
 
-  /** GET /pki/cas.pem (If-None-Match): every CA the broker must trust; null when certfleet does not serve it (older server). */
+  /**
+   * GET /pki/ca-scopes.pem (If-None-Match): every CA the broker must trust with its scope; from a
+   * server that does not serve it, /pki/cas.pem (no scopes). null when neither is served (older server).
+   */
   async function fetchTrust() {
-    const res = await call('GET', '/pki/cas.pem', { headers: trust?.etag ? { 'if-none-match': trust.etag } : {} });
-    if (res.status === 304 && trust) {
+    const scoped = await call('GET', '/pki/ca-scopes.pem', { headers: trust?.scoped && trust.etag ? { 'if-none-match': trust.etag } : {} });
+    if (scoped.status === 304 && trust?.scoped) {
+      await scoped.arrayBuffer();
+      return trust;
+    }
+    const scopedBody = await scoped.text();
+    if (scoped.status === 200) {
+      let entries;
+      try {
+        entries = parseCaScopes(scopedBody);
+      } catch (error) {
+        throw new HttpError(`GET /pki/ca-scopes.pem: ${(error as Error).message}`);
+      }
+      const list = entries.map((e) => ({ ...trustedCasFromPem(e.certPem)[0]!, pem: e.certPem, tenantId: e.tenantId }));
+      if (list.length === 0) throw new HttpError('GET /pki/ca-scopes.pem: no CA certificate');
+      trust = { etag: scoped.headers.get('etag'), cas: list, scoped: true };
+      return trust;
+    }
+    if (scoped.status !== 404) throw new HttpError(`GET /pki/ca-scopes.pem: HTTP ${scoped.status} ${scopedBody.slice(0, 300)}`);
+    const res = await call('GET', '/pki/cas.pem', { headers: trust && !trust.scoped && trust.etag ? { 'if-none-match': trust.etag } : {} });
+    if (res.status === 304 && trust && !trust.scoped) {
       await res.arrayBuffer();
       return trust;
     }
@@ -249,18 +284,51 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     const pems = body.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
     const list = pems.map((p) => ({ ...trustedCasFromPem(p)[0]!, pem: p + '\n' }));
     if (list.length === 0) throw new HttpError('GET /pki/cas.pem: no CA certificate');
-    trust = { etag: res.headers.get('etag'), cas: list };
+    if (options.caScopesFile) log.error({ event: 'broker_agent_no_ca_scopes' }, 'certfleet does not serve /pki/ca-scopes.pem (an older server): the CA scope map is not updated, so CAs it does not list get nothing from the certfleet_acl plugin');
+    trust = { etag: res.headers.get('etag'), cas: list, scoped: false };
     return trust;
   }
 
-  /** The --ca-file: rewritten atomically with `keep` (in certfleet's order) when its CAs differ; the broker reloaded. */
-  async function writeCaFile(keep: Array<TrustedCa & { pem: string }>) {
+  /** Without a scope map (acl_file mode, RabbitMQ), a tenant-scoped CA is not this broker's to trust. */
+  function eligible(list: TrustEntry[]): TrustEntry[] {
+    if (options.caScopesFile) return list;
+    return list.filter((c) => {
+      if (!c.tenantId) return true;
+      if (!excludedLogged.has(c.keyId)) {
+        excludedLogged.add(c.keyId);
+        log.warn(
+          { event: 'broker_tenant_ca_excluded', issuer_key_id: c.keyId, tenant_id: c.tenantId },
+          "a tenant-scoped CA is left out of the broker's CA file: without --ca-scopes-file (the certfleet_acl plugin) the broker cannot bind a certificate's CN to its CA's tenant, so that CA's devices are refused here",
+        );
+      }
+      return false;
+    });
+  }
+
+  /** The scope map of `keep`, when it differs from the file; true when written. Only with scopes from certfleet. */
+  async function writeScopes(keep: TrustEntry[]): Promise<boolean> {
+    if (!options.caScopesFile || !trust?.scoped || keep.some((c) => c.tenantId === undefined)) return false;
+    const text = renderCaScopes(keep.map((c) => ({ certPem: c.pem, tenantId: c.tenantId ?? null })));
+    if ((await unlessMissing(readFile(options.caScopesFile, 'utf8'))) === text) return false;
+    await writeFileAtomic(options.caScopesFile, text, 0o644);
+    log.info({ event: 'broker_agent_ca_scopes', node: options.node, cas: keep.map((c) => `${c.keyId}:${c.tenantId ?? '*'}`) }, 'broker CA scope map rewritten');
+    return true;
+  }
+
+  /** The --ca-file: rewritten atomically with `keep` (in certfleet's order) when its CAs differ, the scope map first; the broker reloaded. */
+  async function writeCaFile(all: TrustEntry[]) {
+    const keep = eligible(all);
     if (keep.length === 0) return;
+    // The map first: the broker never reloads a cafile holding a CA whose scope the map does not give.
+    const scopesChanged = await writeScopes(keep);
     const now = cas.map((c) => c.keyId).join(',');
-    if (now === keep.map((c) => c.keyId).join(',')) return;
+    if (now === keep.map((c) => c.keyId).join(',')) {
+      if (scopesChanged) await reloadUntilDone();
+      return;
+    }
     await writeFileAtomic(options.caFile, keep.map((c) => c.pem).join(''), 0o644);
     await reloadUntilDone();
-    cas = keep.map(({ pem: _pem, ...ca }) => ca);
+    cas = keep.map(({ pem: _pem, tenantId: _tenantId, ...ca }) => ca);
     log.info({ event: 'broker_agent_cafile', node: options.node, cas: cas.map((c) => c.keyId) }, 'broker CA file rewritten');
   }
 

@@ -3,6 +3,9 @@
  *
  * - `GET /pki/crl-bundle.pem[?wait=S]` with `If-None-Match: "<etag>"`: the CRL bundle, or held
  *   open up to S seconds (≤ 120) until a newer one exists (long poll), then 304.
+ * - `GET /pki/ca-scopes.pem` (If-None-Match): every CA a broker trusts, each after its scope
+ *   (`scope *` or `scope <tenant>`, src/broker/ca-scopes.ts): the CA scope map the agent writes
+ *   beside the broker's CA file for the certfleet_acl plugin (tenant ids: not public).
  * - `POST /api/v1/broker-agent/report`: the node's status (CRL applied, enforcement check).
  * - `POST /api/v1/broker-agent/canaries`: new canary certificates for the caller's own node.
  * - `GET /api/v1/operator/broker-nodes`: every node with its lag (operator scope).
@@ -11,6 +14,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { BROKER_KINDS, type BrokerFleet, type BrokerReportInput } from '../../app/broker-nodes.ts';
 import type { CrlBundleSource } from '../../crl/crl-bundle.ts';
 import { AppError } from '../../domain/errors.ts';
+import { sha256Hex } from '../conditional-get.ts';
 
 const nullableString = { type: ['string', 'null'] } as const;
 const nullableDateTime = { type: ['string', 'null'], format: 'date-time' } as const;
@@ -81,9 +85,27 @@ function nodeOf(request: FastifyRequest): string {
   return node;
 }
 
-/** Under the /pki scope of role broker-agent. */
-export function crlBundleRoutes(bundle: CrlBundleSource | null) {
+/** Under the /pki scope of role broker-agent. `caScopes`: the CA scope map's text (null: no CA). */
+export function crlBundleRoutes(bundle: CrlBundleSource | null, caScopes: () => string | null = () => null) {
   return async (app: FastifyInstance) => {
+    app.get(
+      '/ca-scopes.pem',
+      {
+        schema: {
+          tags: ['broker-agent'],
+          summary: "Every CA a broker trusts, each after its scope (`scope *` global, `scope <tenant>`): the certfleet_acl plugin's CA scope map",
+        },
+      },
+      async (request, reply) => {
+        const text = caScopes();
+        if (!text) throw new AppError('CA_NOT_CONFIGURED', 'Device CA not configured');
+        const etag = sha256Hex(text);
+        const sent = /^(?:W\/)?"([0-9a-f]{64})"$/.exec(String(request.headers['if-none-match'] ?? '').trim())?.[1] ?? null;
+        reply.header('etag', `"${etag}"`).header('cache-control', 'no-store');
+        if (sent === etag) return reply.code(304).send();
+        return reply.type('application/x-pem-file').send(text);
+      },
+    );
     app.get<{ Querystring: { wait?: number } }>(
       '/crl-bundle.pem',
       {

@@ -3602,6 +3602,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/pki/ca-scopes.pem": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every CA a broker trusts, each after its scope (`scope *` global, `scope <tenant>`): the certfleet_acl plugin's CA scope map */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content?: never;
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/pki/ca.pem": {
         parameters: {
             query?: never;

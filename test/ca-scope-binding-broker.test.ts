@@ -1,0 +1,251 @@
+/**
+ * Tenant CA scope binding at the broker (issue 19, per-tenant CAs), with a real Mosquitto
+ * configured by `certfleet broker-config --acl-plugin ... --mqtt-renewal` and run as written, and
+ * certfleet keeping the broker's trust files (BROKER_CA_PATH, the CA scope map beside it).
+ *
+ * The attacker holds tenant TA's account and TA's own issuing CA (imported with its key: "bring
+ * your own CA"), which the broker trusts because TA's devices must connect. With it the attacker
+ * signs certificates whose CN names tenant TB's device (`TB/victim`) and certfleet's broker admin
+ * (`certfleet-admin`). The broker's TLS accepts them (the CA is in its cafile); the certfleet_acl
+ * plugin must give them nothing: not TB's device topics, renewal or advice topics, not what the
+ * victim's persistent session receives when the impostor resumes it with the victim's client id,
+ * not the admin's topics. A certificate of the global CA keeps working for any tenant, and TA's
+ * CA keeps working for TA's own devices. A missing scope map fails closed.
+ */
+import 'reflect-metadata';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as x509 from '@peculiar/x509';
+import mqtt, { type MqttClient } from 'mqtt';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDeviceCa } from '../src/pki/device-ca.ts';
+import { publishQos1, subscribeCodes, waitFor } from './support/acl-matrix.ts';
+import { aclPluginPath } from './support/acl-plugin.ts';
+import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './support/broker-fixture.ts';
+import type { TestDatabase } from './support/databases.ts';
+import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
+import { tlsOptions } from './support/mqtt-clients.ts';
+import { run } from './support/openssl.ts';
+import { brokerCovers, brokerTrustFiles, waitForBrokerTrust } from './support/rollover.ts';
+import { startTestService, type TestService } from './support/service.ts';
+import { scaled } from './support/timeouts.ts';
+
+const CAS = '/api/v1/operator/cas';
+
+let tmp: string;
+let database: TestDatabase;
+let broker: RunningMosquitto;
+let t: TestService;
+let port: number;
+let combinedCa: string;
+let trustFiles: { cafile: string; crlfile: string };
+let taCaFiles: { cert: string; key: string };
+const clients: MqttClient[] = [];
+
+interface Files {
+  cert: string;
+  key: string;
+}
+
+const file = (name: string) => join(tmp, 'certs', name);
+
+function mustRun(cmd: string, args: string[]) {
+  const r = run(cmd, args);
+  if (r.code !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.out}`);
+  return r.out;
+}
+
+/** What the attacker does with TA's CA key: a client certificate with any CN, signed by openssl. */
+function forge(name: string, commonName: string): Files {
+  const key = file(`${name}.key`);
+  const csr = file(`${name}.csr`);
+  const cert = file(`${name}.crt`);
+  const ext = file(`${name}.ext`);
+  mustRun('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-subj', `/CN=${commonName.replace(/([/+])/g, '\\$1')}`, '-out', csr]);
+  writeFileSync(ext, 'basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = clientAuth\nauthorityKeyIdentifier = keyid\n');
+  mustRun('openssl', ['x509', '-req', '-in', csr, '-CA', taCaFiles.cert, '-CAkey', taCaFiles.key, '-CAcreateserial', '-days', '30', '-extfile', ext, '-out', cert]);
+  return { cert, key };
+}
+
+/** A certificate certfleet issues to a registered device (its tenant's active CA signs it). */
+async function generate(tenant: string, deviceId: string): Promise<Files & { pem: string }> {
+  const reg = await t.call(tenant, 'POST', '/api/v1/customer/devices', { device_id: deviceId });
+  expect([201, 409], reg.body).toContain(reg.status);
+  const res = await t.call(tenant, 'POST', `/api/v1/customer/devices/${deviceId}/certificates/generate`, { key_type: 'ec-p256' });
+  expect(res.status, res.body).toBe(201);
+  const cert = file(`${tenant}-${deviceId}.crt`);
+  const key = file(`${tenant}-${deviceId}.key`);
+  writeFileSync(cert, res.json.cert_pem);
+  writeFileSync(key, res.json.private_key_pem, { mode: 0o600 });
+  return { cert, key, pem: res.json.cert_pem };
+}
+
+async function connect(files: Files, options: mqtt.IClientOptions = {}): Promise<MqttClient> {
+  const client = await mqtt.connectAsync(`mqtts://localhost:${port}`, {
+    ...tlsOptions({ port, cafile: combinedCa, ...files }),
+    protocolVersion: 5,
+    reconnectPeriod: 0,
+    connectTimeout: 20_000,
+    ...options,
+  });
+  clients.push(client);
+  return client;
+}
+
+const granted = async (client: MqttClient, topic: string) => (await subscribeCodes(client, [topic], 1))[0]!.qos;
+const issuerOf = (pem: string) => new x509.X509Certificate(pem).issuer;
+
+let victim: Files & { pem: string };
+let taOwn: Files & { pem: string };
+let taGlobal: Files & { pem: string };
+let taCaSubject: string;
+let globalCaSubject: string;
+
+beforeAll(async () => {
+  let env: Record<string, string>;
+  ({ tmp, database, env } = await brokerTestFixture('ca-scope'));
+  port = await freePort();
+  const config = runBrokerConfig(env, join(tmp, 'broker'), ['--port', String(port), '--acl-plugin', aclPluginPath(), '--mqtt-renewal']);
+  combinedCa = config.files.combinedCa;
+  trustFiles = brokerTrustFiles(config.files.config);
+  broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
+  t = await startTestService(database, { dataDir: join(tmp, 'data'), env: { ...env, ...config.env, BROKER_CA_PATH: trustFiles.cafile } });
+  globalCaSubject = new x509.X509Certificate(readFileSync(env.DEVICE_CA_CERT_PATH, 'utf8')).subject;
+
+  // Before TA has a CA of its own: a TA device under the global CA, and TB's victim.
+  taGlobal = await generate('TA', 'ta-global');
+  victim = await generate('TB', 'victim');
+
+  // TA brings its own CA (the key stays with TA too: that is the attacker's tool).
+  const taCa = await createDeviceCa({ now: new Date(), commonName: 'Tenant TA own issuing CA' });
+  taCaFiles = { cert: file('ta-ca.crt'), key: file('ta-ca.key') };
+  writeFileSync(taCaFiles.cert, taCa.certPem);
+  writeFileSync(taCaFiles.key, taCa.keyPem, { mode: 0o600 });
+  const since = broker.logs().length;
+  const imported = await t.call(null, 'POST', `${CAS}/import`, { cert_pem: taCa.certPem, key_pem: taCa.keyPem, tenant_id: 'TA' }, 'operator-admin');
+  expect(imported.status, imported.body).toBe(201);
+  const id = (imported.json.ca ?? imported.json).id as string;
+  const activated = await t.call(null, 'POST', `${CAS}/${id}/activate`, {}, 'operator-admin');
+  expect(activated.status, activated.body).toBe(200);
+  const taCaCert = new x509.X509Certificate(taCa.certPem);
+  taCaSubject = taCaCert.subject;
+  await waitForBrokerTrust(broker, trustFiles, since, async (trust) => Object.values(await brokerCovers(trust, taCaCert)).every(Boolean), "TA's CA and its CRL in the broker's files, then a reload", scaled(60_000));
+  taOwn = await generate('TA', 'ta-own');
+}, scaled(180_000));
+
+afterAll(async () => {
+  for (const c of clients) await c.endAsync(true).catch(() => undefined);
+  if (process.env.SHOW_BROKER_LOGS) console.log(broker?.logs());
+  await closeBrokerTest({ service: t, broker, database, tmp });
+}, scaled(60_000));
+
+describe("a tenant CA cannot sign for another tenant's devices or certfleet's admin (plugin mode)", () => {
+  it('the setup is what it claims: TA’s devices are signed by TA’s CA from its activation, the others by the global CA', () => {
+    expect(issuerOf(taOwn.pem)).toBe(taCaSubject);
+    expect(issuerOf(taGlobal.pem)).toBe(globalCaSubject);
+    expect(issuerOf(victim.pem)).toBe(globalCaSubject);
+  });
+
+  it("TA's CA signing TB's device CN: the broker's TLS takes it, the plugin gives it none of TB's topics", async () => {
+    const impostor = await connect(forge('impostor', 'TB/victim'));
+    expect(impostor.connected).toBe(true); // TLS accepted it: the test is not vacuous
+    const victimClient = await connect(victim);
+    const seen: string[] = [];
+    victimClient.on('message', (topic, payload) => seen.push(`${topic}|${payload.toString()}`));
+    expect(await granted(victimClient, 'tenant/TB/device/victim/#')).toBe(1);
+
+    for (const topic of ['tenant/TB/device/victim/#', 'tenant/TB/device/victim/cmd', 'certfleet/renew/TB/victim/response', 'certfleet/renew/TB/victim/advice', 'tenant/TB/#']) {
+      expect(await granted(impostor, topic), `impostor subscribes ${topic}`).toBe(0x87);
+    }
+    expect(await publishQos1(impostor, 'tenant/TB/device/victim/cmd', 'forged-cmd')).toBe(false);
+    expect(await publishQos1(impostor, 'tenant/TB/device/victim/telemetry', 'forged-telemetry')).toBe(false);
+    expect(await publishQos1(impostor, 'certfleet/renew/TB/victim/request', '{"request_id":"x"}')).toBe(false);
+    // The victim's own publish reaches the victim (and would have reached the impostor's subscription, had it been granted).
+    expect(await publishQos1(victimClient, 'tenant/TB/device/victim/telemetry', 'genuine')).toBe(true);
+    await waitFor(() => seen.includes('tenant/TB/device/victim/telemetry|genuine'), 'the victim to receive its own message');
+    expect(seen.filter((s) => s.includes('forged'))).toEqual([]);
+  });
+
+  it("the impostor resuming the victim's persistent session (same client id) receives nothing of it", async () => {
+    const clientId = 'TB/victim-session';
+    const session = await connect(victim, { clientId, clean: false, properties: { sessionExpiryInterval: 3600 } });
+    expect(await granted(session, 'tenant/TB/device/victim/inbox')).toBe(1);
+    await session.endAsync(true); // the session (and its subscription) stays on the broker
+
+    const impostor = await connect(forge('session-impostor', 'TB/victim'), { clientId, clean: false, properties: { sessionExpiryInterval: 3600 } });
+    const stolen: string[] = [];
+    impostor.on('message', (topic, payload) => stolen.push(`${topic}|${payload.toString()}`));
+    const sender = await connect(victim, { clientId: 'TB/victim-sender' });
+    const control = await connect(victim, { clientId: 'TB/victim-control' });
+    const controlSeen: string[] = [];
+    control.on('message', (topic, payload) => controlSeen.push(`${topic}|${payload.toString()}`));
+    expect(await granted(control, 'tenant/TB/device/victim/inbox')).toBe(1);
+    expect(await publishQos1(sender, 'tenant/TB/device/victim/inbox', 'secret')).toBe(true);
+    await waitFor(() => controlSeen.includes('tenant/TB/device/victim/inbox|secret'), 'the control subscriber to receive the message');
+    // A round trip of the impostor after the broker delivered the message: anything sent to it came before the PUBACK.
+    expect(await publishQos1(impostor, 'tenant/TA/device/nothing/x', 'barrier')).toBe(false);
+    expect(stolen).toEqual([]);
+  });
+
+  it("TA's CA signing certfleet's admin username gets none of the admin's topics ($CONTROL, tenant/#, renewal requests)", async () => {
+    const fakeAdmin = await connect(forge('fake-admin', 'certfleet-admin'));
+    expect(fakeAdmin.connected).toBe(true);
+    expect(await granted(fakeAdmin, 'tenant/#')).toBe(0x87);
+    expect(await granted(fakeAdmin, 'certfleet/renew/+/+/request')).toBe(0x87);
+    expect(await granted(fakeAdmin, '$CONTROL/dynamic-security/#')).toBe(0x87);
+    expect(await publishQos1(fakeAdmin, '$CONTROL/dynamic-security/v1', JSON.stringify({ commands: [{ command: 'listClients' }] }))).toBe(false);
+    expect(await publishQos1(fakeAdmin, 'certfleet/renew/TB/victim/response', '{}')).toBe(false);
+    expect(await publishQos1(fakeAdmin, 'certfleet/renew/TB/victim/advice', '{}')).toBe(false);
+  });
+
+  it("TA's CA signing certfleet's reserved tenant or a CN without a tenant gets nothing", async () => {
+    for (const cn of ['certfleet/canary', 'certfleet-recovery', 'victim']) {
+      const c = await connect(forge(`odd-${cn.replace(/\W/g, '_')}`, cn));
+      expect(await granted(c, 'certfleet/renew/certfleet/canary/response'), cn).toBe(0x87);
+      expect(await granted(c, 'certfleet/recover/response/+'), cn).toBe(0x87);
+      expect(await publishQos1(c, 'certfleet/recover/request', '{}'), cn).toBe(false);
+    }
+  });
+
+  it("positive controls: TA's CA works for TA's devices (also one it signs itself), the global CA for any tenant", async () => {
+    for (const [files, tenant, device] of [
+      [taOwn, 'TA', 'ta-own'],
+      [forge('ta-self-signed-device', 'TA/made-by-ta'), 'TA', 'made-by-ta'],
+      [taGlobal, 'TA', 'ta-global'],
+      [victim, 'TB', 'victim'],
+    ] as const) {
+      const c = await connect(files);
+      const got: string[] = [];
+      c.on('message', (topic) => got.push(topic));
+      expect(await granted(c, `tenant/${tenant}/device/${device}/#`), device).toBe(1);
+      expect(await granted(c, `certfleet/renew/${tenant}/${device}/response`), device).toBe(1);
+      expect(await publishQos1(c, `tenant/${tenant}/device/${device}/telemetry`, 'own'), device).toBe(true);
+      expect(await publishQos1(c, `certfleet/renew/${tenant}/${device}/request`, '{}'), device).toBe(true);
+      await waitFor(() => got.includes(`tenant/${tenant}/device/${device}/telemetry`), `${device} to receive its own message`);
+    }
+  });
+
+  it('a missing scope map fails closed (no certificate device gets anything); restored, it works again', async () => {
+    const conf = readFileSync(join(tmp, 'broker', 'mosquitto.conf'), 'utf8');
+    const scopes = conf.match(/^plugin_opt_ca_scopes_file (.+)$/m)?.[1];
+    expect(scopes, 'mosquitto.conf names the scope map').toBeTruthy();
+    renameSync(scopes!, `${scopes}.away`);
+    let offset = broker.logs().length;
+    process.kill(broker.pid, 'SIGHUP');
+    await broker.waitForLog(/certfleet_acl: reload: .*CA scope/, scaled(30_000), offset);
+    for (const [files, tenant, device] of [
+      [taOwn, 'TA', 'ta-own'],
+      [victim, 'TB', 'victim'],
+    ] as const) {
+      const c = await connect(files);
+      expect(await granted(c, `tenant/${tenant}/device/${device}/#`), device).toBe(0x87);
+      expect(await publishQos1(c, `tenant/${tenant}/device/${device}/telemetry`, 'x'), device).toBe(false);
+    }
+    renameSync(`${scopes}.away`, scopes!);
+    offset = broker.logs().length;
+    process.kill(broker.pid, 'SIGHUP');
+    await broker.waitForLog(/certfleet_acl: reload: .*CA scope/, scaled(30_000), offset);
+    const c = await connect(taOwn);
+    expect(await granted(c, 'tenant/TA/device/ta-own/#')).toBe(1);
+  });
+});
