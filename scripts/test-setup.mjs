@@ -154,6 +154,8 @@ export async function startTestPostgres(log = console.log) {
   log(`test-setup: started a throw-away Postgres on 127.0.0.1:${port} (${dir})`);
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    /** The cluster's data folder (its postmaster.pid names the server process). */
+    dataDir: data,
     async stop() {
       try {
         run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);

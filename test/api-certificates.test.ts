@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { opensslCsr, opensslText, opensslVerify } from './support/openssl.ts';
 
-describe.each(DRIVERS)('certificates API on %s', (kind) => {
+describe.each(oneDriver('pg'))('certificates API on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   let caPem: string;

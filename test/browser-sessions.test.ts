@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 type Injected = Awaited<ReturnType<TestService['service']['app']['inject']>>;
 
-describe.each(DRIVERS)('browser sessions (%s)', (kind) => {
+describe.each(oneDriver('pglite'))('browser sessions (%s)', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   beforeAll(async () => {

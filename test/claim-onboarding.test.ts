@@ -23,7 +23,7 @@ import { AppError } from '../src/domain/errors.ts';
 import { deriveDeviceId, validateProvisioningPolicy } from '../src/domain/provisioning-policy.ts';
 import { provisioningSigningText } from '../src/renewal/claim-onboarding.ts';
 import { boundedCapture, RegexTimeoutError } from '../src/support/bounded-regex.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const exec = promisify(execFile);
@@ -62,7 +62,7 @@ async function startApprover() {
   };
 }
 
-describe.each(DRIVERS)('factory (claim) onboarding on %s', (kind) => {
+describe.each(oneDriver('pglite'))('factory (claim) onboarding on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   let dir: string;

@@ -5,14 +5,14 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { webConsoleRoutes } from '../src/http/routes/web-console.ts';
 import { installErrorHandler } from '../src/support/problem.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { ensureWebBuilt } from './support/web-build.ts';
 import type { AuditEventRecord } from '../src/domain/audit.ts';
 
 type AuditRow = AuditEventRecord;
 
-describe.each(DRIVERS)('console API (audit events, expiry summary, CRL status, sign-in) on %s', (kind) => {
+describe.each(oneDriver('pglite'))('console API (audit events, expiry summary, CRL status, sign-in) on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   let certA: number;

@@ -13,7 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { DAY_MS, HOUR_MS } from '../src/domain/clock.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const exec = promisify(execFile);
@@ -23,7 +23,7 @@ interface Curl {
   body: string;
 }
 
-describe.each(DRIVERS)('EST on %s', (kind) => {
+describe.each(oneDriver('pg'))('EST on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   let dir: string;

@@ -1,6 +1,6 @@
 /**
- * The service with its Device CA key in a PKCS#11 token (SoftHSM2), over the HTTP API on both
- * database drivers: certificates issued and a CRL published, all signed by the token, verified by
+ * The service with its Device CA key in a PKCS#11 token (SoftHSM2), over the HTTP API on PGlite
+ * (oneDriver: the token, not the driver, is the subject): certificates issued and a CRL published, all signed by the token, verified by
  * openssl. And the service refuses to start with a token key it cannot use.
  */
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -13,7 +13,7 @@ import { silentLogger } from '../src/support/logger.ts';
 import { crlDerToPem } from '../src/crl/verify-crl.ts';
 import { createDeviceCa } from '../src/pki/device-ca.ts';
 import { createDeviceCaInToken } from '../src/pki/kms/ca-certificate.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { opensslCsr, opensslVerify } from './support/openssl.ts';
 import { startTestService, testConfig, type TestService } from './support/service.ts';
 import { SOFTHSM_MODULE, softHsm, softHsmMissing, type SoftHsm } from './support/softhsm.ts';
@@ -41,7 +41,7 @@ beforeAll(async () => {
   };
 });
 
-describe.runIf(!softHsmMissing).each(DRIVERS)(`issuing with the CA key in SoftHSM2 over the HTTP API on %s${skipped}`, (kind) => {
+describe.runIf(!softHsmMissing).each(oneDriver('pglite'))(`issuing with the CA key in SoftHSM2 over the HTTP API on %s${skipped}`, (kind) => {
   let database: TestDatabase;
   let t: TestService;
   const revokedPems: string[] = [];

@@ -15,12 +15,12 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { createManualClock, DAY_MS } from '../src/domain/clock.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const exec = promisify(execFile);
 
-describe.each(DRIVERS)('EST recovery with an expired certificate on %s', (kind) => {
+describe.each(oneDriver('pglite'))('EST recovery with an expired certificate on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   let dir: string;

@@ -14,7 +14,7 @@ import { DAY_MS } from '../src/domain/clock.ts';
 
 const MINUTE_MS_FOR_TEST = 60_000;
 import { DEFAULT_RENEWAL_POLICY, renewalSchedule } from '../src/domain/renewal-policy.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { captureLogger } from './support/capture-logger.ts';
 
@@ -43,7 +43,7 @@ describe('renewal schedule (pure)', () => {
   });
 });
 
-describe.each(DRIVERS)('renewal advice worker on %s', (kind) => {
+describe.each(oneDriver('pglite'))('renewal advice worker on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   let worker: Worker;

@@ -4,7 +4,7 @@
  * with short-lived certificates the CRL holds only real revocations. The replaced certificate
  * can renew nothing more (403 CERTIFICATE_SUPERSEDED, audited, nothing issued); the grace period
  * ending does not revoke it either; a real revocation still lists it; the default (true) keeps
- * revoking (test/est.test.ts). Real EST with curl and openssl, both databases.
+ * revoking (test/est.test.ts). Real EST with curl and openssl, on Postgres (oneDriver, test/support/databases.ts).
  */
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -14,13 +14,13 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { HOUR_MS } from '../src/domain/clock.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
 const exec = promisify(execFile);
 const pemToDer = (pem: string) => Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
 
-describe.each(DRIVERS)('revoke_superseded false on %s', (kind) => {
+describe.each(oneDriver('pg'))('revoke_superseded false on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   let dir: string;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { HOUR_MS } from '../src/domain/clock.ts';
 import type { RevocationListener } from '../src/app/ports.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { opensslCsr, opensslVerify } from './support/openssl.ts';
 
@@ -25,7 +25,7 @@ interface RotationRow {
 const ROTATE = '/customer/devices/DEVICE-001/certificates/rotate';
 const isoIn = (from: Date, hours: number) => new Date(from.getTime() + hours * HOUR_MS).toISOString();
 
-describe.each(DRIVERS)('certificate rotation on %s', (kind) => {
+describe.each(oneDriver('pglite'))('certificate rotation on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   let caPem: string;

@@ -10,7 +10,7 @@ import { loadConfig } from '../src/config.ts';
 import { isNonPublicAddress } from '../src/domain/network-policy.ts';
 import { createSecretBox, isSealed, parseSecretKey } from '../src/pki/secret-box.ts';
 import { createHttpWebhookSender, guardedLookup } from '../src/webhooks/webhook-sender.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, testConfig, type TestService } from './support/service.ts';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-receiver.ts';
 import { silentLogger } from '../src/support/logger.ts';
@@ -104,7 +104,7 @@ describe('SSRF guard (address policy, sender)', () => {
   });
 });
 
-describe.each(DRIVERS)('webhooks under the default configuration on %s', (kind) => {
+describe.each(oneDriver('pglite'))('webhooks under the default configuration on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   let receiver: WebhookReceiver;

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DAY_MS, HOUR_MS } from '../src/domain/clock.ts';
 import { createWorker, type Worker, type WorkerOverrides } from '../src/composition/worker.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { startWebhookReceiver, type WebhookReceiver } from './support/webhook-receiver.ts';
 import { captureLogger } from './support/capture-logger.ts';
@@ -9,7 +9,7 @@ import { scaled } from './support/timeouts.ts';
 
 const DEVICE = 'DEVICE-001';
 
-describe.each(DRIVERS)('worker: expiry alerts, scheduled revocations and webhooks on %s', (kind) => {
+describe.each(oneDriver('pg'))('worker: expiry alerts, scheduled revocations and webhooks on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
   let receiver: WebhookReceiver;

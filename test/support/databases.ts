@@ -14,6 +14,18 @@ export const TEST_PG_ADMIN_URL = process.env.TEST_DATABASE_URL ?? 'postgres://po
 export type DriverKind = 'pg' | 'pglite';
 export const DRIVERS: DriverKind[] = ['pglite', 'pg'];
 
+/**
+ * The driver of a test file whose subject does not depend on it: HTTP validation and use cases
+ * whose SQL is the same statements on both drivers. Such a file runs on the one driver it names
+ * (half of them on each, see README "Tests"), which halves its cost; `CERTFLEET_TEST_ALL_DRIVERS=1`
+ * runs it on both. The suites whose subject is driver-specific (CRL publication: in-process on
+ * PGlite, LISTEN/NOTIFY across processes on Postgres; concurrency and locks; row-level security;
+ * query plans; crash durability; the schema's defences) keep `DRIVERS`.
+ */
+export function oneDriver(kind: DriverKind): DriverKind[] {
+  return process.env.CERTFLEET_TEST_ALL_DRIVERS === '1' ? DRIVERS : [kind];
+}
+
 const TABLES_IN_DELETE_ORDER = `
   DO $$ DECLARE t text; BEGIN
     FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations' LOOP

@@ -5,7 +5,8 @@
  * database copies (CERTFLEET_TEST_PG_TEMPLATE, test/support/databases.ts); and the PGlite
  * template every embedded test database loads (test/support/pglite-template.ts).
  */
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { startTestPostgres } from '../../scripts/test-setup.mjs';
 import { writePgliteTemplate } from '../../src/storage/pglite-template.ts';
 import { ensurePgTemplate } from './databases.ts';
@@ -17,5 +18,29 @@ export default async function setup(): Promise<() => Promise<void>> {
   process.env.CERTFLEET_TEST_PG_TEMPLATE = await ensurePgTemplate(postgres.url);
   const template = testTemplatePath();
   if (!existsSync(template)) await writePgliteTemplate(template);
-  return () => postgres.stop();
+  return async () => {
+    logServerCpu((postgres as { dataDir?: string }).dataDir);
+    await postgres.stop();
+  };
+}
+
+/**
+ * With CERTFLEET_TEST_CPU_LOG (test/support/cpu-time.ts): the CPU seconds the run's throw-away
+ * Postgres used (its postmaster and every backend that ended), which the test files' own figures
+ * leave out. A shared server on 5432 serves others too: nothing is logged for it.
+ */
+function logServerCpu(dataDir: string | undefined): void {
+  const log = process.env.CERTFLEET_TEST_CPU_LOG;
+  if (!log || !dataDir) return;
+  try {
+    const pid = readFileSync(join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]?.trim();
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+    const at = (i: number) => fields[i - 3] ?? 0;
+    const own = (at(14) + at(15)) / 100;
+    const children = (at(16) + at(17)) / 100;
+    appendFileSync(log, `${JSON.stringify({ file: 'postgres (throw-away cluster)', own, children, processTotal: +(own + children).toFixed(2) })}\n`);
+  } catch {
+    // no figure rather than a failed run: the accounting is optional
+  }
 }

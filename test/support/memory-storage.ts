@@ -1,13 +1,25 @@
 /**
  * An in-memory `Storage` (src/app/storage-ports.ts) for fast use-case unit tests: devices,
  * certificates, rotations, the audit log, device keys, task locks, and the expiry alerts
- * (reconcile, expire, acknowledge; their webhook events kept in `alertEvents`), with the ports' semantics
+ * (reconcile, expire, acknowledge; their webhook events kept in `alertEvents`), and the CRL state
+ * of each CA with the revocations' pending marks and the RFC 5280 retention of the entries read
+ * (the SQL of storage/repos/crl-repo.ts, row by row), with the ports' semantics
  * (ACTIVE → REVOKED only, a tenant sees only its rows, a unit of work commits all or nothing).
  * Repositories it does not implement yet throw, naming the method: a use case that needs one
  * keeps its real-database test. The real storage's tests cover the same behaviours on Postgres
  * and PGlite.
  */
-import type { AuditEvent, ExpiringAlertsInput, OperatorRepositories, PendingRotation, Storage } from '../../src/app/storage-ports.ts';
+import type {
+  AuditEvent,
+  CrlToStore,
+  ExpiringAlertsInput,
+  OperatorRepositories,
+  PendingRotation,
+  RevokedEntriesScope,
+  RevokedEntryCallback,
+  Storage,
+  StoredCrlInfo,
+} from '../../src/app/storage-ports.ts';
 import type { AlertRecord } from '../../src/domain/alert.ts';
 import type { CaRecord } from '../../src/domain/ca.ts';
 import { AlreadyExistsError, ReferenceNotFoundError } from '../../src/app/storage-ports.ts';
@@ -43,6 +55,10 @@ interface State {
   sharedKeys: Record<string, boolean>;
   /** certificate_authorities (operator only: a tenant unit of work sees none). */
   cas: CaRecord[];
+  /** crl_state by issuer key id: the latest CRL stored for each CA (operator only). */
+  crls: Record<string, StoredCrlInfo & { der: Uint8Array | null }>;
+  /** crl_pending_revocations: a revocation's mark (issuer, serial) until a CRL build takes it. */
+  pendingRevocations: { issuer: string; serial: string | null }[];
   nextId: number;
 }
 
@@ -57,7 +73,7 @@ export interface MemoryStorage extends Storage {
 }
 
 export function createMemoryStorage(): MemoryStorage {
-  let state: State = { devices: [], certificates: [], rotations: [], audit: [], compromised: [], alerts: [], alertEvents: [], sharedKeys: {}, cas: [], nextId: 1 };
+  let state: State = { devices: [], certificates: [], rotations: [], audit: [], compromised: [], alerts: [], alertEvents: [], sharedKeys: {}, cas: [], crls: {}, pendingRevocations: [], nextId: 1 };
 
   function repositories(tenant: string | null): OperatorRepositories {
     const visible = <T extends { tenant_id: string }>(rows: T[]) => rows.filter((r) => tenant === null || r.tenant_id === tenant);
@@ -156,6 +172,7 @@ export function createMemoryStorage(): MemoryStorage {
           const c = certificate(id);
           if (!c || c.status !== 'ACTIVE') return null;
           Object.assign(c, { status: 'REVOKED', revoked_at: at.toISOString(), revoked_reason: reason, updated_at: at.toISOString() });
+          state.pendingRevocations.push({ issuer: c.issuer, serial: c.serial_number }); // the mark the real statement inserts with it
           return record(c);
         },
       },
@@ -459,8 +476,103 @@ export function createMemoryStorage(): MemoryStorage {
       },
     };
     (implemented as Record<string, object>).cas = casRepo;
+    (implemented as Record<string, object>).crl = crlRepo(tenant);
     const ports = ['devices', 'certificates', 'rotations', 'audit', 'alerts', 'webhooks', 'outbox', 'brokerGrants', 'keys', 'crl', 'tasks', 'brokerNodes', 'cas'] as const;
     return Object.fromEntries(ports.map((p) => [p, partial(p, (implemented as Record<string, object>)[p] ?? {})])) as unknown as OperatorRepositories;
+  }
+
+  /**
+   * The CRL port (operator only), the SQL of storage/repos/crl-repo.ts row by row: times in whole
+   * seconds as the statement floors them; a revoked certificate is listed while the previous CRL
+   * had not yet passed its notAfter, or when revoked at or after that CRL (RFC 5280 3.3).
+   */
+  function crlRepo(tenant: string | null): Partial<OperatorRepositories['crl']> {
+    const operatorOnly = () => {
+      if (tenant !== null) throw new Error('memory storage: crl_state is an operator table (permission denied for the tenant role)');
+    };
+    const seconds = (iso: string) => Math.floor(Date.parse(iso) / 1000) * 1000;
+    const listed = (c: Row, scope: RevokedEntriesScope) => {
+      if (c.status !== 'REVOKED' || c.issuer !== scope.issuer || !c.revoked_at) return false;
+      const previous = scope.previousThisUpdate?.getTime() ?? null;
+      return previous === null || Date.parse(c.not_after) >= previous || Date.parse(c.revoked_at) >= previous;
+    };
+    const feed = (rows: Row[], onEntry: RevokedEntryCallback) => {
+      for (const c of rows) onEntry(c.serial_number, seconds(c.revoked_at!), c.revoked_reason ?? '', seconds(c.not_after));
+      return rows.length;
+    };
+    const info = ({ der: _der, ...rest }: State['crls'][string]): StoredCrlInfo => ({ ...rest });
+    return {
+      async lockCrlState(issuerKeyId: string) {
+        operatorOnly();
+        state.crls[issuerKeyId] ??= {
+          issuerKeyId,
+          crlNumber: 0n,
+          thisUpdate: null,
+          nextUpdate: null,
+          sha256: null,
+          entries: null,
+          bytes: null,
+          builtAt: null,
+          publishedAt: null,
+          numberFloor: 0n,
+          der: null,
+        };
+        return info(state.crls[issuerKeyId]);
+      },
+      async saveCrl(issuerKeyId: string, crl: CrlToStore) {
+        operatorOnly();
+        const row = state.crls[issuerKeyId];
+        if (!row) throw new Error(`crl_state row ${issuerKeyId} vanished`);
+        Object.assign(row, {
+          crlNumber: crl.crlNumber,
+          thisUpdate: crl.thisUpdate,
+          nextUpdate: crl.nextUpdate,
+          sha256: crl.sha256,
+          entries: crl.entries,
+          bytes: crl.der.length,
+          builtAt: crl.publishedAt,
+          publishedAt: crl.publishedAt,
+          der: Uint8Array.from(crl.der),
+        });
+        return info(row);
+      },
+      async readCrlInfo(issuerKeyId: string) {
+        operatorOnly();
+        const row = state.crls[issuerKeyId];
+        return row?.der ? info(row) : null;
+      },
+      async readCrl(issuerKeyId: string) {
+        operatorOnly();
+        const row = state.crls[issuerKeyId];
+        return row?.der ? { info: info(row), der: Buffer.from(row.der) } : null;
+      },
+      async takePendingRevocations(issuer: string) {
+        operatorOnly();
+        const taken = state.pendingRevocations.filter((m) => m.issuer === issuer);
+        state.pendingRevocations = state.pendingRevocations.filter((m) => m.issuer !== issuer);
+        return { serials: taken.flatMap((m) => (m.serial === null ? [] : [m.serial])), unnamed: taken.some((m) => m.serial === null) };
+      },
+      async hasPendingRevocations(issuer: string) {
+        operatorOnly();
+        return state.pendingRevocations.some((m) => m.issuer === issuer);
+      },
+      async requestCrlRebuild(issuer: string) {
+        state.pendingRevocations.push({ issuer, serial: null });
+      },
+      async forEachRevokedCertificate(scope: RevokedEntriesScope, onEntry: RevokedEntryCallback) {
+        operatorOnly();
+        return feed(state.certificates.filter((c) => listed(c, scope)), onEntry);
+      },
+      async forEachRevokedCertificateOf(scope: RevokedEntriesScope, serials: string[], onEntry: RevokedEntryCallback) {
+        operatorOnly();
+        return feed(state.certificates.filter((c) => serials.includes(c.serial_number) && listed(c, scope)), onEntry);
+      },
+      // No restored database here: no revocation kept from a reconciled CRL.
+      async forEachRestoredRevocation() {
+        operatorOnly();
+        return 0;
+      },
+    };
   }
 
   /** One unit of work: a copy of the state is worked on and kept only when `fn` succeeds. */
