@@ -121,6 +121,11 @@ describe.each(oneDriver('pglite'))('factory (claim) onboarding on %s', (kind) =>
       'x509', '-req', '-in', `${name}.req`, '-CA', `${ca}.crt`, '-CAkey', `${ca}.key`, '-days', String(options.days ?? 365), '-sha256',
       '-set_serial', options.serial ?? `0x${Math.floor(Math.random() * 2 ** 48).toString(16)}`, '-extfile', ext, '-out', `${name}.crt`,
     ]);
+    // openssl dates the claim from the real clock; the service's manual clock was set when it started.
+    // On a busy machine minutes can pass in between, more than the allowed skew: never let the service's
+    // clock lag behind a claim just minted (it only moves forward, so the expiry test's jump stays).
+    const service = t as TestService | undefined;
+    if (service && service.clock.now().getTime() < Date.now()) service.clock.set(new Date());
   }
 
   /** The certificate in an EST certs-only answer, written to `${name}.crt`. */
