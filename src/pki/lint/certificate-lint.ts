@@ -44,10 +44,10 @@ export interface LintedCertificate {
   notAfter: Date;
 }
 
-const bytes = (b: ArrayBuffer | Uint8Array) => Buffer.from(b instanceof Uint8Array ? b : new Uint8Array(b));
+export const bytes = (b: ArrayBuffer | Uint8Array) => Buffer.from(b instanceof Uint8Array ? b : new Uint8Array(b));
 
 /** RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050. */
-function checkTime(t: Time, field: string) {
+export function checkTime(t: Time, field: string) {
   const date = t.getTime();
   const year = date.getUTCFullYear();
   lintCheck(year < 2050 ? t.utcTime !== undefined : t.generalTime !== undefined, 'cert.validity.encoding', `${field} ${date.toISOString()} must be ${year < 2050 ? 'UTCTime' : 'GeneralizedTime'}`);
@@ -55,7 +55,7 @@ function checkTime(t: Time, field: string) {
   return date;
 }
 
-function checkSerial(raw: Uint8Array, rule: string, minOctets: number): void {
+export function checkSerial(raw: Uint8Array, rule: string, minOctets: number): void {
   lintCheck(raw.length >= 1 && raw.length <= 20, `${rule}.size`, `serial is ${raw.length} octets (1 to 20 allowed)`);
   lintCheck(((raw[0] ?? 0) & 0x80) === 0, `${rule}.sign`, 'serial is negative'); // not empty: checked above
   lintCheck(!(raw.length > 1 && raw[0] === 0 && ((raw[1] ?? 0) & 0x80) === 0), `${rule}.encoding`, 'serial has a superfluous leading zero octet');

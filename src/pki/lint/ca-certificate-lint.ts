@@ -1,0 +1,117 @@
+/**
+ * Lints a CA certificate certfleet makes (`ca create`, `ca create --root`, `ca create --parent`)
+ * before the issuing key signs it, as every device certificate and CRL is linted: a copy signed by a
+ * throwaway key of the signing key's algorithm is parsed back by @peculiar/asn1-x509 and Node's
+ * X509Certificate (no code shared with the encoder) and checked against the CA profile: v3, serial,
+ * matching signature algorithms, the issuer's exact subject bytes, validity within the issuer's,
+ * one CN (the expected one), the requested key, BasicConstraints cA (critical) with the expected
+ * pathLen (0: an issuing CA; 1: a root over intermediates), KeyUsage keyCertSign + cRLSign
+ * (critical), no EKU, an SKI, and for an intermediate an AKI equal to its root's SKI.
+ */
+import { X509Certificate } from 'node:crypto';
+import { AsnConvert } from '@peculiar/asn1-schema';
+import {
+  AuthorityKeyIdentifier,
+  BasicConstraints,
+  Certificate,
+  KeyUsage,
+  SubjectKeyIdentifier,
+  Version,
+  id_ce_authorityKeyIdentifier,
+  id_ce_basicConstraints,
+  id_ce_extKeyUsage,
+  id_ce_keyUsage,
+  id_ce_subjectKeyIdentifier,
+  type Extension,
+} from '@peculiar/asn1-x509';
+import type { CaLintProfile } from './ca-profile.ts';
+import { bytes, checkSerial, checkTime } from './certificate-lint.ts';
+import { lintCheck } from './lint-failure.ts';
+
+const OID_COMMON_NAME = '2.5.4.3';
+const KU_CERT_SIGN = 0x04;
+const KU_CRL_SIGN = 0x02;
+
+export interface CaCertificateLintOptions {
+  /** The issuer as the lint sees it; null: self-signed (the certificate is its own issuer). */
+  issuer: CaLintProfile | null;
+  /** The key that verifies the copy's signature (the throwaway key's public half). */
+  verifyWith: CaLintProfile['publicKey'];
+  expected: { commonName: string; spkiDer: Uint8Array; pathLength: number };
+}
+
+export function lintCaCertificate(der: Uint8Array, options: CaCertificateLintOptions): { notBefore: Date; notAfter: Date } {
+  let cert: Certificate;
+  try {
+    cert = AsnConvert.parse(der, Certificate);
+  } catch (e) {
+    lintCheck(false, 'ca.parse', `@peculiar/asn1-x509 cannot parse it: ${(e as Error).message}`);
+  }
+  lintCheck(bytes(AsnConvert.serialize(cert)).equals(bytes(der)), 'ca.der', 'not DER: re-encoding the parsed certificate gives other bytes');
+  let node: X509Certificate;
+  try {
+    node = new X509Certificate(Buffer.from(der));
+  } catch (e) {
+    lintCheck(false, 'ca.parse', `Node's X509Certificate cannot parse it: ${(e as Error).message}`);
+  }
+  const tbs = cert.tbsCertificate;
+  lintCheck(tbs.version === Version.v3, 'ca.version', `version ${tbs.version + 1}, expected 3`);
+  checkSerial(bytes(tbs.serialNumber), 'ca.serial', 16);
+  lintCheck(
+    bytes(AsnConvert.serialize(tbs.signature)).equals(bytes(AsnConvert.serialize(cert.signatureAlgorithm))),
+    'ca.signature_algorithm',
+    'tbsCertificate.signature differs from signatureAlgorithm',
+  );
+  const subjectDer = bytes(AsnConvert.serialize(tbs.subject));
+  const issuerDer = bytes(AsnConvert.serialize(tbs.issuer));
+  lintCheck(issuerDer.equals(options.issuer ? options.issuer.subjectDer : subjectDer), 'ca.issuer', options.issuer ? "issuer bytes differ from the root's subject" : 'a self-signed CA must name itself as issuer');
+  if (options.issuer) lintCheck(!subjectDer.equals(options.issuer.subjectDer), 'ca.subject', 'an intermediate must not have its root\'s subject');
+  lintCheck(node.verify(options.verifyWith), 'ca.signature', 'the signature does not verify with the signing key');
+
+  const notBefore = checkTime(tbs.validity.notBefore, 'notBefore');
+  const notAfter = checkTime(tbs.validity.notAfter, 'notAfter');
+  lintCheck(notBefore < notAfter, 'ca.validity.order', 'notBefore is not before notAfter');
+  if (options.issuer) {
+    const root = options.issuer;
+    lintCheck(notBefore >= root.notBefore, 'ca.validity.within_root', () => `notBefore ${notBefore.toISOString()} is before the root's ${root.notBefore.toISOString()}`);
+    lintCheck(notAfter <= root.notAfter, 'ca.validity.within_root', () => `notAfter ${notAfter.toISOString()} is after the root's ${root.notAfter.toISOString()}`);
+  }
+
+  const cns = tbs.subject.flatMap((rdn) => rdn.filter((atv) => atv.type === OID_COMMON_NAME));
+  lintCheck(cns.length === 1, 'ca.subject.cn', `${cns.length} common names, expected 1`);
+  lintCheck(cns[0]?.value.toString() === options.expected.commonName, 'ca.subject.cn', `CN "${cns[0]?.value.toString()}", expected "${options.expected.commonName}"`);
+  lintCheck(bytes(AsnConvert.serialize(tbs.subjectPublicKeyInfo)).equals(bytes(options.expected.spkiDer)), 'ca.public_key', 'subjectPublicKeyInfo differs from the new CA key');
+  lintCheck(tbs.issuerUniqueID === undefined && tbs.subjectUniqueID === undefined, 'ca.unique_ids', 'issuer/subject unique IDs are not allowed');
+
+  const byId = new Map<string, Extension>();
+  for (const e of tbs.extensions ?? []) {
+    lintCheck(!byId.has(e.extnID), 'ca.extensions.unique', `extension ${e.extnID} appears twice`);
+    byId.set(e.extnID, e);
+  }
+  const bc = byId.get(id_ce_basicConstraints);
+  lintCheck(bc?.critical, 'ca.basic_constraints', 'BasicConstraints must be present and critical');
+  const constraints = AsnConvert.parse(bc.extnValue, BasicConstraints);
+  lintCheck(constraints.cA, 'ca.basic_constraints', 'cA is not true');
+  lintCheck(constraints.pathLenConstraint === options.expected.pathLength, 'ca.basic_constraints', `pathLenConstraint ${String(constraints.pathLenConstraint)}, expected ${options.expected.pathLength}`);
+
+  const ku = byId.get(id_ce_keyUsage);
+  lintCheck(ku?.critical, 'ca.key_usage', 'KeyUsage must be present and critical');
+  const usage = bytes(AsnConvert.parse(ku.extnValue, KeyUsage).value)[0] ?? 0;
+  lintCheck(usage & KU_CERT_SIGN && usage & KU_CRL_SIGN, 'ca.key_usage', 'KeyUsage must assert keyCertSign and cRLSign');
+  lintCheck(!byId.has(id_ce_extKeyUsage), 'ca.eku', 'a CA certificate carries no ExtendedKeyUsage');
+
+  const ski = byId.get(id_ce_subjectKeyIdentifier);
+  lintCheck(ski, 'ca.ski', 'SubjectKeyIdentifier missing');
+  const skiValue = bytes(AsnConvert.parse(ski.extnValue, SubjectKeyIdentifier).buffer);
+  lintCheck(skiValue.length >= 1 && skiValue.length <= 20, 'ca.ski', `SubjectKeyIdentifier is ${skiValue.length} octets`);
+  const aki = byId.get(id_ce_authorityKeyIdentifier);
+  if (options.issuer) {
+    lintCheck(aki && !aki.critical, 'ca.aki', 'an intermediate needs a non-critical AuthorityKeyIdentifier');
+    const keyId = AsnConvert.parse(aki.extnValue, AuthorityKeyIdentifier).keyIdentifier;
+    lintCheck(options.issuer.subjectKeyId && keyId && bytes(keyId.buffer).equals(options.issuer.subjectKeyId), 'ca.aki', "AuthorityKeyIdentifier differs from the root's SubjectKeyIdentifier");
+  } else if (aki) {
+    const keyId = AsnConvert.parse(aki.extnValue, AuthorityKeyIdentifier).keyIdentifier;
+    lintCheck(keyId && bytes(keyId.buffer).equals(skiValue), 'ca.aki', 'a self-signed CA\'s AuthorityKeyIdentifier must be its own key identifier');
+  }
+  return { notBefore, notAfter };
+}
