@@ -238,6 +238,7 @@ export function createCaManagement(deps: CaManagementDeps) {
       const kind = input.kind ?? 'issuing';
       const parentId = input.parent_id ?? null;
       if (kind === 'root' && parentId) throw new AppError('VALIDATION_FAILED', 'a root CA has no parent (certfleet keeps two levels: root, then intermediates)');
+      let parentCrlUrl: string | null = null;
       if (parentId) {
         const root = await storage.asOperator((repos) => repos.cas.findCa(parentId));
         if (!root) throw notFound(parentId);
@@ -245,13 +246,14 @@ export function createCaManagement(deps: CaManagementDeps) {
         if (root.status !== 'active') throw new AppError('CA_STATUS_CONFLICT', `root CA ${parentId} is ${root.status}: it signs nothing`);
         if (root.tenantId !== null && root.tenantId !== tenantId) throw new AppError('CA_STATUS_CONFLICT', `root CA ${parentId} belongs to tenant "${root.tenantId}": it signs only that tenant's intermediates`);
         if (root.notAfter.getTime() <= clock.now().getTime() + DAY_MS) throw new AppError('INVALID_CA_CERTIFICATE', `root CA ${parentId} expires at ${root.notAfter.toISOString()}: an intermediate under it would be useless`);
+        parentCrlUrl = root.crlDistributionPoint;
       }
       const id = newId();
       const stamp = clock.now().toISOString().slice(0, 10);
       const label = kind === 'root' ? 'Root CA' : 'Device CA';
       const commonName = input.common_name ?? `certfleet ${label} ${tenantId ? `${tenantId} ` : ''}${stamp} ${id.slice(3, 11)}`;
       if (parentId && !registry.isLoaded(parentId)) await registry.changed(); // a root another process just created: load its key first
-      const prepared = await keystore.generate({ id, keyType: input.key_type ?? 'ec-p256', keyUri: input.key_uri ?? null, commonName, now: clock.now(), kind, parentId });
+      const prepared = await keystore.generate({ id, keyType: input.key_type ?? 'ec-p256', keyUri: input.key_uri ?? null, commonName, now: clock.now(), kind, parentId, parentCrlUrl });
       return store(actor, id, tenantId, prepared, kind === 'root' ? 'ca.root_created' : 'ca.created', { kind, parentId });
     },
 

@@ -128,7 +128,7 @@ export interface CaKeystore {
    * self-signed (an issuing CA, pathLen 0, or `kind` root, pathLen 1), or signed by the root `parentId`
    * (an intermediate, pathLen 0; CA_KEY_UNAVAILABLE when that root's key is not loaded).
    */
-  generate(input: { id: string; keyType: 'ec-p256' | 'rsa-3072'; keyUri: string | null; commonName: string; now: Date; kind?: 'root' | 'issuing'; parentId?: string | null }): Promise<PreparedCa>;
+  generate(input: { id: string; keyType: 'ec-p256' | 'rsa-3072'; keyUri: string | null; commonName: string; now: Date; kind?: 'root' | 'issuing'; parentId?: string | null; parentCrlUrl?: string | null }): Promise<PreparedCa>;
   /** An operator's own CA ("bring your own CA"): its certificate and either its key (PEM) or the URI of its key in the token. */
   importCa(input: { id: string; certPem: string; keyPem: string | null; keyUri: string | null; now: Date }): Promise<PreparedCa>;
 }

@@ -135,13 +135,14 @@ export function createCaKeystore(options: CaKeystoreOptions): CaKeystore & { loa
   return {
     async generate(input) {
       const root = input.parentId ? options.issuerOf?.(input.parentId) : null;
+      if (input.parentId && !input.parentCrlUrl) throw new AppError('VALIDATION_FAILED', "an intermediate needs its root's CRL URL");
       if (input.parentId && !root) throw new AppError('CA_KEY_UNAVAILABLE', `the key of root CA ${input.parentId} is not loaded in this server: it cannot sign an intermediate`);
       const certOptions = {
         commonName: input.commonName,
         validityYears: input.kind === 'root' ? (options.rootValidityYears ?? 20) : options.validityYears,
         now: input.now,
         pathLength: input.kind === 'root' ? 1 : 0,
-        issuer: root ? { certDer: root.certDer } : null,
+        issuer: root ? { certDer: root.certDer, crlDistributionPointUrl: input.parentCrlUrl ?? '' } : null,
       };
       if (input.keyUri) {
         const pin = await pinOf(options);

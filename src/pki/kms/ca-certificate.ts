@@ -30,7 +30,7 @@ export interface CaCertificateOptions {
    * The root that signs this intermediate (its certificate; `signer` is then the root's key).
    * Absent: self-signed by `signer`. An intermediate's validity ends at its root's at the latest.
    */
-  issuer?: { certDer: Uint8Array } | null;
+  issuer?: { certDer: Uint8Array; crlDistributionPointUrl: string } | null;
   /** The new CA's public key (DER SPKI) when the signer is its root's; default: the signer's own. */
   subjectSpkiDer?: Uint8Array;
 }
@@ -68,6 +68,8 @@ export async function createCaCertificate(signer: KeySigner, options: CaCertific
     await x509.SubjectKeyIdentifierExtension.create(subjectKey),
   ];
   if (issuer?.subjectKeyId) extensions.push(new x509.AuthorityKeyIdentifierExtension(issuer.subjectKeyId.toString('hex'), false));
+  // An intermediate names its root's CRL (the Issuing Distribution Point the root's served CRL carries: same scope for OpenSSL).
+  if (options.issuer) extensions.push(new x509.CRLDistributionPointsExtension([options.issuer.crlDistributionPointUrl], false));
   // The library encodes the TBS around a placeholder signature; the signer then signs those exact bytes.
   const draft = await x509.X509CertificateGenerator.create({
     serialNumber: randomSerialHex(),
@@ -90,7 +92,7 @@ export async function createCaCertificate(signer: KeySigner, options: CaCertific
   // Lint a copy signed by a throwaway key of the signer's algorithm; only then does the CA key sign.
   const throwaway = await throwawayKeyForAsync(signer.publicKey);
   const copy = signedEnvelope(tbs, signer.algorithmIdentifierDer, await fileKeySigner(throwaway.privateKey, 'throwaway lint key').sign(tbs));
-  const expected = { commonName, spkiDer: subjectSpki, pathLength };
+  const expected = { commonName, spkiDer: subjectSpki, pathLength, crlDistributionPointUrl: options.issuer?.crlDistributionPointUrl ?? null };
   runLint(() => lintCaCertificate(copy, { issuer: issuer ? { ...issuer, publicKey: throwaway.publicKey } : null, verifyWith: throwaway.publicKey, expected }));
   const signed = signedEnvelope(tbs, signer.algorithmIdentifierDer, await signer.sign(tbs));
   if (!new X509Certificate(signed).verify(signer.publicKey)) {

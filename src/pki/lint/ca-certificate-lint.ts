@@ -6,19 +6,22 @@
  * matching signature algorithms, the issuer's exact subject bytes, validity within the issuer's,
  * one CN (the expected one), the requested key, BasicConstraints cA (critical) with the expected
  * pathLen (0: an issuing CA; 1: a root over intermediates), KeyUsage keyCertSign + cRLSign
- * (critical), no EKU, an SKI, and for an intermediate an AKI equal to its root's SKI.
+ * (critical), no EKU, an SKI, and for an intermediate an AKI equal to its root's SKI and its root's
+ * CRL URL as CRL distribution point (the root's CRL lists it once revoked or retired).
  */
 import { X509Certificate } from 'node:crypto';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import {
   AuthorityKeyIdentifier,
   BasicConstraints,
+  CRLDistributionPoints,
   Certificate,
   KeyUsage,
   SubjectKeyIdentifier,
   Version,
   id_ce_authorityKeyIdentifier,
   id_ce_basicConstraints,
+  id_ce_cRLDistributionPoints,
   id_ce_extKeyUsage,
   id_ce_keyUsage,
   id_ce_subjectKeyIdentifier,
@@ -37,7 +40,8 @@ export interface CaCertificateLintOptions {
   issuer: CaLintProfile | null;
   /** The key that verifies the copy's signature (the throwaway key's public half). */
   verifyWith: CaLintProfile['publicKey'];
-  expected: { commonName: string; spkiDer: Uint8Array; pathLength: number };
+  /** `crlDistributionPointUrl`: an intermediate's (its root's CRL URL), null for a self-signed CA (none). */
+  expected: { commonName: string; spkiDer: Uint8Array; pathLength: number; crlDistributionPointUrl: string | null };
 }
 
 export function lintCaCertificate(der: Uint8Array, options: CaCertificateLintOptions): { notBefore: Date; notAfter: Date } {
@@ -112,6 +116,14 @@ export function lintCaCertificate(der: Uint8Array, options: CaCertificateLintOpt
   } else if (aki) {
     const keyId = AsnConvert.parse(aki.extnValue, AuthorityKeyIdentifier).keyIdentifier;
     lintCheck(keyId && bytes(keyId.buffer).equals(skiValue), 'ca.aki', 'a self-signed CA\'s AuthorityKeyIdentifier must be its own key identifier');
+  }
+  const cdp = byId.get(id_ce_cRLDistributionPoints);
+  if (options.expected.crlDistributionPointUrl === null) lintCheck(!cdp, 'ca.crl_distribution_point', 'a self-signed CA carries no CRL distribution point');
+  else {
+    lintCheck(cdp && !cdp.critical, 'ca.crl_distribution_point', "an intermediate must name its root's CRL (non-critical CRLDistributionPoints)");
+    const points = AsnConvert.parse(cdp.extnValue, CRLDistributionPoints);
+    const urls = points.flatMap((p) => p.distributionPoint?.fullName?.map((n) => n.uniformResourceIdentifier) ?? []);
+    lintCheck(points.length === 1 && urls.length === 1 && urls[0] === options.expected.crlDistributionPointUrl, 'ca.crl_distribution_point', `CRL distribution point ${JSON.stringify(urls)}, expected ${options.expected.crlDistributionPointUrl}`);
   }
   return { notBefore, notAfter };
 }
