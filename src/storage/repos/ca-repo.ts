@@ -12,8 +12,14 @@ const statusOf = (s: unknown): CaStatus => {
   return s as CaStatus;
 };
 
-/** The certificate's serial as device_certificates stores serials: lower-case hex, no leading zeros. */
-const serialOf = (pem: string): string => new X509Certificate(pem).serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
+/** The certificate's serial as device_certificates stores serials: lower-case hex, no leading zeros ('' for a row whose PEM does not parse). */
+function serialOf(pem: string): string {
+  try {
+    return new X509Certificate(pem).serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
+  } catch {
+    return '';
+  }
+}
 
 const toCa = (r: Record<string, unknown>): CaRecord => ({
   id: String(r.id),
@@ -137,8 +143,10 @@ export async function forEachEndedIntermediate(tx: Queryable, issuer: string, on
     [issuer],
   );
   for (const r of rows) {
+    const serial = serialOf(String(r.cert_pem));
+    if (!serial) continue;
     const reason = r.status === 'revoked' ? 'cACompromise' : 'cessationOfOperation';
-    onEntry(serialOf(String(r.cert_pem)), Number(r.at) * 1000, reason, toDate(r.not_after).getTime());
+    onEntry(serial, Number(r.at) * 1000, reason, toDate(r.not_after).getTime());
   }
   return rows.length;
 }
