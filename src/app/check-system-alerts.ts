@@ -43,7 +43,7 @@ export function watchedCas(records: readonly CaRecord[]): WatchedCa[] {
       tenantId: r.tenantId,
       status: r.status,
       successorStaged: records.some(
-        (o) => o.id !== r.id && o.tenantId === r.tenantId && (o.status === 'staged' || (o.status === 'active' && r.status !== 'active')) && o.notAfter > r.notAfter,
+        (o) => o.id !== r.id && o.kind === r.kind && o.tenantId === r.tenantId && (o.status === 'staged' || (o.status === 'active' && r.status !== 'active')) && o.notAfter > r.notAfter,
       ),
     }));
 }

@@ -6,16 +6,20 @@
  */
 import { randomBytes } from 'node:crypto';
 import { SYSTEM_TENANT } from '../domain/alert.ts';
-import type { CaRecord } from '../domain/ca.ts';
+import { isPublishedCaStatus, type CaRecord } from '../domain/ca.ts';
 import { AppError } from '../domain/errors.ts';
 import { isValidTenantId } from '../domain/identifiers.ts';
 import type { Actor, CaKeystore, CaRegistry, PreparedCa } from './ports.ts';
 import { AlreadyExistsError, type CaProgress, type OperatorRepositories, type Storage } from './storage-ports.ts';
-import type { Clock } from '../domain/clock.ts';
+import { DAY_MS, type Clock } from '../domain/clock.ts';
 
 export interface CaView {
   id: string;
   status: CaRecord['status'];
+  /** `root`: signs intermediates and its CRL only; `issuing`: signs device certificates. */
+  kind: CaRecord['kind'];
+  /** The root that signed this intermediate; null: self-signed. */
+  parent_id: string | null;
   tenant_id: string | null;
   subject: string;
   issuer_key_id: string;
@@ -39,6 +43,8 @@ export function caView(r: CaRecord, progress: CaProgress[]): CaView {
   return {
     id: r.id,
     status: r.status,
+    kind: r.kind,
+    parent_id: r.parentId,
     tenant_id: r.tenantId,
     subject: r.subject,
     issuer_key_id: r.issuerKeyId,
@@ -57,7 +63,16 @@ export function caView(r: CaRecord, progress: CaProgress[]): CaView {
 }
 
 export const CA_KEY_TYPES = ['ec-p256', 'rsa-3072'] as const;
-export type CaCreateInput = { key_type?: (typeof CA_KEY_TYPES)[number]; tenant_id?: string | null; key_uri?: string | null; common_name?: string };
+export type CaCreateInput = {
+  key_type?: (typeof CA_KEY_TYPES)[number];
+  tenant_id?: string | null;
+  key_uri?: string | null;
+  common_name?: string;
+  /** `root`: a certfleet root (signs intermediates only); default `issuing`. */
+  kind?: 'root' | 'issuing';
+  /** An intermediate signed by this certfleet root (the root's scope is global or the new CA's tenant). */
+  parent_id?: string | null;
+};
 export type CaImportInput = { cert_pem: string; key_pem?: string | null; key_uri?: string | null; tenant_id?: string | null };
 
 export interface CaManagementDeps {
@@ -91,7 +106,7 @@ export function createCaManagement(deps: CaManagementDeps) {
   }
 
   /** Stores a staged CA: the key file is written in the same transaction, after the insert (an insert refused leaves no file). */
-  async function store(actor: Actor, id: string, tenantId: string | null, prepared: PreparedCa, action: string): Promise<CaView> {
+  async function store(actor: Actor, id: string, tenantId: string | null, prepared: PreparedCa, action: string, hierarchy: { kind: CaRecord['kind']; parentId: string | null } = { kind: 'issuing', parentId: null }): Promise<CaView> {
     const now = clock.now();
     try {
       const record = await storage.asOperator(async (repos) => {
@@ -99,10 +114,18 @@ export function createCaManagement(deps: CaManagementDeps) {
         if ((await repos.cas.listCas()).some((c) => c.issuerLabel === prepared.issuerLabel)) {
           throw new AppError('CA_EXISTS', `a CA with the CN "${prepared.issuerLabel}" is already a record: certfleet tells CAs' certificates apart by their issuer CN; give the new CA another CN`);
         }
+        if (hierarchy.parentId) {
+          // The root may have been revoked or retired meanwhile: it must still be in service when its intermediate is stored.
+          const root = await repos.cas.findCa(hierarchy.parentId, { lock: true });
+          if (root?.kind !== 'root' || root.status !== 'active') throw new AppError('CA_STATUS_CONFLICT', `root CA ${hierarchy.parentId} is no longer in service`);
+        }
         const inserted = await repos.cas.insertCa({
           id,
           tenantId,
-          status: 'staged',
+          // A root is in service at once (published, signs intermediates); it never signs a device certificate.
+          status: hierarchy.kind === 'root' ? 'active' : 'staged',
+          kind: hierarchy.kind,
+          parentId: hierarchy.parentId,
           subject: prepared.subject,
           issuerLabel: prepared.issuerLabel,
           issuerKeyId: prepared.issuerKeyId,
@@ -121,7 +144,15 @@ export function createCaManagement(deps: CaManagementDeps) {
           action,
           targetType: 'ca',
           targetId: id,
-          details: { tenant_id: tenantId, subject: inserted.subject, issuer_key_id: inserted.issuerKeyId, key_kind: inserted.keyRef.kind, not_after: inserted.notAfter.toISOString() },
+          details: {
+            tenant_id: tenantId,
+            subject: inserted.subject,
+            issuer_key_id: inserted.issuerKeyId,
+            key_kind: inserted.keyRef.kind,
+            not_after: inserted.notAfter.toISOString(),
+            kind: inserted.kind,
+            parent_id: inserted.parentId,
+          },
           at: now,
         });
         return inserted;
@@ -135,6 +166,44 @@ export function createCaManagement(deps: CaManagementDeps) {
   }
 
   const newId = () => `ca_${randomBytes(8).toString('hex')}`;
+
+  /** An intermediate left service (retired, revoked): its root's next CRL lists it (a rebuild is requested, as after a revocation). */
+  async function rootCrlChanged(repos: OperatorRepositories, ca: CaRecord): Promise<void> {
+    if (!ca.parentId) return;
+    const root = await repos.cas.findCa(ca.parentId);
+    if (root) await repos.crl.requestCrlRebuild(root.issuerLabel);
+  }
+
+  /** A root retires once none of its intermediates is published (staged, active, retiring), unless forced with a reason. */
+  async function retireRoot(repos: OperatorRepositories, actor: Actor, ca: CaRecord, now: Date, input: { force?: boolean; reason?: string | null }) {
+    if (ca.status !== 'active') throw new AppError('CA_STATUS_CONFLICT', `root CA ${ca.id} is ${ca.status}: only a root in service can be retired`);
+    const live = (await repos.cas.childCas(ca.id)).filter((c) => isPublishedCaStatus(c.status));
+    if (live.length > 0 && !input.force) {
+      throw new AppError(
+        'CA_HAS_ACTIVE_CERTIFICATES',
+        `root CA ${ca.id} still signs ${live.length} published intermediate(s) (${live.map((c) => `${c.id} ${c.status}`).join(', ')}): retire them first, or retire the root with force and a reason (their devices will be refused)`,
+        undefined,
+        { intermediates: live.map((c) => ({ id: c.id, status: c.status })) },
+      );
+    }
+    const reason = input.reason?.trim() || null;
+    const retired = await repos.cas.setCaStatus(ca.id, 'retired', ['active'], now, reason);
+    if (!retired) throw new AppError('CA_STATUS_CONFLICT', `CA ${ca.id} changed meanwhile`);
+    // Forced: its published intermediates leave service with it (without their root no chain verifies).
+    for (const child of live) {
+      if (await repos.cas.setCaStatus(child.id, 'retired', ['staged', 'active', 'retiring'], now, reason)) await rootCrlChanged(repos, child);
+    }
+    await repos.audit.recordAudit({
+      tenantId: auditTenant(ca),
+      actor: actor.id,
+      action: live.length > 0 ? 'ca.retired_forced' : 'ca.retired',
+      targetType: 'ca',
+      targetId: ca.id,
+      details: { tenant_id: ca.tenantId, kind: 'root', intermediates_retired: live.map((c) => c.id), reason },
+      at: now,
+    });
+    return { ca: caView(retired, []) };
+  }
 
   return {
     async listCas(): Promise<CaView[]> {
@@ -159,13 +228,33 @@ export function createCaManagement(deps: CaManagementDeps) {
       });
     },
 
+    /**
+     * A CA certfleet generates: a self-signed issuing CA (staged), a root (`kind` root: active at
+     * once, signs only intermediates and its CRL), or an intermediate under a certfleet root
+     * (`parent_id`: staged, pathLen 0, signed by the root's key).
+     */
     async createCa(actor: Actor, input: CaCreateInput): Promise<CaView> {
       const tenantId = await assertKnownTenant(input.tenant_id);
+      const kind = input.kind ?? 'issuing';
+      const parentId = input.parent_id ?? null;
+      if (kind === 'root' && parentId) throw new AppError('VALIDATION_FAILED', 'a root CA has no parent (certfleet keeps two levels: root, then intermediates)');
+      let parentCrlUrl: string | null = null;
+      if (parentId) {
+        const root = await storage.asOperator((repos) => repos.cas.findCa(parentId));
+        if (!root) throw notFound(parentId);
+        if (root.kind !== 'root') throw new AppError('CA_STATUS_CONFLICT', `CA ${parentId} is not a root CA: only a root made with ca create --root signs intermediates`);
+        if (root.status !== 'active') throw new AppError('CA_STATUS_CONFLICT', `root CA ${parentId} is ${root.status}: it signs nothing`);
+        if (root.tenantId !== null && root.tenantId !== tenantId) throw new AppError('CA_STATUS_CONFLICT', `root CA ${parentId} belongs to tenant "${root.tenantId}": it signs only that tenant's intermediates`);
+        if (root.notAfter.getTime() <= clock.now().getTime() + DAY_MS) throw new AppError('INVALID_CA_CERTIFICATE', `root CA ${parentId} expires at ${root.notAfter.toISOString()}: an intermediate under it would be useless`);
+        parentCrlUrl = root.crlDistributionPoint;
+      }
       const id = newId();
       const stamp = clock.now().toISOString().slice(0, 10);
-      const commonName = input.common_name ?? `certfleet Device CA ${tenantId ? `${tenantId} ` : ''}${stamp} ${id.slice(3, 11)}`;
-      const prepared = await keystore.generate({ id, keyType: input.key_type ?? 'ec-p256', keyUri: input.key_uri ?? null, commonName, now: clock.now() });
-      return store(actor, id, tenantId, prepared, 'ca.created');
+      const label = kind === 'root' ? 'Root CA' : 'Device CA';
+      const commonName = input.common_name ?? `certfleet ${label} ${tenantId ? `${tenantId} ` : ''}${stamp} ${id.slice(3, 11)}`;
+      if (parentId && !registry.isLoaded(parentId)) await registry.changed(); // a root another process just created: load its key first
+      const prepared = await keystore.generate({ id, keyType: input.key_type ?? 'ec-p256', keyUri: input.key_uri ?? null, commonName, now: clock.now(), kind, parentId, parentCrlUrl });
+      return store(actor, id, tenantId, prepared, kind === 'root' ? 'ca.root_created' : 'ca.created', { kind, parentId });
     },
 
     async importCa(actor: Actor, input: CaImportInput): Promise<CaView> {
@@ -184,7 +273,12 @@ export function createCaManagement(deps: CaManagementDeps) {
       }
       const result = await storage.asOperator(async (repos) => {
         const ca = await findOrThrow(repos, id, true);
+        if (ca.kind === 'root') throw new AppError('CA_STATUS_CONFLICT', `CA ${id} is a root CA: it never signs device certificates; create an intermediate under it (ca create --parent ${id}) and activate that`);
         if (ca.status !== 'staged') throw new AppError('CA_STATUS_CONFLICT', `CA ${id} is ${ca.status}: only a staged CA can be activated`);
+        if (ca.parentId) {
+          const root = await repos.cas.findCa(ca.parentId, { lock: true });
+          if (root?.status !== 'active') throw new AppError('CA_STATUS_CONFLICT', `the root of CA ${id} (${ca.parentId}) is ${root?.status ?? 'gone'}: its intermediate cannot sign`);
+        }
         if (ca.notAfter <= now) throw new AppError('INVALID_CA_CERTIFICATE', `CA ${id} expired at ${ca.notAfter.toISOString()}`);
         if (!registry.isLoaded(id)) throw new AppError('CA_KEY_UNAVAILABLE', `the key of CA ${id} cannot be used by this server (see its log): it cannot sign, so it is not activated`);
         const previous = await repos.cas.lockActiveCa(ca.tenantId);
@@ -218,6 +312,7 @@ export function createCaManagement(deps: CaManagementDeps) {
       if (input.force && !input.reason?.trim()) throw new AppError('VALIDATION_FAILED', 'force needs a reason (it is audited)');
       const result = await storage.asOperator(async (repos) => {
         const ca = await findOrThrow(repos, id, true);
+        if (ca.kind === 'root') return retireRoot(repos, actor, ca, now, input);
         if (ca.status === 'active') throw new AppError('CA_STATUS_CONFLICT', `CA ${id} is active: activate its successor first (it then becomes retiring)`);
         if (ca.status !== 'staged' && ca.status !== 'retiring') throw new AppError('CA_STATUS_CONFLICT', `CA ${id} is ${ca.status}: only a staged or retiring CA can be retired`);
         const progress = await repos.cas.caProgress(id, now);
@@ -241,6 +336,7 @@ export function createCaManagement(deps: CaManagementDeps) {
           details: { tenant_id: ca.tenantId, active_certificates: remaining, reason: input.reason ?? null },
           at: now,
         });
+        await rootCrlChanged(repos, ca);
         return { ca: caView(retired, progress) };
       });
       await registry.changed();
@@ -257,16 +353,30 @@ export function createCaManagement(deps: CaManagementDeps) {
         const progress = await repos.cas.caProgress(id, now);
         const revoked = await repos.cas.setCaStatus(id, 'revoked', ['staged', 'active', 'retiring', 'retired'], now, reason);
         if (!revoked) throw new AppError('CA_STATUS_CONFLICT', `CA ${id} changed meanwhile`);
+        // A compromised root takes its intermediates with it (nothing it signed can be trusted); an intermediate goes on its root's CRL.
+        const cascaded: string[] = [];
+        if (ca.kind === 'root') {
+          for (const child of await repos.cas.childCas(id)) {
+            if (child.status !== 'revoked' && (await repos.cas.setCaStatus(child.id, 'revoked', ['staged', 'active', 'retiring', 'retired'], now, reason))) cascaded.push(child.id);
+          }
+        }
+        await rootCrlChanged(repos, ca);
         await repos.audit.recordAudit({
           tenantId: auditTenant(ca),
           actor: actor.id,
           action: 'ca.revoked',
           targetType: 'ca',
           targetId: id,
-          details: { tenant_id: ca.tenantId, reason, previous_status: ca.status, active_certificates: progress.reduce((n, p) => n + p.activeCertificates, 0) },
+          details: {
+            tenant_id: ca.tenantId,
+            reason,
+            previous_status: ca.status,
+            active_certificates: progress.reduce((n, p) => n + p.activeCertificates, 0),
+            ...(cascaded.length ? { intermediates_revoked: cascaded } : {}),
+          },
           at: now,
         });
-        return { ca: caView(revoked, progress), was: ca.status };
+        return { ca: caView(revoked, progress), was: ca.status, ...(ca.kind === 'root' ? { intermediates_revoked: cascaded } : {}) };
       });
       await registry.changed();
       return result;

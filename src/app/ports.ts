@@ -39,7 +39,7 @@ export interface VerifiedCertificate extends IssuedCertificate {
 
 /** The issuing authority: it signs, it knows nothing of HTTP or storage (smallstep's split). */
 export interface CertificateAuthority {
-  /** The certificate of the CA that signs for `tenantId` now (its own active CA, else the global one; no tenant: the global one). Throws CA_NOT_CONFIGURED when there is none. */
+  /** The certificate of the CA that signs for `tenantId` now (its own active CA, else the global one; no tenant: the global one), followed by its root's for an intermediate. Throws CA_NOT_CONFIGURED when there is none. */
   caCertPem(tenantId?: string | null): string;
   /** Every CA a device must trust now (staged, active, retiring), PEM, concatenated; throws CA_NOT_CONFIGURED when there is none. */
   trustedCaPems(): string;
@@ -49,7 +49,7 @@ export interface CertificateAuthority {
   issue(request: IssueRequest): Promise<IssuedCertificate>;
   /** An existing certificate (upload): must be signed by a published CA the tenant may use (its own or the global scope's). */
   verifyIssued(certPem: string, tenantId?: string | null): Promise<VerifiedCertificate>;
-  /** The PEM of the published CA (staged, active, retiring) that signed `certPem` (name and signature), or null. */
+  /** The PEM of the published CA (staged, active, retiring) that signed `certPem` (name and signature), followed by its root's when it is an intermediate (chain order), or null. */
   issuerPemOf(certPem: string): string | null;
 }
 
@@ -125,8 +125,12 @@ export interface PreparedCa {
  * CA_KEY_UNAVAILABLE (unreadable key, PKCS#11 URI that does not resolve, wrong PIN, no PIN file).
  */
 export interface CaKeystore {
-  /** A new key (a file under CA_KEY_DIR, or generated in the token at `keyUri`) and its self-signed CA certificate. */
-  generate(input: { id: string; keyType: 'ec-p256' | 'rsa-3072'; keyUri: string | null; commonName: string; now: Date }): Promise<PreparedCa>;
+  /**
+   * A new key (a file under CA_KEY_DIR, or generated in the token at `keyUri`) and its CA certificate:
+   * self-signed (an issuing CA, pathLen 0, or `kind` root, pathLen 1), or signed by the root `parentId`
+   * (an intermediate, pathLen 0; CA_KEY_UNAVAILABLE when that root's key is not loaded).
+   */
+  generate(input: { id: string; keyType: 'ec-p256' | 'rsa-3072'; keyUri: string | null; commonName: string; now: Date; kind?: 'root' | 'issuing'; parentId?: string | null; parentCrlUrl?: string | null }): Promise<PreparedCa>;
   /** An operator's own CA ("bring your own CA"): its certificate and either its key (PEM) or the URI of its key in the token. */
   importCa(input: { id: string; certPem: string; keyPem: string | null; keyUri: string | null; now: Date }): Promise<PreparedCa>;
 }

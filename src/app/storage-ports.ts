@@ -108,8 +108,12 @@ export interface OperatorRepositories extends TenantRepositories {
 
 // ---- certificate authorities (system table, operator only)
 
-export interface NewCaRecord extends Omit<CaRecord, 'activatedAt' | 'retiringAt' | 'retiredAt' | 'revokedAt' | 'revocationReason'> {
+export interface NewCaRecord extends Omit<CaRecord, 'activatedAt' | 'retiringAt' | 'retiredAt' | 'revokedAt' | 'revocationReason' | 'kind' | 'parentId' | 'serialNumber'> {
   createdBy: string;
+  /** Default `issuing`. */
+  kind?: CaRecord['kind'];
+  /** The root that signed it (default null: self-signed). */
+  parentId?: string | null;
 }
 
 export interface CaProgress {
@@ -123,6 +127,8 @@ export interface CaRepository {
   findCa(id: string, options?: { lock?: boolean }): Promise<CaRecord | null>;
   findCaByKeyId(issuerKeyId: string): Promise<CaRecord | null>;
   insertCa(ca: NewCaRecord): Promise<CaRecord>;
+  /** The intermediates a root signed (any status), oldest first. */
+  childCas(parentId: string): Promise<CaRecord[]>;
   /** The active CA of a scope (null = global), locked for the transaction. */
   lockActiveCa(tenantId: string | null): Promise<CaRecord | null>;
   /** Moves the CA to `to` if its status is one of `from` (stamping the status's timestamp; `reason` for revoked/retired); null otherwise. */
@@ -572,6 +578,8 @@ export interface CrlRepository {
   restoreRevocations(issuer: string, entries: ReadonlyArray<{ serialHex: string; revokedAt: Date; reason: string }>, sourceCrlNumber: bigint): Promise<RestoredRevocations>;
   /** The kept revocations of unknown certificates of the CA, for the CRL (not those the database now holds as REVOKED). */
   forEachRestoredRevocation(issuer: string, onEntry: RevokedEntryCallback): Promise<number>;
+  /** A root CA's entries (`issuer`: the root's label): its revoked and retired intermediates (none for any other CA). */
+  forEachEndedIntermediate(issuer: string, onEntry: RevokedEntryCallback): Promise<number>;
 }
 
 // ---- periodic tasks

@@ -1,7 +1,9 @@
 /**
  * `certfleet ca ...`: the Device CA lifecycle (issue 19; DESIGN section 7 names), over the operator
  * API (/api/v1/operator/cas). Needs operator credentials. `--json` prints the CA objects (id, status,
- * tenant_id, subject, not_after, active_certificates, ...); `ca list --json` prints an array of them.
+ * kind, parent_id, tenant_id, subject, not_after, active_certificates, ...); `ca list --json` prints an
+ * array of them. `ca create --root` makes a certfleet root, `ca create --parent ROOT_ID` (or
+ * `--signed-by`) an intermediate under it.
  */
 import { readFile } from 'node:fs/promises';
 import type { CaView } from '../app/manage-cas.ts';
@@ -29,6 +31,7 @@ const caDetails = (c: CaView, extra: [string, string | number | null][] = []) =>
   details([
     ['id', c.id],
     ['status', c.status],
+    ['kind', c.parent_id ? `intermediate of ${c.parent_id}` : c.kind === 'root' ? 'root (signs intermediates only)' : 'issuing (self-signed)'],
     ['scope', c.tenant_id ?? 'global'],
     ['subject', c.subject],
     ['not after', c.not_after],
@@ -49,8 +52,8 @@ export const caGroup: GroupSpec = {
       async run(flags) {
         const api = await clientFromFlags(flags);
         const { cas } = await api.get<{ cas: CaView[] }>(CAS);
-        const rows = cas.map((c) => [c.id, c.status, c.tenant_id ?? 'global', c.subject, c.not_after, c.active_certificates]);
-        print(flags, table(['id', 'status', 'scope', 'subject', 'not after', 'active certs'], rows), cas);
+        const rows = cas.map((c) => [c.id, c.status, c.kind === 'root' ? 'root' : (c.parent_id ?? '-'), c.tenant_id ?? 'global', c.subject, c.not_after, c.active_certificates]);
+        print(flags, table(['id', 'status', 'root / parent', 'scope', 'subject', 'not after', 'active certs'], rows), cas);
         return 0;
       },
     },
@@ -68,24 +71,42 @@ export const caGroup: GroupSpec = {
       },
     },
     create: {
-      summary: 'stage a new CA: certfleet generates its key (a file under CA_KEY_DIR, or in the PKCS#11 token with --key-uri)',
+      summary:
+        'stage a new CA: certfleet generates its key (a file under CA_KEY_DIR, or in the PKCS#11 token with --key-uri); self-signed, signed by a certfleet root (--parent), or a root itself (--root)',
       flags: {
         ...clientFlags,
         'key-type': { type: 'string', value: 'TYPE', help: 'ec-p256 (default) or rsa-3072', choices: ['ec-p256', 'rsa-3072'] },
         ...tenantFlag,
         'key-uri': { type: 'string', value: 'URI', help: 'generate the key in the PKCS#11 token: pkcs11:token=...;object=LABEL (the server\'s PKCS11_PIN_FILE logs in)' },
         cn: { type: 'string', value: 'NAME', help: 'the CA common name (default: certfleet Device CA <date> <id>)' },
+        root: { type: 'boolean', help: 'a certfleet root: in service at once, signs only intermediates (--parent) and its own CRL, never a device certificate' },
+        parent: { type: 'string', value: 'ROOT_ID', help: 'an intermediate signed by this certfleet root (pathLen 0); devices that trust the root need no new trust anchor' },
+        'signed-by': { type: 'string', value: 'ROOT_ID', help: 'the same as --parent' },
       },
-      example: ['certfleet ca create', 'certfleet ca create --tenant acme --key-uri "pkcs11:token=certfleet;object=acme-ca-2"'],
+      example: [
+        'certfleet ca create',
+        'certfleet ca create --tenant acme --key-uri "pkcs11:token=certfleet;object=acme-ca-2"',
+        'certfleet ca create --root --key-uri "pkcs11:token=certfleet;object=root-ca"',
+        'certfleet ca create --parent ca_0123456789abcdef --tenant acme',
+      ],
       async run(flags) {
+        const parent = str(flags.parent) ?? str(flags['signed-by']);
+        if (str(flags.parent) && str(flags['signed-by']) && str(flags.parent) !== str(flags['signed-by'])) throw new UsageError('--parent and --signed-by name different roots: give one');
+        if (flags.root && parent) throw new UsageError('--root makes a root, which has no parent: drop --parent');
         const api = await clientFromFlags(flags);
         const body: Record<string, unknown> = {};
+        if (flags.root) body.kind = 'root';
+        if (parent) body.parent_id = caId(parent);
         if (str(flags['key-type'])) body.key_type = str(flags['key-type']);
         if (str(flags.tenant)) body.tenant_id = str(flags.tenant);
         if (str(flags['key-uri'])) body.key_uri = str(flags['key-uri']);
         if (str(flags.cn)) body.common_name = str(flags.cn);
         const ca = await api.post<CaView>(CAS, body);
-        print(flags, `${caDetails(ca)}\nstaged: wait until every broker has it and its CRL, then: certfleet ca activate ${ca.id}`, ca);
+        const next =
+          ca.kind === 'root'
+            ? `root in service: it signs no device certificate; create an intermediate under it: certfleet ca create --parent ${ca.id}`
+            : `staged: wait until every broker has it and its CRL, then: certfleet ca activate ${ca.id}`;
+        print(flags, `${caDetails(ca)}\n${next}`, ca);
         return 0;
       },
     },
@@ -154,8 +175,13 @@ export const caGroup: GroupSpec = {
       async run(flags, [id]) {
         if (str(flags.reason) !== 'cACompromise') throw new UsageError('--reason cACompromise is required (to end a CA without compromise, retire it)');
         const api = await clientFromFlags(flags);
-        const res = await api.post<{ ca: CaView; was: string }>(`${CAS}/${caId(id)}/revoke`, { reason: 'cACompromise' });
-        print(flags, `${caDetails(res.ca)}\nrevoked (was ${res.was}): see the README, "CA compromise", for the next steps`, { ...res.ca, was: res.was });
+        const res = await api.post<{ ca: CaView; was: string; intermediates_revoked?: string[] }>(`${CAS}/${caId(id)}/revoke`, { reason: 'cACompromise' });
+        const cascade = res.intermediates_revoked?.length ? `\nintermediates revoked with it: ${res.intermediates_revoked.join(', ')}` : '';
+        print(flags, `${caDetails(res.ca)}${cascade}\nrevoked (was ${res.was}): see the README, "CA compromise", for the next steps`, {
+          ...res.ca,
+          was: res.was,
+          ...(res.intermediates_revoked ? { intermediates_revoked: res.intermediates_revoked } : {}),
+        });
         return 0;
       },
     },

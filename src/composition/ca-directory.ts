@@ -17,9 +17,9 @@ import { existsSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.ts';
 import type { Clock } from '../domain/clock.ts';
-import { isPublishedCaStatus, type CaRecord } from '../domain/ca.ts';
+import { isIssuingActive, isPublishedCaStatus, type CaRecord } from '../domain/ca.ts';
 import type { Storage as AppStorage } from '../app/storage-ports.ts';
-import { changeListeners, directoryView, type CaDirectory } from '../pki/ca-directory.ts';
+import { changeListeners, directoryOver, directoryView, type CaDirectory } from '../pki/ca-directory.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
 import { createCaKeystore } from '../pki/ca-keystore.ts';
 import type { Driver, Listening } from '../storage/driver.ts';
@@ -110,6 +110,8 @@ export async function openCaDirectory(options: CaDirectoryOptions): Promise<Stor
     modulePath: config.caKeys.modulePath,
     pinFile: config.caKeys.pinFile,
     sessions: config.caKeys.sessions,
+    // A root's key signs the intermediates made under it (only a published root's key is loaded).
+    issuerOf: (id) => view.byId(id)?.ca ?? null,
   });
   const instanceId = randomUUID();
   // Keys loaded in this process, by CA id.
@@ -118,7 +120,7 @@ export async function openCaDirectory(options: CaDirectoryOptions): Promise<Stor
   let configuredId: string | null = null;
 
   const initial = await storage.asOperator(({ cas }) => cas.listCas());
-  const globalActive = initial.find((r) => r.tenantId === null && r.status === 'active');
+  const globalActive = initial.find((r) => r.tenantId === null && isIssuingActive(r));
   // Production: a missing DEVICE_CA_* is fine once a global CA is a record. Embedded (development)
   // mode keeps creating its development CA in the data dir when none is there.
   if (!globalActive || configuredCaPresent(config) || !config.productionMode) {
@@ -208,15 +210,7 @@ export async function openCaDirectory(options: CaDirectoryOptions): Promise<Stor
   return {
     configured,
     keystore,
-    all: () => view.all(),
-    published: () => view.published(),
-    activeFor: (tenantId) => view.activeFor(tenantId),
-    defaultCa: () => view.defaultCa(),
-    byId: (id) => view.byId(id),
-    byIssuerKeyId: (keyId) => view.byIssuerKeyId(keyId),
-    byIssuerLabel: (label) => view.byIssuerLabel(label),
-    onChange: (listener) => changes.add(listener),
-    refresh,
+    ...directoryOver(() => view, changes, refresh),
     async changed() {
       await refresh();
       if (options.driver.kind === 'pg') {

@@ -256,6 +256,9 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
         p.started = true;
         await p.reconcile?.();
         await p.publisher.start();
+      } else if (p.publisher) {
+        // A CA change may leave a CRL to rebuild: an intermediate retired or revoked goes on its root's CRL (a pending mark).
+        void p.publisher.publishIfStale().catch(() => undefined);
       }
     }
     bundle?.published();

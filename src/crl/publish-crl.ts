@@ -415,6 +415,8 @@ async function readEntries(crl: CrlRepos, authority: CrlAuthority, scope: Revoke
   await crl.forEachRevokedCertificate(scope, onEntry);
   // Revocations of certificates a restored database does not know, kept from a reconciled CRL (reconcile-crl.ts).
   await crl.forEachRestoredRevocation(authority.issuerLabel, onEntry);
+  // A root CA's CRL: its revoked and retired intermediates (nothing for a device-issuing CA).
+  await crl.forEachEndedIntermediate(authority.issuerLabel, onEntry);
   if (times) return encoder.finishSorted();
   const count = encoder.count;
   // Only the bytes and the count are used when nothing is kept.

@@ -12,6 +12,13 @@
  *
  * Scope: `tenantId` null = the global CA (every tenant without its own active CA); a tenant id =
  * that tenant's own issuing CA, which never signs another tenant's device.
+ *
+ * Kind (a two-level hierarchy): `issuing` CAs sign device certificates; an issuing CA is either
+ * self-signed (`parentId` null) or an intermediate signed by a certfleet `root` (`parentId` = the
+ * root's id; pathLen 0). A `root` signs only intermediates and its own CRL (which lists its revoked
+ * and retired intermediates), never a device certificate: it is created `active` (in service, published)
+ * and can never be activated for issuance, never counts as a scope's active issuing CA. It retires
+ * once none of its intermediates is published, and revoking it (cACompromise) revokes them too.
  */
 export const CA_STATUSES = ['staged', 'active', 'retiring', 'retired', 'revoked'] as const;
 export type CaStatus = (typeof CA_STATUSES)[number];
@@ -19,6 +26,9 @@ export type CaStatus = (typeof CA_STATUSES)[number];
 /** The CAs brokers and devices must trust, and whose CRL is published: staged, active, retiring. */
 export const PUBLISHED_CA_STATUSES: readonly CaStatus[] = ['staged', 'active', 'retiring'];
 export const isPublishedCaStatus = (status: CaStatus): boolean => PUBLISHED_CA_STATUSES.includes(status);
+
+export const CA_KINDS = ['issuing', 'root'] as const;
+export type CaKind = (typeof CA_KINDS)[number];
 
 /** Where a CA key lives: a PEM file (plain or encrypted PKCS#8) or an object in a PKCS#11 token (RFC 7512 URI, no PIN). */
 export type CaKeyRef = { kind: 'file'; path: string } | { kind: 'pkcs11'; uri: string };
@@ -29,6 +39,12 @@ export interface CaRecord {
   /** null: the global scope. */
   tenantId: string | null;
   status: CaStatus;
+  /** `root`: signs intermediates and its CRL only; `issuing`: signs device certificates (see the file comment). */
+  kind: CaKind;
+  /** The root that signed this intermediate; null: self-signed (a root, or an issuing CA made or imported on its own). */
+  parentId: string | null;
+  /** Serial number of the CA certificate (lower-case hex, no leading zeros): its entry on its root's CRL. */
+  serialNumber: string;
   /** RFC 4514 subject of the CA certificate. */
   subject: string;
   /**
@@ -60,3 +76,6 @@ export interface CaRecord {
 
 /** The one-line label of a key reference (logs, API): a path or a PKCS#11 URI (never a PIN). */
 export const describeCaKeyRef = (ref: CaKeyRef): string => (ref.kind === 'file' ? ref.path : ref.uri);
+
+/** A CA that may sign device certificates now: an active issuing CA (a root never does). */
+export const isIssuingActive = (ca: Pick<CaRecord, 'status' | 'kind'>): boolean => ca.status === 'active' && ca.kind === 'issuing';

@@ -13,6 +13,10 @@
  *  - `retired` and `revoked` CAs are NOT in published(): drop them from cafile/cas.pem and stop
  *    publishing their CRL (a revoked CA's certificates must be refused at once: removing it from the
  *    cafile does that; a retired CA has no valid certificate left). Their records stay in all().
+ *  - Order (trustOrder): global scope first, then by tenant, oldest first; an intermediate right
+ *    after its root. A root (record.kind 'root') is published like any trusted CA (cafile, cas.pem,
+ *    its own CRL, which lists its revoked and retired intermediates) but never signs a device
+ *    certificate: activeFor()/defaultCa() never return it.
  *  - `defaultCa()` is the global scope's active CA: what /pki/ca.pem and /pki/crl serve. null when
  *    there is none (then those routes answer 503 as today without a CA).
  *  - `activeFor(tenantId)` is the CA that signs for a tenant now (broker plugin binding of tenant to
@@ -31,7 +35,7 @@
  * gives a directory of any number of CAs; `setStatus(id, status)` changes one and fires onChange.
  */
 import type { CaRecord, CaStatus } from '../domain/ca.ts';
-import { isPublishedCaStatus } from '../domain/ca.ts';
+import { isIssuingActive, isPublishedCaStatus } from '../domain/ca.ts';
 import type { DeviceCa } from './device-ca.ts';
 
 /** A CA record with its certificate parsed and its key loaded (only published CAs are loaded). */
@@ -60,7 +64,7 @@ export interface CaDirectory {
 }
 
 /** A record for a loaded DeviceCa (tests, and the single-CA start from DEVICE_CA_* before storage knows it). */
-export function caRecordFor(ca: DeviceCa, init: Partial<Pick<CaRecord, 'id' | 'tenantId' | 'status' | 'keyRef' | 'createdAt' | 'crlDistributionPoint'>> = {}): CaRecord {
+export function caRecordFor(ca: DeviceCa, init: Partial<Pick<CaRecord, 'id' | 'tenantId' | 'status' | 'keyRef' | 'createdAt' | 'crlDistributionPoint' | 'kind' | 'parentId'>> = {}): CaRecord {
   const issuerKeyId = ca.subjectKeyId.toString('hex');
   const now = init.createdAt ?? new Date();
   const status = init.status ?? 'active';
@@ -69,6 +73,9 @@ export function caRecordFor(ca: DeviceCa, init: Partial<Pick<CaRecord, 'id' | 't
     id,
     tenantId: init.tenantId ?? null,
     status,
+    kind: init.kind ?? 'issuing',
+    parentId: init.parentId ?? null,
+    serialNumber: ca.certificate.serialNumber.toLowerCase().replace(/^0+(?=.)/, ''),
     subject: ca.certificate.subject,
     issuerLabel: ca.issuerLabel,
     issuerKeyId,
@@ -90,13 +97,26 @@ const scopeOrder = (a: CaRecord, b: CaRecord): number =>
   (a.tenantId ?? '').localeCompare(b.tenantId ?? '') || a.notBefore.getTime() - b.notBefore.getTime() || a.id.localeCompare(b.id);
 
 /**
+ * The trust order: global scope first, then by tenant, oldest first, except that an intermediate
+ * follows its root (every issuer before what it signs: a loader that checks each certificate
+ * against the ones before it accepts the file, and the root and its intermediates stay together).
+ */
+export function trustOrder<T extends { record: CaRecord }>(entries: readonly T[]): T[] {
+  const sorted = [...entries].sort((a, b) => scopeOrder(a.record, b.record));
+  const ids = new Set(sorted.map((e) => e.record.id));
+  const childrenOf = (id: string) => sorted.filter((e) => e.record.parentId === id);
+  return sorted.filter((e) => e.record.parentId === null || !ids.has(e.record.parentId)).flatMap((e) => [e, ...childrenOf(e.record.id)]);
+}
+
+/**
  * The lookups over a list of entries (shared by the static and the stored directory). `entries`
  * holds every record; `ca` is set for the published ones.
  */
 export function directoryView(entries: ReadonlyArray<{ record: CaRecord; ca: DeviceCa | null }>) {
-  const sorted = [...entries].sort((a, b) => scopeOrder(a.record, b.record));
+  const sorted = trustOrder(entries);
   const published = sorted.filter((e): e is LoadedCa => e.ca !== null && isPublishedCaStatus(e.record.status));
-  const active = (tenantId: string | null) => published.find((e) => e.record.status === 'active' && e.record.tenantId === tenantId) ?? null;
+  // A root is never the CA that signs for a scope (it signs intermediates only).
+  const active = (tenantId: string | null) => published.find((e) => isIssuingActive(e.record) && e.record.tenantId === tenantId) ?? null;
   return {
     all: () => sorted.map((e) => e.record),
     published: () => published,
@@ -105,6 +125,26 @@ export function directoryView(entries: ReadonlyArray<{ record: CaRecord; ca: Dev
     byId: (id: string) => published.find((e) => e.record.id === id) ?? null,
     byIssuerKeyId: (keyId: string) => published.find((e) => e.record.issuerKeyId === keyId.toLowerCase()) ?? null,
     byIssuerLabel: (label: string) => published.find((e) => e.record.issuerLabel === label) ?? null,
+  };
+}
+
+export type DirectoryView = ReturnType<typeof directoryView>;
+
+/**
+ * The CaDirectory methods over the current view (the static and the stored directory delegate to
+ * it the same way; only how they get a new view differs).
+ */
+export function directoryOver(current: () => DirectoryView, changes: ReturnType<typeof changeListeners>, refresh: () => Promise<void>): CaDirectory {
+  return {
+    all: () => current().all(),
+    published: () => current().published(),
+    activeFor: (tenantId) => current().activeFor(tenantId),
+    defaultCa: () => current().defaultCa(),
+    byId: (id) => current().byId(id),
+    byIssuerKeyId: (keyId) => current().byIssuerKeyId(keyId),
+    byIssuerLabel: (label) => current().byIssuerLabel(label),
+    onChange: (listener) => changes.add(listener),
+    refresh,
   };
 }
 
@@ -145,15 +185,7 @@ export function createStaticCaDirectory(initial: readonly LoadedCa[]): StaticCaD
     changes.fire();
   };
   return {
-    all: () => view.all(),
-    published: () => view.published(),
-    activeFor: (tenantId) => view.activeFor(tenantId),
-    defaultCa: () => view.defaultCa(),
-    byId: (id) => view.byId(id),
-    byIssuerKeyId: (keyId) => view.byIssuerKeyId(keyId),
-    byIssuerLabel: (label) => view.byIssuerLabel(label),
-    onChange: (listener) => changes.add(listener),
-    refresh: async () => undefined,
+    ...directoryOver(() => view, changes, async () => undefined),
     setStatus(id, status) {
       entries = entries.map((e) => (e.record.id === id ? { ...e, record: { ...e.record, status } } : e));
       changed();

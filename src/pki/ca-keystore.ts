@@ -1,5 +1,6 @@
 /**
- * Device CA keys for CA records (issue 19): made (`ca create`), checked (`ca import`) and loaded
+ * Device CA keys for CA records (issue 19): made (`ca create`: self-signed, a root with pathLen 1,
+ * or an intermediate with pathLen 0 signed by a loaded root's key), checked (`ca import`) and loaded
  * (the CA directory). File keys live under CA_KEY_DIR (default <data dir>/pki/cas), one file per CA
  * (`<id>.key`, mode 0600 in a 0700 directory, encrypted PKCS#8 when a CA key passphrase is configured),
  * never overwritten; keys in a PKCS#11 token are reached by their RFC 7512 URI with the PIN from
@@ -12,9 +13,11 @@ import { AppError } from '../domain/errors.ts';
 import type { CaKeyRef, CaRecord } from '../domain/ca.ts';
 import type { CaKeystore, PreparedCa } from '../app/ports.ts';
 import { assertAcceptableKey } from './key-source.ts';
-import { createDeviceCa, deviceCaFromPem, deviceCaFromSigner, type DeviceCa } from './device-ca.ts';
+import { deviceCaFromPem, deviceCaFromSigner, type DeviceCa } from './device-ca.ts';
+import { generateDeviceKey } from './keys.ts';
+import { fileKeySigner } from './kms/file-signer.ts';
 import { assertKeyFileProtected } from './key-file-permissions.ts';
-import { createDeviceCaInToken } from './kms/ca-certificate.ts';
+import { createCaCertificate, createDeviceCaInToken } from './kms/ca-certificate.ts';
 import { openPkcs11Signer } from './kms/pkcs11/pkcs11-signer.ts';
 import { readPinFile } from './kms/pkcs11/pin-file.ts';
 import { x509 } from './x509.ts';
@@ -30,6 +33,10 @@ export interface CaKeystoreOptions {
   sessions: number;
   /** Validity of a generated CA (years). Device certificates are capped at it. */
   validityYears?: number;
+  /** Validity of a generated root (years, default 20); an intermediate ends with its root at the latest. */
+  rootValidityYears?: number;
+  /** A loaded root by CA id (the CA directory's): its key signs the intermediates made under it. */
+  issuerOf?: (id: string) => DeviceCa | null;
 }
 
 async function passphraseOf(p: CaKeystoreOptions['passphrase']): Promise<string | null> {
@@ -127,22 +134,36 @@ export function createCaKeystore(options: CaKeystoreOptions): CaKeystore & { loa
 
   return {
     async generate(input) {
+      const root = input.parentId ? options.issuerOf?.(input.parentId) : null;
+      if (input.parentId && !input.parentCrlUrl) throw new AppError('VALIDATION_FAILED', "an intermediate needs its root's CRL URL");
+      if (input.parentId && !root) throw new AppError('CA_KEY_UNAVAILABLE', `the key of root CA ${input.parentId} is not loaded in this server: it cannot sign an intermediate`);
+      const certOptions = {
+        commonName: input.commonName,
+        validityYears: input.kind === 'root' ? (options.rootValidityYears ?? 20) : options.validityYears,
+        now: input.now,
+        pathLength: input.kind === 'root' ? 1 : 0,
+        issuer: root ? { certDer: root.certDer, crlDistributionPointUrl: input.parentCrlUrl ?? '' } : null,
+      };
       if (input.keyUri) {
         const pin = await pinOf(options);
         let made: { certPem: string; keyUri: string };
         try {
-          made = await createDeviceCaInToken({ uri: input.keyUri, modulePath: options.modulePath, pin, keyType: input.keyType, commonName: input.commonName, validityYears: options.validityYears, now: input.now });
+          made = await createDeviceCaInToken({ uri: input.keyUri, modulePath: options.modulePath, pin, keyType: input.keyType, ...certOptions, issuerSigner: root?.signer });
         } catch (e) {
+          if (e instanceof AppError) throw e;
           throw new AppError('CA_KEY_UNAVAILABLE', `cannot generate the CA key in the token (${input.keyUri}): ${(e as Error).message}`);
         }
         const ca = await tokenCa(made.certPem, made.keyUri);
         await ca.signer.close();
         return prepared(ca, { kind: 'pkcs11', uri: made.keyUri }, async () => undefined);
       }
-      const made = await createDeviceCa({ now: input.now, commonName: input.commonName, keyType: input.keyType, validityYears: options.validityYears });
-      const ca = await deviceCaFromPem(made.certPem, made.keyPem, null, 'new CA key');
+      const { privateKeyPem } = await generateDeviceKey(input.keyType);
+      const privateKey = createPrivateKey(privateKeyPem);
+      const own = fileKeySigner(privateKey, 'new CA key');
+      const certPem = await createCaCertificate(root?.signer ?? own, { ...certOptions, subjectSpkiDer: own.spkiDer });
+      const ca = await deviceCaFromPem(certPem, privateKeyPem, null, 'new CA key');
       const path = keyPath(input.id);
-      return prepared(ca, { kind: 'file', path }, () => writeKeyFile(path, createPrivateKey(made.keyPem)));
+      return prepared(ca, { kind: 'file', path }, () => writeKeyFile(path, privateKey));
     },
 
     async importCa(input) {

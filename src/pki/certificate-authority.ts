@@ -3,6 +3,7 @@ import { AppError } from '../domain/errors.ts';
 import type { CertificateAuthority, IssueRequest, IssuedCertificate, VerifiedCertificate } from '../app/ports.ts';
 import type { DeviceCa } from './device-ca.ts';
 import type { CaDirectory, LoadedCa } from './ca-directory.ts';
+import { isIssuingActive } from '../domain/ca.ts';
 import { randomSerialHex } from './serial-number.ts';
 import { describeKey, publicKeyFromSpki } from './keys.ts';
 import { x509 } from './x509.ts';
@@ -202,15 +203,20 @@ export function createDirectoryAuthority(directory: CaDirectory, options: Direct
   };
   const signing = (tenantId: string | null | undefined): LoadedCa => {
     const loaded = directory.activeFor(tenantId ?? null);
-    if (!loaded || loaded.record.status !== 'active') throw notConfigured();
+    if (!loaded || !isIssuingActive(loaded.record)) throw notConfigured();
     // Defence in depth: a tenant's CA signs only for that tenant.
     if (loaded.record.tenantId !== null && loaded.record.tenantId !== tenantId) throw notConfigured();
     return loaded;
   };
+  /** An issuing CA's certificate, followed by its root's when it is an intermediate (TLS chain order: what a device needs to verify its certificate). */
+  const chainOf = (loaded: LoadedCa): string => {
+    const root = loaded.record.parentId ? directory.all().find((r) => r.id === loaded.record.parentId) : undefined;
+    return root ? loaded.ca.certPem.trimEnd() + '\n' + root.certPem.trimEnd() + '\n' : loaded.ca.certPem;
+  };
   /** The published CAs a tenant's certificates may come from: its own and the global scope's. */
   const inScope = (tenantId: string | null | undefined) => directory.published().filter((l) => l.record.tenantId === null || l.record.tenantId === (tenantId ?? null));
   return {
-    caCertPem: (tenantId) => signing(tenantId).ca.certPem,
+    caCertPem: (tenantId) => chainOf(signing(tenantId)),
     trustedCaPems() {
       const all = directory.published();
       if (all.length === 0) throw notConfigured();
@@ -237,7 +243,8 @@ export function createDirectoryAuthority(directory: CaDirectory, options: Direct
       return { ...verified, caId: issuer.record.id };
     },
     issuerPemOf(certPem) {
-      return directory.published().find((l) => signedBy(certPem, l.ca))?.ca.certPem ?? null;
+      const issuer = directory.published().find((l) => signedBy(certPem, l.ca));
+      return issuer ? chainOf(issuer) : null;
     },
   };
 }

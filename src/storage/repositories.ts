@@ -155,6 +155,7 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       requestCrlRebuild: (issuer) => crl.requestCrlRebuild(tx, issuer),
       restoreRevocations: (issuer, entries, sourceCrlNumber) => crl.restoreRevocations(tx, issuer, entries, sourceCrlNumber),
       forEachRestoredRevocation: (issuer, onEntry) => crl.forEachRestoredRevocation(tx, issuer, onEntry),
+      forEachEndedIntermediate: (issuer, onEntry) => cas.forEachEndedIntermediate(tx, issuer, onEntry),
     },
     renewalAdvice: {
       certificatesEnteringWindow: (now, defaultWindow, limit) => renewalPolicy.certificatesEnteringWindow(tx, now, defaultWindow, limit),
@@ -175,6 +176,7 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       findCa: (id, options) => cas.findCa(tx, id, options?.lock ?? false),
       findCaByKeyId: (issuerKeyId) => cas.findCaByKeyId(tx, issuerKeyId),
       insertCa: (ca) => translating(cas.insertCa(tx, ca)),
+      childCas: (parentId) => cas.childCas(tx, parentId),
       lockActiveCa: (tenantId) => cas.lockActiveCa(tx, tenantId),
       setCaStatus: (id, to, from, at, reason) => translating(cas.setCaStatus(tx, id, to, from, at, reason ?? null)),
       setCaCrlUrl: (id, url) => cas.setCaCrlUrl(tx, id, url),

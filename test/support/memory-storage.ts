@@ -21,7 +21,8 @@ import type {
   StoredCrlInfo,
 } from '../../src/app/storage-ports.ts';
 import type { AlertRecord } from '../../src/domain/alert.ts';
-import type { CaRecord } from '../../src/domain/ca.ts';
+import { isIssuingActive, type CaRecord } from '../../src/domain/ca.ts';
+import { X509Certificate } from 'node:crypto';
 import { AlreadyExistsError, ReferenceNotFoundError } from '../../src/app/storage-ports.ts';
 import type { CertificateRecord, CertificateWithPem } from '../../src/domain/certificate.ts';
 import type { DeviceRecord } from '../../src/domain/device.ts';
@@ -430,17 +431,22 @@ export function createMemoryStorage(): MemoryStorage {
       },
       async insertCa(ca) {
         operatorOnly();
-        const { createdBy: _by, ...rest } = ca;
+        const { createdBy: _by, kind = 'issuing', parentId = null, ...rest } = ca;
         if (state.cas.some((x) => x.id === ca.id || x.issuerKeyId === ca.issuerKeyId || x.issuerLabel === ca.issuerLabel)) throw new AlreadyExistsError(ca.id);
-        if (ca.status === 'active' && state.cas.some((x) => x.status === 'active' && scopeKey(x.tenantId) === scopeKey(ca.tenantId))) throw new AlreadyExistsError('active');
-        const record: CaRecord = { ...rest, activatedAt: ca.status === 'active' ? ca.createdAt : null, retiringAt: null, retiredAt: null, revokedAt: null, revocationReason: null };
+        if (ca.status === 'active' && kind === 'issuing' && state.cas.some((x) => isIssuingActive(x) && scopeKey(x.tenantId) === scopeKey(ca.tenantId))) throw new AlreadyExistsError('active');
+        const serialNumber = new X509Certificate(ca.certPem).serialNumber.toLowerCase().replace(/^0+(?=.)/, '');
+        const record: CaRecord = { ...rest, kind, parentId, serialNumber, activatedAt: ca.status === 'active' ? ca.createdAt : null, retiringAt: null, retiredAt: null, revokedAt: null, revocationReason: null };
         state.cas.push(record);
         return { ...record };
       },
       async lockActiveCa(tenantId) {
         operatorOnly();
-        const c = state.cas.find((x) => x.status === 'active' && scopeKey(x.tenantId) === scopeKey(tenantId));
+        const c = state.cas.find((x) => isIssuingActive(x) && scopeKey(x.tenantId) === scopeKey(tenantId));
         return c ? { ...c } : null;
+      },
+      async childCas(parentId) {
+        operatorOnly();
+        return state.cas.filter((x) => x.parentId === parentId).map((x) => ({ ...x }));
       },
       async setCaCrlUrl(id, url) {
         operatorOnly();
@@ -451,7 +457,7 @@ export function createMemoryStorage(): MemoryStorage {
         operatorOnly();
         const c = state.cas.find((x) => x.id === id);
         if (!c || !from.includes(c.status)) return null;
-        if (to === 'active' && state.cas.some((x) => x !== c && x.status === 'active' && scopeKey(x.tenantId) === scopeKey(c.tenantId))) throw new AlreadyExistsError('active');
+        if (to === 'active' && c.kind === 'issuing' && state.cas.some((x) => x !== c && isIssuingActive(x) && scopeKey(x.tenantId) === scopeKey(c.tenantId))) throw new AlreadyExistsError('active');
         c.status = to;
         if (to === 'active') c.activatedAt = at;
         if (to === 'retiring') c.retiringAt = at;

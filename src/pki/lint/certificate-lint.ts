@@ -44,10 +44,10 @@ export interface LintedCertificate {
   notAfter: Date;
 }
 
-const bytes = (b: ArrayBuffer | Uint8Array) => Buffer.from(b instanceof Uint8Array ? b : new Uint8Array(b));
+export const bytes = (b: ArrayBuffer | Uint8Array) => Buffer.from(b instanceof Uint8Array ? b : new Uint8Array(b));
 
 /** RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050. */
-function checkTime(t: Time, field: string) {
+export function checkTime(t: Time, field: string) {
   const date = t.getTime();
   const year = date.getUTCFullYear();
   lintCheck(year < 2050 ? t.utcTime !== undefined : t.generalTime !== undefined, 'cert.validity.encoding', `${field} ${date.toISOString()} must be ${year < 2050 ? 'UTCTime' : 'GeneralizedTime'}`);
@@ -55,7 +55,7 @@ function checkTime(t: Time, field: string) {
   return date;
 }
 
-function checkSerial(raw: Uint8Array, rule: string, minOctets: number): void {
+export function checkSerial(raw: Uint8Array, rule: string, minOctets: number): void {
   lintCheck(raw.length >= 1 && raw.length <= 20, `${rule}.size`, `serial is ${raw.length} octets (1 to 20 allowed)`);
   lintCheck(((raw[0] ?? 0) & 0x80) === 0, `${rule}.sign`, 'serial is negative'); // not empty: checked above
   lintCheck(!(raw.length > 1 && raw[0] === 0 && ((raw[1] ?? 0) & 0x80) === 0), `${rule}.encoding`, 'serial has a superfluous leading zero octet');
@@ -68,31 +68,41 @@ function bitStringBytes(b: BitString): { value: Buffer; unusedBits: number } {
   return { value: bytes(b.value), unusedBits: b.unusedBits };
 }
 
-export function lintCertificate(der: Uint8Array, options: CertificateLintOptions): LintedCertificate {
-  const { ca, profile } = options;
-  const issued = profile === 'issued';
+/**
+ * The first rules of every certificate lint (device and CA): parsed by @peculiar/asn1-x509 and by
+ * Node's X509Certificate, DER (re-encoding gives the same bytes), version 3, and the inner and
+ * outer signature algorithms equal. `rule` prefixes the rule names (`cert`, `ca`).
+ */
+export function parseForLint(der: Uint8Array, rule: string): { cert: Certificate; node: X509Certificate } {
   let cert: Certificate;
   try {
     cert = AsnConvert.parse(der, Certificate);
   } catch (e) {
-    lintCheck(false, 'cert.parse', `@peculiar/asn1-x509 cannot parse it: ${(e as Error).message}`);
+    lintCheck(false, `${rule}.parse`, `@peculiar/asn1-x509 cannot parse it: ${(e as Error).message}`);
   }
-  lintCheck(bytes(AsnConvert.serialize(cert)).equals(bytes(der)), 'cert.der', 'not DER: re-encoding the parsed certificate gives other bytes');
+  lintCheck(bytes(AsnConvert.serialize(cert)).equals(bytes(der)), `${rule}.der`, 'not DER: re-encoding the parsed certificate gives other bytes');
   let node: X509Certificate;
   try {
     node = new X509Certificate(Buffer.from(der));
   } catch (e) {
-    lintCheck(false, 'cert.parse', `Node's X509Certificate cannot parse it: ${(e as Error).message}`);
+    lintCheck(false, `${rule}.parse`, `Node's X509Certificate cannot parse it: ${(e as Error).message}`);
   }
   const tbs = cert.tbsCertificate;
-
-  lintCheck(tbs.version === Version.v3, 'cert.version', `version ${tbs.version + 1}, expected 3`);
-  checkSerial(bytes(tbs.serialNumber), 'cert.serial', issued ? 16 : 1);
+  lintCheck(tbs.version === Version.v3, `${rule}.version`, `version ${tbs.version + 1}, expected 3`);
   lintCheck(
     bytes(AsnConvert.serialize(tbs.signature)).equals(bytes(AsnConvert.serialize(cert.signatureAlgorithm))),
-    'cert.signature_algorithm',
+    `${rule}.signature_algorithm`,
     'tbsCertificate.signature differs from signatureAlgorithm',
   );
+  return { cert, node };
+}
+
+export function lintCertificate(der: Uint8Array, options: CertificateLintOptions): LintedCertificate {
+  const { ca, profile } = options;
+  const issued = profile === 'issued';
+  const { cert, node } = parseForLint(der, 'cert');
+  const tbs = cert.tbsCertificate;
+  checkSerial(bytes(tbs.serialNumber), 'cert.serial', issued ? 16 : 1);
   lintCheck(bytes(AsnConvert.serialize(tbs.issuer)).equals(ca.subjectDer), 'cert.issuer', 'issuer bytes differ from the CA certificate subject');
   lintCheck(node.verify(ca.publicKey), 'cert.signature', 'the signature does not verify with the CA public key');
 
