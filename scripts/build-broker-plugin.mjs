@@ -6,7 +6,7 @@
  * - `node scripts/build-broker-plugin.mjs [--out FILE]`: builds (or says it is current), prints the path.
  * - `buildBrokerPlugin()`: the same from code (scripts/test-setup.mjs, test/support/acl-plugin.ts).
  *   Throws, naming the command to run, when the compiler or the Mosquitto headers are missing
- *   (Debian: mosquitto-dev and libmosquitto-dev; Alpine: mosquitto-dev).
+ *   (Debian: mosquitto-dev, libmosquitto-dev and libssl-dev; Alpine: mosquitto-dev and openssl-dev).
  *
  * Plain JavaScript with no dependency: it runs before `npm install` has built anything.
  */
@@ -22,6 +22,8 @@ export const ACL_PLUGIN_BUILD = join(ROOT, 'build', 'broker-plugin', 'certfleet_
 export const ACL_PLUGIN_PACKAGES = [
   { pkg: 'mosquitto-dev', file: '/usr/include/mosquitto_broker.h' },
   { pkg: 'libmosquitto-dev', file: '/usr/include/mosquitto.h' },
+  // MQTT provisioning: the SHA-256 of a claim client's certificate (OpenSSL, which Mosquitto links already).
+  { pkg: 'libssl-dev', file: '/usr/include/openssl/x509.h' },
 ];
 export const ACL_PLUGIN_INSTALL = `apt-get install -y --no-install-recommends gcc ${ACL_PLUGIN_PACKAGES.map((p) => p.pkg).join(' ')}`;
 
@@ -41,7 +43,7 @@ export function buildBrokerPlugin({ out = ACL_PLUGIN_BUILD, log = () => {}, pack
   }
   mkdirSync(dirname(target), { recursive: true });
   const tmp = `${target}.${process.pid}.tmp`;
-  const res = spawnSync(cc, ['-shared', '-fPIC', '-O2', '-Wall', '-Wextra', '-Werror', '-o', tmp, ACL_PLUGIN_SOURCE], { encoding: 'utf8' });
+  const res = spawnSync(cc, ['-shared', '-fPIC', '-O2', '-Wall', '-Wextra', '-Werror', '-o', tmp, ACL_PLUGIN_SOURCE, '-lcrypto'], { encoding: 'utf8' });
   if (res.status !== 0) throw new Error(`cannot build the certfleet_acl broker plugin (${cc} exited ${res.status}):\n${res.stderr}`);
   renameSync(tmp, target);
   log(`built ${target}`);

@@ -13,8 +13,9 @@ import path from 'node:path';
 import { exists, keepPrevious, writeFileAtomic } from '../support/atomic-file.ts';
 import { allows, checkAncestors, ensureTraversable, giveToBrokerGroup, lookupAccount, type OwnershipContext } from './broker-file-ownership.ts';
 import { RESERVED_TENANT_ID } from '../domain/identifiers.ts';
-import { ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
+import { CLAIM_CA_FILE, ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { writeDynamicSecurityFiles } from './dynamic-security.ts';
+import { renderClaimCaFile } from './claim-ca-file.ts';
 import { RECOVERY_USERNAME } from '../renewal/renewal-topics.ts';
 import { DEFAULT_MQTTS_PORT, type MosquittoConfigOptions, renderAclFile, renderGrantsFile, renderMosquittoConfig } from './mosquitto-config.ts';
 import type { BrokerConfigFiles, BrokerConfigResult, WriteBrokerConfigOptions } from './broker-config-types.ts';
@@ -132,6 +133,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     : undefined;
 
   const adminUsername = dynsec?.result.adminUsername ?? null;
+  const provisioning = options.provisioning ? await writeClaimCaFile(options, outDir, now, files, lines) : undefined;
   if (files.grantsFile) await writeGrantsFile(options, files.grantsFile, ctx);
   if (files.aclFile) await writeAclFile(options, files.aclFile, adminUsername, ctx);
 
@@ -159,6 +161,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
           }
         : undefined,
     ...(options.dynamicSecurity?.recovery ? { recovery: { port: options.dynamicSecurity.recovery.port, bindAddress: options.dynamicSecurity.recovery.bindAddress } } : {}),
+    ...(provisioning && options.provisioning ? { provisioning: { port: options.provisioning.port, bindAddress: options.provisioning.bindAddress, claimCaFile: provisioning.claimCaFile } } : {}),
   };
   await writeFileAtomic(files.config, renderMosquittoConfig(renderOptions), 0o600);
   await giveToBrokerGroup(ctx, files.config, 0o640, 're-read on every reload as the broker user');
@@ -169,7 +172,25 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     ? { port: options.dynamicSecurity.recovery.port, username: RECOVERY_USERNAME, passwordFile: files.recoveryPasswordFile }
     : undefined;
   if (recovery) lines.push(`recovery listener ${renderOptions.bindAddress}:${recovery.port}: server TLS, login "${recovery.username}" (password in ${recovery.passwordFile})`);
-  return { lines, files, host, port, renderOptions, dynamicSecurity: dynsec?.result, ...(recovery ? { recovery } : {}) };
+  if (provisioning) {
+    lines.push(`provisioning listener ${renderOptions.bindAddress}:${options.provisioning!.port}: claim certificates of the tenants' claim CAs (${provisioning.claimCaFile}), login certfleet-claim:<sha256 of the claim certificate>`);
+  }
+  return { lines, files, host, port, renderOptions, dynamicSecurity: dynsec?.result, ...(recovery ? { recovery } : {}), ...(provisioning && options.provisioning ? { provisioning: { port: options.provisioning.port, ...provisioning } } : {}) };
+}
+
+/** The provisioning listener's cafile: the tenants' claim CAs (a placeholder that admits no one while there are none). */
+async function writeClaimCaFile(options: WriteBrokerConfigOptions, outDir: string, now: Date, files: BrokerConfigFiles, lines: string[]): Promise<{ claimCaFile: string; claimCas: number }> {
+  if (!options.aclPlugin) throw new TypeError('MQTT provisioning needs the certfleet_acl plugin (--acl-plugin): it knows claim clients by their certificate, not by their CN');
+  if (!options.dynamicSecurity) throw new TypeError('MQTT provisioning needs the dynamic security plugin: certfleet answers as its admin');
+  const file = path.join(outDir, CLAIM_CA_FILE);
+  const previous = (await exists(file)) ? await readFile(file, 'utf8') : null;
+  const rendered = await renderClaimCaFile(options.provisioning!.claimCaPems, previous, now);
+  await writeFileAtomic(file, rendered.text, 0o644);
+  files.claimCaFile = file;
+  lines.push(
+    `wrote ${file}: ${rendered.claimCas === 0 ? 'no claim CA registered yet (a placeholder CA without a key: the provisioning listener admits no one)' : `${rendered.claimCas} claim CA(s)`}; certfleet rewrites it when claim CAs change (BROKER_CLAIM_CA_PATH)`,
+  );
+  return { claimCaFile: file, claimCas: rendered.claimCas };
 }
 
 /** The ACL plugin's grants file (no device in it): readable by the broker user. */
