@@ -418,7 +418,7 @@ static int admin_check(const char *topic, int access)
  * A claim certificate is issued by a manufacturer's CA, not by certfleet: its CN is chosen by the
  * manufacturer and may equal a device CN `T/D` or another manufacturer's CN. So a claim client is
  * never identified by its CN: the provisioning listener (broker-config --provisioning-port) trusts
- * only the tenants' claim CAs (its cafile), requires a client certificate, does NOT use the
+ * only the tenants' claim CAs (its capath), requires a client certificate, does NOT use the
  * identity as username, and uses the username as client id. The client must log in with the
  * username `certfleet-claim:<sha256 hex of its certificate's DER>`; the basic-auth callback below
  * recomputes that digest from the certificate the TLS handshake verified and refuses any other

@@ -54,9 +54,9 @@ export interface Config {
    */
   brokerCaPath: string | null;
   /**
-   * BROKER_CLAIM_CA_PATH: the provisioning listener's `cafile` (broker-config --provisioning-port's
-   * claim-cas.pem), which this process keeps equal to every tenant's claim CAs (rewritten and the
-   * broker reloaded when a claim CA is added or deleted, checked every minute); null: not kept.
+   * BROKER_CLAIM_CA_PATH: the provisioning listener's `capath` (broker-config --provisioning-port's
+   * claim-cas/ directory), which this process keeps equal to every tenant's claim CAs (after a
+   * claim CA is added or deleted, and checked every minute); null: not kept.
    */
   brokerClaimCaPath: string | null;
   /** Mosquitto dynamic security admin listener, to close live sessions of revoked certificates (unset: no kicking). */

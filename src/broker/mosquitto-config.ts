@@ -84,11 +84,11 @@ export interface MosquittoConfigOptions {
   recovery?: { port: number; bindAddress?: string };
   /**
    * Provisioning listener (`broker-config --provisioning-port`): devices with a claim (factory)
-   * certificate ask for their first operational certificate. Its cafile holds only the tenants'
-   * claim CAs (certfleet rewrites it, BROKER_CLAIM_CA_PATH); the certfleet_acl plugin knows a
+   * certificate ask for their first operational certificate. Its capath holds only the tenants'
+   * claim CAs (certfleet keeps it, BROKER_CLAIM_CA_PATH; read at each handshake, unlike a cafile); the certfleet_acl plugin knows a
    * claim client by its certificate's SHA-256, never by its CN. Needs aclPlugin and dynamicSecurity.
    */
-  provisioning?: { port: number; bindAddress?: string; claimCaFile: string };
+  provisioning?: { port: number; bindAddress?: string; claimCaDir: string };
 }
 
 export const DEFAULT_MQTTS_PORT = 8883;
@@ -241,11 +241,12 @@ function provisioningListener(options: MosquittoConfigOptions, devicePort: numbe
     '',
     "# Provisioning listener: devices with a claim (factory) certificate of a tenant's claim CA ask",
     `# for their first certificate on ${PROVISION_ROOT}/<sha256 of the claim certificate>/request. Only`,
-    '# the claim CAs are trusted here (certfleet rewrites the cafile); the CN is NOT the username (a',
+    '# the claim CAs are trusted here (capath: certfleet keeps it, OpenSSL reads it at each handshake,',
+    '# so a new claim CA needs no reload); the CN is NOT the username (a',
     "# manufacturer's CN could name a device): the client logs in as certfleet-claim:<that sha256>,",
     '# which certfleet_acl checks against the certificate, and it is the client id too.',
     `listener ${port} ${quoteCheck('provisioning.bindAddress', p.bindAddress ?? bind)}`,
-    `cafile ${quoteCheck('provisioning.claimCaFile', p.claimCaFile)}`,
+    `capath ${quoteCheck('provisioning.claimCaDir', p.claimCaDir)}`,
     `certfile ${quoteCheck('certFile', options.certFile)}`,
     `keyfile ${quoteCheck('keyFile', options.keyFile)}`,
     'require_certificate true',

@@ -13,9 +13,9 @@ import path from 'node:path';
 import { exists, keepPrevious, writeFileAtomic } from '../support/atomic-file.ts';
 import { allows, checkAncestors, ensureTraversable, giveToBrokerGroup, lookupAccount, type OwnershipContext } from './broker-file-ownership.ts';
 import { RESERVED_TENANT_ID } from '../domain/identifiers.ts';
-import { CLAIM_CA_FILE, ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
+import { CLAIM_CA_DIR, ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { writeDynamicSecurityFiles } from './dynamic-security.ts';
-import { renderClaimCaFile } from './claim-ca-file.ts';
+import { writeClaimCaDirectory } from './claim-ca-file.ts';
 import { RECOVERY_USERNAME } from '../renewal/renewal-topics.ts';
 import { DEFAULT_MQTTS_PORT, type MosquittoConfigOptions, renderAclFile, renderGrantsFile, renderMosquittoConfig } from './mosquitto-config.ts';
 import type { BrokerConfigFiles, BrokerConfigResult, WriteBrokerConfigOptions } from './broker-config-types.ts';
@@ -133,7 +133,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     : undefined;
 
   const adminUsername = dynsec?.result.adminUsername ?? null;
-  const provisioning = options.provisioning ? await writeClaimCaFile(options, outDir, now, files, lines) : undefined;
+  const provisioning = options.provisioning ? await writeClaimCaDir(options, outDir, files, lines) : undefined;
   if (files.grantsFile) await writeGrantsFile(options, files.grantsFile, ctx);
   if (files.aclFile) await writeAclFile(options, files.aclFile, adminUsername, ctx);
 
@@ -161,7 +161,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
           }
         : undefined,
     ...(options.dynamicSecurity?.recovery ? { recovery: { port: options.dynamicSecurity.recovery.port, bindAddress: options.dynamicSecurity.recovery.bindAddress } } : {}),
-    ...(provisioning && options.provisioning ? { provisioning: { port: options.provisioning.port, bindAddress: options.provisioning.bindAddress, claimCaFile: provisioning.claimCaFile } } : {}),
+    ...(provisioning && options.provisioning ? { provisioning: { port: options.provisioning.port, bindAddress: options.provisioning.bindAddress, claimCaDir: provisioning.claimCaDir } } : {}),
   };
   await writeFileAtomic(files.config, renderMosquittoConfig(renderOptions), 0o600);
   await giveToBrokerGroup(ctx, files.config, 0o640, 're-read on every reload as the broker user');
@@ -173,24 +173,22 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     : undefined;
   if (recovery) lines.push(`recovery listener ${renderOptions.bindAddress}:${recovery.port}: server TLS, login "${recovery.username}" (password in ${recovery.passwordFile})`);
   if (provisioning) {
-    lines.push(`provisioning listener ${renderOptions.bindAddress}:${options.provisioning!.port}: claim certificates of the tenants' claim CAs (${provisioning.claimCaFile}), login certfleet-claim:<sha256 of the claim certificate>`);
+    lines.push(`provisioning listener ${renderOptions.bindAddress}:${options.provisioning!.port}: claim certificates of the tenants' claim CAs (capath ${provisioning.claimCaDir}), login certfleet-claim:<sha256 of the claim certificate>`);
   }
   return { lines, files, host, port, renderOptions, dynamicSecurity: dynsec?.result, ...(recovery ? { recovery } : {}), ...(provisioning && options.provisioning ? { provisioning: { port: options.provisioning.port, ...provisioning } } : {}) };
 }
 
-/** The provisioning listener's cafile: the tenants' claim CAs (a placeholder that admits no one while there are none). */
-async function writeClaimCaFile(options: WriteBrokerConfigOptions, outDir: string, now: Date, files: BrokerConfigFiles, lines: string[]): Promise<{ claimCaFile: string; claimCas: number }> {
+/** The provisioning listener's capath: the tenants' claim CAs (empty while there are none: the listener admits no one). */
+async function writeClaimCaDir(options: WriteBrokerConfigOptions, outDir: string, files: BrokerConfigFiles, lines: string[]): Promise<{ claimCaDir: string; claimCas: number }> {
   if (!options.aclPlugin) throw new TypeError('MQTT provisioning needs the certfleet_acl plugin (--acl-plugin): it knows claim clients by their certificate, not by their CN');
   if (!options.dynamicSecurity) throw new TypeError('MQTT provisioning needs the dynamic security plugin: certfleet answers as its admin');
-  const file = path.join(outDir, CLAIM_CA_FILE);
-  const previous = (await exists(file)) ? await readFile(file, 'utf8') : null;
-  const rendered = await renderClaimCaFile(options.provisioning!.claimCaPems, previous, now);
-  await writeFileAtomic(file, rendered.text, 0o644);
-  files.claimCaFile = file;
+  const dir = path.join(outDir, CLAIM_CA_DIR);
+  const written = await writeClaimCaDirectory(dir, options.provisioning!.claimCaPems);
+  files.claimCaDir = dir;
   lines.push(
-    `wrote ${file}: ${rendered.claimCas === 0 ? 'no claim CA registered yet (a placeholder CA without a key: the provisioning listener admits no one)' : `${rendered.claimCas} claim CA(s)`}; certfleet rewrites it when claim CAs change (BROKER_CLAIM_CA_PATH)`,
+    `wrote ${dir}/: ${written.claimCas === 0 ? 'no claim CA registered yet (the provisioning listener admits no one until one is)' : `${written.claimCas} claim CA(s)`}, one <subject hash>.<n> file each; certfleet keeps it when claim CAs change (BROKER_CLAIM_CA_PATH), read at each handshake (no reload)`,
   );
-  return { claimCaFile: file, claimCas: rendered.claimCas };
+  return { claimCaDir: dir, claimCas: written.claimCas };
 }
 
 /** The ACL plugin's grants file (no device in it): readable by the broker user. */

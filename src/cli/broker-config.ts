@@ -129,7 +129,7 @@ async function provisioningOptions(
       await storage.close();
     }
   } catch (error) {
-    lines.push(`note: could not read the claim CAs (${(error as Error).message}); certfleet writes them into the provisioning listener's cafile when it starts (BROKER_CLAIM_CA_PATH)`);
+    lines.push(`note: could not read the claim CAs (${(error as Error).message}); certfleet writes them into the provisioning listener's capath when it starts (BROKER_CLAIM_CA_PATH)`);
   }
   return { port: provisioningPort, claimCaPems };
 }
@@ -233,8 +233,8 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     if (flags['mqtt-renewal']) env.MQTT_RENEWAL = 'true';
   }
   if (result.provisioning) {
-    // the provisioning listener's cafile: certfleet keeps every tenant's claim CAs in it and reloads the broker
-    env.BROKER_CLAIM_CA_PATH = result.provisioning.claimCaFile;
+    // the provisioning listener's capath: certfleet keeps every tenant's claim CAs in it
+    env.BROKER_CLAIM_CA_PATH = result.provisioning.claimCaDir;
     env.MQTT_PROVISIONING = 'true';
     lines.push(
       `Devices with a claim certificate provision over mqtts://${host}:${result.provisioning.port} with their claim certificate, logged in as certfleet-claim:<sha256 of the claim certificate> (docs/device-provisioning.md); EST simpleenroll works too.`,

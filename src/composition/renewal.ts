@@ -14,7 +14,6 @@ import type { Server as TlsServer } from 'node:tls';
 import { startMqttRenewal, type MqttRenewal } from '../renewal/mqtt-renewal.ts';
 import { startMqttProvisioning, type MqttProvisioning } from '../renewal/mqtt-provisioning.ts';
 import { createClaimCaFileSync, type ClaimCaFileSync } from '../broker/claim-ca-file.ts';
-import { localBrokerReloader } from './local-broker-reloader.ts';
 import { createAdmission, type Admission } from '../renewal/admission.ts';
 import type { Database } from '../storage/database.ts';
 import { createRenewalStore } from '../storage/repos/renewal-repo.ts';
@@ -27,7 +26,7 @@ export interface RenewalWiring {
   admission: Admission;
   /** Starts the EST listener (EST_PORT), the MQTT renewal responder (MQTT_RENEWAL) and the MQTT provisioning responder (MQTT_PROVISIONING); one line each, for the banner. */
   start(logger: FastifyBaseLogger): Promise<{ est: string | null; mqtt: string | null; provisioning: string | null }>;
-  /** The provisioning listener's cafile (BROKER_CLAIM_CA_PATH), once started; null when not kept. */
+  /** The provisioning listener's capath (BROKER_CLAIM_CA_PATH), once started; null when not kept. */
   claimCaFile(): ClaimCaFileSync | null;
   /** The EST listener once started (null before, or when EST_PORT is unset). */
   estServer(): FastifyInstance | null;
@@ -127,8 +126,6 @@ export function createRenewalWiring(
       claimCaFile = createClaimCaFileSync({
         path: config.brokerClaimCaPath,
         claimCaPems: () => claimStore.allClaimCaPems(),
-        reloader: localBrokerReloader(config, logger),
-        now: () => deps.clock.now(),
         logger: logger.child({ component: 'claim-ca-file' }),
       });
       await claimCaFile.sync().catch(() => undefined);
