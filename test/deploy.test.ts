@@ -208,9 +208,10 @@ describe('deploy/docker-compose.yml', () => {
     const from = [...dockerfile.matchAll(/^FROM (\S+)(?: AS (\S+))?$/gm)].map((m) => [m[1], m[2]]);
     // Compiled in the broker's own base image (same musl, Alpine's Mosquitto 2.0 headers), shipped in it.
     expect(from).toEqual([['eclipse-mosquitto:2.0', 'acl-plugin'], ['eclipse-mosquitto:2.0', undefined]]);
-    expect(dockerfile).toMatch(/^RUN apk add --no-cache build-base mosquitto-dev$/m);
+    // openssl-dev: the plugin hashes a claim client's certificate (MQTT provisioning) with OpenSSL, which Mosquitto links already.
+    expect(dockerfile).toMatch(/^RUN apk add --no-cache build-base mosquitto-dev openssl-dev$/m);
     expect(dockerfile).toMatch(/^COPY broker-plugin\/certfleet_acl\.c \/src\/certfleet_acl\.c$/m);
-    expect(dockerfile).toMatch(/^RUN cc -shared -fPIC .*-o \/src\/certfleet_acl\.so \/src\/certfleet_acl\.c$/m);
+    expect(dockerfile).toMatch(/^RUN cc -shared -fPIC .*-o \/src\/certfleet_acl\.so \/src\/certfleet_acl\.c -lcrypto$/m);
     expect(dockerfile).toContain(`COPY --from=acl-plugin /src/certfleet_acl.so ${pluginPath}\n`);
     expect(existsSync(join(ROOT, 'broker-plugin', 'certfleet_acl.c'))).toBe(true);
     // The build context is the repository root; its ignore file lets the plugin source in.
