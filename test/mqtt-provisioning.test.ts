@@ -288,7 +288,7 @@ describe.each(DRIVERS)('MQTT provisioning with a claim certificate (real Mosquit
     const { stdout } = await exec(
       'mosquitto_rr',
       ['--cafile', combinedCa, '-h', 'localhost', '-p', String(provisioningPort), '--cert', file('w.crt'), '--key', file('w.key'), '-u', `certfleet-claim:${sha}`, '-q', '1',
-        '-t', `certfleet/provision/${sha}/request`, '-e', `certfleet/provision/${sha}/response`, '-f', file('w-request.json'), '-W', '60'],
+        '-t', `certfleet/provision/${sha}/request`, '-e', `certfleet/provision/${sha}/response`, '-m', readFileSync(file('w-request.json'), 'utf8'), '-W', '60'],
       { timeout: scaled(90_000) },
     );
     const answer = JSON.parse(stdout) as Answer;
