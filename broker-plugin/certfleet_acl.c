@@ -44,6 +44,11 @@
  * set: every certificate client is denied until a valid one is read (fail closed). The decision is
  * cached per certificate (SHA-256 of its DER) until the next reload.
  *
+ *   plugin_opt_provisioning_topics true
+ *                                   optional (default false): MQTT provisioning with a claim
+ *                                   (factory) certificate on the provisioning listener; see
+ *                                   "MQTT provisioning" below.
+ *
  * Build: cc -shared -fPIC -O2 -Wall -o certfleet_acl.so certfleet_acl.c -lcrypto
  * (headers: Debian mosquitto-dev + libmosquitto-dev + libssl-dev; Alpine mosquitto-dev + openssl-dev).
  */
@@ -59,6 +64,7 @@
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
+#include <openssl/sha.h>
 
 #include <openssl/bio.h>
 #include <openssl/evp.h>
@@ -100,6 +106,7 @@ static char *admin_username = NULL;
 static char *recovery_username = NULL;
 static char *reserved_tenant = NULL;
 static bool renewal_topics = false;
+static bool provisioning_topics = false;
 static struct grant_table *table = NULL;
 
 /* ---- ids and topics ---------------------------------------------------------------------- */
@@ -629,6 +636,99 @@ static int ca_scope_check(struct mosquitto *client, const char *username)
 	return strcmp(tenant, scope_set->v[scope].tenant) == 0 ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
 }
 
+/* ---- MQTT provisioning with a claim certificate (issue 21) -----------------------------------
+ * Kept apart from the device rules above (its own functions; the device code is unchanged except
+ * for one call in on_acl_check and the options), so that changes to the device rules merge cleanly.
+ *
+ * A claim certificate is issued by a manufacturer's CA, not by certfleet: its CN is chosen by the
+ * manufacturer and may equal a device CN `T/D` or another manufacturer's CN. So a claim client is
+ * never identified by its CN: the provisioning listener (broker-config --provisioning-port) trusts
+ * only the tenants' claim CAs (its capath), requires a client certificate, does NOT use the
+ * identity as username, and uses the username as client id. The client must log in with the
+ * username `certfleet-claim:<sha256 hex of its certificate's DER>`; the basic-auth callback below
+ * recomputes that digest from the certificate the TLS handshake verified and refuses any other
+ * username (so no claim client can take a device's client id or another claim client's). It may
+ * then use only
+ *   publish  certfleet/provision/<its digest>/request
+ *   receive  certfleet/provision/<its digest>/response   (subscribe: that exact topic, also via $share)
+ * and nothing else. certfleet's admin reads certfleet/provision/+/request and answers on
+ * certfleet/provision/+/response; the request is signed with the claim key too, and certfleet
+ * checks that the topic's digest is the certificate the request carries.
+ * The basic-auth callback is only reached by listeners that do not take the identity as username
+ * (Mosquitto 2.0 checks no password there): the admin and recovery listeners (no certificate:
+ * deferred to the dynamic security plugin) and the provisioning listener (a certificate).
+ */
+
+#define CLAIM_USERNAME_PREFIX "certfleet-claim:"
+#define PROVISION_ROOT "certfleet/provision"
+#define DIGEST_HEX (2 * SHA256_DIGEST_LENGTH)
+
+/* The SHA-256 (lower-case hex) of the client's TLS certificate (DER); false without one. */
+static bool claim_certificate_digest(const struct mosquitto *client, char out[DIGEST_HEX + 1])
+{
+	X509 *cert = mosquitto_client_certificate(client);
+	if (!cert) return false;
+	unsigned char *der = NULL;
+	int len = i2d_X509(cert, &der);
+	X509_free(cert);
+	if (len <= 0 || !der) return false;
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	SHA256(der, (size_t)len, md);
+	OPENSSL_free(der);
+	for (int i = 0; i < SHA256_DIGEST_LENGTH; i++) snprintf(out + 2 * i, 3, "%02x", md[i]);
+	out[DIGEST_HEX] = '\0';
+	return true;
+}
+
+static bool is_claim_username(const char *username)
+{
+	return username && strncmp(username, CLAIM_USERNAME_PREFIX, strlen(CLAIM_USERNAME_PREFIX)) == 0;
+}
+
+/* true when `username` is exactly certfleet-claim:<digest of the client's own certificate>; the digest is copied out. */
+static bool claim_identity(const struct mosquitto *client, const char *username, char digest[DIGEST_HEX + 1])
+{
+	if (!is_claim_username(username)) return false;
+	if (!claim_certificate_digest(client, digest)) return false;
+	return strcmp(username + strlen(CLAIM_USERNAME_PREFIX), digest) == 0;
+}
+
+/* A claim client's topics: its own request (publish) and its own answer (receive, subscribe). */
+static int claim_check(const struct mosquitto *client, const char *username, const char *topic, int access)
+{
+	char digest[DIGEST_HEX + 1];
+	if (!claim_identity(client, username, digest)) return MOSQ_ERR_ACL_DENIED;
+	char own[sizeof(PROVISION_ROOT) + DIGEST_HEX + 16];
+	snprintf(own, sizeof(own), "%s/%s/%s", PROVISION_ROOT, digest, access == MOSQ_ACL_WRITE ? "request" : "response");
+	return covered(own, topic, access) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
+}
+
+/* certfleet's admin: every claim client's request, and the answers. */
+static bool admin_provisioning(const char *topic, int access)
+{
+	if (!provisioning_topics) return false;
+	if (access == MOSQ_ACL_WRITE) return covered(PROVISION_ROOT "/+/response", topic, access);
+	return covered(PROVISION_ROOT "/+/request", topic, access);
+}
+
+/* Login on the provisioning listener: the username must name the certificate the client presented. */
+static int on_basic_auth(int event, void *event_data, void *userdata)
+{
+	(void)event;
+	(void)userdata;
+	struct mosquitto_evt_basic_auth *ed = event_data;
+	if (!ed || !ed->client) return MOSQ_ERR_PLUGIN_DEFER;
+	char digest[DIGEST_HEX + 1];
+	/* No client certificate: a password login (admin, recovery) for the dynamic security plugin. */
+	if (!claim_certificate_digest(ed->client, digest)) {
+		/* ... but never a claim username without its certificate. */
+		return is_claim_username(ed->username) ? MOSQ_ERR_AUTH : MOSQ_ERR_PLUGIN_DEFER;
+	}
+	if (ed->username && is_claim_username(ed->username) && strcmp(ed->username + strlen(CLAIM_USERNAME_PREFIX), digest) == 0) return MOSQ_ERR_SUCCESS;
+	mosquitto_log_printf(MOSQ_LOG_NOTICE, "certfleet_acl: provisioning login refused: the username must be %s%s (the SHA-256 of the client certificate)", CLAIM_USERNAME_PREFIX, digest);
+	return MOSQ_ERR_AUTH;
+}
+
 static int on_acl_check(int event, void *event_data, void *userdata)
 {
 	(void)event;
@@ -642,9 +742,15 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 		topic = strip_share(topic);
 		if (!topic) return MOSQ_ERR_ACL_DENIED;
 	}
+	/* MQTT provisioning: a claim client (its own functions above), known by its certificate's SHA-256, not
+	 * by a CA of the scope map (its CA is a manufacturer's); without the option, denied below. */
+	if (provisioning_topics && is_claim_username(username)) return claim_check(ed->client, username, topic, ed->access);
 	/* A certificate's CN counts only within the scope of the CA that signed it (CA scope binding). */
 	if (ca_scope_check(ed->client, username) != MOSQ_ERR_SUCCESS) return MOSQ_ERR_ACL_DENIED;
-	if (admin_username && strcmp(username, admin_username) == 0) return admin_check(topic, ed->access);
+	if (admin_username && strcmp(username, admin_username) == 0) {
+		if (admin_provisioning(topic, ed->access)) return MOSQ_ERR_SUCCESS;
+		return admin_check(topic, ed->access);
+	}
 	/* The shared recovery login (expired devices, signed requests): its request topic and the answers, nothing else. */
 	if (recovery_username && renewal_topics && strcmp(username, recovery_username) == 0) {
 		if (ed->access == MOSQ_ACL_WRITE) return covered("certfleet/recover/request", topic, ed->access) ? MOSQ_ERR_SUCCESS : MOSQ_ERR_ACL_DENIED;
@@ -696,6 +802,7 @@ static void free_options(void)
 	free(ca_scopes_file);
 	grants_file = admin_username = reserved_tenant = recovery_username = ca_scopes_file = NULL;
 	renewal_topics = false;
+	provisioning_topics = false;
 }
 
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, struct mosquitto_opt *opts, int opt_count)
@@ -711,6 +818,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		else if (strcmp(k, "recovery_username") == 0) recovery_username = strdup(v);
 		else if (strcmp(k, "renewal_topics") == 0) renewal_topics = strcmp(v, "true") == 0;
 		else if (strcmp(k, "ca_scopes_file") == 0) ca_scopes_file = strdup(v);
+		else if (strcmp(k, "provisioning_topics") == 0) provisioning_topics = strcmp(v, "true") == 0;
 		else mosquitto_log_printf(MOSQ_LOG_WARNING, "certfleet_acl: unknown option plugin_opt_%s ignored", k);
 	}
 	if (!reserved_tenant) reserved_tenant = strdup("certfleet");
@@ -736,12 +844,14 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 	plugin_id = identifier;
 	int rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
 	if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL, NULL);
+	/* MQTT provisioning: the claim clients' login (see "MQTT provisioning"). */
+	if (rc == MOSQ_ERR_SUCCESS && provisioning_topics) rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: cannot register its callbacks (%d)", rc);
 		return rc;
 	}
-	mosquitto_log_printf(MOSQ_LOG_INFO, "certfleet_acl: devices confined to tenant/<T>/device/<D>/# and their tenant's grants; %zu grant(s) of %zu tenant(s) from %s%s%s%s",
-		t->grants, t->tenants, grants_file, renewal_topics ? "; renewal topics on" : "", admin_username ? "; admin " : "", admin_username ? admin_username : "");
+	mosquitto_log_printf(MOSQ_LOG_INFO, "certfleet_acl: devices confined to tenant/<T>/device/<D>/# and their tenant's grants; %zu grant(s) of %zu tenant(s) from %s%s%s%s%s",
+		t->grants, t->tenants, grants_file, renewal_topics ? "; renewal topics on" : "", provisioning_topics ? "; provisioning topics on" : "", admin_username ? "; admin " : "", admin_username ? admin_username : "");
 	return MOSQ_ERR_SUCCESS;
 }
 
@@ -753,6 +863,7 @@ int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int op
 	if (plugin_id) {
 		mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
 		mosquitto_callback_unregister(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL);
+		if (provisioning_topics) mosquitto_callback_unregister(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 	}
 	table_free(table);
 	table = NULL;

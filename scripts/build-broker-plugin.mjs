@@ -22,7 +22,8 @@ export const ACL_PLUGIN_BUILD = join(ROOT, 'build', 'broker-plugin', 'certfleet_
 export const ACL_PLUGIN_PACKAGES = [
   { pkg: 'mosquitto-dev', file: '/usr/include/mosquitto_broker.h' },
   { pkg: 'libmosquitto-dev', file: '/usr/include/mosquitto.h' },
-  // OpenSSL: the CA scope binding checks which CA signed a client certificate.
+  // OpenSSL: the CA scope binding checks which CA signed a client certificate; MQTT provisioning
+  // hashes a claim client's certificate.
   { pkg: 'libssl-dev', file: '/usr/include/openssl/x509.h' },
 ];
 export const ACL_PLUGIN_INSTALL = `apt-get install -y --no-install-recommends gcc ${ACL_PLUGIN_PACKAGES.map((p) => p.pkg).join(' ')}`;

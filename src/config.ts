@@ -53,6 +53,12 @@ export interface Config {
    * then reloads the broker; null: certfleet does not write it (one CA, written by broker-config).
    */
   brokerCaPath: string | null;
+  /**
+   * BROKER_CLAIM_CA_PATH: the provisioning listener's `capath` (broker-config --provisioning-port's
+   * claim-cas/ directory), which this process keeps equal to every tenant's claim CAs (after a
+   * claim CA is added or deleted, and checked every minute); null: not kept.
+   */
+  brokerClaimCaPath: string | null;
   /** Mosquitto dynamic security admin listener, to close live sessions of revoked certificates (unset: no kicking). */
   brokerAdmin: { url: string; username: string; passwordFile: string; caFile: string | null } | null;
   /**
@@ -108,6 +114,8 @@ export interface Config {
   };
   /** MQTT_RENEWAL=true: answer device renewal requests on certfleet/renew/<CN>/request as the broker admin. */
   mqttRenewal: boolean;
+  /** MQTT_PROVISIONING=true: answer claim (factory) provisioning requests on certfleet/provision/<claim sha256>/request as the broker admin. */
+  mqttProvisioning: boolean;
   /**
    * Admission of device renewals and enrollments (EST and MQTT, per process): RENEWAL_MAX_CONCURRENT
    * at once, RENEWAL_QUEUE_PER_TENANT waiting per tenant (served in turn), RENEWAL_QUEUE_WAIT_MS at
@@ -228,6 +236,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (oidcIssuer && !env.OIDC_JWKS_URL) throw new Error('OIDC_ISSUER is set but OIDC_JWKS_URL is not');
   const auth = env.CERTFLEET_AUTH || null;
   if (auth !== null && auth !== 'development') throw new Error(`CERTFLEET_AUTH must be "development" or unset (got "${auth}")`);
+  if (bool(env, 'MQTT_PROVISIONING', false) && !env.BROKER_ADMIN_URL) {
+    throw new Error('MQTT_PROVISIONING=true needs BROKER_ADMIN_URL and BROKER_ADMIN_PASSWORD_FILE (certfleet answers provisioning requests as the broker admin; see broker-config --provisioning-port)');
+  }
   if (bool(env, 'MQTT_RENEWAL', false) && !env.BROKER_ADMIN_URL) {
     throw new Error('MQTT_RENEWAL=true needs BROKER_ADMIN_URL and BROKER_ADMIN_PASSWORD_FILE (certfleet answers renewals as the broker admin; see broker-config --mqtt-renewal)');
   }
@@ -278,6 +289,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     brokerAclPermissive: bool(env, 'BROKER_ACL_PERMISSIVE', false),
     brokerGrantsPath: env.BROKER_GRANTS_PATH ? resolve(env.BROKER_GRANTS_PATH) : null,
     brokerCaPath: env.BROKER_CA_PATH ? resolve(env.BROKER_CA_PATH) : null,
+    brokerClaimCaPath: env.BROKER_CLAIM_CA_PATH ? resolve(env.BROKER_CLAIM_CA_PATH) : null,
     brokerRabbitmq: env.BROKER_RABBITMQ_ADMIN_URL
       ? {
           url: env.BROKER_RABBITMQ_ADMIN_URL,
@@ -314,6 +326,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     est: estConfig(env, host),
     descriptors: { reserve: int(env, 'FD_RESERVE', 64, 16, 1_000_000), apiCapSet: isSet(env, 'HTTP_MAX_CONNECTIONS'), estCapSet: isSet(env, 'EST_MAX_CONNECTIONS') },
     mqttRenewal: bool(env, 'MQTT_RENEWAL', false),
+    mqttProvisioning: bool(env, 'MQTT_PROVISIONING', false),
     renewalAdmission: {
       maxConcurrent: int(env, 'RENEWAL_MAX_CONCURRENT', 32, 1, 1_000),
       queuePerTenant: int(env, 'RENEWAL_QUEUE_PER_TENANT', 200, 0, 1_000_000),

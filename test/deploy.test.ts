@@ -208,6 +208,7 @@ describe('deploy/docker-compose.yml', () => {
     const from = [...dockerfile.matchAll(/^FROM (\S+)(?: AS (\S+))?$/gm)].map((m) => [m[1], m[2]]);
     // Compiled in the broker's own base image (same musl, Alpine's Mosquitto 2.0 headers), shipped in it.
     expect(from).toEqual([['eclipse-mosquitto:2.0', 'acl-plugin'], ['eclipse-mosquitto:2.0', undefined]]);
+    // openssl-dev: the plugin checks which CA signed a client certificate (CA scope binding) and hashes a claim client's certificate (MQTT provisioning).
     expect(dockerfile).toMatch(/^RUN apk add --no-cache build-base mosquitto-dev openssl-dev$/m);
     expect(dockerfile).toMatch(/^COPY broker-plugin\/certfleet_acl\.c \/src\/certfleet_acl\.c$/m);
     expect(dockerfile).toMatch(/^RUN cc -shared -fPIC .*-o \/src\/certfleet_acl\.so \/src\/certfleet_acl\.c -lcrypto$/m);

@@ -139,6 +139,30 @@ describe.each(DRIVERS)('webhook secret key rotation and row binding on %s', (kin
     expect(receiver.received()).toEqual([]);
   });
 
+  it('rekey re-encrypts the provisioning approval webhook secret too (it was left under the old key before)', async () => {
+    const put = await t.call(
+      'acme',
+      'PUT',
+      '/api/v1/customer/provisioning-policy',
+      { admit: { cn_patterns: [], serials: [] }, device_id: { from: 'cn', pattern: null }, site_id: null, approval_webhook: { url: receiver.url('/approve'), timeout_ms: 5000 } },
+      'tenant-admin',
+    );
+    expect(put.status, put.body).toBe(200);
+    const approvalSecret = put.json.approval_secret as string;
+    const storedApproval = async () => (await operator(`SELECT approval_secret FROM provisioning_policies WHERE tenant_id = 'acme'`))[0].approval_secret as string;
+    const before = await storedApproval();
+    const both = createSecretBox(K2, [K1]);
+    expect(both.isCurrent(before)).toBe(false);
+    const report = await createRekeyWebhookSecrets({ storage: createStorage(database.db), secrets: both })();
+    expect(report).toMatchObject({ rekeyed: 1, failed: [], complete: true });
+    const after = await storedApproval();
+    expect(both.isCurrent(after)).toBe(true);
+    // The new key alone opens it, bound to the tenant's policy (row id 0), and it is the secret the tenant was shown.
+    expect(createSecretBox(K2).open(after, { tenantId: 'acme', webhookId: 0 })).toBe(approvalSecret);
+    expect(() => createSecretBox(K2).open(after, { tenantId: 'other', webhookId: 0 })).toThrow();
+    expect(await createRekeyWebhookSecrets({ storage: createStorage(database.db), secrets: both })()).toMatchObject({ rekeyed: 0, complete: true });
+  });
+
   it.runIf(kind === 'pg')('`certfleet webhooks rekey` re-encrypts a Postgres deployment and says when the previous key can go (pg: the command opens its own connection)', async () => {
     await hook('acme', '/cli');
     const { rekeyCommand } = await import('../src/cli/webhooks-rekey.ts');

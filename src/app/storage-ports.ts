@@ -443,6 +443,10 @@ export interface OperatorWebhookRepository extends WebhookRepository {
   listSecretsNotUnder(prefix: string, afterId: number, limit: number): Promise<{ id: number; tenantId: string; secret: string }[]>;
   /** Replaces a stored secret by its encrypted form, unless it changed meanwhile (rotated). */
   replaceStoredSecret(id: number, from: string, to: string): Promise<boolean>;
+  /** Up to `limit` provisioning policies with tenant id above `afterTenant` whose sealed approval webhook secret does not start with `prefix`, by tenant id. */
+  listApprovalSecretsNotUnder(prefix: string, afterTenant: string, limit: number): Promise<{ tenantId: string; secret: string }[]>;
+  /** Replaces a tenant's sealed approval secret, unless it changed meanwhile (rotated). */
+  replaceApprovalSecret(tenantId: string, from: string, to: string): Promise<boolean>;
 }
 
 export interface ClaimedDelivery {

@@ -79,6 +79,12 @@ export interface WriteBrokerConfigOptions {
   acl?: BrokerAclOptions;
   /** Topic access by certfleet's ACL plugin (no acl_file; cost independent of the fleet size). */
   aclPlugin?: AclPluginOptions;
+  /**
+   * MQTT provisioning with claim (factory) certificates: a listener on `port` whose capath
+   * (`claim-cas/`) holds `claimCaPems` (every tenant's claim CAs at the time; certfleet rewrites
+   * it afterwards, BROKER_CLAIM_CA_PATH). Needs aclPlugin and dynamicSecurity.
+   */
+  provisioning?: { port: number; bindAddress?: string; claimCaPems: readonly string[] };
   now?: Date;
 }
 
@@ -103,6 +109,8 @@ export interface BrokerConfigFiles {
   adminPasswordFile?: string;
   /** The recovery login's password (broker-config --recovery-port): it goes into device firmware. */
   recoveryPasswordFile?: string;
+  /** The provisioning listener's capath, the tenants' claim CAs (broker-config --provisioning-port): BROKER_CLAIM_CA_PATH. */
+  claimCaDir?: string;
 }
 
 export interface BrokerConfigResult {
@@ -115,5 +123,7 @@ export interface BrokerConfigResult {
   dynamicSecurity?: { adminUsername: string; adminHost: string; adminPort: number; adminTls: boolean; url: string };
   /** The recovery listener, when configured. */
   recovery?: { port: number; username: string; passwordFile: string };
+  /** The provisioning listener, when configured. */
+  provisioning?: { port: number; claimCaDir: string; claimCas: number };
 }
 

@@ -17,3 +17,5 @@ export const ACL_PLUGIN_CANDIDATES = ['/usr/lib/mosquitto/certfleet_acl.so', '/u
 export const ADMIN_PASSWORD_FILE = 'dynsec-admin.password';
 /** The shared recovery login's password (broker-config --recovery-port). */
 export const RECOVERY_PASSWORD_FILE = 'recovery.password';
+/** The provisioning listener's capath: every tenant's claim CAs, `<subject hash>.<n>` (broker-config --provisioning-port; BROKER_CLAIM_CA_PATH). */
+export const CLAIM_CA_DIR = 'claim-cas';

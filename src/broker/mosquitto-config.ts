@@ -20,7 +20,7 @@
 
 import { type AclDevice, type BrokerGrant, assertGrants, deviceAclBlock } from '../domain/broker-acl.ts';
 import { isValidId, RESERVED_TENANT_ID } from '../domain/identifiers.ts';
-import { ADVICE_FILTER, DEVICE_RENEWAL_ACL, RECOVERY_REQUEST_TOPIC, RECOVERY_RESPONSE_FILTER, RECOVERY_USERNAME, REQUEST_FILTER, RESPONSE_FILTER } from '../renewal/renewal-topics.ts';
+import { PROVISION_ROOT, ADVICE_FILTER, DEVICE_RENEWAL_ACL, RECOVERY_REQUEST_TOPIC, RECOVERY_RESPONSE_FILTER, RECOVERY_USERNAME, REQUEST_FILTER, RESPONSE_FILTER } from '../renewal/renewal-topics.ts';
 
 export interface DynamicSecurityConfig {
   /** Path of mosquitto_dynamic_security.so. */
@@ -87,6 +87,13 @@ export interface MosquittoConfigOptions {
    * password login (the dynsec recovery client), the username as client id. Needs dynamicSecurity.
    */
   recovery?: { port: number; bindAddress?: string };
+  /**
+   * Provisioning listener (`broker-config --provisioning-port`): devices with a claim (factory)
+   * certificate ask for their first operational certificate. Its capath holds only the tenants'
+   * claim CAs (certfleet keeps it, BROKER_CLAIM_CA_PATH; read at each handshake, unlike a cafile); the certfleet_acl plugin knows a
+   * claim client by its certificate's SHA-256, never by its CN. Needs aclPlugin and dynamicSecurity.
+   */
+  provisioning?: { port: number; bindAddress?: string; claimCaDir: string };
 }
 
 export const DEFAULT_MQTTS_PORT = 8883;
@@ -149,6 +156,7 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
     }
     if (ap.renewalTopics) lines.push('plugin_opt_renewal_topics true');
     if (ap.renewalTopics && options.recovery) lines.push(`plugin_opt_recovery_username ${RECOVERY_USERNAME}`);
+    if (options.provisioning) lines.push('plugin_opt_provisioning_topics true');
     lines.push(`plugin_opt_reserved_tenant ${quoteCheck('aclPlugin.reservedTenant', ap.reservedTenant ?? 'certfleet')}`);
     if (ap.caScopesFile) {
       lines.push(
@@ -227,8 +235,38 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
     );
     if (options.tlsVersion) lines.push(`tls_version ${options.tlsVersion}`);
   }
+  if (options.provisioning) lines.push(...provisioningListener(options, port, bind));
   lines.push('');
   return lines.join('\n');
+}
+
+/** The provisioning listener's lines (claim certificates; see MosquittoConfigOptions.provisioning). */
+function provisioningListener(options: MosquittoConfigOptions, devicePort: number, bind: string): string[] {
+  const p = options.provisioning!;
+  if (!options.aclPlugin) throw new TypeError('mosquitto config: the provisioning listener needs the certfleet_acl plugin (it knows claim clients by their certificate)');
+  if (!options.dynamicSecurity) throw new TypeError('mosquitto config: the provisioning listener needs the dynamic security plugin (certfleet answers as its admin)');
+  const port = portCheck('provisioning.port', p.port);
+  if (port === devicePort || port === options.dynamicSecurity.adminPort || port === options.recovery?.port) {
+    throw new TypeError('mosquitto config: the provisioning port must differ from the device, admin and recovery ports');
+  }
+  const lines = [
+    '',
+    "# Provisioning listener: devices with a claim (factory) certificate of a tenant's claim CA ask",
+    `# for their first certificate on ${PROVISION_ROOT}/<sha256 of the claim certificate>/request. Only`,
+    '# the claim CAs are trusted here (capath: certfleet keeps it, OpenSSL reads it at each handshake,',
+    '# so a new claim CA needs no reload); the CN is NOT the username (a',
+    "# manufacturer's CN could name a device): the client logs in as certfleet-claim:<that sha256>,",
+    '# which certfleet_acl checks against the certificate, and it is the client id too.',
+    `listener ${port} ${quoteCheck('provisioning.bindAddress', p.bindAddress ?? bind)}`,
+    `capath ${quoteCheck('provisioning.claimCaDir', p.claimCaDir)}`,
+    `certfile ${quoteCheck('certFile', options.certFile)}`,
+    `keyfile ${quoteCheck('keyFile', options.keyFile)}`,
+    'require_certificate true',
+    'use_identity_as_username false',
+    'use_username_as_clientid true',
+  ];
+  if (options.tlsVersion) lines.push(`tls_version ${options.tlsVersion}`);
+  return lines;
 }
 
 export interface AclFileOptions {

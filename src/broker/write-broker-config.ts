@@ -13,9 +13,10 @@ import path from 'node:path';
 import { exists, keepPrevious, writeFileAtomic } from '../support/atomic-file.ts';
 import { allows, checkAncestors, ensureTraversable, giveToBrokerGroup, lookupAccount, type OwnershipContext } from './broker-file-ownership.ts';
 import { RESERVED_TENANT_ID } from '../domain/identifiers.ts';
-import { ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
+import { CLAIM_CA_DIR, ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { writeDynamicSecurityFiles } from './dynamic-security.ts';
 import { caScopesPathFor, renderCaScopes } from './ca-scopes.ts';
+import { writeClaimCaDirectory } from './claim-ca-file.ts';
 import { RECOVERY_USERNAME } from '../renewal/renewal-topics.ts';
 import { DEFAULT_MQTTS_PORT, type MosquittoConfigOptions, renderAclFile, renderGrantsFile, renderMosquittoConfig } from './mosquitto-config.ts';
 import type { BrokerConfigFiles, BrokerConfigResult, WriteBrokerConfigOptions } from './broker-config-types.ts';
@@ -142,6 +143,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     : undefined;
 
   const adminUsername = dynsec?.result.adminUsername ?? null;
+  const provisioning = options.provisioning ? await writeClaimCaDir(options, outDir, files, lines) : undefined;
   if (files.grantsFile) await writeGrantsFile(options, files.grantsFile, ctx);
   if (files.aclFile) await writeAclFile(options, files.aclFile, adminUsername, ctx);
 
@@ -170,6 +172,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
           }
         : undefined,
     ...(options.dynamicSecurity?.recovery ? { recovery: { port: options.dynamicSecurity.recovery.port, bindAddress: options.dynamicSecurity.recovery.bindAddress } } : {}),
+    ...(provisioning && options.provisioning ? { provisioning: { port: options.provisioning.port, bindAddress: options.provisioning.bindAddress, claimCaDir: provisioning.claimCaDir } } : {}),
   };
   await writeFileAtomic(files.config, renderMosquittoConfig(renderOptions), 0o600);
   await giveToBrokerGroup(ctx, files.config, 0o640, 're-read on every reload as the broker user');
@@ -180,7 +183,23 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     ? { port: options.dynamicSecurity.recovery.port, username: RECOVERY_USERNAME, passwordFile: files.recoveryPasswordFile }
     : undefined;
   if (recovery) lines.push(`recovery listener ${renderOptions.bindAddress}:${recovery.port}: server TLS, login "${recovery.username}" (password in ${recovery.passwordFile})`);
-  return { lines, files, host, port, renderOptions, dynamicSecurity: dynsec?.result, ...(recovery ? { recovery } : {}) };
+  if (provisioning) {
+    lines.push(`provisioning listener ${renderOptions.bindAddress}:${options.provisioning!.port}: claim certificates of the tenants' claim CAs (capath ${provisioning.claimCaDir}), login certfleet-claim:<sha256 of the claim certificate>`);
+  }
+  return { lines, files, host, port, renderOptions, dynamicSecurity: dynsec?.result, ...(recovery ? { recovery } : {}), ...(provisioning && options.provisioning ? { provisioning: { port: options.provisioning.port, ...provisioning } } : {}) };
+}
+
+/** The provisioning listener's capath: the tenants' claim CAs (empty while there are none: the listener admits no one). */
+async function writeClaimCaDir(options: WriteBrokerConfigOptions, outDir: string, files: BrokerConfigFiles, lines: string[]): Promise<{ claimCaDir: string; claimCas: number }> {
+  if (!options.aclPlugin) throw new TypeError('MQTT provisioning needs the certfleet_acl plugin (--acl-plugin): it knows claim clients by their certificate, not by their CN');
+  if (!options.dynamicSecurity) throw new TypeError('MQTT provisioning needs the dynamic security plugin: certfleet answers as its admin');
+  const dir = path.join(outDir, CLAIM_CA_DIR);
+  const written = await writeClaimCaDirectory(dir, options.provisioning!.claimCaPems);
+  files.claimCaDir = dir;
+  lines.push(
+    `wrote ${dir}/: ${written.claimCas === 0 ? 'no claim CA registered yet (the provisioning listener admits no one until one is)' : `${written.claimCas} claim CA(s)`}, one <subject hash>.<n> file each; certfleet keeps it when claim CAs change (BROKER_CLAIM_CA_PATH), read at each handshake (no reload)`,
+  );
+  return { claimCaDir: dir, claimCas: written.claimCas };
 }
 
 /** The ACL plugin's grants file (no device in it): readable by the broker user. */

@@ -20,6 +20,7 @@ import { writeBrokerConfig, type AclPluginOptions, type BrokerAclOptions, type D
 import { openStorage } from '../composition/open-storage.ts';
 import { RESERVED_IDS, RESERVED_TENANT_ID, isReservedId } from '../domain/identifiers.ts';
 import { allAclDevices, allBrokerGrants } from '../storage/repos/broker-acl-repo.ts';
+import { createClaimStore } from '../storage/repos/claim-repo.ts';
 import type { SuppliedServerCertificate } from '../broker/server-pki.ts';
 import { UsageError, type Flags } from './spec.ts';
 import { print } from './output.ts';
@@ -107,6 +108,32 @@ function chooseAclPlugin(flags: Flags, permissive: boolean, lines: string[]): Ac
   return undefined;
 }
 
+/** --provisioning-port: the claim CAs registered now (certfleet keeps the file afterwards). */
+async function provisioningOptions(
+  config: Config,
+  flags: Flags,
+  aclPlugin: AclPluginOptions | undefined,
+  dynamicSecurity: DynamicSecurityOptions | undefined,
+  devicePort: number,
+  lines: string[],
+): Promise<{ port: number; claimCaPems: string[] }> {
+  if (!aclPlugin) throw new UsageError('--provisioning-port needs the certfleet_acl plugin (--acl-plugin PATH): it knows claim clients by their certificate, never by their CN');
+  if (!dynamicSecurity) throw new UsageError('--provisioning-port needs the dynamic security plugin (certfleet answers as its admin): drop --no-kick');
+  const provisioningPort = port(flags, 'provisioning-port', devicePort + 3);
+  let claimCaPems: string[] = [];
+  try {
+    const storage = await openStorage(config);
+    try {
+      claimCaPems = await createClaimStore(storage.db).allClaimCaPems();
+    } finally {
+      await storage.close();
+    }
+  } catch (error) {
+    lines.push(`note: could not read the claim CAs (${(error as Error).message}); certfleet writes them into the provisioning listener's capath when it starts (BROKER_CLAIM_CA_PATH)`);
+  }
+  return { port: provisioningPort, claimCaPems };
+}
+
 export async function brokerConfigCommand(flags: Flags, config: Config): Promise<number> {
   if (!flags.out) throw new UsageError('--out DIR is required');
   const outDir = resolve(String(flags.out));
@@ -165,6 +192,8 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     }
   }
 
+  const provisioning = flags['provisioning-port'] === undefined ? undefined : await provisioningOptions(config, flags, aclPlugin, dynamicSecurity, devicePort, lines);
+
   const result = await writeBrokerConfig({
     outDir,
     host,
@@ -181,6 +210,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     dynamicSecurity,
     acl,
     aclPlugin,
+    provisioning,
   });
   lines.push(...result.lines);
   const defaultPasswordFile = join(outDir, ADMIN_PASSWORD_FILE);
@@ -201,6 +231,14 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     if (passwordFile) env.BROKER_ADMIN_PASSWORD_FILE = passwordFile;
     if (result.dynamicSecurity.adminTls) env.BROKER_ADMIN_CA_FILE = result.files.serverCaCert;
     if (flags['mqtt-renewal']) env.MQTT_RENEWAL = 'true';
+  }
+  if (result.provisioning) {
+    // the provisioning listener's capath: certfleet keeps every tenant's claim CAs in it
+    env.BROKER_CLAIM_CA_PATH = result.provisioning.claimCaDir;
+    env.MQTT_PROVISIONING = 'true';
+    lines.push(
+      `Devices with a claim certificate provision over mqtts://${host}:${result.provisioning.port} with their claim certificate, logged in as certfleet-claim:<sha256 of the claim certificate> (docs/device-provisioning.md); EST simpleenroll works too.`,
+    );
   }
   if (result.recovery) {
     lines.push(
@@ -275,6 +313,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     port: result.port,
     dynamic_security: result.dynamicSecurity ?? null,
     recovery: result.recovery ?? null,
+    provisioning: result.provisioning ?? null,
     env,
     actions: lines,
     start_command: `mosquitto -c ${result.files.config}`,

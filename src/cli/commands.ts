@@ -103,6 +103,12 @@ const serviceCommands: Record<string, CommandSpec> = {
       'admin-port': { type: 'string', value: 'PORT', help: 'dynsec admin listener port (default: port + 1)', check: intCheck(1, 65535) },
       'admin-password-file': { type: 'string', value: 'FILE', help: 'where the admin password is kept' },
       'recovery-port': { type: 'string', value: 'PORT', help: 'recovery listener for devices whose certificate expired (server TLS, shared recovery login; needs --mqtt-renewal)', check: intCheck(1, 65535) },
+      'provisioning-port': {
+        type: 'string',
+        value: 'PORT',
+        help: "MQTT provisioning listener for devices with a claim (factory) certificate: trusts only the tenants' claim CAs (claim-cas.pem, kept by certfleet), topics certfleet/provision/<claim sha256>/...; needs the ACL plugin and the dynamic security plugin",
+        check: intCheck(1, 65535),
+      },
       broker: { type: 'string', value: 'KIND', help: 'mosquitto (default) or rabbitmq (RabbitMQ 3.10 MQTT plugin files in OUT/rabbitmq; --admin-port: management, default 15672)' },
     },
     example: 'certfleet broker-config --out /etc/certfleet/broker --host mqtt.example.com',

@@ -57,6 +57,7 @@ export async function serveCommand(_flags: Flags, loaded: Config, parts: { api: 
       // Within RLIMIT_NOFILE: connections cannot take the descriptors the database and file writes need.
       connection_caps: { api: service.connectionCaps.api, est: service.connectionCaps.est, fd_limit: service.connectionCaps.limit, fd_reserved: service.connectionCaps.reserved },
       mqtt_renewal: renewal.mqtt ?? 'off (MQTT_RENEWAL=true with BROKER_ADMIN_*)',
+      mqtt_provisioning: renewal.provisioning ?? 'off (MQTT_PROVISIONING=true with BROKER_ADMIN_*; broker-config --provisioning-port)',
       worker_tasks: worker ? worker.tasks.map((t) => t.name) : null,
     },
     `certfleet listening on ${address}`,

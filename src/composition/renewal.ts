@@ -12,6 +12,8 @@ import { createApprovalClient } from '../webhooks/approval-client.ts';
 import type { SecretSealer } from '../app/ports.ts';
 import type { Server as TlsServer } from 'node:tls';
 import { startMqttRenewal, type MqttRenewal } from '../renewal/mqtt-renewal.ts';
+import { startMqttProvisioning, type MqttProvisioning } from '../renewal/mqtt-provisioning.ts';
+import { createClaimCaFileSync, type ClaimCaFileSync } from '../broker/claim-ca-file.ts';
 import { createAdmission, type Admission } from '../renewal/admission.ts';
 import type { Database } from '../storage/database.ts';
 import { createRenewalStore } from '../storage/repos/renewal-repo.ts';
@@ -22,8 +24,10 @@ export interface RenewalWiring {
   claims: ClaimOnboarding;
   /** One admission for EST and MQTT renewals and enrollments (RENEWAL_MAX_CONCURRENT, RENEWAL_QUEUE_PER_TENANT, RENEWAL_QUEUE_WAIT_MS). */
   admission: Admission;
-  /** Starts the EST listener (EST_PORT) and the MQTT renewal responder (MQTT_RENEWAL); one line each, for the banner. */
-  start(logger: FastifyBaseLogger): Promise<{ est: string | null; mqtt: string | null }>;
+  /** Starts the EST listener (EST_PORT), the MQTT renewal responder (MQTT_RENEWAL) and the MQTT provisioning responder (MQTT_PROVISIONING); one line each, for the banner. */
+  start(logger: FastifyBaseLogger): Promise<{ est: string | null; mqtt: string | null; provisioning: string | null }>;
+  /** The provisioning listener's capath (BROKER_CLAIM_CA_PATH), once started; null when not kept. */
+  claimCaFile(): ClaimCaFileSync | null;
   /** The EST listener once started (null before, or when EST_PORT is unset). */
   estServer(): FastifyInstance | null;
   close(): Promise<void>;
@@ -71,9 +75,15 @@ export function createRenewalWiring(
     secrets,
     approve: createApprovalClient({ allowPrivateNetworks: config.webhookAllowPrivateNetworks }),
     settings: { webhookAllowPrivateNetworks: config.webhookAllowPrivateNetworks },
-    onClaimCasChanged: () => void refreshTls?.().catch(() => undefined),
+    onClaimCasChanged: () => {
+      void refreshTls?.().catch(() => undefined);
+      void claimCaFile?.sync().catch(() => undefined);
+    },
   });
   let mqtt: MqttRenewal | null = null;
+  let provisioning: MqttProvisioning | null = null;
+  let claimCaFile: ClaimCaFileSync | null = null;
+  let claimCaTimer: NodeJS.Timeout | null = null;
   const admission = createAdmission(config.renewalAdmission);
 
   async function startEst(logger: FastifyBaseLogger): Promise<string | null> {
@@ -110,15 +120,42 @@ export function createRenewalWiring(
     return `${config.brokerAdmin.url} as ${config.brokerAdmin.username}`;
   }
 
+  /** MQTT provisioning with claim certificates: the responder, and the provisioning listener's cafile. */
+  async function startProvisioning(logger: FastifyBaseLogger): Promise<string | null> {
+    if (config.brokerClaimCaPath) {
+      claimCaFile = createClaimCaFileSync({
+        path: config.brokerClaimCaPath,
+        claimCaPems: () => claimStore.allClaimCaPems(),
+        logger: logger.child({ component: 'claim-ca-file' }),
+      });
+      await claimCaFile.sync().catch(() => undefined);
+      claimCaTimer = setInterval(() => void claimCaFile?.sync().catch(() => undefined), CLAIM_CA_REFRESH_MS);
+      claimCaTimer.unref();
+    }
+    if (!config.mqttProvisioning || !config.brokerAdmin) return null;
+    provisioning = await startMqttProvisioning({
+      connection: await readBrokerAdmin(config.brokerAdmin),
+      claims,
+      now: () => deps.clock.now(),
+      logger: logger.child({ component: 'mqtt-provisioning' }),
+      admission,
+    });
+    return `${config.brokerAdmin.url} as ${config.brokerAdmin.username} (certfleet/provision/+/request)`;
+  }
+
   return {
     renewal,
     claims,
     admission,
     async start(logger) {
-      return { est: await startEst(logger), mqtt: await startMqtt(logger) };
+      return { est: await startEst(logger), mqtt: await startMqtt(logger), provisioning: await startProvisioning(logger) };
     },
     estServer: () => est,
+    claimCaFile: () => claimCaFile,
     async close() {
+      if (claimCaTimer) clearInterval(claimCaTimer);
+      await provisioning?.close();
+      await claimCaFile?.idle();
       if (refreshTimer) clearInterval(refreshTimer);
       unsubscribeCas?.();
       await mqtt?.close();

@@ -36,3 +36,25 @@ export const RECOVERY_RESPONSE_FILTER = 'certfleet/recover/response/+';
 /** acl_file lines for devices: their own renewal topics, nothing of another device's. */
 export const DEVICE_RENEWAL_ACL = [`pattern write ${requestTopic('%u')}`, `pattern read ${responseTopic('%u')}`, `pattern read ${adviceTopic('%u')}`];
 
+
+/**
+ * MQTT provisioning with a claim (factory) certificate, on the provisioning listener
+ * (`broker-config --provisioning-port`: trusts only the tenants' claim CAs). A claim client is
+ * known by the SHA-256 of its claim certificate (DER, lower-case hex), never by its CN (chosen by
+ * the manufacturer: it may equal a device CN or another manufacturer's): it logs in as
+ * `certfleet-claim:<sha256>` (the certfleet_acl plugin checks the digest against the TLS
+ * certificate and uses it as client id) and may only publish its own request topic and read its
+ * own answer topic.
+ */
+export const PROVISION_ROOT = 'certfleet/provision';
+export const CLAIM_USERNAME_PREFIX = 'certfleet-claim:';
+export const provisionRequestTopic = (claimSha256: string) => `${PROVISION_ROOT}/${claimSha256}/request`;
+export const provisionResponseTopic = (claimSha256: string) => `${PROVISION_ROOT}/${claimSha256}/response`;
+export const PROVISION_REQUEST_FILTER = `${PROVISION_ROOT}/+/request`;
+export const PROVISION_RESPONSE_FILTER = `${PROVISION_ROOT}/+/response`;
+
+/** The claim certificate digest of a provisioning request topic, or null when the topic is not one. */
+export function claimDigestOfRequestTopic(topic: string): string | null {
+  const match = /^certfleet\/provision\/([0-9a-f]{64})\/request$/.exec(topic);
+  return match ? match[1]! : null;
+}

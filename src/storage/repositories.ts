@@ -132,6 +132,8 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       listPlaintextSecrets: () => webhooks.listPlaintextSecrets(tx),
       listSecretsNotUnder: (prefix, afterId, limit) => webhooks.listSecretsNotUnder(tx, prefix, afterId, limit),
       replaceStoredSecret: (id, from, to) => webhooks.replaceStoredSecret(tx, id, from, to),
+      listApprovalSecretsNotUnder: (prefix, afterTenant, limit) => webhooks.listApprovalSecretsNotUnder(tx, prefix, afterTenant, limit),
+      replaceApprovalSecret: (tenantId, from, to) => webhooks.replaceApprovalSecret(tx, tenantId, from, to),
     },
     outbox: {
       ...tenant.outbox,

@@ -88,6 +88,22 @@ export async function replaceStoredSecret(tx: Queryable, id: number, from: strin
   return rowCount > 0;
 }
 
+/** Provisioning policies whose approval webhook secret is not under the current key (`prefix`), by tenant id. Operator role. */
+export async function listApprovalSecretsNotUnder(tx: Queryable, prefix: string, afterTenant: string, limit: number): Promise<{ tenantId: string; secret: string }[]> {
+  const { rows } = await tx.query(
+    `SELECT tenant_id, approval_secret FROM provisioning_policies
+      WHERE approval_secret IS NOT NULL AND tenant_id > $2 AND left(approval_secret, length($1)) <> $1 ORDER BY tenant_id LIMIT $3`,
+    [prefix, afterTenant, limit],
+  );
+  return rows.map((r) => ({ tenantId: String(r.tenant_id), secret: String(r.approval_secret) }));
+}
+
+/** Replaces a sealed approval secret, unless it changed meanwhile (rotated). Operator role. */
+export async function replaceApprovalSecret(tx: Queryable, tenantId: string, from: string, to: string): Promise<boolean> {
+  const { rowCount } = await tx.query('UPDATE provisioning_policies SET approval_secret = $3 WHERE tenant_id = $1 AND approval_secret = $2', [tenantId, from, to]);
+  return rowCount > 0;
+}
+
 /**
  * The tenant's webhook count, with the tenant's webhook creations serialised until the
  * transaction ends (a transaction-scoped advisory lock): two parallel creates cannot both
