@@ -226,7 +226,8 @@ export function createDirectoryAuthority(directory: CaDirectory, options: Direct
     async issue(req) {
       const loaded = signing(req.tenantId);
       const issued = await authorityOf(loaded).issue(req);
-      return { ...issued, caId: loaded.record.id };
+      // ca_cert_pem: the chain (an intermediate's root after it), as issuerPemOf gives it.
+      return { ...issued, caId: loaded.record.id, issuerPem: chainOf(loaded) };
     },
     async verifyIssued(certPem, tenantId) {
       const candidates = inScope(tenantId);
