@@ -54,7 +54,9 @@ try {
   await admin.connect();
   await admin.query('ALTER TABLE device_certificates SET (autovacuum_enabled = false)');
   const now = new Date();
-  await insertRevokedCertificates(driver, { count: SIZE, now, devices: Math.min(10_000, SIZE), issuer: ca.issuerLabel });
+  // The rows name the CA record the worker creates at its first start (ca-directory.ts), as certificates issued since CA
+  // records exist do: without it the first run would also backfill a million rows (a one-time upgrade step, not publication).
+  await insertRevokedCertificates(driver, { count: SIZE, now, devices: Math.min(10_000, SIZE), issuer: ca.issuerLabel, caId: `ca_${authority.issuerKeyId.slice(0, 16)}` });
   await driver.close();
   await admin.query('CHECKPOINT');
 

@@ -19,8 +19,6 @@ import type { Config } from '../config.ts';
 import { systemClock, type Clock } from '../domain/clock.ts';
 import type { RevocationListener } from '../app/ports.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
-import { customerCrlRoutes } from '../http/routes/customer-crl.ts';
-import { pkiRoutes } from '../http/routes/pki.ts';
 import type { Database } from '../storage/database.ts';
 import type { Driver } from '../storage/driver.ts';
 import { createStorage } from '../storage/repositories.ts';
@@ -352,14 +350,16 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
       return defaultEntry()?.entry.distributionPointUrl ?? def0?.distributionPointUrl ?? crlDistributionPointUrl(config);
     },
     broker,
+    // Imported when registered: a worker never serves them (and never loads the HTTP auth and its JOSE library).
     routes: {
-      pki: pkiRoutes({
-        caCertPem: () => defaultEntry()?.entry.certPem ?? null,
-        caNotBefore: () => defaultEntry()?.entry.notBefore ?? null,
-        cas: () => [...perCa.values()].map((p) => ({ id: p.entry.id, status: p.entry.status, certPem: p.entry.certPem, notBefore: p.entry.notBefore, getCrl: p.getCrl })),
-        ...routeOptions,
-      }),
-      customer: customerCrlRoutes(getCrl, { maxAgeSeconds: timings.maxAgeSeconds }),
+      pki: async (app) =>
+        (await import('../http/routes/pki.ts')).pkiRoutes({
+          caCertPem: () => defaultEntry()?.entry.certPem ?? null,
+          caNotBefore: () => defaultEntry()?.entry.notBefore ?? null,
+          cas: () => [...perCa.values()].map((p) => ({ id: p.entry.id, status: p.entry.status, certPem: p.entry.certPem, notBefore: p.entry.notBefore, getCrl: p.getCrl })),
+          ...routeOptions,
+        })(app),
+      customer: async (app) => (await import('../http/routes/customer-crl.ts')).customerCrlRoutes(getCrl, { maxAgeSeconds: timings.maxAgeSeconds })(app),
     },
     async reconcile() {
       if (!trustFiles) return;

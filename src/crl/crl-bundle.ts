@@ -7,7 +7,7 @@
  * The seam with the CRL pipeline is two calls: `latest()` (read) and `published()` (an event:
  * a CRL was stored, by this process or, via NOTIFY, another one). Agents long-poll with
  * `waitForChange(etag)`: waiting costs no database query; one `published()` reloads once for
- * every waiter. A slow re-check (one read for all waiters, only while some wait) covers a
+ * every waiter (and does nothing while none waits). A slow re-check (one read for all waiters, only while some wait) covers a
  * process that hears no events (an API replica without LISTEN).
  */
 import { createHash } from 'node:crypto';
@@ -105,7 +105,11 @@ export function createCrlBundleSource(options: { issuers: CrlBundleIssuer[] | ((
 
   return {
     latest,
-    published: refresh,
+    // Only while agents wait: otherwise the next latest() builds it (a process that serves no agent,
+    // e.g. `worker --once`, never PEM-encodes and concatenates tens of MB for nobody).
+    published: () => {
+      if (waiters.size > 0) refresh();
+    },
     async waitForChange(etag, timeoutMs, signal) {
       const now = await latest();
       if (now && now.etag !== etag) return now;

@@ -15,7 +15,7 @@ import { createLimitedServer } from '../support/listener.ts';
 import { frameworkErrors, installErrorHandler } from '../support/problem.ts';
 import { sharedSchemas } from './response-schemas.ts';
 import { sessionRoutes } from './routes/session.ts';
-import { installValidators } from './validation.ts';
+import { installValidators, lazySerializers } from './validation.ts';
 
 export interface HttpAppOptions {
   verifier: TokenVerifier;
@@ -66,6 +66,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     bodyLimit: 256 * 1024,
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 512 },
     ajv: { customOptions: { coerceTypes: false } },
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers() } },
     frameworkErrors,
     // Slow clients (slowloris: trickled headers or bodies) are cut off by these limits, and
     // connections beyond the cap are closed at once, so they cannot starve other clients.

@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import type { FastifyInstance } from 'fastify';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
@@ -33,6 +34,34 @@ function rejectingNul(validate: ValidateFunction): ValidateFunction {
   return wrapped;
 }
 
+/** A validator compiled on its first call (its errors are the compiled one's). */
+function compiledOnFirstUse(compile: () => ValidateFunction): ValidateFunction {
+  let compiled: ValidateFunction | undefined;
+  const wrapped = ((data: unknown) => {
+    compiled ??= compile();
+    const valid = compiled(data);
+    wrapped.errors = compiled.errors;
+    return valid;
+  }) as ValidateFunction;
+  return wrapped;
+}
+
+/**
+ * Response serializers (fast-json-stringify, Fastify's own compiler with the shared schemas)
+ * compiled at a route's first answer with that status, not at start.
+ */
+export function lazySerializers(): (externalSchemas: unknown, options: unknown) => (route: unknown) => (data: unknown) => string {
+  const fromFastify = createRequire(createRequire(import.meta.url).resolve('fastify'));
+  const selector = (fromFastify('@fastify/fast-json-stringify-compiler') as { SerializerSelector: () => (s: unknown, o: unknown) => (route: unknown) => (data: unknown) => string }).SerializerSelector();
+  return (externalSchemas, options) => {
+    const compile = selector(externalSchemas, options);
+    return (route) => {
+      let serialize: ((data: unknown) => string) | undefined;
+      return (data) => (serialize ??= compile(route))(data);
+    };
+  };
+}
+
 /**
  * Bodies are validated strictly (a string is not a number, unknown fields are an
  * error); query strings and path parameters are text, so they are coerced.
@@ -42,5 +71,6 @@ export function installValidators(app: FastifyInstance) {
   const coercing = new Ajv({ allErrors: true, coerceTypes: true, useDefaults: true, removeAdditional: false, strict: false });
   (addFormats as unknown as (a: Ajv) => void)(strict);
   (addFormats as unknown as (a: Ajv) => void)(coercing);
-  app.setValidatorCompiler(({ schema, httpPart }) => rejectingNul((httpPart === 'body' ? strict : coercing).compile(schema)));
+  // Compiled at a route's first request, not at start: a start compiles none of the hundreds of schemas.
+  app.setValidatorCompiler(({ schema, httpPart }) => rejectingNul(compiledOnFirstUse(() => (httpPart === 'body' ? strict : coercing).compile(schema))));
 }
