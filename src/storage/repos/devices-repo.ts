@@ -65,13 +65,16 @@ function deviceFilter(q: DeviceListQuery) {
   if (q.rotation === 'pending') f.raw('d.pending_rotations > 0');
   if (q.rotation === 'none') f.raw('d.pending_rotations = 0');
   if (q.sort === 'expiry') f.raw('d.next_expiry IS NOT NULL');
+  // The one filter not on the device row: a probe of the device's ACTIVE certificates (index
+  // device_certificates_device_active_expiry), or a semi-join from the CA's ACTIVE certificates.
+  if (q.caId) f.add((p) => `EXISTS (SELECT 1 FROM device_certificates c WHERE c.tenant_id = d.tenant_id AND c.device_id = d.device_id AND c.status = 'ACTIVE' AND c.ca_id = ${p})`, q.caId);
   return f;
 }
 
-const filtered = (q: DeviceListQuery) => Boolean(q.idPrefix || q.siteId || q.certificateStatus || q.rotation || q.expiringBefore);
+const filtered = (q: DeviceListQuery) => Boolean(q.idPrefix || q.siteId || q.certificateStatus || q.rotation || q.expiringBefore || q.caId);
 
 /** Only a device with an ACTIVE certificate has an expiry: with another status, an expiry window or order lists nothing. */
-const empty = (q: DeviceListQuery) => Boolean(q.certificateStatus && q.certificateStatus !== 'ACTIVE' && (q.expiringBefore || q.sort === 'expiry'));
+const empty = (q: DeviceListQuery) => Boolean(q.certificateStatus && q.certificateStatus !== 'ACTIVE' && (q.expiringBefore || q.sort === 'expiry' || q.caId));
 
 /**
  * For the rest of the (list's own) transaction: an ordered index walk whatever the statistics
