@@ -118,6 +118,11 @@ function CaList({ tenants }: { tenants: string[] }) {
           <code>certfleet rotate-expiring --issuer</code>), then retire the old CA.
         </small>
       </p>
+      <section aria-labelledby="cas-heading">
+        <h2 id="cas-heading">Device CAs</h2>
+        <Loading loading={list.loading && !list.data} error={list.error} />
+        {list.data ? <CaTable cas={list.data.cas} caption={plural(list.data.cas.length, 'CA')} busy={list.loading} /> : null}
+      </section>
       <div class="action-outcome">
         <Outcome result={outcome.result} error={outcome.error} />
       </div>
@@ -125,11 +130,6 @@ function CaList({ tenants }: { tenants: string[] }) {
         <StageCa tenants={tenants} onOutcome={setOutcome} onStaged={(ca) => staged(ca, 'staged with a new key')} />
         <ImportCa tenants={tenants} onOutcome={setOutcome} onImported={(ca) => staged(ca, 'imported')} />
       </div>
-      <section aria-labelledby="cas-heading">
-        <h2 id="cas-heading">Device CAs</h2>
-        <Loading loading={list.loading && !list.data} error={list.error} />
-        {list.data ? <CaTable cas={list.data.cas} caption={plural(list.data.cas.length, 'CA')} busy={list.loading} /> : null}
-      </section>
     </>
   );
 }
