@@ -68,4 +68,41 @@ describe('device list: issuing CA filter on pg', () => {
     expect(bad.status).toBe(422);
     expect(bad.headers['content-type']).toMatch(/application\/problem\+json/);
   });
+
+  it('a CA with more ACTIVE certificates than the join limit (the old CA of a rollover, 10,100): pages walk the devices, the total is capped; a small CA beside it is joined', async () => {
+    // 10,100 devices of tenant "bulk", each with an ACTIVE certificate of one CA, every 30th also
+    // with an ACTIVE certificate of another (mid-rotation); stored as certfleet stores them.
+    const [bulkOld, bulkNew] = ['ca_00000000000000e1', 'ca_00000000000000e2'];
+    await database.db.asOperator(async (tx) => {
+      await tx.query(`INSERT INTO device_registry (tenant_id, device_id, created_at, updated_at) SELECT 'bulk', 'B' || lpad(i::text, 5, '0'), now(), now() FROM generate_series(1, 10100) i`);
+      for (const [ca, serial, where] of [[bulkOld, '7', 'true'], [bulkNew, '8', 'i % 30 = 0']] as const) {
+        await tx.query(
+          `INSERT INTO device_certificates (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type, status, not_before, not_after, created_at, updated_at, ca_id)
+           SELECT 'bulk', 'B' || lpad(i::text, 5, '0'), 'pem', md5('${serial}' || i) || md5('fp${serial}' || i), 'bulk/B' || lpad(i::text, 5, '0'), 'CN=bulk ${serial}',
+             '${serial}' || lpad(to_hex(i), 31, '0'), 'ec-p256', 'ACTIVE', now() - interval '1 day', now() + interval '1 day' * (10 + i % 300), now(), now(), $1
+           FROM generate_series(1, 10100) i WHERE ${where}`,
+          [ca],
+        );
+      }
+    });
+    const bulk = (query: string) => t.call('bulk', 'GET', `/api/v1/customer/devices?${query}`);
+    const first = await bulk(`ca_id=${bulkOld}&limit=3`);
+    expect(first.status, first.body).toBe(200);
+    expect(first.json).toMatchObject({ total: 1000, total_capped: true });
+    expect(ids(first.json)).toEqual(['B00001', 'B00002', 'B00003']);
+    const second = await bulk(`ca_id=${bulkOld}&limit=3&cursor=${encodeURIComponent(first.json.next_cursor)}`);
+    expect(ids(second.json)).toEqual(['B00004', 'B00005', 'B00006']);
+    // The CA of every 30th device (336: under the cap) and both combined with other filters.
+    const next = await bulk(`ca_id=${bulkNew}&limit=2`);
+    expect(next.json).toMatchObject({ total: 336, total_capped: false });
+    expect(ids(next.json)).toEqual(['B00030', 'B00060']);
+    expect(ids((await bulk(`ca_id=${bulkOld}&id_prefix=B1010&limit=20`)).json)).toEqual(['B10100']);
+    const soonest = await bulk(`ca_id=${bulkOld}&sort=expiry&limit=2`);
+    expect(soonest.json.devices.map((d: { next_expiry: string }) => d.next_expiry)).toEqual([...soonest.json.devices.map((d: { next_expiry: string }) => d.next_expiry)].sort());
+    // (the service's clock is a little behind the database's now(): 10 days and a bit fall within 11)
+    const soon = ids((await bulk(`ca_id=${bulkOld}&expiring_within_days=11&limit=20`)).json);
+    expect(soon).toHaveLength(20);
+    expect(soon[0]).toBe('B00300');
+    expect(soon.every((id: string) => Number(id.slice(1)) % 300 === 0)).toBe(true);
+  });
 });

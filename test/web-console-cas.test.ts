@@ -173,6 +173,16 @@ describe.runIf(HAS_CHROMIUM)(`console: certificate authorities in Chromium${HAS_
     const certs = page.getByRole('table', { name: /^\d+ certificates$/ });
     await eventually(() => certs.locator('caption').textContent()).toBe('2 certificates');
     expect(await page.getByLabel('Issuing CA (id)').inputValue()).toBe(old!.id);
+    // The filters are the URL: applying others is a new URL (a reload keeps it), Back returns to these.
+    await page.getByLabel('Status').selectOption('EXPIRED');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await eventually(hashOf).toBe(`#/operator/certificates?tenant_id=acme&status=EXPIRED&ca_id=${old!.id}`);
+    await eventually(() => certs.locator('caption').textContent()).toBe('0 certificates');
+    await page.reload();
+    await eventually(() => certs.locator('caption').textContent()).toBe('0 certificates');
+    expect(await page.getByLabel('Status').inputValue()).toBe('EXPIRED');
+    await page.goBack();
+    await eventually(() => certs.locator('caption').textContent()).toBe('2 certificates');
     await page.goBack();
     await page.getByRole('heading', { name: `CA ${old!.subject}`, level: 1 }).waitFor();
     await settled();

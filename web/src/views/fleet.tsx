@@ -158,8 +158,7 @@ function DeviceSearch(props: { search: Search; onApply: (s: Search) => void }) {
       </label>
       <label>
         Issuing CA
-        <input type="search" pattern="ca_[0-9a-f]{1,32}" maxLength={35} placeholder="ca_…" aria-describedby="ca-filter-help" {...field('ca_id')} />
-        <small id="ca-filter-help">Devices that still hold an active certificate of this CA (its id, as a rollover notice gives it).</small>
+        <input type="search" pattern="ca_[0-9a-f]{1,32}" maxLength={35} placeholder="ca_…" title="A CA id (ca_…): the devices that still hold an active certificate it signed" {...field('ca_id')} />
       </label>
       <label>
         Sort by

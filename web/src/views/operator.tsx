@@ -2,7 +2,7 @@ import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
 import type { paths } from '../api/schema';
 import { plural, when } from '../format';
-import { routeHref } from '../router';
+import { navigate, routeHref } from '../router';
 import { Loading, Pager, useLoad, usePager } from '../ui';
 import { AlertsView } from './alerts';
 import { AuditView } from './audit';
@@ -24,7 +24,19 @@ export function OperatorView({ tab, query }: { tab: string; query: URLSearchPara
     case 'audit':
       return <AuditView scope="operator" />;
     default:
-      return <AllCertificates initial={{ tenant_id: query.get('tenant_id') ?? undefined, ca_id: query.get('ca_id') ?? undefined, status: (query.get('status') as CertificateQuery['status']) ?? undefined }} />;
+      // The filters are the URL (#/operator/certificates?tenant_id=&ca_id=&status=...): a link or a reload shows the same list.
+      return (
+        <AllCertificates
+          key={query.toString()}
+          initial={{
+            tenant_id: query.get('tenant_id') ?? undefined,
+            device_id: query.get('device_id') ?? undefined,
+            status: (query.get('status') as CertificateQuery['status']) ?? undefined,
+            expiring_within_days: query.get('expiring_within_days') ? Number(query.get('expiring_within_days')) : undefined,
+            ca_id: query.get('ca_id') ?? undefined,
+          }}
+        />
+      );
   }
 }
 
@@ -44,7 +56,9 @@ type CertificateFilter = Pick<CertificateQuery, 'tenant_id' | 'device_id' | 'sta
 
 function AllCertificates({ initial }: { initial: CertificateFilter }) {
   const tenants = useTenants();
-  const [filters, setFilters] = useState<CertificateFilter>(Object.fromEntries(Object.entries(initial).filter(([, v]) => v)));
+  const [filters] = useState<CertificateFilter>(Object.fromEntries(Object.entries(initial).filter(([, v]) => v)));
+  const setFilters = (f: CertificateFilter) =>
+    navigate('/operator/certificates', { tenant_id: f.tenant_id, device_id: f.device_id, status: f.status, expiring_within_days: f.expiring_within_days?.toString(), ca_id: f.ca_id });
   const pager = usePager([filters]);
   const page = useLoad(
     () => call(client.GET('/api/v1/operator/certificates', { params: { query: { ...filters, limit: 25, cursor: pager.cursor } } })),
