@@ -64,6 +64,14 @@ export async function loadDeviceFleet(pool: pg.Pool, tenant: string, count: numb
   );
 }
 
+/** CA ids of the issuing-CA filter: the old CA (every certificate), the new one (the 200 rotations' new certificates: an early rollover), one that signed nothing yet. */
+export const BENCH_CAS = { old: 'ca_00000000000000a1', next: 'ca_00000000000000b2', unused: 'ca_00000000000000c3' } as const;
+
+/** Mid-rollover: every certificate under the old CA but the pending rotations' new ones, under the new CA (no trigger work: ca_id is not in the device summary). */
+export async function assignIssuingCas(pool: pg.Pool) {
+  await pool.query(`UPDATE device_certificates SET ca_id = CASE WHEN serial_number LIKE '5%' THEN $2 ELSE $1 END`, [BENCH_CAS.old, BENCH_CAS.next]);
+}
+
 /** The storage query a console URL asks for (as src/app/list-devices.ts builds it). */
 function storageQuery(url: URL, tenant: string | undefined): DeviceListQuery {
   const p = url.searchParams;
@@ -78,6 +86,7 @@ function storageQuery(url: URL, tenant: string | undefined): DeviceListQuery {
     expiringBefore: days === null ? undefined : new Date(Date.now() + Number(days) * 86_400_000),
     rotation: (p.get('rotation') ?? undefined) as 'pending' | 'none' | undefined,
     sort: (p.get('sort') ?? undefined) as DeviceSort | undefined,
+    caId: p.get('ca_id') ?? undefined,
   };
 }
 
@@ -91,6 +100,7 @@ export async function runDeviceListBench() {
   await pool.query(`ALTER TABLE device_registry SET (autovacuum_enabled = false); ALTER TABLE device_certificates SET (autovacuum_enabled = false); ALTER TABLE certificate_rotations SET (autovacuum_enabled = false)`);
   await loadDeviceFleet(pool, TENANT, DEVICES, now);
   await loadDeviceFleet(pool, 'other', DEVICES / 5, now);
+  await assignIssuingCas(pool);
   // VACUUM (never ANALYZE: no column statistics), as autovacuum does within minutes of a load:
   // the trigger rewrote each device's row after each load statement, and until a vacuum every
   // index still holds each device's first entries (status NONE, no expiry), which a filter on
@@ -141,6 +151,10 @@ export async function runDeviceListBench() {
       ['id prefix dev-9 and expiring within 1 day', `${list}&id_prefix=dev-9&expiring_within_days=1`, customer],
       ['id prefix dev-1, pending rotation, by expiry', `${list}&id_prefix=dev-1&rotation=pending&sort=expiry`, customer],
       ['status ACTIVE, within 7 days, no rotation, by expiry', `${list}&certificate_status=ACTIVE&expiring_within_days=7&rotation=none&sort=expiry`, customer],
+      ['issuing CA: the old one (most devices)', `${list}&ca_id=${BENCH_CAS.old}`, customer],
+      ['issuing CA: the new one (0.2%, early rollover)', `${list}&ca_id=${BENCH_CAS.next}`, customer],
+      ['issuing CA: one that signed nothing (none match)', `${list}&ca_id=${BENCH_CAS.unused}`, customer],
+      ['issuing CA: the old one, by expiry', `${list}&ca_id=${BENCH_CAS.old}&sort=expiry`, customer],
       ['operator: first page, every tenant', all, operator],
       ['operator: a page 90% deep, every tenant', `${all}&cursor=${encodeURIComponent(`${TENANT}/dev-${deep}`)}`, operator],
       ['operator: by expiry, every tenant', `${all}&sort=expiry`, operator],
@@ -148,6 +162,7 @@ export async function runDeviceListBench() {
       ['operator: status REVOKED, every tenant', `${all}&certificate_status=REVOKED`, operator],
       ['operator: pending rotation, every tenant', `${all}&rotation=pending`, operator],
       ['operator: one tenant, site and status ACTIVE', `${all}&tenant_id=other&site_id=site-7&certificate_status=ACTIVE`, operator],
+      ['operator: issuing CA, the new one, every tenant', `${all}&ca_id=${BENCH_CAS.next}`, operator],
       ['operator: one tenant, by expiry within 30 days', `${all}&tenant_id=${TENANT}&sort=expiry&expiring_within_days=30`, operator],
     ];
     console.log(`\n## Device list and search (certfleet api on Postgres, ${fmt(DEVICES, 0)} devices, no ANALYZE)`);

@@ -54,11 +54,30 @@ describe('usage errors exit 2 and name the allowed values', () => {
     [['broker-config'], /--out DIR is required/],
     [['broker-config', '--out', '/nonexistent', '--acl-plugin', '/x.so', '--no-acl-plugin'], /--acl-plugin and --no-acl-plugin exclude each other/],
     [['broker-config', '--out', '/nonexistent', '--acl-plugin', '/x.so', '--permissive-acl'], /--permissive-acl exists only in acl_file mode/],
+    [['ca', 'create', '--key-type', 'ec-p384'], /--key-type must be one of ec-p256, rsa-3072 \(got "ec-p384"\)/],
+    [['ca', 'revoke', 'ca_00', '--reason', 'keyCompromise'], /--reason must be one of cACompromise \(got "keyCompromise"\)/],
+    [['ca', 'retire', 'ca_00', '--force'], /--force needs --reason TEXT/],
+    [['ca', 'show', 'abc'], /ID must be a CA id such as ca_0123456789abcdef \(got "abc"\)/],
+    [['rotate-expiring', '--within', '30d', '--issuer', 'old-ca'], /--issuer must be a CA id such as ca_0123456789abcdef \(got "old-ca"\)/],
   ])('%j', async (args, message) => {
     const r = await cli(args);
     expect(r.stderr).toMatch(message);
     expect(r.code, r.stderr).toBe(2);
     expect(r.stderr).toContain('Usage: certfleet');
+  });
+
+  it('a malformed CA id is a usage error (exit 2) before credentials are looked for (without them it was exit 3, "no token")', async () => {
+    const token = process.env.CERTFLEET_TOKEN;
+    delete process.env.CERTFLEET_TOKEN;
+    try {
+      for (const sub of ['show', 'activate', 'retire', 'revoke']) {
+        const r = await cli(['ca', sub, 'old-ca', ...(sub === 'revoke' ? ['--reason', 'cACompromise'] : [])]);
+        expect(r.stderr, sub).toMatch(/ID must be a CA id such as ca_0123456789abcdef \(got "old-ca"\)/);
+        expect(r.code, r.stderr).toBe(2);
+      }
+    } finally {
+      process.env.CERTFLEET_TOKEN = token;
+    }
   });
 
   it('a value is matched case-insensitively and passed on in its canonical spelling; help lists the choices', async () => {

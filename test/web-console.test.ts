@@ -368,6 +368,10 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
 
   it('shows operators every tenant with a tenant filter and the system alerts', async () => {
     await page.goto(`${base}/app/`);
+    // The landing page has loaded what it shows (a request still in flight when the session ends
+    // would be answered 401, logged by Chromium).
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    await eventually(() => page.locator('[aria-busy="true"]').count()).toBe(0);
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByLabel('Access token').fill(await t.token(null, 'operator'));
     await page.getByRole('button', { name: 'Sign in with the token' }).click();
@@ -484,6 +488,10 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     const checked: Record<string, number> = {};
     await page.setViewportSize({ width: 1366, height: 768 });
     await page.goto(`${base}/app/`);
+    // The landing page has loaded what it shows (a request still in flight when the session ends
+    // would be answered 401, logged by Chromium).
+    await page.getByRole('button', { name: 'Sign out' }).waitFor();
+    await eventually(() => page.locator('[aria-busy="true"]').count()).toBe(0);
     await page.getByRole('button', { name: 'Sign out' }).click();
     await page.getByLabel('Access token').fill(await t.token('acme', 'customer'));
     await page.getByRole('button', { name: 'Sign in with the token' }).click();

@@ -13,6 +13,8 @@ export interface ListDevicesInput {
   expiringWithinDays?: number;
   rotation?: 'pending' | 'none';
   sort?: DeviceSort;
+  /** devices with an ACTIVE certificate signed by this CA record */
+  caId?: string;
 }
 
 /** Search and pages of devices with their certificates' state; tenant scope (RLS) for customers, every tenant for operators. */
@@ -28,6 +30,7 @@ export function createListDevices({ storage, clock }: Pick<AppDeps, 'storage' | 
       expiringBefore: q.expiringWithinDays === undefined ? undefined : new Date(clock.now().getTime() + q.expiringWithinDays * DAY_MS),
       rotation: q.rotation,
       sort: q.sort,
+      caId: q.caId,
     });
     return { devices: page.devices, total: page.total, total_capped: page.totalCapped, limit: q.limit, next_cursor: page.next };
   };

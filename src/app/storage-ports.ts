@@ -165,6 +165,8 @@ export interface DeviceListQuery {
   rotation?: 'pending' | 'none';
   /** device_id (default) or expiry: the soonest ACTIVE certificate first (devices without one are not listed) */
   sort?: DeviceSort;
+  /** devices with an ACTIVE certificate signed by this CA record (device_certificates.ca_id) */
+  caId?: string;
 }
 
 export interface DevicePage {

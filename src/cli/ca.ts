@@ -63,6 +63,7 @@ export const caGroup: GroupSpec = {
       flags: { ...clientFlags },
       example: 'certfleet ca show ca_0123456789abcdef',
       async run(flags, [id]) {
+        caId(id); // a malformed id is a usage error (exit 2), before any credentials are needed
         const api = await clientFromFlags(flags);
         const res = await api.get<{ ca: CaView; cert_pem: string; key_loaded: boolean; progress: { tenant_id: string; active_certificates: number }[] }>(`${CAS}/${caId(id)}`);
         const progress = res.progress.length ? `\n${table(['tenant', 'active certs'], res.progress.map((p) => [p.tenant_id, p.active_certificates]))}` : '';
@@ -140,6 +141,7 @@ export const caGroup: GroupSpec = {
       flags: { ...clientFlags },
       example: 'certfleet ca activate ca_0123456789abcdef',
       async run(flags, [id]) {
+        caId(id); // a malformed id is a usage error (exit 2), before any credentials are needed
         const api = await clientFromFlags(flags);
         const res = await api.post<{ ca: CaView; previous: string | null }>(`${CAS}/${caId(id)}/activate`, {});
         const next = res.previous ? `\n${res.previous} is now retiring: move its devices with certfleet rotate-expiring --issuer ${res.previous}` : '';
@@ -157,6 +159,7 @@ export const caGroup: GroupSpec = {
       },
       example: ['certfleet ca retire ca_0123456789abcdef', 'certfleet ca retire ca_0123456789abcdef --force --reason "devices decommissioned"'],
       async run(flags, [id]) {
+        caId(id); // a malformed id is a usage error (exit 2), before any credentials are needed
         if (flags.force && !str(flags.reason)) throw new UsageError('--force needs --reason TEXT');
         const api = await clientFromFlags(flags);
         const body: Record<string, unknown> = {};
@@ -173,6 +176,7 @@ export const caGroup: GroupSpec = {
       flags: { ...clientFlags, reason: { type: 'string', value: 'REASON', help: 'cACompromise (required)', choices: ['cACompromise'] } },
       example: 'certfleet ca revoke ca_0123456789abcdef --reason cACompromise',
       async run(flags, [id]) {
+        caId(id); // a malformed id is a usage error (exit 2), before any credentials are needed
         if (str(flags.reason) !== 'cACompromise') throw new UsageError('--reason cACompromise is required (to end a CA without compromise, retire it)');
         const api = await clientFromFlags(flags);
         const res = await api.post<{ ca: CaView; was: string; intermediates_revoked?: string[] }>(`${CAS}/${caId(id)}/revoke`, { reason: 'cACompromise' });

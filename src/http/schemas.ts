@@ -39,6 +39,7 @@ export const deviceListQuery = {
   expiring_within_days: { type: 'integer', minimum: 0, maximum: 36500, description: 'an ACTIVE certificate expires within this many days' },
   rotation: { type: 'string', enum: ['pending', 'none'], description: 'pending: a rotation waits for confirmation' },
   sort: { type: 'string', enum: [...DEVICE_SORTS], default: 'device_id', description: 'device_id (byte order) or expiry: the soonest ACTIVE certificate first (devices without one are left out)' },
+  ca_id: { type: 'string', pattern: '^ca_[0-9a-f]{1,32}$', description: 'devices with an ACTIVE certificate signed by this CA (a rollover: who is still on the old CA)' },
 } as const;
 
 export interface DeviceListQuerystring {
@@ -50,6 +51,7 @@ export interface DeviceListQuerystring {
   expiring_within_days?: number;
   rotation?: 'pending' | 'none';
   sort?: DeviceSort;
+  ca_id?: string;
 }
 
 export const toListDevicesInput = (q: DeviceListQuerystring) => ({
@@ -61,6 +63,7 @@ export const toListDevicesInput = (q: DeviceListQuerystring) => ({
   expiringWithinDays: q.expiring_within_days,
   rotation: q.rotation,
   sort: q.sort,
+  caId: q.ca_id,
 });
 
 /** OpenAPI description of a keyset-paged list's answer. */

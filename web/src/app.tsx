@@ -104,6 +104,7 @@ const CUSTOMER_LINKS = [
 const OPERATOR_LINKS = [
   ['/operator/overview', 'Fleet overview'],
   ['/operator/certificates', 'All certificates'],
+  ['/operator/cas', 'Certificate authorities'],
   ['/operator/alerts', 'All alerts'],
   ['/operator/audit', 'All audit'],
 ] as const;
@@ -145,7 +146,7 @@ function Shell(props: { principal: Principal; onSignedOut: () => void }) {
           <ul class="links">
             {links.map(([href, label]) => (
               <li key={href}>
-                <a href={`#${href}`} aria-current={path === href ? 'page' : undefined}>
+                <a href={`#${href}`} aria-current={path === href || path.startsWith(`${href}/`) ? 'page' : undefined}>
                   {label}
                 </a>
               </li>

@@ -52,7 +52,7 @@ const toSummary = (r: Record<string, unknown>): DeviceSummary => ({
  * so the index checks it on its entries: a page, and a capped count, read the heap only for the
  * devices they return, and no combination costs more than one walk of one index.
  */
-function deviceFilter(q: DeviceListQuery) {
+function deviceFilter(q: DeviceListQuery, ca: CaFilterMode = 'probe') {
   const f = createFilter();
   if (q.tenantId) f.add((p) => `d.tenant_id = ${p}`, q.tenantId);
   if (q.idPrefix) {
@@ -65,13 +65,46 @@ function deviceFilter(q: DeviceListQuery) {
   if (q.rotation === 'pending') f.raw('d.pending_rotations > 0');
   if (q.rotation === 'none') f.raw('d.pending_rotations = 0');
   if (q.sort === 'expiry') f.raw('d.next_expiry IS NOT NULL');
+  // The one filter not on the device row (see caFilterMode).
+  if (q.caId && ca === 'join') {
+    f.add((p) => `(d.tenant_id, d.device_id) IN (SELECT c.tenant_id, c.device_id FROM device_certificates c WHERE c.ca_id = ${p} AND c.status = 'ACTIVE')`, q.caId);
+  }
+  if (q.caId && ca === 'probe') {
+    // A probe per device: the subquery names only the device (its index, not the CA's: without
+    // statistics the planner would walk the CA's 77,000 entries for each device), the CA is
+    // compared outside it, and OFFSET 0 keeps it from being turned into a join.
+    f.add((p) => `${p} = ANY (SELECT c.ca_id FROM device_certificates c WHERE c.tenant_id = d.tenant_id AND c.device_id = d.device_id AND c.status = 'ACTIVE' OFFSET 0)`, q.caId);
+  }
   return f;
 }
 
-const filtered = (q: DeviceListQuery) => Boolean(q.idPrefix || q.siteId || q.certificateStatus || q.rotation || q.expiringBefore);
+/**
+ * The issuing-CA filter is decided by how many ACTIVE certificates the CA has in the scope (an
+ * index range of device_certificates_ca_active, counted up to CA_JOIN_MAX):
+ * - `join`: at most that many (a new CA early in a rollover, a small tenant's CA): the devices
+ *   are looked up from the CA's certificates (primary-key lookups), then filtered and put in
+ *   order like any few matches;
+ * - `probe`: more (the old CA of a rollover: most devices): the ordered index walk checks each
+ *   device's ACTIVE certificates and stops at the page's end (and the capped count at 1,001
+ *   matches: with more than CA_JOIN_MAX certificates, after about CA_JOIN_MAX devices at most
+ *   per 100,000). Left to the planner without statistics, a join of 77,000 certificates
+ *   against the walk took 24 s at 100,000 devices, and a probe through the CA's index 400 s.
+ */
+const CA_JOIN_MAX = 10 * DEVICE_TOTAL_CAP;
+type CaFilterMode = 'join' | 'probe';
+async function caFilterMode(tx: Queryable, q: DeviceListQuery): Promise<CaFilterMode> {
+  const f = createFilter();
+  f.add((p) => `c.ca_id = ${p}`, q.caId);
+  f.raw(`c.status = 'ACTIVE'`);
+  if (q.tenantId) f.add((p) => `c.tenant_id = ${p}`, q.tenantId);
+  const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM (SELECT 1 FROM device_certificates c${f.sql()} LIMIT ${f.param(CA_JOIN_MAX + 1)}) x`, f.params);
+  return Number(onlyRow(rows, 'count CA certificates').n) > CA_JOIN_MAX ? 'probe' : 'join';
+}
+
+const filtered = (q: DeviceListQuery) => Boolean(q.idPrefix || q.siteId || q.certificateStatus || q.rotation || q.expiringBefore || q.caId);
 
 /** Only a device with an ACTIVE certificate has an expiry: with another status, an expiry window or order lists nothing. */
-const empty = (q: DeviceListQuery) => Boolean(q.certificateStatus && q.certificateStatus !== 'ACTIVE' && (q.expiringBefore || q.sort === 'expiry'));
+const empty = (q: DeviceListQuery) => Boolean(q.certificateStatus && q.certificateStatus !== 'ACTIVE' && (q.expiringBefore || q.sort === 'expiry' || q.caId));
 
 /**
  * For the rest of the (list's own) transaction: an ordered index walk whatever the statistics
@@ -93,12 +126,13 @@ async function planIndexWalks(tx: Queryable) {
 export async function listDevices(tx: Queryable, q: DeviceListQuery): Promise<DevicePage> {
   if (empty(q)) return { total: 0, totalCapped: false, devices: [], next: null };
   await planIndexWalks(tx);
-  const { total, capped } = await countDevices(tx, q);
-  // Few matches (the capped count found all of them): they are read through the index the count
-  // used and put in order (at most DEVICE_TOTAL_CAP rows), instead of walking the order's index
-  // past every device that does not match.
-  const few = filtered(q) && !capped;
-  const page = q.sort === 'expiry' ? await pageByExpiry(tx, q, few) : await pageById(tx, q, few);
+  const ca = q.caId ? await caFilterMode(tx, q) : 'probe';
+  const { total, capped } = await countDevices(tx, q, ca);
+  // Few matches (the capped count found all of them, or at most CA_JOIN_MAX devices of a CA in
+  // join mode): they are read through the index the count used and put in order, instead of
+  // walking the order's index past every device that does not match.
+  const few = filtered(q) && (!capped || (q.caId !== undefined && ca === 'join'));
+  const page = q.sort === 'expiry' ? await pageByExpiry(tx, q, few, ca) : await pageById(tx, q, few, ca);
   return { total, totalCapped: capped, ...page };
 }
 
@@ -114,16 +148,16 @@ async function selectPage(tx: Queryable, f: ReturnType<typeof createFilter>, col
   );
 }
 
-async function countDevices(tx: Queryable, q: DeviceListQuery): Promise<{ total: number; capped: boolean }> {
+async function countDevices(tx: Queryable, q: DeviceListQuery, ca: CaFilterMode): Promise<{ total: number; capped: boolean }> {
   if (!filtered(q)) return { total: await countedRows(tx, [DEVICE_KIND], q.tenantId), capped: false };
-  const f = deviceFilter({ ...q, sort: undefined });
+  const f = deviceFilter({ ...q, sort: undefined }, ca);
   const { rows } = await tx.query<{ n: number }>(`SELECT count(*)::int8 AS n FROM (SELECT 1 FROM device_registry d${f.sql()} LIMIT ${f.param(DEVICE_TOTAL_CAP + 1)}) x`, f.params);
   const n = Number(onlyRow(rows, 'count devices').n);
   return { total: Math.min(n, DEVICE_TOTAL_CAP), capped: n > DEVICE_TOTAL_CAP };
 }
 
-async function pageById(tx: Queryable, q: DeviceListQuery, few: boolean) {
-  const f = deviceFilter(q);
+async function pageById(tx: Queryable, q: DeviceListQuery, few: boolean, ca: CaFilterMode) {
+  const f = deviceFilter(q, ca);
   if (q.after) {
     const [tenant, ...device] = q.after.split('/');
     // Within one tenant a plain bound on device_id: the index range starts right there.
@@ -140,8 +174,8 @@ async function pageById(tx: Queryable, q: DeviceListQuery, few: boolean) {
 const EXPIRY_CURSOR = /^e:([0-9][0-9 T:.+-]{9,40})\|([^/|]+)\/(.+)$/;
 
 /** By the soonest ACTIVE certificate expiry: a range of the (tenant,) next_expiry, device index. */
-async function pageByExpiry(tx: Queryable, q: DeviceListQuery, few: boolean) {
-  const f = deviceFilter(q);
+async function pageByExpiry(tx: Queryable, q: DeviceListQuery, few: boolean, ca: CaFilterMode) {
+  const f = deviceFilter(q, ca);
   const cursor = q.after ? EXPIRY_CURSOR.exec(q.after) : null;
   if (q.after && !cursor) return { devices: [], next: null };
   const order = q.tenantId ? ['next_expiry', 'device_id COLLATE "C"'] : ['next_expiry', 'tenant_id', 'device_id COLLATE "C"'];

@@ -1065,6 +1065,8 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
+                    /** @description devices with an ACTIVE certificate signed by this CA (a rollover: who is still on the old CA) */
+                    ca_id?: string;
                     /** @description the device's certificates: ACTIVE if one is, else EXPIRED, else REVOKED; NONE without any */
                     certificate_status?: "ACTIVE" | "EXPIRED" | "REVOKED" | "NONE";
                     cursor?: string;
@@ -3099,6 +3101,8 @@ export interface paths {
         get: {
             parameters: {
                 query?: {
+                    /** @description devices with an ACTIVE certificate signed by this CA (a rollover: who is still on the old CA) */
+                    ca_id?: string;
                     /** @description the device's certificates: ACTIVE if one is, else EXPIRED, else REVOKED; NONE without any */
                     certificate_status?: "ACTIVE" | "EXPIRED" | "REVOKED" | "NONE";
                     cursor?: string;

@@ -13,7 +13,7 @@ type DeviceSummary = components['schemas']['DeviceSummary'];
 type DeviceQuery = NonNullable<paths['/api/v1/customer/devices']['get']['parameters']['query']>;
 
 /** The device search in the URL (#/fleet?...): a link or a reload shows the same devices and the same open device. */
-const SEARCH_KEYS = ['id_prefix', 'site_id', 'certificate_status', 'expiring_within_days', 'rotation', 'sort'] as const;
+const SEARCH_KEYS = ['id_prefix', 'site_id', 'certificate_status', 'expiring_within_days', 'rotation', 'ca_id', 'sort'] as const;
 type Search = Partial<Record<(typeof SEARCH_KEYS)[number] | 'device', string>>;
 const searchOf = (query: URLSearchParams): Search => Object.fromEntries([...SEARCH_KEYS, 'device'].map((k) => [k, query.get(k) ?? undefined]).filter(([, v]) => v));
 
@@ -50,6 +50,7 @@ function Devices(props: { search: Search; refresh: number; onChanged: () => void
       expiring_within_days: search.expiring_within_days ? Number(search.expiring_within_days) : undefined,
       rotation: search.rotation as DeviceQuery['rotation'],
       sort: search.sort as DeviceQuery['sort'],
+      ca_id: search.ca_id,
     };
     return call(client.GET('/api/v1/customer/devices', { params: { query } }));
   }, [pager.cursor, props.refresh, JSON.stringify({ ...search, device: undefined })]);
@@ -119,7 +120,7 @@ function DeviceSearch(props: { search: Search; onApply: (s: Search) => void }) {
   const [s, setS] = useState<Search>(props.search);
   const field = (k: keyof Search) => ({ name: k, value: s[k] ?? '', onInput: (e: Event) => setS({ ...s, [k]: (e.currentTarget as HTMLInputElement).value }) });
   return (
-    <FilterForm label="Search devices" onApply={() => props.onApply({ ...s, id_prefix: s.id_prefix?.trim(), site_id: s.site_id?.trim() })}>
+    <FilterForm label="Search devices" onApply={() => props.onApply({ ...s, id_prefix: s.id_prefix?.trim(), site_id: s.site_id?.trim(), ca_id: s.ca_id?.trim() })}>
       <label>
         Device ID starts with
         <input type="search" pattern="[A-Za-z0-9][A-Za-z0-9._:\-]*" maxLength={128} {...field('id_prefix')} />
@@ -154,6 +155,10 @@ function DeviceSearch(props: { search: Search; onApply: (s: Search) => void }) {
           <option value="pending">pending</option>
           <option value="none">none pending</option>
         </select>
+      </label>
+      <label>
+        Issuing CA
+        <input type="search" pattern="ca_[0-9a-f]{1,32}" maxLength={35} placeholder="ca_…" title="A CA id (ca_…): the devices that still hold an active certificate it signed" {...field('ca_id')} />
       </label>
       <label>
         Sort by
@@ -237,11 +242,16 @@ function Certificates(props: { refresh: number; onManage: (id: string) => void }
   );
 }
 
-export function CertificateFilters(props: { withTenant?: boolean; tenants?: string[]; initialTenant?: string; onApply: (f: { device_id?: string; status?: Status; expiring_within_days?: number; tenant_id?: string }) => void }) {
-  const [tenant, setTenant] = useState(props.initialTenant ?? '');
-  const [device, setDevice] = useState('');
-  const [status, setStatus] = useState('');
-  const [expiring, setExpiring] = useState('');
+type CertificateFilter = { device_id?: string; status?: Status; expiring_within_days?: number; tenant_id?: string; ca_id?: string };
+
+/** Certificate filters; `withTenant` (operators) adds the tenant picker and the issuing CA. */
+export function CertificateFilters(props: { withTenant?: boolean; tenants?: string[]; initial?: CertificateFilter; onApply: (f: CertificateFilter) => void }) {
+  const initial = props.initial ?? {};
+  const [tenant, setTenant] = useState(initial.tenant_id ?? '');
+  const [device, setDevice] = useState(initial.device_id ?? '');
+  const [status, setStatus] = useState<string>(initial.status ?? '');
+  const [expiring, setExpiring] = useState(initial.expiring_within_days ? String(initial.expiring_within_days) : '');
+  const [caId, setCaId] = useState(initial.ca_id ?? '');
   return (
     <FilterForm
       label="Filter certificates"
@@ -251,6 +261,7 @@ export function CertificateFilters(props: { withTenant?: boolean; tenants?: stri
           ...(device.trim() ? { device_id: device.trim() } : {}),
           ...(status ? { status: status as Status } : {}),
           ...(expiring ? { expiring_within_days: Number(expiring) } : {}),
+          ...(props.withTenant && caId.trim() ? { ca_id: caId.trim() } : {}),
         });
       }}
     >
@@ -289,6 +300,12 @@ export function CertificateFilters(props: { withTenant?: boolean; tenants?: stri
           <option value="90">90 days</option>
         </select>
       </label>
+      {props.withTenant ? (
+        <label>
+          Issuing CA (id)
+          <input name="ca_id" type="search" pattern="ca_[0-9a-f]{1,32}" placeholder="ca_…" value={caId} onInput={(e) => setCaId(e.currentTarget.value)} />
+        </label>
+      ) : null}
     </FilterForm>
   );
 }

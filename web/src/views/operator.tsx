@@ -1,11 +1,13 @@
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
+import type { paths } from '../api/schema';
 import { plural, when } from '../format';
-import { routeHref } from '../router';
+import { navigate, routeHref } from '../router';
 import { Loading, Pager, useLoad, usePager } from '../ui';
 import { AlertsView } from './alerts';
 import { AuditView } from './audit';
 import { BrokerNodesView } from './broker-nodes';
+import { CaTable, CasView } from './cas';
 import { CertificateTable } from './certificate-table';
 import { CrlView } from './crl';
 import { ExpiryChart } from './expiry-chart';
@@ -13,6 +15,7 @@ import { CertificateFilters } from './fleet';
 
 /** The platform team's view: every tenant, with a tenant filter, plus system alerts (CRL_STALE) and the CRL. */
 export function OperatorView({ tab, query }: { tab: string; query: URLSearchParams }) {
+  if (tab === 'cas' || tab.startsWith('cas/')) return <CaPage id={tab.startsWith('cas/') ? decodeURIComponent(tab.slice('cas/'.length)) : null} />;
   switch (tab) {
     case 'overview':
       return <FleetOverview />;
@@ -21,8 +24,25 @@ export function OperatorView({ tab, query }: { tab: string; query: URLSearchPara
     case 'audit':
       return <AuditView scope="operator" />;
     default:
-      return <AllCertificates initialTenant={query.get('tenant_id') ?? undefined} />;
+      // The filters are the URL (#/operator/certificates?tenant_id=&ca_id=&status=...): a link or a reload shows the same list.
+      return (
+        <AllCertificates
+          key={query.toString()}
+          initial={{
+            tenant_id: query.get('tenant_id') ?? undefined,
+            device_id: query.get('device_id') ?? undefined,
+            status: (query.get('status') as CertificateQuery['status']) ?? undefined,
+            expiring_within_days: query.get('expiring_within_days') ? Number(query.get('expiring_within_days')) : undefined,
+            ca_id: query.get('ca_id') ?? undefined,
+          }}
+        />
+      );
   }
+}
+
+function CaPage({ id }: { id: string | null }) {
+  const tenants = useTenants();
+  return <CasView id={id} tenants={tenants} />;
 }
 
 /** The tenants the picker offers: those the API knows (the fleet overview's counters). */
@@ -31,9 +51,14 @@ function useTenants() {
   return overview.data?.tenants.map((t) => t.tenant_id) ?? [];
 }
 
-function AllCertificates({ initialTenant }: { initialTenant?: string }) {
+type CertificateQuery = NonNullable<paths['/api/v1/operator/certificates']['get']['parameters']['query']>;
+type CertificateFilter = Pick<CertificateQuery, 'tenant_id' | 'device_id' | 'status' | 'expiring_within_days' | 'ca_id'>;
+
+function AllCertificates({ initial }: { initial: CertificateFilter }) {
   const tenants = useTenants();
-  const [filters, setFilters] = useState<Parameters<Parameters<typeof CertificateFilters>[0]['onApply']>[0]>(initialTenant ? { tenant_id: initialTenant } : {});
+  const [filters] = useState<CertificateFilter>(Object.fromEntries(Object.entries(initial).filter(([, v]) => v)));
+  const setFilters = (f: CertificateFilter) =>
+    navigate('/operator/certificates', { tenant_id: f.tenant_id, device_id: f.device_id, status: f.status, expiring_within_days: f.expiring_within_days?.toString(), ca_id: f.ca_id });
   const pager = usePager([filters]);
   const page = useLoad(
     () => call(client.GET('/api/v1/operator/certificates', { params: { query: { ...filters, limit: 25, cursor: pager.cursor } } })),
@@ -46,7 +71,7 @@ function AllCertificates({ initialTenant }: { initialTenant?: string }) {
       <CrlView scope="operator" />
       <section aria-labelledby="all-certs-heading">
         <h2 id="all-certs-heading">Certificates</h2>
-        <CertificateFilters key={tenants.join(',')} withTenant tenants={tenants} initialTenant={filters.tenant_id} onApply={setFilters} />
+        <CertificateFilters key={tenants.join(',')} withTenant tenants={tenants} initial={filters} onApply={setFilters} />
         <Loading loading={page.loading && !page.data} error={page.error} />
         {page.data ? (
           <>
@@ -76,6 +101,7 @@ function FleetOverview() {
             CRL number <strong>{o.crl.crl_number}</strong>, published {ago(o.crl.age_seconds)}
             {o.crl.this_update ? ` (${when(o.crl.this_update)})` : ''}.
           </p>
+          <OverviewCas />
           <BrokerNodesView />
           <section aria-labelledby="tenants-heading">
             <h2 id="tenants-heading">Tenants</h2>
@@ -161,5 +187,17 @@ function FleetOverview() {
         </>
       ) : null}
     </>
+  );
+}
+
+/** The Device CAs at a glance: status and expiry (each links to its page). */
+function OverviewCas() {
+  const cas = useLoad(() => call(client.GET('/api/v1/operator/cas')), []);
+  return (
+    <section aria-labelledby="overview-cas-heading">
+      <h2 id="overview-cas-heading">Certificate authorities</h2>
+      <Loading loading={cas.loading && !cas.data} error={cas.error} />
+      {cas.data ? <CaTable compact cas={cas.data.cas} caption={`${plural(cas.data.cas.length, 'CA')}, with their expiry`} busy={cas.loading} /> : null}
+    </section>
   );
 }
