@@ -58,7 +58,9 @@ const identity = (path: string) => {
 
 /** p50/p99 of revocation → file replaced on a running server over the database `url`. */
 async function revocationsToFile(url: string, fullRebuild: boolean, revocations: number) {
-  const server = await startServer('serve', url, { LOG_LEVEL: 'warn', ...(fullRebuild ? { CRL_FULL_REBUILD_MINUTES: '0' } : {}) });
+  // BENCH_SERVER_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`): profile the server; BENCH_SERVER_LOG_LEVEL=info shows its crl_published timings.
+  const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const server = await startServer('serve', url, { LOG_LEVEL: process.env.BENCH_SERVER_LOG_LEVEL ?? 'warn', ...(fullRebuild ? { CRL_FULL_REBUILD_MINUTES: '0' } : {}) }, nodeArgs);
   const crlPath = join(server.dataDir, 'pki', 'device-crl.pem');
   try {
     const token = server.token('bench');
@@ -141,7 +143,8 @@ for (const size of SIZES) {
     await driver.pool.query('VACUUM ANALYZE device_certificates');
     await driver.close();
     const incremental = await revocationsToFile(database.url, false, REVOCATIONS);
-    const full = await revocationsToFile(database.url, true, Math.max(3, Math.floor(REVOCATIONS / (size >= 1_000_000 ? 4 : 1))));
+    // BENCH_INCREMENTAL_PEER=0: skip the full-read peer (profiling runs only; the table then has no peer).
+    const full = process.env.BENCH_INCREMENTAL_PEER === '0' ? { p50: NaN, load: NaN } : await revocationsToFile(database.url, true, Math.max(3, Math.floor(REVOCATIONS / (size >= 1_000_000 ? 4 : 1))));
     const { mkdtempSync, rmSync } = await import('node:fs');
     const dir = mkdtempSync(join((await import('node:os')).tmpdir(), 'crl-floor-'));
     const floor = floorMs(incremental.der, dir);

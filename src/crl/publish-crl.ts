@@ -51,6 +51,7 @@ import {
   crlSignature,
   newlyRevokedSerials,
   prepareCrl,
+  revokedList,
   type CrlSigner,
   type RevokedEntry,
   type SortedEntries,
@@ -207,6 +208,12 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       const result = await transaction(request, memory, (next) => (kept = next));
       // Only once committed: a failed store or commit leaves memory null (the next run reads everything).
       if (result.published) memory = kept;
+      // 8 reload: signalled as soon as the file was in place, awaited only now, after the commit
+      // (the row lock is not held while the broker reloads, up to the large-CRL bound).
+      if (result.published && result.file && 'result' in result.file && result.file.result.reloading) {
+        const { reloading, ...written } = result.file.result;
+        return { ...result, file: { ...result.file, result: { ...written, ...(await reloading) } } };
+      }
       return result;
     } catch (error) {
       memory = null;
@@ -269,8 +276,9 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       const entries = sorted.count ?? sorted.offsets.length;
       const entriesDone = performance.now();
 
-      // 2 build, 3 lint (throwaway key), 4 sign (CA key), 5 verify: both variants
-      const signed = await signedVariants({ prepare, authority, distributionPointUrl: settings.distributionPointUrl, previous, entries, now: clock.now() }, {
+      // 2 build, 3 lint (throwaway key), 4 sign (CA key), 5 verify: the broker file's variant first,
+      // then 7 its file written while the served variant goes through 2-5 and 6 the store.
+      const fields: TbsInput = {
         issuerNameDer: authority.issuerNameDer,
         authorityKeyId: authority.authorityKeyId,
         thisUpdate,
@@ -278,34 +286,52 @@ export function createPublishCrl(deps: PublishCrlDeps) {
         crlNumber,
         revoked,
         algorithmIdentifierDer: authority.signer.algorithmIdentifierDer,
-      });
-      const { fileDer, der } = signed;
-      const verified = performance.now();
-
-      // 6 store, with 7 the broker file written meanwhile (before the commit: see the header)
-      const sha256 = createHash('sha256').update(der).digest('hex');
-      const storing = repos.crl.saveCrl(authority.issuerKeyId, {
-        crlNumber,
-        thisUpdate,
-        nextUpdate,
-        der,
-        fileSignature: crlSignature(fileDer),
-        sha256,
-        entries,
-        publishedAt: clock.now(),
-      });
+      };
+      const variant = { prepare, authority, previous, entries, now: clock.now() };
+      const lintOptions = { ca: authority.lintProfile, previousNumber: previous };
+      // Entries carried over from the CRL this process linted last are compared with it, not linted again (crl-lint.ts, CarriedEntries).
+      const carried =
+        mode === 'incremental' && merged && current?.linted && current.linted.thisUpdateMs <= thisUpdate.getTime() && current.linted.list.length === current.entries.bytes.length
+          ? { previous: current.linted.list, runs: merged.carried }
+          : undefined;
+      const fileSigned = await signedVariant(variant, fields, { ...lintOptions, carried });
+      const fileDer = fileSigned.der;
       const fileWrite: Promise<FileOutcome> = deps.file
-        ? deps.file.sync({ crlNumber, der: fileDer, verified: true }).then(
+        ? deps.file.sync({ crlNumber, der: fileDer, verified: true, deferReload: true }).then(
             (result) => ({ result, atMs: performance.now() - started }),
             (error: Error) => ({ error, atMs: performance.now() - started }),
           )
         : Promise.resolve(null);
       let saved: StoredCrlInfo;
+      let der: Buffer;
+      let sha256: string;
+      let verified: number;
+      let servedSigned: Awaited<ReturnType<typeof signedVariant>>;
       try {
-        saved = await storing;
+        // Same entry bytes as the file variant's: the lint compares them instead of walking them again.
+        servedSigned = await signedVariant(variant, { ...fields, distributionPointUrl: settings.distributionPointUrl }, { ...lintOptions, entriesLike: { der: fileDer, entries } });
+        der = servedSigned.der;
+        verified = performance.now();
+        // 6 store (the file write above goes on meanwhile; the transaction ends only once it settled)
+        sha256 = createHash('sha256').update(der).digest('hex');
+        saved = await repos.crl.saveCrl(authority.issuerKeyId, {
+          crlNumber,
+          thisUpdate,
+          nextUpdate,
+          der,
+          fileSignature: crlSignature(fileDer),
+          sha256,
+          entries,
+          publishedAt: clock.now(),
+        });
       } finally {
         await fileWrite;
       }
+      const signed = {
+        signMs: fileSigned.signMs + servedSigned.signMs,
+        lintMs: fileSigned.lintMs + servedSigned.lintMs,
+        verifyMs: fileSigned.verifyMs + servedSigned.verifyMs,
+      };
       const done = performance.now();
       keep(
         fullRebuildMs > 0
@@ -317,6 +343,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
               spare: mode !== 'full' && current?.merged ? spaceOf(current.entries) : (current?.spare ?? null),
               merged: mode === 'incremental',
               fullReadAt: mode === 'incremental' && current ? current.fullReadAt : clock.now().getTime(),
+              linted: lintedListOf(fileDer, thisUpdate),
             }
           : null,
       );
@@ -360,6 +387,19 @@ interface EntriesMemory {
   merged: boolean;
   /** Clock time of the last full read these entries descend from. */
   fullReadAt: number;
+  /**
+   * The list contents (revokedCertificates' entries) of the file variant stored with them: a view
+   * into the very buffer the lint read (its copy was signed in place by the CA key afterwards; the
+   * TBS bytes are never written again), equal to `entries.bytes` byte for byte at that time, and
+   * that CRL's thisUpdate. The next incremental lint compares its carried runs with it.
+   */
+  linted: { list: Uint8Array; thisUpdateMs: number } | null;
+}
+
+/** The revokedCertificates contents of a CRL we built (empty when it lists nothing). */
+function lintedListOf(fileDer: Buffer, thisUpdate: Date): EntriesMemory['linted'] {
+  const list = revokedList(fileDer);
+  return { list: list ? fileDer.subarray(list.valueStart, list.end) : fileDer.subarray(0, 0), thisUpdateMs: thisUpdate.getTime() };
 }
 
 /** CRL_FULL_REBUILD_MINUTES' default. */
@@ -429,35 +469,27 @@ async function readEntriesOf(crl: CrlRepos, scope: RevokedEntriesScope, serials:
 }
 
 /**
- * Stages 2-5 for one publication. Build (pure): the same entries, twice: the broker's file has no
- * Issuing Distribution Point, so it covers every certificate of the CA whatever distribution point
- * it carries (a certificate issued before a PUBLIC_BASE_URL change, an imported one) and OpenSSL
- * never answers "different CRL scope"; the CRL served at the distribution point URL carries that
- * URL (EMQX enforces only such CRLs). Lint copies signed by the throwaway key (both at once, on two
- * cores); only then does the CA key sign (in place: the entries are not copied again); then each is
- * parsed back and verified with the CA public key.
+ * Stages 2-5 for one variant. Build (pure); lint a copy signed by the throwaway key; only then does
+ * the CA key sign (in place: the entries are not copied again); then it is parsed back and verified
+ * with the CA public key. A publication makes two variants of the same entries: the broker's file
+ * has no Issuing Distribution Point, so it covers every certificate of the CA whatever distribution
+ * point it carries (a certificate issued before a PUBLIC_BASE_URL change, an imported one) and
+ * OpenSSL never answers "different CRL scope"; the CRL served at the distribution point URL
+ * carries that URL (EMQX enforces only such CRLs). The file's goes first: the broker gets it while
+ * the served one is made and stored.
  */
-async function signedVariants(
-  c: { prepare: typeof prepareCrl; authority: CrlAuthority; distributionPointUrl: string; previous: bigint; entries: number; now: Date },
-  fields: TbsInput,
-) {
+async function signedVariant(c: { prepare: typeof prepareCrl; authority: CrlAuthority; previous: bigint; entries: number; now: Date }, fields: TbsInput, lint: CrlLintOptions) {
   const { authority, entries } = c;
   const started = performance.now();
-  const fileTbs = c.prepare(fields);
-  const servedTbs = c.prepare({ ...fields, distributionPointUrl: c.distributionPointUrl });
+  const tbs = c.prepare(fields);
   const built = performance.now();
-
-  const [fileCopy, servedCopy] = await Promise.all([fileTbs.signWithAsync(authority.lintSigner), servedTbs.signWithAsync(authority.lintSigner)]);
-  const lintOptions = { ca: authority.lintProfile, previousNumber: c.previous };
-  lintStage(fileCopy, lintOptions, entries);
-  lintStage(servedCopy, { ...lintOptions, entriesLike: { der: fileCopy, entries } }, entries); // same entry bytes: read once
+  const copy = await tbs.signWithAsync(authority.lintSigner);
+  lintStage(copy, lint, entries);
   const linted = performance.now();
-
-  const [fileDer, der] = await Promise.all([fileTbs.signWithAsync(authority.signer), servedTbs.signWithAsync(authority.signer)]);
+  const der = await tbs.signWithAsync(authority.signer); // overwrites the copy's signature: `copy` is gone
   const signed = performance.now();
-
-  for (const crl of [fileDer, der]) verifyStage(crl, authority, c.now, c.previous, entries);
-  return { fileDer, der, signMs: built - started + (signed - linted), lintMs: linted - built, verifyMs: performance.now() - signed };
+  verifyStage(der, authority, c.now, c.previous, entries);
+  return { der, signMs: built - started + (signed - linted), lintMs: linted - built, verifyMs: performance.now() - signed };
 }
 
 /** Stage 3: the lint reads a copy signed by the throwaway key (profile, number, entries sorted and unique). */
