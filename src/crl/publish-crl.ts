@@ -150,6 +150,11 @@ export interface PublishCrlRequest {
   incremental?: boolean;
   /** The new number is greater than this too (besides the stored one and the broker file's claim). */
   minNumber?: bigint;
+  /**
+   * Told as soon as the new CRL is committed, before the local broker's reload is awaited (the
+   * other replicas' NOTIFY, the broker agents' bundle, the HTTP cache need not wait for it).
+   */
+  onStored?(crl: PublishedCrl): void;
 }
 
 export interface PublishedCrl {
@@ -208,6 +213,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       const result = await transaction(request, memory, (next) => (kept = next));
       // Only once committed: a failed store or commit leaves memory null (the next run reads everything).
       if (result.published) memory = kept;
+      if (result.published) request.onStored?.(result.crl);
       // 8 reload: signalled as soon as the file was in place, awaited only now, after the commit
       // (the row lock is not held while the broker reloads, up to the large-CRL bound).
       if (result.published && result.file && 'result' in result.file && result.file.result.reloading) {
