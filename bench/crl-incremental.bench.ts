@@ -89,12 +89,19 @@ async function revocationsToFile(url: string, fullRebuild: boolean, revocations:
       const res = await request('POST', `${server.base}/api/v1/customer/certificates/${id}/revoke`, token, { reason: 'keyCompromise' });
       const t1 = performance.now();
       if (res.status !== 200) throw new Error(`revoke failed: ${res.status}`);
-      while (identity(crlPath) === before) {
-        if (performance.now() - t1 > 900_000) throw new Error('the CRL file did not change within 15 min');
-        await new Promise((r) => setTimeout(r, 1));
+      // Until the file lists the serial: a publication that began before the revocation (the start-up's
+      // second one on a loaded machine) may replace the file first; its time runs on (untimed check).
+      let t2 = 0;
+      for (let seen = before; ; ) {
+        while (identity(crlPath) === seen) {
+          if (performance.now() - t1 > 900_000) throw new Error('the CRL file did not change within 15 min');
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        t2 = performance.now();
+        seen = identity(crlPath);
+        if (crlPemToDer(readFileSync(crlPath, 'latin1')).includes(serialBytes(serial))) break;
+        console.log(`(a CRL file without ${serial} replaced the file ${Math.round(t2 - t1)} ms after the revocation: a publication begun before it)`);
       }
-      const t2 = performance.now();
-      if (!crlPemToDer(readFileSync(crlPath, 'latin1')).includes(serialBytes(serial))) throw new Error(`the new CRL file does not list ${serial}`);
       if (n > 0) {
         times.push(t2 - t1);
         loads.push(loadavg()[0]);

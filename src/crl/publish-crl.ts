@@ -2,17 +2,20 @@
  * The CRL pipeline of one issuing CA, top to bottom (Boulder's updater → storage → CA → storer):
  *
  *   1 read    lock the CA's crl_state row, stream its revoked certificates into DER entries
- *   2 build   both TBSCertLists, pure (build-crl.ts): the broker file's variant, the served one
- *   3 lint    a copy of each, signed by a throwaway key of the CA's algorithm (pki/lint/crl-lint.ts)
+ *   2 build   the TBSCertList, pure (build-crl.ts): the broker file's variant first, then the served one
+ *   3 lint    a copy signed by a throwaway key of the CA's algorithm (pki/lint/crl-lint.ts); entries
+ *             carried over from the CRL linted last are compared with it, not linted again
  *   4 sign    with the CA key: only what passed the lint
- *   5 verify  parse each back and verify it with the CA public key (verify-crl.ts)
- *   6 store   in crl_state, in the transaction that holds the row lock (the Storage port)
- *   7 file    the broker's file variant, atomically (crl-file-sync.ts): BEFORE the commit, see below
- *   8 reload  the broker (crl-file-sync.ts → broker/broker-reloader.ts)
+ *   5 verify  parse it back and verify it with the CA public key (verify-crl.ts)
+ *   7 file    the file variant, atomically, as soon as it is verified (crl-file-sync.ts), while the
+ *             served variant goes through 2-5: BEFORE the commit, see below
+ *   6 store   both in crl_state, in the transaction that holds the row lock (the Storage port)
+ *   8 reload  the broker (crl-file-sync.ts → broker/broker-reloader.ts): signalled right after the
+ *             file's rename, awaited after the commit (the row lock is not held meanwhile)
  *   9 close   the live sessions of the newly revoked certificates (broker/revoked-sessions.ts)
  *
- * Stages 1-7 are `createPublishCrl` (one operator transaction); `createCrlPipeline` adds 8-9 and
- * the file sync of a CRL another replica stored. When it runs (revocations, the periodic refresh,
+ * Stages 1-7 are `createPublishCrl` (one operator transaction), which also awaits 8 once committed;
+ * `createCrlPipeline` adds 9 and the file sync (7-9) of a CRL another replica stored. When it runs (revocations, the periodic refresh,
  * other replicas' events, retries) is crl-publisher.ts's business; the composition root only
  * constructs both (composition/crl.ts).
  *
@@ -22,7 +25,7 @@
  * newly revoked, for the session step and any other consumer.
  *
  * File before commit (the one decision on ordering): the broker's file is written as soon as
- * both variants are verified, while the database stores the CRL (tens of MB at a million
+ * its variant is verified, while the served variant is made and the database stores the CRL (tens of MB at a million
  * entries), and the transaction ends only once the write settled. A revocation so reaches the
  * broker without waiting for the store. If the store then fails, the file holds a number the
  * database does not: harmless, the next publication numbers above the file's (its number is a
