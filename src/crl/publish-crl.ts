@@ -212,6 +212,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
   let memory: EntriesMemory | null = null;
   const run = async (request: PublishCrlRequest): Promise<PublishCrlResult> => {
     let kept: EntriesMemory | null = null;
+    reloadAfterFailure = Promise.resolve();
     try {
       const result = await transaction(request, memory, (next) => (kept = next));
       // Only once committed: a failed store or commit leaves memory null (the next run reads everything).
@@ -226,9 +227,13 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       return result;
     } catch (error) {
       memory = null;
+      // A reload signalled for a file written before the failure is still awaited here, as a successful run awaits it.
+      await reloadAfterFailure;
       throw error;
     }
   };
+  /** Set by a run whose file was written: its broker reload, settled (never rejects). */
+  let reloadAfterFailure: Promise<unknown> = Promise.resolve();
   const transaction = async (request: PublishCrlRequest, memory: EntriesMemory | null, keep: (next: EntriesMemory | null) => void): Promise<PublishCrlResult> => {
     // The file's number is a floor: with a database restored from an older backup, numbers still go up for the broker.
     const claimed = (await deps.file?.claimedNumber()) ?? null;
@@ -307,7 +312,10 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       const fileDer = fileSigned.der;
       const fileWrite: Promise<FileOutcome> = deps.file
         ? deps.file.sync({ crlNumber, der: fileDer, verified: true, deferReload: true }).then(
-            (result) => ({ result, atMs: performance.now() - started }),
+            (result) => {
+              if (result.reloading) reloadAfterFailure = result.reloading;
+              return { result, atMs: performance.now() - started };
+            },
             (error: Error) => ({ error, atMs: performance.now() - started }),
           )
         : Promise.resolve(null);
