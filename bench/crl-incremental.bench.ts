@@ -58,7 +58,9 @@ const identity = (path: string) => {
 
 /** p50/p99 of revocation → file replaced on a running server over the database `url`. */
 async function revocationsToFile(url: string, fullRebuild: boolean, revocations: number) {
-  const server = await startServer('serve', url, { LOG_LEVEL: 'warn', ...(fullRebuild ? { CRL_FULL_REBUILD_MINUTES: '0' } : {}) });
+  // BENCH_SERVER_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`): profile the server; BENCH_SERVER_LOG_LEVEL=info shows its crl_published timings.
+  const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const server = await startServer('serve', url, { LOG_LEVEL: process.env.BENCH_SERVER_LOG_LEVEL ?? 'warn', ...(fullRebuild ? { CRL_FULL_REBUILD_MINUTES: '0' } : {}) }, nodeArgs);
   const crlPath = join(server.dataDir, 'pki', 'device-crl.pem');
   try {
     const token = server.token('bench');
@@ -87,12 +89,19 @@ async function revocationsToFile(url: string, fullRebuild: boolean, revocations:
       const res = await request('POST', `${server.base}/api/v1/customer/certificates/${id}/revoke`, token, { reason: 'keyCompromise' });
       const t1 = performance.now();
       if (res.status !== 200) throw new Error(`revoke failed: ${res.status}`);
-      while (identity(crlPath) === before) {
-        if (performance.now() - t1 > 900_000) throw new Error('the CRL file did not change within 15 min');
-        await new Promise((r) => setTimeout(r, 1));
+      // Until the file lists the serial: a publication that began before the revocation (the start-up's
+      // second one on a loaded machine) may replace the file first; its time runs on (untimed check).
+      let t2 = 0;
+      for (let seen = before; ; ) {
+        while (identity(crlPath) === seen) {
+          if (performance.now() - t1 > 900_000) throw new Error('the CRL file did not change within 15 min');
+          await new Promise((r) => setTimeout(r, 1));
+        }
+        t2 = performance.now();
+        seen = identity(crlPath);
+        if (crlPemToDer(readFileSync(crlPath, 'latin1')).includes(serialBytes(serial))) break;
+        console.log(`(a CRL file without ${serial} replaced the file ${Math.round(t2 - t1)} ms after the revocation: a publication begun before it)`);
       }
-      const t2 = performance.now();
-      if (!crlPemToDer(readFileSync(crlPath, 'latin1')).includes(serialBytes(serial))) throw new Error(`the new CRL file does not list ${serial}`);
       if (n > 0) {
         times.push(t2 - t1);
         loads.push(loadavg()[0]);
@@ -141,7 +150,8 @@ for (const size of SIZES) {
     await driver.pool.query('VACUUM ANALYZE device_certificates');
     await driver.close();
     const incremental = await revocationsToFile(database.url, false, REVOCATIONS);
-    const full = await revocationsToFile(database.url, true, Math.max(3, Math.floor(REVOCATIONS / (size >= 1_000_000 ? 4 : 1))));
+    // BENCH_INCREMENTAL_PEER=0: skip the full-read peer (profiling runs only; the table then has no peer).
+    const full = process.env.BENCH_INCREMENTAL_PEER === '0' ? { p50: NaN, load: NaN } : await revocationsToFile(database.url, true, Math.max(3, Math.floor(REVOCATIONS / (size >= 1_000_000 ? 4 : 1))));
     const { mkdtempSync, rmSync } = await import('node:fs');
     const dir = mkdtempSync(join((await import('node:os')).tmpdir(), 'crl-floor-'));
     const floor = floorMs(incremental.der, dir);

@@ -22,6 +22,7 @@ const BENCHES: [string, string][] = [
   ['renewal-storm', 'renewal-storm.bench.ts'],
   ['crl-publish', 'crl-publish.bench.ts'],
   ['crl-incremental', 'crl-incremental.bench.ts'],
+  ['crl-stages', 'crl-stages.bench.ts'],
   ['crl-build', 'crl-build.bench.ts'],
   ['crl-lint', 'crl-lint.bench.ts'],
   ['short-lived-crl', 'short-lived-crl.bench.ts'],

@@ -3,7 +3,9 @@
  * stored or written; a failed lint stores nothing and names the rule (LINT_FAILED).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildCrl, encodeRevokedEntries, prepareCrl, type CrlInput } from '../src/crl/build-crl.ts';
+import { buildCrl, createRevokedEntriesEncoder, encodeRevokedEntries, prepareCrl, revokedList, type CrlInput, type SortedEntries } from '../src/crl/build-crl.ts';
+import { mergeEntries } from '../src/crl/incremental-entries.ts';
+import { markRevoked } from '../src/storage/repos/certificates-repo.ts';
 import { AppError } from '../src/domain/errors.ts';
 import { createPublishCrl } from '../src/crl/publish-crl.ts';
 import { crlAuthorityFor, crlDistributionPointUrl } from '../src/crl/publish-crl.ts';
@@ -108,6 +110,93 @@ describe('CRL lint (unit)', () => {
   });
 });
 
+describe('CRL lint of an incremental publication (entries carried over from the CRL linted before)', () => {
+  let profile: CaLintProfile;
+  let base: Omit<CrlInput, 'revoked'>;
+  beforeAll(async () => {
+    const created = await createDeviceCa({ now: new Date('2026-01-01T00:00:00Z') });
+    const ca = await deviceCaFromPem(created.certPem, created.keyPem);
+    profile = caLintProfile(ca.certDer);
+    const authority = crlAuthorityFor(ca);
+    base = { issuerNameDer: authority.issuerNameDer, authorityKeyId: authority.authorityKeyId, thisUpdate: at, nextUpdate: new Date(at.getTime() + 7 * 86_400_000), crlNumber: 5n, signer: authority.signer };
+  });
+  const sorted = (ns: number[]): SortedEntries => {
+    const encoder = createRevokedEntriesEncoder({ times: true });
+    for (const n of ns) encoder.add({ serialHex: serial(n), revokedAt: new Date(at.getTime() - 1000 * (1 + (n % 7))), reasonCode: 1, notAfterMs: at.getTime() + 86_400_000 });
+    return encoder.finishSorted();
+  };
+  /** The previous CRL (linted in full), and its list contents: what publish-crl keeps beside the entries. */
+  const previousOf = (entries: SortedEntries) => {
+    const crl = buildCrl({ ...base, crlNumber: 4n, revoked: entries.bytes });
+    expect(lintCrl(crl, { ca: profile, previousNumber: 3n }).entries).toBe(entries.offsets.length);
+    const list = revokedList(crl)!;
+    return crl.subarray(list.valueStart, list.end);
+  };
+  const ruleOf = (fn: () => unknown) => {
+    try {
+      fn();
+    } catch (e) {
+      if (e instanceof LintFailure) return e.rule;
+      throw e;
+    }
+    return 'passed';
+  };
+
+  it('gives the full lint\'s count and verdict over random merges (inserted, replaced, expired entries)', () => {
+    let seed = 11;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    for (let round = 0; round < 30; round++) {
+      const old = [...new Set(Array.from({ length: 1 + Math.floor(random() * 60) }, () => Math.floor(random() * 500)))];
+      const prev = sorted(old);
+      const previous = previousOf(prev);
+      const added = sorted([...new Set(Array.from({ length: Math.floor(random() * 6) }, () => Math.floor(random() * 520)))]);
+      const merged = mergeEntries(prev, added, null);
+      const crl = buildCrl({ ...base, revoked: merged.entries.bytes });
+      const full = lintCrl(crl, { ca: profile, previousNumber: 4n });
+      expect(lintCrl(crl, { ca: profile, previousNumber: 4n, carried: { previous, runs: merged.carried } }), `round ${round}`).toEqual(full);
+    }
+  });
+
+  it('fails a carried run whose bytes differ from the entries linted before (memory written over), before any CA signature', () => {
+    const prev = sorted([1, 3, 5, 7, 9]);
+    const previous = previousOf(prev);
+    const merged = mergeEntries(prev, sorted([4]), null);
+    const bytes = Buffer.from(merged.entries.bytes);
+    // 30 February in entry 9's revocation date: the full lint would name the date; the carried lint never reads it, it compares.
+    const day = bytes.lastIndexOf(Buffer.from(`${String(at.getUTCFullYear() % 100)}04`, 'latin1'));
+    bytes.write('0230', day + 2, 'latin1');
+    const crl = buildCrl({ ...base, revoked: bytes });
+    expect(ruleOf(() => lintCrl(crl, { ca: profile, previousNumber: 4n }))).toBe('crl.entries.revocation_date');
+    expect(ruleOf(() => lintCrl(crl, { ca: profile, previousNumber: 4n, carried: { previous, runs: merged.carried } }))).toBe('crl.entries.carried');
+  });
+
+  it('lints the entries not carried in full, and their order against the carried neighbours', () => {
+    const prev = sorted([1, 3, 5]);
+    const previous = previousOf(prev);
+    // A new entry with removeFromCRL (not allowed in a full CRL)
+    const bad = sorted([4]);
+    bad.bytes[bad.bytes.length - 1] = 8; // the encoder refuses to write it: patched in
+    const m1 = mergeEntries(prev, bad, null);
+    expect(ruleOf(() => lintCrl(buildCrl({ ...base, revoked: m1.entries.bytes }), { ca: profile, previousNumber: 4n, carried: { previous, runs: m1.carried } }))).toBe('crl.entries.reason');
+    // Runs that claim 1 and 3, then a new entry 2 spliced after them (an order bug in the merge)
+    const one = sorted([1]);
+    const three = sorted([3]);
+    const two = sorted([2]);
+    const spliced = Buffer.concat([one.bytes, three.bytes, two.bytes]);
+    const runs = Uint32Array.from([0, one.bytes.length + three.bytes.length, 0]);
+    expect(ruleOf(() => lintCrl(buildCrl({ ...base, revoked: spliced }), { ca: profile, previousNumber: 4n, carried: { previous, runs } }))).toBe('crl.entries.order');
+    // A run that does not start on an entry boundary, or runs past the previous list
+    const m2 = mergeEntries(prev, sorted([4]), null);
+    const shifted = Uint32Array.from(m2.carried);
+    shifted[0] += 1;
+    shifted[2] += 1;
+    expect(ruleOf(() => lintCrl(buildCrl({ ...base, revoked: m2.entries.bytes }), { ca: profile, previousNumber: 4n, carried: { previous, runs: shifted } }))).not.toBe('passed');
+    const beyond = Uint32Array.from(m2.carried);
+    beyond[beyond.length - 1] = previous.length;
+    expect(ruleOf(() => lintCrl(buildCrl({ ...base, revoked: m2.entries.bytes }), { ca: profile, previousNumber: 4n, carried: { previous, runs: beyond } }))).toBe('crl.entries.carried');
+  });
+});
+
 describe('CRL lint wired into publication', () => {
   let database: TestDatabase;
   let t: TestService;
@@ -139,6 +228,49 @@ describe('CRL lint wired into publication', () => {
     expect((error as AppError).details?.rule).toBe('crl.number');
     const after = await database.db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId));
     expect(after).toEqual(before);
+
+    // An incremental publication whose carried entries are not the bytes linted before (a memory
+    // or merge fault, simulated by the build seam): LINT_FAILED (crl.entries.carried), nothing stored.
+    const storage = createStorage(database.db);
+    let corrupt = false;
+    const incremental = createPublishCrl({
+      storage,
+      clock: t.clock,
+      authority,
+      settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl(t.config), fullRebuildMs: 3_600_000 },
+      prepare: (input) => {
+        if (!corrupt || input.revoked.length === 0) return prepareCrl(input);
+        const revoked = Buffer.from(input.revoked);
+        // The last octet of the first certificate's serial (an entry carried over, not the new one): still parseable, not the same.
+        const at = revoked.indexOf(Buffer.from(carriedSerial.padStart(carriedSerial.length + (carriedSerial.length % 2), '0'), 'hex'));
+        expect(at).toBeGreaterThan(0);
+        revoked[at + Math.ceil(carriedSerial.length / 2) - 1] ^= 0x01;
+        return prepareCrl({ ...input, revoked });
+      },
+    });
+    const certs: number[] = [];
+    let carriedSerial = '';
+    for (const device of ['LINT-1', 'LINT-2']) {
+      expect((await t.call('acme', 'POST', '/customer/devices', { device_id: device })).status).toBe(201);
+      const res = await t.call('acme', 'POST', `/customer/devices/${device}/certificates/generate`, { key_type: 'ec-p256', validity_days: 30 });
+      certs.push(res.json.certificate.id as number);
+      carriedSerial ||= res.json.certificate.serial_number as string;
+    }
+    await t.service.crl.publisher!.idle();
+    // Only this publisher publishes from here: the revocations' own statements, no notification.
+    await database.db.asTenant('acme', (tx) => markRevoked(tx, certs[0]!, 'keyCompromise', t.clock.now()));
+    expect(await incremental({ incremental: true })).toMatchObject({ published: true, crl: { build: { mode: 'full' } } }); // fills memory
+    await database.db.asTenant('acme', (tx) => markRevoked(tx, certs[1]!, 'keyCompromise', t.clock.now()));
+    const stored = await database.db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId));
+    corrupt = true;
+    const carriedError = await incremental({ incremental: true }).catch((e: unknown) => e);
+    expect((carriedError as AppError).code).toBe('LINT_FAILED');
+    expect((carriedError as AppError).details?.rule).toBe('crl.entries.carried');
+    expect(await database.db.asOperator((tx) => readCrlInfo(tx, authority.issuerKeyId))).toEqual(stored);
+    // Memory was dropped with the failure: the next run reads everything and publishes both.
+    corrupt = false;
+    const next = await incremental({ incremental: true });
+    expect(next).toMatchObject({ published: true, crl: { entries: 2, build: { mode: 'full' } } });
 
     // The real encoder publishes and the lint passes it.
     const good = createPublishCrl({ storage: createStorage(database.db), clock: t.clock, authority, settings: { validityHours: 168, distributionPointUrl: crlDistributionPointUrl(t.config) } });

@@ -99,6 +99,11 @@ export interface CrlForFile {
   /** The der was verified against this CA a moment ago by the publication that built it: not verified again. */
   verified?: boolean;
   load?: () => Promise<Uint8Array | null>;
+  /**
+   * Signal the broker as soon as the file is in place, but resolve without waiting for the reload
+   * (its outcome is `reloading`): the publication's transaction waits for the file, not the broker.
+   */
+  deferReload?: boolean;
 }
 
 export interface CrlFileSyncResult {
@@ -110,6 +115,8 @@ export interface CrlFileSyncResult {
   /** Whether the broker was told to reload (true), failed to (false), or was not due (null). */
   reloaded: boolean | null;
   reloadError?: string;
+  /** With `deferReload`: the reload under way (`reloaded` is null until it settles); never rejects. */
+  reloading?: Promise<{ reloaded: boolean | null; reloadError?: string }>;
 }
 
 export interface CrlFileSync {
@@ -218,7 +225,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     return reloadPending ? { ...result, ...(await reload()) } : result;
   }
 
-  async function write(crl: { crlNumber: bigint; der: Uint8Array; verified?: boolean }): Promise<CrlFileSyncResult> {
+  async function write(crl: { crlNumber: bigint; der: Uint8Array; verified?: boolean; deferReload?: boolean }): Promise<CrlFileSyncResult> {
     const started = performance.now();
     // Nothing reaches the broker unchecked: a CRL that was not just verified by its publication
     // (one loaded from the database) is verified here. Verified and encoded before the first
@@ -253,7 +260,9 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     cached = null;
     const identity = await fs.identity(deps.path);
     if (identity !== null) cached = { identity, number: crl.crlNumber };
-    return { file: 'written', fileNumber: crl.crlNumber, bytes: pem.length, writeMs: performance.now() - started, ...(await reload()) };
+    const written = { file: 'written', fileNumber: crl.crlNumber, bytes: pem.length, writeMs: performance.now() - started } as const;
+    if (crl.deferReload) return { ...written, reloaded: null, reloading: reload() };
+    return { ...written, ...(await reload()) };
   }
 
   return {
@@ -290,7 +299,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     },
     async sync(crl) {
       // In hand: verified and encoded right away, before anything else can run (write checks the file's number).
-      if (crl.der) return write({ crlNumber: crl.crlNumber, der: crl.der, verified: crl.verified });
+      if (crl.der) return write({ crlNumber: crl.crlNumber, der: crl.der, verified: crl.verified, deferReload: crl.deferReload });
       const current = await notOlderOnFile(crl.crlNumber);
       if (current !== null) return upToDate(crl.crlNumber, current);
       const der = (await crl.load?.()) ?? null;

@@ -254,9 +254,15 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
   async function runOnce(req: Request): Promise<CrlPublication> {
     const started = performance.now();
     state.runs++;
+    // onPublished as soon as the CRL is committed: agents and other replicas do not wait for the local broker's reload.
+    let told = false;
+    const onStored = (crl: PublishedCrl) => {
+      told = true;
+      deps.onPublished?.(crl);
+    };
     const run: CrlRun =
-      req.publish !== null ? await deps.pipeline.publish({ unless: req.publish === 'always' ? undefined : req.publish, incremental: !req.full }) : await deps.pipeline.sync();
-    if (run.crl) deps.onPublished?.(run.crl);
+      req.publish !== null ? await deps.pipeline.publish({ unless: req.publish === 'always' ? undefined : req.publish, incremental: !req.full, onStored }) : await deps.pipeline.sync();
+    if (run.crl && !told) deps.onPublished?.(run.crl);
     const stored: StoredCrlInfo | null = run.stored;
     const file: CrlFileSyncResult | null = run.file;
     const ms = performance.now() - started;

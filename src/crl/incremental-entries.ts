@@ -80,6 +80,13 @@ export interface MergeResult {
   inserted: number;
   replaced: number;
   dropped: number;
+  /**
+   * Where the result's bytes came from `prev`: triples [at, end, from] (result bytes [at, end) are
+   * prev.bytes[from, from + end - at)), ascending; every other byte belongs to an entry of `added`.
+   * The lint checks these runs against the CRL it linted before instead of linting them again
+   * (CarriedEntries in src/pki/lint/crl-lint.ts).
+   */
+  carried: Uint32Array;
 }
 
 /**
@@ -129,12 +136,17 @@ export function mergeEntries(prev: SortedEntries, added: SortedEntries, previous
 
   let w = 0; // entries written
   let wb = 0; // bytes written
+  const runs: number[] = [];
   /** Copies prev's entries [from, to) in one go. */
   const copyPrev = (from: number, to: number) => {
     if (to <= from) return;
     const start = prev.offsets[from];
     const end = entryEnd(prev, to - 1);
     prev.bytes.copy(bytes, wb, start, end);
+    // Contiguous with the previous run in both lists: one run.
+    const n = runs.length;
+    if (n > 0 && runs[n - 2] === wb && runs[n - 1]! + (runs[n - 2]! - runs[n - 3]!) === start) runs[n - 2] = wb + end - start;
+    else runs.push(wb, wb + end - start, start);
     const delta = wb - start;
     for (let i = from; i < to; i++) offsets[w + i - from] = prev.offsets[i] + delta;
     revokedAt.set(prev.revokedAt.subarray(from, to), w);
@@ -168,7 +180,7 @@ export function mergeEntries(prev: SortedEntries, added: SortedEntries, previous
   }
   copyKept(i, n);
   if (w !== count || wb !== byteLength) throw new Error(`entries merge wrote ${w} entries / ${wb} bytes, expected ${count} / ${byteLength}`);
-  return { entries: { bytes, offsets, revokedAt, notAfter }, inserted: m - replaced, replaced, dropped: expired };
+  return { entries: { bytes, offsets, revokedAt, notAfter }, inserted: m - replaced, replaced, dropped: expired, carried: Uint32Array.from(runs) };
 }
 
 /** The memory a list uses, for a later merge to write into (when it no longer is the current list). */

@@ -2,17 +2,20 @@
  * The CRL pipeline of one issuing CA, top to bottom (Boulder's updater → storage → CA → storer):
  *
  *   1 read    lock the CA's crl_state row, stream its revoked certificates into DER entries
- *   2 build   both TBSCertLists, pure (build-crl.ts): the broker file's variant, the served one
- *   3 lint    a copy of each, signed by a throwaway key of the CA's algorithm (pki/lint/crl-lint.ts)
+ *   2 build   the TBSCertList, pure (build-crl.ts): the broker file's variant first, then the served one
+ *   3 lint    a copy signed by a throwaway key of the CA's algorithm (pki/lint/crl-lint.ts); entries
+ *             carried over from the CRL linted last are compared with it, not linted again
  *   4 sign    with the CA key: only what passed the lint
- *   5 verify  parse each back and verify it with the CA public key (verify-crl.ts)
- *   6 store   in crl_state, in the transaction that holds the row lock (the Storage port)
- *   7 file    the broker's file variant, atomically (crl-file-sync.ts): BEFORE the commit, see below
- *   8 reload  the broker (crl-file-sync.ts → broker/broker-reloader.ts)
+ *   5 verify  parse it back and verify it with the CA public key (verify-crl.ts)
+ *   7 file    the file variant, atomically, as soon as it is verified (crl-file-sync.ts), while the
+ *             served variant goes through 2-5: BEFORE the commit, see below
+ *   6 store   both in crl_state, in the transaction that holds the row lock (the Storage port)
+ *   8 reload  the broker (crl-file-sync.ts → broker/broker-reloader.ts): signalled right after the
+ *             file's rename, awaited after the commit (the row lock is not held meanwhile)
  *   9 close   the live sessions of the newly revoked certificates (broker/revoked-sessions.ts)
  *
- * Stages 1-7 are `createPublishCrl` (one operator transaction); `createCrlPipeline` adds 8-9 and
- * the file sync of a CRL another replica stored. When it runs (revocations, the periodic refresh,
+ * Stages 1-7 are `createPublishCrl` (one operator transaction), which also awaits 8 once committed;
+ * `createCrlPipeline` adds 9 and the file sync (7-9) of a CRL another replica stored. When it runs (revocations, the periodic refresh,
  * other replicas' events, retries) is crl-publisher.ts's business; the composition root only
  * constructs both (composition/crl.ts).
  *
@@ -22,7 +25,7 @@
  * newly revoked, for the session step and any other consumer.
  *
  * File before commit (the one decision on ordering): the broker's file is written as soon as
- * both variants are verified, while the database stores the CRL (tens of MB at a million
+ * its variant is verified, while the served variant is made and the database stores the CRL (tens of MB at a million
  * entries), and the transaction ends only once the write settled. A revocation so reaches the
  * broker without waiting for the store. If the store then fails, the file holds a number the
  * database does not: harmless, the next publication numbers above the file's (its number is a
@@ -51,6 +54,7 @@ import {
   crlSignature,
   newlyRevokedSerials,
   prepareCrl,
+  revokedList,
   type CrlSigner,
   type RevokedEntry,
   type SortedEntries,
@@ -149,6 +153,11 @@ export interface PublishCrlRequest {
   incremental?: boolean;
   /** The new number is greater than this too (besides the stored one and the broker file's claim). */
   minNumber?: bigint;
+  /**
+   * Told as soon as the new CRL is committed, before the local broker's reload is awaited (the
+   * other replicas' NOTIFY, the broker agents' bundle, the HTTP cache need not wait for it).
+   */
+  onStored?(crl: PublishedCrl): void;
 }
 
 export interface PublishedCrl {
@@ -203,16 +212,28 @@ export function createPublishCrl(deps: PublishCrlDeps) {
   let memory: EntriesMemory | null = null;
   const run = async (request: PublishCrlRequest): Promise<PublishCrlResult> => {
     let kept: EntriesMemory | null = null;
+    reloadAfterFailure = Promise.resolve();
     try {
       const result = await transaction(request, memory, (next) => (kept = next));
       // Only once committed: a failed store or commit leaves memory null (the next run reads everything).
       if (result.published) memory = kept;
+      if (result.published) request.onStored?.(result.crl);
+      // 8 reload: signalled as soon as the file was in place, awaited only now, after the commit
+      // (the row lock is not held while the broker reloads, up to the large-CRL bound).
+      if (result.published && result.file && 'result' in result.file && result.file.result.reloading) {
+        const { reloading, ...written } = result.file.result;
+        return { ...result, file: { ...result.file, result: { ...written, ...(await reloading) } } };
+      }
       return result;
     } catch (error) {
       memory = null;
+      // A reload signalled for a file written before the failure is still awaited here, as a successful run awaits it.
+      await reloadAfterFailure;
       throw error;
     }
   };
+  /** Set by a run whose file was written: its broker reload, settled (never rejects). */
+  let reloadAfterFailure: Promise<unknown> = Promise.resolve();
   const transaction = async (request: PublishCrlRequest, memory: EntriesMemory | null, keep: (next: EntriesMemory | null) => void): Promise<PublishCrlResult> => {
     // The file's number is a floor: with a database restored from an older backup, numbers still go up for the broker.
     const claimed = (await deps.file?.claimedNumber()) ?? null;
@@ -269,8 +290,9 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       const entries = sorted.count ?? sorted.offsets.length;
       const entriesDone = performance.now();
 
-      // 2 build, 3 lint (throwaway key), 4 sign (CA key), 5 verify: both variants
-      const signed = await signedVariants({ prepare, authority, distributionPointUrl: settings.distributionPointUrl, previous, entries, now: clock.now() }, {
+      // 2 build, 3 lint (throwaway key), 4 sign (CA key), 5 verify: the broker file's variant first,
+      // then 7 its file written while the served variant goes through 2-5 and 6 the store.
+      const fields: TbsInput = {
         issuerNameDer: authority.issuerNameDer,
         authorityKeyId: authority.authorityKeyId,
         thisUpdate,
@@ -278,34 +300,55 @@ export function createPublishCrl(deps: PublishCrlDeps) {
         crlNumber,
         revoked,
         algorithmIdentifierDer: authority.signer.algorithmIdentifierDer,
-      });
-      const { fileDer, der } = signed;
-      const verified = performance.now();
-
-      // 6 store, with 7 the broker file written meanwhile (before the commit: see the header)
-      const sha256 = createHash('sha256').update(der).digest('hex');
-      const storing = repos.crl.saveCrl(authority.issuerKeyId, {
-        crlNumber,
-        thisUpdate,
-        nextUpdate,
-        der,
-        fileSignature: crlSignature(fileDer),
-        sha256,
-        entries,
-        publishedAt: clock.now(),
-      });
+      };
+      const variant = { prepare, authority, previous, entries, now: clock.now() };
+      const lintOptions = { ca: authority.lintProfile, previousNumber: previous };
+      // Entries carried over from the CRL this process linted last are compared with it, not linted again (crl-lint.ts, CarriedEntries).
+      const carried =
+        mode === 'incremental' && merged && current?.linted && current.linted.thisUpdateMs <= thisUpdate.getTime() && current.linted.list.length === current.entries.bytes.length
+          ? { previous: current.linted.list, runs: merged.carried }
+          : undefined;
+      const fileSigned = await signedVariant(variant, fields, { ...lintOptions, carried });
+      const fileDer = fileSigned.der;
       const fileWrite: Promise<FileOutcome> = deps.file
-        ? deps.file.sync({ crlNumber, der: fileDer, verified: true }).then(
-            (result) => ({ result, atMs: performance.now() - started }),
+        ? deps.file.sync({ crlNumber, der: fileDer, verified: true, deferReload: true }).then(
+            (result) => {
+              if (result.reloading) reloadAfterFailure = result.reloading;
+              return { result, atMs: performance.now() - started };
+            },
             (error: Error) => ({ error, atMs: performance.now() - started }),
           )
         : Promise.resolve(null);
       let saved: StoredCrlInfo;
+      let der: Buffer;
+      let sha256: string;
+      let verified: number;
+      let servedSigned: Awaited<ReturnType<typeof signedVariant>>;
       try {
-        saved = await storing;
+        // Same entry bytes as the file variant's: the lint compares them instead of walking them again.
+        servedSigned = await signedVariant(variant, { ...fields, distributionPointUrl: settings.distributionPointUrl }, { ...lintOptions, entriesLike: { der: fileDer, entries } });
+        der = servedSigned.der;
+        verified = performance.now();
+        // 6 store (the file write above goes on meanwhile; the transaction ends only once it settled)
+        sha256 = createHash('sha256').update(der).digest('hex');
+        saved = await repos.crl.saveCrl(authority.issuerKeyId, {
+          crlNumber,
+          thisUpdate,
+          nextUpdate,
+          der,
+          fileSignature: crlSignature(fileDer),
+          sha256,
+          entries,
+          publishedAt: clock.now(),
+        });
       } finally {
         await fileWrite;
       }
+      const signed = {
+        signMs: fileSigned.signMs + servedSigned.signMs,
+        lintMs: fileSigned.lintMs + servedSigned.lintMs,
+        verifyMs: fileSigned.verifyMs + servedSigned.verifyMs,
+      };
       const done = performance.now();
       keep(
         fullRebuildMs > 0
@@ -317,6 +360,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
               spare: mode !== 'full' && current?.merged ? spaceOf(current.entries) : (current?.spare ?? null),
               merged: mode === 'incremental',
               fullReadAt: mode === 'incremental' && current ? current.fullReadAt : clock.now().getTime(),
+              linted: lintedListOf(fileDer, thisUpdate),
             }
           : null,
       );
@@ -360,6 +404,19 @@ interface EntriesMemory {
   merged: boolean;
   /** Clock time of the last full read these entries descend from. */
   fullReadAt: number;
+  /**
+   * The list contents (revokedCertificates' entries) of the file variant stored with them: a view
+   * into the very buffer the lint read (its copy was signed in place by the CA key afterwards; the
+   * TBS bytes are never written again), equal to `entries.bytes` byte for byte at that time, and
+   * that CRL's thisUpdate. The next incremental lint compares its carried runs with it.
+   */
+  linted: { list: Uint8Array; thisUpdateMs: number } | null;
+}
+
+/** The revokedCertificates contents of a CRL we built (empty when it lists nothing). */
+function lintedListOf(fileDer: Buffer, thisUpdate: Date): EntriesMemory['linted'] {
+  const list = revokedList(fileDer);
+  return { list: list ? fileDer.subarray(list.valueStart, list.end) : fileDer.subarray(0, 0), thisUpdateMs: thisUpdate.getTime() };
 }
 
 /** CRL_FULL_REBUILD_MINUTES' default. */
@@ -431,35 +488,27 @@ async function readEntriesOf(crl: CrlRepos, scope: RevokedEntriesScope, serials:
 }
 
 /**
- * Stages 2-5 for one publication. Build (pure): the same entries, twice: the broker's file has no
- * Issuing Distribution Point, so it covers every certificate of the CA whatever distribution point
- * it carries (a certificate issued before a PUBLIC_BASE_URL change, an imported one) and OpenSSL
- * never answers "different CRL scope"; the CRL served at the distribution point URL carries that
- * URL (EMQX enforces only such CRLs). Lint copies signed by the throwaway key (both at once, on two
- * cores); only then does the CA key sign (in place: the entries are not copied again); then each is
- * parsed back and verified with the CA public key.
+ * Stages 2-5 for one variant. Build (pure); lint a copy signed by the throwaway key; only then does
+ * the CA key sign (in place: the entries are not copied again); then it is parsed back and verified
+ * with the CA public key. A publication makes two variants of the same entries: the broker's file
+ * has no Issuing Distribution Point, so it covers every certificate of the CA whatever distribution
+ * point it carries (a certificate issued before a PUBLIC_BASE_URL change, an imported one) and
+ * OpenSSL never answers "different CRL scope"; the CRL served at the distribution point URL
+ * carries that URL (EMQX enforces only such CRLs). The file's goes first: the broker gets it while
+ * the served one is made and stored.
  */
-async function signedVariants(
-  c: { prepare: typeof prepareCrl; authority: CrlAuthority; distributionPointUrl: string; previous: bigint; entries: number; now: Date },
-  fields: TbsInput,
-) {
+async function signedVariant(c: { prepare: typeof prepareCrl; authority: CrlAuthority; previous: bigint; entries: number; now: Date }, fields: TbsInput, lint: CrlLintOptions) {
   const { authority, entries } = c;
   const started = performance.now();
-  const fileTbs = c.prepare(fields);
-  const servedTbs = c.prepare({ ...fields, distributionPointUrl: c.distributionPointUrl });
+  const tbs = c.prepare(fields);
   const built = performance.now();
-
-  const [fileCopy, servedCopy] = await Promise.all([fileTbs.signWithAsync(authority.lintSigner), servedTbs.signWithAsync(authority.lintSigner)]);
-  const lintOptions = { ca: authority.lintProfile, previousNumber: c.previous };
-  lintStage(fileCopy, lintOptions, entries);
-  lintStage(servedCopy, { ...lintOptions, entriesLike: { der: fileCopy, entries } }, entries); // same entry bytes: read once
+  const copy = await tbs.signWithAsync(authority.lintSigner);
+  lintStage(copy, lint, entries);
   const linted = performance.now();
-
-  const [fileDer, der] = await Promise.all([fileTbs.signWithAsync(authority.signer), servedTbs.signWithAsync(authority.signer)]);
+  const der = await tbs.signWithAsync(authority.signer); // overwrites the copy's signature: `copy` is gone
   const signed = performance.now();
-
-  for (const crl of [fileDer, der]) verifyStage(crl, authority, c.now, c.previous, entries);
-  return { fileDer, der, signMs: built - started + (signed - linted), lintMs: linted - built, verifyMs: performance.now() - signed };
+  verifyStage(der, authority, c.now, c.previous, entries);
+  return { der, signMs: built - started + (signed - linted), lintMs: linted - built, verifyMs: performance.now() - signed };
 }
 
 /** Stage 3: the lint reads a copy signed by the throwaway key (profile, number, entries sorted and unique). */

@@ -45,6 +45,41 @@ export interface CrlLintOptions {
    * CRL's revokedCertificates bytes equal that one's, they are not walked again.
    */
   entriesLike?: { der: Uint8Array; entries: number };
+  /**
+   * An incremental publication: most entries are carried over byte for byte from the CRL this
+   * process linted before; only the entries around them are linted in full (see CarriedEntries).
+   */
+  carried?: CarriedEntries;
+}
+
+/**
+ * Entries of this CRL copied from the revokedCertificates of a CRL that passed this lint earlier
+ * (the previous publication of the same CA, whose thisUpdate is not later than this one's).
+ *
+ * Why those entries need no second full lint, and what is still checked (every time):
+ * - every byte of a carried run equals (compared here, memcmp) a byte range of `previous`, the
+ *   list contents of the CRL linted before, held as the very buffer that lint read (publish-crl.ts
+ *   keeps a view into that CRL, which nothing writes after its signature was placed);
+ * - `from` is an entry boundary of `previous` (the publisher's entry offsets, produced with those
+ *   bytes), and the whole list is walked header by header here, so each run is a sequence of
+ *   complete entries that starts and ends on entry boundaries of this list: the run's entries are
+ *   exactly entries of the earlier CRL, each of which passed the per-entry rules (serial size,
+ *   sign and encoding, revocationDate valid and not after that CRL's thisUpdate + skew, hence not
+ *   after this one's, reason codes, entry extensions);
+ * - order: inside a run, entries are in the order the earlier lint found strictly ascending; at
+ *   every run boundary and around every entry not carried, the serials are compared here;
+ * - the entries not carried (the new revocations) get the full per-entry lint.
+ * A run that does not match, or does not tile the list, fails the lint (crl.entries.carried): the
+ * CA key never signs it. test/crl-lint.test.ts proves each case.
+ */
+export interface CarriedEntries {
+  /** The revokedCertificates contents (entries' DER, concatenated) of the CRL linted before. */
+  previous: Uint8Array;
+  /**
+   * Triples [at, end, from]: bytes [at, end) of this CRL's list contents are previous[from, from + end - at).
+   * Ascending and non-overlapping; the bytes between runs are entries linted in full.
+   */
+  runs: Uint32Array;
 }
 
 export interface LintedCrl {
@@ -61,7 +96,7 @@ const parseWith = <T>(rule: string, what: string, fn: () => T): T => {
   }
 };
 
-export function lintCrl(der: Uint8Array, { ca, previousNumber, entriesLike }: CrlLintOptions): LintedCrl {
+export function lintCrl(der: Uint8Array, { ca, previousNumber, entriesLike, carried }: CrlLintOptions): LintedCrl {
   const list = expectNode(der, 0, der.length, SEQ, 'CertificateList');
   lintCheck(list.end === der.length, 'crl.parse', 'trailing bytes after the CertificateList');
   const [tbs, outerAlg, sig, ...rest] = childNodes(der, list);
@@ -94,7 +129,7 @@ export function lintCrl(der: Uint8Array, { ca, previousNumber, entriesLike }: Cr
   if (field?.tag === SEQ) {
     lintCheck(field.end > field.body, 'crl.entries.empty', 'an empty revokedCertificates list must be absent (RFC 5280 5.1.2.6)');
     const known = entriesLike && sameEntries(der, field, entriesLike.der);
-    entries = known ? entriesLike.entries : lintEntries(der, field, thisUpdate.getTime());
+    entries = known ? entriesLike.entries : carried ? lintCarriedEntries(der, field, thisUpdate.getTime(), carried) : lintEntries(der, field, thisUpdate.getTime());
     at = field.end;
     field = next();
   }
@@ -220,46 +255,112 @@ function timeAt(buf: Uint8Array, t: number, from: number, to: number): number {
   return dayMs + ((hour * 60 + minute) * 60 + second) * 1000;
 }
 
+/** The serial of the entry linted last (offset and length), for the order check of the next one; -1: none. */
+let prevAt = -1;
+let prevLen = 0;
+/** Consecutive entries often share a revocation time: decoded only when the bytes change. */
+let lastTimeAt = -1;
+let lastTimeLen = 0;
+let lastMs = 0;
+
+/** Checks that the serial at [s, s + len) is above the last one (prevAt/prevLen), and makes it the last one. */
+function orderAfterPrevious(der: Uint8Array, s: number, len: number, count: number): void {
+  if (prevAt >= 0) {
+    // Minimal positive INTEGERs: a longer one is larger; same length compares bytewise.
+    let cmp = len - prevLen;
+    for (let i = 0; cmp === 0 && i < len; i++) cmp = byteOf(der, s + i) - byteOf(der, prevAt + i);
+    if (cmp <= 0) throw new LintFailure('crl.entries.order', `entry ${count}: serial ${cmp === 0 ? 'repeats' : 'is smaller than'} the previous one (entries must be sorted and unique)`);
+  }
+  prevAt = s;
+  prevLen = len;
+}
+
+/** The entry at `at` (index `count`) in full: serial sign/size/encoding and order, date, reason, extensions. Returns its end. */
+function lintEntry(der: Uint8Array, at: number, limit: number, count: number, thisUpdateMs: number): number {
+  if (header(der, at, limit, count) !== SEQ) throw new LintFailure('crl.parse', `entry ${count}: not a SEQUENCE`);
+  const entryEnd = end;
+  if (header(der, body, entryEnd, count) !== INT) throw new LintFailure('crl.parse', `entry ${count}: serial is not an INTEGER`);
+  const s = body;
+  const len = end - s;
+  if (len < 1 || len > 20) throw new LintFailure('crl.entries.serial.size', `entry ${count}: serial is ${len} octets (1 to 20)`);
+  if (byteOf(der, s) & 0x80) throw new LintFailure('crl.entries.serial.sign', `entry ${count}: negative serial`);
+  if (len > 1 && der[s] === 0 && (byteOf(der, s + 1) & 0x80) === 0) throw new LintFailure('crl.entries.serial.encoding', `entry ${count}: serial has a superfluous leading zero`);
+  orderAfterPrevious(der, s, len, count);
+  const timeTag = header(der, end, entryEnd, count);
+  const timeLen = end - body;
+  let same = timeLen === lastTimeLen && lastTimeAt >= 0 && der[body - 2] === der[lastTimeAt - 2];
+  for (let i = 0; same && i < timeLen; i++) same = der[body + i] === der[lastTimeAt + i];
+  if (!same) {
+    lastMs = timeAt(der, timeTag, body, end);
+    lastTimeAt = body;
+    lastTimeLen = timeLen;
+    if (Number.isNaN(lastMs)) throw new LintFailure('crl.entries.revocation_date', `entry ${count}: revocationDate is not a valid UTCTime/GeneralizedTime`);
+    if (lastMs > thisUpdateMs + CLOCK_SKEW_MS) throw new LintFailure('crl.entries.revocation_date', `entry ${count}: revocationDate is more than an hour after thisUpdate`);
+  }
+  if (end < entryEnd) lintEntryExtensions(der, end, entryEnd, count);
+  return entryEnd;
+}
+
+function resetEntryState(): void {
+  prevAt = -1;
+  prevLen = 0;
+  lastTimeAt = -1;
+  lastTimeLen = 0;
+}
+
 /** One pass over revokedCertificates: serial sign/size/encoding, strictly ascending (sorted, unique), date, reason. */
 function lintEntries(der: Uint8Array, list: Node, thisUpdateMs: number): number {
+  resetEntryState();
   let count = 0;
-  let prevAt = -1;
-  let prevLen = 0;
-  // Consecutive entries often share a revocation time: decode only when the bytes change.
-  let lastTimeAt = -1;
-  let lastTimeLen = 0;
-  let lastMs = 0;
-  for (let at = list.body; at < list.end; ) {
-    if (header(der, at, list.end, count) !== SEQ) throw new LintFailure('crl.parse', `entry ${count}: not a SEQUENCE`);
-    const entryEnd = end;
-    if (header(der, body, entryEnd, count) !== INT) throw new LintFailure('crl.parse', `entry ${count}: serial is not an INTEGER`);
-    const s = body;
-    const len = end - s;
-    if (len < 1 || len > 20) throw new LintFailure('crl.entries.serial.size', `entry ${count}: serial is ${len} octets (1 to 20)`);
-    if (byteOf(der, s) & 0x80) throw new LintFailure('crl.entries.serial.sign', `entry ${count}: negative serial`);
-    if (len > 1 && der[s] === 0 && (byteOf(der, s + 1) & 0x80) === 0) throw new LintFailure('crl.entries.serial.encoding', `entry ${count}: serial has a superfluous leading zero`);
-    if (prevAt >= 0) {
-      // Minimal positive INTEGERs: a longer one is larger; same length compares bytewise.
-      let cmp = len - prevLen;
-      for (let i = 0; cmp === 0 && i < len; i++) cmp = byteOf(der, s + i) - byteOf(der, prevAt + i);
-      if (cmp <= 0) throw new LintFailure('crl.entries.order', `entry ${count}: serial ${cmp === 0 ? 'repeats' : 'is smaller than'} the previous one (entries must be sorted and unique)`);
+  for (let at = list.body; at < list.end; count++) at = lintEntry(der, at, list.end, count, thisUpdateMs);
+  return count;
+}
+
+/**
+ * revokedCertificates of an incremental publication (see CarriedEntries): carried runs compared
+ * byte for byte with the earlier CRL's list and walked header by header (entry boundaries, count),
+ * their first serial ordered after the entry before; every other entry linted in full.
+ */
+function lintCarriedEntries(der: Uint8Array, list: Node, thisUpdateMs: number, carried: CarriedEntries): number {
+  resetEntryState();
+  const { previous, runs } = carried;
+  const fail = (message: string): never => {
+    throw new LintFailure('crl.entries.carried', message);
+  };
+  if (runs.length % 3 !== 0) fail('carried runs are not [at, end, from] triples');
+  let count = 0;
+  let at = list.body;
+  for (let r = 0; r <= runs.length; r += 3) {
+    // Entries before the next run (or up to the list's end): not carried, linted in full.
+    const until = r < runs.length ? list.body + runs[r]! : list.end;
+    if (until > list.end) fail(`carried run ${r / 3} starts past the end of the list`);
+    while (at < until) at = lintEntry(der, at, until, count++, thisUpdateMs);
+    if (at !== until) fail(`carried run ${r / 3} does not start on an entry boundary`);
+    if (r === runs.length) break;
+    const runEnd = list.body + runs[r + 1]!;
+    const from = runs[r + 2]!;
+    if (runEnd <= at || runEnd > list.end || from + (runEnd - at) > previous.length) fail(`carried run ${r / 3} is out of bounds`);
+    if (Buffer.compare(Buffer.from(der.buffer, der.byteOffset + at, runEnd - at), Buffer.from(previous.buffer, previous.byteOffset + from, runEnd - at)) !== 0) {
+      fail(`carried run ${r / 3} differs from the entries linted before`);
     }
-    prevAt = s;
-    prevLen = len;
-    const timeTag = header(der, end, entryEnd, count);
-    const timeLen = end - body;
-    let same = timeLen === lastTimeLen && lastTimeAt >= 0 && der[body - 2] === der[lastTimeAt - 2];
-    for (let i = 0; same && i < timeLen; i++) same = der[body + i] === der[lastTimeAt + i];
-    if (!same) {
-      lastMs = timeAt(der, timeTag, body, end);
-      lastTimeAt = body;
-      lastTimeLen = timeLen;
-      if (Number.isNaN(lastMs)) throw new LintFailure('crl.entries.revocation_date', `entry ${count}: revocationDate is not a valid UTCTime/GeneralizedTime`);
-      if (lastMs > thisUpdateMs + CLOCK_SKEW_MS) throw new LintFailure('crl.entries.revocation_date', `entry ${count}: revocationDate is more than an hour after thisUpdate`);
+    // The run's first serial after the entry before it; the last one's becomes "previous" for what follows.
+    if (header(der, at, runEnd, count) !== SEQ || header(der, body, end, count) !== INT) fail(`carried run ${r / 3} does not start with an entry`);
+    orderAfterPrevious(der, body, end - body, count);
+    let lastSerialAt = body;
+    let lastSerialLen = end - body;
+    while (at < runEnd) {
+      if (header(der, at, runEnd, count) !== SEQ) fail(`entry ${count} of carried run ${r / 3} is not a SEQUENCE`);
+      const entryEnd = end;
+      header(der, body, entryEnd, count);
+      lastSerialAt = body;
+      lastSerialLen = end - body;
+      at = entryEnd;
+      count++;
     }
-    if (end < entryEnd) lintEntryExtensions(der, end, entryEnd, count);
-    count++;
-    at = entryEnd;
+    prevAt = lastSerialAt;
+    prevLen = lastSerialLen;
+    // The revocation time cache refers to bytes outside the run: decode the next one afresh.
+    lastTimeAt = -1;
   }
   return count;
 }
