@@ -578,6 +578,11 @@ export function createMemoryStorage(): MemoryStorage {
         operatorOnly();
         return 0;
       },
+      // No CA hierarchy here (no root CA record): no revoked or retired intermediate to list.
+      async forEachEndedIntermediate() {
+        operatorOnly();
+        return 0;
+      },
     };
   }
 

@@ -71,7 +71,8 @@ function AllCertificates({ initial }: { initial: CertificateFilter }) {
       <CrlView scope="operator" />
       <section aria-labelledby="all-certs-heading">
         <h2 id="all-certs-heading">Certificates</h2>
-        <CertificateFilters key={tenants.join(',')} withTenant tenants={tenants} initial={filters} onApply={setFilters} />
+        {/* Not keyed by the tenant list: a remount when it arrives would drop what the operator already chose (the select's value is re-applied once its option exists). */}
+        <CertificateFilters withTenant tenants={tenants} initial={filters} onApply={setFilters} />
         <Loading loading={page.loading && !page.data} error={page.error} />
         {page.data ? (
           <>
