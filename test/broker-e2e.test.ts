@@ -233,6 +233,11 @@ describe('real Mosquitto, configured by broker-config, reloaded by certfleet', (
     expect(onDisk.out).toMatch(/verify OK/);
     expect(serialsIn(onDisk.out)).toEqual([old.serial]);
     expect(onDisk.out.match(/CRL Number: \s*(\d+)/)?.[1]).toBe(text.out.match(/CRL Number: \s*(\d+)/)?.[1]);
+    // The revoked certificate's live session is closed after the reload, by its username (the CN, which
+    // the rotated certificate shares): the new certificate's session is closed too and reconnects. Wait
+    // for that before step 10, or its one-shot mosquitto_pub may be the connection the close ends.
+    await oldSession.waitFor(() => oldSession.closes > 0, 30_000, 'revoked session closed');
+    await newSession.waitFor(() => newSession.connects >= 2 && newSession.connected, 30_000, 'new certificate reconnected');
     // 10. The old certificate is refused (mosquitto_pub fails), the new one still publishes.
     const refused = await publishWithMosquittoPub({ ...files(old), topic, message: 'from-revoked' });
     expect(refused.ok, refused.output).toBe(false);
@@ -243,9 +248,7 @@ describe('real Mosquitto, configured by broker-config, reloaded by certfleet', (
     await expectMessage(message);
     expect(received).not.toContain('from-revoked');
 
-    // The revoked certificate's live session was closed and cannot come back; the new one reconnected.
-    await oldSession.waitFor(() => oldSession.closes > 0, 30_000, 'revoked session closed');
-    await newSession.waitFor(() => newSession.connects >= 2 && newSession.connected, 30_000, 'new certificate reconnected');
+    // The revoked certificate's live session was closed (above) and cannot come back; the new one reconnected.
     // Several reconnect attempts (every 200 ms), each refused: wait until three were seen.
     await oldSession.waitFor(() => oldSession.errors.length >= 3, 60_000, 'three refused reconnect attempts');
     expect(oldSession.connected).toBe(false);
