@@ -3,6 +3,7 @@ import { commonNameFor } from '../domain/identifiers.ts';
 import type { AppDeps } from './deps.ts';
 import type { Actor, IssuedCertificate } from './ports.ts';
 import { storeCertificate } from './sign-device-certificate.ts';
+import { tenantGroups } from '../support/tenant-groups.ts';
 
 /** At most this many certificates in one group (one statement's arrays). */
 export const MAX_GROUP = 256;
@@ -44,9 +45,6 @@ export interface IssuedCertificateStore {
  * outcome. Tenant isolation is the tenant transaction's (row-level security), as for one.
  */
 export function createIssuedCertificateStore({ storage }: Pick<AppDeps, 'storage'>): IssuedCertificateStore {
-  const queues = new Map<string, Pending[]>();
-  const flushing = new Map<string, number>();
-
   const alone = async (p: Pending) => {
     try {
       p.resolve(await storage.asTenant(p.actor.tenantId, (repos) => storeCertificate(repos, p.actor, p.deviceId, p.cert, p.at, p.action, p.details)));
@@ -110,32 +108,11 @@ export function createIssuedCertificateStore({ storage }: Pick<AppDeps, 'storage
     for (const p of [...retry, ...later]) await alone(p);
   }
 
-  function pump(tenantId: string): void {
-    const inFlight = flushing.get(tenantId) ?? 0;
-    if (inFlight >= GROUPS_IN_FLIGHT) return;
-    const queue = queues.get(tenantId);
-    if (!queue || queue.length === 0) {
-      queues.delete(tenantId);
-      return;
-    }
-    const group = queue.splice(0, MAX_GROUP);
-    flushing.set(tenantId, inFlight + 1);
-    void flush(tenantId, group).finally(() => {
-      const left = (flushing.get(tenantId) ?? 1) - 1;
-      if (left === 0) flushing.delete(tenantId);
-      else flushing.set(tenantId, left);
-      pump(tenantId);
-    });
-  }
+  const add = tenantGroups<Pending>({ maxGroup: MAX_GROUP, inFlight: GROUPS_IN_FLIGHT, flush });
 
   return {
     store(actor, deviceId, cert, at, action, details) {
-      return new Promise<CertificateRecord>((resolve, reject) => {
-        let queue = queues.get(actor.tenantId);
-        if (!queue) queues.set(actor.tenantId, (queue = []));
-        queue.push({ actor, deviceId, cert, at, action, details, resolve, reject });
-        pump(actor.tenantId);
-      });
+      return new Promise<CertificateRecord>((resolve, reject) => add(actor.tenantId, { actor, deviceId, cert, at, action, details, resolve, reject }));
     },
   };
 }

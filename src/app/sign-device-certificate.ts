@@ -7,6 +7,7 @@ import type { AppDeps } from './deps.ts';
 import type { Actor, IssuedCertificate } from './ports.ts';
 import { deviceNotFound } from './get-device.ts';
 import { AlreadyExistsError, ReferenceNotFoundError, type TenantRepositories } from './storage-ports.ts';
+import { tenantGroups } from '../support/tenant-groups.ts';
 
 /** Where the device's key comes from: generated here (the key is returned once) or the device's own CSR. */
 export type KeyRequest = { kind: 'generate'; keyType: KeyType } | { kind: 'csr'; csrPem: string };
@@ -66,8 +67,6 @@ interface PendingCheck {
  * member is checked alone.
  */
 export function createKeyPrecheck(storage: AppDeps['storage']) {
-  const queues = new Map<string, PendingCheck[]>();
-  const flushing = new Map<string, number>();
   const alone = async (tenantId: string, p: PendingCheck) => {
     try {
       await storage.asTenant(tenantId, (repos) => assertKeyUsable(repos, tenantId, p.deviceId, p.spki));
@@ -98,30 +97,9 @@ export function createKeyPrecheck(storage: AppDeps['storage']) {
       }
     });
   }
-  function pump(tenantId: string): void {
-    const inFlight = flushing.get(tenantId) ?? 0;
-    if (inFlight >= CHECKS_IN_FLIGHT) return;
-    const queue = queues.get(tenantId);
-    if (!queue || queue.length === 0) {
-      queues.delete(tenantId);
-      return;
-    }
-    const group = queue.splice(0, MAX_CHECK_GROUP);
-    flushing.set(tenantId, inFlight + 1);
-    void flush(tenantId, group).finally(() => {
-      const left = (flushing.get(tenantId) ?? 1) - 1;
-      if (left === 0) flushing.delete(tenantId);
-      else flushing.set(tenantId, left);
-      pump(tenantId);
-    });
-  }
+  const add = tenantGroups<PendingCheck>({ maxGroup: MAX_CHECK_GROUP, inFlight: CHECKS_IN_FLIGHT, flush });
   return (tenantId: string, deviceId: string, spki: string): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      let queue = queues.get(tenantId);
-      if (!queue) queues.set(tenantId, (queue = []));
-      queue.push({ deviceId, spki, resolve, reject });
-      pump(tenantId);
-    });
+    new Promise<void>((resolve, reject) => add(tenantId, { deviceId, spki, resolve, reject }));
 }
 
 export function createSignDeviceCertificate({ storage, authority, keys, clock, issuanceLimit }: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {

@@ -28,6 +28,7 @@ import { AppError, isAppError } from '../domain/errors.ts';
 import { pemBlocks } from '../pki/pem.ts';
 import { problemOf } from '../support/problem.ts';
 import type { Logger } from '../support/logger.ts';
+import { parseJsonObject } from './mqtt-json.ts';
 import { unlimitedAdmission, type Admission } from './admission.ts';
 import type { ClaimOnboarding } from './claim-onboarding.ts';
 import { PROVISION_REQUEST_FILTER, claimDigestOfRequestTopic, provisionResponseTopic } from './renewal-topics.ts';
@@ -36,22 +37,11 @@ export interface MqttProvisioning {
   close(): Promise<void>;
 }
 
-const MAX_REQUEST_BYTES = 64 * 1024;
 const SHARED_GROUP = 'certfleet-provisioning';
 
 type ProvisioningMessage = { request_id?: unknown; tenant_id?: unknown; claim_cert_pem?: unknown; csr_pem?: unknown; signed_at?: unknown; signature?: unknown };
 
-function parse(payload: Buffer): ProvisioningMessage {
-  if (payload.length > MAX_REQUEST_BYTES) throw new AppError('PAYLOAD_TOO_LARGE', `a provisioning request is at most ${MAX_REQUEST_BYTES} bytes`);
-  let message: unknown;
-  try {
-    message = JSON.parse(payload.toString('utf8'));
-  } catch {
-    throw new AppError('MALFORMED_JSON', 'the provisioning request is not JSON');
-  }
-  if (!message || typeof message !== 'object' || Array.isArray(message)) throw new AppError('VALIDATION_FAILED', 'the provisioning request must be a JSON object');
-  return message as ProvisioningMessage;
-}
+const parse = (payload: Buffer): ProvisioningMessage => parseJsonObject<ProvisioningMessage>(payload, 'provisioning request');
 
 /**
  * The request, checked against the topic: `claim_cert_pem` must be the certificate whose SHA-256

@@ -25,27 +25,17 @@ import type { DeviceRenewal } from './device-renewal.ts';
 import { unlimitedAdmission, type Admission } from './admission.ts';
 import { RECOVERY_REQUEST_TOPIC, REQUEST_FILTER, commonNameOfRequestTopic, recoveryResponseTopic, responseTopic } from './renewal-topics.ts';
 import type { Logger } from '../support/logger.ts';
+import { parseJsonObject } from './mqtt-json.ts';
 
 export interface MqttRenewal {
   close(): Promise<void>;
 }
 
-const MAX_REQUEST_BYTES = 64 * 1024;
 const SHARED_GROUP = 'certfleet-renewal';
 
 type RenewalMessage = { request_id?: unknown; csr_pem?: unknown; cert_pem?: unknown; signed_at?: unknown; confirm?: unknown; signature?: unknown };
 
-function parse(payload: Buffer): RenewalMessage {
-  if (payload.length > MAX_REQUEST_BYTES) throw new AppError('PAYLOAD_TOO_LARGE', `a renewal message is at most ${MAX_REQUEST_BYTES} bytes`);
-  let message: unknown;
-  try {
-    message = JSON.parse(payload.toString('utf8'));
-  } catch {
-    throw new AppError('MALFORMED_JSON', 'the renewal message is not JSON');
-  }
-  if (!message || typeof message !== 'object' || Array.isArray(message)) throw new AppError('VALIDATION_FAILED', 'the renewal message must be a JSON object');
-  return message as RenewalMessage;
-}
+const parse = (payload: Buffer): RenewalMessage => parseJsonObject<RenewalMessage>(payload, 'renewal message');
 
 const requestIdOf = (m: RenewalMessage): string | null =>
   typeof m.request_id === 'string' ? m.request_id.slice(0, 200) : typeof m.confirm === 'string' ? m.confirm.slice(0, 200) : null;
