@@ -338,6 +338,14 @@ describe('a compromised CA: ca revoke --reason cACompromise, then the runbook mo
       'CA1 out of the broker cafile after its revocation',
       scaled(60_000),
     );
+    // The files are final, but the reload seen may be an earlier one (the revocation's CRL was
+    // written and signalled just before the cafile): wait for the broker to refuse a CA1 device,
+    // then require every one refused. A certfleet that never signals after the cafile write fails here.
+    const deadline = Date.now() + scaled(30_000);
+    while ((await connectOnce({ port: rig.port, caPem }, fleet[0]!.current)) === 'accepted') {
+      expect(Date.now(), 'the broker still accepts a CA1 device after its cafile lost CA1').toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 50));
+    }
     for (const d of fleet) expect(await connectOnce({ port: rig.port, caPem }, d.current), d.id).not.toBe('accepted');
 
     // The runbook: activate CA2, rotate every certificate of CA1.

@@ -37,17 +37,39 @@ export interface RunningMosquitto {
   stop(): Promise<void>;
 }
 
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A port nobody listens on, for a server a test starts next. Ports come from below the kernel's
+ * ephemeral range (32768–60999 here), which outgoing connections and listen(0) draw from: a port
+ * taken from that range by listen(0) could be handed to another socket before the broker binds it
+ * ("Address already in use" in a clean-clone run). Each vitest worker gets its own block of 1,000
+ * ports and walks it in order, so two test files never pick the same port either. Each port
+ * handed out keeps the next four unused: `broker-config` puts its admin, recovery and
+ * provisioning listeners at the device port + 1, + 2 and + 3 by default.
+ */
+const PORT_STRIDE = 5;
+const PORT_BLOCK = 1000;
+const PORT_BASE = 20_000;
+const PORT_BLOCKS = 12; // 20000–31999
+const poolId = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID ?? 0) || 0;
+const blockStart = PORT_BASE + (poolId % PORT_BLOCKS) * PORT_BLOCK;
+let nextSlot = Math.floor(Math.random() * (PORT_BLOCK / PORT_STRIDE));
+
+function canListen(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
     const server = net.createServer();
     server.unref();
-    server.on('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
+    server.once('error', () => resolve(false));
+    server.listen({ port, host, exclusive: true }, () => server.close(() => resolve(true)));
   });
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const slots = PORT_BLOCK / PORT_STRIDE;
+  for (let tried = 0; tried < slots; tried++) {
+    const port = blockStart + (nextSlot++ % slots) * PORT_STRIDE;
+    if (await canListen(port, host)) return port;
+  }
+  throw new Error(`no free port in ${blockStart}–${blockStart + PORT_BLOCK - 1} on ${host}`);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
