@@ -15,7 +15,7 @@
  * Plain JavaScript with no dependency: it runs before `npm install` has built anything.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -122,17 +122,89 @@ const freePort = () =>
     });
   });
 
+const THROWAWAY_PREFIX = 'certfleet-test-pg-';
+/** Names the process that started a throw-away cluster (pid and its start time, so a reused pid does not count). */
+const OWNER_FILE = 'owner';
+
+/** A process's start time (clock ticks since boot, /proc/PID/stat field 22), or null when it is gone. */
+function processStart(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Runs a Postgres tool, as the `postgres` user when this process is root (initdb refuses root). */
+function pgTool(bin, tool, args) {
+  const asRoot = process.getuid?.() === 0;
+  const argv = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, tool), ...args]] : [join(bin, tool), args];
+  const res = spawnSync(argv[0], argv[1], { encoding: 'utf8' });
+  if (res.status !== 0) throw new Error(`test-setup: ${tool} failed:\n${res.stdout}\n${res.stderr}`);
+}
+
+/** Stops a throw-away cluster now (synchronously: also from an 'exit' listener) and deletes its folder. */
+function stopThrowaway(bin, dir) {
+  try {
+    if (existsSync(join(dir, 'data', 'postmaster.pid'))) pgTool(bin, 'pg_ctl', ['-D', join(dir, 'data'), '-m', 'immediate', '-w', 'stop']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Throw-away clusters of earlier runs whose vitest process is gone (killed before its global
+ * teardown, e.g. SIGKILL, or a Ctrl-C of a version without the 'exit' listener): stopped and
+ * deleted. A cluster whose owner still runs (another run at the same time) is left alone, and so
+ * is one without an owner file (no way to tell it from a live run's). Returns the folders reaped.
+ */
+export function reapStaleTestPostgres(log = console.log, base = tmpdir()) {
+  const bin = postgresBinDir();
+  const reaped = [];
+  let entries = [];
+  try {
+    entries = readdirSync(base).filter((n) => n.startsWith(THROWAWAY_PREFIX));
+  } catch {
+    return reaped;
+  }
+  for (const name of entries) {
+    const dir = join(base, name);
+    let owner;
+    try {
+      owner = readFileSync(join(dir, OWNER_FILE), 'utf8').trim().split(' ');
+    } catch {
+      continue;
+    }
+    const [pid, started] = owner;
+    if (!pid || (processStart(pid) !== null && processStart(pid) === started)) continue;
+    try {
+      if (bin) stopThrowaway(bin, dir);
+      else rmSync(dir, { recursive: true, force: true });
+      reaped.push(dir);
+      log(`test-setup: stopped and deleted the throw-away Postgres of an earlier run that did not (${dir})`);
+    } catch (error) {
+      log(`test-setup: could not reap ${dir}: ${error.message}`);
+    }
+  }
+  return reaped;
+}
+
 /**
  * The Postgres the tests use: TEST_DATABASE_URL when set, the server on 127.0.0.1:5432 when one
  * listens (unless TEST_POSTGRES=throwaway), else a throw-away cluster started now. Returns its URL
- * and how to stop what was started.
+ * and how to stop what was started. The throw-away cluster also stops when this process exits
+ * without calling stop() (vitest exits on Ctrl-C/SIGTERM without its global teardown, but runs
+ * 'exit' listeners); one left by a process that was killed outright is reaped by the next run.
  */
 export async function startTestPostgres(log = console.log) {
   if (process.env.TEST_DATABASE_URL) return { url: process.env.TEST_DATABASE_URL, stop: async () => {} };
   if (process.env.TEST_POSTGRES !== 'throwaway' && (await listens(5432))) return { url: 'postgres://postgres@127.0.0.1:5432/postgres', stop: async () => {} };
   const bin = postgresBinDir();
   if (!bin) throw new Error('test-setup: no Postgres on 127.0.0.1:5432 and no initdb; run: apt-get install -y --no-install-recommends postgresql');
-  const dir = mkdtempSync(join(tmpdir(), 'certfleet-test-pg-'));
+  reapStaleTestPostgres(log);
+  const dir = mkdtempSync(join(tmpdir(), THROWAWAY_PREFIX));
+  writeFileSync(join(dir, OWNER_FILE), `${process.pid} ${processStart(process.pid)}\n`);
   const asRoot = process.getuid?.() === 0;
   // initdb refuses to run as root: the cluster belongs to the `postgres` user the package creates.
   if (asRoot) {
@@ -140,28 +212,42 @@ export async function startTestPostgres(log = console.log) {
     const [uid, gid] = [id('-u'), id('-g')];
     chownSync(dir, uid, gid);
   }
-  const run = (tool, args) => {
-    const argv = asRoot ? ['runuser', ['-u', 'postgres', '--', join(bin, tool), ...args]] : [join(bin, tool), args];
-    const res = spawnSync(argv[0], argv[1], { encoding: 'utf8' });
-    if (res.status !== 0) throw new Error(`test-setup: ${tool} failed:\n${res.stdout}\n${res.stderr}`);
-  };
+  const run = (tool, args) => pgTool(bin, tool, args);
   const data = join(dir, 'data');
   const port = await freePort();
   run('initdb', ['-D', data, '-U', 'postgres', '-A', 'trust', '--no-sync', '-E', 'UTF8']);
   // Durability off: a cluster that lives for one run needs none, and each test file creates a database.
   const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200`;
-  run('pg_ctl', ['-D', data, '-o', options, '-l', join(dir, 'server.log'), '-w', '-t', '300', 'start']);
+  let stopped = false;
+  const stopNow = () => {
+    if (stopped) return;
+    stopped = true;
+    process.off('exit', onExit);
+    stopThrowaway(bin, dir);
+  };
+  const onExit = () => {
+    try {
+      stopNow();
+    } catch (error) {
+      console.error(error.message);
+    }
+  };
+  // pg_ctl detaches the server from the terminal: a Ctrl-C reaches vitest (which exits without its
+  // global teardown), not Postgres.
+  process.on('exit', onExit);
+  try {
+    run('pg_ctl', ['-D', data, '-o', options, '-l', join(dir, 'server.log'), '-w', '-t', '300', 'start']);
+  } catch (error) {
+    stopNow();
+    throw error;
+  }
   log(`test-setup: started a throw-away Postgres on 127.0.0.1:${port} (${dir})`);
   return {
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     /** The cluster's data folder (its postmaster.pid names the server process). */
     dataDir: data,
     async stop() {
-      try {
-        run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      stopNow();
     },
   };
 }
