@@ -55,7 +55,7 @@ async function clusterInChild(): Promise<{ child: ChildProcess; base: string; da
   const base = mkdtempSync(join(tmpdir(), 'certfleet-pg-lifecycle-'));
   chmodSync(base, 0o755); // as root, the cluster belongs to the postgres user, who must reach it
   bases.push(base);
-  const env = { ...process.env, TMPDIR: base, TEST_POSTGRES: 'throwaway' };
+  const env: NodeJS.ProcessEnv = { ...process.env, TMPDIR: base, TEST_POSTGRES: 'throwaway' };
   delete env.TEST_DATABASE_URL;
   const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD], { env, stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
