@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { filterToKeyRegex, renderRabbitmqPermissions } from '../src/broker/rabbitmq-permissions.ts';
-import { brokerTestFixture, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, brokerConfigHere } from './support/broker-fixture.ts';
 import type { TestDatabase } from './support/databases.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { freePort } from './support/mosquitto.ts';
@@ -152,7 +152,7 @@ describe.runIf(haveRabbit)(`RabbitMQ per-device topic permissions kept by certfl
   beforeAll(async () => {
     ({ tmp, database, env } = await brokerTestFixture('rabbit-topics'));
     const [mqttTlsPort, managementPort] = [await freePort(), await freePort()];
-    const written = runBrokerConfig(env, join(tmp, 'broker'), ['--broker', 'rabbitmq', '--port', String(mqttTlsPort), '--admin-port', String(managementPort)]);
+    const written = await brokerConfigHere(env, join(tmp, 'broker'), ['--broker', 'rabbitmq', '--port', String(mqttTlsPort), '--admin-port', String(managementPort)]);
     files = written.files;
     const rabbitFiles = (written.files as unknown as { rabbitmq: Record<string, string> }).rabbitmq;
     adminPassword = readFileSync(rabbitFiles.adminPasswordFile, 'utf8').trim();

@@ -14,7 +14,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateDevSigningKey } from '../src/auth/dev-signing-key.ts';
 import { devKeyPath } from '../src/composition/token-verifier.ts';
-import { brokerTestFixture, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, brokerConfigHere } from './support/broker-fixture.ts';
 import type { TestDatabase } from './support/databases.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { startRabbitmq, RABBITMQ_BIN, type RunningRabbitmq } from './support/rabbitmq.ts';
@@ -70,7 +70,7 @@ describe.runIf(haveRabbit)(`RabbitMQ 3.10 (MQTT plugin) kept current by a broker
   beforeAll(async () => {
     ({ tmp, database, env } = await brokerTestFixture('rabbit'));
     const [mqttTlsPort, managementPort] = [await freePort(), await freePort()];
-    const written = runBrokerConfig(env, join(tmp, 'broker'), ['--broker', 'rabbitmq', '--port', String(mqttTlsPort), '--admin-port', String(managementPort)]);
+    const written = await brokerConfigHere(env, join(tmp, 'broker'), ['--broker', 'rabbitmq', '--port', String(mqttTlsPort), '--admin-port', String(managementPort)]);
     files = written.files;
     const rabbitFiles = (written.files as unknown as { rabbitmq: Record<string, string> }).rabbitmq;
     const crlDir = rabbitFiles.crlDir;

@@ -22,7 +22,7 @@ import { createCrlPublication, type CrlPublication } from '../src/composition/cr
 import { caRecordFor, createStaticCaDirectory, type StaticCaDirectory } from '../src/pki/ca-directory.ts';
 import { deviceCaFromPem, type DeviceCa } from '../src/pki/device-ca.ts';
 import { silentLogger } from '../src/support/logger.ts';
-import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, closeBrokerTest, brokerConfigHere } from './support/broker-fixture.ts';
 import type { TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { issueUnder, loadedCa, revokeSerial } from './support/multi-ca.ts';
@@ -92,7 +92,7 @@ describe(`the broker side of a CA rollover: real Mosquitto, ${FLEET} devices rec
     ca1Cert = new x509.X509Certificate(ca1.certPem);
     ca2Cert = new x509.X509Certificate(ca2.certPem);
     port = await freePort();
-    const config = runBrokerConfig(env, join(tmp, 'broker'), ['--port', String(port)]);
+    const config = await brokerConfigHere(env, join(tmp, 'broker'), ['--port', String(port)]);
     combinedCa = readFileSync(config.files.combinedCa, 'utf8');
     trustFiles = brokerTrustFiles(config.files.config);
     broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });

@@ -3,6 +3,7 @@ import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { cliHere } from './support/cli-here.ts';
 import { createTestDatabase } from './support/databases.ts';
 import { startTestService } from './support/service.ts';
 import { run } from './support/openssl.ts';
@@ -17,19 +18,20 @@ describe('certfleet CLI', () => {
   const children: ReturnType<typeof spawn>[] = [];
   afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
 
-  it('init-ca creates an EC P-256 CA by default (key 0600), RSA 3072 on request, and never overwrites', () => {
+  it('init-ca creates an EC P-256 CA by default (key 0600), RSA 3072 on request, and never overwrites', async () => {
     const dir = tmp();
-    const ec = cli(['init-ca', '--out', dir, '--json'], {});
+    const ec = cli(['init-ca', '--out', dir, '--json'], {}); // through a real process: its exit code and stdout
     expect(ec.status, ec.stderr).toBe(0);
     const out = JSON.parse(ec.stdout);
     expect(statSync(out.key_path).mode & 0o777).toBe(0o600);
     expect(run('openssl', ['x509', '-in', out.cert_path, '-noout', '-text']).out).toMatch(/NIST CURVE: P-256[\s\S]*CA:TRUE/);
-    expect(cli(['init-ca', '--out', dir], {}).status).toBe(1);
+    expect((await cliHere(['init-ca', '--out', dir], {})).status).toBe(1);
     const rsaDir = tmp();
-    const rsa = cli(['init-ca', '--out', rsaDir, '--key-type', 'rsa-3072', '--json'], {});
+    const rsa = await cliHere(['init-ca', '--out', rsaDir, '--key-type', 'rsa-3072', '--json'], {});
     expect(rsa.status, rsa.stderr).toBe(0);
+    expect(JSON.parse(rsa.stdout)).toMatchObject({ key_type: 'rsa-3072' });
     expect(run('openssl', ['x509', '-in', join(rsaDir, 'device-ca.crt'), '-noout', '-text']).out).toContain('Public-Key: (3072 bit)');
-    expect(cli(['init-ca', '--out', tmp(), '--key-type', 'dsa'], {}).status).toBe(2); // a flag value outside its choices: usage error
+    expect((await cliHere(['init-ca', '--out', tmp(), '--key-type', 'dsa'], {})).status).toBe(2); // a flag value outside its choices: usage error
   });
 
   it('token prints a JWT the service accepts, with the tenant and role asked for', async () => {
@@ -45,8 +47,8 @@ describe('certfleet CLI', () => {
       expect(payload.exp - payload.iat).toBe(600);
       const list = await t.service.app.inject({ method: 'GET', url: '/customer/devices', headers: { authorization: `Bearer ${token}` } });
       expect(list.statusCode).toBe(200);
-      expect(cli(['token', '--role', 'customer'], { CERTFLEET_DATA_DIR: dataDir }).status).toBe(2); // usage errors exit 2
-      expect(cli(['token', '--tenant', 'a b'], { CERTFLEET_DATA_DIR: dataDir }).status).toBe(2);
+      expect((await cliHere(['token', '--role', 'customer'], { CERTFLEET_DATA_DIR: dataDir })).status).toBe(2); // usage errors exit 2
+      expect((await cliHere(['token', '--tenant', 'a b'], { CERTFLEET_DATA_DIR: dataDir })).status).toBe(2);
     } finally {
       await t.close();
       await database.close();
@@ -76,9 +78,12 @@ describe('certfleet CLI', () => {
     expect(after.status, after.stderr).toBe(0);
   });
 
-  it('serve refuses a bad PUBLIC_BASE_URL at start with a clear message (it would go into every certificate)', () => {
-    for (const bad of ['certfleet.example.com', 'ftp://certfleet.example.com', 'https://certfleet example.com', 'https://cértfleet.example', 'https://certfleet.example/?x=1', 'http://']) {
-      const res = cli(['serve'], { CERTFLEET_DATA_DIR: tmp(), PORT: '0', PUBLIC_BASE_URL: bad });
+  it('serve refuses a bad PUBLIC_BASE_URL at start with a clear message (it would go into every certificate)', async () => {
+    const bads = ['certfleet.example.com', 'ftp://certfleet.example.com', 'https://certfleet example.com', 'https://cértfleet.example', 'https://certfleet.example/?x=1', 'http://'];
+    for (const [i, bad] of bads.entries()) {
+      // The first through a real process (exit code, stderr); the others in this process: the same check, the same exit code and message.
+      const env = { CERTFLEET_DATA_DIR: tmp(), PORT: '0', PUBLIC_BASE_URL: bad };
+      const res = i === 0 ? cli(['serve'], env) : await cliHere(['serve'], env);
       expect(res.status, `${bad}: ${res.stdout}`).toBe(1);
       expect(res.stderr).toContain('PUBLIC_BASE_URL must be an absolute http or https URL');
       expect(res.stderr).toContain(bad);

@@ -28,7 +28,7 @@ import { createDatabase } from '../src/storage/database.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { readCrlInfo } from '../src/storage/repos/crl-repo.ts';
 import { createTestDatabase, createThrowawayDatabase, type TestDatabase } from './support/databases.ts';
-import { brokerTestFixture, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, brokerConfigHere } from './support/broker-fixture.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -125,7 +125,7 @@ describe('restore of a pg_dump taken before some revocations (Postgres, real Mos
   beforeAll(async () => {
     ({ tmp, database, env } = await brokerTestFixture('dr'));
     port = await freePort();
-    const config = runBrokerConfig(env, join(tmp, 'broker'), ['--port', String(port), '--no-kick']);
+    const config = await brokerConfigHere(env, join(tmp, 'broker'), ['--port', String(port), '--no-kick']);
     combinedCa = config.files.combinedCa;
     broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
     env = { ...env, ...config.env };
