@@ -20,7 +20,6 @@ afterAll(async () => {
   await database?.close();
 });
 
-
 describe('exposure: /metrics and /readyz', () => {
   const scrape = (t: TestService, headers: Record<string, string> = {}) => t.service.app.inject({ method: 'GET', url: '/metrics', headers });
 
