@@ -4,7 +4,7 @@
  * first only), and on real Postgres: the processes share the port and all issue, one that dies is
  * replaced, SIGTERM stops them all; without DATABASE_URL (PGlite: one process) the start is refused.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -12,11 +12,13 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { configForApiProcess } from '../src/cli/api-cluster.ts';
 import { loadConfig } from '../src/config.ts';
+import { cliHere } from './support/cli-here.ts';
 import { createThrowawayDatabase } from './support/databases.ts';
 import { scaled } from './support/timeouts.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
-const cli = (args: string[], env: Record<string, string>) => spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: scaled(60_000) });
+// init-ca, migrate, token and the refused start run in this process (each spawn costs ~1 s of CPU); `api` itself runs as processes.
+const cli = cliHere;
 
 /** The pids whose parent is `pid` (/proc). */
 function childrenOf(pid: number): number[] {
@@ -71,9 +73,9 @@ describe('certfleet api with API_PROCESSES=2 (real Postgres)', () => {
     for (const c of cleanups) await c();
   }, scaled(60_000));
 
-  it('refuses to start without DATABASE_URL (the embedded PGlite allows one process)', () => {
+  it('refuses to start without DATABASE_URL (the embedded PGlite allows one process)', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-api-processes-'));
-    const r = cli(['api'], { CERTFLEET_DATA_DIR: dataDir, API_PROCESSES: '2', PORT: '0', DATABASE_URL: '', CERTFLEET_AUTH: 'development' });
+    const r = await cli(['api'], { CERTFLEET_DATA_DIR: dataDir, API_PROCESSES: '2', PORT: '0', DATABASE_URL: '', CERTFLEET_AUTH: 'development' });
     expect(r.status).not.toBe(0);
     expect(r.stderr + r.stdout).toMatch(/API_PROCESSES > 1 needs DATABASE_URL/);
   }, scaled(60_000));
@@ -82,7 +84,7 @@ describe('certfleet api with API_PROCESSES=2 (real Postgres)', () => {
     const db = await createThrowawayDatabase('certfleet_api_processes');
     cleanups.push(() => db.drop());
     const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-api-processes-'));
-    const initCa = cli(['init-ca', '--out', join(dataDir, 'ca')], {});
+    const initCa = await cli(['init-ca', '--out', join(dataDir, 'ca')], {});
     expect(initCa.status, initCa.stderr).toBe(0);
     const env = {
       CERTFLEET_DATA_DIR: dataDir,
@@ -96,7 +98,7 @@ describe('certfleet api with API_PROCESSES=2 (real Postgres)', () => {
       ISSUANCE_RATE_PER_MINUTE: '0',
     };
     // Migrated before the processes start, so the test waits on nothing but the start itself.
-    expect(cli(['migrate'], env).status).toBe(0);
+    expect((await cli(['migrate'], env)).status).toBe(0);
     const child = spawn(process.execPath, [BIN, 'api'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(child);
     let out = '';
@@ -116,7 +118,7 @@ describe('certfleet api with API_PROCESSES=2 (real Postgres)', () => {
     const workers = childrenOf(child.pid!);
     expect(workers).toHaveLength(2);
 
-    const token = cli(['token', '--tenant', 'acme', '--ttl', '1h'], env).stdout.trim();
+    const token = (await cli(['token', '--tenant', 'acme', '--ttl', '1h'], env)).stdout.trim();
     expect((await post(`${address}/api/v1/customer/devices`, token, { device_id: 'D1' })).status).toBe(201);
     const issued = await Promise.all(Array.from({ length: 6 }, () => post(`${address}/api/v1/customer/devices/D1/certificates/generate`, token, { key_type: 'ec-p256', validity_days: 30 })));
     expect(issued.map((r) => r.status)).toEqual(Array(6).fill(201));

@@ -17,7 +17,7 @@ import { createBrokerAgent, type BrokerAgent } from '../src/broker/agent/broker-
 import { createBrokerReloader } from '../src/broker/broker-reloader.ts';
 import { devKeyPath } from '../src/composition/token-verifier.ts';
 import { silentLogger } from '../src/support/logger.ts';
-import { brokerTestFixture, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, brokerConfigHere } from './support/broker-fixture.ts';
 import type { TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
@@ -120,7 +120,7 @@ beforeAll(async () => {
   mkdirSync(join(dir, 'crl'), { recursive: true, mode: 0o755 });
   crlFile = join(dir, 'crl', 'crl.pem');
   const port = await freePort();
-  files = runBrokerConfig({ ...env, CRL_OUTPUT_PATH: crlFile }, join(dir, 'broker'), ['--port', String(port), '--no-kick']).files;
+  files = (await brokerConfigHere({ ...env, CRL_OUTPUT_PATH: crlFile }, join(dir, 'broker'), ['--port', String(port), '--no-kick'])).files;
   broker = await startMosquitto({ configDir: join(dir, 'broker'), asWritten: true });
   const key = await loadOrCreateDevSigningKey(devKeyPath(t.config));
   tokenFile = join(tmp, 'agent.token');

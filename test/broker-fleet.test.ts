@@ -17,7 +17,7 @@ import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateDevSigningKey } from '../src/auth/dev-signing-key.ts';
 import { devKeyPath } from '../src/composition/token-verifier.ts';
-import { brokerTestFixture, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, brokerConfigHere } from './support/broker-fixture.ts';
 import type { TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { openWatchedClient, tlsOptions, type WatchedClient } from './support/mqtt-clients.ts';
@@ -72,7 +72,7 @@ async function makeNode(name: string): Promise<Node> {
   let adminPort = await freePort();
   while (adminPort === port) adminPort = await freePort();
   // broker-config writes this node's files and its first CRL file (certfleet's latest CRL).
-  const config = runBrokerConfig({ ...env, CRL_OUTPUT_PATH: crlFile }, join(dir, 'broker'), ['--port', String(port), '--admin-port', String(adminPort)]);
+  const config = await brokerConfigHere({ ...env, CRL_OUTPUT_PATH: crlFile }, join(dir, 'broker'), ['--port', String(port), '--admin-port', String(adminPort)]);
   const key = await loadOrCreateDevSigningKey(devKeyPath(t.config));
   const tokenFile = join(dir, 'agent.token');
   writeFileSync(tokenFile, await key.sign({ roles: ['broker-agent'], brokerNode: name, subject: `broker-node:${name}`, ttlSeconds: 3600, now: new Date() }), { mode: 0o600 });

@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDeviceCa } from '../src/pki/device-ca.ts';
 import { publishQos1, subscribeCodes, waitFor } from './support/acl-matrix.ts';
 import { aclPluginPath } from './support/acl-plugin.ts';
-import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, closeBrokerTest, brokerConfigHere } from './support/broker-fixture.ts';
 import type { TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
@@ -105,7 +105,7 @@ beforeAll(async () => {
   let env: Record<string, string>;
   ({ tmp, database, env } = await brokerTestFixture('ca-scope'));
   port = await freePort();
-  const config = runBrokerConfig(env, join(tmp, 'broker'), ['--port', String(port), '--acl-plugin', aclPluginPath(), '--mqtt-renewal']);
+  const config = await brokerConfigHere(env, join(tmp, 'broker'), ['--port', String(port), '--acl-plugin', aclPluginPath(), '--mqtt-renewal']);
   combinedCa = config.files.combinedCa;
   trustFiles = brokerTrustFiles(config.files.config);
   broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });

@@ -3,7 +3,8 @@ import { mkdtempSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createTestDatabase } from './support/databases.ts';
+import { cliHere } from './support/cli-here.ts';
+import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService } from './support/service.ts';
 import { run } from './support/openssl.ts';
 import { scaled } from './support/timeouts.ts';
@@ -15,25 +16,36 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-cli-'));
 
 describe('certfleet CLI', () => {
   const children: ReturnType<typeof spawn>[] = [];
-  afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
+  // One PGlite database for the services below (opening one costs 2.5 to 3.5 s of CPU), emptied for each.
+  let pglite: TestDatabase | undefined;
+  const emptyDatabase = async () => {
+    if (pglite) await pglite.reset();
+    else pglite = await createTestDatabase('pglite');
+    return pglite;
+  };
+  afterAll(async () => {
+    children.forEach((c) => c.kill('SIGKILL'));
+    await pglite?.close();
+  });
 
-  it('init-ca creates an EC P-256 CA by default (key 0600), RSA 3072 on request, and never overwrites', () => {
+  it('init-ca creates an EC P-256 CA by default (key 0600), RSA 3072 on request, and never overwrites', async () => {
     const dir = tmp();
-    const ec = cli(['init-ca', '--out', dir, '--json'], {});
+    const ec = cli(['init-ca', '--out', dir, '--json'], {}); // through a real process: its exit code and stdout
     expect(ec.status, ec.stderr).toBe(0);
     const out = JSON.parse(ec.stdout);
     expect(statSync(out.key_path).mode & 0o777).toBe(0o600);
     expect(run('openssl', ['x509', '-in', out.cert_path, '-noout', '-text']).out).toMatch(/NIST CURVE: P-256[\s\S]*CA:TRUE/);
-    expect(cli(['init-ca', '--out', dir], {}).status).toBe(1);
+    expect((await cliHere(['init-ca', '--out', dir], {})).status).toBe(1);
     const rsaDir = tmp();
-    const rsa = cli(['init-ca', '--out', rsaDir, '--key-type', 'rsa-3072', '--json'], {});
+    const rsa = await cliHere(['init-ca', '--out', rsaDir, '--key-type', 'rsa-3072', '--json'], {});
     expect(rsa.status, rsa.stderr).toBe(0);
+    expect(JSON.parse(rsa.stdout)).toMatchObject({ key_type: 'rsa-3072' });
     expect(run('openssl', ['x509', '-in', join(rsaDir, 'device-ca.crt'), '-noout', '-text']).out).toContain('Public-Key: (3072 bit)');
-    expect(cli(['init-ca', '--out', tmp(), '--key-type', 'dsa'], {}).status).toBe(2); // a flag value outside its choices: usage error
+    expect((await cliHere(['init-ca', '--out', tmp(), '--key-type', 'dsa'], {})).status).toBe(2); // a flag value outside its choices: usage error
   });
 
   it('token prints a JWT the service accepts, with the tenant and role asked for', async () => {
-    const database = await createTestDatabase('pglite');
+    const database = await emptyDatabase();
     const dataDir = tmp();
     const t = await startTestService(database, { dataDir });
     try {
@@ -45,11 +57,10 @@ describe('certfleet CLI', () => {
       expect(payload.exp - payload.iat).toBe(600);
       const list = await t.service.app.inject({ method: 'GET', url: '/customer/devices', headers: { authorization: `Bearer ${token}` } });
       expect(list.statusCode).toBe(200);
-      expect(cli(['token', '--role', 'customer'], { CERTFLEET_DATA_DIR: dataDir }).status).toBe(2); // usage errors exit 2
-      expect(cli(['token', '--tenant', 'a b'], { CERTFLEET_DATA_DIR: dataDir }).status).toBe(2);
+      expect((await cliHere(['token', '--role', 'customer'], { CERTFLEET_DATA_DIR: dataDir })).status).toBe(2); // usage errors exit 2
+      expect((await cliHere(['token', '--tenant', 'a b'], { CERTFLEET_DATA_DIR: dataDir })).status).toBe(2);
     } finally {
       await t.close();
-      await database.close();
     }
   });
 
@@ -76,9 +87,12 @@ describe('certfleet CLI', () => {
     expect(after.status, after.stderr).toBe(0);
   });
 
-  it('serve refuses a bad PUBLIC_BASE_URL at start with a clear message (it would go into every certificate)', () => {
-    for (const bad of ['certfleet.example.com', 'ftp://certfleet.example.com', 'https://certfleet example.com', 'https://cértfleet.example', 'https://certfleet.example/?x=1', 'http://']) {
-      const res = cli(['serve'], { CERTFLEET_DATA_DIR: tmp(), PORT: '0', PUBLIC_BASE_URL: bad });
+  it('serve refuses a bad PUBLIC_BASE_URL at start with a clear message (it would go into every certificate)', async () => {
+    const bads = ['certfleet.example.com', 'ftp://certfleet.example.com', 'https://certfleet example.com', 'https://cértfleet.example', 'https://certfleet.example/?x=1', 'http://'];
+    for (const [i, bad] of bads.entries()) {
+      // The first through a real process (exit code, stderr); the others in this process: the same check, the same exit code and message.
+      const env = { CERTFLEET_DATA_DIR: tmp(), PORT: '0', PUBLIC_BASE_URL: bad };
+      const res = i === 0 ? cli(['serve'], env) : await cliHere(['serve'], env);
       expect(res.status, `${bad}: ${res.stdout}`).toBe(1);
       expect(res.stderr).toContain('PUBLIC_BASE_URL must be an absolute http or https URL');
       expect(res.stderr).toContain(bad);
@@ -87,7 +101,7 @@ describe('certfleet CLI', () => {
   });
 
   it('in production mode without a Device CA, issuing answers 503 "Device CA not configured"', async () => {
-    const database = await createTestDatabase('pglite');
+    const database = await emptyDatabase();
     const t = await startTestService(database, { env: { NODE_ENV: 'production' } });
     try {
       expect(t.service.ca.ca).toBeNull();
@@ -98,21 +112,16 @@ describe('certfleet CLI', () => {
       expect((await t.call('acme', 'GET', '/customer/certificates')).json.total).toBe(0);
     } finally {
       await t.close();
-      await database.close();
     }
   });
 
   it('refuses a world-readable CA key', async () => {
     const dir = tmp();
-    expect(cli(['init-ca', '--out', dir], {}).status).toBe(0);
+    expect((await cliHere(['init-ca', '--out', dir], {})).status).toBe(0);
     spawnSync('chmod', ['644', join(dir, 'device-ca.key')]);
-    const database = await createTestDatabase('pglite');
-    try {
-      await expect(
-        startTestService(database, { env: { DEVICE_CA_CERT_PATH: join(dir, 'device-ca.crt'), DEVICE_CA_KEY_PATH: join(dir, 'device-ca.key') } }),
-      ).rejects.toThrow(/device-ca.key is accessible by group or others \(mode 0644\): run chmod 600/);
-    } finally {
-      await database.close();
-    }
+    const database = await emptyDatabase();
+    await expect(
+      startTestService(database, { env: { DEVICE_CA_CERT_PATH: join(dir, 'device-ca.crt'), DEVICE_CA_KEY_PATH: join(dir, 'device-ca.key') } }),
+    ).rejects.toThrow(/device-ca.key is accessible by group or others \(mode 0644\): run chmod 600/);
   });
 });

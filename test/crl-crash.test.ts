@@ -4,20 +4,19 @@
  * (before, during or after the publication it triggered). After a restart the serial must be in
  * the CRL file within 5 s, whatever the kill interrupted.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { crlPemToDer } from '../src/crl/verify-crl.ts';
+import { cliHere as cli } from './support/cli-here.ts'; // init-ca and token in this process: serve is what runs as one
 import { createThrowawayDatabase, DRIVERS } from './support/databases.ts';
 import { run } from './support/openssl.ts';
 import { scaled } from './support/timeouts.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
-const cli = (args: string[], env: Record<string, string>) =>
-  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
 
 function request(method: string, url: string, token: string, body?: unknown, onResponse?: (status: number) => void): Promise<{ status: number; json: any }> {
   return new Promise((resolve, reject) => {
@@ -66,7 +65,7 @@ describe.each(DRIVERS)('a revocation answered 200 survives SIGKILL (%s)', (kind)
     if (kind === 'pg') {
       const database = await createThrowawayDatabase('certfleet_crash');
       cleanups.push(database.drop);
-      const ca = cli(['init-ca', '--out', join(dataDir, 'ca')], {});
+      const ca = await cli(['init-ca', '--out', join(dataDir, 'ca')], {});
       expect(ca.status, ca.stderr).toBe(0);
       Object.assign(env, {
         DATABASE_URL: database.url,
@@ -103,7 +102,7 @@ describe.each(DRIVERS)('a revocation answered 200 survives SIGKILL (%s)', (kind)
     const env = await environment();
     const crlPath = join(env.CERTFLEET_DATA_DIR, 'pki', 'device-crl.pem');
     let server = await serve(env);
-    const tokenRun = cli(['token', '--tenant', 'acme', '--ttl', '1h'], env);
+    const tokenRun = await cli(['token', '--tenant', 'acme', '--ttl', '1h'], env);
     expect(tokenRun.status, tokenRun.stderr).toBe(0);
     const token = tokenRun.stdout.trim();
     expect((await request('POST', `${server.base}/api/v1/customer/devices`, token, { device_id: 'CRASH-1' })).status).toBe(201);

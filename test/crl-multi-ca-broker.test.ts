@@ -19,7 +19,7 @@ import { loadDeviceCa, type DeviceCa } from '../src/pki/device-ca.ts';
 import { pemBlocks } from '../src/pki/pem.ts';
 import { x509 } from '../src/pki/x509.ts';
 import { silentLogger } from '../src/support/logger.ts';
-import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, closeBrokerTest, brokerConfigHere } from './support/broker-fixture.ts';
 import type { TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
@@ -78,7 +78,7 @@ async function eventually(c: IssuedDevice, outcome: (r: string) => boolean, what
 beforeAll(async () => {
   ({ tmp, database, env } = await brokerTestFixture('multica'));
   port = await freePort();
-  const config = runBrokerConfig(env, join(tmp, 'broker'), ['--port', String(port), '--no-kick']);
+  const config = await brokerConfigHere(env, join(tmp, 'broker'), ['--port', String(port), '--no-kick']);
   combinedCa = config.files.combinedCa;
   cafile = config.files.deviceCaCert;
   ca1 = await loadDeviceCa(env.DEVICE_CA_CERT_PATH, env.DEVICE_CA_KEY_PATH);

@@ -14,7 +14,7 @@ import { freePort, startMosquitto, type RunningMosquitto } from './support/mosqu
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { run } from './support/openssl.ts';
 import { startTestService, type TestService } from './support/service.ts';
-import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, closeBrokerTest, brokerConfigHere } from './support/broker-fixture.ts';
 import { scaled } from './support/timeouts.ts';
 
 const TENANT = 'scope';
@@ -103,7 +103,7 @@ async function importMade(service: TestService, deviceId: string, crlDp: string 
 beforeAll(async () => {
   ({ tmp, database, env } = await brokerTestFixture('scope'));
   brokerPort = await freePort();
-  const config = runBrokerConfig(env, join(tmp, 'broker'), ['--port', String(brokerPort), '--no-kick']);
+  const config = await brokerConfigHere(env, join(tmp, 'broker'), ['--port', String(brokerPort), '--no-kick']);
   combinedCa = config.files.combinedCa;
   broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
   env = { ...env, ...config.env };

@@ -1,12 +1,24 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { scaled } from './support/timeouts.ts';
 
-const CONTENDER = join(import.meta.dirname, 'support', 'lock-contender.ts');
+const CONTENDER = join(import.meta.dirname, 'support', 'lock-contender.js');
+const ROOT = join(import.meta.dirname, '..');
+
+const newestMtime = (dir: string): number =>
+  Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => (e.isDirectory() ? newestMtime(join(dir, e.name)) : statSync(join(dir, e.name)).mtimeMs)));
+
+/** The lock module the contenders load: dist/'s when it is newer than every source (npm test builds it first), else src/'s through tsx. */
+const DIST_LOCK = join(ROOT, 'dist', 'storage', 'data-dir-lock.js');
+const CONTENDER_ARGS =
+  process.env.CERTFLEET_TEST_FROM_SOURCES !== '1' && existsSync(DIST_LOCK) && statSync(DIST_LOCK).mtimeMs >= newestMtime(join(ROOT, 'src'))
+    ? [CONTENDER]
+    : ['--import', 'tsx', CONTENDER];
+const LOCK_MODULE = CONTENDER_ARGS.length === 1 ? DIST_LOCK : join(ROOT, 'src', 'storage', 'data-dir-lock.ts');
 
 interface Contender {
   child: ChildProcessWithoutNullStreams;
@@ -14,7 +26,7 @@ interface Contender {
 }
 
 function startContender(lockPath: string): Contender {
-  const child = spawn(process.execPath, ['--import', 'tsx', CONTENDER, lockPath], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...CONTENDER_ARGS, lockPath, LOCK_MODULE], { stdio: ['pipe', 'pipe', 'pipe'] });
   const queue: string[] = [];
   const waiting: Array<(line: string) => void> = [];
   createInterface({ input: child.stdout }).on('line', (line) => (waiting.length ? waiting.shift()!(line) : queue.push(line)));

@@ -28,7 +28,7 @@ import { createDatabase } from '../src/storage/database.ts';
 import { createPgDriver } from '../src/storage/pg-driver.ts';
 import { readCrlInfo } from '../src/storage/repos/crl-repo.ts';
 import { createTestDatabase, createThrowawayDatabase, type TestDatabase } from './support/databases.ts';
-import { brokerTestFixture, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, brokerConfigHere } from './support/broker-fixture.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -125,7 +125,7 @@ describe('restore of a pg_dump taken before some revocations (Postgres, real Mos
   beforeAll(async () => {
     ({ tmp, database, env } = await brokerTestFixture('dr'));
     port = await freePort();
-    const config = runBrokerConfig(env, join(tmp, 'broker'), ['--port', String(port), '--no-kick']);
+    const config = await brokerConfigHere(env, join(tmp, 'broker'), ['--port', String(port), '--no-kick']);
     combinedCa = config.files.combinedCa;
     broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
     env = { ...env, ...config.env };
@@ -267,18 +267,29 @@ async function t_certificateStatus(database: { db: TestDatabase['db'] }, id: num
   return database.db.asOperator(async (tx) => String((await tx.query<{ status: string }>('SELECT status FROM device_certificates WHERE id = $1', [id])).rows[0]?.status));
 }
 
+/**
+ * The file's one PGlite database (opening one costs 2.5 to 3.5 s of CPU), emptied for each use:
+ * the PGlite tests below start every service on an empty database, as on a new one.
+ */
+let pglite: TestDatabase | null = null;
+async function emptyPglite(): Promise<TestDatabase> {
+  if (pglite) await pglite.reset();
+  else pglite = await createTestDatabase('pglite');
+  return pglite;
+}
+afterAll(async () => pglite?.close());
+
 describe('PGlite: a restore simulated, the broker file gone, the last CRL handed over in CRL_RECONCILE_PATH', () => {
   let database: TestDatabase;
   let dataDir: string;
   let t: TestService | null = null;
   afterAll(async () => {
     await t?.close();
-    await database?.close();
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
   it('re-marks the revocations the database lost, numbers above the handed-over CRL; a second start changes nothing', async () => {
-    database = await createTestDatabase('pglite');
+    database = await emptyPglite();
     dataDir = mkdtempSync(join(tmpdir(), 'certfleet-dr-pglite-'));
     t = await startTestService(database, { dataDir });
     const issuerKeyId = t.service.crl.issuerKeyId!;
@@ -330,9 +341,7 @@ describe('PGlite: a restore simulated, the broker file gone, the last CRL handed
 describe('CRL_RECONCILE_PATH that is not a CRL of this CA: the start fails, nothing is published', () => {
   let dataDir: string;
   let otherDir: string;
-  const dbs: TestDatabase[] = [];
-  afterAll(async () => {
-    for (const d of dbs) await d.close();
+  afterAll(() => {
     for (const d of [dataDir, otherDir]) if (d) rmSync(d, { recursive: true, force: true });
   });
 
@@ -341,8 +350,7 @@ describe('CRL_RECONCILE_PATH that is not a CRL of this CA: the start fails, noth
     otherDir = mkdtempSync(join(tmpdir(), 'certfleet-dr-other-'));
     // Our CA's CRL file, and another CA's (another data dir: another development CA).
     for (const dir of [dataDir, otherDir]) {
-      const db = await createTestDatabase('pglite');
-      dbs.push(db);
+      const db = await emptyPglite();
       const s = await startTestService(db, { dataDir: dir });
       await s.service.crl.publisher!.idle();
       await s.close();
@@ -367,8 +375,7 @@ describe('CRL_RECONCILE_PATH that is not a CRL of this CA: the start fails, noth
       missing: /cannot read it/,
     };
     // One empty database for the four starts: none of them may store anything in it.
-    const empty = await createTestDatabase('pglite');
-    dbs.push(empty);
+    const empty = await emptyPglite();
     for (const [name, path] of Object.entries(files) as Array<[keyof typeof files, string]>) {
       const db = empty;
       const error = await startTestService(db, { dataDir, env: { CRL_RECONCILE_PATH: path } }).then(
@@ -387,8 +394,7 @@ describe('CRL_RECONCILE_PATH that is not a CRL of this CA: the start fails, noth
     // The broker's file that is not a CRL of this CA (damaged, a replaced CA): refused with an error, not used; the start goes on.
     writeFileSync(ours, crlDerToPem(der.subarray(0, der.length - 20)));
     const lines: string[] = [];
-    const db = await createTestDatabase('pglite');
-    dbs.push(db);
+    const db = await emptyPglite();
     const s = await startTestService(db, { dataDir, overrides: { logger: createLogger({ level: 'info', destination: { write: (line: string) => void lines.push(line) } }) } });
     await s.service.crl.publisher!.idle();
     await s.close();

@@ -18,6 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { planConnectionCaps } from '../src/support/descriptor-budget.ts';
+import { cliHere } from './support/cli-here.ts';
 import { createTestDatabase, createThrowawayDatabase, type TestDatabase } from './support/databases.ts';
 import type { ServiceOverrides } from '../src/composition/service.ts';
 import { startTestService, testConfig } from './support/service.ts';
@@ -267,7 +268,7 @@ describe.runIf(process.platform === 'linux')('EST flood under `prlimit --nofile=
     const api = String(started.address);
     const estPort = Number(new URL(String(started.est)).port);
 
-    const token = spawnSync(process.execPath, [BIN, 'token', '--tenant', 'acme', '--role', 'tenant-admin'], { env, encoding: 'utf8' });
+    const token = await cliHere(['token', '--tenant', 'acme', '--role', 'tenant-admin'], env); // in this process: serve is the one under test
     expect(token.status, token.stderr).toBe(0);
     const call = async (method: string, path: string, body?: unknown) => {
       const res = await fetch(`${api}/api/v1/customer${path}`, {

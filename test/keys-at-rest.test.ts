@@ -4,7 +4,7 @@
  * secret reaches the logs at any level.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -21,16 +21,23 @@ const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-keys-'));
 describe('key files at rest', () => {
   let database: TestDatabase;
 
+  let prepared: string;
+
   beforeAll(async () => {
     database = await createTestDatabase('pglite');
+    prepared = tmp();
+    await (await startTestService(database, { dataDir: prepared })).close();
   });
   afterAll(async () => database?.close());
 
-  /** A data dir where a first service start created the dev CA, dev token key and webhook secret key. */
-  async function preparedDataDir() {
+  /**
+   * A data dir where a first service start created the dev CA, dev token key and webhook secret
+   * key: a copy (modes kept) of the one the file's first start made, not one more start per test.
+   */
+  function preparedDataDir(): string {
     const dataDir = tmp();
-    const t = await startTestService(database, { dataDir });
-    await t.close();
+    cpSync(prepared, dataDir, { recursive: true });
+    for (const file of Object.values(files)) expect(statSync(join(dataDir, file)).mode & 0o777, file).toBe(statSync(join(prepared, file)).mode & 0o777);
     return dataDir;
   }
 
@@ -42,7 +49,7 @@ describe('key files at rest', () => {
 
   for (const [what, file] of Object.entries(files)) {
     it.each([0o640, 0o604, 0o610, 0o602])(`${what} with mode %o is refused, naming the file and chmod 600`, async (mode) => {
-      const dataDir = await preparedDataDir();
+      const dataDir = preparedDataDir();
       const path = join(dataDir, file);
       chmodSync(path, mode);
       await expect(startTestService(database, { dataDir })).rejects.toThrow(`${what} ${path} is accessible by group or others (mode 0${mode.toString(8)}): run chmod 600 ${path}`);
@@ -51,7 +58,7 @@ describe('key files at rest', () => {
     });
 
     it(`${what} in a folder writable by group or others is refused (chmod go-w)`, async () => {
-      const dataDir = await preparedDataDir();
+      const dataDir = preparedDataDir();
       // The dev token key shares the data dir with the webhook secret key file: take that one from the environment.
       const env: Record<string, string> = file === 'dev-token-key.json' ? { WEBHOOK_SECRET_KEY: Buffer.alloc(32, 7).toString('base64') } : {};
       const path = join(dataDir, file);
@@ -68,7 +75,7 @@ describe('key files at rest', () => {
   // The certificate is public (0644 is fine), but whoever can rewrite it changes what certfleet
   // signs as and serves as the trust anchor: writable by group or others is refused like the key.
   it.each([0o664, 0o646, 0o666])('the Device CA certificate with mode %o is refused, naming the file and chmod go-w', async (mode) => {
-    const dataDir = await preparedDataDir();
+    const dataDir = preparedDataDir();
     const path = join(dataDir, 'pki/device-ca.crt');
     chmodSync(path, mode);
     await expect(startTestService(database, { dataDir })).rejects.toThrow(`the Device CA certificate ${path} is writable by group or others (mode 0${mode.toString(8)}): run chmod go-w ${path}`);

@@ -3,13 +3,14 @@
  * revocation; every stdout line must be one pino JSON object with the same keys, no duplicate
  * key (the SIGHUP line used to carry two `pid`), at the LOG_LEVEL asked for.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
+import { cliHere } from './support/cli-here.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { parseJsonRejectingDuplicateKeys } from './support/strict-json.ts';
 import { scaled } from './support/timeouts.ts';
@@ -103,10 +104,7 @@ describe('log format of certfleet serve', () => {
     const broker: RunningMosquitto = await startMosquitto({ configDir: brokerDir });
     cleanups.push(() => broker.stop());
 
-    const token = spawnSync(process.execPath, [BIN, 'token', '--tenant', 'acme', '--role', 'tenant-admin', '--ttl', '10m'], {
-      env: { ...process.env, CERTFLEET_DATA_DIR: dataDir },
-      encoding: 'utf8',
-    }).stdout.trim();
+    const token = (await cliHere(['token', '--tenant', 'acme', '--role', 'tenant-admin', '--ttl', '10m'], { CERTFLEET_DATA_DIR: dataDir })).stdout.trim(); // in this process: serve is the one whose output is checked
     const call = async (method: string, path: string, body?: unknown) => {
       const res = await fetch(`${banner.address}${path}`, {
         method,

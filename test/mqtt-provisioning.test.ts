@@ -21,6 +21,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { provisioningSigningText } from '../src/renewal/claim-onboarding.ts';
+import { cliHere } from './support/cli-here.ts';
 import { aclPluginPath } from './support/acl-plugin.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
@@ -29,7 +30,6 @@ import { startTestService, type TestService } from './support/service.ts';
 import { scaled } from './support/timeouts.ts';
 
 const exec = promisify(execFile);
-const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 
 interface Answer {
   request_id: string | null;
@@ -185,10 +185,10 @@ describe.each(DRIVERS)('MQTT provisioning with a claim certificate (real Mosquit
     port = p1!;
     provisioningPort = p3!;
     // PGlite: the CLI opens its own data dir (it finds no claim CA there); Postgres: the test's database.
-    const res = spawnSync(
-      process.execPath,
-      [BIN, 'broker-config', '--out', file('broker'), '--port', String(p1), '--admin-port', String(p2), '--provisioning-port', String(p3), '--acl-plugin', aclPluginPath(), '--json'],
-      { encoding: 'utf8', env: { ...process.env, ...env, CERTFLEET_DATA_DIR: file('cli-data') }, timeout: scaled(180_000) },
+    // In this process (test/config-scope.test.ts runs broker-config as a process).
+    const res = await cliHere(
+      ['broker-config', '--out', file('broker'), '--port', String(p1), '--admin-port', String(p2), '--provisioning-port', String(p3), '--acl-plugin', aclPluginPath(), '--json'],
+      { ...env, CERTFLEET_DATA_DIR: file('cli-data') },
     );
     if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
     const config = JSON.parse(res.stdout) as { env: Record<string, string>; files: { combinedCa: string; claimCaDir: string }; provisioning: { port: number; claimCaDir: string; claimCas: number } };

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from './support/databases.ts';
-import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './support/broker-fixture.ts';
+import { brokerTestFixture, closeBrokerTest, brokerConfigHere } from './support/broker-fixture.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { run } from './support/openssl.ts';
@@ -67,7 +67,7 @@ beforeAll(async () => {
   port = await freePort();
   let adminPort = await freePort();
   while (adminPort === port) adminPort = await freePort();
-  const config = runBrokerConfig(env, join(tmp, 'broker'), ['--port', String(port), '--admin-port', String(adminPort), '--mqtt-renewal']);
+  const config = await brokerConfigHere(env, join(tmp, 'broker'), ['--port', String(port), '--admin-port', String(adminPort), '--mqtt-renewal']);
   combinedCa = config.files.combinedCa;
   broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
   t = await startTestService(database, { dataDir: join(tmp, 'data'), env: { ...env, ...config.env } });

@@ -6,7 +6,7 @@
  * broker's ACL keeps a device off another device's topics; a garbage CSR and a weak key get a
  * problem answer, never a certificate.
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
+import { cliHere } from './support/cli-here.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
 import { aclPluginPath } from './support/acl-plugin.ts'; // plugin mode (the default where installed); test/mqtt-renewal-takeover.test.ts keeps acl_file mode
@@ -23,7 +24,6 @@ import { startTestService, type TestService } from './support/service.ts';
 import { scaled } from './support/timeouts.ts';
 
 const exec = promisify(execFile);
-const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const TENANT = 'TENANT1';
 
 let tmp: string;
@@ -120,11 +120,8 @@ beforeAll(async () => {
   port = await freePort();
   let adminPort = await freePort();
   while (adminPort === port) adminPort = await freePort();
-  const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', file('broker'), '--port', String(port), '--admin-port', String(adminPort), '--mqtt-renewal', '--acl-plugin', aclPluginPath(), '--json'], {
-    encoding: 'utf8',
-    env: { ...process.env, ...env },
-    timeout: 60_000,
-  });
+  // In this process (test/config-scope.test.ts runs broker-config as a process).
+  const res = await cliHere(['broker-config', '--out', file('broker'), '--port', String(port), '--admin-port', String(adminPort), '--mqtt-renewal', '--acl-plugin', aclPluginPath(), '--json'], env);
   if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
   const config = JSON.parse(res.stdout) as { env: Record<string, string>; files: { combinedCa: string } };
   expect(config.env.MQTT_RENEWAL).toBe('true');

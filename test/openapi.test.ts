@@ -1,6 +1,9 @@
 /**
  * The OpenAPI document lists each operation once: the /customer and /operator aliases of
  * /api/v1/customer and /api/v1/operator are served but hidden from it. Every operation has a summary.
+ * /docs (Swagger UI) is served with a Content-Security-Policy (red-team finding: it had none);
+ * that the page renders under it in Chromium is test/web-console.test.ts's (one Chromium for both;
+ * this was test/docs-csp.test.ts).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,6 +13,16 @@ import { startTestService, type TestService } from './support/service.ts';
 
 type Document = { paths: Record<string, Record<string, { summary?: string; operationId?: string }>> };
 const METHODS = ['get', 'put', 'post', 'delete', 'patch', 'head', 'options'];
+
+/** The directives of a CSP header value. */
+const directives = (header: unknown): Map<string, string[]> =>
+  new Map(
+    (typeof header === 'string' ? header : '')
+      .split(';')
+      .map((d) => d.trim().split(/\s+/))
+      .filter((parts) => parts[0] !== '')
+      .map(([name, ...values]) => [name!, values]),
+  );
 
 describe('OpenAPI document', () => {
   let database: TestDatabase;
@@ -67,5 +80,20 @@ describe('OpenAPI document', () => {
     expect((await t.call('acme', 'GET', '/customer/devices')).status).toBe(200);
     expect((await t.call('acme', 'GET', '/api/v1/customer/devices')).status).toBe(200);
     expect((await t.call(null, 'GET', '/operator/devices')).status).toBe(200);
+  });
+
+  it('every /docs answer carries a policy that allows no inline or foreign script, no framing, no plugins', async () => {
+    for (const url of ['/docs', '/docs/', '/docs/static/swagger-ui-bundle.js', '/docs/static/swagger-initializer.js', '/docs/static/swagger-ui.css', '/docs/json']) {
+      const res = await t.service.app.inject({ method: 'GET', url });
+      expect(res.statusCode, url).toBeLessThan(400);
+      const csp = directives(res.headers['content-security-policy']);
+      expect(csp.get('default-src'), url).toEqual(["'self'"]);
+      expect(csp.get('script-src'), url).toEqual(["'self'"]);
+      expect(csp.get('object-src'), url).toEqual(["'none'"]);
+      expect(csp.get('frame-ancestors'), url).toEqual(["'none'"]);
+      expect(csp.get('base-uri'), url).toEqual(["'none'"]);
+      for (const values of csp.values()) expect(values.join(' '), url).not.toMatch(/unsafe-inline|unsafe-eval|https:|\*/);
+      expect(res.headers['x-content-type-options'], url).toBe('nosniff');
+    }
   });
 });

@@ -7,7 +7,7 @@
  * connects with it. An attacker holding the recovery login and one expired device certificate
  * cannot renew another device, cannot read device topics, and cannot take over a device session.
  */
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock, DAY_MS } from '../src/domain/clock.ts';
 import { createWorker } from '../src/composition/worker.ts';
+import { cliHere } from './support/cli-here.ts';
 import { captureLogger } from './support/capture-logger.ts';
 import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
@@ -27,7 +28,6 @@ import { startTestService, type TestService } from './support/service.ts';
 import { scaled } from './support/timeouts.ts';
 
 const exec = promisify(execFile);
-const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
 const TENANT = 'TENANT1';
 
 let tmp: string;
@@ -122,10 +122,10 @@ describe.each(['plugin', 'acl_file'] as const)('recovery over MQTT (real Mosquit
     const [p1, p2, p3] = [...ports];
     port = p1;
     recoveryPort = p3;
-    const res = spawnSync(
-      process.execPath,
-      [BIN, 'broker-config', '--out', file('broker'), '--port', String(p1), '--admin-port', String(p2), '--mqtt-renewal', '--recovery-port', String(p3), ...(mode === 'plugin' ? ['--acl-plugin', aclPluginPath()] : ['--no-acl-plugin']), '--json'],
-      { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 },
+    // In this process (test/config-scope.test.ts runs broker-config as a process).
+    const res = await cliHere(
+      ['broker-config', '--out', file('broker'), '--port', String(p1), '--admin-port', String(p2), '--mqtt-renewal', '--recovery-port', String(p3), ...(mode === 'plugin' ? ['--acl-plugin', aclPluginPath()] : ['--no-acl-plugin']), '--json'],
+      env,
     );
     if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
     const config = JSON.parse(res.stdout) as { env: Record<string, string>; files: { combinedCa: string }; recovery: { port: number; username: string; passwordFile: string } };

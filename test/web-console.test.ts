@@ -584,4 +584,39 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
       await idp.close();
     }
   }, scaled(120_000));
+
+  // From test/docs-csp.test.ts (issue 23: one Chromium for both; the headers are test/openapi.test.ts's).
+  it('/docs: Swagger UI renders the operations under its Content-Security-Policy, with no CSP violation or script error', async () => {
+    const docsPage = await context.newPage(); // the console's page keeps its own listeners
+    const foreign: string[] = [];
+    // Nothing but certfleet itself may be contacted (no CDN, no validator badge): this page's route comes before the context's.
+    await docsPage.route(/.*/, (route) => {
+      if (route.request().url().startsWith(`${base}/`)) return route.continue();
+      foreign.push(route.request().url());
+      return route.abort();
+    });
+    const problems: string[] = [];
+    docsPage.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') problems.push(`${m.type()}: ${m.text()}`);
+    });
+    docsPage.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+    await docsPage.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (e) => console.error(`CSP violation: ${e.violatedDirective} ${e.blockedURI}`));
+    });
+    try {
+      const response = await docsPage.goto(`${base}/docs/`);
+      expect(response?.headers()['content-security-policy']).toMatch(/script-src 'self'/);
+      // Rendered from /docs/json: the title and an operation of the API.
+      await docsPage.locator('.swagger-ui .info .title').filter({ hasText: 'certfleet' }).waitFor();
+      await docsPage.locator('.opblock-summary-path', { hasText: '/api/v1/customer/devices' }).first().waitFor();
+      // Expanding an operation runs more of Swagger UI's scripts and styles.
+      await docsPage.locator('.opblock-summary', { hasText: '/api/v1/customer/devices' }).first().click();
+      await docsPage.locator('.opblock-body').first().waitFor();
+      expect(await docsPage.evaluate(() => getComputedStyle(document.querySelector('.swagger-ui .opblock')!).borderStyle)).toBe('solid'); // the stylesheet applied
+      expect(problems).toEqual([]);
+      expect(foreign).toEqual([]);
+    } finally {
+      await docsPage.close();
+    }
+  });
 });

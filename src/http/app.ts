@@ -44,7 +44,7 @@ export interface HttpAppOptions {
  * styles from /docs/static (no inline script), fetches /docs/json, and shows its logo as a data:
  * image; nothing may frame it, no plugins, no foreign origin (no validator badge). The one inline
  * <style> element swagger-ui-bundle.js inserts is allowed by its hash, not by 'unsafe-inline'
- * (test/docs-csp.test.ts renders the page in Chromium and fails on any violation, e.g. after
+ * (test/web-console.test.ts renders the page in Chromium and fails on any violation, e.g. after
  * an upgrade changed that element).
  */
 const DOCS_CSP = [

@@ -3,6 +3,7 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDeviceCa, writeDeviceCa } from '../../src/pki/device-ca.ts';
+import { cliHere } from './cli-here.ts';
 import { createTestDatabase, type TestDatabase } from './databases.ts';
 
 /**
@@ -29,9 +30,19 @@ export async function brokerTestFixture(name: string): Promise<{ tmp: string; da
 
 const BIN = join(import.meta.dirname, 'certfleet-source.js');
 
-/** `certfleet broker-config --out DIR ... --json` as an operator runs it; its parsed output. */
+/** `certfleet broker-config --out DIR ... --json` as an operator runs it (a process); its parsed output. */
 export function runBrokerConfig(env: Record<string, string>, outDir: string, args: string[], timeoutMs = 60_000): { files: Record<string, string>; env: Record<string, string> } {
   const res = spawnSync(process.execPath, [BIN, 'broker-config', '--out', outDir, ...args, '--json'], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: timeoutMs });
+  if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
+  return JSON.parse(res.stdout);
+}
+
+/**
+ * The same command in this process: what the tests use (a dozen files; a spawn costs ~1 s of CPU
+ * loading Node and the modules). test/config-scope.test.ts runs broker-config as a real process.
+ */
+export async function brokerConfigHere(env: Record<string, string>, outDir: string, args: string[]): Promise<{ files: Record<string, string>; env: Record<string, string> }> {
+  const res = await cliHere(['broker-config', '--out', outDir, ...args, '--json'], env);
   if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
   return JSON.parse(res.stdout);
 }

@@ -16,7 +16,7 @@ import * as x509 from '@peculiar/x509';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { ManualClock } from '../../src/domain/clock.ts';
 import { renewalSigningText } from '../../src/renewal/device-renewal.ts';
-import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './broker-fixture.ts';
+import { brokerTestFixture, closeBrokerTest, brokerConfigHere } from './broker-fixture.ts';
 import type { TestDatabase } from './databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './mosquitto.ts';
 import { tlsOptions } from './mqtt-clients.ts';
@@ -43,7 +43,7 @@ export async function startStormStack(name: string, env: Record<string, string>)
   const mqttPort = await freePort();
   let adminPort = await freePort();
   while (adminPort === mqttPort) adminPort = await freePort();
-  const config = runBrokerConfig(fixture.env, file('broker'), ['--port', String(mqttPort), '--admin-port', String(adminPort), '--mqtt-renewal', '--acl-plugin', aclPluginPath()], 300_000);
+  const config = await brokerConfigHere(fixture.env, file('broker'), ['--port', String(mqttPort), '--admin-port', String(adminPort), '--mqtt-renewal', '--acl-plugin', aclPluginPath()]);
   const broker = await startMosquitto({ configDir: file('broker'), asWritten: true });
   // A storm can outlast the 5 minutes a signed MQTT request is valid around the server clock: certfleet runs on real time here.
   const clock: ManualClock = { now: () => new Date(), set: () => undefined, advance: () => undefined };

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { brokerTestFixture, closeBrokerTest, runBrokerConfig } from './broker-fixture.ts';
+import { brokerTestFixture, closeBrokerTest, brokerConfigHere } from './broker-fixture.ts';
 import type { TestDatabase } from './databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './mosquitto.ts';
 import { startTestService, type TestService } from './service.ts';
@@ -448,7 +448,7 @@ export async function startRolloverRig(name: string, extraEnv: Record<string, st
   const port = await freePort();
   let estPort = await freePort();
   while (estPort === port) estPort = await freePort();
-  const config = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(port)]);
+  const config = await brokerConfigHere(fixture.env, join(tmp, 'broker'), ['--port', String(port)]);
   const combinedCa = readFileSync(config.files.combinedCa, 'utf8');
   const broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
   const trustFiles = brokerTrustFiles(config.files.config);
