@@ -93,6 +93,37 @@ async function connect(files: Files, options: mqtt.IClientOptions = {}): Promise
 }
 
 const granted = async (client: MqttClient, topic: string) => (await subscribeCodes(client, [topic], 1))[0]!.qos;
+
+/** A CONNECT that must be refused: its reason code (MQTT 5: 135 not authorised), or 'accepted'. */
+async function refused(files: Files, options: mqtt.IClientOptions = {}): Promise<number | 'accepted'> {
+  try {
+    const client = await connect(files, options);
+    await client.endAsync(true);
+    return 'accepted';
+  } catch (e) {
+    return (e as { code?: number }).code ?? -1;
+  }
+}
+
+/**
+ * The victim connected with its CN as client id (what certfleet's devices do); then `attempt`
+ * (an impostor's CONNECT with the same client id) is made. The victim's connection must survive:
+ * no close, no takeover line in the broker's log, and a QoS 1 round trip after the attempt.
+ */
+async function victimSurvives(attempt: () => Promise<number | 'accepted'>): Promise<number | 'accepted'> {
+  const live = await connect(victim, { clientId: 'TB/victim' });
+  let closed = 0;
+  live.on('close', () => closed++);
+  expect(await granted(live, 'tenant/TB/device/victim/#')).toBe(1);
+  const offset = broker.logs().length;
+  const outcome = await attempt();
+  expect(broker.logs().slice(offset)).not.toMatch(/Client TB\/victim already connected, closing old connection/);
+  expect(await publishQos1(live, 'tenant/TB/device/victim/telemetry', 'still-here')).toBe(true);
+  expect(closed, "the victim's connection was closed").toBe(0);
+  expect(live.connected).toBe(true);
+  await live.endAsync(true);
+  return outcome;
+}
 const issuerOf = (pem: string) => new x509.X509Certificate(pem).issuer;
 
 let victim: Files & { pem: string };
@@ -144,6 +175,26 @@ describe("a tenant CA cannot sign for another tenant's devices or certfleet's ad
     expect(issuerOf(taOwn.pem)).toBe(taCaSubject);
     expect(issuerOf(taGlobal.pem)).toBe(globalCaSubject);
     expect(issuerOf(victim.pem)).toBe(globalCaSubject);
+  });
+
+  it("session takeover: TA's CA signing TB's device CN with TB's client id is refused at CONNECT; the victim's live connection stays", async () => {
+    const offset = broker.logs().length;
+    expect(await victimSurvives(() => refused(forge('takeover', 'TB/victim'), { clientId: 'TB/victim' }))).toBe(135);
+    // Refused by certfleet_acl at CONNECT (after the TLS handshake, which accepted TA's CA: the test is not vacuous).
+    await broker.waitForLog(/certfleet_acl: certificate login refused: CN TB\/victim \(client id TB\/victim\) is outside the scope/, scaled(10_000), offset);
+  });
+
+  it("session takeover with an in-scope certificate: TA's own device presenting TB's device client id is refused at CONNECT", async () => {
+    const offset = broker.logs().length;
+    expect(await victimSurvives(() => refused(taOwn, { clientId: 'TB/victim' }))).toBe(135);
+    await broker.waitForLog(/certfleet_acl: certificate login refused: client id TB\/victim names another device than the certificate's CN TA\/ta-own/, scaled(10_000), offset);
+    // Client ids below the own CN, and without "/", stay the device's choice.
+    for (const clientId of ['TA/ta-own', 'TA/ta-own/second', 'ta-own-free-form']) {
+      const c = await connect(taOwn, { clientId });
+      expect(await granted(c, 'tenant/TA/device/ta-own/#'), clientId).toBe(1);
+    }
+    // ... but not a sibling's name that merely starts with the CN.
+    expect(await refused(taOwn, { clientId: 'TA/ta-own-sibling' })).toBe(135);
   });
 
   it("TA's CA signing TB's device CN: the broker's TLS takes it, the plugin gives it none of TB's topics", async () => {
