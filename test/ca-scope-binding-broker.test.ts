@@ -225,7 +225,8 @@ describe("a tenant CA cannot sign for another tenant's devices or certfleet's ad
     expect(await publishQos1(sender, 'tenant/TB/device/victim/inbox', 'secret')).toBe(true);
     // The victim resumes its own session and receives the message queued while it was away.
     const got: string[] = [];
-    const resumed = await mqtt.connectAsync(`mqtts://localhost:${port}`, {
+    // Its message handler is in place before the CONNECT: the queued message comes right after the CONNACK.
+    const resumed = mqtt.connect(`mqtts://localhost:${port}`, {
       ...tlsOptions({ port, cafile: combinedCa, ...victim }),
       protocolVersion: 5,
       reconnectPeriod: 0,
