@@ -98,10 +98,10 @@ describe.runIf(!softHsmMissing)(`a root and intermediates with their keys in Sof
   };
   const connect = (cred: Credential) => connectOnce({ port: rig.port, caPem: rig.combinedCa, timeoutMs: scaled(30_000) }, cred);
   /**
-   * The broker's crlfile as certfleet writes it (every published CA's CRL, file variants), once
-   * `ready` holds for the root's CRL in it. -crl_check_all checks the root certificate too, which the
-   * served root CRL (its Issuing Distribution Point names the root's distribution point, carried
-   * only by the intermediates) does not cover: "different CRL scope" at depth 2.
+   * The broker's crlfile as certfleet writes it (every published CA's CRL), once `ready` holds for
+   * the root's CRL in it. -crl_check_all checks the root certificate too, which the served root CRL
+   * (its Issuing Distribution Point names the root's distribution point, carried only by the
+   * intermediates) does not cover: "different CRL scope" at depth 2 without this file.
    */
   const rootFileCrl = async (ready: (crl: x509.X509Crl) => boolean, what: string) => {
     const until = Date.now() + scaled(60_000);
