@@ -2,7 +2,8 @@
  * certfleet_acl: a Mosquitto 2.0 plugin (v5 API) that decides every topic access from the
  * authenticated username, by construction, in time independent of the fleet size.
  *
- * A device's username is its certificate CN `T/D` (use_identity_as_username true), T and D valid
+ * A device's username is its certificate CN `T/D` (use_identity_as_username true, or set by this plugin
+ * at CONNECT with plugin_opt_device_login), T and D valid
  * certfleet ids (^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$: no `/ + # $`, no whitespace). Such a client
  * may use (publish, subscribe, receive) only:
  *   - `tenant/T/device/D` and below (not for T = the reserved tenant, certfleet's own canaries);
