@@ -2,7 +2,8 @@
  * certfleet_acl: a Mosquitto 2.0 plugin (v5 API) that decides every topic access from the
  * authenticated username, by construction, in time independent of the fleet size.
  *
- * A device's username is its certificate CN `T/D` (use_identity_as_username true), T and D valid
+ * A device's username is its certificate CN `T/D` (use_identity_as_username true, or set by this plugin
+ * at CONNECT with plugin_opt_device_login), T and D valid
  * certfleet ids (^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$: no `/ + # $`, no whitespace). Such a client
  * may use (publish, subscribe, receive) only:
  *   - `tenant/T/device/D` and below (not for T = the reserved tenant, certfleet's own canaries);
@@ -44,6 +45,9 @@
  * set: every certificate client is denied until a valid one is read (fail closed). The decision is
  * cached per certificate (SHA-256 of its DER) until the next reload.
  *
+ *   plugin_opt_device_login true    optional (default false; broker-config writes it with the scope map):
+ *                                   certificate logins are checked at CONNECT, before Mosquitto hands
+ *                                   over a session of the same client id; see "Device login" below.
  *   plugin_opt_provisioning_topics true
  *                                   optional (default false): MQTT provisioning with a claim
  *                                   (factory) certificate on the provisioning listener; see
@@ -107,6 +111,7 @@ static char *recovery_username = NULL;
 static char *reserved_tenant = NULL;
 static bool renewal_topics = false;
 static bool provisioning_topics = false;
+static bool device_login = false;
 static struct grant_table *table = NULL;
 
 /* ---- ids and topics ---------------------------------------------------------------------- */
@@ -711,21 +716,93 @@ static bool admin_provisioning(const char *topic, int access)
 	return covered(PROVISION_ROOT "/+/request", topic, access);
 }
 
-/* Login on the provisioning listener: the username must name the certificate the client presented. */
+/* ---- Device login at CONNECT (plugin_opt_device_login) ----------------------------------------
+ * Mosquitto 2.0 calls no plugin at CONNECT on a listener with use_identity_as_username: the CN becomes
+ * the username, and the session of the same client id is taken over (its live connection closed)
+ * before any ACL check. So a certificate the scope binding would give nothing (a tenant CA's
+ * certificate naming another tenant's device) could still end that device's connection. With this
+ * option the device listener does NOT take the identity as username (broker-config writes
+ * use_identity_as_username false there), so Mosquitto asks the basic-auth callback below, which runs
+ * before the takeover, and it:
+ *   - refuses a certificate of no CA of the scope map, and a tenant CA's certificate whose CN is not
+ *     `T/D` of its own tenant (the same rule as ca_scope_check);
+ *   - refuses a client id that names a device (it contains `/`) other than the certificate's own: it
+ *     must be the CN `T/D` or begin with `T/D/` (client ids without `/` stay the device's choice);
+ *   - then sets the username to the CN (whatever username the client sent), as use_identity_as_username did.
+ * Clients without a certificate (admin, recovery listeners) are deferred to the dynamic security
+ * plugin; claim clients (provisioning listener) keep their own login below.
+ */
+
+/* The certificate's first CN, as Mosquitto's use_identity_as_username takes it; false without one or with an embedded NUL. */
+static bool certificate_cn(X509 *cert, char *out, size_t size)
+{
+	X509_NAME *name = X509_get_subject_name(cert);
+	if (!name) return false;
+	int i = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+	if (i < 0) return false;
+	ASN1_STRING *data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, i));
+	if (!data) return false;
+	int len = ASN1_STRING_length(data);
+	const unsigned char *bytes = ASN1_STRING_get0_data(data);
+	if (len <= 0 || (size_t)len >= size || memchr(bytes, '\0', (size_t)len)) return false;
+	memcpy(out, bytes, (size_t)len);
+	out[len] = '\0';
+	return true;
+}
+
+/* A client id naming a device (with `/`) must be the CN or below it (`CN/...`). */
+static bool client_id_allowed(const char *client_id, const char *cn)
+{
+	if (!client_id || !strchr(client_id, '/')) return true;
+	size_t n = strlen(cn);
+	return strncmp(client_id, cn, n) == 0 && (client_id[n] == '\0' || client_id[n] == '/');
+}
+
+static int device_login_check(struct mosquitto *client, X509 *cert)
+{
+	char cn[2 * MAX_ID + 2];
+	const char *id = mosquitto_client_id(client);
+	if (!certificate_cn(cert, cn, sizeof(cn))) {
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "certfleet_acl: certificate login refused (client id %s): no usable CN", id ? id : "");
+		return MOSQ_ERR_AUTH;
+	}
+	if (ca_scope_check(client, cn) != MOSQ_ERR_SUCCESS) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "certfleet_acl: certificate login refused: CN %s (client id %s) is outside the scope of the CA that signed it (a tenant CA signs only its own tenant's devices); no session was touched", cn, id ? id : "");
+		return MOSQ_ERR_AUTH;
+	}
+	if (!client_id_allowed(id, cn)) {
+		mosquitto_log_printf(MOSQ_LOG_WARNING, "certfleet_acl: certificate login refused: client id %s names another device than the certificate's CN %s (use the CN or CN/<suffix>); no session was touched", id, cn);
+		return MOSQ_ERR_AUTH;
+	}
+	if (mosquitto_set_username(client, cn) != MOSQ_ERR_SUCCESS) return MOSQ_ERR_AUTH;
+	return MOSQ_ERR_SUCCESS;
+}
+
+/* Logins with a certificate: device logins (plugin_opt_device_login) and claim logins on the provisioning listener. */
 static int on_basic_auth(int event, void *event_data, void *userdata)
 {
 	(void)event;
 	(void)userdata;
 	struct mosquitto_evt_basic_auth *ed = event_data;
 	if (!ed || !ed->client) return MOSQ_ERR_PLUGIN_DEFER;
-	char digest[DIGEST_HEX + 1];
-	/* No client certificate: a password login (admin, recovery) for the dynamic security plugin. */
-	if (!claim_certificate_digest(ed->client, digest)) {
-		/* ... but never a claim username without its certificate. */
-		return is_claim_username(ed->username) ? MOSQ_ERR_AUTH : MOSQ_ERR_PLUGIN_DEFER;
+	X509 *cert = mosquitto_client_certificate(ed->client);
+	/* No client certificate: a password login (admin, recovery) for the dynamic security plugin ... */
+	if (!cert) return is_claim_username(ed->username) ? MOSQ_ERR_AUTH : MOSQ_ERR_PLUGIN_DEFER; /* ... but never a claim username */
+	/* A certificate of a device CA of the scope map is a device login, whatever username it sent. */
+	if (device_login && certificate_scope(cert) != SCOPE_UNKNOWN) {
+		int rc = device_login_check(ed->client, cert);
+		X509_free(cert);
+		return rc;
 	}
-	if (ed->username && is_claim_username(ed->username) && strcmp(ed->username + strlen(CLAIM_USERNAME_PREFIX), digest) == 0) return MOSQ_ERR_SUCCESS;
-	mosquitto_log_printf(MOSQ_LOG_NOTICE, "certfleet_acl: provisioning login refused: the username must be %s%s (the SHA-256 of the client certificate)", CLAIM_USERNAME_PREFIX, digest);
+	X509_free(cert);
+	/* The provisioning listener: the username must name the certificate the client presented. */
+	char digest[DIGEST_HEX + 1];
+	if (provisioning_topics && claim_certificate_digest(ed->client, digest)) {
+		if (ed->username && is_claim_username(ed->username) && strcmp(ed->username + strlen(CLAIM_USERNAME_PREFIX), digest) == 0) return MOSQ_ERR_SUCCESS;
+		mosquitto_log_printf(MOSQ_LOG_NOTICE, "certfleet_acl: provisioning login refused: the username must be %s%s (the SHA-256 of the client certificate)", CLAIM_USERNAME_PREFIX, digest);
+		return MOSQ_ERR_AUTH;
+	}
+	mosquitto_log_printf(MOSQ_LOG_WARNING, "certfleet_acl: certificate login refused: its certificate was signed by no CA of the scope map");
 	return MOSQ_ERR_AUTH;
 }
 
@@ -803,6 +880,7 @@ static void free_options(void)
 	grants_file = admin_username = reserved_tenant = recovery_username = ca_scopes_file = NULL;
 	renewal_topics = false;
 	provisioning_topics = false;
+	device_login = false;
 }
 
 int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, struct mosquitto_opt *opts, int opt_count)
@@ -819,6 +897,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 		else if (strcmp(k, "renewal_topics") == 0) renewal_topics = strcmp(v, "true") == 0;
 		else if (strcmp(k, "ca_scopes_file") == 0) ca_scopes_file = strdup(v);
 		else if (strcmp(k, "provisioning_topics") == 0) provisioning_topics = strcmp(v, "true") == 0;
+		else if (strcmp(k, "device_login") == 0) device_login = strcmp(v, "true") == 0;
 		else mosquitto_log_printf(MOSQ_LOG_WARNING, "certfleet_acl: unknown option plugin_opt_%s ignored", k);
 	}
 	if (!reserved_tenant) reserved_tenant = strdup("certfleet");
@@ -829,6 +908,11 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 	}
 	if (admin_username && (admin_username[0] == '\0' || strchr(admin_username, '/'))) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: plugin_opt_admin_username must be non-empty and without \"/\"");
+		free_options();
+		return MOSQ_ERR_INVAL;
+	}
+	if (device_login && !ca_scopes_file) {
+		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: plugin_opt_device_login needs plugin_opt_ca_scopes_file (the CAs whose certificates may log in)");
 		free_options();
 		return MOSQ_ERR_INVAL;
 	}
@@ -845,7 +929,7 @@ int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void **user_data, s
 	int rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL, NULL);
 	if (rc == MOSQ_ERR_SUCCESS) rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL, NULL);
 	/* MQTT provisioning: the claim clients' login (see "MQTT provisioning"). */
-	if (rc == MOSQ_ERR_SUCCESS && provisioning_topics) rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
+	if (rc == MOSQ_ERR_SUCCESS && (provisioning_topics || device_login)) rc = mosquitto_callback_register(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL, NULL);
 	if (rc != MOSQ_ERR_SUCCESS) {
 		mosquitto_log_printf(MOSQ_LOG_ERR, "certfleet_acl: cannot register its callbacks (%d)", rc);
 		return rc;
@@ -863,7 +947,7 @@ int mosquitto_plugin_cleanup(void *user_data, struct mosquitto_opt *opts, int op
 	if (plugin_id) {
 		mosquitto_callback_unregister(plugin_id, MOSQ_EVT_ACL_CHECK, on_acl_check, NULL);
 		mosquitto_callback_unregister(plugin_id, MOSQ_EVT_RELOAD, on_reload, NULL);
-		if (provisioning_topics) mosquitto_callback_unregister(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
+		if (provisioning_topics || device_login) mosquitto_callback_unregister(plugin_id, MOSQ_EVT_BASIC_AUTH, on_basic_auth, NULL);
 	}
 	table_free(table);
 	table = NULL;

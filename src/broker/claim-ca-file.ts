@@ -5,7 +5,9 @@
  *
  * It is a hashed certificate directory (Mosquitto `capath`: one `<subject hash>.<n>` PEM file per
  * CA), not a `cafile`, because Mosquitto 2.0.11 does not re-read a listener's `cafile` on reload
- * (measured: a CA added to the cafile stays unknown after SIGHUP) while OpenSSL looks a `capath`
+ * unless that listener also has a `crlfile` (measured in test/broker-trust-reload.test.ts: a CA
+ * appended to the cafile stays unknown after SIGHUP; the device listener, with its crlfile, does
+ * pick a new CA up on SIGHUP), while OpenSSL looks a `capath`
  * up at each handshake: a claim CA added is trusted at the next connection, without a reload or a
  * restart. A CA removed from the directory stays trusted by a running broker once OpenSSL has
  * loaded it (until the broker restarts); certfleet itself refuses its claims (CLAIM_CA_UNKNOWN)

@@ -4,7 +4,11 @@
  * Measured on Mosquitto 2.0.11 (see docs/broker-sessions.md):
  * - `allow_anonymous false` works with `require_certificate true` + `use_identity_as_username true`:
  *   the certificate's CN becomes the username, so a device is not anonymous. No password is
- *   checked on that listener (not even by a plugin).
+ *   checked on that listener, and no plugin is called at CONNECT: the session of the same client id
+ *   is taken over before any ACL check. So in plugin mode with the CA scope map the device listener
+ *   has `use_identity_as_username false` and certfleet_acl's basic-auth callback (which Mosquitto
+ *   calls before the takeover) checks the certificate, refuses a CN outside its CA's scope or a
+ *   client id naming another device, and sets the CN as username (plugin_opt_device_login).
  * - Mosquitto refuses to start when `crlfile` is missing; on SIGHUP it re-reads the config,
  *   the certificates and the CRL *as the `mosquitto` user*.
  * - Topic access, default deny, in one of two modes. Plugin mode (aclPlugin): certfleet's
@@ -163,6 +167,10 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
         "# A certificate's CN counts only within its CA's scope (a tenant's own CA signs for that tenant's",
         '# devices only): the CA scope map beside the cafile, rewritten with it, re-read on reload.',
         `plugin_opt_ca_scopes_file ${quoteCheck('aclPlugin.caScopesFile', ap.caScopesFile)}`,
+        '# Certificate logins checked at CONNECT, before Mosquitto hands over a session of the same client',
+        "# id: a CN outside its CA's scope, or a client id naming another device, is refused (the device",
+        '# listener then does not take the identity as username: the plugin sets the CN).',
+        'plugin_opt_device_login true',
       );
     }
   }
@@ -196,7 +204,9 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
     `certfile ${quoteCheck('certFile', options.certFile)}`,
     `keyfile ${quoteCheck('keyFile', options.keyFile)}`,
     'require_certificate true',
-    'use_identity_as_username true',
+    // With the scope map, certfleet_acl's login (plugin_opt_device_login) sets the CN as username at
+    // CONNECT; Mosquitto 2.0 calls no plugin there with use_identity_as_username.
+    ap?.caScopesFile ? 'use_identity_as_username false' : 'use_identity_as_username true',
     `crlfile ${quoteCheck('crlFile', options.crlFile)}`,
   );
   if (options.tlsVersion) lines.push(`tls_version ${quoteCheck('tlsVersion', options.tlsVersion)}`);

@@ -176,7 +176,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
   };
   await writeFileAtomic(files.config, renderMosquittoConfig(renderOptions), 0o600);
   await giveToBrokerGroup(ctx, files.config, 0o640, 're-read on every reload as the broker user');
-  lines.push(`wrote ${files.config}: TLS listener ${renderOptions.bindAddress}:${port}, require_certificate, use_identity_as_username, crlfile`);
+  lines.push(`wrote ${files.config}: TLS listener ${renderOptions.bindAddress}:${port}, require_certificate, ${renderOptions.aclPlugin?.caScopesFile ? 'certificate login by certfleet_acl (CN as username, checked at CONNECT)' : 'use_identity_as_username'}, crlfile`);
   await writeFileAtomic(files.renderOptions, `${JSON.stringify(renderOptions, null, 2)}\n`, 0o644);
 
   const recovery = options.dynamicSecurity?.recovery && files.recoveryPasswordFile

@@ -27,6 +27,16 @@ const caId = (id: string) => {
   return id;
 };
 
+/**
+ * The preamble of the commands on one CA: a malformed ID is a usage error (exit 2), before any
+ * credentials are needed; then the operator API client and the CA's path under it.
+ */
+const oneCa = async (flags: Parameters<typeof clientFromFlags>[0], id: string, check: () => void = () => {}) => {
+  const path = `${CAS}/${caId(id)}`;
+  check();
+  return { api: await clientFromFlags(flags), path };
+};
+
 const caDetails = (c: CaView, extra: [string, string | number | null][] = []) =>
   details([
     ['id', c.id],
@@ -63,9 +73,8 @@ export const caGroup: GroupSpec = {
       flags: { ...clientFlags },
       example: 'certfleet ca show ca_0123456789abcdef',
       async run(flags, [id]) {
-        caId(id); // a malformed id is a usage error (exit 2), before any credentials are needed
-        const api = await clientFromFlags(flags);
-        const res = await api.get<{ ca: CaView; cert_pem: string; key_loaded: boolean; progress: { tenant_id: string; active_certificates: number }[] }>(`${CAS}/${caId(id)}`);
+        const { api, path } = await oneCa(flags, id);
+        const res = await api.get<{ ca: CaView; cert_pem: string; key_loaded: boolean; progress: { tenant_id: string; active_certificates: number }[] }>(path);
         const progress = res.progress.length ? `\n${table(['tenant', 'active certs'], res.progress.map((p) => [p.tenant_id, p.active_certificates]))}` : '';
         print(flags, caDetails(res.ca, [['key loaded', String(res.key_loaded)]]) + progress, { ...res.ca, key_loaded: res.key_loaded, progress: res.progress, cert_pem: res.cert_pem });
         return 0;
@@ -141,9 +150,8 @@ export const caGroup: GroupSpec = {
       flags: { ...clientFlags },
       example: 'certfleet ca activate ca_0123456789abcdef',
       async run(flags, [id]) {
-        caId(id); // a malformed id is a usage error (exit 2), before any credentials are needed
-        const api = await clientFromFlags(flags);
-        const res = await api.post<{ ca: CaView; previous: string | null }>(`${CAS}/${caId(id)}/activate`, {});
+        const { api, path } = await oneCa(flags, id);
+        const res = await api.post<{ ca: CaView; previous: string | null }>(`${path}/activate`, {});
         const next = res.previous ? `\n${res.previous} is now retiring: move its devices with certfleet rotate-expiring --issuer ${res.previous}` : '';
         print(flags, caDetails(res.ca) + next, { ...res.ca, previous: res.previous });
         return 0;
@@ -159,13 +167,13 @@ export const caGroup: GroupSpec = {
       },
       example: ['certfleet ca retire ca_0123456789abcdef', 'certfleet ca retire ca_0123456789abcdef --force --reason "devices decommissioned"'],
       async run(flags, [id]) {
-        caId(id); // a malformed id is a usage error (exit 2), before any credentials are needed
-        if (flags.force && !str(flags.reason)) throw new UsageError('--force needs --reason TEXT');
-        const api = await clientFromFlags(flags);
+        const { api, path } = await oneCa(flags, id, () => {
+          if (flags.force && !str(flags.reason)) throw new UsageError('--force needs --reason TEXT');
+        });
         const body: Record<string, unknown> = {};
         if (flags.force) body.force = true;
         if (str(flags.reason)) body.reason = str(flags.reason);
-        const res = await api.post<{ ca: CaView }>(`${CAS}/${caId(id)}/retire`, body);
+        const res = await api.post<{ ca: CaView }>(`${path}/retire`, body);
         print(flags, caDetails(res.ca), res.ca);
         return 0;
       },
@@ -176,10 +184,10 @@ export const caGroup: GroupSpec = {
       flags: { ...clientFlags, reason: { type: 'string', value: 'REASON', help: 'cACompromise (required)', choices: ['cACompromise'] } },
       example: 'certfleet ca revoke ca_0123456789abcdef --reason cACompromise',
       async run(flags, [id]) {
-        caId(id); // a malformed id is a usage error (exit 2), before any credentials are needed
-        if (str(flags.reason) !== 'cACompromise') throw new UsageError('--reason cACompromise is required (to end a CA without compromise, retire it)');
-        const api = await clientFromFlags(flags);
-        const res = await api.post<{ ca: CaView; was: string; intermediates_revoked?: string[] }>(`${CAS}/${caId(id)}/revoke`, { reason: 'cACompromise' });
+        const { api, path } = await oneCa(flags, id, () => {
+          if (str(flags.reason) !== 'cACompromise') throw new UsageError('--reason cACompromise is required (to end a CA without compromise, retire it)');
+        });
+        const res = await api.post<{ ca: CaView; was: string; intermediates_revoked?: string[] }>(`${path}/revoke`, { reason: 'cACompromise' });
         const cascade = res.intermediates_revoked?.length ? `\nintermediates revoked with it: ${res.intermediates_revoked.join(', ')}` : '';
         print(flags, `${caDetails(res.ca)}${cascade}\nrevoked (was ${res.was}): see the README, "CA compromise", for the next steps`, {
           ...res.ca,

@@ -21,14 +21,14 @@
  *           | {"request_id", "server_time", "problem": {RFC 9457 problem, "code"}}
  *           | {..., "retry_after_seconds", "problem": {"code": "SERVICE_SATURATED"}} (send it again, newly signed, after that long)
  */
-import { createHash, randomUUID } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
+import { createHash } from 'node:crypto';
 import type { BrokerAdminConnection } from '../broker/admin-credentials.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
 import { pemBlocks } from '../pki/pem.ts';
 import { problemOf } from '../support/problem.ts';
 import type { Logger } from '../support/logger.ts';
 import { parseJsonObject } from './mqtt-json.ts';
+import { connectAsAdmin } from './mqtt-admin-client.ts';
 import { unlimitedAdmission, type Admission } from './admission.ts';
 import type { ClaimOnboarding } from './claim-onboarding.ts';
 import { PROVISION_REQUEST_FILTER, claimDigestOfRequestTopic, provisionResponseTopic } from './renewal-topics.ts';
@@ -36,8 +36,6 @@ import { PROVISION_REQUEST_FILTER, claimDigestOfRequestTopic, provisionResponseT
 export interface MqttProvisioning {
   close(): Promise<void>;
 }
-
-const SHARED_GROUP = 'certfleet-provisioning';
 
 type ProvisioningMessage = { request_id?: unknown; tenant_id?: unknown; claim_cert_pem?: unknown; csr_pem?: unknown; signed_at?: unknown; signature?: unknown };
 
@@ -80,20 +78,12 @@ export async function startMqttProvisioning(options: {
 }): Promise<MqttProvisioning> {
   const { connection, claims, logger: log } = options;
   const admission = options.admission ?? unlimitedAdmission;
-  const client: MqttClient = await mqtt.connectAsync(connection.url, {
-    username: connection.username,
-    password: connection.password,
-    ca: connection.ca,
-    protocolVersion: 5,
-    clean: true,
-    reconnectPeriod: 2000,
-    clientId: `certfleet-provisioning-${randomUUID().slice(0, 8)}`,
-  });
-  const granted = await client.subscribeAsync(`$share/${SHARED_GROUP}/${PROVISION_REQUEST_FILTER}`, { qos: 1 });
-  if (granted.some((g) => g.qos > 2)) {
-    await client.endAsync(true);
-    throw new Error(`the broker refused the provisioning subscription (${PROVISION_REQUEST_FILTER}): is broker-config run with --provisioning-port?`);
-  }
+  const client = await connectAsAdmin(
+    connection,
+    'provisioning',
+    [PROVISION_REQUEST_FILTER],
+    `the broker refused the provisioning subscription (${PROVISION_REQUEST_FILTER}): is broker-config run with --provisioning-port?`,
+  );
 
   async function answer(digest: string, message: ProvisioningMessage) {
     const request = provisioningRequest(digest, message);

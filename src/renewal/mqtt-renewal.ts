@@ -16,8 +16,6 @@
  *           | {"request_id", "retry_after_seconds", "problem": {... "code": "SERVICE_SATURATED", "status": 503}}
  *             (certfleet is at capacity: nothing was done; send the request again, newly signed, after that many seconds)
  */
-import { randomUUID } from 'node:crypto';
-import mqtt, { type MqttClient } from 'mqtt';
 import type { BrokerAdminConnection } from '../broker/admin-credentials.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
 import { problemOf } from '../support/problem.ts';
@@ -26,12 +24,11 @@ import { unlimitedAdmission, type Admission } from './admission.ts';
 import { RECOVERY_REQUEST_TOPIC, REQUEST_FILTER, commonNameOfRequestTopic, recoveryResponseTopic, responseTopic } from './renewal-topics.ts';
 import type { Logger } from '../support/logger.ts';
 import { parseJsonObject } from './mqtt-json.ts';
+import { connectAsAdmin } from './mqtt-admin-client.ts';
 
 export interface MqttRenewal {
   close(): Promise<void>;
 }
-
-const SHARED_GROUP = 'certfleet-renewal';
 
 type RenewalMessage = { request_id?: unknown; csr_pem?: unknown; cert_pem?: unknown; signed_at?: unknown; confirm?: unknown; signature?: unknown };
 
@@ -44,20 +41,12 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
   const { connection, renewal, logger: log } = options;
   const admission = options.admission ?? unlimitedAdmission;
   const tenantOf = (commonName: string | null) => commonName?.split('/')[0] ?? '';
-  const client: MqttClient = await mqtt.connectAsync(connection.url, {
-    username: connection.username,
-    password: connection.password,
-    ca: connection.ca,
-    protocolVersion: 5,
-    clean: true,
-    reconnectPeriod: 2000,
-    clientId: `certfleet-renewal-${randomUUID().slice(0, 8)}`,
-  });
-  const granted = await client.subscribeAsync([`$share/${SHARED_GROUP}/${REQUEST_FILTER}`, `$share/${SHARED_GROUP}/${RECOVERY_REQUEST_TOPIC}`], { qos: 1 });
-  if (granted.some((g) => g.qos > 2)) {
-    await client.endAsync(true);
-    throw new Error(`the broker refused the renewal subscription (${REQUEST_FILTER}): is broker-config run with --mqtt-renewal?`);
-  }
+  const client = await connectAsAdmin(
+    connection,
+    'renewal',
+    [REQUEST_FILTER, RECOVERY_REQUEST_TOPIC],
+    `the broker refused the renewal subscription (${REQUEST_FILTER}): is broker-config run with --mqtt-renewal?`,
+  );
 
   async function answer(commonName: string, message: RenewalMessage) {
     if (typeof message.confirm === 'string') {
