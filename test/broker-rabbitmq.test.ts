@@ -74,7 +74,10 @@ describe.runIf(haveRabbit)(`RabbitMQ 3.10 (MQTT plugin) kept current by a broker
     files = written.files;
     const rabbitFiles = (written.files as unknown as { rabbitmq: Record<string, string> }).rabbitmq;
     const crlDir = rabbitFiles.crlDir;
-    expect(readdirSync(crlDir).filter((n) => /^[0-9a-f]{8}\.r0$/.test(n))).toHaveLength(1); // the current CRL, before the broker starts
+    const hashFiles = readdirSync(crlDir).filter((n) => /^[0-9a-f]{8}\.r0$/.test(n));
+    expect(hashFiles).toHaveLength(1); // the current CRL, before the broker starts
+    // DER, not PEM: OTP decodes the file at every handshake, and PEM adds a base64 decode of the whole CRL to each
+    expect(readFileSync(join(crlDir, hashFiles[0]!))[0]).toBe(0x30);
     ADMIN_PASSWORD = readFileSync(rabbitFiles.adminPasswordFile, 'utf8').trim();
     rabbit = await startRabbitmq(join(tmp, 'rabbit'), { configDir: rabbitFiles.dir, mqttTlsPort, managementPort });
     // certfleet keeps the node's device users (BROKER_RABBITMQ_*, as broker-config printed them)

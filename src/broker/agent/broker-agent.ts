@@ -24,7 +24,7 @@ import type { Logger } from '../../support/logger.ts';
 import type { BrokerReloader } from '../broker-reloader.ts';
 import type { RevokedSessions } from '../revoked-sessions.ts';
 import { BundleRejectedError, checkBundle, trustedCasFromPem, type CheckedCrl, type TrustedCa } from './bundle-check.ts';
-import { checkEnforcement, type CanaryCheck, type CanaryPair, type CanaryTarget } from './canary-check.ts';
+import { canaryTimeoutMs, checkEnforcement, type CanaryCheck, type CanaryPair, type CanaryTarget } from './canary-check.ts';
 import { crlFileTarget, type CrlTarget } from './crl-targets.ts';
 import { crlListsSerial } from './crl-serial.ts';
 import { DAY_MS } from '../../domain/clock.ts';
@@ -382,7 +382,10 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     let check: (CanaryCheck & { at: Date; attempts: number }) | null = null;
     if (options.canary && canaries) {
       const listed = crls.some((c) => crlListsSerial(c.der, canaries!.revoked.serial));
-      check = { ...(await checkEnforcement(options.canary, canaries, listed)), at: new Date() };
+      // A handshake costs more with a larger CRL (RabbitMQ decodes it at every handshake): the time-out grows with it.
+      const crlBytes = crls.reduce((n, c) => n + c.der.length, 0);
+      const canaryTarget = { ...options.canary, timeoutMs: options.canary.timeoutMs ?? canaryTimeoutMs(crlBytes) };
+      check = { ...(await checkEnforcement(canaryTarget, canaries, listed)), at: new Date() };
       state.lastCheck = check;
       if (check.attempts > 1) log.warn({ event: 'broker_agent_check_retried', attempts: check.attempts, result: check.result }, 'canary check needed retries (broker reloading)');
       if (check.result === 'failed') log.error({ event: 'broker_agent_enforcement_failed', node: options.node, detail: check.detail }, 'the broker does not enforce the CRL');
