@@ -83,15 +83,38 @@ interface SetupResult {
   note: string | null;
   /** Agents' phases per applied bundle (ms), for the profile printed below the table. */
   phases: Array<Record<string, number>>;
+  /** certfleet's own publications during the revocations (its `crl_published` lines, ms). */
+  publications: Array<Record<string, number>>;
+}
+
+/** `certfleet serve`'s `crl_published` lines of the revocations: where certfleet's own time goes. */
+function publicationPhases(lines: Array<Record<string, unknown>>, revokedAt: number[]): Array<Record<string, number>> {
+  const out: Array<Record<string, number>> = [];
+  for (const l of lines) {
+    const at = l.time as number;
+    const revoked = revokedAt.filter((r) => r <= at).at(-1);
+    if (revoked === undefined || at - revoked > 60_000) continue;
+    const n = (k: string) => (typeof l[k] === 'number' ? (l[k] as number) : NaN);
+    out.push({ 'revoke → published': at - revoked, publication: n('ms'), entries: n('entries_ms'), sign: n('sign_ms'), lint: n('lint_ms'), verify: n('verify_ms'), store: n('store_ms'), file: n('file_ms') });
+  }
+  return out;
 }
 
 /** `certfleet serve` in its own process; ready when /healthz answers. */
 async function startServe(env: Record<string, string>) {
   const port = await freePort();
-  const child = spawn(process.execPath, [BIN, 'serve'], { env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // info: its `crl_published` lines give where certfleet's own publication time goes (the profile below the table)
+  const child = spawn(process.execPath, [BIN, 'serve'], { env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  let partial = '';
+  const published: Array<Record<string, unknown>> = [];
   let exited: number | null | undefined;
-  child.stdout!.on('data', (d) => (out = (out + d).slice(-20_000)));
+  child.stdout!.on('data', (d) => {
+    out = (out + d).slice(-20_000);
+    const lines = (partial + d).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) if (line.includes('"crl_published"')) published.push(JSON.parse(line) as Record<string, unknown>);
+  });
   child.stderr!.on('data', (d) => (out = (out + d).slice(-20_000)));
   child.once('exit', (code) => (exited = code));
   const base = `http://127.0.0.1:${port}`;
@@ -105,6 +128,7 @@ async function startServe(env: Record<string, string>) {
   return {
     base,
     output: () => out,
+    published: () => published,
     async stop() {
       if (exited !== undefined) return;
       const gone = new Promise((r) => child.once('exit', r));
@@ -221,11 +245,11 @@ function agentPhases(nodes: Node[], revokedAt: number[]): Array<Record<string, n
   for (const n of nodes) {
     for (const line of n.output.split('\n')) {
       if (!line.includes('"broker_agent_applied"')) continue;
-      const entry = JSON.parse(line) as { time: number; response_at: number | null; ms: Record<string, number | null> };
+      const entry = JSON.parse(line) as { time: number; response_at: number | null; ms: Record<string, number | null>; cpu_ms?: number };
       if (entry.response_at === null) continue;
       const revoked = revokedAt.filter((r) => r <= entry.response_at!).at(-1);
       if (revoked === undefined || entry.response_at - revoked > 60_000) continue;
-      out.push({ 'revoke → bundle response': entry.response_at - revoked, download: entry.ms.download ?? 0, check: entry.ms.check ?? 0, write: entry.ms.write ?? 0, 'signal broker': entry.ms.reload ?? 0 });
+      out.push({ 'revoke → bundle response': entry.response_at - revoked, download: entry.ms.download ?? 0, check: entry.ms.check ?? 0, write: entry.ms.write ?? 0, 'signal broker': entry.ms.reload ?? 0, 'agent CPU check → signal': entry.cpu_ms ?? NaN });
     }
   }
   return out;
@@ -421,6 +445,7 @@ async function measureSize(revokedAlready: number): Promise<{ crlEntries: number
           load: [loadStart, load1()],
           note: null,
           phases: agentPhases(nodes, revokedAt),
+          publications: publicationPhases(serve.published(), revokedAt),
         });
         const r = results.at(-1)!;
         const s = (xs: number[]) => [...xs].sort((a, b) => a - b);
@@ -430,10 +455,11 @@ async function measureSize(revokedAlready: number): Promise<{ crlEntries: number
             `stall p50 ${fmt(percentile(s(stallPerRevocation), 50), 0)} / max ${fmt(Math.max(...stallPerRevocation), 0)} ms (quiet p99 ${fmt(r.quietP99, 1)}); load ${r.load.join('–')}`,
         );
         if (r.phases.length) console.log(`  agents' steps: ${JSON.stringify(r.phases)}`);
+        if (r.publications.length) console.log(`  certfleet's publications: ${JSON.stringify(r.publications)}`);
       } catch (error) {
         // One setup failing (a broker that would not start on a loaded host) does not lose the others' rows.
         console.error(`${setup} at ${revokedAlready} listed failed: ${(error as Error).stack}\n${serve?.output().slice(-3000) ?? ''}`);
-        results.push({ setup, refused: [], closed: [], reloadMs: null, handshakeMs: NaN, stallPerRevocation: [], quietP99: NaN, load: [loadStart, load1()], note: `failed: ${(error as Error).message.split('\n')[0]!.slice(0, 200)}`, phases: [] });
+        results.push({ setup, refused: [], closed: [], reloadMs: null, handshakeMs: NaN, stallPerRevocation: [], quietP99: NaN, load: [loadStart, load1()], note: `failed: ${(error as Error).message.split('\n')[0]!.slice(0, 200)}`, phases: [], publications: [] });
       } finally {
         for (const stop of stops) await stop();
         for (const n of nodes) await stopAgent(n);
@@ -485,6 +511,14 @@ export async function runBrokerFleetBench() {
         round(r.quietP99, 1),
         `${r.load[0]}–${r.load[1]}`,
       ]);
+      if (r.publications.length) {
+        const keys = Object.keys(r.publications[0]!);
+        notes.push(
+          `${SETUP_NAMES[r.setup]}, ${fmt(crlEntries, 0)} entries, certfleet's own publication per revocation (its crl_published log lines, median ms over ${r.publications.length}): ` +
+            keys.map((k) => `${k} ${fmt(percentile(sorted(r.publications.map((p) => p[k]!)), 50), 0)}`).join(', ') +
+            '.',
+        );
+      }
       if (r.phases.length) {
         const keys = Object.keys(r.phases[0]!);
         notes.push(
