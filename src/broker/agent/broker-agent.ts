@@ -333,11 +333,11 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
   }
 
   /** `received`: when the bundle's response began and ended (Date.now()), for the applied log line's timings. */
-  async function apply(pem: string, received?: { headersAt: number; bodyAt: number }) {
+  async function apply(pem: string, received?: { headersAt: number; bodyAt: number }, trustRequest?: Promise<Awaited<ReturnType<typeof fetchTrust>>>) {
     // Several CAs: the trust set orders the two files. A CA that left is out of the CA file before its
     // CRL leaves the CRL file; a new CA enters the CA file only once its CRL is in the CRL file the
     // broker reloaded (Mosquitto refuses every certificate of a CA it has no CRL for).
-    const set = await fetchTrust();
+    const set = await (trustRequest ?? fetchTrust());
     if (set) {
       const staying = cas.filter((c) => set.cas.some((t) => t.keyId === c.keyId));
       if (staying.length > 0 && staying.length < cas.length) await writeCaFile(set.cas.filter((t) => staying.some((c) => c.keyId === t.keyId)));
@@ -418,13 +418,17 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
       await report(null);
       return;
     }
+    // The trust set is asked for while the bundle's body arrives, not after it: one round trip to a
+    // busy certfleet (it has just published) less on the way to the broker.
+    const trustRequest = res.status === 200 ? fetchTrust() : null;
+    trustRequest?.catch(() => undefined); // awaited by apply(); a failure there is this cycle's failure
     // PEM is ASCII: latin1 is a byte copy, where text() decodes UTF-8 (6.6 MB at 100,000 entries)
     const body = Buffer.from(await res.arrayBuffer()).toString('latin1');
     const bodyAt = Date.now();
     if (res.status !== 200) throw new HttpError(`GET /pki/crl-bundle.pem: HTTP ${res.status} ${body.slice(0, 300)}`);
     const tag = /"([0-9a-f]{64})"/.exec(res.headers.get('etag') ?? '')?.[1] ?? null;
     try {
-      await apply(body, { headersAt, bodyAt });
+      await apply(body, { headersAt, bodyAt }, trustRequest ?? undefined);
     } catch (error) {
       if (!(error instanceof BundleRejectedError)) throw error;
       state.refused++;
