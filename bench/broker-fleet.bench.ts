@@ -51,6 +51,18 @@ const PUBLISH_EVERY_MS = 20;
 const BOUND_SPACING_MS = 10_500;
 const haveRabbit = spawnSync('test', ['-x', join(RABBITMQ_BIN, 'rabbitmq-server')]).status === 0;
 const load1 = () => Math.round(loadavg()[0]! * 10) / 10;
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+/** CPU time (user + system, ms) a process has used so far (/proc/PID/stat; 10 ms steps); NaN when gone. */
+function cpuMsOf(pid: number | undefined): number {
+  if (!pid) return NaN;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+  } catch {
+    return NaN;
+  }
+}
 
 interface Node {
   name: string;
@@ -83,15 +95,44 @@ interface SetupResult {
   note: string | null;
   /** Agents' phases per applied bundle (ms), for the profile printed below the table. */
   phases: Array<Record<string, number>>;
+  /** certfleet's own publications during the revocations (its `crl_published` lines, ms). */
+  publications: Array<Record<string, number>>;
+  /**
+   * CPU time per revocation (ms, from /proc, independent of the load): `certfleet serve` from the
+   * revoke call until every node refused and closed, each agent process likewise (median over
+   * agents), and the broker's own reload (SIGHUP → first accepted connection, median of 3).
+   */
+  cpu: { serve: number[]; agent: number[]; reload: number | null };
+}
+
+/** `certfleet serve`'s `crl_published` lines of the revocations: where certfleet's own time goes. */
+function publicationPhases(lines: Array<Record<string, unknown>>, revokedAt: number[]): Array<Record<string, number>> {
+  const out: Array<Record<string, number>> = [];
+  for (const l of lines) {
+    const at = l.time as number;
+    const revoked = revokedAt.filter((r) => r <= at).at(-1);
+    if (revoked === undefined || at - revoked > 60_000) continue;
+    const n = (k: string) => (typeof l[k] === 'number' ? (l[k] as number) : NaN);
+    out.push({ 'revoke → published': at - revoked, publication: n('ms'), entries: n('entries_ms'), sign: n('sign_ms'), lint: n('lint_ms'), verify: n('verify_ms'), store: n('store_ms'), file: n('file_ms') });
+  }
+  return out;
 }
 
 /** `certfleet serve` in its own process; ready when /healthz answers. */
 async function startServe(env: Record<string, string>) {
   const port = await freePort();
-  const child = spawn(process.execPath, [BIN, 'serve'], { env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // info: its `crl_published` lines give where certfleet's own publication time goes (the profile below the table)
+  const child = spawn(process.execPath, [BIN, 'serve'], { env: { ...process.env, ...env, PORT: String(port), LOG_LEVEL: 'info' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
+  let partial = '';
+  const published: Array<Record<string, unknown>> = [];
   let exited: number | null | undefined;
-  child.stdout!.on('data', (d) => (out = (out + d).slice(-20_000)));
+  child.stdout!.on('data', (d) => {
+    out = (out + d).slice(-20_000);
+    const lines = (partial + d).split('\n');
+    partial = lines.pop()!;
+    for (const line of lines) if (line.includes('"crl_published"')) published.push(JSON.parse(line) as Record<string, unknown>);
+  });
   child.stderr!.on('data', (d) => (out = (out + d).slice(-20_000)));
   child.once('exit', (code) => (exited = code));
   const base = `http://127.0.0.1:${port}`;
@@ -104,7 +145,9 @@ async function startServe(env: Record<string, string>) {
   }
   return {
     base,
+    pid: child.pid,
     output: () => out,
+    published: () => published,
     async stop() {
       if (exited !== undefined) return;
       const gone = new Promise((r) => child.once('exit', r));
@@ -188,13 +231,15 @@ async function median(fn: () => Promise<number>, times: number) {
 }
 
 /** Mosquitto's own reload of its crlfile: SIGHUP → first accepted connection, less an ordinary connection (median of 3). */
-async function mosquittoReloadMs(broker: RunningMosquitto, n: Node, good: Cert, connectMs: number) {
+async function mosquittoReloadMs(broker: RunningMosquitto, n: Node, good: Cert, connectMs: number, cpu: number[]) {
   return median(async () => {
     const offset = broker.logs().length;
     const t0 = performance.now();
+    const cpu0 = cpuMsOf(broker.pid);
     process.kill(broker.pid, 'SIGHUP');
     if ((await connect(n, good)) !== 'accepted') throw new Error('a valid certificate was refused after a reload');
     const ms = Math.max(0, performance.now() - t0 - connectMs);
+    cpu.push(cpuMsOf(broker.pid) - cpu0);
     await broker.waitForLog(/Reloading config/, 60_000, offset);
     return ms;
   }, 3);
@@ -221,11 +266,11 @@ function agentPhases(nodes: Node[], revokedAt: number[]): Array<Record<string, n
   for (const n of nodes) {
     for (const line of n.output.split('\n')) {
       if (!line.includes('"broker_agent_applied"')) continue;
-      const entry = JSON.parse(line) as { time: number; response_at: number | null; ms: Record<string, number | null> };
+      const entry = JSON.parse(line) as { time: number; response_at: number | null; ms: Record<string, number | null>; cpu_ms?: number };
       if (entry.response_at === null) continue;
       const revoked = revokedAt.filter((r) => r <= entry.response_at!).at(-1);
       if (revoked === undefined || entry.response_at - revoked > 60_000) continue;
-      out.push({ 'revoke → bundle response': entry.response_at - revoked, download: entry.ms.download ?? 0, check: entry.ms.check ?? 0, write: entry.ms.write ?? 0, 'signal broker': entry.ms.reload ?? 0 });
+      out.push({ 'revoke → bundle response': entry.response_at - revoked, download: entry.ms.download ?? 0, check: entry.ms.check ?? 0, write: entry.ms.write ?? 0, 'signal broker': entry.ms.reload ?? 0, 'agent CPU check → signal': entry.cpu_ms ?? NaN });
     }
   }
   return out;
@@ -370,7 +415,8 @@ async function measureSize(revokedAlready: number): Promise<{ crlEntries: number
           if ((await connect(nodes[0]!, good)) !== 'accepted') throw new Error('a valid certificate was refused');
           return performance.now() - t0;
         }, 5);
-        const reloadMs = mosquittos.length ? await mosquittoReloadMs(mosquittos[0]!, nodes[0]!, good, handshakeMs) : null;
+        const reloadCpu: number[] = [];
+        const reloadMs = mosquittos.length ? await mosquittoReloadMs(mosquittos[0]!, nodes[0]!, good, handshakeMs, reloadCpu) : null;
 
         for (const n of nodes) stops.push(await startWatcher(n, watch));
         await sleep(3000); // the quiet round trips of the stall probe (a sample window, not a wait for readiness)
@@ -381,11 +427,15 @@ async function measureSize(revokedAlready: number): Promise<{ crlEntries: number
         const closed: number[] = [];
         const stallPerRevocation: number[] = [];
         const revokedAt: number[] = [];
+        const serveCpu: number[] = [];
+        const agentCpu: number[] = [];
         let previous = 0;
         const spacing = revokedAlready >= 50_000 ? BOUND_SPACING_MS : 1_500;
         for (const [i, c] of certs.entries()) {
           const sessions = await Promise.all(nodes.map((n) => liveSession(n, c, `${TENANT}/${c.device}`)));
           await sleep(Math.max(0, previous + spacing - performance.now())); // isolated: outside the previous reload's bound
+          const serveCpu0 = cpuMsOf(serve.pid);
+          const agentCpu0 = nodes.map((n) => cpuMsOf(n.agent?.pid));
           const started = performance.now();
           previous = started;
           revokedAt.push(Date.now());
@@ -404,6 +454,9 @@ async function measureSize(revokedAlready: number): Promise<{ crlEntries: number
             ),
           ]);
           const done = performance.now();
+          serveCpu.push(cpuMsOf(serve.pid) - serveCpu0);
+          const agentCpus = nodes.map((n, k) => cpuMsOf(n.agent?.pid) - agentCpu0[k]!).filter(Number.isFinite).sort((a, b) => a - b);
+          if (agentCpus.length) agentCpu.push(agentCpus[Math.floor(agentCpus.length / 2)]!);
           for (const s of sessions) await s.end();
           refused.push(Math.max(...times));
           closed.push(Math.max(...closes));
@@ -421,6 +474,8 @@ async function measureSize(revokedAlready: number): Promise<{ crlEntries: number
           load: [loadStart, load1()],
           note: null,
           phases: agentPhases(nodes, revokedAt),
+          publications: publicationPhases(serve.published(), revokedAt),
+          cpu: { serve: serveCpu, agent: agentCpu, reload: reloadCpu.length ? [...reloadCpu].sort((a, b) => a - b)[Math.floor(reloadCpu.length / 2)]! : null },
         });
         const r = results.at(-1)!;
         const s = (xs: number[]) => [...xs].sort((a, b) => a - b);
@@ -430,10 +485,12 @@ async function measureSize(revokedAlready: number): Promise<{ crlEntries: number
             `stall p50 ${fmt(percentile(s(stallPerRevocation), 50), 0)} / max ${fmt(Math.max(...stallPerRevocation), 0)} ms (quiet p99 ${fmt(r.quietP99, 1)}); load ${r.load.join('–')}`,
         );
         if (r.phases.length) console.log(`  agents' steps: ${JSON.stringify(r.phases)}`);
+        if (r.publications.length) console.log(`  certfleet's publications: ${JSON.stringify(r.publications)}`);
+        console.log(`  CPU ms per revocation: ${JSON.stringify(r.cpu)}`);
       } catch (error) {
         // One setup failing (a broker that would not start on a loaded host) does not lose the others' rows.
         console.error(`${setup} at ${revokedAlready} listed failed: ${(error as Error).stack}\n${serve?.output().slice(-3000) ?? ''}`);
-        results.push({ setup, refused: [], closed: [], reloadMs: null, handshakeMs: NaN, stallPerRevocation: [], quietP99: NaN, load: [loadStart, load1()], note: `failed: ${(error as Error).message.split('\n')[0]!.slice(0, 200)}`, phases: [] });
+        results.push({ setup, refused: [], closed: [], reloadMs: null, handshakeMs: NaN, stallPerRevocation: [], quietP99: NaN, load: [loadStart, load1()], note: `failed: ${(error as Error).message.split('\n')[0]!.slice(0, 200)}`, phases: [], publications: [], cpu: { serve: [], agent: [], reload: null } });
       } finally {
         for (const stop of stops) await stop();
         for (const n of nodes) await stopAgent(n);
@@ -485,12 +542,29 @@ export async function runBrokerFleetBench() {
         round(r.quietP99, 1),
         `${r.load[0]}–${r.load[1]}`,
       ]);
+      if (r.cpu.serve.length) {
+        const med = (xs: number[]) => fmt(percentile(sorted(xs), 50), 0);
+        notes.push(
+          `${SETUP_NAMES[r.setup]}, ${fmt(crlEntries, 0)} entries, CPU time per revocation (from /proc, the same whatever the load; median): certfleet serve ${med(r.cpu.serve)} ms` +
+            (r.cpu.agent.length ? `, one agent process ${med(r.cpu.agent)} ms` : '') +
+            (r.cpu.reload !== null ? `, Mosquitto's own reload ${fmt(r.cpu.reload, 0)} ms` : '') +
+            ' (revoke call until every node refused the certificate and closed its session).',
+        );
+      }
+      if (r.publications.length) {
+        const keys = Object.keys(r.publications[0]!);
+        notes.push(
+          `${SETUP_NAMES[r.setup]}, ${fmt(crlEntries, 0)} entries, certfleet's own publication per revocation (its crl_published log lines, median ms over ${r.publications.length}): ` +
+            keys.map((k) => `${k} ${fmt(percentile(sorted(r.publications.map((p) => p[k]!)), 50), 0)}`).join(', ') +
+            '.',
+        );
+      }
       if (r.phases.length) {
         const keys = Object.keys(r.phases[0]!);
         notes.push(
           `${SETUP_NAMES[r.setup]}, ${fmt(crlEntries, 0)} entries, the agents' own steps per applied bundle (median ms over ${r.phases.length}): ` +
             keys.map((k) => `${k} ${fmt(percentile(sorted(r.phases.map((p) => p[k]!)), 50), 0)}`).join(', ') +
-            '; then the broker reloads (Mosquitto) and the probe sees the refusal.',
+            (r.setup === 'rabbitmq' ? '; then the next handshake reads the new CRL (no reload).' : '; then the broker reloads and the probe sees the refusal.'),
         );
       }
     }
@@ -512,4 +586,7 @@ export async function runBrokerFleetBench() {
 if (import.meta.url === `file://${process.argv[1]}`) {
   process.on('exit', (code) => code !== 0 && console.error(`broker-fleet bench exits with code ${code}`));
   await runBrokerFleetBench();
+  // The table is out: exit although something still holds the event loop after the RabbitMQ setup
+  // (a run at 100,000 entries on 2026-12-07 stayed up after its BENCH_RESULT line), so `npm run bench` goes on.
+  process.exit();
 }

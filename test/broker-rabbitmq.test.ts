@@ -182,7 +182,10 @@ describe.runIf(haveRabbit)(`RabbitMQ 3.10 (MQTT plugin) configured by broker-con
     const written = await brokerConfigHere(env, join(tmp, 'broker'), ['--broker', 'rabbitmq', '--port', String(mqttTlsPort), '--admin-port', String(managementPort)]);
     files = written.files;
     rabbitFiles = (written.files as unknown as { rabbitmq: Record<string, string> }).rabbitmq;
-    expect(readdirSync(rabbitFiles.crlDir).filter((n) => /^[0-9a-f]{8}\.r0$/.test(n))).toHaveLength(1); // the current CRL, before the broker starts
+    const hashFiles = readdirSync(rabbitFiles.crlDir).filter((n) => /^[0-9a-f]{8}\.r0$/.test(n));
+    expect(hashFiles).toHaveLength(1); // the current CRL, before the broker starts
+    // DER, not PEM: OTP decodes the file at every handshake, and PEM adds a base64 decode of the whole CRL to each
+    expect(readFileSync(join(rabbitFiles.crlDir, hashFiles[0]!))[0]).toBe(0x30);
     adminPassword = readFileSync(rabbitFiles.adminPasswordFile, 'utf8').trim();
     rabbit = await startRabbitmq(join(tmp, 'rabbit'), { configDir: rabbitFiles.dir, mqttTlsPort, managementPort });
     // what broker-config tells certfleet to run with: it keeps the node's device users (BROKER_RABBITMQ_*)
