@@ -58,7 +58,7 @@ function summarise(profilePath: string, from: number, to: number, issued: number
   console.log('by area (self time):');
   for (const [k, v] of [...byArea].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${pct(v).padStart(6)}  ${k}`);
   console.log('top functions (self time):');
-  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${pct(v).padStart(6)}  ${k}`);
+  for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.PROFILE_TOP ?? 30))) console.log(`  ${pct(v).padStart(6)}  ${k}`);
 }
 
 const db = await benchDatabase();

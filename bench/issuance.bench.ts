@@ -62,9 +62,11 @@ function cpuMs(pid: number): number {
 }
 
 /** The server's CPU plus that of the Postgres backends serving its database: what one certificate costs, whatever the machine's load. */
-async function serverCpuMs(serverPid: number, admin: pg.Client): Promise<number> {
+async function serverCpuMs(serverPid: number, admin: pg.Client): Promise<{ total: number; node: number; postgres: number }> {
   const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
-  return processTree(serverPid).reduce((n, pid) => n + cpuMs(pid), 0) + rows.reduce((n, r) => n + cpuMs(r.pid), 0);
+  const node = processTree(serverPid).reduce((n, pid) => n + cpuMs(pid), 0);
+  const postgres = rows.reduce((n, r) => n + cpuMs(r.pid), 0);
+  return { total: node + postgres, node, postgres };
 }
 
 async function eventLoopP99(base: string): Promise<number> {
@@ -137,7 +139,11 @@ export async function runIssuanceBench(options: { seconds?: number; processes?: 
       await eventLoopP99(server.base); // resets the server's lag histogram
       const cpu0 = await serverCpuMs(server.pid, admin);
       const ours = await burst(key === 'csr' ? certfleetCsrRequest(server.base, token, csrs) : certfleetRequest(server.base, token, keyType), 201, seconds, concurrency);
-      const oursCpu = ((await serverCpuMs(server.pid, admin)) - cpu0) / Math.max(1, ours.count);
+      const cpu1 = await serverCpuMs(server.pid, admin);
+      const oursCpu = (cpu1.total - cpu0.total) / Math.max(1, ours.count);
+      // The split: the API processes (HTTP, key, lint, signature, response) and the Postgres backends (the group's statement, its commit).
+      const nodeCpu = (cpu1.node - cpu0.node) / Math.max(1, ours.count);
+      const postgresCpu = (cpu1.postgres - cpu0.postgres) / Math.max(1, ours.count);
       const lag = await eventLoopP99(server.base);
       const openssl = key === 'csr' ? NaN : await opensslIssueRate(ca, keyType, seconds, availableParallelism());
       const py = python && key === 'generate' ? pythonIssueRate(python, ca, keyType, seconds) : NaN;
@@ -158,7 +164,7 @@ export async function runIssuanceBench(options: { seconds?: number; processes?: 
       }
       const label = key === 'csr' ? `${keyType}, device CSR` : keyType;
       console.log(
-        `${label}: certfleet ${fmt(ours.rate)}/s (p50 ${fmt(ours.p50)} ms, p99 ${fmt(ours.p99)} ms, lag p99 ${fmt(lag)} ms, ${ours.errors} errors, ${fmt(oursCpu * 1000, 0)} µs CPU per certificate with Postgres); ` +
+        `${label}: certfleet ${fmt(ours.rate)}/s (p50 ${fmt(ours.p50)} ms, p99 ${fmt(ours.p99)} ms, lag p99 ${fmt(lag)} ms, ${ours.errors} errors, ${fmt(oursCpu * 1000, 0)} µs CPU per certificate with Postgres: API processes ${fmt(nodeCpu * 1000, 0)}, Postgres ${fmt(postgresCpu * 1000, 0)}); ` +
           `cfssl ${fmt(cfsslCpu * 1000, 0)} µs CPU per certificate; load ${loadavg()[0].toFixed(1)}; ` +
           `openssl ${fmt(openssl)}/s; python ${fmt(py)}/s; cfssl ${cfssl ? `${fmt(cfssl.rate)}/s` : 'not installed'}; raw keygen ${fmt(raw)}/s`,
       );
@@ -179,6 +185,7 @@ export async function runIssuanceBench(options: { seconds?: number; processes?: 
         key === 'csr' ? '-' : round(raw),
         keyType === 'rsa-2048' ? `${round(rawRsaPool)} (${keygenWorkers}); ${ratio(ours.rate, rawRsaPool)}` : '-',
         round(oursCpu * 1000, 0),
+        `${round(nodeCpu * 1000, 0)} / ${round(postgresCpu * 1000, 0)}`,
         cfssl ? round(cfsslCpu * 1000, 0) : '-',
         cfssl ? ratio(cfsslCpu, oursCpu) : '-',
         round(loadavg()[0], 1),
@@ -193,7 +200,7 @@ export async function runIssuanceBench(options: { seconds?: number; processes?: 
         'per certificate, one process per core. python: the seed\'s approach, `cryptography` in one process (key + certificate in a loop, no HTTP, no database). ' +
         'cfssl: `cfssl serve`, `POST /api/v1/cfssl/newcert` (key generated server-side, no database) with the same client. ' +
         'Device CSR: `POST …/certificates/csr` with the device\'s own P-256 key (one per device, made by openssl beforehand), against `cfssl serve`\'s `POST /api/v1/cfssl/sign` with the same CSRs. Same EC P-256 CA for all.',
-      columns: ['key type', 'API processes', 'certfleet certs/s', 'p50 ms', 'p99 ms', 'event-loop lag p99 ms', 'errors', 'openssl certs/s', 'certfleet / openssl', 'python certs/s', 'certfleet / python', 'cfssl certs/s', 'certfleet / cfssl', 'raw Node keygen keys/s', 'raw RSA keygen on the KEYGEN_WORKERS threads keys/s (threads); certfleet / it', 'certfleet CPU µs per certificate (server + its Postgres backends)', 'cfssl CPU µs per certificate', 'cfssl CPU / certfleet CPU', 'load avg (1 min)'],
+      columns: ['key type', 'API processes', 'certfleet certs/s', 'p50 ms', 'p99 ms', 'event-loop lag p99 ms', 'errors', 'openssl certs/s', 'certfleet / openssl', 'python certs/s', 'certfleet / python', 'cfssl certs/s', 'certfleet / cfssl', 'raw Node keygen keys/s', 'raw RSA keygen on the KEYGEN_WORKERS threads keys/s (threads); certfleet / it', 'certfleet CPU µs per certificate (server + its Postgres backends)', 'of which API processes / Postgres µs', 'cfssl CPU µs per certificate', 'cfssl CPU / certfleet CPU', 'load avg (1 min)'],
       rows,
       notes: [
         'Ratios here are certfleet / peer: above 1x certfleet issues more certificates per second.',

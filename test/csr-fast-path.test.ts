@@ -4,7 +4,7 @@
  * verify, a weak key, another algorithm) goes through the @peculiar/x509 path, which names the
  * error as before.
  */
-import { generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,25 @@ describe('CSR keys', () => {
       kind === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : generateKeyPairSync('ec', { namedCurve: kind === 'ec384' ? 'P-384' : 'P-256' });
     const key = await keySource.publicKeyFromCsr(csrFor(pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, extra));
     expect(Buffer.from(key.spkiDer).equals(spkiOf(pair.publicKey))).toBe(true);
+  });
+
+  it('a P-256 key: the CSR’s own bytes when they are the canonical form, OpenSSL’s export of the key when not (a compressed point)', async () => {
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const canonical = await keySource.publicKeyFromCsr(csrFor(pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string));
+    expect(canonical.keyType).toBe('ec-p256');
+    expect(Buffer.from(canonical.spkiDer).equals(spkiOf(pair.publicKey))).toBe(true);
+
+    const compressedKey = run('openssl', ['ec', '-conv_form', 'compressed'], pair.privateKey.export({ type: 'sec1', format: 'pem' }) as string);
+    expect(compressedKey.code).toBe(0);
+    const csr = csrFor(compressedKey.out.slice(compressedKey.out.indexOf('-----BEGIN')));
+    const csrDer = Buffer.from(csr.replace(/-----[^-]+-----/g, '').replace(/\s/g, ''), 'base64');
+    expect(csrDer.includes(spkiOf(pair.publicKey))).toBe(false); // the CSR carries the compressed point
+    const fromCompressed = await keySource.publicKeyFromCsr(csr);
+    expect(fromCompressed.keyType).toBe('ec-p256');
+    // OpenSSL's export, as before the canonical-bytes shortcut (OpenSSL 3 keeps the key's point form).
+    const exported = spkiOf(createPublicKey(compressedKey.out.slice(compressedKey.out.indexOf('-----BEGIN'))));
+    expect(Buffer.from(fromCompressed.spkiDer).equals(exported)).toBe(true);
+    expect(exported.length).toBeLessThan(spkiOf(pair.publicKey).length);
   });
 
   it('a signature that does not verify: INVALID_CSR (proof of possession failed)', async () => {

@@ -72,11 +72,16 @@ export interface DeviceCertificateInput {
   subjectKeyId: Uint8Array;
 }
 
+/** The per-certificate constants, encoded once. */
+const V3 = contextExplicit(0, integer(2));
+const CN_OID = oid(OID.commonName);
+const SKI_OID = oid(OID.subjectKeyId);
+
 export function encodeDeviceTbs(profile: DeviceProfile, c: DeviceCertificateInput): Buffer {
-  const subject = sequence(set(sequence(oid(OID.commonName), utf8String(c.commonName))));
-  const extensions = sequence(profile.sharedExtensions, extension(OID.subjectKeyId, false, octetString(c.subjectKeyId)));
+  const subject = sequence(set(sequence(CN_OID, utf8String(c.commonName))));
+  const extensions = sequence(profile.sharedExtensions, sequence(SKI_OID, octetString(octetString(c.subjectKeyId))));
   return sequence(
-    contextExplicit(0, integer(2)),
+    V3,
     integerFromUnsigned(c.serial),
     profile.signatureAlgorithmDer,
     profile.issuerNameDer,

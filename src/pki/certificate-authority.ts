@@ -17,6 +17,14 @@ import { caLintProfile } from './lint/ca-profile.ts';
 import { lintCertificate } from './lint/certificate-lint.ts';
 import { runLint, runLintAsync } from './lint/lint-failure.ts';
 import { createIssuedTbsLint } from './lint/issued-tbs-lint.ts';
+import { checkSignedCertificate } from './lint/signed-certificate-check.ts';
+
+/**
+ * The signed certificate parsed back by Node in full (X509Certificate + verify) for the first
+ * certificate of each CA and then every this many; every certificate gets checkSignedCertificate
+ * (the envelope read back, the TBS the linted one, the signature verified by node:crypto).
+ */
+export const FULL_PARSE_BACK_EVERY = 1000;
 
 const notConfigured = () => new AppError('CA_NOT_CONFIGURED', 'Device CA not configured');
 
@@ -75,7 +83,9 @@ export interface CertificateAuthorityOptions {
  * distribution point. The TBS is encoded directly (the shared extensions once per CA) and
  * signed by the CA's KeySigner (kms/: a file key in libuv's thread pool, or a PKCS#11 token). Lint before signing (Boulder's way): a copy signed by a
  * throwaway key of the CA key's algorithm is linted (lint/) first, and only a TBS that passed gets
- * the CA's signature; the signed certificate is then parsed back and verified with the CA key.
+ * the CA's signature; the signed certificate is then read back and its CA signature verified
+ * (lint/signed-certificate-check.ts; Node's full X509Certificate parse-back as well for a CA's first
+ * certificate and every FULL_PARSE_BACK_EVERY).
  */
 export function createCertificateAuthority(ca: DeviceCa | null, options: CertificateAuthorityOptions): CertificateAuthority {
   const encodeTbs = options.encodeTbs ?? encodeDeviceTbs;
@@ -88,6 +98,7 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
   const lintCopyCa = lintCa && throwaway ? throwaway.then((pair) => ({ ...lintCa, publicKey: pair.publicKey, throwawaySigner: fileKeySigner(pair.privateKey, 'throwaway lint key') })) : null;
   lintCopyCa?.catch(() => undefined);
   const signer = ca ? ca.signer : null;
+  let sinceParseBack = FULL_PARSE_BACK_EVERY; // the first certificate is parsed back in full
   // Lint a copy signed by the throwaway key (the full lint) once per certificate shape, and the varying fields of every TBS (lint/issued-tbs-lint.ts).
   const tbsLint =
     lintCa && lintCopyCa
@@ -143,7 +154,12 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
       // The CA key signs nothing that fails the profile.
       await runLintAsync(() => tbsLint.lint(tbs, { commonName: req.commonName, spkiDer: spki }));
       const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(tbs, ca.signer));
-      verifyCaSignature(der, ca.publicKey);
+      // The check after signing, on the produced bytes (lint/signed-certificate-check.ts), and now and then Node's full parse-back as well.
+      runLint(() => checkSignedCertificate(der, { tbs, signatureAlgorithmDer: profile.signatureAlgorithmDer, hash: ca.signer.hash, caPublicKey: ca.publicKey }));
+      if (++sinceParseBack >= FULL_PARSE_BACK_EVERY) {
+        verifyCaSignature(der, ca.publicKey);
+        sinceParseBack = 0;
+      }
       return {
         certPem: toPem('CERTIFICATE', der),
         fingerprint: fingerprintOf(der),

@@ -62,7 +62,18 @@ const FAST_CSR_ALGORITHMS = new Map<string, string>([
  * path below then judges and names, as before. About ten times less CPU per CSR than that path
  * (asn1js parse, WebCrypto import and verify), which dominated CSR issuance in the profile.
  */
-function verifiedCsrKeyFast(csrPem: string): KeyObject | null {
+/** The DER of a P-256 SubjectPublicKeyInfo up to the point's 64 coordinate octets (id-ecPublicKey, prime256v1, uncompressed point): OpenSSL's own export of such a key. */
+const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d03010703420004', 'hex');
+
+/** The key of a CSR, as storage and the certificate carry it: the CSR's own bytes when they already are OpenSSL's canonical P-256 form (no export), else OpenSSL's export. */
+function canonicalKey(key: KeyObject, spkiBytes: Buffer): { spkiDer: Buffer; keyType: string } {
+  if (spkiBytes.length === P256_SPKI_PREFIX.length + 64 && spkiBytes.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX) && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') {
+    return { spkiDer: Buffer.from(spkiBytes), keyType: 'ec-p256' };
+  }
+  return { spkiDer: spkiOf(key), keyType: describeKey(key) };
+}
+
+function verifiedCsrKeyFast(csrPem: string): { key: KeyObject; spkiBytes: Buffer } | null {
   try {
     const blocks = pemBlocks(csrPem, 'CERTIFICATE REQUEST');
     const [der, ...others] = blocks;
@@ -77,11 +88,12 @@ function verifiedCsrKeyFast(csrPem: string): KeyObject | null {
     const hash = algOid?.tag === TAG.OID ? FAST_CSR_ALGORITHMS.get(der.toString('hex', algOid.valueStart, algOid.end)) : undefined;
     if (!hash || params.some((p) => p.tag !== TAG.NULL)) return null;
     if (der[signature.valueStart] !== 0) return null; // unused bits
-    const key = publicKeyFromSpki(der.subarray(spki.start, spki.end));
+    const spkiBytes = der.subarray(spki.start, spki.end);
+    const key = publicKeyFromSpki(spkiBytes);
     assertAcceptableKey(key);
     const signed = der.subarray(info.start, info.end);
     const sig = der.subarray(signature.valueStart + 1, signature.end);
-    return cryptoVerify(hash, signed, key, sig) ? key : null;
+    return cryptoVerify(hash, signed, key, sig) ? { key, spkiBytes } : null;
   } catch {
     return null;
   }
@@ -92,7 +104,7 @@ export const keySource: KeySource = {
 
   async publicKeyFromCsr(csrPem: string) {
     const fast = verifiedCsrKeyFast(csrPem);
-    if (fast) return { spkiDer: spkiOf(fast), keyType: describeKey(fast) };
+    if (fast) return canonicalKey(fast.key, fast.spkiBytes);
     let csr: x509.Pkcs10CertificateRequest;
     try {
       csr = new x509.Pkcs10CertificateRequest(csrPem.trim());

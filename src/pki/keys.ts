@@ -1,4 +1,4 @@
-import { generateKeyPair, generateKeyPairSync, createPublicKey, type KeyObject } from 'node:crypto';
+import { createECDH, generateKeyPair, createPublicKey, type KeyObject } from 'node:crypto';
 import type { KeyType } from '../domain/certificate.ts';
 import { p256Pkcs8Der, p256SpkiDer } from '../domain/ec-key-der.ts';
 import { toPem } from './pem.ts';
@@ -20,9 +20,9 @@ const ENCODING = {
 export async function generateDeviceKey(keyType: KeyType | 'rsa-3072'): Promise<GeneratedKey> {
   if (keyType === 'ec-p256') {
     // Inline: a P-256 key is tens of microseconds, less than the thread pool's hand-off costs (file-signer.ts).
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-    const jwk = privateKey.export({ format: 'jwk' });
-    const [d, x, y] = [jwk.d, jwk.x, jwk.y].map((v) => Buffer.from(v!, 'base64url')) as [Buffer, Buffer, Buffer];
+    // OpenSSL's EC key generation through ECDH's handle: the raw d and point without a KeyObject and
+    // its JWK export (about 33 µs of CPU against 79 µs, measured on this machine).
+    const { d, x, y } = p256KeyParts();
     return { publicKey: { spkiDer: p256SpkiDer(x, y), keyType }, privateKeyPem: toPem('PRIVATE KEY', p256Pkcs8Der(d, x, y)) };
   }
   const [spkiDer, privateKeyPem] = await new Promise<[Buffer, string]>((resolve, reject) =>
@@ -31,6 +31,16 @@ export async function generateDeviceKey(keyType: KeyType | 'rsa-3072'): Promise<
     ),
   );
   return { publicKey: { spkiDer, keyType }, privateKeyPem };
+}
+
+/** A new P-256 key's private scalar (32 octets, RFC 5915) and public point coordinates (32 octets each). */
+export function p256KeyParts(): { d: Buffer; x: Buffer; y: Buffer } {
+  const ecdh = createECDH('prime256v1');
+  const point = ecdh.generateKeys(); // uncompressed: 04 || x || y
+  const raw = ecdh.getPrivateKey(); // big-endian, without leading zero octets
+  if (point.length !== 65 || point[0] !== 4 || raw.length > 32) throw new Error('unexpected P-256 key encoding');
+  const d = raw.length === 32 ? raw : Buffer.concat([Buffer.alloc(32 - raw.length), raw]);
+  return { d, x: point.subarray(1, 33), y: point.subarray(33, 65) };
 }
 
 /** `rsa-2048`, `ec-p256`, ... as stored in device_certificates.key_type. */

@@ -16,8 +16,10 @@
  * the expected one, UTF-8, within the length limit; the requested key, byte for byte; a
  * non-critical SubjectKeyIdentifier). So every TBS is linted before the CA signs it; what the
  * cheap path skips is re-checking, per certificate, bytes already proven good. The signed
- * certificate is then parsed back by Node and its CA signature verified, as before (the
- * outer/inner signature algorithm agreement included: OpenSSL's X509_verify refuses a mismatch).
+ * certificate is then read back and its CA signature verified (signed-certificate-check.ts: the
+ * envelope, the TBS byte for byte the linted one, the outer/inner signature algorithm agreement,
+ * the signature by node:crypto), and parsed back by Node in full for the first certificate of each
+ * CA and periodically (certificate-authority.ts).
  */
 import { MAX_COMMON_NAME_LENGTH } from '../../domain/identifiers.ts';
 import type { CaLintProfile } from './ca-profile.ts';
