@@ -18,7 +18,7 @@ import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.ts';
 import type { Clock } from '../domain/clock.ts';
 import { isIssuingActive, isPublishedCaStatus, type CaRecord } from '../domain/ca.ts';
-import type { Storage as AppStorage } from '../app/storage-ports.ts';
+import { AlreadyExistsError, type Storage as AppStorage } from '../app/storage-ports.ts';
 import { changeListeners, directoryOver, directoryView, type CaDirectory } from '../pki/ca-directory.ts';
 import type { DeviceCa } from '../pki/device-ca.ts';
 import { createCaKeystore } from '../pki/ca-keystore.ts';
@@ -56,9 +56,24 @@ const configuredCaPresent = (config: Config) => config.pkcs11 !== null || (exist
 
 /** Imports or matches the configured CA (see the file comment); returns the records after it. */
 async function adoptConfiguredCa(options: CaDirectoryOptions, ca: DeviceCa): Promise<CaRecord> {
+  const record = await adoptOnce(options, ca).catch((error: unknown) => {
+    // Another process (API_PROCESSES, a replica) inserted the same record between our read and our
+    // insert: its record is ours (same key id), read it again.
+    if (error instanceof AlreadyExistsError) return adoptOnce(options, ca);
+    throw error;
+  });
+  // Certificates issued before the records existed name this CA by issuer: give them its id.
+  for (;;) {
+    const n = await options.storage.asOperator(({ cas }) => cas.backfillCaId(record.id, record.issuerLabel, BACKFILL_BATCH));
+    if (n < BACKFILL_BATCH) break;
+  }
+  return record;
+}
+
+function adoptOnce(options: CaDirectoryOptions, ca: DeviceCa): Promise<CaRecord> {
   const { config, storage, clock } = options;
   const issuerKeyId = ca.subjectKeyId.toString('hex');
-  const record = await storage.asOperator(async ({ cas }) => {
+  return storage.asOperator(async ({ cas }) => {
     const known = await cas.findCaByKeyId(issuerKeyId);
     // The configured CA keeps the default distribution point, which follows PUBLIC_BASE_URL as it did
     // before CA records (certificates issued before a change keep the old URL: the broker's file
@@ -93,12 +108,6 @@ async function adoptConfiguredCa(options: CaDirectoryOptions, ca: DeviceCa): Pro
       createdBy: 'system:start',
     });
   });
-  // Certificates issued before the records existed name this CA by issuer: give them its id.
-  for (;;) {
-    const n = await storage.asOperator(({ cas }) => cas.backfillCaId(record.id, record.issuerLabel, BACKFILL_BATCH));
-    if (n < BACKFILL_BATCH) break;
-  }
-  return record;
 }
 
 export async function openCaDirectory(options: CaDirectoryOptions): Promise<StoredCaDirectory> {
