@@ -335,9 +335,11 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       // Entries carried over from the CRL this process linted last are compared with it, not linted again (crl-lint.ts, CarriedEntries).
       const carried =
         mode === 'incremental' && merged && current?.linted && current.linted.thisUpdateMs <= thisUpdate.getTime() && current.linted.list.length === current.entries.bytes.length
-          ? { previous: current.linted.list, runs: merged.carried }
+          ? { previous: current.linted.list, runs: merged.carried, ...(current.linted.offsets ? { previousOffsets: current.linted.offsets } : {}) }
           : undefined;
-      const fileUnverified = await signedUnverified(variant, fields, { ...lintOptions, carried });
+      // The entries' offsets (kept for the next merge) are checked by this lint, so the next one can rely on them.
+      const offsets = sorted.offsets.length === entries ? sorted.offsets : undefined;
+      const fileUnverified = await signedUnverified(variant, fields, { ...lintOptions, carried, offsets });
       const fileDer = fileUnverified.der;
       // The file's PEM is made and written while the signature is verified in the thread pool; the
       // rename waits for the verification, and so does this transaction (below): a CRL whose
@@ -397,7 +399,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
               spare: mode !== 'full' && current?.merged ? spaceOf(current.entries) : (current?.spare ?? null),
               merged: mode === 'incremental',
               fullReadAt: mode === 'incremental' && current ? current.fullReadAt : clock.now().getTime(),
-              linted: lintedListOf(fileDer, thisUpdate),
+              linted: lintedListOf(fileDer, thisUpdate, fileUnverified.offsetsChecked && offsets ? offsets : null),
             }
           : null,
       );
@@ -447,13 +449,13 @@ interface EntriesMemory {
    * TBS bytes are never written again), equal to `entries.bytes` byte for byte at that time, and
    * that CRL's thisUpdate. The next incremental lint compares its carried runs with it.
    */
-  linted: { list: Uint8Array; thisUpdateMs: number } | null;
+  linted: { list: Uint8Array; thisUpdateMs: number; offsets: Uint32Array | null } | null;
 }
 
 /** The revokedCertificates contents of a CRL we built (empty when it lists nothing). */
-function lintedListOf(fileDer: Buffer, thisUpdate: Date): EntriesMemory['linted'] {
+function lintedListOf(fileDer: Buffer, thisUpdate: Date, offsets: Uint32Array | null): EntriesMemory['linted'] {
   const list = revokedList(fileDer);
-  return { list: list ? fileDer.subarray(list.valueStart, list.end) : fileDer.subarray(0, 0), thisUpdateMs: thisUpdate.getTime() };
+  return { list: list ? fileDer.subarray(list.valueStart, list.end) : fileDer.subarray(0, 0), thisUpdateMs: thisUpdate.getTime(), offsets };
 }
 
 /** CRL_FULL_REBUILD_MINUTES' default. */
@@ -553,20 +555,20 @@ async function signedUnverified(c: { prepare: typeof prepareCrl; authority: CrlA
   const tbs = c.prepare(fields);
   const built = performance.now();
   const copy = await tbs.signWithAsync(authority.lintSigner);
-  const linted = lintStage(copy, lint, entries);
+  const { entries: linted, offsetsChecked } = lintStage(copy, lint, entries);
   const lintedAt = performance.now();
   const der = await tbs.signWithAsync(authority.signer); // overwrites the copy's signature: `copy` is gone
   const signed = performance.now();
   const verifying = verifyStage(der, authority, c.now, c.previous, entries, linted);
   verifying.catch(() => undefined); // awaited by the caller
-  return { der, signMs: built - started + (signed - lintedAt), lintMs: lintedAt - built, verifying };
+  return { der, signMs: built - started + (signed - lintedAt), lintMs: lintedAt - built, verifying, offsetsChecked: offsetsChecked === true };
 }
 
 /** Stage 3: the lint reads a copy signed by the throwaway key (profile, number, entries sorted and unique). */
-function lintStage(copy: Buffer, options: CrlLintOptions, entries: number): number {
+function lintStage(copy: Buffer, options: CrlLintOptions, entries: number): { entries: number; offsetsChecked?: boolean } {
   const linted = runLint(() => lintCrl(copy, options));
   if (linted.entries !== entries) throw new Error(`CRL lists ${linted.entries} entries, expected ${entries}`);
-  return linted.entries;
+  return linted;
 }
 
 /**
