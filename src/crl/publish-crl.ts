@@ -32,7 +32,7 @@
  * floor, `minNumber`) and the revocations stay pending until stored. A crash at any point leaves
  * the previous file or the new one, both valid (test/crl-publish.test.ts, test/crl-crash.test.ts).
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import { webcrypto, type KeyObject } from 'node:crypto';
 import type { Counter } from 'prom-client';
 import type { RevokedEntriesScope, StoredCrlInfo, Storage } from '../app/storage-ports.ts';
 import { SYSTEM_TENANT, type AlertType } from '../domain/alert.ts';
@@ -369,7 +369,8 @@ export function createPublishCrl(deps: PublishCrlDeps) {
         der = servedSigned.der;
         verified = performance.now();
         // 6 store (the file write above goes on meanwhile; the transaction ends only once it settled)
-        sha256 = createHash('sha256').update(der).digest('hex');
+        // In the thread pool (WebCrypto's digest): the main thread stays free for the file write's steps meanwhile.
+        sha256 = Buffer.from(await webcrypto.subtle.digest('SHA-256', der)).toString('hex');
         saved = await repos.crl.saveCrl(authority.issuerKeyId, {
           crlNumber,
           thisUpdate,
