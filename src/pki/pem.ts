@@ -32,8 +32,8 @@ export function pemBytes(label: string, der: Uint8Array, out?: Buffer): Buffer {
   const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
   for (let i = 0; i < whole; i += 48) {
     for (let k = i; k < i + 48; k += 3) {
-      const v = (der[k] << 16) | (der[k + 1] << 8) | der[k + 2];
-      view.setUint32(o, PAIRS[v >>> 12] | (PAIRS[v & 4095] << 16), true);
+      const v = (der[k]! << 16) | (der[k + 1]! << 8) | der[k + 2]!;
+      view.setUint32(o, PAIRS[v >>> 12]! | (PAIRS[v & 4095]! << 16), true);
       o += 4;
     }
     target[o++] = 0x0a;
