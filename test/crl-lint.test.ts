@@ -195,6 +195,81 @@ describe('CRL lint of an incremental publication (entries carried over from the 
     beyond[beyond.length - 1] = previous.length;
     expect(ruleOf(() => lintCrl(buildCrl({ ...base, revoked: m2.entries.bytes }), { ca: profile, previousNumber: 4n, carried: { previous, runs: beyond } }))).toBe('crl.entries.carried');
   });
+  describe('with the earlier lint\'s entry offsets (previousOffsets): runs not walked entry by entry', () => {
+    /** The previous CRL linted in full with its offsets checked: what publish-crl keeps (list contents and offsets). */
+    const previousWithOffsets = (entries: SortedEntries) => {
+      const crl = buildCrl({ ...base, crlNumber: 4n, revoked: entries.bytes });
+      const linted = lintCrl(crl, { ca: profile, previousNumber: 3n, offsets: entries.offsets });
+      expect(linted.offsetsChecked).toBe(true);
+      const list = revokedList(crl)!;
+      return { previous: crl.subarray(list.valueStart, list.end), previousOffsets: entries.offsets };
+    };
+
+    it('gives the full lint\'s count and verdict over random merges, and checks the merged offsets', () => {
+      let seed = 29;
+      const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+      for (let round = 0; round < 40; round++) {
+        const old = [...new Set(Array.from({ length: 1 + Math.floor(random() * 60) }, () => Math.floor(random() * 500)))];
+        const prev = sorted(old);
+        const kept = previousWithOffsets(prev);
+        const added = sorted([...new Set(Array.from({ length: Math.floor(random() * 6) }, () => Math.floor(random() * 520)))]);
+        const merged = mergeEntries(prev, added, round % 3 === 0 ? Math.floor(at.getTime() / 1000) + 2 * 86_400 : null);
+        const crl = buildCrl({ ...base, revoked: merged.entries.bytes });
+        const full = lintCrl(crl, { ca: profile, previousNumber: 4n });
+        const carried = lintCrl(crl, { ca: profile, previousNumber: 4n, carried: { ...kept, runs: merged.carried }, offsets: merged.entries.offsets });
+        expect({ crlNumber: carried.crlNumber, entries: carried.entries }, `round ${round}`).toEqual(full);
+        expect(carried.offsetsChecked).toBe(true);
+      }
+    });
+
+    it('fails offsets that are not the entries\' starts (in a carried run, in a new entry, or a count off by one)', () => {
+      const prev = sorted([1, 3, 5, 7, 9]);
+      const kept = previousWithOffsets(prev);
+      const merged = mergeEntries(prev, sorted([4]), null);
+      const crl = buildCrl({ ...base, revoked: merged.entries.bytes });
+      const lint = (offsets: Uint32Array, previousOffsets = kept.previousOffsets) =>
+        ruleOf(() => lintCrl(crl, { ca: profile, previousNumber: 4n, carried: { previous: kept.previous, previousOffsets, runs: merged.carried }, offsets }));
+      expect(lint(merged.entries.offsets)).toBe('passed');
+      for (const index of [0, 2, 4]) {
+        const wrong = Uint32Array.from(merged.entries.offsets);
+        wrong[index]! += 1;
+        expect(lint(wrong), `entry ${index}`).toBe('crl.entries.offsets');
+      }
+      expect(lint(merged.entries.offsets.subarray(0, 5))).toBe('crl.entries.offsets');
+      // The full lint checks them too (a full read's offsets become the next previousOffsets).
+      const wrong = Uint32Array.from(prev.offsets);
+      wrong[3]! -= 1;
+      expect(ruleOf(() => lintCrl(buildCrl({ ...base, revoked: prev.bytes }), { ca: profile, previousNumber: 4n, offsets: wrong }))).toBe('crl.entries.offsets');
+      // Earlier offsets that do not put a run's ends on entry starts: the run is refused.
+      const shiftedPrevious = Uint32Array.from(kept.previousOffsets);
+      shiftedPrevious[2]! += 1; // the run after the new entry 4 starts at entry 5 (index 2) of the earlier list
+      expect(lint(merged.entries.offsets, shiftedPrevious)).toBe('crl.entries.carried');
+      // Inside a run: the merged offsets no longer match the earlier ones shifted.
+      const inside = Uint32Array.from(kept.previousOffsets);
+      inside[3]! += 1;
+      expect(lint(merged.entries.offsets, inside)).toBe('crl.entries.offsets');
+    });
+
+    it('fails written-over memory, a run ending inside an entry, and disorder at a run boundary', () => {
+      const prev = sorted([1, 3, 5, 7, 9]);
+      const kept = previousWithOffsets(prev);
+      const merged = mergeEntries(prev, sorted([4]), null);
+      const bytes = Buffer.from(merged.entries.bytes);
+      const day = bytes.lastIndexOf(Buffer.from(`${String(at.getUTCFullYear() % 100)}04`, 'latin1'));
+      bytes.write('0230', day + 2, 'latin1');
+      expect(ruleOf(() => lintCrl(buildCrl({ ...base, revoked: bytes }), { ca: profile, previousNumber: 4n, carried: { ...kept, runs: merged.carried } }))).toBe('crl.entries.carried');
+      // A run whose end is not an entry end of the earlier list (one byte short: the rest linted as if an entry)
+      const short = Uint32Array.from(merged.carried);
+      short[1]! -= 1;
+      expect(ruleOf(() => lintCrl(buildCrl({ ...base, revoked: merged.entries.bytes }), { ca: profile, previousNumber: 4n, carried: { ...kept, runs: short } }))).not.toBe('passed');
+      // Runs that claim 1 and 3, then a new entry 2 spliced after them (an order bug in the merge)
+      const three = sorted([1, 3, 5]);
+      const keptThree = previousWithOffsets(three);
+      const spliced = Buffer.concat([sorted([1]).bytes, sorted([3]).bytes, sorted([2]).bytes]);
+      const runs = Uint32Array.from([0, three.offsets[2]!, 0]);
+      expect(ruleOf(() => lintCrl(buildCrl({ ...base, revoked: spliced }), { ca: profile, previousNumber: 4n, carried: { ...keptThree, runs } }))).toBe('crl.entries.order');
+    });
+  });
 });
 
 describe('CRL lint wired into publication', () => {

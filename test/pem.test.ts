@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { PemError, pemBlocks, pemBytes, toPem } from '../src/pki/pem.ts';
+import { PemError, pemBlocks, pemByteLength, pemBytes, toPem } from '../src/pki/pem.ts';
 
 const reference = (label: string, der: Uint8Array) =>
   `-----BEGIN ${label}-----\n${(Buffer.from(der).toString('base64').match(/.{1,64}/g) ?? []).map((line) => `${line}\n`).join('')}-----END ${label}-----\n`;
@@ -18,6 +18,19 @@ describe('PEM encoder', () => {
       const der = randomBytes(n);
       expect(pemBytes('X509 CRL', der).toString('latin1'), `${n} bytes`).toBe(reference('X509 CRL', der));
     }
+  });
+
+  it('writes into a kept buffer reused across sizes (a larger one: a view of it), from views at odd offsets', () => {
+    const out = Buffer.alloc(pemByteLength('X509 CRL', 200_000));
+    for (const n of [200_000, 0, 1, 47, 48, 49, 1_001, 199_999]) {
+      const whole = randomBytes(n + 3);
+      const der = whole.subarray(3); // an odd byteOffset: the 32-bit stores go through a DataView
+      const pem = pemBytes('X509 CRL', der, out);
+      expect(pem.buffer).toBe(out.buffer);
+      expect(pem.length).toBe(pemByteLength('X509 CRL', n));
+      expect(pem.toString('latin1'), `${n} bytes`).toBe(reference('X509 CRL', der));
+    }
+    expect(() => pemBytes('X509 CRL', randomBytes(200_010), out)).toThrow(RangeError);
   });
 
   it('round-trips through pemBlocks, from a view with an offset', () => {

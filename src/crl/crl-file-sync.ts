@@ -11,7 +11,7 @@ import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/pr
 import { basename, dirname, join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../domain/clock.ts';
-import { crlDerToPemBytes, crlPemToDer, peekCrlNumber, verifyCrl } from './verify-crl.ts';
+import { crlDerToPemBytes, crlPemByteLength, crlPemToDer, peekCrlNumber, verifyCrl } from './verify-crl.ts';
 import type { BrokerReloader } from '../broker/broker-reloader.ts';
 import { fsyncDir, tempPathFor, writeNewFileDurably } from '../support/atomic-file.ts';
 import type { Logger } from '../support/logger.ts';
@@ -96,8 +96,13 @@ export interface CrlFileSyncDeps {
 export interface CrlForFile {
   crlNumber: bigint;
   der?: Uint8Array;
-  /** The der was verified against this CA a moment ago by the publication that built it: not verified again. */
-  verified?: boolean;
+  /**
+   * The der was verified against this CA a moment ago by the publication that built it: not
+   * verified again. A promise: its verification is under way (the signature, in the thread pool);
+   * the PEM is made and the temp file written meanwhile, and the file is renamed into place only
+   * once it resolved (rejected: the temp file is removed and the sync fails with its error).
+   */
+  verified?: boolean | Promise<unknown>;
   load?: () => Promise<Uint8Array | null>;
   /**
    * Signal the broker as soon as the file is in place, but resolve without waiting for the reload
@@ -225,7 +230,19 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     return reloadPending ? { ...result, ...(await reload()) } : result;
   }
 
-  async function write(crl: { crlNumber: bigint; der: Uint8Array; verified?: boolean; deferReload?: boolean }): Promise<CrlFileSyncResult> {
+  /**
+   * The PEM buffer kept between writes (tens of MB at a million entries: a fresh one costs its page
+   * faults, more CPU than encoding into it). Taken while a write uses it; a second write at the
+   * same time (not the publisher's way: it runs one at a time) gets a buffer of its own.
+   */
+  let pemSpare: Buffer | null = null;
+  const takePemBuffer = (size: number): Buffer => {
+    const spare = pemSpare;
+    pemSpare = null;
+    return spare && spare.length >= size ? spare : Buffer.allocUnsafeSlow(Math.ceil(size * 1.1));
+  };
+
+  async function write(crl: { crlNumber: bigint; der: Uint8Array; verified?: boolean | Promise<unknown>; deferReload?: boolean }): Promise<CrlFileSyncResult> {
     const started = performance.now();
     // Nothing reaches the broker unchecked: a CRL that was not just verified by its publication
     // (one loaded from the database) is verified here. Verified and encoded before the first
@@ -234,8 +251,24 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
       const verified = verifyCrl(crl.der, { caPublicKey: deps.caPublicKey, issuerNameDer: deps.issuerNameDer, now: deps.clock.now() });
       if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
     }
-    const pem = crlDerToPemBytes(crl.der);
-    const current = await notOlderOnFile(crl.crlNumber);
+    // The file's number is read (I/O in the thread pool) while the PEM is made.
+    const onFile = notOlderOnFile(crl.crlNumber);
+    onFile.catch(() => undefined); // awaited below
+    const buffer = takePemBuffer(crlPemByteLength(crl.der.length));
+    try {
+      return await writePem(crl, crlDerToPemBytes(crl.der, buffer), onFile, started);
+    } finally {
+      pemSpare = buffer;
+    }
+  }
+
+  async function writePem(
+    crl: { crlNumber: bigint; verified?: boolean | Promise<unknown>; deferReload?: boolean },
+    pem: Buffer,
+    onFile: Promise<bigint | null>,
+    started: number,
+  ): Promise<CrlFileSyncResult> {
+    const current = await onFile;
     if (current !== null) return upToDate(crl.crlNumber, current);
     await fs.mkdirp(dir);
     const tmp = tempPathFor(deps.path);
@@ -243,6 +276,8 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     staged.add(name);
     try {
       await fs.writeNewFileDurably(tmp, pem, mode);
+      // Verified before it replaces the file (the verification ran while the PEM was made and written).
+      if (typeof crl.verified === 'object') await crl.verified;
       // Someone else (another replica on a shared folder) may have put a newer one there meanwhile.
       const now = await notOlderOnFile(crl.crlNumber);
       if (now !== null) {

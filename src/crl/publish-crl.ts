@@ -32,7 +32,7 @@
  * floor, `minNumber`) and the revocations stay pending until stored. A crash at any point leaves
  * the previous file or the new one, both valid (test/crl-publish.test.ts, test/crl-crash.test.ts).
  */
-import { createHash, type KeyObject } from 'node:crypto';
+import { webcrypto, type KeyObject } from 'node:crypto';
 import type { Counter } from 'prom-client';
 import type { RevokedEntriesScope, StoredCrlInfo, Storage } from '../app/storage-ports.ts';
 import { SYSTEM_TENANT, type AlertType } from '../domain/alert.ts';
@@ -62,7 +62,7 @@ import {
 } from './build-crl.ts';
 import { mergeEntries, spaceOf, type MergeResult, type MergeSpace } from './incremental-entries.ts';
 import type { CrlFileSync, CrlFileSyncResult } from './crl-file-sync.ts';
-import { verifyCrl } from './verify-crl.ts';
+import { verifyCrlAsync } from './verify-crl.ts';
 
 // ---------------------------------------------------------------------------------------------
 // The issuing CA
@@ -99,8 +99,37 @@ export function crlAuthorityFor(ca: DeviceCa): CrlAuthority {
     authorityKeyId: identity.subjectKeyId,
     publicKey: ca.publicKey,
     signer: crlSignerFor(ca.signer),
-    lintSigner: throwawaySignerFor(ca.signer.publicKey),
+    lintSigner: lintCopySigner(throwawaySignerFor(ca.signer.publicKey)),
     lintProfile: caLintProfile(ca.certDer),
+  };
+}
+
+/**
+ * The signer of the copy the lint reads: the throwaway key's signature over a fixed message, made
+ * once and then placed in every copy, instead of a signature over each TBS (which would hash the
+ * whole CRL, tens of MB at a million entries, once more per variant for nothing). The lint never
+ * checks the signature value (crl-lint.ts: verifyCrl does, on the CA-signed CRL, right after), only
+ * that a signatureValue BIT STRING follows the algorithm: this one has the exact form and size of
+ * a throwaway signature of the CA key's algorithm, and the CA key still signs nothing before the
+ * lint passed.
+ */
+export function lintCopySigner(throwaway: CrlSigner): CrlSigner {
+  let made: Promise<Uint8Array> | null = null;
+  let value: Uint8Array | null = null;
+  const message = Buffer.from('certfleet CRL lint copy');
+  return {
+    algorithmIdentifierDer: throwaway.algorithmIdentifierDer,
+    sign: () => (value ??= throwaway.sign(message)),
+    signAsync: async () => {
+      if (value) return value;
+      made ??= throwaway.signAsync ? throwaway.signAsync(message) : Promise.resolve(throwaway.sign(message));
+      try {
+        return (value = await made);
+      } catch (error) {
+        made = null;
+        throw error;
+      }
+    },
   };
 }
 
@@ -306,12 +335,20 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       // Entries carried over from the CRL this process linted last are compared with it, not linted again (crl-lint.ts, CarriedEntries).
       const carried =
         mode === 'incremental' && merged && current?.linted && current.linted.thisUpdateMs <= thisUpdate.getTime() && current.linted.list.length === current.entries.bytes.length
-          ? { previous: current.linted.list, runs: merged.carried }
+          ? { previous: current.linted.list, runs: merged.carried, ...(current.linted.offsets ? { previousOffsets: current.linted.offsets } : {}) }
           : undefined;
-      const fileSigned = await signedVariant(variant, fields, { ...lintOptions, carried });
-      const fileDer = fileSigned.der;
+      // The entries' offsets (kept for the next merge) are checked by this lint, so the next one can rely on them.
+      const offsets = sorted.offsets.length === entries ? sorted.offsets : undefined;
+      const fileUnverified = await signedUnverified(variant, fields, { ...lintOptions, carried, offsets });
+      const fileDer = fileUnverified.der;
+      // The file's PEM is made and written while the signature is verified in the thread pool; the
+      // rename waits for the verification, and so does this transaction (below): a CRL whose
+      // verification fails is neither in place nor stored.
+      const fileVerifyStarted = performance.now();
+      const fileVerified = fileUnverified.verifying.then(() => performance.now() - fileVerifyStarted);
+      fileVerified.catch(() => undefined);
       const fileWrite: Promise<FileOutcome> = deps.file
-        ? deps.file.sync({ crlNumber, der: fileDer, verified: true, deferReload: true }).then(
+        ? deps.file.sync({ crlNumber, der: fileDer, verified: fileVerified, deferReload: true }).then(
             (result) => {
               if (result.reloading) reloadAfterFailure = result.reloading;
               return { result, atMs: performance.now() - started };
@@ -324,13 +361,16 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       let sha256: string;
       let verified: number;
       let servedSigned: Awaited<ReturnType<typeof signedVariant>>;
+      let fileSigned: { signMs: number; lintMs: number; verifyMs: number };
       try {
+        fileSigned = { signMs: fileUnverified.signMs, lintMs: fileUnverified.lintMs, verifyMs: await fileVerified };
         // Same entry bytes as the file variant's: the lint compares them instead of walking them again.
         servedSigned = await signedVariant(variant, { ...fields, distributionPointUrl: settings.distributionPointUrl }, { ...lintOptions, entriesLike: { der: fileDer, entries } });
         der = servedSigned.der;
         verified = performance.now();
         // 6 store (the file write above goes on meanwhile; the transaction ends only once it settled)
-        sha256 = createHash('sha256').update(der).digest('hex');
+        // In the thread pool (WebCrypto's digest): the main thread stays free for the file write's steps meanwhile.
+        sha256 = Buffer.from(await webcrypto.subtle.digest('SHA-256', der)).toString('hex');
         saved = await repos.crl.saveCrl(authority.issuerKeyId, {
           crlNumber,
           thisUpdate,
@@ -360,7 +400,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
               spare: mode !== 'full' && current?.merged ? spaceOf(current.entries) : (current?.spare ?? null),
               merged: mode === 'incremental',
               fullReadAt: mode === 'incremental' && current ? current.fullReadAt : clock.now().getTime(),
-              linted: lintedListOf(fileDer, thisUpdate),
+              linted: lintedListOf(fileDer, thisUpdate, fileUnverified.offsetsChecked && offsets ? offsets : null),
             }
           : null,
       );
@@ -410,13 +450,13 @@ interface EntriesMemory {
    * TBS bytes are never written again), equal to `entries.bytes` byte for byte at that time, and
    * that CRL's thisUpdate. The next incremental lint compares its carried runs with it.
    */
-  linted: { list: Uint8Array; thisUpdateMs: number } | null;
+  linted: { list: Uint8Array; thisUpdateMs: number; offsets: Uint32Array | null } | null;
 }
 
 /** The revokedCertificates contents of a CRL we built (empty when it lists nothing). */
-function lintedListOf(fileDer: Buffer, thisUpdate: Date): EntriesMemory['linted'] {
+function lintedListOf(fileDer: Buffer, thisUpdate: Date, offsets: Uint32Array | null): EntriesMemory['linted'] {
   const list = revokedList(fileDer);
-  return { list: list ? fileDer.subarray(list.valueStart, list.end) : fileDer.subarray(0, 0), thisUpdateMs: thisUpdate.getTime() };
+  return { list: list ? fileDer.subarray(list.valueStart, list.end) : fileDer.subarray(0, 0), thisUpdateMs: thisUpdate.getTime(), offsets };
 }
 
 /** CRL_FULL_REBUILD_MINUTES' default. */
@@ -498,28 +538,50 @@ async function readEntriesOf(crl: CrlRepos, scope: RevokedEntriesScope, serials:
  * the served one is made and stored.
  */
 async function signedVariant(c: { prepare: typeof prepareCrl; authority: CrlAuthority; previous: bigint; entries: number; now: Date }, fields: TbsInput, lint: CrlLintOptions) {
+  const { der, signMs, lintMs, verifying } = await signedUnverified(c, fields, lint);
+  const signed = performance.now();
+  await verifying;
+  return { der, signMs, lintMs, verifyMs: performance.now() - signed };
+}
+
+/**
+ * signedVariant whose signature check (stage 5's hash over the TBS) is still running in the
+ * thread pool: `verifying` rejects when it fails. Everything else of stage 5 was checked before
+ * this returns. The file variant's write starts meanwhile; its rename and the transaction both
+ * wait for `verifying`.
+ */
+async function signedUnverified(c: { prepare: typeof prepareCrl; authority: CrlAuthority; previous: bigint; entries: number; now: Date }, fields: TbsInput, lint: CrlLintOptions) {
   const { authority, entries } = c;
   const started = performance.now();
   const tbs = c.prepare(fields);
   const built = performance.now();
   const copy = await tbs.signWithAsync(authority.lintSigner);
-  lintStage(copy, lint, entries);
-  const linted = performance.now();
+  const { entries: linted, offsetsChecked } = lintStage(copy, lint, entries);
+  const lintedAt = performance.now();
   const der = await tbs.signWithAsync(authority.signer); // overwrites the copy's signature: `copy` is gone
   const signed = performance.now();
-  verifyStage(der, authority, c.now, c.previous, entries);
-  return { der, signMs: built - started + (signed - linted), lintMs: linted - built, verifyMs: performance.now() - signed };
+  const verifying = verifyStage(der, authority, c.now, c.previous, entries, linted);
+  verifying.catch(() => undefined); // awaited by the caller
+  return { der, signMs: built - started + (signed - lintedAt), lintMs: lintedAt - built, verifying, offsetsChecked: offsetsChecked === true };
 }
 
 /** Stage 3: the lint reads a copy signed by the throwaway key (profile, number, entries sorted and unique). */
-function lintStage(copy: Buffer, options: CrlLintOptions, entries: number): void {
+function lintStage(copy: Buffer, options: CrlLintOptions, entries: number): { entries: number; offsetsChecked?: boolean } {
   const linted = runLint(() => lintCrl(copy, options));
   if (linted.entries !== entries) throw new Error(`CRL lists ${linted.entries} entries, expected ${entries}`);
+  return linted;
 }
 
-/** Stage 5: signature with the CA key, issuer, nextUpdate in the future, number above the previous one, entry count. */
-function verifyStage(crl: Buffer, authority: CrlAuthority, now: Date, previousNumber: bigint, entries: number): void {
-  const verified = verifyCrl(crl, { caPublicKey: authority.publicKey, now, previousNumber, issuerNameDer: authority.issuerNameDer });
+/**
+ * Stage 5: signature with the CA key over the bytes signed (in the thread pool), issuer, nextUpdate
+ * in the future, number above the previous one, structure. The entries are not walked a second
+ * time: the lint just counted them in these very bytes (the CA key's signature was placed around
+ * the TBS the lint read, in the same buffer: prepareCrl writes only the outer header, the
+ * algorithm and the signature), and the signature check covers every byte of the TBS, so a single
+ * changed byte after the lint fails it.
+ */
+async function verifyStage(crl: Buffer, authority: CrlAuthority, now: Date, previousNumber: bigint, entries: number, linted: number): Promise<void> {
+  const verified = await verifyCrlAsync(crl, { caPublicKey: authority.publicKey, now, previousNumber, issuerNameDer: authority.issuerNameDer, lintedEntryCount: linted });
   if (verified.entryCount !== entries) throw new Error(`CRL has ${verified.entryCount} entries, expected ${entries}`);
 }
 

@@ -18,7 +18,7 @@ import {
   type Tlv,
 } from '../domain/der.ts';
 import { SIGNATURE_ALGORITHMS } from '../pki/crl-signer.ts';
-import { PemError, pemBlocks, pemBytes } from '../pki/pem.ts';
+import { PemError, pemBlocks, pemByteLength, pemBytes } from '../pki/pem.ts';
 
 export type CrlVerificationErrorCode =
   | 'MALFORMED'
@@ -49,6 +49,12 @@ export interface VerifyCrlOptions {
   previousNumber?: bigint;
   /** If given, the CRL issuer must equal these bytes (the CA certificate's subject). */
   issuerNameDer?: Uint8Array;
+  /**
+   * The number of entries, as the lint of these very bytes just counted them: the entries are then
+   * not walked again (the list's TLV header is still checked); returned as entryCount. Only for a
+   * CRL whose entries the lint read in this process (publish-crl.ts); never for one read from elsewhere.
+   */
+  lintedEntryCount?: number;
 }
 
 export interface VerifiedCrl {
@@ -79,9 +85,48 @@ function structure(code: CrlVerificationErrorCode, fn: () => Tlv, what: string):
 }
 
 export function verifyCrl(der: Uint8Array, options: VerifyCrlOptions): VerifiedCrl {
-  const { caPublicKey, now, previousNumber, issuerNameDer } = options;
+  const { verified, signed } = checked(der, options);
+  let ok = false;
   try {
-    return verifyInner(der, caPublicKey, now, previousNumber, issuerNameDer);
+    ok = verify(signed.hash, signed.data, signed.key, signed.signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw badSignature();
+  return verified;
+}
+
+/**
+ * verifyCrl with the signature checked in libuv's thread pool: the hash over the TBS (the one
+ * pass over the CRL's bytes verification cannot avoid) runs on another core while the caller
+ * goes on (publish-crl.ts encodes the PEM and writes the temp file meanwhile; the rename waits for
+ * this). Everything but the signature is checked before it returns the promise (a structure or
+ * number error throws synchronously).
+ */
+export function verifyCrlAsync(der: Uint8Array, options: VerifyCrlOptions): Promise<VerifiedCrl> {
+  const { verified, signed } = checked(der, options);
+  return new Promise((resolve, reject) => {
+    try {
+      verify(signed.hash, signed.data, signed.key, signed.signature, (error, ok) => (error || !ok ? reject(badSignature()) : resolve(verified)));
+    } catch {
+      reject(badSignature());
+    }
+  });
+}
+
+const badSignature = () => new CrlVerificationError('BAD_SIGNATURE', 'signature does not verify with the CA public key');
+
+interface SignedPart {
+  hash: string;
+  data: Uint8Array;
+  key: { key: KeyObject; dsaEncoding: 'der' };
+  signature: Uint8Array;
+}
+
+function checked(der: Uint8Array, options: VerifyCrlOptions): { verified: VerifiedCrl; signed: SignedPart } {
+  const { caPublicKey, now, previousNumber, issuerNameDer, lintedEntryCount } = options;
+  try {
+    return verifyInner(der, caPublicKey, now, previousNumber, issuerNameDer, lintedEntryCount);
   } catch (e) {
     if (e instanceof CrlVerificationError) throw e;
     throw new CrlVerificationError('MALFORMED', (e as Error).message, { cause: e });
@@ -94,7 +139,8 @@ function verifyInner(
   now: Date,
   previousNumber: bigint | undefined,
   issuerNameDer: Uint8Array | undefined,
-): VerifiedCrl {
+  lintedEntryCount: number | undefined,
+): { verified: VerifiedCrl; signed: SignedPart } {
   if (!(der instanceof Uint8Array) || der.length === 0) throw new CrlVerificationError('MALFORMED', 'empty input');
   const list = structure('MALFORMED', () => expectTag(readSingle(der), TAG.SEQUENCE, 'CertificateList'), 'CertificateList');
   const tbs = expectTag(readTlv(der, list.valueStart, list.end), TAG.SEQUENCE, 'tbsCertList');
@@ -132,8 +178,8 @@ function verifyInner(
   f = next();
   let entryCount = 0;
   if (f && f.tag === TAG.SEQUENCE) {
-    entryCount = countChildren(der, f, TAG.SEQUENCE);
-    if (entryCount === 0) throw new CrlVerificationError('MALFORMED', 'empty revokedCertificates (must be absent)');
+    entryCount = lintedEntryCount ?? countChildren(der, f, TAG.SEQUENCE);
+    if (entryCount === 0 || f.length === 0) throw new CrlVerificationError('MALFORMED', 'empty revokedCertificates (must be absent)');
     off = f.end;
     f = next();
   }
@@ -156,14 +202,12 @@ function verifyInner(
       `CRL is signed with ${alg.name} but the CA key is ${caPublicKey.asymmetricKeyType ?? 'unknown'}`,
     );
   }
-  const signature = der.subarray(sigValue.valueStart + 1, sigValue.end);
-  let ok = false;
-  try {
-    ok = verify(alg.hash, der.subarray(tbs.start, tbs.end), { key: caPublicKey, dsaEncoding: 'der' }, signature);
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw new CrlVerificationError('BAD_SIGNATURE', 'signature does not verify with the CA public key');
+  const signed: SignedPart = {
+    hash: alg.hash,
+    data: der.subarray(tbs.start, tbs.end),
+    key: { key: caPublicKey, dsaEncoding: 'der' },
+    signature: der.subarray(sigValue.valueStart + 1, sigValue.end),
+  };
 
   if (issuerNameDer && !Buffer.from(tlvBytes(der, issuer)).equals(issuerNameDer)) {
     throw new CrlVerificationError('WRONG_ISSUER', 'issuer name differs from the CA subject');
@@ -181,7 +225,7 @@ function verifyInner(
       `CRL number ${crlNumber} is not greater than the previous ${previousNumber}`,
     );
   }
-  return { crlNumber, thisUpdate, nextUpdate, entryCount };
+  return { verified: { crlNumber, thisUpdate, nextUpdate, entryCount }, signed };
 }
 
 function missing(what: string): never {
@@ -235,9 +279,12 @@ export function crlDerToPem(der: Uint8Array): string {
 }
 
 /** crlDerToPem as bytes (a 45 MB CRL becomes 61 MB of PEM without a string per line). */
-export function crlDerToPemBytes(der: Uint8Array): Buffer {
-  return pemBytes(PEM_LABEL, der);
+export function crlDerToPemBytes(der: Uint8Array, out?: Buffer): Buffer {
+  return pemBytes(PEM_LABEL, der, out);
 }
+
+/** Bytes of crlDerToPemBytes' result for `derLength` bytes of DER (the size of a reusable `out`). */
+export const crlPemByteLength = (derLength: number): number => pemByteLength(PEM_LABEL, derLength);
 
 /** DER bytes of the first `X509 CRL` PEM block. */
 export function crlPemToDer(pem: string): Buffer {

@@ -3,33 +3,47 @@ export function toPem(label: string, der: Uint8Array): string {
   return pemBytes(label, der).toString('latin1');
 }
 
+/** Bytes of the PEM pemBytes makes of `derLength` bytes of DER under `label`. */
+export function pemByteLength(label: string, derLength: number): number {
+  const b64Length = Math.ceil(derLength / 3) * 4;
+  return `-----BEGIN ${label}-----\n`.length + b64Length + Math.ceil(b64Length / 64) + `-----END ${label}-----\n`.length;
+}
+
+const BASE64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
+/** 12 bits → their two base64 characters, the first in the low byte (written little-endian, 4 characters at once). */
+const PAIRS = new Uint16Array(4096);
+for (let i = 0; i < 4096; i++) PAIRS[i] = BASE64.charCodeAt(i >> 6) | (BASE64.charCodeAt(i & 63) << 8);
+
 /**
- * toPem as bytes, written straight into one buffer (a 45 MB CRL becomes 61 MB of PEM without a
- * string per line): base64 in blocks of whole lines, each written where its lines go and then
- * spread apart in place, last line first, to make room for the line breaks.
+ * toPem as bytes, in one pass straight into `out` (or a new buffer): every 3 input bytes become 4
+ * characters with two table look-ups and one 32-bit store, a line break after each 48 input bytes;
+ * no string per block or per line, no second pass moving lines apart (1.5x less CPU than base64
+ * blocks spread in place, measured at 50 MB). `out` must have pemByteLength(label, der.length)
+ * bytes; the result is a view of it. A caller that writes many large PEMs keeps one `out` (a
+ * fresh 60 MB buffer costs its page faults every time).
  */
-export function pemBytes(label: string, der: Uint8Array): Buffer {
-  const src = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
-  const header = `-----BEGIN ${label}-----\n`;
-  const footer = `-----END ${label}-----\n`;
-  const b64Length = Math.ceil(src.length / 3) * 4;
-  const lineCount = Math.ceil(b64Length / 64);
-  const out = Buffer.allocUnsafe(header.length + b64Length + lineCount + footer.length);
-  const body = out.write(header, 0, 'latin1');
-  const BLOCK = 48 * 16_384; // input bytes per base64 call: whole 64-character lines
-  for (let i = 0; i < src.length; i += BLOCK) {
-    const firstLine = i / 48;
-    const start = body + firstLine * 65;
-    const chars = out.write(src.toString('base64', i, Math.min(src.length, i + BLOCK)), start, 'latin1');
-    for (let k = Math.ceil(chars / 64) - 1; k >= 0; k--) {
-      const from = start + k * 64;
-      const to = Math.min(from + 64, start + chars);
-      out.copyWithin(start + k * 65, from, to);
-      out[start + k * 65 + (to - from)] = 0x0a;
+export function pemBytes(label: string, der: Uint8Array, out?: Buffer): Buffer {
+  const size = pemByteLength(label, der.length);
+  const target = out ?? Buffer.allocUnsafe(size);
+  if (target.length < size) throw new RangeError(`PEM output buffer too small: ${target.length} < ${size}`);
+  let o = target.write(`-----BEGIN ${label}-----\n`, 0, 'latin1');
+  const n = der.length;
+  const whole = n - (n % 48);
+  const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
+  for (let i = 0; i < whole; i += 48) {
+    for (let k = i; k < i + 48; k += 3) {
+      const v = (der[k]! << 16) | (der[k + 1]! << 8) | der[k + 2]!;
+      view.setUint32(o, PAIRS[v >>> 12]! | (PAIRS[v & 4095]! << 16), true);
+      o += 4;
     }
+    target[o++] = 0x0a;
   }
-  out.write(footer, body + b64Length + lineCount, 'latin1');
-  return out;
+  if (whole < n) {
+    o += target.write(Buffer.from(der.buffer, der.byteOffset + whole, n - whole).toString('base64'), o, 'latin1');
+    target[o++] = 0x0a;
+  }
+  o += target.write(`-----END ${label}-----\n`, o, 'latin1');
+  return target.subarray(0, o);
 }
 
 /** A PEM block whose body is not base64 (RFC 7468), or that has no END line. */

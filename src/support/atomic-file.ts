@@ -19,7 +19,15 @@ export interface FileOwner {
 export async function writeNewFileDurably(file: string, data: string | Uint8Array, mode: number, owner?: FileOwner): Promise<void> {
   const handle = await open(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
   try {
-    await handle.writeFile(data);
+    // One write call for the whole buffer (looping only on a short write): FileHandle.writeFile
+    // writes 512 KiB per call, so a 60 MB CRL took 120 thread-pool round trips, each waiting for a
+    // turn of the main thread (busy with the next CRL variant meanwhile).
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    for (let at = 0; at < bytes.length; ) {
+      const { bytesWritten } = await handle.write(bytes, at, bytes.length - at, at);
+      if (bytesWritten <= 0) throw new Error(`could not write ${file}: no progress at byte ${at}`);
+      at += bytesWritten;
+    }
     if (owner) await handle.chown(owner.uid, owner.gid);
     await handle.chmod(mode); // the umask may have narrowed it
     await handle.sync();

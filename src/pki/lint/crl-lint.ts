@@ -50,6 +50,14 @@ export interface CrlLintOptions {
    * process linted before; only the entries around them are linted in full (see CarriedEntries).
    */
   carried?: CarriedEntries;
+  /**
+   * Where each entry starts in the revokedCertificates contents (the publisher's offsets, kept
+   * with the entries for the next incremental publication): checked against the entries here,
+   * entry by entry (as numbers: a carried run's are its earlier offsets shifted), and reported
+   * as `offsetsChecked`. Only offsets this lint checked may be given as the next CarriedEntries'
+   * `previousOffsets`.
+   */
+  offsets?: Uint32Array;
 }
 
 /**
@@ -80,11 +88,21 @@ export interface CarriedEntries {
    * Ascending and non-overlapping; the bytes between runs are entries linted in full.
    */
   runs: Uint32Array;
+  /**
+   * Where each entry of `previous` starts, as checked by the lint that read `previous` (its
+   * `offsets`). With them a carried run is not walked entry by entry: its ends must be entry
+   * starts of `previous` (binary search), its entries are counted from them and only its first
+   * and last serials are read (order against the entries around it). Without them every carried
+   * entry's header is read.
+   */
+  previousOffsets?: Uint32Array;
 }
 
 export interface LintedCrl {
   crlNumber: bigint;
   entries: number;
+  /** The `offsets` given were checked against the entries (false: none given, or the entries were not walked: `entriesLike`). */
+  offsetsChecked?: boolean;
 }
 
 const parseWith = <T>(rule: string, what: string, fn: () => T): T => {
@@ -96,7 +114,7 @@ const parseWith = <T>(rule: string, what: string, fn: () => T): T => {
   }
 };
 
-export function lintCrl(der: Uint8Array, { ca, previousNumber, entriesLike, carried }: CrlLintOptions): LintedCrl {
+export function lintCrl(der: Uint8Array, { ca, previousNumber, entriesLike, carried, offsets }: CrlLintOptions): LintedCrl {
   const list = expectNode(der, 0, der.length, SEQ, 'CertificateList');
   lintCheck(list.end === der.length, 'crl.parse', 'trailing bytes after the CertificateList');
   const [tbs, outerAlg, sig, ...rest] = childNodes(der, list);
@@ -125,13 +143,23 @@ export function lintCrl(der: Uint8Array, { ca, previousNumber, entriesLike, carr
   at = nextNode.end;
 
   let entries = 0;
+  let offsetsChecked = offsets !== undefined;
   let field = next();
   if (field?.tag === SEQ) {
     lintCheck(field.end > field.body, 'crl.entries.empty', 'an empty revokedCertificates list must be absent (RFC 5280 5.1.2.6)');
     const known = entriesLike && sameEntries(der, field, entriesLike.der);
-    entries = known ? entriesLike.entries : carried ? lintCarriedEntries(der, field, thisUpdate.getTime(), carried) : lintEntries(der, field, thisUpdate.getTime());
+    if (known) offsetsChecked = false;
+    entries = known
+      ? entriesLike.entries
+      : carried?.previousOffsets
+        ? lintCarriedByOffsets(der, field, thisUpdate.getTime(), carried as Required<CarriedEntries>, offsets)
+        : carried
+          ? lintCarriedEntries(der, field, thisUpdate.getTime(), carried)
+          : lintEntries(der, field, thisUpdate.getTime(), offsets);
     at = field.end;
     field = next();
+  } else if (offsets && offsets.length !== 0) {
+    throw new LintFailure('crl.entries.offsets', `${offsets.length} entry offsets given for a CRL without entries`);
   }
   lintCheck(field?.tag === 0xa0 && field.end === tbs.end, 'crl.extensions', 'crlExtensions [0] must be present and last');
   const extensions = parseWith('crl.extensions', 'crlExtensions', () => AsnConvert.parse(der.subarray(field.body, field.end), Extensions));
@@ -153,7 +181,7 @@ export function lintCrl(der: Uint8Array, { ca, previousNumber, entriesLike, carr
     const keyId = AsnConvert.parse(akiExt.extnValue, AuthorityKeyIdentifier).keyIdentifier;
     lintCheck(keyId && Buffer.from(keyId.buffer).equals(ca.subjectKeyId), 'crl.aki', 'Authority Key Identifier differs from the CA key identifier');
   }
-  return { crlNumber, entries };
+  return offsets ? { crlNumber, entries, offsetsChecked } : { crlNumber, entries };
 }
 
 /** Whether `other` (a CRL) has exactly the revokedCertificates bytes of `list` in `der`. */
@@ -309,10 +337,94 @@ function resetEntryState(): void {
 }
 
 /** One pass over revokedCertificates: serial sign/size/encoding, strictly ascending (sorted, unique), date, reason. */
-function lintEntries(der: Uint8Array, list: Node, thisUpdateMs: number): number {
+function lintEntries(der: Uint8Array, list: Node, thisUpdateMs: number, offsets?: Uint32Array): number {
   resetEntryState();
   let count = 0;
-  for (let at = list.body; at < list.end; count++) at = lintEntry(der, at, list.end, count, thisUpdateMs);
+  for (let at = list.body; at < list.end; count++) {
+    if (offsets && offsets[count] !== at - list.body) throw new LintFailure('crl.entries.offsets', `entry ${count} starts at ${at - list.body}, not at the offset given (${offsets[count]})`);
+    at = lintEntry(der, at, list.end, count, thisUpdateMs);
+  }
+  if (offsets && offsets.length !== count) throw new LintFailure('crl.entries.offsets', `${offsets.length} entry offsets given for ${count} entries`);
+  return count;
+}
+
+/** Index of `value` in the ascending `sorted`, or -1. */
+function indexOfSorted(sorted: Uint32Array, value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid]! < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < sorted.length && sorted[lo] === value ? lo : -1;
+}
+
+/**
+ * lintCarriedEntries with the earlier list's checked entry offsets (CarriedEntries.previousOffsets):
+ * the work is proportional to what changed, not to the CRL's size, except for two native passes
+ * (the memcmp of each run, and the offsets compared as numbers when `offsets` is given). Why that
+ * is still complete, run by run:
+ * - its bytes equal previous[from, from + length) (memcmp), and both `from` and `from + length`
+ *   are entry starts (or the end) of `previous` according to offsets that lint checked against
+ *   those very bytes: the run is exactly a sequence of whole entries of the earlier CRL, each of
+ *   which passed every per-entry rule then (serial size, sign, encoding; revocationDate valid and
+ *   not after that CRL's thisUpdate + skew, hence not after this one's; reason codes; entry
+ *   extensions) and which that lint found strictly ascending;
+ * - its first serial is compared with the serial before it and its last serial becomes the one
+ *   the next entry is compared with: order and uniqueness hold across every boundary;
+ * - the entries between runs (the new revocations) get the full per-entry lint, and must end
+ *   exactly where the next run starts, so runs and new entries tile the list;
+ * - the count is the sum of the runs' entry counts (from the earlier offsets) and the new entries.
+ */
+function lintCarriedByOffsets(der: Uint8Array, list: Node, thisUpdateMs: number, carried: Required<CarriedEntries>, offsets?: Uint32Array): number {
+  resetEntryState();
+  const { previous, runs, previousOffsets } = carried;
+  const fail = (message: string): never => {
+    throw new LintFailure('crl.entries.carried', message);
+  };
+  const badOffset = (count: number): never => {
+    throw new LintFailure('crl.entries.offsets', `entry ${count}: its offset differs from the one given`);
+  };
+  if (runs.length % 3 !== 0) fail('carried runs are not [at, end, from] triples');
+  let count = 0;
+  let at = list.body;
+  for (let r = 0; r <= runs.length; r += 3) {
+    const until = r < runs.length ? list.body + runs[r]! : list.end;
+    if (until > list.end) fail(`carried run ${r / 3} starts past the end of the list`);
+    while (at < until) {
+      if (offsets && offsets[count] !== at - list.body) badOffset(count);
+      at = lintEntry(der, at, until, count++, thisUpdateMs);
+    }
+    if (at !== until) fail(`carried run ${r / 3} does not start on an entry boundary`);
+    if (r === runs.length) break;
+    const runEnd = list.body + runs[r + 1]!;
+    const from = runs[r + 2]!;
+    const length = runEnd - at;
+    if (runEnd <= at || runEnd > list.end || from + length > previous.length) fail(`carried run ${r / 3} is out of bounds`);
+    if (Buffer.compare(Buffer.from(der.buffer, der.byteOffset + at, length), Buffer.from(previous.buffer, previous.byteOffset + from, length)) !== 0) {
+      fail(`carried run ${r / 3} differs from the entries linted before`);
+    }
+    const first = indexOfSorted(previousOffsets, from);
+    const last = from + length === previous.length ? previousOffsets.length : indexOfSorted(previousOffsets, from + length);
+    if (first < 0 || last <= first) fail(`carried run ${r / 3} does not start and end on entries of the list linted before`);
+    // Its first serial after the entry before it; its last serial is the one the next entry follows.
+    if (header(der, at, runEnd, count) !== SEQ || header(der, body, end, count) !== INT) fail(`carried run ${r / 3} does not start with an entry`);
+    orderAfterPrevious(der, body, end - body, count);
+    const lastAt = at + (previousOffsets[last - 1]! - from);
+    if (header(der, lastAt, runEnd, count) !== SEQ || end !== runEnd || header(der, body, end, count) !== INT) fail(`carried run ${r / 3} does not end with an entry`);
+    prevAt = body;
+    prevLen = end - body;
+    if (offsets) {
+      const shift = at - list.body - from;
+      for (let k = first; k < last; k++) if (offsets[count + k - first] !== previousOffsets[k]! + shift) badOffset(count + k - first);
+    }
+    count += last - first;
+    at = runEnd;
+    // The revocation time cache refers to bytes outside the run: decode the next one afresh.
+    lastTimeAt = -1;
+  }
+  if (offsets && offsets.length !== count) throw new LintFailure('crl.entries.offsets', `${offsets.length} entry offsets given for ${count} entries`);
   return count;
 }
 
