@@ -21,8 +21,10 @@ const loadConfig = async () => (await import('../config.ts')).loadConfig();
 const serve = (parts: { api: boolean; worker: boolean }) => async (flags: Flags) => {
   const config = await loadConfig();
   // The embedded database (PGlite: about half of a start) opens while the service's modules load;
-  // only once the checks that refuse to start before any database is created have passed.
-  const openingStorage = config.databaseUrl ? undefined : openEarly(config);
+  // only once the checks that refuse to start before any database is created have passed, and
+  // never for an API cluster (serve.ts refuses one on PGlite).
+  const clustered = parts.api && !parts.worker && config.apiProcesses > 1;
+  const openingStorage = config.databaseUrl || clustered ? undefined : openEarly(config);
   openingStorage?.catch(() => {}); // its failure is thrown where the service awaits it
   const { serveCommand } = await import('./serve.ts');
   return serveCommand(flags, config, parts, openingStorage);

@@ -21,13 +21,14 @@ export async function serveCommand(_flags: Flags, loaded: Config, parts: { api: 
   let config = loaded;
   const clustered = parts.api && !parts.worker && loaded.apiProcesses > 1;
   if (clustered) {
+    // Not opened early for a cluster (commands.ts); closed here should that change.
+    await closeUnused(openingStorage);
+    openingStorage = undefined;
     // Several processes on one database: PGlite allows one process.
     if (!loaded.databaseUrl) throw new Error('API_PROCESSES > 1 needs DATABASE_URL (Postgres): the embedded PGlite database allows one process');
     const index = apiProcessIndex();
-    await closeUnused(openingStorage); // never given with DATABASE_URL (commands.ts): not reached
     if (index === null) return runApiCluster(loaded, logger);
     config = configForApiProcess(loaded, index, loaded.apiProcesses);
-    openingStorage = undefined;
   }
   const service = await createService(config, {
     logger,
