@@ -18,27 +18,7 @@ const json: Record<string, FlagSpec> = { json: { type: 'boolean', help: 'print J
 // Service commands and the configuration are imported when run, so `token` or `init-ca` do not load
 // the whole service and `certfleet --help` loads only the command specs.
 const loadConfig = async () => (await import('../config.ts')).loadConfig();
-const serve = (parts: { api: boolean; worker: boolean }) => async (flags: Flags) => {
-  const config = await loadConfig();
-  // The embedded database (PGlite: about half of a start) opens while the service's modules load;
-  // only once the checks that refuse to start before any database is created have passed, and
-  // never for an API cluster (serve.ts refuses one on PGlite).
-  const clustered = parts.api && !parts.worker && config.apiProcesses > 1;
-  const openingStorage = config.databaseUrl || clustered ? undefined : openEarly(config);
-  openingStorage?.catch(() => {}); // its failure is thrown where the service awaits it
-  const { serveCommand } = await import('./serve.ts');
-  return serveCommand(flags, config, parts, openingStorage);
-};
-async function openEarly(config: Awaited<ReturnType<typeof loadConfig>>) {
-  const [{ assertTokenVerificationConfigured }, { estListenerConfig }, { openStorage }] = await Promise.all([
-    import('../composition/token-verifier.ts'),
-    import('../config.ts'),
-    import('../composition/open-storage.ts'),
-  ]);
-  assertTokenVerificationConfigured(config);
-  estListenerConfig(config);
-  return openStorage(config);
-}
+const serve = (parts: { api: boolean; worker: boolean }) => async (flags: Flags) => (await import('./serve.ts')).serveCommand(flags, await loadConfig(), parts);
 
 const serviceCommands: Record<string, CommandSpec> = {
   serve: {

@@ -3,27 +3,15 @@ import { createService } from '../composition/service.ts';
 import { createWorker } from '../composition/worker.ts';
 import { createLogger } from '../support/logger.ts';
 import type { Flags } from './spec.ts';
-import type { Storage } from '../composition/open-storage.ts';
 import { apiProcessIndex, configForApiProcess, READY_MESSAGE, runApiCluster } from './api-cluster.ts';
 
-/**
- * Runs until SIGINT/SIGTERM. `openingStorage`: the service's storage, opened while this module
- * loaded (see commands.ts); closed here if the service does not start.
- */
-export async function serveCommand(_flags: Flags, loaded: Config, parts: { api: boolean; worker: boolean }, openingStorage?: Promise<Storage>): Promise<number> {
-  try {
-    estListenerConfig(loaded); // refuses EST_PORT without its certificate before anything starts
-  } catch (e) {
-    await closeUnused(openingStorage);
-    throw e;
-  }
+/** Runs until SIGINT/SIGTERM. */
+export async function serveCommand(_flags: Flags, loaded: Config, parts: { api: boolean; worker: boolean }): Promise<number> {
+  estListenerConfig(loaded); // refuses EST_PORT without its certificate before anything starts
   const logger = createLogger({ level: loaded.logLevel });
   let config = loaded;
   const clustered = parts.api && !parts.worker && loaded.apiProcesses > 1;
   if (clustered) {
-    // Not opened early for a cluster (commands.ts); closed here should that change.
-    await closeUnused(openingStorage);
-    openingStorage = undefined;
     // Several processes on one database: PGlite allows one process.
     if (!loaded.databaseUrl) throw new Error('API_PROCESSES > 1 needs DATABASE_URL (Postgres): the embedded PGlite database allows one process');
     const index = apiProcessIndex();
@@ -34,7 +22,6 @@ export async function serveCommand(_flags: Flags, loaded: Config, parts: { api: 
     logger,
     // serve publishes the CRL (file + broker reload); api leaves it to the worker (PGlite: always in-process).
     publishCrl: parts.worker,
-    openingStorage,
   });
   const address = await service.app.listen({ port: config.port, host: config.host });
   const renewal = await service.renewal.start(service.app.log);
@@ -87,8 +74,4 @@ export async function serveCommand(_flags: Flags, loaded: Config, parts: { api: 
   // A cluster's API process: its channel to the primary would keep it alive.
   if (clustered) process.disconnect?.();
   return 0;
-}
-
-async function closeUnused(storage: Promise<Storage> | undefined): Promise<void> {
-  await storage?.then((s) => s.close(), () => undefined);
 }

@@ -54,11 +54,6 @@ import { isTrusted } from '../crl/ca-set.ts';
 export interface ServiceOverrides {
   clock?: Clock;
   storage?: Storage;
-  /**
-   * The service's own storage, already being opened (`serve` starts PGlite while the service's
-   * modules load): the service awaits it and closes it as if it had opened it. Ignored with `storage`.
-   */
-  openingStorage?: Promise<Storage>;
   /** The process logger (createLogger); none: the service logs nothing (tests). */
   logger?: ProcessLogger;
   revocations?: RevocationListener;
@@ -115,7 +110,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
   const clock = overrides.clock ?? systemClock;
   // Refused before any data dir, database or migration is created by a process that could not serve.
   assertTokenVerificationConfigured(config);
-  const storage = overrides.storage ?? (await (overrides.openingStorage ?? openStorage(config)));
+  const storage = overrides.storage ?? (await openStorage(config));
   let keygen: KeygenPool | null = null;
   let directory: StoredCaDirectory | null = null;
   try {
