@@ -48,14 +48,15 @@ async function startToReady(dataDir: string): Promise<{ wallMs: number; cpuMs: n
   return { wallMs, cpuMs };
 }
 
-/** A process that only opens PGlite on dir (from the template when dir is empty) and closes it. */
+/** A process that only opens PGlite on dir (from the template when dir is empty, unpacked as the service does) and closes it. */
 function pgliteOnly(dir: string): { wallMs: number; cpuMs: number } {
   const script = join(mkdtempSync(join(tmpdir(), 'certfleet-pglite-')), 'open.mjs');
   writeFileSync(
     script,
     `const { openPglite } = await import(${JSON.stringify(join(ROOT, 'dist/storage/pglite-driver.js'))});
-     const { templateFor } = await import(${JSON.stringify(join(ROOT, 'dist/storage/pglite-template.js'))});
-     const db = await openPglite(process.argv[2], templateFor(process.argv[2]));
+     const { templateFor, unpackTemplate } = await import(${JSON.stringify(join(ROOT, 'dist/storage/pglite-template.js'))});
+     const unpacked = unpackTemplate(process.argv[2]); // as openStorage does: Node unpacks the template, PGlite opens it
+     const db = await openPglite(process.argv[2], unpacked ? undefined : templateFor(process.argv[2]));
      await db.query('SELECT 1');
      await db.close();`,
   );

@@ -6,7 +6,7 @@ import type { PGlite } from '@electric-sql/pglite';
 import { afterAll, describe, expect, it } from 'vitest';
 import { migrate } from '../src/storage/migrate.ts';
 import { createPgliteDriver, openPglite } from '../src/storage/pglite-driver.ts';
-import { templateFor, writePgliteTemplate } from '../src/storage/pglite-template.ts';
+import { templateFor, unpackTemplate, writePgliteTemplate } from '../src/storage/pglite-template.ts';
 
 /** What the schema is made of: tables with their RLS flags, policies, roles, applied migrations. */
 async function schemaOf(db: PGlite): Promise<unknown> {
@@ -50,6 +50,40 @@ describe('the embedded database template (a packed, migrated, empty data dir)', 
     } finally {
       await db.close();
     }
+  });
+
+  it("unpacked by Node (not PGlite's loader), it opens as an existing database with the same schema, nothing left to migrate", async () => {
+    const viaLoader = join(dir, 'via-loader');
+    const loaded = await openPglite(viaLoader, templateFor(viaLoader, template));
+    const expected = await schemaOf(loaded);
+    await loaded.close();
+    const dataDir = join(dir, 'unpacked');
+    mkdirSync(dataDir); // openStorage creates it (empty) first
+    expect(unpackTemplate(dataDir, template)).toBe(true);
+    expect(readdirSync(dataDir)).toContain('PG_VERSION');
+    expect(readdirSync(dir).filter((f) => f.endsWith('.unpacking'))).toEqual([]);
+    expect(templateFor(dataDir, template)).toBeUndefined(); // PGlite opens it as it is
+    const db = await openPglite(dataDir);
+    try {
+      expect(await migrate(createPgliteDriver(db))).toEqual([]);
+      expect(await schemaOf(db)).toEqual(expected);
+      await db.query('CREATE TEMP TABLE t (x int)'); // a working database
+    } finally {
+      await db.close();
+    }
+    // Opened again (a restart): still the same database.
+    const again = await openPglite(dataDir);
+    expect(await schemaOf(again)).toEqual(expected);
+    await again.close();
+  });
+
+  it('is never unpacked into a data dir that already holds something, nor when it is missing', () => {
+    const used = join(dir, 'used-unpack');
+    mkdirSync(used);
+    writeFileSync(join(used, 'PG_VERSION'), '17\n');
+    expect(unpackTemplate(used, template)).toBe(false);
+    expect(readdirSync(used)).toEqual(['PG_VERSION']);
+    expect(unpackTemplate(join(dir, 'new-unpack'), join(dir, 'no-such-template.tar.gz'))).toBe(false);
   });
 
   it('is never used for a data dir that already holds something, nor when it is missing', () => {

@@ -155,6 +155,35 @@ describe.each(DRIVERS)('worker leases and scheduler on %s', (kind) => {
       await ticking;
     });
 
+    it('runOnce starts a task with onceAfter beside the others once those it names finished; one without waits for every task before it', async () => {
+      const events: string[] = [];
+      let cStarted!: () => void;
+      const cRunning = new Promise<void>((r) => (cStarted = r));
+      const step = (name: string, run: () => Promise<void> = async () => {}, onceAfter?: string[]): WorkerTask => ({
+        name,
+        everyMs: MINUTE,
+        ...(onceAfter ? { onceAfter } : {}),
+        run: async () => {
+          events.push(`${name} start`);
+          await run();
+          events.push(`${name} end`);
+        },
+      });
+      const tasks = [
+        step('a'),
+        // b finishes only once c is running: both run at once, or this never ends (the test times out)
+        step('b', () => cRunning, ['a']),
+        step('c', async () => cStarted(), ['a']),
+        step('d', async () => {}, ['a']),
+        step('e'),
+      ];
+      const reports = await scheduler('once', tasks).runOnce();
+      expect(reports.map((r) => [r.task, r.status])).toEqual([['a', 'ok'], ['b', 'ok'], ['c', 'ok'], ['d', 'ok'], ['e', 'ok']]);
+      expect(events.slice(0, 2)).toEqual(['a start', 'a end']);
+      expect(events.indexOf('c start')).toBeLessThan(events.indexOf('b end'));
+      expect(events.slice(-2)).toEqual(['e start', 'e end']); // after every task listed before it
+    });
+
     it('start() runs due tasks on its own timer and stop() waits for the running ones', async () => {
       const { runs, task } = counter();
       // The loop's polls, counted: "not again" is asserted only after the loop has looked several times.

@@ -12,7 +12,8 @@ Exit codes: 0 success; 1 the operation failed (an API error, a CRL that does not
 a device that failed in rotate-expiring); 2 usage error (unknown command or flag, missing
 argument); 3 certfleet unreachable, no or rejected credentials (401/403); 130 interrupted.`;
 
-function topUsage(): string {
+/** The top-level usage text (`certfleet --help`); the build saves it as dist/cli/usage.txt for bin/certfleet.js's fast path. */
+export function topUsage(): string {
   const names = Object.keys(commands);
   const width = Math.max(...names.map((n) => n.length)) + 2;
   return ['Usage: certfleet <command> [flags]', '', 'Commands:', ...names.map((n) => `  ${n.padEnd(width)}${commands[n].summary}`), USAGE_TAIL].join('\n');

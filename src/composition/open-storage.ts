@@ -27,8 +27,16 @@ export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'
     try {
       const dir = `${config.dataDir}/db`;
       // PGlite (its WebAssembly Postgres) is loaded only when used: a process on Postgres never pays its import.
-      const [{ createPgliteDriver, openPglite }, { templateFor }] = await Promise.all([import('../storage/pglite-driver.ts'), import('../storage/pglite-template.ts')]);
-      driver = createPgliteDriver(await openPglite(dir, templateFor(dir)));
+      const [{ createPgliteDriver, openPglite }, { templateFor, unpackTemplate }] = await Promise.all([import('../storage/pglite-driver.ts'), import('../storage/pglite-template.ts')]);
+      // A new database: the template unpacked by Node (PGlite's own loader when that fails).
+      let unpacked = false;
+      try {
+        unpacked = unpackTemplate(dir);
+      } catch {
+        unpacked = false;
+      }
+      driver = createPgliteDriver(await openPglite(dir, unpacked ? undefined : templateFor(dir)));
+      chmodSync(dir, 0o700);
     } catch (e) {
       release();
       throw e;

@@ -223,16 +223,20 @@ export async function createWorker(config: Config, overrides: WorkerOverrides = 
     settings: { ...DEFAULT_DELIVERY_SETTINGS, retry: DEFAULT_RETRY_POLICY, ...overrides.delivery },
   });
 
+  // worker --once: the CRL (the long task at a large CRL) runs beside the tasks that do not need it;
+  // what reads its outcome (freshness, broker lag) and the notifications the others queued come after.
+  const afterRevocations = ['scheduled-revocations'];
+  const afterCrl = crl ? ['crl'] : afterRevocations;
   const tasks: WorkerTask[] = [
     { name: 'scheduled-revocations', everyMs: intervals['scheduled-revocations'], run: async () => ({ ...(await applyScheduledRevocations()) }) },
-    ...(crl ? [{ name: 'crl', everyMs: intervals.crl, run: async () => summarise(await crl.publishNow()) }] : []),
-    { name: 'mark-expired', everyMs: intervals['mark-expired'], run: markExpired },
-    { name: 'renewal-advice', everyMs: intervals['renewal-advice'], run: publishRenewalAdvice },
-    { name: 'expiry-alerts', everyMs: intervals['expiry-alerts'], run: raiseExpiryAlerts },
+    ...(crl ? [{ name: 'crl', everyMs: intervals.crl, onceAfter: afterRevocations, run: async () => summarise(await crl.publishNow()) }] : []),
+    { name: 'mark-expired', everyMs: intervals['mark-expired'], onceAfter: afterRevocations, run: markExpired },
+    { name: 'renewal-advice', everyMs: intervals['renewal-advice'], onceAfter: ['mark-expired'], run: publishRenewalAdvice },
+    { name: 'expiry-alerts', everyMs: intervals['expiry-alerts'], onceAfter: ['renewal-advice'], run: raiseExpiryAlerts },
     // Without a Device CA there is no CRL to go stale.
     // Also the other system alerts (broker reload, CA expiry) of this replica.
-    ...(crl ? [{ name: 'crl-freshness', everyMs: intervals['crl-freshness'], run: async () => ({ ...(await checkCrlFreshness()), system: await checkSystemAlerts() }) }] : []),
-    ...(brokerFleet ? [{ name: 'broker-nodes', everyMs: intervals['broker-nodes'], run: async () => ({ ...(await brokerFleet.checkNodes()) }) }] : []),
+    ...(crl ? [{ name: 'crl-freshness', everyMs: intervals['crl-freshness'], onceAfter: ['crl', 'expiry-alerts'], run: async () => ({ ...(await checkCrlFreshness()), system: await checkSystemAlerts() }) }] : []),
+    ...(brokerFleet ? [{ name: 'broker-nodes', everyMs: intervals['broker-nodes'], onceAfter: [...afterCrl, 'expiry-alerts'], run: async () => ({ ...(await brokerFleet.checkNodes()) }) }] : []),
     { name: 'notifications', everyMs: intervals.notifications, run: countingDeliveries(deliverNotifications, overrides.metrics) },
   ];
 

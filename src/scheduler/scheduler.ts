@@ -11,6 +11,11 @@ export interface WorkerTask {
   everyMs: number;
   /** How far ahead a running task's lease expires (a heartbeat extends it). Default 2 min. */
   runLeaseMs?: number;
+  /**
+   * runOnce (`worker --once`): the tasks listed before this one that it waits for, by name; it runs
+   * concurrently with the others. Absent: after every task listed before it (one at a time, in order).
+   */
+  onceAfter?: readonly string[];
   run(): Promise<TaskCounts | void>;
 }
 
@@ -87,7 +92,8 @@ export interface SchedulerOptions {
 
 export interface Scheduler {
   /**
-   * Every task once, in order, whatever their period (`certfleet worker --once`). A task
+   * Every task once, whatever their period (`certfleet worker --once`): in order, or as soon as
+   * the tasks named by its `onceAfter` (listed before it) have finished; reports in task order. A task
    * another replica is running at this moment is skipped (reported as skipped, not failed);
    * a lease merely kept for its period is taken over. Failures are isolated.
    */
@@ -202,9 +208,14 @@ export function createScheduler(options: SchedulerOptions): Scheduler {
 
   return {
     async runOnce() {
-      const reports: TaskReport[] = [];
-      for (const task of tasks) reports.push(await attempt(task, 'once'));
-      return reports;
+      // Each task starts once the tasks it waits for have finished (whatever their outcome); reports in task order.
+      const started = new Map<string, Promise<TaskReport>>();
+      for (const [i, task] of tasks.entries()) {
+        const waitFor = task.onceAfter ?? tasks.slice(0, i).map((t) => t.name);
+        const before = waitFor.map((name) => started.get(name)).filter((p) => p !== undefined);
+        started.set(task.name, Promise.all(before).then(() => attempt(task, 'once')));
+      }
+      return Promise.all(tasks.map((t) => started.get(t.name)!));
     },
     async tick() {
       return Promise.all(startDue());
