@@ -58,7 +58,12 @@ async function scenario(label: string, env: Record<string, string>): Promise<Fig
     // Interleave the tenants in time, as a real storm would.
     devices.sort((a, b) => Number(a.deviceId.slice(4)) / (a.tenant === 'big' ? big : DEVICES - big) - Number(b.deviceId.slice(4)) / (b.tenant === 'big' ? big : DEVICES - big));
     const loadAtStart = loadavg()[0];
-    const { outcomes, elapsedMs, peakInFlight, mqttConnectErrors } = await runStorm(stack, devices, { spreadMs: SPREAD_MS, lostAnswerEvery: 10, maxAttempts: 1000 });
+    const { outcomes, elapsedMs, peakInFlight, mqttConnectErrors } = await runStorm(stack, devices, {
+      spreadMs: SPREAD_MS,
+      lostAnswerEvery: 10,
+      maxAttempts: 1000,
+      progress: (p) => process.stdout.write(`${label}: ${JSON.stringify({ ...p, seconds: Math.round(p.seconds), load: loadavg()[0].toFixed(1) })}\n`),
+    });
     const connectionErrors: Record<string, number> = {};
     for (const kind of [...outcomes.flatMap((o) => o.connectionErrors), ...mqttConnectErrors.map((k) => `mqtt connect: ${k}`)]) connectionErrors[kind] = (connectionErrors[kind] ?? 0) + 1;
     const issued = await issuedPerDevice(stack);

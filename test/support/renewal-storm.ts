@@ -273,7 +273,11 @@ const spkiOf = (pem: string) => Buffer.from(new x509.X509Certificate(pem).public
  * at most `maxAttempts` times. Every `lostAnswerEvery`-th device (0: none) acts as if its
  * answer was lost and asks again with the same CSR: it must get the same certificate.
  */
-export async function runStorm(stack: StormStack, devices: StormDevice[], options: { spreadMs?: number; maxAttempts?: number; lostAnswerEvery?: number } = {}) {
+export async function runStorm(
+  stack: StormStack,
+  devices: StormDevice[],
+  options: { spreadMs?: number; maxAttempts?: number; lostAnswerEvery?: number; progress?: (p: { seconds: number; renewed: number; inFlight: number; peakInFlight: number; refusals: number; connectionErrors: number; serverErrors: number }) => void } = {},
+) {
   const maxAttempts = options.maxAttempts ?? 200;
   const ca = readFileSync(stack.combinedCa);
   // MQTT devices connect first (a device is online before it renews).
@@ -289,6 +293,13 @@ export async function runStorm(stack: StormStack, devices: StormDevice[], option
   let active = 0;
   let peak = 0;
   const started = performance.now();
+  let refusals = 0;
+  let connectionErrors = 0;
+  let serverErrors = 0;
+  const progress = options.progress;
+  const ticker = progress
+    ? setInterval(() => progress({ seconds: (performance.now() - started) / 1000, renewed: finished, inFlight: active, peakInFlight: peak, refusals, connectionErrors, serverErrors }), 30_000)
+    : null;
   const outcomes = await Promise.all(
     devices.map(async (device, index): Promise<DeviceOutcome> => {
       if (options.spreadMs) await sleep(Math.floor((index / devices.length) * options.spreadMs));
@@ -317,6 +328,7 @@ export async function runStorm(stack: StormStack, devices: StormDevice[], option
         } catch (e) {
           // A real device retries a failed connection after a growing, jittered pause.
           outcome.connectionErrors.push(connectionErrorKind(e));
+          connectionErrors++;
           await sleep(backoffMs / 2 + Math.random() * backoffMs);
           backoffMs = Math.min(backoffMs * 2, CONNECT_BACKOFF_MAX_MS);
           continue;
@@ -324,11 +336,15 @@ export async function runStorm(stack: StormStack, devices: StormDevice[], option
           active--;
         }
         backoffMs = CONNECT_BACKOFF_MS;
-        if (answer.status >= 500 && !(answer.status === 503 && answer.retryAfter !== null)) outcome.serverErrors++;
+        if (answer.status >= 500 && !(answer.status === 503 && answer.retryAfter !== null)) {
+          outcome.serverErrors++;
+          serverErrors++;
+        }
         if (answer.status === 200 && answer.certPem) {
           outcome.certPem = answer.certPem;
         } else if (answer.status === 503 && answer.retryAfter !== null && answer.retryAfter >= 1) {
           outcome.refused++;
+          refusals++;
           outcome.retryAfterSeconds.push(answer.retryAfter);
           await sleep(answer.retryAfter * 1000);
         } else {
@@ -358,6 +374,7 @@ export async function runStorm(stack: StormStack, devices: StormDevice[], option
     }),
   );
   const elapsedMs = performance.now() - started;
+  if (ticker) clearInterval(ticker);
   await Promise.all([...sessions.values()].map((s) => s.client.endAsync(true)));
   return { outcomes, elapsedMs, peakInFlight: peak, mqttConnectErrors };
 }
