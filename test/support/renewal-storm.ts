@@ -276,7 +276,19 @@ const spkiOf = (pem: string) => Buffer.from(new x509.X509Certificate(pem).public
 export async function runStorm(
   stack: StormStack,
   devices: StormDevice[],
-  options: { spreadMs?: number; maxAttempts?: number; lostAnswerEvery?: number; progress?: (p: { seconds: number; renewed: number; inFlight: number; peakInFlight: number; refusals: number; connectionErrors: number; serverErrors: number }) => void } = {},
+  options: { spreadMs?: number; maxAttempts?: number; lostAnswerEvery?: number; progress?: (p: {
+      seconds: number;
+      renewed: number;
+      inFlight: number;
+      peakInFlight: number;
+      refusals: number;
+      connectionErrors: number;
+      connectionErrorKinds: Record<string, number>;
+      serverErrors: number;
+      listenerDrops: number;
+      listenerTlsErrors: Record<string, number>;
+    }) => void;
+  } = {},
 ) {
   const maxAttempts = options.maxAttempts ?? 200;
   const ca = readFileSync(stack.combinedCa);
@@ -295,10 +307,26 @@ export async function runStorm(
   const started = performance.now();
   let refusals = 0;
   let connectionErrors = 0;
+  const connectionErrorKinds = new Map<string, number>();
   let serverErrors = 0;
   const progress = options.progress;
   const ticker = progress
-    ? setInterval(() => progress({ seconds: (performance.now() - started) / 1000, renewed: finished, inFlight: active, peakInFlight: peak, refusals, connectionErrors, serverErrors }), 30_000)
+    ? setInterval(
+        () =>
+          progress({
+            seconds: (performance.now() - started) / 1000,
+            renewed: finished,
+            inFlight: active,
+            peakInFlight: peak,
+            refusals,
+            connectionErrors,
+            connectionErrorKinds: Object.fromEntries(connectionErrorKinds),
+            serverErrors,
+            listenerDrops: stack.serverEvents.drops,
+            listenerTlsErrors: Object.fromEntries(stack.serverEvents.tlsClientErrors),
+          }),
+        30_000,
+      )
     : null;
   const outcomes = await Promise.all(
     devices.map(async (device, index): Promise<DeviceOutcome> => {
@@ -327,8 +355,10 @@ export async function runStorm(
           answer = await ask();
         } catch (e) {
           // A real device retries a failed connection after a growing, jittered pause.
-          outcome.connectionErrors.push(connectionErrorKind(e));
+          const kind = connectionErrorKind(e);
+          outcome.connectionErrors.push(kind);
           connectionErrors++;
+          connectionErrorKinds.set(kind, (connectionErrorKinds.get(kind) ?? 0) + 1);
           await sleep(backoffMs / 2 + Math.random() * backoffMs);
           backoffMs = Math.min(backoffMs * 2, CONNECT_BACKOFF_MAX_MS);
           continue;
