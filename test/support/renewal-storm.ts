@@ -159,6 +159,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** A device's first pause after a failed connection, doubled after each further one (with ±50% jitter). */
 const CONNECT_BACKOFF_MS = 1_000;
 const CONNECT_BACKOFF_MAX_MS = 30_000;
+/** An MQTT device asks again (a newly signed request, the same CSR) when no answer came in this long. */
+const MQTT_ANSWER_TIMEOUT_MS = 120_000;
 /** A device gives up a connection attempt (connect, TLS handshake and answer) after this long. */
 const EST_ATTEMPT_TIMEOUT_MS = 120_000;
 
@@ -255,7 +257,18 @@ async function mqttSession(stack: StormStack, device: StormDevice, connectErrors
       const requestId = randomUUID();
       const signedAt = Math.floor(Date.now() / 1000);
       const signature = sign('sha256', Buffer.from(renewalSigningText(requestId, signedAt, device.csrPem)), key).toString('base64');
-      const answered = new Promise<Answer>((resolve) => waiting.set(requestId, resolve));
+      // No answer within the time a device waits (a request or answer lost on the way): it asks again.
+      const answered = new Promise<Answer>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(requestId);
+          reject(Object.assign(new Error('no MQTT answer in time'), { code: 'MQTT_NO_ANSWER' }));
+        }, MQTT_ANSWER_TIMEOUT_MS);
+        waiting.set(requestId, (a) => {
+          clearTimeout(timer);
+          waiting.delete(requestId);
+          resolve(a);
+        });
+      });
       void client.publishAsync(
         `certfleet/renew/${commonName}/request`,
         JSON.stringify({ request_id: requestId, csr_pem: device.csrPem, cert_pem: certPem, signed_at: signedAt, signature }),
