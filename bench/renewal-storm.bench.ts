@@ -33,6 +33,17 @@ interface Figures {
   notExactlyOnce: number;
   replayMismatches: number;
   seconds: number;
+  /** Requests in flight at once (sent, not yet answered), at most. */
+  peakInFlight: number;
+  /** HTTP 5xx other than 503 + Retry-After, and MQTT problems with status >= 500 without retry_after_seconds. */
+  serverErrors: number;
+  /** Connection failures the devices retried (backoff with jitter), by kind; devices that saw one. */
+  connectionErrors: Record<string, number>;
+  devicesWithConnectionErrors: number;
+  /** On the EST listener: connections dropped over its cap, TLS client errors by kind. */
+  listenerDrops: number;
+  listenerTlsErrors: Record<string, number>;
+  renewed: number;
   /** 1-minute load average at the storm's start and end. */
   load: string;
 }
@@ -47,7 +58,14 @@ async function scenario(label: string, env: Record<string, string>): Promise<Fig
     // Interleave the tenants in time, as a real storm would.
     devices.sort((a, b) => Number(a.deviceId.slice(4)) / (a.tenant === 'big' ? big : DEVICES - big) - Number(b.deviceId.slice(4)) / (b.tenant === 'big' ? big : DEVICES - big));
     const loadAtStart = loadavg()[0];
-    const { outcomes, elapsedMs } = await runStorm(stack, devices, { spreadMs: SPREAD_MS, lostAnswerEvery: 10, maxAttempts: 1000 });
+    const { outcomes, elapsedMs, peakInFlight, mqttConnectErrors } = await runStorm(stack, devices, {
+      spreadMs: SPREAD_MS,
+      lostAnswerEvery: 10,
+      maxAttempts: 1000,
+      progress: (p) => process.stdout.write(`${label}: ${JSON.stringify({ ...p, seconds: Math.round(p.seconds), load: loadavg()[0].toFixed(1) })}\n`),
+    });
+    const connectionErrors: Record<string, number> = {};
+    for (const kind of [...outcomes.flatMap((o) => o.connectionErrors), ...mqttConnectErrors.map((k) => `mqtt connect: ${k}`)]) connectionErrors[kind] = (connectionErrors[kind] ?? 0) + 1;
     const issued = await issuedPerDevice(stack);
     const latencies = outcomes.filter((o) => o.certPem).map((o) => o.latencyMs).sort((a, b) => a - b);
     const small = outcomes.filter((o) => o.certPem && o.device.tenant === 'small').map((o) => o.latencyMs).sort((a, b) => a - b);
@@ -68,6 +86,13 @@ async function scenario(label: string, env: Record<string, string>): Promise<Fig
       }).length,
       replayMismatches: outcomes.filter((o) => o.replayedSame === false).length,
       seconds: elapsedMs / 1000,
+      peakInFlight,
+      serverErrors: outcomes.reduce((n, o) => n + o.serverErrors, 0),
+      connectionErrors,
+      devicesWithConnectionErrors: outcomes.filter((o) => o.connectionErrors.length > 0).length,
+      listenerDrops: stack.serverEvents.drops,
+      listenerTlsErrors: Object.fromEntries(stack.serverEvents.tlsClientErrors),
+      renewed: outcomes.filter((o) => o.certPem).length,
       load: `${loadAtStart.toFixed(1)}–${loadavg()[0].toFixed(1)}`,
     };
     process.stdout.write(`${label}: ${JSON.stringify(figures)}\n`);
@@ -86,15 +111,38 @@ emitTable({
   id: 'renewal-storm',
   title: `Renewal storm: ${DEVICES.toLocaleString('en-US')} devices within ${SPREAD_MS / 1000} s (EST and MQTT)`,
   description: `${DEVICES} devices of two tenants (90% / 10%), one third renewing over MQTT through a real Mosquitto (broker-config --mqtt-renewal), two thirds over EST (Node TLS, base64 PKCS#10), each with a CSR for a new EC key, starting evenly over ${SPREAD_MS / 1000} s; a device told SERVICE_SATURATED waits Retry-After (EST) / retry_after_seconds (MQTT) and asks again; every tenth device asks again after its certificate (a lost answer) and must get the same one. Latency: first request to certificate, retries included. "not exactly once": devices without exactly one new certificate and one rotation afterwards (database). certfleet with its admission (defaults) against the same storm without it, same process, real Postgres.`,
-  columns: ['configuration', 'renewals/s', 'p50 ms', 'p99 ms', 'small tenant p99 ms', 'devices refused then retried', '503 answers', 'errors', 'not exactly once', 'lost-answer replays differing', 'storm s', 'load avg (1 min, start–end)'],
+  columns: [
+    'configuration',
+    'renewed',
+    'renewals/s',
+    'p50 ms',
+    'p99 ms',
+    'small tenant p99 ms',
+    'max in flight',
+    'devices refused then retried',
+    '503 + Retry-After answers',
+    '5xx (other)',
+    'connection errors retried (devices)',
+    'listener drops / TLS errors',
+    'errors',
+    'not exactly once',
+    'lost-answer replays differing',
+    'time to renew all s',
+    'load avg (1 min, start–end)',
+  ],
   rows: [admission, ...(peer ? [peer] : [])].map((f) => [
     f.label,
+    f.renewed,
     round(f.renewalsPerSecond),
     round(f.p50),
     round(f.p99),
     round(f.smallP99),
+    f.peakInFlight,
     f.refusedDevices,
     f.refusals,
+    f.serverErrors,
+    `${Object.values(f.connectionErrors).reduce((a, b) => a + b, 0)} (${f.devicesWithConnectionErrors})`,
+    `${f.listenerDrops} / ${Object.values(f.listenerTlsErrors).reduce((a, b) => a + b, 0)}`,
     f.errors,
     f.notExactlyOnce,
     f.replayMismatches,
@@ -106,5 +154,8 @@ emitTable({
       ? `admission / peer: renewals/s ${ratio(admission.renewalsPerSecond, peer.renewalsPerSecond)}, p99 ${ratio(admission.p99, peer.p99)}, small tenant p99 ${ratio(admission.smallP99, peer.smallP99)}.`
       : 'peer not run (BENCH_STORM_NO_PEER=1).',
     `Fleet size run: ${DEVICES} devices (BENCH_STORM_DEVICES), on ${process.env.BENCH_MACHINE ?? 'this machine'}.`,
+    ...[admission, ...(peer ? [peer] : [])].map(
+      (f) => `${f.label}: connection errors by kind ${JSON.stringify(f.connectionErrors)}; EST listener TLS client errors ${JSON.stringify(f.listenerTlsErrors)}, drops over EST_MAX_CONNECTIONS ${f.listenerDrops}.`,
+    ),
   ],
 });

@@ -35,6 +35,9 @@ describe(`renewal storm (real EST and Mosquitto, ${BIG + SMALL} devices, 4 renew
     const { outcomes } = await runStorm(stack, devices, { lostAnswerEvery: 10 });
     const errors = outcomes.flatMap((o) => o.errors.map((e) => `${o.device.tenant}/${o.device.deviceId} (${o.device.transport}): ${e}`));
     expect(errors).toEqual([]);
+    // No 5xx but the 503 SERVICE_SATURATED with Retry-After, and (at this size) no connection the device had to retry.
+    expect(outcomes.reduce((n, o) => n + o.serverErrors, 0)).toBe(0);
+    expect(outcomes.flatMap((o) => o.connectionErrors)).toEqual([]);
     expect(outcomes.every((o) => o.certPem !== null)).toBe(true);
 
     // Saturation was reached on both transports and answered as it should be.

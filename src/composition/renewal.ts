@@ -33,6 +33,9 @@ export interface RenewalWiring {
   close(): Promise<void>;
 }
 
+/** The EST listener's accept queue: as many pending connections as it may serve, at least Node's default. */
+export const estListenBacklog = (maxConnections: number) => Math.max(511, Math.min(maxConnections, 65_535));
+
 /** `estLimits`: the EST listener's timeouts and its connection cap within the descriptor budget. */
 /** How often a replica re-reads every tenant's claim CAs for the EST listener's TLS certificate request (another replica may have added one). */
 const CLAIM_CA_REFRESH_MS = 60_000;
@@ -110,7 +113,10 @@ export function createRenewalWiring(
     unsubscribeCas = cas?.onChange(() => void refreshTls?.().catch((e: unknown) => logger.warn({ err: e }, 'could not refresh the EST listener\'s trusted CAs'))) ?? null;
     refreshTimer.unref();
     // Fastify names the address http://: it does not know that the server it was given speaks TLS.
-    const address = (await est.listen({ port: config.est.port, host: config.est.host })).replace(/^http:/, 'https:');
+    // A storm's connections arrive in bursts while the event loop signs and handshakes: the kernel's
+    // accept queue holds up to the connection cap (Node's default, 511, dropped the SYNs of a burst,
+    // which devices saw as connect timeouts); the kernel still caps it at net.core.somaxconn.
+    const address = (await est.listen({ port: config.est.port, host: config.est.host, backlog: estListenBacklog(estLimits.maxConnections) })).replace(/^http:/, 'https:');
     return `${address}/.well-known/est`;
   }
 

@@ -13,6 +13,7 @@
  * CLAIM_ALREADY_ENROLLED: once onboarded, a device renews with its operational certificate.
  */
 import { X509Certificate, createHash, createHmac, randomUUID, verify } from 'node:crypto';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { Actor, CertificateAuthority, KeySource, SecretSealer } from '../app/ports.ts';
 import type { UseCases } from '../app/use-cases.ts';
 import { DEFAULT_VALIDITY_DAYS, NOT_BEFORE_SKEW_MS } from '../domain/certificate.ts';
@@ -32,7 +33,7 @@ import {
 import { pemBlocks } from '../pki/pem.ts';
 import { x509 } from '../pki/x509.ts';
 import { boundedCapture, RegexTimeoutError } from '../support/bounded-regex.ts';
-import type { ClaimCaRecord, ClaimStore, StoredClaimCa } from './ports.ts';
+import type { ClaimCaRecord, ClaimEnrollmentRecord, ClaimStore, StoredClaimCa } from './ports.ts';
 
 /** The approval webhook's answer (src/webhooks/approval-client.ts). */
 export type ApprovalClient = (request: { url: string; body: string; headers: Record<string, string>; timeoutMs: number }) => Promise<{
@@ -82,6 +83,10 @@ export const APPROVAL_SECRET_WARNING =
 /** The approval secret's AEAD context: a tenant has one policy, so one fixed row id. */
 const APPROVAL_SEAL_ID = 0;
 const SHARED_ALERT_SEVERITY = 2;
+/** How long the request issuing a claim's first certificate holds its binding (a crashed replica's lease expires). */
+export const CLAIM_ISSUING_LEASE_MS = 60_000;
+/** How long a request for the same claim and device waits for the one issuing (on another replica). */
+const CLAIM_ISSUING_WAIT_MS = 30_000;
 
 /** What a device signs with its claim key to ask for provisioning over MQTT. */
 export const provisioningSigningText = (requestId: string, signedAt: number, csrPem: string) => `certfleet-provision:${requestId}:${signedAt}\n${csrPem}`;
@@ -409,24 +414,7 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
     // One claim certificate, one device.
     const binding = await store.findClaimEnrollment(tenantId, claim.fingerprint);
     if (binding && binding.device_id !== deviceId) return shared(ctx, claim, binding.device_id, deviceId);
-    if (binding?.certificate_id != null) {
-      const issued = await store.certificateWithPem(tenantId, binding.certificate_id);
-      const issuedKey = issued ? sha256(new X509Certificate(issued.cert_pem).publicKey.export({ type: 'spki', format: 'der' })) : null;
-      if (issued && issued.status === 'ACTIVE' && issuedKey === csrKeySha256) {
-        await store.recordRefusal(tenantId, now, {
-          actor: claimActorId(claim.fingerprint),
-          action: 'claim.enrollment_repeated',
-          targetType: 'certificate',
-          targetId: issued.id,
-          details: { device_id: deviceId, transport, claim_fingerprint: claim.fingerprint },
-        });
-        return { device_id: deviceId, certificate_id: issued.id, cert_pem: issued.cert_pem, ca_cert_pem: deps.authority.issuerPemOf(issued.cert_pem) ?? deps.authority.caCertPem(tenantId), replayed: true };
-      }
-      return refuse(
-        ctx,
-        new AppError('CLAIM_ALREADY_ENROLLED', `this claim certificate already onboarded device ${deviceId}: it renews with its operational certificate (EST simplereenroll or MQTT renewal), not with the claim`),
-      );
-    }
+    if (binding?.certificate_id != null) return answerIssued(ctx, binding.certificate_id, claim, deviceId, csrKeySha256, now);
     const device = await store.deviceState(tenantId, deviceId);
     if (device.certificates > 0) {
       return refuse(ctx, new AppError('DEVICE_EXISTS', `device ${deviceId} already has certificates: a claim onboards a new device, or one registered without a certificate`));
@@ -439,17 +427,38 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
     const approval = await askApproval(policy, approvalSecret, tenantId, deviceId, claim, claimCa, csrKeySha256, transport);
     if (approval) return refuse(ctx, approval);
 
-    const reserved = await store.reserveClaimEnrollment({
-      tenantId,
-      claimFingerprint: claim.fingerprint,
-      claimCaId: claimCa.id,
-      claimSerial: claim.facts.serialHex,
-      claimSubject: claim.subject,
-      deviceId,
-      transport,
-      now,
-    });
-    if (reserved.device_id !== deviceId) return shared(ctx, claim, reserved.device_id, deviceId);
+    // Bind the claim and take its issuing lease, atomically across replicas. Another request issuing
+    // for this binding right now (another replica: this process's own wait in enrollWithClaim) is
+    // waited for, then its certificate answers this request too, or another key is refused.
+    let reserved: ClaimEnrollmentRecord | null = null;
+    const waitUntil = Date.now() + CLAIM_ISSUING_WAIT_MS;
+    for (let pause = 25; reserved === null; pause = Math.min(pause * 2, 1000)) {
+      const reservation = await store.reserveClaimEnrollment({
+        tenantId,
+        claimFingerprint: claim.fingerprint,
+        claimCaId: claimCa.id,
+        claimSerial: claim.facts.serialHex,
+        claimSubject: claim.subject,
+        deviceId,
+        transport,
+        now,
+        leaseMs: CLAIM_ISSUING_LEASE_MS,
+      });
+      const bound = reservation.binding;
+      if (reservation.outcome === 'device_taken') {
+        return refuse(ctx, new AppError('DEVICE_EXISTS', `device ${deviceId} is being onboarded with another claim certificate`));
+      }
+      if (reservation.outcome === 'busy') {
+        if (Date.now() + pause > waitUntil) {
+          // Still issuing elsewhere after a long wait: nothing was done here; the device asks again.
+          return refuse(ctx, new AppError('SERVICE_SATURATED', 'this claim certificate is being onboarded by another request right now; nothing was done: retry shortly', { retry_after_seconds: 5 }));
+        }
+        await delay(pause);
+      } else if (bound.device_id !== deviceId) return shared(ctx, claim, bound.device_id, deviceId);
+      else if (reservation.outcome === 'acquired') reserved = bound;
+      else if (bound.certificate_id !== null) return answerIssued(ctx, bound.certificate_id, claim, deviceId, csrKeySha256, now);
+      else throw new Error('claim enrollment: a binding of this device without a certificate that is neither leased nor leasable');
+    }
 
     const actor: Actor = { id: claimActorId(claim.fingerprint), tenantId };
     try {
@@ -479,9 +488,34 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
       });
       return { device_id: deviceId, certificate_id: issued.certificate.id, cert_pem: issued.cert_pem, ca_cert_pem: issued.ca_cert_pem, replayed: false };
     } catch (e) {
+      // Nothing issued: the lease goes back at once, so the device's retry (on any replica) issues.
+      await store.releaseClaimEnrollment(tenantId, reserved.id).catch(() => undefined);
       if (isAppError(e)) return refuse(ctx, e);
       throw e;
     }
+  }
+
+  /**
+   * The claim's binding to this device has its certificate: the same key (a lost answer, retried,
+   * possibly on another replica) gets it again while it is ACTIVE; another key is refused.
+   */
+  async function answerIssued(ctx: RefusalContext, certificateId: number, claim: ParsedClaim, deviceId: string, csrKeySha256: string, now: Date): Promise<ClaimEnrollmentResult> {
+    const issued = await store.certificateWithPem(ctx.tenantId, certificateId);
+    const issuedKey = issued ? sha256(new X509Certificate(issued.cert_pem).publicKey.export({ type: 'spki', format: 'der' })) : null;
+    if (issued && issued.status === 'ACTIVE' && issuedKey === csrKeySha256) {
+      await store.recordRefusal(ctx.tenantId, now, {
+        actor: claimActorId(claim.fingerprint),
+        action: 'claim.enrollment_repeated',
+        targetType: 'certificate',
+        targetId: issued.id,
+        details: { device_id: deviceId, transport: ctx.transport, claim_fingerprint: claim.fingerprint },
+      });
+      return { device_id: deviceId, certificate_id: issued.id, cert_pem: issued.cert_pem, ca_cert_pem: deps.authority.issuerPemOf(issued.cert_pem) ?? deps.authority.caCertPem(ctx.tenantId), replayed: true };
+    }
+    return refuse(
+      ctx,
+      new AppError('CLAIM_ALREADY_ENROLLED', `this claim certificate already onboarded device ${deviceId}: it renews with its operational certificate (EST simplereenroll or MQTT renewal), not with the claim`),
+    );
   }
 
   async function shared(ctx: RefusalContext, claim: ParsedClaim, boundTo: string, asked: string): Promise<never> {

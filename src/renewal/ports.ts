@@ -95,6 +95,10 @@ export interface ClaimEnrollmentRecord {
   enrolled_at: string | null;
 }
 
+export type ClaimReservation =
+  | { outcome: 'acquired' | 'bound' | 'busy'; binding: ClaimEnrollmentRecord }
+  | { outcome: 'device_taken'; binding: ClaimEnrollmentRecord };
+
 export interface ClaimAudit {
   actor: string;
   action: string;
@@ -121,8 +125,28 @@ export interface ClaimStore {
   findClaimEnrollment(tenantId: string, claimFingerprint: string): Promise<ClaimEnrollmentRecord | null>;
   /** The claim enrollment of the device by another claim certificate, if any. */
   claimEnrollmentOfDevice(tenantId: string, deviceId: string): Promise<ClaimEnrollmentRecord | null>;
-  /** Binds the claim to the device unless it is bound already; returns the binding that holds (possibly another device's). */
-  reserveClaimEnrollment(e: { tenantId: string; claimFingerprint: string; claimCaId: number; claimSerial: string; claimSubject: string; deviceId: string; transport: 'est' | 'mqtt'; now: Date }): Promise<ClaimEnrollmentRecord>;
+  /**
+   * Binds the claim to the device unless it is bound already, and takes the binding's issuing lease
+   * (`leaseMs`, on the database's clock) for the request that will issue its certificate. Atomic
+   * across replicas (one transaction, serialised per device id):
+   * - `acquired`: bound to `deviceId` with no certificate yet; this request issues it;
+   * - `bound`: the claim is bound to another device, or its certificate was issued;
+   * - `busy`: another request (any replica, this device id or another) is issuing the claim's certificate now;
+   * - `device_taken`: another claim certificate is bound to `deviceId` (nothing bound).
+   */
+  reserveClaimEnrollment(e: {
+    tenantId: string;
+    claimFingerprint: string;
+    claimCaId: number;
+    claimSerial: string;
+    claimSubject: string;
+    deviceId: string;
+    transport: 'est' | 'mqtt';
+    now: Date;
+    leaseMs: number;
+  }): Promise<ClaimReservation>;
+  /** Gives the issuing lease back after a failed issuance (a retry may issue at once). */
+  releaseClaimEnrollment(tenantId: string, id: number): Promise<void>;
   completeClaimEnrollment(tenantId: string, id: number, certificateId: number, now: Date, audit: ClaimAudit): Promise<void>;
   /** The certificate (with PEM) of the tenant with this id, null when none. */
   certificateWithPem(tenantId: string, id: number): Promise<(CertificateRecord & { cert_pem: string }) | null>;
@@ -134,6 +158,9 @@ export interface ClaimStore {
   isKeyCompromised(spkiSha256: string): Promise<boolean>;
   /** A refused request: its audit event (nothing else changes). */
   recordRefusal(tenantId: string, now: Date, audit: ClaimAudit): Promise<void>;
-  /** Opens (or keeps open) the CLAIM_CERT_SHARED alert of a claim certificate, with its audit event. */
+  /**
+   * Opens (or keeps open) the CLAIM_CERT_SHARED alert of a claim certificate, with its audit event;
+   * on the bound device, or on no device while that device is not registered (its onboarding failed).
+   */
   raiseSharedClaimAlert(a: { tenantId: string; claimFingerprint: string; deviceId: string; summary: string; details: Record<string, unknown>; severity: number; now: Date }): Promise<void>;
 }

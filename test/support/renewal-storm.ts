@@ -33,6 +33,8 @@ export interface StormStack {
   mqttPort: number;
   estPort: number;
   combinedCa: string;
+  /** Counted on the EST listener: connections dropped over EST_MAX_CONNECTIONS, TLS client errors by kind (handshake timeouts included). */
+  serverEvents: { drops: number; tlsClientErrors: Map<string, number> };
   close(): Promise<void>;
 }
 
@@ -62,6 +64,14 @@ export async function startStormStack(name: string, env: Record<string, string>)
   });
   const started = await t.service.renewal.start(t.service.app.log);
   const estPort = Number(new URL(started.est!).port);
+  // What the EST listener itself cut off: connections over its cap, TLS handshakes that failed or timed out.
+  const serverEvents: StormStack['serverEvents'] = { drops: 0, tlsClientErrors: new Map() };
+  const estServer = t.service.renewal.estServer()!.server as unknown as import('node:tls').Server;
+  estServer.on('drop', () => serverEvents.drops++);
+  estServer.on('tlsClientError', (e: Error) => {
+    const kind = connectionErrorKind(e);
+    serverEvents.tlsClientErrors.set(kind, (serverEvents.tlsClientErrors.get(kind) ?? 0) + 1);
+  });
   return {
     tmp,
     database,
@@ -70,6 +80,7 @@ export async function startStormStack(name: string, env: Record<string, string>)
     mqttPort,
     estPort,
     combinedCa: config.files.combinedCa,
+    serverEvents,
     close: () => closeBrokerTest({ service: t, broker, database, tmp }),
   };
 }
@@ -126,8 +137,15 @@ export interface DeviceOutcome {
   /** Answers SERVICE_SATURATED (503 / retry_after_seconds) before the certificate. */
   refused: number;
   retryAfterSeconds: number[];
-  /** Anything but a certificate or SERVICE_SATURATED: other status codes or problems, transport errors, a replay with another certificate. */
+  /** Anything but a certificate or SERVICE_SATURATED: other status codes or problems, a replay with another certificate, a transport that never worked. */
   errors: string[];
+  /**
+   * Connection-level failures the device retried (with exponential backoff and jitter, as a real
+   * device does): the error code or message of each (ECONNRESET, ETIMEDOUT, a TLS handshake cut off...).
+   */
+  connectionErrors: string[];
+  /** HTTP 5xx other than 503 SERVICE_SATURATED with Retry-After (must stay 0). */
+  serverErrors: number;
   /** ms from the first request to the certificate. */
   latencyMs: number;
   /** Order in which devices got their certificate (0 first). */
@@ -137,6 +155,21 @@ export interface DeviceOutcome {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A device's first pause after a failed connection, doubled after each further one (with ±50% jitter). */
+const CONNECT_BACKOFF_MS = 1_000;
+const CONNECT_BACKOFF_MAX_MS = 30_000;
+/** An MQTT device asks again (a newly signed request, the same CSR) when no answer came in this long. */
+const MQTT_ANSWER_TIMEOUT_MS = 120_000;
+/** A device gives up a connection attempt (connect, TLS handshake and answer) after this long. */
+const EST_ATTEMPT_TIMEOUT_MS = 120_000;
+
+/** What kind of connection failure: the error code (ECONNRESET, ETIMEDOUT, EADDRNOTAVAIL, EMFILE...) or the message. */
+export function connectionErrorKind(e: unknown): string {
+  const error = e as NodeJS.ErrnoException;
+  if (error.code) return `${error.code}${error.syscall ? ` (${error.syscall})` : ''}`;
+  return (error.message ?? String(e)).replace(/\d+/g, 'N').slice(0, 120);
+}
 
 interface Answer {
   status: number;
@@ -177,6 +210,7 @@ function estRenew(stack: StormStack, device: StormDevice, tls: { cert: Buffer; k
       },
     );
     req.on('error', reject);
+    req.setTimeout(EST_ATTEMPT_TIMEOUT_MS, () => req.destroy(Object.assign(new Error('no answer in time'), { code: 'CLIENT_TIMEOUT' })));
     req.end(body);
   });
 }
@@ -186,14 +220,23 @@ interface MqttSession {
   ask(): Promise<Answer>;
 }
 
-async function mqttSession(stack: StormStack, device: StormDevice): Promise<MqttSession> {
+async function mqttSession(stack: StormStack, device: StormDevice, connectErrors: string[]): Promise<MqttSession> {
   const commonName = `${device.tenant}/${device.deviceId}`;
-  const client = await mqtt.connectAsync(`mqtts://localhost:${stack.mqttPort}`, {
-    ...tlsOptions({ port: stack.mqttPort, cafile: stack.combinedCa, cert: device.certFile, key: device.keyFile }),
-    protocolVersion: 5,
-    reconnectPeriod: 0,
-    connectTimeout: 120_000,
-  });
+  let client: MqttClient | null = null;
+  for (let backoffMs = CONNECT_BACKOFF_MS; client === null; backoffMs = Math.min(backoffMs * 2, CONNECT_BACKOFF_MAX_MS)) {
+    try {
+      client = await mqtt.connectAsync(`mqtts://localhost:${stack.mqttPort}`, {
+        ...tlsOptions({ port: stack.mqttPort, cafile: stack.combinedCa, cert: device.certFile, key: device.keyFile }),
+        protocolVersion: 5,
+        reconnectPeriod: 0,
+        connectTimeout: 120_000,
+      });
+    } catch (e) {
+      connectErrors.push(connectionErrorKind(e));
+      if (connectErrors.length > 10) throw e;
+      await sleep(backoffMs / 2 + Math.random() * backoffMs);
+    }
+  }
   const waiting = new Map<string, (a: Answer) => void>();
   client.on('message', (_topic, payload) => {
     const m = JSON.parse(payload.toString()) as { request_id: string; cert_pem?: string; retry_after_seconds?: number; problem?: { status: number; code: string; detail: string } };
@@ -214,7 +257,18 @@ async function mqttSession(stack: StormStack, device: StormDevice): Promise<Mqtt
       const requestId = randomUUID();
       const signedAt = Math.floor(Date.now() / 1000);
       const signature = sign('sha256', Buffer.from(renewalSigningText(requestId, signedAt, device.csrPem)), key).toString('base64');
-      const answered = new Promise<Answer>((resolve) => waiting.set(requestId, resolve));
+      // No answer within the time a device waits (a request or answer lost on the way): it asks again.
+      const answered = new Promise<Answer>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiting.delete(requestId);
+          reject(Object.assign(new Error('no MQTT answer in time'), { code: 'MQTT_NO_ANSWER' }));
+        }, MQTT_ANSWER_TIMEOUT_MS);
+        waiting.set(requestId, (a) => {
+          clearTimeout(timer);
+          waiting.delete(requestId);
+          resolve(a);
+        });
+      });
       void client.publishAsync(
         `certfleet/renew/${commonName}/request`,
         JSON.stringify({ request_id: requestId, csr_pem: device.csrPem, cert_pem: certPem, signed_at: signedAt, signature }),
@@ -232,37 +286,108 @@ const spkiOf = (pem: string) => Buffer.from(new x509.X509Certificate(pem).public
  * at most `maxAttempts` times. Every `lostAnswerEvery`-th device (0: none) acts as if its
  * answer was lost and asks again with the same CSR: it must get the same certificate.
  */
-export async function runStorm(stack: StormStack, devices: StormDevice[], options: { spreadMs?: number; maxAttempts?: number; lostAnswerEvery?: number } = {}) {
+export async function runStorm(
+  stack: StormStack,
+  devices: StormDevice[],
+  options: { spreadMs?: number; maxAttempts?: number; lostAnswerEvery?: number; progress?: (p: {
+      seconds: number;
+      renewed: number;
+      inFlight: number;
+      peakInFlight: number;
+      refusals: number;
+      connectionErrors: number;
+      connectionErrorKinds: Record<string, number>;
+      serverErrors: number;
+      listenerDrops: number;
+      listenerTlsErrors: Record<string, number>;
+    }) => void;
+  } = {},
+) {
   const maxAttempts = options.maxAttempts ?? 200;
   const ca = readFileSync(stack.combinedCa);
   // MQTT devices connect first (a device is online before it renews).
   const sessions = new Map<StormDevice, MqttSession>();
+  /** MQTT connections that failed before the storm (retried with backoff). */
+  const mqttConnectErrors: string[] = [];
   const mqttDevices = devices.filter((d) => d.transport === 'mqtt');
   for (let i = 0; i < mqttDevices.length; i += 64) {
-    await Promise.all(mqttDevices.slice(i, i + 64).map(async (d) => sessions.set(d, await mqttSession(stack, d))));
+    await Promise.all(mqttDevices.slice(i, i + 64).map(async (d) => sessions.set(d, await mqttSession(stack, d, mqttConnectErrors))));
   }
   let finished = 0;
+  /** Requests in flight (sent, not answered yet) now and at most. */
+  let active = 0;
+  let peak = 0;
   const started = performance.now();
+  let refusals = 0;
+  let connectionErrors = 0;
+  const connectionErrorKinds = new Map<string, number>();
+  let serverErrors = 0;
+  const progress = options.progress;
+  const ticker = progress
+    ? setInterval(
+        () =>
+          progress({
+            seconds: (performance.now() - started) / 1000,
+            renewed: finished,
+            inFlight: active,
+            peakInFlight: peak,
+            refusals,
+            connectionErrors,
+            connectionErrorKinds: Object.fromEntries(connectionErrorKinds),
+            serverErrors,
+            listenerDrops: stack.serverEvents.drops,
+            listenerTlsErrors: Object.fromEntries(stack.serverEvents.tlsClientErrors),
+          }),
+        30_000,
+      )
+    : null;
   const outcomes = await Promise.all(
     devices.map(async (device, index): Promise<DeviceOutcome> => {
       if (options.spreadMs) await sleep(Math.floor((index / devices.length) * options.spreadMs));
       const tls = device.transport === 'est' ? { cert: readFileSync(device.certFile), key: readFileSync(device.keyFile), ca } : null;
       const ask = () => (tls ? estRenew(stack, device, tls) : sessions.get(device)!.ask());
-      const outcome: DeviceOutcome = { device, certPem: null, refused: 0, retryAfterSeconds: [], errors: [], latencyMs: 0, finishedAt: -1, replayedSame: null };
+      const outcome: DeviceOutcome = {
+        device,
+        certPem: null,
+        refused: 0,
+        retryAfterSeconds: [],
+        errors: [],
+        connectionErrors: [],
+        serverErrors: 0,
+        latencyMs: 0,
+        finishedAt: -1,
+        replayedSame: null,
+      };
       const begin = performance.now();
+      let backoffMs = CONNECT_BACKOFF_MS;
       for (let attempt = 0; attempt < maxAttempts && !outcome.certPem; attempt++) {
         let answer: Answer;
         try {
+          active++;
+          peak = Math.max(peak, active);
           answer = await ask();
         } catch (e) {
-          outcome.errors.push(`transport: ${(e as Error).message}`);
-          await sleep(1000);
+          // A real device retries a failed connection after a growing, jittered pause.
+          const kind = connectionErrorKind(e);
+          outcome.connectionErrors.push(kind);
+          connectionErrors++;
+          connectionErrorKinds.set(kind, (connectionErrorKinds.get(kind) ?? 0) + 1);
+          await sleep(backoffMs / 2 + Math.random() * backoffMs);
+          backoffMs = Math.min(backoffMs * 2, CONNECT_BACKOFF_MAX_MS);
           continue;
+        } finally {
+          active--;
+        }
+        backoffMs = CONNECT_BACKOFF_MS;
+        if (answer.status >= 500 && !(answer.status === 503 && answer.retryAfter !== null)) {
+          outcome.serverErrors++;
+          serverErrors++;
         }
         if (answer.status === 200 && answer.certPem) {
           outcome.certPem = answer.certPem;
         } else if (answer.status === 503 && answer.retryAfter !== null && answer.retryAfter >= 1) {
           outcome.refused++;
+          refusals++;
           outcome.retryAfterSeconds.push(answer.retryAfter);
           await sleep(answer.retryAfter * 1000);
         } else {
@@ -287,13 +412,14 @@ export async function runStorm(stack: StormStack, devices: StormDevice[], option
             break;
           }
         }
-      } else if (outcome.errors.length === 0) outcome.errors.push(`no certificate after ${maxAttempts} attempts`);
+      } else if (outcome.errors.length === 0) outcome.errors.push(`no certificate after ${maxAttempts} attempts (${outcome.connectionErrors.length} connection errors)`);
       return outcome;
     }),
   );
   const elapsedMs = performance.now() - started;
+  if (ticker) clearInterval(ticker);
   await Promise.all([...sessions.values()].map((s) => s.client.endAsync(true)));
-  return { outcomes, elapsedMs };
+  return { outcomes, elapsedMs, peakInFlight: peak, mqttConnectErrors };
 }
 
 /** Certificates per device in the database (tenant/device → count), and rotations started per device. */

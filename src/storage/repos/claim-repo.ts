@@ -1,4 +1,4 @@
-import type { ClaimAudit, ClaimCaRecord, ClaimEnrollmentRecord, ClaimStore, StoredClaimCa, StoredProvisioningPolicy } from '../../renewal/ports.ts';
+import type { ClaimAudit, ClaimCaRecord, ClaimEnrollmentRecord, ClaimReservation, ClaimStore, StoredClaimCa, StoredProvisioningPolicy } from '../../renewal/ports.ts';
 import type { Database } from '../database.ts';
 import { onlyRow, type Queryable } from '../driver.ts';
 import { iso, isoOrNull, isUniqueViolation, text } from '../rows.ts';
@@ -133,19 +133,55 @@ export function createClaimStore(db: Database): ClaimStore {
       }),
 
     reserveClaimEnrollment: (e) =>
-      db.asTenant(e.tenantId, async (tx) => {
-        await tx.query(
-          `INSERT INTO claim_enrollments (tenant_id, claim_fingerprint, claim_ca_id, claim_serial, claim_subject, device_id, transport, created_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, claim_fingerprint) DO NOTHING`,
-          [e.tenantId, e.claimFingerprint, e.claimCaId, e.claimSerial, e.claimSubject, e.deviceId, e.transport, e.now],
+      db.asTenant(e.tenantId, async (tx): Promise<ClaimReservation> => {
+        // Serialised per device id across replicas (READ COMMITTED: each statement below sees what
+        // the request before it committed): two claims cannot both bind one device id. Two device
+        // ids for one claim meet at the unique (tenant_id, claim_fingerprint).
+        await tx.query(`SELECT pg_advisory_xact_lock(hashtext('certfleet:claim_enrollment'), hashtext($1 || '/' || $2))`, [e.tenantId, e.deviceId]);
+        const own = async () =>
+          (
+            await tx.query(
+              `SELECT *, (issuing_until IS NOT NULL AND issuing_until > clock_timestamp()) AS issuing FROM claim_enrollments WHERE tenant_id = $1 AND claim_fingerprint = $2`,
+              [e.tenantId, e.claimFingerprint],
+            )
+          ).rows[0];
+        let row = await own();
+        if (!row) {
+          const { rows: others } = await tx.query(`SELECT * FROM claim_enrollments WHERE tenant_id = $1 AND device_id = $2 AND claim_fingerprint <> $3 ORDER BY id LIMIT 1`, [
+            e.tenantId,
+            e.deviceId,
+            e.claimFingerprint,
+          ]);
+          if (others[0]) return { outcome: 'device_taken', binding: toEnrollment(others[0]) };
+          await tx.query(
+            `INSERT INTO claim_enrollments (tenant_id, claim_fingerprint, claim_ca_id, claim_serial, claim_subject, device_id, transport, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (tenant_id, claim_fingerprint) DO NOTHING`,
+            [e.tenantId, e.claimFingerprint, e.claimCaId, e.claimSerial, e.claimSubject, e.deviceId, e.transport, e.now],
+          );
+          row = await own();
+        }
+        if (!row) throw new Error('reserve claim enrollment: no binding after the insert');
+        const binding = toEnrollment(row);
+        // Another request (this device or another id) is issuing for this claim: the caller waits for it.
+        if (binding.certificate_id === null && row.issuing === true) return { outcome: 'busy', binding };
+        if (binding.device_id !== e.deviceId || binding.certificate_id !== null) return { outcome: 'bound', binding };
+        const { rows: leased } = await tx.query(
+          `UPDATE claim_enrollments SET issuing_until = clock_timestamp() + make_interval(secs => $3::double precision / 1000)
+           WHERE tenant_id = $1 AND id = $2 AND certificate_id IS NULL AND (issuing_until IS NULL OR issuing_until < clock_timestamp())
+           RETURNING id`,
+          [e.tenantId, binding.id, e.leaseMs],
         );
-        const { rows } = await tx.query(`SELECT * FROM claim_enrollments WHERE tenant_id = $1 AND claim_fingerprint = $2`, [e.tenantId, e.claimFingerprint]);
-        return toEnrollment(onlyRow(rows, 'reserve claim enrollment'));
+        return { outcome: leased.length === 1 ? 'acquired' : 'busy', binding };
+      }),
+
+    releaseClaimEnrollment: (tenantId, id) =>
+      db.asTenant(tenantId, async (tx) => {
+        await tx.query(`UPDATE claim_enrollments SET issuing_until = NULL WHERE tenant_id = $1 AND id = $2 AND certificate_id IS NULL`, [tenantId, id]);
       }),
 
     completeClaimEnrollment: (tenantId, id, certificateId, now, audit) =>
       db.asTenant(tenantId, async (tx) => {
-        await tx.query(`UPDATE claim_enrollments SET certificate_id = $3, enrolled_at = $4 WHERE tenant_id = $1 AND id = $2`, [tenantId, id, certificateId, now]);
+        await tx.query(`UPDATE claim_enrollments SET certificate_id = $3, enrolled_at = $4, issuing_until = NULL WHERE tenant_id = $1 AND id = $2`, [tenantId, id, certificateId, now]);
         await audited(tx, tenantId, now, audit);
       }),
 
@@ -191,9 +227,9 @@ export function createClaimStore(db: Database): ClaimStore {
         await tx.query(
           `WITH raised AS (
              INSERT INTO fleet_alert AS f (tenant_id, device_id, alert_type, fingerprint, status, severity, summary, details, created_at, updated_at)
-             VALUES ($1, $2, 'CLAIM_CERT_SHARED', $3, 'OPEN', $4, $5, $6, $7, $7)
+             VALUES ($1, (SELECT device_id FROM device_registry WHERE tenant_id = $1 AND device_id = $2), 'CLAIM_CERT_SHARED', $3, 'OPEN', $4, $5, $6, $7, $7)
              ON CONFLICT (tenant_id, alert_type, fingerprint) WHERE status <> 'CLOSED'
-             DO UPDATE SET details = EXCLUDED.details, updated_at = EXCLUDED.updated_at
+             DO UPDATE SET details = EXCLUDED.details, updated_at = EXCLUDED.updated_at, device_id = COALESCE(f.device_id, EXCLUDED.device_id)
              RETURNING f.*, (f.xmax = 0) AS inserted
            ), notified AS (${enqueueAlertEvents('(SELECT * FROM raised WHERE inserted)', `'alert.opened'`, '$7')})
            SELECT 1 FROM raised`,
