@@ -23,6 +23,7 @@ import { AppError } from '../src/domain/errors.ts';
 import { deriveDeviceId, validateProvisioningPolicy } from '../src/domain/provisioning-policy.ts';
 import { provisioningSigningText } from '../src/renewal/claim-onboarding.ts';
 import { boundedCapture, RegexTimeoutError } from '../src/support/bounded-regex.ts';
+import { scaled } from './support/timeouts.ts';
 import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 
@@ -389,14 +390,16 @@ describe.each(oneDriver('pglite'))('factory (claim) onboarding on %s', (kind) =>
   });
 
   it('asks the approval webhook (signed, with the tenant\'s timeout): approved, refused, no answer', async () => {
-    const put = await t.call('acme', 'PUT', '/api/v1/customer/provisioning-policy', { approval_webhook: { url: approver.url('/approve'), timeout_ms: 300 } }, admin);
+    // Long enough for the approver (in this process) to answer on a busy machine; the "hang" case waits it out.
+    const APPROVAL_TIMEOUT_MS = Math.min(25_000, scaled(2_000));
+    const put = await t.call('acme', 'PUT', '/api/v1/customer/provisioning-policy', { approval_webhook: { url: approver.url('/approve'), timeout_ms: APPROVAL_TIMEOUT_MS } }, admin);
     expect(put.status, put.body).toBe(200);
     const secret = put.json.approval_secret as string;
     expect(secret).toMatch(/^whsec_/);
     expect(put.json.approval_secret_set).toBe(true);
     // Reading the policy never shows the secret; putting it again with the same URL keeps it.
     expect(JSON.stringify((await t.call('acme', 'GET', '/api/v1/customer/provisioning-policy')).json)).not.toContain(secret);
-    const kept = await t.call('acme', 'PUT', '/api/v1/customer/provisioning-policy', { approval_webhook: { url: approver.url('/approve'), timeout_ms: 300 } }, admin);
+    const kept = await t.call('acme', 'PUT', '/api/v1/customer/provisioning-policy', { approval_webhook: { url: approver.url('/approve'), timeout_ms: APPROVAL_TIMEOUT_MS } }, admin);
     expect(kept.json.approval_secret).toBeUndefined();
 
     await makeClaim('claim-7', 'mfr', 'SN-0007');
@@ -441,11 +444,13 @@ describe('provisioning policy: device id derivation', () => {
   const policy = (p: Parameters<typeof validateProvisioningPolicy>[0]) => validateProvisioningPolicy(p);
 
   it('derives the id from the CN, a SAN or the serial, through the first capture group', () => {
-    expect(deriveDeviceId(policy({}), 'acme', facts, boundedCapture)).toBe('SN-0001');
-    expect(deriveDeviceId(policy({ device_id: { from: 'san_dns', pattern: '^([^.]+)\\.devices\\.example$' } }), 'acme', facts, boundedCapture)).toBe('sn-0001');
-    expect(deriveDeviceId(policy({ device_id: { from: 'serial' } }), 'acme', facts, boundedCapture)).toBe('a0b0c');
-    expect(() => deriveDeviceId(policy({ device_id: { from: 'san_uri' } }), 'acme', facts, boundedCapture)).toThrow(/no SAN URI/);
-    expect(() => deriveDeviceId(policy({}), 'acme', { ...facts, commonName: 'certfleet' }, boundedCapture)).toThrow(/reserved/);
+    // The legit patterns get a limit that a busy machine cannot hit (the 50 ms default is wall time).
+    const capture = (pattern: string, value: string) => boundedCapture(pattern, value, scaled(2_000));
+    expect(deriveDeviceId(policy({}), 'acme', facts, capture)).toBe('SN-0001');
+    expect(deriveDeviceId(policy({ device_id: { from: 'san_dns', pattern: '^([^.]+)\\.devices\\.example$' } }), 'acme', facts, capture)).toBe('sn-0001');
+    expect(deriveDeviceId(policy({ device_id: { from: 'serial' } }), 'acme', facts, capture)).toBe('a0b0c');
+    expect(() => deriveDeviceId(policy({ device_id: { from: 'san_uri' } }), 'acme', facts, capture)).toThrow(/no SAN URI/);
+    expect(() => deriveDeviceId(policy({}), 'acme', { ...facts, commonName: 'certfleet' }, capture)).toThrow(/reserved/);
   });
 
   // A tenant's pattern runs with a time limit: a catastrophic one cannot stall the process.
