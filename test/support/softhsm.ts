@@ -1,12 +1,15 @@
 /**
- * SoftHSM2 for tests: one token directory per test file (process), via SOFTHSM2_CONF pointing
- * to a temp config, set before the module is first initialized in this process. Tokens are
+ * SoftHSM2 for tests: one token directory per test file, via SOFTHSM2_CONF pointing to a temp
+ * config, set before the file first initializes the module. A worker process runs file after file
+ * (vitest `isolate: false`) and keeps this module loaded, so the directory is keyed by the test
+ * file: two files that both create a token "certfleet" must never see each other's. Tokens are
  * initialised with softhsm2-util; keys are imported with pkcs11-tool (Debian opensc).
  */
 import { spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { DEFAULT_PKCS11_MODULE_PATH } from '../../src/pki/kms/pkcs11/pkcs11-module.ts';
 
 export const SOFTHSM_MODULE = process.env.TEST_PKCS11_MODULE ?? DEFAULT_PKCS11_MODULE_PATH;
@@ -41,11 +44,12 @@ export interface SoftHsm {
   pinFile(pin: string, mode?: number): string;
 }
 
-let current: SoftHsm | null = null;
+let current: { file: string | undefined; hsm: SoftHsm } | null = null;
 
-/** The test file's SoftHSM (created once per process; SOFTHSM2_CONF is set for this process). */
+/** The test file's SoftHSM (created once per test file; SOFTHSM2_CONF is set for this process). */
 export function softHsm(): SoftHsm {
-  if (current) return current;
+  const testFile = expect.getState().testPath;
+  if (current && current.file === testFile) return current.hsm;
   const dir = mkdtempSync(join(tmpdir(), 'certfleet-softhsm-'));
   mkdirSync(join(dir, 'tokens'));
   const conf = join(dir, 'softhsm2.conf');
@@ -53,7 +57,7 @@ export function softHsm(): SoftHsm {
   process.env.SOFTHSM2_CONF = conf;
   const env = { ...process.env, SOFTHSM2_CONF: conf };
   let pins = 0;
-  current = {
+  const hsm: SoftHsm = {
     dir,
     conf,
     initToken: (label, pin) => void run('softhsm2-util', ['--init-token', '--free', '--label', label, '--pin', pin, '--so-pin', SO_PIN], env),
@@ -67,5 +71,6 @@ export function softHsm(): SoftHsm {
       return file;
     },
   };
-  return current;
+  current = { file: testFile, hsm };
+  return hsm;
 }
