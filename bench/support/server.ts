@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { mkdtempSync } from 'node:fs';
+import { createWriteStream, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createThrowawayDatabase } from '../../test/support/databases.ts';
@@ -36,6 +36,8 @@ export async function startServer(command: 'api' | 'serve' | 'worker', databaseU
   let out = '';
   let exited: number | null | undefined;
   child.stdout!.on('data', (d) => (out += d));
+  // BENCH_SERVER_LOG_FILE: the server's log lines (with BENCH_SERVER_LOG_LEVEL or LOG_LEVEL=info) go to this file too.
+  if (process.env.BENCH_SERVER_LOG_FILE) child.stdout!.pipe(createWriteStream(process.env.BENCH_SERVER_LOG_FILE, { flags: 'a' }));
   child.once('exit', (code) => (exited = code));
   for (;;) {
     if (exited !== undefined) throw new Error(`server exited (${exited}): ${out}`);
