@@ -16,7 +16,7 @@ export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
     globalSetup: ['./test/support/global-setup.ts'],
-    setupFiles: ['./test/support/cpu-time.ts'],
+    setupFiles: ['./test/support/cpu-time.ts', './test/support/leak-guard.ts'],
     testTimeout: Math.round(60_000 * scale),
     hookTimeout: Math.round(120_000 * scale),
     pool: 'forks',

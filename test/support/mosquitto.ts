@@ -54,6 +54,17 @@ const poolId = Number(process.env.VITEST_POOL_ID ?? process.env.VITEST_WORKER_ID
 const blockStart = PORT_BASE + (poolId % PORT_BLOCKS) * PORT_BLOCK;
 let nextSlot = Math.floor(Math.random() * (PORT_BLOCK / PORT_STRIDE));
 
+/**
+ * Every Mosquitto this process started and has not seen exit. A worker runs file after file
+ * (vitest `isolate: false`), so a broker that a failing beforeAll never stopped would keep its
+ * port and CPU into the next files: test/support/leak-guard.ts stops what a file left running,
+ * and the process's exit kills whatever is left.
+ */
+export const runningBrokers = new Map<ChildProcess, { configFile: string; stop: () => Promise<void> }>();
+process.once('exit', () => {
+  for (const child of runningBrokers.keys()) child.kill('SIGKILL');
+});
+
 function canListen(port: number, host: string): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
@@ -106,6 +117,7 @@ export async function startMosquitto(options: StartMosquittoOptions): Promise<Ru
   const exitPromise = new Promise<void>((resolve) => {
     child.once('exit', (code, signal) => {
       exited = { code, signal };
+      runningBrokers.delete(child);
       resolve();
     });
   });
@@ -120,6 +132,8 @@ export async function startMosquitto(options: StartMosquittoOptions): Promise<Ru
       await exitPromise;
     }
   };
+  runningBrokers.set(child, { configFile, stop });
+  child.once('error', () => runningBrokers.delete(child)); // never spawned: nothing to stop
 
   // Ready means Mosquitto logged "running": it binds its listeners before it loads their
   // certificates and CRL, so an open port or a pid file only says it has begun.

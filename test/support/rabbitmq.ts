@@ -60,6 +60,12 @@ export async function startRabbitmq(
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  // A run that ends without stop() (a failed hook, Ctrl-C) must not leave the node's process group behind.
+  const killGroup = () => {
+    if (child.exitCode === null && child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+  };
+  process.once('exit', killGroup);
+  void exited.then(() => process.off('exit', killGroup));
   const ctl = (args: string[], timeout = 120_000) => spawnSync(join(RABBITMQ_BIN, 'rabbitmqctl'), ['-n', node, ...args], { env, encoding: 'utf8', timeout });
   const stop = async () => {
     if (child.exitCode !== null) return;
