@@ -5,7 +5,7 @@
  * usages; rotate-expiring's summary rows add up to the selection.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -59,6 +59,17 @@ describe('usage errors exit 2 and name the allowed values', () => {
     [['ca', 'retire', 'ca_00', '--force'], /--force needs --reason TEXT/],
     [['ca', 'show', 'abc'], /ID must be a CA id such as ca_0123456789abcdef \(got "abc"\)/],
     [['rotate-expiring', '--within', '30d', '--issuer', 'old-ca'], /--issuer must be a CA id such as ca_0123456789abcdef \(got "old-ca"\)/],
+    [['webhooks', 'rekey', '--batch', '0'], /--batch must be a whole number from 1 to 10000 \(got "0"\)/],
+    [['webhooks', 'rekey', '--batch', 'many'], /--batch must be a whole number from 1 to 10000 \(got "many"\)/],
+    [['broker-config', '--out', '/nonexistent', '--broker', 'bogus'], /--broker must be one of mosquitto, rabbitmq \(got "bogus"\)/],
+    [['broker-config', '--out', '/nonexistent', '--permissive-acl', '--mqtt-renewal'], /--permissive-acl and --mqtt-renewal exclude each other/],
+    [['broker-agent', '--broker', 'emqx'], /--broker must be one of mosquitto, rabbitmq \(got "emqx"\)/],
+    [['broker-agent', '--wait', '0'], /--wait must be a whole number from 1 to 120 \(got "0"\)/],
+    [['broker-agent', '--large-crl-bytes', '1.5'], /--large-crl-bytes must be a whole number, 0 or more \(got "1.5"\)/],
+    // What the API refuses with 422 is refused here, before any request (nothing listens: that would be exit 3).
+    [['certs', 'revoke', '42', '--reason', 'certificateHold'], /--reason must be one of unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, or free text: certificateHold is not supported.* \(got "certificateHold"\)/],
+    [['certs', 'revoke', '42', '--reason', 'CA compromise'], /--reason must be one of unspecified, .*, or free text: cACompromise is for CA certificates.* \(got "CA compromise"\)/],
+    [['certs', 'revoke', '42', '--reason', 'x'.repeat(201)], /--reason must be one of unspecified, .*, or free text of at most 200 characters \(got "x{201}"\)/],
   ])('%j', async (args, message) => {
     const r = await cli(args);
     expect(r.stderr).toMatch(message);
@@ -84,6 +95,31 @@ describe('usage errors exit 2 and name the allowed values', () => {
     const r = await cli(['certs', 'list', '--status', 'active']);
     expect(r.code).toBe(3); // past the flag checks: nothing listens on port 1
     expect((await cli(['init-ca', '--help'])).stdout).toMatch(/--key-type TYPE\s+ec-p256 \(default\) or rsa-3072/);
+  });
+
+  it('broker-config refuses its flag combinations before it writes anything (no development CA, no CRL)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-usage-broker-'));
+    const saved = process.env.CERTFLEET_DATA_DIR;
+    process.env.CERTFLEET_DATA_DIR = dataDir;
+    try {
+      for (const flags of [['--broker', 'bogus'], ['--permissive-acl', '--mqtt-renewal']]) {
+        const r = await cli(['broker-config', '--out', join(dataDir, 'broker'), ...flags]);
+        expect(r.code, r.stderr).toBe(2);
+      }
+      expect(readdirSync(dataDir)).toEqual([]);
+    } finally {
+      process.env.CERTFLEET_DATA_DIR = saved;
+    }
+  });
+
+  it('certs revoke: help lists the reasons the API allows (its OpenAPI RevocationReason); a free-text reason gets past the checks', async () => {
+    const openapi = JSON.parse(readFileSync(new URL('../web/src/api/openapi.json', import.meta.url), 'utf8')) as { components: { schemas: { RevocationReason: { enum: string[] } } } };
+    const allowed = openapi.components.schemas.RevocationReason.enum;
+    const help = (await cli(['certs', 'revoke', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain(allowed.join(', '));
+    for (const refused of ['certificateHold', 'removeFromCRL', 'cACompromise', 'aACompromise']) expect(help).not.toMatch(new RegExp(`one of [^;]*\\b${refused}\\b`));
+    expect((await cli(['certs', 'revoke', '42', '--reason', 'keycompromise'])).code).toBe(3); // past the flag checks: nothing listens on port 1
+    expect((await cli(['certs', 'revoke', '42', '--reason', 'lost in the field'])).code).toBe(3);
   });
 
   it('an operator token needs no tenant', async () => {

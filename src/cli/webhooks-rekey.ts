@@ -4,11 +4,11 @@ import { openStorage } from '../composition/open-storage.ts';
 import { loadWebhookSecrets } from '../composition/webhook-secrets.ts';
 import { createStorage } from '../storage/repositories.ts';
 import type { Flags } from './spec.ts';
+import { positiveInt } from './client-flags.ts';
 import { print } from './output.ts';
 
 export async function rekeyCommand(flags: Flags, config: Config): Promise<number> {
-  const batchSize = flags.batch === undefined ? 200 : Number(flags.batch);
-  if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 10_000) throw new Error('--batch must be a whole number from 1 to 10000');
+  const batchSize = positiveInt(flags.batch, 'batch', 200, 10_000); // checked by the flag spec too: a usage error (exit 2)
   const { box } = await loadWebhookSecrets(config);
   const storage = await openStorage(config);
   try {
