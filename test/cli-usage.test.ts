@@ -9,11 +9,20 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import ts from 'typescript';
 import { plural, relativeTime, revocationSchedule, table } from '../src/cli/output.ts';
+import * as wording from '../src/domain/wording.ts';
 import { summarize } from '../src/cli/rotate-expiring.ts';
 import { cli } from './support/cli.ts';
 
 const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+/** Every file under `dirs` (relative to the repository) whose name matches `pattern`. */
+function filesUnder(dirs: string[], pattern: RegExp): string[] {
+  const root = new URL('..', import.meta.url).pathname;
+  return dirs.flatMap((dir) => readdirSync(join(root, dir), { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && pattern.test(e.name)).map((e) => join(e.parentPath, e.name)));
+}
 
 describe('usage errors exit 2 and name the allowed values', () => {
   const saved = { CERTFLEET_DATA_DIR: process.env.CERTFLEET_DATA_DIR, CERTFLEET_URL: process.env.CERTFLEET_URL, CERTFLEET_TOKEN: process.env.CERTFLEET_TOKEN };
@@ -145,6 +154,49 @@ describe('human output', () => {
     expect(plural(1, 'certificate')).toBe('1 certificate');
     expect(plural(0, 'device')).toBe('0 devices');
     expect(plural(2, 'alert')).toBe('2 alerts');
+    expect(plural(1, 'unexpired, unrevoked certificate')).toBe('1 unexpired, unrevoked certificate');
+    expect(plural(3, 'entry', 'entries')).toBe('3 entries');
+  });
+
+  it('one wording for the CLI, the API and the console (src/domain/wording.ts): minutes, hours under 48, days under 2 years, then whole years', () => {
+    expect(wording.relativeTime(at(30_000), now)).toBe('just now');
+    expect(wording.relativeTime(at(45 * 60_000), now)).toBe('in 45 minutes');
+    expect(wording.relativeTime(at(23 * HOUR), now)).toBe('in 23 hours');
+    expect(wording.relativeTime(at(400 * DAY), now)).toBe('in 400 days');
+    expect(wording.relativeTime(at((9 * 365 + 300) * DAY), now)).toBe('in 9 years');
+    expect(wording.relativeTime(at(-3 * DAY), now)).toBe('3 days ago');
+    // as the console calls it: an ISO string and Date.now()
+    expect(wording.relativeTime(at(23 * HOUR).toISOString(), now.getTime())).toBe('in 23 hours');
+    // the CLI's relativeTime and plural are these
+    expect(relativeTime(at(400 * DAY), now)).toBe('in 400 days');
+    expect(relativeTime(null, now)).toBe('-');
+    expect(plural).toBe(wording.plural);
+    // and so are the console's (web/src/format.ts: plural, and timeLeft for "Expires" and "Next expiry")
+    const format = readFileSync(new URL('../web/src/format.ts', import.meta.url), 'utf8');
+    expect(format).toMatch(/export \{ plural \} from '\.\.\/\.\.\/src\/domain\/wording\.ts'/);
+    expect(format).toMatch(/export const timeLeft = \(iso: string, now = Date\.now\(\)\) => relativeTime\(iso, now\);/);
+  });
+
+  it('no "(s)" plural in any message of src/ or the console (web/src): counts are worded with plural()', () => {
+    const found: string[] = [];
+    const check = (file: string, text: string, line: number) => {
+      if (/[A-Za-z]\((s|es)\)/.test(text.replace(/https?\(s\)/g, ''))) found.push(`${file}:${line}: ${text.trim().slice(0, 120)}`);
+    };
+    for (const file of filesUnder(['src', 'web/src'], /\.(ts|tsx|sql)$/)) {
+      const text = readFileSync(file, 'utf8');
+      if (file.endsWith('.sql')) {
+        text.split('\n').forEach((l, i) => check(file, l.replace(/--.*$/, ''), i + 1));
+        continue;
+      }
+      // the text a user can see: string literals, template text, JSX text (not comments, not code)
+      const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, file.endsWith('.tsx') ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
+      const visit = (node: ts.Node) => {
+        if (ts.isStringLiteralLike(node) || ts.isTemplateLiteralToken(node) || ts.isJsxText(node)) check(file, node.text, source.getLineAndCharacterOfPosition(node.getStart()).line + 1);
+        ts.forEachChild(node, visit);
+      };
+      visit(source);
+    }
+    expect(found).toEqual([]);
   });
 
   it('a column with no value stays left-aligned like when it has one; a number column is right-aligned', () => {
