@@ -5,15 +5,24 @@
  * usages; rotate-expiring's summary rows add up to the selection.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import ts from 'typescript';
 import { plural, relativeTime, revocationSchedule, table } from '../src/cli/output.ts';
+import * as wording from '../src/domain/wording.ts';
 import { summarize } from '../src/cli/rotate-expiring.ts';
 import { cli } from './support/cli.ts';
 
 const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+
+/** Every file under `dirs` (relative to the repository) whose name matches `pattern`. */
+function filesUnder(dirs: string[], pattern: RegExp): string[] {
+  const root = new URL('..', import.meta.url).pathname;
+  return dirs.flatMap((dir) => readdirSync(join(root, dir), { recursive: true, withFileTypes: true }).filter((e) => e.isFile() && pattern.test(e.name)).map((e) => join(e.parentPath, e.name)));
+}
 
 describe('usage errors exit 2 and name the allowed values', () => {
   const saved = { CERTFLEET_DATA_DIR: process.env.CERTFLEET_DATA_DIR, CERTFLEET_URL: process.env.CERTFLEET_URL, CERTFLEET_TOKEN: process.env.CERTFLEET_TOKEN };
@@ -59,6 +68,17 @@ describe('usage errors exit 2 and name the allowed values', () => {
     [['ca', 'retire', 'ca_00', '--force'], /--force needs --reason TEXT/],
     [['ca', 'show', 'abc'], /ID must be a CA id such as ca_0123456789abcdef \(got "abc"\)/],
     [['rotate-expiring', '--within', '30d', '--issuer', 'old-ca'], /--issuer must be a CA id such as ca_0123456789abcdef \(got "old-ca"\)/],
+    [['webhooks', 'rekey', '--batch', '0'], /--batch must be a whole number from 1 to 10000 \(got "0"\)/],
+    [['webhooks', 'rekey', '--batch', 'many'], /--batch must be a whole number from 1 to 10000 \(got "many"\)/],
+    [['broker-config', '--out', '/nonexistent', '--broker', 'bogus'], /--broker must be one of mosquitto, rabbitmq \(got "bogus"\)/],
+    [['broker-config', '--out', '/nonexistent', '--permissive-acl', '--mqtt-renewal'], /--permissive-acl and --mqtt-renewal exclude each other/],
+    [['broker-agent', '--broker', 'emqx'], /--broker must be one of mosquitto, rabbitmq \(got "emqx"\)/],
+    [['broker-agent', '--wait', '0'], /--wait must be a whole number from 1 to 120 \(got "0"\)/],
+    [['broker-agent', '--large-crl-bytes', '1.5'], /--large-crl-bytes must be a whole number, 0 or more \(got "1.5"\)/],
+    // What the API refuses with 422 is refused here, before any request (nothing listens: that would be exit 3).
+    [['certs', 'revoke', '42', '--reason', 'certificateHold'], /--reason must be one of unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, privilegeWithdrawn, or free text: certificateHold is not supported.* \(got "certificateHold"\)/],
+    [['certs', 'revoke', '42', '--reason', 'CA compromise'], /--reason must be one of unspecified, .*, or free text: cACompromise is for CA certificates.* \(got "CA compromise"\)/],
+    [['certs', 'revoke', '42', '--reason', 'x'.repeat(201)], /--reason must be one of unspecified, .*, or free text of at most 200 characters \(got "x{201}"\)/],
   ])('%j', async (args, message) => {
     const r = await cli(args);
     expect(r.stderr).toMatch(message);
@@ -86,6 +106,31 @@ describe('usage errors exit 2 and name the allowed values', () => {
     expect((await cli(['init-ca', '--help'])).stdout).toMatch(/--key-type TYPE\s+ec-p256 \(default\) or rsa-3072/);
   });
 
+  it('broker-config refuses its flag combinations before it writes anything (no development CA, no CRL)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-usage-broker-'));
+    const saved = process.env.CERTFLEET_DATA_DIR;
+    process.env.CERTFLEET_DATA_DIR = dataDir;
+    try {
+      for (const flags of [['--broker', 'bogus'], ['--permissive-acl', '--mqtt-renewal']]) {
+        const r = await cli(['broker-config', '--out', join(dataDir, 'broker'), ...flags]);
+        expect(r.code, r.stderr).toBe(2);
+      }
+      expect(readdirSync(dataDir)).toEqual([]);
+    } finally {
+      process.env.CERTFLEET_DATA_DIR = saved;
+    }
+  });
+
+  it('certs revoke: help lists the reasons the API allows (its OpenAPI RevocationReason); a free-text reason gets past the checks', async () => {
+    const openapi = JSON.parse(readFileSync(new URL('../web/src/api/openapi.json', import.meta.url), 'utf8')) as { components: { schemas: { RevocationReason: { enum: string[] } } } };
+    const allowed = openapi.components.schemas.RevocationReason.enum;
+    const help = (await cli(['certs', 'revoke', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain(allowed.join(', '));
+    for (const refused of ['certificateHold', 'removeFromCRL', 'cACompromise', 'aACompromise']) expect(help).not.toMatch(new RegExp(`one of [^;]*\\b${refused}\\b`));
+    expect((await cli(['certs', 'revoke', '42', '--reason', 'keycompromise'])).code).toBe(3); // past the flag checks: nothing listens on port 1
+    expect((await cli(['certs', 'revoke', '42', '--reason', 'lost in the field'])).code).toBe(3);
+  });
+
   it('an operator token needs no tenant', async () => {
     const r = await cli(['token', '--role', 'operator', '--json']);
     expect(r.code, r.stderr).toBe(0);
@@ -109,6 +154,49 @@ describe('human output', () => {
     expect(plural(1, 'certificate')).toBe('1 certificate');
     expect(plural(0, 'device')).toBe('0 devices');
     expect(plural(2, 'alert')).toBe('2 alerts');
+    expect(plural(1, 'unexpired, unrevoked certificate')).toBe('1 unexpired, unrevoked certificate');
+    expect(plural(3, 'entry', 'entries')).toBe('3 entries');
+  });
+
+  it('one wording for the CLI, the API and the console (src/domain/wording.ts): minutes, hours under 48, days under 2 years, then whole years', () => {
+    expect(wording.relativeTime(at(30_000), now)).toBe('just now');
+    expect(wording.relativeTime(at(45 * 60_000), now)).toBe('in 45 minutes');
+    expect(wording.relativeTime(at(23 * HOUR), now)).toBe('in 23 hours');
+    expect(wording.relativeTime(at(400 * DAY), now)).toBe('in 400 days');
+    expect(wording.relativeTime(at((9 * 365 + 300) * DAY), now)).toBe('in 9 years');
+    expect(wording.relativeTime(at(-3 * DAY), now)).toBe('3 days ago');
+    // as the console calls it: an ISO string and Date.now()
+    expect(wording.relativeTime(at(23 * HOUR).toISOString(), now.getTime())).toBe('in 23 hours');
+    // the CLI's relativeTime and plural are these
+    expect(relativeTime(at(400 * DAY), now)).toBe('in 400 days');
+    expect(relativeTime(null, now)).toBe('-');
+    expect(plural).toBe(wording.plural);
+    // and so are the console's (web/src/format.ts: plural, and timeLeft for "Expires" and "Next expiry")
+    const format = readFileSync(new URL('../web/src/format.ts', import.meta.url), 'utf8');
+    expect(format).toMatch(/export \{ plural \} from '\.\.\/\.\.\/src\/domain\/wording\.ts'/);
+    expect(format).toMatch(/export const timeLeft = \(iso: string, now = Date\.now\(\)\) => relativeTime\(iso, now\);/);
+  });
+
+  it('no "(s)" plural in any message of src/ or the console (web/src): counts are worded with plural()', () => {
+    const found: string[] = [];
+    const check = (file: string, text: string, line: number) => {
+      if (/[A-Za-z]\((s|es)\)/.test(text.replace(/https?\(s\)/g, ''))) found.push(`${file}:${line}: ${text.trim().slice(0, 120)}`);
+    };
+    for (const file of filesUnder(['src', 'web/src'], /\.(ts|tsx|sql)$/)) {
+      const text = readFileSync(file, 'utf8');
+      if (file.endsWith('.sql')) {
+        text.split('\n').forEach((l, i) => check(file, l.replace(/--.*$/, ''), i + 1));
+        continue;
+      }
+      // the text a user can see: string literals, template text, JSX text (not comments, not code)
+      const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true, file.endsWith('.tsx') ? ts.ScriptKind.TSX : ts.ScriptKind.TS);
+      const visit = (node: ts.Node) => {
+        if (ts.isStringLiteralLike(node) || ts.isTemplateLiteralToken(node) || ts.isJsxText(node)) check(file, node.text, source.getLineAndCharacterOfPosition(node.getStart()).line + 1);
+        ts.forEachChild(node, visit);
+      };
+      visit(source);
+    }
+    expect(found).toEqual([]);
   });
 
   it('a column with no value stays left-aligned like when it has one; a number column is right-aligned', () => {

@@ -2,17 +2,26 @@
  * No command ever overwrites or deletes a private key file (issue 25 point 1). Every writer of
  * key files is run twice into the same folder: `certs generate`, `certs csr`, `certs rotate`
  * (the reported case: rotate, then cancel, must leave the still-valid old key), `rotate-expiring`,
- * `init-ca`, and broker-config's server key and server CA key. After each, every file that was
- * there before is still there with the same bytes; `--force` replaces for those who mean it.
+ * `init-ca`, broker-config's server key and server CA key, the broker agent's canary keys, and
+ * the CA key store (CA records' key files). After each, every file that was there before is still
+ * there with the same bytes (`--force` replaces for those who mean it), or, where a file must take
+ * the name (broker-config's server key, the agent's canaries), its bytes are kept as NAME.old-N.
  */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadOrCreateDevSigningKey } from '../src/auth/dev-signing-key.ts';
+import { createBrokerAgent } from '../src/broker/agent/broker-agent.ts';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { JOURNAL_FILE } from '../src/cli/rotation-journal.ts';
+import { devKeyPath } from '../src/composition/token-verifier.ts';
+import { createCaKeystore } from '../src/pki/ca-keystore.ts';
+import { createDeviceCa } from '../src/pki/device-ca.ts';
+import type { LogFields } from '../src/support/logger.ts';
+import { captureLogger } from './support/capture-logger.ts';
 import { cli } from './support/cli.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -26,6 +35,20 @@ const snapshot = (dir: string) => new Map(readdirSync(dir, { withFileTypes: true
 function expectNothingLost(before: Map<string, string>, dir: string): void {
   const after = snapshot(dir);
   for (const [name, content] of before) expect(after.get(name), `${name} was replaced or deleted`).toBe(content);
+}
+
+/** A promise with its resolve and reject (Promise.withResolvers, which Node 20 lacks). */
+function deferred(): { promise: Promise<void>; resolve: () => void; reject: (error: Error) => void } {
+  const handles: { resolve?: () => void; reject?: (error: Error) => void } = {};
+  const promise = new Promise<void>((resolve, reject) => Object.assign(handles, { resolve, reject }));
+  return { promise, resolve: () => handles.resolve!(), reject: (error) => handles.reject!(error) };
+}
+
+/** Every file of `before` still has its bytes somewhere in `dir` (under its name, or kept as NAME.old-N). */
+function expectKeysKept(before: Map<string, string>, dir: string): void {
+  const after = snapshot(dir);
+  const contents = new Set(after.values());
+  for (const [name, content] of before) expect(contents.has(content), `${name} was lost (in ${[...after.keys()].sort().join(', ')})`).toBe(true);
 }
 
 /** The key in `keyFile` belongs to the certificate in `certFile`. */
@@ -47,6 +70,109 @@ describe('CLI writers of device keys never replace an existing key or certificat
   afterAll(async () => {
     await t?.close();
     await database?.close();
+  });
+
+  /**
+   * Runs the broker agent (what `certfleet broker-agent` runs) on `stateDir` until it reloads the
+   * broker after its first CRL bundle (past its canary files by then), then stops it; its log says
+   * whether it wrote new canaries. The reload is held until the stop, so no canary handshake is
+   * tried against a broker that is not there.
+   */
+  async function canariesOnce(stateDir: string, node: string): Promise<LogFields[]> {
+    const dir = tmp();
+    const tokenFile = join(dir, 'agent.token');
+    const key = await loadOrCreateDevSigningKey(devKeyPath(t.config));
+    writeFileSync(tokenFile, await key.sign({ roles: ['broker-agent'], brokerNode: node, subject: `broker-node:${node}`, ttlSeconds: 3600, now: new Date() }), { mode: 0o600 });
+    const caPem = readFileSync(t.config.caCertPath, 'utf8');
+    writeFileSync(join(dir, 'device-ca.crt'), caPem);
+    const stopped = deferred();
+    const reloading = deferred();
+    const entries: LogFields[] = [];
+    const log = captureLogger(entries);
+    const logger = {
+      ...log,
+      warn(fields: LogFields, msg: string) {
+        log.warn(fields, msg);
+        if (fields.event === 'broker_agent_retry') reloading.reject(new Error(`the agent failed: ${String(fields.err)}`));
+      },
+    };
+    const agent = createBrokerAgent({
+      url: flags[1],
+      tokenFile,
+      node,
+      kind: 'mosquitto',
+      crlFile: join(dir, 'crl.pem'),
+      caFile: join(dir, 'device-ca.crt'),
+      caScopesFile: null,
+      reloader: {
+        configured: true,
+        description: 'held until the agent stops',
+        reload: () => {
+          reloading.resolve();
+          return stopped.promise.then(() => Promise.reject(new Error('stopped')));
+        },
+      },
+      sessions: null,
+      canary: { url: 'mqtts://127.0.0.1:1', serverCaPem: caPem },
+      stateDir,
+      logger,
+    });
+    void agent.run();
+    try {
+      await reloading.promise;
+    } finally {
+      const stopping = agent.stop();
+      stopped.resolve();
+      await stopping;
+    }
+    expect(entries.filter((e) => e.event === 'broker_agent_canaries'), 'new canaries were written').toHaveLength(1);
+    return entries;
+  }
+
+  /** A canary pair made by hand: a P-256 key and a certificate valid for `days` days. */
+  function oldCanary(dir: string, name: string, days: number): void {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, `${name}.key`), '-out', join(dir, `${name}.crt`), '-days', String(days), '-subj', `/CN=old ${name}`], { stdio: 'pipe' });
+  }
+
+  it('broker-agent: canaries renewed before they expire keep the previous keys as .old-1, and the new pairs match', async () => {
+    const state = tmp();
+    oldCanary(state, 'canary-valid', 5); // within 14 days of expiry: the agent asks for new canaries
+    oldCanary(state, 'canary-revoked', 5);
+    const before = snapshot(state);
+    const log = await canariesOnce(state, 'keys-renewal');
+    expectKeysKept(before, state);
+    for (const name of ['canary-valid', 'canary-revoked']) {
+      expect(readFileSync(join(state, `${name}.key.old-1`), 'utf8')).toBe(before.get(`${name}.key`));
+      expect(readFileSync(join(state, `${name}.crt.old-1`), 'utf8')).toBe(before.get(`${name}.crt`));
+      expect(readFileSync(join(state, `${name}.key`), 'utf8')).not.toBe(before.get(`${name}.key`));
+      expect(pairOf(join(state, `${name}.crt`), join(state, `${name}.key`))).toBe(true);
+      expect(statSync(join(state, `${name}.key`)).mode & 0o777).toBe(0o600);
+    }
+    expect(log.find((e) => e.event === 'broker_agent_canaries')?.kept).toEqual(expect.arrayContaining([join(state, 'canary-valid.key.old-1'), join(state, 'canary-revoked.key.old-1')]));
+  });
+
+  it('broker-agent: keys left without their certificates (a run killed between the writes) are kept when new canaries come', async () => {
+    const state = tmp();
+    oldCanary(state, 'canary-valid', 90);
+    oldCanary(state, 'canary-revoked', 90);
+    rmSync(join(state, 'canary-valid.crt'));
+    rmSync(join(state, 'canary-revoked.crt'));
+    const before = snapshot(state);
+    await canariesOnce(state, 'keys-orphans');
+    expectKeysKept(before, state);
+    expect(pairOf(join(state, 'canary-valid.crt'), join(state, 'canary-valid.key'))).toBe(true);
+  });
+
+  it('broker-agent: a key that does not belong to its certificate is not used; new canaries come and it is kept', async () => {
+    const state = tmp();
+    oldCanary(state, 'canary-valid', 90);
+    oldCanary(state, 'canary-revoked', 90);
+    oldCanary(state, 'other', 90);
+    renameSync(join(state, 'other.key'), join(state, 'canary-valid.key')); // the certificate stays, the key is another one's
+    const before = snapshot(state);
+    await canariesOnce(state, 'keys-mismatch');
+    expectKeysKept(before, state);
+    expect(pairOf(join(state, 'canary-valid.crt'), join(state, 'canary-valid.key'))).toBe(true);
   });
 
   it('certs generate twice into one folder: the first key stays, the second goes beside it and the output says so', async () => {
@@ -149,6 +275,24 @@ describe('CLI writers of device keys never replace an existing key or certificat
 });
 
 describe('service-side writers of CA and broker keys', () => {
+  it('the CA key store never replaces a CA key file: a second key for the same CA id is refused (CA_EXISTS) and the first stays', async () => {
+    const dir = tmp();
+    const keystore = createCaKeystore({ dir, passphrase: {}, modulePath: '', pinFile: null, sessions: 1 });
+    const input = { id: 'ca_00000000000000aa', keyType: 'ec-p256' as const, keyUri: null, commonName: 'key-files CA', now: new Date() };
+    await (await keystore.generate(input)).persist();
+    const before = snapshot(dir);
+    expect([...before.keys()]).toEqual(['ca_00000000000000aa.key']);
+    const second = await keystore.generate({ ...input, keyType: 'rsa-3072' });
+    await expect(second.persist()).rejects.toMatchObject({ code: 'CA_EXISTS' });
+    expectNothingLost(before, dir);
+    // an imported CA under the same id is refused the same way
+    const own = await createDeviceCa({ now: new Date(), commonName: 'imported CA' });
+    const imported = await keystore.importCa({ id: input.id, certPem: own.certPem, keyPem: own.keyPem, keyUri: null, now: new Date() });
+    await expect(imported.persist()).rejects.toMatchObject({ code: 'CA_EXISTS' });
+    expectNothingLost(before, dir);
+    expect(statSync(join(dir, 'ca_00000000000000aa.key')).mode & 0o777).toBe(0o600);
+  });
+
   it('init-ca refuses a folder that already holds a Device CA, and leaves it as it was', async () => {
     const out = tmp();
     expect((await cli(['init-ca', '--out', out])).code).toBe(0);

@@ -162,7 +162,7 @@ describe.each(DRIVERS)('defence in depth in the schema on %s', (kind) => {
           [ids.globex.cert, ids.acme.cert],
         ),
       );
-      await expect(migrate(fresh.driver)).rejects.toThrow(/migration 007: 1 certificate_rotations row\(s\) point at a certificate of another tenant/);
+      await expect(migrate(fresh.driver)).rejects.toThrow(/migration 007: certificate_rotations rows that point at a certificate of another tenant or device: 1;/);
       const applied = await fresh.driver.transaction((tx) => tx.query<{ name: string }>(`SELECT name FROM schema_migrations WHERE name LIKE '007%'`));
       expect(applied.rows).toEqual([]);
       await fresh.driver.transaction((tx) => tx.query('DELETE FROM certificate_rotations WHERE id = $1', [rows[0].id]));

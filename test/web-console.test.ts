@@ -151,12 +151,17 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     expect(stored).not.toContain('PRIVATE KEY');
     await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
     expect(await page.getByText('PRIVATE KEY').count()).toBe(0);
+    // How soon it expires, worded as the CLI words it (never "Days left 4" for 4 days and 23 hours).
+    const deviceCerts = page.getByRole('table', { name: 'Certificates of DEVICE-001' });
+    expect(await deviceCerts.getByRole('columnheader', { name: 'Expires' }).count()).toBe(1);
+    await eventually(() => deviceCerts.getByRole('row').nth(1).textContent()).toContain('in 5 days');
 
     // The worker's expiry task raises the alert; the overview counts the certificate in the 7-day window.
     await createRaiseExpiryAlerts({ storage: t.service.deps.storage, clock: t.clock, policy: createExpiryPolicy() })();
     await page.getByRole('link', { name: 'Alerts' }).click();
     const alertRow = page.getByRole('row').filter({ hasText: 'CERT_EXPIRING' });
     await alertRow.waitFor();
+    await eventually(() => page.locator('caption').filter({ hasText: /^\d+ alerts?$/ }).textContent()).toBe('1 alert'); // not "1 alerts"
     expect(await alertRow.textContent()).toContain('high');
     expect(await seriousViolations(page)).toEqual([]);
 
@@ -407,7 +412,7 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await page.getByRole('heading', { name: 'Alerts of every tenant' }).waitFor();
     // The unfiltered list has loaded before the system alert exists (else it could show it, and the
     // filtered rows below would be read from the unfiltered list).
-    const alertsTable = page.locator('table', { has: page.locator('caption', { hasText: /\d+ alerts/ }) });
+    const alertsTable = page.locator('table', { has: page.locator('caption', { hasText: /^\d+ alerts?$/ }) });
     await eventually(() => alertsTable.getAttribute('aria-busy')).toBe('false');
     expect(await page.getByRole('row').filter({ hasText: 'CRL_STALE' }).count()).toBe(0);
     // A system alert (the worker's CRL freshness check, with publication failing): operators filter for it.

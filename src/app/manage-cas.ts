@@ -9,6 +9,7 @@ import { SYSTEM_TENANT } from '../domain/alert.ts';
 import { isPublishedCaStatus, type CaRecord } from '../domain/ca.ts';
 import { AppError } from '../domain/errors.ts';
 import { isValidTenantId } from '../domain/identifiers.ts';
+import { plural } from '../domain/wording.ts';
 import type { Actor, CaKeystore, CaRegistry, PreparedCa } from './ports.ts';
 import { AlreadyExistsError, type CaProgress, type OperatorRepositories, type Storage } from './storage-ports.ts';
 import { DAY_MS, type Clock } from '../domain/clock.ts';
@@ -181,7 +182,7 @@ export function createCaManagement(deps: CaManagementDeps) {
     if (live.length > 0 && !input.force) {
       throw new AppError(
         'CA_HAS_ACTIVE_CERTIFICATES',
-        `root CA ${ca.id} still signs ${live.length} published intermediate(s) (${live.map((c) => `${c.id} ${c.status}`).join(', ')}): retire them first, or retire the root with force and a reason (their devices will be refused)`,
+        `root CA ${ca.id} still signs ${plural(live.length, 'published intermediate')} (${live.map((c) => `${c.id} ${c.status}`).join(', ')}): retire ${live.length === 1 ? 'it' : 'them'} first, or retire the root with force and a reason (${live.length === 1 ? 'its' : 'their'} devices will be refused)`,
         undefined,
         { intermediates: live.map((c) => ({ id: c.id, status: c.status })) },
       );
@@ -320,7 +321,7 @@ export function createCaManagement(deps: CaManagementDeps) {
         if (remaining > 0 && !input.force) {
           throw new AppError(
             'CA_HAS_ACTIVE_CERTIFICATES',
-            `CA ${id} still has ${remaining} unexpired, unrevoked certificate(s): rotate them first (certfleet rotate-expiring --issuer ${id}), or retire with force and a reason (they will be refused by the brokers)`,
+            `CA ${id} still has ${plural(remaining, 'unexpired, unrevoked certificate')}: rotate ${remaining === 1 ? 'it' : 'them'} first (certfleet rotate-expiring --issuer ${id}), or retire with force and a reason (${remaining === 1 ? 'it' : 'they'} will be refused by the brokers)`,
             undefined,
             { active_certificates: remaining, progress: progress.map((p) => ({ tenant_id: p.tenantId, active_certificates: p.activeCertificates })) },
           );

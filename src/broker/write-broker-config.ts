@@ -8,6 +8,7 @@
  * security: dynamic-security.ts; file names: broker-files.ts.
  */
 import { DAY_MS } from '../domain/clock.ts';
+import { plural } from '../domain/wording.ts';
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { exists, keepPrevious, writeFileAtomic } from '../support/atomic-file.ts';
@@ -83,7 +84,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
   const pki = await serverPki(options, { outDir, host, now, files, lines });
   await giveToBrokerGroup(ctx, files.serverKey, 0o640, 'server private key, readable by the broker, never world-readable');
   if (files.caScopes) {
-    // Before the cafile (the map never lags it): the configured Device CA(s), global scope.
+    // Before the cafile (the map never lags it): the configured Device CA or CAs, global scope.
     const certs = deviceCa.pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
     await writeFileAtomic(files.caScopes, renderCaScopes(certs.map((certPem) => ({ certPem, tenantId: null }))), 0o644);
     lines.push(`wrote ${files.caScopes}: the scope of each CA in the cafile (certfleet_acl binds a certificate's CN to it; certfleet rewrites it with the cafile)`);
@@ -197,7 +198,7 @@ async function writeClaimCaDir(options: WriteBrokerConfigOptions, outDir: string
   const written = await writeClaimCaDirectory(dir, options.provisioning!.claimCaPems);
   files.claimCaDir = dir;
   lines.push(
-    `wrote ${dir}/: ${written.claimCas === 0 ? 'no claim CA registered yet (the provisioning listener admits no one until one is)' : `${written.claimCas} claim CA(s)`}, one <subject hash>.<n> file each; certfleet keeps it when claim CAs change (BROKER_CLAIM_CA_PATH), read at each handshake (no reload)`,
+    `wrote ${dir}/: ${written.claimCas === 0 ? 'no claim CA registered yet (the provisioning listener admits no one until one is)' : plural(written.claimCas, 'claim CA')}, one <subject hash>.<n> file each; certfleet keeps it when claim CAs change (BROKER_CLAIM_CA_PATH), read at each handshake (no reload)`,
   );
   return { claimCaDir: dir, claimCas: written.claimCas };
 }
@@ -213,7 +214,7 @@ async function writeGrantsFile(options: WriteBrokerConfigOptions, file: string, 
   await mkdir(path.dirname(file), { recursive: true, mode: 0o755 });
   await writeFileAtomic(file, rendered.text, 0o600);
   ctx.lines.push(
-    `wrote ${file}: ${rendered.grants} tenant grant(s) for the certfleet_acl plugin (${options.aclPlugin?.pluginPath}); ` +
+    `wrote ${file}: ${plural(rendered.grants, 'tenant grant')} for the certfleet_acl plugin (${options.aclPlugin?.pluginPath}); ` +
       'each device gets tenant/<tenant>/device/<device>/# and its tenant\'s grants by construction (no per-device rule, no reload per registration)' +
       (options.dynamicSecurity?.renewalTopics ? '; every device its own renewal topics' : ''),
   );
@@ -233,7 +234,7 @@ async function writeAclFile(options: WriteBrokerConfigOptions, file: string, adm
   await writeFileAtomic(file, acl.text, 0o600);
   ctx.lines.push(
     `wrote ${file}: ${options.acl?.permissive ? 'PERMISSIVE (pattern readwrite #: tenants are not isolated)' : 'default deny'}; ` +
-      `${acl.devices} registered device(s) get tenant/<tenant>/device/<device>/# and their tenant's grants` +
+      `${plural(acl.devices, 'registered device')} ${acl.devices === 1 ? 'gets' : 'get'} tenant/<tenant>/device/<device>/# and their tenant's grants` +
       (renewalTopics ? '; every device its own renewal topics, answered by the admin' : '') +
       (adminUsername ? `; admin "${adminUsername}" gets $CONTROL/dynamic-security/#` : ''),
   );

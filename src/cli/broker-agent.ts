@@ -6,7 +6,7 @@ import { BROKER_KINDS, type BrokerKind, type BrokerNodeView } from '../app/broke
 import { isValidBrokerNodeName } from '../domain/identifiers.ts';
 import type { Logger } from '../support/logger.ts';
 import { clientFromFlags } from './client/credentials.ts';
-import { clientFlags, str } from './client-flags.ts';
+import { clientFlags, intCheck, str, wholeNumberCheck } from './client-flags.ts';
 import { print, relativeTime, table } from './output.ts';
 import { UsageError, type CommandSpec, type Flags, type GroupSpec } from './spec.ts';
 
@@ -39,7 +39,7 @@ export const brokerAgentCommand: CommandSpec = {
     },
     'pid-file': { type: 'string', value: 'PATH', help: "the broker's pid file: SIGHUP after each new CRL" },
     'reload-command': { type: 'string', value: 'CMD', help: 'shell command that makes the broker reload (instead of --pid-file)' },
-    broker: { type: 'string', value: 'KIND', help: 'mosquitto (default) or rabbitmq' },
+    broker: { type: 'string', value: 'KIND', help: 'mosquitto (default) or rabbitmq', choices: BROKER_KINDS },
     'admin-url': { type: 'string', value: 'URL', help: 'to close live sessions of revoked devices: Mosquitto dynsec admin listener, or RabbitMQ management API (http://127.0.0.1:15672)' },
     'admin-username': { type: 'string', value: 'NAME', help: 'dynsec admin user (default certfleet-admin)' },
     'admin-password-file': { type: 'string', value: 'FILE', help: "the admin user's password file" },
@@ -47,9 +47,14 @@ export const brokerAgentCommand: CommandSpec = {
     'canary-url': { type: 'string', value: 'URL', help: "the broker's device listener for the canary handshakes, e.g. mqtts://localhost:8883" },
     'canary-ca-file': { type: 'string', value: 'FILE', help: "CA of the broker's server certificate (for the canary handshakes)" },
     'state-dir': { type: 'string', value: 'DIR', help: 'where the canary certificates are kept (default: <crl-file dir>/.certfleet-agent)' },
-    wait: { type: 'string', value: 'SECONDS', help: 'long-poll wait and report heartbeat (default 50, at most 120)' },
-    'large-crl-bytes': { type: 'string', value: 'BYTES', help: 'a CRL bundle this large is "large" (default 4194304)' },
-    'large-crl-reload-interval': { type: 'string', value: 'SECONDS', help: 'after a large CRL, reload no sooner than this (default 10; 0: no bound); revocations meanwhile are coalesced' },
+    wait: { type: 'string', value: 'SECONDS', help: 'long-poll wait and report heartbeat (default 50, at most 120)', check: intCheck(1, 120) },
+    'large-crl-bytes': { type: 'string', value: 'BYTES', help: 'a CRL bundle this large is "large" (default 4194304)', check: wholeNumberCheck },
+    'large-crl-reload-interval': {
+      type: 'string',
+      value: 'SECONDS',
+      help: 'after a large CRL, reload no sooner than this (default 10; 0: no bound); revocations meanwhile are coalesced',
+      check: wholeNumberCheck,
+    },
   },
   example: [
     'certfleet broker-agent --url https://certfleet.example.com --token-file /etc/certfleet/agent.token --node eu-1 \\',

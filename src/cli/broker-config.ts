@@ -11,6 +11,7 @@ import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config.ts';
+import { BROKER_KINDS } from '../app/broker-nodes.ts';
 import { systemClock } from '../domain/clock.ts';
 import { loadCaForConfig } from '../composition/load-ca.ts';
 import { DEFAULT_MQTTS_PORT } from '../broker/mosquitto-config.ts';
@@ -94,8 +95,6 @@ async function aclFromDatabase(config: Config, options: { permissive: boolean; p
  */
 function chooseAclPlugin(flags: Flags, permissive: boolean, lines: string[]): AclPluginOptions | undefined {
   const explicit = flags['acl-plugin'] === undefined ? undefined : String(flags['acl-plugin']);
-  if (explicit !== undefined && flags['no-acl-plugin']) throw new UsageError('--acl-plugin and --no-acl-plugin exclude each other');
-  if (explicit !== undefined && permissive) throw new UsageError('--permissive-acl exists only in acl_file mode: drop --acl-plugin (and add --no-acl-plugin)');
   const grantsPath = flags['grants-file'] === undefined ? undefined : resolve(String(flags['grants-file']));
   if (explicit !== undefined) return { pluginPath: explicit, grantsPath };
   if (flags['no-acl-plugin'] || permissive) return undefined;
@@ -134,15 +133,28 @@ async function provisioningOptions(
   return { port: provisioningPort, claimCaPems };
 }
 
+/** Flags that exclude or need each other: usage errors (exit 2), found before anything is created or written. */
+function checkFlagCombinations(flags: Flags): void {
+  const permissive = Boolean(flags['permissive-acl']);
+  if (flags['acl-plugin'] !== undefined && flags['no-acl-plugin']) throw new UsageError('--acl-plugin and --no-acl-plugin exclude each other');
+  if (flags['acl-plugin'] !== undefined && permissive) throw new UsageError('--permissive-acl exists only in acl_file mode: drop --acl-plugin (and add --no-acl-plugin)');
+  if (permissive && flags['mqtt-renewal']) {
+    throw new UsageError('--permissive-acl and --mqtt-renewal exclude each other: --permissive-acl lets every device reach every topic, renewal topics included');
+  }
+  if (flags['recovery-port'] !== undefined && !flags['mqtt-renewal']) throw new UsageError('--recovery-port needs --mqtt-renewal (certfleet answers recovery requests with the MQTT renewal responder)');
+  if (flags['mqtt-renewal'] && flags['no-kick']) throw new UsageError('--mqtt-renewal needs the dynamic security plugin (certfleet answers as its admin user): drop --no-kick');
+}
+
 export async function brokerConfigCommand(flags: Flags, config: Config): Promise<number> {
   if (!flags.out) throw new UsageError('--out DIR is required');
   const outDir = resolve(String(flags.out));
   const host = (flags.host as string | undefined) ?? 'localhost';
   const devicePort = port(flags, 'port', DEFAULT_MQTTS_PORT);
   const broker = (flags.broker as string | undefined) ?? 'mosquitto';
-  if (broker !== 'mosquitto' && broker !== 'rabbitmq') throw new Error('--broker must be mosquitto or rabbitmq');
+  if (!(BROKER_KINDS as readonly string[]).includes(broker)) throw new UsageError(`--broker must be one of ${BROKER_KINDS.join(', ')} (got "${broker}")`);
   // RabbitMQ closes connections through its management API: no Mosquitto dynsec plugin
   if (broker === 'rabbitmq') flags = { ...flags, 'no-kick': true };
+  checkFlagCombinations(flags);
 
   // As `serve` does: the data dir exists (default mode) before the development CA is made in it.
   if (!config.productionMode) await mkdir(config.dataDir, { recursive: true });
@@ -156,9 +168,6 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
   if (crl) lines.push(`wrote the initial CRL ${config.crlOutputPath} (${crl})`);
 
   const permissive = Boolean(flags['permissive-acl']);
-  if (permissive && flags['mqtt-renewal']) {
-    throw new Error('--permissive-acl lets every device reach every topic, renewal topics included: it cannot be combined with --mqtt-renewal');
-  }
   if (permissive) lines.push('warning: --permissive-acl: every device may publish and subscribe to every topic of every tenant (pattern readwrite #)');
   const aclPath = flags['acl-file'] === undefined ? undefined : resolve(String(flags['acl-file']));
   const acl = await aclFromDatabase(config, { permissive, path: aclPath }, lines);
@@ -166,8 +175,6 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
 
   let dynamicSecurity: DynamicSecurityOptions | undefined;
   let passwordFile: string | undefined;
-  if (flags['recovery-port'] !== undefined && !flags['mqtt-renewal']) throw new UsageError('--recovery-port needs --mqtt-renewal (certfleet answers recovery requests with the MQTT renewal responder)');
-  if (flags['mqtt-renewal'] && flags['no-kick']) throw new UsageError('--mqtt-renewal needs the dynamic security plugin (certfleet answers as its admin user): drop --no-kick');
   if (!flags['no-kick']) {
     const pluginPath = flags['dynsec-plugin'] as string | undefined;
     if (pluginPath || DYNSEC_PLUGIN_CANDIDATES.some((p) => existsSync(p))) {

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { CERTIFICATE_STATUSES, KEY_TYPES, type CertificateRecord, type CertificateWithPem } from '../domain/certificate.ts';
 import { DAY_MS } from '../domain/clock.ts';
+import { END_ENTITY_REASON_NAMES, MAX_REASON_TEXT_LENGTH, endEntityReasonRefusal } from '../domain/revocation-reasons.ts';
 import { CUSTOMER } from './client/api-client.ts';
 import { clientFromFlags } from './client/credentials.ts';
 import { clientFlags, durationCheck, durationMs, intCheck, pageFlags, positiveInt, str } from './client-flags.ts';
@@ -25,6 +26,22 @@ const device = (id: string) => `${CUSTOMER}/devices/${encodeURIComponent(id)}`;
 
 const outFlag: FlagSpec = { type: 'string', value: 'DIR', help: 'folder for DEVICE.key, DEVICE.crt (mode 0600) and ca.crt (default: the current folder)' };
 export const validityFlag: FlagSpec = { type: 'string', value: 'DAYS', help: 'validity in days (1-3650, default 365)', check: intCheck(1, 3650) };
+/**
+ * --reason of `certs revoke`: the reasons the API allows (END_ENTITY_REASON_NAMES, the OpenAPI
+ * RevocationReason enum) or free text; what the API would refuse with 422 is a usage error here.
+ */
+const reasonChoices = `one of ${END_ENTITY_REASON_NAMES.join(', ')}, or free text`;
+export const reasonFlag: FlagSpec = {
+  type: 'string',
+  value: 'REASON',
+  help: `${reasonChoices} of at most ${MAX_REASON_TEXT_LENGTH} characters (RFC 5280 reason names; default unspecified)`,
+  check: (value) => {
+    if (value.length > MAX_REASON_TEXT_LENGTH) return `${reasonChoices} of at most ${MAX_REASON_TEXT_LENGTH} characters`;
+    const refused = endEntityReasonRefusal(value);
+    return refused ? `${reasonChoices}: ${refused}` : null;
+  },
+};
+
 export const graceFlag: FlagSpec = { type: 'string', value: 'H', help: 'revoke the old certificates after H hours (1-720; default ROTATION_GRACE_HOURS)', check: intCheck(1, 720) };
 export const keyTypeFlag: FlagSpec = { type: 'string', value: 'TYPE', help: 'ec-p256 or rsa-2048 (default: the server default, rsa-2048)', choices: KEY_TYPES };
 
@@ -158,7 +175,7 @@ export const certsGroup: GroupSpec = {
     revoke: {
       summary: 'revoke an ACTIVE certificate',
       args: ['CERTIFICATE_ID'],
-      flags: { ...clientFlags, reason: { type: 'string', value: 'REASON', help: 'an RFC 5280 reason name (keyCompromise, superseded, ...) or free text' } },
+      flags: { ...clientFlags, reason: reasonFlag },
       example: 'certfleet certs revoke 42 --reason keyCompromise',
       async run(flags, [id]) {
         const api = await clientFromFlags(flags);

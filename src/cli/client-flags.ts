@@ -18,6 +18,9 @@ export const intCheck =
     return /^\d+$/.test(value.trim()) && Number.isInteger(n) && n >= min && n <= max ? null : `a whole number from ${min} to ${max}`;
   };
 
+/** A check for a whole number, 0 or more. */
+export const wholeNumberCheck = (value: string): string | null => (/^\d+$/.test(value.trim()) && Number.isSafeInteger(Number(value)) ? null : 'a whole number, 0 or more');
+
 /** A flag's duration in milliseconds (the value was checked when the flags were parsed). */
 export function durationMs(value: string | boolean | undefined, name: string): number | undefined {
   if (typeof value !== 'string') return undefined;

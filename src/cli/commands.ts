@@ -10,6 +10,7 @@ import { webhooksGroup } from './webhooks.ts';
 import { claimCasGroup, provisioningPolicyGroup } from './claims.ts';
 import { caGroup } from './ca.ts';
 import { ROLES } from '../auth/roles.ts';
+import { BROKER_KINDS } from '../app/broker-nodes.ts';
 import { durationCheck, intCheck } from './client-flags.ts';
 import type { CommandSpec, Entry, Flags, FlagSpec } from './spec.ts';
 
@@ -109,7 +110,12 @@ const serviceCommands: Record<string, CommandSpec> = {
         help: "MQTT provisioning listener for devices with a claim (factory) certificate: trusts only the tenants' claim CAs (claim-cas.pem, kept by certfleet), topics certfleet/provision/<claim sha256>/...; needs the ACL plugin and the dynamic security plugin",
         check: intCheck(1, 65535),
       },
-      broker: { type: 'string', value: 'KIND', help: 'mosquitto (default) or rabbitmq (RabbitMQ 3.10 MQTT plugin files in OUT/rabbitmq; --admin-port: management, default 15672)' },
+      broker: {
+        type: 'string',
+        value: 'KIND',
+        help: 'mosquitto (default) or rabbitmq (RabbitMQ 3.10 MQTT plugin files in OUT/rabbitmq; --admin-port: management, default 15672)',
+        choices: BROKER_KINDS,
+      },
     },
     example: 'certfleet broker-config --out /etc/certfleet/broker --host mqtt.example.com',
     run: async (flags) => (await import('./broker-config.ts')).brokerConfigCommand(flags, await loadConfig()),

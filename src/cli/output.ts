@@ -1,4 +1,6 @@
-import { DAY_MS, HOUR_MS } from '../domain/clock.ts';
+import { relativeTime as timeFromNow } from '../domain/wording.ts';
+
+export { plural } from '../domain/wording.ts';
 
 /** Human-readable by default, JSON with --json. */
 export function print(flags: { json?: string | boolean }, human: string, data: unknown): void {
@@ -20,24 +22,10 @@ export function table(headers: string[], rows: Cell[][]): string {
   return [line(headers.map((h) => h.toUpperCase())), ...text.map(line)].join('\n');
 }
 
-/** "in 12 days", "3 hours ago", "just now". */
+/** "in 12 days", "3 hours ago", "just now" (src/domain/wording.ts, shared with the web console); "-" for no time. */
 export function relativeTime(at: Date | string | null | undefined, now: Date = new Date()): string {
-  if (at === null || at === undefined) return '-';
-  const ms = new Date(at).getTime() - now.getTime();
-  const abs = Math.abs(ms);
-  let amount: number;
-  let unit: string;
-  if (abs < 60_000) return 'just now';
-  if (abs < HOUR_MS) [amount, unit] = [Math.round(abs / 60_000), 'minute'];
-  else if (abs < 2 * DAY_MS) [amount, unit] = [Math.round(abs / HOUR_MS), 'hour'];
-  else if (abs < 365 * DAY_MS) [amount, unit] = [Math.round(abs / DAY_MS), 'day'];
-  else [amount, unit] = [Math.round((abs / (365 * DAY_MS)) * 10) / 10, 'year'];
-  const text = `${amount} ${unit}${amount === 1 ? '' : 's'}`;
-  return ms > 0 ? `in ${text}` : `${text} ago`;
+  return at === null || at === undefined ? '-' : timeFromNow(at, now);
 }
-
-/** "1 certificate", "2 certificates", "0 devices"; `many` for irregular plurals. */
-export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
 
 /** A scheduled revocation: "revokes in 2 hours", or "revocation due 5 minutes ago" once its time has passed. */
 export function revocationSchedule(at: Date | string | null | undefined, now: Date = new Date()): string | null {

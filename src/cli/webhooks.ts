@@ -1,7 +1,7 @@
 import type { WebhookRecord } from '../domain/webhook.ts';
 import { CUSTOMER } from './client/api-client.ts';
 import { clientFromFlags } from './client/credentials.ts';
-import { clientFlags, str } from './client-flags.ts';
+import { clientFlags, intCheck, str } from './client-flags.ts';
 import { details, print, table } from './output.ts';
 import type { Flags, FlagSpec, GroupSpec } from './spec.ts';
 
@@ -39,7 +39,7 @@ export const webhooksGroup: GroupSpec = {
       summary: 're-encrypt every stored webhook secret under WEBHOOK_SECRET_KEY, bound to its tenant and webhook',
       flags: {
         json: { type: 'boolean', help: 'print JSON' },
-        batch: { type: 'string', value: 'N', help: 'rows per transaction (default 200)' },
+        batch: { type: 'string', value: 'N', help: 'rows per transaction (1-10000, default 200)', check: intCheck(1, 10_000) },
       },
       example: 'WEBHOOK_SECRET_KEY=<new> WEBHOOK_SECRET_KEY_PREVIOUS=<old> DATABASE_URL=postgres://... certfleet webhooks rekey',
       notes:

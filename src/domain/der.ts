@@ -186,7 +186,7 @@ export function time(date: Date): Buffer {
   return y >= 1950 && y <= 2049 ? utcTime(date) : generalizedTime(date);
 }
 
-/** [n] EXPLICIT: constructed context-specific tag wrapping the complete TLV(s). */
+/** [n] EXPLICIT: constructed context-specific tag wrapping the complete TLV or TLVs. */
 export function contextExplicit(tagNumber: number, ...contents: Uint8Array[]): Buffer {
   checkTagNumber(tagNumber);
   return tlv(0xa0 | tagNumber, ...contents);

@@ -54,9 +54,16 @@ const REFUSED: Partial<Record<ReasonName, string>> = {
 /** The reason names a device certificate may be revoked with (what the API offers; free text is also taken). */
 export const END_ENTITY_REASON_NAMES = (Object.keys(REVOCATION_REASONS) as ReasonName[]).filter((name) => REFUSED[name] === undefined);
 
+/** The longest free-text reason the API takes (its request schema's maxLength). */
+export const MAX_REASON_TEXT_LENGTH = 200;
+
+/** Why a device certificate cannot be revoked with `text` (a reason name, alias or free text), or null when it can. */
+export function endEntityReasonRefusal(text: string): string | null {
+  return REFUSED[reasonNameFor(text)] ?? null;
+}
+
 export function assertEndEntityReason(text: string): void {
-  const name = reasonNameFor(text);
-  const refused = REFUSED[name];
-  if (refused) throw new AppError('REVOCATION_REASON_NOT_ALLOWED', refused, { reason: text.slice(0, 200), crl_reason: name });
+  const refused = endEntityReasonRefusal(text);
+  if (refused) throw new AppError('REVOCATION_REASON_NOT_ALLOWED', refused, { reason: text.slice(0, MAX_REASON_TEXT_LENGTH), crl_reason: reasonNameFor(text) });
 }
 

@@ -1,7 +1,7 @@
 import { ALERT_STATUSES, CLOSE_REASONS, ALERT_TYPES } from '../domain/alert.ts';
 import { CERTIFICATE_STATUSES } from '../domain/certificate.ts';
 import { DEVICE_CERTIFICATE_STATUSES, DEVICE_TOTAL_CAP } from '../domain/device.ts';
-import { END_ENTITY_REASON_NAMES, REVOCATION_REASONS } from '../domain/revocation-reasons.ts';
+import { END_ENTITY_REASON_NAMES, MAX_REASON_TEXT_LENGTH, REVOCATION_REASONS } from '../domain/revocation-reasons.ts';
 
 /**
  * Response schemas of the JSON routes. They do two jobs: they document the answers in the
@@ -270,7 +270,7 @@ const revocationReason = {
 
 /** A revocation reason in a request: one of RevocationReason (inlined: request validation has no shared schemas), or free text (the CRL entry then gives no reason). */
 export const revocationReasonInput = (description: string) =>
-  ({ anyOf: [{ type: 'string', enum: END_ENTITY_REASON_NAMES }, { type: 'string', maxLength: 200 }], description }) as const;
+  ({ anyOf: [{ type: 'string', enum: END_ENTITY_REASON_NAMES }, { type: 'string', maxLength: MAX_REASON_TEXT_LENGTH }], description }) as const;
 
 /** Every shared schema, registered on the root instance (buildHttpApp) before any route. */
 export const sharedSchemas = [

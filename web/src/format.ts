@@ -1,4 +1,5 @@
 import { components } from './api/openapi.json';
+import { relativeTime } from '../../src/domain/wording.ts';
 
 const DAY = 86_400_000;
 
@@ -11,13 +12,8 @@ export const REVOCATION_REASON_NAMES: readonly string[] = components.schemas.Rev
 
 export const SEVERITY_NAMES: Record<number, string> = { 1: 'info', 2: 'low', 3: 'medium', 4: 'high', 5: 'critical' };
 
-/** "1 device", "3 devices". */
-export const plural = (n: number, one: string, many = `${one}s`) => `${n} ${n === 1 ? one : many}`;
+/** "1 device", "3 devices": the CLI's and the API's own helper (src/domain/wording.ts). */
+export { plural } from '../../src/domain/wording.ts';
 
-/** "in 23 hours", "in 45 days", "in 9 years", "3 days ago": time to (or since) a date, in the unit a person reads. */
-export const timeLeft = (iso: string, now = Date.now()) => {
-  const hours = Math.round((Date.parse(iso) - now) / 3_600_000);
-  const h = Math.abs(hours);
-  const text = h < 48 ? plural(h, 'hour') : h < 2 * 365 * 24 ? plural(Math.round(h / 24), 'day') : plural(Math.floor(h / (365.25 * 24)), 'year');
-  return hours >= 0 ? `in ${text}` : `${text} ago`;
-};
+/** "in 23 hours", "in 45 days", "in 9 years", "3 days ago": time to (or since) a date, worded as the CLI words it (src/domain/wording.ts). */
+export const timeLeft = (iso: string, now = Date.now()) => relativeTime(iso, now);

@@ -13,12 +13,12 @@
  * never written. The file on disk is the floor: at start the agent reads it back, so even
  * without any other state it never writes an older CRL.
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { BrokerKind } from '../../app/broker-nodes.ts';
 import { newlyRevokedSerials } from '../../crl/build-crl.ts';
-import { writeFileAtomic } from '../../support/atomic-file.ts';
+import { keepPrevious, writeFileAtomic } from '../../support/atomic-file.ts';
 import { createBackoff } from '../../support/backoff.ts';
 import type { Logger } from '../../support/logger.ts';
 import type { BrokerReloader } from '../broker-reloader.ts';
@@ -171,13 +171,18 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     try {
       const [vc, vk, rc, rk] = await Promise.all(['canary-valid.crt', 'canary-valid.key', 'canary-revoked.crt', 'canary-revoked.key'].map((f) => readFile(canaryFile(f), 'utf8')));
       const revoked = new X509Certificate(rc);
+      // A key that is not its certificate's (a run stopped between writing the keys and the
+      // certificates) would fail every handshake: such a pair is unusable, new canaries are asked for.
+      for (const [cert, key, name] of [[vc, vk, 'canary-valid'], [rc, rk, 'canary-revoked']] as const) {
+        if (!new X509Certificate(cert).checkPrivateKey(createPrivateKey(key))) throw new Error(`${name}.key is not the key of ${name}.crt`);
+      }
       return {
         valid: { certPem: vc, keyPem: vk },
         revoked: { certPem: rc, keyPem: rk, serial: revoked.serialNumber.toLowerCase().replace(/^0+(?=.)/, '') },
         notAfter: new Date(new X509Certificate(vc).validTo),
       };
     } catch (error) {
-      // First start: none yet (made below). Unreadable or damaged ones are said, then replaced.
+      // First start: none yet (made below). Unreadable, damaged or mismatched ones are said, then replaced (and kept as NAME.old-N).
       if (!isMissing(error)) log.warn({ event: 'broker_agent_canaries_unusable', err: (error as Error).message }, 'the kept canary certificates cannot be used; new ones are requested');
       return null;
     }
@@ -189,14 +194,24 @@ export function createBrokerAgent(options: BrokerAgentOptions): BrokerAgent {
     if (canaries && canaries.notAfter.getTime() - Date.now() > 14 * DAY_MS) return;
     type Issued = { cert_pem: string; private_key_pem: string };
     const res = await json<{ valid: Issued; revoked: Issued }>('POST', '/api/v1/broker-agent/canaries', { kind: options.kind });
-    // keys first, then certificates: a crash in between leaves files that fail to load together
-    await writeFileAtomic(canaryFile('canary-valid.key'), res.valid.private_key_pem, 0o600);
-    await writeFileAtomic(canaryFile('canary-revoked.key'), res.revoked.private_key_pem, 0o600);
-    await writeFileAtomic(canaryFile('canary-valid.crt'), res.valid.cert_pem, 0o600);
-    await writeFileAtomic(canaryFile('canary-revoked.crt'), res.revoked.cert_pem, 0o600);
+    // Keys first, then certificates: a crash in between leaves pairs that do not match (refused by
+    // loadCanaries). No private key file is ever overwritten or deleted: what holds a name (the
+    // previous canaries, or keys whose certificates never arrived) is kept as NAME.old-N, the first
+    // free N, before the new file takes the name (as broker-config keeps server.key).
+    const kept: string[] = [];
+    for (const [name, pem] of [
+      ['canary-valid.key', res.valid.private_key_pem],
+      ['canary-revoked.key', res.revoked.private_key_pem],
+      ['canary-valid.crt', res.valid.cert_pem],
+      ['canary-revoked.crt', res.revoked.cert_pem],
+    ] as const) {
+      const previous = await keepPrevious(canaryFile(name), pem);
+      if (previous) kept.push(previous);
+      await writeFileAtomic(canaryFile(name), pem, 0o600);
+    }
     canaries = await loadCanaries();
     await options.prepareCanaries?.([`certfleet/canary.${options.node}.valid`, `certfleet/canary.${options.node}.revoked`]);
-    log.info({ event: 'broker_agent_canaries', node: options.node }, 'canary certificates issued');
+    log.info({ event: 'broker_agent_canaries', node: options.node, kept }, kept.length ? `canary certificates issued; the previous files are kept as ${kept.join(', ')}` : 'canary certificates issued');
   }
 
   async function report(check: (CanaryCheck & { at: Date }) | null) {

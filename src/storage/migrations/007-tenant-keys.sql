@@ -11,18 +11,18 @@ BEGIN
   WHERE NOT EXISTS (SELECT 1 FROM device_certificates c WHERE c.id = r.new_certificate_id AND c.tenant_id = r.tenant_id AND c.device_id = r.device_id)
      OR NOT EXISTS (SELECT 1 FROM device_certificates c WHERE c.id = r.old_certificate_id AND c.tenant_id = r.tenant_id AND c.device_id = r.device_id);
   IF bad > 0 THEN
-    RAISE EXCEPTION 'migration 007: % certificate_rotations row(s) point at a certificate of another tenant or device; fix them, then migrate again', bad;
+    RAISE EXCEPTION 'migration 007: certificate_rotations rows that point at a certificate of another tenant or device: %; fix them, then migrate again', bad;
   END IF;
   SELECT count(*) INTO bad FROM notification_outbox o
   WHERE NOT EXISTS (SELECT 1 FROM notification_webhooks w WHERE w.id = o.webhook_id AND w.tenant_id = o.tenant_id);
   IF bad > 0 THEN
-    RAISE EXCEPTION 'migration 007: % notification_outbox row(s) point at a webhook of another tenant; fix them, then migrate again', bad;
+    RAISE EXCEPTION 'migration 007: notification_outbox rows that point at a webhook of another tenant: %; fix them, then migrate again', bad;
   END IF;
   SELECT count(*) INTO bad FROM fleet_alert a
   WHERE a.device_id IS NOT NULL
     AND NOT EXISTS (SELECT 1 FROM device_registry d WHERE d.tenant_id = a.tenant_id AND d.device_id = a.device_id);
   IF bad > 0 THEN
-    RAISE EXCEPTION 'migration 007: % fleet_alert row(s) name a device their tenant does not have; fix them, then migrate again', bad;
+    RAISE EXCEPTION 'migration 007: fleet_alert rows that name a device their tenant does not have: %; fix them, then migrate again', bad;
   END IF;
 END $$;
 

@@ -2,7 +2,7 @@ import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
 import type { components } from '../api/schema';
-import { SEVERITY_NAMES, when } from '../format';
+import { SEVERITY_NAMES, plural, when } from '../format';
 import { ConfirmAction, FilterForm, Loading, Outcome, Pager, useLoad, usePager } from '../ui';
 
 type Alert = components['schemas']['Alert'];
@@ -49,7 +49,7 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
         <>
           <div class="overflow-auto stack-on-phone" tabIndex={0} role="region" aria-label="Alerts">
             <table class="striped" aria-busy={page.loading}>
-              <caption>{page.data.total} alerts</caption>
+              <caption>{plural(page.data.total, 'alert')}</caption>
               <thead>
                 <tr>
                   <th scope="col">ID</th>

@@ -1,10 +1,10 @@
 import type { ComponentChildren } from 'preact';
 import type { components } from '../api/schema';
-import { daysLeft, shortFingerprint, when } from '../format';
+import { daysLeft, shortFingerprint, timeLeft, when } from '../format';
 
 type Certificate = components['schemas']['Certificate'];
 
-/** Certificates with status, key type, serial, fingerprint, expiry, days left, scheduled revocation. */
+/** Certificates with status, key type, serial, fingerprint, expiry (and how soon, "in 23 hours"), scheduled revocation. */
 export function CertificateTable(props: { caption: string; certificates: Certificate[]; showTenant?: boolean; actions?: (c: Certificate) => ComponentChildren }) {
   return (
     <div class="overflow-auto" tabIndex={0} role="region" aria-label={props.caption}>
@@ -20,7 +20,7 @@ export function CertificateTable(props: { caption: string; certificates: Certifi
             <th scope="col">Serial</th>
             <th scope="col">Fingerprint (SHA-256)</th>
             <th scope="col">Not after</th>
-            <th scope="col">Days left</th>
+            <th scope="col">Expires</th>
             <th scope="col">Rotation</th>
             {props.actions ? <th scope="col" class="actions">Actions</th> : null}
           </tr>
@@ -50,7 +50,7 @@ export function CertificateTable(props: { caption: string; certificates: Certifi
                   <code title={c.fingerprint_sha256}>{shortFingerprint(c.fingerprint_sha256)}</code>
                 </td>
                 <td>{when(c.not_after)}</td>
-                <td class={c.status === 'ACTIVE' && left <= 30 ? 'soon' : undefined}>{c.status === 'ACTIVE' ? left : '—'}</td>
+                <td class={c.status === 'ACTIVE' && left <= 30 ? 'soon' : undefined}>{c.status === 'ACTIVE' ? timeLeft(c.not_after) : '—'}</td>
                 <td>{c.scheduled_revoke_at ? `old: revoked ${when(c.scheduled_revoke_at)}` : '—'}</td>
                 {props.actions ? <td class="actions">{props.actions(c)}</td> : null}
               </tr>

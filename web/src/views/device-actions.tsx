@@ -119,7 +119,7 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
             onOutcome={setOutcome}
             question={() => (
               <p>
-                Issue a new {rotateKeyType} certificate for <strong>{id}</strong> and revoke the current one(s) in {grace} hours (or when you confirm)?
+                Issue a new {rotateKeyType} certificate for <strong>{id}</strong> and revoke the current {revocable.length === 1 ? 'one' : 'ones'} in {grace} hours (or when you confirm)?
               </p>
             )}
             run={async () => {
@@ -145,7 +145,7 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
                 label="Confirm rotation"
                 disabled={!props.rotation}
                 onOutcome={setOutcome}
-                question={<p>The device uses its new certificate: revoke the old certificate(s) now?</p>}
+                question={<p>The device uses its new certificate: revoke the old {props.rotation?.old_certificates.length === 1 ? 'certificate' : 'certificates'} now?</p>}
                 run={async () => {
                   await call(client.POST('/api/v1/customer/devices/{device_id}/certificates/rotate/confirm', { params: { path }, body: {} }));
                   props.onChanged();

@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, call, client } from '../api/client';
 import type { components, paths } from '../api/schema';
 import { navigate, routeHref } from '../router';
-import { daysLeft, plural, when } from '../format';
+import { daysLeft, plural, timeLeft, when } from '../format';
 import { ActionForm, FilterForm, Loading, Pager, useLoad, usePager } from '../ui';
 import { CertificateTable } from './certificate-table';
 import { DeviceActions } from './device-actions';
@@ -89,7 +89,7 @@ function Devices(props: { search: Search; refresh: number; onChanged: () => void
                       <span class={`badge status-${d.certificate_status.toLowerCase()}`}>{CERT_STATUS_LABEL[d.certificate_status]}</span>
                     </td>
                     <td data-label="Next expiry" class={d.next_expiry && daysLeft(d.next_expiry) <= 30 ? 'soon' : undefined}>
-                      {d.next_expiry ? `${when(d.next_expiry)} (${inDays(d.next_expiry)})` : '—'}
+                      {d.next_expiry ? `${when(d.next_expiry)} (${timeLeft(d.next_expiry)})` : '—'}
                     </td>
                     <td data-label="Rotation">{d.rotation_pending ? 'pending' : '—'}</td>
                     <td data-label="Actions">
@@ -108,13 +108,6 @@ function Devices(props: { search: Search; refresh: number; onChanged: () => void
     </section>
   );
 }
-
-/** "in 3 days", "in 5 hours", "2 days ago". */
-const inDays = (iso: string) => {
-  const hours = Math.round((Date.parse(iso) - Date.now()) / 3_600_000);
-  const text = Math.abs(hours) < 48 ? plural(Math.abs(hours), 'hour') : plural(Math.round(Math.abs(hours) / 24), 'day');
-  return hours >= 0 ? `in ${text}` : `${text} ago`;
-};
 
 function DeviceSearch(props: { search: Search; onApply: (s: Search) => void }) {
   const [s, setS] = useState<Search>(props.search);
@@ -227,7 +220,7 @@ function Certificates(props: { refresh: number; onManage: (id: string) => void }
       {page.data ? (
         <>
           <CertificateTable
-            caption={`${page.data.total} certificates`}
+            caption={plural(page.data.total, 'certificate')}
             certificates={page.data.certificates}
             actions={(c) => (
               <button type="button" class="secondary small" aria-label={`Manage device ${c.device_id} (certificate ${c.id})`} onClick={() => props.onManage(c.device_id)}>
@@ -344,8 +337,11 @@ function DevicePanel(props: { deviceId: string; refresh: number; onChanged: () =
       <Loading loading={rotation.loading && rotation.data === null && !rotation.error} error={rotation.error} />
       {rotation.data ? (
         <p class="rotation-state">
-          Rotation pending: new certificate {rotation.data.new_certificate.id}; the old certificate(s){' '}
-          {rotation.data.old_certificates.map((o) => o.id).join(', ')} are revoked at {when(rotation.data.next_revoke_at)} unless confirmed or cancelled sooner.
+          Rotation pending: new certificate {rotation.data.new_certificate.id};{' '}
+          {rotation.data.old_certificates.length === 1
+            ? `the old certificate ${rotation.data.old_certificates[0].id} is`
+            : `the old certificates ${rotation.data.old_certificates.map((o) => o.id).join(', ')} are`}{' '}
+          revoked at {when(rotation.data.next_revoke_at)} unless confirmed or cancelled sooner.
         </p>
       ) : rotation.loading ? null : (
         <p class="rotation-state">No rotation pending.</p>

@@ -76,7 +76,7 @@ function AllCertificates({ initial }: { initial: CertificateFilter }) {
         <Loading loading={page.loading && !page.data} error={page.error} />
         {page.data ? (
           <>
-            <CertificateTable caption={`${page.data.total} certificates`} certificates={page.data.certificates} showTenant />
+            <CertificateTable caption={plural(page.data.total, 'certificate')} certificates={page.data.certificates} showTenant />
             <Pager pager={pager} nextCursor={page.data.next_cursor} label="Certificate" />
           </>
         ) : null}
