@@ -6,6 +6,7 @@
  * never get a certificate.
  */
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -234,6 +235,28 @@ describe.each(oneDriver('pg'))('EST on %s', (kind) => {
     const late = (await t.call('acme', 'POST', '/customer/devices/dev-4/enrollment-tokens', { expires_in_hours: 1 }, 'tenant-admin')).json.token;
     t.clock.advance(2 * HOUR_MS);
     expect((await curl('simpleenroll', { user: `acme/dev-4:${late}`, csr: await csr('dev4-late') })).status).toBe(401);
+  });
+
+  // Issue 21 item 2: the tenant's renewal policy sets the lifetime of what EST enrollment issues
+  // (it used to be 365 days whatever the policy), never past the Device CA's notAfter.
+  it("first enrollment with a token issues the tenant's validity_days, capped at the CA's notAfter", async () => {
+    const enrollOne = async (deviceId: string) => {
+      expect((await t.call('beta', 'POST', '/customer/devices', { device_id: deviceId })).status).toBe(201);
+      const { token, username } = (await t.call('beta', 'POST', `/customer/devices/${deviceId}/enrollment-tokens`, { expires_in_hours: 2 }, 'tenant-admin')).json;
+      const res = await curl('simpleenroll', { user: `${username}:${token}`, csr: await csr(`${deviceId}-first`) });
+      expect(res.status, res.body).toBe(200);
+      return new X509Certificate(await saveCert(res.body, `${deviceId}-first`));
+    };
+    expect((await t.call('beta', 'PUT', '/customer/renewal-policy', { validity_days: 30 }, 'tenant-admin')).status).toBe(200);
+    const signedAt = t.clock.now().getTime();
+    const short = await enrollOne('b-1');
+    expect(Math.abs(Date.parse(short.validTo) - (signedAt + 30 * DAY_MS))).toBeLessThan(5_000);
+
+    // A validity that would outlive the Device CA ends with the CA.
+    expect((await t.call('beta', 'PUT', '/customer/renewal-policy', { validity_days: 3650 }, 'tenant-admin')).status).toBe(200);
+    t.clock.advance(30 * DAY_MS);
+    const capped = await enrollOne('b-2');
+    expect(capped.validTo).toBe(new X509Certificate(t.service.ca.ca!.certPem).validTo);
   });
 
 });

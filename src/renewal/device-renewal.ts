@@ -506,7 +506,8 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
         throw new AppError('UNAUTHENTICATED', 'unknown, used or expired enrollment token');
       }
       const actor: Actor = { id: deviceActorId(names.tenantId, names.deviceId), tenantId: names.tenantId };
-      const issued = await deps.useCases.issueCertificate(actor, names.deviceId, { validityDays: DEFAULT_VALIDITY_DAYS, key: { kind: 'csr', csrPem } });
+      // No validityDays: the tenant's renewal policy (validity_days), capped at the CA's notAfter.
+      const issued = await deps.useCases.issueCertificate(actor, names.deviceId, { key: { kind: 'csr', csrPem } });
       return { certificate_id: issued.certificate.id, cert_pem: issued.cert_pem, ca_cert_pem: issued.ca_cert_pem };
     },
   };
