@@ -9,7 +9,7 @@
  * answering) has its own error code, is audited, and issues nothing.
  */
 import { execFile } from 'node:child_process';
-import { createHmac, createPrivateKey, sign as signData } from 'node:crypto';
+import { createHmac, createPrivateKey, sign as signData, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -436,6 +436,26 @@ describe.each(oneDriver('pglite'))('factory (claim) onboarding on %s', (kind) =>
     const before = await certificateCount();
     t.clock.advance(2 * DAY_MS);
     await expectRefused(await enroll('acme', 'claim-short', await csr('op-short')), 403, 'CLAIM_CERT_EXPIRED', before);
+  });
+
+  // Issue 21 item 2: the first operational certificate has the tenant's renewal-policy validity (it
+  // used to be 365 days whatever the policy), never past the Device CA's notAfter.
+  it("the first certificate has the tenant's validity_days, capped at the CA's notAfter (after the clock moved)", async () => {
+    const onboard = async (name: string, cn: string) => {
+      await makeClaim(name, 'mfr', cn);
+      const res = await enroll('acme', name, await csr(`${name}-op`));
+      expect(res.status, res.body).toBe(200);
+      return new X509Certificate(await saveCert(res.body, `${name}-op`));
+    };
+    expect((await t.call('acme', 'PUT', '/customer/renewal-policy', { validity_days: 30 }, admin)).status).toBe(200);
+    const signedAt = t.clock.now().getTime();
+    const short = await onboard('claim-v30', 'SN-0030');
+    expect(Math.abs(Date.parse(short.validTo) - (signedAt + 30 * DAY_MS))).toBeLessThan(5_000);
+
+    expect((await t.call('acme', 'PUT', '/customer/renewal-policy', { validity_days: 3650 }, admin)).status).toBe(200);
+    t.clock.advance(30 * DAY_MS);
+    const capped = await onboard('claim-v3650', 'SN-3650');
+    expect(capped.validTo).toBe(new X509Certificate(t.service.ca.ca!.certPem).validTo);
   });
 });
 

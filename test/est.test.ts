@@ -6,6 +6,7 @@
  * never get a certificate.
  */
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -173,6 +174,49 @@ describe.each(oneDriver('pg'))('EST on %s', (kind) => {
     expect((await t.call('acme', 'GET', '/customer/devices/dev-2/certificates/rotation')).status).toBe(404);
   });
 
+  // Issue 21 item 7: a refused renewal leaves an audit event with the presenting certificate's
+  // identity (a CSR refusal, a pending rotation for another key, a revoked certificate left none).
+  it('audits every refused renewal with the presenting certificate, issues nothing', async () => {
+    expect((await t.call('acme', 'POST', '/customer/devices', { device_id: 'dev-5' })).status).toBe(201);
+    const current = await issue('dev-5', 'dev5');
+    const fingerprint = (await certificate(current.id)).fingerprint_sha256;
+    const compromised = await issue('dev-4', 'dev4-compromised');
+    expect((await t.call('acme', 'POST', `/customer/certificates/${compromised.id}/revoke`, { reason: 'keyCompromise' })).status).toBe(200);
+    await openssl(['req', '-new', '-key', 'dev4-compromised.key', '-subj', '/CN=x', '-outform', 'DER', '-out', 'compromised.csr.der']);
+    await openssl(['base64', '-in', 'compromised.csr.der', '-out', 'compromised.csr']);
+    await writeFile(file('garbage5.csr'), 'this is not base64 DER!');
+    const count = async () => Number((await t.call('acme', 'GET', '/customer/certificates?device_id=dev-5')).json.total);
+    const before = await count();
+
+    const expectCode = async (res: Curl, status: number, code: string) => {
+      expect(res.status, res.body).toBe(status);
+      expect(JSON.parse(res.body).code).toBe(code);
+    };
+    await expectCode(await curl('simplereenroll', { cert: 'dev5', csr: 'garbage5.csr' }), 422, 'INVALID_CSR');
+    await expectCode(await curl('simplereenroll', { cert: 'dev5', csr: await csr('dev5-weak', 'rsa1024') }), 422, 'WEAK_KEY');
+    await expectCode(await curl('simplereenroll', { cert: 'dev5', csr: 'compromised.csr' }), 422, 'KEY_COMPROMISED');
+    expect(await count()).toBe(before);
+    expect((await curl('simplereenroll', { cert: 'dev5', csr: await csr('dev5-next') })).status).toBe(200);
+    await expectCode(await curl('simplereenroll', { cert: 'dev5', csr: await csr('dev5-other') }), 409, 'ROTATION_PENDING');
+    // The device uses its new certificate: the old one is revoked, and refused (audited) from then on.
+    await saveCert((await curl('simplereenroll', { cert: 'dev5', csr: 'dev5-next.csr' })).body, 'dev5-next');
+    expect((await curl('cacerts', { cert: 'dev5-next' })).status).toBe(200);
+    await expectCode(await curl('simplereenroll', { cert: 'dev5', csr: await csr('dev5-late') }), 403, 'FORBIDDEN');
+    expect(await count()).toBe(before + 1);
+
+    const events = (await t.call('acme', 'GET', '/customer/audit-events?action=certificate.renewal_refused&limit=500')).json.audit_events as {
+      actor: string;
+      target_id: string;
+      details: Record<string, unknown>;
+    }[];
+    const mine = events.filter((e) => e.target_id === String(current.id));
+    expect(mine.map((e) => e.details.code).sort()).toEqual(['FORBIDDEN', 'INVALID_CSR', 'KEY_COMPROMISED', 'ROTATION_PENDING', 'WEAK_KEY']);
+    for (const event of mine) {
+      expect(event).toMatchObject({ actor: 'device:acme/dev-5', details: { transport: 'est', device_id: 'dev-5', certificate_id: current.id, fingerprint_sha256: fingerprint } });
+    }
+    expect(mine.find((e) => e.details.code === 'FORBIDDEN')!.details.reason).toMatch(/revoked/);
+  });
+
   // The listener's TLS checks validity on the real clock, certfleet's records on the injected one:
   // this certificate is valid for TLS and expired for certfleet.
   it('refuses an expired certificate', async () => {
@@ -234,6 +278,28 @@ describe.each(oneDriver('pg'))('EST on %s', (kind) => {
     const late = (await t.call('acme', 'POST', '/customer/devices/dev-4/enrollment-tokens', { expires_in_hours: 1 }, 'tenant-admin')).json.token;
     t.clock.advance(2 * HOUR_MS);
     expect((await curl('simpleenroll', { user: `acme/dev-4:${late}`, csr: await csr('dev4-late') })).status).toBe(401);
+  });
+
+  // Issue 21 item 2: the tenant's renewal policy sets the lifetime of what EST enrollment issues
+  // (it used to be 365 days whatever the policy), never past the Device CA's notAfter.
+  it("first enrollment with a token issues the tenant's validity_days, capped at the CA's notAfter", async () => {
+    const enrollOne = async (deviceId: string) => {
+      expect((await t.call('beta', 'POST', '/customer/devices', { device_id: deviceId })).status).toBe(201);
+      const { token, username } = (await t.call('beta', 'POST', `/customer/devices/${deviceId}/enrollment-tokens`, { expires_in_hours: 2 }, 'tenant-admin')).json;
+      const res = await curl('simpleenroll', { user: `${username}:${token}`, csr: await csr(`${deviceId}-first`) });
+      expect(res.status, res.body).toBe(200);
+      return new X509Certificate(await saveCert(res.body, `${deviceId}-first`));
+    };
+    expect((await t.call('beta', 'PUT', '/customer/renewal-policy', { validity_days: 30 }, 'tenant-admin')).status).toBe(200);
+    const signedAt = t.clock.now().getTime();
+    const short = await enrollOne('b-1');
+    expect(Math.abs(Date.parse(short.validTo) - (signedAt + 30 * DAY_MS))).toBeLessThan(5_000);
+
+    // A validity that would outlive the Device CA ends with the CA.
+    expect((await t.call('beta', 'PUT', '/customer/renewal-policy', { validity_days: 3650 }, 'tenant-admin')).status).toBe(200);
+    t.clock.advance(30 * DAY_MS);
+    const capped = await enrollOne('b-2');
+    expect(capped.validTo).toBe(new X509Certificate(t.service.ca.ca!.certPem).validTo);
   });
 
 });

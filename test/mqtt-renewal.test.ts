@@ -32,6 +32,7 @@ let broker: RunningMosquitto;
 let t: TestService;
 let port: number;
 let combinedCa: string;
+let serviceEnv: Record<string, string>;
 
 interface Renewed {
   request_id: string | null;
@@ -128,6 +129,7 @@ beforeAll(async () => {
   combinedCa = config.files.combinedCa;
   broker = await startMosquitto({ configDir: file('broker'), asWritten: true });
   env = { ...env, ...config.env };
+  serviceEnv = env;
   t = await startTestService(database, { dataDir: file('data'), env });
   const started = await t.service.renewal.start(t.service.app.log);
   expect(started.mqtt).toContain(config.env.BROKER_ADMIN_URL);
@@ -227,5 +229,96 @@ describe('renewal over MQTT (real Mosquitto, broker-config --mqtt-renewal)', () 
     expect(garbage.cert_pem ?? weak.cert_pem ?? missing.cert_pem ?? unsigned.cert_pem ?? stale.cert_pem).toBeUndefined();
     await device.client.endAsync();
     expect((await t.call(TENANT, 'GET', '/customer/devices/dev-c/certificates/rotation')).status).toBe(404);
+  });
+  // Issue 21 item 7: a refused renewal leaves an audit event with the presenting certificate's
+  // identity (it left none for a CSR refusal, a bad signature or a replay), and issues nothing.
+  it('audits every refusal with the presenting certificate, issues nothing', async () => {
+    const refusals = async () =>
+      (await t.call(TENANT, 'GET', '/customer/audit-events?action=certificate.renewal_refused&limit=500')).json.audit_events as {
+        actor: string;
+        target_id: string;
+        details: Record<string, unknown>;
+      }[];
+    const certificates = async () =>
+      database.db.asOperator(async (tx) => Number((await tx.query<{ n: number }>(`SELECT count(*)::int AS n FROM device_certificates`)).rows[0].n));
+    const eId = await generate('dev-e', 'e');
+    const fingerprint = (await t.call(TENANT, 'GET', `/customer/certificates/${eId}`)).json.certificate.fingerprint_sha256;
+    // A key revoked for keyCompromise (another device's).
+    const kId = await generate('dev-k', 'k');
+    expect((await t.call(TENANT, 'POST', `/customer/certificates/${kId}/revoke`, { reason: 'keyCompromise' })).status).toBe(200);
+    await openssl(['req', '-new', '-key', 'k.key', '-subj', '/CN=device', '-out', 'k-again.csr']);
+
+    const device = await connectDevice('e', `${TENANT}/dev-e`);
+    const current = { cert: file('e.crt'), key: file('e.key') };
+    const before = await certificates();
+    const asked: Array<[string, object]> = [
+      ['INVALID_CSR', signedRenewalRequest('ra-garbage', 'not a CSR', current)],
+      ['WEAK_KEY', signedRenewalRequest('ra-weak', await csrPem('e-weak', ['-newkey', 'rsa:1024']), current)],
+      ['KEY_COMPROMISED', signedRenewalRequest('ra-compromised', readFileSync(file('k-again.csr'), 'utf8'), current)],
+      ['FORBIDDEN', { ...signedRenewalRequest('ra-badsig', await csrPem('e-x'), current), csr_pem: await csrPem('e-y') }],
+      ['FORBIDDEN', signedRenewalRequest('ra-stale', await csrPem('e-s'), current, Math.floor(Date.now() / 1000) - 3600)],
+    ];
+    for (const [code, message] of asked) {
+      const answer = await device.ask(message);
+      expect(answer.problem?.code, JSON.stringify(answer)).toBe(code);
+      expect(answer.cert_pem).toBeUndefined();
+    }
+    expect(await certificates()).toBe(before);
+
+    // One renewal succeeds; its replay, and a request for another key while it is pending, are refused.
+    const renewed = signedRenewalRequest('ra-ok', await csrPem('e-new'), current);
+    expect((await device.ask(renewed)).cert_pem).toBeDefined();
+    expect((await device.ask(renewed)).problem?.code).toBe('REPLAYED_REQUEST');
+    expect((await device.ask(signedRenewalRequest('ra-other', await csrPem('e-other'), current))).problem?.code).toBe('ROTATION_PENDING');
+    expect(await certificates()).toBe(before + 1);
+    await device.client.endAsync();
+
+    const events = await refusals();
+    const byRequest = new Map(events.map((e) => [String(e.details.request_id), e]));
+    for (const [requestId, code] of [
+      ['ra-garbage', 'INVALID_CSR'],
+      ['ra-weak', 'WEAK_KEY'],
+      ['ra-compromised', 'KEY_COMPROMISED'],
+      ['ra-badsig', 'FORBIDDEN'],
+      ['ra-stale', 'FORBIDDEN'],
+      ['ra-ok', 'REPLAYED_REQUEST'],
+      ['ra-other', 'ROTATION_PENDING'],
+    ]) {
+      expect(byRequest.get(requestId), requestId).toMatchObject({
+        actor: `device:${TENANT}/dev-e`,
+        target_id: String(eId),
+        details: { code, transport: 'mqtt', device_id: 'dev-e', certificate_id: eId, fingerprint_sha256: fingerprint },
+      });
+    }
+  });
+
+  it('a request carrying another device’s certificate is audited in the publishing device’s tenant', async () => {
+    await generate('dev-f', 'f');
+    const device = await connectDevice('f', `${TENANT}/dev-f`);
+    const answer = await device.ask(signedRenewalRequest('ra-foreign', await csrPem('f-x'), { cert: file('e.crt'), key: file('e.key') }));
+    expect(answer.problem?.code).toBe('FORBIDDEN');
+    await device.client.endAsync();
+    const events = (await t.call(TENANT, 'GET', '/customer/audit-events?action=certificate.renewal_refused&limit=500')).json.audit_events as { actor: string; details: Record<string, unknown> }[];
+    expect(events.find((e) => e.details.request_id === 'ra-foreign')).toMatchObject({
+      actor: `device:${TENANT}/dev-f`,
+      details: { code: 'FORBIDDEN', device_id: 'dev-f', presented_certificate: { common_name: `${TENANT}/dev-e` } },
+    });
+  });
+
+  // Issue 21 item 7: the replay records are in the database (they were a map in each process):
+  // another replica, or this one restarted, refuses a request this one accepted.
+  it('a request accepted once is refused as a replay by another replica (or after a restart) on the same database', async () => {
+    await generate('dev-g', 'g');
+    const device = await connectDevice('g', `${TENANT}/dev-g`);
+    const request = signedRenewalRequest('ra-replica', await csrPem('g-new'), { cert: file('g.crt'), key: file('g.key') });
+    expect((await device.ask(request)).cert_pem).toBeDefined();
+    await device.client.endAsync();
+    const replica = await startTestService(database, { dataDir: file('data-replica'), env: { ...serviceEnv, CERTFLEET_DATA_DIR: file('data-replica') } });
+    try {
+      const signed = { requestId: request.request_id, csrPem: request.csr_pem, certPem: request.cert_pem, signedAt: request.signed_at, signature: request.signature };
+      await expect(replica.service.renewal.renewal.authenticateSignedRequest(`${TENANT}/dev-g`, signed)).rejects.toMatchObject({ code: 'REPLAYED_REQUEST' });
+    } finally {
+      await replica.close();
+    }
   });
 });

@@ -38,6 +38,7 @@ let port: number;
 let recoveryPort: number;
 let combinedCa: string;
 let recoveryPassword: string;
+let serviceEnv: Record<string, string>;
 const realNow = Date.now();
 const clock = createManualClock(new Date(realNow - 40 * DAY_MS));
 
@@ -134,6 +135,7 @@ describe.each(['plugin', 'acl_file'] as const)('recovery over MQTT (real Mosquit
     combinedCa = config.files.combinedCa;
     broker = await startMosquitto({ configDir: file('broker'), asWritten: true });
     env = { ...env, ...config.env };
+    serviceEnv = env;
     t = await startTestService(database, { dataDir: file('data'), env, clock });
     await t.service.renewal.start(t.service.app.log);
   }, scaled(120_000));
@@ -189,6 +191,56 @@ describe.each(['plugin', 'acl_file'] as const)('recovery over MQTT (real Mosquit
 
     const audit = (await t.call(TENANT, 'GET', '/customer/audit-events?action=certificate.recovered')).json.audit_events;
     expect(audit[0]).toMatchObject({ actor: 'device:TENANT1/scooter', target_id: String(scooterId), details: { transport: 'mqtt', certificate_id: scooterId } });
+  });
+
+  // Issue 21 item 7: every refused recovery is audited with the expired certificate's identity (a
+  // bad signature, a CSR refusal and a replay left none), and the replay records are in the
+  // database: another replica (or this one restarted) refuses a request this one accepted.
+  it('audits a bad signature, a refused CSR and a replay; a replay is refused by another replica too', async () => {
+    clock.set(new Date(realNow - 40 * DAY_MS));
+    const depotId = await generate('depot', 'depot');
+    clock.set(new Date(realNow));
+    const fingerprint = (await t.call(TENANT, 'GET', `/customer/certificates/${depotId}`)).json.certificate.fingerprint_sha256;
+    const expired = { cert: file('depot.crt'), key: file('depot.key') };
+    const client = await recoveryClient();
+    const badSignature = { ...signedRenewalRequest('rec-d-badsig', await csrPem('depot-x'), expired), csr_pem: await csrPem('depot-y') };
+    expect((await ask(client, badSignature)).problem?.code).toBe('FORBIDDEN');
+    expect((await ask(client, signedRenewalRequest('rec-d-garbage', 'not a CSR', expired))).problem?.code).toBe('INVALID_CSR');
+    const good = signedRenewalRequest('rec-d-ok', await csrPem('depot-new'), expired);
+    expect((await ask(client, good)).cert_pem).toBeDefined();
+    // The same request again: the answer topic is the request's, so a second subscriber is fine.
+    expect((await ask(client, good)).problem?.code).toBe('REPLAYED_REQUEST');
+    await client.endAsync();
+
+    const replica = await startTestService(database, { dataDir: file('data-replica'), env: { ...serviceEnv, CERTFLEET_DATA_DIR: file('data-replica') }, clock });
+    try {
+      const signed = { requestId: good.request_id, csrPem: good.csr_pem, certPem: good.cert_pem, signedAt: good.signed_at, signature: good.signature };
+      await expect(replica.service.renewal.renewal.recoverWithSignedRequest(signed)).rejects.toMatchObject({ code: 'REPLAYED_REQUEST' });
+    } finally {
+      await replica.close();
+    }
+
+    const events = (await t.call(TENANT, 'GET', '/customer/audit-events?action=certificate.recovery_refused&limit=500')).json.audit_events as {
+      actor: string;
+      target_id: string;
+      details: Record<string, unknown>;
+    }[];
+    const byRequest = new Map(events.map((e) => [String(e.details.request_id), e]));
+    for (const [requestId, code] of [
+      ['rec-d-badsig', 'FORBIDDEN'],
+      ['rec-d-garbage', 'INVALID_CSR'],
+      ['rec-d-ok', 'REPLAYED_REQUEST'],
+    ]) {
+      expect(byRequest.get(requestId), requestId).toMatchObject({
+        actor: 'device:TENANT1/depot',
+        target_id: String(depotId),
+        details: { code, transport: 'mqtt', device_id: 'depot', certificate_id: depotId, fingerprint_sha256: fingerprint, not_after: expect.any(String) },
+      });
+    }
+    // Two replay refusals (this replica's and the other's), one certificate issued.
+    expect(events.filter((e) => e.details.request_id === 'rec-d-ok')).toHaveLength(2);
+    const list = await t.call(TENANT, 'GET', '/customer/certificates?device_id=depot');
+    expect((list.json.certificates ?? list.json.items).length).toBe(2);
   });
 
   it('an attacker with the recovery login and one expired certificate cannot renew another device', async () => {

@@ -111,7 +111,7 @@ describe.each(oneDriver('pglite'))('renewal advice worker on %s', (kind) => {
     const overdue = await tick();
     expect(overdue['expiry-alerts'].opened).toBe(1);
     expect(await expiringAlerts('acme')).toMatchObject([{ status: 'OPEN', severity: 3 }]);
-    expect(await expiringAlerts('plain')).toEqual([]); // no policy: the usual warning window only
+    expect(await expiringAlerts('plain')).toEqual([]); // its 365-day certificate's window has not begun
 
     // The device renews: its advice is cleared and the alert closes.
     const rotated = await t.call('acme', 'POST', '/customer/devices/meter/certificates/rotate', { key_type: 'ec-p256' });
@@ -120,5 +120,18 @@ describe.each(oneDriver('pglite'))('renewal advice worker on %s', (kind) => {
     expect(after['renewal-advice'].cleared).toBe(1);
     expect(published.at(-1)).toEqual({ cn: 'acme/meter', payload: null });
     expect((await expiringAlerts('acme')).map((a) => a.status)).toEqual(['CLOSED']);
+  });
+  // Issue 21 item 2: the early alert held only for tenants that saved a renewal policy; a tenant on
+  // the default policy (365 days, window 1/3, jitter 0.25) got the usual 30-day warning only.
+  it('a tenant on the default policy gets the early alert too when half the window is gone', async () => {
+    expect((await t.call('dflt', 'POST', '/customer/devices', { device_id: 'meter' })).status).toBe(201);
+    const cert = (await t.call('dflt', 'POST', '/customer/devices/meter/certificates/generate', { key_type: 'ec-p256' })).json.certificate;
+    expect((await t.call('dflt', 'GET', '/customer/renewal-policy')).json).toMatchObject({ validity_days: 365, renewal_window: DEFAULT_RENEWAL_POLICY.renewal_window });
+    const schedule = renewalSchedule(cert, DEFAULT_RENEWAL_POLICY);
+    t.clock.set(new Date(schedule.overdueAt.getTime() + MINUTE_MS_FOR_TEST));
+    expect(Date.parse(cert.not_after) - t.clock.now().getTime()).toBeGreaterThan(30 * DAY_MS);
+    const counts = await tick();
+    expect(counts['renewal-advice'].scheduled).toBeGreaterThanOrEqual(1);
+    expect(await expiringAlerts('dflt')).toMatchObject([{ status: 'OPEN', severity: 3, details: { certificate_id: cert.id } }]);
   });
 });

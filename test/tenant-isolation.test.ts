@@ -44,6 +44,8 @@ describe.each(DRIVERS)('tenant isolation on %s', (kind) => {
         [tenant, `fp-${tenant}`, ca.claim_ca.id, device],
       );
       await tx.query(`INSERT INTO claim_requests (tenant_id, claim_fingerprint, request_id, signed_at, received_at) VALUES ($1, $2, 'r-1', 1, now())`, [tenant, `fp-${tenant}`]);
+      // A signed MQTT renewal request's replay record.
+      await tx.query(`INSERT INTO renewal_requests (tenant_id, certificate_fingerprint, request_id, signed_at, received_at) VALUES ($1, $2, 'r-1', 1, now())`, [tenant, `fp-${tenant}`]);
     });
     // A renewal schedule (the worker writes them system-wide), as the application role in the tenant's context.
     await database.db.asTenant(tenant, (tx) =>

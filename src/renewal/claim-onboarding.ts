@@ -16,7 +16,7 @@ import { X509Certificate, createHash, createHmac, randomUUID, verify } from 'nod
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Actor, CertificateAuthority, KeySource, SecretSealer } from '../app/ports.ts';
 import type { UseCases } from '../app/use-cases.ts';
-import { DEFAULT_VALIDITY_DAYS, NOT_BEFORE_SKEW_MS } from '../domain/certificate.ts';
+import { NOT_BEFORE_SKEW_MS } from '../domain/certificate.ts';
 import type { Clock } from '../domain/clock.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
 import { isValidId } from '../domain/identifiers.ts';
@@ -469,7 +469,8 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
           if (!(isAppError(e) && e.code === 'DEVICE_EXISTS')) throw e;
         }
       }
-      const issued = await deps.useCases.issueCertificate(actor, deviceId, { validityDays: DEFAULT_VALIDITY_DAYS, key: { kind: 'csr', csrPem } });
+      // No validityDays: the tenant's renewal policy (validity_days), capped at the CA's notAfter.
+      const issued = await deps.useCases.issueCertificate(actor, deviceId, { key: { kind: 'csr', csrPem } });
       await store.completeClaimEnrollment(tenantId, reserved.id, issued.certificate.id, deps.clock.now(), {
         actor: actor.id,
         action: 'claim.enrolled',

@@ -4,7 +4,7 @@ import type { UseCases } from '../app/use-cases.ts';
 import type { PendingRotationView } from '../app/get-rotation.ts';
 import { rotationPending } from '../app/rotate-certificate.ts';
 import { DAY_MS, HOUR_MS, type Clock } from '../domain/clock.ts';
-import { DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS } from '../domain/certificate.ts';
+import { DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS, type CertificateRecord } from '../domain/certificate.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
 import { assertDeviceId } from '../domain/identifiers.ts';
 import { renewalSchedule, withinRecoveryWindow } from '../domain/renewal-policy.ts';
@@ -52,6 +52,23 @@ const ENROLLMENT_TOKEN_MAX_HOURS = 24 * 30;
 /** A signed MQTT renewal request is accepted this long around the server clock. */
 export const RENEWAL_SIGNATURE_WINDOW_MS = 5 * 60_000;
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
+/** A signed request's record is kept this long: past it, signed_at alone refuses the request. */
+const SIGNED_REQUEST_MEMORY_MS = 3 * RENEWAL_SIGNATURE_WINDOW_MS;
+/** "Come back later" answers decide nothing about the request: not audited (a storm would write one per retry). */
+const THROTTLING = new Set(['SERVICE_SATURATED', 'RATE_LIMITED']);
+
+export type RenewalRefusalAction = 'certificate.renewal_refused' | 'certificate.recovery_refused';
+
+/** A certificate certfleet knows, presented by a device (valid or not): whose refusals are audited. */
+interface PresentedCertificate {
+  tenantId: string;
+  deviceId: string;
+  actorId: string;
+  certificate: CertificateRecord;
+}
+
+/** The CSR as sent, or how to read it from the request body (a body that is no CSR is then a refusal like any other). */
+export type CsrInput = string | (() => string);
 
 /** An MQTT renewal request: the CSR, signed with the key of the device's current certificate. */
 export interface SignedRenewalRequest {
@@ -95,63 +112,139 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     if (Date.parse(cert.validFrom) > now.getTime()) throw refused('the certificate is not valid yet');
   }
 
+  /** Errors already audited (a refusal is audited once, where it is decided). */
+  const auditedErrors = new WeakSet<AppError>();
+
+  const identityOf = (c: CertificateRecord) => ({ certificate_id: c.id, fingerprint_sha256: c.fingerprint_sha256, serial_number: c.serial_number, not_after: c.not_after });
+
+  async function auditRefusal(
+    e: { tenantId: string; actor: string; action: RenewalRefusalAction; targetId: string | number; details: Record<string, unknown> },
+    error: AppError,
+  ): Promise<void> {
+    if (auditedErrors.has(error) || THROTTLING.has(error.code)) return;
+    auditedErrors.add(error);
+    await deps.store.recordAudit({
+      tenantId: e.tenantId,
+      actor: e.actor,
+      action: e.action,
+      targetType: 'certificate',
+      targetId: e.targetId,
+      details: { ...e.details, code: error.code, reason: error.message },
+      at: deps.clock.now(),
+    });
+  }
+
+  /**
+   * Runs `work` for a device that presented a certificate certfleet knows: a refusal (AppError) it
+   * throws is audited once with that certificate's identity, and rethrown; nothing was issued.
+   */
+  async function auditingRefusals<T>(who: PresentedCertificate, action: RenewalRefusalAction, details: Record<string, unknown>, work: () => Promise<T>): Promise<T> {
+    try {
+      return await work();
+    } catch (e) {
+      if (isAppError(e)) {
+        await auditRefusal({ tenantId: who.tenantId, actor: who.actorId, action, targetId: who.certificate.id, details: { device_id: who.deviceId, ...identityOf(who.certificate), ...details } }, e);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * A request on one device's topic (the broker let only that device publish there) carrying
+   * another device's certificate: refused, and audited in the publishing device's tenant (never in
+   * the tenant of the certificate, whose public copy anyone may hold).
+   */
+  async function refuseForeignCertificate(topicCommonName: string, cert: X509Certificate, action: RenewalRefusalAction, details: Record<string, unknown>): Promise<never> {
+    const error = refused('cert_pem is not a certificate of the device whose topic carried the request');
+    const topic = splitCommonName(topicCommonName);
+    if (topic) {
+      const fingerprint = fingerprintOfDer(cert.raw);
+      await auditRefusal(
+        {
+          tenantId: topic.tenantId,
+          actor: deviceActorId(topic.tenantId, topic.deviceId),
+          action,
+          targetId: fingerprint,
+          details: { device_id: topic.deviceId, presented_certificate: { fingerprint_sha256: fingerprint, serial_number: cert.serialNumber, common_name: commonNameOf(cert) }, ...details },
+        },
+        error,
+      );
+    }
+    throw error;
+  }
+
+  /**
+   * The checks of a signed MQTT request (renewal or recovery) of a known certificate: a well-formed
+   * request_id, signed_at within the window, the certificate key's signature over the request, and
+   * never seen before (recorded in the database: across restarts and replicas).
+   */
+  async function checkSignedRequest(cert: X509Certificate, who: PresentedCertificate, request: SignedRenewalRequest, clockHint: string): Promise<void> {
+    if (!REQUEST_ID.test(request.requestId)) throw new AppError('VALIDATION_FAILED', 'request_id must be 1 to 128 letters, digits, . _ -');
+    const now = deps.clock.now();
+    if (!Number.isSafeInteger(request.signedAt) || Math.abs(now.getTime() - request.signedAt * 1000) > RENEWAL_SIGNATURE_WINDOW_MS) {
+      throw refused(`signed_at must be the signing time in Unix seconds, within ${RENEWAL_SIGNATURE_WINDOW_MS / 60_000} minutes of the server clock${clockHint}`);
+    }
+    let valid = false;
+    try {
+      const signature = Buffer.from(request.signature, 'base64');
+      valid = signature.length > 0 && verify('sha256', Buffer.from(renewalSigningText(request.requestId, request.signedAt, request.csrPem)), cert.publicKey, signature);
+    } catch {
+      valid = false;
+    }
+    if (!valid) throw refused('the signature is not one of the certificate’s key over the request');
+    const fresh = await deps.store.recordSignedRequest({
+      tenantId: who.tenantId,
+      certificateFingerprint: who.certificate.fingerprint_sha256,
+      requestId: request.requestId,
+      signedAt: request.signedAt,
+      now,
+      forgetBefore: new Date(now.getTime() - SIGNED_REQUEST_MEMORY_MS),
+    });
+    if (!fresh) throw new AppError('REPLAYED_REQUEST', 'this signed request was already received: sign a new one (new request_id, signed_at)');
+  }
+
+  /**
+   * The certificate certfleet issued behind an expired client certificate (recovery): issued by a
+   * Device CA (checked here, TLS refused it), of a tenant/device certfleet knows. Unknown
+   * certificates are refused without a trace (anyone may present one).
+   */
+  async function identifyExpired(cert: X509Certificate): Promise<PresentedCertificate> {
+    verifyExpiredChain(cert, deps.clock.now());
+    const names = splitCommonName(commonNameOf(cert) ?? '');
+    if (!names) throw refused('the subject is not tenant/device');
+    const record = await deps.store.certificateByFingerprint(names.tenantId, fingerprintOfDer(cert.raw));
+    if (!record || record.device_id !== names.deviceId) throw refused('unknown certificate');
+    return { ...names, certificate: record, actorId: deviceActorId(names.tenantId, names.deviceId) };
+  }
+
   /**
    * Recovery after an offline period: a device whose certificate expired renews with it when its
    * tenant allows it (renewal policy recovery_window_days, off by default), within that many days
    * after notAfter, for a certificate certfleet issued (not imported), never revoked, never
    * superseded by a newer certificate of the device (except the one this device's own earlier
-   * recovery got: a retry). Every decision about a known certificate is audited with the
-   * expired certificate's identity.
+   * recovery got: a retry). Every decision is audited with the expired certificate's identity.
    */
-  async function authenticateExpired(certDer: Uint8Array | string, via: RenewalTransport): Promise<RecoveringDevice> {
-    let cert: X509Certificate;
-    try {
-      cert = new X509Certificate(certDer);
-    } catch {
-      throw refused('not a certificate');
-    }
-    const now = deps.clock.now();
-    verifyExpiredChain(cert, now);
-    const names = splitCommonName(commonNameOf(cert) ?? '');
-    if (!names) throw refused('the subject is not tenant/device');
-    const record = await deps.store.certificateByFingerprint(names.tenantId, fingerprintOfDer(cert.raw));
-    if (!record || record.device_id !== names.deviceId) throw refused('unknown certificate');
-    const actorId = deviceActorId(names.tenantId, names.deviceId);
-    const identity = {
-      certificate_id: record.id,
-      fingerprint_sha256: record.fingerprint_sha256,
-      serial_number: record.serial_number,
-      not_after: record.not_after,
-      transport: via,
-    };
-    const refuse = async (error: AppError): Promise<never> => {
-      await deps.store.recordAudit({
-        tenantId: names.tenantId,
-        actor: actorId,
-        action: 'certificate.recovery_refused',
-        targetType: 'certificate',
-        targetId: record.id,
-        details: { device_id: names.deviceId, ...identity, code: error.code, reason: error.message },
-        at: now,
-      });
-      throw error;
-    };
-    if (Date.parse(record.not_after) > now.getTime()) {
-      // Not expired for certfleet: the ordinary path applies (and refuses what it refuses).
-      return { ...names, certificate: checkPresentedCertificate(record, names.deviceId, now), actorId, recovery: true };
-    }
-    if (record.status === 'REVOKED') return refuse(refused('the certificate is revoked'));
-    const { policy } = await deps.store.renewalPolicy(names.tenantId);
-    if (policy.recovery_window_days <= 0) {
-      return refuse(new AppError('RECOVERY_DISABLED', 'the certificate has expired and the tenant does not allow renewal with an expired certificate (renewal policy recovery_window_days is 0)'));
-    }
-    if (!withinRecoveryWindow(record.not_after, policy, now)) {
-      return refuse(new AppError('RECOVERY_WINDOW_PASSED', `the certificate expired at ${record.not_after}, more than the tenant's recovery window (${policy.recovery_window_days} days) ago: the device needs a new enrollment`, { recovery_window_days: policy.recovery_window_days }));
-    }
-    if (await deps.store.wasImported(names.tenantId, record.id)) {
-      return refuse(new AppError('RECOVERY_NOT_ALLOWED', 'only a certificate certfleet issued may renew after expiry; this one was imported'));
-    }
-    return { ...names, certificate: record, actorId, recovery: true };
+  async function admitExpired(presented: PresentedCertificate, via: RenewalTransport, details: Record<string, unknown> = {}): Promise<RecoveringDevice> {
+    return auditingRefusals(presented, 'certificate.recovery_refused', { transport: via, ...details }, async () => {
+      const now = deps.clock.now();
+      const record = presented.certificate;
+      if (Date.parse(record.not_after) > now.getTime()) {
+        // Not expired for certfleet: the ordinary path applies (and refuses what it refuses).
+        return { ...presented, certificate: checkPresentedCertificate(record, presented.deviceId, now), recovery: true as const };
+      }
+      if (record.status === 'REVOKED') throw refused('the certificate is revoked');
+      const { policy } = await deps.store.renewalPolicy(presented.tenantId);
+      if (policy.recovery_window_days <= 0) {
+        throw new AppError('RECOVERY_DISABLED', 'the certificate has expired and the tenant does not allow renewal with an expired certificate (renewal policy recovery_window_days is 0)');
+      }
+      if (!withinRecoveryWindow(record.not_after, policy, now)) {
+        throw new AppError('RECOVERY_WINDOW_PASSED', `the certificate expired at ${record.not_after}, more than the tenant's recovery window (${policy.recovery_window_days} days) ago: the device needs a new enrollment`, { recovery_window_days: policy.recovery_window_days });
+      }
+      if (await deps.store.wasImported(presented.tenantId, record.id)) {
+        throw new AppError('RECOVERY_NOT_ALLOWED', 'only a certificate certfleet issued may renew after expiry; this one was imported');
+      }
+      return { ...presented, recovery: true as const };
+    });
   }
 
   /**
@@ -171,43 +264,48 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     return { kind: 'superseded', newer: newer.map((c) => c.id) };
   }
 
-  async function renew(device: AuthenticatedDevice, csrPem: string): Promise<RenewalResult> {
-    const { policy, validityDaysSet } = await deps.store.renewalPolicy(device.tenantId);
-    // A certificate a completed renewal replaced (left to expire, revoke_superseded false) renews nothing more.
-    const newer = await deps.store.supersededBy(device.tenantId, device.certificate.id);
-    if (newer !== null) {
-      const error = new AppError('CERTIFICATE_SUPERSEDED', `this certificate was replaced by certificate ${newer}: renew with that one`, { new_certificate_id: newer });
-      await deps.store.recordAudit({
-        tenantId: device.tenantId,
-        actor: device.actorId,
-        action: 'certificate.renewal_refused',
-        targetType: 'certificate',
-        targetId: device.certificate.id,
-        details: { device_id: device.deviceId, fingerprint_sha256: device.certificate.fingerprint_sha256, code: error.code, reason: error.message },
-        at: deps.clock.now(),
+  /**
+   * A renewal of an authenticated device (its certificate ACTIVE and unexpired, or a recovery the
+   * tenant admitted). Every refusal (the CSR invalid, weak or for a compromised key, a pending
+   * rotation for another key, the certificate superseded, ...) is audited with the presenting
+   * certificate's identity (`refusal`: the action), and nothing is issued.
+   */
+  async function renew(
+    device: AuthenticatedDevice,
+    csr: CsrInput,
+    via: RenewalTransport,
+    details: Record<string, unknown> = {},
+    refusal: RenewalRefusalAction = 'certificate.renewal_refused',
+  ): Promise<RenewalResult> {
+    return auditingRefusals(device, refusal, { transport: via, ...details }, async () => {
+      const csrPem = typeof csr === 'string' ? csr : csr();
+      const { policy, validityDaysSet } = await deps.store.renewalPolicy(device.tenantId);
+      // A certificate a completed renewal replaced (left to expire, revoke_superseded false) renews nothing more.
+      const newer = await deps.store.supersededBy(device.tenantId, device.certificate.id);
+      if (newer !== null) {
+        throw new AppError('CERTIFICATE_SUPERSEDED', `this certificate was replaced by certificate ${newer}: renew with that one`, { new_certificate_id: newer });
+      }
+      const result = await deps.useCases.startRotation(actorOf(device), device.deviceId, {
+        // The tenant's validity when it chose one, else the lifetime of the certificate being replaced.
+        validityDays: validityDaysSet ? undefined : validityDaysOf(device),
+        revokeOldAfterHours: null,
+        key: { kind: 'csr', csrPem },
+        revokeOld: policy.revoke_superseded,
       });
-      throw error;
-    }
-    const result = await deps.useCases.startRotation(actorOf(device), device.deviceId, {
-      // The tenant's validity when it chose one, else the lifetime of the certificate being replaced.
-      validityDays: validityDaysSet ? undefined : validityDaysOf(device),
-      revokeOldAfterHours: null,
-      key: { kind: 'csr', csrPem },
-      revokeOld: policy.revoke_superseded,
+      if (result.outcome === 'pending') return replay(device, csrPem, result.pending, result.newCertificatePem);
+      const rotated = result.rotation;
+      return {
+        certificate_id: rotated.new_certificate.id,
+        cert_pem: rotated.cert_pem,
+        ca_cert_pem: rotated.ca_cert_pem,
+        rotation: {
+          new_certificate_id: rotated.new_certificate.id,
+          old_certificate_ids: rotated.old_certificates.map((c) => c.id),
+          scheduled_revoke_at: rotated.old_certificates[0]?.scheduled_revoke_at ?? null,
+        },
+        replayed: false,
+      };
     });
-    if (result.outcome === 'pending') return replay(device, csrPem, result.pending, result.newCertificatePem);
-    const rotated = result.rotation;
-    return {
-      certificate_id: rotated.new_certificate.id,
-      cert_pem: rotated.cert_pem,
-      ca_cert_pem: rotated.ca_cert_pem,
-      rotation: {
-        new_certificate_id: rotated.new_certificate.id,
-        old_certificate_ids: rotated.old_certificates.map((c) => c.id),
-        scheduled_revoke_at: rotated.old_certificates[0]?.scheduled_revoke_at ?? null,
-      },
-      replayed: false,
-    };
   }
 
   const recoveryIdentity = (device: RecoveringDevice, via: RenewalTransport) => ({
@@ -219,58 +317,44 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     transport: via,
   });
 
-  async function recoverDevice(device: RecoveringDevice, csrPem: string, via: RenewalTransport): Promise<RenewalResult> {
+  async function recoverDevice(device: RecoveringDevice, csr: CsrInput, via: RenewalTransport, details: Record<string, unknown> = {}): Promise<RenewalResult> {
     const now = deps.clock.now();
-    if (Date.parse(device.certificate.not_after) > now.getTime()) return renew(device, csrPem);
-    const state = await supersession(device, csrPem);
-    if (state.kind === 'superseded') {
-      const error = new AppError('CERTIFICATE_SUPERSEDED', 'the device has a newer certificate than this expired one: it cannot renew with it', { newer_certificate_ids: state.newer });
+    if (Date.parse(device.certificate.not_after) > now.getTime()) return renew(device, csr, via, details);
+    return auditingRefusals(device, 'certificate.recovery_refused', { transport: via, ...details }, async () => {
+      const csrPem = typeof csr === 'string' ? csr : csr();
+      const state = await supersession(device, csrPem);
+      if (state.kind === 'superseded') {
+        throw new AppError('CERTIFICATE_SUPERSEDED', 'the device has a newer certificate than this expired one: it cannot renew with it', { newer_certificate_ids: state.newer });
+      }
+      const result: RenewalResult =
+        state.kind === 'replay'
+          ? {
+              certificate_id: state.id,
+              cert_pem: state.certPem,
+              ca_cert_pem: deps.authority.issuerPemOf(state.certPem) ?? deps.authority.caCertPem(device.tenantId),
+              rotation: { new_certificate_id: state.id, old_certificate_ids: [], scheduled_revoke_at: null },
+              replayed: true,
+            }
+          : await renew(device, csrPem, via, details, 'certificate.recovery_refused');
       await deps.store.recordAudit({
         tenantId: device.tenantId,
         actor: device.actorId,
-        action: 'certificate.recovery_refused',
+        action: 'certificate.recovered',
         targetType: 'certificate',
         targetId: device.certificate.id,
-        details: { ...recoveryIdentity(device, via), code: error.code, reason: error.message },
+        details: {
+          ...recoveryIdentity(device, via),
+          ...details,
+          expired_for_seconds: Math.floor((now.getTime() - Date.parse(device.certificate.not_after)) / 1000),
+          new_certificate_id: result.certificate_id,
+          replayed: result.replayed,
+        },
         at: now,
       });
-      throw error;
-    }
-    const result: RenewalResult =
-      state.kind === 'replay'
-        ? {
-            certificate_id: state.id,
-            cert_pem: state.certPem,
-            ca_cert_pem: deps.authority.issuerPemOf(state.certPem) ?? deps.authority.caCertPem(device.tenantId),
-            rotation: { new_certificate_id: state.id, old_certificate_ids: [], scheduled_revoke_at: null },
-            replayed: true,
-          }
-        : await renew(device, csrPem);
-    await deps.store.recordAudit({
-      tenantId: device.tenantId,
-      actor: device.actorId,
-      action: 'certificate.recovered',
-      targetType: 'certificate',
-      targetId: device.certificate.id,
-      details: {
-        ...recoveryIdentity(device, via),
-        expired_for_seconds: Math.floor((now.getTime() - Date.parse(device.certificate.not_after)) / 1000),
-        new_certificate_id: result.certificate_id,
-        replayed: result.replayed,
-      },
-      at: now,
+      return result;
     });
-    return result;
   }
 
-  /** Signed requests seen within the window (fingerprint + request id): a replay is refused. */
-  const seen = new Map<string, number>();
-  function refuseReplay(key: string, now: number) {
-    if (seen.size > 10_000) for (const [k, until] of seen) if (until <= now) seen.delete(k);
-    const until = seen.get(key);
-    if (until !== undefined && until > now) throw new AppError('REPLAYED_REQUEST', 'this signed renewal request was already received: sign a new one (new request_id, signed_at)');
-    seen.set(key, now + 2 * RENEWAL_SIGNATURE_WINDOW_MS);
-  }
   const actorOf = (device: { tenantId: string; deviceId: string }): Actor => ({ id: deviceActorId(device.tenantId, device.deviceId), tenantId: device.tenantId });
 
   async function sameKey(csrPem: string, certPem: string): Promise<boolean> {
@@ -295,7 +379,12 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     };
   }
 
-  async function authenticate(certDer: Uint8Array): Promise<AuthenticatedDevice> {
+  /**
+   * The device behind a certificate it presented. `via`: for a renewal, whose refusal of a
+   * certificate certfleet knows (revoked, expired) is audited (`certificate.renewal_refused`);
+   * an unknown certificate leaves no trace (anyone may present one).
+   */
+  async function authenticate(certDer: Uint8Array, via?: RenewalTransport, details: Record<string, unknown> = {}): Promise<AuthenticatedDevice> {
     let cert: X509Certificate;
     try {
       cert = new X509Certificate(certDer);
@@ -305,8 +394,15 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
     const names = splitCommonName(commonNameOf(cert) ?? '');
     if (!names) throw refused('the subject is not tenant/device');
     const record = await deps.store.certificateByFingerprint(names.tenantId, fingerprintOfDer(cert.raw));
-    const certificate = checkPresentedCertificate(record, names.deviceId, deps.clock.now());
-    return { ...names, certificate, actorId: deviceActorId(names.tenantId, names.deviceId) };
+    const actorId = deviceActorId(names.tenantId, names.deviceId);
+    if (via === undefined || !record || record.device_id !== names.deviceId) {
+      return { ...names, certificate: checkPresentedCertificate(record, names.deviceId, deps.clock.now()), actorId };
+    }
+    const presented = { ...names, certificate: record, actorId };
+    return auditingRefusals(presented, 'certificate.renewal_refused', { transport: via, ...details }, async () => ({
+      ...presented,
+      certificate: checkPresentedCertificate(record, names.deviceId, deps.clock.now()),
+    }));
   }
 
   return {
@@ -319,7 +415,6 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
      * whose CN is the topic's; a fresh signature of its key over the request; not a replay.
      */
     async authenticateSignedRequest(topicCommonName: string, request: SignedRenewalRequest): Promise<AuthenticatedDevice> {
-      if (!REQUEST_ID.test(request.requestId)) throw new AppError('VALIDATION_FAILED', 'request_id must be 1 to 128 letters, digits, . _ -');
       let cert: X509Certificate;
       try {
         cert = new X509Certificate(request.certPem);
@@ -327,22 +422,10 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
         throw refused('cert_pem is not a certificate');
       }
       if (!deps.authority.issuerPemOf(request.certPem)) throw refused('cert_pem was not issued by a Device CA certfleet trusts');
-      const device = await authenticate(cert.raw);
-      if (`${device.tenantId}/${device.deviceId}` !== topicCommonName) throw refused('cert_pem is not a certificate of the device whose topic carried the request');
-      const now = deps.clock.now().getTime();
-      if (!Number.isSafeInteger(request.signedAt) || Math.abs(now - request.signedAt * 1000) > RENEWAL_SIGNATURE_WINDOW_MS) {
-        throw refused(`signed_at must be the signing time in Unix seconds, within ${RENEWAL_SIGNATURE_WINDOW_MS / 60_000} minutes of the server clock`);
-      }
-      const signature = Buffer.from(request.signature, 'base64');
-      const text = Buffer.from(renewalSigningText(request.requestId, request.signedAt, request.csrPem));
-      let valid = false;
-      try {
-        valid = signature.length > 0 && verify('sha256', text, cert.publicKey, signature);
-      } catch {
-        valid = false;
-      }
-      if (!valid) throw refused('the signature is not one of the certificate’s key over the request');
-      refuseReplay(`${device.certificate.fingerprint_sha256}:${request.requestId}:${request.signedAt}`, now);
+      const details = { request_id: request.requestId.slice(0, 200) };
+      if (commonNameOf(cert) !== topicCommonName) return refuseForeignCertificate(topicCommonName, cert, 'certificate.renewal_refused', { transport: 'mqtt', ...details });
+      const device = await authenticate(cert.raw, 'mqtt', details);
+      await auditingRefusals(device, 'certificate.renewal_refused', { transport: 'mqtt', ...details }, () => checkSignedRequest(cert, device, request, ''));
       return device;
     },
 
@@ -364,19 +447,25 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
      * `certfleet-confirm:<requestId>`, proof that the device holds and uses its new certificate.
      */
     async confirmWithSignature(device: AuthenticatedDevice, requestId: string, signatureBase64: string) {
-      const pending = await deps.store.pendingRotation(device.tenantId, device.deviceId);
-      if (!pending || pending.startedBy !== device.actorId) {
-        throw new AppError('NO_PENDING_ROTATION', `device ${device.deviceId} has no pending rotation it started`);
-      }
-      const signature = Buffer.from(signatureBase64, 'base64');
-      const signed = Buffer.from(confirmationText(requestId));
-      if (signature.length === 0 || !verify('sha256', signed, new X509Certificate(pending.newCertPem).publicKey, signature)) {
-        throw new AppError('FORBIDDEN', 'the confirmation is not signed by the key of the new certificate');
-      }
-      const confirmed = await deps.useCases.confirmRotation(actorOf(device), device.deviceId);
-      await deps.store.markConfirmedVia(device.tenantId, pending.newCertificateId, 'mqtt');
-      // Empty when the tenant lets replaced certificates expire (revoke_superseded false).
-      return { new_certificate_id: pending.newCertificateId, revoked_certificate_ids: confirmed.revoked_certificates.map((c) => c.id) };
+      return auditingRefusals(device, 'certificate.renewal_refused', { transport: 'mqtt', request_id: requestId.slice(0, 200), step: 'confirm' }, async () => {
+        const pending = await deps.store.pendingRotation(device.tenantId, device.deviceId);
+        if (!pending || pending.startedBy !== device.actorId) {
+          throw new AppError('NO_PENDING_ROTATION', `device ${device.deviceId} has no pending rotation it started`);
+        }
+        const signature = Buffer.from(signatureBase64, 'base64');
+        const signed = Buffer.from(confirmationText(requestId));
+        let valid = false;
+        try {
+          valid = signature.length > 0 && verify('sha256', signed, new X509Certificate(pending.newCertPem).publicKey, signature);
+        } catch {
+          valid = false;
+        }
+        if (!valid) throw new AppError('FORBIDDEN', 'the confirmation is not signed by the key of the new certificate');
+        const confirmed = await deps.useCases.confirmRotation(actorOf(device), device.deviceId);
+        await deps.store.markConfirmedVia(device.tenantId, pending.newCertificateId, 'mqtt');
+        // Empty when the tenant lets replaced certificates expire (revoke_superseded false).
+        return { new_certificate_id: pending.newCertificateId, revoked_certificate_ids: confirmed.revoked_certificates.map((c) => c.id) };
+      });
     },
 
     renew,
@@ -416,41 +505,43 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
 
     /**
      * Renewal with an expired certificate (EST: the TLS client certificate TLS refused only as
-     * expired; MQTT: the certificate of a signed recovery request): authenticateExpired, then a
+     * expired; MQTT: the certificate of a signed recovery request): identifyExpired and admitExpired, then a
      * renewal like any other, audited `certificate.recovered` (or `certificate.recovery_refused`).
      */
-    async recover(certDer: Uint8Array | string, csrPem: string, via: RenewalTransport): Promise<RenewalResult> {
-      return recoverDevice(await authenticateExpired(certDer, via), csrPem, via);
+    async recover(certDer: Uint8Array | string, csr: CsrInput, via: RenewalTransport): Promise<RenewalResult> {
+      let cert: X509Certificate;
+      try {
+        cert = new X509Certificate(certDer);
+      } catch {
+        throw refused('not a certificate');
+      }
+      return recoverDevice(await admitExpired(await identifyExpired(cert), via), csr, via);
     },
 
     /**
-     * MQTT recovery (the recovery listener: no client certificate): the request carries the
+     * MQTT recovery (the recovery listener: no client certificate; or a session opened before the
+     * certificate expired, on its device's topic `topicCommonName`): the request carries the
      * expired certificate and a fresh signature of its key over the request, exactly like a
-     * renewal request; nothing in the topic names the device, the certificate does.
+     * renewal request; nothing in the recovery topic names the device, the certificate does.
+     * Every refusal of a certificate certfleet knows is audited (`certificate.recovery_refused`).
      */
-    async recoverWithSignedRequest(request: SignedRenewalRequest): Promise<RenewalResult> {
-      if (!REQUEST_ID.test(request.requestId)) throw new AppError('VALIDATION_FAILED', 'request_id must be 1 to 128 letters, digits, . _ -');
+    async recoverWithSignedRequest(request: SignedRenewalRequest, topicCommonName?: string): Promise<RenewalResult> {
       let cert: X509Certificate;
       try {
         cert = new X509Certificate(request.certPem);
       } catch {
         throw refused('cert_pem is not a certificate');
       }
-      const now = deps.clock.now().getTime();
-      if (!Number.isSafeInteger(request.signedAt) || Math.abs(now - request.signedAt * 1000) > RENEWAL_SIGNATURE_WINDOW_MS) {
-        throw refused(`signed_at must be the signing time in Unix seconds, within ${RENEWAL_SIGNATURE_WINDOW_MS / 60_000} minutes of the server clock (server_time in this answer)`);
+      const details = { request_id: request.requestId.slice(0, 200) };
+      if (topicCommonName !== undefined && commonNameOf(cert) !== topicCommonName) {
+        return refuseForeignCertificate(topicCommonName, cert, 'certificate.recovery_refused', { transport: 'mqtt', ...details });
       }
-      let valid = false;
-      try {
-        const signature = Buffer.from(request.signature, 'base64');
-        valid = signature.length > 0 && verify('sha256', Buffer.from(renewalSigningText(request.requestId, request.signedAt, request.csrPem)), cert.publicKey, signature);
-      } catch {
-        valid = false;
-      }
-      if (!valid) throw refused('the signature is not one of the certificate’s key over the request');
-      const device = await authenticateExpired(cert.raw, 'mqtt');
-      refuseReplay(`${device.certificate.fingerprint_sha256}:${request.requestId}:${request.signedAt}`, now);
-      return recoverDevice(device, request.csrPem, 'mqtt');
+      const presented = await identifyExpired(cert);
+      // The signature first: the tenant's recovery rules are told only to the key's holder.
+      await auditingRefusals(presented, 'certificate.recovery_refused', { transport: 'mqtt', ...details }, () =>
+        checkSignedRequest(cert, presented, request, ' (server_time in this answer)'),
+      );
+      return recoverDevice(await admitExpired(presented, 'mqtt', details), request.csrPem, 'mqtt', details);
     },
 
     /**
@@ -506,7 +597,8 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
         throw new AppError('UNAUTHENTICATED', 'unknown, used or expired enrollment token');
       }
       const actor: Actor = { id: deviceActorId(names.tenantId, names.deviceId), tenantId: names.tenantId };
-      const issued = await deps.useCases.issueCertificate(actor, names.deviceId, { validityDays: DEFAULT_VALIDITY_DAYS, key: { kind: 'csr', csrPem } });
+      // No validityDays: the tenant's renewal policy (validity_days), capped at the CA's notAfter.
+      const issued = await deps.useCases.issueCertificate(actor, names.deviceId, { key: { kind: 'csr', csrPem } });
       return { certificate_id: issued.certificate.id, cert_pem: issued.cert_pem, ca_cert_pem: issued.ca_cert_pem };
     },
   };

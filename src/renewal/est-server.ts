@@ -106,12 +106,13 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
   );
 
   /** The device behind the verified TLS client certificate, or null when none was presented. */
-  async function presentedDevice(request: FastifyRequest): Promise<AuthenticatedDevice | null> {
+  async function presentedDevice(request: FastifyRequest, via?: 'est'): Promise<AuthenticatedDevice | null> {
     const socket = request.raw.socket as TLSSocket;
     const peer = socket.getPeerCertificate(false);
     if (!peer || !peer.raw) return null;
     if (!socket.authorized) throw new AppError('FORBIDDEN', `device certificate refused: ${String(socket.authorizationError ?? 'not issued by the Device CA')}`);
-    const device = await renewal.authenticate(peer.raw);
+    // via: a renewal, whose refusal of a known certificate (revoked, expired) is audited.
+    const device = await renewal.authenticate(peer.raw, via);
     // Using the new certificate of a rotation the device started confirms it.
     if (await renewal.confirmByUse(device, 'est')) request.log.info({ tenant_id: device.tenantId, device_id: device.deviceId }, 'rotation confirmed by use (EST)');
     return device;
@@ -146,14 +147,15 @@ export async function buildEstServer(options: EstServerOptions): Promise<Fastify
       // TLS refused the certificate only because it expired (or certfleet's clock says it has): the tenant's recovery window may
       // still admit it. renewal.recover verifies issuer, signature and the rest itself (TLS's
       // verdict on them is not trusted: OpenSSL reports only one error).
-      const result = await renewal.recover(peer.raw, csrPemOf(csrDer(request.body as Buffer)), 'est');
+      // The CSR is read inside, so a body that is no CSR is an audited refusal like any other.
+      const result = await renewal.recover(peer.raw, () => csrPemOf(csrDer(request.body as Buffer)), 'est');
       request.log.info({ certificate_id: result.certificate_id, replayed: result.replayed, recovery: true }, 'EST simplereenroll with an expired certificate');
       await adviseRenewal(reply, result.cert_pem);
       return sendCerts(reply, leafDer(result.cert_pem));
     }
-    const device = await presentedDevice(request);
+    const device = await presentedDevice(request, 'est');
     if (!device) throw new AppError('UNAUTHENTICATED', 'simplereenroll needs the device certificate as TLS client certificate');
-    const result = await renewal.renew(device, csrPemOf(csrDer(request.body as Buffer)));
+    const result = await renewal.renew(device, () => csrPemOf(csrDer(request.body as Buffer)), 'est');
     request.log.info({ tenant_id: device.tenantId, device_id: device.deviceId, certificate_id: result.certificate_id, replayed: result.replayed }, 'EST simplereenroll');
     await adviseRenewal(reply, result.cert_pem);
     return sendCerts(reply, leafDer(result.cert_pem));

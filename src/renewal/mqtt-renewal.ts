@@ -68,14 +68,13 @@ export async function startMqttRenewal(options: { connection: BrokerAdminConnect
     // only at connect): its request is a recovery, under the tenant's recovery rules, for the
     // device of this topic only (the ACL let only that device publish here).
     if (renewal.hasExpired(certPem)) {
-      if (renewal.commonNameOf(certPem) !== commonName) throw new AppError('FORBIDDEN', 'device certificate refused: cert_pem is not a certificate of the device whose topic carried the request');
-      const result = await renewal.recoverWithSignedRequest({ requestId, csrPem, certPem, signedAt, signature });
+      const result = await renewal.recoverWithSignedRequest({ requestId, csrPem, certPem, signedAt, signature }, commonName);
       log.info({ certificate_id: result.certificate_id, replayed: result.replayed, recovery: true }, 'MQTT renewal with an expired certificate');
       return { cert_pem: result.cert_pem, ca_cert_pem: result.ca_cert_pem, rotation: result.rotation, replayed: result.replayed };
     }
     // The topic names a device, but the broker does not tell who published: the request proves it.
     const device = await renewal.authenticateSignedRequest(commonName, { requestId, csrPem, certPem, signedAt, signature });
-    const result = await renewal.renew(device, csrPem);
+    const result = await renewal.renew(device, csrPem, 'mqtt', { request_id: requestId.slice(0, 200) });
     log.info({ tenant_id: device.tenantId, device_id: device.deviceId, certificate_id: result.certificate_id, replayed: result.replayed }, 'MQTT renewal');
     return { cert_pem: result.cert_pem, ca_cert_pem: result.ca_cert_pem, rotation: result.rotation, replayed: result.replayed };
   }

@@ -46,6 +46,13 @@ export interface RenewalStore {
   supersededBy(tenantId: string, certificateId: number): Promise<number | null>;
   /** The certificate was registered with `.../certificates/import` (issued outside certfleet). */
   wasImported(tenantId: string, certificateId: number): Promise<boolean>;
+  /**
+   * Records a signed MQTT renewal or recovery request (the presenting certificate's fingerprint and
+   * its request_id) in the database, so a replay is refused across restarts and replicas; false
+   * when it was recorded before. The certificate's records received before `forgetBefore` (past
+   * the signature window: they cannot be replayed any more) are removed.
+   */
+  recordSignedRequest(r: { tenantId: string; certificateFingerprint: string; requestId: string; signedAt: number; now: Date; forgetBefore: Date }): Promise<boolean>;
   /** An audit event of a device-initiated action (recovery and its refusals). */
   recordAudit(e: { tenantId: string; actor: string; action: string; targetType: string; targetId: string | number; details: Record<string, unknown>; at: Date }): Promise<void>;
 }

@@ -84,13 +84,13 @@ export async function reconcileExpiryAlerts(tx: Queryable, input: ExpiringAlerts
        UNION ALL
        -- Renewal overdue (issue 21): half of the certificate's renewal window is gone and the device
        -- has not renewed (no later ACTIVE certificate): the alert is raised before the warning window,
-       -- at the first severity, for tenants that set a renewal policy (renewal_advice.overdue_at).
+       -- at the first severity, for every tenant (its renewal policy, or the default one, scheduled
+       -- renewal_advice.overdue_at).
        SELECT c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.not_after,
               ($4::int[])[1] AS severity,
               floor(extract(epoch FROM c.not_after - $1::timestamptz) / 86400)::int AS days_remaining
        FROM renewal_advice a
        JOIN device_certificates c ON c.id = a.certificate_id
-       JOIN tenant_settings s ON s.tenant_id = c.tenant_id AND s.renewal_window IS NOT NULL
        WHERE a.overdue_at <= $1 AND c.status = 'ACTIVE' AND c.not_after > $2
          AND NOT EXISTS (SELECT 1 FROM device_certificates n
                          WHERE n.tenant_id = c.tenant_id AND n.device_id = c.device_id AND n.status = 'ACTIVE' AND n.not_after > c.not_after)

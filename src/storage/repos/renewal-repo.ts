@@ -1,6 +1,6 @@
 import type { PendingDeviceRotation, RenewalStore } from '../../renewal/ports.ts';
 import type { Database } from '../database.ts';
-import { iso } from '../rows.ts';
+import { iso, isUniqueViolation } from '../rows.ts';
 import { recordAudit } from './audit-repo.ts';
 import { toCertificate } from './certificates-repo.ts';
 import { getRenewalPolicy } from './renewal-policy-repo.ts';
@@ -123,6 +123,22 @@ export function createRenewalStore(db: Database): RenewalStore {
           [tenantId, String(certificateId)],
         );
         return rows.length > 0;
+      }),
+
+    recordSignedRequest: (r) =>
+      db.asTenant(r.tenantId, async (tx) => {
+        await tx.query('DELETE FROM renewal_requests WHERE tenant_id = $1 AND certificate_fingerprint = $2 AND received_at < $3', [r.tenantId, r.certificateFingerprint, r.forgetBefore]);
+        try {
+          const { rows } = await tx.query(
+            `INSERT INTO renewal_requests (tenant_id, certificate_fingerprint, request_id, signed_at, received_at) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING RETURNING request_id`,
+            [r.tenantId, r.certificateFingerprint, r.requestId, r.signedAt, r.now],
+          );
+          return rows.length === 1;
+        } catch (e) {
+          if (isUniqueViolation(e)) return false;
+          throw e;
+        }
       }),
 
     recordAudit: (e) => db.asTenant(e.tenantId, (tx) => recordAudit(tx, e)),
