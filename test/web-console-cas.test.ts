@@ -431,18 +431,21 @@ describe.runIf(HAS_CHROMIUM)(`console: certificate authorities in Chromium${HAS_
     const globexCa = (await op('POST', '/cas', { key_type: 'ec-p256', tenant_id: 'globex', common_name: 'Globex Own CA' })).json as { id: string; subject: string };
     expect((await op('POST', `/cas/${globexCa.id}/activate`)).status).toBe(200);
     const seen = async (tenant: string) =>
-      ((await t.call(tenant, 'GET', '/api/v1/customer/cas')).json.cas as { subject: string; active_certificates: number; signs_new_certificates: boolean }[]).map((c) => [
-        c.subject,
-        c.active_certificates,
-        c.signs_new_certificates,
-      ]);
-    expect(await seen('globex')).toEqual([
-      [retired.subject, 1, false],
-      [globexCa.subject, 0, true],
-    ]);
-    expect(await seen('acme')).toEqual([
-      [retired.subject, 2, false],
-      [active.subject, 1, true],
-    ]);
+      ((await t.call(tenant, 'GET', '/api/v1/customer/cas')).json.cas as { subject: string; active_certificates: number; signs_new_certificates: boolean }[])
+        .map((c) => [c.subject, c.active_certificates, c.signs_new_certificates])
+        .sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+    const sorted = (rows: (string | number | boolean)[][]) => rows.sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+    expect(await seen('globex')).toEqual(
+      sorted([
+        [retired.subject, 1, false],
+        [globexCa.subject, 0, true],
+      ]),
+    );
+    expect(await seen('acme')).toEqual(
+      sorted([
+        [retired.subject, 2, false],
+        [active.subject, 1, true],
+      ]),
+    );
   }, scaled(90_000));
 });
