@@ -163,6 +163,8 @@ describe.each(oneDriver('pg'))('response schemas on %s', (kind) => {
     });
     expect(generated.private_key_pem).toContain('PRIVATE KEY');
     sampleCertificate = generated.certificate;
+    // Each certificate names the CA record that signed it (issue 25: the issuing CA a customer can see and pick).
+    expect(generated.certificate.ca_id).toMatch(/^ca_[0-9a-f]+$/);
     const fromCsr = await check('acme', 'POST', `${C}/devices/{device_id}/certificates/csr`, 201, {
       params: { device_id: 'D2' },
       body: { csr_pem: opensslCsr('ec-p256').csrPem, validity_days: 90 },
@@ -269,6 +271,10 @@ describe.each(oneDriver('pg'))('response schemas on %s', (kind) => {
     await check('acme', 'GET', `${C}/expiry-summary`, 200);
     await t.service.crl.publisher!.publishNow();
     await check('acme', 'GET', `${C}/crl/status`, 200);
+    // The CAs a tenant may see (read-only): the one that signed its certificates, which signs its new ones too.
+    expect((await check('acme', 'GET', `${C}/cas`, 200)).cas).toEqual([
+      expect.objectContaining({ id: generated.certificate.ca_id, status: 'active', tenant_id: null, signs_new_certificates: true }),
+    ]);
 
     // Operator views
     expect((await check(null, 'GET', `${O}/devices`, 200)).total).toBe(4);
@@ -288,7 +294,8 @@ describe.each(oneDriver('pg'))('response schemas on %s', (kind) => {
     await check(null, 'GET', `${O}/audit-events`, 200);
     await check(null, 'GET', `${O}/expiry-summary`, 200);
     await check(null, 'GET', `${O}/crl/status`, 200);
-    await check(null, 'GET', `${O}/fleet-overview`, 200);
+    // Every published CA's own CRL (issue 25: the overview shows each CA's CRL number and age).
+    expect((await check(null, 'GET', `${O}/fleet-overview`, 200)).crls).toEqual([expect.objectContaining({ status: 'active', crl_number: expect.stringMatching(/^\d+$/) })]);
 
     // A broker agent, and the operator's list of broker nodes
     const agentKey = await loadOrCreateDevSigningKey(devKeyPath(t.config));

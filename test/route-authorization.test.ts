@@ -210,6 +210,7 @@ const ROUTES: Record<string, Row> = {
   'customer GET /audit-events': { own: 200 },
   'customer GET /expiry-summary': { own: 200 },
   'customer GET /crl/status': { own: 200 },
+  'customer GET /cas': { own: 200 },
   // customer: webhooks
   'customer POST /notification-webhooks': {
     own: 201,

@@ -30,7 +30,7 @@ describe.runIf(HAS_CHROMIUM)(`console: certificate authorities in Chromium${HAS_
     const res = await t.call(tenant, 'POST', `/api/v1/customer/devices/${device}/certificates/generate`, { key_type: 'ec-p256' });
     expect(res.status, res.body).toBe(201);
   };
-  const casNow = async () => (await op('GET', '/cas')).json.cas as { id: string; status: string; subject: string; tenant_id: string | null }[];
+  const casNow = async () => (await op('GET', '/cas')).json.cas as { id: string; status: string; subject: string; tenant_id: string | null; kind: string; parent_id: string | null }[];
 
   const signIn = async (tenant: string | null, role: 'customer' | 'operator', heading: string) => {
     await b.context.clearCookies();
@@ -160,6 +160,22 @@ describe.runIf(HAS_CHROMIUM)(`console: certificate authorities in Chromium${HAS_
     expect(await page.getByRole('button', { name: `Activate CA ${next.id}` }).count()).toBe(0);
     await issue('acme', 'A3'); // under the new CA
 
+    // The overview shows each CA's own CRL: the new active CA's and the retiring one's, each with its number.
+    await page.goto(`${base}/app/#/operator/overview`);
+    const crls = page.getByRole('table', { name: '2 CRLs, one per CA' });
+    await crls.waitFor();
+    const crlOf = (subject: string) => crls.getByRole('row').filter({ hasText: subject });
+    expect(await crlOf('Console Device CA 2').locator('td[data-label="Status"]').textContent()).toBe('active');
+    expect(await crlOf(old!.subject).locator('td[data-label="Status"]').textContent()).toBe('retiring');
+    for (const subject of ['Console Device CA 2', old!.subject]) {
+      await eventually(async () => {
+        await page.reload();
+        await crls.waitFor();
+        return crlOf(subject).locator('td[data-label="CRL number"]').textContent();
+      }).toMatch(/^\d+$/);
+    }
+    expect(await crlOf('Console Device CA 2').getByRole('link').getAttribute('href')).toBe(`#/operator/cas/${next.id}`);
+
     // The old CA: migration progress per tenant, each with the certificates still under it.
     await page.goto(`${base}/app/#/operator/cas/${old!.id}`);
     await page.getByRole('heading', { name: `CA ${old!.subject}`, level: 1 }).waitFor();
@@ -172,7 +188,10 @@ describe.runIf(HAS_CHROMIUM)(`console: certificate authorities in Chromium${HAS_
     expect(hashOf()).toBe(`#/operator/certificates?tenant_id=acme&ca_id=${old!.id}&status=ACTIVE`);
     const certs = page.getByRole('table', { name: /^\d+ certificates$/ });
     await eventually(() => certs.locator('caption').textContent()).toBe('2 certificates');
-    expect(await page.getByLabel('Issuing CA (id)').inputValue()).toBe(old!.id);
+    expect(await page.getByLabel('Issuing CA').inputValue()).toBe(old!.id);
+    // Each certificate names its issuing CA (ca_id), a link to the CA's page.
+    expect(await certs.locator('td.issuing-ca').allTextContents()).toEqual([old!.subject, old!.subject]);
+    expect(await certs.locator('td.issuing-ca a').first().getAttribute('href')).toBe(`#/operator/cas/${old!.id}`);
     // The filters are the URL: applying others is a new URL (a reload keeps it), Back returns to these.
     await page.getByLabel('Status').selectOption('EXPIRED');
     await page.getByRole('button', { name: 'Apply filters' }).click();
@@ -244,18 +263,19 @@ describe.runIf(HAS_CHROMIUM)(`console: certificate authorities in Chromium${HAS_
     await row.waitFor();
     expect(await row.locator('td[data-label="Scope"]').textContent()).toBe('tenant globex');
 
-    // A newer server's fields (a root's `kind`, `parent_id`) are shown, not dropped or fatal.
+    // A newer server's fields are shown, not dropped or fatal.
     await page.route(`**/api/v1/operator/cas/${imported.id}`, async (route) => {
       const response = await route.fetch();
       const json = await response.json();
-      await route.fulfill({ response, json: { ...json, ca: { ...json.ca, kind: 'intermediate', parent_id: 'ca_00112233' } } });
+      await route.fulfill({ response, json: { ...json, ca: { ...json.ca, name_constraints: { permitted: ['globex/'] } } } });
     });
     try {
       await row.getByRole('link', { name: /BYO Console CA/ }).click();
       await page.getByRole('heading', { name: /^CA .*BYO Console CA/, level: 1 }).waitFor();
       const facts = page.locator('.ca-facts');
-      await facts.getByText('intermediate').waitFor();
-      expect(await facts.getByRole('link', { name: 'ca_00112233' }).getAttribute('href')).toBe('#/operator/cas/ca_00112233');
+      await facts.locator('dt', { hasText: 'Name constraints' }).waitFor();
+      await facts.getByText('{"permitted":["globex/"]}').waitFor();
+      expect(await facts.locator('.ca-kind').textContent()).toBe('issuing, self-signed');
     } finally {
       await page.unrouteAll();
     }
@@ -272,9 +292,57 @@ describe.runIf(HAS_CHROMIUM)(`console: certificate authorities in Chromium${HAS_
     expect(b.consoleErrors, b.failedResponses.join('\n')).toEqual([]);
   }, scaled(120_000));
 
+  it("stage form: a root CA, then an intermediate signed by it (the API's kind and parent_id, the CLI's --root and --parent)", async () => {
+    await page.goto(`${base}/app/#/operator/cas`);
+    await page.getByRole('heading', { name: 'Certificate authorities', level: 1 }).waitFor();
+    await settled();
+    // No root yet: an issuing CA can only sign itself.
+    await eventually(() => page.getByLabel('Signed by').locator('option').allTextContents()).toEqual(['Itself (self-signed)']);
+    await page.getByLabel('Kind').selectOption('root');
+    expect(await page.getByLabel('Signed by').count()).toBe(0);
+    await page.getByLabel('Common name (optional)').fill('Console Root CA');
+    await page.getByRole('button', { name: 'Stage CA', exact: true }).click();
+    expect(await page.getByRole('dialog').textContent()).toContain('create a root CA for the global scope');
+    await confirmByKeyboard(/^Yes, stage ca/);
+    await status(/Root CA ca_[0-9a-f]+ created with a new key \(active: signs intermediates and its CRL, never a device certificate\)/).waitFor();
+    const root = (await casNow()).find((c) => c.subject.includes('Console Root CA'))!;
+    expect(root).toMatchObject({ kind: 'root', status: 'active', parent_id: null, tenant_id: null });
+    const rootRow = caRow('Console Root CA');
+    await rootRow.waitFor();
+    expect(await rootRow.locator('td[data-label="CA"]').textContent()).toContain('(root)');
+
+    // An intermediate under it: the picker offers the active roots that may sign for the scope.
+    await page.getByLabel('Kind').selectOption('issuing');
+    await eventually(() => page.getByLabel('Signed by').locator('option').allTextContents()).toEqual(['Itself (self-signed)', `Root ${root.subject}`]);
+    await page.getByLabel('Signed by').selectOption(root.id);
+    await page.getByLabel('Common name (optional)').fill('Console Intermediate CA');
+    await page.getByRole('button', { name: 'Stage CA', exact: true }).click();
+    expect(await page.getByRole('dialog').textContent()).toContain(`stage an intermediate CA signed by the root ${root.subject} for the global scope`);
+    await confirmByKeyboard(/^Yes, stage ca/);
+    await status(`signed by root ${root.id} (staged: published, not yet signing).`).waitFor();
+    const intermediate = (await casNow()).find((c) => c.subject.includes('Console Intermediate CA'))!;
+    expect(intermediate).toMatchObject({ kind: 'issuing', status: 'staged', parent_id: root.id, tenant_id: null });
+    expect(await caRow('Console Intermediate CA').locator('td[data-label="CA"]').textContent()).toContain('(intermediate)');
+
+    // Its page names its root (a link); the root's page lists its intermediates.
+    await page.getByRole('link', { name: 'Open CA' }).click();
+    await page.getByRole('heading', { name: /^CA .*Console Intermediate CA/, level: 1 }).waitFor();
+    const kind = page.locator('.ca-kind');
+    await eventually(() => kind.textContent()).toBe(`intermediate, signed by the root ${root.subject}`);
+    await kind.getByRole('link').click();
+    await page.getByRole('heading', { name: `CA ${root.subject}`, level: 1 }).waitFor();
+    expect(hashOf()).toBe(`#/operator/cas/${root.id}`);
+    await eventually(() => page.locator('.ca-facts').textContent()).toContain(`${intermediate.subject} (staged)`);
+    expect(await page.locator('.ca-kind').textContent()).toMatch(/^root/);
+    // A root is never activated for issuance (it is in service already).
+    expect(await page.getByRole('button', { name: `Activate CA ${root.id}` }).count()).toBe(0);
+    expect(await seriousViolations(page)).toEqual([]);
+    expect(b.consoleErrors, b.failedResponses.join('\n')).toEqual([]);
+  }, scaled(120_000));
+
   it('the CA pages at phone (390x844) and desktop (1366x768) width: no sideways scroll, every action on the screen, axe', async () => {
     const cas = await casNow();
-    const active = cas.find((c) => c.status === 'active' && c.tenant_id === null)!;
+    const active = cas.find((c) => c.status === 'active' && c.tenant_id === null && c.kind !== 'root')!;
     const shots = process.env.CERTFLEET_UPDATE_SCREENSHOTS === '1' ? join(process.cwd(), 'docs', 'screenshots') : null;
     if (shots) mkdirSync(shots, { recursive: true });
     const pages: [string, RegExp, string][] = [
@@ -333,23 +401,51 @@ describe.runIf(HAS_CHROMIUM)(`console: certificate authorities in Chromium${HAS_
   it("the device list's issuing-CA filter: in the search form and the URL; a reload keeps it", async () => {
     const cas = await casNow();
     const retired = cas.find((c) => c.status === 'retired')!;
-    const active = cas.find((c) => c.status === 'active' && c.tenant_id === null)!;
+    const active = cas.find((c) => c.status === 'active' && c.tenant_id === null && c.kind !== 'root')!;
     await signIn('acme', 'customer', 'Devices & certificates');
     const devices = page.getByRole('table', { name: /devices?$/ });
     const listed = async () => (await devices.locator('td[data-label="Device"]').allTextContents()).sort();
-    await page.getByLabel('Issuing CA').fill(active.id);
+    // A picker fed by the API (GET /customer/cas): the CAs holding the tenant's active certificates, and the
+    // one signing its new ones; none of another tenant's (globex's imported CA), no root.
+    const picker = page.getByRole('search', { name: 'Search devices' }).getByLabel('Issuing CA');
+    await eventually(() => picker.locator('option').allTextContents()).toEqual(
+      expect.arrayContaining(['Any CA', `${retired.subject} (retired, 2 active certificates)`, `${active.subject} (active, 1 active certificate)`]),
+    );
+    expect(await picker.locator('option').count()).toBe(3);
+    await picker.selectOption(active.id);
     await page.getByRole('button', { name: 'Apply filters' }).first().click();
     await eventually(() => hashOf()).toBe(`#/fleet?ca_id=${active.id}`);
     await eventually(listed).toEqual(['A3']);
     await page.reload();
     await page.getByRole('heading', { name: 'Devices & certificates', level: 1 }).waitFor();
     await eventually(listed).toEqual(['A3']);
-    expect(await page.getByLabel('Issuing CA').inputValue()).toBe(active.id);
+    expect(await picker.inputValue()).toBe(active.id);
     // The old (retired) CA: the devices still holding one of its certificates.
     await page.goto(`${base}/app/#/fleet?ca_id=${retired.id}&sort=expiry`);
     await eventually(listed).toEqual(['A1', 'A2']);
     expect(await devices.locator('caption').textContent()).toBe('2 devices');
     expect(await seriousViolations(page)).toEqual([]);
     expect(b.consoleErrors, b.failedResponses.join('\n')).toEqual([]);
+
+    // GET /customer/cas is tenant-scoped: each tenant its own counts, its own CA, never another tenant's.
+    const globexCa = (await op('POST', '/cas', { key_type: 'ec-p256', tenant_id: 'globex', common_name: 'Globex Own CA' })).json as { id: string; subject: string };
+    expect((await op('POST', `/cas/${globexCa.id}/activate`)).status).toBe(200);
+    const seen = async (tenant: string) =>
+      ((await t.call(tenant, 'GET', '/api/v1/customer/cas')).json.cas as { subject: string; active_certificates: number; signs_new_certificates: boolean }[])
+        .map((c) => [c.subject, c.active_certificates, c.signs_new_certificates])
+        .sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+    const sorted = (rows: (string | number | boolean)[][]) => rows.sort((a, b) => String(a[0]).localeCompare(String(b[0])));
+    expect(await seen('globex')).toEqual(
+      sorted([
+        [retired.subject, 1, false],
+        [globexCa.subject, 0, true],
+      ]),
+    );
+    expect(await seen('acme')).toEqual(
+      sorted([
+        [retired.subject, 2, false],
+        [active.subject, 1, true],
+      ]),
+    );
   }, scaled(90_000));
 });

@@ -141,6 +141,9 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await page.getByRole('button', { name: 'Generate certificate', exact: true }).click();
     await confirmDialog(/Yes, generate certificate/);
     await page.getByRole('status').filter({ hasText: /Certificate \d+ issued/ }).waitFor();
+    // Results replace each other on the whole page: the registration's message (and its 409) is gone, the latest outcome is the only one.
+    expect(await page.locator('main').getByRole('status').allTextContents()).toEqual([expect.stringMatching(/^Certificate \d+ issued/)]);
+    expect(await page.locator('main').getByRole('alert').filter({ hasText: 'DEVICE_EXISTS' }).count()).toBe(0);
     const keyBox = page.getByRole('textbox', { name: /Private key of certificate/ });
     const keyPem = await keyBox.inputValue();
     expect(keyPem).toContain('PRIVATE KEY');
@@ -201,6 +204,21 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await eventually(() => alertRow.filter({ hasText: 'ACKNOWLEDGED' }).count()).toBe(1);
     expect(await alertRow.getByRole('button', { name: /^Acknowledge alert/ }).isDisabled()).toBe(true);
     expect(await page.getByRole('status').filter({ hasText: /Alert \d+ acknowledged/ }).isVisible()).toBe(true);
+    // The filters are the URL: a reload shows the same alerts with the same filters.
+    const alertFilters = page.getByRole('search', { name: 'Filter alerts' });
+    await alertFilters.getByLabel('Status').selectOption('ACKNOWLEDGED');
+    await alertFilters.getByLabel('Minimum severity').selectOption('4');
+    await alertFilters.getByRole('button', { name: 'Apply filters' }).click();
+    await eventually(() => new URL(page.url()).hash).toBe('#/alerts?min_severity=4&status=ACKNOWLEDGED');
+    await page.reload();
+    await alertRow.filter({ hasText: 'ACKNOWLEDGED' }).waitFor();
+    expect(await alertFilters.getByLabel('Status').inputValue()).toBe('ACKNOWLEDGED');
+    expect(await alertFilters.getByLabel('Minimum severity').inputValue()).toBe('4');
+    await alertFilters.getByLabel('Status').selectOption('OPEN');
+    await alertFilters.getByRole('button', { name: 'Apply filters' }).click();
+    await page.getByText('No alerts match.').waitFor();
+    await page.goBack(); // Back: the previous filters
+    await alertRow.filter({ hasText: 'ACKNOWLEDGED' }).waitFor();
 
     // Issue from a pasted CSR (the key stays on the device), then rotate, confirm, revoke.
     await page.getByRole('link', { name: 'Devices & certificates' }).click();
@@ -283,6 +301,11 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await page.getByRole('button', { name: 'Apply filters' }).click();
     await eventually(() => auditTable.getByRole('cell', { name: 'device.registered', exact: true }).count()).toBe(0);
     expect(await auditTable.getByRole('cell', { name: 'certificate.revoked', exact: true }).count()).toBeGreaterThan(0);
+    expect(new URL(page.url()).hash).toBe('#/audit?action=certificate.revoked');
+    await page.reload(); // the same filtered log, the same field
+    await auditTable.getByRole('cell', { name: 'certificate.revoked', exact: true }).first().waitFor();
+    expect(await auditTable.getByRole('cell', { name: 'device.registered', exact: true }).count()).toBe(0);
+    expect(await page.getByLabel('Action').inputValue()).toBe('certificate.revoked');
     expect(await seriousViolations(page)).toEqual([]);
 
     // Webhooks: the signing secret is shown once; disable the endpoint.
@@ -299,7 +322,7 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     // Rotating the secret shows the new one, once.
     await page.getByRole('button', { name: /^Rotate secret of webhook \d+$/ }).click();
     await confirmDialog(/Yes, rotate secret/);
-    await page.getByRole('status').filter({ hasText: 'New secret issued.' }).waitFor();
+    await page.getByRole('status').filter({ hasText: /^New secret issued for webhook \d+\.$/ }).waitFor();
     const rotatedSecret = await page.getByRole('textbox', { name: /Signing secret of webhook/ }).inputValue();
     expect(rotatedSecret).toMatch(/^whsec_/);
     expect(rotatedSecret).not.toBe(firstSecret);
@@ -309,6 +332,18 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await page.getByRole('status').filter({ hasText: /Webhook \d+ disabled/ }).waitFor();
     await page.getByText('Recent deliveries').click();
     await page.getByText('No deliveries yet.').waitFor();
+    // Results replace each other: one outcome for the page, not one per button of each webhook.
+    const webhookOutcomes = () => page.locator('main').getByRole('status').allTextContents();
+    expect(await webhookOutcomes()).toEqual([expect.stringMatching(/^Webhook \d+ disabled\.$/)]);
+    // (the "Add a webhook" form is still open)
+    await page.getByLabel('URL (https)').fill('https://hooks.example.com/second');
+    await page.getByRole('button', { name: 'Create webhook', exact: true }).click();
+    await confirmDialog(/Yes, create webhook/);
+    await eventually(webhookOutcomes).toEqual([expect.stringMatching(/^Webhook \d+ created\.$/)]);
+    await page.getByRole('button', { name: 'I have stored it: hide it' }).click();
+    await page.getByRole('button', { name: /^Enable webhook \d+$/ }).click();
+    await confirmDialog(/Yes, enable/);
+    await eventually(webhookOutcomes).toEqual([expect.stringMatching(/^Webhook \d+ enabled\.$/)]);
     expect(await seriousViolations(page)).toEqual([]);
 
     // More of a fleet (through the API): the expiry overview counts it per window.
@@ -337,8 +372,30 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await page.getByRole('heading', { name: 'Device SENSOR-20' }).waitFor();
     await eventually(deviceCells).toEqual(['SENSOR-7', 'SENSOR-20', 'SENSOR-60', 'SENSOR-365']);
     expect(await search.getByLabel('Device ID starts with').inputValue()).toBe('SENSOR-');
+    // The certificate list's filters are in the URL too (keys of their own), next to the device search and the open device.
+    const certFilters = page.getByRole('search', { name: 'Filter certificates' });
+    const certTable = page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Issuing CA' }) }).first();
+    await certFilters.getByLabel('Status').selectOption('REVOKED');
+    await certFilters.getByRole('button', { name: 'Apply filters' }).click();
+    await eventually(() => new URL(page.url()).hash).toBe('#/fleet?id_prefix=SENSOR-&sort=expiry&device=SENSOR-20&cert_status=REVOKED');
+    const certStatuses = () => page.locator('#certs-heading ~ div table tbody tr td:nth-child(3) .badge').allTextContents();
+    const revokedFour = ['REVOKED', 'REVOKED', 'REVOKED', 'REVOKED']; // DEVICE-001's
+    await eventually(certStatuses).toEqual(revokedFour);
+    await page.reload();
+    await page.getByRole('heading', { name: 'Device SENSOR-20' }).waitFor();
+    await eventually(certStatuses).toEqual(revokedFour);
+    expect(await certFilters.getByLabel('Status').inputValue()).toBe('REVOKED');
+    await eventually(deviceCells).toEqual(['SENSOR-7', 'SENSOR-20', 'SENSOR-60', 'SENSOR-365']);
+    // Each certificate names its issuing CA (the API's ca_id, shown by the subject the tenant's GET /cas gives).
+    const [issuing] = (await (await page.request.get(`${base}/api/v1/customer/cas`)).json()).cas;
+    expect(issuing).toMatchObject({ signs_new_certificates: true, active_certificates: 4 }); // the four SENSOR devices'
+    await eventually(() => certTable.locator('td.issuing-ca').first().textContent()).toBe(issuing.subject);
+    expect(await certTable.locator('td.issuing-ca span').first().getAttribute('title')).toBe(issuing.id);
+    await certFilters.getByLabel('Status').selectOption('');
+    await certFilters.getByRole('button', { name: 'Apply filters' }).click();
+    await eventually(() => new URL(page.url()).hash).toBe('#/fleet?id_prefix=SENSOR-&sort=expiry&device=SENSOR-20');
     await page.getByRole('button', { name: 'Close device SENSOR-20' }).click();
-    await search.getByLabel('Certificate').selectOption('NONE');
+    await search.getByRole('combobox', { name: /^Certificate/ }).selectOption('NONE');
     await search.getByRole('button', { name: 'Apply filters' }).click();
     await deviceTable.getByText('No devices match.').waitFor();
     await page.getByRole('link', { name: 'Devices & certificates' }).click();
@@ -388,19 +445,25 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await acme.waitFor();
     expect((await acme.locator('td').allTextContents()).slice(1).map(Number).every((n) => Number.isInteger(n))).toBe(true);
     expect(await acme.locator('td').nth(1).textContent()).toBe('5'); // DEVICE-001 and the four SENSOR devices
-    await page.getByText(/CRL number \d+, published/).waitFor();
+    // Each CA's own CRL: its number and age (one CA here: the configured one).
+    const crls = page.getByRole('table', { name: '1 CRL, one per CA' });
+    await crls.waitFor();
+    const crlRow = crls.locator('tbody tr');
+    expect(await crlRow.locator('td[data-label="Status"]').textContent()).toBe('active');
+    expect(await crlRow.locator('td[data-label="CRL number"]').textContent()).toMatch(/^\d+$/);
+    expect(await crlRow.locator('td[data-label="Published"]').textContent()).toMatch(/^\d+ (seconds?|minutes?|hours?) ago$/);
     expect(await page.getByRole('table', { name: /expiring in each of the next 13 weeks/ }).locator('tbody tr').count()).toBe(13);
     await page.getByRole('table', { name: /The latest \d+ revocation/ }).getByRole('cell', { name: 'keyCompromise' }).first().waitFor();
     expect(await seriousViolations(page)).toEqual([]);
     await page.screenshot({ path: join(ARTIFACTS, 'console-overview-1366x768.png') });
     await page.setViewportSize({ width: 390, height: 844 });
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
-    expect(await acme.getByRole('link', { name: 'acme' }).isVisible()).toBe(true);
+    expect(await acme.getByRole('link', { name: 'acme', exact: true }).isVisible()).toBe(true);
     expect(await seriousViolations(page)).toEqual([]);
     await page.screenshot({ path: join(ARTIFACTS, 'console-overview-390x844.png') });
     await page.setViewportSize({ width: 1366, height: 768 });
     // A tenant's link opens its certificates; the tenant picker offers the tenants the API knows.
-    await acme.getByRole('link', { name: 'acme' }).click();
+    await acme.getByRole('link', { name: 'acme', exact: true }).click();
     await page.getByRole('heading', { name: 'Certificates of every tenant' }).waitFor();
     expect(new URL(page.url()).hash).toBe('#/operator/certificates?tenant_id=acme');
     await page.getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
@@ -408,6 +471,48 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await eventually(() => picker.locator('option').allTextContents()).toEqual(['Every tenant', 'acme']);
     expect(await picker.inputValue()).toBe('acme');
     expect(await seriousViolations(page)).toEqual([]);
+
+    // Every tenant's devices (GET /api/v1/operator/devices): the tenant fleet page's search with a
+    // tenant picker; the filters and the page (its cursors) are the URL, a reload shows the same page.
+    for (let i = 0; i < 30; i++) expect((await t.call('bulk', 'POST', '/api/v1/customer/devices', { device_id: `BULK-${String(i).padStart(2, '0')}`, site_id: 'warehouse' })).status).toBe(201);
+    await page.getByRole('link', { name: 'All devices' }).click();
+    await page.getByRole('heading', { name: 'Devices of every tenant', level: 1 }).waitFor();
+    const everyDevice = page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Next expiry' }) });
+    await eventually(() => everyDevice.locator('caption').textContent()).toBe('35 devices');
+    const deviceSearch = page.getByRole('search', { name: 'Search devices' });
+    await eventually(() => deviceSearch.getByLabel('Tenant').locator('option').allTextContents()).toEqual(['Every tenant', 'acme', 'bulk']);
+    await deviceSearch.getByLabel('Tenant').selectOption('bulk');
+    await deviceSearch.getByLabel('Site').fill('warehouse');
+    await deviceSearch.getByRole('button', { name: 'Apply filters' }).click();
+    await eventually(() => new URL(page.url()).hash).toBe('#/operator/devices?tenant_id=bulk&site_id=warehouse');
+    const bulkRows = () => everyDevice.locator('td[data-label="Device"]').allTextContents();
+    await eventually(() => everyDevice.locator('caption').textContent()).toBe('30 devices');
+    await eventually(async () => (await bulkRows()).slice(0, 2)).toEqual(['BULK-00', 'BULK-01']);
+    expect((await bulkRows()).length).toBe(25);
+    expect(await everyDevice.locator('td[data-label="Tenant"]').first().textContent()).toBe('bulk');
+    const devicePages = page.getByRole('navigation', { name: 'Device pages' });
+    await devicePages.getByRole('button', { name: 'Next' }).click();
+    await eventually(bulkRows).toEqual(['BULK-25', 'BULK-26', 'BULK-27', 'BULK-28', 'BULK-29']);
+    expect(new URL(page.url()).hash).toMatch(/^#\/operator\/devices\?tenant_id=bulk&site_id=warehouse&cursor=[^&]+$/);
+    await page.reload(); // the same page of the same search
+    await eventually(bulkRows).toEqual(['BULK-25', 'BULK-26', 'BULK-27', 'BULK-28', 'BULK-29']);
+    expect(await devicePages.textContent()).toContain('Page 2');
+    expect(await deviceSearch.getByLabel('Tenant').inputValue()).toBe('bulk');
+    expect(await deviceSearch.getByLabel('Site').inputValue()).toBe('warehouse');
+    await devicePages.getByRole('button', { name: 'Previous' }).click();
+    await eventually(async () => (await bulkRows()).length).toBe(25);
+    expect(new URL(page.url()).hash).toBe('#/operator/devices?tenant_id=bulk&site_id=warehouse');
+    // A device's certificates: the operator's certificate page, filtered to it.
+    await deviceSearch.getByLabel('Tenant').selectOption('acme');
+    await deviceSearch.getByLabel('Site').fill('');
+    await deviceSearch.getByRole('combobox', { name: /^Certificate/ }).selectOption('ACTIVE');
+    await deviceSearch.getByRole('button', { name: 'Apply filters' }).click();
+    await eventually(bulkRows).toEqual(['SENSOR-20', 'SENSOR-365', 'SENSOR-60', 'SENSOR-7']);
+    expect(await seriousViolations(page)).toEqual([]);
+    await page.getByRole('button', { name: 'Certificates of acme/SENSOR-7' }).click();
+    await page.getByRole('heading', { name: 'Certificates of every tenant' }).waitFor();
+    expect(new URL(page.url()).hash).toBe('#/operator/certificates?tenant_id=acme&device_id=SENSOR-7');
+    await eventually(() => page.getByRole('table', { name: /^\d+ certificates?$/ }).locator('td:nth-child(3)').allTextContents()).toEqual(['SENSOR-7']);
     await page.getByRole('link', { name: 'All alerts' }).click();
     await page.getByRole('heading', { name: 'Alerts of every tenant' }).waitFor();
     // The unfiltered list has loaded before the system alert exists (else it could show it, and the
@@ -423,7 +528,10 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
       marginMs: 86_400_000,
       failureThreshold: 3,
     })();
-    await page.getByLabel(/^Tenant/).fill('__system__');
+    // The tenant filter is a picker fed by the API, with the system tenant of the system alerts.
+    const alertTenant = page.getByRole('search', { name: 'Filter alerts' }).getByLabel('Tenant');
+    await eventually(() => alertTenant.locator('option').allTextContents()).toEqual(['Every tenant', 'System (__system__)', 'acme', 'bulk']);
+    await alertTenant.selectOption('__system__');
     await page.getByLabel('Type').selectOption('CRL_STALE');
     await page.getByRole('button', { name: 'Apply filters' }).click();
     const stale = page.getByRole('row').filter({ hasText: 'CRL_STALE' });
@@ -431,8 +539,27 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     await eventually(() => alertsTable.getAttribute('aria-busy')).toBe('false');
     expect(await stale.textContent()).toContain('__system__');
     expect(await page.getByRole('row').filter({ hasText: 'CERT_EXPIRING' }).count()).toBe(0);
+    expect(new URL(page.url()).hash).toBe('#/operator/alerts?tenant_id=__system__&type=CRL_STALE');
+    await page.reload(); // the same filtered list, the same picker
+    await stale.waitFor();
+    await eventually(() => alertsTable.getAttribute('aria-busy')).toBe('false');
+    expect(await page.getByRole('row').filter({ hasText: 'CERT_EXPIRING' }).count()).toBe(0);
+    expect(await alertTenant.inputValue()).toBe('__system__');
     await page.getByRole('link', { name: 'All audit' }).click();
-    await page.getByRole('table', { name: 'Audit events, newest first' }).getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
+    const operatorAudit = page.getByRole('table', { name: 'Audit events, newest first' });
+    await operatorAudit.getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
+    const auditTenant = page.getByRole('search', { name: 'Filter the audit log' }).getByLabel('Tenant');
+    await eventually(() => auditTenant.locator('option').allTextContents()).toEqual(['Every tenant', 'System (__system__)', 'acme', 'bulk']);
+    await auditTenant.selectOption('bulk');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await eventually(() => operatorAudit.locator('td[data-label="Tenant"]').allTextContents()).toEqual(Array(30).fill('bulk'));
+    expect(new URL(page.url()).hash).toBe('#/operator/audit?tenant_id=bulk');
+    await page.reload();
+    await eventually(() => operatorAudit.locator('td[data-label="Tenant"]').allTextContents()).toEqual(Array(30).fill('bulk'));
+    expect(await auditTenant.inputValue()).toBe('bulk');
+    await auditTenant.selectOption('');
+    await page.getByRole('button', { name: 'Apply filters' }).click();
+    await operatorAudit.getByRole('cell', { name: 'acme', exact: true }).first().waitFor();
     expect(await seriousViolations(page)).toEqual([]);
     await page.screenshot({ path: join(ARTIFACTS, 'console-operator-1366x768.png') });
     expect(consoleErrors, failedResponses.join('\n')).toEqual([]);
@@ -522,6 +649,7 @@ describe.runIf(HAS_CHROMIUM)(`web console in Chromium${HAS_CHROMIUM ? '' : ` (sk
     expect(await node.locator('td[data-label="Lag"]').textContent()).toMatch(/^(none|\d+ s)$/);
     const operatorPages: [string, string, string][] = [
       ['/operator/overview', 'Fleet overview', 'overview'],
+      ['/operator/devices', 'Devices of every tenant', 'operator-devices'],
       ['/operator/certificates', 'Certificates of every tenant', 'operator-certificates'],
       ['/operator/alerts', 'Alerts of every tenant', 'operator-alerts'],
       ['/operator/audit', 'Audit log of every tenant', 'operator-audit'],

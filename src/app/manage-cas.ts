@@ -38,6 +38,21 @@ export interface CaView {
   active_certificates: number;
 }
 
+/** A CA as a tenant sees it: public facts only (its certificate is public at /pki/ca/{id}.pem). */
+export interface TenantCaView {
+  id: string;
+  subject: string;
+  status: CaRecord['status'];
+  /** null: the global scope; else this tenant's own CA. */
+  tenant_id: string | null;
+  not_before: string;
+  not_after: string;
+  /** The CA that signs this tenant's new certificates and renewals now. */
+  signs_new_certificates: boolean;
+  /** This tenant's unexpired ACTIVE certificates it signed. */
+  active_certificates: number;
+}
+
 const iso = (d: Date | null) => (d ? d.toISOString() : null);
 
 export function caView(r: CaRecord, progress: CaProgress[]): CaView {
@@ -207,6 +222,33 @@ export function createCaManagement(deps: CaManagementDeps) {
   }
 
   return {
+    /**
+     * The CAs a tenant may see (GET /api/v1/customer/cas, read-only): the issuing CAs of its scopes
+     * (global or its own) that still hold an unexpired ACTIVE certificate of the tenant, plus the one
+     * that signs its certificates now. The counts are read in the tenant's own unit of work (row-level
+     * security: only its certificates); the CA records (an operator table) give only public facts, the
+     * same a device reads from /pki/ca/{id}.pem, never the key reference or another tenant's CA.
+     */
+    async listForTenant(tenantId: string): Promise<TenantCaView[]> {
+      const now = clock.now();
+      const records = (await storage.asOperator((repos) => repos.cas.listCas())).filter((c) => c.kind === 'issuing' && (c.tenantId === null || c.tenantId === tenantId));
+      const counts = await storage.asTenant(tenantId, (repos) => repos.certificates.activeCertificatesByCa(tenantId, records.map((c) => c.id), now));
+      const own = records.find((c) => c.status === 'active' && c.tenantId === tenantId);
+      const signing = own ?? records.find((c) => c.status === 'active' && c.tenantId === null);
+      return records
+        .filter((c) => c === signing || (counts[c.id] ?? 0) > 0)
+        .map((c) => ({
+          id: c.id,
+          subject: c.subject,
+          status: c.status,
+          tenant_id: c.tenantId,
+          not_before: c.notBefore.toISOString(),
+          not_after: c.notAfter.toISOString(),
+          signs_new_certificates: c === signing,
+          active_certificates: counts[c.id] ?? 0,
+        }));
+    },
+
     async listCas(): Promise<CaView[]> {
       const now = clock.now();
       return storage.asOperator(async (repos) => {

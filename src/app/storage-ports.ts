@@ -260,6 +260,8 @@ export interface CertificateRepository {
   countExpiringWithin(now: Date, windowsDays: number[], tenantId?: string): Promise<Record<number, number>>;
   /** The operator's fleet overview (every tenant the transaction may see). */
   fleetOverview(now: Date, weeks: number, revocations: number): Promise<FleetOverviewRows>;
+  /** The tenant's unexpired ACTIVE certificates signed by each of these CA records (device_certificates.ca_id), by CA id. */
+  activeCertificatesByCa(tenantId: string, caIds: string[], now: Date): Promise<Record<string, number>>;
 }
 
 export interface FleetOverviewRows {

@@ -47,6 +47,7 @@ import { registerBrokerFleetMetrics } from './broker-fleet-metrics.ts';
 import { registerCaMetrics, registerCaCrlMetrics } from './ca-metrics.ts';
 import { createCaManagement } from '../app/manage-cas.ts';
 import { operatorCaRoutes } from '../http/routes/operator-cas.ts';
+import { customerCaRoutes } from '../http/routes/customer-cas.ts';
 import { brokerAgentRoutes, crlBundleRoutes, operatorBrokerNodeRoutes } from '../http/routes/broker-agent.ts';
 import { renderCaScopes } from '../broker/ca-scopes.ts';
 import { isTrusted } from '../crl/ca-set.ts';
@@ -197,6 +198,7 @@ export async function createService(config: Config, overrides: ServiceOverrides 
         customerSettingsRoutes(useCases),
         customerAuditRoutes(useCases),
         customerOverviewRoutes(useCases, crlStatus),
+        customerCaRoutes(caManagement),
       ],
       operator: [
         operatorRoutes(useCases),

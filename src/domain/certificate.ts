@@ -18,6 +18,8 @@ export interface CertificateRecord {
   fingerprint_sha256: string;
   common_name: string;
   issuer: string;
+  /** The CA record that signed it (certificate_authorities.id); null: not known (an upload verified against no record, or not yet backfilled). */
+  ca_id: string | null;
   serial_number: string;
   key_type: string;
   status: CertificateStatus;

@@ -32,6 +32,7 @@ const certificateProperties = {
   fingerprint_sha256: { type: 'string', description: 'SHA-256 of the DER, hex' },
   common_name: { type: 'string', description: 'tenant/device' },
   issuer: string,
+  ca_id: { ...nullableString, description: 'the Device CA that signed it (GET /api/v1/customer/cas, /api/v1/operator/cas/{id}); null: not known (an imported certificate of no CA record)' },
   serial_number: { type: 'string', description: 'hex' },
   key_type: { type: 'string', description: 'rsa-2048, ec-p256, or what a CSR or an imported certificate carried (rsa-3072, ec-p384, ...)' },
   status: certificateStatus,
@@ -45,7 +46,7 @@ const certificateProperties = {
 } as const;
 
 const certificateRequired = [
-  'id', 'tenant_id', 'device_id', 'fingerprint_sha256', 'common_name', 'issuer', 'serial_number', 'key_type',
+  'id', 'tenant_id', 'device_id', 'fingerprint_sha256', 'common_name', 'issuer', 'ca_id', 'serial_number', 'key_type',
   'status', 'not_before', 'not_after', 'revoked_at', 'revoked_reason', 'scheduled_revoke_at', 'created_at', 'updated_at',
 ] as const;
 

@@ -61,6 +61,7 @@ function tenantRepositories(tx: Queryable): TenantRepositories {
       markRevoked: (id, reason, at) => certificates.markRevoked(tx, id, reason, at),
       countExpiringWithin: (now, windowsDays, tenantId) => fleetStats.countExpiringWithin(tx, now, windowsDays, tenantId),
       fleetOverview: (now, weeks, revocations) => fleetStats.readFleetOverview(tx, now, weeks, revocations),
+      activeCertificatesByCa: (tenantId, caIds, now) => fleetStats.activeCertificatesByCa(tx, tenantId, caIds, now),
     },
     rotations: {
       scheduleRevocation: (s) => rotations.scheduleRevocation(tx, s),

@@ -29,7 +29,6 @@ import type { DeviceRecord } from '../../src/domain/device.ts';
 
 interface Row extends CertificateWithPem {
   spki_sha256: string;
-  ca_id?: string | null;
 }
 
 interface RotationRow {

@@ -103,6 +103,7 @@ const CUSTOMER_LINKS = [
 ] as const;
 const OPERATOR_LINKS = [
   ['/operator/overview', 'Fleet overview'],
+  ['/operator/devices', 'All devices'],
   ['/operator/certificates', 'All certificates'],
   ['/operator/cas', 'Certificate authorities'],
   ['/operator/alerts', 'All alerts'],
@@ -179,13 +180,13 @@ function Route({ path, query, customer, operator }: { path: string; query: URLSe
     case '/fleet':
       return <FleetView query={query} />;
     case '/alerts':
-      return <AlertsView scope="customer" />;
+      return <AlertsView scope="customer" query={query} />;
     case '/crl':
       return <CrlView scope="customer" />;
     case '/webhooks':
       return <WebhooksView />;
     case '/audit':
-      return <AuditView scope="customer" />;
+      return <AuditView scope="customer" query={query} />;
     default:
       return <Denied what={`There is no page at ${path}.`} />;
   }

@@ -1,5 +1,6 @@
 import type { ComponentChildren } from 'preact';
 import { useCallback, useEffect, useId, useRef, useState } from 'preact/hooks';
+import type { UrlPager } from './router';
 
 export const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
@@ -218,20 +219,8 @@ export function ConfirmAction(props: {
   );
 }
 
-/** Keyset paging: a stack of the cursors that led to the current page. */
-export function usePager(reset: unknown[]) {
-  const [stack, setStack] = useState<string[]>([]);
-  useEffect(() => setStack([]), reset);
-  return {
-    cursor: stack[stack.length - 1],
-    page: stack.length + 1,
-    next: (cursor: string) => setStack((s) => [...s, cursor]),
-    previous: () => setStack((s) => s.slice(0, -1)),
-    first: () => setStack([]),
-  };
-}
-
-export function Pager(props: { pager: ReturnType<typeof usePager>; nextCursor: string | null | undefined; label: string }) {
+/** First, Previous, the page number, Next: a list's keyset pages (their cursors are in the URL, see urlPager). */
+export function Pager(props: { pager: UrlPager; nextCursor: string | null | undefined; label: string }) {
   const { pager, nextCursor } = props;
   return (
     <nav aria-label={`${props.label} pages`} class="pager">

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { CA_KINDS, PUBLISHED_CA_STATUSES } from '../../domain/ca.ts';
 import { CERTIFICATE_STATUSES } from '../../domain/certificate.ts';
 import type { CrlStatus } from '../../app/get-crl-status.ts';
 import type { UseCases } from '../../app/use-cases.ts';
@@ -64,7 +65,7 @@ const counts = (keys: readonly string[]) => ({ type: 'object', required: [...key
 const fleetOverview = {
   200: {
     type: 'object',
-    required: ['generated_at', 'tenants', 'expiring_per_week', 'overdue', 'recent_revocations', 'crl'],
+    required: ['generated_at', 'tenants', 'expiring_per_week', 'overdue', 'recent_revocations', 'crl', 'crls'],
     properties: {
       generated_at: { type: 'string', format: 'date-time' },
       tenants: {
@@ -87,8 +88,30 @@ const fleetOverview = {
       },
       crl: {
         type: 'object',
+        description: "the default (global active) CA's CRL, /pki/crl",
         required: ['crl_number', 'this_update', 'age_seconds'],
         properties: { crl_number: { type: 'string' }, this_update: nullable('string', { format: 'date-time' }), age_seconds: nullable('integer') },
+      },
+      crls: {
+        type: 'array',
+        description: 'the latest CRL of every CA whose CRL is published (staged, active, retiring; roots included), each with its own number series',
+        items: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['ca_id', 'subject', 'status', 'kind', 'tenant_id', 'crl_number', 'this_update', 'next_update', 'age_seconds', 'entries'],
+          properties: {
+            ca_id: { type: 'string' },
+            subject: { type: 'string' },
+            status: { type: 'string', enum: [...PUBLISHED_CA_STATUSES] },
+            kind: { type: 'string', enum: [...CA_KINDS] },
+            tenant_id: nullable('string'),
+            crl_number: nullable('string', { description: 'decimal; null: none stored yet' }),
+            this_update: nullable('string', { format: 'date-time' }),
+            next_update: nullable('string', { format: 'date-time' }),
+            age_seconds: nullable('integer'),
+            entries: nullable('integer'),
+          },
+        },
       },
     },
   },
@@ -101,7 +124,7 @@ export function operatorOverviewRoutes(useCases: UseCases, getCrlStatus: () => P
       {
         schema: {
           tags: ['operator'],
-          summary: 'Fleet overview: devices and certificates by tenant and status, expiring per week for the next quarter, recent revocations, CRL number and age',
+          summary: "Fleet overview: devices and certificates by tenant and status, expiring per week for the next quarter, recent revocations, each CA's CRL number and age",
           response: fleetOverview,
         },
       },

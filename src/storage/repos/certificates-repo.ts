@@ -5,7 +5,7 @@ import { iso, isoOrNull } from '../rows.ts';
 import { createFilter, planKeysetPages } from '../sql-filter.ts';
 import { certificateKinds, countedRows } from './row-counts-repo.ts';
 
-const COLUMNS = `c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.issuer, c.serial_number,
+const COLUMNS = `c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.issuer, c.ca_id, c.serial_number,
          c.key_type, c.status, c.not_before, c.not_after, c.revoked_at, c.revoked_reason,
          c.created_at, c.updated_at`;
 
@@ -21,6 +21,7 @@ export const toCertificate = (r: Record<string, unknown>): CertificateRecord => 
   fingerprint_sha256: String(r.fingerprint_sha256),
   common_name: String(r.common_name),
   issuer: String(r.issuer),
+  ca_id: (r.ca_id as string | null | undefined) ?? null,
   serial_number: String(r.serial_number),
   key_type: String(r.key_type),
   status: r.status as CertificateStatus,
@@ -40,6 +41,7 @@ const newCertificateRecord = (id: number, c: NewCertificate): CertificateRecord 
   fingerprint_sha256: c.fingerprint,
   common_name: c.commonName,
   issuer: c.issuer,
+  ca_id: c.caId ?? null,
   serial_number: c.serialNumber,
   key_type: c.keyType,
   status: 'ACTIVE',

@@ -69,6 +69,22 @@ export async function countExpiringWithin(tx: Queryable, now: Date, windowsDays:
 }
 
 /**
+ * A tenant's unexpired ACTIVE certificates per CA record, each counted through the partial index
+ * (ca_id, tenant_id, not_after) WHERE ACTIVE (an index range per CA, never the tenant's whole table);
+ * under a tenant transaction RLS applies as well.
+ */
+export async function activeCertificatesByCa(tx: Queryable, tenantId: string, caIds: string[], now: Date): Promise<Record<string, number>> {
+  if (caIds.length === 0) return {};
+  const { rows } = await tx.query<{ ca_id: string; n: string }>(
+    `SELECT w.ca_id, (SELECT count(*) FROM device_certificates c
+                      WHERE c.ca_id = w.ca_id AND c.tenant_id = $1 AND c.status = 'ACTIVE' AND c.not_after > $2)::int8::text AS n
+     FROM unnest($3::text[]) AS w(ca_id)`,
+    [tenantId, now, caIds],
+  );
+  return Object.fromEntries(rows.map((r) => [r.ca_id, Number(r.n)]));
+}
+
+/**
  * The operator's overview: per-tenant counts from the counters (migration 012, no row is read),
  * ACTIVE certificates expiring per week through the partial expiry index (only the quarter's
  * range), and the latest revocations.

@@ -545,6 +545,59 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/customer/cas": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The Device CAs that hold the tenant's active certificates, and the one that signs its new certificates (read-only; certificates name theirs in ca_id) */
+        get: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody?: never;
+            responses: {
+                /** @description Default Response */
+                200: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            cas: {
+                                /** @description the tenant's unexpired ACTIVE certificates it signed */
+                                active_certificates: number;
+                                id: string;
+                                /** Format: date-time */
+                                not_after: string;
+                                /** Format: date-time */
+                                not_before: string;
+                                /** @description the CA that signs the tenant's new certificates and renewals now */
+                                signs_new_certificates: boolean;
+                                /** @enum {string} */
+                                status: "staged" | "active" | "retiring" | "retired" | "revoked";
+                                subject: string;
+                                /** @description null: the global scope; else the tenant's own CA */
+                                tenant_id: string | null;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/customer/certificates": {
         parameters: {
             query?: never;
@@ -3195,7 +3248,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Fleet overview: devices and certificates by tenant and status, expiring per week for the next quarter, recent revocations, CRL number and age */
+        /** Fleet overview: devices and certificates by tenant and status, expiring per week for the next quarter, recent revocations, each CA's CRL number and age */
         get: {
             parameters: {
                 query?: never;
@@ -3212,12 +3265,31 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
+                            /** @description the default (global active) CA's CRL, /pki/crl */
                             crl: {
                                 age_seconds: number | null;
                                 crl_number: string;
                                 /** Format: date-time */
                                 this_update: string | null;
                             };
+                            /** @description the latest CRL of every CA whose CRL is published (staged, active, retiring; roots included), each with its own number series */
+                            crls: {
+                                age_seconds: number | null;
+                                ca_id: string;
+                                /** @description decimal; null: none stored yet */
+                                crl_number: string | null;
+                                entries: number | null;
+                                /** @enum {string} */
+                                kind: "issuing" | "root";
+                                /** Format: date-time */
+                                next_update: string | null;
+                                /** @enum {string} */
+                                status: "staged" | "active" | "retiring";
+                                subject: string;
+                                tenant_id: string | null;
+                                /** Format: date-time */
+                                this_update: string | null;
+                            }[];
                             /** @description ACTIVE certificates expiring in each of the next 13 weeks (week_start: now + 7 days × i) */
                             expiring_per_week: {
                                 certificates: number;
@@ -4016,6 +4088,8 @@ export interface components {
             total: number;
         };
         Certificate: {
+            /** @description the Device CA that signed it (GET /api/v1/customer/cas, /api/v1/operator/cas/{id}); null: not known (an imported certificate of no CA record) */
+            ca_id: string | null;
             /** @description tenant/device */
             common_name: string;
             /** Format: date-time */
@@ -4057,6 +4131,8 @@ export interface components {
             total: number;
         };
         CertificateWithPem: {
+            /** @description the Device CA that signed it (GET /api/v1/customer/cas, /api/v1/operator/cas/{id}); null: not known (an imported certificate of no CA record) */
+            ca_id: string | null;
             cert_pem: string;
             /** @description tenant/device */
             common_name: string;

@@ -3,32 +3,44 @@ import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
 import type { components } from '../api/schema';
 import { SEVERITY_NAMES, plural, when } from '../format';
-import { ConfirmAction, FilterForm, Loading, Outcome, Pager, useLoad, usePager } from '../ui';
+import { changedQuery, navigate, urlPager } from '../router';
+import { ConfirmAction, FilterForm, Loading, Outcome, Pager, useLoad } from '../ui';
+import { TenantSelect, useTenants } from './tenants';
 
 type Alert = components['schemas']['Alert'];
 type AlertStatus = Alert['status'];
-interface Filters {
-  type?: string;
-  status?: AlertStatus;
-  /** OPEN and ACKNOWLEDGED: the default, so an acknowledged alert stays in view. */
-  unresolved?: boolean;
-  min_severity?: number;
-  tenant_id?: string;
-}
+
+/** The status filter's default (OPEN and ACKNOWLEDGED), so an acknowledged alert stays in view; `any` shows every status. */
+const UNRESOLVED = 'unresolved';
+const ANY = 'any';
+
+/** The filters in the URL (#/alerts?type=CERT_EXPIRING&min_severity=4&status=any): a link or a reload shows the same alerts, on the same page. */
+const FILTER_KEYS = ['tenant_id', 'type', 'min_severity', 'status'] as const;
+type Filters = Partial<Record<(typeof FILTER_KEYS)[number], string>>;
+const filtersOf = (query: URLSearchParams): Filters => Object.fromEntries(FILTER_KEYS.map((k) => [k, query.get(k) ?? undefined]).filter(([, v]) => v));
 
 /** Alerts: filter by type, severity and status; acknowledge and close. Operators see every tenant and the system alerts. */
-export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
-  const [filters, setFilters] = useState<Filters>({ unresolved: true });
+export function AlertsView({ scope, query }: { scope: 'customer' | 'operator'; query: URLSearchParams }) {
+  const path = scope === 'operator' ? '/operator/alerts' : '/alerts';
+  const filters = filtersOf(query);
   const [refresh, setRefresh] = useState(0);
   // The last action's outcome, outside the table: the refreshed list may no longer hold the row.
   const [outcome, setOutcome] = useState<{ result: ComponentChildren; error: string | null }>({ result: null, error: null });
-  const pager = usePager([filters]);
+  const pager = urlPager(query, 'cursor', (changes) => navigate(path, changedQuery(query, changes)));
+  const tenants = useTenants(scope === 'operator');
   const page = useLoad(() => {
-    const query = { ...filters, limit: 25, cursor: pager.cursor };
+    const status = filters.status ?? UNRESOLVED;
+    const q = {
+      type: filters.type,
+      min_severity: filters.min_severity ? Number(filters.min_severity) : undefined,
+      ...(status === UNRESOLVED ? { unresolved: true } : status === ANY ? {} : { status: status as AlertStatus }),
+      limit: 25,
+      cursor: pager.cursor,
+    };
     return scope === 'customer'
-      ? call(client.GET('/api/v1/customer/alerts', { params: { query } }))
-      : call(client.GET('/api/v1/operator/alerts', { params: { query } }));
-  }, [scope, filters, pager.cursor, refresh]);
+      ? call(client.GET('/api/v1/customer/alerts', { params: { query: q } }))
+      : call(client.GET('/api/v1/operator/alerts', { params: { query: { ...q, tenant_id: filters.tenant_id } } }));
+  }, [scope, JSON.stringify(filters), pager.cursor, refresh]);
   const act = async (a: Alert, verb: 'acknowledge' | 'close') => {
     const params = { params: { path: { id: a.id } }, body: {} };
     if (scope === 'customer') {
@@ -42,7 +54,13 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
   return (
     <section aria-labelledby="alerts-heading">
       <h1 id="alerts-heading">{scope === 'operator' ? 'Alerts of every tenant' : 'Alerts'}</h1>
-      <AlertFilters operator={scope === 'operator'} initial={filters} onApply={setFilters} />
+      <AlertFilters
+        key={JSON.stringify(filters)}
+        operator={scope === 'operator'}
+        tenants={tenants}
+        initial={filters}
+        onApply={(f) => navigate(path, { ...f, status: f.status === UNRESOLVED ? undefined : f.status })}
+      />
       <Outcome result={outcome.result} error={outcome.error} />
       <Loading loading={page.loading && !page.data} error={page.error} />
       {page.data ? (
@@ -113,31 +131,14 @@ export function AlertsView({ scope }: { scope: 'customer' | 'operator' }) {
   );
 }
 
-const UNRESOLVED = 'unresolved';
-
-function AlertFilters(props: { operator: boolean; initial: Filters; onApply: (f: Filters) => void }) {
+function AlertFilters(props: { operator: boolean; tenants: string[]; initial: Filters; onApply: (f: Filters) => void }) {
   const [type, setType] = useState(props.initial.type ?? '');
-  const [status, setStatus] = useState<string>(props.initial.unresolved ? UNRESOLVED : (props.initial.status ?? ''));
-  const [severity, setSeverity] = useState('');
-  const [tenant, setTenant] = useState('');
+  const [status, setStatus] = useState<string>(props.initial.status ?? UNRESOLVED);
+  const [severity, setSeverity] = useState(props.initial.min_severity ?? '');
+  const [tenant, setTenant] = useState(props.initial.tenant_id ?? '');
   return (
-    <FilterForm
-      label="Filter alerts"
-      onApply={() => {
-        props.onApply({
-          ...(type ? { type } : {}),
-          ...(status === UNRESOLVED ? { unresolved: true } : status ? { status: status as AlertStatus } : {}),
-          ...(severity ? { min_severity: Number(severity) } : {}),
-          ...(props.operator && tenant.trim() ? { tenant_id: tenant.trim() } : {}),
-        });
-      }}
-    >
-      {props.operator ? (
-        <label>
-          Tenant (<code>__system__</code> for system alerts)
-          <input name="tenant_id" value={tenant} onInput={(e) => setTenant(e.currentTarget.value)} />
-        </label>
-      ) : null}
+    <FilterForm label="Filter alerts" onApply={() => props.onApply({ ...(props.operator ? { tenant_id: tenant } : {}), type, min_severity: severity, status })}>
+      {props.operator ? <TenantSelect name="tenant_id" tenants={props.tenants} value={tenant} onChange={setTenant} system /> : null}
       <label>
         Type
         <select name="type" value={type} onChange={(e) => setType(e.currentTarget.value)}>
@@ -167,7 +168,7 @@ function AlertFilters(props: { operator: boolean; initial: Filters; onApply: (f:
         Status
         <select name="status" value={status} onChange={(e) => setStatus(e.currentTarget.value)}>
           <option value={UNRESOLVED}>Open or acknowledged</option>
-          <option value="">Any</option>
+          <option value={ANY}>Any</option>
           <option>OPEN</option>
           <option>ACKNOWLEDGED</option>
           <option>CLOSED</option>

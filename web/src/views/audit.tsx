@@ -1,15 +1,14 @@
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
 import { when } from '../format';
-import { FilterForm, Loading, Pager, useLoad, usePager } from '../ui';
+import { changedQuery, navigate, urlPager } from '../router';
+import { FilterForm, Loading, Pager, useLoad } from '../ui';
+import { TenantSelect, useTenants } from './tenants';
 
-interface Filters {
-  action?: string;
-  target_type?: string;
-  target_id?: string;
-  actor?: string;
-  tenant_id?: string;
-}
+/** The filters in the URL (#/audit?action=certificate.revoked&actor=ops): a link or a reload shows the same events, on the same page. */
+const FILTER_KEYS = ['tenant_id', 'action', 'target_type', 'target_id', 'actor'] as const;
+type Filters = Partial<Record<(typeof FILTER_KEYS)[number], string>>;
+const filtersOf = (query: URLSearchParams): Filters => Object.fromEntries(FILTER_KEYS.map((k) => [k, query.get(k) ?? undefined]).filter(([, v]) => v));
 
 const FIELDS = [
   ['action', 'Action'],
@@ -18,32 +17,22 @@ const FIELDS = [
   ['actor', 'Actor'],
 ] as const;
 
-/** The audit log (GET /audit-events): newest first, filter by action, target and actor (and tenant for operators). */
-export function AuditView({ scope }: { scope: 'customer' | 'operator' }) {
-  const [filters, setFilters] = useState<Filters>({});
-  const [draft, setDraft] = useState<Filters>({});
-  const pager = usePager([filters]);
+/** The audit log (GET /audit-events): newest first, filter by action, target and actor (and tenant for operators, with the picker). */
+export function AuditView({ scope, query }: { scope: 'customer' | 'operator'; query: URLSearchParams }) {
+  const path = scope === 'operator' ? '/operator/audit' : '/audit';
+  const filters = filtersOf(query);
+  const tenants = useTenants(scope === 'operator');
+  const pager = urlPager(query, 'cursor', (changes) => navigate(path, changedQuery(query, changes)));
   const page = useLoad(() => {
-    const query = { ...filters, limit: 50, cursor: pager.cursor };
+    const q = { ...filters, limit: 50, cursor: pager.cursor };
     return scope === 'customer'
-      ? call(client.GET('/api/v1/customer/audit-events', { params: { query } }))
-      : call(client.GET('/api/v1/operator/audit-events', { params: { query } }));
-  }, [scope, filters, pager.cursor]);
-  const fields = scope === 'operator' ? ([['tenant_id', 'Tenant'], ...FIELDS] as const) : FIELDS;
+      ? call(client.GET('/api/v1/customer/audit-events', { params: { query: { ...q, tenant_id: undefined } } }))
+      : call(client.GET('/api/v1/operator/audit-events', { params: { query: q } }));
+  }, [scope, JSON.stringify(filters), pager.cursor]);
   return (
     <section aria-labelledby="audit-heading">
       <h1 id="audit-heading">{scope === 'operator' ? 'Audit log of every tenant' : 'Audit log'}</h1>
-      <FilterForm
-        label="Filter the audit log"
-        onApply={() => setFilters(Object.fromEntries(Object.entries(draft).filter(([, v]) => v && v.trim()).map(([k, v]) => [k, v!.trim()])))}
-      >
-        {fields.map(([name, label]) => (
-          <label key={name}>
-            {label}
-            <input name={name} value={draft[name] ?? ''} onInput={(e) => setDraft({ ...draft, [name]: e.currentTarget.value })} />
-          </label>
-        ))}
-      </FilterForm>
+      <AuditFilters key={JSON.stringify(filters)} operator={scope === 'operator'} tenants={tenants} initial={filters} onApply={(f) => navigate(path, f)} />
       <Loading loading={page.loading && !page.data} error={page.error} />
       {page.data ? (
         <>
@@ -93,5 +82,20 @@ export function AuditView({ scope }: { scope: 'customer' | 'operator' }) {
         </>
       ) : null}
     </section>
+  );
+}
+
+function AuditFilters(props: { operator: boolean; tenants: string[]; initial: Filters; onApply: (f: Filters) => void }) {
+  const [draft, setDraft] = useState<Filters>(props.initial);
+  return (
+    <FilterForm label="Filter the audit log" onApply={() => props.onApply(Object.fromEntries(Object.entries(draft).map(([k, v]) => [k, v?.trim()])))}>
+      {props.operator ? <TenantSelect name="tenant_id" tenants={props.tenants} value={draft.tenant_id ?? ''} onChange={(v) => setDraft({ ...draft, tenant_id: v })} system /> : null}
+      {FIELDS.map(([name, label]) => (
+        <label key={name}>
+          {label}
+          <input name={name} value={draft[name] ?? ''} onInput={(e) => setDraft({ ...draft, [name]: e.currentTarget.value })} />
+        </label>
+      ))}
+    </FilterForm>
   );
 }

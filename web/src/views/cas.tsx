@@ -11,6 +11,7 @@ type CaList = paths['/api/v1/operator/cas']['get']['responses'][200]['content'][
 export type Ca = CaList['cas'][number];
 type CreateBody = NonNullable<paths['/api/v1/operator/cas']['post']['requestBody']>['content']['application/json'];
 type KeyType = NonNullable<CreateBody['key_type']>;
+type CaKind = NonNullable<CreateBody['kind']>;
 
 /** The key types the API accepts for a new CA: its own OpenAPI schema is the one source. */
 const CA_KEY_TYPES = openapiPaths['/api/v1/operator/cas'].post.requestBody.content['application/json'].schema.properties.key_type.enum as KeyType[];
@@ -76,6 +77,7 @@ export function CaTable(props: { cas: Ca[]; caption: string; busy?: boolean; com
             <tr key={ca.id} data-status={ca.status}>
               <td data-label="CA" class="wrap">
                 <a href={caHref(ca.id)}>{ca.subject}</a>
+                {ca.kind === 'root' ? <small> (root)</small> : ca.parent_id ? <small> (intermediate)</small> : null}
               </td>
               <td data-label="Status">
                 <CaStatus status={ca.status} />
@@ -103,9 +105,13 @@ function CaList({ tenants }: { tenants: string[] }) {
   const [outcome, setOutcome] = useState<ActionOutcome>({ result: null, error: null });
   const staged = (ca: Ca, how: string): ComponentChildren => {
     list.reload();
+    const what =
+      ca.kind === 'root'
+        ? `Root CA ${ca.id} ${how} (active: signs intermediates and its CRL, never a device certificate).`
+        : `CA ${ca.id} ${how}${ca.parent_id ? `, signed by root ${ca.parent_id}` : ''} (staged: published, not yet signing).`;
     return (
       <>
-        CA {ca.id} {how} (staged: published, not yet signing). <a href={caHref(ca.id)}>Open CA {ca.subject}</a>
+        {what} <a href={caHref(ca.id)}>Open CA {ca.subject}</a>
       </>
     );
   };
@@ -127,7 +133,7 @@ function CaList({ tenants }: { tenants: string[] }) {
         <Outcome result={outcome.result} error={outcome.error} />
       </div>
       <div class="grid actions-grid">
-        <StageCa tenants={tenants} onOutcome={setOutcome} onStaged={(ca) => staged(ca, 'staged with a new key')} />
+        <StageCa tenants={tenants} cas={list.data?.cas ?? []} onOutcome={setOutcome} onStaged={(ca) => staged(ca, ca.kind === 'root' ? 'created with a new key' : 'staged with a new key')} />
         <ImportCa tenants={tenants} onOutcome={setOutcome} onImported={(ca) => staged(ca, 'imported')} />
       </div>
     </>
@@ -150,11 +156,23 @@ function ScopeSelect(props: { name: string; tenants: string[]; value: string; on
   );
 }
 
-function StageCa(props: { tenants: string[]; onOutcome: (o: ActionOutcome) => void; onStaged: (ca: Ca) => ComponentChildren }) {
+/**
+ * Stage a CA with a key certfleet generates: a self-signed issuing CA, an intermediate signed by an
+ * active certfleet root of the same scope (parent_id), or a root (kind root: in service at once,
+ * signs intermediates only) — the CLI's `ca create`, `--parent`, `--root`.
+ */
+function StageCa(props: { tenants: string[]; cas: Ca[]; onOutcome: (o: ActionOutcome) => void; onStaged: (ca: Ca) => ComponentChildren }) {
   const [tenant, setTenant] = useState('');
+  const [kind, setKind] = useState<CaKind>('issuing');
+  const [parentId, setParentId] = useState('');
   const [keyType, setKeyType] = useState<KeyType>(CA_KEY_TYPES[0] ?? 'ec-p256');
   const [commonName, setCommonName] = useState('');
   const [keyUri, setKeyUri] = useState('');
+  // The roots that can sign an intermediate of the chosen scope: active, global or of that tenant.
+  const roots = props.cas.filter((c) => c.kind === 'root' && c.status === 'active' && (c.tenant_id === null || c.tenant_id === (tenant || null)));
+  const parent = kind === 'issuing' ? roots.find((r) => r.id === parentId) : undefined;
+  const scope = <strong>{tenant ? `tenant ${tenant}` : 'global'}</strong>;
+  const where = keyUri.trim() ? `in the token at ${keyUri.trim()}` : 'under CA_KEY_DIR';
   return (
     <section aria-labelledby="stage-ca-heading">
       <h2 id="stage-ca-heading" class="h4">
@@ -163,18 +181,52 @@ function StageCa(props: { tenants: string[]; onOutcome: (o: ActionOutcome) => vo
       <ActionForm
         label="Stage CA"
         onOutcome={props.onOutcome}
-        question={() => (
-          <p>
-            Generate a {keyType} key {keyUri.trim() ? `in the token at ${keyUri.trim()}` : 'under CA_KEY_DIR'} and stage a CA for the{' '}
-            <strong>{tenant ? `tenant ${tenant}` : 'global'}</strong> scope? It is published to brokers and devices at once and signs nothing until activated.
-          </p>
-        )}
+        question={() =>
+          kind === 'root' ? (
+            <p>
+              Generate a {keyType} key {where} and create a <strong>root CA</strong> for the {scope} scope? It is in service at once (published to brokers and devices): it signs intermediates
+              and its CRL, never a device certificate.
+            </p>
+          ) : (
+            <p>
+              Generate a {keyType} key {where} and stage {parent ? <>an intermediate CA signed by the root <strong>{parent.subject}</strong></> : 'a self-signed CA'} for the {scope} scope? It is
+              published to brokers and devices at once and signs nothing until activated.
+            </p>
+          )
+        }
         run={async () => {
-          const body: CreateBody = { key_type: keyType, tenant_id: tenant || null, ...(commonName.trim() ? { common_name: commonName.trim() } : {}), ...(keyUri.trim() ? { key_uri: keyUri.trim() } : {}) };
+          const body: CreateBody = {
+            key_type: keyType,
+            tenant_id: tenant || null,
+            ...(kind === 'root' ? { kind: 'root' as const } : parent ? { parent_id: parent.id } : {}),
+            ...(commonName.trim() ? { common_name: commonName.trim() } : {}),
+            ...(keyUri.trim() ? { key_uri: keyUri.trim() } : {}),
+          };
           return props.onStaged(await call(client.POST('/api/v1/operator/cas', { body })));
         }}
       >
         <ScopeSelect name="stage_tenant_id" tenants={props.tenants} value={tenant} onChange={setTenant} />
+        <label>
+          Kind
+          <select name="kind" value={kind} onChange={(e) => setKind(e.currentTarget.value as CaKind)}>
+            <option value="issuing">Issuing CA (signs device certificates)</option>
+            <option value="root">Root CA (signs intermediates only)</option>
+          </select>
+        </label>
+        {kind === 'issuing' ? (
+          <label>
+            Signed by
+            <select name="parent_id" value={parent ? parentId : ''} onChange={(e) => setParentId(e.currentTarget.value)} aria-describedby="parent-help">
+              <option value="">Itself (self-signed)</option>
+              {roots.map((r) => (
+                <option key={r.id} value={r.id}>
+                  Root {r.subject}
+                </option>
+              ))}
+            </select>
+            <small id="parent-help">{roots.length ? 'An intermediate is trusted through its root.' : 'No active root CA can sign here yet: create a root first.'}</small>
+          </label>
+        ) : null}
         <label>
           Key type
           <select name="key_type" value={keyType} onChange={(e) => setKeyType(e.currentTarget.value as KeyType)}>
@@ -248,6 +300,8 @@ function ImportCa(props: { tenants: string[]; onOutcome: (o: ActionOutcome) => v
 /** Fields of a CA record this console knows; any other (a newer server's) is still shown, as text. */
 const KNOWN_FIELDS = new Set([
   'id',
+  'kind',
+  'parent_id',
   'status',
   'tenant_id',
   'subject',
@@ -270,6 +324,9 @@ const fieldText = (v: unknown) => (v === null || v === undefined ? '—' : typeo
 function CaDetail({ id }: { id: string }) {
   const heading = useRef<HTMLHeadingElement>(null);
   const shown = useLoad(() => call(client.GET('/api/v1/operator/cas/{id}', { params: { path: { id } } })), [id]);
+  // A root's intermediates (the list names each CA's parent).
+  const all = useLoad(() => call(client.GET('/api/v1/operator/cas')), [id, shown.data]);
+  const children = all.data?.cas.filter((c) => c.parent_id === id) ?? [];
   const [outcome, setOutcome] = useState<ActionOutcome>({ result: null, error: null });
   const d = shown.data;
   useEffect(() => {
@@ -293,6 +350,33 @@ function CaDetail({ id }: { id: string }) {
             </dd>
             <dt>Scope</dt>
             <dd>{scopeOf(d.ca)}</dd>
+            <dt>Kind</dt>
+            <dd class="ca-kind">
+              {d.ca.kind === 'root' ? (
+                'root (signs intermediates and its CRL, never a device certificate)'
+              ) : d.ca.parent_id ? (
+                <>
+                  intermediate, signed by the root <a href={caHref(d.ca.parent_id)}>{all.data?.cas.find((c) => c.id === d.ca.parent_id)?.subject ?? d.ca.parent_id}</a>
+                </>
+              ) : (
+                'issuing, self-signed'
+              )}
+            </dd>
+            {d.ca.kind === 'root' ? (
+              <>
+                <dt>Intermediates</dt>
+                <dd class="wrap">
+                  {children.length === 0
+                    ? 'none yet'
+                    : children.map((c, i) => (
+                        <Fragment key={c.id}>
+                          {i > 0 ? ', ' : null}
+                          <a href={caHref(c.id)}>{c.subject}</a> ({c.status})
+                        </Fragment>
+                      ))}
+                </dd>
+              </>
+            ) : null}
             <dt>ID</dt>
             <dd>
               <code>{d.ca.id}</code>
@@ -342,7 +426,7 @@ function CaDetail({ id }: { id: string }) {
               .map(([k, v]) => (
                 <Fragment key={k}>
                   <dt>{fieldLabel(k)}</dt>
-                  <dd class="wrap">{k === 'parent_id' && typeof v === 'string' ? <a href={caHref(v)}>{v}</a> : fieldText(v)}</dd>
+                  <dd class="wrap">{fieldText(v)}</dd>
                 </Fragment>
               ))}
           </dl>
@@ -403,7 +487,8 @@ function CaActions(props: { ca: Ca; outcome: ActionOutcome; onOutcome: (o: Actio
   const path = { id: ca.id };
   const [refused, setRefused] = useState(false);
   const [forceReason, setForceReason] = useState('');
-  const retirable = ca.status === 'staged' || ca.status === 'retiring';
+  // A root is in service from its creation: it retires from active (once none of its intermediates is published).
+  const retirable = ca.status === 'staged' || ca.status === 'retiring' || (ca.kind === 'root' && ca.status === 'active');
   const outcome = (o: ActionOutcome) => {
     if (o.error === null) setRefused(false);
     props.onOutcome(o);

@@ -13,10 +13,18 @@ const KEY_WARNING =
 
 /**
  * Issue, rotate, confirm or cancel a rotation, revoke: each asks for confirmation; the latest
- * outcome replaces the one before, on one line above the actions. `certificates` are all the
- * device's certificates, as last loaded.
+ * outcome replaces the one before, on one line above the actions (and replaces the page's other
+ * outcomes, such as "Device X registered"). `certificates` are all the device's certificates, as last loaded.
  */
-export function DeviceActions(props: { deviceId: string; rotation: PendingRotation | null; certificates: Certificate[]; onChanged: () => void }) {
+export function DeviceActions(props: {
+  deviceId: string;
+  rotation: PendingRotation | null;
+  certificates: Certificate[];
+  onChanged: () => void;
+  /** The page's latest outcome of an action on this device (the page keeps one: registering a device replaces it too). */
+  outcome: ActionOutcome;
+  onOutcome: (o: ActionOutcome) => void;
+}) {
   const id = props.deviceId;
   const path = { device_id: id };
   // The one place the private key lives: component state, gone when hidden or when the page is left.
@@ -28,7 +36,7 @@ export function DeviceActions(props: { deviceId: string; rotation: PendingRotati
   const [grace, setGrace] = useState('24');
   const [rotateKeyType, setRotateKeyType] = useState<KeyType>('ec-p256');
   const [reason, setReason] = useState<string>('cessationOfOperation');
-  const [outcome, setOutcome] = useState<ActionOutcome>({ result: null, error: null });
+  const { outcome, onOutcome: setOutcome } = props;
 
   // A key whose certificate is no longer valid (a cancelled rotation, a revocation) is worth
   // nothing: it is discarded rather than offered for download.

@@ -1,47 +1,95 @@
+import type { ComponentChildren } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { ApiError, call, client } from '../api/client';
 import type { components, paths } from '../api/schema';
-import { navigate, routeHref } from '../router';
+import { changedQuery, navigate, routeHref, urlPager, type QueryValues } from '../router';
 import { daysLeft, plural, timeLeft, when } from '../format';
-import { ActionForm, FilterForm, Loading, Pager, useLoad, usePager } from '../ui';
+import { ActionForm, FilterForm, Loading, Outcome, Pager, useLoad, type ActionOutcome } from '../ui';
 import { CertificateTable } from './certificate-table';
 import { DeviceActions } from './device-actions';
 import { ExpiryChart } from './expiry-chart';
+import { TenantSelect } from './tenants';
 
 type Status = components['schemas']['Certificate']['status'];
 type DeviceSummary = components['schemas']['DeviceSummary'];
-type DeviceQuery = NonNullable<paths['/api/v1/customer/devices']['get']['parameters']['query']>;
+type DeviceQuery = NonNullable<paths['/api/v1/operator/devices']['get']['parameters']['query']>;
 
-/** The device search in the URL (#/fleet?...): a link or a reload shows the same devices and the same open device. */
-const SEARCH_KEYS = ['id_prefix', 'site_id', 'certificate_status', 'expiring_within_days', 'rotation', 'ca_id', 'sort'] as const;
-type Search = Partial<Record<(typeof SEARCH_KEYS)[number] | 'device', string>>;
-const searchOf = (query: URLSearchParams): Search => Object.fromEntries([...SEARCH_KEYS, 'device'].map((k) => [k, query.get(k) ?? undefined]).filter(([, v]) => v));
+/** A CA a picker offers (the customer's GET /cas, or the operator's issuing CAs). */
+export interface CaOption {
+  id: string;
+  subject: string;
+  status: string;
+  active_certificates: number;
+}
+
+/**
+ * The device search in the URL (#/fleet?id_prefix=...&cursor=...): a link or a reload shows the
+ * same devices, on the same page, and the same open device (`device`). The certificate list's
+ * filters and page have keys of their own (cert_…).
+ */
+const SEARCH_KEYS = ['tenant_id', 'id_prefix', 'site_id', 'certificate_status', 'expiring_within_days', 'rotation', 'ca_id', 'sort'] as const;
+type Search = Partial<Record<(typeof SEARCH_KEYS)[number], string>>;
+const searchOf = (query: URLSearchParams): Search => Object.fromEntries(SEARCH_KEYS.map((k) => [k, query.get(k) ?? undefined]).filter(([, v]) => v));
+const CERT_KEYS = { device_id: 'cert_device_id', status: 'cert_status', expiring_within_days: 'cert_expiring_within_days', ca_id: 'cert_ca_id' } as const;
+
+type Where = 'register' | 'device';
 
 /** The customer's fleet: expiry overview, device search, certificates, and one device's actions. */
 export function FleetView({ query }: { query: URLSearchParams }) {
   const [refresh, setRefresh] = useState(0);
-  const search = searchOf(query);
-  const device = search.device ?? null;
+  const device = query.get('device');
   const changed = () => setRefresh((n) => n + 1);
-  const go = (next: Search) => navigate('/fleet', next);
+  const go = (changes: QueryValues) => navigate('/fleet', changedQuery(query, changes));
+  // One outcome for the page's actions (registering a device, the open device's actions): the latest replaces the one before.
+  const [outcome, setOutcome] = useState<{ where: Where; outcome: ActionOutcome } | null>(null);
+  const report = (where: Where) => (o: ActionOutcome) => setOutcome({ where, outcome: o });
+  const shown = (where: Where) => (outcome?.where === where ? outcome.outcome : { result: null, error: null });
+  // Another device opened: the previous device's outcome is not about it.
+  useEffect(() => setOutcome((o) => (o?.where === 'device' ? null : o)), [device]);
+  const cas = useLoad(() => call(client.GET('/api/v1/customer/cas')), [refresh]);
+  const caOptions = cas.data?.cas ?? [];
   return (
     <>
       <h1>Devices &amp; certificates</h1>
       <ExpiryChart scope="customer" refresh={refresh} />
-      {device ? <DevicePanel key={device} deviceId={device} refresh={refresh} onChanged={changed} onClose={() => go({ ...search, device: undefined })} /> : null}
-      <Devices search={search} refresh={refresh} onChanged={changed} onSearch={(s) => go({ ...s, device: search.device })} onManage={(id) => go({ ...search, device: id })} />
-      <Certificates refresh={refresh} onManage={(id) => go({ ...search, device: id })} />
+      {device ? (
+        <DevicePanel key={device} deviceId={device} refresh={refresh} onChanged={changed} onClose={() => go({ device: undefined })} outcome={shown('device')} onOutcome={report('device')} cas={caOptions} />
+      ) : null}
+      <DeviceList
+        scope="customer"
+        query={query}
+        go={go}
+        refresh={refresh}
+        cas={caOptions}
+        register={<RegisterDevice query={query} outcome={shown('register')} onOutcome={report('register')} onChanged={changed} />}
+      />
+      <Certificates query={query} go={go} refresh={refresh} cas={caOptions} />
     </>
   );
 }
 
 const CERT_STATUS_LABEL: Record<DeviceSummary['certificate_status'], string> = { ACTIVE: 'active', EXPIRED: 'expired', REVOKED: 'revoked', NONE: 'no certificate' };
 
-function Devices(props: { search: Search; refresh: number; onChanged: () => void; onSearch: (s: Search) => void; onManage: (id: string) => void }) {
-  const { search } = props;
-  const pager = usePager([JSON.stringify({ ...search, device: undefined })]);
+/**
+ * The device list with its server-side search, for a tenant (`customer`: Manage opens the device
+ * on this page) or for operators (`operator`: every tenant, a tenant picker, and each device's
+ * certificates on the operator's certificate page).
+ */
+export function DeviceList(props: {
+  scope: 'customer' | 'operator';
+  query: URLSearchParams;
+  go: (changes: QueryValues) => void;
+  refresh?: number;
+  cas: CaOption[];
+  tenants?: string[];
+  register?: ComponentChildren;
+}) {
+  const { query, scope } = props;
+  const search = searchOf(query);
+  const operator = scope === 'operator';
+  const pager = urlPager(query, 'cursor', props.go);
   const devices = useLoad(() => {
-    const query: DeviceQuery = {
+    const q: DeviceQuery = {
       limit: 25,
       cursor: pager.cursor,
       id_prefix: search.id_prefix,
@@ -52,21 +100,30 @@ function Devices(props: { search: Search; refresh: number; onChanged: () => void
       sort: search.sort as DeviceQuery['sort'],
       ca_id: search.ca_id,
     };
-    return call(client.GET('/api/v1/customer/devices', { params: { query } }));
-  }, [pager.cursor, props.refresh, JSON.stringify({ ...search, device: undefined })]);
+    return operator ? call(client.GET('/api/v1/operator/devices', { params: { query: { ...q, tenant_id: search.tenant_id } } })) : call(client.GET('/api/v1/customer/devices', { params: { query: q } }));
+  }, [pager.cursor, props.refresh, JSON.stringify(search)]);
+  const columns = operator ? 7 : 6;
   return (
     <section aria-labelledby="devices-heading">
       <h2 id="devices-heading">Devices</h2>
-      <RegisterDevice onChanged={props.onChanged} onRegistered={props.onManage} />
-      <DeviceSearch key={JSON.stringify(search)} search={search} onApply={props.onSearch} />
+      {props.register}
+      <DeviceSearch
+        key={JSON.stringify(search)}
+        search={search}
+        tenants={operator ? (props.tenants ?? []) : undefined}
+        cas={props.cas}
+        // New filters start at the first page; the open device stays open.
+        onApply={(s) => props.go({ ...Object.fromEntries(SEARCH_KEYS.map((k) => [k, s[k]])), cursor: [] })}
+      />
       <Loading loading={devices.loading && !devices.data} error={devices.error} />
       {devices.data ? (
         <>
           <div class="overflow-auto stack-on-phone">
-            <table class="striped">
+            <table class="striped" aria-busy={devices.loading ? 'true' : 'false'}>
               <caption>{devices.data.total_capped ? `more than ${devices.data.total.toLocaleString('en-US')} devices` : plural(devices.data.total, 'device')}</caption>
               <thead>
                 <tr>
+                  {operator ? <th scope="col">Tenant</th> : null}
                   <th scope="col">Device</th>
                   <th scope="col">Site</th>
                   <th scope="col">Certificate</th>
@@ -78,11 +135,12 @@ function Devices(props: { search: Search; refresh: number; onChanged: () => void
               <tbody>
                 {devices.data.devices.length === 0 ? (
                   <tr>
-                    <td colSpan={6}>No devices match.</td>
+                    <td colSpan={columns}>No devices match.</td>
                   </tr>
                 ) : null}
                 {devices.data.devices.map((d) => (
-                  <tr key={d.device_id}>
+                  <tr key={`${d.tenant_id}/${d.device_id}`}>
+                    {operator ? <td data-label="Tenant">{d.tenant_id}</td> : null}
                     <td data-label="Device">{d.device_id}</td>
                     <td data-label="Site">{d.site_id ?? '—'}</td>
                     <td data-label="Certificate">
@@ -93,9 +151,20 @@ function Devices(props: { search: Search; refresh: number; onChanged: () => void
                     </td>
                     <td data-label="Rotation">{d.rotation_pending ? 'pending' : '—'}</td>
                     <td data-label="Actions">
-                      <a href={routeHref('/fleet', { ...search, device: d.device_id })} role="button" class="secondary small" aria-label={`Manage device ${d.device_id}`}>
-                        Manage
-                      </a>
+                      {operator ? (
+                        <a
+                          href={routeHref('/operator/certificates', { tenant_id: d.tenant_id, device_id: d.device_id })}
+                          role="button"
+                          class="secondary small"
+                          aria-label={`Certificates of ${d.tenant_id}/${d.device_id}`}
+                        >
+                          Certificates
+                        </a>
+                      ) : (
+                        <a href={routeHref('/fleet', changedQuery(query, { device: d.device_id }))} role="button" class="secondary small" aria-label={`Manage device ${d.device_id}`}>
+                          Manage
+                        </a>
+                      )}
                     </td>
                   </tr>
                 ))}
@@ -109,11 +178,39 @@ function Devices(props: { search: Search; refresh: number; onChanged: () => void
   );
 }
 
-function DeviceSearch(props: { search: Search; onApply: (s: Search) => void }) {
+/**
+ * The issuing-CA picker, fed by the API (a customer: its CAs; an operator: every issuing CA). A CA
+ * id the list does not hold (a link to a CA not listed any more) stays selectable.
+ */
+export function CaSelect(props: { name: string; label: string; cas: CaOption[]; value: string; onChange: (v: string) => void }) {
+  const extra = props.value && !props.cas.some((c) => c.id === props.value) ? [props.value] : [];
+  return (
+    <label>
+      {props.label}
+      <select name={props.name} value={props.value} onChange={(e) => props.onChange(e.currentTarget.value)}>
+        <option value="">Any CA</option>
+        {props.cas.map((c) => (
+          <option key={c.id} value={c.id}>
+            {c.subject} ({c.status}, {plural(c.active_certificates, 'active certificate')})
+          </option>
+        ))}
+        {extra.map((id) => (
+          <option key={id} value={id}>
+            {id}
+          </option>
+        ))}
+      </select>
+    </label>
+  );
+}
+
+function DeviceSearch(props: { search: Search; tenants?: string[]; cas: CaOption[]; onApply: (s: Search) => void }) {
   const [s, setS] = useState<Search>(props.search);
   const field = (k: keyof Search) => ({ name: k, value: s[k] ?? '', onInput: (e: Event) => setS({ ...s, [k]: (e.currentTarget as HTMLInputElement).value }) });
+  const choice = (k: keyof Search) => ({ ...field(k), onChange: (e: Event) => setS({ ...s, [k]: (e.currentTarget as HTMLSelectElement).value }) });
   return (
-    <FilterForm label="Search devices" onApply={() => props.onApply({ ...s, id_prefix: s.id_prefix?.trim(), site_id: s.site_id?.trim(), ca_id: s.ca_id?.trim() })}>
+    <FilterForm label="Search devices" onApply={() => props.onApply({ ...s, id_prefix: s.id_prefix?.trim(), site_id: s.site_id?.trim() })}>
+      {props.tenants ? <TenantSelect name="tenant_id" tenants={props.tenants} value={s.tenant_id ?? ''} onChange={(v) => setS({ ...s, tenant_id: v })} /> : null}
       <label>
         Device ID starts with
         <input type="search" pattern="[A-Za-z0-9][A-Za-z0-9._:\-]*" maxLength={128} {...field('id_prefix')} />
@@ -124,7 +221,7 @@ function DeviceSearch(props: { search: Search; onApply: (s: Search) => void }) {
       </label>
       <label>
         Certificate
-        <select {...field('certificate_status')} onChange={(e) => setS({ ...s, certificate_status: e.currentTarget.value })}>
+        <select {...choice('certificate_status')}>
           <option value="">Any</option>
           <option value="ACTIVE">active</option>
           <option value="EXPIRED">expired</option>
@@ -134,7 +231,7 @@ function DeviceSearch(props: { search: Search; onApply: (s: Search) => void }) {
       </label>
       <label>
         Expiring within
-        <select {...field('expiring_within_days')} onChange={(e) => setS({ ...s, expiring_within_days: e.currentTarget.value })}>
+        <select {...choice('expiring_within_days')}>
           <option value="">Any time</option>
           <option value="7">7 days</option>
           <option value="30">30 days</option>
@@ -143,19 +240,16 @@ function DeviceSearch(props: { search: Search; onApply: (s: Search) => void }) {
       </label>
       <label>
         Rotation
-        <select {...field('rotation')} onChange={(e) => setS({ ...s, rotation: e.currentTarget.value })}>
+        <select {...choice('rotation')}>
           <option value="">Any</option>
           <option value="pending">pending</option>
           <option value="none">none pending</option>
         </select>
       </label>
-      <label>
-        Issuing CA
-        <input type="search" pattern="ca_[0-9a-f]{1,32}" maxLength={35} placeholder="ca_…" title="A CA id (ca_…): the devices that still hold an active certificate it signed" {...field('ca_id')} />
-      </label>
+      <CaSelect name="ca_id" label="Issuing CA" cas={props.cas} value={s.ca_id ?? ''} onChange={(v) => setS({ ...s, ca_id: v })} />
       <label>
         Sort by
-        <select {...field('sort')} onChange={(e) => setS({ ...s, sort: e.currentTarget.value })}>
+        <select {...choice('sort')}>
           <option value="">Device ID</option>
           <option value="expiry">Soonest expiry</option>
         </select>
@@ -164,7 +258,7 @@ function DeviceSearch(props: { search: Search; onApply: (s: Search) => void }) {
   );
 }
 
-function RegisterDevice(props: { onChanged: () => void; onRegistered: (id: string) => void }) {
+function RegisterDevice(props: { query: URLSearchParams; outcome: ActionOutcome; onOutcome: (o: ActionOutcome) => void; onChanged: () => void }) {
   const [deviceId, setDeviceId] = useState('');
   const [siteId, setSiteId] = useState('');
   return (
@@ -174,6 +268,7 @@ function RegisterDevice(props: { onChanged: () => void; onRegistered: (id: strin
       </summary>
       <ActionForm
         label="Register device"
+        onOutcome={props.onOutcome}
         question={() => (
           <p>
             Register device <strong>{deviceId}</strong>
@@ -185,7 +280,7 @@ function RegisterDevice(props: { onChanged: () => void; onRegistered: (id: strin
           props.onChanged();
           return (
             <>
-              Device {device.device_id} registered. <a href={routeHref('/fleet', { device: device.device_id })}>Open device {device.device_id}</a>
+              Device {device.device_id} registered. <a href={routeHref('/fleet', changedQuery(props.query, { device: device.device_id }))}>Open device {device.device_id}</a>
             </>
           );
         }}
@@ -201,29 +296,45 @@ function RegisterDevice(props: { onChanged: () => void; onRegistered: (id: strin
           </label>
         </div>
       </ActionForm>
+      <Outcome result={props.outcome.result} error={props.outcome.error} />
     </details>
   );
 }
 
-function Certificates(props: { refresh: number; onManage: (id: string) => void }) {
-  const [filters, setFilters] = useState<{ device_id?: string; status?: Status; expiring_within_days?: number }>({});
-  const pager = usePager([filters]);
+function Certificates(props: { query: URLSearchParams; go: (changes: QueryValues) => void; refresh: number; cas: CaOption[] }) {
+  const { query } = props;
+  const filters: CertificateFilter = {
+    device_id: query.get(CERT_KEYS.device_id) ?? undefined,
+    status: (query.get(CERT_KEYS.status) as Status | null) ?? undefined,
+    expiring_within_days: query.get(CERT_KEYS.expiring_within_days) ? Number(query.get(CERT_KEYS.expiring_within_days)) : undefined,
+    ca_id: query.get(CERT_KEYS.ca_id) ?? undefined,
+  };
+  const pager = urlPager(query, 'cert_cursor', props.go);
   const page = useLoad(
     () => call(client.GET('/api/v1/customer/certificates', { params: { query: { ...filters, limit: 25, cursor: pager.cursor } } })),
-    [filters, pager.cursor, props.refresh],
+    [JSON.stringify(filters), pager.cursor, props.refresh],
   );
+  const apply = (f: CertificateFilter) =>
+    props.go({
+      [CERT_KEYS.device_id]: f.device_id,
+      [CERT_KEYS.status]: f.status,
+      [CERT_KEYS.expiring_within_days]: f.expiring_within_days,
+      [CERT_KEYS.ca_id]: f.ca_id,
+      cert_cursor: [],
+    });
   return (
     <section aria-labelledby="certs-heading">
       <h2 id="certs-heading">Certificates</h2>
-      <CertificateFilters onApply={setFilters} />
+      <CertificateFilters key={JSON.stringify(filters)} cas={props.cas} initial={filters} onApply={apply} />
       <Loading loading={page.loading && !page.data} error={page.error} />
       {page.data ? (
         <>
           <CertificateTable
             caption={plural(page.data.total, 'certificate')}
             certificates={page.data.certificates}
+            cas={props.cas}
             actions={(c) => (
-              <button type="button" class="secondary small" aria-label={`Manage device ${c.device_id} (certificate ${c.id})`} onClick={() => props.onManage(c.device_id)}>
+              <button type="button" class="secondary small" aria-label={`Manage device ${c.device_id} (certificate ${c.id})`} onClick={() => props.go({ device: c.device_id })}>
                 Manage
               </button>
             )}
@@ -235,10 +346,10 @@ function Certificates(props: { refresh: number; onManage: (id: string) => void }
   );
 }
 
-type CertificateFilter = { device_id?: string; status?: Status; expiring_within_days?: number; tenant_id?: string; ca_id?: string };
+export type CertificateFilter = { device_id?: string; status?: Status; expiring_within_days?: number; tenant_id?: string; ca_id?: string };
 
-/** Certificate filters; `withTenant` (operators) adds the tenant picker and the issuing CA. */
-export function CertificateFilters(props: { withTenant?: boolean; tenants?: string[]; initial?: CertificateFilter; onApply: (f: CertificateFilter) => void }) {
+/** Certificate filters: device, status, expiry window, the issuing CA (a picker fed by the API); `tenants` (operators) adds the tenant picker. */
+export function CertificateFilters(props: { tenants?: string[]; cas: CaOption[]; initial?: CertificateFilter; onApply: (f: CertificateFilter) => void }) {
   const initial = props.initial ?? {};
   const [tenant, setTenant] = useState(initial.tenant_id ?? '');
   const [device, setDevice] = useState(initial.device_id ?? '');
@@ -250,27 +361,15 @@ export function CertificateFilters(props: { withTenant?: boolean; tenants?: stri
       label="Filter certificates"
       onApply={() => {
         props.onApply({
-          ...(props.withTenant && tenant.trim() ? { tenant_id: tenant.trim() } : {}),
+          ...(props.tenants && tenant ? { tenant_id: tenant } : {}),
           ...(device.trim() ? { device_id: device.trim() } : {}),
           ...(status ? { status: status as Status } : {}),
           ...(expiring ? { expiring_within_days: Number(expiring) } : {}),
-          ...(props.withTenant && caId.trim() ? { ca_id: caId.trim() } : {}),
+          ...(caId ? { ca_id: caId } : {}),
         });
       }}
     >
-      {props.withTenant ? (
-        <label>
-          Tenant
-          <select name="tenant_id" value={tenant} onChange={(e) => setTenant(e.currentTarget.value)}>
-            <option value="">Every tenant</option>
-            {(props.tenants ?? []).map((t) => (
-              <option key={t} value={t}>
-                {t}
-              </option>
-            ))}
-          </select>
-        </label>
-      ) : null}
+      {props.tenants ? <TenantSelect name="tenant_id" tenants={props.tenants} value={tenant} onChange={setTenant} /> : null}
       <label>
         Device ID
         <input name="device_id" type="search" value={device} onInput={(e) => setDevice(e.currentTarget.value)} />
@@ -293,17 +392,12 @@ export function CertificateFilters(props: { withTenant?: boolean; tenants?: stri
           <option value="90">90 days</option>
         </select>
       </label>
-      {props.withTenant ? (
-        <label>
-          Issuing CA (id)
-          <input name="ca_id" type="search" pattern="ca_[0-9a-f]{1,32}" placeholder="ca_…" value={caId} onInput={(e) => setCaId(e.currentTarget.value)} />
-        </label>
-      ) : null}
+      <CaSelect name="ca_id" label="Issuing CA" cas={props.cas} value={caId} onChange={setCaId} />
     </FilterForm>
   );
 }
 
-function DevicePanel(props: { deviceId: string; refresh: number; onChanged: () => void; onClose: () => void }) {
+function DevicePanel(props: { deviceId: string; refresh: number; onChanged: () => void; onClose: () => void; outcome: ActionOutcome; onOutcome: (o: ActionOutcome) => void; cas: CaOption[] }) {
   const heading = useRef<HTMLHeadingElement>(null);
   useEffect(() => heading.current?.focus(), [props.deviceId]);
   const id = props.deviceId;
@@ -346,9 +440,9 @@ function DevicePanel(props: { deviceId: string; refresh: number; onChanged: () =
       ) : rotation.loading ? null : (
         <p class="rotation-state">No rotation pending.</p>
       )}
-      <DeviceActions deviceId={id} rotation={rotation.data} certificates={certs.data?.certificates ?? []} onChanged={props.onChanged} />
+      <DeviceActions deviceId={id} rotation={rotation.data} certificates={certs.data?.certificates ?? []} onChanged={props.onChanged} outcome={props.outcome} onOutcome={props.onOutcome} />
       <Loading loading={certs.loading && !certs.data} error={certs.error} />
-      {certs.data ? <CertificateTable caption={`Certificates of ${id}`} certificates={certs.data.certificates} /> : null}
+      {certs.data ? <CertificateTable caption={`Certificates of ${id}`} certificates={certs.data.certificates} cas={props.cas} /> : null}
     </article>
   );
 }

@@ -1,13 +1,18 @@
 import { useState } from 'preact/hooks';
 import { call, client } from '../api/client';
 import { when } from '../format';
-import { ActionForm, ConfirmAction, Loading, ShowOnce, useLoad } from '../ui';
+import { ActionForm, ConfirmAction, Loading, Outcome, ShowOnce, useLoad, type ActionOutcome } from '../ui';
 
 const SECRET_WARNING = 'The signing secret is shown once: store it where your receiver checks the X-Certfleet-Signature header. certfleet keeps it encrypted and never shows it again.';
 
-/** Webhook endpoints: create (secret shown once), enable or disable, rotate the secret, recent deliveries. */
+/**
+ * Webhook endpoints: create (secret shown once), enable or disable, rotate the secret, recent
+ * deliveries. One outcome line for the page, above the webhooks: the latest action's result (or the
+ * API's message) replaces the one before, whichever webhook it was about.
+ */
 export function WebhooksView() {
   const [refresh, setRefresh] = useState(0);
+  const [outcome, setOutcome] = useState<ActionOutcome>({ result: null, error: null });
   const [secret, setSecret] = useState<{ id: number; value: string } | null>(null);
   const [url, setUrl] = useState('');
   const [description, setDescription] = useState('');
@@ -16,6 +21,9 @@ export function WebhooksView() {
   return (
     <section aria-labelledby="webhooks-heading">
       <h1 id="webhooks-heading">Webhooks</h1>
+      <div class="action-outcome">
+        <Outcome result={outcome.result} error={outcome.error} />
+      </div>
       {secret ? (
         <ShowOnce title={`Signing secret of webhook ${secret.id}`} warning={SECRET_WARNING} value={secret.value} filename={`webhook-${secret.id}.secret`} onDismiss={() => setSecret(null)} />
       ) : null}
@@ -25,6 +33,7 @@ export function WebhooksView() {
         </summary>
         <ActionForm
           label="Create webhook"
+          onOutcome={setOutcome}
           question={() => (
             <p>
               Send alert events to <strong>{url}</strong>?
@@ -62,6 +71,7 @@ export function WebhooksView() {
               label={w.enabled ? 'Disable' : 'Enable'}
               ariaLabel={`${w.enabled ? 'Disable' : 'Enable'} webhook ${w.id}`}
               secondary
+              onOutcome={setOutcome}
               question={<p>{w.enabled ? 'Stop sending events to this endpoint?' : 'Send events to this endpoint again?'}</p>}
               run={async () => {
                 await call(client.PATCH('/api/v1/customer/notification-webhooks/{id}', { params: { path: { id: w.id } }, body: { enabled: !w.enabled } }));
@@ -73,22 +83,24 @@ export function WebhooksView() {
               label="Rotate secret"
               ariaLabel={`Rotate secret of webhook ${w.id}`}
               secondary
+              onOutcome={setOutcome}
               question={<p>The old secret stops working at once. Continue?</p>}
               run={async () => {
                 const r = await call(client.POST('/api/v1/customer/notification-webhooks/{id}/rotate-secret', { params: { path: { id: w.id } }, body: {} }));
                 setSecret({ id: w.id, value: r.secret });
-                return 'New secret issued.';
+                return `New secret issued for webhook ${w.id}.`;
               }}
             />{' '}
             <ConfirmAction
               label="Delete"
               ariaLabel={`Delete webhook ${w.id}`}
               danger
+              onOutcome={setOutcome}
               question={<p>Delete this webhook and its queued deliveries?</p>}
               run={async () => {
                 await call(client.DELETE('/api/v1/customer/notification-webhooks/{id}', { params: { path: { id: w.id } }, body: {} }));
                 changed();
-                return 'Deleted.';
+                return `Webhook ${w.id} deleted.`;
               }}
             />
           </p>
