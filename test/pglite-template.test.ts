@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,7 +38,11 @@ describe('the embedded database template (a packed, migrated, empty data dir)', 
   };
 
   it('a new data dir started from it has every migration, row-level security and the roles, and no rows', async () => {
-    await writePgliteTemplate(template);
+    // What writePgliteTemplate writes: the run's own template when this run's global set-up just
+    // built it with that function (a fresh machine: test/support/global-setup.ts), else written here.
+    const builtByThisRun = process.env.CERTFLEET_TEST_PGLITE_TEMPLATE_BUILT;
+    if (builtByThisRun && existsSync(builtByThisRun)) copyFileSync(builtByThisRun, template);
+    else await writePgliteTemplate(template);
     const dataDir = join(dir, 'db');
     const blob = templateFor(dataDir, template);
     expect(blob).toBeInstanceOf(Blob);
