@@ -11,6 +11,10 @@ const cores = availableParallelism();
 const loadScale = Math.min(6, Math.max(1, loadavg()[0] / cores));
 process.env.CERTFLEET_TEST_TIMEOUT_SCALE ??= loadScale.toFixed(2);
 const scale = Number(process.env.CERTFLEET_TEST_TIMEOUT_SCALE);
+// The CLI processes the tests spawn (test/support/certfleet-source.js) compile PGlite's
+// WebAssembly with V8's baseline compiler only: seconds-long processes, about 2.5 s of CPU less
+// per start on PGlite. The test workers themselves keep V8's defaults (they run for minutes).
+process.env.CERTFLEET_TEST_LIFTOFF_ONLY ??= '1';
 
 export default defineConfig({
   test: {

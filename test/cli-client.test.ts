@@ -204,4 +204,59 @@ describe('certfleet CLI against a running certfleet', () => {
     expect(code, err).toBe(0);
     expect(JSON.parse(readFileSync(join(home, 'certfleet', 'credentials.json'), 'utf8')).token).toBe(token);
   });
+
+  // Last (after the worker run above): an operators' endpoint is registered here. From
+  // test/cli-webhooks.test.ts and test/cli-claims.test.ts, which each started a database and a
+  // service of their own for one test (issue 23: one per file).
+  it('webhooks list/add: an operator adds and lists the operators endpoints (tenant __system__); a customer token is refused, and sees only its own', async () => {
+    const operator = ['--url', url, '--token', await t.token(null, 'operator')];
+    const added = await cli(['webhooks', 'add', 'https://oncall.example.com/certfleet', '--operator', '--description', 'pager', '--json', ...operator]);
+    expect(added.code, added.stderr).toBe(0);
+    const created = JSON.parse(added.stdout);
+    expect(created).toMatchObject({ webhook: { tenant_id: '__system__', url: 'https://oncall.example.com/certfleet' }, secret: expect.stringMatching(/^whsec_/) });
+    const listed = await cli(['webhooks', 'list', '--operator', ...operator]);
+    expect(listed.stdout).toMatch(/ID\s+ENABLED\s+URL/);
+    expect(listed.stdout).toContain('https://oncall.example.com/certfleet');
+    expect(listed.stdout).not.toContain(created.secret);
+
+    const customer = ['--url', url, '--token', await t.token('acme')];
+    expect((await cli(['webhooks', 'list', '--operator', ...customer])).code).not.toBe(0);
+    expect((await cli(['webhooks', 'add', 'https://evil.example.com/', '--operator', ...customer])).code).not.toBe(0);
+    const own = await cli(['webhooks', 'list', '--json', ...customer]);
+    expect(JSON.parse(own.stdout).webhooks).toEqual([]);
+  });
+
+  it('claim-cas / provisioning-policy: a tenant admin adds a claim CA with its CRL (openssl) and sets the policy from a file; a customer may only read', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'certfleet-cli-claims-'));
+    const openssl = (args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
+    openssl([
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', 'mfr.key', '-out', 'mfr.crt', '-days', '365',
+      '-subj', '/CN=CLI Claim CA', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+    ]);
+    writeFileSync(join(dir, 'ca.cnf'), '[ca]\ndefault_ca = c\n[c]\ndatabase = index.txt\ncrlnumber = crlnumber\ndefault_md = sha256\ndefault_crl_days = 30\ncertificate = mfr.crt\nprivate_key = mfr.key\n');
+    writeFileSync(join(dir, 'index.txt'), '');
+    writeFileSync(join(dir, 'crlnumber'), '01\n');
+    openssl(['ca', '-config', 'ca.cnf', '-gencrl', '-out', 'mfr.crl']);
+    writeFileSync(join(dir, 'policy.json'), JSON.stringify({ admit: { cn_patterns: ['SN-*'] }, site_id: 'line-3' }));
+
+    const admin = ['--url', url, '--token', await t.token('acme', 'tenant-admin')];
+    const customer = ['--url', url, '--token', await t.token('acme')];
+    expect((await cli(['claim-cas', 'add', join(dir, 'mfr.crt'), ...customer])).code).not.toBe(0);
+
+    const added = await cli(['claim-cas', 'add', join(dir, 'mfr.crt'), '--name', 'line 3', '--crl', join(dir, 'mfr.crl'), '--json', ...admin]);
+    expect(added.code, added.stderr).toBe(0);
+    const created = JSON.parse(added.stdout).claim_ca;
+    expect(created).toMatchObject({ name: 'line 3', subject: 'CN=CLI Claim CA', crl: { entries: 0 } });
+    expect((await cli(['claim-cas', 'crl', String(created.id), join(dir, 'mfr.crl'), ...admin])).code).toBe(0);
+    const listed = await cli(['claim-cas', 'list', ...customer]);
+    expect(listed.code, listed.stderr).toBe(0);
+    expect(listed.stdout).toContain('CN=CLI Claim CA');
+
+    expect((await cli(['provisioning-policy', 'set', join(dir, 'policy.json'), ...customer])).code).not.toBe(0);
+    const set = await cli(['provisioning-policy', 'set', join(dir, 'policy.json'), '--json', ...admin]);
+    expect(set.code, set.stderr).toBe(0);
+    const shown = JSON.parse((await cli(['provisioning-policy', 'show', '--json', ...customer])).stdout);
+    expect(shown).toMatchObject({ default: false, policy: { admit: { cn_patterns: ['SN-*'] }, site_id: 'line-3' } });
+    expect((await cli(['provisioning-policy', 'set', join(dir, 'missing.json'), ...admin])).code).toBe(2);
+  });
 });

@@ -13,7 +13,7 @@ import { basename, dirname, join, posix } from 'node:path';
 import { parse } from 'yaml';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createThrowawayDatabase } from './support/databases.ts';
-import { ensureDistBuilt } from './support/dist.ts';
+import { ensureDistBuilt, shortLivedNodeFlags } from './support/dist.ts';
 import { freePort } from './support/mosquitto.ts';
 import { scaled } from './support/timeouts.ts';
 
@@ -76,6 +76,35 @@ function reloadFiles(): { request: string; answer: string } {
   expect(reloaderScript()).toContain(`cat ${request}`);
   expect(reloadCommand()).toContain(`cat ${answer}`);
   return { request, answer };
+}
+
+/**
+ * The init service's `broker-config` step, run as the compose file has it with every absolute path
+ * moved under a temp root (its CRL exists: no initial publication): once for the file, as a real
+ * process (a start opens the data dir's database, seconds of CPU). Its output and files are what
+ * the compose file mounts; the server-CA test then renews on the same root.
+ */
+let initStep: { root: string; under: (p: string) => string; args: string[]; env: NodeJS.ProcessEnv; stdout: string } | undefined;
+function brokerConfigInitStep() {
+  if (initStep) return initStep;
+  const root = mkdtempSync(join(tmpdir(), 'certfleet-deploy-'));
+  const under = (p: string) => join(root, p);
+  const initEnv = services.init.environment!;
+  const args = brokerConfigArgs().map((a, i, all) => (a.startsWith('/') && all[i - 1] !== '--dynsec-plugin' && all[i - 1] !== '--acl-plugin' ? under(a) : a));
+  const crlPath = under(initEnv.CRL_OUTPUT_PATH);
+  mkdirSync(dirname(crlPath), { recursive: true });
+  writeFileSync(crlPath, '-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n'); // exists: no initial publication
+  const env = {
+    ...process.env,
+    CERTFLEET_DATA_DIR: under('/var/lib/certfleet/data'),
+    DEVICE_CA_CERT_PATH: under(initEnv.DEVICE_CA_CERT_PATH),
+    DEVICE_CA_KEY_PATH: under(initEnv.DEVICE_CA_KEY_PATH),
+    CRL_OUTPUT_PATH: crlPath,
+  };
+  const res = spawnSync(process.execPath, [BIN, ...args, '--json'], { encoding: 'utf8', timeout: 60_000, env });
+  expect(res.status, res.stderr).toBe(0);
+  initStep = { root, under, args, env, stdout: res.stdout };
+  return initStep;
 }
 
 describe('deploy/docker-compose.yml', () => {
@@ -144,27 +173,9 @@ describe('deploy/docker-compose.yml', () => {
     const confMount = (mosquitto.volumes ?? []).find((v) => v.endsWith(':/mosquitto/config/mosquitto.conf:ro'));
     expect(confMount).toBe('./mosquitto/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro');
 
-    // Run the init step's broker-config with every absolute path moved under a temp root.
-    const root = mkdtempSync(join(tmpdir(), 'certfleet-deploy-'));
-    const under = (p: string) => join(root, p);
-    const initEnv = services.init.environment!;
-    const args = brokerConfigArgs().map((a, i, all) => (a.startsWith('/') && all[i - 1] !== '--dynsec-plugin' && all[i - 1] !== '--acl-plugin' ? under(a) : a));
-    const crlPath = under(initEnv.CRL_OUTPUT_PATH);
-    mkdirSync(dirname(crlPath), { recursive: true });
-    writeFileSync(crlPath, '-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n'); // exists: no initial publication
-    const res = spawnSync(process.execPath, [BIN, ...args, '--json'], {
-      encoding: 'utf8',
-      timeout: 60_000,
-      env: {
-        ...process.env,
-        CERTFLEET_DATA_DIR: under('/var/lib/certfleet/data'),
-        DEVICE_CA_CERT_PATH: under(initEnv.DEVICE_CA_CERT_PATH),
-        DEVICE_CA_KEY_PATH: under(initEnv.DEVICE_CA_KEY_PATH),
-        CRL_OUTPUT_PATH: crlPath,
-      },
-    });
-    expect(res.status, res.stderr).toBe(0);
-    const out = JSON.parse(res.stdout) as { files: { config: string }; env: Record<string, string>; start_command: string };
+    // The init step's broker-config, run with every absolute path moved under a temp root.
+    const { root, under, stdout } = brokerConfigInitStep();
+    const out = JSON.parse(stdout) as { files: { config: string }; env: Record<string, string>; start_command: string };
     const written = readFileSync(out.files.config, 'utf8').split(root).join('');
     const committed = join(DEPLOY, 'mosquitto', 'mosquitto.conf');
     if (process.env.UPDATE_DEPLOY) writeFileSync(committed, written);
@@ -223,24 +234,17 @@ describe('deploy/docker-compose.yml', () => {
   });
 
   it("keeps the server CA key out of every volume the broker mounts, and --renew still issues from the same server CA", () => {
-    const root = mkdtempSync(join(tmpdir(), 'certfleet-deploy-ca-'));
-    const under = (p: string) => join(root, p);
-    const initEnv = services.init.environment!;
-    const args = brokerConfigArgs().map((a, i, all) => (a.startsWith('/') && all[i - 1] !== '--dynsec-plugin' && all[i - 1] !== '--acl-plugin' ? under(a) : a));
     const keyDir = brokerConfigArgs()[brokerConfigArgs().indexOf('--server-ca-key-dir') + 1];
     const outDir = brokerConfigArgs()[brokerConfigArgs().indexOf('--out') + 1];
     // the key folder is in a volume the broker does not mount
     expect(mountFor(services.mosquitto, `${keyDir}/server-ca.key`)).toBeNull();
     expect(mountFor(services.init, `${keyDir}/server-ca.key`)?.source).toBe('secrets');
-    const crlPath = under(initEnv.CRL_OUTPUT_PATH);
-    mkdirSync(dirname(crlPath), { recursive: true });
-    writeFileSync(crlPath, '-----BEGIN X509 CRL-----\n-----END X509 CRL-----\n');
-    const env = { ...process.env, CERTFLEET_DATA_DIR: under('/var/lib/certfleet/data'), DEVICE_CA_CERT_PATH: under(initEnv.DEVICE_CA_CERT_PATH), DEVICE_CA_KEY_PATH: under(initEnv.DEVICE_CA_KEY_PATH), CRL_OUTPUT_PATH: crlPath };
+    // The init step as the compose file runs it (the same run the mosquitto.conf test reads), then --renew on its files.
+    const { under, args, env } = brokerConfigInitStep();
     const run = (extra: string[]) => {
       const res = spawnSync(process.execPath, [BIN, ...args, ...extra, '--json'], { encoding: 'utf8', timeout: 60_000, env });
       expect(res.status, res.stderr).toBe(0);
     };
-    run([]);
     const filesUnder = (dir: string): string[] =>
       existsSync(dir) ? readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? filesUnder(join(dir, e.name)) : [join(dir, e.name)])) : [];
     for (const spec of services.mosquitto.volumes ?? []) {
@@ -455,7 +459,7 @@ describe('deploy/Dockerfile', () => {
     const check = () => spawnSync(argv[0], argv.slice(1), { encoding: 'utf8', timeout: 60_000, env: { ...process.env, PORT: String(port) } });
     expect(check().status).toBe(1); // it would see a down service
     const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-image-serve-'));
-    const server = spawn(process.execPath, ['bin/certfleet.js', 'api'], {
+    const server = spawn(process.execPath, [...shortLivedNodeFlags(), 'bin/certfleet.js', 'api'], {
       cwd: image,
       env: { ...process.env, CERTFLEET_DATA_DIR: dataDir, PORT: String(port), LOG_LEVEL: 'info' },
       stdio: ['ignore', 'pipe', 'pipe'],

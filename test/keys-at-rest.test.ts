@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadOrCreateDevSigningKey } from '../src/auth/dev-signing-key.ts';
 import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import { shortLivedNodeFlags } from './support/dist.ts';
 import { startTestService } from './support/service.ts';
 import { startWebhookReceiver } from './support/webhook-receiver.ts';
 import { scaled } from './support/timeouts.ts';
@@ -145,7 +146,7 @@ describe('no key, token or secret in the logs (LOG_LEVEL=trace, child process)',
     chmodSync(join(dataDir, 'pki/device-ca.key'), 0o600);
     const receiver = await startWebhookReceiver();
     let output = '';
-    child = spawn(process.execPath, [BIN, 'serve'], {
+    child = spawn(process.execPath, [...shortLivedNodeFlags(), BIN, 'serve'], {
       env: {
         ...process.env,
         CERTFLEET_DATA_DIR: dataDir,

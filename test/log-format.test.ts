@@ -67,7 +67,10 @@ function serve(env: Record<string, string>): Serve {
 
 const stop = (child: ChildProcess) =>
   new Promise<void>((resolve) => {
-    if (child.exitCode !== null) return resolve();
+    // A process ended by a signal keeps exitCode null (serve installs its SIGTERM handler after
+    // its first worker ticks: a SIGTERM before that ends it at once) and emits no second 'exit':
+    // waiting for one hung the file's afterAll until the hook time-out (8 to 12 minutes).
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
     child.once('exit', () => resolve());
     child.kill('SIGTERM');
   });

@@ -71,7 +71,7 @@ interface Req {
 interface Fixtures {
   /** A fresh id for things a request creates. */
   newId(prefix?: string): string;
-  /** Tenant A's device (registered once per route under test). */
+  /** Tenant A's device (registered once per route under test; every fixture is made once per route, for all its cases). */
   device(): Promise<string>;
   /** An ACTIVE certificate of device(). */
   certificate(): Promise<{ id: number; certPem: string }>;
@@ -89,6 +89,10 @@ interface Fixtures {
   activeCa(): Promise<string>;
   /** A staged Device CA, created by an operator (tenant A's own scope when `tenant`). */
   stagedCa(tenant?: boolean): Promise<string>;
+  /** A CSR with a key of its own (openssl; one key serves one device). */
+  csr(): string;
+  /** A self-signed CA certificate and its key, for an import. */
+  importCa(): { cert_pem: string; key_pem: string };
 }
 interface Row {
   /** Status for the owner: tenant A's customer, an operator on operator routes, anyone on public routes. */
@@ -142,7 +146,7 @@ const ROUTES: Record<string, Row> = {
   },
   'customer POST /devices/:device_id/certificates/csr': {
     own: 201,
-    request: async (fx) => ({ path: `/devices/${await fx.device()}/certificates/csr`, body: { csr_pem: opensslCsr('ec-p256').csrPem } }), // a fresh key each time: one key serves one device
+    request: async (fx) => ({ path: `/devices/${await fx.device()}/certificates/csr`, body: { csr_pem: fx.csr() } }), // a fresh key per route: one key serves one device
   },
   'customer POST /devices/:device_id/certificates/import': {
     own: 409, // the owner reaches the use case: this certificate is registered already (CERTIFICATE_EXISTS)
@@ -267,7 +271,7 @@ const ROUTES: Record<string, Row> = {
   // Device CAs (issue 19): operators only
   'operator GET /cas': { own: 200 },
   'operator POST /cas': { own: 201, request: (fx) => ({ path: '/cas', body: { key_type: 'ec-p256', common_name: `Authz CA ${fx.newId('ca')}` } }) },
-  'operator POST /cas/import': { own: 201, request: () => ({ path: '/cas/import', body: newImportCa() }) },
+  'operator POST /cas/import': { own: 201, request: (fx) => ({ path: '/cas/import', body: fx.importCa() }) },
   'operator GET /cas/:id': { own: 200, request: async (fx) => ({ path: `/cas/${await fx.activeCa()}` }) },
   'operator POST /cas/:id/activate': { own: 200, request: async (fx) => ({ path: `/cas/${await fx.stagedCa(true)}/activate` }) },
   'operator POST /cas/:id/retire': { own: 200, request: async (fx) => ({ path: `/cas/${await fx.stagedCa()}/retire` }) },
@@ -438,6 +442,11 @@ describe('authorization of every registered route', () => {
       let p: Promise<T> | null = null;
       return () => (p ??= make());
     };
+    const onceSync = <T>(make: () => T) => {
+      let made: { value: T } | null = null;
+      return () => (made ??= { value: make() }).value;
+    };
+    const staged: Record<string, Promise<string>> = {};
     const ok = async (method: string, url: string, body?: unknown) => {
       const res = await t.call(TENANT_A, method, `/customer${url}`, body);
       expect(res.status, `${method} ${url}: ${res.body}`).toBeLessThan(300);
@@ -465,7 +474,8 @@ describe('authorization of every registered route', () => {
         const deviceId = id('ALERT');
         await ok('POST', '/devices', { device_id: deviceId });
         await ok('POST', `/devices/${deviceId}/certificates/generate`, { key_type: 'ec-p256', validity_days: 5 });
-        await worker.runOnce();
+        // The worker's expiry-alert task alone (runOnce would also publish a CRL, deliver webhooks, ...).
+        await worker.tasks.find((task) => task.name === 'expiry-alerts')!.run();
         const list = await ok('GET', `/alerts?device_id=${deviceId}`);
         expect(list.alerts.length, 'the worker raised an expiry alert').toBeGreaterThan(0);
         return list.alerts[0].id as number;
@@ -484,10 +494,12 @@ describe('authorization of every registered route', () => {
         return active.id;
       }),
       stagedCa: (tenant = false) =>
-        t.call(null, 'POST', '/operator/cas', { key_type: 'ec-p256', common_name: `Authz CA ${id('staged')}`, ...(tenant ? { tenant_id: TENANT_A } : {}) }).then((res) => {
+        (staged[String(tenant)] ??= t.call(null, 'POST', '/operator/cas', { key_type: 'ec-p256', common_name: `Authz CA ${id('staged')}`, ...(tenant ? { tenant_id: TENANT_A } : {}) }).then((res) => {
           expect(res.status, res.body).toBe(201);
           return res.json.id as string;
-        }),
+        })),
+      csr: onceSync(() => opensslCsr('ec-p256').csrPem),
+      importCa: onceSync(newImportCa),
       operatorWebhook: once(async () => {
         const res = await t.call(null, 'POST', '/operator/notification-webhooks', { url: `https://hooks.example.com/${id('ophook')}` });
         expect(res.status, res.body).toBe(201);

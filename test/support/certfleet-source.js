@@ -5,6 +5,14 @@
 // test/dist-cli.test.ts runs the real bin (bin/certfleet.js).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { setFlagsFromString } from 'node:v8';
+
+// In a test run (vitest.config.ts sets CERTFLEET_TEST_LIFTOFF_ONLY=1) V8 compiles WebAssembly with
+// its baseline compiler only: PGlite is a whole Postgres in WebAssembly, and a child process that
+// lives seconds never pays back the optimising compiler's work on it (a `serve` on PGlite: about
+// 2.5 s of CPU less per start). The same code runs, with the same results; the benchmarks, which
+// spawn this file too, do not set it.
+if (process.env.CERTFLEET_TEST_LIFTOFF_ONLY === '1') setFlagsFromString('--liftoff-only');
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const distMain = `${root}dist/cli/main.js`;

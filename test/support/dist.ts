@@ -8,6 +8,14 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
+
+/**
+ * Node options for a test's child that runs the shipped entry (bin/certfleet.js) rather than
+ * test/support/certfleet-source.js: the same --liftoff-only that file sets when the run asks for it
+ * (CERTFLEET_TEST_LIFTOFF_ONLY, vitest.config.ts): PGlite's WebAssembly compiled by V8's baseline
+ * compiler only, in a process that lives seconds.
+ */
+export const shortLivedNodeFlags = (): string[] => (process.env.CERTFLEET_TEST_LIFTOFF_ONLY === '1' ? ['--liftoff-only'] : []);
 export const DIST_MAIN = join(ROOT, 'dist', 'cli', 'main.js');
 
 function newestMtime(dir: string): number {
