@@ -6,7 +6,7 @@ import type { CertificateListQuery, DeviceListQuery } from '../src/app/storage-p
 import { listCertificates } from '../src/storage/repos/certificates-repo.ts';
 import { listDevices } from '../src/storage/repos/devices-repo.ts';
 import { listAlerts } from '../src/storage/repos/alerts-repo.ts';
-import { createTestDatabase, DRIVERS, type DriverKind, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { scaled } from './support/timeouts.ts';
 
@@ -65,24 +65,12 @@ async function walk(t: TestService, tenant: string | null, path: string, key: 'c
   return { ids, totals };
 }
 
-/**
- * One PGlite database for both describes (opening one costs 2 to 3 s of CPU): the plans below
- * start from it emptied (TRUNCATE: new, empty table files; PGlite runs no autovacuum, and nothing
- * here analyzes before the plans do), as from a new one. On Postgres each describe creates its
- * own (a copy of the template, cheap), the plans' with autovacuum off before its load.
- */
-let sharedPglite: TestDatabase | undefined;
-const databaseFor = async (kind: DriverKind) => (kind === 'pglite' ? (sharedPglite ??= await createTestDatabase('pglite')) : createTestDatabase(kind));
-afterAll(async () => {
-  await sharedPglite?.close();
-});
-
 describe.each(DRIVERS)('list pages and their exact totals on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
 
   beforeAll(async () => {
-    database = await databaseFor(kind);
+    database = await createTestDatabase(kind);
     t = await startTestService(database);
     await database.reset();
     const now = t.clock.now();
@@ -93,7 +81,7 @@ describe.each(DRIVERS)('list pages and their exact totals on %s', (kind) => {
   }, scaled(120_000));
   afterAll(async () => {
     await t?.close();
-    if (database !== sharedPglite) await database?.close();
+    await database?.close();
   });
 
   it('keeps the per-tenant counters equal to a real count through inserts, updates and deletes', async () => {
@@ -273,16 +261,7 @@ describe.each(DRIVERS)('list page plans on %s, with and without table statistics
   const TENANT_ROWS = 20_000;
 
   beforeAll(async () => {
-    database = await databaseFor(kind);
-    await database.reset();
-    // From tables without statistics (the PGlite database was the describe above's: emptied, never analyzed).
-    const stats = await database.driver.transaction((tx) =>
-      tx.query<{ n: number }>(
-        `SELECT count(*)::int AS n FROM pg_statistic s JOIN pg_class c ON c.oid = s.starelid
-          WHERE c.relname IN ('device_certificates', 'device_registry', 'fleet_alert', 'certificate_rotations')`,
-      ),
-    );
-    expect(Number(stats.rows[0].n)).toBe(0);
+    database = await createTestDatabase(kind);
     if (kind === 'pg') {
       // as right after a bulk load: no statistics until the ANALYZE below
       await database.db.asOperator(async (tx) => {
@@ -301,7 +280,7 @@ describe.each(DRIVERS)('list page plans on %s, with and without table statistics
     );
   }, scaled(300_000));
   afterAll(async () => {
-    if (database !== sharedPglite) await database?.close();
+    await database?.close();
   });
 
   /** Each page query's plan (the statement ending in LIMIT), as the tenant, with its buffer counts. */
