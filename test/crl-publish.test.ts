@@ -725,7 +725,13 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
         const stored = (await database.db.asOperator((tx) => readCrlInfo(tx, crlAuthorityFor(t.service.ca.ca!).issuerKeyId)))!.crlNumber;
         return fileNumber() === stored && otherFile() === stored;
       }, 10_000, 'both files hold the stored CRL');
-      const pem = (await api.call('acme', 'GET', '/customer/crl')).body;
+      // The API replica serves the stored CRL it learnt of by the NOTIFY: eventually the one the files hold.
+      const stored = (await database.db.asOperator((tx) => readCrlInfo(tx, crlAuthorityFor(t.service.ca.ca!).issuerKeyId)))!.crlNumber;
+      let pem = '';
+      await waitFor(async () => {
+        pem = (await api.call('acme', 'GET', '/customer/crl')).body as string;
+        return parsePem(pem).crlNumber >= stored;
+      }, 10_000, 'the API replica serves the stored CRL');
       expect(opensslVerify(caPem, cert.pem, { crlPem: pem }).out).toContain('certificate revoked');
       expect(opensslVerify(caPem, cert.pem, { crlPem: readFileSync(otherWorker.config.crlOutputPath, 'latin1') }).out).toContain('certificate revoked');
     } finally {

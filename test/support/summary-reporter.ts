@@ -1,4 +1,4 @@
-import type { Reporter, TestModule } from 'vitest/node';
+import type { Reporter, TestCase, TestModule, TestSuite } from 'vitest/node';
 
 /**
  * Prints the plain closing line CI reads: "N passed, N failed, N skipped". A file whose set-up
@@ -6,6 +6,14 @@ import type { Reporter, TestModule } from 'vitest/node';
  * skipped: those count as failed here, never as skipped, and a failed file with no test at all
  * counts as one failure, so the line never says "0 failed" for a red run.
  */
+/** The test did not run because a hook or the file's set-up around it failed (errors on an enclosing suite or the file). */
+function setUpFailed(test: TestCase): boolean {
+  for (let parent: TestSuite | TestModule = test.parent; ; parent = parent.parent) {
+    if (parent.errors().length > 0) return true;
+    if (parent.type === 'module') return false;
+  }
+}
+
 export function summarize(testModules: ReadonlyArray<TestModule>): { passed: number; failed: number; skipped: number } {
   const counts = { passed: 0, failed: 0, skipped: 0 };
   for (const module of testModules) {
@@ -15,8 +23,8 @@ export function summarize(testModules: ReadonlyArray<TestModule>): { passed: num
       seen++;
       const state = test.result().state;
       if (state === 'passed') counts.passed++;
-      else if (state === 'failed' || moduleFailed) counts.failed++;
-      else counts.skipped++;
+      else if (state === 'failed' || setUpFailed(test)) counts.failed++;
+      else counts.skipped++; // skipped on purpose (it.skip, runIf), even in a file where another test failed
     }
     if (moduleFailed && seen === 0) counts.failed++;
   }
