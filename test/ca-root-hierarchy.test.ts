@@ -246,6 +246,14 @@ describe('a certfleet root and its intermediates, through a real Mosquitto', () 
       'I1 and its CRL out of the broker files (root and I2 in)',
       scaled(60_000),
     );
+    // The files are final, but they change in steps (I1 leaves the cafile, then the root's new CRL
+    // listing I1 enters the crlfile), each with its reload: the reload seen above may be the first.
+    // A device sending I1 in its chain is refused only once the root CRL listing I1 is loaded, so
+    // wait for that signal (a refused handshake), bounded, before the assertions.
+    for (const until = Date.now() + scaled(60_000); (await connect(withChain(oldCred, i1Cert))) === 'accepted'; ) {
+      if (Date.now() > until) throw new Error('the broker still accepts a device of the revoked I1 that sends its chain');
+      await rig.broker.waitForLog(/Reloading config/, 2_000, rig.broker.logs().length).catch(() => undefined); // the next reload, or probe again
+    }
     // I1's devices are refused whether they send their chain or not (the root is still trusted).
     expect(await connect(oldCred)).not.toBe('accepted');
     expect(await connect(withChain(oldCred, i1Cert))).not.toBe('accepted');
