@@ -4,7 +4,7 @@
  * `prepare`), so npm never warns EBADENGINE on a supported Node; CI runs the oldest one.
  * The compiled CLI itself is run by deploy.test.ts, from the image's file list.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import semver from 'semver';
 import { describe, expect, it } from 'vitest';
@@ -34,7 +34,8 @@ describe('package.json', () => {
 
   it('runs compiled JavaScript: the bin and `npm start` load dist/, never tsx; `prepare` builds it', () => {
     const bin = readFileSync(join(ROOT, pkg.bin.certfleet), 'utf8');
-    expect(bin).toContain("import('../dist/cli/main.js')");
+    expect(bin).toContain("'../dist/cli/main.bundle.js' : '../dist/cli/main.js'");
+    expect(existsSync(join(ROOT, 'dist/cli/main.bundle.js')), 'the build makes the one-file CLI').toBe(true);
     expect(bin).not.toMatch(/tsx|\.ts['"]/);
     expect(pkg.scripts.start).toBe('node bin/certfleet.js serve');
     expect(pkg.scripts.prepare).toBe('npm run build');

@@ -1,10 +1,10 @@
 import { chmodSync, mkdirSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
 import type { Config } from '../config.ts';
 import { createDatabase, type Database } from '../storage/database.ts';
 import { lockDataDir } from '../storage/data-dir-lock.ts';
 import type { Driver } from '../storage/driver.ts';
 import { migrate } from '../storage/migrate.ts';
+import { useBaselineWasmCompiler } from '../storage/pglite-wasm.ts';
 import { createPgDriver } from '../storage/pg-driver.ts';
 
 export interface Storage {
@@ -27,13 +27,8 @@ export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'
     chmodSync(`${config.dataDir}/db`, 0o700);
     try {
       const dir = `${config.dataDir}/db`;
-      // PGlite is a whole Postgres in WebAssembly: V8's optimising compiler spent about 1.7 s of CPU on
-      // it at every start (a restart: 4.8 -> 3.1 s of CPU with the baseline compiler alone), while
-      // the service's queries ran as fast without it (2,000 inserts and a scan: 176-189 ms against
-      // 178-271 ms, same machine). So the embedded database runs on V8's baseline compiler; it is
-      // set before PGlite's module is compiled, and touches no other code (there is no other
-      // WebAssembly in the process).
-      setFlagsFromString('--liftoff-only');
+      // The embedded database runs on V8's baseline WebAssembly compiler (pglite-wasm.ts says why).
+      useBaselineWasmCompiler();
       // PGlite (its WebAssembly Postgres) is loaded only when used: a process on Postgres never pays its import.
       const [{ createPgliteDriver, openPglite }, { templateFor, unpackTemplate }] = await Promise.all([import('../storage/pglite-driver.ts'), import('../storage/pglite-template.ts')]);
       // A new database: the template unpacked by Node (PGlite's own loader when that fails).

@@ -1,5 +1,6 @@
 import { PGlite } from '@electric-sql/pglite';
 import { queryableFrom, type Driver } from './driver.ts';
+import { pgliteWasmModule } from './pglite-wasm.ts';
 
 export const PGLITE_OPTIONS = { parsers: { 20: (v: string) => Number(v) } };
 
@@ -25,5 +26,6 @@ export function createPgliteDriver(db: PGlite): Driver & { db: PGlite } {
  * `template` when given: a packed, migrated data dir (see pglite-template.ts), instead of initdb.
  */
 export async function openPglite(dataDir?: string, template?: Blob): Promise<PGlite> {
-  return PGlite.create({ ...(dataDir ? { dataDir } : {}), ...PGLITE_OPTIONS, ...(template ? { loadDataDir: template } : {}) });
+  const pgliteWasm = await pgliteWasmModule(); // compiled once per process (pglite-wasm.ts)
+  return PGlite.create({ ...(dataDir ? { dataDir } : {}), ...PGLITE_OPTIONS, ...(template ? { loadDataDir: template } : {}), pgliteWasmModule: pgliteWasm });
 }

@@ -27,9 +27,18 @@ function newestMtime(dir) {
 }
 
 const distCurrent = process.env.CERTFLEET_TEST_FROM_SOURCES !== '1' && existsSync(distMain) && statSync(distMain).mtimeMs >= newestMtime(`${root}src`);
+// The build's one-file CLI, as bin/certfleet.js runs it (built from dist/ right after it, so never older).
+const distBundle = `${root}dist/cli/main.bundle.js`;
+const bundleCurrent = distCurrent && existsSync(distBundle) && statSync(distBundle).mtimeMs >= statSync(distMain).mtimeMs;
 let main;
 if (distCurrent) {
-  ({ main } = await import(distMain));
+  // As bin/certfleet.js: the long-running commands on PGlite compile its WebAssembly while the CLI loads.
+  if (!process.env.DATABASE_URL && ['serve', 'worker'].includes(process.argv[2])) {
+    const wasm = await import(`${root}dist/storage/pglite-wasm.js`);
+    wasm.useBaselineWasmCompiler();
+    wasm.pgliteWasmModule().catch(() => {});
+  }
+  ({ main } = await import(bundleCurrent ? distBundle : distMain));
 } else {
   const { register } = await import('tsx/esm/api');
   register();
