@@ -21,7 +21,7 @@ import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { DAY_MS } from '../src/domain/clock.ts';
 import { AppError } from '../src/domain/errors.ts';
 import { deriveDeviceId, validateProvisioningPolicy } from '../src/domain/provisioning-policy.ts';
-import { provisioningSigningText } from '../src/renewal/claim-onboarding.ts';
+import { PROVISIONING_SIGNATURE_WINDOW_MS, provisioningSigningText } from '../src/renewal/claim-onboarding.ts';
 import { boundedCapture, RegexTimeoutError } from '../src/support/bounded-regex.ts';
 import { scaled } from './support/timeouts.ts';
 import { createTestDatabase, oneDriver, type TestDatabase } from './support/databases.ts';
@@ -387,6 +387,29 @@ describe.each(oneDriver('pglite'))('factory (claim) onboarding on %s', (kind) =>
     await expect(claims.enrollWithClaim('acme', claimDer, csrPem, 'mqtt', { requestId: 'req-2', signedAt, signature })).rejects.toMatchObject({ code: 'FORBIDDEN' });
     expect(await certificateCount()).toBe(before);
     expect((await refusals()).some((e) => e.details.code === 'REPLAYED_REQUEST' && e.details.transport === 'mqtt')).toBe(true);
+  });
+
+  it('forgets a claim\'s signed requests once they are too old to be replayed (the table does not grow forever)', async () => {
+    await makeClaim('claim-9', 'mfr', 'SN-0009');
+    await csr('op-9');
+    const csrPem = await openssl(['req', '-in', 'op-9.csr.der', '-inform', 'DER']);
+    const claimDer = Buffer.from((await readFile(file('claim-9.crt'), 'utf8')).replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
+    const claimKey = createPrivateKey(await readFile(file('claim-9.key')));
+    const claims = t.service.renewal.claims;
+    const signedNow = (requestId: string) => {
+      const signedAt = Math.floor(t.clock.now().getTime() / 1000);
+      return { requestId, signedAt, signature: signData('sha256', Buffer.from(provisioningSigningText(requestId, signedAt, csrPem)), claimKey).toString('base64') };
+    };
+    const remembered = async () =>
+      database.db.asOperator(async (tx) => (await tx.query<{ request_id: string }>(`SELECT request_id FROM claim_requests WHERE tenant_id = 'acme' AND request_id LIKE 'old-%' ORDER BY request_id`)).rows.map((r) => r.request_id));
+    expect((await claims.enrollWithClaim('acme', claimDer, csrPem, 'mqtt', signedNow('old-1'))).device_id).toBe('SN-0009');
+    expect(await remembered()).toEqual(['old-1']);
+    // Well past the window a signed request is accepted in: old-1 could never be replayed now.
+    t.clock.advance(PROVISIONING_SIGNATURE_WINDOW_MS * 4);
+    expect((await claims.enrollWithClaim('acme', claimDer, csrPem, 'mqtt', signedNow('old-2'))).device_id).toBe('SN-0009');
+    expect(await remembered()).toEqual(['old-2']);
+    // A request inside the window is still refused as a replay.
+    await expect(claims.enrollWithClaim('acme', claimDer, csrPem, 'mqtt', { ...signedNow('old-2') })).rejects.toMatchObject({ code: 'REPLAYED_REQUEST' });
   });
 
   it('asks the approval webhook (signed, with the tenant\'s timeout): approved, refused, no answer', async () => {

@@ -76,6 +76,8 @@ export interface ClaimEnrollmentResult {
 }
 
 export const PROVISIONING_SIGNATURE_WINDOW_MS = 5 * 60_000;
+/** How long a signed request is remembered: past the window either side, with a margin (a replay older than the window is refused by its signed_at). */
+const SIGNED_REQUEST_MEMORY_MS = 3 * PROVISIONING_SIGNATURE_WINDOW_MS;
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,128}$/;
 export const APPROVAL_EVENT = 'provisioning.approval_requested';
 export const APPROVAL_SECRET_WARNING =
@@ -374,7 +376,7 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
     if (signed) {
       const error = verifySignedRequest(claim, csrPem, signed);
       if (error) return refuse(ctx, error);
-      if (!(await store.recordClaimRequest(tenantId, claim.fingerprint, signed.requestId, signed.signedAt, now))) {
+      if (!(await store.recordClaimRequest(tenantId, claim.fingerprint, signed.requestId, signed.signedAt, now, new Date(now.getTime() - SIGNED_REQUEST_MEMORY_MS)))) {
         return refuse(ctx, new AppError('REPLAYED_REQUEST', 'this signed provisioning request was already received: sign a new one (new request_id, signed_at)'));
       }
     }

@@ -159,8 +159,12 @@ export interface ClaimStore {
   certificateWithPem(tenantId: string, id: number): Promise<(CertificateRecord & { cert_pem: string }) | null>;
   /** Whether the device is registered and how many certificates it has (any status). */
   deviceState(tenantId: string, deviceId: string): Promise<{ exists: boolean; certificates: number }>;
-  /** false: this signed request (claim, request id) was received before (a replay). */
-  recordClaimRequest(tenantId: string, claimFingerprint: string, requestId: string, signedAt: number, now: Date): Promise<boolean>;
+  /**
+   * false: this signed request (claim, request id) was received before (a replay). The claim's
+   * records received before `forgetBefore` (past any window a signed request is accepted in, so
+   * they could never match a replay) are deleted first: the table stays bounded.
+   */
+  recordClaimRequest(tenantId: string, claimFingerprint: string, requestId: string, signedAt: number, now: Date, forgetBefore: Date): Promise<boolean>;
   /** Revoked for keyCompromise in any tenant (SHA-256 hex of the SubjectPublicKeyInfo DER). */
   isKeyCompromised(spkiSha256: string): Promise<boolean>;
   /** A refused request: its audit event (nothing else changes). */

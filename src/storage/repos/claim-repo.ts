@@ -203,8 +203,9 @@ export function createClaimStore(db: Database): ClaimStore {
         return { exists: Boolean(row.exists), certificates: Number(row.n) };
       }),
 
-    recordClaimRequest: (tenantId, fingerprint, requestId, signedAt, now) =>
+    recordClaimRequest: (tenantId, fingerprint, requestId, signedAt, now, forgetBefore) =>
       db.asTenant(tenantId, async (tx) => {
+        await tx.query('DELETE FROM claim_requests WHERE tenant_id = $1 AND claim_fingerprint = $2 AND received_at < $3', [tenantId, fingerprint, forgetBefore]);
         try {
           const { rows } = await tx.query(
             `INSERT INTO claim_requests (tenant_id, claim_fingerprint, request_id, signed_at, received_at) VALUES ($1, $2, $3, $4, $5)
