@@ -19,6 +19,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBrokerConfig } from '../src/broker/write-broker-config.ts';
 import { DAY_MS } from '../src/domain/clock.ts';
+import { REFUSAL_AUDIT_BURST } from '../src/domain/refusal-audit-budget.ts';
 import { AppError } from '../src/domain/errors.ts';
 import { deriveDeviceId, validateProvisioningPolicy } from '../src/domain/provisioning-policy.ts';
 import { PROVISIONING_SIGNATURE_WINDOW_MS, provisioningSigningText } from '../src/renewal/claim-onboarding.ts';
@@ -410,6 +411,27 @@ describe.each(oneDriver('pglite'))('factory (claim) onboarding on %s', (kind) =>
     expect(await remembered()).toEqual(['old-2']);
     // A request inside the window is still refused as a replay.
     await expect(claims.enrollWithClaim('acme', claimDer, csrPem, 'mqtt', { ...signedNow('old-2') })).rejects.toMatchObject({ code: 'REPLAYED_REQUEST' });
+  });
+
+  it('audits a flood of refused requests from one claim certificate up to a budget, and counts the rest', async () => {
+    await makeClaim('claim-10', 'mfr', 'SN-0010');
+    await csr('op-10');
+    const csrPem = await openssl(['req', '-in', 'op-10.csr.der', '-inform', 'DER']);
+    const claimDer = Buffer.from((await readFile(file('claim-10.crt'), 'utf8')).replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
+    const wrongKey = createPrivateKey(await readFile(file('claim-9.key'))); // another claim's key: the signature is not this claim's
+    const claims = t.service.renewal.claims;
+    const forged = (requestId: string) => {
+      const signedAt = Math.floor(t.clock.now().getTime() / 1000);
+      return { requestId, signedAt, signature: signData('sha256', Buffer.from(provisioningSigningText(requestId, signedAt, csrPem)), wrongKey).toString('base64') };
+    };
+    for (let n = 0; n < REFUSAL_AUDIT_BURST + 5; n++) await expect(claims.enrollWithClaim('acme', claimDer, csrPem, 'mqtt', forged(`forged-${n}`))).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    const ofClaim10 = async () => (await refusals()).filter((e) => typeof e.details.claim_subject === 'string' && e.details.claim_subject.includes('SN-0010'));
+    expect(await ofClaim10()).toHaveLength(REFUSAL_AUDIT_BURST);
+    t.clock.advance(60_000);
+    await expect(claims.enrollWithClaim('acme', claimDer, csrPem, 'mqtt', forged('forged-last'))).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    const after = await ofClaim10();
+    expect(after).toHaveLength(REFUSAL_AUDIT_BURST + 1);
+    expect(after.some((e) => e.details.suppressed_refusals === 5)).toBe(true);
   });
 
   it('asks the approval webhook (signed, with the tenant\'s timeout): approved, refused, no answer', async () => {

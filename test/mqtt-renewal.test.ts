@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REFUSAL_AUDIT_BURST } from '../src/domain/refusal-audit-budget.ts';
 import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { cliHere } from './support/cli-here.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
@@ -303,6 +304,33 @@ describe('renewal over MQTT (real Mosquitto, broker-config --mqtt-renewal)', () 
       actor: `device:${TENANT}/dev-f`,
       details: { code: 'FORBIDDEN', device_id: 'dev-f', presented_certificate: { common_name: `${TENANT}/dev-e` } },
     });
+  });
+
+  // One device certificate must not be able to fill the audit log: a device's refusals are audited up
+  // to a burst, then at a steady rate; the next audited one says how many were not.
+  it('audits a flood of refusals from one device up to a budget, and counts the ones it did not audit', async () => {
+    await generate('dev-h', 'h');
+    const refusalsOf = async (deviceId: string) =>
+      ((await t.call(TENANT, 'GET', '/customer/audit-events?action=certificate.renewal_refused&limit=500')).json.audit_events as { details: Record<string, unknown> }[]).filter(
+        (e) => e.details.device_id === deviceId,
+      );
+    const badSignature = async (n: number) => {
+      const request = { ...signedRenewalRequest(`flood-${n}`, await csrPem('h-x'), { cert: file('h.crt'), key: file('h.key') }), csr_pem: await csrPem('h-y') };
+      const signed = { requestId: request.request_id, csrPem: request.csr_pem, certPem: request.cert_pem, signedAt: request.signed_at, signature: request.signature };
+      await expect(t.service.renewal.renewal.authenticateSignedRequest(`${TENANT}/dev-h`, signed)).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    };
+    for (let n = 0; n < REFUSAL_AUDIT_BURST + 15; n++) await badSignature(n);
+    const audited = await refusalsOf('dev-h');
+    expect(audited).toHaveLength(REFUSAL_AUDIT_BURST);
+    expect(audited.every((e) => e.details.suppressed_refusals === undefined)).toBe(true);
+    // Another device of the tenant still has its own budget.
+    expect((await refusalsOf('dev-e')).length).toBeGreaterThan(0);
+    // A minute later the budget has room again: the next refusal is audited with the count of those that were not.
+    t.clock.advance(60_000);
+    await badSignature(1000);
+    const after = await refusalsOf('dev-h');
+    expect(after).toHaveLength(REFUSAL_AUDIT_BURST + 1);
+    expect(after.find((e) => e.details.request_id === 'flood-1000')?.details).toMatchObject({ code: 'FORBIDDEN', suppressed_refusals: 15 });
   });
 
   // Issue 21 item 7: the replay records are in the database (they were a map in each process):

@@ -16,6 +16,7 @@ import { X509Certificate, createHash, createHmac, randomUUID, verify } from 'nod
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Actor, CertificateAuthority, KeySource, SecretSealer } from '../app/ports.ts';
 import type { UseCases } from '../app/use-cases.ts';
+import { createRefusalAuditBudget } from '../domain/refusal-audit-budget.ts';
 import { NOT_BEFORE_SKEW_MS } from '../domain/certificate.ts';
 import type { Clock } from '../domain/clock.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
@@ -256,8 +257,13 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
     audit: boolean;
   }
 
+  /** One claim certificate cannot fill the audit log with refused requests (domain/refusal-audit-budget.ts). */
+  const refusalAudits = createRefusalAuditBudget(() => deps.clock.now().getTime());
+
   async function refuse(ctx: RefusalContext, error: AppError): Promise<never> {
-    if (ctx.audit) {
+    // Past the claim's budget (every unauthenticated request of a tenant shares one) the refusal is not audited, only counted.
+    const admitted = ctx.audit ? refusalAudits.admit(`${ctx.tenantId}\u0000${claimActorId(ctx.claim?.fingerprint ?? 'none')}`) : null;
+    if (admitted) {
       const fingerprint = ctx.claim?.fingerprint ?? 'none';
       await store.recordRefusal(ctx.tenantId, deps.clock.now(), {
         actor: claimActorId(fingerprint),
@@ -270,6 +276,7 @@ export function createClaimOnboarding(deps: ClaimOnboardingDeps) {
           transport: ctx.transport,
           ...(ctx.claim ? { claim_subject: ctx.claim.subject, claim_issuer: ctx.claim.issuer, claim_serial: ctx.claim.facts.serialHex } : {}),
           ...(ctx.deviceId ? { device_id: ctx.deviceId } : {}),
+          ...admitted,
         },
       });
     }

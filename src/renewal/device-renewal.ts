@@ -3,6 +3,7 @@ import type { Actor, CertificateAuthority, KeySource } from '../app/ports.ts';
 import type { UseCases } from '../app/use-cases.ts';
 import type { PendingRotationView } from '../app/get-rotation.ts';
 import { rotationPending } from '../app/rotate-certificate.ts';
+import { createRefusalAuditBudget } from '../domain/refusal-audit-budget.ts';
 import { DAY_MS, HOUR_MS, type Clock } from '../domain/clock.ts';
 import { DEFAULT_VALIDITY_DAYS, MAX_VALIDITY_DAYS, type CertificateRecord } from '../domain/certificate.ts';
 import { AppError, isAppError } from '../domain/errors.ts';
@@ -114,6 +115,8 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
 
   /** Errors already audited (a refusal is audited once, where it is decided). */
   const auditedErrors = new WeakSet<AppError>();
+  /** One device cannot fill the audit log with refused requests (domain/refusal-audit-budget.ts). */
+  const refusalAudits = createRefusalAuditBudget(() => deps.clock.now().getTime());
 
   const identityOf = (c: CertificateRecord) => ({ certificate_id: c.id, fingerprint_sha256: c.fingerprint_sha256, serial_number: c.serial_number, not_after: c.not_after });
 
@@ -123,13 +126,15 @@ export function createDeviceRenewal(deps: DeviceRenewalDeps) {
   ): Promise<void> {
     if (auditedErrors.has(error) || THROTTLING.has(error.code)) return;
     auditedErrors.add(error);
+    const admitted = refusalAudits.admit(`${e.tenantId}\u0000${e.actor}`);
+    if (!admitted) return; // past the requester's budget: refused all the same, counted for its next event
     await deps.store.recordAudit({
       tenantId: e.tenantId,
       actor: e.actor,
       action: e.action,
       targetType: 'certificate',
       targetId: e.targetId,
-      details: { ...e.details, code: error.code, reason: error.message },
+      details: { ...e.details, code: error.code, reason: error.message, ...admitted },
       at: deps.clock.now(),
     });
   }
