@@ -61,11 +61,25 @@ function cpuMs(pid: number): number {
   }
 }
 
-/** The server's CPU plus that of the Postgres backends serving its database: what one certificate costs, whatever the machine's load. */
-async function serverCpuMs(serverPid: number, admin: pg.Client): Promise<{ total: number; node: number; postgres: number }> {
+/** CPU milliseconds so far of the server's processes and of the Postgres backends serving its database, per process. */
+async function serverCpuSnapshot(serverPid: number, admin: pg.Client): Promise<{ node: Map<number, number>; postgres: Map<number, number> }> {
   const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
-  const node = processTree(serverPid).reduce((n, pid) => n + cpuMs(pid), 0);
-  const postgres = rows.reduce((n, r) => n + cpuMs(r.pid), 0);
+  return {
+    node: new Map(processTree(serverPid).map((pid) => [pid, cpuMs(pid)])),
+    postgres: new Map(rows.map((r) => [r.pid, cpuMs(r.pid)])),
+  };
+}
+
+/**
+ * What one burst cost: the server's CPU plus that of the Postgres backends serving its database,
+ * whatever the machine's load. Per process, from the first snapshot to the second (a backend
+ * started meanwhile counts from 0; one that ended meanwhile, its pool closing an idle
+ * connection, is missing from the second and its share of the burst is lost, never negative).
+ */
+function serverCpuMs(from: Awaited<ReturnType<typeof serverCpuSnapshot>>, to: Awaited<ReturnType<typeof serverCpuSnapshot>>): { total: number; node: number; postgres: number } {
+  const delta = (a: Map<number, number>, b: Map<number, number>) => [...b].reduce((n, [pid, ms]) => n + Math.max(0, ms - (a.get(pid) ?? 0)), 0);
+  const node = delta(from.node, to.node);
+  const postgres = delta(from.postgres, to.postgres);
   return { total: node + postgres, node, postgres };
 }
 
@@ -126,24 +140,29 @@ export async function runIssuanceBench(options: { seconds?: number; processes?: 
     for (let d = 0; d < DEVICES; d++) await post(`${server.base}/api/v1/customer/devices`, token, { device_id: `BENCH-${d}` });
     console.log(`\n## Issuance over HTTP (real Postgres, ${availableParallelism()} cores, API_PROCESSES=${processes}, ${seconds} s per burst)`);
     const rawEc = await rawKeyRate('ec', Math.min(3, seconds), 8);
-    const rawRsa = await rawKeyRate('rsa', Math.min(8, seconds), 8);
+    // BENCH_CASES (comma-separated: ec, csr, rsa): only those rows, for a quicker run by hand.
+    const wanted = process.env.BENCH_CASES?.split(',').map((s) => s.trim());
+    const withRsa = !wanted || wanted.includes('rsa');
+    const rawRsa = withRsa ? await rawKeyRate('rsa', Math.min(8, seconds), 8) : NaN;
     // The cores given to RSA key generation: the pools' threads (KEYGEN_WORKERS, default cores - 1, shared out among the API processes, at least 1 each).
     const keygenWorkers = processes > 1 ? processes * Math.max(1, Math.floor((availableParallelism() - 1) / processes)) : Math.max(1, availableParallelism() - 1);
-    const rawRsaPool = await rawKeyRate('rsa', Math.min(8, seconds), keygenWorkers);
+    const rawRsaPool = withRsa ? await rawKeyRate('rsa', Math.min(8, seconds), keygenWorkers) : NaN;
     console.log(`raw Node key generation (same run): ec-p256 ${fmt(rawEc, 0)} keys/s, rsa-2048 ${fmt(rawRsa)} keys/s (${fmt(rawRsaPool)} keys/s on ${keygenWorkers} thread(s), KEYGEN_WORKERS)`);
     const csrs = deviceCsrs(DEVICES);
     await burst(certfleetRequest(server.base, token, 'ec-p256'), 201, 2, 16); // warm-up
     const rows: (string | number | null)[][] = [];
     const cases = [['ec-p256', 32, rawEc, 'generate'], ['ec-p256', 32, rawEc, 'csr'], ['rsa-2048', 8, rawRsa, 'generate']] as const;
+    const caseName = (keyType: string, key: string) => (key === 'csr' ? 'csr' : keyType === 'rsa-2048' ? 'rsa' : 'ec');
     for (const [keyType, concurrency, raw, key] of cases) {
+      if (wanted && !wanted.includes(caseName(keyType, key))) continue;
       await eventLoopP99(server.base); // resets the server's lag histogram
-      const cpu0 = await serverCpuMs(server.pid, admin);
+      const cpu0 = await serverCpuSnapshot(server.pid, admin);
       const ours = await burst(key === 'csr' ? certfleetCsrRequest(server.base, token, csrs) : certfleetRequest(server.base, token, keyType), 201, seconds, concurrency);
-      const cpu1 = await serverCpuMs(server.pid, admin);
-      const oursCpu = (cpu1.total - cpu0.total) / Math.max(1, ours.count);
+      const cpu = serverCpuMs(cpu0, await serverCpuSnapshot(server.pid, admin));
+      const oursCpu = cpu.total / Math.max(1, ours.count);
       // The split: the API processes (HTTP, key, lint, signature, response) and the Postgres backends (the group's statement, its commit).
-      const nodeCpu = (cpu1.node - cpu0.node) / Math.max(1, ours.count);
-      const postgresCpu = (cpu1.postgres - cpu0.postgres) / Math.max(1, ours.count);
+      const nodeCpu = cpu.node / Math.max(1, ours.count);
+      const postgresCpu = cpu.postgres / Math.max(1, ours.count);
       const lag = await eventLoopP99(server.base);
       const openssl = key === 'csr' ? NaN : await opensslIssueRate(ca, keyType, seconds, availableParallelism());
       const py = python && key === 'generate' ? pythonIssueRate(python, ca, keyType, seconds) : NaN;
