@@ -51,7 +51,7 @@ function processTree(root: number): number[] {
 }
 
 /** CPU milliseconds (user + system, every thread) a process has used so far; 0 once it is gone. */
-function cpuMs(pid: number): number {
+export function cpuMs(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -62,7 +62,7 @@ function cpuMs(pid: number): number {
 }
 
 /** CPU milliseconds so far of the server's processes and of the Postgres backends serving its database, per process. */
-async function serverCpuSnapshot(serverPid: number, admin: pg.Client): Promise<{ node: Map<number, number>; postgres: Map<number, number> }> {
+export async function serverCpuSnapshot(serverPid: number, admin: pg.Client): Promise<{ node: Map<number, number>; postgres: Map<number, number> }> {
   const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
   return {
     node: new Map(processTree(serverPid).map((pid) => [pid, cpuMs(pid)])),
@@ -76,7 +76,7 @@ async function serverCpuSnapshot(serverPid: number, admin: pg.Client): Promise<{
  * started meanwhile counts from 0; one that ended meanwhile, its pool closing an idle
  * connection, is missing from the second and its share of the burst is lost, never negative).
  */
-function serverCpuMs(from: Awaited<ReturnType<typeof serverCpuSnapshot>>, to: Awaited<ReturnType<typeof serverCpuSnapshot>>): { total: number; node: number; postgres: number } {
+export function serverCpuMs(from: Awaited<ReturnType<typeof serverCpuSnapshot>>, to: Awaited<ReturnType<typeof serverCpuSnapshot>>): { total: number; node: number; postgres: number } {
   const delta = (a: Map<number, number>, b: Map<number, number>) => [...b].reduce((n, [pid, ms]) => n + Math.max(0, ms - (a.get(pid) ?? 0)), 0);
   const node = delta(from.node, to.node);
   const postgres = delta(from.postgres, to.postgres);
@@ -90,7 +90,7 @@ async function eventLoopP99(base: string): Promise<number> {
 }
 
 /** The device's own keys: one EC P-256 key and CSR per bench device (openssl), re-certified for that device only. */
-function deviceCsrs(count: number): string[] {
+export function deviceCsrs(count: number): string[] {
   const dir = mkdtempSync(join(tmpdir(), 'certfleet-bench-csr-'));
   return Array.from({ length: count }, (_, i) => {
     execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, `${i}.key`), '-subj', `/CN=BENCH-${i}`, '-out', join(dir, `${i}.csr`)], { stdio: 'pipe' });
