@@ -50,3 +50,15 @@ BEGIN
   IF keys IS NOT NULL THEN PERFORM certfleet_refresh_device_summaries(keys); END IF;
   RETURN NULL;
 END $$;
+
+-- Lock order. A change of certificates takes its devices' rows (this summary trigger) and the
+-- tenant's counter rows (migration 012's count trigger); a revocation, a rotation and the expiry
+-- tick take the device row first, by their own statements. Postgres fires the triggers of one
+-- event in the order of their names, and "count" sorted before "summary": an issuance took the
+-- counters first, then waited for a device a concurrent revocation held, which in turn waited for
+-- the counters: a deadlock, one side answered 500 (seen with issuances grouped by the group
+-- commit racing revocations and rotations of the same devices, test/device-summary.test.ts).
+-- Renamed so that the summary (device rows, in key order) always comes first.
+ALTER TRIGGER device_certificates_count_insert ON device_certificates RENAME TO device_certificates_tally_insert;
+ALTER TRIGGER device_certificates_count_update ON device_certificates RENAME TO device_certificates_tally_update;
+ALTER TRIGGER device_certificates_count_delete ON device_certificates RENAME TO device_certificates_tally_delete;

@@ -4,6 +4,7 @@ import { onlyRow, type Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
 import { createFilter, planKeysetPages } from '../sql-filter.ts';
 import { certificateKinds, countedRows } from './row-counts-repo.ts';
+import { anotherDeviceHolds } from './device-keys-repo.ts';
 
 const COLUMNS = `c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.issuer, c.ca_id, c.serial_number,
          c.key_type, c.status, c.not_before, c.not_after, c.revoked_at, c.revoked_reason,
@@ -84,8 +85,7 @@ const INSERT_ISSUED_SQL = `WITH m AS (
        WITH ORDINALITY AS m(device_id, cert_pem, fingerprint, common_name, issuer, serial_number, key_type, spki_sha256,
                             not_before, not_after, now, actor, action, target_type, details, ca_id, ord)
      WHERE NOT EXISTS (SELECT 1 FROM compromised_keys k WHERE k.spki_sha256 = m.spki_sha256)
-       AND NOT EXISTS (SELECT 1 FROM device_certificates o
-                       WHERE o.tenant_id = $1 AND o.spki_sha256 = m.spki_sha256 AND o.device_id <> m.device_id)),
+       AND NOT ${anotherDeviceHolds('$1', 'm.spki_sha256', 'm.device_id')}),
    cert AS (
      INSERT INTO device_certificates
        (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
