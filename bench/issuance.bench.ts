@@ -127,8 +127,10 @@ async function post(url: string, token: string, body: unknown): Promise<number> 
 
 export async function runIssuanceBench(options: { seconds?: number; processes?: number } = {}) {
   const seconds = options.seconds ?? scaled(10, 3);
-  // API_PROCESSES: the API on every core (node:cluster), as cfssl's Go runtime runs on every core.
-  const processes = options.processes ?? availableParallelism();
+  // API_PROCESSES: the service's default (1) unless BENCH_API_PROCESSES says otherwise (node:cluster,
+  // one process per core as cfssl's Go runtime uses every core: on this shared 2-core machine two
+  // processes cost about twice the CPU per certificate and issued fewer, BENCHMARKS.md, 2026-12-07 16:3x UTC).
+  const processes = options.processes ?? 1;
   const db = await benchDatabase();
   const server = await startServer('api', db.url, { ISSUANCE_RATE_PER_MINUTE: '0', API_PROCESSES: String(processes) }); // capacity, not the per-tenant limit
   const ca = { certPath: join(server.dataDir, 'ca', 'device-ca.crt'), keyPath: join(server.dataDir, 'ca', 'device-ca.key') };
@@ -217,7 +219,7 @@ export async function runIssuanceBench(options: { seconds?: number; processes?: 
         `certfleet: \`certfleet api\` on Postgres with API_PROCESSES=${processes} (node:cluster), a keep-alive client (32 requests in flight for EC, 8 for RSA) for ${seconds} s per key type; ` +
         'each certificate is a new key generated server-side, signed, stored with its audit event. openssl: `openssl req -x509 -new -newkey … -CA` ' +
         'per certificate, one process per core. python: the seed\'s approach, `cryptography` in one process (key + certificate in a loop, no HTTP, no database). ' +
-        'cfssl: `cfssl serve`, `POST /api/v1/cfssl/newcert` (key generated server-side, no database) with the same client. ' +
+        'cfssl: `cfssl serve`, one process, Go\'s default GOMAXPROCS (every core), `POST /api/v1/cfssl/newcert` (key generated server-side, no database) with the same client. ' +
         'Device CSR: `POST …/certificates/csr` with the device\'s own P-256 key (one per device, made by openssl beforehand), against `cfssl serve`\'s `POST /api/v1/cfssl/sign` with the same CSRs. Same EC P-256 CA for all.',
       columns: ['key type', 'API processes', 'certfleet certs/s', 'p50 ms', 'p99 ms', 'event-loop lag p99 ms', 'errors', 'openssl certs/s', 'certfleet / openssl', 'python certs/s', 'certfleet / python', 'cfssl certs/s', 'certfleet / cfssl', 'raw Node keygen keys/s', 'raw RSA keygen on the KEYGEN_WORKERS threads keys/s (threads); certfleet / it', 'certfleet CPU µs per certificate (server + its Postgres backends)', 'of which API processes / Postgres µs', 'cfssl CPU µs per certificate', 'cfssl CPU / certfleet CPU', 'load avg (1 min)'],
       rows,
