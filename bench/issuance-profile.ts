@@ -53,12 +53,31 @@ function summarise(profilePath: string, from: number, to: number, issued: number
       url.startsWith('node:') ? url : url === '' ? `native ${n.callFrame.functionName}` : 'other';
     byArea.set(area, (byArea.get(area) ?? 0) + h);
   }
+  // Inclusive time (the function and what it called), each function counted once per sample.
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  const inclusive = new Map<string, number>();
+  for (const [id, h] of hits) {
+    const seen = new Set<string>();
+    for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+      const n = byId.get(at)!;
+      if (['(root)', '(idle)', '(program)', '(garbage collector)'].includes(n.callFrame.functionName)) continue;
+      const url = n.callFrame.url.replace(/^file:\/\/.*?\/(node_modules|dist|src)\//, '$1/');
+      const key = `${n.callFrame.functionName || '(anonymous)'} ${url}:${n.callFrame.lineNumber}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      inclusive.set(key, (inclusive.get(key) ?? 0) + h);
+    }
+  }
   const pct = (n: number) => `${((100 * n) / total).toFixed(1)}%`;
   console.log(`\nCPU profile of the measured burst: ${total} samples over ${((to - from) / 1e6).toFixed(1)} s; main thread busy ${fmt(busyUs / 1e3, 0)} ms = ${fmt(busyUs / issued, 0)} µs per certificate`);
   console.log('by area (self time):');
   for (const [k, v] of [...byArea].sort((a, b) => b[1] - a[1]).slice(0, 25)) console.log(`  ${pct(v).padStart(6)}  ${k}`);
   console.log('top functions (self time):');
   for (const [k, v] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.PROFILE_TOP ?? 30))) console.log(`  ${pct(v).padStart(6)}  ${k}`);
+  console.log('top functions (inclusive time):');
+  for (const [k, v] of [...inclusive].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.PROFILE_TOP ?? 30))) console.log(`  ${pct(v).padStart(6)}  ${k}`);
 }
 
 const db = await benchDatabase();

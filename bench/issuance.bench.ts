@@ -51,7 +51,7 @@ function processTree(root: number): number[] {
 }
 
 /** CPU milliseconds (user + system, every thread) a process has used so far; 0 once it is gone. */
-function cpuMs(pid: number): number {
+export function cpuMs(pid: number): number {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -61,11 +61,25 @@ function cpuMs(pid: number): number {
   }
 }
 
-/** The server's CPU plus that of the Postgres backends serving its database: what one certificate costs, whatever the machine's load. */
-async function serverCpuMs(serverPid: number, admin: pg.Client): Promise<{ total: number; node: number; postgres: number }> {
+/** CPU milliseconds so far of the server's processes and of the Postgres backends serving its database, per process. */
+export async function serverCpuSnapshot(serverPid: number, admin: pg.Client): Promise<{ node: Map<number, number>; postgres: Map<number, number> }> {
   const { rows } = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
-  const node = processTree(serverPid).reduce((n, pid) => n + cpuMs(pid), 0);
-  const postgres = rows.reduce((n, r) => n + cpuMs(r.pid), 0);
+  return {
+    node: new Map(processTree(serverPid).map((pid) => [pid, cpuMs(pid)])),
+    postgres: new Map(rows.map((r) => [r.pid, cpuMs(r.pid)])),
+  };
+}
+
+/**
+ * What one burst cost: the server's CPU plus that of the Postgres backends serving its database,
+ * whatever the machine's load. Per process, from the first snapshot to the second (a backend
+ * started meanwhile counts from 0; one that ended meanwhile, its pool closing an idle
+ * connection, is missing from the second and its share of the burst is lost, never negative).
+ */
+export function serverCpuMs(from: Awaited<ReturnType<typeof serverCpuSnapshot>>, to: Awaited<ReturnType<typeof serverCpuSnapshot>>): { total: number; node: number; postgres: number } {
+  const delta = (a: Map<number, number>, b: Map<number, number>) => [...b].reduce((n, [pid, ms]) => n + Math.max(0, ms - (a.get(pid) ?? 0)), 0);
+  const node = delta(from.node, to.node);
+  const postgres = delta(from.postgres, to.postgres);
   return { total: node + postgres, node, postgres };
 }
 
@@ -76,7 +90,7 @@ async function eventLoopP99(base: string): Promise<number> {
 }
 
 /** The device's own keys: one EC P-256 key and CSR per bench device (openssl), re-certified for that device only. */
-function deviceCsrs(count: number): string[] {
+export function deviceCsrs(count: number): string[] {
   const dir = mkdtempSync(join(tmpdir(), 'certfleet-bench-csr-'));
   return Array.from({ length: count }, (_, i) => {
     execFileSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, `${i}.key`), '-subj', `/CN=BENCH-${i}`, '-out', join(dir, `${i}.csr`)], { stdio: 'pipe' });
@@ -113,8 +127,10 @@ async function post(url: string, token: string, body: unknown): Promise<number> 
 
 export async function runIssuanceBench(options: { seconds?: number; processes?: number } = {}) {
   const seconds = options.seconds ?? scaled(10, 3);
-  // API_PROCESSES: the API on every core (node:cluster), as cfssl's Go runtime runs on every core.
-  const processes = options.processes ?? availableParallelism();
+  // API_PROCESSES: the service's default (1) unless BENCH_API_PROCESSES says otherwise (node:cluster,
+  // one process per core as cfssl's Go runtime uses every core: on this shared 2-core machine two
+  // processes cost about twice the CPU per certificate and issued fewer, BENCHMARKS.md, 2026-12-07 16:3x UTC).
+  const processes = options.processes ?? 1;
   const db = await benchDatabase();
   const server = await startServer('api', db.url, { ISSUANCE_RATE_PER_MINUTE: '0', API_PROCESSES: String(processes) }); // capacity, not the per-tenant limit
   const ca = { certPath: join(server.dataDir, 'ca', 'device-ca.crt'), keyPath: join(server.dataDir, 'ca', 'device-ca.key') };
@@ -126,24 +142,29 @@ export async function runIssuanceBench(options: { seconds?: number; processes?: 
     for (let d = 0; d < DEVICES; d++) await post(`${server.base}/api/v1/customer/devices`, token, { device_id: `BENCH-${d}` });
     console.log(`\n## Issuance over HTTP (real Postgres, ${availableParallelism()} cores, API_PROCESSES=${processes}, ${seconds} s per burst)`);
     const rawEc = await rawKeyRate('ec', Math.min(3, seconds), 8);
-    const rawRsa = await rawKeyRate('rsa', Math.min(8, seconds), 8);
+    // BENCH_CASES (comma-separated: ec, csr, rsa): only those rows, for a quicker run by hand.
+    const wanted = process.env.BENCH_CASES?.split(',').map((s) => s.trim());
+    const withRsa = !wanted || wanted.includes('rsa');
+    const rawRsa = withRsa ? await rawKeyRate('rsa', Math.min(8, seconds), 8) : NaN;
     // The cores given to RSA key generation: the pools' threads (KEYGEN_WORKERS, default cores - 1, shared out among the API processes, at least 1 each).
     const keygenWorkers = processes > 1 ? processes * Math.max(1, Math.floor((availableParallelism() - 1) / processes)) : Math.max(1, availableParallelism() - 1);
-    const rawRsaPool = await rawKeyRate('rsa', Math.min(8, seconds), keygenWorkers);
+    const rawRsaPool = withRsa ? await rawKeyRate('rsa', Math.min(8, seconds), keygenWorkers) : NaN;
     console.log(`raw Node key generation (same run): ec-p256 ${fmt(rawEc, 0)} keys/s, rsa-2048 ${fmt(rawRsa)} keys/s (${fmt(rawRsaPool)} keys/s on ${keygenWorkers} thread(s), KEYGEN_WORKERS)`);
     const csrs = deviceCsrs(DEVICES);
     await burst(certfleetRequest(server.base, token, 'ec-p256'), 201, 2, 16); // warm-up
     const rows: (string | number | null)[][] = [];
     const cases = [['ec-p256', 32, rawEc, 'generate'], ['ec-p256', 32, rawEc, 'csr'], ['rsa-2048', 8, rawRsa, 'generate']] as const;
+    const caseName = (keyType: string, key: string) => (key === 'csr' ? 'csr' : keyType === 'rsa-2048' ? 'rsa' : 'ec');
     for (const [keyType, concurrency, raw, key] of cases) {
+      if (wanted && !wanted.includes(caseName(keyType, key))) continue;
       await eventLoopP99(server.base); // resets the server's lag histogram
-      const cpu0 = await serverCpuMs(server.pid, admin);
+      const cpu0 = await serverCpuSnapshot(server.pid, admin);
       const ours = await burst(key === 'csr' ? certfleetCsrRequest(server.base, token, csrs) : certfleetRequest(server.base, token, keyType), 201, seconds, concurrency);
-      const cpu1 = await serverCpuMs(server.pid, admin);
-      const oursCpu = (cpu1.total - cpu0.total) / Math.max(1, ours.count);
+      const cpu = serverCpuMs(cpu0, await serverCpuSnapshot(server.pid, admin));
+      const oursCpu = cpu.total / Math.max(1, ours.count);
       // The split: the API processes (HTTP, key, lint, signature, response) and the Postgres backends (the group's statement, its commit).
-      const nodeCpu = (cpu1.node - cpu0.node) / Math.max(1, ours.count);
-      const postgresCpu = (cpu1.postgres - cpu0.postgres) / Math.max(1, ours.count);
+      const nodeCpu = cpu.node / Math.max(1, ours.count);
+      const postgresCpu = cpu.postgres / Math.max(1, ours.count);
       const lag = await eventLoopP99(server.base);
       const openssl = key === 'csr' ? NaN : await opensslIssueRate(ca, keyType, seconds, availableParallelism());
       const py = python && key === 'generate' ? pythonIssueRate(python, ca, keyType, seconds) : NaN;
@@ -198,7 +219,7 @@ export async function runIssuanceBench(options: { seconds?: number; processes?: 
         `certfleet: \`certfleet api\` on Postgres with API_PROCESSES=${processes} (node:cluster), a keep-alive client (32 requests in flight for EC, 8 for RSA) for ${seconds} s per key type; ` +
         'each certificate is a new key generated server-side, signed, stored with its audit event. openssl: `openssl req -x509 -new -newkey … -CA` ' +
         'per certificate, one process per core. python: the seed\'s approach, `cryptography` in one process (key + certificate in a loop, no HTTP, no database). ' +
-        'cfssl: `cfssl serve`, `POST /api/v1/cfssl/newcert` (key generated server-side, no database) with the same client. ' +
+        'cfssl: `cfssl serve`, one process, Go\'s default GOMAXPROCS (every core), `POST /api/v1/cfssl/newcert` (key generated server-side, no database) with the same client. ' +
         'Device CSR: `POST …/certificates/csr` with the device\'s own P-256 key (one per device, made by openssl beforehand), against `cfssl serve`\'s `POST /api/v1/cfssl/sign` with the same CSRs. Same EC P-256 CA for all.',
       columns: ['key type', 'API processes', 'certfleet certs/s', 'p50 ms', 'p99 ms', 'event-loop lag p99 ms', 'errors', 'openssl certs/s', 'certfleet / openssl', 'python certs/s', 'certfleet / python', 'cfssl certs/s', 'certfleet / cfssl', 'raw Node keygen keys/s', 'raw RSA keygen on the KEYGEN_WORKERS threads keys/s (threads); certfleet / it', 'certfleet CPU µs per certificate (server + its Postgres backends)', 'of which API processes / Postgres µs', 'cfssl CPU µs per certificate', 'cfssl CPU / certfleet CPU', 'load avg (1 min)'],
       rows,

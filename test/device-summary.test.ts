@@ -130,7 +130,7 @@ describe.each(oneDriver('pg'))('device certificate summary on %s', (kind) => {
     await expectSummariesExact();
   });
 
-  it.runIf(kind === 'pg')('concurrent revocations, expiry ticks, rotations, cancels and scheduled revocations on the same devices leave every summary exact', async () => {
+  it.runIf(kind === 'pg')('concurrent issuances, revocations, expiry ticks, rotations, cancels and scheduled revocations on the same devices leave every summary exact', async () => {
     const markExpired = createMarkExpired({ storage: createStorage(database.db), clock: t.clock });
     const devices = Array.from({ length: 6 }, (_, i) => `RACE-${i}`);
     for (const id of devices) {
@@ -162,12 +162,18 @@ describe.each(oneDriver('pg'))('device certificate summary on %s', (kind) => {
     }
     for (const c of extra) calls.push(status(`/customer/certificates/${c.id}/revoke`, { reason: 'superseded' }));
     for (let i = 0; i < 3; i++) calls.push(markExpired());
+    // issuances among them (migration 032: an insert of ACTIVE certificates adds to the kept summary
+    // instead of recomputing it), grouped (group commit), some expiring before every other ACTIVE one
+    for (const [i, id] of devices.entries()) {
+      for (const days of [2 + i, 60 + i]) calls.push(status(`/customer/devices/${id}/certificates/generate`, { key_type: 'ec-p256', validity_days: days }));
+    }
     await Promise.all(calls);
     await expectSummariesExact();
     // and the worker's scheduled revocations racing more revocations and rotations
     t.clock.advance(2 * HOUR_MS);
     const more: Promise<unknown>[] = [t.service.useCases.applyScheduledRevocations(), t.service.useCases.applyScheduledRevocations(), markExpired()];
     for (const id of devices) more.push(status(`/customer/devices/${id}/certificates/rotate`, { key_type: 'ec-p256', validity_days: 50, revoke_old_after_hours: 1 }));
+    for (const id of devices) more.push(status(`/customer/devices/${id}/certificates/generate`, { key_type: 'ec-p256', validity_days: 1 }));
     await Promise.all(more);
     await expectSummariesExact();
   });

@@ -17,10 +17,17 @@ describe('hand-encoded P-256 keys', () => {
 
   it('p256KeyParts (ECDH generation): OpenSSL reads the encoded key back to the same bytes, a short scalar padded to 32 octets', () => {
     let padded = 0;
+    // One ECDH handle makes every key (keys.ts): each key a new one, earlier parts never changed after the fact.
+    const seen = new Set<string>();
+    const first = p256KeyParts();
+    const firstCopy = Buffer.concat([first.d, first.x, first.y]);
     // At least 1,000 keys, and on until one scalar had a leading zero octet (1 in 256; 50,000 keys without one: a failure).
     for (let i = 0; i < 50_000 && (i < 1000 || padded === 0); i++) {
       const { d, x, y } = p256KeyParts();
       expect([d.length, x.length, y.length]).toEqual([32, 32, 32]);
+      expect(seen.has(d.toString('hex')) || seen.has(x.toString('hex'))).toBe(false);
+      seen.add(d.toString('hex'));
+      seen.add(x.toString('hex'));
       if (d[0] === 0) padded++;
       const der = p256Pkcs8Der(d, x, y);
       const priv = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
@@ -28,6 +35,7 @@ describe('hand-encoded P-256 keys', () => {
       expect(createPublicKey(priv).export({ format: 'der', type: 'spki' }).equals(p256SpkiDer(x, y))).toBe(true);
     }
     expect(padded).toBeGreaterThan(0);
+    expect(Buffer.concat([first.d, first.x, first.y]).equals(firstCopy)).toBe(true);
   });
 
   it('generateDeviceKey gives a PEM that openssl reads and whose key matches the SPKI', async () => {

@@ -31,7 +31,8 @@ export async function startServer(command: 'api' | 'serve' | 'worker', databaseU
     LOG_LEVEL: 'warn',
     ...extraEnv,
   };
-  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, BIN, command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  // BENCH_CERTFLEET_BIN: another build's CLI (an A/B run against an earlier commit's checkout).
+  const child: ChildProcess = spawn(process.execPath, [...nodeArgs, process.env.BENCH_CERTFLEET_BIN ?? BIN, command], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   // Ready when /healthz answers (the start banner is a log line LOG_LEVEL=warn hides).
   let out = '';
   let exited: number | null | undefined;

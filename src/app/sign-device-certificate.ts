@@ -50,7 +50,7 @@ function assertKeyStatus(status: { compromised: boolean; otherDevices: string[];
 /** At most this many key checks in one statement. */
 const MAX_CHECK_GROUP = 256;
 /** Check statements of one tenant in flight at once (as the group commit of issued certificates). */
-const CHECKS_IN_FLIGHT = 2;
+const CHECKS_IN_FLIGHT = 1;
 
 interface PendingCheck {
   deviceId: string;
@@ -97,7 +97,7 @@ export function createKeyPrecheck(storage: AppDeps['storage']) {
       }
     });
   }
-  const add = tenantGroups<PendingCheck>({ maxGroup: MAX_CHECK_GROUP, inFlight: CHECKS_IN_FLIGHT, flush });
+  const add = tenantGroups<PendingCheck>({ maxGroup: MAX_CHECK_GROUP, inFlight: CHECKS_IN_FLIGHT, flush, gatherTurn: true });
   return (tenantId: string, deviceId: string, spki: string): Promise<void> =>
     new Promise<void>((resolve, reject) => add(tenantId, { deviceId, spki, resolve, reject }));
 }

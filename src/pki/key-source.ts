@@ -3,7 +3,7 @@ import { TAG, children, readSingle } from '../domain/der.ts';
 import { AppError } from '../domain/errors.ts';
 import { pemBlocks } from './pem.ts';
 import type { KeySource } from '../app/ports.ts';
-import { describeKey, generateDeviceKey, publicKeyFromSpki, spkiOf } from './keys.ts';
+import { P256_SPKI_PREFIX, describeKey, generateDeviceKey, publicKeyFromSpki, spkiOf } from './keys.ts';
 import { x509 } from './x509.ts';
 import type { KeygenPool } from './keygen-pool.ts';
 
@@ -62,8 +62,6 @@ const FAST_CSR_ALGORITHMS = new Map<string, string>([
  * path below then judges and names, as before. About ten times less CPU per CSR than that path
  * (asn1js parse, WebCrypto import and verify), which dominated CSR issuance in the profile.
  */
-/** The DER of a P-256 SubjectPublicKeyInfo up to the point's 64 coordinate octets (id-ecPublicKey, prime256v1, uncompressed point): OpenSSL's own export of such a key. */
-const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d03010703420004', 'hex');
 
 /** The key of a CSR, as storage and the certificate carry it: the CSR's own bytes when they already are OpenSSL's canonical P-256 form (no export), else OpenSSL's export. */
 function canonicalKey(key: KeyObject, spkiBytes: Buffer): { spkiDer: Buffer; keyType: string } {

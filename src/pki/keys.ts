@@ -33,9 +33,16 @@ export async function generateDeviceKey(keyType: KeyType | 'rsa-3072'): Promise<
   return { publicKey: { spkiDer, keyType }, privateKeyPem };
 }
 
+/**
+ * One ECDH handle for every P-256 key: generateKeys() replaces its key with a new one each call
+ * (OpenSSL's EC_KEY_generate_key; synchronous, so no two callers share a key), which saves the
+ * handle's creation, half of the generation's CPU (about 18 µs of 36, measured on this machine).
+ */
+let p256Handle: ReturnType<typeof createECDH> | null = null;
+
 /** A new P-256 key's private scalar (32 octets, RFC 5915) and public point coordinates (32 octets each). */
 export function p256KeyParts(): { d: Buffer; x: Buffer; y: Buffer } {
-  const ecdh = createECDH('prime256v1');
+  const ecdh = (p256Handle ??= createECDH('prime256v1'));
   const point = ecdh.generateKeys(); // uncompressed: 04 || x || y
   const raw = ecdh.getPrivateKey(); // big-endian, without leading zero octets
   if (point.length !== 65 || point[0] !== 4 || raw.length > 32) throw new Error('unexpected P-256 key encoding');
@@ -54,7 +61,25 @@ export function describeKey(key: KeyObject): string {
   return key.asymmetricKeyType ?? 'unknown';
 }
 
-export const publicKeyFromSpki = (spki: ArrayBuffer | Uint8Array): KeyObject =>
-  createPublicKey({ key: Buffer.from(spki instanceof Uint8Array ? spki : new Uint8Array(spki)), format: 'der', type: 'spki' });
+/** The DER of a P-256 SubjectPublicKeyInfo up to the point's 64 coordinate octets (id-ecPublicKey, prime256v1, uncompressed point): OpenSSL's own export of such a key. */
+export const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d03010703420004', 'hex');
+
+/**
+ * A SubjectPublicKeyInfo as a KeyObject. The canonical P-256 form (P256_SPKI_PREFIX, then x and y)
+ * is imported from its coordinates (JWK), which OpenSSL checks to be a point of the curve, as its
+ * DER decoder does: about 90 µs of CPU against 145 µs through the decoder, measured on this
+ * machine (a device CSR's key, issue 22). Any other SPKI goes through the DER decoder.
+ */
+export function publicKeyFromSpki(spki: ArrayBuffer | Uint8Array): KeyObject {
+  const der = Buffer.from(spki instanceof Uint8Array ? spki : new Uint8Array(spki));
+  if (der.length === P256_SPKI_PREFIX.length + 64 && der.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX)) {
+    const at = P256_SPKI_PREFIX.length;
+    return createPublicKey({
+      key: { kty: 'EC', crv: 'P-256', x: der.toString('base64url', at, at + 32), y: der.toString('base64url', at + 32, at + 64) },
+      format: 'jwk',
+    });
+  }
+  return createPublicKey({ key: der, format: 'der', type: 'spki' });
+}
 
 export const spkiOf = (key: KeyObject): Buffer => key.export({ type: 'spki', format: 'der' });

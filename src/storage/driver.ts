@@ -15,9 +15,18 @@ export function onlyRow<R>(rows: readonly R[], what: string): R {
   return row;
 }
 
+export interface QueryOptions {
+  prepared?: string;
+}
+
 /** What repositories need: one SQL statement at a time, inside a transaction they do not own. */
 export interface Queryable {
-  query<R = Row>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  /**
+   * `options.prepared`: a name for the statement, which the driver may prepare once per
+   * connection and reuse (pg: a named prepared statement, parsed and planned once instead of at
+   * every call; PGlite ignores it). Only for a constant text on a hot path; a name is one text.
+   */
+  query<R = Row>(sql: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>>;
   /** Several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
   /** Reads a large result in batches without materialising it (server-side cursor). */
@@ -60,13 +69,13 @@ export interface Listening {
 
 /** A Queryable on top of any plain `query` function, with cursor support through DECLARE/FETCH. */
 export function queryableFrom(
-  run: (sql: string, params?: readonly unknown[]) => Promise<{ rows: unknown[]; rowCount?: number | null; affectedRows?: number }>,
+  run: (sql: string, params?: readonly unknown[], options?: QueryOptions) => Promise<{ rows: unknown[]; rowCount?: number | null; affectedRows?: number }>,
   exec: (sql: string) => Promise<unknown>,
   stream?: Queryable['stream'],
 ): Queryable {
   let cursorSeq = 0;
-  const query = async <R>(sql: string, params?: readonly unknown[]): Promise<QueryResult<R>> => {
-    const result = await run(sql, params ?? []);
+  const query = async <R>(sql: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>> => {
+    const result = await run(sql, params ?? [], options);
     return { rows: result.rows as R[], rowCount: result.rowCount ?? result.affectedRows ?? result.rows.length };
   };
   const queryable: Queryable = {

@@ -20,7 +20,8 @@ export function createPgDriver(connectionString: string, options: { max?: number
       try {
         await client.query(prelude ? `BEGIN; ${prelude}` : 'BEGIN');
         const result = await fn(queryableFrom(
-          (sql, params) => client.query(sql, params as unknown[]),
+          (sql, params, options) =>
+            options?.prepared ? client.query({ name: options.prepared, text: sql, values: params as unknown[] }) : client.query(sql, params as unknown[]),
           (sql) => client.query(sql),
           (sql, params, onRow) => streamRows(client, sql, params, onRow),
         ));

@@ -5,9 +5,20 @@
  * the flush's latency. `flush` settles its items itself (it must not throw: a rejection is ignored
  * here and the next group still runs).
  */
-export function tenantGroups<T>(options: { maxGroup: number; inFlight: number; flush: (tenantId: string, group: T[]) => Promise<void> }): (tenantId: string, item: T) => void {
+export function tenantGroups<T>(options: {
+  maxGroup: number;
+  inFlight: number;
+  flush: (tenantId: string, group: T[]) => Promise<void>;
+  /**
+   * Start a group at the end of the current event-loop turn (setImmediate) rather than at once, so
+   * items added in the same turn (requests parsed from one read of the sockets) go together: no
+   * timer, a lone item waits only for the rest of the turn.
+   */
+  gatherTurn?: boolean;
+}): (tenantId: string, item: T) => void {
   const queues = new Map<string, T[]>();
   const flushing = new Map<string, number>();
+  const gathering = new Set<string>();
   function pump(tenantId: string): void {
     const inFlight = flushing.get(tenantId) ?? 0;
     if (inFlight >= options.inFlight) return;
@@ -32,6 +43,12 @@ export function tenantGroups<T>(options: { maxGroup: number; inFlight: number; f
     let queue = queues.get(tenantId);
     if (!queue) queues.set(tenantId, (queue = []));
     queue.push(item);
-    pump(tenantId);
+    if (!options.gatherTurn) return pump(tenantId);
+    if (gathering.has(tenantId)) return;
+    gathering.add(tenantId);
+    setImmediate(() => {
+      gathering.delete(tenantId);
+      pump(tenantId);
+    });
   };
 }

@@ -4,6 +4,7 @@ import { onlyRow, type Queryable } from '../driver.ts';
 import { iso, isoOrNull } from '../rows.ts';
 import { createFilter, planKeysetPages } from '../sql-filter.ts';
 import { certificateKinds, countedRows } from './row-counts-repo.ts';
+import { anotherDeviceHolds } from './device-keys-repo.ts';
 
 const COLUMNS = `c.id, c.tenant_id, c.device_id, c.fingerprint_sha256, c.common_name, c.issuer, c.ca_id, c.serial_number,
          c.key_type, c.status, c.not_before, c.not_after, c.revoked_at, c.revoked_reason,
@@ -77,6 +78,30 @@ export async function insertCertificate(tx: Queryable, c: NewCertificate, audit:
   return newCertificateRecord(onlyRow(rows, 'insert certificate').id, c);
 }
 
+/** The group commit's statement (below): one constant text, prepared once per connection. */
+const INSERT_ISSUED_SQL = `WITH m AS (
+     SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+                          $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[], $16::jsonb[], $17::text[])
+       WITH ORDINALITY AS m(device_id, cert_pem, fingerprint, common_name, issuer, serial_number, key_type, spki_sha256,
+                            not_before, not_after, now, actor, action, target_type, details, ca_id, ord)
+     WHERE NOT EXISTS (SELECT 1 FROM compromised_keys k WHERE k.spki_sha256 = m.spki_sha256)
+       AND NOT ${anotherDeviceHolds('$1', 'm.spki_sha256', 'm.device_id')}),
+   cert AS (
+     INSERT INTO device_certificates
+       (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
+        status, not_before, not_after, created_at, updated_at, spki_sha256, ca_id)
+     SELECT $1, device_id, cert_pem, fingerprint, common_name, issuer, serial_number, key_type, 'ACTIVE', not_before, not_after, now, now, spki_sha256, ca_id
+     FROM m ORDER BY ord
+     RETURNING id, fingerprint_sha256),
+   audit AS (
+     INSERT INTO audit_events (tenant_id, actor, action, target_type, target_id, details, created_at)
+     SELECT $1, m.actor, m.action, m.target_type, cert.id::text, m.details, m.now
+     FROM cert JOIN m ON m.fingerprint = cert.fingerprint_sha256
+     ORDER BY cert.id
+     RETURNING target_id)
+   SELECT cert.id, m.ord::int4 AS ord FROM cert JOIN m ON m.fingerprint = cert.fingerprint_sha256
+   WHERE cert.id::text IN (SELECT target_id FROM audit)`;
+
 /**
  * Group commit (issuance): the members' certificates and their audit events in one statement, one
  * round trip for the whole group, the device-summary trigger (migration 024) run once for it. A
@@ -94,29 +119,7 @@ export async function insertIssuedCertificates(
   if (members.some((m) => m.certificate.tenantId !== tenantId)) throw new Error('a group commit is for one tenant');
   const col = <T>(f: (m: (typeof members)[number]) => T) => members.map(f);
   const { rows } = await tx.query<{ id: number; ord: number }>(
-    `WITH m AS (
-       SELECT * FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-                            $10::timestamptz[], $11::timestamptz[], $12::timestamptz[], $13::text[], $14::text[], $15::text[], $16::jsonb[], $17::text[])
-         WITH ORDINALITY AS m(device_id, cert_pem, fingerprint, common_name, issuer, serial_number, key_type, spki_sha256,
-                              not_before, not_after, now, actor, action, target_type, details, ca_id, ord)
-       WHERE NOT EXISTS (SELECT 1 FROM compromised_keys k WHERE k.spki_sha256 = m.spki_sha256)
-         AND NOT EXISTS (SELECT 1 FROM device_certificates o
-                         WHERE o.tenant_id = $1 AND o.spki_sha256 = m.spki_sha256 AND o.device_id <> m.device_id)),
-     cert AS (
-       INSERT INTO device_certificates
-         (tenant_id, device_id, cert_pem, fingerprint_sha256, common_name, issuer, serial_number, key_type,
-          status, not_before, not_after, created_at, updated_at, spki_sha256, ca_id)
-       SELECT $1, device_id, cert_pem, fingerprint, common_name, issuer, serial_number, key_type, 'ACTIVE', not_before, not_after, now, now, spki_sha256, ca_id
-       FROM m ORDER BY ord
-       RETURNING id, fingerprint_sha256),
-     audit AS (
-       INSERT INTO audit_events (tenant_id, actor, action, target_type, target_id, details, created_at)
-       SELECT $1, m.actor, m.action, m.target_type, cert.id::text, m.details, m.now
-       FROM cert JOIN m ON m.fingerprint = cert.fingerprint_sha256
-       ORDER BY cert.id
-       RETURNING target_id)
-     SELECT cert.id, m.ord::int4 AS ord FROM cert JOIN m ON m.fingerprint = cert.fingerprint_sha256
-     WHERE cert.id::text IN (SELECT target_id FROM audit)`,
+    INSERT_ISSUED_SQL,
     [
       tenantId,
       col((m) => m.certificate.deviceId),
@@ -136,6 +139,8 @@ export async function insertIssuedCertificates(
       col((m) => JSON.stringify(m.audit.details ?? {})),
       col((m) => m.certificate.caId ?? null),
     ],
+    // Parsed and planned once per connection (a generic plan: the arrays' lengths do not change it).
+    { prepared: 'certfleet_insert_issued_certificates' },
   );
   const idOf = new Map(rows.map((r) => [Number(r.ord), Number(r.id)]));
   return members.map((m, i) => {

@@ -16,6 +16,16 @@ export async function markKeyCompromised(tx: Queryable, certificateId: number, a
   );
 }
 
+/**
+ * SQL: whether a certificate (any status) of another device of the tenant has the key. Two probes
+ * of the (tenant_id, spki_sha256, device_id) index (migration 033), the first entry below the
+ * device and the first above it, instead of `device_id <>`, which visits every certificate of the
+ * key: constant work however many certificates the device already has for it.
+ */
+export const anotherDeviceHolds = (tenant: string, spki: string, device: string, alias = 'o'): string =>
+  `(EXISTS (SELECT 1 FROM device_certificates ${alias} WHERE ${alias}.tenant_id = ${tenant} AND ${alias}.spki_sha256 = ${spki} AND ${alias}.device_id < ${device})` +
+  ` OR EXISTS (SELECT 1 FROM device_certificates ${alias} WHERE ${alias}.tenant_id = ${tenant} AND ${alias}.spki_sha256 = ${spki} AND ${alias}.device_id > ${device}))`;
+
 /** The tenant's other devices holding a certificate (any status) for the key. */
 export async function otherDevicesWithKey(tx: Queryable, tenantId: string, deviceId: string, spkiSha256: string): Promise<string[]> {
   const { rows } = await tx.query<{ device_id: string }>(
@@ -34,8 +44,8 @@ export async function allowsSharedDeviceKeys(tx: Queryable, tenantId: string): P
 export async function keyStatus(tx: Queryable, tenantId: string, deviceId: string, spkiSha256: string): Promise<{ compromised: boolean; otherDevices: string[]; allowsShared: boolean }> {
   const { rows } = await tx.query<{ compromised: boolean; others: string[] | null; allow_shared: boolean | null }>(
     `SELECT EXISTS (SELECT 1 FROM compromised_keys WHERE spki_sha256 = $3) AS compromised,
-            (SELECT array_agg(device_id ORDER BY device_id) FROM (
-               SELECT DISTINCT device_id FROM device_certificates WHERE tenant_id = $1 AND spki_sha256 = $3 AND device_id <> $2 ORDER BY device_id LIMIT 5) o) AS others,
+            CASE WHEN ${anotherDeviceHolds('$1', '$3', '$2')} THEN (SELECT array_agg(device_id ORDER BY device_id) FROM (
+               SELECT DISTINCT device_id FROM device_certificates WHERE tenant_id = $1 AND spki_sha256 = $3 AND device_id <> $2 ORDER BY device_id LIMIT 5) o) END AS others,
             (SELECT allow_shared_device_keys FROM tenant_settings WHERE tenant_id = $1) AS allow_shared`,
     [tenantId, deviceId, spkiSha256],
   );
@@ -52,8 +62,8 @@ export async function keyStatuses(
   const { rows } = await tx.query<{ ord: string; compromised: boolean; others: string[] | null; allow_shared: boolean | null }>(
     `SELECT i.ord,
             EXISTS (SELECT 1 FROM compromised_keys WHERE spki_sha256 = i.spki) AS compromised,
-            (SELECT array_agg(device_id ORDER BY device_id) FROM (
-               SELECT DISTINCT device_id FROM device_certificates WHERE tenant_id = $1 AND spki_sha256 = i.spki AND device_id <> i.device_id ORDER BY device_id LIMIT 5) o) AS others,
+            CASE WHEN ${anotherDeviceHolds('$1', 'i.spki', 'i.device_id')} THEN (SELECT array_agg(device_id ORDER BY device_id) FROM (
+               SELECT DISTINCT device_id FROM device_certificates WHERE tenant_id = $1 AND spki_sha256 = i.spki AND device_id <> i.device_id ORDER BY device_id LIMIT 5) o) END AS others,
             (SELECT allow_shared_device_keys FROM tenant_settings WHERE tenant_id = $1) AS allow_shared
        FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS i(device_id, spki, ord)
       ORDER BY i.ord`,
