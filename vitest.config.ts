@@ -1,5 +1,6 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { defineConfig } from 'vitest/config';
+import DurationSequencer from './test/support/duration-sequencer.ts';
 
 /**
  * Time-outs stretch with how busy the machine is when the run starts (load per core, at least 1,
@@ -8,7 +9,19 @@ import { defineConfig } from 'vitest/config';
  * Tests with their own time-out scale it with `scaled()` from test/support/timeouts.ts.
  */
 const cores = availableParallelism();
-const loadScale = Math.min(6, Math.max(1, loadavg()[0] / cores));
+/**
+ * One worker more than the two when the machine is idle at the start (1-minute load below half
+ * the cores): a test file waits on brokers, child processes, timers and Postgres for about a third
+ * of its wall time (measured: the 24 longest files used 236 s of CPU for 365 s of wall time in an
+ * idle run), so two workers on two cores leave a core idle that long; a third fills it. 50
+ * mid-sized files at load 9 to 11 (other work on the machine): 232.6 s with two workers, 211.6 s
+ * with three, all passing. On a busy machine the extra worker only adds contention: two.
+ */
+const idle = loadavg()[0] < cores / 2;
+const workers = Math.max(1, Math.min(2, cores)) + (idle && cores >= 2 ? 1 : 0);
+// With more workers than cores the run itself keeps the cores busy: time-outs stretch at least as
+// for that load (1.5 with 3 workers on 2 cores).
+const loadScale = Math.min(6, Math.max(1, loadavg()[0] / cores, workers / cores));
 process.env.CERTFLEET_TEST_TIMEOUT_SCALE ??= loadScale.toFixed(2);
 const scale = Number(process.env.CERTFLEET_TEST_TIMEOUT_SCALE);
 // The CLI processes the tests spawn (test/support/certfleet-source.js) compile PGlite's
@@ -33,9 +46,12 @@ export default defineConfig({
     // failure comes from an earlier file in the same worker.
     isolate: process.env.CERTFLEET_TEST_ISOLATE === '1',
     fileParallelism: true,
-    // One file per core: each file already runs child processes (Mosquitto, openssl, the CLI) and
-    // a PGlite of ~700 MB, so more workers than cores only make every file slower.
-    maxWorkers: Math.max(1, Math.min(2, cores)),
+    // One file per core (each file already runs child processes: Mosquitto, openssl, the CLI; and
+    // a PGlite of ~700 MB), one more on an idle machine (see `workers` above).
+    maxWorkers: workers,
+    // Longest files first, from committed measurements (test/support/duration-sequencer.ts): a
+    // fresh clone has no vitest cache, and ordering by size left one worker finishing a long file alone.
+    sequence: { sequencer: DurationSequencer },
     reporters: ['default', './test/support/summary-reporter.ts'],
   },
 });

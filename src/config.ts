@@ -10,6 +10,8 @@ export interface Config {
   host: string;
   databaseUrl: string | null;
   dataDir: string;
+  /** CERTFLEET_PGLITE_TEMPLATE: the packed template a new embedded database starts from instead of the one the build wrote beside dist/storage (null: that one). */
+  pgliteTemplatePath: string | null;
   /** DATABASE_URL set or NODE_ENV=production: no development CA is created. */
   productionMode: boolean;
   caCertPath: string;
@@ -256,6 +258,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host,
     databaseUrl,
     dataDir,
+    pgliteTemplatePath: env.CERTFLEET_PGLITE_TEMPLATE ? resolve(env.CERTFLEET_PGLITE_TEMPLATE) : null,
     productionMode: Boolean(databaseUrl) || env.NODE_ENV === 'production',
     caCertPath: resolve(env.DEVICE_CA_CERT_PATH || `${dataDir}/pki/device-ca.crt`),
     caKeyPath: resolve(env.DEVICE_CA_KEY_PATH || `${dataDir}/pki/device-ca.key`),

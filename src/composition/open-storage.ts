@@ -14,7 +14,7 @@ export interface Storage {
 }
 
 /** Real Postgres when DATABASE_URL is set; otherwise PGlite in the data dir, locked to this process. */
-export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'>): Promise<Storage> {
+export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'> & Partial<Pick<Config, 'pgliteTemplatePath'>>): Promise<Storage> {
   let driver: Driver;
   let release = () => {};
   if (config.databaseUrl) {
@@ -34,11 +34,11 @@ export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'
       // A new database: the template unpacked by Node (PGlite's own loader when that fails).
       let unpacked = false;
       try {
-        unpacked = unpackTemplate(dir);
+        unpacked = unpackTemplate(dir, config.pgliteTemplatePath ?? undefined);
       } catch {
         unpacked = false;
       }
-      driver = createPgliteDriver(await openPglite(dir, unpacked ? undefined : templateFor(dir)));
+      driver = createPgliteDriver(await openPglite(dir, unpacked ? undefined : templateFor(dir, config.pgliteTemplatePath ?? undefined)));
       chmodSync(dir, 0o700);
     } catch (e) {
       release();

@@ -1,10 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { PGlite } from '@electric-sql/pglite';
 import pg from 'pg';
 import { createDatabase, type Database } from '../../src/storage/database.ts';
 import type { Driver } from '../../src/storage/driver.ts';
 import { migrate } from '../../src/storage/migrate.ts';
 import { createPgDriver } from '../../src/storage/pg-driver.ts';
-import { createPgliteDriver, openPglite } from '../../src/storage/pglite-driver.ts';
+import { createPgliteDriver, PGLITE_OPTIONS } from '../../src/storage/pglite-driver.ts';
 import { migrationsHash, testTemplate } from './pglite-template.ts';
 import type { Storage } from '../../src/composition/open-storage.ts';
 
@@ -125,6 +126,14 @@ export async function ensurePgTemplate(adminUrl: string): Promise<string> {
   return name;
 }
 
+/**
+ * PGlite test databases (in memory, seconds to minutes of life, at most some thousands of rows)
+ * get a 32 MB buffer pool instead of Postgres's 128 MB: starting one cost about 0.2 s of CPU less
+ * (0.85 -> 0.67 s measured over 4 databases in one process, with the template below). The
+ * service's own embedded database (src/storage/pglite-driver.ts) keeps PGlite's defaults.
+ */
+const TEST_PGLITE = { startParams: [...PGlite.defaultStartParams, '-c', 'shared_buffers=32MB'] };
+
 export async function createTestDatabase(kind: DriverKind): Promise<TestDatabase> {
   let driver: Driver;
   let url: string | null = null;
@@ -136,7 +145,8 @@ export async function createTestDatabase(kind: DriverKind): Promise<TestDatabase
     driver = createPgDriver(url);
     dropDatabase = created.drop;
   } else {
-    driver = createPgliteDriver(await openPglite(undefined, testTemplate()));
+    const template = testTemplate();
+    driver = createPgliteDriver(await PGlite.create({ ...PGLITE_OPTIONS, ...TEST_PGLITE, ...(template ? { loadDataDir: template } : {}) }));
   }
   await migrate(driver);
   const db = createDatabase(driver);

@@ -23,7 +23,9 @@ export interface TestService {
 
 export function testConfig(dataDir: string, env: Record<string, string> = {}): Config {
   // Tests mint development tokens, also where they run in production mode: say so explicitly.
-  return loadConfig({ CERTFLEET_DATA_DIR: dataDir, PORT: '8080', CERTFLEET_AUTH: 'development', ...env });
+  // The run's PGlite template (global-setup.ts) for a service that opens its own embedded database.
+  const template = process.env.CERTFLEET_PGLITE_TEMPLATE ? { CERTFLEET_PGLITE_TEMPLATE: process.env.CERTFLEET_PGLITE_TEMPLATE } : {};
+  return loadConfig({ CERTFLEET_DATA_DIR: dataDir, PORT: '8080', CERTFLEET_AUTH: 'development', ...template, ...env });
 }
 
 /** A service on the given test database with a manual clock and its own data dir (dev CA, token key). */
