@@ -61,7 +61,7 @@ describe('mergeEntries', () => {
       let now = 1_700_000_000;
       let previousThisUpdate: number | null = null;
       // The broker file's list as the publisher keeps it: a copy (the file CRL's own bytes) and its offsets; the memory alternates.
-      let fileState = { list: new Uint8Array(0), offsets: new Uint32Array(0) };
+      let fileState: { list: Uint8Array; offsets: Uint32Array } = { list: new Uint8Array(0), offsets: new Uint32Array(0) };
       let fileSpace: FileSpace | null = null;
       let fileSpare: FileSpace | null = null;
       for (let step = 0; step < 25; step++) {
