@@ -777,7 +777,46 @@ function* serials(der: Uint8Array, list: Tlv | null): Generator<[number, number]
   }
 }
 
-function compare(a: Uint8Array, [as, ae]: [number, number], b: Uint8Array, [bs, be]: [number, number]): number {
+const hex = (der: Uint8Array, [s, e]: [number, number]) => Buffer.from(der.buffer, der.byteOffset + s, e - s).toString('hex').replace(/^0+(?=.)/, '');
+
+/**
+ * Reads the entry at `off` (inside `limit`) without allocating: sets entryEnd and the serial
+ * magnitude's [serialStart, serialEnd). Throws DerError on anything but SEQUENCE { INTEGER, ... }.
+ */
+let entryEnd = 0;
+let serialStart = 0;
+let serialEnd = 0;
+function readEntryAt(der: Uint8Array, off: number, limit: number): void {
+  if (der[off] !== TAG.SEQUENCE) throw new DerError('revoked entry: expected a SEQUENCE');
+  let p = off + 1;
+  let len = der[p++];
+  if (len & 0x80) {
+    const k = len & 0x7f;
+    if (k < 1 || k > 4) throw new DerError('revoked entry: bad length');
+    len = 0;
+    for (let i = 0; i < k; i++) len = len * 256 + der[p++];
+  }
+  const end = p + len;
+  if (end > limit || p >= end) throw new DerError('revoked entry: runs past the list');
+  if (der[p++] !== TAG.INTEGER) throw new DerError('revoked entry: userCertificate must be an INTEGER');
+  let sl = der[p++];
+  if (sl & 0x80) {
+    const k = sl & 0x7f;
+    if (k < 1 || k > 4) throw new DerError('revoked entry: bad serial length');
+    sl = 0;
+    for (let i = 0; i < k; i++) sl = sl * 256 + der[p++];
+  }
+  const e = p + sl;
+  if (sl === 0 || e > end) throw new DerError('revoked entry: bad serial');
+  let s = p;
+  while (s < e - 1 && der[s] === 0) s++;
+  entryEnd = end;
+  serialStart = s;
+  serialEnd = e;
+}
+
+/** Order of two serial magnitudes (length first, then bytes). */
+function compareSerials(a: Uint8Array, as: number, ae: number, b: Uint8Array, bs: number, be: number): number {
   if (ae - as !== be - bs) return ae - as - (be - bs);
   for (let i = 0; i < ae - as; i++) {
     const d = a[as + i] - b[bs + i];
@@ -786,30 +825,56 @@ function compare(a: Uint8Array, [as, ae]: [number, number], b: Uint8Array, [bs, 
   return 0;
 }
 
-const hex = (der: Uint8Array, [s, e]: [number, number]) => Buffer.from(der.buffer, der.byteOffset + s, e - s).toString('hex').replace(/^0+(?=.)/, '');
-
-/** Strictly ascending serials (one pass, no allocation per entry)? */
-function sorted(der: Uint8Array, list: Tlv | null): boolean {
-  let last: [number, number] | null = null;
-  for (const s of serials(der, list)) {
-    if (last && compare(der, last, der, s) >= 0) return false;
-    last = s;
-  }
-  return true;
-}
-
-/** Serials listed in `next` and not in `previous` (null `previous`: every serial of `next`). */
+/**
+ * Serials listed in `next` and not in `previous` (null `previous`: every serial of `next`). One
+ * pass over both lists with two cursors and no object per entry (a broker agent runs it on every
+ * bundle, certfleet on every publication with a session step: at 100,000 entries the generator
+ * it replaced took 70-300 ms); the order is checked on the way, and a list that is not strictly
+ * ascending (a CRL made elsewhere) falls back to a set.
+ */
 export function newlyRevokedSerials(previous: Uint8Array | null, next: Uint8Array): string[] {
   const nextList = revokedList(next);
   const prevList = previous ? revokedList(previous) : null;
-  if (!sorted(next, nextList) || (previous && !sorted(previous, prevList))) return viaSet(previous, prevList, next, nextList);
   const out: string[] = [];
-  const prevIt = previous ? serials(previous, prevList) : null;
-  let p = prevIt?.next();
-  for (const n of serials(next, nextList)) {
-    while (p && !p.done && compare(previous!, p.value, next, n) < 0) p = prevIt!.next();
-    if (p && !p.done && compare(previous!, p.value, next, n) === 0) continue;
-    out.push(hex(next, n));
+  if (!nextList) return out;
+  const prev = previous ?? next;
+  let p = prevList ? prevList.valueStart : 0;
+  const pEnd = prevList ? prevList.end : 0;
+  // The previous list's current serial [ps, pe) (ps -1: exhausted), and next's last one, for the order check.
+  let ps = -1;
+  let pe = -1;
+  if (p < pEnd) {
+    readEntryAt(prev, p, pEnd);
+    p = entryEnd;
+    ps = serialStart;
+    pe = serialEnd;
+  }
+  let lastNs = -1;
+  let lastNe = -1;
+  for (let n = nextList.valueStart; n < nextList.end; ) {
+    readEntryAt(next, n, nextList.end);
+    n = entryEnd;
+    const ns = serialStart;
+    const ne = serialEnd;
+    if (lastNs >= 0 && compareSerials(next, lastNs, lastNe, next, ns, ne) >= 0) return viaSet(previous, prevList, next, nextList);
+    lastNs = ns;
+    lastNe = ne;
+    let c = 1;
+    while (ps >= 0) {
+      c = compareSerials(prev, ps, pe, next, ns, ne);
+      if (c >= 0) break;
+      if (p >= pEnd) {
+        ps = -1;
+        break;
+      }
+      readEntryAt(prev, p, pEnd);
+      p = entryEnd;
+      if (compareSerials(prev, ps, pe, prev, serialStart, serialEnd) >= 0) return viaSet(previous, prevList, next, nextList);
+      ps = serialStart;
+      pe = serialEnd;
+    }
+    if (ps >= 0 && c === 0) continue;
+    out.push(hex(next, [ns, ne]));
   }
   return out;
 }
