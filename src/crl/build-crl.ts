@@ -876,6 +876,14 @@ export function newlyRevokedSerials(previous: Uint8Array | null, next: Uint8Arra
     if (ps >= 0 && c === 0) continue;
     out.push(hex(next, [ns, ne]));
   }
+  // The rest of the previous list must be in order too (the merge above relied on it all).
+  while (ps >= 0 && p < pEnd) {
+    readEntryAt(prev, p, pEnd);
+    p = entryEnd;
+    if (compareSerials(prev, ps, pe, prev, serialStart, serialEnd) >= 0) return viaSet(previous, prevList, next, nextList);
+    ps = serialStart;
+    pe = serialEnd;
+  }
   return out;
 }
 
