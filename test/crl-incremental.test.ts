@@ -210,6 +210,27 @@ describe.each(DRIVERS)('incremental CRL publication on %s', (kind) => {
     }
   });
 
+  it('consecutive incremental publications: the file list is merged from the previous one each time, both variants equal a full read', async () => {
+    const clock = createManualClock(t.clock.now());
+    const publish = createPublishCrl({ storage: storage(), clock, authority: authority(), settings: settings(3_600_000) });
+    published(await publish({ incremental: true })); // full: fills memory
+    const certs = [];
+    for (let i = 0; i < 8; i++) certs.push(await issue());
+    let last = null;
+    for (const [i, cert] of certs.entries()) {
+      await revoke(cert.id, ['keyCompromise', 'superseded', 'lost in the field', 'cessationOfOperation'][i % 4]);
+      clock.advance(1000);
+      last = published(await publish({ incremental: true }));
+      expect(last.build).toMatchObject({ mode: 'incremental', inserted: 1 });
+      expect(reasonsOf(last.fileDer)).toEqual(Array(i + 1).fill('unspecified'));
+      expect(listContents(last.fileDer).equals(entriesWithoutExtensions(listContents(last.der)))).toBe(true);
+    }
+    clock.advance(1000);
+    const full = published(await createPublishCrl({ storage: storage(), clock, authority: authority(), settings: settings(0) })({}));
+    expect(revokedField(full.der).equals(revokedField(last!.der))).toBe(true);
+    expect(revokedField(full.fileDer).equals(revokedField(last!.fileDer))).toBe(true);
+  });
+
   it('an out-of-band change is caught by the periodic self-check: CRL_INCREMENTAL_MISMATCH, and the full read is published', async () => {
     const clock = createManualClock(t.clock.now());
     const publish = createPublishCrl({ storage: storage(), clock, authority: authority(), settings: settings(60_000) });

@@ -448,8 +448,10 @@ export function createPublishCrl(deps: PublishCrlDeps) {
               linted: lintedListOf(der, thisUpdate, servedSigned.offsetsChecked && offsets ? offsets : null),
               // The file list's offsets only once its lint checked them (the next file lint relies on them).
               file: fileUnverified.offsetsChecked ? { ...lintedListOf(fileDer, thisUpdate, fileEntries.offsets), offsets: fileEntries.offsets } : null,
+              // The file list's bytes are a scratch copy (prepareCrl copied them into the file CRL, which the next merge reads):
+              // one buffer serves every run; only the offsets alternate (the next merge reads these and writes the others).
               fileSpace: fileSpaceOf(fileEntries),
-              fileSpare: current?.fileSpace ?? null,
+              fileSpare: { bytes: fileSpaceOf(fileEntries).bytes, offsets: current?.fileSpace.offsets ?? new Uint32Array(0) },
             }
           : null,
       );
@@ -505,9 +507,9 @@ interface EntriesMemory {
    * where each of `entries`' entries starts in it (checked by that lint); null: not checked.
    */
   file: { list: Uint8Array; thisUpdateMs: number; offsets: Uint32Array } | null;
-  /** The memory the file list's offsets (and its scratch bytes) are in: the next run's spare's after. */
+  /** The memory the file list's offsets (and its scratch bytes) are in. */
   fileSpace: FileSpace;
-  /** Memory the next run writes the file list into (a list no longer current), or null. */
+  /** Memory the next run writes the file list into: the same scratch bytes, the offsets of the list before. */
   fileSpare: FileSpace | null;
 }
 
