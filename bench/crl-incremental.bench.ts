@@ -56,6 +56,16 @@ const identity = (path: string) => {
   return `${s.ino}:${s.mtimeNs}:${s.size}`;
 };
 
+/** CPU time (user + system, ms) a process has used so far (/proc/PID/stat; 10 ms steps); NaN when gone. */
+function cpuMsOf(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime + stime in clock ticks (100 Hz)
+  } catch {
+    return Number.NaN;
+  }
+}
+
 /** p50/p99 of revocation → file replaced on a running server over the database `url`. */
 async function revocationsToFile(url: string, fullRebuild: boolean, revocations: number) {
   // BENCH_SERVER_NODE_ARGS (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`): profile the server; BENCH_SERVER_LOG_LEVEL=info shows its crl_published timings.
@@ -77,6 +87,8 @@ async function revocationsToFile(url: string, fullRebuild: boolean, revocations:
     }
     const times: number[] = [];
     const loads: number[] = [];
+    // The server's CPU time over the timed revocations (each waited for until the file stopped changing: the whole publication).
+    let cpuStart = Number.NaN;
     for (const [n, [id, serial]] of certs.entries()) {
       // Wait until no publication runs: each revocation is a lone one (the first warms up the process: not counted).
       let before = identity(crlPath);
@@ -86,6 +98,7 @@ async function revocationsToFile(url: string, fullRebuild: boolean, revocations:
         quiet = now === before ? quiet + 1 : 0;
         before = now;
       }
+      if (n === 1) cpuStart = cpuMsOf(server.pid);
       const res = await request('POST', `${server.base}/api/v1/customer/certificates/${id}/revoke`, token, { reason: 'keyCompromise' });
       const t1 = performance.now();
       if (res.status !== 200) throw new Error(`revoke failed: ${res.status}`);
@@ -107,9 +120,17 @@ async function revocationsToFile(url: string, fullRebuild: boolean, revocations:
         loads.push(loadavg()[0]);
       }
     }
+    // The last publication's store and commit come after its file: wait until the server is idle (CPU time stops growing for 300 ms).
+    for (let last = cpuMsOf(server.pid), still = 0; still < 3; ) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = cpuMsOf(server.pid);
+      still = now === last ? still + 1 : 0;
+      last = now;
+    }
+    const cpuPerRevocation = (cpuMsOf(server.pid) - cpuStart) / times.length;
     times.sort((a, b) => a - b);
     const der = crlPemToDer(readFileSync(crlPath, 'latin1'));
-    return { p50: percentile(times, 50), p99: percentile(times, 99), max: times.at(-1)!, der, load: loads.reduce((a, b) => a + b, 0) / loads.length };
+    return { p50: percentile(times, 50), p99: percentile(times, 99), max: times.at(-1)!, der, load: loads.reduce((a, b) => a + b, 0) / loads.length, cpu: cpuPerRevocation };
   } finally {
     await server.stop();
   }
@@ -151,7 +172,7 @@ for (const size of SIZES) {
     await driver.close();
     const incremental = await revocationsToFile(database.url, false, REVOCATIONS);
     // BENCH_INCREMENTAL_PEER=0: skip the full-read peer (profiling runs only; the table then has no peer).
-    const full = process.env.BENCH_INCREMENTAL_PEER === '0' ? { p50: NaN, load: NaN } : await revocationsToFile(database.url, true, Math.max(3, Math.floor(REVOCATIONS / (size >= 1_000_000 ? 4 : 1))));
+    const full = process.env.BENCH_INCREMENTAL_PEER === '0' ? { p50: NaN, load: NaN, cpu: NaN } : await revocationsToFile(database.url, true, Math.max(3, Math.floor(REVOCATIONS / (size >= 1_000_000 ? 4 : 1))));
     const { mkdtempSync, rmSync } = await import('node:fs');
     const dir = mkdtempSync(join((await import('node:os')).tmpdir(), 'crl-floor-'));
     const floor = floorMs(incremental.der, dir);
@@ -167,6 +188,7 @@ for (const size of SIZES) {
       round(floor.write),
       round(incremental.p50 / (floor.hash + floor.write), 1),
       `${round(incremental.load)} / ${round(full.load)}`,
+      `${round(incremental.cpu)} / ${round(full.cpu)}`,
     ];
     console.log(row.join(' | '));
     rows.push(row);
@@ -180,7 +202,7 @@ emitTable({
   description:
     '`certfleet serve` on Postgres (analyzed) over N revoked certificates; lone revocations over HTTP, timed from the revoke response (committed) until the CRL file was replaced (then checked to list the serial). ' +
     'Peers, same run, same data: the same server with `CRL_FULL_REBUILD_MINUTES=0` (every publication reads every entry: the cost before), and the floor measured in the bench process: SHA-256 once over the CRL and writing its PEM file as the publisher does (temp file, fsync, rename, fsync of the folder), median of 5. ' +
-    'Load: the 1-minute load average during the incremental / full runs (2 shared cores).',
-  columns: ['listed', 'CRL MB', 'incremental p50 ms', 'incremental p99 ms', 'full read p50 ms (peer)', 'full / incremental', 'floor: hash ms', 'floor: write file ms', 'incremental / floor', 'load avg'],
+    'Load: the 1-minute load average during the incremental / full runs (2 shared cores). Server CPU: the `certfleet serve` process\'s user + system CPU time per revocation (/proc, whole publications including the store), incremental / full.',
+  columns: ['listed', 'CRL MB', 'incremental p50 ms', 'incremental p99 ms', 'full read p50 ms (peer)', 'full / incremental', 'floor: hash ms', 'floor: write file ms', 'incremental / floor', 'load avg', 'server CPU ms per revocation'],
   rows,
 });

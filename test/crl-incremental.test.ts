@@ -11,11 +11,12 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createRevokedEntriesEncoder, type RevokedEntry, type SortedEntries } from '../src/crl/build-crl.ts';
-import { mergeEntries, noEntries, retentionEnded, spaceOf, type MergeSpace } from '../src/crl/incremental-entries.ts';
+import { createRevokedEntriesEncoder, entriesWithoutExtensions, revokedList, type RevokedEntry, type SortedEntries } from '../src/crl/build-crl.ts';
+import { fileEntriesOf, fileSpaceOf, mergeEntries, mergeFileEntries, noEntries, retentionEnded, spaceOf, type FileSpace, type MergeSpace } from '../src/crl/incremental-entries.ts';
 import { createPublishCrl, crlAuthorityFor, CRL_INCREMENTAL_MISMATCH_ALERT, type PublishCrlResult } from '../src/crl/publish-crl.ts';
 import { DAY_MS, createManualClock } from '../src/domain/clock.ts';
 import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
+import { crlEntries } from '../src/crl/crl-entries.ts';
 import { createStorage } from '../src/storage/repositories.ts';
 import { markRevoked } from '../src/storage/repos/certificates-repo.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
@@ -59,6 +60,10 @@ describe('mergeEntries', () => {
       let merged = false;
       let now = 1_700_000_000;
       let previousThisUpdate: number | null = null;
+      // The broker file's list as the publisher keeps it: a copy (the file CRL's own bytes) and its offsets; the memory alternates.
+      let fileState: { list: Uint8Array; offsets: Uint32Array } = { list: new Uint8Array(0), offsets: new Uint32Array(0) };
+      let fileSpace: FileSpace | null = null;
+      let fileSpare: FileSpace | null = null;
       for (let step = 0; step < 25; step++) {
         // Entries whose retention ended leave the model as the database read would leave them out.
         if (previousThisUpdate !== null) {
@@ -90,6 +95,24 @@ describe('mergeEntries', () => {
         expect([...result.entries.offsets], context).toEqual([...expected.offsets]);
         expect([...result.entries.revokedAt], context).toEqual([...expected.revokedAt]);
         expect([...result.entries.notAfter], context).toEqual([...expected.notAfter]);
+        // The file variant's entries, merged from the previous file list: those of every entry stripped afresh.
+        const file = mergeFileEntries(state, fileState, result, fileSpare);
+        const strippedAfresh = fileEntriesOf(expected.bytes, expected.offsets.length);
+        expect(file.entries.bytes.equals(entriesWithoutExtensions(expected.bytes)), context).toBe(true);
+        expect(file.entries.bytes.equals(strippedAfresh.bytes), context).toBe(true);
+        expect([...file.entries.offsets], context).toEqual([...strippedAfresh.offsets]);
+        for (let r = 0; r < file.carried.length; r += 3) {
+          const [at, end, from] = [file.carried[r], file.carried[r + 1], file.carried[r + 2]];
+          expect(Buffer.from(file.entries.bytes.subarray(at, end)).equals(Buffer.from(fileState.list.subarray(from, from + end - at))), context).toBe(true);
+        }
+        // No entry of the file list has extensions: each is SEQUENCE { serial, revocationDate } only.
+        for (const at of file.entries.offsets) {
+          const serialLength = file.entries.bytes[at + 3];
+          expect(file.entries.bytes[at + 1], context).toBe(2 + serialLength + 2 + file.entries.bytes[at + 4 + serialLength + 1]);
+        }
+        fileSpare = fileSpace;
+        fileSpace = fileSpaceOf(file.entries);
+        fileState = { list: Uint8Array.from(file.entries.bytes), offsets: file.entries.offsets };
         // As publish-crl does: the list replaced becomes the next merge's memory once it came from a merge.
         space = merged ? spaceOf(state) : space;
         state = result.entries;
@@ -173,12 +196,39 @@ describe.each(DRIVERS)('incremental CRL publication on %s', (kind) => {
       const full = published(await createPublishCrl({ storage: storage(), clock, authority: authority(), settings: settings(3_600_000) })({}));
       expect(full.build.mode).toBe('full');
       expect(revokedField(full.fileDer).equals(revokedField(crl.fileDer))).toBe(true);
+      expect(revokedField(full.der).equals(revokedField(crl.der))).toBe(true);
+      // the served CRL keeps each entry's reason code, the broker file's entries have none (the same entries otherwise)
+      expect(reasonsOf(crl.der)).toEqual(certs.slice(0, i + 1).map((_, k) => (k % 2 ? 'superseded' : 'keyCompromise')).sort());
+      expect(reasonsOf(crl.fileDer)).toEqual(Array(i + 1).fill('unspecified'));
+      expect(revokedField(crl.fileDer).equals(revokedField(crl.der))).toBe(false);
+      expect(listContents(crl.fileDer).equals(entriesWithoutExtensions(listContents(crl.der)))).toBe(true);
       // the other publisher stored since: the first one's memory no longer stands for the stored CRL
       clock.advance(1000);
       const after = published(await publish({ incremental: true }));
       expect(after.build.mode).toBe('full');
       last = after.crlNumber;
     }
+  });
+
+  it('consecutive incremental publications: the file list is merged from the previous one each time, both variants equal a full read', async () => {
+    const clock = createManualClock(t.clock.now());
+    const publish = createPublishCrl({ storage: storage(), clock, authority: authority(), settings: settings(3_600_000) });
+    published(await publish({ incremental: true })); // full: fills memory
+    const certs = [];
+    for (let i = 0; i < 8; i++) certs.push(await issue());
+    let last = null;
+    for (const [i, cert] of certs.entries()) {
+      await revoke(cert.id, ['keyCompromise', 'superseded', 'lost in the field', 'cessationOfOperation'][i % 4]);
+      clock.advance(1000);
+      last = published(await publish({ incremental: true }));
+      expect(last.build).toMatchObject({ mode: 'incremental', inserted: 1 });
+      expect(reasonsOf(last.fileDer)).toEqual(Array(i + 1).fill('unspecified'));
+      expect(listContents(last.fileDer).equals(entriesWithoutExtensions(listContents(last.der)))).toBe(true);
+    }
+    clock.advance(1000);
+    const full = published(await createPublishCrl({ storage: storage(), clock, authority: authority(), settings: settings(0) })({}));
+    expect(revokedField(full.der).equals(revokedField(last!.der))).toBe(true);
+    expect(revokedField(full.fileDer).equals(revokedField(last!.fileDer))).toBe(true);
   });
 
   it('an out-of-band change is caught by the periodic self-check: CRL_INCREMENTAL_MISMATCH, and the full read is published', async () => {
@@ -239,6 +289,7 @@ describe.each(DRIVERS)('incremental CRL publication on %s', (kind) => {
     expect(entriesOf(gone.der).entryCount).toBe(1);
     const full = published(await createPublishCrl({ storage: storage(), clock, authority: authority(), settings: settings(0) })({}));
     expect(revokedField(full.fileDer).equals(revokedField(gone.fileDer))).toBe(true);
+    expect(revokedField(full.der).equals(revokedField(gone.der))).toBe(true);
   });
 
   it('two publishers (API side and worker side) interleaving with revocations: numbers strictly increase, nothing is lost', async () => {
@@ -272,6 +323,15 @@ describe.each(DRIVERS)('incremental CRL publication on %s', (kind) => {
     expect(entriesOf(file).entryCount).toBe(revoked.length);
   });
 });
+
+/** The revokedCertificates contents (the entries' DER, concatenated). */
+function listContents(der: Buffer): Buffer {
+  const list = revokedList(der);
+  return list ? der.subarray(list.valueStart, list.end) : Buffer.alloc(0);
+}
+
+/** The reasons of a CRL's entries, sorted (crl-entries.ts reads them). */
+const reasonsOf = (der: Buffer) => [...crlEntries(der)].map((e) => e.reason).sort();
 
 /** The revokedCertificates field of a CRL (TLV bytes), empty when absent. */
 function revokedField(der: Buffer): Buffer {

@@ -299,17 +299,23 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     await publisher().idle();
 
     const served = (await t.call('acme', 'GET', '/customer/crl')).body;
-    expect(await checkWithTools(caPem, served)).toEqual(await checkWithTools(caPem, filePem())); // same number and entries
+    const servedTools = await checkWithTools(caPem, served);
     expect(run('openssl', ['crl', '-noout', '-text'], served).out).toMatch(new RegExp(`Issuing Distribution Point: critical[\\s\\S]*URI:${t.service.crl.distributionPointUrl}`));
     const pem = filePem();
     const tools = await checkWithTools(caPem, pem);
     expect(tools.number).toBeGreaterThan(before);
     expect(tools.number).toBe(fileNumber());
-    expect(tools.entries).toEqual({ [compromised.serial]: 'key_compromise', [lost.serial]: null, [rotated.serial]: 'superseded' });
+    // The same number and serials; the served CRL carries the reasons, the broker's file none (brokers never read them).
+    expect(servedTools.number).toBe(tools.number);
+    expect(servedTools.entries).toEqual({ [compromised.serial]: 'key_compromise', [lost.serial]: null, [rotated.serial]: 'superseded' });
+    expect(tools.entries).toEqual({ [compromised.serial]: null, [lost.serial]: null, [rotated.serial]: null });
+    const servedText = run('openssl', ['crl', '-noout', '-text'], served).out;
+    expect(servedText).toContain('Key Compromise');
+    expect(servedText).toContain('Superseded');
+    expect(servedText).not.toContain('Unspecified');
     const text = run('openssl', ['crl', '-noout', '-text'], pem).out;
-    expect(text).toContain('Key Compromise');
-    expect(text).toContain('Superseded');
-    expect(text).not.toContain('Unspecified');
+    expect(text).not.toContain('CRL entry extensions');
+    expect(text).not.toContain('Reason Code');
     expect(text).toMatch(/X509v3 CRL Number:\s+\d+/);
     expect(text).toContain('X509v3 Authority Key Identifier');
     expect(text).not.toContain('Issuing Distribution Point'); // the file: a complete CRL, covers every distribution point
@@ -379,7 +385,8 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     );
     const result = await publisher().publishNow();
     expect(result.published).toBe(true);
-    expect((await checkWithTools(caPem, filePem())).entries).toEqual({ [ours.serial]: 'key_compromise' });
+    expect((await checkWithTools(caPem, filePem())).entries).toEqual({ [ours.serial]: null }); // the broker file lists no reasons
+    expect((await checkWithTools(caPem, (await t.call('acme', 'GET', '/customer/crl')).body)).entries).toEqual({ [ours.serial]: 'key_compromise' });
   });
 
   it('a start publishes a revocation committed after the stored CRL’s read (the process died before publishing it), once', async () => {
@@ -402,7 +409,7 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     writeFileSync(leftover, 'half a CRL');
     t = await startTestService(database, { dataDir, clock: t.clock, overrides: { crl: { refreshTimer: false } } });
     await publisher().idle();
-    expect((await checkWithTools(caPem, filePem())).entries).toEqual({ [cert.serial]: 'key_compromise' });
+    expect((await checkWithTools(caPem, filePem())).entries).toEqual({ [cert.serial]: null }); // the broker file lists no reasons
     expect(fileNumber()).toBe(before + 1n); // one CRL at start, not two
     expect(publisher().status().publications).toBe(1);
     expect(readdirSync(dirname(t.config.crlOutputPath)).filter((f) => f.endsWith('.tmp'))).toEqual([]);
@@ -470,9 +477,14 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     const serials = [...text.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => BigInt('0x' + m[1]));
     expect(serials.length).toBe(BULK + 6);
     expect(serials.every((s, i) => i === 0 || s > serials[i - 1])).toBe(true);
-    expect(text).toContain('Certificate Hold');
-    expect(text).toContain('Privilege Withdrawn');
-    expect(text).not.toContain('Remove From CRL');
+    expect(text).not.toContain('Reason Code'); // the broker file: no entry extensions
+    // The served CRL: the same entries, with their reasons.
+    const served = (await t.call('acme', 'GET', '/customer/crl')).body;
+    const servedText = run('openssl', ['crl', '-noout', '-text'], served).out;
+    expect([...servedText.matchAll(/Serial Number: ([0-9A-F]+)/g)].map((m) => BigInt('0x' + m[1]))).toEqual(serials);
+    expect(servedText).toContain('Certificate Hold');
+    expect(servedText).toContain('Privilege Withdrawn');
+    expect(servedText).not.toContain('Remove From CRL');
   }, scaled(600_000)); // rows inserted, signed, and parsed by three tools
 
   it('publishes an (empty) CRL at start: 503 CRL_NOT_AVAILABLE only while none was ever stored', async () => {

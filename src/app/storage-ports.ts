@@ -525,6 +525,8 @@ export interface CrlToStore {
   der: Uint8Array;
   /** Signature of the broker's file variant (the same TBS without Issuing Distribution Point). */
   fileSignature: Uint8Array;
+  /** The file variant's entries carry no crlEntryExtensions (reason codes): how to rebuild it from `der`. */
+  fileWithoutEntryExtensions: boolean;
   sha256: string;
   entries: number;
   publishedAt: Date;
@@ -555,7 +557,7 @@ export interface CrlRepository {
   /** The latest published CRL with its DER; null before the first publication. */
   readCrl(issuerKeyId: string): Promise<{ info: StoredCrlInfo; der: Buffer } | null>;
   /** The latest CRL and the signature of its file variant (null: stored before there was one); null before the first publication. */
-  readCrlForFile(issuerKeyId: string): Promise<{ der: Buffer; fileSignature: Buffer | null } | null>;
+  readCrlForFile(issuerKeyId: string): Promise<{ der: Buffer; fileSignature: Buffer | null; fileWithoutEntryExtensions: boolean } | null>;
   /**
    * Hands the revoked certificates of the scope's CRL to onEntry as they are read, in no
    * particular order, from one snapshot. Returns the number of entries.

@@ -630,6 +630,52 @@ function sortRunBytewise(arena: Uint8Array, offsets: Uint32Array, keys: Float64A
   for (let k = 0; k < indexes.length; k++) keys[from + k] = base + indexes[k];
 }
 
+/**
+ * The broker file's entries: each entry of `entries` (as the encoder writes them: `30 L 02 sl
+ * <serial> <time> [crlEntryExtensions]`, short-form lengths) without its crlEntryExtensions, in
+ * the same order. Brokers use a CRL to refuse a serial and never read the reason; OpenSSL's parse
+ * of every entry's extensions is a large part of what a Mosquitto reload costs (100,000 entries:
+ * 0.43 s of CPU with the reasons, 0.25 s without). Written at `out[at…]`, each entry's start
+ * recorded in `offsets[index…]` (relative to `base`) when given; returns the end in `out` and the
+ * number of entries. Throws on bytes that are not such entries.
+ */
+export function stripEntryExtensions(
+  entries: Uint8Array,
+  from: number,
+  to: number,
+  out: Uint8Array,
+  at: number,
+  offsets?: Uint32Array,
+  index = 0,
+  base = 0,
+): { end: number; count: number } {
+  let o = at;
+  let i = index;
+  let count = 0;
+  for (let e = from; e < to; ) {
+    const length = entries[e + 1];
+    const end = e + 2 + length;
+    const timeAt = e + 4 + entries[e + 3];
+    const timeEnd = timeAt + 2 + entries[timeAt + 1];
+    if (entries[e] !== TAG.SEQUENCE || length > 0x7f || entries[e + 2] !== TAG.INTEGER || timeEnd > end || end > to) {
+      throw new RangeError(`not a revoked entry at offset ${e}`);
+    }
+    if (offsets) offsets[i++] = o - base;
+    out[o++] = TAG.SEQUENCE;
+    out[o++] = timeEnd - e - 2;
+    for (let k = e + 2; k < timeEnd; k++) out[o++] = entries[k];
+    e = end;
+    count++;
+  }
+  return { end: o, count };
+}
+
+/** stripEntryExtensions over a whole list, into a new buffer (or a view of it). */
+export function entriesWithoutExtensions(entries: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(entries.length);
+  return out.subarray(0, stripEntryExtensions(entries, 0, entries.length, out, 0).end);
+}
+
 /** Convenience: encodes all entries (ascending serial order) at once. */
 export function encodeRevokedEntries(entries: Iterable<RevokedEntry>): Buffer {
   const enc = createRevokedEntriesEncoder();
@@ -664,8 +710,12 @@ export function crlSignature(crlDer: Uint8Array): Buffer {
   return Buffer.from(valueBytes(crlDer, parts(crlDer).signature).subarray(1));
 }
 
-/** `crlDer` without its Issuing Distribution Point, carrying `signature` (made over that TBS). */
-export function completeCrlOf(crlDer: Uint8Array, signature: Uint8Array): Buffer {
+/**
+ * `crlDer` without its Issuing Distribution Point, carrying `signature` (made over that TBS).
+ * `withoutEntryExtensions`: the file variant's entries carry no crlEntryExtensions either (the
+ * form stored since the broker file dropped the reason codes: entriesWithoutExtensions).
+ */
+export function completeCrlOf(crlDer: Uint8Array, signature: Uint8Array, options: { withoutEntryExtensions?: boolean } = {}): Buffer {
   const { tbs, alg } = parts(crlDer);
   const fields = children(crlDer, tbs);
   const last = fields[fields.length - 1];
@@ -674,7 +724,9 @@ export function completeCrlOf(crlDer: Uint8Array, signature: Uint8Array): Buffer
   const kept = children(crlDer, list)
     .filter((extension) => decodeOid(crlDer, children(crlDer, extension)[0]) !== ISSUING_DISTRIBUTION_POINT)
     .map((extension) => tlvBytes(crlDer, extension));
-  const completeTbs = tlv(TAG.SEQUENCE, ...fields.slice(0, -1).map((f) => tlvBytes(crlDer, f)), contextExplicit(0, sequence(...kept)));
+  const entries = options.withoutEntryExtensions ? revokedList(crlDer) : null;
+  const head = fields.slice(0, -1).map((f) => (entries && f.start === entries.start ? sequence(entriesWithoutExtensions(valueBytes(crlDer, f))) : tlvBytes(crlDer, f)));
+  const completeTbs = tlv(TAG.SEQUENCE, ...head, contextExplicit(0, sequence(...kept)));
   return sequence(completeTbs, tlvBytes(crlDer, alg), bitString(signature));
 }
 
@@ -725,7 +777,46 @@ function* serials(der: Uint8Array, list: Tlv | null): Generator<[number, number]
   }
 }
 
-function compare(a: Uint8Array, [as, ae]: [number, number], b: Uint8Array, [bs, be]: [number, number]): number {
+const hex = (der: Uint8Array, [s, e]: [number, number]) => Buffer.from(der.buffer, der.byteOffset + s, e - s).toString('hex').replace(/^0+(?=.)/, '');
+
+/**
+ * Reads the entry at `off` (inside `limit`) without allocating: sets entryEnd and the serial
+ * magnitude's [serialStart, serialEnd). Throws DerError on anything but SEQUENCE { INTEGER, ... }.
+ */
+let entryEnd = 0;
+let serialStart = 0;
+let serialEnd = 0;
+function readEntryAt(der: Uint8Array, off: number, limit: number): void {
+  if (der[off] !== TAG.SEQUENCE) throw new DerError('revoked entry: expected a SEQUENCE');
+  let p = off + 1;
+  let len = der[p++];
+  if (len & 0x80) {
+    const k = len & 0x7f;
+    if (k < 1 || k > 4) throw new DerError('revoked entry: bad length');
+    len = 0;
+    for (let i = 0; i < k; i++) len = len * 256 + der[p++];
+  }
+  const end = p + len;
+  if (end > limit || p >= end) throw new DerError('revoked entry: runs past the list');
+  if (der[p++] !== TAG.INTEGER) throw new DerError('revoked entry: userCertificate must be an INTEGER');
+  let sl = der[p++];
+  if (sl & 0x80) {
+    const k = sl & 0x7f;
+    if (k < 1 || k > 4) throw new DerError('revoked entry: bad serial length');
+    sl = 0;
+    for (let i = 0; i < k; i++) sl = sl * 256 + der[p++];
+  }
+  const e = p + sl;
+  if (sl === 0 || e > end) throw new DerError('revoked entry: bad serial');
+  let s = p;
+  while (s < e - 1 && der[s] === 0) s++;
+  entryEnd = end;
+  serialStart = s;
+  serialEnd = e;
+}
+
+/** Order of two serial magnitudes (length first, then bytes). */
+function compareSerials(a: Uint8Array, as: number, ae: number, b: Uint8Array, bs: number, be: number): number {
   if (ae - as !== be - bs) return ae - as - (be - bs);
   for (let i = 0; i < ae - as; i++) {
     const d = a[as + i] - b[bs + i];
@@ -734,30 +825,64 @@ function compare(a: Uint8Array, [as, ae]: [number, number], b: Uint8Array, [bs, 
   return 0;
 }
 
-const hex = (der: Uint8Array, [s, e]: [number, number]) => Buffer.from(der.buffer, der.byteOffset + s, e - s).toString('hex').replace(/^0+(?=.)/, '');
-
-/** Strictly ascending serials (one pass, no allocation per entry)? */
-function sorted(der: Uint8Array, list: Tlv | null): boolean {
-  let last: [number, number] | null = null;
-  for (const s of serials(der, list)) {
-    if (last && compare(der, last, der, s) >= 0) return false;
-    last = s;
-  }
-  return true;
-}
-
-/** Serials listed in `next` and not in `previous` (null `previous`: every serial of `next`). */
+/**
+ * Serials listed in `next` and not in `previous` (null `previous`: every serial of `next`). One
+ * pass over both lists with two cursors and no object per entry (a broker agent runs it on every
+ * bundle, certfleet on every publication with a session step: at 100,000 entries the generator
+ * it replaced took 70-300 ms); the order is checked on the way, and a list that is not strictly
+ * ascending (a CRL made elsewhere) falls back to a set.
+ */
 export function newlyRevokedSerials(previous: Uint8Array | null, next: Uint8Array): string[] {
   const nextList = revokedList(next);
   const prevList = previous ? revokedList(previous) : null;
-  if (!sorted(next, nextList) || (previous && !sorted(previous, prevList))) return viaSet(previous, prevList, next, nextList);
   const out: string[] = [];
-  const prevIt = previous ? serials(previous, prevList) : null;
-  let p = prevIt?.next();
-  for (const n of serials(next, nextList)) {
-    while (p && !p.done && compare(previous!, p.value, next, n) < 0) p = prevIt!.next();
-    if (p && !p.done && compare(previous!, p.value, next, n) === 0) continue;
-    out.push(hex(next, n));
+  if (!nextList) return out;
+  const prev = previous ?? next;
+  let p = prevList ? prevList.valueStart : 0;
+  const pEnd = prevList ? prevList.end : 0;
+  // The previous list's current serial [ps, pe) (ps -1: exhausted), and next's last one, for the order check.
+  let ps = -1;
+  let pe = -1;
+  if (p < pEnd) {
+    readEntryAt(prev, p, pEnd);
+    p = entryEnd;
+    ps = serialStart;
+    pe = serialEnd;
+  }
+  let lastNs = -1;
+  let lastNe = -1;
+  for (let n = nextList.valueStart; n < nextList.end; ) {
+    readEntryAt(next, n, nextList.end);
+    n = entryEnd;
+    const ns = serialStart;
+    const ne = serialEnd;
+    if (lastNs >= 0 && compareSerials(next, lastNs, lastNe, next, ns, ne) >= 0) return viaSet(previous, prevList, next, nextList);
+    lastNs = ns;
+    lastNe = ne;
+    let c = 1;
+    while (ps >= 0) {
+      c = compareSerials(prev, ps, pe, next, ns, ne);
+      if (c >= 0) break;
+      if (p >= pEnd) {
+        ps = -1;
+        break;
+      }
+      readEntryAt(prev, p, pEnd);
+      p = entryEnd;
+      if (compareSerials(prev, ps, pe, prev, serialStart, serialEnd) >= 0) return viaSet(previous, prevList, next, nextList);
+      ps = serialStart;
+      pe = serialEnd;
+    }
+    if (ps >= 0 && c === 0) continue;
+    out.push(hex(next, [ns, ne]));
+  }
+  // The rest of the previous list must be in order too (the merge above relied on it all).
+  while (ps >= 0 && p < pEnd) {
+    readEntryAt(prev, p, pEnd);
+    p = entryEnd;
+    if (compareSerials(prev, ps, pe, prev, serialStart, serialEnd) >= 0) return viaSet(previous, prevList, next, nextList);
+    ps = serialStart;
+    pe = serialEnd;
   }
   return out;
 }

@@ -7,13 +7,15 @@
  * bad or missing file). A crash at any point leaves the previous file or the new one, both
  * valid. A failed reload is remembered and retried by the next sync (the file stays valid).
  */
-import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { closeSync, constants, fchmodSync, mkdirSync, fstatSync, fsync, openSync, readSync, renameSync, statSync, unlinkSync, write } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../domain/clock.ts';
 import { crlDerToPemBytes, crlPemByteLength, crlPemToDer, peekCrlNumber, verifyCrl } from './verify-crl.ts';
 import type { BrokerReloader } from '../broker/broker-reloader.ts';
-import { fsyncDir, tempPathFor, writeNewFileDurably } from '../support/atomic-file.ts';
+import { tempPathFor } from '../support/atomic-file.ts';
 import type { Logger } from '../support/logger.ts';
 import { unlessMissing } from '../support/missing-file.ts';
 
@@ -34,41 +36,64 @@ export interface CrlFs {
   list(dir: string): Promise<string[]>;
 }
 
+/**
+ * The node implementation. Only the two fsyncs (the temp file's, the folder's) and the data write
+ * go to libuv's thread pool; the metadata calls around them (open, chmod, close, stat, rename, the
+ * claim's 4 KiB tail read) are synchronous: each takes microseconds, while each thread-pool round
+ * trip waits for a turn of the main thread, which a publication keeps busy with the served variant
+ * (lint, CA signature, store) meanwhile. A write used to take about 14 such round trips; now 3.
+ */
 export const nodeCrlFs: CrlFs = {
-  writeNewFileDurably,
-  rename: (from, to) => rename(from, to),
-  fsyncDir,
-  unlink: (path) => unlink(path),
+  async writeNewFileDurably(path, data, mode) {
+    const fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+    try {
+      // One write call for the whole buffer (looping only on a short write), in the thread pool.
+      for (let at = 0; at < data.length; ) {
+        const written = await writeAsync(fd, data, at, data.length - at, at);
+        if (written <= 0) throw new Error(`could not write ${path}: no progress at byte ${at}`);
+        at += written;
+      }
+      fchmodSync(fd, mode); // the umask may have narrowed it
+      await fsyncAsync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  },
+  rename: async (from, to) => renameSync(from, to),
+  async fsyncDir(dir) {
+    const fd = openSync(dir, constants.O_RDONLY);
+    try {
+      await fsyncAsync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  },
+  unlink: async (path) => unlinkSync(path),
   readFile: (path) => readFile(path),
   async readTail(path, bytes) {
-    let file;
+    let fd: number;
     try {
-      file = await open(path, 'r');
+      fd = openSync(path, constants.O_RDONLY);
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw error;
     }
     try {
-      const { size } = await file.stat();
+      const { size } = fstatSync(fd);
       const length = Math.min(size, bytes);
       const buffer = Buffer.alloc(length);
-      const { bytesRead } = await file.read(buffer, 0, length, size - length);
+      const bytesRead = readSync(fd, buffer, 0, length, size - length);
       return buffer.subarray(0, bytesRead);
     } finally {
-      await file.close();
+      closeSync(fd);
     }
   },
   async identity(path) {
-    try {
-      const s = await stat(path, { bigint: true });
-      return `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}`;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-      throw error;
-    }
+    const s = statSync(path, { bigint: true, throwIfNoEntry: false });
+    return s ? `${s.dev}:${s.ino}:${s.size}:${s.mtimeNs}:${s.ctimeNs}` : null;
   },
   mkdirp: async (dir) => {
-    await mkdir(dir, { recursive: true, mode: 0o755 });
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
   },
   async list(dir) {
     try {
@@ -79,6 +104,10 @@ export const nodeCrlFs: CrlFs = {
     }
   },
 };
+
+const fsyncAsync = promisify(fsync);
+const writeAsync = (fd: number, data: Uint8Array, offset: number, length: number, position: number) =>
+  new Promise<number>((resolve, reject) => write(fd, data, offset, length, position, (error, written) => (error ? reject(error) : resolve(written))));
 
 export interface CrlFileSyncDeps {
   path: string;

@@ -9,7 +9,7 @@
  * The result is byte-identical to a full read by construction only if the entries in memory were:
  * publish-crl.ts compares the two periodically (and the property test does, on random sequences).
  */
-import type { SortedEntries } from './build-crl.ts';
+import { stripEntryExtensions, type SortedEntries } from './build-crl.ts';
 
 /** An empty entries list. */
 export const noEntries = (): SortedEntries => ({ bytes: Buffer.alloc(0), offsets: new Uint32Array(0), revokedAt: new Float64Array(0), notAfter: new Float64Array(0) });
@@ -189,4 +189,107 @@ export const spaceOf = (e: SortedEntries): MergeSpace => ({
   offsets: new Uint32Array(e.offsets.buffer, e.offsets.byteOffset, (e.offsets.buffer.byteLength - e.offsets.byteOffset) / 4),
   revokedAt: new Float64Array(e.revokedAt.buffer, e.revokedAt.byteOffset, (e.revokedAt.buffer.byteLength - e.revokedAt.byteOffset) / 8),
   notAfter: new Float64Array(e.notAfter.buffer, e.notAfter.byteOffset, (e.notAfter.buffer.byteLength - e.notAfter.byteOffset) / 8),
+});
+
+// ---------------------------------------------------------------------------------------------
+// The broker file's entries: the same entries without crlEntryExtensions
+// ---------------------------------------------------------------------------------------------
+
+/** The broker file variant's entries (stripEntryExtensions of a SortedEntries list) and where each starts. */
+export interface FileEntries {
+  bytes: Buffer;
+  offsets: Uint32Array;
+}
+
+/** Memory a file entries list is written into (the list before the previous one). */
+export interface FileSpace {
+  bytes: Buffer;
+  offsets: Uint32Array;
+}
+
+function fileRoom(space: FileSpace | null | undefined, bytes: number, count: number): FileSpace {
+  return {
+    bytes: space && space.bytes.length >= bytes ? space.bytes : Buffer.allocUnsafeSlow(Math.ceil(bytes * 1.25) + 4096),
+    offsets: space && space.offsets.length >= count ? space.offsets : new Uint32Array(Math.ceil(count * 1.25) + 64),
+  };
+}
+
+/** Every entry of the `n` entries `bytes` without its extensions (a full read: one pass over the list). */
+export function fileEntriesOf(bytes: Uint8Array, n: number, space?: FileSpace | null): FileEntries {
+  const out = fileRoom(space, bytes.length, n);
+  const { end, count } = stripEntryExtensions(bytes, 0, bytes.length, out.bytes, 0, out.offsets, 0, 0);
+  if (count !== n) throw new Error(`stripped ${count} entries, expected ${n}`);
+  return { bytes: out.bytes.subarray(0, end), offsets: out.offsets.subarray(0, n) };
+}
+
+/** Index of `value` in the ascending `sorted`, or -1. */
+function indexOfSorted(sorted: Uint32Array, value: number): number {
+  let lo = 0;
+  let hi = sorted.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (sorted[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < sorted.length && sorted[lo] === value ? lo : -1;
+}
+
+/**
+ * The file entries of a merge's result, from the previous file list: each run the merge carried
+ * over from `prev` (MergeResult.carried) is the same whole entries in `prevFile` (the file list
+ * published with `prev`, entry for entry: `prevFile.offsets[k]` is where prev's entry k starts
+ * there), copied in one go with its offsets shifted; only the other entries (the new revocations)
+ * are stripped. Work: a copy and one pass over the offsets, as the merge. Returns the file list's
+ * own carried runs (the same [at, end, from] triples, against `prevFile.list`), for the lint.
+ * Throws when a run does not start and end on entries of `prev` (memory is not what it claims:
+ * the caller reads everything instead).
+ */
+export function mergeFileEntries(
+  prev: SortedEntries,
+  prevFile: { list: Uint8Array; offsets: Uint32Array },
+  merged: MergeResult,
+  space?: FileSpace | null,
+): { entries: FileEntries; carried: Uint32Array } {
+  const n = prev.offsets.length;
+  if (prevFile.offsets.length !== n) throw new Error(`the file list has ${prevFile.offsets.length} entries, the served one ${n}`);
+  const next = merged.entries;
+  const m = next.offsets.length;
+  const out = fileRoom(space === undefined || space === null || space.bytes.buffer === prevFile.list.buffer ? null : space, next.bytes.length, m);
+  const runs: number[] = [];
+  let wb = 0;
+  let w = 0;
+  let pos = 0;
+  const strip = (from: number, to: number) => {
+    if (to <= from) return;
+    const { end, count } = stripEntryExtensions(next.bytes, from, to, out.bytes, wb, out.offsets, w, 0);
+    wb = end;
+    w += count;
+  };
+  const { carried } = merged;
+  for (let r = 0; r < carried.length; r += 3) {
+    const at = carried[r];
+    const end = carried[r + 1];
+    const from = carried[r + 2];
+    strip(pos, at);
+    const first = indexOfSorted(prev.offsets, from);
+    const last = from + (end - at) === prev.bytes.length ? n : indexOfSorted(prev.offsets, from + (end - at));
+    if (first < 0 || last <= first) throw new Error(`carried run ${r / 3} does not start and end on entries of the previous list`);
+    const fileFrom = prevFile.offsets[first];
+    const fileEnd = last === n ? prevFile.list.length : prevFile.offsets[last];
+    out.bytes.set(prevFile.list.subarray(fileFrom, fileEnd), wb);
+    runs.push(wb, wb + fileEnd - fileFrom, fileFrom);
+    const shift = wb - fileFrom;
+    for (let k = first; k < last; k++) out.offsets[w++] = prevFile.offsets[k] + shift;
+    wb += fileEnd - fileFrom;
+    pos = end;
+  }
+  strip(pos, next.bytes.length);
+  if (w !== m) throw new Error(`file entries merge wrote ${w} entries, expected ${m}`);
+  return { entries: { bytes: out.bytes.subarray(0, wb), offsets: out.offsets.subarray(0, m) }, carried: Uint32Array.from(runs) };
+}
+
+/** The memory a file entries list is in, for a later run to write into (once it no longer is the current list). */
+export const fileSpaceOf = (e: FileEntries): FileSpace => ({
+  bytes: Buffer.from(e.bytes.buffer, e.bytes.byteOffset, e.bytes.buffer.byteLength - e.bytes.byteOffset),
+  offsets: new Uint32Array(e.offsets.buffer, e.offsets.byteOffset, (e.offsets.buffer.byteLength - e.offsets.byteOffset) / 4),
 });

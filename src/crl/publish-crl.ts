@@ -60,7 +60,7 @@ import {
   type SortedEntries,
   type TbsInput,
 } from './build-crl.ts';
-import { mergeEntries, spaceOf, type MergeResult, type MergeSpace } from './incremental-entries.ts';
+import { fileEntriesOf, fileSpaceOf, mergeEntries, mergeFileEntries, spaceOf, type FileEntries, type FileSpace, type MergeResult, type MergeSpace } from './incremental-entries.ts';
 import type { CrlFileSync, CrlFileSyncResult } from './crl-file-sync.ts';
 import { verifyCrlAsync } from './verify-crl.ts';
 
@@ -317,6 +317,44 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       }
       const revoked = sorted.bytes;
       const entries = sorted.count ?? sorted.offsets.length;
+      // The broker file's entries (no crlEntryExtensions): an incremental run copies the runs it
+      // carried over from the previous file list and strips only the new entries; otherwise every
+      // entry is stripped (one pass). The self-check compares the two forms as it does the served ones.
+      const fileMemory = current?.file && current.file.offsets.length === current.entries.offsets.length ? current.file : null;
+      let fileList: { entries: FileEntries; carried: Uint32Array | null } | null = null;
+      if (mode === 'incremental' && merged && current && fileMemory) {
+        try {
+          fileList = mergeFileEntries(current.entries, fileMemory, merged, current.fileSpare);
+        } catch {
+          fileList = null; // memory is not what it claims: strip every entry
+        }
+      }
+      if (!fileList) {
+        const stripped = fileEntriesOf(sorted.bytes, entries, current?.fileSpare);
+        if (mode === 'checked' && merged && current && fileMemory && !build.mismatch) {
+          let mergedFile: FileEntries | null = null;
+          try {
+            mergedFile = mergeFileEntries(current.entries, fileMemory, merged).entries;
+          } catch {
+            mergedFile = null;
+          }
+          if (!mergedFile || !mergedFile.bytes.equals(stripped.bytes)) {
+            build.mismatch = true;
+            await repos.alerts.raiseSystemAlert({
+              tenantId: SYSTEM_TENANT,
+              type: CRL_INCREMENTAL_MISMATCH_ALERT,
+              fingerprint: `crl-incremental:${authority.issuerKeyId}`,
+              severity: SEVERITY.HIGH,
+              summary:
+                "The broker file's CRL entries kept in memory differ from the entries of a full read of the database without their extensions: " +
+                'the full read was published; revocations may have reached the broker late.',
+              details: { issuer_key_id: authority.issuerKeyId, variant: 'file', in_memory: mergedFile?.offsets.length ?? null, in_database: stripped.offsets.length, crl_number: crlNumber.toString() },
+              now: clock.now(),
+            });
+          }
+        }
+        fileList = { entries: stripped, carried: null };
+      }
       const entriesDone = performance.now();
 
       // 2 build, 3 lint (throwaway key), 4 sign (CA key), 5 verify: the broker file's variant first,
@@ -330,16 +368,22 @@ export function createPublishCrl(deps: PublishCrlDeps) {
         revoked,
         algorithmIdentifierDer: authority.signer.algorithmIdentifierDer,
       };
+      const fileEntries = fileList.entries;
       const variant = { prepare, authority, previous, entries, now: clock.now() };
       const lintOptions = { ca: authority.lintProfile, previousNumber: previous };
-      // Entries carried over from the CRL this process linted last are compared with it, not linted again (crl-lint.ts, CarriedEntries).
+      // Entries carried over from the CRL this process linted last are compared with it, not linted
+      // again (crl-lint.ts, CarriedEntries): each variant against its own previous list.
       const carried =
         mode === 'incremental' && merged && current?.linted && current.linted.thisUpdateMs <= thisUpdate.getTime() && current.linted.list.length === current.entries.bytes.length
           ? { previous: current.linted.list, runs: merged.carried, ...(current.linted.offsets ? { previousOffsets: current.linted.offsets } : {}) }
           : undefined;
+      const fileCarried =
+        mode === 'incremental' && fileList.carried && fileMemory && fileMemory.thisUpdateMs <= thisUpdate.getTime()
+          ? { previous: fileMemory.list, runs: fileList.carried, previousOffsets: fileMemory.offsets }
+          : undefined;
       // The entries' offsets (kept for the next merge) are checked by this lint, so the next one can rely on them.
       const offsets = sorted.offsets.length === entries ? sorted.offsets : undefined;
-      const fileUnverified = await signedUnverified(variant, fields, { ...lintOptions, carried, offsets });
+      const fileUnverified = await signedUnverified(variant, { ...fields, revoked: fileEntries.bytes }, { ...lintOptions, carried: fileCarried, offsets: fileEntries.offsets });
       const fileDer = fileUnverified.der;
       // The file's PEM is made and written while the signature is verified in the thread pool; the
       // rename waits for the verification, and so does this transaction (below): a CRL whose
@@ -364,8 +408,8 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       let fileSigned: { signMs: number; lintMs: number; verifyMs: number };
       try {
         fileSigned = { signMs: fileUnverified.signMs, lintMs: fileUnverified.lintMs, verifyMs: await fileVerified };
-        // Same entry bytes as the file variant's: the lint compares them instead of walking them again.
-        servedSigned = await signedVariant(variant, { ...fields, distributionPointUrl: settings.distributionPointUrl }, { ...lintOptions, entriesLike: { der: fileDer, entries } });
+        // The served variant keeps the entries' reason codes: its own lint (carried runs against the served CRL linted before).
+        servedSigned = await signedVariant(variant, { ...fields, distributionPointUrl: settings.distributionPointUrl }, { ...lintOptions, carried, offsets });
         der = servedSigned.der;
         verified = performance.now();
         // 6 store (the file write above goes on meanwhile; the transaction ends only once it settled)
@@ -377,6 +421,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
           nextUpdate,
           der,
           fileSignature: crlSignature(fileDer),
+          fileWithoutEntryExtensions: true,
           sha256,
           entries,
           publishedAt: clock.now(),
@@ -400,7 +445,13 @@ export function createPublishCrl(deps: PublishCrlDeps) {
               spare: mode !== 'full' && current?.merged ? spaceOf(current.entries) : (current?.spare ?? null),
               merged: mode === 'incremental',
               fullReadAt: mode === 'incremental' && current ? current.fullReadAt : clock.now().getTime(),
-              linted: lintedListOf(fileDer, thisUpdate, fileUnverified.offsetsChecked && offsets ? offsets : null),
+              linted: lintedListOf(der, thisUpdate, servedSigned.offsetsChecked && offsets ? offsets : null),
+              // The file list's offsets only once its lint checked them (the next file lint relies on them).
+              file: fileUnverified.offsetsChecked ? { ...lintedListOf(fileDer, thisUpdate, fileEntries.offsets), offsets: fileEntries.offsets } : null,
+              // The file list's bytes are a scratch copy (prepareCrl copied them into the file CRL, which the next merge reads):
+              // one buffer serves every run; only the offsets alternate (the next merge reads these and writes the others).
+              fileSpace: fileSpaceOf(fileEntries),
+              fileSpare: { bytes: fileSpaceOf(fileEntries).bytes, offsets: current?.fileSpace.offsets ?? new Uint32Array(0) },
             }
           : null,
       );
@@ -451,10 +502,19 @@ interface EntriesMemory {
    * that CRL's thisUpdate. The next incremental lint compares its carried runs with it.
    */
   linted: { list: Uint8Array; thisUpdateMs: number; offsets: Uint32Array | null } | null;
+  /**
+   * The same for the broker file variant's list (the entries without crlEntryExtensions), with
+   * where each of `entries`' entries starts in it (checked by that lint); null: not checked.
+   */
+  file: { list: Uint8Array; thisUpdateMs: number; offsets: Uint32Array } | null;
+  /** The memory the file list's offsets (and its scratch bytes) are in. */
+  fileSpace: FileSpace;
+  /** Memory the next run writes the file list into: the same scratch bytes, the offsets of the list before. */
+  fileSpare: FileSpace | null;
 }
 
 /** The revokedCertificates contents of a CRL we built (empty when it lists nothing). */
-function lintedListOf(fileDer: Buffer, thisUpdate: Date, offsets: Uint32Array | null): EntriesMemory['linted'] {
+function lintedListOf(fileDer: Buffer, thisUpdate: Date, offsets: Uint32Array | null): NonNullable<EntriesMemory['linted']> {
   const list = revokedList(fileDer);
   return { list: list ? fileDer.subarray(list.valueStart, list.end) : fileDer.subarray(0, 0), thisUpdateMs: thisUpdate.getTime(), offsets };
 }
@@ -538,10 +598,10 @@ async function readEntriesOf(crl: CrlRepos, scope: RevokedEntriesScope, serials:
  * the served one is made and stored.
  */
 async function signedVariant(c: { prepare: typeof prepareCrl; authority: CrlAuthority; previous: bigint; entries: number; now: Date }, fields: TbsInput, lint: CrlLintOptions) {
-  const { der, signMs, lintMs, verifying } = await signedUnverified(c, fields, lint);
+  const { der, signMs, lintMs, verifying, offsetsChecked } = await signedUnverified(c, fields, lint);
   const signed = performance.now();
   await verifying;
-  return { der, signMs, lintMs, verifyMs: performance.now() - signed };
+  return { der, signMs, lintMs, verifyMs: performance.now() - signed, offsetsChecked };
 }
 
 /**
@@ -655,10 +715,13 @@ export interface CrlPipeline {
   idle(): Promise<void>;
 }
 
-/** The stored CRL as the broker's file has it (no IDP); a CRL stored before file signatures existed is used as it is. */
+/**
+ * The stored CRL as the broker's file has it (no IDP, and no entry extensions when it was stored
+ * so); a CRL stored before file signatures existed is used as it is.
+ */
 export async function loadStoredFileCrl(storage: Storage, issuerKeyId: string): Promise<Buffer | null> {
   const stored = await storage.asOperator(({ crl }) => crl.readCrlForFile(issuerKeyId));
-  return stored && (stored.fileSignature ? completeCrlOf(stored.der, stored.fileSignature) : stored.der);
+  return stored && (stored.fileSignature ? completeCrlOf(stored.der, stored.fileSignature, { withoutEntryExtensions: stored.fileWithoutEntryExtensions }) : stored.der);
 }
 
 export function createCrlPipeline(deps: CrlPipelineDeps): CrlPipeline {

@@ -11,6 +11,10 @@
  * a CrlReconcileError and the process does not start (nothing is published). The broker's file and
  * the stored CRL are what certfleet wrote itself: one that does not verify (a CA was replaced) is
  * refused with an error in the log and not used; the other sources still count.
+ *
+ * Reasons: the stored CRL read here is the served variant (each entry with its reason code). The
+ * broker's file lists entries without reason codes (publish-crl.ts): a revocation restored from it
+ * alone is re-marked with reason unspecified (the certificate is revoked all the same).
  */
 import { readFile } from 'node:fs/promises';
 import type { Storage } from '../app/storage-ports.ts';
@@ -20,7 +24,6 @@ import { newlyRevokedSerials } from './build-crl.ts';
 import { crlEntries } from './crl-entries.ts';
 import type { CrlFileSync } from './crl-file-sync.ts';
 import type { CrlAuthority } from './publish-crl.ts';
-import { loadStoredFileCrl } from './publish-crl.ts';
 import { crlPemToDer, verifyCrl, type VerifiedCrl } from './verify-crl.ts';
 
 /** CRL_RECONCILE_PATH names a file that is not a CRL of this CA: the process refuses to start. */
@@ -130,7 +133,8 @@ export async function reconcileWithNewestCrl(deps: CrlReconcileDeps): Promise<Re
   }
   let stored: Uint8Array | null = null;
   try {
-    const der = await loadStoredFileCrl(deps.storage, authority.issuerKeyId);
+    // The served variant: the same entries as the file variant, with their reason codes (the file's have none).
+    const der = (await deps.storage.asOperator(({ crl }) => crl.readCrl(authority.issuerKeyId)))?.der ?? null;
     if (der) {
       candidates.push({ kind: 'stored', path: null, der, verified: check(der, authority) });
       stored = der;

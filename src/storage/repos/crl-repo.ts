@@ -37,9 +37,9 @@ export async function lockCrlState(tx: Queryable, issuerKeyId: string): Promise<
 export async function saveCrl(tx: Queryable, issuerKeyId: string, crl: CrlToStore): Promise<StoredCrlInfo> {
   const { rows } = await tx.query(
     `UPDATE crl_state SET crl_number = $2::bigint, this_update = $3, next_update = $4, der = $5, sha256 = $6, entries = $7,
-       built_at = now(), published_at = $8, file_signature = $9
+       built_at = now(), published_at = $8, file_signature = $9, file_without_entry_extensions = $10
      WHERE issuer_key_id = $1 RETURNING ${INFO_COLUMNS}`,
-    [issuerKeyId, crl.crlNumber.toString(), crl.thisUpdate, crl.nextUpdate, crl.der, crl.sha256, crl.entries, crl.publishedAt, crl.fileSignature],
+    [issuerKeyId, crl.crlNumber.toString(), crl.thisUpdate, crl.nextUpdate, crl.der, crl.sha256, crl.entries, crl.publishedAt, crl.fileSignature, crl.fileWithoutEntryExtensions],
   );
   const [row] = rows;
   if (row === undefined) throw new Error(`crl_state row ${issuerKeyId} vanished`);
@@ -65,15 +65,19 @@ export async function readCrl(tx: Queryable, issuerKeyId: string): Promise<{ inf
 }
 
 /** The latest CRL and the signature of its file variant (null: stored before there was one); null before the first publication. */
-export async function readCrlForFile(tx: Queryable, issuerKeyId: string): Promise<{ der: Buffer; fileSignature: Buffer | null } | null> {
+export async function readCrlForFile(tx: Queryable, issuerKeyId: string): Promise<{ der: Buffer; fileSignature: Buffer | null; fileWithoutEntryExtensions: boolean } | null> {
   const { rows } = await tx.query(
-    `SELECT encode(der, 'base64') AS der_base64, file_signature FROM crl_state WHERE issuer_key_id = $1 AND der IS NOT NULL`,
+    `SELECT encode(der, 'base64') AS der_base64, file_signature, file_without_entry_extensions FROM crl_state WHERE issuer_key_id = $1 AND der IS NOT NULL`,
     [issuerKeyId],
   );
   const [row] = rows;
   if (row === undefined) return null;
   const signature = row.file_signature;
-  return { der: Buffer.from(String(row.der_base64), 'base64'), fileSignature: signature == null ? null : Buffer.from(signature as Uint8Array) };
+  return {
+    der: Buffer.from(String(row.der_base64), 'base64'),
+    fileSignature: signature == null ? null : Buffer.from(signature as Uint8Array),
+    fileWithoutEntryExtensions: row.file_without_entry_extensions === true,
+  };
 }
 
 
