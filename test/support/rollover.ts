@@ -46,6 +46,8 @@ export interface RefusalProbe {
   name: string;
   cred: Credential;
   state: 'pending' | 'refused';
+  /** When (performance.now()) the first refused handshake ended: an acceptance counts against the broker only if its handshake began after. */
+  refusedAt?: number;
 }
 
 export interface PhaseCounts {
@@ -228,17 +230,21 @@ export function startHandshakeLoop(options: { port: number; caPem: string | Buff
   async function probeAttempt() {
     const probe = loop.probes[nextProbe++ % loop.probes.length];
     const phase = loop.phase;
+    // A handshake that began before the broker's reload may end accepted after another worker's
+    // handshake, begun later, was refused: that one says nothing about the reloaded broker.
+    const startedAt = performance.now();
     const outcome = await connectOnce(target, probe.cred);
     const c = loop.countsOf(phase);
     c.probeAttempts++;
     if (outcome === 'accepted') {
-      if (probe.state === 'refused') {
+      if (probe.refusedAt !== undefined && startedAt > probe.refusedAt) {
         c.probeAccepted++;
         probeFailures.push({ phase, device: probe.name, serial: probe.cred.serial, issuer: probe.cred.issuer, outcome, at: new Date().toISOString() });
       } else c.probePendingAccepted++;
     } else {
       c.probeRefused++;
       probe.state = 'refused';
+      probe.refusedAt ??= performance.now();
     }
   }
 
