@@ -313,6 +313,8 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
           next_update: crl.nextUpdate.toISOString(),
           broker_reloaded: file?.reloaded ?? null,
           newly_revoked: run.newlyRevoked?.serials.length ?? null,
+          build_mode: crl.build.mode,
+          ...(crl.build.fileMergeFallback ? { file_merge_fallback: true } : {}),
         },
         'CRL published',
       );

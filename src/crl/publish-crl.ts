@@ -209,7 +209,15 @@ export interface PublishedCrl {
    * How the entries were obtained: `full` read from the database; `incremental` merged into the
    * entries kept in memory; `checked` both, compared byte for byte (the full read is published).
    */
-  build: { mode: 'full' | 'incremental' | 'checked'; read: number; inserted: number; dropped: number; mismatch: boolean };
+  build: {
+    mode: 'full' | 'incremental' | 'checked';
+    read: number;
+    inserted: number;
+    dropped: number;
+    mismatch: boolean;
+    /** The broker file list kept in memory could not be merged (inconsistent): every entry was stripped afresh instead. */
+    fileMergeFallback: boolean;
+  };
 }
 
 /** Stage 7's outcome, settled before the transaction ended (null: no file stage). */
@@ -284,7 +292,20 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       const current = memory && fullRebuildMs > 0 && stored.sha256 === memory.sha256 && stored.crlNumber === memory.crlNumber ? memory : null;
       const mode: PublishedCrl['build']['mode'] =
         !request.incremental || !current || taken.unnamed ? 'full' : clock.now().getTime() - current.fullReadAt >= fullRebuildMs ? 'checked' : 'incremental';
-      const build: PublishedCrl['build'] = { mode, read: 0, inserted: 0, dropped: 0, mismatch: false };
+      const build: PublishedCrl['build'] = { mode, read: 0, inserted: 0, dropped: 0, mismatch: false, fileMergeFallback: false };
+      /** The kept entries (served, or the broker file's) differ from a full read: a HIGH system alert; the full read is what gets published. */
+      const raiseMismatch = async (summary: string, details: Record<string, unknown>) => {
+        build.mismatch = true;
+        await repos.alerts.raiseSystemAlert({
+          tenantId: SYSTEM_TENANT,
+          type: CRL_INCREMENTAL_MISMATCH_ALERT,
+          fingerprint: `crl-incremental:${authority.issuerKeyId}`,
+          severity: SEVERITY.HIGH,
+          summary,
+          details: { issuer_key_id: authority.issuerKeyId, ...details, crl_number: crlNumber.toString() },
+          now: clock.now(),
+        });
+      };
       let sorted: SortedEntries & { count?: number };
       let merged: MergeResult | null = null;
       if (current && mode !== 'full') {
@@ -301,18 +322,11 @@ export function createPublishCrl(deps: PublishCrlDeps) {
         sorted = await readEntries(repos.crl, authority, scope, fullRebuildMs > 0);
         build.read = sorted.count ?? sorted.offsets.length;
         if (merged && !merged.entries.bytes.equals(sorted.bytes)) {
-          build.mismatch = true;
-          await repos.alerts.raiseSystemAlert({
-            tenantId: SYSTEM_TENANT,
-            type: CRL_INCREMENTAL_MISMATCH_ALERT,
-            fingerprint: `crl-incremental:${authority.issuerKeyId}`,
-            severity: SEVERITY.HIGH,
-            summary:
-              `The CRL entries kept in memory (${merged.entries.offsets.length}) differ from a full read of the database (${sorted.offsets.length}): ` +
+          await raiseMismatch(
+            `The CRL entries kept in memory (${merged.entries.offsets.length}) differ from a full read of the database (${sorted.offsets.length}): ` +
               'a revocation or an expiry reached the database without a pending mark naming it. The full read was published; revocations may have reached the broker late.',
-            details: { issuer_key_id: authority.issuerKeyId, in_memory: merged.entries.offsets.length, in_database: sorted.offsets.length, crl_number: crlNumber.toString() },
-            now: clock.now(),
-          });
+            { in_memory: merged.entries.offsets.length, in_database: sorted.offsets.length },
+          );
         }
       }
       const revoked = sorted.bytes;
@@ -326,7 +340,8 @@ export function createPublishCrl(deps: PublishCrlDeps) {
         try {
           fileList = mergeFileEntries(current.entries, fileMemory, merged, current.fileSpare);
         } catch {
-          fileList = null; // memory is not what it claims: strip every entry
+          fileList = null; // memory is not what it claims: strip every entry (said in the crl_published log line)
+          build.fileMergeFallback = true;
         }
       }
       if (!fileList) {
@@ -339,18 +354,11 @@ export function createPublishCrl(deps: PublishCrlDeps) {
             mergedFile = null;
           }
           if (!mergedFile || !mergedFile.bytes.equals(stripped.bytes)) {
-            build.mismatch = true;
-            await repos.alerts.raiseSystemAlert({
-              tenantId: SYSTEM_TENANT,
-              type: CRL_INCREMENTAL_MISMATCH_ALERT,
-              fingerprint: `crl-incremental:${authority.issuerKeyId}`,
-              severity: SEVERITY.HIGH,
-              summary:
-                "The broker file's CRL entries kept in memory differ from the entries of a full read of the database without their extensions: " +
+            await raiseMismatch(
+              "The broker file's CRL entries kept in memory differ from the entries of a full read of the database without their extensions: " +
                 'the full read was published; revocations may have reached the broker late.',
-              details: { issuer_key_id: authority.issuerKeyId, variant: 'file', in_memory: mergedFile?.offsets.length ?? null, in_database: stripped.offsets.length, crl_number: crlNumber.toString() },
-              now: clock.now(),
-            });
+              { variant: 'file', in_memory: mergedFile?.offsets.length ?? null, in_database: stripped.offsets.length },
+            );
           }
         }
         fileList = { entries: stripped, carried: null };
