@@ -2,7 +2,7 @@
 /**
  * What the test suite needs from the machine, in one place, shared by `npm test` and `.ci/run`.
  *
- * - `node scripts/test-setup.mjs` (run by `npm test` before tsc and vitest, and by `.ci/run`):
+ * - `node scripts/test-setup.mjs` (run by `npm test` (scripts/run-tests.mjs) before the static checks and vitest, and by `.ci/run`):
  *   installs the Debian packages the tests drive and the machine lacks (as root, with apt-get), or
  *   prints one line naming them and the command to run; then builds `dist/` when a source is newer
  *   and the console when `dist-web/` is missing, so no test builds anything inside its time-out;

@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import semver from 'semver';
 import { describe, expect, it } from 'vitest';
+import { outcome } from '../scripts/run-tests.mjs';
 
 const ROOT = join(import.meta.dirname, '..');
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -40,7 +41,20 @@ describe('package.json', () => {
     expect(pkg.scripts.start).toBe('node bin/certfleet.js serve');
     expect(pkg.scripts.prepare).toBe('npm run build');
     expect(pkg.scripts.build).toMatch(/^npm run build:server && npm run build:web --if-present$/);
-    expect(pkg.scripts.test).toMatch(/vitest run/);
+    expect(pkg.scripts.test).toBe('node scripts/run-tests.mjs');
+    const runner = readFileSync(join(ROOT, 'scripts/run-tests.mjs'), 'utf8');
+    expect(runner).toContain("[bin, 'run', ...process.argv.slice(2)]");
+    expect(runner).toContain("'scripts', 'static-checks.mjs'");
+    expect(runner).toContain("'scripts', 'test-setup.mjs'");
+  });
+
+  it('npm test fails when either the static checks or the suite fail, and says which; its last line counts a failed static check', () => {
+    const counts = { passed: 10, failed: 0, skipped: 2 };
+    expect(outcome(0, { code: 0 }, counts)).toEqual({ code: 0, lines: ['10 passed, 0 failed, 2 skipped'] });
+    expect(outcome(0, { code: 1 }, counts)).toEqual({ code: 1, lines: ['npm test: the static checks failed (above)', '10 passed, 1 failed, 2 skipped'] });
+    expect(outcome(1, { code: 0 }, { ...counts, failed: 3 })).toEqual({ code: 1, lines: ['npm test: the test suite failed (vitest, above)', '10 passed, 3 failed, 2 skipped'] });
+    // vitest died before its reporter: no counts, still red
+    expect(outcome(1, { code: 0 }, null)).toEqual({ code: 1, lines: ['npm test: the test suite failed (vitest, above)'] });
   });
 
   it('lists run-time packages as dependencies and the toolchain as devDependencies', () => {

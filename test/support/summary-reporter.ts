@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import type { Reporter, TestCase, TestModule, TestSuite } from 'vitest/node';
 
 /**
@@ -35,5 +36,8 @@ export default class SummaryReporter implements Reporter {
   onTestRunEnd(testModules: ReadonlyArray<TestModule>) {
     const counts = summarize(testModules);
     console.log(`\n${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
+    // scripts/run-tests.mjs (npm test) repeats the line after the static checks' output, last.
+    const file = process.env.CERTFLEET_TEST_SUMMARY_FILE;
+    if (file) writeFileSync(file, JSON.stringify(counts));
   }
 }

@@ -1,0 +1,6 @@
+/** Types of scripts/run-tests.mjs (npm test), for the tests that import it. */
+export function outcome(
+  suiteCode: number,
+  checked: { code: number },
+  counts: { passed: number; failed: number; skipped: number } | null,
+): { lines: string[]; code: number };
