@@ -13,17 +13,15 @@
  * 50 requests each (1,500, every one acknowledged by the broker) while it is held; then it reads
  * again, and every request must be answered.
  */
-import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
 import { aclPluginPath } from './support/acl-plugin.ts';
-import { cliHere } from './support/cli-here.ts';
-import { createTestDatabase, type TestDatabase } from './support/databases.ts';
-import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
+import type { TestDatabase } from './support/databases.ts';
+import type { RunningMosquitto } from './support/mosquitto.ts';
+import { startBrokerTest, type RunningBrokerTest } from './support/broker-fixture.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { scaled } from './support/timeouts.ts';
@@ -80,6 +78,7 @@ async function startRelay(targetPort: number) {
   };
 }
 
+let setup: RunningBrokerTest;
 let tmp: string;
 let database: TestDatabase;
 let broker: RunningMosquitto;
@@ -92,30 +91,11 @@ const devices: MqttClient[] = [];
 const file = (name: string) => join(tmp, name);
 
 beforeAll(async () => {
-  tmp = mkdtempSync(join(tmpdir(), 'certfleet-mqtt-queue-'));
-  chmodSync(tmp, 0o755); // the broker runs as user mosquitto when started as root
-  mkdirSync(join(tmp, 'crl'), { mode: 0o755 });
-  database = await createTestDatabase('pg');
-  const ca = await createDeviceCa({ now: new Date(), commonName: 'certfleet mqtt-queue Device CA' });
-  await writeDeviceCa(ca, file('ca/device-ca.crt'), file('ca/device-ca.key'));
-  let env: Record<string, string> = {
-    DATABASE_URL: database.url!,
-    CERTFLEET_AUTH: 'development',
-    DEVICE_CA_CERT_PATH: file('ca/device-ca.crt'),
-    DEVICE_CA_KEY_PATH: file('ca/device-ca.key'),
-    CRL_OUTPUT_PATH: file('crl/device-crl.pem'),
-    CERTFLEET_DATA_DIR: file('data'),
-  };
-  port = await freePort();
-  let adminPort = await freePort();
-  while (adminPort === port) adminPort = await freePort();
-  const res = await cliHere(['broker-config', '--out', file('broker'), '--port', String(port), '--admin-port', String(adminPort), '--mqtt-renewal', '--acl-plugin', aclPluginPath(), '--json'], env);
-  if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
-  const config = JSON.parse(res.stdout) as { env: Record<string, string>; files: { combinedCa: string } };
-  combinedCa = config.files.combinedCa;
-  broker = await startMosquitto({ configDir: file('broker'), asWritten: true });
-  relay = await startRelay(adminPort);
-  env = { ...env, ...config.env, BROKER_ADMIN_URL: `mqtt://127.0.0.1:${relay.port}` };
+  setup = await startBrokerTest('mqtt-queue', { args: () => ['--mqtt-renewal', '--acl-plugin', aclPluginPath()] });
+  ({ tmp, database, broker, port } = setup);
+  combinedCa = setup.config.files.combinedCa;
+  relay = await startRelay(setup.adminPort);
+  const env = { ...setup.env, BROKER_ADMIN_URL: `mqtt://127.0.0.1:${relay.port}` };
   t = await startTestService(database, { dataDir: file('data'), env });
   await t.service.renewal.start(t.service.app.log);
 }, scaled(120_000));
@@ -124,9 +104,7 @@ afterAll(async () => {
   await Promise.allSettled(devices.map((d) => d.endAsync(true)));
   await t?.close();
   await relay?.close();
-  await broker?.stop();
-  await database?.close();
-  if (tmp) rmSync(tmp, { recursive: true, force: true });
+  await setup?.close();
 }, scaled(60_000));
 
 describe('MQTT renewal requests while certfleet is busy (real Mosquitto, broker-config --mqtt-renewal)', () => {

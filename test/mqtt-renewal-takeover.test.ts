@@ -15,8 +15,7 @@ import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TestDatabase } from './support/databases.ts';
-import { brokerTestFixture, closeBrokerTest, brokerConfigHere } from './support/broker-fixture.ts';
-import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
+import { startBrokerTest, type RunningBrokerTest } from './support/broker-fixture.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { run } from './support/openssl.ts';
 import { signedRenewalRequest } from './support/renewal-request.ts';
@@ -27,7 +26,6 @@ const VICTIM = 'VICTIM';
 
 let tmp: string;
 let database: TestDatabase;
-let broker: RunningMosquitto;
 let t: TestService;
 let port: number;
 let combinedCa: string;
@@ -61,21 +59,19 @@ async function connect(name: string): Promise<MqttClient> {
   });
 }
 
+let setup: RunningBrokerTest;
+
 beforeAll(async () => {
-  let env: Record<string, string>;
-  ({ tmp, database, env } = await brokerTestFixture('takeover'));
-  port = await freePort();
-  let adminPort = await freePort();
-  while (adminPort === port) adminPort = await freePort();
-  const config = await brokerConfigHere(env, join(tmp, 'broker'), ['--port', String(port), '--admin-port', String(adminPort), '--mqtt-renewal']);
-  combinedCa = config.files.combinedCa;
-  broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true });
-  t = await startTestService(database, { dataDir: join(tmp, 'data'), env: { ...env, ...config.env } });
+  setup = await startBrokerTest('takeover', { args: () => ['--mqtt-renewal'] });
+  ({ tmp, database, port } = setup);
+  combinedCa = setup.config.files.combinedCa;
+  t = await startTestService(database, { dataDir: join(tmp, 'data'), env: setup.env });
   await t.service.renewal.start(t.service.app.log);
 }, 120_000);
 
 afterAll(async () => {
-  await closeBrokerTest({ service: t, broker, database, tmp });
+  await t?.close();
+  await setup?.close();
 }, 60_000);
 
 describe('issue 18: a device named certfleet/renew cannot take over another device over MQTT renewal', () => {

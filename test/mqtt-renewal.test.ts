@@ -7,17 +7,14 @@
  * problem answer, never a certificate.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REFUSAL_AUDIT_BURST } from '../src/domain/refusal-audit-budget.ts';
-import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
-import { cliHere } from './support/cli-here.ts';
-import { createTestDatabase, type TestDatabase } from './support/databases.ts';
-import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
+import type { TestDatabase } from './support/databases.ts';
+import { startBrokerTest, type RunningBrokerTest } from './support/broker-fixture.ts';
 import { aclPluginPath } from './support/acl-plugin.ts'; // plugin mode (the default where installed); test/mqtt-renewal-takeover.test.ts keeps acl_file mode
 import { publishWithMosquittoPub, tlsOptions } from './support/mqtt-clients.ts';
 import { signedRenewalRequest } from './support/renewal-request.ts';
@@ -29,7 +26,6 @@ const TENANT = 'TENANT1';
 
 let tmp: string;
 let database: TestDatabase;
-let broker: RunningMosquitto;
 let t: TestService;
 let port: number;
 let combinedCa: string;
@@ -104,43 +100,22 @@ async function probe(name: string): Promise<string> {
   }
 }
 
+let setup: RunningBrokerTest;
+
 beforeAll(async () => {
-  tmp = mkdtempSync(join(tmpdir(), 'certfleet-mqtt-renewal-'));
-  chmodSync(tmp, 0o755); // the broker runs as user mosquitto when started as root
-  mkdirSync(join(tmp, 'crl'), { mode: 0o755 });
-  database = await createTestDatabase('pg');
-  const ca = await createDeviceCa({ now: new Date(), commonName: 'certfleet mqtt-renewal Device CA' });
-  await writeDeviceCa(ca, file('ca/device-ca.crt'), file('ca/device-ca.key'));
-  let env: Record<string, string> = {
-    DATABASE_URL: database.url!,
-    CERTFLEET_AUTH: 'development', // development tokens on Postgres, explicitly
-    DEVICE_CA_CERT_PATH: file('ca/device-ca.crt'),
-    DEVICE_CA_KEY_PATH: file('ca/device-ca.key'),
-    CRL_OUTPUT_PATH: file('crl/device-crl.pem'),
-    CERTFLEET_DATA_DIR: file('data'),
-  };
-  port = await freePort();
-  let adminPort = await freePort();
-  while (adminPort === port) adminPort = await freePort();
-  // In this process (test/config-scope.test.ts runs broker-config as a process).
-  const res = await cliHere(['broker-config', '--out', file('broker'), '--port', String(port), '--admin-port', String(adminPort), '--mqtt-renewal', '--acl-plugin', aclPluginPath(), '--json'], env);
-  if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
-  const config = JSON.parse(res.stdout) as { env: Record<string, string>; files: { combinedCa: string } };
-  expect(config.env.MQTT_RENEWAL).toBe('true');
-  combinedCa = config.files.combinedCa;
-  broker = await startMosquitto({ configDir: file('broker'), asWritten: true });
-  env = { ...env, ...config.env };
-  serviceEnv = env;
-  t = await startTestService(database, { dataDir: file('data'), env });
+  setup = await startBrokerTest('mqtt-renewal', { args: () => ['--mqtt-renewal', '--acl-plugin', aclPluginPath()] });
+  ({ tmp, database, port } = setup);
+  expect(setup.config.env.MQTT_RENEWAL).toBe('true');
+  combinedCa = setup.config.files.combinedCa;
+  serviceEnv = setup.env;
+  t = await startTestService(database, { dataDir: file('data'), env: serviceEnv });
   const started = await t.service.renewal.start(t.service.app.log);
-  expect(started.mqtt).toContain(config.env.BROKER_ADMIN_URL);
+  expect(started.mqtt).toContain(setup.config.env.BROKER_ADMIN_URL);
 }, scaled(120_000));
 
 afterAll(async () => {
   await t?.close();
-  await broker?.stop();
-  await database?.close();
-  if (tmp) rmSync(tmp, { recursive: true, force: true });
+  await setup?.close();
 }, scaled(60_000));
 
 describe('renewal over MQTT (real Mosquitto, broker-config --mqtt-renewal)', () => {

@@ -8,20 +8,17 @@
  * cannot renew another device, cannot read device topics, and cannot take over a device session.
  */
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mqtt, { type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createManualClock, DAY_MS } from '../src/domain/clock.ts';
 import { createWorker } from '../src/composition/worker.ts';
-import { cliHere } from './support/cli-here.ts';
 import { captureLogger } from './support/capture-logger.ts';
-import { createDeviceCa, writeDeviceCa } from '../src/pki/device-ca.ts';
-import { createTestDatabase, type TestDatabase } from './support/databases.ts';
+import type { TestDatabase } from './support/databases.ts';
 import { aclPluginPath } from './support/acl-plugin.ts';
-import { freePort, startMosquitto, type RunningMosquitto } from './support/mosquitto.ts';
+import { startBrokerTest, type RunningBrokerTest } from './support/broker-fixture.ts';
 import { tlsOptions } from './support/mqtt-clients.ts';
 import { signedRenewalRequest } from './support/renewal-request.ts';
 import { startTestService, type TestService } from './support/service.ts';
@@ -30,9 +27,9 @@ import { scaled } from './support/timeouts.ts';
 const exec = promisify(execFile);
 const TENANT = 'TENANT1';
 
+let setup: RunningBrokerTest;
 let tmp: string;
 let database: TestDatabase;
-let broker: RunningMosquitto;
 let t: TestService;
 let port: number;
 let recoveryPort: number;
@@ -102,39 +99,19 @@ async function connectDevice(name: string, clientId?: string): Promise<MqttClien
 describe.each(['plugin', 'acl_file'] as const)('recovery over MQTT (real Mosquitto, broker-config --mqtt-renewal --recovery-port, %s mode)', (mode) => {
   beforeAll(async () => {
     clock.set(new Date(realNow - 40 * DAY_MS)); // each mode starts 40 days in the past
-    tmp = mkdtempSync(join(tmpdir(), 'certfleet-mqtt-recovery-'));
-    chmodSync(tmp, 0o755);
-    mkdirSync(join(tmp, 'crl'), { mode: 0o755 });
-    database = await createTestDatabase('pg');
-    const ca = await createDeviceCa({ now: clock.now(), commonName: 'certfleet mqtt-recovery Device CA' });
-    await writeDeviceCa(ca, file('ca/device-ca.crt'), file('ca/device-ca.key'));
-    let env: Record<string, string> = {
-      DATABASE_URL: database.url!,
-      CERTFLEET_AUTH: 'development',
-      DEVICE_CA_CERT_PATH: file('ca/device-ca.crt'),
-      DEVICE_CA_KEY_PATH: file('ca/device-ca.key'),
-      CRL_OUTPUT_PATH: file('crl/device-crl.pem'),
-      CERTFLEET_DATA_DIR: file('data'),
+    setup = await startBrokerTest('mqtt-recovery', {
+      now: clock.now(),
       // The service starts 40 days in the past: its CRLs must still be valid on the broker's (real) clock.
-      CRL_VALIDITY_HOURS: String(60 * 24),
-    };
-    const ports = new Set<number>();
-    while (ports.size < 3) ports.add(await freePort());
-    const [p1, p2, p3] = [...ports];
-    port = p1;
-    recoveryPort = p3;
-    // In this process (test/config-scope.test.ts runs broker-config as a process).
-    const res = await cliHere(
-      ['broker-config', '--out', file('broker'), '--port', String(p1), '--admin-port', String(p2), '--mqtt-renewal', '--recovery-port', String(p3), ...(mode === 'plugin' ? ['--acl-plugin', aclPluginPath()] : ['--no-acl-plugin']), '--json'],
-      env,
-    );
-    if (res.status !== 0) throw new Error(`broker-config failed (${res.status}): ${res.stderr}`);
-    const config = JSON.parse(res.stdout) as { env: Record<string, string>; files: { combinedCa: string }; recovery: { port: number; username: string; passwordFile: string } };
-    expect(config.recovery).toMatchObject({ port: p3, username: 'certfleet-recovery' });
-    recoveryPassword = readFileSync(config.recovery.passwordFile, 'utf8').trim();
+      env: { CRL_VALIDITY_HOURS: String(60 * 24) },
+      extraPorts: 1,
+      args: ([recovery]) => ['--mqtt-renewal', '--recovery-port', String(recovery), ...(mode === 'plugin' ? ['--acl-plugin', aclPluginPath()] : ['--no-acl-plugin'])],
+    });
+    ({ tmp, database, port } = setup);
+    recoveryPort = setup.extraPorts[0]!;
+    const { config, env } = setup;
+    expect(config.recovery).toMatchObject({ port: recoveryPort, username: 'certfleet-recovery' });
+    recoveryPassword = readFileSync(config.recovery!.passwordFile, 'utf8').trim();
     combinedCa = config.files.combinedCa;
-    broker = await startMosquitto({ configDir: file('broker'), asWritten: true });
-    env = { ...env, ...config.env };
     serviceEnv = env;
     t = await startTestService(database, { dataDir: file('data'), env, clock });
     await t.service.renewal.start(t.service.app.log);
@@ -142,9 +119,7 @@ describe.each(['plugin', 'acl_file'] as const)('recovery over MQTT (real Mosquit
 
   afterAll(async () => {
     await t?.close();
-    await broker?.stop();
-    await database?.close();
-    if (tmp) rmSync(tmp, { recursive: true, force: true });
+    await setup?.close();
   }, scaled(60_000));
 
   let scooterId: number;
