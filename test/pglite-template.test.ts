@@ -38,8 +38,8 @@ describe('the embedded database template (a packed, migrated, empty data dir)', 
   };
 
   it('a new data dir started from it has every migration, row-level security and the roles, and no rows', async () => {
-    // What writePgliteTemplate writes: the run's own template when this run's global set-up just
-    // built it with that function (a fresh machine: test/support/global-setup.ts), else written here.
+    // What writePgliteTemplate writes: the run's template, written by that function from these
+    // migrations (test/support/global-setup.ts; its name is a hash of both, testTemplatePath), else written here.
     const builtByThisRun = process.env.CERTFLEET_TEST_PGLITE_TEMPLATE_BUILT;
     if (builtByThisRun && existsSync(builtByThisRun)) copyFileSync(builtByThisRun, template);
     else await writePgliteTemplate(template);

@@ -17,12 +17,11 @@ export default async function setup(): Promise<() => Promise<void>> {
   process.env.TEST_DATABASE_URL = postgres.url;
   process.env.CERTFLEET_TEST_PG_TEMPLATE = await ensurePgTemplate(postgres.url);
   const template = testTemplatePath();
-  if (!existsSync(template)) {
-    await writePgliteTemplate(template);
-    // Built by this run (a fresh machine, CI): test/pglite-template.test.ts checks this one instead
-    // of running initdb and every migration a second time (about 8 s of CPU).
-    process.env.CERTFLEET_TEST_PGLITE_TEMPLATE_BUILT = template;
-  }
+  if (!existsSync(template)) await writePgliteTemplate(template);
+  // Written by this code from these migrations (its name says so: testTemplatePath), by this run or
+  // an earlier one: test/pglite-template.test.ts checks this one instead of running initdb and
+  // every migration a second time (about 8 s of CPU).
+  process.env.CERTFLEET_TEST_PGLITE_TEMPLATE_BUILT = template;
   // Every embedded data dir the tests open (the CLI and services in the test process run from the
   // TypeScript sources, which have no template beside them and ran initdb and every migration, about
   // 2 to 3 s of CPU each; and the CLI processes they spawn) starts from this run's template.

@@ -20,8 +20,22 @@ export function migrationsHash(): string {
   return hash.digest('hex').slice(0, 16);
 }
 
+const WRITER = fileURLToPath(new URL('../../src/storage/pglite-template.ts', import.meta.url));
+const PGLITE_PACKAGE = fileURLToPath(new URL('../../node_modules/@electric-sql/pglite/package.json', import.meta.url));
+
+/**
+ * The run's template, named after what makes it: the migrations, the code that writes it
+ * (src/storage/pglite-template.ts) and PGlite's version. One found there was written, atomically,
+ * by this same code from these same migrations: test/pglite-template.test.ts checks it as it is
+ * instead of writing another (about 8 s of CPU on every run after the first on a machine).
+ */
+let templatePath: string | undefined;
 export function testTemplatePath(): string {
-  return join(tmpdir(), `certfleet-pglite-template-${migrationsHash()}.tar.gz`);
+  if (templatePath) return templatePath;
+  const hash = createHash('sha256').update(migrationsHash()).update(readFileSync(WRITER));
+  if (existsSync(PGLITE_PACKAGE)) hash.update(String((JSON.parse(readFileSync(PGLITE_PACKAGE, 'utf8')) as { version?: string }).version));
+  templatePath = join(tmpdir(), `certfleet-pglite-template-${hash.digest('hex').slice(0, 16)}.tar.gz`);
+  return templatePath;
 }
 
 let unpacked: { path: string; tar: Buffer<ArrayBuffer> } | undefined;
