@@ -18,7 +18,8 @@ const cores = availableParallelism();
  * with three, all passing. On a busy machine the extra worker only adds contention: two.
  */
 const idle = loadavg()[0] < cores / 2;
-const workers = Math.max(1, Math.min(2, cores)) + (idle && cores >= 2 ? 1 : 0);
+// CERTFLEET_TEST_WORKERS=N sets the number (measurements, a machine with more cores to spare).
+const workers = Number(process.env.CERTFLEET_TEST_WORKERS) || Math.max(1, Math.min(2, cores)) + (idle && cores >= 2 ? 1 : 0);
 // With more workers than cores the run itself keeps the cores busy: time-outs stretch at least as
 // for that load (1.5 with 3 workers on 2 cores).
 const loadScale = Math.min(6, Math.max(1, loadavg()[0] / cores, workers / cores));
