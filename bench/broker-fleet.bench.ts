@@ -21,6 +21,9 @@
  * large-CRL reload bound (10 s from about 90,000 entries), so each one is isolated. The 1-minute
  * load average of the machine is recorded with every setup.
  *
+ * Mosquitto's topic access: the certfleet_acl plugin by default (the deployed configuration), an
+ * acl_file with one block per registered device with BENCH_BROKER_ACL=file (bench/support/broker-acl-mode.ts).
+ *
  *   node --import tsx bench/broker-fleet.bench.ts      (or npm run bench, BENCH_ONLY=broker-fleet)
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -37,6 +40,7 @@ import { RABBITMQ_BIN, startRabbitmq, type RunningRabbitmq } from '../test/suppo
 import { crlEntryCount } from './support/peers.ts';
 import { emitTable, round, scaled } from './support/results.ts';
 import { fmt, percentile } from './support/server.ts';
+import { benchAclArgs, benchAclLabel } from './support/broker-acl-mode.ts';
 
 const SIZES = process.env.BENCH_FLEET_SIZES ? process.env.BENCH_FLEET_SIZES.split(',').map(Number) : scaled([0, 100_000], [0, 10_000]);
 const REVOCATIONS = Number(process.env.BENCH_FLEET_REVOCATIONS) || scaled(10, 4);
@@ -325,7 +329,7 @@ async function measureSize(revokedAlready: number): Promise<{ crlEntries: number
           const port = await freePort();
           let adminPort = await freePort();
           while (adminPort === port) adminPort = await freePort();
-          localConfig = runBrokerConfig({ ...baseEnv, CRL_OUTPUT_PATH: join(dir, 'crl.pem') }, join(dir, 'broker'), ['--port', String(port), '--admin-port', String(adminPort)], 900_000);
+          localConfig = runBrokerConfig({ ...baseEnv, CRL_OUTPUT_PATH: join(dir, 'crl.pem') }, join(dir, 'broker'), ['--port', String(port), '--admin-port', String(adminPort), ...benchAclArgs()], 900_000);
           serveEnv = { ...serveEnv, ...localConfig.env };
           nodes.push({ name: 'local', port, cafile: localConfig.files.combinedCa, protocolVersion: 4, agent: null, output: '', rtts: [], watcher: null });
         } else if (setup === 'three') {
@@ -335,7 +339,7 @@ async function measureSize(revokedAlready: number): Promise<{ crlEntries: number
             const port = await freePort();
             let adminPort = await freePort();
             while (adminPort === port) adminPort = await freePort();
-            const config = runBrokerConfig({ ...baseEnv, CRL_OUTPUT_PATH: crlFile }, join(dir, name, 'broker'), ['--port', String(port), '--admin-port', String(adminPort)], 900_000);
+            const config = runBrokerConfig({ ...baseEnv, CRL_OUTPUT_PATH: crlFile }, join(dir, name, 'broker'), ['--port', String(port), '--admin-port', String(adminPort), ...benchAclArgs()], 900_000);
             agentNodes.push({ name, crlFile, config, port, adminPort });
             nodes.push({ name, port, cafile: config.files.combinedCa, protocolVersion: 4, agent: null, output: '', rtts: [], watcher: null });
           }
@@ -513,7 +517,7 @@ const SETUP_NAMES: Record<SetupId, string> = {
 };
 
 export async function runBrokerFleetBench() {
-  console.log(`\n## Revocation → refused on every node / live session closed, per broker setup (${REVOCATIONS} revocations per setup and size)`);
+  console.log(`\n## Revocation → refused on every node / live session closed, per broker setup (${REVOCATIONS} revocations per setup and size; Mosquitto: ${benchAclLabel()})`);
   const rows: (string | number)[][] = [];
   const notes: string[] = [];
   const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
@@ -574,6 +578,7 @@ export async function runBrokerFleetBench() {
     id: 'broker-fleet',
     title: 'Revocation → refused on every node and → live session closed, per broker setup',
     description:
+      `Mosquitto nodes: ${benchAclLabel()}. ` +
       'Three setups, one after the other, on one Postgres database and the same CRL: one Mosquitto kept by `certfleet serve` itself (`BROKER_PID_FILE`, dynsec kicks), three Mosquitto nodes each with its own `certfleet broker-agent` child process (long poll, canary check, dynsec kicks), and one RabbitMQ 3.10 node (own node on free ports) with its agent (`--broker rabbitmq`, CRL hash directory, management API kicks). ' +
       '`certfleet serve` runs in its own process. After each revoke call over HTTP, a live session of that certificate on every node must close, and TLS clients connect to every node every 20 ms until each refuses the certificate (TLS alert 44); "every node" is the slowest node. ' +
       "Broker's own reload: SIGHUP → first accepted connection, less an ordinary handshake (median of 3). Stall: another device's connected client publishes QoS 1 every 20 ms on every node; the longest PUBLISH → PUBACK round trip begun during each revocation, p50 / max over the revocations (the quiet p99 beside it). " +

@@ -9,9 +9,12 @@
  * size: SIGHUP → the first accepted connection, less an ordinary connection's time (Mosquitto
  * reloads on its one thread, so a connection waits for the reload), median of 3.
  * No peer: openssl, the seed's Python approach and cfssl do not reload a broker.
+ * Topic access: the certfleet_acl plugin by default (the deployed configuration), or an acl_file
+ * with one block per registered device with BENCH_BROKER_ACL=file (bench/support/broker-acl-mode.ts).
  *
  *   node --import tsx bench/broker-refusal.bench.ts      (or npm run bench)
  */
+import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -25,12 +28,20 @@ import { tlsOptions } from '../test/support/mqtt-clients.ts';
 import { startTestService } from '../test/support/service.ts';
 import { emitTable, round, scaled } from './support/results.ts';
 import { fmt, percentile } from './support/server.ts';
+import { benchAclArgs, benchAclLabel } from './support/broker-acl-mode.ts';
 import { createLogger } from '../src/support/logger.ts';
 
 const SIZES = process.env.BENCH_REFUSAL_SIZES?.split(',').filter(Boolean).map(Number) ?? scaled([0, 100_000, 1_000_000], [0, 10_000]);
 const REVOCATIONS = scaled(20, 6);
 const TENANT = 'bench';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
+/** CPU time (user + system, ms) a process has used so far (/proc/PID/stat, 10 ms steps). */
+function cpuMsOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLK_TCK;
+}
 
 interface Files {
   port: number;
@@ -58,7 +69,7 @@ export async function measureSize(revokedAlready: number) {
       await insertRevokedCertificates(database.driver, { count: revokedAlready, now: new Date(), devices: Math.min(10_000, revokedAlready), issuer: 'certfleet bench Device CA' });
     }
     const port = await freePort();
-    const brokerConfig = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(port), '--no-kick']);
+    const brokerConfig = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(port), '--no-kick', ...benchAclArgs()]);
     const broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true, startTimeoutMs: 300_000 });
     // back-to-back revocations: without the large-CRL reload bound (BROKER_LARGE_CRL_RELOAD_INTERVAL_SECONDS), as measured before it existed
     const env: Record<string, string> = { ...fixture.env, ...brokerConfig.env, BROKER_LARGE_CRL_RELOAD_INTERVAL_SECONDS: '0' };
@@ -87,16 +98,20 @@ export async function measureSize(revokedAlready: number) {
       }
       const connectMs = baseline.sort((a, b) => a - b)[2];
       const reloads: number[] = [];
+      const reloadCpu: number[] = [];
       for (let i = 0; i < 3; i++) {
         const offset = broker.logs().length;
+        const cpu0 = cpuMsOf(broker.pid);
         const t0 = performance.now();
         process.kill(broker.pid, 'SIGHUP');
         // The handshake is served by the broker's one thread after the reload that the signal started.
         if ((await connect(good.files)) !== 'accepted') throw new Error('a valid certificate was refused after a reload');
         reloads.push(Math.max(0, performance.now() - t0 - connectMs));
+        reloadCpu.push(cpuMsOf(broker.pid) - cpu0); // the reload and one handshake
         await broker.waitForLog(/Reloading config/, 60_000, offset);
       }
       const reloadMs = reloads.sort((a, b) => a - b)[1];
+      const reloadCpuMs = reloadCpu.sort((a, b) => a - b)[1];
 
       // Revoke call → first refused connection.
       const latencies: number[] = [];
@@ -116,10 +131,10 @@ export async function measureSize(revokedAlready: number) {
         latencies.push(performance.now() - started);
       }
       latencies.sort((a, b) => a - b);
-      const result = { revokedAlready, crlEntries, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)!, reloadMs, connectMs };
+      const result = { revokedAlready, crlEntries, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)!, reloadMs, reloadCpuMs, connectMs };
       console.log(
         `${fmt(revokedAlready, 0)} already revoked (CRL file: ${fmt(crlEntries, 0)} entries): revoke → refusal p50 ${fmt(result.p50, 0)} ms, p99 ${fmt(result.p99, 0)} ms (max ${fmt(result.max, 0)}); ` +
-          `broker reload ${fmt(reloadMs, 0)} ms (connection ${fmt(connectMs, 0)} ms)`,
+          `broker reload ${fmt(reloadMs, 0)} ms, ${fmt(reloadCpuMs, 0)} ms of Mosquitto CPU (connection ${fmt(connectMs, 0)} ms)`,
       );
       return result;
     } finally {
@@ -136,22 +151,22 @@ function expect201(r: { status: number; body: string }) {
 }
 
 export async function runBrokerRefusalBench() {
-  console.log(`\n## Revocation → broker refusal (real Mosquitto, certfleet on Postgres, ${REVOCATIONS} revocations per size)`);
+  console.log(`\n## Revocation → broker refusal (real Mosquitto, certfleet on Postgres, ${REVOCATIONS} revocations per size; ${benchAclLabel()})`);
   const rows: (string | number)[][] = [];
   for (const size of SIZES) {
     const r = await measureSize(size);
-    rows.push([size, r.crlEntries, REVOCATIONS, round(r.p50, 0), round(r.p99, 0), round(r.max, 0), round(r.reloadMs, 0), round(r.p50 - r.reloadMs, 0), round(loadavg()[0], 1)]);
+    rows.push([size, r.crlEntries, REVOCATIONS, round(r.p50, 0), round(r.p99, 0), round(r.max, 0), round(r.reloadMs, 0), round(r.reloadCpuMs, 0), round(r.p50 - r.reloadMs, 0), round(loadavg()[0], 1)]);
   }
   emitTable({
     id: 'broker-refusal',
     title: 'Revocation → broker refusal (real Mosquitto)',
     description:
-      '`certfleet broker-config` files, Mosquitto running them as written, certfleet (in the measuring process) on Postgres with the `BROKER_PID_FILE` it printed. ' +
+      `\`certfleet broker-config\` files (${benchAclLabel()}), Mosquitto running them as written, certfleet (in the measuring process) on Postgres with the \`BROKER_PID_FILE\` it printed. ` +
       'Each revocation over the API, then a TLS client connects every 5 ms until the broker refuses the certificate (TLS alert 44). ' +
-      "Broker reload: SIGHUP → first accepted connection, less an ordinary connection's time, median of 3. " +
+      "Broker reload: SIGHUP → first accepted connection, less an ordinary connection's time, median of 3; Mosquitto's CPU over the same span (/proc, 10 ms steps). " +
       'Back to back, so the large-CRL reload bound is off here (`BROKER_LARGE_CRL_RELOAD_INTERVAL_SECONDS=0`; with it, a revocation within 10 s of the previous reload of a CRL of 4 MiB or more waits for the rest of the interval). ' +
       'No peer: openssl, the seed\'s Python approach and cfssl do not publish to a broker.',
-    columns: ['revoked already', 'entries in the CRL file before', 'revocations', 'p50 ms', 'p99 ms', 'max ms', "broker's own reload ms", 'p50 less the reload ms (target: ≤ 250 p50 at 100k, ≤ 400 at 1M)', 'load avg (1 min) at the end'],
+    columns: ['revoked already', 'entries in the CRL file before', 'revocations', 'p50 ms', 'p99 ms', 'max ms', "broker's own reload ms", 'Mosquitto CPU per reload ms', 'p50 less the reload ms (target: ≤ 250 p50 at 100k, ≤ 400 at 1M)', 'load avg (1 min) at the end'],
     rows,
   });
 }
