@@ -44,7 +44,7 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
     // The real storage, with each group statement's size recorded on its way through.
     storage = {
       ...real,
-      asTenant: (tenantId, fn) =>
+      asTenant: (tenantId, fn, options) =>
         real.asTenant(tenantId, (repos) =>
           fn({
             ...repos,
@@ -56,6 +56,7 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
               },
             },
           }),
+          options,
         ),
     };
     for (const [tenant, devices] of [['acme', 10], ['globex', 3]] as const) {
@@ -181,11 +182,12 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
 
   /** The storage with each transaction and each key statement counted on its way through. */
   function countedStorage() {
-    const count = { transactions: 0, keyStatuses: [] as number[], keyStatus: 0 };
+    const count = { transactions: 0, keyStatuses: [] as number[], keyStatus: 0, genericPlans: 0 };
     const counted: Storage = {
       ...storage,
-      asTenant: (tenantId, fn) => {
+      asTenant: (tenantId, fn, options) => {
         count.transactions++;
+        if (options?.genericPlans) count.genericPlans++;
         return storage.asTenant(tenantId, (repos) =>
           fn({
             ...repos,
@@ -195,6 +197,7 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
               keyStatuses: (t, items) => (count.keyStatuses.push(items.length), repos.keys.keyStatuses(t, items)),
             },
           }),
+          options,
         );
       },
     };
@@ -247,6 +250,7 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
     expect(groups.map((g) => g.size)).toEqual([1, 1, 4]);
     expect(count.keyStatus).toBe(2);
     expect(count.transactions).toBe(5);
+    expect(count.genericPlans).toBe(3); // the three group transactions (TenantWorkOptions.genericPlans), not the lone checks
     const fulfilled = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
     expect(fulfilled.map((f) => f.signed.cert.fingerprint)).toEqual(['D0', 'D7', 'D1', 'D9', 'D4', 'D6'].map((d) => certs.get(d)!.fingerprint));
     const events = await audits('acme');
@@ -281,6 +285,14 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
     expect(outcomes.map(code)).toEqual(['stored', 'stored', 'stored', 'DEVICE_NOT_FOUND', 'LINT_FAILED', 'stored']);
     expect(await certificates('acme')).toHaveLength(4);
     expect(await audits('acme')).toHaveLength(4);
+  });
+
+  it('a tenant transaction with genericPlans runs its prepared statements on their generic plan; any other keeps the default', async () => {
+    const mode = (options?: { genericPlans?: boolean }) =>
+      database.db.asTenant('acme', async (tx) => (await tx.query<{ m: string }>("SELECT current_setting('plan_cache_mode') AS m")).rows[0]!.m, options);
+    expect(await mode({ genericPlans: true })).toBe('force_generic_plan');
+    expect(await mode()).toBe('auto');
+    expect(await mode({ genericPlans: false })).toBe('auto');
   });
 
   it('tenants never share a group; each certificate and audit event belongs to its tenant', async () => {

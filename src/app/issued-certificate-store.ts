@@ -162,7 +162,7 @@ export function createIssuedCertificateStore({ storage }: Pick<AppDeps, 'storage
                 };
               }),
             );
-      });
+      }, { genericPlans: true }); // the key check's plan made once per connection, not at every group (TenantWorkOptions)
     } catch {
       records = null; // rolled back: each member alone below, with its own outcome
     }
