@@ -22,10 +22,6 @@ export interface SignedCertificate {
   validityWarning: string | null;
 }
 
-/**
- * Signs a certificate for tenant/device. Runs before the storing transaction, so no
- * transaction is held open during RSA key generation.
- */
 /** SHA-256 (hex) of a SubjectPublicKeyInfo DER: how storage knows a key. */
 export const spkiSha256 = (spkiDer: Uint8Array): string => createHash('sha256').update(spkiDer).digest('hex');
 
@@ -64,7 +60,9 @@ interface PendingCheck {
  * tenant share one transaction and one statement (CHECKS_IN_FLIGHT groups at once, the checks
  * made meanwhile go together in the next; no timer, an idle tenant's check runs at once, alone).
  * Each member gets the answer it would have had alone; when the group's statement fails, each
- * member is checked alone.
+ * member is checked alone. For a rotation with the device's CSR (createSignDeviceCertificate); a
+ * plain CSR issuance makes this check in the issuance group's storing transaction instead
+ * (issued-certificate-store.ts, signAndStore).
  */
 export function createKeyPrecheck(storage: AppDeps['storage']) {
   const alone = async (tenantId: string, p: PendingCheck) => {
@@ -149,6 +147,11 @@ export function createDeviceCertificateSigner({ storage, authority, keys, clock,
   };
 }
 
+/**
+ * Signs a certificate for tenant/device, a device-supplied key checked against storage before
+ * (createKeyPrecheck). Runs before the storing transaction, so no transaction is held open during
+ * RSA key generation.
+ */
 export function createSignDeviceCertificate(deps: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
   const precheck = createKeyPrecheck(deps.storage);
   const signer = createDeviceCertificateSigner(deps);
