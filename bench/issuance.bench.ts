@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { cfsslNewcertBody, hasCfssl, legacyKeyFile, opensslIssueRate, pythonIssueRate, pythonWithCryptography, startCfsslServe } from './support/peers.ts';
 import pg from 'pg';
 import { emitTable, ratio, round, scaled } from './support/results.ts';
-import { benchDatabase, closedLoop as burst, fmt, percentile, startServer } from './support/server.ts';
+import { benchDatabase, closedLoop as burst, fmt, freePort, percentile, startServer } from './support/server.ts';
 
 const gen = promisify(generateKeyPair);
 const DEVICES = 100;
@@ -171,7 +171,7 @@ export async function runIssuanceBench(options: { seconds?: number; processes?: 
       let cfssl: Awaited<ReturnType<typeof burst>> | null = null;
       let cfsslCpu = NaN;
       if (hasCfssl()) {
-        const serve = await startCfsslServe({ certPath: ca.certPath, keyPath: legacyKeyFile(ca.keyPath, 'ec') }, 20_000 + Math.floor(Math.random() * 20_000));
+        const serve = await startCfsslServe({ certPath: ca.certPath, keyPath: legacyKeyFile(ca.keyPath, 'ec') }, await freePort());
         try {
           const c0 = cpuMs(serve.pid);
           cfssl =

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { keySource } from '../src/pki/key-source.ts';
-import { spkiOf } from '../src/pki/keys.ts';
+import { P256_SPKI_PREFIX, p256PublicKeyFromSpki, spkiOf } from '../src/pki/keys.ts';
 import { run } from './support/openssl.ts';
 
 function csrFor(keyPem: string, extra: string[] = []): string {
@@ -51,6 +51,32 @@ describe('CSR keys', () => {
     const exported = spkiOf(createPublicKey(compressedKey.out.slice(compressedKey.out.indexOf('-----BEGIN'))));
     expect(Buffer.from(fromCompressed.spkiDer).equals(exported)).toBe(true);
     expect(exported.length).toBeLessThan(spkiOf(pair.publicKey).length);
+  });
+
+  it('a P-256 key through the raw import: the same key; a point off the curve, a coordinate not below p, another SPKI: never a key', async () => {
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const spki = spkiOf(pair.publicKey);
+    const key = await p256PublicKeyFromSpki(spki);
+    expect(key?.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
+    expect(spkiOf(key!).equals(spki)).toBe(true);
+    const offCurve = Buffer.from(spki);
+    offCurve[offCurve.length - 1]! ^= 1;
+    await expect(p256PublicKeyFromSpki(offCurve)).rejects.toThrow();
+    const p = Buffer.from('ffffffff00000001000000000000000000000000ffffffffffffffffffffffff', 'hex');
+    await expect(p256PublicKeyFromSpki(Buffer.concat([P256_SPKI_PREFIX, p, spki.subarray(P256_SPKI_PREFIX.length + 32)]))).rejects.toThrow();
+    expect(await p256PublicKeyFromSpki(spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey))).toBeNull();
+  });
+
+  it('a CSR whose P-256 point is off the curve: refused (WEAK_KEY), never a key', async () => {
+    const pair = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = csrFor(pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
+    const der = Buffer.from(pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, ''), 'base64');
+    const spki = spkiOf(pair.publicKey);
+    const at = der.indexOf(spki);
+    expect(at).toBeGreaterThan(0);
+    der[at + spki.length - 1]! ^= 1; // the last byte of y
+    const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE REQUEST-----\n`;
+    await expect(keySource.publicKeyFromCsr(tampered)).rejects.toMatchObject({ code: 'WEAK_KEY' });
   });
 
   it('a signature that does not verify: INVALID_CSR (proof of possession failed)', async () => {

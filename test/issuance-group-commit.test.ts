@@ -44,7 +44,7 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
     // The real storage, with each group statement's size recorded on its way through.
     storage = {
       ...real,
-      asTenant: (tenantId, fn) =>
+      asTenant: (tenantId, fn, options) =>
         real.asTenant(tenantId, (repos) =>
           fn({
             ...repos,
@@ -56,6 +56,7 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
               },
             },
           }),
+          options,
         ),
     };
     for (const [tenant, devices] of [['acme', 10], ['globex', 3]] as const) {
@@ -177,6 +178,121 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
     // Made in one event-loop turn: the 24 go together in one statement (not 24 transactions; before
     // the checks gathered for the rest of the turn, the first two went alone and the other 22 together).
     expect(statements.sort((a, b) => a - b)).toEqual([24]);
+  });
+
+  /** The storage with each transaction and each key statement counted on its way through. */
+  function countedStorage() {
+    const count = { transactions: 0, keyStatuses: [] as number[], keyStatus: 0, genericPlans: 0 };
+    const counted: Storage = {
+      ...storage,
+      asTenant: (tenantId, fn, options) => {
+        count.transactions++;
+        if (options?.genericPlans) count.genericPlans++;
+        return storage.asTenant(tenantId, (repos) =>
+          fn({
+            ...repos,
+            keys: {
+              ...repos.keys,
+              keyStatus: (...args) => (count.keyStatus++, repos.keys.keyStatus(...args)),
+              keyStatuses: (t, items) => (count.keyStatuses.push(items.length), repos.keys.keyStatuses(t, items)),
+            },
+          }),
+          options,
+        );
+      },
+    };
+    return { counted, count };
+  }
+
+  it("a device's own key is checked in the group's storing transaction, before signing: a refused key is never signed, the others are signed and stored in that one transaction", async () => {
+    const setup = createIssuedCertificateStore({ storage });
+    const compromised = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    const first = await setup.store(actor('acme'), 'D8', await signed('acme', 'D8', compromised), now, 'certificate.issued', {});
+    await storage.asTenant('acme', async (repos) => {
+      await repos.certificates.markRevoked(first.id, 'keyCompromise', now);
+      await repos.keys.markKeyCompromised(first.id, now);
+    });
+    const held = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    await setup.store(actor('acme'), 'D9', await signed('acme', 'D9', held), now, 'certificate.issued', {});
+    const repeated = spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    const fresh = () => spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    const keys: Array<[string, Buffer]> = [
+      ['D0', fresh()], // alone in the first group (nothing in flight)
+      ['D7', fresh()], // alone in the second
+      ['D1', fresh()],
+      ['D2', compromised],
+      ['D9', held], // D9's own key again: allowed
+      ['D3', held], // D9's key, also in the group: checked alone after it (and refused)
+      ['D4', repeated],
+      ['D5', repeated], // the same key as D4 in the same group: checked alone after it (and refused)
+      ['D6', fresh()],
+    ];
+    const certs = new Map<string, Awaited<ReturnType<typeof signed>>>();
+    for (const [device, spki] of keys) certs.set(device, await signed('acme', device, spki));
+    const { counted, count } = countedStorage();
+    const store = createIssuedCertificateStore({ storage: counted });
+    groups = [];
+    const signedFor: string[] = [];
+    const outcomes = await Promise.allSettled(
+      keys.map(([device, spki]) =>
+        store.signAndStore(actor('acme'), device, spkiSha256(spki), async () => {
+          signedFor.push(device);
+          return { cert: certs.get(device)!, at: now, details: { key_source: 'csr' } };
+        }, 'certificate.issued'),
+      ),
+    );
+    const code = (o: PromiseSettledResult<unknown>) => (o.status === 'rejected' ? (o.reason as AppError).code : 'stored');
+    expect(outcomes.map(code)).toEqual(['stored', 'stored', 'stored', 'KEY_COMPROMISED', 'stored', 'KEY_IN_USE', 'stored', 'KEY_IN_USE', 'stored']);
+    expect(signedFor.sort()).toEqual(['D0', 'D1', 'D4', 'D6', 'D7', 'D9']); // never D2, D3 nor D5
+    // Per group one check statement (1, 1, then 5: D3 and D5 left out), one insert (D2 refused), one
+    // transaction; D3 and D5 alone: a check each (a transaction each), both refused.
+    expect(count.keyStatuses).toEqual([1, 1, 5]);
+    expect(groups.map((g) => g.size)).toEqual([1, 1, 4]);
+    expect(count.keyStatus).toBe(2);
+    expect(count.transactions).toBe(5);
+    expect(count.genericPlans).toBe(3); // the three group transactions (TenantWorkOptions.genericPlans), not the lone checks
+    const fulfilled = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+    expect(fulfilled.map((f) => f.signed.cert.fingerprint)).toEqual(['D0', 'D7', 'D1', 'D9', 'D4', 'D6'].map((d) => certs.get(d)!.fingerprint));
+    const events = await audits('acme');
+    expect(events).toHaveLength(2 + fulfilled.length);
+    for (const f of fulfilled) {
+      expect(events.filter((e) => e.target_id === String(f.record.id))).toHaveLength(1);
+      expect(events.find((e) => e.target_id === String(f.record.id))!.details).toMatchObject({ device_id: f.record.device_id, fingerprint: f.record.fingerprint_sha256, key_source: 'csr' });
+    }
+    expect((await certificates('acme')).length).toBe(2 + fulfilled.length);
+  });
+
+  it("a device's own key in a group whose statement fails (an unknown device): each member checked, signed and stored alone, with its own outcome; a signing failure is that member's", async () => {
+    const store = createIssuedCertificateStore({ storage });
+    const fresh = () => spkiOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey);
+    const members: Array<[string, Buffer, boolean]> = [
+      ['D0', fresh(), false],
+      ['D1', fresh(), false],
+      ['D2', fresh(), false],
+      ['NO-SUCH-DEVICE', fresh(), false],
+      ['D3', fresh(), true], // its signing fails
+      ['D4', fresh(), false],
+    ];
+    const outcomes = await Promise.allSettled(
+      members.map(([device, spki, fails]) =>
+        store.signAndStore(actor('acme'), device, spkiSha256(spki), async () => {
+          if (fails) throw new AppError('LINT_FAILED', 'refused by lint');
+          return { cert: await signed('acme', device, spki), at: now, details: {} };
+        }, 'certificate.issued'),
+      ),
+    );
+    const code = (o: PromiseSettledResult<unknown>) => (o.status === 'rejected' ? (o.reason as AppError).code : 'stored');
+    expect(outcomes.map(code)).toEqual(['stored', 'stored', 'stored', 'DEVICE_NOT_FOUND', 'LINT_FAILED', 'stored']);
+    expect(await certificates('acme')).toHaveLength(4);
+    expect(await audits('acme')).toHaveLength(4);
+  });
+
+  it('a tenant transaction with genericPlans runs its prepared statements on their generic plan; any other keeps the default', async () => {
+    const mode = (options?: { genericPlans?: boolean }) =>
+      database.db.asTenant('acme', async (tx) => (await tx.query<{ m: string }>("SELECT current_setting('plan_cache_mode') AS m")).rows[0]!.m, options);
+    expect(await mode({ genericPlans: true })).toBe('force_generic_plan');
+    expect(await mode()).toBe('auto');
+    expect(await mode({ genericPlans: false })).toBe('auto');
   });
 
   it('tenants never share a group; each certificate and audit event belongs to its tenant', async () => {

@@ -12,7 +12,7 @@ import { AppError } from '../src/domain/errors.ts';
 import { createCertificateAuthority, FULL_PARSE_BACK_EVERY } from '../src/pki/certificate-authority.ts';
 import { createDeviceCa, deviceCaFromPem, type CaKeyType, type DeviceCa } from '../src/pki/device-ca.ts';
 import { spkiOf } from '../src/pki/keys.ts';
-import { checkSignedCertificate } from '../src/pki/lint/signed-certificate-check.ts';
+import { checkSignedCertificate, checkSignedCertificateInPool, type SignedCertificateExpectation } from '../src/pki/lint/signed-certificate-check.ts';
 import { LintFailure } from '../src/pki/lint/lint-failure.ts';
 import { pemBlocks } from '../src/pki/pem.ts';
 
@@ -31,6 +31,17 @@ const ruleOf = (f: () => void): string | null => {
     expect(e).toBeInstanceOf(LintFailure);
     return (e as LintFailure).rule;
   }
+};
+
+/** The rule both ways refuse with (inline and with the signature verified in the thread pool): the same, or null for both. */
+const ruleOfBoth = async (der: Uint8Array, expected: SignedCertificateExpectation): Promise<string | null> => {
+  const inline = ruleOf(() => checkSignedCertificate(der, expected));
+  const inPool = await checkSignedCertificateInPool(der, expected).then(
+    () => null,
+    (e: unknown) => (expect(e).toBeInstanceOf(LintFailure), (e as LintFailure).rule),
+  );
+  expect(inPool).toBe(inline);
+  return inline;
 };
 
 describe.each(['ec-p256', 'rsa-3072'] as const)('the check after signing, CA key %s', (keyType: CaKeyType) => {
@@ -74,27 +85,27 @@ describe.each(['ec-p256', 'rsa-3072'] as const)('the check after signing, CA key
     expect(signedEnvelope(tbs, algorithm, signature)).toEqual(der);
     const expected = { tbs, signatureAlgorithmDer: algorithm, hash: ca.signer.hash, caPublicKey: ca.publicKey };
 
-    expect(ruleOf(() => checkSignedCertificate(der!, expected))).toBeNull();
+    expect(await ruleOfBoth(der!, expected)).toBeNull();
     // A trailing byte after the certificate.
-    expect(ruleOf(() => checkSignedCertificate(Buffer.concat([der!, Buffer.of(0)]), expected))).toBe('cert.parse');
+    expect(await ruleOfBoth(Buffer.concat([der!, Buffer.of(0)]), expected)).toBe('cert.parse');
     // Another TBS than the one linted (one bit of the serial), the signature still the CA's over it.
     const otherTbs = Buffer.from(tbs);
     otherTbs[12] ^= 0x01;
     const otherSigned = signedEnvelope(otherTbs, algorithm, ca.signer.signSync(otherTbs));
-    expect(ruleOf(() => checkSignedCertificate(otherSigned, expected))).toBe('cert.signature');
+    expect(await ruleOfBoth(otherSigned, expected)).toBe('cert.signature');
     // An outer signatureAlgorithm other than the TBS's (SHA-384 for SHA-256 or the reverse).
     const otherAlgorithm = Buffer.from(algorithm);
     const last = algorithm.indexOf(Buffer.of(0x05, 0x00)) > 0 ? algorithm.indexOf(Buffer.of(0x05, 0x00)) - 1 : algorithm.length - 1;
     otherAlgorithm[last] ^= 0x01;
-    expect(ruleOf(() => checkSignedCertificate(signedEnvelope(tbs, otherAlgorithm, signature), expected))).toBe('cert.signature');
+    expect(await ruleOfBoth(signedEnvelope(tbs, otherAlgorithm, signature), expected)).toBe('cert.signature');
     // A signature with unused bits, and a signature by another key.
     const unused = Buffer.from(signedEnvelope(tbs, algorithm, signature));
     unused[unused.length - signature.length - 1] = 1;
-    expect(ruleOf(() => checkSignedCertificate(unused, expected))).toBe('cert.signature');
+    expect(await ruleOfBoth(unused, expected)).toBe('cert.signature');
     const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
-    expect(ruleOf(() => checkSignedCertificate(der!, { ...expected, caPublicKey: stranger }))).toBe('cert.signature');
+    expect(await ruleOfBoth(der!, { ...expected, caPublicKey: stranger })).toBe('cert.signature');
     // A signature over other bytes.
     const badSig = signedEnvelope(tbs, algorithm, ca.signer.signSync(Buffer.concat([tbs, Buffer.of(0)])));
-    expect(ruleOf(() => checkSignedCertificate(badSig, expected))).toBe('cert.signature');
+    expect(await ruleOfBoth(badSig, expected)).toBe('cert.signature');
   });
 });

@@ -1,5 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
+import net from 'node:net';
 import { createWriteStream, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,10 +18,27 @@ export function cli(args: string[], env: Record<string, string>): string {
 }
 
 /** `certfleet <command>` in a child process on real Postgres with its own CA; resolves once it listens. */
+/**
+ * A port for a server of the bench: below Linux's ephemeral range (32768-60999, where the machine's
+ * outgoing connections take theirs: a random port up to 40000 collided with one now and then, and
+ * the server could not listen), and free when asked (a probe binds it).
+ */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const free = await new Promise<boolean>((resolve) => {
+      const probe = net.createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+}
+
 export async function startServer(command: 'api' | 'serve' | 'worker', databaseUrl: string, extraEnv: Record<string, string> = {}, nodeArgs: string[] = []) {
   const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-bench-'));
   cli(['init-ca', '--out', join(dataDir, 'ca')], {});
-  const port = 20_000 + Math.floor(Math.random() * 20_000);
+  const port = await freePort();
   const env: Record<string, string> = {
     CERTFLEET_DATA_DIR: dataDir,
     DATABASE_URL: databaseUrl,

@@ -4,7 +4,7 @@ import { capWarning, deviceValidity } from '../domain/device-validity.ts';
 import { assertCommonNameFits, commonNameFor } from '../domain/identifiers.ts';
 import { AppError } from '../domain/errors.ts';
 import type { AppDeps } from './deps.ts';
-import type { Actor, IssuedCertificate } from './ports.ts';
+import type { Actor, DevicePublicKey, IssuedCertificate } from './ports.ts';
 import { deviceNotFound } from './get-device.ts';
 import { AlreadyExistsError, ReferenceNotFoundError, type TenantRepositories } from './storage-ports.ts';
 import { tenantGroups } from '../support/tenant-groups.ts';
@@ -22,10 +22,6 @@ export interface SignedCertificate {
   validityWarning: string | null;
 }
 
-/**
- * Signs a certificate for tenant/device. Runs before the storing transaction, so no
- * transaction is held open during RSA key generation.
- */
 /** SHA-256 (hex) of a SubjectPublicKeyInfo DER: how storage knows a key. */
 export const spkiSha256 = (spkiDer: Uint8Array): string => createHash('sha256').update(spkiDer).digest('hex');
 
@@ -38,7 +34,7 @@ export async function assertKeyUsable({ keys }: Pick<TenantRepositories, 'keys'>
   assertKeyStatus(await keys.keyStatus(tenantId, deviceId, spki)); // one round trip
 }
 
-function assertKeyStatus(status: { compromised: boolean; otherDevices: string[]; allowsShared: boolean }): void {
+export function assertKeyStatus(status: { compromised: boolean; otherDevices: string[]; allowsShared: boolean }): void {
   if (status.compromised) {
     throw new AppError('KEY_COMPROMISED', 'this public key belongs to a certificate revoked for keyCompromise: generate a new key');
   }
@@ -64,7 +60,9 @@ interface PendingCheck {
  * tenant share one transaction and one statement (CHECKS_IN_FLIGHT groups at once, the checks
  * made meanwhile go together in the next; no timer, an idle tenant's check runs at once, alone).
  * Each member gets the answer it would have had alone; when the group's statement fails, each
- * member is checked alone.
+ * member is checked alone. For a rotation with the device's CSR (createSignDeviceCertificate); a
+ * plain CSR issuance makes this check in the issuance group's storing transaction instead
+ * (issued-certificate-store.ts, signAndStore).
  */
 export function createKeyPrecheck(storage: AppDeps['storage']) {
   const alone = async (tenantId: string, p: PendingCheck) => {
@@ -102,29 +100,67 @@ export function createKeyPrecheck(storage: AppDeps['storage']) {
     new Promise<void>((resolve, reject) => add(tenantId, { deviceId, spki, resolve, reject }));
 }
 
-export function createSignDeviceCertificate({ storage, authority, keys, clock, issuanceLimit }: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
-  const precheck = createKeyPrecheck(storage);
+/** A request checked and its key known, ready to be signed (prepare, then sign). */
+export interface PreparedSigning {
+  tenantId: string;
+  deviceId: string;
+  validityDays: number;
+  publicKey: DevicePublicKey;
+  /** SHA-256 (hex) of the key's SubjectPublicKeyInfo DER. */
+  spkiSha256: string;
+  privateKeyPem: string | null;
+}
+
+/**
+ * The two halves of signing a device certificate: `prepare` (the common name's length, the
+ * tenant's issuance limit, the validity, the key: generated here or the device's CSR, its
+ * signature and key policy checked) and `sign` (the validity from now, the CA's signature, lint
+ * before it). A device-supplied key's check against storage (compromised, another device's) goes
+ * between the two: createSignDeviceCertificate makes it alone, the issuance group commit makes it
+ * in the group's storing transaction (issued-certificate-store.ts).
+ */
+export function createDeviceCertificateSigner({ storage, authority, keys, clock, issuanceLimit }: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
+  return {
+    /** `requestedDays` undefined: the tenant's renewal policy (validity_days). */
+    async prepare(tenantId: string, deviceId: string, requestedDays: number | undefined, key: KeyRequest): Promise<PreparedSigning> {
+      assertCommonNameFits(tenantId, deviceId);
+      issuanceLimit.take(tenantId);
+      const validityDays = requestedDays ?? (await storage.asTenant(tenantId, (repos) => repos.renewalPolicy.getRenewalPolicy(tenantId))).validity_days;
+      deviceValidity({ signedAt: clock.now(), validityDays, ca: authority.caValidity(tenantId) }); // fail fast (503) before any key work
+      const { publicKey, privateKeyPem } =
+        key.kind === 'generate' ? await keys.generate(key.keyType, tenantId) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };
+      return { tenantId, deviceId, validityDays, publicKey, spkiSha256: spkiSha256(publicKey.spkiDer), privateKeyPem };
+    },
+    async sign(prepared: PreparedSigning): Promise<SignedCertificate> {
+      const { tenantId, deviceId, publicKey, validityDays } = prepared;
+      const signedAt = clock.now();
+      const validity = deviceValidity({ signedAt, validityDays, ca: authority.caValidity(tenantId) });
+      const issued = await authority.issue({
+        tenantId,
+        commonName: commonNameFor(tenantId, deviceId),
+        publicKey,
+        notBefore: validity.notBefore,
+        notAfter: validity.notAfter,
+      });
+      return { issued, spkiSha256: prepared.spkiSha256, privateKeyPem: prepared.privateKeyPem, signedAt, validityWarning: validity.cappedAtCaNotAfter ? capWarning(validity.notAfter) : null };
+    },
+  };
+}
+
+/**
+ * Signs a certificate for tenant/device, a device-supplied key checked against storage before
+ * (createKeyPrecheck). Runs before the storing transaction, so no transaction is held open during
+ * RSA key generation.
+ */
+export function createSignDeviceCertificate(deps: Pick<AppDeps, 'storage' | 'authority' | 'keys' | 'clock' | 'issuanceLimit'>) {
+  const precheck = createKeyPrecheck(deps.storage);
+  const signer = createDeviceCertificateSigner(deps);
   /** `requestedDays` undefined: the tenant's renewal policy (validity_days). */
   return async (tenantId: string, deviceId: string, requestedDays: number | undefined, key: KeyRequest): Promise<SignedCertificate> => {
-    assertCommonNameFits(tenantId, deviceId);
-    issuanceLimit.take(tenantId);
-    const validityDays = requestedDays ?? (await storage.asTenant(tenantId, (repos) => repos.renewalPolicy.getRenewalPolicy(tenantId))).validity_days;
-    deviceValidity({ signedAt: clock.now(), validityDays, ca: authority.caValidity(tenantId) }); // fail fast (503) before any key work
-    const { publicKey, privateKeyPem } =
-      key.kind === 'generate' ? await keys.generate(key.keyType, tenantId) : { publicKey: await keys.publicKeyFromCsr(key.csrPem), privateKeyPem: null };
-    const spki = spkiSha256(publicKey.spkiDer);
+    const prepared = await signer.prepare(tenantId, deviceId, requestedDays, key);
     // Before the CA signs anything for a device-supplied key (checked again when storing).
-    if (key.kind === 'csr') await precheck(tenantId, deviceId, spki);
-    const signedAt = clock.now();
-    const validity = deviceValidity({ signedAt, validityDays, ca: authority.caValidity(tenantId) });
-    const issued = await authority.issue({
-      tenantId,
-      commonName: commonNameFor(tenantId, deviceId),
-      publicKey,
-      notBefore: validity.notBefore,
-      notAfter: validity.notAfter,
-    });
-    return { issued, spkiSha256: spki, privateKeyPem, signedAt, validityWarning: validity.cappedAtCaNotAfter ? capWarning(validity.notAfter) : null };
+    if (key.kind === 'csr') await precheck(tenantId, deviceId, prepared.spkiSha256);
+    return signer.sign(prepared);
   };
 }
 

@@ -17,7 +17,7 @@ import { caLintProfile } from './lint/ca-profile.ts';
 import { lintCertificate } from './lint/certificate-lint.ts';
 import { runLint, runLintAsync } from './lint/lint-failure.ts';
 import { createIssuedTbsLint } from './lint/issued-tbs-lint.ts';
-import { checkSignedCertificate } from './lint/signed-certificate-check.ts';
+import { checkSignedCertificateInPool } from './lint/signed-certificate-check.ts';
 
 /**
  * The signed certificate parsed back by Node in full (X509Certificate + verify) for the first
@@ -155,7 +155,7 @@ export function createCertificateAuthority(ca: DeviceCa | null, options: Certifi
       await runLintAsync(() => tbsLint.lint(tbs, { commonName: req.commonName, spkiDer: spki }));
       const der = signedEnvelope(tbs, profile.signatureAlgorithmDer, await signTbs(tbs, ca.signer));
       // The check after signing, on the produced bytes (lint/signed-certificate-check.ts), and now and then Node's full parse-back as well.
-      runLint(() => checkSignedCertificate(der, { tbs, signatureAlgorithmDer: profile.signatureAlgorithmDer, hash: ca.signer.hash, caPublicKey: ca.publicKey }));
+      await runLintAsync(() => checkSignedCertificateInPool(der, { tbs, signatureAlgorithmDer: profile.signatureAlgorithmDer, hash: ca.signer.hash, caPublicKey: ca.publicKey }));
       if (++sinceParseBack >= FULL_PARSE_BACK_EVERY) {
         verifyCaSignature(der, ca.publicKey);
         sinceParseBack = 0;

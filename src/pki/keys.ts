@@ -1,4 +1,4 @@
-import { createECDH, generateKeyPair, createPublicKey, type KeyObject } from 'node:crypto';
+import { createECDH, generateKeyPair, createPublicKey, KeyObject, webcrypto } from 'node:crypto';
 import type { KeyType } from '../domain/certificate.ts';
 import { p256Pkcs8Der, p256SpkiDer } from '../domain/ec-key-der.ts';
 import { toPem } from './pem.ts';
@@ -80,6 +80,25 @@ export function publicKeyFromSpki(spki: ArrayBuffer | Uint8Array): KeyObject {
     });
   }
   return createPublicKey({ key: der, format: 'der', type: 'spki' });
+}
+
+const P256_IMPORT = { name: 'ECDSA', namedCurve: 'P-256' } as const;
+
+/**
+ * A canonical P-256 SubjectPublicKeyInfo (P256_SPKI_PREFIX, then x and y) as a KeyObject, through
+ * WebCrypto's raw import; null for any other SPKI (publicKeyFromSpki then). OpenSSL decodes the
+ * point there (EC_POINT_oct2point: refused unless both coordinates are below p and the point is
+ * on the curve; the point at infinity has no uncompressed form), which is every check a P-256 public
+ * key needs: its cofactor is 1, so a point of the curve is in the group of prime order. The JWK
+ * import (publicKeyFromSpki) adds EC_KEY_check_key's multiplication of the point by the order, a
+ * whole scalar multiplication that can only confirm it: about two thirds of that import's CPU in a
+ * perf profile (issue 22).
+ */
+export async function p256PublicKeyFromSpki(spki: Uint8Array): Promise<KeyObject | null> {
+  const der = Buffer.from(spki.buffer, spki.byteOffset, spki.byteLength);
+  if (der.length !== P256_SPKI_PREFIX.length + 64 || !der.subarray(0, P256_SPKI_PREFIX.length).equals(P256_SPKI_PREFIX)) return null;
+  const point = der.subarray(P256_SPKI_PREFIX.length - 1); // 04 || x || y
+  return KeyObject.from(await webcrypto.subtle.importKey('raw', point, P256_IMPORT, true, ['verify']));
 }
 
 export const spkiOf = (key: KeyObject): Buffer => key.export({ type: 'spki', format: 'der' });

@@ -9,7 +9,8 @@ import type { Driver, Queryable } from './driver.ts';
  */
 export interface Database {
   readonly kind: Driver['kind'];
-  asTenant<T>(tenantId: string, fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** `options.genericPlans`: see TenantWorkOptions (app/storage-ports.ts). */
+  asTenant<T>(tenantId: string, fn: (tx: Queryable) => Promise<T>, options?: { genericPlans?: boolean }): Promise<T>;
   asOperator<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   close(): Promise<void>;
 }
@@ -21,9 +22,10 @@ export function createDatabase(driver: Driver): Database {
   return {
     kind: driver.kind,
     // Role and tenant are set in the same round trip as BEGIN.
-    asTenant: (tenantId, fn) => {
+    asTenant: (tenantId, fn, options) => {
       if (tenantId.includes('\0')) throw new Error('invalid tenant id');
-      return driver.transaction(fn, `SET LOCAL ROLE certfleet_app; SELECT set_config('app.tenant_id', ${literal(tenantId)}, true)`);
+      const plans = options?.genericPlans ? '; SET LOCAL plan_cache_mode = force_generic_plan' : '';
+      return driver.transaction(fn, `SET LOCAL ROLE certfleet_app; SELECT set_config('app.tenant_id', ${literal(tenantId)}, true)${plans}`);
     },
     asOperator: (fn) => driver.transaction(fn, 'SET LOCAL ROLE certfleet_operator'),
     close: () => driver.close(),

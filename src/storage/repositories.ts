@@ -198,7 +198,7 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
 /** The use cases' Storage port over the database: each unit of work is one transaction in the right role. */
 export function createStorage(db: Database): Storage {
   return {
-    asTenant: (tenantId, fn) => db.asTenant(tenantId, (tx) => fn(tenantRepositories(tx))),
+    asTenant: (tenantId, fn, options) => db.asTenant(tenantId, (tx) => fn(tenantRepositories(tx)), options),
     asOperator: (fn) => db.asOperator((tx) => fn(operatorRepositories(tx))),
   };
 }

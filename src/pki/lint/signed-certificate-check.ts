@@ -42,6 +42,35 @@ export interface SignedCertificateExpectation {
 
 /** Throws a LintFailure (rule cert.signature, or cert.parse for a malformed envelope) unless `der` is the CA-signed `tbs`. */
 export function checkSignedCertificate(der: Uint8Array, expected: SignedCertificateExpectation): void {
+  const v = envelopeChecked(der, expected);
+  let ok = false;
+  try {
+    ok = verify(expected.hash, v.tbs, v.key, v.value);
+  } catch {
+    ok = false;
+  }
+  lintCheck(ok, RULE, 'the CA signature does not verify with the CA public key');
+}
+
+/**
+ * checkSignedCertificate with the signature verified in libuv's thread pool (node:crypto verify
+ * with a callback: OpenSSL, as the inline call), off the event loop's thread; the envelope's
+ * checks are the same, made inline. Rejects with the same LintFailure.
+ */
+export async function checkSignedCertificateInPool(der: Uint8Array, expected: SignedCertificateExpectation): Promise<void> {
+  const v = envelopeChecked(der, expected);
+  const ok = await new Promise<boolean>((resolve) => {
+    try {
+      verify(expected.hash, v.tbs, v.key, v.value, (error, result) => resolve(!error && result));
+    } catch {
+      resolve(false);
+    }
+  });
+  lintCheck(ok, RULE, 'the CA signature does not verify with the CA public key');
+}
+
+/** Every check but the signature's verification; what that verification needs. */
+function envelopeChecked(der: Uint8Array, expected: SignedCertificateExpectation) {
   const buf = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
   const top = readNode(buf, 0, buf.length, 'cert.parse');
   lintCheck(top.tag === SEQUENCE && top.end === buf.length, 'cert.parse', 'the certificate is not exactly one SEQUENCE');
@@ -57,11 +86,5 @@ export function checkSignedCertificate(der: Uint8Array, expected: SignedCertific
   lintCheck(signature.end > signature.body && buf[signature.body] === 0, RULE, 'signatureValue has unused bits');
   const value = buf.subarray(signature.body + 1, signature.end);
   const key = expected.caPublicKey.asymmetricKeyType === 'ec' ? { key: expected.caPublicKey, dsaEncoding: 'der' as const } : expected.caPublicKey;
-  let ok = false;
-  try {
-    ok = verify(expected.hash, tbs, key, value);
-  } catch {
-    ok = false;
-  }
-  lintCheck(ok, RULE, 'the CA signature does not verify with the CA public key');
+  return { tbs, key, value };
 }

@@ -68,6 +68,8 @@ export async function keyStatuses(
        FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS i(device_id, spki, ord)
       ORDER BY i.ord`,
     [tenantId, items.map((i) => i.deviceId), items.map((i) => i.spkiSha256)],
+    // The CSR issuance group's check before signing: parsed and planned once per connection.
+    { prepared: 'certfleet_key_statuses' },
   );
   return rows.map((r) => ({ compromised: r.compromised === true, otherDevices: r.others ?? [], allowsShared: r.allow_shared ?? false }));
 }
