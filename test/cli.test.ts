@@ -1,5 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, statSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -10,8 +11,8 @@ import { run } from './support/openssl.ts';
 import { scaled } from './support/timeouts.ts';
 
 const BIN = join(import.meta.dirname, 'support', 'certfleet-source.js');
-const cli = (args: string[], env: Record<string, string>) =>
-  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+const cli = (args: string[], env: Record<string, string>, timeout = 60_000) =>
+  spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout });
 const tmp = () => mkdtempSync(join(tmpdir(), 'certfleet-cli-'));
 
 describe('certfleet CLI', () => {
@@ -97,6 +98,26 @@ describe('certfleet CLI', () => {
       expect(res.stderr).toContain('PUBLIC_BASE_URL must be an absolute http or https URL');
       expect(res.stderr).toContain(bad);
       expect(res.stdout).not.toContain('listening on');
+    }
+  });
+
+  it('serve and worker exit 1 with the address in the message when their port is taken, instead of running on without a listener', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = String((taken.address() as AddressInfo).port);
+    try {
+      // Real processes: what must end is the process (before the fix serve logged EADDRINUSE and ran on).
+      const serve = cli(['serve'], { CERTFLEET_DATA_DIR: tmp(), PORT: port, HOST: '127.0.0.1' }, scaled(60_000));
+      expect(serve.signal, `serve did not exit: ${serve.stderr}`).toBeNull();
+      expect(serve.status).toBe(1);
+      expect(serve.stderr).toContain(`EADDRINUSE: address already in use 127.0.0.1:${port}`);
+      const worker = cli(['worker', '--metrics-port', port], { CERTFLEET_DATA_DIR: tmp(), HOST: '127.0.0.1' }, scaled(60_000));
+      expect(worker.signal, `worker did not exit: ${worker.stderr}`).toBeNull();
+      expect(worker.status).toBe(1);
+      expect(worker.stderr).toContain(`certfleet worker: --metrics-port ${port}: listen EADDRINUSE: address already in use 127.0.0.1:${port}`);
+      expect(worker.stderr).not.toMatch(/^\s+at /m); // a message, not a stack trace
+    } finally {
+      taken.close();
     }
   });
 

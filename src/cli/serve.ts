@@ -23,21 +23,31 @@ export async function serveCommand(_flags: Flags, loaded: Config, parts: { api: 
     // serve publishes the CRL (file + broker reload); api leaves it to the worker (PGlite: always in-process).
     publishCrl: parts.worker,
   });
-  const address = await service.app.listen({ port: config.port, host: config.host });
-  const renewal = await service.renewal.start(service.app.log);
-  // The worker shares the service's storage (PGlite allows one process), clock, logger and /metrics.
-  const worker = parts.worker
-    ? await createWorker(config, {
-        clock: service.deps.clock,
-        storage: service.storage,
-        metrics: service.metrics,
-        crl: service.crl.publisher,
-        ca: service.ca.ca,
-        revocations: service.crl.listener,
-        brokerFleet: service.brokerFleet,
-        logger,
-      })
-    : null;
+  let address: string;
+  let renewal: Awaited<ReturnType<typeof service.renewal.start>>;
+  let worker: Awaited<ReturnType<typeof createWorker>> | null;
+  try {
+    address = await service.app.listen({ port: config.port, host: config.host });
+    renewal = await service.renewal.start(service.app.log);
+    // The worker shares the service's storage (PGlite allows one process), clock, logger and /metrics.
+    worker = parts.worker
+      ? await createWorker(config, {
+          clock: service.deps.clock,
+          storage: service.storage,
+          metrics: service.metrics,
+          crl: service.crl.publisher,
+          ca: service.ca.ca,
+          revocations: service.crl.listener,
+          brokerFleet: service.brokerFleet,
+          logger,
+        })
+      : null;
+  } catch (error) {
+    // A port in use, an EST listener that cannot start: the process ends with the message, never
+    // runs on without its listener (the database, the CRL publisher and their timers are closed).
+    await service.close();
+    throw error;
+  }
   const broker = service.crl.broker;
   logger.info(
     {

@@ -56,7 +56,20 @@ export async function workerCommand(flags: Flags, config: Config, overrides: Wor
         () => response.writeHead(500).end(),
       );
     });
-    await new Promise<void>((resolve) => server!.listen(port, config.host, resolve));
+    const listening = server;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        listening.once('error', reject);
+        listening.listen(port, config.host, () => {
+          listening.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (error) {
+      // The process ends with the message (a port in use), never runs on without its metrics.
+      await worker.close();
+      throw new Error(`--metrics-port ${port}: ${(error as Error).message}`, { cause: error });
+    }
   }
   // Listening for the stop signals before the readiness line: whoever reads it may stop us at once.
   const stopRequested = new Promise<void>((resolve) => {
