@@ -197,15 +197,22 @@ export interface PreparedCrl {
  * Encodes the TBSCertList once, into a buffer with room around it for the outer header and the
  * signature: the (possibly tens of MB) entry bytes are copied exactly once, whatever the number
  * of signatures (the lint's throwaway key, then the CA key).
+ *
+ * `space`: where the CRL is built, given the bytes it needs (at least that many back), instead of
+ * a new buffer: memory reused across publications (publish-crl.ts, CrlBufferPool), so a CRL of
+ * several MB does not cost a fresh allocation (its page faults, and the full garbage collection
+ * a few such buffers a second bring on). Whatever the space held before is overwritten.
  */
-export function prepareCrl(input: TbsInput): PreparedCrl {
+export function prepareCrl(input: TbsInput, space?: (bytes: number) => Buffer): PreparedCrl {
   const parts = tbsCertListParts(input);
   const alg = input.algorithmIdentifierDer;
   let tbsContentLen = 0;
   for (const part of parts) tbsContentLen += part.length;
   const tbsLen = tlvSize(tbsContentLen);
 
-  const out = Buffer.allocUnsafe(OUTER_HEADER_ROOM + tbsLen + alg.length + SIGNATURE_SLACK);
+  const need = OUTER_HEADER_ROOM + tbsLen + alg.length + SIGNATURE_SLACK;
+  const out = space ? space(need) : Buffer.allocUnsafe(need);
+  if (out.length < need) throw new RangeError(`CRL space too small: ${out.length} < ${need} bytes`);
   const tbsStart = OUTER_HEADER_ROOM;
   out[tbsStart] = TAG.SEQUENCE;
   let tbsEnd = writeLength(out, tbsStart + 1, tbsContentLen);
