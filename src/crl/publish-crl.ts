@@ -443,6 +443,11 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       let fileSigned: { signMs: number; lintMs: number; verifyMs: number };
       try {
         fileSigned = { signMs: fileUnverified.signMs, lintMs: fileUnverified.lintMs, verifyMs: await fileVerified };
+        // One turn of the event loop first: the file's own wait for this verification was queued
+        // after this one, so without it the served variant's build and lint (synchronous, several
+        // ms at 100k entries) would run before the file is renamed into place. With it, a file
+        // already written is renamed (and its folder's fsync sent to the thread pool) first.
+        await new Promise((resolve) => setImmediate(resolve));
         // The served variant keeps the entries' reason codes: its own lint (carried runs against the served CRL linted before).
         servedSigned = await signedVariant(variant, { ...fields, distributionPointUrl: settings.distributionPointUrl }, { ...lintOptions, carried, offsets });
         der = servedSigned.der;
