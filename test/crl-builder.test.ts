@@ -566,6 +566,30 @@ describe('revoked entries encoder', () => {
     const expected = Buffer.concat(sorted.map((v) => referenceEntry({ serialHex: v.toString(16), revokedAt: at, reasonCode: reasonOf.get(v)! })));
     expect(enc.finish().equals(expected)).toBe(true);
   });
+
+  it('orders entries alike with few buckets (their ids sorted) or many (every slot walked); encoders reuse emptied bucket tables', () => {
+    const at = new Date('2026-01-01T00:00:00Z');
+    const values = new Set<bigint>();
+    // Random lengths and first octets: thousands of buckets (length and first 12 bits), so every slot is walked.
+    while (values.size < 6000) values.add(BigInt('0x' + randomBytes(2 + (values.size % 19)).toString('hex')) || 1n);
+    const byValue = (a: bigint, b: bigint) => (a < b ? -1 : a > b ? 1 : 0);
+    const encode = (list: bigint[]) => {
+      const enc = createRevokedEntriesEncoder();
+      for (const v of list) enc.add({ serialHex: v.toString(16), revokedAt: at, reasonCode: 1 });
+      return enc.finish();
+    };
+    const expected = (list: bigint[]) => Buffer.concat([...list].sort(byValue).map((v) => referenceEntry({ serialHex: v.toString(16), revokedAt: at, reasonCode: 1 })));
+    const all = [...values];
+    for (let round = 0; round < 3; round++) {
+      expect(encode(all).equals(expected(all))).toBe(true); // thousands of buckets: every slot walked
+      const few = all.slice(round * 50, round * 50 + 40);
+      expect(encode(few).equals(expected(few))).toBe(true); // a few buckets: their ids sorted
+      // A finish that throws keeps its table out of reuse; the next encoders are not disturbed.
+      const twice = createRevokedEntriesEncoder();
+      for (const v of [all[0], all[1], all[0]]) twice.add({ serialHex: v.toString(16), revokedAt: at, reasonCode: 0 });
+      expect(() => twice.finish()).toThrow(/revoked twice/);
+    }
+  });
 });
 
 // ---------------------------------------------------------------------------

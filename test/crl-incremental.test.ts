@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createRevokedEntriesEncoder, entriesWithoutExtensions, revokedList, type RevokedEntry, type SortedEntries } from '../src/crl/build-crl.ts';
 import { fileEntriesOf, fileSpaceOf, mergeEntries, mergeFileEntries, noEntries, retentionEnded, spaceOf, type FileSpace, type MergeSpace } from '../src/crl/incremental-entries.ts';
-import { createPublishCrl, crlAuthorityFor, CRL_INCREMENTAL_MISMATCH_ALERT, type PublishCrlResult } from '../src/crl/publish-crl.ts';
+import { createPublishCrl, crlAuthorityFor, CRL_INCREMENTAL_MISMATCH_ALERT, loadStoredFileCrl, type PublishCrlResult } from '../src/crl/publish-crl.ts';
 import { DAY_MS, createManualClock } from '../src/domain/clock.ts';
 import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { crlEntries } from '../src/crl/crl-entries.ts';
@@ -229,6 +229,30 @@ describe.each(DRIVERS)('incremental CRL publication on %s', (kind) => {
     const full = published(await createPublishCrl({ storage: storage(), clock, authority: authority(), settings: settings(0) })({}));
     expect(revokedField(full.der).equals(revokedField(last!.der))).toBe(true);
     expect(revokedField(full.fileDer).equals(revokedField(last!.fileDer))).toBe(true);
+  });
+
+  it("the broker file's CRL is built in reused memory: each result's fileDer is still that CRL, read at once or publications later", async () => {
+    const clock = createManualClock(t.clock.now());
+    const publish = createPublishCrl({ storage: storage(), clock, authority: authority(), settings: settings(3_600_000) });
+    const results = [published(await publish({ incremental: true }))];
+    // What another replica gets for each: the stored CRL's file variant (made from the served one and the file signature).
+    const stored = [(await loadStoredFileCrl(storage(), authority().issuerKeyId))!];
+    const readAtOnce = new Map<number, Buffer>([[0, Buffer.from(results[0].fileDer)]]);
+    for (let i = 1; i <= 5; i++) {
+      await revoke((await issue()).id);
+      clock.advance(1000);
+      const crl = published(await publish({ incremental: true }));
+      expect(crl.build.mode).toBe('incremental');
+      results.push(crl);
+      stored.push((await loadStoredFileCrl(storage(), authority().issuerKeyId))!);
+      if (i % 2 === 0) readAtOnce.set(i, Buffer.from(crl.fileDer)); // the others are first read below, after their memory was reused
+    }
+    for (const [i, crl] of results.entries()) {
+      expect(crl.fileDer.equals(stored[i])).toBe(true);
+      if (readAtOnce.has(i)) expect(crl.fileDer.equals(readAtOnce.get(i)!)).toBe(true);
+      expect(entriesOf(crl.fileDer)).toMatchObject({ crlNumber: crl.crlNumber, entryCount: i });
+      expect(listContents(crl.fileDer).equals(entriesWithoutExtensions(listContents(crl.der)))).toBe(true);
+    }
   });
 
   it('an out-of-band change is caught by the periodic self-check: CRL_INCREMENTAL_MISMATCH, and the full read is published', async () => {

@@ -33,7 +33,7 @@ import { createCrlBundleSource, type CrlBundleIssuer, type CrlBundleSource } fro
 import { caSourceOf, isTrusted, staticCaSource, type PublishedCa } from '../crl/ca-set.ts';
 import type { CaDirectory } from '../pki/ca-directory.ts';
 import { createBrokerTrustFiles, type BrokerTrustFiles } from '../crl/broker-trust-files.ts';
-import type { CrlAuthority } from '../crl/publish-crl.ts';
+import type { CrlAuthority, PublishedCrl } from '../crl/publish-crl.ts';
 import { reconcileWithNewestCrl } from '../crl/reconcile-crl.ts';
 import { createReconcileRevocations } from '../app/reconcile-revocations.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
@@ -107,8 +107,8 @@ interface PerCa {
   path: string | null;
   reconcile: (() => Promise<unknown>) | null;
   started: boolean;
-  /** The file variant this process published last, kept for the bundle (see bundleIssuer). */
-  lastPublished?: { sha256: string; fileDer: Uint8Array } | null;
+  /** The CRL this process published last, kept for the bundle (see bundleIssuer): its file variant is made only if an agent asks. */
+  lastPublished?: { sha256: string; crl: Pick<PublishedCrl, 'fileDer'> } | null;
   versionRead?: string | null;
 }
 
@@ -144,7 +144,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
     // The file variant this process just published answers the waiting agents without reading it back
     // from the database (tens of MB at a million entries), when the version read is that very CRL.
     loadFileDer: async () =>
-      p.lastPublished && p.lastPublished.sha256 === p.versionRead ? p.lastPublished.fileDer : loadStoredFileCrl(storage, p.authority.issuerKeyId),
+      p.lastPublished && p.lastPublished.sha256 === p.versionRead ? p.lastPublished.crl.fileDer : loadStoredFileCrl(storage, p.authority.issuerKeyId),
   });
   const bundle = source.list().length
     ? createCrlBundleSource({
@@ -198,7 +198,7 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
           logger,
         ),
       onPublished: (crl) => {
-        p.lastPublished = { sha256: crl.sha256, fileDer: crl.fileDer };
+        p.lastPublished = { sha256: crl.sha256, crl };
         p.getCrl.offer(crl);
         events.crlPublished(crl.crlNumber);
         bundle?.published();

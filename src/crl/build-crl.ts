@@ -197,15 +197,22 @@ export interface PreparedCrl {
  * Encodes the TBSCertList once, into a buffer with room around it for the outer header and the
  * signature: the (possibly tens of MB) entry bytes are copied exactly once, whatever the number
  * of signatures (the lint's throwaway key, then the CA key).
+ *
+ * `space`: where the CRL is built, given the bytes it needs (at least that many back), instead of
+ * a new buffer: memory reused across publications (publish-crl.ts, CrlBufferPool), so a CRL of
+ * several MB does not cost a fresh allocation (its page faults, and the full garbage collection
+ * a few such buffers a second bring on). Whatever the space held before is overwritten.
  */
-export function prepareCrl(input: TbsInput): PreparedCrl {
+export function prepareCrl(input: TbsInput, space?: (bytes: number) => Buffer): PreparedCrl {
   const parts = tbsCertListParts(input);
   const alg = input.algorithmIdentifierDer;
   let tbsContentLen = 0;
   for (const part of parts) tbsContentLen += part.length;
   const tbsLen = tlvSize(tbsContentLen);
 
-  const out = Buffer.allocUnsafe(OUTER_HEADER_ROOM + tbsLen + alg.length + SIGNATURE_SLACK);
+  const need = OUTER_HEADER_ROOM + tbsLen + alg.length + SIGNATURE_SLACK;
+  const out = space ? space(need) : Buffer.allocUnsafe(need);
+  if (out.length < need) throw new RangeError(`CRL space too small: ${out.length} < ${need} bytes`);
   const tbsStart = OUTER_HEADER_ROOM;
   out[tbsStart] = TAG.SEQUENCE;
   let tbsEnd = writeLength(out, tbsStart + 1, tbsContentLen);
@@ -305,6 +312,10 @@ const FIRST_BUCKET_BYTES = 4096;
 /** Entries are found again by their offset in their bucket's arena (a Uint32Array). */
 const MAX_BUCKET_BYTES = 2 ** 32 - 1;
 
+/** Bucket tables of finished encoders (every slot empty), for the next encoders; a few at most. */
+const emptyBucketTables: (Bucket | undefined)[][] = [];
+const MAX_EMPTY_BUCKET_TABLES = 4;
+
 /** crlEntryExtensions with only reasonCode, minus the final ENUMERATED value byte. */
 const REASON_EXTENSIONS_PREFIX = Uint8Array.from([
   0x30, 0x0c, // Extensions
@@ -337,7 +348,11 @@ interface Bucket {
 export function createRevokedEntriesEncoder(options: { times?: boolean } = {}): RevokedEntriesEncoder {
   /** With times, each entry in its arena is followed by its revocation second and notAfter second (two float64, not part of the entry). */
   const trailer = options.times ? 16 : 0;
-  const buckets: (Bucket | undefined)[] = new Array(BUCKETS);
+  // A bucket table (90k slots, 720 KB) is taken from the ones earlier encoders left empty, not made
+  // anew for each: an incremental publication encodes its few new entries with an encoder of its own.
+  const buckets: (Bucket | undefined)[] = emptyBucketTables.pop() ?? new Array(BUCKETS);
+  /** Ids of the buckets made, in the order made (finish sorts them when few: no walk over every slot). */
+  const used: number[] = [];
   const scratch = Buffer.allocUnsafe(MAX_ENTRY_BYTES); // the serial's INTEGER content, before its bucket is known
   let byteLength = 0;
   let count = 0;
@@ -450,6 +465,7 @@ export function createRevokedEntriesEncoder(options: { times?: boolean } = {}): 
     if (!bucket) {
       bucket = { arena: Buffer.allocUnsafe(FIRST_BUCKET_BYTES), used: 0, offsets: new Uint32Array(FIRST_BUCKET_BYTES / 32), count: 0 };
       buckets[id] = bucket;
+      used.push(id);
     }
     if (bucket.arena.length - bucket.used < length) {
       if (bucket.arena.length >= MAX_BUCKET_BYTES) throw new RangeError('too many revoked entries with one serial length and first octet');
@@ -529,7 +545,11 @@ export function createRevokedEntriesEncoder(options: { times?: boolean } = {}): 
     const out = Buffer.allocUnsafe(byteLength);
     let at = 0;
     let index = 0;
-    for (let id = 0; id < BUCKETS; id++) {
+    // Ascending bucket ids: the buckets made, sorted, when they are few; else every slot in turn.
+    const ids = used.length * 32 < BUCKETS ? Uint32Array.from(used).sort() : null;
+    const last = ids ? ids.length : BUCKETS;
+    for (let u = 0; u < last; u++) {
+      const id = ids ? ids[u] : u;
       const bucket = buckets[id];
       if (!bucket) continue;
       buckets[id] = undefined;
@@ -547,6 +567,8 @@ export function createRevokedEntriesEncoder(options: { times?: boolean } = {}): 
         for (let b = from; b < to; b++) out[at++] = arena[b];
       }
     }
+    // Every slot is empty again (a finish that threw, on a serial added twice, keeps its table).
+    if (emptyBucketTables.length < MAX_EMPTY_BUCKET_TABLES) emptyBucketTables.push(buckets);
     return { bytes: out };
   }
 }

@@ -90,6 +90,63 @@ export interface MergeResult {
 }
 
 /**
+ * Where a merge writes, and how far it got. The copy steps are plain functions over this state,
+ * not closures made by each merge: a merge runs once per publication, and optimized code that
+ * calls the closures of one call is thrown away at the next (another closure: "wrong call
+ * target") and its loops run unoptimized again while it is recompiled, every publication.
+ */
+interface MergeWriter {
+  bytes: Buffer;
+  offsets: Uint32Array;
+  revokedAt: Float64Array;
+  notAfter: Float64Array;
+  /** Carried runs so far: [at, end, from] triples (MergeResult.carried). */
+  runs: number[];
+  /** Entries written. */
+  w: number;
+  /** Bytes written. */
+  wb: number;
+  /** Indexes of `prev` left out (ascending), and the next one to skip. */
+  gone: number[];
+  g: number;
+}
+
+/** Copies prev's entries [from, to) in one go. */
+function copyPrev(prev: SortedEntries, o: MergeWriter, from: number, to: number): void {
+  if (to <= from) return;
+  const start = prev.offsets[from];
+  const end = entryEnd(prev, to - 1);
+  const wb = o.wb;
+  const w = o.w;
+  prev.bytes.copy(o.bytes, wb, start, end);
+  // Contiguous with the previous run in both lists: one run.
+  const runs = o.runs;
+  const n = runs.length;
+  if (n > 0 && runs[n - 2] === wb && runs[n - 1]! + (runs[n - 2]! - runs[n - 3]!) === start) runs[n - 2] = wb + end - start;
+  else runs.push(wb, wb + end - start, start);
+  const delta = wb - start;
+  const source = prev.offsets;
+  const target = o.offsets;
+  for (let i = from; i < to; i++) target[w + i - from] = source[i] + delta;
+  o.revokedAt.set(prev.revokedAt.subarray(from, to), w);
+  o.notAfter.set(prev.notAfter.subarray(from, to), w);
+  o.w = w + (to - from);
+  o.wb = wb + (end - start);
+}
+
+/** Copies prev's entries [from, to) except the gone ones. */
+function copyKept(prev: SortedEntries, o: MergeWriter, from: number, to: number): void {
+  const gone = o.gone;
+  let i = from;
+  while (o.g < gone.length && gone[o.g] < to) {
+    copyPrev(prev, o, i, gone[o.g]);
+    i = gone[o.g] + 1;
+    o.g++;
+  }
+  copyPrev(prev, o, i, to);
+}
+
+/**
  * `prev` without the entries whose retention ended before `previousThisUpdate` (null: none ends),
  * with `added` merged in (sorted and unique, as the encoder's finishSorted gives them). An entry of
  * `added` whose serial `prev` lists replaces it. Writes into `space` when it has room (the caller
@@ -134,51 +191,22 @@ export function mergeEntries(prev: SortedEntries, added: SortedEntries, previous
   const revokedAt = out.revokedAt.subarray(0, count);
   const notAfter = out.notAfter.subarray(0, count);
 
-  let w = 0; // entries written
-  let wb = 0; // bytes written
-  const runs: number[] = [];
-  /** Copies prev's entries [from, to) in one go. */
-  const copyPrev = (from: number, to: number) => {
-    if (to <= from) return;
-    const start = prev.offsets[from];
-    const end = entryEnd(prev, to - 1);
-    prev.bytes.copy(bytes, wb, start, end);
-    // Contiguous with the previous run in both lists: one run.
-    const n = runs.length;
-    if (n > 0 && runs[n - 2] === wb && runs[n - 1]! + (runs[n - 2]! - runs[n - 3]!) === start) runs[n - 2] = wb + end - start;
-    else runs.push(wb, wb + end - start, start);
-    const delta = wb - start;
-    for (let i = from; i < to; i++) offsets[w + i - from] = prev.offsets[i] + delta;
-    revokedAt.set(prev.revokedAt.subarray(from, to), w);
-    notAfter.set(prev.notAfter.subarray(from, to), w);
-    w += to - from;
-    wb += end - start;
-  };
-  /** Copies prev's entries [from, to) except the gone ones (gone[g…] is the next gone index). */
-  let g = 0;
-  const copyKept = (from: number, to: number) => {
-    let i = from;
-    while (g < gone.length && gone[g] < to) {
-      copyPrev(i, gone[g]);
-      i = gone[g] + 1;
-      g++;
-    }
-    copyPrev(i, to);
-  };
+  const writer: MergeWriter = { bytes, offsets, revokedAt, notAfter, runs: [], w: 0, wb: 0, gone, g: 0 };
   let i = 0;
   for (let j = 0; j < m; j++) {
-    copyKept(i, at[j]);
+    copyKept(prev, writer, i, at[j]);
     i = at[j];
     const start = added.offsets[j];
     const end = entryEnd(added, j);
-    added.bytes.copy(bytes, wb, start, end);
-    offsets[w] = wb;
-    revokedAt[w] = added.revokedAt[j];
-    notAfter[w] = added.notAfter[j];
-    w++;
-    wb += end - start;
+    added.bytes.copy(bytes, writer.wb, start, end);
+    offsets[writer.w] = writer.wb;
+    revokedAt[writer.w] = added.revokedAt[j];
+    notAfter[writer.w] = added.notAfter[j];
+    writer.w++;
+    writer.wb += end - start;
   }
-  copyKept(i, n);
+  copyKept(prev, writer, i, n);
+  const { w, wb, runs } = writer;
   if (w !== count || wb !== byteLength) throw new Error(`entries merge wrote ${w} entries / ${wb} bytes, expected ${count} / ${byteLength}`);
   return { entries: { bytes, offsets, revokedAt, notAfter }, inserted: m - replaced, replaced, dropped: expired, carried: Uint32Array.from(runs) };
 }
@@ -259,18 +287,17 @@ export function mergeFileEntries(
   let wb = 0;
   let w = 0;
   let pos = 0;
-  const strip = (from: number, to: number) => {
-    if (to <= from) return;
-    const { end, count } = stripEntryExtensions(next.bytes, from, to, out.bytes, wb, out.offsets, w, 0);
-    wb = end;
-    w += count;
-  };
   const { carried } = merged;
   for (let r = 0; r < carried.length; r += 3) {
     const at = carried[r];
     const end = carried[r + 1];
     const from = carried[r + 2];
-    strip(pos, at);
+    // The entries between carried runs (the new ones) are stripped (no closure for this: see MergeWriter).
+    if (at > pos) {
+      const stripped = stripEntryExtensions(next.bytes, pos, at, out.bytes, wb, out.offsets, w, 0);
+      wb = stripped.end;
+      w += stripped.count;
+    }
     const first = indexOfSorted(prev.offsets, from);
     const last = from + (end - at) === prev.bytes.length ? n : indexOfSorted(prev.offsets, from + (end - at));
     if (first < 0 || last <= first) throw new Error(`carried run ${r / 3} does not start and end on entries of the previous list`);
@@ -283,7 +310,11 @@ export function mergeFileEntries(
     wb += fileEnd - fileFrom;
     pos = end;
   }
-  strip(pos, next.bytes.length);
+  if (next.bytes.length > pos) {
+    const stripped = stripEntryExtensions(next.bytes, pos, next.bytes.length, out.bytes, wb, out.offsets, w, 0);
+    wb = stripped.end;
+    w += stripped.count;
+  }
   if (w !== m) throw new Error(`file entries merge wrote ${w} entries, expected ${m}`);
   return { entries: { bytes: out.bytes.subarray(0, wb), offsets: out.offsets.subarray(0, m) }, carried: Uint32Array.from(runs) };
 }

@@ -62,6 +62,7 @@ import {
 } from './build-crl.ts';
 import { fileEntriesOf, fileSpaceOf, mergeEntries, mergeFileEntries, spaceOf, type FileEntries, type FileSpace, type MergeResult, type MergeSpace } from './incremental-entries.ts';
 import type { CrlFileSync, CrlFileSyncResult } from './crl-file-sync.ts';
+import { createCrlBufferPool, type CrlBufferLease, type CrlBufferPool } from './crl-buffers.ts';
 import { verifyCrlAsync } from './verify-crl.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -196,8 +197,11 @@ export interface PublishedCrl {
   nextUpdate: Date;
   /** Served at the distribution point URL (/pki/crl): with Issuing Distribution Point. */
   der: Buffer;
-  /** For the broker's file (CRL_OUTPUT_PATH): no Issuing Distribution Point, a complete CRL. */
-  fileDer: Buffer;
+  /**
+   * For the broker's file (CRL_OUTPUT_PATH): no Issuing Distribution Point, a complete CRL. Made
+   * on first read (the publication built it in memory it reuses): read it only when needed.
+   */
+  readonly fileDer: Buffer;
   sha256: string;
   entries: number;
   /**
@@ -247,13 +251,21 @@ export function createPublishCrl(deps: PublishCrlDeps) {
    * only while crl_state still holds that CRL (number and sha256), checked under the row lock.
    */
   let memory: EntriesMemory | null = null;
+  /**
+   * Where the broker file's CRL is built (crl-buffers.ts): the buffer of the CRL kept in memory
+   * (`memory.file.list` is a view into it, which the next run reads) and one other, reused.
+   */
+  const fileBuffers = createCrlBufferPool();
   const run = async (request: PublishCrlRequest): Promise<PublishCrlResult> => {
     let kept: EntriesMemory | null = null;
     reloadAfterFailure = Promise.resolve();
+    const fileBuffer = fileBufferOf(fileBuffers);
     try {
-      const result = await transaction(request, memory, (next) => (kept = next));
+      const result = await transaction(request, memory, (next) => (kept = next), fileBuffer);
       // Only once committed: a failed store or commit leaves memory null (the next run reads everything).
       if (result.published) memory = kept;
+      // Its buffer stays untouched until a later CRL is kept (a failed run's is reused by the next one).
+      if (result.published) fileBuffer.keep();
       if (result.published) request.onStored?.(result.crl);
       // 8 reload: signalled as soon as the file was in place, awaited only now, after the commit
       // (the row lock is not held while the broker reloads, up to the large-CRL bound).
@@ -267,11 +279,18 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       // A reload signalled for a file written before the failure is still awaited here, as a successful run awaits it.
       await reloadAfterFailure;
       throw error;
+    } finally {
+      fileBuffer.release(); // nothing once kept
     }
   };
   /** Set by a run whose file was written: its broker reload, settled (never rejects). */
   let reloadAfterFailure: Promise<unknown> = Promise.resolve();
-  const transaction = async (request: PublishCrlRequest, memory: EntriesMemory | null, keep: (next: EntriesMemory | null) => void): Promise<PublishCrlResult> => {
+  const transaction = async (
+    request: PublishCrlRequest,
+    memory: EntriesMemory | null,
+    keep: (next: EntriesMemory | null) => void,
+    fileBuffer: FileCrlBuffer,
+  ): Promise<PublishCrlResult> => {
     // The file's number is a floor: with a database restored from an older backup, numbers still go up for the broker.
     const claimed = (await deps.file?.claimedNumber()) ?? null;
     const floor = [request.minNumber, claimed].reduce<bigint | undefined>((a, b) => (b != null && (a === undefined || b > a) ? b : a), undefined);
@@ -391,8 +410,16 @@ export function createPublishCrl(deps: PublishCrlDeps) {
           : undefined;
       // The entries' offsets (kept for the next merge) are checked by this lint, so the next one can rely on them.
       const offsets = sorted.offsets.length === entries ? sorted.offsets : undefined;
-      const fileUnverified = await signedUnverified(variant, { ...fields, revoked: fileEntries.bytes }, { ...lintOptions, carried: fileCarried, offsets: fileEntries.offsets });
+      // Built into reused memory (fileBuffer): the file CRL leaves this run only as bytes copied
+      // from it (the PEM file, the stored signature) or as PublishedCrl.fileDer (made on demand).
+      const fileUnverified = await signedUnverified(
+        variant,
+        { ...fields, revoked: fileEntries.bytes },
+        { ...lintOptions, carried: fileCarried, offsets: fileEntries.offsets },
+        fileBuffer.space,
+      );
       const fileDer = fileUnverified.der;
+      const fileSignature = crlSignature(fileDer);
       // The file's PEM is made and written while the signature is verified in the thread pool; the
       // rename waits for the verification, and so does this transaction (below): a CRL whose
       // verification fails is neither in place nor stored.
@@ -416,6 +443,11 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       let fileSigned: { signMs: number; lintMs: number; verifyMs: number };
       try {
         fileSigned = { signMs: fileUnverified.signMs, lintMs: fileUnverified.lintMs, verifyMs: await fileVerified };
+        // One turn of the event loop first: the file's own wait for this verification was queued
+        // after this one, so without it the served variant's build and lint (synchronous, several
+        // ms at 100k entries) would run before the file is renamed into place. With it, a file
+        // already written is renamed (and its folder's fsync sent to the thread pool) first.
+        await new Promise((resolve) => setImmediate(resolve));
         // The served variant keeps the entries' reason codes: its own lint (carried runs against the served CRL linted before).
         servedSigned = await signedVariant(variant, { ...fields, distributionPointUrl: settings.distributionPointUrl }, { ...lintOptions, carried, offsets });
         der = servedSigned.der;
@@ -428,7 +460,7 @@ export function createPublishCrl(deps: PublishCrlDeps) {
           thisUpdate,
           nextUpdate,
           der,
-          fileSignature: crlSignature(fileDer),
+          fileSignature,
           fileWithoutEntryExtensions: true,
           sha256,
           entries,
@@ -463,6 +495,8 @@ export function createPublishCrl(deps: PublishCrlDeps) {
             }
           : null,
       );
+      const servedDer = der;
+      let fileDerCopy: Buffer | null = null;
       return {
         published: true,
         stored: saved,
@@ -473,7 +507,12 @@ export function createPublishCrl(deps: PublishCrlDeps) {
           thisUpdate,
           nextUpdate,
           der,
-          fileDer,
+          // The bytes built, copied while their buffer still holds them; later, the same CRL made
+          // again from the served one and the file signature (what loadStoredFileCrl does).
+          get fileDer() {
+            fileDerCopy ??= fileBuffer.intact ? Buffer.from(fileDer) : completeCrlOf(servedDer, fileSignature, { withoutEntryExtensions: true });
+            return fileDerCopy;
+          },
           sha256,
           entries,
           build,
@@ -490,6 +529,31 @@ export function createPublishCrl(deps: PublishCrlDeps) {
     });
   };
   return (request: PublishCrlRequest = {}) => run(request);
+}
+
+/** The memory one run builds the broker file's CRL in: a lease of the publisher's pool, taken when the CRL is built. */
+interface FileCrlBuffer {
+  space(bytes: number): Buffer;
+  /** The CRL built is still in that memory (true when none was leased: it got a buffer of its own). */
+  readonly intact: boolean;
+  keep(): void;
+  release(): void;
+}
+
+function fileBufferOf(pool: CrlBufferPool): FileCrlBuffer {
+  let lease: CrlBufferLease | null = null;
+  return {
+    space(bytes) {
+      lease?.release();
+      lease = pool.lease(bytes);
+      return lease.bytes;
+    },
+    get intact() {
+      return lease?.intact ?? true;
+    },
+    keep: () => lease?.keep(),
+    release: () => lease?.release(),
+  };
 }
 
 /** The entries this process last stored for one CA (crl_state row), and for which CRL. */
@@ -618,10 +682,15 @@ async function signedVariant(c: { prepare: typeof prepareCrl; authority: CrlAuth
  * this returns. The file variant's write starts meanwhile; its rename and the transaction both
  * wait for `verifying`.
  */
-async function signedUnverified(c: { prepare: typeof prepareCrl; authority: CrlAuthority; previous: bigint; entries: number; now: Date }, fields: TbsInput, lint: CrlLintOptions) {
+async function signedUnverified(
+  c: { prepare: typeof prepareCrl; authority: CrlAuthority; previous: bigint; entries: number; now: Date },
+  fields: TbsInput,
+  lint: CrlLintOptions,
+  space?: (bytes: number) => Buffer,
+) {
   const { authority, entries } = c;
   const started = performance.now();
-  const tbs = c.prepare(fields);
+  const tbs = c.prepare(fields, space);
   const built = performance.now();
   const copy = await tbs.signWithAsync(authority.lintSigner);
   const { entries: linted, offsetsChecked } = lintStage(copy, lint, entries);
@@ -735,7 +804,10 @@ export async function loadStoredFileCrl(storage: Storage, issuerKeyId: string): 
 export function createCrlPipeline(deps: CrlPipelineDeps): CrlPipeline {
   const { storage, file, sessions, logger } = deps;
   const issuerKeyId = deps.authority.issuerKeyId;
-  /** The file variant the broker has (or will have at its next reload): what "newly" revoked is relative to. */
+  /**
+   * The CRL the broker has (or will have at its next reload): what "newly" revoked is relative to.
+   * Only its serials count: the file variant, or the served one of the same publication (same entries).
+   */
   let baseline: Uint8Array | null = null;
   /** Revoked CNs written to the file whose reload failed: closed after the next successful reload. */
   const unkicked = new Set<string>();
@@ -817,7 +889,8 @@ export function createCrlPipeline(deps: CrlPipelineDeps): CrlPipeline {
       const outcome = result.file;
       if (outcome && 'error' in outcome) throw new CrlFileError(outcome.error);
       const fileResult = outcome?.result ?? null;
-      const newly = fileResult?.file === 'written' ? await newlyRevokedBy(result.crl.fileDer) : null;
+      // The served variant lists the very serials of the file's (and is not made on demand as fileDer is).
+      const newly = fileResult?.file === 'written' ? await newlyRevokedBy(result.crl.der) : null;
       closeSessions(fileResult, newly);
       return {
         published: true,
