@@ -24,6 +24,7 @@ export function createPgDriver(connectionString: string, options: { max?: number
             options?.prepared ? client.query({ name: options.prepared, text: sql, values: params as unknown[] }) : client.query(sql, params as unknown[]),
           (sql) => client.query(sql),
           (sql, params, onRow) => streamRows(client, sql, params, onRow),
+          (sql) => copyOneBytea(client, sql),
         ));
         await client.query('COMMIT');
         return result;
@@ -63,6 +64,66 @@ function streamRows(client: pg.PoolClient, sql: string, params: readonly unknown
     query.on('end', () => (failure !== null ? reject(failure) : resolve(count)));
     client.query(query);
   });
+}
+
+/** Binary COPY's signature, flags and header extension length (PostgreSQL's COPY documentation). */
+const COPY_BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+
+/**
+ * `COPY (sql) TO STDOUT (FORMAT binary)` of a one-row, one-bytea-column statement: node-pg's
+ * Submittable interface (as pg-copy-streams uses it) collects the CopyData messages, which carry
+ * the raw bytes (a DataRow field would be decoded as UTF-8 text), and the value is cut out of the
+ * binary COPY format: signature, flags, header extension, then per row a field count and each
+ * field's length and bytes, then -1.
+ */
+function copyOneBytea(client: pg.PoolClient, sql: string): Promise<Uint8Array | null> {
+  // The simple query protocol ends the text at a NUL: the rest would be read as the next messages.
+  if (sql.includes('\0')) return Promise.reject(new Error('bytes(): the statement text holds a NUL character'));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let failure: Error | null = null;
+    const submittable = {
+      submit(connection: { query(text: string): void }) {
+        connection.query(`COPY (${sql}) TO STDOUT (FORMAT binary)`);
+      },
+      handleCopyOutResponse() {},
+      handleCopyData(message: { chunk: Buffer }) {
+        chunks.push(message.chunk);
+      },
+      handleCommandComplete() {},
+      handleRowDescription() {},
+      handleDataRow() {},
+      handleEmptyQuery() {},
+      handlePortalSuspended() {},
+      handleCopyInResponse() {},
+      handleError(error: Error) {
+        failure = error;
+      },
+      handleReadyForQuery() {
+        if (failure) return reject(failure);
+        try {
+          resolve(oneByteaOfBinaryCopy(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
+        } catch (error) {
+          reject(error as Error);
+        }
+      },
+    };
+    client.query(submittable as unknown as pg.Query);
+  });
+}
+
+/** The single bytea value of a binary COPY stream of one row and one column (exported for tests). */
+export function oneByteaOfBinaryCopy(data: Buffer): Uint8Array | null {
+  const bad = (why: string) => new Error(`unexpected binary COPY data: ${why}`);
+  if (data.length < 19 || !data.subarray(0, 11).equals(COPY_BINARY_SIGNATURE)) throw bad('no signature');
+  let at = 15 + 4 + data.readUInt32BE(15);
+  if (data.readInt16BE(at) !== 1) throw bad('not one column');
+  const length = data.readInt32BE(at + 2);
+  at += 6;
+  const value = length === -1 ? null : data.subarray(at, at + length);
+  at += Math.max(0, length);
+  if (at + 2 !== data.length || data.readInt16BE(at) !== -1) throw bad('not one row');
+  return value;
 }
 
 const RECONNECT_MIN_MS = 500;
