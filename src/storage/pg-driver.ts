@@ -24,7 +24,7 @@ export function createPgDriver(connectionString: string, options: { max?: number
             options?.prepared ? client.query({ name: options.prepared, text: sql, values: params as unknown[] }) : client.query(sql, params as unknown[]),
           (sql) => client.query(sql),
           (sql, params, onRow) => streamRows(client, sql, params, onRow),
-          (sql) => copyOneBytea(client, sql),
+          (sql, onValue) => copyByteaRows(client, sql, onValue),
         ));
         await client.query('COMMIT');
         return result;
@@ -70,25 +70,58 @@ function streamRows(client: pg.PoolClient, sql: string, params: readonly unknown
 const COPY_BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 
 /**
- * `COPY (sql) TO STDOUT (FORMAT binary)` of a one-row, one-bytea-column statement: node-pg's
- * Submittable interface (as pg-copy-streams uses it) collects the CopyData messages, which carry
- * the raw bytes (a DataRow field would be decoded as UTF-8 text), and the value is cut out of the
- * binary COPY format: signature, flags, header extension, then per row a field count and each
- * field's length and bytes, then -1.
+ * `COPY (sql) TO STDOUT (FORMAT binary)` of a statement of one bytea column: node-pg's Submittable
+ * interface (as pg-copy-streams uses it) gets the CopyData messages, which carry the raw bytes (a
+ * DataRow field would be decoded as UTF-8 text). The server sends one message per row (the
+ * header before the first row, the -1 trailer on its own), so each value is handed over as it
+ * arrives, a view into the message, while the server produces the next rows. Binary COPY: the
+ * signature, flags and header extension, then per row a field count, each field's length and
+ * bytes, then -1.
  */
-function copyOneBytea(client: pg.PoolClient, sql: string): Promise<Uint8Array | null> {
+function copyByteaRows(client: pg.PoolClient, sql: string, onValue: (bytes: Uint8Array, start: number, end: number) => void): Promise<number> {
   // The simple query protocol ends the text at a NUL: the rest would be read as the next messages.
-  if (sql.includes('\0')) return Promise.reject(new Error('bytes(): the statement text holds a NUL character'));
+  if (sql.includes('\0')) return Promise.reject(new Error('byteaRows(): the statement text holds a NUL character'));
   return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
     let failure: Error | null = null;
+    let headerSeen = false;
+    let ended = false;
+    let count = 0;
+    const bad = (why: string) => new Error(`unexpected binary COPY data: ${why}`);
     const submittable = {
       submit(connection: { query(text: string): void }) {
         connection.query(`COPY (${sql}) TO STDOUT (FORMAT binary)`);
       },
       handleCopyOutResponse() {},
       handleCopyData(message: { chunk: Buffer }) {
-        chunks.push(message.chunk);
+        if (failure) return;
+        const chunk = message.chunk;
+        try {
+          let at = 0;
+          if (!headerSeen) {
+            if (chunk.length < 19 || !chunk.subarray(0, 11).equals(COPY_BINARY_SIGNATURE)) throw bad('no signature');
+            at = 19 + chunk.readUInt32BE(15);
+            headerSeen = true;
+          }
+          while (at < chunk.length) {
+            if (ended) throw bad('data after the trailer');
+            const fields = chunk.readInt16BE(at);
+            if (fields === -1) {
+              ended = true;
+              at += 2;
+              continue;
+            }
+            if (fields !== 1) throw bad(`${fields} columns, not one`);
+            const length = chunk.readInt32BE(at + 2);
+            at += 6;
+            if (length === -1) continue; // NULL: nothing to hand over
+            if (at + length > chunk.length) throw bad('a row split across messages');
+            onValue(chunk, at, at + length);
+            count++;
+            at += length;
+          }
+        } catch (error) {
+          failure = error instanceof Error ? error : new Error(String(error));
+        }
       },
       handleCommandComplete() {},
       handleRowDescription() {},
@@ -97,33 +130,16 @@ function copyOneBytea(client: pg.PoolClient, sql: string): Promise<Uint8Array | 
       handlePortalSuspended() {},
       handleCopyInResponse() {},
       handleError(error: Error) {
-        failure = error;
+        failure ??= error;
       },
       handleReadyForQuery() {
-        if (failure) return reject(failure);
-        try {
-          resolve(oneByteaOfBinaryCopy(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)));
-        } catch (error) {
-          reject(error as Error);
-        }
+        if (!failure && !ended) failure = bad('no trailer');
+        if (failure) reject(failure);
+        else resolve(count);
       },
     };
     client.query(submittable as unknown as pg.Query);
   });
-}
-
-/** The single bytea value of a binary COPY stream of one row and one column (exported for tests). */
-export function oneByteaOfBinaryCopy(data: Buffer): Uint8Array | null {
-  const bad = (why: string) => new Error(`unexpected binary COPY data: ${why}`);
-  if (data.length < 19 || !data.subarray(0, 11).equals(COPY_BINARY_SIGNATURE)) throw bad('no signature');
-  let at = 15 + 4 + data.readUInt32BE(15);
-  if (data.readInt16BE(at) !== 1) throw bad('not one column');
-  const length = data.readInt32BE(at + 2);
-  at += 6;
-  const value = length === -1 ? null : data.subarray(at, at + length);
-  at += Math.max(0, length);
-  if (at + 2 !== data.length || data.readInt16BE(at) !== -1) throw bad('not one row');
-  return value;
 }
 
 const RECONNECT_MIN_MS = 500;

@@ -165,18 +165,18 @@ const literal = (value: string) => {
 };
 
 /**
- * The same rows as REVOKED_ENTRIES_SQL, as ONE bytea (one statement, one snapshot): each row's
+ * The same rows as REVOKED_ENTRIES_SQL, one bytea each (one statement, one snapshot): the row's
  * stored entry (migration 035) followed by its revocation time and notAfter (timestamptz_send:
  * int8 microseconds since 2000-01-01), or, for a row without one, a 0x00 byte, the length (int4)
  * and the UTF-8 of its ENTRY_TEXT line. An entry begins with 0x30 (SEQUENCE): the two never mix up.
- * The server only concatenates bytes it keeps (no per-row text to make); the client gets them in
- * one piece (bytes(): binary COPY on pg) and walks them (no per-row message, string or array).
+ * The server only sends bytes it keeps (no per-row text to make); the client gets them as they
+ * are (byteaRows(): binary COPY on pg) and copies them (no per-row array, string or entry object).
  */
 const encodedEntriesSql = (scope: RevokedEntriesScope) => {
   const since = scope.previousThisUpdate ? `${literal(scope.previousThisUpdate.toISOString())}::timestamptz` : 'NULL::timestamptz';
   return `
-  SELECT string_agg(coalesce(crl_entry || timestamptz_send(revoked_at) || timestamptz_send(not_after),
-           '\\x00'::bytea || int4send(octet_length(convert_to(${ENTRY_TEXT}, 'UTF8'))) || convert_to(${ENTRY_TEXT}, 'UTF8')), ''::bytea)
+  SELECT coalesce(crl_entry || timestamptz_send(revoked_at) || timestamptz_send(not_after),
+           '\\x00'::bytea || int4send(octet_length(convert_to(${ENTRY_TEXT}, 'UTF8'))) || convert_to(${ENTRY_TEXT}, 'UTF8'))
   FROM device_certificates
   WHERE status = 'REVOKED' AND issuer = ${literal(scope.issuer)} AND (${since} IS NULL OR not_after >= ${since} OR revoked_at >= ${since})`;
 };
@@ -193,25 +193,26 @@ function pgTimeSeconds(bytes: Uint8Array, at: number): number {
   return Math.floor((high * 4294967296 + low) / 1_000_000) + PG_EPOCH_SECONDS;
 }
 
-/** Walks encodedEntriesSql's value: stored entries to onEncoded, text lines to onEntry. Returns the number of entries. */
-export function walkEncodedEntries(bytes: Uint8Array, onEncoded: EncodedEntryCallback, onEntry: RevokedEntryCallback): number {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Walks encodedEntriesSql's values in bytes[from, to): stored entries to onEncoded, text lines to onEntry. Returns the number of entries. */
+export function walkEncodedEntries(bytes: Uint8Array, onEncoded: EncodedEntryCallback, onEntry: RevokedEntryCallback, from = 0, to = bytes.length): number {
   let count = 0;
-  let at = 0;
-  while (at < bytes.length) {
+  let at = from;
+  while (at < to) {
     const tag = bytes[at]!;
     if (tag === 0x30) {
       const length = bytes[at + 1]!;
       // Short-form length only (an entry is at most 56 bytes); the encoder checks the rest of its shape.
       const end = at + 2 + length;
-      if (length >= 0x80 || end + 16 > bytes.length) throw new Error(`malformed stored CRL entry at byte ${at}`);
+      if (length >= 0x80 || end + 16 > to) throw new Error(`malformed stored CRL entry at byte ${at}`);
       onEncoded(bytes, at, end, pgTimeSeconds(bytes, end), pgTimeSeconds(bytes, end + 8));
       at = end + 16;
-    } else if (tag === 0x00 && at + 5 <= bytes.length) {
+    } else if (tag === 0x00 && at + 5 <= to) {
       const length = ((bytes[at + 1]! << 24) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 8) | bytes[at + 4]!) >>> 0;
       const end = at + 5 + length;
-      if (end > bytes.length) throw new Error(`malformed revoked entry line at byte ${at}`);
-      entryLine([decoder.decode(bytes.subarray(at + 5, end))], onEntry);
+      if (end > to) throw new Error(`malformed revoked entry line at byte ${at}`);
+      entryLine([utf8.decode(bytes.subarray(at + 5, end))], onEntry);
       at = end;
     } else {
       throw new Error(`unexpected byte 0x${tag.toString(16)} in the revoked entries at ${at}`);
@@ -225,13 +226,16 @@ export function walkEncodedEntries(bytes: Uint8Array, onEncoded: EncodedEntryCal
  * forEachRevokedCertificate for a CRL build: the rows' stored entries (migration 035) to
  * onEncoded, the other rows (revoked before that migration, or not encodable in SQL) as texts to
  * onEntry; one statement, planned as forEachRevokedCertificate's (a bitmap scan whatever the
- * statistics), its result one value.
+ * statistics), its rows handled as they arrive.
  */
 export async function forEachRevokedEntry(tx: Queryable, scope: RevokedEntriesScope, onEncoded: EncodedEntryCallback, onEntry: RevokedEntryCallback): Promise<number> {
   await setPlanner(tx, 'read');
-  const bytes = await tx.bytes(encodedEntriesSql(scope));
+  let count = 0;
+  await tx.byteaRows(encodedEntriesSql(scope), (bytes, start, end) => {
+    count += walkEncodedEntries(bytes, onEncoded, onEntry, start, end);
+  });
   await setPlanner(tx, 'DEFAULT');
-  return bytes ? walkEncodedEntries(bytes, onEncoded, onEntry) : 0;
+  return count;
 }
 
 /** The plan of forEachRevokedEntry's statement (EXPLAIN, not run), under its planner settings: for tests. */
