@@ -11,7 +11,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRevokedEntriesEncoder } from '../src/crl/build-crl.ts';
-import { explainRevokedEntriesRead, forEachRevokedCertificate } from '../src/storage/repos/crl-repo.ts';
+import { explainRevokedEntriesRead, explainRevokedEntryRead, forEachRevokedCertificate, forEachRevokedEntry } from '../src/storage/repos/crl-repo.ts';
 import { insertRevokedCertificates } from './support/bulk-revoked.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 
@@ -48,6 +48,13 @@ describe.each(DRIVERS)('CRL read plan without statistics on %s', (kind) => {
       return explainRevokedEntriesRead(tx, scope);
     });
     expectOneHeapOrderRead(tilted);
+    expectOneHeapOrderRead(await db.db.asOperator((tx) => explainRevokedEntryRead(tx, scope)));
+    expectOneHeapOrderRead(
+      await db.db.asOperator(async (tx) => {
+        await tx.exec('SET LOCAL random_page_cost = 10000; SET LOCAL cpu_index_tuple_cost = 100; SET LOCAL seq_page_cost = 0.0001; SET LOCAL cpu_tuple_cost = 0');
+        return explainRevokedEntryRead(tx, scope);
+      }),
+    );
   }
 
   /** What the planner knows: nothing (never analyzed nor vacuumed, no page all-visible). */
@@ -75,6 +82,20 @@ describe.each(DRIVERS)('CRL read plan without statistics on %s', (kind) => {
     const serials: string[] = [];
     for (let at = 0; at < der.length; at += 2 + der[at + 1]) serials.push(der.subarray(at + 4, at + 4 + der[at + 3]).toString('hex').replace(/^00/, ''));
     expect(new Set(serials)).toEqual(read);
+    // The build's read: the rows' stored entries (migration 035), the same entries in the same order.
+    const built = createRevokedEntriesEncoder();
+    await db.db.asOperator((tx) =>
+      forEachRevokedEntry(
+        tx,
+        { issuer: ISSUER, previousThisUpdate: null },
+        (der, start, end, revokedAt, notAfter) => built.addEncoded(der, start, end, revokedAt, notAfter),
+        (serialHex, revokedAtMs) => built.add({ serialHex, revokedAt: new Date(revokedAtMs), reasonCode: 0 }),
+      ),
+    );
+    const builtDer = built.finish();
+    const builtSerials: string[] = [];
+    for (let at = 0; at < builtDer.length; at += 2 + builtDer[at + 1]) builtSerials.push(builtDer.subarray(at + 4, at + 4 + builtDer[at + 3]).toString('hex').replace(/^00/, ''));
+    expect(builtSerials).toEqual(serials);
     return serials;
   }
 

@@ -561,6 +561,13 @@ export interface RevokedEntriesScope {
 /** One revoked entry as read: serial (hex), revocation time (ms), reason text, the certificate's notAfter (ms; Infinity: never leaves the CRL). */
 export type RevokedEntryCallback = (serialHex: string, revokedAtMs: number, reason: string, notAfterMs: number) => void;
 
+/**
+ * One revoked entry as stored already DER-encoded (device_certificates.crl_entry, made by the
+ * revoking statement): `der[start, end)` is the whole entry (with its reasonCode extension, if
+ * any); revocation time and notAfter in whole seconds (Infinity: never leaves the CRL).
+ */
+export type EncodedEntryCallback = (der: Uint8Array, start: number, end: number, revokedAtSeconds: number, notAfterSeconds: number) => void;
+
 export interface CrlRepository {
   /** Locks the CA's CRL state until the transaction ends (creating it on first use): CRL numbers are handed out one at a time. */
   lockCrlState(issuerKeyId: string): Promise<StoredCrlInfo>;
@@ -577,6 +584,11 @@ export interface CrlRepository {
    * particular order, from one snapshot. Returns the number of entries.
    */
   forEachRevokedCertificate(scope: RevokedEntriesScope, onEntry: RevokedEntryCallback): Promise<number>;
+  /**
+   * forEachRevokedCertificate for a CRL build: the entries stored encoded go to onEncoded, the
+   * others (revoked before they were stored so, or not encodable in SQL) to onEntry. One snapshot.
+   */
+  forEachRevokedEntry(scope: RevokedEntriesScope, onEncoded: EncodedEntryCallback, onEntry: RevokedEntryCallback): Promise<number>;
   /** The same, for these serials only (an incremental build reads the rows whose pending marks it took). */
   forEachRevokedCertificateOf(scope: RevokedEntriesScope, serials: string[], onEntry: RevokedEntryCallback): Promise<number>;
   /**

@@ -278,6 +278,13 @@ export interface RevokedEntriesEncoder {
    * each one as it arrives overlaps with the database still producing the next ones.
    */
   add(entry: RevokedEntry): void;
+  /**
+   * Adds one entry already encoded (`der[start, end)`, e.g. stored with its row), with its
+   * revocation time and notAfter in whole seconds (kept with `{ times: true }`). Its shape is
+   * checked (SEQUENCE of a 1-21 octet INTEGER, a Time, at most the reasonCode extension); the
+   * lint reads every entry of the CRL before it is signed.
+   */
+  addEncoded(der: Uint8Array, start: number, end: number, revokedAtSeconds: number, notAfterSeconds: number): void;
   /** Entries added so far. */
   readonly count: number;
   /** Encoded bytes so far. */
@@ -520,6 +527,38 @@ export function createRevokedEntriesEncoder(options: { times?: boolean } = {}): 
       }
       bucket.used = p;
       bucket.offsets[bucket.count++] = start;
+      byteLength += length;
+      count++;
+    },
+    addEncoded(der: Uint8Array, start: number, end: number, revokedAtSeconds: number, notAfterSeconds: number) {
+      if (finished) throw new Error('revoked entries encoder already finished');
+      const length = end - start;
+      const serialLen = der[start + 3]!;
+      if (
+        length < 4 + 1 + 15 ||
+        length > MAX_ENTRY_BYTES ||
+        der[start] !== TAG.SEQUENCE ||
+        der[start + 1] !== length - 2 ||
+        der[start + 2] !== TAG.INTEGER ||
+        serialLen < 1 ||
+        serialLen > 21 ||
+        4 + serialLen + 2 > length
+      ) {
+        throw new RangeError(`malformed encoded CRL entry (${length} bytes)`);
+      }
+      for (let k = 0; k < 2; k++) scratch[k] = der[start + 4 + k]!;
+      const bucket = bucketWithRoom(length + trailer, serialLen);
+      const c = bucket.arena;
+      const at = bucket.used;
+      let p = at;
+      for (let k = start; k < end; k++) c[p++] = der[k]!;
+      if (trailer) {
+        c.writeDoubleLE(revokedAtSeconds, p);
+        c.writeDoubleLE(notAfterSeconds, p + 8);
+        p += 16;
+      }
+      bucket.used = p;
+      bucket.offsets[bucket.count++] = at;
       byteLength += length;
       count++;
     },

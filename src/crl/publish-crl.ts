@@ -641,7 +641,8 @@ function entryFeeder(times = true) {
 /** Every entry of the CA; `times` (kept in memory afterwards): with each entry's offset and times, otherwise only the bytes (a one-shot process). */
 async function readEntries(crl: CrlRepos, authority: CrlAuthority, scope: RevokedEntriesScope, times: boolean): Promise<SortedEntries & { count?: number }> {
   const { encoder, onEntry } = entryFeeder(times);
-  await crl.forEachRevokedCertificate(scope, onEntry);
+  // The entries stored encoded (migration 035) are copied as they are; the others are encoded here.
+  await crl.forEachRevokedEntry(scope, (der, start, end, revokedAt, notAfter) => encoder.addEncoded(der, start, end, revokedAt, notAfter), onEntry);
   // Revocations of certificates a restored database does not know, kept from a reconciled CRL (reconcile-crl.ts).
   await crl.forEachRestoredRevocation(authority.issuerLabel, onEntry);
   // A root CA's CRL: its revoked and retired intermediates (nothing for a device-issuing CA).

@@ -38,6 +38,14 @@ export interface Queryable {
    * throws, the remaining rows are skipped and the promise rejects with that error.
    */
   stream(sql: string, params: readonly unknown[], onRow: (row: unknown[]) => void): Promise<number>;
+  /**
+   * Runs one parameterless statement (one snapshot) of one bytea column and hands each row's
+   * value (`bytes[start, end)`, valid during the call only; a NULL is skipped) to onValue as it
+   * arrives; returns how many. pg reads them through COPY ... TO STDOUT (FORMAT binary): the bytes
+   * as they are, no hex text for the server to make and the client to parse, no per-row array or
+   * string; other drivers run the query.
+   */
+  byteaRows(sql: string, onValue: (bytes: Uint8Array, start: number, end: number) => void): Promise<number>;
 }
 
 /** The two storage engines (node-postgres and PGlite) behind one small interface. */
@@ -72,6 +80,7 @@ export function queryableFrom(
   run: (sql: string, params?: readonly unknown[], options?: QueryOptions) => Promise<{ rows: unknown[]; rowCount?: number | null; affectedRows?: number }>,
   exec: (sql: string) => Promise<unknown>,
   stream?: Queryable['stream'],
+  byteaRows?: Queryable['byteaRows'],
 ): Queryable {
   let cursorSeq = 0;
   const query = async <R>(sql: string, params?: readonly unknown[], options?: QueryOptions): Promise<QueryResult<R>> => {
@@ -102,6 +111,17 @@ export function queryableFrom(
       ((sql, params, onRow) =>
         queryable.cursor<Record<string, unknown>>(sql, params, 64, (rows) => {
           for (const row of rows) onRow(Object.values(row));
+        })),
+    byteaRows:
+      byteaRows ??
+      ((sql, onValue) =>
+        queryable.cursor<Record<string, unknown>>(sql, [], 1000, (rows) => {
+          for (const row of rows) {
+            const value = Object.values(row)[0];
+            if (value === null) continue;
+            if (!(value instanceof Uint8Array)) throw new Error('byteaRows(): the statement must return one bytea column');
+            onValue(value, 0, value.length);
+          }
         })),
   };
   return queryable;

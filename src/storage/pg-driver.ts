@@ -24,6 +24,7 @@ export function createPgDriver(connectionString: string, options: { max?: number
             options?.prepared ? client.query({ name: options.prepared, text: sql, values: params as unknown[] }) : client.query(sql, params as unknown[]),
           (sql) => client.query(sql),
           (sql, params, onRow) => streamRows(client, sql, params, onRow),
+          (sql, onValue) => copyByteaRows(client, sql, onValue),
         ));
         await client.query('COMMIT');
         return result;
@@ -62,6 +63,82 @@ function streamRows(client: pg.PoolClient, sql: string, params: readonly unknown
     query.on('error', reject);
     query.on('end', () => (failure !== null ? reject(failure) : resolve(count)));
     client.query(query);
+  });
+}
+
+/** Binary COPY's signature, flags and header extension length (PostgreSQL's COPY documentation). */
+const COPY_BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+
+/**
+ * `COPY (sql) TO STDOUT (FORMAT binary)` of a statement of one bytea column: node-pg's Submittable
+ * interface (as pg-copy-streams uses it) gets the CopyData messages, which carry the raw bytes (a
+ * DataRow field would be decoded as UTF-8 text). The server sends one message per row (the
+ * header before the first row, the -1 trailer on its own), so each value is handed over as it
+ * arrives, a view into the message, while the server produces the next rows. Binary COPY: the
+ * signature, flags and header extension, then per row a field count, each field's length and
+ * bytes, then -1.
+ */
+function copyByteaRows(client: pg.PoolClient, sql: string, onValue: (bytes: Uint8Array, start: number, end: number) => void): Promise<number> {
+  // The simple query protocol ends the text at a NUL: the rest would be read as the next messages.
+  if (sql.includes('\0')) return Promise.reject(new Error('byteaRows(): the statement text holds a NUL character'));
+  return new Promise((resolve, reject) => {
+    let failure: Error | null = null;
+    let headerSeen = false;
+    let ended = false;
+    let count = 0;
+    const bad = (why: string) => new Error(`unexpected binary COPY data: ${why}`);
+    const submittable = {
+      submit(connection: { query(text: string): void }) {
+        connection.query(`COPY (${sql}) TO STDOUT (FORMAT binary)`);
+      },
+      handleCopyOutResponse() {},
+      handleCopyData(message: { chunk: Buffer }) {
+        if (failure) return;
+        const chunk = message.chunk;
+        try {
+          let at = 0;
+          if (!headerSeen) {
+            if (chunk.length < 19 || !chunk.subarray(0, 11).equals(COPY_BINARY_SIGNATURE)) throw bad('no signature');
+            at = 19 + chunk.readUInt32BE(15);
+            headerSeen = true;
+          }
+          while (at < chunk.length) {
+            if (ended) throw bad('data after the trailer');
+            const fields = chunk.readInt16BE(at);
+            if (fields === -1) {
+              ended = true;
+              at += 2;
+              continue;
+            }
+            if (fields !== 1) throw bad(`${fields} columns, not one`);
+            const length = chunk.readInt32BE(at + 2);
+            at += 6;
+            if (length === -1) continue; // NULL: nothing to hand over
+            if (at + length > chunk.length) throw bad('a row split across messages');
+            onValue(chunk, at, at + length);
+            count++;
+            at += length;
+          }
+        } catch (error) {
+          failure = error instanceof Error ? error : new Error(String(error));
+        }
+      },
+      handleCommandComplete() {},
+      handleRowDescription() {},
+      handleDataRow() {},
+      handleEmptyQuery() {},
+      handlePortalSuspended() {},
+      handleCopyInResponse() {},
+      handleError(error: Error) {
+        failure ??= error;
+      },
+      handleReadyForQuery() {
+        if (!failure && !ended) failure = bad('no trailer');
+        if (failure) reject(failure);
+        else resolve(count);
+      },
+    };
+    client.query(submittable as unknown as pg.Query);
   });
 }
 

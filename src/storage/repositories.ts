@@ -149,6 +149,7 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       readCrl: (issuerKeyId) => crl.readCrl(tx, issuerKeyId),
       readCrlForFile: (issuerKeyId) => crl.readCrlForFile(tx, issuerKeyId),
       forEachRevokedCertificate: (scope, onEntry) => crl.forEachRevokedCertificate(tx, scope, onEntry),
+      forEachRevokedEntry: (scope, onEncoded, onEntry) => crl.forEachRevokedEntry(tx, scope, onEncoded, onEntry),
       forEachRevokedCertificateOf: (scope, serials, onEntry) => crl.forEachRevokedCertificateOf(tx, scope, serials, onEntry),
       takePendingRevocations: (issuer) => crl.takePendingRevocations(tx, issuer),
       hasPendingRevocations: (issuer) => crl.hasPendingRevocations(tx, issuer),

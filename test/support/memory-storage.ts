@@ -568,6 +568,11 @@ export function createMemoryStorage(): MemoryStorage {
         operatorOnly();
         return feed(state.certificates.filter((c) => listed(c, scope)), onEntry);
       },
+      // Nothing stored encoded here: every entry goes to onEntry.
+      async forEachRevokedEntry(scope: RevokedEntriesScope, _onEncoded: unknown, onEntry: RevokedEntryCallback) {
+        operatorOnly();
+        return feed(state.certificates.filter((c) => listed(c, scope)), onEntry);
+      },
       async forEachRevokedCertificateOf(scope: RevokedEntriesScope, serials: string[], onEntry: RevokedEntryCallback) {
         operatorOnly();
         return feed(state.certificates.filter((c) => serials.includes(c.serial_number) && listed(c, scope)), onEntry);

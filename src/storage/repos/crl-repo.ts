@@ -1,4 +1,4 @@
-import type { CrlToStore, RestoredRevocations, RevokedEntriesScope, RevokedEntryCallback, StoredCrlInfo } from '../../app/storage-ports.ts';
+import type { CrlToStore, EncodedEntryCallback, RestoredRevocations, RevokedEntriesScope, RevokedEntryCallback, StoredCrlInfo } from '../../app/storage-ports.ts';
 import { randomUUID } from 'node:crypto';
 import type { RevocationListener } from '../../app/ports.ts';
 import type { Database } from '../database.ts';
@@ -156,6 +156,94 @@ export async function forEachRevokedCertificate(tx: Queryable, scope: RevokedEnt
   const count = await tx.stream(REVOKED_ENTRIES_SQL, [scope.issuer, scope.previousThisUpdate], (row) => entryLine(row, onEntry));
   await setPlanner(tx, 'DEFAULT');
   return count;
+}
+
+/** A SQL string literal (standard_conforming_strings is on in every supported Postgres): COPY takes no parameters. */
+const literal = (value: string) => {
+  if (value.includes('\0')) throw new Error('a SQL literal cannot hold NUL');
+  return `'${value.replace(/'/g, "''")}'`;
+};
+
+/**
+ * The same rows as REVOKED_ENTRIES_SQL, one bytea each (one statement, one snapshot): the row's
+ * stored entry (migration 035) followed by its revocation time and notAfter (timestamptz_send:
+ * int8 microseconds since 2000-01-01), or, for a row without one, a 0x00 byte, the length (int4)
+ * and the UTF-8 of its ENTRY_TEXT line. An entry begins with 0x30 (SEQUENCE): the two never mix up.
+ * The server only sends bytes it keeps (no per-row text to make); the client gets them as they
+ * are (byteaRows(): binary COPY on pg) and copies them (no per-row array, string or entry object).
+ */
+const encodedEntriesSql = (scope: RevokedEntriesScope) => {
+  const since = scope.previousThisUpdate ? `${literal(scope.previousThisUpdate.toISOString())}::timestamptz` : 'NULL::timestamptz';
+  return `
+  SELECT coalesce(crl_entry || timestamptz_send(revoked_at) || timestamptz_send(not_after),
+           '\\x00'::bytea || int4send(octet_length(convert_to(${ENTRY_TEXT}, 'UTF8'))) || convert_to(${ENTRY_TEXT}, 'UTF8'))
+  FROM device_certificates
+  WHERE status = 'REVOKED' AND issuer = ${literal(scope.issuer)} AND (${since} IS NULL OR not_after >= ${since} OR revoked_at >= ${since})`;
+};
+
+/** Seconds between the Unix epoch and PostgreSQL's (2000-01-01). */
+const PG_EPOCH_SECONDS = 946_684_800;
+
+/** A timestamptz_send value (int8 microseconds since 2000-01-01, big-endian) in whole Unix seconds; ±infinity as ±Infinity. */
+function pgTimeSeconds(bytes: Uint8Array, at: number): number {
+  const high = ((bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!) | 0;
+  const low = ((bytes[at + 4]! << 24) | (bytes[at + 5]! << 16) | (bytes[at + 6]! << 8) | bytes[at + 7]!) >>> 0;
+  if (high === 0x7fffffff && low === 0xffffffff) return Number.POSITIVE_INFINITY;
+  if (high === -0x80000000 && low === 0) return Number.NEGATIVE_INFINITY;
+  return Math.floor((high * 4294967296 + low) / 1_000_000) + PG_EPOCH_SECONDS;
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Walks encodedEntriesSql's values in bytes[from, to): stored entries to onEncoded, text lines to onEntry. Returns the number of entries. */
+export function walkEncodedEntries(bytes: Uint8Array, onEncoded: EncodedEntryCallback, onEntry: RevokedEntryCallback, from = 0, to = bytes.length): number {
+  let count = 0;
+  let at = from;
+  while (at < to) {
+    const tag = bytes[at]!;
+    if (tag === 0x30) {
+      const length = bytes[at + 1]!;
+      // Short-form length only (an entry is at most 56 bytes); the encoder checks the rest of its shape.
+      const end = at + 2 + length;
+      if (length >= 0x80 || end + 16 > to) throw new Error(`malformed stored CRL entry at byte ${at}`);
+      onEncoded(bytes, at, end, pgTimeSeconds(bytes, end), pgTimeSeconds(bytes, end + 8));
+      at = end + 16;
+    } else if (tag === 0x00 && at + 5 <= to) {
+      const length = ((bytes[at + 1]! << 24) | (bytes[at + 2]! << 16) | (bytes[at + 3]! << 8) | bytes[at + 4]!) >>> 0;
+      const end = at + 5 + length;
+      if (end > to) throw new Error(`malformed revoked entry line at byte ${at}`);
+      entryLine([utf8.decode(bytes.subarray(at + 5, end))], onEntry);
+      at = end;
+    } else {
+      throw new Error(`unexpected byte 0x${tag.toString(16)} in the revoked entries at ${at}`);
+    }
+    count++;
+  }
+  return count;
+}
+
+/**
+ * forEachRevokedCertificate for a CRL build: the rows' stored entries (migration 035) to
+ * onEncoded, the other rows (revoked before that migration, or not encodable in SQL) as texts to
+ * onEntry; one statement, planned as forEachRevokedCertificate's (a bitmap scan whatever the
+ * statistics), its rows handled as they arrive.
+ */
+export async function forEachRevokedEntry(tx: Queryable, scope: RevokedEntriesScope, onEncoded: EncodedEntryCallback, onEntry: RevokedEntryCallback): Promise<number> {
+  await setPlanner(tx, 'read');
+  let count = 0;
+  await tx.byteaRows(encodedEntriesSql(scope), (bytes, start, end) => {
+    count += walkEncodedEntries(bytes, onEncoded, onEntry, start, end);
+  });
+  await setPlanner(tx, 'DEFAULT');
+  return count;
+}
+
+/** The plan of forEachRevokedEntry's statement (EXPLAIN, not run), under its planner settings: for tests. */
+export async function explainRevokedEntryRead(tx: Queryable, scope: RevokedEntriesScope): Promise<string> {
+  await setPlanner(tx, 'read');
+  const { rows } = await tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${encodedEntriesSql(scope)}`);
+  await setPlanner(tx, 'DEFAULT');
+  return rows.map((r) => r['QUERY PLAN']).join('\n');
 }
 
 /**
