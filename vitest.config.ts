@@ -18,7 +18,8 @@ const cores = availableParallelism();
  * with three, all passing. On a busy machine the extra worker only adds contention: two.
  */
 const idle = loadavg()[0] < cores / 2;
-// CERTFLEET_TEST_WORKERS=N sets the number (measurements, a machine with more cores to spare).
+// CERTFLEET_TEST_WORKERS=N sets the number: `npm test` (scripts/run-tests.mjs) sets it from what the
+// CPU does at its start, since the 1-minute load still counts the build `npm ci` just ran.
 const workers = Number(process.env.CERTFLEET_TEST_WORKERS) || Math.max(1, Math.min(2, cores)) + (idle && cores >= 2 ? 1 : 0);
 // With more workers than cores the run itself keeps the cores busy: time-outs stretch at least as
 // for that load (1.5 with 3 workers on 2 cores).

@@ -4,3 +4,4 @@ export function outcome(
   checked: { code: number },
   counts: { passed: number; failed: number; skipped: number } | null,
 ): { lines: string[]; code: number };
+export function workersFor(cores: number, busy: number | null): number;

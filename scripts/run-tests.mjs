@@ -18,7 +18,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { setPriority, tmpdir } from 'node:os';
+import { availableParallelism, setPriority, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -56,6 +56,11 @@ function vitest() {
   return new Promise((resolve) => {
     const bin = join(ROOT, 'node_modules', 'vitest', 'vitest.mjs');
     const env = { ...process.env, CERTFLEET_TEST_SUMMARY_FILE: summaryFile };
+    if (!env.CERTFLEET_TEST_WORKERS) {
+      const busy = busyCores();
+      if (busy !== null) env.CERTFLEET_TEST_WORKERS = String(workersFor(availableParallelism(), busy));
+      console.log(`npm test: ${busy === null ? 'CPU use unknown' : `${busy.toFixed(2)} of ${availableParallelism()} cores busy`}: ${env.CERTFLEET_TEST_WORKERS ?? 'vitest.config.ts decides the'} vitest workers`);
+    }
     const child = spawn(process.execPath, [bin, 'run', ...process.argv.slice(2)], { cwd: ROOT, stdio: 'inherit', env });
     child.on('error', (error) => {
       console.error(`vitest could not start: ${error.message}`);
@@ -63,6 +68,36 @@ function vitest() {
     });
     child.on('close', (code, signal) => resolve(signal ? 1 : (code ?? 1)));
   });
+}
+
+/**
+ * How many cores other work keeps busy now: /proc/stat sampled over half a second (null where
+ * there is none). vitest.config.ts picks one worker more than the two when the machine is idle;
+ * it can only read the 1-minute load average, which right after `npm ci` (the build) or any
+ * earlier burst still says busy for a minute, so this script decides from what the CPU does now,
+ * before the static checks start, and hands the count over (CERTFLEET_TEST_WORKERS).
+ */
+function busyCores() {
+  const sample = () => {
+    const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = (cpu[3] ?? 0) + (cpu[4] ?? 0); // idle + iowait
+    return { idle, total: cpu.reduce((a, b) => a + b, 0) };
+  };
+  try {
+    const before = sample();
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+    const after = sample();
+    const total = after.total - before.total;
+    return total > 0 ? (1 - (after.idle - before.idle) / total) * availableParallelism() : null;
+  } catch {
+    return null;
+  }
+}
+
+/** vitest's workers: one per core up to two, one more when other work keeps less than half the cores busy. */
+export function workersFor(cores, busy) {
+  const base = Math.max(1, Math.min(2, cores));
+  return busy !== null && busy < cores / 2 && cores >= 2 ? base + 1 : base;
 }
 
 /**

@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import semver from 'semver';
 import { describe, expect, it } from 'vitest';
-import { outcome } from '../scripts/run-tests.mjs';
+import { outcome, workersFor } from '../scripts/run-tests.mjs';
 
 const ROOT = join(import.meta.dirname, '..');
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as {
@@ -46,6 +46,13 @@ describe('package.json', () => {
     expect(runner).toContain("[bin, 'run', ...process.argv.slice(2)]");
     expect(runner).toContain("'scripts', 'static-checks.mjs'");
     expect(runner).toContain("'scripts', 'test-setup.mjs'");
+  });
+
+  it('npm test gives vitest one worker more than the two only when other work keeps less than half the cores busy now', () => {
+    expect(workersFor(2, 0.2)).toBe(3);
+    expect(workersFor(2, 1.2)).toBe(2);
+    expect(workersFor(2, null)).toBe(2); // unknown: as on a busy machine
+    expect(workersFor(1, 0)).toBe(1);
   });
 
   it('npm test fails when either the static checks or the suite fail, and says which; its last line counts a failed static check', () => {

@@ -1,9 +1,9 @@
 -- Each revoked certificate keeps its CRL entry, DER-encoded (the served variant: with the
 -- reasonCode extension when the reason is not unspecified), filled by the revoking statement
 -- itself (a BEFORE trigger: every path that revokes, restores or re-reasons a certificate). A full
--- CRL build then reads one aggregated value and sorts it (src/storage/repos/crl-repo.ts) instead of
--- turning a million rows into texts, strings and entries; the broker file's variant strips the
--- extension as before.
+-- CRL build then reads the stored entries as binary COPY rows and sorts them
+-- (src/storage/repos/crl-repo.ts) instead of turning a million rows into texts, strings and
+-- entries; the broker file's variant strips the extension as before.
 --
 -- Safe on a table of millions of rows: the column is added without a default (no rewrite) and no
 -- existing row is updated here. Rows revoked before this migration keep NULL and are encoded by
