@@ -18,7 +18,12 @@ else {
     wasm?.pgliteWasmModule().catch(() => {}); // a failure shows again, with its cause, where the database opens
   }
   const { main } = await import(bundled() ? '../dist/cli/main.bundle.js' : '../dist/cli/main.js');
-  process.exitCode = await main(argv);
+  const code = await main(argv);
+  // A command that failed ends the process: whatever it opened before failing (a database pool, a
+  // cluster's channel to its primary, timers) must not keep it running without its purpose. On
+  // Linux stdout and stderr to pipes and files are written synchronously: nothing printed is lost.
+  if (code !== 0) process.exit(code);
+  process.exitCode = code;
 }
 
 /** The build's one-file CLI (scripts/build-server.mjs): the same code, started without loading ~1,100 modules one by one. */

@@ -5,7 +5,7 @@
  * replaced, SIGTERM stops them all; without DATABASE_URL (PGlite: one process) the start is refused.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,6 +79,30 @@ describe('certfleet api with API_PROCESSES=2 (real Postgres)', () => {
     expect(r.status).not.toBe(0);
     expect(r.stderr + r.stdout).toMatch(/API_PROCESSES > 1 needs DATABASE_URL/);
   }, scaled(60_000));
+
+  it('a process that cannot start ends the whole start with exit code 1 and the reason, never a hang', async () => {
+    const db = await createThrowawayDatabase('certfleet_api_processes');
+    cleanups.push(() => db.drop());
+    const dataDir = mkdtempSync(join(tmpdir(), 'certfleet-api-processes-'));
+    // A key file another start left half-written (or an operator's typo): every API process refuses it.
+    writeFileSync(join(dataDir, 'webhook-secret.key'), 'short\n', { mode: 0o600 });
+    const env = { CERTFLEET_DATA_DIR: dataDir, DATABASE_URL: db.url, CERTFLEET_AUTH: 'development', PORT: '0', API_PROCESSES: '2', ISSUANCE_RATE_PER_MINUTE: '0' };
+    expect((await cli(['migrate'], env)).status).toBe(0);
+    const child = spawn(process.execPath, [BIN, 'api'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (out += d));
+    // Before the fix the failed process kept its database pool and its channel to the primary open:
+    // it never exited, so the primary waited for it forever (a CI run hung there).
+    const code = await Promise.race([
+      new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c))),
+      new Promise<string>((resolve) => setTimeout(() => resolve('still running'), scaled(45_000))),
+    ]);
+    expect(code, out).toBe(1);
+    expect(out).toContain('must be 32 bytes');
+    expect(out).toContain('api_process_failed');
+  }, scaled(120_000));
 
   it('runs the processes on one port, each issuing; replaces one that dies; SIGTERM stops them all', async () => {
     const db = await createThrowawayDatabase('certfleet_api_processes');

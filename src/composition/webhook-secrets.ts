@@ -1,9 +1,10 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import type { Config } from '../config.ts';
 import { assertKeyFileProtected } from '../pki/key-file-permissions.ts';
 import { createSecretBox, parseSecretKey, SECRET_KEY_BYTES, type SecretSealer } from '../pki/secret-box.ts';
+import { writeFileAtomicNew } from '../support/atomic-file.ts';
 
 export interface WebhookSecrets {
   box: SecretSealer;
@@ -25,7 +26,10 @@ export async function loadOrCreateSecretKeyFile(path: string): Promise<Buffer> {
   }
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   try {
-    await writeFile(path, `${randomBytes(SECRET_KEY_BYTES).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+    // Written whole under a temporary name, then linked into place: another process starting at the
+    // same moment (the API processes of one cluster) sees no file or the whole key, never the
+    // empty file an exclusive create shows until its write lands ("must be 32 bytes": seen in CI).
+    await writeFileAtomicNew(path, `${randomBytes(SECRET_KEY_BYTES).toString('base64')}\n`, 0o600);
   } catch (err) {
     // Another process created it first: use theirs.
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;

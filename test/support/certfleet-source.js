@@ -44,4 +44,7 @@ if (distCurrent) {
   register();
   ({ main } = await import('../../src/cli/main.ts'));
 }
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+// As bin/certfleet.js: a command that failed ends the process.
+if (code !== 0) process.exit(code);
+process.exitCode = code;
