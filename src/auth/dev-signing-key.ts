@@ -1,8 +1,9 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, SignJWT, type JWK } from 'jose';
 import type { Role } from './roles.ts';
 import { assertKeyFileProtected } from '../pki/key-file-permissions.ts';
+import { writeFileAtomicNew } from '../support/atomic-file.ts';
 
 /** Without OIDC settings, tokens are signed by a local key kept in the data dir. */
 export interface DevSigningKey {
@@ -26,7 +27,9 @@ export async function loadOrCreateDevSigningKey(path: string): Promise<DevSignin
     privateJwk = { ...(await exportJWK(privateKey)), alg: 'ES256', kid: `dev-${Date.now().toString(36)}` };
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
     try {
-      await writeFile(path, JSON.stringify(privateJwk), { mode: 0o600, flag: 'wx' });
+      // Whole under a temporary name, then linked into place: a process starting beside this one
+      // (the API processes of one cluster) never reads the file before its content (as the webhook key file).
+      await writeFileAtomicNew(path, JSON.stringify(privateJwk), 0o600);
     } catch (err) {
       // Another process created it first: use theirs.
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
