@@ -128,7 +128,10 @@ describe.each(DRIVERS)('group commit of issued certificates (%s)', (kind) => {
     const outcomes = await Promise.allSettled(members.map(([device, cert]) => store.store(actor('acme'), device, cert, now, 'certificate.issued', {})));
     const code = (o: PromiseSettledResult<unknown>) => (o.status === 'rejected' ? (o.reason as AppError).code : 'stored');
     expect(outcomes.map(code)).toEqual(['stored', 'stored', 'stored', 'DEVICE_NOT_FOUND', 'KEY_COMPROMISED', 'KEY_IN_USE', 'stored', 'KEY_IN_USE', 'stored']);
-    expect(groups.map((g) => g.size)).toEqual([1, 1, 6]); // D5 (the repeated key) left out of the third group, stored alone after it
+    // D5 (the repeated key) is left out of the group that stores D4 and stored alone. The order of
+    // the groups is timing: D7 is alone only when it arrives while D0's group is in flight, and a
+    // busy machine (a CI run at load 3) queued it with the six instead ([1, 6, 1]).
+    expect(groups.map((g) => g.size).sort((a, b) => a - b)).toEqual([1, 1, 6]);
 
     const storedIds = outcomes.filter((o) => o.status === 'fulfilled').map((o) => String((o as PromiseFulfilledResult<{ id: number }>).value.id));
     const events = await audits('acme');
