@@ -847,26 +847,29 @@ const hex = (der: Uint8Array, [s, e]: [number, number]) => Buffer.from(der.buffe
 let entryEnd = 0;
 let serialStart = 0;
 let serialEnd = 0;
-function readEntryAt(der: Uint8Array, off: number, limit: number): void {
-  if (der[off] !== TAG.SEQUENCE) throw new DerError('revoked entry: expected a SEQUENCE');
-  let p = off + 1;
+/** Where the content begins after the length readLengthAt decoded (module state, as above: no allocation per entry). */
+let contentAt = 0;
+/** The DER length at `p` (short or 1-4 octet long form); sets contentAt. */
+function readLengthAt(der: Uint8Array, p: number, what: string): number {
   let len = der[p++];
   if (len & 0x80) {
     const k = len & 0x7f;
-    if (k < 1 || k > 4) throw new DerError('revoked entry: bad length');
+    if (k < 1 || k > 4) throw new DerError(`revoked entry: bad ${what}`);
     len = 0;
     for (let i = 0; i < k; i++) len = len * 256 + der[p++];
   }
+  contentAt = p;
+  return len;
+}
+function readEntryAt(der: Uint8Array, off: number, limit: number): void {
+  if (der[off] !== TAG.SEQUENCE) throw new DerError('revoked entry: expected a SEQUENCE');
+  const len = readLengthAt(der, off + 1, 'length');
+  let p = contentAt;
   const end = p + len;
   if (end > limit || p >= end) throw new DerError('revoked entry: runs past the list');
   if (der[p++] !== TAG.INTEGER) throw new DerError('revoked entry: userCertificate must be an INTEGER');
-  let sl = der[p++];
-  if (sl & 0x80) {
-    const k = sl & 0x7f;
-    if (k < 1 || k > 4) throw new DerError('revoked entry: bad serial length');
-    sl = 0;
-    for (let i = 0; i < k; i++) sl = sl * 256 + der[p++];
-  }
+  const sl = readLengthAt(der, p, 'serial length');
+  p = contentAt;
   const e = p + sl;
   if (sl === 0 || e > end) throw new DerError('revoked entry: bad serial');
   let s = p;
