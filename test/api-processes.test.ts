@@ -68,6 +68,15 @@ describe('API_PROCESSES: what each process gets', () => {
 describe('certfleet api with API_PROCESSES=2 (real Postgres)', () => {
   const children = new Set<ChildProcess>();
   const cleanups: Array<() => Promise<void>> = [];
+  /** `certfleet api` as a process, its stdout and stderr kept together. */
+  const startApi = (env: Record<string, string>) => {
+    const child = spawn(process.execPath, [BIN, 'api'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.add(child);
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    child.stderr!.on('data', (d) => (out += d));
+    return { child, output: () => out };
+  };
   afterAll(async () => {
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
     for (const c of cleanups) await c();
@@ -88,20 +97,16 @@ describe('certfleet api with API_PROCESSES=2 (real Postgres)', () => {
     writeFileSync(join(dataDir, 'webhook-secret.key'), 'short\n', { mode: 0o600 });
     const env = { CERTFLEET_DATA_DIR: dataDir, DATABASE_URL: db.url, CERTFLEET_AUTH: 'development', PORT: '0', API_PROCESSES: '2', ISSUANCE_RATE_PER_MINUTE: '0' };
     expect((await cli(['migrate'], env)).status).toBe(0);
-    const child = spawn(process.execPath, [BIN, 'api'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    let out = '';
-    child.stdout!.on('data', (d) => (out += d));
-    child.stderr!.on('data', (d) => (out += d));
+    const { child, output } = startApi(env);
     // Before the fix the failed process kept its database pool and its channel to the primary open:
     // it never exited, so the primary waited for it forever (a CI run hung there).
     const code = await Promise.race([
       new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c))),
       new Promise<string>((resolve) => setTimeout(() => resolve('still running'), scaled(45_000))),
     ]);
-    expect(code, out).toBe(1);
-    expect(out).toContain('must be 32 bytes');
-    expect(out).toContain('api_process_failed');
+    expect(code, output()).toBe(1);
+    expect(output()).toContain('must be 32 bytes');
+    expect(output()).toContain('api_process_failed');
   }, scaled(120_000));
 
   it('runs the processes on one port, each issuing; replaces one that dies; SIGTERM stops them all', async () => {
@@ -123,27 +128,23 @@ describe('certfleet api with API_PROCESSES=2 (real Postgres)', () => {
     };
     // Migrated before the processes start, so the test waits on nothing but the start itself.
     expect((await cli(['migrate'], env)).status).toBe(0);
-    const child = spawn(process.execPath, [BIN, 'api'], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    children.add(child);
-    let out = '';
-    child.stdout!.on('data', (d) => (out += d));
-    child.stderr!.on('data', (d) => (out += d));
+    const { child, output } = startApi(env);
     const waitFor = async (what: string, ok: () => boolean) => {
       const until = Date.now() + scaled(120_000);
       while (!ok()) {
-        if (child.exitCode !== null || Date.now() > until) throw new Error(`${what}: ${out}`);
+        if (child.exitCode !== null || Date.now() > until) throw new Error(`${what}: ${output()}`);
         await new Promise((r) => setTimeout(r, 25));
       }
     };
-    const started = () => out.split('\n').filter((l) => l.includes('"event":"started"'));
+    const started = () => output().split('\n').filter((l) => l.includes('"event":"started"'));
     await waitFor('the primary reports both processes listening', () => started().some((l) => l.includes('"api_processes":2')));
-    const address = /"address":"(http:\/\/[^"]+)"/.exec(out)?.[1];
+    const address = /"address":"(http:\/\/[^"]+)"/.exec(output())?.[1];
     expect(address).toBeTruthy();
     // Both processes adopt the configured CA at once: the second insert of the same record must not
     // end a process ("duplicate key … certificate_authorities_pkey" did, and the primary replaced it).
-    expect(out).not.toMatch(/api_process_exited|duplicate key/);
+    expect(output()).not.toMatch(/api_process_exited|duplicate key/);
     const workers = childrenOf(child.pid!);
-    expect(workers, out).toHaveLength(2);
+    expect(workers, output()).toHaveLength(2);
 
     const token = (await cli(['token', '--tenant', 'acme', '--ttl', '1h'], env)).stdout.trim();
     expect((await post(`${address}/api/v1/customer/devices`, token, { device_id: 'D1' })).status).toBe(201);
@@ -154,9 +155,9 @@ describe('certfleet api with API_PROCESSES=2 (real Postgres)', () => {
 
     // One process dies: the primary starts another, and the service answers meanwhile and after.
     process.kill(workers[0]!, 'SIGKILL');
-    await waitFor('a replacement process', () => out.includes('"event":"api_process_exited"') && childrenOf(child.pid!).length === 2 && !childrenOf(child.pid!).includes(workers[0]!));
+    await waitFor('a replacement process', () => output().includes('"event":"api_process_exited"') && childrenOf(child.pid!).length === 2 && !childrenOf(child.pid!).includes(workers[0]!));
     const replacement = childrenOf(child.pid!).find((p) => !workers.includes(p))!;
-    await waitFor('the replacement listening', () => out.split('\n').some((l) => l.includes('certfleet listening') && l.includes(`"pid":${replacement}`)));
+    await waitFor('the replacement listening', () => output().split('\n').some((l) => l.includes('certfleet listening') && l.includes(`"pid":${replacement}`)));
     const after = await Promise.all(Array.from({ length: 4 }, () => post(`${address}/api/v1/customer/devices/D1/certificates/generate`, token, { key_type: 'ec-p256', validity_days: 30 })));
     expect(after.map((r) => r.status)).toEqual(Array(4).fill(201));
 
