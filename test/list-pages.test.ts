@@ -256,6 +256,8 @@ interface PlanNode {
 }
 const nodes = (p: PlanNode): PlanNode[] => [p, ...(p.Plans ?? []).flatMap(nodes)];
 
+const WATCHED_TABLES = ['device_certificates', 'device_registry', 'fleet_alert', 'certificate_rotations'];
+
 describe.each(DRIVERS)('list page plans on %s, with and without table statistics', (kind) => {
   let database: TestDatabase;
   const TENANT_ROWS = 20_000;
@@ -263,12 +265,17 @@ describe.each(DRIVERS)('list page plans on %s, with and without table statistics
   beforeAll(async () => {
     database = await createTestDatabase(kind);
     if (kind === 'pg') {
-      // as right after a bulk load: no statistics until the ANALYZE below
-      await database.db.asOperator(async (tx) => {
-        for (const table of ['device_certificates', 'device_registry', 'fleet_alert', 'certificate_rotations']) {
-          await tx.query(`ALTER TABLE ${table} SET (autovacuum_enabled = false)`).catch(() => undefined);
-        }
-      });
+      // as right after a bulk load: no statistics until the ANALYZE below. As the tables' owner
+      // (the operator role may not ALTER them), and checked: autovacuum must not decide the plans.
+      const owner = new pg.Client({ connectionString: database.url });
+      await owner.connect();
+      try {
+        for (const table of WATCHED_TABLES) await owner.query(`ALTER TABLE ${table} SET (autovacuum_enabled = false)`);
+        const { rows } = await owner.query<{ relname: string; reloptions: string[] | null }>(`SELECT relname, reloptions FROM pg_class WHERE relname = ANY($1)`, [WATCHED_TABLES]);
+        expect(rows.map((r) => [r.relname, r.reloptions]).sort()).toEqual(WATCHED_TABLES.map((t) => [t, ['autovacuum_enabled=false']]).sort());
+      } finally {
+        await owner.end();
+      }
     }
     const now = new Date();
     await load(database, 'big', TENANT_ROWS, now);

@@ -1,5 +1,5 @@
 import { AppError } from '../domain/errors.ts';
-import { CERTIFICATE_STATUSES, KEY_TYPES, MAX_VALIDITY_DAYS, ROTATION_FILTERS } from '../domain/certificate.ts';
+import { CERTIFICATE_STATUSES, KEY_TYPES, MAX_VALIDITY_DAYS, ROTATION_FILTERS, type CertificateStatus, type RotationFilter } from '../domain/certificate.ts';
 import { DEVICE_CERTIFICATE_STATUSES, DEVICE_SORTS, type DeviceCertificateStatus, type DeviceSort } from '../domain/device.ts';
 
 /** JSON schemas shared by routes (they also feed the OpenAPI document at /docs). */
@@ -64,6 +64,29 @@ export const toListDevicesInput = (q: DeviceListQuerystring) => ({
   rotation: q.rotation,
   sort: q.sort,
   caId: q.ca_id,
+});
+
+/** The query of GET /certificates (tenant and operator routes). */
+export interface CertificateListQuerystring {
+  device_id?: string;
+  status?: CertificateStatus;
+  expiring_within_days?: number;
+  rotation?: RotationFilter;
+  ca_id?: string;
+  limit: number;
+  cursor?: string;
+  tenant_id?: string;
+}
+
+/** The certificate list's filters and page, as the use case takes them (the tenant is the route's to decide). */
+export const toListCertificatesInput = (q: CertificateListQuerystring) => ({
+  deviceId: q.device_id,
+  status: q.status,
+  expiringWithinDays: q.expiring_within_days,
+  caId: q.ca_id,
+  rotation: q.rotation,
+  limit: q.limit,
+  cursor: certificateCursor(q.cursor),
 });
 
 /** OpenAPI description of a keyset-paged list's answer. */

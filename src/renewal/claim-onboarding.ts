@@ -108,15 +108,17 @@ interface ParsedClaim {
   spkiSha256: string;
 }
 
-function parseClaim(der: Uint8Array): ParsedClaim {
-  let cert: X509Certificate;
-  let parsed: x509.X509Certificate;
+/** A certificate read by Node (OpenSSL) and by @peculiar/x509; either refusing it is `code`, a 4xx. */
+function parseBoth(der: Uint8Array, code: 'CLAIM_CA_UNKNOWN' | 'INVALID_CERTIFICATE', message: string): { cert: X509Certificate; parsed: x509.X509Certificate } {
   try {
-    cert = new X509Certificate(der);
-    parsed = new x509.X509Certificate(copy(der));
+    return { cert: new X509Certificate(der), parsed: new x509.X509Certificate(copy(der)) };
   } catch {
-    throw new AppError('CLAIM_CA_UNKNOWN', 'the claim certificate is not a parseable X.509 certificate');
+    throw new AppError(code, message);
   }
+}
+
+function parseClaim(der: Uint8Array): ParsedClaim {
+  const { cert, parsed } = parseBoth(der, 'CLAIM_CA_UNKNOWN', 'the claim certificate is not a parseable X.509 certificate');
   const san = { dns: [] as string[], uri: [] as string[], email: [] as string[] };
   const names = parsed.getExtension(x509.SubjectAlternativeNameExtension)?.names.items ?? [];
   for (const name of names) {
@@ -142,14 +144,7 @@ function parseCaCertificate(pem: string, now: Date): { cert: X509Certificate; pa
   const blocks = pemBlocks(pem, 'CERTIFICATE');
   const [der] = blocks;
   if (blocks.length !== 1 || der === undefined) throw new AppError('INVALID_CERTIFICATE', `ca_cert_pem must hold exactly one PEM certificate (found ${blocks.length})`);
-  let cert: X509Certificate;
-  let parsed: x509.X509Certificate;
-  try {
-    cert = new X509Certificate(der);
-    parsed = new x509.X509Certificate(copy(der));
-  } catch {
-    throw new AppError('INVALID_CERTIFICATE', 'ca_cert_pem is not a parseable X.509 certificate');
-  }
+  const { cert, parsed } = parseBoth(der, 'INVALID_CERTIFICATE', 'ca_cert_pem is not a parseable X.509 certificate');
   const constraints = parsed.getExtension(x509.BasicConstraintsExtension);
   if (!constraints?.ca) throw new AppError('INVALID_CERTIFICATE', 'ca_cert_pem is not a CA certificate (basicConstraints cA is not set)');
   const usage = parsed.getExtension(x509.KeyUsagesExtension);

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
-import type { CertificateStatus, KeyType, RotationFilter } from '../../domain/certificate.ts';
+import type { KeyType } from '../../domain/certificate.ts';
 import { AppError } from '../../domain/errors.ts';
 import { customerActor } from '../auth-hooks.ts';
-import { keysetListDescription, certificateCursor, certificateIdParam, certificateListQuery, deviceIdParam, deviceListQuery, keyType, toListDevicesInput, type DeviceListQuerystring, pemString, validityDays } from '../schemas.ts';
+import { keysetListDescription, certificateIdParam, certificateListQuery, toListCertificatesInput, type CertificateListQuerystring, deviceIdParam, deviceListQuery, keyType, toListDevicesInput, type DeviceListQuerystring, pemString, validityDays } from '../schemas.ts';
 import { certificateResponses, deviceResponses, revocationReasonInput } from '../response-schemas.ts';
 
 type DeviceParams = { device_id: string };
@@ -118,7 +118,7 @@ export function customerRoutes(useCases: UseCases) {
         reply.code(201).send(await useCases.importCertificate(customerActor(request), request.params.device_id, request.body.cert_pem)),
     );
 
-    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; ca_id?: string; limit: number; cursor?: string; tenant_id?: string } }>(
+    app.get<{ Querystring: CertificateListQuerystring }>(
       '/certificates',
       {
         schema: {
@@ -135,15 +135,7 @@ export function customerRoutes(useCases: UseCases) {
         if (q.tenant_id !== undefined && q.tenant_id !== actor.tenantId) {
           throw new AppError('VALIDATION_FAILED', 'tenant_id filter is for operators; a tenant token lists its own tenant');
         }
-        return useCases.listCertificates.forTenant(actor.tenantId, {
-          deviceId: q.device_id,
-          status: q.status,
-          expiringWithinDays: q.expiring_within_days,
-          caId: q.ca_id,
-          rotation: q.rotation,
-          limit: q.limit,
-          cursor: certificateCursor(q.cursor),
-        });
+        return useCases.listCertificates.forTenant(actor.tenantId, toListCertificatesInput(q));
       },
     );
 

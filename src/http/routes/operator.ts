@@ -1,7 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { UseCases } from '../../app/use-cases.ts';
-import type { CertificateStatus, RotationFilter } from '../../domain/certificate.ts';
-import { keysetListDescription, certificateCursor, certificateListQuery, deviceListQuery, toListDevicesInput, type DeviceListQuerystring } from '../schemas.ts';
+import { keysetListDescription, certificateListQuery, toListCertificatesInput, type CertificateListQuerystring, deviceListQuery, toListDevicesInput, type DeviceListQuerystring } from '../schemas.ts';
 import { certificateResponses, deviceResponses } from '../response-schemas.ts';
 
 /** Cross-tenant views for the platform team (operator role; runs as certfleet_operator). */
@@ -24,7 +23,7 @@ export function operatorRoutes(useCases: UseCases) {
       },
     );
 
-    app.get<{ Querystring: { device_id?: string; status?: CertificateStatus; expiring_within_days?: number; rotation?: RotationFilter; ca_id?: string; limit: number; cursor?: string; tenant_id?: string } }>(
+    app.get<{ Querystring: CertificateListQuerystring }>(
       '/certificates',
       {
         schema: {
@@ -37,16 +36,7 @@ export function operatorRoutes(useCases: UseCases) {
       },
       async (request) => {
         const q = request.query;
-        return useCases.listCertificates.forOperator({
-          tenantId: q.tenant_id,
-          deviceId: q.device_id,
-          status: q.status,
-          expiringWithinDays: q.expiring_within_days,
-          caId: q.ca_id,
-          rotation: q.rotation,
-          limit: q.limit,
-          cursor: certificateCursor(q.cursor),
-        });
+        return useCases.listCertificates.forOperator({ ...toListCertificatesInput(q), tenantId: q.tenant_id });
       },
     );
   };
