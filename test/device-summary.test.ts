@@ -120,12 +120,12 @@ describe.each(oneDriver('pg'))('device certificate summary on %s', (kind) => {
     await expectSummariesExact();
 
     // a rolled-back change leaves the summary as it was
-    await database.db
-      .asTenant('acme', async (tx) => {
+    await expect(
+      database.db.asTenant('acme', async (tx) => {
         await tx.query(`UPDATE device_certificates SET status = 'REVOKED', revoked_at = now() WHERE tenant_id = 'acme' AND status = 'ACTIVE'`);
         throw new Error('roll back');
-      })
-      .catch(() => undefined);
+      }),
+    ).rejects.toThrow('roll back'); // not the UPDATE's own failure
     expect(await listed('SUM-A')).toMatchObject({ certificate_status: 'ACTIVE', active_certificates: 1 });
     await expectSummariesExact();
   });

@@ -93,10 +93,10 @@ describe.each(DRIVERS)('list pages and their exact totals on %s', (kind) => {
     });
     await expectCountersExact(database);
     // rolled back with its transaction
-    await database.db.asOperator(async (tx) => {
+    await expect(database.db.asOperator(async (tx) => {
       await tx.query(`UPDATE device_certificates SET status = 'REVOKED', revoked_at = now() WHERE status = 'ACTIVE'`);
       throw new Error('roll back');
-    }).catch(() => undefined);
+    })).rejects.toThrow('roll back'); // not the UPDATE's own failure
     await expectCountersExact(database);
     // as the tenant role, under row-level security
     await database.db.asTenant('acme', async (tx) => {
