@@ -650,6 +650,55 @@ describe.each(DRIVERS)('CRL publication on %s', (kind) => {
     await h.publisher.stop();
   });
 
+  it.runIf(notTheDatabase)(oneDriverName('signals the broker once the file is renamed into place, without waiting for the folder fsync; the commit waits for it'), async () => {
+    const steps: string[] = [];
+    let releaseFsync: () => void = () => undefined;
+    const fsyncGate = new Promise<void>((resolve) => (releaseFsync = resolve));
+    let gate = false;
+    // Whatever happens, the fsync is released before the test ends (a failure must not leave the transaction open).
+    const releaseFsyncLater = () => setTimeout(() => releaseFsync(), 0);
+    const fs: CrlFs = {
+      ...nodeCrlFs,
+      async rename(from, to) {
+        await nodeCrlFs.rename(from, to);
+        steps.push('rename');
+      },
+      async fsyncDir(dir) {
+        steps.push('fsyncDir');
+        if (gate) await fsyncGate;
+        await nodeCrlFs.fsyncDir(dir);
+        steps.push('fsyncDir done');
+      },
+    };
+    let reloads = 0;
+    const reloader: BrokerReloader = { configured: true, description: 'spy', reload: async () => void (reloads++, steps.push('reload')) };
+    const h = harness({ fs, reloader });
+    await revoke((await issue()).id, 'keyCompromise');
+    await publisher().idle();
+    const issuerKeyId = crlAuthorityFor(t.service.ca.ca!).issuerKeyId;
+    const storedBefore = (await database.db.asOperator((tx) => readCrlInfo(tx, issuerKeyId)))!.crlNumber;
+    gate = true;
+    steps.length = 0;
+    let settled = false;
+    const publishing = h.publisher.publishNow().finally(() => (settled = true));
+    // Bounded, so that the code before this change (signal after the fsync) fails here instead of hanging.
+    await waitFor(() => reloads === 1, 30_000, 'the broker signalled while the folder fsync is held').finally(releaseFsyncLater);
+    // In place and verified (the new CRL, readable by the broker) before the signal; the publication
+    // (its commit) still waits for the fsync. (The database is not read here: PGlite has one connection, held by it.)
+    const onDisk = verifyCrl(crlPemToDer(readFileSync(h.path, 'latin1')), { caPublicKey: t.service.ca.ca!.publicKey, now: t.clock.now() });
+    expect(onDisk.crlNumber).toBeGreaterThan(storedBefore);
+    expect(steps.indexOf('rename')).toBeLessThan(steps.indexOf('reload'));
+    expect(steps).not.toContain('fsyncDir done');
+    expect(settled).toBe(false);
+    releaseFsync();
+    const done = await publishing;
+    expect(done.crlNumber).toBe(onDisk.crlNumber);
+    expect(steps).toContain('fsyncDir done');
+    expect((await database.db.asOperator((tx) => readCrlInfo(tx, issuerKeyId)))!.crlNumber).toBe(onDisk.crlNumber);
+    expect(done.file?.reloaded).toBe(true);
+    await h.publisher.stop();
+  });
+
   it.runIf(notTheDatabase)(oneDriverName('retries a failed broker reload (stale pid file) while the file stays valid'), async () => {
     const dir = mkdtempSync(join(tmpdir(), 'certfleet-broker-'));
     const pidFile = join(dir, 'mosquitto.pid');

@@ -3,9 +3,10 @@
  * broker reload it. The file is never wrong: a CRL is written only when it is newer than the
  * file's (by CRL number; a missing, unreadable or foreign file counts as older) and passes
  * verifyCrl again; it goes to a temp file in the same folder, is fsynced, renamed over the old
- * one and the folder fsynced; only then is the broker signalled (Mosquitto 2.0 fails open on a
- * bad or missing file). A crash at any point leaves the previous file or the new one, both
- * valid. A failed reload is remembered and retried by the next sync (the file stays valid).
+ * one, and only then is the broker signalled (Mosquitto 2.0 fails open on a bad or missing file),
+ * while the folder is fsynced (a sync resolves once it is). A crash at any point leaves the
+ * previous file or the new one, both valid. A failed reload is remembered and retried by the next
+ * sync (the file stays valid).
  */
 import { closeSync, constants, fchmodSync, mkdirSync, fstatSync, fsync, openSync, readSync, renameSync, statSync, unlinkSync, write } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
@@ -320,13 +321,24 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     } finally {
       staged.delete(name);
     }
-    await fs.fsyncDir(dir);
     cached = null;
+    // The broker is signalled as soon as the verified file is in place: it reads the new file
+    // whether or not the folder's fsync has finished. That fsync makes the rename durable across a
+    // power loss, and this sync resolves only after it: a publication's commit (which removes the
+    // revocations' pending marks) waits for it, so a power loss before it leaves the previous file
+    // (valid) and the revocations pending, as a crash before the rename does.
+    const reloading = reload(); // never rejects
+    try {
+      await fs.fsyncDir(dir);
+    } catch (error) {
+      await reloading;
+      throw error;
+    }
     const identity = await fs.identity(deps.path);
     if (identity !== null) cached = { identity, number: crl.crlNumber };
     const written = { file: 'written', fileNumber: crl.crlNumber, bytes: pem.length, writeMs: performance.now() - started } as const;
-    if (crl.deferReload) return { ...written, reloaded: null, reloading: reload() };
-    return { ...written, ...(await reload()) };
+    if (crl.deferReload) return { ...written, reloaded: null, reloading };
+    return { ...written, ...(await reloading) };
   }
 
   return {
