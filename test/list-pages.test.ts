@@ -267,6 +267,7 @@ describe.each(DRIVERS)('list page plans on %s, with and without table statistics
     if (kind === 'pg') {
       // as right after a bulk load: no statistics until the ANALYZE below. As the tables' owner
       // (the operator role may not ALTER them), and checked: autovacuum must not decide the plans.
+      if (!database.url) throw new Error('a Postgres test database has a URL');
       const owner = new pg.Client({ connectionString: database.url });
       await owner.connect();
       try {
