@@ -129,8 +129,12 @@ function copyByteaRows(client: pg.PoolClient, sql: string, onValue: (bytes: Uint
       handleEmptyQuery() {},
       handlePortalSuspended() {},
       handleCopyInResponse() {},
+      // node-pg forgets the statement on an ErrorResponse (its ReadyForQuery then reaches no one):
+      // settled here, or the transaction (holding the CRL's row lock) would wait forever. The
+      // ROLLBACK that follows is queued by node-pg until that ReadyForQuery.
       handleError(error: Error) {
         failure ??= error;
+        reject(failure);
       },
       handleReadyForQuery() {
         if (!failure && !ended) failure = bad('no trailer');
