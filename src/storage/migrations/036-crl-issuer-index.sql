@@ -1,0 +1,12 @@
+-- The full CRL read (crl-repo.ts: a bitmap scan, the heap read once in physical order) needs only
+-- "this CA's revoked rows" from an index, but the one it had, device_certificates_crl, carries each
+-- row's serial, revocation time, reason and notAfter (for reads that no longer exist): at 1,000,000
+-- revoked rows it is 179 MB, and building the bitmap read all of it before the first row came out
+-- (0.3 s on a loaded 2-core machine, the publication waiting). This index holds the issuer alone:
+-- its equal keys are deduplicated (7 MB at 1,000,000 rows, 870 pages), so the bitmap is built in
+-- a fifth of the time. The planner takes the smaller of the two by their actual sizes, not by
+-- statistics (test/crl-read-plan.test.ts asserts it without any). device_certificates_crl stays
+-- (the incremental read by serial and the uniqueness of a CA's serials are not this one's job).
+-- Built in the migration's transaction: writes to device_certificates wait while it is built
+-- (about 2.5 s per million revoked rows on that machine).
+CREATE INDEX device_certificates_crl_issuer ON device_certificates (issuer) WHERE status = 'REVOKED';
