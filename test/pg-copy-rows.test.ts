@@ -8,7 +8,9 @@
  * read as usual; notices the server sends during the COPY reach node-pg.
  */
 import { createHash } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
+import { CopyDataReader } from '../src/storage/pg-driver.ts';
 import { createTestDatabase, type TestDatabase } from './support/databases.ts';
 
 describe('byteaRows on Postgres (binary COPY through the driver’s CopyData reader)', () => {
@@ -83,5 +85,60 @@ describe('byteaRows on Postgres (binary COPY through the driver’s CopyData rea
       expect(got).toEqual(Array.from({ length: 5000 }, (_, k) => k + 1));
       expect((await tx.query<{ n: number }>('SELECT 1 AS n')).rows[0]!.n).toBe(1);
     });
+  });
+});
+
+describe('CopyDataReader (the socket reads cut anywhere)', () => {
+  const message = (type: string, payload: Buffer) => {
+    const header = Buffer.alloc(5);
+    header[0] = type.charCodeAt(0);
+    header.writeUInt32BE(4 + payload.length, 1);
+    return Buffer.concat([header, payload]);
+  };
+  const payloads = Array.from({ length: 40 }, (_, i) => Buffer.alloc(i % 9 === 0 ? 0 : (i * 37) % 300, i));
+  const before = message('H', Buffer.from([0, 0, 1, 0, 1]));
+  const after = Buffer.concat([message('c', Buffer.alloc(0)), message('N', Buffer.from('notice\0')), message('C', Buffer.from('COPY 40\0')), message('Z', Buffer.from('I'))]);
+  const later = message('A', Buffer.from('notification after the statement\0'));
+  const stream = Buffer.concat([before, ...payloads.map((p) => message('d', p)), after, later]);
+
+  function feed(cuts: number[]) {
+    const socket = new EventEmitter();
+    const toParser: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => toParser.push(Buffer.from(chunk)));
+    const values: Buffer[] = [];
+    CopyDataReader.install(socket, (chunk, from, to) => values.push(Buffer.from(chunk.subarray(from, to))));
+    let at = 0;
+    for (const cut of [...cuts, stream.length]) {
+      if (cut <= at) continue;
+      socket.emit('data', stream.subarray(at, cut));
+      at = cut;
+    }
+    return { values, parsed: Buffer.concat(toParser), listeners: socket.listenerCount('data') };
+  }
+
+  it('hands every CopyData payload over whole and in order, every other byte to the parser in order, and gives the socket back at ReadyForQuery', () => {
+    const cutsets: number[][] = [[]];
+    for (let step = 1; step <= 7; step++) cutsets.push(Array.from({ length: Math.ceil(stream.length / step) }, (_, k) => k * step));
+    for (let seed = 1; seed <= 20; seed++) {
+      const cuts: number[] = [];
+      for (let at = 0, x = seed; at < stream.length; ) cuts.push((at += 1 + ((x = (x * 1103515245 + 12345) % 2147483648) % 700)));
+      cutsets.push(cuts);
+    }
+    for (const cuts of cutsets) {
+      const { values, parsed, listeners } = feed(cuts);
+      expect(values).toEqual(payloads);
+      expect(parsed.equals(Buffer.concat([before, after, later]))).toBe(true);
+      expect(listeners).toBe(1);
+    }
+  });
+
+  it('leaves a stream that is not node-pg’s socket with one listener to node-pg', () => {
+    const socket = new EventEmitter();
+    socket.on('data', () => undefined);
+    socket.on('data', () => undefined);
+    const listeners = socket.listeners('data');
+    CopyDataReader.install(socket, () => undefined);
+    expect(socket.listeners('data')).toEqual(listeners);
+    expect(() => CopyDataReader.install(undefined, () => undefined)).not.toThrow();
   });
 });

@@ -179,7 +179,7 @@ interface PgSocket {
   removeListener(event: 'data', listener: DataListener): unknown;
 }
 
-class CopyDataReader {
+export class CopyDataReader {
   /** The bytes of an incomplete message at the end of the last read(s), and how many of them there are. */
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -204,20 +204,50 @@ class CopyDataReader {
   }
 
   private readonly read = (data: Buffer): void => {
-    let chunk = data;
+    let from = 0;
     if (this.pendingBytes > 0) {
-      // Wait for the whole message before joining (a large one may span many reads).
-      this.pending.push(data);
-      this.pendingBytes += data.length;
-      const first = this.pending[0]!;
-      const head = first.length >= 5 ? first : Buffer.concat(this.pending, this.pendingBytes);
-      if (head.length >= 5 && this.pendingBytes < 1 + head.readUInt32BE(1)) return;
-      if (head.length < 5 && this.pendingBytes < 5) return;
-      chunk = Buffer.concat(this.pending, this.pendingBytes);
+      // A message begun in an earlier read: joined with only the bytes of this read that complete it
+      // (the rest of the read is walked in place, not copied). A large one may span many reads.
+      let head = this.pending[0]!;
+      if (head.length < 5) {
+        head = Buffer.concat([...this.pending, data.subarray(0, 5)]);
+        if (head.length < 5) {
+          this.pending = [head];
+          this.pendingBytes = head.length;
+          return;
+        }
+      }
+      const missing = 1 + head.readUInt32BE(1) - this.pendingBytes;
+      if (data.length < missing) {
+        this.pending.push(data);
+        this.pendingBytes += data.length;
+        return;
+      }
+      const message = Buffer.concat([...this.pending, data.subarray(0, missing)]);
       this.pending = [];
       this.pendingBytes = 0;
+      from = missing;
+      if (this.walk(message, 0) < 0) {
+        if (from < data.length) this.parser(data.subarray(from)); // node-pg reads again: what followed goes to it
+        return;
+      }
     }
-    let at = 0;
+    const at = this.walk(data, from);
+    if (at >= 0 && at < data.length) {
+      // The start of a message the next read completes: a copy (a view would keep the whole read alive).
+      const rest = Buffer.from(data.subarray(at));
+      this.pending = [rest];
+      this.pendingBytes = rest.length;
+    }
+  };
+
+  /**
+   * The whole messages of chunk[from…]: CopyData to onCopyData, the others to node-pg's parser.
+   * Returns where the first incomplete message starts, or -1 once ReadyForQuery gave node-pg the
+   * socket back (the rest of the chunk was passed to it).
+   */
+  private walk(chunk: Buffer, from: number): number {
+    let at = from;
     let passFrom = -1; // start of messages to pass on to node-pg's parser
     while (at + 5 <= chunk.length) {
       const type = chunk[at]!;
@@ -234,19 +264,14 @@ class CopyDataReader {
           this.socket.removeListener('data', this.read);
           this.socket.prependListener('data', this.parser);
           this.parser(chunk.subarray(passFrom));
-          return;
+          return -1;
         }
       }
       at = end;
     }
     if (passFrom >= 0) this.parser(chunk.subarray(passFrom, at));
-    if (at < chunk.length) {
-      // The start of a message the next read completes: a copy (a view would keep the whole read alive).
-      const rest = Buffer.from(chunk.subarray(at));
-      this.pending = [rest];
-      this.pendingBytes = rest.length;
-    }
-  };
+    return at;
+  }
 }
 
 const RECONNECT_MIN_MS = 500;
