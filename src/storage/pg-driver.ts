@@ -162,15 +162,6 @@ function copyByteaRows(client: pg.PoolClient, sql: string, onValue: (bytes: Uint
 const COPY_DATA = 0x64; // 'd'
 const READY_FOR_QUERY = 0x5a; // 'Z'
 
-/**
- * Stands between a pg connection's socket and node-pg's parser for one COPY TO STDOUT: CopyData
- * messages go to `onCopyData` (the message's payload, a view into the socket's read), every other
- * message to node-pg's parser, whole and in order; at ReadyForQuery (the end of the statement) it
- * gives the socket back. Installed when the COPY is submitted, i.e. right after the previous
- * statement's ReadyForQuery, when node-pg's parser holds no partial message (a pool connection in
- * a transaction does not LISTEN: nothing unsolicited arrives between two statements but a fatal
- * error, which is a whole message passed on like any other).
- */
 type DataListener = (chunk: Buffer) => void;
 interface PgSocket {
   listeners(event: 'data'): unknown[];
@@ -179,6 +170,17 @@ interface PgSocket {
   removeListener(event: 'data', listener: DataListener): unknown;
 }
 
+/**
+ * Stands between a pg connection's socket and node-pg's parser for one COPY TO STDOUT: CopyData
+ * messages go to `onCopyData` (the message's payload, a view into the socket's read), every other
+ * message to node-pg's parser, whole and in order; at ReadyForQuery (the end of the statement) it
+ * gives the socket back. Installed when the COPY is submitted, i.e. right after the previous
+ * statement's ReadyForQuery, when node-pg's parser holds no partial message: a pool connection in
+ * a transaction does not LISTEN, so what may arrive unsolicited between two statements is only a
+ * ParameterStatus after a server configuration reload or a fatal error, a few dozen bytes each.
+ * Such a message cut by the socket's read at that very moment would be the one case this reader
+ * frames wrongly (node-pg's parser, holding its first part, would get the next messages whole).
+ */
 export class CopyDataReader {
   /** The bytes of an incomplete message at the end of the last read(s), and how many of them there are. */
   private pending: Buffer[] = [];
