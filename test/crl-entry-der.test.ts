@@ -133,7 +133,7 @@ describe.each(DRIVERS)('stored CRL entries (migration 035) on %s', (kind) => {
   });
 });
 
-describe.each(DRIVERS)('the stored-entry backfill (migration 037, the crl-entry-backfill task) on %s', (kind) => {
+describe.each(DRIVERS)('the stored-entry backfill (migration 036, the crl-entry-backfill task) on %s', (kind) => {
   let database: TestDatabase | null = null;
   afterEach(async () => {
     await database?.close();

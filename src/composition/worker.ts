@@ -100,7 +100,7 @@ export const defaultIntervals = (config: Pick<Config, 'crlRefreshMinutes'>): Rec
   'crl-freshness': 5 * MINUTE_MS,
   'broker-nodes': 30 * SECOND_MS,
   notifications: 10 * SECOND_MS,
-  // Finds nothing once done (migration 037's index is then empty but for rows the SQL encoder declines).
+  // Finds nothing once done (migration 036's index is then empty but for rows the SQL encoder declines).
   'crl-entry-backfill': 10 * MINUTE_MS,
 });
 

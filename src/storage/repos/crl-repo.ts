@@ -239,12 +239,12 @@ export async function forEachRevokedEntry(tx: Queryable, scope: RevokedEntriesSc
 }
 
 /**
- * One batch of the crl_entry backfill (migration 037): the next `limit` revoked rows without a
+ * One batch of the crl_entry backfill (migration 036): the next `limit` revoked rows without a
  * stored entry whose id is above `afterId`, in id order, have their entry computed by the trigger of
  * migration 035 (an UPDATE naming crl_entry makes it recompute the column from the row: the same
  * function as at revocation, so the same bytes as the application's encoder). Rows the SQL encoder
  * declines stay NULL (read as texts, as before) and are passed over by the next batch's `afterId`.
- * Idempotent: a row with an entry is never selected. The rows are found through migration 037's
+ * Idempotent: a row with an entry is never selected. The rows are found through migration 036's
  * partial index (no sequential scan whatever the statistics); rows another transaction holds are
  * skipped (SKIP LOCKED: a revocation in progress fills its own). Returns the last id seen (null:
  * none left above afterId), and how many rows were looked at and filled.
