@@ -10,7 +10,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { createRevokedEntriesEncoder } from '../src/crl/build-crl.ts';
 import { REVOCATION_REASONS, reasonCodeFor } from '../src/domain/revocation-reasons.ts';
-import { forEachRevokedCertificate, forEachRevokedEntry, walkEncodedEntries } from '../src/storage/repos/crl-repo.ts';
+import { backfillCrlEntries, explainCrlEntryBackfill, forEachRevokedCertificate, forEachRevokedEntry, walkEncodedEntries } from '../src/storage/repos/crl-repo.ts';
+import { createBackfillCrlEntries } from '../src/app/backfill-crl-entries.ts';
+import { createStorage } from '../src/storage/repositories.ts';
 import type { Queryable } from '../src/storage/driver.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
 
@@ -128,6 +130,69 @@ describe.each(DRIVERS)('stored CRL entries (migration 035) on %s', (kind) => {
       expect(Buffer.from(built.sorted.bytes).equals(expected.bytes)).toBe(true);
       expect([...built.sorted.notAfter]).toEqual([...expected.notAfter]);
     });
+  });
+});
+
+describe.each(DRIVERS)('the stored-entry backfill (migration 036, the crl-entry-backfill task) on %s', (kind) => {
+  let database: TestDatabase | null = null;
+  afterEach(async () => {
+    await database?.close();
+    database = null;
+  });
+
+  const counts = (tx: Queryable) =>
+    tx
+      .query<{ missing: number; declined: number }>(
+        `SELECT count(*) FILTER (WHERE crl_entry IS NULL)::int AS missing,
+                count(*) FILTER (WHERE certfleet_crl_entry_der(serial_number, revoked_at, revoked_reason) IS NULL)::int AS declined
+         FROM device_certificates WHERE status = 'REVOKED'`,
+      )
+      .then((r) => r.rows[0]!);
+
+  it('fills the entries of rows revoked before migration 035 in batches, resumable and idempotent; the CRL entries read stay the same bytes', async () => {
+    database = await createTestDatabase(kind);
+    const db = database;
+    await db.driver.transaction(async (tx) => {
+      await insertRows(tx);
+      // Every revoked row as if revoked before migration 035.
+      await tx.exec('ALTER TABLE device_certificates DISABLE TRIGGER device_certificates_crl_entry');
+      await tx.query(`UPDATE device_certificates SET crl_entry = NULL WHERE status = 'REVOKED'`);
+      await tx.exec('ALTER TABLE device_certificates ENABLE TRIGGER device_certificates_crl_entry');
+    });
+    const before = await db.driver.transaction(counts);
+    expect(before.declined).toBeGreaterThan(0);
+    expect(before.missing).toBeGreaterThan(before.declined + 10);
+    const expected = await db.db.asOperator(applicationEntries);
+    expect((await db.db.asOperator(buildEntries)).encoded).toBe(0);
+
+    // One batch, then a stop (a crash, a stop): the rows it filled stay filled.
+    const first = await db.db.asOperator((tx) => backfillCrlEntries(tx, 0, 5));
+    expect(first.scanned).toBe(5);
+    expect(first.lastId).not.toBeNull();
+    expect((await db.driver.transaction(counts)).missing).toBe(before.missing - first.filled);
+
+    // The task from the start again: finds only the others, in batches of 7, until none is left.
+    const run = await createBackfillCrlEntries({ storage: createStorage(db.db) }, { batch: 7 })();
+    expect(run.filled).toBe(before.missing - before.declined - first.filled);
+    expect(run.batches).toBeGreaterThan(1);
+    expect(await db.driver.transaction(counts)).toEqual({ missing: before.declined, declined: before.declined });
+
+    // Idempotent: a second run fills nothing (the declined rows are looked at and passed over).
+    expect(await createBackfillCrlEntries({ storage: createStorage(db.db) }, { batch: 7 })()).toMatchObject({ filled: 0, scanned: before.declined });
+
+    // The build's read now copies the stored entries: the same bytes and times as the application's encoding.
+    const built = await db.db.asOperator(buildEntries);
+    expect(built.texts).toBe(before.declined);
+    expect(Buffer.from(built.sorted.bytes).equals(expected.bytes)).toBe(true);
+    expect([...built.sorted.revokedAt]).toEqual([...expected.revokedAt]);
+    expect([...built.sorted.notAfter]).toEqual([...expected.notAfter]);
+  });
+
+  it('finds its rows through the partial index, never by reading the table, without statistics', async () => {
+    database = await createTestDatabase(kind);
+    const plan = await database.db.asOperator(explainCrlEntryBackfill);
+    expect(plan).toMatch(/Index Scan using device_certificates_crl_entry_missing on device_certificates/);
+    expect(plan).not.toMatch(/Seq Scan|Sort|Bitmap/);
   });
 });
 

@@ -589,6 +589,11 @@ export interface CrlRepository {
    * others (revoked before they were stored so, or not encodable in SQL) to onEntry. One snapshot.
    */
   forEachRevokedEntry(scope: RevokedEntriesScope, onEncoded: EncodedEntryCallback, onEntry: RevokedEntryCallback): Promise<number>;
+  /**
+   * One batch of the stored-entry backfill: the next `limit` revoked rows above `afterId` without a
+   * stored CRL entry get one (rows the SQL encoder declines stay without). lastId null: none left.
+   */
+  backfillCrlEntries(afterId: number, limit: number): Promise<{ lastId: number | null; scanned: number; filled: number }>;
   /** The same, for these serials only (an incremental build reads the rows whose pending marks it took). */
   forEachRevokedCertificateOf(scope: RevokedEntriesScope, serials: string[], onEntry: RevokedEntryCallback): Promise<number>;
   /**

@@ -71,12 +71,20 @@ const COPY_BINARY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 
 /**
  * `COPY (sql) TO STDOUT (FORMAT binary)` of a statement of one bytea column: node-pg's Submittable
- * interface (as pg-copy-streams uses it) gets the CopyData messages, which carry the raw bytes (a
- * DataRow field would be decoded as UTF-8 text). The server sends one message per row (the
- * header before the first row, the -1 trailer on its own), so each value is handed over as it
- * arrives, a view into the message, while the server produces the next rows. Binary COPY: the
- * signature, flags and header extension, then per row a field count, each field's length and
- * bytes, then -1.
+ * interface (as pg-copy-streams uses it) runs it. The server sends one CopyData message per row
+ * (the header before the first row, the -1 trailer on its own), so each value is handed over as it
+ * arrives, a view into the bytes read from the socket, while the server produces the next rows.
+ * Binary COPY: the signature, flags and header extension, then per row a field count, each field's
+ * length and bytes, then -1.
+ *
+ * At a million rows, node-pg's own handling of a CopyData message (its parser's message object and
+ * buffer view, two events, the merge of each socket read with the partial message before it) cost
+ * more than the rows' own work. So while the COPY runs, the socket's reads go through
+ * `CopyDataReader` first: it walks the messages in each read, takes the CopyData ones itself and
+ * passes every other message (CopyOutResponse, CommandComplete, ErrorResponse, notices,
+ * ReadyForQuery...) whole and in order to node-pg's parser, which handles them as usual; after
+ * ReadyForQuery node-pg reads the socket alone again. Without the socket node-pg is expected to
+ * have (another version), CopyData messages take node-pg's path.
  */
 function copyByteaRows(client: pg.PoolClient, sql: string, onValue: (bytes: Uint8Array, start: number, end: number) => void): Promise<number> {
   // The simple query protocol ends the text at a NUL: the rest would be read as the next messages.
@@ -87,41 +95,45 @@ function copyByteaRows(client: pg.PoolClient, sql: string, onValue: (bytes: Uint
     let ended = false;
     let count = 0;
     const bad = (why: string) => new Error(`unexpected binary COPY data: ${why}`);
+    /** One CopyData message's bytes, chunk[from, to). */
+    const copyData = (chunk: Buffer, from: number, to: number) => {
+      if (failure) return;
+      try {
+        let at = from;
+        if (!headerSeen) {
+          if (to - at < 19 || !chunk.subarray(at, at + 11).equals(COPY_BINARY_SIGNATURE)) throw bad('no signature');
+          at += 19 + chunk.readUInt32BE(at + 15);
+          headerSeen = true;
+        }
+        while (at < to) {
+          if (ended) throw bad('data after the trailer');
+          const fields = (chunk[at]! << 8) | chunk[at + 1]!;
+          if (fields === 0xffff) {
+            ended = true;
+            at += 2;
+            continue;
+          }
+          if (fields !== 1) throw bad(`${fields} columns, not one`);
+          const length = ((chunk[at + 2]! << 24) | (chunk[at + 3]! << 16) | (chunk[at + 4]! << 8) | chunk[at + 5]!) | 0;
+          at += 6;
+          if (length === -1) continue; // NULL: nothing to hand over
+          if (length < 0 || at + length > to) throw bad('a row split across messages');
+          onValue(chunk, at, at + length);
+          count++;
+          at += length;
+        }
+      } catch (error) {
+        failure = error instanceof Error ? error : new Error(String(error));
+      }
+    };
     const submittable = {
-      submit(connection: { query(text: string): void }) {
+      submit(connection: { query(text: string): void; stream?: unknown }) {
+        CopyDataReader.install(connection.stream, copyData);
         connection.query(`COPY (${sql}) TO STDOUT (FORMAT binary)`);
       },
       handleCopyOutResponse() {},
       handleCopyData(message: { chunk: Buffer }) {
-        if (failure) return;
-        const chunk = message.chunk;
-        try {
-          let at = 0;
-          if (!headerSeen) {
-            if (chunk.length < 19 || !chunk.subarray(0, 11).equals(COPY_BINARY_SIGNATURE)) throw bad('no signature');
-            at = 19 + chunk.readUInt32BE(15);
-            headerSeen = true;
-          }
-          while (at < chunk.length) {
-            if (ended) throw bad('data after the trailer');
-            const fields = chunk.readInt16BE(at);
-            if (fields === -1) {
-              ended = true;
-              at += 2;
-              continue;
-            }
-            if (fields !== 1) throw bad(`${fields} columns, not one`);
-            const length = chunk.readInt32BE(at + 2);
-            at += 6;
-            if (length === -1) continue; // NULL: nothing to hand over
-            if (at + length > chunk.length) throw bad('a row split across messages');
-            onValue(chunk, at, at + length);
-            count++;
-            at += length;
-          }
-        } catch (error) {
-          failure = error instanceof Error ? error : new Error(String(error));
-        }
+        copyData(message.chunk, 0, message.chunk.length);
       },
       handleCommandComplete() {},
       handleRowDescription() {},
@@ -129,8 +141,12 @@ function copyByteaRows(client: pg.PoolClient, sql: string, onValue: (bytes: Uint
       handleEmptyQuery() {},
       handlePortalSuspended() {},
       handleCopyInResponse() {},
+      // node-pg forgets the statement on an ErrorResponse (its ReadyForQuery then reaches no one):
+      // settled here, or the transaction (holding the CRL's row lock) would wait forever. The
+      // ROLLBACK that follows is queued by node-pg until that ReadyForQuery.
       handleError(error: Error) {
         failure ??= error;
+        reject(failure);
       },
       handleReadyForQuery() {
         if (!failure && !ended) failure = bad('no trailer');
@@ -140,6 +156,124 @@ function copyByteaRows(client: pg.PoolClient, sql: string, onValue: (bytes: Uint
     };
     client.query(submittable as unknown as pg.Query);
   });
+}
+
+/** Backend message types the reader looks for. */
+const COPY_DATA = 0x64; // 'd'
+const READY_FOR_QUERY = 0x5a; // 'Z'
+
+type DataListener = (chunk: Buffer) => void;
+interface PgSocket {
+  listeners(event: 'data'): unknown[];
+  on(event: 'data', listener: DataListener): unknown;
+  prependListener(event: 'data', listener: DataListener): unknown;
+  removeListener(event: 'data', listener: DataListener): unknown;
+}
+
+/**
+ * Stands between a pg connection's socket and node-pg's parser for one COPY TO STDOUT: CopyData
+ * messages go to `onCopyData` (the message's payload, a view into the socket's read), every other
+ * message to node-pg's parser, whole and in order; at ReadyForQuery (the end of the statement) it
+ * gives the socket back. Installed when the COPY is submitted, i.e. right after the previous
+ * statement's ReadyForQuery, when node-pg's parser holds no partial message: a pool connection in
+ * a transaction does not LISTEN, so what may arrive unsolicited between two statements is only a
+ * ParameterStatus after a server configuration reload or a fatal error, a few dozen bytes each.
+ * Such a message cut by the socket's read at that very moment would be the one case this reader
+ * frames wrongly (node-pg's parser, holding its first part, would get the next messages whole).
+ */
+export class CopyDataReader {
+  /** The bytes of an incomplete message at the end of the last read(s), and how many of them there are. */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  private constructor(
+    private readonly socket: PgSocket,
+    private readonly parser: DataListener,
+    private readonly onCopyData: (chunk: Buffer, from: number, to: number) => void,
+  ) {}
+
+  /** Takes over `stream`'s reads when it is node-pg's socket with its one parser listener; else does nothing (node-pg's path). */
+  static install(stream: unknown, onCopyData: (chunk: Buffer, from: number, to: number) => void): void {
+    const candidate = stream as Partial<PgSocket> | null | undefined;
+    if (!candidate || typeof candidate.listeners !== 'function' || typeof candidate.on !== 'function') return;
+    const socket = candidate as PgSocket;
+    const listeners = socket.listeners('data');
+    const parser = listeners[0] as DataListener;
+    if (listeners.length !== 1 || typeof parser !== 'function') return;
+    const reader = new CopyDataReader(socket, parser, onCopyData);
+    socket.removeListener('data', parser);
+    socket.on('data', reader.read);
+  }
+
+  private readonly read = (data: Buffer): void => {
+    let from = 0;
+    if (this.pendingBytes > 0) {
+      // A message begun in an earlier read: joined with only the bytes of this read that complete it
+      // (the rest of the read is walked in place, not copied). A large one may span many reads.
+      let head = this.pending[0]!;
+      if (head.length < 5) {
+        head = Buffer.concat([...this.pending, data.subarray(0, 5)]);
+        if (head.length < 5) {
+          this.pending = [head];
+          this.pendingBytes = head.length;
+          return;
+        }
+      }
+      const missing = 1 + head.readUInt32BE(1) - this.pendingBytes;
+      if (data.length < missing) {
+        this.pending.push(data);
+        this.pendingBytes += data.length;
+        return;
+      }
+      const message = Buffer.concat([...this.pending, data.subarray(0, missing)]);
+      this.pending = [];
+      this.pendingBytes = 0;
+      from = missing;
+      if (this.walk(message, 0) < 0) {
+        if (from < data.length) this.parser(data.subarray(from)); // node-pg reads again: what followed goes to it
+        return;
+      }
+    }
+    const at = this.walk(data, from);
+    if (at >= 0 && at < data.length) {
+      // The start of a message the next read completes: a copy (a view would keep the whole read alive).
+      const rest = Buffer.from(data.subarray(at));
+      this.pending = [rest];
+      this.pendingBytes = rest.length;
+    }
+  };
+
+  /**
+   * The whole messages of chunk[from…]: CopyData to onCopyData, the others to node-pg's parser.
+   * Returns where the first incomplete message starts, or -1 once ReadyForQuery gave node-pg the
+   * socket back (the rest of the chunk was passed to it).
+   */
+  private walk(chunk: Buffer, from: number): number {
+    let at = from;
+    let passFrom = -1; // start of messages to pass on to node-pg's parser
+    while (at + 5 <= chunk.length) {
+      const type = chunk[at]!;
+      const end = at + 1 + (((chunk[at + 1]! << 24) | (chunk[at + 2]! << 16) | (chunk[at + 3]! << 8) | chunk[at + 4]!) >>> 0);
+      if (end > chunk.length) break;
+      if (type === COPY_DATA) {
+        if (passFrom >= 0) this.parser(chunk.subarray(passFrom, at));
+        passFrom = -1;
+        this.onCopyData(chunk, at + 5, end);
+      } else {
+        if (passFrom < 0) passFrom = at;
+        if (type === READY_FOR_QUERY) {
+          // The statement is over: node-pg reads the socket again, from this message on (whatever follows it included).
+          this.socket.removeListener('data', this.read);
+          this.socket.prependListener('data', this.parser);
+          this.parser(chunk.subarray(passFrom));
+          return -1;
+        }
+      }
+      at = end;
+    }
+    if (passFrom >= 0) this.parser(chunk.subarray(passFrom, at));
+    return at;
+  }
 }
 
 const RECONNECT_MIN_MS = 500;

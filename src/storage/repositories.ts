@@ -151,6 +151,7 @@ function operatorRepositories(tx: Queryable): OperatorRepositories {
       forEachRevokedCertificate: (scope, onEntry) => crl.forEachRevokedCertificate(tx, scope, onEntry),
       forEachRevokedEntry: (scope, onEncoded, onEntry) => crl.forEachRevokedEntry(tx, scope, onEncoded, onEntry),
       forEachRevokedCertificateOf: (scope, serials, onEntry) => crl.forEachRevokedCertificateOf(tx, scope, serials, onEntry),
+      backfillCrlEntries: (afterId, limit) => crl.backfillCrlEntries(tx, afterId, limit),
       takePendingRevocations: (issuer) => crl.takePendingRevocations(tx, issuer),
       hasPendingRevocations: (issuer) => crl.hasPendingRevocations(tx, issuer),
       latestCrlNextUpdate: () => crl.latestCrlNextUpdate(tx),

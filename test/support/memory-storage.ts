@@ -573,6 +573,11 @@ export function createMemoryStorage(): MemoryStorage {
         operatorOnly();
         return feed(state.certificates.filter((c) => listed(c, scope)), onEntry);
       },
+      // Nothing stored encoded here: nothing to backfill.
+      async backfillCrlEntries() {
+        operatorOnly();
+        return { lastId: null, scanned: 0, filled: 0 };
+      },
       async forEachRevokedCertificateOf(scope: RevokedEntriesScope, serials: string[], onEntry: RevokedEntryCallback) {
         operatorOnly();
         return feed(state.certificates.filter((c) => serials.includes(c.serial_number) && listed(c, scope)), onEntry);

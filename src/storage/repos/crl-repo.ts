@@ -238,6 +238,43 @@ export async function forEachRevokedEntry(tx: Queryable, scope: RevokedEntriesSc
   return count;
 }
 
+/**
+ * One batch of the crl_entry backfill (migration 036): the next `limit` revoked rows without a
+ * stored entry whose id is above `afterId`, in id order, have their entry computed by the trigger of
+ * migration 035 (an UPDATE naming crl_entry makes it recompute the column from the row: the same
+ * function as at revocation, so the same bytes as the application's encoder). Rows the SQL encoder
+ * declines stay NULL (read as texts, as before) and are passed over by the next batch's `afterId`.
+ * Idempotent: a row with an entry is never selected. The rows are found through migration 036's
+ * partial index (no sequential scan whatever the statistics); rows another transaction holds are
+ * skipped (SKIP LOCKED: a revocation in progress fills its own). Returns the last id seen (null:
+ * none left above afterId), and how many rows were looked at and filled.
+ */
+export async function backfillCrlEntries(tx: Queryable, afterId: number, limit: number): Promise<{ lastId: number | null; scanned: number; filled: number }> {
+  await tx.exec('SET LOCAL enable_seqscan TO off; SET LOCAL enable_bitmapscan TO off; SET LOCAL jit TO off');
+  const { rows } = await tx.query<{ last_id: number | null; scanned: number; filled: number }>(
+    `WITH batch AS (
+       SELECT id FROM device_certificates WHERE status = 'REVOKED' AND crl_entry IS NULL AND id > $1::bigint ORDER BY id LIMIT $2::int FOR UPDATE SKIP LOCKED
+     ), filled AS (
+       UPDATE device_certificates d SET crl_entry = NULL FROM batch WHERE d.id = batch.id RETURNING d.id, d.crl_entry IS NOT NULL AS done
+     )
+     SELECT max(id) AS last_id, count(*)::int AS scanned, count(*) FILTER (WHERE done)::int AS filled FROM filled`,
+    [afterId, limit],
+  );
+  await tx.exec('SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT; SET LOCAL jit TO DEFAULT');
+  const row = rows[0];
+  return { lastId: row?.last_id === null || row?.last_id === undefined ? null : Number(row.last_id), scanned: row?.scanned ?? 0, filled: row?.filled ?? 0 };
+}
+
+/** The plan of one backfillCrlEntries batch's row selection (EXPLAIN, not run), under its settings: for tests. */
+export async function explainCrlEntryBackfill(tx: Queryable): Promise<string> {
+  await tx.exec('SET LOCAL enable_seqscan TO off; SET LOCAL enable_bitmapscan TO off; SET LOCAL jit TO off');
+  const { rows } = await tx.query<{ 'QUERY PLAN': string }>(
+    `EXPLAIN SELECT id FROM device_certificates WHERE status = 'REVOKED' AND crl_entry IS NULL AND id > 0 ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED`,
+  );
+  await tx.exec('SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT; SET LOCAL jit TO DEFAULT');
+  return rows.map((r) => r['QUERY PLAN']).join('\n');
+}
+
 /** The plan of forEachRevokedEntry's statement (EXPLAIN, not run), under its planner settings: for tests. */
 export async function explainRevokedEntryRead(tx: Queryable, scope: RevokedEntriesScope): Promise<string> {
   await setPlanner(tx, 'read');
