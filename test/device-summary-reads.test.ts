@@ -27,7 +27,7 @@ describe.each(oneDriver('pg'))('device summary of an issuance group on %s', (kin
                 SELECT 'acme', 'dev-' || lpad(i::text, 4, '0'), now(), now() FROM generate_series(1, $1) i`, [DEVICES]),
     );
     // The same tenant transaction as the group commit (role, tenant, RLS), a few groups: the trigger's plans are cached per connection.
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 4; round++) {
       const reads = await database.db.asTenant('acme', async (tx) => {
         const before = (await tx.query<{ n: string }>(`SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS n FROM pg_stat_xact_user_tables WHERE relname = 'device_registry'`)).rows[0]?.n ?? '0';
         await tx.query(
@@ -40,7 +40,7 @@ describe.each(oneDriver('pg'))('device summary of an issuance group on %s', (kin
         );
         const after = (await tx.query<{ n: string }>(`SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) AS n FROM pg_stat_xact_user_tables WHERE relname = 'device_registry'`)).rows[0]?.n ?? '0';
         return Number(after) - Number(before);
-      });
+      }, { genericPlans: round >= 2 }); // the group commit's transaction plans generically (issued-certificate-store.ts)
       // Per inserted certificate: its foreign key check, the lock and the update of its device (a few row versions each).
       expect(reads, `round ${round}: device rows read for ${GROUP} certificates`).toBeLessThanOrEqual(GROUP * 8);
     }
