@@ -7,7 +7,8 @@
  *   BENCH_CERTFLEET_BIN_A=/path/to/other/checkout/test/support/certfleet-source.js \
  *   node --import tsx bench/issuance-ab.ts [rounds] [seconds]
  *
- * A is that checkout (built), B this one; BENCH_API_PROCESSES (default 1) for both.
+ * A is that checkout (built), B this one; BENCH_API_PROCESSES (default 1) for both, or
+ * BENCH_API_PROCESSES_A for A alone (A this checkout too: one build, one process against two).
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -20,6 +21,7 @@ import { cpuMs, deviceCsrs, serverCpuMs, serverCpuSnapshot } from './issuance.be
 const rounds = Number(process.argv[2] ?? 2);
 const seconds = Number(process.argv[3] ?? 8);
 const processes = process.env.BENCH_API_PROCESSES ?? '1';
+const processesA = process.env.BENCH_API_PROCESSES_A ?? processes;
 const binA = process.env.BENCH_CERTFLEET_BIN_A;
 if (!binA) throw new Error('BENCH_CERTFLEET_BIN_A: the other build\'s test/support/certfleet-source.js');
 if (!hasCfssl()) throw new Error('cfssl is needed (apt-get install golang-cfssl)');
@@ -41,7 +43,7 @@ async function certfleet(label: string, bin: string | undefined) {
   if (bin) process.env.BENCH_CERTFLEET_BIN = bin;
   else delete process.env.BENCH_CERTFLEET_BIN;
   const db = await benchDatabase();
-  const server = await startServer('api', db.url, { ISSUANCE_RATE_PER_MINUTE: '0', API_PROCESSES: processes });
+  const server = await startServer('api', db.url, { ISSUANCE_RATE_PER_MINUTE: '0', API_PROCESSES: label === 'A' ? processesA : processes });
   const admin = new pg.Client({ connectionString: db.url });
   await admin.connect();
   const out: Record<string, { rate: number; p99: number; node: number; main: number; postgres: number; errors: number }> = {};
@@ -89,7 +91,7 @@ async function cfssl(ca: { certPath: string; keyPath: string }) {
   return out;
 }
 
-console.log(`A: ${binA}; B: this checkout; API_PROCESSES=${processes}; cfssl serve: one process, Go's default GOMAXPROCS (every core); ${seconds} s bursts, 32 in flight`);
+console.log(`A: ${binA}; B: this checkout; API_PROCESSES=${processesA} (A), ${processes} (B); cfssl serve: one process, Go's default GOMAXPROCS (every core); ${seconds} s bursts, 32 in flight`);
 const rows: string[] = [];
 for (let round = 0; round < rounds; round++) {
   const order = round % 2 === 0 ? (['A', 'B'] as const) : (['B', 'A'] as const);
