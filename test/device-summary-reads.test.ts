@@ -6,7 +6,7 @@ import { createTestDatabase, oneDriver, type TestDatabase } from './support/data
  * path) touches the devices of the inserted rows, not the tenant's other devices: with a
  * tenant of many devices, a group of a few certificates reads a few device rows. Counted from
  * Postgres's own statistics of the transaction (pg_stat_xact_user_tables), not from time. Before
- * migration 036 its plan, made while device_registry had no statistics and kept for the
+ * migration 037 its plan, made while device_registry had no statistics and kept for the
  * connection's life, scanned every device of the tenant once per inserted device.
  */
 describe.each(oneDriver('pg'))('device summary of an issuance group on %s', (kind) => {

@@ -18,6 +18,7 @@ import {
   type Tlv,
 } from '../domain/der.ts';
 import { SIGNATURE_ALGORITHMS } from '../pki/crl-signer.ts';
+import { inThreadPool } from '../support/crypto-pool.ts';
 import { PemError, pemBlocks, pemByteLength, pemBytes } from '../pki/pem.ts';
 
 export type CrlVerificationErrorCode =
@@ -86,6 +87,11 @@ function structure(code: CrlVerificationErrorCode, fn: () => Tlv, what: string):
 
 export function verifyCrl(der: Uint8Array, options: VerifyCrlOptions): VerifiedCrl {
   const { verified, signed } = checked(der, options);
+  checkSignature(signed);
+  return verified;
+}
+
+function checkSignature(signed: SignedPart): void {
   let ok = false;
   try {
     ok = verify(signed.hash, signed.data, signed.key, signed.signature);
@@ -93,7 +99,6 @@ export function verifyCrl(der: Uint8Array, options: VerifyCrlOptions): VerifiedC
     ok = false;
   }
   if (!ok) throw badSignature();
-  return verified;
 }
 
 /**
@@ -105,6 +110,13 @@ export function verifyCrl(der: Uint8Array, options: VerifyCrlOptions): VerifiedC
  */
 export function verifyCrlAsync(der: Uint8Array, options: VerifyCrlOptions): Promise<VerifiedCrl> {
   const { verified, signed } = checked(der, options);
+  // Above the pool's copy limit, checked here: less of the calling thread than the pool's copy (support/crypto-pool.ts).
+  if (!inThreadPool(signed.data.length)) {
+    return new Promise((resolve) => {
+      checkSignature(signed);
+      resolve(verified);
+    });
+  }
   return new Promise((resolve, reject) => {
     try {
       verify(signed.hash, signed.data, signed.key, signed.signature, (error, ok) => (error || !ok ? reject(badSignature()) : resolve(verified)));

@@ -3,6 +3,7 @@ import { createPublicKey, sign, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { createCrlSigner } from '../crl-signer.ts';
 import { describeKey, spkiOf } from '../keys.ts';
+import { inThreadPool } from '../../support/crypto-pool.ts';
 import { hashOfAlgorithm, type KeySigner } from './key-signer.ts';
 
 const signAsync = promisify(sign);
@@ -11,7 +12,9 @@ const signAsync = promisify(sign);
  * An ECDSA signature of a small TBS (a certificate: tens of microseconds) is made on the calling
  * thread: handing it to libuv's thread pool costs more CPU than the signature (measured: about
  * 35 µs inline against 70 µs through the pool, on this 2-core machine) and a thread hop per
- * certificate. Anything larger (a CRL) and every RSA signature run in the pool.
+ * certificate. Anything larger (a CRL) and every RSA signature run in the pool, up to the size
+ * where the pool's input copy costs the calling thread more than the signature (a CRL of about
+ * 700,000 entries: support/crypto-pool.ts).
  */
 export const INLINE_SIGN_MAX_BYTES = 16 * 1024;
 
@@ -31,7 +34,7 @@ export function fileKeySigner(privateKey: KeyObject, label = '(in memory)'): Key
     spkiDer: spkiOf(publicKey),
     label,
     sign: (tbs) =>
-      privateKey.asymmetricKeyType === 'ec' && tbs.length <= INLINE_SIGN_MAX_BYTES
+      (privateKey.asymmetricKeyType === 'ec' && tbs.length <= INLINE_SIGN_MAX_BYTES) || !inThreadPool(tbs.length) // support/crypto-pool.ts
         ? new Promise<Buffer>((resolve) => resolve(sign(hash, tbs, options)))
         : signAsync(hash, tbs, options),
     signSync: (tbs) => sign(hash, tbs, options),
