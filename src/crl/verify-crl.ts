@@ -45,6 +45,8 @@ export class CrlVerificationError extends Error {
 
 export interface VerifyCrlOptions {
   caPublicKey: KeyObject;
+  /** verifyCrlAsync: the largest TBS checked in libuv's pool (default support/crypto-pool.ts's; lowered by its test). */
+  threadPoolMaxBytes?: number;
   now: Date;
   /** The last published CRL number: the new one must be strictly greater. */
   previousNumber?: bigint;
@@ -111,7 +113,7 @@ function checkSignature(signed: SignedPart): void {
 export function verifyCrlAsync(der: Uint8Array, options: VerifyCrlOptions): Promise<VerifiedCrl> {
   const { verified, signed } = checked(der, options);
   // Above the pool's copy limit, checked here: less of the calling thread than the pool's copy (support/crypto-pool.ts).
-  if (!inThreadPool(signed.data.length)) {
+  if (!inThreadPool(signed.data.length, options.threadPoolMaxBytes)) {
     return new Promise((resolve) => {
       checkSignature(signed);
       resolve(verified);

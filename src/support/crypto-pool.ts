@@ -11,4 +11,4 @@
 export const THREAD_POOL_MAX_BYTES = 32 * 1024 * 1024;
 
 /** Whether a signature over `bytes` bytes is better made (or checked) in libuv's thread pool than on the calling thread. */
-export const inThreadPool = (bytes: number): boolean => bytes <= THREAD_POOL_MAX_BYTES;
+export const inThreadPool = (bytes: number, maxBytes = THREAD_POOL_MAX_BYTES): boolean => bytes <= maxBytes;

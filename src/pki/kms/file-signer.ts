@@ -3,7 +3,7 @@ import { createPublicKey, sign, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { createCrlSigner } from '../crl-signer.ts';
 import { describeKey, spkiOf } from '../keys.ts';
-import { inThreadPool } from '../../support/crypto-pool.ts';
+import { inThreadPool, THREAD_POOL_MAX_BYTES } from '../../support/crypto-pool.ts';
 import { hashOfAlgorithm, type KeySigner } from './key-signer.ts';
 
 const signAsync = promisify(sign);
@@ -19,7 +19,8 @@ const signAsync = promisify(sign);
 export const INLINE_SIGN_MAX_BYTES = 16 * 1024;
 
 /** EC P-256/P-384 (ECDSA with SHA-256/384) or RSA (sha256WithRSAEncryption). */
-export function fileKeySigner(privateKey: KeyObject, label = '(in memory)'): KeySigner {
+/** `threadPoolMaxBytes`: the largest input signed in libuv's pool (support/crypto-pool.ts; lowered by its test). */
+export function fileKeySigner(privateKey: KeyObject, label = '(in memory)', threadPoolMaxBytes = THREAD_POOL_MAX_BYTES): KeySigner {
   const crl = createCrlSigner(privateKey); // refuses a public key or an unsupported type
   const algorithmIdentifierDer = Buffer.from(crl.algorithmIdentifierDer);
   const hash = hashOfAlgorithm(algorithmIdentifierDer);
@@ -34,7 +35,7 @@ export function fileKeySigner(privateKey: KeyObject, label = '(in memory)'): Key
     spkiDer: spkiOf(publicKey),
     label,
     sign: (tbs) =>
-      (privateKey.asymmetricKeyType === 'ec' && tbs.length <= INLINE_SIGN_MAX_BYTES) || !inThreadPool(tbs.length) // support/crypto-pool.ts
+      (privateKey.asymmetricKeyType === 'ec' && tbs.length <= INLINE_SIGN_MAX_BYTES) || !inThreadPool(tbs.length, threadPoolMaxBytes) // support/crypto-pool.ts
         ? new Promise<Buffer>((resolve) => resolve(sign(hash, tbs, options)))
         : signAsync(hash, tbs, options),
     signSync: (tbs) => sign(hash, tbs, options),
