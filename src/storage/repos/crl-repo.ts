@@ -250,28 +250,33 @@ export async function forEachRevokedEntry(tx: Queryable, scope: RevokedEntriesSc
  * none left above afterId), and how many rows were looked at and filled.
  */
 export async function backfillCrlEntries(tx: Queryable, afterId: number, limit: number): Promise<{ lastId: number | null; scanned: number; filled: number }> {
-  await tx.exec('SET LOCAL enable_seqscan TO off; SET LOCAL enable_bitmapscan TO off; SET LOCAL jit TO off');
-  const { rows } = await tx.query<{ last_id: number | null; scanned: number; filled: number }>(
-    `WITH batch AS (
-       SELECT id FROM device_certificates WHERE status = 'REVOKED' AND crl_entry IS NULL AND id > $1::bigint ORDER BY id LIMIT $2::int FOR UPDATE SKIP LOCKED
-     ), filled AS (
-       UPDATE device_certificates d SET crl_entry = NULL FROM batch WHERE d.id = batch.id RETURNING d.id, d.crl_entry IS NOT NULL AS done
-     )
-     SELECT max(id) AS last_id, count(*)::int AS scanned, count(*) FILTER (WHERE done)::int AS filled FROM filled`,
-    [afterId, limit],
+  const { rows } = await withBackfillPlanner(tx, () =>
+    tx.query<{ last_id: number | null; scanned: number; filled: number }>(
+      `WITH batch AS (${BACKFILL_BATCH_SQL}), filled AS (
+         UPDATE device_certificates d SET crl_entry = NULL FROM batch WHERE d.id = batch.id RETURNING d.id, d.crl_entry IS NOT NULL AS done
+       )
+       SELECT max(id) AS last_id, count(*)::int AS scanned, count(*) FILTER (WHERE done)::int AS filled FROM filled`,
+      [afterId, limit],
+    ),
   );
-  await tx.exec('SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT; SET LOCAL jit TO DEFAULT');
   const row = rows[0];
   return { lastId: row?.last_id === null || row?.last_id === undefined ? null : Number(row.last_id), scanned: row?.scanned ?? 0, filled: row?.filled ?? 0 };
 }
 
+/** One backfill batch's rows: revoked, no stored entry, above $1 in id order, at most $2, skipping rows another transaction holds. */
+const BACKFILL_BATCH_SQL = `SELECT id FROM device_certificates WHERE status = 'REVOKED' AND crl_entry IS NULL AND id > $1::bigint ORDER BY id LIMIT $2::int FOR UPDATE SKIP LOCKED`;
+
+/** Runs `fn` with the backfill's planner settings (migration 036's partial index, whatever the statistics), then restores the defaults. */
+async function withBackfillPlanner<T>(tx: Queryable, fn: () => Promise<T>): Promise<T> {
+  await tx.exec('SET LOCAL enable_seqscan TO off; SET LOCAL enable_bitmapscan TO off; SET LOCAL jit TO off');
+  const result = await fn();
+  await tx.exec('SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT; SET LOCAL jit TO DEFAULT');
+  return result;
+}
+
 /** The plan of one backfillCrlEntries batch's row selection (EXPLAIN, not run), under its settings: for tests. */
 export async function explainCrlEntryBackfill(tx: Queryable): Promise<string> {
-  await tx.exec('SET LOCAL enable_seqscan TO off; SET LOCAL enable_bitmapscan TO off; SET LOCAL jit TO off');
-  const { rows } = await tx.query<{ 'QUERY PLAN': string }>(
-    `EXPLAIN SELECT id FROM device_certificates WHERE status = 'REVOKED' AND crl_entry IS NULL AND id > 0 ORDER BY id LIMIT 1000 FOR UPDATE SKIP LOCKED`,
-  );
-  await tx.exec('SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT; SET LOCAL jit TO DEFAULT');
+  const { rows } = await withBackfillPlanner(tx, () => tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${BACKFILL_BATCH_SQL}`, [0, 1000]));
   return rows.map((r) => r['QUERY PLAN']).join('\n');
 }
 
