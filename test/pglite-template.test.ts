@@ -1,4 +1,5 @@
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, type Dirent } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -78,6 +79,18 @@ describe('the embedded database template (a packed, migrated, empty data dir)', 
     expect(readdirSync(dataDir)).toContain('PG_VERSION');
     expect(readdirSync(dir).filter((f) => f.endsWith('.unpacking'))).toEqual([]);
     expect(templateFor(dataDir, template)).toBeUndefined(); // PGlite opens it as it is
+    // The same template as a plain tar (what a test run hands its processes, global-setup.ts): the same files.
+    const plain = join(dir, 'template.tar');
+    writeFileSync(plain, gunzipSync(readFileSync(template)));
+    const fromPlain = join(dir, 'unpacked-plain');
+    expect(unpackTemplate(fromPlain, plain)).toBe(true);
+    const files = (root: string) =>
+      (readdirSync(root, { recursive: true, withFileTypes: true }) as Dirent[])
+        .filter((e) => e.isFile())
+        .map((e) => join(e.parentPath, e.name).slice(root.length))
+        .sort();
+    expect(files(fromPlain)).toEqual(files(dataDir));
+    for (const f of files(dataDir)) expect(readFileSync(join(fromPlain, f)).equals(readFileSync(join(dataDir, f))), f).toBe(true);
     const db = await openPglite(dataDir);
     try {
       expect(await migrate(createPgliteDriver(db))).toEqual([]);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { startTestPostgres } from '../../scripts/test-setup.mjs';
 import { writePgliteTemplate } from '../../src/storage/pglite-template.ts';
 import { ensurePgTemplate } from './databases.ts';
-import { testTemplatePath } from './pglite-template.ts';
+import { testTemplatePath, writeTestTemplateTar } from './pglite-template.ts';
 
 export default async function setup(): Promise<() => Promise<void>> {
   const postgres = await startTestPostgres();
@@ -25,7 +25,9 @@ export default async function setup(): Promise<() => Promise<void>> {
   // Every embedded data dir the tests open (the CLI and services in the test process run from the
   // TypeScript sources, which have no template beside them and ran initdb and every migration, about
   // 2 to 3 s of CPU each; and the CLI processes they spawn) starts from this run's template.
-  process.env.CERTFLEET_PGLITE_TEMPLATE = template;
+  // As a plain tar (test/support/pglite-template.ts, writeTestTemplateTar): gunzipped once for the
+  // run instead of in every process that starts an embedded database.
+  process.env.CERTFLEET_PGLITE_TEMPLATE = writeTestTemplateTar();
   return async () => {
     logServerCpu((postgres as { dataDir?: string }).dataDir);
     await postgres.stop();
