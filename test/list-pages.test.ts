@@ -6,7 +6,7 @@ import type { CertificateListQuery, DeviceListQuery } from '../src/app/storage-p
 import { listCertificates } from '../src/storage/repos/certificates-repo.ts';
 import { listDevices } from '../src/storage/repos/devices-repo.ts';
 import { listAlerts } from '../src/storage/repos/alerts-repo.ts';
-import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
+import { createTestDatabase, DRIVERS, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { scaled } from './support/timeouts.ts';
 
@@ -65,7 +65,11 @@ async function walk(t: TestService, tenant: string | null, path: string, key: 'c
   return { ids, totals };
 }
 
-describe.each(DRIVERS)('list pages and their exact totals on %s', (kind) => {
+// The counters (statement triggers), their row-level security and the API's pages and totals are
+// the same SQL on both drivers: on Postgres only (oneDriver), where concurrent transactions can
+// race on a counter row; the plans below, which differ by driver, on both.
+// CERTFLEET_TEST_ALL_DRIVERS=1 runs these on PGlite too.
+describe.each(oneDriver('pg'))('list pages and their exact totals on %s', (kind) => {
   let database: TestDatabase;
   let t: TestService;
 
