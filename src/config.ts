@@ -12,6 +12,8 @@ export interface Config {
   dataDir: string;
   /** CERTFLEET_PGLITE_TEMPLATE: the packed template a new embedded database starts from instead of the one the build wrote beside dist/storage (null: that one). */
   pgliteTemplatePath: string | null;
+  /** CERTFLEET_PGLITE_SHARED_BUFFERS: the embedded database's buffer pool, e.g. 32MB (null: PGlite's default, 128 MB). */
+  pgliteSharedBuffers: string | null;
   /** DATABASE_URL set or NODE_ENV=production: no development CA is created. */
   productionMode: boolean;
   caCertPath: string;
@@ -229,6 +231,15 @@ export function estListenerConfig(config: Config): { port: number; host: string;
   return { port: est.port, host: est.host, tlsCertPath: est.tlsCertPath, tlsKeyPath: est.tlsKeyPath };
 }
 
+/** A Postgres memory size for shared_buffers (at least 1MB, at most 8GB), or null when unset. */
+function sharedBuffers(raw: string | undefined): string | null {
+  if (!raw) return null;
+  const m = /^([1-9]\d*)(MB|GB)$/.exec(raw);
+  const mb = m ? Number(m[1]) * (m[2] === 'GB' ? 1024 : 1) : 0;
+  if (!m || mb > 8192) throw new Error(`CERTFLEET_PGLITE_SHARED_BUFFERS must be a size such as 32MB or 1GB, at most 8GB (got "${raw}")`);
+  return raw;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const dataDir = resolve(env.CERTFLEET_DATA_DIR || './data');
   const port = int(env, 'PORT', 8080, 0, 65535);
@@ -259,6 +270,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     databaseUrl,
     dataDir,
     pgliteTemplatePath: env.CERTFLEET_PGLITE_TEMPLATE ? resolve(env.CERTFLEET_PGLITE_TEMPLATE) : null,
+    pgliteSharedBuffers: sharedBuffers(env.CERTFLEET_PGLITE_SHARED_BUFFERS),
     productionMode: Boolean(databaseUrl) || env.NODE_ENV === 'production',
     caCertPath: resolve(env.DEVICE_CA_CERT_PATH || `${dataDir}/pki/device-ca.crt`),
     caKeyPath: resolve(env.DEVICE_CA_KEY_PATH || `${dataDir}/pki/device-ca.key`),

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { PGlite } from '@electric-sql/pglite';
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../src/config.ts';
 import { migrate } from '../src/storage/migrate.ts';
 import { createPgliteDriver, openPglite } from '../src/storage/pglite-driver.ts';
 import { templateFor, unpackTemplate, writePgliteTemplate } from '../src/storage/pglite-template.ts';
@@ -93,16 +94,27 @@ describe('the embedded database template (a packed, migrated, empty data dir)', 
     for (const f of files(dataDir)) expect(readFileSync(join(fromPlain, f)).equals(readFileSync(join(dataDir, f))), f).toBe(true);
     const db = await openPglite(dataDir);
     try {
+      expect((await db.query<{ shared_buffers: string }>('SHOW shared_buffers')).rows[0]?.shared_buffers).toBe('128MB'); // PGlite's default
       expect(await migrate(createPgliteDriver(db))).toEqual([]);
       expect(await schemaOf(db)).toEqual(expected);
       await db.query('CREATE TEMP TABLE t (x int)'); // a working database
     } finally {
       await db.close();
     }
-    // Opened again (a restart): still the same database.
-    const again = await openPglite(dataDir);
+    // Opened again (a restart): still the same database; here with the buffer pool a setting asks
+    // for (CERTFLEET_PGLITE_SHARED_BUFFERS, which a test run sets for every process it starts).
+    const again = await openPglite(dataDir, undefined, { sharedBuffers: loadConfig({ CERTFLEET_PGLITE_SHARED_BUFFERS: '24MB' }).pgliteSharedBuffers });
+    expect((await again.query<{ shared_buffers: string }>('SHOW shared_buffers')).rows[0]?.shared_buffers).toBe('24MB');
     expect(await schemaOf(again)).toEqual(expected);
     await again.close();
+  });
+
+  it('CERTFLEET_PGLITE_SHARED_BUFFERS takes a size in MB or GB, at most 8GB; unset leaves PGlite its default', () => {
+    expect(loadConfig({}).pgliteSharedBuffers).toBeNull();
+    expect(loadConfig({ CERTFLEET_PGLITE_SHARED_BUFFERS: '1GB' }).pgliteSharedBuffers).toBe('1GB');
+    for (const bad of ['32', '0MB', '32mb', '9GB', '32MB; x', '-1MB']) {
+      expect(() => loadConfig({ CERTFLEET_PGLITE_SHARED_BUFFERS: bad }), bad).toThrow(`CERTFLEET_PGLITE_SHARED_BUFFERS must be a size such as 32MB or 1GB, at most 8GB (got "${bad}")`);
+    }
   });
 
   it('is never unpacked into a data dir that already holds something, nor when it is missing', () => {

@@ -14,7 +14,7 @@ export interface Storage {
 }
 
 /** Real Postgres when DATABASE_URL is set; otherwise PGlite in the data dir, locked to this process. */
-export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'> & Partial<Pick<Config, 'pgliteTemplatePath'>>): Promise<Storage> {
+export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'> & Partial<Pick<Config, 'pgliteTemplatePath' | 'pgliteSharedBuffers'>>): Promise<Storage> {
   let driver: Driver;
   let release = () => {};
   if (config.databaseUrl) {
@@ -38,7 +38,7 @@ export async function openStorage(config: Pick<Config, 'databaseUrl' | 'dataDir'
       } catch {
         unpacked = false;
       }
-      driver = createPgliteDriver(await openPglite(dir, unpacked ? undefined : templateFor(dir, config.pgliteTemplatePath ?? undefined)));
+      driver = createPgliteDriver(await openPglite(dir, unpacked ? undefined : templateFor(dir, config.pgliteTemplatePath ?? undefined), { sharedBuffers: config.pgliteSharedBuffers }));
       chmodSync(dir, 0o700);
     } catch (e) {
       release();

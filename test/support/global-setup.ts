@@ -28,6 +28,9 @@ export default async function setup(): Promise<() => Promise<void>> {
   // As a plain tar (test/support/pglite-template.ts, writeTestTemplateTar): gunzipped once for the
   // run instead of in every process that starts an embedded database.
   process.env.CERTFLEET_PGLITE_TEMPLATE = writeTestTemplateTar();
+  // Their buffer pool: 32MB, as the test databases (databases.ts), instead of 128MB: about 0.4 s of
+  // CPU less per process that opens an embedded database (measured: 1.37 -> 0.98 s, 3 starts each).
+  process.env.CERTFLEET_PGLITE_SHARED_BUFFERS ??= '32MB';
   return async () => {
     logServerCpu((postgres as { dataDir?: string }).dataDir);
     await postgres.stop();

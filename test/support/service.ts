@@ -25,7 +25,9 @@ export function testConfig(dataDir: string, env: Record<string, string> = {}): C
   // Tests mint development tokens, also where they run in production mode: say so explicitly.
   // The run's PGlite template (global-setup.ts) for a service that opens its own embedded database.
   const template = process.env.CERTFLEET_PGLITE_TEMPLATE ? { CERTFLEET_PGLITE_TEMPLATE: process.env.CERTFLEET_PGLITE_TEMPLATE } : {};
-  return loadConfig({ CERTFLEET_DATA_DIR: dataDir, PORT: '8080', CERTFLEET_AUTH: 'development', ...template, ...env });
+  // and its buffer pool size (global-setup.ts), as for the CLI processes the tests spawn.
+  const buffers = process.env.CERTFLEET_PGLITE_SHARED_BUFFERS ? { CERTFLEET_PGLITE_SHARED_BUFFERS: process.env.CERTFLEET_PGLITE_SHARED_BUFFERS } : {};
+  return loadConfig({ CERTFLEET_DATA_DIR: dataDir, PORT: '8080', CERTFLEET_AUTH: 'development', ...template, ...buffers, ...env });
 }
 
 /** A service on the given test database with a manual clock and its own data dir (dev CA, token key). */
