@@ -58,7 +58,7 @@ export function unpackTemplate(dataDir: string, path: string = PGLITE_TEMPLATE_P
   const packed = readFileSync(path);
   // gzip (what the build writes), or a plain tar: a test run keeps its template unpacked
   // (test/support/global-setup.ts), since every process that starts an embedded database from it
-  // would otherwise gunzip the same 40 MB again (about 0.3 s of CPU each).
+  // would otherwise gunzip the same 40 MB again (about 0.2 s of CPU each).
   const tar = packed[0] === 0x1f && packed[1] === 0x8b ? gunzipSync(packed) : packed;
   const staging = join(dirname(dataDir), `.${Date.now()}-${process.pid}.unpacking`);
   rmSync(staging, { recursive: true, force: true });

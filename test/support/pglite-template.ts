@@ -42,7 +42,8 @@ export function testTemplatePath(): string {
  * The run's template as a plain tar beside the gzipped one (written by global-setup.ts): what
  * every embedded database of the run starts from (CERTFLEET_PGLITE_TEMPLATE: the CLI processes the
  * tests spawn and the services they start on a data dir of their own). Unpacked once per run
- * instead of once per process (`unpackTemplate` takes either): about 0.3 s of CPU per such start.
+ * instead of once per process (`unpackTemplate` takes either): about 0.2 s of CPU per such start
+ * (a `migrate` on a new data dir: 2.94 -> 2.78 s, 5 runs each).
  */
 export function testTemplateTarPath(): string {
   return testTemplatePath().replace(/\.tar\.gz$/, '.tar');
