@@ -6,6 +6,7 @@ import type { CertificateListQuery, DeviceListQuery } from '../src/app/storage-p
 import { listCertificates } from '../src/storage/repos/certificates-repo.ts';
 import { listDevices } from '../src/storage/repos/devices-repo.ts';
 import { listAlerts } from '../src/storage/repos/alerts-repo.ts';
+import { DEVICE_TOTAL_CAP } from '../src/domain/device.ts';
 import { createTestDatabase, DRIVERS, oneDriver, type TestDatabase } from './support/databases.ts';
 import { startTestService, type TestService } from './support/service.ts';
 import { scaled } from './support/timeouts.ts';
@@ -369,7 +370,13 @@ describe.each(DRIVERS)('list page plans on %s, with and without table statistics
           for (const sort of all.filter((n) => n['Node Type'] === 'Sort' || n['Node Type'] === 'Incremental Sort')) {
             expect(sort.Plans?.map((n) => n['Node Type']), shown).toEqual(['CTE Scan']);
           }
-          expect(buffers(plan), `${shown} read ${buffers(plan)} blocks`).toBeLessThan(1500);
+          // A capped total reads at most DEVICE_TOTAL_CAP + 1 index entries. Before any VACUUM (no
+          // visibility map: autovacuum is off above) each is also a heap fetch (1,001 of them for the
+          // 'id prefix, deep' total), on the same page as the previous one or not depending on where
+          // the load's device-summary updates left each row version: 228 buffers in one run of this
+          // file, 1,938 in another with the same plan. Three per entry allows for that; a walk of
+          // the tenant's 20,000 devices would read more than 20,000.
+          expect(buffers(plan), `${shown} read ${buffers(plan)} blocks`).toBeLessThan(3 * (DEVICE_TOTAL_CAP + 1) + 100);
         }
       }
     }
