@@ -22,7 +22,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { RENDER_OPTIONS_FILE } from '../src/broker/broker-files.ts';
 import type { MosquittoConfigOptions } from '../src/broker/mosquitto-config.ts';
 import { join } from 'node:path';
@@ -41,6 +41,8 @@ import { createLogger } from '../src/support/logger.ts';
 
 const SIZES = process.env.BENCH_REFUSAL_SIZES?.split(',').filter(Boolean).map(Number) ?? scaled([0, 100_000, 1_000_000], [0, 10_000]);
 const REVOCATIONS = scaled(20, 6);
+/** BENCH_BROKER_GLIBC_TUNABLES: Mosquitto's GLIBC_TUNABLES (e.g. the README's malloc settings); only the broker's. */
+const BROKER_ENV = process.env.BENCH_BROKER_GLIBC_TUNABLES ? { GLIBC_TUNABLES: process.env.BENCH_BROKER_GLIBC_TUNABLES } : undefined;
 const LAYOUT = process.env.BENCH_BROKER_CRL_LAYOUT === 'crlfile' ? 'crlfile' : 'capath';
 const OLD_RELOAD = LAYOUT === 'capath' && process.env.BENCH_REFUSAL_OLD_RELOAD !== '0';
 const TENANT = 'bench';
@@ -92,19 +94,38 @@ async function measureReload(broker: { pid: number; logs(): string; waitForLog(p
     reloadCpu.push(cpuMsOf(broker.pid) - cpu0); // the reload and one handshake
     await broker.waitForLog(/Reloading config/, 60_000, offset);
   }
-  return { connectMs, reloadMs: reloads.sort((a, b) => a - b)[1]!, reloadCpuMs: reloadCpu.sort((a, b) => a - b)[1]! };
+  // The CPU split: the reload alone (SIGHUP, until the broker's CPU time stops growing), then the first handshake after it.
+  const aloneCpu: number[] = [];
+  const firstHandshakeCpu: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const offset = broker.logs().length;
+    const cpu0 = cpuMsOf(broker.pid);
+    process.kill(broker.pid, 'SIGHUP');
+    await broker.waitForLog(/Reloading config/, 60_000, offset);
+    let last = -1;
+    for (let now = cpuMsOf(broker.pid); now !== last; now = cpuMsOf(broker.pid)) {
+      last = now;
+      await sleep(150);
+    }
+    aloneCpu.push(last - cpu0);
+    if ((await connect(good)) !== 'accepted') throw new Error('a valid certificate was refused after a reload');
+    firstHandshakeCpu.push(cpuMsOf(broker.pid) - last);
+  }
+  const median = (xs: number[]) => xs.sort((a, b) => a - b)[1]!;
+  return { connectMs, reloadMs: median(reloads), reloadCpuMs: median(reloadCpu), reloadAloneCpuMs: median(aloneCpu), firstHandshakeCpuMs: median(firstHandshakeCpu) };
 }
 
 /** The same CRL file as the broker's `crlfile` (the layout before issue 22), in a second Mosquitto: its reload. */
 async function measureOldLayoutReload(brokerDir: string, crlPath: string, tmp: string, good: Files) {
   const dir = join(tmp, 'broker-crlfile');
-  mkdirSync(join(dir, 'run'), { recursive: true, mode: 0o755 });
+  mkdirSync(join(dir, 'run'), { recursive: true });
+  chmodSync(join(dir, 'run'), 0o777); // Mosquitto writes its pid there as its own user
   const options = JSON.parse(readFileSync(join(brokerDir, RENDER_OPTIONS_FILE), 'utf8')) as MosquittoConfigOptions;
   delete options.crlHashDir;
   options.crlFile = crlPath;
   options.pidFile = join(dir, 'run', 'mosquitto.pid');
   writeFileSync(join(dir, RENDER_OPTIONS_FILE), JSON.stringify(options));
-  const old = await startMosquitto({ configDir: dir, startTimeoutMs: 300_000, logTypes: ['information'] });
+  const old = await startMosquitto({ configDir: dir, startTimeoutMs: 300_000, logTypes: ['information'], env: BROKER_ENV });
   try {
     if (!readFileSync(old.configFile, 'utf8').includes(`crlfile ${crlPath}`)) throw new Error('the old-layout broker does not read the CRL file');
     return await measureReload(old, { ...good, port: old.port });
@@ -123,7 +144,7 @@ export async function measureSize(revokedAlready: number) {
     }
     const port = await freePort();
     const brokerConfig = runBrokerConfig(fixture.env, join(tmp, 'broker'), ['--port', String(port), '--no-kick', '--crl-layout', LAYOUT, ...benchAclArgs()]);
-    const broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true, startTimeoutMs: 300_000 });
+    const broker = await startMosquitto({ configDir: join(tmp, 'broker'), asWritten: true, startTimeoutMs: 300_000, env: BROKER_ENV });
     // back-to-back revocations: without the large-CRL reload bound (BROKER_LARGE_CRL_RELOAD_INTERVAL_SECONDS), as measured before it existed
     const env: Record<string, string> = { ...fixture.env, ...brokerConfig.env, BROKER_LARGE_CRL_RELOAD_INTERVAL_SECONDS: '0' };
     const t = await startTestService(database, { dataDir: join(tmp, 'data'), env, overrides: { logger: createLogger({ level: 'warn', destination: { write: () => undefined } }) } });
@@ -143,7 +164,8 @@ export async function measureSize(revokedAlready: number) {
       const crlEntries = crlEntryCount(crlPemToDer(readFileSync(env.CRL_OUTPUT_PATH, 'latin1')));
 
       // The broker's own reload time for a CRL this size (capath: with the first handshake's lazy CRL load).
-      const { connectMs, reloadMs, reloadCpuMs } = await measureReload(broker, good.files);
+      const reload = await measureReload(broker, good.files);
+      const { connectMs, reloadMs, reloadCpuMs } = reload;
       const oldLayout = OLD_RELOAD ? await measureOldLayoutReload(join(tmp, 'broker'), env.CRL_OUTPUT_PATH, tmp, good.files) : null;
 
       // Revoke call → first refused connection.
@@ -164,11 +186,12 @@ export async function measureSize(revokedAlready: number) {
         latencies.push(performance.now() - started);
       }
       latencies.sort((a, b) => a - b);
-      const result = { revokedAlready, crlEntries, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)!, reloadMs, reloadCpuMs, connectMs, oldReloadMs: oldLayout?.reloadMs ?? NaN, oldReloadCpuMs: oldLayout?.reloadCpuMs ?? NaN };
+      const result = { revokedAlready, crlEntries, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1)!, reloadMs, reloadCpuMs, connectMs, oldReloadMs: oldLayout?.reloadMs ?? NaN, oldReloadCpuMs: oldLayout?.reloadCpuMs ?? NaN, split: `${fmt(reload.reloadAloneCpuMs, 0)} + ${fmt(reload.firstHandshakeCpuMs, 0)}`, oldSplit: oldLayout ? `${fmt(oldLayout.reloadAloneCpuMs, 0)} + ${fmt(oldLayout.firstHandshakeCpuMs, 0)}` : '-' };
       console.log(
         `${fmt(revokedAlready, 0)} already revoked (CRL file: ${fmt(crlEntries, 0)} entries): revoke → refusal p50 ${fmt(result.p50, 0)} ms, p99 ${fmt(result.p99, 0)} ms (max ${fmt(result.max, 0)}); ` +
           `broker reload (${LAYOUT}) ${fmt(reloadMs, 0)} ms, ${fmt(reloadCpuMs, 0)} ms of Mosquitto CPU (connection ${fmt(connectMs, 0)} ms)` +
-          (oldLayout ? `; same CRL as crlfile: reload ${fmt(oldLayout.reloadMs, 0)} ms, ${fmt(oldLayout.reloadCpuMs, 0)} ms of CPU` : ''),
+          `, CPU reload alone + first handshake ${result.split} ms` +
+          (oldLayout ? `; same CRL as crlfile: reload ${fmt(oldLayout.reloadMs, 0)} ms, ${fmt(oldLayout.reloadCpuMs, 0)} ms of CPU (alone + first handshake ${result.oldSplit} ms)` : ''),
       );
       return result;
     } finally {
@@ -185,11 +208,11 @@ function expect201(r: { status: number; body: string }) {
 }
 
 export async function runBrokerRefusalBench() {
-  console.log(`\n## Revocation → broker refusal (real Mosquitto, certfleet on Postgres, ${REVOCATIONS} revocations per size; ${benchAclLabel()}; CRL layout ${LAYOUT})`);
+  console.log(`\n## Revocation → broker refusal (real Mosquitto, certfleet on Postgres, ${REVOCATIONS} revocations per size; ${benchAclLabel()}; CRL layout ${LAYOUT}${BROKER_ENV ? `; broker GLIBC_TUNABLES=${BROKER_ENV.GLIBC_TUNABLES}` : ''})`);
   const rows: (string | number)[][] = [];
   for (const size of SIZES) {
     const r = await measureSize(size);
-    rows.push([size, r.crlEntries, REVOCATIONS, round(r.p50, 0), round(r.p99, 0), round(r.max, 0), round(r.reloadMs, 0), round(r.reloadCpuMs, 0), round(r.oldReloadMs, 0), round(r.oldReloadCpuMs, 0), round(r.p50 - r.reloadMs, 0), round(loadavg()[0], 1)]);
+    rows.push([size, r.crlEntries, REVOCATIONS, round(r.p50, 0), round(r.p99, 0), round(r.max, 0), round(r.reloadMs, 0), round(r.reloadCpuMs, 0), r.split, round(r.oldReloadMs, 0), round(r.oldReloadCpuMs, 0), r.oldSplit, round(r.p50 - r.reloadMs, 0), round(loadavg()[0], 1)]);
   }
   emitTable({
     id: 'broker-refusal',
@@ -199,10 +222,11 @@ export async function runBrokerRefusalBench() {
       'Each revocation over the API, then a TLS client connects every 5 ms until the broker refuses the certificate (TLS alert 44). ' +
       `CRL layout: ${LAYOUT === 'capath' ? 'capath (placeholder crlfile, the CRL loaded at the first handshake after a reload; the default since issue 22)' : 'crlfile (the CRL loaded twice per reload)'}. ` +
       "Broker reload: SIGHUP → first accepted connection, less an ordinary connection's time, median of 3 (capath: including that handshake's CRL load); Mosquitto's CPU over the same span (/proc, 10 ms steps). " +
+      "CPU split: SIGHUP until the broker's CPU time stops growing (150 ms polls), then the first handshake after it (capath: the CRL's lazy load). " +
       'The same for the single-crlfile layout: a second Mosquitto with `crlfile CRL_OUTPUT_PATH`, same CRL, same run. ' +
       'Back to back, so the large-CRL reload bound is off here (`BROKER_LARGE_CRL_RELOAD_INTERVAL_SECONDS=0`; with it, a revocation within 10 s of the previous reload of a CRL of 4 MiB or more waits for the rest of the interval). ' +
       'No peer: openssl, the seed\'s Python approach and cfssl do not publish to a broker.',
-    columns: ['revoked already', 'entries in the CRL file before', 'revocations', 'p50 ms', 'p99 ms', 'max ms', "broker's own reload ms", 'Mosquitto CPU per reload ms', 'crlfile layout: reload ms', 'crlfile layout: CPU per reload ms', 'p50 less the reload ms (target: ≤ 250 p50 at 100k, ≤ 400 at 1M)', 'load avg (1 min) at the end'],
+    columns: ['revoked already', 'entries in the CRL file before', 'revocations', 'p50 ms', 'p99 ms', 'max ms', "broker's own reload ms", 'Mosquitto CPU per reload ms', 'CPU: reload alone + first handshake ms', 'crlfile layout: reload ms', 'crlfile layout: CPU per reload ms', 'crlfile layout: CPU alone + first handshake ms', 'p50 less the reload ms (target: ≤ 250 p50 at 100k, ≤ 400 at 1M)', 'load avg (1 min) at the end'],
     rows,
   });
 }
