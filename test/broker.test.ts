@@ -175,7 +175,9 @@ describe('writeBrokerConfig + Mosquitto mTLS + CRL reload', () => {
       `keyfile ${config.files.serverKey}`,
       'require_certificate true',
       'use_identity_as_username true',
-      `crlfile ${crlPath}`,
+      // the CRL hash folder layout (issue 22): the CRL file is looked up through capath, the crlfile a placeholder
+      `capath ${crlPath}.hash`,
+      `crlfile ${config.files.crlPlaceholder}`,
       `pid_file ${config.files.pidFile}`,
       'allow_anonymous false',
       'persistence false',
