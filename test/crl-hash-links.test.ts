@@ -12,6 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { crlFileTarget } from '../src/broker/agent/crl-targets.ts';
+import { createBrokerTrustFiles } from '../src/crl/broker-trust-files.ts';
+import { silentLogger } from '../src/support/logger.ts';
 import type { CheckedCrl } from '../src/broker/agent/bundle-check.ts';
 import { crlHashDirFor, syncCrlHashLinks } from '../src/broker/crl-hash-links.ts';
 import { renderCrlPlaceholder, CRL_PLACEHOLDER_ISSUER } from '../src/broker/crl-placeholder.ts';
@@ -126,5 +128,52 @@ describe('broker-config: the CRL layouts', () => {
     expect(old).not.toMatch(/^capath /m);
     expect(existsSync(`${crlPath}.hash`)).toBe(false);
     expect(single.lines.join('\n')).toMatch(/removed .*\.hash/);
+  });
+});
+
+describe("serve's broker trust files keep the hash folder in the files' order", () => {
+  it('at every reload every CA in the cafile has its link; a new CA gets it with its first CRL, a leaving CA loses it after the cafile', async () => {
+    const dir = join(root, 'trust');
+    mkdirSync(dir);
+    const crlPath = join(dir, 'device-crl.pem');
+    const caPath = join(dir, 'device-ca.crt');
+    const hashDir = crlHashDirFor(crlPath);
+    mkdirSync(hashDir);
+    const [a, b, a2] = await Promise.all([createDeviceCa({ now: new Date(), commonName: 'Trust A' }), createDeviceCa({ now: new Date(), commonName: 'Trust B' }), createDeviceCa({ now: new Date(), commonName: 'Trust A' })]);
+    const hashOf = (pem: string) => subjectHash(new X509Certificate(pem).raw);
+    const member = (id: string, certPem: string) => ({ issuerKeyId: id, certPem });
+    const seen: Array<{ cafile: string[]; links: string[] }> = [];
+    const cafileHashes = () => (existsSync(caPath) ? (readFileSync(caPath, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map(hashOf) : []);
+    const reloader = {
+      configured: true,
+      description: 'test',
+      async reload() {
+        seen.push({ cafile: cafileHashes(), links: readdirSync(hashDir).filter((n) => n.endsWith('.r0')).map((n) => n.slice(0, 8)) });
+      },
+    };
+    const trust = createBrokerTrustFiles({ crlPath, caPath, reloader, logger: silentLogger, hashDir });
+    await trust.setMembers([member('a', a.certPem)]);
+    writeFileSync(crlPath, 'CRL A'); // the one CA's pipeline writes CRL_OUTPUT_PATH, then reloads
+    await trust.assembler.reload();
+    expect(readdirSync(hashDir)).toEqual([`${hashOf(a.certPem)}.r0`]);
+    // B staged: its link comes with its first CRL, before it enters the cafile.
+    await trust.setMembers([member('a', a.certPem), member('b', b.certPem)]);
+    writeFileSync(trust.crlPathFor('b'), 'CRL B');
+    await trust.assembler.reload();
+    expect(trust.inCaFile()).toEqual(['a', 'b']);
+    expect(readdirSync(hashDir).sort()).toEqual([`${hashOf(a.certPem)}.r0`, `${hashOf(b.certPem)}.r0`].sort());
+    // A rolled over to A2 (same name, same hash) and B revoked: one link stays for the name, B's goes after B left the cafile.
+    await trust.setMembers([member('a', a.certPem), member('b', b.certPem), member('a2', a2.certPem)]);
+    writeFileSync(trust.crlPathFor('a2'), 'CRL A2');
+    await trust.assembler.reload();
+    expect(trust.inCaFile()).toEqual(['a', 'b', 'a2']);
+    await trust.setMembers([member('a2', a2.certPem)]);
+    await trust.idle();
+    expect(readdirSync(hashDir)).toEqual([`${hashOf(a2.certPem)}.r0`]);
+    expect(trust.inCaFile()).toEqual(['a2']);
+    for (const s of seen) for (const h of s.cafile) expect(s.links, JSON.stringify(s)).toContain(h);
+    expect(seen.some((s) => s.cafile.includes(hashOf(b.certPem)))).toBe(true);
+    expect(seen.at(-1)!.cafile).toEqual([hashOf(a2.certPem)]);
+    for (const n of readdirSync(hashDir)) expect(readlinkSync(join(hashDir, n))).toBe('../device-crl.pem');
   });
 });
