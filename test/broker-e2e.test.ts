@@ -170,7 +170,7 @@ describe('real Mosquitto, configured by broker-config, reloaded by certfleet', (
     expect(brokerConfig.start_command).toBe(`mosquitto -c ${f.config}`);
     const conf = readFileSync(f.config, 'utf8');
     // Plugin mode: certfleet_acl logs certificate clients in at CONNECT (CN as username), so the device listener does not take the identity as username.
-    for (const line of ['require_certificate true', 'use_identity_as_username false', 'plugin_opt_device_login true', `crlfile ${env.CRL_OUTPUT_PATH}`, `pid_file ${f.pidFile}`, `cafile ${f.deviceCaCert}`]) {
+    for (const line of ['require_certificate true', 'use_identity_as_username false', 'plugin_opt_device_login true', `capath ${env.CRL_OUTPUT_PATH}.hash`, `crlfile ${f.crlPlaceholder}`, `pid_file ${f.pidFile}`, `cafile ${f.deviceCaCert}`]) {
       expect(conf).toContain(line);
     }
     expect(readFileSync(f.combinedCa, 'utf8').match(/BEGIN CERTIFICATE/g)).toHaveLength(2);

@@ -11,7 +11,8 @@
  * Everything waits on signals (reports in the API, refused handshakes, log lines), never on a delay.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { syncCrlHashLinks } from '../src/broker/crl-hash-links.ts';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -227,12 +228,16 @@ describe('a broker that does not enforce the CRL it is given', () => {
   it('fails the canary check: BROKER_ENFORCEMENT_FAILED (critical) at once, and the node shows it', async () => {
     const node = await makeNode('node-broken');
     nodes.push(node);
-    // The mistake: mosquitto.conf names another crlfile than the one the agent keeps current.
+    // The mistake: mosquitto.conf's capath names another CRL folder than the one the agent keeps
+    // current (the CRL hash folder layout; before it, a crlfile other than the agent's).
     const conf = node.config.files.config;
     const stale = join(node.dir, 'crl', 'stale.pem');
     copyFileSync(node.crlFile, stale);
-    writeFileSync(conf, readFileSync(conf, 'utf8').replace(`crlfile ${node.crlFile}`, `crlfile ${stale}`));
-    expect(readFileSync(conf, 'utf8')).toContain(`crlfile ${stale}`);
+    cpSync(`${node.crlFile}.hash`, `${stale}.hash`, { recursive: true, verbatimSymlinks: true });
+    await syncCrlHashLinks(`${stale}.hash`, stale, readdirSync(`${stale}.hash`).map((n) => n.slice(0, 8)));
+    writeFileSync(conf, readFileSync(conf, 'utf8').replace(`capath ${node.crlFile}.hash\n`, `capath ${stale}.hash\n`));
+    expect(readFileSync(conf, 'utf8')).toContain(`capath ${stale}.hash\n`);
+    expect(readdirSync(`${stale}.hash`)).toHaveLength(1);
     node.broker = await startMosquitto({ configDir: join(node.dir, 'broker'), asWritten: true });
     startAgent(node);
     const list = await poll('the broken node reports a failed check', brokerNodes, (l) => nodeView(l, node.name)?.last_check_result === 'failed', 120_000);

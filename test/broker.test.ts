@@ -175,7 +175,9 @@ describe('writeBrokerConfig + Mosquitto mTLS + CRL reload', () => {
       `keyfile ${config.files.serverKey}`,
       'require_certificate true',
       'use_identity_as_username true',
-      `crlfile ${crlPath}`,
+      // the CRL hash folder layout (issue 22): the CRL file is looked up through capath, the crlfile a placeholder
+      `capath ${crlPath}.hash`,
+      `crlfile ${config.files.crlPlaceholder}`,
       `pid_file ${config.files.pidFile}`,
       'allow_anonymous false',
       'persistence false',
@@ -306,12 +308,32 @@ describe('writeBrokerConfig + Mosquitto mTLS + CRL reload', () => {
     await expect(unconfigured.reload()).resolves.toBeUndefined();
   });
 
-  it('Mosquitto refuses to start while the crlfile does not exist', async () => {
+  it('Mosquitto refuses to start while the crlfile does not exist (--crl-layout crlfile)', async () => {
     const outDir2 = path.join(tmp, 'broker-no-crl');
     const missingCrl = path.join(tmp, 'crl', 'not-yet.pem');
-    const result = await writeBrokerConfig({ outDir: outDir2, deviceCaCertPem: deviceCaPem, crlPath: missingCrl });
+    const result = await writeBrokerConfig({ outDir: outDir2, deviceCaCertPem: deviceCaPem, crlPath: missingCrl, crlLayout: 'crlfile' });
     expect(result.lines.join('\n')).toMatch(/not-yet\.pem does not exist yet/);
     await expect(startMosquitto({ configDir: outDir2 })).rejects.toThrow(/Unable to load certificate revocation file/);
+  });
+
+  it('capath layout: Mosquitto starts without the CRL file (the placeholder is there) and refuses every device until it exists (fail closed)', async () => {
+    const outDir3 = path.join(tmp, 'broker-no-crl-capath');
+    const missingCrl = path.join(tmp, 'crl', 'not-yet-capath.pem');
+    const result = await writeBrokerConfig({ outDir: outDir3, deviceCaCertPem: deviceCaPem, crlPath: missingCrl, acl: { permissive: true } });
+    expect(result.lines.join('\n')).toMatch(/not-yet-capath\.pem does not exist yet/);
+    const b = await startMosquitto({ configDir: outDir3 });
+    try {
+      const files = { port: b.port, cafile: result.files.combinedCa, cert: a2.cert, key: a2.key };
+      expect(await connectWithMqttJs(files)).toBe(false);
+      // The CRL in place (what the publisher writes) and a reload: accepted.
+      await writeFile(missingCrl, await readFile(crlPath));
+      const offset = b.logs().length;
+      process.kill(b.pid, 'SIGHUP');
+      await b.waitForLog(/Reloading config/, 30_000, offset);
+      expect(await connectWithMqttJs(files)).toBe(true);
+    } finally {
+      await b.stop();
+    }
   });
 });
 

@@ -63,7 +63,7 @@ describe(`the broker side of a CA rollover: real Mosquitto, ${FLEET} devices rec
   let ca2Cert: x509.X509Certificate;
   let port: number;
   let combinedCa: string;
-  let trustFiles: { cafile: string; crlfile: string };
+  let trustFiles: { cafile: string; crlfile: string; capath?: string };
   let loop: HandshakeLoop | null = null;
   const devices: FleetDevice[] = [];
   const serials = new Map<Credential, string>();

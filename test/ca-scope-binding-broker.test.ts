@@ -42,7 +42,7 @@ let broker: RunningMosquitto;
 let t: TestService;
 let port: number;
 let combinedCa: string;
-let trustFiles: { cafile: string; crlfile: string };
+let trustFiles: { cafile: string; crlfile: string; capath?: string };
 let taCaFiles: { cert: string; key: string };
 const clients: MqttClient[] = [];
 

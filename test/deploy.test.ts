@@ -7,7 +7,7 @@
  * UPDATE_DEPLOY=1 rewrites deploy/mosquitto/mosquitto.conf from the broker-config output.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, posix } from 'node:path';
 import { parse } from 'yaml';
@@ -204,7 +204,17 @@ describe('deploy/docker-compose.yml', () => {
     expect(unrooted.BROKER_ADMIN_USERNAME).toBe(worker.environment!.BROKER_ADMIN_USERNAME);
     expect(new URL(unrooted.BROKER_ADMIN_URL).port).toBe(new URL(worker.environment!.BROKER_ADMIN_URL).port);
     expect(out.start_command).toBe(`mosquitto -c ${out.files.config}`);
-    expect(written).toContain(`crlfile ${worker.environment!.CRL_OUTPUT_PATH}`);
+    // The CRL hash folder layout (issue 22): the placeholder crlfile in the broker's own folder, the
+    // capath beside the CRL the worker writes (same volume, so the relative links resolve in the broker).
+    expect(written).toContain(`crlfile /mosquitto/certs/crl-placeholder.pem\n`);
+    expect(written).toContain(`capath ${worker.environment!.CRL_OUTPUT_PATH}.hash\n`);
+    expect(written).not.toContain(`crlfile ${worker.environment!.CRL_OUTPUT_PATH}`);
+    expect(readFileSync(under('/mosquitto/certs/crl-placeholder.pem'), 'latin1')).toMatch(/^-----BEGIN X509 CRL-----/);
+    const links = readdirSync(under(`${worker.environment!.CRL_OUTPUT_PATH}.hash`));
+    expect(links).toHaveLength(1);
+    expect(links[0]).toMatch(/^[0-9a-f]{8}\.r0$/);
+    expect(readlinkSync(join(under(`${worker.environment!.CRL_OUTPUT_PATH}.hash`), links[0]!))).toBe(`../${posix.basename(worker.environment!.CRL_OUTPUT_PATH)}`);
+    expect(mountFor(mosquitto, `${worker.environment!.CRL_OUTPUT_PATH}.hash/x.r0`)).toEqual({ ...mountFor(worker, worker.environment!.CRL_OUTPUT_PATH), readOnly: true });
     expect(written).toContain(`pid_file ${unrooted.BROKER_PID_FILE}`);
     expect(written).toMatch(/^plugin \/usr\/lib\/mosquitto_dynamic_security\.so$/m);
     expect(posix.isAbsolute(unrooted.BROKER_PID_FILE)).toBe(true);

@@ -1,11 +1,11 @@
 /** src/pki/subject-hash.ts is OpenSSL's subject hash (the names of a `capath` directory's files). */
 import { execFileSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { subjectHash } from '../src/pki/subject-hash.ts';
+import { crlIssuerHash, subjectHash } from '../src/pki/subject-hash.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'certfleet-subject-hash-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -33,5 +33,19 @@ describe('subjectHash equals `openssl x509 -hash`', () => {
     const file = certificate('/CN=PRINTABLE  Name/O=Upper CASE');
     const expected = execFileSync('openssl', ['x509', '-in', file, '-noout', '-hash'], { encoding: 'utf8' }).trim();
     expect(subjectHash(new X509Certificate(readFileSync(file)).raw)).toBe(expected);
+  });
+});
+
+describe('crlIssuerHash equals `openssl crl -hash`', () => {
+  it.each([['/CN=  MiXeD   Case\tCA  /O=Acme, Inc.'], ['/CN=Ünïcödé CA/O=Straße GmbH']])('%s', (subject) => {
+    const ca = certificate(subject, ['-utf8', '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+    writeFileSync(`${ca}.index`, '');
+    writeFileSync(`${ca}.cnf`, `[ca]\ndefault_ca=d\n[d]\ndatabase=${ca}.index\ndefault_md=sha256\ndefault_crl_days=2\n`);
+    execFileSync('openssl', ['ca', '-gencrl', '-config', `${ca}.cnf`, '-keyfile', `${ca}.key`, '-cert', ca, '-out', `${ca}.crl`], { stdio: 'ignore' });
+    const expected = execFileSync('openssl', ['crl', '-in', `${ca}.crl`, '-noout', '-hash'], { encoding: 'utf8' }).trim();
+    const der = Buffer.from(readFileSync(`${ca}.crl`, 'latin1').replace(/-----[^-]+-----|\s/g, ''), 'base64');
+    expect(crlIssuerHash(der)).toBe(expected);
+    // A CA's CRL is filed under the CA's own subject hash.
+    expect(crlIssuerHash(der)).toBe(subjectHash(new X509Certificate(readFileSync(ca)).raw));
   });
 });

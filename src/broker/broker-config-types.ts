@@ -54,8 +54,15 @@ export interface WriteBrokerConfigOptions {
   /** Address the listener binds to. Default: `host`. */
   bindAddress?: string;
   deviceCaCertPem: string;
-  /** CRL file Mosquitto reads (`crlfile`); certfleet's CRL publisher writes it. */
+  /** CRL file certfleet's CRL publisher writes (CRL_OUTPUT_PATH). */
   crlPath: string;
+  /**
+   * How the device listener reads it. 'capath' (default): `crlfile` is a placeholder CRL and
+   * `capath` the folder `<crlPath>.hash` of `<CA subject hash>.r0` links to the CRL file, loaded
+   * lazily once per reload (src/broker/crl-hash-links.ts). 'crlfile': `crlfile <crlPath>`, loaded
+   * twice per SIGHUP (the layout before issue 22; its hash folder is removed).
+   */
+  crlLayout?: 'capath' | 'crlfile';
   /** Default `<outDir>/run/mosquitto.pid`. */
   pidFile?: string;
   logDest?: string[];
@@ -98,6 +105,10 @@ export interface BrokerConfigFiles {
   deviceCaCert: string;
   combinedCa: string;
   crl: string;
+  /** The CRL hash folder (capath layout): `<crl>.hash`. */
+  crlHashDir?: string;
+  /** The placeholder `crlfile` (capath layout). */
+  crlPlaceholder?: string;
   pidFile: string;
   dynsecConfig?: string;
   /** The acl_file (acl_file mode): BROKER_ACL_PATH. */

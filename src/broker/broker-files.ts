@@ -19,3 +19,5 @@ export const ADMIN_PASSWORD_FILE = 'dynsec-admin.password';
 export const RECOVERY_PASSWORD_FILE = 'recovery.password';
 /** The provisioning listener's capath: every tenant's claim CAs, `<subject hash>.<n>` (broker-config --provisioning-port; BROKER_CLAIM_CA_PATH). */
 export const CLAIM_CA_DIR = 'claim-cas';
+/** The device listener's placeholder `crlfile` in the CRL hash folder layout (crl-placeholder.ts). */
+export const CRL_PLACEHOLDER_FILE = 'crl-placeholder.pem';

@@ -71,8 +71,18 @@ export interface MosquittoConfigOptions {
   deviceCaFile: string;
   certFile: string;
   keyFile: string;
-  /** PEM file labelled `X509 CRL`. Must exist when Mosquitto starts. */
+  /**
+   * PEM file labelled `X509 CRL`. Must exist when Mosquitto starts. With `crlHashDir`, the
+   * placeholder CRL (crl-placeholder.ts): it keeps Mosquitto rebuilding the TLS context at every
+   * reload, while the real CRLs are looked up in `crlHashDir`.
+   */
   crlFile: string;
+  /**
+   * The CRL hash folder (`capath`): `<subject hash of a CA>.r0` links to the real CRL file
+   * (crl-hash-links.ts), loaded lazily, once per reload, at the first handshake that needs them.
+   * Absent: the single `crlfile` layout (the whole CRL file loaded twice per SIGHUP).
+   */
+  crlHashDir?: string;
   pidFile?: string;
   /** Default `stderr` (unbuffered; `stdout` is block-buffered when not a terminal). */
   logDest?: string[];
@@ -198,9 +208,14 @@ export function renderMosquittoConfig(options: MosquittoConfigOptions): string {
 
   lines.push(
     '',
-    '# Device listener: mutual TLS, the certificate CN is the username, revocation via CRL.',
+    options.crlHashDir
+      ? '# Device listener: mutual TLS, the certificate CN is the username, revocation via the CRLs in capath\n' +
+          '# (<CA subject hash>.r0 links to the CRL file, loaded at the first handshake after a reload; the\n' +
+          '# crlfile is an empty placeholder of no CA that keeps Mosquitto rebuilding the TLS context at every reload).'
+      : '# Device listener: mutual TLS, the certificate CN is the username, revocation via CRL.',
     `listener ${port} ${bind}`,
     `cafile ${quoteCheck('deviceCaFile', options.deviceCaFile)}`,
+    ...(options.crlHashDir ? [`capath ${quoteCheck('crlHashDir', options.crlHashDir)}`] : []),
     `certfile ${quoteCheck('certFile', options.certFile)}`,
     `keyfile ${quoteCheck('keyFile', options.keyFile)}`,
     'require_certificate true',

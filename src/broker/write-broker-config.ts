@@ -14,7 +14,11 @@ import path from 'node:path';
 import { exists, keepPrevious, writeFileAtomic } from '../support/atomic-file.ts';
 import { allows, checkAncestors, ensureTraversable, giveToBrokerGroup, lookupAccount, type OwnershipContext } from './broker-file-ownership.ts';
 import { RESERVED_TENANT_ID } from '../domain/identifiers.ts';
-import { CLAIM_CA_DIR, ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
+import { X509Certificate } from 'node:crypto';
+import { crlHashDirFor, syncCrlHashLinks } from './crl-hash-links.ts';
+import { renderCrlPlaceholder } from './crl-placeholder.ts';
+import { subjectHash } from '../pki/subject-hash.ts';
+import { CRL_PLACEHOLDER_FILE, CLAIM_CA_DIR, ACL_FILE, GRANTS_FILE, COMBINED_CA_FILE, CONFIG_FILE, DEVICE_CA_FILE, RENDER_OPTIONS_FILE, SERVER_CA_FILE, SERVER_CA_KEY_FILE, SERVER_CERT_FILE, SERVER_KEY_FILE } from './broker-files.ts';
 import { writeDynamicSecurityFiles } from './dynamic-security.ts';
 import { caScopesPathFor, renderCaScopes } from './ca-scopes.ts';
 import { writeClaimCaDirectory } from './claim-ca-file.ts';
@@ -137,6 +141,27 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
       `note: the CRL publisher replaces ${path.basename(crlPath)} by rename, so the new file must itself be readable by ${brokerUser} (a CRL is public: 0644)`,
     );
   }
+  const crlLayout = options.crlLayout ?? 'capath';
+  const hashDir = crlHashDirFor(crlPath);
+  if (crlLayout === 'capath') {
+    // The placeholder crlfile (kept when there: it never changes) and the hash folder with a link per configured CA.
+    files.crlPlaceholder = path.join(outDir, CRL_PLACEHOLDER_FILE);
+    files.crlHashDir = hashDir;
+    if (!(await exists(files.crlPlaceholder))) await writeFileAtomic(files.crlPlaceholder, renderCrlPlaceholder(now), 0o644);
+    const caCerts = deviceCa.pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    const hashes = caCerts.map((pem) => subjectHash(new X509Certificate(pem).raw));
+    // Other links (CAs certfleet added since) stay: certfleet keeps the folder (src/crl/broker-trust-files.ts).
+    await syncCrlHashLinks(hashDir, crlPath, hashes, { prune: false });
+    await ensureTraversable(ctx, hashDir, 1, `user ${brokerUser} looks the CRLs up there at the first handshake after each reload`);
+    lines.push(
+      `wrote ${hashDir}/: <CA subject hash>.r0 → ${path.basename(crlPath)} (${hashes.join(', ')}), the device listener's capath; its crlfile is the placeholder ${files.crlPlaceholder} ` +
+        '(no CA\'s: Mosquitto then rebuilds the TLS context at every reload and loads the CRL once, at the first handshake; certfleet keeps the links when CAs change)',
+    );
+  } else if (await exists(hashDir)) {
+    // Back to the single crlfile: certfleet stops keeping the folder once it is gone.
+    await rm(hashDir, { recursive: true, force: true });
+    lines.push(`removed ${hashDir}/: --crl-layout crlfile (the device listener reads ${crlPath} itself)`);
+  }
 
   // Optional: dynamic security plugin for kicking live sessions.
   const dynsec = options.dynamicSecurity
@@ -154,7 +179,8 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
     deviceCaFile: files.deviceCaCert,
     certFile: files.serverCert,
     keyFile: files.serverKey,
-    crlFile: crlPath,
+    crlFile: files.crlPlaceholder ?? crlPath,
+    ...(files.crlHashDir ? { crlHashDir: files.crlHashDir } : {}),
     pidFile,
     logDest: options.logDest,
     logTypes: options.logTypes,
@@ -177,7 +203,7 @@ export async function writeBrokerConfig(options: WriteBrokerConfigOptions): Prom
   };
   await writeFileAtomic(files.config, renderMosquittoConfig(renderOptions), 0o600);
   await giveToBrokerGroup(ctx, files.config, 0o640, 're-read on every reload as the broker user');
-  lines.push(`wrote ${files.config}: TLS listener ${renderOptions.bindAddress}:${port}, require_certificate, ${renderOptions.aclPlugin?.caScopesFile ? 'certificate login by certfleet_acl (CN as username, checked at CONNECT)' : 'use_identity_as_username'}, crlfile`);
+  lines.push(`wrote ${files.config}: TLS listener ${renderOptions.bindAddress}:${port}, require_certificate, ${renderOptions.aclPlugin?.caScopesFile ? 'certificate login by certfleet_acl (CN as username, checked at CONNECT)' : 'use_identity_as_username'}, ${files.crlHashDir ? 'CRLs from capath (placeholder crlfile)' : 'crlfile'}`);
   await writeFileAtomic(files.renderOptions, `${JSON.stringify(renderOptions, null, 2)}\n`, 0o644);
 
   const recovery = options.dynamicSecurity?.recovery && files.recoveryPasswordFile

@@ -208,6 +208,7 @@ export async function brokerConfigCommand(flags: Flags, config: Config): Promise
     bindAddress: flags.bind as string | undefined,
     deviceCaCertPem: loaded.ca.certPem,
     crlPath: config.crlOutputPath,
+    crlLayout: (flags['crl-layout'] as 'capath' | 'crlfile' | undefined) ?? 'capath',
     pidFile: flags['pid-file'] as string | undefined,
     renewServerCertificate: Boolean(flags.renew),
     serverCaKeyDir: flags['server-ca-key-dir'] as string | undefined,

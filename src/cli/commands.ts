@@ -93,6 +93,12 @@ const serviceCommands: Record<string, CommandSpec> = {
       'server-ca': { type: 'string', value: 'FILE', help: 'the CA that issued it' },
       'broker-user': { type: 'string', value: 'UID:GID', help: 'the account the broker runs as (e.g. in a container)' },
       'no-kick': { type: 'boolean', help: 'leave out the dynamic security plugin (no session kicking)' },
+      'crl-layout': {
+        type: 'string',
+        value: 'LAYOUT',
+        help: "Mosquitto: capath (default: a placeholder crlfile and CRL_OUTPUT_PATH.hash/<CA hash>.r0 links, the CRL loaded once per reload, at the first handshake) or crlfile (CRL_OUTPUT_PATH as the crlfile, loaded twice per reload)",
+        choices: ['capath', 'crlfile'],
+      },
       'mqtt-renewal': { type: 'boolean', help: 'devices renew over MQTT: per-device ACL on certfleet/renew/<CN>/request|response (needs the dynsec plugin)' },
       'acl-file': { type: 'string', value: 'PATH', help: 'where the acl_file goes (default OUT/acl); certfleet keeps it current (BROKER_ACL_PATH)' },
       'acl-plugin': { type: 'string', value: 'PATH', help: 'certfleet_acl.so as the broker sees it: topic access by construction, no per-device rule (default when installed; see the README, Broker)' },

@@ -5,7 +5,8 @@ import { createApiClient, type ApiClient } from './client/api-client.ts';
 import { MissingCredentialsError, readStoredCredentials } from './client/credentials.ts';
 import { str } from './client-flags.ts';
 import { details, print, relativeTime } from './output.ts';
-import type { Flags, FlagSpec, GroupSpec } from './spec.ts';
+import { UsageError, type Flags, type FlagSpec, type GroupSpec } from './spec.ts';
+import { resolve } from 'node:path';
 
 const urlFlag: FlagSpec = { type: 'string', value: 'URL', help: 'certfleet base URL (default: CERTFLEET_URL, then what "certfleet login" stored); the CRL is public' };
 const caFlag: FlagSpec = { type: 'string', value: 'FILE', help: 'verify against this CA certificate (default: the server\'s /pki/ca.pem)' };
@@ -79,12 +80,14 @@ export const crlGroup: GroupSpec = {
         url: urlFlag,
         out: { type: 'string', value: 'FILE', help: 'where to write it (default device-crl.pem, or device-crl.der with --der)' },
         der: { type: 'boolean', help: 'DER instead of PEM' },
+        capath: { type: 'boolean', help: "also link FILE.hash/<CA subject hash>.r0 to it: Mosquitto's capath in broker-config's default CRL layout" },
         ca: caFlag,
         json: { type: 'boolean', help: 'print JSON' },
       },
       example: 'certfleet crl fetch --out /etc/mosquitto/device-crl.pem',
       notes: 'The file is written only if the CRL verifies against the CA; exit code 1 otherwise.',
       async run(flags) {
+        if (flags.capath && flags.der) throw new UsageError('--capath needs PEM (Mosquitto reads its capath as PEM): drop --der');
         const { der, check } = await fetchChecked(flags);
         if (!check.verified) {
           console.error(`certfleet crl fetch: not written: ${check.error}`);
@@ -93,6 +96,10 @@ export const crlGroup: GroupSpec = {
         const out = str(flags.out) ?? (flags.der ? 'device-crl.der' : 'device-crl.pem');
         const { crlDerToPem } = await import('../crl/verify-crl.ts');
         await writeFileAtomic(out, flags.der ? der : crlDerToPem(der), 0o644);
+        if (flags.capath) {
+          const [{ crlHashDirFor, syncCrlHashLinks }, { crlIssuerHash }] = await Promise.all([import('../broker/crl-hash-links.ts'), import('../pki/subject-hash.ts')]);
+          await syncCrlHashLinks(crlHashDirFor(resolve(out)), resolve(out), [crlIssuerHash(der)], { prune: false });
+        }
         const data = { path: out, crl_number: check.crl.crlNumber.toString(), entries: check.crl.entryCount, next_update: check.crl.nextUpdate.toISOString() };
         print(flags, `CRL ${data.crl_number} (${data.entries} entries, next update ${relativeTime(data.next_update)}) written to ${out}`, data);
         return 0;

@@ -37,6 +37,8 @@ import type { CrlAuthority, PublishedCrl } from '../crl/publish-crl.ts';
 import { reconcileWithNewestCrl } from '../crl/reconcile-crl.ts';
 import { createReconcileRevocations } from '../app/reconcile-revocations.ts';
 import { silentLogger, type Logger } from '../support/logger.ts';
+import { crlHashDirFor } from '../broker/crl-hash-links.ts';
+import { existsSync } from 'node:fs';
 
 export type CrlConfig = Pick<Config, 'crlOutputPath' | 'crlRefreshMinutes' | 'crlValidityHours' | 'brokerPidFile' | 'brokerReloadCommand' | 'publicBaseUrl'> &
   Partial<Pick<Config, 'brokerAdmin' | 'crlReconcilePath' | 'crlFullRebuildMinutes' | 'brokerCaPath' | 'brokerGrantsPath' | 'brokerRabbitmq'>>;
@@ -160,7 +162,11 @@ export function createCrlPublication(options: CrlPublicationOptions): CrlPublica
   const reloader = source.list().length && publishing ? localBrokerReloader(config, logger, options.reloader) : null;
   // Only the certfleet_acl plugin binds a certificate's CN to its CA's tenant: without it (acl_file mode, RabbitMQ) tenant CAs stay out of the cafile.
   const tenantCas = config.brokerGrantsPath && !config.brokerRabbitmq ? 'bind' : 'exclude';
-  const trustFiles = reloader ? createBrokerTrustFiles({ crlPath: config.crlOutputPath, caPath: config.brokerCaPath ?? null, reloader, logger, tenantCas }) : null;
+  // Mosquitto's CRL hash folder (capath layout, the broker-config default since issue 22): kept when broker-config made it.
+  const hashDir = crlHashDirFor(config.crlOutputPath);
+  const trustFiles = reloader
+    ? createBrokerTrustFiles({ crlPath: config.crlOutputPath, caPath: config.brokerCaPath ?? null, reloader, logger, tenantCas, hashDir: !config.brokerRabbitmq && existsSync(hashDir) ? hashDir : null })
+    : null;
   if (reloader) broker = { reload: reloader.description, reloadConfigured: reloader.configured, sessionKicking: sessions !== null };
   const several = () => trusted().length > 1;
 

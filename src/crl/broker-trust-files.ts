@@ -24,6 +24,14 @@
  * - `tenantCas: 'exclude'` (acl_file mode, RabbitMQ: nothing there can tell which CA signed a
  *   certificate): tenant-scoped CAs are left out of the cafile (their CRLs may stay in the
  *   crlfile, unused), so this broker refuses their devices; logged once per CA.
+ *
+ * Mosquitto's CRL hash folder (issue 22, src/broker/crl-hash-links.ts): when `hashDir` is given
+ * (`<CRL_OUTPUT_PATH>.hash`, made by `broker-config`), the broker's `crlfile` is a placeholder and
+ * its `capath` that folder, with one `<subject hash>.r0` link to CRL_OUTPUT_PATH per CA. The links
+ * follow the same order as the files: every member's (and every CA still in the cafile's) link is
+ * in place before each broker reload and before the cafile is written, so a CA never enters the
+ * cafile without its link; a leaving CA's link goes after it left the cafile. A missing link only
+ * refuses that CA's devices (fail closed).
  */
 import { mkdir, readFile, unlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
@@ -33,6 +41,9 @@ import { writeFileAtomic } from '../support/atomic-file.ts';
 import type { Logger } from '../support/logger.ts';
 import { unlessMissing } from '../support/missing-file.ts';
 import { caScopesPathFor, renderCaScopes } from '../broker/ca-scopes.ts';
+import { syncCrlHashLinks } from '../broker/crl-hash-links.ts';
+import { subjectHash } from '../pki/subject-hash.ts';
+import { X509Certificate } from 'node:crypto';
 
 export interface TrustMember {
   issuerKeyId: string;
@@ -52,6 +63,8 @@ export interface BrokerTrustFilesDeps {
   logger: Logger;
   /** Default 'bind': the scope map is written beside the cafile. */
   tenantCas?: TenantCaMode;
+  /** Mosquitto's CRL hash folder (`capath`, `<crlPath>.hash`), kept here; null or absent: the single `crlfile` layout. */
+  hashDir?: string | null;
 }
 
 export interface BrokerTrustFiles {
@@ -85,6 +98,8 @@ export function createBrokerTrustFiles(deps: BrokerTrustFilesDeps): BrokerTrustF
   let crlFileHash: string | null = null;
   let caFileHash: string | null = null;
   let queue: Promise<unknown> = Promise.resolve();
+  const hashDir = deps.hashDir ?? null;
+  const hashById = new Map<string, string>();
 
   const perCaPath = (id: string) => path.join(perCaDir, `${id}.pem`);
   const serial = <T>(work: () => Promise<T>): Promise<T> => {
@@ -93,8 +108,33 @@ export function createBrokerTrustFiles(deps: BrokerTrustFilesDeps): BrokerTrustF
     return next;
   };
 
+  /**
+   * Hash folder: one link per member and per CA still in the cafile (a CA leaving keeps its link
+   * until it left the cafile); every other link removed. Before each reload and cafile write.
+   */
+  async function syncLinks() {
+    if (!hashDir) return;
+    for (const m of members) {
+      if (!hashById.has(m.issuerKeyId)) hashById.set(m.issuerKeyId, subjectHash(new X509Certificate(m.certPem).raw));
+    }
+    const ids = new Set([...members.map((m) => m.issuerKeyId), ...(caFileHolds ?? [])]);
+    const hashes = new Set([...ids].map((id) => hashById.get(id)).filter((h): h is string => h !== undefined));
+    if (hashes.size === 0) return; // no CA known yet: the links broker-config made stay
+    if (await syncCrlHashLinks(hashDir, crlPath, hashes)) {
+      logger.info({ event: 'broker_crl_hash_links', dir: hashDir, hashes: [...hashes] }, 'broker CRL hash folder updated');
+    }
+  }
+
   const reloadBroker = async () => {
+    // A link that cannot be made does not hold back the reload: the links in place point at the
+    // new CRL file too. The failure is raised after it (a CRL file sync retries the reload, and so the links).
+    let linkError: unknown = null;
+    await syncLinks().catch((error: unknown) => {
+      linkError = error;
+      logger.error({ event: 'broker_crl_hash_links_failed', dir: hashDir, err: (error as Error).message }, 'could not update the broker CRL hash folder');
+    });
     if (reloader.configured) await reloader.reload();
+    if (linkError) throw linkError;
   };
 
   /** The scope map of the cafile's CAs, written (atomically) when it differs from the file; true when written. */
@@ -124,6 +164,8 @@ export function createBrokerTrustFiles(deps: BrokerTrustFilesDeps): BrokerTrustF
       logger.warn({ path: caPath }, 'no CA left to trust: the broker cafile is kept as it is');
       return;
     }
+    // The links first (hash folder layout): a CA never enters the cafile without its CRL link.
+    await syncLinks();
     // The map first: the broker never reloads a cafile holding a CA whose scope it does not know.
     const scopesChanged = await writeScopes(inCafile);
     const current = await unlessMissing(readFile(caPath, 'utf8'));
@@ -255,6 +297,8 @@ export function createBrokerTrustFiles(deps: BrokerTrustFilesDeps): BrokerTrustF
           await admitCas();
         }
         for (const id of leaving) await unlink(perCaPath(id)).catch(() => undefined);
+        // The leaving CAs' links last (they left the cafile above).
+        await syncLinks();
       }),
     inCaFile: () => [...(caFileHolds ?? [])],
     inCrlFile: () => [...crlFileHolds],

@@ -109,3 +109,17 @@ export function subjectHash(certDer: Uint8Array): string {
   const md = createHash('sha1').update(canonicalName(certDer, subjectOf(certDer))).digest();
   return ((md[0]! | (md[1]! << 8) | (md[2]! << 16) | (md[3]! << 24)) >>> 0).toString(16).padStart(8, '0');
 }
+
+/** OpenSSL's hash of a CRL's issuer name (`openssl crl -hash`): the `<hash>.r<n>` a hashed directory (`capath`) holds it under. */
+export function crlIssuerHash(crlDer: Uint8Array): string {
+  const list = readTlv(crlDer);
+  const [tbs] = children(crlDer, list);
+  if (!tbs) throw new Error('not a CRL');
+  const fields = children(crlDer, tbs);
+  const offset = fields[0]?.tag === TAG.INTEGER ? 1 : 0; // version (v2)
+  // signature, issuer
+  const issuer = fields[offset + 1];
+  if (!issuer) throw new Error('a CRL without an issuer');
+  const md = createHash('sha1').update(canonicalName(crlDer, issuer)).digest();
+  return ((md[0]! | (md[1]! << 8) | (md[2]! << 16) | (md[3]! << 24)) >>> 0).toString(16).padStart(8, '0');
+}

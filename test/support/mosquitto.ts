@@ -23,6 +23,8 @@ export interface StartMosquittoOptions {
   startTimeoutMs?: number;
   /** Run mosquitto.conf exactly as written (ports and log settings from the file, nothing re-rendered). */
   asWritten?: boolean;
+  /** More environment for the broker process (e.g. GLIBC_TUNABLES). */
+  env?: Record<string, string>;
 }
 
 export interface RunningMosquitto {
@@ -110,7 +112,7 @@ export async function startMosquitto(options: StartMosquittoOptions): Promise<Ru
   const pidFile = renderOptions.pidFile ?? path.join(configDir, 'run', 'mosquitto.pid');
 
   let output = '';
-  const child: ChildProcess = spawn(MOSQUITTO_BIN, ['-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(MOSQUITTO_BIN, ['-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'], ...(options.env ? { env: { ...process.env, ...options.env } } : {}) });
   child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
   let exited: { code: number | null; signal: NodeJS.Signals | null } | null = null;

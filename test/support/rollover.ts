@@ -9,14 +9,15 @@
 import 'reflect-metadata';
 import * as x509 from '@peculiar/x509';
 import { createHash, webcrypto } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import https from 'node:https';
-import { join } from 'node:path';
+import path, { join } from 'node:path';
 import tls from 'node:tls';
 import { brokerTestFixture, closeBrokerTest, brokerConfigHere } from './broker-fixture.ts';
 import type { TestDatabase } from './databases.ts';
 import { freePort, startMosquitto, type RunningMosquitto } from './mosquitto.ts';
 import { startTestService, type TestService } from './service.ts';
+import { crlIssuerHash } from '../../src/pki/subject-hash.ts';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -372,12 +373,18 @@ export const certificatesIn = (pem: string) => (pem.match(/-----BEGIN CERTIFICAT
 /** The CRLs in a PEM file. */
 export const crlsIn = (pem: string) => (pem.match(/-----BEGIN X509 CRL-----[\s\S]+?-----END X509 CRL-----/g) ?? []).map((p) => new x509.X509Crl(p));
 
-/** The broker's cafile and crlfile, as mosquitto.conf names them. */
-export function brokerTrustFiles(configFile: string): { cafile: string; crlfile: string } {
+/**
+ * The broker's cafile and the CRL file it enforces, as mosquitto.conf names them: its `crlfile`, or
+ * in the CRL hash folder layout (`capath <CRL file>.hash` and a placeholder `crlfile`) the CRL file
+ * the folder's links point to, with `capath` set.
+ */
+export function brokerTrustFiles(configFile: string): { cafile: string; crlfile: string; capath?: string } {
   const conf = readFileSync(configFile, 'utf8');
   const cafile = conf.match(/^cafile (.+)$/m)?.[1];
   const crlfile = conf.match(/^crlfile (.+)$/m)?.[1];
+  const capath = conf.match(/^capath (.+)\.hash$/m)?.[1];
   if (!cafile || !crlfile) throw new Error(`${configFile} names no cafile or crlfile`);
+  if (capath) return { cafile: cafile.trim(), crlfile: capath.trim(), capath: `${capath.trim()}.hash` };
   return { cafile: cafile.trim(), crlfile: crlfile.trim() };
 }
 
@@ -386,10 +393,22 @@ export interface BrokerTrust {
   crls: x509.X509Crl[];
 }
 
-export function readBrokerTrust(files: { cafile: string; crlfile: string }): BrokerTrust & { signature: string } {
+/** What the broker enforces: the cafile's CAs, and the CRLs of the CRL file (capath: only those whose issuer hash has its `.r0` link to that file). */
+export function readBrokerTrust(files: { cafile: string; crlfile: string; capath?: string }): BrokerTrust & { signature: string } {
   const ca = readFileSync(files.cafile, 'utf8');
   const crl = readFileSync(files.crlfile, 'utf8');
-  return { cas: certificatesIn(ca), crls: crlsIn(crl), signature: createHash('sha256').update(ca).update('\0').update(crl).digest('hex') };
+  let crls = crlsIn(crl);
+  let links = '';
+  if (files.capath) {
+    const linked = new Set(
+      (existsSync(files.capath) ? readdirSync(files.capath) : [])
+        .filter((n) => /^[0-9a-f]{8}\.r\d+$/.test(n) && path.resolve(files.capath!, readlinkSync(path.join(files.capath!, n))) === path.resolve(files.crlfile))
+        .map((n) => n.slice(0, 8)),
+    );
+    links = [...linked].sort().join(',');
+    crls = crls.filter((c) => linked.has(crlIssuerHash(new Uint8Array(c.rawData))));
+  }
+  return { cas: certificatesIn(ca), crls, signature: createHash('sha256').update(ca).update('\0').update(crl).update('\0').update(links).digest('hex') };
 }
 
 /** Whether `ca` is in the bundle (same certificate) and a CRL it signed is in the CRL file. */
@@ -410,7 +429,7 @@ export async function brokerCovers(trust: BrokerTrust, ca: x509.X509Certificate)
  */
 export async function waitForBrokerTrust(
   broker: RunningMosquitto,
-  files: { cafile: string; crlfile: string },
+  files: { cafile: string; crlfile: string; capath?: string },
   since: number,
   ready: (trust: BrokerTrust) => Promise<boolean> | boolean,
   what: string,
@@ -457,7 +476,7 @@ export interface RolloverRig {
   estUrl: string;
   /** What devices pass as CA file: the server CA and the Device CA (broker-config's combined-ca.crt). */
   combinedCa: string;
-  trustFiles: { cafile: string; crlfile: string };
+  trustFiles: { cafile: string; crlfile: string; capath?: string };
   port: number;
   close(): Promise<void>;
 }

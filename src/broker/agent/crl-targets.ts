@@ -1,6 +1,9 @@
 /**
  * Where a broker reads its CRLs, and how the agent writes them there (atomically, each file):
- * - Mosquitto: one `crlfile` holding the whole bundle (PEM, concatenated).
+ * - Mosquitto: one file holding the whole bundle (PEM, concatenated): the `crlfile`, or (the
+ *   capath layout broker-config writes by default, issue 22) the file the `<file>.hash/<CA subject
+ *   hash>.r0` links of the listener's `capath` point to (src/broker/crl-hash-links.ts), kept here
+ *   after each write, before the reload, when that folder exists.
  * - RabbitMQ (Erlang/OTP ssl with `{crl_cache, {ssl_crl_hash_dir, {internal, [{dir, DIR}]}}}`):
  *   a directory with one `<issuer hash>.r0` per CA, the OpenSSL subject hash of the CRL issuer.
  *   OTP reads that directory at every handshake, so a new file needs no reload. The files are DER:
@@ -9,6 +12,9 @@
  *   per handshake; measured with public_key:pem_decode / der_decode on this machine).
  */
 import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { crlHashDirFor, syncCrlHashLinks } from '../crl-hash-links.ts';
+import { crlIssuerHash } from '../../pki/subject-hash.ts';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -24,11 +30,16 @@ export interface CrlTarget {
   readonly description: string;
 }
 
-export function crlFileTarget(file: string): CrlTarget {
+export function crlFileTarget(file: string, options: { hashDir?: string | null } = {}): CrlTarget {
+  const hashDir = options.hashDir === undefined ? (existsSync(crlHashDirFor(file)) ? crlHashDirFor(file) : null) : options.hashDir;
   return {
-    description: `crlfile ${file}`,
+    description: hashDir ? `CRL file ${file} (capath ${hashDir})` : `crlfile ${file}`,
     read: () => unlessMissing(readFile(file, 'latin1')), // unreadable is an error, not "no CRL yet"
-    write: (_crls, pem) => writeFileAtomic(file, pem, 0o644),
+    async write(crls, pem) {
+      await writeFileAtomic(file, pem, 0o644);
+      // Each CA of the bundle its link (its CRL is in the file now); the others' go.
+      if (hashDir) await syncCrlHashLinks(hashDir, file, new Set(crls.map((c) => crlIssuerHash(c.der))));
+    },
   };
 }
 
