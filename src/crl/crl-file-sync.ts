@@ -139,6 +139,12 @@ export interface CrlForFile {
    * (its outcome is `reloading`): the publication's transaction waits for the file, not the broker.
    */
   deferReload?: boolean;
+  /**
+   * Called once the new file is renamed into place and the broker signalled (in that same turn),
+   * before the folder's fsync: the publication starts its served variant only then, so none of
+   * its work delays the broker's file. Not called when nothing is written (up to date, failure).
+   */
+  onInPlace?: () => void;
 }
 
 export interface CrlFileSyncResult {
@@ -272,7 +278,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     return spare && spare.length >= size ? spare : Buffer.allocUnsafeSlow(Math.ceil(size * 1.1));
   };
 
-  async function write(crl: { crlNumber: bigint; der: Uint8Array; verified?: boolean | Promise<unknown>; deferReload?: boolean }): Promise<CrlFileSyncResult> {
+  async function write(crl: { crlNumber: bigint; der: Uint8Array; verified?: boolean | Promise<unknown>; deferReload?: boolean; onInPlace?: () => void }): Promise<CrlFileSyncResult> {
     const started = performance.now();
     // Nothing reaches the broker unchecked: a CRL that was not just verified by its publication
     // (one loaded from the database) is verified here. Verified and encoded before the first
@@ -293,7 +299,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
   }
 
   async function writePem(
-    crl: { crlNumber: bigint; verified?: boolean | Promise<unknown>; deferReload?: boolean },
+    crl: { crlNumber: bigint; verified?: boolean | Promise<unknown>; deferReload?: boolean; onInPlace?: () => void },
     pem: Buffer,
     onFile: Promise<bigint | null>,
     started: number,
@@ -328,6 +334,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     // revocations' pending marks) waits for it, so a power loss before it leaves the previous file
     // (valid) and the revocations pending, as a crash before the rename does.
     const reloading = reload(); // never rejects
+    crl.onInPlace?.();
     try {
       await fs.fsyncDir(dir);
     } catch (error) {
@@ -375,7 +382,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     },
     async sync(crl) {
       // In hand: verified and encoded right away, before anything else can run (write checks the file's number).
-      if (crl.der) return write({ crlNumber: crl.crlNumber, der: crl.der, verified: crl.verified, deferReload: crl.deferReload });
+      if (crl.der) return write({ crlNumber: crl.crlNumber, der: crl.der, verified: crl.verified, deferReload: crl.deferReload, onInPlace: crl.onInPlace });
       const current = await notOlderOnFile(crl.crlNumber);
       if (current !== null) return upToDate(crl.crlNumber, current);
       const der = (await crl.load?.()) ?? null;
