@@ -14,9 +14,10 @@ import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../domain/clock.ts';
-import { crlDerToPemBytes, crlPemByteLength, crlPemToDer, peekCrlNumber, verifyCrl } from './verify-crl.ts';
+import { crlDerToPemBytesAsync, crlPemByteLength, crlPemToDer, peekCrlNumber, verifyCrl } from './verify-crl.ts';
 import type { BrokerReloader } from '../broker/broker-reloader.ts';
 import { tempPathFor } from '../support/atomic-file.ts';
+import { sharedBuffer } from '../support/crl-thread.ts';
 import type { Logger } from '../support/logger.ts';
 import { unlessMissing } from '../support/missing-file.ts';
 
@@ -275,14 +276,16 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
   const takePemBuffer = (size: number): Buffer => {
     const spare = pemSpare;
     pemSpare = null;
-    return spare && spare.length >= size ? spare : Buffer.allocUnsafeSlow(Math.ceil(size * 1.1));
+    // In shared memory: the CRL thread encodes part of a large CRL's PEM into it (support/crl-thread.ts).
+    return spare && spare.length >= size ? spare : sharedBuffer(Math.ceil(size * 1.1));
   };
 
   async function write(crl: { crlNumber: bigint; der: Uint8Array; verified?: boolean | Promise<unknown>; deferReload?: boolean; onInPlace?: () => void }): Promise<CrlFileSyncResult> {
     const started = performance.now();
     // Nothing reaches the broker unchecked: a CRL that was not just verified by its publication
-    // (one loaded from the database) is verified here. Verified and encoded before the first
-    // await, so the publisher's next CPU work does not delay the write.
+    // (one loaded from the database) is verified here. Verified and encoded right away (a large
+    // CRL's PEM partly by the CRL thread at the same time, support/crl-thread.ts); the publisher
+    // starts its next CPU work (the served variant) only once this file is in place.
     if (!crl.verified) {
       const verified = verifyCrl(crl.der, { caPublicKey: deps.caPublicKey, issuerNameDer: deps.issuerNameDer, now: deps.clock.now() });
       if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
@@ -292,7 +295,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     onFile.catch(() => undefined); // awaited below
     const buffer = takePemBuffer(crlPemByteLength(crl.der.length));
     try {
-      return await writePem(crl, crlDerToPemBytes(crl.der, buffer), onFile, started);
+      return await writePem(crl, await crlDerToPemBytesAsync(crl.der, buffer), onFile, started);
     } finally {
       pemSpare = buffer;
     }
