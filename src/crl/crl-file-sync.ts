@@ -154,6 +154,8 @@ export interface CrlFileSyncResult {
   fileNumber: bigint | null;
   bytes?: number;
   writeMs?: number;
+  /** Where writeMs went (ms from the write's start): PEM made, data written and fsynced, verification awaited, renamed (the broker signalled). */
+  steps?: { pemMs: number; dataMs: number; verifiedMs: number; renamedMs: number };
   /** Whether the broker was told to reload (true), failed to (false), or was not due (null). */
   reloaded: boolean | null;
   reloadError?: string;
@@ -295,7 +297,8 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     onFile.catch(() => undefined); // awaited below
     const buffer = takePemBuffer(crlPemByteLength(crl.der.length));
     try {
-      return await writePem(crl, await crlDerToPemBytesAsync(crl.der, buffer), onFile, started);
+      const pem = await crlDerToPemBytesAsync(crl.der, buffer);
+      return await writePem(crl, pem, onFile, started, performance.now() - started);
     } finally {
       pemSpare = buffer;
     }
@@ -306,7 +309,10 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     pem: Buffer,
     onFile: Promise<bigint | null>,
     started: number,
+    pemMs = 0,
   ): Promise<CrlFileSyncResult> {
+    let dataMs = 0;
+    let verifiedMs = 0;
     const current = await onFile;
     if (current !== null) return upToDate(crl.crlNumber, current);
     await fs.mkdirp(dir);
@@ -315,8 +321,10 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     staged.add(name);
     try {
       await fs.writeNewFileDurably(tmp, pem, mode);
+      dataMs = performance.now() - started;
       // Verified before it replaces the file (the verification ran while the PEM was made and written).
       if (typeof crl.verified === 'object') await crl.verified;
+      verifiedMs = performance.now() - started;
       // Someone else (another replica on a shared folder) may have put a newer one there meanwhile.
       const now = await notOlderOnFile(crl.crlNumber);
       if (now !== null) {
@@ -337,6 +345,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     // revocations' pending marks) waits for it, so a power loss before it leaves the previous file
     // (valid) and the revocations pending, as a crash before the rename does.
     const reloading = reload(); // never rejects
+    const renamedMs = performance.now() - started;
     crl.onInPlace?.();
     try {
       await fs.fsyncDir(dir);
@@ -346,7 +355,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     }
     const identity = await fs.identity(deps.path);
     if (identity !== null) cached = { identity, number: crl.crlNumber };
-    const written = { file: 'written', fileNumber: crl.crlNumber, bytes: pem.length, writeMs: performance.now() - started } as const;
+    const written = { file: 'written', fileNumber: crl.crlNumber, bytes: pem.length, writeMs: performance.now() - started, steps: { pemMs, dataMs, verifiedMs, renamedMs } } as const;
     if (crl.deferReload) return { ...written, reloaded: null, reloading };
     return { ...written, ...(await reloading) };
   }
