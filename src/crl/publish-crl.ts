@@ -7,8 +7,8 @@
  *             carried over from the CRL linted last are compared with it, not linted again
  *   4 sign    with the CA key: only what passed the lint
  *   5 verify  parse it back and verify it with the CA public key (verify-crl.ts)
- *   7 file    the file variant, atomically, as soon as it is verified (crl-file-sync.ts), while the
- *             served variant goes through 2-5: BEFORE the commit, see below
+ *   7 file    the file variant, atomically, as soon as it is verified (crl-file-sync.ts); only once
+ *             it is renamed into place does the served variant go through 2-5: BEFORE the commit, see below
  *   6 store   both in crl_state, in the transaction that holds the row lock (the Storage port)
  *   8 reload  the broker (crl-file-sync.ts → broker/broker-reloader.ts): signalled right after the
  *             file's rename, awaited after the commit (the row lock is not held meanwhile)
@@ -25,7 +25,7 @@
  * newly revoked, for the session step and any other consumer.
  *
  * File before commit (the one decision on ordering): the broker's file is written as soon as
- * its variant is verified, while the served variant is made and the database stores the CRL (tens of MB at a million
+ * its variant is verified; the served variant is made once it is in place, and the database stores the CRL (tens of MB at a million
  * entries), and the transaction ends only once the write settled. A revocation so reaches the
  * broker without waiting for the store. If the store then fails, the file holds a number the
  * database does not: harmless, the next publication numbers above the file's (its number is a
