@@ -96,7 +96,8 @@ export function bindMessageChunks(config: Parameters<PgConnection['bind']>[0]): 
       flush();
       chunks.push(v); // as it is: no copy
     } else {
-      const text = Buffer.from(String(v), 'utf8');
+      // node-pg's valueMapper (prepareValue) gives text for everything but null and binary.
+      const text = Buffer.from(typeof v === 'string' ? v : String(v as number | bigint | boolean), 'utf8');
       int32(text.length);
       bytes(text);
     }
