@@ -11,12 +11,13 @@
  */
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { createRevokedEntriesEncoder, entriesWithoutExtensions, revokedList, type RevokedEntry, type SortedEntries } from '../src/crl/build-crl.ts';
+import { createRevokedEntriesEncoder, entriesWithoutExtensions, prepareCrl, revokedList, type RevokedEntry, type SortedEntries } from '../src/crl/build-crl.ts';
 import { fileEntriesOf, fileSpaceOf, mergeEntries, mergeFileEntries, noEntries, retentionEnded, spaceOf, type FileSpace, type MergeSpace } from '../src/crl/incremental-entries.ts';
 import { createPublishCrl, crlAuthorityFor, CRL_INCREMENTAL_MISMATCH_ALERT, loadStoredFileCrl, type PublishCrlResult } from '../src/crl/publish-crl.ts';
 import { DAY_MS, createManualClock } from '../src/domain/clock.ts';
 import { crlPemToDer, verifyCrl } from '../src/crl/verify-crl.ts';
 import { crlEntries } from '../src/crl/crl-entries.ts';
+import type { CrlFileSync, CrlForFile } from '../src/crl/crl-file-sync.ts';
 import { createStorage } from '../src/storage/repositories.ts';
 import { markRevoked } from '../src/storage/repos/certificates-repo.ts';
 import { createTestDatabase, DRIVERS, type TestDatabase } from './support/databases.ts';
@@ -208,6 +209,32 @@ describe.each(DRIVERS)('incremental CRL publication on %s', (kind) => {
       expect(after.build.mode).toBe('full');
       last = after.crlNumber;
     }
+  });
+
+  it('the served variant is built only once the broker file is in place (its build cannot hold up the file)', async () => {
+    const clock = createManualClock(t.clock.now());
+    const steps: string[] = [];
+    // A file stage that takes a while after the verification (a slow disk): the served variant must wait for it.
+    const file = {
+      claimedNumber: async () => null,
+      sync: async (crl: CrlForFile) => {
+        steps.push('file write');
+        if (typeof crl.verified === 'object') await crl.verified;
+        await new Promise((resolve) => setTimeout(resolve, 30));
+        steps.push('file in place');
+        crl.onInPlace?.();
+        return { file: 'written' as const, fileNumber: crl.crlNumber, reloaded: null };
+      },
+    } as unknown as CrlFileSync;
+    const prepare: typeof prepareCrl = (input, space) => {
+      steps.push(input.distributionPointUrl ? 'served build' : 'file build');
+      return prepareCrl(input, space);
+    };
+    const publish = createPublishCrl({ storage: storage(), clock, authority: authority(), settings: settings(3_600_000), file, prepare });
+    await revoke((await issue()).id, 'keyCompromise');
+    const crl = published(await publish({ incremental: true }));
+    expect(steps).toEqual(['file build', 'file write', 'file in place', 'served build']);
+    expect(entriesOf(crl.der).entryCount).toBe(1);
   });
 
   it('consecutive incremental publications: the file list is merged from the previous one each time, both variants equal a full read', async () => {

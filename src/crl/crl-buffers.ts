@@ -15,6 +15,7 @@
  * Whoever needs a CRL's bytes beyond that (an API result held by a caller) copies them while the
  * lease is `intact`, or makes them another way (publish-crl.ts: PublishedCrl.fileDer).
  */
+import { sharedBuffer } from '../support/crl-thread.ts';
 
 export interface CrlBufferLease {
   /** At least the bytes asked for (the buffer may be larger: use a view of it). */
@@ -49,7 +50,8 @@ export function createCrlBufferPool(): CrlBufferPool {
   let allocated = 0;
   const make = (bytes: number) => {
     allocated++;
-    return Buffer.allocUnsafeSlow(Math.ceil(bytes * GROWTH) + 4096);
+    // Shared memory: the CRL thread checks the signature of a large CRL built here without a copy (support/crl-thread.ts).
+    return sharedBuffer(Math.ceil(bytes * GROWTH) + 4096);
   };
   return {
     get allocated() {

@@ -14,9 +14,10 @@ import { promisify } from 'node:util';
 import { basename, dirname, join } from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../domain/clock.ts';
-import { crlDerToPemBytes, crlPemByteLength, crlPemToDer, peekCrlNumber, verifyCrl } from './verify-crl.ts';
+import { crlDerToPemBytesAsync, crlPemByteLength, crlPemToDer, peekCrlNumber, verifyCrl } from './verify-crl.ts';
 import type { BrokerReloader } from '../broker/broker-reloader.ts';
 import { tempPathFor } from '../support/atomic-file.ts';
+import { sharedBuffer } from '../support/crl-thread.ts';
 import type { Logger } from '../support/logger.ts';
 import { unlessMissing } from '../support/missing-file.ts';
 
@@ -139,6 +140,12 @@ export interface CrlForFile {
    * (its outcome is `reloading`): the publication's transaction waits for the file, not the broker.
    */
   deferReload?: boolean;
+  /**
+   * Called once the new file is renamed into place and the broker signalled (in that same turn),
+   * before the folder's fsync: the publication starts its served variant only then, so none of
+   * its work delays the broker's file. Not called when nothing is written (up to date, failure).
+   */
+  onInPlace?: () => void;
 }
 
 export interface CrlFileSyncResult {
@@ -147,6 +154,8 @@ export interface CrlFileSyncResult {
   fileNumber: bigint | null;
   bytes?: number;
   writeMs?: number;
+  /** Where writeMs went (ms from the write's start): PEM made, data written and fsynced, verification awaited, renamed (the broker signalled). */
+  steps?: { pemMs: number; dataMs: number; verifiedMs: number; renamedMs: number };
   /** Whether the broker was told to reload (true), failed to (false), or was not due (null). */
   reloaded: boolean | null;
   reloadError?: string;
@@ -269,14 +278,16 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
   const takePemBuffer = (size: number): Buffer => {
     const spare = pemSpare;
     pemSpare = null;
-    return spare && spare.length >= size ? spare : Buffer.allocUnsafeSlow(Math.ceil(size * 1.1));
+    // In shared memory: the CRL thread encodes part of a large CRL's PEM into it (support/crl-thread.ts).
+    return spare && spare.length >= size ? spare : sharedBuffer(Math.ceil(size * 1.1));
   };
 
-  async function write(crl: { crlNumber: bigint; der: Uint8Array; verified?: boolean | Promise<unknown>; deferReload?: boolean }): Promise<CrlFileSyncResult> {
+  async function write(crl: { crlNumber: bigint; der: Uint8Array; verified?: boolean | Promise<unknown>; deferReload?: boolean; onInPlace?: () => void }): Promise<CrlFileSyncResult> {
     const started = performance.now();
     // Nothing reaches the broker unchecked: a CRL that was not just verified by its publication
-    // (one loaded from the database) is verified here. Verified and encoded before the first
-    // await, so the publisher's next CPU work does not delay the write.
+    // (one loaded from the database) is verified here. Verified and encoded right away (a large
+    // CRL's PEM partly by the CRL thread at the same time, support/crl-thread.ts); the publisher
+    // starts its next CPU work (the served variant) only once this file is in place.
     if (!crl.verified) {
       const verified = verifyCrl(crl.der, { caPublicKey: deps.caPublicKey, issuerNameDer: deps.issuerNameDer, now: deps.clock.now() });
       if (verified.crlNumber !== crl.crlNumber) throw new Error(`CRL number ${verified.crlNumber} differs from the expected ${crl.crlNumber}`);
@@ -286,18 +297,22 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     onFile.catch(() => undefined); // awaited below
     const buffer = takePemBuffer(crlPemByteLength(crl.der.length));
     try {
-      return await writePem(crl, crlDerToPemBytes(crl.der, buffer), onFile, started);
+      const pem = await crlDerToPemBytesAsync(crl.der, buffer);
+      return await writePem(crl, pem, onFile, started, performance.now() - started);
     } finally {
       pemSpare = buffer;
     }
   }
 
   async function writePem(
-    crl: { crlNumber: bigint; verified?: boolean | Promise<unknown>; deferReload?: boolean },
+    crl: { crlNumber: bigint; verified?: boolean | Promise<unknown>; deferReload?: boolean; onInPlace?: () => void },
     pem: Buffer,
     onFile: Promise<bigint | null>,
     started: number,
+    pemMs = 0,
   ): Promise<CrlFileSyncResult> {
+    let dataMs = 0;
+    let verifiedMs = 0;
     const current = await onFile;
     if (current !== null) return upToDate(crl.crlNumber, current);
     await fs.mkdirp(dir);
@@ -306,8 +321,10 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     staged.add(name);
     try {
       await fs.writeNewFileDurably(tmp, pem, mode);
+      dataMs = performance.now() - started;
       // Verified before it replaces the file (the verification ran while the PEM was made and written).
       if (typeof crl.verified === 'object') await crl.verified;
+      verifiedMs = performance.now() - started;
       // Someone else (another replica on a shared folder) may have put a newer one there meanwhile.
       const now = await notOlderOnFile(crl.crlNumber);
       if (now !== null) {
@@ -328,6 +345,8 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     // revocations' pending marks) waits for it, so a power loss before it leaves the previous file
     // (valid) and the revocations pending, as a crash before the rename does.
     const reloading = reload(); // never rejects
+    const renamedMs = performance.now() - started;
+    crl.onInPlace?.();
     try {
       await fs.fsyncDir(dir);
     } catch (error) {
@@ -336,7 +355,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     }
     const identity = await fs.identity(deps.path);
     if (identity !== null) cached = { identity, number: crl.crlNumber };
-    const written = { file: 'written', fileNumber: crl.crlNumber, bytes: pem.length, writeMs: performance.now() - started } as const;
+    const written = { file: 'written', fileNumber: crl.crlNumber, bytes: pem.length, writeMs: performance.now() - started, steps: { pemMs, dataMs, verifiedMs, renamedMs } } as const;
     if (crl.deferReload) return { ...written, reloaded: null, reloading };
     return { ...written, ...(await reloading) };
   }
@@ -375,7 +394,7 @@ export function createCrlFileSync(deps: CrlFileSyncDeps): CrlFileSync {
     },
     async sync(crl) {
       // In hand: verified and encoded right away, before anything else can run (write checks the file's number).
-      if (crl.der) return write({ crlNumber: crl.crlNumber, der: crl.der, verified: crl.verified, deferReload: crl.deferReload });
+      if (crl.der) return write({ crlNumber: crl.crlNumber, der: crl.der, verified: crl.verified, deferReload: crl.deferReload, onInPlace: crl.onInPlace });
       const current = await notOlderOnFile(crl.crlNumber);
       if (current !== null) return upToDate(crl.crlNumber, current);
       const der = (await crl.load?.()) ?? null;

@@ -308,6 +308,9 @@ export function createCrlPublisher(deps: CrlPublisherDeps): CrlPublisher {
           verify_ms: Math.round(crl.timings.verifyMs),
           store_ms: Math.round(crl.timings.storeMs),
           file_ms: file?.writeMs !== undefined ? Math.round(file.writeMs) : null,
+          ...(file?.steps
+            ? { file_pem_ms: Math.round(file.steps.pemMs), file_data_ms: Math.round(file.steps.dataMs), file_verified_ms: Math.round(file.steps.verifiedMs), file_renamed_ms: Math.round(file.steps.renamedMs) }
+            : {}),
           file: file?.file ?? null,
           this_update: crl.thisUpdate.toISOString(),
           next_update: crl.nextUpdate.toISOString(),

@@ -7,8 +7,8 @@
  *             carried over from the CRL linted last are compared with it, not linted again
  *   4 sign    with the CA key: only what passed the lint
  *   5 verify  parse it back and verify it with the CA public key (verify-crl.ts)
- *   7 file    the file variant, atomically, as soon as it is verified (crl-file-sync.ts), while the
- *             served variant goes through 2-5: BEFORE the commit, see below
+ *   7 file    the file variant, atomically, as soon as it is verified (crl-file-sync.ts); only once
+ *             it is renamed into place does the served variant go through 2-5: BEFORE the commit, see below
  *   6 store   both in crl_state, in the transaction that holds the row lock (the Storage port)
  *   8 reload  the broker (crl-file-sync.ts → broker/broker-reloader.ts): signalled right after the
  *             file's rename, awaited after the commit (the row lock is not held meanwhile)
@@ -25,14 +25,15 @@
  * newly revoked, for the session step and any other consumer.
  *
  * File before commit (the one decision on ordering): the broker's file is written as soon as
- * its variant is verified, while the served variant is made and the database stores the CRL (tens of MB at a million
+ * its variant is verified; the served variant is made once it is in place, and the database stores the CRL (tens of MB at a million
  * entries), and the transaction ends only once the write settled. A revocation so reaches the
  * broker without waiting for the store. If the store then fails, the file holds a number the
  * database does not: harmless, the next publication numbers above the file's (its number is a
  * floor, `minNumber`) and the revocations stay pending until stored. A crash at any point leaves
  * the previous file or the new one, both valid (test/crl-publish.test.ts, test/crl-crash.test.ts).
  */
-import { webcrypto, type KeyObject } from 'node:crypto';
+import { createHash, webcrypto, type KeyObject } from 'node:crypto';
+import { inThreadPool } from '../support/crypto-pool.ts';
 import type { Counter } from 'prom-client';
 import type { RevokedEntriesScope, StoredCrlInfo, Storage } from '../app/storage-ports.ts';
 import { SYSTEM_TENANT, type AlertType } from '../domain/alert.ts';
@@ -426,8 +427,11 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       const fileVerifyStarted = performance.now();
       const fileVerified = fileUnverified.verifying.then(() => performance.now() - fileVerifyStarted);
       fileVerified.catch(() => undefined);
+      // Resolved once the file is renamed into place (the broker signalled): the served variant starts then.
+      let fileInPlace!: () => void;
+      const inPlace = new Promise<void>((resolve) => (fileInPlace = resolve));
       const fileWrite: Promise<FileOutcome> = deps.file
-        ? deps.file.sync({ crlNumber, der: fileDer, verified: fileVerified, deferReload: true }).then(
+        ? deps.file.sync({ crlNumber, der: fileDer, verified: fileVerified, deferReload: true, onInPlace: fileInPlace }).then(
             (result) => {
               if (result.reloading) reloadAfterFailure = result.reloading;
               return { result, atMs: performance.now() - started };
@@ -443,18 +447,21 @@ export function createPublishCrl(deps: PublishCrlDeps) {
       let fileSigned: { signMs: number; lintMs: number; verifyMs: number };
       try {
         fileSigned = { signMs: fileUnverified.signMs, lintMs: fileUnverified.lintMs, verifyMs: await fileVerified };
-        // One turn of the event loop first: the file's own wait for this verification was queued
-        // after this one, so without it the served variant's build and lint (synchronous, several
-        // ms at 100k entries) would run before the file is renamed into place. With it, a file
-        // already written is renamed (and its folder's fsync sent to the thread pool) first.
-        await new Promise((resolve) => setImmediate(resolve));
+        // The served variant only once the file is in place (renamed, the broker signalled) or its
+        // write settled otherwise (nothing to write, a failure: the store does not happen then
+        // either). Its build, lint, CA signature and verification are synchronous blocks on this
+        // thread (over 100 ms at a million entries) that the file's write, fsync and rename would
+        // otherwise wait behind, each of their thread-pool callbacks needing a turn of this
+        // thread: the revocation reaches the broker first, the served CRL and the store follow.
+        await Promise.race([inPlace, fileWrite]);
         // The served variant keeps the entries' reason codes: its own lint (carried runs against the served CRL linted before).
         servedSigned = await signedVariant(variant, { ...fields, distributionPointUrl: settings.distributionPointUrl }, { ...lintOptions, carried, offsets });
         der = servedSigned.der;
         verified = performance.now();
         // 6 store (the file write above goes on meanwhile; the transaction ends only once it settled)
-        // In the thread pool (WebCrypto's digest): the main thread stays free for the file write's steps meanwhile.
-        sha256 = Buffer.from(await webcrypto.subtle.digest('SHA-256', der)).toString('hex');
+        // In the thread pool (WebCrypto's digest) up to 32 MiB; above, WebCrypto's copy of the input
+        // (a fresh mmap: its page faults) costs this thread more than hashing in place (crypto-pool.ts).
+        sha256 = inThreadPool(der.length) ? Buffer.from(await webcrypto.subtle.digest('SHA-256', der)).toString('hex') : createHash('sha256').update(der).digest('hex');
         saved = await repos.crl.saveCrl(authority.issuerKeyId, {
           crlNumber,
           thisUpdate,

@@ -19,7 +19,8 @@ import {
 } from '../domain/der.ts';
 import { SIGNATURE_ALGORITHMS } from '../pki/crl-signer.ts';
 import { inThreadPool } from '../support/crypto-pool.ts';
-import { PemError, pemBlocks, pemByteLength, pemBytes } from '../pki/pem.ts';
+import { CRL_THREAD_MIN_BYTES, pemLinesInCrlThread, shared, verifyInCrlThread } from '../support/crl-thread.ts';
+import { PemError, pemBlocks, pemByteLength, pemBytes, pemBytesSplit } from '../pki/pem.ts';
 
 export type CrlVerificationErrorCode =
   | 'MALFORMED'
@@ -47,6 +48,8 @@ export interface VerifyCrlOptions {
   caPublicKey: KeyObject;
   /** verifyCrlAsync: the largest TBS checked in libuv's pool (default support/crypto-pool.ts's; lowered by its test). */
   threadPoolMaxBytes?: number;
+  /** verifyCrlAsync: the smallest TBS in shared memory checked in the CRL thread (default support/crl-thread.ts's; lowered by its test). */
+  crlThreadMinBytes?: number;
   now: Date;
   /** The last published CRL number: the new one must be strictly greater. */
   previousNumber?: bigint;
@@ -112,6 +115,13 @@ function checkSignature(signed: SignedPart): void {
  */
 export function verifyCrlAsync(der: Uint8Array, options: VerifyCrlOptions): Promise<VerifiedCrl> {
   const { verified, signed } = checked(der, options);
+  // A large CRL in shared memory (the broker file's, publish-crl.ts): in the CRL thread, without a copy (support/crl-thread.ts).
+  if (signed.data.length >= (options.crlThreadMinBytes ?? CRL_THREAD_MIN_BYTES) && shared(signed.data)) {
+    return verifyInCrlThread(signed.hash, signed.data, signed.key.key, signed.signature).then((ok) => {
+      if (!ok) throw badSignature();
+      return verified;
+    });
+  }
   // Above the pool's copy limit, checked here: less of the calling thread than the pool's copy (support/crypto-pool.ts).
   if (!inThreadPool(signed.data.length, options.threadPoolMaxBytes)) {
     return new Promise((resolve) => {
@@ -295,6 +305,18 @@ export function crlDerToPem(der: Uint8Array): string {
 /** crlDerToPem as bytes (a 45 MB CRL becomes 61 MB of PEM without a string per line). */
 export function crlDerToPemBytes(der: Uint8Array, out?: Buffer): Buffer {
   return pemBytes(PEM_LABEL, der, out);
+}
+
+/** Share of a large CRL's PEM lines the CRL thread encodes, after its signature check (about a third of the PEM's time). */
+const CRL_THREAD_PEM_SHARE = 1 / 3;
+
+/**
+ * crlDerToPemBytes; for a large CRL in shared memory (and `out` too) part of the lines are
+ * encoded by the CRL thread meanwhile (support/crl-thread.ts). The same bytes.
+ */
+export function crlDerToPemBytesAsync(der: Uint8Array, out: Buffer): Promise<Buffer> {
+  if (der.length < CRL_THREAD_MIN_BYTES || !shared(der) || !shared(out)) return Promise.resolve(crlDerToPemBytes(der, out));
+  return pemBytesSplit(PEM_LABEL, der, out, CRL_THREAD_PEM_SHARE, (part, outStart) => pemLinesInCrlThread(part, out, outStart));
 }
 
 /** Bytes of crlDerToPemBytes' result for `derLength` bytes of DER (the size of a reusable `out`). */

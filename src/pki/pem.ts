@@ -26,11 +26,14 @@ export function pemBytes(label: string, der: Uint8Array, out?: Buffer): Buffer {
   const size = pemByteLength(label, der.length);
   const target = out ?? Buffer.allocUnsafe(size);
   if (target.length < size) throw new RangeError(`PEM output buffer too small: ${target.length} < ${size}`);
-  let o = target.write(`-----BEGIN ${label}-----\n`, 0, 'latin1');
-  const n = der.length;
-  const whole = n - (n % 48);
+  const o = pemLines(der, 0, der.length - (der.length % 48), target, target.write(`-----BEGIN ${label}-----\n`, 0, 'latin1'));
+  return pemEnd(label, der, target, o);
+}
+
+/** The lines of der[from, to) (whole 48-byte groups) into target from `o`; returns the end. */
+function pemLines(der: Uint8Array, from: number, to: number, target: Buffer, o: number): number {
   const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
-  for (let i = 0; i < whole; i += 48) {
+  for (let i = from; i < to; i += 48) {
     for (let k = i; k < i + 48; k += 3) {
       const v = (der[k]! << 16) | (der[k + 1]! << 8) | der[k + 2]!;
       view.setUint32(o, PAIRS[v >>> 12]! | (PAIRS[v & 4095]! << 16), true);
@@ -38,12 +41,39 @@ export function pemBytes(label: string, der: Uint8Array, out?: Buffer): Buffer {
     }
     target[o++] = 0x0a;
   }
+  return o;
+}
+
+/** The last (partial) line and the END line, from `o`; returns the PEM. */
+function pemEnd(label: string, der: Uint8Array, target: Buffer, o: number): Buffer {
+  const n = der.length;
+  const whole = n - (n % 48);
   if (whole < n) {
     o += target.write(Buffer.from(der.buffer, der.byteOffset + whole, n - whole).toString('base64'), o, 'latin1');
     target[o++] = 0x0a;
   }
   o += target.write(`-----END ${label}-----\n`, o, 'latin1');
   return target.subarray(0, o);
+}
+
+/**
+ * pemBytes with the last `share` of the whole lines encoded elsewhere at the same time (another
+ * thread, over shared memory: `encodeLines` gets those DER bytes and where their lines go in
+ * `out`, and resolves with where they end). The same bytes as pemBytes.
+ */
+export async function pemBytesSplit(label: string, der: Uint8Array, out: Buffer, share: number, encodeLines: (der: Uint8Array, outStart: number) => Promise<number>): Promise<Buffer> {
+  const size = pemByteLength(label, der.length);
+  if (out.length < size) throw new RangeError(`PEM output buffer too small: ${out.length} < ${size}`);
+  const lines = Math.floor(der.length / 48);
+  const elsewhere = Math.min(lines, Math.max(0, Math.floor(lines * share)));
+  const mine = lines - elsewhere;
+  const head = out.write(`-----BEGIN ${label}-----\n`, 0, 'latin1');
+  const theirs = encodeLines(der.subarray(mine * 48, lines * 48), head + mine * 65);
+  theirs.catch(() => undefined); // awaited below
+  const o = pemLines(der, 0, mine * 48, out, head);
+  const end = await theirs;
+  if (end !== o + elsewhere * 65) throw new Error(`PEM lines elsewhere ended at ${end}, expected ${o + elsewhere * 65}`);
+  return pemEnd(label, der, out, end);
 }
 
 /** A PEM block whose body is not base64 (RFC 7468), or that has no END line. */

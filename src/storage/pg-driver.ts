@@ -21,7 +21,11 @@ export function createPgDriver(connectionString: string, options: { max?: number
         await client.query(prelude ? `BEGIN; ${prelude}` : 'BEGIN');
         const result = await fn(queryableFrom(
           (sql, params, options) =>
-            options?.prepared ? client.query({ name: options.prepared, text: sql, values: params as unknown[] }) : client.query(sql, params as unknown[]),
+            options?.prepared
+              ? client.query({ name: options.prepared, text: sql, values: params as unknown[] })
+              : hasLargeBuffer(params)
+                ? queryWithLargeParams(client, sql, params as unknown[])
+                : client.query(sql, params as unknown[]),
           (sql) => client.query(sql),
           (sql, params, onRow) => streamRows(client, sql, params, onRow),
           (sql, onValue) => copyByteaRows(client, sql, onValue),
@@ -38,6 +42,99 @@ export function createPgDriver(connectionString: string, options: { max?: number
     close: () => pool.end(),
     listen: (channel, handlers) => listenWithReconnect(connectionString, channel, handlers),
   };
+}
+
+/**
+ * Buffer parameters from this size on are not copied into the Bind message. node-pg's serializer
+ * copies every parameter into one buffer grown for the message: for a CRL of tens of MB stored
+ * in crl_state (a million entries: 48 MB), a fresh allocation of that size (its page faults) and
+ * the copy, on the main thread, at every publication (the largest item of a 1M-entry
+ * publication's profile after the CRL's own hashes).
+ */
+export const LARGE_PARAM_BYTES = 1 << 20;
+
+const hasLargeBuffer = (params: readonly unknown[] | undefined): boolean => params !== undefined && params.some((p) => p instanceof Uint8Array && p.length >= LARGE_PARAM_BYTES);
+
+interface PgConnection {
+  stream: { writable: boolean; write(chunk: Uint8Array): boolean };
+  bind(config: { portal?: string; statement?: string; values?: unknown[]; binary?: boolean; valueMapper?: (value: unknown, index: number) => unknown }): void;
+}
+
+/**
+ * The Bind message (PostgreSQL's frontend/backend protocol: portal, statement, the parameters'
+ * format codes, each parameter as its length and bytes, the result format codes) as chunks: the
+ * small fields in one buffer between the binary parameters, each binary one as it is. Written to
+ * the socket as they are (node-pg corks it while it sends a query's messages: one writev).
+ */
+export function bindMessageChunks(config: Parameters<PgConnection['bind']>[0]): Uint8Array[] {
+  const values = (config.values ?? []).map((v, i) => (config.valueMapper ? config.valueMapper(v, i) : v));
+  const chunks: Uint8Array[] = [];
+  let small: number[] = [];
+  const flush = () => {
+    if (small.length) chunks.push(Buffer.from(small));
+    small = [];
+  };
+  const int16 = (n: number) => small.push((n >>> 8) & 0xff, n & 0xff);
+  const int32 = (n: number) => small.push((n >>> 24) & 0xff, (n >>> 16) & 0xff, (n >>> 8) & 0xff, n & 0xff);
+  const bytes = (b: Uint8Array) => {
+    for (const x of b) small.push(x);
+  };
+  const cstring = (text: string) => {
+    bytes(Buffer.from(text, 'utf8'));
+    small.push(0);
+  };
+  cstring(config.portal ?? '');
+  cstring(config.statement ?? '');
+  int16(values.length);
+  for (const v of values) int16(v instanceof Uint8Array ? 1 : 0);
+  int16(values.length);
+  for (const v of values) {
+    if (v === null || v === undefined) {
+      int32(-1);
+    } else if (v instanceof Uint8Array) {
+      int32(v.length);
+      flush();
+      chunks.push(v); // as it is: no copy
+    } else {
+      // node-pg's valueMapper (prepareValue) gives text for everything but null and binary.
+      const text = Buffer.from(typeof v === 'string' ? v : String(v as number | bigint | boolean), 'utf8');
+      int32(text.length);
+      bytes(text);
+    }
+  }
+  int16(1);
+  int16(config.binary ? 1 : 0);
+  flush();
+  let length = 4;
+  for (const c of chunks) length += c.length;
+  const header = Buffer.alloc(5);
+  header[0] = 0x42; // 'B'
+  header.writeInt32BE(length, 1);
+  return [header, ...chunks];
+}
+
+/** A pg.Query whose Bind message is written as bindMessageChunks (no copy of its large parameters). */
+class LargeParamQuery extends (pg.Query as unknown as new (config: pg.QueryConfig & { callback?: (error: Error | null, result: pg.QueryResult) => void }) => pg.Query) {
+  prepare(connection: PgConnection): void {
+    const own = Object.prototype.hasOwnProperty.call(connection, 'bind');
+    const original = connection.bind;
+    connection.bind = (config) => {
+      if (!connection.stream.writable) return;
+      for (const chunk of bindMessageChunks(config)) connection.stream.write(chunk);
+    };
+    try {
+      (pg.Query.prototype as unknown as { prepare(connection: PgConnection): void }).prepare.call(this, connection);
+    } finally {
+      if (own) connection.bind = original;
+      else delete (connection as Partial<PgConnection>).bind;
+    }
+  }
+}
+
+function queryWithLargeParams(client: pg.PoolClient, text: string, values: unknown[]): Promise<pg.QueryResult> {
+  return new Promise((resolve, reject) => {
+    client.query(new LargeParamQuery({ text, values, callback: (error, result) => (error ? reject(error) : resolve(result)) }));
+  });
 }
 
 /**
