@@ -128,11 +128,11 @@ export function createBrokerTrustFiles(deps: BrokerTrustFilesDeps): BrokerTrustF
   const reloadBroker = async () => {
     // A link that cannot be made does not hold back the reload: the links in place point at the
     // new CRL file too. The failure is raised after it (a CRL file sync retries the reload, and so the links).
-    let linkError: unknown = null;
-    await syncLinks().catch((error: unknown) => {
-      linkError = error;
-      logger.error({ event: 'broker_crl_hash_links_failed', dir: hashDir, err: (error as Error).message }, 'could not update the broker CRL hash folder');
-    });
+    const linkError = await syncLinks().then(
+      () => null,
+      (error: unknown) => (error instanceof Error ? error : new Error(String(error))),
+    );
+    if (linkError) logger.error({ event: 'broker_crl_hash_links_failed', dir: hashDir, err: linkError.message }, 'could not update the broker CRL hash folder');
     if (reloader.configured) await reloader.reload();
     if (linkError) throw linkError;
   };
