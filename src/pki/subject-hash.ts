@@ -106,7 +106,12 @@ function subjectOf(der: Uint8Array): Tlv {
 
 /** `openssl x509 -hash` of a DER certificate: 8 lower-case hex digits. */
 export function subjectHash(certDer: Uint8Array): string {
-  const md = createHash('sha1').update(canonicalName(certDer, subjectOf(certDer))).digest();
+  return nameHash(certDer, subjectOf(certDer));
+}
+
+/** OpenSSL's X509_NAME_hash of a Name inside `der`: the first 4 bytes of SHA-1 over its canonical form, little-endian, 8 hex digits. */
+function nameHash(der: Uint8Array, name: Tlv): string {
+  const md = createHash('sha1').update(canonicalName(der, name)).digest();
   return ((md[0]! | (md[1]! << 8) | (md[2]! << 16) | (md[3]! << 24)) >>> 0).toString(16).padStart(8, '0');
 }
 
@@ -120,6 +125,5 @@ export function crlIssuerHash(crlDer: Uint8Array): string {
   // signature, issuer
   const issuer = fields[offset + 1];
   if (!issuer) throw new Error('a CRL without an issuer');
-  const md = createHash('sha1').update(canonicalName(crlDer, issuer)).digest();
-  return ((md[0]! | (md[1]! << 8) | (md[2]! << 16) | (md[3]! << 24)) >>> 0).toString(16).padStart(8, '0');
+  return nameHash(crlDer, issuer);
 }

@@ -11,13 +11,11 @@
  *   to each (OTP 25, 100,000 entries: 0.10 s of CPU for the PEM, 0.14 s for the DER decode itself,
  *   per handshake; measured with public_key:pem_decode / der_decode on this machine).
  */
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { crlHashDirFor, syncCrlHashLinks } from '../crl-hash-links.ts';
 import { crlIssuerHash } from '../../pki/subject-hash.ts';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { crlDerToPem } from '../../crl/verify-crl.ts';
 import { writeFileAtomic } from '../../support/atomic-file.ts';
 import type { CheckedCrl } from './bundle-check.ts';
@@ -43,29 +41,9 @@ export function crlFileTarget(file: string, options: { hashDir?: string | null }
   };
 }
 
-const run = promisify(execFile);
-
-/** OpenSSL's subject hash of a CRL's issuer (`openssl crl -hash`): the name OTP's ssl_crl_hash_dir looks up. */
-async function issuerHash(pem: string): Promise<string> {
-  const child = run('openssl', ['crl', '-hash', '-noout'], { encoding: 'utf8' });
-  child.child.stdin?.end(pem);
-  const { stdout } = await child;
-  const hash = stdout.trim();
-  if (!/^[0-9a-f]{8}$/.test(hash)) throw new Error(`openssl crl -hash printed ${JSON.stringify(hash.slice(0, 40))}`);
-  return hash;
-}
-
 const isPem = (bytes: Buffer) => bytes.subarray(0, 64).toString('latin1').trimStart().startsWith('-----BEGIN');
 
 export function crlHashDirTarget(dir: string): CrlTarget {
-  // A CA's issuer name, and so its hash, never changes: `openssl` runs once per CA, not at every CRL
-  // (a process start is the slowest step of a write on a loaded host: 0.8 s measured at load 30).
-  const hashes = new Map<string, string>();
-  const hashOf = async (crl: CheckedCrl, pem: string) => {
-    let hash = hashes.get(crl.issuerKeyId);
-    if (hash === undefined) hashes.set(crl.issuerKeyId, (hash = await issuerHash(pem)));
-    return hash;
-  };
   return {
     description: `CRL hash directory ${dir}`,
     async read() {
@@ -77,7 +55,7 @@ export function crlHashDirTarget(dir: string): CrlTarget {
     },
     async write(crls) {
       for (const crl of crls) {
-        await writeFileAtomic(path.join(dir, `${await hashOf(crl, crlDerToPem(crl.der))}.r0`), crl.der, 0o644);
+        await writeFileAtomic(path.join(dir, `${crlIssuerHash(crl.der)}.r0`), crl.der, 0o644);
       }
     },
   };
