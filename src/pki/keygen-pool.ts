@@ -5,27 +5,13 @@
  * Queued jobs are served round-robin across tenants. EC P-256 generation takes well under
  * a millisecond and stays inline.
  */
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { KeygenReply, KeygenRequest } from './keygen-worker.ts';
+import { moduleWorkerUrl, startModuleWorker } from '../support/module-worker.ts';
 
-/**
- * The worker module beside this one: keygen-worker.js once compiled to dist/, started as it is.
- * From the sources (tests, `node --import tsx`) it is keygen-worker.ts, which the worker thread
- * loads through tsx's in-thread require hook (Node 20 runs no loader hooks in worker threads):
- * the two lines below are that loader, the worker's code is the module.
- */
-const WORKER_URL = new URL(import.meta.url.endsWith('.ts') ? './keygen-worker.ts' : './keygen-worker.js', import.meta.url);
-const TS_BOOTSTRAP = `const { workerData } = require('node:worker_threads');
-require(workerData.tsxCjsApi).require(workerData.workerPath, workerData.workerPath);`;
-
-function startWorker(): Worker {
-  if (!WORKER_URL.pathname.endsWith('.ts')) return new Worker(WORKER_URL);
-  const workerPath = fileURLToPath(WORKER_URL);
-  const tsxCjsApi = createRequire(import.meta.url).resolve('tsx/cjs/api');
-  return new Worker(TS_BOOTSTRAP, { eval: true, workerData: { tsxCjsApi, workerPath } });
-}
+/** The worker module beside this one (support/module-worker.ts: keygen-worker.js in dist/, .ts from the sources). */
+const WORKER_URL = moduleWorkerUrl('keygen-worker', import.meta.url);
+const startWorker = (): Worker => startModuleWorker(WORKER_URL);
 
 export interface RsaKeyPair {
   spkiDer: Buffer;

@@ -30,8 +30,8 @@ export function pemBytes(label: string, der: Uint8Array, out?: Buffer): Buffer {
   return pemEnd(label, der, target, o);
 }
 
-/** The lines of der[from, to) (whole 48-byte groups) into target from `o`; returns the end. */
-function pemLines(der: Uint8Array, from: number, to: number, target: Buffer, o: number): number {
+/** The lines of der[from, to) (whole 48-byte groups) into target from `o`; returns the end. Also the CRL thread's share of a PEM (support/crl-thread-worker.ts). */
+export function pemLines(der: Uint8Array, from: number, to: number, target: Buffer, o: number): number {
   const view = new DataView(target.buffer, target.byteOffset, target.byteLength);
   for (let i = from; i < to; i += 48) {
     for (let k = i; k < i + 48; k += 3) {

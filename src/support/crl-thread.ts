@@ -12,7 +12,9 @@
  * it: `shared(bytes)` says whether they are.
  */
 import type { KeyObject } from 'node:crypto';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import type { CrlThreadJob, CrlThreadReply } from './crl-thread-worker.ts';
+import { moduleWorkerUrl, startModuleWorker } from './module-worker.ts';
 
 /** Below this, a job's message round trip and the other core's wake-up cost more than they save. */
 export const CRL_THREAD_MIN_BYTES = 8 * 1024 * 1024;
@@ -22,47 +24,12 @@ export const shared = (bytes: Uint8Array): boolean => typeof SharedArrayBuffer !
 /** A Buffer of `size` bytes in shared memory (zero-filled), usable by the worker without a copy. */
 export const sharedBuffer = (size: number): Buffer => Buffer.from(new SharedArrayBuffer(size));
 
-/**
- * The worker's code (CommonJS, evaluated: no file of its own to bundle or resolve). Its PEM lines
- * are the ones src/pki/pem.ts writes (64 characters, '\n'); test/crl-thread.test.ts compares them.
- */
-const WORKER_SOURCE = `
-const { parentPort } = require('node:worker_threads');
-const { verify } = require('node:crypto');
-const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-const PAIRS = new Uint16Array(4096);
-for (let i = 0; i < 4096; i++) PAIRS[i] = B64.charCodeAt(i >> 6) | (B64.charCodeAt(i & 63) << 8);
-parentPort.on('message', (job) => {
-  try {
-    if (job.op === 'verify') {
-      const data = new Uint8Array(job.buffer, job.dataStart, job.dataEnd - job.dataStart);
-      let ok = false;
-      try { ok = verify(job.hash, data, { key: job.key, dsaEncoding: 'der' }, job.signature); } catch { ok = false; }
-      parentPort.postMessage({ id: job.id, ok });
-    } else if (job.op === 'pem') {
-      const der = new Uint8Array(job.der, job.derStart, job.derEnd - job.derStart);
-      const out = new DataView(job.out);
-      const bytes = new Uint8Array(job.out);
-      let o = job.outStart;
-      const n = der.length;
-      if (n % 48 !== 0) throw new Error('PEM lines of whole 48-byte groups only');
-      for (let i = 0; i < n; i += 48) {
-        for (let k = i; k < i + 48; k += 3) {
-          const v = (der[k] << 16) | (der[k + 1] << 8) | der[k + 2];
-          out.setUint32(o, PAIRS[v >>> 12] | (PAIRS[v & 4095] << 16), true);
-          o += 4;
-        }
-        bytes[o++] = 0x0a;
-      }
-      parentPort.postMessage({ id: job.id, ok: true, end: o });
-    }
-  } catch (error) {
-    parentPort.postMessage({ id: job.id, error: String(error && error.message || error) });
-  }
-});
-`;
+const WORKER_URL = moduleWorkerUrl('crl-thread-worker', import.meta.url);
 
-type Reply = { id: number; ok?: boolean; end?: number; error?: string };
+type Reply = CrlThreadReply;
+/** A job as run() takes it: the id is run()'s to give. */
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
+type Job = WithoutId<CrlThreadJob>;
 
 let worker: Worker | null = null;
 let nextId = 1;
@@ -77,7 +44,7 @@ function failAll(error: Error) {
 
 function theWorker(): Worker {
   if (worker) return worker;
-  const w = new Worker(WORKER_SOURCE, { eval: true, name: 'certfleet-crl' });
+  const w = startModuleWorker(WORKER_URL, { name: 'certfleet-crl' });
   w.unref();
   w.on('message', (reply: Reply) => {
     const job = pending.get(reply.id);
@@ -97,20 +64,20 @@ function theWorker(): Worker {
   return w;
 }
 
-function run(job: Record<string, unknown>): Promise<Reply> {
+function run(job: Job): Promise<Reply> {
   const w = theWorker();
   const id = nextId++;
   return new Promise<Reply>((resolve, reject) => {
     pending.set(id, { resolve, reject });
     w.ref();
-    w.postMessage({ ...job, id });
+    w.postMessage({ ...job, id } as CrlThreadJob);
   });
 }
 
 /** crypto.verify(hash, data, key) in the worker; `data` must be in shared memory. */
 export async function verifyInCrlThread(hash: string, data: Uint8Array, key: KeyObject, signature: Uint8Array): Promise<boolean> {
   if (!shared(data)) throw new Error('verifyInCrlThread: the data is not in shared memory');
-  const reply = await run({ op: 'verify', hash, buffer: data.buffer, dataStart: data.byteOffset, dataEnd: data.byteOffset + data.length, key, signature: Buffer.from(signature) });
+  const reply = await run({ op: 'verify', hash, buffer: data.buffer as SharedArrayBuffer, dataStart: data.byteOffset, dataEnd: data.byteOffset + data.length, key, signature: Buffer.from(signature) });
   return reply.ok === true;
 }
 
@@ -121,7 +88,7 @@ export async function verifyInCrlThread(hash: string, data: Uint8Array, key: Key
 export async function pemLinesInCrlThread(der: Uint8Array, out: Uint8Array, outStart: number): Promise<number> {
   if (!shared(der) || !shared(out)) throw new Error('pemLinesInCrlThread: the buffers are not in shared memory');
   if (outStart + (der.length / 48) * 65 > out.length) throw new RangeError('PEM output buffer too small');
-  const reply = await run({ op: 'pem', der: der.buffer, derStart: der.byteOffset, derEnd: der.byteOffset + der.length, out: out.buffer, outStart: out.byteOffset + outStart });
+  const reply = await run({ op: 'pem', der: der.buffer as SharedArrayBuffer, derStart: der.byteOffset, derEnd: der.byteOffset + der.length, out: out.buffer as SharedArrayBuffer, outStart: out.byteOffset + outStart });
   return (reply.end as number) - out.byteOffset;
 }
 
